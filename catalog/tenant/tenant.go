@@ -1,0 +1,141 @@
+// Package tenant is the domain model shared by every part of TCS: the Tenant
+// document, the change events carried on the stream, the rules that decide
+// whether a tenant is valid, and the error codes every edge maps to its wire.
+//
+// It imports only the standard library (plus golang.org/x/net/idna for
+// hostname normalisation) so that any package — including the client library
+// compute nodes link — can depend on it cheaply.
+package tenant
+
+import "time"
+
+// Status is the lifecycle state of a tenant.
+type Status string
+
+// Tenant statuses. Deleted is only ever set by a delete: a tombstone kept so
+// that replicas never resurrect the tenant from a stale event.
+const (
+	StatusActive    Status = "ACTIVE"
+	StatusSuspended Status = "SUSPENDED"
+	StatusDeleted   Status = "DELETED"
+)
+
+// ProductState says whether a tenant may use a product it has bought.
+type ProductState string
+
+// Product states.
+const (
+	ProductActive      ProductState = "ACTIVE"
+	ProductDeactivated ProductState = "DEACTIVATED"
+)
+
+// Product is one product a tenant has bought.
+type Product struct {
+	State   ProductState `json:"state"`
+	Users   int64        `json:"users"`
+	Edition string       `json:"edition,omitempty"`
+}
+
+// Database says where a tenant's data lives. SecretRef is a reference to the
+// credentials (an ARN or a vault path); TCS never stores or serves a secret.
+type Database struct {
+	Engine    string `json:"engine"`
+	Host      string `json:"host"`
+	Port      int    `json:"port"`
+	Name      string `json:"name"`
+	Region    string `json:"region,omitempty"`
+	SecretRef string `json:"secret_ref,omitempty"`
+}
+
+// Tenant is the whole configuration of one tenant: the document the catalog
+// stores, the stream carries and the lookup API serves.
+type Tenant struct {
+	ID        string             `json:"id"`
+	Hostnames []string           `json:"hostnames"`
+	Status    Status             `json:"status"`
+	Products  map[string]Product `json:"products,omitempty"`
+	Database  *Database          `json:"database,omitempty"`
+	Region    string             `json:"region,omitempty"`
+	Labels    map[string]string  `json:"labels,omitempty"`
+
+	// Version is +1 on every committed change and is the HTTP ETag. Set by the
+	// store, never by callers.
+	Version   int64     `json:"version"`
+	UpdatedAt time.Time `json:"updated_at"`
+	UpdatedBy string    `json:"updated_by,omitempty"`
+}
+
+// Deleted reports whether t is a tombstone.
+func (t *Tenant) Deleted() bool { return t.Status == StatusDeleted }
+
+// Clone returns a deep copy of t, so that callers may change it freely.
+func (t *Tenant) Clone() *Tenant {
+	if t == nil {
+		return nil
+	}
+	c := *t
+	c.Hostnames = append([]string(nil), t.Hostnames...)
+	if t.Products != nil {
+		c.Products = make(map[string]Product, len(t.Products))
+		for k, v := range t.Products {
+			c.Products[k] = v
+		}
+	}
+	if t.Labels != nil {
+		c.Labels = make(map[string]string, len(t.Labels))
+		for k, v := range t.Labels {
+			c.Labels[k] = v
+		}
+	}
+	if t.Database != nil {
+		d := *t.Database
+		c.Database = &d
+	}
+	return &c
+}
+
+// HasHostname reports whether t holds the (normalised) hostname h.
+func (t *Tenant) HasHostname(h string) bool {
+	for _, x := range t.Hostnames {
+		if x == h {
+			return true
+		}
+	}
+	return false
+}
+
+// Claim is a hostname together with its claim version: a counter kept per
+// hostname in the source of truth and incremented each time the hostname
+// changes owner (claimed by a tenant, or released by one). Replicas decide
+// which tenant owns a hostname by the highest claim version they have seen,
+// whatever order events arrive in.
+type Claim struct {
+	Hostname string `json:"hostname"`
+	Version  int64  `json:"version"`
+}
+
+// ChangeEvent is one committed change, as the stream carries it: the whole
+// tenant at its version (state transfer, not a delta), or a tombstone.
+type ChangeEvent struct {
+	TenantID string `json:"tenant_id"`
+	Version  int64  `json:"version"`
+	// Tenant is the whole document at Version. For a delete it is the
+	// tombstone (Status DELETED, no hostnames).
+	Tenant *Tenant `json:"tenant"`
+	// Claims holds, for each hostname the tenant holds at Version, that
+	// hostname's claim version.
+	Claims []Claim `json:"claims,omitempty"`
+	// Released holds the hostnames this change gave up, each with the claim
+	// version of the release.
+	Released []Claim `json:"released,omitempty"`
+	// CommittedAt is when the source of truth committed the change; replicas
+	// measure replication lag from it.
+	CommittedAt time.Time `json:"committed_at"`
+	// Resync marks an event re-emitted by an operator (tcsctl resync) rather
+	// than by a change: replicas apply it even at an equal version, to repair
+	// content, but never roll a newer version back.
+	Resync bool `json:"resync,omitempty"`
+}
+
+// Tombstone reports whether the event deletes the tenant.
+func (e *ChangeEvent) Tombstone() bool { return e.Tenant == nil || e.Tenant.Deleted() }
