@@ -1,0 +1,304 @@
+// Package httpapi is the catalog's admin REST API: tenants, hostnames,
+// history and product activation over JSON, with bearer-token roles,
+// RFC 9457 problem responses, an OpenAPI document, health and metrics.
+package httpapi
+
+import (
+	"context"
+	_ "embed"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tcs-dev/tcs/catalog"
+	"github.com/tcs-dev/tcs/catalog/tenant"
+)
+
+// DefaultMaxBodyBytes caps request bodies. A tenant document is a few KiB at
+// most; anything near this is a mistake or an attack.
+const DefaultMaxBodyBytes = 64 << 10
+
+//go:embed openapi.json
+var openAPIDocument []byte
+
+// OpenAPI returns the OpenAPI 3 document describing the API.
+func OpenAPI() []byte { return openAPIDocument }
+
+// Config wires a Server.
+type Config struct {
+	Store  catalog.Store
+	Tokens *Tokens
+	// Logger nil means discard.
+	Logger *slog.Logger
+	// Registry receives the API's metrics and is served on /metrics. Nil
+	// means a new registry with the Go and process collectors.
+	Registry *prometheus.Registry
+	// MaxBodyBytes 0 means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+}
+
+// Server serves the admin REST API. It is an http.Handler.
+type Server struct {
+	store    catalog.Store
+	tokens   *Tokens
+	log      *slog.Logger
+	maxBody  int64
+	mux      *http.ServeMux
+	registry *prometheus.Registry
+
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// route is one operation of the API. SpecPath is its path in openapi.json;
+// several operations may share one mux pattern (the product actions do).
+type route struct {
+	Method   string
+	SpecPath string
+	Pattern  string
+	Role     Role
+}
+
+// handlerFunc is an API handler: it writes a success response or returns an
+// error, which the server turns into a problem response.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// New returns a Server for cfg.
+func New(cfg Config) *Server {
+	s := &Server{
+		store:    cfg.Store,
+		tokens:   cfg.Tokens,
+		log:      cfg.Logger,
+		maxBody:  cfg.MaxBodyBytes,
+		mux:      http.NewServeMux(),
+		registry: cfg.Registry,
+	}
+	if s.tokens == nil {
+		s.tokens = &Tokens{}
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.maxBody <= 0 {
+		s.maxBody = DefaultMaxBodyBytes
+	}
+	if s.registry == nil {
+		s.registry = prometheus.NewRegistry()
+		s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tcs_catalog_http_requests_total",
+		Help: "Admin API requests by route, method and status code.",
+	}, []string{"route", "method", "code"})
+	s.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "tcs_catalog_http_request_duration_seconds",
+		Help:    "Admin API request latency by route and method.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9),
+	}, []string{"route", "method"})
+	s.registry.MustRegister(s.requests, s.duration)
+
+	handlers := map[string]handlerFunc{
+		"POST /v1/tenants":                        s.createTenant,
+		"GET /v1/tenants":                         s.listTenants,
+		"GET /v1/tenants/{id}":                    s.getTenant,
+		"PUT /v1/tenants/{id}":                    s.replaceTenant,
+		"PATCH /v1/tenants/{id}":                  s.patchTenant,
+		"DELETE /v1/tenants/{id}":                 s.deleteTenant,
+		"GET /v1/tenants/{id}/history":            s.tenantHistory,
+		"POST /v1/tenants/{id}/products/{action}": s.productAction,
+		"GET /v1/hostnames/{hostname}":            s.lookupHostname,
+		"GET /openapi.json":                       s.openAPI,
+		"GET /healthz":                            s.healthz,
+		"GET /readyz":                             s.readyz,
+		"GET /metrics":                            s.metrics(),
+	}
+	registered := map[string]bool{}
+	for _, rt := range routes {
+		key := rt.Method + " " + rt.Pattern
+		if registered[key] {
+			continue
+		}
+		registered[key] = true
+		s.mux.Handle(key, s.endpoint(rt.Role, handlers[key]))
+	}
+	return s
+}
+
+// routes lists every operation; openapi_test.go checks it against
+// openapi.json in both directions.
+var routes = []route{
+	{http.MethodPost, "/v1/tenants", "/v1/tenants", RoleAdmin},
+	{http.MethodGet, "/v1/tenants", "/v1/tenants", RoleReader},
+	{http.MethodGet, "/v1/tenants/{id}", "/v1/tenants/{id}", RoleReader},
+	{http.MethodPut, "/v1/tenants/{id}", "/v1/tenants/{id}", RoleAdmin},
+	{http.MethodPatch, "/v1/tenants/{id}", "/v1/tenants/{id}", RoleAdmin},
+	{http.MethodDelete, "/v1/tenants/{id}", "/v1/tenants/{id}", RoleAdmin},
+	{http.MethodGet, "/v1/tenants/{id}/history", "/v1/tenants/{id}/history", RoleReader},
+	{http.MethodPost, "/v1/tenants/{id}/products/{product}:activate", "/v1/tenants/{id}/products/{action}", RoleAdmin},
+	{http.MethodPost, "/v1/tenants/{id}/products/{product}:deactivate", "/v1/tenants/{id}/products/{action}", RoleAdmin},
+	{http.MethodGet, "/v1/hostnames/{hostname}", "/v1/hostnames/{hostname}", RoleReader},
+	{http.MethodGet, "/openapi.json", "/openapi.json", RoleNone},
+	{http.MethodGet, "/healthz", "/healthz", RoleNone},
+	{http.MethodGet, "/readyz", "/readyz", RoleNone},
+	{http.MethodGet, "/metrics", "/metrics", RoleNone},
+}
+
+// ServeHTTP routes the request, records metrics, and answers unknown routes
+// and methods with problem documents instead of the mux's plain text.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &statusRecorder{ResponseWriter: w}
+	_, pattern := s.mux.Handler(r)
+	if pattern == "" {
+		pattern = "unmatched"
+		s.serveUnmatched(rec, r)
+	} else {
+		s.mux.ServeHTTP(rec, r)
+	}
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	elapsed := time.Since(start)
+	s.requests.WithLabelValues(pattern, r.Method, strconv.Itoa(rec.status)).Inc()
+	s.duration.WithLabelValues(pattern, r.Method).Observe(elapsed.Seconds())
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("route", pattern),
+		slog.Int("status", rec.status), slog.Duration("duration", elapsed), slog.String("actor", rec.actor))
+}
+
+// serveUnmatched asks the mux why nothing matched (404, or 405 with Allow)
+// and answers with a problem document.
+func (s *Server) serveUnmatched(w *statusRecorder, r *http.Request) {
+	h, _ := s.mux.Handler(r)
+	probe := &headerProbe{header: http.Header{}}
+	h.ServeHTTP(probe, r)
+	if probe.status == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", probe.header.Get("Allow"))
+		s.writeError(w, r, requestError(codeMethodNotAllowed, "", "method "+r.Method+" is not allowed on "+r.URL.Path+"; allowed: "+probe.header.Get("Allow")))
+		return
+	}
+	s.writeError(w, r, requestError(codeRouteNotFound, "", "no route for "+r.Method+" "+r.URL.Path))
+}
+
+// endpoint wraps a handler with authentication and error handling.
+func (s *Server) endpoint(need Role, h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if need != RoleNone {
+			actor, err := s.authorize(r, need)
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			if rec, ok := w.(*statusRecorder); ok {
+				rec.actor = actor
+			}
+			r = r.WithContext(context.WithValue(r.Context(), actorKey{}, actor))
+		}
+		if err := h(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+type actorKey struct{}
+
+func actorFrom(ctx context.Context) string {
+	a, _ := ctx.Value(actorKey{}).(string)
+	return a
+}
+
+func (s *Server) authorize(r *http.Request, need Role) (string, error) {
+	h := r.Header.Get("Authorization")
+	const prefix = "Bearer "
+	if len(h) <= len(prefix) || !equalFoldASCII(h[:len(prefix)], prefix) {
+		return "", requestError(codeUnauthenticated, "", "missing bearer token: send Authorization: Bearer <token>")
+	}
+	role, name := s.tokens.Authenticate(h[len(prefix):])
+	if role == RoleNone {
+		return "", requestError(codeUnauthenticated, "", "invalid bearer token")
+	}
+	if role < need {
+		return "", requestError(codeForbidden, "", "token "+name+" has role "+role.String()+"; this operation needs "+need.String())
+	}
+	return name, nil
+}
+
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i]|0x20, b[i]|0x20
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) openAPI(w http.ResponseWriter, _ *http.Request) error {
+	w.Header().Set("Content-Type", "application/json")
+	_, err := w.Write(openAPIDocument)
+	return err
+}
+
+func (s *Server) metrics() handlerFunc {
+	h := promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry})
+	return func(w http.ResponseWriter, r *http.Request) error {
+		h.ServeHTTP(w, r)
+		return nil
+	}
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) error {
+	writeJSON(w, http.StatusOK, "application/json", map[string]string{"status": "ok"})
+	return nil
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		return &tenant.Error{Code: tenant.Unavailable, Message: "source of truth not ready: " + err.Error()}
+	}
+	writeJSON(w, http.StatusOK, "application/json", map[string]string{"status": "ready"})
+	return nil
+}
+
+// statusRecorder remembers the status written, for metrics and logs.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	actor  string
+}
+
+func (w *statusRecorder) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusRecorder) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// headerProbe captures what the mux's own 404/405 handler would write.
+type headerProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *headerProbe) Header() http.Header         { return p.header }
+func (p *headerProbe) Write(b []byte) (int, error) { return len(b), nil }
+func (p *headerProbe) WriteHeader(code int)        { p.status = code }
