@@ -63,7 +63,7 @@ func TestTenantLifecycle(t *testing.T) {
 
 	// PATCH (merge patch): drop a label, suspend.
 	res = h.mustDo(call{method: "PATCH", path: "/v1/tenants/acme", token: adminToken,
-		body: `{"status":"SUSPENDED","labels":{"tier":null,"team":"core"}}`,
+		body:   `{"status":"SUSPENDED","labels":{"tier":null,"team":"core"}}`,
 		header: map[string]string{"If-Match": `"2"`, "Content-Type": "application/merge-patch+json"}}, http.StatusOK)
 	patched := res.tenant(t)
 	if patched.Version != 3 || patched.Status != tenant.StatusSuspended || cmp.Diff(map[string]string{"team": "core"}, patched.Labels) != "" {
@@ -372,5 +372,3 @@ func TestTokens(t *testing.T) {
 		t.Errorf("TCS_READER_TOKEN role %v", role)
 	}
 }
-
-

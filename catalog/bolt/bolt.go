@@ -1,0 +1,630 @@
+// Package bolt is the embedded source of truth: a catalog.Store kept in one
+// bbolt file. Every write commits the tenant document, its hostname claims,
+// an audit record and an outbox entry in a single bbolt transaction, so the
+// outbox holds exactly the committed changes, in commit order.
+//
+// Buckets:
+//
+//	tenants    id → JSON tenant; tombstones (status DELETED) are kept so that a
+//	           re-created tenant continues the version sequence
+//	hostnames  normalised hostname → JSON hostnameRecord; a released hostname
+//	           keeps its record (owner "") so its claim version never goes back
+//	audit      id + 0x00 + big-endian version → JSON catalog.AuditRecord
+//	outbox     big-endian sequence (bucket.NextSequence) → JSON catalog.OutboxEntry
+//	meta       schema version
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/tcs-dev/tcs/catalog"
+	"github.com/tcs-dev/tcs/catalog/tenant"
+)
+
+var _ catalog.Store = (*Store)(nil)
+
+// DefaultTimeout is how long Open waits for the file lock when
+// Options.Timeout is zero.
+const DefaultTimeout = time.Second
+
+// schemaVersion is the layout of the buckets described in the package comment.
+const schemaVersion = "1"
+
+var (
+	bucketTenants   = []byte("tenants")
+	bucketHostnames = []byte("hostnames")
+	bucketAudit     = []byte("audit")
+	bucketOutbox    = []byte("outbox")
+	bucketMeta      = []byte("meta")
+
+	keySchema = []byte("schema_version")
+)
+
+// Options configure Open. The zero value is ready to use.
+type Options struct {
+	// Now is the clock stamped on tenants, audit records and events; nil
+	// means time.Now.
+	Now func() time.Time
+	// Timeout is how long to wait for the file lock held by another process;
+	// zero means DefaultTimeout.
+	Timeout time.Duration
+}
+
+// Store is a catalog.Store in a bbolt file. It is safe for concurrent use;
+// bbolt serialises the writes.
+type Store struct {
+	db  *bbolt.DB
+	now func() time.Time
+}
+
+// Open opens (creating if needed) the catalog file at path. If another
+// process holds the file, Open fails after opts.Timeout instead of waiting
+// forever.
+func Open(path string, opts Options) (*Store, error) {
+	timeout := opts.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("bolt open %s: %w", path, err)
+		}
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout, FreelistType: bbolt.FreelistMapType})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("catalog data file %s is locked by another process (waited %s): %w", path, timeout, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bolt open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, name := range [][]byte{bucketTenants, bucketHostnames, bucketAudit, bucketOutbox, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		switch v := meta.Get(keySchema); {
+		case v == nil:
+			return meta.Put(keySchema, []byte(schemaVersion))
+		case string(v) != schemaVersion:
+			return fmt.Errorf("schema version %q, this build reads %q", v, schemaVersion)
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("bolt open %s: %w", path, err)
+	}
+	return &Store{db: db, now: now}, nil
+}
+
+// Close closes the file and releases its lock.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("bolt close: %w", err)
+	}
+	return nil
+}
+
+// Ping runs an empty read transaction.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketTenants) == nil {
+			return errors.New("tenants bucket missing")
+		}
+		return nil
+	})
+	return wrap(err, "bolt ping")
+}
+
+// hostnameRecord is the value of the hostnames bucket. TenantID "" means the
+// hostname is free; ClaimVersion counts every change of owner.
+type hostnameRecord struct {
+	TenantID     string `json:"tenant_id"`
+	ClaimVersion int64  `json:"claim_version"`
+}
+
+// Create stores a new tenant. See catalog.Store.
+func (s *Store) Create(ctx context.Context, t *tenant.Tenant, actor string) (*tenant.Tenant, error) {
+	if err := checkWritable(t); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out *tenant.Tenant
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		prev, err := getTenant(tx, t.ID)
+		if err != nil {
+			return err
+		}
+		version := int64(1)
+		if prev != nil {
+			if !prev.Deleted() {
+				return tenant.Errorf(tenant.AlreadyExists, "tenant %q already exists", t.ID)
+			}
+			version = prev.Version + 1
+		}
+		out, err = s.commit(tx, catalog.ActionCreate, nil, t, version, actor)
+		return err
+	})
+	if err != nil {
+		return nil, wrap(err, "bolt create tenant "+t.ID)
+	}
+	return out, nil
+}
+
+// Update replaces a live tenant at expectedVersion. See catalog.Store.
+func (s *Store) Update(ctx context.Context, t *tenant.Tenant, expectedVersion int64, actor string) (*tenant.Tenant, error) {
+	if err := checkWritable(t); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out *tenant.Tenant
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		prev, err := getLive(tx, t.ID)
+		if err != nil {
+			return err
+		}
+		if prev.Version != expectedVersion {
+			return versionMismatch(t.ID, prev.Version, expectedVersion)
+		}
+		out, err = s.commit(tx, catalog.ActionUpdate, prev, t, prev.Version+1, actor)
+		return err
+	})
+	if err != nil {
+		return nil, wrap(err, "bolt update tenant "+t.ID)
+	}
+	return out, nil
+}
+
+// Delete replaces a live tenant by a tombstone and releases its hostnames.
+// See catalog.Store.
+func (s *Store) Delete(ctx context.Context, id string, expectedVersion int64, actor string) (*tenant.Tenant, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out *tenant.Tenant
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		prev, err := getLive(tx, id)
+		if err != nil {
+			return err
+		}
+		if expectedVersion != 0 && prev.Version != expectedVersion {
+			return versionMismatch(id, prev.Version, expectedVersion)
+		}
+		tomb := &tenant.Tenant{ID: id, Status: tenant.StatusDeleted}
+		out, err = s.commit(tx, catalog.ActionDelete, prev, tomb, prev.Version+1, actor)
+		return err
+	})
+	if err != nil {
+		return nil, wrap(err, "bolt delete tenant "+id)
+	}
+	return out, nil
+}
+
+// commit writes next (a copy of it, stamped with version, the time and the
+// actor), moves the hostname claims from prev's hostnames to next's, and
+// appends the audit record and the outbox entry. It returns the stored
+// document as Get would return it. Any error leaves the transaction to be
+// rolled back, so a rejected write changes nothing.
+func (s *Store) commit(tx *bbolt.Tx, action catalog.Action, prev, next *tenant.Tenant, version int64, actor string) (*tenant.Tenant, error) {
+	at := s.now().UTC().Truncate(time.Microsecond)
+	doc := next.Clone()
+	doc.Version = version
+	doc.UpdatedAt = at
+	doc.UpdatedBy = actor
+
+	var prevHostnames []string
+	if prev != nil {
+		prevHostnames = prev.Hostnames
+	}
+	claims, released, err := moveClaims(tx.Bucket(bucketHostnames), doc.ID, prevHostnames, doc.Hostnames)
+	if err != nil {
+		return nil, err
+	}
+
+	raw, err := json.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Bucket(bucketTenants).Put([]byte(doc.ID), raw); err != nil {
+		return nil, err
+	}
+	// Hand back what was stored, decoded, so that Create/Update/Delete return
+	// exactly what a later Get returns (nil vs empty maps included).
+	stored := new(tenant.Tenant)
+	if err := decode(raw, stored, "tenant", doc.ID); err != nil {
+		return nil, err
+	}
+
+	var before *tenant.Tenant
+	if action != catalog.ActionCreate {
+		before = prev
+	}
+	rec := catalog.AuditRecord{TenantID: doc.ID, Version: version, Action: action, Actor: actor, At: at, Before: before, After: doc}
+	if err := putJSON(tx.Bucket(bucketAudit), auditKey(doc.ID, version), rec); err != nil {
+		return nil, err
+	}
+
+	outbox := tx.Bucket(bucketOutbox)
+	seq, err := outbox.NextSequence()
+	if err != nil {
+		return nil, err
+	}
+	entry := catalog.OutboxEntry{Seq: seq, Event: tenant.ChangeEvent{
+		TenantID:    doc.ID,
+		Version:     version,
+		Tenant:      doc,
+		Claims:      claims,
+		Released:    released,
+		CommittedAt: at,
+	}}
+	if err := putJSON(outbox, seqKey(seq), entry); err != nil {
+		return nil, err
+	}
+	return stored, nil
+}
+
+// moveClaims makes id the owner of every hostname in next and releases every
+// hostname in prev that next no longer holds. A hostname's claim version goes
+// up by one whenever its owner changes (claimed or released); a hostname kept
+// keeps its version. It returns the claims held after the change and the
+// releases, each sorted by hostname.
+func moveClaims(b *bbolt.Bucket, id string, prev, next []string) (claims, released []tenant.Claim, err error) {
+	want := sortedSet(next)
+	for _, h := range want {
+		rec, err := getHostname(b, h)
+		if err != nil {
+			return nil, nil, err
+		}
+		if rec.TenantID != id {
+			if rec.TenantID != "" {
+				return nil, nil, tenant.Errorf(tenant.HostnameTaken, "hostname %q is owned by tenant %q", h, rec.TenantID)
+			}
+			rec = hostnameRecord{TenantID: id, ClaimVersion: rec.ClaimVersion + 1}
+			if err := putJSON(b, []byte(h), rec); err != nil {
+				return nil, nil, err
+			}
+		}
+		claims = append(claims, tenant.Claim{Hostname: h, Version: rec.ClaimVersion})
+	}
+	for _, h := range sortedSet(prev) {
+		if _, kept := slices.BinarySearch(want, h); kept {
+			continue
+		}
+		rec, err := getHostname(b, h)
+		if err != nil {
+			return nil, nil, err
+		}
+		if rec.TenantID != id {
+			continue // not ours to release
+		}
+		rec = hostnameRecord{ClaimVersion: rec.ClaimVersion + 1}
+		if err := putJSON(b, []byte(h), rec); err != nil {
+			return nil, nil, err
+		}
+		released = append(released, tenant.Claim{Hostname: h, Version: rec.ClaimVersion})
+	}
+	return claims, released, nil
+}
+
+// Get returns the live tenant id. See catalog.Store.
+func (s *Store) Get(ctx context.Context, id string) (*tenant.Tenant, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out *tenant.Tenant
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		var err error
+		out, err = getLive(tx, id)
+		return err
+	})
+	if err != nil {
+		return nil, wrap(err, "bolt get tenant "+id)
+	}
+	return out, nil
+}
+
+// LookupHostname returns the live tenant holding hostname. See catalog.Store.
+func (s *Store) LookupHostname(ctx context.Context, hostname string) (*tenant.Tenant, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out *tenant.Tenant
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		rec, err := getHostname(tx.Bucket(bucketHostnames), hostname)
+		if err != nil {
+			return err
+		}
+		if rec.TenantID != "" {
+			out, err = getTenant(tx, rec.TenantID)
+			if err != nil {
+				return err
+			}
+		}
+		if out == nil || out.Deleted() {
+			out = nil
+			return tenant.Errorf(tenant.NotFound, "hostname %q not found", hostname)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrap(err, "bolt lookup hostname "+hostname)
+	}
+	return out, nil
+}
+
+// List returns a page of live tenants in id order. See catalog.Store.
+func (s *Store) List(ctx context.Context, opts catalog.ListOptions) (catalog.Page, error) {
+	if err := ctx.Err(); err != nil {
+		return catalog.Page{}, err
+	}
+	limit := catalog.PageLimit(opts.Limit)
+	var page catalog.Page
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketTenants).Cursor()
+		var k, v []byte
+		if opts.After == "" {
+			k, v = c.First()
+		} else {
+			k, v = c.Seek([]byte(opts.After))
+			if k != nil && string(k) == opts.After {
+				k, v = c.Next()
+			}
+		}
+		// Tombstones are small documents (no hostnames, products or labels),
+		// so decoding them to skip them is cheap.
+		for ; k != nil; k, v = c.Next() {
+			t := new(tenant.Tenant)
+			if err := decode(v, t, "tenant", string(k)); err != nil {
+				return err
+			}
+			if t.Deleted() {
+				continue
+			}
+			if len(page.Tenants) == limit {
+				// A further live tenant exists: there is a next page.
+				page.Next = page.Tenants[limit-1].ID
+				return nil
+			}
+			page.Tenants = append(page.Tenants, t)
+		}
+		return nil
+	})
+	if err != nil {
+		return catalog.Page{}, wrap(err, "bolt list tenants after "+opts.After)
+	}
+	return page, nil
+}
+
+// History returns the audit records of id, newest first. See catalog.Store.
+// A Before ≤ 0 starts at the newest record.
+func (s *Store) History(ctx context.Context, id string, opts catalog.HistoryOptions) ([]catalog.AuditRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	limit := catalog.PageLimit(opts.Limit)
+	var out []catalog.AuditRecord
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketTenants).Get([]byte(id)) == nil {
+			return tenant.Errorf(tenant.NotFound, "tenant %q not found", id)
+		}
+		prefix := auditPrefix(id)
+		var seek []byte
+		if opts.Before > 0 {
+			seek = auditKey(id, opts.Before)
+		} else {
+			// Just past every key of id: the prefix with its 0x00 bumped to 0x01.
+			seek = append([]byte(id), 0x01)
+		}
+		c := tx.Bucket(bucketAudit).Cursor()
+		var k, v []byte
+		if k, _ = c.Seek(seek); k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev()
+		}
+		for ; k != nil && len(out) < limit; k, v = c.Prev() {
+			if len(k) != len(prefix)+8 || !bytes.HasPrefix(k, prefix) {
+				break
+			}
+			var rec catalog.AuditRecord
+			if err := decode(v, &rec, "audit record", fmt.Sprintf("%q", k)); err != nil {
+				return err
+			}
+			out = append(out, rec)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrap(err, "bolt history of tenant "+id)
+	}
+	return out, nil
+}
+
+// ReadOutbox returns up to limit entries after the sequence after, oldest
+// first. A limit ≤ 0 means catalog.DefaultPageSize.
+func (s *Store) ReadOutbox(ctx context.Context, after uint64, limit int) ([]catalog.OutboxEntry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		limit = catalog.DefaultPageSize
+	}
+	if after == math.MaxUint64 {
+		return nil, nil
+	}
+	var out []catalog.OutboxEntry
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketOutbox).Cursor()
+		for k, v := c.Seek(seqKey(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
+			var e catalog.OutboxEntry
+			if err := decode(v, &e, "outbox entry", strconv.FormatUint(binary.BigEndian.Uint64(k), 10)); err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrap(err, fmt.Sprintf("bolt read outbox after %d", after))
+	}
+	return out, nil
+}
+
+// AckOutbox deletes every entry up to and including upTo, in one
+// transaction. The sequence keeps counting from where it was.
+func (s *Store) AckOutbox(ctx context.Context, upTo uint64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketOutbox)
+		// Collect first: deleting under a moving cursor skips keys in bbolt.
+		var keys [][]byte
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= upTo; k, _ = c.Next() {
+			keys = append(keys, bytes.Clone(k))
+		}
+		for _, k := range keys {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return wrap(err, fmt.Sprintf("bolt ack outbox up to %d", upTo))
+}
+
+// checkWritable rejects what no store can write whatever Prepare let through:
+// no tenant, no id, or a caller-made tombstone (only Delete makes those).
+func checkWritable(t *tenant.Tenant) error {
+	switch {
+	case t == nil:
+		return tenant.Errorf(tenant.Invalid, "no tenant")
+	case t.ID == "":
+		return tenant.FieldErrors([]tenant.FieldError{{Field: "id", Reason: "required"}})
+	case t.Deleted():
+		return tenant.FieldErrors([]tenant.FieldError{{Field: "status", Reason: "DELETED is set only by a delete"}})
+	}
+	return nil
+}
+
+func versionMismatch(id string, stored, expected int64) error {
+	return tenant.Errorf(tenant.VersionMismatch, "tenant %q is at version %d, not %d", id, stored, expected)
+}
+
+// getTenant returns the stored document of id, tombstone or not, or nil.
+func getTenant(tx *bbolt.Tx, id string) (*tenant.Tenant, error) {
+	v := tx.Bucket(bucketTenants).Get([]byte(id))
+	if v == nil {
+		return nil, nil
+	}
+	t := new(tenant.Tenant)
+	if err := decode(v, t, "tenant", id); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// getLive returns the live tenant id, or NotFound.
+func getLive(tx *bbolt.Tx, id string) (*tenant.Tenant, error) {
+	t, err := getTenant(tx, id)
+	if err != nil {
+		return nil, err
+	}
+	if t == nil || t.Deleted() {
+		return nil, tenant.Errorf(tenant.NotFound, "tenant %q not found", id)
+	}
+	return t, nil
+}
+
+// getHostname returns the record of h; a hostname never claimed is free at
+// claim version 0.
+func getHostname(b *bbolt.Bucket, h string) (hostnameRecord, error) {
+	var rec hostnameRecord
+	v := b.Get([]byte(h))
+	if v == nil {
+		return rec, nil
+	}
+	if err := decode(v, &rec, "hostname", h); err != nil {
+		return rec, err
+	}
+	return rec, nil
+}
+
+// decode unmarshals a stored value. Its errors never keep a *tenant.Error
+// (which a strict UnmarshalJSON in package tenant may return): a stored
+// document that fails to decode is corruption or skew between versions,
+// an internal error, not the caller's invalid input.
+func decode(raw []byte, into any, what, key string) error {
+	if err := json.Unmarshal(raw, into); err != nil {
+		return fmt.Errorf("decode stored %s %s: %s", what, key, err)
+	}
+	return nil
+}
+
+func putJSON(b *bbolt.Bucket, key []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, raw)
+}
+
+func auditPrefix(id string) []byte {
+	return append([]byte(id), 0x00)
+}
+
+func auditKey(id string, version int64) []byte {
+	return binary.BigEndian.AppendUint64(auditPrefix(id), uint64(version))
+}
+
+func seqKey(seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(nil, seq)
+}
+
+// sortedSet returns the distinct values of s in order.
+func sortedSet(s []string) []string {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// wrap returns domain errors and context errors as they are, and prefixes
+// anything else with the operation.
+func wrap(err error, op string) error {
+	if err == nil {
+		return nil
+	}
+	var domain *tenant.Error
+	if errors.As(err, &domain) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}

@@ -1,0 +1,200 @@
+package bolt_test
+
+import (
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/tcs-dev/tcs/catalog"
+	"github.com/tcs-dev/tcs/catalog/bolt"
+	"github.com/tcs-dev/tcs/catalog/storetest"
+	"github.com/tcs-dev/tcs/catalog/tenant"
+)
+
+func open(tb testing.TB, path string, opts bolt.Options) *bolt.Store {
+	tb.Helper()
+	s, err := bolt.Open(path, opts)
+	if err != nil {
+		tb.Fatalf("Open: %v", err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) catalog.Store {
+		s := open(t, filepath.Join(t.TempDir(), "catalog.db"), bolt.Options{})
+		bolt.SkipSync(s)
+		return s
+	})
+}
+
+func TestReopenKeepsDataAndOutboxSequence(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "data", "catalog.db") // Open makes the directory
+	s, err := bolt.Open(path, bolt.Options{})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	created, err := s.Create(ctx, storetest.NewTenant("acme", "acme.example.com"), "alice")
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if _, err := s.Create(ctx, storetest.NewTenant("beta"), "alice"); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	entries, err := s.ReadOutbox(ctx, 0, 10)
+	if err != nil || len(entries) != 2 {
+		t.Fatalf("ReadOutbox = %d entries, %v", len(entries), err)
+	}
+	last := entries[1].Seq
+	// Acknowledge everything: the next sequence must still go up, not restart.
+	if err := s.AckOutbox(ctx, last); err != nil {
+		t.Fatalf("AckOutbox: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	s = open(t, path, bolt.Options{})
+	got, err := s.Get(ctx, "acme")
+	if err != nil {
+		t.Fatalf("Get after reopen: %v", err)
+	}
+	if !got.UpdatedAt.Equal(created.UpdatedAt) || got.Version != created.Version || got.Hostnames[0] != "acme.example.com" {
+		t.Fatalf("Get after reopen = %+v, want %+v", got, created)
+	}
+	if owner, err := s.LookupHostname(ctx, "acme.example.com"); err != nil || owner.ID != "acme" {
+		t.Fatalf("LookupHostname after reopen = %v, %v", owner, err)
+	}
+	if _, err := s.Update(ctx, got, got.Version, "bob"); err != nil {
+		t.Fatalf("Update after reopen: %v", err)
+	}
+	entries, err = s.ReadOutbox(ctx, 0, 10)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("ReadOutbox after reopen = %+v, %v; want one entry", entries, err)
+	}
+	if entries[0].Seq <= last {
+		t.Fatalf("sequence restarted: %d after %d", entries[0].Seq, last)
+	}
+}
+
+func TestSecondOpenFailsOnLock(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "catalog.db")
+	open(t, path, bolt.Options{})
+
+	start := time.Now()
+	s, err := bolt.Open(path, bolt.Options{Timeout: 100 * time.Millisecond})
+	took := time.Since(start)
+	if err == nil {
+		s.Close()
+		t.Fatalf("second Open succeeded")
+	}
+	if !strings.Contains(err.Error(), "catalog data file "+path+" is locked by another process") || !errors.Is(err, berrors.ErrTimeout) {
+		t.Fatalf("second Open: %v", err)
+	}
+	if took > 2*time.Second {
+		t.Fatalf("second Open took %v with a 100ms timeout", took)
+	}
+}
+
+func TestClock(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.FixedZone("CET", 3600))
+	s := open(t, filepath.Join(t.TempDir(), "catalog.db"), bolt.Options{Now: func() time.Time { return at }})
+	ctx := t.Context()
+	got, err := s.Create(ctx, storetest.NewTenant("acme"), "alice")
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	want := time.Date(2026, 3, 1, 11, 0, 0, 123456000, time.UTC)
+	if got.UpdatedAt != want {
+		t.Fatalf("UpdatedAt = %v, want %v (UTC, microseconds)", got.UpdatedAt, want)
+	}
+	entries, err := s.ReadOutbox(ctx, 0, 1)
+	if err != nil {
+		t.Fatalf("ReadOutbox: %v", err)
+	}
+	if !entries[0].Event.CommittedAt.Equal(want) {
+		t.Fatalf("CommittedAt = %v, want %v", entries[0].Event.CommittedAt, want)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, err := bolt.Open(filepath.Join(t.TempDir(), "catalog.db"), bolt.Options{})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	for name, in := range map[string]*tenant.Tenant{
+		"nil":       nil,
+		"no id":     storetest.NewTenant(""),
+		"tombstone": {ID: "acme", Status: tenant.StatusDeleted},
+	} {
+		if _, err := s.Create(ctx, in, "alice"); tenant.ErrorCode(err) != tenant.Invalid {
+			t.Errorf("Create(%s) = %v, want Invalid", name, err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	_, err = s.Get(ctx, "acme")
+	if tenant.ErrorCode(err) != tenant.Internal || !strings.Contains(err.Error(), "bolt get tenant acme") {
+		t.Fatalf("Get after Close = %v, want an internal error naming the operation", err)
+	}
+}
+
+// A stored document that no longer decodes is an internal error, even when
+// package tenant's strict decoding rejects it with an Invalid *tenant.Error:
+// the caller did nothing wrong.
+func TestUndecodableDocumentIsInternal(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "catalog.db")
+	s, err := bolt.Open(path, bolt.Options{})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if _, err := s.Create(ctx, storetest.NewTenant("acme"), "alice"); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatalf("bbolt.Open: %v", err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket([]byte("tenants"))
+		if err := b.Put([]byte("acme"), []byte(`{"id":"acme","status":"ACTIVE","version":1,"database":{"engine":"postgres","password":"x"}}`)); err != nil {
+			return err
+		}
+		return b.Put([]byte("beta"), []byte(`{not json`))
+	})
+	if err != nil {
+		t.Fatalf("corrupting: %v", err)
+	}
+	db.Close()
+
+	s = open(t, path, bolt.Options{})
+	for _, id := range []string{"acme", "beta"} {
+		_, err := s.Get(ctx, id)
+		if tenant.ErrorCode(err) != tenant.Internal || !strings.Contains(err.Error(), "bolt get tenant "+id) {
+			t.Errorf("Get(%s) = %v, want an internal error naming the operation", id, err)
+		}
+	}
+	if _, err := s.List(ctx, catalog.ListOptions{}); tenant.ErrorCode(err) != tenant.Internal {
+		t.Errorf("List = %v, want an internal error", err)
+	}
+}
