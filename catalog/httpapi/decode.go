@@ -72,7 +72,8 @@ func jsonError(err error) error {
 	case errors.As(err, &syntax):
 		return requestError(codeMalformed, "", fmt.Sprintf("malformed JSON at byte %d: %s", syntax.Offset, syntax.Error()))
 	case errors.As(err, &typeErr):
-		field := typeErr.Field
+		// Fields of the embedded document are reported as "Tenant.<field>".
+		field := strings.TrimPrefix(typeErr.Field, "Tenant.")
 		if field == "" {
 			return requestError(codeMalformed, "", fmt.Sprintf("request body must be a JSON object, got %s", typeErr.Value))
 		}
@@ -110,10 +111,45 @@ func (s *Server) decodeTenant(w http.ResponseWriter, r *http.Request) (*tenant.T
 	if err != nil {
 		return nil, err
 	}
-	var t tenant.Tenant
-	if err := decodeStrict(body, &t); err != nil {
+	return decodeTenantInput(body)
+}
+
+// tenantInput is a tenant document as a client sends it. Its database is
+// decoded by tenant.ParseDatabase, which rejects secrets and unknown keys:
+// DisallowUnknownFields would not name the key's path, nor say that TCS
+// never stores secrets.
+type tenantInput struct {
+	tenant.Tenant
+	Database *databaseInput `json:"database"`
+}
+
+type databaseInput tenant.Database
+
+func (d *databaseInput) UnmarshalJSON(b []byte) error {
+	db, err := tenant.ParseDatabase(b)
+	if err != nil {
+		fields := tenant.ErrorFields(err)
+		for _, f := range fields {
+			if f.Reason != tenant.ReasonUnknownField {
+				return err // a secret-like key: a rule, not a syntax error
+			}
+		}
+		return &tenant.Error{Code: codeMalformed, Message: "unknown field", Fields: fields}
+	}
+	if db != nil {
+		*d = databaseInput(*db)
+	}
+	return nil
+}
+
+// decodeTenantInput strictly decodes a client's tenant document.
+func decodeTenantInput(body []byte) (*tenant.Tenant, error) {
+	var in tenantInput
+	if err := decodeStrict(body, &in); err != nil {
 		return nil, err
 	}
+	t := in.Tenant
+	t.Database = (*tenant.Database)(in.Database)
 	return &t, nil
 }
 

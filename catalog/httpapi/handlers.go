@@ -150,11 +150,7 @@ func (s *Server) patchTenant(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return nil, err
 		}
-		var next tenant.Tenant
-		if err := decodeStrict(merged, &next); err != nil {
-			return nil, err
-		}
-		return &next, nil
+		return decodeTenantInput(merged)
 	})
 }
 
