@@ -1,0 +1,372 @@
+package streamer_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tcs-dev/tcs/catalog"
+	"github.com/tcs-dev/tcs/catalog/bolt"
+	"github.com/tcs-dev/tcs/catalog/storetest"
+	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/streamer"
+	"github.com/tcs-dev/tcs/streamer/boltlog"
+	"github.com/tcs-dev/tcs/tcs"
+	"github.com/tcs-dev/tcs/tcs/boltreplica"
+)
+
+var errCrash = errors.New("injected crash")
+
+// history writes a small history with creates, updates, a hostname moving
+// between tenants, a delete and a re-create, and returns the tenant ids and
+// hostnames it used.
+func history(t *testing.T, src catalog.Store) (ids, hostnames []string) {
+	t.Helper()
+	ctx := context.Background()
+	must := func(_ *tenant.Tenant, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(src.Create(ctx, storetest.NewTenant("alpha", "a.example.com", "shared.example.com"), "test"))
+	must(src.Create(ctx, storetest.NewTenant("beta", "b.example.com"), "test"))
+	must(src.Create(ctx, storetest.NewTenant("gamma", "g.example.com"), "test"))
+	a := storetest.NewTenant("alpha", "a.example.com")
+	must(src.Update(ctx, a, 1, "test")) // releases shared
+	b := storetest.NewTenant("beta", "b.example.com", "shared.example.com")
+	must(src.Update(ctx, b, 1, "test")) // claims shared
+	must(src.Delete(ctx, "gamma", 0, "test"))
+	a.Labels = map[string]string{"tier": "gold"}
+	must(src.Update(ctx, a, 2, "test"))
+	must(src.Create(ctx, storetest.NewTenant("gamma", "g.example.com", "g2.example.com"), "test"))
+	must(src.Create(ctx, storetest.NewTenant("delta", "d.example.com"), "test"))
+	return []string{"alpha", "beta", "gamma", "delta"},
+		[]string{"a.example.com", "b.example.com", "g.example.com", "g2.example.com", "d.example.com", "shared.example.com"}
+}
+
+type rig struct {
+	src    *bolt.Store
+	stream *boltlog.Log
+	dir    string
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	dir := t.TempDir()
+	src, err := bolt.Open(filepath.Join(dir, "catalog.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	log, err := boltlog.Open(filepath.Join(dir, "stream.db"), boltlog.Options{PollInterval: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { log.Close() })
+	return &rig{src: src, stream: log, dir: dir}
+}
+
+func (r *rig) replica(t *testing.T, region string) *boltreplica.Replica {
+	t.Helper()
+	rep, err := boltreplica.Open(filepath.Join(r.dir, "replica-"+region+".db"), boltreplica.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rep.Close() })
+	return rep
+}
+
+// streamed consumes the whole stream with a fresh group and returns the
+// (tenant, version) of every event on it.
+func streamed(t *testing.T, s streamer.Stream, want int) map[string]int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	seen := map[string]int{}
+	total := 0
+	group := fmt.Sprintf("check-%d", time.Now().UnixNano())
+	err := s.Consume(ctx, group, func(_ context.Context, batch []streamer.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, m := range batch {
+			ev, err := streamer.DecodeEvent(m.Data)
+			if err != nil {
+				return err
+			}
+			seen[fmt.Sprintf("%s@%d", ev.TenantID, ev.Version)]++
+			total++
+		}
+		if len(seen) >= want {
+			cancel()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seen
+}
+
+// faultyStream fails one call, either before or after doing it.
+type faultyStream struct {
+	streamer.Stream
+	failAppend, afterAppend bool
+}
+
+func (f *faultyStream) Append(ctx context.Context, recs []streamer.Record) error {
+	if f.failAppend {
+		f.failAppend = false
+		if f.afterAppend {
+			if err := f.Stream.Append(ctx, recs); err != nil {
+				return err
+			}
+		}
+		return errCrash
+	}
+	return f.Stream.Append(ctx, recs)
+}
+
+type faultyOutbox struct {
+	streamer.Outbox
+	failRead, failAck, afterAck bool
+}
+
+func (f *faultyOutbox) ReadOutbox(ctx context.Context, after uint64, limit int) ([]catalog.OutboxEntry, error) {
+	if f.failRead {
+		f.failRead = false
+		return nil, errCrash
+	}
+	return f.Outbox.ReadOutbox(ctx, after, limit)
+}
+
+func (f *faultyOutbox) AckOutbox(ctx context.Context, upTo uint64) error {
+	if f.failAck {
+		f.failAck = false
+		if f.afterAck {
+			if err := f.Outbox.AckOutbox(ctx, upTo); err != nil {
+				return err
+			}
+		}
+		return errCrash
+	}
+	return f.Outbox.AckOutbox(ctx, upTo)
+}
+
+// TestPublisherCrashes kills the publisher between each pair of its steps
+// (read → append → ack) and checks that, after a restart, every committed
+// change is on the stream (invariant 1) and the outbox is drained.
+func TestPublisherCrashes(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name   string
+		outbox faultyOutbox
+		stream faultyStream
+	}{
+		{"before read", faultyOutbox{failRead: true}, faultyStream{}},
+		{"append lost", faultyOutbox{}, faultyStream{failAppend: true}},
+		{"after append, before ack", faultyOutbox{}, faultyStream{failAppend: true, afterAppend: true}},
+		{"ack lost", faultyOutbox{failAck: true}, faultyStream{}},
+		{"after ack", faultyOutbox{failAck: true, afterAck: true}, faultyStream{}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			r := newRig(t)
+			history(t, r.src)
+			committed, err := r.src.ReadOutbox(context.Background(), 0, 1000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			outbox, stream := c.outbox, c.stream
+			outbox.Outbox, stream.Stream = r.src, r.stream
+			crashing := streamer.NewPublisher(streamer.PublisherConfig{Outbox: &outbox, Stream: &stream, BatchSize: 4})
+			if _, err := crashing.PublishOnce(context.Background()); !errors.Is(err, errCrash) {
+				t.Fatalf("PublishOnce = %v, want the injected crash", err)
+			}
+			// Restart: a new publisher over the same files drains the outbox.
+			p := streamer.NewPublisher(streamer.PublisherConfig{Outbox: r.src, Stream: r.stream, BatchSize: 4})
+			for {
+				n, err := p.PublishOnce(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n == 0 {
+					break
+				}
+			}
+			left, _ := r.src.ReadOutbox(context.Background(), 0, 1000)
+			if len(left) != 0 {
+				t.Errorf("%d outbox entries left after the restart", len(left))
+			}
+			want := map[string]bool{}
+			for _, e := range committed {
+				want[fmt.Sprintf("%s@%d", e.Event.TenantID, e.Event.Version)] = true
+			}
+			seen := streamed(t, r.stream, len(want))
+			for k := range want {
+				if seen[k] == 0 {
+					t.Errorf("committed change %s never reached the stream", k)
+				}
+			}
+			for k := range seen {
+				if !want[k] {
+					t.Errorf("stream carries %s, which was never committed", k)
+				}
+			}
+		})
+	}
+}
+
+// faultyReplica crashes on the n-th Apply, before or after applying it.
+type faultyReplica struct {
+	tcs.Replica
+	mu      sync.Mutex
+	calls   int
+	crashAt int
+	after   bool
+}
+
+func (f *faultyReplica) Apply(ctx context.Context, ev *tenant.ChangeEvent) (tcs.ApplyResult, error) {
+	f.mu.Lock()
+	f.calls++
+	crash := f.calls == f.crashAt
+	f.mu.Unlock()
+	if crash && !f.after {
+		return tcs.ApplyResult{}, errCrash
+	}
+	res, err := f.Replica.Apply(ctx, ev)
+	if crash && err == nil {
+		return tcs.ApplyResult{}, errCrash
+	}
+	return res, err
+}
+
+// TestApplierCrashes kills the applier before and after each apply of a
+// history (before the checkpoint, in both cases) and checks that after a
+// restart the replica converges to the source of truth.
+func TestApplierCrashes(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	ids, hostnames := history(t, r.src)
+	p := streamer.NewPublisher(streamer.PublisherConfig{Outbox: r.src, Stream: r.stream})
+	events, err := p.PublishOnce(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := 1; n <= events; n++ {
+		for _, after := range []bool{false, true} {
+			region := fmt.Sprintf("crash-%d-%v", n, after)
+			rep := r.replica(t, region)
+			faulty := &faultyReplica{Replica: rep, crashAt: n, after: after}
+			a := streamer.NewApplier(streamer.ApplierConfig{Region: region, Stream: r.stream, Replica: faulty})
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			if err := a.Run(ctx); !errors.Is(err, errCrash) {
+				t.Fatalf("%s: Run = %v, want the injected crash", region, err)
+			}
+			cancel()
+			// Restart with a healthy replica handle over the same file.
+			a = streamer.NewApplier(streamer.ApplierConfig{Region: region, Stream: r.stream, Replica: rep})
+			runUntilConverged(t, a, rep, r.src, ids, hostnames)
+		}
+	}
+}
+
+// runUntilConverged runs the applier until the replica matches the source
+// of truth, or fails after a deadline.
+func runUntilConverged(t *testing.T, a *streamer.Applier, rep tcs.Replica, src catalog.Store, ids, hostnames []string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("applier: %v", err)
+		}
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		diff := replicaDiff(rep, src, ids, hostnames)
+		if diff == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica did not converge:\n%s", diff)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// replicaDiff compares a replica with the source of truth: every tenant's
+// live document (or absence) and every hostname's owner.
+func replicaDiff(rep tcs.Replica, src catalog.Store, ids, hostnames []string) string {
+	ctx := context.Background()
+	type view struct {
+		Docs  map[string]*tenant.Tenant
+		Hosts map[string]string
+	}
+	read := func(get func(string) (*tenant.Tenant, error), lookup func(string) (*tenant.Tenant, error)) view {
+		v := view{Docs: map[string]*tenant.Tenant{}, Hosts: map[string]string{}}
+		for _, id := range ids {
+			if d, err := get(id); err == nil && !d.Deleted() {
+				v.Docs[id] = d
+			}
+		}
+		for _, h := range hostnames {
+			if d, err := lookup(h); err == nil {
+				v.Hosts[h] = fmt.Sprintf("%s@%d", d.ID, d.Version)
+			}
+		}
+		return v
+	}
+	truth := read(func(id string) (*tenant.Tenant, error) { return src.Get(ctx, id) }, func(h string) (*tenant.Tenant, error) { return src.LookupHostname(ctx, h) })
+	got := read(func(id string) (*tenant.Tenant, error) { return rep.GetTenant(ctx, id) }, func(h string) (*tenant.Tenant, error) { return rep.LookupHostname(ctx, h) })
+	return cmp.Diff(truth, got)
+}
+
+// TestPipelineThreeRegions runs publisher and three appliers together while
+// the catalog keeps writing, and checks every region converges.
+func TestPipelineThreeRegions(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	run := func(f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil {
+				t.Errorf("run: %v", err)
+			}
+		}()
+	}
+	run(streamer.NewPublisher(streamer.PublisherConfig{Outbox: r.src, Stream: r.stream}).Run)
+	regions := []string{"us-east-1", "eu-west-1", "ap-southeast-2"}
+	reps := map[string]tcs.Replica{}
+	for _, region := range regions {
+		rep := r.replica(t, region)
+		reps[region] = rep
+		run(streamer.NewApplier(streamer.ApplierConfig{Region: region, Stream: r.stream, Replica: rep}).Run)
+	}
+	ids, hostnames := history(t, r.src)
+	for _, region := range regions {
+		deadline := time.Now().Add(20 * time.Second)
+		for diff := replicaDiff(reps[region], r.src, ids, hostnames); diff != ""; diff = replicaDiff(reps[region], r.src, ids, hostnames) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not converge:\n%s", region, diff)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	cancel()
+	wg.Wait()
+}

@@ -1,0 +1,134 @@
+package streamer
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tcs-dev/tcs/catalog"
+)
+
+// Outbox is what the publisher needs of the source of truth.
+type Outbox interface {
+	ReadOutbox(ctx context.Context, after uint64, limit int) ([]catalog.OutboxEntry, error)
+	AckOutbox(ctx context.Context, upTo uint64) error
+}
+
+// PublisherConfig wires a Publisher.
+type PublisherConfig struct {
+	Outbox Outbox
+	Stream Stream
+	// BatchSize is how many outbox entries one append carries; 0 means 256.
+	BatchSize int
+	// PollInterval is how often an empty outbox is read again; 0 means 10ms.
+	PollInterval time.Duration
+	// RetryBackoff is the first wait after a failed read, append or ack; it
+	// doubles up to 5 s. 0 means 100ms.
+	RetryBackoff time.Duration
+	Logger       *slog.Logger
+	// Registerer receives the publisher's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+}
+
+// Publisher moves committed changes from the outbox to the stream. An outbox
+// entry is acknowledged only after the append that carries it succeeded, so
+// a publisher killed at any point republishes, on restart, every change it
+// had not acknowledged (at least once; appliers are idempotent).
+type Publisher struct {
+	cfg       PublisherConfig
+	log       *slog.Logger
+	published prometheus.Counter
+	failures  prometheus.Counter
+	lag       prometheus.Gauge
+}
+
+// NewPublisher returns a Publisher for cfg.
+func NewPublisher(cfg PublisherConfig) *Publisher {
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 256
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 10 * time.Millisecond
+	}
+	if cfg.RetryBackoff <= 0 {
+		cfg.RetryBackoff = 100 * time.Millisecond
+	}
+	p := &Publisher{cfg: cfg, log: cfg.Logger}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	p.published = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tcs_publish_events_total", Help: "Change events appended to the stream.",
+	})
+	p.failures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tcs_publish_failures_total", Help: "Failed outbox reads, appends or acknowledgements (each retried).",
+	})
+	p.lag = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tcs_publish_lag_seconds", Help: "Age (now - commit time) of the last change published.",
+	})
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(p.published, p.failures, p.lag)
+	}
+	return p
+}
+
+// Run publishes until ctx ends, retrying failures with backoff. It returns
+// nil when ctx ends.
+func (p *Publisher) Run(ctx context.Context) error {
+	backoff := p.cfg.RetryBackoff
+	for {
+		n, err := p.PublishOnce(ctx)
+		wait := p.cfg.PollInterval
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			p.failures.Inc()
+			p.log.Warn("publish failed; retrying", "err", err, "in", backoff)
+			wait, backoff = backoff, min(2*backoff, 5*time.Second)
+		case n > 0:
+			backoff = p.cfg.RetryBackoff
+			continue // more may be waiting
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// PublishOnce reads one batch from the outbox, appends it to the stream and
+// acknowledges it. It returns how many entries it published.
+func (p *Publisher) PublishOnce(ctx context.Context) (int, error) {
+	entries, err := p.cfg.Outbox.ReadOutbox(ctx, 0, p.cfg.BatchSize)
+	if err != nil {
+		return 0, fmt.Errorf("read outbox: %w", err)
+	}
+	if len(entries) == 0 {
+		return 0, nil
+	}
+	records := make([]Record, len(entries))
+	for i := range entries {
+		data, err := EncodeEvent(&entries[i].Event)
+		if err != nil {
+			// A committed change that cannot be encoded is a bug; stop here
+			// rather than skip it, so that nothing is lost silently.
+			return 0, fmt.Errorf("outbox entry %d: %w", entries[i].Seq, err)
+		}
+		records[i] = Record{PartitionKey: entries[i].Event.TenantID, Data: data}
+	}
+	if err := p.cfg.Stream.Append(ctx, records); err != nil {
+		return 0, fmt.Errorf("append %d events: %w", len(records), err)
+	}
+	last := entries[len(entries)-1]
+	if err := p.cfg.Outbox.AckOutbox(ctx, last.Seq); err != nil {
+		return 0, fmt.Errorf("ack outbox up to %d: %w", last.Seq, err)
+	}
+	p.published.Add(float64(len(entries)))
+	p.lag.Set(time.Since(last.Event.CommittedAt).Seconds())
+	return len(entries), nil
+}
