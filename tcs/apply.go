@@ -1,0 +1,141 @@
+package tcs
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/tcs-dev/tcs/catalog/tenant"
+)
+
+// HostRecord is a replica's entry for one hostname: the tenant that owns it
+// ("" once released) and the claim version that decided it. Released
+// hostnames keep their record, so an older claim arriving late cannot take
+// the hostname back.
+type HostRecord struct {
+	TenantID     string `json:"tenant_id"`
+	ClaimVersion int64  `json:"claim_version"`
+}
+
+// ApplyTxn is the view of a replica inside one atomic transaction, as
+// ApplyEvent needs it. A backend implements it over its own transaction.
+type ApplyTxn interface {
+	// Doc returns the stored document (tombstones included), or nil.
+	Doc(id string) (*tenant.Tenant, error)
+	PutDoc(t *tenant.Tenant) error
+	// Host returns the hostname's record; ok is false if there is none.
+	Host(hostname string) (rec HostRecord, ok bool, err error)
+	PutHost(hostname string, rec HostRecord) error
+}
+
+// ApplyEvent applies one change event inside tx. These rules make a replica
+// converge to the source of truth whatever the order, duplication or replay
+// of events (DESIGN.md invariants 2 and 3):
+//
+//  1. The document is replaced only by a newer version (version-gated;
+//     an event at or below the stored version is a no-op for the document).
+//     A resync event also replaces an equal version, to repair content, but
+//     never a newer one. Tombstones are documents too, so a stale create
+//     cannot resurrect a deleted tenant.
+//  2. A hostname's owner is decided by the highest claim version seen: a
+//     claim or release with a higher claim version than the stored record
+//     wins, whichever tenant's event carries it. Claims are taken only from
+//     an event that replaced the document (the tenant's newest state): a
+//     stale event's claims are superseded by the newer document's.
+//     Releases are applied from every event, stale or not, because a later
+//     version of the tenant does not repeat them.
+//  3. When a document is replaced, hostnames the old document held and the
+//     new one does not are unmapped if they still point at this tenant
+//     (their release event may not have arrived yet), keeping the claim
+//     version so any newer claim still wins.
+func ApplyEvent(tx ApplyTxn, ev *tenant.ChangeEvent) (ApplyResult, error) {
+	if ev.TenantID == "" || ev.Tenant == nil || ev.Tenant.ID != ev.TenantID || ev.Version != ev.Tenant.Version || ev.Version < 1 {
+		return ApplyResult{}, fmt.Errorf("apply: malformed event for tenant %q version %d", ev.TenantID, ev.Version)
+	}
+	var res ApplyResult
+	touched := map[string]bool{}
+
+	stored, err := tx.Doc(ev.TenantID)
+	if err != nil {
+		return res, err
+	}
+	newer := stored == nil || ev.Version > stored.Version || (ev.Resync && ev.Version == stored.Version)
+	if newer {
+		if err := tx.PutDoc(ev.Tenant); err != nil {
+			return res, err
+		}
+		res.Applied = true
+		for _, h := range ev.Tenant.Hostnames {
+			touched[h] = true
+		}
+		if stored != nil {
+			for _, h := range stored.Hostnames {
+				touched[h] = true
+				if ev.Tenant.HasHostname(h) {
+					continue
+				}
+				rec, ok, err := tx.Host(h)
+				if err != nil {
+					return res, err
+				}
+				if ok && rec.TenantID == ev.TenantID {
+					if err := tx.PutHost(h, HostRecord{ClaimVersion: rec.ClaimVersion}); err != nil {
+						return res, err
+					}
+				}
+			}
+		}
+		for _, c := range ev.Claims {
+			rec, ok, err := tx.Host(c.Hostname)
+			if err != nil {
+				return res, err
+			}
+			if !ok || c.Version > rec.ClaimVersion || (ev.Resync && c.Version == rec.ClaimVersion) {
+				if err := tx.PutHost(c.Hostname, HostRecord{TenantID: ev.TenantID, ClaimVersion: c.Version}); err != nil {
+					return res, err
+				}
+				touched[c.Hostname] = true
+			}
+		}
+	}
+	for _, r := range ev.Released {
+		rec, ok, err := tx.Host(r.Hostname)
+		if err != nil {
+			return res, err
+		}
+		if !ok || r.Version > rec.ClaimVersion {
+			if err := tx.PutHost(r.Hostname, HostRecord{ClaimVersion: r.Version}); err != nil {
+				return res, err
+			}
+			if ok && rec.TenantID != "" {
+				touched[r.Hostname] = true
+			}
+		}
+	}
+	for h := range touched {
+		res.Hostnames = append(res.Hostnames, h)
+	}
+	sort.Strings(res.Hostnames)
+	return res, nil
+}
+
+// LookupIn resolves a hostname inside tx: the owner's live document, if the
+// document still lists the hostname. The last check guards the window in
+// which a newer claim has not reached the document (rule 2 keeps them in
+// step; this makes a lookup safe even if a backend reads them separately).
+func LookupIn(tx ApplyTxn, hostname string) (*tenant.Tenant, error) {
+	rec, ok, err := tx.Host(hostname)
+	if err != nil {
+		return nil, err
+	}
+	if !ok || rec.TenantID == "" {
+		return nil, tenant.Errorf(tenant.NotFound, "hostname %q has no tenant", hostname)
+	}
+	doc, err := tx.Doc(rec.TenantID)
+	if err != nil {
+		return nil, err
+	}
+	if doc == nil || doc.Deleted() || !doc.HasHostname(hostname) {
+		return nil, tenant.Errorf(tenant.NotFound, "hostname %q has no tenant", hostname)
+	}
+	return doc, nil
+}

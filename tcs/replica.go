@@ -1,0 +1,44 @@
+// Package tcs is the read side of TCS: a region's replica table (the
+// Replica interface, with backends in tcs/boltreplica and, later, DynamoDB),
+// the rules that apply change events to it in any order, and the gRPC lookup
+// server with its cache and invalidation. tcs/client is the client library
+// compute nodes link.
+package tcs
+
+import (
+	"context"
+
+	"github.com/tcs-dev/tcs/catalog/tenant"
+)
+
+// Replica is one region's copy of the tenant documents and the hostname →
+// tenant index, fed by the streamer and read by lookup servers.
+//
+// Apply must be atomic and order-insensitive (DESIGN.md invariants 2 and 3):
+// applying any permutation of a history's events, with duplicates and
+// replays, leaves the replica equal to the source of truth. ApplyRules (in
+// apply.go) states the rules; every backend implements them inside one
+// transaction or conditional write.
+type Replica interface {
+	// Apply applies one change event and reports what it changed.
+	Apply(ctx context.Context, ev *tenant.ChangeEvent) (ApplyResult, error)
+	// LookupHostname returns the live tenant that owns the normalised
+	// hostname, or a NotFound *tenant.Error.
+	LookupHostname(ctx context.Context, hostname string) (*tenant.Tenant, error)
+	// GetTenant returns the stored document, tombstones included (so that
+	// verify can compare versions), or NotFound if there is none.
+	GetTenant(ctx context.Context, id string) (*tenant.Tenant, error)
+	// Ping reports whether the replica can serve reads.
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// ApplyResult says what an Apply changed.
+type ApplyResult struct {
+	// Applied is true if the tenant document was replaced (the event was
+	// newer than the stored version, or a resync).
+	Applied bool
+	// Hostnames whose owner or document changed: what lookup caches must
+	// invalidate. Empty when the event was a no-op.
+	Hostnames []string
+}
