@@ -55,7 +55,7 @@ func NewApplier(cfg ApplierConfig) *Applier {
 		Name: "tcs_apply_events_total", Help: "Events consumed by the applier, by outcome (applied, noop).", ConstLabels: labels,
 	}, []string{"outcome"})
 	a.poison = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "tcs_apply_undecodable_total", Help: "Stream records that could not be decoded and were skipped.", ConstLabels: labels,
+		Name: "tcs_apply_undecodable_total", Help: "Stream records that could not be decoded or were malformed, and were skipped.", ConstLabels: labels,
 	})
 	a.lag = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "tcs_apply_lag_seconds", Help: "Replication lag: now - commit time of the last event applied.", ConstLabels: labels,
@@ -91,6 +91,12 @@ func (a *Applier) HandleBatch(ctx context.Context, batch []Message) error {
 			continue
 		}
 		if err := a.apply(ctx, ev); err != nil {
+			if tenant.ErrorCode(err) == tenant.Invalid {
+				// Malformed: no retry can ever apply it (as above).
+				a.poison.Inc()
+				a.log.Error("skipping malformed event", "shard", m.Shard, "sequence", m.Sequence, "err", err)
+				continue
+			}
 			return err
 		}
 	}

@@ -1,7 +1,6 @@
 package tcs
 
 import (
-	"fmt"
 	"sort"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
@@ -48,8 +47,11 @@ type ApplyTxn interface {
 //     (their release event may not have arrived yet), keeping the claim
 //     version so any newer claim still wins.
 func ApplyEvent(tx ApplyTxn, ev *tenant.ChangeEvent) (ApplyResult, error) {
+	if ev == nil {
+		return ApplyResult{}, tenant.Errorf(tenant.Invalid, "apply: nil event")
+	}
 	if ev.TenantID == "" || ev.Tenant == nil || ev.Tenant.ID != ev.TenantID || ev.Version != ev.Tenant.Version || ev.Version < 1 {
-		return ApplyResult{}, fmt.Errorf("apply: malformed event for tenant %q version %d", ev.TenantID, ev.Version)
+		return ApplyResult{}, tenant.Errorf(tenant.Invalid, "apply: malformed event for tenant %q version %d", ev.TenantID, ev.Version)
 	}
 	var res ApplyResult
 	touched := map[string]bool{}

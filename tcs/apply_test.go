@@ -2,7 +2,6 @@ package tcs_test
 
 import (
 	"context"
-	"errors"
 	"maps"
 	"sync"
 	"testing"
@@ -56,7 +55,7 @@ func newMemReplica() *memReplica { return &memReplica{state: newMemTxn()} }
 
 func (r *memReplica) Apply(ctx context.Context, ev *tenant.ChangeEvent) (tcs.ApplyResult, error) {
 	if ev == nil {
-		return tcs.ApplyResult{}, errors.New("nil event")
+		return tcs.ApplyResult{}, tenant.Errorf(tenant.Invalid, "nil event")
 	}
 	if err := ctx.Err(); err != nil {
 		return tcs.ApplyResult{}, err

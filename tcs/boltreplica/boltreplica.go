@@ -137,7 +137,7 @@ func (r *Replica) Ping(ctx context.Context) error {
 // changes commit together, durably, or none do. See tcs.Replica.
 func (r *Replica) Apply(ctx context.Context, ev *tenant.ChangeEvent) (tcs.ApplyResult, error) {
 	if ev == nil {
-		return tcs.ApplyResult{}, errors.New("boltreplica apply: nil event")
+		return tcs.ApplyResult{}, tenant.Errorf(tenant.Invalid, "boltreplica apply: nil event")
 	}
 	if err := ctx.Err(); err != nil {
 		return tcs.ApplyResult{}, err
