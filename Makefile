@@ -25,7 +25,7 @@ help:
 	@sed -n 's/^#   //p' Makefile
 
 run:
-	$(GO) run ./cmd/catalog --data $(DATA)
+	$(GO) run ./cmd/tcs-dev --data $(DATA)
 
 build:
 	$(GO) build ./...

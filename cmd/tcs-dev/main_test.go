@@ -1,0 +1,222 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
+)
+
+// syncBuffer is a bytes.Buffer safe for the logger and the test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type system struct {
+	ep      endpoints
+	clients map[string]tcsv1.TenantContextServiceClient
+	stdout  *syncBuffer
+}
+
+// start runs the whole system in-process on loopback ports and stops it at
+// the end of the test.
+func start(t *testing.T, extra ...string) *system {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	env := map[string]string{"TCS_ADMIN_TOKEN": "adm", "TCS_READER_TOKEN": "rdr"}
+	args := append([]string{"--data", t.TempDir(), "--catalog-addr", "127.0.0.1:0",
+		"--regions", "us-east-1=127.0.0.1:0,eu-west-1=127.0.0.1:0,ap-southeast-2=127.0.0.1:0"}, extra...)
+	ready := make(chan endpoints, 1)
+	done := make(chan error, 1)
+	sys := &system{clients: map[string]tcsv1.TenantContextServiceClient{}, stdout: &syncBuffer{}}
+	stderr := &syncBuffer{}
+	go func() {
+		done <- runWithReady(ctx, args, func(k string) string { return env[k] }, sys.stdout, stderr, ready)
+	}()
+	select {
+	case sys.ep = <-ready:
+	case err := <-done:
+		t.Fatalf("tcs-dev exited: %v\n%s", err, stderr.String())
+	case <-time.After(20 * time.Second):
+		t.Fatal("tcs-dev did not start")
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("tcs-dev: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("tcs-dev did not stop")
+		}
+	})
+	for region, addr := range sys.ep.Regions {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		sys.clients[region] = tcsv1.NewTenantContextServiceClient(conn)
+		hc, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
+		if err != nil || hc.Status != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("%s health: %v %v", region, hc, err)
+		}
+	}
+	return sys
+}
+
+func (s *system) rest(t *testing.T, method, path, token, body string, header ...string) (int, http.Header, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://"+s.ep.Catalog+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, res.Header, string(b)
+}
+
+// eventually polls every region until check accepts its answer.
+func (s *system) eventually(t *testing.T, hostname string, check func(*tcsv1.LookupResponse, error) error) {
+	t.Helper()
+	for region, c := range s.clients {
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			res, err := c.Lookup(ctx, &tcsv1.LookupRequest{Hostname: hostname})
+			cancel()
+			cerr := check(res, err)
+			if cerr == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: Lookup(%s): %v", region, hostname, cerr)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+func atVersion(id string, v int64) func(*tcsv1.LookupResponse, error) error {
+	return func(res *tcsv1.LookupResponse, err error) error {
+		if err != nil {
+			return err
+		}
+		if res.GetTenant().GetId() != id || res.GetTenant().GetVersion() != v {
+			return fmt.Errorf("got %s@%d, want %s@%d", res.GetTenant().GetId(), res.GetTenant().GetVersion(), id, v)
+		}
+		return nil
+	}
+}
+
+func notFound(res *tcsv1.LookupResponse, err error) error {
+	if status.Code(err) != codes.NotFound {
+		return fmt.Errorf("got %v, %v; want NOT_FOUND", res.GetTenant(), err)
+	}
+	return nil
+}
+
+// TestEndToEnd: a write through the REST API reaches every region's lookup
+// server; an update replaces it everywhere; a delete removes it everywhere.
+func TestEndToEnd(t *testing.T) {
+	t.Parallel()
+	s := start(t, "--seed=false")
+	code, _, body := s.rest(t, "POST", "/v1/tenants", "adm", `{"id":"acme","hostnames":["acme.example.com","www.acme.example.com"]}`)
+	if code != http.StatusCreated {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	s.eventually(t, "acme.example.com", atVersion("acme", 1))
+	s.eventually(t, "WWW.Acme.Example.COM.", atVersion("acme", 1))
+
+	// Cache every region's answer first, so that the update must invalidate.
+	code, _, body = s.rest(t, "PATCH", "/v1/tenants/acme", "adm", `{"hostnames":["acme.example.com","new.acme.example.com"]}`, "If-Match", `"1"`)
+	if code != http.StatusOK {
+		t.Fatalf("update: %d %s", code, body)
+	}
+	s.eventually(t, "acme.example.com", atVersion("acme", 2))
+	s.eventually(t, "new.acme.example.com", atVersion("acme", 2))
+	s.eventually(t, "www.acme.example.com", notFound)
+
+	code, _, body = s.rest(t, "DELETE", "/v1/tenants/acme", "adm", "")
+	if code != http.StatusNoContent {
+		t.Fatalf("delete: %d %s", code, body)
+	}
+	s.eventually(t, "acme.example.com", notFound)
+	s.eventually(t, "new.acme.example.com", notFound)
+}
+
+// TestBadLookups: invalid input is INVALID_ARGUMENT, unknown is NOT_FOUND.
+func TestBadLookups(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	c := s.clients["eu-west-1"]
+	for _, tc := range []struct {
+		hostname string
+		want     codes.Code
+	}{
+		{"", codes.InvalidArgument},
+		{strings.Repeat("a", 64) + ".example.com", codes.InvalidArgument},
+		{strings.Repeat("abcdefgh.", 40) + "com", codes.InvalidArgument},
+		{"bad_host.example.com", codes.InvalidArgument},
+		{"10.0.0.1", codes.InvalidArgument},
+		{"nobody.example.com", codes.NotFound},
+	} {
+		_, err := c.Lookup(context.Background(), &tcsv1.LookupRequest{Hostname: tc.hostname})
+		if status.Code(err) != tc.want {
+			t.Errorf("Lookup(%.40q) = %v, want %v", tc.hostname, err, tc.want)
+		}
+	}
+}
+
+// TestSeedAndBanner: a new data directory gets sample tenants, served by
+// every region, and the banner says where everything listens.
+func TestSeedAndBanner(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	s.eventually(t, "acme.example.com", atVersion("acme", 1))
+	out := s.stdout.String()
+	for _, want := range []string{"http://" + s.ep.Catalog, s.ep.Regions["ap-southeast-2"], "Lookup"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("banner lacks %q:\n%s", want, out)
+		}
+	}
+	code, _, body := s.rest(t, "GET", "/metrics", "rdr", "")
+	if code != http.StatusOK || !strings.Contains(body, `tcs_lookup_lookups_total{`) || !strings.Contains(body, `region="eu-west-1"`) {
+		t.Errorf("metrics: %d, lookup metrics by region missing", code)
+	}
+}

@@ -1,0 +1,137 @@
+// Command tcs serves one region's tenant lookups over gRPC
+// (tcs.v1.TenantContextService, grpc.health.v1, reflection) from the
+// region's replica table, through an LRU cache.
+//
+// With the embedded backend the replica file is owned by one process at a
+// time, so `tcs` serves it while that region's applier is stopped; caches
+// then rely on their TTL. cmd/tcs-dev runs applier and server together, with
+// in-process invalidation.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tcs-dev/tcs/catalog/httpapi"
+	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
+	"github.com/tcs-dev/tcs/tcs/boltreplica"
+	"github.com/tcs-dev/tcs/tcs/cache"
+	"github.com/tcs-dev/tcs/tcs/lookup"
+)
+
+func main() { cmdutil.Main("tcs", run) }
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return runWithReady(ctx, args, getenv, stdout, stderr, nil)
+}
+
+func runWithReady(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, ready chan<- string) error {
+	fs := flag.NewFlagSet("tcs", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	region := fs.String("region", getenv("TCS_REGION"), "region to serve, e.g. us-east-1 (env TCS_REGION); required")
+	addr := fs.String("addr", cmdutil.EnvOr(getenv, "TCS_ADDR", "127.0.0.1:9001"), "gRPC listen address (env TCS_ADDR)")
+	dataDir := fs.String("data", cmdutil.EnvOr(getenv, "TCS_DATA_DIR", "data"), "data directory of the embedded backends (env TCS_DATA_DIR)")
+	metricsAddr := fs.String("metrics-addr", getenv("TCS_METRICS_ADDR"), "serve Prometheus /metrics on this address (env TCS_METRICS_ADDR); empty: none")
+	logFormat := fs.String("log-format", cmdutil.EnvOr(getenv, "TCS_LOG_FORMAT", "text"), "log format: text or json (env TCS_LOG_FORMAT)")
+	tlsCert := fs.String("tls-cert", getenv("TCS_TLS_CERT"), "PEM certificate file: serve TLS (with --tls-key)")
+	tlsKey := fs.String("tls-key", getenv("TCS_TLS_KEY"), "PEM private key file for --tls-cert")
+	clientCA := fs.String("tls-client-ca", getenv("TCS_TLS_CLIENT_CA"), "PEM CA bundle: require client certificates signed by it (mTLS)")
+	var co cache.Options
+	fs.IntVar(&co.Size, "cache-size", cache.DefaultSize, "cache entries")
+	fs.DurationVar(&co.TTL, "cache-ttl", cache.DefaultTTL, "how long a cached answer is served without reading the replica")
+	fs.DurationVar(&co.NegativeTTL, "negative-ttl", cache.DefaultNegativeTTL, "how long an unknown hostname is remembered (negative: never)")
+	fs.DurationVar(&co.MaxStale, "max-stale", cache.DefaultMaxStale, "oldest answer served when the replica fails (negative: never serve stale)")
+	fs.DurationVar(&co.ReadTimeout, "read-timeout", cache.DefaultReadTimeout, "bound on one replica read")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *region == "" {
+		return errors.New("--region is required (or TCS_REGION)")
+	}
+	tlsConfig, err := serverTLS(*tlsCert, *tlsKey, *clientCA)
+	if err != nil {
+		return err
+	}
+	log, err := cmdutil.NewLogger(*logFormat, stderr)
+	if err != nil {
+		return err
+	}
+	data := cmdutil.Data(*dataDir)
+	if err := data.Ensure(); err != nil {
+		return err
+	}
+	rep, err := boltreplica.Open(data.Replica(*region), boltreplica.Options{})
+	if err != nil {
+		return err
+	}
+	defer rep.Close()
+
+	srv := lookup.New(lookup.Config{Region: *region, Replica: rep, Cache: co, Logger: log.With("region", *region)})
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", *addr, err)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Serve(gctx, ln, lookup.ServeOptions{TLS: tlsConfig}) })
+	if *metricsAddr != "" {
+		mln, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("metrics listen on %s: %w", *metricsAddr, err)
+		}
+		g.Go(func() error {
+			return httpapi.Serve(gctx, mln, promhttp.HandlerFor(srv.Registry(), promhttp.HandlerOpts{}))
+		})
+	}
+	log.Info("tcs lookup server listening", "region", *region, "addr", ln.Addr().String(), "tls", tlsConfig != nil)
+	fmt.Fprintf(stdout, "tcs %s: gRPC on %s\n", *region, ln.Addr())
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+	err = g.Wait()
+	log.Info("tcs stopped", "region", *region)
+	return err
+}
+
+// serverTLS builds the TLS configuration from the flags: nil for plaintext.
+func serverTLS(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
+	if certFile == "" && keyFile == "" {
+		if clientCAFile != "" {
+			return nil, errors.New("--tls-client-ca needs --tls-cert and --tls-key")
+		}
+		return nil, nil
+	}
+	if certFile == "" || keyFile == "" {
+		return nil, errors.New("--tls-cert and --tls-key go together")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("TLS key pair: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if clientCAFile != "" {
+		pem, err := os.ReadFile(clientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-client-ca %s: no PEM certificates", clientCAFile)
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}

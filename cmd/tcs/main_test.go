@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
+	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
+	"github.com/tcs-dev/tcs/tcs/boltreplica"
+	"github.com/tcs-dev/tcs/tcs/replicatest"
+)
+
+// TestServesReplica: tcs serves what an applier left in the region's
+// replica file, and stops cleanly.
+func TestServesReplica(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	rep, err := boltreplica.Open(cmdutil.Data(dir).Replica("eu-west-1"), boltreplica.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rep.Apply(context.Background(), replicatest.Event("acme", 3, map[string]int64{"acme.example.com": 1}, nil)); err != nil {
+		t.Fatal(err)
+	}
+	rep.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	var stderr bytes.Buffer
+	go func() {
+		done <- runWithReady(ctx, []string{"--region", "eu-west-1", "--addr", "127.0.0.1:0", "--data", dir}, func(string) string { return "" }, io.Discard, &stderr, ready)
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("tcs exited: %v\n%s", err, stderr.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("tcs did not start")
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := tcsv1.NewTenantContextServiceClient(conn)
+	res, err := c.Lookup(context.Background(), &tcsv1.LookupRequest{Hostname: "ACME.example.com"})
+	if err != nil || res.GetTenant().GetId() != "acme" || res.GetTenant().GetVersion() != 3 || res.GetRegion() != "eu-west-1" {
+		t.Fatalf("Lookup = %v, %v", res, err)
+	}
+	if _, err := c.Lookup(context.Background(), &tcsv1.LookupRequest{Hostname: "nobody.example.com"}); status.Code(err) != codes.NotFound {
+		t.Errorf("unknown hostname: %v, want NOT_FOUND", err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("tcs: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("tcs did not stop")
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	t.Parallel()
+	noEnv := func(string) string { return "" }
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--addr", "127.0.0.1:0"}, "--region is required"},
+		{[]string{"--region", "x", "--tls-cert", "a.pem"}, "go together"},
+		{[]string{"--region", "x", "--tls-client-ca", "ca.pem"}, "needs --tls-cert"},
+		{[]string{"--region", "x", "--tls-cert", "/nonexistent/a.pem", "--tls-key", "/nonexistent/a.key"}, "TLS key pair"},
+		{[]string{"--region", "x", "stray"}, "unexpected arguments"},
+	} {
+		err := run(context.Background(), c.args, noEnv, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("tcs %v = %v, want error containing %q", c.args, err, c.want)
+		}
+	}
+}

@@ -1,0 +1,578 @@
+// Package cache is the lookup server's cache of hostname → tenant answers,
+// in front of the region's replica table.
+//
+// What it stores. Each entry holds the tenant already serialised as a
+// tcs.v1.Tenant protobuf message (preceded by the tag and length that make it
+// field 1 of a LookupResponse), plus the tenant id, version, read time and
+// the cache generation it was read in. A []byte is one pointer to memory the
+// garbage collector never scans, where a *tcsv1.Tenant or *tenant.Tenant is a
+// tree of maps, strings and messages that it must walk on every cycle: with a
+// million entries that walk, not the map lookup, is what a cache costs a
+// server (DESIGN.md, "Numbers to beat"). Bytes also make a hit cheap to
+// answer: the server splices them into its response instead of marshalling
+// the tenant again.
+//
+// What it guarantees.
+//
+//   - Positive answers live for TTL, negative ones (hostname unknown) for
+//     NegativeTTL; an invalidation naming a hostname drops its entry unless
+//     the entry is already that tenant at that version or newer, and an
+//     entry of the invalidated tenant below the invalidated version is
+//     never served again (the rules of the Invalidation comment in
+//     tcs.proto).
+//   - Concurrent misses of one hostname make one replica read.
+//   - No stale fill (DESIGN.md invariant 4): a read that raced with an
+//     invalidation of its hostname, or with a Gap, is answered to its
+//     callers but installed only if it is provably as new as the
+//     invalidation.
+//   - Stale-if-error: when the replica fails or is slower than ReadTimeout,
+//     an expired entry no older than MaxStale is served, marked stale.
+//   - Gap expires every entry at once, by bumping a generation number.
+//
+// Hostnames given to the cache must be normalised (tenant.NormalizeHostname);
+// the cache uses them as keys as they are.
+package cache
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"math/bits"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+	"golang.org/x/sync/singleflight"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tcs-dev/tcs/catalog/tenant"
+	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
+	"github.com/tcs-dev/tcs/tcs"
+)
+
+// Defaults for the zero fields of Options.
+const (
+	DefaultSize               = 1_000_000
+	DefaultShards             = 64
+	DefaultTTL                = 30 * time.Second
+	DefaultNegativeTTL        = 5 * time.Second
+	DefaultReadTimeout        = 100 * time.Millisecond
+	DefaultMaxStale           = 5 * time.Minute
+	DefaultInvalidationWindow = time.Minute
+	DefaultMaxRemembered      = 100_000
+)
+
+// Options configure a Cache. Every zero field takes the default named beside
+// it.
+type Options struct {
+	// Size bounds the number of entries (positive and negative); the least
+	// recently used go first. Each shard holds Size/Shards, and hostnames
+	// spread over shards a little unevenly, so eviction starts slightly
+	// before Size entries (about 2% before, at a million). Default
+	// DefaultSize (1,000,000).
+	Size int
+	// Shards is the number of independently locked parts the entries are
+	// spread over, rounded up to a power of two. Each is an LRU of
+	// Size/Shards entries, so eviction order is per shard. Default
+	// DefaultShards (64).
+	Shards int
+	// TTL is how long a tenant answer is served without asking the replica
+	// again. Default DefaultTTL (30 s).
+	TTL time.Duration
+	// NegativeTTL is how long "no tenant owns this hostname" is served
+	// without asking again. Negative means not cached at all. Default
+	// DefaultNegativeTTL (5 s).
+	NegativeTTL time.Duration
+	// ReadTimeout bounds one replica read. A read that takes longer is a
+	// failure: the caller gets a stale answer or Unavailable. Default
+	// DefaultReadTimeout (100 ms).
+	ReadTimeout time.Duration
+	// MaxStale is the oldest answer (counted from its read) served when the
+	// replica fails. Negative means never serve stale. Default
+	// DefaultMaxStale (5 min).
+	MaxStale time.Duration
+	// InvalidationWindow is how long invalidations are remembered, to stop
+	// fills that raced with them and to keep entries of an invalidated
+	// tenant from being served. It is raised to at least twice ReadTimeout
+	// (it must outlast any fill). Default DefaultInvalidationWindow (1 min).
+	InvalidationWindow time.Duration
+	// MaxRemembered bounds the hostnames remembered in the window; past it
+	// the oldest invalidations are forgotten early, and a fill that began
+	// before one of them is not installed. Default DefaultMaxRemembered
+	// (100,000).
+	MaxRemembered int
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// OnReadError, if set, is called with every replica read that failed
+	// (other than NotFound), for logging. The cache hides the cause from
+	// callers, who get Unavailable or a stale answer.
+	OnReadError func(hostname string, err error)
+}
+
+func (o Options) withDefaults() Options {
+	if o.Size <= 0 {
+		o.Size = DefaultSize
+	}
+	if o.Shards <= 0 {
+		o.Shards = DefaultShards
+	}
+	o.Shards = 1 << bits.Len(uint(o.Shards-1))
+	if o.Shards > o.Size {
+		o.Shards = 1 << (bits.Len(uint(o.Size)) - 1)
+	}
+	if o.TTL <= 0 {
+		o.TTL = DefaultTTL
+	}
+	if o.NegativeTTL == 0 {
+		o.NegativeTTL = DefaultNegativeTTL
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = DefaultReadTimeout
+	}
+	if o.MaxStale == 0 {
+		o.MaxStale = DefaultMaxStale
+	}
+	if o.InvalidationWindow <= 0 {
+		o.InvalidationWindow = DefaultInvalidationWindow
+	}
+	if o.InvalidationWindow < 2*o.ReadTimeout {
+		o.InvalidationWindow = 2 * o.ReadTimeout
+	}
+	if o.MaxRemembered <= 0 {
+		o.MaxRemembered = DefaultMaxRemembered
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Reader is what the cache needs of a region's replica (tcs.Replica has it):
+// the live tenant that owns a normalised hostname, or a NotFound
+// *tenant.Error.
+type Reader interface {
+	LookupHostname(ctx context.Context, hostname string) (*tenant.Tenant, error)
+}
+
+var _ Reader = tcs.Replica(nil)
+
+// Result is a tenant answer.
+type Result struct {
+	// TenantID and Version identify the tenant document.
+	TenantID string
+	Version  int64
+	// Field1 is the tenant serialised as a tcs.v1.Tenant message, preceded
+	// by the tag and length of a field numbered 1. Appended to a message's
+	// unknown fields it sets that message's field 1 (LookupResponse.tenant)
+	// without a copy or a marshal. Shared: never modify it.
+	Field1 []byte
+	// ReadAt is when the replica read that produced the answer began.
+	ReadAt time.Time
+	// Stale is true when the answer is past its TTL (or its generation) and
+	// was served because the replica could not be read.
+	Stale bool
+
+	hdr int // len(Field1) - len(tenant message)
+}
+
+// Encoded returns the tenant serialised as a tcs.v1.Tenant message. Shared:
+// never modify it.
+func (r Result) Encoded() []byte { return r.Field1[r.hdr:] }
+
+// Tenant decodes the tenant message.
+func (r Result) Tenant() (*tcsv1.Tenant, error) {
+	t := new(tcsv1.Tenant)
+	if err := proto.Unmarshal(r.Encoded(), t); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// Age is how long before now the answer was read from the replica; never
+// negative.
+func (r Result) Age(now time.Time) time.Duration {
+	return max(now.Sub(r.ReadAt), 0)
+}
+
+// Stats are the cache's counters since it was made.
+type Stats struct {
+	// PositiveHits and NegativeHits count lookups answered from a fresh
+	// entry, with a tenant and with NotFound.
+	PositiveHits, NegativeHits uint64
+	// Misses counts lookups that waited for a replica read (their own or
+	// one in flight).
+	Misses uint64
+	// StaleServes counts answers served past their TTL because the replica
+	// failed.
+	StaleServes uint64
+	// Reads counts replica reads, ReadErrors those that failed (NotFound is
+	// not a failure), and Rejected the reads not installed because they
+	// raced with an invalidation or a gap.
+	Reads, ReadErrors, Rejected uint64
+	// Entries is the number of entries held (fresh or not).
+	Entries int
+	// Remembered is the number of hostnames in the invalidation window.
+	Remembered int
+}
+
+// entry is one cached answer. Its only pointers are buf and tenantID, both
+// to memory the collector marks but never scans. (Pointing tenantID and the
+// key into buf, to make one object per entry of three, was measured with
+// BenchmarkGCMark and did not shorten a collection: the LRU's node, its
+// pointers and their scattered targets are the cost, not the count.)
+type entry struct {
+	// buf is Result.Field1; nil for a negative entry.
+	buf      []byte
+	tenantID string
+	version  int64
+	readAt   int64 // unix nanoseconds at the start of the read
+	gen      uint64
+	hdr      int32
+}
+
+func (e *entry) negative() bool { return e.buf == nil }
+
+type shard struct {
+	mu           sync.Mutex
+	lru          *simplelru.LRU[string, entry]
+	positiveHits uint64
+	negativeHits uint64
+	touches      uint64
+	_            [64]byte // keep shards' locks on separate cache lines
+}
+
+// Cache is the lookup server's cache. It is safe for concurrent use.
+type Cache struct {
+	opts   Options
+	reader Reader
+	ttl    int64 // nanoseconds, as the fields below
+	negTTL int64
+	stale  int64
+
+	seed   maphash.Seed
+	mask   uint64
+	shards []shard
+
+	gen    atomic.Uint64
+	recent *recent
+	flight singleflight.Group
+
+	misses, staleServes, reads, readErrors, rejected atomic.Uint64
+}
+
+// New returns an empty cache in front of r.
+func New(r Reader, opts Options) *Cache {
+	opts = opts.withDefaults()
+	c := &Cache{
+		opts:   opts,
+		reader: r,
+		ttl:    int64(opts.TTL),
+		negTTL: int64(opts.NegativeTTL),
+		stale:  int64(opts.MaxStale),
+		seed:   maphash.MakeSeed(),
+		mask:   uint64(opts.Shards - 1),
+		shards: make([]shard, opts.Shards),
+		recent: newRecent(int64(opts.InvalidationWindow), opts.MaxRemembered),
+	}
+	per := (opts.Size + opts.Shards - 1) / opts.Shards
+	for i := range c.shards {
+		l, err := simplelru.NewLRU[string, entry](per, nil)
+		if err != nil {
+			panic(err) // per > 0 by construction
+		}
+		c.shards[i].lru = l
+	}
+	return c
+}
+
+func (c *Cache) shard(hostname string) *shard {
+	return &c.shards[maphash.String(c.seed, hostname)&c.mask]
+}
+
+// fresh reports whether e may be served without asking the replica.
+func (c *Cache) fresh(e *entry, now int64) bool {
+	ttl := c.ttl
+	if e.negative() {
+		ttl = c.negTTL
+	}
+	return e.gen == c.gen.Load() && now-e.readAt < ttl
+}
+
+func (e *entry) result(stale bool) Result {
+	return Result{
+		TenantID: e.tenantID,
+		Version:  e.version,
+		Field1:   e.buf,
+		ReadAt:   time.Unix(0, e.readAt),
+		Stale:    stale,
+		hdr:      int(e.hdr),
+	}
+}
+
+// promoteEvery says how often a hit moves its entry to the front of its
+// shard's LRU list: one hit in promoteEvery. Moving writes three list nodes
+// scattered over the heap; with a million entries a golang-lru Get (which
+// moves) measured 1.2× to 3× the time of a Peek (which does not) on this
+// project's 2-core machines. Sampling keeps hot entries near the front all
+// the same; eviction order is approximate LRU.
+const promoteEvery = 8
+
+// getLocked returns hostname's entry, dropping it if an invalidation of its
+// tenant has superseded it. sh.mu must be held.
+func (c *Cache) getLocked(sh *shard, hostname string) (entry, bool) {
+	e, ok := sh.lru.Peek(hostname)
+	if !ok {
+		return entry{}, false
+	}
+	if sh.touches++; sh.touches%promoteEvery == 0 {
+		sh.lru.Get(hostname)
+	}
+	if !e.negative() && c.recent.superseded(e.tenantID, e.version) {
+		sh.lru.Remove(hostname)
+		return entry{}, false
+	}
+	return e, true
+}
+
+// Peek returns hostname's fresh tenant answer if the cache holds one, and
+// never reads the replica. It counts as a hit when it finds one; callers
+// that fall back to Lookup on a miss count each lookup once.
+func (c *Cache) Peek(hostname string) (Result, bool) {
+	now := c.opts.Now().UnixNano()
+	sh := c.shard(hostname)
+	sh.mu.Lock()
+	e, ok := c.getLocked(sh, hostname)
+	if !ok || e.negative() || !c.fresh(&e, now) {
+		sh.mu.Unlock()
+		return Result{}, false
+	}
+	sh.positiveHits++
+	sh.mu.Unlock()
+	return e.result(false), true
+}
+
+// Lookup returns the tenant that owns the normalised hostname: from a fresh
+// entry, else from one replica read shared with concurrent callers, else (the
+// read failed or timed out) from an expired entry within MaxStale, marked
+// stale. It fails with a NotFound *tenant.Error for a hostname no tenant
+// owns, an Unavailable *tenant.Error when there is no acceptable answer, and
+// ctx.Err() if ctx ends first.
+func (c *Cache) Lookup(ctx context.Context, hostname string) (Result, error) {
+	now := c.opts.Now().UnixNano()
+	sh := c.shard(hostname)
+	sh.mu.Lock()
+	e, ok := c.getLocked(sh, hostname)
+	if ok && c.fresh(&e, now) {
+		if e.negative() {
+			sh.negativeHits++
+			sh.mu.Unlock()
+			return Result{}, notFound(hostname)
+		}
+		sh.positiveHits++
+		sh.mu.Unlock()
+		return e.result(false), nil
+	}
+	sh.mu.Unlock()
+
+	c.misses.Add(1)
+	ch := c.flight.DoChan(hostname, func() (any, error) { return c.fill(hostname) })
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return Result{}, r.Err
+		}
+		return r.Val.(Result), nil
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	}
+}
+
+func notFound(hostname string) error {
+	return tenant.Errorf(tenant.NotFound, "hostname %q has no tenant", hostname)
+}
+
+func unavailable() error {
+	return tenant.Errorf(tenant.Unavailable, "the region's replica could not be read and no cached answer is recent enough")
+}
+
+// ticket is what a fill notes when it starts, to be checked at install.
+type ticket struct {
+	gen uint64
+	seq uint64
+	at  int64
+}
+
+func (c *Cache) begin() ticket {
+	// The sequence number is read before the generation: a gap between the
+	// two only makes the ticket more conservative.
+	seq := c.recent.current()
+	return ticket{seq: seq, gen: c.gen.Load(), at: c.opts.Now().UnixNano()}
+}
+
+// fill reads hostname from the replica and installs the answer if nothing
+// that happened during the read forbids it. Its context is its own, not a
+// caller's: the read is shared, and a caller giving up must not fail the
+// others.
+func (c *Cache) fill(hostname string) (Result, error) {
+	t := c.begin()
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.ReadTimeout)
+	ten, err := c.reader.LookupHostname(ctx, hostname)
+	cancel()
+	c.reads.Add(1)
+	if err == nil && (ten == nil || ten.Deleted()) {
+		err = notFound(hostname)
+	}
+	switch {
+	case err == nil:
+		e, err := encode(ten, t)
+		if err != nil {
+			return c.failed(hostname, err)
+		}
+		c.install(hostname, &e, t)
+		return e.result(false), nil
+	case tenant.ErrorCode(err) == tenant.NotFound:
+		if c.negTTL > 0 {
+			c.install(hostname, &entry{readAt: t.at, gen: t.gen}, t)
+		}
+		return Result{}, notFound(hostname)
+	default:
+		return c.failed(hostname, err)
+	}
+}
+
+// failed answers a fill whose read failed: stale if it may, else
+// Unavailable.
+func (c *Cache) failed(hostname string, err error) (Result, error) {
+	c.readErrors.Add(1)
+	if c.opts.OnReadError != nil {
+		c.opts.OnReadError(hostname, err)
+	}
+	if c.stale < 0 {
+		return Result{}, unavailable()
+	}
+	now := c.opts.Now().UnixNano()
+	sh := c.shard(hostname)
+	sh.mu.Lock()
+	e, ok := c.getLocked(sh, hostname)
+	sh.mu.Unlock()
+	if !ok || e.negative() || now-e.readAt > c.stale {
+		return Result{}, unavailable()
+	}
+	fresh := c.fresh(&e, now)
+	if !fresh {
+		c.staleServes.Add(1)
+	}
+	return e.result(!fresh), nil
+}
+
+// encode serialises t as Result.Field1 wants it.
+func encode(t *tenant.Tenant, tk ticket) (entry, error) {
+	p := tcsv1.TenantToProto(t)
+	n := proto.Size(p)
+	hdr := 1 + protowire.SizeVarint(uint64(n))
+	buf := make([]byte, 0, hdr+n)
+	buf = protowire.AppendTag(buf, 1, protowire.BytesType)
+	buf = protowire.AppendVarint(buf, uint64(n))
+	buf, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(buf, p)
+	if err != nil {
+		return entry{}, err
+	}
+	if len(buf) != hdr+n {
+		return entry{}, fmt.Errorf("encode tenant %s: marshalled %d bytes, sized %d", t.ID, len(buf)-hdr, n)
+	}
+	return entry{
+		buf:      buf,
+		tenantID: t.ID,
+		version:  t.Version,
+		readAt:   tk.at,
+		gen:      tk.gen,
+		hdr:      int32(hdr),
+	}, nil
+}
+
+// install puts e under hostname unless the fill that read it, described by
+// tk, raced with a gap or an invalidation that makes it suspect, or the
+// entry there is the same tenant at a newer version. It reports whether it
+// did. The checks and the insertion happen under the shard's lock, which
+// Invalidate also takes after it records an invalidation, so an
+// invalidation either is seen here or finds e installed and drops it.
+func (c *Cache) install(hostname string, e *entry, tk ticket) bool {
+	sh := c.shard(hostname)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	ok := c.gen.Load() == tk.gen && c.recent.admits(hostname, e, tk.seq)
+	if ok && !e.negative() {
+		if old, found := sh.lru.Peek(hostname); found && !old.negative() &&
+			old.tenantID == e.tenantID && old.version > e.version {
+			ok = false
+		}
+	}
+	if !ok {
+		c.rejected.Add(1)
+		return false
+	}
+	sh.lru.Add(hostname, *e)
+	return true
+}
+
+// Invalidate applies inv as the Invalidation comment in tcs.proto says: each
+// hostname it names loses its entry unless that entry is already inv's
+// tenant at inv's version or newer (a negative entry always goes: the
+// hostname may now be claimed), and no entry of inv's tenant older than
+// inv's version is served again. inv is also remembered for the
+// invalidation window, so that a fill in flight cannot put an older answer
+// back (invariant 4). The cache keeps inv.Hostnames: the caller must not
+// modify it afterwards.
+func (c *Cache) Invalidate(inv tcs.Invalidation) {
+	c.recent.add(inv, c.opts.Now().UnixNano())
+	for _, h := range inv.Hostnames {
+		sh := c.shard(h)
+		sh.mu.Lock()
+		if e, ok := sh.lru.Peek(h); ok && (e.negative() || e.tenantID != inv.TenantID || e.version < inv.Version) {
+			sh.lru.Remove(h)
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// Gap records that invalidations may have been missed: every entry expires
+// at once (they stay for stale-if-error), and no fill already in flight is
+// installed.
+func (c *Cache) Gap() {
+	c.gen.Add(1)
+}
+
+// Len returns the number of entries, fresh or not.
+func (c *Cache) Len() int {
+	n := 0
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		n += sh.lru.Len()
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// Stats returns the counters.
+func (c *Cache) Stats() Stats {
+	s := Stats{
+		Misses:      c.misses.Load(),
+		StaleServes: c.staleServes.Load(),
+		Reads:       c.reads.Load(),
+		ReadErrors:  c.readErrors.Load(),
+		Rejected:    c.rejected.Load(),
+		Remembered:  c.recent.size(),
+	}
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		s.PositiveHits += sh.positiveHits
+		s.NegativeHits += sh.negativeHits
+		s.Entries += sh.lru.Len()
+		sh.mu.Unlock()
+	}
+	return s
+}

@@ -1,0 +1,47 @@
+package lookup
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/tcs-dev/tcs/catalog/tenant"
+)
+
+// grpcCodes maps domain error codes to gRPC status codes: the one table of
+// this edge. A code missing from it is Internal.
+var grpcCodes = map[tenant.Code]codes.Code{
+	tenant.Invalid:         codes.InvalidArgument,
+	tenant.NotFound:        codes.NotFound,
+	tenant.AlreadyExists:   codes.AlreadyExists,
+	tenant.HostnameTaken:   codes.AlreadyExists,
+	tenant.VersionMismatch: codes.FailedPrecondition,
+	tenant.Unavailable:     codes.Unavailable,
+	tenant.Internal:        codes.Internal,
+}
+
+// status converts err to the status a caller sees. The caller's own context
+// ending passes through as CANCELED or DEADLINE_EXCEEDED; a domain error
+// keeps its caller-safe text (fields included); anything else is logged in
+// full and shown as "internal error".
+func (s *Server) status(err error) *status.Status {
+	switch {
+	case errors.Is(err, context.Canceled):
+		return status.New(codes.Canceled, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.New(codes.DeadlineExceeded, err.Error())
+	}
+	var de *tenant.Error
+	if !errors.As(err, &de) {
+		s.log.Error("lookup failed", "err", err)
+		return status.New(codes.Internal, "internal error")
+	}
+	code, ok := grpcCodes[de.Code]
+	if !ok || code == codes.Internal {
+		s.log.Error("lookup failed", "err", err)
+		return status.New(codes.Internal, "internal error")
+	}
+	return status.New(code, de.Error())
+}

@@ -1,0 +1,108 @@
+package lookup
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
+
+	"github.com/tcs-dev/tcs/tcs/cache"
+)
+
+// metrics are the server's Prometheus metrics. Counters used on every
+// lookup are resolved once, so that counting costs no label lookup.
+type metrics struct {
+	// lookups counts answered hostnames (one per Lookup, one per
+	// BatchLookup entry) by status code.
+	lookups       [codes.Unauthenticated + 1]prometheus.Counter
+	lookupLatency prometheus.Observer
+	batchLatency  prometheus.Observer
+	lag           prometheus.Gauge
+	watchStreams  prometheus.Gauge
+	invalidations prometheus.Counter
+	resyncs       prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, c *cache.Cache) *metrics {
+	lookups := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tcs_lookup_lookups_total",
+		Help: "Hostnames looked up (one per Lookup, one per BatchLookup entry), by gRPC status code.",
+	}, []string{"code"})
+	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "tcs_lookup_request_duration_seconds",
+		Help:    "Time to answer a Lookup or BatchLookup call, by method.",
+		Buckets: []float64{5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, .01, .025, .05, .1, .25, .5, 1},
+	}, []string{"method"})
+	m := &metrics{
+		lookupLatency: latency.WithLabelValues("Lookup"),
+		batchLatency:  latency.WithLabelValues("BatchLookup"),
+		lag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tcs_lookup_replication_lag_seconds",
+			Help: "When the last invalidation was received, how long after its change was committed in the source of truth.",
+		}),
+		watchStreams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tcs_lookup_watch_streams",
+			Help: "Open Watch streams.",
+		}),
+		invalidations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tcs_lookup_invalidations_total",
+			Help: "Invalidations received from the region's feed.",
+		}),
+		resyncs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tcs_lookup_resyncs_total",
+			Help: "Times the whole cache was expired because invalidations may have been missed (feed (re)subscribed or fell behind).",
+		}),
+	}
+	for code := range m.lookups {
+		m.lookups[code] = lookups.WithLabelValues(codes.Code(code).String())
+	}
+	reg.MustRegister(lookups, latency, m.lag, m.watchStreams, m.invalidations, m.resyncs, cacheCollector{c})
+	return m
+}
+
+// done records a finished Lookup.
+func (m *metrics) done(h prometheus.Observer, start time.Time, code codes.Code) {
+	h.Observe(time.Since(start).Seconds())
+	m.lookups[code].Inc()
+}
+
+// cacheCollector exports the cache's counters, read once per scrape.
+type cacheCollector struct{ c *cache.Cache }
+
+var (
+	descHits = prometheus.NewDesc("tcs_lookup_cache_hits_total",
+		"Lookups answered from a fresh cache entry, by result (tenant or not_found).", []string{"result"}, nil)
+	descMisses = prometheus.NewDesc("tcs_lookup_cache_misses_total",
+		"Lookups that waited for a replica read.", nil, nil)
+	descStale = prometheus.NewDesc("tcs_lookup_cache_stale_serves_total",
+		"Answers served past their TTL because the replica could not be read (stale-if-error).", nil, nil)
+	descReads = prometheus.NewDesc("tcs_lookup_cache_replica_reads_total",
+		"Replica reads made by the cache.", nil, nil)
+	descReadErrors = prometheus.NewDesc("tcs_lookup_cache_replica_read_errors_total",
+		"Replica reads that failed or timed out (NotFound is not a failure).", nil, nil)
+	descRejected = prometheus.NewDesc("tcs_lookup_cache_fills_rejected_total",
+		"Replica reads not cached because they raced with an invalidation or a resync.", nil, nil)
+	descEntries = prometheus.NewDesc("tcs_lookup_cache_entries",
+		"Entries in the cache, fresh or not.", nil, nil)
+)
+
+func (cc cacheCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descHits, descMisses, descStale, descReads, descReadErrors, descRejected, descEntries} {
+		ch <- d
+	}
+}
+
+func (cc cacheCollector) Collect(ch chan<- prometheus.Metric) {
+	s := cc.c.Stats()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	counter(descHits, s.PositiveHits, "tenant")
+	counter(descHits, s.NegativeHits, "not_found")
+	counter(descMisses, s.Misses)
+	counter(descStale, s.StaleServes)
+	counter(descReads, s.Reads)
+	counter(descReadErrors, s.ReadErrors)
+	counter(descRejected, s.Rejected)
+	ch <- prometheus.MustNewConstMetric(descEntries, prometheus.GaugeValue, float64(s.Entries))
+}

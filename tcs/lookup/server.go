@@ -1,0 +1,316 @@
+// Package lookup is the TCS lookup server: the gRPC TenantContextService of
+// one region (tcs.proto), answering from a cache (package cache) in front of
+// the region's replica, kept fresh by the region's invalidation feed, which
+// it also relays to clients over Watch.
+//
+// A Server is made with New, runs its feed subscription with Run, and is
+// served with Serve (which also runs Run, health, reflection, TLS and
+// graceful shutdown) or registered on a caller's grpc.Server with Register.
+//
+// Over gRPC a Lookup answer is not marshalled from a tenant message: the
+// cache holds each tenant pre-serialised, and the server splices those bytes
+// in as field 1 of the LookupResponse (which tcs.proto numbers 1 for this
+// purpose), leaving the response's Tenant field unset in Go. Calling the
+// Server's methods directly (in process) gives ordinary, decoded responses.
+package lookup
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/tcs-dev/tcs/catalog/tenant"
+	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
+	"github.com/tcs-dev/tcs/tcs"
+	"github.com/tcs-dev/tcs/tcs/cache"
+)
+
+// Limits and defaults.
+const (
+	// MaxBatch is the most hostnames one BatchLookup may ask for.
+	MaxBatch = 100
+	// MaxHostnameInput is the most bytes of a requested hostname the server
+	// reads; longer ones are INVALID_ARGUMENT before any work is done.
+	MaxHostnameInput = 1024
+	// DefaultHeartbeatInterval is Config.HeartbeatInterval's default.
+	DefaultHeartbeatInterval = 5 * time.Second
+	// DefaultWatchBuffer is Config.WatchBuffer's default.
+	DefaultWatchBuffer = 256
+)
+
+// maxHostname is the longest normalised hostname: a cache key is never
+// longer, so a longer request skips the cache's fast path.
+const maxHostname = 253
+
+// Config configures a Server. Zero fields take the defaults described.
+type Config struct {
+	// Region is the region this server answers for, reported in every
+	// response (for example "eu-west-1").
+	Region string
+	// Replica is the region's replica table; the server only reads it
+	// (LookupHostname). Required.
+	Replica tcs.Replica
+	// Feed is the region's invalidation feed, subscribed to by Run. Nil
+	// means no invalidations: answers are fresh only to their TTL.
+	Feed tcs.Feed
+	// Cache configures the cache (see cache.Options for its defaults). A
+	// nil Cache.Now takes Now.
+	Cache cache.Options
+	// Logger receives the server's logs. Nil discards them.
+	Logger *slog.Logger
+	// Registerer receives the server's metrics (named tcs_lookup_*); wrap
+	// it with prometheus.WrapRegistererWith to tell several servers of one
+	// process apart. Nil means a new registry, with the Go and process
+	// collectors, returned by Registry.
+	Registerer prometheus.Registerer
+	// HeartbeatInterval is how often Watch streams carry a Heartbeat.
+	// Default DefaultHeartbeatInterval (5 s).
+	HeartbeatInterval time.Duration
+	// WatchBuffer is how many messages may wait for one Watch stream before
+	// it is sent a Resync instead. Default DefaultWatchBuffer (256).
+	WatchBuffer int
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Server is the lookup server. Its methods are the TenantContextService;
+// call them directly, or serve them with Register or Serve.
+type Server struct {
+	tcsv1.UnimplementedTenantContextServiceServer
+
+	region   string
+	replica  tcs.Replica
+	feed     tcs.Feed
+	log      *slog.Logger
+	registry *prometheus.Registry
+	m        *metrics
+	cache    *cache.Cache
+	now      func() time.Time
+	interval time.Duration
+	buffer   int
+
+	running atomic.Bool
+
+	mu       sync.Mutex
+	watchers map[*watcher]struct{}
+	stopOnce sync.Once
+	stopping chan struct{} // closed when Watch streams must end
+}
+
+var _ tcsv1.TenantContextServiceServer = (*Server)(nil)
+
+// New returns a Server. It panics if cfg.Replica is nil, or if its metrics
+// cannot be registered (a registry that already has them).
+func New(cfg Config) *Server {
+	if cfg.Replica == nil {
+		panic("lookup: Config.Replica is nil")
+	}
+	s := &Server{
+		region:   cfg.Region,
+		replica:  cfg.Replica,
+		feed:     cfg.Feed,
+		log:      cfg.Logger,
+		now:      cfg.Now,
+		interval: cfg.HeartbeatInterval,
+		buffer:   cfg.WatchBuffer,
+		watchers: make(map[*watcher]struct{}),
+		stopping: make(chan struct{}),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.interval <= 0 {
+		s.interval = DefaultHeartbeatInterval
+	}
+	if s.buffer <= 0 {
+		s.buffer = DefaultWatchBuffer
+	}
+	reg := cfg.Registerer
+	if reg == nil {
+		s.registry = prometheus.NewRegistry()
+		s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg = s.registry
+	}
+	opts := cfg.Cache
+	if opts.Now == nil {
+		opts.Now = s.now
+	}
+	onReadError := opts.OnReadError
+	opts.OnReadError = func(hostname string, err error) {
+		s.log.Warn("replica read failed", "hostname", hostname, "err", err)
+		if onReadError != nil {
+			onReadError(hostname, err)
+		}
+	}
+	s.cache = cache.New(cfg.Replica, opts)
+	s.m = newMetrics(reg, s.cache)
+	return s
+}
+
+// Registry returns the registry holding the server's metrics when
+// Config.Registerer was nil, and nil otherwise.
+func (s *Server) Registry() *prometheus.Registry { return s.registry }
+
+// Cache returns the server's cache.
+func (s *Server) Cache() *cache.Cache { return s.cache }
+
+// Register registers the service on gs, in its wire form (see the package
+// comment).
+func (s *Server) Register(gs grpc.ServiceRegistrar) {
+	tcsv1.RegisterTenantContextServiceServer(gs, wireServer{s})
+}
+
+// lookup answers one requested hostname, exactly as the client sent it.
+func (s *Server) lookup(ctx context.Context, raw string) (cache.Result, error) {
+	// A cache key is a normalised hostname, and normalising one returns it
+	// unchanged; so a hit on the raw input is the answer, and the common
+	// case (clients send hostnames already normalised) skips normalising.
+	if len(raw) <= maxHostname {
+		if res, ok := s.cache.Peek(raw); ok {
+			return res, nil
+		}
+	}
+	if len(raw) > MaxHostnameInput {
+		return cache.Result{}, &tenant.Error{
+			Code:    tenant.Invalid,
+			Message: "invalid hostname",
+			Fields: []tenant.FieldError{{
+				Field:  "hostname",
+				Reason: fmt.Sprintf("is too long: %d bytes (a hostname is at most %d characters)", len(raw), maxHostname),
+			}},
+		}
+	}
+	h, err := tenant.NormalizeHostname(raw)
+	if err != nil {
+		return cache.Result{}, err
+	}
+	return s.cache.Lookup(ctx, h)
+}
+
+// Lookup implements TenantContextService.Lookup, returning the tenant
+// decoded (the gRPC path splices it instead; see the package comment).
+func (s *Server) Lookup(ctx context.Context, req *tcsv1.LookupRequest) (*tcsv1.LookupResponse, error) {
+	start := time.Now()
+	res, err := s.lookup(ctx, req.GetHostname())
+	var t *tcsv1.Tenant
+	if err == nil {
+		t, err = res.Tenant()
+	}
+	if err != nil {
+		return nil, s.fail(s.m.lookupLatency, start, err)
+	}
+	s.m.done(s.m.lookupLatency, start, codes.OK)
+	return &tcsv1.LookupResponse{
+		Tenant: t,
+		Stale:  res.Stale,
+		Region: s.region,
+		Age:    durationpb.New(res.Age(s.now())),
+	}, nil
+}
+
+// fail counts a failed lookup and returns its status error.
+func (s *Server) fail(h prometheus.Observer, start time.Time, err error) error {
+	st := s.status(err)
+	s.m.done(h, start, st.Code())
+	return st.Err()
+}
+
+// BatchLookup implements TenantContextService.BatchLookup.
+func (s *Server) BatchLookup(ctx context.Context, req *tcsv1.BatchLookupRequest) (*tcsv1.BatchLookupResponse, error) {
+	return s.batchLookup(ctx, req, false)
+}
+
+// batchLookup answers a BatchLookup; spliced says whether tenants are
+// spliced in as bytes (the wire form) or decoded.
+func (s *Server) batchLookup(ctx context.Context, req *tcsv1.BatchLookupRequest, spliced bool) (*tcsv1.BatchLookupResponse, error) {
+	start := time.Now()
+	names := req.GetHostnames()
+	if len(names) > MaxBatch {
+		s.m.batchLatency.Observe(time.Since(start).Seconds())
+		return nil, s.status(&tenant.Error{
+			Code:    tenant.Invalid,
+			Message: "too many hostnames",
+			Fields: []tenant.FieldError{{
+				Field:  "hostnames",
+				Reason: fmt.Sprintf("has %d entries; at most %d are allowed", len(names), MaxBatch),
+			}},
+		}).Err()
+	}
+	resp := &tcsv1.BatchLookupResponse{
+		Results: make([]*tcsv1.BatchLookupResult, len(names)),
+		Region:  s.region,
+	}
+	for i, raw := range names {
+		r := &tcsv1.BatchLookupResult{Hostname: raw}
+		resp.Results[i] = r
+		res, err := s.lookup(ctx, raw)
+		if err == nil {
+			if spliced {
+				b := make([]byte, 0, len(res.Field1)+1)
+				b = protowire.AppendTag(b, 2, protowire.BytesType)
+				b = protowire.AppendBytes(b, res.Encoded())
+				r.ProtoReflect().SetUnknown(b)
+			} else {
+				r.Tenant, err = res.Tenant()
+			}
+		}
+		if err != nil {
+			// The whole call fails only if the caller went away: the
+			// other answers would never be read.
+			if ctxErr := ctx.Err(); ctxErr != nil {
+				return nil, s.fail(s.m.batchLatency, start, ctxErr)
+			}
+			st := s.status(err)
+			s.m.lookups[st.Code()].Inc()
+			r.Code, r.Message = int32(st.Code()), st.Message()
+			continue
+		}
+		r.Stale = res.Stale
+		s.m.lookups[codes.OK].Inc()
+	}
+	s.m.batchLatency.Observe(time.Since(start).Seconds())
+	return resp, nil
+}
+
+// wireServer is the Server as registered on a grpc.Server: Lookup and
+// BatchLookup splice the cached tenant bytes into their responses instead of
+// decoding them into messages that gRPC would at once encode again.
+type wireServer struct{ *Server }
+
+// Lookup implements TenantContextService.Lookup with the tenant spliced in
+// as the response's field 1.
+func (w wireServer) Lookup(ctx context.Context, req *tcsv1.LookupRequest) (*tcsv1.LookupResponse, error) {
+	s := w.Server
+	start := time.Now()
+	res, err := s.lookup(ctx, req.GetHostname())
+	if err != nil {
+		return nil, s.fail(s.m.lookupLatency, start, err)
+	}
+	resp := &tcsv1.LookupResponse{
+		Stale:  res.Stale,
+		Region: s.region,
+		Age:    durationpb.New(res.Age(s.now())),
+	}
+	resp.ProtoReflect().SetUnknown(res.Field1)
+	s.m.done(s.m.lookupLatency, start, codes.OK)
+	return resp, nil
+}
+
+// BatchLookup implements TenantContextService.BatchLookup with each tenant
+// spliced in as its result's field 2.
+func (w wireServer) BatchLookup(ctx context.Context, req *tcsv1.BatchLookupRequest) (*tcsv1.BatchLookupResponse, error) {
+	return w.batchLookup(ctx, req, true)
+}
