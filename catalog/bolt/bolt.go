@@ -22,14 +22,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"time"
 
 	"go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/tcs-dev/tcs/catalog/boltfile"
 
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/tenant"
@@ -39,7 +38,7 @@ var _ catalog.Store = (*Store)(nil)
 
 // DefaultTimeout is how long Open waits for the file lock when
 // Options.Timeout is zero.
-const DefaultTimeout = time.Second
+const DefaultTimeout = boltfile.DefaultTimeout
 
 // schemaVersion is the layout of the buckets described in the package comment.
 const schemaVersion = "1"
@@ -49,9 +48,6 @@ var (
 	bucketHostnames = []byte("hostnames")
 	bucketAudit     = []byte("audit")
 	bucketOutbox    = []byte("outbox")
-	bucketMeta      = []byte("meta")
-
-	keySchema = []byte("schema_version")
 )
 
 // Options configure Open. The zero value is ready to use.
@@ -75,44 +71,14 @@ type Store struct {
 // process holds the file, Open fails after opts.Timeout instead of waiting
 // forever.
 func Open(path string, opts Options) (*Store, error) {
-	timeout := opts.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
 	now := opts.Now
 	if now == nil {
 		now = time.Now
 	}
-	if dir := filepath.Dir(path); dir != "" {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("bolt open %s: %w", path, err)
-		}
-	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout, FreelistType: bbolt.FreelistMapType})
-	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("catalog data file %s is locked by another process (waited %s): %w", path, timeout, err)
-	}
+	db, err := boltfile.Open(path, boltfile.Spec{Kind: "catalog", Timeout: opts.Timeout, Schema: schemaVersion,
+		Buckets: [][]byte{bucketTenants, bucketHostnames, bucketAudit, bucketOutbox}})
 	if err != nil {
-		return nil, fmt.Errorf("bolt open %s: %w", path, err)
-	}
-	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bucketTenants, bucketHostnames, bucketAudit, bucketOutbox, bucketMeta} {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
-			}
-		}
-		meta := tx.Bucket(bucketMeta)
-		switch v := meta.Get(keySchema); {
-		case v == nil:
-			return meta.Put(keySchema, []byte(schemaVersion))
-		case string(v) != schemaVersion:
-			return fmt.Errorf("schema version %q, this build reads %q", v, schemaVersion)
-		}
-		return nil
-	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("bolt open %s: %w", path, err)
+		return nil, err
 	}
 	return &Store{db: db, now: now}, nil
 }

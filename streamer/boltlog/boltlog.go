@@ -28,14 +28,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
 	"unicode/utf8"
 
 	"go.etcd.io/bbolt"
+
+	"github.com/tcs-dev/tcs/catalog/boltfile"
 	berrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/sync/errgroup"
 
@@ -66,11 +66,9 @@ const schemaVersion = "1"
 const recordFormat = 1
 
 var (
-	bucketMeta        = []byte("meta")
 	bucketLog         = []byte("log")
 	bucketCheckpoints = []byte("checkpoints")
 
-	keySchema     = []byte("schema_version")
 	keyPartitions = []byte("partitions")
 )
 
@@ -127,7 +125,6 @@ func Open(path string, opts Options) (*Log, error) {
 	if opts.Partitions < 0 {
 		return nil, fmt.Errorf("boltlog open %s: Options.Partitions is %d, want ≥ 0", path, opts.Partitions)
 	}
-	timeout := cmpOr(opts.Timeout, DefaultTimeout)
 	l := &Log{
 		poll:      cmpOr(opts.PollInterval, DefaultPollInterval),
 		batchSize: cmpOr(opts.BatchSize, DefaultBatchSize),
@@ -137,31 +134,12 @@ func Open(path string, opts Options) (*Log, error) {
 	if l.now == nil {
 		l.now = time.Now
 	}
-	if dir := filepath.Dir(path); dir != "" {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("boltlog open %s: %w", path, err)
-		}
-	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout, FreelistType: bbolt.FreelistMapType})
-	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("stream data file %s is locked by another process (waited %s): %w", path, timeout, err)
-	}
+	db, err := boltfile.Open(path, boltfile.Spec{Kind: "stream", Timeout: opts.Timeout, Schema: schemaVersion})
 	if err != nil {
-		return nil, fmt.Errorf("boltlog open %s: %w", path, err)
+		return nil, err
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
-		if err != nil {
-			return err
-		}
-		switch v := meta.Get(keySchema); {
-		case v == nil:
-			if err := meta.Put(keySchema, []byte(schemaVersion)); err != nil {
-				return err
-			}
-		case string(v) != schemaVersion:
-			return fmt.Errorf("schema version %q, this build reads %q", v, schemaVersion)
-		}
+		meta := tx.Bucket(boltfile.MetaBucket)
 		if v := meta.Get(keyPartitions); v != nil {
 			n, err := strconv.Atoi(string(v))
 			if err != nil || n <= 0 {

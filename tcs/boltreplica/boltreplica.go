@@ -19,11 +19,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"go.etcd.io/bbolt"
+
+	"github.com/tcs-dev/tcs/catalog/boltfile"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/tcs"
@@ -33,7 +33,7 @@ var _ tcs.Replica = (*Replica)(nil)
 
 // DefaultTimeout is how long Open waits for the file lock when
 // Options.Timeout is zero.
-const DefaultTimeout = time.Second
+const DefaultTimeout = boltfile.DefaultTimeout
 
 // DefaultScanLimit is the page size of ScanDocs and ScanHosts when the
 // caller asks for limit ≤ 0.
@@ -45,9 +45,6 @@ const schemaVersion = "1"
 var (
 	bucketDocs  = []byte("docs")
 	bucketHosts = []byte("hosts")
-	bucketMeta  = []byte("meta")
-
-	keySchema = []byte("schema_version")
 )
 
 // Options configure Open. The zero value is ready to use.
@@ -73,40 +70,10 @@ type HostEntry struct {
 // process holds the file, Open fails after opts.Timeout with an error naming
 // the file, instead of waiting forever.
 func Open(path string, opts Options) (*Replica, error) {
-	timeout := opts.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
-	if dir := filepath.Dir(path); dir != "" {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("boltreplica open %s: %w", path, err)
-		}
-	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout, FreelistType: bbolt.FreelistMapType})
-	if errors.Is(err, bbolt.ErrTimeout) {
-		return nil, fmt.Errorf("replica data file %s is locked by another process (waited %s): %w", path, timeout, err)
-	}
+	db, err := boltfile.Open(path, boltfile.Spec{Kind: "replica", Timeout: opts.Timeout, Schema: schemaVersion,
+		Buckets: [][]byte{bucketDocs, bucketHosts}})
 	if err != nil {
-		return nil, fmt.Errorf("boltreplica open %s: %w", path, err)
-	}
-	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bucketDocs, bucketHosts, bucketMeta} {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
-			}
-		}
-		meta := tx.Bucket(bucketMeta)
-		switch v := meta.Get(keySchema); {
-		case v == nil:
-			return meta.Put(keySchema, []byte(schemaVersion))
-		case string(v) != schemaVersion:
-			return fmt.Errorf("schema version %q, this build reads %q", v, schemaVersion)
-		}
-		return nil
-	})
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("boltreplica open %s: %w", path, err)
+		return nil, err
 	}
 	return &Replica{db: db}, nil
 }
