@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bufio"
+	"errors"
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
@@ -101,7 +102,8 @@ func (ts *Tokens) Authenticate(token string) (Role, string) {
 //
 // The file has one token per line: `ROLE TOKEN [NAME]`, where ROLE is admin
 // or reader and NAME (optional) is what audit records show as updated_by.
-// Blank lines and lines starting with # are ignored.
+// Blank lines and lines starting with # are ignored. Finding no token at all
+// is an error: an admin API nobody can call is a misconfiguration.
 func LoadTokens(path string, getenv func(string) string) (*Tokens, error) {
 	var tokens []Token
 	if path != "" {
@@ -120,6 +122,9 @@ func LoadTokens(path string, getenv func(string) string) (*Tokens, error) {
 	}
 	if v := getenv("TCS_READER_TOKEN"); v != "" {
 		tokens = append(tokens, Token{Role: RoleReader, Name: "reader", Value: v})
+	}
+	if len(tokens) == 0 {
+		return nil, errors.New("no API tokens configured: set TCS_ADMIN_TOKEN (and TCS_READER_TOKEN), or a tokens file (--tokens-file or TCS_TOKENS_FILE)")
 	}
 	return NewTokens(tokens...)
 }

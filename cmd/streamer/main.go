@@ -16,15 +16,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tcs-dev/tcs/catalog/bolt"
-	"github.com/tcs-dev/tcs/catalog/httpapi"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
 	"github.com/tcs-dev/tcs/streamer"
 	"github.com/tcs-dev/tcs/streamer/boltlog"
@@ -136,14 +133,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			}
 		}()
 	}
+	serveMetrics, err := cmdutil.ListenMetrics(*metricsAddr, reg)
+	if err != nil {
+		return err
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return worker(gctx) })
-	if *metricsAddr != "" {
-		ln, err := net.Listen("tcp", *metricsAddr)
-		if err != nil {
-			return fmt.Errorf("metrics listen on %s: %w", *metricsAddr, err)
-		}
-		g.Go(func() error { return httpapi.Serve(gctx, ln, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})) })
+	if serveMetrics != nil {
+		g.Go(func() error { return serveMetrics(gctx) })
 	}
 	err = g.Wait()
 	log.Info("streamer stopped", "command", cmd)

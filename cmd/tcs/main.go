@@ -19,10 +19,8 @@ import (
 	"net"
 	"os"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/tcs-dev/tcs/catalog/httpapi"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
 	"github.com/tcs-dev/tcs/tcs/boltreplica"
 	"github.com/tcs-dev/tcs/tcs/cache"
@@ -80,21 +78,18 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	defer rep.Close()
 
 	srv := lookup.New(lookup.Config{Region: *region, Replica: rep, Cache: co, Logger: log.With("region", *region)})
+	serveMetrics, err := cmdutil.ListenMetrics(*metricsAddr, srv.Registry())
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *addr, err)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(gctx, ln, lookup.ServeOptions{TLS: tlsConfig}) })
-	if *metricsAddr != "" {
-		mln, err := net.Listen("tcp", *metricsAddr)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("metrics listen on %s: %w", *metricsAddr, err)
-		}
-		g.Go(func() error {
-			return httpapi.Serve(gctx, mln, promhttp.HandlerFor(srv.Registry(), promhttp.HandlerOpts{}))
-		})
+	if serveMetrics != nil {
+		g.Go(func() error { return serveMetrics(gctx) })
 	}
 	log.Info("tcs lookup server listening", "region", *region, "addr", ln.Addr().String(), "tls", tlsConfig != nil)
 	fmt.Fprintf(stdout, "tcs %s: gRPC on %s\n", *region, ln.Addr())

@@ -10,10 +10,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tcs-dev/tcs/catalog/httpapi"
 )
 
 // Main runs a binary's run function with a context cancelled by SIGINT or
@@ -70,4 +76,20 @@ func (d Data) Ensure() error {
 		return fmt.Errorf("data directory: %w", err)
 	}
 	return nil
+}
+
+// ListenMetrics listens on addr and returns a function that serves
+// Prometheus metrics from g on it (any path) until its context ends. An
+// empty addr means no metrics endpoint: serve is nil. Listening before
+// anything starts makes a busy port fail the start, naming it.
+func ListenMetrics(addr string, g prometheus.Gatherer) (serve func(context.Context) error, err error) {
+	if addr == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: listen on %s: %w", addr, err)
+	}
+	h := promhttp.HandlerFor(g, promhttp.HandlerOpts{})
+	return func(ctx context.Context) error { return httpapi.Serve(ctx, ln, h) }, nil
 }
