@@ -46,7 +46,7 @@ type system struct {
 
 // start runs the whole system in-process on loopback ports and stops it at
 // the end of the test.
-func start(t *testing.T, extra ...string) *system {
+func start(t testing.TB, extra ...string) *system {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	env := map[string]string{"TCS_ADMIN_TOKEN": "adm", "TCS_READER_TOKEN": "rdr"}
@@ -92,7 +92,7 @@ func start(t *testing.T, extra ...string) *system {
 	return sys
 }
 
-func (s *system) rest(t *testing.T, method, path, token, body string, header ...string) (int, http.Header, string) {
+func (s *system) rest(t testing.TB, method, path, token, body string, header ...string) (int, http.Header, string) {
 	t.Helper()
 	req, _ := http.NewRequest(method, "http://"+s.ep.Catalog+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
