@@ -370,3 +370,40 @@ func TestPipelineThreeRegions(t *testing.T) {
 	cancel()
 	wg.Wait()
 }
+
+var _ streamer.OutboxNotifier = (*bolt.Store)(nil)
+
+// TestPublisherWakesOnCommit: with a store that notifies, a commit is
+// published at once, not at the next poll (here an hour away).
+func TestPublisherWakesOnCommit(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p := streamer.NewPublisher(streamer.PublisherConfig{Outbox: r.src, Stream: r.stream, PollInterval: time.Hour})
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	// Let the publisher find the empty outbox and start waiting.
+	time.Sleep(50 * time.Millisecond)
+	if _, err := r.src.Create(ctx, storetest.NewTenant("acme", "acme.example.com"), "test"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		left, err := r.src.ReadOutbox(ctx, 0, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the commit was not published: the publisher did not wake")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -17,6 +17,13 @@ type Outbox interface {
 	AckOutbox(ctx context.Context, upTo uint64) error
 }
 
+// OutboxNotifier is an optional capability of an Outbox: a channel closed
+// when new entries may be waiting, so that the publisher wakes at once
+// rather than at its next poll. The channel is taken before each read.
+type OutboxNotifier interface {
+	OutboxChanged() <-chan struct{}
+}
+
 // PublisherConfig wires a Publisher.
 type PublisherConfig struct {
 	Outbox Outbox
@@ -24,6 +31,7 @@ type PublisherConfig struct {
 	// BatchSize is how many outbox entries one append carries; 0 means 256.
 	BatchSize int
 	// PollInterval is how often an empty outbox is read again; 0 means 10ms.
+	// An Outbox that is an OutboxNotifier wakes the publisher sooner.
 	PollInterval time.Duration
 	// RetryBackoff is the first wait after a failed read, append or ack; it
 	// doubles up to 5 s. 0 means 100ms.
@@ -79,7 +87,12 @@ func NewPublisher(cfg PublisherConfig) *Publisher {
 // nil when ctx ends.
 func (p *Publisher) Run(ctx context.Context) error {
 	backoff := p.cfg.RetryBackoff
+	notifier, _ := p.cfg.Outbox.(OutboxNotifier)
 	for {
+		var changed <-chan struct{} // nil: wait for the poll only
+		if notifier != nil {
+			changed = notifier.OutboxChanged()
+		}
 		n, err := p.PublishOnce(ctx)
 		wait := p.cfg.PollInterval
 		switch {
@@ -89,14 +102,19 @@ func (p *Publisher) Run(ctx context.Context) error {
 			p.failures.Inc()
 			p.log.Warn("publish failed; retrying", "err", err, "in", backoff)
 			wait, backoff = backoff, min(2*backoff, 5*time.Second)
+			changed = nil // back off even if writes continue
 		case n > 0:
 			backoff = p.cfg.RetryBackoff
 			continue // more may be waiting
 		}
+		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 			return nil
-		case <-time.After(wait):
+		case <-timer.C:
+		case <-changed:
+			timer.Stop()
 		}
 	}
 }

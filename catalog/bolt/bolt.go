@@ -24,6 +24,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -65,6 +66,33 @@ type Options struct {
 type Store struct {
 	db  *bbolt.DB
 	now func() time.Time
+
+	mu sync.Mutex
+	// changed is closed (and forgotten) by the next commit that adds an
+	// outbox entry; see OutboxChanged.
+	changed chan struct{}
+}
+
+// OutboxChanged returns a channel that is closed when a commit adds to the
+// outbox, so that a publisher in this process can wake at once instead of
+// waiting for its next poll. Take the channel before reading the outbox:
+// a commit between the read and the wait then still wakes the waiter.
+func (s *Store) OutboxChanged() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+	return s.changed
+}
+
+func (s *Store) outboxChanged() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
 }
 
 // Open opens (creating if needed) the catalog file at path. If another
@@ -199,6 +227,7 @@ func (s *Store) Delete(ctx context.Context, id string, expectedVersion int64, ac
 // document as Get would return it. Any error leaves the transaction to be
 // rolled back, so a rejected write changes nothing.
 func (s *Store) commit(tx *bbolt.Tx, action catalog.Action, prev, next *tenant.Tenant, version int64, actor string) (*tenant.Tenant, error) {
+	tx.OnCommit(s.outboxChanged)
 	at := s.now().UTC().Truncate(time.Microsecond)
 	doc := next.Clone()
 	doc.Version = version

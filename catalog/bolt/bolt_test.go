@@ -200,3 +200,30 @@ func TestUndecodableDocumentIsInternal(t *testing.T) {
 		t.Errorf("List = %v, want an internal error", err)
 	}
 }
+
+// TestOutboxChanged: the channel closes on a commit, not on a rejected write.
+func TestOutboxChanged(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s := open(t, filepath.Join(t.TempDir(), "catalog.db"), bolt.Options{})
+	ch := s.OutboxChanged()
+	if _, err := s.Update(ctx, storetest.NewTenant("nobody"), 1, "test"); err == nil {
+		t.Fatal("update of an unknown tenant succeeded")
+	}
+	select {
+	case <-ch:
+		t.Fatal("a rejected write closed the channel")
+	default:
+	}
+	if _, err := s.Create(ctx, storetest.NewTenant("acme"), "test"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	default:
+		t.Fatal("a commit did not close the channel")
+	}
+	if next := s.OutboxChanged(); next == ch {
+		t.Error("OutboxChanged returned the closed channel again")
+	}
+}

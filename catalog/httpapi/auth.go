@@ -2,9 +2,9 @@ package httpapi
 
 import (
 	"bufio"
-	"errors"
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"io"
 	"os"
