@@ -1,0 +1,292 @@
+// Package client is the TCS client library that compute nodes link to learn,
+// on every request, which tenant owns a hostname.
+//
+// A Client answers from an in-process cache when it can (a hit allocates
+// nothing and takes tens of nanoseconds), and otherwise asks the lookup
+// service of the first healthy region in its ordered list (local region
+// first), hedging to the next region when the first is slow and failing
+// over when it errs. Concurrent misses of one hostname make one RPC. A Watch
+// stream on the current region invalidates cached answers as tenants
+// change; while that stream is down the cache's TTL is shortened so that
+// staleness stays bounded, and when every region fails an answer up to
+// max-stale old is served, marked stale.
+//
+// The package links gRPC and protobuf but not the AWS SDK nor any metrics
+// library (a test checks it): wire Hooks to your own.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/tcs-dev/tcs/catalog/tenant"
+	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
+)
+
+// Errors of Lookup, for errors.Is. Lookup returns them wrapped or as they
+// are.
+var (
+	// ErrNotFound: no live tenant owns the hostname.
+	ErrNotFound = errors.New("tcs: hostname not found")
+	// ErrInvalidHostname: the hostname cannot be normalised (see
+	// tenant.NormalizeHostname).
+	ErrInvalidHostname = errors.New("tcs: invalid hostname")
+	// ErrUnavailable: no region answered and no cached answer within
+	// max-stale was left to serve.
+	ErrUnavailable = errors.New("tcs: unavailable")
+	// ErrClosed: the Client was closed.
+	ErrClosed = errors.New("tcs: client closed")
+)
+
+// Meta says where an answer came from.
+type Meta struct {
+	// Cached is true when the answer came from the client's cache.
+	Cached bool
+	// Stale is true when every region failed and the answer is an expired
+	// cached one, served because it is younger than max-stale.
+	Stale bool
+	// Region is the region that read the answer from its replica, as it
+	// names itself (or its address, if it did not).
+	Region string
+	// Age is how long ago that region read it.
+	Age time.Duration
+}
+
+// Client looks up tenants by hostname. It is safe for concurrent use. Make
+// it with New and Close it when done.
+type Client struct {
+	cfg     config
+	log     *slog.Logger
+	hooks   Hooks
+	regions []*region
+	cache   *cache
+	hedge   *hedger
+	flight  singleflight.Group
+
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the watcher and the clock
+}
+
+// New returns a Client for the regions of WithRegions. It dials lazily: New
+// does not wait for any region to be reachable. ctx bounds nothing after New
+// returns (Close stops the Client).
+func New(ctx context.Context, opts ...Option) (*Client, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	cfg := defaults()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if len(cfg.regions) == 0 {
+		return nil, errors.New("tcs client: no regions (use WithRegions)")
+	}
+	if cfg.lookupTimeout <= 0 {
+		cfg.lookupTimeout = DefaultLookupTimeout
+	}
+	if cfg.breakerFailures <= 0 {
+		cfg.breakerFailures = DefaultBreakerFailures
+	}
+	if cfg.breakerCooldown <= 0 {
+		cfg.breakerCooldown = DefaultBreakerCooldown
+	}
+	if cfg.heartbeatTimeout <= 0 {
+		cfg.heartbeatTimeout = DefaultHeartbeatTimeout
+	}
+	if cfg.disconnectedTTL <= 0 {
+		cfg.disconnectedTTL = DefaultDisconnectedTTL
+	}
+	if cfg.now == nil {
+		cfg.now = time.Now
+	}
+	c := &Client{cfg: cfg, log: cfg.log, hooks: cfg.hooks}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	c.hooks.fill()
+	c.hedge = newHedger(cfg.hedgeDelay, cfg.hedgeSet)
+	c.cache = newCache(cacheConfig{
+		size:     cfg.cacheSize,
+		ttl:      cfg.ttl,
+		negTTL:   cfg.negativeTTL,
+		maxStale: cfg.maxStale,
+		discTTL:  cfg.disconnectedTTL,
+		window:   max(time.Minute, 2*cfg.lookupTimeout),
+		now:      cfg.now,
+	})
+
+	creds := insecure.NewCredentials()
+	if cfg.tls != nil {
+		creds = credentials.NewTLS(cfg.tls)
+	}
+	dial := append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, cfg.dial...)
+	for _, addr := range cfg.regions {
+		conn, err := grpc.NewClient(addr, dial...)
+		if err != nil {
+			for _, r := range c.regions {
+				r.conn.Close()
+			}
+			return nil, fmt.Errorf("tcs client: dial %s: %w", addr, err)
+		}
+		c.regions = append(c.regions, &region{addr: addr, name: addr, conn: conn, api: tcsv1.NewTenantContextServiceClient(conn)})
+	}
+
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	if !cfg.clockSet {
+		c.cache.ticking = true
+		c.cache.coarse.Store(c.cache.clock())
+		c.wg.Go(func() { c.cache.tick(c.ctx.Done()) })
+	}
+	if cfg.noWatch {
+		c.cache.setWatching(true)
+	} else {
+		c.wg.Go(c.watch)
+	}
+	return c, nil
+}
+
+// Close stops the Watch stream and closes the connections. Lookups after
+// Close fail with ErrClosed unless answered from the cache.
+func (c *Client) Close() error {
+	c.cancel()
+	c.wg.Wait()
+	var errs []error
+	for _, r := range c.regions {
+		errs = append(errs, r.conn.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Watching reports whether the invalidation stream is up (a Resync has been
+// received on the current stream). While it is not, cached answers live for
+// the disconnected TTL only.
+func (c *Client) Watching() bool { return c.cache.watching() }
+
+// Lookup returns the tenant that owns hostname (normalised as the catalog
+// does; a hostname already normalised is looked up as it is).
+//
+// The returned tenant is shared with the cache and with every other caller:
+// it must not be modified (Clone it to change it). A cache hit on a
+// hostname given already normalised allocates nothing; one that needs
+// normalising (upper case, a port, a trailing dot) pays for it first. Errors are ErrNotFound,
+// ErrInvalidHostname, ErrUnavailable, ErrClosed or the caller's context
+// error, for errors.Is.
+func (c *Client) Lookup(ctx context.Context, hostname string) (*tenant.Tenant, error) {
+	t, _, err := c.LookupMeta(ctx, hostname)
+	return t, err
+}
+
+// LookupMeta is Lookup, also saying where the answer came from.
+func (c *Client) LookupMeta(ctx context.Context, hostname string) (*tenant.Tenant, Meta, error) {
+	now := c.cache.fast()
+	// Cache keys are normalised hostnames, which normalise to themselves:
+	// try the hostname as given first, so the common case skips normalising.
+	if e, st := c.cache.get(hostname, now); st == fresh {
+		c.hooks.Hit()
+		return e.answer(now, false)
+	}
+	h, err := tenant.NormalizeHostname(hostname)
+	if err != nil {
+		return nil, Meta{}, fmt.Errorf("%w %q: %s", ErrInvalidHostname, hostname, tenant.ErrorMessage(err))
+	}
+	if h != hostname {
+		if e, st := c.cache.get(h, now); st == fresh {
+			c.hooks.Hit()
+			return e.answer(now, false)
+		}
+	}
+	c.hooks.Miss()
+	ch := c.flight.DoChan(h, func() (any, error) { return c.fill(h) })
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, Meta{}, res.Err
+		}
+		f := res.Val.(fillResult)
+		t, m, err := f.e.answer(c.cache.clock(), f.stale)
+		m.Cached = f.cached
+		return t, m, err
+	case <-ctx.Done():
+		return nil, Meta{}, ctx.Err()
+	}
+}
+
+// answer turns a cache entry into Lookup's results.
+func (e entry) answer(now int64, stale bool) (*tenant.Tenant, Meta, error) {
+	m := Meta{Cached: true, Stale: stale, Region: e.region, Age: time.Duration(max(now-e.readAt, 0))}
+	if e.t == nil {
+		return nil, m, ErrNotFound
+	}
+	return e.t, m, nil
+}
+
+// fillResult is what a fill gives every caller waiting for it.
+type fillResult struct {
+	e      entry
+	cached bool // from the cache (a fill just before, or stale)
+	stale  bool
+}
+
+// fill asks the regions for normalised hostname h, caches the answer and
+// returns it as an entry; one fill runs per hostname at a time. When no
+// region answers it falls back to a stale entry or ErrUnavailable.
+func (c *Client) fill(h string) (any, error) {
+	now := c.cache.clock()
+	// A fill that finished just before this one started has already
+	// cached the answer.
+	if e, st := c.cache.get(h, now); st == fresh {
+		return fillResult{e: e, cached: true}, nil
+	}
+	tk := c.cache.begin()
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.lookupTimeout)
+	defer cancel()
+	resp, r, err := call(c, ctx, func(ctx context.Context, api tcsv1.TenantContextServiceClient) (*tcsv1.LookupResponse, error) {
+		return api.Lookup(ctx, &tcsv1.LookupRequest{Hostname: h})
+	})
+	done := c.cache.clock()
+	switch status.Code(err) {
+	case codes.OK:
+		t, cerr := tcsv1.TenantFromProto(resp.GetTenant())
+		if cerr != nil || t == nil {
+			c.log.Error("tcs lookup: bad tenant in answer", "region", r.label(), "hostname", h, "err", cerr)
+			return c.staleOr(h, done, fmt.Errorf("%w: bad answer from %s", ErrUnavailable, r.label()))
+		}
+		age := resp.GetAge().AsDuration()
+		e := entry{t: t, readAt: done - int64(max(age, 0)), region: r.intern(resp.GetRegion())}
+		c.cache.put(h, e, tk)
+		return fillResult{e: e, stale: resp.GetStale()}, nil
+	case codes.NotFound:
+		e := entry{readAt: done, region: r.label()}
+		c.cache.put(h, e, tk)
+		return fillResult{e: e}, nil
+	case codes.InvalidArgument:
+		return nil, fmt.Errorf("%w %q: %s", ErrInvalidHostname, h, status.Convert(err).Message())
+	}
+	if c.ctx.Err() != nil {
+		return nil, ErrClosed
+	}
+	return c.staleOr(h, done, fmt.Errorf("%w: lookup %s: %v", ErrUnavailable, h, err))
+}
+
+// staleOr returns the cached entry of h, marked stale, if it is within
+// max-stale, and err otherwise.
+func (c *Client) staleOr(h string, now int64, err error) (any, error) {
+	e, st := c.cache.get(h, now)
+	if st == absent || !c.cache.staleOK(e, now) {
+		return nil, err
+	}
+	c.hooks.StaleServe()
+	return fillResult{e: e, cached: true, stale: true}, nil
+}

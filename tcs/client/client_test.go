@@ -1,0 +1,356 @@
+package client_test
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tcs-dev/tcs/tcs/client"
+)
+
+// newClient returns a client of the regions, closed at the end of the test,
+// and waits for its Watch stream unless the regions are all down.
+func newClient(tb testing.TB, regions []*regionServer, opts ...client.Option) *client.Client {
+	tb.Helper()
+	opts = append([]client.Option{
+		client.WithRegions(addrs(regions...)...),
+		client.WithLookupTimeout(3 * time.Second),
+	}, opts...)
+	c, err := client.New(ctxT(tb), opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	waitFor(tb, "the watch stream", c.Watching)
+	return c
+}
+
+func TestHitMiss(t *testing.T) {
+	t.Parallel()
+	r := startRegion(t, "eu-west-1")
+	put(t, "acme", 1, []string{"acme.example.com", "www.acme.example.com"}, r)
+	var hits, misses counter
+	c := newClient(t, []*regionServer{r}, client.WithTTL(time.Hour),
+		client.WithMetrics(client.Hooks{Hit: hits.inc, Miss: misses.inc}))
+	ctx := ctxT(t)
+
+	tn, meta, err := c.LookupMeta(ctx, "acme.example.com")
+	if err != nil || tn.ID != "acme" || tn.Version != 1 {
+		t.Fatalf("first lookup: %+v, %v", tn, err)
+	}
+	if meta.Cached || meta.Stale || meta.Region != "eu-west-1" {
+		t.Errorf("first lookup meta = %+v, want a fresh answer from eu-west-1", meta)
+	}
+	tn2, meta, err := c.LookupMeta(ctx, "acme.example.com")
+	if err != nil || tn2 != tn {
+		t.Fatalf("second lookup: %+v, %v; want the cached tenant", tn2, err)
+	}
+	if !meta.Cached || meta.Stale {
+		t.Errorf("second lookup meta = %+v, want cached", meta)
+	}
+	// Not normalised: normalised, then found in the cache.
+	if tn3, err := c.Lookup(ctx, "ACME.Example.COM."); err != nil || tn3 != tn {
+		t.Errorf("lookup of an unnormalised hostname: %+v, %v", tn3, err)
+	}
+	if got := r.lookups.Load(); got != 1 {
+		t.Errorf("%d Lookup RPCs, want 1", got)
+	}
+
+	// Negative answers are cached too.
+	for range 3 {
+		if _, err := c.Lookup(ctx, "nobody.example.com"); !errors.Is(err, client.ErrNotFound) {
+			t.Fatalf("unknown hostname: %v, want ErrNotFound", err)
+		}
+	}
+	if got := r.lookups.Load(); got != 2 {
+		t.Errorf("%d Lookup RPCs, want 2", got)
+	}
+	// Invalid hostnames never reach a region.
+	for _, h := range []string{"", "a..b", "exa mple.com", "-x-.com:99999"} {
+		if _, err := c.Lookup(ctx, h); !errors.Is(err, client.ErrInvalidHostname) {
+			t.Errorf("Lookup(%q): %v, want ErrInvalidHostname", h, err)
+		}
+	}
+	if got := r.lookups.Load(); got != 2 {
+		t.Errorf("%d Lookup RPCs, want 2", got)
+	}
+	if hits.get() != 4 || misses.get() != 2 {
+		t.Errorf("hits, misses = %d, %d; want 4, 2", hits.get(), misses.get())
+	}
+}
+
+func TestInvalidationViaWatch(t *testing.T) {
+	t.Parallel()
+	r := startRegion(t, "eu-west-1")
+	put(t, "acme", 1, []string{"acme.example.com"}, r)
+	put(t, "other", 1, []string{"other.example.com"}, r)
+	var invs counter
+	c := newClient(t, []*regionServer{r}, client.WithTTL(time.Hour),
+		client.WithMetrics(client.Hooks{Invalidation: invs.inc}))
+	ctx := ctxT(t)
+	for _, h := range []string{"acme.example.com", "other.example.com"} {
+		if _, err := c.Lookup(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	put(t, "acme", 2, []string{"acme.example.com"}, r)
+	waitFor(t, "the invalidation", func() bool { return invs.get() >= 1 })
+	tn, meta, err := c.LookupMeta(ctx, "acme.example.com")
+	if err != nil || tn.Version != 2 || meta.Cached {
+		t.Fatalf("after the change: %+v %+v %v; want version 2 from the region", tn, meta, err)
+	}
+	// The other tenant's entry is untouched.
+	if _, meta, err := c.LookupMeta(ctx, "other.example.com"); err != nil || !meta.Cached {
+		t.Errorf("other tenant: %+v %v; want still cached", meta, err)
+	}
+
+	// A hostname that moves to another tenant: the old owner's entry goes.
+	r.apply(t, replicatestTake("other", 2, "acme.example.com", "other.example.com"))
+	waitFor(t, "the move's invalidation", func() bool { return invs.get() >= 2 })
+	if tn, err := c.Lookup(ctx, "acme.example.com"); err != nil || tn.ID != "other" {
+		t.Errorf("after the move: %+v %v; want tenant other", tn, err)
+	}
+}
+
+func TestWatchCutAndRestored(t *testing.T) {
+	t.Parallel()
+	r := startRegion(t, "eu-west-1")
+	put(t, "acme", 1, []string{"acme.example.com"}, r)
+	var ups, downs counter
+	c := newClient(t, []*regionServer{r}, client.WithTTL(time.Hour), client.WithMaxStale(time.Hour),
+		client.WithDisconnectedTTL(200*time.Millisecond),
+		client.WithMetrics(client.Hooks{WatchState: func(_ string, up bool) {
+			if up {
+				ups.inc()
+			} else {
+				downs.inc()
+			}
+		}}))
+	ctx := ctxT(t)
+	if _, err := c.Lookup(ctx, "acme.example.com"); err != nil {
+		t.Fatal(err)
+	}
+
+	r.down()
+	waitFor(t, "the client to see the stream gone", func() bool { return !c.Watching() })
+	// Changed while the client cannot hear of it.
+	rep := r.replica
+	if _, err := rep.Apply(ctx, replicatestEvent("acme", 2, "acme.example.com")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(250 * time.Millisecond) // past the disconnected TTL
+	tn, meta, err := c.LookupMeta(ctx, "acme.example.com")
+	if err != nil || tn.Version != 1 || !meta.Stale {
+		t.Fatalf("while down: %+v %+v %v; want version 1, stale", tn, meta, err)
+	}
+
+	r.start(t)
+	waitFor(t, "the stream back", c.Watching)
+	tn, meta, err = c.LookupMeta(ctx, "acme.example.com")
+	if err != nil || tn.Version != 2 || meta.Cached {
+		t.Fatalf("after reconnecting: %+v %+v %v; want version 2 from the region", tn, meta, err)
+	}
+	if ups.get() < 2 || downs.get() < 1 {
+		t.Errorf("watch ups, downs = %d, %d", ups.get(), downs.get())
+	}
+}
+
+func TestOneRegionDown(t *testing.T) {
+	t.Parallel()
+	us := startRegion(t, "us-east-1")
+	eu := startRegion(t, "eu-west-1")
+	const n = 30
+	for i := range n {
+		put(t, fmt.Sprintf("t%03d", i), 1, []string{fmt.Sprintf("h%d.example.com", i)}, us, eu)
+	}
+	var failovers, opens counter
+	c := newClient(t, []*regionServer{us, eu}, client.WithCircuitBreaker(3, time.Hour),
+		client.WithMetrics(client.Hooks{Failover: failovers.incS, BreakerOpen: opens.incS}))
+	ctx := ctxT(t)
+	us.down()
+	for i := range n {
+		tn, meta, err := c.LookupMeta(ctx, fmt.Sprintf("h%d.example.com", i))
+		if err != nil || tn.ID != fmt.Sprintf("t%03d", i) {
+			t.Fatalf("lookup %d: %+v %v", i, tn, err)
+		}
+		if meta.Region != "eu-west-1" {
+			t.Errorf("lookup %d answered by %q", i, meta.Region)
+		}
+	}
+	if opens.get() != 1 || failovers.get() < n {
+		t.Errorf("breaker opens, failovers = %d, %d; want 1, >= %d", opens.get(), failovers.get(), n)
+	}
+	if got := eu.lookups.Load(); got != n {
+		t.Errorf("eu-west-1 got %d lookups, want %d", got, n)
+	}
+}
+
+func TestAllRegionsDown(t *testing.T) {
+	t.Parallel()
+	us := startRegion(t, "us-east-1")
+	eu := startRegion(t, "eu-west-1")
+	put(t, "acme", 1, []string{"acme.example.com"}, us, eu)
+	clk := newClock()
+	var stales counter
+	c := newClient(t, []*regionServer{us, eu}, client.WithClock(clk.Now),
+		client.WithTTL(time.Minute), client.WithMaxStale(10*time.Minute), client.WithHedgeDelay(0),
+		client.WithMetrics(client.Hooks{StaleServe: stales.inc}))
+	ctx := ctxT(t)
+	if _, err := c.Lookup(ctx, "acme.example.com"); err != nil {
+		t.Fatal(err)
+	}
+	us.down()
+	eu.down()
+
+	clk.advance(2 * time.Minute)
+	tn, meta, err := c.LookupMeta(ctx, "acme.example.com")
+	if err != nil || tn.ID != "acme" || !meta.Stale || meta.Age < 2*time.Minute || meta.Age > 2*time.Minute+time.Second {
+		t.Fatalf("within max-stale: %+v %+v %v; want acme, stale, 2m old", tn, meta, err)
+	}
+	clk.advance(9 * time.Minute)
+	if tn, err := c.Lookup(ctx, "acme.example.com"); !errors.Is(err, client.ErrUnavailable) {
+		t.Fatalf("past max-stale: %+v %v; want ErrUnavailable", tn, err)
+	}
+	if _, err := c.Lookup(ctx, "never.example.com"); !errors.Is(err, client.ErrUnavailable) {
+		t.Fatalf("never cached: %v; want ErrUnavailable", err)
+	}
+	if stales.get() != 1 {
+		t.Errorf("%d stale serves, want 1", stales.get())
+	}
+}
+
+func TestSlowRegionHedged(t *testing.T) {
+	t.Parallel()
+	us := startRegion(t, "us-east-1")
+	eu := startRegion(t, "eu-west-1")
+	put(t, "acme", 1, []string{"acme.example.com"}, us, eu)
+	us.replica.delay.Store(int64(time.Second))
+	var hedges counter
+	c := newClient(t, []*regionServer{us, eu}, client.WithHedgeDelay(20*time.Millisecond),
+		client.WithMetrics(client.Hooks{Hedge: hedges.incS}))
+	start := time.Now()
+	tn, meta, err := c.LookupMeta(ctxT(t), "acme.example.com")
+	took := time.Since(start)
+	if err != nil || tn.ID != "acme" || meta.Region != "eu-west-1" {
+		t.Fatalf("%+v %+v %v; want acme from eu-west-1", tn, meta, err)
+	}
+	if took > 500*time.Millisecond {
+		t.Errorf("took %v: the hedge did not win", took)
+	}
+	if hedges.get() != 1 || us.lookups.Load() != 1 || eu.lookups.Load() != 1 {
+		t.Errorf("hedges %d, lookups us %d eu %d; want 1 each", hedges.get(), us.lookups.Load(), eu.lookups.Load())
+	}
+}
+
+func TestThunderingHerd(t *testing.T) {
+	t.Parallel()
+	r := startRegion(t, "eu-west-1")
+	put(t, "acme", 1, []string{"acme.example.com"}, r)
+	r.replica.delay.Store(int64(200 * time.Millisecond))
+	c := newClient(t, []*regionServer{r})
+	ctx := ctxT(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, herd)
+	start := make(chan struct{})
+	for range herd {
+		wg.Go(func() {
+			<-start
+			tn, err := c.Lookup(ctx, "acme.example.com")
+			if err == nil && tn.ID != "acme" {
+				err = fmt.Errorf("got tenant %s", tn.ID)
+			}
+			if err != nil {
+				errs <- err
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if got := r.lookups.Load(); got != 1 {
+		t.Errorf("%d concurrent misses made %d Lookup RPCs, want 1", herd, got)
+	}
+}
+
+func TestBatchLookup(t *testing.T) {
+	t.Parallel()
+	r := startRegion(t, "eu-west-1")
+	put(t, "acme", 1, []string{"acme.example.com"}, r)
+	put(t, "beta", 1, []string{"beta.example.com"}, r)
+	c := newClient(t, []*regionServer{r}, client.WithTTL(time.Hour))
+	ctx := ctxT(t)
+	if _, err := c.Lookup(ctx, "acme.example.com"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.BatchLookup(ctx, []string{"acme.example.com", "BETA.example.com", "nobody.example.com", "a..b", "beta.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type got struct {
+		id     string
+		cached bool
+		err    error
+	}
+	want := []struct {
+		id     string
+		cached bool
+		err    error
+	}{{"acme", true, nil}, {"beta", false, nil}, {"", false, client.ErrNotFound}, {"", false, client.ErrInvalidHostname}, {"beta", false, nil}}
+	for i, w := range want {
+		g := res[i]
+		id := ""
+		if g.Tenant != nil {
+			id = g.Tenant.ID
+		}
+		if id != w.id || g.Meta.Cached != w.cached || !errors.Is(g.Err, w.err) || (w.err == nil && g.Err != nil) {
+			t.Errorf("result %d (%s) = %+v, want %+v", i, g.Hostname, got{id, g.Meta.Cached, g.Err}, w)
+		}
+	}
+	if r.batches.Load() != 1 {
+		t.Errorf("%d BatchLookup RPCs, want 1", r.batches.Load())
+	}
+	// What the batch read is cached.
+	if _, meta, err := c.LookupMeta(ctx, "beta.example.com"); err != nil || !meta.Cached {
+		t.Errorf("after the batch: %+v %v; want cached", meta, err)
+	}
+}
+
+func TestBreakerProbesBack(t *testing.T) {
+	t.Parallel()
+	us := startRegion(t, "us-east-1")
+	eu := startRegion(t, "eu-west-1")
+	const n = 40
+	for i := range n {
+		put(t, fmt.Sprintf("t%03d", i), 1, []string{fmt.Sprintf("h%d.example.com", i)}, us, eu)
+	}
+	var opens counter
+	c := newClient(t, []*regionServer{us, eu}, client.WithCircuitBreaker(2, 100*time.Millisecond),
+		client.WithNegativeTTL(0), client.WithTTL(time.Nanosecond), // every lookup asks a region
+		client.WithMetrics(client.Hooks{BreakerOpen: opens.incS}))
+	ctx := ctxT(t)
+	us.down()
+	for i := range 5 {
+		if _, meta, err := c.LookupMeta(ctx, fmt.Sprintf("h%d.example.com", i)); err != nil || meta.Region != "eu-west-1" {
+			t.Fatalf("while us-east-1 is down: %+v %v", meta, err)
+		}
+	}
+	if opens.get() != 1 {
+		t.Fatalf("%d breaker opens, want 1", opens.get())
+	}
+	before := us.lookups.Load()
+	us.start(t)
+	// After the cooldown a lookup probes us-east-1, and it is local again.
+	waitFor(t, "us-east-1 to be used again", func() bool {
+		_, meta, err := c.LookupMeta(ctx, "h7.example.com")
+		return err == nil && meta.Region == "us-east-1"
+	})
+	if us.lookups.Load() <= before {
+		t.Error("us-east-1 got no lookup after coming back")
+	}
+}

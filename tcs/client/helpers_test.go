@@ -1,0 +1,219 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/tcs-dev/tcs/catalog/tenant"
+	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
+	"github.com/tcs-dev/tcs/tcs"
+	"github.com/tcs-dev/tcs/tcs/boltreplica"
+	"github.com/tcs-dev/tcs/tcs/cache"
+	"github.com/tcs-dev/tcs/tcs/fanout"
+	"github.com/tcs-dev/tcs/tcs/lookup"
+	"github.com/tcs-dev/tcs/tcs/replicatest"
+)
+
+// slowReplica delays its lookups by delay, to make a slow region.
+type slowReplica struct {
+	tcs.Replica
+	delay atomic.Int64 // nanoseconds
+}
+
+func (s *slowReplica) LookupHostname(ctx context.Context, hostname string) (*tenant.Tenant, error) {
+	if d := time.Duration(s.delay.Load()); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return s.Replica.LookupHostname(ctx, hostname)
+}
+
+// regionServer is a real lookup server of one region, over a bbolt replica
+// and an in-process invalidation hub, that can be stopped and started again
+// on the same port.
+type regionServer struct {
+	name    string
+	replica *slowReplica
+	hub     *fanout.Hub
+	addr    string
+	lookups atomic.Int64 // Lookup RPCs received
+	batches atomic.Int64 // BatchLookup RPCs received
+
+	mu   sync.Mutex
+	stop func()
+}
+
+// startRegion starts a region server on a free loopback port; it stops at
+// the end of the test.
+func startRegion(tb testing.TB, name string) *regionServer {
+	tb.Helper()
+	rep, err := boltreplica.Open(filepath.Join(tb.TempDir(), name+".db"), boltreplica.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { rep.Close() })
+	hub := fanout.New(fanout.Options{})
+	tb.Cleanup(func() { hub.Close() })
+	r := &regionServer{name: name, replica: &slowReplica{Replica: rep}, hub: hub, addr: "127.0.0.1:0"}
+	r.start(tb)
+	tb.Cleanup(r.down)
+	return r
+}
+
+// start serves the region (again) on its port.
+func (r *regionServer) start(tb testing.TB) {
+	tb.Helper()
+	var lis net.Listener
+	var err error
+	for range 50 { // the port may take a moment to be free again
+		if lis, err = net.Listen("tcp", r.addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r.addr = lis.Addr().String()
+	srv := lookup.New(lookup.Config{
+		Region:            r.name,
+		Replica:           r.replica,
+		Feed:              r.hub,
+		Cache:             cache.Options{Size: 10_000, Shards: 4, ReadTimeout: 5 * time.Second},
+		HeartbeatInterval: 100 * time.Millisecond,
+	})
+	count := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		switch info.FullMethod {
+		case tcsv1.TenantContextService_Lookup_FullMethodName:
+			r.lookups.Add(1)
+		case tcsv1.TenantContextService_BatchLookup_FullMethodName:
+			r.batches.Add(1)
+		}
+		return handler(ctx, req)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() {
+		served <- srv.Serve(ctx, lis, lookup.ServeOptions{
+			ShutdownTimeout: time.Second,
+			ServerOptions:   []grpc.ServerOption{grpc.ChainUnaryInterceptor(count)},
+		})
+	}()
+	r.mu.Lock()
+	r.stop = func() {
+		cancel()
+		select {
+		case err := <-served:
+			if err != nil {
+				tb.Errorf("%s Serve: %v", r.name, err)
+			}
+		case <-time.After(10 * time.Second):
+			tb.Errorf("%s did not stop", r.name)
+		}
+	}
+	r.mu.Unlock()
+	waitFor(tb, r.name+" to subscribe to its hub", func() bool { return r.hub.Subscribers() == 1 })
+}
+
+// down stops the server (if it runs).
+func (r *regionServer) down() {
+	r.mu.Lock()
+	stop := r.stop
+	r.stop = nil
+	r.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}
+
+// apply applies a change to the region's replica and broadcasts its
+// invalidation, as the streamer's applier does.
+func (r *regionServer) apply(tb testing.TB, ev *tenant.ChangeEvent) {
+	tb.Helper()
+	res, err := r.replica.Apply(context.Background(), ev)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := r.hub.Broadcast(context.Background(), tcs.Invalidation{
+		TenantID: ev.TenantID, Version: ev.Version, Hostnames: res.Hostnames,
+	}); err != nil && !errors.Is(err, fanout.ErrClosed) {
+		tb.Fatal(err)
+	}
+}
+
+// put makes tenant id at version own hostnames in every region given.
+func put(tb testing.TB, id string, version int64, hostnames []string, regions ...*regionServer) {
+	tb.Helper()
+	claims := map[string]int64{}
+	for _, h := range hostnames {
+		claims[h] = version
+	}
+	for _, r := range regions {
+		r.apply(tb, replicatest.Event(id, version, claims, nil))
+	}
+}
+
+func addrs(regions ...*regionServer) []string {
+	var a []string
+	for _, r := range regions {
+		a = append(a, r.addr)
+	}
+	return a
+}
+
+// waitFor polls cond until it holds, failing the test after 10 s.
+func waitFor(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func ctxT(tb testing.TB) context.Context {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	tb.Cleanup(cancel)
+	return ctx
+}
+
+// counter counts calls of a hook.
+type counter struct{ n atomic.Int64 }
+
+func (c *counter) inc()        { c.n.Add(1) }
+func (c *counter) incS(string) { c.n.Add(1) }
+func (c *counter) get() int64  { return c.n.Load() }
+
+// clock is a settable clock for the cache.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}

@@ -1,0 +1,143 @@
+package client_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/tcs"
+	"github.com/tcs-dev/tcs/tcs/client"
+	"github.com/tcs-dev/tcs/tcs/lookup"
+	"github.com/tcs-dev/tcs/tcs/replicatest"
+)
+
+// syntheticReplica holds a million tenants without storing them: tenant N
+// owns host-N.tenants.example.com. Loading a million events into a bbolt
+// replica would take the benchmark minutes; the server in front of it is
+// the real one.
+type syntheticReplica struct {
+	tcs.Replica
+	n int
+}
+
+func (s syntheticReplica) LookupHostname(_ context.Context, hostname string) (*tenant.Tenant, error) {
+	num, ok := strings.CutPrefix(hostname, "host-")
+	num, ok2 := strings.CutSuffix(num, ".tenants.example.com")
+	i, err := strconv.Atoi(num)
+	if !ok || !ok2 || err != nil || i < 0 || i >= s.n {
+		return nil, tenant.Errorf(tenant.NotFound, "no tenant owns %q", hostname)
+	}
+	return replicatest.Doc(fmt.Sprintf("tenant-%07d", i), 1, hostname), nil
+}
+
+func (syntheticReplica) Ping(context.Context) error { return nil }
+
+// zipfEnv is BenchmarkMixedZipf's server and warmed-up client, made once
+// (the warm-up takes tens of seconds) and kept for the process's life.
+var zipfEnv struct {
+	once         sync.Once
+	c            *client.Client
+	hits, misses atomic.Int64
+	names        []string
+	err          error
+}
+
+const zipfTenants = 1_000_000
+
+func zipfSetup(b *testing.B) {
+	e := &zipfEnv
+	e.once.Do(func() {
+		srv := lookup.New(lookup.Config{Region: "eu-west-1", Replica: syntheticReplica{n: zipfTenants}})
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			e.err = err
+			return
+		}
+		go srv.Serve(context.Background(), lis, lookup.ServeOptions{})
+		e.c, e.err = client.New(context.Background(), client.WithRegions(lis.Addr().String()),
+			client.WithMetrics(client.Hooks{Hit: func() { e.hits.Add(1) }, Miss: func() { e.misses.Add(1) }}))
+		if e.err != nil {
+			return
+		}
+		waitFor(b, "the watch stream", e.c.Watching)
+		e.names = make([]string, zipfTenants)
+		for i := range e.names {
+			e.names[i] = fmt.Sprintf("host-%d.tenants.example.com", i)
+		}
+		zipfRun(b, 2, 500_000, false) // warm-up
+	})
+	if e.err != nil {
+		b.Fatal(e.err)
+	}
+}
+
+// zipfRun makes perWorker lookups from each of workers goroutines and
+// returns their latencies if record is set.
+func zipfRun(b *testing.B, workers, perWorker int, record bool) []time.Duration {
+	e := &zipfEnv
+	var mu sync.Mutex
+	var all []time.Duration
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			z := rand.NewZipf(rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano()))), zipfS, 1, zipfTenants-1)
+			var lat []time.Duration
+			if record {
+				lat = make([]time.Duration, 0, perWorker)
+			}
+			for range perWorker {
+				h := e.names[z.Uint64()]
+				start := time.Now()
+				if _, err := e.c.Lookup(context.Background(), h); err != nil {
+					b.Error(err)
+					return
+				}
+				if record {
+					lat = append(lat, time.Since(start))
+				}
+			}
+			mu.Lock()
+			all = append(all, lat...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return all
+}
+
+// BenchmarkMixedZipf is a compute node's view: Zipf-distributed hostnames
+// (s = zipfS) over 1,000,000 tenants, through a Client in front of a real
+// lookup server on loopback, from 2 goroutines. After a warm-up of
+// 1,000,000 lookups (once per process) it reports the hit ratio and the
+// latency distribution of each Lookup (including ~30 ns of time.Now to
+// measure it).
+func BenchmarkMixedZipf(b *testing.B) {
+	zipfSetup(b)
+	e := &zipfEnv
+	e.hits.Store(0)
+	e.misses.Store(0)
+	b.ResetTimer()
+	lat := zipfRun(b, 2, max(b.N/2, 1), true)
+	b.StopTimer()
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Nanoseconds()) }
+	b.ReportMetric(float64(e.hits.Load())/float64(e.hits.Load()+e.misses.Load())*100, "hit%")
+	b.ReportMetric(q(0.50), "p50-ns")
+	b.ReportMetric(q(0.99), "p99-ns")
+	b.ReportMetric(q(0.999), "p999-ns")
+}
+
+// zipfS is the Zipf exponent of BenchmarkMixedZipf's hostnames.
+const zipfS = 1.2

@@ -1,0 +1,164 @@
+package client
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc"
+)
+
+// Defaults for the options not given to New.
+const (
+	DefaultCacheSize       = 1_000_000
+	DefaultTTL             = 30 * time.Second
+	DefaultNegativeTTL     = 5 * time.Second
+	DefaultMaxStale        = 5 * time.Minute
+	DefaultDisconnectedTTL = time.Second
+	DefaultHedgeDelay      = 20 * time.Millisecond
+	DefaultLookupTimeout   = time.Second
+	DefaultBreakerFailures = 5
+	DefaultBreakerCooldown = 5 * time.Second
+	// DefaultHeartbeatTimeout is how long a Watch stream may stay silent
+	// before its first Heartbeat tells the client the server's interval
+	// (three times the server's default interval of 5 s).
+	DefaultHeartbeatTimeout = 15 * time.Second
+)
+
+// Option configures New.
+type Option func(*config)
+
+type config struct {
+	regions          []string
+	dial             []grpc.DialOption
+	tls              *tls.Config
+	cacheSize        int
+	ttl              time.Duration
+	negativeTTL      time.Duration
+	maxStale         time.Duration
+	disconnectedTTL  time.Duration
+	hedgeDelay       time.Duration
+	hedgeSet         bool
+	lookupTimeout    time.Duration
+	breakerFailures  int
+	breakerCooldown  time.Duration
+	heartbeatTimeout time.Duration
+	log              *slog.Logger
+	hooks            Hooks
+	now              func() time.Time
+	clockSet         bool
+	noWatch          bool
+}
+
+func defaults() config {
+	return config{
+		cacheSize:        DefaultCacheSize,
+		ttl:              DefaultTTL,
+		negativeTTL:      DefaultNegativeTTL,
+		maxStale:         DefaultMaxStale,
+		disconnectedTTL:  DefaultDisconnectedTTL,
+		hedgeDelay:       DefaultHedgeDelay,
+		lookupTimeout:    DefaultLookupTimeout,
+		breakerFailures:  DefaultBreakerFailures,
+		breakerCooldown:  DefaultBreakerCooldown,
+		heartbeatTimeout: DefaultHeartbeatTimeout,
+		now:              time.Now,
+	}
+}
+
+// WithRegions sets the lookup endpoints ("host:port"), one per region,
+// ordered local region first: lookups go to the first region whose circuit
+// breaker is closed, and hedge or fail over down the list. Required.
+func WithRegions(addrs ...string) Option {
+	return func(c *config) { c.regions = append([]string(nil), addrs...) }
+}
+
+// WithDialOptions adds gRPC dial options to every region's connection (for
+// example interceptors for tracing). They come after the client's own, so
+// they override them.
+func WithDialOptions(opts ...grpc.DialOption) Option {
+	return func(c *config) { c.dial = append(c.dial, opts...) }
+}
+
+// WithTLS connects to every region over TLS with cfg (set Certificates for
+// mutual TLS). Without it the client connects in plaintext, which suits a
+// loopback or an already encrypted network only.
+func WithTLS(cfg *tls.Config) Option {
+	return func(c *config) { c.tls = cfg }
+}
+
+// WithCacheSize bounds the cache to n entries (tenants and negative
+// answers). Zero or negative disables caching. Default DefaultCacheSize.
+func WithCacheSize(n int) Option {
+	return func(c *config) { c.cacheSize = n }
+}
+
+// WithTTL sets how long a tenant answer is served from the cache without
+// asking a region, counted from when the region read it. Default DefaultTTL.
+func WithTTL(d time.Duration) Option {
+	return func(c *config) { c.ttl = d }
+}
+
+// WithNegativeTTL sets how long "no tenant owns this hostname" is cached.
+// Zero or negative means not cached. Default DefaultNegativeTTL.
+func WithNegativeTTL(d time.Duration) Option {
+	return func(c *config) { c.negativeTTL = d }
+}
+
+// WithMaxStale sets the oldest answer (counted from when a region read it)
+// that is served, marked stale, when every region fails. Zero or negative
+// means never serve stale. Default DefaultMaxStale.
+func WithMaxStale(d time.Duration) Option {
+	return func(c *config) { c.maxStale = d }
+}
+
+// WithDisconnectedTTL sets the TTL that replaces the TTL while the Watch
+// stream is down (before the first one is up, and between a lost stream and
+// the Resync of the next), bounding how stale an answer can be when
+// invalidations cannot arrive. Default DefaultDisconnectedTTL (1 s).
+func WithDisconnectedTTL(d time.Duration) Option {
+	return func(c *config) { c.disconnectedTTL = d }
+}
+
+// WithHedgeDelay sets how long a lookup waits for a region before it sends
+// the same lookup to the next region too, taking the first answer. Zero or
+// negative disables hedging (the next region is asked only after a failure).
+// Without it the delay adapts: the p95 of the last 256 successful lookups to
+// the region asked first, between 2 ms and 250 ms (DefaultHedgeDelay until
+// there are 64).
+func WithHedgeDelay(d time.Duration) Option {
+	return func(c *config) { c.hedgeDelay, c.hedgeSet = d, true }
+}
+
+// WithLookupTimeout bounds one cache miss across all regions (hedges and
+// failovers included), whatever the caller's deadline. Default
+// DefaultLookupTimeout.
+func WithLookupTimeout(d time.Duration) Option {
+	return func(c *config) { c.lookupTimeout = d }
+}
+
+// WithCircuitBreaker makes a region that failed failures times in a row be
+// skipped for cooldown, after which one lookup probes it (success closes the
+// breaker, failure opens it for another cooldown). Defaults
+// DefaultBreakerFailures and DefaultBreakerCooldown.
+func WithCircuitBreaker(failures int, cooldown time.Duration) Option {
+	return func(c *config) { c.breakerFailures, c.breakerCooldown = failures, cooldown }
+}
+
+// WithLogger sends the client's logs (stream losses, breakers) to l. Default:
+// discarded.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) { c.log = l }
+}
+
+// WithMetrics sets the hooks the client calls on cache hits, misses, stale
+// serves, hedges and failovers, to wire to any metrics library.
+func WithMetrics(h Hooks) Option {
+	return func(c *config) { c.hooks = h }
+}
+
+// WithClock sets the clock the cache measures ages with (for tests).
+// Default time.Now.
+func WithClock(now func() time.Time) Option {
+	return func(c *config) { c.now, c.clockSet = now, true }
+}

@@ -1,0 +1,113 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
+)
+
+// Backoff between Watch streams that ended.
+const (
+	minBackoff = 50 * time.Millisecond
+	maxBackoff = 5 * time.Second
+)
+
+var errSilent = errors.New("watch stream silent for three heartbeat intervals")
+
+// watch keeps a Watch stream open on the current region (the first healthy
+// one, local first; the next one after a stream that failed before its
+// Resync) until Close, applying what it carries to the cache.
+func (c *Client) watch() {
+	backoff := minBackoff
+	next := 0
+	for {
+		r := c.watchRegion(next)
+		resynced, err := c.watchOnce(r)
+		c.setWatching(r, false, err)
+		if c.ctx.Err() != nil {
+			return
+		}
+		if resynced {
+			backoff, next = minBackoff, 0
+		} else {
+			next++
+		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// watchRegion picks the region of the next stream: the first one from
+// regions[from%n] on whose breaker is closed, or regions[from%n] if none is.
+func (c *Client) watchRegion(from int) *region {
+	n := len(c.regions)
+	now := time.Now()
+	for i := range n {
+		if r := c.regions[(from+i)%n]; r.healthy(now) {
+			return r
+		}
+	}
+	return c.regions[from%n]
+}
+
+// watchOnce runs one Watch stream on r until it fails, and reports whether
+// it got as far as its Resync.
+func (c *Client) watchOnce(r *region) (resynced bool, _ error) {
+	ctx, cancel := context.WithCancelCause(c.ctx)
+	defer cancel(nil)
+	timeout := c.cfg.heartbeatTimeout
+	dog := time.AfterFunc(timeout, func() { cancel(errSilent) })
+	defer dog.Stop()
+	stream, err := r.api.Watch(ctx, &tcsv1.WatchRequest{})
+	if err != nil {
+		return false, err
+	}
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			if cause := context.Cause(ctx); errors.Is(cause, errSilent) {
+				err = errSilent
+			}
+			return resynced, err
+		}
+		switch k := msg.GetKind().(type) {
+		case *tcsv1.WatchResponse_Resync:
+			c.cache.resync()
+			if !resynced {
+				resynced = true
+				c.setWatching(r, true, nil)
+			}
+		case *tcsv1.WatchResponse_Invalidation:
+			inv := k.Invalidation
+			c.cache.invalidate(inv.GetTenantId(), inv.GetVersion(), inv.GetHostnames())
+			c.hooks.Invalidation()
+		case *tcsv1.WatchResponse_Heartbeat:
+			if iv := k.Heartbeat.GetInterval().AsDuration(); iv > 0 {
+				timeout = 3 * iv
+			}
+		}
+		dog.Reset(timeout)
+	}
+}
+
+// setWatching records whether the stream on r is up.
+func (c *Client) setWatching(r *region, up bool, err error) {
+	if !c.cache.setWatching(up) {
+		return
+	}
+	c.hooks.WatchState(r.label(), up)
+	if up {
+		c.log.Info("tcs watch stream up", "region", r.label())
+	} else if c.ctx.Err() == nil {
+		c.log.Warn("tcs watch stream lost; cache TTL shortened until it is back",
+			"region", r.label(), "ttl", c.cfg.disconnectedTTL, "err", err)
+	}
+}
