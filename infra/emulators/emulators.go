@@ -1,0 +1,185 @@
+// Package emulators starts the local stand-ins for AWS services that the AWS
+// backends' tests run against. The stand-ins are installed into .emulators/
+// at the repository root by infra/emulators/install.sh (CI runs it first);
+// a test that needs one and does not find it fails, naming the script — it
+// never skips.
+//
+// StartDynamoDB starts a private DynamoDB Local for one test; SharedDynamoDB
+// starts one per test binary, on first use, stopped by Main (call it from
+// TestMain) or, if the binary dies, by the kernel (the child is started with
+// a parent-death signal on Linux).
+package emulators
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// DirEnv names the environment variable that overrides where install.sh put
+// the emulators (default: <repo>/.emulators).
+const DirEnv = "EMULATORS_DIR"
+
+// StartTimeout bounds how long a start waits for the emulator's port.
+const StartTimeout = 60 * time.Second
+
+const installHint = "run infra/emulators/install.sh (from the repository root) to install the local AWS emulators"
+
+// Dir returns the folder install.sh installs into: $EMULATORS_DIR, or
+// .emulators at the root of the module that holds the working directory (go
+// test runs a package's tests in the package's folder).
+func Dir() (string, error) {
+	if d := os.Getenv(DirEnv); d != "" {
+		return d, nil
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("find the emulators: %w", err)
+	}
+	for dir := wd; ; {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return filepath.Join(dir, ".emulators"), nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("find the emulators: no go.mod above %s; set %s", wd, DirEnv)
+		}
+		dir = parent
+	}
+}
+
+// Process is a running emulator.
+type Process struct {
+	Endpoint string // http://127.0.0.1:port
+	cmd      *exec.Cmd
+	done     chan struct{}
+	stderr   *bytes.Buffer
+}
+
+// Stop kills the emulator and waits for it to exit.
+func (p *Process) Stop() {
+	if p == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// StartDynamoDB starts a private in-memory DynamoDB Local, waits until it
+// accepts connections, and stops it when tb ends. It returns the endpoint URL.
+func StartDynamoDB(tb testing.TB) (endpoint string) {
+	tb.Helper()
+	p, err := startDynamoDB()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(p.Stop)
+	return p.Endpoint
+}
+
+var shared struct {
+	once sync.Once
+	p    *Process
+	err  error
+}
+
+// SharedDynamoDB returns the endpoint of the test binary's DynamoDB Local,
+// starting it on first use (~3 s for the JVM). Tests sharing it must use
+// their own tables. Main stops it.
+func SharedDynamoDB(tb testing.TB) (endpoint string) {
+	tb.Helper()
+	shared.once.Do(func() { shared.p, shared.err = startDynamoDB() })
+	if shared.err != nil {
+		tb.Fatal(shared.err)
+	}
+	return shared.p.Endpoint
+}
+
+// Main runs the tests and stops the shared emulators. Use it as
+//
+//	func TestMain(m *testing.M) { os.Exit(emulators.Main(m)) }
+func Main(m *testing.M) int {
+	code := m.Run()
+	shared.p.Stop()
+	return code
+}
+
+func startDynamoDB() (*Process, error) {
+	dir, err := Dir()
+	if err != nil {
+		return nil, err
+	}
+	home := filepath.Join(dir, "dynamodb-local")
+	jar := filepath.Join(home, "DynamoDBLocal.jar")
+	if _, err := os.Stat(jar); err != nil {
+		return nil, fmt.Errorf("DynamoDB Local is not installed (%s: %v): %s", jar, errors.Unwrap(err), installHint)
+	}
+	java, err := exec.LookPath("java")
+	if err != nil {
+		return nil, fmt.Errorf("DynamoDB Local needs java, which is not on PATH: %s (it installs a JRE when java is missing)", installHint)
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	// DynamoDB Local has no bind-address option (see -help): it listens on
+	// every interface. Tests reach it on loopback only.
+	cmd := exec.Command(java,
+		"-Djava.library.path="+filepath.Join(home, "DynamoDBLocal_lib"),
+		"-jar", jar, "-inMemory", "-sharedDb", "-disableTelemetry", "-port", fmt.Sprint(port))
+	cmd.Dir = home
+	return start(cmd, "DynamoDB Local", port)
+}
+
+// start runs cmd and waits until 127.0.0.1:port accepts connections, the
+// process exits, or StartTimeout passes.
+func start(cmd *exec.Cmd, name string, port int) (*Process, error) {
+	stderr := new(bytes.Buffer)
+	cmd.Stdout = stderr
+	cmd.Stderr = stderr
+	setParentDeathSignal(cmd)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &Process{Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd, done: make(chan struct{}), stderr: stderr}
+	var waitErr error
+	go func() {
+		waitErr = cmd.Wait()
+		close(p.done)
+	}()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	deadline := time.Now().Add(StartTimeout)
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			conn.Close()
+			return p, nil
+		}
+		select {
+		case <-p.done:
+			return nil, fmt.Errorf("%s exited before listening on %s: %v\n%s", name, addr, waitErr, stderr)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			p.Stop()
+			return nil, fmt.Errorf("%s did not listen on %s within %v\n%s", name, addr, StartTimeout, stderr)
+		}
+	}
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
