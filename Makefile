@@ -19,7 +19,7 @@ export TCS_READER_TOKEN ?= dev-reader-token
 .DEFAULT_GOAL := help
 include Makefile.proto
 
-.PHONY: help run build test lint fmt-check vet staticcheck unit proto-check-if-possible bench fuzz clean
+.PHONY: emulators help run build test lint fmt-check vet staticcheck unit proto-check-if-possible bench fuzz clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -32,7 +32,7 @@ build:
 
 test: fmt-check vet staticcheck proto-check-if-possible unit
 
-unit:
+unit: emulators
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 lint: fmt-check vet staticcheck
@@ -67,6 +67,10 @@ fuzz:
 			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg; \
 		done; \
 	done
+
+# AWS emulators the backend tests start (idempotent; needs node/npm and java).
+emulators:
+	infra/emulators/install.sh
 
 clean:
 	rm -rf .bin
