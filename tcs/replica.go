@@ -42,3 +42,24 @@ type ApplyResult struct {
 	// invalidate. Empty when the event was a no-op.
 	Hostnames []string
 }
+
+// HostEntry is one hostname record of a replica, as Scanner returns it.
+type HostEntry struct {
+	Hostname string
+	HostRecord
+}
+
+// Scanner is implemented by replicas that can list their whole contents,
+// page by page, for the SRE tools (tcsctl verify and repair) that compare a
+// region with the source of truth. Every backend implements it.
+type Scanner interface {
+	// ScanDocs returns up to limit stored documents (tombstones included)
+	// in id order, starting after the id after ("" starts at the first).
+	// A limit ≤ 0 means the backend's default page size. A page shorter
+	// than limit ends the scan.
+	ScanDocs(ctx context.Context, after string, limit int) ([]*tenant.Tenant, error)
+	// ScanHosts returns up to limit hostname records (released ones, with
+	// TenantID "", included) in hostname order, starting after the
+	// hostname after, with the same paging rules as ScanDocs.
+	ScanHosts(ctx context.Context, after string, limit int) ([]HostEntry, error)
+}

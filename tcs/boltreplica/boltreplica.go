@@ -30,6 +30,7 @@ import (
 )
 
 var _ tcs.Replica = (*Replica)(nil)
+var _ tcs.Scanner = (*Replica)(nil)
 
 // DefaultTimeout is how long Open waits for the file lock when
 // Options.Timeout is zero.
@@ -61,10 +62,7 @@ type Replica struct {
 }
 
 // HostEntry is one record of the hosts bucket, as ScanHosts returns it.
-type HostEntry struct {
-	Hostname string
-	tcs.HostRecord
-}
+type HostEntry = tcs.HostEntry
 
 // Open opens (creating if needed) the replica file at path. If another
 // process holds the file, Open fails after opts.Timeout with an error naming
