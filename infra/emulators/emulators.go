@@ -84,22 +84,41 @@ func StartDynamoDB(tb testing.TB) (endpoint string) {
 	return p.Endpoint
 }
 
-var shared struct {
-	once sync.Once
-	p    *Process
-	err  error
+// sharedProcess is one emulator shared by a whole test binary: started on
+// first use, stopped by Main.
+type sharedProcess struct {
+	once  sync.Once
+	start func() (*Process, error)
+	p     *Process
+	err   error
 }
+
+// sharedProcesses lists every shared emulator, so that Main stops them all.
+var sharedProcesses []*sharedProcess
+
+func newShared(start func() (*Process, error)) *sharedProcess {
+	s := &sharedProcess{start: start}
+	sharedProcesses = append(sharedProcesses, s)
+	return s
+}
+
+func (s *sharedProcess) endpoint(tb testing.TB) string {
+	tb.Helper()
+	s.once.Do(func() { s.p, s.err = s.start() })
+	if s.err != nil {
+		tb.Fatal(s.err)
+	}
+	return s.p.Endpoint
+}
+
+var sharedDynamoDB = newShared(startDynamoDB)
 
 // SharedDynamoDB returns the endpoint of the test binary's DynamoDB Local,
 // starting it on first use (~3 s for the JVM). Tests sharing it must use
 // their own tables. Main stops it.
 func SharedDynamoDB(tb testing.TB) (endpoint string) {
 	tb.Helper()
-	shared.once.Do(func() { shared.p, shared.err = startDynamoDB() })
-	if shared.err != nil {
-		tb.Fatal(shared.err)
-	}
-	return shared.p.Endpoint
+	return sharedDynamoDB.endpoint(tb)
 }
 
 // Main runs the tests and stops the shared emulators. Use it as
@@ -107,7 +126,9 @@ func SharedDynamoDB(tb testing.TB) (endpoint string) {
 //	func TestMain(m *testing.M) { os.Exit(emulators.Main(m)) }
 func Main(m *testing.M) int {
 	code := m.Run()
-	shared.p.Stop()
+	for _, s := range sharedProcesses {
+		s.p.Stop()
+	}
 	return code
 }
 
