@@ -52,14 +52,17 @@ type HostEntry struct {
 // Scanner is implemented by replicas that can list their whole contents,
 // page by page, for the SRE tools (tcsctl verify and repair) that compare a
 // region with the source of truth. Every backend implements it.
+//
+// Pages come in a backend-defined order (bbolt: key order; DynamoDB: scan
+// order) and are addressed by an opaque cursor: "" starts the scan, and the
+// next cursor returned with a page continues it; an empty next cursor means
+// the scan is complete. A scan that runs while events are applied sees each
+// record at least once, in some state it had during the scan.
 type Scanner interface {
-	// ScanDocs returns up to limit stored documents (tombstones included)
-	// in id order, starting after the id after ("" starts at the first).
-	// A limit ≤ 0 means the backend's default page size. A page shorter
-	// than limit ends the scan.
-	ScanDocs(ctx context.Context, after string, limit int) ([]*tenant.Tenant, error)
-	// ScanHosts returns up to limit hostname records (released ones, with
-	// TenantID "", included) in hostname order, starting after the
-	// hostname after, with the same paging rules as ScanDocs.
-	ScanHosts(ctx context.Context, after string, limit int) ([]HostEntry, error)
+	// ScanDocs returns up to limit stored documents, tombstones included.
+	// A limit ≤ 0 means the backend's default page size.
+	ScanDocs(ctx context.Context, cursor string, limit int) (docs []*tenant.Tenant, next string, err error)
+	// ScanHosts returns up to limit hostname records, released ones (with
+	// TenantID "") included.
+	ScanHosts(ctx context.Context, cursor string, limit int) (hosts []HostEntry, next string, err error)
 }

@@ -161,13 +161,10 @@ func (r *Replica) GetTenant(ctx context.Context, id string) (*tenant.Tenant, err
 }
 
 // ScanDocs returns up to limit stored documents (tombstones included) in id
-// order, starting after the id after ("" starts at the first). A limit ≤ 0
-// means DefaultScanLimit. Fewer than limit means the scan is complete. It is
-// for the SRE verify and repair tools, which compare a region with the
-// source of truth page by page.
-func (r *Replica) ScanDocs(ctx context.Context, after string, limit int) ([]*tenant.Tenant, error) {
+// order; the cursor is the last id returned. See tcs.Scanner.
+func (r *Replica) ScanDocs(ctx context.Context, cursor string, limit int) ([]*tenant.Tenant, string, error) {
 	var out []*tenant.Tenant
-	err := r.scan(ctx, bucketDocs, after, limit, func(k, v []byte) error {
+	next, err := r.scan(ctx, bucketDocs, cursor, limit, func(k, v []byte) error {
 		t, err := decodeDoc(v)
 		if err != nil {
 			return fmt.Errorf("tenant %s: %w", k, err)
@@ -176,18 +173,17 @@ func (r *Replica) ScanDocs(ctx context.Context, after string, limit int) ([]*ten
 		return nil
 	})
 	if err != nil {
-		return nil, wrap(err, "boltreplica scan docs after "+after)
+		return nil, "", wrap(err, "boltreplica scan docs after "+cursor)
 	}
-	return out, nil
+	return out, next, nil
 }
 
-// ScanHosts returns up to limit hostname records (released ones included) in
-// hostname order, starting after the hostname after ("" starts at the
-// first). A limit ≤ 0 means DefaultScanLimit. Fewer than limit means the scan
-// is complete.
-func (r *Replica) ScanHosts(ctx context.Context, after string, limit int) ([]HostEntry, error) {
+// ScanHosts returns up to limit hostname records (released ones included)
+// in hostname order; the cursor is the last hostname returned. See
+// tcs.Scanner.
+func (r *Replica) ScanHosts(ctx context.Context, cursor string, limit int) ([]HostEntry, string, error) {
 	var out []HostEntry
-	err := r.scan(ctx, bucketHosts, after, limit, func(k, v []byte) error {
+	next, err := r.scan(ctx, bucketHosts, cursor, limit, func(k, v []byte) error {
 		e := HostEntry{Hostname: string(k)}
 		if err := json.Unmarshal(v, &e.HostRecord); err != nil {
 			return fmt.Errorf("hostname %s: %w", k, err)
@@ -196,21 +192,22 @@ func (r *Replica) ScanHosts(ctx context.Context, after string, limit int) ([]Hos
 		return nil
 	})
 	if err != nil {
-		return nil, wrap(err, "boltreplica scan hosts after "+after)
+		return nil, "", wrap(err, "boltreplica scan hosts after "+cursor)
 	}
-	return out, nil
+	return out, next, nil
 }
 
 // scan calls each for up to limit keys of bucket after the key after, in
-// key order, in one read transaction.
-func (r *Replica) scan(ctx context.Context, bucket []byte, after string, limit int, each func(k, v []byte) error) error {
+// key order, in one read transaction. It returns the last key visited if
+// more keys follow it, else "".
+func (r *Replica) scan(ctx context.Context, bucket []byte, after string, limit int, each func(k, v []byte) error) (next string, err error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return "", err
 	}
 	if limit <= 0 {
 		limit = DefaultScanLimit
 	}
-	return r.db.View(func(tx *bbolt.Tx) error {
+	err = r.db.View(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucket).Cursor()
 		var k, v []byte
 		if after == "" {
@@ -221,14 +218,20 @@ func (r *Replica) scan(ctx context.Context, bucket []byte, after string, limit i
 				k, v = c.Next()
 			}
 		}
+		var last []byte
 		for n := 0; k != nil && n < limit; k, v = c.Next() {
 			if err := each(k, v); err != nil {
 				return err
 			}
+			last = k
 			n++
+		}
+		if k != nil && last != nil {
+			next = string(last)
 		}
 		return nil
 	})
+	return next, err
 }
 
 // txn is tcs.ApplyTxn over one bbolt transaction. Values it returns are

@@ -98,7 +98,7 @@ func TestReopenKeepsState(t *testing.T) {
 	if _, err := r.LookupHostname(ctx, "old.example.com"); tenant.ErrorCode(err) != tenant.NotFound {
 		t.Fatalf("LookupHostname(old.example.com) after reopen: %v, want NotFound", err)
 	}
-	hosts, err := r.ScanHosts(ctx, "", 0)
+	hosts, _, err := r.ScanHosts(ctx, "", 0)
 	if err != nil {
 		t.Fatalf("ScanHosts: %v", err)
 	}
@@ -148,10 +148,10 @@ func TestScan(t *testing.T) {
 	}
 
 	var gotIDs []string
-	for after := ""; ; {
-		docs, err := r.ScanDocs(ctx, after, 2)
+	for cursor, pages := "", 0; ; pages++ {
+		docs, next, err := r.ScanDocs(ctx, cursor, 2)
 		if err != nil {
-			t.Fatalf("ScanDocs(%q): %v", after, err)
+			t.Fatalf("ScanDocs(%q): %v", cursor, err)
 		}
 		for _, d := range docs {
 			gotIDs = append(gotIDs, d.ID)
@@ -159,20 +159,23 @@ func TestScan(t *testing.T) {
 				t.Errorf("ScanDocs returned t-3 live, want its tombstone")
 			}
 		}
-		if len(docs) < 2 {
+		if next == "" {
+			if pages != 2 {
+				t.Errorf("ScanDocs took %d pages of 2 for 5 docs, want 3", pages+1)
+			}
 			break
 		}
-		after = docs[len(docs)-1].ID
+		cursor = next
 	}
 	if diff := cmp.Diff(wantIDs, gotIDs); diff != "" {
 		t.Errorf("ScanDocs ids (-want +got):\n%s", diff)
 	}
 
 	var gotHosts []string
-	for after := ""; ; {
-		page, err := r.ScanHosts(ctx, after, 3)
+	for cursor := ""; ; {
+		page, next, err := r.ScanHosts(ctx, cursor, 3)
 		if err != nil {
-			t.Fatalf("ScanHosts(%q): %v", after, err)
+			t.Fatalf("ScanHosts(%q): %v", cursor, err)
 		}
 		for _, e := range page {
 			gotHosts = append(gotHosts, e.Hostname)
@@ -180,16 +183,16 @@ func TestScan(t *testing.T) {
 				t.Errorf("ScanHosts: %+v", e)
 			}
 		}
-		if len(page) < 3 {
+		if next == "" {
 			break
 		}
-		after = page[len(page)-1].Hostname
+		cursor = next
 	}
 	if diff := cmp.Diff(wantHosts, gotHosts); diff != "" {
 		t.Errorf("ScanHosts hostnames (-want +got):\n%s", diff)
 	}
 	// Starting between keys works too.
-	if docs, err := r.ScanDocs(ctx, "t-2x", 0); err != nil || len(docs) != 3 || docs[0].ID != "t-3" {
+	if docs, next, err := r.ScanDocs(ctx, "t-2x", 0); err != nil || len(docs) != 3 || docs[0].ID != "t-3" || next != "" {
 		t.Errorf("ScanDocs(t-2x) = %d docs, %v; want t-3, t-4, t-5", len(docs), err)
 	}
 }
