@@ -6,6 +6,8 @@
 #   make bench   benchmarks (speed and memory targets live here, not in tests)
 #   make fuzz    run each fuzzer for FUZZTIME (default 30s)
 #   make proto   regenerate the Go code of proto/ (needs protoc 3.21.12)
+#   make run-aws-local   the AWS topology on local emulators, one process per binary
+#   make compose-check   validate docker-compose.yml (needs Debian docker-compose)
 
 GO        ?= go
 DATA      ?= data
@@ -19,7 +21,7 @@ export TCS_READER_TOKEN ?= dev-reader-token
 .DEFAULT_GOAL := help
 include Makefile.proto
 
-.PHONY: emulators help run build test lint fmt-check vet staticcheck unit proto-check-if-possible bench fuzz clean
+.PHONY: emulators help run run-aws-local build test lint fmt-check vet staticcheck unit proto-check-if-possible compose-check compose-check-if-possible bench fuzz clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -30,7 +32,7 @@ run:
 build:
 	$(GO) build ./...
 
-test: fmt-check vet staticcheck proto-check-if-possible unit
+test: fmt-check vet staticcheck proto-check-if-possible compose-check-if-possible unit
 
 unit: emulators
 	$(GO) test -race -count=1 -timeout 15m ./...
@@ -55,6 +57,21 @@ proto-check-if-possible:
 	else \
 		echo "note: protoc is not installed, so the proto drift check was not run (.ci/run installs it: apt-get install protobuf-compiler libprotobuf-dev)"; \
 	fi
+
+compose-check:
+	docker-compose -f docker-compose.yml config -q
+
+# Like proto-check-if-possible: CI installs docker-compose and sets
+# REQUIRE_COMPOSE_CHECK=1.
+compose-check-if-possible:
+	@if command -v docker-compose >/dev/null 2>&1 || [ -n "$$REQUIRE_COMPOSE_CHECK" ]; then \
+		$(MAKE) --no-print-directory compose-check; \
+	else \
+		echo "note: docker-compose is not installed, so docker-compose.yml was not validated (.ci/run installs it: apt-get install --no-install-recommends docker-compose)"; \
+	fi
+
+run-aws-local: emulators
+	infra/run-aws-local.sh
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...

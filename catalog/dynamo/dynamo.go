@@ -176,12 +176,11 @@ type CreateTableAPI interface {
 	DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
 }
 
-// CreateTable creates the catalog table (on-demand capacity) and waits until
-// it is active. A table that already exists is left as it is. Production
-// tables come from the IaC in infra/, which adds point-in-time recovery and
-// deletion protection.
-func CreateTable(ctx context.Context, client CreateTableAPI, table string) error {
-	_, err := client.CreateTable(ctx, &dynamodb.CreateTableInput{
+// TableInput is the catalog table as the store expects it: its key schema
+// and on-demand capacity. CreateTable creates it; infra/aws/home.yaml
+// declares the same table (a test keeps the two in step).
+func TableInput(table string) *dynamodb.CreateTableInput {
+	return &dynamodb.CreateTableInput{
 		TableName: aws.String(table),
 		AttributeDefinitions: []types.AttributeDefinition{
 			{AttributeName: aws.String(attrPK), AttributeType: types.ScalarAttributeTypeS},
@@ -192,7 +191,15 @@ func CreateTable(ctx context.Context, client CreateTableAPI, table string) error
 			{AttributeName: aws.String(attrSK), KeyType: types.KeyTypeRange},
 		},
 		BillingMode: types.BillingModePayPerRequest,
-	})
+	}
+}
+
+// CreateTable creates the catalog table (on-demand capacity) and waits until
+// it is active. A table that already exists is left as it is. Production
+// tables come from the IaC in infra/, which adds point-in-time recovery and
+// deletion protection.
+func CreateTable(ctx context.Context, client CreateTableAPI, table string) error {
+	_, err := client.CreateTable(ctx, TableInput(table))
 	var inUse *types.ResourceInUseException
 	if err != nil && !errors.As(err, &inUse) {
 		return fmt.Errorf("dynamo create table %s: %w", table, err)
