@@ -25,11 +25,19 @@ type Broadcaster interface {
 
 // Feed delivers a region's invalidations to one lookup server.
 type Feed interface {
-	// Subscribe calls deliver for each invalidation, in the order they were
-	// broadcast, until ctx ends (then it returns nil) or the feed fails. It
-	// calls gap whenever invalidations may have been lost (the subscriber
-	// fell behind, or the feed reconnected), so that the receiver can treat
-	// its whole cache as suspect. deliver and gap are never called
-	// concurrently.
+	// Subscribe calls deliver for each invalidation until ctx ends (then it
+	// returns nil) or the feed fails. It calls gap whenever invalidations
+	// may have been lost (the subscriber fell behind, the feed reconnected
+	// or could not receive, a message was unreadable), so that the receiver
+	// can treat its whole cache as suspect. deliver and gap are never
+	// called concurrently.
+	//
+	// Invalidations may be delivered more than once and out of broadcast
+	// order: the AWS feed (SNS to an SQS standard queue) promises neither,
+	// and ordered delivery would cost a FIFO topic and queue per node for
+	// nothing, since receivers apply invalidations by version (as the
+	// Invalidation comment in tcs.proto says), which makes order and
+	// duplicates harmless. The in-process feed (package fanout) does keep
+	// broadcast order.
 	Subscribe(ctx context.Context, deliver func(Invalidation), gap func()) error
 }
