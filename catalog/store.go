@@ -9,6 +9,8 @@ package catalog
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"time"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
@@ -47,6 +49,26 @@ type Store interface {
 	// AckOutbox marks every entry with a sequence ≤ upTo as published; they
 	// are not returned again.
 	AckOutbox(ctx context.Context, upTo uint64) error
+
+	// Resync appends, for each distinct tenant of reqs, one outbox entry that
+	// re-emits the tenant's current state without changing it: see
+	// ResyncRequest. No version moves and no audit record is written. The
+	// requests must pass CheckResync (stores check it again, so that a
+	// malformed request changes nothing). Ids the store never saw are
+	// reported in ResyncResult.NotFound; a deleted tenant is resynced as its
+	// tombstone.
+	//
+	// The bbolt store appends every entry in one transaction. The DynamoDB
+	// store appends them in transactions of up to 99 entries (its limits),
+	// each a consistent snapshot; an error part way leaves the earlier
+	// transactions committed (resyncing again is harmless).
+	Resync(ctx context.Context, reqs []ResyncRequest, regions []string) (ResyncResult, error)
+	// Export returns a page of every stored tenant, tombstones included, in
+	// id order after opts.After, each with the claim versions of the
+	// hostnames it holds. Each item is consistent (the claims are those of
+	// the document's version); the bbolt store reads a whole page in one
+	// transaction. Limit is clamped by ExportLimit.
+	Export(ctx context.Context, opts ListOptions) (ExportPage, error)
 
 	// Ping reports whether the store can serve requests (readiness).
 	Ping(ctx context.Context) error
@@ -121,4 +143,152 @@ func PageLimit(n int) int {
 		return MaxPageSize
 	}
 	return n
+}
+
+// MaxResyncTenants is the most tenants one Resync may name.
+const MaxResyncTenants = 1000
+
+// ResyncRequest names a tenant to re-emit, and hostnames to settle with it.
+//
+// The event re-emitted carries Resync=true, the tenant's current document at
+// its current version (its tombstone if deleted), a Claim for every hostname
+// it holds at its current claim version and, for each of Hostnames that the
+// tenant does not hold and that no tenant holds, a Released entry at the
+// hostname's current claim version, so that a region holding an orphaned
+// record of it (pointing at this tenant) drops it. A hostname the store never
+// saw is ignored, and so is one another tenant holds (that tenant's resync
+// settles it).
+type ResyncRequest struct {
+	ID string `json:"id"`
+	// Hostnames are normalised hostnames to settle; optional.
+	Hostnames []string `json:"hostnames,omitempty"`
+}
+
+// ResyncResult says what a Resync re-emitted.
+type ResyncResult struct {
+	// Resynced lists each tenant re-emitted, in request order, at the
+	// version its event carries.
+	Resynced []ResyncedTenant `json:"resynced"`
+	// NotFound lists the requested ids the store never saw, in request
+	// order.
+	NotFound []string `json:"not_found"`
+}
+
+// ResyncedTenant is one tenant a Resync re-emitted.
+type ResyncedTenant struct {
+	ID      string `json:"id"`
+	Version int64  `json:"version"`
+}
+
+// CheckResync validates a Resync request: 1 to MaxResyncTenants tenants,
+// each with a valid id and at most tenant.MaxHostnames normalised hostnames,
+// and valid region names. Fields are named by their JSON path in the REST
+// body ("tenants[2].id", "tenants[0].hostnames[1]", "regions[0]"). An id
+// listed twice is allowed; stores merge the requests.
+func CheckResync(reqs []ResyncRequest, regions []string) error {
+	switch {
+	case len(reqs) == 0:
+		return invalidResync([]tenant.FieldError{{Field: "tenants", Reason: "at least one tenant is required"}})
+	case len(reqs) > MaxResyncTenants:
+		return invalidResync([]tenant.FieldError{{Field: "tenants", Reason: fmt.Sprintf("at most %d tenants per request; got %d", MaxResyncTenants, len(reqs))}})
+	}
+	var fields []tenant.FieldError
+	for i, r := range reqs {
+		if err := tenant.ValidateID(r.ID); err != nil {
+			fields = append(fields, renamed(err, fmt.Sprintf("tenants[%d].id", i))...)
+		}
+		if n := len(r.Hostnames); n > tenant.MaxHostnames {
+			fields = append(fields, tenant.FieldError{Field: fmt.Sprintf("tenants[%d].hostnames", i), Reason: fmt.Sprintf("at most %d hostnames per tenant; got %d", tenant.MaxHostnames, n)})
+			continue
+		}
+		for j, h := range r.Hostnames {
+			field := fmt.Sprintf("tenants[%d].hostnames[%d]", i, j)
+			norm, err := tenant.NormalizeHostname(h)
+			switch {
+			case err != nil:
+				fields = append(fields, renamed(err, field)...)
+			case norm != h:
+				fields = append(fields, tenant.FieldError{Field: field, Reason: fmt.Sprintf("must be normalised: %q", norm)})
+			}
+		}
+	}
+	for i, r := range regions {
+		if err := tenant.ValidateRegion(r); err != nil {
+			fields = append(fields, renamed(err, fmt.Sprintf("regions[%d]", i))...)
+		}
+	}
+	return invalidResync(fields)
+}
+
+func invalidResync(fields []tenant.FieldError) error {
+	if len(fields) == 0 {
+		return nil
+	}
+	return &tenant.Error{Code: tenant.Invalid, Message: "invalid resync request", Fields: fields}
+}
+
+// renamed returns the field errors of err under the name field.
+func renamed(err error, field string) []tenant.FieldError {
+	fs := tenant.ErrorFields(err)
+	if len(fs) == 0 {
+		return []tenant.FieldError{{Field: field, Reason: tenant.ErrorMessage(err)}}
+	}
+	out := make([]tenant.FieldError, len(fs))
+	for i, f := range fs {
+		out[i] = tenant.FieldError{Field: field, Reason: f.Reason}
+	}
+	return out
+}
+
+// MergeResync merges requests that name the same tenant, keeping the order
+// of first appearance; the hostnames of each are sorted and distinct.
+func MergeResync(reqs []ResyncRequest) []ResyncRequest {
+	index := make(map[string]int, len(reqs))
+	var out []ResyncRequest
+	for _, r := range reqs {
+		i, ok := index[r.ID]
+		if !ok {
+			i = len(out)
+			index[r.ID] = i
+			out = append(out, ResyncRequest{ID: r.ID})
+		}
+		out[i].Hostnames = append(out[i].Hostnames, r.Hostnames...)
+	}
+	for i := range out {
+		slices.Sort(out[i].Hostnames)
+		out[i].Hostnames = slices.Compact(out[i].Hostnames)
+	}
+	return out
+}
+
+// Export page size bounds: pages are bigger than List's, for bulk reads.
+const (
+	DefaultExportPageSize = 100
+	MaxExportPageSize     = 1000
+)
+
+// ExportLimit clamps a requested export page size to [1, MaxExportPageSize],
+// with 0 meaning DefaultExportPageSize.
+func ExportLimit(n int) int {
+	switch {
+	case n <= 0:
+		return DefaultExportPageSize
+	case n > MaxExportPageSize:
+		return MaxExportPageSize
+	}
+	return n
+}
+
+// ExportItem is one stored tenant with the claim versions of its hostnames
+// (none for a tombstone), sorted by hostname.
+type ExportItem struct {
+	Tenant *tenant.Tenant `json:"tenant"`
+	Claims []tenant.Claim `json:"claims"`
+}
+
+// ExportPage is one page of an export. Next is the id to pass as
+// ListOptions.After for the next page, or "" on the last page.
+type ExportPage struct {
+	Items []ExportItem
+	Next  string
 }

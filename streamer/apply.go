@@ -31,10 +31,17 @@ type ApplierConfig struct {
 // each event to the region's replica. The stream checkpoints a batch only
 // after the handler returned, i.e. after every apply in it was durable; a
 // crash redelivers, and apply is idempotent.
+//
+// A replica that is a tcs.BatchApplier gets each stream batch in one
+// ApplyBatch (one transaction, one fsync), which is what lets a resync of
+// every tenant go through at stream speed; others get one Apply per event.
+// Events meant for other regions (ChangeEvent.Regions) are acknowledged
+// without being applied.
 type Applier struct {
 	cfg      ApplierConfig
 	log      *slog.Logger
 	applied  *prometheus.CounterVec
+	outcomes struct{ applied, noop, otherRegion prometheus.Counter }
 	poison   prometheus.Counter
 	lag      prometheus.Gauge
 	lastTime prometheus.Gauge
@@ -52,8 +59,11 @@ func NewApplier(cfg ApplierConfig) *Applier {
 	a.log = a.log.With("region", cfg.Region)
 	labels := prometheus.Labels{"region": cfg.Region}
 	a.applied = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "tcs_apply_events_total", Help: "Events consumed by the applier, by outcome (applied, noop).", ConstLabels: labels,
+		Name: "tcs_apply_events_total", Help: "Events consumed by the applier, by outcome (applied, noop, other_region: a resync meant for other regions, skipped).", ConstLabels: labels,
 	}, []string{"outcome"})
+	a.outcomes.applied = a.applied.WithLabelValues("applied")
+	a.outcomes.noop = a.applied.WithLabelValues("noop")
+	a.outcomes.otherRegion = a.applied.WithLabelValues("other_region")
 	a.poison = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tcs_apply_undecodable_total", Help: "Stream records that could not be decoded or were malformed, and were skipped.", ConstLabels: labels,
 	})
@@ -79,44 +89,76 @@ func (a *Applier) Run(ctx context.Context) error {
 }
 
 // HandleBatch applies a batch of stream messages in order. It is the
-// Applier's streamer.Handler.
+// Applier's streamer.Handler. Records that cannot be decoded and malformed
+// events are skipped one by one (counted and logged), never the batch
+// around them; events for other regions are skipped too (counted).
 func (a *Applier) HandleBatch(ctx context.Context, batch []Message) error {
+	evs := make([]*tenant.ChangeEvent, 0, len(batch))
 	for _, m := range batch {
 		ev, err := DecodeEvent(m.Data)
+		if err == nil {
+			err = tcs.CheckEvent(ev)
+		}
 		if err != nil {
-			// A record no applier can ever decode would block its shard
+			// A record no applier can ever apply would block its shard
 			// forever; skip it loudly (metric + error log) instead.
 			a.poison.Inc()
-			a.log.Error("skipping undecodable stream record", "shard", m.Shard, "sequence", m.Sequence, "partition_key", m.PartitionKey, "err", err)
+			a.log.Error("skipping undecodable or malformed stream record", "shard", m.Shard, "sequence", m.Sequence, "partition_key", m.PartitionKey, "err", err)
 			continue
 		}
-		if err := a.apply(ctx, ev); err != nil {
+		if !ev.ForRegion(a.cfg.Region) {
+			a.outcomes.otherRegion.Inc()
+			continue
+		}
+		evs = append(evs, ev)
+	}
+	if len(evs) == 0 {
+		return nil
+	}
+	if b, ok := a.cfg.Replica.(tcs.BatchApplier); ok {
+		results, err := b.ApplyBatch(ctx, evs)
+		switch {
+		case err == nil && len(results) == len(evs):
+			for i, ev := range evs {
+				a.applied1(ctx, ev, results[i])
+			}
+			return nil
+		case err == nil:
+			return fmt.Errorf("apply batch to %s: %d results for %d events", a.cfg.Region, len(results), len(evs))
+		case tenant.ErrorCode(err) != tenant.Invalid:
+			return fmt.Errorf("apply batch of %d events to %s: %w", len(evs), a.cfg.Region, err)
+		}
+		// The replica rejected an event that tcs.CheckEvent let through:
+		// apply one by one, so that only that event is skipped.
+	}
+	for _, ev := range evs {
+		res, err := a.cfg.Replica.Apply(ctx, ev)
+		if err != nil {
 			if tenant.ErrorCode(err) == tenant.Invalid {
 				// Malformed: no retry can ever apply it (as above).
 				a.poison.Inc()
-				a.log.Error("skipping malformed event", "shard", m.Shard, "sequence", m.Sequence, "err", err)
+				a.log.Error("skipping malformed event", "tenant", ev.TenantID, "version", ev.Version, "err", err)
 				continue
 			}
-			return err
+			return fmt.Errorf("apply %s@%d to %s: %w", ev.TenantID, ev.Version, a.cfg.Region, err)
 		}
+		a.applied1(ctx, ev, res)
 	}
 	return nil
 }
 
-func (a *Applier) apply(ctx context.Context, ev *tenant.ChangeEvent) error {
-	res, err := a.cfg.Replica.Apply(ctx, ev)
-	if err != nil {
-		return fmt.Errorf("apply %s@%d to %s: %w", ev.TenantID, ev.Version, a.cfg.Region, err)
-	}
-	outcome := "noop"
+// applied1 records one applied event: metrics, and the invalidation of the
+// hostnames it changed.
+func (a *Applier) applied1(ctx context.Context, ev *tenant.ChangeEvent, res tcs.ApplyResult) {
 	if res.Applied {
-		outcome = "applied"
+		a.outcomes.applied.Inc()
 		a.lag.Set(a.cfg.Now().Sub(ev.CommittedAt).Seconds())
 		a.lastTime.Set(float64(ev.CommittedAt.UnixNano()) / 1e9)
+	} else {
+		a.outcomes.noop.Inc()
 	}
-	a.applied.WithLabelValues(outcome).Inc()
 	if len(res.Hostnames) == 0 || a.cfg.Broadcaster == nil {
-		return nil
+		return
 	}
 	inv := tcs.Invalidation{TenantID: ev.TenantID, Version: ev.Version, Hostnames: res.Hostnames, CommittedAt: ev.CommittedAt}
 	if err := a.cfg.Broadcaster.Broadcast(ctx, inv); err != nil {
@@ -124,5 +166,4 @@ func (a *Applier) apply(ctx context.Context, ev *tenant.ChangeEvent) error {
 		// up to the cache TTL (invariant 5). Do not redeliver for it.
 		a.log.Warn("broadcast invalidation failed", "tenant", ev.TenantID, "version", ev.Version, "err", err)
 	}
-	return nil
 }

@@ -46,12 +46,14 @@ type ApplyTxn interface {
 //     new one does not are unmapped if they still point at this tenant
 //     (their release event may not have arrived yet), keeping the claim
 //     version so any newer claim still wins.
+//  4. A resync event repairs what an equal claim version cannot otherwise
+//     fix: its claims also win at an equal claim version (a record naming
+//     another tenant at that version is corrupt), and its releases also
+//     unmap, at an equal claim version, a record that still names this
+//     tenant (an orphan). Nothing is ever taken back to a lower version.
 func ApplyEvent(tx ApplyTxn, ev *tenant.ChangeEvent) (ApplyResult, error) {
-	if ev == nil {
-		return ApplyResult{}, tenant.Errorf(tenant.Invalid, "apply: nil event")
-	}
-	if ev.TenantID == "" || ev.Tenant == nil || ev.Tenant.ID != ev.TenantID || ev.Version != ev.Tenant.Version || ev.Version < 1 {
-		return ApplyResult{}, tenant.Errorf(tenant.Invalid, "apply: malformed event for tenant %q version %d", ev.TenantID, ev.Version)
+	if err := CheckEvent(ev); err != nil {
+		return ApplyResult{}, err
 	}
 	var res ApplyResult
 	touched := map[string]bool{}
@@ -104,7 +106,12 @@ func ApplyEvent(tx ApplyTxn, ev *tenant.ChangeEvent) (ApplyResult, error) {
 		if err != nil {
 			return res, err
 		}
-		if !ok || r.Version > rec.ClaimVersion {
+		// A resync's release at the stored claim version clears a record
+		// that maps the hostname to this tenant at that version: a claim
+		// version names one state of the hostname, and the source of truth
+		// says that state is "free", so the record is corrupt.
+		orphan := ev.Resync && ok && r.Version == rec.ClaimVersion && rec.TenantID == ev.TenantID
+		if !ok || r.Version > rec.ClaimVersion || orphan {
 			if err := tx.PutHost(r.Hostname, HostRecord{ClaimVersion: r.Version}); err != nil {
 				return res, err
 			}
@@ -118,6 +125,20 @@ func ApplyEvent(tx ApplyTxn, ev *tenant.ChangeEvent) (ApplyResult, error) {
 	}
 	sort.Strings(res.Hostnames)
 	return res, nil
+}
+
+// CheckEvent returns an Invalid *tenant.Error if ev is malformed: no event,
+// no tenant id, no document, a document of another tenant or version, or a
+// version below 1. ApplyEvent rejects such events; an applier skips them,
+// since no retry can ever apply them.
+func CheckEvent(ev *tenant.ChangeEvent) error {
+	if ev == nil {
+		return tenant.Errorf(tenant.Invalid, "apply: nil event")
+	}
+	if ev.TenantID == "" || ev.Tenant == nil || ev.Tenant.ID != ev.TenantID || ev.Version != ev.Tenant.Version || ev.Version < 1 {
+		return tenant.Errorf(tenant.Invalid, "apply: malformed event for tenant %q version %d", ev.TenantID, ev.Version)
+	}
+	return nil
 }
 
 // LookupIn resolves a hostname inside tx: the owner's live document, if the

@@ -33,6 +33,19 @@ type Replica interface {
 	Close() error
 }
 
+// BatchApplier is implemented by replicas that can apply several events in
+// one transaction, which the streamer's applier uses for each batch it
+// reads from the stream: one commit (one fsync, one conditional write)
+// instead of one per event is what makes resyncing every tenant fast.
+type BatchApplier interface {
+	// ApplyBatch applies evs in order, atomically: all of them or none. It
+	// returns one result per event, equal to what Apply would have returned
+	// for each in turn. If any event is malformed (tcs.CheckEvent) it
+	// returns an Invalid *tenant.Error and applies nothing; callers check
+	// events first and leave malformed ones out.
+	ApplyBatch(ctx context.Context, evs []*tenant.ChangeEvent) ([]ApplyResult, error)
+}
+
 // ApplyResult says what an Apply changed.
 type ApplyResult struct {
 	// Applied is true if the tenant document was replaced (the event was

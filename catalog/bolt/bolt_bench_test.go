@@ -3,6 +3,7 @@ package bolt_test
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/tcs-dev/tcs/catalog"
@@ -99,4 +100,53 @@ func BenchmarkList50(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkResync10k resyncs 10,000 tenants as tcsctl resync --all does: in
+// requests of catalog.MaxResyncTenants, each one fsynced transaction
+// appending an outbox entry per tenant.
+func BenchmarkResync10k(b *testing.B) {
+	const n = 10_000
+	s := seeded(b, n)
+	bolt.Sync(s)
+	reqs := make([]catalog.ResyncRequest, n)
+	for i := range reqs {
+		reqs[i] = catalog.ResyncRequest{ID: fmt.Sprintf("tenant-%07d", i)}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for chunk := range slices.Chunk(reqs, catalog.MaxResyncTenants) {
+			res, err := s.Resync(b.Context(), chunk, nil)
+			if err != nil || len(res.Resynced) != len(chunk) {
+				b.Fatalf("Resync: %d resynced, %v", len(res.Resynced), err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "tenants/s")
+}
+
+// BenchmarkExport10k reads 10,000 tenants with their claims in pages of
+// catalog.MaxExportPageSize.
+func BenchmarkExport10k(b *testing.B) {
+	const n = 10_000
+	s := seeded(b, n)
+	b.ReportAllocs()
+	for b.Loop() {
+		got, after := 0, ""
+		for {
+			page, err := s.Export(b.Context(), catalog.ListOptions{After: after, Limit: catalog.MaxExportPageSize})
+			if err != nil {
+				b.Fatal(err)
+			}
+			got += len(page.Items)
+			if page.Next == "" {
+				break
+			}
+			after = page.Next
+		}
+		if got != n {
+			b.Fatalf("exported %d tenants, want %d", got, n)
+		}
+	}
+	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "tenants/s")
 }

@@ -105,6 +105,17 @@ func (ts *Tokens) Authenticate(token string) (Role, string) {
 // Blank lines and lines starting with # are ignored. Finding no token at all
 // is an error: an admin API nobody can call is a misconfiguration.
 func LoadTokens(path string, getenv func(string) string) (*Tokens, error) {
+	tokens, err := LoadTokenList(path, getenv)
+	if err != nil {
+		return nil, err
+	}
+	return NewTokens(tokens...)
+}
+
+// LoadTokenList gathers tokens as LoadTokens does and returns them as they
+// are, for a process that also hands some to other servers (tcs-dev gives
+// its admin tokens to its lookup servers' replica admin API).
+func LoadTokenList(path string, getenv func(string) string) ([]Token, error) {
 	var tokens []Token
 	if path != "" {
 		f, err := os.Open(path)
@@ -126,7 +137,7 @@ func LoadTokens(path string, getenv func(string) string) (*Tokens, error) {
 	if len(tokens) == 0 {
 		return nil, errors.New("no API tokens configured: set TCS_ADMIN_TOKEN (and TCS_READER_TOKEN), or a tokens file (--tokens-file or TCS_TOKENS_FILE)")
 	}
-	return NewTokens(tokens...)
+	return tokens, nil
 }
 
 func parseTokens(r io.Reader, path string) ([]Token, error) {

@@ -18,6 +18,11 @@ import (
 // it is JSON. Content types allowed beside application/json are listed in
 // extra (PATCH takes application/merge-patch+json).
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request, extra ...string) ([]byte, error) {
+	return s.readBodyLimit(w, r, s.maxBody, extra...)
+}
+
+// readBodyLimit is readBody with its own limit on the body's size.
+func (s *Server) readBodyLimit(w http.ResponseWriter, r *http.Request, limit int64, extra ...string) ([]byte, error) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		ok := err == nil && mt == "application/json"
@@ -29,7 +34,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, extra ...strin
 			return nil, requestError(codeUnsupportedMedia, "Content-Type", fmt.Sprintf("content type %q is not accepted; send %s", ct, want))
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {

@@ -1,6 +1,7 @@
 // Package httpapi is the catalog's admin REST API: tenants, hostnames,
-// history and product activation over JSON, with bearer-token roles,
-// RFC 9457 problem responses, an OpenAPI document, health and metrics.
+// history, product activation and the SRE operations (resync, export) over
+// JSON, with bearer-token roles, RFC 9457 problem responses, an OpenAPI
+// document, health and metrics.
 package httpapi
 
 import (
@@ -112,6 +113,8 @@ func New(cfg Config) *Server {
 		"GET /v1/tenants/{id}/history":            s.tenantHistory,
 		"POST /v1/tenants/{id}/products/{action}": s.productAction,
 		"GET /v1/hostnames/{hostname}":            s.lookupHostname,
+		"POST /v1/admin/resync":                   s.resync,
+		"GET /v1/admin/export":                    s.export,
 		"GET /openapi.json":                       s.openAPI,
 		"GET /healthz":                            s.healthz,
 		"GET /readyz":                             s.readyz,
@@ -142,6 +145,8 @@ var routes = []route{
 	{http.MethodPost, "/v1/tenants/{id}/products/{product}:activate", "/v1/tenants/{id}/products/{action}", RoleAdmin},
 	{http.MethodPost, "/v1/tenants/{id}/products/{product}:deactivate", "/v1/tenants/{id}/products/{action}", RoleAdmin},
 	{http.MethodGet, "/v1/hostnames/{hostname}", "/v1/hostnames/{hostname}", RoleReader},
+	{http.MethodPost, "/v1/admin/resync", "/v1/admin/resync", RoleAdmin},
+	{http.MethodGet, "/v1/admin/export", "/v1/admin/export", RoleReader},
 	{http.MethodGet, "/openapi.json", "/openapi.json", RoleNone},
 	{http.MethodGet, "/healthz", "/healthz", RoleNone},
 	{http.MethodGet, "/readyz", "/readyz", RoleNone},

@@ -135,7 +135,25 @@ type ChangeEvent struct {
 	// than by a change: replicas apply it even at an equal version, to repair
 	// content, but never roll a newer version back.
 	Resync bool `json:"resync,omitempty"`
+	// Regions names the regions whose appliers apply the event; empty means
+	// every region. Only resync events target regions: an ordinary change
+	// must reach them all.
+	Regions []string `json:"regions,omitempty"`
 }
 
 // Tombstone reports whether the event deletes the tenant.
 func (e *ChangeEvent) Tombstone() bool { return e.Tenant == nil || e.Tenant.Deleted() }
+
+// ForRegion reports whether the applier of region must apply the event:
+// Regions is empty (every region) or names it.
+func (e *ChangeEvent) ForRegion(region string) bool {
+	if len(e.Regions) == 0 {
+		return true
+	}
+	for _, r := range e.Regions {
+		if r == region {
+			return true
+		}
+	}
+	return false
+}

@@ -207,6 +207,27 @@ func prepareDatabase(v *validator, d *Database) {
 	}
 }
 
+// ValidateRegion checks a region name that is required, such as the target
+// of a resync: 1 to MaxRegionLen of a-z, 0-9 and '-', starting and ending
+// with a letter or digit ("eu-west-1"). The error is an *Error (code
+// Invalid, field "region").
+func ValidateRegion(region string) error {
+	r := regionReason(region)
+	switch {
+	case r != "":
+	case region == "":
+		r = "is required"
+	case region[0] == '-':
+		r = "must start with a letter or digit; found '-'"
+	case region[len(region)-1] == '-':
+		r = "must end with a letter or digit; found '-'"
+	}
+	if r != "" {
+		return &Error{Code: Invalid, Message: "invalid region", Fields: []FieldError{{Field: "region", Reason: r}}}
+	}
+	return nil
+}
+
 // regionReason checks an optional AWS-style region name ("eu-west-1").
 func regionReason(region string) string {
 	if len(region) > MaxRegionLen {

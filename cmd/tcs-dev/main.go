@@ -84,9 +84,21 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return err
 	}
-	tokens, err := httpapi.LoadTokens(getenv("TCS_TOKENS_FILE"), getenv)
+	tokenList, err := httpapi.LoadTokenList(getenv("TCS_TOKENS_FILE"), getenv)
 	if err != nil {
 		return err
+	}
+	tokens, err := httpapi.NewTokens(tokenList...)
+	if err != nil {
+		return err
+	}
+	// The admin tokens of the catalog also open each region's replica admin
+	// API (tcsctl verify and repair scan the replicas through it).
+	var adminTokens []string
+	for _, t := range tokenList {
+		if t.Role == httpapi.RoleAdmin {
+			adminTokens = append(adminTokens, t.Value)
+		}
 	}
 	data := cmdutil.Data(*dataDir)
 	if err := data.Ensure(); err != nil {
@@ -152,7 +164,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 			Logger: log.With("component", "apply"), Registerer: reg})
 		g.Go(func() error { return applier.Run(gctx) })
 		srv := lookup.New(lookup.Config{Region: r.region, Replica: rep, Feed: hub, Logger: log.With("component", "tcs", "region", r.region),
-			Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"region": r.region}, reg)})
+			Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"region": r.region}, reg), AdminTokens: adminTokens})
 		ln := regionLns[i]
 		g.Go(func() error { return srv.Serve(gctx, ln, lookup.ServeOptions{}) })
 		ep.Regions[r.region] = ln.Addr().String()
@@ -180,7 +192,7 @@ func banner(w io.Writer, dataDir string, ep endpoints, regions []regionAddr) {
 	fmt.Fprintf(&b, "\nTCS is running on the embedded backends (data in %s/). Ctrl-C stops it.\n\n", strings.TrimSuffix(dataDir, "/"))
 	fmt.Fprintf(&b, "  catalog admin REST API  http://%s   (OpenAPI: /openapi.json, metrics: /metrics)\n", ep.Catalog)
 	for _, r := range regions {
-		fmt.Fprintf(&b, "  tcs %-19s gRPC %s   (tcs.v1.TenantContextService, health, reflection)\n", r.region, ep.Regions[r.region])
+		fmt.Fprintf(&b, "  tcs %-19s gRPC %s   (tcs.v1.TenantContextService, tcs.admin.v1.ReplicaAdmin, health, reflection)\n", r.region, ep.Regions[r.region])
 	}
 	first := ep.Regions[regions[0].region]
 	fmt.Fprintf(&b, `

@@ -1,7 +1,8 @@
 // Package boltreplica is the embedded regional replica table: a tcs.Replica
 // kept in one bbolt file per region. Apply runs tcs.ApplyEvent inside a single
 // bbolt write transaction, so an event is applied whole or not at all and is
-// durable when Apply returns; lookups run tcs.LookupIn inside one read
+// durable when Apply returns (ApplyBatch does the same for a batch of events
+// in one transaction); lookups run tcs.LookupIn inside one read
 // transaction.
 //
 // Buckets:
@@ -31,6 +32,7 @@ import (
 
 var _ tcs.Replica = (*Replica)(nil)
 var _ tcs.Scanner = (*Replica)(nil)
+var _ tcs.BatchApplier = (*Replica)(nil)
 
 // DefaultTimeout is how long Open waits for the file lock when
 // Options.Timeout is zero.
@@ -117,6 +119,40 @@ func (r *Replica) Apply(ctx context.Context, ev *tenant.ChangeEvent) (tcs.ApplyR
 		return tcs.ApplyResult{}, wrap(err, fmt.Sprintf("boltreplica apply tenant %q version %d", ev.TenantID, ev.Version))
 	}
 	return res, nil
+}
+
+// ApplyBatch applies evs in order with tcs.ApplyEvent in one write
+// transaction: one commit and one fsync for the whole batch. See
+// tcs.BatchApplier.
+func (r *Replica) ApplyBatch(ctx context.Context, evs []*tenant.ChangeEvent) ([]tcs.ApplyResult, error) {
+	for _, ev := range evs {
+		if err := tcs.CheckEvent(ev); err != nil {
+			return nil, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if len(evs) == 0 {
+		return nil, nil
+	}
+	var out []tcs.ApplyResult
+	err := r.db.Update(func(tx *bbolt.Tx) error {
+		out = make([]tcs.ApplyResult, len(evs))
+		x := newTxn(tx)
+		for i, ev := range evs {
+			res, err := tcs.ApplyEvent(x, ev)
+			if err != nil {
+				return fmt.Errorf("tenant %q version %d: %w", ev.TenantID, ev.Version, err)
+			}
+			out[i] = res
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrap(err, fmt.Sprintf("boltreplica apply batch of %d", len(evs)))
+	}
+	return out, nil
 }
 
 // LookupHostname returns the live tenant owning hostname, read with

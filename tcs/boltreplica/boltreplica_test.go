@@ -219,3 +219,11 @@ func TestErrorsAfterClose(t *testing.T) {
 		t.Errorf("Apply after Close = %v, want an internal error naming the operation", err)
 	}
 }
+
+// TestBatchConvergence: ApplyBatch answers as Apply one event at a time,
+// and converges, for 100 random histories with resyncs cut into random
+// batches.
+func TestBatchConvergence(t *testing.T) {
+	t.Parallel()
+	replicatest.BatchConvergence(t, func(t *rapid.T) tcs.Replica { return openFresh(t) }, 100)
+}

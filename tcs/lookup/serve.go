@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	adminv1 "github.com/tcs-dev/tcs/proto/tcs/admin/v1"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 )
 
@@ -91,6 +92,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener, opts ServeOptions)
 	service := tcsv1.TenantContextService_ServiceDesc.ServiceName
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(service, healthpb.HealthCheckResponse_SERVING)
+	if s.admin != nil {
+		hs.SetServingStatus(adminv1.ReplicaAdmin_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {

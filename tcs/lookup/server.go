@@ -3,6 +3,10 @@
 // the region's replica, kept fresh by the region's invalidation feed, which
 // it also relays to clients over Watch.
 //
+// With admin tokens configured it also serves tcs.admin.v1.ReplicaAdmin
+// (admin.proto) on the same port: page-by-page scans of the replica for the
+// SRE tools, for callers with an admin bearer token.
+//
 // A Server is made with New, runs its feed subscription with Run, and is
 // served with Serve (which also runs Run, health, reflection, TLS and
 // graceful shutdown) or registered on a caller's grpc.Server with Register.
@@ -30,6 +34,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	adminv1 "github.com/tcs-dev/tcs/proto/tcs/admin/v1"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/cache"
@@ -81,6 +86,13 @@ type Config struct {
 	WatchBuffer int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// AdminTokens are the bearer tokens that may call the replica admin
+	// API (tcs.admin.v1.ReplicaAdmin: ScanDocs, ScanHosts), which reads the
+	// replica page by page for tcsctl verify and repair. Empty means the
+	// API is not served; so does a Replica that is not a tcs.Scanner. An
+	// empty string among them is a misconfiguration (New panics). Lookup,
+	// BatchLookup and Watch need no token.
+	AdminTokens []string
 }
 
 // Server is the lookup server. Its methods are the TenantContextService;
@@ -99,6 +111,7 @@ type Server struct {
 	interval time.Duration
 	buffer   int
 
+	admin   *adminServer // nil: the replica admin API is not served
 	running atomic.Bool
 
 	mu       sync.Mutex
@@ -156,6 +169,13 @@ func New(cfg Config) *Server {
 		}
 	}
 	s.cache = cache.New(cfg.Replica, opts)
+	if len(cfg.AdminTokens) > 0 {
+		if sc, ok := cfg.Replica.(tcs.Scanner); ok {
+			s.admin = newAdminServer(s, sc, cfg.AdminTokens)
+		} else {
+			s.log.Warn("admin tokens configured, but the replica cannot be scanned: the replica admin API is not served", "replica", fmt.Sprintf("%T", cfg.Replica))
+		}
+	}
 	s.m = newMetrics(reg, s.cache)
 	return s
 }
@@ -168,9 +188,13 @@ func (s *Server) Registry() *prometheus.Registry { return s.registry }
 func (s *Server) Cache() *cache.Cache { return s.cache }
 
 // Register registers the service on gs, in its wire form (see the package
-// comment).
+// comment), and the replica admin service if the server has one (see
+// Config.AdminTokens).
 func (s *Server) Register(gs grpc.ServiceRegistrar) {
 	tcsv1.RegisterTenantContextServiceServer(gs, wireServer{s})
+	if s.admin != nil {
+		adminv1.RegisterReplicaAdminServer(gs, s.admin)
+	}
 }
 
 // lookup answers one requested hostname, exactly as the client sent it.

@@ -38,7 +38,8 @@ type ConvergenceOptions struct {
 
 // Convergence checks DESIGN.md invariant 3 against the replicas open
 // returns: for random histories committed to a real source of truth
-// (DrawHistory), delivering the outbox's events in any order, with
+// (DrawHistory), followed by resyncs of some of their tenants
+// (DrawResyncs), delivering the outbox's events in any order, with
 // duplicates and replays (DrawDelivery), leaves the replica equal to the
 // source (CheckConverged).
 //
@@ -57,11 +58,12 @@ func Convergence(t *testing.T, open func(t *rapid.T) tcs.Replica, opts Convergen
 	prop := func(t *rapid.T) {
 		src := OpenSource(t)
 		h := DrawHistory(t, src)
-		t.Logf("history:\n%s", describeEvents(h.Events))
+		events := append(slices.Clone(h.Events), DrawResyncs(t, src, h)...)
+		t.Logf("history:\n%s", describeEvents(events))
 		want := ReadTruth(t, src, h)
 		for i := range orders {
 			r := open(t)
-			evs := DrawDelivery(t, h.Events)
+			evs := DrawDelivery(t, events)
 			deliver(t, r, h, evs, i == 0)
 			CheckConverged(t, r, want)
 		}
@@ -121,10 +123,13 @@ func deliver(t *rapid.T, r tcs.Replica, h History, evs []*tenant.ChangeEvent, ch
 		if err != nil {
 			t.Fatalf("%s: Apply: %v", what(), err)
 		}
-		if want := ev.Version > newest[ev.TenantID]; res.Applied != want {
+		// A resync re-applies its version (to repair content); anything else
+		// applies only above the newest version delivered.
+		want := ev.Version > newest[ev.TenantID] || (ev.Resync && ev.Version == newest[ev.TenantID])
+		if res.Applied != want {
 			t.Fatalf("%s: Applied = %v, want %v (newest version delivered: %d)", what(), res.Applied, want, newest[ev.TenantID])
 		}
-		if delivered[ev] && (res.Applied || len(res.Hostnames) > 0) {
+		if delivered[ev] && !ev.Resync && (res.Applied || len(res.Hostnames) > 0) {
 			t.Fatalf("%s: a duplicate changed the replica: %+v", what(), res)
 		}
 		delivered[ev] = true
@@ -269,6 +274,9 @@ func sourceDoc(t rapid.TB, src catalog.Store, id string) *tenant.Tenant {
 func describeEvent(ev *tenant.ChangeEvent) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s@%d", ev.TenantID, ev.Version)
+	if ev.Resync {
+		b.WriteString(" resync")
+	}
 	if ev.Tombstone() {
 		b.WriteString(" deleted")
 	}

@@ -92,7 +92,9 @@ func claimList(m map[string]int64) []tenant.Claim {
 // Run runs the conformance suite. open must return a new, empty replica
 // each time it is called and close it when t ends (t.Cleanup). Run does not
 // run Convergence: backends call it themselves, with a check count that
-// suits their speed.
+// suits their speed. A replica that implements tcs.Scanner also runs
+// RunScanner, and one that implements tcs.BatchApplier the batch tests
+// (backends call BatchConvergence themselves, like Convergence).
 func Run(t *testing.T, open func(t *testing.T) tcs.Replica) {
 	tests := []struct {
 		name string
@@ -102,6 +104,7 @@ func Run(t *testing.T, open func(t *testing.T) tcs.Replica) {
 		{"NotFound", testNotFound},
 		{"VersionGating", testVersionGating},
 		{"Resync", testResync},
+		{"ResyncRepairs", testResyncRepairs},
 		{"HostnameMoveAnyOrder", testHostnameMove},
 		{"TombstoneBlocksResurrection", testTombstone},
 		{"RecreateAfterDelete", testRecreate},
@@ -116,6 +119,20 @@ func Run(t *testing.T, open func(t *testing.T) tcs.Replica) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			tt.test(t, open)
+		})
+	}
+	// The optional capabilities, if the backend has them.
+	probe := open(t)
+	if _, ok := probe.(tcs.Scanner); ok {
+		t.Run("Scanner", func(t *testing.T) {
+			t.Parallel()
+			RunScanner(t, open)
+		})
+	}
+	if _, ok := probe.(tcs.BatchApplier); ok {
+		t.Run("BatchApplier", func(t *testing.T) {
+			t.Parallel()
+			runBatch(t, open)
 		})
 	}
 }

@@ -99,6 +99,7 @@ func EventToProto(e *tenant.ChangeEvent) *ChangeEvent {
 		Released:    claimsToProto(e.Released),
 		CommittedAt: timeToProto(e.CommittedAt),
 		Resync:      e.Resync,
+		Regions:     cloneStrings(e.Regions),
 	}
 }
 
@@ -118,6 +119,7 @@ func EventFromProto(p *ChangeEvent) (*tenant.ChangeEvent, error) {
 		Released:    claimsFromProto(p.GetReleased()),
 		CommittedAt: timeFromProto(p.GetCommittedAt(), "committed_at", &fields),
 		Resync:      p.GetResync(),
+		Regions:     cloneStrings(p.GetRegions()),
 	}
 	if err := tenant.FieldErrors(fields); err != nil {
 		return nil, err

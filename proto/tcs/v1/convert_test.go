@@ -118,6 +118,7 @@ func genEvent() *rapid.Generator[*tenant.ChangeEvent] {
 			Released:    genClaims("released").Draw(t, "released"),
 			CommittedAt: genTime().Draw(t, "committedAt"),
 			Resync:      rapid.Bool().Draw(t, "resync"),
+			Regions:     rapid.SliceOfN(rapid.String(), 0, 3).Draw(t, "regions"),
 		}
 	})
 }
@@ -514,7 +515,7 @@ func TestTypicalTenantSize(t *testing.T) {
 func FuzzEventFromProto(f *testing.F) {
 	for _, e := range []*tenant.ChangeEvent{
 		{TenantID: "acme-corp", Version: 42, Tenant: typicalTenant(), Claims: []tenant.Claim{{Hostname: "jira.acme.com", Version: 3}}},
-		{TenantID: "acme-corp", Version: 43, Released: []tenant.Claim{{Hostname: "jira.acme.com", Version: 4}}, Resync: true},
+		{TenantID: "acme-corp", Version: 43, Released: []tenant.Claim{{Hostname: "jira.acme.com", Version: 4}}, Resync: true, Regions: []string{"eu-west-1"}},
 	} {
 		b, err := proto.Marshal(tcsv1.EventToProto(e))
 		if err != nil {

@@ -521,7 +521,11 @@ type ChangeEvent struct {
 	// Marks an event re-emitted by an operator (tcsctl resync) rather than by a
 	// change: replicas apply it even at an equal version, to repair content,
 	// but never roll a newer version back.
-	Resync        bool `protobuf:"varint,7,opt,name=resync,proto3" json:"resync,omitempty"`
+	Resync bool `protobuf:"varint,7,opt,name=resync,proto3" json:"resync,omitempty"`
+	// The regions whose appliers apply the event; empty means every region.
+	// Set only on resync events (tcsctl resync --region); an applier acknowledges
+	// an event not meant for its region without applying it.
+	Regions       []string `protobuf:"bytes,8,rep,name=regions,proto3" json:"regions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -605,6 +609,13 @@ func (x *ChangeEvent) GetResync() bool {
 	return false
 }
 
+func (x *ChangeEvent) GetRegions() []string {
+	if x != nil {
+		return x.Regions
+	}
+	return nil
+}
+
 var File_tcs_v1_tenant_proto protoreflect.FileDescriptor
 
 const file_tcs_v1_tenant_proto_rawDesc = "" +
@@ -644,7 +655,7 @@ const file_tcs_v1_tenant_proto_rawDesc = "" +
 	"secret_ref\x18\x06 \x01(\tR\tsecretRef\"=\n" +
 	"\x05Claim\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\x03R\aversion\"\x95\x02\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\"\xaf\x02\n" +
 	"\vChangeEvent\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\x12&\n" +
@@ -652,7 +663,8 @@ const file_tcs_v1_tenant_proto_rawDesc = "" +
 	"\x06claims\x18\x04 \x03(\v2\r.tcs.v1.ClaimR\x06claims\x12)\n" +
 	"\breleased\x18\x05 \x03(\v2\r.tcs.v1.ClaimR\breleased\x12=\n" +
 	"\fcommitted_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vcommittedAt\x12\x16\n" +
-	"\x06resync\x18\a \x01(\bR\x06resync*\x7f\n" +
+	"\x06resync\x18\a \x01(\bR\x06resync\x12\x18\n" +
+	"\aregions\x18\b \x03(\tR\aregions*\x7f\n" +
 	"\fTenantStatus\x12\x1d\n" +
 	"\x19TENANT_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14TENANT_STATUS_ACTIVE\x10\x01\x12\x1b\n" +

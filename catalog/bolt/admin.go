@@ -1,0 +1,144 @@
+package bolt
+
+import (
+	"context"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/tcs-dev/tcs/catalog"
+	"github.com/tcs-dev/tcs/catalog/tenant"
+)
+
+// Resync appends one resync event per distinct tenant of reqs, all in one
+// transaction. See catalog.Store.
+func (s *Store) Resync(ctx context.Context, reqs []catalog.ResyncRequest, regions []string) (catalog.ResyncResult, error) {
+	if err := catalog.CheckResync(reqs, regions); err != nil {
+		return catalog.ResyncResult{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return catalog.ResyncResult{}, err
+	}
+	reqs = catalog.MergeResync(reqs)
+	regions = sortedSet(regions)
+	var res catalog.ResyncResult
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		res = catalog.ResyncResult{}
+		at := s.now().UTC().Truncate(time.Microsecond)
+		hosts, outbox := tx.Bucket(bucketHostnames), tx.Bucket(bucketOutbox)
+		for _, r := range reqs {
+			doc, err := getTenant(tx, r.ID)
+			if err != nil {
+				return err
+			}
+			if doc == nil {
+				res.NotFound = append(res.NotFound, r.ID)
+				continue
+			}
+			claims, err := heldClaims(hosts, doc)
+			if err != nil {
+				return err
+			}
+			var released []tenant.Claim
+			for _, h := range r.Hostnames {
+				if doc.HasHostname(h) || hosts.Get([]byte(h)) == nil {
+					continue // held: claimed above; never seen: nothing to settle
+				}
+				rec, err := getHostname(hosts, h)
+				if err != nil {
+					return err
+				}
+				if rec.TenantID == "" {
+					released = append(released, tenant.Claim{Hostname: h, Version: rec.ClaimVersion})
+				}
+			}
+			seq, err := outbox.NextSequence()
+			if err != nil {
+				return err
+			}
+			entry := catalog.OutboxEntry{Seq: seq, Event: tenant.ChangeEvent{
+				TenantID:    doc.ID,
+				Version:     doc.Version,
+				Tenant:      doc,
+				Claims:      claims,
+				Released:    released,
+				CommittedAt: at,
+				Resync:      true,
+				Regions:     regions,
+			}}
+			if err := putJSON(outbox, seqKey(seq), entry); err != nil {
+				return err
+			}
+			res.Resynced = append(res.Resynced, catalog.ResyncedTenant{ID: doc.ID, Version: doc.Version})
+		}
+		if len(res.Resynced) > 0 {
+			tx.OnCommit(s.outboxChanged)
+		}
+		return nil
+	})
+	if err != nil {
+		return catalog.ResyncResult{}, wrap(err, "bolt resync")
+	}
+	return res, nil
+}
+
+// heldClaims returns the claims of the hostnames doc holds, sorted by
+// hostname. A hostname whose record names another owner (which a commit
+// never leaves behind) is left out rather than claimed for doc.
+func heldClaims(hosts *bbolt.Bucket, doc *tenant.Tenant) ([]tenant.Claim, error) {
+	var claims []tenant.Claim
+	for _, h := range sortedSet(doc.Hostnames) {
+		rec, err := getHostname(hosts, h)
+		if err != nil {
+			return nil, err
+		}
+		if rec.TenantID == doc.ID {
+			claims = append(claims, tenant.Claim{Hostname: h, Version: rec.ClaimVersion})
+		}
+	}
+	return claims, nil
+}
+
+// Export returns a page of every stored tenant, tombstones included, with
+// its claims, read in one transaction. See catalog.Store.
+func (s *Store) Export(ctx context.Context, opts catalog.ListOptions) (catalog.ExportPage, error) {
+	if err := ctx.Err(); err != nil {
+		return catalog.ExportPage{}, err
+	}
+	limit := catalog.ExportLimit(opts.Limit)
+	var page catalog.ExportPage
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		page = catalog.ExportPage{}
+		hosts := tx.Bucket(bucketHostnames)
+		c := tx.Bucket(bucketTenants).Cursor()
+		var k, v []byte
+		if opts.After == "" {
+			k, v = c.First()
+		} else {
+			k, v = c.Seek([]byte(opts.After))
+			if k != nil && string(k) == opts.After {
+				k, v = c.Next()
+			}
+		}
+		for ; k != nil; k, v = c.Next() {
+			if len(page.Items) == limit {
+				page.Next = page.Items[limit-1].Tenant.ID
+				return nil
+			}
+			t := new(tenant.Tenant)
+			if err := decode(v, t, "tenant", string(k)); err != nil {
+				return err
+			}
+			claims, err := heldClaims(hosts, t)
+			if err != nil {
+				return err
+			}
+			page.Items = append(page.Items, catalog.ExportItem{Tenant: t, Claims: claims})
+		}
+		return nil
+	})
+	if err != nil {
+		return catalog.ExportPage{}, wrap(err, "bolt export tenants after "+opts.After)
+	}
+	return page, nil
+}

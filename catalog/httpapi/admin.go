@@ -1,0 +1,159 @@
+package httpapi
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/tcs-dev/tcs/catalog"
+	"github.com/tcs-dev/tcs/catalog/tenant"
+)
+
+// MaxResyncBodyBytes caps the body of POST /v1/admin/resync: a thousand
+// tenants with a few hostnames each fit many times over.
+const MaxResyncBodyBytes = 1 << 20
+
+// resyncBody is the body of POST /v1/admin/resync.
+type resyncBody struct {
+	Tenants []resyncTenant `json:"tenants"`
+	Regions []string       `json:"regions"`
+}
+
+type resyncTenant struct {
+	ID        string   `json:"id"`
+	Hostnames []string `json:"hostnames"`
+}
+
+// resyncResponse is the answer of POST /v1/admin/resync.
+type resyncResponse struct {
+	Resynced []catalog.ResyncedTenant `json:"resynced"`
+	NotFound []string                 `json:"not_found"`
+}
+
+// resync re-emits the current state of the tenants named through the
+// stream (see catalog.Store.Resync). Hostnames are normalised as everywhere
+// else; a request with any malformed id, hostname or region is rejected
+// whole, naming each field at fault, and changes nothing. The resync is not
+// audited: it changes no document (the request log names the actor).
+func (s *Server) resync(w http.ResponseWriter, r *http.Request) error {
+	body, err := s.readBodyLimit(w, r, max(s.maxBody, MaxResyncBodyBytes))
+	if err != nil {
+		return err
+	}
+	var in resyncBody
+	if err := decodeStrict(body, &in); err != nil {
+		return err
+	}
+	switch n := len(in.Tenants); {
+	case n == 0:
+		return requestError(codeMalformed, "tenants", "tenants is required: name 1 to "+strconv.Itoa(catalog.MaxResyncTenants)+" tenants")
+	case n > catalog.MaxResyncTenants:
+		return requestError(codeMalformed, "tenants", fmt.Sprintf("tenants has %d entries; at most %d are allowed per request", n, catalog.MaxResyncTenants))
+	}
+	// Check every field, in request order, so that one answer names them
+	// all; hostnames are normalised here, as on every other route.
+	reqs := make([]catalog.ResyncRequest, len(in.Tenants))
+	var fields []tenant.FieldError
+	for i, t := range in.Tenants {
+		reqs[i] = catalog.ResyncRequest{ID: t.ID, Hostnames: make([]string, 0, len(t.Hostnames))}
+		if err := tenant.ValidateID(t.ID); err != nil {
+			fields = append(fields, named(err, fmt.Sprintf("tenants[%d].id", i))...)
+		}
+		if n := len(t.Hostnames); n > tenant.MaxHostnames {
+			fields = append(fields, tenant.FieldError{Field: fmt.Sprintf("tenants[%d].hostnames", i),
+				Reason: fmt.Sprintf("has %d entries; at most %d are allowed", n, tenant.MaxHostnames)})
+			continue
+		}
+		for j, h := range t.Hostnames {
+			norm, err := tenant.NormalizeHostname(h)
+			if err != nil {
+				fields = append(fields, named(err, fmt.Sprintf("tenants[%d].hostnames[%d]", i, j))...)
+				continue
+			}
+			reqs[i].Hostnames = append(reqs[i].Hostnames, norm)
+		}
+	}
+	for i, region := range in.Regions {
+		if err := tenant.ValidateRegion(region); err != nil {
+			fields = append(fields, named(err, fmt.Sprintf("regions[%d]", i))...)
+		}
+	}
+	if len(fields) > 0 {
+		return &tenant.Error{Code: tenant.Invalid, Message: "invalid resync request", Fields: fields}
+	}
+	res, err := s.store.Resync(r.Context(), reqs, in.Regions)
+	if err != nil {
+		return err
+	}
+	out := resyncResponse{Resynced: res.Resynced, NotFound: res.NotFound}
+	if out.Resynced == nil {
+		out.Resynced = []catalog.ResyncedTenant{}
+	}
+	if out.NotFound == nil {
+		out.NotFound = []string{}
+	}
+	writeJSON(w, http.StatusOK, "application/json", out)
+	return nil
+}
+
+// named returns the field errors of err under the name field.
+func named(err error, field string) []tenant.FieldError {
+	fs := tenant.ErrorFields(err)
+	out := make([]tenant.FieldError, len(fs))
+	for i, f := range fs {
+		out[i] = tenant.FieldError{Field: field, Reason: f.Reason}
+	}
+	return out
+}
+
+// exportPage is the body of GET /v1/admin/export.
+type exportPage struct {
+	Items         []exportItem `json:"items"`
+	NextPageToken string       `json:"next_page_token,omitempty"`
+}
+
+type exportItem struct {
+	Tenant *tenant.Tenant `json:"tenant"`
+	Claims []tenant.Claim `json:"claims"`
+}
+
+// export returns a page of every stored tenant, tombstones included, with
+// the claim versions of its hostnames, in id order.
+func (s *Server) export(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	limit := catalog.DefaultExportPageSize
+	if v := q.Get("page_size"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > catalog.MaxExportPageSize {
+			return requestError(codeMalformed, "page_size", fmt.Sprintf("page_size must be an integer from 1 to %d, got %q", catalog.MaxExportPageSize, v))
+		}
+		limit = n
+	}
+	var after string
+	if tok := q.Get("page_token"); tok != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(tok)
+		id, ok := strings.CutPrefix(string(raw), "x:")
+		if err != nil || !ok || tenant.ValidateID(id) != nil {
+			return requestError(codeMalformed, "page_token", "page_token is not one this API returned")
+		}
+		after = id
+	}
+	page, err := s.store.Export(r.Context(), catalog.ListOptions{After: after, Limit: limit})
+	if err != nil {
+		return err
+	}
+	out := exportPage{Items: make([]exportItem, len(page.Items))}
+	for i, it := range page.Items {
+		out.Items[i] = exportItem{Tenant: it.Tenant, Claims: it.Claims}
+		if out.Items[i].Claims == nil {
+			out.Items[i].Claims = []tenant.Claim{}
+		}
+	}
+	if page.Next != "" {
+		out.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte("x:" + page.Next))
+	}
+	writeJSON(w, http.StatusOK, "application/json", out)
+	return nil
+}

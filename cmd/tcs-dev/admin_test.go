@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	adminv1 "github.com/tcs-dev/tcs/proto/tcs/admin/v1"
+)
+
+// TestAdminSurface drives what tcsctl uses against the running system: the
+// catalog's export and resync, and each region's replica admin API, opened
+// by the admin token.
+func TestAdminSurface(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	s.eventually(t, "acme.example.com", atVersion("acme", 1))
+
+	// Export: every tenant with its claims.
+	code, _, body := s.rest(t, "GET", "/v1/admin/export?page_size=2", "rdr", "")
+	var page struct {
+		Items []struct {
+			Tenant struct{ ID string } `json:"tenant"`
+			Claims []struct {
+				Hostname string `json:"hostname"`
+				Version  int64  `json:"version"`
+			} `json:"claims"`
+		} `json:"items"`
+		NextPageToken string `json:"next_page_token"`
+	}
+	if err := json.Unmarshal([]byte(body), &page); code != http.StatusOK || err != nil || len(page.Items) != 2 || page.NextPageToken == "" {
+		t.Fatalf("export: %d %s (%v)", code, body, err)
+	}
+	if page.Items[0].Tenant.ID != "acme" || len(page.Items[0].Claims) != 2 {
+		t.Errorf("first exported item: %+v", page.Items[0])
+	}
+
+	// Resync for one region only: applied there, skipped elsewhere.
+	code, _, body = s.rest(t, "POST", "/v1/admin/resync", "rdr", `{"tenants":[{"id":"acme"}]}`)
+	if code != http.StatusForbidden {
+		t.Errorf("resync with the reader token: %d %s", code, body)
+	}
+	code, _, body = s.rest(t, "POST", "/v1/admin/resync", "adm", `{"tenants":[{"id":"acme"},{"id":"ghost"}],"regions":["eu-west-1"]}`)
+	if code != http.StatusOK || body != `{"resynced":[{"id":"acme","version":1}],"not_found":["ghost"]}`+"\n" {
+		t.Fatalf("resync: %d %s", code, body)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		_, _, metrics := s.rest(t, "GET", "/metrics", "rdr", "")
+		if strings.Contains(metrics, `tcs_apply_events_total{outcome="other_region",region="us-east-1"} 1`) &&
+			strings.Contains(metrics, `tcs_apply_events_total{outcome="other_region",region="ap-southeast-2"} 1`) &&
+			strings.Contains(metrics, `tcs_apply_events_total{outcome="applied",region="eu-west-1"} 4`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the resync did not reach eu-west-1 only; apply metrics:\n%s", grepLines(metrics, "tcs_apply_events_total"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// Each region's replica admin API: the admin token opens it, no other.
+	for region, addr := range s.ep.Regions {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		admin := adminv1.NewReplicaAdminClient(conn)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := admin.ScanDocs(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer rdr"), &adminv1.ScanRequest{}); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("%s: ScanDocs with the reader token: %v, want UNAUTHENTICATED", region, err)
+		}
+		authed := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer adm")
+		docs, err := admin.ScanDocs(authed, &adminv1.ScanRequest{})
+		if err != nil || len(docs.GetDocs()) != 3 || docs.GetRegion() != region || docs.GetNextCursor() != "" {
+			t.Errorf("%s: ScanDocs = %d docs in %q, next %q, %v; want the 3 seeded tenants", region, len(docs.GetDocs()), docs.GetRegion(), docs.GetNextCursor(), err)
+		}
+		hosts, err := admin.ScanHosts(authed, &adminv1.ScanRequest{Limit: 2})
+		if err != nil || len(hosts.GetHosts()) != 2 || hosts.GetNextCursor() == "" {
+			t.Errorf("%s: ScanHosts(limit 2) = %v, %v", region, hosts, err)
+		}
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -1,0 +1,246 @@
+package streamer_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tcs-dev/tcs/catalog"
+	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/streamer"
+	"github.com/tcs-dev/tcs/tcs"
+	"github.com/tcs-dev/tcs/tcs/boltreplica"
+	"github.com/tcs-dev/tcs/tcs/replicatest"
+)
+
+func openReplica(t *testing.T) *boltreplica.Replica {
+	t.Helper()
+	rep, err := boltreplica.Open(filepath.Join(t.TempDir(), "replica.db"), boltreplica.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rep.Close() })
+	return rep
+}
+
+func messages(t *testing.T, evs ...*tenant.ChangeEvent) []streamer.Message {
+	t.Helper()
+	out := make([]streamer.Message, len(evs))
+	for i, ev := range evs {
+		data, err := streamer.EncodeEvent(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = streamer.Message{PartitionKey: ev.TenantID, Data: data, Shard: "0", Sequence: "1"}
+	}
+	return out
+}
+
+// countingReplica records how the applier calls it; it is a
+// tcs.BatchApplier when batch is set.
+type countingReplica struct {
+	tcs.Replica
+	mu           sync.Mutex
+	applies      int
+	batches      []int
+	batchErr     error // returned by ApplyBatch, which then applies nothing
+	invalidApply string
+}
+
+func (c *countingReplica) Apply(ctx context.Context, ev *tenant.ChangeEvent) (tcs.ApplyResult, error) {
+	c.mu.Lock()
+	c.applies++
+	c.mu.Unlock()
+	if ev.TenantID == c.invalidApply {
+		return tcs.ApplyResult{}, tenant.Errorf(tenant.Invalid, "rejected by the replica")
+	}
+	return c.Replica.Apply(ctx, ev)
+}
+
+type batchingReplica struct{ *countingReplica }
+
+func (b batchingReplica) ApplyBatch(ctx context.Context, evs []*tenant.ChangeEvent) ([]tcs.ApplyResult, error) {
+	b.mu.Lock()
+	b.batches = append(b.batches, len(evs))
+	err := b.batchErr
+	b.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return b.Replica.(tcs.BatchApplier).ApplyBatch(ctx, evs)
+}
+
+func metric(t *testing.T, reg *prometheus.Registry, name, outcome string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if outcome == "" || (l.GetName() == "outcome" && l.GetValue() == outcome) {
+					if m.GetCounter() != nil {
+						return m.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+	}
+	return 0
+}
+
+func TestApplierSkipsOtherRegions(t *testing.T) {
+	t.Parallel()
+	a1 := replicatest.Event("acme", 1, map[string]int64{"acme.example.com": 1}, nil)
+	fix := replicatest.Event("acme", 1, map[string]int64{"acme.example.com": 1}, nil)
+	fix.Tenant.Labels["rev"] = "repaired"
+	fix.Resync, fix.Regions = true, []string{"eu-west-1", "ap-southeast-2"}
+	b1 := replicatest.Event("beta", 1, map[string]int64{"beta.example.com": 1}, nil)
+	b1.Regions = []string{"us-east-1"}
+
+	for _, tc := range []struct {
+		region      string
+		wantAcme    *tenant.Tenant
+		wantBeta    bool
+		otherRegion float64
+	}{
+		{"us-east-1", a1.Tenant, true, 1},
+		{"eu-west-1", fix.Tenant, false, 1},
+		{"ap-southeast-2", fix.Tenant, false, 1},
+	} {
+		t.Run(tc.region, func(t *testing.T) {
+			t.Parallel()
+			for _, batch := range []bool{false, true} {
+				rep := openReplica(t)
+				var r tcs.Replica = &countingReplica{Replica: rep}
+				if batch {
+					r = batchingReplica{&countingReplica{Replica: rep}}
+				}
+				reg := prometheus.NewRegistry()
+				a := streamer.NewApplier(streamer.ApplierConfig{Region: tc.region, Replica: r, Registerer: reg})
+				if err := a.HandleBatch(t.Context(), messages(t, a1, fix, b1)); err != nil {
+					t.Fatalf("HandleBatch: %v", err)
+				}
+				got, err := rep.GetTenant(t.Context(), "acme")
+				if err != nil || got.Labels["rev"] != tc.wantAcme.Labels["rev"] {
+					t.Fatalf("batch=%v: acme = %+v, %v; want label rev=%s", batch, got, err, tc.wantAcme.Labels["rev"])
+				}
+				if _, err := rep.GetTenant(t.Context(), "beta"); (err == nil) != tc.wantBeta {
+					t.Fatalf("batch=%v: beta applied = %v, want %v", batch, err == nil, tc.wantBeta)
+				}
+				if n := metric(t, reg, "tcs_apply_events_total", "other_region"); n != tc.otherRegion {
+					t.Fatalf("batch=%v: other_region = %v, want %v", batch, n, tc.otherRegion)
+				}
+				if n := metric(t, reg, "tcs_apply_events_total", "applied"); n != 2 {
+					t.Fatalf("batch=%v: applied = %v, want 2", batch, n)
+				}
+			}
+		})
+	}
+}
+
+// TestApplierBatches: a tcs.BatchApplier gets each stream batch in one call
+// (never Apply), and malformed records in the batch are skipped one by one.
+func TestApplierBatches(t *testing.T) {
+	t.Parallel()
+	rep := openReplica(t)
+	c := &countingReplica{Replica: rep}
+	reg := prometheus.NewRegistry()
+	a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Replica: batchingReplica{c}, Registerer: reg})
+
+	a1 := replicatest.Event("acme", 1, map[string]int64{"acme.example.com": 1}, nil)
+	bad := replicatest.Event("bad", 2, map[string]int64{"bad.example.com": 1}, nil)
+	bad.Tenant.Version = 3 // event and document versions differ
+	b1 := replicatest.Event("beta", 1, map[string]int64{"beta.example.com": 1}, nil)
+	batch := messages(t, a1, bad, b1)
+	batch = append(batch[:1], append([]streamer.Message{{Data: []byte{0xff, 0xff}, Shard: "0", Sequence: "2"}}, batch[1:]...)...)
+
+	if err := a.HandleBatch(t.Context(), batch); err != nil {
+		t.Fatalf("HandleBatch: %v", err)
+	}
+	if c.applies != 0 || len(c.batches) != 1 || c.batches[0] != 2 {
+		t.Fatalf("Apply called %d times, ApplyBatch with %v; want one ApplyBatch of the 2 good events", c.applies, c.batches)
+	}
+	for _, id := range []string{"acme", "beta"} {
+		if _, err := rep.GetTenant(t.Context(), id); err != nil {
+			t.Fatalf("GetTenant(%s): %v", id, err)
+		}
+	}
+	if n := metric(t, reg, "tcs_apply_undecodable_total", ""); n != 2 {
+		t.Fatalf("undecodable/malformed = %v, want 2", n)
+	}
+	// A batch of only malformed or foreign events applies nothing at all.
+	if err := a.HandleBatch(t.Context(), messages(t, bad)); err != nil || len(c.batches) != 1 {
+		t.Fatalf("HandleBatch of a malformed event = %v, batches %v", err, c.batches)
+	}
+}
+
+// TestApplierBatchRejected: if the replica rejects a batch as Invalid, the
+// applier applies its events one by one and skips only the one rejected.
+func TestApplierBatchRejected(t *testing.T) {
+	t.Parallel()
+	rep := openReplica(t)
+	c := &countingReplica{Replica: rep, batchErr: tenant.Errorf(tenant.Invalid, "too big"), invalidApply: "beta"}
+	reg := prometheus.NewRegistry()
+	a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Replica: batchingReplica{c}, Registerer: reg})
+	evs := []*tenant.ChangeEvent{
+		replicatest.Event("acme", 1, map[string]int64{"acme.example.com": 1}, nil),
+		replicatest.Event("beta", 1, map[string]int64{"beta.example.com": 1}, nil),
+		replicatest.Event("gamma", 1, map[string]int64{"gamma.example.com": 1}, nil),
+	}
+	if err := a.HandleBatch(t.Context(), messages(t, evs...)); err != nil {
+		t.Fatalf("HandleBatch: %v", err)
+	}
+	for id, want := range map[string]bool{"acme": true, "beta": false, "gamma": true} {
+		if _, err := rep.GetTenant(t.Context(), id); (err == nil) != want {
+			t.Errorf("%s applied = %v, want %v", id, err == nil, want)
+		}
+	}
+	if n := metric(t, reg, "tcs_apply_undecodable_total", ""); n != 1 {
+		t.Fatalf("malformed = %v, want 1", n)
+	}
+
+	// Any other error fails the batch: it is not checkpointed.
+	c.batchErr = errCrash
+	if err := a.HandleBatch(t.Context(), messages(t, evs...)); !errors.Is(err, errCrash) {
+		t.Fatalf("HandleBatch with a failing replica = %v, want the crash", err)
+	}
+}
+
+// TestApplierBatchCrashes: an applier whose batch apply fails stops without
+// checkpointing; restarted, it converges.
+func TestApplierBatchCrashes(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	ids, hostnames := history(t, r.src)
+	if _, err := r.src.Resync(t.Context(), []catalog.ResyncRequest{{ID: "alpha"}, {ID: "gamma"}}, []string{"us-east-1"}); err != nil {
+		t.Fatal(err)
+	}
+	p := streamer.NewPublisher(streamer.PublisherConfig{Outbox: r.src, Stream: r.stream})
+	if _, err := p.PublishOnce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	rep := r.replica(t, "us-east-1")
+	c := &countingReplica{Replica: rep, batchErr: errCrash}
+	a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Stream: r.stream, Replica: batchingReplica{c}})
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := a.Run(ctx); !errors.Is(err, errCrash) {
+		t.Fatalf("Run = %v, want the injected crash", err)
+	}
+	c.batchErr = nil
+	a = streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Stream: r.stream, Replica: batchingReplica{c}})
+	runUntilConverged(t, a, rep, r.src, ids, hostnames)
+	if c.applies != 0 {
+		t.Fatalf("Apply called %d times; want only ApplyBatch", c.applies)
+	}
+}
