@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+)
+
+// exportLine is one line of an export: the tenant's JSON as the catalog
+// sent it, compacted (so that fields this build does not know survive).
+func exportLine(it exportItem) ([]byte, error) {
+	var b bytes.Buffer
+	if err := json.Compact(&b, it.Raw); err != nil {
+		return nil, fmt.Errorf("tenant %s: %w", it.Tenant.ID, err)
+	}
+	b.WriteByte('\n')
+	return b.Bytes(), nil
+}
+
+func runExport(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "export", "[--to FILE.jsonl] [--include-deleted]")
+	var conn connFlags
+	var job jobFlags
+	conn.register(fs, e.getenv)
+	job.register(fs, e.getenv, "tenants")
+	to := fs.String("to", "", "write to this file (default: stdout); written as FILE.partial and renamed when complete")
+	includeDeleted := fs.Bool("include-deleted", false, "include tombstones (status DELETED)")
+	pageSize := fs.Int("page-size", maxExportPage, "tenants per catalog request (at most 1000)")
+	if _, err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if *pageSize < 1 || *pageSize > maxExportPage {
+		return fmt.Errorf("--page-size must be 1 to %d", maxExportPage)
+	}
+	c, err := conn.client(e)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	var out io.Writer = e.stdout
+	var ckpt *checkpoint
+	var file *os.File
+	partial := *to + ".partial"
+	if *to != "" {
+		key := workKey("export", conn.catalogURL, *to, strconv.FormatBool(*includeDeleted))
+		if ckpt, err = openCheckpoint(job, "export", key); err != nil {
+			return err
+		}
+		flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+		if ckpt.resuming() {
+			flags = os.O_CREATE | os.O_WRONLY
+		}
+		if file, err = os.OpenFile(partial, flags, 0o644); err != nil {
+			return fmt.Errorf("--to: %w", err)
+		}
+		defer file.Close()
+		if ckpt.resuming() {
+			// Drop whatever was written after the last checkpoint.
+			if err := file.Truncate(ckpt.state.Offset); err != nil {
+				return fmt.Errorf("--to: %w", err)
+			}
+			if _, err := file.Seek(ckpt.state.Offset, io.SeekStart); err != nil {
+				return fmt.Errorf("--to: %w", err)
+			}
+			fmt.Fprintf(e.stderr, "tcsctl export: resuming from checkpoint %s (%d tenant(s) done)\n", ckpt.path, ckpt.done())
+		}
+		out = file
+	}
+	w := bufio.NewWriterSize(out, 1<<16)
+	var offset int64
+	if ckpt != nil {
+		offset = ckpt.state.Offset
+	}
+	var written int64
+	before := ckpt.done()
+	// Pages are written in order, so export runs on one worker: the
+	// producer reads the next page while the worker writes this one.
+	rn := &runner{workers: 1, limiter: newLimiter(job.rate, *pageSize), progress: newProgress(e.stderr, "export", -1, "tenants"), ckpt: ckpt}
+	err = rn.run(ctx, func(ctx context.Context, emit func(batch) bool) error {
+		token := ckpt.token()
+		for {
+			var page exportPage
+			err := retry(ctx, 5, func() (err error) {
+				page, err = c.catalog.Export(ctx, token, *pageSize)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("reading the catalog after page token %q: %w", token, err)
+			}
+			var buf bytes.Buffer
+			n := 0
+			for _, it := range page.Items {
+				if it.Tenant.Deleted() && !*includeDeleted {
+					continue
+				}
+				line, err := exportLine(it)
+				if err != nil {
+					return err
+				}
+				buf.Write(line)
+				n++
+			}
+			end := offset + int64(buf.Len())
+			offset = end
+			if !emit(batch{items: n, resume: page.NextPageToken, offset: end, do: func(context.Context) error {
+				if _, err := w.Write(buf.Bytes()); err != nil {
+					return err
+				}
+				written += int64(n)
+				// The checkpoint records this offset: it must be on disk.
+				return w.Flush()
+			}}) {
+				return nil
+			}
+			if page.NextPageToken == "" {
+				return nil
+			}
+			token = page.NextPageToken
+		}
+	})
+	if ferr := w.Flush(); err == nil && ferr != nil {
+		err = ferr
+	}
+	if err != nil {
+		return err
+	}
+	if file != nil {
+		if err := file.Sync(); err != nil {
+			return fmt.Errorf("--to: %w", err)
+		}
+		if err := file.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+			return fmt.Errorf("--to: %w", err)
+		}
+		if err := os.Rename(partial, *to); err != nil {
+			return fmt.Errorf("--to: %w", err)
+		}
+		fmt.Fprintf(e.stderr, "exported %d tenant(s) to %s\n", before+written, *to)
+	}
+	return nil
+}

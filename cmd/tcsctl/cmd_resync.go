@@ -1,0 +1,246 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/tcs-dev/tcs/catalog/tenant"
+)
+
+func runResync(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "resync", "(--all | --tenant ID… | --file IDS) [--region R…]")
+	var conn connFlags
+	var job jobFlags
+	conn.register(fs, e.getenv)
+	job.register(fs, e.getenv, "tenants")
+	all := fs.Bool("all", false, "resync every tenant of the catalog, tombstones included")
+	var ids, regionsWanted stringList
+	fs.Var(&ids, "tenant", "tenant id to resync (repeatable, or comma-separated)")
+	file := fs.String("file", "", "file of tenant ids, one per line (# comments; - for stdin)")
+	fs.Var(&regionsWanted, "region", "region to resync (repeatable; default: every region)")
+	batchSize := fs.Int("batch", maxResync, "tenants per resync request (at most 1000)")
+	if _, err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	modes := 0
+	for _, set := range []bool{*all, len(ids) > 0, *file != ""} {
+		if set {
+			modes++
+		}
+	}
+	if modes != 1 {
+		return errors.New("give exactly one of --all, --tenant or --file")
+	}
+	if *batchSize < 1 || *batchSize > maxResync {
+		return fmt.Errorf("--batch must be 1 to %d", maxResync)
+	}
+	c, err := conn.client(e)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	rs, err := selectRegions(c.regions, regionsWanted)
+	if err != nil {
+		return err
+	}
+	var targets []string // nil: every region
+	if len(regionsWanted) > 0 {
+		targets = regionNames(rs)
+	}
+	if *file != "" {
+		if ids, err = readIDs(e, *file); err != nil {
+			return err
+		}
+	}
+	for _, id := range ids {
+		if err := tenant.ValidateID(id); err != nil {
+			return fmt.Errorf("tenant %q: %v", id, err)
+		}
+	}
+	r := &resyncer{cat: c.catalog, regions: targets, batch: *batchSize}
+	if job.rate > 0 && float64(r.batch) > job.rate {
+		r.batch = max(1, int(job.rate)) // keep batches within a second's worth
+	}
+	st, err := r.run(ctx, e, conn.catalogURL, job, *all, ids)
+	where := "every region"
+	if targets != nil {
+		where = strings.Join(targets, ", ")
+	}
+	if st.resynced > 0 || err == nil {
+		fmt.Fprintf(e.stdout, "resynced %d tenant(s) to %s\n", st.resynced, where)
+	}
+	if err != nil {
+		return err
+	}
+	if len(st.notFound) > 0 {
+		return finding("%d tenant(s) not found in the catalog: %s", len(st.notFound), strings.Join(st.notFound, ", "))
+	}
+	return nil
+}
+
+// readIDs reads tenant ids, one per line, ignoring blank lines and #
+// comments; "-" reads stdin.
+func readIDs(e *env, path string) ([]string, error) {
+	var rd io.Reader = e.stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("--file: %w", err)
+		}
+		defer f.Close()
+		rd = f
+	}
+	var ids []string
+	var bad []string
+	sc := bufio.NewScanner(rd)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if err := tenant.ValidateID(line); err != nil {
+			bad = append(bad, fmt.Sprintf("%s:%d: %q: %v", path, n, line, err))
+			continue
+		}
+		ids = append(ids, line)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("--file %s: %w", path, err)
+	}
+	if len(bad) > 0 {
+		return nil, fmt.Errorf("--file has %d invalid line(s):\n  %s", len(bad), strings.Join(bad, "\n  "))
+	}
+	return ids, nil
+}
+
+// resyncer re-emits tenants through the catalog's resync API.
+type resyncer struct {
+	cat     *catalogClient
+	regions []string
+	batch   int
+}
+
+type resyncStats struct {
+	mu       sync.Mutex
+	resynced int64
+	notFound []string
+}
+
+func (r *resyncer) run(ctx context.Context, e *env, catalogURL string, job jobFlags, all bool, ids []string) (*resyncStats, error) {
+	regions := append([]string(nil), r.regions...)
+	sort.Strings(regions)
+	key := workKey("resync", catalogURL, strings.Join(regions, ","), strconv.FormatBool(all), strings.Join(ids, "\n"))
+	ckpt, err := openCheckpoint(job, "resync", key)
+	if err != nil {
+		return &resyncStats{}, err
+	}
+	if ckpt.resuming() {
+		fmt.Fprintf(e.stderr, "tcsctl resync: resuming from checkpoint %s (%d tenant(s) done)\n", ckpt.path, ckpt.done())
+	}
+	st := &resyncStats{}
+	total := int64(-1)
+	if !all {
+		total = int64(len(ids)) - ckpt.done()
+	}
+	rn := &runner{workers: job.workers, limiter: newLimiter(job.rate, r.batch), progress: newProgress(e.stderr, "resync", total, "tenants"), ckpt: ckpt}
+	send := func(items []resyncTenant) func(context.Context) error {
+		return func(ctx context.Context) error { return r.send(ctx, items, st) }
+	}
+	if all {
+		err = rn.run(ctx, func(ctx context.Context, emit func(batch) bool) error {
+			token := ckpt.token()
+			for {
+				var page exportIDPage
+				err := retry(ctx, 5, func() (err error) {
+					page, err = r.cat.exportIDs(ctx, token, r.batch)
+					return err
+				})
+				if err != nil {
+					return fmt.Errorf("reading the catalog after page token %q: %w", token, err)
+				}
+				if len(page.IDs) > 0 {
+					items := make([]resyncTenant, len(page.IDs))
+					for i, id := range page.IDs {
+						items[i] = resyncTenant{ID: id}
+					}
+					if !emit(batch{items: len(items), resume: page.Next, do: send(items)}) {
+						return nil
+					}
+				}
+				if page.Next == "" {
+					return nil
+				}
+				token = page.Next
+			}
+		})
+	} else {
+		start := 0
+		if tok := ckpt.token(); tok != "" {
+			if start, err = strconv.Atoi(tok); err != nil || start < 0 || start > len(ids) {
+				return st, fmt.Errorf("checkpoint %s: bad position %q", ckpt.path, tok)
+			}
+		}
+		err = rn.run(ctx, func(ctx context.Context, emit func(batch) bool) error {
+			for i := start; i < len(ids); i += r.batch {
+				end := min(i+r.batch, len(ids))
+				items := make([]resyncTenant, 0, end-i)
+				for _, id := range ids[i:end] {
+					items = append(items, resyncTenant{ID: id})
+				}
+				if !emit(batch{items: len(items), resume: strconv.Itoa(end), do: send(items)}) {
+					return nil
+				}
+			}
+			return nil
+		})
+	}
+	return st, err
+}
+
+// send resyncs one batch, retrying while the catalog is unavailable.
+func (r *resyncer) send(ctx context.Context, items []resyncTenant, st *resyncStats) error {
+	var res resyncResult
+	err := retry(ctx, 5, func() (err error) {
+		res, err = r.cat.Resync(ctx, items, r.regions)
+		return err
+	})
+	if err != nil {
+		return resyncError(items, err)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.resynced += int64(len(res.Resynced))
+	st.notFound = append(st.notFound, res.NotFound...)
+	return nil
+}
+
+var tenantIndex = regexp.MustCompile(`^tenants\[(\d+)\]`)
+
+// resyncError names the tenants a rejected resync request was about: the
+// API names fields by position ("tenants[3].id"); people need the id.
+func resyncError(items []resyncTenant, err error) error {
+	var ae *apiError
+	if errors.As(err, &ae) && len(ae.Fields) > 0 {
+		var parts []string
+		for _, f := range ae.Fields {
+			name := f.Field
+			if m := tenantIndex.FindStringSubmatch(f.Field); m != nil {
+				if i, _ := strconv.Atoi(m[1]); i < len(items) {
+					name = fmt.Sprintf("tenant %q (%s)", items[i].ID, f.Field)
+				}
+			}
+			parts = append(parts, name+": "+f.Reason)
+		}
+		return fmt.Errorf("resync rejected (%d %s): %s", ae.Status, ae.Detail, strings.Join(parts, "; "))
+	}
+	return fmt.Errorf("resync of %d tenant(s) %s…%s: %w", len(items), items[0].ID, items[len(items)-1].ID, err)
+}

@@ -1,0 +1,470 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/tcs-dev/tcs/catalog/tenant"
+)
+
+// settable are the fields --set may change; the rest (id, version,
+// updated_at, updated_by) belong to the catalog.
+var settable = map[string]bool{"hostnames": true, "status": true, "products": true, "database": true, "region": true, "labels": true}
+
+// assignment is one --set FIELD=VALUE.
+type assignment struct {
+	path  []string
+	value any
+}
+
+// parseSet parses FIELD=VALUE. VALUE is taken as JSON if it parses as JSON
+// (5432, true, null, "quoted", ["a","b"], {"k":"v"}), else as a string:
+// --set database.host=db-9 and --set 'labels.n="5432"' both set strings.
+// null removes the field (a JSON merge patch's rule).
+func parseSet(s string) (assignment, error) {
+	field, raw, ok := strings.Cut(s, "=")
+	if !ok || field == "" {
+		return assignment{}, fmt.Errorf("--set %q: want FIELD=VALUE", s)
+	}
+	parts := strings.Split(field, ".")
+	for _, p := range parts {
+		if p == "" {
+			return assignment{}, fmt.Errorf("--set %q: bad field path", s)
+		}
+	}
+	if !settable[parts[0]] {
+		return assignment{}, fmt.Errorf("--set %q: %s cannot be set (settable: database, hostnames, labels, products, region, status)", s, parts[0])
+	}
+	if err := checkPath(parts); err != nil {
+		return assignment{}, fmt.Errorf("--set %q: %v", s, err)
+	}
+	if parts[0] == "hostnames" && len(parts) > 1 {
+		return assignment{}, fmt.Errorf("--set %q: set hostnames as a whole list, such as hostnames='[\"a.example.com\"]'", s)
+	}
+	var v any
+	if err := json.Unmarshal([]byte(raw), &v); err != nil {
+		v = raw
+	}
+	return assignment{path: parts, value: v}, nil
+}
+
+// buildPatch turns assignments into one JSON merge patch, refusing two that
+// overlap (labels=… and labels.tier=…).
+func buildPatch(as []assignment) (mergePatch, error) {
+	patch := mergePatch{}
+	seen := map[string]string{}
+	for _, a := range as {
+		full := strings.Join(a.path, ".")
+		for i := 1; i <= len(a.path); i++ {
+			prefix := strings.Join(a.path[:i], ".")
+			if other, ok := seen[prefix]; ok {
+				return nil, fmt.Errorf("--set %s and --set %s overlap", other, full)
+			}
+		}
+		for p, other := range seen {
+			if strings.HasPrefix(p, full+".") {
+				return nil, fmt.Errorf("--set %s and --set %s overlap", other, full)
+			}
+		}
+		seen[full] = full
+		m := map[string]any(patch)
+		for _, p := range a.path[:len(a.path)-1] {
+			next, ok := m[p].(map[string]any)
+			if !ok {
+				next = map[string]any{}
+				m[p] = next
+			}
+			m = next
+		}
+		m[a.path[len(a.path)-1]] = a.value
+	}
+	return patch, nil
+}
+
+// applyPatch returns a copy of doc with an RFC 7396 merge patch applied.
+func applyPatch(doc any, patch any) any {
+	p, ok := patch.(map[string]any)
+	if !ok {
+		return patch
+	}
+	out := map[string]any{}
+	if d, ok := doc.(map[string]any); ok {
+		for k, v := range d {
+			out[k] = v
+		}
+	}
+	for k, v := range p {
+		if v == nil {
+			delete(out, k)
+			continue
+		}
+		out[k] = applyPatch(out[k], v)
+	}
+	return out
+}
+
+// change is one leaf that differs between two documents.
+type change struct {
+	Path   string `json:"path"`
+	Before any    `json:"before"`
+	After  any    `json:"after"`
+}
+
+// diffDocs lists the leaves that differ, by dotted path, ignoring the
+// fields the catalog sets on every write.
+func diffDocs(before, after map[string]any) []change {
+	var out []change
+	var walk func(prefix string, a, b any)
+	walk = func(prefix string, a, b any) {
+		am, aok := a.(map[string]any)
+		bm, bok := b.(map[string]any)
+		// A missing object diffs as an empty one: labels.moved, not labels.
+		if aok && b == nil || bok && a == nil {
+			aok, bok = true, true
+		}
+		if aok && bok {
+			keys := map[string]bool{}
+			for k := range am {
+				keys[k] = true
+			}
+			for k := range bm {
+				keys[k] = true
+			}
+			sorted := make([]string, 0, len(keys))
+			for k := range keys {
+				sorted = append(sorted, k)
+			}
+			sort.Strings(sorted)
+			for _, k := range sorted {
+				p := k
+				if prefix != "" {
+					p = prefix + "." + k
+				}
+				if prefix == "" && (k == "version" || k == "updated_at" || k == "updated_by") {
+					continue
+				}
+				walk(p, am[k], bm[k])
+			}
+			return
+		}
+		if !jsonEqual(a, b) {
+			out = append(out, change{Path: prefix, Before: a, After: b})
+		}
+	}
+	walk("", before, after)
+	return out
+}
+
+func stringsOf(v any) []string {
+	l, _ := v.([]any)
+	out := make([]string, 0, len(l))
+	for _, x := range l {
+		if s, ok := x.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// affectedHostnames are the hostnames whose lookups a change alters: every
+// hostname the tenant holds before or after it.
+func affectedHostnames(before, after map[string]any) []string {
+	set := map[string]bool{}
+	for _, h := range stringsOf(before["hostnames"]) {
+		set[h] = true
+	}
+	for _, h := range stringsOf(after["hostnames"]) {
+		set[h] = true
+	}
+	out := make([]string, 0, len(set))
+	for h := range set {
+		out = append(out, h)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// transformResult is what happened to one tenant.
+type transformResult struct {
+	ID          string   `json:"id"`
+	Action      string   `json:"action"` // would_change, changed, unchanged, skipped, failed
+	FromVersion int64    `json:"from_version,omitempty"`
+	ToVersion   int64    `json:"to_version,omitempty"`
+	Retries     int      `json:"retries,omitempty"`
+	Changes     []change `json:"changes,omitempty"`
+	Hostnames   []string `json:"hostnames_affected,omitempty"`
+	Reason      string   `json:"reason,omitempty"`
+}
+
+// transformer applies a patch to every tenant matching a condition,
+// through the catalog with If-Match, re-reading and re-evaluating on a
+// version conflict.
+type transformer struct {
+	cat        *catalogClient
+	where      expr
+	patch      mergePatch
+	dryRun     bool
+	maxRetries int
+	// beforeWrite, if set, runs between reading a tenant and writing it
+	// (tests use it to race a concurrent writer deterministically).
+	beforeWrite func(id string, attempt int)
+
+	mu      sync.Mutex
+	scanned int64
+	results []transformResult
+}
+
+func (t *transformer) record(r transformResult) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.results = append(t.results, r)
+}
+
+// one handles one tenant, read as doc.
+func (t *transformer) one(ctx context.Context, doc map[string]any) {
+	id, _ := doc["id"].(string)
+	res := transformResult{ID: id}
+	for attempt := 0; ; attempt++ {
+		version := int64(0)
+		if v, ok := doc["version"].(float64); ok {
+			version = int64(v)
+		}
+		ok, err := matches(t.where, doc)
+		if err != nil {
+			res.Action, res.Reason = "failed", "evaluating --where: "+err.Error()
+			break
+		}
+		if !ok {
+			if attempt > 0 {
+				res.Action, res.Reason = "skipped", fmt.Sprintf("no longer matches after a concurrent change (version %d)", version)
+				t.record(res)
+			}
+			return
+		}
+		after := applyPatch(doc, map[string]any(t.patch)).(map[string]any)
+		res.FromVersion, res.Changes, res.Hostnames = version, diffDocs(doc, after), affectedHostnames(doc, after)
+		if len(res.Changes) == 0 {
+			res.Action = "unchanged"
+			break
+		}
+		if t.dryRun {
+			res.Action = "would_change"
+			break
+		}
+		if t.beforeWrite != nil {
+			t.beforeWrite(id, attempt)
+		}
+		var updated *tenant.Tenant
+		err = retry(ctx, 5, func() (err error) {
+			updated, err = t.cat.Patch(ctx, id, version, t.patch)
+			return err
+		})
+		switch {
+		case err == nil:
+			res.Action, res.ToVersion = "changed", updated.Version
+		case isVersionMismatch(err) && attempt < t.maxRetries:
+			res.Retries++
+			err = retry(ctx, 5, func() (err error) {
+				doc, err = t.cat.GetRaw(ctx, id)
+				return err
+			})
+			if isNotFound(err) {
+				res.Action, res.Reason = "skipped", "deleted by a concurrent change"
+				break
+			}
+			if err != nil {
+				res.Action, res.Reason = "failed", "re-reading after a version conflict: "+err.Error()
+				break
+			}
+			continue
+		case isVersionMismatch(err):
+			res.Action, res.Reason = "failed", fmt.Sprintf("still conflicting after %d retries: %v", attempt, err)
+		case isNotFound(err):
+			res.Action, res.Reason = "skipped", "deleted by a concurrent change"
+		default:
+			res.Action, res.Reason = "failed", err.Error()
+		}
+		break
+	}
+	t.record(res)
+}
+
+// transformPageSize is the catalog's largest list page.
+const transformPageSize = 500
+
+func (t *transformer) run(ctx context.Context, rn *runner) error {
+	return rn.run(ctx, func(ctx context.Context, emit func(batch) bool) error {
+		token := rn.ckpt.token()
+		for {
+			var page listPage
+			err := retry(ctx, 5, func() (err error) {
+				page, err = t.cat.List(ctx, token, transformPageSize)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("listing tenants after page token %q: %w", token, err)
+			}
+			docs := page.Tenants
+			b := batch{items: len(docs), resume: page.NextPageToken, do: func(ctx context.Context) error {
+				for _, d := range docs {
+					t.one(ctx, d)
+				}
+				t.mu.Lock()
+				t.scanned += int64(len(docs))
+				t.mu.Unlock()
+				return nil
+			}}
+			if len(docs) > 0 && !emit(b) {
+				return nil
+			}
+			if page.NextPageToken == "" {
+				return nil
+			}
+			token = page.NextPageToken
+		}
+	})
+}
+
+// transformReport is what transform -o json prints.
+type transformReport struct {
+	DryRun  bool              `json:"dry_run"`
+	Where   string            `json:"where"`
+	Set     mergePatch        `json:"set"`
+	Results []transformResult `json:"results"`
+	Summary map[string]int64  `json:"summary"`
+}
+
+func runTransform(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "transform", "--where EXPR --set FIELD=VALUE… [--dry-run]")
+	var conn connFlags
+	var job jobFlags
+	conn.register(fs, e.getenv)
+	job.register(fs, e.getenv, "tenants")
+	where := fs.String("where", "", `condition on tenant fields, e.g. 'database.host == "db-7" && status == "ACTIVE"' (see tcsctl's package documentation)`)
+	var sets stringList
+	fs.Func("set", "FIELD=VALUE to set on every matching tenant (repeatable; dotted paths such as database.host=db-9; VALUE is JSON or a plain string; null removes)", func(s string) error {
+		sets = append(sets, s)
+		return nil
+	})
+	dryRun := fs.Bool("dry-run", false, "print the diff per tenant and the hostnames affected; write nothing")
+	maxRetries := fs.Int("retries", 10, "re-reads after a version conflict before a tenant is reported failed")
+	output := fs.String("o", "text", "output: text or json")
+	if _, err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if *where == "" || len(sets) == 0 {
+		return errors.New("--where and at least one --set are required")
+	}
+	if *output != "text" && *output != "json" {
+		return fmt.Errorf("-o %q: want text or json", *output)
+	}
+	cond, err := parseExpr(*where)
+	if err != nil {
+		return fmt.Errorf("--where: %w", err)
+	}
+	var as []assignment
+	for _, s := range sets {
+		a, err := parseSet(s)
+		if err != nil {
+			return err
+		}
+		as = append(as, a)
+	}
+	patch, err := buildPatch(as)
+	if err != nil {
+		return err
+	}
+	c, err := conn.client(e)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	t := &transformer{cat: c.catalog, where: cond, patch: patch, dryRun: *dryRun, maxRetries: *maxRetries}
+	rawPatch, _ := json.Marshal(map[string]any(patch))
+	var ckpt *checkpoint
+	if !*dryRun {
+		key := workKey("transform", conn.catalogURL, cond.String(), string(rawPatch))
+		if ckpt, err = openCheckpoint(job, "transform", key); err != nil {
+			return err
+		}
+		if ckpt.resuming() {
+			fmt.Fprintf(e.stderr, "tcsctl transform: resuming from checkpoint %s (%d tenant(s) done)\n", ckpt.path, ckpt.done())
+		}
+	}
+	rn := &runner{workers: job.workers, limiter: newLimiter(job.rate, transformPageSize), progress: newProgress(e.stderr, "transform", -1, "tenants"), ckpt: ckpt}
+	runErr := t.run(ctx, rn)
+	sort.Slice(t.results, func(i, j int) bool { return t.results[i].ID < t.results[j].ID })
+	summary := map[string]int64{"scanned": t.scanned}
+	for _, r := range t.results {
+		summary[r.Action]++
+		summary["retries"] += int64(r.Retries)
+	}
+	if *output == "json" {
+		if err := printJSON(e.stdout, transformReport{DryRun: *dryRun, Where: cond.String(), Set: patch, Results: t.results, Summary: summary}); err != nil {
+			return err
+		}
+	} else {
+		writeTransform(e.stdout, t.results, summary, *dryRun)
+	}
+	if runErr != nil {
+		return runErr
+	}
+	if summary["failed"] > 0 {
+		return finding("%d tenant(s) failed", summary["failed"])
+	}
+	return nil
+}
+
+func writeTransform(w io.Writer, results []transformResult, summary map[string]int64, dryRun bool) {
+	for _, r := range results {
+		switch r.Action {
+		case "would_change", "changed":
+			head := fmt.Sprintf("~ %s (version %d)", r.ID, r.FromVersion)
+			if r.Action == "changed" {
+				head = fmt.Sprintf("changed %s %d → %d", r.ID, r.FromVersion, r.ToVersion)
+				if r.Retries > 0 {
+					head += fmt.Sprintf(" after %d version conflict(s)", r.Retries)
+				}
+			}
+			fmt.Fprintln(w, head)
+			for _, c := range r.Changes {
+				fmt.Fprintf(w, "    %s: %s → %s\n", c.Path, jsonText(c.Before), jsonText(c.After))
+			}
+			fmt.Fprintf(w, "    hostnames affected: %s\n", strings.Join(r.Hostnames, ", "))
+		case "unchanged":
+			fmt.Fprintf(w, "= %s: already as --set wants\n", r.ID)
+		case "skipped":
+			fmt.Fprintf(w, "skipped %s: %s\n", r.ID, r.Reason)
+		case "failed":
+			fmt.Fprintf(w, "FAILED %s: %s\n", r.ID, r.Reason)
+		}
+	}
+	keys := []string{"scanned", "would_change", "changed", "unchanged", "skipped", "failed", "retries"}
+	var parts []string
+	for _, k := range keys {
+		if k == "would_change" && !dryRun || k == "changed" && dryRun {
+			continue
+		}
+		parts = append(parts, k+" "+strconv.FormatInt(summary[k], 10))
+	}
+	prefix := ""
+	if dryRun {
+		prefix = "dry run, nothing written: "
+	}
+	fmt.Fprintf(w, "%s%s\n", prefix, strings.Join(parts, ", "))
+}
+
+func jsonText(v any) string {
+	if v == nil {
+		return "(none)"
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}

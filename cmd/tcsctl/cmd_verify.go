@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// verifyFlags are the flags verify and repair share.
+type verifyFlags struct {
+	regions  stringList
+	output   string
+	pageSize int
+	rate     float64
+	rechecks int
+	settle   time.Duration
+}
+
+func (v *verifyFlags) register(fs *flag.FlagSet) {
+	fs.Var(&v.regions, "region", "region to check (repeatable; default: every region of --regions)")
+	fs.StringVar(&v.output, "o", "table", "output: table or json")
+	fs.IntVar(&v.pageSize, "page-size", 1000, "records per page read from the catalog and the regions (at most 1000)")
+	fs.Float64Var(&v.rate, "rate", 0, "at most this many records read per second, over the catalog and all regions (0: no limit)")
+	fs.IntVar(&v.rechecks, "recheck", 3, "passes that re-check findings before they are reported (0: report the first pass as is)")
+	fs.DurationVar(&v.settle, "settle", 500*time.Millisecond, "pause before each re-check pass, for replication to catch up")
+}
+
+func (v *verifyFlags) check() error {
+	if v.output != "table" && v.output != "json" {
+		return fmt.Errorf("-o %q: want table or json", v.output)
+	}
+	if v.pageSize < 1 || v.pageSize > maxExportPage {
+		return fmt.Errorf("--page-size must be 1 to %d", maxExportPage)
+	}
+	if v.rechecks < 0 {
+		return fmt.Errorf("--recheck must be ≥ 0")
+	}
+	return nil
+}
+
+func (v *verifyFlags) verifier(e *env, c *client) (*verifier, error) {
+	rs, err := selectRegions(c.regions, v.regions)
+	if err != nil {
+		return nil, err
+	}
+	vr := &verifier{truth: c.catalog, pageSize: v.pageSize, limiter: newLimiter(v.rate, v.pageSize),
+		rechecks: v.rechecks, settle: v.settle, progress: newProgress(e.stderr, "verify", -1, "records")}
+	for _, r := range rs {
+		s, err := c.dialer.scanner(r)
+		if err != nil {
+			return nil, err
+		}
+		vr.regions = append(vr.regions, regionReader{name: r.Name, Scanner: s})
+	}
+	return vr, nil
+}
+
+func runVerify(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "verify", "[--region R…] [-o table|json]")
+	var conn connFlags
+	var vf verifyFlags
+	conn.register(fs, e.getenv)
+	vf.register(fs)
+	if _, err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := vf.check(); err != nil {
+		return err
+	}
+	c, err := conn.client(e)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	v, err := vf.verifier(e, c)
+	if err != nil {
+		return err
+	}
+	rep, err := v.verify(ctx)
+	v.progress.stop()
+	if err != nil {
+		if ctx.Err() != nil {
+			return errInterrupted
+		}
+		return err
+	}
+	if vf.output == "json" {
+		if err := printJSON(e.stdout, rep); err != nil {
+			return err
+		}
+	} else {
+		writeReport(e.stdout, rep)
+	}
+	if !rep.Clean {
+		return &exitCodeError{code: exitFinding}
+	}
+	return nil
+}
+
+// writeReport prints a verify report as a table and a summary line.
+func writeReport(w io.Writer, rep *verifyReport) {
+	if len(rep.Findings) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "REGION\tKIND\tTENANT\tHOSTNAME\tDETAIL")
+		for _, f := range rep.Findings {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.Region, f.Kind, dash(f.TenantID), dash(f.Hostname), f.Detail)
+		}
+		tw.Flush()
+		fmt.Fprintln(w)
+	}
+	scope := fmt.Sprintf("%d region(s) (%s), %d tenant(s), %d hostname(s), %d pass(es)",
+		len(rep.Regions), strings.Join(rep.Regions, ", "), rep.Tenants, rep.Hostnames, rep.Passes)
+	if rep.Clean {
+		fmt.Fprintf(w, "clean: every region agrees with the source of truth; %s\n", scope)
+	} else {
+		counts := map[string]int{}
+		for _, f := range rep.Findings {
+			counts[f.Kind]++
+		}
+		var kinds []string
+		for k, n := range counts {
+			kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
+		}
+		sort.Strings(kinds)
+		fmt.Fprintf(w, "drift: %d finding(s) (%s); %s\n", len(rep.Findings), strings.Join(kinds, ", "), scope)
+	}
+	if len(rep.Unsettled) > 0 {
+		fmt.Fprintf(w, "not judged, still changing after every re-check: %s\n", strings.Join(rep.Unsettled, ", "))
+	}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

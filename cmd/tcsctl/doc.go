@@ -1,0 +1,194 @@
+// Command tcsctl is the SRE tool of TCS: look tenants up, compare every
+// region's replica with the source of truth, repair drift by flushing the
+// truth through the stream again, and change, import or export tenants in
+// bulk — against a running system, while it serves traffic.
+//
+// # How it reaches the system
+//
+// tcsctl never opens data files (the running system holds its bbolt files
+// exclusively, and the AWS family has none): it is a client of
+//
+//   - the catalog's admin REST API (--catalog, env TCS_CATALOG_URL, default
+//     http://127.0.0.1:8080): tenants, hostnames, and the admin operations
+//     GET /v1/admin/export (every tenant, tombstones included, with the claim
+//     versions of its hostnames) and POST /v1/admin/resync (re-emit tenants
+//     through the outbox and the stream);
+//   - each region's tcs gRPC server (--regions REGION=HOST:PORT,…, env
+//     TCS_REGIONS, default the three regions of `make run` on
+//     127.0.0.1:9001-9003): tcs.v1.TenantContextService/Lookup, and
+//     tcs.admin.v1.ReplicaAdmin (ScanDocs, ScanHosts) on the same port, which
+//     reads the replica table page by page, never the cache.
+//
+// Both take the admin bearer token (--token, env TCS_ADMIN_TOKEN; default
+// dev-admin-token, the token `make run` sets). gRPC is plaintext by default
+// (--insecure, for loopback; tcsctl warns when the token would cross a
+// network in the clear); --ca-file (env TCS_CA_FILE) or --insecure=false
+// uses TLS, --cert/--key add a client certificate for mutual TLS,
+// --server-name overrides the name checked. An https --catalog uses the same
+// TLS options. So tcsctl works the same on the embedded family (`make run`)
+// and on the AWS deployment.
+//
+// # Commands
+//
+//	tcsctl lookup HOSTNAME [--region R | --addr HOST:PORT]
+//	tcsctl get TENANT_ID
+//	tcsctl resync (--all | --tenant ID… | --file IDS) [--region R…] [--batch N]
+//	tcsctl verify [--region R…] [-o table|json] [--recheck N] [--settle D]
+//	tcsctl repair [--region R…] [--dry-run] [--wait D] [-o table|json]
+//	tcsctl transform --where EXPR --set FIELD=VALUE… [--dry-run] [-o text|json]
+//	tcsctl backfill --from FILE.jsonl [--on-error abort|skip] [--dry-run]
+//	tcsctl export [--to FILE.jsonl] [--include-deleted]
+//
+// lookup asks a region's lookup server (the first of --regions unless
+// --region or --addr says otherwise) and prints the answer as JSON: the
+// tenant, the answering region, whether it was stale and its age. get prints
+// the tenant as the catalog stores it.
+//
+// resync re-emits the current state of tenants — every stored tenant with
+// --all (tombstones included), the ids given with --tenant (repeatable,
+// comma-separated lists allowed) or read from --file (one per line, #
+// comments, - for stdin) — in requests of up to 1000 (--batch). Each event
+// carries the whole document and its claims; replicas apply it even at an
+// equal version, so it repairs corrupted content, but never roll a newer
+// version back. --region limits it to some regions. Ids the catalog never
+// saw are named at the end (exit 1).
+//
+// verify reads the source of truth (export), then every region (ScanDocs and
+// ScanHosts, in parallel), and reports, per region:
+//
+//	missing_tenant     the region has no document of a tenant (or tombstone)
+//	stale_version      the region holds an older version
+//	ahead_version      the region holds a newer version than the truth
+//	content_mismatch   same version, different content (names the fields)
+//	unknown_tenant     a document of a tenant the truth never had
+//	unmapped_hostname  a hostname the truth assigns maps to no tenant
+//	wrong_owner        a hostname maps to another tenant than in the truth
+//	claim_version      same owner, different claim version
+//	orphaned_hostname  the region maps a hostname no tenant holds
+//
+// Writes go on during a verify, so a finding is only reported if a re-check
+// pass (after --settle, default 500ms; up to --recheck passes, default 3)
+// finds it again while the versions of the tenants it concerns stayed the
+// same in the truth. A finding about a tenant that moved is checked again
+// in the next pass; tenants still moving after the last pass are listed as
+// "not judged" and do not count as drift. Replication lag is thus not
+// drift. verify keeps per tenant only a version and hashes of its fields, so
+// it fits millions of tenants in memory. Output: a table with a summary line,
+// or -o json ({"clean", "regions", "tenants", "hostnames", "passes",
+// "findings": [{"region", "kind", "tenant_id", "hostname", "truth_version",
+// "region_version", "truth_owner", "region_owner", "truth_claim_version",
+// "region_claim_version", "fields", "detail"}], "unsettled"}).
+//
+// repair runs verify, then resyncs exactly what drifted, to the regions
+// where it drifted: a tenant's document by resyncing the tenant; a hostname
+// by resyncing the tenant that holds it in the truth; an orphaned hostname
+// by resyncing the tenant the region maps it to, with the hostname to settle
+// (the catalog re-emits its release). It prints each resync and why, and
+// what it cannot repair and why (a version or claim version above the
+// truth's: resync never goes back; a tenant the truth never had). Then it
+// verifies again until clean or --wait (default 30s; 0 skips it) runs out.
+// --dry-run prints the plan only.
+//
+// transform changes every live tenant matching --where through the catalog:
+// it reads each tenant, evaluates the condition, and sends the --set fields
+// as a JSON merge patch with If-Match: "<version read>". On a version
+// conflict it re-reads the tenant and evaluates again (it may no longer
+// match: skipped), up to --retries times; so a concurrent writer causes
+// retries, never a lost update. --dry-run prints, per tenant, each field's
+// old and new value and the hostnames whose lookups the change affects, and
+// writes nothing. It reports changed, unchanged (already as wanted),
+// skipped and failed tenants, naming the cause (exit 1 if any failed).
+//
+// --set FIELD=VALUE takes a dotted path under database, hostnames, labels,
+// products, region or status (id, version and updated_* belong to the
+// catalog): database.host=db-9, products.jira.users=30, labels.tier=gold.
+// VALUE is JSON if it parses as JSON (6432, true, ["a.example.com"],
+// "quoted") and a string otherwise; null removes the field (labels.old=null).
+//
+// The --where language is small and cannot do harm: no calls, no loops, no
+// side effects; RE2 regular expressions run in linear time; an expression is
+// at most 4096 bytes and 64 levels deep.
+//
+//	expr     = or;  or = and { "||" and };  and = unary { "&&" unary }
+//	unary    = "!" unary | compare
+//	compare  = operand [ ("==" | "!=" | "<" | "<=" | ">" | ">=" | "=~" | "!~" | "in" | "contains") operand ]
+//	operand  = path | "string" | 'string' | number | true | false | null | [literal, …] | ( expr )
+//	path     = name { "." name }   e.g. database.host, products.jira.users, labels.tier, hostnames.0
+//
+// A path reads the tenant as the REST API shows it; a missing one is null. Its
+// first name must be a tenant field and a database field must exist, so a
+// typo is an error, not a condition that silently matches nothing. ==/!=
+// compare any values (no type coercion); ordering needs two numbers or two
+// strings (a missing field is neither less nor greater); =~/!~ match a
+// regular expression; in tests membership of a list; contains tests a list
+// element, an object key or a substring. Examples:
+//
+//	database.host == "db-7.us-east-1.internal" && status == "ACTIVE"
+//	products.jira.users >= 100 && region in ["us-east-1", "us-west-2"]
+//	hostnames contains "acme.example.com" || labels.tier == null
+//	database.host =~ "^db-(7|8)\\." && !(products contains "confluence")
+//
+// backfill imports tenants from JSON Lines, one tenant document per line
+// (blank lines ignored; version, updated_at and updated_by are dropped, so
+// an export backfills as it is). Every line is checked as the catalog
+// would (strict fields, secrets refused, hostname rules) and against the
+// rest of the file (an id or hostname used twice). Bad lines are reported
+// with their line numbers. With --on-error abort (the default) the whole
+// file is checked first, then checked against the catalog (an id that exists
+// with another document, a hostname another tenant holds), and nothing is
+// written if any line is bad; should the catalog still refuse a write (a
+// race with another writer), the tenants this run created are deleted again.
+// With --on-error skip the good lines are written and the bad ones
+// reported. A tenant that already exists with the same document counts as
+// already present, so a backfill can be run again. --dry-run checks
+// everything, writes nothing.
+//
+// export writes every live tenant (with --include-deleted, tombstones too)
+// as JSON Lines in id order, exactly as the catalog sent each document, to
+// stdout or to --to FILE (written as FILE.partial, renamed when complete).
+//
+// # Long-running commands
+//
+// resync, transform, backfill and export (and verify and repair for
+// progress and --rate) share:
+//
+//   - a progress bar with count, rate and ETA on stderr when it is a
+//     terminal, nothing otherwise;
+//   - --rate N: at most N tenants (verify, repair: records read) per second,
+//     so that a full resync does not starve production traffic;
+//   - --workers N: requests in flight (default max(2, GOMAXPROCS));
+//   - resumability: a checkpoint file (--checkpoint FILE; default a file
+//     named after the command and the work in TCS_CHECKPOINT_DIR, else the
+//     user cache directory's tcsctl/, else ./.tcsctl/; "off" disables it).
+//     Running the same command again continues where it stopped, saying so;
+//     --restart starts over; a checkpoint of other work is refused; a
+//     completed run removes it. verify and repair compare a moment's state
+//     and start afresh; a dry run writes nothing and keeps no checkpoint;
+//   - Ctrl-C (or SIGTERM) stops cleanly: no new request is started,
+//     requests in flight finish, the checkpoint is saved, exit code 130.
+//
+// The checkpoint is JSON:
+//
+//	{"version": 1, "command": "resync", "key": "<sha256 of the work>",
+//	 "token": "<where to continue>", "offset": 0, "done": 12000, "updated_at": "…"}
+//
+// token is the catalog page token of the first page not done (resync --all,
+// transform, export), the index of the first id not done (resync --tenant,
+// --file), or the number of input lines done (backfill); offset is the bytes
+// of FILE.partial already written (export); done counts items for progress.
+// Work is done in batches that finish out of order; the checkpoint moves
+// past a batch only when every batch before it is done, so resuming may redo
+// a few batches — harmless, since every write of tcsctl is idempotent.
+//
+// Errors name the tenant (or the input line) and the cause; requests that
+// fail because the catalog is unavailable are retried with backoff.
+//
+// # Exit codes
+//
+//	0    success; verify: clean
+//	1    a finding: verify found drift; repair left drift or found what it
+//	     cannot repair; lookup/get found nothing; resync named unknown ids;
+//	     transform had failures; backfill had bad lines
+//	2    an error: bad usage, unreachable or refusing system
+//	130  interrupted (Ctrl-C or SIGTERM); progress saved
+package main

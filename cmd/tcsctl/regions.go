@@ -1,0 +1,263 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/tcs-dev/tcs/catalog/tenant"
+	adminv1 "github.com/tcs-dev/tcs/proto/tcs/admin/v1"
+	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
+	"github.com/tcs-dev/tcs/tcs"
+)
+
+// defaultRegions are the regions `make run` serves (cmd/tcs-dev).
+const defaultRegions = "us-east-1=127.0.0.1:9001,eu-west-1=127.0.0.1:9002,ap-southeast-2=127.0.0.1:9003"
+
+// region is one region's name and the address of its tcs gRPC server.
+type region struct {
+	Name string
+	Addr string
+}
+
+func parseRegions(s string) ([]region, error) {
+	var out []region
+	seen := map[string]bool{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, addr, ok := strings.Cut(part, "=")
+		if !ok || name == "" || addr == "" {
+			return nil, fmt.Errorf("--regions: %q is not REGION=HOST:PORT", part)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("--regions: %s: %q is not HOST:PORT", name, addr)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("--regions: region %s listed twice", name)
+		}
+		seen[name] = true
+		out = append(out, region{name, addr})
+	}
+	if len(out) == 0 {
+		return nil, errors.New("--regions: no region given")
+	}
+	return out, nil
+}
+
+// selectRegions returns the regions named by want (all if want is empty),
+// in the order of --regions.
+func selectRegions(all []region, want []string) ([]region, error) {
+	if len(want) == 0 {
+		return all, nil
+	}
+	var out []region
+	for _, w := range want {
+		found := false
+		for _, r := range all {
+			if r.Name == w {
+				out = append(out, r)
+				found = true
+				break
+			}
+		}
+		if !found {
+			names := make([]string, len(all))
+			for i, r := range all {
+				names[i] = r.Name
+			}
+			return nil, fmt.Errorf("--region %s: not one of --regions (%s)", w, strings.Join(names, ", "))
+		}
+	}
+	return out, nil
+}
+
+func regionNames(rs []region) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.Name
+	}
+	return out
+}
+
+// tlsOptions say how tcsctl reaches the regions' gRPC servers (and the
+// catalog, if its URL is https).
+type tlsOptions struct {
+	Insecure   bool   // plaintext gRPC
+	CAFile     string // PEM roots to trust instead of the system's
+	CertFile   string // client certificate, for mutual TLS
+	KeyFile    string
+	ServerName string // overrides the name checked in server certificates
+}
+
+// config builds the TLS configuration, or nil for plaintext.
+func (o tlsOptions) config() (*tls.Config, error) {
+	if (o.CertFile == "") != (o.KeyFile == "") {
+		return nil, errors.New("--cert and --key go together")
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.ServerName}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca-file %s: no PEM certificates", o.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if o.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// dialer opens gRPC connections to regions, sharing one per address.
+type dialer struct {
+	tls   *tls.Config // nil: plaintext
+	token string
+	conns map[string]*grpc.ClientConn
+}
+
+func newDialer(opts tlsOptions, token string) (*dialer, error) {
+	d := &dialer{token: token, conns: map[string]*grpc.ClientConn{}}
+	if !opts.Insecure {
+		cfg, err := opts.config()
+		if err != nil {
+			return nil, err
+		}
+		d.tls = cfg
+	}
+	return d, nil
+}
+
+func (d *dialer) conn(addr string) (*grpc.ClientConn, error) {
+	if c, ok := d.conns[addr]; ok {
+		return c, nil
+	}
+	creds := insecure.NewCredentials()
+	if d.tls != nil {
+		creds = credentials.NewTLS(d.tls)
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	d.conns[addr] = c
+	return c, nil
+}
+
+// Close closes every connection.
+func (d *dialer) Close() {
+	for _, c := range d.conns {
+		c.Close()
+	}
+}
+
+func (d *dialer) lookupClient(addr string) (tcsv1.TenantContextServiceClient, error) {
+	c, err := d.conn(addr)
+	if err != nil {
+		return nil, err
+	}
+	return tcsv1.NewTenantContextServiceClient(c), nil
+}
+
+// scanner returns a region's replica reader over the ReplicaAdmin API.
+func (d *dialer) scanner(r region) (tcs.Scanner, error) {
+	c, err := d.conn(r.Addr)
+	if err != nil {
+		return nil, err
+	}
+	return &adminScanner{region: r.Name, c: adminv1.NewReplicaAdminClient(c), token: d.token}, nil
+}
+
+// adminScanner is a tcs.Scanner over a region's ReplicaAdmin gRPC API: the
+// remote form of a replica's scan, returning domain values.
+type adminScanner struct {
+	region string
+	c      adminv1.ReplicaAdminClient
+	token  string
+}
+
+var _ tcs.Scanner = (*adminScanner)(nil)
+
+func (s *adminScanner) ctx(ctx context.Context) context.Context {
+	if s.token == "" {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+s.token)
+}
+
+func (s *adminScanner) ScanDocs(ctx context.Context, cursor string, limit int) ([]*tenant.Tenant, string, error) {
+	res, err := s.c.ScanDocs(s.ctx(ctx), &adminv1.ScanRequest{Cursor: cursor, Limit: int32(limit)})
+	if err != nil {
+		return nil, "", s.explain("ScanDocs", err)
+	}
+	docs := make([]*tenant.Tenant, 0, len(res.GetDocs()))
+	for _, p := range res.GetDocs() {
+		t, err := tcsv1.TenantFromProto(p)
+		if err != nil {
+			return nil, "", fmt.Errorf("%s ScanDocs: tenant %q: %w", s.region, p.GetId(), err)
+		}
+		docs = append(docs, t)
+	}
+	return docs, res.GetNextCursor(), nil
+}
+
+func (s *adminScanner) ScanHosts(ctx context.Context, cursor string, limit int) ([]tcs.HostEntry, string, error) {
+	res, err := s.c.ScanHosts(s.ctx(ctx), &adminv1.ScanRequest{Cursor: cursor, Limit: int32(limit)})
+	if err != nil {
+		return nil, "", s.explain("ScanHosts", err)
+	}
+	hosts := make([]tcs.HostEntry, len(res.GetHosts()))
+	for i, h := range res.GetHosts() {
+		hosts[i] = tcs.HostEntry{Hostname: h.GetHostname(), HostRecord: tcs.HostRecord{TenantID: h.GetTenantId(), ClaimVersion: h.GetClaimVersion()}}
+	}
+	return hosts, res.GetNextCursor(), nil
+}
+
+// explain adds what to do about the usual failures of the admin API.
+func (s *adminScanner) explain(method string, err error) error {
+	hint := ""
+	switch status.Code(err) {
+	case codes.Unimplemented:
+		hint = " (this tcs node does not serve tcs.admin.v1.ReplicaAdmin: give it admin tokens, e.g. TCS_ADMIN_TOKEN)"
+	case codes.Unauthenticated:
+		hint = " (check --token / TCS_ADMIN_TOKEN)"
+	}
+	return fmt.Errorf("%s: %w%s", method, err, hint)
+}
+
+// isLoopback reports whether addr's host is a loopback name or address, to
+// warn before a token travels in plaintext over a network.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,338 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/tcs-dev/tcs/catalog/bolt"
+	"github.com/tcs-dev/tcs/catalog/httpapi"
+	"github.com/tcs-dev/tcs/catalog/tenant"
+	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
+	"github.com/tcs-dev/tcs/streamer"
+	"github.com/tcs-dev/tcs/streamer/boltlog"
+	"github.com/tcs-dev/tcs/tcs"
+	"github.com/tcs-dev/tcs/tcs/boltreplica"
+	"github.com/tcs-dev/tcs/tcs/cache"
+	"github.com/tcs-dev/tcs/tcs/fanout"
+	"github.com/tcs-dev/tcs/tcs/lookup"
+)
+
+// The in-process system the CLI tests run tcsctl against: the catalog's
+// REST API over the embedded bbolt source of truth, the publisher, the
+// embedded stream, and per region an applier, a bbolt replica and a gRPC
+// server with Lookup and ReplicaAdmin — the same parts, wired the same way,
+// as cmd/tcs-dev (whose run cannot be called from here: it is another
+// main package, and its replicas cannot be reached for drift injection). Each region's replica sits behind a lock so that a test
+// can stop it for a moment and edit its bbolt file directly (drift
+// injection), as an outage or a bad restore would.
+
+const testToken = "test-admin-token"
+
+var testRegions = []string{"us-east-1", "eu-west-1", "ap-southeast-2"}
+
+type system struct {
+	dir      string
+	store    *bolt.Store
+	stream   *boltlog.Log
+	catalog  string // base URL
+	regions  []region
+	replicas map[string]*lockedReplica
+	lookups  map[string]tcsv1.TenantContextServiceClient
+}
+
+// env is the environment tcsctl runs with against this system.
+func (s *system) env(extra ...string) func(string) string {
+	var rs []string
+	for _, r := range s.regions {
+		rs = append(rs, r.Name+"="+r.Addr)
+	}
+	m := map[string]string{"TCS_CATALOG_URL": s.catalog, "TCS_ADMIN_TOKEN": testToken, "TCS_REGIONS": strings.Join(rs, ","),
+		"TCS_CHECKPOINT_DIR": filepath.Join(s.dir, "checkpoints")}
+	for i := 0; i+1 < len(extra); i += 2 {
+		m[extra[i]] = extra[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+type sysOptions struct {
+	// seedRaw, if not nil, writes the source of truth's bbolt file before
+	// the system starts (benchmarks load many tenants this way).
+	seedRaw func(tb testing.TB, path string)
+}
+
+// startSystem starts the system on loopback ports and stops it when the
+// test ends.
+func startSystem(tb testing.TB, opts sysOptions) *system {
+	tb.Helper()
+	dir := tb.TempDir()
+	s := &system{dir: dir, replicas: map[string]*lockedReplica{}, lookups: map[string]tcsv1.TenantContextServiceClient{}}
+	catalogPath := filepath.Join(dir, "catalog.db")
+	if opts.seedRaw != nil {
+		opts.seedRaw(tb, catalogPath)
+	}
+	var err error
+	if s.store, err = bolt.Open(catalogPath, bolt.Options{}); err != nil {
+		tb.Fatal(err)
+	}
+	if s.stream, err = boltlog.Open(filepath.Join(dir, "stream.db"), boltlog.Options{}); err != nil {
+		tb.Fatal(err)
+	}
+	tokens, err := httpapi.NewTokens(httpapi.Token{Role: httpapi.RoleAdmin, Name: "sre", Value: testToken})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	g, gctx := errgroup.WithContext(ctx)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s.catalog = "http://" + ln.Addr().String()
+	api := httpapi.New(httpapi.Config{Store: s.store, Tokens: tokens})
+	g.Go(func() error { return httpapi.Serve(gctx, ln, api) })
+	pub := streamer.NewPublisher(streamer.PublisherConfig{Outbox: s.store, Stream: s.stream, BatchSize: 1000})
+	g.Go(func() error { return pub.Run(gctx) })
+
+	var conns []*grpc.ClientConn
+	for _, name := range testRegions {
+		path := filepath.Join(dir, "replica-"+name+".db")
+		rep, err := boltreplica.Open(path, boltreplica.Options{})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		lr := &lockedReplica{path: path, r: rep}
+		s.replicas[name] = lr
+		hub := fanout.New(fanout.Options{})
+		applier := streamer.NewApplier(streamer.ApplierConfig{Region: name, Stream: s.stream, Replica: lr, Broadcaster: hub})
+		g.Go(func() error { return applier.Run(gctx) })
+		// No caching: lookups show what the replica holds, so that the tests
+		// see drift and repair as soon as they happen.
+		srv := lookup.New(lookup.Config{Region: name, Replica: lr, Feed: hub, Cache: cache.Options{TTL: time.Nanosecond, NegativeTTL: -1},
+			AdminTokens: []string{testToken}})
+		gs := grpc.NewServer()
+		srv.Register(gs) // Lookup and ReplicaAdmin
+		rln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		g.Go(func() error { return srv.Run(gctx) })
+		g.Go(func() error { return gs.Serve(rln) })
+		g.Go(func() error {
+			<-gctx.Done()
+			gs.Stop()
+			return nil
+		})
+		s.regions = append(s.regions, region{Name: name, Addr: rln.Addr().String()})
+		conn, err := grpc.NewClient(rln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		conns = append(conns, conn)
+		s.lookups[name] = tcsv1.NewTenantContextServiceClient(conn)
+	}
+	tb.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+		cancel()
+		if err := g.Wait(); err != nil {
+			tb.Errorf("system: %v", err)
+		}
+		for _, r := range s.replicas {
+			r.r.Close()
+		}
+		s.stream.Close()
+		s.store.Close()
+	})
+	return s
+}
+
+// lockedReplica is a region's bbolt replica behind a lock, so that a test
+// can close it, edit the file, and open it again while the system runs.
+type lockedReplica struct {
+	mu   sync.RWMutex
+	path string
+	r    *boltreplica.Replica
+}
+
+var (
+	_ tcs.Replica      = (*lockedReplica)(nil)
+	_ tcs.Scanner      = (*lockedReplica)(nil)
+	_ tcs.BatchApplier = (*lockedReplica)(nil)
+)
+
+func (l *lockedReplica) Apply(ctx context.Context, ev *tenant.ChangeEvent) (tcs.ApplyResult, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.r.Apply(ctx, ev)
+}
+
+func (l *lockedReplica) ApplyBatch(ctx context.Context, evs []*tenant.ChangeEvent) ([]tcs.ApplyResult, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.r.ApplyBatch(ctx, evs)
+}
+
+func (l *lockedReplica) LookupHostname(ctx context.Context, h string) (*tenant.Tenant, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.r.LookupHostname(ctx, h)
+}
+
+func (l *lockedReplica) GetTenant(ctx context.Context, id string) (*tenant.Tenant, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.r.GetTenant(ctx, id)
+}
+
+func (l *lockedReplica) Ping(ctx context.Context) error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.r.Ping(ctx)
+}
+
+func (l *lockedReplica) Close() error { return nil } // the system closes it
+
+func (l *lockedReplica) ScanDocs(ctx context.Context, cursor string, limit int) ([]*tenant.Tenant, string, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.r.ScanDocs(ctx, cursor, limit)
+}
+
+func (l *lockedReplica) ScanHosts(ctx context.Context, cursor string, limit int) ([]tcs.HostEntry, string, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.r.ScanHosts(ctx, cursor, limit)
+}
+
+// edit runs f in a write transaction on the replica's bbolt file (buckets
+// "docs": id → JSON tenant, "hosts": hostname → JSON tcs.HostRecord; see
+// package boltreplica), with the replica closed meanwhile.
+func (l *lockedReplica) edit(tb testing.TB, f func(docs, hosts *bbolt.Bucket) error) {
+	tb.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.r.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	db, err := bbolt.Open(l.path, 0o600, &bbolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error { return f(tx.Bucket([]byte("docs")), tx.Bucket([]byte("hosts"))) })
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if l.r, err = boltreplica.Open(l.path, boltreplica.Options{}); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// rest calls the catalog's API with the admin token.
+func (s *system) rest(tb testing.TB, method, path, body string, header ...string) (int, string) {
+	tb.Helper()
+	req, err := http.NewRequest(method, s.catalog+path, strings.NewReader(body))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer res.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(res.Body)
+	return res.StatusCode, b.String()
+}
+
+// create creates a tenant through the API.
+func (s *system) create(tb testing.TB, doc string) *tenant.Tenant {
+	tb.Helper()
+	code, body := s.rest(tb, "POST", "/v1/tenants", doc)
+	if code != http.StatusCreated {
+		tb.Fatalf("create %s: %d %s", doc, code, body)
+	}
+	var t tenant.Tenant
+	if err := json.Unmarshal([]byte(body), &t); err != nil {
+		tb.Fatal(err)
+	}
+	return &t
+}
+
+// get reads a live tenant from the source of truth.
+func (s *system) get(tb testing.TB, id string) *tenant.Tenant {
+	tb.Helper()
+	t, err := s.store.Get(context.Background(), id)
+	if err != nil {
+		tb.Fatalf("get %s: %v", id, err)
+	}
+	return t
+}
+
+// waitApplied waits until every region's replica holds tenant id at
+// version v or later.
+func (s *system) waitApplied(tb testing.TB, id string, v int64) {
+	tb.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, name := range testRegions {
+		for {
+			t, err := s.replicas[name].GetTenant(context.Background(), id)
+			if err == nil && t.Version >= v {
+				break
+			}
+			if time.Now().After(deadline) {
+				tb.Fatalf("%s never applied %s version %d (have %v, %v)", name, id, v, t, err)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+// tcsctl runs the CLI against the system and returns its exit code and
+// output.
+func (s *system) tcsctl(tb testing.TB, ctx context.Context, args ...string) (int, string, string) {
+	tb.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, args, s.env(), strings.NewReader(""), &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+func (s *system) mustTcsctl(tb testing.TB, want int, args ...string) string {
+	tb.Helper()
+	code, out, errOut := s.tcsctl(tb, context.Background(), args...)
+	if code != want {
+		tb.Fatalf("tcsctl %s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, want, out, errOut)
+	}
+	return out
+}
+
+func sampleTenant(id string, n int) string {
+	return fmt.Sprintf(`{"id":%q,"hostnames":["%s.example.com","www.%s.example.com"],"region":"us-east-1",`+
+		`"products":{"jira":{"state":"ACTIVE","users":%d}},`+
+		`"database":{"engine":"postgres","host":"db-%d.internal","port":5432,"name":%q}}`, id, id, id, 10+n, n%3+7, strings.ReplaceAll(id, "-", "_"))
+}

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/tcs/boltreplica"
+	"github.com/tcs-dev/tcs/tcs/lookup"
+)
+
+// selfSigned returns a server certificate for 127.0.0.1 and its PEM.
+func selfSigned(t *testing.T) (tls.Certificate, []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "tcs test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// TestLookupTLS: --ca-file reaches a TLS lookup server; plaintext does not.
+func TestLookupTLS(t *testing.T) {
+	t.Parallel()
+	rep, err := boltreplica.Open(filepath.Join(t.TempDir(), "replica.db"), boltreplica.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rep.Close()
+	doc := &tenant.Tenant{ID: "acme", Hostnames: []string{"acme.example.com"}, Status: tenant.StatusActive, Version: 1, UpdatedAt: time.Now().UTC()}
+	if _, err := rep.Apply(context.Background(), &tenant.ChangeEvent{TenantID: "acme", Version: 1, Tenant: doc,
+		Claims: []tenant.Claim{{Hostname: "acme.example.com", Version: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	cert, certPEM := selfSigned(t)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(ca, certPEM, 0o600)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	srv := lookup.New(lookup.Config{Region: "tls-1", Replica: rep})
+	go func() {
+		done <- srv.Serve(ctx, ln, lookup.ServeOptions{TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}})
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+
+	getenv := func(string) string { return "" }
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"lookup", "acme.example.com", "--addr", ln.Addr().String(), "--ca-file", ca}, getenv, nil, &out, &errOut)
+	if code != 0 || !strings.Contains(out.String(), `"region": "tls-1"`) {
+		t.Errorf("lookup over TLS: exit %d\n%s\n%s", code, out.String(), errOut.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	code = run(context.Background(), []string{"lookup", "acme.example.com", "--addr", ln.Addr().String(), "--timeout", "2s"}, getenv, nil, &out, &errOut)
+	if code != 2 {
+		t.Errorf("plaintext to a TLS server: exit %d\n%s\n%s", code, out.String(), errOut.String())
+	}
+}

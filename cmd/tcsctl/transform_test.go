@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tcs-dev/tcs/catalog"
+	"github.com/tcs-dev/tcs/catalog/tenant"
+)
+
+// storeState is every live tenant of the source of truth.
+func storeState(t *testing.T, s *system) []*tenant.Tenant {
+	t.Helper()
+	var out []*tenant.Tenant
+	for after := ""; ; {
+		p, err := s.store.List(context.Background(), catalog.ListOptions{After: after, Limit: catalog.MaxPageSize})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p.Tenants...)
+		if p.Next == "" {
+			return out
+		}
+		after = p.Next
+	}
+}
+
+// transformSystem has tenants t00…t11 on database hosts db-7, db-8 and
+// db-9.internal in turn; t03 is suspended.
+func transformSystem(t *testing.T) *system {
+	t.Helper()
+	s := startSystem(t, sysOptions{})
+	for i := range 12 {
+		s.create(t, sampleTenant(fmt.Sprintf("t%02d", i), i))
+	}
+	if code, body := s.rest(t, "PATCH", "/v1/tenants/t03", `{"status":"SUSPENDED"}`, "If-Match", `"1"`); code != 200 {
+		t.Fatalf("suspend: %d %s", code, body)
+	}
+	return s
+}
+
+const moveDB = `database.host == "db-7.internal" && status == "ACTIVE"`
+
+// TestTransformDryRun: a dry run prints each matching tenant's diff and
+// hostnames, and writes nothing.
+func TestTransformDryRun(t *testing.T) {
+	t.Parallel()
+	s := transformSystem(t)
+	before := storeState(t, s)
+	out := s.mustTcsctl(t, 0, "transform", "--where", moveDB, "--set", "database.host=db-9.internal", "--set", "labels.moved=yes", "--dry-run")
+	for _, w := range []string{
+		"~ t00 (version 1)", `database.host: "db-7.internal" → "db-9.internal"`, `labels.moved: (none) → "yes"`,
+		"hostnames affected: t00.example.com, www.t00.example.com", "~ t06 (version 1)", "~ t09 (version 1)",
+		"dry run, nothing written: scanned 12, would_change 3",
+	} {
+		if !strings.Contains(out, w) {
+			t.Errorf("dry run lacks %q:\n%s", w, out)
+		}
+	}
+	if strings.Contains(out, "t03") { // on db-7 but suspended
+		t.Errorf("dry run matched a suspended tenant:\n%s", out)
+	}
+	out = s.mustTcsctl(t, 0, "transform", "--where", moveDB, "--set", "database.host=db-9.internal", "--dry-run", "-o", "json")
+	var rep transformReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Results) != 3 || rep.Summary["would_change"] != 3 || !rep.DryRun {
+		t.Errorf("dry run -o json: %v\n%s", err, out)
+	}
+	if diff := cmp.Diff(before, storeState(t, s)); diff != "" {
+		t.Errorf("a dry run changed the store (-before +after):\n%s", diff)
+	}
+}
+
+// TestTransform: a real run changes exactly the matching tenants, with
+// If-Match; a second run finds nothing left to change.
+func TestTransform(t *testing.T) {
+	t.Parallel()
+	s := transformSystem(t)
+	out := s.mustTcsctl(t, 0, "transform", "--where", moveDB, "--set", "database.host=db-9.internal", "--set", "database.port=6432")
+	if !strings.Contains(out, "changed t00 1 → 2") || !strings.Contains(out, "changed 3,") && !strings.Contains(out, "changed 3") {
+		t.Errorf("transform:\n%s", out)
+	}
+	for _, d := range storeState(t, s) {
+		moved := d.ID == "t00" || d.ID == "t06" || d.ID == "t09"
+		if moved != (d.Database.Host == "db-9.internal" && d.Database.Port == 6432) {
+			t.Errorf("%s: database %+v (moved %v)", d.ID, d.Database, moved)
+		}
+	}
+	out = s.mustTcsctl(t, 0, "transform", "--where", `database.host == "db-9.internal"`, "--set", "database.port=6432")
+	if !strings.Contains(out, "= t00: already as --set wants") || strings.Contains(out, "changed t00") || !strings.Contains(out, "changed t02 1 → 2") {
+		t.Errorf("second transform:\n%s", out)
+	}
+	// Rejections name the tenant and the cause; bad input is exit 2.
+	code, out, _ := s.tcsctl(t, context.Background(), "transform", "--where", `id == "t01"`, "--set", "database.port=99999999")
+	if code != 1 || !strings.Contains(out, "FAILED t01") || !strings.Contains(out, "database.port") {
+		t.Errorf("invalid change: exit %d\n%s", code, out)
+	}
+	s.mustTcsctl(t, 2, "transform", "--where", `databse.host == "x"`, "--set", "region=eu-west-1")
+	s.mustTcsctl(t, 2, "transform", "--where", `id == "t01"`, "--set", "version=3")
+	s.mustTcsctl(t, 2, "transform", "--where", `id == "t01"`)
+}
+
+// TestTransformConcurrentWriter: a writer that changes each tenant between
+// transform's read and its write makes transform re-read and retry; both
+// changes survive.
+func TestTransformConcurrentWriter(t *testing.T) {
+	t.Parallel()
+	s := transformSystem(t)
+	cat, err := newCatalogClient(s.catalog, testToken, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cond, err := parseExpr(moveDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raced atomic.Int64
+	tr := &transformer{cat: cat, where: cond, patch: mergePatch{"database": map[string]any{"host": "db-9.internal"}}, maxRetries: 10,
+		beforeWrite: func(id string, attempt int) {
+			if attempt > 1 {
+				return
+			}
+			// Another operator labels the tenant meanwhile (no If-Match race:
+			// read its current version first).
+			cur := s.get(t, id)
+			code, body := s.rest(t, "PATCH", "/v1/tenants/"+id, fmt.Sprintf(`{"labels":{"owner":"team-%d"}}`, attempt), "If-Match", fmt.Sprintf(`"%d"`, cur.Version))
+			if code != http.StatusOK {
+				t.Errorf("concurrent write to %s: %d %s", id, code, body)
+			}
+			raced.Add(1)
+		}}
+	rn := &runner{workers: 2}
+	if err := tr.run(context.Background(), rn); err != nil {
+		t.Fatal(err)
+	}
+	changed := map[string]transformResult{}
+	for _, r := range tr.results {
+		if r.Action != "changed" {
+			t.Errorf("%s: %s %s", r.ID, r.Action, r.Reason)
+		}
+		changed[r.ID] = r
+	}
+	for _, id := range []string{"t00", "t06", "t09"} {
+		r, ok := changed[id]
+		if !ok || r.Retries != 2 {
+			t.Errorf("%s: %+v, want changed after 2 retries", id, r)
+		}
+		d := s.get(t, id)
+		if d.Database.Host != "db-9.internal" || d.Labels["owner"] != "team-1" || d.Version != 4 {
+			t.Errorf("%s lost an update: version %d, database %s, labels %v", id, d.Version, d.Database.Host, d.Labels)
+		}
+	}
+	if raced.Load() != 6 {
+		t.Errorf("raced %d times, want 6", raced.Load())
+	}
+}
+
+// TestTransformBackgroundWriter runs the CLI while another client keeps
+// writing the same tenants: no update is lost, whoever wins each race.
+func TestTransformBackgroundWriter(t *testing.T) {
+	t.Parallel()
+	s := transformSystem(t)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var writes atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			id := []string{"t00", "t06", "t09"}[i%3]
+			cur := s.get(t, id)
+			code, _ := s.rest(t, "PATCH", "/v1/tenants/"+id, fmt.Sprintf(`{"labels":{"n":"%d"}}`, i), "If-Match", fmt.Sprintf(`"%d"`, cur.Version))
+			if code == http.StatusOK {
+				writes.Add(1)
+			}
+		}
+	}()
+	out := s.mustTcsctl(t, 0, "transform", "--where", moveDB, "--set", "database.host=db-9.internal", "--workers", "3")
+	close(stop)
+	wg.Wait()
+	for _, id := range []string{"t00", "t06", "t09"} {
+		if d := s.get(t, id); d.Database.Host != "db-9.internal" {
+			t.Errorf("%s: transform's change lost: %s\n%s", id, d.Database.Host, out)
+		}
+	}
+	if writes.Load() == 0 {
+		t.Error("the background writer wrote nothing")
+	}
+}
