@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"google.golang.org/grpc/codes"
@@ -27,9 +28,11 @@ type Result struct {
 
 // BatchLookup looks up several hostnames, answering what it can from the
 // cache and the rest in BatchLookup RPCs of at most 100 hostnames, each sent
-// as a Lookup is (hedged, failing over). It returns one Result per hostname,
-// in order; it fails as a whole only if ctx ends or the Client is closed.
-// Unlike Lookup, its misses are not collapsed with concurrent ones.
+// as a Lookup is (hedged, failing over, bounded by the lookup timeout
+// whatever ctx says). Its misses are collapsed with concurrent ones, of
+// Lookups and of other BatchLookups: a hostname already being looked up is
+// waited for, not asked again. It returns one Result per hostname, in
+// order; it fails as a whole only if ctx ends or the Client is closed.
 func (c *Client) BatchLookup(ctx context.Context, hostnames []string) ([]Result, error) {
 	results := make([]Result, len(hostnames))
 	now := c.cache.fast()
@@ -59,86 +62,114 @@ func (c *Client) BatchLookup(ctx context.Context, hostnames []string) ([]Result,
 		}
 		misses[h] = append(misses[h], i)
 	}
-	for len(order) > 0 {
-		chunk := order[:min(maxBatch, len(order))]
-		order = order[len(chunk):]
-		if err := c.batch(ctx, chunk, func(h string, f fillResult, err error) {
-			for _, i := range misses[h] {
-				res := &results[i]
-				if err != nil {
-					res.Err = err
-					continue
-				}
-				res.Tenant, res.Meta, res.Err = f.e.answer(c.cache.clock(), f.stale)
-				res.Meta.Cached = f.cached
-			}
-		}); err != nil {
-			return nil, err
+	if len(order) == 0 {
+		return results, nil
+	}
+
+	// Join the flights in progress; lead (in RPCs of maxBatch) the others.
+	waits := make([]*flight, len(order))
+	var lead []string
+	var led []*flight
+	for i, h := range order {
+		f, l := c.flights.join(h)
+		waits[i] = f
+		if l {
+			lead, led = append(lead, h), append(led, f)
+		}
+	}
+	for len(lead) > 0 {
+		n := min(maxBatch, len(lead))
+		hs, fs := lead[:n], led[:n]
+		lead, led = lead[n:], led[n:]
+		go c.batch(hs, fs)
+	}
+	for i, h := range order {
+		f := waits[i]
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if errors.Is(f.err, ErrClosed) {
+			return nil, ErrClosed
+		}
+		for _, j := range misses[h] {
+			res := &results[j]
+			res.Tenant, res.Meta, res.Err = f.answer(c.cache.clock())
 		}
 	}
 	return results, nil
 }
 
-// batch looks up the normalised hostnames in one RPC and calls set with the
-// outcome of each.
-func (c *Client) batch(ctx context.Context, hostnames []string, set func(string, fillResult, error)) error {
+// batch looks up the normalised hostnames, of which it leads the flights,
+// in one BatchLookup RPC, and lands each flight with its outcome.
+func (c *Client) batch(hostnames []string, flights []*flight) {
+	// Answers put in the cache by a flight that landed just before these
+	// started need no RPC.
+	now := c.cache.clock()
+	ask := hostnames[:0:0]
+	var askFlights []*flight
+	for i, h := range hostnames {
+		if e, st := c.cache.get(h, now); st == fresh {
+			c.flights.land(h, flights[i], fillResult{e: e, cached: true}, nil)
+			continue
+		}
+		ask, askFlights = append(ask, h), append(askFlights, flights[i])
+	}
+	if len(ask) == 0 {
+		return
+	}
 	tk := c.cache.begin()
-	rctx, cancel := context.WithTimeout(c.ctx, c.cfg.lookupTimeout)
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.lookupTimeout)
 	defer cancel()
-	stop := context.AfterFunc(ctx, cancel)
-	defer stop()
-	resp, r, err := call(c, rctx, func(ctx context.Context, api tcsv1.TenantContextServiceClient) (*tcsv1.BatchLookupResponse, error) {
-		return api.BatchLookup(ctx, &tcsv1.BatchLookupRequest{Hostnames: hostnames})
+	resp, r, err := call(c, ctx, func(ctx context.Context, api tcsv1.TenantContextServiceClient) (*tcsv1.BatchLookupResponse, error) {
+		return api.BatchLookup(ctx, &tcsv1.BatchLookupRequest{Hostnames: ask})
 	})
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if c.ctx.Err() != nil {
-		return ErrClosed
-	}
 	done := c.cache.clock()
-	if err != nil || len(resp.GetResults()) != len(hostnames) {
+	if c.ctx.Err() != nil {
+		for i, h := range ask {
+			c.flights.land(h, askFlights[i], fillResult{}, ErrClosed)
+		}
+		return
+	}
+	if err != nil || len(resp.GetResults()) != len(ask) {
 		if err == nil {
-			err = fmt.Errorf("%d results for %d hostnames", len(resp.GetResults()), len(hostnames))
+			err = fmt.Errorf("%d results for %d hostnames", len(resp.GetResults()), len(ask))
 		}
-		for _, h := range hostnames {
-			f, ferr := c.staleOr(h, done, fmt.Errorf("%w: lookup %s: %v", ErrUnavailable, h, err))
-			if ferr != nil {
-				set(h, fillResult{}, ferr)
-			} else {
-				set(h, f.(fillResult), nil)
-			}
+		for i, h := range ask {
+			res, ferr := c.staleOr(h, done, fmt.Errorf("%w: lookup %s: %v", ErrUnavailable, h, err))
+			c.flights.land(h, askFlights[i], res, ferr)
 		}
-		return nil
+		return
 	}
 	region := r.intern(resp.GetRegion())
 	for i, res := range resp.GetResults() {
-		h := hostnames[i]
+		h := ask[i]
+		var f fillResult
+		var ferr error
 		switch codes.Code(res.GetCode()) {
 		case codes.OK:
 			t, cerr := tcsv1.TenantFromProto(res.GetTenant())
 			if cerr != nil || t == nil {
-				set(h, fillResult{}, fmt.Errorf("%w: bad answer from %s", ErrUnavailable, region))
-				continue
+				c.log.Error("tcs batch lookup: bad tenant in answer", "region", region, "hostname", h, "err", cerr)
+				f, ferr = c.staleOr(h, done, fmt.Errorf("%w: bad answer from %s", ErrUnavailable, region))
+				break
 			}
+			// BatchLookupResult carries no age (LookupResponse does): the
+			// answer counts as read now.
 			e := entry{t: t, readAt: done, region: region}
 			c.cache.put(h, e, tk)
-			set(h, fillResult{e: e, stale: res.GetStale()}, nil)
+			f = fillResult{e: e, stale: res.GetStale()}
 		case codes.NotFound:
 			e := entry{readAt: done, region: region}
 			c.cache.put(h, e, tk)
-			set(h, fillResult{e: e}, nil)
+			f = fillResult{e: e}
 		case codes.InvalidArgument:
-			set(h, fillResult{}, fmt.Errorf("%w %q: %s", ErrInvalidHostname, h, res.GetMessage()))
+			ferr = fmt.Errorf("%w %q: %s", ErrInvalidHostname, h, res.GetMessage())
 		default:
-			f, ferr := c.staleOr(h, done, fmt.Errorf("%w: lookup %s: %s", ErrUnavailable, h,
+			f, ferr = c.staleOr(h, done, fmt.Errorf("%w: lookup %s: %s", ErrUnavailable, h,
 				status.New(codes.Code(res.GetCode()), res.GetMessage()).Err()))
-			if ferr != nil {
-				set(h, fillResult{}, ferr)
-			} else {
-				set(h, f.(fillResult), nil)
-			}
 		}
+		c.flights.land(h, askFlights[i], f, ferr)
 	}
-	return nil
 }

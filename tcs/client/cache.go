@@ -14,17 +14,28 @@ import (
 //
 // Layout. Entries live in 2^k shards, each an open-addressed hash table
 // (see table) that readers search without taking a lock or writing
-// anything: a hit is one hash, a few atomic loads and a string compare, with
-// no allocation, and readers on two cores never bounce a cache line between
+// anything: a hit is one hash, a few atomic loads and a compare, with no
+// allocation, and readers on two cores never bounce a cache line between
 // them (a read lock's counter would, on every hit; a single lock far worse).
 // Writers take their shard's mutex. The cached *tenant.Tenant is shared by
 // every hit and must not be modified (see Client.Lookup).
 //
+// What a hit touches. With a million entries and thousands of hot ones, a
+// hit's cost is the cache lines and pages it touches, not its instructions:
+// each distinct 4 KiB page is a TLB miss and a page walk (two-dimensional
+// under virtualisation). A table's slot is one 64-byte cache line holding
+// everything a hit reads (hash tag, key length, key bytes inline, tenant
+// pointer, read time, generation, region), in one flat array per shard, so a
+// hit on a hostname of up to 32 bytes touches one line of one page of the
+// table (plus the shard's header, which stays hot). The tables hold one
+// pointer per slot and no per-entry objects: the garbage collector scans a
+// few hundred large arrays instead of marking millions of small ones.
+//
 // Bound. Each shard holds at most size/shards entries, plus 10% so that
-// uneven hashing does not evict before size entries are held; inserting into a full
-// shard evicts an entry picked at random (Go's randomised map iteration),
-// which for the skewed popularity of hostnames keeps a hit ratio close to
-// LRU's without LRU's write on every hit.
+// uneven hashing does not evict before size entries are held; inserting into
+// a full shard evicts an entry picked at random, which for the skewed
+// popularity of hostnames keeps a hit ratio close to LRU's without LRU's
+// write on every hit.
 //
 // Freshness. An entry is fresh while younger (counted from when its region
 // read it) than its TTL, and, while the Watch stream is down, than the
@@ -56,6 +67,9 @@ type cache struct {
 	// time.Now costs ~30 ns (kvm-clock).
 	coarse  atomic.Int64
 	ticking bool
+	// regions names the regions that read entries; a slot holds an index
+	// into it. Copied on write (under mu), read without a lock.
+	regions atomic.Pointer[[]string]
 
 	mu        sync.Mutex // serialises installs and invalidations
 	seq       uint64     // invalidations so far; under mu
@@ -70,114 +84,206 @@ type cache struct {
 type shard struct {
 	mu   sync.Mutex // writers; readers take no lock
 	tab  atomic.Pointer[table]
-	live int      // items in tab; under mu
-	used int      // non-nil slots in tab (items and tombstones); under mu
+	live int      // live slots in tab; under mu
+	used int      // non-empty slots in tab (live and deleted); under mu
 	_    [32]byte // keep neighbouring shards off one cache line
 }
 
-// table is an open-addressed hash table (linear probing) that readers
-// search without a lock: its slots are atomic pointers to immutable items,
-// so a reader sees each slot either before or after a writer's store. A
-// writer (under the shard's lock) stores new items, replaces deleted ones
-// by the tombstone, and, when fewer than a quarter of the slots are left
-// nil, builds a new table and swaps it in; the old one is never written
-// again, so readers still on it finish safely.
+// Slot layout.
+const (
+	// inlineKey is how many bytes of a key a slot holds; the rest of a
+	// longer key sits in its table's overflow bytes.
+	inlineKey = 32
+	// maxKey is the longest key the cache holds (a normalised hostname is
+	// at most 253 bytes); the key's length is a byte of the slot's control
+	// word.
+	maxKey = 255
+	// maxRegions is how many region names the slots can tell apart;
+	// entries read by regions beyond that report region "".
+	maxRegions = 256
+
+	ctrlEmpty   = 0
+	ctrlDeleted = 1
+	ctrlLive    = 0x80 // low byte of a live slot's control word
+	ctrlRegion  = 0xff00
+	ctrlKeyLen  = 16 // shift of the key length
+	ctrlTag     = 32 // shift of the hash tag
+
+	// A table is rebuilt when more than maxUsed of its slots are not empty
+	// (live or deleted), into one of which a fraction slack is live (less
+	// while the shard is filling up: see rebuild).
+	maxUsed = 0.85
+	slack   = 0.625
+)
+
+// table is an open-addressed hash table (linear probing) of slots that
+// readers search without a lock. A slot is written once: a writer (under
+// the shard's lock) fills an empty slot and then publishes it with an
+// atomic store of its control word, and never writes it again except to
+// mark it deleted (another atomic store), so a reader that loaded a live
+// control word reads a whole, unchanging slot. Replacing a key publishes a
+// new slot further down the probe sequence before deleting the old one, so
+// a reader sees the old answer or the new one, never neither. Deleted slots
+// are reclaimed (and the tenants they point to released) by building a new
+// table when more than maxUsed of the slots are used, and swapping it in;
+// the old one is never written again, so readers still on it finish
+// safely.
 type table struct {
-	slots []atomic.Pointer[item]
-	mask  uint64
+	slots []slot
+	// long holds the bytes beyond inlineKey of long keys, appended (under
+	// the shard's lock) before the slot that refers to them is published.
+	long     []byte
+	longUsed int // under the shard's lock
 }
 
-type item struct {
-	hash uint64
-	key  string
-	e    entry
+// slot is one cache line: everything a hit reads.
+type slot struct {
+	// ctrl is ctrlEmpty, ctrlDeleted, or, for a live slot, the key's hash
+	// tag << ctrlTag | its length << ctrlKeyLen | its region index << 8 |
+	// ctrlLive.
+	ctrl   atomic.Uint64
+	t      *tenant.Tenant // nil: a negative answer
+	readAt int64          // cache clock, when the region read it
+	gen    uint32         // generation (low bits) of the fill's ticket
+	long   uint32         // offset of key[inlineKey:] in the table's long bytes
+	key    [inlineKey]byte
 }
 
-// tombstone fills the slot of a deleted item, so that probes go past it.
-var tombstone = &item{}
-
-func newTable(size int) *table {
-	return &table{slots: make([]atomic.Pointer[item], size), mask: uint64(size - 1)}
+func newTable(size, long int) *table {
+	return &table{slots: make([]slot, size), long: make([]byte, long)}
 }
 
-// find returns the item of key, or nil.
-func (t *table) find(key string, hash uint64) *item {
-	for i := hash & t.mask; ; i = (i + 1) & t.mask {
-		it := t.slots[i].Load()
-		if it == nil {
-			return nil
+// home returns the first slot of hash's probe sequence: the hash's low 32
+// bits scaled to the table's size (tables need not be a power of two).
+func (t *table) home(hash uint64) int {
+	return int((hash & 0xffffffff) * uint64(len(t.slots)) >> 32)
+}
+
+// want is the control word of a live slot of a key of length n with hash,
+// region bits clear.
+func want(hash uint64, n int) uint64 {
+	return hash>>ctrlTag<<ctrlTag | uint64(n)<<ctrlKeyLen | ctrlLive
+}
+
+// find returns the index of key's live slot, or -1, and its control word.
+func (t *table) find(key string, hash uint64) (int, uint64) {
+	w := want(hash, len(key))
+	for i := t.home(hash); ; {
+		s := &t.slots[i]
+		c := s.ctrl.Load()
+		if c == ctrlEmpty {
+			return -1, 0
 		}
-		if it.hash == hash && it.key == key && it != tombstone {
-			return it
+		if c&^ctrlRegion == w && t.keyIs(s, key) {
+			return i, c
+		}
+		if i++; i == len(t.slots) {
+			i = 0
 		}
 	}
 }
 
-// slot returns the slot index of key, or -1.
-func (t *table) slot(key string, hash uint64) int {
-	for i := hash & t.mask; ; i = (i + 1) & t.mask {
-		it := t.slots[i].Load()
-		if it == nil {
-			return -1
-		}
-		if it.hash == hash && it.key == key && it != tombstone {
-			return int(i)
-		}
+// keyIs reports whether live slot s holds key (whose length its control
+// word matched).
+func (t *table) keyIs(s *slot, key string) bool {
+	if len(key) <= inlineKey {
+		return string(s.key[:len(key)]) == key
 	}
+	return string(s.key[:]) == key[:inlineKey] &&
+		string(t.long[s.long:int(s.long)+len(key)-inlineKey]) == key[inlineKey:]
 }
 
-// load returns the entry of key.
-func (sh *shard) load(key string, hash uint64) (entry, bool) {
-	if it := sh.tab.Load().find(key, hash); it != nil {
-		return it.e, true
+// keyOf returns the key of live slot s, using buf.
+func (t *table) keyOf(s *slot, buf []byte) []byte {
+	n := int(s.ctrl.Load() >> ctrlKeyLen & 0xff)
+	buf = append(buf[:0], s.key[:min(n, inlineKey)]...)
+	if n > inlineKey {
+		buf = append(buf, t.long[s.long:int(s.long)+n-inlineKey]...)
 	}
-	return entry{}, false
+	return buf
+}
+
+// put publishes key's slot in the first empty slot of its probe sequence.
+// The caller has made sure that one exists and that long has room.
+func (t *table) put(key string, hash uint64, ctrl uint64, e *entry) {
+	i := t.home(hash)
+	for t.slots[i].ctrl.Load() != ctrlEmpty {
+		if i++; i == len(t.slots) {
+			i = 0
+		}
+	}
+	s := &t.slots[i]
+	s.t, s.readAt, s.gen = e.t, e.readAt, uint32(e.gen)
+	copy(s.key[:], key)
+	if len(key) > inlineKey {
+		s.long = uint32(t.longUsed)
+		t.longUsed += copy(t.long[t.longUsed:], key[inlineKey:])
+	}
+	s.ctrl.Store(ctrl)
+}
+
+// lookup returns the live slot of hostname h and its control word, or nil.
+// The slot does not change (see table): a hit reads it in place, so that
+// nothing is copied but what the caller asks for.
+func (c *cache) lookup(h string) (*slot, uint64) {
+	if c.perShard <= 0 || len(h) > maxKey {
+		return nil, 0
+	}
+	hash := maphash.String(c.seed, h)
+	t := c.shards[(hash>>56)&c.mask].tab.Load()
+	if i, w := t.find(h, hash); i >= 0 {
+		return &t.slots[i], w
+	}
+	return nil, 0
+}
+
+// fresh reports whether slot s may be served at now without asking a
+// region.
+func (c *cache) fresh(s *slot, now int64) bool {
+	age := now - s.readAt
+	ttl := c.ttl
+	if s.t == nil {
+		ttl = c.negTTL
+	}
+	f := c.flags.Load()
+	return age < ttl && s.gen == uint32(f>>1) && (age < c.discTTL || f&1 == 1)
+}
+
+// regionOf returns the region name of control word w.
+func (c *cache) regionOf(w uint64) string {
+	return (*c.regions.Load())[w&ctrlRegion>>8]
 }
 
 // store sets the entry of key, evicting a random other entry if the shard
 // holds limit already. sh.mu must be held.
-func (sh *shard) store(key string, hash uint64, e entry, limit int) {
+func (c *cache) store(sh *shard, key string, hash uint64, e *entry, region int, limit int) {
 	t := sh.tab.Load()
-	free := -1
-	for i := hash & t.mask; ; i = (i + 1) & t.mask {
-		it := t.slots[i].Load()
-		if it == nil {
-			if free < 0 {
-				free = int(i)
-			}
-			break
-		}
-		if it == tombstone {
-			if free < 0 {
-				free = int(i)
-			}
-			continue
-		}
-		if it.hash == hash && it.key == key {
-			t.slots[i].Store(&item{hash: hash, key: key, e: e})
-			return
-		}
-	}
-	if sh.live >= limit {
+	old, _ := t.find(key, hash)
+	if old < 0 && sh.live >= limit {
 		sh.evict(t)
 	}
-	if t.slots[free].Load() == nil {
-		sh.used++
+	longNeed := max(len(key)-inlineKey, 0)
+	if float64(sh.used+1) > maxUsed*float64(len(t.slots)) || t.longUsed+longNeed > len(t.long) {
+		c.rebuild(sh, limit, longNeed)
+		t = sh.tab.Load()
+		old, _ = t.find(key, hash)
 	}
-	t.slots[free].Store(&item{hash: hash, key: key, e: e})
-	sh.live++
-	if sh.used*4 > len(t.slots)*3 {
-		sh.rebuild()
+	t.put(key, hash, want(hash, len(key))|uint64(region)<<8, e)
+	sh.used++
+	if old >= 0 {
+		t.slots[old].ctrl.Store(ctrlDeleted)
+	} else {
+		sh.live++
 	}
 }
 
-// evict deletes an entry picked at random. sh.mu must be held.
+// evict deletes a live slot picked at random. sh.mu must be held.
 func (sh *shard) evict(t *table) {
-	start := rand.Uint64()
-	for n := uint64(0); n <= t.mask; n++ {
-		i := (start + n) & t.mask
-		if it := t.slots[i].Load(); it != nil && it != tombstone {
-			t.slots[i].Store(tombstone)
+	start := rand.IntN(len(t.slots))
+	for n := range len(t.slots) {
+		i := (start + n) % len(t.slots)
+		if t.slots[i].ctrl.Load() > ctrlDeleted {
+			t.slots[i].ctrl.Store(ctrlDeleted)
 			sh.live--
 			return
 		}
@@ -186,29 +292,38 @@ func (sh *shard) evict(t *table) {
 
 // delete deletes slot i of the current table. sh.mu must be held.
 func (sh *shard) delete(i int) {
-	sh.tab.Load().slots[i].Store(tombstone)
+	sh.tab.Load().slots[i].ctrl.Store(ctrlDeleted)
 	sh.live--
 }
 
-// rebuild swaps in a new table holding the live items, with at least half
-// of its slots nil. sh.mu must be held.
-func (sh *shard) rebuild() {
+// rebuild swaps in a new table holding the live slots, sized for them (for
+// twice as many while the shard is below limit, so that a filling cache
+// rebuilds log(limit) times) and with room for another longNeed bytes of
+// long keys. sh.mu must be held.
+func (c *cache) rebuild(sh *shard, limit, longNeed int) {
 	old := sh.tab.Load()
-	size := 16
-	for size < 2*sh.live+2 {
-		size *= 2
-	}
-	t := newTable(size)
+	n := min(max(2*sh.live, 8), limit) + 1
+	long := longNeed
 	for i := range old.slots {
-		it := old.slots[i].Load()
-		if it == nil || it == tombstone {
+		s := &old.slots[i]
+		if w := s.ctrl.Load(); w > ctrlDeleted {
+			long += max(int(w>>ctrlKeyLen&0xff)-inlineKey, 0)
+		}
+	}
+	if long > 0 {
+		long = max(2*long, 1024)
+	}
+	t := newTable(int(float64(n)/slack)+1, long)
+	var buf []byte
+	for i := range old.slots {
+		s := &old.slots[i]
+		w := s.ctrl.Load()
+		if w <= ctrlDeleted {
 			continue
 		}
-		j := it.hash & t.mask
-		for t.slots[j].Load() != nil {
-			j = (j + 1) & t.mask
-		}
-		t.slots[j].Store(it)
+		buf = old.keyOf(s, buf)
+		e := entry{t: s.t, readAt: s.readAt, gen: uint64(s.gen)}
+		t.put(string(buf), maphash.Bytes(c.seed, buf), w, &e)
 	}
 	sh.used = sh.live
 	sh.tab.Store(t)
@@ -289,8 +404,9 @@ func newCache(cfg cacheConfig) *cache {
 		maxMarks: 100_000,
 	}
 	for i := range c.shards {
-		c.shards[i].tab.Store(newTable(16))
+		c.shards[i].tab.Store(newTable(16, 0))
 	}
+	c.regions.Store(&[]string{""})
 	return c
 }
 
@@ -349,23 +465,31 @@ func (c *cache) shard(key string) (*shard, uint64) {
 	return &c.shards[(h>>56)&c.mask], h
 }
 
+// region returns the index of region name in c.regions, adding it if
+// there is room (0, "", if not). c.mu must be held.
+func (c *cache) region(name string) int {
+	names := *c.regions.Load()
+	for i, n := range names {
+		if n == name {
+			return i
+		}
+	}
+	if len(names) == maxRegions {
+		return 0
+	}
+	grown := append(names[:len(names):len(names)], name)
+	c.regions.Store(&grown)
+	return len(grown) - 1
+}
+
 // get returns the entry of hostname h and its state at now.
 func (c *cache) get(h string, now int64) (entry, state) {
-	if c.perShard <= 0 {
+	sl, w := c.lookup(h)
+	if sl == nil {
 		return entry{}, absent
 	}
-	sh, hash := c.shard(h)
-	e, ok := sh.load(h, hash)
-	if !ok {
-		return entry{}, absent
-	}
-	age := now - e.readAt
-	ttl := c.ttl
-	if e.t == nil {
-		ttl = c.negTTL
-	}
-	f := c.flags.Load()
-	if age < ttl && e.gen == f>>1 && (age < c.discTTL || f&1 == 1) {
+	e := entry{t: sl.t, readAt: sl.readAt, gen: uint64(sl.gen), region: c.regionOf(w)}
+	if c.fresh(sl, now) {
 		return e, fresh
 	}
 	return e, expired
@@ -388,7 +512,7 @@ func (c *cache) put(h string, e entry, tk ticket) bool {
 	if c.perShard <= 0 {
 		return false
 	}
-	if e.t == nil && c.negTTL <= 0 {
+	if (e.t == nil && c.negTTL <= 0) || len(h) > maxKey {
 		return false
 	}
 	e.gen = tk.gen
@@ -405,9 +529,10 @@ func (c *cache) put(h string, e entry, tk ticket) bool {
 	if m, ok := c.hosts[h]; ok && m.seq > tk.seq && !e.asNewAs(m.tenantID, m.version) {
 		return false
 	}
+	region := c.region(e.region)
 	sh, hash := c.shard(h)
 	sh.mu.Lock()
-	sh.store(h, hash, e, c.perShard)
+	c.store(sh, h, hash, &e, region, c.perShard)
 	sh.mu.Unlock()
 	return true
 }
@@ -445,8 +570,8 @@ func (c *cache) invalidate(id string, version int64, hostnames []string) {
 	for _, h := range more {
 		sh, hash := c.shard(h)
 		sh.mu.Lock()
-		if i := sh.tab.Load().slot(h, hash); i >= 0 {
-			if e := sh.tab.Load().slots[i].Load().e; e.t != nil && e.t.ID == id && e.t.Version < version {
+		if i, _ := sh.tab.Load().find(h, hash); i >= 0 {
+			if t := sh.tab.Load().slots[i].t; t != nil && t.ID == id && t.Version < version {
 				sh.delete(i)
 			}
 		}
@@ -460,11 +585,11 @@ func (c *cache) drop(h, id string, version int64) (entry, bool) {
 	sh, hash := c.shard(h)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	i := sh.tab.Load().slot(h, hash)
+	i, _ := sh.tab.Load().find(h, hash)
 	if i < 0 {
 		return entry{}, false
 	}
-	e := sh.tab.Load().slots[i].Load().e
+	e := entry{t: sh.tab.Load().slots[i].t}
 	if !e.asNewAs(id, version) {
 		sh.delete(i)
 	}

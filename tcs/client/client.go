@@ -23,11 +23,11 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/singleflight"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
@@ -72,7 +72,7 @@ type Client struct {
 	regions []*region
 	cache   *cache
 	hedge   *hedger
-	flight  singleflight.Group
+	flights flights
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
@@ -131,7 +131,18 @@ func New(ctx context.Context, opts ...Option) (*Client, error) {
 	if cfg.tls != nil {
 		creds = credentials.NewTLS(cfg.tls)
 	}
-	dial := append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, cfg.dial...)
+	dial := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if cfg.keepaliveTime > 0 {
+		if cfg.keepaliveTimeout <= 0 {
+			cfg.keepaliveTimeout = DefaultKeepaliveTimeout
+		}
+		dial = append(dial, grpc.WithKeepaliveParams(keepalive.ClientParameters{
+			Time:                cfg.keepaliveTime,
+			Timeout:             cfg.keepaliveTimeout,
+			PermitWithoutStream: true,
+		}))
+	}
+	dial = append(dial, cfg.dial...)
 	for _, addr := range cfg.regions {
 		conn, err := grpc.NewClient(addr, dial...)
 		if err != nil {
@@ -184,6 +195,13 @@ func (c *Client) Watching() bool { return c.cache.watching() }
 // ErrInvalidHostname, ErrUnavailable, ErrClosed or the caller's context
 // error, for errors.Is.
 func (c *Client) Lookup(ctx context.Context, hostname string) (*tenant.Tenant, error) {
+	if s, _ := c.cache.lookup(hostname); s != nil && c.cache.fresh(s, c.cache.fast()) {
+		c.hooks.Hit()
+		if s.t == nil {
+			return nil, ErrNotFound
+		}
+		return s.t, nil
+	}
 	t, _, err := c.LookupMeta(ctx, hostname)
 	return t, err
 }
@@ -193,34 +211,43 @@ func (c *Client) LookupMeta(ctx context.Context, hostname string) (*tenant.Tenan
 	now := c.cache.fast()
 	// Cache keys are normalised hostnames, which normalise to themselves:
 	// try the hostname as given first, so the common case skips normalising.
-	if e, st := c.cache.get(hostname, now); st == fresh {
+	if s, w := c.cache.lookup(hostname); s != nil && c.cache.fresh(s, now) {
 		c.hooks.Hit()
-		return e.answer(now, false)
+		return c.cache.answer(s, w, now)
 	}
 	h, err := tenant.NormalizeHostname(hostname)
 	if err != nil {
 		return nil, Meta{}, fmt.Errorf("%w %q: %s", ErrInvalidHostname, hostname, tenant.ErrorMessage(err))
 	}
 	if h != hostname {
-		if e, st := c.cache.get(h, now); st == fresh {
+		if s, w := c.cache.lookup(h); s != nil && c.cache.fresh(s, now) {
 			c.hooks.Hit()
-			return e.answer(now, false)
+			return c.cache.answer(s, w, now)
 		}
 	}
 	c.hooks.Miss()
-	ch := c.flight.DoChan(h, func() (any, error) { return c.fill(h) })
+	f, lead := c.flights.join(h)
+	if lead {
+		go func() {
+			res, err := c.fill(h)
+			c.flights.land(h, f, res, err)
+		}()
+	}
 	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, Meta{}, res.Err
-		}
-		f := res.Val.(fillResult)
-		t, m, err := f.e.answer(c.cache.clock(), f.stale)
-		m.Cached = f.cached
-		return t, m, err
+	case <-f.done:
+		return f.answer(c.cache.clock())
 	case <-ctx.Done():
 		return nil, Meta{}, ctx.Err()
 	}
+}
+
+// answer turns a fresh cache slot into Lookup's results.
+func (c *cache) answer(s *slot, w uint64, now int64) (*tenant.Tenant, Meta, error) {
+	m := Meta{Cached: true, Region: c.regionOf(w), Age: time.Duration(max(now-s.readAt, 0))}
+	if s.t == nil {
+		return nil, m, ErrNotFound
+	}
+	return s.t, m, nil
 }
 
 // answer turns a cache entry into Lookup's results.
@@ -240,9 +267,10 @@ type fillResult struct {
 }
 
 // fill asks the regions for normalised hostname h, caches the answer and
-// returns it as an entry; one fill runs per hostname at a time. When no
-// region answers it falls back to a stale entry or ErrUnavailable.
-func (c *Client) fill(h string) (any, error) {
+// returns it as an entry; one fill runs per hostname at a time (see
+// flights). When no region answers it falls back to a stale entry or
+// ErrUnavailable.
+func (c *Client) fill(h string) (fillResult, error) {
 	now := c.cache.clock()
 	// A fill that finished just before this one started has already
 	// cached the answer.
@@ -272,21 +300,73 @@ func (c *Client) fill(h string) (any, error) {
 		c.cache.put(h, e, tk)
 		return fillResult{e: e}, nil
 	case codes.InvalidArgument:
-		return nil, fmt.Errorf("%w %q: %s", ErrInvalidHostname, h, status.Convert(err).Message())
+		return fillResult{}, fmt.Errorf("%w %q: %s", ErrInvalidHostname, h, status.Convert(err).Message())
 	}
 	if c.ctx.Err() != nil {
-		return nil, ErrClosed
+		return fillResult{}, ErrClosed
 	}
 	return c.staleOr(h, done, fmt.Errorf("%w: lookup %s: %v", ErrUnavailable, h, err))
 }
 
 // staleOr returns the cached entry of h, marked stale, if it is within
 // max-stale, and err otherwise.
-func (c *Client) staleOr(h string, now int64, err error) (any, error) {
+func (c *Client) staleOr(h string, now int64, err error) (fillResult, error) {
 	e, st := c.cache.get(h, now)
 	if st == absent || !c.cache.staleOK(e, now) {
-		return nil, err
+		return fillResult{}, err
 	}
 	c.hooks.StaleServe()
 	return fillResult{e: e, cached: true, stale: true}, nil
+}
+
+// flight is one lookup of a hostname in progress, by a Lookup's fill or as
+// one hostname of a BatchLookup RPC. Lookups and batches that miss on a
+// hostname in flight wait for its answer instead of asking again, so there
+// is at most one RPC in flight per hostname.
+type flight struct {
+	done chan struct{} // closed when res and err are set
+	res  fillResult
+	err  error
+}
+
+// answer turns a landed flight into Lookup's results.
+func (f *flight) answer(now int64) (*tenant.Tenant, Meta, error) {
+	if f.err != nil {
+		return nil, Meta{}, f.err
+	}
+	t, m, err := f.res.e.answer(now, f.res.stale)
+	m.Cached = f.res.cached
+	return t, m, err
+}
+
+// flights are the flights in progress, by normalised hostname.
+type flights struct {
+	mu sync.Mutex
+	m  map[string]*flight
+}
+
+// join returns the flight of h, starting one if none is in progress, in
+// which case lead is true and the caller must land it.
+func (fs *flights) join(h string) (f *flight, lead bool) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if f := fs.m[h]; f != nil {
+		return f, false
+	}
+	if fs.m == nil {
+		fs.m = make(map[string]*flight)
+	}
+	f = &flight{done: make(chan struct{})}
+	fs.m[h] = f
+	return f, true
+}
+
+// land ends flight f of h with its outcome: a lookup of h from now on
+// starts a new flight (or hits the cache the answer was put in).
+func (fs *flights) land(h string, f *flight, res fillResult, err error) {
+	fs.mu.Lock()
+	delete(fs.m, h)
+	fs.mu.Unlock()
+	f.res, f.err = res, err
+	close(f.done)
 }

@@ -1,8 +1,11 @@
 package client_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -352,5 +355,96 @@ func TestBreakerProbesBack(t *testing.T) {
 	})
 	if us.lookups.Load() <= before {
 		t.Error("us-east-1 got no lookup after coming back")
+	}
+}
+
+// TestBatchCollapsesWithLookups: a hostname in flight in a BatchLookup is
+// not asked again by concurrent Lookups, and one in flight in a Lookup is
+// not asked again by a BatchLookup: one RPC in flight per hostname.
+func TestBatchCollapsesWithLookups(t *testing.T) {
+	t.Parallel()
+	r := startRegion(t, "eu-west-1")
+	for _, id := range []string{"acme", "beta", "gamma"} {
+		put(t, id, 1, []string{id + ".example.com"}, r)
+	}
+	r.replica.delay.Store(int64(300 * time.Millisecond))
+	c := newClient(t, []*regionServer{r}, client.WithTTL(time.Hour), client.WithHedgeDelay(0))
+	ctx := ctxT(t)
+
+	// A batch in flight, then lookups of its hostnames.
+	batchDone := make(chan []client.Result, 1)
+	go func() {
+		res, err := c.BatchLookup(ctx, []string{"acme.example.com", "beta.example.com"})
+		if err != nil {
+			t.Error(err)
+		}
+		batchDone <- res
+	}()
+	waitFor(t, "the batch RPC", func() bool { return r.batches.Load() == 1 })
+	var wg sync.WaitGroup
+	for i := range 50 {
+		h := []string{"acme.example.com", "BETA.example.com"}[i%2]
+		wg.Go(func() {
+			tn, meta, err := c.LookupMeta(ctx, h)
+			if err != nil || !strings.EqualFold(tn.ID+".example.com", h) || meta.Region != "eu-west-1" {
+				t.Errorf("Lookup(%s) during the batch: %+v %+v %v", h, tn, meta, err)
+			}
+		})
+	}
+	wg.Wait()
+	for _, res := range <-batchDone {
+		if res.Err != nil || res.Tenant.ID+".example.com" != res.Hostname || res.Meta.Cached {
+			t.Errorf("batch result %+v, want its tenant from the region", res)
+		}
+	}
+	if got := r.lookups.Load(); got != 0 {
+		t.Errorf("%d Lookup RPCs for hostnames a batch had in flight, want 0", got)
+	}
+
+	// A lookup in flight, then a batch holding its hostname.
+	lookupDone := make(chan error, 1)
+	go func() {
+		_, err := c.Lookup(ctx, "gamma.example.com")
+		lookupDone <- err
+	}()
+	waitFor(t, "the Lookup RPC", func() bool { return r.lookups.Load() == 1 })
+	res, err := c.BatchLookup(ctx, []string{"gamma.example.com", "nobody.example.com", "acme.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-lookupDone; err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Err != nil || res[0].Tenant.ID != "gamma" || !errors.Is(res[1].Err, client.ErrNotFound) ||
+		res[2].Err != nil || !res[2].Meta.Cached {
+		t.Errorf("batch results %+v", res)
+	}
+	if got := r.batchRequests(); len(got) != 2 || !slices.Equal(got[1], []string{"nobody.example.com"}) {
+		t.Errorf("BatchLookup RPCs asked for %q; want the second to ask only for nobody.example.com", got)
+	}
+	if got := r.lookups.Load(); got != 1 {
+		t.Errorf("%d Lookup RPCs, want 1", got)
+	}
+}
+
+// TestBatchLookupCallerGone: a batch whose caller gives up still lands its
+// hostnames (in the cache, and for lookups that joined them).
+func TestBatchLookupCallerGone(t *testing.T) {
+	t.Parallel()
+	r := startRegion(t, "eu-west-1")
+	put(t, "acme", 1, []string{"acme.example.com"}, r)
+	r.replica.delay.Store(int64(200 * time.Millisecond))
+	c := newClient(t, []*regionServer{r}, client.WithTTL(time.Hour), client.WithHedgeDelay(0))
+	short, cancel := context.WithTimeout(ctxT(t), 50*time.Millisecond)
+	defer cancel()
+	if _, err := c.BatchLookup(short, []string{"acme.example.com"}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("batch past its deadline: %v", err)
+	}
+	tn, err := c.Lookup(ctxT(t), "acme.example.com") // joins the batch's flight
+	if err != nil || tn.ID != "acme" {
+		t.Fatalf("lookup after the abandoned batch: %+v %v", tn, err)
+	}
+	if r.lookups.Load() != 0 || r.batches.Load() != 1 {
+		t.Errorf("lookups %d, batches %d; want 0, 1", r.lookups.Load(), r.batches.Load())
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -50,8 +51,9 @@ type regionServer struct {
 	lookups atomic.Int64 // Lookup RPCs received
 	batches atomic.Int64 // BatchLookup RPCs received
 
-	mu   sync.Mutex
-	stop func()
+	mu         sync.Mutex
+	stop       func()
+	batchHosts [][]string // the hostnames of each BatchLookup received
 }
 
 // startRegion starts a region server on a free loopback port; it stops at
@@ -98,6 +100,9 @@ func (r *regionServer) start(tb testing.TB) {
 		case tcsv1.TenantContextService_Lookup_FullMethodName:
 			r.lookups.Add(1)
 		case tcsv1.TenantContextService_BatchLookup_FullMethodName:
+			r.mu.Lock()
+			r.batchHosts = append(r.batchHosts, req.(*tcsv1.BatchLookupRequest).GetHostnames())
+			r.mu.Unlock()
 			r.batches.Add(1)
 		}
 		return handler(ctx, req)
@@ -124,6 +129,13 @@ func (r *regionServer) start(tb testing.TB) {
 	}
 	r.mu.Unlock()
 	waitFor(tb, r.name+" to subscribe to its hub", func() bool { return r.hub.Subscribers() == 1 })
+}
+
+// batchRequests returns the hostnames of each BatchLookup received so far.
+func (r *regionServer) batchRequests() [][]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.batchHosts)
 }
 
 // down stops the server (if it runs).

@@ -23,6 +23,13 @@ const (
 	// before its first Heartbeat tells the client the server's interval
 	// (three times the server's default interval of 5 s).
 	DefaultHeartbeatTimeout = 15 * time.Second
+	// DefaultKeepaliveTime and DefaultKeepaliveTimeout: a connection that
+	// has carried nothing for 20 s is pinged, and closed if the ping is not
+	// answered within 10 s, so the RPCs on a dead path fail (and move to
+	// the next region) instead of waiting for their deadline. tcs/lookup
+	// servers accept pings every 10 s.
+	DefaultKeepaliveTime    = 20 * time.Second
+	DefaultKeepaliveTimeout = 10 * time.Second
 )
 
 // Option configures New.
@@ -43,6 +50,8 @@ type config struct {
 	breakerFailures  int
 	breakerCooldown  time.Duration
 	heartbeatTimeout time.Duration
+	keepaliveTime    time.Duration
+	keepaliveTimeout time.Duration
 	log              *slog.Logger
 	hooks            Hooks
 	now              func() time.Time
@@ -62,6 +71,8 @@ func defaults() config {
 		breakerFailures:  DefaultBreakerFailures,
 		breakerCooldown:  DefaultBreakerCooldown,
 		heartbeatTimeout: DefaultHeartbeatTimeout,
+		keepaliveTime:    DefaultKeepaliveTime,
+		keepaliveTimeout: DefaultKeepaliveTimeout,
 		now:              time.Now,
 	}
 }
@@ -143,6 +154,19 @@ func WithLookupTimeout(d time.Duration) Option {
 // DefaultBreakerFailures and DefaultBreakerCooldown.
 func WithCircuitBreaker(failures int, cooldown time.Duration) Option {
 	return func(c *config) { c.breakerFailures, c.breakerCooldown = failures, cooldown }
+}
+
+// WithKeepalive makes each region's connection send an HTTP/2 ping after
+// interval without receiving anything, and close the connection if no
+// answer comes within timeout: a region whose network path died (no RST, no
+// FIN) is then noticed within interval+timeout, its RPCs fail over, and the
+// connection is dialled again. gRPC raises an interval below 10 s to 10 s,
+// and a server closes connections that ping more often than its
+// enforcement policy allows (tcs/lookup: every 10 s). An interval of zero
+// or less turns keepalive off. Defaults DefaultKeepaliveTime and
+// DefaultKeepaliveTimeout.
+func WithKeepalive(interval, timeout time.Duration) Option {
+	return func(c *config) { c.keepaliveTime, c.keepaliveTimeout = interval, timeout }
 }
 
 // WithLogger sends the client's logs (stream losses, breakers) to l. Default:

@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,7 @@ func startFreezer(tb testing.TB, target string) *freezer {
 	var mu sync.Mutex
 	var conns []net.Conn
 	tb.Cleanup(func() {
+		f.frozen.Store(false) // let the pipes see their connections closed
 		lis.Close()
 		mu.Lock()
 		for _, c := range conns {
@@ -98,12 +100,46 @@ func TestWatchHeartbeatTimeout(t *testing.T) {
 	p.frozen.Store(true)
 	frozeAt := time.Now()
 	waitFor(t, "the client to notice the silence", func() bool { return !c.Watching() })
-	if took := time.Since(frozeAt); took < 250*time.Millisecond || took > 3*time.Second {
-		t.Errorf("noticed a silent stream after %v; want about three heartbeat intervals (300ms)", took)
+	// The silence is counted from the last message received, up to one
+	// interval (100 ms) before the freeze: 200 to 300 ms after it.
+	if took := time.Since(frozeAt); took < 150*time.Millisecond || took > 3*time.Second {
+		t.Errorf("noticed a silent stream after %v; want about three heartbeat intervals (300ms) after the last message", took)
 	}
 	p.frozen.Store(false)
 	waitFor(t, "the stream back", c.Watching)
 	if downs.get() != 1 {
 		t.Errorf("%d watch losses, want 1", downs.get())
+	}
+}
+
+// TestKeepaliveNoticesDeadPath: a region whose network path goes silent (no
+// FIN, no RST) is noticed by the connection's keepalive pings, so a lookup
+// in flight fails over long before its deadline instead of waiting for it.
+// It takes gRPC's smallest keepalive interval, 10 s.
+func TestKeepaliveNoticesDeadPath(t *testing.T) {
+	t.Parallel()
+	r := startRegion(t, "eu-west-1")
+	p := startFreezer(t, r.addr)
+	c, err := client.New(ctxT(t), client.WithRegions(p.lis.Addr().String()),
+		client.WithKeepalive(10*time.Second, 500*time.Millisecond),
+		client.WithLookupTimeout(time.Minute), client.WithHedgeDelay(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	waitFor(t, "the watch stream", c.Watching)
+
+	p.frozen.Store(true)
+	start := time.Now()
+	_, err = c.Lookup(ctxT(t), "acme.example.com")
+	took := time.Since(start)
+	if !errors.Is(err, client.ErrUnavailable) {
+		t.Fatalf("lookup over a dead path: %v, want ErrUnavailable", err)
+	}
+	if took > 20*time.Second {
+		t.Errorf("lookup over a dead path failed after %v; want about the keepalive interval and timeout (10.5s)", took)
+	}
+	if r.lookups.Load() != 0 {
+		t.Errorf("the region got %d lookups through a frozen path", r.lookups.Load())
 	}
 }
