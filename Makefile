@@ -73,7 +73,10 @@ compose-check-if-possible:
 run-aws-local: emulators
 	infra/run-aws-local.sh
 
-bench:
+# Benchmarks need the emulators (AWS backends) and redis-server (the client
+# cache's comparison); bench-deps.sh installs redis-server if it is missing.
+bench: emulators
+	tcs/client/bench-deps.sh
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
 
 # Each fuzz target in turn (go test -fuzz takes one target per run).

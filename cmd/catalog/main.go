@@ -9,8 +9,8 @@ import (
 	"io"
 	"net"
 
-	"github.com/tcs-dev/tcs/catalog/bolt"
 	"github.com/tcs-dev/tcs/catalog/httpapi"
+	"github.com/tcs-dev/tcs/cmd/internal/backend"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
 )
 
@@ -26,7 +26,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	fs := flag.NewFlagSet("catalog", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", cmdutil.EnvOr(getenv, "TCS_CATALOG_ADDR", "127.0.0.1:8080"), "listen address of the admin REST API (env TCS_CATALOG_ADDR)")
-	dataDir := fs.String("data", cmdutil.EnvOr(getenv, "TCS_DATA_DIR", "data"), "data directory; the source of truth is DATA/catalog.db (env TCS_DATA_DIR)")
+	be := backend.Register(fs, getenv)
 	tokensFile := fs.String("tokens-file", getenv("TCS_TOKENS_FILE"), "file of `ROLE TOKEN [NAME]` lines (env TCS_TOKENS_FILE); TCS_ADMIN_TOKEN and TCS_READER_TOKEN add to it")
 	logFormat := fs.String("log-format", cmdutil.EnvOr(getenv, "TCS_LOG_FORMAT", "text"), "log format: text or json (env TCS_LOG_FORMAT)")
 	if err := fs.Parse(args); err != nil {
@@ -34,6 +34,9 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if err := be.Validate(); err != nil {
+		return err
 	}
 	log, err := cmdutil.NewLogger(*logFormat, stderr)
 	if err != nil {
@@ -43,11 +46,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return err
 	}
-	data := cmdutil.Data(*dataDir)
-	if err := data.Ensure(); err != nil {
-		return err
-	}
-	store, err := bolt.Open(data.Catalog(), bolt.Options{})
+	store, err := be.OpenCatalog(ctx)
 	if err != nil {
 		return err
 	}
@@ -58,7 +57,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 		return fmt.Errorf("listen on %s: %w", *addr, err)
 	}
 	api := httpapi.New(httpapi.Config{Store: store, Tokens: tokens, Logger: log})
-	log.Info("catalog admin API listening", "addr", ln.Addr().String(), "data", *dataDir)
+	log.Info("catalog admin API listening", "addr", ln.Addr().String(), "backend", be.Backend)
 	fmt.Fprintf(stdout, "catalog: admin REST API on http://%s (OpenAPI at /openapi.json)\n", ln.Addr())
 	if ready != nil {
 		ready <- ln.Addr().String()

@@ -7,7 +7,8 @@
 // With the embedded backends every data file is owned by one process at a
 // time (bbolt locks it), so publish needs the catalog stopped, and apply
 // needs publish and that region's tcs stopped; cmd/tcs-dev runs them all in
-// one process. The AWS backends have no such limit.
+// one process. The AWS backends (--backend aws) have no such limit: several
+// appliers of one region share the stream's shards through leases.
 package main
 
 import (
@@ -21,11 +22,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/tcs-dev/tcs/catalog/bolt"
+	"github.com/tcs-dev/tcs/cmd/internal/backend"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
 	"github.com/tcs-dev/tcs/streamer"
-	"github.com/tcs-dev/tcs/streamer/boltlog"
-	"github.com/tcs-dev/tcs/tcs/boltreplica"
 )
 
 func main() { cmdutil.Main("streamer", run) }
@@ -42,15 +41,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	cmd, args := args[0], args[1:]
 	fs := flag.NewFlagSet("streamer "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dataDir := fs.String("data", cmdutil.EnvOr(getenv, "TCS_DATA_DIR", "data"), "data directory of the embedded backends (env TCS_DATA_DIR)")
+	be := backend.Register(fs, getenv)
 	metricsAddr := fs.String("metrics-addr", getenv("TCS_METRICS_ADDR"), "serve Prometheus /metrics on this address (env TCS_METRICS_ADDR); empty: none")
 	logFormat := fs.String("log-format", cmdutil.EnvOr(getenv, "TCS_LOG_FORMAT", "text"), "log format: text or json (env TCS_LOG_FORMAT)")
-	drain := fs.Bool("drain", false, "exit once everything available has been processed (publish: the outbox is empty; apply: the region has caught up with the stream)")
-	var region *string
+	drain := fs.Bool("drain", false, "exit once everything available has been processed (publish: the outbox is empty; apply, embedded backend only: the region has caught up with the stream)")
+	var region, worker *string
 	switch cmd {
 	case "publish":
 	case "apply":
 		region = fs.String("region", getenv("TCS_REGION"), "region whose replica to apply to, e.g. us-east-1 (env TCS_REGION)")
+		worker = fs.String("worker-id", getenv("TCS_WORKER_ID"), "aws: this applier's name among the appliers of its region, which share the stream's shards (env TCS_WORKER_ID; default host name, pid and a random suffix)")
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, usage)
 		return nil
@@ -67,52 +67,68 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if region != nil && *region == "" {
 		return errors.New("apply needs --region (or TCS_REGION)")
 	}
+	if err := be.Validate(); err != nil {
+		return err
+	}
 	log, err := cmdutil.NewLogger(*logFormat, stderr)
 	if err != nil {
 		return err
 	}
-	data := cmdutil.Data(*dataDir)
-	if err := data.Ensure(); err != nil {
-		return err
+	reg := prometheus.NewRegistry()
+	so := backend.StreamOptions{Logger: log, Registerer: reg}
+	if region != nil {
+		so.Region, so.Owner = *region, *worker
 	}
-	stream, err := boltlog.Open(data.Stream(), boltlog.Options{})
+	stream, err := be.OpenStream(ctx, so)
 	if err != nil {
 		return err
 	}
 	defer stream.Close()
-	reg := prometheus.NewRegistry()
 
 	var (
-		worker func(context.Context) error
-		idle   func(context.Context) (bool, error) // for --drain
+		work func(context.Context) error
+		idle func(context.Context) (bool, error) // for --drain
 	)
 	if cmd == "publish" {
-		store, err := bolt.Open(data.Catalog(), bolt.Options{})
+		store, err := be.OpenCatalog(ctx)
 		if err != nil {
 			return err
 		}
 		defer store.Close()
-		worker = streamer.NewPublisher(streamer.PublisherConfig{Outbox: store, Stream: stream, Logger: log, Registerer: reg}).Run
+		work = streamer.NewPublisher(streamer.PublisherConfig{Outbox: store, Stream: stream, Logger: log, Registerer: reg}).Run
 		idle = func(ctx context.Context) (bool, error) {
 			left, err := store.ReadOutbox(ctx, 0, 1)
 			return len(left) == 0, err
 		}
-		log.Info("publishing outbox to stream", "catalog", data.Catalog(), "stream", data.Stream())
+		log.Info("publishing outbox to stream", "backend", be.Backend)
 	} else {
-		rep, err := boltreplica.Open(data.Replica(*region), boltreplica.Options{})
+		rep, err := be.OpenReplica(ctx, *region)
 		if err != nil {
 			return err
 		}
 		defer rep.Close()
-		// Lookup servers in other processes cannot hear an in-process
-		// broadcast; their caches rely on TTLs (invariant 5).
-		applier := streamer.NewApplier(streamer.ApplierConfig{Region: *region, Stream: stream, Replica: rep, Logger: log, Registerer: reg})
-		worker = applier.Run
-		idle = func(context.Context) (bool, error) {
-			lag, err := stream.Lag(applier.Group())
-			return lag == 0, err
+		// With the embedded backend, lookup servers in other processes
+		// cannot hear a broadcast (bc is nil): their caches rely on TTLs
+		// (invariant 5). On AWS it is the region's SNS topic.
+		bc, err := be.OpenBroadcaster(ctx, backend.Invalidation{Region: *region, Logger: log, Registerer: reg})
+		if err != nil {
+			return err
 		}
-		log.Info("applying stream to replica", "region", *region, "replica", data.Replica(*region))
+		applier := streamer.NewApplier(streamer.ApplierConfig{Region: *region, Stream: stream, Replica: rep, Broadcaster: bc, Logger: log, Registerer: reg})
+		work = applier.Run
+		lagger, ok := stream.(interface {
+			Lag(group string) (int64, error)
+		})
+		if *drain && !ok {
+			return errors.New("apply --drain needs the embedded backend (a Kinesis stream has no end to drain to)")
+		}
+		if ok {
+			idle = func(context.Context) (bool, error) {
+				lag, err := lagger.Lag(applier.Group())
+				return lag == 0, err
+			}
+		}
+		log.Info("applying stream to replica", "region", *region, "backend", be.Backend)
 	}
 
 	if *drain {
@@ -138,7 +154,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return worker(gctx) })
+	g.Go(func() error { return work(gctx) })
 	if serveMetrics != nil {
 		g.Go(func() error { return serveMetrics(gctx) })
 	}

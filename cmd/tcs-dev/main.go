@@ -1,7 +1,9 @@
-// Command tcs-dev runs the whole system on one machine, in one process, on
-// the embedded backends: the catalog's admin REST API, the streamer (publish
-// and one applier per region) and a tcs lookup server per region, with
-// in-process invalidation. `make run` starts it.
+// Command tcs-dev runs the whole system in one process: the catalog's admin
+// REST API, the streamer (publish and one applier per region) and a tcs
+// lookup server per region. On the embedded backends (the default; `make
+// run`) invalidation is in-process; with --backend aws every part uses the
+// AWS backends (DynamoDB, Kinesis, SNS/SQS), which is how the AWS family is
+// tested end to end against the emulators in one process.
 package main
 
 import (
@@ -18,12 +20,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/tcs-dev/tcs/catalog/bolt"
+	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/httpapi"
+	"github.com/tcs-dev/tcs/cmd/internal/backend"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
 	"github.com/tcs-dev/tcs/streamer"
-	"github.com/tcs-dev/tcs/streamer/boltlog"
-	"github.com/tcs-dev/tcs/tcs/boltreplica"
+	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/fanout"
 	"github.com/tcs-dev/tcs/tcs/lookup"
 )
@@ -65,10 +67,10 @@ type endpoints struct {
 func runWithReady(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, ready chan<- endpoints) error {
 	fs := flag.NewFlagSet("tcs-dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dataDir := fs.String("data", cmdutil.EnvOr(getenv, "TCS_DATA_DIR", "data"), "data directory (env TCS_DATA_DIR)")
+	be := backend.Register(fs, getenv)
 	catalogAddr := fs.String("catalog-addr", cmdutil.EnvOr(getenv, "TCS_CATALOG_ADDR", "127.0.0.1:8080"), "admin REST API listen address (env TCS_CATALOG_ADDR)")
 	regionsFlag := fs.String("regions", cmdutil.EnvOr(getenv, "TCS_REGIONS", DefaultRegions), "regions and their gRPC listen addresses (env TCS_REGIONS)")
-	seed := fs.Bool("seed", true, "create sample tenants when the data directory is new")
+	seed := fs.Bool("seed", true, "create sample tenants when the data directory is new (aws: when the catalog is empty)")
 	logFormat := fs.String("log-format", cmdutil.EnvOr(getenv, "TCS_LOG_FORMAT", "text"), "log format: text or json (env TCS_LOG_FORMAT)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -100,12 +102,18 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 			adminTokens = append(adminTokens, t.Value)
 		}
 	}
-	data := cmdutil.Data(*dataDir)
-	if err := data.Ensure(); err != nil {
+	if err := be.Validate(); err != nil {
 		return err
 	}
-	_, statErr := os.Stat(data.Catalog())
-	fresh := errors.Is(statErr, os.ErrNotExist)
+	fresh := false
+	if !be.IsAWS() {
+		data, err := be.Data()
+		if err != nil {
+			return err
+		}
+		_, statErr := os.Stat(data.Catalog())
+		fresh = errors.Is(statErr, os.ErrNotExist)
+	}
 
 	// Open every listener first: a busy port fails the start, naming it.
 	var listeners []net.Listener
@@ -133,18 +141,28 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 		}
 	}
 
-	store, err := bolt.Open(data.Catalog(), bolt.Options{})
+	store, err := be.OpenCatalog(ctx)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	stream, err := boltlog.Open(data.Stream(), boltlog.Options{})
+	if be.IsAWS() {
+		page, err := store.List(ctx, catalog.ListOptions{Limit: 1})
+		if err != nil {
+			return err
+		}
+		fresh = len(page.Tenants) == 0
+	}
+	reg := prometheus.NewRegistry()
+	// The embedded stream is one bbolt file: publisher and appliers share
+	// it. On Kinesis each applier has its own consumer (its region's lease
+	// table), and the publisher one that only appends.
+	stream, err := be.OpenStream(ctx, backend.StreamOptions{Logger: log.With("component", "stream"), Registerer: reg})
 	if err != nil {
 		return err
 	}
 	defer stream.Close()
 
-	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	g, gctx := errgroup.WithContext(ctx)
 	api := httpapi.New(httpapi.Config{Store: store, Tokens: tokens, Logger: log.With("component", "catalog"), Registry: reg})
@@ -154,17 +172,42 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 
 	ep := endpoints{Catalog: catalogLn.Addr().String(), Regions: map[string]string{}}
 	for i, r := range regions {
-		rep, err := boltreplica.Open(data.Replica(r.region), boltreplica.Options{})
+		rep, err := be.OpenReplica(ctx, r.region)
 		if err != nil {
 			return err
 		}
 		defer rep.Close()
-		hub := fanout.New(fanout.Options{})
-		applier := streamer.NewApplier(streamer.ApplierConfig{Region: r.region, Stream: stream, Replica: rep, Broadcaster: hub,
+		var (
+			bc          tcs.Broadcaster
+			feed        tcs.Feed
+			applyStream = stream
+		)
+		regionReg := prometheus.WrapRegistererWith(prometheus.Labels{"region": r.region}, reg)
+		if be.IsAWS() {
+			// The SNS and Kinesis metrics carry their own region and stream
+			// labels; streams share their collectors.
+			inv := backend.Invalidation{Region: r.region, NodeID: "tcs-dev-" + r.region, Logger: log.With("component", "invalidation"), Registerer: reg}
+			if bc, err = be.OpenBroadcaster(ctx, inv); err != nil {
+				return err
+			}
+			if feed, err = be.OpenFeed(ctx, inv); err != nil {
+				return err
+			}
+			s, err := be.OpenStream(ctx, backend.StreamOptions{Region: r.region, Owner: "tcs-dev-" + r.region, Logger: log.With("component", "stream"), Registerer: reg})
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			applyStream = s
+		} else {
+			hub := fanout.New(fanout.Options{})
+			bc, feed = hub, hub
+		}
+		applier := streamer.NewApplier(streamer.ApplierConfig{Region: r.region, Stream: applyStream, Replica: rep, Broadcaster: bc,
 			Logger: log.With("component", "apply"), Registerer: reg})
 		g.Go(func() error { return applier.Run(gctx) })
-		srv := lookup.New(lookup.Config{Region: r.region, Replica: rep, Feed: hub, Logger: log.With("component", "tcs", "region", r.region),
-			Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"region": r.region}, reg), AdminTokens: adminTokens})
+		srv := lookup.New(lookup.Config{Region: r.region, Replica: rep, Feed: feed, Logger: log.With("component", "tcs", "region", r.region),
+			Registerer: regionReg, AdminTokens: adminTokens})
 		ln := regionLns[i]
 		g.Go(func() error { return srv.Serve(gctx, ln, lookup.ServeOptions{}) })
 		ep.Regions[r.region] = ln.Addr().String()
@@ -178,7 +221,11 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 		}
 		log.Info("seeded sample tenants", "count", n)
 	}
-	banner(stdout, *dataDir, ep, regions)
+	where := "the embedded backends (data in " + strings.TrimSuffix(be.DataDir, "/") + "/)"
+	if be.IsAWS() {
+		where = "the AWS backends (resource prefix " + be.Names.Prefix + ", home region " + be.HomeRegion + ")"
+	}
+	banner(stdout, where, ep, regions)
 	if ready != nil {
 		ready <- ep
 	}
@@ -187,9 +234,9 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	return err
 }
 
-func banner(w io.Writer, dataDir string, ep endpoints, regions []regionAddr) {
+func banner(w io.Writer, where string, ep endpoints, regions []regionAddr) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nTCS is running on the embedded backends (data in %s/). Ctrl-C stops it.\n\n", strings.TrimSuffix(dataDir, "/"))
+	fmt.Fprintf(&b, "\nTCS is running on %s. Ctrl-C stops it.\n\n", where)
 	fmt.Fprintf(&b, "  catalog admin REST API  http://%s   (OpenAPI: /openapi.json, metrics: /metrics)\n", ep.Catalog)
 	for _, r := range regions {
 		fmt.Fprintf(&b, "  tcs %-19s gRPC %s   (tcs.v1.TenantContextService, tcs.admin.v1.ReplicaAdmin, health, reflection)\n", r.region, ep.Regions[r.region])

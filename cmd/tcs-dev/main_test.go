@@ -48,8 +48,17 @@ type system struct {
 // the end of the test.
 func start(t testing.TB, extra ...string) *system {
 	t.Helper()
+	return startWith(t, nil, extra...)
+}
+
+// startWith is start with more environment (for the AWS backends).
+func startWith(t testing.TB, moreEnv map[string]string, extra ...string) *system {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	env := map[string]string{"TCS_ADMIN_TOKEN": "adm", "TCS_READER_TOKEN": "rdr"}
+	for k, v := range moreEnv {
+		env[k] = v
+	}
 	args := append([]string{"--data", t.TempDir(), "--catalog-addr", "127.0.0.1:0",
 		"--regions", "us-east-1=127.0.0.1:0,eu-west-1=127.0.0.1:0,ap-southeast-2=127.0.0.1:0"}, extra...)
 	ready := make(chan endpoints, 1)
@@ -155,7 +164,10 @@ func notFound(res *tcsv1.LookupResponse, err error) error {
 // server; an update replaces it everywhere; a delete removes it everywhere.
 func TestEndToEnd(t *testing.T) {
 	t.Parallel()
-	s := start(t, "--seed=false")
+	endToEnd(t, start(t, "--seed=false"))
+}
+
+func endToEnd(t *testing.T, s *system) {
 	code, _, body := s.rest(t, "POST", "/v1/tenants", "adm", `{"id":"acme","hostnames":["acme.example.com","www.acme.example.com"]}`)
 	if code != http.StatusCreated {
 		t.Fatalf("create: %d %s", code, body)

@@ -5,7 +5,9 @@
 // With the embedded backend the replica file is owned by one process at a
 // time, so `tcs` serves it while that region's applier is stopped; caches
 // then rely on their TTL. cmd/tcs-dev runs applier and server together, with
-// in-process invalidation.
+// in-process invalidation. With --backend aws any number of tcs nodes serve
+// a region's DynamoDB replica table, each invalidated through its own SQS
+// queue subscribed to the region's SNS topic.
 package main
 
 import (
@@ -19,10 +21,13 @@ import (
 	"net"
 	"os"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tcs-dev/tcs/catalog/httpapi"
+	"github.com/tcs-dev/tcs/cmd/internal/backend"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
-	"github.com/tcs-dev/tcs/tcs/boltreplica"
 	"github.com/tcs-dev/tcs/tcs/cache"
 	"github.com/tcs-dev/tcs/tcs/lookup"
 )
@@ -38,7 +43,9 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	fs.SetOutput(stderr)
 	region := fs.String("region", getenv("TCS_REGION"), "region to serve, e.g. us-east-1 (env TCS_REGION); required")
 	addr := fs.String("addr", cmdutil.EnvOr(getenv, "TCS_ADDR", "127.0.0.1:9001"), "gRPC listen address (env TCS_ADDR)")
-	dataDir := fs.String("data", cmdutil.EnvOr(getenv, "TCS_DATA_DIR", "data"), "data directory of the embedded backends (env TCS_DATA_DIR)")
+	be := backend.Register(fs, getenv)
+	tokensFile := fs.String("tokens-file", getenv("TCS_TOKENS_FILE"), "file of `ROLE TOKEN [NAME]` lines (env TCS_TOKENS_FILE); its admin tokens and TCS_ADMIN_TOKEN open the replica admin API (tcsctl verify/repair); none: that API is off")
+	nodeID := fs.String("node-id", getenv("TCS_NODE_ID"), "aws: this node's name in its invalidation queue's name (env TCS_NODE_ID; default host name and pid)")
 	metricsAddr := fs.String("metrics-addr", getenv("TCS_METRICS_ADDR"), "serve Prometheus /metrics on this address (env TCS_METRICS_ADDR); empty: none")
 	logFormat := fs.String("log-format", cmdutil.EnvOr(getenv, "TCS_LOG_FORMAT", "text"), "log format: text or json (env TCS_LOG_FORMAT)")
 	tlsCert := fs.String("tls-cert", getenv("TCS_TLS_CERT"), "PEM certificate file: serve TLS (with --tls-key)")
@@ -59,6 +66,9 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if *region == "" {
 		return errors.New("--region is required (or TCS_REGION)")
 	}
+	if err := be.Validate(); err != nil {
+		return err
+	}
 	tlsConfig, err := serverTLS(*tlsCert, *tlsKey, *clientCA)
 	if err != nil {
 		return err
@@ -67,18 +77,26 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return err
 	}
-	data := cmdutil.Data(*dataDir)
-	if err := data.Ensure(); err != nil {
+	adminTokens, err := adminTokens(*tokensFile, getenv)
+	if err != nil {
 		return err
 	}
-	rep, err := boltreplica.Open(data.Replica(*region), boltreplica.Options{})
+	rep, err := be.OpenReplica(ctx, *region)
 	if err != nil {
 		return err
 	}
 	defer rep.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Embedded: no feed across processes (caches rely on their TTL). AWS:
+	// this node's own SQS queue on the region's SNS topic.
+	feed, err := be.OpenFeed(ctx, backend.Invalidation{Region: *region, NodeID: *nodeID, Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
 
-	srv := lookup.New(lookup.Config{Region: *region, Replica: rep, Cache: co, Logger: log.With("region", *region)})
-	serveMetrics, err := cmdutil.ListenMetrics(*metricsAddr, srv.Registry())
+	srv := lookup.New(lookup.Config{Region: *region, Replica: rep, Feed: feed, Cache: co, Logger: log.With("region", *region), Registerer: reg, AdminTokens: adminTokens})
+	serveMetrics, err := cmdutil.ListenMetrics(*metricsAddr, reg)
 	if err != nil {
 		return err
 	}
@@ -99,6 +117,25 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	err = g.Wait()
 	log.Info("tcs stopped", "region", *region)
 	return err
+}
+
+// adminTokens returns the admin tokens of the tokens file and
+// TCS_ADMIN_TOKEN; none (no file, no variable) leaves the admin API off.
+func adminTokens(path string, getenv func(string) string) ([]string, error) {
+	if path == "" && getenv("TCS_ADMIN_TOKEN") == "" {
+		return nil, nil
+	}
+	list, err := httpapi.LoadTokenList(path, getenv)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, t := range list {
+		if t.Role == httpapi.RoleAdmin {
+			out = append(out, t.Value)
+		}
+	}
+	return out, nil
 }
 
 // serverTLS builds the TLS configuration from the flags: nil for plaintext.

@@ -61,6 +61,7 @@ func commands() []command {
 		{"transform", "bulk-change tenants matching an expression, with optimistic concurrency", runTransform},
 		{"backfill", "import tenants from a JSON Lines file", runBackfill},
 		{"export", "write every tenant to a JSON Lines file", runExport},
+		{"infra", "create the AWS resources (apply) or print the CloudFormation templates (template)", runInfra},
 	}
 }
 

@@ -204,3 +204,42 @@ func freePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// AWS is the set of shared emulators standing in for the AWS services TCS
+// uses.
+type AWS struct {
+	DynamoDB, Kinesis, SNSSQS string // endpoint URLs
+}
+
+// SharedAWS starts (on first use) the shared DynamoDB Local, kinesalite and
+// fauxqs and returns their endpoints.
+func SharedAWS(tb testing.TB) AWS {
+	tb.Helper()
+	return AWS{DynamoDB: SharedDynamoDB(tb), Kinesis: SharedKinesis(tb), SNSSQS: SharedSNSSQS(tb)}
+}
+
+// Env is the environment that points the AWS SDK's default configuration
+// chain at the emulators (static credentials, us-east-1), as the binaries
+// read it.
+func (a AWS) Env() map[string]string {
+	return map[string]string{
+		"AWS_REGION":                "us-east-1",
+		"AWS_ACCESS_KEY_ID":         "local",
+		"AWS_SECRET_ACCESS_KEY":     "local",
+		"AWS_ENDPOINT_URL_DYNAMODB": a.DynamoDB,
+		"AWS_ENDPOINT_URL_KINESIS":  a.Kinesis,
+		"AWS_ENDPOINT_URL_SNS":      a.SNSSQS,
+		"AWS_ENDPOINT_URL_SQS":      a.SNSSQS,
+		// No shared config or credentials files of the machine's user.
+		"AWS_CONFIG_FILE":             os.DevNull,
+		"AWS_SHARED_CREDENTIALS_FILE": os.DevNull,
+	}
+}
+
+// Setenv sets Env for the rest of the test (tb.Setenv: not with t.Parallel).
+func (a AWS) Setenv(tb testing.TB) {
+	tb.Helper()
+	for k, v := range a.Env() {
+		tb.Setenv(k, v)
+	}
+}

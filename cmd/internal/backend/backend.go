@@ -1,0 +1,332 @@
+// Package backend picks and opens the storage and messaging backends of the
+// TCS binaries from one configuration: the embedded family (bbolt files in
+// a data directory; one process per file) or the AWS family (DynamoDB,
+// Kinesis, SNS/SQS). Every binary registers the same flags, so one
+// environment configures them all:
+//
+//	TCS_BACKEND          embedded (default) or aws
+//	TCS_DATA_DIR         embedded: the data directory (default ./data)
+//	TCS_AWS_PREFIX       aws: prefix of every resource name (default tcs)
+//	TCS_AWS_HOME_REGION  aws: region of the catalog table and the stream
+//	                     (default AWS_REGION)
+//	TCS_POLL_INTERVAL    aws: Kinesis GetRecords poll interval (default 100ms)
+//
+// AWS credentials, regions and endpoints come from the SDK's standard chain
+// (AWS_PROFILE, AWS_ACCESS_KEY_ID…, AWS_REGION, AWS_ENDPOINT_URL_DYNAMODB,
+// AWS_ENDPOINT_URL_KINESIS, AWS_ENDPOINT_URL_SNS, AWS_ENDPOINT_URL_SQS).
+// Serving regions are AWS regions: a region's replica table, lease table and
+// topic are reached in that region. Resource names follow
+// infra/provision.Names; `tcsctl infra apply` creates them.
+package backend
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	awssns "github.com/aws/aws-sdk-go-v2/service/sns"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tcs-dev/tcs/catalog"
+	"github.com/tcs-dev/tcs/catalog/bolt"
+	catalogdynamo "github.com/tcs-dev/tcs/catalog/dynamo"
+	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
+	"github.com/tcs-dev/tcs/infra/provision"
+	"github.com/tcs-dev/tcs/streamer"
+	"github.com/tcs-dev/tcs/streamer/boltlog"
+	streamkinesis "github.com/tcs-dev/tcs/streamer/kinesis"
+	"github.com/tcs-dev/tcs/tcs"
+	"github.com/tcs-dev/tcs/tcs/boltreplica"
+	replicadynamo "github.com/tcs-dev/tcs/tcs/dynamo"
+	tcssns "github.com/tcs-dev/tcs/tcs/sns"
+)
+
+// The backend families.
+const (
+	Embedded = "embedded"
+	AWS      = "aws"
+)
+
+// Config selects and configures the backends. Register fills it from flags
+// and environment.
+type Config struct {
+	Backend string
+	// DataDir is the embedded backends' data directory.
+	DataDir string
+	// Names derives the AWS resource names.
+	Names provision.Names
+	// HomeRegion is the AWS region of the catalog table and the stream.
+	HomeRegion string
+	// PollInterval is the Kinesis poll interval.
+	PollInterval time.Duration
+
+	// LoadAWS loads the SDK configuration of a region; nil means the SDK's
+	// default chain (config.LoadDefaultConfig). Tests replace it.
+	LoadAWS func(ctx context.Context, region string) (aws.Config, error)
+
+	mu  sync.Mutex
+	aws map[string]aws.Config
+}
+
+// Register adds the backend flags to fs, with defaults from getenv, and
+// returns the Config they fill.
+func Register(fs *flag.FlagSet, getenv func(string) string) *Config {
+	c := &Config{}
+	fs.StringVar(&c.Backend, "backend", cmdutil.EnvOr(getenv, "TCS_BACKEND", Embedded), "storage and messaging backends: embedded or aws (env TCS_BACKEND)")
+	fs.StringVar(&c.DataDir, "data", cmdutil.EnvOr(getenv, "TCS_DATA_DIR", "data"), "embedded: data directory (env TCS_DATA_DIR)")
+	fs.StringVar(&c.Names.Prefix, "aws-prefix", cmdutil.EnvOr(getenv, "TCS_AWS_PREFIX", provision.DefaultPrefix), "aws: prefix of every resource name (env TCS_AWS_PREFIX)")
+	fs.StringVar(&c.HomeRegion, "aws-home-region", cmdutil.EnvOr(getenv, "TCS_AWS_HOME_REGION", getenv("AWS_REGION")), "aws: region of the catalog table and the change stream (env TCS_AWS_HOME_REGION, default AWS_REGION)")
+	poll := streamkinesis.DefaultPollInterval
+	if v := getenv("TCS_POLL_INTERVAL"); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			poll = d
+		}
+	}
+	fs.DurationVar(&c.PollInterval, "poll-interval", poll, "aws: Kinesis GetRecords poll interval (env TCS_POLL_INTERVAL)")
+	return c
+}
+
+// Validate reports a configuration that cannot work, naming the setting.
+func (c *Config) Validate() error {
+	switch c.Backend {
+	case Embedded:
+		if c.DataDir == "" {
+			return errors.New("--data (TCS_DATA_DIR) is empty")
+		}
+	case AWS:
+		if c.HomeRegion == "" {
+			return errors.New("--backend aws needs a home region: set AWS_REGION or --aws-home-region (TCS_AWS_HOME_REGION)")
+		}
+		if p := c.Names.Prefix; p == "" || strings.Trim(p, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" || len(p) > 32 {
+			return fmt.Errorf("--aws-prefix %q: want 1 to 32 lower-case letters, digits and dashes", p)
+		}
+		if c.PollInterval <= 0 {
+			return fmt.Errorf("--poll-interval %v: want a positive duration", c.PollInterval)
+		}
+	default:
+		return fmt.Errorf("--backend %q: want %s or %s", c.Backend, Embedded, AWS)
+	}
+	return nil
+}
+
+// IsAWS reports whether the AWS family is selected.
+func (c *Config) IsAWS() bool { return c.Backend == AWS }
+
+// Data is the embedded data directory, created if needed.
+func (c *Config) Data() (cmdutil.Data, error) {
+	d := cmdutil.Data(c.DataDir)
+	return d, d.Ensure()
+}
+
+// awsConfig returns the SDK configuration for region (loaded once).
+func (c *Config) awsConfig(ctx context.Context, region string) (aws.Config, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cfg, ok := c.aws[region]; ok {
+		return cfg, nil
+	}
+	load := c.LoadAWS
+	if load == nil {
+		load = func(ctx context.Context, region string) (aws.Config, error) {
+			return awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(region))
+		}
+	}
+	cfg, err := load(ctx, region)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("load AWS configuration for %s: %w", region, err)
+	}
+	if c.aws == nil {
+		c.aws = map[string]aws.Config{}
+	}
+	c.aws[region] = cfg
+	return cfg, nil
+}
+
+// Clients returns the SDK clients of region.
+func (c *Config) Clients(ctx context.Context, region string) (*Clients, error) {
+	cfg, err := c.awsConfig(ctx, region)
+	if err != nil {
+		return nil, err
+	}
+	return &Clients{
+		DynamoDB: dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
+			// DynamoDB Local's error responses carry a CRC32 that does not
+			// match, and the SDK logs a warning for each: with an endpoint
+			// override (an emulator), skip the check.
+			if o.BaseEndpoint != nil {
+				o.DisableValidateResponseChecksum = true
+			}
+		}),
+		Kinesis: kinesis.NewFromConfig(cfg),
+		SNS:     awssns.NewFromConfig(cfg),
+		SQS:     awssqs.NewFromConfig(cfg),
+	}, nil
+}
+
+// Clients are the SDK clients of one region.
+type Clients struct {
+	DynamoDB *dynamodb.Client
+	Kinesis  *kinesis.Client
+	SNS      *awssns.Client
+	SQS      *awssqs.Client
+}
+
+// ProvisionClients adapts c for provision.Apply.
+func (c *Config) ProvisionClients(ctx context.Context) provision.Clients {
+	get := func(region string) *Clients {
+		cl, err := c.Clients(ctx, region)
+		if err != nil {
+			// LoadDefaultConfig fails only on a broken shared config file,
+			// which the home region's load already reported.
+			panic(err)
+		}
+		return cl
+	}
+	return provision.Clients{
+		DynamoDB: func(r string) *dynamodb.Client { return get(r).DynamoDB },
+		Kinesis:  func(r string) *kinesis.Client { return get(r).Kinesis },
+		SNS:      func(r string) *awssns.Client { return get(r).SNS },
+	}
+}
+
+// OpenCatalog opens the source of truth.
+func (c *Config) OpenCatalog(ctx context.Context) (catalog.Store, error) {
+	if !c.IsAWS() {
+		data, err := c.Data()
+		if err != nil {
+			return nil, err
+		}
+		return bolt.Open(data.Catalog(), bolt.Options{})
+	}
+	cl, err := c.Clients(ctx, c.HomeRegion)
+	if err != nil {
+		return nil, err
+	}
+	return catalogdynamo.Open(ctx, catalogdynamo.Config{Client: cl.DynamoDB, Table: c.Names.CatalogTable()})
+}
+
+// StreamOptions are what a stream's consumer side needs.
+type StreamOptions struct {
+	// Region whose lease table the consumer groups use (streamer apply);
+	// empty for a stream that is only appended to (streamer publish).
+	Region string
+	// Owner names this worker among the consumers of a group; empty means
+	// host name, process id and a random suffix.
+	Owner      string
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// OpenStream opens the ordered change stream.
+func (c *Config) OpenStream(ctx context.Context, o StreamOptions) (streamer.Stream, error) {
+	if !c.IsAWS() {
+		data, err := c.Data()
+		if err != nil {
+			return nil, err
+		}
+		return boltlog.Open(data.Stream(), boltlog.Options{})
+	}
+	home, err := c.Clients(ctx, c.HomeRegion)
+	if err != nil {
+		return nil, err
+	}
+	cfg := streamkinesis.Config{
+		Kinesis:      home.Kinesis,
+		Stream:       c.Names.Stream(),
+		Owner:        o.Owner,
+		PollInterval: c.PollInterval,
+		Logger:       o.Logger,
+		Registerer:   o.Registerer,
+	}
+	if o.Region != "" {
+		local, err := c.Clients(ctx, o.Region)
+		if err != nil {
+			return nil, err
+		}
+		cfg.DynamoDB, cfg.LeaseTable = local.DynamoDB, c.Names.LeaseTable(o.Region)
+	}
+	return streamkinesis.Open(ctx, cfg)
+}
+
+// OpenReplica opens region's replica table.
+func (c *Config) OpenReplica(ctx context.Context, region string) (tcs.Replica, error) {
+	if !c.IsAWS() {
+		data, err := c.Data()
+		if err != nil {
+			return nil, err
+		}
+		return boltreplica.Open(data.Replica(region), boltreplica.Options{})
+	}
+	cl, err := c.Clients(ctx, region)
+	if err != nil {
+		return nil, err
+	}
+	return replicadynamo.Open(ctx, replicadynamo.Config{Client: cl.DynamoDB, Table: c.Names.ReplicaTable(region)})
+}
+
+// Invalidation is what a region's invalidation broadcast needs.
+type Invalidation struct {
+	Region string
+	// NodeID names a tcs node's queue; empty means the host name.
+	NodeID     string
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// OpenBroadcaster returns the broadcaster an applier of region invalidates
+// lookup caches with. The embedded family has none across processes (nil:
+// caches rely on their TTL); cmd/tcs-dev wires an in-process hub instead.
+func (c *Config) OpenBroadcaster(ctx context.Context, o Invalidation) (tcs.Broadcaster, error) {
+	if !c.IsAWS() {
+		return nil, nil
+	}
+	cfg, err := c.snsConfig(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	return tcssns.OpenBroadcaster(ctx, cfg)
+}
+
+// OpenFeed returns the invalidation feed of a tcs node of region; nil for
+// the embedded family (see OpenBroadcaster).
+func (c *Config) OpenFeed(ctx context.Context, o Invalidation) (tcs.Feed, error) {
+	if !c.IsAWS() {
+		return nil, nil
+	}
+	cfg, err := c.snsConfig(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	return tcssns.OpenFeed(ctx, cfg)
+}
+
+func (c *Config) snsConfig(ctx context.Context, o Invalidation) (tcssns.Config, error) {
+	cl, err := c.Clients(ctx, o.Region)
+	if err != nil {
+		return tcssns.Config{}, err
+	}
+	arn, err := tcssns.LookupTopic(ctx, cl.SNS, c.Names.Topic(o.Region))
+	if err != nil {
+		return tcssns.Config{}, err
+	}
+	node := o.NodeID
+	if node == "" {
+		host, _ := os.Hostname()
+		node = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	return tcssns.Config{
+		SNS: cl.SNS, SQS: cl.SQS, TopicARN: arn, Region: o.Region, Prefix: c.Names.Prefix, NodeID: node,
+		Logger: o.Logger, Registerer: o.Registerer,
+	}, nil
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	awssns "github.com/aws/aws-sdk-go-v2/service/sns"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/tcs-dev/tcs/infra/emulators"
+	"github.com/tcs-dev/tcs/infra/provision"
+	tcssns "github.com/tcs-dev/tcs/tcs/sns"
+)
+
+func TestMain(m *testing.M) { os.Exit(emulators.Main(m)) }
+
+var awsPrefixes atomic.Int64
+
+// startAWS runs the whole system on the AWS backends against the local
+// emulators: a fresh set of tables, stream and topics (provisioned as
+// `tcsctl infra apply` does), reached through the SDK's default chain as
+// the binaries reach them. It sets the process environment, so callers
+// must not be parallel tests.
+func startAWS(t testing.TB, extra ...string) (*system, provision.Names) {
+	t.Helper()
+	emu := emulators.SharedAWS(t)
+	emu.Setenv(t)
+	names := provision.Names{Prefix: fmt.Sprintf("dev%d", awsPrefixes.Add(1))}
+	plan := provision.Plan{Names: names, HomeRegion: "us-east-1", Regions: []string{"us-east-1", "eu-west-1", "ap-southeast-2"}, Shards: 2}
+	var out bytes.Buffer
+	if err := provision.Apply(context.Background(), plan, provisionClients(t), &out); err != nil {
+		t.Fatalf("provision: %v\n%s", err, &out)
+	}
+	env := emu.Env()
+	env["TCS_BACKEND"], env["TCS_AWS_PREFIX"], env["TCS_POLL_INTERVAL"] = "aws", names.Prefix, "100ms"
+	return startWith(t, env, extra...), names
+}
+
+func provisionClients(t testing.TB) provision.Clients {
+	load := func(region string) aws.Config {
+		cfg, err := awsconfig.LoadDefaultConfig(context.Background(), awsconfig.WithRegion(region))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	return provision.Clients{
+		DynamoDB: func(r string) *dynamodb.Client {
+			return dynamodb.NewFromConfig(load(r), func(o *dynamodb.Options) { o.DisableValidateResponseChecksum = true })
+		},
+		Kinesis: func(r string) *kinesis.Client { return kinesis.NewFromConfig(load(r)) },
+		SNS:     func(r string) *awssns.Client { return awssns.NewFromConfig(load(r)) },
+	}
+}
+
+// TestEndToEndAWS is TestEndToEnd on the AWS family: REST write → DynamoDB
+// source of truth and outbox → Kinesis → three DynamoDB replica tables →
+// SNS/SQS invalidation → Lookup in three regions. The lookup caches keep
+// answers for 30 s (cache.DefaultTTL), longer than endToEnd waits, so only
+// the SNS/SQS invalidations can make the updates and the delete visible in
+// time.
+func TestEndToEndAWS(t *testing.T) {
+	s, names := startAWS(t, "--seed=false")
+	endToEnd(t, s)
+
+	// Each region's tcs node has its own SQS queue while it runs.
+	cfg, err := awsconfig.LoadDefaultConfig(context.Background(), awsconfig.WithRegion("eu-west-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := awssqs.NewFromConfig(cfg).ListQueues(context.Background(), &awssqs.ListQueuesInput{
+		QueueNamePrefix: aws.String(tcssns.QueueNamePrefix(names.Prefix, "eu-west-1"))})
+	if err != nil || len(q.QueueUrls) != 1 {
+		t.Errorf("eu-west-1 invalidation queues while running: %v, %v; want 1", q.QueueUrls, err)
+	}
+}
+
+// TestSeedAWS: an empty AWS catalog gets the sample tenants.
+func TestSeedAWS(t *testing.T) {
+	s, _ := startAWS(t)
+	s.eventually(t, "acme.example.com", atVersion("acme", 1))
+	deadline := time.Now().Add(5 * time.Second)
+	for !bytes.Contains([]byte(s.stdout.String()), []byte("AWS backends")) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !bytes.Contains([]byte(s.stdout.String()), []byte("AWS backends")) {
+		t.Errorf("banner does not say the AWS backends:\n%s", s.stdout.String())
+	}
+}

@@ -1,0 +1,67 @@
+package emulators
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// kinesaliteJS starts kinesalite bound to loopback; see the file.
+//
+//go:embed kinesalite.js
+var kinesaliteJS string
+
+// StartKinesis starts a private in-memory kinesalite, waits until it accepts
+// connections on 127.0.0.1, and stops it when tb ends. It returns the
+// endpoint URL. Streams become ACTIVE 50 ms after CreateStream, and splits
+// and merges take effect 50 ms after the call.
+func StartKinesis(tb testing.TB) (endpoint string) {
+	tb.Helper()
+	p, err := startKinesis()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(p.Stop)
+	return p.Endpoint
+}
+
+var sharedKinesis = newShared(startKinesis)
+
+// SharedKinesis returns the endpoint of the test binary's kinesalite,
+// starting it on first use (~0.3 s). Tests sharing it must use their own
+// streams. Main stops it.
+func SharedKinesis(tb testing.TB) (endpoint string) {
+	tb.Helper()
+	return sharedKinesis.endpoint(tb)
+}
+
+func startKinesis() (*Process, error) {
+	dir, err := Dir()
+	if err != nil {
+		return nil, err
+	}
+	module := filepath.Join(dir, "node", "node_modules", "kinesalite")
+	if _, err := os.Stat(filepath.Join(module, "index.js")); err != nil {
+		return nil, fmt.Errorf("kinesalite is not installed (%s: %v): %s", module, errors.Unwrap(err), installHint)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		return nil, fmt.Errorf("kinesalite needs node, which is not on PATH: install Node.js 20 or later, then %s", installHint)
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	// The wrapper is run from memory (node -e), so it need not be found on
+	// disk; it reads where the module is from the environment.
+	cmd := exec.Command(node, "-e", kinesaliteJS)
+	cmd.Env = append(os.Environ(),
+		"KINESALITE_MODULE="+module,
+		fmt.Sprintf("KINESALITE_PORT=%d", port),
+	)
+	return start(cmd, "kinesalite", port)
+}

@@ -1,0 +1,276 @@
+package provision_test
+
+import (
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/google/go-cmp/cmp"
+
+	catalogdynamo "github.com/tcs-dev/tcs/catalog/dynamo"
+	"github.com/tcs-dev/tcs/infra/cloudformation"
+	"github.com/tcs-dev/tcs/infra/provision"
+	streamkinesis "github.com/tcs-dev/tcs/streamer/kinesis"
+	replicadynamo "github.com/tcs-dev/tcs/tcs/dynamo"
+	tcssns "github.com/tcs-dev/tcs/tcs/sns"
+)
+
+// The templates and the code must agree on every name, key schema and IAM
+// action; these tests fail when one side changes alone.
+
+const (
+	prefix  = "acme-tcs"
+	home    = "us-east-1"
+	serving = "eu-west-1"
+)
+
+var names = provision.Names{Prefix: prefix}
+
+func templates(t *testing.T) (homeT, regionT *cloudformation.Template, homeVars, regionVars map[string]string) {
+	t.Helper()
+	var err error
+	if homeT, err = cloudformation.Parse(cloudformation.Home); err != nil {
+		t.Fatal(err)
+	}
+	if regionT, err = cloudformation.Parse(cloudformation.Region); err != nil {
+		t.Fatal(err)
+	}
+	pseudo := map[string]string{"Prefix": prefix, "AWS::Partition": "aws", "AWS::AccountId": "123456789012"}
+	homeVars = map[string]string{"AWS::Region": home, "ShardCount": "2"}
+	regionVars = map[string]string{"AWS::Region": serving, "HomeRegion": home}
+	for k, v := range pseudo {
+		homeVars[k], regionVars[k] = v, v
+	}
+	return homeT, regionT, homeVars, regionVars
+}
+
+func TestTemplateParametersMatchDefaults(t *testing.T) {
+	t.Parallel()
+	homeT, regionT, _, _ := templates(t)
+	for name, tpl := range map[string]*cloudformation.Template{"home": homeT, "region": regionT} {
+		if got := tpl.Parameters["Prefix"].Default; got != provision.DefaultPrefix {
+			t.Errorf("%s.yaml: Prefix default %v, want %q (provision.DefaultPrefix)", name, got, provision.DefaultPrefix)
+		}
+	}
+}
+
+func TestTemplateTablesMatchCode(t *testing.T) {
+	t.Parallel()
+	homeT, regionT, homeVars, regionVars := templates(t)
+	for _, tc := range []struct {
+		tpl  *cloudformation.Template
+		vars map[string]string
+		id   string
+		want *dynamodb.CreateTableInput
+		// protect: deletion protection on; pitr: point-in-time recovery on
+		protect, pitr bool
+	}{
+		{homeT, homeVars, "CatalogTable", catalogdynamo.TableInput(names.CatalogTable()), true, true},
+		{regionT, regionVars, "ReplicaTable", replicadynamo.TableInput(names.ReplicaTable(serving)), false, true},
+		{regionT, regionVars, "LeaseTable", streamkinesis.LeaseTableInput(names.LeaseTable(serving)), false, false},
+	} {
+		t.Run(tc.id, func(t *testing.T) {
+			r, ok := tc.tpl.Resources[tc.id]
+			if !ok || r.Type != "AWS::DynamoDB::Table" {
+				t.Fatalf("no AWS::DynamoDB::Table %s in the template", tc.id)
+			}
+			p := r.Properties
+			name, err := cloudformation.Resolve(p["TableName"], tc.vars)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := aws.ToString(tc.want.TableName); name != want {
+				t.Errorf("TableName %q, code uses %q", name, want)
+			}
+			if got, want := p["BillingMode"], string(tc.want.BillingMode); got != want {
+				t.Errorf("BillingMode %v, code creates %v", got, want)
+			}
+			var gotAttrs, wantAttrs, gotKeys, wantKeys []string
+			for _, a := range list(t, p["AttributeDefinitions"]) {
+				gotAttrs = append(gotAttrs, str(a["AttributeName"])+":"+str(a["AttributeType"]))
+			}
+			for _, a := range tc.want.AttributeDefinitions {
+				wantAttrs = append(wantAttrs, aws.ToString(a.AttributeName)+":"+string(a.AttributeType))
+			}
+			for _, k := range list(t, p["KeySchema"]) {
+				gotKeys = append(gotKeys, str(k["AttributeName"])+":"+str(k["KeyType"]))
+			}
+			for _, k := range tc.want.KeySchema {
+				wantKeys = append(wantKeys, aws.ToString(k.AttributeName)+":"+string(k.KeyType))
+			}
+			sort.Strings(gotAttrs)
+			sort.Strings(wantAttrs)
+			if diff := cmp.Diff(wantAttrs, gotAttrs); diff != "" {
+				t.Errorf("AttributeDefinitions (-code +template):\n%s", diff)
+			}
+			if diff := cmp.Diff(wantKeys, gotKeys); diff != "" {
+				t.Errorf("KeySchema (-code +template):\n%s", diff)
+			}
+			if got := p["DeletionProtectionEnabled"] == true; got != tc.protect {
+				t.Errorf("DeletionProtectionEnabled %v, want %v", got, tc.protect)
+			}
+			pitr, _ := p["PointInTimeRecoverySpecification"].(map[string]any)
+			if got := pitr["PointInTimeRecoveryEnabled"] == true; got != tc.pitr {
+				t.Errorf("PointInTimeRecoveryEnabled %v, want %v", got, tc.pitr)
+			}
+		})
+	}
+}
+
+func TestTemplateStreamAndTopicMatchCode(t *testing.T) {
+	t.Parallel()
+	homeT, regionT, homeVars, regionVars := templates(t)
+	s := homeT.Resources["ChangeStream"]
+	if s.Type != "AWS::Kinesis::Stream" {
+		t.Fatalf("ChangeStream is %q", s.Type)
+	}
+	if name, err := cloudformation.Resolve(s.Properties["Name"], homeVars); err != nil || name != names.Stream() {
+		t.Errorf("stream name %q (%v), code uses %q", name, err, names.Stream())
+	}
+	enc, _ := s.Properties["StreamEncryption"].(map[string]any)
+	if enc["EncryptionType"] != "KMS" || enc["KeyId"] == nil {
+		t.Errorf("stream encryption %v, want KMS with a key", enc)
+	}
+	topic := regionT.Resources["InvalidationTopic"]
+	if name, err := cloudformation.Resolve(topic.Properties["TopicName"], regionVars); err != nil || name != names.Topic(serving) {
+		t.Errorf("topic name %q (%v), code uses %q", name, err, names.Topic(serving))
+	}
+	// The stream ARN the region's appliers may read is the home stack's stream.
+	arn, err := cloudformation.Resolve(statement(t, regionT, "ApplierPolicy", "Stream")["Resource"], regionVars)
+	if want := "arn:aws:kinesis:" + home + ":123456789012:stream/" + names.Stream(); err != nil || arn != want {
+		t.Errorf("applier stream ARN %q (%v), want %q", arn, err, want)
+	}
+	// A node may touch only its region's invalidation queues.
+	arn, err = cloudformation.Resolve(statement(t, regionT, "NodePolicy", "OwnQueue")["Resource"], regionVars)
+	if want := "arn:aws:sqs:" + serving + ":123456789012:" + tcssns.QueueNamePrefix(prefix, serving) + "*"; err != nil || arn != want {
+		t.Errorf("node queue ARN %q (%v), want %q", arn, err, want)
+	}
+}
+
+// TestTemplatePoliciesMatchCode checks least privilege both ways: each
+// policy statement allows exactly the IAM actions behind the SDK methods the
+// code's API interfaces declare for that resource — a method added to an
+// interface without its permission, or a permission nothing calls, fails.
+func TestTemplatePoliciesMatchCode(t *testing.T) {
+	t.Parallel()
+	homeT, regionT, _, _ := templates(t)
+	catalogAPI := actions("dynamodb", (*catalogdynamo.API)(nil))
+	kinesisAPI := actions("kinesis", (*streamkinesis.KinesisAPI)(nil))
+	replicaAPI := actions("dynamodb", (*replicadynamo.API)(nil))
+	replicaReads := actions("dynamodb", (*replicadynamo.API)(nil), "TransactWriteItems")
+	for _, tc := range []struct {
+		tpl         *cloudformation.Template
+		policy, sid string
+		want        []string
+		subsetOf    []string // want must be a subset of this interface's actions
+	}{
+		{tpl: homeT, policy: "CatalogPolicy", sid: "SourceOfTruth", want: catalogAPI},
+		{tpl: homeT, policy: "PublisherPolicy", sid: "Outbox", want: []string{"dynamodb:BatchWriteItem", "dynamodb:DescribeTable", "dynamodb:Query"}, subsetOf: catalogAPI},
+		{tpl: homeT, policy: "PublisherPolicy", sid: "Stream", want: []string{"kinesis:DescribeStreamSummary", "kinesis:PutRecords"}, subsetOf: kinesisAPI},
+		{tpl: regionT, policy: "ApplierPolicy", sid: "Stream", want: actions("kinesis", (*streamkinesis.KinesisAPI)(nil), "PutRecords")},
+		{tpl: regionT, policy: "ApplierPolicy", sid: "Leases", want: actions("dynamodb", (*streamkinesis.LeaseAPI)(nil))},
+		{tpl: regionT, policy: "ApplierPolicy", sid: "Replica", want: actions("dynamodb", (*replicadynamo.API)(nil), "Scan"), subsetOf: replicaAPI},
+		{tpl: regionT, policy: "ApplierPolicy", sid: "Invalidate", want: []string{"sns:GetTopicAttributes", "sns:Publish"}, subsetOf: actions("sns", (*tcssns.SNSAPI)(nil))},
+		{tpl: regionT, policy: "ApplierPolicy", sid: "FindTopic", want: actions("sns", (*tcssns.ListTopicsAPI)(nil))},
+		{tpl: regionT, policy: "NodePolicy", sid: "Replica", want: replicaReads},
+		{tpl: regionT, policy: "NodePolicy", sid: "Subscribe", want: actions("sns", (*tcssns.SNSAPI)(nil), "Publish")},
+		{tpl: regionT, policy: "NodePolicy", sid: "OwnQueue", want: actions("sqs", (*tcssns.SQSAPI)(nil), "ListQueues")},
+		{tpl: regionT, policy: "NodePolicy", sid: "FindQueuesAndTopic", want: append(actions("sns", (*tcssns.ListTopicsAPI)(nil)), "sqs:ListQueues")},
+	} {
+		t.Run(tc.policy+"/"+tc.sid, func(t *testing.T) {
+			var got []string
+			for _, a := range list(t, statement(t, tc.tpl, tc.policy, tc.sid)["Action"]) {
+				got = append(got, a["."].(string))
+			}
+			want := slices.Clone(tc.want)
+			sort.Strings(got)
+			sort.Strings(want)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("actions (-code needs +template allows):\n%s", diff)
+			}
+			for _, a := range want {
+				if tc.subsetOf != nil && !slices.Contains(tc.subsetOf, a) {
+					t.Errorf("%s is not among the API interface's actions %v", a, tc.subsetOf)
+				}
+			}
+		})
+	}
+}
+
+// iamActions maps SDK operations to the IAM actions that authorise them
+// where the two differ.
+var iamActions = map[string][]string{
+	"dynamodb:TransactWriteItems": {"dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+	"dynamodb:TransactGetItems":   {"dynamodb:GetItem"},
+	"sqs:DeleteMessageBatch":      {"sqs:DeleteMessage"},
+	"sqs:SendMessageBatch":        {"sqs:SendMessage"},
+}
+
+// actions returns the IAM actions behind the methods of the interface
+// *iface points to, without those named in except.
+func actions(service string, iface any, except ...string) []string {
+	typ := reflect.TypeOf(iface).Elem()
+	set := map[string]bool{}
+	for i := range typ.NumMethod() {
+		m := typ.Method(i).Name
+		if slices.Contains(except, m) {
+			continue
+		}
+		op := service + ":" + m
+		if mapped, ok := iamActions[op]; ok {
+			for _, a := range mapped {
+				set[a] = true
+			}
+			continue
+		}
+		set[op] = true
+	}
+	out := make([]string, 0, len(set))
+	for a := range set {
+		out = append(out, a)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func statement(t *testing.T, tpl *cloudformation.Template, policy, sid string) map[string]any {
+	t.Helper()
+	r, ok := tpl.Resources[policy]
+	if !ok || r.Type != "AWS::IAM::ManagedPolicy" {
+		t.Fatalf("no AWS::IAM::ManagedPolicy %s", policy)
+	}
+	doc, _ := r.Properties["PolicyDocument"].(map[string]any)
+	var sids []string
+	for _, st := range list(t, doc["Statement"]) {
+		if st["Sid"] == sid {
+			return st
+		}
+		sids = append(sids, str(st["Sid"]))
+	}
+	t.Fatalf("policy %s has no statement %s (has %s)", policy, sid, strings.Join(sids, ", "))
+	return nil
+}
+
+// list returns a YAML list as maps; scalar items become {".": item}.
+func list(t *testing.T, v any) []map[string]any {
+	t.Helper()
+	items, ok := v.([]any)
+	if !ok {
+		t.Fatalf("%v is not a list", v)
+	}
+	var out []map[string]any
+	for _, it := range items {
+		if m, ok := it.(map[string]any); ok {
+			out = append(out, m)
+		} else {
+			out = append(out, map[string]any{".": it})
+		}
+	}
+	return out
+}
+
+func str(v any) string { s, _ := v.(string); return s }

@@ -1,0 +1,277 @@
+// Package provision creates TCS's AWS resources through the SDK,
+// idempotently: the source-of-truth table and change stream in the home
+// region, and per serving region the replica table, the applier's lease
+// table and the invalidation topic. It is `tcsctl infra apply`, and how the
+// local emulators get their resources. Production deployments use the
+// CloudFormation templates in infra/cloudformation, which declare the same
+// resources plus what the emulators cannot model (IAM policies, KMS stream
+// encryption, point-in-time recovery); this package's tests keep the two in
+// step.
+//
+// Every name derives from one prefix (Names), which the binaries take as
+// --aws-prefix.
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	awssns "github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/smithy-go"
+
+	catalogdynamo "github.com/tcs-dev/tcs/catalog/dynamo"
+	streamkinesis "github.com/tcs-dev/tcs/streamer/kinesis"
+	replicadynamo "github.com/tcs-dev/tcs/tcs/dynamo"
+	tcssns "github.com/tcs-dev/tcs/tcs/sns"
+)
+
+// DefaultPrefix is the resource name prefix when none is configured.
+const DefaultPrefix = "tcs"
+
+// Names derives every resource name from Prefix. The CloudFormation
+// templates use the same scheme with their Prefix parameter.
+type Names struct {
+	Prefix string
+}
+
+func (n Names) prefix() string {
+	if n.Prefix == "" {
+		return DefaultPrefix
+	}
+	return n.Prefix
+}
+
+// CatalogTable is the source-of-truth table (home region).
+func (n Names) CatalogTable() string { return n.prefix() + "-catalog" }
+
+// Stream is the change stream (home region).
+func (n Names) Stream() string { return n.prefix() + "-changes" }
+
+// ReplicaTable is region's replica table.
+func (n Names) ReplicaTable(region string) string {
+	return replicadynamo.TableName(n.prefix(), region)
+}
+
+// LeaseTable is the lease/checkpoint table of region's appliers.
+func (n Names) LeaseTable(region string) string { return n.prefix() + "-leases-" + region }
+
+// Topic is region's invalidation topic.
+func (n Names) Topic(region string) string { return tcssns.TopicName(n.prefix(), region) }
+
+// Clients reach the AWS APIs; a func field returns the client for a region.
+type Clients struct {
+	DynamoDB func(region string) *dynamodb.Client
+	Kinesis  func(region string) *kinesis.Client
+	SNS      func(region string) *awssns.Client
+}
+
+// Plan is what Apply creates.
+type Plan struct {
+	Names      Names
+	HomeRegion string
+	// Regions are the serving regions (TCS region names, which are AWS
+	// region names).
+	Regions []string
+	// Shards is the change stream's shard count for a new stream; an
+	// existing stream keeps its shards.
+	Shards int
+}
+
+// Validate reports what is wrong with p.
+func (p Plan) Validate() error {
+	var errs []error
+	if p.HomeRegion == "" {
+		errs = append(errs, errors.New("home region is empty (set AWS_REGION or --home-region)"))
+	}
+	if len(p.Regions) == 0 {
+		errs = append(errs, errors.New("no serving regions (--regions)"))
+	}
+	for _, r := range p.Regions {
+		if !validRegion(r) {
+			errs = append(errs, fmt.Errorf("region %q: want lower-case letters, digits and dashes, like eu-west-1", r))
+		}
+	}
+	if dup := duplicate(p.Regions); dup != "" {
+		errs = append(errs, fmt.Errorf("region %q is listed twice", dup))
+	}
+	if p.Shards < 1 || p.Shards > 500 {
+		errs = append(errs, fmt.Errorf("shards %d: want 1 to 500", p.Shards))
+	}
+	return errors.Join(errs...)
+}
+
+// Apply creates every resource of p that does not exist yet and waits until
+// each is ready; running it again changes nothing. Existing resources are
+// left as they are (a table with another key schema is an error). The
+// catalog table gets deletion protection, it and the replica tables
+// point-in-time recovery. It writes one line per resource to out.
+func Apply(ctx context.Context, p Plan, c Clients, out io.Writer) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	step := func(what string, f func() error) error {
+		start := time.Now()
+		if err := f(); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		fmt.Fprintf(out, "ok  %-60s %v\n", what, time.Since(start).Round(time.Millisecond))
+		return nil
+	}
+	home := p.HomeRegion
+	catalogTable := catalogdynamo.TableInput(p.Names.CatalogTable())
+	catalogTable.DeletionProtectionEnabled = aws.Bool(true)
+	if err := step("dynamodb table "+p.Names.CatalogTable()+" ("+home+")", func() error {
+		return createTable(ctx, c.DynamoDB(home), catalogTable, true, out)
+	}); err != nil {
+		return err
+	}
+	if err := step("kinesis stream "+p.Names.Stream()+" ("+home+")", func() error {
+		return streamkinesis.CreateStream(ctx, c.Kinesis(home), p.Names.Stream(), p.Shards)
+	}); err != nil {
+		return err
+	}
+	for _, r := range p.Regions {
+		if err := step("dynamodb table "+p.Names.ReplicaTable(r)+" ("+r+")", func() error {
+			return createTable(ctx, c.DynamoDB(r), replicadynamo.TableInput(p.Names.ReplicaTable(r)), true, out)
+		}); err != nil {
+			return err
+		}
+		if err := step("dynamodb table "+p.Names.LeaseTable(r)+" ("+r+")", func() error {
+			return createTable(ctx, c.DynamoDB(r), streamkinesis.LeaseTableInput(p.Names.LeaseTable(r)), false, out)
+		}); err != nil {
+			return err
+		}
+		if err := step("sns topic "+p.Names.Topic(r)+" ("+r+")", func() error {
+			_, err := tcssns.CreateTopic(ctx, c.SNS(r), p.Names.Topic(r))
+			return err
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DynamoDBAPI is what createTable needs; *dynamodb.Client implements it.
+type DynamoDBAPI interface {
+	CreateTable(ctx context.Context, in *dynamodb.CreateTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.CreateTableOutput, error)
+	DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
+	UpdateContinuousBackups(ctx context.Context, in *dynamodb.UpdateContinuousBackupsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateContinuousBackupsOutput, error)
+}
+
+// createTable creates the table in (existing tables are left alone, but
+// must have the same key schema), waits until it is active, and turns on
+// point-in-time recovery if pitr. An endpoint that does not know PITR (the
+// emulators) gets a warning on out, not an error.
+func createTable(ctx context.Context, db DynamoDBAPI, in *dynamodb.CreateTableInput, pitr bool, out io.Writer) error {
+	name := aws.ToString(in.TableName)
+	_, err := db.CreateTable(ctx, in)
+	var inUse *types.ResourceInUseException
+	if err != nil && !errors.As(err, &inUse) {
+		return fmt.Errorf("create: %w", err)
+	}
+	w := dynamodb.NewTableExistsWaiter(db, func(o *dynamodb.TableExistsWaiterOptions) {
+		o.MinDelay = 100 * time.Millisecond
+		o.MaxDelay = 2 * time.Second
+	})
+	desc, err := w.WaitForOutput(ctx, &dynamodb.DescribeTableInput{TableName: in.TableName}, 5*time.Minute)
+	if err != nil {
+		return fmt.Errorf("wait until active: %w", err)
+	}
+	if !sameKeys(desc.Table.KeySchema, in.KeySchema) {
+		return fmt.Errorf("table %s exists with another key schema (%s, want %s): it was not made for TCS; delete it or choose another --aws-prefix",
+			name, keys(desc.Table.KeySchema), keys(in.KeySchema))
+	}
+	if !pitr {
+		return nil
+	}
+	_, err = db.UpdateContinuousBackups(ctx, &dynamodb.UpdateContinuousBackupsInput{
+		TableName:                        in.TableName,
+		PointInTimeRecoverySpecification: &types.PointInTimeRecoverySpecification{PointInTimeRecoveryEnabled: aws.Bool(true)},
+	})
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode() == "UnknownOperationException" {
+		fmt.Fprintf(out, "    warning: %s: the endpoint does not support point-in-time recovery (an emulator?); not enabled\n", name)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("enable point-in-time recovery: %w", err)
+	}
+	return nil
+}
+
+func sameKeys(a, b []types.KeySchemaElement) bool {
+	return keys(a) == keys(b)
+}
+
+func keys(ks []types.KeySchemaElement) string {
+	var s []string
+	for _, k := range ks {
+		s = append(s, aws.ToString(k.AttributeName)+" "+string(k.KeyType))
+	}
+	return strings.Join(s, ", ")
+}
+
+// WaitForEndpoints waits until every endpoint URL accepts TCP connections,
+// or timeout passes (the emulators of docker-compose start in any order).
+func WaitForEndpoints(ctx context.Context, timeout time.Duration, endpoints ...string) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for _, e := range endpoints {
+		u, err := url.Parse(e)
+		if err != nil || u.Host == "" {
+			return fmt.Errorf("endpoint %q: not a URL", e)
+		}
+		host := u.Host
+		if u.Port() == "" {
+			host = net.JoinHostPort(u.Hostname(), map[string]string{"https": "443"}[u.Scheme]+map[string]string{"http": "80", "": "80"}[u.Scheme])
+		}
+		var d net.Dialer
+		for {
+			conn, err := d.DialContext(ctx, "tcp", host)
+			if err == nil {
+				conn.Close()
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("endpoint %s did not accept connections within %v: %w", e, timeout, err)
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+func validRegion(r string) bool {
+	if r == "" || len(r) > 32 || r[0] == '-' || r[len(r)-1] == '-' {
+		return false
+	}
+	for _, c := range r {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func duplicate(xs []string) string {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	for i := 1; i < len(s); i++ {
+		if s[i] == s[i-1] {
+			return s[i]
+		}
+	}
+	return ""
+}

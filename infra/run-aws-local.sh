@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# make run-aws-local: the AWS topology of docker-compose.yml without Docker.
+# Starts the local emulators (DynamoDB Local, kinesalite, fauxqs) on
+# loopback, creates the tables, stream and topics with `tcsctl infra apply`,
+# then runs every binary as its own process: catalog, streamer publish, and
+# per region one streamer apply and one tcs. Ctrl-C stops everything.
+#
+# Ports (override with the environment): DynamoDB 8000, Kinesis 4567,
+# SNS/SQS 4566, catalog 8080, regions 9001-9003. Logs go to $LOGS
+# (default .bin/aws-local-logs/).
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+emu=${EMULATORS_DIR:-$repo/.emulators}
+DYNAMODB_PORT=${DYNAMODB_PORT:-8000}
+KINESIS_PORT=${KINESIS_PORT:-4567}
+SNSSQS_PORT=${SNSSQS_PORT:-4566}
+CATALOG_ADDR=${CATALOG_ADDR:-127.0.0.1:8080}
+REGIONS=${REGIONS:-us-east-1=127.0.0.1:9001,eu-west-1=127.0.0.1:9002,ap-southeast-2=127.0.0.1:9003}
+LOGS=${LOGS:-$repo/.bin/aws-local-logs}
+GO=${GO:-go}
+
+if [ ! -f "$emu/dynamodb-local/DynamoDBLocal.jar" ] || [ ! -d "$emu/node/node_modules/kinesalite" ] || [ ! -d "$emu/node/node_modules/fauxqs" ]; then
+	echo "run-aws-local: emulators missing in $emu; run infra/emulators/install.sh (make run-aws-local does)" >&2
+	exit 1
+fi
+
+mkdir -p "$LOGS" .bin
+echo "building binaries into .bin/ ..."
+$GO build -o .bin/ ./cmd/catalog ./cmd/streamer ./cmd/tcs ./cmd/tcsctl
+
+pids=()
+names=()
+cleanup() {
+	trap - EXIT INT TERM
+	echo
+	echo "stopping ..."
+	# The binaries first (tcs nodes remove their SQS queues on a clean stop,
+	# so SNS/SQS must still run), then the three emulators.
+	local binaries=("${pids[@]:3}")
+	if [ ${#binaries[@]} -gt 0 ]; then
+		kill -TERM "${binaries[@]}" 2>/dev/null || true
+		wait "${binaries[@]}" 2>/dev/null || true
+	fi
+	kill -TERM "${pids[@]:0:3}" 2>/dev/null || true
+	wait 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+start() { # name, command...
+	local name=$1
+	shift
+	"$@" >"$LOGS/$name.log" 2>&1 &
+	pids+=($!)
+	names+=("$name")
+}
+
+# The emulators run in their own session, so that Ctrl-C (sent to the whole
+# foreground process group) stops the binaries first and the emulators only
+# afterwards, from cleanup: a stopping tcs node still needs SNS/SQS to
+# remove its queue.
+start_emulator() { # name, command...
+	start "$1" setsid "${@:2}"
+}
+
+wait_port() { # name, port
+	local i
+	for ((i = 0; i < 600; i++)); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then return 0; fi
+		sleep 0.1
+	done
+	echo "run-aws-local: $1 did not listen on 127.0.0.1:$2 within 60s; see $LOGS/$1.log" >&2
+	exit 1
+}
+
+# DynamoDB Local has no bind-address option: it listens on every interface.
+start_emulator dynamodb java -Djava.library.path="$emu/dynamodb-local/DynamoDBLocal_lib" \
+	-jar "$emu/dynamodb-local/DynamoDBLocal.jar" -inMemory -sharedDb -disableTelemetry -port "$DYNAMODB_PORT"
+start_emulator kinesis env KINESALITE_MODULE="$emu/node/node_modules/kinesalite" KINESALITE_PORT="$KINESIS_PORT" \
+	node infra/emulators/kinesalite.js
+start_emulator sns-sqs node infra/emulators/fauxqs.js "$emu/node/node_modules/fauxqs" "$SNSSQS_PORT"
+wait_port dynamodb "$DYNAMODB_PORT"
+wait_port kinesis "$KINESIS_PORT"
+wait_port sns-sqs "$SNSSQS_PORT"
+
+export TCS_BACKEND=aws TCS_AWS_PREFIX=${TCS_AWS_PREFIX:-tcs}
+export AWS_REGION=${AWS_REGION:-us-east-1} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
+export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$DYNAMODB_PORT
+export AWS_ENDPOINT_URL_KINESIS=http://127.0.0.1:$KINESIS_PORT
+export AWS_ENDPOINT_URL_SNS=http://127.0.0.1:$SNSSQS_PORT
+export AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$SNSSQS_PORT
+export TCS_ADMIN_TOKEN=${TCS_ADMIN_TOKEN:-dev-admin-token} TCS_READER_TOKEN=${TCS_READER_TOKEN:-dev-reader-token}
+
+region_names=$(echo "$REGIONS" | tr ',' '\n' | cut -d= -f1 | paste -sd, -)
+.bin/tcsctl infra apply --regions "$region_names" --shards 2
+
+start catalog .bin/catalog --addr "$CATALOG_ADDR"
+start publish .bin/streamer publish
+for pair in ${REGIONS//,/ }; do
+	r=${pair%%=*}
+	addr=${pair#*=}
+	start "apply-$r" .bin/streamer apply --region "$r" --worker-id "apply-$r-1"
+	start "tcs-$r" .bin/tcs --region "$r" --addr "$addr" --node-id "local-$r"
+done
+wait_port catalog "${CATALOG_ADDR##*:}"
+for pair in ${REGIONS//,/ }; do wait_port "tcs-${pair%%=*}" "${pair##*:}"; done
+
+first=${REGIONS%%,*}
+cat <<BANNER
+
+TCS is running on the AWS backends, against local emulators (one process per binary; logs in $LOGS/).
+Ctrl-C stops everything.
+
+  catalog admin REST API  http://$CATALOG_ADDR
+$(for pair in ${REGIONS//,/ }; do printf '  tcs %-19s gRPC %s\n' "${pair%%=*}" "${pair#*=}"; done)
+  DynamoDB $AWS_ENDPOINT_URL_DYNAMODB   Kinesis $AWS_ENDPOINT_URL_KINESIS   SNS/SQS $AWS_ENDPOINT_URL_SNS
+
+Try it:
+  curl -s -X POST http://$CATALOG_ADDR/v1/tenants -H 'Authorization: Bearer $TCS_ADMIN_TOKEN' -H 'Content-Type: application/json' \\
+    -d '{"id":"acme","hostnames":["acme.example.com"],"status":"ACTIVE","region":"us-east-1"}'
+  go run github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4 -plaintext \\
+    -d '{"hostname":"acme.example.com"}' ${first#*=} tcs.v1.TenantContextService/Lookup
+
+BANNER
+# Exit (stopping the rest) as soon as any process dies.
+wait -n "${pids[@]}" || true
+echo "run-aws-local: a process exited; see $LOGS/" >&2
+exit 1

@@ -1,0 +1,146 @@
+package kinesis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/tcs-dev/tcs/streamer"
+)
+
+// Append stores records in rounds of PutRecords calls, each carrying at most
+// one record per partition key: a key's next record is sent only once the
+// previous one is stored, so a key's records land in the order given even
+// though PutRecords may fail some of a call's records and not others. Failed
+// records and failed calls (throttling, 5xx, lost connections) are retried
+// with backoff until ctx ends; a permanent error (say, the stream was
+// deleted) is returned at once. An invalid record rejects the whole call
+// before anything is sent.
+func (s *Stream) Append(ctx context.Context, records []streamer.Record) error {
+	if len(records) == 0 {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for i, r := range records {
+		if err := validate(r); err != nil {
+			return fmt.Errorf("kinesis append: record %d: %w", i, err)
+		}
+	}
+	if s.isClosed() {
+		return fmt.Errorf("kinesis append: %w", ErrClosed)
+	}
+
+	// queues[k] holds the indexes of key k's records still to store, in
+	// order; keys lists the keys with records left, in order of first
+	// appearance, so that every round serves them in the same order.
+	queues := map[string][]int{}
+	var keys []string
+	for i, r := range records {
+		if _, ok := queues[r.PartitionKey]; !ok {
+			keys = append(keys, r.PartitionKey)
+		}
+		queues[r.PartitionKey] = append(queues[r.PartitionKey], i)
+	}
+
+	b := newBackoff(50*time.Millisecond, 5*time.Second)
+	entries := make([]ktypes.PutRecordsRequestEntry, 0, min(len(keys), maxRecordsPerCall))
+	sent := make([]string, 0, cap(entries)) // the key of each entry
+	for len(keys) > 0 {
+		entries, sent = entries[:0], sent[:0]
+		size := 0
+		for _, k := range keys {
+			r := records[queues[k][0]]
+			n := len(r.PartitionKey) + len(r.Data)
+			if len(entries) == maxRecordsPerCall || size+n > maxBytesPerCall {
+				break
+			}
+			size += n
+			entries = append(entries, ktypes.PutRecordsRequestEntry{PartitionKey: aws.String(r.PartitionKey), Data: r.Data})
+			sent = append(sent, k)
+		}
+
+		out, err := s.kin.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: s.stream, Records: entries})
+		if err != nil {
+			if isContextErr(err) || ctx.Err() != nil {
+				return wrap(ctx, err, "kinesis append")
+			}
+			kind := classify(err)
+			if kind == permanent {
+				return fmt.Errorf("kinesis append %d records to %s: %w", len(entries), *s.stream, err)
+			}
+			if kind == throttled {
+				s.m.throttles.WithLabelValues("PutRecords").Inc()
+			}
+			s.m.retries.WithLabelValues("PutRecords").Inc()
+			s.log.Debug("PutRecords failed; retrying", "records", len(entries), "err", err)
+			if err := b.wait(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		if len(out.Records) != len(entries) {
+			return fmt.Errorf("kinesis append: PutRecords answered %d results for %d records", len(out.Records), len(entries))
+		}
+		failed := 0
+		for i, res := range out.Records {
+			if res.ErrorCode != nil {
+				failed++
+				if *res.ErrorCode == "ProvisionedThroughputExceededException" {
+					s.m.throttles.WithLabelValues("PutRecords").Inc()
+				}
+				s.m.retries.WithLabelValues("PutRecords").Inc()
+				continue
+			}
+			queues[sent[i]] = queues[sent[i]][1:]
+		}
+		s.m.appended.Add(float64(len(entries) - failed))
+		keys = keysLeft(keys, queues)
+		if failed > 0 {
+			s.log.Debug("PutRecords stored only some records; retrying the others", "failed", failed, "of", len(entries))
+			if err := b.wait(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		b.reset()
+	}
+	return nil
+}
+
+// keysLeft drops from keys, in place, the keys whose queue is empty.
+func keysLeft(keys []string, queues map[string][]int) []string {
+	left := keys[:0]
+	for _, k := range keys {
+		if len(queues[k]) > 0 {
+			left = append(left, k)
+		}
+	}
+	return left
+}
+
+func validate(r streamer.Record) error {
+	switch n := utf8.RuneCountInString(r.PartitionKey); {
+	case n == 0:
+		return errors.New("partition key is empty")
+	case n > maxPartitionKeyChars:
+		return fmt.Errorf("partition key has %d characters, the limit is %d", n, maxPartitionKeyChars)
+	}
+	if n := len(r.PartitionKey) + len(r.Data); n > maxRecordBytes {
+		return fmt.Errorf("partition key %q: key and data are %d bytes, the Kinesis limit is %d (1 MiB)", r.PartitionKey, n, maxRecordBytes)
+	}
+	return nil
+}
+
+func (s *Stream) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
