@@ -76,8 +76,9 @@ wait_port() { # name, port
 }
 
 # DynamoDB Local has no bind-address option: it listens on every interface.
-start_emulator dynamodb java -Djava.library.path="$emu/dynamodb-local/DynamoDBLocal_lib" \
-	-jar "$emu/dynamodb-local/DynamoDBLocal.jar" -inMemory -sharedDb -disableTelemetry -port "$DYNAMODB_PORT"
+# (Run in its own folder: DynamoDB Local writes a metadata file where it runs.)
+start_emulator dynamodb env -C "$emu/dynamodb-local" java -Djava.library.path=./DynamoDBLocal_lib \
+	-jar DynamoDBLocal.jar -inMemory -sharedDb -disableTelemetry -port "$DYNAMODB_PORT"
 start_emulator kinesis env KINESALITE_MODULE="$emu/node/node_modules/kinesalite" KINESALITE_PORT="$KINESIS_PORT" \
 	node infra/emulators/kinesalite.js
 start_emulator sns-sqs node infra/emulators/fauxqs.js "$emu/node/node_modules/fauxqs" "$SNSSQS_PORT"
