@@ -155,9 +155,9 @@ func (c *Client) batch(hostnames []string, flights []*flight) {
 				f, ferr = c.staleOr(h, done, fmt.Errorf("%w: bad answer from %s", ErrUnavailable, region))
 				break
 			}
-			// BatchLookupResult carries no age (LookupResponse does): the
-			// answer counts as read now.
-			e := entry{t: t, readAt: done, region: region}
+			// The server's age counts against our TTL, as for Lookup.
+			age := res.GetAge().AsDuration()
+			e := entry{t: t, readAt: done - int64(max(age, 0)), region: region}
 			c.cache.put(h, e, tk)
 			f = fillResult{e: e, stale: res.GetStale()}
 		case codes.NotFound:

@@ -129,11 +129,11 @@ func TestBatchLookup(t *testing.T) {
 	want := &tcsv1.BatchLookupResponse{
 		Region: "eu-west-1",
 		Results: []*tcsv1.BatchLookupResult{
-			{Hostname: host, Tenant: tp},
+			{Hostname: host, Tenant: tp, Age: durationpb.New(0)},
 			{Hostname: "nobody.example.com", Code: int32(codes.NotFound), Message: `hostname "nobody.example.com" has no tenant`},
 			{Hostname: "a_b.example.com", Code: int32(codes.InvalidArgument), Message: `invalid hostname: hostname: label "a_b" contains '_'`},
-			{Hostname: "ACME.example.com", Tenant: tp},
-			{Hostname: host, Tenant: tp},
+			{Hostname: "ACME.example.com", Tenant: tp, Age: durationpb.New(0)},
+			{Hostname: host, Tenant: tp, Age: durationpb.New(0)},
 		},
 	}
 	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
@@ -159,6 +159,15 @@ func TestBatchLookup(t *testing.T) {
 	}
 	if _, err := e.client.BatchLookup(ctx, &tcsv1.BatchLookupRequest{Hostnames: tooMany[:100]}); err != nil {
 		t.Errorf("BatchLookup of 100: %v", err)
+	}
+	// A cached answer reports how long ago it was read.
+	e.clock.Advance(2 * time.Second)
+	got, err = e.client.BatchLookup(ctx, &tcsv1.BatchLookupRequest{Hostnames: []string{host}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if age := got.GetResults()[0].GetAge().AsDuration(); age != 2*time.Second {
+		t.Errorf("age of a cached batch answer = %v, want 2s", age)
 	}
 }
 

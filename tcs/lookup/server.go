@@ -302,7 +302,7 @@ func (s *Server) batchLookup(ctx context.Context, req *tcsv1.BatchLookupRequest,
 			r.Code, r.Message = int32(st.Code()), st.Message()
 			continue
 		}
-		r.Stale = res.Stale
+		r.Stale, r.Age = res.Stale, durationpb.New(res.Age(s.now()))
 		s.m.lookups[codes.OK].Inc()
 	}
 	s.m.batchLatency.Observe(time.Since(start).Seconds())

@@ -277,7 +277,10 @@ type BatchLookupResult struct {
 	Message string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
 	// True when this tenant was served from cache past its TTL because the
 	// replica could not be read (see LookupResponse.stale).
-	Stale         bool `protobuf:"varint,5,opt,name=stale,proto3" json:"stale,omitempty"`
+	Stale bool `protobuf:"varint,5,opt,name=stale,proto3" json:"stale,omitempty"`
+	// How long ago the answer was read from the replica, set when code is 0
+	// (see LookupResponse.age). Clients count it against their own TTL.
+	Age           *durationpb.Duration `protobuf:"bytes,6,opt,name=age,proto3" json:"age,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -345,6 +348,13 @@ func (x *BatchLookupResult) GetStale() bool {
 		return x.Stale
 	}
 	return false
+}
+
+func (x *BatchLookupResult) GetAge() *durationpb.Duration {
+	if x != nil {
+		return x.Age
+	}
+	return nil
 }
 
 // WatchRequest subscribes to the invalidations of the region that serves the
@@ -685,13 +695,14 @@ const file_tcs_v1_tcs_proto_rawDesc = "" +
 	"\thostnames\x18\x01 \x03(\tR\thostnames\"b\n" +
 	"\x13BatchLookupResponse\x123\n" +
 	"\aresults\x18\x01 \x03(\v2\x19.tcs.v1.BatchLookupResultR\aresults\x12\x16\n" +
-	"\x06region\x18\x02 \x01(\tR\x06region\"\x9b\x01\n" +
+	"\x06region\x18\x02 \x01(\tR\x06region\"\xc8\x01\n" +
 	"\x11BatchLookupResult\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12&\n" +
 	"\x06tenant\x18\x02 \x01(\v2\x0e.tcs.v1.TenantR\x06tenant\x12\x12\n" +
 	"\x04code\x18\x03 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\tR\amessage\x12\x14\n" +
-	"\x05stale\x18\x05 \x01(\bR\x05stale\"\x0e\n" +
+	"\x05stale\x18\x05 \x01(\bR\x05stale\x12+\n" +
+	"\x03age\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x03age\"\x0e\n" +
 	"\fWatchRequest\"\xb0\x01\n" +
 	"\rWatchResponse\x12:\n" +
 	"\finvalidation\x18\x01 \x01(\v2\x14.tcs.v1.InvalidationH\x00R\finvalidation\x12(\n" +
@@ -744,22 +755,23 @@ var file_tcs_v1_tcs_proto_depIdxs = []int32{
 	11, // 1: tcs.v1.LookupResponse.age:type_name -> google.protobuf.Duration
 	4,  // 2: tcs.v1.BatchLookupResponse.results:type_name -> tcs.v1.BatchLookupResult
 	10, // 3: tcs.v1.BatchLookupResult.tenant:type_name -> tcs.v1.Tenant
-	7,  // 4: tcs.v1.WatchResponse.invalidation:type_name -> tcs.v1.Invalidation
-	8,  // 5: tcs.v1.WatchResponse.resync:type_name -> tcs.v1.Resync
-	9,  // 6: tcs.v1.WatchResponse.heartbeat:type_name -> tcs.v1.Heartbeat
-	12, // 7: tcs.v1.Heartbeat.at:type_name -> google.protobuf.Timestamp
-	11, // 8: tcs.v1.Heartbeat.interval:type_name -> google.protobuf.Duration
-	0,  // 9: tcs.v1.TenantContextService.Lookup:input_type -> tcs.v1.LookupRequest
-	2,  // 10: tcs.v1.TenantContextService.BatchLookup:input_type -> tcs.v1.BatchLookupRequest
-	5,  // 11: tcs.v1.TenantContextService.Watch:input_type -> tcs.v1.WatchRequest
-	1,  // 12: tcs.v1.TenantContextService.Lookup:output_type -> tcs.v1.LookupResponse
-	3,  // 13: tcs.v1.TenantContextService.BatchLookup:output_type -> tcs.v1.BatchLookupResponse
-	6,  // 14: tcs.v1.TenantContextService.Watch:output_type -> tcs.v1.WatchResponse
-	12, // [12:15] is the sub-list for method output_type
-	9,  // [9:12] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	11, // 4: tcs.v1.BatchLookupResult.age:type_name -> google.protobuf.Duration
+	7,  // 5: tcs.v1.WatchResponse.invalidation:type_name -> tcs.v1.Invalidation
+	8,  // 6: tcs.v1.WatchResponse.resync:type_name -> tcs.v1.Resync
+	9,  // 7: tcs.v1.WatchResponse.heartbeat:type_name -> tcs.v1.Heartbeat
+	12, // 8: tcs.v1.Heartbeat.at:type_name -> google.protobuf.Timestamp
+	11, // 9: tcs.v1.Heartbeat.interval:type_name -> google.protobuf.Duration
+	0,  // 10: tcs.v1.TenantContextService.Lookup:input_type -> tcs.v1.LookupRequest
+	2,  // 11: tcs.v1.TenantContextService.BatchLookup:input_type -> tcs.v1.BatchLookupRequest
+	5,  // 12: tcs.v1.TenantContextService.Watch:input_type -> tcs.v1.WatchRequest
+	1,  // 13: tcs.v1.TenantContextService.Lookup:output_type -> tcs.v1.LookupResponse
+	3,  // 14: tcs.v1.TenantContextService.BatchLookup:output_type -> tcs.v1.BatchLookupResponse
+	6,  // 15: tcs.v1.TenantContextService.Watch:output_type -> tcs.v1.WatchResponse
+	13, // [13:16] is the sub-list for method output_type
+	10, // [10:13] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_tcs_v1_tcs_proto_init() }
