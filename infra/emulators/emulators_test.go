@@ -1,9 +1,11 @@
 package emulators_test
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -41,5 +43,57 @@ func TestStartKinesis(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(body), "UnknownOperationException") {
 		t.Fatalf("POST %s: %s %s, want kinesalite's UnknownOperationException", endpoint, resp.Status, body)
+	}
+}
+
+// TestKinesisSurvivesAbortedRequest: kinesalite itself dies when a client
+// hangs up in the middle of sending a request (a Go client whose context
+// ends during an upload); the wrapper keeps it alive.
+func TestKinesisSurvivesAbortedRequest(t *testing.T) {
+	t.Parallel()
+	endpoint := emulators.StartKinesis(t)
+	addr := strings.TrimPrefix(endpoint, "http://")
+	for range 3 {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("dial %s: %v", addr, err)
+		}
+		fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\nContent-Length: 1000\r\n\r\n{\"Limit\":", addr)
+		time.Sleep(50 * time.Millisecond) // let the server start reading the body
+		conn.Close()
+	}
+	time.Sleep(200 * time.Millisecond)
+	resp, err := http.Post(endpoint, "application/x-amz-json-1.1", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatalf("kinesalite no longer answers after aborted requests: %v", err)
+	}
+	resp.Body.Close()
+}
+
+// fatalTB records the message of Fatal and ends the goroutine, as
+// testing.T's Fatal does.
+type fatalTB struct {
+	testing.TB
+	msg string
+}
+
+func (f *fatalTB) Helper() {}
+
+func (f *fatalTB) Fatal(args ...any) {
+	f.msg = fmt.Sprint(args...)
+	runtime.Goexit()
+}
+
+func TestStartKinesisNotInstalled(t *testing.T) {
+	t.Setenv(emulators.DirEnv, t.TempDir())
+	f := &fatalTB{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		emulators.StartKinesis(f)
+	}()
+	<-done
+	if !strings.Contains(f.msg, "kinesalite is not installed") || !strings.Contains(f.msg, "infra/emulators/install.sh") {
+		t.Fatalf("StartKinesis without an install: %q; want it to fail naming install.sh", f.msg)
 	}
 }

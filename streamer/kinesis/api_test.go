@@ -139,3 +139,22 @@ func TestCreateIsIdempotent(t *testing.T) {
 		t.Fatalf("CreateLeaseTable of an existing table: %v", err)
 	}
 }
+
+// TestAppendOnly opens a stream without a lease table, as the publisher
+// does: Append works, Consume says why it cannot.
+func TestAppendOnly(t *testing.T) {
+	t.Parallel()
+	c, cfg := newStream(t, 1)
+	s := open(t, kinesis.Config{Kinesis: c.kin, Stream: cfg.Stream})
+	if err := s.Append(t.Context(), rounds(keys(3), 0, 2)); err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	err := s.Consume(t.Context(), "g", newLog().handler("a"))
+	if err == nil || !strings.Contains(err.Error(), "without a lease table") {
+		t.Fatalf("Consume on an append-only stream = %v; want an error saying it has no lease table", err)
+	}
+	// What was appended is there for a consumer with a lease table.
+	log := newLog()
+	consume(t, t.Context(), open(t, cfg), "g", log.handler("b"))
+	log.waitFor(t, "the appended records", covers(rounds(keys(3), 0, 2)))
+}

@@ -51,6 +51,7 @@ func (s *Stream) Append(ctx context.Context, records []streamer.Record) error {
 	}
 
 	b := newBackoff(50*time.Millisecond, 5*time.Second)
+	failures := 0 // in a row
 	entries := make([]ktypes.PutRecordsRequestEntry, 0, min(len(keys), maxRecordsPerCall))
 	sent := make([]string, 0, cap(entries)) // the key of each entry
 	for len(keys) > 0 {
@@ -80,7 +81,8 @@ func (s *Stream) Append(ctx context.Context, records []streamer.Record) error {
 				s.m.throttles.WithLabelValues("PutRecords").Inc()
 			}
 			s.m.retries.WithLabelValues("PutRecords").Inc()
-			s.log.Debug("PutRecords failed; retrying", "records", len(entries), "err", err)
+			failures++
+			s.logRetry(failures, "PutRecords failed; retrying", "records", len(entries), "err", err)
 			if err := b.wait(ctx); err != nil {
 				return err
 			}
@@ -104,13 +106,15 @@ func (s *Stream) Append(ctx context.Context, records []streamer.Record) error {
 		s.m.appended.Add(float64(len(entries) - failed))
 		keys = keysLeft(keys, queues)
 		if failed > 0 {
-			s.log.Debug("PutRecords stored only some records; retrying the others", "failed", failed, "of", len(entries))
+			failures++
+			s.logRetry(failures, "PutRecords stored only some records; retrying the others", "failed", failed, "of", len(entries))
 			if err := b.wait(ctx); err != nil {
 				return err
 			}
 			continue
 		}
 		b.reset()
+		failures = 0
 	}
 	return nil
 }

@@ -577,6 +577,7 @@ func (c *consumer) consumeShard(ctx context.Context, w *shardWorker, pos string)
 	b := newBackoff(max(c.s.poll, 50*time.Millisecond), 5*time.Second)
 	poll := time.NewTimer(0)
 	defer poll.Stop()
+	failures := 0 // GetRecords failures in a row
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -620,13 +621,15 @@ func (c *consumer) consumeShard(ctx context.Context, w *shardWorker, pos string)
 				c.s.m.throttles.WithLabelValues("GetRecords").Inc()
 			}
 			c.s.m.retries.WithLabelValues("GetRecords").Inc()
-			log.Debug("GetRecords failed; retrying", "err", err)
+			failures++
+			c.s.logRetry(failures, "GetRecords failed; retrying", "group", c.group, "shard", w.shard, "err", err)
 			if b.wait(ctx) != nil {
 				return nil
 			}
 			continue
 		}
 		b.reset()
+		failures = 0
 		behind := aws.ToInt64(out.MillisBehindLatest)
 		c.s.m.millisBehind.WithLabelValues(c.group, w.shard).Set(float64(behind))
 

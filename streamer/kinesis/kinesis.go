@@ -508,7 +508,7 @@ func (b *backoff) reset() { b.next = b.first }
 // under op.
 func (s *Stream) retryOp(ctx context.Context, op string, call func() error) error {
 	b := newBackoff(20*time.Millisecond, 2*time.Second)
-	for {
+	for failures := 1; ; failures++ {
 		err := call()
 		if err == nil || isContextErr(err) || ctx.Err() != nil {
 			return err
@@ -520,11 +520,23 @@ func (s *Stream) retryOp(ctx context.Context, op string, call func() error) erro
 			s.m.throttles.WithLabelValues(op).Inc()
 		}
 		s.m.retries.WithLabelValues(op).Inc()
-		s.log.Debug("retrying", "op", op, "err", err)
+		s.logRetry(failures, "retrying", "op", op, "err", err)
 		if werr := b.wait(ctx); werr != nil {
 			return err
 		}
 	}
+}
+
+// logRetry logs a retried failure: at debug level, but every tenth
+// failure in a row at warning level, so that a call retried for a long time
+// (an endpoint down, sustained throttling) shows.
+func (s *Stream) logRetry(failures int, msg string, args ...any) {
+	level := slog.LevelDebug
+	if failures%10 == 0 {
+		level = slog.LevelWarn
+		args = append(args, "failures_in_a_row", failures)
+	}
+	s.log.Log(context.Background(), level, msg, args...)
 }
 
 func cmpOr[T int | time.Duration](v, def T) T {
