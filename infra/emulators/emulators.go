@@ -4,10 +4,12 @@
 // a test that needs one and does not find it fails, naming the script — it
 // never skips.
 //
-// StartDynamoDB starts a private DynamoDB Local for one test; SharedDynamoDB
-// starts one per test binary, on first use, stopped by Main (call it from
-// TestMain) or, if the binary dies, by the kernel (the child is started with
-// a parent-death signal on Linux).
+// StartDynamoDB, StartKinesis (kinesalite) and StartSNSSQS (fauxqs) start a
+// private emulator for one test; SharedDynamoDB, SharedKinesis, SharedSNSSQS
+// and SharedAWS start one per test binary, on first use, stopped by Main
+// (call it from TestMain) or, if the binary dies, by the kernel (the child is
+// started with a parent-death signal on Linux). An emulator that dies while
+// in use says so on stderr.
 package emulators
 
 import (
@@ -19,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -61,6 +64,8 @@ type Process struct {
 	cmd      *exec.Cmd
 	done     chan struct{}
 	stderr   *bytes.Buffer
+	// started is set once the emulator listens, stopping by Stop.
+	started, stopping atomic.Bool
 }
 
 // Stop kills the emulator and waits for it to exit.
@@ -68,6 +73,7 @@ func (p *Process) Stop() {
 	if p == nil || p.cmd.Process == nil {
 		return
 	}
+	p.stopping.Store(true)
 	_ = p.cmd.Process.Kill()
 	<-p.done
 }
@@ -173,6 +179,15 @@ func start(cmd *exec.Cmd, name string, port int) (*Process, error) {
 	var waitErr error
 	go func() {
 		waitErr = cmd.Wait()
+		// An emulator that dies while tests use it makes them fail with
+		// "connection refused"; say why, once its output is complete.
+		if p.started.Load() && !p.stopping.Load() {
+			out := stderr.Bytes()
+			if len(out) > 4096 {
+				out = out[len(out)-4096:]
+			}
+			fmt.Fprintf(os.Stderr, "emulators: %s at %s exited while in use: %v\n%s\n", name, p.Endpoint, waitErr, out)
+		}
 		close(p.done)
 	}()
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
@@ -181,6 +196,7 @@ func start(cmd *exec.Cmd, name string, port int) (*Process, error) {
 		conn, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			conn.Close()
+			p.started.Store(true)
 			return p, nil
 		}
 		select {

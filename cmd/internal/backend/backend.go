@@ -93,7 +93,7 @@ func Register(fs *flag.FlagSet, getenv func(string) string) *Config {
 			poll = d
 		}
 	}
-	fs.DurationVar(&c.PollInterval, "poll-interval", poll, "aws: Kinesis GetRecords poll interval (env TCS_POLL_INTERVAL)")
+	fs.DurationVar(&c.PollInterval, "poll-interval", poll, "aws: Kinesis GetRecords poll interval (env TCS_POLL_INTERVAL); Kinesis allows 5 reads per second per shard shared by all regions' appliers, so on AWS use at least 200ms × the number of regions")
 	return c
 }
 
