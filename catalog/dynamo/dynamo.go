@@ -63,6 +63,7 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/dynamotable"
 )
 
 var _ catalog.Store = (*Store)(nil)
@@ -199,17 +200,8 @@ func TableInput(table string) *dynamodb.CreateTableInput {
 // tables come from the IaC in infra/, which adds point-in-time recovery and
 // deletion protection.
 func CreateTable(ctx context.Context, client CreateTableAPI, table string) error {
-	_, err := client.CreateTable(ctx, TableInput(table))
-	var inUse *types.ResourceInUseException
-	if err != nil && !errors.As(err, &inUse) {
-		return fmt.Errorf("dynamo create table %s: %w", table, err)
-	}
-	w := dynamodb.NewTableExistsWaiter(client, func(o *dynamodb.TableExistsWaiterOptions) {
-		o.MinDelay = 100 * time.Millisecond
-		o.MaxDelay = 2 * time.Second
-	})
-	if err := w.Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)}, 5*time.Minute); err != nil {
-		return fmt.Errorf("dynamo wait for table %s: %w", table, err)
+	if _, err := dynamotable.Create(ctx, client, TableInput(table)); err != nil {
+		return fmt.Errorf("dynamo catalog: %w", err)
 	}
 	return nil
 }

@@ -11,9 +11,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/kinesis"
-	awssns "github.com/aws/aws-sdk-go-v2/service/sns"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/tcs-dev/tcs/infra/emulators"
@@ -46,20 +43,13 @@ func startAWS(t testing.TB, extra ...string) (*system, provision.Names) {
 }
 
 func provisionClients(t testing.TB) provision.Clients {
-	load := func(region string) aws.Config {
+	return provision.NewClients(func(region string) aws.Config {
 		cfg, err := awsconfig.LoadDefaultConfig(context.Background(), awsconfig.WithRegion(region))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return cfg
-	}
-	return provision.Clients{
-		DynamoDB: func(r string) *dynamodb.Client {
-			return dynamodb.NewFromConfig(load(r), func(o *dynamodb.Options) { o.DisableValidateResponseChecksum = true })
-		},
-		Kinesis: func(r string) *kinesis.Client { return kinesis.NewFromConfig(load(r)) },
-		SNS:     func(r string) *awssns.Client { return awssns.NewFromConfig(load(r)) },
-	}
+	})
 }
 
 // TestEndToEndAWS is TestEndToEnd on the AWS family: REST write → DynamoDB

@@ -31,6 +31,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	catalogdynamo "github.com/tcs-dev/tcs/catalog/dynamo"
+	"github.com/tcs-dev/tcs/internal/dynamotable"
 	streamkinesis "github.com/tcs-dev/tcs/streamer/kinesis"
 	replicadynamo "github.com/tcs-dev/tcs/tcs/dynamo"
 	tcssns "github.com/tcs-dev/tcs/tcs/sns"
@@ -74,6 +75,28 @@ type Clients struct {
 	DynamoDB func(region string) *dynamodb.Client
 	Kinesis  func(region string) *kinesis.Client
 	SNS      func(region string) *awssns.Client
+}
+
+// NewClients returns Clients whose clients of a region are made from
+// config(region).
+func NewClients(config func(region string) aws.Config) Clients {
+	return Clients{
+		DynamoDB: func(r string) *dynamodb.Client { return NewDynamoDB(config(r)) },
+		Kinesis:  func(r string) *kinesis.Client { return kinesis.NewFromConfig(config(r)) },
+		SNS:      func(r string) *awssns.Client { return awssns.NewFromConfig(config(r)) },
+	}
+}
+
+// NewDynamoDB returns a DynamoDB client of cfg. With an endpoint override
+// (an emulator) it skips the response checksum check: DynamoDB Local's error
+// responses carry a CRC32 that does not match, and the SDK would log a
+// warning for each.
+func NewDynamoDB(cfg aws.Config) *dynamodb.Client {
+	return dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
+		if o.BaseEndpoint != nil {
+			o.DisableValidateResponseChecksum = true
+		}
+	})
 }
 
 // Plan is what Apply creates.
@@ -175,22 +198,13 @@ type DynamoDBAPI interface {
 // emulators) gets a warning on out, not an error.
 func createTable(ctx context.Context, db DynamoDBAPI, in *dynamodb.CreateTableInput, pitr bool, out io.Writer) error {
 	name := aws.ToString(in.TableName)
-	_, err := db.CreateTable(ctx, in)
-	var inUse *types.ResourceInUseException
-	if err != nil && !errors.As(err, &inUse) {
-		return fmt.Errorf("create: %w", err)
-	}
-	w := dynamodb.NewTableExistsWaiter(db, func(o *dynamodb.TableExistsWaiterOptions) {
-		o.MinDelay = 100 * time.Millisecond
-		o.MaxDelay = 2 * time.Second
-	})
-	desc, err := w.WaitForOutput(ctx, &dynamodb.DescribeTableInput{TableName: in.TableName}, 5*time.Minute)
+	desc, err := dynamotable.Create(ctx, db, in)
 	if err != nil {
-		return fmt.Errorf("wait until active: %w", err)
+		return err
 	}
-	if !sameKeys(desc.Table.KeySchema, in.KeySchema) {
+	if !sameKeys(desc.KeySchema, in.KeySchema) {
 		return fmt.Errorf("table %s exists with another key schema (%s, want %s): it was not made for TCS; delete it or choose another --aws-prefix",
-			name, keys(desc.Table.KeySchema), keys(in.KeySchema))
+			name, keys(desc.KeySchema), keys(in.KeySchema))
 	}
 	if !pitr {
 		return nil

@@ -12,7 +12,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
-	awssns "github.com/aws/aws-sdk-go-v2/service/sns"
 
 	catalogdynamo "github.com/tcs-dev/tcs/catalog/dynamo"
 	"github.com/tcs-dev/tcs/infra/emulators"
@@ -27,20 +26,13 @@ func TestMain(m *testing.M) { os.Exit(emulators.Main(m)) }
 // clients reaches the emulators through the SDK's default chain, as the
 // binaries do (the environment is set by emulators.AWS.Setenv).
 func clients(t *testing.T) provision.Clients {
-	load := func(region string) aws.Config {
+	return provision.NewClients(func(region string) aws.Config {
 		cfg, err := awsconfig.LoadDefaultConfig(context.Background(), awsconfig.WithRegion(region))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return cfg
-	}
-	return provision.Clients{
-		DynamoDB: func(r string) *dynamodb.Client {
-			return dynamodb.NewFromConfig(load(r), func(o *dynamodb.Options) { o.DisableValidateResponseChecksum = true })
-		},
-		Kinesis: func(r string) *kinesis.Client { return kinesis.NewFromConfig(load(r)) },
-		SNS:     func(r string) *awssns.Client { return awssns.NewFromConfig(load(r)) },
-	}
+	})
 }
 
 func TestApplyCreatesWhatTheBackendsOpen(t *testing.T) {

@@ -11,6 +11,8 @@ import (
 	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/tcs-dev/tcs/internal/dynamotable"
 )
 
 // provisionTimeout bounds how long CreateStream and CreateLeaseTable wait
@@ -98,17 +100,8 @@ func LeaseTableInput(name string) *dynamodb.CreateTableInput {
 // CreateLeaseTable creates the lease table with LeaseTableInput and waits
 // until it is active. A table that already exists is left as it is.
 func CreateLeaseTable(ctx context.Context, client CreateLeaseTableAPI, name string) error {
-	_, err := client.CreateTable(ctx, LeaseTableInput(name))
-	var inUse *dtypes.ResourceInUseException
-	if err != nil && !errors.As(err, &inUse) {
-		return fmt.Errorf("dynamo create lease table %s: %w", name, err)
-	}
-	w := dynamodb.NewTableExistsWaiter(client, func(o *dynamodb.TableExistsWaiterOptions) {
-		o.MinDelay = 100 * time.Millisecond
-		o.MaxDelay = 2 * time.Second
-	})
-	if err := w.Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(name)}, provisionTimeout); err != nil {
-		return fmt.Errorf("dynamo wait for lease table %s: %w", name, err)
+	if _, err := dynamotable.Create(ctx, client, LeaseTableInput(name)); err != nil {
+		return fmt.Errorf("kinesis lease table: %w", err)
 	}
 	return nil
 }

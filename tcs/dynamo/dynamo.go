@@ -108,6 +108,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/dynamotable"
 	"github.com/tcs-dev/tcs/tcs"
 )
 
@@ -214,17 +215,8 @@ type CreateTableAPI interface {
 // CreateTable creates the replica table named name (TableInput) and waits
 // until it is active. A table that already exists is left as it is.
 func CreateTable(ctx context.Context, client CreateTableAPI, name string) error {
-	_, err := client.CreateTable(ctx, TableInput(name))
-	var inUse *types.ResourceInUseException
-	if err != nil && !errors.As(err, &inUse) {
-		return fmt.Errorf("dynamo replica create table %s: %w", name, err)
-	}
-	w := dynamodb.NewTableExistsWaiter(client, func(o *dynamodb.TableExistsWaiterOptions) {
-		o.MinDelay = 100 * time.Millisecond
-		o.MaxDelay = 2 * time.Second
-	})
-	if err := w.Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(name)}, 5*time.Minute); err != nil {
-		return fmt.Errorf("dynamo replica wait for table %s: %w", name, err)
+	if _, err := dynamotable.Create(ctx, client, TableInput(name)); err != nil {
+		return fmt.Errorf("dynamo replica: %w", err)
 	}
 	return nil
 }

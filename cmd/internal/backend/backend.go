@@ -160,17 +160,10 @@ func (c *Config) Clients(ctx context.Context, region string) (*Clients, error) {
 		return nil, err
 	}
 	return &Clients{
-		DynamoDB: dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
-			// DynamoDB Local's error responses carry a CRC32 that does not
-			// match, and the SDK logs a warning for each: with an endpoint
-			// override (an emulator), skip the check.
-			if o.BaseEndpoint != nil {
-				o.DisableValidateResponseChecksum = true
-			}
-		}),
-		Kinesis: kinesis.NewFromConfig(cfg),
-		SNS:     awssns.NewFromConfig(cfg),
-		SQS:     awssqs.NewFromConfig(cfg),
+		DynamoDB: provision.NewDynamoDB(cfg),
+		Kinesis:  kinesis.NewFromConfig(cfg),
+		SNS:      awssns.NewFromConfig(cfg),
+		SQS:      awssqs.NewFromConfig(cfg),
 	}, nil
 }
 
@@ -184,20 +177,15 @@ type Clients struct {
 
 // ProvisionClients adapts c for provision.Apply.
 func (c *Config) ProvisionClients(ctx context.Context) provision.Clients {
-	get := func(region string) *Clients {
-		cl, err := c.Clients(ctx, region)
+	return provision.NewClients(func(region string) aws.Config {
+		cfg, err := c.awsConfig(ctx, region)
 		if err != nil {
 			// LoadDefaultConfig fails only on a broken shared config file,
-			// which the home region's load already reported.
+			// which loading the home region's configuration reports first.
 			panic(err)
 		}
-		return cl
-	}
-	return provision.Clients{
-		DynamoDB: func(r string) *dynamodb.Client { return get(r).DynamoDB },
-		Kinesis:  func(r string) *kinesis.Client { return get(r).Kinesis },
-		SNS:      func(r string) *awssns.Client { return get(r).SNS },
-	}
+		return cfg
+	})
 }
 
 // OpenCatalog opens the source of truth.
