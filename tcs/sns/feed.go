@@ -243,9 +243,11 @@ func (f *Feed) setUp(ctx context.Context) (q *queue, err error) {
 	f.mu.Lock()
 	f.own[q.url] = true
 	f.mu.Unlock()
+	// made, not q: a failing return sets q to nil before this runs.
+	made := q
 	defer func() {
 		if err != nil {
-			f.tearDown(ctx, q)
+			f.tearDown(ctx, made)
 		}
 	}()
 

@@ -388,3 +388,30 @@ func TestConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// failingSetUp fails GetQueueAttributes, the first call after the queue is
+// created.
+type failingSetUp struct{ sns.SQSAPI }
+
+func (failingSetUp) GetQueueAttributes(context.Context, *awssqs.GetQueueAttributesInput, ...func(*awssqs.Options)) (*awssqs.GetQueueAttributesOutput, error) {
+	return nil, errInjected
+}
+
+// TestFailedSetUpRemovesItsQueue: a Subscribe whose set-up fails once its
+// queue exists returns the error (no panic) and removes the queue.
+func TestFailedSetUpRemovesItsQueue(t *testing.T) {
+	t.Parallel()
+	prefix, region := newPrefix(), "eu-west-1"
+	topic := newTopic(t, prefix, region)
+	cfg := config(t, prefix, region, topic, "node")
+	cfg.SQS = failingSetUp{cfg.SQS}
+	f := openFeed(t, cfg)
+	err := f.Subscribe(ctxT(t), func(tcs.Invalidation) {}, func() {})
+	if !errors.Is(err, errInjected) {
+		t.Fatalf("Subscribe = %v, want the injected set-up failure", err)
+	}
+	c := regionClients(t, region)
+	if qs := queues(t, c, sns.QueueNamePrefix(prefix, region)); len(qs) != 0 {
+		t.Fatalf("queues after a failed set-up: %v, want none", qs)
+	}
+}
