@@ -9,28 +9,14 @@ import (
 	"time"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/testclock"
 	"github.com/tcs-dev/tcs/tcs/cache"
 )
 
-// clock is a settable clock for Options.Now.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// clock is a settable clock.
+type clock = testclock.Clock
 
-func newClock() *clock { return &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *clock { return testclock.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) }
 
 // read is one replica read held by a fakeReader until the test answers it.
 type read struct {

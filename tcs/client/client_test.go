@@ -208,12 +208,12 @@ func TestAllRegionsDown(t *testing.T) {
 	us.down()
 	eu.down()
 
-	clk.advance(2 * time.Minute)
+	clk.Advance(2 * time.Minute)
 	tn, meta, err := c.LookupMeta(ctx, "acme.example.com")
 	if err != nil || tn.ID != "acme" || !meta.Stale || meta.Age < 2*time.Minute || meta.Age > 2*time.Minute+time.Second {
 		t.Fatalf("within max-stale: %+v %+v %v; want acme, stale, 2m old", tn, meta, err)
 	}
-	clk.advance(9 * time.Minute)
+	clk.Advance(9 * time.Minute)
 	if tn, err := c.Lookup(ctx, "acme.example.com"); !errors.Is(err, client.ErrUnavailable) {
 		t.Fatalf("past max-stale: %+v %v; want ErrUnavailable", tn, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/testclock"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/boltreplica"
@@ -211,21 +212,6 @@ func (c *counter) incS(string) { c.n.Add(1) }
 func (c *counter) get() int64  { return c.n.Load() }
 
 // clock is a settable clock for the cache.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+type clock = testclock.Clock
 
-func newClock() *clock { return &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *clock { return testclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) }

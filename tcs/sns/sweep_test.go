@@ -3,7 +3,6 @@ package sns_test
 import (
 	"context"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/tcs-dev/tcs/internal/testclock"
 	"github.com/tcs-dev/tcs/tcs/sns"
 )
 
@@ -103,30 +103,12 @@ func TestLiveNodeSweepsACrashedNodesQueueAfterTheBound(t *testing.T) {
 	other.waitVersion(t, 9)
 }
 
-// clock is a settable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 func TestSweepRules(t *testing.T) {
 	t.Parallel()
 	prefix, region := newPrefix(), "eu-west-1"
 	topic := newTopic(t, prefix, region)
 	c := regionClients(t, region)
-	clk := &clock{t: time.Now()}
+	clk := testclock.New(time.Now())
 	withClock := func(node string) sns.Config {
 		cfg := config(t, prefix, region, topic, node)
 		cfg.Now = clk.Now
