@@ -13,7 +13,7 @@ import (
 	"github.com/tcs-dev/tcs/infra/provision"
 )
 
-const infraUsage = `usage: tcsctl infra apply --regions R1,R2,… [--shards N] [--wait D] [flags]
+const infraUsage = `usage: tcsctl infra apply --regions R1,R2,… [--shards N] [--wait D] [--dry-run] [flags]
        tcsctl infra template home|region
 
 apply creates the AWS resources TCS needs, idempotently, through the SDK
@@ -61,6 +61,7 @@ func runInfraApply(ctx context.Context, e *env, args []string) error {
 	regions := fs.String("regions", e.getenv("TCS_AWS_REGIONS"), "serving regions, comma-separated, e.g. us-east-1,eu-west-1 (env TCS_AWS_REGIONS)")
 	shards := fs.Int("shards", 2, "shards of a new change stream (an existing stream keeps its own)")
 	wait := fs.Duration("wait", 0, "first wait up to this long for the AWS_ENDPOINT_URL_* endpoints to accept connections (emulators starting)")
+	dryRun := fs.Bool("dry-run", false, "print the resources apply would ensure, and change nothing")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -79,6 +80,12 @@ func runInfraApply(ctx context.Context, e *env, args []string) error {
 	}
 	if err := plan.Validate(); err != nil {
 		return err
+	}
+	if *dryRun {
+		for _, r := range plan.Resources() {
+			fmt.Fprintf(e.stdout, "would ensure %s\n", r)
+		}
+		return nil
 	}
 	if *wait > 0 {
 		var endpoints []string

@@ -3,11 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"strings"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
 	"github.com/tcs-dev/tcs/infra/emulators"
+	"github.com/tcs-dev/tcs/infra/provision"
 )
 
 func TestMain(m *testing.M) { os.Exit(emulators.Main(m)) }
@@ -26,8 +33,25 @@ func TestInfraApply(t *testing.T) {
 	emu.Setenv(t)
 	env := emu.Env()
 
+	// A dry run lists the resources and creates none.
+	code, out, errOut := infra(t, env, "infra", "apply", "--aws-prefix", "dry", "--regions", "eu-west-1", "--dry-run")
+	if code != 0 || !strings.Contains(out, "would ensure dynamodb table dry-catalog (us-east-1)") || !strings.Contains(out, "would ensure sns topic dry-invalidations-eu-west-1 (eu-west-1)") {
+		t.Fatalf("infra apply --dry-run: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if code, out, _ := infra(t, env, "infra", "apply", "--aws-prefix", "dry", "--regions", "eu-west-1", "--dry-run"); code != 0 || strings.Count(out, "would ensure") != 5 {
+		t.Errorf("dry run lists %d resources, want 5:\n%s", strings.Count(out, "would ensure"), out)
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(context.Background(), awsconfig.WithRegion("us-east-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var notFound *dtypes.ResourceNotFoundException
+	if _, err := provision.NewDynamoDB(cfg).DescribeTable(context.Background(), &dynamodb.DescribeTableInput{TableName: aws.String("dry-catalog")}); !errors.As(err, &notFound) {
+		t.Errorf("after a dry run, describe dry-catalog: %v; want ResourceNotFoundException", err)
+	}
+
 	args := []string{"infra", "apply", "--aws-prefix", "cli", "--regions", "us-east-1,eu-west-1", "--shards", "1", "--wait", "10s"}
-	code, out, errOut := infra(t, env, args...)
+	code, out, errOut = infra(t, env, args...)
 	if code != 0 {
 		t.Fatalf("infra apply: exit %d\n%s\n%s", code, out, errOut)
 	}

@@ -134,6 +134,47 @@ func (p Plan) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Resource is one resource of a Plan.
+type Resource struct {
+	Kind   string // "dynamodb table", "kinesis stream", "sns topic"
+	Name   string
+	Region string
+	// ensure creates the resource unless it exists and waits until it is
+	// ready.
+	ensure func(ctx context.Context, c Clients, out io.Writer) error
+}
+
+func (r Resource) String() string { return r.Kind + " " + r.Name + " (" + r.Region + ")" }
+
+// Resources lists what Apply creates, in order.
+func (p Plan) Resources() []Resource {
+	home := p.HomeRegion
+	catalogTable := catalogdynamo.TableInput(p.Names.CatalogTable())
+	catalogTable.DeletionProtectionEnabled = aws.Bool(true)
+	table := func(name, region string, in *dynamodb.CreateTableInput, pitr bool) Resource {
+		return Resource{Kind: "dynamodb table", Name: name, Region: region, ensure: func(ctx context.Context, c Clients, out io.Writer) error {
+			return createTable(ctx, c.DynamoDB(region), in, pitr, out)
+		}}
+	}
+	rs := []Resource{
+		table(p.Names.CatalogTable(), home, catalogTable, true),
+		{Kind: "kinesis stream", Name: p.Names.Stream(), Region: home, ensure: func(ctx context.Context, c Clients, _ io.Writer) error {
+			return streamkinesis.CreateStream(ctx, c.Kinesis(home), p.Names.Stream(), p.Shards)
+		}},
+	}
+	for _, r := range p.Regions {
+		topic := p.Names.Topic(r)
+		rs = append(rs,
+			table(p.Names.ReplicaTable(r), r, replicadynamo.TableInput(p.Names.ReplicaTable(r)), true),
+			table(p.Names.LeaseTable(r), r, streamkinesis.LeaseTableInput(p.Names.LeaseTable(r)), false),
+			Resource{Kind: "sns topic", Name: topic, Region: r, ensure: func(ctx context.Context, c Clients, _ io.Writer) error {
+				_, err := tcssns.CreateTopic(ctx, c.SNS(r), topic)
+				return err
+			}})
+	}
+	return rs
+}
+
 // Apply creates every resource of p that does not exist yet and waits until
 // each is ready; running it again changes nothing. Existing resources are
 // left as they are (a table with another key schema is an error). The
@@ -143,44 +184,12 @@ func Apply(ctx context.Context, p Plan, c Clients, out io.Writer) error {
 	if err := p.Validate(); err != nil {
 		return err
 	}
-	step := func(what string, f func() error) error {
+	for _, r := range p.Resources() {
 		start := time.Now()
-		if err := f(); err != nil {
-			return fmt.Errorf("%s: %w", what, err)
+		if err := r.ensure(ctx, c, out); err != nil {
+			return fmt.Errorf("%s: %w", r, err)
 		}
-		fmt.Fprintf(out, "ok  %-60s %v\n", what, time.Since(start).Round(time.Millisecond))
-		return nil
-	}
-	home := p.HomeRegion
-	catalogTable := catalogdynamo.TableInput(p.Names.CatalogTable())
-	catalogTable.DeletionProtectionEnabled = aws.Bool(true)
-	if err := step("dynamodb table "+p.Names.CatalogTable()+" ("+home+")", func() error {
-		return createTable(ctx, c.DynamoDB(home), catalogTable, true, out)
-	}); err != nil {
-		return err
-	}
-	if err := step("kinesis stream "+p.Names.Stream()+" ("+home+")", func() error {
-		return streamkinesis.CreateStream(ctx, c.Kinesis(home), p.Names.Stream(), p.Shards)
-	}); err != nil {
-		return err
-	}
-	for _, r := range p.Regions {
-		if err := step("dynamodb table "+p.Names.ReplicaTable(r)+" ("+r+")", func() error {
-			return createTable(ctx, c.DynamoDB(r), replicadynamo.TableInput(p.Names.ReplicaTable(r)), true, out)
-		}); err != nil {
-			return err
-		}
-		if err := step("dynamodb table "+p.Names.LeaseTable(r)+" ("+r+")", func() error {
-			return createTable(ctx, c.DynamoDB(r), streamkinesis.LeaseTableInput(p.Names.LeaseTable(r)), false, out)
-		}); err != nil {
-			return err
-		}
-		if err := step("sns topic "+p.Names.Topic(r)+" ("+r+")", func() error {
-			_, err := tcssns.CreateTopic(ctx, c.SNS(r), p.Names.Topic(r))
-			return err
-		}); err != nil {
-			return err
-		}
+		fmt.Fprintf(out, "ok  %-60s %v\n", r, time.Since(start).Round(time.Millisecond))
 	}
 	return nil
 }
