@@ -63,6 +63,16 @@ type Store interface {
 	// each a consistent snapshot; an error part way leaves the earlier
 	// transactions committed (resyncing again is harmless).
 	Resync(ctx context.Context, reqs []ResyncRequest, regions []string) (ResyncResult, error)
+	// ResyncAll resyncs, as Resync does with no hostnames to settle, the
+	// stored tenants (tombstones included) that follow the id after in id
+	// order, up to limit of them (clamped by ResyncAllLimit), and returns
+	// the id to pass as after for the next call ("" when no tenant follows).
+	// Calls from "" until next is "" resync every tenant stored throughout,
+	// with no export round trip; ResyncResult.NotFound stays empty.
+	//
+	// The bbolt store reads and appends in one transaction. The DynamoDB
+	// store reads an Export page, then resyncs it as Resync does.
+	ResyncAll(ctx context.Context, after string, limit int, regions []string) (ResyncResult, string, error)
 	// Export returns a page of every stored tenant, tombstones included, in
 	// id order after opts.After, each with the claim versions of the
 	// hostnames it holds. Each item is consistent (the claims are those of
@@ -147,6 +157,33 @@ func PageLimit(n int) int {
 
 // MaxResyncTenants is the most tenants one Resync may name.
 const MaxResyncTenants = 1000
+
+// ResyncAllLimit clamps a ResyncAll page size to [1, MaxResyncTenants], with
+// 0 meaning MaxResyncTenants.
+func ResyncAllLimit(n int) int {
+	if n <= 0 || n > MaxResyncTenants {
+		return MaxResyncTenants
+	}
+	return n
+}
+
+// CheckResyncAll validates a ResyncAll request: after is "" or a valid id,
+// and the region names are valid. Fields are named by their JSON path in the
+// REST body ("page_token" for after, "regions[0]").
+func CheckResyncAll(after string, regions []string) error {
+	var fields []tenant.FieldError
+	if after != "" {
+		if err := tenant.ValidateID(after); err != nil {
+			fields = append(fields, renamed(err, "page_token")...)
+		}
+	}
+	for i, r := range regions {
+		if err := tenant.ValidateRegion(r); err != nil {
+			fields = append(fields, renamed(err, fmt.Sprintf("regions[%d]", i))...)
+		}
+	}
+	return invalidResync(fields)
+}
 
 // ResyncRequest names a tenant to re-emit, and hostnames to settle with it.
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -94,37 +95,183 @@ func NewPublisher(cfg PublisherConfig) *Publisher {
 
 // Run publishes until ctx ends, retrying failures with backoff. It returns
 // nil when ctx ends.
+//
+// Run overlaps the three steps of a batch: while one batch is appended,
+// the next is read and encoded, and the acknowledgement of the last one
+// appended commits in the background. Reads continue after the last entry
+// read rather than after the last one acknowledged, so acknowledgements may
+// trail; they only ever name an entry whose append succeeded (and every
+// entry before it), and appends keep the outbox's order, retrying a failed
+// batch until it is stored before the next one goes. A publisher killed
+// anywhere republishes what it had not acknowledged, as PublishOnce does.
 func (p *Publisher) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan publishBatch, 1)
+	acks := make(chan uint64, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() { p.ack(ctx, acks) })
+	wg.Go(func() {
+		defer close(acks)
+		p.appendAll(ctx, batches, acks)
+	})
+	p.read(ctx, batches)
+	cancel()
+	wg.Wait()
+	return nil
+}
+
+// publishBatch is a batch of outbox entries, encoded for the stream.
+type publishBatch struct {
+	records   []Record
+	last      uint64    // sequence of the last entry
+	committed time.Time // commit time of the last entry
+}
+
+// read reads and encodes batches after the last entry read and hands them
+// to appendAll, until ctx ends. An empty outbox is read again at the next
+// poll or notification.
+func (p *Publisher) read(ctx context.Context, out chan<- publishBatch) {
+	defer close(out)
 	backoff := p.cfg.RetryBackoff
 	notifier, _ := p.cfg.Outbox.(OutboxNotifier)
+	var after uint64
 	for {
 		var changed <-chan struct{} // nil: wait for the poll only
 		if notifier != nil {
 			changed = notifier.OutboxChanged()
 		}
-		n, err := p.PublishOnce(ctx)
+		b, err := p.readBatch(ctx, after)
 		wait := p.cfg.PollInterval
 		switch {
 		case ctx.Err() != nil:
-			return nil
+			return
 		case err != nil:
 			p.failures.Inc()
 			p.log.Warn("publish failed; retrying", "err", err, "in", backoff)
 			wait, backoff = backoff, min(2*backoff, 5*time.Second)
 			changed = nil // back off even if writes continue
-		case n > 0:
+		case len(b.records) > 0:
 			backoff = p.cfg.RetryBackoff
+			select {
+			case out <- b:
+			case <-ctx.Done():
+				return
+			}
+			after = b.last
 			continue // more may be waiting
 		}
 		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return nil
+			return
 		case <-timer.C:
 		case <-changed:
 			timer.Stop()
 		}
+	}
+}
+
+func (p *Publisher) readBatch(ctx context.Context, after uint64) (publishBatch, error) {
+	entries, err := p.cfg.Outbox.ReadOutbox(ctx, after, p.cfg.BatchSize)
+	if err != nil || len(entries) == 0 {
+		if err != nil {
+			err = fmt.Errorf("read outbox: %w", err)
+		}
+		return publishBatch{}, err
+	}
+	records, err := encodeEntries(entries)
+	if err != nil {
+		return publishBatch{}, err
+	}
+	last := entries[len(entries)-1]
+	return publishBatch{records: records, last: last.Seq, committed: last.Event.CommittedAt}, nil
+}
+
+// appendAll appends each batch in order, retrying one that fails until it
+// is stored, and then asks for its acknowledgement.
+func (p *Publisher) appendAll(ctx context.Context, in <-chan publishBatch, acks chan uint64) {
+	for b := range in {
+		backoff := p.cfg.RetryBackoff
+		for {
+			err := p.cfg.Stream.Append(ctx, b.records)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			p.failures.Inc()
+			p.log.Warn("publish failed; retrying", "err", fmt.Errorf("append %d events: %w", len(b.records), err), "in", backoff)
+			if !sleep(ctx, backoff) {
+				return
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		}
+		p.published.Add(float64(len(b.records)))
+		p.lag.Set(time.Since(b.committed).Seconds())
+		// Acknowledgements coalesce: a newer one covers an older one not
+		// yet taken.
+		select {
+		case <-acks:
+		default:
+		}
+		acks <- b.last
+	}
+}
+
+// ack acknowledges the sequences appendAll sends, retrying failures until
+// ctx ends, and returns when acks is closed. A call is not cut off when ctx
+// ends (it gets ackGrace more), so that a clean stop leaves acknowledged
+// what was appended and republishes nothing.
+func (p *Publisher) ack(ctx context.Context, acks <-chan uint64) {
+	backoff := p.cfg.RetryBackoff
+	for upTo := range acks {
+		for {
+			err := p.ackOnce(ctx, upTo)
+			if err == nil || ctx.Err() != nil {
+				backoff = p.cfg.RetryBackoff
+				break
+			}
+			p.failures.Inc()
+			p.log.Warn("publish failed; retrying", "err", fmt.Errorf("ack outbox up to %d: %w", upTo, err), "in", backoff)
+			select {
+			case newer, ok := <-acks:
+				if !ok {
+					return
+				}
+				upTo = newer
+			case <-time.After(backoff):
+			case <-ctx.Done():
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		}
+	}
+}
+
+// ackGrace is how long an acknowledgement may run on once Run is stopping.
+const ackGrace = 5 * time.Second
+
+func (p *Publisher) ackOnce(ctx context.Context, upTo uint64) error {
+	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(ackGrace, cancel)
+		context.AfterFunc(actx, func() { t.Stop() })
+	})
+	defer stop()
+	return p.cfg.Outbox.AckOutbox(actx, upTo)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
@@ -138,15 +285,9 @@ func (p *Publisher) PublishOnce(ctx context.Context) (int, error) {
 	if len(entries) == 0 {
 		return 0, nil
 	}
-	records := make([]Record, len(entries))
-	for i := range entries {
-		data, err := EncodeEvent(&entries[i].Event)
-		if err != nil {
-			// A committed change that cannot be encoded is a bug; stop here
-			// rather than skip it, so that nothing is lost silently.
-			return 0, fmt.Errorf("outbox entry %d: %w", entries[i].Seq, err)
-		}
-		records[i] = Record{PartitionKey: entries[i].Event.TenantID, Data: data}
+	records, err := encodeEntries(entries)
+	if err != nil {
+		return 0, err
 	}
 	if err := p.cfg.Stream.Append(ctx, records); err != nil {
 		return 0, fmt.Errorf("append %d events: %w", len(records), err)
@@ -158,4 +299,18 @@ func (p *Publisher) PublishOnce(ctx context.Context) (int, error) {
 	p.published.Add(float64(len(entries)))
 	p.lag.Set(time.Since(last.Event.CommittedAt).Seconds())
 	return len(entries), nil
+}
+
+func encodeEntries(entries []catalog.OutboxEntry) ([]Record, error) {
+	records := make([]Record, len(entries))
+	for i := range entries {
+		data, err := EncodeEvent(&entries[i].Event)
+		if err != nil {
+			// A committed change that cannot be encoded is a bug; stop here
+			// rather than skip it, so that nothing is lost silently.
+			return nil, fmt.Errorf("outbox entry %d: %w", entries[i].Seq, err)
+		}
+		records[i] = Record{PartitionKey: entries[i].Event.TenantID, Data: data}
+	}
+	return records, nil
 }

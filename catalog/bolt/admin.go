@@ -24,8 +24,7 @@ func (s *Store) Resync(ctx context.Context, reqs []catalog.ResyncRequest, region
 	var res catalog.ResyncResult
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		res = catalog.ResyncResult{}
-		at := s.now().UTC().Truncate(time.Microsecond)
-		hosts, outbox := tx.Bucket(bucketHostnames), tx.Bucket(bucketOutbox)
+		e := s.newResyncer(tx, regions)
 		for _, r := range reqs {
 			doc, err := getTenant(tx, r.ID)
 			if err != nil {
@@ -35,38 +34,7 @@ func (s *Store) Resync(ctx context.Context, reqs []catalog.ResyncRequest, region
 				res.NotFound = append(res.NotFound, r.ID)
 				continue
 			}
-			claims, err := heldClaims(hosts, doc)
-			if err != nil {
-				return err
-			}
-			var released []tenant.Claim
-			for _, h := range r.Hostnames {
-				if doc.HasHostname(h) || hosts.Get([]byte(h)) == nil {
-					continue // held: claimed above; never seen: nothing to settle
-				}
-				rec, err := getHostname(hosts, h)
-				if err != nil {
-					return err
-				}
-				if rec.TenantID == "" {
-					released = append(released, tenant.Claim{Hostname: h, Version: rec.ClaimVersion})
-				}
-			}
-			seq, err := outbox.NextSequence()
-			if err != nil {
-				return err
-			}
-			entry := catalog.OutboxEntry{Seq: seq, Event: tenant.ChangeEvent{
-				TenantID:    doc.ID,
-				Version:     doc.Version,
-				Tenant:      doc,
-				Claims:      claims,
-				Released:    released,
-				CommittedAt: at,
-				Resync:      true,
-				Regions:     regions,
-			}}
-			if err := putJSON(outbox, seqKey(seq), entry); err != nil {
+			if err := e.emit(doc, r.Hostnames); err != nil {
 				return err
 			}
 			res.Resynced = append(res.Resynced, catalog.ResyncedTenant{ID: doc.ID, Version: doc.Version})
@@ -80,6 +48,106 @@ func (s *Store) Resync(ctx context.Context, reqs []catalog.ResyncRequest, region
 		return catalog.ResyncResult{}, wrap(err, "bolt resync")
 	}
 	return res, nil
+}
+
+// ResyncAll resyncs the stored tenants after the id after, in id order, in
+// one transaction. See catalog.Store.
+func (s *Store) ResyncAll(ctx context.Context, after string, limit int, regions []string) (catalog.ResyncResult, string, error) {
+	if err := catalog.CheckResyncAll(after, regions); err != nil {
+		return catalog.ResyncResult{}, "", err
+	}
+	if err := ctx.Err(); err != nil {
+		return catalog.ResyncResult{}, "", err
+	}
+	limit = catalog.ResyncAllLimit(limit)
+	regions = sortedSet(regions)
+	var (
+		res  catalog.ResyncResult
+		next string
+	)
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		res, next = catalog.ResyncResult{}, ""
+		e := s.newResyncer(tx, regions)
+		c := tx.Bucket(bucketTenants).Cursor()
+		k, v := c.First()
+		if after != "" {
+			k, v = c.Seek([]byte(after))
+			if k != nil && string(k) == after {
+				k, v = c.Next()
+			}
+		}
+		for ; k != nil; k, v = c.Next() {
+			if len(res.Resynced) == limit {
+				next = res.Resynced[limit-1].ID
+				break
+			}
+			doc := new(tenant.Tenant)
+			if err := decode(v, doc, "tenant", string(k)); err != nil {
+				return err
+			}
+			if err := e.emit(doc, nil); err != nil {
+				return err
+			}
+			res.Resynced = append(res.Resynced, catalog.ResyncedTenant{ID: doc.ID, Version: doc.Version})
+		}
+		if len(res.Resynced) > 0 {
+			tx.OnCommit(s.outboxChanged)
+		}
+		return nil
+	})
+	if err != nil {
+		return catalog.ResyncResult{}, "", wrap(err, "bolt resync all after "+after)
+	}
+	return res, next, nil
+}
+
+// resyncer appends resync events to the outbox inside one transaction.
+type resyncer struct {
+	hosts, outbox *bbolt.Bucket
+	at            time.Time
+	regions       []string
+}
+
+func (s *Store) newResyncer(tx *bbolt.Tx, regions []string) *resyncer {
+	return &resyncer{hosts: tx.Bucket(bucketHostnames), outbox: tx.Bucket(bucketOutbox),
+		at: s.now().UTC().Truncate(time.Microsecond), regions: regions}
+}
+
+// emit appends the resync event of doc, settling the hostnames settle (see
+// catalog.ResyncRequest).
+func (e *resyncer) emit(doc *tenant.Tenant, settle []string) error {
+	claims, err := heldClaims(e.hosts, doc)
+	if err != nil {
+		return err
+	}
+	var released []tenant.Claim
+	for _, h := range settle {
+		if doc.HasHostname(h) || e.hosts.Get([]byte(h)) == nil {
+			continue // held: claimed above; never seen: nothing to settle
+		}
+		rec, err := getHostname(e.hosts, h)
+		if err != nil {
+			return err
+		}
+		if rec.TenantID == "" {
+			released = append(released, tenant.Claim{Hostname: h, Version: rec.ClaimVersion})
+		}
+	}
+	seq, err := e.outbox.NextSequence()
+	if err != nil {
+		return err
+	}
+	entry := catalog.OutboxEntry{Seq: seq, Event: tenant.ChangeEvent{
+		TenantID:    doc.ID,
+		Version:     doc.Version,
+		Tenant:      doc,
+		Claims:      claims,
+		Released:    released,
+		CommittedAt: e.at,
+		Resync:      true,
+		Regions:     e.regions,
+	}}
+	return putJSON(e.outbox, seqKey(seq), entry)
 }
 
 // heldClaims returns the claims of the hostnames doc holds, sorted by

@@ -567,10 +567,53 @@ func getHostname(b *bbolt.Bucket, h string) (hostnameRecord, error) {
 	if v == nil {
 		return rec, nil
 	}
+	if rec, ok := parseHostname(v); ok {
+		return rec, nil
+	}
 	if err := decode(v, &rec, "hostname", h); err != nil {
 		return rec, err
 	}
 	return rec, nil
+}
+
+// parseHostname parses the form json.Marshal gives a hostnameRecord whose
+// tenant id needs no escaping ({"tenant_id":"acme","claim_version":3}, or
+// "" for a free hostname) without encoding/json: every resync and export
+// reads one per hostname. Anything else is left to decode (ok false).
+func parseHostname(v []byte) (hostnameRecord, bool) {
+	const (
+		head = `{"tenant_id":"`
+		mid  = `","claim_version":`
+	)
+	if !bytes.HasPrefix(v, []byte(head)) {
+		return hostnameRecord{}, false
+	}
+	v = v[len(head):]
+	end := bytes.IndexByte(v, '"')
+	if end < 0 {
+		return hostnameRecord{}, false
+	}
+	id, v := v[:end], v[end:]
+	for _, c := range id {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return hostnameRecord{}, false
+		}
+	}
+	if !bytes.HasPrefix(v, []byte(mid)) || !bytes.HasSuffix(v, []byte("}")) {
+		return hostnameRecord{}, false
+	}
+	digits := v[len(mid) : len(v)-1]
+	if len(digits) == 0 || len(digits) > 18 || (digits[0] == '0' && len(digits) > 1) { // 18 digits cannot overflow
+		return hostnameRecord{}, false
+	}
+	var n int64
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return hostnameRecord{}, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return hostnameRecord{TenantID: string(id), ClaimVersion: n}, true
 }
 
 // decode unmarshals a stored value. Its errors never keep a *tenant.Error

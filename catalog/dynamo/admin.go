@@ -317,3 +317,30 @@ func (s *Store) getTenants(ctx context.Context, ids []string) (map[string]*tenan
 	}
 	return out, nil
 }
+
+// ResyncAll reads a page of the stored tenants after the id after (Export)
+// and resyncs it (Resync, in its transactions of up to 99 entries). A tenant
+// purged between the two is skipped rather than reported: ResyncAll names
+// no ids. See catalog.Store.
+func (s *Store) ResyncAll(ctx context.Context, after string, limit int, regions []string) (catalog.ResyncResult, string, error) {
+	if err := catalog.CheckResyncAll(after, regions); err != nil {
+		return catalog.ResyncResult{}, "", err
+	}
+	page, err := s.Export(ctx, catalog.ListOptions{After: after, Limit: catalog.ResyncAllLimit(limit)})
+	if err != nil {
+		return catalog.ResyncResult{}, "", err
+	}
+	if len(page.Items) == 0 {
+		return catalog.ResyncResult{}, "", nil
+	}
+	reqs := make([]catalog.ResyncRequest, len(page.Items))
+	for i, it := range page.Items {
+		reqs[i] = catalog.ResyncRequest{ID: it.Tenant.ID}
+	}
+	res, err := s.Resync(ctx, reqs, regions)
+	if err != nil {
+		return catalog.ResyncResult{}, "", err
+	}
+	res.NotFound = nil
+	return res, page.Next, nil
+}

@@ -19,6 +19,12 @@ const MaxResyncBodyBytes = 1 << 20
 type resyncBody struct {
 	Tenants []resyncTenant `json:"tenants"`
 	Regions []string       `json:"regions"`
+	// All, instead of Tenants, resyncs a page of every stored tenant
+	// (catalog.Store.ResyncAll): up to PageSize of them after PageToken, an
+	// export page token or a NextPageToken of an earlier answer.
+	All       bool   `json:"all"`
+	PageToken string `json:"page_token"`
+	PageSize  int    `json:"page_size"`
 }
 
 type resyncTenant struct {
@@ -30,6 +36,8 @@ type resyncTenant struct {
 type resyncResponse struct {
 	Resynced []catalog.ResyncedTenant `json:"resynced"`
 	NotFound []string                 `json:"not_found"`
+	// NextPageToken continues an "all" resync; absent at the end.
+	NextPageToken string `json:"next_page_token,omitempty"`
 }
 
 // resync re-emits the current state of the tenants named through the
@@ -45,6 +53,16 @@ func (s *Server) resync(w http.ResponseWriter, r *http.Request) error {
 	var in resyncBody
 	if err := decodeStrict(body, &in); err != nil {
 		return err
+	}
+	if in.All {
+		return s.resyncAll(w, r, in)
+	}
+	if in.PageToken != "" || in.PageSize != 0 {
+		field := "page_token"
+		if in.PageToken == "" {
+			field = "page_size"
+		}
+		return requestError(codeMalformed, field, field+" goes only with \"all\": true")
 	}
 	switch n := len(in.Tenants); {
 	case n == 0:
@@ -98,6 +116,61 @@ func (s *Server) resync(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// resyncAll resyncs a page of every stored tenant (catalog.Store.ResyncAll)
+// and answers with the token of the next page, if any.
+func (s *Server) resyncAll(w http.ResponseWriter, r *http.Request, in resyncBody) error {
+	if len(in.Tenants) > 0 {
+		return requestError(codeMalformed, "tenants", "give either tenants or \"all\": true, not both")
+	}
+	if in.PageSize < 0 || in.PageSize > catalog.MaxResyncTenants {
+		return requestError(codeMalformed, "page_size", fmt.Sprintf("page_size must be from 1 to %d (0 or absent: %d)", catalog.MaxResyncTenants, catalog.MaxResyncTenants))
+	}
+	after, ok := parseExportToken(in.PageToken)
+	if !ok {
+		return requestError(codeMalformed, "page_token", "page_token is not one this API returned")
+	}
+	var fields []tenant.FieldError
+	for i, region := range in.Regions {
+		if err := tenant.ValidateRegion(region); err != nil {
+			fields = append(fields, named(err, fmt.Sprintf("regions[%d]", i))...)
+		}
+	}
+	if len(fields) > 0 {
+		return &tenant.Error{Code: tenant.Invalid, Message: "invalid resync request", Fields: fields}
+	}
+	res, next, err := s.store.ResyncAll(r.Context(), after, in.PageSize, in.Regions)
+	if err != nil {
+		return err
+	}
+	out := resyncResponse{Resynced: res.Resynced, NotFound: []string{}}
+	if out.Resynced == nil {
+		out.Resynced = []catalog.ResyncedTenant{}
+	}
+	if next != "" {
+		out.NextPageToken = exportToken(next)
+	}
+	writeJSON(w, http.StatusOK, "application/json", out)
+	return nil
+}
+
+// parseExportToken returns the id an export page token (or a resync "all"
+// token, the same) continues after; "" is the start.
+func parseExportToken(tok string) (string, bool) {
+	if tok == "" {
+		return "", true
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(tok)
+	id, ok := strings.CutPrefix(string(raw), "x:")
+	if err != nil || !ok || tenant.ValidateID(id) != nil {
+		return "", false
+	}
+	return id, true
+}
+
+func exportToken(after string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("x:" + after))
+}
+
 // named returns the field errors of err under the name field.
 func named(err error, field string) []tenant.FieldError {
 	fs := tenant.ErrorFields(err)
@@ -131,14 +204,9 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request) error {
 		}
 		limit = n
 	}
-	var after string
-	if tok := q.Get("page_token"); tok != "" {
-		raw, err := base64.RawURLEncoding.DecodeString(tok)
-		id, ok := strings.CutPrefix(string(raw), "x:")
-		if err != nil || !ok || tenant.ValidateID(id) != nil {
-			return requestError(codeMalformed, "page_token", "page_token is not one this API returned")
-		}
-		after = id
+	after, ok := parseExportToken(q.Get("page_token"))
+	if !ok {
+		return requestError(codeMalformed, "page_token", "page_token is not one this API returned")
 	}
 	page, err := s.store.Export(r.Context(), catalog.ListOptions{After: after, Limit: limit})
 	if err != nil {
@@ -152,7 +220,7 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if page.Next != "" {
-		out.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte("x:" + page.Next))
+		out.NextPageToken = exportToken(page.Next)
 	}
 	writeJSON(w, http.StatusOK, "application/json", out)
 	return nil

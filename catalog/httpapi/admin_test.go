@@ -148,3 +148,92 @@ func TestExport(t *testing.T) {
 		t.Errorf("default export page: %s", res.body)
 	}
 }
+
+// TestResyncAll: "all": true pages through every stored tenant, tombstones
+// included, with tokens that export's also fit; it rejects what does not go
+// with it.
+func TestResyncAll(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	for _, id := range []string{"t-3", "t-1", "t-2", "t-4", "t-5"} {
+		h.mustDo(call{method: "POST", path: "/v1/tenants", token: adminToken, body: tenantJSON(id, id+".example.com")}, http.StatusCreated)
+	}
+	h.mustDo(call{method: "DELETE", path: "/v1/tenants/t-2", token: adminToken}, http.StatusNoContent)
+	before := h.snapshot()
+
+	var got []catalog.ResyncedTenant
+	token, pages := "", 0
+	for {
+		body := fmt.Sprintf(`{"all":true,"page_size":2,"regions":["eu-west-1"],"page_token":%q}`, token)
+		res := h.mustDo(call{method: "POST", path: "/v1/admin/resync", token: adminToken, body: body}, http.StatusOK)
+		pages++
+		var page resyncResponse
+		if err := json.Unmarshal(res.body, &page); err != nil {
+			t.Fatalf("body %s: %v", res.body, err)
+		}
+		if page.NotFound == nil || len(page.NotFound) != 0 {
+			t.Errorf("not_found is %v, want an empty list", page.NotFound)
+		}
+		got = append(got, page.Resynced...)
+		if page.NextPageToken == "" {
+			break
+		}
+		token = page.NextPageToken
+	}
+	want := []catalog.ResyncedTenant{{ID: "t-1", Version: 1}, {ID: "t-2", Version: 2}, {ID: "t-3", Version: 1}, {ID: "t-4", Version: 1}, {ID: "t-5", Version: 1}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("resynced (-want +got):\n%s", diff)
+	}
+	if pages != 3 {
+		t.Errorf("%d pages of 2 for 5 tenants, want 3", pages)
+	}
+	after := h.snapshot()
+	if n := len(after.Outbox) - len(before.Outbox); n != 5 {
+		t.Fatalf("outbox grew by %d, want 5", n)
+	}
+	for _, e := range after.Outbox[len(before.Outbox):] {
+		if ev := e.Event; !ev.Resync || !cmp.Equal(ev.Regions, []string{"eu-west-1"}) {
+			t.Errorf("event %s@%d: resync=%v regions=%v", ev.TenantID, ev.Version, ev.Resync, ev.Regions)
+		}
+	}
+	if diff := cmp.Diff(before.Tenants, after.Tenants); diff != "" {
+		t.Errorf("tenants changed (-before +after):\n%s", diff)
+	}
+
+	// An export page token continues a resync too.
+	res := h.mustDo(call{method: "GET", path: "/v1/admin/export?page_size=3", token: readerToken}, http.StatusOK)
+	var page struct {
+		NextPageToken string `json:"next_page_token"`
+	}
+	if err := json.Unmarshal(res.body, &page); err != nil || page.NextPageToken == "" {
+		t.Fatalf("export page: %s (%v)", res.body, err)
+	}
+	res = h.mustDo(call{method: "POST", path: "/v1/admin/resync", token: adminToken, body: fmt.Sprintf(`{"all":true,"page_token":%q}`, page.NextPageToken)}, http.StatusOK)
+	var rest resyncResponse
+	if err := json.Unmarshal(res.body, &rest); err != nil || !cmp.Equal(rest.Resynced, want[3:]) || rest.NextPageToken != "" {
+		t.Fatalf("resync all after an export page: %s (%v)", res.body, err)
+	}
+
+	bad := h.snapshot()
+	for _, tc := range []struct{ name, body, field string }{
+		{"tenants and all", `{"all":true,"tenants":[{"id":"t-1"}]}`, "tenants"},
+		{"bad token", `{"all":true,"page_token":"nope"}`, "page_token"},
+		{"page size too big", `{"all":true,"page_size":1001}`, "page_size"},
+		{"negative page size", `{"all":true,"page_size":-1}`, "page_size"},
+		{"token without all", `{"tenants":[{"id":"t-1"}],"page_token":"eDp0LTE"}`, "page_token"},
+		{"bad region", `{"all":true,"regions":["Mars!"]}`, "regions[0]"},
+	} {
+		res := h.do(call{method: "POST", path: "/v1/admin/resync", token: adminToken, body: tc.body})
+		if res.status/100 != 4 {
+			t.Errorf("%s: status %d, want 4xx; body %s", tc.name, res.status, res.body)
+			continue
+		}
+		p := res.problem(t)
+		if len(p.Errors) != 1 || p.Errors[0].Field != tc.field {
+			t.Errorf("%s: problem %+v, want one error naming %s", tc.name, p, tc.field)
+		}
+	}
+	if n := len(h.snapshot().Outbox) - len(bad.Outbox); n != 0 {
+		t.Errorf("rejected requests appended %d events", n)
+	}
+}

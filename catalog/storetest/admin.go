@@ -26,6 +26,9 @@ var adminTests = []struct {
 	{"ResyncRejectsMalformed", testResyncMalformed},
 	{"ResyncMany", testResyncMany},
 	{"ResyncWhileWriting", testResyncWhileWriting},
+	{"ResyncAllPages", testResyncAllPages},
+	{"ResyncAllEmpty", testResyncAllEmpty},
+	{"ResyncAllRejectsMalformed", testResyncAllMalformed},
 	{"ExportPages", testExportPages},
 	{"ExportEmpty", testExportEmpty},
 	{"ExportWhileWriting", testExportWhileWriting},
@@ -467,5 +470,115 @@ func testExportWhileWriting(t *testing.T, s catalog.Store) {
 		orig := eventOf(t, all, it.Tenant.ID, it.Tenant.Version)
 		wantSame(t, fmt.Sprintf("exported %s@%d", it.Tenant.ID, it.Tenant.Version), orig.Tenant, it.Tenant)
 		wantSame(t, fmt.Sprintf("claims of exported %s@%d", it.Tenant.ID, it.Tenant.Version), orig.Claims, it.Claims)
+	}
+}
+
+// testResyncAllPages: ResyncAll from "" until next is "" resyncs every
+// stored tenant once, tombstones included, in id order, each event as
+// Resync would emit it, with the regions asked for.
+func testResyncAllPages(t *testing.T, s catalog.Store) {
+	ctx := t.Context()
+	want := map[string]*tenant.Tenant{}
+	for _, id := range []string{"t-4", "t-1", "t-3", "t-5", "t-2"} {
+		want[id] = mustCreate(t, s, NewTenant(id, id+".example.com", "www."+id+".example.com"))
+	}
+	tomb, err := s.Delete(ctx, "t-3", 0, actor)
+	if err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	want["t-3"] = tomb
+	next := want["t-2"].Clone()
+	next.Hostnames = []string{"t-2.example.com", "t-3.example.com"} // takes a released hostname
+	want["t-2"] = mustUpdate(t, s, next, 1)
+
+	for _, limit := range []int{0, 1, 2, 5, 6, catalog.MaxResyncTenants + 1} {
+		before := len(readOutbox(t, s))
+		var got []catalog.ResyncedTenant
+		after, calls := "", 0
+		for {
+			res, next, err := s.ResyncAll(ctx, after, limit, []string{"us-east-1"})
+			if err != nil {
+				t.Fatalf("ResyncAll(%q, %d): %v", after, limit, err)
+			}
+			calls++
+			if len(res.NotFound) != 0 {
+				t.Fatalf("ResyncAll reported not found: %v", res.NotFound)
+			}
+			got = append(got, res.Resynced...)
+			if next == "" {
+				break
+			}
+			if len(res.Resynced) == 0 || next != res.Resynced[len(res.Resynced)-1].ID {
+				t.Fatalf("ResyncAll(%q, %d): next %q is not the last id of %v", after, limit, next, res.Resynced)
+			}
+			after = next
+			if calls > 10 {
+				t.Fatalf("ResyncAll with limit %d does not end", limit)
+			}
+		}
+		var wantRes []catalog.ResyncedTenant
+		for _, id := range []string{"t-1", "t-2", "t-3", "t-4", "t-5"} {
+			wantRes = append(wantRes, catalog.ResyncedTenant{ID: id, Version: want[id].Version})
+		}
+		wantSame(t, fmt.Sprintf("resynced with page size %d", limit), wantRes, got)
+		all := readOutbox(t, s)
+		if len(all)-before != 5 {
+			t.Fatalf("page size %d: outbox grew by %d, want 5", limit, len(all)-before)
+		}
+		for i, e := range all[before:] {
+			ev := e.Event
+			if ev.TenantID != wantRes[i].ID {
+				t.Fatalf("page size %d: event %d is of %s, want %s", limit, i, ev.TenantID, wantRes[i].ID)
+			}
+			checkResyncEvent(t, all, ev, want[ev.TenantID])
+			wantSame(t, "regions of "+ev.TenantID, []string{"us-east-1"}, ev.Regions)
+			if len(ev.Released) != 0 {
+				t.Fatalf("ResyncAll event of %s releases %v", ev.TenantID, ev.Released)
+			}
+		}
+	}
+	res, cursor, err := s.ResyncAll(ctx, "t-25", 2, nil)
+	if err != nil || len(res.Resynced) != 2 || res.Resynced[0].ID != "t-3" || cursor != "t-4" {
+		t.Fatalf("ResyncAll(after t-25, 2) = %+v, %q, %v; want t-3, t-4 and next t-4", res, cursor, err)
+	}
+	if ev := lastEvent(t, s); len(ev.Regions) != 0 {
+		t.Fatalf("ResyncAll without regions targets %v, want every region (none listed)", ev.Regions)
+	}
+}
+
+func testResyncAllEmpty(t *testing.T, s catalog.Store) {
+	res, next, err := s.ResyncAll(t.Context(), "", 0, nil)
+	if err != nil || len(res.Resynced) != 0 || next != "" {
+		t.Fatalf("ResyncAll of an empty store = %+v, %q, %v; want nothing, no next", res, next, err)
+	}
+	mustCreate(t, s, NewTenant("acme"))
+	res, next, err = s.ResyncAll(t.Context(), "acme", 0, nil)
+	if err != nil || len(res.Resynced) != 0 || next != "" {
+		t.Fatalf("ResyncAll after the last id = %+v, %q, %v; want nothing, no next", res, next, err)
+	}
+}
+
+func testResyncAllMalformed(t *testing.T, s catalog.Store) {
+	mustCreate(t, s, NewTenant("acme"))
+	before := readOutbox(t, s)
+	tests := []struct {
+		name, after string
+		regions     []string
+		field       string
+	}{
+		{"bad cursor", "Not An Id", nil, "page_token"},
+		{"bad region", "", []string{"us-east-1", "Mars!"}, "regions[1]"},
+	}
+	for _, tc := range tests {
+		_, _, err := s.ResyncAll(t.Context(), tc.after, 0, tc.regions)
+		if tenant.ErrorCode(err) != tenant.Invalid {
+			t.Fatalf("%s: ResyncAll = %v, want Invalid", tc.name, err)
+		}
+		if fs := tenant.ErrorFields(err); len(fs) != 1 || fs[0].Field != tc.field {
+			t.Fatalf("%s: fields %v, want one naming %s", tc.name, fs, tc.field)
+		}
+	}
+	if after := readOutbox(t, s); len(after) != len(before) {
+		t.Fatalf("a rejected ResyncAll wrote %d outbox entries", len(after)-len(before))
 	}
 }

@@ -104,6 +104,40 @@ func (s *system) waitDrained(tb testing.TB, timeout time.Duration) {
 	}
 }
 
+// trace logs, every few seconds while TCSCTL_BENCH_TRACE is set, how many
+// events the stream holds and how many each region has applied: it shows
+// which stage of the pipeline holds the rest back.
+func (s *system) trace(tb testing.TB, start time.Time) (stop func()) {
+	if os.Getenv("TCSCTL_BENCH_TRACE") == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(5 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			appended, _ := s.stream.Lag("bench-trace") // a group that never consumes lags by every record
+			line := fmt.Sprintf("%6.1fs appended %d", time.Since(start).Seconds(), appended)
+			for _, r := range testRegions {
+				l, _ := s.stream.Lag("apply-" + r)
+				line += fmt.Sprintf(" %s %d", r, appended-l)
+			}
+			if s.timings != nil {
+				line += " publisher: " + s.timings.String()
+			}
+			tb.Log(line)
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
 // BenchmarkResyncAll: tcsctl resync --all of N tenants through the
 // embedded backends (catalog export and resync API, outbox, publisher,
 // stream, three appliers and replicas), timed from the command's start to
@@ -119,11 +153,16 @@ func BenchmarkResyncAll(b *testing.B) {
 		}
 	}
 	seedStart := time.Now()
-	s := startSystem(b, sysOptions{seedRaw: seedCatalog(n)})
+	opts := sysOptions{seedRaw: seedCatalog(n)}
+	if os.Getenv("TCSCTL_BENCH_TRACE") != "" {
+		opts.timings = &stageTimings{}
+	}
+	s := startSystem(b, opts)
 	b.Logf("seeded %d tenants in %v", n, time.Since(seedStart).Round(time.Millisecond))
 	b.ResetTimer()
 	for i := range b.N {
 		start := time.Now()
+		stopTrace := s.trace(b, start)
 		code, out, errOut := s.tcsctl(b, context.Background(), "resync", "--all", "--checkpoint", "off")
 		if code != 0 {
 			b.Fatalf("resync --all: exit %d\n%s\n%s", code, out, errOut)
@@ -131,6 +170,7 @@ func BenchmarkResyncAll(b *testing.B) {
 		sent := time.Since(start)
 		s.waitDrained(b, 30*time.Minute)
 		wall := time.Since(start)
+		stopTrace()
 		b.ReportMetric(wall.Seconds(), "wall-s")
 		b.ReportMetric(float64(n)/wall.Seconds(), "tenants/s")
 		b.ReportMetric(sent.Seconds(), "emit-s")

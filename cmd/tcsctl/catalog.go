@@ -324,6 +324,42 @@ func (c *catalogClient) Resync(ctx context.Context, tenants []resyncTenant, regi
 	return out, err
 }
 
+// resyncAll resyncs, server side, a page of up to pageSize of every stored
+// tenant after pageToken ("" from the first; export's page tokens work too),
+// and returns the token of the next page ("" at the end).
+func (c *catalogClient) resyncAll(ctx context.Context, pageToken string, pageSize int, regions []string) (int, string, error) {
+	body := struct {
+		All       bool     `json:"all"`
+		PageToken string   `json:"page_token,omitempty"`
+		PageSize  int      `json:"page_size,omitempty"`
+		Regions   []string `json:"regions,omitempty"`
+	}{true, pageToken, pageSize, regions}
+	var out struct {
+		Resynced      []json.RawMessage `json:"resynced"`
+		NextPageToken string            `json:"next_page_token"`
+	}
+	if _, err := c.do(ctx, http.MethodPost, "/v1/admin/resync", nil, nil, body, &out); err != nil {
+		return 0, "", err
+	}
+	return len(out.Resynced), out.NextPageToken, nil
+}
+
+// noResyncAll reports whether err is a catalog's refusal of "all": true
+// (one older than POST /v1/admin/resync's "all"), whose whole resync must
+// then be driven by exports.
+func noResyncAll(err error) bool {
+	var ae *apiError
+	if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest {
+		return false
+	}
+	for _, f := range ae.Fields {
+		if f.Field == "all" {
+			return true
+		}
+	}
+	return strings.Contains(ae.Detail, `"all"`)
+}
+
 // exportIDPage is a page of an export reduced to tenant ids.
 type exportIDPage struct {
 	IDs  []string

@@ -157,30 +157,7 @@ func (r *resyncer) run(ctx context.Context, e *env, catalogURL string, job jobFl
 	}
 	if all {
 		err = rn.run(ctx, func(ctx context.Context, emit func(batch) bool) error {
-			token := ckpt.token()
-			for {
-				var page exportIDPage
-				err := retry(ctx, 5, func() (err error) {
-					page, err = r.cat.exportIDs(ctx, token, r.batch)
-					return err
-				})
-				if err != nil {
-					return fmt.Errorf("reading the catalog after page token %q: %w", token, err)
-				}
-				if len(page.IDs) > 0 {
-					items := make([]resyncTenant, len(page.IDs))
-					for i, id := range page.IDs {
-						items[i] = resyncTenant{ID: id}
-					}
-					if !emit(batch{items: len(items), resume: page.Next, do: send(items)}) {
-						return nil
-					}
-				}
-				if page.Next == "" {
-					return nil
-				}
-				token = page.Next
-			}
+			return r.produceAll(ctx, emit, ckpt.token(), st)
 		})
 	} else {
 		start := 0
@@ -204,6 +181,72 @@ func (r *resyncer) run(ctx context.Context, e *env, catalogURL string, job jobFl
 		})
 	}
 	return st, err
+}
+
+// produceAll resyncs every tenant after the page token from, a page per
+// request, server side (POST /v1/admin/resync with "all": true): one round
+// trip per page and no export. Each page is done when its request returns,
+// so the batch it emits only records it (progress, rate, checkpoint: its
+// resume token is the next page's). A request is never cut off by Ctrl-C;
+// none starts after it. A catalog too old to resync "all" gets the pages
+// of an export resynced by id instead.
+func (r *resyncer) produceAll(ctx context.Context, emit func(batch) bool, from string, st *resyncStats) error {
+	token := from
+	for first := true; ctx.Err() == nil; first = false {
+		var (
+			n    int
+			next string
+		)
+		err := retry(ctx, 5, func() (err error) {
+			n, next, err = r.cat.resyncAll(context.WithoutCancel(ctx), token, r.batch, r.regions)
+			return err
+		})
+		if err != nil {
+			if first && noResyncAll(err) {
+				return r.produceExported(ctx, emit, token, st)
+			}
+			return fmt.Errorf("resyncing the catalog after page token %q: %w", token, err)
+		}
+		st.mu.Lock()
+		st.resynced += int64(n)
+		st.mu.Unlock()
+		if !emit(batch{items: n, resume: next, do: func(context.Context) error { return nil }}) || next == "" {
+			return nil
+		}
+		token = next
+	}
+	return nil
+}
+
+// produceExported reads the ids of every tenant after the page token from
+// from the catalog's export, a page at a time, and emits a resync of each
+// page.
+func (r *resyncer) produceExported(ctx context.Context, emit func(batch) bool, from string, st *resyncStats) error {
+	token := from
+	for {
+		var page exportIDPage
+		err := retry(ctx, 5, func() (err error) {
+			page, err = r.cat.exportIDs(ctx, token, r.batch)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("reading the catalog after page token %q: %w", token, err)
+		}
+		if len(page.IDs) > 0 {
+			items := make([]resyncTenant, len(page.IDs))
+			for i, id := range page.IDs {
+				items[i] = resyncTenant{ID: id}
+			}
+			do := func(ctx context.Context) error { return r.send(ctx, items, st) }
+			if !emit(batch{items: len(items), resume: page.Next, do: do}) {
+				return nil
+			}
+		}
+		if page.Next == "" {
+			return nil
+		}
+		token = page.Next
+	}
 }
 
 // send resyncs one batch, retrying while the catalog is unavailable.

@@ -1,14 +1,21 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -157,4 +164,45 @@ func TestResyncSelection(t *testing.T) {
 	s.mustTcsctl(t, 2, "resync")
 	s.mustTcsctl(t, 2, "resync", "--all", "--tenant", "aaa")
 	s.mustTcsctl(t, 2, "resync", "--all", "--region", "mars-1")
+}
+
+// TestResyncAllOlderCatalog: against a catalog that does not know
+// POST /v1/admin/resync's "all", resync --all falls back to resyncing the
+// pages of an export by id, and still resyncs everything.
+func TestResyncAllOlderCatalog(t *testing.T) {
+	t.Parallel()
+	s := startSystem(t, sysOptions{})
+	const n = 25
+	for i := range n {
+		s.create(t, sampleTenant(fmt.Sprintf("t%03d", i), i))
+	}
+	target, err := url.Parse(s.catalog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var refused atomic.Int32
+	old := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/admin/resync" {
+			body, _ := io.ReadAll(r.Body)
+			if bytes.Contains(body, []byte(`"all"`)) {
+				refused.Add(1)
+				w.Header().Set("Content-Type", "application/problem+json")
+				w.WriteHeader(http.StatusBadRequest)
+				io.WriteString(w, `{"type":"about:blank","title":"Bad Request","status":400,"detail":"unknown field \"all\"","errors":[{"field":"all","reason":"unknown field"}]}`)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(old.Close)
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"resync", "--all", "--batch", "10", "--checkpoint", "off"}, s.env("TCS_CATALOG_URL", old.URL), strings.NewReader(""), &stdout, &stderr)
+	if code != 0 || resyncedCount(t, stdout.String()) != n {
+		t.Fatalf("resync --all against an older catalog: exit %d\n%s\n%s", code, stdout.String(), stderr.String())
+	}
+	if refused.Load() != 1 {
+		t.Errorf("%d requests with \"all\", want 1 (then the fallback)", refused.Load())
+	}
 }

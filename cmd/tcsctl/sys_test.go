@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/bolt"
 	"github.com/tcs-dev/tcs/catalog/httpapi"
 	"github.com/tcs-dev/tcs/catalog/tenant"
@@ -52,6 +53,7 @@ type system struct {
 	regions  []region
 	replicas map[string]*lockedReplica
 	lookups  map[string]tcsv1.TenantContextServiceClient
+	timings  *stageTimings // see sysOptions
 }
 
 // env is the environment tcsctl runs with against this system.
@@ -72,6 +74,56 @@ type sysOptions struct {
 	// seedRaw, if not nil, writes the source of truth's bbolt file before
 	// the system starts (benchmarks load many tenants this way).
 	seedRaw func(tb testing.TB, path string)
+	// timings, if not nil, accumulates the publisher's time in each call.
+	timings *stageTimings
+}
+
+// stageTimings is where the publisher's time goes (benchmark tracing).
+type stageTimings struct {
+	mu                      sync.Mutex
+	read, append, ack       time.Duration
+	reads, appends, acks, n int
+}
+
+func (t *stageTimings) add(d *time.Duration, c *int, since time.Time, n int) {
+	t.mu.Lock()
+	*d += time.Since(since)
+	*c++
+	t.n += n
+	t.mu.Unlock()
+}
+
+func (t *stageTimings) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return fmt.Sprintf("read %v/%d append %v/%d ack %v/%d", t.read.Round(time.Millisecond), t.reads, t.append.Round(time.Millisecond), t.appends, t.ack.Round(time.Millisecond), t.acks)
+}
+
+type timedOutbox struct {
+	bolt *bolt.Store
+	t    *stageTimings
+}
+
+func (o *timedOutbox) ReadOutbox(ctx context.Context, after uint64, limit int) ([]catalog.OutboxEntry, error) {
+	defer o.t.add(&o.t.read, &o.t.reads, time.Now(), 0)
+	return o.bolt.ReadOutbox(ctx, after, limit)
+}
+
+func (o *timedOutbox) AckOutbox(ctx context.Context, upTo uint64) error {
+	defer o.t.add(&o.t.ack, &o.t.acks, time.Now(), 0)
+	return o.bolt.AckOutbox(ctx, upTo)
+}
+
+func (o *timedOutbox) OutboxChanged() <-chan struct{} { return o.bolt.OutboxChanged() }
+
+type timedStream struct {
+	streamer.Stream
+	t *stageTimings
+}
+
+func (s *timedStream) Append(ctx context.Context, records []streamer.Record) error {
+	defer s.t.add(&s.t.append, &s.t.appends, time.Now(), len(records))
+	return s.Stream.Append(ctx, records)
 }
 
 // startSystem starts the system on loopback ports and stops it when the
@@ -79,7 +131,7 @@ type sysOptions struct {
 func startSystem(tb testing.TB, opts sysOptions) *system {
 	tb.Helper()
 	dir := tb.TempDir()
-	s := &system{dir: dir, replicas: map[string]*lockedReplica{}, lookups: map[string]tcsv1.TenantContextServiceClient{}}
+	s := &system{dir: dir, replicas: map[string]*lockedReplica{}, lookups: map[string]tcsv1.TenantContextServiceClient{}, timings: opts.timings}
 	catalogPath := filepath.Join(dir, "catalog.db")
 	if opts.seedRaw != nil {
 		opts.seedRaw(tb, catalogPath)
@@ -105,7 +157,13 @@ func startSystem(tb testing.TB, opts sysOptions) *system {
 	s.catalog = "http://" + ln.Addr().String()
 	api := httpapi.New(httpapi.Config{Store: s.store, Tokens: tokens})
 	g.Go(func() error { return httpapi.Serve(gctx, ln, api) })
-	pub := streamer.NewPublisher(streamer.PublisherConfig{Outbox: s.store, Stream: s.stream, BatchSize: 1000})
+	var outbox streamer.Outbox = s.store
+	var pubStream streamer.Stream = s.stream
+	if opts.timings != nil {
+		outbox = &timedOutbox{bolt: s.store, t: opts.timings}
+		pubStream = &timedStream{Stream: s.stream, t: opts.timings}
+	}
+	pub := streamer.NewPublisher(streamer.PublisherConfig{Outbox: outbox, Stream: pubStream})
 	g.Go(func() error { return pub.Run(gctx) })
 
 	var conns []*grpc.ClientConn

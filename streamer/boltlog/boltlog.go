@@ -97,11 +97,12 @@ type Options struct {
 
 // Log is a streamer.Stream in a bbolt file. It is safe for concurrent use.
 type Log struct {
-	db         *bbolt.DB
-	partitions int
-	poll       time.Duration
-	batchSize  int
-	now        func() time.Time
+	db          *bbolt.DB
+	checkpoints *boltfile.GroupCommit // coalesces concurrent checkpoint commits
+	partitions  int
+	poll        time.Duration
+	batchSize   int
+	now         func() time.Time
 
 	mu sync.Mutex
 	// appended[p] is closed (and replaced) by every Append that wrote to
@@ -172,6 +173,7 @@ func Open(path string, opts Options) (*Log, error) {
 		return nil, fmt.Errorf("boltlog open %s: %w", path, err)
 	}
 	l.db = db
+	l.checkpoints = boltfile.NewGroupCommit(db)
 	l.appended = make([]chan struct{}, l.partitions)
 	for p := range l.appended {
 		l.appended[p] = make(chan struct{})
@@ -435,8 +437,11 @@ func checkpointIn(tx *bbolt.Tx, group string, p int) uint64 {
 	return 0
 }
 
+// saveCheckpoint durably records seq as group's checkpoint in partition p,
+// in a commit shared with the checkpoints other partitions and groups save
+// meanwhile.
 func (l *Log) saveCheckpoint(group string, p int, seq uint64) error {
-	return l.db.Update(func(tx *bbolt.Tx) error {
+	return l.checkpoints.Update(func(tx *bbolt.Tx) error {
 		b, err := tx.Bucket(bucketCheckpoints).CreateBucketIfNotExists([]byte(group))
 		if err != nil {
 			return err

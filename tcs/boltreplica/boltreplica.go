@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -61,6 +62,8 @@ type Options struct {
 // bbolt serialises writes, and reads run in parallel with them.
 type Replica struct {
 	db *bbolt.DB
+	// writes coalesces the commits of concurrent Apply and ApplyBatch calls.
+	writes *boltfile.GroupCommit
 }
 
 // HostEntry is one record of the hosts bucket, as ScanHosts returns it.
@@ -75,7 +78,7 @@ func Open(path string, opts Options) (*Replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Replica{db: db}, nil
+	return &Replica{db: db, writes: boltfile.NewGroupCommit(db)}, nil
 }
 
 // Close closes the file and releases its lock.
@@ -110,7 +113,7 @@ func (r *Replica) Apply(ctx context.Context, ev *tenant.ChangeEvent) (tcs.ApplyR
 		return tcs.ApplyResult{}, err
 	}
 	var res tcs.ApplyResult
-	err := r.db.Update(func(tx *bbolt.Tx) error {
+	err := r.writes.Update(func(tx *bbolt.Tx) error {
 		var err error
 		res, err = tcs.ApplyEvent(newTxn(tx), ev)
 		return err
@@ -122,8 +125,9 @@ func (r *Replica) Apply(ctx context.Context, ev *tenant.ChangeEvent) (tcs.ApplyR
 }
 
 // ApplyBatch applies evs in order with tcs.ApplyEvent in one write
-// transaction: one commit and one fsync for the whole batch. See
-// tcs.BatchApplier.
+// transaction: one commit and one fsync for the whole batch, shared with
+// the batches of concurrent callers that arrived while the previous commit
+// ran. See tcs.BatchApplier.
 func (r *Replica) ApplyBatch(ctx context.Context, evs []*tenant.ChangeEvent) ([]tcs.ApplyResult, error) {
 	for _, ev := range evs {
 		if err := tcs.CheckEvent(ev); err != nil {
@@ -137,7 +141,7 @@ func (r *Replica) ApplyBatch(ctx context.Context, evs []*tenant.ChangeEvent) ([]
 		return nil, nil
 	}
 	var out []tcs.ApplyResult
-	err := r.db.Update(func(tx *bbolt.Tx) error {
+	err := r.writes.Update(func(tx *bbolt.Tx) error {
 		out = make([]tcs.ApplyResult, len(evs))
 		x := newTxn(tx)
 		for i, ev := range evs {
@@ -271,7 +275,9 @@ func (r *Replica) scan(ctx context.Context, bucket []byte, after string, limit i
 }
 
 // txn is tcs.ApplyTxn over one bbolt transaction. Values it returns are
-// decoded copies, valid after the transaction ends.
+// decoded copies, valid after the transaction ends. A put of the bytes
+// already stored writes nothing, so that no page is dirtied for it: a resync
+// into a region that already holds the catalog commits next to nothing.
 type txn struct {
 	docs, hosts *bbolt.Bucket
 }
@@ -299,7 +305,14 @@ func (x *txn) PutDoc(t *tenant.Tenant) error {
 	if err != nil {
 		return fmt.Errorf("tenant %s: %w", t.ID, err)
 	}
-	return x.docs.Put([]byte(t.ID), raw)
+	return x.put(x.docs, []byte(t.ID), raw)
+}
+
+func (x *txn) put(b *bbolt.Bucket, key, value []byte) error {
+	if bytes.Equal(b.Get(key), value) {
+		return nil
+	}
+	return b.Put(key, value)
 }
 
 func (x *txn) Host(hostname string) (tcs.HostRecord, bool, error) {
@@ -315,11 +328,27 @@ func (x *txn) Host(hostname string) (tcs.HostRecord, bool, error) {
 }
 
 func (x *txn) PutHost(hostname string, rec tcs.HostRecord) error {
-	raw, err := json.Marshal(rec)
+	raw, err := encodeHost(rec)
 	if err != nil {
 		return fmt.Errorf("hostname %s: %w", hostname, err)
 	}
-	return x.hosts.Put([]byte(hostname), raw)
+	return x.put(x.hosts, []byte(hostname), raw)
+}
+
+// encodeHost encodes a hosts value as json.Marshal does; the form parseHost
+// reads (a tenant id that needs no escaping) is written by hand.
+func encodeHost(rec tcs.HostRecord) ([]byte, error) {
+	for i := 0; i < len(rec.TenantID); i++ {
+		if c := rec.TenantID[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return json.Marshal(rec)
+		}
+	}
+	b := make([]byte, 0, len(`{"tenant_id":"","claim_version":}`)+len(rec.TenantID)+20)
+	b = append(b, `{"tenant_id":"`...)
+	b = append(b, rec.TenantID...)
+	b = append(b, `","claim_version":`...)
+	b = strconv.AppendInt(b, rec.ClaimVersion, 10)
+	return append(b, '}'), nil
 }
 
 func decodeDoc(v []byte) (*tenant.Tenant, error) {

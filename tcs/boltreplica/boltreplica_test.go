@@ -227,3 +227,49 @@ func TestBatchConvergence(t *testing.T) {
 	t.Parallel()
 	replicatest.BatchConvergence(t, func(t *rapid.T) tcs.Replica { return openFresh(t) }, 100)
 }
+
+// TestResyncOfIdenticalContent: a resync event that finds its document and
+// claims stored byte for byte (which writes nothing) and one that repairs a
+// corrupt document both leave the replica equal to the event.
+func TestResyncOfIdenticalContent(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	r := open(t, filepath.Join(t.TempDir(), "replica.db"), boltreplica.Options{})
+	a1 := replicatest.Event("acme", 1, map[string]int64{"acme.example.com": 1, "www.acme.example.com": 1}, nil)
+	if _, err := r.Apply(ctx, a1); err != nil {
+		t.Fatal(err)
+	}
+	resync := func(ev *tenant.ChangeEvent) *tenant.ChangeEvent {
+		c := *ev
+		c.Tenant = ev.Tenant.Clone()
+		c.Resync = true
+		return &c
+	}
+	same := resync(a1)
+	corrupt := resync(a1)
+	corrupt.Tenant.Labels = map[string]string{"corrupt": "yes"}
+	for _, step := range []struct {
+		name string
+		evs  []*tenant.ChangeEvent
+		want *tenant.Tenant
+	}{
+		{"identical resync", []*tenant.ChangeEvent{same}, a1.Tenant},
+		{"identical resyncs in a batch", []*tenant.ChangeEvent{same, same}, a1.Tenant},
+		{"corrupting resync", []*tenant.ChangeEvent{corrupt}, corrupt.Tenant},
+		{"repairing resync", []*tenant.ChangeEvent{same}, a1.Tenant},
+	} {
+		results, err := r.ApplyBatch(ctx, step.evs)
+		if err != nil || len(results) != len(step.evs) || !results[0].Applied {
+			t.Fatalf("%s: ApplyBatch = %+v, %v; want applied", step.name, results, err)
+		}
+		got, err := r.GetTenant(ctx, "acme")
+		if err != nil || !cmp.Equal(got, step.want) {
+			t.Fatalf("%s: stored %+v, %v; want %+v", step.name, got, err, step.want)
+		}
+		for _, h := range []string{"acme.example.com", "www.acme.example.com"} {
+			if got, err := r.LookupHostname(ctx, h); err != nil || got.ID != "acme" {
+				t.Fatalf("%s: LookupHostname(%s) = %v, %v", step.name, h, got, err)
+			}
+		}
+	}
+}

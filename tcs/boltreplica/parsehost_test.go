@@ -49,3 +49,19 @@ func FuzzParseHost(f *testing.F) {
 		}
 	})
 }
+
+// TestEncodeHost: encodeHost writes what json.Marshal does.
+func TestEncodeHost(t *testing.T) {
+	t.Parallel()
+	for _, rec := range []tcs.HostRecord{{TenantID: "acme", ClaimVersion: 1}, {ClaimVersion: 7}, {TenantID: "t-9", ClaimVersion: 123456789012345678},
+		{TenantID: "Odd\"<id>", ClaimVersion: 2}, {TenantID: "a", ClaimVersion: -3}} {
+		want, err := json.Marshal(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := encodeHost(rec)
+		if err != nil || string(got) != string(want) {
+			t.Errorf("encodeHost(%+v) = %s, %v; want %s", rec, got, err, want)
+		}
+	}
+}
