@@ -28,6 +28,7 @@ func runResync(ctx context.Context, e *env, args []string) error {
 	file := fs.String("file", "", "file of tenant ids, one per line (# comments; - for stdin)")
 	fs.Var(&regionsWanted, "region", "region to resync (repeatable; default: every region)")
 	batchSize := fs.Int("batch", maxResync, "tenants per resync request (at most 1000)")
+	dryRun := fs.Bool("dry-run", false, "print which tenants would be resynced (and which the catalog does not know) and resync nothing")
 	if _, err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -66,15 +67,18 @@ func runResync(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("tenant %q: %v", id, err)
 		}
 	}
+	where := "every region"
+	if targets != nil {
+		where = strings.Join(targets, ", ")
+	}
+	if *dryRun {
+		return resyncDryRun(ctx, e, c.catalog, *all, ids, where)
+	}
 	r := &resyncer{cat: c.catalog, regions: targets, batch: *batchSize}
 	if job.rate > 0 && float64(r.batch) > job.rate {
 		r.batch = max(1, int(job.rate)) // keep batches within a second's worth
 	}
 	st, err := r.run(ctx, e, conn.catalogURL, job, *all, ids)
-	where := "every region"
-	if targets != nil {
-		where = strings.Join(targets, ", ")
-	}
 	if st.resynced > 0 || err == nil {
 		fmt.Fprintf(e.stdout, "resynced %d tenant(s) to %s\n", st.resynced, where)
 	}
@@ -83,6 +87,55 @@ func runResync(ctx context.Context, e *env, args []string) error {
 	}
 	if len(st.notFound) > 0 {
 		return finding("%d tenant(s) not found in the catalog: %s", len(st.notFound), strings.Join(st.notFound, ", "))
+	}
+	return nil
+}
+
+// resyncDryRun reports what a resync would re-emit, reading the catalog
+// only (the id pages of its export, tombstones included, as a real run
+// sees them): with --all the number of tenants, otherwise each id and
+// whether the catalog knows it (an unknown id is a finding, as in a real
+// run).
+func resyncDryRun(ctx context.Context, e *env, cat *catalogClient, all bool, ids []string, where string) error {
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = false
+	}
+	n, token := 0, ""
+	for {
+		page, err := cat.exportIDs(ctx, token, maxResync)
+		if err != nil {
+			return fmt.Errorf("reading the catalog after page token %q: %w", token, err)
+		}
+		n += len(page.IDs)
+		for _, id := range page.IDs {
+			if _, ok := want[id]; ok {
+				want[id] = true
+			}
+		}
+		if page.Next == "" {
+			break
+		}
+		token = page.Next
+	}
+	if all {
+		fmt.Fprintf(e.stdout, "dry run: would resync %d tenant(s) to %s\n", n, where)
+		return nil
+	}
+	var missing []string
+	found := 0
+	for _, id := range ids {
+		if want[id] {
+			found++
+			fmt.Fprintf(e.stdout, "would resync %s\n", id)
+		} else {
+			fmt.Fprintf(e.stdout, "not found    %s\n", id)
+			missing = append(missing, id)
+		}
+	}
+	fmt.Fprintf(e.stdout, "dry run: would resync %d tenant(s) to %s\n", found, where)
+	if len(missing) > 0 {
+		return finding("%d tenant(s) not found in the catalog: %s", len(missing), strings.Join(missing, ", "))
 	}
 	return nil
 }

@@ -32,7 +32,7 @@
 //
 //	tcsctl lookup HOSTNAME [--region R | --addr HOST:PORT]
 //	tcsctl get TENANT_ID
-//	tcsctl resync (--all | --tenant ID… | --file IDS) [--region R…] [--batch N]
+//	tcsctl resync (--all | --tenant ID… | --file IDS) [--region R…] [--batch N] [--dry-run]
 //	tcsctl verify [--region R…] [-o table|json] [--recheck N] [--settle D]
 //	tcsctl repair [--region R…] [--dry-run] [--wait D] [-o table|json]
 //	tcsctl transform --where EXPR --set FIELD=VALUE… [--dry-run] [-o text|json]

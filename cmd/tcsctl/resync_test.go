@@ -130,7 +130,24 @@ func TestResyncSelection(t *testing.T) {
 	corrupt(t, s, "us-east-1", "aaa")
 	corrupt(t, s, "eu-west-1", "aaa", "bbb")
 
-	out := s.mustTcsctl(t, 0, "resync", "--tenant", "aaa", "--region", "us-east-1")
+	// A dry run names what it would resync and resyncs nothing.
+	code, out, errOut := s.tcsctl(t, context.Background(), "resync", "--dry-run", "--tenant", "aaa,ghost", "--region", "us-east-1")
+	if code != 1 || !strings.Contains(out, "would resync aaa") || !strings.Contains(out, "not found    ghost") ||
+		!strings.Contains(out, "would resync 1 tenant(s) to us-east-1") || !strings.Contains(errOut, "ghost") {
+		t.Errorf("resync --dry-run --tenant: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if out := s.mustTcsctl(t, 0, "resync", "--dry-run", "--all"); !strings.Contains(out, "would resync 3 tenant(s) to every region") {
+		t.Errorf("resync --dry-run --all: %s", out)
+	}
+	time.Sleep(300 * time.Millisecond) // what a dry run had sent would have been applied by now
+	_, vout, _ := s.tcsctl(t, context.Background(), "verify", "-o", "json", "--settle", "50ms")
+	var before verifyReport
+	json.Unmarshal([]byte(vout), &before)
+	if got := strings.Join(findingKeys(before.Findings), "|"); !strings.Contains(got, "us-east-1 content_mismatch aaa") {
+		t.Errorf("after a dry run the drift must remain; verify: %v", findingKeys(before.Findings))
+	}
+
+	out = s.mustTcsctl(t, 0, "resync", "--tenant", "aaa", "--region", "us-east-1")
 	if !strings.Contains(out, "resynced 1 tenant(s) to us-east-1") {
 		t.Errorf("resync --tenant: %s", out)
 	}
@@ -150,7 +167,7 @@ func TestResyncSelection(t *testing.T) {
 	}
 	ids := filepath.Join(t.TempDir(), "ids")
 	os.WriteFile(ids, []byte("# drifted\naaa\nbbb\n\nghost\n"), 0o600)
-	code, out, errOut := s.tcsctl(t, context.Background(), "resync", "--file", ids, "--checkpoint", "off")
+	code, out, errOut = s.tcsctl(t, context.Background(), "resync", "--file", ids, "--checkpoint", "off")
 	if code != 1 || !strings.Contains(out, "resynced 2 tenant(s) to every region") || !strings.Contains(errOut, "not found in the catalog: ghost") {
 		t.Errorf("resync --file: exit %d\n%s\n%s", code, out, errOut)
 	}
