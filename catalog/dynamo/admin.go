@@ -152,17 +152,7 @@ func (s *Store) tryResync(ctx context.Context, reqs []catalog.ResyncRequest, reg
 	if len(tx) == 0 {
 		return n, done, false, nil // none of them exists
 	}
-	counter := &types.Put{
-		TableName: s.table,
-		Item:      map[string]types.AttributeValue{attrPK: str(pkMeta), attrSK: str(skOutboxSeq), attrSeq: unum(seq + uint64(len(tx)))},
-	}
-	if seq == 0 {
-		counter.ConditionExpression = aws.String("attribute_not_exists(PK)")
-	} else {
-		counter.ConditionExpression = aws.String("seq = :s")
-		counter.ExpressionAttributeValues = map[string]types.AttributeValue{":s": unum(seq)}
-	}
-	tx = append(tx, types.TransactWriteItem{Put: counter})
+	tx = append(tx, s.counterPut(seq, seq+uint64(len(tx))))
 
 	_, err = s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: tx})
 	var cancelled *types.TransactionCanceledException

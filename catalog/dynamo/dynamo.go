@@ -441,17 +441,7 @@ func (s *Store) tryWrite(ctx context.Context, id, actor string, hostnames []stri
 	}
 	tx = append(tx, types.TransactWriteItem{Put: outboxPut})
 
-	counter := &types.Put{
-		TableName: s.table,
-		Item:      map[string]types.AttributeValue{attrPK: str(pkMeta), attrSK: str(skOutboxSeq), attrSeq: unum(seq + 1)},
-	}
-	if seq == 0 {
-		counter.ConditionExpression = aws.String("attribute_not_exists(PK)")
-	} else {
-		counter.ConditionExpression = aws.String("seq = :s")
-		counter.ExpressionAttributeValues = map[string]types.AttributeValue{":s": unum(seq)}
-	}
-	tx = append(tx, types.TransactWriteItem{Put: counter})
+	tx = append(tx, s.counterPut(seq, seq+1))
 
 	_, err = s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: tx})
 	var cancelled *types.TransactionCanceledException
@@ -476,6 +466,24 @@ func (s *Store) tryWrite(ctx context.Context, id, actor string, hostnames []stri
 // that a fresh attempt can resolve: a failed condition (a concurrent write
 // changed what the plan was based on), a conflict with another transaction,
 // or throttling. A validation error (say, an item over 400 KB) is not.
+// counterPut moves the outbox counter from seq, as the write read it, to
+// next, on the condition that no other write moved it meanwhile (seq 0: the
+// counter does not exist yet). It serialises all writes; see the package
+// comment.
+func (s *Store) counterPut(seq, next uint64) types.TransactWriteItem {
+	counter := &types.Put{
+		TableName: s.table,
+		Item:      map[string]types.AttributeValue{attrPK: str(pkMeta), attrSK: str(skOutboxSeq), attrSeq: unum(next)},
+	}
+	if seq == 0 {
+		counter.ConditionExpression = aws.String("attribute_not_exists(PK)")
+	} else {
+		counter.ConditionExpression = aws.String("seq = :s")
+		counter.ExpressionAttributeValues = map[string]types.AttributeValue{":s": unum(seq)}
+	}
+	return types.TransactWriteItem{Put: counter}
+}
+
 func retryable(e *types.TransactionCanceledException) bool {
 	for _, r := range e.CancellationReasons {
 		switch aws.ToString(r.Code) {
