@@ -5,13 +5,11 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/tcs-dev/tcs/catalog"
@@ -22,26 +20,12 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(emulators.Main(m)) }
 
-var (
-	clientOnce sync.Once
-	client     *dynamodb.Client
-	tables     atomic.Int64
-)
+var tables atomic.Int64
 
 // newClient returns a client of the test binary's DynamoDB Local.
 func newClient(tb testing.TB) *dynamodb.Client {
 	tb.Helper()
-	endpoint := emulators.SharedDynamoDB(tb)
-	clientOnce.Do(func() {
-		client = dynamodb.New(dynamodb.Options{
-			BaseEndpoint: aws.String(endpoint),
-			Region:       "us-east-1",
-			Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
-			// DynamoDB Local's error responses carry no CRC32 the SDK accepts.
-			DisableValidateResponseChecksum: true,
-		})
-	})
-	return client
+	return emulators.SharedDynamoDBClient(tb)
 }
 
 // newTable creates a fresh table and deletes it when tb ends.

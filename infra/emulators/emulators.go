@@ -24,6 +24,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 )
 
 // DirEnv names the environment variable that overrides where install.sh put
@@ -82,12 +86,37 @@ func (p *Process) Stop() {
 // accepts connections, and stops it when tb ends. It returns the endpoint URL.
 func StartDynamoDB(tb testing.TB) (endpoint string) {
 	tb.Helper()
-	p, err := startDynamoDB()
+	return startPrivate(tb, startDynamoDB)
+}
+
+// startPrivate starts an emulator for tb alone and stops it when tb ends.
+func startPrivate(tb testing.TB, start func() (*Process, error)) (endpoint string) {
+	tb.Helper()
+	p, err := start()
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(p.Stop)
 	return p.Endpoint
+}
+
+// nodePackage finds node and the npm package name installed by install.sh,
+// checking that file exists in it; errors say how to install what is
+// missing.
+func nodePackage(name, file string) (node, pkg string, err error) {
+	dir, err := Dir()
+	if err != nil {
+		return "", "", err
+	}
+	pkg = filepath.Join(dir, "node", "node_modules", name)
+	if _, err := os.Stat(filepath.Join(pkg, file)); err != nil {
+		return "", "", fmt.Errorf("%s is not installed (%s: %v): %s", name, pkg, errors.Unwrap(err), installHint)
+	}
+	node, err = exec.LookPath("node")
+	if err != nil {
+		return "", "", fmt.Errorf("%s needs node, which is not on PATH: install Node.js 20 or later, then %s", name, installHint)
+	}
+	return node, pkg, nil
 }
 
 // sharedProcess is one emulator shared by a whole test binary: started on
@@ -258,4 +287,29 @@ func (a AWS) Setenv(tb testing.TB) {
 	for k, v := range a.Env() {
 		tb.Setenv(k, v)
 	}
+}
+
+var dynamoDBClient struct {
+	sync.Mutex
+	c *dynamodb.Client
+}
+
+// SharedDynamoDBClient returns a client of the test binary's DynamoDB Local
+// (SharedDynamoDB), made once: region us-east-1, static credentials, and no
+// response checksum check (DynamoDB Local's error responses carry no CRC32
+// the SDK accepts).
+func SharedDynamoDBClient(tb testing.TB) *dynamodb.Client {
+	tb.Helper()
+	endpoint := SharedDynamoDB(tb)
+	dynamoDBClient.Lock()
+	defer dynamoDBClient.Unlock()
+	if dynamoDBClient.c == nil {
+		dynamoDBClient.c = dynamodb.New(dynamodb.Options{
+			BaseEndpoint:                    aws.String(endpoint),
+			Region:                          "us-east-1",
+			Credentials:                     credentials.NewStaticCredentialsProvider("test", "test", ""),
+			DisableValidateResponseChecksum: true,
+		})
+	}
+	return dynamoDBClient.c
 }

@@ -2,11 +2,8 @@ package emulators
 
 import (
 	_ "embed"
-	"errors"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 )
 
@@ -24,12 +21,7 @@ var fauxqsWrapper string
 // signature), so clients of several regions can share one emulator.
 func StartSNSSQS(tb testing.TB) (endpoint string) {
 	tb.Helper()
-	p, err := startFauxqs()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(p.Stop)
-	return p.Endpoint
+	return startPrivate(tb, startFauxqs)
 }
 
 var sharedFauxqs = newShared(startFauxqs)
@@ -43,17 +35,9 @@ func SharedSNSSQS(tb testing.TB) (endpoint string) {
 }
 
 func startFauxqs() (*Process, error) {
-	dir, err := Dir()
+	node, pkg, err := nodePackage("fauxqs", "package.json")
 	if err != nil {
 		return nil, err
-	}
-	pkg := filepath.Join(dir, "node", "node_modules", "fauxqs")
-	if _, err := os.Stat(filepath.Join(pkg, "package.json")); err != nil {
-		return nil, fmt.Errorf("fauxqs is not installed (%s: %v): %s", pkg, errors.Unwrap(err), installHint)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		return nil, fmt.Errorf("fauxqs needs node, which is not on PATH (install Node.js 20 or later, then %s)", installHint)
 	}
 	port, err := freePort()
 	if err != nil {

@@ -2,11 +2,9 @@ package emulators
 
 import (
 	_ "embed"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 )
 
@@ -21,12 +19,7 @@ var kinesaliteJS string
 // and merges take effect 50 ms after the call.
 func StartKinesis(tb testing.TB) (endpoint string) {
 	tb.Helper()
-	p, err := startKinesis()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(p.Stop)
-	return p.Endpoint
+	return startPrivate(tb, startKinesis)
 }
 
 var sharedKinesis = newShared(startKinesis)
@@ -40,17 +33,9 @@ func SharedKinesis(tb testing.TB) (endpoint string) {
 }
 
 func startKinesis() (*Process, error) {
-	dir, err := Dir()
+	node, module, err := nodePackage("kinesalite", "index.js")
 	if err != nil {
 		return nil, err
-	}
-	module := filepath.Join(dir, "node", "node_modules", "kinesalite")
-	if _, err := os.Stat(filepath.Join(module, "index.js")); err != nil {
-		return nil, fmt.Errorf("kinesalite is not installed (%s: %v): %s", module, errors.Unwrap(err), installHint)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		return nil, fmt.Errorf("kinesalite needs node, which is not on PATH: install Node.js 20 or later, then %s", installHint)
 	}
 	port, err := freePort()
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/google/go-cmp/cmp"
@@ -50,14 +49,7 @@ func newClient(tb testing.TB) *dynamodb.Client {
 	clientMu.Lock()
 	defer clientMu.Unlock()
 	if client == nil {
-		endpoint := emulators.SharedDynamoDB(tb)
-		client = dynamodb.New(dynamodb.Options{
-			BaseEndpoint: aws.String(endpoint),
-			Region:       "us-east-1",
-			Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
-			// DynamoDB Local's error responses carry no CRC32 the SDK accepts.
-			DisableValidateResponseChecksum: true,
-		})
+		client = emulators.SharedDynamoDBClient(tb)
 	}
 	return client
 }
