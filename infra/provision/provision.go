@@ -257,7 +257,11 @@ func WaitForEndpoints(ctx context.Context, timeout time.Duration, endpoints ...s
 		}
 		host := u.Host
 		if u.Port() == "" {
-			host = net.JoinHostPort(u.Hostname(), map[string]string{"https": "443"}[u.Scheme]+map[string]string{"http": "80", "": "80"}[u.Scheme])
+			port := "80"
+			if u.Scheme == "https" {
+				port = "443"
+			}
+			host = net.JoinHostPort(u.Hostname(), port)
 		}
 		var d net.Dialer
 		for {

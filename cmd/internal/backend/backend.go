@@ -75,6 +75,9 @@ type Config struct {
 	// default chain (config.LoadDefaultConfig). Tests replace it.
 	LoadAWS func(ctx context.Context, region string) (aws.Config, error)
 
+	// envErr is a malformed environment default, reported by Validate.
+	envErr error
+
 	mu  sync.Mutex
 	aws map[string]aws.Config
 }
@@ -89,9 +92,11 @@ func Register(fs *flag.FlagSet, getenv func(string) string) *Config {
 	fs.StringVar(&c.HomeRegion, "aws-home-region", cmdutil.EnvOr(getenv, "TCS_AWS_HOME_REGION", getenv("AWS_REGION")), "aws: region of the catalog table and the change stream (env TCS_AWS_HOME_REGION, default AWS_REGION)")
 	poll := streamkinesis.DefaultPollInterval
 	if v := getenv("TCS_POLL_INTERVAL"); v != "" {
-		if d, err := time.ParseDuration(v); err == nil {
-			poll = d
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			c.envErr = fmt.Errorf("TCS_POLL_INTERVAL %q: want a duration such as 250ms", v)
 		}
+		poll = d
 	}
 	fs.DurationVar(&c.PollInterval, "poll-interval", poll, "aws: Kinesis GetRecords poll interval (env TCS_POLL_INTERVAL); Kinesis allows 5 reads per second per shard shared by all regions' appliers, so on AWS use at least 200ms × the number of regions")
 	return c
@@ -99,6 +104,9 @@ func Register(fs *flag.FlagSet, getenv func(string) string) *Config {
 
 // Validate reports a configuration that cannot work, naming the setting.
 func (c *Config) Validate() error {
+	if c.envErr != nil {
+		return c.envErr
+	}
 	switch c.Backend {
 	case Embedded:
 		if c.DataDir == "" {

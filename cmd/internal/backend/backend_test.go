@@ -1,0 +1,43 @@
+package backend_test
+
+import (
+	"flag"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/tcs-dev/tcs/cmd/internal/backend"
+)
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string // "" means valid
+	}{
+		{"embedded default", nil, nil, ""},
+		{"aws", map[string]string{"AWS_REGION": "eu-west-1"}, []string{"--backend", "aws"}, ""},
+		{"aws poll from env", map[string]string{"AWS_REGION": "eu-west-1", "TCS_POLL_INTERVAL": "600ms"}, []string{"--backend", "aws"}, ""},
+		{"unknown backend", nil, []string{"--backend", "s3"}, `--backend "s3"`},
+		{"aws without region", nil, []string{"--backend", "aws"}, "home region"},
+		{"bad prefix", map[string]string{"AWS_REGION": "eu-west-1"}, []string{"--backend", "aws", "--aws-prefix", "Bad_Prefix"}, "--aws-prefix"},
+		{"zero poll", map[string]string{"AWS_REGION": "eu-west-1"}, []string{"--backend", "aws", "--poll-interval", "0s"}, "--poll-interval"},
+		{"bad poll env", map[string]string{"AWS_REGION": "eu-west-1", "TCS_POLL_INTERVAL": "soon"}, []string{"--backend", "aws"}, `TCS_POLL_INTERVAL "soon"`},
+	} {
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		c := backend.Register(fs, func(k string) string { return tc.env[k] })
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		err := c.Validate()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: Validate() = %v, want nil", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: Validate() = %v, want an error containing %q", tc.name, err, tc.want)
+		}
+	}
+}
