@@ -162,6 +162,7 @@ func (f *Feed) Subscribe(ctx context.Context, deliver func(tcs.Invalidation), ga
 			QueueUrl:            aws.String(q.url),
 			MaxNumberOfMessages: 10,
 			WaitTimeSeconds:     int32(f.cfg.WaitTime / time.Second),
+			VisibilityTimeout:   int32(f.cfg.RedeliverAfter / time.Second),
 		})
 		if ctx.Err() != nil {
 			return nil

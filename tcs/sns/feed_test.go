@@ -173,25 +173,71 @@ func TestCleanStopRemovesQueueAndSubscription(t *testing.T) {
 	}
 }
 
-// faultySQS makes the next fail ReceiveMessage calls fail.
+// faultySQS makes the next fail ReceiveMessage calls fail, and the next lose
+// calls that receive messages lose their response (the messages stay in
+// flight in the queue, as when a response is cut off on the way and the SDK
+// retries). It records the last visibility timeout asked for.
 type faultySQS struct {
 	sns.SQSAPI
-	fail atomic.Int64
+	fail, lose atomic.Int64
+	visibility atomic.Int32
 }
 
 var errInjected = errors.New("injected receive failure")
 
 func (f *faultySQS) ReceiveMessage(ctx context.Context, in *awssqs.ReceiveMessageInput, optFns ...func(*awssqs.Options)) (*awssqs.ReceiveMessageOutput, error) {
+	f.visibility.Store(in.VisibilityTimeout)
+	if takeOne(&f.fail) {
+		return nil, errInjected
+	}
+	out, err := f.SQSAPI.ReceiveMessage(ctx, in, optFns...)
+	if err == nil && len(out.Messages) > 0 && takeOne(&f.lose) {
+		return &awssqs.ReceiveMessageOutput{}, nil
+	}
+	return out, err
+}
+
+// takeOne decrements n if it is positive and reports whether it did.
+func takeOne(n *atomic.Int64) bool {
 	for {
-		n := f.fail.Load()
-		if n <= 0 {
-			break
+		v := n.Load()
+		if v <= 0 {
+			return false
 		}
-		if f.fail.CompareAndSwap(n, n-1) {
-			return nil, errInjected
+		if n.CompareAndSwap(v, v-1) {
+			return true
 		}
 	}
-	return f.SQSAPI.ReceiveMessage(ctx, in, optFns...)
+}
+
+func TestLostReceiveIsRedeliveredSoon(t *testing.T) {
+	t.Parallel()
+	prefix, region := newPrefix(), "eu-west-1"
+	topic := newTopic(t, prefix, region)
+	cfg := config(t, prefix, region, topic, "node")
+	cfg.RedeliverAfter = 2 * time.Second
+	faulty := &faultySQS{SQSAPI: cfg.SQS}
+	faulty.lose.Store(1)
+	cfg.SQS = faulty
+	nd := subscribe(t, openFeed(t, cfg))
+	b := openBroadcaster(t, config(t, prefix, region, topic, "applier"))
+
+	start := time.Now()
+	if err := b.Broadcast(ctxT(t), inv(1)); err != nil {
+		t.Fatal(err)
+	}
+	// waitVersion gives up long before SQS's default visibility timeout
+	// (30 s) would bring the message back.
+	nd.waitVersion(t, 1)
+	if faulty.lose.Load() != 0 {
+		t.Fatal("the invalidation arrived without its first receive being lost")
+	}
+	if got := faulty.visibility.Load(); got != 2 {
+		t.Errorf("receives ask for a visibility timeout of %d s, want 2 (RedeliverAfter)", got)
+	}
+	if took := time.Since(start); took < time.Second {
+		t.Errorf("redelivered after %v, before the visibility timeout could have run out", took)
+	}
 }
 
 func TestGapAtStartAndAfterReceiveFailures(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -93,6 +94,7 @@ func config(tb testing.TB, prefix, region, topic, node string) sns.Config {
 		SettleTime:        -1,
 		CleanupTimeout:    5 * time.Second,
 		Registerer:        prometheus.NewRegistry(),
+		Logger:            slog.New(slog.NewTextHandler(tb.Output(), nil)),
 	}
 }
 

@@ -51,6 +51,14 @@
 // queue's policy takes up to a minute to apply and SNS drops what it cannot
 // deliver meanwhile.
 //
+// A received message is invisible to further receives until the Feed
+// deletes it, or RedeliverAfter has passed. SQS's own default (30 s) is too
+// long for a cache: a receive whose response is lost on the way (the SDK
+// then retries the call, and the retry does not see the message) would
+// delay that invalidation by the full timeout. The Feed asks for
+// RedeliverAfter on every receive instead; a node that is slower than that
+// to hand a batch to the cache gets the batch twice, which is harmless.
+//
 // # Permissions
 //
 // The applier needs sns:Publish and sns:GetTopicAttributes on the topic. A
@@ -87,6 +95,7 @@ import (
 const (
 	DefaultPrefix            = "tcs"
 	DefaultWaitTime          = 20 * time.Second
+	DefaultRedeliverAfter    = 5 * time.Second
 	DefaultHeartbeatInterval = time.Minute
 	DefaultStaleAfter        = 5 * time.Minute
 	DefaultSweepInterval     = 5 * time.Minute
@@ -167,6 +176,11 @@ type Config struct {
 	// WaitTime is the long-poll wait of each receive, rounded to whole
 	// seconds from 1 to 20. Default DefaultWaitTime (20 s).
 	WaitTime time.Duration
+	// RedeliverAfter is how long a received message stays invisible to
+	// further receives before SQS delivers it again if the Feed has not
+	// deleted it (the receive's visibility timeout), rounded to whole
+	// seconds from 1 s to 12 h. Default DefaultRedeliverAfter (5 s).
+	RedeliverAfter time.Duration
 	// HeartbeatInterval is how often a subscribed node refreshes its
 	// queue's heartbeat tag. Default DefaultHeartbeatInterval (1 min).
 	HeartbeatInterval time.Duration
@@ -219,6 +233,12 @@ func (cfg Config) withDefaults(what string) (Config, error) {
 	}
 	// SQS waits whole seconds, 1 to 20 (0 would be a busy loop).
 	cfg.WaitTime = min(max(cfg.WaitTime.Round(time.Second), time.Second), 20*time.Second)
+	if cfg.RedeliverAfter <= 0 {
+		cfg.RedeliverAfter = DefaultRedeliverAfter
+	}
+	// SQS's visibility timeout is whole seconds, 0 to 12 h; 0 would hand
+	// every unfinished batch to the next receive again.
+	cfg.RedeliverAfter = min(max(cfg.RedeliverAfter.Round(time.Second), time.Second), 12*time.Hour)
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = DefaultHeartbeatInterval
 	}
