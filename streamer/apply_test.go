@@ -244,3 +244,67 @@ func TestApplierBatchCrashes(t *testing.T) {
 		t.Fatalf("Apply called %d times; want only ApplyBatch", c.applies)
 	}
 }
+
+// recordingBroadcaster records the invalidations it is given.
+type recordingBroadcaster struct {
+	mu   sync.Mutex
+	invs []tcs.Invalidation
+}
+
+func (b *recordingBroadcaster) Broadcast(_ context.Context, inv tcs.Invalidation) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.invs = append(b.invs, inv)
+	return nil
+}
+
+func (b *recordingBroadcaster) take() []tcs.Invalidation {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := b.invs
+	b.invs = nil
+	return out
+}
+
+// TestApplierBroadcastsOnlyChanges: an update is broadcast with its
+// hostnames; a resync of what the region already holds is applied but
+// broadcasts nothing, so resyncing every tenant leaves caches alone; a
+// resync that repairs content is broadcast.
+func TestApplierBroadcastsOnlyChanges(t *testing.T) {
+	t.Parallel()
+	for _, batch := range []bool{false, true} {
+		rep := openReplica(t)
+		var r tcs.Replica = rep
+		if batch {
+			r = batchingReplica{&countingReplica{Replica: rep}}
+		}
+		b := &recordingBroadcaster{}
+		reg := prometheus.NewRegistry()
+		a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Replica: r, Broadcaster: b, Registerer: reg})
+		handle := func(evs ...*tenant.ChangeEvent) []tcs.Invalidation {
+			t.Helper()
+			if err := a.HandleBatch(t.Context(), messages(t, evs...)); err != nil {
+				t.Fatalf("batch=%v: HandleBatch: %v", batch, err)
+			}
+			return b.take()
+		}
+		a1 := replicatest.Event("acme", 1, map[string]int64{"acme.example.com": 1, "www.acme.example.com": 1}, nil)
+		if got := handle(a1); len(got) != 1 || len(got[0].Hostnames) != 2 {
+			t.Fatalf("batch=%v: the create broadcast %+v, want one invalidation of both hostnames", batch, got)
+		}
+		same := *a1
+		same.Tenant, same.Resync = a1.Tenant.Clone(), true
+		if got := handle(&same, &same); len(got) != 0 {
+			t.Fatalf("batch=%v: resyncs of the stored document broadcast %+v, want nothing", batch, got)
+		}
+		if n := metric(t, reg, "tcs_apply_events_total", "applied"); n != 3 {
+			t.Fatalf("batch=%v: applied = %v, want 3 (the resyncs count as applied)", batch, n)
+		}
+		fixed := same
+		fixed.Tenant = a1.Tenant.Clone()
+		fixed.Tenant.Labels = map[string]string{"rev": "repaired"}
+		if got := handle(&fixed); len(got) != 1 || len(got[0].Hostnames) != 2 {
+			t.Fatalf("batch=%v: a repairing resync broadcast %+v, want one invalidation of both hostnames", batch, got)
+		}
+	}
+}

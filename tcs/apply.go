@@ -51,6 +51,12 @@ type ApplyTxn interface {
 //     another tenant at that version is corrupt), and its releases also
 //     unmap, at an equal claim version, a record that still names this
 //     tenant (an orphan). Nothing is ever taken back to a lower version.
+//
+// ApplyResult.Hostnames are the hostnames whose lookup answer may have
+// changed: those of the old and new document when the document was replaced
+// by different content, and those whose record changed owner. A resync that
+// finds its document already stored reports only the records it repaired,
+// so resyncing a healthy region invalidates no cache entry.
 func ApplyEvent(tx ApplyTxn, ev *tenant.ChangeEvent) (ApplyResult, error) {
 	if err := CheckEvent(ev); err != nil {
 		return ApplyResult{}, err
@@ -64,19 +70,27 @@ func ApplyEvent(tx ApplyTxn, ev *tenant.ChangeEvent) (ApplyResult, error) {
 	}
 	newer := stored == nil || ev.Version > stored.Version || (ev.Resync && ev.Version == stored.Version)
 	if newer {
+		// A resync finding the document it carries already stored (the
+		// usual case: resyncing a healthy region) changes what lookups
+		// answer only where it repairs a hostname record, so only those
+		// hostnames are reported: a resync of every tenant must not flush
+		// every lookup cache.
+		unchanged := stored != nil && tenant.Equal(stored, ev.Tenant)
 		if err := tx.PutDoc(ev.Tenant); err != nil {
 			return res, err
 		}
 		res.Applied = true
-		for _, h := range ev.Tenant.Hostnames {
-			touched[h] = true
+		if !unchanged {
+			for _, h := range ev.Tenant.Hostnames {
+				touched[h] = true
+			}
 		}
 		if stored != nil {
 			for _, h := range stored.Hostnames {
-				touched[h] = true
 				if ev.Tenant.HasHostname(h) {
 					continue
 				}
+				touched[h] = true
 				rec, ok, err := tx.Host(h)
 				if err != nil {
 					return res, err
@@ -93,8 +107,12 @@ func ApplyEvent(tx ApplyTxn, ev *tenant.ChangeEvent) (ApplyResult, error) {
 			if err != nil {
 				return res, err
 			}
+			want := HostRecord{TenantID: ev.TenantID, ClaimVersion: c.Version}
+			if ok && rec == want {
+				continue
+			}
 			if !ok || c.Version > rec.ClaimVersion || (ev.Resync && c.Version == rec.ClaimVersion) {
-				if err := tx.PutHost(c.Hostname, HostRecord{TenantID: ev.TenantID, ClaimVersion: c.Version}); err != nil {
+				if err := tx.PutHost(c.Hostname, want); err != nil {
 					return res, err
 				}
 				touched[c.Hostname] = true
@@ -106,13 +124,14 @@ func ApplyEvent(tx ApplyTxn, ev *tenant.ChangeEvent) (ApplyResult, error) {
 		if err != nil {
 			return res, err
 		}
+		want := HostRecord{ClaimVersion: r.Version}
 		// A resync's release at the stored claim version clears a record
 		// that maps the hostname to this tenant at that version: a claim
 		// version names one state of the hostname, and the source of truth
 		// says that state is "free", so the record is corrupt.
 		orphan := ev.Resync && ok && r.Version == rec.ClaimVersion && rec.TenantID == ev.TenantID
 		if !ok || r.Version > rec.ClaimVersion || orphan {
-			if err := tx.PutHost(r.Hostname, HostRecord{ClaimVersion: r.Version}); err != nil {
+			if err := tx.PutHost(r.Hostname, want); err != nil {
 				return res, err
 			}
 			if ok && rec.TenantID != "" {

@@ -259,13 +259,12 @@ func versionMismatch(id string, expected, current int64) error {
 // sameDocument reports whether two prepared documents have the same content,
 // ignoring the fields the store sets.
 func sameDocument(a, b *tenant.Tenant) bool {
-	strip := func(t *tenant.Tenant) []byte {
+	strip := func(t *tenant.Tenant) *tenant.Tenant {
 		c := t.Clone()
 		c.Version, c.UpdatedAt, c.UpdatedBy = 0, time.Time{}, ""
-		b, _ := json.Marshal(c)
-		return b
+		return c
 	}
-	return bytes.Equal(strip(a), strip(b))
+	return tenant.Equal(strip(a), strip(b))
 }
 
 func (s *Server) deleteTenant(w http.ResponseWriter, r *http.Request) error {

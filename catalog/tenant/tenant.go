@@ -7,7 +7,11 @@
 // compute nodes link — can depend on it cheaply.
 package tenant
 
-import "time"
+import (
+	"maps"
+	"slices"
+	"time"
+)
 
 // Status is the lifecycle state of a tenant.
 type Status string
@@ -92,6 +96,21 @@ func (t *Tenant) Clone() *Tenant {
 		c.Database = &d
 	}
 	return &c
+}
+
+// Equal reports whether a and b are the same document: every field equal,
+// times by instant, and a nil slice or map equal to an empty one (JSON
+// round trips do not keep the difference). Two nil documents are equal; a
+// nil and a non-nil one are not.
+func Equal(a, b *Tenant) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.ID == b.ID && a.Status == b.Status && a.Region == b.Region &&
+		a.Version == b.Version && a.UpdatedAt.Equal(b.UpdatedAt) && a.UpdatedBy == b.UpdatedBy &&
+		slices.Equal(a.Hostnames, b.Hostnames) && maps.Equal(a.Products, b.Products) &&
+		maps.Equal(a.Labels, b.Labels) &&
+		(a.Database == b.Database || a.Database != nil && b.Database != nil && *a.Database == *b.Database)
 }
 
 // HasHostname reports whether t holds the (normalised) hostname h.

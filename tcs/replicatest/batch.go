@@ -124,14 +124,14 @@ func sameState(t tb, what string, want, got tcs.Replica, ids, hostnames []string
 	for _, id := range ids {
 		w, werr := want.GetTenant(ctx, id)
 		g, gerr := got.GetTenant(ctx, id)
-		if tenant.ErrorCode(werr) != tenant.ErrorCode(gerr) || !same(w, g) {
+		if tenant.ErrorCode(werr) != tenant.ErrorCode(gerr) || !tenant.Equal(w, g) {
 			t.Fatalf("%s: GetTenant(%s) = %s, %v; one by one %s, %v", what, id, describe(g), gerr, describe(w), werr)
 		}
 	}
 	for _, h := range hostnames {
 		w, werr := want.LookupHostname(ctx, h)
 		g, gerr := got.LookupHostname(ctx, h)
-		if tenant.ErrorCode(werr) != tenant.ErrorCode(gerr) || !same(w, g) {
+		if tenant.ErrorCode(werr) != tenant.ErrorCode(gerr) || !tenant.Equal(w, g) {
 			t.Fatalf("%s: LookupHostname(%s) = %s, %v; one by one %s, %v", what, h, describe(g), gerr, describe(w), werr)
 		}
 	}
