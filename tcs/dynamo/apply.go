@@ -117,6 +117,11 @@ func (r *Replica) tryApply(ctx context.Context, ev *tenant.ChangeEvent, out *res
 	}
 	writes := x.hostWrites()
 	switch {
+	case len(writes) == 0 && x.newDoc != nil && tenant.Equal(x.newDoc, x.stored.doc):
+		// A resync of the document already stored, every record right
+		// (resyncing a healthy region): nothing to write.
+		out.applied = true
+		return nil
 	case x.newDoc == nil:
 		// Releases only: each is safe on its own, so any number of
 		// transactions will do.

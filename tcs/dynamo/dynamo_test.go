@@ -227,12 +227,58 @@ func TestEventualLookups(t *testing.T) {
 	}
 }
 
-// recorder records the consistency of reads.
+// TestResyncOfStoredDocumentWritesNothing: resyncing a healthy region costs
+// reads only; a resync that repairs content writes.
+func TestResyncOfStoredDocumentWritesNothing(t *testing.T) {
+	t.Parallel()
+	c := newClient(t)
+	rec := &recorder{API: c}
+	r := openOn(t, rec, newTable(t, c), replicadynamo.Config{})
+	ev := replicatest.Event("acme", 2, map[string]int64{"acme.example.com": 1, "www.acme.example.com": 3}, map[string]int64{"old.example.com": 2})
+	if _, err := r.Apply(t.Context(), ev); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	before := rec.writes()
+	same := *ev
+	same.Tenant, same.Resync = ev.Tenant.Clone(), true
+	res, err := r.Apply(t.Context(), &same)
+	if err != nil || !res.Applied || len(res.Hostnames) != 0 {
+		t.Fatalf("resync of the stored document: %+v, %v; want applied, no hostnames", res, err)
+	}
+	if n := rec.writes() - before; n != 0 {
+		t.Errorf("resync of the stored document made %d TransactWriteItems calls, want 0", n)
+	}
+	fixed := same
+	fixed.Tenant = ev.Tenant.Clone()
+	fixed.Tenant.Labels = map[string]string{"rev": "repaired"}
+	if res, err := r.Apply(t.Context(), &fixed); err != nil || !res.Applied || len(res.Hostnames) != 2 {
+		t.Fatalf("repairing resync: %+v, %v; want applied, both hostnames", res, err)
+	}
+	if got, err := r.GetTenant(t.Context(), "acme"); err != nil || got.Labels["rev"] != "repaired" {
+		t.Fatalf("after the repairing resync: %+v, %v", got, err)
+	}
+}
+
+// recorder records the consistency of reads and counts transactions.
 type recorder struct {
 	replicadynamo.API
 	mu              sync.Mutex
 	getConsistent   []bool
 	batchConsistent []bool
+	transacts       int
+}
+
+func (r *recorder) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, o ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
+	r.mu.Lock()
+	r.transacts++
+	r.mu.Unlock()
+	return r.API.TransactWriteItems(ctx, in, o...)
+}
+
+func (r *recorder) writes() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.transacts
 }
 
 func (r *recorder) GetItem(ctx context.Context, in *dynamodb.GetItemInput, o ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
