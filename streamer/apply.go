@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/tcs"
@@ -25,7 +26,19 @@ type ApplierConfig struct {
 	Registerer prometheus.Registerer
 	// Now is the clock for the lag metric; nil means time.Now.
 	Now func() time.Time
+	// Concurrency is how many tenants' events of one batch are applied at
+	// once to a replica that is not a tcs.BatchApplier (each tenant's
+	// events stay in order; different tenants' events are independent, as
+	// they are across shards). Zero means DefaultApplyConcurrency; 1
+	// applies one event at a time.
+	Concurrency int
 }
+
+// DefaultApplyConcurrency is ApplierConfig.Concurrency's default. A
+// DynamoDB replica spends most of an apply waiting for two round trips, so
+// a batch (up to a Kinesis GetRecords page) goes through about this many
+// times faster than one event at a time.
+const DefaultApplyConcurrency = 16
 
 // Applier consumes the stream as consumer group "apply-<region>" and applies
 // each event to the region's replica. The stream checkpoints a batch only
@@ -34,7 +47,8 @@ type ApplierConfig struct {
 //
 // A replica that is a tcs.BatchApplier gets each stream batch in one
 // ApplyBatch (one transaction, one fsync), which is what lets a resync of
-// every tenant go through at stream speed; others get one Apply per event.
+// every tenant go through at stream speed; others get one Apply per event,
+// several tenants at once (ApplierConfig.Concurrency).
 // Events meant for other regions (ChangeEvent.Regions) are acknowledged
 // without being applied.
 type Applier struct {
@@ -51,6 +65,9 @@ type Applier struct {
 func NewApplier(cfg ApplierConfig) *Applier {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = DefaultApplyConcurrency
 	}
 	a := &Applier{cfg: cfg, log: cfg.Logger}
 	if a.log == nil {
@@ -131,19 +148,57 @@ func (a *Applier) HandleBatch(ctx context.Context, batch []Message) error {
 		// The replica rejected an event that tcs.CheckEvent let through:
 		// apply one by one, so that only that event is skipped.
 	}
-	for _, ev := range evs {
-		res, err := a.cfg.Replica.Apply(ctx, ev)
-		if err != nil {
-			if tenant.ErrorCode(err) == tenant.Invalid {
-				// Malformed: no retry can ever apply it (as above).
-				a.poison.Inc()
-				a.log.Error("skipping malformed event", "tenant", ev.TenantID, "version", ev.Version, "err", err)
-				continue
+	return a.applyEach(ctx, evs)
+}
+
+// applyEach applies evs one Apply at a time per tenant, in order, and up to
+// cfg.Concurrency tenants at once. The first failure cancels the rest and is
+// returned (the batch is redelivered; apply is idempotent).
+func (a *Applier) applyEach(ctx context.Context, evs []*tenant.ChangeEvent) error {
+	if a.cfg.Concurrency == 1 || len(evs) == 1 {
+		for _, ev := range evs {
+			if err := a.apply1(ctx, ev); err != nil {
+				return err
 			}
-			return fmt.Errorf("apply %s@%d to %s: %w", ev.TenantID, ev.Version, a.cfg.Region, err)
 		}
-		a.applied1(ctx, ev, res)
+		return nil
 	}
+	var order []string
+	byTenant := map[string][]*tenant.ChangeEvent{}
+	for _, ev := range evs {
+		if _, ok := byTenant[ev.TenantID]; !ok {
+			order = append(order, ev.TenantID)
+		}
+		byTenant[ev.TenantID] = append(byTenant[ev.TenantID], ev)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(a.cfg.Concurrency)
+	for _, id := range order {
+		g.Go(func() error {
+			for _, ev := range byTenant[id] {
+				if err := a.apply1(gctx, ev); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// apply1 applies one event with Apply. A malformed event is skipped (no
+// retry can ever apply it); any other failure is returned.
+func (a *Applier) apply1(ctx context.Context, ev *tenant.ChangeEvent) error {
+	res, err := a.cfg.Replica.Apply(ctx, ev)
+	if err != nil {
+		if tenant.ErrorCode(err) == tenant.Invalid {
+			a.poison.Inc()
+			a.log.Error("skipping malformed event", "tenant", ev.TenantID, "version", ev.Version, "err", err)
+			return nil
+		}
+		return fmt.Errorf("apply %s@%d to %s: %w", ev.TenantID, ev.Version, a.cfg.Region, err)
+	}
+	a.applied1(ctx, ev, res)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -306,5 +307,82 @@ func TestApplierBroadcastsOnlyChanges(t *testing.T) {
 		if got := handle(&fixed); len(got) != 1 || len(got[0].Hostnames) != 2 {
 			t.Fatalf("batch=%v: a repairing resync broadcast %+v, want one invalidation of both hostnames", batch, got)
 		}
+	}
+}
+
+// slowReplica records the order and overlap of Apply calls; each takes a
+// moment, so that concurrent ones overlap. Its Apply fails for failOn.
+type slowReplica struct {
+	tcs.Replica
+	mu             sync.Mutex
+	inFlight, most int
+	seen           map[string][]int64
+	failOn         string
+}
+
+var errApply = errors.New("injected apply failure")
+
+func (s *slowReplica) Apply(ctx context.Context, ev *tenant.ChangeEvent) (tcs.ApplyResult, error) {
+	s.mu.Lock()
+	s.inFlight++
+	s.most = max(s.most, s.inFlight)
+	s.seen[ev.TenantID] = append(s.seen[ev.TenantID], ev.Version)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.inFlight--
+		s.mu.Unlock()
+	}()
+	time.Sleep(20 * time.Millisecond)
+	if ev.TenantID == s.failOn {
+		return tcs.ApplyResult{}, errApply
+	}
+	return s.Replica.Apply(ctx, ev)
+}
+
+// TestApplierAppliesTenantsConcurrently: a replica without ApplyBatch gets
+// up to Concurrency tenants at once, each tenant's events in order; the
+// first failure fails the batch.
+func TestApplierAppliesTenantsConcurrently(t *testing.T) {
+	t.Parallel()
+	var evs []*tenant.ChangeEvent
+	for v := int64(1); v <= 4; v++ {
+		for _, id := range []string{"alpha", "beta", "gamma", "delta", "eps"} {
+			evs = append(evs, replicatest.Event(id, v, map[string]int64{id + ".example.com": 1}, nil))
+		}
+	}
+	for _, tc := range []struct {
+		concurrency, wantMost int
+	}{{1, 1}, {3, 3}, {0, 5}} {
+		rep := openReplica(t)
+		s := &slowReplica{Replica: rep, seen: map[string][]int64{}}
+		b := &recordingBroadcaster{}
+		a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Replica: s, Broadcaster: b, Concurrency: tc.concurrency})
+		if err := a.HandleBatch(t.Context(), messages(t, evs...)); err != nil {
+			t.Fatalf("Concurrency %d: HandleBatch: %v", tc.concurrency, err)
+		}
+		if s.most > max(tc.wantMost, 1) || (tc.wantMost > 1 && s.most < 2) {
+			t.Errorf("Concurrency %d: up to %d applies at once, want at most %d (and more than one)", tc.concurrency, s.most, tc.wantMost)
+		}
+		for id, versions := range s.seen {
+			if !slices.Equal(versions, []int64{1, 2, 3, 4}) {
+				t.Errorf("Concurrency %d: %s applied in the order %v, want 1 2 3 4", tc.concurrency, id, versions)
+			}
+			if got, err := rep.GetTenant(t.Context(), id); err != nil || got.Version != 4 {
+				t.Errorf("Concurrency %d: %s = %+v, %v; want version 4", tc.concurrency, id, got, err)
+			}
+		}
+		if n := len(b.take()); len(s.seen) != 5 || n != len(evs) {
+			t.Errorf("Concurrency %d: applied tenants %v, %d invalidations; want all 5 tenants, one invalidation per event", tc.concurrency, s.seen, n)
+		}
+	}
+
+	s := &slowReplica{Replica: openReplica(t), seen: map[string][]int64{}, failOn: "gamma"}
+	a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Replica: s, Concurrency: 4})
+	if err := a.HandleBatch(t.Context(), messages(t, evs...)); !errors.Is(err, errApply) {
+		t.Fatalf("HandleBatch with a failing apply = %v, want the failure", err)
+	}
+	if got := s.seen["gamma"]; !slices.Equal(got, []int64{1}) {
+		t.Errorf("gamma applied %v after its first failure, want only version 1 tried", got)
 	}
 }

@@ -19,6 +19,8 @@ type Invalidation struct {
 // Broadcaster sends invalidations to every lookup server of one region. The
 // applier calls it after an apply is durable. Delivery is best effort: a
 // lost invalidation only delays freshness up to the cache TTL (invariant 5).
+// It must be safe for concurrent use: an applier broadcasts from several
+// goroutines.
 type Broadcaster interface {
 	Broadcast(ctx context.Context, inv Invalidation) error
 }

@@ -17,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,12 +46,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	metricsAddr := fs.String("metrics-addr", getenv("TCS_METRICS_ADDR"), "serve Prometheus /metrics on this address (env TCS_METRICS_ADDR); empty: none")
 	logFormat := fs.String("log-format", cmdutil.EnvOr(getenv, "TCS_LOG_FORMAT", "text"), "log format: text or json (env TCS_LOG_FORMAT)")
 	drain := fs.Bool("drain", false, "exit once everything available has been processed (publish: the outbox is empty; apply, embedded backend only: the region has caught up with the stream)")
-	var region, worker *string
+	var (
+		region, worker *string
+		concurrency    int
+		concurrencyErr error
+	)
 	switch cmd {
 	case "publish":
 	case "apply":
 		region = fs.String("region", getenv("TCS_REGION"), "region whose replica to apply to, e.g. us-east-1 (env TCS_REGION)")
 		worker = fs.String("worker-id", getenv("TCS_WORKER_ID"), "aws: this applier's name among the appliers of its region, which share the stream's shards (env TCS_WORKER_ID; default host name, pid and a random suffix)")
+		def := streamer.DefaultApplyConcurrency
+		if v := getenv("TCS_APPLY_CONCURRENCY"); v != "" {
+			if def, concurrencyErr = strconv.Atoi(v); concurrencyErr != nil {
+				concurrencyErr = fmt.Errorf("TCS_APPLY_CONCURRENCY %q: want a whole number of tenants, such as 16", v)
+			}
+		}
+		fs.IntVar(&concurrency, "concurrency", def, "aws: how many tenants of a stream batch are applied at once (env TCS_APPLY_CONCURRENCY); each tenant's events stay in order. The embedded replica applies a batch in one transaction and ignores it")
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, usage)
 		return nil
@@ -66,6 +78,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if region != nil && *region == "" {
 		return errors.New("apply needs --region (or TCS_REGION)")
+	}
+	if concurrencyErr != nil {
+		return concurrencyErr
+	}
+	if region != nil && concurrency < 1 {
+		return fmt.Errorf("--concurrency %d: want at least 1", concurrency)
 	}
 	if err := be.Validate(); err != nil {
 		return err
@@ -114,7 +132,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err != nil {
 			return err
 		}
-		applier := streamer.NewApplier(streamer.ApplierConfig{Region: *region, Stream: stream, Replica: rep, Broadcaster: bc, Logger: log, Registerer: reg})
+		applier := streamer.NewApplier(streamer.ApplierConfig{Region: *region, Stream: stream, Replica: rep, Broadcaster: bc, Logger: log, Registerer: reg, Concurrency: concurrency})
 		work = applier.Run
 		lagger, ok := stream.(interface {
 			Lag(group string) (int64, error)

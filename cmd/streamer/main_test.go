@@ -67,10 +67,22 @@ func TestBadUsage(t *testing.T) {
 		{[]string{"bogus"}, "unknown command"},
 		{[]string{"apply", "--data", t.TempDir()}, "--region"},
 		{[]string{"publish", "extra"}, "unexpected arguments"},
+		{[]string{"apply", "--data", t.TempDir(), "--region", "us-east-1", "--concurrency", "0"}, "--concurrency 0: want at least 1"},
+		{[]string{"apply", "--data", t.TempDir(), "--region", "us-east-1", "--concurrency", "many"}, "invalid value \"many\" for flag -concurrency"},
 	} {
 		err := run(context.Background(), c.args, noEnv, &bytes.Buffer{}, &bytes.Buffer{})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("streamer %v = %v, want error containing %q", c.args, err, c.want)
 		}
+	}
+	badEnv := func(k string) string {
+		if k == "TCS_APPLY_CONCURRENCY" {
+			return "lots"
+		}
+		return ""
+	}
+	err := run(context.Background(), []string{"apply", "--data", t.TempDir(), "--region", "us-east-1"}, badEnv, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), `TCS_APPLY_CONCURRENCY "lots"`) {
+		t.Errorf("streamer apply with TCS_APPLY_CONCURRENCY=lots = %v, want an error naming it", err)
 	}
 }

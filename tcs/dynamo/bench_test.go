@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/streamer"
 	replicadynamo "github.com/tcs-dev/tcs/tcs/dynamo"
 	"github.com/tcs-dev/tcs/tcs/replicatest"
 )
@@ -83,4 +84,34 @@ func BenchmarkLookupHostname(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkApplierBatch: the streamer's applier on a DynamoDB replica, one
+// batch of 100 new tenants per op (a Kinesis page during a resync or a
+// backfill), one tenant at a time and DefaultApplyConcurrency at once.
+// events/s is the figure to compare.
+func BenchmarkApplierBatch(b *testing.B) {
+	c := newClient(b)
+	for _, conc := range []int{1, streamer.DefaultApplyConcurrency} {
+		b.Run(fmt.Sprintf("Concurrency%d", conc), func(b *testing.B) {
+			a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Replica: openFresh(b, c), Concurrency: conc})
+			n := 0
+			for b.Loop() {
+				batch := make([]streamer.Message, 100)
+				for i := range batch {
+					n++
+					id := fmt.Sprintf("t-%07d", n)
+					data, err := streamer.EncodeEvent(replicatest.Event(id, 1, map[string]int64{id + ".example.com": 1}, nil))
+					if err != nil {
+						b.Fatal(err)
+					}
+					batch[i] = streamer.Message{PartitionKey: id, Data: data}
+				}
+				if err := a.HandleBatch(b.Context(), batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
 }
