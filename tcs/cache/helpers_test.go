@@ -11,6 +11,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/internal/testclock"
 	"github.com/tcs-dev/tcs/tcs/cache"
+	"github.com/tcs-dev/tcs/tcs/replicatest"
 )
 
 // clock is a settable clock.
@@ -113,24 +114,7 @@ func (f *fakeReader) nextRead(tb testing.TB) *read {
 
 // makeTenant returns a realistic tenant (about 300 bytes on the wire).
 func makeTenant(id string, version int64, hostnames ...string) *tenant.Tenant {
-	return &tenant.Tenant{
-		ID:        id,
-		Hostnames: hostnames,
-		Status:    tenant.StatusActive,
-		Products: map[string]tenant.Product{
-			"jira":       {State: tenant.ProductActive, Users: 25, Edition: "premium"},
-			"confluence": {State: tenant.ProductActive, Users: 10},
-		},
-		Database: &tenant.Database{
-			Engine: "postgres", Host: "db-7.internal", Port: 5432, Name: id,
-			SecretRef: "arn:aws:secretsmanager:us-east-1:123456789012:secret:" + id,
-		},
-		Region:    "us-east-1",
-		Labels:    map[string]string{"tier": "gold"},
-		Version:   version,
-		UpdatedAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
-		UpdatedBy: "admin@example.com",
-	}
+	return replicatest.Doc(id, version, hostnames...)
 }
 
 func hostOf(i int) string { return fmt.Sprintf("t%07d.example.com", i) }

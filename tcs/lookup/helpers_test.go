@@ -18,6 +18,7 @@ import (
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/fanout"
 	"github.com/tcs-dev/tcs/tcs/lookup"
+	"github.com/tcs-dev/tcs/tcs/replicatest"
 )
 
 // fakeReplica is a tcs.Replica over a map, whose reads can be made to fail,
@@ -103,24 +104,7 @@ func newClock() *clock { return testclock.New(time.Date(2026, 1, 2, 3, 4, 5, 0, 
 
 // makeTenant returns a realistic tenant (about 220 bytes on the wire).
 func makeTenant(id string, version int64, hostnames ...string) *tenant.Tenant {
-	return &tenant.Tenant{
-		ID:        id,
-		Hostnames: hostnames,
-		Status:    tenant.StatusActive,
-		Products: map[string]tenant.Product{
-			"jira":       {State: tenant.ProductActive, Users: 25, Edition: "premium"},
-			"confluence": {State: tenant.ProductActive, Users: 10},
-		},
-		Database: &tenant.Database{
-			Engine: "postgres", Host: "db-7.internal", Port: 5432, Name: id,
-			SecretRef: "arn:aws:secretsmanager:us-east-1:123456789012:secret:" + id,
-		},
-		Region:    "us-east-1",
-		Labels:    map[string]string{"tier": "gold"},
-		Version:   version,
-		UpdatedAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
-		UpdatedBy: "admin@example.com",
-	}
+	return replicatest.Doc(id, version, hostnames...)
 }
 
 // env is a lookup server serving on a loopback listener, fed by a Hub.
