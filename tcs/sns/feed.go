@@ -380,12 +380,49 @@ func (f *Feed) maintain(ctx context.Context, q *queue) {
 		case <-heartbeat.C:
 			f.beat(ctx, q)
 		case <-sweep:
-			if _, err := f.Sweep(ctx); err != nil && ctx.Err() == nil {
-				f.log.Warn("sweep for queues of crashed nodes failed", "err", err)
-			}
+			f.sweepTick(ctx)
 			timer.Reset(jitter(f.cfg.SweepInterval))
 		}
 	}
+}
+
+// fleetSweeps is about how many sweeps the nodes of a region make together
+// per SweepInterval, however many they are.
+const fleetSweeps = 3
+
+// sweepTick is one tick of a subscribed node's sweep timer. A sweep costs
+// calls in proportion to the number of nodes (a tag read per queue), so if
+// every node swept at every tick a fleet of n nodes would make n² calls per
+// interval. Instead the node counts the region's queues (one ListQueues
+// call: a page holds up to 1000) and sweeps with probability fleetSweeps/n:
+// the region gets about fleetSweeps sweeps per interval, and a crashed
+// node's queue goes within a few intervals of StaleAfter.
+func (f *Feed) sweepTick(ctx context.Context) {
+	prefix := QueueNamePrefix(f.cfg.Prefix, f.cfg.Region)
+	page, err := f.cfg.SQS.ListQueues(ctx, &awssqs.ListQueuesInput{QueueNamePrefix: aws.String(prefix), MaxResults: aws.Int32(1000)})
+	if err != nil {
+		if ctx.Err() == nil {
+			f.log.Warn("counting the region's invalidation queues before a sweep failed", "err", err)
+		}
+		return
+	}
+	n := len(page.QueueUrls)
+	if page.NextToken != nil {
+		n = max(n, 1000)
+	}
+	if !shouldSweep(n, rand.N[int]) {
+		return
+	}
+	if _, err := f.Sweep(ctx); err != nil && ctx.Err() == nil {
+		f.log.Warn("sweep for queues of crashed nodes failed", "err", err)
+	}
+}
+
+// shouldSweep decides whether one of n nodes sweeps at this tick: always
+// when there are at most fleetSweeps, else with probability fleetSweeps/n
+// (roll(n) returns a uniform number in [0, n)).
+func shouldSweep(n int, roll func(int) int) bool {
+	return n <= fleetSweeps || roll(n) < fleetSweeps
 }
 
 // jitter returns a duration between d/2 and d, so that nodes started

@@ -32,8 +32,9 @@
 // # Crashed nodes
 //
 // A node that dies without a clean stop leaves its queue and subscription
-// behind; SNS would keep filling the queue. Every Feed sweeps: every
-// SweepInterval it lists the queues named with its region's prefix, and
+// behind; SNS would keep filling the queue. Feeds sweep: about three times
+// per SweepInterval one of the region's nodes (chosen at random, see
+// Config.SweepInterval) lists the queues named with its region's prefix, and
 // removes each one tagged with its topic and region whose heartbeat is older
 // than StaleAfter — never a queue of its own. It also removes subscriptions
 // of the topic whose queue (named with the region's prefix) no longer
@@ -188,9 +189,12 @@ type Config struct {
 	// remove it: at least twice HeartbeatInterval. Default
 	// DefaultStaleAfter (5 min).
 	StaleAfter time.Duration
-	// SweepInterval is how often a subscribed node sweeps (jittered).
-	// Default DefaultSweepInterval (5 min); negative means never (Sweep can
-	// still be called).
+	// SweepInterval is how often the region's nodes together sweep about
+	// three times: each subscribed node wakes up every SweepInterval
+	// (jittered) and sweeps with a probability that shrinks as the fleet
+	// grows, so the calls sweeping costs grow with the number of nodes, not
+	// its square. Default DefaultSweepInterval (5 min); negative means never
+	// (Sweep can still be called).
 	SweepInterval time.Duration
 	// SettleTime is how long after subscribing the Feed calls gap once
 	// more (see the package comment). Default DefaultSettleTime (1 min);

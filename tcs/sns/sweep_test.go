@@ -2,6 +2,7 @@ package sns_test
 
 import (
 	"context"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -191,5 +192,36 @@ func TestSweepRules(t *testing.T) {
 	// share these names, but the emulator is shared).
 	for _, url := range []string{recent, elsewhere} {
 		c.sqs.DeleteQueue(context.Background(), &awssqs.DeleteQueueInput{QueueUrl: aws.String(url)})
+	}
+}
+
+// TestSweepChanceShrinksWithTheFleet: up to three nodes all sweep at every
+// tick; n nodes sweep with probability 3/n, so a region's fleet makes about
+// three sweeps per interval whatever its size.
+func TestSweepChanceShrinksWithTheFleet(t *testing.T) {
+	t.Parallel()
+	never := func(n int) int { return n - 1 } // the highest roll
+	for n := 1; n <= 3; n++ {
+		if !sns.ShouldSweep(n, never) {
+			t.Errorf("%d nodes: a node skipped its sweep, want every node of a fleet of up to 3 to sweep", n)
+		}
+	}
+	for _, roll := range []int{0, 1, 2} {
+		if !sns.ShouldSweep(500, func(int) int { return roll }) {
+			t.Errorf("500 nodes, roll %d: skipped, want a sweep", roll)
+		}
+	}
+	if sns.ShouldSweep(500, func(int) int { return 3 }) {
+		t.Error("500 nodes, roll 3: swept, want a skip")
+	}
+	const n, ticks = 300, 30000 // 100 ticks of a fleet of 300
+	swept := 0
+	for range ticks {
+		if sns.ShouldSweep(n, rand.N[int]) {
+			swept++
+		}
+	}
+	if want := ticks * 3 / n; swept < want/2 || swept > want*2 {
+		t.Errorf("%d nodes over %d ticks: %d sweeps, want about %d (3 per interval)", n, ticks, swept, want)
 	}
 }
