@@ -236,11 +236,11 @@ func (c *consumer) cycle(ctx context.Context) error {
 		}
 	}
 	if c.relist || c.s.now().Sub(c.listedAt) >= listEvery {
-		created, err := c.syncShards(ctx, leases)
+		changed, err := c.syncShards(ctx, leases)
 		if err != nil {
 			return c.cycleErr(ctx, err)
 		}
-		if created {
+		if changed {
 			if leases, err = c.leases.list(ctx); err != nil {
 				return c.cycleErr(ctx, err)
 			}
@@ -321,8 +321,12 @@ func (c *consumer) renew(ctx context.Context) {
 }
 
 // syncShards lists the stream's shards and creates the leases missing from
-// leases, parents first.
-func (c *consumer) syncShards(ctx context.Context, leases []Lease) (created bool, err error) {
+// leases, parents first. It removes the leases of finished shards that the
+// stream no longer lists: trimmed once the retention period passed, they
+// have nothing left to read (their children no longer wait for them), and
+// would otherwise stay in the table for ever. It reports whether it changed
+// the table.
+func (c *consumer) syncShards(ctx context.Context, leases []Lease) (changed bool, err error) {
 	shards, err := c.s.listShards(ctx)
 	if err != nil {
 		return false, err
@@ -345,12 +349,28 @@ func (c *consumer) syncShards(ctx context.Context, leases []Lease) (created bool
 			}
 		}
 		if err := c.leases.create(ctx, id, parents); err != nil {
-			return created, err
+			return changed, err
 		}
-		created = true
+		changed = true
 	}
 	c.listed, c.listedAt, c.relist = listed, c.s.now(), false
-	return created, nil
+	for _, l := range leases {
+		if l.Checkpoint != ShardEnd || listed[l.Shard] {
+			continue
+		}
+		removed, err := c.leases.remove(ctx, l.Shard)
+		if err != nil {
+			if ctx.Err() == nil {
+				c.log.Warn("removing the lease of a trimmed shard failed; it is tried again at the next listing", "shard", l.Shard, "err", err)
+			}
+			continue
+		}
+		if removed {
+			changed = true
+			c.log.Info("removed the lease of a finished shard the stream no longer lists (trimmed)", "shard", l.Shard)
+		}
+	}
+	return changed, nil
 }
 
 func (s *Stream) listShards(ctx context.Context) ([]ktypes.Shard, error) {

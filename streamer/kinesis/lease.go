@@ -136,6 +136,28 @@ func (t *leaseTable) create(ctx context.Context, shard string, parents []string)
 	return nil
 }
 
+// remove deletes shard's lease if it is still finished (checkpointed at
+// ShardEnd). It reports whether it removed it.
+func (t *leaseTable) remove(ctx context.Context, shard string) (bool, error) {
+	err := t.s.retryOp(ctx, "DeleteItem", func() error {
+		_, err := t.s.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+			TableName:                 t.s.table,
+			Key:                       t.key(shard),
+			ConditionExpression:       aws.String("#cp = :end"),
+			ExpressionAttributeNames:  map[string]string{"#cp": attrCheckpoint},
+			ExpressionAttributeValues: map[string]dtypes.AttributeValue{":end": str(ShardEnd)},
+		})
+		return err
+	})
+	if conditionFailed(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("remove lease %s/%s: %w", t.group, shard, err)
+	}
+	return true, nil
+}
+
 // update makes one conditional UpdateItem on shard's lease and returns the
 // lease as written. A failed condition is errLeaseLost.
 func (t *leaseTable) update(ctx context.Context, shard, update, cond string, values map[string]dtypes.AttributeValue) (Lease, error) {

@@ -1,8 +1,10 @@
 package kinesis_test
 
 import (
+	"context"
 	"math/big"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -162,4 +164,88 @@ func openShards(t *testing.T, kin *awskinesis.Client, stream string, keep func(k
 		}
 	}
 	return open
+}
+
+// hidingKinesis leaves the shards in hidden out of ListShards, as Kinesis
+// does once a closed shard's records are past the retention period.
+type hidingKinesis struct {
+	kinesis.KinesisAPI
+	mu     sync.Mutex
+	hidden map[string]bool
+}
+
+func (h *hidingKinesis) hide(id string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.hidden[id] = true
+}
+
+func (h *hidingKinesis) ListShards(ctx context.Context, in *awskinesis.ListShardsInput, o ...func(*awskinesis.Options)) (*awskinesis.ListShardsOutput, error) {
+	out, err := h.KinesisAPI.ListShards(ctx, in, o...)
+	if err != nil {
+		return out, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c := *out
+	c.Shards = slices.DeleteFunc(slices.Clone(out.Shards), func(s ktypes.Shard) bool { return h.hidden[aws.ToString(s.ShardId)] })
+	return &c, nil
+}
+
+// TestTrimmedShardLeaseIsRemoved: once a finished parent shard is trimmed
+// from the stream, the next listing removes its lease, and its children
+// carry on.
+func TestTrimmedShardLeaseIsRemoved(t *testing.T) {
+	t.Parallel()
+	const group = "trim"
+	c, cfg := newStream(t, 1)
+	hk := &hidingKinesis{KinesisAPI: c.kin, hidden: map[string]bool{}}
+	cfg.Kinesis = hk
+	cfg.PollInterval = 50 * time.Millisecond
+	s := open(t, cfg)
+	log := newLog()
+	stop := consume(t, t.Context(), s, group, log.handler("a"))
+
+	ks := keys(10)
+	var appended []streamer.Record
+	appendRound := func(round int) {
+		t.Helper()
+		rs := rounds(ks, round, 1)
+		if err := s.Append(t.Context(), rs); err != nil {
+			t.Fatalf("Append: %v", err)
+		}
+		appended = append(appended, rs...)
+	}
+	appendRound(0)
+	parent := shard(t, c.kin, cfg.Stream, "shardId-000000000000")
+	lo, _ := new(big.Int).SetString(aws.ToString(parent.HashKeyRange.StartingHashKey), 10)
+	hi, _ := new(big.Int).SetString(aws.ToString(parent.HashKeyRange.EndingHashKey), 10)
+	if _, err := c.kin.SplitShard(t.Context(), &awskinesis.SplitShardInput{
+		StreamName: aws.String(cfg.Stream), ShardToSplit: parent.ShardId,
+		NewStartingHashKey: aws.String(new(big.Int).Rsh(new(big.Int).Add(lo, hi), 1).String()),
+	}); err != nil {
+		t.Fatalf("SplitShard: %v", err)
+	}
+	waitActive(t, c.kin, cfg.Stream)
+	appendRound(1)
+	log.waitFor(t, "the records before and after the split", covers(appended))
+	waitLeases(t, s, group, "the parent to be read to its end", func(ls []kinesis.Lease) bool {
+		return len(ls) == 3 && ls[0].Shard == *parent.ShardId && ls[0].Checkpoint == kinesis.ShardEnd
+	})
+	if err := stop(); err != nil {
+		t.Fatalf("Consume: %v", err)
+	}
+
+	hk.hide(*parent.ShardId)
+	consume(t, t.Context(), s, group, log.handler("a"))
+	ls := waitLeases(t, s, group, "the trimmed parent's lease to be removed", func(ls []kinesis.Lease) bool {
+		return len(ls) == 2
+	})
+	for _, l := range ls {
+		if l.Shard == *parent.ShardId || l.Checkpoint == kinesis.ShardEnd {
+			t.Errorf("lease %+v left after the trim, want only the open children", l)
+		}
+	}
+	appendRound(2)
+	log.waitFor(t, "the records appended after the trim", covers(appended))
 }
