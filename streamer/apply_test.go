@@ -386,3 +386,29 @@ func TestApplierAppliesTenantsConcurrently(t *testing.T) {
 		t.Errorf("gamma applied %v after its first failure, want only version 1 tried", got)
 	}
 }
+
+// TestRedeliveryResendsInvalidations: an applier that applied an event and
+// stopped before broadcasting it (the batch is not checkpointed) is
+// redelivered the batch; the apply is then a no-op, but the invalidation
+// goes out.
+func TestRedeliveryResendsInvalidations(t *testing.T) {
+	t.Parallel()
+	rep := openReplica(t)
+	a1 := replicatest.Event("acme", 1, map[string]int64{"acme.example.com": 1, "www.acme.example.com": 1}, nil)
+	if _, err := rep.Apply(t.Context(), a1); err != nil { // applied, never broadcast
+		t.Fatal(err)
+	}
+	b := &recordingBroadcaster{}
+	reg := prometheus.NewRegistry()
+	a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Replica: rep, Broadcaster: b, Registerer: reg})
+	if err := a.HandleBatch(t.Context(), messages(t, a1)); err != nil {
+		t.Fatal(err)
+	}
+	got := b.take()
+	if len(got) != 1 || got[0].Version != 1 || !slices.Equal(got[0].Hostnames, []string{"acme.example.com", "www.acme.example.com"}) {
+		t.Fatalf("redelivery broadcast %+v, want acme@1's hostnames", got)
+	}
+	if n := metric(t, reg, "tcs_apply_events_total", "noop"); n != 1 {
+		t.Errorf("noop = %v, want 1 (the redelivery applies nothing)", n)
+	}
+}

@@ -56,7 +56,10 @@ type ApplyTxn interface {
 // changed: those of the old and new document when the document was replaced
 // by different content, and those whose record changed owner. A resync that
 // finds its document already stored reports only the records it repaired,
-// so resyncing a healthy region invalidates no cache entry.
+// so resyncing a healthy region invalidates no cache entry. An ordinary event
+// that finds its own version stored (a redelivery) reports its document's
+// hostnames again, with Applied false: the broadcast of the first delivery
+// may have been lost with the applier that made it.
 func ApplyEvent(tx ApplyTxn, ev *tenant.ChangeEvent) (ApplyResult, error) {
 	if err := CheckEvent(ev); err != nil {
 		return ApplyResult{}, err
@@ -117,6 +120,16 @@ func ApplyEvent(tx ApplyTxn, ev *tenant.ChangeEvent) (ApplyResult, error) {
 				}
 				touched[c.Hostname] = true
 			}
+		}
+	}
+	if !newer && !ev.Resync && ev.Version == stored.Version && tenant.Equal(stored, ev.Tenant) {
+		// A redelivery of the stored version (streams deliver at least
+		// once). Its hostnames are reported again, so that an invalidation
+		// lost because an applier stopped between its apply and its
+		// broadcast goes out with the redelivery; caches compare versions,
+		// so entries already at this version stay.
+		for _, h := range ev.Tenant.Hostnames {
+			touched[h] = true
 		}
 	}
 	for _, r := range ev.Released {

@@ -125,6 +125,9 @@ func (r *Replica) tryApply(ctx context.Context, ev *tenant.ChangeEvent, out *res
 	case x.newDoc == nil:
 		// Releases only: each is safe on its own, so any number of
 		// transactions will do.
+		if len(writes) == 0 {
+			out.add(res.Hostnames) // a redelivery's, sent again
+		}
 		for chunk := range slices.Chunk(writes, maxTxItems) {
 			if err := commit(chunk); err != nil {
 				return err

@@ -95,7 +95,7 @@ func testResyncRepairs(t *testing.T, open func(t *testing.T) tcs.Replica) {
 
 		// An ordinary release at the same claim version is a duplicate.
 		plain := Event("acme", 2, map[string]int64{"acme.example.com": 1}, map[string]int64{"orphan.example.com": 2})
-		wantResult(t, "ordinary release at the stored claim version", apply(t, r, plain), false)
+		wantResult(t, "ordinary release at the stored claim version", apply(t, r, plain), false, "acme.example.com")
 		wantHost(t, r, "orphan.example.com", tcs.HostRecord{TenantID: "acme", ClaimVersion: 2})
 
 		// Another tenant's resync releasing it leaves it to acme's resync.
