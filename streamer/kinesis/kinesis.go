@@ -40,8 +40,10 @@
 //     expired) leaves a batch that was delivered but not checkpointed, which
 //     the next owner delivers again.
 //   - A shard created by a split or merge is consumed only once each of its
-//     parents is checkpointed at SHARD_END, so a partition key's records
-//     stay in order across resharding.
+//     parents is checkpointed at SHARD_END (or no longer listed: trimmed),
+//     so a partition key's records stay in order across resharding. The
+//     lease of a finished shard is deleted once the stream stops listing
+//     the shard (after the retention period).
 //   - A clean stop checkpoints what the handler accepted and releases the
 //     worker's leases, so another worker takes them at once.
 //
