@@ -17,6 +17,8 @@ type HostRecord struct {
 
 // ApplyTxn is the view of a replica inside one atomic transaction, as
 // ApplyEvent needs it. A backend implements it over its own transaction.
+// ApplyEvent puts only what differs from what is stored: a resync of the
+// stored document puts no document, at most the records it repairs.
 type ApplyTxn interface {
 	// Doc returns the stored document (tombstones included), or nil.
 	Doc(id string) (*tenant.Tenant, error)
@@ -78,16 +80,15 @@ func ApplyEvent(tx ApplyTxn, ev *tenant.ChangeEvent) (ApplyResult, error) {
 		// answer only where it repairs a hostname record, so only those
 		// hostnames are reported: a resync of every tenant must not flush
 		// every lookup cache.
-		unchanged := stored != nil && tenant.Equal(stored, ev.Tenant)
-		if err := tx.PutDoc(ev.Tenant); err != nil {
-			return res, err
-		}
-		res.Applied = true
-		if !unchanged {
+		if stored == nil || !tenant.Equal(stored, ev.Tenant) {
+			if err := tx.PutDoc(ev.Tenant); err != nil {
+				return res, err
+			}
 			for _, h := range ev.Tenant.Hostnames {
 				touched[h] = true
 			}
 		}
+		res.Applied = true
 		if stored != nil {
 			for _, h := range stored.Hostnames {
 				if ev.Tenant.HasHostname(h) {

@@ -275,9 +275,9 @@ func (r *Replica) scan(ctx context.Context, bucket []byte, after string, limit i
 }
 
 // txn is tcs.ApplyTxn over one bbolt transaction. Values it returns are
-// decoded copies, valid after the transaction ends. A put of the bytes
-// already stored writes nothing, so that no page is dirtied for it: a resync
-// into a region that already holds the catalog commits next to nothing.
+// decoded copies, valid after the transaction ends. ApplyEvent puts only
+// what differs from what is stored, so a resync into a region that already
+// holds the catalog dirties no page and commits next to nothing.
 type txn struct {
 	docs, hosts *bbolt.Bucket
 }
@@ -305,14 +305,7 @@ func (x *txn) PutDoc(t *tenant.Tenant) error {
 	if err != nil {
 		return fmt.Errorf("tenant %s: %w", t.ID, err)
 	}
-	return x.put(x.docs, []byte(t.ID), raw)
-}
-
-func (x *txn) put(b *bbolt.Bucket, key, value []byte) error {
-	if bytes.Equal(b.Get(key), value) {
-		return nil
-	}
-	return b.Put(key, value)
+	return x.docs.Put([]byte(t.ID), raw)
 }
 
 func (x *txn) Host(hostname string) (tcs.HostRecord, bool, error) {
@@ -332,7 +325,7 @@ func (x *txn) PutHost(hostname string, rec tcs.HostRecord) error {
 	if err != nil {
 		return fmt.Errorf("hostname %s: %w", hostname, err)
 	}
-	return x.put(x.hosts, []byte(hostname), raw)
+	return x.hosts.Put([]byte(hostname), raw)
 }
 
 // encodeHost encodes a hosts value as json.Marshal does; the form parseHost

@@ -117,14 +117,11 @@ func (r *Replica) tryApply(ctx context.Context, ev *tenant.ChangeEvent, out *res
 	}
 	writes := x.hostWrites()
 	switch {
-	case len(writes) == 0 && x.newDoc != nil && tenant.Equal(x.newDoc, x.stored.doc):
-		// A resync of the document already stored, every record right
-		// (resyncing a healthy region): nothing to write.
-		out.applied = true
-		return nil
 	case x.newDoc == nil:
-		// Releases only: each is safe on its own, so any number of
-		// transactions will do.
+		// No document to replace: releases, or the records a resync of
+		// the stored document repairs (none when the region is healthy).
+		// Each write is conditioned on the record it read and safe on its
+		// own, so any number of transactions will do.
 		if len(writes) == 0 {
 			out.add(res.Hostnames) // a redelivery's, sent again
 		}
@@ -134,6 +131,7 @@ func (r *Replica) tryApply(ctx context.Context, ev *tenant.ChangeEvent, out *res
 			}
 			out.add(res.Hostnames)
 		}
+		out.applied = out.applied || res.Applied
 		return nil
 	case len(writes) < maxTxItems:
 		put, err := r.docPut(x.newDoc, x.stored, "")
