@@ -183,37 +183,27 @@ const maxScanPages = 10000
 
 func scanAllHosts(t *testing.T, sc tcs.Scanner, limit int) []tcs.HostEntry {
 	t.Helper()
-	var out []tcs.HostEntry
-	cursor := ""
-	for range maxScanPages {
-		page, next, err := sc.ScanHosts(context.Background(), cursor, limit)
-		if err != nil {
-			t.Fatalf("ScanHosts(%q, %d): %v", cursor, limit, err)
-		}
-		if limit > 0 && len(page) > limit {
-			t.Fatalf("ScanHosts(%q, %d) returned %d records", cursor, limit, len(page))
-		}
-		out = append(out, page...)
-		if next == "" {
-			return out
-		}
-		cursor = next
-	}
-	t.Fatalf("ScanHosts did not end after %d pages", maxScanPages)
-	return nil
+	return scanAll(t, "ScanHosts", sc.ScanHosts, limit)
 }
 
 func scanAllDocs(t *testing.T, sc tcs.Scanner, limit int) []*tenant.Tenant {
 	t.Helper()
-	var out []*tenant.Tenant
+	return scanAll(t, "ScanDocs", sc.ScanDocs, limit)
+}
+
+// scanAll reads every page of one of a Scanner's scans (named what),
+// checking that no page is over limit.
+func scanAll[T any](t *testing.T, what string, scan func(ctx context.Context, cursor string, limit int) ([]T, string, error), limit int) []T {
+	t.Helper()
+	var out []T
 	cursor := ""
 	for range maxScanPages {
-		page, next, err := sc.ScanDocs(context.Background(), cursor, limit)
+		page, next, err := scan(context.Background(), cursor, limit)
 		if err != nil {
-			t.Fatalf("ScanDocs(%q, %d): %v", cursor, limit, err)
+			t.Fatalf("%s(%q, %d): %v", what, cursor, limit, err)
 		}
 		if limit > 0 && len(page) > limit {
-			t.Fatalf("ScanDocs(%q, %d) returned %d documents", cursor, limit, len(page))
+			t.Fatalf("%s(%q, %d) returned %d entries", what, cursor, limit, len(page))
 		}
 		out = append(out, page...)
 		if next == "" {
@@ -221,6 +211,6 @@ func scanAllDocs(t *testing.T, sc tcs.Scanner, limit int) []*tenant.Tenant {
 		}
 		cursor = next
 	}
-	t.Fatalf("ScanDocs did not end after %d pages", maxScanPages)
+	t.Fatalf("%s did not end after %d pages", what, maxScanPages)
 	return nil
 }
