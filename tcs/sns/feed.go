@@ -398,8 +398,7 @@ const fleetSweeps = 3
 // the region gets about fleetSweeps sweeps per interval, and a crashed
 // node's queue goes within a few intervals of StaleAfter.
 func (f *Feed) sweepTick(ctx context.Context) {
-	prefix := QueueNamePrefix(f.cfg.Prefix, f.cfg.Region)
-	page, err := f.cfg.SQS.ListQueues(ctx, &awssqs.ListQueuesInput{QueueNamePrefix: aws.String(prefix), MaxResults: aws.Int32(1000)})
+	page, err := f.cfg.SQS.ListQueues(ctx, f.listQueuesInput())
 	if err != nil {
 		if ctx.Err() == nil {
 			f.log.Warn("counting the region's invalidation queues before a sweep failed", "err", err)
@@ -408,7 +407,7 @@ func (f *Feed) sweepTick(ctx context.Context) {
 	}
 	n := len(page.QueueUrls)
 	if page.NextToken != nil {
-		n = max(n, 1000)
+		n = max(n, queuesPerPage)
 	}
 	if !shouldSweep(n, rand.N[int]) {
 		return

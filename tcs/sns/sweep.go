@@ -42,7 +42,7 @@ func (f *Feed) sweep(ctx context.Context) (removed []string, errs []error) {
 		return nil, []error{err}
 	}
 	var urls []string
-	p := awssqs.NewListQueuesPaginator(f.cfg.SQS, &awssqs.ListQueuesInput{QueueNamePrefix: aws.String(prefix), MaxResults: aws.Int32(1000)})
+	p := awssqs.NewListQueuesPaginator(f.cfg.SQS, f.listQueuesInput())
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
@@ -101,6 +101,18 @@ func (f *Feed) sweep(ctx context.Context) (removed []string, errs []error) {
 		}
 	}
 	return removed, errs
+}
+
+// queuesPerPage is the most queue URLs one ListQueues call returns.
+const queuesPerPage = 1000
+
+// listQueuesInput lists the node queues of the Feed's region, a full page
+// at a time.
+func (f *Feed) listQueuesInput() *awssqs.ListQueuesInput {
+	return &awssqs.ListQueuesInput{
+		QueueNamePrefix: aws.String(QueueNamePrefix(f.cfg.Prefix, f.cfg.Region)),
+		MaxResults:      aws.Int32(queuesPerPage),
+	}
 }
 
 // subscriptionsByQueue returns the ARNs of the topic's SQS subscriptions
