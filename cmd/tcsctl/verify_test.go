@@ -61,33 +61,33 @@ type fakeRegion struct {
 func (f *fakeRegion) ScanDocs(_ context.Context, cursor string, _ int) ([]*tenant.Tenant, string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var ids []string
-	for id := range f.docs {
-		if id > cursor {
-			ids = append(ids, id)
-		}
-	}
-	sort.Strings(ids)
-	if len(ids) == 0 {
+	id, ok := keyAfter(f.docs, cursor)
+	if !ok {
 		return nil, "", nil
 	}
-	return []*tenant.Tenant{f.docs[ids[0]].Clone()}, ids[0], nil
+	return []*tenant.Tenant{f.docs[id].Clone()}, id, nil
 }
 
 func (f *fakeRegion) ScanHosts(_ context.Context, cursor string, _ int) ([]tcs.HostEntry, string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var hs []string
-	for h := range f.hosts {
-		if h > cursor {
-			hs = append(hs, h)
-		}
-	}
-	sort.Strings(hs)
-	if len(hs) == 0 {
+	h, ok := keyAfter(f.hosts, cursor)
+	if !ok {
 		return nil, "", nil
 	}
-	return []tcs.HostEntry{{Hostname: hs[0], HostRecord: f.hosts[hs[0]]}}, hs[0], nil
+	return []tcs.HostEntry{{Hostname: h, HostRecord: f.hosts[h]}}, h, nil
+}
+
+// keyAfter returns the smallest key of m above cursor: the fake scans serve
+// one entry a page, in key order.
+func keyAfter[V any](m map[string]V, cursor string) (string, bool) {
+	next, ok := "", false
+	for k := range m {
+		if k > cursor && (!ok || k < next) {
+			next, ok = k, true
+		}
+	}
+	return next, ok
 }
 
 func doc(id string, v int64, label string) *tenant.Tenant {
