@@ -16,6 +16,17 @@ type Invalidation struct {
 	CommittedAt time.Time
 }
 
+// Heartbeat reports whether inv is a feed heartbeat: an Invalidation with
+// no TenantID and no Hostnames, which invalidates nothing. Appliers
+// broadcast one at a steady interval (CommittedAt = when it was sent), so
+// that a lookup server can tell a working feed that has nothing to say from
+// one that stopped delivering, and shorten its cache TTL while the feed is
+// silent (invariant 5). Broadcasters and feeds carry heartbeats like any
+// other invalidation.
+func (inv Invalidation) Heartbeat() bool {
+	return inv.TenantID == "" && len(inv.Hostnames) == 0
+}
+
 // Broadcaster sends invalidations to every lookup server of one region. The
 // applier calls it after an apply is durable. Delivery is best effort: a
 // lost invalidation only delays freshness up to the cache TTL (invariant 5).
