@@ -7,9 +7,19 @@
 // StartDynamoDB, StartKinesis (kinesalite) and StartSNSSQS (fauxqs) start a
 // private emulator for one test; SharedDynamoDB, SharedKinesis, SharedSNSSQS
 // and SharedAWS start one per test binary, on first use, stopped by Main
-// (call it from TestMain) or, if the binary dies, by the kernel (the child is
-// started with a parent-death signal on Linux). An emulator that dies while
-// in use says so on stderr.
+// (call it from TestMain). Start starts one outside a test (the chaos suite),
+// on a port of the caller's choice, and refuses a port that something already
+// listens on, rather than silently talking to an emulator left over from an
+// earlier run.
+//
+// Every emulator is started with a parent-death signal (Linux): if whoever
+// started it dies without stopping it (a panic, a timeout, SIGKILL), the
+// kernel kills it too. The signal is tied to the OS thread that started the
+// child; Go only ends a thread when a goroutine that locked it exits, so call
+// Start from an ordinary goroutine, never from one that called
+// runtime.LockOSThread. java and node are started directly (no wrapper
+// script), so the signal reaches the emulator itself. An emulator that dies
+// while in use says so on stderr.
 package emulators
 
 import (
@@ -67,10 +77,52 @@ type Process struct {
 	Endpoint string // http://127.0.0.1:port
 	cmd      *exec.Cmd
 	done     chan struct{}
-	stderr   *bytes.Buffer
+	stderr   *syncBuffer
 	// started is set once the emulator listens, stopping by Stop.
 	started, stopping atomic.Bool
 }
+
+// Pid is the emulator's process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Signal sends sig to the emulator (the chaos suite freezes one with SIGSTOP
+// and thaws it with SIGCONT).
+func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// Done is closed when the emulator has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Output returns the last 4 KiB of what the emulator wrote to stdout and
+// stderr.
+func (p *Process) Output() string {
+	return p.stderr.tail(4096)
+}
+
+// syncBuffer collects a process's output; exec copies into it from its own
+// goroutine while Output reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// tail returns the last n bytes written.
+func (b *syncBuffer) tail(n int) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := b.buf.Bytes()
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return string(out)
+}
+
+func (b *syncBuffer) String() string { return b.tail(1 << 20) }
 
 // Stop kills the emulator and waits for it to exit.
 func (p *Process) Stop() {
@@ -167,7 +219,68 @@ func Main(m *testing.M) int {
 	return code
 }
 
-func startDynamoDB() (*Process, error) {
+// Kind names an emulator.
+type Kind string
+
+// The emulators Start knows.
+const (
+	DynamoDB Kind = "DynamoDB Local"
+	Kinesis  Kind = "kinesalite"
+	SNSSQS   Kind = "fauxqs"
+)
+
+// ErrPortInUse is returned (wrapped, naming the port and what to do) by
+// Start when something already accepts connections on the port it was asked
+// to use.
+var ErrPortInUse = errors.New("port already in use")
+
+// Start starts the emulator kind on 127.0.0.1:port (0: a free port) and
+// waits until it accepts connections; the caller stops it with Stop. A port
+// that something already listens on is refused with ErrPortInUse: an
+// emulator left over from an earlier run would otherwise answer in place of
+// the new one, with its old state.
+func Start(kind Kind, port int) (*Process, error) {
+	if port < 0 || port > 65535 {
+		return nil, fmt.Errorf("start %s: port %d out of range 0-65535", kind, port)
+	}
+	if port != 0 {
+		if err := checkPortFree(port); err != nil {
+			return nil, fmt.Errorf("start %s: %w", kind, err)
+		}
+	}
+	switch kind {
+	case DynamoDB:
+		return startDynamoDBOn(port)
+	case Kinesis:
+		return startKinesisOn(port)
+	case SNSSQS:
+		return startFauxqsOn(port)
+	}
+	return nil, fmt.Errorf("start emulator: unknown kind %q (want %q, %q or %q)", kind, DynamoDB, Kinesis, SNSSQS)
+}
+
+// checkPortFree fails with ErrPortInUse when 127.0.0.1:port accepts
+// connections.
+func checkPortFree(port int) error {
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+	if err != nil {
+		return nil
+	}
+	conn.Close()
+	return fmt.Errorf("127.0.0.1:%d: %w: another process listens on it (an emulator left over from an earlier run? see `ss -ltnp 'sport = :%d'`); stop it or choose another port", port, ErrPortInUse, port)
+}
+
+// portOrFree returns port, or a free port if it is 0.
+func portOrFree(port int) (int, error) {
+	if port != 0 {
+		return port, nil
+	}
+	return freePort()
+}
+
+func startDynamoDB() (*Process, error) { return startDynamoDBOn(0) }
+
+func startDynamoDBOn(port int) (*Process, error) {
 	dir, err := Dir()
 	if err != nil {
 		return nil, err
@@ -181,7 +294,7 @@ func startDynamoDB() (*Process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("DynamoDB Local needs java, which is not on PATH: %s (it installs a JRE when java is missing)", installHint)
 	}
-	port, err := freePort()
+	port, err = portOrFree(port)
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +310,7 @@ func startDynamoDB() (*Process, error) {
 // start runs cmd and waits until 127.0.0.1:port accepts connections, the
 // process exits, or StartTimeout passes.
 func start(cmd *exec.Cmd, name string, port int) (*Process, error) {
-	stderr := new(bytes.Buffer)
+	stderr := new(syncBuffer)
 	cmd.Stdout = stderr
 	cmd.Stderr = stderr
 	setParentDeathSignal(cmd)
@@ -211,10 +324,7 @@ func start(cmd *exec.Cmd, name string, port int) (*Process, error) {
 		// An emulator that dies while tests use it makes them fail with
 		// "connection refused"; say why, once its output is complete.
 		if p.started.Load() && !p.stopping.Load() {
-			out := stderr.Bytes()
-			if len(out) > 4096 {
-				out = out[len(out)-4096:]
-			}
+			out := stderr.tail(4096)
 			fmt.Fprintf(os.Stderr, "emulators: %s at %s exited while in use: %v\n%s\n", name, p.Endpoint, waitErr, out)
 		}
 		close(p.done)

@@ -34,12 +34,14 @@ func SharedSNSSQS(tb testing.TB) (endpoint string) {
 	return sharedFauxqs.endpoint(tb)
 }
 
-func startFauxqs() (*Process, error) {
+func startFauxqs() (*Process, error) { return startFauxqsOn(0) }
+
+func startFauxqsOn(port int) (*Process, error) {
 	node, pkg, err := nodePackage("fauxqs", "package.json")
 	if err != nil {
 		return nil, err
 	}
-	port, err := freePort()
+	port, err = portOrFree(port)
 	if err != nil {
 		return nil, err
 	}

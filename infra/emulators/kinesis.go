@@ -32,12 +32,14 @@ func SharedKinesis(tb testing.TB) (endpoint string) {
 	return sharedKinesis.endpoint(tb)
 }
 
-func startKinesis() (*Process, error) {
+func startKinesis() (*Process, error) { return startKinesisOn(0) }
+
+func startKinesisOn(port int) (*Process, error) {
 	node, module, err := nodePackage("kinesalite", "index.js")
 	if err != nil {
 		return nil, err
 	}
-	port, err := freePort()
+	port, err = portOrFree(port)
 	if err != nil {
 		return nil, err
 	}
