@@ -15,18 +15,34 @@
 // What it guarantees.
 //
 //   - Positive answers live for TTL, negative ones (hostname unknown) for
-//     NegativeTTL; an invalidation naming a hostname drops its entry unless
+//     NegativeTTL; LimitTTL shortens both at run time, for entries already
+//     cached too (the lookup server does while its invalidation feed is
+//     down).
+//   - An invalidation naming a hostname makes its entry out of date unless
 //     the entry is already that tenant at that version or newer, and an
-//     entry of the invalidated tenant below the invalidated version is
-//     never served again (the rules of the Invalidation comment in
-//     tcs.proto).
+//     entry of the invalidated tenant below the invalidated version is out
+//     of date too (the rules of the Invalidation comment in tcs.proto). An
+//     out-of-date entry is never served fresh again: it is kept only for
+//     stale-if-error, until a read installs a newer answer (or a read
+//     that succeeds finds the hostname unknown).
 //   - Concurrent misses of one hostname make one replica read.
 //   - No stale fill (DESIGN.md invariant 4): a read that raced with an
 //     invalidation of its hostname, or with a Gap, is answered to its
 //     callers but installed only if it is provably as new as the
 //     invalidation.
+//   - A read that succeeds is what its callers get: never a kept entry.
 //   - Stale-if-error: when the replica fails or is slower than ReadTimeout,
-//     an expired entry no older than MaxStale is served, marked stale.
+//     the answer is, in this order: an entry that is merely expired (by
+//     TTL or Gap), positive or negative, no older than MaxStale; else an
+//     answer of the Fallback reader, if one is configured and its answer
+//     is not older than what the cache knows (see Options.Fallback); else
+//     an out-of-date (invalidated) entry no older than MaxStale; else
+//     Unavailable. Every such answer is marked Stale, with the time it was
+//     read.
+//   - While the replica is failing (its last FailingAfter reads failed), a
+//     lookup whose answer would be a kept entry gets it at once, without
+//     waiting for a read, and one read at a time probes the replica in the
+//     background; the first read that succeeds ends this.
 //   - Gap expires every entry at once, by bumping a generation number.
 //
 // Hostnames given to the cache must be normalised (tenant.NormalizeHostname);
@@ -62,6 +78,8 @@ const (
 	DefaultMaxStale           = 5 * time.Minute
 	DefaultInvalidationWindow = time.Minute
 	DefaultMaxRemembered      = 100_000
+	DefaultFallbackTimeout    = 250 * time.Millisecond
+	DefaultFailingAfter       = 3
 )
 
 // Options configure a Cache. Every zero field takes the default named beside
@@ -106,9 +124,34 @@ type Options struct {
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// OnReadError, if set, is called with every replica read that failed
-	// (other than NotFound), for logging. The cache hides the cause from
+	// (other than NotFound), and every fallback read that failed (its
+	// error says "fallback"), for logging. The cache hides the cause from
 	// callers, who get Unavailable or a stale answer.
 	OnReadError func(hostname string, err error)
+	// FailingAfter is the number of replica reads in a row that must fail
+	// for the replica to count as failing: then a lookup whose answer
+	// would be a kept entry gets it at once, without waiting for a read,
+	// and one read at a time probes the replica in the background, until
+	// a read succeeds. Negative means never. Default DefaultFailingAfter
+	// (3).
+	FailingAfter int
+	// Fallback, if set, is another path to the same data (for example the
+	// replica of another region), read once by a miss whose replica read
+	// failed when the cache holds no merely expired entry to serve
+	// instead. Its answers are returned marked Stale and Fallback, and
+	// never installed: another region may be behind or ahead of this one,
+	// and this region's invalidations say nothing about it. A fallback
+	// answer is not used if it is older than what the cache knows: a
+	// tenant below a remembered invalidation of that tenant, or, when the
+	// cache keeps an out-of-date entry of the hostname, anything but that
+	// entry's tenant at a newer version or the tenant the newest
+	// remembered invalidation of the hostname named, at that version or
+	// newer (a NotFound never is: it cannot be compared). Then the kept
+	// entry is served stale. Nil means none.
+	Fallback Reader
+	// FallbackTimeout bounds one fallback read. Default
+	// DefaultFallbackTimeout (250 ms: another region is further away).
+	FallbackTimeout time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -143,6 +186,12 @@ func (o Options) withDefaults() Options {
 	if o.MaxRemembered <= 0 {
 		o.MaxRemembered = DefaultMaxRemembered
 	}
+	if o.FailingAfter == 0 {
+		o.FailingAfter = DefaultFailingAfter
+	}
+	if o.FallbackTimeout <= 0 {
+		o.FallbackTimeout = DefaultFallbackTimeout
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -170,9 +219,13 @@ type Result struct {
 	Field1 []byte
 	// ReadAt is when the replica read that produced the answer began.
 	ReadAt time.Time
-	// Stale is true when the answer is past its TTL (or its generation) and
-	// was served because the replica could not be read.
+	// Stale is true when the answer was served because the replica could
+	// not be read: a cached answer past its TTL (or its generation), or
+	// made out of date by an invalidation, or a Fallback answer.
 	Stale bool
+	// Fallback is true when the answer was read from Options.Fallback (then
+	// Stale is true too). It was not cached.
+	Fallback bool
 
 	hdr int // len(Field1) - len(tenant message)
 }
@@ -196,7 +249,7 @@ func (r Result) Age(now time.Time) time.Duration {
 	return max(now.Sub(r.ReadAt), 0)
 }
 
-// Stats are the cache's counters since it was made.
+// Stats are the cache's counters since it was made, and its state.
 type Stats struct {
 	// PositiveHits and NegativeHits count lookups answered from a fresh
 	// entry, with a tenant and with NotFound.
@@ -204,17 +257,27 @@ type Stats struct {
 	// Misses counts lookups that waited for a replica read (their own or
 	// one in flight).
 	Misses uint64
-	// StaleServes counts answers served past their TTL because the replica
-	// failed.
-	StaleServes uint64
+	// StaleServes counts cached answers (positive or negative, expired or
+	// out of date) served stale because the replica failed; StaleAtOnce
+	// counts those among them served without waiting for a read, because
+	// the replica was failing.
+	StaleServes, StaleAtOnce uint64
+	// FallbackServes counts answers of the Fallback reader served,
+	// FallbackErrors its reads that failed, FallbackDiscarded its answers
+	// not used because they were older than what the cache knew.
+	FallbackServes, FallbackErrors, FallbackDiscarded uint64
 	// Reads counts replica reads, ReadErrors those that failed (NotFound is
 	// not a failure), and Rejected the reads not installed because they
 	// raced with an invalidation or a gap.
 	Reads, ReadErrors, Rejected uint64
-	// Entries is the number of entries held (fresh or not).
+	// Entries is the number of entries held (fresh, expired or out of
+	// date).
 	Entries int
 	// Remembered is the number of hostnames in the invalidation window.
 	Remembered int
+	// ReplicaFailing is true while the replica's last FailingAfter reads
+	// failed (see Options.FailingAfter).
+	ReplicaFailing bool
 }
 
 // entry is one cached answer. Its only pointers are buf and tenantID, both
@@ -230,6 +293,9 @@ type entry struct {
 	readAt   int64 // unix nanoseconds at the start of the read
 	gen      uint64
 	hdr      int32
+	// outdated is set when an invalidation made the entry out of date: it
+	// is kept only for stale-if-error. (It fits in the padding after hdr.)
+	outdated bool
 }
 
 func (e *entry) negative() bool { return e.buf == nil }
@@ -247,9 +313,11 @@ type shard struct {
 type Cache struct {
 	opts   Options
 	reader Reader
-	ttl    int64 // nanoseconds, as the fields below
-	negTTL int64
-	stale  int64
+	// ttl and negTTL are the TTLs in force (nanoseconds), Options' unless
+	// LimitTTL shortened them; negTTL < 0 means negative answers are not
+	// cached.
+	ttl, negTTL atomic.Int64
+	stale       int64 // nanoseconds; < 0: never serve stale
 
 	seed   maphash.Seed
 	mask   uint64
@@ -259,7 +327,13 @@ type Cache struct {
 	recent *recent
 	flight singleflight.Group
 
-	misses, staleServes, reads, readErrors, rejected atomic.Uint64
+	// failures counts the replica reads that failed in a row; probing is
+	// set while a background read probes a failing replica.
+	failures atomic.Int64
+	probing  atomic.Bool
+
+	misses, staleServes, staleAtOnce, reads, readErrors, rejected atomic.Uint64
+	fallbackServes, fallbackErrors, fallbackDiscarded             atomic.Uint64
 }
 
 // New returns an empty cache in front of r.
@@ -268,8 +342,6 @@ func New(r Reader, opts Options) *Cache {
 	c := &Cache{
 		opts:   opts,
 		reader: r,
-		ttl:    int64(opts.TTL),
-		negTTL: int64(opts.NegativeTTL),
 		stale:  int64(opts.MaxStale),
 		seed:   maphash.MakeSeed(),
 		mask:   uint64(opts.Shards - 1),
@@ -284,7 +356,24 @@ func New(r Reader, opts Options) *Cache {
 		}
 		c.shards[i].lru = l
 	}
+	c.LimitTTL(0)
 	return c
+}
+
+// LimitTTL bounds the TTL and the NegativeTTL by d from now on, for the
+// entries already cached too (an entry read longer than d ago expires at
+// once); d <= 0 restores Options' TTLs. Negative answers stay uncached if
+// NegativeTTL is negative.
+func (c *Cache) LimitTTL(d time.Duration) {
+	ttl, neg := c.opts.TTL, c.opts.NegativeTTL
+	if d > 0 {
+		ttl = min(ttl, d)
+		if neg > 0 {
+			neg = min(neg, d)
+		}
+	}
+	c.ttl.Store(int64(ttl))
+	c.negTTL.Store(int64(neg))
 }
 
 func (c *Cache) shard(hostname string) *shard {
@@ -293,11 +382,19 @@ func (c *Cache) shard(hostname string) *shard {
 
 // fresh reports whether e may be served without asking the replica.
 func (c *Cache) fresh(e *entry, now int64) bool {
-	ttl := c.ttl
-	if e.negative() {
-		ttl = c.negTTL
+	if e.outdated {
+		return false
 	}
-	return e.gen == c.gen.Load() && now-e.readAt < ttl
+	ttl := &c.ttl
+	if e.negative() {
+		ttl = &c.negTTL
+	}
+	return e.gen == c.gen.Load() && now-e.readAt < ttl.Load()
+}
+
+// keptWithin reports whether e may be served stale at now (MaxStale).
+func (c *Cache) keptWithin(e *entry, now int64) bool {
+	return c.stale >= 0 && now-e.readAt <= c.stale
 }
 
 func (e *entry) result(stale bool) Result {
@@ -319,8 +416,8 @@ func (e *entry) result(stale bool) Result {
 // the same; eviction order is approximate LRU.
 const promoteEvery = 8
 
-// getLocked returns hostname's entry, dropping it if an invalidation of its
-// tenant has superseded it. sh.mu must be held.
+// getLocked returns hostname's entry, marking it out of date if an
+// invalidation of its tenant has superseded it. sh.mu must be held.
 func (c *Cache) getLocked(sh *shard, hostname string) (entry, bool) {
 	e, ok := sh.lru.Peek(hostname)
 	if !ok {
@@ -329,9 +426,10 @@ func (c *Cache) getLocked(sh *shard, hostname string) (entry, bool) {
 	if sh.touches++; sh.touches%promoteEvery == 0 {
 		sh.lru.Get(hostname)
 	}
-	if !e.negative() && c.recent.superseded(e.tenantID, e.version) {
-		sh.lru.Remove(hostname)
-		return entry{}, false
+	if !e.outdated && !e.negative() && c.recent.superseded(e.tenantID, e.version) {
+		// Marked for good: the invalidation will leave the window.
+		e.outdated = true
+		sh.lru.Add(hostname, e)
 	}
 	return e, true
 }
@@ -355,10 +453,11 @@ func (c *Cache) Peek(hostname string) (Result, bool) {
 
 // Lookup returns the tenant that owns the normalised hostname: from a fresh
 // entry, else from one replica read shared with concurrent callers, else (the
-// read failed or timed out) from an expired entry within MaxStale, marked
-// stale. It fails with a NotFound *tenant.Error for a hostname no tenant
-// owns, an Unavailable *tenant.Error when there is no acceptable answer, and
-// ctx.Err() if ctx ends first.
+// read failed or timed out) stale, as the package comment says. It fails with
+// a NotFound *tenant.Error for a hostname no tenant owns, an Unavailable
+// *tenant.Error when there is no acceptable answer, and ctx.Err() if ctx ends
+// first. With NotFound, the Result describes the negative answer: TenantID
+// empty and Field1 nil, ReadAt, Stale and Fallback set as for a tenant.
 func (c *Cache) Lookup(ctx context.Context, hostname string) (Result, error) {
 	now := c.opts.Now().UnixNano()
 	sh := c.shard(hostname)
@@ -368,7 +467,7 @@ func (c *Cache) Lookup(ctx context.Context, hostname string) (Result, error) {
 		if e.negative() {
 			sh.negativeHits++
 			sh.mu.Unlock()
-			return Result{}, notFound(hostname)
+			return e.result(false), notFound(hostname)
 		}
 		sh.positiveHits++
 		sh.mu.Unlock()
@@ -376,17 +475,53 @@ func (c *Cache) Lookup(ctx context.Context, hostname string) (Result, error) {
 	}
 	sh.mu.Unlock()
 
+	if ok && c.failing() && c.keptWithin(&e, now) && (!e.outdated || c.opts.Fallback == nil) {
+		// What the read would give if it failed as the last one did,
+		// without waiting for it; one read at a time finds out whether the
+		// replica is back.
+		c.probe(hostname)
+		c.staleAtOnce.Add(1)
+		return c.serveStale(hostname, &e)
+	}
+
 	c.misses.Add(1)
 	ch := c.flight.DoChan(hostname, func() (any, error) { return c.fill(hostname) })
 	select {
 	case r := <-ch:
 		if r.Err != nil {
-			return Result{}, r.Err
+			res, _ := r.Val.(Result)
+			return res, r.Err
 		}
 		return r.Val.(Result), nil
 	case <-ctx.Done():
 		return Result{}, ctx.Err()
 	}
+}
+
+// failing reports whether the replica counts as failing.
+func (c *Cache) failing() bool {
+	return c.opts.FailingAfter > 0 && c.failures.Load() >= int64(c.opts.FailingAfter)
+}
+
+// probe reads hostname in the background, unless a probe is already
+// running, so that a failing replica is noticed when it is back.
+func (c *Cache) probe(hostname string) {
+	if !c.probing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer c.probing.Store(false)
+		c.flight.Do(hostname, func() (any, error) { return c.fill(hostname) })
+	}()
+}
+
+// serveStale answers with the kept entry e, marked stale.
+func (c *Cache) serveStale(hostname string, e *entry) (Result, error) {
+	c.staleServes.Add(1)
+	if e.negative() {
+		return e.result(true), notFound(hostname)
+	}
+	return e.result(true), nil
 }
 
 func notFound(hostname string) error {
@@ -414,8 +549,8 @@ func (c *Cache) begin() ticket {
 // fill reads hostname from the replica and installs the answer if nothing
 // that happened during the read forbids it. Its context is its own, not a
 // caller's: the read is shared, and a caller giving up must not fail the
-// others.
-func (c *Cache) fill(hostname string) (Result, error) {
+// others. Its Result goes with NotFound too (see Lookup).
+func (c *Cache) fill(hostname string) (any, error) {
 	t := c.begin()
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.ReadTimeout)
 	ten, err := c.reader.LookupHostname(ctx, hostname)
@@ -426,6 +561,7 @@ func (c *Cache) fill(hostname string) (Result, error) {
 	}
 	switch {
 	case err == nil:
+		c.failures.Store(0)
 		e, err := encode(ten, t)
 		if err != nil {
 			return c.failed(hostname, err)
@@ -433,38 +569,125 @@ func (c *Cache) fill(hostname string) (Result, error) {
 		c.install(hostname, &e, t)
 		return e.result(false), nil
 	case tenant.ErrorCode(err) == tenant.NotFound:
-		if c.negTTL > 0 {
-			c.install(hostname, &entry{readAt: t.at, gen: t.gen}, t)
+		c.failures.Store(0)
+		neg := entry{readAt: t.at, gen: t.gen}
+		if c.opts.NegativeTTL > 0 {
+			c.install(hostname, &neg, t)
+		} else {
+			c.dropKept(hostname)
 		}
-		return Result{}, notFound(hostname)
+		return neg.result(false), notFound(hostname)
 	default:
 		return c.failed(hostname, err)
 	}
 }
 
-// failed answers a fill whose read failed: stale if it may, else
-// Unavailable.
-func (c *Cache) failed(hostname string, err error) (Result, error) {
+// dropKept removes hostname's entry if it is not fresh: a read that
+// succeeded has superseded it, and no negative entry replaces it.
+func (c *Cache) dropKept(hostname string) {
+	now := c.opts.Now().UnixNano()
+	sh := c.shard(hostname)
+	sh.mu.Lock()
+	if e, ok := sh.lru.Peek(hostname); ok && !c.fresh(&e, now) {
+		sh.lru.Remove(hostname)
+	}
+	sh.mu.Unlock()
+}
+
+// failed answers a fill whose read failed: stale if it may (see the package
+// comment), else Unavailable.
+func (c *Cache) failed(hostname string, err error) (any, error) {
 	c.readErrors.Add(1)
+	c.failures.Add(1)
 	if c.opts.OnReadError != nil {
 		c.opts.OnReadError(hostname, err)
-	}
-	if c.stale < 0 {
-		return Result{}, unavailable()
 	}
 	now := c.opts.Now().UnixNano()
 	sh := c.shard(hostname)
 	sh.mu.Lock()
 	e, ok := c.getLocked(sh, hostname)
 	sh.mu.Unlock()
-	if !ok || e.negative() || now-e.readAt > c.stale {
-		return Result{}, unavailable()
+	if ok && c.fresh(&e, now) { // installed meanwhile by another fill
+		if e.negative() {
+			return e.result(false), notFound(hostname)
+		}
+		return e.result(false), nil
 	}
-	fresh := c.fresh(&e, now)
-	if !fresh {
-		c.staleServes.Add(1)
+	ok = ok && c.keptWithin(&e, now)
+	if ok && !e.outdated {
+		return c.serveStale(hostname, &e)
 	}
-	return e.result(!fresh), nil
+	if c.opts.Fallback != nil {
+		var kept *entry
+		if ok {
+			kept = &e
+		}
+		if res, err, used := c.fallback(hostname, kept); used {
+			return res, err
+		}
+	}
+	if ok {
+		return c.serveStale(hostname, &e)
+	}
+	return Result{}, unavailable()
+}
+
+// fallback reads hostname from Options.Fallback, and reports whether its
+// answer may be used, given the out-of-date entry the cache keeps (nil:
+// none), by the rules of Options.Fallback.
+func (c *Cache) fallback(hostname string, kept *entry) (Result, error, bool) {
+	at := c.opts.Now().UnixNano()
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.FallbackTimeout)
+	ten, err := c.opts.Fallback.LookupHostname(ctx, hostname)
+	cancel()
+	if err == nil && (ten == nil || ten.Deleted()) {
+		err = notFound(hostname)
+	}
+	switch {
+	case err == nil:
+		if !c.fallbackNewer(hostname, ten, kept) {
+			c.fallbackDiscarded.Add(1)
+			return Result{}, nil, false
+		}
+		e, err := encode(ten, ticket{at: at})
+		if err != nil {
+			c.fallbackErrors.Add(1)
+			return Result{}, nil, false
+		}
+		c.fallbackServes.Add(1)
+		r := e.result(true)
+		r.Fallback = true
+		return r, nil, true
+	case tenant.ErrorCode(err) == tenant.NotFound:
+		if kept != nil {
+			c.fallbackDiscarded.Add(1)
+			return Result{}, nil, false
+		}
+		c.fallbackServes.Add(1)
+		return Result{ReadAt: time.Unix(0, at), Stale: true, Fallback: true}, notFound(hostname), true
+	default:
+		c.fallbackErrors.Add(1)
+		if c.opts.OnReadError != nil {
+			c.opts.OnReadError(hostname, fmt.Errorf("fallback: %w", err))
+		}
+		return Result{}, nil, false
+	}
+}
+
+// fallbackNewer reports whether a fallback read of t is not older than what
+// the cache knows of hostname (see Options.Fallback).
+func (c *Cache) fallbackNewer(hostname string, t *tenant.Tenant, kept *entry) bool {
+	if c.recent.superseded(t.ID, t.Version) {
+		return false
+	}
+	if kept == nil {
+		return true
+	}
+	if !kept.negative() && kept.tenantID == t.ID && kept.version < t.Version {
+		return true
+	}
+	m, ok := c.recent.hostMark(hostname)
+	return ok && m.tenantID == t.ID && m.version <= t.Version
 }
 
 // encode serialises t as Result.Field1 wants it.
@@ -518,20 +741,25 @@ func (c *Cache) install(hostname string, e *entry, tk ticket) bool {
 }
 
 // Invalidate applies inv as the Invalidation comment in tcs.proto says: each
-// hostname it names loses its entry unless that entry is already inv's
-// tenant at inv's version or newer (a negative entry always goes: the
-// hostname may now be claimed), and no entry of inv's tenant older than
-// inv's version is served again. inv is also remembered for the
-// invalidation window, so that a fill in flight cannot put an older answer
-// back (invariant 4). The cache keeps inv.Hostnames: the caller must not
-// modify it afterwards.
+// hostname it names has its entry made out of date unless that entry is
+// already inv's tenant at inv's version or newer (a negative entry always
+// is: the hostname may now be claimed), and no entry of inv's tenant older
+// than inv's version is served fresh again. Out-of-date entries are kept
+// for stale-if-error only. inv is also remembered for the invalidation
+// window, so that a fill in flight cannot put an older answer back
+// (invariant 4). A heartbeat (inv.Heartbeat()) is ignored. The cache keeps
+// inv.Hostnames: the caller must not modify it afterwards.
 func (c *Cache) Invalidate(inv tcs.Invalidation) {
+	if inv.Heartbeat() {
+		return
+	}
 	c.recent.add(inv, c.opts.Now().UnixNano())
 	for _, h := range inv.Hostnames {
 		sh := c.shard(h)
 		sh.mu.Lock()
-		if e, ok := sh.lru.Peek(h); ok && (e.negative() || e.tenantID != inv.TenantID || e.version < inv.Version) {
-			sh.lru.Remove(h)
+		if e, ok := sh.lru.Peek(h); ok && !e.outdated && (e.negative() || e.tenantID != inv.TenantID || e.version < inv.Version) {
+			e.outdated = true
+			sh.lru.Add(h, e)
 		}
 		sh.mu.Unlock()
 	}
@@ -544,7 +772,7 @@ func (c *Cache) Gap() {
 	c.gen.Add(1)
 }
 
-// Len returns the number of entries, fresh or not.
+// Len returns the number of entries, fresh, expired or out of date.
 func (c *Cache) Len() int {
 	n := 0
 	for i := range c.shards {
@@ -559,12 +787,17 @@ func (c *Cache) Len() int {
 // Stats returns the counters.
 func (c *Cache) Stats() Stats {
 	s := Stats{
-		Misses:      c.misses.Load(),
-		StaleServes: c.staleServes.Load(),
-		Reads:       c.reads.Load(),
-		ReadErrors:  c.readErrors.Load(),
-		Rejected:    c.rejected.Load(),
-		Remembered:  c.recent.size(),
+		Misses:            c.misses.Load(),
+		StaleServes:       c.staleServes.Load(),
+		StaleAtOnce:       c.staleAtOnce.Load(),
+		FallbackServes:    c.fallbackServes.Load(),
+		FallbackErrors:    c.fallbackErrors.Load(),
+		FallbackDiscarded: c.fallbackDiscarded.Load(),
+		Reads:             c.reads.Load(),
+		ReadErrors:        c.readErrors.Load(),
+		Rejected:          c.rejected.Load(),
+		Remembered:        c.recent.size(),
+		ReplicaFailing:    c.failing(),
 	}
 	for i := range c.shards {
 		sh := &c.shards[i]

@@ -125,6 +125,14 @@ func (r *recent) superseded(tenantID string, version int64) bool {
 	return ok && version < m.version
 }
 
+// hostMark returns the newest remembered invalidation naming hostname.
+func (r *recent) hostMark(hostname string) (mark, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	m, ok := r.byHost[hostname]
+	return m, ok
+}
+
 func (r *recent) tenantMark(tenantID string) (mark, bool) {
 	v, ok := r.byTenant.Load(tenantID)
 	if !ok {
