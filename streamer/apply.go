@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,12 +20,19 @@ type ApplierConfig struct {
 	Stream  Stream
 	Replica tcs.Replica
 	// Broadcaster receives an invalidation after each apply that changed
-	// something; nil broadcasts nothing (caches then rely on their TTL).
+	// something, and a heartbeat every Feed.HeartbeatInterval, from the
+	// Applier's sender goroutines (see Feed); nil broadcasts nothing
+	// (caches then rely on their TTL). Its Broadcast must return when its
+	// context ends.
 	Broadcaster tcs.Broadcaster
+	// Feed configures the queue and senders between the applies and the
+	// Broadcaster. The zero value means the defaults.
+	Feed FeedConfig
 	Logger      *slog.Logger
 	// Registerer receives the applier's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
-	// Now is the clock for the lag metric; nil means time.Now.
+	// Now is the clock of the lag metric, the heartbeats' CommittedAt and
+	// the broadcast queue's age; nil means time.Now.
 	Now func() time.Time
 	// Concurrency is how many tenants' events of one batch are applied at
 	// once to a replica that is not a tcs.BatchApplier (each tenant's
@@ -51,9 +59,21 @@ const DefaultApplyConcurrency = 16
 // several tenants at once (ApplierConfig.Concurrency).
 // Events meant for other regions (ChangeEvent.Regions) are acknowledged
 // without being applied.
+//
+// Invalidations never hold up applying and checkpointing: an apply queues
+// its invalidation and moves on. The queue keeps one invalidation per tenant
+// (a newer one merges into the one pending), is bounded (FeedConfig
+// MaxPending; when full, the oldest is dropped), and is drained by
+// FeedConfig.Senders goroutines that Run starts, each Broadcast under its
+// own deadline and retried a few times. Run also queues a heartbeat every
+// FeedConfig.HeartbeatInterval, so that lookup servers can tell a quiet feed
+// from a broken one. Whatever is lost leaves caches converging by their TTL
+// (invariant 5).
 type Applier struct {
 	cfg      ApplierConfig
 	log      *slog.Logger
+	feed     *feed // nil without a Broadcaster
+	running  atomic.Bool
 	applied  *prometheus.CounterVec
 	outcomes struct{ applied, noop, otherRegion prometheus.Counter }
 	poison   prometheus.Counter
@@ -90,8 +110,14 @@ func NewApplier(cfg ApplierConfig) *Applier {
 	a.lastTime = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "tcs_apply_last_commit_timestamp_seconds", Help: "Commit time of the last event applied (Unix seconds).", ConstLabels: labels,
 	})
+	collectors := []prometheus.Collector{a.applied, a.poison, a.lag, a.lastTime}
+	if cfg.Broadcaster != nil {
+		var fc []prometheus.Collector
+		a.feed, fc = newFeed(cfg.Feed, cfg.Broadcaster, cfg.Now, a.log, labels)
+		collectors = append(collectors, fc...)
+	}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(a.applied, a.poison, a.lag, a.lastTime)
+		cfg.Registerer.MustRegister(collectors...)
 	}
 	return a
 }
@@ -101,7 +127,18 @@ func (a *Applier) Group() string { return "apply-" + a.cfg.Region }
 
 // Run consumes until ctx ends (returns nil) or an apply fails (returns the
 // error; the failed batch is not checkpointed and is redelivered on restart).
+// Meanwhile it broadcasts the invalidations the applies queue, and the
+// heartbeats. Once consuming stopped it goes on broadcasting what is queued
+// for up to FeedConfig.DrainTimeout, then abandons the rest and returns,
+// with every goroutine it started ended. An Applier runs once at a time.
 func (a *Applier) Run(ctx context.Context) error {
+	if !a.running.CompareAndSwap(false, true) {
+		return fmt.Errorf("applier of %s is already running", a.cfg.Region)
+	}
+	defer a.running.Store(false)
+	if a.feed != nil {
+		defer a.feed.start(ctx)()
+	}
 	return a.cfg.Stream.Consume(ctx, a.Group(), a.HandleBatch)
 }
 
@@ -137,7 +174,7 @@ func (a *Applier) HandleBatch(ctx context.Context, batch []Message) error {
 		switch {
 		case err == nil && len(results) == len(evs):
 			for i, ev := range evs {
-				a.applied1(ctx, ev, results[i])
+				a.applied1(ev, results[i])
 			}
 			return nil
 		case err == nil:
@@ -198,13 +235,13 @@ func (a *Applier) apply1(ctx context.Context, ev *tenant.ChangeEvent) error {
 		}
 		return fmt.Errorf("apply %s@%d to %s: %w", ev.TenantID, ev.Version, a.cfg.Region, err)
 	}
-	a.applied1(ctx, ev, res)
+	a.applied1(ev, res)
 	return nil
 }
 
 // applied1 records one applied event: metrics, and the invalidation of the
-// hostnames it changed.
-func (a *Applier) applied1(ctx context.Context, ev *tenant.ChangeEvent, res tcs.ApplyResult) {
+// hostnames it changed, queued for the senders.
+func (a *Applier) applied1(ev *tenant.ChangeEvent, res tcs.ApplyResult) {
 	if res.Applied {
 		a.outcomes.applied.Inc()
 		a.lag.Set(a.cfg.Now().Sub(ev.CommittedAt).Seconds())
@@ -212,13 +249,11 @@ func (a *Applier) applied1(ctx context.Context, ev *tenant.ChangeEvent, res tcs.
 	} else {
 		a.outcomes.noop.Inc()
 	}
-	if len(res.Hostnames) == 0 || a.cfg.Broadcaster == nil {
+	if len(res.Hostnames) == 0 || a.feed == nil {
 		return
 	}
-	inv := tcs.Invalidation{TenantID: ev.TenantID, Version: ev.Version, Hostnames: res.Hostnames, CommittedAt: ev.CommittedAt}
-	if err := a.cfg.Broadcaster.Broadcast(ctx, inv); err != nil {
-		// The apply is durable; a lost invalidation only delays freshness
-		// up to the cache TTL (invariant 5). Do not redeliver for it.
-		a.log.Warn("broadcast invalidation failed", "tenant", ev.TenantID, "version", ev.Version, "err", err)
-	}
+	// The apply is durable, and the batch is checkpointed without waiting
+	// for the broadcast: a lost invalidation only delays freshness up to
+	// the cache TTL (invariant 5).
+	a.feed.enqueue(tcs.Invalidation{TenantID: ev.TenantID, Version: ev.Version, Hostnames: res.Hostnames, CommittedAt: ev.CommittedAt})
 }

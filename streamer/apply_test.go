@@ -267,6 +267,25 @@ func (b *recordingBroadcaster) take() []tcs.Invalidation {
 	return out
 }
 
+// startFeed runs a's broadcast senders (as Run would) until the test ends.
+func startFeed(t *testing.T, a *streamer.Applier) {
+	t.Helper()
+	stop := streamer.StartFeed(t.Context(), a)
+	t.Cleanup(stop)
+}
+
+// waitBroadcast waits until a has broadcast everything queued.
+func waitBroadcast(t *testing.T, a *streamer.Applier) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !streamer.FeedIdle(a) {
+		if time.Now().After(deadline) {
+			t.Fatal("invalidations still queued or in flight after 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestApplierBroadcastsOnlyChanges: an update is broadcast with its
 // hostnames; a resync of what the region already holds is applied but
 // broadcasts nothing, so resyncing every tenant leaves caches alone; a
@@ -281,12 +300,15 @@ func TestApplierBroadcastsOnlyChanges(t *testing.T) {
 		}
 		b := &recordingBroadcaster{}
 		reg := prometheus.NewRegistry()
-		a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Replica: r, Broadcaster: b, Registerer: reg})
+		a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Replica: r, Broadcaster: b, Registerer: reg,
+			Feed: streamer.FeedConfig{HeartbeatInterval: -1}})
+		startFeed(t, a)
 		handle := func(evs ...*tenant.ChangeEvent) []tcs.Invalidation {
 			t.Helper()
 			if err := a.HandleBatch(t.Context(), messages(t, evs...)); err != nil {
 				t.Fatalf("batch=%v: HandleBatch: %v", batch, err)
 			}
+			waitBroadcast(t, a)
 			return b.take()
 		}
 		a1 := replicatest.Event("acme", 1, map[string]int64{"acme.example.com": 1, "www.acme.example.com": 1}, nil)
@@ -357,10 +379,14 @@ func TestApplierAppliesTenantsConcurrently(t *testing.T) {
 		rep := openReplica(t)
 		s := &slowReplica{Replica: rep, seen: map[string][]int64{}}
 		b := &recordingBroadcaster{}
-		a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Replica: s, Broadcaster: b, Concurrency: tc.concurrency})
+		reg := prometheus.NewRegistry()
+		a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Replica: s, Broadcaster: b, Concurrency: tc.concurrency, Registerer: reg,
+			Feed: streamer.FeedConfig{HeartbeatInterval: -1}})
+		startFeed(t, a)
 		if err := a.HandleBatch(t.Context(), messages(t, evs...)); err != nil {
 			t.Fatalf("Concurrency %d: HandleBatch: %v", tc.concurrency, err)
 		}
+		waitBroadcast(t, a)
 		if s.most > max(tc.wantMost, 1) || (tc.wantMost > 1 && s.most < 2) {
 			t.Errorf("Concurrency %d: up to %d applies at once, want at most %d (and more than one)", tc.concurrency, s.most, tc.wantMost)
 		}
@@ -372,8 +398,20 @@ func TestApplierAppliesTenantsConcurrently(t *testing.T) {
 				t.Errorf("Concurrency %d: %s = %+v, %v; want version 4", tc.concurrency, id, got, err)
 			}
 		}
-		if n := len(b.take()); len(s.seen) != 5 || n != len(evs) {
-			t.Errorf("Concurrency %d: applied tenants %v, %d invalidations; want all 5 tenants, one invalidation per event", tc.concurrency, s.seen, n)
+		// One invalidation per event, but those of a tenant still queued
+		// together go out as one: every tenant's last is its version 4.
+		newest := map[string]int64{}
+		for _, inv := range b.take() {
+			newest[inv.TenantID] = max(newest[inv.TenantID], inv.Version)
+		}
+		sent, coalesced := metric(t, reg, "tcs_apply_broadcasts_total", "sent"), metric(t, reg, "tcs_apply_broadcasts_total", "coalesced")
+		if len(s.seen) != 5 || len(newest) != 5 || sent+coalesced != float64(len(evs)) {
+			t.Errorf("Concurrency %d: applied tenants %v, broadcast %v, %v sent + %v coalesced; want all 5 tenants at version 4, %d in all", tc.concurrency, s.seen, newest, sent, coalesced, len(evs))
+		}
+		for id, v := range newest {
+			if v != 4 {
+				t.Errorf("Concurrency %d: %s broadcast up to version %d, want 4", tc.concurrency, id, v)
+			}
 		}
 	}
 
@@ -400,10 +438,13 @@ func TestRedeliveryResendsInvalidations(t *testing.T) {
 	}
 	b := &recordingBroadcaster{}
 	reg := prometheus.NewRegistry()
-	a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Replica: rep, Broadcaster: b, Registerer: reg})
+	a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Replica: rep, Broadcaster: b, Registerer: reg,
+		Feed: streamer.FeedConfig{HeartbeatInterval: -1}})
+	startFeed(t, a)
 	if err := a.HandleBatch(t.Context(), messages(t, a1)); err != nil {
 		t.Fatal(err)
 	}
+	waitBroadcast(t, a)
 	got := b.take()
 	if len(got) != 1 || got[0].Version != 1 || !slices.Equal(got[0].Hostnames, []string{"acme.example.com", "www.acme.example.com"}) {
 		t.Fatalf("redelivery broadcast %+v, want acme@1's hostnames", got)

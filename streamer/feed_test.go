@@ -1,0 +1,506 @@
+package streamer_test
+
+// Tests of the applier's invalidation feed: the queue between the applies and
+// the Broadcaster, its senders and the heartbeat. Most run in a
+// testing/synctest bubble, whose clock moves only when every goroutine in it
+// is blocked: timeouts and intervals take no real time, a test can tell that
+// no time passed at all while the applier worked, and a goroutine left behind
+// when the test ends fails it.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/streamer"
+	"github.com/tcs-dev/tcs/tcs"
+	"github.com/tcs-dev/tcs/tcs/replicatest"
+)
+
+// memReplica applies everything and reports the hostnames an event claims
+// or releases as changed.
+type memReplica struct {
+	tcs.Replica
+	mu      sync.Mutex
+	applied int
+}
+
+func (m *memReplica) Apply(_ context.Context, ev *tenant.ChangeEvent) (tcs.ApplyResult, error) {
+	m.mu.Lock()
+	m.applied++
+	m.mu.Unlock()
+	var hs []string
+	for _, c := range slices.Concat(ev.Claims, ev.Released) {
+		hs = append(hs, c.Hostname)
+	}
+	return tcs.ApplyResult{Applied: true, Hostnames: hs}, nil
+}
+
+func (m *memReplica) count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.applied
+}
+
+// chanStream hands the applier the batches a test gives it, one at a time,
+// and tells the test what the handler returned: a nil is a checkpoint.
+type chanStream struct {
+	streamer.Stream
+	batches chan []streamer.Message
+	handled chan error
+}
+
+func newChanStream() *chanStream {
+	return &chanStream{batches: make(chan []streamer.Message), handled: make(chan error)}
+}
+
+func (s *chanStream) Consume(ctx context.Context, _ string, h streamer.Handler) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case b := <-s.batches:
+			err := h(ctx, b)
+			s.handled <- err
+			if err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// handle has the applier handle one batch of evs and fails the test if the
+// handler returned an error.
+func (s *chanStream) handle(t *testing.T, evs ...*tenant.ChangeEvent) {
+	t.Helper()
+	s.batches <- messages(t, evs...)
+	if err := <-s.handled; err != nil {
+		t.Fatalf("HandleBatch: %v", err)
+	}
+}
+
+var errFeed = errors.New("injected broadcast failure")
+
+// fakeBroadcaster records what it delivers. While gate is open (nil or
+// closed) it delivers at once, after delay; while gate is shut, Broadcast
+// waits for it like a frozen endpoint, until its context ends. The next
+// hang calls wait for their context to end; the next fail calls fail.
+type fakeBroadcaster struct {
+	mu        sync.Mutex
+	gate      chan struct{}
+	delay     time.Duration
+	hang      int
+	fail      int
+	deadlines []time.Duration // each call's context deadline, from when it was made
+	got       []tcs.Invalidation
+}
+
+func (b *fakeBroadcaster) Broadcast(ctx context.Context, inv tcs.Invalidation) error {
+	b.mu.Lock()
+	if d, ok := ctx.Deadline(); ok {
+		b.deadlines = append(b.deadlines, time.Until(d))
+	}
+	gate, delay, hang, fail := b.gate, b.delay, b.hang > 0, b.fail > 0 && b.hang == 0
+	if hang {
+		b.hang--
+	} else if fail {
+		b.fail--
+	}
+	b.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if fail {
+		return errFeed
+	}
+	b.mu.Lock()
+	b.got = append(b.got, inv)
+	b.mu.Unlock()
+	return nil
+}
+
+func (b *fakeBroadcaster) received() []tcs.Invalidation {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.got)
+}
+
+// runApplier runs a in the background; stop ends it and returns what Run
+// returned.
+func runApplier(a *streamer.Applier) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	return func() error {
+		cancel()
+		return <-done
+	}
+}
+
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no gauge %s", name)
+	return 0
+}
+
+// outcomes returns tcs_apply_broadcasts_total by outcome, with the sum of
+// them all under "total".
+func outcomes(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	for _, o := range []string{"sent", "failed", "dropped", "coalesced", "unsent"} {
+		out[o] = metric(t, reg, "tcs_apply_broadcasts_total", o)
+		out["total"] += out[o]
+	}
+	return out
+}
+
+func event(id string, version int64) *tenant.ChangeEvent {
+	return replicatest.Event(id, version, map[string]int64{id + ".example.com": 1}, nil)
+}
+
+// TestFrozenFeedDoesNotSlowApplies: with a Broadcaster that never answers,
+// the applier applies and checkpoints batch after batch without waiting
+// (no time passes on the bubble's clock), the queue stays within MaxPending
+// by dropping the oldest, and Run still stops after its bounded drain, every
+// invalidation accounted for.
+func TestFrozenFeedDoesNotSlowApplies(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		b := &fakeBroadcaster{gate: make(chan struct{})} // never opens
+		rep, s, reg := &memReplica{}, newChanStream(), prometheus.NewRegistry()
+		const maxPending = 50
+		a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Stream: s, Replica: rep, Broadcaster: b, Registerer: reg,
+			Feed: streamer.FeedConfig{MaxPending: maxPending, Senders: 2}})
+		start := time.Now()
+		stop := runApplier(a)
+		// Each batch updates five hot tenants (whose invalidations coalesce)
+		// and creates five new ones (which fill the queue).
+		const batches, perBatch = 200, 10
+		for i := range batches {
+			var evs []*tenant.ChangeEvent
+			for j := range perBatch / 2 {
+				evs = append(evs, event(fmt.Sprintf("hot-%d", j), int64(i+1)), event(fmt.Sprintf("new-%04d-%d", i, j), 1))
+			}
+			s.handle(t, evs...) // applied and checkpointed
+			if p := gauge(t, reg, "tcs_apply_broadcast_pending"); p > maxPending {
+				t.Fatalf("after batch %d: %v invalidations pending, want at most %d", i, p, maxPending)
+			}
+		}
+		if d := time.Since(start); d != 0 {
+			t.Errorf("applying %d batches took %v on the bubble's clock, want 0: an apply waited for the frozen feed", batches, d)
+		}
+		if n := rep.count(); n != batches*perBatch {
+			t.Errorf("replica applied %d events, want %d", n, batches*perBatch)
+		}
+		got := outcomes(t, reg)
+		if got["dropped"] == 0 || got["coalesced"] == 0 || got["sent"] != 0 {
+			t.Errorf("outcomes %v; want some dropped, some coalesced, none sent", got)
+		}
+
+		stopping := time.Now()
+		if err := stop(); err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+		if d := time.Since(stopping); d != streamer.DefaultFeedTimeout {
+			t.Errorf("Run returned %v after its context ended, want the drain timeout %v", d, streamer.DefaultFeedTimeout)
+		}
+		// Every invalidation (one per event, and the heartbeat queued at
+		// start) ended one way or another.
+		got = outcomes(t, reg)
+		if want := float64(batches*perBatch + 1); got["total"] != want {
+			t.Errorf("outcomes %v add up to %v, want %v", got, got["total"], want)
+		}
+		if p := gauge(t, reg, "tcs_apply_broadcast_pending"); p != 0 {
+			t.Errorf("%v pending after Run returned, want 0", p)
+		}
+	})
+}
+
+// TestFeedCoalesces: two invalidations of a tenant pending together go out
+// as one, with the higher version, the union of their hostnames and the
+// newer CommittedAt, whatever order they came in.
+func TestFeedCoalesces(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		b := &fakeBroadcaster{gate: make(chan struct{})}
+		s, reg := newChanStream(), prometheus.NewRegistry()
+		a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Stream: s, Replica: &memReplica{}, Broadcaster: b, Registerer: reg,
+			Feed: streamer.FeedConfig{Senders: 1, HeartbeatInterval: -1}})
+		stop := runApplier(a)
+		other := event("other", 1)
+		s.handle(t, other)
+		synctest.Wait() // the one sender waits at the gate with it
+
+		// v1 released old.acme.example.com; v2 (a label change) names only
+		// the two hostnames it holds. v2 comes first.
+		v1 := replicatest.Event("acme", 1, map[string]int64{"acme.example.com": 1, "www.acme.example.com": 1}, map[string]int64{"old.acme.example.com": 1})
+		v2 := replicatest.Event("acme", 2, map[string]int64{"acme.example.com": 1, "www.acme.example.com": 1}, nil)
+		s.handle(t, v2)
+		s.handle(t, v1)
+		if p := gauge(t, reg, "tcs_apply_broadcast_pending"); p != 1 {
+			t.Errorf("%v pending, want 1 (acme's two invalidations as one)", p)
+		}
+		close(b.gate)
+		synctest.Wait()
+		want := []tcs.Invalidation{
+			{TenantID: "other", Version: 1, Hostnames: []string{"other.example.com"}, CommittedAt: other.CommittedAt},
+			{TenantID: "acme", Version: 2, Hostnames: []string{"acme.example.com", "old.acme.example.com", "www.acme.example.com"}, CommittedAt: v2.CommittedAt},
+		}
+		if diff := cmp.Diff(want, b.received()); diff != "" {
+			t.Errorf("broadcast (-want +got):\n%s", diff)
+		}
+		if got := outcomes(t, reg); got["sent"] != 2 || got["coalesced"] != 1 || got["total"] != 3 {
+			t.Errorf("outcomes %v, want 2 sent and 1 coalesced", got)
+		}
+		if err := stop(); err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	})
+}
+
+// TestFeedQueueFullDropsOldest: a full queue evicts its oldest invalidation
+// for a new tenant's, and does not take a heartbeat.
+func TestFeedQueueFullDropsOldest(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		b := &fakeBroadcaster{gate: make(chan struct{})}
+		s, reg := newChanStream(), prometheus.NewRegistry()
+		a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Stream: s, Replica: &memReplica{}, Broadcaster: b, Registerer: reg,
+			Feed: streamer.FeedConfig{Senders: 1, MaxPending: 2, HeartbeatInterval: time.Hour, Timeout: 2 * time.Hour}})
+		start := time.Now()
+		stop := runApplier(a)
+		synctest.Wait() // the first heartbeat waits at the gate
+		evA, evB, evC := event("alpha", 1), event("beta", 1), event("gamma", 1)
+		for _, ev := range []*tenant.ChangeEvent{evA, evB, evC} {
+			s.handle(t, ev) // one at a time: the queue's order is theirs
+		}
+		if p, got := gauge(t, reg, "tcs_apply_broadcast_pending"), outcomes(t, reg); p != 2 || got["dropped"] != 1 {
+			t.Errorf("%v pending, outcomes %v; want 2 pending, 1 dropped", p, got)
+		}
+		time.Sleep(time.Hour) // the next heartbeat finds the queue full
+		synctest.Wait()
+		if got := outcomes(t, reg); got["dropped"] != 2 {
+			t.Errorf("outcomes %v; want the heartbeat dropped too", got)
+		}
+		if age := gauge(t, reg, "tcs_apply_broadcast_oldest_pending_seconds"); age != time.Hour.Seconds() {
+			t.Errorf("oldest pending age %vs, want %vs", age, time.Hour.Seconds())
+		}
+		close(b.gate)
+		synctest.Wait()
+		want := []tcs.Invalidation{
+			{CommittedAt: start},
+			{TenantID: "beta", Version: 1, Hostnames: []string{"beta.example.com"}, CommittedAt: evB.CommittedAt},
+			{TenantID: "gamma", Version: 1, Hostnames: []string{"gamma.example.com"}, CommittedAt: evC.CommittedAt},
+		}
+		if diff := cmp.Diff(want, b.received()); diff != "" {
+			t.Errorf("broadcast (-want +got):\n%s", diff)
+		}
+		if err := stop(); err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	})
+}
+
+// TestFeedRetries: each Broadcast runs under its own deadline; a failure or
+// a timeout is retried after a backoff and delivers; an invalidation that
+// fails every attempt is given up and counted, and the next one goes out.
+func TestFeedRetries(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		b := &fakeBroadcaster{fail: 2}
+		s, reg := newChanStream(), prometheus.NewRegistry()
+		a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Stream: s, Replica: &memReplica{}, Broadcaster: b, Registerer: reg,
+			Feed: streamer.FeedConfig{Senders: 1, HeartbeatInterval: -1}})
+		stop := runApplier(a)
+		delivered := func() []string {
+			var out []string
+			for _, inv := range b.received() {
+				out = append(out, inv.TenantID)
+			}
+			return out
+		}
+		errs := func() float64 { return metric(t, reg, "tcs_apply_broadcast_errors_total", "") }
+
+		s.handle(t, event("alpha", 1)) // fails twice, then goes out
+		time.Sleep(time.Second)
+		if got := delivered(); !slices.Equal(got, []string{"alpha"}) || errs() != 2 {
+			t.Errorf("delivered %v after %v errors; want alpha after 2", got, errs())
+		}
+
+		b.mu.Lock()
+		b.hang = 1 // times out once, then goes out
+		b.mu.Unlock()
+		s.handle(t, event("beta", 1))
+		time.Sleep(streamer.DefaultFeedTimeout + time.Second)
+		if got := delivered(); !slices.Equal(got, []string{"alpha", "beta"}) || errs() != 3 {
+			t.Errorf("delivered %v after %v errors; want beta after a timeout", got, errs())
+		}
+
+		b.mu.Lock()
+		b.fail = streamer.DefaultFeedAttempts // every attempt fails
+		b.mu.Unlock()
+		s.handle(t, event("gamma", 1))
+		s.handle(t, event("delta", 1))
+		time.Sleep(5 * time.Second)
+		if got := delivered(); !slices.Equal(got, []string{"alpha", "beta", "delta"}) {
+			t.Errorf("delivered %v; want gamma given up and delta delivered", got)
+		}
+		if got := outcomes(t, reg); got["sent"] != 3 || got["failed"] != 1 || errs() != 3+streamer.DefaultFeedAttempts {
+			t.Errorf("outcomes %v, %v errors; want 3 sent, 1 failed, %d errors", got, errs(), 3+streamer.DefaultFeedAttempts)
+		}
+		b.mu.Lock()
+		for i, d := range b.deadlines {
+			if d != streamer.DefaultFeedTimeout {
+				t.Errorf("call %d had %v to its deadline, want %v", i, d, streamer.DefaultFeedTimeout)
+			}
+		}
+		b.mu.Unlock()
+		if err := stop(); err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	})
+}
+
+// TestFeedHeartbeats: Run sends a heartbeat when it starts and every
+// interval, stamped with the applier's clock; stopped with nothing queued,
+// it returns at once.
+func TestFeedHeartbeats(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		b := &fakeBroadcaster{}
+		reg := prometheus.NewRegistry()
+		a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Stream: newChanStream(), Replica: &memReplica{}, Broadcaster: b, Registerer: reg})
+		start := time.Now()
+		stop := runApplier(a)
+		time.Sleep(2*streamer.DefaultHeartbeatInterval + time.Second)
+		synctest.Wait()
+		var want []tcs.Invalidation
+		for i := range 3 {
+			want = append(want, tcs.Invalidation{CommittedAt: start.Add(time.Duration(i) * streamer.DefaultHeartbeatInterval)})
+		}
+		got := b.received()
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("heartbeats (-want +got):\n%s", diff)
+		}
+		for _, inv := range got {
+			if !inv.Heartbeat() {
+				t.Errorf("%+v is not a heartbeat", inv)
+			}
+		}
+		last := start.Add(2 * streamer.DefaultHeartbeatInterval)
+		if ts := gauge(t, reg, "tcs_apply_broadcast_last_success_timestamp_seconds"); ts != float64(last.UnixNano())/1e9 {
+			t.Errorf("last success %v, want %v", ts, float64(last.UnixNano())/1e9)
+		}
+		stopping := time.Now()
+		if err := stop(); err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+		if d := time.Since(stopping); d != 0 {
+			t.Errorf("Run took %v to stop with nothing queued, want 0", d)
+		}
+	})
+}
+
+// TestFeedStopDrainsThenAbandons: stopped with a backlog, Run keeps sending
+// for DrainTimeout, then abandons the rest (counted as unsent) and returns.
+func TestFeedStopDrainsThenAbandons(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		b := &fakeBroadcaster{delay: 300 * time.Millisecond}
+		s, reg := newChanStream(), prometheus.NewRegistry()
+		a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Stream: s, Replica: &memReplica{}, Broadcaster: b, Registerer: reg,
+			Feed: streamer.FeedConfig{Senders: 1, HeartbeatInterval: -1, DrainTimeout: 2 * time.Second}})
+		stop := runApplier(a)
+		var evs []*tenant.ChangeEvent
+		for i := range 10 {
+			evs = append(evs, event(fmt.Sprintf("tenant-%d", i), 1))
+		}
+		s.handle(t, evs...)
+		stopping := time.Now()
+		if err := stop(); err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+		if d := time.Since(stopping); d != 2*time.Second {
+			t.Errorf("Run returned %v after its context ended, want the drain timeout 2s", d)
+		}
+		// Sends end at 0.3 s, 0.6 s … 1.8 s; the seventh is in flight at 2 s.
+		if got := outcomes(t, reg); got["sent"] != 6 || got["unsent"] != 4 || len(b.received()) != 6 {
+			t.Errorf("outcomes %v, %d delivered; want 6 sent, 4 unsent", got, len(b.received()))
+		}
+	})
+}
+
+// TestFrozenFeedReplicates: on the embedded stream and replica, an applier
+// whose Broadcaster never answers converges and checkpoints everything, and
+// stops.
+func TestFrozenFeedReplicates(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	ids, hostnames := history(t, r.src)
+	p := streamer.NewPublisher(streamer.PublisherConfig{Outbox: r.src, Stream: r.stream})
+	if _, err := p.PublishOnce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	rep := r.replica(t, "us-east-1")
+	b := &fakeBroadcaster{gate: make(chan struct{})} // never opens
+	a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Stream: r.stream, Replica: rep, Broadcaster: b,
+		Feed: streamer.FeedConfig{DrainTimeout: 10 * time.Millisecond}})
+	runUntilConverged(t, a, rep, r.src, ids, hostnames)
+	if lag, err := r.stream.Lag(a.Group()); err != nil || lag != 0 {
+		t.Errorf("stream lag %d, %v after converging; want everything checkpointed", lag, err)
+	}
+}
+
+// TestRunTwice: an Applier runs once at a time.
+func TestRunTwice(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Stream: newChanStream(), Replica: &memReplica{}, Broadcaster: &fakeBroadcaster{}})
+		stop := runApplier(a)
+		synctest.Wait()
+		if err := a.Run(context.Background()); err == nil {
+			t.Error("a second Run of a running applier succeeded")
+		}
+		if err := stop(); err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+		// Stopped, it can run again.
+		if err := runApplier(a)(); err != nil {
+			t.Fatalf("Run again = %v", err)
+		}
+	})
+}
