@@ -27,8 +27,8 @@ type ApplierConfig struct {
 	Broadcaster tcs.Broadcaster
 	// Feed configures the queue and senders between the applies and the
 	// Broadcaster. The zero value means the defaults.
-	Feed FeedConfig
-	Logger      *slog.Logger
+	Feed   FeedConfig
+	Logger *slog.Logger
 	// Registerer receives the applier's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 	// Now is the clock of the lag metric, the heartbeats' CommittedAt and
