@@ -31,6 +31,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	catalogdynamo "github.com/tcs-dev/tcs/catalog/dynamo"
+	"github.com/tcs-dev/tcs/internal/awsclient"
 	"github.com/tcs-dev/tcs/internal/dynamotable"
 	streamkinesis "github.com/tcs-dev/tcs/streamer/kinesis"
 	replicadynamo "github.com/tcs-dev/tcs/tcs/dynamo"
@@ -78,21 +79,23 @@ type Clients struct {
 }
 
 // NewClients returns Clients whose clients of a region are made from
-// config(region).
+// config(region). A config without timeouts gets awsclient's defaults, so
+// that no call can hang on a frozen endpoint.
 func NewClients(config func(region string) aws.Config) Clients {
 	return Clients{
 		DynamoDB: func(r string) *dynamodb.Client { return NewDynamoDB(config(r)) },
-		Kinesis:  func(r string) *kinesis.Client { return kinesis.NewFromConfig(config(r)) },
-		SNS:      func(r string) *awssns.Client { return awssns.NewFromConfig(config(r)) },
+		Kinesis:  func(r string) *kinesis.Client { return kinesis.NewFromConfig(awsclient.WithDefaults(config(r))) },
+		SNS:      func(r string) *awssns.Client { return awssns.NewFromConfig(awsclient.WithDefaults(config(r))) },
 	}
 }
 
-// NewDynamoDB returns a DynamoDB client of cfg. With an endpoint override
-// (an emulator) it skips the response checksum check: DynamoDB Local's error
-// responses carry a CRC32 that does not match, and the SDK would log a
-// warning for each.
+// NewDynamoDB returns a DynamoDB client of cfg, with awsclient's default
+// timeouts unless cfg has its own (awsclient.Timeouts.Apply). With an
+// endpoint override (an emulator) it skips the response checksum check:
+// DynamoDB Local's error responses carry a CRC32 that does not match, and
+// the SDK would log a warning for each.
 func NewDynamoDB(cfg aws.Config) *dynamodb.Client {
-	return dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
+	return dynamodb.NewFromConfig(awsclient.WithDefaults(cfg), func(o *dynamodb.Options) {
 		if o.BaseEndpoint != nil {
 			o.DisableValidateResponseChecksum = true
 		}

@@ -10,6 +10,12 @@
 //	TCS_AWS_HOME_REGION  aws: region of the catalog table and the stream
 //	                     (default AWS_REGION)
 //	TCS_POLL_INTERVAL    aws: Kinesis GetRecords poll interval (default 100ms)
+//	TCS_AWS_TIMEOUT      aws: deadline of each SDK call, retries included
+//	                     (default 10s; an SQS long poll gets its wait on top)
+//	TCS_AWS_CONNECT_TIMEOUT  aws: TCP connect and TLS handshake (default 2s)
+//	TCS_AWS_HEADER_TIMEOUT   aws: one attempt, from sending to the response
+//	                     headers (default 5s; the retryer tries again within
+//	                     TCS_AWS_TIMEOUT)
 //
 // AWS credentials, regions and endpoints come from the SDK's standard chain
 // (AWS_PROFILE, AWS_ACCESS_KEY_ID…, AWS_REGION, AWS_ENDPOINT_URL_DYNAMODB,
@@ -43,6 +49,7 @@ import (
 	catalogdynamo "github.com/tcs-dev/tcs/catalog/dynamo"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
 	"github.com/tcs-dev/tcs/infra/provision"
+	"github.com/tcs-dev/tcs/internal/awsclient"
 	"github.com/tcs-dev/tcs/streamer"
 	"github.com/tcs-dev/tcs/streamer/boltlog"
 	streamkinesis "github.com/tcs-dev/tcs/streamer/kinesis"
@@ -70,6 +77,8 @@ type Config struct {
 	HomeRegion string
 	// PollInterval is the Kinesis poll interval.
 	PollInterval time.Duration
+	// Timeouts bound every AWS SDK call (internal/awsclient).
+	Timeouts awsclient.Timeouts
 
 	// LoadAWS loads the SDK configuration of a region; nil means the SDK's
 	// default chain (config.LoadDefaultConfig). Tests replace it.
@@ -90,15 +99,21 @@ func Register(fs *flag.FlagSet, getenv func(string) string) *Config {
 	fs.StringVar(&c.DataDir, "data", cmdutil.EnvOr(getenv, "TCS_DATA_DIR", "data"), "embedded: data directory (env TCS_DATA_DIR)")
 	fs.StringVar(&c.Names.Prefix, "aws-prefix", cmdutil.EnvOr(getenv, "TCS_AWS_PREFIX", provision.DefaultPrefix), "aws: prefix of every resource name (env TCS_AWS_PREFIX)")
 	fs.StringVar(&c.HomeRegion, "aws-home-region", cmdutil.EnvOr(getenv, "TCS_AWS_HOME_REGION", getenv("AWS_REGION")), "aws: region of the catalog table and the change stream (env TCS_AWS_HOME_REGION, default AWS_REGION)")
-	poll := streamkinesis.DefaultPollInterval
-	if v := getenv("TCS_POLL_INTERVAL"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			c.envErr = fmt.Errorf("TCS_POLL_INTERVAL %q: want a duration such as 250ms", v)
+	duration := func(key string, def time.Duration) time.Duration {
+		v := getenv(key)
+		if v == "" {
+			return def
 		}
-		poll = d
+		d, err := time.ParseDuration(v)
+		if err != nil && c.envErr == nil {
+			c.envErr = fmt.Errorf("%s %q: want a duration such as 250ms", key, v)
+		}
+		return d
 	}
-	fs.DurationVar(&c.PollInterval, "poll-interval", poll, "aws: Kinesis GetRecords poll interval (env TCS_POLL_INTERVAL); Kinesis allows 5 reads per second per shard shared by all regions' appliers, so on AWS use at least 200ms × the number of regions")
+	fs.DurationVar(&c.PollInterval, "poll-interval", duration("TCS_POLL_INTERVAL", streamkinesis.DefaultPollInterval), "aws: Kinesis GetRecords poll interval (env TCS_POLL_INTERVAL); Kinesis allows 5 reads per second per shard shared by all regions' appliers, so on AWS use at least 200ms × the number of regions")
+	fs.DurationVar(&c.Timeouts.Operation, "aws-timeout", duration("TCS_AWS_TIMEOUT", awsclient.DefaultOperation), "aws: deadline of each AWS SDK call, retries included (env TCS_AWS_TIMEOUT); an SQS long poll gets its wait on top")
+	fs.DurationVar(&c.Timeouts.Connect, "aws-connect-timeout", duration("TCS_AWS_CONNECT_TIMEOUT", awsclient.DefaultConnect), "aws: limit on a TCP connect, and on a TLS handshake, to an AWS endpoint (env TCS_AWS_CONNECT_TIMEOUT)")
+	fs.DurationVar(&c.Timeouts.ResponseHeader, "aws-header-timeout", duration("TCS_AWS_HEADER_TIMEOUT", awsclient.DefaultResponseHeader), "aws: limit on one attempt of an AWS SDK call, from sending it to the response headers (env TCS_AWS_HEADER_TIMEOUT); the SDK retries within --aws-timeout")
 	return c
 }
 
@@ -121,6 +136,17 @@ func (c *Config) Validate() error {
 		}
 		if c.PollInterval <= 0 {
 			return fmt.Errorf("--poll-interval %v: want a positive duration", c.PollInterval)
+		}
+		for _, f := range []struct {
+			name string
+			d    time.Duration
+		}{{"--aws-timeout", c.Timeouts.Operation}, {"--aws-connect-timeout", c.Timeouts.Connect}, {"--aws-header-timeout", c.Timeouts.ResponseHeader}} {
+			if f.d <= 0 {
+				return fmt.Errorf("%s %v: want a positive duration", f.name, f.d)
+			}
+		}
+		if c.Timeouts.ResponseHeader > c.Timeouts.Operation {
+			return fmt.Errorf("--aws-header-timeout %v exceeds --aws-timeout %v: no attempt could use it", c.Timeouts.ResponseHeader, c.Timeouts.Operation)
 		}
 	default:
 		return fmt.Errorf("--backend %q: want %s or %s", c.Backend, Embedded, AWS)
@@ -154,6 +180,9 @@ func (c *Config) awsConfig(ctx context.Context, region string) (aws.Config, erro
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("load AWS configuration for %s: %w", region, err)
 	}
+	t := c.Timeouts
+	t.TLSHandshake = t.Connect
+	t.Apply(&cfg)
 	if c.aws == nil {
 		c.aws = map[string]aws.Config{}
 	}

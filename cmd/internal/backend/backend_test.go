@@ -25,6 +25,12 @@ func TestValidate(t *testing.T) {
 		{"bad prefix", map[string]string{"AWS_REGION": "eu-west-1"}, []string{"--backend", "aws", "--aws-prefix", "Bad_Prefix"}, "--aws-prefix"},
 		{"zero poll", map[string]string{"AWS_REGION": "eu-west-1"}, []string{"--backend", "aws", "--poll-interval", "0s"}, "--poll-interval"},
 		{"bad poll env", map[string]string{"AWS_REGION": "eu-west-1", "TCS_POLL_INTERVAL": "soon"}, []string{"--backend", "aws"}, `TCS_POLL_INTERVAL "soon"`},
+		{"aws timeouts", map[string]string{"AWS_REGION": "eu-west-1", "TCS_AWS_TIMEOUT": "3s"}, []string{"--backend", "aws", "--aws-header-timeout", "1s", "--aws-connect-timeout", "500ms"}, ""},
+		{"bad aws timeout env", map[string]string{"AWS_REGION": "eu-west-1", "TCS_AWS_TIMEOUT": "ten"}, []string{"--backend", "aws"}, `TCS_AWS_TIMEOUT "ten"`},
+		{"bad connect timeout env", map[string]string{"AWS_REGION": "eu-west-1", "TCS_AWS_CONNECT_TIMEOUT": "1"}, []string{"--backend", "aws"}, `TCS_AWS_CONNECT_TIMEOUT "1"`},
+		{"zero aws timeout", map[string]string{"AWS_REGION": "eu-west-1"}, []string{"--backend", "aws", "--aws-timeout", "0s"}, "--aws-timeout"},
+		{"negative header timeout", map[string]string{"AWS_REGION": "eu-west-1"}, []string{"--backend", "aws", "--aws-header-timeout", "-1s"}, "--aws-header-timeout"},
+		{"header over operation", map[string]string{"AWS_REGION": "eu-west-1"}, []string{"--backend", "aws", "--aws-timeout", "2s", "--aws-header-timeout", "3s"}, "exceeds --aws-timeout"},
 	} {
 		fs := flag.NewFlagSet("test", flag.ContinueOnError)
 		fs.SetOutput(io.Discard)

@@ -1,0 +1,129 @@
+package backend_test
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	awssns "github.com/aws/aws-sdk-go-v2/service/sns"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/tcs-dev/tcs/cmd/internal/backend"
+)
+
+// silentEndpoint accepts connections and never answers: a frozen AWS
+// endpoint.
+func silentEndpoint(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	tb.Cleanup(func() {
+		ln.Close()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// TestClientsHaveTimeouts checks that every SDK client the binaries build
+// (Clients, and the provisioning clients) fails within --aws-timeout
+// against a frozen endpoint, with an error that says it timed out.
+func TestClientsHaveTimeouts(t *testing.T) {
+	t.Parallel()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	env := map[string]string{"AWS_REGION": "us-east-1", "TCS_AWS_HEADER_TIMEOUT": "300ms"}
+	c := backend.Register(fs, func(k string) string { return env[k] })
+	if err := fs.Parse([]string{"--backend", "aws", "--aws-timeout", "1s", "--aws-connect-timeout", "200ms"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	endpoint := silentEndpoint(t)
+	c.LoadAWS = func(_ context.Context, region string) (aws.Config, error) {
+		return aws.Config{Region: region, BaseEndpoint: aws.String(endpoint), Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")}, nil
+	}
+	ctx := context.Background()
+	cl, err := c.Clients(ctx, "us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prov := c.ProvisionClients(ctx)
+	key := map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: "k"}}
+	for name, call := range map[string]func() error{
+		"dynamodb": func() error {
+			_, err := cl.DynamoDB.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String("t"), Key: key})
+			return err
+		},
+		"kinesis": func() error {
+			_, err := cl.Kinesis.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: aws.String("i")})
+			return err
+		},
+		"sns": func() error {
+			_, err := cl.SNS.ListTopics(ctx, &awssns.ListTopicsInput{})
+			return err
+		},
+		"sqs": func() error {
+			_, err := cl.SQS.ListQueues(ctx, &awssqs.ListQueuesInput{})
+			return err
+		},
+		"provision dynamodb": func() error {
+			_, err := prov.DynamoDB("eu-west-1").DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String("t")})
+			return err
+		},
+		"provision kinesis": func() error {
+			_, err := prov.Kinesis("eu-west-1").ListStreams(ctx, &kinesis.ListStreamsInput{})
+			return err
+		},
+		"provision sns": func() error {
+			_, err := prov.SNS("eu-west-1").ListTopics(ctx, &awssns.ListTopicsInput{})
+			return err
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			start := time.Now()
+			err := call()
+			took := time.Since(start)
+			if err == nil || !strings.Contains(err.Error(), "timed out") || !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("call to a frozen endpoint: err = %v, want a timeout", err)
+			}
+			if took > 5*time.Second {
+				t.Errorf("call took %v, want about --aws-timeout 1s (bound 5s)", took)
+			}
+		})
+	}
+}
