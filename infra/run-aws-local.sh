@@ -5,6 +5,12 @@
 # then runs every binary as its own process: catalog, streamer publish, and
 # per region one streamer apply and one tcs. Ctrl-C stops everything.
 #
+# Everything it starts dies with it, even if it is killed with SIGKILL: each
+# child runs under `setpriv --pdeathsig KILL` (util-linux), so the kernel
+# kills it when the script dies. A port that something already listens on
+# (an emulator left over from an earlier run, say) stops the start with a
+# message naming it, instead of silently using the old process.
+#
 # Ports (override with the environment): DynamoDB 8000, Kinesis 4567,
 # SNS/SQS 4566, catalog 8080, regions 9001-9003. Logs go to $LOGS
 # (default .bin/aws-local-logs/).
@@ -24,6 +30,30 @@ GO=${GO:-go}
 if [ ! -f "$emu/dynamodb-local/DynamoDBLocal.jar" ] || [ ! -d "$emu/node/node_modules/kinesalite" ] || [ ! -d "$emu/node/node_modules/fauxqs" ]; then
 	echo "run-aws-local: emulators missing in $emu; run infra/emulators/install.sh (make run-aws-local does)" >&2
 	exit 1
+fi
+
+# Refuse ports in use before starting anything.
+check_port_free() { # name, port, variable to change
+	if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then
+		echo "run-aws-local: port $2 ($1) is already in use: another process listens on 127.0.0.1:$2 (an earlier run-aws-local or emulator still running? see: ss -ltnp 'sport = :$2'). Stop it, or set $3 to another port." >&2
+		exit 1
+	fi
+}
+check_port_free DynamoDB "$DYNAMODB_PORT" DYNAMODB_PORT
+check_port_free Kinesis "$KINESIS_PORT" KINESIS_PORT
+check_port_free SNS/SQS "$SNSSQS_PORT" SNSSQS_PORT
+check_port_free catalog "${CATALOG_ADDR##*:}" CATALOG_ADDR
+for pair in ${REGIONS//,/ }; do check_port_free "tcs ${pair%%=*}" "${pair##*:}" REGIONS; done
+
+# The kernel kills each child when this script dies (parent-death signal),
+# however it dies. The signal is tied to the parent process: bash starts a
+# background command by forking itself and exec-ing the command, so the
+# parent is this script.
+if command -v setpriv >/dev/null 2>&1; then
+	diewithme=(setpriv --pdeathsig KILL)
+else
+	echo "run-aws-local: setpriv (util-linux) not found: the processes started here will outlive this script if it is killed" >&2
+	diewithme=()
 fi
 
 mkdir -p "$LOGS" .bin
@@ -52,7 +82,7 @@ trap 'exit 130' INT TERM
 start() { # name, command...
 	local name=$1
 	shift
-	"$@" >"$LOGS/$name.log" 2>&1 &
+	"${diewithme[@]}" "$@" >"$LOGS/$name.log" 2>&1 &
 	pids+=($!)
 	names+=("$name")
 }
@@ -60,9 +90,15 @@ start() { # name, command...
 # The emulators run in their own session, so that Ctrl-C (sent to the whole
 # foreground process group) stops the binaries first and the emulators only
 # afterwards, from cleanup: a stopping tcs node still needs SNS/SQS to
-# remove its queue.
+# remove its queue. (setsid runs the command in the same process — the child
+# bash forks for `&` leads no process group — so the parent-death signal that
+# setpriv sets stays on the emulator: java and node are started directly.)
 start_emulator() { # name, command...
-	start "$1" setsid "${@:2}"
+	local name=$1
+	shift
+	setsid "${diewithme[@]}" "$@" >"$LOGS/$name.log" 2>&1 &
+	pids+=($!)
+	names+=("$name")
 }
 
 wait_port() { # name, port

@@ -42,80 +42,119 @@ func repoRoot(t *testing.T) string {
 	return dir
 }
 
+// scriptRun is one run of infra/run-aws-local.sh on free ports.
+type scriptRun struct {
+	cmd     *exec.Cmd
+	ports   map[string]int
+	regions string // REGIONS
+	catalog string // CATALOG_ADDR
+	logs    string
+	exited  chan error
+	banner  chan struct{}
+	out     *bytes.Buffer
+	stderr  *bytes.Buffer
+	stopped bool
+}
+
+// startScript starts infra/run-aws-local.sh on free ports, in its own process
+// group (so that the test can signal it and its children like a terminal's
+// Ctrl-C does); ports overrides some of them. The cleanup SIGKILLs the group
+// if the test did not stop it.
+func startScript(t *testing.T, ports map[string]int) *scriptRun {
+	t.Helper()
+	root := repoRoot(t)
+	p := map[string]int{}
+	for _, name := range []string{"ddb", "kin", "sqs", "cat", "r1", "r2", "r3"} {
+		p[name] = freePort(t)
+		if v, ok := ports[name]; ok {
+			p[name] = v
+		}
+	}
+	s := &scriptRun{
+		ports:   p,
+		regions: fmt.Sprintf("us-east-1=127.0.0.1:%d,eu-west-1=127.0.0.1:%d,ap-southeast-2=127.0.0.1:%d", p["r1"], p["r2"], p["r3"]),
+		catalog: fmt.Sprintf("127.0.0.1:%d", p["cat"]),
+		logs:    t.TempDir(),
+		exited:  make(chan error, 1),
+		banner:  make(chan struct{}),
+		out:     new(bytes.Buffer),
+		stderr:  new(bytes.Buffer),
+	}
+	s.cmd = exec.Command("bash", filepath.Join(root, "infra/run-aws-local.sh"))
+	s.cmd.Dir = root
+	s.cmd.Env = append(os.Environ(),
+		fmt.Sprintf("DYNAMODB_PORT=%d", p["ddb"]), fmt.Sprintf("KINESIS_PORT=%d", p["kin"]), fmt.Sprintf("SNSSQS_PORT=%d", p["sqs"]),
+		"CATALOG_ADDR="+s.catalog, "REGIONS="+s.regions, "LOGS="+s.logs, "TCS_AWS_PREFIX=e2e",
+		"TCS_ADMIN_TOKEN=adm", "TCS_READER_TOKEN=rdr")
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdout, err := s.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cmd.Stderr = s.stderr
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		seen := false
+		for sc.Scan() {
+			s.out.WriteString(sc.Text() + "\n")
+			if !seen && strings.Contains(sc.Text(), "TCS is running on the AWS backends") {
+				seen = true
+				close(s.banner)
+			}
+		}
+		s.exited <- s.cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if !s.stopped {
+			_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		}
+	})
+	return s
+}
+
+// dump returns the script's output and the tail of every log, for failures.
+// Call it only once the script has exited or printed its banner (the
+// output buffers are written by the reading goroutine until then).
+func (s *scriptRun) dump() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "stdout:\n%s\nstderr:\n%s\n", s.out.String(), s.stderr.String())
+	entries, _ := os.ReadDir(s.logs)
+	for _, e := range entries {
+		data, _ := os.ReadFile(filepath.Join(s.logs, e.Name()))
+		if len(data) > 3000 {
+			data = data[len(data)-3000:]
+		}
+		fmt.Fprintf(&b, "--- %s:\n%s\n", e.Name(), data)
+	}
+	return b.String()
+}
+
+// waitReady waits for the banner.
+func (s *scriptRun) waitReady(t *testing.T) {
+	t.Helper()
+	select {
+	case <-s.banner:
+	case err := <-s.exited:
+		s.stopped = true
+		t.Fatalf("run-aws-local.sh exited before it was ready: %v\n%s", err, s.dump())
+	case <-time.After(5 * time.Minute):
+		t.Fatalf("run-aws-local.sh not ready within 5 minutes\n%s", s.dump())
+	}
+}
+
 // TestRunAWSLocal starts infra/run-aws-local.sh on free ports, writes a
 // tenant through the catalog, waits for every region to serve it (tcsctl
 // lookup), checks that verify finds the regions clean, then stops the script
 // with SIGINT as Ctrl-C would and checks that everything it started exited.
 func TestRunAWSLocal(t *testing.T) {
 	root := repoRoot(t)
-	p := map[string]int{}
-	for _, name := range []string{"ddb", "kin", "sqs", "cat", "r1", "r2", "r3"} {
-		p[name] = freePort(t)
-	}
-	regions := fmt.Sprintf("us-east-1=127.0.0.1:%d,eu-west-1=127.0.0.1:%d,ap-southeast-2=127.0.0.1:%d", p["r1"], p["r2"], p["r3"])
-	catalog := fmt.Sprintf("127.0.0.1:%d", p["cat"])
-	logs := t.TempDir()
-
-	cmd := exec.Command("bash", filepath.Join(root, "infra/run-aws-local.sh"))
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(),
-		fmt.Sprintf("DYNAMODB_PORT=%d", p["ddb"]), fmt.Sprintf("KINESIS_PORT=%d", p["kin"]), fmt.Sprintf("SNSSQS_PORT=%d", p["sqs"]),
-		"CATALOG_ADDR="+catalog, "REGIONS="+regions, "LOGS="+logs, "TCS_AWS_PREFIX=e2e",
-		"TCS_ADMIN_TOKEN=adm", "TCS_READER_TOKEN=rdr")
-	// Its own process group, so that the test can signal it (and its
-	// children) like a terminal's Ctrl-C does.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	var out bytes.Buffer
-	banner := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		seen := false
-		for sc.Scan() {
-			out.WriteString(sc.Text() + "\n")
-			if !seen && strings.Contains(sc.Text(), "TCS is running on the AWS backends") {
-				seen = true
-				close(banner)
-			}
-		}
-		exited <- cmd.Wait()
-	}()
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		}
-	})
-	dump := func() string {
-		var b strings.Builder
-		fmt.Fprintf(&b, "stdout:\n%s\nstderr:\n%s\n", out.String(), stderr.String())
-		entries, _ := os.ReadDir(logs)
-		for _, e := range entries {
-			data, _ := os.ReadFile(filepath.Join(logs, e.Name()))
-			if len(data) > 3000 {
-				data = data[len(data)-3000:]
-			}
-			fmt.Fprintf(&b, "--- %s:\n%s\n", e.Name(), data)
-		}
-		return b.String()
-	}
-	select {
-	case <-banner:
-	case err := <-exited:
-		stopped = true
-		t.Fatalf("run-aws-local.sh exited before it was ready: %v\n%s", err, dump())
-	case <-time.After(5 * time.Minute):
-		t.Fatalf("run-aws-local.sh not ready within 5 minutes\n%s", dump())
-	}
+	s := startScript(t, nil)
+	p, regions, catalog, logs := s.ports, s.regions, s.catalog, s.logs
+	exited, dump := s.exited, s.dump
+	s.waitReady(t)
 
 	// A write through the catalog process...
 	body := `{"id":"acme","hostnames":["acme.example.com"]}`
@@ -159,12 +198,12 @@ func TestRunAWSLocal(t *testing.T) {
 
 	// Ctrl-C stops everything; tcs nodes remove their queues first (the
 	// script keeps the emulators up until the binaries are gone).
-	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
+	if err := syscall.Kill(-s.cmd.Process.Pid, syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case <-exited:
-		stopped = true
+		s.stopped = true
 	case <-time.After(2 * time.Minute):
 		t.Fatalf("run-aws-local.sh did not stop within 2 minutes of SIGINT\n%s", dump())
 	}
@@ -180,5 +219,66 @@ func TestRunAWSLocal(t *testing.T) {
 			conn.Close()
 			t.Errorf("%s port %d still accepts connections after the stop", name, port)
 		}
+	}
+}
+
+// TestRunAWSLocalDiesWithItsScript kills the script alone with SIGKILL (no
+// trap runs, its children are not signalled) and checks that every process
+// it started died with it: nothing listens on any of its ports.
+func TestRunAWSLocalDiesWithItsScript(t *testing.T) {
+	s := startScript(t, nil)
+	s.waitReady(t)
+	if err := s.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-s.exited
+	for name, port := range s.ports {
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+			if err != nil {
+				break
+			}
+			conn.Close()
+			if time.Now().After(deadline) {
+				t.Errorf("%s (%s) still accepts connections 15s after run-aws-local.sh was SIGKILLed", name, addr)
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	s.stopped = !t.Failed()
+}
+
+// TestRunAWSLocalRefusesPortInUse: a port that something already listens on
+// stops the script before it starts anything, with a message naming the port
+// and the variable that moves it.
+func TestRunAWSLocalRefusesPortInUse(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	s := startScript(t, map[string]int{"kin": port})
+	select {
+	case err := <-s.exited:
+		s.stopped = true
+		if err == nil {
+			t.Fatalf("run-aws-local.sh with the Kinesis port taken exited 0\n%s", s.dump())
+		}
+	case <-s.banner:
+		t.Fatalf("run-aws-local.sh started with the Kinesis port %d taken\n%s", port, s.dump())
+	case <-time.After(time.Minute):
+		t.Fatalf("run-aws-local.sh with the Kinesis port taken still runs after a minute")
+	}
+	msg := s.stderr.String()
+	if !strings.Contains(msg, fmt.Sprintf("port %d (Kinesis) is already in use", port)) || !strings.Contains(msg, "KINESIS_PORT") {
+		t.Errorf("stderr %q; want it to name port %d and KINESIS_PORT", msg, port)
+	}
+	entries, _ := os.ReadDir(s.logs)
+	if len(entries) != 0 {
+		t.Errorf("it started processes before refusing (logs: %v)", entries)
 	}
 }
