@@ -8,6 +8,9 @@
 // alone, and the subscriber's gap func is called before anything newer is
 // delivered, so that it treats its whole cache as suspect (invariant 5 keeps
 // the damage bounded by the TTL; the gap makes it shorter).
+//
+// Heartbeats (tcs.Invalidation's Heartbeat) are carried like any other
+// invalidation, in the same order.
 package fanout
 
 import (

@@ -5,8 +5,10 @@
 // The contract it checks is the one lookup servers rely on: every
 // invalidation broadcast while a subscriber is subscribed reaches it intact
 // (or the subscriber is told of a gap), possibly duplicated or out of order;
-// deliver and gap are never called concurrently; and Subscribe returns nil
-// once its context ends.
+// so does a heartbeat (an Invalidation with no tenant and no hostnames, see
+// tcs.Invalidation.Heartbeat), as a heartbeat with its CommittedAt; deliver
+// and gap are never called concurrently; and Subscribe returns nil once its
+// context ends.
 package feedtest
 
 import (
@@ -43,6 +45,10 @@ func Run(t *testing.T, open func(t *testing.T) Pair) {
 	t.Run("ContentIntact", func(t *testing.T) {
 		t.Parallel()
 		testContent(t, open(t))
+	})
+	t.Run("HeartbeatsDelivered", func(t *testing.T) {
+		t.Parallel()
+		testHeartbeat(t, open(t))
 	})
 	t.Run("SubscribeReturnsNilWhenCancelled", func(t *testing.T) {
 		t.Parallel()
@@ -224,6 +230,35 @@ func testContent(t *testing.T, p Pair) {
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) }),
 		cmp.Comparer(func(a, b []string) bool { return slices.Equal(a, b) })); diff != "" {
 		t.Errorf("delivered invalidations (-broadcast +delivered):\n%s", diff)
+	}
+}
+
+func testHeartbeat(t *testing.T, p Pair) {
+	s := subscribe(t, p.NewFeed(t))
+	ready(t, p, s)
+	at := time.Date(2026, 11, 27, 12, 0, 0, 456_000_000, time.UTC)
+	if err := p.Broadcaster.Broadcast(context.Background(), tcs.Invalidation{CommittedAt: at}); err != nil {
+		t.Fatalf("Broadcast heartbeat: %v", err)
+	}
+	heartbeats := func() (out []tcs.Invalidation) {
+		for _, inv := range s.received() {
+			if inv.TenantID == "" {
+				out = append(out, inv)
+			}
+		}
+		return out
+	}
+	deadline := time.Now().Add(timeout(p))
+	for len(heartbeats()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("heartbeat not delivered within %v (gaps reported: %d)", timeout(p), s.gaps)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, hb := range heartbeats() {
+		if !hb.Heartbeat() || hb.Version != 0 || !hb.CommittedAt.Equal(at) {
+			t.Errorf("delivered %+v, want a heartbeat (no tenant, version or hostnames) committed at %v", hb, at)
+		}
 	}
 }
 

@@ -52,16 +52,29 @@ func OpenBroadcaster(ctx context.Context, cfg Config) (*Broadcaster, error) {
 }
 
 // Broadcast publishes inv as JSON to the topic, with the tenant id and
-// version as message attributes (for filter policies and debugging). An
-// invalidation too large for one message is split by hostnames into several,
-// each a valid invalidation of the same tenant and version. The SNS
-// client's retryer retries throttling and server errors; what still fails is
-// returned, and a missing topic is an error wrapping ErrNoTopic. Delivery is
-// best effort (see tcs.Broadcaster).
+// version as message attributes (for filter policies and debugging); a
+// heartbeat (inv.Heartbeat()) is a message of its own kind, with the
+// attribute kind=heartbeat. An invalidation too large for one message is
+// split by hostnames into several, each a valid invalidation of the same
+// tenant and version. The SNS client's retryer retries throttling and server
+// errors within ctx, and Broadcast returns once ctx ends (the SDK honours
+// it), so a frozen endpoint costs the caller no more than its deadline; what
+// still fails is returned, and a missing topic is an error wrapping
+// ErrNoTopic. Delivery is best effort (see tcs.Broadcaster).
 func (b *Broadcaster) Broadcast(ctx context.Context, inv tcs.Invalidation) error {
+	what := fmt.Sprintf("invalidation %s@%d", inv.TenantID, inv.Version)
+	attrs := map[string]snstypes.MessageAttributeValue{
+		"tenant_id": {DataType: aws.String("String"), StringValue: aws.String(inv.TenantID)},
+		"version":   {DataType: aws.String("Number"), StringValue: aws.String(strconv.FormatInt(inv.Version, 10))},
+	}
+	if inv.Heartbeat() {
+		// SNS rejects an empty attribute value: a heartbeat has no tenant.
+		what = "heartbeat"
+		attrs = map[string]snstypes.MessageAttributeValue{"kind": {DataType: aws.String("String"), StringValue: aws.String(kindHeartbeat)}}
+	}
 	body, err := encode(inv)
 	if err != nil {
-		return fmt.Errorf("sns encode invalidation %s@%d: %w", inv.TenantID, inv.Version, err)
+		return fmt.Errorf("sns encode %s: %w", what, err)
 	}
 	if len(body) > maxMessage && len(inv.Hostnames) > 1 {
 		half := len(inv.Hostnames) / 2
@@ -73,19 +86,16 @@ func (b *Broadcaster) Broadcast(ctx context.Context, inv tcs.Invalidation) error
 		return b.Broadcast(ctx, second)
 	}
 	_, err = b.sns.Publish(ctx, &awssns.PublishInput{
-		TopicArn: b.topic,
-		Message:  aws.String(string(body)),
-		MessageAttributes: map[string]snstypes.MessageAttributeValue{
-			"tenant_id": {DataType: aws.String("String"), StringValue: aws.String(inv.TenantID)},
-			"version":   {DataType: aws.String("Number"), StringValue: aws.String(strconv.FormatInt(inv.Version, 10))},
-		},
+		TopicArn:          b.topic,
+		Message:           aws.String(string(body)),
+		MessageAttributes: attrs,
 	})
 	if err != nil {
 		b.failed.Inc()
 		if isNotFound(err) {
 			err = noTopic(*b.topic)
 		}
-		return fmt.Errorf("sns publish invalidation %s@%d: %w", inv.TenantID, inv.Version, err)
+		return fmt.Errorf("sns publish %s: %w", what, err)
 	}
 	b.published.Inc()
 	return nil

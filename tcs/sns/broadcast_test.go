@@ -1,9 +1,13 @@
 package sns_test
 
 import (
+	"context"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +18,7 @@ import (
 	awssns "github.com/aws/aws-sdk-go-v2/service/sns"
 
 	"github.com/tcs-dev/tcs/infra/emulators"
+	"github.com/tcs-dev/tcs/tcs"
 )
 
 // flakyHTTP answers the next fail requests with a 503 from SNS, without
@@ -81,4 +86,95 @@ func TestBroadcastRetriesServerErrorsAndReturnsWhatPersists(t *testing.T) {
 	if v := counterValue(t, cfg.Registerer, "tcs_sns_published_total"); v != 1 {
 		t.Errorf("tcs_sns_published_total = %v, want 1", v)
 	}
+}
+
+// blackhole returns the address of a listener that accepts connections and
+// never answers on them: a frozen endpoint.
+func blackhole(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return ln.Addr().String()
+}
+
+// freezableHTTP passes requests on, or, while frozen, sends them to a
+// listener that never answers.
+type freezableHTTP struct {
+	frozen atomic.Bool
+	hole   string
+}
+
+func (h *freezableHTTP) Do(req *http.Request) (*http.Response, error) {
+	if h.frozen.Load() {
+		req = req.Clone(req.Context())
+		req.URL.Host = h.hole
+	}
+	return http.DefaultClient.Do(req)
+}
+
+// TestBroadcastReturnsByItsDeadlineWhenFrozen: against an endpoint that
+// accepts connections and never answers, Broadcast (an invalidation or a
+// heartbeat) returns its context's deadline error instead of hanging; thawed,
+// it publishes again.
+func TestBroadcastReturnsByItsDeadlineWhenFrozen(t *testing.T) {
+	t.Parallel()
+	prefix, region := newPrefix(), "eu-west-1"
+	topic := newTopic(t, prefix, region)
+	nd := subscribe(t, openFeed(t, config(t, prefix, region, topic, "node")))
+	h := &freezableHTTP{hole: blackhole(t)}
+	cfg := config(t, prefix, region, topic, "applier")
+	cfg.SNS = awssns.New(awssns.Options{
+		BaseEndpoint: aws.String(emulators.SharedSNSSQS(t)),
+		Region:       region,
+		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
+		HTTPClient:   h,
+	})
+	b := openBroadcaster(t, cfg)
+
+	h.frozen.Store(true)
+	for _, x := range []tcs.Invalidation{inv(1), {CommittedAt: time.Now()}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		done := make(chan error, 1)
+		go func() { done <- b.Broadcast(ctx, x) }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("Broadcast(%+v) against a frozen endpoint = %v, want its deadline exceeded", x, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("Broadcast(%+v) against a frozen endpoint still running 30 s after its 200 ms deadline", x)
+		}
+		cancel()
+	}
+
+	h.frozen.Store(false)
+	if err := b.Broadcast(ctxT(t), inv(2)); err != nil {
+		t.Fatalf("Broadcast after the endpoint thawed: %v", err)
+	}
+	nd.waitVersion(t, 2)
 }

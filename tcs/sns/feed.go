@@ -107,8 +107,8 @@ type queue struct {
 // Subscribe implements tcs.Feed. It creates the node's queue (tagged, with a
 // policy letting the topic send), subscribes it to the topic with raw
 // delivery, calls gap (nothing before this point reaches the queue), and
-// then long-polls the queue, calling deliver for each invalidation and
-// deleting what it delivered. deliver and gap run on the caller's
+// then long-polls the queue, calling deliver for each invalidation (and each
+// heartbeat) and deleting what it delivered. deliver and gap run on the caller's
 // goroutine. Invalidations may come duplicated and in any order (see the
 // package comment).
 //

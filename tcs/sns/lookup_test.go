@@ -9,14 +9,16 @@ import (
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/streamer"
+	"github.com/tcs-dev/tcs/streamer/boltlog"
 	"github.com/tcs-dev/tcs/tcs/boltreplica"
 	"github.com/tcs-dev/tcs/tcs/cache"
 	"github.com/tcs-dev/tcs/tcs/lookup"
 )
 
 // TestLookupServerDropsCachedAnswerOnBroadcast runs the region's pipeline
-// end to end: the applier applies an event to a bbolt replica and broadcasts
-// through SNS; a lookup server subscribed through its SQS queue drops the
+// end to end: the applier consumes an event from the embedded stream,
+// applies it to a bbolt replica and broadcasts through SNS (with its
+// heartbeats); a lookup server subscribed through its SQS queue drops the
 // cached answer, which a one-hour TTL would otherwise have kept.
 func TestLookupServerDropsCachedAnswerOnBroadcast(t *testing.T) {
 	t.Parallel()
@@ -28,10 +30,25 @@ func TestLookupServerDropsCachedAnswerOnBroadcast(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { replica.Close() })
+	stream, err := boltlog.Open(filepath.Join(t.TempDir(), "stream.db"), boltlog.Options{PollInterval: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stream.Close() })
 	applier := streamer.NewApplier(streamer.ApplierConfig{
 		Region:      region,
+		Stream:      stream,
 		Replica:     replica,
 		Broadcaster: openBroadcaster(t, config(t, prefix, region, topic, "applier")),
+	})
+	applyCtx, stopApplier := context.WithCancel(context.Background())
+	applied := make(chan error, 1)
+	go func() { applied <- applier.Run(applyCtx) }()
+	t.Cleanup(func() {
+		stopApplier()
+		if err := <-applied; err != nil {
+			t.Errorf("applier Run: %v", err)
+		}
 	})
 	apply := func(version int64) {
 		t.Helper()
@@ -39,11 +56,15 @@ func TestLookupServerDropsCachedAnswerOnBroadcast(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := applier.HandleBatch(ctxT(t), []streamer.Message{{PartitionKey: "acme", Data: data}}); err != nil {
+		if err := stream.Append(ctxT(t), []streamer.Record{{PartitionKey: "acme", Data: data}}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	apply(1)
+	waitUntil(t, "the applier to apply version 1", func() bool {
+		got, err := replica.GetTenant(ctxT(t), "acme")
+		return err == nil && got.Version == 1
+	})
 
 	srv := lookup.New(lookup.Config{
 		Region:  region,

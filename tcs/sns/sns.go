@@ -52,6 +52,12 @@
 // queue's policy takes up to a minute to apply and SNS drops what it cannot
 // deliver meanwhile.
 //
+// The applier's feed heartbeats (tcs.Invalidation's Heartbeat) travel the
+// same way, as messages of kind "heartbeat", and are delivered like
+// invalidations. A lookup server built before heartbeats existed cannot
+// decode them, and calls gap for each one: upgrade the tcs nodes before the
+// appliers, or run the appliers with heartbeats off until then.
+//
 // A received message is invisible to further receives until the Feed
 // deletes it, or RedeliverAfter has passed. SQS's own default (30 s) is too
 // long for a cache: a receive whose response is lost on the way (the SDK
@@ -390,7 +396,9 @@ func LookupTopic(ctx context.Context, client ListTopicsAPI, name string) (arn st
 }
 
 // message is an Invalidation on the wire: the SNS message, delivered raw as
-// the SQS message body.
+// the SQS message body. Kind says which: an invalidation of a tenant, or a
+// feed heartbeat (tcs.Invalidation's Heartbeat), which carries only kind and
+// committed_at (heartbeat).
 type message struct {
 	Kind        string    `json:"kind"`
 	TenantID    string    `json:"tenant_id"`
@@ -399,9 +407,20 @@ type message struct {
 	CommittedAt time.Time `json:"committed_at,omitzero"`
 }
 
-const kindInvalidation = "invalidation"
+type heartbeat struct {
+	Kind        string    `json:"kind"`
+	CommittedAt time.Time `json:"committed_at"`
+}
+
+const (
+	kindInvalidation = "invalidation"
+	kindHeartbeat    = "heartbeat"
+)
 
 func encode(inv tcs.Invalidation) ([]byte, error) {
+	if inv.Heartbeat() {
+		return json.Marshal(heartbeat{Kind: kindHeartbeat, CommittedAt: inv.CommittedAt})
+	}
 	hs := inv.Hostnames
 	if hs == nil {
 		hs = []string{}
@@ -416,13 +435,22 @@ func decode(body string) (tcs.Invalidation, error) {
 	if err := json.Unmarshal([]byte(body), &m); err != nil {
 		return tcs.Invalidation{}, err
 	}
-	switch {
-	case m.Kind != kindInvalidation:
-		return tcs.Invalidation{}, fmt.Errorf("kind %q, want %q", m.Kind, kindInvalidation)
-	case m.TenantID == "":
-		return tcs.Invalidation{}, errors.New("no tenant_id")
+	switch m.Kind {
+	case kindInvalidation:
+		if m.TenantID == "" {
+			return tcs.Invalidation{}, errors.New("invalidation with no tenant_id")
+		}
+		return tcs.Invalidation{TenantID: m.TenantID, Version: m.Version, Hostnames: m.Hostnames, CommittedAt: m.CommittedAt}, nil
+	case kindHeartbeat:
+		switch {
+		case m.TenantID != "" || len(m.Hostnames) > 0:
+			return tcs.Invalidation{}, errors.New("heartbeat with a tenant_id or hostnames")
+		case m.CommittedAt.IsZero():
+			return tcs.Invalidation{}, errors.New("heartbeat with no committed_at")
+		}
+		return tcs.Invalidation{CommittedAt: m.CommittedAt}, nil
 	}
-	return tcs.Invalidation{TenantID: m.TenantID, Version: m.Version, Hostnames: m.Hostnames, CommittedAt: m.CommittedAt}, nil
+	return tcs.Invalidation{}, fmt.Errorf("kind %q, want %q or %q", m.Kind, kindInvalidation, kindHeartbeat)
 }
 
 // counter makes a counter labelled with the region and registers it with
