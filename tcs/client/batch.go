@@ -95,14 +95,18 @@ func (c *Client) BatchLookup(ctx context.Context, hostnames []string) ([]Result,
 		}
 		for _, j := range misses[h] {
 			res := &results[j]
-			res.Tenant, res.Meta, res.Err = f.answer(c.cache.clock())
+			res.Tenant, res.Meta, res.Err = c.answer(f, h)
 		}
 	}
 	return results, nil
 }
 
 // batch looks up the normalised hostnames, of which it leads the flights,
-// in one BatchLookup RPC, and lands each flight with its outcome.
+// in one BatchLookup RPC, and lands each flight with its outcome. A
+// hostname answered with an older version of a tenant than the client has
+// returned is set aside, and the batch sent to the next region, whose
+// answers count for the hostnames still without one; each hostname left
+// without one at the end falls back as a Lookup's fill does.
 func (c *Client) batch(hostnames []string, flights []*flight) {
 	// Answers put in the cache by a flight that landed just before these
 	// started need no RPC.
@@ -122,8 +126,28 @@ func (c *Client) batch(hostnames []string, flights []*flight) {
 	tk := c.cache.begin()
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.lookupTimeout)
 	defer cancel()
-	resp, r, err := call(c, ctx, func(ctx context.Context, api tcsv1.TenantContextServiceClient) (*tcsv1.BatchLookupResponse, error) {
+	outs := make([]batchOutcome, len(ask))
+	left := len(ask)
+	var malformed error // an answer with as many results as hostnames asked
+	_, _, err := call(c, ctx, func(ctx context.Context, api tcsv1.TenantContextServiceClient) (*tcsv1.BatchLookupResponse, error) {
 		return api.BatchLookup(ctx, &tcsv1.BatchLookupRequest{Hostnames: ask})
+	}, func(resp *tcsv1.BatchLookupResponse, r *region) bool {
+		results := resp.GetResults()
+		if len(results) != len(ask) {
+			malformed = fmt.Errorf("%d results for %d hostnames from %s", len(results), len(ask), r.label())
+			return true
+		}
+		region := r.intern(resp.GetRegion())
+		now := c.cache.clock()
+		for i, res := range results {
+			if o := &outs[i]; !o.done {
+				o.take(c, ask[i], res, region, now)
+				if o.done {
+					left--
+				}
+			}
+		}
+		return left == 0
 	})
 	done := c.cache.clock()
 	if c.ctx.Err() != nil {
@@ -132,44 +156,63 @@ func (c *Client) batch(hostnames []string, flights []*flight) {
 		}
 		return
 	}
-	if err != nil || len(resp.GetResults()) != len(ask) {
-		if err == nil {
-			err = fmt.Errorf("%d results for %d hostnames", len(resp.GetResults()), len(ask))
-		}
-		for i, h := range ask {
-			res, ferr := c.staleOr(h, done, fmt.Errorf("%w: lookup %s: %v", ErrUnavailable, h, err))
-			c.flights.land(h, askFlights[i], res, ferr)
-		}
-		return
+	if malformed != nil {
+		err = malformed
 	}
-	region := r.intern(resp.GetRegion())
-	for i, res := range resp.GetResults() {
-		h := ask[i]
+	for i, h := range ask {
+		o := &outs[i]
 		var f fillResult
 		var ferr error
-		switch codes.Code(res.GetCode()) {
-		case codes.OK:
-			t, cerr := tcsv1.TenantFromProto(res.GetTenant())
-			if cerr != nil || t == nil {
-				c.log.Error("tcs batch lookup: bad tenant in answer", "region", region, "hostname", h, "err", cerr)
-				f, ferr = c.staleOr(h, done, fmt.Errorf("%w: bad answer from %s", ErrUnavailable, region))
-				break
-			}
-			// The server's age counts against our TTL, as for Lookup.
-			age := res.GetAge().AsDuration()
-			e := entry{t: t, readAt: done - int64(max(age, 0)), region: region}
-			c.cache.put(h, e, tk)
-			f = fillResult{e: e, stale: res.GetStale()}
-		case codes.NotFound:
-			e := entry{readAt: done, region: region}
-			c.cache.put(h, e, tk)
-			f = fillResult{e: e}
-		case codes.InvalidArgument:
-			ferr = fmt.Errorf("%w %q: %s", ErrInvalidHostname, h, res.GetMessage())
+		switch {
+		case !o.done:
+			f, ferr = c.fallback(h, done, o.behind, unavailable(h, o.behind, err))
+		case o.fail != nil:
+			f, ferr = c.staleOr(h, done, o.fail)
+		case o.err != nil:
+			ferr = o.err
 		default:
-			f, ferr = c.staleOr(h, done, fmt.Errorf("%w: lookup %s: %s", ErrUnavailable, h,
-				status.New(codes.Code(res.GetCode()), res.GetMessage()).Err()))
+			c.cache.put(h, o.res.e, tk)
+			f = o.res
 		}
 		c.flights.land(h, askFlights[i], f, ferr)
+	}
+}
+
+// batchOutcome is what the answers of a batch's regions say of one
+// hostname.
+type batchOutcome struct {
+	done   bool       // it has an answer: res, err or fail
+	res    fillResult // to cache and return
+	err    error      // to return (ErrInvalidHostname)
+	fail   error      // an answer that is no answer: fall back to stale
+	behind []string   // the tenants of answers set aside as older than returned
+}
+
+// take records res, region's result for normalised hostname h, unless it
+// is an older version of a tenant than the client has returned.
+func (o *batchOutcome) take(c *Client, h string, res *tcsv1.BatchLookupResult, region string, now int64) {
+	switch codes.Code(res.GetCode()) {
+	case codes.OK:
+		t, cerr := tcsv1.TenantFromProto(res.GetTenant())
+		if cerr != nil || t == nil {
+			c.log.Error("tcs batch lookup: bad tenant in answer", "region", region, "hostname", h, "err", cerr)
+			o.done, o.fail = true, fmt.Errorf("%w: bad answer from %s", ErrUnavailable, region)
+			return
+		}
+		// The server's age counts against our TTL, as for Lookup.
+		age := res.GetAge().AsDuration()
+		e := entry{t: t, readAt: now - int64(max(age, 0)), region: region}
+		if !c.cache.accept(h, e) {
+			o.behind = appendNew(o.behind, t.ID)
+			return
+		}
+		o.done, o.res = true, fillResult{e: e, stale: res.GetStale()}
+	case codes.NotFound:
+		o.done, o.res = true, fillResult{e: entry{readAt: now, region: region}}
+	case codes.InvalidArgument:
+		o.done, o.err = true, fmt.Errorf("%w %q: %s", ErrInvalidHostname, h, res.GetMessage())
+	default:
+		o.done, o.fail = true, fmt.Errorf("%w: lookup %s: %s", ErrUnavailable, h,
+			status.New(codes.Code(res.GetCode()), res.GetMessage()).Err())
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+
 	"github.com/tcs-dev/tcs/catalog/tenant"
 )
 
@@ -49,6 +51,10 @@ import (
 // if no invalidation since the ticket says it is older, and with the ticket's
 // generation (so a fill that raced with a Resync is installed already
 // expired). Invalidations are remembered for window for that purpose.
+//
+// Monotonic reads. No entry is installed older than the newest version of
+// its tenant the client has returned, and returning a newer one first drops
+// the tenant's older entries (monotonic.go), so a hit needs no check.
 type cache struct {
 	seed     maphash.Seed
 	shards   []shard
@@ -79,6 +85,10 @@ type cache struct {
 	order     []markRef
 	window    int64
 	maxMarks  int
+	// known remembers the newest version returned of the tenants most
+	// recently answered by a region, for monotonic reads (monotonic.go);
+	// nil when they are off. Under mu.
+	known *simplelru.LRU[string, *known]
 }
 
 type shard struct {
@@ -373,6 +383,9 @@ type cacheConfig struct {
 	ttl, negTTL, maxStale, discTTL time.Duration
 	window                         time.Duration
 	now                            func() time.Time
+	// monotonic is how many tenants to remember for monotonic reads; 0:
+	// off.
+	monotonic int
 }
 
 func newCache(cfg cacheConfig) *cache {
@@ -402,6 +415,7 @@ func newCache(cfg cacheConfig) *cache {
 		tenants:  make(map[string]mark),
 		window:   int64(cfg.window),
 		maxMarks: 100_000,
+		known:    newKnown(cfg.monotonic),
 	}
 	for i := range c.shards {
 		c.shards[i].tab.Store(newTable(16, 0))
@@ -507,7 +521,9 @@ func (c *cache) begin() ticket {
 }
 
 // put installs e for hostname h unless an invalidation since tk says it is
-// out of date; it reports whether it did.
+// out of date or the client has returned a newer version of its tenant; it
+// reports whether it did. A tenant it installs becomes (or stays) the
+// newest version remembered for monotonic reads (see raise).
 func (c *cache) put(h string, e entry, tk ticket) bool {
 	if c.perShard <= 0 {
 		return false
@@ -528,6 +544,9 @@ func (c *cache) put(h string, e entry, tk ticket) bool {
 	}
 	if m, ok := c.hosts[h]; ok && m.seq > tk.seq && !e.asNewAs(m.tenantID, m.version) {
 		return false
+	}
+	if !c.raise(h, e) {
+		return false // older than a version of the tenant returned
 	}
 	region := c.region(e.region)
 	sh, hash := c.shard(h)

@@ -11,6 +11,37 @@
 // staleness stays bounded, and when every region fails an answer up to
 // max-stale old is served, marked stale.
 //
+// # Monotonic reads
+//
+// A Client never returns an older version of a tenant (its document's
+// Version, by tenant ID) than one it has already returned, to any of its
+// callers: not from a cache hit, a region asked first, a hedge or a
+// failover to a region whose replica is behind, a BatchLookup, a fill that
+// raced with a newer one, a Watch resync or a stale answer. An answer from
+// a region older than what the Client has returned is set aside and the
+// next region asked at once (Hooks.Behind); if no region gives a version at
+// least as new within the lookup timeout, the lookup returns that newest
+// version again, from memory, with Meta.Remembered set (Hooks.Remembered),
+// provided it lists the hostname and is younger than the TTL or max-stale.
+// Otherwise (the newest version no longer lists the hostname: the regions
+// that answered are behind a move of it) the lookup serves a stale answer of
+// the hostname if it has one and fails with ErrUnavailable if not: it does
+// not go backwards.
+//
+// Limits:
+//   - Per Client: two Clients, or one restarted, may disagree.
+//   - Per tenant: a hostname answered by another tenant than before (it
+//     moved), or NOT_FOUND, is not a regression. A NOT_FOUND answer has no
+//     version, so a region that has not yet applied a tenant's creation or
+//     claim answers NOT_FOUND for its hostnames, and that is passed on.
+//   - Bounded memory: the Client remembers the newest version of the
+//     WithMonotonicReads tenants (DefaultMonotonicTenants) most recently
+//     answered by a region. A tenant forgotten because more than that many
+//     others were answered since is no longer guarded: an older version of
+//     it can be returned once (what the cache still holds of it under the
+//     hostnames of that answer is taken into account), after which it is
+//     remembered again.
+//
 // The package links gRPC and protobuf but not the AWS SDK nor any metrics
 // library (a test checks it): wire Hooks to your own.
 package client
@@ -20,6 +51,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,6 +94,12 @@ type Meta struct {
 	Region string
 	// Age is how long ago that region read it.
 	Age time.Duration
+	// Remembered is true when the regions that answered hold only older
+	// versions of the tenant than this Client had already returned (their
+	// replicas are behind), so the newest version it returned before is
+	// returned again, from memory (see Monotonic reads). Cached is true
+	// too; Region and Age say when and where that version was read.
+	Remembered bool
 }
 
 // Client looks up tenants by hostname. It is safe for concurrent use. Make
@@ -118,13 +157,14 @@ func New(ctx context.Context, opts ...Option) (*Client, error) {
 	c.hooks.fill()
 	c.hedge = newHedger(cfg.hedgeDelay, cfg.hedgeSet)
 	c.cache = newCache(cacheConfig{
-		size:     cfg.cacheSize,
-		ttl:      cfg.ttl,
-		negTTL:   cfg.negativeTTL,
-		maxStale: cfg.maxStale,
-		discTTL:  cfg.disconnectedTTL,
-		window:   max(time.Minute, 2*cfg.lookupTimeout),
-		now:      cfg.now,
+		size:      cfg.cacheSize,
+		ttl:       cfg.ttl,
+		negTTL:    cfg.negativeTTL,
+		maxStale:  cfg.maxStale,
+		discTTL:   cfg.disconnectedTTL,
+		window:    max(time.Minute, 2*cfg.lookupTimeout),
+		now:       cfg.now,
+		monotonic: cfg.monotonic,
 	})
 
 	creds := insecure.NewCredentials()
@@ -235,7 +275,7 @@ func (c *Client) LookupMeta(ctx context.Context, hostname string) (*tenant.Tenan
 	}
 	select {
 	case <-f.done:
-		return f.answer(c.cache.clock())
+		return c.answer(f, h)
 	case <-ctx.Done():
 		return nil, Meta{}, ctx.Err()
 	}
@@ -261,15 +301,17 @@ func (e entry) answer(now int64, stale bool) (*tenant.Tenant, Meta, error) {
 
 // fillResult is what a fill gives every caller waiting for it.
 type fillResult struct {
-	e      entry
-	cached bool // from the cache (a fill just before, or stale)
-	stale  bool
+	e          entry
+	cached     bool // from the cache (a fill just before, stale, or remembered)
+	stale      bool
+	remembered bool // the newest version returned before (see fallback)
 }
 
 // fill asks the regions for normalised hostname h, caches the answer and
 // returns it as an entry; one fill runs per hostname at a time (see
-// flights). When no region answers it falls back to a stale entry or
-// ErrUnavailable.
+// flights). An answer older than a version of its tenant the client has
+// returned is set aside for the next region's (see call). When no region
+// gives an answer it can use it falls back (see fallback).
 func (c *Client) fill(h string) (fillResult, error) {
 	now := c.cache.clock()
 	// A fill that finished just before this one started has already
@@ -280,21 +322,37 @@ func (c *Client) fill(h string) (fillResult, error) {
 	tk := c.cache.begin()
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.lookupTimeout)
 	defer cancel()
-	resp, r, err := call(c, ctx, func(ctx context.Context, api tcsv1.TenantContextServiceClient) (*tcsv1.LookupResponse, error) {
+	var (
+		got    fillResult
+		bad    error    // a tenant that did not decode
+		behind []string // the tenants of the answers set aside
+	)
+	_, r, err := call(c, ctx, func(ctx context.Context, api tcsv1.TenantContextServiceClient) (*tcsv1.LookupResponse, error) {
 		return api.Lookup(ctx, &tcsv1.LookupRequest{Hostname: h})
+	}, func(resp *tcsv1.LookupResponse, r *region) bool {
+		t, cerr := tcsv1.TenantFromProto(resp.GetTenant())
+		if cerr != nil || t == nil {
+			c.log.Error("tcs lookup: bad tenant in answer", "region", r.label(), "hostname", h, "err", cerr)
+			bad = fmt.Errorf("%w: bad answer from %s", ErrUnavailable, r.label())
+			return true
+		}
+		age := resp.GetAge().AsDuration()
+		e := entry{t: t, readAt: c.cache.clock() - int64(max(age, 0)), region: r.intern(resp.GetRegion())}
+		if !c.cache.accept(h, e) {
+			behind = appendNew(behind, t.ID)
+			return false
+		}
+		got = fillResult{e: e, stale: resp.GetStale()}
+		return true
 	})
 	done := c.cache.clock()
 	switch status.Code(err) {
 	case codes.OK:
-		t, cerr := tcsv1.TenantFromProto(resp.GetTenant())
-		if cerr != nil || t == nil {
-			c.log.Error("tcs lookup: bad tenant in answer", "region", r.label(), "hostname", h, "err", cerr)
-			return c.staleOr(h, done, fmt.Errorf("%w: bad answer from %s", ErrUnavailable, r.label()))
+		if bad != nil {
+			return c.fallback(h, done, nil, bad)
 		}
-		age := resp.GetAge().AsDuration()
-		e := entry{t: t, readAt: done - int64(max(age, 0)), region: r.intern(resp.GetRegion())}
-		c.cache.put(h, e, tk)
-		return fillResult{e: e, stale: resp.GetStale()}, nil
+		c.cache.put(h, got.e, tk)
+		return got, nil
 	case codes.NotFound:
 		e := entry{readAt: done, region: r.label()}
 		c.cache.put(h, e, tk)
@@ -305,18 +363,85 @@ func (c *Client) fill(h string) (fillResult, error) {
 	if c.ctx.Err() != nil {
 		return fillResult{}, ErrClosed
 	}
-	return c.staleOr(h, done, fmt.Errorf("%w: lookup %s: %v", ErrUnavailable, h, err))
+	return c.fallback(h, done, behind, unavailable(h, behind, err))
+}
+
+// unavailable is the error of a lookup of h that got no answer it could
+// use: err is call's, behind the tenants of the answers set aside.
+func unavailable(h string, behind []string, err error) error {
+	if len(behind) == 0 {
+		return fmt.Errorf("%w: lookup %s: %v", ErrUnavailable, h, err)
+	}
+	others := ""
+	if !errors.Is(err, errBehind) {
+		others = fmt.Sprintf("; the last other failed: %v", err)
+	}
+	return fmt.Errorf("%w: lookup %s: the regions that answered hold older versions of tenant %s than this client has returned%s",
+		ErrUnavailable, h, strings.Join(behind, ", "), others)
+}
+
+// fallback is what a lookup of h gives when no region gave an answer it can
+// use: the newest version returned of a tenant in behind (tenants that
+// regions answered h with, but older than that) if it lists h; otherwise a
+// stale entry of h (see staleOr) or err.
+func (c *Client) fallback(h string, now int64, behind []string, err error) (fillResult, error) {
+	for _, id := range behind {
+		if e, ok := c.cache.remembered(h, id, now); ok {
+			return fillResult{e: e, cached: true, remembered: true}, nil
+		}
+	}
+	return c.staleOr(h, now, err)
 }
 
 // staleOr returns the cached entry of h, marked stale, if it is within
-// max-stale, and err otherwise.
+// max-stale (and not older than a version of its tenant returned), and err
+// otherwise.
 func (c *Client) staleOr(h string, now int64, err error) (fillResult, error) {
 	e, st := c.cache.get(h, now)
 	if st == absent || !c.cache.staleOK(e, now) {
 		return fillResult{}, err
 	}
+	if _, newer := c.cache.newer(e.t); newer {
+		return fillResult{}, err
+	}
 	c.hooks.StaleServe()
 	return fillResult{e: e, cached: true, stale: true}, nil
+}
+
+// answer turns landed flight f of normalised hostname h into Lookup's
+// results. A version of the tenant newer than the flight's may have been
+// returned since the flight's answer was accepted (for another hostname):
+// then that newer version is returned instead, if it lists h, and
+// ErrUnavailable if it does not, never the flight's older one.
+func (c *Client) answer(f *flight, h string) (*tenant.Tenant, Meta, error) {
+	if f.err != nil {
+		return nil, Meta{}, f.err
+	}
+	res := f.res
+	now := c.cache.clock()
+	if k, newer := c.cache.newer(res.e.t); newer {
+		e, ok := c.cache.remembered(h, k.t.ID, now)
+		if !ok {
+			return nil, Meta{}, fmt.Errorf("%w: lookup %s: tenant %s was answered at version %d, but this client has returned version %d, "+
+				"which it cannot serve for this hostname (the hostname is not in it, or it is older than max-stale)",
+				ErrUnavailable, h, k.t.ID, res.e.t.Version, k.t.Version)
+		}
+		res = fillResult{e: e, cached: true, remembered: true}
+	}
+	if res.remembered {
+		c.hooks.Remembered()
+	}
+	t, m, err := res.e.answer(now, res.stale)
+	m.Cached, m.Remembered = res.cached, res.remembered
+	return t, m, err
+}
+
+// appendNew appends s to list unless it is there.
+func appendNew(list []string, s string) []string {
+	if slices.Contains(list, s) {
+		return list
+	}
+	return append(list, s)
 }
 
 // flight is one lookup of a hostname in progress, by a Lookup's fill or as
@@ -327,16 +452,6 @@ type flight struct {
 	done chan struct{} // closed when res and err are set
 	res  fillResult
 	err  error
-}
-
-// answer turns a landed flight into Lookup's results.
-func (f *flight) answer(now int64) (*tenant.Tenant, Meta, error) {
-	if f.err != nil {
-		return nil, Meta{}, f.err
-	}
-	t, m, err := f.res.e.answer(now, f.res.stale)
-	m.Cached = f.res.cached
-	return t, m, err
 }
 
 // flights are the flights in progress, by normalised hostname.

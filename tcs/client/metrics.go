@@ -35,6 +35,15 @@ type Hooks struct {
 	WatchState func(region string, up bool)
 	// Invalidation: an invalidation arrived over Watch.
 	Invalidation func()
+	// Behind: region answered with an older version of a tenant than the
+	// client had already returned (its replica is behind), so the answer
+	// was set aside and the next region asked. For a BatchLookup, some of
+	// the answers.
+	Behind func(region string)
+	// Remembered: a lookup was answered with the newest version of its
+	// tenant the client had returned before, because the regions that
+	// answered were behind it (Meta.Remembered).
+	Remembered func()
 }
 
 func (h *Hooks) fill() {
@@ -64,5 +73,11 @@ func (h *Hooks) fill() {
 	}
 	if h.Invalidation == nil {
 		h.Invalidation = func() {}
+	}
+	if h.Behind == nil {
+		h.Behind = func(string) {}
+	}
+	if h.Remembered == nil {
+		h.Remembered = func() {}
 	}
 }

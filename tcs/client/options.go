@@ -30,6 +30,11 @@ const (
 	// servers accept pings every 10 s.
 	DefaultKeepaliveTime    = 20 * time.Second
 	DefaultKeepaliveTimeout = 10 * time.Second
+	// DefaultMonotonicTenants is how many tenants a Client remembers the
+	// newest returned version of, for monotonic reads (see
+	// WithMonotonicReads): about 200 bytes each, plus the document of a
+	// tenant no longer in the cache.
+	DefaultMonotonicTenants = 100_000
 )
 
 // Option configures New.
@@ -52,6 +57,7 @@ type config struct {
 	heartbeatTimeout time.Duration
 	keepaliveTime    time.Duration
 	keepaliveTimeout time.Duration
+	monotonic        int
 	log              *slog.Logger
 	hooks            Hooks
 	now              func() time.Time
@@ -73,6 +79,7 @@ func defaults() config {
 		heartbeatTimeout: DefaultHeartbeatTimeout,
 		keepaliveTime:    DefaultKeepaliveTime,
 		keepaliveTimeout: DefaultKeepaliveTimeout,
+		monotonic:        DefaultMonotonicTenants,
 		now:              time.Now,
 	}
 }
@@ -167,6 +174,18 @@ func WithCircuitBreaker(failures int, cooldown time.Duration) Option {
 // DefaultKeepaliveTimeout.
 func WithKeepalive(interval, timeout time.Duration) Option {
 	return func(c *config) { c.keepaliveTime, c.keepaliveTimeout = interval, timeout }
+}
+
+// WithMonotonicReads sets how many tenants the Client remembers the newest
+// returned version of: the tenants most recently answered by a region
+// (least recently answered forgotten first). For those, the Client never
+// returns an older version of the tenant than one it has returned before
+// (see the package comment); for a tenant it has forgotten, the guarantee
+// lapses until a region answers for it again. Zero or negative turns
+// monotonic reads off: answers are taken as the regions give them. Default
+// DefaultMonotonicTenants.
+func WithMonotonicReads(tenants int) Option {
+	return func(c *config) { c.monotonic = tenants }
 }
 
 // WithLogger sends the client's logs (stream losses, breakers) to l. Default:

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -105,12 +106,20 @@ type attempt[T any] struct {
 	err error
 }
 
+// errBehind: every region that answered was behind (see call).
+var errBehind = errors.New("every region that answered is behind versions this client returned")
+
 // call sends one RPC to the regions in order, local first, skipping those
 // whose breaker is open (unless all are), starting the next region when the
 // current one fails or has not answered within the hedge delay, and returns
-// the first answer (see answered). If none answers it returns the last
-// failure.
-func call[T any](c *Client, ctx context.Context, rpc func(context.Context, tcsv1.TenantContextServiceClient) (T, error)) (T, *region, error) {
+// the first answer (see answered) that accept takes. accept sees each
+// successful answer, in the order they arrive; one it does not take (a
+// region behind versions the client has returned) moves the call to the
+// next region at once, as a failure does, without counting against the
+// region's breaker. If no answer is taken it returns the last failure, or
+// errBehind if that was an answer accept did not take.
+func call[T any](c *Client, ctx context.Context, rpc func(context.Context, tcsv1.TenantContextServiceClient) (T, error),
+	accept func(T, *region) bool) (T, *region, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -175,11 +184,16 @@ func call[T any](c *Client, ctx context.Context, rpc func(context.Context, tcsv1
 			}
 		case a := <-results:
 			inflight--
+			behind := false
 			if answered(a.err) {
 				a.r.succeeded()
-				return a.val, a.r, a.err
-			}
-			if ctx.Err() == nil || status.Code(a.err) == codes.DeadlineExceeded {
+				if a.err != nil || accept(a.val, a.r) {
+					return a.val, a.r, a.err
+				}
+				behind = true
+				a.err = errBehind
+				c.hooks.Behind(a.r.label())
+			} else if ctx.Err() == nil || status.Code(a.err) == codes.DeadlineExceeded {
 				// Failed on its own (or timed out), not cancelled by us.
 				if a.r.failed(time.Now(), c.cfg.breakerFailures, c.cfg.breakerCooldown) {
 					c.hooks.BreakerOpen(a.r.label())
@@ -188,7 +202,9 @@ func call[T any](c *Client, ctx context.Context, rpc func(context.Context, tcsv1
 				}
 			}
 			if next < len(order) && ctx.Err() == nil {
-				c.hooks.Failover(a.r.label())
+				if !behind {
+					c.hooks.Failover(a.r.label())
+				}
 				start()
 				if timer != nil && next < len(order) {
 					timer.Reset(delay)

@@ -1,0 +1,221 @@
+package client
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+
+	"github.com/tcs-dev/tcs/catalog/tenant"
+)
+
+// Monotonic reads.
+//
+// The cache remembers, for the tenants most recently answered by a region
+// (an LRU of WithMonotonicReads tenants, DefaultMonotonicTenants), the
+// newest version of the tenant's document the client has returned or
+// cached (known). Three rules keep every answer at or above it:
+//
+//   - An answer from a region is accepted (accept, under the cache's mutex)
+//     only if it is not older than the remembered version; accepting it
+//     raises the remembered version and drops every cached entry of the
+//     tenant older than it (reconcile) before anyone is given the answer.
+//     So a cache hit, which reads no memory but its slot, never finds an
+//     older version than one returned: hits stay as they were (no lock, no
+//     allocation, no extra lookup).
+//   - put installs nothing older than the remembered version, so a fill
+//     that raced with a newer one does not put the older answer back.
+//   - Every answer that is not a hit is checked once more as it is handed
+//     to each caller (Client.answer): a flight that landed just before a
+//     newer version was accepted for another hostname gives that newer
+//     version (if it still lists the hostname), not its own.
+//
+// To find a tenant's cached entries when its version rises, without an
+// index from tenants to hostnames, reconcile follows the hostnames of the
+// documents involved: the new one, the one it replaces (and the hostnames
+// it was cached under that it does not list, extra), and those of every
+// older document it finds on the way. Every entry of a remembered tenant was
+// installed at its remembered version under a hostname that document lists
+// or extra holds, so none is missed.
+//
+// A tenant dropped from the LRU (more than that many other tenants answered
+// by a region since it last was) is forgotten: the guarantee lapses for it.
+// When it is remembered again, reconcile still looks at the cache entries
+// under the hostnames of the answer that brings it back, and takes the
+// newest version it finds there as remembered.
+
+// known is what the client remembers of one tenant.
+type known struct {
+	t      *tenant.Tenant // the newest version returned or cached
+	readAt int64          // cache clock, when a region last read that version
+	region string         // which region that was
+	// extra are the hostnames the tenant was cached under at this version
+	// that t does not list (a region may answer a hostname with a document
+	// that does not list it while a hostname move is half applied). At most
+	// maxExtra: beyond that, such a hostname is returned but not cached.
+	extra []string
+}
+
+const maxExtra = 16
+
+// lists reports whether the tenant at its remembered version owned h, as
+// far as the client knows.
+func (k *known) lists(h string) bool {
+	return slices.Contains(k.t.Hostnames, h) || slices.Contains(k.extra, h)
+}
+
+// newKnown returns the memory of tenants for monotonic reads, or nil (off)
+// for size <= 0.
+func newKnown(size int) *simplelru.LRU[string, *known] {
+	if size <= 0 {
+		return nil
+	}
+	l, err := simplelru.NewLRU[string, *known](size, nil)
+	if err != nil {
+		panic(err) // only for size <= 0
+	}
+	return l
+}
+
+// accept reports whether e, a region's answer for hostname h, may be
+// returned: not if the client has returned or cached a newer version of its
+// tenant. If it may, the tenant's remembered version is raised to it first
+// (see raise).
+func (c *cache) accept(h string, e entry) bool {
+	if c.known == nil || e.t == nil {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.raise(h, e)
+}
+
+// raise makes e, the answer for hostname h, the newest version of its
+// tenant that the client has returned, and drops the cached entries of the
+// tenant older than it; it reports false, and only learns, if a newer one
+// was returned or is cached. c.mu must be held.
+func (c *cache) raise(h string, e entry) bool {
+	if c.known == nil || e.t == nil {
+		return true
+	}
+	t := e.t
+	k, ok := c.known.Get(t.ID)
+	switch {
+	case ok && k.t.Version > t.Version:
+		return false
+	case ok && k.t.Version == t.Version:
+		if e.readAt > k.readAt {
+			k.readAt, k.region = e.readAt, e.region
+		}
+		if !k.lists(h) && len(k.extra) < maxExtra {
+			k.extra = append(k.extra, strings.Clone(h))
+		}
+		return true
+	}
+	roots := [][]string{t.Hostnames, {h}}
+	if ok {
+		roots = append(roots, k.t.Hostnames, k.extra)
+	}
+	if newer := c.reconcile(t, roots...); newer != nil {
+		c.known.Add(t.ID, newer)
+		return false
+	}
+	nk := &known{t: t, readAt: e.readAt, region: e.region}
+	if !slices.Contains(t.Hostnames, h) {
+		nk.extra = []string{strings.Clone(h)}
+	}
+	c.known.Add(t.ID, nk)
+	return true
+}
+
+// reconcile looks at the cached entries of t's tenant under the hostnames
+// of roots and, in turn, under the hostnames of every document of the
+// tenant found there. If one is newer than t it returns the newest, as what
+// to remember, and drops those older than it; otherwise it drops those older
+// than t and returns nil. c.mu must be held (so nothing is installed
+// meanwhile).
+func (c *cache) reconcile(t *tenant.Tenant, roots ...[]string) *known {
+	var queue []string
+	for _, r := range roots {
+		queue = append(queue, r...)
+	}
+	seen := make(map[string]bool, len(queue))
+	var held []string // hostnames whose entry holds the tenant
+	var newest *known
+	for len(queue) > 0 {
+		h := queue[len(queue)-1]
+		queue = queue[:len(queue)-1]
+		if seen[h] {
+			continue
+		}
+		seen[h] = true
+		s, w := c.lookup(h)
+		if s == nil || s.t == nil || s.t.ID != t.ID {
+			continue
+		}
+		held = append(held, h)
+		if s.t.Version == t.Version {
+			continue
+		}
+		queue = append(queue, s.t.Hostnames...)
+		if s.t.Version > t.Version && (newest == nil || s.t.Version > newest.t.Version) {
+			newest = &known{t: s.t, readAt: s.readAt, region: c.regionOf(w)}
+		}
+	}
+	floor := t.Version
+	if newest != nil {
+		floor = newest.t.Version
+	}
+	for _, h := range held {
+		sh, hash := c.shard(h)
+		sh.mu.Lock()
+		if i, _ := sh.tab.Load().find(h, hash); i >= 0 {
+			if old := sh.tab.Load().slots[i].t; old != nil && old.ID == t.ID && old.Version < floor {
+				sh.delete(i)
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return newest
+}
+
+// newer returns what the client remembers of t's tenant if that is a newer
+// version than t.
+func (c *cache) newer(t *tenant.Tenant) (known, bool) {
+	if c.known == nil || t == nil {
+		return known{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k, ok := c.known.Peek(t.ID)
+	if !ok || k.t.Version <= t.Version {
+		return known{}, false
+	}
+	return *k, true
+}
+
+// remembered returns, as an entry for hostname h, the newest version of
+// tenant id the client has returned, if it lists h and its age at now is
+// within the TTL or max-stale.
+func (c *cache) remembered(h, id string, now int64) (entry, bool) {
+	if c.known == nil {
+		return entry{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k, ok := c.known.Peek(id)
+	if !ok || !k.lists(h) || now-k.readAt >= max(c.ttl, c.maxStale) {
+		return entry{}, false
+	}
+	return entry{t: k.t, readAt: k.readAt, region: k.region}, true
+}
+
+// rememberedTenants returns how many tenants the memory holds.
+func (c *cache) rememberedTenants() int {
+	if c.known == nil {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.known.Len()
+}
