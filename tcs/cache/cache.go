@@ -257,14 +257,14 @@ type Stats struct {
 	// Misses counts lookups that waited for a replica read (their own or
 	// one in flight).
 	Misses uint64
-	// StaleServes counts cached answers (positive or negative, expired or
-	// out of date) served stale because the replica failed; StaleAtOnce
-	// counts those among them served without waiting for a read, because
-	// the replica was failing.
+	// StaleServes counts lookups answered with a cached answer (positive or
+	// negative, expired or out of date) marked stale because the replica
+	// failed; StaleAtOnce counts those among them answered without waiting
+	// for a read, because the replica was failing.
 	StaleServes, StaleAtOnce uint64
-	// FallbackServes counts answers of the Fallback reader served,
-	// FallbackErrors its reads that failed, FallbackDiscarded its answers
-	// not used because they were older than what the cache knew.
+	// FallbackServes counts reads of the Fallback reader whose answer was
+	// served, FallbackErrors those that failed, FallbackDiscarded those
+	// whose answer was older than what the cache knew.
 	FallbackServes, FallbackErrors, FallbackDiscarded uint64
 	// Reads counts replica reads, ReadErrors those that failed (NotFound is
 	// not a failure), and Rejected the reads not installed because they
@@ -481,6 +481,7 @@ func (c *Cache) Lookup(ctx context.Context, hostname string) (Result, error) {
 		// replica is back.
 		c.probe(hostname)
 		c.staleAtOnce.Add(1)
+		c.staleServes.Add(1)
 		return c.serveStale(hostname, &e)
 	}
 
@@ -488,11 +489,11 @@ func (c *Cache) Lookup(ctx context.Context, hostname string) (Result, error) {
 	ch := c.flight.DoChan(hostname, func() (any, error) { return c.fill(hostname) })
 	select {
 	case r := <-ch:
-		if r.Err != nil {
-			res, _ := r.Val.(Result)
-			return res, r.Err
+		res, _ := r.Val.(Result)
+		if res.Stale && !res.Fallback {
+			c.staleServes.Add(1) // per caller, not per (shared) read
 		}
-		return r.Val.(Result), nil
+		return res, r.Err
 	case <-ctx.Done():
 		return Result{}, ctx.Err()
 	}
@@ -517,7 +518,6 @@ func (c *Cache) probe(hostname string) {
 
 // serveStale answers with the kept entry e, marked stale.
 func (c *Cache) serveStale(hostname string, e *entry) (Result, error) {
-	c.staleServes.Add(1)
 	if e.negative() {
 		return e.result(true), notFound(hostname)
 	}

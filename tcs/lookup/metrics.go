@@ -21,6 +21,9 @@ type metrics struct {
 	watchStreams  prometheus.Gauge
 	invalidations prometheus.Counter
 	resyncs       prometheus.Counter
+	heartbeats    prometheus.Counter
+	feedUp        prometheus.Gauge
+	feedLast      prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, c *cache.Cache) *metrics {
@@ -50,13 +53,27 @@ func newMetrics(reg prometheus.Registerer, c *cache.Cache) *metrics {
 		}),
 		resyncs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tcs_lookup_resyncs_total",
-			Help: "Times the whole cache was expired because invalidations may have been missed (feed (re)subscribed or fell behind).",
+			Help: "Times the whole cache was expired because invalidations may have been missed (feed (re)subscribed, fell behind, or came back after being down).",
+		}),
+		heartbeats: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tcs_lookup_feed_heartbeats_total",
+			Help: "Heartbeats received from the region's feed.",
+		}),
+		// Alert rules read these two: keep their names.
+		feedUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tcs_lookup_feed_up",
+			Help: "1 while the invalidation feed delivers (a message within the feed timeout, subscription running), 0 while it is down (cache TTL limited, Watch streams refused). Always 1 when detection is off.",
+		}),
+		feedLast: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tcs_lookup_feed_last_message_timestamp_seconds",
+			Help: "Unix time of the last message (invalidation or heartbeat) from the invalidation feed; 0 before the first.",
 		}),
 	}
+	m.feedUp.Set(1)
 	for code := range m.lookups {
 		m.lookups[code] = lookups.WithLabelValues(codes.Code(code).String())
 	}
-	reg.MustRegister(lookups, latency, m.lag, m.watchStreams, m.invalidations, m.resyncs, cacheCollector{c})
+	reg.MustRegister(lookups, latency, m.lag, m.watchStreams, m.invalidations, m.resyncs, m.heartbeats, m.feedUp, m.feedLast, cacheCollector{c})
 	return m
 }
 
@@ -75,7 +92,13 @@ var (
 	descMisses = prometheus.NewDesc("tcs_lookup_cache_misses_total",
 		"Lookups that waited for a replica read.", nil, nil)
 	descStale = prometheus.NewDesc("tcs_lookup_cache_stale_serves_total",
-		"Answers served past their TTL because the replica could not be read (stale-if-error).", nil, nil)
+		"Cached answers (tenant or not found, expired or invalidated) served stale because the replica could not be read (stale-if-error).", nil, nil)
+	descStaleAtOnce = prometheus.NewDesc("tcs_lookup_cache_stale_at_once_total",
+		"Stale answers served without waiting for a replica read, because the replica was failing.", nil, nil)
+	descFallback = prometheus.NewDesc("tcs_lookup_cache_fallback_reads_total",
+		"Reads of the fallback replica after the replica failed, by outcome: served, discarded (older than what the cache knew), error.", []string{"result"}, nil)
+	descFailing = prometheus.NewDesc("tcs_lookup_cache_replica_failing",
+		"1 while the replica counts as failing (its last reads all failed): kept answers are served stale at once.", nil, nil)
 	descReads = prometheus.NewDesc("tcs_lookup_cache_replica_reads_total",
 		"Replica reads made by the cache.", nil, nil)
 	descReadErrors = prometheus.NewDesc("tcs_lookup_cache_replica_read_errors_total",
@@ -83,11 +106,11 @@ var (
 	descRejected = prometheus.NewDesc("tcs_lookup_cache_fills_rejected_total",
 		"Replica reads not cached because they raced with an invalidation or a resync.", nil, nil)
 	descEntries = prometheus.NewDesc("tcs_lookup_cache_entries",
-		"Entries in the cache, fresh or not.", nil, nil)
+		"Entries in the cache, fresh, expired or invalidated (kept for stale-if-error).", nil, nil)
 )
 
 func (cc cacheCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHits, descMisses, descStale, descReads, descReadErrors, descRejected, descEntries} {
+	for _, d := range []*prometheus.Desc{descHits, descMisses, descStale, descStaleAtOnce, descFallback, descFailing, descReads, descReadErrors, descRejected, descEntries} {
 		ch <- d
 	}
 }
@@ -101,8 +124,17 @@ func (cc cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descHits, s.NegativeHits, "not_found")
 	counter(descMisses, s.Misses)
 	counter(descStale, s.StaleServes)
+	counter(descStaleAtOnce, s.StaleAtOnce)
+	counter(descFallback, s.FallbackServes, "served")
+	counter(descFallback, s.FallbackDiscarded, "discarded")
+	counter(descFallback, s.FallbackErrors, "error")
 	counter(descReads, s.Reads)
 	counter(descReadErrors, s.ReadErrors)
 	counter(descRejected, s.Rejected)
 	ch <- prometheus.MustNewConstMetric(descEntries, prometheus.GaugeValue, float64(s.Entries))
+	failing := 0.0
+	if s.ReplicaFailing {
+		failing = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descFailing, prometheus.GaugeValue, failing)
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -51,6 +52,11 @@ const (
 	DefaultHeartbeatInterval = 5 * time.Second
 	// DefaultWatchBuffer is Config.WatchBuffer's default.
 	DefaultWatchBuffer = 256
+	// DefaultFeedTimeout is Config.FeedTimeout's default: three times the
+	// interval at which appliers send feed heartbeats by default (5 s).
+	DefaultFeedTimeout = 15 * time.Second
+	// DefaultFeedDownTTL is Config.FeedDownTTL's default.
+	DefaultFeedDownTTL = 5 * time.Second
 )
 
 // maxHostname is the longest normalised hostname: a cache key is never
@@ -68,9 +74,22 @@ type Config struct {
 	// Feed is the region's invalidation feed, subscribed to by Run. Nil
 	// means no invalidations: answers are fresh only to their TTL.
 	Feed tcs.Feed
-	// Cache configures the cache (see cache.Options for its defaults). A
-	// nil Cache.Now takes Now.
+	// Cache configures the cache (see cache.Options for its defaults, and
+	// its Fallback reader). A nil Cache.Now takes Now.
 	Cache cache.Options
+	// FeedTimeout is how long the feed may deliver nothing (no
+	// invalidation, no heartbeat) before it counts as down; it also counts
+	// as down from when a subscription fails until the feed delivers again.
+	// While it is down the cache's TTLs are limited to FeedDownTTL, Watch
+	// streams are ended and refused (UNAVAILABLE), and when it delivers
+	// again the whole cache expires (see the package comment). Negative
+	// turns the detection off (so does a nil Feed). Default
+	// DefaultFeedTimeout (15 s), which suits appliers that send a heartbeat
+	// every 5 s.
+	FeedTimeout time.Duration
+	// FeedDownTTL bounds the cache's TTL and negative TTL while the feed is
+	// down. Default DefaultFeedDownTTL (5 s).
+	FeedDownTTL time.Duration
 	// Logger receives the server's logs. Nil discards them.
 	Logger *slog.Logger
 	// Registerer receives the server's metrics (named tcs_lookup_*); wrap
@@ -114,10 +133,30 @@ type Server struct {
 	admin   *adminServer // nil: the replica admin API is not served
 	running atomic.Bool
 
+	feedTimeout time.Duration // <= 0: liveness detection off
+	feedDownTTL time.Duration
+
 	mu       sync.Mutex
 	watchers map[*watcher]struct{}
 	stopOnce sync.Once
 	stopping chan struct{} // closed when Watch streams must end
+	feedState
+}
+
+// feedState is what the server knows of its feed's liveness. Server.mu
+// guards it.
+type feedState struct {
+	// lastSign is when the feed last delivered, or when Run started (unix
+	// nanoseconds).
+	lastSign int64
+	// subFailed is set when a subscription ended with an error, until the
+	// feed delivers again.
+	subFailed bool
+	down      bool
+	downSince time.Time
+	// downCh is closed when the feed goes down, ending the Watch streams
+	// that started while it was up; a new one is made when it comes back.
+	downCh chan struct{}
 }
 
 var _ tcsv1.TenantContextServiceServer = (*Server)(nil)
@@ -138,6 +177,19 @@ func New(cfg Config) *Server {
 		buffer:   cfg.WatchBuffer,
 		watchers: make(map[*watcher]struct{}),
 		stopping: make(chan struct{}),
+
+		feedTimeout: cfg.FeedTimeout,
+		feedDownTTL: cfg.FeedDownTTL,
+	}
+	s.downCh = make(chan struct{})
+	if s.feedTimeout == 0 {
+		s.feedTimeout = DefaultFeedTimeout
+	}
+	if s.feed == nil {
+		s.feedTimeout = -1
+	}
+	if s.feedDownTTL <= 0 {
+		s.feedDownTTL = DefaultFeedDownTTL
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -234,6 +286,7 @@ func (s *Server) Lookup(ctx context.Context, req *tcsv1.LookupRequest) (*tcsv1.L
 		t, err = res.Tenant()
 	}
 	if err != nil {
+		s.staleTrailer(ctx, res, err)
 		return nil, s.fail(s.m.lookupLatency, start, err)
 	}
 	s.m.done(s.m.lookupLatency, start, codes.OK)
@@ -243,6 +296,22 @@ func (s *Server) Lookup(ctx context.Context, req *tcsv1.LookupRequest) (*tcsv1.L
 		Region: s.region,
 		Age:    durationpb.New(res.Age(s.now())),
 	}, nil
+}
+
+// Trailer keys that mark a stale NOT_FOUND answer of Lookup, whose
+// response (an error status) has no stale and age fields.
+const (
+	TrailerStale = "tcs-stale" // "true"
+	TrailerAge   = "tcs-age"   // how long ago it was read, as a Go duration ("12.5s")
+)
+
+// staleTrailer marks a stale NOT_FOUND answer of a unary Lookup in the
+// call's trailer (outside a gRPC call it does nothing).
+func (s *Server) staleTrailer(ctx context.Context, res cache.Result, err error) {
+	if !res.Stale || tenant.ErrorCode(err) != tenant.NotFound {
+		return
+	}
+	_ = grpc.SetTrailer(ctx, metadata.Pairs(TrailerStale, "true", TrailerAge, res.Age(s.now()).String()))
 }
 
 // fail counts a failed lookup and returns its status error.
@@ -300,6 +369,9 @@ func (s *Server) batchLookup(ctx context.Context, req *tcsv1.BatchLookupRequest,
 			st := s.status(err)
 			s.m.lookups[st.Code()].Inc()
 			r.Code, r.Message = int32(st.Code()), st.Message()
+			if res.Stale && st.Code() == codes.NotFound {
+				r.Stale, r.Age = true, durationpb.New(res.Age(s.now()))
+			}
 			continue
 		}
 		r.Stale, r.Age = res.Stale, durationpb.New(res.Age(s.now()))
@@ -321,6 +393,7 @@ func (w wireServer) Lookup(ctx context.Context, req *tcsv1.LookupRequest) (*tcsv
 	start := time.Now()
 	res, err := s.lookup(ctx, req.GetHostname())
 	if err != nil {
+		s.staleTrailer(ctx, res, err)
 		return nil, s.fail(s.m.lookupLatency, start, err)
 	}
 	resp := &tcsv1.LookupResponse{

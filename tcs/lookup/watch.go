@@ -3,7 +3,9 @@ package lookup
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -30,8 +32,9 @@ var ErrRunning = errors.New("lookup: server already running")
 // stream and returns nil. A subscription that fails is retried with
 // exponential backoff (100 ms to 10 s, jittered); before each one the whole
 // cache is expired and every Watch stream sent a Resync, since invalidations
-// may have been missed meanwhile. Run may run once at a time (else
-// ErrRunning); Serve runs it.
+// may have been missed meanwhile. It also watches the feed's liveness (see
+// Config.FeedTimeout and the package comment). Run may run once at a time
+// (else ErrRunning); Serve runs it.
 func (s *Server) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return ErrRunning
@@ -42,6 +45,16 @@ func (s *Server) Run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
+	s.mu.Lock()
+	s.lastSign = s.now().UnixNano() // the feed has FeedTimeout to deliver
+	s.mu.Unlock()
+	if s.feedTimeout > 0 {
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		checkCtx, stopChecks := context.WithCancel(ctx)
+		defer stopChecks()
+		wg.Go(func() { s.checkFeedEvery(checkCtx, min(max(s.feedTimeout/10, 10*time.Millisecond), time.Second)) })
+	}
 	backoff := minBackoff
 	for {
 		s.gap()
@@ -50,6 +63,7 @@ func (s *Server) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		s.subscriptionFailed(err)
 		if time.Since(began) > time.Minute {
 			backoff = minBackoff
 		}
@@ -64,8 +78,24 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 }
 
-// deliver applies one invalidation from the feed.
+// deliver applies one message from the feed: any message proves the feed
+// alive; a heartbeat does nothing else.
 func (s *Server) deliver(inv tcs.Invalidation) {
+	now := s.now()
+	s.m.feedLast.Set(float64(now.UnixNano()) / 1e9)
+	s.mu.Lock()
+	s.lastSign = now.UnixNano()
+	s.subFailed = false
+	if s.down {
+		s.feedUpLocked(now)
+	}
+	s.mu.Unlock()
+	if inv.Heartbeat() {
+		// Its CommittedAt is when the applier sent it, not a commit in the
+		// source of truth: no replication lag to learn from it.
+		s.m.heartbeats.Inc()
+		return
+	}
 	s.cache.Invalidate(inv)
 	s.m.invalidations.Inc()
 	if !inv.CommittedAt.IsZero() {
@@ -81,13 +111,86 @@ func (s *Server) deliver(inv tcs.Invalidation) {
 // gap handles invalidations that may have been missed: the cache expires
 // and every Watch stream gets a Resync.
 func (s *Server) gap() {
-	s.cache.Gap()
-	s.m.resyncs.Inc()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.gapLocked()
+}
+
+func (s *Server) gapLocked() {
+	s.cache.Gap()
+	s.m.resyncs.Inc()
 	for w := range s.watchers {
 		w.lose()
 	}
+}
+
+// checkFeedEvery checks the feed's liveness every interval until ctx ends.
+func (s *Server) checkFeedEvery(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.checkFeed()
+		}
+	}
+}
+
+// checkFeed marks the feed down if it has been silent for FeedTimeout.
+func (s *Server) checkFeed() {
+	if s.feedTimeout <= 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	if silent := time.Duration(now.UnixNano() - s.lastSign); !s.down && silent > s.feedTimeout {
+		s.feedDownLocked(now, fmt.Sprintf("no message for %v (feed timeout %v)", silent.Round(time.Millisecond), s.feedTimeout))
+	}
+}
+
+// subscriptionFailed marks the feed down because its subscription ended
+// with err.
+func (s *Server) subscriptionFailed(err error) {
+	if s.feedTimeout <= 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.subFailed = true
+	if !s.down {
+		s.feedDownLocked(s.now(), fmt.Sprintf("subscription failed: %v", err))
+	}
+}
+
+// feedDownMsg is the status message of Watch streams ended or refused
+// while the feed is down.
+const feedDownMsg = "invalidation feed down: this server's cache invalidations are not arriving; watch another region, and shorten your cache TTL meanwhile"
+
+// feedDownLocked records that the feed went down: the cache's TTLs are
+// limited, and Watch streams end. Server.mu must be held.
+func (s *Server) feedDownLocked(now time.Time, why string) {
+	s.down, s.downSince = true, now
+	s.cache.LimitTTL(s.feedDownTTL)
+	close(s.downCh)
+	s.m.feedUp.Set(0)
+	s.log.Warn("invalidation feed down: cache TTL limited and Watch streams ended until it delivers again",
+		"why", why, "ttl", s.feedDownTTL, "watch_streams", len(s.watchers))
+}
+
+// feedUpLocked records that the feed delivers again. Invalidations may have
+// been lost while it was down, so the whole cache expires (before the TTLs
+// are restored). Server.mu must be held.
+func (s *Server) feedUpLocked(now time.Time) {
+	s.gapLocked()
+	s.cache.LimitTTL(0)
+	s.down = false
+	s.downCh = make(chan struct{})
+	s.m.feedUp.Set(1)
+	s.log.Info("invalidation feed up again: cache expired, TTL restored, Watch streams accepted",
+		"down_for", now.Sub(s.downSince).Round(time.Millisecond))
 }
 
 // watcher is one Watch stream's queue. The feed goroutine never waits for
@@ -151,8 +254,10 @@ var resyncMsg = &tcsv1.WatchResponse{Kind: &tcsv1.WatchResponse_Resync{Resync: &
 // Watch implements TenantContextService.Watch: a Resync, then the region's
 // invalidations in order, with a Heartbeat every HeartbeatInterval. A client
 // that cannot keep up gets a Resync in place of what it missed. The stream
-// ends when the client cancels it (CANCELED) or the server shuts down
-// (UNAVAILABLE: reconnect, to this region or another).
+// ends when the client cancels it (CANCELED), the server shuts down, or the
+// server's invalidation feed goes down (UNAVAILABLE: reconnect, to this
+// region or another); while the feed is down new streams are refused with
+// UNAVAILABLE before their Resync.
 func (s *Server) Watch(_ *tcsv1.WatchRequest, stream grpc.ServerStreamingServer[tcsv1.WatchResponse]) error {
 	ctx := stream.Context()
 	w := &watcher{ch: make(chan *tcsv1.WatchResponse, s.buffer), wake: make(chan struct{}, 1)}
@@ -163,6 +268,11 @@ func (s *Server) Watch(_ *tcsv1.WatchRequest, stream grpc.ServerStreamingServer[
 		return status.Error(codes.Unavailable, "server shutting down")
 	default:
 	}
+	if s.down {
+		s.mu.Unlock()
+		return status.Error(codes.Unavailable, feedDownMsg)
+	}
+	feedDown := s.downCh
 	s.watchers[w] = struct{}{}
 	s.mu.Unlock()
 	s.m.watchStreams.Inc()
@@ -188,6 +298,8 @@ func (s *Server) Watch(_ *tcsv1.WatchRequest, stream grpc.ServerStreamingServer[
 			return status.FromContextError(ctx.Err()).Err()
 		case <-s.stopping:
 			return status.Error(codes.Unavailable, "server shutting down")
+		case <-feedDown:
+			return status.Error(codes.Unavailable, feedDownMsg)
 		case msg = <-w.ch:
 		case <-w.wake:
 		case <-tick.C:
