@@ -49,20 +49,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var (
 		region, worker *string
 		concurrency    int
-		concurrencyErr error
+		feed           streamer.FeedConfig
+		envErrs        []error
 	)
 	switch cmd {
 	case "publish":
 	case "apply":
 		region = fs.String("region", getenv("TCS_REGION"), "region whose replica to apply to, e.g. us-east-1 (env TCS_REGION)")
 		worker = fs.String("worker-id", getenv("TCS_WORKER_ID"), "aws: this applier's name among the appliers of its region, which share the stream's shards (env TCS_WORKER_ID; default host name, pid and a random suffix)")
-		def := streamer.DefaultApplyConcurrency
-		if v := getenv("TCS_APPLY_CONCURRENCY"); v != "" {
-			if def, concurrencyErr = strconv.Atoi(v); concurrencyErr != nil {
-				concurrencyErr = fmt.Errorf("TCS_APPLY_CONCURRENCY %q: want a whole number of tenants, such as 16", v)
-			}
-		}
-		fs.IntVar(&concurrency, "concurrency", def, "aws: how many tenants of a stream batch are applied at once (env TCS_APPLY_CONCURRENCY); each tenant's events stay in order. The embedded replica applies a batch in one transaction and ignores it")
+		fs.IntVar(&concurrency, "concurrency", envInt(getenv, "TCS_APPLY_CONCURRENCY", streamer.DefaultApplyConcurrency, "a whole number of tenants, such as 16", &envErrs),
+			"aws: how many tenants of a stream batch are applied at once (env TCS_APPLY_CONCURRENCY); each tenant's events stay in order. The embedded replica applies a batch in one transaction and ignores it")
+		// Invalidations go to the region's SNS topic; with the embedded
+		// backend this process has no broadcast to send to.
+		fs.DurationVar(&feed.HeartbeatInterval, "feed-heartbeat", envDuration(getenv, "TCS_FEED_HEARTBEAT", streamer.DefaultHeartbeatInterval, &envErrs),
+			"aws: how often to broadcast a heartbeat to the region's lookup servers, so that they can tell a quiet invalidation feed from a broken one (env TCS_FEED_HEARTBEAT); 0 sends none, for lookup servers too old to decode them")
+		fs.DurationVar(&feed.Timeout, "feed-timeout", envDuration(getenv, "TCS_FEED_TIMEOUT", streamer.DefaultFeedTimeout, &envErrs),
+			fmt.Sprintf("aws: deadline of each invalidation broadcast (env TCS_FEED_TIMEOUT); one is tried %d times, with backoff, then given up (caches converge by their TTL). Applying never waits for broadcasts", streamer.DefaultFeedAttempts))
+		fs.IntVar(&feed.MaxPending, "feed-max-pending", envInt(getenv, "TCS_FEED_MAX_PENDING", streamer.DefaultFeedMaxPending, "a whole number of tenants, such as 100000", &envErrs),
+			"aws: most invalidations waiting to be broadcast, one per tenant (a tenant's newer change merges into its pending one) (env TCS_FEED_MAX_PENDING); when full, the oldest is dropped")
+		fs.IntVar(&feed.Senders, "feed-senders", envInt(getenv, "TCS_FEED_SENDERS", streamer.DefaultFeedSenders, "a whole number, such as 4", &envErrs),
+			"aws: how many invalidation broadcasts run at once (env TCS_FEED_SENDERS)")
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, usage)
 		return nil
@@ -79,11 +85,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if region != nil && *region == "" {
 		return errors.New("apply needs --region (or TCS_REGION)")
 	}
-	if concurrencyErr != nil {
-		return concurrencyErr
+	if err := errors.Join(envErrs...); err != nil {
+		return err
 	}
-	if region != nil && concurrency < 1 {
-		return fmt.Errorf("--concurrency %d: want at least 1", concurrency)
+	if region != nil {
+		switch {
+		case concurrency < 1:
+			return fmt.Errorf("--concurrency %d: want at least 1", concurrency)
+		case feed.HeartbeatInterval < 0:
+			return fmt.Errorf("--feed-heartbeat %v: want 0 (none) or more", feed.HeartbeatInterval)
+		case feed.Timeout <= 0:
+			return fmt.Errorf("--feed-timeout %v: want more than 0", feed.Timeout)
+		case feed.MaxPending < 1:
+			return fmt.Errorf("--feed-max-pending %d: want at least 1", feed.MaxPending)
+		case feed.Senders < 1:
+			return fmt.Errorf("--feed-senders %d: want at least 1", feed.Senders)
+		}
+		if feed.HeartbeatInterval == 0 {
+			feed.HeartbeatInterval = -1 // FeedConfig's "none"
+		}
 	}
 	if err := be.Validate(); err != nil {
 		return err
@@ -132,7 +152,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err != nil {
 			return err
 		}
-		applier := streamer.NewApplier(streamer.ApplierConfig{Region: *region, Stream: stream, Replica: rep, Broadcaster: bc, Logger: log, Registerer: reg, Concurrency: concurrency})
+		applier := streamer.NewApplier(streamer.ApplierConfig{Region: *region, Stream: stream, Replica: rep, Broadcaster: bc, Feed: feed, Logger: log, Registerer: reg, Concurrency: concurrency})
 		work = applier.Run
 		lagger, ok := stream.(interface {
 			Lag(group string) (int64, error)
@@ -179,4 +199,34 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	err = g.Wait()
 	log.Info("streamer stopped", "command", cmd)
 	return err
+}
+
+// envInt returns the whole number in the environment variable key, or def
+// if it is unset; a malformed value is added to errs, naming key and what it
+// should be (want).
+func envInt(getenv func(string) string, key string, def int, want string, errs *[]error) int {
+	v := getenv(key)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("%s %q: want %s", key, v, want))
+		return def
+	}
+	return n
+}
+
+// envDuration is envInt for durations.
+func envDuration(getenv func(string) string, key string, def time.Duration, errs *[]error) time.Duration {
+	v := getenv(key)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("%s %q: want a duration such as %v", key, v, def))
+		return def
+	}
+	return d
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -69,20 +70,32 @@ func TestBadUsage(t *testing.T) {
 		{[]string{"publish", "extra"}, "unexpected arguments"},
 		{[]string{"apply", "--data", t.TempDir(), "--region", "us-east-1", "--concurrency", "0"}, "--concurrency 0: want at least 1"},
 		{[]string{"apply", "--data", t.TempDir(), "--region", "us-east-1", "--concurrency", "many"}, "invalid value \"many\" for flag -concurrency"},
+		{[]string{"apply", "--data", t.TempDir(), "--region", "us-east-1", "--feed-heartbeat", "-1s"}, "--feed-heartbeat -1s: want 0 (none) or more"},
+		{[]string{"apply", "--data", t.TempDir(), "--region", "us-east-1", "--feed-timeout", "0s"}, "--feed-timeout 0s: want more than 0"},
+		{[]string{"apply", "--data", t.TempDir(), "--region", "us-east-1", "--feed-max-pending", "0"}, "--feed-max-pending 0: want at least 1"},
+		{[]string{"apply", "--data", t.TempDir(), "--region", "us-east-1", "--feed-senders", "0"}, "--feed-senders 0: want at least 1"},
 	} {
 		err := run(context.Background(), c.args, noEnv, &bytes.Buffer{}, &bytes.Buffer{})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("streamer %v = %v, want error containing %q", c.args, err, c.want)
 		}
 	}
-	badEnv := func(k string) string {
-		if k == "TCS_APPLY_CONCURRENCY" {
-			return "lots"
+	for key, val := range map[string]string{
+		"TCS_APPLY_CONCURRENCY": "lots",
+		"TCS_FEED_HEARTBEAT":    "often",
+		"TCS_FEED_TIMEOUT":      "2",
+		"TCS_FEED_MAX_PENDING":  "1e5",
+		"TCS_FEED_SENDERS":      "four",
+	} {
+		badEnv := func(k string) string {
+			if k == key {
+				return val
+			}
+			return ""
 		}
-		return ""
-	}
-	err := run(context.Background(), []string{"apply", "--data", t.TempDir(), "--region", "us-east-1"}, badEnv, &bytes.Buffer{}, &bytes.Buffer{})
-	if err == nil || !strings.Contains(err.Error(), `TCS_APPLY_CONCURRENCY "lots"`) {
-		t.Errorf("streamer apply with TCS_APPLY_CONCURRENCY=lots = %v, want an error naming it", err)
+		err := run(context.Background(), []string{"apply", "--data", t.TempDir(), "--region", "us-east-1"}, badEnv, &bytes.Buffer{}, &bytes.Buffer{})
+		if want := fmt.Sprintf("%s %q", key, val); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("streamer apply with %s=%s = %v, want an error naming it", key, val, err)
+		}
 	}
 }
