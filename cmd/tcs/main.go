@@ -4,10 +4,14 @@
 //
 // With the embedded backend the replica file is owned by one process at a
 // time, so `tcs` serves it while that region's applier is stopped; caches
-// then rely on their TTL. cmd/tcs-dev runs applier and server together, with
-// in-process invalidation. With --backend aws any number of tcs nodes serve
-// a region's DynamoDB replica table, each invalidated through its own SQS
-// queue subscribed to the region's SNS topic.
+// then rely on their TTL (there is no feed, so no feed liveness either).
+// cmd/tcs-dev runs applier and server together, with in-process
+// invalidation. With --backend aws any number of tcs nodes serve a region's
+// DynamoDB replica table, each invalidated through its own SQS queue
+// subscribed to the region's SNS topic; a node whose feed falls silent for
+// --feed-timeout limits its cache TTL to --feed-down-ttl and refuses Watch
+// streams until the feed delivers again, and --fallback-region gives its
+// misses a second region's replica to read when its own fails.
 package main
 
 import (
@@ -57,6 +61,12 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	fs.DurationVar(&co.NegativeTTL, "negative-ttl", cache.DefaultNegativeTTL, "how long an unknown hostname is remembered (negative: never)")
 	fs.DurationVar(&co.MaxStale, "max-stale", cache.DefaultMaxStale, "oldest answer served when the replica fails (negative: never serve stale)")
 	fs.DurationVar(&co.ReadTimeout, "read-timeout", cache.DefaultReadTimeout, "bound on one replica read")
+	fs.IntVar(&co.FailingAfter, "failing-after", cache.DefaultFailingAfter, "replica reads failed in a row after which stale answers are served at once, one probe read at a time (negative: never)")
+	fallbackRegion := fs.String("fallback-region", getenv("TCS_FALLBACK_REGION"), "aws: read this region's replica when a miss's read of --region's fails (answers served stale, never cached) (env TCS_FALLBACK_REGION); empty: none")
+	fs.DurationVar(&co.FallbackTimeout, "fallback-timeout", cache.DefaultFallbackTimeout, "bound on one read of the --fallback-region replica")
+	var lc lookup.Config
+	fs.DurationVar(&lc.FeedTimeout, "feed-timeout", lookup.DefaultFeedTimeout, "the invalidation feed is down after this long without a message (appliers send a heartbeat every 5s): cache TTL limited to --feed-down-ttl, Watch streams refused (negative: never)")
+	fs.DurationVar(&lc.FeedDownTTL, "feed-down-ttl", lookup.DefaultFeedDownTTL, "cache TTL (and negative TTL) while the invalidation feed is down")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -68,6 +78,17 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	}
 	if err := be.Validate(); err != nil {
 		return err
+	}
+	if *fallbackRegion != "" {
+		switch {
+		case !be.IsAWS():
+			return errors.New("--fallback-region needs --backend aws (an embedded replica file is locked by the process that serves it)")
+		case *fallbackRegion == *region:
+			return fmt.Errorf("--fallback-region %s is --region itself; name another region", *fallbackRegion)
+		}
+	}
+	if lc.FeedDownTTL <= 0 {
+		return fmt.Errorf("--feed-down-ttl %v: must be positive", lc.FeedDownTTL)
 	}
 	tlsConfig, err := serverTLS(*tlsCert, *tlsKey, *clientCA)
 	if err != nil {
@@ -86,6 +107,14 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 		return err
 	}
 	defer rep.Close()
+	if *fallbackRegion != "" {
+		fb, err := be.OpenReplica(ctx, *fallbackRegion)
+		if err != nil {
+			return fmt.Errorf("--fallback-region: %w", err)
+		}
+		defer fb.Close()
+		co.Fallback = fb
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Embedded: no feed across processes (caches rely on their TTL). AWS:
@@ -95,7 +124,9 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 		return err
 	}
 
-	srv := lookup.New(lookup.Config{Region: *region, Replica: rep, Feed: feed, Cache: co, Logger: log.With("region", *region), Registerer: reg, AdminTokens: adminTokens})
+	lc.Region, lc.Replica, lc.Feed, lc.Cache = *region, rep, feed, co
+	lc.Logger, lc.Registerer, lc.AdminTokens = log.With("region", *region), reg, adminTokens
+	srv := lookup.New(lc)
 	serveMetrics, err := cmdutil.ListenMetrics(*metricsAddr, reg)
 	if err != nil {
 		return err

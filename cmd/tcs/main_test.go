@@ -84,6 +84,10 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--region", "x", "--tls-client-ca", "ca.pem"}, "needs --tls-cert"},
 		{[]string{"--region", "x", "--tls-cert", "/nonexistent/a.pem", "--tls-key", "/nonexistent/a.key"}, "TLS key pair"},
 		{[]string{"--region", "x", "stray"}, "unexpected arguments"},
+		{[]string{"--region", "x", "--fallback-region", "y"}, "--fallback-region needs --backend aws"},
+		{[]string{"--region", "x", "--backend", "aws", "--aws-home-region", "us-east-1", "--fallback-region", "x"}, "is --region itself"},
+		{[]string{"--region", "x", "--feed-down-ttl", "0s"}, "--feed-down-ttl 0s: must be positive"},
+		{[]string{"--region", "x", "--feed-timeout", "soon"}, "invalid value \"soon\" for flag -feed-timeout"},
 	} {
 		err := run(context.Background(), c.args, noEnv, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
