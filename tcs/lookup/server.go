@@ -11,6 +11,30 @@
 // served with Serve (which also runs Run, health, reflection, TLS and
 // graceful shutdown) or registered on a caller's grpc.Server with Register.
 //
+// Feed liveness. Appliers send a heartbeat through the feed every few
+// seconds (tcs.Invalidation.Heartbeat), so a silent feed is a broken one.
+// The feed is down when it has delivered nothing (invalidation or
+// heartbeat) for Config.FeedTimeout, or from when a subscription fails
+// until it delivers again. While it is down lost invalidations cannot be
+// ruled out, so the server: limits its cache's TTLs to Config.FeedDownTTL
+// (entries already cached included); ends its Watch streams, and refuses
+// new ones, with UNAVAILABLE "invalidation feed down" (clients trust a
+// Watch stream to invalidate their caches; ended, they shorten their TTL
+// and watch another region); sets the gauge tcs_lookup_feed_up to 0 (and
+// tcs_lookup_feed_last_message_timestamp_seconds says since when nothing
+// came); and logs one warning. When the feed delivers again it is treated
+// as a gap (the whole cache expires) before the TTLs are restored, with one
+// info log. Heartbeats are neither applied to the cache nor relayed to
+// Watch streams, and do not feed the replication-lag gauge (their time is
+// when the applier sent them, not a commit).
+//
+// Stale answers. When the replica cannot be read, the cache answers what it
+// kept (package cache: expired entries, entries invalidated by a write,
+// negative entries), or its Fallback replica's answer, marked stale: a
+// LookupResponse or BatchLookupResult says stale and age; a stale NOT_FOUND
+// of Lookup carries the trailers tcs-stale ("true") and tcs-age (a Go
+// duration), and one of BatchLookup its result's stale and age.
+//
 // Over gRPC a Lookup answer is not marshalled from a tenant message: the
 // cache holds each tenant pre-serialised, and the server splices those bytes
 // in as field 1 of the LookupResponse (which tcs.proto numbers 1 for this
