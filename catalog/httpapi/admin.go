@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"net/http"
@@ -14,6 +15,9 @@ import (
 // MaxResyncBodyBytes caps the body of POST /v1/admin/resync: a thousand
 // tenants with a few hostnames each fit many times over.
 const MaxResyncBodyBytes = 1 << 20
+
+// resyncCheck is how to learn the outcome of a resync that timed out.
+const resyncCheck = "nothing: a resync changes no tenant and re-emitting is harmless, so send the same request again"
 
 // resyncBody is the body of POST /v1/admin/resync.
 type resyncBody struct {
@@ -101,7 +105,14 @@ func (s *Server) resync(w http.ResponseWriter, r *http.Request) error {
 	if len(fields) > 0 {
 		return &tenant.Error{Code: tenant.Invalid, Message: "invalid resync request", Fields: fields}
 	}
-	res, err := s.store.Resync(r.Context(), reqs, in.Regions)
+	what := fmt.Sprintf("resync %d tenants", len(reqs))
+	if len(reqs) == 1 {
+		what = "resync 1 tenant"
+	}
+	op := storeOp{method: "Resync", what: what, write: true, check: resyncCheck}
+	res, err := storeCall(s, r.Context(), op, func(ctx context.Context) (catalog.ResyncResult, error) {
+		return s.store.Resync(ctx, reqs, in.Regions)
+	})
 	if err != nil {
 		return err
 	}
@@ -138,10 +149,19 @@ func (s *Server) resyncAll(w http.ResponseWriter, r *http.Request, in resyncBody
 	if len(fields) > 0 {
 		return &tenant.Error{Code: tenant.Invalid, Message: "invalid resync request", Fields: fields}
 	}
-	res, next, err := s.store.ResyncAll(r.Context(), after, in.PageSize, in.Regions)
+	type page struct {
+		res  catalog.ResyncResult
+		next string
+	}
+	op := storeOp{method: "ResyncAll", what: "resync a page of all tenants", write: true, check: resyncCheck}
+	pg, err := storeCall(s, r.Context(), op, func(ctx context.Context) (page, error) {
+		res, next, err := s.store.ResyncAll(ctx, after, in.PageSize, in.Regions)
+		return page{res, next}, err
+	})
 	if err != nil {
 		return err
 	}
+	res, next := pg.res, pg.next
 	out := resyncResponse{Resynced: res.Resynced, NotFound: []string{}}
 	if out.Resynced == nil {
 		out.Resynced = []catalog.ResyncedTenant{}
@@ -208,7 +228,9 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return requestError(codeMalformed, "page_token", "page_token is not one this API returned")
 	}
-	page, err := s.store.Export(r.Context(), catalog.ListOptions{After: after, Limit: limit})
+	page, err := storeCall(s, r.Context(), storeOp{method: "Export", what: "export tenants"}, func(ctx context.Context) (catalog.ExportPage, error) {
+		return s.store.Export(ctx, catalog.ListOptions{After: after, Limit: limit})
+	})
 	if err != nil {
 		return err
 	}

@@ -347,6 +347,7 @@ func TestHealthAndMetrics(t *testing.T) {
 		t.Errorf("metrics lack %s", want)
 	}
 	h.store.Close()
+	h.clock.Advance(readyCacheTTL) // past the cached answer
 	res = h.mustDo(call{method: "GET", path: "/readyz"}, http.StatusServiceUnavailable)
 	res.problem(t)
 }

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -27,7 +28,11 @@ func (s *Server) createTenant(w http.ResponseWriter, r *http.Request) error {
 	if err := tenant.Prepare(t); err != nil {
 		return err
 	}
-	created, err := s.store.Create(r.Context(), t, actorFrom(r.Context()))
+	op := storeOp{method: "Create", what: "create tenant " + t.ID, write: true,
+		check: fmt.Sprintf("GET /v1/tenants/%s: 404 means it was not created; otherwise GET /v1/tenants/%s/history shows whether the create is yours", t.ID, t.ID)}
+	created, err := storeCall(s, r.Context(), op, func(ctx context.Context) (*tenant.Tenant, error) {
+		return s.store.Create(ctx, t, actorFrom(r.Context()))
+	})
 	if err != nil {
 		return err
 	}
@@ -41,7 +46,7 @@ func (s *Server) getTenant(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	t, err := s.store.Get(r.Context(), id)
+	t, err := s.get(r.Context(), id)
 	if err != nil {
 		return err
 	}
@@ -69,7 +74,9 @@ func (s *Server) listTenants(w http.ResponseWriter, r *http.Request) error {
 			return requestError(codeMalformed, "page_token", "page_token is not one this API returned")
 		}
 	}
-	page, err := s.store.List(r.Context(), catalog.ListOptions{After: after, Limit: limit})
+	page, err := storeCall(s, r.Context(), storeOp{method: "List", what: "list tenants"}, func(ctx context.Context) (catalog.Page, error) {
+		return s.store.List(ctx, catalog.ListOptions{After: after, Limit: limit})
+	})
 	if err != nil {
 		return err
 	}
@@ -217,7 +224,7 @@ func (s *Server) productAction(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) update(w http.ResponseWriter, r *http.Request, id string, expected int64, mutate func(*tenant.Tenant) (*tenant.Tenant, error)) error {
 	ctx := r.Context()
 	for attempt := 0; ; attempt++ {
-		cur, err := s.store.Get(ctx, id)
+		cur, err := s.get(ctx, id)
 		if err != nil {
 			return err
 		}
@@ -236,7 +243,12 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, id string, expec
 			writeTenant(w, http.StatusOK, cur)
 			return nil
 		}
-		updated, err := s.store.Update(ctx, next, cur.Version, actorFrom(ctx))
+		op := storeOp{method: "Update", what: "update tenant " + id, write: true,
+			check: fmt.Sprintf(`GET /v1/tenants/%s: ETag "%d" means it did not commit; if the ETag is "%d", GET /v1/tenants/%s/history shows whether version %d is your change`,
+				id, cur.Version, cur.Version+1, id, cur.Version+1)}
+		updated, err := storeCall(s, ctx, op, func(ctx context.Context) (*tenant.Tenant, error) {
+			return s.store.Update(ctx, next, cur.Version, actorFrom(ctx))
+		})
 		if tenant.ErrorCode(err) == tenant.VersionMismatch && expected == 0 && attempt < maxUnconditionalRetries {
 			continue
 		}
@@ -276,7 +288,11 @@ func (s *Server) deleteTenant(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	tomb, err := s.store.Delete(r.Context(), id, expected, actorFrom(r.Context()))
+	op := storeOp{method: "Delete", what: "delete tenant " + id, write: true,
+		check: fmt.Sprintf("GET /v1/tenants/%s: a live tenant means it did not commit; on 404, GET /v1/tenants/%s/history shows whether the delete is yours", id, id)}
+	tomb, err := storeCall(s, r.Context(), op, func(ctx context.Context) (*tenant.Tenant, error) {
+		return s.store.Delete(ctx, id, expected, actorFrom(r.Context()))
+	})
 	if err != nil {
 		return err
 	}
@@ -311,7 +327,9 @@ func (s *Server) tenantHistory(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	// Ask for one more than a page to learn whether another page exists.
-	recs, err := s.store.History(r.Context(), id, catalog.HistoryOptions{Before: before, Limit: limit + 1})
+	recs, err := storeCall(s, r.Context(), storeOp{method: "History", what: "read the history of tenant " + id}, func(ctx context.Context) ([]catalog.AuditRecord, error) {
+		return s.store.History(ctx, id, catalog.HistoryOptions{Before: before, Limit: limit + 1})
+	})
 	if err != nil {
 		return err
 	}
@@ -333,12 +351,21 @@ func (s *Server) lookupHostname(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	t, err := s.store.LookupHostname(r.Context(), h)
+	t, err := storeCall(s, r.Context(), storeOp{method: "LookupHostname", what: "look up hostname " + h}, func(ctx context.Context) (*tenant.Tenant, error) {
+		return s.store.LookupHostname(ctx, h)
+	})
 	if err != nil {
 		return err
 	}
 	writeTenant(w, http.StatusOK, t)
 	return nil
+}
+
+// get reads a live tenant under the request's store deadline.
+func (s *Server) get(ctx context.Context, id string) (*tenant.Tenant, error) {
+	return storeCall(s, ctx, storeOp{method: "Get", what: "read tenant " + id}, func(ctx context.Context) (*tenant.Tenant, error) {
+		return s.store.Get(ctx, id)
+	})
 }
 
 func pathID(r *http.Request) (string, error) {

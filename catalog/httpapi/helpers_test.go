@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -21,6 +22,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/bolt"
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/testclock"
 )
 
 const (
@@ -34,9 +36,18 @@ type harness struct {
 	t     testing.TB
 	store catalog.Store
 	api   *Server
+	// clock is the API's clock (the /readyz cache).
+	clock *testclock.Clock
 }
 
 func newHarness(t testing.TB) *harness {
+	t.Helper()
+	return newHarnessConfig(t, nil)
+}
+
+// newHarnessConfig is newHarness with configure applied to the API's
+// Config (whose Store is the bbolt store, which configure may wrap).
+func newHarnessConfig(t testing.TB, configure func(*Config)) *harness {
 	t.Helper()
 	store, err := bolt.Open(filepath.Join(t.TempDir(), "catalog.db"), bolt.Options{})
 	if err != nil {
@@ -50,7 +61,12 @@ func newHarness(t testing.TB) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{t: t, store: store, api: New(Config{Store: store, Tokens: tokens})}
+	clock := testclock.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	cfg := Config{Store: store, Tokens: tokens, Now: clock.Now}
+	if configure != nil {
+		configure(&cfg)
+	}
+	return &harness{t: t, store: store, clock: clock, api: New(cfg)}
 }
 
 type call struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
@@ -18,6 +19,9 @@ type Problem struct {
 	Detail   string              `json:"detail,omitempty"`
 	Instance string              `json:"instance,omitempty"`
 	Errors   []tenant.FieldError `json:"errors,omitempty"`
+	// Operation names the store call that timed out (store_timeout and
+	// write_outcome_unknown answers).
+	Operation string `json:"operation,omitempty"`
 }
 
 // Problem types beyond the domain error codes, for failures of the HTTP
@@ -31,7 +35,19 @@ const (
 	codeForbidden          tenant.Code = "forbidden"
 	codeRouteNotFound      tenant.Code = "route_not_found"
 	codeMethodNotAllowed   tenant.Code = "method_not_allowed"
+	// codeStoreTimeout: the source of truth did not answer in time; nothing
+	// was written (a read, or a write that had not started).
+	codeStoreTimeout tenant.Code = "store_timeout"
+	// codeOutcomeUnknown: a write did not answer in time after it reached
+	// the source of truth, so it may or may not have committed.
+	codeOutcomeUnknown tenant.Code = "write_outcome_unknown"
 )
+
+// problemTitle overrides the status text as the title of some problems.
+var problemTitle = map[tenant.Code]string{
+	codeOutcomeUnknown: "Write outcome unknown",
+	codeStoreTimeout:   "Source of truth timed out",
+}
 
 // httpStatus maps every error code to its HTTP status: the one table where
 // domain errors meet HTTP.
@@ -51,6 +67,8 @@ var httpStatus = map[tenant.Code]int{
 	codeForbidden:          http.StatusForbidden,
 	codeRouteNotFound:      http.StatusNotFound,
 	codeMethodNotAllowed:   http.StatusMethodNotAllowed,
+	codeStoreTimeout:       http.StatusServiceUnavailable,
+	codeOutcomeUnknown:     http.StatusServiceUnavailable,
 }
 
 // requestError is an error of the HTTP exchange (bad JSON, missing header…),
@@ -64,7 +82,10 @@ func requestError(code tenant.Code, field, reason string) error {
 }
 
 // writeError turns err into a problem response. Internal errors are logged
-// in full and shown only as "internal error".
+// in full and shown only as "internal error". A store call that timed out
+// is a 503: "write_outcome_unknown" when a write had reached the store (it
+// may have committed; the detail says how to find out), "store_timeout"
+// otherwise. Every 503 carries Retry-After.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, context.Canceled) {
 		// The client went away; nobody reads this answer.
@@ -72,26 +93,49 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	code := tenant.ErrorCode(err)
-	if errors.Is(err, context.DeadlineExceeded) {
+	detail := tenant.ErrorMessage(err)
+	var op string
+	var timeout *storeTimeout
+	switch {
+	case errors.As(err, &timeout):
+		op, code = timeout.op.what, codeStoreTimeout
+		detail = fmt.Sprintf("the source of truth did not answer %s within %v; retry later", op, timeout.limit)
+		switch {
+		case timeout.op.write && timeout.started:
+			code = codeOutcomeUnknown
+			detail = fmt.Sprintf("the source of truth did not answer %s within %v: the write may or may not have committed. "+
+				"Before retrying, wait Retry-After seconds and check: %s", op, timeout.limit, timeout.op.check)
+		case timeout.op.write:
+			detail = fmt.Sprintf("the source of truth was too busy to start %s within %v: nothing was written; retry later", op, timeout.limit)
+		}
+	case errors.Is(err, context.DeadlineExceeded):
 		code = tenant.Unavailable
 	}
 	status, ok := httpStatus[code]
 	if !ok {
 		code, status = tenant.Internal, http.StatusInternalServerError
 	}
-	p := Problem{
-		Type:     "urn:tcs:problem:" + string(code),
-		Title:    http.StatusText(status),
-		Status:   status,
-		Detail:   tenant.ErrorMessage(err),
-		Instance: r.URL.Path,
-		Errors:   tenant.ErrorFields(err),
+	title := problemTitle[code]
+	if title == "" {
+		title = http.StatusText(status)
 	}
-	if code == tenant.Internal || code == tenant.Unavailable {
-		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	p := Problem{
+		Type:      "urn:tcs:problem:" + string(code),
+		Title:     title,
+		Status:    status,
+		Detail:    detail,
+		Instance:  r.URL.Path,
+		Errors:    tenant.ErrorFields(err),
+		Operation: op,
+	}
+	if status == http.StatusInternalServerError || status == http.StatusServiceUnavailable {
+		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "problem", code, "err", err)
 		if code == tenant.Unavailable {
 			p.Detail = "the source of truth is unavailable; retry later"
 		}
+	}
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", s.retryAfter)
 	}
 	if code == codeUnauthenticated {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="tcs-catalog"`)

@@ -5,9 +5,12 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	_ "embed"
+	"errors"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -41,6 +44,23 @@ type Config struct {
 	Registry *prometheus.Registry
 	// MaxBodyBytes 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// StoreTimeout bounds the store calls of one request together, counted
+	// from the first: a store that has not answered by then gets the
+	// request a 503 (a write "outcome unknown"). 0 means
+	// DefaultStoreTimeout.
+	StoreTimeout time.Duration
+	// ReadyTimeout bounds /readyz's store ping; 0 means
+	// DefaultReadyTimeout.
+	ReadyTimeout time.Duration
+	// RetryAfter is the Retry-After of 503 answers (whole seconds, at
+	// least 1); 0 means DefaultRetryAfter.
+	RetryAfter time.Duration
+	// MaxStoreCalls bounds the store calls in flight, counting calls that
+	// outlived their deadline because the store ignores its context; 0
+	// means DefaultMaxStoreCalls.
+	MaxStoreCalls int
+	// Now is the clock of /readyz's cache; nil means time.Now.
+	Now func() time.Time
 }
 
 // Server serves the admin REST API. It is an http.Handler.
@@ -52,8 +72,16 @@ type Server struct {
 	mux      *http.ServeMux
 	registry *prometheus.Registry
 
+	storeTimeout time.Duration
+	readyTimeout time.Duration
+	retryAfter   string
+	slots        chan struct{}
+	now          func() time.Time
+	readiness    readiness
+
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	timeouts *prometheus.CounterVec
 }
 
 // route is one operation of the API. SpecPath is its path in openapi.json;
@@ -78,6 +106,15 @@ func New(cfg Config) *Server {
 		maxBody:  cfg.MaxBodyBytes,
 		mux:      http.NewServeMux(),
 		registry: cfg.Registry,
+
+		storeTimeout: cmp.Or(cfg.StoreTimeout, DefaultStoreTimeout),
+		readyTimeout: cmp.Or(cfg.ReadyTimeout, DefaultReadyTimeout),
+		retryAfter:   strconv.Itoa(max(1, int(math.Ceil(cmp.Or(cfg.RetryAfter, DefaultRetryAfter).Seconds())))),
+		slots:        make(chan struct{}, cmp.Or(cfg.MaxStoreCalls, DefaultMaxStoreCalls)),
+		now:          cfg.Now,
+	}
+	if s.now == nil {
+		s.now = time.Now
 	}
 	if s.tokens == nil {
 		s.tokens = &Tokens{}
@@ -101,7 +138,15 @@ func New(cfg Config) *Server {
 		Help:    "Admin API request latency by route and method.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9),
 	}, []string{"route", "method"})
-	s.registry.MustRegister(s.requests, s.duration)
+	s.timeouts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tcs_catalog_store_timeouts_total",
+		Help: "Store calls that did not answer within the store deadline (--store-timeout), by catalog.Store method.",
+	}, []string{"method"})
+	inFlight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tcs_catalog_store_calls_in_flight",
+		Help: "Store calls running, including calls that outlived their deadline because the store ignores its context; at the limit (MaxStoreCalls) new calls wait.",
+	}, func() float64 { return float64(len(s.slots)) })
+	s.registry.MustRegister(s.requests, s.duration, s.timeouts, inFlight)
 
 	handlers := map[string]handlerFunc{
 		"POST /v1/tenants":                        s.createTenant,
@@ -204,6 +249,7 @@ func (s *Server) endpoint(need Role, h handlerFunc) http.Handler {
 			}
 			r = r.WithContext(context.WithValue(r.Context(), actorKey{}, actor))
 		}
+		r = withBudget(r)
 		if err := h(w, r); err != nil {
 			s.writeError(w, r, err)
 		}
@@ -265,10 +311,17 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) error {
 	return nil
 }
 
+// healthz answers 200 while the process serves HTTP, whatever the store's
+// state: restarting a catalog does not mend its store. readyz answers 200
+// only when the store answered a ping within ReadyTimeout (the answer is
+// reused for a second), so load balancers send traffic elsewhere while the
+// store is down or frozen.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	if err := s.store.Ping(ctx); err != nil {
+	if err := s.ready(r.Context()); err != nil {
+		var timeout *storeTimeout
+		if errors.Is(err, context.Canceled) || errors.As(err, &timeout) {
+			return err
+		}
 		return &tenant.Error{Code: tenant.Unavailable, Message: "source of truth not ready: " + err.Error()}
 	}
 	writeJSON(w, http.StatusOK, "application/json", map[string]string{"status": "ready"})
