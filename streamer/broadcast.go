@@ -342,6 +342,9 @@ func coalesce(pending, newer tcs.Invalidation) tcs.Invalidation {
 	if newer.CommittedAt.After(pending.CommittedAt) {
 		out.CommittedAt = newer.CommittedAt
 	}
+	if !slices.ContainsFunc(newer.Hostnames, func(h string) bool { return !slices.Contains(pending.Hostnames, h) }) {
+		return out // the usual case: a tenant's hostnames did not change
+	}
 	hs := make([]string, 0, len(pending.Hostnames)+len(newer.Hostnames))
 	hs = append(append(hs, pending.Hostnames...), newer.Hostnames...)
 	slices.Sort(hs)
