@@ -11,7 +11,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -149,6 +151,38 @@ func (b *fakeBroadcaster) received() []tcs.Invalidation {
 	return slices.Clone(b.got)
 }
 
+// logCounter is a slog.Handler counting records by level and message.
+type logCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (l *logCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logCounter) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logCounter) WithGroup(string) slog.Handler            { return l }
+func (l *logCounter) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n == nil {
+		l.n = map[string]int{}
+	}
+	l.n[r.Level.String()+" "+r.Message]++
+	return nil
+}
+
+// count returns how many records at level had a message containing substr.
+func (l *logCounter) count(level slog.Level, substr string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for msg, c := range l.n {
+		if strings.HasPrefix(msg, level.String()+" ") && strings.Contains(msg, substr) {
+			n += c
+		}
+	}
+	return n
+}
+
 // runApplier runs a in the background; stop ends it and returns what Run
 // returned.
 func runApplier(a *streamer.Applier) (stop func() error) {
@@ -201,10 +235,10 @@ func TestFrozenFeedDoesNotSlowApplies(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		b := &fakeBroadcaster{gate: make(chan struct{})} // never opens
-		rep, s, reg := &memReplica{}, newChanStream(), prometheus.NewRegistry()
+		rep, s, reg, logs := &memReplica{}, newChanStream(), prometheus.NewRegistry(), &logCounter{}
 		const maxPending = 50
 		a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Stream: s, Replica: rep, Broadcaster: b, Registerer: reg,
-			Feed: streamer.FeedConfig{MaxPending: maxPending, Senders: 2}})
+			Logger: slog.New(logs), Feed: streamer.FeedConfig{MaxPending: maxPending, Senders: 2}})
 		start := time.Now()
 		stop := runApplier(a)
 		// Each batch updates five hot tenants (whose invalidations coalesce)
@@ -229,6 +263,9 @@ func TestFrozenFeedDoesNotSlowApplies(t *testing.T) {
 		got := outcomes(t, reg)
 		if got["dropped"] == 0 || got["coalesced"] == 0 || got["sent"] != 0 {
 			t.Errorf("outcomes %v; want some dropped, some coalesced, none sent", got)
+		}
+		if n := logs.count(slog.LevelWarn, "queue full"); n != 1 {
+			t.Errorf("%d warnings of a full queue for %v drops in one instant, want 1", n, got["dropped"])
 		}
 
 		stopping := time.Now()
@@ -342,9 +379,9 @@ func TestFeedRetries(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		b := &fakeBroadcaster{fail: 2}
-		s, reg := newChanStream(), prometheus.NewRegistry()
+		s, reg, logs := newChanStream(), prometheus.NewRegistry(), &logCounter{}
 		a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Stream: s, Replica: &memReplica{}, Broadcaster: b, Registerer: reg,
-			Feed: streamer.FeedConfig{Senders: 1, HeartbeatInterval: -1}})
+			Logger: slog.New(logs), Feed: streamer.FeedConfig{Senders: 1, HeartbeatInterval: -1}})
 		stop := runApplier(a)
 		delivered := func() []string {
 			var out []string
@@ -381,6 +418,9 @@ func TestFeedRetries(t *testing.T) {
 		}
 		if got := outcomes(t, reg); got["sent"] != 3 || got["failed"] != 1 || errs() != 3+streamer.DefaultFeedAttempts {
 			t.Errorf("outcomes %v, %v errors; want 3 sent, 1 failed, %d errors", got, errs(), 3+streamer.DefaultFeedAttempts)
+		}
+		if failed, back := logs.count(slog.LevelWarn, "broadcast invalidation failed"), logs.count(slog.LevelInfo, "succeed again"); failed != 1 || back != 1 {
+			t.Errorf("%d failure warnings and %d recoveries logged, want 1 each", failed, back)
 		}
 		b.mu.Lock()
 		for i, d := range b.deadlines {
