@@ -124,7 +124,7 @@ func newFeed(cfg FeedConfig, bc tcs.Broadcaster, now func() time.Time, log *slog
 	f.failedLog.every, f.droppedLog.every = feedLogEvery, feedLogEvery
 	outcomes := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name:        "tcs_apply_broadcasts_total",
-		Help:        "Invalidations (heartbeats included) handed to the applier's broadcast queue, by outcome: sent; failed (given up after every attempt); dropped (evicted from, or a heartbeat not let into, a full queue); coalesced (merged into a pending invalidation of the same tenant); unsent (still queued or in flight when the applier stopped).",
+		Help:        "Invalidations (heartbeats included) handed to the applier's broadcast queue, by outcome: sent; failed (given up after every attempt); dropped (evicted from, or a heartbeat not let into, a full queue); coalesced (merged into a pending invalidation of the same tenant, or a heartbeat while one is pending); unsent (still queued or in flight when the applier stopped).",
 		ConstLabels: labels,
 	}, []string{"outcome"})
 	f.outcomes.sent = outcomes.WithLabelValues("sent")
@@ -207,16 +207,16 @@ func (f *feed) start(ctx context.Context) (stop func()) {
 		cancelSend()
 		if n := f.q.clear(); n > 0 {
 			f.outcomes.unsent.Add(float64(n))
-			f.log.Warn("applier stopped with invalidations not broadcast; caches converge by their TTL", "unsent", n)
+			f.log.Warn("applier stopped with invalidations still queued, not broadcast; caches converge by their TTL", "queued", n)
 		}
 	}
 }
 
 // heartbeats queues a heartbeat now and every HeartbeatInterval. A
 // heartbeat already pending stays as it is (its CommittedAt older than
-// now): it goes out behind every invalidation queued before it, so when it
-// arrives it tells the lookup servers both that the feed works and, by its
-// age, how far behind it is.
+// now): senders take it only after every invalidation queued before it, so
+// when it arrives it tells the lookup servers both that the feed works and,
+// by its age, how far behind it is.
 func (f *feed) heartbeats(ctx context.Context) {
 	t := time.NewTicker(f.cfg.HeartbeatInterval)
 	defer t.Stop()
