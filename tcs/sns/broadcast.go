@@ -46,8 +46,8 @@ func OpenBroadcaster(ctx context.Context, cfg Config) (*Broadcaster, error) {
 	return &Broadcaster{
 		sns:       cfg.SNS,
 		topic:     aws.String(cfg.TopicARN),
-		published: counter(cfg.Registerer, cfg.Region, "tcs_sns_published_total", "Invalidation messages published to the region's SNS topic."),
-		failed:    counter(cfg.Registerer, cfg.Region, "tcs_sns_publish_errors_total", "Invalidation messages that could not be published (after the SDK's retries)."),
+		published: counter(cfg.Registerer, cfg.Region, "tcs_sns_published_total", "Invalidation messages (heartbeats included) published to the region's SNS topic."),
+		failed:    counter(cfg.Registerer, cfg.Region, "tcs_sns_publish_errors_total", "Invalidation messages (heartbeats included) that could not be published (after the SDK's retries)."),
 	}, nil
 }
 
