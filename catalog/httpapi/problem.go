@@ -99,12 +99,17 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &timeout):
 		op, code = timeout.op.what, codeStoreTimeout
-		detail = fmt.Sprintf("the source of truth did not answer %s within %v; retry later", op, timeout.limit)
+		what := fmt.Sprintf("the source of truth did not answer %s within %v", op, timeout.limit)
+		if timeout.err != nil {
+			// The store's backend gave up first (an AWS SDK deadline).
+			what = fmt.Sprintf("the source of truth timed out on %s", op)
+		}
+		detail = what + "; retry later"
 		switch {
 		case timeout.op.write && timeout.started:
 			code = codeOutcomeUnknown
-			detail = fmt.Sprintf("the source of truth did not answer %s within %v: the write may or may not have committed. "+
-				"Before retrying, wait Retry-After seconds and check: %s", op, timeout.limit, timeout.op.check)
+			detail = what + ": the write may or may not have committed. " +
+				"Before retrying, wait Retry-After seconds and check: " + timeout.op.check
 		case timeout.op.write:
 			detail = fmt.Sprintf("the source of truth was too busy to start %s within %v: nothing was written; retry later", op, timeout.limit)
 		}

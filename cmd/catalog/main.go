@@ -1,5 +1,6 @@
-// Command catalog serves the admin REST API over the embedded source of
-// truth (a bbolt file under --data).
+// Command catalog serves the admin REST API over the source of truth: the
+// embedded one (a bbolt file under --data) or DynamoDB (--backend aws).
+// Each request's store calls run under --store-timeout.
 package main
 
 import (
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"time"
 
 	"github.com/tcs-dev/tcs/catalog/httpapi"
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
@@ -29,8 +31,23 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	be := backend.Register(fs, getenv)
 	tokensFile := fs.String("tokens-file", getenv("TCS_TOKENS_FILE"), "file of `ROLE TOKEN [NAME]` lines (env TCS_TOKENS_FILE); TCS_ADMIN_TOKEN and TCS_READER_TOKEN add to it")
 	logFormat := fs.String("log-format", cmdutil.EnvOr(getenv, "TCS_LOG_FORMAT", "text"), "log format: text or json (env TCS_LOG_FORMAT)")
+	storeTimeout := httpapi.DefaultStoreTimeout
+	var envErr error
+	if v := getenv("TCS_STORE_TIMEOUT"); v != "" {
+		storeTimeout, envErr = time.ParseDuration(v)
+		if envErr != nil {
+			envErr = fmt.Errorf("TCS_STORE_TIMEOUT %q: want a duration such as 5s", v)
+		}
+	}
+	fs.DurationVar(&storeTimeout, "store-timeout", storeTimeout, "deadline of each request's source-of-truth calls; a store that does not answer in time gets the request a 503 with Retry-After, a write \"outcome unknown\" (env TCS_STORE_TIMEOUT)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if envErr != nil {
+		return envErr
+	}
+	if storeTimeout <= 0 {
+		return fmt.Errorf("--store-timeout %v: want a positive duration", storeTimeout)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -56,7 +73,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *addr, err)
 	}
-	api := httpapi.New(httpapi.Config{Store: store, Tokens: tokens, Logger: log})
+	api := httpapi.New(httpapi.Config{Store: store, Tokens: tokens, Logger: log, StoreTimeout: storeTimeout})
 	log.Info("catalog admin API listening", "addr", ln.Addr().String(), "backend", be.Backend)
 	fmt.Fprintf(stdout, "catalog: admin REST API on http://%s (OpenAPI at /openapi.json)\n", ln.Addr())
 	if ready != nil {

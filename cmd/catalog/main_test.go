@@ -80,6 +80,13 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{"bad log format", []string{"--log-format", "xml"}, noEnv, "--log-format"},
 		{"stray argument", []string{"serve"}, noEnv, "unexpected arguments"},
 		{"missing tokens file", []string{"--tokens-file", "/nonexistent/tokens"}, noEnv, "tokens file"},
+		{"zero store timeout", []string{"--store-timeout", "0s"}, noEnv, "--store-timeout 0s"},
+		{"bad store timeout env", nil, func(k string) string {
+			if k == "TCS_STORE_TIMEOUT" {
+				return "5"
+			}
+			return ""
+		}, `TCS_STORE_TIMEOUT "5"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

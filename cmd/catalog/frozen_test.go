@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	catalogdynamo "github.com/tcs-dev/tcs/catalog/dynamo"
+	"github.com/tcs-dev/tcs/infra/emulators"
+)
+
+func TestMain(m *testing.M) { os.Exit(emulators.Main(m)) }
+
+// freezer is a TCP proxy to a backend that can be frozen: while frozen it
+// accepts connections and forwards no byte in either direction, as a
+// SIGSTOPped or black-holed endpoint does.
+type freezer struct {
+	ln       net.Listener
+	upstream string
+
+	mu     sync.Mutex
+	thawed chan struct{} // closed while not frozen
+	conns  []net.Conn
+	wg     sync.WaitGroup
+}
+
+func newFreezer(tb testing.TB, upstream string) *freezer {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f := &freezer{ln: ln, upstream: upstream, thawed: make(chan struct{})}
+	close(f.thawed)
+	f.wg.Go(f.serve)
+	tb.Cleanup(func() {
+		ln.Close()
+		f.thaw()
+		f.mu.Lock()
+		for _, c := range f.conns {
+			c.Close()
+		}
+		f.mu.Unlock()
+		f.wg.Wait()
+	})
+	return f
+}
+
+func (f *freezer) URL() string { return "http://" + f.ln.Addr().String() }
+
+func (f *freezer) freeze() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	select {
+	case <-f.thawed:
+		f.thawed = make(chan struct{})
+	default:
+	}
+}
+
+func (f *freezer) thaw() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	select {
+	case <-f.thawed:
+	default:
+		close(f.thawed)
+	}
+}
+
+// pass blocks while the proxy is frozen.
+func (f *freezer) pass() {
+	f.mu.Lock()
+	ch := f.thawed
+	f.mu.Unlock()
+	<-ch
+}
+
+func (f *freezer) track(c net.Conn) {
+	f.mu.Lock()
+	f.conns = append(f.conns, c)
+	f.mu.Unlock()
+}
+
+func (f *freezer) serve() {
+	for {
+		client, err := f.ln.Accept()
+		if err != nil {
+			return
+		}
+		f.track(client)
+		f.wg.Go(func() {
+			f.pass()
+			server, err := net.Dial("tcp", f.upstream)
+			if err != nil {
+				client.Close()
+				return
+			}
+			f.track(server)
+			f.wg.Go(func() { f.pipe(server, client) })
+			f.pipe(client, server)
+		})
+	}
+}
+
+// pipe copies from src to dst, holding each chunk while frozen.
+func (f *freezer) pipe(dst, src net.Conn) {
+	defer dst.Close()
+	defer src.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			f.pass()
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// TestFrozenDynamoDB runs the catalog on DynamoDB Local behind a proxy and
+// freezes the proxy: writes answer 503 "outcome unknown" and reads 503
+// within the deadline, /healthz stays 200 and /readyz turns 503; after the
+// thaw the catalog serves again. Once with the catalog's store deadline
+// shorter than the SDK's, once the other way round (the SDK's timeout
+// error is mapped the same way).
+func TestFrozenDynamoDB(t *testing.T) {
+	emu := emulators.SharedAWS(t)
+	ctx := context.Background()
+	if err := catalogdynamo.CreateTable(ctx, emulators.SharedDynamoDBClient(t), "frozen-catalog"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name         string
+		args         []string
+		storeTimeout time.Duration
+		detail       string // what the problems' detail says
+	}{
+		{"store deadline first", []string{"--store-timeout", "1s"}, time.Second, "did not answer"},
+		{"sdk deadline first", []string{"--store-timeout", "3s", "--aws-timeout", "1s", "--aws-header-timeout", "400ms"}, 3 * time.Second, "timed out on"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			proxy := newFreezer(t, strings.TrimPrefix(emu.DynamoDB, "http://"))
+			emu.Setenv(t)
+			t.Setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy.URL())
+			env := map[string]string{"TCS_ADMIN_TOKEN": "adm", "TCS_READER_TOKEN": "rdr"}
+			args := append([]string{"--addr", "127.0.0.1:0", "--backend", "aws", "--aws-prefix", "frozen"}, tc.args...)
+			addr := startCatalog(t, args, func(k string) string {
+				if v, ok := env[k]; ok {
+					return v
+				}
+				return os.Getenv(k)
+			})
+			id := strings.ReplaceAll(tc.name, " ", "-")
+			do := func(method, path, token, body string) (int, http.Header, map[string]any) {
+				t.Helper()
+				req, _ := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
+				if token != "" {
+					req.Header.Set("Authorization", "Bearer "+token)
+				}
+				if body != "" {
+					req.Header.Set("Content-Type", "application/json")
+				}
+				res, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatalf("%s %s: %v", method, path, err)
+				}
+				defer res.Body.Close()
+				b, _ := io.ReadAll(res.Body)
+				var doc map[string]any
+				_ = json.Unmarshal(b, &doc)
+				return res.StatusCode, res.Header, doc
+			}
+			if code, _, doc := do("POST", "/v1/tenants", "adm", `{"id":"`+id+`","hostnames":["`+id+`.example.com"]}`); code != http.StatusCreated {
+				t.Fatalf("create before the freeze: %d %v", code, doc)
+			}
+
+			proxy.freeze()
+			for _, c := range []struct {
+				method, path, token, body, problem string
+			}{
+				{"POST", "/v1/tenants", "adm", `{"id":"` + id + `-2","hostnames":["` + id + `-2.example.com"]}`, "urn:tcs:problem:write_outcome_unknown"},
+				{"GET", "/v1/tenants/" + id, "rdr", "", "urn:tcs:problem:store_timeout"},
+				{"GET", "/v1/hostnames/" + id + ".example.com", "rdr", "", "urn:tcs:problem:store_timeout"},
+			} {
+				start := time.Now()
+				code, header, doc := do(c.method, c.path, c.token, c.body)
+				took := time.Since(start)
+				t.Logf("%s %s with DynamoDB frozen: %d after %v: %v", c.method, c.path, code, took.Round(time.Millisecond), doc["detail"])
+				if code != http.StatusServiceUnavailable || doc["type"] != c.problem || header.Get("Retry-After") == "" {
+					t.Errorf("%s %s with DynamoDB frozen: %d %v (Retry-After %q), want 503 %s with Retry-After", c.method, c.path, code, doc, header.Get("Retry-After"), c.problem)
+				}
+				if detail, _ := doc["detail"].(string); !strings.Contains(detail, tc.detail) {
+					t.Errorf("%s %s: detail %q does not say %q", c.method, c.path, detail, tc.detail)
+				}
+				if took > 5*tc.storeTimeout {
+					t.Errorf("%s %s answered after %v; the store deadline is %v", c.method, c.path, took, tc.storeTimeout)
+				}
+			}
+			if code, _, _ := do("GET", "/healthz", "", ""); code != http.StatusOK {
+				t.Errorf("/healthz with DynamoDB frozen: %d, want 200", code)
+			}
+			if code, _, doc := do("GET", "/readyz", "", ""); code != http.StatusServiceUnavailable {
+				t.Errorf("/readyz with DynamoDB frozen: %d %v, want 503", code, doc)
+			}
+
+			proxy.thaw()
+			if code, _, doc := do("GET", "/v1/tenants/"+id, "rdr", ""); code != http.StatusOK {
+				t.Errorf("GET after the thaw: %d %v, want 200", code, doc)
+			}
+		})
+	}
+}
+
+// startCatalog runs the catalog with args until the test ends and returns
+// its address.
+func startCatalog(t *testing.T, args []string, getenv func(string) string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	var stderr bytes.Buffer
+	go func() { done <- runWithReady(ctx, args, getenv, io.Discard, &stderr, ready) }()
+	select {
+	case addr := <-ready:
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("catalog: %v", err)
+			}
+		})
+		return addr
+	case err := <-done:
+		cancel()
+		t.Fatalf("catalog exited early: %v\n%s", err, stderr.String())
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("catalog did not start")
+	}
+	return ""
+}
