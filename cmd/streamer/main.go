@@ -63,8 +63,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		// backend this process has no broadcast to send to.
 		fs.DurationVar(&feed.HeartbeatInterval, "feed-heartbeat", envDuration(getenv, "TCS_FEED_HEARTBEAT", streamer.DefaultHeartbeatInterval, &envErrs),
 			"aws: how often to broadcast a heartbeat to the region's lookup servers, so that they can tell a quiet invalidation feed from a broken one (env TCS_FEED_HEARTBEAT); 0 sends none, for lookup servers too old to decode them")
-		fs.DurationVar(&feed.Timeout, "feed-timeout", envDuration(getenv, "TCS_FEED_TIMEOUT", streamer.DefaultFeedTimeout, &envErrs),
-			fmt.Sprintf("aws: deadline of each invalidation broadcast (env TCS_FEED_TIMEOUT); one is tried %d times, with backoff, then given up (caches converge by their TTL). Applying never waits for broadcasts", streamer.DefaultFeedAttempts))
+		fs.DurationVar(&feed.Timeout, "feed-send-timeout", envDuration(getenv, "TCS_FEED_SEND_TIMEOUT", streamer.DefaultFeedTimeout, &envErrs),
+			fmt.Sprintf("aws: deadline of each invalidation broadcast (env TCS_FEED_SEND_TIMEOUT); one is tried %d times, with backoff, then given up (caches converge by their TTL). Applying never waits for broadcasts", streamer.DefaultFeedAttempts))
 		fs.IntVar(&feed.MaxPending, "feed-max-pending", envInt(getenv, "TCS_FEED_MAX_PENDING", streamer.DefaultFeedMaxPending, "a whole number of tenants, such as 100000", &envErrs),
 			"aws: most invalidations waiting to be broadcast, one per tenant (a tenant's newer change merges into its pending one) (env TCS_FEED_MAX_PENDING); when full, the oldest is dropped")
 		fs.IntVar(&feed.Senders, "feed-senders", envInt(getenv, "TCS_FEED_SENDERS", streamer.DefaultFeedSenders, "a whole number, such as 4", &envErrs),
@@ -95,7 +95,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		case feed.HeartbeatInterval < 0:
 			return fmt.Errorf("--feed-heartbeat %v: want 0 (none) or more", feed.HeartbeatInterval)
 		case feed.Timeout <= 0:
-			return fmt.Errorf("--feed-timeout %v: want more than 0", feed.Timeout)
+			return fmt.Errorf("--feed-send-timeout %v: want more than 0", feed.Timeout)
 		case feed.MaxPending < 1:
 			return fmt.Errorf("--feed-max-pending %d: want at least 1", feed.MaxPending)
 		case feed.Senders < 1:

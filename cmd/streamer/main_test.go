@@ -71,7 +71,7 @@ func TestBadUsage(t *testing.T) {
 		{[]string{"apply", "--data", t.TempDir(), "--region", "us-east-1", "--concurrency", "0"}, "--concurrency 0: want at least 1"},
 		{[]string{"apply", "--data", t.TempDir(), "--region", "us-east-1", "--concurrency", "many"}, "invalid value \"many\" for flag -concurrency"},
 		{[]string{"apply", "--data", t.TempDir(), "--region", "us-east-1", "--feed-heartbeat", "-1s"}, "--feed-heartbeat -1s: want 0 (none) or more"},
-		{[]string{"apply", "--data", t.TempDir(), "--region", "us-east-1", "--feed-timeout", "0s"}, "--feed-timeout 0s: want more than 0"},
+		{[]string{"apply", "--data", t.TempDir(), "--region", "us-east-1", "--feed-send-timeout", "0s"}, "--feed-send-timeout 0s: want more than 0"},
 		{[]string{"apply", "--data", t.TempDir(), "--region", "us-east-1", "--feed-max-pending", "0"}, "--feed-max-pending 0: want at least 1"},
 		{[]string{"apply", "--data", t.TempDir(), "--region", "us-east-1", "--feed-senders", "0"}, "--feed-senders 0: want at least 1"},
 	} {
@@ -83,7 +83,7 @@ func TestBadUsage(t *testing.T) {
 	for key, val := range map[string]string{
 		"TCS_APPLY_CONCURRENCY": "lots",
 		"TCS_FEED_HEARTBEAT":    "often",
-		"TCS_FEED_TIMEOUT":      "2",
+		"TCS_FEED_SEND_TIMEOUT": "2",
 		"TCS_FEED_MAX_PENDING":  "1e5",
 		"TCS_FEED_SENDERS":      "four",
 	} {
