@@ -151,22 +151,17 @@ func (c *HTTPClient) Do(req *http.Request) (*http.Response, error) {
 	if wait, ok := parent.Value(extraWaitKey{}).(time.Duration); ok && limit > 0 {
 		limit += wait
 	}
-	ctx, cancelCtx := context.WithCancel(ctx)
-	var fired atomic.Bool
+	ctx, cancel := context.WithCancel(ctx)
 	var timer *time.Timer
 	if limit > 0 {
-		timer = time.AfterFunc(limit, func() { fired.Store(true); cancelCtx() })
-	}
-	cancel := func() {
-		if timer != nil {
-			timer.Stop()
-		}
-		cancelCtx()
+		timer = time.AfterFunc(limit, cancel)
 	}
 	resp, err := c.next.Do(req.WithContext(ctx))
-	if err == nil && fired.Load() {
-		// The headers came just as the timer fired: the body's context is
-		// gone, so the response is unusable.
+	// The limit is on the headers only: once they are in, the body may
+	// take as long as the operation deadline allows. A timer that could not
+	// be stopped has fired (or is firing), cancelling the request.
+	fired := timer != nil && !timer.Stop()
+	if err == nil && fired {
 		resp.Body.Close()
 		err = context.Canceled
 	}
@@ -177,7 +172,7 @@ func (c *HTTPClient) Do(req *http.Request) (*http.Response, error) {
 		}
 		host := req.URL.Host
 		switch {
-		case fired.Load():
+		case fired:
 			return nil, &TimeoutError{What: "response headers from " + host, Limit: limit}
 		case isTimeout(err) && !connected.Load() && handshaking.Load():
 			return nil, &TimeoutError{What: "TLS handshake with " + host, Limit: c.tlsHandshake, Err: err}
@@ -195,7 +190,7 @@ func isTimeout(err error) bool {
 	return errors.As(err, &t) && t.Timeout()
 }
 
-// cancelOnClose releases the per-request timer and context with the body.
+// cancelOnClose releases the request's context with the body.
 type cancelOnClose struct {
 	io.ReadCloser
 	cancel func()

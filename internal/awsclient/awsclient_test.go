@@ -3,7 +3,10 @@ package awsclient_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -311,5 +314,33 @@ func TestValidate(t *testing.T) {
 	err := awsclient.Timeouts{ResponseHeader: 20 * time.Second, Operation: 10 * time.Second}.Validate()
 	if err == nil || !strings.Contains(err.Error(), "response-header timeout") {
 		t.Errorf("header > operation: err = %v", err)
+	}
+}
+
+// TestSlowBodyAfterHeaders: the response-header timeout is on the headers
+// only; a body that takes longer than it (within the operation deadline)
+// is read whole.
+func TestSlowBodyAfterHeaders(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		select {
+		case <-time.After(2 * testTimeouts.ResponseHeader):
+		case <-r.Context().Done():
+			return
+		}
+		io.WriteString(w, `{"TableNames":["slow"]}`)
+	}))
+	t.Cleanup(srv.Close)
+	cfg := config(srv.URL, testTimeouts)
+	cfg.RetryMaxAttempts = 1
+	out, err := dynamodb.NewFromConfig(cfg).ListTables(context.Background(), &dynamodb.ListTablesInput{})
+	if err != nil {
+		t.Fatalf("ListTables with a body slower than the header timeout: %v", err)
+	}
+	if len(out.TableNames) != 1 || out.TableNames[0] != "slow" {
+		t.Errorf("TableNames = %v, want [slow]", out.TableNames)
 	}
 }
