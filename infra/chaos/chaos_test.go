@@ -1,0 +1,80 @@
+//go:build linux
+
+package chaos_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tcs-dev/tcs/infra/chaos"
+)
+
+// Environment of TestChaos.
+const (
+	variantEnv    = "TCS_CHAOS"            // short (default) or full
+	reportEnv     = "TCS_CHAOS_REPORT"     // report folder (default <repo>/.bin/chaos/<variant>)
+	thresholdsEnv = "TCS_CHAOS_THRESHOLDS" // thresholds file (default: the committed thresholds.json)
+)
+
+// TestChaos is the chaos suite: the AWS topology on the emulators, one
+// process per binary, under load, every fault in turn; it fails on every
+// bound of the thresholds the run exceeded, and writes its report whatever
+// the outcome.
+func TestChaos(t *testing.T) {
+	cfg := chaos.ShortConfig()
+	switch v := os.Getenv(variantEnv); v {
+	case "", "short":
+	case "full":
+		cfg = chaos.FullConfig()
+	default:
+		t.Fatalf("%s=%q: want short or full", variantEnv, v)
+	}
+	th, err := chaos.LoadThresholds(os.Getenv(thresholdsEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := os.Getenv(reportEnv)
+	if out == "" {
+		out = filepath.Join(root, ".bin", "chaos", cfg.Variant)
+	}
+	logs := filepath.Join(out, "logs")
+	if err := os.RemoveAll(logs); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
+	defer cancel()
+	bin := t.TempDir()
+	if err := chaos.BuildBinaries(ctx, root, bin); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	topo, err := chaos.StartTopology(ctx, bin, logs, cfg.Regions, cfg.CacheTTL, os.Getenv)
+	if err != nil {
+		t.Fatalf("start the topology: %v (logs in %s)", err, logs)
+	}
+	t.Cleanup(topo.Stop)
+	t.Logf("topology up in %v; logs in %s", time.Since(start).Round(time.Millisecond), logs)
+	run, err := chaos.Execute(ctx, cfg, topo, t.Logf)
+	if err != nil {
+		t.Fatalf("chaos run: %v", err)
+	}
+	rep := chaos.Analyse(run, th, logs)
+	if err := rep.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("report: %s (and report.json): %d writes acknowledged, %d lookups, %d bounds exceeded",
+		filepath.Join(out, "report.md"), rep.Totals.AcknowledgedWrites, rep.Totals.Lookups, len(rep.Violations))
+	for _, v := range rep.Violations {
+		t.Error(v)
+	}
+}

@@ -1,0 +1,178 @@
+//go:build linux
+
+package chaos
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
+	"github.com/tcs-dev/tcs/tcs/client"
+)
+
+// Outcome of one lookup.
+type Outcome string
+
+const (
+	OK       Outcome = "ok"        // a tenant (fresh or served stale)
+	NotFound Outcome = "not_found" // a definite answer: no tenant owns the hostname
+	Failed   Outcome = "error"     // no answer
+)
+
+// Sample is one lookup by one reader.
+type Sample struct {
+	Reader   string        `json:"reader"`
+	Start    time.Time     `json:"start"`
+	Duration time.Duration `json:"duration_ns"`
+	Host     string        `json:"host"`
+	Outcome  Outcome       `json:"outcome"`
+	Error    string        `json:"error,omitempty"` // gRPC code or client error
+	TenantID string        `json:"tenant_id,omitempty"`
+	Version  int64         `json:"version,omitempty"`
+	// Stale: served past its TTL because the replica (server) or every
+	// region (client) failed; Age is how old the answer was.
+	Stale bool          `json:"stale,omitempty"`
+	Age   time.Duration `json:"age_ns,omitempty"`
+	// Recent: this reader looked the hostname up in the previous minute.
+	Recent bool `json:"recent,omitempty"`
+}
+
+// Answered reports whether the lookup got an answer.
+func (s Sample) Answered() bool { return s.Outcome != Failed }
+
+// lookupFunc looks a hostname up and fills the sample's outcome.
+type lookupFunc func(ctx context.Context, host string, s *Sample)
+
+// Reader looks up hostnames at a steady rate and records every answer.
+type Reader struct {
+	Name    string
+	Kind    string // "region" (gRPC straight to one tcs node) or "client" (tcs/client)
+	Region  string
+	lookup  lookupFunc
+	close   func() error
+	rate    float64
+	timeout time.Duration
+	hosts   func() []string
+
+	mu      sync.Mutex
+	samples []Sample
+	last    map[string]time.Time
+}
+
+// RecentWindow is how recently a hostname must have been looked up for a
+// lookup of it to count as one of a recently looked-up hostname.
+const RecentWindow = time.Minute
+
+// NewRegionReader reads one region's tcs node over gRPC.
+func NewRegionReader(region, addr string, rate float64, timeout time.Duration, hosts func() []string) (*Reader, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	c := tcsv1.NewTenantContextServiceClient(conn)
+	r := &Reader{Name: "region " + region, Kind: "region", Region: region, rate: rate, timeout: timeout, hosts: hosts, close: conn.Close}
+	r.lookup = func(ctx context.Context, host string, s *Sample) {
+		res, err := c.Lookup(ctx, &tcsv1.LookupRequest{Hostname: host})
+		switch {
+		case err == nil:
+			s.Outcome = OK
+			s.TenantID, s.Version = res.GetTenant().GetId(), res.GetTenant().GetVersion()
+			s.Stale, s.Age = res.GetStale(), res.GetAge().AsDuration()
+		case status.Code(err) == codes.NotFound:
+			s.Outcome = NotFound
+		default:
+			s.Outcome, s.Error = Failed, status.Code(err).String()
+		}
+	}
+	return r, nil
+}
+
+// NewClientReader reads through the client library, with the given region
+// first and the others after it, as a compute node in that region would.
+func NewClientReader(ctx context.Context, region string, addrs []string, ttl time.Duration, rate float64, timeout time.Duration, hosts func() []string) (*Reader, error) {
+	c, err := client.New(ctx, client.WithRegions(addrs...), client.WithTTL(ttl))
+	if err != nil {
+		return nil, err
+	}
+	r := &Reader{Name: "client " + region, Kind: "client", Region: region, rate: rate, timeout: timeout, hosts: hosts, close: c.Close}
+	r.lookup = func(ctx context.Context, host string, s *Sample) {
+		t, meta, err := c.LookupMeta(ctx, host)
+		switch {
+		case err == nil:
+			s.Outcome = OK
+			s.TenantID, s.Version = t.ID, t.Version
+			s.Stale, s.Age = meta.Stale, meta.Age
+		case errors.Is(err, client.ErrNotFound):
+			s.Outcome = NotFound
+		case errors.Is(err, client.ErrUnavailable):
+			s.Outcome, s.Error = Failed, "unavailable"
+		case errors.Is(err, context.DeadlineExceeded):
+			s.Outcome, s.Error = Failed, "timeout"
+		default:
+			s.Outcome, s.Error = Failed, err.Error()
+		}
+	}
+	return r, nil
+}
+
+// Run looks hostnames up until ctx ends: one lookup per 1/rate, each in its
+// own goroutine (a slow answer does not slow the rate), at most 64 at once.
+func (r *Reader) Run(ctx context.Context) {
+	r.last = map[string]time.Time{}
+	tick := time.NewTicker(time.Duration(float64(time.Second) / r.rate))
+	defer tick.Stop()
+	sem := make(chan struct{}, 64)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		hosts := r.hosts()
+		if len(hosts) == 0 {
+			continue
+		}
+		host := hosts[rand.IntN(len(hosts))]
+		select {
+		case sem <- struct{}{}:
+		default:
+			continue // 64 lookups hang: the ones in flight will count as failures
+		}
+		now := time.Now()
+		r.mu.Lock()
+		last, seen := r.last[host]
+		r.last[host] = now
+		r.mu.Unlock()
+		wg.Go(func() {
+			defer func() { <-sem }()
+			s := Sample{Reader: r.Name, Start: now, Host: host, Recent: seen && now.Sub(last) <= RecentWindow}
+			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.timeout)
+			r.lookup(lctx, host, &s)
+			cancel()
+			s.Duration = time.Since(now)
+			r.mu.Lock()
+			r.samples = append(r.samples, s)
+			r.mu.Unlock()
+		})
+	}
+}
+
+// Samples returns every lookup so far.
+func (r *Reader) Samples() []Sample {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Sample(nil), r.samples...)
+}
+
+// Close closes the reader's connection or client.
+func (r *Reader) Close() error { return r.close() }
