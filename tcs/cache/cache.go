@@ -551,6 +551,11 @@ func (c *Cache) begin() ticket {
 // caller's: the read is shared, and a caller giving up must not fail the
 // others. Its Result goes with NotFound too (see Lookup).
 func (c *Cache) fill(hostname string) (any, error) {
+	// A caller that missed just before the previous fill installed its
+	// answer, and joined only after that fill ended, finds it here.
+	if res, err, ok := c.freshAnswer(hostname); ok {
+		return res, err
+	}
 	t := c.begin()
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.ReadTimeout)
 	ten, err := c.reader.LookupHostname(ctx, hostname)
@@ -582,6 +587,23 @@ func (c *Cache) fill(hostname string) (any, error) {
 	}
 }
 
+// freshAnswer returns hostname's fresh entry as Lookup answers it, if there
+// is one.
+func (c *Cache) freshAnswer(hostname string) (Result, error, bool) {
+	now := c.opts.Now().UnixNano()
+	sh := c.shard(hostname)
+	sh.mu.Lock()
+	e, ok := c.getLocked(sh, hostname)
+	sh.mu.Unlock()
+	if !ok || !c.fresh(&e, now) {
+		return Result{}, nil, false
+	}
+	if e.negative() {
+		return e.result(false), notFound(hostname), true
+	}
+	return e.result(false), nil, true
+}
+
 // dropKept removes hostname's entry if it is not fresh: a read that
 // succeeded has superseded it, and no negative entry replaces it.
 func (c *Cache) dropKept(hostname string) {
@@ -603,16 +625,13 @@ func (c *Cache) failed(hostname string, err error) (any, error) {
 		c.opts.OnReadError(hostname, err)
 	}
 	now := c.opts.Now().UnixNano()
+	if res, err, ok := c.freshAnswer(hostname); ok { // installed meanwhile
+		return res, err
+	}
 	sh := c.shard(hostname)
 	sh.mu.Lock()
 	e, ok := c.getLocked(sh, hostname)
 	sh.mu.Unlock()
-	if ok && c.fresh(&e, now) { // installed meanwhile by another fill
-		if e.negative() {
-			return e.result(false), notFound(hostname)
-		}
-		return e.result(false), nil
-	}
 	ok = ok && c.keptWithin(&e, now)
 	if ok && !e.outdated {
 		return c.serveStale(hostname, &e)

@@ -186,7 +186,9 @@ func TestConcurrentMissesMakeOneRead(t *testing.T) {
 	}
 	rd := r.nextRead(t)
 	started.Wait()
-	time.Sleep(10 * time.Millisecond) // let the stragglers join the read (late ones hit the cache anyway)
+	// Every lookup has missed and is joining the read (a miss is counted
+	// just before joining) before the read returns.
+	waitCond(t, "every lookup to miss", func() bool { return c.Stats().Misses == n })
 	rd.answer(makeTenant("acme", 1, host))
 	done.Wait()
 	close(errs)

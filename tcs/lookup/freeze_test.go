@@ -132,10 +132,11 @@ func TestReplicaFreeze(t *testing.T) {
 	stale := gather(t, e.srv.Registry())
 	t.Logf("%v stale answers, %v of them without waiting for a read", stale["tcs_lookup_cache_stale_serves_total"], stale["tcs_lookup_cache_stale_at_once_total"])
 
-	// The replica thaws: once a probe has seen it, the written tenants'
-	// new versions are read.
+	// The replica thaws: once a probe (which lookups start) has seen it,
+	// the written tenants' new versions are read.
 	release()
 	waitFor(t, "the replica to stop counting as failing", func() bool {
+		_, _ = e.client.Lookup(ctx, &tcsv1.LookupRequest{Hostname: hosts[0]})
 		return gather(t, e.srv.Registry())["tcs_lookup_cache_replica_failing"] == 0
 	})
 	res, err := e.client.Lookup(ctx, &tcsv1.LookupRequest{Hostname: hosts[tenants-1]})
