@@ -291,9 +291,17 @@ func TestMetrics(t *testing.T) {
 		`tcs_lookup_watch_streams`:                                   1,
 		`tcs_lookup_invalidations_total`:                             1,
 		`tcs_lookup_request_duration_seconds_count{method="Lookup"}`: 4,
+		`tcs_lookup_feed_up`:                                         1,
+		`tcs_lookup_feed_heartbeats_total`:                           0,
+		`tcs_lookup_cache_replica_failing`:                           0,
+		`tcs_lookup_cache_stale_at_once_total`:                       0,
+		`tcs_lookup_cache_fallback_reads_total{result="served"}`:     0,
+	}
+	if got["tcs_lookup_feed_last_message_timestamp_seconds"] != float64(e.clock.Now().Unix()) {
+		t.Errorf("tcs_lookup_feed_last_message_timestamp_seconds = %v, want %v", got["tcs_lookup_feed_last_message_timestamp_seconds"], e.clock.Now().Unix())
 	}
 	for name, v := range want {
-		if got[name] != v {
+		if gv, ok := got[name]; !ok || gv != v {
 			t.Errorf("%s = %v, want %v", name, got[name], v)
 		}
 	}
