@@ -216,7 +216,9 @@ func Analyse(r *Run, th Thresholds, logDir string) *Report {
 	}
 	var baselineLag map[string]float64
 	for _, w := range r.Windows {
-		end := w.Heal.Add(w.Recovered)
+		// A fault lasts from its injection until the topology serves
+		// again and every region has converged.
+		end := w.Heal.Add(max(w.Recovered, w.Converged))
 		f := FaultReport{Name: w.Name, Kind: w.Kind, Start: w.Start, WindowSeconds: w.Heal.Sub(w.Start).Seconds(),
 			RecoverSeconds: w.Recovered.Seconds(), ConvergeSeconds: w.Converged.Seconds(), Converged: w.ConvergedOK,
 			InjectError: w.InjectErr, HealError: w.HealErr, Crashed: w.Crashed, LagP99Seconds: map[string]float64{}}

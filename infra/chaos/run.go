@@ -21,6 +21,7 @@ import (
 
 	"github.com/tcs-dev/tcs/infra/emulators"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
+	"github.com/tcs-dev/tcs/streamer/kinesis"
 )
 
 // Config sizes a run. ShortConfig is what CI runs; FullConfig is make chaos.
@@ -142,8 +143,11 @@ func (t *Topology) faults(cfg Config) []fault {
 		freeze("SIGSTOP SNS/SQS (fauxqs)", KindSNSSQSFreeze, t.SNSSQS, cfg.SNSSQSFreeze),
 		freeze("SIGSTOP DynamoDB Local", KindDynamoFreeze, t.DynamoDB, cfg.DynamoDBFreeze),
 		freeze("SIGSTOP Kinesis (kinesalite)", KindKinesisFreeze, t.Kinesis, cfg.FaultWindow),
+		// No restart heals this one: the survivor takes the dead applier's
+		// shards over when their leases expire, so the fault lasts a lease
+		// and convergence counts from its end.
 		{name: "kill -9 " + forGood.Name + " for good (the other applier of " + r0 + " takes over)", kind: KindKill,
-			window: cfg.FaultWindow, inject: forGood.Kill, heal: func(context.Context) error { return nil }, retires: forGood},
+			window: kinesis.DefaultLeaseDuration, inject: forGood.Kill, heal: func(context.Context) error { return nil }, retires: forGood},
 	}
 }
 
