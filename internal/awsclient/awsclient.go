@@ -83,15 +83,6 @@ func (t Timeouts) withDefaults() Timeouts {
 	return t
 }
 
-// Validate reports a combination that cannot work, naming the field.
-func (t Timeouts) Validate() error {
-	t = t.withDefaults()
-	if t.Operation > 0 && t.ResponseHeader > t.Operation {
-		return fmt.Errorf("response-header timeout %v exceeds the operation timeout %v: no attempt could use it", t.ResponseHeader, t.Operation)
-	}
-	return nil
-}
-
 // Apply makes cfg's SDK clients use t: it replaces cfg.HTTPClient and adds
 // the per-operation deadline to cfg.APIOptions. Clients made from cfg
 // afterwards (NewFromConfig) get both.

@@ -269,22 +269,22 @@ func TestLongPollOutlastsTimeouts(t *testing.T) {
 	}
 }
 
-// TestWorkingEndpoint checks that calls through the timeouts work against
-// the emulators.
+// TestWorkingEndpoint checks that calls through the default timeouts work
+// against the emulators.
 func TestWorkingEndpoint(t *testing.T) {
 	t.Parallel()
 	emu := emulators.SharedAWS(t)
 	ctx := context.Background()
-	if _, err := dynamodb.NewFromConfig(config(emu.DynamoDB, testTimeouts)).ListTables(ctx, &dynamodb.ListTablesInput{}); err != nil {
+	if _, err := dynamodb.NewFromConfig(config(emu.DynamoDB, awsclient.Timeouts{})).ListTables(ctx, &dynamodb.ListTablesInput{}); err != nil {
 		t.Errorf("DynamoDB ListTables: %v", err)
 	}
-	if _, err := kinesis.NewFromConfig(config(emu.Kinesis, testTimeouts)).ListStreams(ctx, &kinesis.ListStreamsInput{}); err != nil {
+	if _, err := kinesis.NewFromConfig(config(emu.Kinesis, awsclient.Timeouts{})).ListStreams(ctx, &kinesis.ListStreamsInput{}); err != nil {
 		t.Errorf("Kinesis ListStreams: %v", err)
 	}
-	if _, err := awssns.NewFromConfig(config(emu.SNSSQS, testTimeouts)).ListTopics(ctx, &awssns.ListTopicsInput{}); err != nil {
+	if _, err := awssns.NewFromConfig(config(emu.SNSSQS, awsclient.Timeouts{})).ListTopics(ctx, &awssns.ListTopicsInput{}); err != nil {
 		t.Errorf("SNS ListTopics: %v", err)
 	}
-	if _, err := awssqs.NewFromConfig(config(emu.SNSSQS, testTimeouts)).ListQueues(ctx, &awssqs.ListQueuesInput{}); err != nil {
+	if _, err := awssqs.NewFromConfig(config(emu.SNSSQS, awsclient.Timeouts{})).ListQueues(ctx, &awssqs.ListQueuesInput{}); err != nil {
 		t.Errorf("SQS ListQueues: %v", err)
 	}
 }
@@ -306,35 +306,33 @@ func TestWithDefaults(t *testing.T) {
 	}
 }
 
-func TestValidate(t *testing.T) {
-	t.Parallel()
-	if err := (awsclient.Timeouts{}).Validate(); err != nil {
-		t.Errorf("defaults: %v", err)
-	}
-	err := awsclient.Timeouts{ResponseHeader: 20 * time.Second, Operation: 10 * time.Second}.Validate()
-	if err == nil || !strings.Contains(err.Error(), "response-header timeout") {
-		t.Errorf("header > operation: err = %v", err)
-	}
-}
-
 // TestSlowBodyAfterHeaders: the response-header timeout is on the headers
 // only; a body that takes longer than it (within the operation deadline)
 // is read whole.
 func TestSlowBodyAfterHeaders(t *testing.T) {
 	t.Parallel()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Read the request, and answer a little later, as AWS does: an
+		// answer at once races the client's check that the request body
+		// ended, after which the SDK closes that body and Go's transport
+		// fails the connection ("use of closed network connection"; the SDK
+		// retries it, but this test makes one attempt).
+		io.Copy(io.Discard, r.Body)
+		time.Sleep(50 * time.Millisecond)
 		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
 		w.WriteHeader(http.StatusOK)
 		w.(http.Flusher).Flush()
 		select {
-		case <-time.After(2 * testTimeouts.ResponseHeader):
+		case <-time.After(3 * testTimeouts.ResponseHeader):
 		case <-r.Context().Done():
 			return
 		}
 		io.WriteString(w, `{"TableNames":["slow"]}`)
 	}))
 	t.Cleanup(srv.Close)
-	cfg := config(srv.URL, testTimeouts)
+	to := testTimeouts
+	to.Operation = 10 * time.Second // not what this test is about
+	cfg := config(srv.URL, to)
 	cfg.RetryMaxAttempts = 1
 	out, err := dynamodb.NewFromConfig(cfg).ListTables(context.Background(), &dynamodb.ListTablesInput{})
 	if err != nil {
