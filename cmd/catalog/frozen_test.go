@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -163,7 +164,7 @@ func TestFrozenDynamoDB(t *testing.T) {
 				}
 				return os.Getenv(k)
 			})
-			id := strings.ReplaceAll(tc.name, " ", "-")
+			id := fmt.Sprintf("%s-%d", strings.ReplaceAll(tc.name, " ", "-"), time.Now().UnixNano())
 			do := func(method, path, token, body string) (int, http.Header, map[string]any) {
 				t.Helper()
 				req, _ := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
@@ -183,8 +184,17 @@ func TestFrozenDynamoDB(t *testing.T) {
 				_ = json.Unmarshal(b, &doc)
 				return res.StatusCode, res.Header, doc
 			}
-			if code, _, doc := do("POST", "/v1/tenants", "adm", `{"id":"`+id+`","hostnames":["`+id+`.example.com"]}`); code != http.StatusCreated {
-				t.Fatalf("create before the freeze: %d %v", code, doc)
+			// Before the freeze, as a client should: a 503 (DynamoDB Local's
+			// first calls can be slow) is retried; a 409 then means an
+			// earlier attempt committed.
+			for attempt := 1; ; attempt++ {
+				code, _, doc := do("POST", "/v1/tenants", "adm", `{"id":"`+id+`","hostnames":["`+id+`.example.com"]}`)
+				if code == http.StatusCreated || code == http.StatusConflict && attempt > 1 {
+					break
+				}
+				if code != http.StatusServiceUnavailable || attempt == 5 {
+					t.Fatalf("create before the freeze: %d %v", code, doc)
+				}
 			}
 
 			proxy.freeze()
