@@ -74,16 +74,20 @@ type FaultReport struct {
 // ReaderReport is one reader's lookups during a fault (from its injection
 // until the faulty part served again).
 type ReaderReport struct {
-	Reader             string         `json:"reader"`
-	Kind               string         `json:"kind"`
-	Lookups            int            `json:"lookups"`
-	Answered           int            `json:"answered"`
-	Availability       float64        `json:"availability"`
-	RecentLookups      int            `json:"recent_lookups"`
-	RecentAnswered     int            `json:"recent_answered"`
-	RecentAvailability float64        `json:"recent_availability"`
-	Stale              int            `json:"stale"`
-	MaxStaleAgeSeconds float64        `json:"max_stale_age_seconds"`
+	Reader             string  `json:"reader"`
+	Kind               string  `json:"kind"`
+	Region             string  `json:"region"`
+	Lookups            int     `json:"lookups"`
+	Answered           int     `json:"answered"`
+	Availability       float64 `json:"availability"`
+	RecentLookups      int     `json:"recent_lookups"`
+	RecentAnswered     int     `json:"recent_answered"`
+	RecentAvailability float64 `json:"recent_availability"`
+	Stale              int     `json:"stale"`
+	MaxStaleAgeSeconds float64 `json:"max_stale_age_seconds"`
+	// Outdated: answers not marked stale about a tenant of which a newer
+	// version had been acknowledged before the lookup began; the largest
+	// time since that acknowledgement.
 	Outdated           int            `json:"outdated"`
 	MaxOutdatedSeconds float64        `json:"max_outdated_seconds"`
 	Errors             map[string]int `json:"errors,omitempty"`
@@ -226,7 +230,7 @@ func Analyse(r *Run, th Thresholds, logDir string) *Report {
 			f.Unconverged = w.convergeUnconverged[:min(len(w.convergeUnconverged), 10)]
 		}
 		for _, rd := range r.Readers {
-			rr := ReaderReport{Reader: rd.Name, Kind: rd.Kind, Errors: map[string]int{}}
+			rr := ReaderReport{Reader: rd.Name, Kind: rd.Kind, Region: rd.Region, Errors: map[string]int{}}
 			for _, s := range samples[rd] {
 				if s.Start.Before(w.Start) || !s.Start.Before(end) {
 					continue
@@ -247,7 +251,9 @@ func Analyse(r *Run, th Thresholds, logDir string) *Report {
 					rr.Stale++
 					rr.MaxStaleAgeSeconds = math.Max(rr.MaxStaleAgeSeconds, s.Age.Seconds())
 				}
-				if s.Outcome == OK {
+				// A stale-marked answer says it may be old; outdated counts
+				// the answers that do not.
+				if s.Outcome == OK && !s.Stale {
 					if age, ok := outdatedAge(s); ok {
 						rr.Outdated++
 						rr.MaxOutdatedSeconds = math.Max(rr.MaxOutdatedSeconds, age.Seconds())
@@ -346,8 +352,16 @@ func faultViolations(f FaultReport, th Thresholds, baselineLag map[string]float6
 				v = append(v, fmt.Sprintf("%s answered %.2f%% of lookups of recently looked-up hostnames (%d/%d), bound %.2f%%", rr.Reader, 100*rr.RecentAvailability, rr.RecentAnswered, rr.RecentLookups, 100*th.DynamoDBFreeze.RecentLookupAvailability))
 			}
 		case KindSNSSQSFreeze:
-			if limit := ttl.Seconds() + th.SNSSQSFreeze.OutdatedOverTTLSeconds; rr.MaxOutdatedSeconds > limit {
-				v = append(v, fmt.Sprintf("%s served an answer outdated by %.1fs, bound %.1fs (cache TTL)", rr.Reader, rr.MaxOutdatedSeconds, limit))
+			// An answer is outdated by its cache age plus the replication
+			// lag of the version it missed: the cache's share is bounded by
+			// the TTL, the lag's by the lag bound below.
+			lag := f.LagP99Seconds[rr.Region]
+			if rr.Kind == "client" {
+				lag = slices.Max(slices.Collect(maps.Values(f.LagP99Seconds)))
+			}
+			if limit := ttl.Seconds() + th.SNSSQSFreeze.OutdatedOverTTLSeconds + lag; rr.MaxOutdatedSeconds > limit {
+				v = append(v, fmt.Sprintf("%s served an answer outdated by %.1fs (not marked stale), bound %.1fs (cache TTL %.0fs + replication lag p99 %.2fs)",
+					rr.Reader, rr.MaxOutdatedSeconds, limit, ttl.Seconds(), lag))
 			}
 		}
 	}

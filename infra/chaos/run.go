@@ -260,22 +260,13 @@ func Execute(ctx context.Context, cfg Config, topo *Topology, logf func(string, 
 		}
 		cancel()
 		w.Recovered = time.Since(w.Heal)
-		for _, p := range topo.Processes() {
-			if p.Alive() || r.Retired[p] || (f.retires == p) {
-				continue
-			}
-			w.Crashed = append(w.Crashed, fmt.Sprintf("%s (log: %s)", p.Name, p.logPath))
-			rctx, cancel := context.WithTimeout(ctx, time.Minute)
-			if err := p.Start(); err == nil {
-				_ = p.WaitReady(rctx)
-			}
-			cancel()
-		}
+		r.restartCrashed(ctx, w, f.retires)
 		if f.retires != nil {
 			r.Retired[f.retires] = true
 		}
 		w.snapshotAtHeal = r.Writer.Snapshot()
 		w.Converged, w.ConvergedOK, w.convergeUnconverged = r.converge(ctx, w.snapshotAtHeal, w.Heal, cfg.ConvergeTimeout)
+		r.restartCrashed(ctx, w, nil)
 		logf("%s: recovered in %v, converged %v in %v", f.name, w.Recovered.Round(time.Millisecond), w.ConvergedOK, w.Converged.Round(time.Millisecond))
 		sleep(ctx, cfg.Quiet)
 	}
@@ -288,6 +279,22 @@ func Execute(ctx context.Context, cfg Config, topo *Topology, logf func(string, 
 	r.finalChecks(ctx)
 	r.Ended = time.Now()
 	return r, ctx.Err()
+}
+
+// restartCrashed restarts every process that exited on its own (not
+// retired, not the one the fault retires), noting it in w.
+func (r *Run) restartCrashed(ctx context.Context, w *window, retires *Proc) {
+	for _, p := range r.Topology.Processes() {
+		if p.Alive() || r.Retired[p] || p == retires {
+			continue
+		}
+		w.Crashed = append(w.Crashed, fmt.Sprintf("%s (log: %s)", p.Name, p.logPath))
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		if err := p.Start(); err == nil {
+			_ = p.WaitReady(rctx)
+		}
+		cancel()
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) {
