@@ -3,6 +3,7 @@
 package chaos
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,5 +90,192 @@ func TestP99(t *testing.T) {
 	}
 	if got := p99(nil); got != 0 {
 		t.Errorf("p99 of nothing = %v, want 0", got)
+	}
+}
+
+// syntheticRun is a finished run without processes: three writes to one
+// tenant, a delete of another, one region and one client reader.
+func syntheticRun(t0 time.Time) *Run {
+	w := &Writer{tenants: map[string]*tenantState{}}
+	w.acks = []Ack{
+		{Op: "create", ID: "a", Version: 1, Hostnames: []string{"a.chaos.test"}, Labels: map[string]string{"seq": "0"}, At: t0},
+		{Op: "update", ID: "a", Version: 2, Hostnames: []string{"a.chaos.test"}, Labels: map[string]string{"seq": "1"}, At: t0.Add(time.Second)},
+		{Op: "create", ID: "d", Version: 1, Hostnames: []string{"d.chaos.test"}, At: t0},
+		{Op: "delete", ID: "d", Version: 2, Deleted: true, At: t0.Add(time.Second)},
+	}
+	w.attempts = []WriteAttempt{{Op: "update", ID: "a", Start: t0.Add(2 * time.Second), Latency: time.Second, Status: "503"}}
+	region := &Reader{Name: "region r1", Kind: "region", Region: "r1"}
+	client := &Reader{Name: "client r1", Kind: "client", Region: "r1"}
+	return &Run{
+		Config:   ShortConfig(),
+		Topology: &Topology{Regions: []string{"r1"}},
+		Writer:   w,
+		Readers:  []*Reader{region, client},
+		Lag:      &LagProbe{},
+		Windows: []*window{
+			{Name: "baseline", Kind: KindBaseline, Start: t0, Heal: t0.Add(3 * time.Second), ConvergedOK: true},
+			{Name: "kill", Kind: KindKill, Start: t0.Add(3 * time.Second), Heal: t0.Add(6 * time.Second), Converged: time.Second, ConvergedOK: true},
+		},
+		Final: FinalState{
+			Catalog: map[string]catalogEntry{
+				"a": {Version: 2, Hostnames: []string{"a.chaos.test"}, Labels: map[string]string{"seq": "1"}},
+				"d": {Version: 2, Deleted: true},
+			},
+			VerifyClean: true, FinalConvergedOK: true,
+		},
+		Started: t0, Ended: t0.Add(10 * time.Second),
+	}
+}
+
+func TestAnalyse(t *testing.T) {
+	t.Parallel()
+	t0 := time.Unix(1_000_000, 0)
+	ok := func(start time.Duration, id string, v int64) Sample {
+		return Sample{Start: t0.Add(start), Duration: time.Millisecond, Host: id + ".chaos.test", Outcome: OK, TenantID: id, Version: v}
+	}
+	th, err := LoadThresholds("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		edit  func(r *Run)
+		check func(t *testing.T, rep *Report)
+	}{
+		{"clean run", func(r *Run) {
+			r.Readers[0].samples = []Sample{ok(3500*time.Millisecond, "a", 2)}
+			r.Readers[1].samples = []Sample{ok(3500*time.Millisecond, "a", 2)}
+		}, func(t *testing.T, rep *Report) {
+			if len(rep.Violations) != 0 {
+				t.Errorf("violations %v, want none", rep.Violations)
+			}
+			if got := rep.Faults[1].Readers[1].Availability; got != 1 {
+				t.Errorf("client availability during the kill %v, want 1", got)
+			}
+		}},
+		{"lost write", func(r *Run) {
+			r.Final.Catalog["a"] = catalogEntry{Version: 1, Hostnames: []string{"a.chaos.test"}, Labels: map[string]string{"seq": "0"}}
+		}, func(t *testing.T, rep *Report) {
+			if rep.Totals.LostWrites != 1 || !hasViolation(rep, "acknowledged writes lost: 1") {
+				t.Errorf("lost %d, violations %v; want 1 lost write reported", rep.Totals.LostWrites, rep.Violations)
+			}
+		}},
+		{"divergent write", func(r *Run) {
+			r.Final.Catalog["a"] = catalogEntry{Version: 2, Hostnames: []string{"other.chaos.test"}, Labels: map[string]string{"seq": "1"}}
+		}, func(t *testing.T, rep *Report) {
+			if rep.Totals.DivergentWrites != 1 {
+				t.Errorf("divergent %d, want 1", rep.Totals.DivergentWrites)
+			}
+		}},
+		{"later version after an unknown outcome is fine", func(r *Run) {
+			r.Final.Catalog["a"] = catalogEntry{Version: 3, Hostnames: []string{"a.chaos.test"}}
+			r.Writer.tenants["a"] = &tenantState{id: "a", unknownAfterAck: true}
+		}, func(t *testing.T, rep *Report) {
+			if rep.Totals.DivergentWrites != 0 || rep.Totals.LostWrites != 0 {
+				t.Errorf("divergent %d lost %d, want 0", rep.Totals.DivergentWrites, rep.Totals.LostWrites)
+			}
+		}},
+		{"later version without an unknown outcome diverges", func(r *Run) {
+			r.Final.Catalog["a"] = catalogEntry{Version: 3, Hostnames: []string{"a.chaos.test"}}
+		}, func(t *testing.T, rep *Report) {
+			if rep.Totals.DivergentWrites != 1 {
+				t.Errorf("divergent %d, want 1", rep.Totals.DivergentWrites)
+			}
+		}},
+		{"resurrected in the catalog", func(r *Run) {
+			r.Final.Catalog["d"] = catalogEntry{Version: 3, Hostnames: []string{"d.chaos.test"}}
+		}, func(t *testing.T, rep *Report) {
+			if rep.Totals.Resurrections != 1 {
+				t.Errorf("resurrections %d, want 1", rep.Totals.Resurrections)
+			}
+		}},
+		{"resurrected in a region", func(r *Run) {
+			r.Readers[0].samples = []Sample{ok(4*time.Second, "d", 2)}
+		}, func(t *testing.T, rep *Report) {
+			if rep.Totals.Resurrections != 1 {
+				t.Errorf("resurrections %d, want 1", rep.Totals.Resurrections)
+			}
+		}},
+		{"client regression", func(r *Run) {
+			r.Readers[1].samples = []Sample{ok(3500*time.Millisecond, "a", 2), ok(4*time.Second, "a", 1)}
+		}, func(t *testing.T, rep *Report) {
+			if rep.Totals.ClientVersionRegressions != 1 || rep.Totals.RegionVersionRegressions != 0 {
+				t.Errorf("client %d region %d regressions, want 1 and 0", rep.Totals.ClientVersionRegressions, rep.Totals.RegionVersionRegressions)
+			}
+		}},
+		{"client unavailable during a kill", func(r *Run) {
+			for i := range 999 {
+				r.Readers[1].samples = append(r.Readers[1].samples, ok(3*time.Second+time.Duration(i)*time.Millisecond, "a", 2))
+			}
+			r.Readers[1].samples = append(r.Readers[1].samples,
+				Sample{Start: t0.Add(5 * time.Second), Outcome: Failed, Error: "unavailable"},
+				Sample{Start: t0.Add(5 * time.Second), Outcome: Failed, Error: "unavailable"})
+		}, func(t *testing.T, rep *Report) {
+			if !hasViolation(rep, "kill: client r1 answered 99.80% of lookups (999/1001), bound 99.90%") {
+				t.Errorf("violations %v, want the client's availability during the kill", rep.Violations)
+			}
+		}},
+		{"slow convergence", func(r *Run) {
+			r.Windows[1].Converged = 6 * time.Second
+		}, func(t *testing.T, rep *Report) {
+			if !hasViolation(rep, "kill: converged 6.0s after healing") {
+				t.Errorf("violations %v, want the convergence bound", rep.Violations)
+			}
+		}},
+		{"outdated answer", func(r *Run) {
+			r.Readers[0].samples = []Sample{ok(3500*time.Millisecond, "a", 1)}
+		}, func(t *testing.T, rep *Report) {
+			rr := rep.Faults[1].Readers[0]
+			if rr.Outdated != 1 || rr.MaxOutdatedSeconds != 2.5 {
+				t.Errorf("outdated %d max %.1fs, want 1 answer 2.5s outdated (v2 acknowledged at 1s, asked at 3.5s)", rr.Outdated, rr.MaxOutdatedSeconds)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := syntheticRun(t0)
+			tc.edit(r)
+			tc.check(t, Analyse(r, th, t.TempDir()))
+		})
+	}
+}
+
+func hasViolation(rep *Report, prefix string) bool {
+	for _, v := range rep.Violations {
+		if strings.HasPrefix(v, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestReportWrite(t *testing.T) {
+	t.Parallel()
+	th, err := LoadThresholds("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := syntheticRun(time.Unix(1_000_000, 0))
+	r.Final.Catalog["a"] = catalogEntry{Version: 1}
+	rep := Analyse(r, th, "logs")
+	dir := t.TempDir()
+	if err := rep.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"**Result: 1 bounds exceeded.**", "- acknowledged writes lost: 1, bound 0", "## kill", "| client r1 |"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report.md lacks %q:\n%s", want, md)
+		}
+	}
+	var back Report
+	data, err := os.ReadFile(filepath.Join(dir, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &back); err != nil || back.Totals.LostWrites != 1 || len(back.Faults) != 2 {
+		t.Errorf("report.json: %v, lost %d, %d faults; want 1 lost write and 2 faults", err, back.Totals.LostWrites, len(back.Faults))
 	}
 }
