@@ -46,8 +46,8 @@ type Config struct {
 	MaxBodyBytes int64
 	// StoreTimeout bounds the store calls of one request together, counted
 	// from the first: a store that has not answered by then gets the
-	// request a 503 (a write "outcome unknown"). 0 means
-	// DefaultStoreTimeout.
+	// request a 503 (a write "outcome unknown"). 0 (or less) means
+	// DefaultStoreTimeout; so for the fields below.
 	StoreTimeout time.Duration
 	// ReadyTimeout bounds /readyz's store ping; 0 means
 	// DefaultReadyTimeout.
@@ -84,6 +84,15 @@ type Server struct {
 	timeouts *prometheus.CounterVec
 }
 
+// positiveOr returns v, or def when v is not positive.
+func positiveOr[T cmp.Ordered](v, def T) T {
+	var zero T
+	if v <= zero {
+		return def
+	}
+	return v
+}
+
 // route is one operation of the API. SpecPath is its path in openapi.json;
 // several operations may share one mux pattern (the product actions do).
 type route struct {
@@ -107,10 +116,10 @@ func New(cfg Config) *Server {
 		mux:      http.NewServeMux(),
 		registry: cfg.Registry,
 
-		storeTimeout: cmp.Or(cfg.StoreTimeout, DefaultStoreTimeout),
-		readyTimeout: cmp.Or(cfg.ReadyTimeout, DefaultReadyTimeout),
-		retryAfter:   strconv.Itoa(max(1, int(math.Ceil(cmp.Or(cfg.RetryAfter, DefaultRetryAfter).Seconds())))),
-		slots:        make(chan struct{}, cmp.Or(cfg.MaxStoreCalls, DefaultMaxStoreCalls)),
+		storeTimeout: positiveOr(cfg.StoreTimeout, DefaultStoreTimeout),
+		readyTimeout: positiveOr(cfg.ReadyTimeout, DefaultReadyTimeout),
+		retryAfter:   strconv.Itoa(max(1, int(math.Ceil(positiveOr(cfg.RetryAfter, DefaultRetryAfter).Seconds())))),
+		slots:        make(chan struct{}, positiveOr(cfg.MaxStoreCalls, DefaultMaxStoreCalls)),
 		now:          cfg.Now,
 	}
 	if s.now == nil {
