@@ -35,6 +35,7 @@ type Result struct {
 // order; it fails as a whole only if ctx ends or the Client is closed.
 func (c *Client) BatchLookup(ctx context.Context, hostnames []string) ([]Result, error) {
 	results := make([]Result, len(hostnames))
+	keys := make([]string, len(hostnames)) // normalised, for the answers with a tenant
 	now := c.cache.fast()
 	misses := map[string][]int{}
 	var order []string
@@ -44,6 +45,7 @@ func (c *Client) BatchLookup(ctx context.Context, hostnames []string) ([]Result,
 		if e, st := c.cache.get(raw, now); st == fresh {
 			c.hooks.Hit()
 			res.Tenant, res.Meta, res.Err = e.answer(now, false)
+			keys[i] = raw // cache keys are normalised
 			continue
 		}
 		h, err := tenant.NormalizeHostname(raw)
@@ -51,6 +53,7 @@ func (c *Client) BatchLookup(ctx context.Context, hostnames []string) ([]Result,
 			res.Err = fmt.Errorf("%w %q: %s", ErrInvalidHostname, raw, tenant.ErrorMessage(err))
 			continue
 		}
+		keys[i] = h
 		if e, st := c.cache.get(h, now); st == fresh {
 			c.hooks.Hit()
 			res.Tenant, res.Meta, res.Err = e.answer(now, false)
@@ -96,6 +99,14 @@ func (c *Client) BatchLookup(ctx context.Context, hostnames []string) ([]Result,
 		for _, j := range misses[h] {
 			res := &results[j]
 			res.Tenant, res.Meta, res.Err = c.answer(f, h)
+		}
+	}
+	// The answers of one call hold one version of each tenant: a hit read
+	// before a fill of this call returned a newer version of its tenant
+	// (for another hostname) gives way to it, as later lookups would.
+	for i := range results {
+		if res := &results[i]; res.Tenant != nil {
+			res.Tenant, res.Meta, res.Err = c.notOlder(keys[i], res.Tenant, res.Meta)
 		}
 	}
 	return results, nil

@@ -409,31 +409,43 @@ func (c *Client) staleOr(h string, now int64, err error) (fillResult, error) {
 }
 
 // answer turns landed flight f of normalised hostname h into Lookup's
-// results. A version of the tenant newer than the flight's may have been
-// returned since the flight's answer was accepted (for another hostname):
-// then that newer version is returned instead, if it lists h, and
-// ErrUnavailable if it does not, never the flight's older one.
+// results (see notOlder).
 func (c *Client) answer(f *flight, h string) (*tenant.Tenant, Meta, error) {
 	if f.err != nil {
 		return nil, Meta{}, f.err
 	}
-	res := f.res
-	now := c.cache.clock()
-	if k, newer := c.cache.newer(res.e.t); newer {
-		e, ok := c.cache.remembered(h, k.t.ID, now)
-		if !ok {
-			return nil, Meta{}, fmt.Errorf("%w: lookup %s: tenant %s was answered at version %d, but this client has returned version %d, "+
-				"which it cannot serve for this hostname (the hostname is not in it, or it is older than max-stale)",
-				ErrUnavailable, h, k.t.ID, res.e.t.Version, k.t.Version)
-		}
-		res = fillResult{e: e, cached: true, remembered: true}
-	}
-	if res.remembered {
+	t, m, err := f.res.e.answer(c.cache.clock(), f.res.stale)
+	m.Cached, m.Remembered = f.res.cached, f.res.remembered
+	if m.Remembered {
 		c.hooks.Remembered()
 	}
-	t, m, err := res.e.answer(now, res.stale)
-	m.Cached, m.Remembered = res.cached, res.remembered
-	return t, m, err
+	if t == nil {
+		return t, m, err
+	}
+	return c.notOlder(h, t, m)
+}
+
+// notOlder returns t, the answer for normalised hostname h, with its meta
+// m, unless the client has since returned a newer version of its tenant
+// (for another hostname: a flight that landed, or a hit read, just before
+// that): then that version, remembered, if it lists h, and ErrUnavailable
+// if it does not; never t.
+func (c *Client) notOlder(h string, t *tenant.Tenant, m Meta) (*tenant.Tenant, Meta, error) {
+	k, newer := c.cache.newer(t)
+	if !newer {
+		return t, m, nil
+	}
+	now := c.cache.clock()
+	e, ok := c.cache.remembered(h, k.t.ID, now)
+	if !ok {
+		return nil, Meta{}, fmt.Errorf("%w: lookup %s: tenant %s was answered at version %d, but this client has returned version %d, "+
+			"which it cannot serve for this hostname (the hostname is not in it, or it is older than max-stale)",
+			ErrUnavailable, h, k.t.ID, t.Version, k.t.Version)
+	}
+	c.hooks.Remembered()
+	t, m, _ = e.answer(now, false)
+	m.Remembered = true
+	return t, m, nil
 }
 
 // appendNew appends s to list unless it is there.
