@@ -8,6 +8,8 @@ import (
 	"runtime/debug"
 	"sync"
 	"time"
+
+	"github.com/tcs-dev/tcs/catalog/tenant"
 )
 
 // Store deadlines. A catalog store call takes milliseconds (one bbolt
@@ -41,25 +43,34 @@ type storeOp struct {
 	check string
 }
 
-// storeTimeout is a store call that did not answer within its deadline.
-// writeError maps it: a write that had started is "outcome unknown", any
-// other call a plain 503.
-type storeTimeout struct {
+// noAnswer is a store call that gave no answer: it did not answer within
+// its deadline, or its backend's connection failed (lost). writeError maps
+// it: a write that had started is "outcome unknown", any other call a
+// plain 503.
+type noAnswer struct {
 	op    storeOp
 	limit time.Duration
 	// started: the store was called. False when the call waited for a
 	// free slot (MaxStoreCalls) until its deadline, so a write did not
 	// happen.
 	started bool
+	// lost: the store answered with a connection error (a request that
+	// may have been sent), not a timeout.
+	lost bool
 	// err is what the store returned, if it returned in time with a
-	// timeout of its own.
+	// timeout or connection error of its own.
 	err error
 }
 
-func (e *storeTimeout) Error() string {
-	msg := fmt.Sprintf("store %s: no answer within %v", e.op.what, e.limit)
-	if !e.started {
+func (e *noAnswer) Error() string {
+	var msg string
+	switch {
+	case !e.started:
 		msg = fmt.Sprintf("store %s: not started within %v: every store call slot is busy", e.op.what, e.limit)
+	case e.lost:
+		msg = fmt.Sprintf("store %s: connection failed", e.op.what)
+	default:
+		msg = fmt.Sprintf("store %s: no answer within %v", e.op.what, e.limit)
 	}
 	if e.err != nil {
 		msg += ": " + e.err.Error()
@@ -67,7 +78,7 @@ func (e *storeTimeout) Error() string {
 	return msg
 }
 
-func (e *storeTimeout) Unwrap() error { return e.err }
+func (e *noAnswer) Unwrap() error { return e.err }
 
 // budgetKey holds the request's *budget in its context.
 type budgetKey struct{}
@@ -121,7 +132,7 @@ func runStoreCall[T any](s *Server, parent context.Context, deadline time.Time, 
 			return zero, err
 		}
 		s.timeouts.WithLabelValues(op.method).Inc()
-		return zero, &storeTimeout{op: op, limit: limit}
+		return zero, &noAnswer{op: op, limit: limit}
 	}
 	type result struct {
 		v   T
@@ -149,16 +160,31 @@ func runStoreCall[T any](s *Server, parent context.Context, deadline time.Time, 
 				return zero, err
 			}
 			s.timeouts.WithLabelValues(op.method).Inc()
-			return zero, &storeTimeout{op: op, limit: limit, started: true}
+			return zero, &noAnswer{op: op, limit: limit, started: true}
 		}
 	}
-	if res.err != nil && parent.Err() == nil && isTimeout(res.err) {
-		// The store gave up on its own deadline (ours, or its backend's:
-		// an AWS SDK call deadline) or on one of its attempts.
-		s.timeouts.WithLabelValues(op.method).Inc()
-		return zero, &storeTimeout{op: op, limit: limit, started: true, err: res.err}
+	if res.err != nil && parent.Err() == nil {
+		var domain *tenant.Error
+		switch {
+		case isTimeout(res.err):
+			// The store gave up on its own deadline (ours, or its
+			// backend's: an AWS SDK call deadline) or on one of its
+			// attempts.
+			s.timeouts.WithLabelValues(op.method).Inc()
+			return zero, &noAnswer{op: op, limit: limit, started: true, err: res.err}
+		case !errors.As(res.err, &domain) && isConnectionError(res.err):
+			return zero, &noAnswer{op: op, limit: limit, started: true, lost: true, err: res.err}
+		}
 	}
 	return res.v, res.err
+}
+
+// isConnectionError reports whether err says a request's connection failed
+// (the AWS SDK's send errors do), so the request may have reached the
+// server.
+func isConnectionError(err error) bool {
+	var c interface{ ConnectionError() bool }
+	return errors.As(err, &c) && c.ConnectionError()
 }
 
 // isTimeout reports whether err is a timeout: a context deadline, or a

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -30,6 +31,7 @@ type frozenStore struct {
 	releaseOnce   sync.Once
 
 	mu        sync.Mutex
+	fail      map[string]error // methods that fail at once with this error
 	frozen    map[string]bool
 	calls     map[string]int
 	deadlines []time.Time
@@ -68,6 +70,10 @@ func (f *frozenStore) wait(ctx context.Context, method string) (context.Context,
 	f.mu.Lock()
 	frozen := f.frozen[method]
 	f.calls[method]++
+	if err := f.fail[method]; err != nil {
+		f.mu.Unlock()
+		return nil, nil, err
+	}
 	if d, ok := ctx.Deadline(); ok && frozen {
 		f.deadlines = append(f.deadlines, d)
 	}
@@ -447,4 +453,30 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// sendError is what the AWS SDK reports when a request's connection fails
+// (smithy's RequestSendError): the request may have been sent.
+type sendError struct{}
+
+func (sendError) Error() string         { return "send request: connection reset by peer" }
+func (sendError) ConnectionError() bool { return true }
+
+// TestLostConnection: a write whose store call fails with a connection
+// error may have reached the store, so it is "outcome unknown", like a
+// timeout; a read is a plain 503.
+func TestLostConnection(t *testing.T) {
+	t.Parallel()
+	h, fs := newFrozenHarness(t, false, nil)
+	fs.mu.Lock()
+	fs.fail = map[string]error{"Update": fmt.Errorf("dynamo update: %w", sendError{}), "History": sendError{}}
+	fs.mu.Unlock()
+	res := h.do(call{method: "PATCH", path: "/v1/tenants/alpha", token: adminToken, body: `{"labels":{"tier":"silver"}}`,
+		header: map[string]string{"If-Match": `"1"`, "Content-Type": "application/merge-patch+json"}})
+	p := checkUnavailable(t, res, codeOutcomeUnknown, "update tenant alpha")
+	if !strings.Contains(p.Detail, "connection to the source of truth failed") || !strings.Contains(p.Detail, `ETag "1"`) {
+		t.Errorf("detail %q does not say the connection failed and how to check", p.Detail)
+	}
+	res = h.do(call{method: "GET", path: "/v1/tenants/alpha/history", token: readerToken})
+	checkUnavailable(t, res, tenant.Unavailable, "read the history of tenant alpha")
 }

@@ -82,10 +82,11 @@ func requestError(code tenant.Code, field, reason string) error {
 }
 
 // writeError turns err into a problem response. Internal errors are logged
-// in full and shown only as "internal error". A store call that timed out
-// is a 503: "write_outcome_unknown" when a write had reached the store (it
-// may have committed; the detail says how to find out), "store_timeout"
-// otherwise. Every 503 carries Retry-After.
+// in full and shown only as "internal error". A store call that got no
+// answer (timed out, or lost its connection) is a 503:
+// "write_outcome_unknown" when a write had reached the store (it may have
+// committed; the detail says how to find out), "store_timeout" (or
+// "unavailable") otherwise. Every 503 carries Retry-After.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, context.Canceled) {
 		// The client went away; nobody reads this answer.
@@ -95,23 +96,27 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code := tenant.ErrorCode(err)
 	detail := tenant.ErrorMessage(err)
 	var op string
-	var timeout *storeTimeout
+	var none *noAnswer
 	switch {
-	case errors.As(err, &timeout):
-		op, code = timeout.op.what, codeStoreTimeout
-		what := fmt.Sprintf("the source of truth did not answer %s within %v", op, timeout.limit)
-		if timeout.err != nil {
+	case errors.As(err, &none):
+		op, code = none.op.what, codeStoreTimeout
+		what := fmt.Sprintf("the source of truth did not answer %s within %v", op, none.limit)
+		switch {
+		case none.lost:
+			code = tenant.Unavailable
+			what = fmt.Sprintf("the connection to the source of truth failed during %s", op)
+		case none.err != nil:
 			// The store's backend gave up first (an AWS SDK deadline).
 			what = fmt.Sprintf("the source of truth timed out on %s", op)
 		}
 		detail = what + "; retry later"
 		switch {
-		case timeout.op.write && timeout.started:
+		case none.op.write && none.started:
 			code = codeOutcomeUnknown
 			detail = what + ": the write may or may not have committed. " +
-				"Before retrying, wait Retry-After seconds and check: " + timeout.op.check
-		case timeout.op.write:
-			detail = fmt.Sprintf("the source of truth was too busy to start %s within %v: nothing was written; retry later", op, timeout.limit)
+				"Before retrying, wait Retry-After seconds and check: " + none.op.check
+		case none.op.write:
+			detail = fmt.Sprintf("the source of truth was too busy to start %s within %v: nothing was written; retry later", op, none.limit)
 		}
 	case errors.Is(err, context.DeadlineExceeded):
 		code = tenant.Unavailable

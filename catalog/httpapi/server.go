@@ -327,8 +327,8 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) error {
 // store is down or frozen.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	if err := s.ready(r.Context()); err != nil {
-		var timeout *storeTimeout
-		if errors.Is(err, context.Canceled) || errors.As(err, &timeout) {
+		var none *noAnswer
+		if errors.Is(err, context.Canceled) || errors.As(err, &none) {
 			return err
 		}
 		return &tenant.Error{Code: tenant.Unavailable, Message: "source of truth not ready: " + err.Error()}
