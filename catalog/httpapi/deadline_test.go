@@ -480,3 +480,26 @@ func TestLostConnection(t *testing.T) {
 	res = h.do(call{method: "GET", path: "/v1/tenants/alpha/history", token: readerToken})
 	checkUnavailable(t, res, tenant.Unavailable, "read the history of tenant alpha")
 }
+
+// BenchmarkStoreCall measures what the deadline costs a store call: its own
+// goroutine, a timer and a slot.
+func BenchmarkStoreCall(b *testing.B) {
+	s := New(Config{})
+	ctx := context.Background()
+	f := func(context.Context) (int, error) { return 1, nil }
+	b.Run("direct", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := f(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("storeCall", func(b *testing.B) {
+		op := storeOp{method: "Get", what: "read tenant x"}
+		for b.Loop() {
+			if _, err := storeCall(s, ctx, op, f); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
