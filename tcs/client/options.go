@@ -32,7 +32,7 @@ const (
 	DefaultKeepaliveTimeout = 10 * time.Second
 	// DefaultMonotonicTenants is how many tenants a Client remembers the
 	// newest returned version of, for monotonic reads (see
-	// WithMonotonicReads): about 200 bytes each, plus the document of a
+	// WithMonotonicReads): about 180 bytes each, plus the document of a
 	// tenant no longer in the cache.
 	DefaultMonotonicTenants = 100_000
 )
