@@ -84,12 +84,13 @@ func (t Timeouts) withDefaults() Timeouts {
 }
 
 // Apply makes cfg's SDK clients use t: it replaces cfg.HTTPClient and adds
-// the per-operation deadline to cfg.APIOptions. Clients made from cfg
-// afterwards (NewFromConfig) get both.
+// the per-operation deadline to cfg.APIOptions (replacing one an earlier
+// Apply added). Clients made from cfg afterwards (NewFromConfig) get both.
 func (t Timeouts) Apply(cfg *aws.Config) {
 	t = t.withDefaults()
 	cfg.HTTPClient = t.HTTPClient()
-	cfg.APIOptions = append(cfg.APIOptions, t.deadlineMiddleware)
+	// A copy: cfg may share its options' array with other configs.
+	cfg.APIOptions = append(append([]func(*middleware.Stack) error(nil), cfg.APIOptions...), t.deadlineMiddleware)
 }
 
 // WithDefaults returns cfg with the default timeouts applied, unless Apply
@@ -98,7 +99,6 @@ func WithDefaults(cfg aws.Config) aws.Config {
 	if _, ok := cfg.HTTPClient.(*HTTPClient); ok {
 		return cfg
 	}
-	cfg.APIOptions = append([]func(*middleware.Stack) error(nil), cfg.APIOptions...)
 	Defaults().Apply(&cfg)
 	return cfg
 }
@@ -196,7 +196,7 @@ func (b *cancelOnClose) Close() error {
 // deadlineMiddleware puts the per-operation deadline around the whole
 // operation, retries included.
 func (t Timeouts) deadlineMiddleware(stack *middleware.Stack) error {
-	return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("TCSOperationDeadline",
+	mw := middleware.InitializeMiddlewareFunc(deadlineID,
 		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
 			limit := t.Operation
 			if wait := longPollWait(in.Parameters); wait > 0 {
@@ -215,8 +215,16 @@ func (t Timeouts) deadlineMiddleware(stack *middleware.Stack) error {
 				err = &TimeoutError{What: "the call (all attempts)", Limit: limit, Err: err}
 			}
 			return out, md, err
-		}), middleware.Before)
+		})
+	if _, ok := stack.Initialize.Get(deadlineID); ok {
+		_, err := stack.Initialize.Swap(deadlineID, mw)
+		return err
+	}
+	return stack.Initialize.Add(mw, middleware.Before)
 }
+
+// deadlineID names the per-operation deadline in the middleware stack.
+const deadlineID = "TCSOperationDeadline"
 
 // longPollWait is how long an operation waits on the server by design.
 func longPollWait(params any) time.Duration {

@@ -289,6 +289,21 @@ func TestWorkingEndpoint(t *testing.T) {
 	}
 }
 
+// TestApplyTwice: a config given timeouts twice works, with the later ones.
+func TestApplyTwice(t *testing.T) {
+	t.Parallel()
+	cfg := config("http://"+silentListener(t), awsclient.Timeouts{Operation: time.Hour, ResponseHeader: time.Hour})
+	testTimeouts.Apply(&cfg)
+	start := time.Now()
+	_, err := dynamodb.NewFromConfig(cfg).GetItem(context.Background(), getItem)
+	if err == nil || !strings.Contains(err.Error(), "timed out") {
+		t.Fatalf("GetItem: %v, want a timeout", err)
+	}
+	if took := time.Since(start); took > 5*testTimeouts.Operation {
+		t.Errorf("GetItem took %v: the second Apply's %v deadline did not replace the first's", took, testTimeouts.Operation)
+	}
+}
+
 func TestWithDefaults(t *testing.T) {
 	t.Parallel()
 	cfg := awsclient.WithDefaults(aws.Config{})
