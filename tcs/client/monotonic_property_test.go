@@ -3,9 +3,12 @@ package client_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -390,4 +393,135 @@ func TestMonotonicProperty(t *testing.T) {
 			},
 		})
 	})
+}
+
+// TestMonotonicConcurrent: callers of one client that look up and batch
+// the hostnames of a tenant while its version rises, in regions that apply
+// it at their own pace, fail and slow down, never get an older version
+// than one any of them had been given before their call began.
+func TestMonotonicConcurrent(t *testing.T) {
+	t.Parallel()
+	w := &world{history: map[string][]*tenant.Tenant{}, seq: map[*tenant.Tenant]int{}}
+	for _, name := range []string{"us-east-1", "eu-west-1", "ap-southeast-2"} {
+		startFakeRegion(t, w, name)
+	}
+	var addrs []string
+	for _, r := range w.regions {
+		addrs = append(addrs, r.addr)
+	}
+	hostnames := []string{"a.example.com", "b.example.com", "c.example.com"}
+	write := func() int {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		d := &tenant.Tenant{ID: "t", Version: int64(len(w.history["t"]) + 1), Hostnames: hostnames,
+			Status: tenant.StatusActive, UpdatedAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+		w.history["t"] = append(w.history["t"], d)
+		w.seq[d] = len(w.seq) + 1
+		return int(d.Version)
+	}
+	write()
+	for _, r := range w.regions {
+		w.apply(r, "t", 1, false)
+	}
+	c := newFakeClient(t, addrs, client.WithTTL(2*time.Millisecond), client.WithHedgeDelay(time.Millisecond),
+		client.WithCircuitBreaker(1<<30, time.Second), client.WithLookupTimeout(2*time.Second))
+
+	var returned atomic.Int64 // the highest version returned to any caller
+	saw := func(v int64) {
+		for {
+			old := returned.Load()
+			if v <= old || returned.CompareAndSwap(old, v) {
+				return
+			}
+		}
+	}
+	ctx := ctxT(t)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { // the writer, and regions applying at their own pace
+		r := rand.New(rand.NewPCG(1, 2))
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			v := write()
+			for _, reg := range w.regions {
+				if r.IntN(3) > 0 {
+					w.apply(reg, "t", v-r.IntN(min(v, 5)), r.IntN(2) == 0)
+				}
+				if r.IntN(20) == 0 {
+					w.mu.Lock()
+					reg.mode = r.IntN(3)
+					w.mu.Unlock()
+				}
+			}
+		}
+	})
+	errs := make(chan error, 4)
+	for g := range 4 {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(g), 3))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				floor := returned.Load()
+				var got []int64
+				if g%2 == 0 {
+					tn, err := c.Lookup(ctx, hostnames[r.IntN(len(hostnames))])
+					if err == nil {
+						got = append(got, tn.Version)
+					} else if !errors.Is(err, client.ErrUnavailable) {
+						errs <- err
+						return
+					}
+				} else {
+					res, err := c.BatchLookup(ctx, hostnames[:1+r.IntN(len(hostnames))])
+					if err != nil {
+						errs <- err
+						return
+					}
+					for _, x := range res {
+						if x.Err == nil {
+							got = append(got, x.Tenant.Version)
+						}
+					}
+				}
+				for _, v := range got {
+					if v < floor {
+						errs <- fmt.Errorf("caller %d got version %d after version %d had been returned", g, v, floor)
+						return
+					}
+					saw(v)
+				}
+			}
+		})
+	}
+	time.Sleep(time.Second)
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if returned.Load() < 2 {
+		t.Errorf("the newest version returned is %d: the test did not exercise anything", returned.Load())
+	}
+}
+
+// newFakeClient returns a client of the fake regions at addrs, closed at
+// the end of the test, once its Watch stream is up.
+func newFakeClient(tb testing.TB, addrs []string, opts ...client.Option) *client.Client {
+	tb.Helper()
+	c, err := client.New(context.Background(), append([]client.Option{client.WithRegions(addrs...)}, opts...)...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	waitFor(tb, "the watch stream", c.Watching)
+	return c
 }
