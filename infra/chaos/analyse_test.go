@@ -218,7 +218,15 @@ func TestAnalyse(t *testing.T) {
 		{"slow convergence", func(r *Run) {
 			r.Windows[1].Converged = 6 * time.Second
 		}, func(t *testing.T, rep *Report) {
-			if !hasViolation(rep, "kill: converged 6.0s after healing") {
+			if !hasViolation(rep, "kill: converged 6.0s after healing, bound 5.0s") {
+				t.Errorf("violations %v, want the convergence bound", rep.Violations)
+			}
+		}},
+		{"no convergence", func(r *Run) {
+			r.Windows[1].Converged, r.Windows[1].ConvergedOK = time.Second, false
+			r.Windows[1].convergeUnconverged = []string{"r1: a (answers a v1)"}
+		}, func(t *testing.T, rep *Report) {
+			if !hasViolation(rep, "kill: did not converge (gave up 1.0s after healing: r1: a (answers a v1))") {
 				t.Errorf("violations %v, want the convergence bound", rep.Violations)
 			}
 		}},

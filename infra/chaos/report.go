@@ -338,8 +338,15 @@ func faultViolations(f FaultReport, th Thresholds, baselineLag map[string]float6
 	if f.Kind == KindBaseline {
 		return v
 	}
-	if f.ConvergeSeconds > th.ConvergenceSeconds || !f.Converged {
-		v = append(v, fmt.Sprintf("converged %.1fs after healing (converged: %v), bound %.1fs", f.ConvergeSeconds, f.Converged, th.ConvergenceSeconds))
+	switch {
+	case !f.Converged:
+		why := ""
+		if len(f.Unconverged) > 0 {
+			why = ": " + f.Unconverged[0]
+		}
+		v = append(v, fmt.Sprintf("did not converge (gave up %.1fs after healing%s), bound %.1fs", f.ConvergeSeconds, why, th.ConvergenceSeconds))
+	case f.ConvergeSeconds > th.ConvergenceSeconds:
+		v = append(v, fmt.Sprintf("converged %.1fs after healing, bound %.1fs", f.ConvergeSeconds, th.ConvergenceSeconds))
 	}
 	for _, rr := range f.Readers {
 		switch f.Kind {

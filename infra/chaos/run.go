@@ -281,6 +281,17 @@ func Execute(ctx context.Context, cfg Config, topo *Topology, logf func(string, 
 	return r, ctx.Err()
 }
 
+// crashed names the processes that exited on their own.
+func (r *Run) crashed() []string {
+	var dead []string
+	for _, p := range r.Topology.Processes() {
+		if !p.Alive() && !r.Retired[p] {
+			dead = append(dead, p.Name)
+		}
+	}
+	return dead
+}
+
 // restartCrashed restarts every process that exited on its own (not
 // retired, not the one the fault retires), noting it in w.
 func (r *Run) restartCrashed(ctx context.Context, w *window, retires *Proc) {
@@ -330,6 +341,11 @@ func (r *Run) converge(ctx context.Context, snap Snapshot, since time.Time, time
 		}
 		if done {
 			return time.Since(since), true, nil
+		}
+		// A process that died will not converge anything: stop waiting,
+		// so that the caller restarts it.
+		if dead := r.crashed(); len(dead) > 0 {
+			return time.Since(since), false, []string{"stopped waiting: exited on their own: " + strings.Join(dead, ", ")}
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			var left []string
