@@ -8,7 +8,7 @@
 #   make proto   regenerate the Go code of proto/ (needs protoc 3.21.12)
 #   make run-aws-local   the AWS topology on local emulators, one process per binary
 #   make chaos   the chaos suite's full variant (the short one is part of make test);
-#                report in .bin/chaos/full/ (docs/chaos.md)
+#                report in .bin/chaos/full-<time>/ (docs/chaos.md)
 #   make compose-check   validate docker-compose.yml (needs Debian docker-compose)
 
 GO        ?= go
@@ -78,7 +78,7 @@ run-aws-local: emulators
 	infra/run-aws-local.sh
 
 # The chaos suite (infra/chaos, docs/chaos.md), full variant: issue 17's fault
-# windows (SNS/SQS frozen 60 s), about 10 minutes. The short variant runs in
+# windows (SNS/SQS frozen 60 s), about 7 minutes. The short variant runs in
 # make test (go test ./... runs TestChaos with TCS_CHAOS unset). Set
 # TCS_CHAOS_REPORT to choose the report folder, TCS_CHAOS_THRESHOLDS to try
 # other bounds.

@@ -230,6 +230,19 @@ func TestAnalyse(t *testing.T) {
 				t.Errorf("violations %v, want the convergence bound", rep.Violations)
 			}
 		}},
+		{"dynamodb freeze: hung and unhinted writes", func(r *Run) {
+			r.Windows[1].Kind = KindDynamoFreeze
+			r.Writer.attempts = append(r.Writer.attempts,
+				WriteAttempt{Op: "update", ID: "a", Start: t0.Add(4 * time.Second), Latency: time.Second, Status: "503", NoRetryAfter: true},
+				WriteAttempt{Op: "update", ID: "a", Start: t0.Add(4 * time.Second), Latency: 7 * time.Second, Status: "503"},
+				WriteAttempt{Op: "update", ID: "a", Start: t0.Add(5 * time.Second), Latency: time.Second, Status: "500"})
+		}, func(t *testing.T, rep *Report) {
+			for _, want := range []string{"kill: 1 writes got a 503 without Retry-After", "kill: 1 writes got no answer within 6.0s", "kill: 1 writes failed with 500"} {
+				if !hasViolation(rep, want) {
+					t.Errorf("violations %v, want %q", rep.Violations, want)
+				}
+			}
+		}},
 		{"outdated answer", func(r *Run) {
 			r.Readers[0].samples = []Sample{ok(3500*time.Millisecond, "a", 1)}
 		}, func(t *testing.T, rep *Report) {
@@ -278,8 +291,16 @@ func TestReportWrite(t *testing.T) {
 			t.Errorf("report.md lacks %q:\n%s", want, md)
 		}
 	}
+	var writes writeLog
+	data, err := os.ReadFile(filepath.Join(dir, "writes.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &writes); err != nil || len(writes.Acknowledged) != 4 || len(writes.Requests) != 1 {
+		t.Errorf("writes.json: %v, %d acknowledged, %d requests; want 4 and 1", err, len(writes.Acknowledged), len(writes.Requests))
+	}
 	var back Report
-	data, err := os.ReadFile(filepath.Join(dir, "report.json"))
+	data, err = os.ReadFile(filepath.Join(dir, "report.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 // Environment of TestChaos.
 const (
 	variantEnv    = "TCS_CHAOS"            // short (default) or full
-	reportEnv     = "TCS_CHAOS_REPORT"     // report folder (default <repo>/.bin/chaos/<variant>)
+	reportEnv     = "TCS_CHAOS_REPORT"     // report folder (default <repo>/.bin/chaos/<variant>-<UTC time>)
 	thresholdsEnv = "TCS_CHAOS_THRESHOLDS" // thresholds file (default: the committed thresholds.json)
 )
 
@@ -42,7 +42,8 @@ func TestChaos(t *testing.T) {
 	}
 	out := os.Getenv(reportEnv)
 	if out == "" {
-		out = filepath.Join(root, ".bin", "chaos", cfg.Variant)
+		// One folder per run: runs in the same tree do not mix their logs.
+		out = filepath.Join(root, ".bin", "chaos", cfg.Variant+"-"+time.Now().UTC().Format("20060102T150405Z"))
 	}
 	logs := filepath.Join(out, "logs")
 	if err := os.RemoveAll(logs); err != nil {

@@ -28,6 +28,15 @@ type Report struct {
 	Thresholds      Thresholds    `json:"thresholds"`
 	// Violations lists every bound exceeded; empty means the run passed.
 	Violations []string `json:"violations"`
+
+	// writes is the writer's log, written to writes.json.
+	writes *writeLog
+}
+
+// writeLog is writes.json: every acknowledged write and every request.
+type writeLog struct {
+	Acknowledged []Ack          `json:"acknowledged"`
+	Requests     []WriteAttempt `json:"requests"`
 }
 
 // Totals are the whole run's counts.
@@ -101,6 +110,8 @@ type WriteReport struct {
 	MaxLatencySeconds float64        `json:"max_latency_seconds"`
 	// Hung: no answer within dynamodb_freeze.catalog_answer_within_seconds.
 	Hung int `json:"hung"`
+	// NoRetryAfter: 503 answers without a Retry-After header.
+	NoRetryAfter int `json:"no_retry_after,omitempty"`
 }
 
 const maxExamples = 20
@@ -122,6 +133,7 @@ func Analyse(r *Run, th Thresholds, logDir string) *Report {
 	acks := r.Writer.Acks()
 	attempts := r.Writer.Attempts()
 	tot.WriteAttempts, tot.AcknowledgedWrites = len(attempts), len(acks)
+	rep.writes = &writeLog{Acknowledged: acks, Requests: attempts}
 	tot.WriteErrors = map[string]int{}
 	for _, a := range attempts {
 		if !a.OK {
@@ -272,6 +284,9 @@ func Analyse(r *Run, th Thresholds, logDir string) *Report {
 			} else {
 				wr.Errors[a.Status]++
 			}
+			if a.NoRetryAfter {
+				wr.NoRetryAfter++
+			}
 			wr.MaxLatencySeconds = math.Max(wr.MaxLatencySeconds, a.Latency.Seconds())
 			if a.Latency.Seconds() > th.DynamoDBFreeze.CatalogAnswerWithinSeconds || a.Status == "timeout" || a.Status == "conn" {
 				wr.Hung++
@@ -377,6 +392,9 @@ func faultViolations(f FaultReport, th Thresholds, baselineLag map[string]float6
 		if f.Writes.Hung > 0 {
 			v = append(v, fmt.Sprintf("%d writes got no answer within %.1fs (max latency %.1fs)", f.Writes.Hung, th.DynamoDBFreeze.CatalogAnswerWithinSeconds, f.Writes.MaxLatencySeconds))
 		}
+		if f.Writes.NoRetryAfter > 0 {
+			v = append(v, fmt.Sprintf("%d writes got a 503 without Retry-After", f.Writes.NoRetryAfter))
+		}
 		for status, n := range f.Writes.Errors {
 			if status != "503" {
 				v = append(v, fmt.Sprintf("%d writes failed with %s, want 503 (with Retry-After)", n, status))
@@ -474,7 +492,8 @@ func regressions(ss []Sample, perHost bool, example func(string, ...any)) int {
 	return n
 }
 
-// Write writes report.json and report.md into dir.
+// Write writes report.json, report.md and writes.json (every acknowledged
+// write and every request) into dir.
 func (rep *Report) Write(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -485,6 +504,15 @@ func (rep *Report) Write(dir string) error {
 	}
 	if err := os.WriteFile(filepath.Join(dir, "report.json"), data, 0o644); err != nil {
 		return err
+	}
+	if rep.writes != nil {
+		data, err := json.MarshalIndent(rep.writes, "", " ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "writes.json"), data, 0o644); err != nil {
+			return err
+		}
 	}
 	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(rep.Markdown()), 0o644)
 }
@@ -538,8 +566,8 @@ func (rep *Report) Markdown() string {
 			lags = append(lags, fmt.Sprintf("%s %.2fs", r, f.LagP99Seconds[r]))
 		}
 		fmt.Fprintf(&b, " Replication lag p99: %s.\n", strings.Join(lags, ", "))
-		fmt.Fprintf(&b, "Writes: %d requests, %d ok, errors %s, max latency %.2fs, %d without an answer in time.\n\n",
-			f.Writes.Attempts, f.Writes.OK, formatCounts(f.Writes.Errors), f.Writes.MaxLatencySeconds, f.Writes.Hung)
+		fmt.Fprintf(&b, "Writes: %d requests, %d ok, errors %s, max latency %.2fs, %d without an answer in time, %d 503s without Retry-After.\n\n",
+			f.Writes.Attempts, f.Writes.OK, formatCounts(f.Writes.Errors), f.Writes.MaxLatencySeconds, f.Writes.Hung, f.Writes.NoRetryAfter)
 		b.WriteString("| reader | lookups | answered | recently looked-up answered | stale (max age) | outdated (max) | errors |\n")
 		b.WriteString("| --- | --- | --- | --- | --- | --- | --- |\n")
 		for _, r := range f.Readers {

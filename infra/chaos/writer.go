@@ -45,6 +45,8 @@ type WriteAttempt struct {
 	Latency time.Duration `json:"latency_ns"`
 	Status  string        `json:"status"`
 	OK      bool          `json:"ok"`
+	// NoRetryAfter: a 503 without a Retry-After header.
+	NoRetryAfter bool `json:"no_retry_after,omitempty"`
 }
 
 // tenantState is the writer's model of one tenant.
@@ -286,6 +288,7 @@ func (w *Writer) do(ctx context.Context, op, id, method, path, contentType, ifMa
 		code = res.StatusCode
 		a.Status = strconv.Itoa(code)
 		a.OK = code/100 == 2
+		a.NoRetryAfter = code == http.StatusServiceUnavailable && res.Header.Get("Retry-After") == ""
 	}
 	a.Latency = time.Since(start)
 	if method == http.MethodGet {
