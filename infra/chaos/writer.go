@@ -251,7 +251,9 @@ func (w *Writer) work(ctx context.Context, k int) {
 }
 
 // do sends one request and records the attempt; it returns the status code
-// (0 when no answer came) and the body.
+// (0 when no answer came) and the body, and answered false when ctx ended
+// first (the run is over; such a request is not recorded, but its outcome
+// is unknown).
 func (w *Writer) do(ctx context.Context, op, id, method, path, contentType, ifMatch string, body any) (int, []byte, bool) {
 	var r io.Reader
 	if body != nil {
@@ -320,8 +322,8 @@ func (w *Writer) create(ctx context.Context, t *tenantState) {
 	hosts := []string{primaryHost(t.id)}
 	body := map[string]any{"id": t.id, "hostnames": hosts, "labels": map[string]string{"seq": "0"}}
 	code, data, answered := w.do(ctx, "create", t.id, http.MethodPost, "/v1/tenants", "application/json", "", body)
-	if !answered {
-		w.setUncertain(t)
+	if !answered { // cancelled by the run's end: it may have been committed
+		w.markUnknown(t)
 		return
 	}
 	switch {
@@ -337,8 +339,8 @@ func (w *Writer) create(ctx context.Context, t *tenantState) {
 // patch sends a merge patch; it reports whether it was acknowledged.
 func (w *Writer) patch(ctx context.Context, op string, t *tenantState, body any) bool {
 	code, data, answered := w.do(ctx, op, t.id, http.MethodPatch, "/v1/tenants/"+t.id, "application/merge-patch+json", etag(t.version), body)
-	if !answered {
-		w.setUncertain(t)
+	if !answered { // cancelled by the run's end: it may have been committed
+		w.markUnknown(t)
 		return false
 	}
 	switch {
@@ -358,8 +360,8 @@ func (w *Writer) delete(ctx context.Context, t *tenantState) {
 	t.deleteSent = true
 	w.mu.Unlock()
 	code, _, answered := w.do(ctx, "delete", t.id, http.MethodDelete, "/v1/tenants/"+t.id, "", etag(t.version), nil)
-	if !answered {
-		w.setUncertain(t)
+	if !answered { // cancelled by the run's end: it may have been committed
+		w.markUnknown(t)
 		return
 	}
 	switch {
