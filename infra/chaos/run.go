@@ -537,7 +537,8 @@ func (r *Run) finalChecks(ctx context.Context) {
 	}{{"DynamoDB Local", r.Topology.DynamoDB}, {"kinesalite", r.Topology.Kinesis}, {"fauxqs", r.Topology.SNSSQS}} {
 		select {
 		case <-e.p.Done():
-			r.Final.NotRecovered = append(r.Final.NotRecovered, e.name+": exited")
+			out := e.p.Output()
+			r.Final.NotRecovered = append(r.Final.NotRecovered, e.name+": exited: "+out[max(0, len(out)-300):])
 		default:
 		}
 	}
