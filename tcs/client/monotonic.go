@@ -26,9 +26,10 @@ import (
 //   - put installs nothing older than the remembered version, so a fill
 //     that raced with a newer one does not put the older answer back.
 //   - Every answer that is not a hit is checked once more as it is handed
-//     to each caller (Client.answer): a flight that landed just before a
+//     to each caller (Client.notOlder): a flight that landed just before a
 //     newer version was accepted for another hostname gives that newer
-//     version (if it still lists the hostname), not its own.
+//     version (if it still lists the hostname), not its own. A BatchLookup
+//     with misses checks its hits so too, after its fills.
 //
 // To find a tenant's cached entries when its version rises, without an
 // index from tenants to hostnames, reconcile follows the hostnames of the
