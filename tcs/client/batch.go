@@ -32,7 +32,9 @@ type Result struct {
 // whatever ctx says). Its misses are collapsed with concurrent ones, of
 // Lookups and of other BatchLookups: a hostname already being looked up is
 // waited for, not asked again. It returns one Result per hostname, in
-// order; it fails as a whole only if ctx ends or the Client is closed.
+// order, holding one version of each tenant, none older than one returned
+// before (see Monotonic reads); it fails as a whole only if ctx ends or the
+// Client is closed.
 func (c *Client) BatchLookup(ctx context.Context, hostnames []string) ([]Result, error) {
 	results := make([]Result, len(hostnames))
 	keys := make([]string, len(hostnames)) // normalised, for the answers with a tenant
