@@ -1,7 +1,8 @@
 // Package catalog is the write side of TCS: the strongly consistent source of
 // truth for tenant configuration. It defines the Store interface that every
-// source-of-truth backend implements (bbolt in catalog/bolt, DynamoDB later),
-// and the outbox through which committed changes reach the streamer.
+// source-of-truth backend implements (bbolt in catalog/bolt, DynamoDB in
+// catalog/dynamo; both run the conformance suite in catalog/storetest), and
+// the outbox through which committed changes reach the streamer.
 //
 // Tenant rules (validation, hostname normalisation) live in catalog/tenant;
 // the admin REST API lives in catalog/httpapi.

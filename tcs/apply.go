@@ -30,7 +30,7 @@ type ApplyTxn interface {
 
 // ApplyEvent applies one change event inside tx. These rules make a replica
 // converge to the source of truth whatever the order, duplication or replay
-// of events (DESIGN.md invariants 2 and 3):
+// of events (docs/architecture.md, invariants 2 and 3):
 //
 //  1. The document is replaced only by a newer version (version-gated;
 //     an event at or below the stored version is a no-op for the document).

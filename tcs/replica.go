@@ -1,8 +1,10 @@
 // Package tcs is the read side of TCS: a region's replica table (the
-// Replica interface, with backends in tcs/boltreplica and, later, DynamoDB),
-// the rules that apply change events to it in any order, and the gRPC lookup
-// server with its cache and invalidation. tcs/client is the client library
-// compute nodes link.
+// Replica interface, with backends in tcs/boltreplica and tcs/dynamo, both
+// run by the conformance suite in tcs/replicatest), the rules that apply
+// change events to it in any order (ApplyEvent), and the invalidation
+// contract (Broadcaster, Feed) between appliers and lookup servers. The gRPC
+// lookup server is tcs/lookup, its cache tcs/cache; tcs/client is the client
+// library compute nodes link.
 package tcs
 
 import (
@@ -14,11 +16,11 @@ import (
 // Replica is one region's copy of the tenant documents and the hostname →
 // tenant index, fed by the streamer and read by lookup servers.
 //
-// Apply must be atomic and order-insensitive (DESIGN.md invariants 2 and 3):
-// applying any permutation of a history's events, with duplicates and
-// replays, leaves the replica equal to the source of truth. ApplyRules (in
-// apply.go) states the rules; every backend implements them inside one
-// transaction or conditional write.
+// Apply must be atomic and order-insensitive (docs/architecture.md,
+// invariants 2 and 3): applying any permutation of a history's events, with
+// duplicates and replays, leaves the replica equal to the source of truth.
+// ApplyEvent (in apply.go) states the rules; every backend runs them inside
+// one transaction or conditional write.
 type Replica interface {
 	// Apply applies one change event and reports what it changed.
 	Apply(ctx context.Context, ev *tenant.ChangeEvent) (ApplyResult, error)

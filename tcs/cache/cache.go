@@ -8,7 +8,7 @@
 // garbage collector never scans, where a *tcsv1.Tenant or *tenant.Tenant is a
 // tree of maps, strings and messages that it must walk on every cycle: with a
 // million entries that walk, not the map lookup, is what a cache costs a
-// server (DESIGN.md, "Numbers to beat"). Bytes also make a hit cheap to
+// server (BenchmarkGCMark measures it). Bytes also make a hit cheap to
 // answer: the server splices them into its response instead of marshalling
 // the tenant again.
 //
@@ -26,7 +26,7 @@
 //     stale-if-error, until a read installs a newer answer (or a read
 //     that succeeds finds the hostname unknown).
 //   - Concurrent misses of one hostname make one replica read.
-//   - No stale fill (DESIGN.md invariant 4): a read that raced with an
+//   - No stale fill (docs/architecture.md, invariant 4): a read that raced with an
 //     invalidation of its hostname, or with a Gap, is answered to its
 //     callers but installed only if it is provably as new as the
 //     invalidation.

@@ -93,8 +93,8 @@ type propFill struct {
 // TestNoStaleFillProperty: whatever the interleaving of changes, deliveries,
 // losses, gaps, and the three steps of fills (begin, replica read, install),
 // a fresh entry is always an answer the replica gave at or after the newest
-// delivered invalidation that names its hostname or its tenant (DESIGN.md
-// invariant 4).
+// delivered invalidation that names its hostname or its tenant (invariant 4
+// of docs/architecture.md).
 func TestNoStaleFillProperty(t *testing.T) {
 	t.Parallel()
 	rapid.Check(t, func(rt *rapid.T) {

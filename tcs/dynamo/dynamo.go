@@ -82,7 +82,7 @@
 //
 // LookupHostname and GetTenant read with strongly consistent reads unless
 // Config.EventualLookups is set. The lookup cache installs a fill that began
-// after an invalidation (DESIGN.md invariant 4: the invalidation is sent
+// after an invalidation (docs/architecture.md, invariant 4: the invalidation is sent
 // after Apply returns), so that fill must see the applied write. An
 // eventually consistent read, served by any of the partition's replicas, can
 // return the state from before the apply for up to about a second; the

@@ -1,7 +1,7 @@
 // Package fanout is the embedded invalidation broadcast: an in-process Hub
 // that the region's applier broadcasts to and the region's lookup servers
 // subscribe to. It is the one-machine counterpart of the SNS → SQS fan-out
-// (DESIGN.md, "Two families of backends").
+// (docs/architecture.md, "Two families of backends").
 //
 // A broadcast never waits for a subscriber. Each subscriber has a bounded
 // buffer; when it is full the invalidation is dropped for that subscriber

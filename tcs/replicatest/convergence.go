@@ -35,8 +35,8 @@ type ConvergenceOptions struct {
 	Orders int
 }
 
-// Convergence checks DESIGN.md invariant 3 against the replicas open
-// returns: for random histories committed to a real source of truth
+// Convergence checks invariant 3 (docs/architecture.md) against the replicas
+// open returns: for random histories committed to a real source of truth
 // (DrawHistory), followed by resyncs of some of their tenants
 // (DrawResyncs), delivering the outbox's events in any order, with
 // duplicates and replays (DrawDelivery), leaves the replica equal to the

@@ -1,7 +1,7 @@
 // Package replicatest is the conformance suite for tcs.Replica: every
 // regional replica backend (bbolt, DynamoDB) runs Run against fresh replicas
-// and Convergence, the property test of DESIGN.md invariant 3, and must pass
-// both unchanged. The suite tests the contract only — what the streamer's
+// and Convergence, the property test of invariant 3 (docs/architecture.md),
+// and must pass both unchanged. The suite tests the contract only — what the streamer's
 // applier and the lookup servers can observe through the interface — never a
 // backend's internals.
 //

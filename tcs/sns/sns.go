@@ -2,7 +2,7 @@
 // region, to which the region's applier publishes (Broadcaster), and one SQS
 // queue per tcs node, subscribed to the topic with raw message delivery and
 // long-polled by the node (Feed). It is the AWS counterpart of package
-// fanout (DESIGN.md, "Two families of backends").
+// fanout (docs/architecture.md, "Two families of backends").
 //
 // # Names and tags
 //
