@@ -1,7 +1,9 @@
 // Package streamer carries committed changes from the source of truth to
 // every region: Publisher reads the catalog's outbox and appends change
 // events to an ordered Stream; Applier consumes the Stream and applies each
-// event to one region's replica table, then broadcasts invalidations.
+// event to one region's replica table, then queues its invalidation for
+// sender goroutines that broadcast it (broadcast.go), so a slow or frozen
+// broadcast never holds up applying.
 //
 // Stream is the seam between them. Its embedded backend (streamer/boltlog)
 // is a bbolt log; the AWS backend is Kinesis. Both pass streamer/streamtest.
