@@ -28,9 +28,19 @@
 //   - Concurrent misses of one hostname make one replica read.
 //   - No stale fill (docs/architecture.md, invariant 4): a read that raced with an
 //     invalidation of its hostname, or with a Gap, is answered to its
-//     callers but installed only if it is provably as new as the
-//     invalidation.
+//     callers but installed fresh only if it is provably as new as the
+//     invalidation; otherwise it replaces the entry kept for
+//     stale-if-error as an out-of-date one (it is newer than that entry:
+//     the reads of one hostname run one at a time).
+//   - No going back per hostname: a node never serves, fresh or stale, a
+//     version of a tenant for a hostname older than one it has answered
+//     for that hostname (given a replica whose reads of a hostname do not
+//     go back).
 //   - A read that succeeds is what its callers get: never a kept entry.
+//   - A miss with nothing kept to serve stale, whose read failed (or was
+//     slower than ReadTimeout), reads the replica once more before it
+//     gives up, unless a Fallback is configured (which is then that second
+//     path).
 //   - Stale-if-error: when the replica fails or is slower than ReadTimeout,
 //     the answer is, in this order: an entry that is merely expired (by
 //     TTL or Gap), positive or negative, no older than MaxStale; else an
@@ -267,9 +277,11 @@ type Stats struct {
 	// whose answer was older than what the cache knew.
 	FallbackServes, FallbackErrors, FallbackDiscarded uint64
 	// Reads counts replica reads, ReadErrors those that failed (NotFound is
-	// not a failure), and Rejected the reads not installed because they
-	// raced with an invalidation or a gap.
-	Reads, ReadErrors, Rejected uint64
+	// not a failure), Rejected the reads not installed fresh because they
+	// raced with an invalidation or a gap (or found their tenant at a newer
+	// version cached), and Retries the second reads of misses that had
+	// nothing to serve stale after their first read failed.
+	Reads, ReadErrors, Rejected, Retries uint64
 	// Entries is the number of entries held (fresh, expired or out of
 	// date).
 	Entries int
@@ -332,8 +344,8 @@ type Cache struct {
 	failures atomic.Int64
 	probing  atomic.Bool
 
-	misses, staleServes, staleAtOnce, reads, readErrors, rejected atomic.Uint64
-	fallbackServes, fallbackErrors, fallbackDiscarded             atomic.Uint64
+	misses, staleServes, staleAtOnce, reads, readErrors, rejected, retries atomic.Uint64
+	fallbackServes, fallbackErrors, fallbackDiscarded                      atomic.Uint64
 }
 
 // New returns an empty cache in front of r.
@@ -557,12 +569,15 @@ func (c *Cache) fill(hostname string) (any, error) {
 		return res, err
 	}
 	t := c.begin()
-	ctx, cancel := context.WithTimeout(context.Background(), c.opts.ReadTimeout)
-	ten, err := c.reader.LookupHostname(ctx, hostname)
-	cancel()
-	c.reads.Add(1)
-	if err == nil && (ten == nil || ten.Deleted()) {
-		err = notFound(hostname)
+	ten, err := c.read(hostname)
+	if err != nil && tenant.ErrorCode(err) != tenant.NotFound && c.opts.Fallback == nil && !c.hasKept(hostname) {
+		// Nothing to answer stale: rather than fail the callers, give the
+		// replica a second chance (a read over ReadTimeout is often a
+		// slow moment, not an outage).
+		c.readFailed(hostname, err)
+		c.retries.Add(1)
+		t = c.begin()
+		ten, err = c.read(hostname)
 	}
 	switch {
 	case err == nil:
@@ -585,6 +600,39 @@ func (c *Cache) fill(hostname string) (any, error) {
 	default:
 		return c.failed(hostname, err)
 	}
+}
+
+// read reads hostname from the replica, bounded by ReadTimeout; a deleted
+// tenant or none is NotFound.
+func (c *Cache) read(hostname string) (*tenant.Tenant, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.ReadTimeout)
+	ten, err := c.reader.LookupHostname(ctx, hostname)
+	cancel()
+	c.reads.Add(1)
+	if err == nil && (ten == nil || ten.Deleted()) {
+		err = notFound(hostname)
+	}
+	return ten, err
+}
+
+// readFailed counts a failed replica read and reports it to OnReadError.
+func (c *Cache) readFailed(hostname string, err error) {
+	c.readErrors.Add(1)
+	c.failures.Add(1)
+	if c.opts.OnReadError != nil {
+		c.opts.OnReadError(hostname, err)
+	}
+}
+
+// hasKept reports whether the cache holds an entry of hostname it may serve
+// stale (fresh, expired or out of date, no older than MaxStale).
+func (c *Cache) hasKept(hostname string) bool {
+	now := c.opts.Now().UnixNano()
+	sh := c.shard(hostname)
+	sh.mu.Lock()
+	e, ok := c.getLocked(sh, hostname)
+	sh.mu.Unlock()
+	return ok && c.keptWithin(&e, now)
 }
 
 // freshAnswer returns hostname's fresh entry as Lookup answers it, if there
@@ -619,11 +667,7 @@ func (c *Cache) dropKept(hostname string) {
 // failed answers a fill whose read failed: stale if it may (see the package
 // comment), else Unavailable.
 func (c *Cache) failed(hostname string, err error) (any, error) {
-	c.readErrors.Add(1)
-	c.failures.Add(1)
-	if c.opts.OnReadError != nil {
-		c.opts.OnReadError(hostname, err)
-	}
+	c.readFailed(hostname, err)
 	now := c.opts.Now().UnixNano()
 	if res, err, ok := c.freshAnswer(hostname); ok { // installed meanwhile
 		return res, err
@@ -737,26 +781,46 @@ func encode(t *tenant.Tenant, tk ticket) (entry, error) {
 // install puts e under hostname unless the fill that read it, described by
 // tk, raced with a gap or an invalidation that makes it suspect, or the
 // entry there is the same tenant at a newer version. It reports whether it
-// did. The checks and the insertion happen under the shard's lock, which
-// Invalidate also takes after it records an invalidation, so an
-// invalidation either is seen here or finds e installed and drops it.
+// did. A fill that raced is not installed as fresh (invariant 4), but its
+// answer, which its callers got, replaces the entry kept for stale-if-error
+// as an out-of-date one (see keepRejected). The checks and the insertion
+// happen under the shard's lock, which Invalidate also takes after it
+// records an invalidation, so an invalidation either is seen here or finds
+// e installed and marks it out of date.
 func (c *Cache) install(hostname string, e *entry, tk ticket) bool {
 	sh := c.shard(hostname)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	ok := c.gen.Load() == tk.gen && c.recent.admits(hostname, e, tk.seq)
-	if ok && !e.negative() {
-		if old, found := sh.lru.Peek(hostname); found && !old.negative() &&
-			old.tenantID == e.tenantID && old.version > e.version {
-			ok = false
-		}
-	}
-	if !ok {
+	old, found := sh.lru.Peek(hostname)
+	if found && !old.negative() && !e.negative() && old.tenantID == e.tenantID && old.version > e.version {
 		c.rejected.Add(1)
+		return false
+	}
+	if c.gen.Load() != tk.gen || !c.recent.admits(hostname, e, tk.seq) {
+		c.rejected.Add(1)
+		c.keepRejected(sh, hostname, e, old, found)
 		return false
 	}
 	sh.lru.Add(hostname, *e)
 	return true
+}
+
+// keepRejected keeps e, the answer of a fill that may not be installed
+// fresh, as hostname's out-of-date entry: served only stale, when the
+// replica fails, and replaced by the next read. The fills of one hostname
+// run one at a time (singleflight), so e was read after whatever the cache
+// holds for hostname was, and is as new or newer (install has already
+// refused it if the entry there is its tenant at a newer version): kept, a
+// node that answered e never serves an older version of e's tenant for this
+// hostname stale later, as it would if the entry from before stayed. A
+// fresh entry there is left alone. sh.mu must be held.
+func (c *Cache) keepRejected(sh *shard, hostname string, e *entry, old entry, found bool) {
+	if found && c.fresh(&old, c.opts.Now().UnixNano()) {
+		return
+	}
+	k := *e
+	k.outdated = true
+	sh.lru.Add(hostname, k)
 }
 
 // Invalidate applies inv as the Invalidation comment in tcs.proto says: each
@@ -815,6 +879,7 @@ func (c *Cache) Stats() Stats {
 		Reads:             c.reads.Load(),
 		ReadErrors:        c.readErrors.Load(),
 		Rejected:          c.rejected.Load(),
+		Retries:           c.retries.Load(),
 		Remembered:        c.recent.size(),
 		ReplicaFailing:    c.failing(),
 	}

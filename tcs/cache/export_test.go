@@ -40,3 +40,17 @@ func (c *Cache) Fresh(hostname string) (tenantID string, version int64, negative
 	}
 	return e.tenantID, e.version, e.negative(), true
 }
+
+// Kept reports the entry of hostname as the cache holds it, fresh or not
+// (what a lookup gets stale when the replica fails), without reading the
+// replica or counting a hit.
+func (c *Cache) Kept(hostname string) (tenantID string, version int64, negative, outdated, ok bool) {
+	sh := c.shard(hostname)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e, ok := c.getLocked(sh, hostname)
+	if !ok {
+		return "", 0, false, false, false
+	}
+	return e.tenantID, e.version, e.negative(), e.outdated, true
+}

@@ -104,13 +104,15 @@ var (
 	descReadErrors = prometheus.NewDesc("tcs_lookup_cache_replica_read_errors_total",
 		"Replica reads that failed or timed out (NotFound is not a failure).", nil, nil)
 	descRejected = prometheus.NewDesc("tcs_lookup_cache_fills_rejected_total",
-		"Replica reads not cached because they raced with an invalidation or a resync.", nil, nil)
+		"Replica reads not cached fresh because they raced with an invalidation or a resync (kept out of date, for stale-if-error only).", nil, nil)
+	descRetries = prometheus.NewDesc("tcs_lookup_cache_read_retries_total",
+		"Second replica reads of misses whose first read failed and that had no cached answer to serve stale.", nil, nil)
 	descEntries = prometheus.NewDesc("tcs_lookup_cache_entries",
 		"Entries in the cache, fresh, expired or invalidated (kept for stale-if-error).", nil, nil)
 )
 
 func (cc cacheCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHits, descMisses, descStale, descStaleAtOnce, descFallback, descFailing, descReads, descReadErrors, descRejected, descEntries} {
+	for _, d := range []*prometheus.Desc{descHits, descMisses, descStale, descStaleAtOnce, descFallback, descFailing, descReads, descReadErrors, descRejected, descRetries, descEntries} {
 		ch <- d
 	}
 }
@@ -131,6 +133,7 @@ func (cc cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descReads, s.Reads)
 	counter(descReadErrors, s.ReadErrors)
 	counter(descRejected, s.Rejected)
+	counter(descRetries, s.Retries)
 	ch <- prometheus.MustNewConstMetric(descEntries, prometheus.GaugeValue, float64(s.Entries))
 	failing := 0.0
 	if s.ReplicaFailing {
