@@ -5,6 +5,7 @@ package chaos
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -43,6 +44,36 @@ type Sample struct {
 	Age   time.Duration `json:"age_ns,omitempty"`
 	// Recent: this reader looked the hostname up in the previous minute.
 	Recent bool `json:"recent,omitempty"`
+	// For a failed lookup only, to tell why it failed: Detail is the
+	// error's message, Prev what this reader had got for the hostname
+	// before the lookup began (its last answer and how long before, and
+	// how many of its lookups had failed since; "none" if it never had an
+	// answer).
+	Detail string `json:"detail,omitempty"`
+	Prev   string `json:"prev,omitempty"`
+}
+
+// prevAnswer is a reader's last answer for a hostname, and its lookups of
+// it that failed since.
+type prevAnswer struct {
+	s        *Sample // nil: never answered
+	failures int
+}
+
+// describe says what a lookup starting at now had had before (Sample.Prev).
+func (p prevAnswer) describe(now time.Time) string {
+	if p.s == nil {
+		return fmt.Sprintf("none (%d failed lookups before)", p.failures)
+	}
+	a := p.s
+	what := string(a.Outcome)
+	if a.Outcome == OK {
+		what = fmt.Sprintf("%s v%d", a.TenantID, a.Version)
+	}
+	if a.Stale {
+		what += fmt.Sprintf(" stale (age %s)", a.Age.Round(time.Millisecond))
+	}
+	return fmt.Sprintf("%s, answered %s before; %d failed since", what, now.Sub(a.Start.Add(a.Duration)).Round(time.Millisecond), p.failures)
 }
 
 // Answered reports whether the lookup got an answer.
@@ -65,6 +96,7 @@ type Reader struct {
 	mu      sync.Mutex
 	samples []Sample
 	last    map[string]time.Time
+	prev    map[string]prevAnswer
 }
 
 // RecentWindow is how recently a hostname must have been looked up for a
@@ -89,7 +121,7 @@ func NewRegionReader(region, addr string, rate float64, timeout time.Duration, h
 		case status.Code(err) == codes.NotFound:
 			s.Outcome = NotFound
 		default:
-			s.Outcome, s.Error = Failed, status.Code(err).String()
+			s.Outcome, s.Error, s.Detail = Failed, status.Code(err).String(), status.Convert(err).Message()
 		}
 	}
 	return r, nil
@@ -113,11 +145,11 @@ func NewClientReader(ctx context.Context, region string, addrs []string, ttl tim
 		case errors.Is(err, client.ErrNotFound):
 			s.Outcome = NotFound
 		case errors.Is(err, client.ErrUnavailable):
-			s.Outcome, s.Error = Failed, "unavailable"
+			s.Outcome, s.Error, s.Detail = Failed, "unavailable", err.Error()
 		case errors.Is(err, context.DeadlineExceeded):
-			s.Outcome, s.Error = Failed, "timeout"
+			s.Outcome, s.Error, s.Detail = Failed, "timeout", err.Error()
 		default:
-			s.Outcome, s.Error = Failed, err.Error()
+			s.Outcome, s.Error, s.Detail = Failed, err.Error(), err.Error()
 		}
 	}
 	return r, nil
@@ -127,6 +159,7 @@ func NewClientReader(ctx context.Context, region string, addrs []string, ttl tim
 // own goroutine (a slow answer does not slow the rate), at most 64 at once.
 func (r *Reader) Run(ctx context.Context) {
 	r.last = map[string]time.Time{}
+	r.prev = map[string]prevAnswer{}
 	tick := time.NewTicker(time.Duration(float64(time.Second) / r.rate))
 	defer tick.Stop()
 	sem := make(chan struct{}, 64)
@@ -152,6 +185,7 @@ func (r *Reader) Run(ctx context.Context) {
 		r.mu.Lock()
 		last, seen := r.last[host]
 		r.last[host] = now
+		before := r.prev[host]
 		r.mu.Unlock()
 		wg.Go(func() {
 			defer func() { <-sem }()
@@ -160,8 +194,20 @@ func (r *Reader) Run(ctx context.Context) {
 			r.lookup(lctx, host, &s)
 			cancel()
 			s.Duration = time.Since(now)
+			if !s.Answered() {
+				s.Prev = before.describe(now)
+			}
 			r.mu.Lock()
 			r.samples = append(r.samples, s)
+			p := r.prev[host]
+			if s.Answered() {
+				if p.s == nil || !p.s.Start.After(s.Start) {
+					p = prevAnswer{s: &s}
+				}
+			} else {
+				p.failures++
+			}
+			r.prev[host] = p
 			r.mu.Unlock()
 		})
 	}

@@ -31,7 +31,26 @@ type Report struct {
 
 	// writes is the writer's log, written to writes.json.
 	writes *writeLog
+	// failures are failed lookups per fault, written to failures.json.
+	failures []FaultFailures
 }
+
+// FaultFailures are a fault's failed lookups, as failures.json lists them:
+// up to maxFailureSamples per reader, in the order they began, each with
+// its error's message and what the reader had got for the hostname before
+// (Sample.Detail and Sample.Prev).
+type FaultFailures struct {
+	Fault string `json:"fault"`
+	// Failed counts every failed lookup per reader; NeverAnswered those of
+	// hostnames the reader never had an answer for before.
+	Failed        map[string]int `json:"failed"`
+	NeverAnswered map[string]int `json:"never_answered"`
+	Samples       []Sample       `json:"samples"`
+}
+
+// maxFailureSamples bounds the failed lookups failures.json lists per
+// reader and fault.
+const maxFailureSamples = 30
 
 // writeLog is writes.json: every acknowledged write and every request.
 type writeLog struct {
@@ -241,6 +260,7 @@ func Analyse(r *Run, th Thresholds, logDir string) *Report {
 		if len(w.convergeUnconverged) > 0 {
 			f.Unconverged = w.convergeUnconverged[:min(len(w.convergeUnconverged), 10)]
 		}
+		ff := FaultFailures{Fault: w.Name, Failed: map[string]int{}, NeverAnswered: map[string]int{}}
 		for _, rd := range r.Readers {
 			rr := ReaderReport{Reader: rd.Name, Kind: rd.Kind, Region: rd.Region, Errors: map[string]int{}}
 			for _, s := range samples[rd] {
@@ -253,6 +273,12 @@ func Analyse(r *Run, th Thresholds, logDir string) *Report {
 				}
 				if !s.Answered() {
 					rr.Errors[s.Error]++
+					if ff.Failed[rd.Name]++; ff.Failed[rd.Name] <= maxFailureSamples {
+						ff.Samples = append(ff.Samples, s)
+					}
+					if strings.HasPrefix(s.Prev, "none") {
+						ff.NeverAnswered[rd.Name]++
+					}
 					continue
 				}
 				rr.Answered++
@@ -293,6 +319,7 @@ func Analyse(r *Run, th Thresholds, logDir string) *Report {
 			}
 		}
 		f.Writes = wr
+		rep.failures = append(rep.failures, ff)
 		for _, region := range r.Topology.Regions {
 			var ls []time.Duration
 			for _, l := range lag {
@@ -492,8 +519,9 @@ func regressions(ss []Sample, perHost bool, example func(string, ...any)) int {
 	return n
 }
 
-// Write writes report.json, report.md and writes.json (every acknowledged
-// write and every request) into dir.
+// Write writes report.json, report.md, writes.json (every acknowledged
+// write and every request) and failures.json (failed lookups per fault, see
+// FaultFailures) into dir.
 func (rep *Report) Write(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -511,6 +539,15 @@ func (rep *Report) Write(dir string) error {
 			return err
 		}
 		if err := os.WriteFile(filepath.Join(dir, "writes.json"), data, 0o644); err != nil {
+			return err
+		}
+	}
+	if rep.failures != nil {
+		data, err := json.MarshalIndent(rep.failures, "", " ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "failures.json"), data, 0o644); err != nil {
 			return err
 		}
 	}
