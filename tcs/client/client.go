@@ -25,8 +25,10 @@
 // provided it lists the hostname and is younger than the TTL or max-stale.
 // Otherwise (the newest version no longer lists the hostname: the regions
 // that answered are behind a move of it) the lookup serves a stale answer of
-// the hostname if it has one and fails with ErrUnavailable if not: it does
-// not go backwards.
+// the hostname if it has one, and if not ErrNotFound with Meta.Stale and
+// Meta.Remembered (when that version was read its tenant no longer owned
+// the hostname; Age says how long ago that was); past the TTL or max-stale
+// it fails with ErrUnavailable: it does not go backwards.
 //
 // Limits:
 //   - Per Client: two Clients, or one restarted, may disagree.
@@ -97,8 +99,9 @@ type Meta struct {
 	// Remembered is true when the regions that answered hold only older
 	// versions of the tenant than this Client had already returned (their
 	// replicas are behind), so the newest version it returned before is
-	// returned again, from memory (see Monotonic reads). Cached is true
-	// too; Region and Age say when and where that version was read.
+	// returned again, from memory, or, if that version no longer lists the
+	// hostname, ErrNotFound with Stale (see Monotonic reads). Cached is
+	// true too; Region and Age say when and where that version was read.
 	Remembered bool
 }
 
@@ -383,14 +386,37 @@ func unavailable(h string, behind []string, err error) error {
 // fallback is what a lookup of h gives when no region gave an answer it can
 // use: the newest version returned of a tenant in behind (tenants that
 // regions answered h with, but older than that) if it lists h; otherwise a
-// stale entry of h (see staleOr) or err.
+// stale entry of h (see staleOr); otherwise, if the newest version returned
+// of every tenant in behind no longer lists h, NOT_FOUND, stale and
+// remembered (see released); otherwise err.
 func (c *Client) fallback(h string, now int64, behind []string, err error) (fillResult, error) {
 	for _, id := range behind {
 		if e, ok := c.cache.remembered(h, id, now); ok {
 			return fillResult{e: e, cached: true, remembered: true}, nil
 		}
 	}
-	return c.staleOr(h, now, err)
+	res, serr := c.staleOr(h, now, err)
+	if serr == nil || len(behind) == 0 {
+		return res, serr
+	}
+	// The regions that answered are behind a release of h by every tenant
+	// they answered with. What the client knows is newer than what they
+	// say: when the version it returned was read, that tenant did not own
+	// h. A region that had applied that version answered NOT_FOUND then
+	// (unless it had applied a later claim too), so NOT_FOUND is a true
+	// answer of that time, stale; it is not cached.
+	var rel entry
+	for i, id := range behind {
+		e, ok := c.cache.released(h, id, now)
+		if !ok {
+			return res, serr
+		}
+		if i == 0 || e.readAt < rel.readAt {
+			rel = e
+		}
+	}
+	c.hooks.StaleServe()
+	return fillResult{e: rel, cached: true, stale: true, remembered: true}, nil
 }
 
 // staleOr returns the cached entry of h, marked stale, if it is within

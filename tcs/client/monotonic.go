@@ -211,6 +211,23 @@ func (c *cache) remembered(h, id string, now int64) (entry, bool) {
 	return entry{t: k.t, readAt: k.readAt, region: k.region}, true
 }
 
+// released returns, as a NOT_FOUND entry for hostname h, what the client
+// knows when the newest version of tenant id it has returned does not list
+// h (the tenant released it), if that version's age at now is within the
+// TTL or max-stale: when a region read that version, id no longer owned h.
+func (c *cache) released(h, id string, now int64) (entry, bool) {
+	if c.known == nil {
+		return entry{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k, ok := c.known.Peek(id)
+	if !ok || k.lists(h) || now-k.readAt >= max(c.ttl, c.maxStale) {
+		return entry{}, false
+	}
+	return entry{readAt: k.readAt, region: k.region}, true
+}
+
 // rememberedTenants returns how many tenants the memory holds.
 func (c *cache) rememberedTenants() int {
 	if c.known == nil {

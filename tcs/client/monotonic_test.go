@@ -210,3 +210,34 @@ func TestMonotonicMovedHostname(t *testing.T) {
 		t.Errorf("www from eu-west-1, nothing stale: %+v %v; want ErrUnavailable", tn, err)
 	}
 }
+
+// TestMonotonicReleasedHostname: a hostname the client never looked up,
+// whose tenant released it in the newest version the client returned, is
+// NOT_FOUND (stale, remembered) when the only region left is behind the
+// release, not a failure; past max-stale it fails rather than go back.
+func TestMonotonicReleasedHostname(t *testing.T) {
+	t.Parallel()
+	us := startRegion(t, "us-east-1")
+	eu := startRegion(t, "eu-west-1")
+	put(t, "acme", 1, acmeHosts, us, eu)
+	// Version 2 drops www (us-east-1 only).
+	us.apply(t, replicatest.Event("acme", 2, map[string]int64{"acme.example.com": 2}, map[string]int64{"www.acme.example.com": 2}))
+	clk := newClock()
+	c := newClient(t, []*regionServer{us, eu}, client.WithClock(clk.Now), client.WithTTL(time.Minute),
+		client.WithMaxStale(10*time.Minute), client.WithHedgeDelay(0))
+	ctx := ctxT(t)
+	if tn, err := c.Lookup(ctx, "acme.example.com"); err != nil || tn.Version != 2 {
+		t.Fatalf("from us-east-1: %+v %v; want version 2", tn, err)
+	}
+	us.down()
+	clk.Advance(2 * time.Minute)
+	tn, meta, err := c.LookupMeta(ctx, "www.acme.example.com")
+	if !errors.Is(err, client.ErrNotFound) || !meta.Stale || !meta.Remembered || meta.Region != "us-east-1" || meta.Age < 2*time.Minute {
+		t.Errorf("www from eu-west-1 (acme v1): %+v %+v %v; want not found, stale and remembered, read 2m ago in us-east-1", tn, meta, err)
+	}
+	// Not cached: the next lookup asks again.
+	clk.Advance(10 * time.Minute) // past max-stale
+	if tn, err := c.Lookup(ctx, "www.acme.example.com"); !errors.Is(err, client.ErrUnavailable) {
+		t.Errorf("www from eu-west-1 past max-stale: %+v %v; want ErrUnavailable", tn, err)
+	}
+}
