@@ -260,7 +260,7 @@ func Analyse(r *Run, th Thresholds, logDir string) *Report {
 		if len(w.convergeUnconverged) > 0 {
 			f.Unconverged = w.convergeUnconverged[:min(len(w.convergeUnconverged), 10)]
 		}
-		ff := FaultFailures{Fault: w.Name, Failed: map[string]int{}, NeverAnswered: map[string]int{}}
+		ff := FaultFailures{Fault: w.Name, Failed: map[string]int{}, NeverAnswered: map[string]int{}, Samples: []Sample{}}
 		for _, rd := range r.Readers {
 			rr := ReaderReport{Reader: rd.Name, Kind: rd.Kind, Region: rd.Region, Errors: map[string]int{}}
 			for _, s := range samples[rd] {

@@ -43,7 +43,13 @@
 //     path).
 //   - Stale-if-error: when the replica fails or is slower than ReadTimeout,
 //     the answer is, in this order: an entry that is merely expired (by
-//     TTL or Gap), positive or negative, no older than MaxStale; else an
+//     TTL or Gap), positive or negative, no older than MaxStale; else, if
+//     nothing is kept for the hostname, a sibling answer: the newest
+//     remembered invalidation naming the hostname names a tenant and a
+//     version, and an entry of that tenant at that version or newer, kept
+//     (no older than MaxStale) under another hostname of that invalidation,
+//     lists this hostname (the newest such entry, kept for the hostname
+//     from then on as an out-of-date entry); else an
 //     answer of the Fallback reader, if one is configured and its answer
 //     is not older than what the cache knows (see Options.Fallback); else
 //     an out-of-date (invalidated) entry no older than MaxStale; else
@@ -64,6 +70,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math/bits"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -272,6 +279,10 @@ type Stats struct {
 	// failed; StaleAtOnce counts those among them answered without waiting
 	// for a read, because the replica was failing.
 	StaleServes, StaleAtOnce uint64
+	// SiblingServes counts stale answers for a hostname with nothing kept,
+	// taken from its tenant's document kept under another hostname (see
+	// the package comment).
+	SiblingServes uint64
 	// FallbackServes counts reads of the Fallback reader whose answer was
 	// served, FallbackErrors those that failed, FallbackDiscarded those
 	// whose answer was older than what the cache knew.
@@ -345,7 +356,7 @@ type Cache struct {
 	probing  atomic.Bool
 
 	misses, staleServes, staleAtOnce, reads, readErrors, rejected, retries atomic.Uint64
-	fallbackServes, fallbackErrors, fallbackDiscarded                      atomic.Uint64
+	fallbackServes, fallbackErrors, fallbackDiscarded, siblingServes       atomic.Uint64
 }
 
 // New returns an empty cache in front of r.
@@ -680,6 +691,12 @@ func (c *Cache) failed(hostname string, err error) (any, error) {
 	if ok && !e.outdated {
 		return c.serveStale(hostname, &e)
 	}
+	if !ok {
+		if res, found := c.sibling(hostname, now); found {
+			c.siblingServes.Add(1)
+			return res, nil
+		}
+	}
 	if c.opts.Fallback != nil {
 		var kept *entry
 		if ok {
@@ -693,6 +710,54 @@ func (c *Cache) failed(hostname string, err error) (any, error) {
 		return c.serveStale(hostname, &e)
 	}
 	return Result{}, unavailable()
+}
+
+// sibling is the answer for hostname, with nothing kept for it, when the
+// newest remembered invalidation naming it says that a tenant claimed it at
+// some version, and the cache keeps that tenant, at that version or newer,
+// under another hostname of that invalidation, in a document that lists
+// hostname: that document, the newest such, marked stale. It is kept as
+// hostname's out-of-date entry too, so later lookups (until a read
+// succeeds) serve it and never an older one. now is the failure's time.
+func (c *Cache) sibling(hostname string, now int64) (Result, bool) {
+	m, ok := c.recent.hostMark(hostname)
+	if !ok || c.stale < 0 {
+		return Result{}, false
+	}
+	var best entry
+	found := false
+	for _, o := range m.hostnames {
+		if o == hostname {
+			continue
+		}
+		sh := c.shard(o)
+		sh.mu.Lock()
+		e, ok := c.getLocked(sh, o)
+		sh.mu.Unlock()
+		if !ok || e.negative() || e.tenantID != m.tenantID || e.version < m.version || !c.keptWithin(&e, now) ||
+			(found && e.version <= best.version) || !lists(&e, hostname) {
+			continue
+		}
+		best, found = e, true
+	}
+	if !found {
+		return Result{}, false
+	}
+	sh := c.shard(hostname)
+	sh.mu.Lock()
+	if _, held := sh.lru.Peek(hostname); !held {
+		k := best
+		k.outdated = true
+		sh.lru.Add(hostname, k)
+	}
+	sh.mu.Unlock()
+	return best.result(true), true
+}
+
+// lists reports whether e's tenant document lists hostname.
+func lists(e *entry, hostname string) bool {
+	t, err := e.result(false).Tenant()
+	return err == nil && slices.Contains(t.GetHostnames(), hostname)
 }
 
 // fallback reads hostname from Options.Fallback, and reports whether its
@@ -876,6 +941,7 @@ func (c *Cache) Stats() Stats {
 		FallbackServes:    c.fallbackServes.Load(),
 		FallbackErrors:    c.fallbackErrors.Load(),
 		FallbackDiscarded: c.fallbackDiscarded.Load(),
+		SiblingServes:     c.siblingServes.Load(),
 		Reads:             c.reads.Load(),
 		ReadErrors:        c.readErrors.Load(),
 		Rejected:          c.rejected.Load(),

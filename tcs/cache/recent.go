@@ -13,6 +13,9 @@ type mark struct {
 	tenantID string
 	version  int64
 	seq      uint64
+	// hostnames are the invalidation's (shared with its record): those of
+	// the tenant at that version, and those it released.
+	hostnames []string
 }
 
 // record is one remembered invalidation, queued in arrival order so that it
@@ -72,7 +75,7 @@ func (r *recent) add(inv tcs.Invalidation, now int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.seq++
-	m := mark{tenantID: inv.TenantID, version: inv.Version, seq: r.seq}
+	m := mark{tenantID: inv.TenantID, version: inv.Version, seq: r.seq, hostnames: inv.Hostnames}
 	for _, h := range inv.Hostnames {
 		r.byHost[h] = m
 	}

@@ -250,3 +250,78 @@ func TestNoGoingBackProperty(t *testing.T) {
 		})
 	})
 }
+
+// TestSiblingAnswer: with the replica down and nothing kept for a hostname
+// its tenant claimed just before, the tenant's document kept under another
+// of its hostnames answers it (stale) if that document lists it and is at
+// least the claiming version; not otherwise.
+func TestSiblingAnswer(t *testing.T) {
+	t.Parallel()
+	const a, b = "acme.example.com", "b.acme.example.com"
+	setup := func(t *testing.T) (*cache.Cache, *fakeReader, *clock) {
+		c, r, clk := newCache(t, cache.Options{})
+		r.set(makeTenant("acme", 1, a))
+		mustLookup(t, c, a, "acme", 1)
+		return c, r, clk
+	}
+	t.Run("claimed, sibling read after the claim", func(t *testing.T) {
+		t.Parallel()
+		c, r, clk := setup(t)
+		r.set(makeTenant("acme", 2, a, b))
+		c.Invalidate(tcs.Invalidation{TenantID: "acme", Version: 2, Hostnames: []string{a, b}})
+		mustLookup(t, c, a, "acme", 2)
+		r.setErr(errReplica)
+		clk.Advance(time.Second)
+		res := mustLookup(t, c, b, "acme", 2)
+		if !res.Stale || res.Age(clk.Now()) != time.Second {
+			t.Errorf("sibling answer stale %v age %v, want stale, 1s", res.Stale, res.Age(clk.Now()))
+		}
+		if s := c.Stats(); s.SiblingServes != 1 {
+			t.Errorf("SiblingServes = %d, want 1", s.SiblingServes)
+		}
+		// Kept for b from now on (served at once while the replica fails).
+		if id, v, _, outdated, ok := c.Kept(b); !ok || id != "acme" || v != 2 || !outdated {
+			t.Errorf("kept for b: %s v%d outdated %v (%v), want acme v2 out of date", id, v, outdated, ok)
+		}
+		mustLookup(t, c, b, "acme", 2)
+		if _, ok := c.Peek(b); ok {
+			t.Error("a sibling answer is served fresh")
+		}
+	})
+	t.Run("sibling older than the claim", func(t *testing.T) {
+		t.Parallel()
+		c, r, _ := setup(t)
+		c.Invalidate(tcs.Invalidation{TenantID: "acme", Version: 2, Hostnames: []string{a, b}})
+		r.setErr(errReplica)
+		_, err := c.Lookup(context.Background(), b)
+		wantCode(t, err, tenant.Unavailable)
+	})
+	t.Run("released", func(t *testing.T) {
+		t.Parallel()
+		c, r, _ := setup(t)
+		r.set(makeTenant("acme", 2, a, b))
+		c.Invalidate(tcs.Invalidation{TenantID: "acme", Version: 2, Hostnames: []string{a, b}})
+		mustLookup(t, c, a, "acme", 2)
+		r.set(makeTenant("acme", 3, a))
+		c.Invalidate(tcs.Invalidation{TenantID: "acme", Version: 3, Hostnames: []string{a, b}})
+		mustLookup(t, c, a, "acme", 3)
+		r.setErr(errReplica)
+		_, err := c.Lookup(context.Background(), b)
+		wantCode(t, err, tenant.Unavailable)
+		if s := c.Stats(); s.SiblingServes != 0 {
+			t.Errorf("SiblingServes = %d, want 0", s.SiblingServes)
+		}
+	})
+	t.Run("another tenant's document", func(t *testing.T) {
+		t.Parallel()
+		c, r, _ := setup(t)
+		r.set(makeTenant("zeta", 1, "zeta.example.com", b))
+		c.Invalidate(tcs.Invalidation{TenantID: "zeta", Version: 1, Hostnames: []string{"zeta.example.com", b}})
+		r.set(makeTenant("acme", 2, a, b)) // a replica that disagrees: not zeta's document
+		c.Invalidate(tcs.Invalidation{TenantID: "acme", Version: 2, Hostnames: []string{a}})
+		mustLookup(t, c, a, "acme", 2)
+		r.setErr(errReplica)
+		_, err := c.Lookup(context.Background(), b)
+		wantCode(t, err, tenant.Unavailable)
+	})
+}

@@ -105,6 +105,8 @@ var (
 		"Replica reads that failed or timed out (NotFound is not a failure).", nil, nil)
 	descRejected = prometheus.NewDesc("tcs_lookup_cache_fills_rejected_total",
 		"Replica reads not cached fresh because they raced with an invalidation or a resync (kept out of date, for stale-if-error only).", nil, nil)
+	descSibling = prometheus.NewDesc("tcs_lookup_cache_sibling_serves_total",
+		"Stale answers for a hostname with nothing cached, taken from its tenant's document cached under another of its hostnames (which lists it, at the version that claimed it or newer).", nil, nil)
 	descRetries = prometheus.NewDesc("tcs_lookup_cache_read_retries_total",
 		"Second replica reads of misses whose first read failed and that had no cached answer to serve stale.", nil, nil)
 	descEntries = prometheus.NewDesc("tcs_lookup_cache_entries",
@@ -112,7 +114,7 @@ var (
 )
 
 func (cc cacheCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHits, descMisses, descStale, descStaleAtOnce, descFallback, descFailing, descReads, descReadErrors, descRejected, descRetries, descEntries} {
+	for _, d := range []*prometheus.Desc{descHits, descMisses, descStale, descStaleAtOnce, descFallback, descFailing, descReads, descReadErrors, descRejected, descRetries, descSibling, descEntries} {
 		ch <- d
 	}
 }
@@ -134,6 +136,7 @@ func (cc cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descReadErrors, s.ReadErrors)
 	counter(descRejected, s.Rejected)
 	counter(descRetries, s.Retries)
+	counter(descSibling, s.SiblingServes)
 	ch <- prometheus.MustNewConstMetric(descEntries, prometheus.GaugeValue, float64(s.Entries))
 	failing := 0.0
 	if s.ReplicaFailing {
