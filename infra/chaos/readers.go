@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
@@ -103,9 +104,23 @@ type Reader struct {
 // lookup of it to count as one of a recently looked-up hostname.
 const RecentWindow = time.Minute
 
+// DialProbe returns a connection for the suite's own calls to a tcs node
+// (its region readers and convergence checks). It reconnects at most half a
+// second after a failure: gRPC's default backoff, which grows to seconds
+// after a node has been down for a while, would make a restarted node look
+// unavailable, and unconverged, for as long after it serves again, and the
+// suite measures the node, not its own reconnection.
+func DialProbe(addr string) (*grpc.ClientConn, error) {
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 500 * time.Millisecond},
+			MinConnectTimeout: time.Second,
+		}))
+}
+
 // NewRegionReader reads one region's tcs node over gRPC.
 func NewRegionReader(region, addr string, rate float64, timeout time.Duration, hosts func() []string) (*Reader, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := DialProbe(addr)
 	if err != nil {
 		return nil, err
 	}

@@ -15,9 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tcs-dev/tcs/infra/emulators"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
@@ -192,7 +190,7 @@ type catalogEntry struct {
 func Execute(ctx context.Context, cfg Config, topo *Topology, logf func(string, ...any)) (*Run, error) {
 	r := &Run{Config: cfg, Topology: topo, Retired: map[*Proc]bool{}, Started: time.Now(), lookups: map[string]tcsv1.TenantContextServiceClient{}}
 	for _, region := range topo.Regions {
-		conn, err := grpc.NewClient(topo.TCSAddrs[region], grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := DialProbe(topo.TCSAddrs[region])
 		if err != nil {
 			return nil, err
 		}
