@@ -59,6 +59,8 @@
 //     lookup whose answer would be a kept entry gets it at once, without
 //     waiting for a read, and one read at a time probes the replica in the
 //     background; the first read that succeeds ends this.
+//   - With Options.Refresh, an invalidation reads the hostnames it names
+//     again in the background, as misses would (same rules).
 //   - Gap expires every entry at once, by bumping a generation number.
 //
 // Hostnames given to the cache must be normalised (tenant.NormalizeHostname);
@@ -169,7 +171,20 @@ type Options struct {
 	// FallbackTimeout bounds one fallback read. Default
 	// DefaultFallbackTimeout (250 ms: another region is further away).
 	FallbackTimeout time.Duration
+	// Refresh, if set, makes every invalidation read the hostnames it
+	// names again in the background (at most RefreshConcurrency reads at
+	// once; a hostname that finds them all busy, or the replica failing,
+	// is skipped), as a miss would: the next lookup of a changed tenant is
+	// a hit, and the new answer is what is kept if the replica then fails,
+	// hostnames just claimed by a tenant included, which nobody may have
+	// looked up yet. It costs a replica read per hostname per write. Off
+	// by default.
+	Refresh bool
 }
+
+// RefreshConcurrency is how many background reads Options.Refresh runs at
+// once.
+const RefreshConcurrency = 8
 
 func (o Options) withDefaults() Options {
 	if o.Size <= 0 {
@@ -279,6 +294,10 @@ type Stats struct {
 	// failed; StaleAtOnce counts those among them answered without waiting
 	// for a read, because the replica was failing.
 	StaleServes, StaleAtOnce uint64
+	// Refreshes counts the background reads of Options.Refresh started,
+	// RefreshSkipped the hostnames not read because RefreshConcurrency
+	// reads were running or the replica was failing.
+	Refreshes, RefreshSkipped uint64
 	// SiblingServes counts stale answers for a hostname with nothing kept,
 	// taken from its tenant's document kept under another hostname (see
 	// the package comment).
@@ -350,12 +369,16 @@ type Cache struct {
 	recent *recent
 	flight singleflight.Group
 
+	// refreshing holds a token per background read of Options.Refresh.
+	refreshing chan struct{}
+
 	// failures counts the replica reads that failed in a row; probing is
 	// set while a background read probes a failing replica.
 	failures atomic.Int64
 	probing  atomic.Bool
 
 	misses, staleServes, staleAtOnce, reads, readErrors, rejected, retries atomic.Uint64
+	refreshes, refreshSkipped                                              atomic.Uint64
 	fallbackServes, fallbackErrors, fallbackDiscarded, siblingServes       atomic.Uint64
 }
 
@@ -370,6 +393,9 @@ func New(r Reader, opts Options) *Cache {
 		mask:   uint64(opts.Shards - 1),
 		shards: make([]shard, opts.Shards),
 		recent: newRecent(int64(opts.InvalidationWindow), opts.MaxRemembered),
+	}
+	if opts.Refresh {
+		c.refreshing = make(chan struct{}, RefreshConcurrency)
 	}
 	per := (opts.Size + opts.Shards - 1) / opts.Shards
 	for i := range c.shards {
@@ -911,6 +937,31 @@ func (c *Cache) Invalidate(inv tcs.Invalidation) {
 		}
 		sh.mu.Unlock()
 	}
+	if c.refreshing != nil {
+		for _, h := range inv.Hostnames {
+			c.refresh(h)
+		}
+	}
+}
+
+// refresh reads hostname again in the background (Options.Refresh), unless
+// the replica is failing or RefreshConcurrency reads already run.
+func (c *Cache) refresh(hostname string) {
+	if c.failing() {
+		c.refreshSkipped.Add(1)
+		return
+	}
+	select {
+	case c.refreshing <- struct{}{}:
+	default:
+		c.refreshSkipped.Add(1)
+		return
+	}
+	c.refreshes.Add(1)
+	go func() {
+		defer func() { <-c.refreshing }()
+		c.flight.Do(hostname, func() (any, error) { return c.fill(hostname) })
+	}()
 }
 
 // Gap records that invalidations may have been missed: every entry expires
@@ -942,6 +993,8 @@ func (c *Cache) Stats() Stats {
 		FallbackErrors:    c.fallbackErrors.Load(),
 		FallbackDiscarded: c.fallbackDiscarded.Load(),
 		SiblingServes:     c.siblingServes.Load(),
+		Refreshes:         c.refreshes.Load(),
+		RefreshSkipped:    c.refreshSkipped.Load(),
 		Reads:             c.reads.Load(),
 		ReadErrors:        c.readErrors.Load(),
 		Rejected:          c.rejected.Load(),

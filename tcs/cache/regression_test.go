@@ -325,3 +325,55 @@ func TestSiblingAnswer(t *testing.T) {
 		wantCode(t, err, tenant.Unavailable)
 	})
 }
+
+// TestRefresh: with Options.Refresh an invalidation reads the hostnames it
+// names again in the background, a hostname just claimed included, so the
+// next lookups are hits; at most RefreshConcurrency at once.
+func TestRefresh(t *testing.T) {
+	t.Parallel()
+	const a, b = "acme.example.com", "b.acme.example.com"
+	t.Run("reads the named hostnames", func(t *testing.T) {
+		t.Parallel()
+		c, r, _ := newCache(t, cache.Options{Refresh: true})
+		r.set(makeTenant("acme", 1, a))
+		mustLookup(t, c, a, "acme", 1)
+		r.set(makeTenant("acme", 2, a, b))
+		c.Invalidate(tcs.Invalidation{TenantID: "acme", Version: 2, Hostnames: []string{a, b}})
+		waitCond(t, "both hostnames cached at version 2", func() bool {
+			ra, oka := c.Peek(a)
+			rb, okb := c.Peek(b)
+			return oka && okb && ra.Version == 2 && rb.Version == 2
+		})
+		if s := c.Stats(); s.Refreshes != 2 || s.Reads != 3 || s.Misses != 1 {
+			t.Errorf("stats %+v: want 2 refreshes, 3 reads, 1 miss", s)
+		}
+		c.Invalidate(tcs.Invalidation{CommittedAt: time.Now()}) // a heartbeat
+		if s := c.Stats(); s.Refreshes != 2 {
+			t.Errorf("a heartbeat refreshed: %+v", s)
+		}
+	})
+	t.Run("bounded", func(t *testing.T) {
+		t.Parallel()
+		c, r, _ := newCache(t, cache.Options{Refresh: true})
+		r.setHold(true)
+		var hosts []string
+		for i := range cache.RefreshConcurrency + 2 {
+			hosts = append(hosts, hostOf(i))
+		}
+		c.Invalidate(tcs.Invalidation{TenantID: "acme", Version: 1, Hostnames: hosts})
+		if s := c.Stats(); s.Refreshes != cache.RefreshConcurrency || s.RefreshSkipped != 2 {
+			t.Errorf("stats %+v: want %d refreshes, 2 skipped", s, cache.RefreshConcurrency)
+		}
+		for range cache.RefreshConcurrency {
+			r.nextRead(t).answer(nil)
+		}
+	})
+	t.Run("off by default", func(t *testing.T) {
+		t.Parallel()
+		c, r, _ := newCache(t, cache.Options{})
+		c.Invalidate(tcs.Invalidation{TenantID: "acme", Version: 1, Hostnames: []string{a}})
+		if s := c.Stats(); s.Refreshes != 0 || r.calls.Load() != 0 {
+			t.Errorf("stats %+v, %d reads: want none", s, r.calls.Load())
+		}
+	})
+}

@@ -297,6 +297,7 @@ func TestMetrics(t *testing.T) {
 		`tcs_lookup_cache_stale_at_once_total`:                       0,
 		`tcs_lookup_cache_read_retries_total`:                        0,
 		`tcs_lookup_cache_sibling_serves_total`:                      0,
+		`tcs_lookup_cache_refreshes_total{result="started"}`:         0,
 		`tcs_lookup_cache_fallback_reads_total{result="served"}`:     0,
 	}
 	if got["tcs_lookup_feed_last_message_timestamp_seconds"] != float64(e.clock.Now().Unix()) {

@@ -107,6 +107,8 @@ var (
 		"Replica reads not cached fresh because they raced with an invalidation or a resync (kept out of date, for stale-if-error only).", nil, nil)
 	descSibling = prometheus.NewDesc("tcs_lookup_cache_sibling_serves_total",
 		"Stale answers for a hostname with nothing cached, taken from its tenant's document cached under another of its hostnames (which lists it, at the version that claimed it or newer).", nil, nil)
+	descRefresh = prometheus.NewDesc("tcs_lookup_cache_refreshes_total",
+		"Background reads of hostnames named by an invalidation (--refresh-invalidated), by result: started, or skipped (8 already running, or the replica failing).", []string{"result"}, nil)
 	descRetries = prometheus.NewDesc("tcs_lookup_cache_read_retries_total",
 		"Second replica reads of misses whose first read failed and that had no cached answer to serve stale.", nil, nil)
 	descEntries = prometheus.NewDesc("tcs_lookup_cache_entries",
@@ -114,7 +116,7 @@ var (
 )
 
 func (cc cacheCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHits, descMisses, descStale, descStaleAtOnce, descFallback, descFailing, descReads, descReadErrors, descRejected, descRetries, descSibling, descEntries} {
+	for _, d := range []*prometheus.Desc{descHits, descMisses, descStale, descStaleAtOnce, descFallback, descFailing, descReads, descReadErrors, descRejected, descRetries, descSibling, descRefresh, descEntries} {
 		ch <- d
 	}
 }
@@ -137,6 +139,8 @@ func (cc cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descRejected, s.Rejected)
 	counter(descRetries, s.Retries)
 	counter(descSibling, s.SiblingServes)
+	counter(descRefresh, s.Refreshes, "started")
+	counter(descRefresh, s.RefreshSkipped, "skipped")
 	ch <- prometheus.MustNewConstMetric(descEntries, prometheus.GaugeValue, float64(s.Entries))
 	failing := 0.0
 	if s.ReplicaFailing {
