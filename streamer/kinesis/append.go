@@ -50,7 +50,7 @@ func (s *Stream) Append(ctx context.Context, records []streamer.Record) error {
 		queues[r.PartitionKey] = append(queues[r.PartitionKey], i)
 	}
 
-	b := newBackoff(50*time.Millisecond, 5*time.Second)
+	b := newBackoff(50*time.Millisecond, maxBackoff)
 	failures := 0 // in a row
 	entries := make([]ktypes.PutRecordsRequestEntry, 0, min(len(keys), maxRecordsPerCall))
 	sent := make([]string, 0, cap(entries)) // the key of each entry
@@ -68,11 +68,15 @@ func (s *Stream) Append(ctx context.Context, records []streamer.Record) error {
 			sent = append(sent, k)
 		}
 
-		out, err := s.kin.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: s.stream, Records: entries})
+		out, err := s.kin.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: s.stream, Records: entries}, oneAttempt)
 		if err != nil {
-			if isContextErr(err) || ctx.Err() != nil {
+			if ctx.Err() != nil {
 				return wrap(ctx, err, "kinesis append")
 			}
+			// A call that timed out (its outcome is unknown: its records
+			// may be stored) is retried like any transient failure: a
+			// record stored twice is delivered twice, which consumers
+			// tolerate, and the key's next record still goes after it.
 			kind := classify(err)
 			if kind == permanent {
 				return fmt.Errorf("kinesis append %d records to %s: %w", len(entries), *s.stream, err)

@@ -178,7 +178,7 @@ func (c *consumer) run(ctx context.Context) error {
 			c.fail(err)
 			break
 		}
-		tick.Reset(c.s.lease / 4)
+		tick.Reset(c.nextCycle())
 	}
 
 	c.wg.Wait()
@@ -379,7 +379,7 @@ func (s *Stream) listShards(ctx context.Context) ([]ktypes.Shard, error) {
 	for {
 		var out *kinesis.ListShardsOutput
 		err := s.retryOp(ctx, "ListShards", func() (err error) {
-			out, err = s.kin.ListShards(ctx, in)
+			out, err = s.kin.ListShards(ctx, in, oneAttempt)
 			return err
 		})
 		if err != nil {
@@ -410,6 +410,32 @@ func (c *consumer) observe(leases []Lease) {
 
 func (c *consumer) expired(l Lease) bool {
 	return l.Owner != "" && l.Owner != c.s.owner && c.s.now().Sub(c.seen[l.Shard].since) >= c.s.lease
+}
+
+// scanInterval is the longest wait between two lease cycles: a quarter of
+// the lease, at most scanEvery. A lease's expiry is judged from when a
+// worker first saw its counter unchanged, so a dead owner's lease is seen
+// expired at most LeaseDuration + scanInterval after its last write.
+func (s *Stream) scanInterval() time.Duration { return min(s.lease/4, scanEvery) }
+
+// scanEvery caps scanInterval.
+const scanEvery = time.Second
+
+// nextCycle is how long to wait before the next lease cycle: scanInterval,
+// or less if another worker's lease expires sooner (so that it is taken
+// over as soon as it may be, not up to a scan interval later).
+func (c *consumer) nextCycle() time.Duration {
+	now := c.s.now()
+	wait := c.s.scanInterval()
+	for shard, o := range c.seen {
+		if o.owner == "" || o.owner == c.s.owner || c.running[shard] != nil {
+			continue
+		}
+		if d := o.since.Add(c.s.lease).Sub(now); d > 0 && d < wait {
+			wait = d
+		}
+	}
+	return wait
 }
 
 // eligible returns the leases that may be consumed now: not finished, and
@@ -594,7 +620,7 @@ func (c *consumer) consumeShard(ctx context.Context, w *shardWorker, pos string)
 	op := fmt.Sprintf("kinesis consume group %q shard %s", c.group, w.shard)
 	log := c.log.With("shard", w.shard)
 	var iter *string
-	b := newBackoff(max(c.s.poll, 50*time.Millisecond), 5*time.Second)
+	b := newBackoff(max(c.s.poll, 50*time.Millisecond), max(c.s.poll, maxBackoff))
 	poll := time.NewTimer(0)
 	defer poll.Stop()
 	failures := 0 // GetRecords failures in a row
@@ -622,11 +648,13 @@ func (c *consumer) consumeShard(ctx context.Context, w *shardWorker, pos string)
 			}
 			iter = it
 		}
-		out, err := c.s.kin.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(c.s.maxRecords)})
+		out, err := c.s.kin.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(c.s.maxRecords)}, oneAttempt)
 		if err != nil {
-			if ctx.Err() != nil || isContextErr(err) {
+			if ctx.Err() != nil {
 				return nil
 			}
+			// A timeout (the endpoint is frozen or unreachable) is
+			// retried with the same iterator, like any transient failure.
 			var expiredIter *ktypes.ExpiredIteratorException
 			if errors.As(err, &expiredIter) {
 				// Idle for 5 minutes (or stopped that long in a handler):
@@ -701,7 +729,7 @@ func (c *consumer) iterator(ctx context.Context, shard, pos string) (*string, er
 	}
 	var out *kinesis.GetShardIteratorOutput
 	err := c.s.retryOp(ctx, "GetShardIterator", func() (err error) {
-		out, err = c.s.kin.GetShardIterator(ctx, in)
+		out, err = c.s.kin.GetShardIterator(ctx, in, oneAttempt)
 		return err
 	})
 	if err != nil {

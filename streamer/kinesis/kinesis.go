@@ -28,9 +28,15 @@
 //     renewals, checkpoints, releases and handovers are conditioned on the
 //     owner and the lease token (a random value set by each take), so a
 //     worker that lost a lease can change nothing in it.
-//   - An owner renews its leases every LeaseDuration/4 and stops delivering
-//     a shard (fencing itself) once LeaseDuration has passed since it sent
-//     the last renewal that succeeded: by then another worker may take it.
+//   - A worker scans the lease table every LeaseDuration/4, at most every
+//     second, and sooner when another worker's lease is due to expire, so
+//     that a dead worker's leases are taken over about LeaseDuration (plus
+//     at most a scan interval) after its last write. An owner renews its
+//     leases at every scan at least LeaseDuration/5 after the last renewal,
+//     and stops delivering a shard (fencing itself) once LeaseDuration has
+//     passed since it sent the last renewal that succeeded: by then another
+//     worker may take it. A fenced owner that still holds the lease (nobody
+//     took it) takes its shard up again at its next scan.
 //   - Each worker aims for a fair share, ceil(eligible leases / live
 //     workers). One with fewer takes free and expired leases, then asks the
 //     most loaded worker for one of its leases (a steal request); the owner
@@ -46,6 +52,22 @@
 //     the shard (after the retention period).
 //   - A clean stop checkpoints what the handler accepted and releases the
 //     worker's leases, so another worker takes them at once.
+//
+// # Failures
+//
+// The stream retries every failed call itself until it succeeds, fails
+// permanently (say, the stream was deleted) or the caller's context ends:
+// throttling, 5xx answers, lost connections, and timeouts, including the
+// SDK's per-attempt and per-operation deadlines (internal/awsclient), whose
+// errors match context.DeadlineExceeded but do not mean that the caller is
+// stopping. A timed-out PutRecords may have stored its records; sending them
+// again stores them twice, which consumers tolerate (delivery is at least
+// once). Each call is a single SDK attempt, and the stream backs off itself
+// from 20–100 ms up to one second, jittered by ±50% (the SDK's retryer waits
+// up to 20 s between attempts, which would delay recovery after an outage
+// by as much). So a shard's consumer and Append resume within 1.5 s of an
+// endpoint coming back, and at once after a freeze (the calls sent during
+// it are answered when it ends).
 //
 // # Lease table
 //
@@ -165,8 +187,9 @@ type Config struct {
 	// batch handed to a Handler; zero means DefaultMaxRecords, at most 10000.
 	MaxRecords int
 	// LeaseDuration is how long a lease lives without renewal before
-	// another worker may take it; zero means DefaultLeaseDuration. Owners
-	// renew every quarter of it.
+	// another worker may take it; zero means DefaultLeaseDuration. Workers
+	// scan the lease table every quarter of it (at most every second), and
+	// owners renew about every fifth of it.
 	LeaseDuration time.Duration
 	// Logger receives lease changes and retried failures; nil discards.
 	Logger *slog.Logger
@@ -506,14 +529,30 @@ func (b *backoff) wait(ctx context.Context) error {
 
 func (b *backoff) reset() { b.next = b.first }
 
+// maxBackoff caps the wait between retries of a failing call. It is low so
+// that the stream resumes within about a second of an endpoint coming back
+// (a frozen or partitioned endpoint does not answer: every attempt then
+// waits for the SDK's response-header timeout, so a low cap does not make
+// the retries of a stuck call frequent).
+const maxBackoff = time.Second
+
+// oneAttempt makes a Kinesis call a single attempt: the stream retries every
+// call itself (with maxBackoff; the SDK's retryer backs off up to 20 s
+// between attempts, which would delay recovery after an outage by as much)
+// and counts the failures in its metrics.
+func oneAttempt(o *kinesis.Options) { o.RetryMaxAttempts = 1 }
+
+// oneDynamoAttempt is oneAttempt for the lease table's calls.
+func oneDynamoAttempt(o *dynamodb.Options) { o.RetryMaxAttempts = 1 }
+
 // retryOp runs call until it succeeds, fails permanently or ctx ends,
-// backing off after throttling and transient failures and counting them
-// under op.
+// backing off after throttling and transient failures (timeouts included)
+// and counting them under op.
 func (s *Stream) retryOp(ctx context.Context, op string, call func() error) error {
-	b := newBackoff(20*time.Millisecond, 2*time.Second)
+	b := newBackoff(20*time.Millisecond, maxBackoff)
 	for failures := 1; ; failures++ {
 		err := call()
-		if err == nil || isContextErr(err) || ctx.Err() != nil {
+		if err == nil || ctx.Err() != nil {
 			return err
 		}
 		switch classify(err) {

@@ -87,7 +87,7 @@ func (t *leaseTable) list(ctx context.Context) ([]Lease, error) {
 	for {
 		var out *dynamodb.QueryOutput
 		err := t.s.retryOp(ctx, "Query", func() (err error) {
-			out, err = t.s.db.Query(ctx, in)
+			out, err = t.s.db.Query(ctx, in, oneDynamoAttempt)
 			return err
 		})
 		if err != nil {
@@ -124,7 +124,7 @@ func (t *leaseTable) create(ctx context.Context, shard string, parents []string)
 			Item:                     item,
 			ConditionExpression:      aws.String("attribute_not_exists(#s)"),
 			ExpressionAttributeNames: map[string]string{"#s": attrShard},
-		})
+		}, oneDynamoAttempt)
 		return err
 	})
 	if conditionFailed(err) {
@@ -146,7 +146,7 @@ func (t *leaseTable) remove(ctx context.Context, shard string) (bool, error) {
 			ConditionExpression:       aws.String("#cp = :end"),
 			ExpressionAttributeNames:  map[string]string{"#cp": attrCheckpoint},
 			ExpressionAttributeValues: map[string]dtypes.AttributeValue{":end": str(ShardEnd)},
-		})
+		}, oneDynamoAttempt)
 		return err
 	})
 	if conditionFailed(err) {
@@ -190,7 +190,7 @@ func (t *leaseTable) update(ctx context.Context, shard, update, cond string, val
 			ExpressionAttributeNames:  used,
 			ExpressionAttributeValues: usedValues,
 			ReturnValues:              dtypes.ReturnValueAllNew,
-		})
+		}, oneDynamoAttempt)
 		return err
 	})
 	if conditionFailed(err) {

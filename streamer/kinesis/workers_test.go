@@ -29,6 +29,14 @@ import (
 // may come again after a later one only if b re-delivers it from a's last
 // batch of that shard — the one batch a may have accepted but not
 // checkpointed.
+//
+// The takeover is timed on the clock b judges expiry by (Config.Now) and
+// measured in leases: from a's crash until b holds all 4 leases it must take
+// at most LeaseDuration + the scan interval (a quarter of the lease, at most
+// 1 s) + an eighth of a lease for the calls: a's leases expire a lease after
+// b first saw their counters unchanged (at most a scan interval after a's
+// last write, which came before the crash), and b takes them then, not at
+// its next scan.
 func TestWorkersShareShards(t *testing.T) {
 	t.Parallel()
 	const group, lease = "apply-test", 4 * time.Second
@@ -37,6 +45,8 @@ func TestWorkersShareShards(t *testing.T) {
 	cfg.PollInterval = 50 * time.Millisecond
 	cfgA, cfgB := cfg, cfg
 	cfgA.Owner, cfgB.Owner = "worker-a", "worker-b"
+	clock := time.Now
+	cfgB.Now = func() time.Time { return clock() }
 	regB := prometheus.NewRegistry()
 	cfgB.Registerer = regB
 	a, b := open(t, cfgA), open(t, cfgB)
@@ -48,11 +58,13 @@ func TestWorkersShareShards(t *testing.T) {
 	// batch holding round 10 or later: accepted, never checkpointed.
 	recordA := log.handler("a")
 	var crashedAt atomic.Int64
+	crashTime := make(chan time.Time, 1)
 	handlerA := func(ctx context.Context, batch []streamer.Message) error {
 		err := recordA(ctx, batch)
 		if crashedAt.Load() == 0 && slices.ContainsFunc(batch, func(m streamer.Message) bool { return roundOf(m) >= 10 }) {
 			crashedAt.Store(int64(len(log.snapshot())))
 			crash()
+			crashTime <- clock()
 		}
 		return err
 	}
@@ -99,6 +111,18 @@ func TestWorkersShareShards(t *testing.T) {
 
 	// Phase 2: append in the background; crash a once it has delivered
 	// some of it.
+	tookOver := make(chan time.Duration, 1)
+	go func() {
+		crashed := <-crashTime
+		for t.Context().Err() == nil {
+			ls, err := b.Leases(t.Context(), group)
+			if err == nil && owners(ls)["worker-b"] == 4 {
+				tookOver <- clock().Sub(crashed)
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
 	phase2 := rounds(ks, 8, 12)
 	appended := make(chan error, 1)
 	go func() {
@@ -120,6 +144,13 @@ func TestWorkersShareShards(t *testing.T) {
 	waitLeases(t, b, group, "worker b to hold all 4 leases", func(ls []kinesis.Lease) bool {
 		return owners(ls)["worker-b"] == 4
 	})
+	took := <-tookOver
+	scan := min(lease/4, time.Second)
+	t.Logf("b held all of a's leases %.2f leases after a crashed (%v)", float64(took)/float64(lease), took.Round(time.Millisecond))
+	if limit := lease + scan + lease/8; took > limit {
+		t.Errorf("b took a's leases over %.2f leases after a crashed; want at most %.2f (a lease, a scan interval, an eighth of a lease for the calls)",
+			float64(took)/float64(lease), float64(limit)/float64(lease))
+	}
 	if got := metric(t, regB, "tcs_kinesis_lease_events_total", map[string]string{"event": "expired"}); got < 2 {
 		t.Errorf("worker b took %v expired leases, want 2", got)
 	}
