@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -48,10 +50,29 @@ type ApplierConfig struct {
 // times faster than one event at a time.
 const DefaultApplyConcurrency = 16
 
+// Retries of a batch whose apply failed: the first waits about
+// applyRetryBackoff, each further one twice as long up to
+// maxApplyRetryBackoff, every wait jittered down by up to half, so that
+// appliers that failed together do not retry together.
+const (
+	applyRetryBackoff    = 100 * time.Millisecond
+	maxApplyRetryBackoff = 5 * time.Second
+	// applyLogEvery is the least time between two "apply failed" warnings.
+	applyLogEvery = 10 * time.Second
+)
+
 // Applier consumes the stream as consumer group "apply-<region>" and applies
 // each event to the region's replica. The stream checkpoints a batch only
 // after the handler returned, i.e. after every apply in it was durable; a
 // crash redelivers, and apply is idempotent.
+//
+// A batch whose apply fails (a replica that times out, throttles or is
+// unreachable) is retried, whole, with jittered backoff from 100 ms up to
+// 5 s, until it is applied or the Applier stops: the handler never returns
+// an apply error to the stream, so a store outage holds the region's
+// replication at that batch instead of ending the process, and the batch is
+// checkpointed only once applied. Retries are counted
+// (tcs_apply_retries_total) and logged at most every 10 s.
 //
 // A replica that is a tcs.BatchApplier gets each stream batch in one
 // ApplyBatch (one transaction, one fsync), which is what lets a resync of
@@ -77,8 +98,13 @@ type Applier struct {
 	applied  *prometheus.CounterVec
 	outcomes struct{ applied, noop, otherRegion prometheus.Counter }
 	poison   prometheus.Counter
+	retries  prometheus.Counter
 	lag      prometheus.Gauge
 	lastTime prometheus.Gauge
+
+	failedLog sometimes
+	mu        sync.Mutex
+	failing   bool // a retry since the last applied batch, for the "recovered" log
 }
 
 // NewApplier returns an Applier for cfg.
@@ -104,13 +130,17 @@ func NewApplier(cfg ApplierConfig) *Applier {
 	a.poison = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tcs_apply_undecodable_total", Help: "Stream records that could not be decoded or were malformed, and were skipped.", ConstLabels: labels,
 	})
+	a.retries = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tcs_apply_retries_total", Help: "Stream batches whose apply failed and was tried again (each retry counts); the batch is not checkpointed until applied.", ConstLabels: labels,
+	})
 	a.lag = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "tcs_apply_lag_seconds", Help: "Replication lag: now - commit time of the last event applied.", ConstLabels: labels,
 	})
 	a.lastTime = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "tcs_apply_last_commit_timestamp_seconds", Help: "Commit time of the last event applied (Unix seconds).", ConstLabels: labels,
 	})
-	collectors := []prometheus.Collector{a.applied, a.poison, a.lag, a.lastTime}
+	a.failedLog.every = applyLogEvery
+	collectors := []prometheus.Collector{a.applied, a.poison, a.retries, a.lag, a.lastTime}
 	if cfg.Broadcaster != nil {
 		var fc []prometheus.Collector
 		a.feed, fc = newFeed(cfg.Feed, cfg.Broadcaster, cfg.Now, a.log, labels)
@@ -125,8 +155,9 @@ func NewApplier(cfg ApplierConfig) *Applier {
 // Group is the stream consumer group of the region's appliers.
 func (a *Applier) Group() string { return "apply-" + a.cfg.Region }
 
-// Run consumes until ctx ends (returns nil) or an apply fails (returns the
-// error; the failed batch is not checkpointed and is redelivered on restart).
+// Run consumes until ctx ends (returns nil) or the stream fails (returns
+// the error; a batch not yet applied is not checkpointed and is delivered
+// again on restart). A failed apply is retried, not returned.
 // Meanwhile it broadcasts the invalidations the applies queue, and the
 // heartbeats. Once consuming stopped it goes on broadcasting what is queued
 // for up to FeedConfig.DrainTimeout, then abandons the rest and returns,
@@ -146,6 +177,10 @@ func (a *Applier) Run(ctx context.Context) error {
 // Applier's streamer.Handler. Records that cannot be decoded and malformed
 // events are skipped one by one (counted and logged), never the batch
 // around them; events for other regions are skipped too (counted).
+//
+// A failed apply is retried with backoff until it succeeds, so HandleBatch
+// returns nil once the batch is applied, or, if ctx ends first, an error
+// that wraps ctx's (the stream then stops without checkpointing the batch).
 func (a *Applier) HandleBatch(ctx context.Context, batch []Message) error {
 	evs := make([]*tenant.ChangeEvent, 0, len(batch))
 	for _, m := range batch {
@@ -169,6 +204,48 @@ func (a *Applier) HandleBatch(ctx context.Context, batch []Message) error {
 	if len(evs) == 0 {
 		return nil
 	}
+	backoff := applyRetryBackoff
+	for attempt := 1; ; attempt++ {
+		err := a.applyEvents(ctx, evs)
+		if err == nil {
+			a.recovered(attempt)
+			return nil
+		}
+		if ctx.Err() != nil {
+			// Stopping: the batch is delivered again (apply is idempotent).
+			return fmt.Errorf("apply to %s stopped (%w) after: %w", a.cfg.Region, ctx.Err(), err)
+		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		a.retries.Inc()
+		a.mu.Lock()
+		a.failing = true
+		a.mu.Unlock()
+		if n, ok := a.failedLog.allow(a.cfg.Now()); ok {
+			first := batch[0]
+			a.log.Warn("apply failed; retrying the batch (it is not checkpointed until applied)", "err", err, "attempt", attempt, "in", wait,
+				"events", len(evs), "shard", first.Shard, "sequence", first.Sequence, "retries_since_last_warning", n)
+		}
+		if !sleep(ctx, wait) {
+			return fmt.Errorf("apply to %s stopped (%w) after: %w", a.cfg.Region, ctx.Err(), err)
+		}
+		backoff = min(2*backoff, maxApplyRetryBackoff)
+	}
+}
+
+// recovered logs that applies succeed again after a retry.
+func (a *Applier) recovered(attempt int) {
+	a.mu.Lock()
+	was := a.failing
+	a.failing = false
+	a.mu.Unlock()
+	if was {
+		a.log.Info("apply succeeds again", "attempts", attempt)
+	}
+}
+
+// applyEvents applies evs once: in one ApplyBatch if the replica is a
+// tcs.BatchApplier, else with applyEach.
+func (a *Applier) applyEvents(ctx context.Context, evs []*tenant.ChangeEvent) error {
 	if b, ok := a.cfg.Replica.(tcs.BatchApplier); ok {
 		results, err := b.ApplyBatch(ctx, evs)
 		switch {

@@ -46,11 +46,14 @@ func messages(t *testing.T, evs ...*tenant.ChangeEvent) []streamer.Message {
 // tcs.BatchApplier when batch is set.
 type countingReplica struct {
 	tcs.Replica
-	mu           sync.Mutex
-	applies      int
-	batches      []int
-	batchErr     error // returned by ApplyBatch, which then applies nothing
-	invalidApply string
+	mu       sync.Mutex
+	applies  int
+	batches  []int
+	batchErr error // returned by ApplyBatch, which then applies nothing
+	// batchFailures, if positive, is how many more ApplyBatch calls
+	// return batchErr; later ones succeed.
+	batchFailures int
+	invalidApply  string
 }
 
 func (c *countingReplica) Apply(ctx context.Context, ev *tenant.ChangeEvent) (tcs.ApplyResult, error) {
@@ -69,6 +72,12 @@ func (b batchingReplica) ApplyBatch(ctx context.Context, evs []*tenant.ChangeEve
 	b.mu.Lock()
 	b.batches = append(b.batches, len(evs))
 	err := b.batchErr
+	if b.batchFailures > 0 {
+		b.batchFailures--
+		if b.batchFailures == 0 {
+			b.batchErr = nil
+		}
+	}
 	b.mu.Unlock()
 	if err != nil {
 		return nil, err
@@ -210,16 +219,24 @@ func TestApplierBatchRejected(t *testing.T) {
 		t.Fatalf("malformed = %v, want 1", n)
 	}
 
-	// Any other error fails the batch: it is not checkpointed.
+	// Any other error is retried until the batch is applied or the
+	// applier stops; a stopping applier's handler returns the context's
+	// error, so that the batch is not checkpointed.
 	c.batchErr = errCrash
-	if err := a.HandleBatch(t.Context(), messages(t, evs...)); !errors.Is(err, errCrash) {
-		t.Fatalf("HandleBatch with a failing replica = %v, want the crash", err)
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if err := a.HandleBatch(ctx, messages(t, evs...)); !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, errCrash) {
+		t.Fatalf("HandleBatch with a failing replica, stopped = %v, want the context's error and the crash", err)
+	}
+	if n := metric(t, reg, "tcs_apply_retries_total", ""); n < 1 {
+		t.Errorf("retries = %v, want at least 1", n)
 	}
 }
 
-// TestApplierBatchCrashes: an applier whose batch apply fails stops without
-// checkpointing; restarted, it converges.
-func TestApplierBatchCrashes(t *testing.T) {
+// TestApplierBatchRetried: on the embedded stream, a batch apply that fails
+// a few times is retried by the running applier, which converges and
+// checkpoints everything, never calling Apply.
+func TestApplierBatchRetried(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
 	ids, hostnames := history(t, r.src)
@@ -231,18 +248,18 @@ func TestApplierBatchCrashes(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep := r.replica(t, "us-east-1")
-	c := &countingReplica{Replica: rep, batchErr: errCrash}
-	a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Stream: r.stream, Replica: batchingReplica{c}})
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	if err := a.Run(ctx); !errors.Is(err, errCrash) {
-		t.Fatalf("Run = %v, want the injected crash", err)
-	}
-	c.batchErr = nil
-	a = streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Stream: r.stream, Replica: batchingReplica{c}})
+	c := &countingReplica{Replica: rep, batchErr: errCrash, batchFailures: 3}
+	reg := prometheus.NewRegistry()
+	a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Stream: r.stream, Replica: batchingReplica{c}, Registerer: reg})
 	runUntilConverged(t, a, rep, r.src, ids, hostnames)
 	if c.applies != 0 {
 		t.Fatalf("Apply called %d times; want only ApplyBatch", c.applies)
+	}
+	if n := metric(t, reg, "tcs_apply_retries_total", ""); n != 3 {
+		t.Errorf("retries = %v, want 3", n)
+	}
+	if lag, err := r.stream.Lag(a.Group()); err != nil || lag != 0 {
+		t.Errorf("stream lag %d, %v after converging; want everything checkpointed", lag, err)
 	}
 }
 
@@ -417,11 +434,15 @@ func TestApplierAppliesTenantsConcurrently(t *testing.T) {
 
 	s := &slowReplica{Replica: openReplica(t), seen: map[string][]int64{}, failOn: "gamma"}
 	a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Replica: s, Concurrency: 4})
-	if err := a.HandleBatch(t.Context(), messages(t, evs...)); !errors.Is(err, errApply) {
-		t.Fatalf("HandleBatch with a failing apply = %v, want the failure", err)
+	// The batch is retried until the context ends; no retry goes past
+	// gamma's failing first version.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	if err := a.HandleBatch(ctx, messages(t, evs...)); !errors.Is(err, errApply) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("HandleBatch with a failing apply, stopped = %v, want the failure and the deadline", err)
 	}
-	if got := s.seen["gamma"]; !slices.Equal(got, []int64{1}) {
-		t.Errorf("gamma applied %v after its first failure, want only version 1 tried", got)
+	if got := s.seen["gamma"]; len(got) < 2 || slices.ContainsFunc(got, func(v int64) bool { return v != 1 }) {
+		t.Errorf("gamma applied %v, want version 1 tried several times and no later one", got)
 	}
 }
 

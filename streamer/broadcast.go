@@ -20,12 +20,19 @@ import (
 type FeedConfig struct {
 	// Timeout bounds each Broadcast call. Default DefaultFeedTimeout.
 	Timeout time.Duration
-	// Attempts is how many times one invalidation is tried before it is
-	// given up (counted as failed; caches converge by their TTL).
-	// Default DefaultFeedAttempts.
-	Attempts int
-	// Backoff is the wait before the first retry; it doubles for each
-	// further retry, up to 2 s, each wait jittered by ±50%. Default
+	// MaxAge is how long an invalidation is retried: one that fails goes
+	// back into the queue (merging with a newer one of its tenant) until it
+	// is sent or the newest change it carries was queued MaxAge ago; then
+	// it is given up (counted as expired). Every cache entry it would have
+	// dropped was filled before that change was applied, so once the
+	// caches' TTL has passed none is left: MaxAge should be at least the
+	// lookup servers' --cache-ttl. Default DefaultFeedMaxAge.
+	MaxAge time.Duration
+	// Backoff is how long a sender waits after a failed Broadcast before
+	// it takes the next invalidation; it doubles with each further failure
+	// in a row, up to 1 s, each wait jittered down by up to half, and a
+	// success resets it. The cap is low so that once the endpoint heals
+	// what is pending goes out within about a second. Default
 	// DefaultFeedBackoff.
 	Backoff time.Duration
 	// MaxPending bounds the queue: how many invalidations (one per tenant,
@@ -50,9 +57,12 @@ type FeedConfig struct {
 const (
 	// DefaultFeedTimeout is long enough for an SNS Publish with the SDK's
 	// retries, short enough that a frozen endpoint costs a sender seconds.
-	DefaultFeedTimeout  = 2 * time.Second
-	DefaultFeedAttempts = 3
-	DefaultFeedBackoff  = 100 * time.Millisecond
+	DefaultFeedTimeout = 2 * time.Second
+	// DefaultFeedMaxAge is the lookup servers' default cache TTL (tcs
+	// --cache-ttl): after it, every cache has let go of what an
+	// invalidation would drop.
+	DefaultFeedMaxAge  = 30 * time.Second
+	DefaultFeedBackoff = 100 * time.Millisecond
 	// DefaultFeedMaxPending holds every tenant of a large region twice
 	// over in about 20 MB (an invalidation is a tenant id and its
 	// hostnames); more is only memory spent on what the TTL fixes anyway.
@@ -65,9 +75,10 @@ const (
 	// few intervals as down, so this bounds how soon they notice.
 	DefaultHeartbeatInterval = 5 * time.Second
 
-	maxFeedBackoff = 2 * time.Second
+	maxFeedBackoff = time.Second
 	// feedLogEvery is the least time between two warnings of one kind
-	// (failed, dropped): an outage is a few lines, not one per event.
+	// (failed, expired, dropped): an outage is a few lines, not one per
+	// event.
 	feedLogEvery = 10 * time.Second
 )
 
@@ -75,8 +86,8 @@ func (c FeedConfig) withDefaults() FeedConfig {
 	if c.Timeout <= 0 {
 		c.Timeout = DefaultFeedTimeout
 	}
-	if c.Attempts <= 0 {
-		c.Attempts = DefaultFeedAttempts
+	if c.MaxAge <= 0 {
+		c.MaxAge = DefaultFeedMaxAge
 	}
 	if c.Backoff <= 0 {
 		c.Backoff = DefaultFeedBackoff
@@ -99,9 +110,10 @@ func (c FeedConfig) withDefaults() FeedConfig {
 // feed is the Applier's side of the invalidation feed: a bounded queue,
 // coalesced per tenant, drained by sender goroutines, so that applying and
 // checkpointing never wait on the Broadcaster (a frozen SNS endpoint once
-// stalled replication in every region this way). Delivery is best effort,
-// as tcs.Broadcaster says: whatever is given up, evicted or abandoned
-// leaves caches converging by their TTL (invariant 5).
+// stalled replication in every region this way). A failed broadcast goes
+// back into the queue and is retried until it is MaxAge old. Delivery is
+// still best effort, as tcs.Broadcaster says: whatever expires, is evicted
+// or is abandoned leaves caches converging by their TTL (invariant 5).
 type feed struct {
 	cfg FeedConfig
 	bc  tcs.Broadcaster
@@ -109,31 +121,31 @@ type feed struct {
 	log *slog.Logger
 	q   queue
 
-	outcomes struct{ sent, failed, dropped, coalesced, unsent prometheus.Counter }
+	outcomes struct{ sent, expired, dropped, coalesced, unsent prometheus.Counter }
 	errors   prometheus.Counter
 	lastOK   prometheus.Gauge
 
-	failedLog, droppedLog sometimes
-	mu                    sync.Mutex
-	failing               bool // a give-up since the last success, for the "recovered" log
+	failedLog, expiredLog, droppedLog sometimes
+	mu                                sync.Mutex
+	failing                           bool // a failure since the last success, for the "recovered" log
 }
 
 func newFeed(cfg FeedConfig, bc tcs.Broadcaster, now func() time.Time, log *slog.Logger, labels prometheus.Labels) (*feed, []prometheus.Collector) {
 	f := &feed{cfg: cfg.withDefaults(), bc: bc, now: now, log: log}
 	f.q.init(f.cfg.MaxPending)
-	f.failedLog.every, f.droppedLog.every = feedLogEvery, feedLogEvery
+	f.failedLog.every, f.expiredLog.every, f.droppedLog.every = feedLogEvery, feedLogEvery, feedLogEvery
 	outcomes := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name:        "tcs_apply_broadcasts_total",
-		Help:        "Invalidations (heartbeats included) handed to the applier's broadcast queue, by outcome: sent; failed (given up after every attempt); dropped (evicted from, or a heartbeat not let into, a full queue); coalesced (merged into a pending invalidation of the same tenant, or a heartbeat while one is pending); unsent (still queued or in flight when the applier stopped).",
+		Help:        "Invalidations (heartbeats included) handed to the applier's broadcast queue, by outcome: sent; expired (given up: retried until the newest change it carries was --feed-max-age old); dropped (evicted from, or a heartbeat not let into, a full queue); coalesced (merged into a pending invalidation of the same tenant, or a heartbeat while one is pending); unsent (still queued or in flight when the applier stopped).",
 		ConstLabels: labels,
 	}, []string{"outcome"})
 	f.outcomes.sent = outcomes.WithLabelValues("sent")
-	f.outcomes.failed = outcomes.WithLabelValues("failed")
+	f.outcomes.expired = outcomes.WithLabelValues("expired")
 	f.outcomes.dropped = outcomes.WithLabelValues("dropped")
 	f.outcomes.coalesced = outcomes.WithLabelValues("coalesced")
 	f.outcomes.unsent = outcomes.WithLabelValues("unsent")
 	f.errors = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "tcs_apply_broadcast_errors_total", Help: "Broadcast calls that failed or timed out (each attempt counts).", ConstLabels: labels,
+		Name: "tcs_apply_broadcast_errors_total", Help: "Broadcast calls that failed or timed out (each attempt counts; a failed invalidation is queued again).", ConstLabels: labels,
 	})
 	f.lastOK = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "tcs_apply_broadcast_last_success_timestamp_seconds", Help: "When a broadcast (an invalidation or a heartbeat) last succeeded (Unix seconds); 0 if none has yet.", ConstLabels: labels,
@@ -142,7 +154,7 @@ func newFeed(cfg FeedConfig, bc tcs.Broadcaster, now func() time.Time, log *slog
 		Name: "tcs_apply_broadcast_pending", Help: "Invalidations (one per tenant, and at most one heartbeat) waiting in the applier's broadcast queue, not counting those in flight.", ConstLabels: labels,
 	}, func() float64 { return float64(f.q.len()) })
 	oldest := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "tcs_apply_broadcast_oldest_pending_seconds", Help: "How long the oldest invalidation in the applier's broadcast queue has waited; 0 when it is empty.", ConstLabels: labels,
+		Name: "tcs_apply_broadcast_oldest_pending_seconds", Help: "How long the oldest invalidation in the applier's broadcast queue has waited (since it was first queued, retries included); 0 when it is empty.", ConstLabels: labels,
 	}, func() float64 {
 		since, ok := f.q.oldest()
 		if !ok {
@@ -231,56 +243,91 @@ func (f *feed) heartbeats(ctx context.Context) {
 }
 
 // send is one sender: it broadcasts what it takes from the queue until the
-// queue is closed and empty, or ctx ends.
+// queue is closed and empty, or ctx ends. After a failed Broadcast it waits
+// out its backoff before it takes the next invalidation, so that a sender
+// tries about once a second (or once per Timeout, if the endpoint hangs)
+// while the endpoint is down.
 func (f *feed) send(ctx context.Context) {
+	backoff := f.cfg.Backoff
 	for {
-		inv, ok := f.q.take(ctx)
+		p, ok := f.take(ctx)
 		if !ok {
 			return
 		}
-		f.broadcast(ctx, inv)
+		err := f.broadcast(ctx, p)
+		f.q.done()
+		if err == nil {
+			backoff = f.cfg.Backoff
+			continue
+		}
+		if !sleep(ctx, backoff/2+rand.N(backoff/2+1)) {
+			return
+		}
+		backoff = min(2*backoff, maxFeedBackoff)
+	}
+}
+
+// take is q.take, giving up (as expired) what it takes that is MaxAge old.
+func (f *feed) take(ctx context.Context) (queued, bool) {
+	for {
+		p, ok := f.q.take(ctx)
+		if !ok || !f.expired(p) {
+			return p, ok
+		}
+		f.giveUp(p, nil)
 		f.q.done()
 	}
 }
 
-// broadcast tries inv up to Attempts times, each under Timeout, with
-// jittered backoff between attempts.
-func (f *feed) broadcast(ctx context.Context, inv tcs.Invalidation) {
-	backoff := f.cfg.Backoff
-	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
-		err := f.bc.Broadcast(actx, inv)
-		cancel()
-		if err == nil {
-			f.outcomes.sent.Inc()
-			f.lastOK.Set(float64(f.now().UnixNano()) / 1e9)
-			f.recovered()
-			return
-		}
-		f.errors.Inc()
-		if ctx.Err() != nil {
-			f.outcomes.unsent.Inc()
-			return
-		}
-		if attempt >= f.cfg.Attempts {
-			f.outcomes.failed.Inc()
-			f.mu.Lock()
-			f.failing = true
-			f.mu.Unlock()
-			if n, ok := f.failedLog.allow(f.now()); ok {
-				f.log.Warn("broadcast invalidation failed; caches converge by their TTL", "tenant", inv.TenantID, "version", inv.Version,
-					"heartbeat", inv.Heartbeat(), "attempts", attempt, "err", err, "failed_since_last_warning", n)
-			}
-			return
-		}
-		select {
-		case <-ctx.Done():
-			f.outcomes.unsent.Inc()
-			return
-		case <-time.After(backoff/2 + rand.N(backoff)):
-		}
-		backoff = min(2*backoff, maxFeedBackoff)
+// expired reports whether p is too old to be worth sending: the newest
+// change it carries was queued MaxAge ago.
+func (f *feed) expired(p queued) bool { return f.now().Sub(p.latest) >= f.cfg.MaxAge }
+
+// giveUp counts p as expired and logs it, rate-limited; err is its last
+// broadcast's error, if any.
+func (f *feed) giveUp(p queued, err error) {
+	f.outcomes.expired.Inc()
+	if n, ok := f.expiredLog.allow(f.now()); ok {
+		f.log.Warn("giving up an invalidation not broadcast within --feed-max-age; caches converge by their TTL", "tenant", p.inv.TenantID, "version", p.inv.Version,
+			"heartbeat", p.inv.Heartbeat(), "queued_for", f.now().Sub(p.since), "max_age", f.cfg.MaxAge, "last_err", err, "expired_since_last_warning", n)
 	}
+}
+
+// broadcast tries p once, under Timeout. If that fails, p goes back into
+// the queue, unless it has expired or the feed is stopping.
+func (f *feed) broadcast(ctx context.Context, p queued) error {
+	actx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
+	err := f.bc.Broadcast(actx, p.inv)
+	cancel()
+	if err == nil {
+		f.outcomes.sent.Inc()
+		f.lastOK.Set(float64(f.now().UnixNano()) / 1e9)
+		f.recovered()
+		return nil
+	}
+	f.errors.Inc()
+	if ctx.Err() != nil {
+		f.outcomes.unsent.Inc()
+		return err
+	}
+	f.mu.Lock()
+	f.failing = true
+	f.mu.Unlock()
+	if f.expired(p) {
+		f.giveUp(p, err)
+		return err
+	}
+	if n, ok := f.failedLog.allow(f.now()); ok {
+		f.log.Warn("broadcast invalidation failed; queued again, retrying", "tenant", p.inv.TenantID, "version", p.inv.Version,
+			"heartbeat", p.inv.Heartbeat(), "queued_for", f.now().Sub(p.since), "err", err, "failed_since_last_warning", n)
+	}
+	switch f.q.requeue(p) {
+	case pushCoalesced:
+		f.outcomes.coalesced.Inc()
+	case pushRefused:
+		f.outcomes.dropped.Inc()
+	}
+	return err
 }
 
 func (f *feed) recovered() {
@@ -362,8 +409,9 @@ const (
 )
 
 type queued struct {
-	inv   tcs.Invalidation
-	since time.Time // first queued: coalescing keeps a tenant's place
+	inv    tcs.Invalidation
+	since  time.Time // first queued: coalescing keeps a tenant's place
+	latest time.Time // the newest change merged in was queued: its age is the entry's for MaxAge
 }
 
 // queue is the feed's FIFO of pending invalidations, at most one per tenant
@@ -393,8 +441,9 @@ func (q *queue) signal() {
 }
 
 // push queues inv, merging it into its tenant's pending invalidation if
-// there is one. A full queue evicts its oldest entry to make room, and
-// returns it: of all pending invalidations, the oldest has let its entries
+// there is one. A full queue evicts its head to make room, and returns it:
+// of all pending invalidations, the head (the oldest, or the longest since
+// a failed try) has let its entries
 // be out of date longest, so its TTL is the nearest to ending it anyway,
 // while dropping the newest would leave the freshest change to wait out a
 // whole TTL. A heartbeat is refused by a full queue instead: a feed that
@@ -405,6 +454,9 @@ func (q *queue) push(inv tcs.Invalidation, now time.Time) (res pushResult, evict
 	if e, ok := q.byTenant[inv.TenantID]; ok {
 		p := e.Value.(*queued)
 		p.inv = coalesce(p.inv, inv)
+		if !inv.Heartbeat() {
+			p.latest = now
+		}
 		return pushCoalesced, tcs.Invalidation{}
 	}
 	res = pushQueued
@@ -416,18 +468,49 @@ func (q *queue) push(inv tcs.Invalidation, now time.Time) (res pushResult, evict
 		delete(q.byTenant, evicted.TenantID)
 		res = pushEvicted
 	}
-	q.byTenant[inv.TenantID] = q.items.PushBack(&queued{inv: inv, since: now})
+	q.byTenant[inv.TenantID] = q.items.PushBack(&queued{inv: inv, since: now, latest: now})
 	q.signal()
 	return res, evicted
+}
+
+// requeue puts back p, taken and failed, at the tail of the queue, so that
+// one invalidation that keeps failing (a message the endpoint rejects)
+// does not hold up the others. If its tenant has an invalidation pending
+// meanwhile, p merges into that one instead (as the older of the two), in
+// that one's place. A full queue refuses p: it has waited longest of all,
+// and a full queue drops its oldest first anyway.
+func (q *queue) requeue(p queued) pushResult {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if e, ok := q.byTenant[p.inv.TenantID]; ok {
+		n := e.Value.(*queued)
+		n.inv = coalesce(p.inv, n.inv)
+		n.since = p.since
+		n.latest = maxTime(n.latest, p.latest)
+		return pushCoalesced
+	}
+	if q.items.Len() >= q.max {
+		return pushRefused
+	}
+	q.byTenant[p.inv.TenantID] = q.items.PushBack(&p)
+	q.signal()
+	return pushQueued
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // take returns the oldest pending invalidation, waiting for one; it
 // reports false once the queue is closed and empty, or ctx ended. The
 // caller calls done when it has dealt with it.
-func (q *queue) take(ctx context.Context) (tcs.Invalidation, bool) {
+func (q *queue) take(ctx context.Context) (queued, bool) {
 	for {
 		if ctx.Err() != nil {
-			return tcs.Invalidation{}, false
+			return queued{}, false
 		}
 		q.mu.Lock()
 		if e := q.items.Front(); e != nil {
@@ -439,13 +522,13 @@ func (q *queue) take(ctx context.Context) (tcs.Invalidation, bool) {
 			if more {
 				q.signal() // for the next idle sender
 			}
-			return p.inv, true
+			return *p, true
 		}
 		closed := q.closed
 		q.mu.Unlock()
 		if closed {
 			q.signal() // every sender must see it
-			return tcs.Invalidation{}, false
+			return queued{}, false
 		}
 		select {
 		case <-ctx.Done():
@@ -497,12 +580,17 @@ func (q *queue) idle() bool {
 	return q.items.Len() == 0 && q.inFlight == 0
 }
 
+// oldest returns when the longest-waiting pending invalidation was first
+// queued. Retried ones go back to the tail, so it looks at them all (a
+// scrape of a full default queue costs about a millisecond).
 func (q *queue) oldest() (time.Time, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	e := q.items.Front()
-	if e == nil {
-		return time.Time{}, false
+	var since time.Time
+	for e := q.items.Front(); e != nil; e = e.Next() {
+		if p := e.Value.(*queued); since.IsZero() || p.since.Before(since) {
+			since = p.since
+		}
 	}
-	return e.Value.(*queued).since, true
+	return since, !since.IsZero()
 }

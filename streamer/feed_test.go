@@ -74,6 +74,9 @@ func (s *chanStream) Consume(ctx context.Context, _ string, h streamer.Handler) 
 			err := h(ctx, b)
 			s.handled <- err
 			if err != nil {
+				if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+					return nil // stopping, as the real streams do
+				}
 				return err
 			}
 		}
@@ -215,7 +218,7 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 func outcomes(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 	t.Helper()
 	out := map[string]float64{}
-	for _, o := range []string{"sent", "failed", "dropped", "coalesced", "unsent"} {
+	for _, o := range []string{"sent", "expired", "dropped", "coalesced", "unsent"} {
 		out[o] = metric(t, reg, "tcs_apply_broadcasts_total", o)
 		out["total"] += out[o]
 	}
@@ -337,7 +340,7 @@ func TestFeedQueueFullDropsOldest(t *testing.T) {
 		b := &fakeBroadcaster{gate: make(chan struct{})}
 		s, reg := newChanStream(), prometheus.NewRegistry()
 		a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Stream: s, Replica: &memReplica{}, Broadcaster: b, Registerer: reg,
-			Feed: streamer.FeedConfig{Senders: 1, MaxPending: 2, HeartbeatInterval: time.Hour, Timeout: 2 * time.Hour}})
+			Feed: streamer.FeedConfig{Senders: 1, MaxPending: 2, HeartbeatInterval: time.Hour, Timeout: 2 * time.Hour, MaxAge: 2 * time.Hour}})
 		start := time.Now()
 		stop := runApplier(a)
 		synctest.Wait() // the first heartbeat waits at the gate
@@ -373,8 +376,9 @@ func TestFeedQueueFullDropsOldest(t *testing.T) {
 }
 
 // TestFeedRetries: each Broadcast runs under its own deadline; a failure or
-// a timeout is retried after a backoff and delivers; an invalidation that
-// fails every attempt is given up and counted, and the next one goes out.
+// a timeout is retried after a backoff and delivers; through an outage of
+// the endpoint nothing is given up, and after it heals what is pending goes
+// out within a second.
 func TestFeedRetries(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
@@ -407,20 +411,57 @@ func TestFeedRetries(t *testing.T) {
 			t.Errorf("delivered %v after %v errors; want beta after a timeout", got, errs())
 		}
 
+		// The endpoint goes down for 20 s: nothing is given up, a newer
+		// change of a tenant merges into its failed invalidation, and once
+		// it heals everything pending goes out within a second.
 		b.mu.Lock()
-		b.fail = streamer.DefaultFeedAttempts // every attempt fails
+		b.fail = 1 << 30
 		b.mu.Unlock()
+		gamma2, delta := event("gamma", 2), event("delta", 1)
 		s.handle(t, event("gamma", 1))
-		s.handle(t, event("delta", 1))
-		time.Sleep(5 * time.Second)
-		if got := delivered(); !slices.Equal(got, []string{"alpha", "beta", "delta"}) {
-			t.Errorf("delivered %v; want gamma given up and delta delivered", got)
+		s.handle(t, delta)
+		time.Sleep(10 * time.Second)
+		s.handle(t, gamma2)
+		time.Sleep(10 * time.Second)
+		if got := delivered(); !slices.Equal(got, []string{"alpha", "beta"}) {
+			t.Errorf("delivered %v while the endpoint is down; want only alpha, beta", got)
 		}
-		if got := outcomes(t, reg); got["sent"] != 3 || got["failed"] != 1 || errs() != 3+streamer.DefaultFeedAttempts {
-			t.Errorf("outcomes %v, %v errors; want 3 sent, 1 failed, %d errors", got, errs(), 3+streamer.DefaultFeedAttempts)
+		b.mu.Lock()
+		b.fail = 0
+		b.mu.Unlock()
+		healed := time.Now()
+		for len(b.received()) < 4 {
+			time.Sleep(10 * time.Millisecond)
 		}
-		if failed, back := logs.count(slog.LevelWarn, "broadcast invalidation failed"), logs.count(slog.LevelInfo, "succeed again"); failed != 1 || back != 1 {
-			t.Errorf("%d failure warnings and %d recoveries logged, want 1 each", failed, back)
+		if d := time.Since(healed); d > time.Second {
+			t.Errorf("pending invalidations went out %v after the heal, want at most 1s", d)
+		}
+		synctest.Wait()
+		got := b.received()
+		if len(got) != 4 {
+			t.Fatalf("delivered %v, want 4 invalidations", got)
+		}
+		wantLate := []tcs.Invalidation{
+			{TenantID: "delta", Version: 1, Hostnames: []string{"delta.example.com"}, CommittedAt: delta.CommittedAt},
+			{TenantID: "gamma", Version: 2, Hostnames: []string{"gamma.example.com"}, CommittedAt: gamma2.CommittedAt},
+		}
+		late := got[2:]
+		slices.SortFunc(late, func(x, y tcs.Invalidation) int { return strings.Compare(x.TenantID, y.TenantID) })
+		if diff := cmp.Diff(wantLate, late); diff != "" {
+			t.Errorf("delivered after the heal (-want +got):\n%s", diff)
+		}
+		if got := outcomes(t, reg); got["sent"] != 4 || got["coalesced"] != 1 || got["expired"] != 0 || got["total"] != 5 {
+			t.Errorf("outcomes %v; want 4 sent, 1 coalesced, none expired", got)
+		}
+		// About one try a second while down (each failure backs off up to
+		// 1 s, jittered down by up to half).
+		if n := errs() - 3; n < 20 || n > 45 {
+			t.Errorf("%v failed calls in the 20 s outage, want one every 0.5-1 s", n)
+		}
+		// Warnings at most every 10 s; a recovery logged after each run of
+		// failures (alpha's, beta's and the outage).
+		if failed, back := logs.count(slog.LevelWarn, "broadcast invalidation failed"), logs.count(slog.LevelInfo, "succeed again"); failed < 2 || failed > 4 || back != 3 {
+			t.Errorf("%d failure warnings and %d recoveries logged, want 2-4 and 3", failed, back)
 		}
 		b.mu.Lock()
 		for i, d := range b.deadlines {
@@ -431,6 +472,167 @@ func TestFeedRetries(t *testing.T) {
 		b.mu.Unlock()
 		if err := stop(); err != nil {
 			t.Fatalf("Run = %v", err)
+		}
+	})
+}
+
+// TestFeedExpires: an invalidation that cannot be broadcast is retried
+// until the newest change merged into it is MaxAge old, then given up
+// (counted as expired, logged); a newer change of its tenant restarts that
+// clock.
+func TestFeedExpires(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		b := &fakeBroadcaster{fail: 1 << 30}
+		s, reg, logs := newChanStream(), prometheus.NewRegistry(), &logCounter{}
+		a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Stream: s, Replica: &memReplica{}, Broadcaster: b, Registerer: reg,
+			Logger: slog.New(logs), Feed: streamer.FeedConfig{Senders: 2, HeartbeatInterval: -1, MaxAge: 10 * time.Second}})
+		stop := runApplier(a)
+		s.handle(t, event("alpha", 1), event("beta", 1))
+		time.Sleep(6 * time.Second)
+		s.handle(t, event("beta", 2)) // beta's clock starts again
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		if got := outcomes(t, reg); got["expired"] != 1 || got["coalesced"] != 1 {
+			t.Errorf("outcomes %v after 11 s; want alpha expired and beta's two merged", got)
+		}
+		// Broadcast fails at once, so a failed invalidation is back in the
+		// queue before its sender waits out its backoff.
+		if p := gauge(t, reg, "tcs_apply_broadcast_pending"); p != 1 {
+			t.Errorf("%v pending, want beta", p)
+		}
+		time.Sleep(7 * time.Second)
+		synctest.Wait()
+		if got := outcomes(t, reg); got["expired"] != 2 || got["sent"] != 0 || got["total"] != 3 {
+			t.Errorf("outcomes %v after 18 s; want both expired, nothing sent", got)
+		}
+		if !streamer.FeedIdle(a) {
+			t.Error("the queue still holds something after everything expired")
+		}
+		if n := logs.count(slog.LevelWarn, "giving up an invalidation"); n != 1 {
+			t.Errorf("%d warnings of expired invalidations, want 1 (at most one per 10 s)", n)
+		}
+		if err := stop(); err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	})
+}
+
+// failingReplica fails its next fail applies, and hangs (until the call's
+// context ends) on its next hang applies, before it applies anything.
+type failingReplica struct {
+	memReplica
+	fail, hang int
+	calls      int
+}
+
+var errStore = errors.New("injected store timeout")
+
+func (f *failingReplica) Apply(ctx context.Context, ev *tenant.ChangeEvent) (tcs.ApplyResult, error) {
+	f.mu.Lock()
+	f.calls++
+	hang, fail := f.hang > 0, f.hang == 0 && f.fail > 0
+	if hang {
+		f.hang--
+	} else if fail {
+		f.fail--
+	}
+	f.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return tcs.ApplyResult{}, ctx.Err()
+	}
+	if fail {
+		return tcs.ApplyResult{}, errStore
+	}
+	return f.memReplica.Apply(ctx, ev)
+}
+
+// TestApplierRetriesApply: an apply that fails (a frozen store) is retried
+// with growing, jittered backoff until it succeeds, and only then is the
+// batch acknowledged; retries are counted and their warnings rate-limited.
+// An applier stopped while retrying returns nil from Run, its batch not
+// acknowledged.
+func TestApplierRetriesApply(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		rep := &failingReplica{fail: 6}
+		s, reg, logs := newChanStream(), prometheus.NewRegistry(), &logCounter{}
+		a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Stream: s, Replica: rep, Registerer: reg, Logger: slog.New(logs), Concurrency: 1})
+		stop := runApplier(a)
+		start := time.Now()
+		s.handle(t, event("alpha", 1)) // returns nil only once applied
+		took := time.Since(start)
+		if n := rep.count(); n != 1 {
+			t.Errorf("applied %d events, want 1", n)
+		}
+		if n := metric(t, reg, "tcs_apply_retries_total", ""); n != 6 {
+			t.Errorf("%v retries, want 6", n)
+		}
+		// Waits of 0.1, 0.2, 0.4, 0.8, 1.6 and 3.2 s, each jittered down by
+		// up to half.
+		if most := 6300 * time.Millisecond; took < most/2 || took > most {
+			t.Errorf("six retries took %v, want %v to %v", took, most/2, most)
+		}
+		if warned, back := logs.count(slog.LevelWarn, "apply failed; retrying"), logs.count(slog.LevelInfo, "apply succeeds again"); warned != 1 || back != 1 {
+			t.Errorf("%d warnings and %d recoveries logged, want 1 each", warned, back)
+		}
+
+		// The backoff stops growing at 5 s: a minute of failures is 12 to
+		// 30 tries, not fewer.
+		rep.mu.Lock()
+		rep.fail = 1 << 30
+		rep.calls = 0
+		rep.mu.Unlock()
+		handled := make(chan error, 1)
+		go func() {
+			s.batches <- messages(t, event("beta", 1))
+			handled <- <-s.handled
+		}()
+		time.Sleep(time.Minute)
+		rep.mu.Lock()
+		calls := rep.calls
+		rep.mu.Unlock()
+		if calls < 12 || calls > 30 {
+			t.Errorf("%d tries in a minute of failures, want 12 to 30", calls)
+		}
+		if err := stop(); err != nil {
+			t.Fatalf("Run stopped while retrying = %v, want nil", err)
+		}
+		if err := <-handled; !errors.Is(err, context.Canceled) || !errors.Is(err, errStore) {
+			t.Errorf("the handler stopped while retrying returned %v, want the context's error and the last failure", err)
+		}
+		if n := rep.count(); n != 1 {
+			t.Errorf("applied %d events, want only alpha", n)
+		}
+	})
+}
+
+// TestApplierRetriesHungApply: an apply that hangs until its caller gives up
+// is no different: once it returns (here when the applier stops), Run
+// returns nil, not the apply's error.
+func TestApplierRetriesHungApply(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		rep := &failingReplica{hang: 1}
+		s := newChanStream()
+		a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Stream: s, Replica: rep, Concurrency: 1})
+		stop := runApplier(a)
+		handled := make(chan error, 1)
+		go func() {
+			s.batches <- messages(t, event("alpha", 1))
+			handled <- <-s.handled
+		}()
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if err := stop(); err != nil {
+			t.Fatalf("Run = %v, want nil", err)
+		}
+		if err := <-handled; !errors.Is(err, context.Canceled) {
+			t.Errorf("handler = %v, want the context's error", err)
+		}
+		if n := rep.count(); n != 0 {
+			t.Errorf("applied %d events, want none", n)
 		}
 	})
 }

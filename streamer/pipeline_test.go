@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/bolt"
@@ -225,13 +226,16 @@ func TestPublisherCrashes(t *testing.T) {
 	}
 }
 
-// faultyReplica crashes on the n-th Apply, before or after applying it.
+// faultyReplica fails on the n-th Apply, before or after applying it: with
+// kill set it kills the applier there (cancels its context, as a crash
+// would, and returns the context's error), otherwise it returns errCrash.
 type faultyReplica struct {
 	tcs.Replica
 	mu      sync.Mutex
 	calls   int
 	crashAt int
 	after   bool
+	kill    context.CancelFunc
 }
 
 func (f *faultyReplica) Apply(ctx context.Context, ev *tenant.ChangeEvent) (tcs.ApplyResult, error) {
@@ -239,12 +243,19 @@ func (f *faultyReplica) Apply(ctx context.Context, ev *tenant.ChangeEvent) (tcs.
 	f.calls++
 	crash := f.calls == f.crashAt
 	f.mu.Unlock()
-	if crash && !f.after {
+	fail := func() (tcs.ApplyResult, error) {
+		if f.kill != nil {
+			f.kill()
+			return tcs.ApplyResult{}, ctx.Err()
+		}
 		return tcs.ApplyResult{}, errCrash
+	}
+	if crash && !f.after {
+		return fail()
 	}
 	res, err := f.Replica.Apply(ctx, ev)
 	if crash && err == nil {
-		return tcs.ApplyResult{}, errCrash
+		return fail()
 	}
 	return res, err
 }
@@ -265,11 +276,11 @@ func TestApplierCrashes(t *testing.T) {
 		for _, after := range []bool{false, true} {
 			region := fmt.Sprintf("crash-%d-%v", n, after)
 			rep := r.replica(t, region)
-			faulty := &faultyReplica{Replica: rep, crashAt: n, after: after}
-			a := streamer.NewApplier(streamer.ApplierConfig{Region: region, Stream: r.stream, Replica: faulty})
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			if err := a.Run(ctx); !errors.Is(err, errCrash) {
-				t.Fatalf("%s: Run = %v, want the injected crash", region, err)
+			faulty := &faultyReplica{Replica: rep, crashAt: n, after: after, kill: cancel}
+			a := streamer.NewApplier(streamer.ApplierConfig{Region: region, Stream: r.stream, Replica: faulty})
+			if err := a.Run(ctx); err != nil || !errors.Is(ctx.Err(), context.Canceled) {
+				t.Fatalf("%s: Run = %v (context %v), want nil after the kill", region, err, ctx.Err())
 			}
 			cancel()
 			// Restart with a healthy replica handle over the same file.
@@ -279,9 +290,51 @@ func TestApplierCrashes(t *testing.T) {
 	}
 }
 
+// TestApplierRetriesFailures: on the embedded stream, an apply that fails
+// (before or after it took effect) at each event of a history in turn is
+// retried by the running applier, which converges without a restart and
+// checkpoints everything.
+func TestApplierRetriesFailures(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	ids, hostnames := history(t, r.src)
+	p := streamer.NewPublisher(streamer.PublisherConfig{Outbox: r.src, Stream: r.stream})
+	events, err := p.PublishOnce(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := 1; n <= events; n++ {
+		for _, after := range []bool{false, true} {
+			region := fmt.Sprintf("fail-%d-%v", n, after)
+			rep := r.replica(t, region)
+			faulty := &faultyReplica{Replica: rep, crashAt: n, after: after}
+			reg := prometheus.NewRegistry()
+			a := streamer.NewApplier(streamer.ApplierConfig{Region: region, Stream: r.stream, Replica: faulty, Concurrency: 1, Registerer: reg})
+			// Converged and checkpointed: an apply that failed after taking
+			// effect leaves the replica converged before its retry ends.
+			runUntil(t, a, func() string {
+				if lag, err := r.stream.Lag(a.Group()); err != nil || lag != 0 {
+					return fmt.Sprintf("stream lag %d, %v", lag, err)
+				}
+				return replicaDiff(rep, r.src, ids, hostnames)
+			})
+			if got := metric(t, reg, "tcs_apply_retries_total", ""); got != 1 {
+				t.Errorf("%s: %v retries, want 1", region, got)
+			}
+		}
+	}
+}
+
 // runUntilConverged runs the applier until the replica matches the source
 // of truth, or fails after a deadline.
 func runUntilConverged(t *testing.T, a *streamer.Applier, rep tcs.Replica, src catalog.Store, ids, hostnames []string) {
+	t.Helper()
+	runUntil(t, a, func() string { return replicaDiff(rep, src, ids, hostnames) })
+}
+
+// runUntil runs the applier until diff returns "" (within 20 s), then stops
+// it; it fails the test if the applier fails.
+func runUntil(t *testing.T, a *streamer.Applier, diff func() string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -294,12 +347,12 @@ func runUntilConverged(t *testing.T, a *streamer.Applier, rep tcs.Replica, src c
 	}()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		diff := replicaDiff(rep, src, ids, hostnames)
-		if diff == "" {
+		d := diff()
+		if d == "" {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("replica did not converge:\n%s", diff)
+			t.Fatalf("replica did not converge:\n%s", d)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -64,7 +64,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fs.DurationVar(&feed.HeartbeatInterval, "feed-heartbeat", envDuration(getenv, "TCS_FEED_HEARTBEAT", streamer.DefaultHeartbeatInterval, &envErrs),
 			"aws: how often to broadcast a heartbeat to the region's lookup servers, so that they can tell a quiet invalidation feed from a broken one (env TCS_FEED_HEARTBEAT); 0 sends none, for lookup servers too old to decode them")
 		fs.DurationVar(&feed.Timeout, "feed-send-timeout", envDuration(getenv, "TCS_FEED_SEND_TIMEOUT", streamer.DefaultFeedTimeout, &envErrs),
-			fmt.Sprintf("aws: deadline of each invalidation broadcast (env TCS_FEED_SEND_TIMEOUT); one is tried %d times, with backoff, then given up (caches converge by their TTL). Applying never waits for broadcasts", streamer.DefaultFeedAttempts))
+			"aws: deadline of each invalidation broadcast (env TCS_FEED_SEND_TIMEOUT); a failed one goes back into the queue and is retried, with backoff up to 1 s, until --feed-max-age. Applying never waits for broadcasts")
+		fs.DurationVar(&feed.MaxAge, "feed-max-age", envDuration(getenv, "TCS_FEED_MAX_AGE", streamer.DefaultFeedMaxAge, &envErrs),
+			"aws: how long an invalidation that cannot be broadcast is retried before it is given up (env TCS_FEED_MAX_AGE); by then the lookup servers' caches have expired what it would drop, so keep it at least their --cache-ttl")
 		fs.IntVar(&feed.MaxPending, "feed-max-pending", envInt(getenv, "TCS_FEED_MAX_PENDING", streamer.DefaultFeedMaxPending, "a whole number of tenants, such as 100000", &envErrs),
 			"aws: most invalidations waiting to be broadcast, one per tenant (a tenant's newer change merges into its pending one) (env TCS_FEED_MAX_PENDING); when full, the oldest is dropped")
 		fs.IntVar(&feed.Senders, "feed-senders", envInt(getenv, "TCS_FEED_SENDERS", streamer.DefaultFeedSenders, "a whole number, such as 4", &envErrs),
@@ -96,6 +98,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return fmt.Errorf("--feed-heartbeat %v: want 0 (none) or more", feed.HeartbeatInterval)
 		case feed.Timeout <= 0:
 			return fmt.Errorf("--feed-send-timeout %v: want more than 0", feed.Timeout)
+		case feed.MaxAge <= 0:
+			return fmt.Errorf("--feed-max-age %v: want more than 0", feed.MaxAge)
 		case feed.MaxPending < 1:
 			return fmt.Errorf("--feed-max-pending %d: want at least 1", feed.MaxPending)
 		case feed.Senders < 1:

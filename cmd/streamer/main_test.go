@@ -73,6 +73,7 @@ func TestBadUsage(t *testing.T) {
 		{[]string{"apply", "--data", t.TempDir(), "--region", "us-east-1", "--feed-heartbeat", "-1s"}, "--feed-heartbeat -1s: want 0 (none) or more"},
 		{[]string{"apply", "--data", t.TempDir(), "--region", "us-east-1", "--feed-send-timeout", "0s"}, "--feed-send-timeout 0s: want more than 0"},
 		{[]string{"apply", "--data", t.TempDir(), "--region", "us-east-1", "--feed-max-pending", "0"}, "--feed-max-pending 0: want at least 1"},
+		{[]string{"apply", "--data", t.TempDir(), "--region", "us-east-1", "--feed-max-age", "-1s"}, "--feed-max-age -1s: want more than 0"},
 		{[]string{"apply", "--data", t.TempDir(), "--region", "us-east-1", "--feed-senders", "0"}, "--feed-senders 0: want at least 1"},
 	} {
 		err := run(context.Background(), c.args, noEnv, &bytes.Buffer{}, &bytes.Buffer{})
@@ -84,6 +85,7 @@ func TestBadUsage(t *testing.T) {
 		"TCS_APPLY_CONCURRENCY": "lots",
 		"TCS_FEED_HEARTBEAT":    "often",
 		"TCS_FEED_SEND_TIMEOUT": "2",
+		"TCS_FEED_MAX_AGE":      "30",
 		"TCS_FEED_MAX_PENDING":  "1e5",
 		"TCS_FEED_SENDERS":      "four",
 	} {
