@@ -412,11 +412,11 @@ func (c *consumer) expired(l Lease) bool {
 	return l.Owner != "" && l.Owner != c.s.owner && c.s.now().Sub(c.seen[l.Shard].since) >= c.s.lease
 }
 
-// scanInterval is the longest wait between two lease cycles: a quarter of
+// scanInterval is the longest wait between two lease cycles: an eighth of
 // the lease, at most scanEvery. A lease's expiry is judged from when a
 // worker first saw its counter unchanged, so a dead owner's lease is seen
 // expired at most LeaseDuration + scanInterval after its last write.
-func (s *Stream) scanInterval() time.Duration { return min(s.lease/4, scanEvery) }
+func (s *Stream) scanInterval() time.Duration { return min(s.lease/8, scanEvery) }
 
 // scanEvery caps scanInterval.
 const scanEvery = time.Second

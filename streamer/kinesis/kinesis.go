@@ -28,7 +28,7 @@
 //     renewals, checkpoints, releases and handovers are conditioned on the
 //     owner and the lease token (a random value set by each take), so a
 //     worker that lost a lease can change nothing in it.
-//   - A worker scans the lease table every LeaseDuration/4, at most every
+//   - A worker scans the lease table every LeaseDuration/8, at most every
 //     second, and sooner when another worker's lease is due to expire, so
 //     that a dead worker's leases are taken over about LeaseDuration (plus
 //     at most a scan interval) after its last write. An owner renews its
@@ -188,7 +188,7 @@ type Config struct {
 	MaxRecords int
 	// LeaseDuration is how long a lease lives without renewal before
 	// another worker may take it; zero means DefaultLeaseDuration. Workers
-	// scan the lease table every quarter of it (at most every second), and
+	// scan the lease table every eighth of it (at most every second), and
 	// owners renew about every fifth of it.
 	LeaseDuration time.Duration
 	// Logger receives lease changes and retried failures; nil discards.

@@ -32,8 +32,8 @@ import (
 //
 // The takeover is timed on the clock b judges expiry by (Config.Now) and
 // measured in leases: from a's crash until b holds all 4 leases it must take
-// at most LeaseDuration + the scan interval (a quarter of the lease, at most
-// 1 s) + an eighth of a lease for the calls: a's leases expire a lease after
+// at most LeaseDuration + the scan interval (an eighth of the lease, at most
+// 1 s) + a quarter of a lease for the calls: a's leases expire a lease after
 // b first saw their counters unchanged (at most a scan interval after a's
 // last write, which came before the crash), and b takes them then, not at
 // its next scan.
@@ -145,10 +145,10 @@ func TestWorkersShareShards(t *testing.T) {
 		return owners(ls)["worker-b"] == 4
 	})
 	took := <-tookOver
-	scan := min(lease/4, time.Second)
+	scan := min(lease/8, time.Second)
 	t.Logf("b held all of a's leases %.2f leases after a crashed (%v)", float64(took)/float64(lease), took.Round(time.Millisecond))
-	if limit := lease + scan + lease/8; took > limit {
-		t.Errorf("b took a's leases over %.2f leases after a crashed; want at most %.2f (a lease, a scan interval, an eighth of a lease for the calls)",
+	if limit := lease + scan + lease/4; took > limit {
+		t.Errorf("b took a's leases over %.2f leases after a crashed; want at most %.2f (a lease, a scan interval, a quarter of a lease for the calls)",
 			float64(took)/float64(lease), float64(limit)/float64(lease))
 	}
 	if got := metric(t, regB, "tcs_kinesis_lease_events_total", map[string]string{"event": "expired"}); got < 2 {
