@@ -64,7 +64,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	fs.IntVar(&co.FailingAfter, "failing-after", cache.DefaultFailingAfter, "replica reads failed in a row after which stale answers are served at once, one probe read at a time (negative: never)")
 	fallbackRegion := fs.String("fallback-region", getenv("TCS_FALLBACK_REGION"), "aws: read this region's replica when a miss's read of --region's fails (answers served stale, never cached) (env TCS_FALLBACK_REGION); empty: none")
 	fs.DurationVar(&co.FallbackTimeout, "fallback-timeout", cache.DefaultFallbackTimeout, "bound on one read of the --fallback-region replica")
-	fs.BoolVar(&co.Refresh, "refresh-invalidated", true, "read the hostnames an invalidation names again at once, in the background (a changed tenant's next lookup is a hit, and its new answer, even of a hostname nobody looked up yet, is what a replica failure finds kept); false: read on the next lookup")
+	fs.BoolVar(&co.Refresh, "refresh-invalidated", true, "read the hostnames an invalidation names that this node has cached (looked up before) again at once, in the background (a changed tenant's next lookup is a hit, and its new answer is what a replica failure finds kept); false: read on the next lookup")
 	var lc lookup.Config
 	fs.DurationVar(&lc.FeedTimeout, "feed-timeout", lookup.DefaultFeedTimeout, "the invalidation feed is down after this long without a message (appliers send a heartbeat every 5s): cache TTL limited to --feed-down-ttl, Watch streams refused (negative: never)")
 	fs.DurationVar(&lc.FeedDownTTL, "feed-down-ttl", lookup.DefaultFeedDownTTL, "cache TTL (and negative TTL) while the invalidation feed is down")

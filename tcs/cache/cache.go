@@ -60,7 +60,8 @@
 //     waiting for a read, and one read at a time probes the replica in the
 //     background; the first read that succeeds ends this.
 //   - With Options.Refresh, an invalidation reads the hostnames it names
-//     again in the background, as misses would (same rules).
+//     that the cache holds an entry for again in the background, as misses
+//     would (same rules).
 //   - Gap expires every entry at once, by bumping a generation number.
 //
 // Hostnames given to the cache must be normalised (tenant.NormalizeHostname);
@@ -171,14 +172,16 @@ type Options struct {
 	// FallbackTimeout bounds one fallback read. Default
 	// DefaultFallbackTimeout (250 ms: another region is further away).
 	FallbackTimeout time.Duration
-	// Refresh, if set, makes every invalidation read the hostnames it
-	// names again in the background (at most RefreshConcurrency reads at
-	// once; a hostname that finds them all busy, or the replica failing,
-	// is skipped), as a miss would: the next lookup of a changed tenant is
-	// a hit, and the new answer is what is kept if the replica then fails,
-	// hostnames just claimed by a tenant included, which nobody may have
-	// looked up yet. It costs a replica read per hostname per write. Off
-	// by default.
+	// Refresh, if set, makes every invalidation read again, in the
+	// background, the hostnames it names that the cache holds an entry for
+	// (fresh, expired, out of date or negative: hostnames looked up
+	// before), as a miss would (at most RefreshConcurrency reads at once; a
+	// hostname that finds them all busy, or the replica failing, is
+	// skipped): the next lookup of a changed tenant is a hit, and the new
+	// answer is what is kept if the replica then fails. Hostnames nobody
+	// looked up are not read, so a bulk change does not fill the cache
+	// with tenants nobody asks for. It costs a replica read per cached
+	// hostname per write. Off by default.
 	Refresh bool
 }
 
@@ -928,19 +931,22 @@ func (c *Cache) Invalidate(inv tcs.Invalidation) {
 		return
 	}
 	c.recent.add(inv, c.opts.Now().UnixNano())
+	var held []string // hostnames with an entry, for Refresh
 	for _, h := range inv.Hostnames {
 		sh := c.shard(h)
 		sh.mu.Lock()
-		if e, ok := sh.lru.Peek(h); ok && !e.outdated && (e.negative() || e.tenantID != inv.TenantID || e.version < inv.Version) {
+		e, ok := sh.lru.Peek(h)
+		if ok && !e.outdated && (e.negative() || e.tenantID != inv.TenantID || e.version < inv.Version) {
 			e.outdated = true
 			sh.lru.Add(h, e)
 		}
 		sh.mu.Unlock()
-	}
-	if c.refreshing != nil {
-		for _, h := range inv.Hostnames {
-			c.refresh(h)
+		if ok && c.refreshing != nil {
+			held = append(held, h)
 		}
+	}
+	for _, h := range held {
+		c.refresh(h)
 	}
 }
 
