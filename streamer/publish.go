@@ -192,6 +192,7 @@ func (p *Publisher) readBatch(ctx context.Context, after uint64) (publishBatch, 
 // appendAll appends each batch in order, retrying one that fails until it
 // is stored, and then asks for its acknowledgement.
 func (p *Publisher) appendAll(ctx context.Context, in <-chan publishBatch, acks chan uint64) {
+	first := true
 	for b := range in {
 		backoff := p.cfg.RetryBackoff
 		for {
@@ -211,6 +212,11 @@ func (p *Publisher) appendAll(ctx context.Context, in <-chan publishBatch, acks 
 		}
 		p.published.Add(float64(len(b.records)))
 		p.lag.Set(time.Since(b.committed).Seconds())
+		if first {
+			// How long a restart took to resume, and the backlog it found.
+			p.log.Info("first append since start", "events", len(b.records), "lag", time.Since(b.committed).Round(time.Millisecond))
+			first = false
+		}
 		// Acknowledgements coalesce: a newer one covers an older one not
 		// yet taken.
 		select {
