@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -20,6 +22,7 @@ import (
 	"github.com/tcs-dev/tcs/streamer/boltlog"
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/boltreplica"
+	"github.com/tcs-dev/tcs/tcs/replicatest"
 )
 
 var errCrash = errors.New("injected crash")
@@ -597,4 +600,92 @@ func TestPublisherRunFaults(t *testing.T) {
 	if len(seen) != tenants*versions {
 		t.Fatalf("stream holds %d of %d (tenant, version) pairs", len(seen), tenants*versions)
 	}
+}
+
+// pollOutbox is an Outbox without notifications holding what a test puts
+// in it; it counts reads.
+type pollOutbox struct {
+	mu      sync.Mutex
+	entries []catalog.OutboxEntry
+	reads   int
+}
+
+func (o *pollOutbox) ReadOutbox(_ context.Context, after uint64, limit int) ([]catalog.OutboxEntry, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.reads++
+	var out []catalog.OutboxEntry
+	for _, e := range o.entries {
+		if e.Seq > after && len(out) < limit {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+func (o *pollOutbox) AckOutbox(context.Context, uint64) error { return nil }
+
+func (o *pollOutbox) put(e catalog.OutboxEntry) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.entries = append(o.entries, e)
+}
+
+func (o *pollOutbox) readCount() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.reads
+}
+
+// appendCounter is a Stream that counts the records appended to it.
+type appendCounter struct {
+	streamer.Stream
+	n atomic.Int64
+}
+
+func (a *appendCounter) Append(_ context.Context, records []streamer.Record) error {
+	a.n.Add(int64(len(records)))
+	return nil
+}
+
+// TestPublisherPollsIdleOutboxLess: an outbox found empty again and again
+// is read at most every MaxPollInterval, not every PollInterval; an entry
+// that appears is published within MaxPollInterval, and the reads that
+// follow it are PollInterval apart again.
+func TestPublisherPollsIdleOutboxLess(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		o, s := &pollOutbox{}, &appendCounter{}
+		p := streamer.NewPublisher(streamer.PublisherConfig{Outbox: o, Stream: s})
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		time.Sleep(10 * time.Second)
+		// Waits of 10, 20 and 40 ms, then 50 ms each: about 200 reads, not
+		// the 1,000 of polling every 10 ms.
+		if n := o.readCount(); n < 195 || n > 205 {
+			t.Errorf("%d reads of an idle outbox in 10 s, want about 200", n)
+		}
+		synctest.Wait() // the reader waits out its poll
+		ev := replicatest.Event("acme", 1, map[string]int64{"acme.example.com": 1}, nil)
+		o.put(catalog.OutboxEntry{Seq: 1, Event: *ev})
+		put := time.Now()
+		for s.n.Load() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		if d := time.Since(put); d > streamer.DefaultMaxPollInterval {
+			t.Errorf("an entry was published %v after it appeared, want at most %v", d, streamer.DefaultMaxPollInterval)
+		}
+		synctest.Wait() // the next read came at once, found nothing, and waits
+		reads := o.readCount()
+		time.Sleep(35 * time.Millisecond)
+		// Found entries reset the wait: reads 10 and 30 ms later.
+		if n := o.readCount() - reads; n != 2 {
+			t.Errorf("%d reads in the 35 ms after publishing, want 2", n)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	})
 }

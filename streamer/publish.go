@@ -31,6 +31,12 @@ type OutboxNotifier interface {
 // resyncs 3.5 times as many tenants per second as appends of 256 did.
 const DefaultPublishBatch = 2048
 
+// DefaultMaxPollInterval is PublisherConfig.MaxPollInterval's default: the
+// most an idle publisher adds to a change's way to the regions, for a fifth
+// of the reads of polling every 10 ms (the DynamoDB catalog has no
+// notifications, so every poll is a Query).
+const DefaultMaxPollInterval = 50 * time.Millisecond
+
 // PublisherConfig wires a Publisher.
 type PublisherConfig struct {
 	Outbox Outbox
@@ -40,9 +46,16 @@ type PublisherConfig struct {
 	// and appliers commit what one partition got: big appends keep a flood
 	// of events (tcsctl resync --all) in big, cheap apply batches.
 	BatchSize int
-	// PollInterval is how often an empty outbox is read again; 0 means 10ms.
+	// PollInterval is the wait before an outbox found empty is read again;
+	// 0 means 10ms. Each further empty read in a row doubles the wait, up
+	// to MaxPollInterval, and a read that finds entries starts again from
+	// PollInterval: a busy outbox is followed closely, an idle one costs
+	// the store a read per MaxPollInterval rather than per PollInterval.
 	// An Outbox that is an OutboxNotifier wakes the publisher sooner.
 	PollInterval time.Duration
+	// MaxPollInterval caps that wait; 0 means DefaultMaxPollInterval (or
+	// PollInterval, if that is longer).
+	MaxPollInterval time.Duration
 	// RetryBackoff is the first wait after a failed read, append or ack; it
 	// doubles up to 5 s. 0 means 100ms.
 	RetryBackoff time.Duration
@@ -71,6 +84,10 @@ func NewPublisher(cfg PublisherConfig) *Publisher {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 10 * time.Millisecond
 	}
+	if cfg.MaxPollInterval <= 0 {
+		cfg.MaxPollInterval = DefaultMaxPollInterval
+	}
+	cfg.MaxPollInterval = max(cfg.MaxPollInterval, cfg.PollInterval)
 	if cfg.RetryBackoff <= 0 {
 		cfg.RetryBackoff = 100 * time.Millisecond
 	}
@@ -130,10 +147,11 @@ type publishBatch struct {
 
 // read reads and encodes batches after the last entry read and hands them
 // to appendAll, until ctx ends. An empty outbox is read again at the next
-// poll or notification.
+// poll (see PublisherConfig.PollInterval) or notification.
 func (p *Publisher) read(ctx context.Context, out chan<- publishBatch) {
 	defer close(out)
 	backoff := p.cfg.RetryBackoff
+	poll := p.cfg.PollInterval
 	notifier, _ := p.cfg.Outbox.(OutboxNotifier)
 	var after uint64
 	for {
@@ -142,7 +160,7 @@ func (p *Publisher) read(ctx context.Context, out chan<- publishBatch) {
 			changed = notifier.OutboxChanged()
 		}
 		b, err := p.readBatch(ctx, after)
-		wait := p.cfg.PollInterval
+		wait := poll
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -152,7 +170,7 @@ func (p *Publisher) read(ctx context.Context, out chan<- publishBatch) {
 			wait, backoff = backoff, min(2*backoff, 5*time.Second)
 			changed = nil // back off even if writes continue
 		case len(b.records) > 0:
-			backoff = p.cfg.RetryBackoff
+			backoff, poll = p.cfg.RetryBackoff, p.cfg.PollInterval
 			select {
 			case out <- b:
 			case <-ctx.Done():
@@ -160,6 +178,9 @@ func (p *Publisher) read(ctx context.Context, out chan<- publishBatch) {
 			}
 			after = b.last
 			continue // more may be waiting
+		default:
+			backoff = p.cfg.RetryBackoff
+			poll = min(2*poll, p.cfg.MaxPollInterval)
 		}
 		timer := time.NewTimer(wait)
 		select {
