@@ -687,11 +687,17 @@ func (c *consumer) consumeShard(ctx context.Context, w *shardWorker, pos string)
 				continue // reported at the top of the loop
 			}
 			start := time.Now()
-			err := c.h(ctx, batch)
+			hctx, done := c.leaseContext(ctx, w)
+			err := c.h(hctx, batch)
+			done()
 			c.s.m.handlerSeconds.WithLabelValues(c.group).Observe(time.Since(start).Seconds())
 			if err != nil {
-				if ctx.Err() != nil && isContextErr(err) {
-					return nil // stopping: the batch is delivered again
+				if hctx.Err() != nil && isContextErr(err) {
+					if ctx.Err() == nil {
+						log.Warn("lease not renewed in time while the handler ran; it was cancelled, and the shard stops until it is held again (the batch is delivered again)")
+						c.s.m.leaseEvents.WithLabelValues(c.group, "expired_self").Inc()
+					}
+					return nil // stopping or fenced: the batch is delivered again
 				}
 				return fmt.Errorf("%s: %w", op, err)
 			}
@@ -719,6 +725,35 @@ func (c *consumer) consumeShard(ctx context.Context, w *shardWorker, pos string)
 		case <-poll.C:
 		}
 	}
+}
+
+// leaseContext returns the context of one handler call: ctx, cancelled also
+// when w's lease validity runs out before the call returns (the owner could
+// not renew, so another worker may take the lease and deliver the batch
+// again: this one must stop applying it). done releases it.
+func (c *consumer) leaseContext(ctx context.Context, w *shardWorker) (_ context.Context, done func()) {
+	hctx, cancel := context.WithCancel(ctx)
+	returned := make(chan struct{})
+	go func() {
+		left := func() time.Duration { return time.Duration(w.validUntil.Load() - c.s.now().UnixNano()) }
+		t := time.NewTimer(left())
+		defer t.Stop()
+		for {
+			if left() <= 0 {
+				cancel()
+				return
+			}
+			t.Reset(left())
+			select {
+			case <-returned:
+				return
+			case <-hctx.Done():
+				return
+			case <-t.C: // renewed meanwhile? look again
+			}
+		}
+	}()
+	return hctx, func() { close(returned); cancel() }
 }
 
 func (c *consumer) iterator(ctx context.Context, shard, pos string) (*string, error) {

@@ -17,10 +17,12 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	awskinesis "github.com/aws/aws-sdk-go-v2/service/kinesis"
 
 	"github.com/tcs-dev/tcs/infra/emulators"
 	"github.com/tcs-dev/tcs/internal/awsclient"
+	"github.com/tcs-dev/tcs/streamer"
 	"github.com/tcs-dev/tcs/streamer/kinesis"
 )
 
@@ -193,4 +195,92 @@ func TestKinesisFreeze(t *testing.T) {
 	waitDelivered("every record after the thaw", covers(all))
 	t.Logf("everything delivered %v after the thaw", time.Since(thawed).Round(time.Millisecond))
 	checkOrder(t, all, log.snapshot(), func(delivery) error { return nil })
+}
+
+// TestHandlerFencedWhenLeaseLapses freezes DynamoDB (the lease table) while
+// the handler is stuck in a batch (as an applier is when its replica, also
+// DynamoDB, is frozen). The worker cannot renew its lease, so once the lease
+// runs out another worker may take the shard and deliver the batch again:
+// the stuck handler's context must end then, not when the freeze does, so
+// that two workers never apply one shard at once. After the thaw the worker
+// holds the lease again and delivers the batch again, and Consume never
+// failed.
+func TestHandlerFencedWhenLeaseLapses(t *testing.T) {
+	t.Parallel()
+	const group, lease = "fenced", 2 * time.Second
+	clean := newClients(t, nil)
+	stream, table := resources(t, clean, 1)
+	f, endpoint := newFreezer(t, emulators.SharedDynamoDB(t))
+	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")}
+	awsclient.Timeouts{ResponseHeader: 200 * time.Millisecond, Operation: 600 * time.Millisecond}.Apply(&cfg)
+	db := dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
+		o.BaseEndpoint = aws.String(endpoint)
+		o.DisableValidateResponseChecksum = true // DynamoDB Local's error responses
+	})
+	s := open(t, kinesis.Config{
+		Kinesis: clean.kin, DynamoDB: db, Stream: stream, LeaseTable: table, Owner: "worker",
+		PollInterval: 50 * time.Millisecond, LeaseDuration: lease,
+	})
+
+	log := newLog()
+	record := log.handler("worker")
+	stuck := make(chan time.Time, 1)     // the handler got the batch it sticks in
+	cancelled := make(chan time.Time, 1) // its context ended
+	var once sync.Once
+	handler := func(ctx context.Context, batch []streamer.Message) error {
+		if slices.ContainsFunc(batch, func(m streamer.Message) bool { return roundOf(m) == 1 }) {
+			first := false
+			once.Do(func() { first = true })
+			if first {
+				stuck <- time.Now()
+				<-ctx.Done()
+				cancelled <- time.Now()
+				return ctx.Err()
+			}
+		}
+		return record(ctx, batch)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	consumed := make(chan error, 1)
+	go func() { consumed <- s.Consume(ctx, group, handler) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-consumed; err != nil {
+			t.Errorf("Consume: %v", err)
+		}
+	})
+
+	ks := keys(5)
+	r0 := rounds(ks, 0, 1)
+	if err := s.Append(t.Context(), r0); err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	log.waitFor(t, "round 0", covers(r0))
+	ds := log.snapshot()
+	last := ds[len(ds)-1].msg.Sequence
+	waitLeases(t, s, group, "round 0 to be checkpointed", func(ls []kinesis.Lease) bool {
+		return len(ls) == 1 && ls[0].Checkpoint == last
+	})
+	f.freeze()
+	r1 := rounds(ks, 1, 1)
+	if err := s.Append(t.Context(), r1); err != nil {
+		t.Fatalf("Append: %v", err)
+	}
+	var stuckAt, cancelledAt time.Time
+	select {
+	case stuckAt = <-stuck:
+	case <-time.After(patience):
+		t.Fatalf("round 1 was not delivered within %v", patience)
+	}
+	select {
+	case cancelledAt = <-cancelled:
+	case err := <-consumed:
+		t.Fatalf("Consume returned: %v", err)
+	case <-time.After(patience):
+		t.Fatalf("the handler stuck in a batch still ran %v after the lease table froze; want its context cancelled once the lease ran out", patience)
+	}
+	t.Logf("the stuck handler was cancelled %v after it got the batch (lease %v)", cancelledAt.Sub(stuckAt).Round(time.Millisecond), lease)
+	f.thaw()
+	log.waitFor(t, "round 1, delivered again after the thaw", covers(slices.Concat(r0, r1)))
+	checkOrder(t, slices.Concat(r0, r1), log.snapshot(), nil)
 }

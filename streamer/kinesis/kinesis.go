@@ -35,7 +35,9 @@
 //     leases at every scan at least LeaseDuration/5 after the last renewal,
 //     and stops delivering a shard (fencing itself) once LeaseDuration has
 //     passed since it sent the last renewal that succeeded: by then another
-//     worker may take it. A fenced owner that still holds the lease (nobody
+//     worker may take it. A handler call still running then has its context
+//     cancelled, and its batch is not checkpointed (the next owner delivers
+//     it again). A fenced owner that still holds the lease (nobody
 //     took it) takes its shard up again at its next scan.
 //   - Each worker aims for a fair share, ceil(eligible leases / live
 //     workers). One with fewer takes free and expired leases, then asks the
