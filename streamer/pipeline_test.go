@@ -689,3 +689,58 @@ func TestPublisherPollsIdleOutboxLess(t *testing.T) {
 		}
 	})
 }
+
+// downStream is a Stream whose Append fails while down is set.
+type downStream struct {
+	appendCounter
+	down  atomic.Bool
+	calls atomic.Int64
+}
+
+func (d *downStream) Append(ctx context.Context, records []streamer.Record) error {
+	d.calls.Add(1)
+	if d.down.Load() {
+		return errCrash
+	}
+	return d.appendCounter.Append(ctx, records)
+}
+
+// TestPublisherResumesSoonAfterOutage: through a minute of failing appends
+// the publisher keeps retrying (backing off to once a second, never
+// exiting), and once the stream heals the batch goes out within a second.
+func TestPublisherResumesSoonAfterOutage(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		o, s := &pollOutbox{}, &downStream{}
+		s.down.Store(true)
+		ev := replicatest.Event("acme", 1, map[string]int64{"acme.example.com": 1}, nil)
+		o.put(catalog.OutboxEntry{Seq: 1, Event: *ev})
+		p := streamer.NewPublisher(streamer.PublisherConfig{Outbox: o, Stream: s})
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		time.Sleep(time.Minute)
+		// Waits of 0.1 to 0.8 s, then 1 s: about 64 tries, not 16 as
+		// with waits growing to 5 s.
+		if n := s.calls.Load(); n < 60 || n > 66 {
+			t.Errorf("%d appends tried in a minute of outage, want about 64", n)
+		}
+		s.down.Store(false)
+		healed := time.Now()
+		for s.n.Load() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		if d := time.Since(healed); d > time.Second {
+			t.Errorf("published %v after the stream healed, want at most 1s", d)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Run returned %v during the outage", err)
+		default:
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	})
+}

@@ -37,6 +37,12 @@ const DefaultPublishBatch = 2048
 // notifications, so every poll is a Query).
 const DefaultMaxPollInterval = 50 * time.Millisecond
 
+// maxPublishBackoff caps the publisher's waits between retries: low, so
+// that once the outbox's store or the stream heals the backlog moves within
+// about a second (the convergence target after a fault is 5 s), and one
+// publisher trying once a second costs an ailing service nothing.
+const maxPublishBackoff = time.Second
+
 // PublisherConfig wires a Publisher.
 type PublisherConfig struct {
 	Outbox Outbox
@@ -57,7 +63,7 @@ type PublisherConfig struct {
 	// PollInterval, if that is longer).
 	MaxPollInterval time.Duration
 	// RetryBackoff is the first wait after a failed read, append or ack; it
-	// doubles up to 5 s. 0 means 100ms.
+	// doubles up to 1 s (maxPublishBackoff). 0 means 100ms.
 	RetryBackoff time.Duration
 	Logger       *slog.Logger
 	// Registerer receives the publisher's metrics; nil registers nothing.
@@ -74,6 +80,15 @@ type Publisher struct {
 	published prometheus.Counter
 	failures  prometheus.Counter
 	lag       prometheus.Gauge
+	failedLog sometimes
+}
+
+// warn logs a failure that is retried in backoff, at most every 10 s (a
+// long outage retried every second is a few lines, not one a second).
+func (p *Publisher) warn(err error, backoff time.Duration) {
+	if n, ok := p.failedLog.allow(time.Now()); ok {
+		p.log.Warn("publish failed; retrying", "err", err, "in", backoff, "failures_since_last_warning", n)
+	}
 }
 
 // NewPublisher returns a Publisher for cfg.
@@ -92,6 +107,7 @@ func NewPublisher(cfg PublisherConfig) *Publisher {
 		cfg.RetryBackoff = 100 * time.Millisecond
 	}
 	p := &Publisher{cfg: cfg, log: cfg.Logger}
+	p.failedLog.every = feedLogEvery
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -166,8 +182,8 @@ func (p *Publisher) read(ctx context.Context, out chan<- publishBatch) {
 			return
 		case err != nil:
 			p.failures.Inc()
-			p.log.Warn("publish failed; retrying", "err", err, "in", backoff)
-			wait, backoff = backoff, min(2*backoff, 5*time.Second)
+			p.warn(err, backoff)
+			wait, backoff = backoff, min(2*backoff, maxPublishBackoff)
 			changed = nil // back off even if writes continue
 		case len(b.records) > 0:
 			backoff, poll = p.cfg.RetryBackoff, p.cfg.PollInterval
@@ -225,11 +241,11 @@ func (p *Publisher) appendAll(ctx context.Context, in <-chan publishBatch, acks 
 				return
 			}
 			p.failures.Inc()
-			p.log.Warn("publish failed; retrying", "err", fmt.Errorf("append %d events: %w", len(b.records), err), "in", backoff)
+			p.warn(fmt.Errorf("append %d events: %w", len(b.records), err), backoff)
 			if !sleep(ctx, backoff) {
 				return
 			}
-			backoff = min(2*backoff, 5*time.Second)
+			backoff = min(2*backoff, maxPublishBackoff)
 		}
 		p.published.Add(float64(len(b.records)))
 		p.lag.Set(time.Since(b.committed).Seconds())
@@ -262,7 +278,7 @@ func (p *Publisher) ack(ctx context.Context, acks <-chan uint64) {
 				break
 			}
 			p.failures.Inc()
-			p.log.Warn("publish failed; retrying", "err", fmt.Errorf("ack outbox up to %d: %w", upTo, err), "in", backoff)
+			p.warn(fmt.Errorf("ack outbox up to %d: %w", upTo, err), backoff)
 			select {
 			case newer, ok := <-acks:
 				if !ok {
@@ -272,7 +288,7 @@ func (p *Publisher) ack(ctx context.Context, acks <-chan uint64) {
 			case <-time.After(backoff):
 			case <-ctx.Done():
 			}
-			backoff = min(2*backoff, 5*time.Second)
+			backoff = min(2*backoff, maxPublishBackoff)
 		}
 	}
 }
