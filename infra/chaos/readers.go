@@ -43,7 +43,8 @@ type Sample struct {
 	// region (client) failed; Age is how old the answer was.
 	Stale bool          `json:"stale,omitempty"`
 	Age   time.Duration `json:"age_ns,omitempty"`
-	// Recent: this reader looked the hostname up in the previous minute.
+	// Recent: this reader got an answer for the hostname in the previous
+	// minute (see prevAnswer.answeredWithin).
 	Recent bool `json:"recent,omitempty"`
 	// For a failed lookup only, to tell why it failed: Detail is the
 	// error's message, Prev what this reader had got for the hostname
@@ -59,6 +60,17 @@ type Sample struct {
 type prevAnswer struct {
 	s        *Sample // nil: never answered
 	failures int
+}
+
+// answeredWithin reports whether the hostname got an answer (a tenant or
+// NOT_FOUND, stale or not) that arrived no longer than d before now: the
+// hostnames a node or a client was serving, which is what a cache can keep
+// serving through a replica outage. A hostname whose every lookup failed
+// (first looked up during the outage, say) has nothing to be kept, however
+// often it is asked for, so its lookups do not count as "recently looked
+// up".
+func (p prevAnswer) answeredWithin(now time.Time, d time.Duration) bool {
+	return p.s != nil && now.Sub(p.s.Start.Add(p.s.Duration)) <= d
 }
 
 // describe says what a lookup starting at now had had before (Sample.Prev).
@@ -96,7 +108,6 @@ type Reader struct {
 
 	mu      sync.Mutex
 	samples []Sample
-	last    map[string]time.Time
 	prev    map[string]prevAnswer
 }
 
@@ -173,7 +184,6 @@ func NewClientReader(ctx context.Context, region string, addrs []string, ttl tim
 // Run looks hostnames up until ctx ends: one lookup per 1/rate, each in its
 // own goroutine (a slow answer does not slow the rate), at most 64 at once.
 func (r *Reader) Run(ctx context.Context) {
-	r.last = map[string]time.Time{}
 	r.prev = map[string]prevAnswer{}
 	tick := time.NewTicker(time.Duration(float64(time.Second) / r.rate))
 	defer tick.Stop()
@@ -198,13 +208,11 @@ func (r *Reader) Run(ctx context.Context) {
 		}
 		now := time.Now()
 		r.mu.Lock()
-		last, seen := r.last[host]
-		r.last[host] = now
 		before := r.prev[host]
 		r.mu.Unlock()
 		wg.Go(func() {
 			defer func() { <-sem }()
-			s := Sample{Reader: r.Name, Start: now, Host: host, Recent: seen && now.Sub(last) <= RecentWindow}
+			s := Sample{Reader: r.Name, Start: now, Host: host, Recent: before.answeredWithin(now, RecentWindow)}
 			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.timeout)
 			r.lookup(lctx, host, &s)
 			cancel()

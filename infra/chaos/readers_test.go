@@ -64,9 +64,34 @@ func TestReaderRecordsWhyLookupsFailed(t *testing.T) {
 		if !strings.HasPrefix(s.Prev, want) {
 			t.Errorf("failed lookup at %s: prev %q, want it to begin %q", s.Start.Format(time.StampMilli), s.Prev, want)
 		}
+		// Only a hostname answered before counts as recently looked up:
+		// repeated failed lookups do not make it one.
+		if s.Recent != answeredBefore {
+			t.Errorf("failed lookup at %s: recent %v, want %v", s.Start.Format(time.StampMilli), s.Recent, answeredBefore)
+		}
 	}
 	if failed < 4 {
 		t.Errorf("%d failed lookups, want at least 4", failed)
+	}
+}
+
+func TestPrevAnswerAnsweredWithin(t *testing.T) {
+	t.Parallel()
+	t0 := time.Unix(1_000_000, 0)
+	answered := prevAnswer{s: &Sample{Start: t0, Duration: time.Second, Outcome: NotFound}}
+	for _, tc := range []struct {
+		p    prevAnswer
+		now  time.Time
+		want bool
+	}{
+		{prevAnswer{failures: 5}, t0.Add(2 * time.Second), false},
+		{answered, t0.Add(2 * time.Second), true},
+		{answered, t0.Add(time.Second + RecentWindow), true},
+		{answered, t0.Add(2*time.Second + RecentWindow), false},
+	} {
+		if got := tc.p.answeredWithin(tc.now, RecentWindow); got != tc.want {
+			t.Errorf("%+v answeredWithin at +%v = %v, want %v", tc.p, tc.now.Sub(t0), got, tc.want)
+		}
 	}
 }
 

@@ -46,9 +46,9 @@ type Thresholds struct {
 		// CatalogAnswerWithinSeconds: every write gets an answer (2xx, or 503)
 		// within this long; later or none is a hung request.
 		CatalogAnswerWithinSeconds float64 `json:"catalog_answer_within_seconds"`
-		// RecentLookupAvailability: share of lookups of hostnames looked up
-		// in the previous minute answered, per reader (each region's node,
-		// each client).
+		// RecentLookupAvailability: share of lookups of hostnames the reader
+		// was served in the previous minute (it got an answer for them)
+		// answered, per reader (each region's node, each client).
 		RecentLookupAvailability float64 `json:"recent_lookup_availability"`
 	} `json:"dynamodb_freeze"`
 }
