@@ -86,7 +86,8 @@ const (
 // (a newer one merges into the one pending), is bounded (FeedConfig
 // MaxPending; when full, the oldest is dropped), and is drained by
 // FeedConfig.Senders goroutines that Run starts, each Broadcast under its
-// own deadline and retried a few times. Run also queues a heartbeat every
+// own deadline; a failed one goes back into the queue, retried until
+// FeedConfig.MaxAge. Run also queues a heartbeat every
 // FeedConfig.HeartbeatInterval, so that lookup servers can tell a quiet feed
 // from a broken one. Whatever is lost leaves caches converging by their TTL
 // (invariant 5).
