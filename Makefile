@@ -38,8 +38,12 @@ build:
 
 test: fmt-check vet staticcheck proto-check-if-possible compose-check-if-possible unit
 
+# The chaos suite's short variant runs last and alone (without -race): its
+# bounds (availability, convergence time) are about the system, not about
+# the test binaries competing for two cores.
 unit: emulators
-	$(GO) test -race -count=1 -timeout 15m ./...
+	TCS_CHAOS=later $(GO) test -race -count=1 -timeout 15m ./...
+	$(GO) test -count=1 -v -run '^TestChaos$$' -timeout 20m ./infra/chaos
 
 lint: fmt-check vet staticcheck
 
@@ -79,7 +83,7 @@ run-aws-local: emulators
 
 # The chaos suite (infra/chaos, docs/chaos.md), full variant: issue 17's fault
 # windows (SNS/SQS frozen 60 s), about 7 minutes. The short variant runs in
-# make test (go test ./... runs TestChaos with TCS_CHAOS unset). Set
+# make test (unit, above). Set
 # TCS_CHAOS_REPORT to choose the report folder, TCS_CHAOS_THRESHOLDS to try
 # other bounds.
 chaos: emulators

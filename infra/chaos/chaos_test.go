@@ -14,7 +14,7 @@ import (
 
 // Environment of TestChaos.
 const (
-	variantEnv    = "TCS_CHAOS"            // short (default) or full
+	variantEnv    = "TCS_CHAOS"            // short (default), full, or later (make test runs it alone afterwards)
 	reportEnv     = "TCS_CHAOS_REPORT"     // report folder (default <repo>/.bin/chaos/<variant>-<UTC time>)
 	thresholdsEnv = "TCS_CHAOS_THRESHOLDS" // thresholds file (default: the committed thresholds.json)
 )
@@ -29,8 +29,14 @@ func TestChaos(t *testing.T) {
 	case "", "short":
 	case "full":
 		cfg = chaos.FullConfig()
+	case "later":
+		// make test's `go test -race ./...` sets this, then runs the short
+		// variant on its own (the chaos target of the Makefile's unit
+		// step): its bounds are about the system, and they must not be
+		// measured while other packages' tests take the machine's cores.
+		t.Skip("TCS_CHAOS=later: make test runs TestChaos on its own after the other tests")
 	default:
-		t.Fatalf("%s=%q: want short or full", variantEnv, v)
+		t.Fatalf("%s=%q: want short, full or later", variantEnv, v)
 	}
 	th, err := chaos.LoadThresholds(os.Getenv(thresholdsEnv))
 	if err != nil {
