@@ -12,6 +12,7 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/testwait"
 )
 
 // Short deadlines, so that each frozen call costs a fraction of a second.
@@ -389,7 +390,7 @@ func TestStoreCallsBounded(t *testing.T) {
 	fs.thaw()
 	<-fs.returned
 	<-fs.returned
-	waitFor(t, "store call slots to free", func() bool { return len(h.api.slots) == 0 })
+	testwait.For(t, "store call slots to free", func() bool { return len(h.api.slots) == 0 })
 	h.mustDo(call{method: "GET", path: "/v1/tenants/alpha", token: readerToken}, http.StatusOK)
 }
 
@@ -439,20 +440,8 @@ func TestHealthzReadyzFrozenStore(t *testing.T) {
 	// The store recovers: ready again once the cached answer expires.
 	fs.thaw()
 	h.clock.Advance(readyCacheTTL)
-	waitFor(t, "store call slots to free", func() bool { return len(h.api.slots) == 0 })
+	testwait.For(t, "store call slots to free", func() bool { return len(h.api.slots) == 0 })
 	h.mustDo(call{method: "GET", path: "/readyz"}, http.StatusOK)
-}
-
-// waitFor polls cond until it holds, failing the test after 10 s.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // sendError is what the AWS SDK reports when a request's connection fails

@@ -10,7 +10,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/tcs-dev/tcs/infra/emulators"
 	"github.com/tcs-dev/tcs/internal/awsclient"
+	"github.com/tcs-dev/tcs/internal/testnet"
 )
 
 func TestMain(m *testing.M) { os.Exit(emulators.Main(m)) }
@@ -46,41 +46,6 @@ func config(endpoint string, t awsclient.Timeouts) aws.Config {
 	}
 	t.Apply(&cfg)
 	return cfg
-}
-
-// silentListener accepts connections and never answers (a frozen process:
-// SIGSTOPped, or a blackhole after accept).
-func silentListener(tb testing.TB) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	tb.Cleanup(func() {
-		ln.Close()
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln.Addr().String()
 }
 
 // unacceptingListener listens with a full accept queue and never accepts,
@@ -149,8 +114,8 @@ var calls = map[string]func(ctx context.Context, cfg aws.Config) error{
 func TestFrozenEndpointFailsFast(t *testing.T) {
 	t.Parallel()
 	endpoints := map[string]func(testing.TB) string{
-		"silent":      func(tb testing.TB) string { return "http://" + silentListener(tb) },
-		"silent tls":  func(tb testing.TB) string { return "https://" + silentListener(tb) },
+		"silent":      func(tb testing.TB) string { return "http://" + testnet.SilentListener(tb) },
+		"silent tls":  func(tb testing.TB) string { return "https://" + testnet.SilentListener(tb) },
 		"unaccepting": func(tb testing.TB) string { return "http://" + unacceptingListener(tb) },
 	}
 	wantPhase := map[string]string{"silent": "response headers", "silent tls": "TLS handshake", "unaccepting": "connecting"}
@@ -192,8 +157,8 @@ func TestAttemptTimeoutNamesPhase(t *testing.T) {
 	for _, tc := range []struct {
 		name, endpoint, want string
 	}{
-		{"response headers", "http://" + silentListener(t), "timed out: response headers from"},
-		{"tls", "https://" + silentListener(t), "timed out: TLS handshake with"},
+		{"response headers", "http://" + testnet.SilentListener(t), "timed out: response headers from"},
+		{"tls", "https://" + testnet.SilentListener(t), "timed out: TLS handshake with"},
 		{"connect", "http://" + unacceptingListener(t), "timed out: connecting to"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -217,7 +182,7 @@ func TestAttemptTimeoutNamesPhase(t *testing.T) {
 // reported as such, not as a timeout.
 func TestCallerCancelStaysCanceled(t *testing.T) {
 	t.Parallel()
-	cfg := config("http://"+silentListener(t), testTimeouts)
+	cfg := config("http://"+testnet.SilentListener(t), testTimeouts)
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)
 	_, err := dynamodb.NewFromConfig(cfg).GetItem(ctx, getItem)
@@ -259,7 +224,7 @@ func TestLongPollOutlastsTimeouts(t *testing.T) {
 		t.Fatalf("long poll returned after %v: the emulator did not wait, so this test proves nothing", took)
 	}
 
-	frozen := awssqs.NewFromConfig(config("http://"+silentListener(t), testTimeouts))
+	frozen := awssqs.NewFromConfig(config("http://"+testnet.SilentListener(t), testTimeouts))
 	_, took, err = receive(frozen)
 	if err == nil || !strings.Contains(err.Error(), "timed out") {
 		t.Fatalf("long poll against a frozen endpoint: err = %v, want a timeout", err)
@@ -292,7 +257,7 @@ func TestWorkingEndpoint(t *testing.T) {
 // TestApplyTwice: a config given timeouts twice works, with the later ones.
 func TestApplyTwice(t *testing.T) {
 	t.Parallel()
-	cfg := config("http://"+silentListener(t), awsclient.Timeouts{Operation: time.Hour, ResponseHeader: time.Hour})
+	cfg := config("http://"+testnet.SilentListener(t), awsclient.Timeouts{Operation: time.Hour, ResponseHeader: time.Hour})
 	testTimeouts.Apply(&cfg)
 	start := time.Now()
 	_, err := dynamodb.NewFromConfig(cfg).GetItem(context.Background(), getItem)

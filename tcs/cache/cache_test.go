@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/testwait"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/cache"
@@ -188,7 +189,7 @@ func TestConcurrentMissesMakeOneRead(t *testing.T) {
 	started.Wait()
 	// Every lookup has missed and is joining the read (a miss is counted
 	// just before joining) before the read returns.
-	waitCond(t, "every lookup to miss", func() bool { return c.Stats().Misses == n })
+	testwait.For(t, "every lookup to miss", func() bool { return c.Stats().Misses == n })
 	rd.answer(makeTenant("acme", 1, host))
 	done.Wait()
 	close(errs)

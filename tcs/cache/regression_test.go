@@ -10,6 +10,7 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/testwait"
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/cache"
 )
@@ -342,7 +343,7 @@ func TestRefresh(t *testing.T) {
 		}
 		r.set(makeTenant("acme", 2, a, b, "new.acme.example.com"))
 		c.Invalidate(tcs.Invalidation{TenantID: "acme", Version: 2, Hostnames: []string{a, b, "new.acme.example.com"}})
-		waitCond(t, "both looked-up hostnames cached at version 2", func() bool {
+		testwait.For(t, "both looked-up hostnames cached at version 2", func() bool {
 			ra, oka := c.Peek(a)
 			rb, okb := c.Peek(b)
 			return oka && okb && ra.Version == 2 && rb.Version == 2

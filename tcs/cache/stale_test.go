@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/testwait"
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/cache"
 )
@@ -387,21 +388,9 @@ func TestFailingReplicaServesAtOnce(t *testing.T) {
 	// The replica is back: the probe succeeds, and lookups read again.
 	r.setHold(false)
 	probe.answer(makeTenant("acme", 1, probe.hostname))
-	waitCond(t, "the probe to end the failing state", func() bool { return !c.Stats().ReplicaFailing })
+	testwait.For(t, "the probe to end the failing state", func() bool { return !c.Stats().ReplicaFailing })
 	r.set(makeTenant("acme", 2, hostOf(n-1)))
 	if res := mustLookup(t, c, hostOf(n-1), "acme", 2); res.Stale {
 		t.Error("a read after the replica came back is stale")
-	}
-}
-
-// waitCond polls cond until it holds, failing the test after 10 s.
-func waitCond(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcs-dev/tcs/internal/testwait"
 	"github.com/tcs-dev/tcs/tcs/client"
 )
 
@@ -26,7 +27,7 @@ func newClient(tb testing.TB, regions []*regionServer, opts ...client.Option) *c
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { c.Close() })
-	waitFor(tb, "the watch stream", c.Watching)
+	testwait.For(tb, "the watch stream", c.Watching)
 	return c
 }
 
@@ -100,7 +101,7 @@ func TestInvalidationViaWatch(t *testing.T) {
 	}
 
 	put(t, "acme", 2, []string{"acme.example.com"}, r)
-	waitFor(t, "the invalidation", func() bool { return invs.get() >= 1 })
+	testwait.For(t, "the invalidation", func() bool { return invs.get() >= 1 })
 	tn, meta, err := c.LookupMeta(ctx, "acme.example.com")
 	if err != nil || tn.Version != 2 || meta.Cached {
 		t.Fatalf("after the change: %+v %+v %v; want version 2 from the region", tn, meta, err)
@@ -112,7 +113,7 @@ func TestInvalidationViaWatch(t *testing.T) {
 
 	// A hostname that moves to another tenant: the old owner's entry goes.
 	r.apply(t, replicatestTake("other", 2, "acme.example.com", "other.example.com"))
-	waitFor(t, "the move's invalidation", func() bool { return invs.get() >= 2 })
+	testwait.For(t, "the move's invalidation", func() bool { return invs.get() >= 2 })
 	if tn, err := c.Lookup(ctx, "acme.example.com"); err != nil || tn.ID != "other" {
 		t.Errorf("after the move: %+v %v; want tenant other", tn, err)
 	}
@@ -138,7 +139,7 @@ func TestWatchCutAndRestored(t *testing.T) {
 	}
 
 	r.down()
-	waitFor(t, "the client to see the stream gone", func() bool { return !c.Watching() })
+	testwait.For(t, "the client to see the stream gone", func() bool { return !c.Watching() })
 	// Changed while the client cannot hear of it.
 	rep := r.replica
 	if _, err := rep.Apply(ctx, replicatestEvent("acme", 2, "acme.example.com")); err != nil {
@@ -151,7 +152,7 @@ func TestWatchCutAndRestored(t *testing.T) {
 	}
 
 	r.start(t)
-	waitFor(t, "the stream back", c.Watching)
+	testwait.For(t, "the stream back", c.Watching)
 	tn, meta, err = c.LookupMeta(ctx, "acme.example.com")
 	if err != nil || tn.Version != 2 || meta.Cached {
 		t.Fatalf("after reconnecting: %+v %+v %v; want version 2 from the region", tn, meta, err)
@@ -349,7 +350,7 @@ func TestBreakerProbesBack(t *testing.T) {
 	before := us.lookups.Load()
 	us.start(t)
 	// After the cooldown a lookup probes us-east-1, and it is local again.
-	waitFor(t, "us-east-1 to be used again", func() bool {
+	testwait.For(t, "us-east-1 to be used again", func() bool {
 		_, meta, err := c.LookupMeta(ctx, "h7.example.com")
 		return err == nil && meta.Region == "us-east-1"
 	})
@@ -380,7 +381,7 @@ func TestBatchCollapsesWithLookups(t *testing.T) {
 		}
 		batchDone <- res
 	}()
-	waitFor(t, "the batch RPC", func() bool { return r.batches.Load() == 1 })
+	testwait.For(t, "the batch RPC", func() bool { return r.batches.Load() == 1 })
 	var wg sync.WaitGroup
 	for i := range 50 {
 		h := []string{"acme.example.com", "BETA.example.com"}[i%2]
@@ -407,7 +408,7 @@ func TestBatchCollapsesWithLookups(t *testing.T) {
 		_, err := c.Lookup(ctx, "gamma.example.com")
 		lookupDone <- err
 	}()
-	waitFor(t, "the Lookup RPC", func() bool { return r.lookups.Load() == 1 })
+	testwait.For(t, "the Lookup RPC", func() bool { return r.lookups.Load() == 1 })
 	res, err := c.BatchLookup(ctx, []string{"gamma.example.com", "nobody.example.com", "acme.example.com"})
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/internal/testclock"
+	"github.com/tcs-dev/tcs/internal/testwait"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/boltreplica"
@@ -129,7 +130,7 @@ func (r *regionServer) start(tb testing.TB) {
 		}
 	}
 	r.mu.Unlock()
-	waitFor(tb, r.name+" to subscribe to its hub", func() bool { return r.hub.Subscribers() == 1 })
+	testwait.For(tb, r.name+" to subscribe to its hub", func() bool { return r.hub.Subscribers() == 1 })
 }
 
 // batchRequests returns the hostnames of each BatchLookup received so far.
@@ -183,18 +184,6 @@ func addrs(regions ...*regionServer) []string {
 		a = append(a, r.addr)
 	}
 	return a
-}
-
-// waitFor polls cond until it holds, failing the test after 10 s.
-func waitFor(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func ctxT(tb testing.TB) context.Context {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/testwait"
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/client"
 	"github.com/tcs-dev/tcs/tcs/lookup"
@@ -90,7 +91,7 @@ func zipfSetup(b *testing.B) {
 		if e.err != nil {
 			return
 		}
-		waitFor(b, "the watch stream", e.c.Watching)
+		testwait.For(b, "the watch stream", e.c.Watching)
 		e.names = make([]string, zipfTenants)
 		for i := range e.names {
 			e.names[i] = fmt.Sprintf("host-%d.tenants.example.com", i)

@@ -19,6 +19,7 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/testwait"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs/client"
 )
@@ -237,7 +238,7 @@ func TestMonotonicProperty(t *testing.T) {
 			rt.Fatal(err)
 		}
 		defer c.Close()
-		waitFor(t, "the watch stream", c.Watching)
+		testwait.For(t, "the watch stream", c.Watching)
 		ctx := context.Background()
 
 		newest := map[string]int64{} // tenant id → highest version returned
@@ -522,6 +523,6 @@ func newFakeClient(tb testing.TB, addrs []string, opts ...client.Option) *client
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { c.Close() })
-	waitFor(tb, "the watch stream", c.Watching)
+	testwait.For(tb, "the watch stream", c.Watching)
 	return c
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcs-dev/tcs/internal/testwait"
 	"github.com/tcs-dev/tcs/tcs/client"
 	"github.com/tcs-dev/tcs/tcs/replicatest"
 )
@@ -76,7 +77,7 @@ func TestMonotonicFailover(t *testing.T) {
 	// Back: the region that is up to date answers again.
 	us.start(t)
 	clk.Advance(2 * time.Minute)
-	waitFor(t, "us-east-1 to answer again", func() bool {
+	testwait.For(t, "us-east-1 to answer again", func() bool {
 		tn, meta, err := c.LookupMeta(ctx, "acme.example.com")
 		if err != nil || tn.Version != 2 {
 			t.Fatalf("after us-east-1 is back: %+v %+v %v", tn, meta, err)

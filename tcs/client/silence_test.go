@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcs-dev/tcs/internal/testwait"
 	"github.com/tcs-dev/tcs/tcs/client"
 )
 
@@ -94,19 +95,19 @@ func TestWatchHeartbeatTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	waitFor(t, "the watch stream", c.Watching)
+	testwait.For(t, "the watch stream", c.Watching)
 	time.Sleep(300 * time.Millisecond) // a heartbeat has told the client the interval
 
 	p.frozen.Store(true)
 	frozeAt := time.Now()
-	waitFor(t, "the client to notice the silence", func() bool { return !c.Watching() })
+	testwait.For(t, "the client to notice the silence", func() bool { return !c.Watching() })
 	// The silence is counted from the last message received, up to one
 	// interval (100 ms) before the freeze: 200 to 300 ms after it.
 	if took := time.Since(frozeAt); took < 150*time.Millisecond || took > 3*time.Second {
 		t.Errorf("noticed a silent stream after %v; want about three heartbeat intervals (300ms) after the last message", took)
 	}
 	p.frozen.Store(false)
-	waitFor(t, "the stream back", c.Watching)
+	testwait.For(t, "the stream back", c.Watching)
 	if downs.get() != 1 {
 		t.Errorf("%d watch losses, want 1", downs.get())
 	}
@@ -127,7 +128,7 @@ func TestKeepaliveNoticesDeadPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	waitFor(t, "the watch stream", c.Watching)
+	testwait.For(t, "the watch stream", c.Watching)
 
 	p.frozen.Store(true)
 	start := time.Now()

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/tcs-dev/tcs/internal/testwait"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/cache"
@@ -66,7 +67,7 @@ func TestReplicaFreeze(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "the invalidations", func() bool {
+	testwait.For(t, "the invalidations", func() bool {
 		return gather(t, e.srv.Registry())["tcs_lookup_invalidations_total"] == written
 	})
 	release := replica.block()
@@ -135,7 +136,7 @@ func TestReplicaFreeze(t *testing.T) {
 	// The replica thaws: once a probe (which lookups start) has seen it,
 	// the written tenants' new versions are read.
 	release()
-	waitFor(t, "the replica to stop counting as failing", func() bool {
+	testwait.For(t, "the replica to stop counting as failing", func() bool {
 		_, _ = e.client.Lookup(ctx, &tcsv1.LookupRequest{Hostname: hosts[0]})
 		return gather(t, e.srv.Registry())["tcs_lookup_cache_replica_failing"] == 0
 	})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/internal/testclock"
+	"github.com/tcs-dev/tcs/internal/testwait"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/fanout"
@@ -181,21 +182,9 @@ func start(tb testing.TB, cfg lookup.Config, opts lookup.ServeOptions, dial ...g
 	// Wait until Run has subscribed to the hub, so that broadcasts from
 	// here on reach the server.
 	if cfg.Feed == e.hub {
-		waitFor(tb, "the server to subscribe to the feed", func() bool { return e.hub.Subscribers() == 1 })
+		testwait.For(tb, "the server to subscribe to the feed", func() bool { return e.hub.Subscribers() == 1 })
 	}
 	return e
-}
-
-// waitFor polls cond until it holds, failing the test after 10 s.
-func waitFor(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 func ctxT(tb testing.TB) context.Context {

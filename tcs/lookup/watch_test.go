@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/testing/protocmp"
 
+	"github.com/tcs-dev/tcs/internal/testwait"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/lookup"
@@ -50,7 +51,7 @@ func openWatch(tb testing.TB, e *env) *watchStream {
 		}
 	}()
 	w.next(tb, "resync")
-	waitFor(tb, "the Watch stream to be registered", func() bool { return watchStreams(e) == 1 })
+	testwait.For(tb, "the Watch stream to be registered", func() bool { return watchStreams(e) == 1 })
 	return w
 }
 
@@ -125,7 +126,7 @@ func TestWatch(t *testing.T) {
 
 	// Client cancel ends the stream on the server too.
 	w.cancel()
-	waitFor(t, "the Watch stream to be closed", func() bool { return watchStreams(e) == 0 })
+	testwait.For(t, "the Watch stream to be closed", func() bool { return watchStreams(e) == 0 })
 }
 
 func TestWatchEndsOnShutdown(t *testing.T) {
@@ -301,12 +302,12 @@ func TestSlowWatchClientGetsResync(t *testing.T) {
 		t.Fatal("the feed was held up by a slow Watch client")
 	}
 	close(gate) // the client reads again
-	waitFor(t, "the resync to be sent", func() bool { return len(stream.log()) >= 3 })
+	testwait.For(t, "the resync to be sent", func() bool { return len(stream.log()) >= 3 })
 	if diff := cmp.Diff([]string{"resync", "1", "resync"}, stream.log()); diff != "" {
 		t.Fatalf("sent to the slow client (-want +got):\n%s", diff)
 	}
 	sub.deliver(inv(51))
-	waitFor(t, "invalidation 51 to be sent", func() bool {
+	testwait.For(t, "invalidation 51 to be sent", func() bool {
 		l := stream.log()
 		return len(l) > 0 && l[len(l)-1] == "51"
 	})

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 	awssns "github.com/aws/aws-sdk-go-v2/service/sns"
 
 	"github.com/tcs-dev/tcs/infra/emulators"
+	"github.com/tcs-dev/tcs/internal/testnet"
 	"github.com/tcs-dev/tcs/tcs"
 )
 
@@ -88,40 +87,6 @@ func TestBroadcastRetriesServerErrorsAndReturnsWhatPersists(t *testing.T) {
 	}
 }
 
-// blackhole returns the address of a listener that accepts connections and
-// never answers on them: a frozen endpoint.
-func blackhole(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu    sync.Mutex
-		conns []net.Conn
-	)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln.Addr().String()
-}
-
 // freezableHTTP passes requests on, or, while frozen, sends them to a
 // listener that never answers.
 type freezableHTTP struct {
@@ -146,7 +111,7 @@ func TestBroadcastReturnsByItsDeadlineWhenFrozen(t *testing.T) {
 	prefix, region := newPrefix(), "eu-west-1"
 	topic := newTopic(t, prefix, region)
 	nd := subscribe(t, openFeed(t, config(t, prefix, region, topic, "node")))
-	h := &freezableHTTP{hole: blackhole(t)}
+	h := &freezableHTTP{hole: testnet.SilentListener(t)}
 	cfg := config(t, prefix, region, topic, "applier")
 	cfg.SNS = awssns.New(awssns.Options{
 		BaseEndpoint: aws.String(emulators.SharedSNSSQS(t)),

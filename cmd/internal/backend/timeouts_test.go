@@ -5,9 +5,7 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,42 +18,8 @@ import (
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
+	"github.com/tcs-dev/tcs/internal/testnet"
 )
-
-// silentEndpoint accepts connections and never answers: a frozen AWS
-// endpoint.
-func silentEndpoint(tb testing.TB) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	tb.Cleanup(func() {
-		ln.Close()
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return "http://" + ln.Addr().String()
-}
 
 // TestClientsHaveTimeouts checks that every SDK client the binaries build
 // (Clients, and the provisioning clients) fails within --aws-timeout
@@ -72,7 +36,7 @@ func TestClientsHaveTimeouts(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	endpoint := silentEndpoint(t)
+	endpoint := "http://" + testnet.SilentListener(t)
 	c.LoadAWS = func(_ context.Context, region string) (aws.Config, error) {
 		return aws.Config{Region: region, BaseEndpoint: aws.String(endpoint), Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")}, nil
 	}

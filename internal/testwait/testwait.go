@@ -1,0 +1,30 @@
+// Package testwait waits in tests for a condition to hold, instead of
+// sleeping for a guessed time.
+package testwait
+
+import (
+	"testing"
+	"time"
+)
+
+// DefaultTimeout is how long For waits before failing the test.
+const DefaultTimeout = 10 * time.Second
+
+// For polls cond every millisecond until it holds, failing tb (naming what
+// it waited for) after DefaultTimeout.
+func For(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	Within(tb, DefaultTimeout, what, cond)
+}
+
+// Within is For with its own timeout.
+func Within(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
