@@ -82,9 +82,11 @@ type LookupResponse struct {
 	// The tenant document. Field number 1 on purpose: a server may splice a
 	// pre-serialised Tenant in front of the other fields.
 	Tenant *Tenant `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
-	// True when the answer came from the server's cache past its TTL because
-	// the region's replica could not be read (stale-if-error). The tenant may
-	// be out of date by up to age.
+	// True when the answer came from the server's cache past its TTL (or
+	// after an invalidation) because the region's replica could not be read
+	// (stale-if-error). The tenant may be out of date by up to age. A
+	// NOT_FOUND error served stale says so in its trailers instead:
+	// "tcs-stale: true" and "tcs-age" (a Go duration, such as "1.5s").
 	Stale bool `protobuf:"varint,2,opt,name=stale,proto3" json:"stale,omitempty"`
 	// The region that answered, for example "eu-west-1" (not the tenant's home
 	// region, which is tenant.region).
@@ -275,11 +277,14 @@ type BatchLookupResult struct {
 	// A human-readable reason when code is non-zero; empty on success. Never
 	// contains internal details.
 	Message string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
-	// True when this tenant was served from cache past its TTL because the
-	// replica could not be read (see LookupResponse.stale).
+	// True when the answer was served from cache past its TTL (or after an
+	// invalidation) because the replica could not be read (see
+	// LookupResponse.stale). Set with code 0, and with code 5 (NOT_FOUND) for
+	// a remembered "no tenant owns this hostname".
 	Stale bool `protobuf:"varint,5,opt,name=stale,proto3" json:"stale,omitempty"`
-	// How long ago the answer was read from the replica, set when code is 0
-	// (see LookupResponse.age). Clients count it against their own TTL.
+	// How long ago the answer was read from the replica, set when code is 0,
+	// and with a stale NOT_FOUND (see LookupResponse.age). Clients count it
+	// against their own TTL.
 	Age           *durationpb.Duration `protobuf:"bytes,6,opt,name=age,proto3" json:"age,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

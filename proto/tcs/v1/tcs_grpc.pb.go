@@ -53,8 +53,13 @@ type TenantContextServiceClient interface {
 	// clients that cache lookups. The stream starts with a Resync, then carries
 	// Invalidations in the order the region applied the changes, interleaved
 	// with Heartbeats. It runs until the client cancels it or the server shuts
-	// down; a client that loses it must reconnect, treat its cache as suspect
-	// until the new stream's Resync arrives, and shorten its TTL meanwhile.
+	// down, or until the server's own invalidation feed goes silent: then the
+	// server ends the stream, and refuses new ones, with UNAVAILABLE
+	// ("invalidation feed down") until its feed delivers again, because it
+	// could not tell the client what changed. A client that loses the stream
+	// must reconnect (to another region if this one refuses), treat its cache
+	// as suspect until the new stream's Resync arrives, and shorten its TTL
+	// meanwhile.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
 }
 
@@ -130,8 +135,13 @@ type TenantContextServiceServer interface {
 	// clients that cache lookups. The stream starts with a Resync, then carries
 	// Invalidations in the order the region applied the changes, interleaved
 	// with Heartbeats. It runs until the client cancels it or the server shuts
-	// down; a client that loses it must reconnect, treat its cache as suspect
-	// until the new stream's Resync arrives, and shorten its TTL meanwhile.
+	// down, or until the server's own invalidation feed goes silent: then the
+	// server ends the stream, and refuses new ones, with UNAVAILABLE
+	// ("invalidation feed down") until its feed delivers again, because it
+	// could not tell the client what changed. A client that loses the stream
+	// must reconnect (to another region if this one refuses), treat its cache
+	// as suspect until the new stream's Resync arrives, and shorten its TTL
+	// meanwhile.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
 	mustEmbedUnimplementedTenantContextServiceServer()
 }
