@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -31,20 +32,14 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	be := backend.Register(fs, getenv)
 	tokensFile := fs.String("tokens-file", getenv("TCS_TOKENS_FILE"), "file of `ROLE TOKEN [NAME]` lines (env TCS_TOKENS_FILE); TCS_ADMIN_TOKEN and TCS_READER_TOKEN add to it")
 	logFormat := fs.String("log-format", cmdutil.EnvOr(getenv, "TCS_LOG_FORMAT", "text"), "log format: text or json (env TCS_LOG_FORMAT)")
-	storeTimeout := httpapi.DefaultStoreTimeout
-	var envErr error
-	if v := getenv("TCS_STORE_TIMEOUT"); v != "" {
-		storeTimeout, envErr = time.ParseDuration(v)
-		if envErr != nil {
-			envErr = fmt.Errorf("TCS_STORE_TIMEOUT %q: want a duration such as 5s", v)
-		}
-	}
-	fs.DurationVar(&storeTimeout, "store-timeout", storeTimeout, "deadline of each request's source-of-truth calls; a store that does not answer in time gets the request a 503 with Retry-After, a write \"outcome unknown\" (env TCS_STORE_TIMEOUT)")
+	var envErrs []error
+	var storeTimeout time.Duration
+	fs.DurationVar(&storeTimeout, "store-timeout", cmdutil.EnvDuration(getenv, "TCS_STORE_TIMEOUT", httpapi.DefaultStoreTimeout, &envErrs), "deadline of each request's source-of-truth calls; a store that does not answer in time gets the request a 503 with Retry-After, a write \"outcome unknown\" (env TCS_STORE_TIMEOUT)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if envErr != nil {
-		return envErr
+	if err := errors.Join(envErrs...); err != nil {
+		return err
 	}
 	if storeTimeout <= 0 {
 		return fmt.Errorf("--store-timeout %v: want a positive duration", storeTimeout)

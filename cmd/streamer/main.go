@@ -17,7 +17,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,19 +56,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "apply":
 		region = fs.String("region", getenv("TCS_REGION"), "region whose replica to apply to, e.g. us-east-1 (env TCS_REGION)")
 		worker = fs.String("worker-id", getenv("TCS_WORKER_ID"), "aws: this applier's name among the appliers of its region, which share the stream's shards (env TCS_WORKER_ID; default host name, pid and a random suffix)")
-		fs.IntVar(&concurrency, "concurrency", envInt(getenv, "TCS_APPLY_CONCURRENCY", streamer.DefaultApplyConcurrency, "a whole number of tenants, such as 16", &envErrs),
+		fs.IntVar(&concurrency, "concurrency", cmdutil.EnvInt(getenv, "TCS_APPLY_CONCURRENCY", streamer.DefaultApplyConcurrency, "a whole number of tenants, such as 16", &envErrs),
 			"aws: how many tenants of a stream batch are applied at once (env TCS_APPLY_CONCURRENCY); each tenant's events stay in order. The embedded replica applies a batch in one transaction and ignores it")
 		// Invalidations go to the region's SNS topic; with the embedded
 		// backend this process has no broadcast to send to.
-		fs.DurationVar(&feed.HeartbeatInterval, "feed-heartbeat", envDuration(getenv, "TCS_FEED_HEARTBEAT", streamer.DefaultHeartbeatInterval, &envErrs),
+		fs.DurationVar(&feed.HeartbeatInterval, "feed-heartbeat", cmdutil.EnvDuration(getenv, "TCS_FEED_HEARTBEAT", streamer.DefaultHeartbeatInterval, &envErrs),
 			"aws: how often to broadcast a heartbeat to the region's lookup servers, so that they can tell a quiet invalidation feed from a broken one (env TCS_FEED_HEARTBEAT); 0 sends none, for lookup servers too old to decode them")
-		fs.DurationVar(&feed.Timeout, "feed-send-timeout", envDuration(getenv, "TCS_FEED_SEND_TIMEOUT", streamer.DefaultFeedTimeout, &envErrs),
+		fs.DurationVar(&feed.Timeout, "feed-send-timeout", cmdutil.EnvDuration(getenv, "TCS_FEED_SEND_TIMEOUT", streamer.DefaultFeedTimeout, &envErrs),
 			"aws: deadline of each invalidation broadcast (env TCS_FEED_SEND_TIMEOUT); a failed one goes back into the queue and is retried, with backoff up to 1 s, until --feed-max-age. Applying never waits for broadcasts")
-		fs.DurationVar(&feed.MaxAge, "feed-max-age", envDuration(getenv, "TCS_FEED_MAX_AGE", streamer.DefaultFeedMaxAge, &envErrs),
+		fs.DurationVar(&feed.MaxAge, "feed-max-age", cmdutil.EnvDuration(getenv, "TCS_FEED_MAX_AGE", streamer.DefaultFeedMaxAge, &envErrs),
 			"aws: how long an invalidation that cannot be broadcast is retried before it is given up (env TCS_FEED_MAX_AGE); by then the lookup servers' caches have expired what it would drop, so keep it at least their --cache-ttl")
-		fs.IntVar(&feed.MaxPending, "feed-max-pending", envInt(getenv, "TCS_FEED_MAX_PENDING", streamer.DefaultFeedMaxPending, "a whole number of tenants, such as 100000", &envErrs),
+		fs.IntVar(&feed.MaxPending, "feed-max-pending", cmdutil.EnvInt(getenv, "TCS_FEED_MAX_PENDING", streamer.DefaultFeedMaxPending, "a whole number of tenants, such as 100000", &envErrs),
 			"aws: most invalidations waiting to be broadcast, one per tenant (a tenant's newer change merges into its pending one) (env TCS_FEED_MAX_PENDING); when full, the oldest is dropped")
-		fs.IntVar(&feed.Senders, "feed-senders", envInt(getenv, "TCS_FEED_SENDERS", streamer.DefaultFeedSenders, "a whole number, such as 4", &envErrs),
+		fs.IntVar(&feed.Senders, "feed-senders", cmdutil.EnvInt(getenv, "TCS_FEED_SENDERS", streamer.DefaultFeedSenders, "a whole number, such as 4", &envErrs),
 			"aws: how many invalidation broadcasts run at once (env TCS_FEED_SENDERS)")
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, usage)
@@ -203,34 +202,4 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	err = g.Wait()
 	log.Info("streamer stopped", "command", cmd)
 	return err
-}
-
-// envInt returns the whole number in the environment variable key, or def
-// if it is unset; a malformed value is added to errs, naming key and what it
-// should be (want).
-func envInt(getenv func(string) string, key string, def int, want string, errs *[]error) int {
-	v := getenv(key)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil {
-		*errs = append(*errs, fmt.Errorf("%s %q: want %s", key, v, want))
-		return def
-	}
-	return n
-}
-
-// envDuration is envInt for durations.
-func envDuration(getenv func(string) string, key string, def time.Duration, errs *[]error) time.Duration {
-	v := getenv(key)
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		*errs = append(*errs, fmt.Errorf("%s %q: want a duration such as %v", key, v, def))
-		return def
-	}
-	return d
 }

@@ -99,21 +99,17 @@ func Register(fs *flag.FlagSet, getenv func(string) string) *Config {
 	fs.StringVar(&c.DataDir, "data", cmdutil.EnvOr(getenv, "TCS_DATA_DIR", "data"), "embedded: data directory (env TCS_DATA_DIR)")
 	fs.StringVar(&c.Names.Prefix, "aws-prefix", cmdutil.EnvOr(getenv, "TCS_AWS_PREFIX", provision.DefaultPrefix), "aws: prefix of every resource name (env TCS_AWS_PREFIX)")
 	fs.StringVar(&c.HomeRegion, "aws-home-region", cmdutil.EnvOr(getenv, "TCS_AWS_HOME_REGION", getenv("AWS_REGION")), "aws: region of the catalog table and the change stream (env TCS_AWS_HOME_REGION, default AWS_REGION)")
+	var errs []error
 	duration := func(key string, def time.Duration) time.Duration {
-		v := getenv(key)
-		if v == "" {
-			return def
-		}
-		d, err := time.ParseDuration(v)
-		if err != nil && c.envErr == nil {
-			c.envErr = fmt.Errorf("%s %q: want a duration such as 250ms", key, v)
-		}
-		return d
+		return cmdutil.EnvDuration(getenv, key, def, &errs)
 	}
 	fs.DurationVar(&c.PollInterval, "poll-interval", duration("TCS_POLL_INTERVAL", streamkinesis.DefaultPollInterval), "aws: Kinesis GetRecords poll interval (env TCS_POLL_INTERVAL); Kinesis allows 5 reads per second per shard shared by all regions' appliers, so on AWS use at least 200ms × the number of regions")
 	fs.DurationVar(&c.Timeouts.Operation, "aws-timeout", duration("TCS_AWS_TIMEOUT", awsclient.DefaultOperation), "aws: deadline of each AWS SDK call, retries included (env TCS_AWS_TIMEOUT); an SQS long poll gets its wait on top")
 	fs.DurationVar(&c.Timeouts.Connect, "aws-connect-timeout", duration("TCS_AWS_CONNECT_TIMEOUT", awsclient.DefaultConnect), "aws: limit on a TCP connect, and on a TLS handshake, to an AWS endpoint (env TCS_AWS_CONNECT_TIMEOUT)")
 	fs.DurationVar(&c.Timeouts.ResponseHeader, "aws-header-timeout", duration("TCS_AWS_HEADER_TIMEOUT", awsclient.DefaultResponseHeader), "aws: limit on one attempt of an AWS SDK call, from sending it to the response headers (env TCS_AWS_HEADER_TIMEOUT); the SDK retries within --aws-timeout")
+	if len(errs) > 0 {
+		c.envErr = errs[0]
+	}
 	return c
 }
 

@@ -14,7 +14,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -92,4 +94,34 @@ func ListenMetrics(addr string, g prometheus.Gatherer) (serve func(context.Conte
 	}
 	h := promhttp.HandlerFor(g, promhttp.HandlerOpts{})
 	return func(ctx context.Context) error { return httpapi.Serve(ctx, ln, h) }, nil
+}
+
+// EnvInt returns the whole number in the environment variable key, or def
+// if it is unset; a malformed value is added to errs, naming key and what it
+// should be (want), and def is returned.
+func EnvInt(getenv func(string) string, key string, def int, want string, errs *[]error) int {
+	v := getenv(key)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("%s %q: want %s", key, v, want))
+		return def
+	}
+	return n
+}
+
+// EnvDuration is EnvInt for durations.
+func EnvDuration(getenv func(string) string, key string, def time.Duration, errs *[]error) time.Duration {
+	v := getenv(key)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("%s %q: want a duration such as %v", key, v, def))
+		return def
+	}
+	return d
 }
