@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,8 +77,9 @@ const (
 //
 // A replica that is a tcs.BatchApplier gets each stream batch in one
 // ApplyBatch (one transaction, one fsync), which is what lets a resync of
-// every tenant go through at stream speed; others get one Apply per event,
-// several tenants at once (ApplierConfig.Concurrency).
+// every tenant go through at stream speed; others get one Apply per run of a
+// tenant's consecutive ordinary events in the batch, merged into one event
+// (tcs.CoalesceEvents), several tenants at once (ApplierConfig.Concurrency).
 // Events meant for other regions (ChangeEvent.Regions) are acknowledged
 // without being applied.
 //
@@ -97,7 +99,7 @@ type Applier struct {
 	feed     *feed // nil without a Broadcaster
 	running  atomic.Bool
 	applied  *prometheus.CounterVec
-	outcomes struct{ applied, noop, otherRegion prometheus.Counter }
+	outcomes struct{ applied, noop, coalesced, otherRegion prometheus.Counter }
 	poison   prometheus.Counter
 	retries  prometheus.Counter
 	lag      prometheus.Gauge
@@ -123,10 +125,11 @@ func NewApplier(cfg ApplierConfig) *Applier {
 	a.log = a.log.With("region", cfg.Region)
 	labels := prometheus.Labels{"region": cfg.Region}
 	a.applied = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "tcs_apply_events_total", Help: "Events consumed by the applier, by outcome (applied, noop, other_region: a resync meant for other regions, skipped).", ConstLabels: labels,
+		Name: "tcs_apply_events_total", Help: "Events consumed by the applier, by outcome (applied, noop; coalesced: folded into a newer event of its tenant in the same batch and applied with it, which counts once as applied or noop; other_region: a resync meant for other regions, skipped).", ConstLabels: labels,
 	}, []string{"outcome"})
 	a.outcomes.applied = a.applied.WithLabelValues("applied")
 	a.outcomes.noop = a.applied.WithLabelValues("noop")
+	a.outcomes.coalesced = a.applied.WithLabelValues("coalesced")
 	a.outcomes.otherRegion = a.applied.WithLabelValues("other_region")
 	a.poison = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tcs_apply_undecodable_total", Help: "Stream records that could not be decoded or were malformed, and were skipped.", ConstLabels: labels,
@@ -266,13 +269,18 @@ func (a *Applier) applyEvents(ctx context.Context, evs []*tenant.ChangeEvent) er
 	return a.applyEach(ctx, evs)
 }
 
-// applyEach applies evs one Apply at a time per tenant, in order, and up to
-// cfg.Concurrency tenants at once. The first failure cancels the rest and is
-// returned (the batch is redelivered; apply is idempotent).
+// applyEach applies evs with one Apply per run of a tenant's events, in
+// order, and up to cfg.Concurrency tenants at once. A run is a tenant's
+// ordinary events at consecutive versions (tcs.Coalescible), merged into one
+// event by tcs.CoalesceEvents, which leaves the replica as applying them one
+// by one would: a backlog of one tenant's updates costs one apply per batch,
+// not one per event. Resync events are applied as they are. The first
+// failure cancels the rest and is returned (the batch is redelivered; apply
+// is idempotent).
 func (a *Applier) applyEach(ctx context.Context, evs []*tenant.ChangeEvent) error {
 	if a.cfg.Concurrency == 1 || len(evs) == 1 {
-		for _, ev := range evs {
-			if err := a.apply1(ctx, ev); err != nil {
+		for _, run := range runs(evs) {
+			if err := a.applyRun(ctx, run); err != nil {
 				return err
 			}
 		}
@@ -290,8 +298,8 @@ func (a *Applier) applyEach(ctx context.Context, evs []*tenant.ChangeEvent) erro
 	g.SetLimit(a.cfg.Concurrency)
 	for _, id := range order {
 		g.Go(func() error {
-			for _, ev := range byTenant[id] {
-				if err := a.apply1(gctx, ev); err != nil {
+			for _, run := range runs(byTenant[id]) {
+				if err := a.applyRun(gctx, run); err != nil {
 					return err
 				}
 			}
@@ -299,6 +307,60 @@ func (a *Applier) applyEach(ctx context.Context, evs []*tenant.ChangeEvent) erro
 		})
 	}
 	return g.Wait()
+}
+
+// runs splits evs, in order, into maximal runs of events each
+// tcs.Coalescible with the one before.
+func runs(evs []*tenant.ChangeEvent) [][]*tenant.ChangeEvent {
+	var out [][]*tenant.ChangeEvent
+	start := 0
+	for i := 1; i <= len(evs); i++ {
+		if i == len(evs) || !tcs.Coalescible(evs[i-1], evs[i]) {
+			out = append(out, evs[start:i])
+			start = i
+		}
+	}
+	return out
+}
+
+// applyRun applies a run (see runs) with one Apply of the merged event. Its
+// invalidation covers every hostname the run's events would have reported
+// one by one; the events folded into the newest are counted as outcome
+// "coalesced". If the replica rejects the merged event as malformed, the
+// run's events are applied one by one, so that only the bad one is skipped.
+func (a *Applier) applyRun(ctx context.Context, run []*tenant.ChangeEvent) error {
+	if len(run) == 1 {
+		return a.apply1(ctx, run[0])
+	}
+	merged, err := tcs.CoalesceEvents(run)
+	if err == nil {
+		var res tcs.ApplyResult
+		res, err = a.cfg.Replica.Apply(ctx, merged)
+		if err == nil {
+			if res.Applied || len(res.Hostnames) > 0 {
+				res.Hostnames = unionSorted(res.Hostnames, tcs.CoalescedHostnames(run))
+			}
+			a.outcomes.coalesced.Add(float64(len(run) - 1))
+			a.applied1(merged, res)
+			return nil
+		}
+		if tenant.ErrorCode(err) != tenant.Invalid {
+			return fmt.Errorf("apply %s@%d..%d to %s: %w", merged.TenantID, run[0].Version, merged.Version, a.cfg.Region, err)
+		}
+	}
+	for _, ev := range run {
+		if err := a.apply1(ctx, ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unionSorted returns the sorted union of two sorted lists.
+func unionSorted(a, b []string) []string {
+	out := append(slices.Clone(a), b...)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // apply1 applies one event with Apply. A malformed event is skipped (no

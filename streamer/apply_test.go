@@ -384,8 +384,10 @@ func (s *slowReplica) Apply(ctx context.Context, ev *tenant.ChangeEvent) (tcs.Ap
 // first failure fails the batch.
 func TestApplierAppliesTenantsConcurrently(t *testing.T) {
 	t.Parallel()
+	// Versions with gaps, so that no two events of a tenant are merged
+	// (tcs.Coalescible): each is its own Apply.
 	var evs []*tenant.ChangeEvent
-	for v := int64(1); v <= 4; v++ {
+	for v := int64(1); v <= 7; v += 2 {
 		for _, id := range []string{"alpha", "beta", "gamma", "delta", "eps"} {
 			evs = append(evs, replicatest.Event(id, v, map[string]int64{id + ".example.com": 1}, nil))
 		}
@@ -408,26 +410,26 @@ func TestApplierAppliesTenantsConcurrently(t *testing.T) {
 			t.Errorf("Concurrency %d: up to %d applies at once, want at most %d (and more than one)", tc.concurrency, s.most, tc.wantMost)
 		}
 		for id, versions := range s.seen {
-			if !slices.Equal(versions, []int64{1, 2, 3, 4}) {
-				t.Errorf("Concurrency %d: %s applied in the order %v, want 1 2 3 4", tc.concurrency, id, versions)
+			if !slices.Equal(versions, []int64{1, 3, 5, 7}) {
+				t.Errorf("Concurrency %d: %s applied in the order %v, want 1 3 5 7", tc.concurrency, id, versions)
 			}
-			if got, err := rep.GetTenant(t.Context(), id); err != nil || got.Version != 4 {
-				t.Errorf("Concurrency %d: %s = %+v, %v; want version 4", tc.concurrency, id, got, err)
+			if got, err := rep.GetTenant(t.Context(), id); err != nil || got.Version != 7 {
+				t.Errorf("Concurrency %d: %s = %+v, %v; want version 7", tc.concurrency, id, got, err)
 			}
 		}
 		// One invalidation per event, but those of a tenant still queued
-		// together go out as one: every tenant's last is its version 4.
+		// together go out as one: every tenant's last is its version 7.
 		newest := map[string]int64{}
 		for _, inv := range b.take() {
 			newest[inv.TenantID] = max(newest[inv.TenantID], inv.Version)
 		}
 		sent, coalesced := metric(t, reg, "tcs_apply_broadcasts_total", "sent"), metric(t, reg, "tcs_apply_broadcasts_total", "coalesced")
 		if len(s.seen) != 5 || len(newest) != 5 || sent+coalesced != float64(len(evs)) {
-			t.Errorf("Concurrency %d: applied tenants %v, broadcast %v, %v sent + %v coalesced; want all 5 tenants at version 4, %d in all", tc.concurrency, s.seen, newest, sent, coalesced, len(evs))
+			t.Errorf("Concurrency %d: applied tenants %v, broadcast %v, %v sent + %v coalesced; want all 5 tenants at version 7, %d in all", tc.concurrency, s.seen, newest, sent, coalesced, len(evs))
 		}
 		for id, v := range newest {
-			if v != 4 {
-				t.Errorf("Concurrency %d: %s broadcast up to version %d, want 4", tc.concurrency, id, v)
+			if v != 7 {
+				t.Errorf("Concurrency %d: %s broadcast up to version %d, want 7", tc.concurrency, id, v)
 			}
 		}
 	}
@@ -472,5 +474,93 @@ func TestRedeliveryResendsInvalidations(t *testing.T) {
 	}
 	if n := metric(t, reg, "tcs_apply_events_total", "noop"); n != 1 {
 		t.Errorf("noop = %v, want 1 (the redelivery applies nothing)", n)
+	}
+}
+
+// TestApplierCoalescesTenantRuns: a batch holding k consecutive versions of
+// one tenant costs a replica that is not a tcs.BatchApplier one Apply for
+// that tenant (tcs.CoalesceEvents), leaves it as applying the events one by
+// one does, counts the k-1 folded events as "coalesced", and invalidates
+// every hostname the events held or released, intermediate ones included.
+// A redelivery of the batch is one no-op Apply per tenant.
+func TestApplierCoalescesTenantRuns(t *testing.T) {
+	t.Parallel()
+	ev := replicatest.Event
+	evs := []*tenant.ChangeEvent{
+		ev("acme", 1, map[string]int64{"a.example.com": 1}, nil),
+		ev("beta", 1, map[string]int64{"b.example.com": 1}, nil),
+		ev("acme", 2, map[string]int64{"a.example.com": 1, "tmp.example.com": 1}, nil),
+		ev("acme", 3, map[string]int64{"a.example.com": 1}, map[string]int64{"tmp.example.com": 2}),
+		ev("acme", 4, map[string]int64{"a.example.com": 1, "c.example.com": 1}, nil),
+		// beta takes tmp, after acme released it.
+		ev("beta", 2, map[string]int64{"b.example.com": 1, "tmp.example.com": 3}, nil),
+		ev("acme", 5, map[string]int64{"c.example.com": 1}, map[string]int64{"a.example.com": 2}),
+	}
+	hostnames := []string{"a.example.com", "b.example.com", "c.example.com", "tmp.example.com"}
+	want := openReplica(t)
+	for _, e := range evs {
+		if _, err := want.Apply(t.Context(), e); err != nil {
+			t.Fatalf("Apply(%s@%d): %v", e.TenantID, e.Version, err)
+		}
+	}
+	for _, concurrency := range []int{1, 0} {
+		rep := openReplica(t)
+		c := &countingReplica{Replica: rep}
+		b := &recordingBroadcaster{}
+		reg := prometheus.NewRegistry()
+		a := streamer.NewApplier(streamer.ApplierConfig{Region: "us-east-1", Replica: c, Broadcaster: b, Registerer: reg,
+			Concurrency: concurrency, Feed: streamer.FeedConfig{HeartbeatInterval: -1}})
+		startFeed(t, a)
+		if err := a.HandleBatch(t.Context(), messages(t, evs...)); err != nil {
+			t.Fatalf("concurrency %d: HandleBatch: %v", concurrency, err)
+		}
+		// Concurrency 1 applies in batch order, merging only adjacent
+		// events of a tenant: acme@1, beta@1, acme@2-4, beta@2, acme@5.
+		wantApplies := map[int]int{1: 5, 0: 2}[concurrency]
+		if c.applies != wantApplies {
+			t.Fatalf("concurrency %d: %d Apply calls for %d events of 2 tenants, want %d", concurrency, c.applies, len(evs), wantApplies)
+		}
+		for _, id := range []string{"acme", "beta"} {
+			got, err := rep.GetTenant(t.Context(), id)
+			w, _ := want.GetTenant(t.Context(), id)
+			if err != nil || !tenant.Equal(got, w) {
+				t.Fatalf("concurrency %d: %s = %+v, %v; want %+v", concurrency, id, got, err, w)
+			}
+		}
+		for _, h := range hostnames {
+			got, gerr := rep.LookupHostname(t.Context(), h)
+			w, werr := want.LookupHostname(t.Context(), h)
+			if tenant.ErrorCode(gerr) != tenant.ErrorCode(werr) || (gerr == nil && !tenant.Equal(got, w)) {
+				t.Fatalf("concurrency %d: lookup %s = %+v, %v; one by one %+v, %v", concurrency, h, got, gerr, w, werr)
+			}
+		}
+		applied, coalesced := metric(t, reg, "tcs_apply_events_total", "applied"), metric(t, reg, "tcs_apply_events_total", "coalesced")
+		if int(applied) != wantApplies || int(applied+coalesced) != len(evs) {
+			t.Fatalf("concurrency %d: applied %v, coalesced %v; want %d applied and %d in all", concurrency, applied, coalesced, wantApplies, len(evs))
+		}
+		waitBroadcast(t, a)
+		invalidated := map[string]bool{}
+		for _, inv := range b.take() {
+			for _, h := range inv.Hostnames {
+				invalidated[h] = true
+			}
+		}
+		for _, h := range hostnames {
+			if !invalidated[h] {
+				t.Errorf("concurrency %d: %s not invalidated (got %v)", concurrency, h, invalidated)
+			}
+		}
+
+		// A redelivery of the batch changes nothing, in as few Applies.
+		c.applies = 0
+		if err := a.HandleBatch(t.Context(), messages(t, evs...)); err != nil {
+			t.Fatalf("concurrency %d: HandleBatch again: %v", concurrency, err)
+		}
+		if c.applies != wantApplies {
+			t.Fatalf("concurrency %d: redelivery made %d Apply calls, want %d", concurrency, c.applies, wantApplies)
+		}
+		if n := metric(t, reg, "tcs_apply_events_total", "applied"); n != applied {
+			t.Fatalf("concurrency %d: applied = %v after a redelivery, want %v", concurrency, n, applied)
+		}
 	}
 }

@@ -263,7 +263,31 @@ func (f *faultyReplica) Apply(ctx context.Context, ev *tenant.ChangeEvent) (tcs.
 	return res, err
 }
 
-// TestApplierCrashes kills the applier before and after each apply of a
+// applyCalls returns how many Apply calls an applier with concurrency makes
+// to converge a fresh replica from r's stream: the crash points of
+// TestApplierCrashes and TestApplierRetriesFailures (a tenant's consecutive
+// events in a batch take one Apply, so there are fewer than events).
+func applyCalls(t *testing.T, r *rig, concurrency int, ids, hostnames []string) int {
+	t.Helper()
+	region := fmt.Sprintf("count-%d", concurrency)
+	rep := r.replica(t, region)
+	counted := &faultyReplica{Replica: rep}
+	a := streamer.NewApplier(streamer.ApplierConfig{Region: region, Stream: r.stream, Replica: counted, Concurrency: concurrency})
+	runUntil(t, a, func() string {
+		if lag, err := r.stream.Lag(a.Group()); err != nil || lag != 0 {
+			return fmt.Sprintf("stream lag %d, %v", lag, err)
+		}
+		return replicaDiff(rep, r.src, ids, hostnames)
+	})
+	counted.mu.Lock()
+	defer counted.mu.Unlock()
+	if counted.calls == 0 {
+		t.Fatalf("%s: converged without an Apply", region)
+	}
+	return counted.calls
+}
+
+// TestApplierCrashes kills the applier before and after each Apply call of a
 // history (before the checkpoint, in both cases) and checks that after a
 // restart the replica converges to the source of truth.
 func TestApplierCrashes(t *testing.T) {
@@ -271,11 +295,11 @@ func TestApplierCrashes(t *testing.T) {
 	r := newRig(t)
 	ids, hostnames := history(t, r.src)
 	p := streamer.NewPublisher(streamer.PublisherConfig{Outbox: r.src, Stream: r.stream})
-	events, err := p.PublishOnce(context.Background())
-	if err != nil {
+	if _, err := p.PublishOnce(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	for n := 1; n <= events; n++ {
+	calls := applyCalls(t, r, 0, ids, hostnames)
+	for n := 1; n <= calls; n++ {
 		for _, after := range []bool{false, true} {
 			region := fmt.Sprintf("crash-%d-%v", n, after)
 			rep := r.replica(t, region)
@@ -302,11 +326,11 @@ func TestApplierRetriesFailures(t *testing.T) {
 	r := newRig(t)
 	ids, hostnames := history(t, r.src)
 	p := streamer.NewPublisher(streamer.PublisherConfig{Outbox: r.src, Stream: r.stream})
-	events, err := p.PublishOnce(context.Background())
-	if err != nil {
+	if _, err := p.PublishOnce(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	for n := 1; n <= events; n++ {
+	calls := applyCalls(t, r, 1, ids, hostnames)
+	for n := 1; n <= calls; n++ {
 		for _, after := range []bool{false, true} {
 			region := fmt.Sprintf("fail-%d-%v", n, after)
 			rep := r.replica(t, region)
