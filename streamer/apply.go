@@ -279,7 +279,7 @@ func (a *Applier) applyEvents(ctx context.Context, evs []*tenant.ChangeEvent) er
 // is idempotent).
 func (a *Applier) applyEach(ctx context.Context, evs []*tenant.ChangeEvent) error {
 	if a.cfg.Concurrency == 1 || len(evs) == 1 {
-		for _, run := range runs(evs) {
+		for _, run := range tcs.Runs(evs) {
 			if err := a.applyRun(ctx, run); err != nil {
 				return err
 			}
@@ -298,7 +298,7 @@ func (a *Applier) applyEach(ctx context.Context, evs []*tenant.ChangeEvent) erro
 	g.SetLimit(a.cfg.Concurrency)
 	for _, id := range order {
 		g.Go(func() error {
-			for _, run := range runs(byTenant[id]) {
+			for _, run := range tcs.Runs(byTenant[id]) {
 				if err := a.applyRun(gctx, run); err != nil {
 					return err
 				}
@@ -309,21 +309,7 @@ func (a *Applier) applyEach(ctx context.Context, evs []*tenant.ChangeEvent) erro
 	return g.Wait()
 }
 
-// runs splits evs, in order, into maximal runs of events each
-// tcs.Coalescible with the one before.
-func runs(evs []*tenant.ChangeEvent) [][]*tenant.ChangeEvent {
-	var out [][]*tenant.ChangeEvent
-	start := 0
-	for i := 1; i <= len(evs); i++ {
-		if i == len(evs) || !tcs.Coalescible(evs[i-1], evs[i]) {
-			out = append(out, evs[start:i])
-			start = i
-		}
-	}
-	return out
-}
-
-// applyRun applies a run (see runs) with one Apply of the merged event. Its
+// applyRun applies a run (see tcs.Runs) with one Apply of the merged event. Its
 // invalidation covers every hostname the run's events would have reported
 // one by one; the events folded into the newest are counted as outcome
 // "coalesced". If the replica rejects the merged event as malformed, the

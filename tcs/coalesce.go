@@ -15,6 +15,21 @@ func Coalescible(prev, next *tenant.ChangeEvent) bool {
 		prev.TenantID == next.TenantID && next.Version == prev.Version+1
 }
 
+// Runs splits evs, in order, into maximal runs of events each Coalescible
+// with the one before: what an applier merges with CoalesceEvents, one run
+// at a time.
+func Runs(evs []*tenant.ChangeEvent) [][]*tenant.ChangeEvent {
+	var out [][]*tenant.ChangeEvent
+	start := 0
+	for i := 1; i <= len(evs); i++ {
+		if i == len(evs) || !Coalescible(evs[i-1], evs[i]) {
+			out = append(out, evs[start:i])
+			start = i
+		}
+	}
+	return out
+}
+
 // CoalesceEvents merges a run of events into one whose ApplyEvent leaves a
 // replica exactly as applying the run's events one by one, in order, would
 // (documents and hostname records alike). A run is one tenant's ordinary

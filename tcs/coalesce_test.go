@@ -14,20 +14,6 @@ import (
 	"github.com/tcs-dev/tcs/tcs/replicatest"
 )
 
-// runsOf splits one tenant's events, in order, into maximal runs of events
-// each tcs.Coalescible with the one before, as the streamer's applier does.
-func runsOf(evs []*tenant.ChangeEvent) [][]*tenant.ChangeEvent {
-	var out [][]*tenant.ChangeEvent
-	start := 0
-	for i := 1; i <= len(evs); i++ {
-		if i == len(evs) || !tcs.Coalescible(evs[i-1], evs[i]) {
-			out = append(out, evs[start:i])
-			start = i
-		}
-	}
-	return out
-}
-
 // applyBoth applies one tenant's events to seq one by one and to merged run
 // by run (tcs.CoalesceEvents), and checks that the states are the same after
 // every run, that the merged apply is Applied exactly when one of the
@@ -40,7 +26,7 @@ func applyBoth(t interface {
 }, seq, merged *memTxn, evs []*tenant.ChangeEvent) int {
 	t.Helper()
 	folded := 0
-	for _, run := range runsOf(evs) {
+	for _, run := range tcs.Runs(evs) {
 		applied := false
 		var want []string
 		for _, ev := range run {
