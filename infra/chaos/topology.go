@@ -5,7 +5,6 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +19,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/tcs-dev/tcs/infra/emulators"
+	"github.com/tcs-dev/tcs/internal/freeport"
 )
 
 // Tokens the suite's catalog and tcs nodes accept.
@@ -77,15 +77,6 @@ func BuildBinaries(ctx context.Context, root, dir string) error {
 		return fmt.Errorf("build the binaries: %v\n%s", err, out)
 	}
 	return nil
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 func envPort(getenv func(string) string, name string) (int, error) {
@@ -149,13 +140,13 @@ func StartTopology(ctx context.Context, binDir, logDir string, regions []string,
 		return &Proc{Name: name, path: filepath.Join(binDir, bin), args: args, env: env,
 			logPath: filepath.Join(logDir, name+".log"), ready: ready}
 	}
-	catalogAddr, err := freeAddr()
+	catalogAddr, err := freeport.Addr()
 	if err != nil {
 		return nil, err
 	}
 	t.CatalogURL = "http://" + catalogAddr
 	t.Catalog = newProc("catalog", "catalog", httpReady(t.CatalogURL+"/readyz"), "--addr", catalogAddr)
-	metricsAddr, err := freeAddr()
+	metricsAddr, err := freeport.Addr()
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +157,7 @@ func StartTopology(ctx context.Context, binDir, logDir string, regions []string,
 			n = 2 // two appliers share the first region's shards
 		}
 		for w := 1; w <= n; w++ {
-			maddr, err := freeAddr()
+			maddr, err := freeport.Addr()
 			if err != nil {
 				return nil, err
 			}
@@ -176,7 +167,7 @@ func StartTopology(ctx context.Context, binDir, logDir string, regions []string,
 			t.Appliers[r] = append(t.Appliers[r], p)
 			t.applierMetrics[p] = "http://" + maddr + "/metrics"
 		}
-		addr, err := freeAddr()
+		addr, err := freeport.Addr()
 		if err != nil {
 			return nil, err
 		}

@@ -18,16 +18,17 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tcs-dev/tcs/internal/freeport"
 )
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Port()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 func repoRoot(t *testing.T) string {

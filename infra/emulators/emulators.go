@@ -38,6 +38,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/tcs-dev/tcs/internal/freeport"
 )
 
 // DirEnv names the environment variable that overrides where install.sh put
@@ -275,7 +277,7 @@ func portOrFree(port int) (int, error) {
 	if port != 0 {
 		return port, nil
 	}
-	return freePort()
+	return freeport.Port()
 }
 
 func startDynamoDB() (*Process, error) { return startDynamoDBOn(0) }
@@ -348,16 +350,6 @@ func start(cmd *exec.Cmd, name string, port int) (*Process, error) {
 			return nil, fmt.Errorf("%s did not listen on %s within %v\n%s", name, addr, StartTimeout, stderr)
 		}
 	}
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // AWS is the set of shared emulators standing in for the AWS services TCS
