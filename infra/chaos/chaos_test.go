@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ const (
 	variantEnv    = "TCS_CHAOS"            // short (default), full, or later (make test runs it alone afterwards)
 	reportEnv     = "TCS_CHAOS_REPORT"     // report folder (default <repo>/.bin/chaos/<variant>-<UTC time>)
 	thresholdsEnv = "TCS_CHAOS_THRESHOLDS" // thresholds file (default: the committed thresholds.json)
+	faultsEnv     = "TCS_CHAOS_FAULTS"     // a regexp: only the faults whose name matches (working on one fault)
 )
 
 // TestChaos is the chaos suite: the AWS topology on the emulators, one
@@ -37,6 +39,14 @@ func TestChaos(t *testing.T) {
 		t.Skip("TCS_CHAOS=later: make test runs TestChaos on its own after the other tests")
 	default:
 		t.Fatalf("%s=%q: want short, full or later", variantEnv, v)
+	}
+	if v := os.Getenv(faultsEnv); v != "" {
+		re, err := regexp.Compile(v)
+		if err != nil {
+			t.Fatalf("%s=%q: %v", faultsEnv, v, err)
+		}
+		cfg.Faults = re
+		t.Logf("%s=%q: only the faults it matches run; the report says nothing about the others", faultsEnv, v)
 	}
 	th, err := chaos.LoadThresholds(os.Getenv(thresholdsEnv))
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,6 +50,10 @@ type Config struct {
 	// ConvergeTimeout bounds the wait for convergence after a heal (a fault
 	// that takes longer is reported with this time and fails its bound).
 	ConvergeTimeout time.Duration
+	// Faults, if set, runs only the faults whose name it matches (for
+	// working on one fault; a run with it set proves nothing about the
+	// others).
+	Faults *regexp.Regexp
 }
 
 // ShortConfig is the CI variant: every fault, short windows (SNS/SQS frozen
@@ -162,6 +167,7 @@ type Run struct {
 	Final   FinalState
 	Started time.Time
 	Ended   time.Time
+	logf    func(string, ...any)
 
 	lookups map[string]tcsv1.TenantContextServiceClient
 }
@@ -188,7 +194,7 @@ type catalogEntry struct {
 // Execute runs the whole suite against a started topology; logf reports
 // progress.
 func Execute(ctx context.Context, cfg Config, topo *Topology, logf func(string, ...any)) (*Run, error) {
-	r := &Run{Config: cfg, Topology: topo, Retired: map[*Proc]bool{}, Started: time.Now(), lookups: map[string]tcsv1.TenantContextServiceClient{}}
+	r := &Run{Config: cfg, Topology: topo, Retired: map[*Proc]bool{}, Started: time.Now(), lookups: map[string]tcsv1.TenantContextServiceClient{}, logf: logf}
 	for _, region := range topo.Regions {
 		conn, err := DialProbe(topo.TCSAddrs[region])
 		if err != nil {
@@ -244,6 +250,9 @@ func Execute(ctx context.Context, cfg Config, topo *Topology, logf func(string, 
 	for _, f := range topo.faults(cfg) {
 		if ctx.Err() != nil {
 			break
+		}
+		if cfg.Faults != nil && !cfg.Faults.MatchString(f.name) {
+			continue
 		}
 		w := &window{Name: f.name, Kind: f.kind, Start: time.Now()}
 		r.Windows = append(r.Windows, w)
@@ -329,6 +338,7 @@ func (r *Run) converge(ctx context.Context, snap Snapshot, since time.Time, time
 	for _, region := range r.Topology.Regions {
 		pending[region] = ids
 	}
+	var lastTrace time.Time
 	for {
 		done := true
 		for _, region := range r.Topology.Regions {
@@ -336,6 +346,24 @@ func (r *Run) converge(ctx context.Context, snap Snapshot, since time.Time, time
 			if len(pending[region]) > 0 {
 				done = false
 			}
+		}
+		if !done && time.Since(lastTrace) >= 500*time.Millisecond {
+			// Where a slow convergence spends its time, in the test log.
+			lastTrace = time.Now()
+			var b strings.Builder
+			lag := map[string]time.Duration{}
+			if r.Lag != nil {
+				for _, ls := range r.Lag.Samples() {
+					lag[ls.Region] = ls.Lag // the newest last
+				}
+			}
+			for _, region := range r.Topology.Regions {
+				fmt.Fprintf(&b, " %s:%d lag %v", region, len(pending[region]), lag[region].Round(time.Millisecond))
+				if len(why[region]) > 0 {
+					fmt.Fprintf(&b, " (e.g. %s)", why[region][0])
+				}
+			}
+			r.logf("converging %v after the heal, unconverged per region:%s", time.Since(since).Round(time.Millisecond), b.String())
 		}
 		if done {
 			return time.Since(since), true, nil
