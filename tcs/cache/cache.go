@@ -63,6 +63,10 @@
 //     that the cache holds an entry for again in the background, as misses
 //     would (same rules).
 //   - Gap expires every entry at once, by bumping a generation number.
+//   - Negative entries have LRUs of their own (Options.NegativeSize), so
+//     that a flood of made-up hostnames evicts only other negative
+//     entries, never a tenant answer; LookupAdmit lets the server refuse
+//     the replica reads of such a flood beyond a budget.
 //
 // Hostnames given to the cache must be normalised (tenant.NormalizeHostname);
 // the cache uses them as keys as they are.
@@ -91,6 +95,7 @@ import (
 // Defaults for the zero fields of Options.
 const (
 	DefaultSize               = 1_000_000
+	DefaultNegativeSize       = 100_000
 	DefaultShards             = 64
 	DefaultTTL                = 30 * time.Second
 	DefaultNegativeTTL        = 5 * time.Second
@@ -105,12 +110,17 @@ const (
 // Options configure a Cache. Every zero field takes the default named beside
 // it.
 type Options struct {
-	// Size bounds the number of entries (positive and negative); the least
-	// recently used go first. Each shard holds Size/Shards, and hostnames
-	// spread over shards a little unevenly, so eviction starts slightly
-	// before Size entries (about 2% before, at a million). Default
-	// DefaultSize (1,000,000).
+	// Size bounds the number of tenant entries; the least recently used go
+	// first. Each shard holds Size/Shards, and hostnames spread over shards
+	// a little unevenly, so eviction starts slightly before Size entries
+	// (about 2% before, at a million). Default DefaultSize (1,000,000).
 	Size int
+	// NegativeSize bounds the number of negative entries ("no tenant owns
+	// this hostname"), kept in LRUs of their own beside the tenant
+	// entries: a flood of random hostnames evicts only other negative
+	// entries, never a tenant answer. Default DefaultNegativeSize
+	// (100,000).
+	NegativeSize int
 	// Shards is the number of independently locked parts the entries are
 	// spread over, rounded up to a power of two. Each is an LRU of
 	// Size/Shards entries, so eviction order is per shard. Default
@@ -192,6 +202,9 @@ const RefreshConcurrency = 8
 func (o Options) withDefaults() Options {
 	if o.Size <= 0 {
 		o.Size = DefaultSize
+	}
+	if o.NegativeSize <= 0 {
+		o.NegativeSize = DefaultNegativeSize
 	}
 	if o.Shards <= 0 {
 		o.Shards = DefaultShards
@@ -315,9 +328,12 @@ type Stats struct {
 	// version cached), and Retries the second reads of misses that had
 	// nothing to serve stale after their first read failed.
 	Reads, ReadErrors, Rejected, Retries uint64
+	// Refused counts lookups that Admit refused, RefusedStale those among
+	// them answered with a kept entry (see LookupAdmit).
+	Refused, RefusedStale uint64
 	// Entries is the number of entries held (fresh, expired or out of
-	// date).
-	Entries int
+	// date), NegativeEntries those among them that are negative.
+	Entries, NegativeEntries int
 	// Remembered is the number of hostnames in the invalidation window.
 	Remembered int
 	// ReplicaFailing is true while the replica's last FailingAfter reads
@@ -346,12 +362,50 @@ type entry struct {
 func (e *entry) negative() bool { return e.buf == nil }
 
 type shard struct {
-	mu           sync.Mutex
-	lru          *simplelru.LRU[string, entry]
+	mu sync.Mutex
+	// lru holds the tenant entries, neg the negative ones: a hostname has
+	// an entry in one of them at most.
+	lru, neg     *simplelru.LRU[string, entry]
 	positiveHits uint64
 	negativeHits uint64
 	touches      uint64
 	_            [64]byte // keep shards' locks on separate cache lines
+}
+
+// peek returns hostname's entry, from whichever list holds it, without
+// moving it.
+func (sh *shard) peek(hostname string) (entry, bool) {
+	if e, ok := sh.lru.Peek(hostname); ok {
+		return e, true
+	}
+	return sh.neg.Peek(hostname)
+}
+
+// promote moves hostname's entry e to the front of its list.
+func (sh *shard) promote(hostname string, e *entry) {
+	if e.negative() {
+		sh.neg.Get(hostname)
+	} else {
+		sh.lru.Get(hostname)
+	}
+}
+
+// put stores e under hostname in the list of its kind, and removes
+// hostname from the other.
+func (sh *shard) put(hostname string, e entry) {
+	if e.negative() {
+		sh.lru.Remove(hostname)
+		sh.neg.Add(hostname, e)
+		return
+	}
+	sh.neg.Remove(hostname)
+	sh.lru.Add(hostname, e)
+}
+
+// remove removes hostname's entry.
+func (sh *shard) remove(hostname string) {
+	sh.lru.Remove(hostname)
+	sh.neg.Remove(hostname)
 }
 
 // Cache is the lookup server's cache. It is safe for concurrent use.
@@ -381,7 +435,7 @@ type Cache struct {
 	probing  atomic.Bool
 
 	misses, staleServes, staleAtOnce, reads, readErrors, rejected, retries atomic.Uint64
-	refreshes, refreshSkipped                                              atomic.Uint64
+	refreshes, refreshSkipped, refused, refusedStale                       atomic.Uint64
 	fallbackServes, fallbackErrors, fallbackDiscarded, siblingServes       atomic.Uint64
 }
 
@@ -401,12 +455,17 @@ func New(r Reader, opts Options) *Cache {
 		c.refreshing = make(chan struct{}, RefreshConcurrency)
 	}
 	per := (opts.Size + opts.Shards - 1) / opts.Shards
+	perNeg := (opts.NegativeSize + opts.Shards - 1) / opts.Shards
 	for i := range c.shards {
 		l, err := simplelru.NewLRU[string, entry](per, nil)
 		if err != nil {
 			panic(err) // per > 0 by construction
 		}
-		c.shards[i].lru = l
+		n, err := simplelru.NewLRU[string, entry](perNeg, nil)
+		if err != nil {
+			panic(err) // perNeg > 0 by construction
+		}
+		c.shards[i].lru, c.shards[i].neg = l, n
 	}
 	c.LimitTTL(0)
 	return c
@@ -471,17 +530,17 @@ const promoteEvery = 8
 // getLocked returns hostname's entry, marking it out of date if an
 // invalidation of its tenant has superseded it. sh.mu must be held.
 func (c *Cache) getLocked(sh *shard, hostname string) (entry, bool) {
-	e, ok := sh.lru.Peek(hostname)
+	e, ok := sh.peek(hostname)
 	if !ok {
 		return entry{}, false
 	}
 	if sh.touches++; sh.touches%promoteEvery == 0 {
-		sh.lru.Get(hostname)
+		sh.promote(hostname, &e)
 	}
 	if !e.outdated && !e.negative() && c.recent.superseded(e.tenantID, e.version) {
 		// Marked for good: the invalidation will leave the window.
 		e.outdated = true
-		sh.lru.Add(hostname, e)
+		sh.put(hostname, e)
 	}
 	return e, true
 }
@@ -511,6 +570,24 @@ func (c *Cache) Peek(hostname string) (Result, bool) {
 // first. With NotFound, the Result describes the negative answer: TenantID
 // empty and Field1 nil, ReadAt, Stale and Fallback set as for a tenant.
 func (c *Cache) Lookup(ctx context.Context, hostname string) (Result, error) {
+	return c.LookupAdmit(ctx, hostname, nil)
+}
+
+// Admit decides whether a lookup that found no fresh entry may go on to
+// read the replica (or join a read in flight). known says whether the cache
+// holds a tenant entry of the hostname (expired or out of date): its
+// hostname had a tenant, where an unknown one may be anything a client
+// made up. Admit returns nil to admit the lookup, or the error to refuse it
+// with.
+type Admit func(known bool) error
+
+// LookupAdmit is Lookup with admission control: a lookup that would wait
+// for a replica read asks admit (nil admits every one) first. A refused
+// lookup gets the entry the cache keeps for the hostname, if it is merely
+// expired (not out of date) and no older than MaxStale, marked stale as
+// when the replica fails (NotFound for a negative one); else admit's
+// error. Neither reads the replica.
+func (c *Cache) LookupAdmit(ctx context.Context, hostname string, admit Admit) (Result, error) {
 	now := c.opts.Now().UnixNano()
 	sh := c.shard(hostname)
 	sh.mu.Lock()
@@ -537,6 +614,16 @@ func (c *Cache) Lookup(ctx context.Context, hostname string) (Result, error) {
 		return c.serveStale(hostname, &e)
 	}
 
+	if admit != nil {
+		if err := admit(ok && !e.negative()); err != nil {
+			c.refused.Add(1)
+			if ok && !e.outdated && c.keptWithin(&e, now) {
+				c.refusedStale.Add(1)
+				return c.serveStale(hostname, &e)
+			}
+			return Result{}, err
+		}
+	}
 	c.misses.Add(1)
 	ch := c.flight.DoChan(hostname, func() (any, error) { return c.fill(hostname) })
 	select {
@@ -698,8 +785,8 @@ func (c *Cache) dropKept(hostname string) {
 	now := c.opts.Now().UnixNano()
 	sh := c.shard(hostname)
 	sh.mu.Lock()
-	if e, ok := sh.lru.Peek(hostname); ok && !c.fresh(&e, now) {
-		sh.lru.Remove(hostname)
+	if e, ok := sh.peek(hostname); ok && !c.fresh(&e, now) {
+		sh.remove(hostname)
 	}
 	sh.mu.Unlock()
 }
@@ -774,10 +861,10 @@ func (c *Cache) sibling(hostname string, now int64) (Result, bool) {
 	}
 	sh := c.shard(hostname)
 	sh.mu.Lock()
-	if _, held := sh.lru.Peek(hostname); !held {
+	if _, held := sh.peek(hostname); !held {
 		k := best
 		k.outdated = true
-		sh.lru.Add(hostname, k)
+		sh.put(hostname, k)
 	}
 	sh.mu.Unlock()
 	return best.result(true), true
@@ -885,7 +972,7 @@ func (c *Cache) install(hostname string, e *entry, tk ticket) bool {
 	sh := c.shard(hostname)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	old, found := sh.lru.Peek(hostname)
+	old, found := sh.peek(hostname)
 	if found && !old.negative() && !e.negative() && old.tenantID == e.tenantID && old.version > e.version {
 		c.rejected.Add(1)
 		return false
@@ -895,7 +982,7 @@ func (c *Cache) install(hostname string, e *entry, tk ticket) bool {
 		c.keepRejected(sh, hostname, e, old, found)
 		return false
 	}
-	sh.lru.Add(hostname, *e)
+	sh.put(hostname, *e)
 	return true
 }
 
@@ -914,7 +1001,7 @@ func (c *Cache) keepRejected(sh *shard, hostname string, e *entry, old entry, fo
 	}
 	k := *e
 	k.outdated = true
-	sh.lru.Add(hostname, k)
+	sh.put(hostname, k)
 }
 
 // Invalidate applies inv as the Invalidation comment in tcs.proto says: each
@@ -935,10 +1022,10 @@ func (c *Cache) Invalidate(inv tcs.Invalidation) {
 	for _, h := range inv.Hostnames {
 		sh := c.shard(h)
 		sh.mu.Lock()
-		e, ok := sh.lru.Peek(h)
+		e, ok := sh.peek(h)
 		if ok && !e.outdated && (e.negative() || e.tenantID != inv.TenantID || e.version < inv.Version) {
 			e.outdated = true
-			sh.lru.Add(h, e)
+			sh.put(h, e)
 		}
 		sh.mu.Unlock()
 		if ok && c.refreshing != nil {
@@ -983,7 +1070,7 @@ func (c *Cache) Len() int {
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.Lock()
-		n += sh.lru.Len()
+		n += sh.lru.Len() + sh.neg.Len()
 		sh.mu.Unlock()
 	}
 	return n
@@ -1005,6 +1092,8 @@ func (c *Cache) Stats() Stats {
 		ReadErrors:        c.readErrors.Load(),
 		Rejected:          c.rejected.Load(),
 		Retries:           c.retries.Load(),
+		Refused:           c.refused.Load(),
+		RefusedStale:      c.refusedStale.Load(),
 		Remembered:        c.recent.size(),
 		ReplicaFailing:    c.failing(),
 	}
@@ -1013,7 +1102,8 @@ func (c *Cache) Stats() Stats {
 		sh.mu.Lock()
 		s.PositiveHits += sh.positiveHits
 		s.NegativeHits += sh.negativeHits
-		s.Entries += sh.lru.Len()
+		s.Entries += sh.lru.Len() + sh.neg.Len()
+		s.NegativeEntries += sh.neg.Len()
 		sh.mu.Unlock()
 	}
 	return s
