@@ -22,6 +22,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/bolt"
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/internal/testclock"
 )
 
@@ -54,15 +55,12 @@ func newHarnessConfig(t testing.TB, configure func(*Config)) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	tokens, err := NewTokens(
-		Token{Role: RoleAdmin, Name: "alice", Value: adminToken},
-		Token{Role: RoleReader, Name: "bob", Value: readerToken},
-	)
+	creds, err := auth.Parse(strings.NewReader(auth.Line(auth.Admin, adminToken, "alice")+"\n"+auth.Line(auth.Reader, readerToken, "bob")+"\n"), "test credentials")
 	if err != nil {
 		t.Fatal(err)
 	}
 	clock := testclock.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
-	cfg := Config{Store: store, Tokens: tokens, Now: clock.Now}
+	cfg := Config{Store: store, Auth: auth.Static(creds), Now: clock.Now}
 	if configure != nil {
 		configure(&cfg)
 	}

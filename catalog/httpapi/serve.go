@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -38,4 +39,10 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 		err = serr
 	}
 	return err
+}
+
+// ServeTLS is Serve over TLS with cfg (see auth.ServerTLS for one whose
+// certificates reload without dropping connections).
+func ServeTLS(ctx context.Context, ln net.Listener, h http.Handler, cfg *tls.Config) error {
+	return Serve(ctx, tls.NewListener(ln, cfg), h)
 }

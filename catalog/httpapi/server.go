@@ -1,7 +1,8 @@
 // Package httpapi is the catalog's admin REST API: tenants, hostnames,
 // history, product activation and the SRE operations (resync, export) over
-// JSON, with bearer-token roles, RFC 9457 problem responses, an OpenAPI
-// document, health and metrics.
+// JSON, with roles established from bearer tokens or client certificates
+// (internal/auth), RFC 9457 problem responses, an OpenAPI document, health
+// and metrics.
 package httpapi
 
 import (
@@ -21,6 +22,7 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/auth"
 )
 
 // DefaultMaxBodyBytes caps request bodies. A tenant document is a few KiB at
@@ -35,8 +37,10 @@ func OpenAPI() []byte { return openAPIDocument }
 
 // Config wires a Server.
 type Config struct {
-	Store  catalog.Store
-	Tokens *Tokens
+	Store catalog.Store
+	// Auth establishes callers (bearer tokens, client certificates); nil
+	// accepts nobody, so only the open routes answer.
+	Auth *auth.Authenticator
 	// Logger nil means discard.
 	Logger *slog.Logger
 	// Registry receives the API's metrics and is served on /metrics. Nil
@@ -66,7 +70,7 @@ type Config struct {
 // Server serves the admin REST API. It is an http.Handler.
 type Server struct {
 	store    catalog.Store
-	tokens   *Tokens
+	auth     *auth.Authenticator
 	log      *slog.Logger
 	maxBody  int64
 	mux      *http.ServeMux
@@ -99,7 +103,7 @@ type route struct {
 	Method   string
 	SpecPath string
 	Pattern  string
-	Role     Role
+	Role     auth.Role // "": open to anyone
 }
 
 // handlerFunc is an API handler: it writes a success response or returns an
@@ -110,7 +114,7 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 func New(cfg Config) *Server {
 	s := &Server{
 		store:    cfg.Store,
-		tokens:   cfg.Tokens,
+		auth:     cfg.Auth,
 		log:      cfg.Logger,
 		maxBody:  cfg.MaxBodyBytes,
 		mux:      http.NewServeMux(),
@@ -125,8 +129,8 @@ func New(cfg Config) *Server {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	if s.tokens == nil {
-		s.tokens = &Tokens{}
+	if s.auth == nil {
+		s.auth = auth.Static(&auth.Set{})
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -189,22 +193,22 @@ func New(cfg Config) *Server {
 // routes lists every operation; openapi_test.go checks it against
 // openapi.json in both directions.
 var routes = []route{
-	{http.MethodPost, "/v1/tenants", "/v1/tenants", RoleAdmin},
-	{http.MethodGet, "/v1/tenants", "/v1/tenants", RoleReader},
-	{http.MethodGet, "/v1/tenants/{id}", "/v1/tenants/{id}", RoleReader},
-	{http.MethodPut, "/v1/tenants/{id}", "/v1/tenants/{id}", RoleAdmin},
-	{http.MethodPatch, "/v1/tenants/{id}", "/v1/tenants/{id}", RoleAdmin},
-	{http.MethodDelete, "/v1/tenants/{id}", "/v1/tenants/{id}", RoleAdmin},
-	{http.MethodGet, "/v1/tenants/{id}/history", "/v1/tenants/{id}/history", RoleReader},
-	{http.MethodPost, "/v1/tenants/{id}/products/{product}:activate", "/v1/tenants/{id}/products/{action}", RoleAdmin},
-	{http.MethodPost, "/v1/tenants/{id}/products/{product}:deactivate", "/v1/tenants/{id}/products/{action}", RoleAdmin},
-	{http.MethodGet, "/v1/hostnames/{hostname}", "/v1/hostnames/{hostname}", RoleReader},
-	{http.MethodPost, "/v1/admin/resync", "/v1/admin/resync", RoleAdmin},
-	{http.MethodGet, "/v1/admin/export", "/v1/admin/export", RoleReader},
-	{http.MethodGet, "/openapi.json", "/openapi.json", RoleNone},
-	{http.MethodGet, "/healthz", "/healthz", RoleNone},
-	{http.MethodGet, "/readyz", "/readyz", RoleNone},
-	{http.MethodGet, "/metrics", "/metrics", RoleNone},
+	{http.MethodPost, "/v1/tenants", "/v1/tenants", auth.Admin},
+	{http.MethodGet, "/v1/tenants", "/v1/tenants", auth.Reader},
+	{http.MethodGet, "/v1/tenants/{id}", "/v1/tenants/{id}", auth.Reader},
+	{http.MethodPut, "/v1/tenants/{id}", "/v1/tenants/{id}", auth.Admin},
+	{http.MethodPatch, "/v1/tenants/{id}", "/v1/tenants/{id}", auth.Admin},
+	{http.MethodDelete, "/v1/tenants/{id}", "/v1/tenants/{id}", auth.Admin},
+	{http.MethodGet, "/v1/tenants/{id}/history", "/v1/tenants/{id}/history", auth.Reader},
+	{http.MethodPost, "/v1/tenants/{id}/products/{product}:activate", "/v1/tenants/{id}/products/{action}", auth.Admin},
+	{http.MethodPost, "/v1/tenants/{id}/products/{product}:deactivate", "/v1/tenants/{id}/products/{action}", auth.Admin},
+	{http.MethodGet, "/v1/hostnames/{hostname}", "/v1/hostnames/{hostname}", auth.Reader},
+	{http.MethodPost, "/v1/admin/resync", "/v1/admin/resync", auth.Admin},
+	{http.MethodGet, "/v1/admin/export", "/v1/admin/export", auth.Reader},
+	{http.MethodGet, "/openapi.json", "/openapi.json", ""},
+	{http.MethodGet, "/healthz", "/healthz", ""},
+	{http.MethodGet, "/readyz", "/readyz", ""},
+	{http.MethodGet, "/metrics", "/metrics", ""},
 }
 
 // ServeHTTP routes the request, records metrics, and answers unknown routes
@@ -244,61 +248,26 @@ func (s *Server) serveUnmatched(w *statusRecorder, r *http.Request) {
 	s.writeError(w, r, requestError(codeRouteNotFound, "", "no route for "+r.Method+" "+r.URL.Path))
 }
 
-// endpoint wraps a handler with authentication and error handling.
-func (s *Server) endpoint(need Role, h handlerFunc) http.Handler {
+// endpoint wraps a handler with authentication and error handling. An
+// authenticated request's context carries the caller's auth.Identity.
+func (s *Server) endpoint(need auth.Role, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if need != RoleNone {
-			actor, err := s.authorize(r, need)
+		if need != "" {
+			id, err := s.authenticate(r, need)
 			if err != nil {
 				s.writeError(w, r, err)
 				return
 			}
 			if rec, ok := w.(*statusRecorder); ok {
-				rec.actor = actor
+				rec.actor = id.Name
 			}
-			r = r.WithContext(context.WithValue(r.Context(), actorKey{}, actor))
+			r = r.WithContext(auth.NewContext(r.Context(), id))
 		}
 		r = withBudget(r)
 		if err := h(w, r); err != nil {
 			s.writeError(w, r, err)
 		}
 	})
-}
-
-type actorKey struct{}
-
-func actorFrom(ctx context.Context) string {
-	a, _ := ctx.Value(actorKey{}).(string)
-	return a
-}
-
-func (s *Server) authorize(r *http.Request, need Role) (string, error) {
-	h := r.Header.Get("Authorization")
-	const prefix = "Bearer "
-	if len(h) <= len(prefix) || !equalFoldASCII(h[:len(prefix)], prefix) {
-		return "", requestError(codeUnauthenticated, "", "missing bearer token: send Authorization: Bearer <token>")
-	}
-	role, name := s.tokens.Authenticate(h[len(prefix):])
-	if role == RoleNone {
-		return "", requestError(codeUnauthenticated, "", "invalid bearer token")
-	}
-	if role < need {
-		return "", requestError(codeForbidden, "", "token "+name+" has role "+role.String()+"; this operation needs "+need.String())
-	}
-	return name, nil
-}
-
-func equalFoldASCII(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i]|0x20, b[i]|0x20
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 func (s *Server) openAPI(w http.ResponseWriter, _ *http.Request) error {
