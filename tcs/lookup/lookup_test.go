@@ -3,6 +3,7 @@ package lookup_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/tcs-dev/tcs/internal/testwait"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/cache"
@@ -343,4 +345,52 @@ func gather(tb testing.TB, reg *prometheus.Registry) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// A BatchLookup's misses are read concurrently: a batch of misses costs
+// about one replica read, not one per hostname (a backlog's invalidations
+// or a cold node would otherwise make a batch take its size times the read
+// timeout).
+func TestBatchLookupReadsMissesConcurrently(t *testing.T) {
+	t.Parallel()
+	replica := newFakeReplica(makeTenant("acme", 1, host))
+	e := start(t, lookup.Config{Replica: replica, Cache: cache.Options{ReadTimeout: time.Minute}}, lookup.ServeOptions{})
+	ctx := ctxT(t)
+	if _, err := e.client.Lookup(ctx, &tcsv1.LookupRequest{Hostname: host}); err != nil {
+		t.Fatal(err)
+	}
+	release := replica.block()
+	defer release()
+	before := replica.calls.Load()
+	names := []string{host} // a hit, answered while the misses wait
+	for i := range 40 {
+		names = append(names, fmt.Sprintf("nobody-%d.example.com", i))
+	}
+	type answer struct {
+		res *tcsv1.BatchLookupResponse
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		res, err := e.client.BatchLookup(ctx, &tcsv1.BatchLookupRequest{Hostnames: names})
+		done <- answer{res, err}
+	}()
+	// Every read blocks until released: only concurrent reads get past one.
+	testwait.For(t, "16 replica reads in flight at once", func() bool { return replica.calls.Load()-before >= 16 })
+	release()
+	a := <-done
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	if got := a.res.GetResults()[0]; got.GetCode() != 0 || got.GetTenant().GetId() != "acme" {
+		t.Errorf("the hit: %v", got)
+	}
+	for i, r := range a.res.GetResults()[1:] {
+		if r.GetHostname() != names[i+1] || codes.Code(r.GetCode()) != codes.NotFound {
+			t.Errorf("result %d: %v; want %s not found, in request order", i+1, r, names[i+1])
+		}
+	}
+	if got := replica.calls.Load() - before; got != 40 {
+		t.Errorf("%d replica reads for 40 misses; want 40", got)
+	}
 }
