@@ -111,7 +111,9 @@ func jsonKind(kind string) string {
 // secretRefReason checks database.secret_ref: a reference to where the
 // credentials are kept, never the credentials themselves. Only the shapes
 // TCS's consumers know how to resolve are accepted, which also keeps a
-// pasted password out (no password is an ARN).
+// pasted password out (no password is an ARN), and a reference holding
+// something that looks like a credential (a Vault token as the path, an
+// access key id or a random string as a name) is refused too.
 func secretRefReason(ref string) string {
 	if len(ref) > MaxSecretRefLen {
 		return fmt.Sprintf("must be at most %d bytes; got %d", MaxSecretRefLen, len(ref))
@@ -123,6 +125,11 @@ func secretRefReason(ref string) string {
 		if r > unicode.MaxASCII || !unicode.IsPrint(r) {
 			return fmt.Sprintf("must be printable ASCII; found %q at %d", r, i)
 		}
+	}
+	if r := secretValueReason(ref, true); r != "" {
+		// A pasted token, even inside an ARN or a Vault path. There is no
+		// escape: a secret's path or name is chosen by whoever stores it.
+		return r + "; give the ARN or Vault path of the secret instead"
 	}
 	switch {
 	case strings.HasPrefix(ref, "arn:"):

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -253,9 +254,25 @@ func checkLabels(v *validator, labels map[string]string) {
 			// secret put here would leak everywhere.
 			v.check(field, reasonNoSecrets)
 		default:
-			v.check(field, printableReason(labels[k], MaxLabelValueLen))
+			v.check(field, labelValueReason(k, labels[k]))
 		}
 	}
+}
+
+// labelValueReason checks a label's value: printable, bounded, and not a
+// credential. Labels are served to every compute node and logged freely.
+// A value that only looks random is accepted under a key starting with
+// OpaqueLabelPrefix; one shaped like a known credential never is.
+func labelValueReason(key, value string) string {
+	if r := printableReason(value, MaxLabelValueLen); r != "" {
+		return r
+	}
+	opaque := strings.HasPrefix(key, OpaqueLabelPrefix)
+	r := secretValueReason(value, !opaque)
+	if r != "" && secretShape(value) == "" {
+		r += fmt.Sprintf("; if it is not a secret (a commit hash, a checksum, a generated id), put it under a label key starting with %q", OpaqueLabelPrefix)
+	}
+	return r
 }
 
 // printableReason checks a free-text value: at most max bytes of valid UTF-8,
