@@ -156,7 +156,7 @@ func TestFrozenDynamoDB(t *testing.T) {
 			proxy := newFreezer(t, strings.TrimPrefix(emu.DynamoDB, "http://"))
 			emu.Setenv(t)
 			t.Setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy.URL())
-			env := map[string]string{"TCS_ADMIN_TOKEN": "adm", "TCS_READER_TOKEN": "rdr"}
+			env := map[string]string{"TCS_ADMIN_TOKEN": "dev-admin-token", "TCS_READER_TOKEN": "dev-reader-token"}
 			args := append([]string{"--addr", "127.0.0.1:0", "--backend", "aws", "--aws-prefix", "frozen"}, tc.args...)
 			addr := startCatalog(t, args, func(k string) string {
 				if v, ok := env[k]; ok {
@@ -188,7 +188,7 @@ func TestFrozenDynamoDB(t *testing.T) {
 			// first calls can be slow) is retried; a 409 then means an
 			// earlier attempt committed.
 			for attempt := 1; ; attempt++ {
-				code, _, doc := do("POST", "/v1/tenants", "adm", `{"id":"`+id+`","hostnames":["`+id+`.example.com"]}`)
+				code, _, doc := do("POST", "/v1/tenants", "dev-admin-token", `{"id":"`+id+`","hostnames":["`+id+`.example.com"]}`)
 				if code == http.StatusCreated || code == http.StatusConflict && attempt > 1 {
 					break
 				}
@@ -201,9 +201,9 @@ func TestFrozenDynamoDB(t *testing.T) {
 			for _, c := range []struct {
 				method, path, token, body, problem string
 			}{
-				{"POST", "/v1/tenants", "adm", `{"id":"` + id + `-2","hostnames":["` + id + `-2.example.com"]}`, "urn:tcs:problem:write_outcome_unknown"},
-				{"GET", "/v1/tenants/" + id, "rdr", "", "urn:tcs:problem:store_timeout"},
-				{"GET", "/v1/hostnames/" + id + ".example.com", "rdr", "", "urn:tcs:problem:store_timeout"},
+				{"POST", "/v1/tenants", "dev-admin-token", `{"id":"` + id + `-2","hostnames":["` + id + `-2.example.com"]}`, "urn:tcs:problem:write_outcome_unknown"},
+				{"GET", "/v1/tenants/" + id, "dev-reader-token", "", "urn:tcs:problem:store_timeout"},
+				{"GET", "/v1/hostnames/" + id + ".example.com", "dev-reader-token", "", "urn:tcs:problem:store_timeout"},
 			} {
 				start := time.Now()
 				code, header, doc := do(c.method, c.path, c.token, c.body)
@@ -227,7 +227,7 @@ func TestFrozenDynamoDB(t *testing.T) {
 			}
 
 			proxy.thaw()
-			if code, _, doc := do("GET", "/v1/tenants/"+id, "rdr", ""); code != http.StatusOK {
+			if code, _, doc := do("GET", "/v1/tenants/"+id, "dev-reader-token", ""); code != http.StatusOK {
 				t.Errorf("GET after the thaw: %d %v, want 200", code, doc)
 			}
 		})

@@ -1,6 +1,9 @@
 // Command catalog serves the admin REST API over the source of truth: the
 // embedded one (a bbolt file under --data) or DynamoDB (--backend aws).
-// Each request's store calls run under --store-timeout.
+// Each request's store calls run under --store-timeout. Callers
+// authenticate with bearer tokens or client certificates (--tokens-file,
+// reloaded with the TLS certificate on SIGHUP); a non-loopback --addr needs
+// TLS (--tls-cert, --tls-key) and credentials, or --insecure-i-know.
 package main
 
 import (
@@ -15,6 +18,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog/httpapi"
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
+	"github.com/tcs-dev/tcs/internal/auth"
 )
 
 func main() { cmdutil.Main("catalog", run) }
@@ -30,7 +34,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", cmdutil.EnvOr(getenv, "TCS_CATALOG_ADDR", "127.0.0.1:8080"), "listen address of the admin REST API (env TCS_CATALOG_ADDR)")
 	be := backend.Register(fs, getenv)
-	tokensFile := fs.String("tokens-file", getenv("TCS_TOKENS_FILE"), "file of `ROLE TOKEN [NAME]` lines (env TCS_TOKENS_FILE); TCS_ADMIN_TOKEN and TCS_READER_TOKEN add to it")
+	sec := cmdutil.RegisterSecurity(fs, getenv, auth.Admin, auth.Reader)
 	logFormat := fs.String("log-format", cmdutil.EnvOr(getenv, "TCS_LOG_FORMAT", "text"), "log format: text or json (env TCS_LOG_FORMAT)")
 	var envErrs []error
 	var storeTimeout time.Duration
@@ -54,8 +58,14 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return err
 	}
-	tokens, err := httpapi.LoadTokens(*tokensFile, getenv)
+	guard, err := sec.Load(getenv, auth.Admin, auth.Reader)
 	if err != nil {
+		return err
+	}
+	if guard.Auth == nil {
+		return errors.New("no credentials configured: set --tokens-file (or TCS_TOKENS_FILE), or TCS_ADMIN_TOKEN (and TCS_READER_TOKEN)")
+	}
+	if err := guard.Check(sec.Insecure, log, guard.Bind("--addr", *addr)); err != nil {
 		return err
 	}
 	store, err := be.OpenCatalog(ctx)
@@ -68,13 +78,22 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *addr, err)
 	}
-	api := httpapi.New(httpapi.Config{Store: store, Tokens: tokens, Logger: log, StoreTimeout: storeTimeout})
-	log.Info("catalog admin API listening", "addr", ln.Addr().String(), "backend", be.Backend)
-	fmt.Fprintf(stdout, "catalog: admin REST API on http://%s (OpenAPI at /openapi.json)\n", ln.Addr())
+	api := httpapi.New(httpapi.Config{Store: store, Auth: guard.Auth, Logger: log, StoreTimeout: storeTimeout})
+	cmdutil.ReloadOnHangup(ctx, log, guard.Reload)
+	scheme := "http"
+	if guard.TLS != nil {
+		scheme = "https"
+	}
+	log.Info("catalog admin API listening", "addr", ln.Addr().String(), "backend", be.Backend, "tls", guard.TLS != nil)
+	fmt.Fprintf(stdout, "catalog: admin REST API on %s://%s (OpenAPI at /openapi.json)\n", scheme, ln.Addr())
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
-	err = httpapi.Serve(ctx, ln, api)
+	if guard.TLS != nil {
+		err = httpapi.ServeTLS(ctx, ln, api, guard.TLSConfig())
+	} else {
+		err = httpapi.Serve(ctx, ln, api)
+	}
 	log.Info("catalog stopped")
 	return err
 }

@@ -13,7 +13,7 @@ import (
 func TestRunServesAndStops(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
-	env := map[string]string{"TCS_ADMIN_TOKEN": "adm", "TCS_READER_TOKEN": "rdr"}
+	env := map[string]string{"TCS_ADMIN_TOKEN": "dev-admin-token", "TCS_READER_TOKEN": "dev-reader-token"}
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	var stdout, stderr bytes.Buffer
@@ -31,7 +31,7 @@ func TestRunServesAndStops(t *testing.T) {
 
 	body := `{"id":"acme","hostnames":["acme.example.com","www.acme.example.com"]}`
 	req, _ := http.NewRequest("POST", "http://"+addr+"/v1/tenants", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer adm")
+	req.Header.Set("Authorization", "Bearer dev-admin-token")
 	req.Header.Set("Content-Type", "application/json")
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -43,7 +43,7 @@ func TestRunServesAndStops(t *testing.T) {
 		t.Fatalf("create: %d %s", res.StatusCode, b)
 	}
 	req, _ = http.NewRequest("GET", "http://"+addr+"/v1/hostnames/www.acme.example.com", nil)
-	req.Header.Set("Authorization", "Bearer rdr")
+	req.Header.Set("Authorization", "Bearer dev-reader-token")
 	res, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -76,10 +76,10 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		env  func(string) string
 		want string
 	}{
-		{"no tokens", []string{"--addr", "127.0.0.1:0", "--data", t.TempDir()}, noEnv, "no API tokens"},
+		{"no tokens", []string{"--addr", "127.0.0.1:0", "--data", t.TempDir()}, noEnv, "no credentials configured"},
 		{"bad log format", []string{"--log-format", "xml"}, noEnv, "--log-format"},
 		{"stray argument", []string{"serve"}, noEnv, "unexpected arguments"},
-		{"missing tokens file", []string{"--tokens-file", "/nonexistent/tokens"}, noEnv, "tokens file"},
+		{"missing tokens file", []string{"--tokens-file", "/nonexistent/tokens"}, noEnv, "credentials file"},
 		{"zero store timeout", []string{"--store-timeout", "0s"}, noEnv, "--store-timeout 0s"},
 		{"bad store timeout env", nil, func(k string) string {
 			if k == "TCS_STORE_TIMEOUT" {
