@@ -10,6 +10,7 @@ package catalog
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -41,7 +42,8 @@ type Store interface {
 	// LookupHostname returns the live tenant holding the normalised hostname.
 	LookupHostname(ctx context.Context, hostname string) (*tenant.Tenant, error)
 	// History returns the tenant's audit records, newest first, starting
-	// below version opts.Before (0 = from the newest).
+	// below version opts.Before (0 = from the newest). id AdminAuditID
+	// returns the records of resync and resync-all.
 	History(ctx context.Context, id string, opts HistoryOptions) ([]AuditRecord, error)
 
 	// ReadOutbox returns up to limit outbox entries with a sequence greater
@@ -53,7 +55,10 @@ type Store interface {
 
 	// Resync appends, for each distinct tenant of reqs, one outbox entry that
 	// re-emits the tenant's current state without changing it: see
-	// ResyncRequest. No version moves and no audit record is written. The
+	// ResyncRequest. No version moves and the tenants' audit chains are
+	// untouched: one record (action "resync", the ids and regions, the
+	// actor named by auth.FromContext(ctx)) is appended to the AdminAuditID
+	// chain in the same transaction as the first entries. The
 	// requests must pass CheckResync (stores check it again, so that a
 	// malformed request changes nothing). Ids the store never saw are
 	// reported in ResyncResult.NotFound; a deleted tenant is resynced as its
@@ -69,7 +74,9 @@ type Store interface {
 	// order, up to limit of them (clamped by ResyncAllLimit), and returns
 	// the id to pass as after for the next call ("" when no tenant follows).
 	// Calls from "" until next is "" resync every tenant stored throughout,
-	// with no export round trip; ResyncResult.NotFound stays empty.
+	// with no export round trip; ResyncResult.NotFound stays empty. Each
+	// call that resyncs a tenant appends one "resync-all" record (after,
+	// the page's ids, regions, actor) to the AdminAuditID chain.
 	//
 	// The bbolt store reads and appends in one transaction. The DynamoDB
 	// store reads an Export page, then resyncs it as Resync does.
@@ -127,6 +134,12 @@ const (
 
 // AuditRecord is one committed change: who made it, when, and the document
 // before and after. Before is nil for a create.
+//
+// A tenant's records form a hash chain (see SealAudit, AuditHash and
+// VerifyChain): each holds the hash of its predecessor, and the store writes
+// it in the same transaction as the change. The records of AdminAuditID
+// (resync, resync-all) form a chain of their own; they carry Resync instead
+// of documents, and their Version counts the chain's records.
 type AuditRecord struct {
 	TenantID string         `json:"tenant_id"`
 	Version  int64          `json:"version"`
@@ -135,6 +148,15 @@ type AuditRecord struct {
 	At       time.Time      `json:"at"`
 	Before   *tenant.Tenant `json:"before,omitempty"`
 	After    *tenant.Tenant `json:"after"`
+	Resync   *ResyncAudit   `json:"resync,omitempty"`
+	// PrevHash is the Hash of the record before this one in its chain; ""
+	// for the first record with a hash. Hash is AuditHash of this record;
+	// "" on records written before chaining.
+	PrevHash string `json:"prev_hash,omitempty"`
+	Hash     string `json:"hash,omitempty"`
+	// Raw is the JSON the record was decoded from (a stored record's exact
+	// bytes); MarshalJSON writes it as it is.
+	Raw json.RawMessage `json:"-"`
 }
 
 // OutboxEntry is a committed change waiting to be published to the stream.

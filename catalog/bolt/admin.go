@@ -8,6 +8,7 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/auth"
 )
 
 // Resync appends one resync event per distinct tenant of reqs, all in one
@@ -42,7 +43,11 @@ func (s *Store) Resync(ctx context.Context, reqs []catalog.ResyncRequest, region
 		if len(res.Resynced) > 0 {
 			tx.OnCommit(s.outboxChanged)
 		}
-		return nil
+		ids := make([]string, len(reqs))
+		for i, r := range reqs {
+			ids[i] = r.ID
+		}
+		return s.auditResync(ctx, tx, catalog.ActionResync, catalog.ResyncAudit{Tenants: ids, Regions: regions}, e.at)
 	})
 	if err != nil {
 		return catalog.ResyncResult{}, wrap(err, "bolt resync")
@@ -90,15 +95,30 @@ func (s *Store) ResyncAll(ctx context.Context, after string, limit int, regions 
 			}
 			res.Resynced = append(res.Resynced, catalog.ResyncedTenant{ID: doc.ID, Version: doc.Version})
 		}
-		if len(res.Resynced) > 0 {
-			tx.OnCommit(s.outboxChanged)
+		if len(res.Resynced) == 0 {
+			return nil
 		}
-		return nil
+		tx.OnCommit(s.outboxChanged)
+		ids := make([]string, len(res.Resynced))
+		for i, r := range res.Resynced {
+			ids[i] = r.ID
+		}
+		return s.auditResync(ctx, tx, catalog.ActionResyncAll, catalog.ResyncAudit{All: true, After: after, Tenants: ids, Regions: regions}, e.at)
 	})
 	if err != nil {
 		return catalog.ResyncResult{}, "", wrap(err, "bolt resync all after "+after)
 	}
 	return res, next, nil
+}
+
+// auditResync appends the record of a resync to the catalog.AdminAuditID
+// chain, naming the caller auth.FromContext(ctx) identifies.
+func (s *Store) auditResync(ctx context.Context, tx *bbolt.Tx, action catalog.Action, what catalog.ResyncAudit, at time.Time) error {
+	caller, _ := auth.FromContext(ctx)
+	if len(what.Regions) == 0 {
+		what.Regions = nil
+	}
+	return appendAudit(tx, &catalog.AuditRecord{TenantID: catalog.AdminAuditID, Action: action, Actor: caller.Name, At: at, Resync: &what})
 }
 
 // resyncer appends resync events to the outbox inside one transaction.

@@ -9,7 +9,13 @@
 //	           re-created tenant continues the version sequence
 //	hostnames  normalised hostname → JSON hostnameRecord; a released hostname
 //	           keeps its record (owner "") so its claim version never goes back
-//	audit      id + 0x00 + big-endian version → JSON catalog.AuditRecord
+//	audit      id + 0x00 + big-endian version → JSON catalog.AuditRecord,
+//	           hash-chained per id (catalog.SealAudit); never overwritten.
+//	           id catalog.AdminAuditID holds the resync records
+//	audit_heads id → big-endian version (8 bytes) + hex hash of the id's
+//	           newest audit record: the chain head, so that a write needs
+//	           not read the previous record. A tenant without one (written
+//	           before chaining) starts its chain at its next record
 //	outbox     big-endian sequence (bucket.NextSequence) → JSON catalog.OutboxEntry
 //	meta       schema version
 package bolt
@@ -49,6 +55,7 @@ var (
 	bucketHostnames = []byte("hostnames")
 	bucketAudit     = []byte("audit")
 	bucketOutbox    = []byte("outbox")
+	bucketHeads     = []byte("audit_heads")
 )
 
 // Options configure Open. The zero value is ready to use.
@@ -104,7 +111,7 @@ func Open(path string, opts Options) (*Store, error) {
 		now = time.Now
 	}
 	db, err := boltfile.Open(path, boltfile.Spec{Kind: "catalog", Timeout: opts.Timeout, Schema: schemaVersion,
-		Buckets: [][]byte{bucketTenants, bucketHostnames, bucketAudit, bucketOutbox}})
+		Buckets: [][]byte{bucketTenants, bucketHostnames, bucketAudit, bucketOutbox, bucketHeads}})
 	if err != nil {
 		return nil, err
 	}
@@ -262,7 +269,7 @@ func (s *Store) commit(tx *bbolt.Tx, action catalog.Action, prev, next *tenant.T
 		before = prev
 	}
 	rec := catalog.AuditRecord{TenantID: doc.ID, Version: version, Action: action, Actor: actor, At: at, Before: before, After: doc}
-	if err := putJSON(tx.Bucket(bucketAudit), auditKey(doc.ID, version), rec); err != nil {
+	if err := appendAudit(tx, &rec); err != nil {
 		return nil, err
 	}
 
@@ -426,7 +433,7 @@ func (s *Store) History(ctx context.Context, id string, opts catalog.HistoryOpti
 	limit := catalog.PageLimit(opts.Limit)
 	var out []catalog.AuditRecord
 	err := s.db.View(func(tx *bbolt.Tx) error {
-		if tx.Bucket(bucketTenants).Get([]byte(id)) == nil {
+		if id != catalog.AdminAuditID && tx.Bucket(bucketTenants).Get([]byte(id)) == nil {
 			return tenant.Errorf(tenant.NotFound, "tenant %q not found", id)
 		}
 		prefix := auditPrefix(id)
@@ -633,6 +640,37 @@ func putJSON(b *bbolt.Bucket, key []byte, v any) error {
 		return err
 	}
 	return b.Put(key, raw)
+}
+
+// appendAudit seals rec after the head of its chain, stores it under a key
+// that must be new (audit records are append-only) and moves the head. A
+// record of catalog.AdminAuditID gets the version after the head's.
+func appendAudit(tx *bbolt.Tx, rec *catalog.AuditRecord) error {
+	heads := tx.Bucket(bucketHeads)
+	var prev string
+	var headVersion int64
+	if v := heads.Get([]byte(rec.TenantID)); v != nil {
+		if len(v) != 8+64 {
+			return fmt.Errorf("stored audit head of %s is %d bytes, not 72", rec.TenantID, len(v))
+		}
+		headVersion, prev = int64(binary.BigEndian.Uint64(v)), string(v[8:])
+	}
+	if rec.TenantID == catalog.AdminAuditID {
+		rec.Version = headVersion + 1
+	}
+	raw, err := catalog.SealAudit(rec, prev)
+	if err != nil {
+		return err
+	}
+	audit, k := tx.Bucket(bucketAudit), auditKey(rec.TenantID, rec.Version)
+	if audit.Get(k) != nil {
+		return fmt.Errorf("audit record %s/%d exists already: records are never overwritten", rec.TenantID, rec.Version)
+	}
+	if err := audit.Put(k, raw); err != nil {
+		return err
+	}
+	head := binary.BigEndian.AppendUint64(nil, uint64(rec.Version))
+	return heads.Put([]byte(rec.TenantID), append(head, rec.Hash...))
 }
 
 func auditPrefix(id string) []byte {

@@ -13,12 +13,14 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/auth"
 )
 
-// Resync transactions: up to maxTxItems-1 outbox entries and the counter,
-// and well under DynamoDB's 4 MB per transaction.
+// Resync transactions: up to maxTxItems-3 outbox entries, the counter, and
+// the audit record with its chain head (first transaction only), and well
+// under DynamoDB's 4 MB per transaction.
 const (
-	maxResyncPerTx    = maxTxItems - 1
+	maxResyncPerTx    = maxTxItems - 3
 	maxResyncTxBytes  = 3 << 20
 	maxExportAttempts = 10
 )
@@ -26,7 +28,10 @@ const (
 // Resync appends one resync event per distinct tenant of reqs. See
 // catalog.Store.
 //
-// The entries are appended in transactions of up to 99 (and 3 MB). Each
+// The entries are appended in transactions of up to 97 (and 3 MB); the
+// first also appends the resync's audit record to the catalog.AdminAuditID
+// chain (written even when no tenant was found: the request is what is
+// audited). Each
 // transaction is planned like a write: the outbox counter is read first,
 // then the tenants and their hostname claims, and the transaction is
 // conditioned on the counter, which every commit moves; so the events of one
@@ -44,10 +49,28 @@ func (s *Store) Resync(ctx context.Context, reqs []catalog.ResyncRequest, region
 	if len(regions) == 0 {
 		regions = nil
 	}
+	ids := make([]string, len(reqs))
+	for i, r := range reqs {
+		ids[i] = r.ID
+	}
+	return s.resync(ctx, reqs, regions, resyncAudit(ctx, catalog.ActionResync, catalog.ResyncAudit{Tenants: ids, Regions: regions}))
+}
+
+// resyncAudit is the audit record of a resync by the caller
+// auth.FromContext(ctx) names; its version and time are set when it is
+// committed.
+func resyncAudit(ctx context.Context, action catalog.Action, what catalog.ResyncAudit) *catalog.AuditRecord {
+	caller, _ := auth.FromContext(ctx)
+	return &catalog.AuditRecord{TenantID: catalog.AdminAuditID, Action: action, Actor: caller.Name, Resync: &what}
+}
+
+// resync resyncs the merged reqs, appending audit with the first
+// transaction.
+func (s *Store) resync(ctx context.Context, reqs []catalog.ResyncRequest, regions []string, audit *catalog.AuditRecord) (catalog.ResyncResult, error) {
 	var res catalog.ResyncResult
 	backoff := 5 * time.Millisecond
 	for attempt := 1; len(reqs) > 0; {
-		n, done, retry, err := s.tryResync(ctx, reqs[:min(len(reqs), maxResyncPerTx)], regions)
+		n, done, retry, err := s.tryResync(ctx, reqs[:min(len(reqs), maxResyncPerTx)], regions, audit)
 		if err != nil {
 			return catalog.ResyncResult{}, s.wrap(ctx, err, "dynamo resync")
 		}
@@ -66,6 +89,7 @@ func (s *Store) Resync(ctx context.Context, reqs []catalog.ResyncRequest, region
 			continue
 		}
 		attempt, backoff = 1, 5*time.Millisecond
+		audit = nil // committed with the first transaction
 		for _, r := range reqs[:n] {
 			if v, ok := done[r.ID]; ok {
 				res.Resynced = append(res.Resynced, catalog.ResyncedTenant{ID: r.ID, Version: v})
@@ -79,17 +103,20 @@ func (s *Store) Resync(ctx context.Context, reqs []catalog.ResyncRequest, region
 }
 
 // tryResync plans and commits the resync of a prefix of reqs (all of them
-// if they fit in one transaction). It returns how many requests it settled
-// and the version resynced of each found; retry reports that the
-// transaction was cancelled and nothing was written.
-func (s *Store) tryResync(ctx context.Context, reqs []catalog.ResyncRequest, regions []string) (n int, done map[string]int64, retry bool, err error) {
+// if they fit in one transaction), and audit unless it is nil. It returns
+// how many requests it settled and the version resynced of each found;
+// retry reports that the transaction was cancelled and nothing was written.
+func (s *Store) tryResync(ctx context.Context, reqs []catalog.ResyncRequest, regions []string, audit *catalog.AuditRecord) (n int, done map[string]int64, retry bool, err error) {
 	seq, err := s.getSeq(ctx)
 	if err != nil {
 		return 0, nil, false, err
 	}
-	keys := make([]map[string]types.AttributeValue, len(reqs))
+	keys := make([]map[string]types.AttributeValue, len(reqs), len(reqs)+1)
 	for i, r := range reqs {
 		keys[i] = key(pkTenants, r.ID)
+	}
+	if audit != nil {
+		keys = append(keys, key(pkMeta, skAdminHead))
 	}
 	items, err := s.batchGet(ctx, keys)
 	if err != nil {
@@ -149,10 +176,18 @@ func (s *Store) tryResync(ctx context.Context, reqs []catalog.ResyncRequest, reg
 		tx = append(tx, types.TransactWriteItem{Put: put})
 		done[doc.ID] = doc.Version
 	}
-	if len(tx) == 0 {
+	entries := uint64(len(tx))
+	if entries == 0 && audit == nil {
 		return n, done, false, nil // none of them exists
 	}
-	tx = append(tx, s.counterPut(seq, seq+uint64(len(tx))))
+	if audit != nil {
+		items, err := s.auditAdmin(items[itemKey(pkMeta, skAdminHead)], audit, at)
+		if err != nil {
+			return 0, nil, false, err
+		}
+		tx = append(tx, items...)
+	}
+	tx = append(tx, s.counterPut(seq, seq+entries))
 
 	_, err = s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: tx})
 	var cancelled *types.TransactionCanceledException
@@ -166,6 +201,41 @@ func (s *Store) tryResync(ctx context.Context, reqs []catalog.ResyncRequest, reg
 		return 0, nil, false, err
 	}
 	return n, done, false, nil
+}
+
+// auditAdmin returns the puts that append audit, stamped at, to the
+// catalog.AdminAuditID chain whose head item is head (nil: no record yet):
+// the record under a new key and the head, conditioned on the head read.
+func (s *Store) auditAdmin(head map[string]types.AttributeValue, audit *catalog.AuditRecord, at time.Time) ([]types.TransactWriteItem, error) {
+	var version int64
+	var prev string
+	headPut := &types.Put{TableName: s.table, ConditionExpression: aws.String("attribute_not_exists(PK)")}
+	if len(head) > 0 {
+		v, err := numAttr(head, attrVersion)
+		if err != nil {
+			return nil, fmt.Errorf("stored audit head of %s: %w", catalog.AdminAuditID, err)
+		}
+		h, ok := head[attrAuditHead].(*types.AttributeValueMemberS)
+		if !ok {
+			return nil, fmt.Errorf("stored audit head of %s has no hash", catalog.AdminAuditID)
+		}
+		version, prev = v, h.Value
+		headPut.ConditionExpression = aws.String("version = :v")
+		headPut.ExpressionAttributeValues = map[string]types.AttributeValue{":v": num(v)}
+	}
+	rec := *audit
+	rec.Version, rec.At = version+1, at
+	sealed, err := catalog.SealAudit(&rec, prev)
+	if err != nil {
+		return nil, err
+	}
+	headPut.Item = map[string]types.AttributeValue{
+		attrPK: str(pkMeta), attrSK: str(skAdminHead), attrVersion: num(rec.Version), attrAuditHead: str(rec.Hash),
+	}
+	return []types.TransactWriteItem{
+		{Put: s.putNewRaw(prefixAudit+catalog.AdminAuditID, pad(uint64(rec.Version)), sealed)},
+		{Put: headPut},
+	}, nil
 }
 
 // heldClaims returns the claims of the hostnames doc holds, sorted by
@@ -324,10 +394,16 @@ func (s *Store) ResyncAll(ctx context.Context, after string, limit int, regions 
 		return catalog.ResyncResult{}, "", nil
 	}
 	reqs := make([]catalog.ResyncRequest, len(page.Items))
+	ids := make([]string, len(page.Items))
 	for i, it := range page.Items {
 		reqs[i] = catalog.ResyncRequest{ID: it.Tenant.ID}
+		ids[i] = it.Tenant.ID
 	}
-	res, err := s.Resync(ctx, reqs, regions)
+	regions = sortedSet(regions)
+	if len(regions) == 0 {
+		regions = nil
+	}
+	res, err := s.resync(ctx, reqs, regions, resyncAudit(ctx, catalog.ActionResyncAll, catalog.ResyncAudit{All: true, After: after, Tenants: ids, Regions: regions}))
 	if err != nil {
 		return catalog.ResyncResult{}, "", err
 	}

@@ -7,11 +7,14 @@
 // Key schema (single-table design; both keys are strings):
 //
 //	PK                  SK                      attributes
-//	TENANTS             <tenant id>             version (N), deleted (BOOL), doc (S, JSON tenant)
+//	TENANTS             <tenant id>             version (N), deleted (BOOL), doc (S, JSON tenant),
+//	                                            audit_head (S, hash of the newest audit record)
 //	HOST#<hostname>     CLAIM                   owner (S, "" once released), claim_version (N)
 //	AUDIT#<tenant id>   <version, 20 digits>    doc (S, JSON catalog.AuditRecord)
+//	AUDIT#_admin        <n, 20 digits>          doc (S, JSON catalog.AuditRecord of a resync)
 //	OUTBOX              <seq, 20 digits>        doc (S, JSON catalog.OutboxEntry)
 //	META                OUTBOX_SEQ              seq (N): the last sequence handed out
+//	META                AUDIT_HEAD#_admin       version (N), audit_head (S): head of the resync chain
 //
 // Tenants share one partition so that List can page through them in id order
 // with strongly consistent reads (a GSI cannot be read consistently).
@@ -20,6 +23,14 @@
 // version never goes back. Audit records of a tenant form one partition, read
 // newest first; the outbox is one partition whose sort key is the
 // zero-padded sequence, so a Query returns it in sequence order.
+//
+// Audit items are only ever put, on the condition that their key does not
+// exist (append-only; the IAM policy may deny UpdateItem and DeleteItem on
+// leading keys AUDIT#*). Each record is hash-chained to the one before it
+// (catalog.SealAudit); the chain head rides on the tenant item (audit_head),
+// which the write reads and puts anyway, so chaining costs no extra read. A
+// tenant item without audit_head (written before chaining) starts its chain
+// at its next record.
 //
 // Writes are optimistic. A write reads, with strongly consistent reads, the
 // outbox counter first, then the tenant and the hostname claims it touches;
@@ -112,12 +123,14 @@ const (
 	attrOwner        = "owner"
 	attrClaimVersion = "claim_version"
 	attrSeq          = "seq"
+	attrAuditHead    = "audit_head"
 
 	pkTenants    = "TENANTS"
 	pkOutbox     = "OUTBOX"
 	pkMeta       = "META"
 	skClaim      = "CLAIM"
 	skOutboxSeq  = "OUTBOX_SEQ"
+	skAdminHead  = "AUDIT_HEAD#" + catalog.AdminAuditID
 	prefixHost   = "HOST#"
 	prefixAudit  = "AUDIT#"
 	maxTxItems   = 100
@@ -257,9 +270,11 @@ func (s *Store) Delete(ctx context.Context, id string, expectedVersion int64, ac
 	})
 }
 
-// stored is a tenant item as read: the document (tombstone or not).
+// stored is a tenant item as read: the document (tombstone or not) and the
+// hash of its newest audit record ("" if written before chaining).
 type stored struct {
-	doc *tenant.Tenant
+	doc       *tenant.Tenant
+	auditHead string
 }
 
 // decideFunc checks a write against the stored tenant (nil if none) and
@@ -398,14 +413,28 @@ func (s *Store) tryWrite(ctx context.Context, id, actor string, hostnames []stri
 	if err := decode(string(raw), out, "tenant", id); err != nil {
 		return nil, false, err
 	}
+	var before *tenant.Tenant
+	if action != catalog.ActionCreate {
+		before = prevDoc
+	}
+	rec := catalog.AuditRecord{TenantID: id, Version: version, Action: action, Actor: actor, At: at, Before: before, After: doc}
+	var prevHead string
+	if prev != nil {
+		prevHead = prev.auditHead
+	}
+	sealed, err := catalog.SealAudit(&rec, prevHead)
+	if err != nil {
+		return nil, false, err
+	}
 	tenantPut := &types.Put{
 		TableName: s.table,
 		Item: map[string]types.AttributeValue{
-			attrPK:      str(pkTenants),
-			attrSK:      str(id),
-			attrVersion: num(version),
-			attrDeleted: &types.AttributeValueMemberBOOL{Value: doc.Deleted()},
-			attrDoc:     str(string(raw)),
+			attrPK:        str(pkTenants),
+			attrSK:        str(id),
+			attrVersion:   num(version),
+			attrDeleted:   &types.AttributeValueMemberBOOL{Value: doc.Deleted()},
+			attrDoc:       str(string(raw)),
+			attrAuditHead: str(rec.Hash),
 		},
 	}
 	if prev == nil {
@@ -416,16 +445,7 @@ func (s *Store) tryWrite(ctx context.Context, id, actor string, hostnames []stri
 	}
 	tx = append(tx, types.TransactWriteItem{Put: tenantPut})
 
-	var before *tenant.Tenant
-	if action != catalog.ActionCreate {
-		before = prevDoc
-	}
-	rec := catalog.AuditRecord{TenantID: id, Version: version, Action: action, Actor: actor, At: at, Before: before, After: doc}
-	auditPut, err := s.putNew(prefixAudit+id, pad(uint64(version)), rec)
-	if err != nil {
-		return nil, false, err
-	}
-	tx = append(tx, types.TransactWriteItem{Put: auditPut})
+	tx = append(tx, types.TransactWriteItem{Put: s.putNewRaw(prefixAudit+id, pad(uint64(version)), sealed)})
 
 	entry := catalog.OutboxEntry{Seq: seq + 1, Event: tenant.ChangeEvent{
 		TenantID:    id,
@@ -523,11 +543,16 @@ func (s *Store) putNew(pk, sk string, v any) (*types.Put, error) {
 	if err != nil {
 		return nil, err
 	}
+	return s.putNewRaw(pk, sk, raw), nil
+}
+
+// putNewRaw puts the JSON raw under a key that must not exist yet.
+func (s *Store) putNewRaw(pk, sk string, raw []byte) *types.Put {
 	return &types.Put{
 		TableName:           s.table,
 		Item:                map[string]types.AttributeValue{attrPK: str(pk), attrSK: str(sk), attrDoc: str(string(raw))},
 		ConditionExpression: aws.String("attribute_not_exists(PK)"),
-	}, nil
+	}
 }
 
 // Get returns the live tenant id. See catalog.Store.
@@ -633,12 +658,14 @@ func (s *Store) History(ctx context.Context, id string, opts catalog.HistoryOpti
 		return nil, err
 	}
 	op := "dynamo history of tenant " + id
-	prev, err := s.getTenant(ctx, id)
-	if err != nil {
-		return nil, s.wrap(ctx, err, op)
-	}
-	if prev == nil {
-		return nil, notFound(id)
+	if id != catalog.AdminAuditID {
+		prev, err := s.getTenant(ctx, id)
+		if err != nil {
+			return nil, s.wrap(ctx, err, op)
+		}
+		if prev == nil {
+			return nil, notFound(id)
+		}
 	}
 	limit := catalog.PageLimit(opts.Limit)
 	in := &dynamodb.QueryInput{
@@ -799,7 +826,11 @@ func parseTenant(item map[string]types.AttributeValue) (*stored, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &stored{doc: t}, nil
+	st := &stored{doc: t}
+	if h, ok := item[attrAuditHead].(*types.AttributeValueMemberS); ok {
+		st.auditHead = h.Value
+	}
+	return st, nil
 }
 
 // getClaims returns the stored claims of hostnames (strongly consistent).

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/tcs-dev/tcs/internal/auth"
 	adminv1 "github.com/tcs-dev/tcs/proto/tcs/admin/v1"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 )
@@ -27,6 +28,16 @@ type ServeOptions struct {
 	// TLS, if set, serves TLS with this configuration; for mutual TLS set
 	// its ClientAuth and ClientCAs.
 	TLS *tls.Config
+	// Auth, if set, authenticates every call (bearer token or client
+	// certificate) and enforces Policy: Lookup, BatchLookup and Watch need
+	// the lookup role, ReplicaAdmin replica-scan; health (and reflection,
+	// when on) stays open. The caller's auth.Identity is in the handlers'
+	// context. Nil: no authentication, and ReplicaAdmin refuses every call.
+	Auth *auth.Authenticator
+	// Reflection serves gRPC server reflection (grpcurl without .proto
+	// files). Off by default: it tells anyone who connects what the server
+	// offers.
+	Reflection bool
 	// ShutdownTimeout is how long a graceful stop may wait for calls in
 	// flight before they are cut off. Default 10 s.
 	ShutdownTimeout time.Duration
@@ -55,7 +66,8 @@ const maxRecvMsgSize = 256 << 10
 
 // Serve serves the TenantContextService on lis, with grpc.health.v1
 // (SERVING while serving, NOT_SERVING once shutting down, for the whole
-// server and for tcs.v1.TenantContextService) and server reflection, and
+// server and for tcs.v1.TenantContextService), server reflection if
+// opts.Reflection, authentication if opts.Auth, and
 // runs Run alongside (so Run must not be called as well). When ctx ends it
 // reports NOT_SERVING, ends Watch streams, stops gracefully, and cuts off
 // what is still in flight after opts.ShutdownTimeout. It returns nil after
@@ -84,11 +96,16 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener, opts ServeOptions)
 	if opts.StreamWorkers > 0 {
 		sopts = append(sopts, grpc.NumStreamWorkers(uint32(opts.StreamWorkers)))
 	}
+	if opts.Auth != nil {
+		sopts = append(sopts, opts.Auth.ServerOptions(Policy(opts.Reflection))...)
+	}
 	gs := grpc.NewServer(append(sopts, opts.ServerOptions...)...)
 	s.Register(gs)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
-	reflection.Register(gs)
+	if opts.Reflection {
+		reflection.Register(gs)
+	}
 	service := tcsv1.TenantContextService_ServiceDesc.ServiceName
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(service, healthpb.HealthCheckResponse_SERVING)

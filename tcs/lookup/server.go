@@ -3,9 +3,10 @@
 // the region's replica, kept fresh by the region's invalidation feed, which
 // it also relays to clients over Watch.
 //
-// With admin tokens configured it also serves tcs.admin.v1.ReplicaAdmin
+// With Config.ReplicaAdmin it also serves tcs.admin.v1.ReplicaAdmin
 // (admin.proto) on the same port: page-by-page scans of the replica for the
-// SRE tools, for callers with an admin bearer token.
+// SRE tools, for callers the server authenticated with the replica-scan role
+// (ServeOptions.Auth; a tcs node never holds catalog admin credentials).
 //
 // A Server is made with New, runs its feed subscription with Run, and is
 // served with Serve (which also runs Run, health, reflection, TLS and
@@ -129,13 +130,12 @@ type Config struct {
 	WatchBuffer int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
-	// AdminTokens are the bearer tokens that may call the replica admin
-	// API (tcs.admin.v1.ReplicaAdmin: ScanDocs, ScanHosts), which reads the
-	// replica page by page for tcsctl verify and repair. Empty means the
-	// API is not served; so does a Replica that is not a tcs.Scanner. An
-	// empty string among them is a misconfiguration (New panics). Lookup,
-	// BatchLookup and Watch need no token.
-	AdminTokens []string
+	// ReplicaAdmin serves the replica admin API (tcs.admin.v1.ReplicaAdmin:
+	// ScanDocs, ScanHosts), which reads the replica page by page for tcsctl
+	// verify and repair, to callers authenticated with the replica-scan role
+	// (ServeOptions.Auth); without authentication every call is refused. A
+	// Replica that is not a tcs.Scanner leaves it off.
+	ReplicaAdmin bool
 }
 
 // Server is the lookup server. Its methods are the TenantContextService;
@@ -245,11 +245,11 @@ func New(cfg Config) *Server {
 		}
 	}
 	s.cache = cache.New(cfg.Replica, opts)
-	if len(cfg.AdminTokens) > 0 {
+	if cfg.ReplicaAdmin {
 		if sc, ok := cfg.Replica.(tcs.Scanner); ok {
-			s.admin = newAdminServer(s, sc, cfg.AdminTokens)
+			s.admin = newAdminServer(s, sc)
 		} else {
-			s.log.Warn("admin tokens configured, but the replica cannot be scanned: the replica admin API is not served", "replica", fmt.Sprintf("%T", cfg.Replica))
+			s.log.Warn("replica admin API asked for, but the replica cannot be scanned: the replica admin API is not served", "replica", fmt.Sprintf("%T", cfg.Replica))
 		}
 	}
 	s.m = newMetrics(reg, s.cache)
@@ -265,7 +265,7 @@ func (s *Server) Cache() *cache.Cache { return s.cache }
 
 // Register registers the service on gs, in its wire form (see the package
 // comment), and the replica admin service if the server has one (see
-// Config.AdminTokens).
+// Config.ReplicaAdmin).
 func (s *Server) Register(gs grpc.ServiceRegistrar) {
 	tcsv1.RegisterTenantContextServiceServer(gs, wireServer{s})
 	if s.admin != nil {
