@@ -15,7 +15,7 @@ import (
 
 // Policy is the role each gRPC method needs. Methods maps a full method
 // ("/pkg.Service/Method") or a whole service ("/pkg.Service/") to its role;
-// Open lists services anyone may call (health checks). Every other method
+// Open lists services ("pkg.Service") anyone may call (health checks). Every other method
 // is refused (PermissionDenied): a method added to a service without a
 // role cannot be called by accident.
 type Policy struct {
@@ -23,8 +23,13 @@ type Policy struct {
 	Open    []string
 }
 
-// need returns the role a method needs, whether it is open, and whether
-// the policy knows it.
+// Need returns the role a method needs ("" if it is open), and false if
+// the policy does not know it (every call refused).
+func (p Policy) Need(method string) (Role, bool) {
+	r, _, known := p.need(method)
+	return r, known
+}
+
 func (p Policy) need(method string) (Role, bool, bool) {
 	if r, ok := p.Methods[method]; ok {
 		return r, false, true
@@ -37,7 +42,7 @@ func (p Policy) need(method string) (Role, bool, bool) {
 		return r, false, true
 	}
 	for _, o := range p.Open {
-		if strings.TrimSuffix(o, "/")+"/" == svc || o == method {
+		if "/"+strings.Trim(o, "/")+"/" == svc {
 			return "", true, true
 		}
 	}

@@ -2,13 +2,11 @@ package lookup
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
-	"strings"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/tcs-dev/tcs/internal/auth"
 
 	adminv1 "github.com/tcs-dev/tcs/proto/tcs/admin/v1"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
@@ -21,30 +19,22 @@ import (
 const MaxScanLimit = 1000
 
 // adminServer is tcs.admin.v1.ReplicaAdmin over the region's replica: reads
-// straight from the table, never from the cache, for bearers of an admin
-// token.
+// straight from the table, never from the cache, for callers authenticated
+// with the replica-scan role.
 type adminServer struct {
 	adminv1.UnimplementedReplicaAdminServer
 	s       *Server
 	scanner tcs.Scanner
-	tokens  [][sha256.Size]byte
 }
 
 var _ adminv1.ReplicaAdminServer = (*adminServer)(nil)
 
-func newAdminServer(s *Server, scanner tcs.Scanner, tokens []string) *adminServer {
-	a := &adminServer{s: s, scanner: scanner}
-	for _, t := range tokens {
-		if t == "" {
-			panic("lookup: Config.AdminTokens holds an empty token")
-		}
-		a.tokens = append(a.tokens, sha256.Sum256([]byte(t)))
-	}
-	return a
+func newAdminServer(s *Server, scanner tcs.Scanner) *adminServer {
+	return &adminServer{s: s, scanner: scanner}
 }
 
-// Admin returns the ReplicaAdmin service, or nil when the server has no
-// admin tokens or its replica is not a tcs.Scanner. Register registers it.
+// Admin returns the ReplicaAdmin service, or nil when Config.ReplicaAdmin
+// is off or the replica is not a tcs.Scanner. Register registers it.
 func (s *Server) Admin() adminv1.ReplicaAdminServer {
 	if s.admin == nil {
 		return nil
@@ -52,29 +42,17 @@ func (s *Server) Admin() adminv1.ReplicaAdminServer {
 	return s.admin
 }
 
-// authorize checks the call's "authorization: Bearer <token>" metadata
-// against the admin tokens. It compares SHA-256 digests in constant time and
-// looks at every token, so that timing leaks neither the token's length nor
-// which one matched.
+// authorize checks that the server's authentication (ServeOptions.Auth,
+// whose Policy already demands it) established a replica-scan caller: the
+// service reads every tenant document, so a server without authentication
+// refuses every call rather than serving them to anyone.
 func (a *adminServer) authorize(ctx context.Context) error {
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get("authorization")
-	if len(vals) != 1 {
-		return status.Error(codes.Unauthenticated, "missing bearer token: send metadata authorization: Bearer <admin token>")
+	id, ok := auth.FromContext(ctx)
+	if !ok {
+		return status.Error(codes.Unauthenticated, "missing credentials: the replica admin API needs a replica-scan credential")
 	}
-	const prefix = "bearer "
-	v := vals[0]
-	if len(v) <= len(prefix) || !strings.EqualFold(v[:len(prefix)], prefix) {
-		return status.Error(codes.Unauthenticated, "missing bearer token: send metadata authorization: Bearer <admin token>")
-	}
-	sum := sha256.Sum256([]byte(v[len(prefix):]))
-	ok := 0
-	for _, t := range a.tokens {
-		ok |= subtle.ConstantTimeCompare(sum[:], t[:])
-	}
-	if ok != 1 {
-		a.s.log.Warn("replica admin call with an invalid token")
-		return status.Error(codes.Unauthenticated, "invalid admin token")
+	if !id.Role.Allows(auth.ReplicaScan) {
+		return status.Error(codes.PermissionDenied, "permission denied: this method needs role replica-scan")
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/auth"
 	adminv1 "github.com/tcs-dev/tcs/proto/tcs/admin/v1"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs"
@@ -64,25 +65,31 @@ func TestReplicaAdmin(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	e := start(t, lookup.Config{Replica: rep, Region: "eu-west-1", AdminTokens: []string{"adm-1", "adm-2"}}, lookup.ServeOptions{})
+	e := start(t, lookup.Config{Replica: rep, Region: "eu-west-1", ReplicaAdmin: true}, lookup.ServeOptions{Auth: testAuth(t,
+		auth.Line(auth.ReplicaScan, "adm-1", "verify-1"), auth.Line(auth.ReplicaScan, "adm-2", "verify-2"), auth.Line(auth.Lookup, "lkp", "svc"))})
 	admin := adminv1.NewReplicaAdminClient(e.conn)
 
-	// Without a token, with a wrong one, or with another scheme: refused.
-	for _, auth := range []string{"", "Bearer nope", "Bearer adm-1x", "Basic adm-1", "adm-1", "Bearer "} {
+	// Without a token, with a wrong one, or with another scheme: refused;
+	// a lookup token is not a replica-scan one.
+	for _, cred := range []string{"", "Bearer nope", "Bearer adm-1x", "Basic adm-1", "adm-1", "Bearer ", "Bearer lkp"} {
+		want := codes.Unauthenticated
 		c := ctx
-		if auth != "" {
-			c = bearer(ctx, auth)
+		if cred != "" {
+			c = bearer(ctx, cred)
 		}
-		if _, err := admin.ScanDocs(c, &adminv1.ScanRequest{}); status.Code(err) != codes.Unauthenticated {
-			t.Errorf("ScanDocs with authorization %q: %v, want UNAUTHENTICATED", auth, err)
+		if cred == "Bearer lkp" {
+			want = codes.PermissionDenied
 		}
-		if _, err := admin.ScanHosts(c, &adminv1.ScanRequest{}); status.Code(err) != codes.Unauthenticated {
-			t.Errorf("ScanHosts with authorization %q: %v, want UNAUTHENTICATED", auth, err)
+		if _, err := admin.ScanDocs(c, &adminv1.ScanRequest{}); status.Code(err) != want {
+			t.Errorf("ScanDocs with authorization %q: %v, want %v", cred, err, want)
+		}
+		if _, err := admin.ScanHosts(c, &adminv1.ScanRequest{}); status.Code(err) != want {
+			t.Errorf("ScanHosts with authorization %q: %v, want %v", cred, err, want)
 		}
 	}
-	// Lookups need no token.
-	if _, err := e.client.Lookup(ctx, &tcsv1.LookupRequest{Hostname: "acme.example.com"}); err != nil {
-		t.Fatalf("Lookup without a token: %v", err)
+	// Lookups need the lookup role.
+	if _, err := e.client.Lookup(bearer(ctx, "Bearer lkp"), &tcsv1.LookupRequest{Hostname: "acme.example.com"}); err != nil {
+		t.Fatalf("Lookup with a lookup token: %v", err)
 	}
 
 	// Either token pages through the documents, tombstones included.
@@ -125,7 +132,7 @@ func TestReplicaAdmin(t *testing.T) {
 	if _, err := rep.Apply(ctx, a3); err != nil {
 		t.Fatal(err)
 	}
-	got, err := e.client.Lookup(ctx, &tcsv1.LookupRequest{Hostname: "acme.example.com"})
+	got, err := e.client.Lookup(bearer(ctx, "Bearer lkp"), &tcsv1.LookupRequest{Hostname: "acme.example.com"})
 	if err != nil || got.GetTenant().GetVersion() != 2 {
 		t.Fatalf("cached Lookup = %v, %v; want version 2 from the cache", got.GetTenant().GetVersion(), err)
 	}
@@ -155,13 +162,15 @@ func TestReplicaAdmin(t *testing.T) {
 	}
 }
 
-// TestReplicaAdminOff: without admin tokens, or over a replica that cannot
-// be scanned, the admin service is not served.
+// TestReplicaAdminOff: without Config.ReplicaAdmin, or over a replica that
+// cannot be scanned, the admin service is not served; served without
+// authentication it refuses every call (it would hand every tenant to
+// anyone).
 func TestReplicaAdminOff(t *testing.T) {
 	t.Parallel()
 	for name, cfg := range map[string]lookup.Config{
-		"no tokens":           {Replica: boltReplica(t)},
-		"replica not Scanner": {Replica: newFakeReplica(), AdminTokens: []string{"adm"}},
+		"off":                 {Replica: boltReplica(t)},
+		"replica not Scanner": {Replica: newFakeReplica(), ReplicaAdmin: true},
 	} {
 		e := start(t, cfg, lookup.ServeOptions{})
 		if e.srv.Admin() != nil {
@@ -172,16 +181,10 @@ func TestReplicaAdminOff(t *testing.T) {
 			t.Errorf("%s: ScanDocs = %v, want UNIMPLEMENTED", name, err)
 		}
 	}
-}
-
-func TestReplicaAdminEmptyTokenPanics(t *testing.T) {
-	t.Parallel()
-	defer func() {
-		if recover() == nil {
-			t.Fatal("New with an empty admin token did not panic")
-		}
-	}()
-	lookup.New(lookup.Config{Replica: boltReplica(t), AdminTokens: []string{"ok", ""}})
+	e := start(t, lookup.Config{Replica: boltReplica(t), ReplicaAdmin: true}, lookup.ServeOptions{})
+	if _, err := adminv1.NewReplicaAdminClient(e.conn).ScanDocs(bearer(ctxT(t), "Bearer adm"), &adminv1.ScanRequest{}); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("ReplicaAdmin without authentication: %v, want UNAUTHENTICATED", err)
+	}
 }
 
 var _ tcs.Scanner = (*limitRecorder)(nil)

@@ -60,7 +60,7 @@ func TestHealth(t *testing.T) {
 
 func TestReflection(t *testing.T) {
 	t.Parallel()
-	e := start(t, lookup.Config{}, lookup.ServeOptions{})
+	e := start(t, lookup.Config{}, lookup.ServeOptions{Reflection: true})
 	stream, err := reflectionpb.NewServerReflectionClient(e.conn).ServerReflectionInfo(ctxT(t))
 	if err != nil {
 		t.Fatal(err)
