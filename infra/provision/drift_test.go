@@ -1,6 +1,7 @@
 package provision_test
 
 import (
+	"fmt"
 	"reflect"
 	"slices"
 	"sort"
@@ -131,10 +132,6 @@ func TestTemplateStreamAndTopicMatchCode(t *testing.T) {
 	if name, err := cloudformation.Resolve(s.Properties["Name"], homeVars); err != nil || name != names.Stream() {
 		t.Errorf("stream name %q (%v), code uses %q", name, err, names.Stream())
 	}
-	enc, _ := s.Properties["StreamEncryption"].(map[string]any)
-	if enc["EncryptionType"] != "KMS" || enc["KeyId"] == nil {
-		t.Errorf("stream encryption %v, want KMS with a key", enc)
-	}
 	topic := regionT.Resources["InvalidationTopic"]
 	if name, err := cloudformation.Resolve(topic.Properties["TopicName"], regionVars); err != nil || name != names.Topic(serving) {
 		t.Errorf("topic name %q (%v), code uses %q", name, err, names.Topic(serving))
@@ -169,7 +166,8 @@ func TestTemplatePoliciesMatchCode(t *testing.T) {
 		subsetOf    []string // want must be a subset of this interface's actions
 	}{
 		{tpl: homeT, policy: "CatalogPolicy", sid: "SourceOfTruth", want: catalogAPI},
-		{tpl: homeT, policy: "PublisherPolicy", sid: "Outbox", want: []string{"dynamodb:BatchWriteItem", "dynamodb:DescribeTable", "dynamodb:Query"}, subsetOf: catalogAPI},
+		{tpl: homeT, policy: "PublisherPolicy", sid: "Outbox", want: []string{"dynamodb:BatchWriteItem", "dynamodb:Query"}, subsetOf: catalogAPI},
+		{tpl: homeT, policy: "PublisherPolicy", sid: "OutboxTable", want: []string{"dynamodb:DescribeTable"}, subsetOf: catalogAPI},
 		{tpl: homeT, policy: "PublisherPolicy", sid: "Stream", want: []string{"kinesis:DescribeStreamSummary", "kinesis:PutRecords"}, subsetOf: kinesisAPI},
 		{tpl: regionT, policy: "ApplierPolicy", sid: "Stream", want: actions("kinesis", (*streamkinesis.KinesisAPI)(nil), "PutRecords")},
 		{tpl: regionT, policy: "ApplierPolicy", sid: "Leases", want: actions("dynamodb", (*streamkinesis.LeaseAPI)(nil))},
@@ -177,8 +175,10 @@ func TestTemplatePoliciesMatchCode(t *testing.T) {
 		{tpl: regionT, policy: "ApplierPolicy", sid: "Invalidate", want: []string{"sns:GetTopicAttributes", "sns:Publish"}, subsetOf: actions("sns", (*tcssns.SNSAPI)(nil))},
 		{tpl: regionT, policy: "ApplierPolicy", sid: "FindTopic", want: actions("sns", (*tcssns.ListTopicsAPI)(nil))},
 		{tpl: regionT, policy: "NodePolicy", sid: "Replica", want: replicaReads},
-		{tpl: regionT, policy: "NodePolicy", sid: "Subscribe", want: actions("sns", (*tcssns.SNSAPI)(nil), "Publish")},
-		{tpl: regionT, policy: "NodePolicy", sid: "OwnQueue", want: actions("sqs", (*tcssns.SQSAPI)(nil), "ListQueues")},
+		{tpl: regionT, policy: "NodePolicy", sid: "Topic", want: actions("sns", (*tcssns.SNSAPI)(nil), "Publish", "Subscribe")},
+		{tpl: regionT, policy: "NodePolicy", sid: "Subscribe", want: []string{"sns:Subscribe"}},
+		{tpl: regionT, policy: "NodePolicy", sid: "OwnQueue", want: actions("sqs", (*tcssns.SQSAPI)(nil), "ListQueues", "DeleteQueue")},
+		{tpl: regionT, policy: "NodePolicy", sid: "DeleteQueue", want: []string{"sqs:DeleteQueue"}},
 		{tpl: regionT, policy: "NodePolicy", sid: "FindQueuesAndTopic", want: append(actions("sns", (*tcssns.ListTopicsAPI)(nil)), "sqs:ListQueues")},
 	} {
 		t.Run(tc.policy+"/"+tc.sid, func(t *testing.T) {
@@ -199,6 +199,66 @@ func TestTemplatePoliciesMatchCode(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTemplateEncryptionMatchesCode checks that the templates encrypt what
+// Apply encrypts, with the same keys, and that the roles may use the keys.
+func TestTemplateEncryptionMatchesCode(t *testing.T) {
+	t.Parallel()
+	homeT, regionT, homeVars, regionVars := templates(t)
+	for _, p := range checkEncryption(t, homeT, regionT, homeVars, regionVars) {
+		t.Error(p)
+	}
+}
+
+// checkEncryption returns what is unencrypted, encrypted otherwise than
+// Apply does it, or encrypted with a key a role that needs it may not use.
+func checkEncryption(t *testing.T, homeT, regionT *cloudformation.Template, homeVars, regionVars map[string]string) []string {
+	t.Helper()
+	var problems []string
+	enc, _ := homeT.Resources["ChangeStream"].Properties["StreamEncryption"].(map[string]any)
+	if enc["EncryptionType"] != "KMS" || enc["KeyId"] != provision.StreamKMSKey {
+		problems = append(problems, fmt.Sprintf("ChangeStream encryption %v, want KMS with %s (provision.StreamKMSKey)", enc, provision.StreamKMSKey))
+	}
+	if key := regionT.Resources["InvalidationTopic"].Properties["KmsMasterKeyId"]; key != provision.TopicKMSKey {
+		problems = append(problems, fmt.Sprintf("InvalidationTopic KmsMasterKeyId %v, want %s (provision.TopicKMSKey)", key, provision.TopicKMSKey))
+	}
+	for _, tpl := range []*cloudformation.Template{homeT, regionT} {
+		for id, r := range tpl.Resources {
+			if r.Type != "AWS::DynamoDB::Table" {
+				continue
+			}
+			if sse, _ := r.Properties["SSESpecification"].(map[string]any); sse["SSEEnabled"] != true {
+				problems = append(problems, fmt.Sprintf("table %s: SSESpecification %v, want SSEEnabled", id, sse))
+			}
+		}
+	}
+	// The roles that write and read the stream and the topic may use their
+	// keys, through the service only.
+	ps := policies(homeT, regionT, homeVars, regionVars)
+	key := "arn:aws:kms:" + home + ":123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+	via := func(service, region string) map[string][]string {
+		return map[string][]string{"kms:ViaService": {service + "." + region + ".amazonaws.com"}}
+	}
+	for _, tc := range []struct {
+		policy, action string
+		context        map[string][]string
+		want           decision
+	}{
+		{"PublisherPolicy", "kms:GenerateDataKey", via("kinesis", home), allowed},
+		{"ApplierPolicy", "kms:Decrypt", via("kinesis", home), allowed},
+		{"ApplierPolicy", "kms:GenerateDataKey", via("sns", serving), allowed},
+		{"ApplierPolicy", "kms:Decrypt", via("sns", serving), allowed},
+		{"PublisherPolicy", "kms:GenerateDataKey", nil, notPermitted},
+		{"ApplierPolicy", "kms:Decrypt", via("s3", serving), notPermitted},
+		{"ApplierPolicy", "kms:Decrypt", nil, notPermitted},
+	} {
+		req := request{action: tc.action, resource: key, context: tc.context}
+		if d := ps[tc.policy].decide(t, req); d != tc.want {
+			problems = append(problems, fmt.Sprintf("%s: %v is %s, want %s", tc.policy, req, d, tc.want))
+		}
+	}
+	return problems
 }
 
 // iamActions maps SDK operations to the IAM actions that authorise them

@@ -4,9 +4,11 @@
 // table and the invalidation topic. It is `tcsctl infra apply`, and how the
 // local emulators get their resources. Production deployments use the
 // CloudFormation templates in infra/cloudformation, which declare the same
-// resources plus what the emulators cannot model (IAM policies, KMS stream
-// encryption, point-in-time recovery); this package's tests keep the two in
-// step.
+// resources plus the IAM policies. Apply gives the resources the same
+// protection as the templates (KMS encryption of the stream and topics,
+// point-in-time recovery, deletion protection), warning where an emulator
+// cannot; this package's tests keep the two in step, IAM conditions
+// included.
 //
 // Every name derives from one prefix (Names), which the binaries take as
 // --aws-prefix.
@@ -161,8 +163,11 @@ func (p Plan) Resources() []Resource {
 	}
 	rs := []Resource{
 		table(p.Names.CatalogTable(), home, catalogTable, true),
-		{Kind: "kinesis stream", Name: p.Names.Stream(), Region: home, ensure: func(ctx context.Context, c Clients, _ io.Writer) error {
-			return streamkinesis.CreateStream(ctx, c.Kinesis(home), p.Names.Stream(), p.Shards)
+		{Kind: "kinesis stream", Name: p.Names.Stream(), Region: home, ensure: func(ctx context.Context, c Clients, out io.Writer) error {
+			if err := streamkinesis.CreateStream(ctx, c.Kinesis(home), p.Names.Stream(), p.Shards); err != nil {
+				return err
+			}
+			return encryptStream(ctx, c.Kinesis(home), p.Names.Stream(), out)
 		}},
 	}
 	for _, r := range p.Regions {
@@ -170,9 +175,12 @@ func (p Plan) Resources() []Resource {
 		rs = append(rs,
 			table(p.Names.ReplicaTable(r), r, replicadynamo.TableInput(p.Names.ReplicaTable(r)), true),
 			table(p.Names.LeaseTable(r), r, streamkinesis.LeaseTableInput(p.Names.LeaseTable(r)), false),
-			Resource{Kind: "sns topic", Name: topic, Region: r, ensure: func(ctx context.Context, c Clients, _ io.Writer) error {
-				_, err := tcssns.CreateTopic(ctx, c.SNS(r), topic)
-				return err
+			Resource{Kind: "sns topic", Name: topic, Region: r, ensure: func(ctx context.Context, c Clients, out io.Writer) error {
+				arn, err := tcssns.CreateTopic(ctx, c.SNS(r), topic)
+				if err != nil {
+					return err
+				}
+				return encryptTopic(ctx, c.SNS(r), arn, out)
 			}})
 	}
 	return rs
@@ -180,9 +188,14 @@ func (p Plan) Resources() []Resource {
 
 // Apply creates every resource of p that does not exist yet and waits until
 // each is ready; running it again changes nothing. Existing resources are
-// left as they are (a table with another key schema is an error). The
-// catalog table gets deletion protection, it and the replica tables
-// point-in-time recovery. It writes one line per resource to out.
+// left as they are (a table with another key schema is an error), except
+// that encryption is added where missing. The catalog table gets deletion
+// protection, it and the replica tables point-in-time recovery; the stream
+// is encrypted with StreamKMSKey and each topic with TopicKMSKey, as in the
+// templates (tables are always encrypted at rest by DynamoDB). An endpoint
+// that does not support point-in-time recovery or encryption (the
+// emulators) gets a warning line, not an error. It writes one line per
+// resource to out.
 func Apply(ctx context.Context, p Plan, c Clients, out io.Writer) error {
 	if err := p.Validate(); err != nil {
 		return err

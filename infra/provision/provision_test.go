@@ -12,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	awssns "github.com/aws/aws-sdk-go-v2/service/sns"
 
 	catalogdynamo "github.com/tcs-dev/tcs/catalog/dynamo"
 	"github.com/tcs-dev/tcs/infra/emulators"
@@ -46,6 +48,7 @@ func TestApplyCreatesWhatTheBackendsOpen(t *testing.T) {
 		t.Fatalf("Apply: %v\n%s", err, &out)
 	}
 	t.Logf("first apply:\n%s", &out)
+	first := out.String()
 	for _, want := range []string{"prov-a-catalog", "prov-a-changes", "prov-a-replica-eu-west-1", "prov-a-leases-us-east-1", "prov-a-invalidations-eu-west-1"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("Apply output does not mention %s", want)
@@ -89,6 +92,31 @@ func TestApplyCreatesWhatTheBackendsOpen(t *testing.T) {
 		if _, err := tcssns.OpenBroadcaster(ctx, tcssns.Config{SNS: c.SNS(r), TopicARN: arn, Region: r}); err != nil {
 			t.Errorf("broadcaster of %s: %v", r, err)
 		}
+	}
+	// The emulators: fauxqs keeps a topic's KMS key, kinesalite has no
+	// stream encryption; Apply encrypts what it can and warns about the rest
+	// (encryption_test.go covers the other answers an endpoint can give).
+	for _, r := range plan.Regions {
+		arn, err := tcssns.LookupTopic(ctx, c.SNS(r), n.Topic(r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		attrs, err := c.SNS(r).GetTopicAttributes(ctx, &awssns.GetTopicAttributesInput{TopicArn: aws.String(arn)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := attrs.Attributes["KmsMasterKeyId"]; got != provision.TopicKMSKey {
+			t.Errorf("topic %s: KmsMasterKeyId %q, want %q", n.Topic(r), got, provision.TopicKMSKey)
+		}
+	}
+	sum, err := c.Kinesis("us-east-1").DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(n.Stream())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	encrypted := sum.StreamDescriptionSummary.EncryptionType == ktypes.EncryptionTypeKms
+	warned := strings.Contains(first, n.Stream()+": the endpoint does not support stream encryption")
+	if encrypted == warned {
+		t.Errorf("stream %s: encrypted %v, warned %v; want exactly one\n%s", n.Stream(), encrypted, warned, first)
 	}
 	shards, err := c.Kinesis("us-east-1").ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String(n.Stream())})
 	if err != nil || len(shards.Shards) != 2 {

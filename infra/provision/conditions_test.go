@@ -1,0 +1,613 @@
+package provision_test
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	awssns "github.com/aws/aws-sdk-go-v2/service/sns"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/tcs-dev/tcs/catalog"
+	catalogdynamo "github.com/tcs-dev/tcs/catalog/dynamo"
+	"github.com/tcs-dev/tcs/catalog/storetest"
+	"github.com/tcs-dev/tcs/infra/cloudformation"
+	"github.com/tcs-dev/tcs/infra/emulators"
+	"github.com/tcs-dev/tcs/infra/provision"
+	"github.com/tcs-dev/tcs/tcs"
+	tcssns "github.com/tcs-dev/tcs/tcs/sns"
+)
+
+// The IAM conditions are checked against the calls the code really makes:
+// the catalog store and the publisher run against DynamoDB Local and a tcs
+// node's Feed against fauxqs, through recorders that note each call's
+// action and condition keys; each recorded call must be allowed by its
+// role's policy, and what a role must not do must be denied. The drift
+// checks are functions of the templates, so that TestDriftCatchesWeakenedPolicies
+// can show each of them failing on a template with a condition, a deny
+// statement or the encryption removed.
+
+// calls is what the code did, as IAM requests.
+type calls struct {
+	catalog   []request // the catalog's writes and reads
+	publisher []request // streamer publish: read and acknowledge the outbox
+	node      []request // a tcs node subscribing and unsubscribing its queue
+	// auditPuts are the catalog's puts of audit items, with their
+	// condition expressions.
+	auditPuts []string
+}
+
+// catalogTableARN is the catalog table's ARN in the templates' terms (the
+// recorded calls went to an emulator table with another name).
+var catalogTableARN = "arn:aws:dynamodb:" + home + ":123456789012:table/" + names.CatalogTable()
+
+var (
+	recordOnce sync.Once
+	recorded   calls
+	recordErr  error
+)
+
+// record runs the code against the emulators once per test binary.
+func record(t *testing.T) calls {
+	t.Helper()
+	emulators.SharedAWS(t).Setenv(t)
+	recordOnce.Do(func() { recorded, recordErr = recordCalls(t) })
+	if recordErr != nil {
+		t.Fatal(recordErr)
+	}
+	return recorded
+}
+
+func recordCalls(t *testing.T) (calls, error) {
+	ctx := context.Background()
+	c := clients(t)
+	n := provision.Names{Prefix: "prov-iam"}
+	var out strings.Builder
+	plan := provision.Plan{Names: n, HomeRegion: home, Regions: []string{serving}, Shards: 1}
+	if err := provision.Apply(ctx, plan, c, &out); err != nil {
+		return calls{}, fmt.Errorf("apply: %v\n%s", err, &out)
+	}
+	var got calls
+
+	// The catalog: every kind of write, and the reads.
+	cat := &dynamoRecorder{API: c.DynamoDB(home)}
+	store, err := catalogdynamo.Open(ctx, catalogdynamo.Config{Client: cat, Table: n.CatalogTable()})
+	if err != nil {
+		return got, err
+	}
+	created, err := store.Create(ctx, storetest.NewTenant("acme", "acme.example.com"), "admin")
+	if err != nil {
+		return got, fmt.Errorf("create: %w", err)
+	}
+	upd := *created
+	upd.Hostnames = []string{"www.acme.example.com"}
+	if _, err := store.Update(ctx, &upd, created.Version, "admin"); err != nil {
+		return got, fmt.Errorf("update: %w", err)
+	}
+	if _, err := store.Create(ctx, storetest.NewTenant("globex", "globex.example.com"), "admin"); err != nil {
+		return got, fmt.Errorf("create: %w", err)
+	}
+	if _, err := store.Delete(ctx, "globex", 0, "admin"); err != nil {
+		return got, fmt.Errorf("delete: %w", err)
+	}
+	if _, err := store.Resync(ctx, []catalog.ResyncRequest{{ID: "acme"}}, nil); err != nil {
+		return got, fmt.Errorf("resync: %w", err)
+	}
+	if _, _, err := store.ResyncAll(ctx, "", 10, nil); err != nil {
+		return got, fmt.Errorf("resync all: %w", err)
+	}
+	if _, err := store.Get(ctx, "acme"); err != nil {
+		return got, fmt.Errorf("get: %w", err)
+	}
+	if _, err := store.LookupHostname(ctx, "www.acme.example.com"); err != nil {
+		return got, fmt.Errorf("lookup: %w", err)
+	}
+	if _, err := store.List(ctx, catalog.ListOptions{}); err != nil {
+		return got, fmt.Errorf("list: %w", err)
+	}
+	if _, err := store.History(ctx, "acme", catalog.HistoryOptions{}); err != nil {
+		return got, fmt.Errorf("history: %w", err)
+	}
+	if _, err := store.Export(ctx, catalog.ListOptions{}); err != nil {
+		return got, fmt.Errorf("export: %w", err)
+	}
+	got.catalog, got.auditPuts = cat.requests(catalogTableARN)
+	if cat.err != nil {
+		return got, cat.err
+	}
+
+	// The publisher: read the outbox, acknowledge it.
+	pub := &dynamoRecorder{API: c.DynamoDB(home)}
+	outbox, err := catalogdynamo.Open(ctx, catalogdynamo.Config{Client: pub, Table: n.CatalogTable()})
+	if err != nil {
+		return got, err
+	}
+	entries, err := outbox.ReadOutbox(ctx, 0, 100)
+	if err != nil || len(entries) == 0 {
+		return got, fmt.Errorf("read outbox: %d entries, %v", len(entries), err)
+	}
+	if err := outbox.AckOutbox(ctx, entries[len(entries)-1].Seq); err != nil {
+		return got, fmt.Errorf("ack outbox: %w", err)
+	}
+	got.publisher, _ = pub.requests(catalogTableARN)
+	if pub.err != nil {
+		return got, pub.err
+	}
+
+	// A tcs node: subscribe a queue to the topic, then stop cleanly
+	// (unsubscribe, delete the queue).
+	got.node, err = recordNode(ctx, c, n)
+	return got, err
+}
+
+func recordNode(ctx context.Context, c provision.Clients, n provision.Names) ([]request, error) {
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(serving))
+	if err != nil {
+		return nil, err
+	}
+	arn, err := tcssns.LookupTopic(ctx, c.SNS(serving), n.Topic(serving))
+	if err != nil {
+		return nil, err
+	}
+	rec := &queueRecorder{SNSAPI: c.SNS(serving), SQSAPI: awssqs.NewFromConfig(cfg), realPrefix: n.Prefix}
+	feed, err := tcssns.OpenFeed(ctx, tcssns.Config{SNS: rec, SQS: rec, TopicARN: arn, Region: serving, Prefix: n.Prefix, NodeID: "node-1", SweepInterval: -1, SettleTime: -1})
+	if err != nil {
+		return nil, err
+	}
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- feed.Subscribe(sctx, func(tcs.Invalidation) {}, func() {}) }()
+	deadline := time.After(30 * time.Second)
+	for !rec.subscribed() {
+		select {
+		case err := <-done:
+			stop()
+			return nil, fmt.Errorf("subscribe ended before subscribing: %v", err)
+		case <-deadline:
+			stop()
+			return nil, fmt.Errorf("the feed did not subscribe within 30s")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	stop()
+	if err := <-done; err != nil {
+		return nil, fmt.Errorf("subscribe: %w", err)
+	}
+	return rec.requests(), nil
+}
+
+// dynamoRecorder notes the IAM request behind each call to the catalog
+// table.
+type dynamoRecorder struct {
+	catalogdynamo.API
+	mu    sync.Mutex
+	calls []recordedCall
+	err   error
+}
+
+type recordedCall struct {
+	action string
+	keys   []string // partition keys touched (dynamodb:LeadingKeys)
+	cond   string   // the condition expression of a put
+}
+
+func (r *dynamoRecorder) note(action string, cond string, keys ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, recordedCall{action: "dynamodb:" + action, keys: keys, cond: cond})
+}
+
+func (r *dynamoRecorder) fail(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err == nil {
+		r.err = err
+	}
+}
+
+// requests returns the recorded calls as requests on table, and the
+// condition expressions of the puts of audit items.
+func (r *dynamoRecorder) requests(table string) (reqs []request, auditPuts []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.calls {
+		req := request{action: c.action, resource: table}
+		if len(c.keys) > 0 {
+			req.context = map[string][]string{"dynamodb:LeadingKeys": c.keys}
+		}
+		reqs = append(reqs, req)
+		if c.action == "dynamodb:PutItem" && strings.HasPrefix(c.keys[0], "AUDIT#") {
+			auditPuts = append(auditPuts, c.cond)
+		}
+	}
+	return reqs, auditPuts
+}
+
+func pk(item map[string]types.AttributeValue) string {
+	s, _ := item["PK"].(*types.AttributeValueMemberS)
+	if s == nil {
+		return "<no PK>"
+	}
+	return s.Value
+}
+
+func (r *dynamoRecorder) GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	r.note("GetItem", "", pk(in.Key))
+	return r.API.GetItem(ctx, in, opts...)
+}
+
+func (r *dynamoRecorder) BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error) {
+	var keys []string
+	for _, ka := range in.RequestItems {
+		for _, k := range ka.Keys {
+			keys = append(keys, pk(k))
+		}
+	}
+	r.note("BatchGetItem", "", keys...)
+	return r.API.BatchGetItem(ctx, in, opts...)
+}
+
+var keyCondPK = regexp.MustCompile(`(?:^|\s)PK = (:\w+)`)
+
+func (r *dynamoRecorder) Query(ctx context.Context, in *dynamodb.QueryInput, opts ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+	m := keyCondPK.FindStringSubmatch(aws.ToString(in.KeyConditionExpression))
+	if m == nil {
+		r.fail(fmt.Errorf("query %q: no PK = :value in the key condition; teach the recorder", aws.ToString(in.KeyConditionExpression)))
+	} else {
+		v, _ := in.ExpressionAttributeValues[m[1]].(*types.AttributeValueMemberS)
+		if v == nil {
+			r.fail(fmt.Errorf("query %q: %s is not a string value", aws.ToString(in.KeyConditionExpression), m[1]))
+		} else {
+			r.note("Query", "", v.Value)
+		}
+	}
+	return r.API.Query(ctx, in, opts...)
+}
+
+func (r *dynamoRecorder) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, opts ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
+	// IAM authorises each item of a transaction as its own action.
+	for _, it := range in.TransactItems {
+		switch {
+		case it.Put != nil:
+			r.note("PutItem", aws.ToString(it.Put.ConditionExpression), pk(it.Put.Item))
+		case it.Update != nil:
+			r.note("UpdateItem", "", pk(it.Update.Key))
+		case it.Delete != nil:
+			r.note("DeleteItem", "", pk(it.Delete.Key))
+		case it.ConditionCheck != nil:
+			r.note("ConditionCheckItem", "", pk(it.ConditionCheck.Key))
+		}
+	}
+	return r.API.TransactWriteItems(ctx, in, opts...)
+}
+
+func (r *dynamoRecorder) BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error) {
+	var keys []string
+	for _, reqs := range in.RequestItems {
+		for _, w := range reqs {
+			if w.PutRequest != nil {
+				keys = append(keys, pk(w.PutRequest.Item))
+			}
+			if w.DeleteRequest != nil {
+				keys = append(keys, pk(w.DeleteRequest.Key))
+			}
+		}
+	}
+	r.note("BatchWriteItem", "", keys...)
+	return r.API.BatchWriteItem(ctx, in, opts...)
+}
+
+func (r *dynamoRecorder) DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, opts ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error) {
+	r.note("DescribeTable", "")
+	return r.API.DescribeTable(ctx, in, opts...)
+}
+
+// queueRecorder notes a Feed's Subscribe, DeleteQueue (with the tags its
+// CreateQueue gave the queue) and Unsubscribe calls.
+type queueRecorder struct {
+	tcssns.SNSAPI
+	tcssns.SQSAPI
+	realPrefix string // the emulator resources' prefix
+
+	mu     sync.Mutex
+	reqs   []request
+	tags   map[string]map[string]string // queue URL → tags
+	subbed bool
+}
+
+func (r *queueRecorder) subscribed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.subbed
+}
+
+func (r *queueRecorder) requests() []request {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.reqs)
+}
+
+// templateARN renames an emulator ARN into the templates' account and
+// prefix.
+func (r *queueRecorder) templateARN(service, name string) string {
+	name = strings.Replace(name, r.realPrefix+"-", prefix+"-", 1)
+	return "arn:aws:" + service + ":" + serving + ":123456789012:" + name
+}
+
+func (r *queueRecorder) CreateQueue(ctx context.Context, in *awssqs.CreateQueueInput, opts ...func(*awssqs.Options)) (*awssqs.CreateQueueOutput, error) {
+	out, err := r.SQSAPI.CreateQueue(ctx, in, opts...)
+	if err == nil {
+		r.mu.Lock()
+		if r.tags == nil {
+			r.tags = map[string]map[string]string{}
+		}
+		r.tags[aws.ToString(out.QueueUrl)] = in.Tags
+		r.mu.Unlock()
+	}
+	return out, err
+}
+
+func (r *queueRecorder) Subscribe(ctx context.Context, in *awssns.SubscribeInput, opts ...func(*awssns.Options)) (*awssns.SubscribeOutput, error) {
+	endpoint := aws.ToString(in.Endpoint)
+	r.mu.Lock()
+	r.reqs = append(r.reqs, request{
+		action:   "sns:Subscribe",
+		resource: r.templateARN("sns", names.Topic(serving)),
+		context: map[string][]string{
+			"sns:Protocol": {aws.ToString(in.Protocol)},
+			"sns:Endpoint": {r.templateARN("sqs", endpoint[strings.LastIndexByte(endpoint, ':')+1:])},
+		},
+	})
+	r.mu.Unlock()
+	out, err := r.SNSAPI.Subscribe(ctx, in, opts...)
+	if err == nil {
+		r.mu.Lock()
+		r.subbed = true
+		r.mu.Unlock()
+	}
+	return out, err
+}
+
+func (r *queueRecorder) DeleteQueue(ctx context.Context, in *awssqs.DeleteQueueInput, opts ...func(*awssqs.Options)) (*awssqs.DeleteQueueOutput, error) {
+	url := aws.ToString(in.QueueUrl)
+	r.mu.Lock()
+	ctxKeys := map[string][]string{}
+	for k, v := range r.tags[url] {
+		ctxKeys["aws:ResourceTag/"+k] = []string{v}
+	}
+	r.reqs = append(r.reqs, request{action: "sqs:DeleteQueue", resource: r.templateARN("sqs", url[strings.LastIndexByte(url, '/')+1:]), context: ctxKeys})
+	r.mu.Unlock()
+	return r.SQSAPI.DeleteQueue(ctx, in, opts...)
+}
+
+// policies of the templates, by name.
+func policies(homeT, regionT *cloudformation.Template, homeVars, regionVars map[string]string) map[string]policy {
+	out := map[string]policy{}
+	for _, p := range []struct {
+		tpl  *cloudformation.Template
+		vars map[string]string
+	}{{homeT, homeVars}, {regionT, regionVars}} {
+		for id, r := range p.tpl.Resources {
+			if r.Type == "AWS::IAM::ManagedPolicy" {
+				out[id] = policy{name: id, tpl: p.tpl, vars: p.vars}
+			}
+		}
+	}
+	return out
+}
+
+// checkLeastPrivilege returns what is wrong with the templates' conditions
+// given what the code does: a call the code makes that its role's policy
+// does not allow, or a call a role must not make that its policy allows.
+func checkLeastPrivilege(t *testing.T, homeT, regionT *cloudformation.Template, homeVars, regionVars map[string]string, got calls) []string {
+	t.Helper()
+	ps := policies(homeT, regionT, homeVars, regionVars)
+	var problems []string
+	expect := func(p string, req request, want decision) {
+		if d := ps[p].decide(t, req); d != want {
+			problems = append(problems, fmt.Sprintf("%s: %v is %s, want %s", p, req, d, want))
+		}
+	}
+
+	// Each role may do what its code does.
+	for _, req := range got.catalog {
+		expect("CatalogPolicy", req, allowed)
+	}
+	for _, req := range got.publisher {
+		expect("PublisherPolicy", req, allowed)
+	}
+	for _, req := range got.node {
+		expect("NodePolicy", req, allowed)
+	}
+
+	// The publisher touches only the outbox: none of the catalog's item
+	// reads or writes outside it are allowed to it.
+	var outsideOutbox int
+	for _, req := range got.catalog {
+		keys := req.context["dynamodb:LeadingKeys"]
+		if len(keys) == 0 || !slices.ContainsFunc(keys, func(k string) bool { return !slices.Contains(outboxKeys(got), k) }) {
+			continue
+		}
+		outsideOutbox++
+		if d := ps["PublisherPolicy"].decide(t, req); d == allowed {
+			problems = append(problems, fmt.Sprintf("PublisherPolicy: %v (not the outbox) is allowed", req))
+		}
+		// Nor a batch delete of those items, the publisher's one write.
+		del := request{action: "dynamodb:BatchWriteItem", resource: req.resource, context: req.context}
+		if d := ps["PublisherPolicy"].decide(t, del); d == allowed {
+			problems = append(problems, fmt.Sprintf("PublisherPolicy: %v is allowed", del))
+		}
+	}
+	if outsideOutbox == 0 {
+		problems = append(problems, "the catalog made no calls outside the outbox partition; the recording is broken")
+	}
+
+	// Audit items are append-only for every role: the catalog creates them
+	// (with a put conditioned on their absence), nobody updates or deletes
+	// them, and no other role creates them.
+	if len(got.auditPuts) == 0 {
+		problems = append(problems, "the catalog wrote no audit item under the AUDIT# prefix: has the audit key shape changed? the AuditAppendOnly statements must follow it")
+	}
+	for _, cond := range got.auditPuts {
+		if !strings.Contains(cond, "attribute_not_exists") {
+			problems = append(problems, fmt.Sprintf("the catalog puts an audit item with condition %q: it could overwrite one", cond))
+		}
+	}
+	var auditKey string
+	for _, req := range got.catalog {
+		if req.action == "dynamodb:PutItem" && strings.HasPrefix(req.context["dynamodb:LeadingKeys"][0], "AUDIT#") {
+			auditKey = req.context["dynamodb:LeadingKeys"][0]
+			break
+		}
+	}
+	if auditKey != "" {
+		audit := map[string][]string{"dynamodb:LeadingKeys": {auditKey}}
+		mixed := map[string][]string{"dynamodb:LeadingKeys": {"OUTBOX", auditKey}}
+		for name := range ps {
+			for _, a := range []string{"UpdateItem", "DeleteItem", "BatchWriteItem", "PartiQLUpdate", "PartiQLDelete"} {
+				expect(name, request{action: "dynamodb:" + a, resource: catalogTableARN, context: audit}, denied)
+			}
+			expect(name, request{action: "dynamodb:BatchWriteItem", resource: catalogTableARN, context: mixed}, denied)
+			if name != "CatalogPolicy" {
+				expect(name, request{action: "dynamodb:PutItem", resource: catalogTableARN, context: audit}, denied)
+				expect(name, request{action: "dynamodb:PartiQLInsert", resource: catalogTableARN, context: audit}, denied)
+			}
+		}
+	}
+
+	// A node subscribes only its region's queues over SQS, and deletes only
+	// its region's invalidation queues.
+	queue := "arn:aws:sqs:" + serving + ":123456789012:" + tcssns.QueueNamePrefix(prefix, serving) + "other-node-0123abcd"
+	topic := "arn:aws:sns:" + serving + ":123456789012:" + names.Topic(serving)
+	sub := func(protocol, endpoint string) request {
+		return request{action: "sns:Subscribe", resource: topic, context: map[string][]string{"sns:Protocol": {protocol}, "sns:Endpoint": {endpoint}}}
+	}
+	expect("NodePolicy", sub("sqs", queue), allowed)
+	expect("NodePolicy", sub("https", "https://attacker.example/collect"), notPermitted)
+	expect("NodePolicy", sub("http", queue), notPermitted)
+	expect("NodePolicy", sub("email", "someone@example.com"), notPermitted)
+	expect("NodePolicy", sub("sqs", "arn:aws:sqs:"+serving+":999999999999:"+tcssns.QueueNamePrefix(prefix, serving)+"x"), notPermitted)
+	expect("NodePolicy", sub("sqs", "arn:aws:sqs:"+serving+":123456789012:"+tcssns.QueueNamePrefix(prefix, home)+"x"), notPermitted)
+	var nodeDeletes int
+	for _, req := range got.node {
+		if req.action != "sqs:DeleteQueue" {
+			continue
+		}
+		nodeDeletes++
+		// The same queue without the node's tags, or tagged for another
+		// region, is not the node's to delete.
+		for _, drop := range []string{"aws:ResourceTag/" + tcssns.TagRole, "aws:ResourceTag/" + tcssns.TagRegion} {
+			other := request{action: req.action, resource: req.resource, context: map[string][]string{}}
+			for k, v := range req.context {
+				if k != drop {
+					other.context[k] = v
+				}
+			}
+			expect("NodePolicy", other, notPermitted)
+		}
+		other := request{action: req.action, resource: req.resource, context: map[string][]string{}}
+		for k, v := range req.context {
+			other.context[k] = v
+		}
+		other.context["aws:ResourceTag/"+tcssns.TagRegion] = []string{home}
+		expect("NodePolicy", other, notPermitted)
+	}
+	if nodeDeletes == 0 {
+		problems = append(problems, "the node deleted no queue when it stopped; the recording is broken")
+	}
+	return problems
+}
+
+// outboxKeys are the partition keys the publisher's calls touched.
+func outboxKeys(got calls) []string {
+	var keys []string
+	for _, req := range got.publisher {
+		for _, k := range req.context["dynamodb:LeadingKeys"] {
+			if !slices.Contains(keys, k) {
+				keys = append(keys, k)
+			}
+		}
+	}
+	return keys
+}
+
+func TestLeastPrivilegeMatchesCode(t *testing.T) {
+	got := record(t)
+	homeT, regionT, homeVars, regionVars := templates(t)
+	for _, p := range checkLeastPrivilege(t, homeT, regionT, homeVars, regionVars, got) {
+		t.Error(p)
+	}
+	t.Logf("checked %d catalog, %d publisher and %d node calls; the publisher touched partitions %v",
+		len(got.catalog), len(got.publisher), len(got.node), outboxKeys(got))
+}
+
+// TestDriftCatchesWeakenedPolicies shows that the drift checks fail when a
+// condition, a deny statement or the encryption goes missing.
+func TestDriftCatchesWeakenedPolicies(t *testing.T) {
+	got := record(t)
+	for name, weaken := range map[string]func(t *testing.T, homeT, regionT *cloudformation.Template){
+		"publisher outbox condition dropped": func(t *testing.T, homeT, _ *cloudformation.Template) {
+			delete(statement(t, homeT, "PublisherPolicy", "Outbox"), "Condition")
+		},
+		"catalog audit deny dropped": func(t *testing.T, homeT, _ *cloudformation.Template) {
+			dropStatement(t, homeT, "CatalogPolicy", "AuditAppendOnly")
+		},
+		"node audit deny dropped": func(t *testing.T, _, regionT *cloudformation.Template) {
+			dropStatement(t, regionT, "NodePolicy", "AuditAppendOnly")
+		},
+		"publisher may put audit items": func(t *testing.T, homeT, _ *cloudformation.Template) {
+			st := statement(t, homeT, "PublisherPolicy", "AuditAppendOnly")
+			st["Action"] = slices.DeleteFunc(st["Action"].([]any), func(a any) bool { return a == "dynamodb:PutItem" })
+		},
+		"subscribe protocol condition dropped": func(t *testing.T, _, regionT *cloudformation.Template) {
+			delete(statement(t, regionT, "NodePolicy", "Subscribe")["Condition"].(map[string]any), "StringEquals")
+		},
+		"subscribe endpoint condition dropped": func(t *testing.T, _, regionT *cloudformation.Template) {
+			delete(statement(t, regionT, "NodePolicy", "Subscribe")["Condition"].(map[string]any), "StringLike")
+		},
+		"queue deletion tag condition dropped": func(t *testing.T, _, regionT *cloudformation.Template) {
+			delete(statement(t, regionT, "NodePolicy", "DeleteQueue"), "Condition")
+		},
+		"topic unencrypted": func(t *testing.T, _, regionT *cloudformation.Template) {
+			delete(regionT.Resources["InvalidationTopic"].Properties, "KmsMasterKeyId")
+		},
+		"stream unencrypted": func(t *testing.T, homeT, _ *cloudformation.Template) {
+			delete(homeT.Resources["ChangeStream"].Properties, "StreamEncryption")
+		},
+		"applier cannot use the topic key": func(t *testing.T, _, regionT *cloudformation.Template) {
+			dropStatement(t, regionT, "ApplierPolicy", "TopicEncryption")
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			homeT, regionT, homeVars, regionVars := templates(t)
+			if len(checkLeastPrivilege(t, homeT, regionT, homeVars, regionVars, got))+len(checkEncryption(t, homeT, regionT, homeVars, regionVars)) != 0 {
+				t.Fatal("the committed templates fail the checks")
+			}
+			weaken(t, homeT, regionT)
+			problems := append(checkLeastPrivilege(t, homeT, regionT, homeVars, regionVars, got), checkEncryption(t, homeT, regionT, homeVars, regionVars)...)
+			if len(problems) == 0 {
+				t.Fatal("the checks pass on the weakened templates")
+			}
+			t.Logf("caught: %s", problems[0])
+		})
+	}
+}
+
+func dropStatement(t *testing.T, tpl *cloudformation.Template, policy, sid string) {
+	t.Helper()
+	statement(t, tpl, policy, sid) // fails if absent
+	doc := tpl.Resources[policy].Properties["PolicyDocument"].(map[string]any)
+	doc["Statement"] = slices.DeleteFunc(doc["Statement"].([]any), func(st any) bool {
+		m, _ := st.(map[string]any)
+		return m["Sid"] == sid
+	})
+}
