@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -46,10 +47,22 @@ func (s *Server) readBodyLimit(w http.ResponseWriter, r *http.Request, limit int
 }
 
 // decodeStrict decodes exactly one JSON value from body into v, rejecting
-// unknown fields, and turns every failure into an error naming the field.
+// unknown fields, keys that match a field only in another case, duplicate
+// keys and deep nesting (checkJSON), and turns every failure into an error
+// naming the field.
 func decodeStrict(body []byte, v any) error {
+	return decodeStrictAs(body, v, reflect.TypeOf(v))
+}
+
+// decodeStrictAs is decodeStrict checking body's keys against schema
+// rather than v's type: a merge patch decodes into a map but must name the
+// fields of a tenant document.
+func decodeStrictAs(body []byte, v any, schema reflect.Type) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return requestError(codeMalformed, "", "request body is empty; send a JSON object")
+	}
+	if err := checkJSON(body, schema); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -138,7 +139,7 @@ func (s *Server) patchTenant(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var patch map[string]any
-	if err := decodeStrict(body, &patch); err != nil {
+	if err := decodeStrictAs(body, &patch, reflect.TypeFor[tenantInput]()); err != nil {
 		return err
 	}
 	if v, ok := patch["id"]; ok && v != id {

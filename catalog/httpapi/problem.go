@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
 )
@@ -69,7 +70,13 @@ var httpStatus = map[tenant.Code]int{
 	codeMethodNotAllowed:   http.StatusMethodNotAllowed,
 	codeStoreTimeout:       http.StatusServiceUnavailable,
 	codeOutcomeUnknown:     http.StatusServiceUnavailable,
+	codeRateLimited:        http.StatusTooManyRequests,
 }
+
+// maxProblemErrors bounds the field errors one answer lists, so that a
+// body of thousands of bad labels does not get an answer larger than
+// itself.
+const maxProblemErrors = 100
 
 // requestError is an error of the HTTP exchange (bad JSON, missing header…),
 // as opposed to a domain error. It carries the same parts as tenant.Error.
@@ -97,7 +104,16 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	detail := tenant.ErrorMessage(err)
 	var op string
 	var none *noAnswer
+	var limited *rateLimited
 	switch {
+	case errors.As(err, &limited):
+		code, detail = codeRateLimited, limited.Error()
+		w.Header().Set("Retry-After", retryAfterSeconds(limited.retry))
+		s.rateLimited.WithLabelValues(limited.by).Inc()
+		if n, ok := s.limitLog.allow(time.Now()); ok {
+			s.log.WarnContext(r.Context(), "requests rate limited", "by", limited.by, "method", methodLabel(r.Method),
+				"path", truncate(r.URL.Path, 256), "limited_since_last_warning", n)
+		}
 	case errors.As(err, &none):
 		op, code = none.op.what, codeStoreTimeout
 		what := fmt.Sprintf("the source of truth did not answer %s within %v", op, none.limit)
@@ -134,12 +150,19 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		Title:     title,
 		Status:    status,
 		Detail:    detail,
-		Instance:  r.URL.Path,
+		Instance:  truncate(r.URL.Path, 256),
 		Errors:    tenant.ErrorFields(err),
 		Operation: op,
 	}
+	if n := len(p.Errors); n > maxProblemErrors {
+		p.Errors = append(p.Errors[:maxProblemErrors:maxProblemErrors], tenant.FieldError{Field: "", Reason: fmt.Sprintf("and %d more errors", n-maxProblemErrors)})
+	}
 	if status == http.StatusInternalServerError || status == http.StatusServiceUnavailable {
-		s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "problem", code, "err", err)
+		// A store outage fails every request: log the first of each
+		// second in full, and how many were held back.
+		if n, ok := s.failLog.allow(time.Now()); ok {
+			s.log.ErrorContext(r.Context(), "request failed", "method", methodLabel(r.Method), "path", truncate(r.URL.Path, 256), "problem", code, "err", err, "failed_since_last_logged", n)
+		}
 		if code == tenant.Unavailable {
 			p.Detail = "the source of truth is unavailable; retry later"
 		}

@@ -65,6 +65,9 @@ type Config struct {
 	MaxStoreCalls int
 	// Now is the clock of /readyz's cache; nil means time.Now.
 	Now func() time.Time
+	// RateLimits bounds each caller's and each client address's request
+	// rate; nil means DefaultRateLimits.
+	RateLimits *RateLimits
 }
 
 // Server serves the admin REST API. It is an http.Handler.
@@ -86,6 +89,12 @@ type Server struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	timeouts *prometheus.CounterVec
+
+	limits      *limiter
+	rateLimited *prometheus.CounterVec
+	// failLog and limitLog hold back repeated "request failed" and
+	// "rate limited" lines.
+	failLog, limitLog logEvery
 }
 
 // positiveOr returns v, or def when v is not positive.
@@ -142,6 +151,16 @@ func New(cfg Config) *Server {
 		s.registry = prometheus.NewRegistry()
 		s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
+	limits := DefaultRateLimits()
+	if cfg.RateLimits != nil {
+		limits = *cfg.RateLimits
+	}
+	s.limits = newLimiter(limits)
+	s.failLog.every, s.limitLog.every = time.Second, 10*time.Second
+	s.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tcs_catalog_http_rate_limited_total",
+		Help: "Admin API requests refused with 429 by a rate limit, by what was limited: caller (an authenticated credential) or address (a client address, before or without authentication).",
+	}, []string{"by"})
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tcs_catalog_http_requests_total",
 		Help: "Admin API requests by route, method and status code.",
@@ -159,7 +178,7 @@ func New(cfg Config) *Server {
 		Name: "tcs_catalog_store_calls_in_flight",
 		Help: "Store calls running, including calls that outlived their deadline because the store ignores its context; at the limit (MaxStoreCalls) new calls wait.",
 	}, func() float64 { return float64(len(s.slots)) })
-	s.registry.MustRegister(s.requests, s.duration, s.timeouts, inFlight)
+	s.registry.MustRegister(s.requests, s.duration, s.timeouts, inFlight, s.rateLimited)
 
 	handlers := map[string]handlerFunc{
 		"POST /v1/tenants":                        s.createTenant,
@@ -185,7 +204,7 @@ func New(cfg Config) *Server {
 			continue
 		}
 		registered[key] = true
-		s.mux.Handle(key, s.endpoint(rt.Role, handlers[key]))
+		s.mux.Handle(key, s.endpoint(rt.Role, s.limited(handlers[key])))
 	}
 	return s
 }
@@ -212,25 +231,43 @@ var routes = []route{
 }
 
 // ServeHTTP routes the request, records metrics, and answers unknown routes
-// and methods with problem documents instead of the mux's plain text.
+// and methods with problem documents instead of the mux's plain text. An
+// address that has spent its rate limit gets 429 before anything else;
+// requests that reach no handler (unknown routes, failed authentication)
+// count against their address. Metric labels come from fixed sets: the
+// route's pattern or "unmatched", a known method or "other".
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w}
+	addr := clientAddress(r)
 	_, pattern := s.mux.Handler(r)
 	if pattern == "" {
 		pattern = "unmatched"
+	}
+	switch err := s.limits.spent(addr); {
+	case err != nil:
+		rec.charged = true
+		s.writeError(rec, r, err)
+	case pattern == "unmatched":
 		s.serveUnmatched(rec, r)
-	} else {
+	default:
 		s.mux.ServeHTTP(rec, r)
+	}
+	if !rec.charged {
+		_ = s.limits.take("", addr)
 	}
 	if rec.status == 0 {
 		rec.status = http.StatusOK
 	}
 	elapsed := time.Since(start)
-	s.requests.WithLabelValues(pattern, r.Method, strconv.Itoa(rec.status)).Inc()
-	s.duration.WithLabelValues(pattern, r.Method).Observe(elapsed.Seconds())
+	method := methodLabel(r.Method)
+	s.requests.WithLabelValues(pattern, method, statusLabel(rec.status)).Inc()
+	s.duration.WithLabelValues(pattern, method).Observe(elapsed.Seconds())
+	if rec.status == http.StatusTooManyRequests {
+		return // counted, and logged now and then by writeError
+	}
 	s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
-		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("route", pattern),
+		slog.String("method", method), slog.String("path", truncate(r.URL.Path, 256)), slog.String("route", pattern),
 		slog.Int("status", rec.status), slog.Duration("duration", elapsed), slog.String("actor", rec.actor))
 }
 
@@ -242,10 +279,10 @@ func (s *Server) serveUnmatched(w *statusRecorder, r *http.Request) {
 	h.ServeHTTP(probe, r)
 	if probe.status == http.StatusMethodNotAllowed {
 		w.Header().Set("Allow", probe.header.Get("Allow"))
-		s.writeError(w, r, requestError(codeMethodNotAllowed, "", "method "+r.Method+" is not allowed on "+r.URL.Path+"; allowed: "+probe.header.Get("Allow")))
+		s.writeError(w, r, requestError(codeMethodNotAllowed, "", "method "+truncate(r.Method, 16)+" is not allowed on "+truncate(r.URL.Path, 256)+"; allowed: "+probe.header.Get("Allow")))
 		return
 	}
-	s.writeError(w, r, requestError(codeRouteNotFound, "", "no route for "+r.Method+" "+r.URL.Path))
+	s.writeError(w, r, requestError(codeRouteNotFound, "", "no route for "+truncate(r.Method, 16)+" "+truncate(r.URL.Path, 256)))
 }
 
 // endpoint wraps a handler with authentication and error handling. An
@@ -311,6 +348,8 @@ type statusRecorder struct {
 	http.ResponseWriter
 	status int
 	actor  string
+	// charged: the request was counted against a rate limit.
+	charged bool
 }
 
 func (w *statusRecorder) WriteHeader(code int) {
