@@ -63,7 +63,7 @@ func DefaultRateLimits() RateLimits {
 
 // limiter keeps a token bucket per caller and per client address.
 type limiter struct {
-	perCaller, perAddress rate.Limit
+	perCaller, perAddress  rate.Limit
 	callerBurst, addrBurst int
 	now                    func() time.Time
 
