@@ -1,6 +1,11 @@
 // Command tcs serves one region's tenant lookups over gRPC
-// (tcs.v1.TenantContextService, grpc.health.v1, reflection) from the
-// region's replica table, through an LRU cache.
+// (tcs.v1.TenantContextService, grpc.health.v1, reflection with
+// --reflection) from the region's replica table, through an LRU cache.
+// With credentials (--tokens-file, TCS_LOOKUP_TOKEN, TCS_SCAN_TOKEN)
+// every call but health needs the lookup role, and the replica admin API
+// (tcsctl verify, repair) the replica-scan role; credentials and the TLS
+// certificate reload on SIGHUP. A non-loopback --addr needs TLS and
+// credentials, or --insecure-i-know.
 //
 // With the embedded backend the replica file is owned by one process at a
 // time, so `tcs` serves it while that region's applier is stopped; caches
@@ -16,22 +21,19 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
-	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/tcs-dev/tcs/catalog/httpapi"
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
+	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/tcs/cache"
 	"github.com/tcs-dev/tcs/tcs/lookup"
 )
@@ -48,13 +50,11 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	region := fs.String("region", getenv("TCS_REGION"), "region to serve, e.g. us-east-1 (env TCS_REGION); required")
 	addr := fs.String("addr", cmdutil.EnvOr(getenv, "TCS_ADDR", "127.0.0.1:9001"), "gRPC listen address (env TCS_ADDR)")
 	be := backend.Register(fs, getenv)
-	tokensFile := fs.String("tokens-file", getenv("TCS_TOKENS_FILE"), "file of `ROLE TOKEN [NAME]` lines (env TCS_TOKENS_FILE); its admin tokens and TCS_ADMIN_TOKEN open the replica admin API (tcsctl verify/repair); none: that API is off")
+	sec := cmdutil.RegisterSecurity(fs, getenv, auth.Lookup, auth.ReplicaScan)
+	reflect := fs.Bool("reflection", false, "serve gRPC server reflection (grpcurl without .proto files); off: it tells anyone who connects what the server offers")
 	nodeID := fs.String("node-id", getenv("TCS_NODE_ID"), "aws: this node's name in its invalidation queue's name (env TCS_NODE_ID; default host name and pid)")
 	metricsAddr := fs.String("metrics-addr", getenv("TCS_METRICS_ADDR"), "serve Prometheus /metrics on this address (env TCS_METRICS_ADDR); empty: none")
 	logFormat := fs.String("log-format", cmdutil.EnvOr(getenv, "TCS_LOG_FORMAT", "text"), "log format: text or json (env TCS_LOG_FORMAT)")
-	tlsCert := fs.String("tls-cert", getenv("TCS_TLS_CERT"), "PEM certificate file: serve TLS (with --tls-key)")
-	tlsKey := fs.String("tls-key", getenv("TCS_TLS_KEY"), "PEM private key file for --tls-cert")
-	clientCA := fs.String("tls-client-ca", getenv("TCS_TLS_CLIENT_CA"), "PEM CA bundle: require client certificates signed by it (mTLS)")
 	var co cache.Options
 	fs.IntVar(&co.Size, "cache-size", cache.DefaultSize, "cache entries")
 	fs.DurationVar(&co.TTL, "cache-ttl", cache.DefaultTTL, "how long a cached answer is served without reading the replica")
@@ -91,7 +91,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if lc.FeedDownTTL <= 0 {
 		return fmt.Errorf("--feed-down-ttl %v: must be positive", lc.FeedDownTTL)
 	}
-	tlsConfig, err := serverTLS(*tlsCert, *tlsKey, *clientCA)
+	guard, err := sec.Load(getenv, auth.Lookup, auth.ReplicaScan)
 	if err != nil {
 		return err
 	}
@@ -99,8 +99,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return err
 	}
-	adminTokens, err := adminTokens(*tokensFile, getenv)
-	if err != nil {
+	if err := guard.Check(sec.Insecure, log, guard.Bind("--addr", *addr)); err != nil {
 		return err
 	}
 	rep, err := be.OpenReplica(ctx, *region)
@@ -126,7 +125,9 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	}
 
 	lc.Region, lc.Replica, lc.Feed, lc.Cache = *region, rep, feed, co
-	lc.Logger, lc.Registerer, lc.AdminTokens = log.With("region", *region), reg, adminTokens
+	// The replica admin API is served whenever callers authenticate: only
+	// replica-scan credentials open it, and a reload may add some.
+	lc.Logger, lc.Registerer, lc.ReplicaAdmin = log.With("region", *region), reg, guard.Auth != nil
 	srv := lookup.New(lc)
 	serveMetrics, err := cmdutil.ListenMetrics(*metricsAddr, reg)
 	if err != nil {
@@ -137,11 +138,17 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 		return fmt.Errorf("listen on %s: %w", *addr, err)
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return srv.Serve(gctx, ln, lookup.ServeOptions{TLS: tlsConfig}) })
+	cmdutil.ReloadOnHangup(gctx, log, guard.Reload)
+	g.Go(func() error {
+		return srv.Serve(gctx, ln, lookup.ServeOptions{TLS: guard.TLSConfig(), Auth: guard.Auth, Reflection: *reflect})
+	})
 	if serveMetrics != nil {
 		g.Go(func() error { return serveMetrics(gctx) })
 	}
-	log.Info("tcs lookup server listening", "region", *region, "addr", ln.Addr().String(), "tls", tlsConfig != nil)
+	if guard.Auth == nil {
+		log.Warn("no credentials configured: Lookup, BatchLookup and Watch are open to anyone who reaches the port, ReplicaAdmin is off (set --tokens-file)")
+	}
+	log.Info("tcs lookup server listening", "region", *region, "addr", ln.Addr().String(), "tls", guard.TLS != nil, "auth", guard.Auth != nil)
 	fmt.Fprintf(stdout, "tcs %s: gRPC on %s\n", *region, ln.Addr())
 	if ready != nil {
 		ready <- ln.Addr().String()
@@ -149,53 +156,4 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	err = g.Wait()
 	log.Info("tcs stopped", "region", *region)
 	return err
-}
-
-// adminTokens returns the admin tokens of the tokens file and
-// TCS_ADMIN_TOKEN; none (no file, no variable) leaves the admin API off.
-func adminTokens(path string, getenv func(string) string) ([]string, error) {
-	if path == "" && getenv("TCS_ADMIN_TOKEN") == "" {
-		return nil, nil
-	}
-	list, err := httpapi.LoadTokenList(path, getenv)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, t := range list {
-		if t.Role == httpapi.RoleAdmin {
-			out = append(out, t.Value)
-		}
-	}
-	return out, nil
-}
-
-// serverTLS builds the TLS configuration from the flags: nil for plaintext.
-func serverTLS(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
-	if certFile == "" && keyFile == "" {
-		if clientCAFile != "" {
-			return nil, errors.New("--tls-client-ca needs --tls-cert and --tls-key")
-		}
-		return nil, nil
-	}
-	if certFile == "" || keyFile == "" {
-		return nil, errors.New("--tls-cert and --tls-key go together")
-	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("TLS key pair: %w", err)
-	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if clientCAFile != "" {
-		pem, err := os.ReadFile(clientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("--tls-client-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--tls-client-ca %s: no PEM certificates", clientCAFile)
-		}
-		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
-	}
-	return cfg, nil
 }
