@@ -1,6 +1,8 @@
 // Command catalog serves the admin REST API over the source of truth: the
 // embedded one (a bbolt file under --data) or DynamoDB (--backend aws).
-// Each request's store calls run under --store-timeout. Callers
+// Each request's store calls run under --store-timeout; each caller's
+// requests under --rate-limit, each client address's before
+// authentication under --address-rate-limit. Callers
 // authenticate with bearer tokens or client certificates (--tokens-file,
 // reloaded with the TLS certificate on SIGHUP); a non-loopback --addr needs
 // TLS (--tls-cert, --tls-key) and credentials, or --insecure-i-know.
@@ -39,6 +41,8 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	var envErrs []error
 	var storeTimeout time.Duration
 	fs.DurationVar(&storeTimeout, "store-timeout", cmdutil.EnvDuration(getenv, "TCS_STORE_TIMEOUT", httpapi.DefaultStoreTimeout, &envErrs), "deadline of each request's source-of-truth calls; a store that does not answer in time gets the request a 503 with Retry-After, a write \"outcome unknown\" (env TCS_STORE_TIMEOUT)")
+	rateLimit := fs.Int("rate-limit", cmdutil.EnvInt(getenv, "TCS_RATE_LIMIT", httpapi.DefaultPerCaller, "a whole number of requests a second", &envErrs), "requests a second one authenticated caller may send, in bursts of twice that; beyond it 429 with Retry-After; 0: no limit (env TCS_RATE_LIMIT)")
+	addressRateLimit := fs.Int("address-rate-limit", cmdutil.EnvInt(getenv, "TCS_ADDRESS_RATE_LIMIT", httpapi.DefaultPerAddress, "a whole number of requests a second", &envErrs), "requests a second one client address may send before or without authentication (open routes, failed credentials, unknown routes), in bursts of twice that; 0: no limit (env TCS_ADDRESS_RATE_LIMIT)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -47,6 +51,9 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	}
 	if storeTimeout <= 0 {
 		return fmt.Errorf("--store-timeout %v: want a positive duration", storeTimeout)
+	}
+	if *rateLimit < 0 || *addressRateLimit < 0 {
+		return fmt.Errorf("--rate-limit %d, --address-rate-limit %d: want 0 (no limit) or more", *rateLimit, *addressRateLimit)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -78,7 +85,8 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *addr, err)
 	}
-	api := httpapi.New(httpapi.Config{Store: store, Auth: guard.Auth, Logger: log, StoreTimeout: storeTimeout})
+	api := httpapi.New(httpapi.Config{Store: store, Auth: guard.Auth, Logger: log, StoreTimeout: storeTimeout,
+		RateLimits: &httpapi.RateLimits{PerCaller: float64(*rateLimit), PerAddress: float64(*addressRateLimit)}})
 	cmdutil.ReloadOnHangup(ctx, log, guard.Reload)
 	scheme := "http"
 	if guard.TLS != nil {
