@@ -47,8 +47,9 @@ type resyncResponse struct {
 // resync re-emits the current state of the tenants named through the
 // stream (see catalog.Store.Resync). Hostnames are normalised as everywhere
 // else; a request with any malformed id, hostname or region is rejected
-// whole, naming each field at fault, and changes nothing. The resync is not
-// audited: it changes no document (the request log names the actor).
+// whole, naming each field at fault, and changes nothing. The store audits
+// the resync in the catalog.AdminAuditID chain (GET /v1/admin/history),
+// naming the caller the request's context carries (auth.FromContext).
 func (s *Server) resync(w http.ResponseWriter, r *http.Request) error {
 	body, err := s.readBodyLimit(w, r, max(s.maxBody, MaxResyncBodyBytes))
 	if err != nil {
@@ -128,7 +129,8 @@ func (s *Server) resync(w http.ResponseWriter, r *http.Request) error {
 }
 
 // resyncAll resyncs a page of every stored tenant (catalog.Store.ResyncAll)
-// and answers with the token of the next page, if any.
+// and answers with the token of the next page, if any. Each page is audited
+// as a resync-all in the catalog.AdminAuditID chain.
 func (s *Server) resyncAll(w http.ResponseWriter, r *http.Request, in resyncBody) error {
 	if len(in.Tenants) > 0 {
 		return requestError(codeMalformed, "tenants", "give either tenants or \"all\": true, not both")
@@ -168,6 +170,41 @@ func (s *Server) resyncAll(w http.ResponseWriter, r *http.Request, in resyncBody
 	}
 	if next != "" {
 		out.NextPageToken = exportToken(next)
+	}
+	writeJSON(w, http.StatusOK, "application/json", out)
+	return nil
+}
+
+// adminHistory serves the audit records of resync and resync-all (the
+// catalog.AdminAuditID chain), newest first, paged as a tenant's history.
+func (s *Server) adminHistory(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	limit, err := pageSize(q)
+	if err != nil {
+		return err
+	}
+	var before int64
+	if tok := q.Get("page_token"); tok != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(tok)
+		v, ok := strings.CutPrefix(string(raw), "v:")
+		before, _ = strconv.ParseInt(v, 10, 64)
+		if err != nil || !ok || before < 1 {
+			return requestError(codeMalformed, "page_token", "page_token is not one this API returned")
+		}
+	}
+	recs, err := storeCall(s, r.Context(), storeOp{method: "History", what: "read the resync audit records"}, func(ctx context.Context) ([]catalog.AuditRecord, error) {
+		return s.store.History(ctx, catalog.AdminAuditID, catalog.HistoryOptions{Before: before, Limit: limit + 1})
+	})
+	if err != nil {
+		return err
+	}
+	out := historyPage{Records: recs}
+	if len(recs) > limit {
+		out.Records = recs[:limit]
+		out.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte("v:" + strconv.FormatInt(out.Records[limit-1].Version, 10)))
+	}
+	if out.Records == nil {
+		out.Records = []catalog.AuditRecord{}
 	}
 	writeJSON(w, http.StatusOK, "application/json", out)
 	return nil
