@@ -3,6 +3,7 @@ package lookup
 import (
 	"context"
 	"errors"
+	"log/slog"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -23,9 +24,11 @@ var grpcCodes = map[tenant.Code]codes.Code{
 }
 
 // status converts err to the status a caller sees. The caller's own context
-// ending passes through as CANCELED or DEADLINE_EXCEEDED; a domain error
-// keeps its caller-safe text (fields included); anything else is logged in
-// full and shown as "internal error".
+// ending passes through as CANCELED or DEADLINE_EXCEEDED; a cap or limit
+// is RESOURCE_EXHAUSTED with its text; a domain error keeps its
+// caller-safe text (fields included); anything else is logged in full (at
+// most once per failureLogEvery, with a count) and shown as "internal
+// error".
 func (s *Server) status(err error) *status.Status {
 	switch {
 	case errors.Is(err, context.Canceled):
@@ -33,14 +36,18 @@ func (s *Server) status(err error) *status.Status {
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.New(codes.DeadlineExceeded, err.Error())
 	}
+	var shed *shedError
+	if errors.As(err, &shed) {
+		return status.New(codes.ResourceExhausted, shed.Error())
+	}
 	var de *tenant.Error
 	if !errors.As(err, &de) {
-		s.log.Error("lookup failed", "err", err)
+		s.errLog.log(s.log, slog.LevelError, "lookup failed", "err", err)
 		return status.New(codes.Internal, "internal error")
 	}
 	code, ok := grpcCodes[de.Code]
 	if !ok || code == codes.Internal {
-		s.log.Error("lookup failed", "err", err)
+		s.errLog.log(s.log, slog.LevelError, "lookup failed", "err", err)
 		return status.New(codes.Internal, "internal error")
 	}
 	return status.New(code, de.Error())

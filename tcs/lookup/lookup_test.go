@@ -135,7 +135,7 @@ func TestBatchLookup(t *testing.T) {
 			{Hostname: "nobody.example.com", Code: int32(codes.NotFound), Message: `hostname "nobody.example.com" has no tenant`},
 			{Hostname: "a_b.example.com", Code: int32(codes.InvalidArgument), Message: `invalid hostname: hostname: label "a_b" contains '_'`},
 			{Hostname: "ACME.example.com", Tenant: tp, Age: durationpb.New(0)},
-			{Hostname: host, Tenant: tp, Age: durationpb.New(0)},
+			{Hostname: host, Code: int32(codes.InvalidArgument), Message: "duplicate of hostnames[0]: each hostname is answered once, in the result of its first entry"},
 		},
 	}
 	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {

@@ -24,6 +24,9 @@ type metrics struct {
 	heartbeats    prometheus.Counter
 	feedUp        prometheus.Gauge
 	feedLast      prometheus.Gauge
+	// shed counts what the caps and limits refused, by reason (a fixed
+	// set: shedReasons).
+	shed map[string]prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, c *cache.Cache) *metrics {
@@ -69,11 +72,19 @@ func newMetrics(reg prometheus.Registerer, c *cache.Cache) *metrics {
 			Help: "Unix time of the last message (invalidation or heartbeat) from the invalidation feed; 0 before the first.",
 		}),
 	}
+	shed := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tcs_lookup_shed_total",
+		Help: "Requests refused by a cap or a limit (RESOURCE_EXHAUSTED), by reason: caller_rate (hostnames over a caller's lookup rate), miss_budget_node and miss_budget_caller (lookups of hostnames without a cached tenant over the replica-read budget; some answered stale instead, see tcs_lookup_cache_refused_stale_total), watch_node_cap and watch_caller_cap (Watch streams), batch_response_size (BatchLookup results past the response size cap).",
+	}, []string{"reason"})
+	m.shed = make(map[string]prometheus.Counter, len(shedReasons))
+	for _, r := range shedReasons {
+		m.shed[r] = shed.WithLabelValues(r)
+	}
 	m.feedUp.Set(1)
 	for code := range m.lookups {
 		m.lookups[code] = lookups.WithLabelValues(codes.Code(code).String())
 	}
-	reg.MustRegister(lookups, latency, m.lag, m.watchStreams, m.invalidations, m.resyncs, m.heartbeats, m.feedUp, m.feedLast, cacheCollector{c})
+	reg.MustRegister(lookups, latency, shed, m.lag, m.watchStreams, m.invalidations, m.resyncs, m.heartbeats, m.feedUp, m.feedLast, cacheCollector{c})
 	return m
 }
 
@@ -112,11 +123,15 @@ var (
 	descRetries = prometheus.NewDesc("tcs_lookup_cache_read_retries_total",
 		"Second replica reads of misses whose first read failed and that had no cached answer to serve stale.", nil, nil)
 	descEntries = prometheus.NewDesc("tcs_lookup_cache_entries",
-		"Entries in the cache, fresh, expired or invalidated (kept for stale-if-error).", nil, nil)
+		"Entries in the cache, fresh, expired or invalidated (kept for stale-if-error), negative ones included.", nil, nil)
+	descNegEntries = prometheus.NewDesc("tcs_lookup_cache_negative_entries",
+		"Negative entries (hostnames without a tenant) in the cache, kept in LRUs of their own (--negative-cache-size).", nil, nil)
+	descRefusedStale = prometheus.NewDesc("tcs_lookup_cache_refused_stale_total",
+		"Lookups over the miss budget answered with the entry the cache kept for them, marked stale, instead of RESOURCE_EXHAUSTED.", nil, nil)
 )
 
 func (cc cacheCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHits, descMisses, descStale, descStaleAtOnce, descFallback, descFailing, descReads, descReadErrors, descRejected, descRetries, descSibling, descRefresh, descEntries} {
+	for _, d := range []*prometheus.Desc{descHits, descMisses, descStale, descStaleAtOnce, descFallback, descFailing, descReads, descReadErrors, descRejected, descRetries, descSibling, descRefresh, descEntries, descNegEntries, descRefusedStale} {
 		ch <- d
 	}
 }
@@ -141,7 +156,9 @@ func (cc cacheCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descSibling, s.SiblingServes)
 	counter(descRefresh, s.Refreshes, "started")
 	counter(descRefresh, s.RefreshSkipped, "skipped")
+	counter(descRefusedStale, s.RefusedStale)
 	ch <- prometheus.MustNewConstMetric(descEntries, prometheus.GaugeValue, float64(s.Entries))
+	ch <- prometheus.MustNewConstMetric(descNegEntries, prometheus.GaugeValue, float64(s.NegativeEntries))
 	failing := 0.0
 	if s.ReplicaFailing {
 		failing = 1

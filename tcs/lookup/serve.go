@@ -41,14 +41,24 @@ type ServeOptions struct {
 	// ShutdownTimeout is how long a graceful stop may wait for calls in
 	// flight before they are cut off. Default 10 s.
 	ShutdownTimeout time.Duration
-	// Keepalive is the server's keepalive behaviour. Zero means: ping an
-	// idle client after 30 s, and drop it 10 s after an unanswered ping.
+	// Keepalive is the server's keepalive behaviour. Each zero field takes
+	// its default: ping an idle client after 30 s (Time), and drop it 10 s
+	// after an unanswered ping (Timeout); close a connection gracefully
+	// (GOAWAY) after DefaultMaxConnectionAge, so that clients spread over
+	// new servers and no connection holds its streams for ever, and cut
+	// off what still runs on it DefaultMaxConnectionAgeGrace later (Watch
+	// streams included: clients reconnect). A negative MaxConnectionAge or
+	// MaxConnectionAgeGrace means never.
 	Keepalive keepalive.ServerParameters
 	// KeepalivePolicy is what the server tolerates from clients' pings.
 	// Zero means: pings at most every 10 s, allowed without active calls
 	// (Watch clients hold long idle streams); a client that pings more
-	// often is disconnected.
+	// often (a ping flood) is sent GOAWAY and disconnected.
 	KeepalivePolicy keepalive.EnforcementPolicy
+	// MaxConcurrentStreams caps the calls (HTTP/2 streams) open at once on
+	// one connection; a client opening more waits for one to end. Zero
+	// means DefaultMaxConcurrentStreams.
+	MaxConcurrentStreams uint32
 	// StreamWorkers is the number of goroutines kept to run calls
 	// (grpc.NumStreamWorkers): a call run on a kept goroutine does not
 	// start one and grow its stack, which costs a unary call about a tenth
@@ -59,6 +69,13 @@ type ServeOptions struct {
 	// ServerOptions are added after the server's own, so they override.
 	ServerOptions []grpc.ServerOption
 }
+
+// Defaults of ServeOptions.
+const (
+	DefaultMaxConcurrentStreams  = 1_000
+	DefaultMaxConnectionAge      = time.Hour
+	DefaultMaxConnectionAgeGrace = time.Minute
+)
 
 // maxRecvMsgSize bounds a request: a BatchLookup of MaxBatch hostnames of
 // MaxHostnameInput bytes, with room to spare. Anything bigger is malformed.
@@ -76,8 +93,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener, opts ServeOptions)
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = 10 * time.Second
 	}
-	if opts.Keepalive == (keepalive.ServerParameters{}) {
-		opts.Keepalive = keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}
+	opts.Keepalive = keepaliveDefaults(opts.Keepalive)
+	if opts.MaxConcurrentStreams == 0 {
+		opts.MaxConcurrentStreams = DefaultMaxConcurrentStreams
 	}
 	if opts.KeepalivePolicy == (keepalive.EnforcementPolicy{}) {
 		opts.KeepalivePolicy = keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}
@@ -86,6 +104,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener, opts ServeOptions)
 		grpc.KeepaliveParams(opts.Keepalive),
 		grpc.KeepaliveEnforcementPolicy(opts.KeepalivePolicy),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
+		grpc.MaxConcurrentStreams(opts.MaxConcurrentStreams),
 	}
 	if opts.TLS != nil {
 		sopts = append(sopts, grpc.Creds(credentials.NewTLS(opts.TLS)))
@@ -148,4 +167,28 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener, opts ServeOptions)
 		return nil
 	})
 	return g.Wait()
+}
+
+// keepaliveDefaults fills in the zero fields of k (see
+// ServeOptions.Keepalive); grpc-go reads a zero age as never.
+func keepaliveDefaults(k keepalive.ServerParameters) keepalive.ServerParameters {
+	if k.Time == 0 {
+		k.Time = 30 * time.Second
+	}
+	if k.Timeout == 0 {
+		k.Timeout = 10 * time.Second
+	}
+	switch {
+	case k.MaxConnectionAge == 0:
+		k.MaxConnectionAge = DefaultMaxConnectionAge
+	case k.MaxConnectionAge < 0:
+		k.MaxConnectionAge = 0
+	}
+	switch {
+	case k.MaxConnectionAgeGrace == 0:
+		k.MaxConnectionAgeGrace = DefaultMaxConnectionAgeGrace
+	case k.MaxConnectionAgeGrace < 0:
+		k.MaxConnectionAgeGrace = 0
+	}
+	return k
 }

@@ -45,6 +45,7 @@ package lookup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -136,6 +137,37 @@ type Config struct {
 	// (ServeOptions.Auth); without authentication every call is refused. A
 	// Replica that is not a tcs.Scanner leaves it off.
 	ReplicaAdmin bool
+
+	// Caps and limits (see "Load shedding" in the package comment). Each is
+	// per node, or per caller (CallerOf: the authenticated identity, else
+	// the peer's IP address); zero takes the default, negative turns it
+	// off. What they refuse is RESOURCE_EXHAUSTED, with a message naming
+	// the cap and the tcs flag that sets it.
+
+	// MaxWatchStreams caps the Watch streams open on the node. Default
+	// DefaultMaxWatchStreams (10,000).
+	MaxWatchStreams int
+	// MaxWatchPerCaller caps the Watch streams one caller has open.
+	// Default DefaultMaxWatchPerCaller (1,000).
+	MaxWatchPerCaller int
+	// LookupRate is how many hostnames a second one caller may look up (a
+	// Lookup counts one, a BatchLookup one per distinct hostname), in
+	// bursts of a second's worth (at least MaxBatch). A call over it is
+	// refused whole, with a retry-after trailer. Default DefaultLookupRate
+	// (50,000).
+	LookupRate float64
+	// MissRate and MissRatePerCaller are the miss budget: how many lookups
+	// a second, on the node and per caller, of hostnames the cache holds no
+	// tenant for (made up, known to have none, or never asked for) may go
+	// on to read the replica, in bursts of a second's worth. A lookup over
+	// budget is answered with the entry the cache keeps for it, stale (a
+	// NOT_FOUND, usually), or else RESOURCE_EXHAUSTED with a retry-after
+	// trailer. Lookups of hostnames the cache holds a tenant for, expired
+	// or invalidated, are never refused: their reads are bounded by the
+	// cache's size and TTL, and they are what keeps the hot set served.
+	// Defaults DefaultMissRate (10,000) and DefaultMissRatePerCaller
+	// (2,000).
+	MissRate, MissRatePerCaller float64
 }
 
 // Server is the lookup server. Its methods are the TenantContextService;
@@ -157,13 +189,21 @@ type Server struct {
 	admin   *adminServer // nil: the replica admin API is not served
 	running atomic.Bool
 
+	lim                 *limits
+	maxWatch            int // <= 0: no cap
+	maxWatchPerCaller   int // <= 0: no cap
+	readFailLog, errLog logLimiter
+
 	feedTimeout time.Duration // <= 0: liveness detection off
 	feedDownTTL time.Duration
 
 	mu       sync.Mutex
 	watchers map[*watcher]struct{}
-	stopOnce sync.Once
-	stopping chan struct{} // closed when Watch streams must end
+	// watchCallers counts the open Watch streams per caller (callers with
+	// none are removed).
+	watchCallers map[Caller]int
+	stopOnce     sync.Once
+	stopping     chan struct{} // closed when Watch streams must end
 	feedState
 }
 
@@ -202,6 +242,10 @@ func New(cfg Config) *Server {
 		watchers: make(map[*watcher]struct{}),
 		stopping: make(chan struct{}),
 
+		watchCallers:      make(map[Caller]int),
+		maxWatch:          cfg.MaxWatchStreams,
+		maxWatchPerCaller: cfg.MaxWatchPerCaller,
+
 		feedTimeout: cfg.FeedTimeout,
 		feedDownTTL: cfg.FeedDownTTL,
 	}
@@ -227,6 +271,15 @@ func New(cfg Config) *Server {
 	if s.buffer <= 0 {
 		s.buffer = DefaultWatchBuffer
 	}
+	if s.maxWatch == 0 {
+		s.maxWatch = DefaultMaxWatchStreams
+	}
+	if s.maxWatchPerCaller == 0 {
+		s.maxWatchPerCaller = DefaultMaxWatchPerCaller
+	}
+	s.lim = newLimits(cfg, s.now)
+	s.readFailLog = logLimiter{every: failureLogEvery, now: s.now}
+	s.errLog = logLimiter{every: failureLogEvery, now: s.now}
 	reg := cfg.Registerer
 	if reg == nil {
 		s.registry = prometheus.NewRegistry()
@@ -239,7 +292,7 @@ func New(cfg Config) *Server {
 	}
 	onReadError := opts.OnReadError
 	opts.OnReadError = func(hostname string, err error) {
-		s.log.Warn("replica read failed", "hostname", hostname, "err", err)
+		s.readFailLog.log(s.log, slog.LevelWarn, "replica read failed", "hostname", hostname, "err", err)
 		if onReadError != nil {
 			onReadError(hostname, err)
 		}
@@ -273,8 +326,9 @@ func (s *Server) Register(gs grpc.ServiceRegistrar) {
 	}
 }
 
-// lookup answers one requested hostname, exactly as the client sent it.
-func (s *Server) lookup(ctx context.Context, raw string) (cache.Result, error) {
+// lookup answers one requested hostname, exactly as the client sent it,
+// for caller c (whose limiters are cl).
+func (s *Server) lookup(ctx context.Context, raw string, c Caller, cl *callerLimits) (cache.Result, error) {
 	// A cache key is a normalised hostname, and normalising one returns it
 	// unchanged; so a hit on the raw input is the answer, and the common
 	// case (clients send hostnames already normalised) skips normalising.
@@ -297,20 +351,28 @@ func (s *Server) lookup(ctx context.Context, raw string) (cache.Result, error) {
 	if err != nil {
 		return cache.Result{}, err
 	}
-	return s.cache.Lookup(ctx, h)
+	return s.cache.LookupAdmit(ctx, h, s.admit(c, cl))
+}
+
+// unary checks a Lookup or BatchLookup of n distinct hostnames against its
+// caller's lookup rate, and returns the caller and its limiters.
+func (s *Server) unary(ctx context.Context, n int) (Caller, *callerLimits, error) {
+	c := CallerOf(ctx)
+	cl := s.lim.caller(c)
+	return c, cl, s.allowLookups(c, cl, n)
 }
 
 // Lookup implements TenantContextService.Lookup, returning the tenant
 // decoded (the gRPC path splices it instead; see the package comment).
 func (s *Server) Lookup(ctx context.Context, req *tcsv1.LookupRequest) (*tcsv1.LookupResponse, error) {
 	start := time.Now()
-	res, err := s.lookup(ctx, req.GetHostname())
+	res, err := s.lookupOne(ctx, req.GetHostname())
 	var t *tcsv1.Tenant
 	if err == nil {
 		t, err = res.Tenant()
 	}
 	if err != nil {
-		s.staleTrailer(ctx, res, err)
+		s.failTrailers(ctx, res, err)
 		return nil, s.fail(s.m.lookupLatency, start, err)
 	}
 	s.m.done(s.m.lookupLatency, start, codes.OK)
@@ -329,9 +391,24 @@ const (
 	TrailerAge   = "tcs-age"   // how long ago it was read, as a Go duration ("12.5s")
 )
 
-// staleTrailer marks a stale NOT_FOUND answer of a unary Lookup in the
-// call's trailer (outside a gRPC call it does nothing).
-func (s *Server) staleTrailer(ctx context.Context, res cache.Result, err error) {
+// lookupOne answers a Lookup: its caller's lookup rate, then lookup.
+func (s *Server) lookupOne(ctx context.Context, raw string) (cache.Result, error) {
+	c, cl, err := s.unary(ctx, 1)
+	if err != nil {
+		return cache.Result{}, err
+	}
+	return s.lookup(ctx, raw, c, cl)
+}
+
+// failTrailers marks a stale NOT_FOUND answer of a unary Lookup in the
+// call's trailer, and gives a refused one its retry hint (outside a gRPC
+// call it does nothing).
+func (s *Server) failTrailers(ctx context.Context, res cache.Result, err error) {
+	var shed *shedError
+	if errors.As(err, &shed) {
+		retryTrailer(ctx, shed.retryAfter)
+		return
+	}
 	if !res.Stale || tenant.ErrorCode(err) != tenant.NotFound {
 		return
 	}
@@ -351,7 +428,10 @@ func (s *Server) BatchLookup(ctx context.Context, req *tcsv1.BatchLookupRequest)
 }
 
 // batchLookup answers a BatchLookup; spliced says whether tenants are
-// spliced in as bytes (the wire form) or decoded.
+// spliced in as bytes (the wire form) or decoded. Each distinct hostname
+// is looked up once: a later copy of one gets INVALID_ARGUMENT pointing at
+// the first. The tenants of one response add up to at most
+// MaxBatchResponse bytes: results past it are RESOURCE_EXHAUSTED.
 func (s *Server) batchLookup(ctx context.Context, req *tcsv1.BatchLookupRequest, spliced bool) (*tcsv1.BatchLookupResponse, error) {
 	start := time.Now()
 	names := req.GetHostnames()
@@ -366,19 +446,34 @@ func (s *Server) batchLookup(ctx context.Context, req *tcsv1.BatchLookupRequest,
 			}},
 		}).Err()
 	}
-	resp := &tcsv1.BatchLookupResponse{
-		Results: make([]*tcsv1.BatchLookupResult, len(names)),
-		Region:  s.region,
+	// first[i] is the index of the first copy of names[i].
+	first := make([]int, len(names))
+	seen := make(map[string]int, len(names))
+	for i, raw := range names {
+		j, dup := seen[raw]
+		if !dup {
+			j = i
+			seen[raw] = i
+		}
+		first[i] = j
+	}
+	c, cl, err := s.unary(ctx, len(seen))
+	if err != nil {
+		s.failTrailers(ctx, cache.Result{}, err)
+		return nil, s.fail(s.m.batchLatency, start, err)
 	}
 	// Fresh hits are answered inline; the rest (each a replica read, up to
 	// the read timeout) are read concurrently, so that a batch of misses
 	// costs about one read, not one per hostname.
+	outs := make([]batchOutcome, len(names))
 	var misses []int
 	for i, raw := range names {
-		resp.Results[i] = &tcsv1.BatchLookupResult{Hostname: raw}
+		if first[i] != i {
+			continue
+		}
 		if len(raw) <= maxHostname {
 			if res, ok := s.cache.Peek(raw); ok {
-				s.batchResult(resp.Results[i], res, nil, spliced)
+				outs[i].res = res
 				continue
 			}
 		}
@@ -394,8 +489,7 @@ func (s *Server) batchLookup(ctx context.Context, req *tcsv1.BatchLookupRequest,
 		for range min(len(misses), batchReaders) {
 			wg.Go(func() {
 				for i := range work {
-					res, err := s.lookup(ctx, names[i])
-					s.batchResult(resp.Results[i], res, err, spliced)
+					outs[i].res, outs[i].err = s.lookup(ctx, names[i], c, cl)
 				}
 			})
 		}
@@ -406,8 +500,44 @@ func (s *Server) batchLookup(ctx context.Context, req *tcsv1.BatchLookupRequest,
 			return nil, s.fail(s.m.batchLatency, start, err)
 		}
 	}
+	resp := &tcsv1.BatchLookupResponse{
+		Results: make([]*tcsv1.BatchLookupResult, len(names)),
+		Region:  s.region,
+	}
+	var size int           // tenant bytes in the response so far
+	var wait time.Duration // the longest retry hint of a refused hostname
+	for i, raw := range names {
+		r := &tcsv1.BatchLookupResult{Hostname: raw}
+		resp.Results[i] = r
+		if j := first[i]; j != i {
+			s.m.lookups[codes.InvalidArgument].Inc()
+			r.Code = int32(codes.InvalidArgument)
+			r.Message = fmt.Sprintf("duplicate of hostnames[%d]: each hostname is answered once, in the result of its first entry", j)
+			continue
+		}
+		o := &outs[i]
+		if o.err == nil {
+			if size += len(o.res.Encoded()); size > MaxBatchResponse {
+				s.m.shed[shedBatchResponse].Inc()
+				o.res, o.err = cache.Result{}, &shedError{reason: shedBatchResponse, msg: fmt.Sprintf(
+					"the tenants of this response reached its size cap of %d bytes (lookup.MaxBatchResponse): ask for this hostname in another call", MaxBatchResponse)}
+			}
+		}
+		var shed *shedError
+		if errors.As(o.err, &shed) {
+			wait = max(wait, shed.retryAfter)
+		}
+		s.batchResult(r, o.res, o.err, spliced)
+	}
+	retryTrailer(ctx, wait)
 	s.m.batchLatency.Observe(time.Since(start).Seconds())
 	return resp, nil
+}
+
+// batchOutcome is the lookup of one hostname of a BatchLookup.
+type batchOutcome struct {
+	res cache.Result
+	err error
 }
 
 // batchReaders is how many of one BatchLookup's misses are read at once.
@@ -448,9 +578,9 @@ type wireServer struct{ *Server }
 func (w wireServer) Lookup(ctx context.Context, req *tcsv1.LookupRequest) (*tcsv1.LookupResponse, error) {
 	s := w.Server
 	start := time.Now()
-	res, err := s.lookup(ctx, req.GetHostname())
+	res, err := s.lookupOne(ctx, req.GetHostname())
 	if err != nil {
-		s.staleTrailer(ctx, res, err)
+		s.failTrailers(ctx, res, err)
 		return nil, s.fail(s.m.lookupLatency, start, err)
 	}
 	resp := &tcsv1.LookupResponse{

@@ -257,10 +257,12 @@ var resyncMsg = &tcsv1.WatchResponse{Kind: &tcsv1.WatchResponse_Resync{Resync: &
 // ends when the client cancels it (CANCELED), the server shuts down, or the
 // server's invalidation feed goes down (UNAVAILABLE: reconnect, to this
 // region or another); while the feed is down new streams are refused with
-// UNAVAILABLE before their Resync.
+// UNAVAILABLE before their Resync. A stream beyond the node's or its
+// caller's cap (Config.MaxWatchStreams, MaxWatchPerCaller) is refused with
+// RESOURCE_EXHAUSTED, before anything is allocated for it.
 func (s *Server) Watch(_ *tcsv1.WatchRequest, stream grpc.ServerStreamingServer[tcsv1.WatchResponse]) error {
 	ctx := stream.Context()
-	w := &watcher{ch: make(chan *tcsv1.WatchResponse, s.buffer), wake: make(chan struct{}, 1)}
+	caller := CallerOf(ctx)
 	s.mu.Lock()
 	select {
 	case <-s.stopping:
@@ -272,13 +274,22 @@ func (s *Server) Watch(_ *tcsv1.WatchRequest, stream grpc.ServerStreamingServer[
 		s.mu.Unlock()
 		return status.Error(codes.Unavailable, feedDownMsg)
 	}
+	if err := s.watchCapLocked(caller); err != nil {
+		s.mu.Unlock()
+		return err
+	}
 	feedDown := s.downCh
+	w := &watcher{ch: make(chan *tcsv1.WatchResponse, s.buffer), wake: make(chan struct{}, 1)}
 	s.watchers[w] = struct{}{}
+	s.watchCallers[caller]++
 	s.mu.Unlock()
 	s.m.watchStreams.Inc()
 	defer func() {
 		s.mu.Lock()
 		delete(s.watchers, w)
+		if s.watchCallers[caller]--; s.watchCallers[caller] <= 0 {
+			delete(s.watchCallers, caller)
+		}
 		s.mu.Unlock()
 		s.m.watchStreams.Dec()
 	}()
@@ -318,4 +329,20 @@ func (s *Server) Watch(_ *tcsv1.WatchRequest, stream grpc.ServerStreamingServer[
 			return err
 		}
 	}
+}
+
+// watchCapLocked refuses a new Watch stream of caller beyond the node's or
+// the caller's cap. Server.mu must be held.
+func (s *Server) watchCapLocked(caller Caller) error {
+	if s.maxWatch > 0 && len(s.watchers) >= s.maxWatch {
+		s.m.shed[shedWatchNode].Inc()
+		return status.Errorf(codes.ResourceExhausted,
+			"this server has its cap of %d Watch streams open (tcs --watch-max-streams): watch another server of the region", s.maxWatch)
+	}
+	if s.maxWatchPerCaller > 0 && s.watchCallers[caller] >= s.maxWatchPerCaller {
+		s.m.shed[shedWatchCaller].Inc()
+		return status.Errorf(codes.ResourceExhausted,
+			"%s has its cap of %d Watch streams open on this server (tcs --watch-max-per-caller): one stream per client is enough", caller, s.maxWatchPerCaller)
+	}
+	return nil
 }
