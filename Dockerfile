@@ -2,14 +2,19 @@
 # docker-compose.yml runs each as its own service.
 #
 #   docker build -t tcs .
-FROM golang:1.26.8-bookworm AS build
+#
+# Base images are pinned by digest (the tag is kept for reading). The digests
+# were copied from public references, not pulled here (no Docker engine in
+# this repository's CI); refresh one with
+# `docker buildx imagetools inspect <image>:<tag>` (the Digest line).
+FROM golang:1.26.8-bookworm@sha256:dc9ad6c05acc7a88e5b71bde60a5fe3bd4b9f0db209011711b464107438a8107 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 RUN CGO_ENABLED=0 go build -trimpath -ldflags=-s -o /out/ ./cmd/catalog ./cmd/streamer ./cmd/tcs ./cmd/tcsctl ./cmd/tcs-dev
 
-FROM gcr.io/distroless/static-debian12:nonroot
+FROM gcr.io/distroless/static-debian12:nonroot@sha256:afa5c872c891853ca7fcf1f12c3edb23f7eeef36189728842dd51042ff57f7ab
 COPY --from=build /out/ /usr/local/bin/
 ENV TCS_LOG_FORMAT=json
 USER nonroot
