@@ -33,6 +33,7 @@ import (
 
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
+	"github.com/tcs-dev/tcs/cmd/internal/lookupflags"
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/tcs/cache"
 	"github.com/tcs-dev/tcs/tcs/lookup"
@@ -68,6 +69,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	var lc lookup.Config
 	fs.DurationVar(&lc.FeedTimeout, "feed-timeout", lookup.DefaultFeedTimeout, "the invalidation feed is down after this long without a message (appliers send a heartbeat every 5s): cache TTL limited to --feed-down-ttl, Watch streams refused (negative: never)")
 	fs.DurationVar(&lc.FeedDownTTL, "feed-down-ttl", lookup.DefaultFeedDownTTL, "cache TTL (and negative TTL) while the invalidation feed is down")
+	limits := lookupflags.Register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -88,6 +90,9 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 			return fmt.Errorf("--fallback-region %s is --region itself; name another region", *fallbackRegion)
 		}
 	}
+	if err := limits.Validate(); err != nil {
+		return err
+	}
 	if lc.FeedDownTTL <= 0 {
 		return fmt.Errorf("--feed-down-ttl %v: must be positive", lc.FeedDownTTL)
 	}
@@ -99,6 +104,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return err
 	}
+	lookupOpen := guard.OpenUnlessConfigured(auth.Lookup)
 	if err := guard.Check(sec.Insecure, log, guard.Bind("--addr", *addr)); err != nil {
 		return err
 	}
@@ -125,6 +131,8 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	}
 
 	lc.Region, lc.Replica, lc.Feed, lc.Cache = *region, rep, feed, co
+	so := lookup.ServeOptions{TLS: guard.TLSConfig(), Auth: guard.Auth, Reflection: *reflect}
+	limits.Apply(&lc, &so)
 	// The replica admin API is served whenever callers authenticate: only
 	// replica-scan credentials open it, and a reload may add some.
 	lc.Logger, lc.Registerer, lc.ReplicaAdmin = log.With("region", *region), reg, guard.Auth != nil
@@ -140,13 +148,16 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	g, gctx := errgroup.WithContext(ctx)
 	cmdutil.ReloadOnHangup(gctx, log, guard.Reload)
 	g.Go(func() error {
-		return srv.Serve(gctx, ln, lookup.ServeOptions{TLS: guard.TLSConfig(), Auth: guard.Auth, Reflection: *reflect})
+		return srv.Serve(gctx, ln, so)
 	})
 	if serveMetrics != nil {
 		g.Go(func() error { return serveMetrics(gctx) })
 	}
-	if guard.Auth == nil {
+	switch {
+	case guard.Auth == nil:
 		log.Warn("no credentials configured: Lookup, BatchLookup and Watch are open to anyone who reaches the port, ReplicaAdmin is off (set --tokens-file)")
+	case lookupOpen:
+		log.Warn("no lookup credentials configured: Lookup, BatchLookup and Watch are open to anyone who reaches the port (set --tokens-file or TCS_LOOKUP_TOKEN)")
 	}
 	log.Info("tcs lookup server listening", "region", *region, "addr", ln.Addr().String(), "tls", guard.TLS != nil, "auth", guard.Auth != nil)
 	fmt.Fprintf(stdout, "tcs %s: gRPC on %s\n", *region, ln.Addr())
