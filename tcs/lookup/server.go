@@ -36,6 +36,40 @@
 // of Lookup carries the trailers tcs-stale ("true") and tcs-age (a Go
 // duration), and one of BatchLookup its result's stale and age.
 //
+// Load shedding. Whatever a client on the network sends, what it costs the
+// node is bounded, and cache hits are the last thing refused:
+//
+//   - Connections: at most ServeOptions.MaxConcurrentStreams calls at once
+//     on one, a GOAWAY after MaxConnectionAge (plus a grace), and a client
+//     pinging more often than the keepalive policy allows is disconnected.
+//   - Watch: at most Config.MaxWatchStreams streams on the node and
+//     Config.MaxWatchPerCaller per caller (CallerOf: the authenticated
+//     identity's name, else the peer's IP address); a refused stream costs
+//     no goroutine or buffer. A broadcast walks the open streams under one
+//     lock without waiting for any (a full buffer becomes a Resync), so the
+//     node cap bounds its cost.
+//   - Lookup and BatchLookup: each caller may look up Config.LookupRate
+//     hostnames a second; past it the whole call is refused. A lookup that
+//     would read the replica for a hostname the cache holds no tenant for
+//     (a made-up one, most likely) takes a token from the caller's and the
+//     node's miss budget (Config.MissRatePerCaller, MissRate); over budget
+//     it is answered with the entry the cache keeps for it, stale, or
+//     refused. Hits never touch the budget, and neither do reads of
+//     hostnames the cache holds a tenant for (expired or invalidated):
+//     those are bounded by the cache's size and TTL. Negative answers live
+//     in their own, smaller LRUs (cache.Options.NegativeSize), so a flood
+//     of random hostnames evicts no tenant.
+//   - BatchLookup answers each distinct hostname once (a repeated one gets
+//     INVALID_ARGUMENT naming its first entry) and stops adding tenants at
+//     MaxBatchResponse bytes (the rest are RESOURCE_EXHAUSTED).
+//
+// A refusal is RESOURCE_EXHAUSTED with a message naming the cap and the tcs
+// flag that sets it; when waiting helps, the trailer retry-after
+// (TrailerRetryAfter, a Go duration) says how long. tcs_lookup_shed_total
+// counts refusals by reason, a fixed set. Failures logged per request
+// (replica reads, internal errors) are logged at most once per 10 s, the
+// next line counting those it left out.
+//
 // Over gRPC a Lookup answer is not marshalled from a tenant message: the
 // cache holds each tenant pre-serialised, and the server splices those bytes
 // in as field 1 of the LookupResponse (which tcs.proto numbers 1 for this
