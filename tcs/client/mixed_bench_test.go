@@ -78,7 +78,10 @@ const (
 func zipfSetup(b *testing.B) {
 	e := &zipfEnv
 	e.once.Do(func() {
-		srv := lookup.New(lookup.Config{Region: "eu-west-1", Replica: syntheticReplica{n: zipfTenants}})
+		// No rate limit or miss budget: the warm-up stands for 30 s of a
+		// node's history, not for one caller's burst.
+		srv := lookup.New(lookup.Config{Region: "eu-west-1", Replica: syntheticReplica{n: zipfTenants},
+			LookupRate: -1, MissRate: -1, MissRatePerCaller: -1})
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			e.err = err
