@@ -65,7 +65,7 @@ type Store interface {
 	// tombstone.
 	//
 	// The bbolt store appends every entry in one transaction. The DynamoDB
-	// store appends them in transactions of up to 99 entries (its limits),
+	// store appends them in transactions of up to 97 entries (its limits),
 	// each a consistent snapshot; an error part way leaves the earlier
 	// transactions committed (resyncing again is harmless).
 	Resync(ctx context.Context, reqs []ResyncRequest, regions []string) (ResyncResult, error)

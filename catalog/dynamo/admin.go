@@ -379,7 +379,7 @@ func (s *Store) getTenants(ctx context.Context, ids []string) (map[string]*tenan
 }
 
 // ResyncAll reads a page of the stored tenants after the id after (Export)
-// and resyncs it (Resync, in its transactions of up to 99 entries). A tenant
+// and resyncs it (Resync, in its transactions of up to 97 entries). A tenant
 // purged between the two is skipped rather than reported: ResyncAll names
 // no ids. See catalog.Store.
 func (s *Store) ResyncAll(ctx context.Context, after string, limit int, regions []string) (catalog.ResyncResult, string, error) {
