@@ -18,9 +18,12 @@ BENCHTIME ?= 1s
 # BenchmarkResyncAll's size: issue 6's target is 1,000,000 tenants in ≤ 120 s.
 export TCSCTL_BENCH_TENANTS ?= 1000000
 
-# Development tokens for `make run`; set your own in the environment.
+# Development tokens for `make run` (accepted on loopback addresses only);
+# set your own in the environment, or use a credentials file (README "Security").
 export TCS_ADMIN_TOKEN  ?= dev-admin-token
 export TCS_READER_TOKEN ?= dev-reader-token
+export TCS_LOOKUP_TOKEN ?= dev-lookup-token
+export TCS_SCAN_TOKEN   ?= dev-scan-token
 
 .DEFAULT_GOAL := help
 include Makefile.proto
@@ -31,7 +34,7 @@ help:
 	@sed -n 's/^#   //p' Makefile
 
 run:
-	$(GO) run ./cmd/tcs-dev --data $(DATA)
+	$(GO) run ./cmd/tcs-dev --data $(DATA) --reflection
 
 build:
 	$(GO) build ./...

@@ -28,7 +28,7 @@ func BenchmarkPropagationAWS(b *testing.B) {
 }
 
 func propagation(b *testing.B, s *system, writes int) {
-	code, _, body := s.rest(b, "POST", "/v1/tenants", "adm", `{"id":"acme","hostnames":["acme.example.com"]}`)
+	code, _, body := s.rest(b, "POST", "/v1/tenants", adm, `{"id":"acme","hostnames":["acme.example.com"]}`)
 	if code != http.StatusCreated {
 		b.Fatalf("create: %d %s", code, body)
 	}
@@ -37,7 +37,7 @@ func propagation(b *testing.B, s *system, writes int) {
 	for range b.N {
 		lat := make([]time.Duration, 0, writes)
 		for i := range writes {
-			code, _, body := s.rest(b, "PATCH", "/v1/tenants/acme", "adm", fmt.Sprintf(`{"labels":{"n":"%d"}}`, i), "If-Match", fmt.Sprintf(`"%d"`, version))
+			code, _, body := s.rest(b, "PATCH", "/v1/tenants/acme", adm, fmt.Sprintf(`{"labels":{"n":"%d"}}`, i), "If-Match", fmt.Sprintf(`"%d"`, version))
 			acked := time.Now()
 			if code != http.StatusOK {
 				b.Fatalf("write %d: %d %s", i, code, body)

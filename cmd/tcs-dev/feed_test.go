@@ -26,7 +26,7 @@ func TestFeedHeartbeatsReachLookupServers(t *testing.T) {
 	}
 	deadline := time.Now().Add(30 * time.Second) // heartbeats come every 5 s
 	for {
-		code, _, body := s.rest(t, "GET", "/metrics", "rdr", "")
+		code, _, body := s.rest(t, "GET", "/metrics", rdr, "")
 		if code != http.StatusOK {
 			t.Fatalf("metrics: %d", code)
 		}

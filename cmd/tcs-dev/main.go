@@ -24,6 +24,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog/httpapi"
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
+	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/streamer"
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/fanout"
@@ -72,6 +73,8 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	regionsFlag := fs.String("regions", cmdutil.EnvOr(getenv, "TCS_REGIONS", DefaultRegions), "regions and their gRPC listen addresses (env TCS_REGIONS)")
 	seed := fs.Bool("seed", true, "create sample tenants when the data directory is new (aws: when the catalog is empty)")
 	logFormat := fs.String("log-format", cmdutil.EnvOr(getenv, "TCS_LOG_FORMAT", "text"), "log format: text or json (env TCS_LOG_FORMAT)")
+	sec := cmdutil.RegisterSecurity(fs, getenv, auth.Roles...)
+	reflect := fs.Bool("reflection", false, "serve gRPC server reflection on the lookup servers (grpcurl without .proto files)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -86,21 +89,30 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return err
 	}
-	tokenList, err := httpapi.LoadTokenList(getenv("TCS_TOKENS_FILE"), getenv)
+	// Each surface accepts only its roles' credentials: the catalog admin
+	// and reader, the lookup servers lookup and replica-scan (a lookup
+	// server never accepts a catalog credential).
+	catalogGuard, err := sec.Load(getenv, auth.Admin, auth.Reader)
 	if err != nil {
 		return err
 	}
-	tokens, err := httpapi.NewTokens(tokenList...)
+	if catalogGuard.Auth == nil {
+		return errors.New("no credentials configured: set --tokens-file (or TCS_TOKENS_FILE), or TCS_ADMIN_TOKEN (and TCS_READER_TOKEN); make run sets the development tokens")
+	}
+	lookupGuard, err := sec.Load(getenv, auth.Lookup, auth.ReplicaScan)
 	if err != nil {
 		return err
 	}
-	// The admin tokens of the catalog also open each region's replica admin
-	// API (tcsctl verify and repair scan the replicas through it).
-	var adminTokens []string
-	for _, t := range tokenList {
-		if t.Role == httpapi.RoleAdmin {
-			adminTokens = append(adminTokens, t.Value)
-		}
+	lookupGuard.OpenUnlessConfigured(auth.Lookup)
+	binds := []auth.Bind{}
+	for _, r := range regions {
+		binds = append(binds, lookupGuard.Bind("--regions "+r.region, r.addr))
+	}
+	if err := catalogGuard.Check(sec.Insecure, log, catalogGuard.Bind("--catalog-addr", *catalogAddr)); err != nil {
+		return err
+	}
+	if err := lookupGuard.Check(sec.Insecure, log, binds...); err != nil {
+		return err
 	}
 	if err := be.Validate(); err != nil {
 		return err
@@ -165,8 +177,14 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	g, gctx := errgroup.WithContext(ctx)
-	api := httpapi.New(httpapi.Config{Store: store, Tokens: tokens, Logger: log.With("component", "catalog"), Registry: reg})
-	g.Go(func() error { return httpapi.Serve(gctx, catalogLn, api) })
+	api := httpapi.New(httpapi.Config{Store: store, Auth: catalogGuard.Auth, Logger: log.With("component", "catalog"), Registry: reg})
+	g.Go(func() error {
+		if catalogGuard.TLS != nil {
+			return httpapi.ServeTLS(gctx, catalogLn, api, catalogGuard.TLSConfig())
+		}
+		return httpapi.Serve(gctx, catalogLn, api)
+	})
+	cmdutil.ReloadOnHangup(gctx, log, func() error { return errors.Join(catalogGuard.Reload(), lookupGuard.Reload()) })
 	pub := streamer.NewPublisher(streamer.PublisherConfig{Outbox: store, Stream: stream, Logger: log.With("component", "publish"), Registerer: reg})
 	g.Go(func() error { return pub.Run(gctx) })
 
@@ -207,9 +225,11 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 			Logger: log.With("component", "apply"), Registerer: reg})
 		g.Go(func() error { return applier.Run(gctx) })
 		srv := lookup.New(lookup.Config{Region: r.region, Replica: rep, Feed: feed, Logger: log.With("component", "tcs", "region", r.region),
-			Registerer: regionReg, AdminTokens: adminTokens})
+			Registerer: regionReg, ReplicaAdmin: lookupGuard.Auth != nil})
 		ln := regionLns[i]
-		g.Go(func() error { return srv.Serve(gctx, ln, lookup.ServeOptions{}) })
+		g.Go(func() error {
+			return srv.Serve(gctx, ln, lookup.ServeOptions{TLS: lookupGuard.TLSConfig(), Auth: lookupGuard.Auth, Reflection: *reflect})
+		})
 		ep.Regions[r.region] = ln.Addr().String()
 	}
 	listeners = nil // the servers own them now
@@ -225,7 +245,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if be.IsAWS() {
 		where = "the AWS backends (resource prefix " + be.Names.Prefix + ", home region " + be.HomeRegion + ")"
 	}
-	banner(stdout, where, ep, regions)
+	banner(stdout, where, ep, regions, bannerOptions{tls: catalogGuard.TLS != nil, lookupAuth: lookupGuard.Auth != nil && !lookupGuard.Auth.IsOpen(auth.Lookup), reflection: *reflect})
 	if ready != nil {
 		ready <- ep
 	}
@@ -234,21 +254,46 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	return err
 }
 
-func banner(w io.Writer, where string, ep endpoints, regions []regionAddr) {
+// bannerOptions say what the banner describes.
+type bannerOptions struct {
+	tls        bool // the servers serve TLS
+	lookupAuth bool // lookups need a lookup credential
+	reflection bool
+}
+
+func banner(w io.Writer, where string, ep endpoints, regions []regionAddr, o bannerOptions) {
+	scheme, grpcurlTLS := "http", "-plaintext"
+	if o.tls {
+		scheme, grpcurlTLS = "https", "-cacert CA.pem"
+	}
+	services := "tcs.v1.TenantContextService, tcs.admin.v1.ReplicaAdmin, health"
+	if o.reflection {
+		services += ", reflection"
+	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nTCS is running on %s. Ctrl-C stops it.\n\n", where)
-	fmt.Fprintf(&b, "  catalog admin REST API  http://%s   (OpenAPI: /openapi.json, metrics: /metrics)\n", ep.Catalog)
+	fmt.Fprintf(&b, "\nTCS is running on %s. Ctrl-C stops it; SIGHUP reloads credentials and certificates.\n\n", where)
+	fmt.Fprintf(&b, "  catalog admin REST API  %s://%s   (OpenAPI: /openapi.json, metrics: /metrics)\n", scheme, ep.Catalog)
 	for _, r := range regions {
-		fmt.Fprintf(&b, "  tcs %-19s gRPC %s   (tcs.v1.TenantContextService, tcs.admin.v1.ReplicaAdmin, health, reflection)\n", r.region, ep.Regions[r.region])
+		fmt.Fprintf(&b, "  tcs %-19s gRPC %s   (%s)\n", r.region, ep.Regions[r.region], services)
 	}
 	first := ep.Regions[regions[0].region]
+	lookupAuth := ""
+	if o.lookupAuth {
+		lookupAuth = "-H 'authorization: Bearer dev-lookup-token' "
+	}
+	protoFlags := ""
+	if !o.reflection {
+		protoFlags = "-import-path proto -proto tcs/v1/tcs.proto "
+	}
 	fmt.Fprintf(&b, `
-Try it (tokens: dev-admin-token may write, dev-reader-token may read, unless you set your own):
-  curl -s http://%[1]s/v1/tenants -H 'Authorization: Bearer dev-reader-token'
-  curl -s http://%[1]s/v1/hostnames/acme.example.com -H 'Authorization: Bearer dev-reader-token'
-  go run github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4 -plaintext \
-    -d '{"hostname":"acme.example.com"}' %[2]s tcs.v1.TenantContextService/Lookup
+Try it (make run's development tokens, unless you set your own: dev-admin-token may write,
+dev-reader-token may read, dev-lookup-token may look up, dev-scan-token may scan replicas;
+development tokens work on loopback addresses only):
+  curl -s %[1]s://%[2]s/v1/tenants -H 'Authorization: Bearer dev-reader-token'
+  curl -s %[1]s://%[2]s/v1/hostnames/acme.example.com -H 'Authorization: Bearer dev-reader-token'
+  go run github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4 %[3]s %[4]s%[5]s\
+    -d '{"hostname":"acme.example.com"}' %[6]s tcs.v1.TenantContextService/Lookup
 
-`, ep.Catalog, first)
+`, scheme, ep.Catalog, grpcurlTLS, lookupAuth, protoFlags, first)
 	_, _ = io.WriteString(w, b.String())
 }

@@ -17,8 +17,26 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/tcs-dev/tcs/internal/auth"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 )
+
+// The tokens of the tests' systems: make run's, since they run on loopback.
+const (
+	adm  = auth.DevAdminToken
+	rdr  = auth.DevReaderToken
+	lkp  = auth.DevLookupToken
+	scan = auth.DevScanToken
+)
+
+// bearer sends a token with every call, over plaintext (loopback).
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (bearer) RequireTransportSecurity() bool { return false }
 
 // syncBuffer is a bytes.Buffer safe for the logger and the test to share.
 type syncBuffer struct {
@@ -55,7 +73,7 @@ func start(t testing.TB, extra ...string) *system {
 func startWith(t testing.TB, moreEnv map[string]string, extra ...string) *system {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	env := map[string]string{"TCS_ADMIN_TOKEN": "adm", "TCS_READER_TOKEN": "rdr"}
+	env := map[string]string{"TCS_ADMIN_TOKEN": adm, "TCS_READER_TOKEN": rdr, "TCS_LOOKUP_TOKEN": lkp, "TCS_SCAN_TOKEN": scan}
 	for k, v := range moreEnv {
 		env[k] = v
 	}
@@ -87,7 +105,7 @@ func startWith(t testing.TB, moreEnv map[string]string, extra ...string) *system
 		}
 	})
 	for region, addr := range sys.ep.Regions {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(bearer(lkp)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -168,7 +186,7 @@ func TestEndToEnd(t *testing.T) {
 }
 
 func endToEnd(t *testing.T, s *system) {
-	code, _, body := s.rest(t, "POST", "/v1/tenants", "adm", `{"id":"acme","hostnames":["acme.example.com","www.acme.example.com"]}`)
+	code, _, body := s.rest(t, "POST", "/v1/tenants", adm, `{"id":"acme","hostnames":["acme.example.com","www.acme.example.com"]}`)
 	if code != http.StatusCreated {
 		t.Fatalf("create: %d %s", code, body)
 	}
@@ -176,7 +194,7 @@ func endToEnd(t *testing.T, s *system) {
 	s.eventually(t, "WWW.Acme.Example.COM.", atVersion("acme", 1))
 
 	// Cache every region's answer first, so that the update must invalidate.
-	code, _, body = s.rest(t, "PATCH", "/v1/tenants/acme", "adm", `{"hostnames":["acme.example.com","new.acme.example.com"]}`, "If-Match", `"1"`)
+	code, _, body = s.rest(t, "PATCH", "/v1/tenants/acme", adm, `{"hostnames":["acme.example.com","new.acme.example.com"]}`, "If-Match", `"1"`)
 	if code != http.StatusOK {
 		t.Fatalf("update: %d %s", code, body)
 	}
@@ -184,7 +202,7 @@ func endToEnd(t *testing.T, s *system) {
 	s.eventually(t, "new.acme.example.com", atVersion("acme", 2))
 	s.eventually(t, "www.acme.example.com", notFound)
 
-	code, _, body = s.rest(t, "DELETE", "/v1/tenants/acme", "adm", "")
+	code, _, body = s.rest(t, "DELETE", "/v1/tenants/acme", adm, "")
 	if code != http.StatusNoContent {
 		t.Fatalf("delete: %d %s", code, body)
 	}
@@ -227,7 +245,7 @@ func TestSeedAndBanner(t *testing.T) {
 			t.Errorf("banner lacks %q:\n%s", want, out)
 		}
 	}
-	code, _, body := s.rest(t, "GET", "/metrics", "rdr", "")
+	code, _, body := s.rest(t, "GET", "/metrics", rdr, "")
 	if code != http.StatusOK || !strings.Contains(body, `tcs_lookup_lookups_total{`) || !strings.Contains(body, `region="eu-west-1"`) {
 		t.Errorf("metrics: %d, lookup metrics by region missing", code)
 	}

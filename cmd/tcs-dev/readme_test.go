@@ -60,14 +60,14 @@ func TestReadmeQuickStartCatchesFailures(t *testing.T) {
 	readme := "# TCS\n\n## Quick start\n\n```sh\nmake run\n```\n\n```sh\n" +
 		"# Create a tenant.\n" +
 		"curl -si -X POST http://127.0.0.1:8080/v1/tenants \\\n" +
-		"  -H 'Authorization: Bearer adm' -H 'Content-Type: application/json' \\\n" +
+		"  -H 'Authorization: Bearer dev-admin-token' -H 'Content-Type: application/json' \\\n" +
 		"  -d '{\"id\":\"acme\",\n       \"hostnames\":[\"acme.example.com\"]}'\n" +
 		"# → 201 Created, ETag: \"1\"\n" +
-		"curl -si -X PATCH http://127.0.0.1:8080/v1/tenants/acme -H 'Authorization: Bearer adm' \\\n" +
+		"curl -si -X PATCH http://127.0.0.1:8080/v1/tenants/acme -H 'Authorization: Bearer dev-admin-token' \\\n" +
 		"  -H 'Content-Type: application/merge-patch+json' \\\n" +
 		"  -H \"If-Match: \\\"1\\\"\" -d '{\"labels\":{\"tier\":\"gold\"}}'\n" +
 		"# → 200 OK, ETag: \"2\"\n" +
-		"curl -s http://127.0.0.1:8080/v1/hostnames/nobody.example.com -H 'Authorization: Bearer rdr'\n" +
+		"curl -s http://127.0.0.1:8080/v1/hostnames/nobody.example.com -H 'Authorization: Bearer dev-reader-token'\n" +
 		"```\n\n## Next\n"
 	cmds, err := quickStartCommands(readme)
 	if err != nil {

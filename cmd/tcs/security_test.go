@@ -56,6 +56,7 @@ func TestRefusesUnprotectedStart(t *testing.T) {
 		{"all interfaces, nothing", []string{"--addr", ":0"}, env("", ""), "refusing to serve --addr :0 without TLS and authentication: set --tls-cert and --tls-key, and --tokens-file"},
 		{"credentials without TLS", []string{"--addr", "0.0.0.0:0"}, env("TCS_LOOKUP_TOKEN", strong), "without TLS"},
 		{"TLS without credentials", append([]string{"--addr", "0.0.0.0:0"}, tlsArgs...), env("", ""), "without authentication: set --tokens-file"},
+		{"lookups open (only replica-scan credentials)", append([]string{"--addr", "0.0.0.0:0"}, tlsArgs...), env("TCS_SCAN_TOKEN", strong), "without authentication"},
 		{"dev token", append([]string{"--addr", "0.0.0.0:0"}, tlsArgs...), env("TCS_LOOKUP_TOKEN", auth.DevLookupToken), "development token"},
 		{"short token", []string{"--addr", "127.0.0.1:0"}, env("TCS_SCAN_TOKEN", "scan"), "TCS_SCAN_TOKEN: 4 bytes"},
 	} {

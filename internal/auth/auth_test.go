@@ -2,6 +2,7 @@ package auth_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
@@ -12,6 +13,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/internal/auth/authtest"
@@ -217,5 +223,48 @@ func TestNewTokenAndLine(t *testing.T) {
 	}
 	if id, ok := set.Token(a); !ok || id.Name != "svc-x" {
 		t.Errorf("issued token not accepted through its line: %+v", id)
+	}
+}
+
+// TestOpenRole: a role opened for lack of credentials lets calls without
+// credentials through (no identity), still refuses wrong credentials, and
+// still establishes the identity of right ones.
+func TestOpenRole(t *testing.T) {
+	t.Parallel()
+	scan := authtest.Token("scan")
+	set, err := auth.Parse(strings.NewReader(auth.Line(auth.ReplicaScan, scan, "verify")), "creds")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := auth.Static(set)
+	a.Open(auth.Lookup)
+	p := auth.Policy{Methods: map[string]auth.Role{"/s.L/": auth.Lookup, "/s.A/": auth.ReplicaScan}}
+	call := func(method, token string) (auth.Identity, bool, error) {
+		ctx := context.Background()
+		if token != "" {
+			ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("authorization", "Bearer "+token))
+		}
+		var id auth.Identity
+		var has bool
+		_, err := a.UnaryInterceptor(p)(ctx, nil, &grpc.UnaryServerInfo{FullMethod: method}, func(ctx context.Context, _ any) (any, error) {
+			id, has = auth.FromContext(ctx)
+			return nil, nil
+		})
+		return id, has, err
+	}
+	if _, has, err := call("/s.L/Lookup", ""); err != nil || has {
+		t.Errorf("open role without credentials: identity %v, %v", has, err)
+	}
+	if _, _, err := call("/s.L/Lookup", "wrong-token"); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("open role with a wrong token: %v", err)
+	}
+	if _, _, err := call("/s.A/Scan", ""); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("a role not opened, without credentials: %v", err)
+	}
+	if id, _, err := call("/s.A/Scan", scan); err != nil || id.Name != "verify" {
+		t.Errorf("replica-scan token: %+v %v", id, err)
+	}
+	if _, _, err := call("/s.X/Other", scan); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("a method the policy does not know: %v", err)
 	}
 }

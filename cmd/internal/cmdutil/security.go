@@ -49,6 +49,25 @@ type Guard struct {
 	TLS  *auth.ServerTLS
 
 	noDev atomic.Bool // set by Check: a reload may not bring in a development token
+	open  []auth.Role
+}
+
+// OpenUnlessConfigured lets calls that need role through without
+// credentials when the guard has credentials but none of role (a lookup
+// server given only replica-scan tokens keeps its lookups open), which
+// Check allows on loopback addresses only. It returns whether it did.
+func (g *Guard) OpenUnlessConfigured(role auth.Role) bool {
+	if g.Auth == nil {
+		return false
+	}
+	for _, r := range g.Auth.Set().Roles() {
+		if r == role {
+			return false
+		}
+	}
+	g.Auth.Open(role)
+	g.open = append(g.open, role)
+	return true
 }
 
 // Load builds the guard: the credentials of the file and of the roles'
@@ -95,7 +114,7 @@ func (g *Guard) TLSConfig() *tls.Config {
 
 // Bind describes a listener of this guard for auth.CheckBinds.
 func (g *Guard) Bind(flagName, addr string) auth.Bind {
-	return auth.Bind{Flag: flagName, Addr: addr, TLS: g.TLS != nil, Auth: g.Auth != nil && g.Auth.Set().Len() > 0}
+	return auth.Bind{Flag: flagName, Addr: addr, TLS: g.TLS != nil, Auth: g.Auth != nil && g.Auth.Set().Len() > 0 && len(g.open) == 0}
 }
 
 // Check refuses what auth.CheckBinds refuses for the guard's listeners
