@@ -87,17 +87,28 @@ else
 fi
 
 # kinesalite and fauxqs: the committed npm project, installed exactly as
-# locked. The stamp holds the lockfile's digest, so a changed lockfile
-# reinstalls.
+# locked. The stamp holds the digests of package.json and the lockfile, so a
+# changed lockfile reinstalls. The install is made next to the old one and
+# swapped in, so that an emulator started meanwhile (tests of another package)
+# finds a complete install, and a failed install leaves the old one.
 node="$dir/node"
 src="$repo/infra/emulators/npm"
 want="$(sha256 "$src/package.json") $(sha256 "$src/package-lock.json")"
 if [ ! -f "$node/.installed" ] || [ "$(cat "$node/.installed")" != "$want" ] || [ ! -d "$node/node_modules" ]; then
-	mkdir -p "$node"
-	rm -f "$node/.installed"
-	cp "$src/package.json" "$src/package-lock.json" "$node/"
-	(cd "$node" && npm ci --ignore-scripts --silent --no-audit --no-fund)
-	echo "$want" >"$node/.installed"
+	new=$(mktemp -d "$dir/.node.XXXXXX")
+	trap 'rm -rf "$new"' EXIT
+	cp "$src/package.json" "$src/package-lock.json" "$new/"
+	(cd "$new" && npm ci --ignore-scripts --silent --no-audit --no-fund)
+	echo "$want" >"$new/.installed"
+	chmod 755 "$new"
+	old=""
+	if [ -e "$node" ]; then
+		old="$dir/.node.old.$$"
+		mv "$node" "$old"
+	fi
+	mv "$new" "$node"
+	trap - EXIT
+	if [ -n "$old" ]; then rm -rf "$old"; fi
 	echo "install.sh: kinesalite and fauxqs installed in $node from infra/emulators/npm/package-lock.json"
 else
 	echo "install.sh: kinesalite and fauxqs already installed in $node"
