@@ -27,8 +27,13 @@ type Message struct {
 	Data         []byte
 	// Shard is the partition (Kinesis shard) the record landed in, and
 	// Sequence its position there: increasing within a shard, opaque across.
+	// Records a backend stored together (Kinesis packs a partition key's
+	// consecutive records into one) share a Sequence and are told apart by
+	// Sub, their position in it from 0; (Sequence, Sub) increases within a
+	// shard.
 	Shard    string
 	Sequence string
+	Sub      int
 	// AppendedAt is when the stream accepted the record.
 	AppendedAt time.Time
 }

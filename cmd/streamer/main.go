@@ -50,9 +50,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		concurrency    int
 		feed           streamer.FeedConfig
 		envErrs        []error
+		noPack         bool
 	)
 	switch cmd {
 	case "publish":
+		fs.BoolVar(&noPack, "kinesis-no-pack", false,
+			"aws: store every event as a Kinesis record of its own, readable by appliers older than 0.2.0 (by default a tenant's consecutive events are packed into one record; upgrade the appliers first, or set this until they are)")
 	case "apply":
 		region = fs.String("region", getenv("TCS_REGION"), "region whose replica to apply to, e.g. us-east-1 (env TCS_REGION)")
 		worker = fs.String("worker-id", getenv("TCS_WORKER_ID"), "aws: this applier's name among the appliers of its region, which share the stream's shards (env TCS_WORKER_ID; default host name, pid and a random suffix)")
@@ -116,7 +119,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	reg := prometheus.NewRegistry()
-	so := backend.StreamOptions{Logger: log, Registerer: reg}
+	so := backend.StreamOptions{Logger: log, Registerer: reg, DisablePacking: noPack}
 	if region != nil {
 		so.Region, so.Owner = *region, *worker
 	}

@@ -15,9 +15,13 @@ import (
 )
 
 // Append stores records in rounds of PutRecords calls, each carrying at most
-// one record per partition key: a key's next record is sent only once the
-// previous one is stored, so a key's records land in the order given even
-// though PutRecords may fail some of a call's records and not others. Failed
+// one Kinesis record per partition key: a key's next record is sent only
+// once the previous one is stored, so a key's records land in the order
+// given even though PutRecords may fail some of a call's records and not
+// others. Unless Config.DisablePacking is set, a key's consecutive records
+// still to store go in one packed Kinesis record (see pack.go), up to
+// Kinesis's record size, so that a backlog takes one round, not one per
+// record of its busiest key. Failed
 // records and failed calls (throttling, 5xx, lost connections) are retried
 // with backoff until ctx ends; a permanent error (say, the stream was
 // deleted) is returned at once. An invalid record rejects the whole call
@@ -54,18 +58,20 @@ func (s *Stream) Append(ctx context.Context, records []streamer.Record) error {
 	failures := 0 // in a row
 	entries := make([]ktypes.PutRecordsRequestEntry, 0, min(len(keys), maxRecordsPerCall))
 	sent := make([]string, 0, cap(entries)) // the key of each entry
+	counts := make([]int, 0, cap(entries))  // how many of the key's records it holds
 	for len(keys) > 0 {
-		entries, sent = entries[:0], sent[:0]
+		entries, sent, counts = entries[:0], sent[:0], counts[:0]
 		size := 0
 		for _, k := range keys {
-			r := records[queues[k][0]]
-			n := len(r.PartitionKey) + len(r.Data)
+			data, count := s.next(records, queues[k])
+			n := len(k) + len(data)
 			if len(entries) == maxRecordsPerCall || size+n > maxBytesPerCall {
 				break
 			}
 			size += n
-			entries = append(entries, ktypes.PutRecordsRequestEntry{PartitionKey: aws.String(r.PartitionKey), Data: r.Data})
+			entries = append(entries, ktypes.PutRecordsRequestEntry{PartitionKey: aws.String(k), Data: data})
 			sent = append(sent, k)
+			counts = append(counts, count)
 		}
 
 		out, err := s.kin.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: s.stream, Records: entries}, oneAttempt)
@@ -95,7 +101,7 @@ func (s *Stream) Append(ctx context.Context, records []streamer.Record) error {
 		if len(out.Records) != len(entries) {
 			return fmt.Errorf("kinesis append: PutRecords answered %d results for %d records", len(out.Records), len(entries))
 		}
-		failed := 0
+		failed, stored := 0, 0
 		for i, res := range out.Records {
 			if res.ErrorCode != nil {
 				failed++
@@ -105,9 +111,10 @@ func (s *Stream) Append(ctx context.Context, records []streamer.Record) error {
 				s.m.retries.WithLabelValues("PutRecords").Inc()
 				continue
 			}
-			queues[sent[i]] = queues[sent[i]][1:]
+			queues[sent[i]] = queues[sent[i]][counts[i]:]
+			stored += counts[i]
 		}
-		s.m.appended.Add(float64(len(entries) - failed))
+		s.m.appended.Add(float64(stored))
 		keys = keysLeft(keys, queues)
 		if failed > 0 {
 			failures++
@@ -121,6 +128,34 @@ func (s *Stream) Append(ctx context.Context, records []streamer.Record) error {
 		failures = 0
 	}
 	return nil
+}
+
+// next returns the Kinesis record data that stores the first records of a
+// key's queue (indexes into records, in order), and how many it holds: the
+// first record alone, or with packing on, as many of the queue's records as
+// fit in one packed record (one alone is never packed).
+func (s *Stream) next(records []streamer.Record, queue []int) ([]byte, int) {
+	first := records[queue[0]]
+	if s.disablePacking || len(queue) == 1 {
+		return first.Data, 1
+	}
+	limit := maxRecordBytes - len(first.PartitionKey)
+	n, size := 0, 0
+	for _, i := range queue {
+		if packedSize(size+len(records[i].Data), n+1) > limit {
+			break
+		}
+		n++
+		size += len(records[i].Data)
+	}
+	if n <= 1 {
+		return first.Data, 1
+	}
+	datas := make([][]byte, n)
+	for j := range n {
+		datas[j] = records[queue[j]].Data
+	}
+	return pack(datas), n
 }
 
 // keysLeft drops from keys, in place, the keys whose queue is empty.

@@ -844,15 +844,27 @@ func (c *consumer) handOver(ctx context.Context, w *shardWorker, to string) erro
 	return nil
 }
 
+// toMessages returns the messages records hold, unpacking packed records
+// (see pack.go): the messages of one share its Sequence and are numbered by
+// Message.Sub.
 func toMessages(records []ktypes.Record, shard string) []streamer.Message {
-	msgs := make([]streamer.Message, len(records))
-	for i, r := range records {
-		msgs[i] = streamer.Message{
+	msgs := make([]streamer.Message, 0, len(records))
+	for _, r := range records {
+		m := streamer.Message{
 			PartitionKey: aws.ToString(r.PartitionKey),
 			Data:         r.Data,
 			Shard:        shard,
 			Sequence:     aws.ToString(r.SequenceNumber),
 			AppendedAt:   aws.ToTime(r.ApproximateArrivalTimestamp),
+		}
+		datas, ok := unpack(r.Data)
+		if !ok {
+			msgs = append(msgs, m)
+			continue
+		}
+		for i, d := range datas {
+			m.Data, m.Sub = d, i
+			msgs = append(msgs, m)
 		}
 	}
 	return msgs

@@ -16,3 +16,9 @@ func WithCrash(ctx context.Context) (_ context.Context, crash func()) {
 	var once sync.Once
 	return context.WithValue(ctx, crashKey{}, (<-chan struct{})(ch)), func() { once.Do(func() { close(ch) }) }
 }
+
+// Pack and Unpack are pack and unpack, for the packing tests.
+var (
+	Pack   = pack
+	Unpack = unpack
+)

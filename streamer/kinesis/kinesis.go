@@ -193,6 +193,13 @@ type Config struct {
 	// scan the lease table every eighth of it (at most every second), and
 	// owners renew about every fifth of it.
 	LeaseDuration time.Duration
+	// DisablePacking makes Append store every record as a Kinesis record of
+	// its own, readable by consumers older than packing (0.2.0). By
+	// default a partition key's consecutive records are packed into one
+	// Kinesis record (see Append), which Consume unpacks; a consumer older
+	// than packing would skip packed records as undecodable, so upgrade
+	// every consumer before the appenders, or set this meanwhile.
+	DisablePacking bool
 	// Logger receives lease changes and retried failures; nil discards.
 	Logger *slog.Logger
 	// Registerer receives the stream's metrics; nil registers nothing.
@@ -214,9 +221,11 @@ type Stream struct {
 	poll       time.Duration
 	maxRecords int32
 	lease      time.Duration
-	log        *slog.Logger
-	now        func() time.Time
-	m          *metrics
+	// disablePacking is Config.DisablePacking.
+	disablePacking bool
+	log            *slog.Logger
+	now            func() time.Time
+	m              *metrics
 
 	mu        sync.Mutex
 	consuming map[string]bool
@@ -243,17 +252,18 @@ func Open(ctx context.Context, cfg Config) (*Stream, error) {
 		return nil, errors.New("kinesis open: negative PollInterval or LeaseDuration")
 	}
 	s := &Stream{
-		kin:        cfg.Kinesis,
-		db:         cfg.DynamoDB,
-		stream:     aws.String(cfg.Stream),
-		table:      optString(cfg.LeaseTable),
-		owner:      cfg.Owner,
-		poll:       cmpOr(cfg.PollInterval, DefaultPollInterval),
-		maxRecords: int32(cmpOr(cfg.MaxRecords, DefaultMaxRecords)),
-		lease:      cmpOr(cfg.LeaseDuration, DefaultLeaseDuration),
-		log:        cfg.Logger,
-		now:        cfg.Now,
-		consuming:  map[string]bool{},
+		kin:            cfg.Kinesis,
+		db:             cfg.DynamoDB,
+		stream:         aws.String(cfg.Stream),
+		table:          optString(cfg.LeaseTable),
+		owner:          cfg.Owner,
+		poll:           cmpOr(cfg.PollInterval, DefaultPollInterval),
+		maxRecords:     int32(cmpOr(cfg.MaxRecords, DefaultMaxRecords)),
+		disablePacking: cfg.DisablePacking,
+		lease:          cmpOr(cfg.LeaseDuration, DefaultLeaseDuration),
+		log:            cfg.Logger,
+		now:            cfg.Now,
+		consuming:      map[string]bool{},
 	}
 	if s.owner == "" {
 		s.owner = defaultOwner()

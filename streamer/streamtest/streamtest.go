@@ -503,13 +503,13 @@ type recorder struct {
 	mu       sync.Mutex
 	accepted []streamer.Message
 	batches  int
-	lastSeq  map[string]string
+	lastSeq  map[string]position
 	busy     map[string]bool
 	changed  chan struct{} // closed and replaced when accepted grows
 }
 
 func newRecorder(t *testing.T) *recorder {
-	return &recorder{t: t, lastSeq: map[string]string{}, busy: map[string]bool{}, changed: make(chan struct{})}
+	return &recorder{t: t, lastSeq: map[string]position{}, busy: map[string]bool{}, changed: make(chan struct{})}
 }
 
 func (r *recorder) handle(ctx context.Context, batch []streamer.Message) error {
@@ -533,13 +533,15 @@ func (r *recorder) handle(ctx context.Context, batch []streamer.Message) error {
 			r.t.Errorf("one batch holds shards %s and %s", shard, m.Shard)
 		case m.Sequence == "":
 			r.t.Errorf("message %q has no Sequence", m.Data)
-		case prev != "" && !seqLess(prev, m.Sequence):
-			r.t.Errorf("shard %s: sequence %s delivered after %s", shard, m.Sequence, prev)
+		case m.Sub < 0:
+			r.t.Errorf("message %q has Sub %d", m.Data, m.Sub)
+		case prev.seq != "" && !posLess(prev, position{m.Sequence, m.Sub}):
+			r.t.Errorf("shard %s: position %s/%d delivered after %s/%d", shard, m.Sequence, m.Sub, prev.seq, prev.sub)
 		}
 		if m.AppendedAt.IsZero() {
 			r.t.Errorf("message %q has no AppendedAt", m.Data)
 		}
-		prev = m.Sequence
+		prev = position{m.Sequence, m.Sub}
 	}
 	r.lastSeq[shard] = prev
 	r.busy[shard] = true
@@ -728,6 +730,19 @@ func outOfOrder(ds []string) int {
 
 // seqLess orders two sequences of one shard: numerically when both are
 // decimal, as strings otherwise.
+// position is a message's place in its shard: (Sequence, Sub).
+type position struct {
+	seq string
+	sub int
+}
+
+func posLess(a, b position) bool {
+	if a.seq != b.seq {
+		return seqLess(a.seq, b.seq)
+	}
+	return a.sub < b.sub
+}
+
 func seqLess(a, b string) bool {
 	if isDecimal(a) && isDecimal(b) {
 		a, b = strings.TrimLeft(a, "0"), strings.TrimLeft(b, "0")

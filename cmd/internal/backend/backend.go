@@ -247,6 +247,8 @@ type StreamOptions struct {
 	Owner      string
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// DisablePacking is the Kinesis stream's Config.DisablePacking.
+	DisablePacking bool
 }
 
 // OpenStream opens the ordered change stream.
@@ -263,12 +265,13 @@ func (c *Config) OpenStream(ctx context.Context, o StreamOptions) (streamer.Stre
 		return nil, err
 	}
 	cfg := streamkinesis.Config{
-		Kinesis:      home.Kinesis,
-		Stream:       c.Names.Stream(),
-		Owner:        o.Owner,
-		PollInterval: c.PollInterval,
-		Logger:       o.Logger,
-		Registerer:   o.Registerer,
+		Kinesis:        home.Kinesis,
+		Stream:         c.Names.Stream(),
+		Owner:          o.Owner,
+		PollInterval:   c.PollInterval,
+		DisablePacking: o.DisablePacking,
+		Logger:         o.Logger,
+		Registerer:     o.Registerer,
 	}
 	if o.Region != "" {
 		local, err := c.Clients(ctx, o.Region)
