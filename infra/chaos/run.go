@@ -340,9 +340,22 @@ func (r *Run) converge(ctx context.Context, snap Snapshot, since time.Time, time
 	}
 	var lastTrace time.Time
 	for {
+		// The regions are checked at once, so that one slow to answer does
+		// not delay noticing that the others (or it) converged.
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, region := range r.Topology.Regions {
+			ids := pending[region]
+			wg.Go(func() {
+				left, w := r.unconverged(ctx, region, snap, ids)
+				mu.Lock()
+				pending[region], why[region] = left, w
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
 		done := true
 		for _, region := range r.Topology.Regions {
-			pending[region], why[region] = r.unconverged(ctx, region, snap, pending[region])
 			if len(pending[region]) > 0 {
 				done = false
 			}
