@@ -2,7 +2,7 @@
 # Installs the local AWS stand-ins the tests use into .emulators/ at the repo
 # root (gitignored): DynamoDB Local (AWS's jar, shipped inside the npm package
 # amplify-dynamodb-simulator), kinesalite and fauxqs. Idempotent: a second run
-# with the same versions does nothing. Needs node/npm and sha256sum (or
+# with the same versions does nothing. Needs Node.js 20+ with npm, sha256sum (or
 # shasum); installs a headless JRE with apt-get only when java is missing.
 #
 # Supply chain: the simulator's archive and the DynamoDB Local jar are checked
@@ -56,6 +56,18 @@ check() {
 		return 1
 	fi
 }
+
+# Node.js 20 or newer: the locked packages (the AWS SDK inside fauxqs) need
+# it. Debian 12's own nodejs is 18; CI images carry NodeSource's.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+	echo "install.sh: node and npm not found; install Node.js 20 or newer (with npm) first" >&2
+	exit 1
+fi
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+	echo "install.sh: Node.js $(node --version) is too old; the emulators need Node.js 20 or newer" >&2
+	exit 1
+fi
 
 if ! command -v java >/dev/null 2>&1; then
 	echo "install.sh: java not found; installing default-jre-headless" >&2
