@@ -19,10 +19,12 @@ const infraUsage = `usage: tcsctl infra apply --regions R1,R2,… [--shards N] [
 apply creates the AWS resources TCS needs, idempotently, through the SDK
 (credentials, region and endpoints from the standard AWS chain, e.g.
 AWS_ENDPOINT_URL_DYNAMODB for an emulator): in the home region the catalog
-table (deletion protection, point-in-time recovery) and the change stream;
-per serving region the replica table, the lease table and the invalidation
-topic. Production deployments use the CloudFormation templates (template
-prints them), which also hold the IAM policies and stream encryption.`
+table (deletion protection, point-in-time recovery) and the change stream
+(KMS-encrypted); per serving region the replica table, the lease table and
+the invalidation topic (KMS-encrypted). What an endpoint cannot do (an
+emulator: point-in-time recovery, stream encryption) is warned about, not an
+error. Production deployments use the CloudFormation templates (template
+prints them), which also hold the IAM policies.`
 
 func runInfra(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 {
