@@ -128,7 +128,9 @@ export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$DYNAMODB_PORT
 export AWS_ENDPOINT_URL_KINESIS=http://127.0.0.1:$KINESIS_PORT
 export AWS_ENDPOINT_URL_SNS=http://127.0.0.1:$SNSSQS_PORT
 export AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$SNSSQS_PORT
+# make run's development tokens unless set (accepted on loopback addresses only).
 export TCS_ADMIN_TOKEN=${TCS_ADMIN_TOKEN:-dev-admin-token} TCS_READER_TOKEN=${TCS_READER_TOKEN:-dev-reader-token}
+export TCS_LOOKUP_TOKEN=${TCS_LOOKUP_TOKEN:-dev-lookup-token} TCS_SCAN_TOKEN=${TCS_SCAN_TOKEN:-dev-scan-token}
 
 region_names=$(echo "$REGIONS" | tr ',' '\n' | cut -d= -f1 | paste -sd, -)
 .bin/tcsctl infra apply --regions "$region_names" --shards 2
@@ -157,8 +159,8 @@ $(for pair in ${REGIONS//,/ }; do printf '  tcs %-19s gRPC %s\n' "${pair%%=*}" "
 Try it:
   curl -s -X POST http://$CATALOG_ADDR/v1/tenants -H 'Authorization: Bearer $TCS_ADMIN_TOKEN' -H 'Content-Type: application/json' \\
     -d '{"id":"acme","hostnames":["acme.example.com"],"status":"ACTIVE","region":"us-east-1"}'
-  go run github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4 -plaintext \\
-    -d '{"hostname":"acme.example.com"}' ${first#*=} tcs.v1.TenantContextService/Lookup
+  go run github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4 -plaintext -H 'authorization: Bearer $TCS_LOOKUP_TOKEN' \\
+    -import-path proto -proto tcs/v1/tcs.proto -d '{"hostname":"acme.example.com"}' ${first#*=} tcs.v1.TenantContextService/Lookup
 
 BANNER
 # Exit (stopping the rest) as soon as any process dies.

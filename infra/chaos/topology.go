@@ -24,8 +24,9 @@ import (
 
 // Tokens the suite's catalog and tcs nodes accept.
 const (
-	AdminToken  = "chaos-admin"
-	ReaderToken = "chaos-reader"
+	AdminToken  = "chaos-admin-token-of-at-least-32-bytes"
+	ReaderToken = "chaos-reader-token-of-at-least-32-bytes"
+	ScanToken   = "chaos-scan-token-of-at-least-32-bytes"
 )
 
 // Environment variables that choose the emulators' ports (default: free
@@ -124,7 +125,7 @@ func StartTopology(ctx context.Context, binDir, logDir string, regions []string,
 	aws := emulators.AWS{DynamoDB: t.DynamoDB.Endpoint, Kinesis: t.Kinesis.Endpoint, SNSSQS: t.SNSSQS.Endpoint}
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
 		"TCS_BACKEND=aws", "TCS_AWS_PREFIX=chaos",
-		"TCS_ADMIN_TOKEN=" + AdminToken, "TCS_READER_TOKEN=" + ReaderToken}
+		"TCS_ADMIN_TOKEN=" + AdminToken, "TCS_READER_TOKEN=" + ReaderToken, "TCS_SCAN_TOKEN=" + ScanToken}
 	for k, v := range aws.Env() {
 		env = append(env, k+"="+v)
 	}

@@ -86,7 +86,7 @@ func startScript(t *testing.T, ports map[string]int) *scriptRun {
 	s.cmd.Env = append(os.Environ(),
 		fmt.Sprintf("DYNAMODB_PORT=%d", p["ddb"]), fmt.Sprintf("KINESIS_PORT=%d", p["kin"]), fmt.Sprintf("SNSSQS_PORT=%d", p["sqs"]),
 		"CATALOG_ADDR="+s.catalog, "REGIONS="+s.regions, "LOGS="+s.logs, "TCS_AWS_PREFIX=e2e",
-		"TCS_ADMIN_TOKEN=adm", "TCS_READER_TOKEN=rdr")
+		"TCS_ADMIN_TOKEN=dev-admin-token", "TCS_READER_TOKEN=dev-reader-token", "TCS_LOOKUP_TOKEN=dev-lookup-token", "TCS_SCAN_TOKEN=dev-scan-token")
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := s.cmd.StdoutPipe()
 	if err != nil {
@@ -175,7 +175,8 @@ func TestRunAWSLocal(t *testing.T) {
 	// ...reaches every region's tcs process, through Kinesis and the
 	// appliers' processes; tcsctl is the client.
 	tcsctl := filepath.Join(root, ".bin", "tcsctl")
-	env := append(os.Environ(), "TCS_CATALOG_URL=http://"+catalog, "TCS_REGIONS="+regions, "TCS_ADMIN_TOKEN=adm")
+	env := append(os.Environ(), "TCS_CATALOG_URL=http://"+catalog, "TCS_REGIONS="+regions,
+		"TCS_ADMIN_TOKEN=dev-admin-token", "TCS_LOOKUP_TOKEN=dev-lookup-token", "TCS_SCAN_TOKEN=dev-scan-token")
 	for _, r := range []string{"us-east-1", "eu-west-1", "ap-southeast-2"} {
 		deadline := time.Now().Add(30 * time.Second)
 		for {
