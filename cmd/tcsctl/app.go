@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"runtime"
 	"sort"
 	"strings"
@@ -61,7 +62,9 @@ func commands() []command {
 		{"transform", "bulk-change tenants matching an expression, with optimistic concurrency", runTransform},
 		{"backfill", "import tenants from a JSON Lines file", runBackfill},
 		{"export", "write every tenant to a JSON Lines file", runExport},
+		{"audit", "list audit records, or verify their hash chains (audit verify)", runAudit},
 		{"infra", "create the AWS resources (apply) or print the CloudFormation templates (template)", runInfra},
+		{"token", "issue a credential (token new) or print a token's credentials file line (token digest)", runToken},
 	}
 }
 
@@ -116,18 +119,27 @@ func (e *env) dispatch(ctx context.Context, args []string) int {
 // connFlags are the flags every command takes: where the catalog and the
 // regions are, and how to authenticate.
 type connFlags struct {
-	catalogURL string
-	token      string
-	regions    string
-	tls        tlsOptions
-	timeout    time.Duration
+	catalogURL  string
+	token       string // the catalog's (admin or reader)
+	lookupToken string // the regions' Lookup
+	scanToken   string // the regions' ReplicaAdmin (verify, repair)
+	regions     string
+	tls         tlsOptions
+	timeout     time.Duration
+	getenv      func(string) string
 }
 
 func (c *connFlags) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.catalogURL, "catalog", envOr(getenv, "TCS_CATALOG_URL", "http://127.0.0.1:8080"), "catalog admin REST API base URL (env TCS_CATALOG_URL)")
-	fs.StringVar(&c.token, "token", envOr(getenv, "TCS_ADMIN_TOKEN", "dev-admin-token"), "admin bearer token for the catalog and the regions' admin API (env TCS_ADMIN_TOKEN; default: make run's)")
+	// Tokens have no default, and the flags' defaults never hold one (so
+	// -h prints no secret): the environment is read after parsing.
+	c.getenv = getenv
+	fs.StringVar(&c.token, "token", "", "bearer token for the catalog: admin to write, reader to read (default: env TCS_ADMIN_TOKEN, else TCS_READER_TOKEN)")
+	fs.StringVar(&c.lookupToken, "lookup-token", "", "bearer token of role lookup for the regions' Lookup (default: env TCS_LOOKUP_TOKEN)")
+	fs.StringVar(&c.scanToken, "scan-token", "", "bearer token of role replica-scan for the regions' replica admin API, used by verify and repair (default: env TCS_SCAN_TOKEN)")
 	fs.StringVar(&c.regions, "regions", envOr(getenv, "TCS_REGIONS", defaultRegions), "regions and their tcs gRPC addresses, REGION=HOST:PORT,… (env TCS_REGIONS)")
-	fs.BoolVar(&c.tls.Insecure, "insecure", envOr(getenv, "TCS_INSECURE", "") != "false", "plaintext gRPC to the regions (the default, for loopback); --insecure=false or --ca-file uses TLS (env TCS_INSECURE)")
+	fs.BoolVar(&c.tls.Insecure, "insecure", getenv("TCS_INSECURE") == "true", "plaintext gRPC to every region and allow an http:// catalog that is not on loopback: tokens cross the network in the clear (env TCS_INSECURE=true). Default: TLS to non-loopback regions, plaintext to loopback ones (unless --tls or --ca-file)")
+	fs.BoolVar(&c.tls.Always, "tls", false, "TLS to loopback regions too")
 	fs.StringVar(&c.tls.CAFile, "ca-file", getenv("TCS_CA_FILE"), "PEM CA bundle to verify the regions' (and an https catalog's) certificates; implies TLS (env TCS_CA_FILE)")
 	fs.StringVar(&c.tls.CertFile, "cert", getenv("TCS_CLIENT_CERT"), "PEM client certificate for mutual TLS (env TCS_CLIENT_CERT)")
 	fs.StringVar(&c.tls.KeyFile, "key", getenv("TCS_CLIENT_KEY"), "PEM private key of --cert (env TCS_CLIENT_KEY)")
@@ -224,8 +236,15 @@ func (c *connFlags) client(e *env) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.fromEnv()
+	if c.tls.Insecure && (c.tls.Always || c.tls.CAFile != "") {
+		return nil, errors.New("--insecure excludes --tls and --ca-file")
+	}
 	if c.tls.CAFile != "" {
-		c.tls.Insecure = false
+		c.tls.Always = true
+	}
+	if u, err := url.Parse(c.catalogURL); err == nil && u.Scheme == "http" && !isLoopback(u.Host) && !c.tls.Insecure {
+		return nil, fmt.Errorf("--catalog %s: plaintext HTTP to a host that is not loopback would send the token in the clear: use https://, or --insecure", c.catalogURL)
 	}
 	hc := &http.Client{Timeout: c.timeout}
 	if strings.HasPrefix(c.catalogURL, "https:") {
@@ -241,7 +260,7 @@ func (c *connFlags) client(e *env) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, err := newDialer(c.tls, c.token)
+	d, err := newDialer(c.tls, c.lookupToken, c.scanToken)
 	if err != nil {
 		return nil, err
 	}
@@ -254,10 +273,26 @@ func (c *connFlags) client(e *env) (*client, error) {
 		}
 		if len(remote) > 0 {
 			sort.Strings(remote)
-			fmt.Fprintf(e.stderr, "tcsctl: warning: plaintext gRPC (--insecure) to non-loopback regions %s; use --ca-file for TLS\n", strings.Join(remote, ", "))
+			fmt.Fprintf(e.stderr, "tcsctl: warning: plaintext gRPC (--insecure) to non-loopback regions %s: tokens cross the network in the clear\n", strings.Join(remote, ", "))
 		}
 	}
 	return &client{catalog: cat, dialer: d, regions: regions, timeout: c.timeout}, nil
 }
 
 func (c *client) Close() { c.dialer.Close() }
+
+// fromEnv fills the tokens not given as flags from the environment.
+func (c *connFlags) fromEnv() {
+	if c.getenv == nil {
+		return
+	}
+	if c.token == "" {
+		c.token = envOr(c.getenv, "TCS_ADMIN_TOKEN", c.getenv("TCS_READER_TOKEN"))
+	}
+	if c.lookupToken == "" {
+		c.lookupToken = c.getenv("TCS_LOOKUP_TOKEN")
+	}
+	if c.scanToken == "" {
+		c.scanToken = c.getenv("TCS_SCAN_TOKEN")
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/tcs-dev/tcs/internal/safefile"
 )
 
 // checkpointVersion is the format of checkpoint files described below.
@@ -89,7 +91,7 @@ func openCheckpoint(job jobFlags, command, key string) (*checkpoint, error) {
 		path = defaultCheckpointPath(job.checkpointDir, command, key)
 	}
 	c := &checkpoint{path: path, state: checkpointState{Version: checkpointVersion, Command: command, Key: key}}
-	raw, err := os.ReadFile(path)
+	raw, err := safefile.ReadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return c, nil
@@ -142,14 +144,9 @@ func (c *checkpoint) save(token string, offset, done int64, force bool) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(c.path), 0o700); err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
-	}
-	tmp := c.path + ".tmp"
-	if err := os.WriteFile(tmp, append(raw, '\n'), 0o600); err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
-	}
-	if err := os.Rename(tmp, c.path); err != nil {
+	// A new temporary file (0600, O_EXCL) renamed over the path: a file or
+	// symbolic link someone placed there is replaced, never written through.
+	if err := safefile.WriteAtomic(c.path, append(raw, '\n')); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	return nil

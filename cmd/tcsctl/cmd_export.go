@@ -10,6 +10,8 @@ import (
 	"io"
 	"os"
 	"strconv"
+
+	"github.com/tcs-dev/tcs/internal/safefile"
 )
 
 // exportLine is one line of an export: the tenant's JSON as the catalog
@@ -24,12 +26,13 @@ func exportLine(it exportItem) ([]byte, error) {
 }
 
 func runExport(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "export", "[--to FILE.jsonl] [--include-deleted]")
+	fs := newFlagSet(e, "export", "[--to FILE.jsonl [--force]] [--include-deleted]")
 	var conn connFlags
 	var job jobFlags
 	conn.register(fs, e.getenv)
 	job.register(fs, e.getenv, "tenants")
-	to := fs.String("to", "", "write to this file (default: stdout); written as FILE.partial and renamed when complete")
+	to := fs.String("to", "", "write to this file (default: stdout), mode 0600; written as FILE.partial (created new, never through a symbolic link) and renamed when complete; an existing FILE is an error")
+	force := fs.Bool("force", false, "with --to: replace an existing FILE (atomically, when the export is complete) and a FILE.partial no checkpoint resumes")
 	includeDeleted := fs.Bool("include-deleted", false, "include tombstones (status DELETED)")
 	pageSize := fs.Int("page-size", maxExportPage, "tenants per catalog request (at most 1000)")
 	if _, err := parse(fs, args, 0); err != nil {
@@ -53,11 +56,25 @@ func runExport(ctx context.Context, e *env, args []string) error {
 		if ckpt, err = openCheckpoint(job, "export", key); err != nil {
 			return err
 		}
-		flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
-		if ckpt.resuming() {
-			flags = os.O_CREATE | os.O_WRONLY
+		if !*force {
+			if _, err := os.Lstat(*to); err == nil {
+				return fmt.Errorf("--to: %s exists already: pass --force to replace it", *to)
+			}
 		}
-		if file, err = os.OpenFile(partial, flags, 0o644); err != nil {
+		if ckpt.resuming() {
+			file, err = safefile.OpenExisting(partial)
+		} else {
+			if *force {
+				if err := os.Remove(partial); err != nil && !os.IsNotExist(err) {
+					return fmt.Errorf("--to: %w", err)
+				}
+			}
+			file, err = safefile.Create(partial)
+			if err != nil && !*force {
+				err = fmt.Errorf("%w (left by an interrupted export without a checkpoint? --force replaces it)", err)
+			}
+		}
+		if err != nil {
 			return fmt.Errorf("--to: %w", err)
 		}
 		defer file.Close()
@@ -138,8 +155,8 @@ func runExport(ctx context.Context, e *env, args []string) error {
 		if err := file.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
 			return fmt.Errorf("--to: %w", err)
 		}
-		if err := os.Rename(partial, *to); err != nil {
-			return fmt.Errorf("--to: %w", err)
+		if err := safefile.Rename(partial, *to, *force); err != nil {
+			return fmt.Errorf("--to: %w (the export is complete in %s)", err, partial)
 		}
 		fmt.Fprintf(e.stderr, "exported %d tenant(s) to %s\n", before+written, *to)
 	}

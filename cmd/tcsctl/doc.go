@@ -37,7 +37,9 @@
 //	tcsctl repair [--region R…] [--dry-run] [--wait D] [-o table|json]
 //	tcsctl transform --where EXPR --set FIELD=VALUE… [--dry-run] [-o text|json]
 //	tcsctl backfill --from FILE.jsonl [--on-error abort|skip] [--dry-run]
-//	tcsctl export [--to FILE.jsonl] [--include-deleted]
+//	tcsctl export [--to FILE.jsonl [--force]] [--include-deleted]
+//	tcsctl audit [list] (--tenant ID | --resync) [--limit N]
+//	tcsctl audit verify (--tenant ID… | --resync | --all) [--json]
 //
 // lookup asks a region's lookup server (the first of --regions unless
 // --region or --addr says otherwise) and prints the answer as JSON: the
@@ -146,6 +148,23 @@
 // export writes every live tenant (with --include-deleted, tombstones too)
 // as JSON Lines in id order, exactly as the catalog sent each document, to
 // stdout or to --to FILE (written as FILE.partial, renamed when complete).
+// Files are created mode 0600 with O_EXCL and O_NOFOLLOW: a FILE that
+// exists, or a FILE.partial no checkpoint resumes (a symbolic link
+// included), is an error naming it; --force replaces them, FILE atomically
+// (renamed over) once the export is complete. Checkpoint files are written
+// the same way (a new 0600 file renamed over the old one).
+//
+// audit lists a tenant's audit records (--tenant) or those of resync and
+// resync-all (--resync), newest first, one JSON object a line exactly as
+// the catalog serves them. audit verify walks hash chains through the
+// catalog API (GET /v1/tenants/{id}/history, GET /v1/admin/history): each
+// record's hash must be the SHA-256 of its canonical encoding, its
+// prev_hash the hash of the record before, the versions 1, 2, 3… with none
+// missing up to the tenant's version (for --all, read from the export; a
+// deleted tenant's newest record must be its delete). Each problem is a
+// line naming the tenant and version ("tenant acme: version 3: altered: …",
+// --json: a report per chain) and the exit code is 1. Records written
+// before chaining (no hash) are counted, not checked.
 //
 // # Long-running commands
 //
