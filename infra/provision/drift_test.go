@@ -159,12 +159,13 @@ func TestTemplatePoliciesMatchCode(t *testing.T) {
 	kinesisAPI := actions("kinesis", (*streamkinesis.KinesisAPI)(nil))
 	replicaAPI := actions("dynamodb", (*replicadynamo.API)(nil))
 	replicaReads := actions("dynamodb", (*replicadynamo.API)(nil), "TransactWriteItems")
-	for _, tc := range []struct {
+	type policyCase struct {
 		tpl         *cloudformation.Template
 		policy, sid string
 		want        []string
 		subsetOf    []string // want must be a subset of this interface's actions
-	}{
+	}
+	cases := []policyCase{
 		{tpl: homeT, policy: "CatalogPolicy", sid: "SourceOfTruth", want: catalogAPI},
 		{tpl: homeT, policy: "PublisherPolicy", sid: "Outbox", want: []string{"dynamodb:BatchWriteItem", "dynamodb:Query"}, subsetOf: catalogAPI},
 		{tpl: homeT, policy: "PublisherPolicy", sid: "OutboxTable", want: []string{"dynamodb:DescribeTable"}, subsetOf: catalogAPI},
@@ -180,7 +181,22 @@ func TestTemplatePoliciesMatchCode(t *testing.T) {
 		{tpl: regionT, policy: "NodePolicy", sid: "OwnQueue", want: actions("sqs", (*tcssns.SQSAPI)(nil), "ListQueues", "DeleteQueue")},
 		{tpl: regionT, policy: "NodePolicy", sid: "DeleteQueue", want: []string{"sqs:DeleteQueue"}},
 		{tpl: regionT, policy: "NodePolicy", sid: "FindQueuesAndTopic", want: append(actions("sns", (*tcssns.ListTopicsAPI)(nil)), "sqs:ListQueues")},
-	} {
+	}
+	// Every statement is checked: here, or (KMS use, the audit deny) by
+	// checkEncryption and checkLeastPrivilege, which evaluate them.
+	checked := map[string]bool{}
+	for _, tc := range cases {
+		checked[tc.policy+"/"+tc.sid] = true
+	}
+	for _, p := range policies(homeT, regionT, nil, nil) {
+		for _, st := range p.statements(t) {
+			sid := str(st["Sid"])
+			if !checked[p.name+"/"+sid] && !slices.Contains([]string{"StreamEncryption", "TopicEncryption", "AuditAppendOnly"}, sid) {
+				t.Errorf("%s: statement %q is not checked by any drift test: add it to TestTemplatePoliciesMatchCode", p.name, sid)
+			}
+		}
+	}
+	for _, tc := range cases {
 		t.Run(tc.policy+"/"+tc.sid, func(t *testing.T) {
 			var got []string
 			for _, a := range list(t, statement(t, tc.tpl, tc.policy, tc.sid)["Action"]) {
