@@ -19,13 +19,24 @@
 //     tcs.admin.v1.ReplicaAdmin (ScanDocs, ScanHosts) on the same port, which
 //     reads the replica table page by page, never the cache.
 //
-// Both take the admin bearer token (--token, env TCS_ADMIN_TOKEN; default
-// dev-admin-token, the token `make run` sets). gRPC is plaintext by default
-// (--insecure, for loopback; tcsctl warns when the token would cross a
-// network in the clear); --ca-file (env TCS_CA_FILE) or --insecure=false
-// uses TLS, --cert/--key add a client certificate for mutual TLS,
-// --server-name overrides the name checked. An https --catalog uses the same
-// TLS options. So tcsctl works the same on the embedded family (`make run`)
+// Each takes its own bearer token, with no default: the catalog's (--token,
+// env TCS_ADMIN_TOKEN, else TCS_READER_TOKEN; admin for writes), the
+// regions' Lookup (--lookup-token, env TCS_LOOKUP_TOKEN; role lookup) and
+// their ReplicaAdmin (--scan-token, env TCS_SCAN_TOKEN; role replica-scan,
+// for verify and repair). -h never shows a token. gRPC is TLS to regions
+// that are not on loopback and plaintext to loopback ones; --tls or
+// --ca-file (env TCS_CA_FILE) makes it TLS everywhere, --insecure (env
+// TCS_INSECURE=true) plaintext everywhere (with a warning for non-loopback
+// regions); an http:// --catalog off loopback is refused without
+// --insecure. --cert/--key add a client certificate for mutual TLS,
+// --server-name overrides the name checked. An https --catalog uses the
+// same TLS options.
+//
+// token new --role ROLE --name NAME [--append FILE] issues a credential:
+// it prints a new random token (32 bytes, base64url) once, and its line
+// for the servers' --tokens-file (`ROLE sha256:<hex> NAME`), which --append
+// adds to FILE (mode 0600; a name already there is an error). token digest
+// --role ROLE --name NAME prints the line of a token read from stdin. So tcsctl works the same on the embedded family (`make run`)
 // and on the AWS deployment.
 //
 // # Commands

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/auth"
 	adminv1 "github.com/tcs-dev/tcs/proto/tcs/admin/v1"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs"
@@ -97,7 +98,8 @@ func regionNames(rs []region) []string {
 // tlsOptions say how tcsctl reaches the regions' gRPC servers (and the
 // catalog, if its URL is https).
 type tlsOptions struct {
-	Insecure   bool   // plaintext gRPC
+	Insecure   bool   // plaintext gRPC to every region
+	Always     bool   // TLS to loopback regions too
 	CAFile     string // PEM roots to trust instead of the system's
 	CertFile   string // client certificate, for mutual TLS
 	KeyFile    string
@@ -131,15 +133,20 @@ func (o tlsOptions) config() (*tls.Config, error) {
 	return cfg, nil
 }
 
-// dialer opens gRPC connections to regions, sharing one per address.
+// dialer opens gRPC connections to regions, sharing one per address: TLS
+// to a non-loopback address unless --insecure, to a loopback one with --tls
+// or --ca-file. Each call carries the token of its service: the lookup
+// token to tcs.v1, the replica-scan token to tcs.admin.v1.
 type dialer struct {
-	tls   *tls.Config // nil: plaintext
-	token string
-	conns map[string]*grpc.ClientConn
+	opts        tlsOptions
+	tls         *tls.Config
+	lookupToken string
+	scanToken   string
+	conns       map[string]*grpc.ClientConn
 }
 
-func newDialer(opts tlsOptions, token string) (*dialer, error) {
-	d := &dialer{token: token, conns: map[string]*grpc.ClientConn{}}
+func newDialer(opts tlsOptions, lookupToken, scanToken string) (*dialer, error) {
+	d := &dialer{opts: opts, lookupToken: lookupToken, scanToken: scanToken, conns: map[string]*grpc.ClientConn{}}
 	if !opts.Insecure {
 		cfg, err := opts.config()
 		if err != nil {
@@ -150,21 +157,42 @@ func newDialer(opts tlsOptions, token string) (*dialer, error) {
 	return d, nil
 }
 
+// useTLS reports whether the connection to addr is TLS.
+func (d *dialer) useTLS(addr string) bool {
+	return d.tls != nil && (d.opts.Always || !isLoopback(addr))
+}
+
 func (d *dialer) conn(addr string) (*grpc.ClientConn, error) {
 	if c, ok := d.conns[addr]; ok {
 		return c, nil
 	}
 	creds := insecure.NewCredentials()
-	if d.tls != nil {
+	if d.useTLS(addr) {
 		creds = credentials.NewTLS(d.tls)
 	}
 	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)),
+		grpc.WithChainUnaryInterceptor(d.withToken))
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	d.conns[addr] = c
 	return c, nil
+}
+
+// withToken adds the bearer token of the called service, if tcsctl has one.
+func (d *dialer) withToken(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	token := ""
+	switch {
+	case strings.HasPrefix(method, "/tcs.admin.v1."):
+		token = d.scanToken
+	case strings.HasPrefix(method, "/tcs.v1."):
+		token = d.lookupToken
+	}
+	if token != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	}
+	return invoker(ctx, method, req, reply, cc, opts...)
 }
 
 // Close closes every connection.
@@ -188,7 +216,7 @@ func (d *dialer) scanner(r region) (tcs.Scanner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &adminScanner{region: r.Name, c: adminv1.NewReplicaAdminClient(c), token: d.token}, nil
+	return &adminScanner{region: r.Name, c: adminv1.NewReplicaAdminClient(c)}, nil
 }
 
 // adminScanner is a tcs.Scanner over a region's ReplicaAdmin gRPC API: the
@@ -196,20 +224,12 @@ func (d *dialer) scanner(r region) (tcs.Scanner, error) {
 type adminScanner struct {
 	region string
 	c      adminv1.ReplicaAdminClient
-	token  string
 }
 
 var _ tcs.Scanner = (*adminScanner)(nil)
 
-func (s *adminScanner) ctx(ctx context.Context) context.Context {
-	if s.token == "" {
-		return ctx
-	}
-	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+s.token)
-}
-
 func (s *adminScanner) ScanDocs(ctx context.Context, cursor string, limit int) ([]*tenant.Tenant, string, error) {
-	res, err := s.c.ScanDocs(s.ctx(ctx), &adminv1.ScanRequest{Cursor: cursor, Limit: int32(limit)})
+	res, err := s.c.ScanDocs(ctx, &adminv1.ScanRequest{Cursor: cursor, Limit: int32(limit)})
 	if err != nil {
 		return nil, "", s.explain("ScanDocs", err)
 	}
@@ -225,7 +245,7 @@ func (s *adminScanner) ScanDocs(ctx context.Context, cursor string, limit int) (
 }
 
 func (s *adminScanner) ScanHosts(ctx context.Context, cursor string, limit int) ([]tcs.HostEntry, string, error) {
-	res, err := s.c.ScanHosts(s.ctx(ctx), &adminv1.ScanRequest{Cursor: cursor, Limit: int32(limit)})
+	res, err := s.c.ScanHosts(ctx, &adminv1.ScanRequest{Cursor: cursor, Limit: int32(limit)})
 	if err != nil {
 		return nil, "", s.explain("ScanHosts", err)
 	}
@@ -241,23 +261,15 @@ func (s *adminScanner) explain(method string, err error) error {
 	hint := ""
 	switch status.Code(err) {
 	case codes.Unimplemented:
-		hint = " (this tcs node does not serve tcs.admin.v1.ReplicaAdmin: give it admin tokens, e.g. TCS_ADMIN_TOKEN)"
+		hint = " (this tcs node does not serve tcs.admin.v1.ReplicaAdmin: give it credentials, e.g. a replica-scan line in its --tokens-file)"
 	case codes.Unauthenticated:
-		hint = " (check --token / TCS_ADMIN_TOKEN)"
+		hint = " (check --scan-token / TCS_SCAN_TOKEN: a token of role replica-scan)"
+	case codes.PermissionDenied:
+		hint = " (the token is not of role replica-scan)"
 	}
 	return fmt.Errorf("%s: %w%s", method, err, hint)
 }
 
-// isLoopback reports whether addr's host is a loopback name or address, to
-// warn before a token travels in plaintext over a network.
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
+// isLoopback reports whether addr's host is a loopback name or address:
+// plaintext is the default only there.
+func isLoopback(addr string) bool { return auth.IsLoopback(addr) }

@@ -21,6 +21,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/bolt"
 	"github.com/tcs-dev/tcs/catalog/httpapi"
+	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/streamer"
@@ -41,7 +42,10 @@ import (
 // can stop it for a moment and edit its bbolt file directly (drift
 // injection), as an outage or a bad restore would.
 
-const testToken = "test-admin-token"
+const (
+	testToken     = "test-admin-token"
+	testScanToken = "test-scan-token"
+)
 
 var testRegions = []string{"us-east-1", "eu-west-1", "ap-southeast-2"}
 
@@ -62,7 +66,7 @@ func (s *system) env(extra ...string) func(string) string {
 	for _, r := range s.regions {
 		rs = append(rs, r.Name+"="+r.Addr)
 	}
-	m := map[string]string{"TCS_CATALOG_URL": s.catalog, "TCS_ADMIN_TOKEN": testToken, "TCS_REGIONS": strings.Join(rs, ","),
+	m := map[string]string{"TCS_CATALOG_URL": s.catalog, "TCS_ADMIN_TOKEN": testToken, "TCS_SCAN_TOKEN": testScanToken, "TCS_REGIONS": strings.Join(rs, ","),
 		"TCS_CHECKPOINT_DIR": filepath.Join(s.dir, "checkpoints")}
 	for i := 0; i+1 < len(extra); i += 2 {
 		m[extra[i]] = extra[i+1]
@@ -143,10 +147,12 @@ func startSystem(tb testing.TB, opts sysOptions) *system {
 	if s.stream, err = boltlog.Open(filepath.Join(dir, "stream.db"), boltlog.Options{}); err != nil {
 		tb.Fatal(err)
 	}
-	tokens, err := httpapi.NewTokens(httpapi.Token{Role: httpapi.RoleAdmin, Name: "sre", Value: testToken})
+	creds, err := auth.Parse(strings.NewReader(auth.Line(auth.Admin, testToken, "sre")+"\n"+auth.Line(auth.ReplicaScan, testScanToken, "verify")), "test credentials")
 	if err != nil {
 		tb.Fatal(err)
 	}
+	authn := auth.Static(creds)
+	authn.Open(auth.Lookup) // the tests' lookups carry no token
 	ctx, cancel := context.WithCancel(context.Background())
 	g, gctx := errgroup.WithContext(ctx)
 
@@ -155,7 +161,7 @@ func startSystem(tb testing.TB, opts sysOptions) *system {
 		tb.Fatal(err)
 	}
 	s.catalog = "http://" + ln.Addr().String()
-	api := httpapi.New(httpapi.Config{Store: s.store, Tokens: tokens})
+	api := httpapi.New(httpapi.Config{Store: s.store, Auth: authn})
 	g.Go(func() error { return httpapi.Serve(gctx, ln, api) })
 	var outbox streamer.Outbox = s.store
 	var pubStream streamer.Stream = s.stream
@@ -181,8 +187,8 @@ func startSystem(tb testing.TB, opts sysOptions) *system {
 		// No caching: lookups show what the replica holds, so that the tests
 		// see drift and repair as soon as they happen.
 		srv := lookup.New(lookup.Config{Region: name, Replica: lr, Feed: hub, Cache: cache.Options{TTL: time.Nanosecond, NegativeTTL: -1},
-			AdminTokens: []string{testToken}})
-		gs := grpc.NewServer()
+			ReplicaAdmin: true})
+		gs := grpc.NewServer(authn.ServerOptions(lookup.Policy(false))...)
 		srv.Register(gs) // Lookup and ReplicaAdmin
 		rln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/tcs/boltreplica"
 	"github.com/tcs-dev/tcs/tcs/lookup"
 )
@@ -41,7 +42,8 @@ func selfSigned(t *testing.T) (tls.Certificate, []byte) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
-// TestLookupTLS: --ca-file reaches a TLS lookup server; plaintext does not.
+// TestLookupTLS: --ca-file reaches a TLS lookup server with the lookup
+// token; plaintext does not, nor a call without the token.
 func TestLookupTLS(t *testing.T) {
 	t.Parallel()
 	rep, err := boltreplica.Open(filepath.Join(t.TempDir(), "replica.db"), boltreplica.Options{})
@@ -64,19 +66,36 @@ func TestLookupTLS(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	srv := lookup.New(lookup.Config{Region: "tls-1", Replica: rep})
+	lookupToken := strings.Repeat("l", 32)
+	set, err := auth.Parse(strings.NewReader(auth.Line(auth.Lookup, lookupToken, "svc")), "creds")
+	if err != nil {
+		t.Fatal(err)
+	}
+	authn := auth.Static(set)
 	go func() {
-		done <- srv.Serve(ctx, ln, lookup.ServeOptions{TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}})
+		done <- srv.Serve(ctx, ln, lookup.ServeOptions{TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, Auth: authn})
 	}()
 	defer func() {
 		cancel()
 		<-done
 	}()
 
-	getenv := func(string) string { return "" }
+	getenv := func(k string) string {
+		if k == "TCS_LOOKUP_TOKEN" {
+			return lookupToken
+		}
+		return ""
+	}
 	var out, errOut bytes.Buffer
 	code := run(context.Background(), []string{"lookup", "acme.example.com", "--addr", ln.Addr().String(), "--ca-file", ca}, getenv, nil, &out, &errOut)
 	if code != 0 || !strings.Contains(out.String(), `"region": "tls-1"`) {
 		t.Errorf("lookup over TLS: exit %d\n%s\n%s", code, out.String(), errOut.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	code = run(context.Background(), []string{"lookup", "acme.example.com", "--addr", ln.Addr().String(), "--ca-file", ca}, func(string) string { return "" }, nil, &out, &errOut)
+	if code != 2 || !strings.Contains(errOut.String(), "Unauthenticated") {
+		t.Errorf("lookup without the token: exit %d\n%s\n%s", code, out.String(), errOut.String())
 	}
 	out.Reset()
 	errOut.Reset()
