@@ -283,6 +283,23 @@ func TestHostileREST(t *testing.T) {
 			},
 		},
 		{
+			name:   "readiness flood",
+			attack: "1,000 /readyz calls from 1,000 addresses within a second (the clock stopped), default limits",
+			limits: &RateLimits{PerCaller: DefaultPerCaller, PerAddress: DefaultPerAddress},
+			run: func(t *testing.T, h *harness) (o hostileOutcome) {
+				store := h.api.store.(*countingStore)
+				calls := store.calls.Load()
+				for i := range 1000 {
+					o.add(h.doFrom(fmt.Sprintf("10.1.%d.%d:1", i>>8, i&255), call{method: "GET", path: "/readyz"}))
+				}
+				if n := store.calls.Load() - calls; n > 1 {
+					t.Errorf("%d store pings, want at most 1 (the answer is reused for a second)", n)
+				}
+				return o
+			},
+			wantStatus: []int{200}, maxHeapGrowth: 2 << 20, maxBody: 1 << 10,
+		},
+		{
 			name:   "forged pagination cursors",
 			attack: "page tokens this API never returned, on list, history, export and resync",
 			run: func(t *testing.T, h *harness) (o hostileOutcome) {
