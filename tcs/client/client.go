@@ -175,6 +175,16 @@ func New(ctx context.Context, opts ...Option) (*Client, error) {
 		creds = credentials.NewTLS(cfg.tls)
 	}
 	dial := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if cfg.token != "" {
+		if cfg.tls == nil {
+			for _, addr := range cfg.regions {
+				if !isLoopback(addr) {
+					return nil, fmt.Errorf("tcs client: WithToken without WithTLS would send the token in the clear to %s: add WithTLS (plaintext is for loopback regions only)", addr)
+				}
+			}
+		}
+		dial = append(dial, grpc.WithPerRPCCredentials(bearerToken{token: cfg.token, secure: cfg.tls != nil}))
+	}
 	if cfg.keepaliveTime > 0 {
 		if cfg.keepaliveTimeout <= 0 {
 			cfg.keepaliveTimeout = DefaultKeepaliveTimeout

@@ -44,6 +44,7 @@ type config struct {
 	regions          []string
 	dial             []grpc.DialOption
 	tls              *tls.Config
+	token            string
 	cacheSize        int
 	ttl              time.Duration
 	negativeTTL      time.Duration
@@ -103,6 +104,15 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 // loopback or an already encrypted network only.
 func WithTLS(cfg *tls.Config) Option {
 	return func(c *config) { c.tls = cfg }
+}
+
+// WithToken sends token as a bearer token ("authorization: Bearer …") with
+// every call, Watch included: a credential of role lookup (tcsctl token
+// new --role lookup). Without WithTLS it is sent only to loopback regions:
+// New refuses a region elsewhere, since the token would cross the network
+// in the clear. For mutual TLS instead, give WithTLS a client certificate.
+func WithToken(token string) Option {
+	return func(c *config) { c.token = token }
 }
 
 // WithCacheSize bounds the cache to n entries (tenants and negative
