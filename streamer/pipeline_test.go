@@ -768,3 +768,61 @@ func TestPublisherResumesSoonAfterOutage(t *testing.T) {
 		}
 	})
 }
+
+// TestPublisherStallGauges: while appends fail, the entries read wait as
+// pending and their age grows (what the pipeline-stalled alert watches),
+// while the outbox reads go on; once the stream heals, nothing is pending
+// and the last commit published is the entries'.
+func TestPublisherStallGauges(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		o, s := &pollOutbox{}, &downStream{}
+		s.down.Store(true)
+		committed := time.Now()
+		for i := range 3 {
+			ev := replicatest.Event(fmt.Sprintf("t%d", i), 1, map[string]int64{fmt.Sprintf("t%d.example.com", i): 1}, nil)
+			ev.CommittedAt = committed
+			o.put(catalog.OutboxEntry{Seq: uint64(i + 1), Event: *ev})
+		}
+		reg := prometheus.NewRegistry()
+		p := streamer.NewPublisher(streamer.PublisherConfig{Outbox: o, Stream: s, Registerer: reg})
+		if got := gauge(t, reg, "tcs_publish_last_read_timestamp_seconds"); got != 0 {
+			t.Errorf("last read before any read = %v, want 0", got)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		if got := gauge(t, reg, "tcs_publish_pending_events"); got != 3 {
+			t.Errorf("pending events during the outage = %v, want 3", got)
+		}
+		if got := gauge(t, reg, "tcs_publish_oldest_pending_seconds"); got < 29 || got > 31 {
+			t.Errorf("oldest pending after 30 s of outage = %vs, want about 30", got)
+		}
+		if got := gauge(t, reg, "tcs_publish_last_read_timestamp_seconds"); time.Since(time.Unix(0, int64(got*1e9))) > time.Second {
+			t.Errorf("last read %v ago during an append outage; reads go on", time.Since(time.Unix(0, int64(got*1e9))))
+		}
+		if got := gauge(t, reg, "tcs_publish_last_commit_timestamp_seconds"); got != 0 {
+			t.Errorf("last commit published during the outage = %v, want 0 (nothing published)", got)
+		}
+		s.down.Store(false)
+		for s.n.Load() < 3 {
+			time.Sleep(time.Millisecond)
+		}
+		synctest.Wait()
+		if got := gauge(t, reg, "tcs_publish_pending_events"); got != 0 {
+			t.Errorf("pending events after healing = %v, want 0", got)
+		}
+		if got := gauge(t, reg, "tcs_publish_oldest_pending_seconds"); got != 0 {
+			t.Errorf("oldest pending after healing = %v, want 0", got)
+		}
+		if got, want := gauge(t, reg, "tcs_publish_last_commit_timestamp_seconds"), float64(committed.UnixNano())/1e9; got != want {
+			t.Errorf("last commit published = %v, want %v", got, want)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	})
+}

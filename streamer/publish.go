@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -81,6 +82,60 @@ type Publisher struct {
 	failures  prometheus.Counter
 	lag       prometheus.Gauge
 	failedLog sometimes
+
+	// lastCommit is the commit time of the last event appended (a gauge
+	// in Unix seconds); lastRead when the outbox was last read without
+	// error, empty or not (Unix nanoseconds, 0 before the first).
+	lastCommit prometheus.Gauge
+	lastRead   atomic.Int64
+	// pending holds the batches read and not yet appended, oldest first,
+	// for the pending gauges.
+	pendingMu sync.Mutex
+	pending   []pendingBatch
+}
+
+// pendingBatch is a batch read from the outbox and not yet appended.
+type pendingBatch struct {
+	last   uint64
+	oldest time.Time // commit time of its first entry
+	n      int
+}
+
+// readOK notes a successful outbox read, and the batch it gave if any.
+func (p *Publisher) readOK(b publishBatch) {
+	p.lastRead.Store(time.Now().UnixNano())
+	if len(b.records) == 0 {
+		return
+	}
+	p.pendingMu.Lock()
+	p.pending = append(p.pending, pendingBatch{last: b.last, oldest: b.oldest, n: len(b.records)})
+	p.pendingMu.Unlock()
+}
+
+// appended notes that the batch ending at last is stored in the stream.
+func (p *Publisher) appended(last uint64) {
+	p.pendingMu.Lock()
+	defer p.pendingMu.Unlock()
+	i := 0
+	for i < len(p.pending) && p.pending[i].last <= last {
+		i++
+	}
+	p.pending = p.pending[i:]
+}
+
+// pendingState returns how many events are read and not yet appended, and
+// the commit time of the oldest (zero if none).
+func (p *Publisher) pendingState() (int, time.Time) {
+	p.pendingMu.Lock()
+	defer p.pendingMu.Unlock()
+	n := 0
+	for _, b := range p.pending {
+		n += b.n
+	}
+	if n == 0 {
+		return 0, time.Time{}
+	}
+	return n, p.pending[0].oldest
 }
 
 // warn logs a failure that is retried in backoff, at most every 10 s (a
@@ -120,8 +175,31 @@ func NewPublisher(cfg PublisherConfig) *Publisher {
 	p.lag = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "tcs_publish_lag_seconds", Help: "Age (now - commit time) of the last change published.",
 	})
+	p.lastCommit = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tcs_publish_last_commit_timestamp_seconds", Help: "Commit time of the last change appended to the stream (Unix seconds). A region whose tcs_apply_last_commit_timestamp_seconds trails it is behind.",
+	})
+	pendingEvents := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tcs_publish_pending_events", Help: "Outbox entries read and not yet appended to the stream (the publisher reads at most two batches ahead, so a longer backlog shows as tcs_publish_oldest_pending_seconds).",
+	}, func() float64 {
+		n, _ := p.pendingState()
+		return float64(n)
+	})
+	oldestPending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tcs_publish_oldest_pending_seconds", Help: "Age (now - commit time) of the oldest outbox entry read and not yet appended; 0 when none. Grows while appends fail or hang.",
+	}, func() float64 {
+		_, oldest := p.pendingState()
+		if oldest.IsZero() {
+			return 0
+		}
+		return time.Since(oldest).Seconds()
+	})
+	lastRead := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tcs_publish_last_read_timestamp_seconds", Help: "When the outbox was last read without error, empty or not (Unix seconds; 0 before the first read). Stops advancing while reads fail, or while appends hang (the publisher reads at most two batches ahead).",
+	}, func() float64 {
+		return float64(p.lastRead.Load()) / 1e9
+	})
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(p.published, p.failures, p.lag)
+		cfg.Registerer.MustRegister(p.published, p.failures, p.lag, p.lastCommit, pendingEvents, oldestPending, lastRead)
 	}
 	return p
 }
@@ -159,6 +237,7 @@ type publishBatch struct {
 	records   []Record
 	last      uint64    // sequence of the last entry
 	committed time.Time // commit time of the last entry
+	oldest    time.Time // commit time of the first entry
 }
 
 // read reads and encodes batches after the last entry read and hands them
@@ -176,6 +255,9 @@ func (p *Publisher) read(ctx context.Context, out chan<- publishBatch) {
 			changed = notifier.OutboxChanged()
 		}
 		b, err := p.readBatch(ctx, after)
+		if err == nil {
+			p.readOK(b)
+		}
 		wait := poll
 		switch {
 		case ctx.Err() != nil:
@@ -223,7 +305,7 @@ func (p *Publisher) readBatch(ctx context.Context, after uint64) (publishBatch, 
 		return publishBatch{}, err
 	}
 	last := entries[len(entries)-1]
-	return publishBatch{records: records, last: last.Seq, committed: last.Event.CommittedAt}, nil
+	return publishBatch{records: records, last: last.Seq, committed: last.Event.CommittedAt, oldest: entries[0].Event.CommittedAt}, nil
 }
 
 // appendAll appends each batch in order, retrying one that fails until it
@@ -248,7 +330,9 @@ func (p *Publisher) appendAll(ctx context.Context, in <-chan publishBatch, acks 
 			backoff = min(2*backoff, maxPublishBackoff)
 		}
 		p.published.Add(float64(len(b.records)))
+		p.appended(b.last)
 		p.lag.Set(time.Since(b.committed).Seconds())
+		p.lastCommit.Set(float64(b.committed.UnixNano()) / 1e9)
 		if first {
 			// How long a restart took to resume, and the backlog it found.
 			p.log.Info("first append since start", "events", len(b.records), "lag", time.Since(b.committed).Round(time.Millisecond))

@@ -574,7 +574,8 @@ func (c *consumer) start(ctx context.Context, l Lease, token string, sent time.T
 		defer c.wakeUp()
 		defer close(w.done)
 		defer cancel()
-		defer c.s.m.millisBehind.DeleteLabelValues(c.group, l.Shard)
+		defer c.s.m.iteratorAge.DeleteLabelValues(c.group, l.Shard)
+		defer c.s.m.lastRead.DeleteLabelValues(c.group, l.Shard)
 		if err := c.consumeShard(sctx, w, l.Checkpoint); err != nil {
 			c.fail(err)
 		}
@@ -679,7 +680,7 @@ func (c *consumer) consumeShard(ctx context.Context, w *shardWorker, pos string)
 		b.reset()
 		failures = 0
 		behind := aws.ToInt64(out.MillisBehindLatest)
-		c.s.m.millisBehind.WithLabelValues(c.group, w.shard).Set(float64(behind))
+		c.s.m.iteratorAge.WithLabelValues(c.group, w.shard).Set(float64(behind) / 1000)
 
 		if len(out.Records) > 0 {
 			batch := toMessages(out.Records, w.shard)
@@ -708,6 +709,7 @@ func (c *consumer) consumeShard(ctx context.Context, w *shardWorker, pos string)
 			}
 			pos = last
 		}
+		c.s.m.lastRead.WithLabelValues(c.group, w.shard).SetToCurrentTime()
 		if out.NextShardIterator == nil {
 			c.finish(ctx, w)
 			return nil

@@ -371,7 +371,8 @@ func randomToken() string {
 type metrics struct {
 	appended       prometheus.Counter
 	consumed       *prometheus.CounterVec // group
-	millisBehind   *prometheus.GaugeVec   // group, shard
+	iteratorAge    *prometheus.GaugeVec   // group, shard
+	lastRead       *prometheus.GaugeVec   // group, shard
 	leasesHeld     *prometheus.GaugeVec   // group
 	leaseEvents    *prometheus.CounterVec // group, event
 	throttles      *prometheus.CounterVec // op
@@ -388,8 +389,11 @@ func newMetrics(reg prometheus.Registerer, stream string) (*metrics, error) {
 		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tcs_kinesis_records_consumed_total", Help: "Records in batches the handler accepted, by consumer group.", ConstLabels: labels,
 		}, []string{"group"}),
-		millisBehind: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "tcs_kinesis_millis_behind_latest", Help: "MillisBehindLatest of the last GetRecords of each shard this worker consumes.", ConstLabels: labels,
+		iteratorAge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tcs_kinesis_iterator_age_seconds", Help: "How far behind the newest record of its shard the last GetRecords was (Kinesis's MillisBehindLatest, in seconds), for each shard this worker consumes.", ConstLabels: labels,
+		}, []string{"group", "shard"}),
+		lastRead: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tcs_kinesis_last_read_timestamp_seconds", Help: "When a GetRecords of the shard last succeeded and its batch, if any, was handled (Unix seconds), for each shard this worker consumes. Stops advancing while reads fail or the handler hangs.", ConstLabels: labels,
 		}, []string{"group", "shard"}),
 		leasesHeld: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tcs_kinesis_leases_held", Help: "Shard leases this worker holds, by consumer group.", ConstLabels: labels,
@@ -443,7 +447,8 @@ func newMetrics(reg prometheus.Registerer, stream string) (*metrics, error) {
 	}
 	reuse(&m.appended, m.appended)
 	reuse(&m.consumed, m.consumed)
-	reuse(&m.millisBehind, m.millisBehind)
+	reuse(&m.iteratorAge, m.iteratorAge)
+	reuse(&m.lastRead, m.lastRead)
 	reuse(&m.leasesHeld, m.leasesHeld)
 	reuse(&m.leaseEvents, m.leaseEvents)
 	reuse(&m.throttles, m.throttles)
