@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
@@ -123,10 +124,22 @@ func schemaOf(t reflect.Type) reflect.Type {
 	return t
 }
 
+// fieldCache holds jsonFields' answers: the request types are few.
+var fieldCache sync.Map // reflect.Type → map[string]reflect.Type
+
 // jsonFields returns the JSON names of struct t's fields and their types,
 // as encoding/json resolves them: a field of t hides one of the same name
 // promoted from an embedded struct.
 func jsonFields(t reflect.Type) map[string]reflect.Type {
+	if f, ok := fieldCache.Load(t); ok {
+		return f.(map[string]reflect.Type)
+	}
+	f := structFields(t)
+	fieldCache.Store(t, f)
+	return f
+}
+
+func structFields(t reflect.Type) map[string]reflect.Type {
 	out := map[string]reflect.Type{}
 	var embedded []reflect.Type
 	for i := 0; i < t.NumField(); i++ {
@@ -155,7 +168,7 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 		out[name] = f.Type
 	}
 	for _, et := range embedded {
-		for name, ft := range jsonFields(et) {
+		for name, ft := range structFields(et) {
 			if _, hidden := out[name]; !hidden {
 				out[name] = ft
 			}

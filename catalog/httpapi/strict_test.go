@@ -114,3 +114,25 @@ func FuzzCheckJSON(f *testing.F) {
 var typeOfTenantInput = reflect.TypeFor[tenantInput]()
 
 func problemFields(err error) []tenant.FieldError { return tenant.ErrorFields(err) }
+
+// BenchmarkDecodeTenant is the cost of strictly decoding a typical tenant
+// document: checkJSON's walk on top of encoding/json.
+func BenchmarkDecodeTenant(b *testing.B) {
+	body := []byte(tenantJSON("acme", "acme.example.com", "www.acme.example.com"))
+	b.Run("strict", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := decodeTenantInput(body); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("checkJSON alone", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := checkJSON(body, typeOfTenantInput); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
