@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -277,5 +278,30 @@ func BenchmarkRateLimit(b *testing.B) {
 		if err := l.take("alice", "192.0.2.1"); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestUnauthenticatedFailuresLogThrottled: failed requests without a
+// caller (a flood of bad credentials or random paths from many addresses)
+// are logged at most ten times a second; authenticated requests each.
+func TestUnauthenticatedFailuresLogThrottled(t *testing.T) {
+	t.Parallel()
+	var buf syncBuffer
+	h := newHarnessConfig(t, func(c *Config) { c.Logger = newTextLogger(&buf) })
+	start := time.Now()
+	for i := range 500 {
+		h.doFrom(fmt.Sprintf("10.9.%d.%d:1", i>>8, i&255), call{method: "GET", path: "/v1/tenants", token: "wrong-token"})
+		h.doFrom(fmt.Sprintf("10.9.%d.%d:1", i>>8, i&255), call{method: "GET", path: "/no/such/path"})
+	}
+	elapsed := time.Since(start)
+	for range 5 {
+		h.mustDo(call{method: "GET", path: "/v1/tenants/nobody", token: readerToken}, http.StatusNotFound)
+	}
+	logged := strings.Count(buf.String(), `msg=request`)
+	if limit := 5 + 10*int(elapsed/time.Second+1) + 1; logged > limit || logged < 6 {
+		t.Errorf("%d request lines for 1,000 unauthenticated failures in %v and 5 authenticated requests, want 6 to %d", logged, elapsed, limit)
+	}
+	if !strings.Contains(buf.String(), "unauthenticated_failures_held_back=") {
+		t.Error("no line says how many were held back")
 	}
 }

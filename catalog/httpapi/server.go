@@ -92,9 +92,9 @@ type Server struct {
 
 	limits      *limiter
 	rateLimited *prometheus.CounterVec
-	// failLog and limitLog hold back repeated "request failed" and
-	// "rate limited" lines.
-	failLog, limitLog logEvery
+	// failLog, limitLog and anonLog hold back repeated "request failed",
+	// "rate limited" and unauthenticated failed "request" lines.
+	failLog, limitLog, anonLog logEvery
 }
 
 // positiveOr returns v, or def when v is not positive.
@@ -156,7 +156,7 @@ func New(cfg Config) *Server {
 		limits = *cfg.RateLimits
 	}
 	s.limits = newLimiter(limits)
-	s.failLog.every, s.limitLog.every = time.Second, 10*time.Second
+	s.failLog.every, s.limitLog.every, s.anonLog.every = time.Second, 10*time.Second, 100*time.Millisecond
 	s.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tcs_catalog_http_rate_limited_total",
 		Help: "Admin API requests refused with 429 by a rate limit, by what was limited: caller (an authenticated credential) or address (a client address, before or without authentication).",
@@ -268,9 +268,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rec.status == http.StatusTooManyRequests {
 		return // counted, and logged now and then by writeError
 	}
-	s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
-		slog.String("method", method), slog.String("path", truncate(r.URL.Path, 256)), slog.String("route", pattern),
-		slog.Int("status", rec.status), slog.Duration("duration", elapsed), slog.String("actor", rec.actor))
+	attrs := []slog.Attr{slog.String("method", method), slog.String("path", truncate(r.URL.Path, 256)), slog.String("route", pattern),
+		slog.Int("status", rec.status), slog.Duration("duration", elapsed), slog.String("actor", rec.actor)}
+	if rec.actor == "" && rec.status >= 400 {
+		// Failures without a caller (unknown routes, bad credentials)
+		// are what a flood from many addresses sends: at most ten lines
+		// a second.
+		n, ok := s.anonLog.allow(time.Now())
+		if !ok {
+			return
+		}
+		attrs = append(attrs, slog.Int("unauthenticated_failures_held_back", n))
+	}
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 }
 
 // serveUnmatched asks the mux why nothing matched (404, or 405 with Allow)
