@@ -56,6 +56,19 @@ type Topology struct {
 
 	// applierMetrics is each applier's /metrics URL, by Proc.
 	applierMetrics map[*Proc]string
+	// publishMetrics is the publisher's metrics address (host:port).
+	publishMetrics string
+}
+
+// MetricsTargets returns the host:port of every process that serves
+// /metrics (the publisher and the appliers), by process name, for a
+// Prometheus scraping the topology.
+func (t *Topology) MetricsTargets() map[string]string {
+	out := map[string]string{"publish": t.publishMetrics}
+	for p, url := range t.applierMetrics {
+		out[p.Name] = strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/metrics")
+	}
+	return out
 }
 
 // Processes lists every binary's process.
@@ -151,6 +164,7 @@ func StartTopology(ctx context.Context, binDir, logDir string, regions []string,
 	if err != nil {
 		return nil, err
 	}
+	t.publishMetrics = metricsAddr
 	t.Publish = newProc("publish", "streamer", httpReady("http://"+metricsAddr+"/metrics"), "publish", "--metrics-addr", metricsAddr)
 	for i, r := range regions {
 		n := 1

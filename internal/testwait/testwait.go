@@ -28,3 +28,21 @@ func Within(tb testing.TB, timeout time.Duration, what string, cond func() bool)
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// Until polls cond every interval until it holds, failing tb after timeout
+// with what it waited for and the reason cond last gave for not holding
+// (for conditions that cost a request, and whose state explains a failure).
+func Until(tb testing.TB, timeout, interval time.Duration, what string, cond func() (bool, string)) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, why := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %v waiting for %s: %s", timeout, what, why)
+		}
+		time.Sleep(interval)
+	}
+}

@@ -1,0 +1,235 @@
+//go:build linux
+
+package prometheus_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tcs-dev/tcs/infra/chaos"
+	"github.com/tcs-dev/tcs/internal/freeport"
+	"github.com/tcs-dev/tcs/internal/testwait"
+)
+
+// Timing of the end-to-end test's Prometheus. The alert's own thresholds
+// (30 s behind, for 30 s) are the committed rule's.
+const (
+	scrapeInterval = time.Second
+	evalInterval   = time.Second
+	// stallAfter is TCSReplicationStalled's threshold plus its for.
+	stallAfter = 30*time.Second + 30*time.Second
+)
+
+// TestStallAlertEndToEnd runs the AWS topology on the emulators (two
+// regions) under writes, scraped by a real Prometheus (Debian's package, on
+// loopback) loaded with the committed rules. It kills the second region's
+// only applier: TCSReplicationStalled must fire for that region, and only
+// for it, within the rule's threshold and for plus two scrape intervals
+// (and an evaluation); once the applier is back, the alert resolves.
+func TestStallAlertEndToEnd(t *testing.T) {
+	bin, err := exec.LookPath("prometheus")
+	if err != nil {
+		if os.Getenv("REQUIRE_PROMTOOL") != "" {
+			t.Fatal("prometheus is not installed (apt-get install prometheus); REQUIRE_PROMTOOL is set")
+		}
+		t.Skip("the prometheus server is not installed, so the alert was not tested end to end (.ci/run installs it: apt-get install --no-install-recommends prometheus)")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	binDir, logs := t.TempDir(), t.TempDir()
+	if err := chaos.BuildBinaries(ctx, root, binDir); err != nil {
+		t.Fatal(err)
+	}
+	regions := []string{"us-east-1", "eu-west-1"}
+	topo, err := chaos.StartTopology(ctx, binDir, logs, regions, 5*time.Second, os.Getenv)
+	if err != nil {
+		t.Fatalf("start the topology: %v (logs in %s)", err, logs)
+	}
+	t.Cleanup(topo.Stop)
+	w := chaos.NewWriter(topo.CatalogURL, 2, 5, 5*time.Second)
+	wctx, stopWrites := context.WithCancel(ctx)
+	writing := make(chan struct{})
+	go func() { defer close(writing); w.Run(wctx) }()
+	t.Cleanup(func() { stopWrites(); <-writing })
+
+	prom := startPrometheus(t, bin, topo.MetricsTargets())
+	// Healthy: every target scraped, both regions applying, no stall.
+	testwait.Until(t, 2*time.Minute, 200*time.Millisecond, "Prometheus to see both regions apply and the publisher publish", func() (bool, string) {
+		res := prom.query(t, `max(tcs_publish_last_commit_timestamp_seconds) - on() group_right() max by (region) (tcs_apply_last_commit_timestamp_seconds)`)
+		return len(res) == len(regions), fmt.Sprintf("%d regions in %v", len(res), res)
+	})
+	if a := prom.alerts(t, "TCSReplicationStalled"); len(a) > 0 {
+		t.Fatalf("TCSReplicationStalled on a healthy system: %+v", a)
+	}
+
+	applier := topo.Appliers["eu-west-1"][0]
+	if err := applier.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	bound := stallAfter + 2*scrapeInterval + evalInterval + 5*time.Second // 5 s: rule groups start off-beat
+	var fired time.Duration
+	testwait.Until(t, bound+time.Minute, 200*time.Millisecond, "TCSReplicationStalled to fire for eu-west-1", func() (bool, string) {
+		as := prom.alerts(t, "TCSReplicationStalled")
+		for _, a := range as {
+			if a.Labels["region"] != "eu-west-1" {
+				t.Fatalf("TCSReplicationStalled for %s, whose appliers run: %+v", a.Labels["region"], a)
+			}
+			if a.State == "firing" {
+				fired = time.Since(killed)
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("alerts %+v", as)
+	})
+	t.Logf("TCSReplicationStalled fired %v after the applier was killed (bound %v)", fired.Round(time.Millisecond), bound)
+	if fired > bound {
+		t.Errorf("TCSReplicationStalled fired %v after the applier was killed; want within %v (30 s behind, for 30 s, two scrapes and an evaluation)", fired, bound)
+	}
+
+	if err := applier.Start(); err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithTimeout(ctx, time.Minute)
+	defer rcancel()
+	if err := applier.WaitReady(rctx); err != nil {
+		t.Fatal(err)
+	}
+	back := time.Now()
+	testwait.Until(t, time.Minute, 200*time.Millisecond, "TCSReplicationStalled to resolve once the applier is back", func() (bool, string) {
+		as := prom.alerts(t, "TCSReplicationStalled")
+		return len(as) == 0, fmt.Sprintf("alerts %+v", as)
+	})
+	t.Logf("TCSReplicationStalled resolved %v after the applier was back", time.Since(back).Round(time.Millisecond))
+}
+
+// promServer is a Prometheus server the test started.
+type promServer struct{ base string }
+
+// startPrometheus starts prometheus on a loopback port with the committed
+// rules, scraping targets (name → host:port) every scrapeInterval, and
+// stops it when t ends.
+func startPrometheus(t *testing.T, bin string, targets map[string]string) *promServer {
+	t.Helper()
+	dir := t.TempDir()
+	rules, err := filepath.Abs("rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, "global:\n  scrape_interval: %v\n  evaluation_interval: %v\n", scrapeInterval, evalInterval)
+	fmt.Fprintf(&cfg, "rule_files:\n  - %s\n", filepath.Join(rules, "*.yml"))
+	fmt.Fprintf(&cfg, "scrape_configs:\n")
+	names := make([]string, 0, len(targets))
+	for n := range targets {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		fmt.Fprintf(&cfg, "  - job_name: %s\n    scrape_timeout: 900ms\n    static_configs:\n      - targets: [%q]\n", n, targets[n])
+	}
+	cfgPath := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfgPath, []byte(cfg.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr, err := freeport.Addr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "prometheus.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr, "--log.level=warn")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		logf.Close()
+		if t.Failed() {
+			out, _ := os.ReadFile(logPath)
+			t.Logf("prometheus config:\n%s\nprometheus log:\n%s", cfg.String(), out)
+		}
+	})
+	p := &promServer{base: "http://" + addr}
+	testwait.Until(t, time.Minute, 200*time.Millisecond, "prometheus to be ready", func() (bool, string) {
+		resp, err := http.Get(p.base + "/-/ready")
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, resp.Status
+	})
+	return p
+}
+
+// query returns the instant vector expr evaluates to now.
+func (p *promServer) query(t *testing.T, expr string) []map[string]any {
+	t.Helper()
+	var out struct {
+		Status string `json:"status"`
+		Data   struct {
+			Result []map[string]any `json:"result"`
+		} `json:"data"`
+		Error string `json:"error"`
+	}
+	p.get(t, "/api/v1/query?query="+url.QueryEscape(expr), &out)
+	if out.Status != "success" {
+		t.Fatalf("query %s: %s", expr, out.Error)
+	}
+	return out.Data.Result
+}
+
+type alert struct {
+	Labels map[string]string `json:"labels"`
+	State  string            `json:"state"`
+}
+
+// alerts returns the pending and firing alerts named name.
+func (p *promServer) alerts(t *testing.T, name string) []alert {
+	t.Helper()
+	var out struct {
+		Data struct {
+			Alerts []alert `json:"alerts"`
+		} `json:"data"`
+	}
+	p.get(t, "/api/v1/alerts", &out)
+	var as []alert
+	for _, a := range out.Data.Alerts {
+		if a.Labels["alertname"] == name {
+			as = append(as, a)
+		}
+	}
+	return as
+}
+
+func (p *promServer) get(t *testing.T, path string, v any) {
+	t.Helper()
+	resp, err := http.Get(p.base + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+}
