@@ -60,15 +60,15 @@ func (a *Authenticator) authorize(ctx context.Context, p Policy, method string) 
 		return nil, status.Error(codes.PermissionDenied, "permission denied")
 	}
 	var token string
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		vals := md.Get("authorization")
-		if len(vals) > 1 {
-			return nil, status.Error(codes.Unauthenticated, "more than one authorization header")
-		}
-		if len(vals) == 1 {
-			if token = BearerToken(vals[0]); token == "" {
-				return nil, status.Error(codes.Unauthenticated, ErrNoCredentials.Error())
-			}
+	// ValueFromIncomingContext copies one key's values, not the whole
+	// metadata: this runs on every call.
+	vals := metadata.ValueFromIncomingContext(ctx, "authorization")
+	if len(vals) > 1 {
+		return nil, status.Error(codes.Unauthenticated, "more than one authorization header")
+	}
+	if len(vals) == 1 {
+		if token = BearerToken(vals[0]); token == "" {
+			return nil, status.Error(codes.Unauthenticated, ErrNoCredentials.Error())
 		}
 	}
 	var state *tls.ConnectionState
