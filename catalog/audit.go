@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 	"unicode/utf16"
@@ -92,135 +91,258 @@ func AuditHash(raw []byte) (string, error) {
 }
 
 // CanonicalAudit returns the canonical encoding of an audit record's JSON
-// (see AuditHash): its top-level "hash" member removed.
+// (see AuditHash): its top-level "hash" member removed. It parses the JSON
+// itself (every write canonicalises its record, so this is on the write
+// path): strings without escapes are copied as they are, which is their
+// canonical form.
 func CanonicalAudit(raw []byte) ([]byte, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var out bytes.Buffer
-	if err := canonValue(dec, &out, true); err != nil {
+	c := canonicalizer{in: raw}
+	out := make([]byte, 0, len(raw))
+	out, err := c.value(out, 0, true)
+	if err == nil {
+		c.space()
+		if c.pos != len(c.in) {
+			err = errors.New("data after the record")
+		}
+	}
+	if err != nil {
 		return nil, fmt.Errorf("canonical encoding: %w", err)
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("canonical encoding: data after the record")
-	}
-	return out.Bytes(), nil
+	return out, nil
 }
 
-func canonValue(dec *json.Decoder, out *bytes.Buffer, top bool) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return err
+// maxCanonicalDepth bounds nesting (records nest three or four deep).
+const maxCanonicalDepth = 64
+
+type canonicalizer struct {
+	in  []byte
+	pos int
+}
+
+func (c *canonicalizer) space() {
+	for c.pos < len(c.in) {
+		switch c.in[c.pos] {
+		case ' ', '\t', '\n', '\r':
+			c.pos++
+		default:
+			return
+		}
 	}
-	switch v := tok.(type) {
-	case json.Delim:
-		switch v {
-		case '{':
-			return canonObject(dec, out, top)
-		case '[':
-			out.WriteByte('[')
-			for i := 0; dec.More(); i++ {
-				if i > 0 {
-					out.WriteByte(',')
-				}
-				if err := canonValue(dec, out, false); err != nil {
-					return err
-				}
+}
+
+func (c *canonicalizer) errorf(format string, args ...any) error {
+	return fmt.Errorf("offset %d: %s", c.pos, fmt.Sprintf(format, args...))
+}
+
+// value appends the canonical form of the value at c.pos to out.
+func (c *canonicalizer) value(out []byte, depth int, top bool) ([]byte, error) {
+	if depth > maxCanonicalDepth {
+		return nil, c.errorf("nested deeper than %d", maxCanonicalDepth)
+	}
+	c.space()
+	if c.pos >= len(c.in) {
+		return nil, c.errorf("unexpected end")
+	}
+	switch b := c.in[c.pos]; {
+	case b == '{':
+		return c.object(out, depth, top)
+	case b == '[':
+		c.pos++
+		out = append(out, '[')
+		c.space()
+		if c.pos < len(c.in) && c.in[c.pos] == ']' {
+			c.pos++
+			return append(out, ']'), nil
+		}
+		for {
+			var err error
+			if out, err = c.value(out, depth+1, false); err != nil {
+				return nil, err
 			}
-			_, err := dec.Token() // ]
-			out.WriteByte(']')
-			return err
+			c.space()
+			if c.pos >= len(c.in) {
+				return nil, c.errorf("unterminated array")
+			}
+			switch c.in[c.pos] {
+			case ',':
+				c.pos++
+				out = append(out, ',')
+			case ']':
+				c.pos++
+				return append(out, ']'), nil
+			default:
+				return nil, c.errorf("unexpected %q in array", c.in[c.pos])
+			}
 		}
-		return fmt.Errorf("unexpected %v", v)
-	case string:
-		canonString(out, v)
-	case json.Number:
-		s := string(v)
-		digits := strings.TrimPrefix(s, "-")
-		if digits == "" || strings.Trim(digits, "0123456789") != "" || (len(digits) > 1 && digits[0] == '0') || s == "-0" {
-			return fmt.Errorf("number %s is not an integer in canonical form", s)
+	case b == '"':
+		s, err := c.str()
+		if err != nil {
+			return nil, err
 		}
-		out.WriteString(s)
-	case bool:
-		if v {
-			out.WriteString("true")
-		} else {
-			out.WriteString("false")
+		return appendCanonString(out, s), nil
+	case b == 't' || b == 'f' || b == 'n':
+		for _, lit := range []string{"true", "false", "null"} {
+			if bytes.HasPrefix(c.in[c.pos:], []byte(lit)) {
+				c.pos += len(lit)
+				return append(out, lit...), nil
+			}
 		}
-	case nil:
-		out.WriteString("null")
+		return nil, c.errorf("invalid literal")
+	case b == '-' || (b >= '0' && b <= '9'):
+		start := c.pos
+		for c.pos < len(c.in) && strings.IndexByte("+-.eE0123456789", c.in[c.pos]) >= 0 {
+			c.pos++
+		}
+		num := string(c.in[start:c.pos])
+		digits := strings.TrimPrefix(num, "-")
+		if digits == "" || strings.Trim(digits, "0123456789") != "" || (len(digits) > 1 && digits[0] == '0') || num == "-0" {
+			return nil, fmt.Errorf("number %s is not an integer in canonical form", num)
+		}
+		return append(out, num...), nil
+	default:
+		return nil, c.errorf("unexpected %q", b)
 	}
-	return nil
 }
 
-func canonObject(dec *json.Decoder, out *bytes.Buffer, top bool) error {
-	type member struct {
-		key   string
-		utf16 []uint16
-		value []byte
+type canonMember struct {
+	key        string
+	start, end int // the value's canonical form in the object's buffer
+}
+
+func (c *canonicalizer) object(out []byte, depth int, top bool) ([]byte, error) {
+	c.pos++ // {
+	var members []canonMember
+	var values []byte
+	c.space()
+	if c.pos < len(c.in) && c.in[c.pos] == '}' {
+		c.pos++
+		return append(out, "{}"...), nil
 	}
-	var members []member
-	for dec.More() {
-		tok, err := dec.Token()
+	for {
+		c.space()
+		if c.pos >= len(c.in) || c.in[c.pos] != '"' {
+			return nil, c.errorf("object member name expected")
+		}
+		key, err := c.str()
 		if err != nil {
-			return err
+			return nil, err
 		}
-		key, _ := tok.(string)
-		var value bytes.Buffer
-		if err := canonValue(dec, &value, false); err != nil {
-			return err
+		c.space()
+		if c.pos >= len(c.in) || c.in[c.pos] != ':' {
+			return nil, c.errorf("':' expected after member %q", key)
 		}
-		if top && key == "hash" {
-			continue
+		c.pos++
+		start := len(values)
+		if values, err = c.value(values, depth+1, false); err != nil {
+			return nil, err
 		}
-		members = append(members, member{key: key, utf16: utf16.Encode([]rune(key)), value: value.Bytes()})
+		if !(top && key == "hash") {
+			members = append(members, canonMember{key: key, start: start, end: len(values)})
+		}
+		c.space()
+		if c.pos >= len(c.in) {
+			return nil, c.errorf("unterminated object")
+		}
+		if c.in[c.pos] == '}' {
+			c.pos++
+			break
+		}
+		if c.in[c.pos] != ',' {
+			return nil, c.errorf("unexpected %q in object", c.in[c.pos])
+		}
+		c.pos++
 	}
-	if _, err := dec.Token(); err != nil { // }
-		return err
-	}
-	slices.SortFunc(members, func(a, b member) int { return slices.Compare(a.utf16, b.utf16) })
-	out.WriteByte('{')
+	slices.SortFunc(members, func(a, b canonMember) int { return compareUTF16(a.key, b.key) })
+	out = append(out, '{')
 	for i, m := range members {
 		if i > 0 {
 			if members[i-1].key == m.key {
-				return fmt.Errorf("member %q repeated", m.key)
+				return nil, fmt.Errorf("member %q repeated", m.key)
 			}
-			out.WriteByte(',')
+			out = append(out, ',')
 		}
-		canonString(out, m.key)
-		out.WriteByte(':')
-		out.Write(m.value)
+		out = appendCanonString(out, m.key)
+		out = append(out, ':')
+		out = append(out, values[m.start:m.end]...)
 	}
-	out.WriteByte('}')
-	return nil
+	return append(out, '}'), nil
 }
 
-func canonString(out *bytes.Buffer, s string) {
-	out.WriteByte('"')
-	for _, r := range s {
-		switch r {
-		case '"':
-			out.WriteString(`\"`)
-		case '\\':
-			out.WriteString(`\\`)
-		case '\b':
-			out.WriteString(`\b`)
-		case '\f':
-			out.WriteString(`\f`)
-		case '\n':
-			out.WriteString(`\n`)
-		case '\r':
-			out.WriteString(`\r`)
-		case '\t':
-			out.WriteString(`\t`)
+// str reads the string at c.pos and returns its value.
+func (c *canonicalizer) str() (string, error) {
+	start := c.pos
+	c.pos++ // "
+	escaped := false
+	for c.pos < len(c.in) {
+		switch b := c.in[c.pos]; {
+		case b == '"':
+			c.pos++
+			s := c.in[start+1 : c.pos-1]
+			if !utf8.Valid(s) {
+				return "", c.errorf("string is not UTF-8")
+			}
+			if !escaped {
+				return string(s), nil
+			}
+			var v string
+			if err := json.Unmarshal(c.in[start:c.pos], &v); err != nil {
+				return "", c.errorf("invalid string: %v", err)
+			}
+			return v, nil
+		case b == '\\':
+			escaped = true
+			c.pos += 2
+		case b < 0x20:
+			return "", c.errorf("control character in string")
 		default:
-			if r < 0x20 {
-				fmt.Fprintf(out, `\u%04x`, r)
+			c.pos++
+		}
+	}
+	return "", c.errorf("unterminated string")
+}
+
+// compareUTF16 orders strings by their UTF-16 code units, as RFC 8785
+// sorts member names. UTF-8 byte order is code point order, which differs
+// only when one side has a code point above U+FFFF.
+func compareUTF16(a, b string) int {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		if a[i] != b[i] {
+			if a[i] < 0x80 && b[i] < 0x80 {
+				return int(a[i]) - int(b[i])
+			}
+			return slices.Compare(utf16.Encode([]rune(a[i:])), utf16.Encode([]rune(b[i:])))
+		}
+	}
+	return len(a) - len(b)
+}
+
+func appendCanonString(out []byte, s string) []byte {
+	out = append(out, '"')
+	for i := 0; i < len(s); i++ {
+		switch b := s[i]; b {
+		case '"':
+			out = append(out, '\\', '"')
+		case '\\':
+			out = append(out, '\\', '\\')
+		case '\b':
+			out = append(out, '\\', 'b')
+		case '\f':
+			out = append(out, '\\', 'f')
+		case '\n':
+			out = append(out, '\\', 'n')
+		case '\r':
+			out = append(out, '\\', 'r')
+		case '\t':
+			out = append(out, '\\', 't')
+		default:
+			if b < 0x20 {
+				out = fmt.Appendf(out, `\u%04x`, b)
 			} else {
-				out.WriteRune(r)
+				out = append(out, b)
 			}
 		}
 	}
-	out.WriteByte('"')
+	return append(out, '"')
 }
 
 // MarshalJSON writes Raw when it is set (a record read from a store is
