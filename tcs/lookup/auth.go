@@ -19,7 +19,7 @@ func Policy(reflection bool) auth.Policy {
 	p := auth.Policy{
 		Methods: map[string]auth.Role{
 			"/" + tcsv1.TenantContextService_ServiceDesc.ServiceName + "/": auth.Lookup,
-			"/" + adminv1.ReplicaAdmin_ServiceDesc.ServiceName + "/":         auth.ReplicaScan,
+			"/" + adminv1.ReplicaAdmin_ServiceDesc.ServiceName + "/":       auth.ReplicaScan,
 		},
 		Open: []string{grpc_health_v1.Health_ServiceDesc.ServiceName},
 	}
