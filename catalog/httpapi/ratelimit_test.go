@@ -163,8 +163,15 @@ func TestRateLimitPerAddress(t *testing.T) {
 		{call{method: "GET", path: "/v1/tenants", token: "wrong-token"}, 401},
 		{call{method: "GET", path: "/no/such/route"}, 429},
 		{call{method: "GET", path: "/readyz"}, 429},
-		// Spent: even valid credentials wait for the refill.
-		{call{method: "GET", path: "/v1/tenants", token: readerToken}, 429},
+		// Credentials do not open an open route past the address's
+		// limit.
+		{call{method: "GET", path: "/readyz", token: readerToken}, 429},
+		// Spent, but valid credentials are limited as their caller, not
+		// as the address (callers behind one proxy share it)...
+		{call{method: "GET", path: "/v1/tenants", token: readerToken}, 200},
+		// ...while wrong ones get 429 like anonymous requests (guessing
+		// tokens is limited too).
+		{call{method: "GET", path: "/v1/tenants", token: "wrong-token"}, 429},
 	}
 	for i, st := range steps {
 		res := h.doFrom(flooder, st.c)
@@ -180,8 +187,8 @@ func TestRateLimitPerAddress(t *testing.T) {
 			}
 		}
 	}
-	if got := store.calls.Load(); got != 1 {
-		t.Errorf("store calls %d, want 1 (the first readyz)", got)
+	if got := store.calls.Load(); got != 2 {
+		t.Errorf("store calls %d, want 2 (the first readyz and the authenticated list)", got)
 	}
 	// Other addresses are not affected.
 	if res := h.doFrom(other, call{method: "GET", path: "/healthz"}); res.status != 200 {

@@ -233,10 +233,13 @@ var routes = []route{
 }
 
 // ServeHTTP routes the request, records metrics, and answers unknown routes
-// and methods with problem documents instead of the mux's plain text. An
-// address that has spent its rate limit gets 429 before anything else;
-// requests that reach no handler (unknown routes, failed authentication)
-// count against their address. Metric labels come from fixed sets: the
+// and methods with problem documents instead of the mux's plain text. A
+// request that is not authenticated (an unknown route, an open route,
+// missing or failed credentials) from an address that has spent its rate
+// limit gets 429 (see endpoint), and counts against its address. A
+// request with valid credentials is limited as its caller only: behind a
+// proxy or a NAT callers share an address, and anonymous traffic must not
+// lock them out. Metric labels come from fixed sets: the
 // route's pattern or "unmatched", a known method or "other".
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
@@ -246,11 +249,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if pattern == "" {
 		pattern = "unmatched"
 	}
-	switch err := s.limits.spent(addr); {
-	case err != nil:
-		rec.charged = true
-		s.writeError(rec, r, err)
+	switch {
 	case pattern == "unmatched":
+		if err := s.limits.spent(addr); err != nil {
+			rec.charged = true
+			s.writeError(rec, r, err)
+			break
+		}
 		s.serveUnmatched(rec, r)
 	default:
 		s.mux.ServeHTTP(rec, r)
@@ -301,9 +306,27 @@ func (s *Server) serveUnmatched(w *statusRecorder, r *http.Request) {
 // authenticated request's context carries the caller's auth.Identity.
 func (s *Server) endpoint(need auth.Role, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if need == "" {
+			if err := s.limits.spent(clientAddress(r)); err != nil {
+				if rec, ok := w.(*statusRecorder); ok {
+					rec.charged = true
+				}
+				s.writeError(w, r, err)
+				return
+			}
+		}
 		if need != "" {
 			id, err := s.authenticate(r, need)
 			if err != nil {
+				// Credentials that fail from an address that has spent
+				// its budget get 429, like anonymous requests, so that
+				// guessing tokens is limited too.
+				if spent := s.limits.spent(clientAddress(r)); spent != nil {
+					if rec, ok := w.(*statusRecorder); ok {
+						rec.charged = true
+					}
+					err = spent
+				}
 				s.writeError(w, r, err)
 				return
 			}
