@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"os"
@@ -233,4 +234,34 @@ func TestExportFileSafety(t *testing.T) {
 	if st, err := os.Lstat(linked); err != nil || !st.Mode().IsRegular() || st.Mode().Perm() != 0o600 {
 		t.Fatalf("--force onto a link left %v, %v; want a regular 0600 file", st.Mode(), err)
 	}
+}
+
+// TestExportResumeWithoutPartial: a checkpoint whose partial file is gone is
+// an error saying so and how to start again, not a file of zeros.
+func TestExportResumeWithoutPartial(t *testing.T) {
+	t.Parallel()
+	s := startSystem(t, sysOptions{})
+	for i := range 9 {
+		s.create(t, sampleTenant("t-"+string(rune('a'+i)), i))
+	}
+	dir := t.TempDir()
+	file, ckpt := filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "ckpt.json")
+	raw := `{"version":1,"command":"export","key":"` + workKey("export", s.catalog, file, "false") + `","token":"` +
+		exportTokenFor("t-c") + `","offset":10,"done":3,"updated_at":"2026-12-06T09:00:00Z"}`
+	if err := os.WriteFile(ckpt, []byte(raw), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := s.tcsctl(t, context.Background(), "export", "--to", file, "--checkpoint", ckpt)
+	if code != exitError || !strings.Contains(errOut, file+".partial") || !strings.Contains(errOut, "--restart") {
+		t.Fatalf("resume without a partial file: exit %d\n%s", code, errOut)
+	}
+	s.mustTcsctl(t, 0, "export", "--to", file, "--checkpoint", ckpt, "--restart")
+	if lines := readLines(t, file); len(lines) != 9 {
+		t.Fatalf("export after --restart has %d lines, want 9", len(lines))
+	}
+}
+
+// exportTokenFor is the catalog's export page token continuing after id.
+func exportTokenFor(id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("x:" + id))
 }

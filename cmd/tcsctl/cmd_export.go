@@ -63,6 +63,9 @@ func runExport(ctx context.Context, e *env, args []string) error {
 		}
 		if ckpt.resuming() {
 			file, err = safefile.OpenExisting(partial)
+			if os.IsNotExist(err) {
+				err = fmt.Errorf("%w: checkpoint %s resumes an export whose partial file is gone; pass --restart", err, ckpt.path)
+			}
 		} else {
 			if *force {
 				if err := os.Remove(partial); err != nil && !os.IsNotExist(err) {
