@@ -236,8 +236,12 @@ type Server struct {
 	// watchCallers counts the open Watch streams per caller (callers with
 	// none are removed).
 	watchCallers map[Caller]int
-	stopOnce     sync.Once
-	stopping     chan struct{} // closed when Watch streams must end
+	// bcastMu serialises broadcasts; bcastList is the list of streams a
+	// broadcast walks, kept between broadcasts (under bcastMu).
+	bcastMu   sync.Mutex
+	bcastList []*watcher
+	stopOnce  sync.Once
+	stopping  chan struct{} // closed when Watch streams must end
 	feedState
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -199,12 +200,18 @@ func (s *Server) feedUpLocked(now time.Time) {
 type watcher struct {
 	ch   chan *tcsv1.WatchResponse
 	wake chan struct{}
-	lost bool // under Server.mu
+	// lost is set and cleared under Server.mu, and read without it by the
+	// stream's own loop (takeLost), which then needs the lock only when it
+	// is set: 10,000 streams woken by one broadcast do not queue for the
+	// lock the broadcast holds.
+	lost atomic.Bool
 }
 
-// lose marks w as having missed messages. Server.mu must be held.
+// lose marks w as having missed messages. A stream's own loop clears the
+// mark and empties its queue under Server.mu (takeLost) before it sends the
+// Resync, so a mark set at any time leads to a Resync sent after it.
 func (w *watcher) lose() {
-	w.lost = true
+	w.lost.Store(true)
 	select {
 	case w.wake <- struct{}{}:
 	default:
@@ -212,12 +219,28 @@ func (w *watcher) lose() {
 }
 
 // broadcast queues msg, which must not be modified afterwards, for every
-// Watch stream.
+// Watch stream. It holds Server.mu only to list the streams: queueing to
+// each wakes its goroutine, which at the cap of 10,000 streams costs tens of
+// milliseconds (BenchmarkBroadcast), during which streams come and go and
+// the feed's liveness is checked. A stream that registers after the list
+// was taken starts with a Resync, which covers msg (already applied to the
+// cache); one that ended meanwhile gets msg queued for nobody. Broadcasts
+// run one at a time, in order.
 func (s *Server) broadcast(msg *tcsv1.WatchResponse) {
+	s.bcastMu.Lock()
+	defer s.bcastMu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	ws := s.bcastList[:0]
 	for w := range s.watchers {
-		if w.lost {
+		ws = append(ws, w)
+	}
+	s.mu.Unlock()
+	defer func() {
+		clear(ws) // let ended streams' queues go
+		s.bcastList = ws[:0]
+	}()
+	for _, w := range ws {
+		if w.lost.Load() {
 			continue // its Resync will cover this
 		}
 		select {
@@ -232,12 +255,15 @@ func (s *Server) broadcast(msg *tcsv1.WatchResponse) {
 // (the Resync about to be sent supersedes it) and clears the mark, all under
 // the lock so that nothing queued after the Resync is lost.
 func (s *Server) takeLost(w *watcher) bool {
+	if !w.lost.Load() {
+		return false // lose signals wake after setting it: checked again then
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !w.lost {
+	if !w.lost.Load() {
 		return false
 	}
-	w.lost = false
+	w.lost.Store(false)
 	for len(w.ch) > 0 {
 		<-w.ch
 	}
