@@ -4,7 +4,9 @@
 //
 //   - home.yaml, deployed once in the home region: the source-of-truth table
 //     (point-in-time recovery, deletion protection), the change stream (KMS
-//     encryption), and the IAM policies of catalog and streamer publish.
+//     encryption), and the IAM policies of catalog and streamer publish;
+//     optionally (AuditArchive=enabled) the audit archive, which copies
+//     every audit record to an S3 bucket under Object Lock.
 //   - region.yaml, deployed once per serving region: the replica table, the
 //     applier's lease table, the invalidation topic, and the IAM policies of
 //     streamer apply and tcs.
@@ -36,20 +38,26 @@ var (
 // so values are plain maps, lists and scalars, as in a JSON template.
 type Template struct {
 	Parameters map[string]Parameter `yaml:"Parameters"`
+	Conditions map[string]any       `yaml:"Conditions"`
 	Resources  map[string]Resource  `yaml:"Resources"`
 	Outputs    map[string]any       `yaml:"Outputs"`
 }
 
 // Parameter is a template parameter.
 type Parameter struct {
-	Type    string `yaml:"Type"`
-	Default any    `yaml:"Default"`
+	Type          string `yaml:"Type"`
+	Default       any    `yaml:"Default"`
+	AllowedValues []any  `yaml:"AllowedValues"`
 }
 
 // Resource is a template resource.
 type Resource struct {
-	Type       string         `yaml:"Type"`
-	Properties map[string]any `yaml:"Properties"`
+	Type string `yaml:"Type"`
+	// Condition names the template condition the resource is created
+	// under; "" means always.
+	Condition      string         `yaml:"Condition"`
+	DeletionPolicy string         `yaml:"DeletionPolicy"`
+	Properties     map[string]any `yaml:"Properties"`
 }
 
 // Parse reads a template.
