@@ -160,7 +160,7 @@ func TestRunAWSLocal(t *testing.T) {
 	// A write through the catalog process...
 	body := `{"id":"acme","hostnames":["acme.example.com"]}`
 	req, _ := http.NewRequest("POST", "http://"+catalog+"/v1/tenants", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer adm")
+	req.Header.Set("Authorization", "Bearer dev-admin-token")
 	req.Header.Set("Content-Type", "application/json")
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
