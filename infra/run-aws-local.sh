@@ -123,6 +123,9 @@ wait_port kinesis "$KINESIS_PORT"
 wait_port sns-sqs "$SNSSQS_PORT"
 
 export TCS_BACKEND=aws TCS_AWS_PREFIX=${TCS_AWS_PREFIX:-tcs}
+# kinesalite has no read limit: poll as often as the tests like (the default,
+# 1s, is for real Kinesis).
+export TCS_POLL_INTERVAL=${TCS_POLL_INTERVAL:-100ms}
 export AWS_REGION=${AWS_REGION:-us-east-1} AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
 export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$DYNAMODB_PORT
 export AWS_ENDPOINT_URL_KINESIS=http://127.0.0.1:$KINESIS_PORT

@@ -137,7 +137,7 @@ func StartTopology(ctx context.Context, binDir, logDir string, regions []string,
 	}
 	aws := emulators.AWS{DynamoDB: t.DynamoDB.Endpoint, Kinesis: t.Kinesis.Endpoint, SNSSQS: t.SNSSQS.Endpoint}
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
-		"TCS_BACKEND=aws", "TCS_AWS_PREFIX=chaos",
+		"TCS_BACKEND=aws", "TCS_AWS_PREFIX=chaos", "TCS_POLL_INTERVAL=100ms", // kinesalite has no read limit
 		"TCS_ADMIN_TOKEN=" + AdminToken, "TCS_READER_TOKEN=" + ReaderToken, "TCS_SCAN_TOKEN=" + ScanToken}
 	for k, v := range aws.Env() {
 		env = append(env, k+"="+v)

@@ -91,6 +91,13 @@ type Config struct {
 	aws map[string]aws.Config
 }
 
+// DefaultPollInterval is --poll-interval's default: safe on real Kinesis for
+// up to five regions (5 GetRecords per second per shard, shared by every
+// region's appliers; the KCL polls every second too). A shard with a
+// backlog is read again at once, whatever the interval. The emulator setups
+// (make run-aws-local, docker-compose, the chaos suite) set 100ms.
+const DefaultPollInterval = time.Second
+
 // Register adds the backend flags to fs, with defaults from getenv, and
 // returns the Config they fill.
 func Register(fs *flag.FlagSet, getenv func(string) string) *Config {
@@ -103,7 +110,7 @@ func Register(fs *flag.FlagSet, getenv func(string) string) *Config {
 	duration := func(key string, def time.Duration) time.Duration {
 		return cmdutil.EnvDuration(getenv, key, def, &errs)
 	}
-	fs.DurationVar(&c.PollInterval, "poll-interval", duration("TCS_POLL_INTERVAL", streamkinesis.DefaultPollInterval), "aws: Kinesis GetRecords poll interval (env TCS_POLL_INTERVAL); Kinesis allows 5 reads per second per shard shared by all regions' appliers, so on AWS use at least 200ms × the number of regions")
+	fs.DurationVar(&c.PollInterval, "poll-interval", duration("TCS_POLL_INTERVAL", DefaultPollInterval), "aws: wait between Kinesis GetRecords of a shard that had nothing more (env TCS_POLL_INTERVAL); Kinesis allows 5 reads per second per shard, shared by every region's appliers, so keep it at least 200ms × the number of regions (the default suits up to 5); the emulator setups use 100ms")
 	fs.DurationVar(&c.Timeouts.Operation, "aws-timeout", duration("TCS_AWS_TIMEOUT", awsclient.DefaultOperation), "aws: deadline of each AWS SDK call, retries included (env TCS_AWS_TIMEOUT); an SQS long poll gets its wait on top")
 	fs.DurationVar(&c.Timeouts.Connect, "aws-connect-timeout", duration("TCS_AWS_CONNECT_TIMEOUT", awsclient.DefaultConnect), "aws: limit on a TCP connect, and on a TLS handshake, to an AWS endpoint (env TCS_AWS_CONNECT_TIMEOUT)")
 	fs.DurationVar(&c.Timeouts.ResponseHeader, "aws-header-timeout", duration("TCS_AWS_HEADER_TIMEOUT", awsclient.DefaultResponseHeader), "aws: limit on one attempt of an AWS SDK call, from sending it to the response headers (env TCS_AWS_HEADER_TIMEOUT); the SDK retries within --aws-timeout")

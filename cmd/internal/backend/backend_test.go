@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
 )
@@ -44,6 +45,36 @@ func TestValidate(t *testing.T) {
 			t.Errorf("%s: Validate() = %v, want nil", tc.name, err)
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%s: Validate() = %v, want an error containing %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// The Kinesis poll interval defaults to a value safe on real Kinesis (1s);
+// TCS_POLL_INTERVAL (what the emulator setups set) and the flag override it.
+func TestPollIntervalDefault(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		env  string
+		args []string
+		want time.Duration
+	}{
+		{"", nil, time.Second},
+		{"100ms", nil, 100 * time.Millisecond},
+		{"100ms", []string{"--poll-interval", "600ms"}, 600 * time.Millisecond},
+	} {
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		c := backend.Register(fs, func(k string) string {
+			if k == "TCS_POLL_INTERVAL" {
+				return tc.env
+			}
+			return ""
+		})
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		if c.PollInterval != tc.want {
+			t.Errorf("TCS_POLL_INTERVAL=%q %v: poll interval %v, want %v", tc.env, tc.args, c.PollInterval, tc.want)
 		}
 	}
 }
