@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/logevery"
 	"github.com/tcs-dev/tcs/tcs"
 )
 
@@ -105,7 +106,7 @@ type Applier struct {
 	lag      prometheus.Gauge
 	lastTime prometheus.Gauge
 
-	failedLog sometimes
+	failedLog logevery.Limiter
 	mu        sync.Mutex
 	failing   bool // a retry since the last applied batch, for the "recovered" log
 }
@@ -143,7 +144,7 @@ func NewApplier(cfg ApplierConfig) *Applier {
 	a.lastTime = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "tcs_apply_last_commit_timestamp_seconds", Help: "Commit time of the last event applied (Unix seconds).", ConstLabels: labels,
 	})
-	a.failedLog.every = applyLogEvery
+	a.failedLog.Every = applyLogEvery
 	collectors := []prometheus.Collector{a.applied, a.poison, a.retries, a.lag, a.lastTime}
 	if cfg.Broadcaster != nil {
 		var fc []prometheus.Collector
@@ -224,7 +225,7 @@ func (a *Applier) HandleBatch(ctx context.Context, batch []Message) error {
 		a.mu.Lock()
 		a.failing = true
 		a.mu.Unlock()
-		if n, ok := a.failedLog.allow(a.cfg.Now()); ok {
+		if n, ok := a.failedLog.Allow(a.cfg.Now()); ok {
 			first := batch[0]
 			a.log.Warn("apply failed; retrying the batch (it is not checkpointed until applied)", "err", err, "attempt", attempt, "in", wait,
 				"events", len(evs), "shard", first.Shard, "sequence", first.Sequence, "retries_since_last_warning", n)

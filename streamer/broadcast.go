@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tcs-dev/tcs/internal/logevery"
 	"github.com/tcs-dev/tcs/tcs"
 )
 
@@ -125,7 +126,7 @@ type feed struct {
 	errors   prometheus.Counter
 	lastOK   prometheus.Gauge
 
-	failedLog, expiredLog, droppedLog sometimes
+	failedLog, expiredLog, droppedLog logevery.Limiter
 	mu                                sync.Mutex
 	failing                           bool // a failure since the last success, for the "recovered" log
 }
@@ -133,7 +134,7 @@ type feed struct {
 func newFeed(cfg FeedConfig, bc tcs.Broadcaster, now func() time.Time, log *slog.Logger, labels prometheus.Labels) (*feed, []prometheus.Collector) {
 	f := &feed{cfg: cfg.withDefaults(), bc: bc, now: now, log: log}
 	f.q.init(f.cfg.MaxPending)
-	f.failedLog.every, f.expiredLog.every, f.droppedLog.every = feedLogEvery, feedLogEvery, feedLogEvery
+	f.failedLog.Every, f.expiredLog.Every, f.droppedLog.Every = feedLogEvery, feedLogEvery, feedLogEvery
 	outcomes := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name:        "tcs_apply_broadcasts_total",
 		Help:        "Invalidations (heartbeats included) handed to the applier's broadcast queue, by outcome: sent; expired (given up: retried until the newest change it carries was --feed-max-age old); dropped (evicted from, or a heartbeat not let into, a full queue); coalesced (merged into a pending invalidation of the same tenant, or a heartbeat while one is pending); unsent (still queued or in flight when the applier stopped).",
@@ -176,7 +177,7 @@ func (f *feed) enqueue(inv tcs.Invalidation) {
 		if res == pushRefused {
 			evicted = inv
 		}
-		if n, ok := f.droppedLog.allow(f.now()); ok {
+		if n, ok := f.droppedLog.Allow(f.now()); ok {
 			f.log.Warn("invalidation broadcast queue full: dropping the oldest pending invalidations (and heartbeats); caches converge by their TTL",
 				"max_pending", f.cfg.MaxPending, "tenant", evicted.TenantID, "version", evicted.Version, "heartbeat", evicted.Heartbeat(), "dropped_since_last_warning", n)
 		}
@@ -287,7 +288,7 @@ func (f *feed) expired(p queued) bool { return f.now().Sub(p.latest) >= f.cfg.Ma
 // broadcast's error, if any.
 func (f *feed) giveUp(p queued, err error) {
 	f.outcomes.expired.Inc()
-	if n, ok := f.expiredLog.allow(f.now()); ok {
+	if n, ok := f.expiredLog.Allow(f.now()); ok {
 		f.log.Warn("giving up an invalidation not broadcast within --feed-max-age; caches converge by their TTL", "tenant", p.inv.TenantID, "version", p.inv.Version,
 			"heartbeat", p.inv.Heartbeat(), "queued_for", f.now().Sub(p.since), "max_age", f.cfg.MaxAge, "last_err", err, "expired_since_last_warning", n)
 	}
@@ -317,7 +318,7 @@ func (f *feed) broadcast(ctx context.Context, p queued) error {
 		f.giveUp(p, err)
 		return err
 	}
-	if n, ok := f.failedLog.allow(f.now()); ok {
+	if n, ok := f.failedLog.Allow(f.now()); ok {
 		f.log.Warn("broadcast invalidation failed; queued again, retrying", "tenant", p.inv.TenantID, "version", p.inv.Version,
 			"heartbeat", p.inv.Heartbeat(), "queued_for", f.now().Sub(p.since), "err", err, "failed_since_last_warning", n)
 	}
@@ -338,27 +339,6 @@ func (f *feed) recovered() {
 	if was {
 		f.log.Info("broadcasts succeed again")
 	}
-}
-
-// sometimes lets one event through per interval and counts the others.
-type sometimes struct {
-	every   time.Duration
-	mu      sync.Mutex
-	last    time.Time
-	skipped int
-}
-
-// allow reports whether to log now and how many events were not logged
-// since the last one that was.
-func (s *sometimes) allow(now time.Time) (skipped int, ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.last.IsZero() && now.Sub(s.last) < s.every {
-		s.skipped++
-		return 0, false
-	}
-	skipped, s.last, s.skipped = s.skipped, now, 0
-	return skipped, true
 }
 
 // coalesce merges a newer invalidation of a tenant into one still pending.

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tcs-dev/tcs/catalog"
+	"github.com/tcs-dev/tcs/internal/logevery"
 )
 
 // Outbox is what the publisher needs of the source of truth.
@@ -81,7 +82,7 @@ type Publisher struct {
 	published prometheus.Counter
 	failures  prometheus.Counter
 	lag       prometheus.Gauge
-	failedLog sometimes
+	failedLog logevery.Limiter
 
 	// lastCommit is the commit time of the last event appended (a gauge
 	// in Unix seconds); lastRead when the outbox was last read without
@@ -141,7 +142,7 @@ func (p *Publisher) pendingState() (int, time.Time) {
 // warn logs a failure that is retried in backoff, at most every 10 s (a
 // long outage retried every second is a few lines, not one a second).
 func (p *Publisher) warn(err error, backoff time.Duration) {
-	if n, ok := p.failedLog.allow(time.Now()); ok {
+	if n, ok := p.failedLog.Allow(time.Now()); ok {
 		p.log.Warn("publish failed; retrying", "err", err, "in", backoff, "failures_since_last_warning", n)
 	}
 }
@@ -162,7 +163,7 @@ func NewPublisher(cfg PublisherConfig) *Publisher {
 		cfg.RetryBackoff = 100 * time.Millisecond
 	}
 	p := &Publisher{cfg: cfg, log: cfg.Logger}
-	p.failedLog.every = feedLogEvery
+	p.failedLog.Every = feedLogEvery
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}

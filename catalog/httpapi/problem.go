@@ -110,7 +110,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		code, detail = codeRateLimited, limited.Error()
 		w.Header().Set("Retry-After", retryAfterSeconds(limited.retry))
 		s.rateLimited.WithLabelValues(limited.by).Inc()
-		if n, ok := s.limitLog.allow(time.Now()); ok {
+		if n, ok := s.limitLog.Allow(time.Now()); ok {
 			s.log.WarnContext(r.Context(), "requests rate limited", "by", limited.by, "method", methodLabel(r.Method),
 				"path", truncate(r.URL.Path, 256), "limited_since_last_warning", n)
 		}
@@ -160,7 +160,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status == http.StatusInternalServerError || status == http.StatusServiceUnavailable {
 		// A store outage fails every request: log the first of each
 		// second in full, and how many were held back.
-		if n, ok := s.failLog.allow(time.Now()); ok {
+		if n, ok := s.failLog.Allow(time.Now()); ok {
 			s.log.ErrorContext(r.Context(), "request failed", "method", methodLabel(r.Method), "path", truncate(r.URL.Path, 256), "problem", code, "err", err, "failed_since_last_logged", n)
 		}
 		if code == tenant.Unavailable {

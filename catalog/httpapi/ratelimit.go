@@ -196,30 +196,6 @@ func (s *Server) limited(h handlerFunc) handlerFunc {
 	}
 }
 
-// logEvery lets a log line through at most once per interval and counts
-// the ones it held back, so that a flood of failures is a few lines.
-type logEvery struct {
-	every time.Duration
-
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
-}
-
-// allow reports whether to log now, and how many were held back since the
-// last line logged.
-func (l *logEvery) allow(now time.Time) (suppressed int, ok bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.last.IsZero() && now.Sub(l.last) < l.every {
-		l.suppressed++
-		return 0, false
-	}
-	n := l.suppressed
-	l.last, l.suppressed = now, 0
-	return n, true
-}
-
 // codeRateLimited: the caller or its address exceeded its rate limit.
 const codeRateLimited tenant.Code = "rate_limited"
 

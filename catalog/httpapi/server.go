@@ -23,6 +23,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/internal/auth"
+	"github.com/tcs-dev/tcs/internal/logevery"
 )
 
 // DefaultMaxBodyBytes caps request bodies. A tenant document is a few KiB at
@@ -94,7 +95,7 @@ type Server struct {
 	rateLimited *prometheus.CounterVec
 	// failLog, limitLog and anonLog hold back repeated "request failed",
 	// "rate limited" and unauthenticated failed "request" lines.
-	failLog, limitLog, anonLog logEvery
+	failLog, limitLog, anonLog logevery.Limiter
 }
 
 // positiveOr returns v, or def when v is not positive.
@@ -156,7 +157,7 @@ func New(cfg Config) *Server {
 		limits = *cfg.RateLimits
 	}
 	s.limits = newLimiter(limits)
-	s.failLog.every, s.limitLog.every, s.anonLog.every = time.Second, 10*time.Second, 100*time.Millisecond
+	s.failLog.Every, s.limitLog.Every, s.anonLog.Every = time.Second, 10*time.Second, 100*time.Millisecond
 	s.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tcs_catalog_http_rate_limited_total",
 		Help: "Admin API requests refused with 429 by a rate limit, by what was limited: caller (an authenticated credential) or address (a client address, before or without authentication).",
@@ -279,7 +280,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Failures without a caller (unknown routes, bad credentials)
 		// are what a flood from many addresses sends: at most ten lines
 		// a second.
-		n, ok := s.anonLog.allow(time.Now())
+		n, ok := s.anonLog.Allow(time.Now())
 		if !ok {
 			return
 		}
