@@ -862,6 +862,7 @@ func homeTemplate(t *testing.T) *cloudformation.Template {
 }
 
 func TestAuditArchive(t *testing.T) {
+	t.Parallel()
 	tpl := homeTemplate(t)
 	evs := catalogEvents(t)
 	for _, p := range checkArchive(t, tpl, evs) {
@@ -880,6 +881,7 @@ func TestAuditArchive(t *testing.T) {
 // on a template weakened in each way that would let an audit record be
 // lost, altered, read by the public, or the path do more than copy.
 func TestAuditArchiveCatchesWeakenedTemplates(t *testing.T) {
+	t.Parallel()
 	evs := catalogEvents(t)
 	res := func(t *testing.T, tpl *cloudformation.Template, id string) map[string]any {
 		t.Helper()
@@ -1005,6 +1007,7 @@ func TestAuditArchiveCatchesWeakenedTemplates(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			tpl := homeTemplate(t)
 			if problems := checkArchive(t, tpl, evs); len(problems) != 0 {
 				t.Fatalf("the committed template fails the checks: %v", problems)
@@ -1024,6 +1027,7 @@ func TestAuditArchiveCatchesWeakenedTemplates(t *testing.T) {
 // record's new image carries the record with its hash and the hash of the
 // one before it, and the records of each chain link up in key order.
 func TestAuditArchiveHoldsTheChain(t *testing.T) {
+	t.Parallel()
 	chains := map[string][]catalog.AuditRecord{}
 	sks := map[string][]string{}
 	for _, ev := range catalogEvents(t) {
