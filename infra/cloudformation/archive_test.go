@@ -992,6 +992,11 @@ func TestAuditArchiveCatchesWeakenedTemplates(t *testing.T) {
 			trust := sub(t, res(t, tpl, "AuditArchivePipeRole"), "AssumeRolePolicyDocument")["Statement"].([]any)
 			delete(trust[0].(map[string]any), "Condition")
 		},
+		"bucket deleted with the stack": func(t *testing.T, tpl *cloudformation.Template) {
+			r := tpl.Resources["AuditArchiveBucket"]
+			r.DeletionPolicy = "Delete"
+			tpl.Resources["AuditArchiveBucket"] = r
+		},
 		"bucket created when disabled": func(t *testing.T, tpl *cloudformation.Template) {
 			r := tpl.Resources["AuditArchiveBucket"]
 			r.Condition = ""
