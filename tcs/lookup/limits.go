@@ -202,17 +202,16 @@ func (l *limits) caller(c Caller) *callerLimits {
 }
 
 // take takes n tokens from lim if they are there now; if not it takes
-// none, and says how long until they would be.
+// none, and says about how long until they would be. (Reserving and
+// cancelling instead would give the exact wait, but cancellations racing
+// with other reservations give back more tokens than they took: a flood
+// from many goroutines would then read the replica over budget.)
 func take(lim *rate.Limiter, n int, now time.Time) (ok bool, wait time.Duration) {
-	r := lim.ReserveN(now, n)
-	if !r.OK() {
-		return false, time.Second // more than a burst: never
+	if lim.AllowN(now, n) {
+		return true, 0
 	}
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return false, d
-	}
-	return true, 0
+	missing := float64(n) - lim.TokensAt(now)
+	return false, max(time.Duration(missing/float64(lim.Limit())*float64(time.Second)), time.Millisecond)
 }
 
 // allowLookups takes n hostnames from c's lookup rate, or returns why not.
@@ -242,11 +241,11 @@ func (s *Server) admit(c Caller, cl *callerLimits) cache.Admit {
 			return nil
 		}
 		now := s.lim.now()
-		var mine *rate.Reservation
 		if cl != nil && cl.misses != nil {
-			mine = cl.misses.ReserveN(now, 1)
-			if d := mine.DelayFrom(now); d > 0 {
-				mine.CancelAt(now)
+			// Taken first: a lookup the node then refuses still costs
+			// its caller a token, so the caller behind a flood that
+			// drains the node's budget is the one held back.
+			if ok, d := take(cl.misses, 1, now); !ok {
 				s.m.shed[shedMissCaller].Inc()
 				return &shedError{
 					reason:     shedMissCaller,
@@ -257,9 +256,6 @@ func (s *Server) admit(c Caller, cl *callerLimits) cache.Admit {
 		}
 		if s.lim.node != nil {
 			if ok, wait := take(s.lim.node, 1, now); !ok {
-				if mine != nil {
-					mine.CancelAt(now)
-				}
 				s.m.shed[shedMissNode].Inc()
 				return &shedError{
 					reason:     shedMissNode,
