@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -128,6 +129,10 @@ func TestHostileInput(t *testing.T) {
 		attack: "batch of 100 case variants of the hostname of a 200 KB tenant (distinct strings, one tenant)",
 		bound:  "response ≤ MaxBatchResponse + one tenant; the results past it RESOURCE_EXHAUSTED naming the cap",
 		run:    variantBatch,
+	}, {
+		attack: "HTTP/2 ping flood on one connection",
+		bound:  "GOAWAY ENHANCE_YOUR_CALM (too_many_pings) and the connection closed within 10 pings",
+		run:    pingFlood,
 	}, {
 		attack: "1,000 lookups of random hostnames while the replica fails",
 		bound:  `one "replica read failed" log line per 10 s, the next one counting those suppressed`,
@@ -555,5 +560,44 @@ func failureLogFlood(t *testing.T) {
 	// 2,000 failures, one logged; the second line counts the others.
 	if n := logs.count("suppressed=1999"); n != 1 {
 		t.Errorf("the second line does not count the 1,999 suppressed failures:\n%s", logs.b.String())
+	}
+}
+
+func pingFlood(t *testing.T) {
+	e := start(t, lookup.Config{}, lookup.ServeOptions{})
+	conn, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(20 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write([]byte(http2.ClientPreface)); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(conn, conn)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for i := range 10 {
+			if fr.WritePing(false, [8]byte{byte(i)}) != nil {
+				return
+			}
+		}
+	}()
+	var goAway *http2.GoAwayFrame
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			break // closed by the server (or the deadline, checked below)
+		}
+		if g, ok := f.(*http2.GoAwayFrame); ok {
+			goAway = g
+		}
+	}
+	if goAway == nil || goAway.ErrCode != http2.ErrCodeEnhanceYourCalm || string(goAway.DebugData()) != "too_many_pings" {
+		t.Fatalf("GOAWAY %+v, want ENHANCE_YOUR_CALM too_many_pings", goAway)
 	}
 }
