@@ -162,8 +162,9 @@ func (x *LookupResponse) GetAge() *durationpb.Duration {
 type BatchLookupRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The hostnames, at most 100 (more is INVALID_ARGUMENT for the whole call).
-	// Each is normalised as in LookupRequest.hostname. Duplicates are allowed
-	// and each gets its own result.
+	// Each is normalised as in LookupRequest.hostname. Each distinct string is
+	// looked up once: a repeated one gets its own result with INVALID_ARGUMENT,
+	// whose message names the entry that holds its answer.
 	Hostnames     []string `protobuf:"bytes,1,rep,name=hostnames,proto3" json:"hostnames,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -271,8 +272,12 @@ type BatchLookupResult struct {
 	// The owning tenant, set only when code is 0.
 	Tenant *Tenant `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	// A gRPC status code (google.rpc.Code / grpc codes.Code): 0 OK,
-	// 3 INVALID_ARGUMENT, 5 NOT_FOUND, 14 UNAVAILABLE. The same code the
-	// Lookup call for this hostname would have returned.
+	// 3 INVALID_ARGUMENT, 5 NOT_FOUND, 8 RESOURCE_EXHAUSTED, 14 UNAVAILABLE.
+	// The same code the Lookup call for this hostname would have returned,
+	// except for two: INVALID_ARGUMENT for a repeated hostname (see
+	// BatchLookupRequest.hostnames), and RESOURCE_EXHAUSTED once the tenants of
+	// the response reach the server's size cap (1 MiB): ask for the hostnames
+	// so refused in another call.
 	Code int32 `protobuf:"varint,3,opt,name=code,proto3" json:"code,omitempty"`
 	// A human-readable reason when code is non-zero; empty on success. Never
 	// contains internal details.

@@ -39,15 +39,23 @@ const (
 // Errors are standard gRPC status codes: INVALID_ARGUMENT for a hostname that
 // cannot be normalised or a request over its limits, NOT_FOUND for a hostname
 // no live tenant owns, UNAVAILABLE when the region can answer neither from its
-// replica nor from its cache (try another region).
+// replica nor from its cache (try another region), RESOURCE_EXHAUSTED when a
+// cap or rate limit of the server refuses the call (its message names the cap
+// and the server flag that sets it). A refused Lookup or BatchLookup carries
+// the trailer "retry-after", a Go duration such as "250ms", when waiting that
+// long would help; a client may also ask another region at once. What a
+// server refuses: more than its cap of Watch streams, per server and per
+// caller; more hostnames a second than a caller's lookup rate; lookups of
+// hostnames the server knows no tenant for beyond its replica-read budget
+// (per server and per caller), unless it has an answer to serve stale.
 type TenantContextServiceClient interface {
 	// Lookup returns the tenant that owns one hostname. Suspended tenants are
 	// returned (with their status); deleted tenants are NOT_FOUND.
 	Lookup(ctx context.Context, in *LookupRequest, opts ...grpc.CallOption) (*LookupResponse, error)
 	// BatchLookup looks up to 100 hostnames in one call. It fails as a whole
 	// only for a malformed request (INVALID_ARGUMENT, for example too many
-	// hostnames); a hostname that is unknown or invalid gets its own error in
-	// its result.
+	// hostnames) or a caller over its lookup rate (RESOURCE_EXHAUSTED); a
+	// hostname that is unknown or invalid gets its own error in its result.
 	BatchLookup(ctx context.Context, in *BatchLookupRequest, opts ...grpc.CallOption) (*BatchLookupResponse, error)
 	// Watch streams cache invalidations for the region that serves it, for
 	// clients that cache lookups. The stream starts with a Resync, then carries
@@ -59,7 +67,8 @@ type TenantContextServiceClient interface {
 	// could not tell the client what changed. A client that loses the stream
 	// must reconnect (to another region if this one refuses), treat its cache
 	// as suspect until the new stream's Resync arrives, and shorten its TTL
-	// meanwhile.
+	// meanwhile. A stream beyond the server's caps (per server, per caller) is
+	// refused with RESOURCE_EXHAUSTED: one stream per client is enough.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
 }
 
@@ -121,15 +130,23 @@ type TenantContextService_WatchClient = grpc.ServerStreamingClient[WatchResponse
 // Errors are standard gRPC status codes: INVALID_ARGUMENT for a hostname that
 // cannot be normalised or a request over its limits, NOT_FOUND for a hostname
 // no live tenant owns, UNAVAILABLE when the region can answer neither from its
-// replica nor from its cache (try another region).
+// replica nor from its cache (try another region), RESOURCE_EXHAUSTED when a
+// cap or rate limit of the server refuses the call (its message names the cap
+// and the server flag that sets it). A refused Lookup or BatchLookup carries
+// the trailer "retry-after", a Go duration such as "250ms", when waiting that
+// long would help; a client may also ask another region at once. What a
+// server refuses: more than its cap of Watch streams, per server and per
+// caller; more hostnames a second than a caller's lookup rate; lookups of
+// hostnames the server knows no tenant for beyond its replica-read budget
+// (per server and per caller), unless it has an answer to serve stale.
 type TenantContextServiceServer interface {
 	// Lookup returns the tenant that owns one hostname. Suspended tenants are
 	// returned (with their status); deleted tenants are NOT_FOUND.
 	Lookup(context.Context, *LookupRequest) (*LookupResponse, error)
 	// BatchLookup looks up to 100 hostnames in one call. It fails as a whole
 	// only for a malformed request (INVALID_ARGUMENT, for example too many
-	// hostnames); a hostname that is unknown or invalid gets its own error in
-	// its result.
+	// hostnames) or a caller over its lookup rate (RESOURCE_EXHAUSTED); a
+	// hostname that is unknown or invalid gets its own error in its result.
 	BatchLookup(context.Context, *BatchLookupRequest) (*BatchLookupResponse, error)
 	// Watch streams cache invalidations for the region that serves it, for
 	// clients that cache lookups. The stream starts with a Resync, then carries
@@ -141,7 +158,8 @@ type TenantContextServiceServer interface {
 	// could not tell the client what changed. A client that loses the stream
 	// must reconnect (to another region if this one refuses), treat its cache
 	// as suspect until the new stream's Resync arrives, and shorten its TTL
-	// meanwhile.
+	// meanwhile. A stream beyond the server's caps (per server, per caller) is
+	// refused with RESOURCE_EXHAUSTED: one stream per client is enough.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
 	mustEmbedUnimplementedTenantContextServiceServer()
 }
