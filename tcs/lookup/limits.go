@@ -24,7 +24,9 @@ import (
 // Defaults of the caps and limits of Config.
 const (
 	// DefaultMaxWatchStreams is Config.MaxWatchStreams's default. A Watch
-	// stream costs about 16 KB (its goroutine, buffer and HTTP/2 state).
+	// stream costs tens of KB (its goroutine, buffer and HTTP/2 state), and
+	// relaying an invalidation to 10,000 takes about 35 ms of CPU
+	// (BenchmarkBroadcast).
 	DefaultMaxWatchStreams = 10_000
 	// DefaultMaxWatchPerCaller is Config.MaxWatchPerCaller's default.
 	DefaultMaxWatchPerCaller = 1_000
