@@ -24,6 +24,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog/httpapi"
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
+	"github.com/tcs-dev/tcs/cmd/internal/lookupflags"
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/streamer"
 	"github.com/tcs-dev/tcs/tcs"
@@ -75,7 +76,11 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	logFormat := fs.String("log-format", cmdutil.EnvOr(getenv, "TCS_LOG_FORMAT", "text"), "log format: text or json (env TCS_LOG_FORMAT)")
 	sec := cmdutil.RegisterSecurity(fs, getenv, auth.Roles...)
 	reflect := fs.Bool("reflection", false, "serve gRPC server reflection on the lookup servers (grpcurl without .proto files)")
+	limits := lookupflags.Register(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := limits.Validate(); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -224,12 +229,13 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 		applier := streamer.NewApplier(streamer.ApplierConfig{Region: r.region, Stream: applyStream, Replica: rep, Broadcaster: bc,
 			Logger: log.With("component", "apply"), Registerer: reg})
 		g.Go(func() error { return applier.Run(gctx) })
-		srv := lookup.New(lookup.Config{Region: r.region, Replica: rep, Feed: feed, Logger: log.With("component", "tcs", "region", r.region),
-			Registerer: regionReg, ReplicaAdmin: lookupGuard.Auth != nil})
+		lc := lookup.Config{Region: r.region, Replica: rep, Feed: feed, Logger: log.With("component", "tcs", "region", r.region),
+			Registerer: regionReg, ReplicaAdmin: lookupGuard.Auth != nil}
+		so := lookup.ServeOptions{TLS: lookupGuard.TLSConfig(), Auth: lookupGuard.Auth, Reflection: *reflect}
+		limits.Apply(&lc, &so)
+		srv := lookup.New(lc)
 		ln := regionLns[i]
-		g.Go(func() error {
-			return srv.Serve(gctx, ln, lookup.ServeOptions{TLS: lookupGuard.TLSConfig(), Auth: lookupGuard.Auth, Reflection: *reflect})
-		})
+		g.Go(func() error { return srv.Serve(gctx, ln, so) })
 		ep.Regions[r.region] = ln.Addr().String()
 	}
 	listeners = nil // the servers own them now
