@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/peer"
 
 	"github.com/tcs-dev/tcs/internal/auth"
+	"github.com/tcs-dev/tcs/internal/logevery"
 	"github.com/tcs-dev/tcs/tcs/cache"
 )
 
@@ -281,25 +282,18 @@ func retryTrailer(ctx context.Context, wait time.Duration) {
 // logLimiter lets one kind of failure log at most once per interval; each
 // line says how many were not logged since the previous one.
 type logLimiter struct {
-	mu         sync.Mutex
-	every      time.Duration
-	now        func() time.Time
-	last       time.Time
-	suppressed int
+	every logevery.Limiter
+	now   func() time.Time
+}
+
+func newLogLimiter(every time.Duration, now func() time.Time) logLimiter {
+	return logLimiter{every: logevery.Limiter{Every: every}, now: now}
 }
 
 // log logs msg with args (and "suppressed", the count since the previous
 // line) unless a line was logged less than an interval ago.
 func (l *logLimiter) log(log *slog.Logger, level slog.Level, msg string, args ...any) {
-	l.mu.Lock()
-	now := l.now()
-	if !l.last.IsZero() && now.Sub(l.last) < l.every {
-		l.suppressed++
-		l.mu.Unlock()
-		return
+	if n, ok := l.every.Allow(l.now()); ok {
+		log.Log(context.Background(), level, msg, append(args, "suppressed", n)...)
 	}
-	n := l.suppressed
-	l.last, l.suppressed = now, 0
-	l.mu.Unlock()
-	log.Log(context.Background(), level, msg, append(args, "suppressed", n)...)
 }

@@ -316,8 +316,8 @@ func New(cfg Config) *Server {
 		s.maxWatchPerCaller = DefaultMaxWatchPerCaller
 	}
 	s.lim = newLimits(cfg, s.now)
-	s.readFailLog = logLimiter{every: failureLogEvery, now: s.now}
-	s.errLog = logLimiter{every: failureLogEvery, now: s.now}
+	s.readFailLog = newLogLimiter(failureLogEvery, s.now)
+	s.errLog = newLogLimiter(failureLogEvery, s.now)
 	reg := cfg.Registerer
 	if reg == nil {
 		s.registry = prometheus.NewRegistry()
