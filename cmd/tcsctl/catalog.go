@@ -155,6 +155,9 @@ func (c *catalogClient) do(ctx context.Context, method, path string, query url.V
 		} else {
 			ae.Detail = strings.TrimSpace(string(raw[:min(len(raw), 200)]))
 		}
+		if res.StatusCode == http.StatusUnauthorized && c.token == "" {
+			ae.Detail += " (tcsctl has no catalog token, and none by default: --token or TCS_ADMIN_TOKEN)"
+		}
 		return "", ae
 	}
 	if out != nil && len(raw) > 0 {

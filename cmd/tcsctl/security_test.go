@@ -122,3 +122,21 @@ func TestTokenNewAndDigest(t *testing.T) {
 		t.Errorf("unknown role: exit %d", code)
 	}
 }
+
+// TestNoTokenHint: a catalog call without a token fails (there is no
+// default) and says how to give one.
+func TestNoTokenHint(t *testing.T) {
+	t.Parallel()
+	s := startSystem(t, sysOptions{})
+	var out, errOut bytes.Buffer
+	getenv := s.env()
+	code := run(context.Background(), []string{"get", "acme"}, func(k string) string {
+		if k == "TCS_ADMIN_TOKEN" {
+			return ""
+		}
+		return getenv(k)
+	}, nil, &out, &errOut)
+	if code != 2 || !strings.Contains(errOut.String(), "401") || !strings.Contains(errOut.String(), "--token or TCS_ADMIN_TOKEN") {
+		t.Errorf("get without a token: exit %d: %s", code, errOut.String())
+	}
+}
