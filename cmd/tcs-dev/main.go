@@ -4,6 +4,12 @@
 // run`) invalidation is in-process; with --backend aws every part uses the
 // AWS backends (DynamoDB, Kinesis, SNS/SQS), which is how the AWS family is
 // tested end to end against the emulators in one process.
+//
+// Each surface takes the credentials of its roles (admin and reader on the
+// catalog, lookup and replica-scan on the lookup servers) from
+// --tokens-file and the TCS_*_TOKEN variables; `make run` sets the
+// development tokens, which are refused on non-loopback addresses. SIGHUP
+// reloads credentials and certificates.
 package main
 
 import (
