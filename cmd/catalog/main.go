@@ -69,8 +69,8 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return err
 	}
-	if guard.Auth == nil {
-		return errors.New("no credentials configured: set --tokens-file (or TCS_TOKENS_FILE), or TCS_ADMIN_TOKEN (and TCS_READER_TOKEN)")
+	if guard.Auth == nil || guard.Auth.Set().Len() == 0 {
+		return errors.New("no credentials configured: set --tokens-file (or TCS_TOKENS_FILE) with admin or reader lines, or TCS_ADMIN_TOKEN (and TCS_READER_TOKEN)")
 	}
 	if err := guard.Check(sec.Insecure, log, guard.Bind("--addr", *addr)); err != nil {
 		return err

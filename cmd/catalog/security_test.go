@@ -37,6 +37,7 @@ func TestRefusesUnprotectedStart(t *testing.T) {
 	if err := os.Chmod(readable, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	lookupOnly := authtest.WriteFile(t, "", auth.Line(auth.Lookup, strong, "svc"))
 	tlsArgs := []string{"--tls-cert", srv.CertFile, "--tls-key", srv.KeyFile}
 	cases := []struct {
 		name string
@@ -48,6 +49,7 @@ func TestRefusesUnprotectedStart(t *testing.T) {
 		{"non-loopback, dev token", append([]string{"--addr", ":0"}, tlsArgs...), env("TCS_ADMIN_TOKEN", auth.DevAdminToken), "with a development token"},
 		{"short token", []string{"--addr", "127.0.0.1:0"}, env("TCS_ADMIN_TOKEN", "adm"), "TCS_ADMIN_TOKEN: 3 bytes; tokens must be at least 32 bytes"},
 		{"readable credentials file", []string{"--tokens-file", readable}, env(), "has mode 0644"},
+		{"file without catalog credentials", []string{"--tokens-file", lookupOnly}, env(), "no credentials configured"},
 		{"client CA without certificate", []string{"--tls-client-ca", ca.File}, env("TCS_ADMIN_TOKEN", strong), "--tls-client-ca needs --tls-cert"},
 		{"key without certificate", []string{"--tls-key", srv.KeyFile}, env("TCS_ADMIN_TOKEN", strong), "--tls-cert and --tls-key go together"},
 	}

@@ -107,8 +107,8 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return err
 	}
-	if catalogGuard.Auth == nil {
-		return errors.New("no credentials configured: set --tokens-file (or TCS_TOKENS_FILE), or TCS_ADMIN_TOKEN (and TCS_READER_TOKEN); make run sets the development tokens")
+	if catalogGuard.Auth == nil || catalogGuard.Auth.Set().Len() == 0 {
+		return errors.New("no catalog credentials configured: set --tokens-file (or TCS_TOKENS_FILE) with admin or reader lines, or TCS_ADMIN_TOKEN (and TCS_READER_TOKEN); make run sets the development tokens")
 	}
 	lookupGuard, err := sec.Load(getenv, auth.Lookup, auth.ReplicaScan)
 	if err != nil {
