@@ -88,6 +88,8 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--region", "x", "--backend", "aws", "--aws-home-region", "us-east-1", "--fallback-region", "x"}, "is --region itself"},
 		{[]string{"--region", "x", "--feed-down-ttl", "0s"}, "--feed-down-ttl 0s: must be positive"},
 		{[]string{"--region", "x", "--feed-timeout", "soon"}, "invalid value \"soon\" for flag -feed-timeout"},
+		{[]string{"--region", "x", "--max-concurrent-streams", "0"}, "--max-concurrent-streams 0"},
+		{[]string{"--region", "x", "--negative-cache-size", "0"}, "--negative-cache-size 0: must be positive"},
 	} {
 		err := run(context.Background(), c.args, noEnv, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
