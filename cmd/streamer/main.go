@@ -34,6 +34,12 @@ const usage = `usage: streamer publish [flags]          outbox → stream
 Run "streamer publish -h" or "streamer apply -h" for flags.`
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return runWithReady(ctx, args, getenv, stdout, stderr, nil)
+}
+
+// runWithReady is run; ready, if not nil, receives the metrics server's
+// address once it listens (nothing without --metrics-addr).
+func runWithReady(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, ready chan<- string) error {
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, usage)
 		return errors.New("missing command")
@@ -42,7 +48,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("streamer "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	be := backend.Register(fs, getenv)
-	metricsAddr := fs.String("metrics-addr", getenv("TCS_METRICS_ADDR"), "serve Prometheus /metrics on this address (env TCS_METRICS_ADDR); empty: none")
+	metricsAddr := fs.String("metrics-addr", getenv("TCS_METRICS_ADDR"), "serve Prometheus /metrics, and /healthz and /readyz, on this address (env TCS_METRICS_ADDR); empty: none")
 	logFormat := fs.String("log-format", cmdutil.EnvOr(getenv, "TCS_LOG_FORMAT", "text"), "log format: text or json (env TCS_LOG_FORMAT)")
 	drain := fs.Bool("drain", false, "exit once everything available has been processed (publish: the outbox is empty; apply, embedded backend only: the region has caught up with the stream)")
 	var (
@@ -52,6 +58,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		envErrs        []error
 		noPack         bool
 	)
+	readyMaxAge := fs.Duration("ready-max-age", cmdutil.EnvDuration(getenv, "TCS_READY_MAX_AGE", defaultReadyMaxAge, &envErrs),
+		"/readyz answers 503 unless this process holds work (apply on Kinesis: a shard lease) and its last successful cycle (publish: an outbox read, empty or not; apply: a read of a held shard, its batch applied) is at most this old (env TCS_READY_MAX_AGE)")
+	liveMaxAge := fs.Duration("live-max-age", cmdutil.EnvDuration(getenv, "TCS_LIVE_MAX_AGE", defaultLiveMaxAge, &envErrs),
+		"/healthz answers 503 when work held has made no successful cycle for this long (env TCS_LIVE_MAX_AGE); 0: always 200")
 	switch cmd {
 	case "publish":
 		fs.BoolVar(&noPack, "kinesis-no-pack", false,
@@ -85,6 +95,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *readyMaxAge <= 0 || *liveMaxAge < 0 {
+		return fmt.Errorf("--ready-max-age %v, --live-max-age %v: want a positive duration, and 0 (off) or more", *readyMaxAge, *liveMaxAge)
 	}
 	if region != nil && *region == "" {
 		return errors.New("apply needs --region (or TCS_REGION)")
@@ -133,6 +146,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		work func(context.Context) error
 		idle func(context.Context) (bool, error) // for --drain
 	)
+	hc := &health{gather: reg, cmd: cmd, readyMaxAge: *readyMaxAge, liveMaxAge: *liveMaxAge, started: time.Now(), now: time.Now}
 	if cmd == "publish" {
 		store, err := be.OpenCatalog(ctx)
 		if err != nil {
@@ -160,12 +174,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		applier := streamer.NewApplier(streamer.ApplierConfig{Region: *region, Stream: stream, Replica: rep, Broadcaster: bc, Feed: feed, Logger: log, Registerer: reg, Concurrency: concurrency})
 		work = applier.Run
+		hc.group = applier.Group()
 		lagger, ok := stream.(interface {
 			Lag(group string) (int64, error)
 		})
 		if *drain && !ok {
 			return errors.New("apply --drain needs the embedded backend (a Kinesis stream has no end to drain to)")
 		}
+		hc.leases = be.IsAWS() // Kinesis shards are leased; the embedded stream is this process's alone
 		if ok {
 			idle = func(context.Context) (bool, error) {
 				lag, err := lagger.Lag(applier.Group())
@@ -193,9 +209,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			}
 		}()
 	}
-	serveMetrics, err := cmdutil.ListenMetrics(*metricsAddr, reg)
+	serveMetrics, metricsBound, err := listenHealth(*metricsAddr, hc)
 	if err != nil {
 		return err
+	}
+	if ready != nil && metricsBound != nil {
+		ready <- metricsBound.String()
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return work(gctx) })
