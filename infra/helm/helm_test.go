@@ -354,6 +354,9 @@ func TestRender(t *testing.T) {
 				if p.Spec.MaxUnavailable == nil && p.Spec.MinAvailable == nil {
 					t.Errorf("PodDisruptionBudget %s allows nothing and forbids nothing", name)
 				}
+				if pol := p.Spec.UnhealthyPodEvictionPolicy; pol == nil || *pol != policyv1.AlwaysAllow {
+					t.Errorf("PodDisruptionBudget %s: unhealthyPodEvictionPolicy %v, want AlwaysAllow (a stuck pod must not block drains)", name, pol)
+				}
 			}
 			for name, h := range o.hpas {
 				checkHPA(t, name, h, o)
@@ -483,6 +486,16 @@ func checkDeployment(t *testing.T, name string, d *appsv1.Deployment, o *objects
 			t.Errorf("Deployment %s: probes %s, %s; want /readyz, /healthz", name, c.ReadinessProbe.HTTPGet.Path, c.LivenessProbe.HTTPGet.Path)
 		}
 	case "publisher", "applier":
+		// streamer's /readyz: the publisher read the outbox lately; an
+		// applier holds a lease, which standbys never do, so appliers are
+		// ready while alive (see regions.yaml).
+		want := map[string]string{"publisher": "/readyz", "applier": "/healthz"}[component]
+		if h := c.ReadinessProbe.HTTPGet; h == nil || h.Path != want || h.Port.StrVal != "metrics" {
+			t.Errorf("Deployment %s: readiness %+v, want HTTP %s on the metrics port", name, c.ReadinessProbe.ProbeHandler, want)
+		}
+		if h := c.LivenessProbe.HTTPGet; h == nil || h.Path != "/healthz" || h.Port.StrVal != "metrics" {
+			t.Errorf("Deployment %s: liveness %+v, want HTTP /healthz on the metrics port", name, c.LivenessProbe.ProbeHandler)
+		}
 	default:
 		t.Errorf("Deployment %s: component label %q", name, component)
 	}

@@ -234,8 +234,9 @@ topologySpreadConstraints:
 {{- end -}}
 
 {{/*
-Probes of a streamer on its metrics port. streamer has no health endpoint of its own yet: its metrics
-server answers every path, so these say only that the process is up and serving.
+Probes of a streamer on its metrics port: (dict "ready" "/readyz"). /healthz fails when work it holds
+has made no progress for --live-max-age (10m); /readyz when it holds no work or its last successful
+cycle is older than --ready-max-age (30s).
 */}}
 {{- define "tcs.streamerProbes" -}}
 livenessProbe:
@@ -244,10 +245,10 @@ livenessProbe:
   timeoutSeconds: 2
   failureThreshold: 3
 readinessProbe:
-  httpGet: {path: /readyz, port: metrics}
-  periodSeconds: 10
+  httpGet: {path: {{ .ready }}, port: metrics}
+  periodSeconds: 5
   timeoutSeconds: 2
-  failureThreshold: 3
+  failureThreshold: 2
 {{- end -}}
 
 {{/* A headless Service exposing a workload's metrics port to the ServiceMonitor. */}}
