@@ -445,6 +445,7 @@ func checkDeployment(t *testing.T, name string, d *appsv1.Deployment, o *objects
 	}
 	c := pod.Containers[0]
 	checkGOMEMLIMIT(t, name, c)
+	checkFileArgs(t, name, pod)
 
 	// Probes reach ports the container declares; lookup nodes probe gRPC
 	// health unless they serve TLS (which the kubelet's gRPC probe cannot).
@@ -502,6 +503,45 @@ func checkDeployment(t *testing.T, name string, d *appsv1.Deployment, o *objects
 	if strings.HasPrefix(name, "tcs-lookup-") {
 		if _, autoscaled := o.hpas[name]; autoscaled && d.Spec.Replicas != nil {
 			t.Errorf("Deployment %s sets replicas (%d) although an autoscaler owns them: every upgrade would reset them", name, *d.Spec.Replicas)
+		}
+	}
+}
+
+// checkFileArgs: a file a flag names is on a volume the container mounts,
+// and the credentials file on the volume the init container fills (mode
+// 0600, which a Secret volume cannot give a non-root reader).
+func checkFileArgs(t *testing.T, name string, pod corev1.PodSpec) {
+	t.Helper()
+	c := pod.Containers[0]
+	mountOf := func(ctr corev1.Container, path string) string {
+		for _, m := range ctr.VolumeMounts {
+			if strings.HasPrefix(path, strings.TrimSuffix(m.MountPath, "/")+"/") {
+				return m.Name
+			}
+		}
+		return ""
+	}
+	for _, a := range c.Args {
+		flag, path, ok := strings.Cut(a, "=")
+		if !ok || !slices.Contains([]string{"--tokens-file", "--tls-cert", "--tls-key", "--tls-client-ca"}, flag) {
+			continue
+		}
+		vol := mountOf(c, path)
+		if vol == "" {
+			t.Errorf("Deployment %s: %s is on no volume the container mounts", name, a)
+			continue
+		}
+		if flag != "--tokens-file" {
+			continue
+		}
+		filled := false
+		for _, ic := range pod.InitContainers {
+			if mountOf(ic, path) == vol && slices.Contains(ic.Command, path) && slices.Contains(ic.Command, "0600") {
+				filled = true
+			}
+		}
+		if !filled {
+			t.Errorf("Deployment %s: no init container writes %s with mode 0600", name, path)
 		}
 	}
 }
