@@ -61,11 +61,12 @@ const TrailerRetryAfter = "retry-after"
 
 // Caller identifies who is calling, for the per-caller caps and limits:
 // the name of the identity the server authenticated (auth.FromContext),
-// else the IP address the call came from. Callers sharing one identity
-// (or one address, without authentication) share its caps.
+// else the IP address the call came from (for IPv6, its /64: one host
+// commonly has a whole /64 to draw addresses from). Callers sharing one
+// identity (or one address, without authentication) share its caps.
 type Caller struct {
 	Name string     // the authenticated identity's name; empty: none
-	IP   netip.Addr // the peer's address, when Name is empty
+	IP   netip.Addr // the peer's address (IPv6: its /64), when Name is empty
 }
 
 // String names the caller for logs and error messages.
@@ -73,6 +74,8 @@ func (c Caller) String() string {
 	switch {
 	case c.Name != "":
 		return "identity " + c.Name
+	case c.IP.Is6():
+		return "address " + c.IP.String() + "/64"
 	case c.IP.IsValid():
 		return "address " + c.IP.String()
 	default:
@@ -92,13 +95,20 @@ func CallerOf(ctx context.Context) Caller {
 	if !ok || p.Addr == nil {
 		return Caller{}
 	}
+	var ip netip.Addr
 	if a, ok := p.Addr.(*net.TCPAddr); ok {
-		return Caller{IP: a.AddrPort().Addr().Unmap()}
+		ip = a.AddrPort().Addr()
+	} else if ap, err := netip.ParseAddrPort(p.Addr.String()); err == nil {
+		ip = ap.Addr()
+	} else {
+		return Caller{}
 	}
-	if ap, err := netip.ParseAddrPort(p.Addr.String()); err == nil {
-		return Caller{IP: ap.Addr().Unmap()}
+	ip = ip.Unmap().WithZone("")
+	if ip.Is6() {
+		pfx, _ := ip.Prefix(64)
+		ip = pfx.Addr()
 	}
-	return Caller{}
+	return Caller{IP: ip}
 }
 
 // shedError is a call or hostname refused by a cap or a limit: gRPC
