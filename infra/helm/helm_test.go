@@ -812,7 +812,7 @@ func TestRulesCopyInSync(t *testing.T) {
 }
 
 // TestBadValues: values that cannot work fail the render with an error
-// naming the value.
+// naming the value (from values.schema.json or the chart's own checks).
 func TestBadValues(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
@@ -822,7 +822,13 @@ func TestBadValues(t *testing.T) {
 	}{
 		{"no home region", map[string]any{"aws": map[string]any{"homeRegion": ""}}, "aws.homeRegion is required"},
 		{"bad prefix", map[string]any{"aws": map[string]any{"prefix": "TCS_prod"}}, `aws.prefix "TCS_prod"`},
-		{"bad region", map[string]any{"regions": []any{map[string]any{"name": "europe"}}}, `regions: name "europe" is not an AWS region`},
+		{"bad region", map[string]any{"regions": []any{map[string]any{"name": "europe"}}}, `'/regions/0/name': 'europe' does not match`},
+		// values.schema.json: a misspelt key is an error, not a silent default.
+		{"misspelt key", map[string]any{"lookup": map[string]any{"replcas": 3}}, "replcas"},
+		{"misspelt region key", map[string]any{"regions": []any{map[string]any{"name": "eu-west-1", "lookups": map[string]any{}}}}, "lookups"},
+		{"region resources without limits merge with the defaults", map[string]any{"regions": []any{map[string]any{"name": "eu-west-1", "lookup": map[string]any{"resources": map[string]any{"requests": map[string]any{"cpu": "3"}}}}}}, ""},
+		{"bad digest", map[string]any{"image": map[string]any{"digest": "latest"}}, "/image/digest"},
+		{"no memory limit", map[string]any{"applier": map[string]any{"resources": map[string]any{"limits": map[string]any{"memory": nil, "cpu": "1"}}}}, "memory"},
 		{"region twice", map[string]any{"regions": []any{map[string]any{"name": "eu-west-1"}, map[string]any{"name": "eu-west-1"}}}, "regions: eu-west-1 is listed twice"},
 		{"own fallback", map[string]any{"regions": []any{map[string]any{"name": "eu-west-1", "fallbackRegion": "eu-west-1"}}}, "eu-west-1 has itself as fallbackRegion"},
 		{"no lookup TLS", map[string]any{"lookup": map[string]any{"tls": map[string]any{"secretName": ""}}}, "lookup.tls.secretName and lookup.credentials.secretName are both required"},
@@ -831,6 +837,12 @@ func TestBadValues(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			_, err := renderChart(t, userValues(t, nil, c.overrides))
+			if c.want == "" {
+				if err != nil {
+					t.Errorf("render: %v, want none", err)
+				}
+				return
+			}
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Errorf("render: %v, want an error containing %q", err, c.want)
 			}
