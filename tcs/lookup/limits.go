@@ -121,7 +121,7 @@ type shedError struct {
 
 func (e *shedError) Error() string {
 	if e.retryAfter > 0 {
-		return fmt.Sprintf("%s; retry after %v", e.msg, e.retryAfter)
+		return fmt.Sprintf("%s; retry after %v", e.msg, e.retryAfter.Round(time.Millisecond))
 	}
 	return e.msg
 }
@@ -162,7 +162,7 @@ type callerShard struct {
 
 // limit returns the rate and burst of a configured rate: off (0, 0) when
 // it is negative, def when it is 0. The burst is a second's worth, and at
-// least min.
+// least minBurst.
 func limit(r, def float64, minBurst int) (rate.Limit, int) {
 	if r == 0 {
 		r = def
