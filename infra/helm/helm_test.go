@@ -20,6 +20,7 @@ import (
 	"helm.sh/helm/v4/pkg/chart/v2/lint"
 	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	chartsave "helm.sh/helm/v4/pkg/chart/v2/util"
 	"helm.sh/helm/v4/pkg/engine"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -774,6 +775,40 @@ func TestPrometheusRuleIsTheRulesFiles(t *testing.T) {
 	want := rulesGroups(t, rulesDir)
 	if diff := cmp.Diff(want, o.rules[0].Spec.Groups); diff != "" {
 		t.Errorf("PrometheusRule groups (-infra/prometheus/rules +chart):\n%s", diff)
+	}
+}
+
+// TestPackagedChartRendersTheSame: `helm package` keeps everything the
+// chart renders from (the rules copy under files/ included), so a chart
+// pulled from a repository renders what this directory does.
+func TestPackagedChartRendersTheSame(t *testing.T) {
+	t.Parallel()
+	archive, err := chartsave.Save(loadChart(t), t.TempDir())
+	if err != nil {
+		t.Fatalf("package: %v", err)
+	}
+	packaged, err := loader.Load(archive)
+	if err != nil {
+		t.Fatalf("load %s: %v", archive, err)
+	}
+	render := func(ch *chart.Chart) map[string]string {
+		top, err := chartutil.ToRenderValuesWithSchemaValidation(ch, nil,
+			common.ReleaseOptions{Name: release, Namespace: namespace, IsInstall: true}, nil, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := engine.Render(ch, top)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	got := render(packaged)
+	if !strings.Contains(got["tcs/templates/monitoring.yaml"], "alert: TCSReplicationStalled") {
+		t.Errorf("packaged chart's PrometheusRule has no rules:\n%s", got["tcs/templates/monitoring.yaml"])
+	}
+	if diff := cmp.Diff(render(loadChart(t)), got); diff != "" {
+		t.Errorf("packaged chart renders differently (-directory +package):\n%s", diff)
 	}
 }
 
