@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/internal/testclock"
+	"github.com/tcs-dev/tcs/internal/testio"
 )
 
 // countingStore counts the store calls of the routes the rate limit tests
@@ -240,7 +240,7 @@ func TestRateLimitsOff(t *testing.T) {
 // log has a line a second, and says how many it held back.
 func TestFailureLogThrottled(t *testing.T) {
 	t.Parallel()
-	var buf syncBuffer
+	var buf testio.SyncBuffer
 	h := newHarnessConfig(t, func(c *Config) { c.Logger = newTextLogger(&buf) })
 	h.store.Close()
 	for range 200 {
@@ -251,24 +251,6 @@ func TestFailureLogThrottled(t *testing.T) {
 	if n := strings.Count(buf.String(), `msg="request failed"`); n < 1 || n > 3 {
 		t.Errorf("%d 'request failed' lines for 200 failures within a second or so, want 1 to 3", n)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func newTextLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
@@ -293,7 +275,7 @@ func BenchmarkRateLimit(b *testing.B) {
 // are logged at most ten times a second; authenticated requests each.
 func TestUnauthenticatedFailuresLogThrottled(t *testing.T) {
 	t.Parallel()
-	var buf syncBuffer
+	var buf testio.SyncBuffer
 	h := newHarnessConfig(t, func(c *Config) { c.Logger = newTextLogger(&buf) })
 	start := time.Now()
 	for i := range 500 {

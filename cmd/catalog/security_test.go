@@ -1,19 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
 	"net/http/httptrace"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/internal/auth/authtest"
+	"github.com/tcs-dev/tcs/internal/testio"
 	"github.com/tcs-dev/tcs/internal/testwait"
 )
 
@@ -76,13 +75,13 @@ func TestHTTPSReloadOnSIGHUP(t *testing.T) {
 	oldTok, newTok := authtest.Token("old"), authtest.Token("new")
 	creds := authtest.WriteFile(t, "", auth.Line(auth.Admin, oldTok, "alice"), "reader cert:dns:ci.example.com ci")
 	certFile, keyFile := srv1.CertFile+".live", srv1.KeyFile+".live"
-	copyFile(t, srv1.CertFile, certFile)
-	copyFile(t, srv1.KeyFile, keyFile)
+	testio.ReplaceFile(t, srv1.CertFile, certFile)
+	testio.ReplaceFile(t, srv1.KeyFile, keyFile)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
-	var stderr syncBuffer
+	var stderr testio.SyncBuffer
 	go func() {
 		done <- runWithReady(ctx, []string{"--addr", "127.0.0.1:0", "--data", t.TempDir(), "--tokens-file", creds,
 			"--tls-cert", certFile, "--tls-key", keyFile, "--tls-client-ca", ca.File}, func(string) string { return "" }, io.Discard, &stderr, ready)
@@ -136,8 +135,8 @@ func TestHTTPSReloadOnSIGHUP(t *testing.T) {
 	}
 
 	srv2 := ca.Server(t, "catalog-2")
-	copyFile(t, srv2.CertFile, certFile)
-	copyFile(t, srv2.KeyFile, keyFile)
+	testio.ReplaceFile(t, srv2.CertFile, certFile)
+	testio.ReplaceFile(t, srv2.KeyFile, keyFile)
 	authtest.WriteFile(t, creds, auth.Line(auth.Admin, newTok, "alice"))
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
@@ -159,35 +158,4 @@ func TestHTTPSReloadOnSIGHUP(t *testing.T) {
 	if !strings.Contains(stderr.String(), "SIGHUP: reloaded") {
 		t.Errorf("reload not logged:\n%s", stderr.String())
 	}
-}
-
-func copyFile(t *testing.T, from, to string) {
-	t.Helper()
-	b, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(to+".tmp", b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(to+".tmp", to); err != nil {
-		t.Fatal(err)
-	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tcs-dev/tcs/internal/auth"
+	"github.com/tcs-dev/tcs/internal/testio"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 )
 
@@ -38,28 +37,10 @@ func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]strin
 
 func (bearer) RequireTransportSecurity() bool { return false }
 
-// syncBuffer is a bytes.Buffer safe for the logger and the test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type system struct {
 	ep      endpoints
 	clients map[string]tcsv1.TenantContextServiceClient
-	stdout  *syncBuffer
+	stdout  *testio.SyncBuffer
 }
 
 // start runs the whole system in-process on loopback ports and stops it at
@@ -81,8 +62,8 @@ func startWith(t testing.TB, moreEnv map[string]string, extra ...string) *system
 		"--regions", "us-east-1=127.0.0.1:0,eu-west-1=127.0.0.1:0,ap-southeast-2=127.0.0.1:0"}, extra...)
 	ready := make(chan endpoints, 1)
 	done := make(chan error, 1)
-	sys := &system{clients: map[string]tcsv1.TenantContextServiceClient{}, stdout: &syncBuffer{}}
-	stderr := &syncBuffer{}
+	sys := &system{clients: map[string]tcsv1.TenantContextServiceClient{}, stdout: &testio.SyncBuffer{}}
+	stderr := &testio.SyncBuffer{}
 	go func() {
 		done <- runWithReady(ctx, args, func(k string) string { return env[k] }, sys.stdout, stderr, ready)
 	}()

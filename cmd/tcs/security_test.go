@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"io"
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -23,6 +21,7 @@ import (
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/internal/auth/authtest"
+	"github.com/tcs-dev/tcs/internal/testio"
 	"github.com/tcs-dev/tcs/internal/testwait"
 	adminv1 "github.com/tcs-dev/tcs/proto/tcs/admin/v1"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
@@ -94,13 +93,13 @@ func TestMutualTLSAndReload(t *testing.T) {
 	oldTok, newTok, scanTok := authtest.Token("old"), authtest.Token("new"), authtest.Token("scan")
 	creds := authtest.WriteFile(t, "", auth.Line(auth.Lookup, oldTok, "svc"), "lookup cert:cn:edge-1 edge-1", auth.Line(auth.ReplicaScan, scanTok, "verify"))
 	certFile, keyFile := dir+"/tls.crt", dir+"/tls.key"
-	copyFile(t, srv1.CertFile, certFile)
-	copyFile(t, srv1.KeyFile, keyFile)
+	testio.ReplaceFile(t, srv1.CertFile, certFile)
+	testio.ReplaceFile(t, srv1.KeyFile, keyFile)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
-	var stderr syncBuffer
+	var stderr testio.SyncBuffer
 	go func() {
 		done <- runWithReady(ctx, []string{"--region", "eu-west-1", "--addr", "127.0.0.1:0", "--data", dir, "--tokens-file", creds,
 			"--tls-cert", certFile, "--tls-key", keyFile, "--tls-client-ca", ca.File}, func(string) string { return "" }, io.Discard, &stderr, ready)
@@ -166,8 +165,8 @@ func TestMutualTLSAndReload(t *testing.T) {
 	heldDials := dials.Load()
 
 	srv2 := ca.Server(t, "tcs-2")
-	copyFile(t, srv2.CertFile, certFile)
-	copyFile(t, srv2.KeyFile, keyFile)
+	testio.ReplaceFile(t, srv2.CertFile, certFile)
+	testio.ReplaceFile(t, srv2.KeyFile, keyFile)
 	authtest.WriteFile(t, creds, auth.Line(auth.Lookup, newTok, "svc"), "lookup cert:cn:edge-1 edge-1")
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
@@ -185,35 +184,4 @@ func TestMutualTLSAndReload(t *testing.T) {
 	if cn, err := lookup(dial(ca.ClientTLS()), newTok); err != nil || cn != "tcs-2" {
 		t.Errorf("a new connection after the reload: %q %v, want certificate tcs-2", cn, err)
 	}
-}
-
-func copyFile(t *testing.T, from, to string) {
-	t.Helper()
-	b, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(to+".tmp", b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(to+".tmp", to); err != nil {
-		t.Fatal(err)
-	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

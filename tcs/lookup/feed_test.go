@@ -1,39 +1,20 @@
 package lookup_test
 
 import (
-	"bytes"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/tcs-dev/tcs/internal/testio"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/lookup"
 )
-
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) count(substr string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Count(s.b.String(), substr)
-}
 
 // wantRefused checks that a new Watch stream is refused with UNAVAILABLE
 // because the feed is down.
@@ -81,7 +62,7 @@ func (w *watchStream) wantEnded(t *testing.T) {
 // up and are neither applied nor relayed.
 func TestFeedSilence(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
+	var logs testio.SyncBuffer
 	feed := &scriptedFeed{subscribed: make(chan *subscription, 10)}
 	e := start(t, lookup.Config{
 		Feed:        feed,
@@ -166,8 +147,8 @@ func TestFeedSilence(t *testing.T) {
 		t.Error("the 30s TTL is not back")
 	}
 	openWatch(t, e)
-	if n, m := logs.count("invalidation feed down"), logs.count("invalidation feed up again"); n != 1 || m != 1 {
-		t.Errorf("logged %d down and %d up messages, want 1 and 1:\n%s", n, m, logs.b.String())
+	if n, m := logs.Count("invalidation feed down"), logs.Count("invalidation feed up again"); n != 1 || m != 1 {
+		t.Errorf("logged %d down and %d up messages, want 1 and 1:\n%s", n, m, logs.String())
 	}
 }
 

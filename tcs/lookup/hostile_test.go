@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/testio"
 	"github.com/tcs-dev/tcs/internal/testwait"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs/cache"
@@ -534,7 +535,7 @@ func variantBatch(t *testing.T) {
 }
 
 func failureLogFlood(t *testing.T) {
-	var logs syncBuffer
+	var logs testio.SyncBuffer
 	rep := newFakeReplica()
 	rep.setErr(fmt.Errorf("replica exploded"))
 	e := start(t, lookup.Config{
@@ -549,18 +550,18 @@ func failureLogFlood(t *testing.T) {
 			t.Fatalf("Lookup with the replica failing: %v, want UNAVAILABLE", err)
 		}
 	}
-	if n := logs.count("replica read failed"); n != 1 {
+	if n := logs.Count("replica read failed"); n != 1 {
 		t.Errorf(`%d "replica read failed" lines for 1,000 failed lookups in one interval, want 1`, n)
 	}
 	e.clock.Advance(11 * time.Second)
 	_, _ = e.client.Lookup(c, &tcsv1.LookupRequest{Hostname: randomHost(r)})
-	if n := logs.count("replica read failed"); n != 2 {
+	if n := logs.Count("replica read failed"); n != 2 {
 		t.Errorf(`%d "replica read failed" lines after the interval, want 2`, n)
 	}
 	// 1,000 lookups each read twice (a miss with nothing kept retries once):
 	// 2,000 failures, one logged; the second line counts the others.
-	if n := logs.count("suppressed=1999"); n != 1 {
-		t.Errorf("the second line does not count the 1,999 suppressed failures:\n%s", logs.b.String())
+	if n := logs.Count("suppressed=1999"); n != 1 {
+		t.Errorf("the second line does not count the 1,999 suppressed failures:\n%s", logs.String())
 	}
 }
 
