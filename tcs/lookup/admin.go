@@ -18,6 +18,19 @@ import (
 // ordinary size.
 const MaxScanLimit = 1000
 
+// MaxScanCursor caps ScanRequest.cursor's length: a cursor the server hands
+// out names one key (a hostname or tenant id, encoded), well under it.
+const MaxScanCursor = 1024
+
+// checkCursor refuses a cursor no server could have handed out for its
+// length, before it reaches the replica (or a log line).
+func checkCursor(cursor string) error {
+	if len(cursor) <= MaxScanCursor {
+		return nil
+	}
+	return status.Errorf(codes.InvalidArgument, "cursor: %d bytes; a cursor is at most %d: pass back the next_cursor of the previous page", len(cursor), MaxScanCursor)
+}
+
 // adminServer is tcs.admin.v1.ReplicaAdmin over the region's replica: reads
 // straight from the table, never from the cache, for callers authenticated
 // with the replica-scan role.
@@ -66,6 +79,9 @@ func (a *adminServer) ScanDocs(ctx context.Context, req *adminv1.ScanRequest) (*
 	if err := a.authorize(ctx); err != nil {
 		return nil, err
 	}
+	if err := checkCursor(req.GetCursor()); err != nil {
+		return nil, err
+	}
 	docs, next, err := a.scanner.ScanDocs(ctx, req.GetCursor(), scanLimit(req.GetLimit()))
 	if err != nil {
 		return nil, a.s.status(err).Err()
@@ -80,6 +96,9 @@ func (a *adminServer) ScanDocs(ctx context.Context, req *adminv1.ScanRequest) (*
 // ScanHosts implements ReplicaAdmin.ScanHosts.
 func (a *adminServer) ScanHosts(ctx context.Context, req *adminv1.ScanRequest) (*adminv1.ScanHostsResponse, error) {
 	if err := a.authorize(ctx); err != nil {
+		return nil, err
+	}
+	if err := checkCursor(req.GetCursor()); err != nil {
 		return nil, err
 	}
 	hosts, next, err := a.scanner.ScanHosts(ctx, req.GetCursor(), scanLimit(req.GetLimit()))
