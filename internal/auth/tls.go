@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TLSFiles are a server's certificate, key and optional client CA bundle.
@@ -19,10 +21,28 @@ func (f TLSFiles) Enabled() bool { return f.Cert != "" || f.Key != "" }
 
 // ServerTLS serves the certificate and client CA of its files, and reads
 // them again on Reload: new handshakes get the new ones, connections
-// already open keep theirs.
+// already open keep theirs. It is a prometheus.Collector of the serving
+// certificate's expiry (tcs_tls_certificate_expiry_timestamp_seconds), which
+// the TCSCertificateExpiringSoon alert reads: a certificate renewed on disk
+// but never reloaded keeps showing the old expiry.
 type ServerTLS struct {
 	files TLSFiles
 	cur   atomic.Pointer[tls.Config]
+	// notAfter is the serving certificate's expiry (Unix seconds).
+	notAfter atomic.Int64
+}
+
+var _ prometheus.Collector = (*ServerTLS)(nil)
+
+var descCertExpiry = prometheus.NewDesc("tcs_tls_certificate_expiry_timestamp_seconds",
+	"When the serving TLS certificate (--tls-cert, as last loaded: at start and on SIGHUP) expires (Unix seconds).", nil, nil)
+
+// Describe implements prometheus.Collector.
+func (s *ServerTLS) Describe(ch chan<- *prometheus.Desc) { ch <- descCertExpiry }
+
+// Collect implements prometheus.Collector.
+func (s *ServerTLS) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descCertExpiry, prometheus.GaugeValue, float64(s.notAfter.Load()))
 }
 
 // NewServerTLS loads files. With a client CA, clients may present a
@@ -46,6 +66,10 @@ func (s *ServerTLS) Reload() error {
 	if err != nil {
 		return fmt.Errorf("TLS key pair (--tls-cert %s, --tls-key %s): %w", s.files.Cert, s.files.Key, err)
 	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return fmt.Errorf("--tls-cert %s: %w", s.files.Cert, err)
+	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	if s.files.ClientCA != "" {
 		pem, err := os.ReadFile(s.files.ClientCA)
@@ -59,6 +83,7 @@ func (s *ServerTLS) Reload() error {
 		cfg.ClientCAs, cfg.ClientAuth = pool, tls.VerifyClientCertIfGiven
 	}
 	s.cur.Store(cfg)
+	s.notAfter.Store(leaf.NotAfter.Unix())
 	return nil
 }
 

@@ -79,22 +79,28 @@ type Cert struct {
 // with commonName cn (to tell certificates apart).
 func (ca *CA) Server(tb testing.TB, cn string) Cert {
 	tb.Helper()
+	return ca.ServerUntil(tb, cn, time.Now().Add(24*time.Hour))
+}
+
+// ServerUntil is Server with a certificate that expires at notAfter.
+func (ca *CA) ServerUntil(tb testing.TB, cn string, notAfter time.Time) Cert {
+	tb.Helper()
 	return ca.issue(tb, &x509.Certificate{Subject: pkix.Name{CommonName: cn},
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")}, DNSNames: []string{"localhost"},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, NotAfter: notAfter})
 }
 
 // Client issues a client certificate with common name cn and DNS SANs.
 func (ca *CA) Client(tb testing.TB, cn string, dns ...string) Cert {
 	tb.Helper()
 	return ca.issue(tb, &x509.Certificate{Subject: pkix.Name{CommonName: cn}, DNSNames: dns,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, NotAfter: time.Now().Add(24 * time.Hour)})
 }
 
 func (ca *CA) issue(tb testing.TB, tmpl *x509.Certificate) Cert {
 	key := newKey(tb)
 	tmpl.SerialNumber = big.NewInt(serial.Add(1))
-	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour)
+	tmpl.NotBefore = time.Now().Add(-time.Hour)
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
