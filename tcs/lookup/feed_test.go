@@ -90,9 +90,9 @@ func TestFeedSilence(t *testing.T) {
 	if got, want := metric("tcs_lookup_feed_last_message_timestamp_seconds"), float64(e.clock.Now().Unix()); got != want {
 		t.Errorf("last message timestamp = %v, want %v", got, want)
 	}
-	if metric("tcs_lookup_feed_heartbeats_total") != 1 || metric("tcs_lookup_invalidations_total") != 0 || metric("tcs_lookup_replication_lag_seconds") != 0 {
-		t.Errorf("after a heartbeat: heartbeats %v, invalidations %v, lag %v; want 1, 0, 0",
-			metric("tcs_lookup_feed_heartbeats_total"), metric("tcs_lookup_invalidations_total"), metric("tcs_lookup_replication_lag_seconds"))
+	if metric("tcs_lookup_feed_heartbeats_total") != 1 || metric("tcs_lookup_invalidations_total") != 0 || metric("tcs_lookup_replication_lag_seconds") != 0 || metric("tcs_lookup_propagation_seconds_count") != 0 {
+		t.Errorf("after a heartbeat: heartbeats %v, invalidations %v, lag %v, propagations %v; want 1, 0, 0, 0",
+			metric("tcs_lookup_feed_heartbeats_total"), metric("tcs_lookup_invalidations_total"), metric("tcs_lookup_replication_lag_seconds"), metric("tcs_lookup_propagation_seconds_count"))
 	}
 	if !fresh() {
 		t.Error("a heartbeat dropped a cache entry")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -290,6 +291,9 @@ func TestMetrics(t *testing.T) {
 		`tcs_lookup_cache_misses_total`:                              2,
 		`tcs_lookup_cache_stale_serves_total`:                        0,
 		`tcs_lookup_replication_lag_seconds`:                         1.5,
+		`tcs_lookup_propagation_seconds_count`:                       1,
+		`tcs_lookup_propagation_seconds_bucket{le="1"}`:              0,
+		`tcs_lookup_propagation_seconds_bucket{le="2.5"}`:            1,
 		`tcs_lookup_watch_streams`:                                   1,
 		`tcs_lookup_invalidations_total`:                             1,
 		`tcs_lookup_request_duration_seconds_count{method="Lookup"}`: 4,
@@ -341,6 +345,13 @@ func gather(tb testing.TB, reg *prometheus.Registry) map[string]float64 {
 					rest = "{" + rest
 				}
 				out[base+"_count"+rest] = float64(m.GetHistogram().GetSampleCount())
+				for _, b := range m.GetHistogram().GetBucket() {
+					le := `le="` + strconv.FormatFloat(b.GetUpperBound(), 'g', -1, 64) + `"`
+					if rest != "" {
+						le = rest[1:len(rest)-1] + "," + le
+					}
+					out[base+"_bucket{"+le+"}"] = float64(b.GetCumulativeCount())
+				}
 			}
 		}
 	}

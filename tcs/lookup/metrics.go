@@ -18,6 +18,7 @@ type metrics struct {
 	lookupLatency prometheus.Observer
 	batchLatency  prometheus.Observer
 	lag           prometheus.Gauge
+	propagation   prometheus.Observer
 	watchStreams  prometheus.Gauge
 	invalidations prometheus.Counter
 	resyncs       prometheus.Counter
@@ -45,6 +46,13 @@ func newMetrics(reg prometheus.Registerer, c *cache.Cache) *metrics {
 		lag: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tcs_lookup_replication_lag_seconds",
 			Help: "When the last invalidation was received, how long after its change was committed in the source of truth.",
+		}),
+		// The propagation SLO (infra/prometheus/rules/tcs-slo.yml) reads
+		// its le="1" bucket: keep the name and that bucket.
+		propagation: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tcs_lookup_propagation_seconds",
+			Help:    "For each invalidation received, how long after its change was committed in the source of truth (the time a change takes to reach this node's cache; heartbeats excluded).",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 		}),
 		watchStreams: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tcs_lookup_watch_streams",
@@ -84,7 +92,7 @@ func newMetrics(reg prometheus.Registerer, c *cache.Cache) *metrics {
 	for code := range m.lookups {
 		m.lookups[code] = lookups.WithLabelValues(codes.Code(code).String())
 	}
-	reg.MustRegister(lookups, latency, shed, m.lag, m.watchStreams, m.invalidations, m.resyncs, m.heartbeats, m.feedUp, m.feedLast, cacheCollector{c})
+	reg.MustRegister(lookups, latency, shed, m.lag, m.propagation.(prometheus.Histogram), m.watchStreams, m.invalidations, m.resyncs, m.heartbeats, m.feedUp, m.feedLast, cacheCollector{c})
 	return m
 }
 

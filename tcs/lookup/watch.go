@@ -100,7 +100,9 @@ func (s *Server) deliver(inv tcs.Invalidation) {
 	s.cache.Invalidate(inv)
 	s.m.invalidations.Inc()
 	if !inv.CommittedAt.IsZero() {
-		s.m.lag.Set(s.now().Sub(inv.CommittedAt).Seconds())
+		lag := s.now().Sub(inv.CommittedAt).Seconds()
+		s.m.lag.Set(lag)
+		s.m.propagation.Observe(lag)
 	}
 	s.broadcast(&tcsv1.WatchResponse{Kind: &tcsv1.WatchResponse_Invalidation{Invalidation: &tcsv1.Invalidation{
 		Hostnames: inv.Hostnames,
