@@ -433,6 +433,9 @@ type Cache struct {
 	// set while a background read probes a failing replica.
 	failures atomic.Int64
 	probing  atomic.Bool
+	// failingSince is when the first of the failures in a row happened
+	// (unix nanoseconds; 0 while the last read succeeded).
+	failingSince atomic.Int64
 
 	misses, staleServes, staleAtOnce, reads, readErrors, rejected, retries atomic.Uint64
 	refreshes, refreshSkipped, refused, refusedStale                       atomic.Uint64
@@ -708,7 +711,7 @@ func (c *Cache) fill(hostname string) (any, error) {
 	}
 	switch {
 	case err == nil:
-		c.failures.Store(0)
+		c.readOK()
 		e, err := encode(ten, t)
 		if err != nil {
 			return c.failed(hostname, err)
@@ -716,7 +719,7 @@ func (c *Cache) fill(hostname string) (any, error) {
 		c.install(hostname, &e, t)
 		return e.result(false), nil
 	case tenant.ErrorCode(err) == tenant.NotFound:
-		c.failures.Store(0)
+		c.readOK()
 		neg := entry{readAt: t.at, gen: t.gen}
 		if c.opts.NegativeTTL > 0 {
 			c.install(hostname, &neg, t)
@@ -745,11 +748,60 @@ func (c *Cache) read(hostname string) (*tenant.Tenant, error) {
 // readFailed counts a failed replica read and reports it to OnReadError.
 func (c *Cache) readFailed(hostname string, err error) {
 	c.readErrors.Add(1)
-	c.failures.Add(1)
+	now := c.opts.Now().UnixNano()
+	if c.failures.Add(1) == 1 {
+		c.failingSince.Store(now)
+	} else {
+		c.failingSince.CompareAndSwap(0, now)
+	}
 	if c.opts.OnReadError != nil {
 		c.opts.OnReadError(hostname, err)
 	}
 }
+
+// readOK records a replica read that succeeded (NotFound included): the
+// replica is not failing.
+func (c *Cache) readOK() {
+	c.failures.Store(0)
+	c.failingSince.Store(0)
+}
+
+// UnreadableSince reports whether the replica counts as unreadable (its
+// last reads all failed: FailingAfter of them, or one when FailingAfter is
+// negative), and since when: the time of the first of those failures. A
+// read that succeeds, a lookup's or ProbeReplica's, ends it.
+func (c *Cache) UnreadableSince() (time.Time, bool) {
+	n := c.failures.Load()
+	if n == 0 || (c.opts.FailingAfter > 0 && n < int64(c.opts.FailingAfter)) {
+		return time.Time{}, false
+	}
+	since := c.failingSince.Load()
+	if since == 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, since), true
+}
+
+// ProbeReplica reads hostname from the replica (bounded by ReadTimeout)
+// without touching the entries, and records the outcome as a lookup's read
+// would: a success (NotFound included) ends the replica's failing state, a
+// failure counts towards it (and goes to OnReadError). It returns the
+// read's error, nil for NotFound. A node that no longer receives lookups
+// (taken out of service because its replica failed) probes to learn that
+// the replica is back.
+func (c *Cache) ProbeReplica(hostname string) error {
+	_, err := c.read(hostname)
+	if err != nil && tenant.ErrorCode(err) != tenant.NotFound {
+		c.readFailed(hostname, err)
+		return err
+	}
+	c.readOK()
+	return nil
+}
+
+// MaxStale returns the oldest answer served stale (Options.MaxStale after
+// defaults; negative: never).
+func (c *Cache) MaxStale() time.Duration { return time.Duration(c.stale) }
 
 // hasKept reports whether the cache holds an entry of hostname it may serve
 // stale (fresh, expired or out of date, no older than MaxStale).

@@ -18,8 +18,6 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/tcs-dev/tcs/internal/auth"
-	adminv1 "github.com/tcs-dev/tcs/proto/tcs/admin/v1"
-	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 )
 
 // ServeOptions configure Serve. The zero value serves plaintext with the
@@ -125,12 +123,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener, opts ServeOptions)
 	if opts.Reflection {
 		reflection.Register(gs)
 	}
-	service := tcsv1.TenantContextService_ServiceDesc.ServiceName
-	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	hs.SetServingStatus(service, healthpb.HealthCheckResponse_SERVING)
-	if s.admin != nil {
-		hs.SetServingStatus(adminv1.ReplicaAdmin_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	}
+	s.publishHealth(hs)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -140,7 +133,11 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener, opts ServeOptions)
 		return nil
 	})
 	g.Go(func() error {
-		if err := gs.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		err := gs.Serve(lis)
+		if gctx.Err() == nil {
+			s.serveEnded.Store(true)
+		}
+		if err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			return fmt.Errorf("lookup serve %s: %w", lis.Addr(), err)
 		}
 		return nil
@@ -148,6 +145,8 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener, opts ServeOptions)
 	g.Go(func() error {
 		<-gctx.Done()
 		s.log.Info("lookup server shutting down", "addr", lis.Addr().String())
+		s.shuttingDown.Store(true)
+		s.ready.Set(0)
 		hs.Shutdown() // NOT_SERVING, for load balancers, before anything stops
 		s.endWatches()
 		stopped := make(chan struct{})

@@ -202,6 +202,35 @@ type Config struct {
 	// Defaults DefaultMissRate (10,000) and DefaultMissRatePerCaller
 	// (2,000).
 	MissRate, MissRatePerCaller float64
+
+	// HotKeysFile is a file on local disk where the server keeps the
+	// hostnames it answers most (the HotKeys most recently used tenant
+	// answers of its cache), written atomically every HotKeysInterval and
+	// when Run ends, after the warm-up. When Run starts it reads them back
+	// and, once the feed is subscribed, fills the cache with them from the
+	// replica before reporting ready (see Ready). Empty: no warm-up, no
+	// file.
+	HotKeysFile string
+	// HotKeys is how many hostnames HotKeysFile holds. Default
+	// DefaultHotKeys (10,000).
+	HotKeys int
+	// HotKeysInterval is how often HotKeysFile is written. Default
+	// DefaultHotKeysInterval (1 min).
+	HotKeysInterval time.Duration
+	// WarmTimeout bounds the warm-up: past it the server is ready with
+	// whatever it loaded. Negative: no warm-up. Default DefaultWarmTimeout
+	// (30 s).
+	WarmTimeout time.Duration
+	// WarmConcurrency is how many replica reads the warm-up makes at once.
+	// Default cache.DefaultWarmConcurrency (16).
+	WarmConcurrency int
+	// HealthInterval is how often readiness is re-evaluated (and a replica
+	// counted unreadable probed). Default DefaultHealthInterval (1 s).
+	HealthInterval time.Duration
+	// LiveTimeout is how long the health loop may not run, or the feed
+	// goroutine spend on one message, before Live fails. Default
+	// DefaultLiveTimeout (30 s).
+	LiveTimeout time.Duration
 }
 
 // Server is the lookup server. Its methods are the TenantContextService;
@@ -243,6 +272,7 @@ type Server struct {
 	stopOnce  sync.Once
 	stopping  chan struct{} // closed when Watch streams must end
 	feedState
+	healthState
 }
 
 // feedState is what the server knows of its feed's liveness. Server.mu
@@ -288,6 +318,7 @@ func New(cfg Config) *Server {
 		feedDownTTL: cfg.FeedDownTTL,
 	}
 	s.downCh = make(chan struct{})
+	s.healthState.init(cfg)
 	if s.feedTimeout == 0 {
 		s.feedTimeout = DefaultFeedTimeout
 	}
@@ -344,6 +375,7 @@ func New(cfg Config) *Server {
 		}
 	}
 	s.m = newMetrics(reg, s.cache)
+	reg.MustRegister(s.healthState.collectors()...)
 	return s
 }
 

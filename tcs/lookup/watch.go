@@ -42,25 +42,37 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	defer s.running.Store(false)
 	defer s.endWatches()
-	if s.feed == nil {
-		<-ctx.Done()
-		return nil
-	}
 	s.mu.Lock()
 	s.lastSign = s.now().UnixNano() // the feed has FeedTimeout to deliver
 	s.mu.Unlock()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	interval := s.healthState.interval
 	if s.feedTimeout > 0 {
-		var wg sync.WaitGroup
-		defer wg.Wait()
-		checkCtx, stopChecks := context.WithCancel(ctx)
-		defer stopChecks()
-		wg.Go(func() { s.checkFeedEvery(checkCtx, min(max(s.feedTimeout/10, 10*time.Millisecond), time.Second)) })
+		interval = min(interval, max(s.feedTimeout/10, 10*time.Millisecond))
+	}
+	wg.Go(func() { s.healthLoop(ctx, interval, &wg) })
+	wg.Go(func() { s.warmUp(ctx) })
+	if s.feed == nil {
+		s.markSubscribed()
+		<-ctx.Done()
+		return nil
+	}
+	// The first message proves the subscription; with liveness detection
+	// off (no heartbeats expected) so does the feed's first gap, which
+	// feeds send when a subscription starts.
+	gap := s.gap
+	if s.feedTimeout <= 0 {
+		gap = func() {
+			s.gap()
+			s.markSubscribed()
+		}
 	}
 	backoff := minBackoff
 	for {
 		s.gap()
 		began := time.Now()
-		err := s.feed.Subscribe(ctx, s.deliver, s.gap)
+		err := s.feed.Subscribe(ctx, s.deliver, gap)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -82,6 +94,9 @@ func (s *Server) Run(ctx context.Context) error {
 // deliver applies one message from the feed: any message proves the feed
 // alive; a heartbeat does nothing else.
 func (s *Server) deliver(inv tcs.Invalidation) {
+	s.delivering.Store(time.Now().UnixNano())
+	defer s.delivering.Store(0)
+	s.markSubscribed()
 	now := s.now()
 	s.m.feedLast.Set(float64(now.UnixNano()) / 1e9)
 	s.mu.Lock()
@@ -124,20 +139,6 @@ func (s *Server) gapLocked() {
 	s.m.resyncs.Inc()
 	for w := range s.watchers {
 		w.lose()
-	}
-}
-
-// checkFeedEvery checks the feed's liveness every interval until ctx ends.
-func (s *Server) checkFeedEvery(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.checkFeed()
-		}
 	}
 }
 
