@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -61,32 +62,25 @@ func (v *verifyFlags) verifier(e *env, c *client) (*verifier, error) {
 }
 
 func runVerify(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "verify", "[--region R…] [-o table|json]")
+	fs := newFlagSet(e, "verify", "[--region R…] [-o table|json] [--metrics-file PATH]")
 	var conn connFlags
 	var vf verifyFlags
 	conn.register(fs, e.getenv)
 	vf.register(fs)
+	metricsFile := fs.String("metrics-file", "", "also write the result as Prometheus metrics (tcs_verify_findings{region}, tcs_verify_completed, tcs_verify_last_run_timestamp_seconds) to this file, replaced atomically, for the node exporter's textfile collector; a failed run writes tcs_verify_completed 0")
 	if _, err := parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := vf.check(); err != nil {
 		return err
 	}
-	c, err := conn.client(e)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	v, err := vf.verifier(e, c)
-	if err != nil {
-		return err
-	}
-	rep, err := v.verify(ctx)
-	v.progress.stop()
-	if err != nil {
-		if ctx.Err() != nil {
-			return errInterrupted
+	rep, err := verifyRun(ctx, e, conn, vf)
+	if *metricsFile != "" && ctx.Err() == nil {
+		if werr := writeVerifyMetrics(*metricsFile, rep, time.Now()); werr != nil {
+			return errors.Join(err, werr)
 		}
+	}
+	if err != nil {
 		return err
 	}
 	if vf.output == "json" {
@@ -100,6 +94,28 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 		return &exitCodeError{code: exitFinding}
 	}
 	return nil
+}
+
+// verifyRun connects and verifies.
+func verifyRun(ctx context.Context, e *env, conn connFlags, vf verifyFlags) (*verifyReport, error) {
+	c, err := conn.client(e)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	v, err := vf.verifier(e, c)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := v.verify(ctx)
+	v.progress.stop()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, errInterrupted
+		}
+		return nil, err
+	}
+	return rep, nil
 }
 
 // writeReport prints a verify report as a table and a summary line.

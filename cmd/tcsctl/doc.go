@@ -44,7 +44,7 @@
 //	tcsctl lookup HOSTNAME [--region R | --addr HOST:PORT]
 //	tcsctl get TENANT_ID
 //	tcsctl resync (--all | --tenant ID… | --file IDS) [--region R…] [--batch N] [--dry-run]
-//	tcsctl verify [--region R…] [-o table|json] [--recheck N] [--settle D]
+//	tcsctl verify [--region R…] [-o table|json] [--recheck N] [--settle D] [--metrics-file PATH]
 //	tcsctl repair [--region R…] [--dry-run] [--wait D] [-o table|json]
 //	tcsctl transform --where EXPR --set FIELD=VALUE… [--dry-run] [-o text|json]
 //	tcsctl backfill --from FILE.jsonl [--on-error abort|skip] [--dry-run]
@@ -91,6 +91,14 @@
 // "findings": [{"region", "kind", "tenant_id", "hostname", "truth_version",
 // "region_version", "truth_owner", "region_owner", "truth_claim_version",
 // "region_claim_version", "fields", "detail"}], "unsettled"}).
+//
+// With --metrics-file, verify also writes its result in Prometheus' text
+// format (replaced atomically) for the node exporter's textfile collector,
+// so that a scheduled verify feeds alerts (infra/prometheus: TCSRegionsDiverged,
+// TCSVerifyNotRunning): tcs_verify_findings{region} (0 when the region
+// agrees), tcs_verify_unsettled_tenants, tcs_verify_completed (0 when the run
+// failed before judging; the file then holds no findings) and
+// tcs_verify_last_run_timestamp_seconds.
 //
 // repair runs verify, then resyncs exactly what drifted, to the regions
 // where it drifted: a tenant's document by resyncing the tenant; a hostname
