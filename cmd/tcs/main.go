@@ -123,6 +123,9 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if guard.TLS != nil {
+		reg.MustRegister(guard.TLS) // the serving certificate's expiry, for TCSCertificateExpiringSoon
+	}
 	// Embedded: no feed across processes (caches rely on their TTL). AWS:
 	// this node's own SQS queue on the region's SNS topic.
 	feed, err := be.OpenFeed(ctx, backend.Invalidation{Region: *region, NodeID: *nodeID, Logger: log, Registerer: reg})
