@@ -21,7 +21,7 @@ func (s *Store) Resync(ctx context.Context, reqs []catalog.ResyncRequest, region
 		return catalog.ResyncResult{}, err
 	}
 	reqs = catalog.MergeResync(reqs)
-	regions = sortedSet(regions)
+	regions = catalog.SortedSet(regions)
 	var res catalog.ResyncResult
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		res = catalog.ResyncResult{}
@@ -65,7 +65,7 @@ func (s *Store) ResyncAll(ctx context.Context, after string, limit int, regions 
 		return catalog.ResyncResult{}, "", err
 	}
 	limit = catalog.ResyncAllLimit(limit)
-	regions = sortedSet(regions)
+	regions = catalog.SortedSet(regions)
 	var (
 		res  catalog.ResyncResult
 		next string
@@ -87,7 +87,7 @@ func (s *Store) ResyncAll(ctx context.Context, after string, limit int, regions 
 				break
 			}
 			doc := new(tenant.Tenant)
-			if err := decode(v, doc, "tenant", string(k)); err != nil {
+			if err := catalog.DecodeStored(v, doc, "tenant", string(k)); err != nil {
 				return err
 			}
 			if err := e.emit(doc, nil); err != nil {
@@ -134,57 +134,46 @@ func (s *Store) newResyncer(tx *bbolt.Tx, regions []string) *resyncer {
 }
 
 // emit appends the resync event of doc, settling the hostnames settle (see
-// catalog.ResyncRequest).
+// catalog.ResyncRequest and catalog.ResyncEvent).
 func (e *resyncer) emit(doc *tenant.Tenant, settle []string) error {
-	claims, err := heldClaims(e.hosts, doc)
+	claims, err := readClaims(e.hosts, doc.Hostnames, settle)
 	if err != nil {
 		return err
-	}
-	var released []tenant.Claim
-	for _, h := range settle {
-		if doc.HasHostname(h) || e.hosts.Get([]byte(h)) == nil {
-			continue // held: claimed above; never seen: nothing to settle
-		}
-		rec, err := getHostname(e.hosts, h)
-		if err != nil {
-			return err
-		}
-		if rec.TenantID == "" {
-			released = append(released, tenant.Claim{Hostname: h, Version: rec.ClaimVersion})
-		}
 	}
 	seq, err := e.outbox.NextSequence()
 	if err != nil {
 		return err
 	}
-	entry := catalog.OutboxEntry{Seq: seq, Event: tenant.ChangeEvent{
-		TenantID:    doc.ID,
-		Version:     doc.Version,
-		Tenant:      doc,
-		Claims:      claims,
-		Released:    released,
-		CommittedAt: e.at,
-		Resync:      true,
-		Regions:     e.regions,
-	}}
+	entry := catalog.OutboxEntry{Seq: seq, Event: catalog.ResyncEvent(doc, claims, settle, e.regions, e.at)}
 	return putJSON(e.outbox, seqKey(seq), entry)
 }
 
-// heldClaims returns the claims of the hostnames doc holds, sorted by
-// hostname. A hostname whose record names another owner (which a commit
-// never leaves behind) is left out rather than claimed for doc.
-func heldClaims(hosts *bbolt.Bucket, doc *tenant.Tenant) ([]tenant.Claim, error) {
-	var claims []tenant.Claim
-	for _, h := range sortedSet(doc.Hostnames) {
-		rec, err := getHostname(hosts, h)
-		if err != nil {
-			return nil, err
-		}
-		if rec.TenantID == doc.ID {
-			claims = append(claims, tenant.Claim{Hostname: h, Version: rec.ClaimVersion})
+// readClaims returns the stored claims of the hostnames of each of lists.
+func readClaims(hosts *bbolt.Bucket, lists ...[]string) (map[string]catalog.HostnameClaim, error) {
+	claims := make(map[string]catalog.HostnameClaim)
+	for _, list := range lists {
+		for _, h := range list {
+			if _, ok := claims[h]; ok {
+				continue
+			}
+			rec, err := getHostname(hosts, h)
+			if err != nil {
+				return nil, err
+			}
+			claims[h] = catalog.HostnameClaim{Owner: rec.TenantID, Version: rec.ClaimVersion}
 		}
 	}
 	return claims, nil
+}
+
+// heldClaims returns the claims of the hostnames doc holds (see
+// catalog.HeldClaims).
+func heldClaims(hosts *bbolt.Bucket, doc *tenant.Tenant) ([]tenant.Claim, error) {
+	claims, err := readClaims(hosts, doc.Hostnames)
+	if err != nil {
+		return nil, err
+	}
+	return catalog.HeldClaims(doc, claims), nil
 }
 
 // Export returns a page of every stored tenant, tombstones included, with
@@ -214,7 +203,7 @@ func (s *Store) Export(ctx context.Context, opts catalog.ListOptions) (catalog.E
 				return nil
 			}
 			t := new(tenant.Tenant)
-			if err := decode(v, t, "tenant", string(k)); err != nil {
+			if err := catalog.DecodeStored(v, t, "tenant", string(k)); err != nil {
 				return err
 			}
 			claims, err := heldClaims(hosts, t)

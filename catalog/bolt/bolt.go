@@ -28,7 +28,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -149,190 +148,85 @@ type hostnameRecord struct {
 
 // Create stores a new tenant. See catalog.Store.
 func (s *Store) Create(ctx context.Context, t *tenant.Tenant, actor string) (*tenant.Tenant, error) {
-	if err := checkWritable(t); err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	var out *tenant.Tenant
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		prev, err := getTenant(tx, t.ID)
-		if err != nil {
-			return err
-		}
-		version := int64(1)
-		if prev != nil {
-			if !prev.Deleted() {
-				return tenant.Errorf(tenant.AlreadyExists, "tenant %q already exists", t.ID)
-			}
-			version = prev.Version + 1
-		}
-		out, err = s.commit(tx, catalog.ActionCreate, nil, t, version, actor)
-		return err
-	})
-	if err != nil {
-		return nil, wrap(err, "bolt create tenant "+t.ID)
-	}
-	return out, nil
+	return s.write(ctx, catalog.WriteRequest{Action: catalog.ActionCreate, Tenant: t, Actor: actor})
 }
 
 // Update replaces a live tenant at expectedVersion. See catalog.Store.
 func (s *Store) Update(ctx context.Context, t *tenant.Tenant, expectedVersion int64, actor string) (*tenant.Tenant, error) {
-	if err := checkWritable(t); err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	var out *tenant.Tenant
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		prev, err := getLive(tx, t.ID)
-		if err != nil {
-			return err
-		}
-		if prev.Version != expectedVersion {
-			return versionMismatch(t.ID, prev.Version, expectedVersion)
-		}
-		out, err = s.commit(tx, catalog.ActionUpdate, prev, t, prev.Version+1, actor)
-		return err
-	})
-	if err != nil {
-		return nil, wrap(err, "bolt update tenant "+t.ID)
-	}
-	return out, nil
+	return s.write(ctx, catalog.WriteRequest{Action: catalog.ActionUpdate, Tenant: t, ExpectedVersion: expectedVersion, Actor: actor})
 }
 
 // Delete replaces a live tenant by a tombstone and releases its hostnames.
 // See catalog.Store.
 func (s *Store) Delete(ctx context.Context, id string, expectedVersion int64, actor string) (*tenant.Tenant, error) {
+	return s.write(ctx, catalog.WriteRequest{Action: catalog.ActionDelete, ID: id, ExpectedVersion: expectedVersion, Actor: actor})
+}
+
+// write is the I/O shell around catalog.PlanWrite: in one bbolt transaction
+// it reads what the plan needs (the tenant, its audit head, the claims of
+// the hostnames involved), plans, and stores what the plan returns — the
+// document, the claims it moves, the audit record and its head, the outbox
+// entry. A rejected plan rolls the transaction back, so it changes nothing.
+func (s *Store) write(ctx context.Context, req catalog.WriteRequest) (*tenant.Tenant, error) {
+	if err := req.Check(); err != nil {
+		return nil, err
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	id := req.TenantID()
 	var out *tenant.Tenant
 	err := s.db.Update(func(tx *bbolt.Tx) error {
-		prev, err := getLive(tx, id)
+		cur, err := getTenant(tx, id)
 		if err != nil {
 			return err
 		}
-		if expectedVersion != 0 && prev.Version != expectedVersion {
-			return versionMismatch(id, prev.Version, expectedVersion)
+		hosts := tx.Bucket(bucketHostnames)
+		needed := req.ClaimsNeeded(cur)
+		st := catalog.WriteState{Current: cur, Claims: make(map[string]catalog.HostnameClaim, len(needed))}
+		for _, h := range needed {
+			rec, err := getHostname(hosts, h)
+			if err != nil {
+				return err
+			}
+			st.Claims[h] = catalog.HostnameClaim{Owner: rec.TenantID, Version: rec.ClaimVersion}
 		}
-		tomb := &tenant.Tenant{ID: id, Status: tenant.StatusDeleted}
-		out, err = s.commit(tx, catalog.ActionDelete, prev, tomb, prev.Version+1, actor)
-		return err
+		if _, st.AuditHead, err = auditHead(tx, id); err != nil {
+			return err
+		}
+		req.At = s.now()
+		p, err := catalog.PlanWrite(st, req)
+		if err != nil {
+			return err
+		}
+
+		tx.OnCommit(s.outboxChanged)
+		for _, c := range p.Changes {
+			if err := putJSON(hosts, []byte(c.Hostname), hostnameRecord{TenantID: c.To.Owner, ClaimVersion: c.To.Version}); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bucketTenants).Put([]byte(id), p.DocJSON); err != nil {
+			return err
+		}
+		if err := putAudit(tx, &p.Audit, p.AuditJSON); err != nil {
+			return err
+		}
+		outbox := tx.Bucket(bucketOutbox)
+		seq, err := outbox.NextSequence()
+		if err != nil {
+			return err
+		}
+		if err := putJSON(outbox, seqKey(seq), catalog.OutboxEntry{Seq: seq, Event: p.Event}); err != nil {
+			return err
+		}
+		out = p.Result
+		return nil
 	})
 	if err != nil {
-		return nil, wrap(err, "bolt delete tenant "+id)
+		return nil, wrap(err, fmt.Sprintf("bolt %s tenant %s", req.Action, id))
 	}
 	return out, nil
-}
-
-// commit writes next (a copy of it, stamped with version, the time and the
-// actor), moves the hostname claims from prev's hostnames to next's, and
-// appends the audit record and the outbox entry. It returns the stored
-// document as Get would return it. Any error leaves the transaction to be
-// rolled back, so a rejected write changes nothing.
-func (s *Store) commit(tx *bbolt.Tx, action catalog.Action, prev, next *tenant.Tenant, version int64, actor string) (*tenant.Tenant, error) {
-	tx.OnCommit(s.outboxChanged)
-	at := s.now().UTC().Truncate(time.Microsecond)
-	doc := next.Clone()
-	doc.Version = version
-	doc.UpdatedAt = at
-	doc.UpdatedBy = actor
-
-	var prevHostnames []string
-	if prev != nil {
-		prevHostnames = prev.Hostnames
-	}
-	claims, released, err := moveClaims(tx.Bucket(bucketHostnames), doc.ID, prevHostnames, doc.Hostnames)
-	if err != nil {
-		return nil, err
-	}
-
-	raw, err := json.Marshal(doc)
-	if err != nil {
-		return nil, err
-	}
-	if err := tx.Bucket(bucketTenants).Put([]byte(doc.ID), raw); err != nil {
-		return nil, err
-	}
-	// Hand back what was stored, decoded, so that Create/Update/Delete return
-	// exactly what a later Get returns (nil vs empty maps included).
-	stored := new(tenant.Tenant)
-	if err := decode(raw, stored, "tenant", doc.ID); err != nil {
-		return nil, err
-	}
-
-	var before *tenant.Tenant
-	if action != catalog.ActionCreate {
-		before = prev
-	}
-	rec := catalog.AuditRecord{TenantID: doc.ID, Version: version, Action: action, Actor: actor, At: at, Before: before, After: doc}
-	if err := appendAudit(tx, &rec); err != nil {
-		return nil, err
-	}
-
-	outbox := tx.Bucket(bucketOutbox)
-	seq, err := outbox.NextSequence()
-	if err != nil {
-		return nil, err
-	}
-	entry := catalog.OutboxEntry{Seq: seq, Event: tenant.ChangeEvent{
-		TenantID:    doc.ID,
-		Version:     version,
-		Tenant:      doc,
-		Claims:      claims,
-		Released:    released,
-		CommittedAt: at,
-	}}
-	if err := putJSON(outbox, seqKey(seq), entry); err != nil {
-		return nil, err
-	}
-	return stored, nil
-}
-
-// moveClaims makes id the owner of every hostname in next and releases every
-// hostname in prev that next no longer holds. A hostname's claim version goes
-// up by one whenever its owner changes (claimed or released); a hostname kept
-// keeps its version. It returns the claims held after the change and the
-// releases, each sorted by hostname.
-func moveClaims(b *bbolt.Bucket, id string, prev, next []string) (claims, released []tenant.Claim, err error) {
-	want := sortedSet(next)
-	for _, h := range want {
-		rec, err := getHostname(b, h)
-		if err != nil {
-			return nil, nil, err
-		}
-		if rec.TenantID != id {
-			if rec.TenantID != "" {
-				return nil, nil, tenant.Errorf(tenant.HostnameTaken, "hostname %q is owned by tenant %q", h, rec.TenantID)
-			}
-			rec = hostnameRecord{TenantID: id, ClaimVersion: rec.ClaimVersion + 1}
-			if err := putJSON(b, []byte(h), rec); err != nil {
-				return nil, nil, err
-			}
-		}
-		claims = append(claims, tenant.Claim{Hostname: h, Version: rec.ClaimVersion})
-	}
-	for _, h := range sortedSet(prev) {
-		if _, kept := slices.BinarySearch(want, h); kept {
-			continue
-		}
-		rec, err := getHostname(b, h)
-		if err != nil {
-			return nil, nil, err
-		}
-		if rec.TenantID != id {
-			continue // not ours to release
-		}
-		rec = hostnameRecord{ClaimVersion: rec.ClaimVersion + 1}
-		if err := putJSON(b, []byte(h), rec); err != nil {
-			return nil, nil, err
-		}
-		released = append(released, tenant.Claim{Hostname: h, Version: rec.ClaimVersion})
-	}
-	return claims, released, nil
 }
 
 // Get returns the live tenant id. See catalog.Store.
@@ -403,7 +297,7 @@ func (s *Store) List(ctx context.Context, opts catalog.ListOptions) (catalog.Pag
 		// so decoding them to skip them is cheap.
 		for ; k != nil; k, v = c.Next() {
 			t := new(tenant.Tenant)
-			if err := decode(v, t, "tenant", string(k)); err != nil {
+			if err := catalog.DecodeStored(v, t, "tenant", string(k)); err != nil {
 				return err
 			}
 			if t.Deleted() {
@@ -456,7 +350,7 @@ func (s *Store) History(ctx context.Context, id string, opts catalog.HistoryOpti
 				break
 			}
 			var rec catalog.AuditRecord
-			if err := decode(v, &rec, "audit record", fmt.Sprintf("%q", k)); err != nil {
+			if err := catalog.DecodeStored(v, &rec, "audit record", fmt.Sprintf("%q", k)); err != nil {
 				return err
 			}
 			out = append(out, rec)
@@ -486,7 +380,7 @@ func (s *Store) ReadOutbox(ctx context.Context, after uint64, limit int) ([]cata
 		c := tx.Bucket(bucketOutbox).Cursor()
 		for k, v := c.Seek(seqKey(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
 			var e catalog.OutboxEntry
-			if err := decode(v, &e, "outbox entry", strconv.FormatUint(binary.BigEndian.Uint64(k), 10)); err != nil {
+			if err := catalog.DecodeStored(v, &e, "outbox entry", strconv.FormatUint(binary.BigEndian.Uint64(k), 10)); err != nil {
 				return err
 			}
 			out = append(out, e)
@@ -523,24 +417,6 @@ func (s *Store) AckOutbox(ctx context.Context, upTo uint64) error {
 	return wrap(err, fmt.Sprintf("bolt ack outbox up to %d", upTo))
 }
 
-// checkWritable rejects what no store can write whatever Prepare let through:
-// no tenant, no id, or a caller-made tombstone (only Delete makes those).
-func checkWritable(t *tenant.Tenant) error {
-	switch {
-	case t == nil:
-		return tenant.Errorf(tenant.Invalid, "no tenant")
-	case t.ID == "":
-		return tenant.FieldErrors([]tenant.FieldError{{Field: "id", Reason: "required"}})
-	case t.Deleted():
-		return tenant.FieldErrors([]tenant.FieldError{{Field: "status", Reason: "DELETED is set only by a delete"}})
-	}
-	return nil
-}
-
-func versionMismatch(id string, stored, expected int64) error {
-	return tenant.Errorf(tenant.VersionMismatch, "tenant %q is at version %d, not %d", id, stored, expected)
-}
-
 // getTenant returns the stored document of id, tombstone or not, or nil.
 func getTenant(tx *bbolt.Tx, id string) (*tenant.Tenant, error) {
 	v := tx.Bucket(bucketTenants).Get([]byte(id))
@@ -548,7 +424,7 @@ func getTenant(tx *bbolt.Tx, id string) (*tenant.Tenant, error) {
 		return nil, nil
 	}
 	t := new(tenant.Tenant)
-	if err := decode(v, t, "tenant", id); err != nil {
+	if err := catalog.DecodeStored(v, t, "tenant", id); err != nil {
 		return nil, err
 	}
 	return t, nil
@@ -577,7 +453,7 @@ func getHostname(b *bbolt.Bucket, h string) (hostnameRecord, error) {
 	if rec, ok := parseHostname(v); ok {
 		return rec, nil
 	}
-	if err := decode(v, &rec, "hostname", h); err != nil {
+	if err := catalog.DecodeStored(v, &rec, "hostname", h); err != nil {
 		return rec, err
 	}
 	return rec, nil
@@ -623,17 +499,6 @@ func parseHostname(v []byte) (hostnameRecord, bool) {
 	return hostnameRecord{TenantID: string(id), ClaimVersion: n}, true
 }
 
-// decode unmarshals a stored value. Its errors never keep a *tenant.Error
-// (which a strict UnmarshalJSON in package tenant may return): a stored
-// document that fails to decode is corruption or skew between versions,
-// an internal error, not the caller's invalid input.
-func decode(raw []byte, into any, what, key string) error {
-	if err := json.Unmarshal(raw, into); err != nil {
-		return fmt.Errorf("decode stored %s %s: %s", what, key, err)
-	}
-	return nil
-}
-
 func putJSON(b *bbolt.Bucket, key []byte, v any) error {
 	raw, err := json.Marshal(v)
 	if err != nil {
@@ -642,26 +507,38 @@ func putJSON(b *bbolt.Bucket, key []byte, v any) error {
 	return b.Put(key, raw)
 }
 
-// appendAudit seals rec after the head of its chain, stores it under a key
-// that must be new (audit records are append-only) and moves the head. A
-// record of catalog.AdminAuditID gets the version after the head's.
+// auditHead returns the head of id's audit chain: the version and hash of
+// its newest record (0 and "" if it has none, or none with a hash).
+func auditHead(tx *bbolt.Tx, id string) (version int64, hash string, err error) {
+	v := tx.Bucket(bucketHeads).Get([]byte(id))
+	if v == nil {
+		return 0, "", nil
+	}
+	if len(v) != 8+64 {
+		return 0, "", fmt.Errorf("stored audit head of %s is %d bytes, not 72", id, len(v))
+	}
+	return int64(binary.BigEndian.Uint64(v)), string(v[8:]), nil
+}
+
+// appendAudit seals rec, a record of catalog.AdminAuditID, after the head
+// of its chain, with the version after the head's, and stores it (putAudit).
 func appendAudit(tx *bbolt.Tx, rec *catalog.AuditRecord) error {
-	heads := tx.Bucket(bucketHeads)
-	var prev string
-	var headVersion int64
-	if v := heads.Get([]byte(rec.TenantID)); v != nil {
-		if len(v) != 8+64 {
-			return fmt.Errorf("stored audit head of %s is %d bytes, not 72", rec.TenantID, len(v))
-		}
-		headVersion, prev = int64(binary.BigEndian.Uint64(v)), string(v[8:])
+	headVersion, prev, err := auditHead(tx, rec.TenantID)
+	if err != nil {
+		return err
 	}
-	if rec.TenantID == catalog.AdminAuditID {
-		rec.Version = headVersion + 1
-	}
+	rec.Version = headVersion + 1
 	raw, err := catalog.SealAudit(rec, prev)
 	if err != nil {
 		return err
 	}
+	return putAudit(tx, rec, raw)
+}
+
+// putAudit stores the sealed record rec (raw, its JSON) under a key that
+// must be new (audit records are append-only) and moves the chain head to
+// it.
+func putAudit(tx *bbolt.Tx, rec *catalog.AuditRecord, raw []byte) error {
 	audit, k := tx.Bucket(bucketAudit), auditKey(rec.TenantID, rec.Version)
 	if audit.Get(k) != nil {
 		return fmt.Errorf("audit record %s/%d exists already: records are never overwritten", rec.TenantID, rec.Version)
@@ -670,7 +547,7 @@ func appendAudit(tx *bbolt.Tx, rec *catalog.AuditRecord) error {
 		return err
 	}
 	head := binary.BigEndian.AppendUint64(nil, uint64(rec.Version))
-	return heads.Put([]byte(rec.TenantID), append(head, rec.Hash...))
+	return tx.Bucket(bucketHeads).Put([]byte(rec.TenantID), append(head, rec.Hash...))
 }
 
 func auditPrefix(id string) []byte {
@@ -683,13 +560,6 @@ func auditKey(id string, version int64) []byte {
 
 func seqKey(seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(nil, seq)
-}
-
-// sortedSet returns the distinct values of s in order.
-func sortedSet(s []string) []string {
-	out := slices.Clone(s)
-	slices.Sort(out)
-	return slices.Compact(out)
 }
 
 // wrap returns domain errors and context errors as they are, and prefixes
