@@ -1,0 +1,288 @@
+package provision_test
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tcs-dev/tcs/infra/cloudformation"
+	tcssns "github.com/tcs-dev/tcs/tcs/sns"
+)
+
+// cloudWatchMetrics are the metrics the alarms may watch, each with the
+// dimension sets AWS publishes it under (the services' CloudWatch metric
+// references): an alarm on a dimension set AWS never publishes would never
+// see data, and with "no data is not breaching" never fire.
+var cloudWatchMetrics = map[string][][]string{
+	"AWS/Kinesis GetRecords.IteratorAgeMilliseconds": {{"StreamName"}},
+	"AWS/DynamoDB ReadThrottleEvents":                {{"TableName"}, {"GlobalSecondaryIndexName", "TableName"}},
+	"AWS/DynamoDB WriteThrottleEvents":               {{"TableName"}, {"GlobalSecondaryIndexName", "TableName"}},
+	"AWS/DynamoDB ThrottledRequests":                 {{"Operation", "TableName"}},
+	"AWS/DynamoDB SystemErrors":                      {{"Operation", "TableName"}},
+	"AWS/SQS ApproximateAgeOfOldestMessage":          {{"QueueName"}},
+}
+
+// insightsQuery is the form of the Metrics Insights queries the alarms use:
+// one aggregate over a SCHEMA, filtered on one dimension.
+var insightsQuery = regexp.MustCompile(`^SELECT (SUM|MAX|MIN|AVG)\(([A-Za-z.]+)\) FROM SCHEMA\("([A-Za-z/]+)"((?:, [A-Za-z]+)+)\) WHERE ([A-Za-z]+) (=|LIKE) '([^'%_]*%?)'$`)
+
+// insightsStat names a Metrics Insights function as the alarm statistic it
+// computes over each period.
+var insightsStat = map[string]string{"SUM": "Sum", "MAX": "Maximum", "MIN": "Minimum", "AVG": "Average"}
+
+// alarm is an AWS::CloudWatch::Alarm of a template, reduced to what it
+// watches and when it fires.
+type alarm struct {
+	id, template string
+	name         string
+	metric       string // "<namespace> <metric name>"
+	dims         []string
+	// filter is the dimension the alarm selects its data by and how:
+	// "TableName = acme-tcs-catalog", "QueueName LIKE acme-tcs-inv-eu-west-1-%".
+	filter     string
+	stat       string
+	threshold  any
+	comparison string
+	period     any
+	evals      any
+	datapoints any
+	missing    any
+	props      map[string]any
+}
+
+// watches is what the alarm watches, for comparing with what must be
+// watched: metric and filter.
+func (a alarm) watches() string { return a.template + ": " + a.metric + " where " + a.filter }
+
+// alarms returns the alarms of both templates, their intrinsic functions
+// resolved with the test's parameters and, for !Ref and ${…} of a resource,
+// the name the template gives that resource.
+func alarms(t *testing.T) []alarm {
+	t.Helper()
+	homeT, regionT, homeVars, regionVars := templates(t)
+	var out []alarm
+	for _, tc := range []struct {
+		name string
+		tpl  *cloudformation.Template
+		vars map[string]string
+	}{{"home", homeT, homeVars}, {"region", regionT, regionVars}} {
+		vars := map[string]string{}
+		for k, v := range tc.vars {
+			vars[k] = v
+		}
+		for id, r := range tc.tpl.Resources {
+			for _, key := range []string{"TableName", "Name", "TopicName"} {
+				if v, ok := r.Properties[key]; ok && r.Type != "AWS::CloudWatch::Alarm" {
+					if name, err := cloudformation.Resolve(v, tc.vars); err == nil {
+						vars[id] = name
+					}
+				}
+			}
+		}
+		var ids []string
+		for id, r := range tc.tpl.Resources {
+			if r.Type == "AWS::CloudWatch::Alarm" {
+				ids = append(ids, id)
+			}
+		}
+		sort.Strings(ids)
+		for _, id := range ids {
+			out = append(out, parseAlarm(t, tc.name, id, tc.tpl.Resources[id].Properties, vars))
+		}
+	}
+	return out
+}
+
+func parseAlarm(t *testing.T, tplName, id string, p map[string]any, vars map[string]string) alarm {
+	t.Helper()
+	resolve := func(v any) string {
+		t.Helper()
+		s, err := cloudformation.Resolve(v, vars)
+		if err != nil {
+			t.Fatalf("%s.yaml %s: %v", tplName, id, err)
+		}
+		return s
+	}
+	a := alarm{id: id, template: tplName, name: resolve(p["AlarmName"]), threshold: p["Threshold"],
+		comparison: str(p["ComparisonOperator"]), evals: p["EvaluationPeriods"], datapoints: p["DatapointsToAlarm"],
+		missing: p["TreatMissingData"], props: p}
+	switch {
+	case p["Metrics"] != nil:
+		qs := list(t, p["Metrics"])
+		if len(qs) != 1 || qs[0]["ReturnData"] != true {
+			t.Fatalf("%s.yaml %s: Metrics %v: want one query that returns its data", tplName, id, qs)
+		}
+		q := resolve(qs[0]["Expression"])
+		m := insightsQuery.FindStringSubmatch(q)
+		if m == nil {
+			t.Fatalf("%s.yaml %s: Metrics Insights query %q is not of the form %s", tplName, id, q, insightsQuery)
+		}
+		a.stat, a.metric, a.period = insightsStat[m[1]], m[3]+" "+m[2], qs[0]["Period"]
+		a.dims = strings.Split(strings.TrimPrefix(m[4], ", "), ", ")
+		a.filter = m[5] + " " + m[6] + " " + m[7]
+		if !slices.Contains(a.dims, m[5]) {
+			t.Errorf("%s.yaml %s: the query filters on %s, which is not in its SCHEMA %v (it would match nothing)", tplName, id, m[5], a.dims)
+		}
+	default:
+		a.stat, a.metric, a.period = str(p["Statistic"]), str(p["Namespace"])+" "+str(p["MetricName"]), p["Period"]
+		for _, d := range list(t, p["Dimensions"]) {
+			a.dims = append(a.dims, str(d["Name"]))
+			a.filter = str(d["Name"]) + " = " + resolve(d["Value"])
+		}
+		if len(a.dims) != 1 {
+			t.Errorf("%s.yaml %s: dimensions %v: want exactly one", tplName, id, a.dims)
+		}
+	}
+	sort.Strings(a.dims)
+	return a
+}
+
+// TestTemplateAlarmsMatchCode checks that the alarms watch exactly the
+// AWS-native signals of the resources the templates create and the code
+// uses: the change stream's iterator age, throttles and system errors of
+// the catalog and replica tables, and the age of the oldest message in the
+// invalidation queues the region's tcs nodes create (named by tcs/sns); each
+// on a metric and dimension set AWS publishes, notifying AlarmTopicArn only
+// when it is set.
+func TestTemplateAlarmsMatchCode(t *testing.T) {
+	t.Parallel()
+	var want []string
+	add := func(tpl, metric, filter string) { want = append(want, tpl+": "+metric+" where "+filter) }
+	add("home", "AWS/Kinesis GetRecords.IteratorAgeMilliseconds", "StreamName = "+names.Stream())
+	for _, table := range []struct{ tpl, name string }{{"home", names.CatalogTable()}, {"region", names.ReplicaTable(serving)}} {
+		for _, m := range []string{"ReadThrottleEvents", "WriteThrottleEvents", "ThrottledRequests", "SystemErrors"} {
+			add(table.tpl, "AWS/DynamoDB "+m, "TableName = "+table.name)
+		}
+	}
+	add("region", "AWS/SQS ApproximateAgeOfOldestMessage", "QueueName LIKE "+tcssns.QueueNamePrefix(prefix, serving)+"%")
+
+	as := alarms(t)
+	var got []string
+	alarmNames := map[string]string{}
+	for _, a := range as {
+		got = append(got, a.watches())
+		if dimSets, ok := cloudWatchMetrics[a.metric]; !ok {
+			t.Errorf("%s.yaml %s: metric %q is not one the test knows AWS publishes", a.template, a.id, a.metric)
+		} else if !slices.ContainsFunc(dimSets, func(s []string) bool { return slices.Equal(s, a.dims) }) {
+			t.Errorf("%s.yaml %s: %s with dimensions %v: AWS publishes it with %v only", a.template, a.id, a.metric, a.dims, dimSets)
+		}
+		if !strings.HasPrefix(a.name, prefix+"-") {
+			t.Errorf("%s.yaml %s: AlarmName %q does not start with the prefix %q", a.template, a.id, a.name, prefix)
+		}
+		if other, dup := alarmNames[a.name]; dup {
+			t.Errorf("%s and %s are both named %q", other, a.id, a.name)
+		}
+		alarmNames[a.name] = a.id
+		if a.period != 60 {
+			t.Errorf("%s.yaml %s: period %v, want 60 (operations.md counts minutes)", a.template, a.id, a.period)
+		}
+		if a.missing != "breaching" && a.missing != "notBreaching" {
+			t.Errorf("%s.yaml %s: TreatMissingData %v: say whether no data is breaching", a.template, a.id, a.missing)
+		}
+		actions := map[string]any{"Fn::If": []any{"HasAlarmTopic",
+			[]any{map[string]any{"Ref": "AlarmTopicArn"}}, map[string]any{"Ref": "AWS::NoValue"}}}
+		for _, key := range []string{"AlarmActions", "OKActions"} {
+			if diff := cmp.Diff(actions, a.props[key]); diff != "" {
+				t.Errorf("%s.yaml %s: %s (-want +got):\n%s", a.template, a.id, key, diff)
+			}
+		}
+		if strings.HasSuffix(a.filter, "%") && strings.ContainsAny(strings.TrimSuffix(a.filter, "%"), "_%") {
+			t.Errorf("%s.yaml %s: LIKE pattern %q has a wildcard (_ or %%) before its end", a.template, a.id, a.filter)
+		}
+	}
+	sort.Strings(want)
+	sort.Strings(got)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("alarms (-must be watched +templates watch):\n%s", diff)
+	}
+
+	homeT, regionT, _, _ := templates(t)
+	for name, tpl := range map[string]*cloudformation.Template{"home": homeT, "region": regionT} {
+		if p, ok := tpl.Parameters["AlarmTopicArn"]; !ok || p.Default != "" {
+			t.Errorf("%s.yaml: parameter AlarmTopicArn %+v, want one defaulting to \"\" (no actions)", name, p)
+		}
+		want := map[string]any{"Fn::Not": []any{map[string]any{"Fn::Equals": []any{map[string]any{"Ref": "AlarmTopicArn"}, ""}}}}
+		if diff := cmp.Diff(want, tpl.Conditions["HasAlarmTopic"]); diff != "" {
+			t.Errorf("%s.yaml: condition HasAlarmTopic (-want +got):\n%s", name, diff)
+		}
+	}
+}
+
+// TestTemplateQueueAlarmMatchesQueueNames checks the invalidation queue
+// alarm's pattern against the queue names the code makes: it matches the
+// region's queues, and no queue of another region or prefix.
+func TestTemplateQueueAlarmMatchesQueueNames(t *testing.T) {
+	t.Parallel()
+	var pattern string
+	for _, a := range alarms(t) {
+		if a.metric == "AWS/SQS ApproximateAgeOfOldestMessage" {
+			pattern = strings.TrimPrefix(a.filter, "QueueName LIKE ")
+		}
+	}
+	if !strings.HasSuffix(pattern, "%") {
+		t.Fatalf("queue alarm pattern %q: want a prefix match (…%%)", pattern)
+	}
+	like := func(name string) bool { return strings.HasPrefix(name, strings.TrimSuffix(pattern, "%")) }
+	for _, tc := range []struct {
+		queue string
+		want  bool
+	}{
+		{tcssns.QueueNamePrefix(prefix, serving) + "node-1-0a1b2c3d", true},
+		{tcssns.QueueNamePrefix(prefix, home) + "node-1-0a1b2c3d", false},
+		{tcssns.QueueNamePrefix("other", serving) + "node-1-0a1b2c3d", false},
+		{tcssns.QueueNamePrefix(prefix, serving+"x") + "node-1-0a1b2c3d", false},
+	} {
+		if got := like(tc.queue); got != tc.want {
+			t.Errorf("pattern %q matches %q: %v, want %v", pattern, tc.queue, got, tc.want)
+		}
+	}
+}
+
+// TestAlarmThresholdsDocumented checks that docs/operations.md has a row
+// for every alarm, giving its statistic, threshold and window exactly as
+// the template sets them, and no row for an alarm the templates lack.
+func TestAlarmThresholdsDocumented(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([A-Za-z]+Alarm)` \\|(.*)$").FindAllStringSubmatch(string(doc), -1) {
+		rows[m[1]] = m[2]
+	}
+	if len(rows) == 0 {
+		t.Fatal("docs/operations.md has no alarm table (rows starting with | `<Id>Alarm` |)")
+	}
+	for _, a := range alarms(t) {
+		row, ok := rows[a.id]
+		if !ok {
+			t.Errorf("docs/operations.md has no row for %s (%s.yaml)", a.id, a.template)
+			continue
+		}
+		delete(rows, a.id)
+		op := map[string]string{"GreaterThanThreshold": ">", "GreaterThanOrEqualToThreshold": "≥"}[a.comparison]
+		if op == "" {
+			t.Errorf("%s: ComparisonOperator %q: the test knows > and ≥ only", a.id, a.comparison)
+		}
+		when := fmt.Sprintf("%s %s %v in %v of %v minutes", a.stat, op, a.threshold, a.datapoints, a.evals)
+		metric := a.metric[strings.IndexByte(a.metric, ' ')+1:]
+		for _, want := range []string{" " + a.template + " ", "`" + metric + "`", when} {
+			if !strings.Contains(row, want) {
+				t.Errorf("docs/operations.md row of %s does not say %q:\n%s", a.id, want, row)
+			}
+		}
+		if a.missing == "breaching" && !strings.Contains(row, "no data") {
+			t.Errorf("docs/operations.md row of %s does not say that no data alarms:\n%s", a.id, row)
+		}
+	}
+	for id := range rows {
+		t.Errorf("docs/operations.md documents alarm %s, which no template has", id)
+	}
+}
