@@ -17,6 +17,7 @@ import (
 
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/internal/testio"
+	"github.com/tcs-dev/tcs/internal/testwait"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 )
 
@@ -92,10 +93,15 @@ func startWith(t testing.TB, moreEnv map[string]string, extra ...string) *system
 		}
 		t.Cleanup(func() { conn.Close() })
 		sys.clients[region] = tcsv1.NewTenantContextServiceClient(conn)
-		hc, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
-		if err != nil || hc.Status != healthpb.HealthCheckResponse_SERVING {
-			t.Fatalf("%s health: %v %v", region, hc, err)
-		}
+		// SERVING once the region's feed has delivered (the applier's first
+		// heartbeat, at most one heartbeat interval away).
+		testwait.Until(t, 15*time.Second, 10*time.Millisecond, region+" to report SERVING", func() (bool, string) {
+			hc, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
+			if err != nil {
+				return false, err.Error()
+			}
+			return hc.Status == healthpb.HealthCheckResponse_SERVING, hc.Status.String()
+		})
 	}
 	return sys
 }

@@ -54,3 +54,6 @@ func (c *Cache) Kept(hostname string) (tenantID string, version int64, negative,
 	}
 	return e.tenantID, e.version, e.negative(), e.outdated, true
 }
+
+// ProbeHostnameForTest is a hostname no tenant owns.
+const ProbeHostnameForTest = "probe.invalid"

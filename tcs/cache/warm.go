@@ -173,9 +173,13 @@ func (c *Cache) Warm(ctx context.Context, hostnames []string, concurrency int) (
 				ch := c.flight.DoChan(h, func() (any, error) { return c.fill(h) })
 				var r singleflight.Result
 				select {
-				case <-ctx.Done():
-					return
 				case r = <-ch:
+				case <-ctx.Done():
+					select {
+					case r = <-ch: // finished as ctx ended: count it
+					default:
+						return
+					}
 				}
 				res, _ := r.Val.(Result)
 				mu.Lock()

@@ -9,3 +9,10 @@ func (s *Server) CheckFeed() { s.checkFeed() }
 // Broadcast queues an invalidation for every Watch stream, as the feed
 // does.
 func (s *Server) Broadcast(msg *tcsv1.WatchResponse) { s.broadcast(msg) }
+
+// HoldLock takes the lock the feed goroutine and the health loop take, as
+// a deadlock would, until release is called.
+func (s *Server) HoldLock() (release func()) {
+	s.mu.Lock()
+	return s.mu.Unlock
+}

@@ -21,6 +21,7 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/tcs-dev/tcs/internal/testwait"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs/lookup"
 )
@@ -30,6 +31,9 @@ const serviceName = "tcs.v1.TenantContextService"
 func TestHealth(t *testing.T) {
 	t.Parallel()
 	e := start(t, lookup.Config{}, lookup.ServeOptions{ShutdownTimeout: 100 * time.Millisecond})
+	// Ready once subscribed and warmed (nothing to warm): health_test.go
+	// tests the way there.
+	testwait.For(t, "the server to be ready", func() bool { return e.srv.Ready() == nil })
 	hc := healthpb.NewHealthClient(e.conn)
 	ctx := ctxT(t)
 	for _, svc := range []string{"", serviceName} {
