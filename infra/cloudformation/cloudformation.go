@@ -11,9 +11,14 @@
 //     applier's lease table, the invalidation topic, and the IAM policies of
 //     streamer apply and tcs.
 //
+// Both also create CloudWatch alarms on what AWS measures (the stream's
+// iterator age, the tables' throttles and system errors, the age of the
+// oldest message in a region's invalidation queues), notifying the SNS topic
+// AlarmTopicArn when it is set; docs/operations.md gives their thresholds.
+//
 // infra/provision creates the same tables, stream and topics through the SDK
 // (tcsctl infra apply; the emulators get them that way) and its tests check
-// that names, key schemas and IAM actions here agree with the code.
+// that names, key schemas, IAM actions and alarms here agree with the code.
 package cloudformation
 
 import (
