@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/credentials"
+
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/internal/auth/authtest"
 	"github.com/tcs-dev/tcs/tcs/boltreplica"
@@ -55,6 +57,7 @@ func startAuthRegion(tb testing.TB, ca *authtest.CA, token string) string {
 		cancel()
 		<-done
 	})
+	waitServing(tb, "auth-1", hub, lis.Addr().String(), credentials.NewTLS(ca.ClientTLS()))
 	return lis.Addr().String()
 }
 

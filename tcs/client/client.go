@@ -62,6 +62,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	_ "google.golang.org/grpc/health" // client-side health checking, for RoundRobin
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
@@ -174,7 +175,17 @@ func New(ctx context.Context, opts ...Option) (*Client, error) {
 	if cfg.tls != nil {
 		creds = credentials.NewTLS(cfg.tls)
 	}
-	dial := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	sc, err := cfg.balancing.serviceConfig()
+	if err != nil {
+		return nil, err
+	}
+	// The service config is the client's own: one a resolver supplies
+	// (a DNS TXT record) is ignored.
+	dial := []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultServiceConfig(sc),
+		grpc.WithDisableServiceConfig(),
+	}
 	if cfg.token != "" {
 		if cfg.tls == nil {
 			for _, addr := range cfg.regions {

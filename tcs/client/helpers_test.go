@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/internal/testclock"
@@ -130,7 +134,32 @@ func (r *regionServer) start(tb testing.TB) {
 		}
 	}
 	r.mu.Unlock()
-	testwait.For(tb, r.name+" to subscribe to its hub", func() bool { return r.hub.Subscribers() == 1 })
+	waitServing(tb, r.name, r.hub, r.addr, insecure.NewCredentials())
+}
+
+// waitServing waits until the lookup server at addr has subscribed to hub
+// and reports SERVING through gRPC health (clients balance only over nodes
+// that do): it sends heartbeats through hub meanwhile, as an applier does,
+// since a node is not ready before its feed has delivered a message.
+func waitServing(tb testing.TB, name string, hub *fanout.Hub, addr string, creds credentials.TransportCredentials) {
+	tb.Helper()
+	testwait.For(tb, name+" to subscribe to its hub", func() bool { return hub.Subscribers() == 1 })
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer conn.Close()
+	hc := healthpb.NewHealthClient(conn)
+	testwait.Until(tb, testwait.DefaultTimeout, 5*time.Millisecond, name+" to report SERVING", func() (bool, string) {
+		if err := hub.Broadcast(context.Background(), tcs.Invalidation{CommittedAt: time.Now()}); err != nil {
+			return false, fmt.Sprintf("heartbeat: %v", err)
+		}
+		resp, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{Service: tcsv1.TenantContextService_ServiceDesc.ServiceName})
+		if err != nil {
+			return false, err.Error()
+		}
+		return resp.GetStatus() == healthpb.HealthCheckResponse_SERVING, resp.GetStatus().String()
+	})
 }
 
 // batchRequests returns the hostnames of each BatchLookup received so far.

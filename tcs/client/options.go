@@ -2,10 +2,13 @@ package client
 
 import (
 	"crypto/tls"
+	"fmt"
 	"log/slog"
 	"time"
 
 	"google.golang.org/grpc"
+
+	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 )
 
 // Defaults for the options not given to New.
@@ -59,6 +62,7 @@ type config struct {
 	keepaliveTime    time.Duration
 	keepaliveTimeout time.Duration
 	monotonic        int
+	balancing        Balancing
 	log              *slog.Logger
 	hooks            Hooks
 	now              func() time.Time
@@ -81,15 +85,68 @@ func defaults() config {
 		keepaliveTime:    DefaultKeepaliveTime,
 		keepaliveTimeout: DefaultKeepaliveTimeout,
 		monotonic:        DefaultMonotonicTenants,
+		balancing:        RoundRobin,
 		now:              time.Now,
 	}
 }
 
-// WithRegions sets the lookup endpoints ("host:port"), one per region,
-// ordered local region first: lookups go to the first region whose circuit
-// breaker is closed, and hedge or fail over down the list. Required.
+// WithRegions sets the lookup endpoints, one per region, ordered local
+// region first: lookups go to the first region whose circuit breaker is
+// closed, and hedge or fail over down the list. Required.
+//
+// An endpoint is a gRPC target: "host:port" or "dns:///host:port" (the
+// same: the name is resolved through DNS, and again whenever a connection
+// to one of its addresses is lost, at most every 30 s), or another
+// resolver's "scheme:///…". A region served by several nodes is one
+// endpoint whose name resolves to every node, such as a Kubernetes
+// headless Service; WithBalancing says how the calls spread over them.
 func WithRegions(addrs ...string) Option {
 	return func(c *config) { c.regions = append([]string(nil), addrs...) }
+}
+
+// Balancing is how a Client spreads a region's calls over the addresses
+// the region's endpoint resolves to (see WithBalancing).
+type Balancing string
+
+// The balancing policies of WithBalancing.
+const (
+	// RoundRobin connects to every address the endpoint resolves to and
+	// sends each call to the next ready one in turn, so every node of the
+	// region gets a share. An address whose node reports NOT_SERVING
+	// through gRPC health (tcs.v1.TenantContextService: starting up,
+	// draining) gets no calls until it reports SERVING again; a node
+	// without the health service counts as serving. The default.
+	RoundRobin Balancing = "round_robin"
+	// PickFirst connects to one address at a time (the first that
+	// accepts) and sends every call there: for an endpoint that is a
+	// single address, or a load balancer in front of the nodes.
+	PickFirst Balancing = "pick_first"
+)
+
+// serviceConfig is the gRPC service config of the policy.
+func (b Balancing) serviceConfig() (string, error) {
+	switch b {
+	case RoundRobin:
+		return `{"loadBalancingConfig":[{"round_robin":{}}],"healthCheckConfig":{"serviceName":"` +
+			tcsv1.TenantContextService_ServiceDesc.ServiceName + `"}}`, nil
+	case PickFirst:
+		return `{"loadBalancingConfig":[{"pick_first":{}}]}`, nil
+	}
+	return "", fmt.Errorf("tcs client: unknown balancing %q (use client.RoundRobin or client.PickFirst)", string(b))
+}
+
+// WithBalancing sets how each region's calls spread over the addresses
+// its endpoint resolves to: RoundRobin (the default) or PickFirst.
+//
+// With RoundRobin, a node added to a region gets calls once the client
+// resolves the name again, which it does when it loses a connection:
+// tcs nodes close every connection gracefully (GOAWAY) after
+// --max-connection-age (1 h by default), so every client has re-resolved
+// within that age of a node being added (over DNS, at most every 30 s). A
+// node that stops (GracefulStop) reports NOT_SERVING and sends GOAWAY
+// first: calls move to the other nodes, none fails.
+func WithBalancing(b Balancing) Option {
+	return func(c *config) { c.balancing = b }
 }
 
 // WithDialOptions adds gRPC dial options to every region's connection (for

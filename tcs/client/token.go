@@ -18,8 +18,23 @@ func (b bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]
 
 func (b bearerToken) RequireTransportSecurity() bool { return b.secure }
 
-// isLoopback reports whether a region address names a loopback host.
-func isLoopback(addr string) bool {
+// isLoopback reports whether a region endpoint names a loopback host:
+// "host:port", or "dns:///host:port" or "passthrough:///host:port" (any
+// DNS authority). Other resolvers' targets are not known to be loopback.
+func isLoopback(target string) bool {
+	addr := target
+	if scheme, rest, ok := strings.Cut(target, "://"); ok {
+		switch strings.ToLower(scheme) {
+		case "dns", "passthrough":
+		default:
+			return false
+		}
+		_, endpoint, ok := strings.Cut(rest, "/") // after the authority
+		if !ok {
+			return false
+		}
+		addr = endpoint
+	}
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		host = addr
