@@ -17,6 +17,13 @@
 // --feed-timeout limits its cache TTL to --feed-down-ttl and refuses Watch
 // streams until the feed delivers again, and --fallback-region gives its
 // misses a second region's replica to read when its own fails.
+//
+// Health. gRPC health (and /readyz on the metrics port) is NOT_SERVING
+// until the invalidation feed has delivered (a heartbeat comes within
+// seconds) and the cache is warmed from --hot-keys-file (bounded by
+// --warm-timeout), and while the replica has been unreadable for longer
+// than --max-stale; /healthz fails only when the process is wedged
+// (lookup.Server's Ready and Live).
 package main
 
 import (
@@ -69,6 +76,9 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	var lc lookup.Config
 	fs.DurationVar(&lc.FeedTimeout, "feed-timeout", lookup.DefaultFeedTimeout, "the invalidation feed is down after this long without a message (appliers send a heartbeat every 5s): cache TTL limited to --feed-down-ttl, Watch streams refused (negative: never)")
 	fs.DurationVar(&lc.FeedDownTTL, "feed-down-ttl", lookup.DefaultFeedDownTTL, "cache TTL (and negative TTL) while the invalidation feed is down")
+	fs.StringVar(&lc.HotKeysFile, "hot-keys-file", getenv("TCS_HOT_KEYS_FILE"), "file on local disk where this node keeps the hostnames it answered most (written every minute and on a clean stop), read back at start to warm the cache from the replica before reporting ready (env TCS_HOT_KEYS_FILE); empty: start cold")
+	fs.IntVar(&lc.HotKeys, "hot-keys", lookup.DefaultHotKeys, "how many hostnames --hot-keys-file keeps (and the warm-up reads)")
+	fs.DurationVar(&lc.WarmTimeout, "warm-timeout", lookup.DefaultWarmTimeout, "bound on the start-up warm-up from --hot-keys-file: past it the node reports ready with what it loaded (negative: no warm-up)")
 	limits := lookupflags.Register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -95,6 +105,9 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	}
 	if lc.FeedDownTTL <= 0 {
 		return fmt.Errorf("--feed-down-ttl %v: must be positive", lc.FeedDownTTL)
+	}
+	if lc.HotKeys <= 0 {
+		return fmt.Errorf("--hot-keys %d: must be positive", lc.HotKeys)
 	}
 	guard, err := sec.Load(getenv, auth.Lookup, auth.ReplicaScan)
 	if err != nil {
