@@ -335,7 +335,7 @@ func TestPlanWrite(t *testing.T) {
 		name: "update leaves a dropped hostname another tenant holds",
 		st: catalog.WriteState{Current: at("acme", 3, "a.example.com", "b.example.com"),
 			Claims: claimsOf("a.example.com", "acme", 2, "b.example.com", "globex", 9)},
-		req: catalog.WriteRequest{Action: catalog.ActionUpdate, Tenant: storetest.NewTenant("acme", "a.example.com"), ExpectedVersion: 3},
+		req:  catalog.WriteRequest{Action: catalog.ActionUpdate, Tenant: storetest.NewTenant("acme", "a.example.com"), ExpectedVersion: 3},
 		want: want{version: 4, before: true, claims: []tenant.Claim{{Hostname: "a.example.com", Version: 2}}},
 	}, {
 		name: "update at another version",
