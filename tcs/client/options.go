@@ -112,10 +112,12 @@ type Balancing string
 const (
 	// RoundRobin connects to every address the endpoint resolves to and
 	// sends each call to the next ready one in turn, so every node of the
-	// region gets a share. An address whose node reports NOT_SERVING
-	// through gRPC health (tcs.v1.TenantContextService: starting up,
-	// draining) gets no calls until it reports SERVING again; a node
-	// without the health service counts as serving. The default.
+	// region gets a share. A node that reports NOT_SERVING through gRPC
+	// health (service tcs.v1.TenantContextService: starting up, its
+	// replica unreadable past max-stale, shutting down) gets no calls
+	// until it reports SERVING again; one without the health service
+	// counts as serving. When no node of a region is ready, its calls fail
+	// at once and move to the next region. The default.
 	RoundRobin Balancing = "round_robin"
 	// PickFirst connects to one address at a time (the first that
 	// accepts) and sends every call there: for an endpoint that is a
@@ -138,13 +140,16 @@ func (b Balancing) serviceConfig() (string, error) {
 // WithBalancing sets how each region's calls spread over the addresses
 // its endpoint resolves to: RoundRobin (the default) or PickFirst.
 //
-// With RoundRobin, a node added to a region gets calls once the client
-// resolves the name again, which it does when it loses a connection:
-// tcs nodes close every connection gracefully (GOAWAY) after
-// --max-connection-age (1 h by default), so every client has re-resolved
-// within that age of a node being added (over DNS, at most every 30 s). A
-// node that stops (GracefulStop) reports NOT_SERVING and sends GOAWAY
-// first: calls move to the other nodes, none fails.
+// A client learns of a node added to a region when it resolves the
+// region's name again, which it does whenever it loses a connection (over
+// DNS at most every 30 s). tcs nodes close every connection gracefully
+// (GOAWAY) after --max-connection-age (1 h by default, ±10%), so with
+// RoundRobin an added node gets its share of a client's calls within about
+// that age; TestLoadSpreading checks at least 15% of the calls within two
+// ages. A node that stops gracefully reports NOT_SERVING, sends GOAWAY
+// and finishes the calls it has: the calls go to the other nodes and none
+// fails. The Watch stream lives on one node; when that node ends it (its
+// connection aged, after the grace), the client watches again, on any node.
 func WithBalancing(b Balancing) Option {
 	return func(c *config) { c.balancing = b }
 }
