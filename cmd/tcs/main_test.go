@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,11 +14,15 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
+	"github.com/tcs-dev/tcs/internal/testio"
+	"github.com/tcs-dev/tcs/internal/testwait"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs/boltreplica"
+	"github.com/tcs-dev/tcs/tcs/cache"
 	"github.com/tcs-dev/tcs/tcs/replicatest"
 )
 
@@ -72,6 +79,91 @@ func TestServesReplica(t *testing.T) {
 	}
 }
 
+// TestHotKeysFile: tcs started with --hot-keys-file warms its cache from
+// it, reports SERVING through gRPC health once warmed (no feed on the
+// embedded backend), and on a clean stop leaves the hostnames it answered
+// in the file for the next start; a corrupt file is logged, naming it, and
+// the node starts cold.
+func TestHotKeysFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	rep, err := boltreplica.Open(cmdutil.Data(dir).Replica("eu-west-1"), boltreplica.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"acme", "globex"} {
+		if _, err := rep.Apply(context.Background(), replicatest.Event(id, 1, map[string]int64{id + ".example.com": 1}, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep.Close()
+	hotKeys := filepath.Join(dir, "hot-keys")
+	if err := os.WriteFile(hotKeys, []byte("not a hot-keys file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	serve := func(lookups ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		ready := make(chan string, 1)
+		done := make(chan error, 1)
+		var stderr testio.SyncBuffer
+		go func() {
+			done <- runWithReady(ctx, []string{"--region", "eu-west-1", "--addr", "127.0.0.1:0", "--metrics-addr", "", "--data", dir, "--hot-keys-file", hotKeys},
+				func(string) string { return "" }, io.Discard, &stderr, ready)
+		}()
+		var addr string
+		select {
+		case addr = <-ready:
+		case err := <-done:
+			t.Fatalf("tcs exited: %v\n%s", err, stderr.String())
+		case <-time.After(10 * time.Second):
+			t.Fatal("tcs did not start")
+		}
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		testwait.Until(t, 10*time.Second, 5*time.Millisecond, "tcs to report SERVING", func() (bool, string) {
+			hc, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
+			if err != nil {
+				return false, err.Error()
+			}
+			return hc.GetStatus() == healthpb.HealthCheckResponse_SERVING, hc.GetStatus().String()
+		})
+		c := tcsv1.NewTenantContextServiceClient(conn)
+		for _, h := range lookups {
+			if _, err := c.Lookup(context.Background(), &tcsv1.LookupRequest{Hostname: h}); err != nil {
+				t.Fatalf("Lookup %s: %v", h, err)
+			}
+		}
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("tcs: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("tcs did not stop")
+		}
+		return stderr.String()
+	}
+
+	logs := serve("acme.example.com")
+	if !strings.Contains(logs, "hot-keys file unusable: starting with a cold cache") || !strings.Contains(logs, hotKeys) {
+		t.Fatalf("a corrupt hot-keys file is not logged naming %s:\n%s", hotKeys, logs)
+	}
+	if got, err := cache.ReadHotKeys(hotKeys, 0); err != nil || !slices.Equal(got, []string{"acme.example.com"}) {
+		t.Fatalf("hot-keys file after a clean stop: %q, %v; want acme.example.com", got, err)
+	}
+	logs = serve()
+	if !strings.Contains(logs, "cache warm-up done") || !strings.Contains(logs, "loaded=1") {
+		t.Fatalf("the second start did not warm acme.example.com:\n%s", logs)
+	}
+}
+
 func TestBadFlags(t *testing.T) {
 	t.Parallel()
 	noEnv := func(string) string { return "" }
@@ -90,6 +182,7 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--region", "x", "--feed-timeout", "soon"}, "invalid value \"soon\" for flag -feed-timeout"},
 		{[]string{"--region", "x", "--max-concurrent-streams", "0"}, "--max-concurrent-streams 0"},
 		{[]string{"--region", "x", "--negative-cache-size", "0"}, "--negative-cache-size 0: must be positive"},
+		{[]string{"--region", "x", "--hot-keys", "0"}, "--hot-keys 0: must be positive"},
 	} {
 		err := run(context.Background(), c.args, noEnv, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
