@@ -12,8 +12,8 @@
 //     streamer apply and tcs.
 //
 // Both also create CloudWatch alarms on what AWS measures (the stream's
-// iterator age, the tables' throttles and system errors, the age of the
-// oldest message in a region's invalidation queues), notifying the SNS topic
+// iterator age, the tables' throttles and system errors, an invalidation
+// topic gone silent or failing deliveries), notifying the SNS topic
 // AlarmTopicArn when it is set; docs/operations.md gives their thresholds.
 //
 // infra/provision creates the same tables, stream and topics through the SDK

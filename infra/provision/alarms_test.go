@@ -25,12 +25,15 @@ var cloudWatchMetrics = map[string][][]string{
 	"AWS/DynamoDB WriteThrottleEvents":               {{"TableName"}, {"GlobalSecondaryIndexName", "TableName"}},
 	"AWS/DynamoDB ThrottledRequests":                 {{"Operation", "TableName"}},
 	"AWS/DynamoDB SystemErrors":                      {{"Operation", "TableName"}},
-	"AWS/SQS ApproximateAgeOfOldestMessage":          {{"QueueName"}},
+	"AWS/SNS NumberOfMessagesPublished":              {{"TopicName"}},
+	"AWS/SNS NumberOfNotificationsFailed":            {{"TopicName"}},
 }
 
 // insightsQuery is the form of the Metrics Insights queries the alarms use:
-// one aggregate over a SCHEMA, filtered on one dimension.
-var insightsQuery = regexp.MustCompile(`^SELECT (SUM|MAX|MIN|AVG)\(([A-Za-z.]+)\) FROM SCHEMA\("([A-Za-z/]+)"((?:, [A-Za-z]+)+)\) WHERE ([A-Za-z]+) (=|LIKE) '([^'%_]*%?)'$`)
+// one aggregate over a SCHEMA, filtered on one dimension by equality (the
+// WHERE operators Metrics Insights documents are = and !=, joined by AND
+// or OR: no prefix or pattern match).
+var insightsQuery = regexp.MustCompile(`^SELECT (SUM|MAX|MIN|AVG)\(([A-Za-z.]+)\) FROM SCHEMA\("([A-Za-z/]+)"((?:, [A-Za-z]+)+)\) WHERE ([A-Za-z]+) (=) '([^']*)'$`)
 
 // insightsStat names a Metrics Insights function as the alarm statistic it
 // computes over each period.
@@ -43,8 +46,8 @@ type alarm struct {
 	name         string
 	metric       string // "<namespace> <metric name>"
 	dims         []string
-	// filter is the dimension the alarm selects its data by and how:
-	// "TableName = acme-tcs-catalog", "QueueName LIKE acme-tcs-inv-eu-west-1-%".
+	// filter is the dimension the alarm selects its data by:
+	// "TableName = acme-tcs-catalog".
 	filter     string
 	stat       string
 	threshold  any
@@ -61,8 +64,8 @@ type alarm struct {
 func (a alarm) watches() string { return a.template + ": " + a.metric + " where " + a.filter }
 
 // alarms returns the alarms of both templates, their intrinsic functions
-// resolved with the test's parameters and, for !Ref and ${…} of a resource,
-// the name the template gives that resource.
+// resolved with the test's parameters and, for !Ref, ${…} and !GetAtt of a
+// resource's name, the name the template gives that resource.
 func alarms(t *testing.T) []alarm {
 	t.Helper()
 	homeT, regionT, homeVars, regionVars := templates(t)
@@ -103,6 +106,13 @@ func parseAlarm(t *testing.T, tplName, id string, p map[string]any, vars map[str
 	t.Helper()
 	resolve := func(v any) string {
 		t.Helper()
+		if m, ok := v.(map[string]any); ok && len(m) == 1 {
+			if ga, ok := m["Fn::GetAtt"].([]any); ok && len(ga) == 2 && slices.Contains([]any{"TopicName", "Name"}, ga[1]) {
+				if name, ok := vars[str(ga[0])]; ok {
+					return name
+				}
+			}
+		}
 		s, err := cloudformation.Resolve(v, vars)
 		if err != nil {
 			t.Fatalf("%s.yaml %s: %v", tplName, id, err)
@@ -147,9 +157,9 @@ func parseAlarm(t *testing.T, tplName, id string, p map[string]any, vars map[str
 // AWS-native signals of the resources the templates create and the code
 // uses: the change stream's iterator age, throttles and system errors of
 // the catalog and replica tables, and the age of the oldest message in the
-// invalidation queues the region's tcs nodes create (named by tcs/sns); each
-// on a metric and dimension set AWS publishes, notifying AlarmTopicArn only
-// when it is set.
+// region's invalidation topic going silent or failing deliveries; each on a
+// metric and dimension set AWS publishes, notifying AlarmTopicArn only when
+// it is set.
 func TestTemplateAlarmsMatchCode(t *testing.T) {
 	t.Parallel()
 	var want []string
@@ -160,7 +170,8 @@ func TestTemplateAlarmsMatchCode(t *testing.T) {
 			add(table.tpl, "AWS/DynamoDB "+m, "TableName = "+table.name)
 		}
 	}
-	add("region", "AWS/SQS ApproximateAgeOfOldestMessage", "QueueName LIKE "+tcssns.QueueNamePrefix(prefix, serving)+"%")
+	add("region", "AWS/SNS NumberOfMessagesPublished", "TopicName = "+tcssns.TopicName(prefix, serving))
+	add("region", "AWS/SNS NumberOfNotificationsFailed", "TopicName = "+tcssns.TopicName(prefix, serving))
 
 	as := alarms(t)
 	var got []string
@@ -192,9 +203,6 @@ func TestTemplateAlarmsMatchCode(t *testing.T) {
 				t.Errorf("%s.yaml %s: %s (-want +got):\n%s", a.template, a.id, key, diff)
 			}
 		}
-		if strings.HasSuffix(a.filter, "%") && strings.ContainsAny(strings.TrimSuffix(a.filter, "%"), "_%") {
-			t.Errorf("%s.yaml %s: LIKE pattern %q has a wildcard (_ or %%) before its end", a.template, a.id, a.filter)
-		}
 	}
 	sort.Strings(want)
 	sort.Strings(got)
@@ -210,36 +218,6 @@ func TestTemplateAlarmsMatchCode(t *testing.T) {
 		want := map[string]any{"Fn::Not": []any{map[string]any{"Fn::Equals": []any{map[string]any{"Ref": "AlarmTopicArn"}, ""}}}}
 		if diff := cmp.Diff(want, tpl.Conditions["HasAlarmTopic"]); diff != "" {
 			t.Errorf("%s.yaml: condition HasAlarmTopic (-want +got):\n%s", name, diff)
-		}
-	}
-}
-
-// TestTemplateQueueAlarmMatchesQueueNames checks the invalidation queue
-// alarm's pattern against the queue names the code makes: it matches the
-// region's queues, and no queue of another region or prefix.
-func TestTemplateQueueAlarmMatchesQueueNames(t *testing.T) {
-	t.Parallel()
-	var pattern string
-	for _, a := range alarms(t) {
-		if a.metric == "AWS/SQS ApproximateAgeOfOldestMessage" {
-			pattern = strings.TrimPrefix(a.filter, "QueueName LIKE ")
-		}
-	}
-	if !strings.HasSuffix(pattern, "%") {
-		t.Fatalf("queue alarm pattern %q: want a prefix match (…%%)", pattern)
-	}
-	like := func(name string) bool { return strings.HasPrefix(name, strings.TrimSuffix(pattern, "%")) }
-	for _, tc := range []struct {
-		queue string
-		want  bool
-	}{
-		{tcssns.QueueNamePrefix(prefix, serving) + "node-1-0a1b2c3d", true},
-		{tcssns.QueueNamePrefix(prefix, home) + "node-1-0a1b2c3d", false},
-		{tcssns.QueueNamePrefix("other", serving) + "node-1-0a1b2c3d", false},
-		{tcssns.QueueNamePrefix(prefix, serving+"x") + "node-1-0a1b2c3d", false},
-	} {
-		if got := like(tc.queue); got != tc.want {
-			t.Errorf("pattern %q matches %q: %v, want %v", pattern, tc.queue, got, tc.want)
 		}
 	}
 }
@@ -267,9 +245,10 @@ func TestAlarmThresholdsDocumented(t *testing.T) {
 			continue
 		}
 		delete(rows, a.id)
-		op := map[string]string{"GreaterThanThreshold": ">", "GreaterThanOrEqualToThreshold": "≥"}[a.comparison]
+		op := map[string]string{"GreaterThanThreshold": ">", "GreaterThanOrEqualToThreshold": "≥",
+			"LessThanThreshold": "<", "LessThanOrEqualToThreshold": "≤"}[a.comparison]
 		if op == "" {
-			t.Errorf("%s: ComparisonOperator %q: the test knows > and ≥ only", a.id, a.comparison)
+			t.Errorf("%s: ComparisonOperator %q is not one the test knows", a.id, a.comparison)
 		}
 		when := fmt.Sprintf("%s %s %v in %v of %v minutes", a.stat, op, a.threshold, a.datapoints, a.evals)
 		metric := a.metric[strings.IndexByte(a.metric, ' ')+1:]
