@@ -50,9 +50,10 @@ type Template struct {
 
 // Parameter is a template parameter.
 type Parameter struct {
-	Type          string `yaml:"Type"`
-	Default       any    `yaml:"Default"`
-	AllowedValues []any  `yaml:"AllowedValues"`
+	Type           string `yaml:"Type"`
+	Default        any    `yaml:"Default"`
+	AllowedValues  []any  `yaml:"AllowedValues"`
+	AllowedPattern string `yaml:"AllowedPattern"`
 }
 
 // Resource is a template resource.

@@ -215,6 +215,19 @@ func TestTemplateAlarmsMatchCode(t *testing.T) {
 		if p, ok := tpl.Parameters["AlarmTopicArn"]; !ok || p.Default != "" {
 			t.Errorf("%s.yaml: parameter AlarmTopicArn %+v, want one defaulting to \"\" (no actions)", name, p)
 		}
+		// CloudFormation matches AllowedPattern against the whole value.
+		pattern, err := regexp.Compile("^(?:" + tpl.Parameters["AlarmTopicArn"].AllowedPattern + ")$")
+		if err != nil {
+			t.Fatalf("%s.yaml: AlarmTopicArn AllowedPattern: %v", name, err)
+		}
+		for v, want := range map[string]bool{
+			"": true, "arn:aws:sns:eu-west-1:123456789012:ops-pager": true, "arn:aws-cn:sns:cn-north-1:123456789012:ops_1": true,
+			"ops-pager": false, "arn:aws:sqs:eu-west-1:123456789012:ops": false, "arn:aws:sns:eu-west-1:1234:ops": false,
+		} {
+			if got := pattern.MatchString(v); got != want {
+				t.Errorf("%s.yaml: AlarmTopicArn %q allowed: %v, want %v", name, v, got, want)
+			}
+		}
 		want := map[string]any{"Fn::Not": []any{map[string]any{"Fn::Equals": []any{map[string]any{"Ref": "AlarmTopicArn"}, ""}}}}
 		if diff := cmp.Diff(want, tpl.Conditions["HasAlarmTopic"]); diff != "" {
 			t.Errorf("%s.yaml: condition HasAlarmTopic (-want +got):\n%s", name, diff)
