@@ -45,7 +45,7 @@ func (s *Store) Resync(ctx context.Context, reqs []catalog.ResyncRequest, region
 		return catalog.ResyncResult{}, err
 	}
 	reqs = catalog.MergeResync(reqs)
-	regions = sortedSet(regions)
+	regions = catalog.SortedSet(regions)
 	if len(regions) == 0 {
 		regions = nil
 	}
@@ -136,10 +136,11 @@ func (s *Store) tryResync(ctx context.Context, reqs []catalog.ResyncRequest, reg
 		hostnames = append(hostnames, st.doc.Hostnames...)
 		hostnames = append(hostnames, r.Hostnames...)
 	}
-	claims, err := s.getClaims(ctx, sortedSet(hostnames))
+	claims, err := s.getClaims(ctx, catalog.SortedSet(hostnames))
 	if err != nil {
 		return 0, nil, false, err
 	}
+	planned := planClaims(claims)
 
 	at := s.now().UTC().Truncate(time.Microsecond)
 	done = map[string]int64{}
@@ -150,20 +151,7 @@ func (s *Store) tryResync(ctx context.Context, reqs []catalog.ResyncRequest, reg
 		if doc == nil {
 			continue
 		}
-		ev := tenant.ChangeEvent{
-			TenantID:    doc.ID,
-			Version:     doc.Version,
-			Tenant:      doc,
-			Claims:      heldClaims(claims, doc),
-			CommittedAt: at,
-			Resync:      true,
-			Regions:     regions,
-		}
-		for _, h := range reqs[n].Hostnames {
-			if c := claims[h]; !doc.HasHostname(h) && c.exists && c.owner == "" {
-				ev.Released = append(ev.Released, tenant.Claim{Hostname: h, Version: c.version})
-			}
-		}
+		ev := catalog.ResyncEvent(doc, planned, reqs[n].Hostnames, regions, at)
 		put, err := s.putNew(pkOutbox, pad(seq+uint64(len(tx))+1), catalog.OutboxEntry{Seq: seq + uint64(len(tx)) + 1, Event: ev})
 		if err != nil {
 			return 0, nil, false, err
@@ -238,17 +226,10 @@ func (s *Store) auditAdmin(head map[string]types.AttributeValue, audit *catalog.
 	}, nil
 }
 
-// heldClaims returns the claims of the hostnames doc holds, sorted by
-// hostname. A hostname whose claim names another owner (which a commit never
-// leaves behind) is left out rather than claimed for doc.
+// heldClaims returns the claims of the hostnames doc holds (see
+// catalog.HeldClaims).
 func heldClaims(claims map[string]claim, doc *tenant.Tenant) []tenant.Claim {
-	var out []tenant.Claim
-	for _, h := range sortedSet(doc.Hostnames) {
-		if c := claims[h]; c.owner == doc.ID {
-			out = append(out, tenant.Claim{Hostname: h, Version: c.version})
-		}
-	}
-	return out
+	return catalog.HeldClaims(doc, planClaims(claims))
 }
 
 // Export returns a page of every stored tenant, tombstones included, with
@@ -325,7 +306,7 @@ func (s *Store) consistentItems(ctx context.Context, docs []*tenant.Tenant) ([]c
 		for _, i := range todo {
 			hostnames = append(hostnames, docs[i].Hostnames...)
 		}
-		claims, err := s.getClaims(ctx, sortedSet(hostnames))
+		claims, err := s.getClaims(ctx, catalog.SortedSet(hostnames))
 		if err != nil {
 			return nil, err
 		}
@@ -399,7 +380,7 @@ func (s *Store) ResyncAll(ctx context.Context, after string, limit int, regions 
 		reqs[i] = catalog.ResyncRequest{ID: it.Tenant.ID}
 		ids[i] = it.Tenant.ID
 	}
-	regions = sortedSet(regions)
+	regions = catalog.SortedSet(regions)
 	if len(regions) == 0 {
 		regions = nil
 	}

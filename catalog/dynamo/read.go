@@ -1,0 +1,223 @@
+package dynamo
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/tcs-dev/tcs/catalog"
+	"github.com/tcs-dev/tcs/catalog/tenant"
+)
+
+// Get returns the live tenant id. See catalog.Store.
+func (s *Store) Get(ctx context.Context, id string) (*tenant.Tenant, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	prev, err := s.getTenant(ctx, id)
+	if err != nil {
+		return nil, s.wrap(ctx, err, "dynamo get tenant "+id)
+	}
+	if prev == nil || prev.doc.Deleted() {
+		return nil, notFound(id)
+	}
+	return prev.doc, nil
+}
+
+// LookupHostname returns the live tenant holding hostname. See
+// catalog.Store.
+func (s *Store) LookupHostname(ctx context.Context, hostname string) (*tenant.Tenant, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	op := "dynamo lookup hostname " + hostname
+	// The claim and the tenant are two reads; a write between them can move
+	// the hostname. The tenant document says whether it still holds it; if
+	// not, read again (a few times, then report the hostname as free).
+	for range 3 {
+		if hostname == "" {
+			break
+		}
+		claims, err := s.getClaims(ctx, []string{hostname})
+		if err != nil {
+			return nil, s.wrap(ctx, err, op)
+		}
+		owner := claims[hostname].owner
+		if owner == "" {
+			break
+		}
+		t, err := s.getTenant(ctx, owner)
+		if err != nil {
+			return nil, s.wrap(ctx, err, op)
+		}
+		if t != nil && !t.doc.Deleted() && t.doc.HasHostname(hostname) {
+			return t.doc, nil
+		}
+	}
+	return nil, tenant.Errorf(tenant.NotFound, "hostname %q not found", hostname)
+}
+
+// List returns a page of live tenants in id order. See catalog.Store.
+func (s *Store) List(ctx context.Context, opts catalog.ListOptions) (catalog.Page, error) {
+	if err := ctx.Err(); err != nil {
+		return catalog.Page{}, err
+	}
+	limit := catalog.PageLimit(opts.Limit)
+	in := &dynamodb.QueryInput{
+		TableName:                 s.table,
+		ConsistentRead:            aws.Bool(true),
+		KeyConditionExpression:    aws.String("PK = :pk"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": str(pkTenants)},
+		// Tombstones are read and skipped here rather than by a filter
+		// expression: a filter applies after Limit, so pages would come back
+		// short anyway.
+		Limit: aws.Int32(int32(limit + 1)),
+	}
+	if opts.After != "" {
+		in.KeyConditionExpression = aws.String("PK = :pk AND SK > :after")
+		in.ExpressionAttributeValues[":after"] = str(opts.After)
+	}
+	var page catalog.Page
+	for {
+		out, err := s.db.Query(ctx, in)
+		if err != nil {
+			return catalog.Page{}, s.wrap(ctx, err, "dynamo list tenants after "+opts.After)
+		}
+		for _, item := range out.Items {
+			if b, ok := item[attrDeleted].(*types.AttributeValueMemberBOOL); ok && b.Value {
+				continue
+			}
+			t, err := decodeTenant(item)
+			if err != nil {
+				return catalog.Page{}, s.wrap(ctx, err, "dynamo list tenants after "+opts.After)
+			}
+			if len(page.Tenants) == limit {
+				// A further live tenant exists: there is a next page.
+				page.Next = page.Tenants[limit-1].ID
+				return page, nil
+			}
+			page.Tenants = append(page.Tenants, t)
+		}
+		if len(out.LastEvaluatedKey) == 0 {
+			return page, nil
+		}
+		in.ExclusiveStartKey = out.LastEvaluatedKey
+	}
+}
+
+// History returns the audit records of id, newest first. See catalog.Store.
+// A Before ≤ 0 starts at the newest record.
+func (s *Store) History(ctx context.Context, id string, opts catalog.HistoryOptions) ([]catalog.AuditRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	op := "dynamo history of tenant " + id
+	if id != catalog.AdminAuditID {
+		prev, err := s.getTenant(ctx, id)
+		if err != nil {
+			return nil, s.wrap(ctx, err, op)
+		}
+		if prev == nil {
+			return nil, notFound(id)
+		}
+	}
+	limit := catalog.PageLimit(opts.Limit)
+	in := &dynamodb.QueryInput{
+		TableName:                 s.table,
+		ConsistentRead:            aws.Bool(true),
+		KeyConditionExpression:    aws.String("PK = :pk"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": str(prefixAudit + id)},
+		ScanIndexForward:          aws.Bool(false),
+		Limit:                     aws.Int32(int32(limit)),
+	}
+	if opts.Before > 0 {
+		in.KeyConditionExpression = aws.String("PK = :pk AND SK < :before")
+		in.ExpressionAttributeValues[":before"] = str(pad(uint64(opts.Before)))
+	}
+	var out []catalog.AuditRecord
+	for {
+		res, err := s.db.Query(ctx, in)
+		if err != nil {
+			return nil, s.wrap(ctx, err, op)
+		}
+		for _, item := range res.Items {
+			var rec catalog.AuditRecord
+			if err := decodeItem(item, &rec, "audit record"); err != nil {
+				return nil, s.wrap(ctx, err, op)
+			}
+			out = append(out, rec)
+		}
+		if len(out) >= limit || len(res.LastEvaluatedKey) == 0 {
+			return out, nil
+		}
+		in.ExclusiveStartKey = res.LastEvaluatedKey
+		in.Limit = aws.Int32(int32(limit - len(out)))
+	}
+}
+
+// getTenant returns the stored item of id, tombstone or not, or nil.
+func (s *Store) getTenant(ctx context.Context, id string) (*stored, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      s.table,
+		Key:            key(pkTenants, id),
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return parseTenant(out.Item)
+}
+
+// getClaims returns the stored claims of hostnames (strongly consistent).
+func (s *Store) getClaims(ctx context.Context, hostnames []string) (map[string]claim, error) {
+	keys := make([]map[string]types.AttributeValue, len(hostnames))
+	for i, h := range hostnames {
+		keys[i] = key(prefixHost+h, skClaim)
+	}
+	items, err := s.batchGet(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	return parseClaims(items, hostnames)
+}
+
+// batchGet reads keys with strongly consistent reads, 100 at a time,
+// resending what DynamoDB leaves unprocessed. It returns the items found,
+// keyed by itemKey. The reads are not one snapshot; writes condition every
+// item they change and the outbox counter (read before them), so a write
+// planned on reads torn by a concurrent commit is cancelled, not committed.
+func (s *Store) batchGet(ctx context.Context, keys []map[string]types.AttributeValue) (map[string]map[string]types.AttributeValue, error) {
+	items := make(map[string]map[string]types.AttributeValue, len(keys))
+	for batch := range slices.Chunk(keys, 100) {
+		req := map[string]types.KeysAndAttributes{*s.table: {Keys: batch, ConsistentRead: aws.Bool(true)}}
+		for backoff := 10 * time.Millisecond; ; backoff = min(backoff*2, time.Second) {
+			out, err := s.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req})
+			if err != nil {
+				return nil, err
+			}
+			for _, item := range out.Responses[*s.table] {
+				pk, _ := item[attrPK].(*types.AttributeValueMemberS)
+				sk, _ := item[attrSK].(*types.AttributeValueMemberS)
+				if pk == nil || sk == nil {
+					return nil, fmt.Errorf("stored item without a key: %v", item)
+				}
+				items[itemKey(pk.Value, sk.Value)] = item
+			}
+			req = out.UnprocessedKeys
+			if len(req[*s.table].Keys) == 0 {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(backoff):
+			}
+		}
+	}
+	return items, nil
+}
