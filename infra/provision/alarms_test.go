@@ -190,6 +190,15 @@ func TestTemplateAlarmsMatchCode(t *testing.T) {
 			t.Errorf("%s and %s are both named %q", other, a.id, a.name)
 		}
 		alarmNames[a.name] = a.id
+		desc := resolveDescription(t, a)
+		if len(desc) == 0 || len(desc) > 1024 {
+			t.Errorf("%s.yaml %s: AlarmDescription of %d characters: CloudWatch takes 1 to 1024", a.template, a.id, len(desc))
+		}
+		for _, m := range regexp.MustCompile(`docs/runbooks/[A-Za-z]+\.md`).FindAllString(desc, -1) {
+			if _, err := os.Stat("../../" + m); err != nil {
+				t.Errorf("%s.yaml %s: AlarmDescription names %s: %v", a.template, a.id, m, err)
+			}
+		}
 		if a.period != 60 {
 			t.Errorf("%s.yaml %s: period %v, want 60 (operations.md counts minutes)", a.template, a.id, a.period)
 		}
@@ -233,6 +242,18 @@ func TestTemplateAlarmsMatchCode(t *testing.T) {
 			t.Errorf("%s.yaml: condition HasAlarmTopic (-want +got):\n%s", name, diff)
 		}
 	}
+}
+
+// resolveDescription returns the alarm's AlarmDescription with the test's
+// parameters substituted.
+func resolveDescription(t *testing.T, a alarm) string {
+	t.Helper()
+	vars := map[string]string{"Prefix": prefix, "AWS::Region": serving}
+	d, err := cloudformation.Resolve(a.props["AlarmDescription"], vars)
+	if err != nil {
+		t.Errorf("%s.yaml %s: AlarmDescription: %v", a.template, a.id, err)
+	}
+	return d
 }
 
 // TestAlarmThresholdsDocumented checks that docs/operations.md has a row
