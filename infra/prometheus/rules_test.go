@@ -167,3 +167,71 @@ func codeMetrics(t *testing.T) map[string]bool {
 	}
 	return names
 }
+
+// TestEveryAlertIsUnitTested: every alert of rules/ has a promtool unit
+// test in tests/ where it fires and one where it stays quiet, so that an
+// alert cannot be added (or a test file dropped) without both.
+func TestEveryAlertIsUnitTested(t *testing.T) {
+	t.Parallel()
+	type ruleTests struct {
+		Tests []struct {
+			Name          string `yaml:"name"`
+			AlertRuleTest []struct {
+				Alertname string           `yaml:"alertname"`
+				ExpAlerts []map[string]any `yaml:"exp_alerts"`
+			} `yaml:"alert_rule_test"`
+		} `yaml:"tests"`
+	}
+	fires, quiet := map[string]bool{}, map[string]bool{}
+	files, err := filepath.Glob("tests/*.yml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no rule tests in tests/: %v", err)
+	}
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rt ruleTests
+		if err := yaml.Unmarshal(raw, &rt); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for _, tc := range rt.Tests {
+			for _, a := range tc.AlertRuleTest {
+				if len(a.ExpAlerts) > 0 {
+					fires[a.Alertname] = true
+				} else {
+					quiet[a.Alertname] = true
+				}
+			}
+		}
+	}
+	alerts := 0
+	for _, f := range ruleFiles(t) {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rf ruleFile
+		if err := yaml.Unmarshal(raw, &rf); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for _, g := range rf.Groups {
+			for _, r := range g.Rules {
+				if r.Alert == "" {
+					continue
+				}
+				alerts++
+				if !fires[r.Alert] {
+					t.Errorf("%s: alert %s has no unit test in tests/ where it fires", f, r.Alert)
+				}
+				if !quiet[r.Alert] {
+					t.Errorf("%s: alert %s has no unit test in tests/ where it stays quiet", f, r.Alert)
+				}
+			}
+		}
+	}
+	if alerts == 0 {
+		t.Fatal("no alerts found in rules/")
+	}
+}
