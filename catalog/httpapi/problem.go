@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/requestid"
 )
 
 // Problem is an RFC 9457 problem details document. Every rejection the API
@@ -111,7 +112,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", retryAfterSeconds(limited.retry))
 		s.rateLimited.WithLabelValues(limited.by).Inc()
 		if n, ok := s.limitLog.Allow(time.Now()); ok {
-			s.log.WarnContext(r.Context(), "requests rate limited", "by", limited.by, "method", methodLabel(r.Method),
+			s.log.WarnContext(r.Context(), "requests rate limited", "request_id", requestid.FromContext(r.Context()), "by", limited.by, "method", methodLabel(r.Method),
 				"path", truncate(r.URL.Path, 256), "limited_since_last_warning", n)
 		}
 	case errors.As(err, &none):
@@ -161,7 +162,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// A store outage fails every request: log the first of each
 		// second in full, and how many were held back.
 		if n, ok := s.failLog.Allow(time.Now()); ok {
-			s.log.ErrorContext(r.Context(), "request failed", "method", methodLabel(r.Method), "path", truncate(r.URL.Path, 256), "problem", code, "err", err, "failed_since_last_logged", n)
+			s.log.ErrorContext(r.Context(), "request failed", "request_id", requestid.FromContext(r.Context()), "method", methodLabel(r.Method), "path", truncate(r.URL.Path, 256), "problem", code, "err", err, "failed_since_last_logged", n)
 		}
 		if code == tenant.Unavailable {
 			p.Detail = "the source of truth is unavailable; retry later"

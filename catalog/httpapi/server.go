@@ -24,6 +24,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/internal/logevery"
+	"github.com/tcs-dev/tcs/internal/requestid"
 )
 
 // DefaultMaxBodyBytes caps request bodies. A tenant document is a few KiB at
@@ -47,6 +48,10 @@ type Config struct {
 	// Registry receives the API's metrics and is served on /metrics. Nil
 	// means a new registry with the Go and process collectors.
 	Registry *prometheus.Registry
+	// Registerer, if set, registers the API's metrics instead of Registry
+	// (which is still what /metrics serves): a wrapper of Registry adding
+	// labels, such as the binary's component.
+	Registerer prometheus.Registerer
 	// MaxBodyBytes 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
 	// StoreTimeout bounds the store calls of one request together, counted
@@ -179,7 +184,11 @@ func New(cfg Config) *Server {
 		Name: "tcs_catalog_store_calls_in_flight",
 		Help: "Store calls running, including calls that outlived their deadline because the store ignores its context; at the limit (MaxStoreCalls) new calls wait.",
 	}, func() float64 { return float64(len(s.slots)) })
-	s.registry.MustRegister(s.requests, s.duration, s.timeouts, inFlight, s.rateLimited)
+	var registerer prometheus.Registerer = s.registry
+	if cfg.Registerer != nil {
+		registerer = cfg.Registerer
+	}
+	registerer.MustRegister(s.requests, s.duration, s.timeouts, inFlight, s.rateLimited)
 
 	handlers := map[string]handlerFunc{
 		"POST /v1/tenants":                        s.createTenant,
@@ -242,8 +251,17 @@ var routes = []route{
 // proxy or a NAT callers share an address, and anonymous traffic must not
 // lock them out. Metric labels come from fixed sets: the
 // route's pattern or "unmatched", a known method or "other".
+//
+// Every request gets a request id: the caller's X-Request-Id if sane
+// (requestid.Valid), else a fresh one. It is returned as X-Request-Id and
+// names the request on its log lines. Scrapes and probes (/metrics,
+// /healthz, /readyz) that succeed are logged at debug, other requests at
+// info.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	id := requestid.Accept(r.Header.Get(requestid.Header))
+	w.Header().Set(requestid.Header, id)
+	r = r.WithContext(requestid.NewContext(r.Context(), id))
 	rec := &statusRecorder{ResponseWriter: w}
 	addr := clientAddress(r)
 	_, pattern := s.mux.Handler(r)
@@ -274,8 +292,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rec.status == http.StatusTooManyRequests {
 		return // counted, and logged now and then by writeError
 	}
-	attrs := []slog.Attr{slog.String("method", method), slog.String("path", truncate(r.URL.Path, 256)), slog.String("route", pattern),
+	attrs := []slog.Attr{slog.String("request_id", id), slog.String("method", method), slog.String("path", truncate(r.URL.Path, 256)), slog.String("route", pattern),
 		slog.Int("status", rec.status), slog.Duration("duration", elapsed), slog.String("actor", rec.actor)}
+	level := slog.LevelInfo
+	if probeRoutes[pattern] && rec.status < 400 {
+		level = slog.LevelDebug
+	}
 	if rec.actor == "" && rec.status >= 400 {
 		// Failures without a caller (unknown routes, bad credentials)
 		// are what a flood from many addresses sends: at most ten lines
@@ -286,8 +308,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		attrs = append(attrs, slog.Int("unauthenticated_failures_held_back", n))
 	}
-	s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+	s.log.LogAttrs(r.Context(), level, "request", attrs...)
 }
+
+// probeRoutes are scraped and probed every few seconds: logged at debug.
+var probeRoutes = map[string]bool{"GET /metrics": true, "GET /healthz": true, "GET /readyz": true}
 
 // serveUnmatched asks the mux why nothing matched (404, or 405 with Allow)
 // and answers with a problem document.
@@ -378,6 +403,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, "application/json", map[string]string{"status": "ready"})
 	return nil
 }
+
+// Ready is /readyz's check, for a metrics port that serves the probes
+// apart from the API: nil when the store answered a ping within
+// ReadyTimeout (cached as /readyz's answer is), else why not.
+func (s *Server) Ready(ctx context.Context) error { return s.ready(ctx) }
 
 // statusRecorder remembers the status written, for metrics and logs.
 type statusRecorder struct {

@@ -17,6 +17,8 @@ import (
 	"net"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/tcs-dev/tcs/catalog/httpapi"
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
@@ -37,7 +39,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	addr := fs.String("addr", cmdutil.EnvOr(getenv, "TCS_CATALOG_ADDR", "127.0.0.1:8080"), "listen address of the admin REST API (env TCS_CATALOG_ADDR)")
 	be := backend.Register(fs, getenv)
 	sec := cmdutil.RegisterSecurity(fs, getenv, auth.Admin, auth.Reader)
-	logFormat := fs.String("log-format", cmdutil.EnvOr(getenv, "TCS_LOG_FORMAT", "text"), "log format: text or json (env TCS_LOG_FORMAT)")
+	obs := cmdutil.RegisterFlags(fs, getenv, cmdutil.DefaultCatalogMetricsAddr)
 	var envErrs []error
 	var storeTimeout time.Duration
 	fs.DurationVar(&storeTimeout, "store-timeout", cmdutil.EnvDuration(getenv, "TCS_STORE_TIMEOUT", httpapi.DefaultStoreTimeout, &envErrs), "deadline of each request's source-of-truth calls; a store that does not answer in time gets the request a 503 with Retry-After, a write \"outcome unknown\" (env TCS_STORE_TIMEOUT)")
@@ -45,6 +47,9 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	addressRateLimit := fs.Int("address-rate-limit", cmdutil.EnvInt(getenv, "TCS_ADDRESS_RATE_LIMIT", httpapi.DefaultPerAddress, "a whole number of requests a second", &envErrs), "requests a second one client address may send before or without authentication (open routes, failed credentials, unknown routes), in bursts of twice that; 0: no limit (env TCS_ADDRESS_RATE_LIMIT)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if obs.PrintVersion("catalog", stdout) {
+		return nil
 	}
 	if err := errors.Join(envErrs...); err != nil {
 		return err
@@ -61,7 +66,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if err := be.Validate(); err != nil {
 		return err
 	}
-	log, err := cmdutil.NewLogger(*logFormat, stderr)
+	log, err := obs.Logger(stderr)
 	if err != nil {
 		return err
 	}
@@ -85,8 +90,17 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *addr, err)
 	}
+	reg, registerer := cmdutil.Registry("catalog", "")
 	api := httpapi.New(httpapi.Config{Store: store, Auth: guard.Auth, Logger: log, StoreTimeout: storeTimeout,
+		Registry: reg, Registerer: registerer,
 		RateLimits: &httpapi.RateLimits{PerCaller: float64(*rateLimit), PerAddress: float64(*addressRateLimit)}})
+	// The metrics port serves what the API port's /metrics and /readyz
+	// do, on a port that needs no TLS or credentials to scrape.
+	serveMetrics, _, err := obs.ListenMetrics(cmdutil.ObsHandler(reg, nil, api.Ready, log), log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	cmdutil.ReloadOnHangup(ctx, log, guard.Reload)
 	scheme := "http"
 	if guard.TLS != nil {
@@ -97,11 +111,17 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
-	if guard.TLS != nil {
-		err = httpapi.ServeTLS(ctx, ln, api, guard.TLSConfig())
-	} else {
-		err = httpapi.Serve(ctx, ln, api)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if guard.TLS != nil {
+			return httpapi.ServeTLS(gctx, ln, api, guard.TLSConfig())
+		}
+		return httpapi.Serve(gctx, ln, api)
+	})
+	if serveMetrics != nil {
+		g.Go(func() error { return serveMetrics(gctx) })
 	}
+	err = g.Wait()
 	log.Info("catalog stopped")
 	return err
 }

@@ -3,15 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
-
-	"github.com/tcs-dev/tcs/catalog/httpapi"
 )
 
 // Defaults of the health bounds.
@@ -101,7 +96,7 @@ func (h *health) state() (holds bool, last time.Time, err error) {
 
 // ready returns nil when the streamer holds work and cycled recently, else
 // why not.
-func (h *health) ready() error {
+func (h *health) ready(context.Context) error {
 	holds, last, err := h.state()
 	switch {
 	case err != nil:
@@ -118,7 +113,7 @@ func (h *health) ready() error {
 }
 
 // alive returns nil while the loop makes progress, else why not.
-func (h *health) alive() error {
+func (h *health) alive(context.Context) error {
 	if h.liveMaxAge <= 0 {
 		return nil
 	}
@@ -142,41 +137,4 @@ func (h *health) cycle() string {
 		return "outbox read"
 	}
 	return "read of a held shard"
-}
-
-// handler serves /metrics from gather, /healthz and /readyz (200 "ok", or
-// 503 and the reason), and 404 elsewhere.
-func (h *health) handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(h.gather, promhttp.HandlerOpts{}))
-	probe := func(check func() error) http.HandlerFunc {
-		return func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			w.Header().Set("Cache-Control", "no-store")
-			if err := check(); err != nil {
-				w.WriteHeader(http.StatusServiceUnavailable)
-				fmt.Fprintln(w, err)
-				return
-			}
-			fmt.Fprintln(w, "ok")
-		}
-	}
-	mux.Handle("GET /healthz", probe(h.alive))
-	mux.Handle("GET /readyz", probe(h.ready))
-	return mux
-}
-
-// listenHealth listens on addr and returns a function serving h's handler
-// until its context ends; an empty addr serves nothing (serve is nil).
-// Listening first makes a busy port fail the start, naming it.
-func listenHealth(addr string, h *health) (serve func(context.Context) error, bound net.Addr, err error) {
-	if addr == "" {
-		return nil, nil, nil
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("metrics: listen on %s: %w", addr, err)
-	}
-	handler := h.handler()
-	return func(ctx context.Context) error { return httpapi.Serve(ctx, ln, handler) }, ln.Addr(), nil
 }

@@ -110,8 +110,8 @@ func TestHealth(t *testing.T) {
 					t.Errorf("%s: %v, want an error containing %q", what, err, want)
 				}
 			}
-			check("ready", h.ready(), c.ready)
-			check("alive", h.alive(), c.alive)
+			check("ready", h.ready(context.Background()), c.ready)
+			check("alive", h.alive(context.Background()), c.alive)
 		})
 	}
 }

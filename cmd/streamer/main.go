@@ -19,11 +19,11 @@ import (
 	"io"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
+	"github.com/tcs-dev/tcs/internal/buildinfo"
 	"github.com/tcs-dev/tcs/streamer"
 )
 
@@ -38,18 +38,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 // runWithReady is run; ready, if not nil, receives the metrics server's
-// address once it listens (nothing without --metrics-addr).
+// address once it listens (nothing without a metrics endpoint).
 func runWithReady(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, ready chan<- string) error {
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, usage)
 		return errors.New("missing command")
 	}
 	cmd, args := args[0], args[1:]
+	if cmd == "--version" || cmd == "-version" || cmd == "version" {
+		fmt.Fprintln(stdout, buildinfo.Get().String("streamer"))
+		return nil
+	}
 	fs := flag.NewFlagSet("streamer "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	be := backend.Register(fs, getenv)
-	metricsAddr := fs.String("metrics-addr", getenv("TCS_METRICS_ADDR"), "serve Prometheus /metrics, and /healthz and /readyz, on this address (env TCS_METRICS_ADDR); empty: none")
-	logFormat := fs.String("log-format", cmdutil.EnvOr(getenv, "TCS_LOG_FORMAT", "text"), "log format: text or json (env TCS_LOG_FORMAT)")
+	metricsDefault := cmdutil.DefaultPublishMetricsAddr
+	if cmd == "apply" {
+		metricsDefault = cmdutil.DefaultApplyMetricsAddr
+	}
+	obs := cmdutil.RegisterFlags(fs, getenv, metricsDefault)
 	drain := fs.Bool("drain", false, "exit once everything available has been processed (publish: the outbox is empty; apply, embedded backend only: the region has caught up with the stream)")
 	var (
 		region, worker *string
@@ -93,6 +100,9 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if obs.PrintVersion("streamer", stdout) {
+		return nil
+	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
@@ -127,11 +137,17 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if err := be.Validate(); err != nil {
 		return err
 	}
-	log, err := cmdutil.NewLogger(*logFormat, stderr)
+	log, err := obs.Logger(stderr)
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
+	// component is publish or apply; an applier's metrics carry its region
+	// themselves, and the process-wide ones get it here.
+	var regionLabel string
+	if region != nil {
+		regionLabel = *region
+	}
+	gather, reg := cmdutil.Registry(cmd, regionLabel)
 	so := backend.StreamOptions{Logger: log, Registerer: reg, DisablePacking: noPack}
 	if region != nil {
 		so.Region, so.Owner = *region, *worker
@@ -146,7 +162,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 		work func(context.Context) error
 		idle func(context.Context) (bool, error) // for --drain
 	)
-	hc := &health{gather: reg, cmd: cmd, readyMaxAge: *readyMaxAge, liveMaxAge: *liveMaxAge, started: time.Now(), now: time.Now}
+	hc := &health{gather: gather, cmd: cmd, readyMaxAge: *readyMaxAge, liveMaxAge: *liveMaxAge, started: time.Now(), now: time.Now}
 	if cmd == "publish" {
 		store, err := be.OpenCatalog(ctx)
 		if err != nil {
@@ -209,7 +225,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 			}
 		}()
 	}
-	serveMetrics, metricsBound, err := listenHealth(*metricsAddr, hc)
+	serveMetrics, metricsBound, err := obs.ListenMetrics(cmdutil.ObsHandler(gather, hc.alive, hc.ready, log), log)
 	if err != nil {
 		return err
 	}

@@ -56,9 +56,9 @@ func TestAdminSurface(t *testing.T) {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		_, _, metrics := s.rest(t, "GET", "/metrics", rdr, "")
-		if strings.Contains(metrics, `tcs_apply_events_total{outcome="other_region",region="us-east-1"} 1`) &&
-			strings.Contains(metrics, `tcs_apply_events_total{outcome="other_region",region="ap-southeast-2"} 1`) &&
-			strings.Contains(metrics, `tcs_apply_events_total{outcome="applied",region="eu-west-1"} 4`) {
+		if strings.Contains(metrics, `tcs_apply_events_total{component="apply",outcome="other_region",region="us-east-1"} 1`) &&
+			strings.Contains(metrics, `tcs_apply_events_total{component="apply",outcome="other_region",region="ap-southeast-2"} 1`) &&
+			strings.Contains(metrics, `tcs_apply_events_total{component="apply",outcome="applied",region="eu-west-1"} 4`) {
 			break
 		}
 		if time.Now().After(deadline) {

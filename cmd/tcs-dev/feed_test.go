@@ -14,8 +14,8 @@ import (
 func TestFeedHeartbeatsReachLookupServers(t *testing.T) {
 	t.Parallel()
 	s := start(t)
-	beats := regexp.MustCompile(`(?m)^tcs_lookup_feed_heartbeats_total\{region="eu-west-1"\} (\S+)$`)
-	up := regexp.MustCompile(`(?m)^tcs_lookup_feed_up\{region="eu-west-1"\} (\S+)$`)
+	beats := regexp.MustCompile(`(?m)^tcs_lookup_feed_heartbeats_total\{component="tcs",region="eu-west-1"\} (\S+)$`)
+	up := regexp.MustCompile(`(?m)^tcs_lookup_feed_up\{component="tcs",region="eu-west-1"\} (\S+)$`)
 	value := func(re *regexp.Regexp, body string) float64 {
 		m := re.FindStringSubmatch(body)
 		if m == nil {

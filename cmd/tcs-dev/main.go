@@ -23,7 +23,6 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tcs-dev/tcs/catalog"
@@ -69,6 +68,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // endpoints are where a started system listens, for tests.
 type endpoints struct {
 	Catalog string
+	Metrics string // "" without a metrics endpoint
 	Regions map[string]string
 }
 
@@ -79,12 +79,15 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	catalogAddr := fs.String("catalog-addr", cmdutil.EnvOr(getenv, "TCS_CATALOG_ADDR", "127.0.0.1:8080"), "admin REST API listen address (env TCS_CATALOG_ADDR)")
 	regionsFlag := fs.String("regions", cmdutil.EnvOr(getenv, "TCS_REGIONS", DefaultRegions), "regions and their gRPC listen addresses (env TCS_REGIONS)")
 	seed := fs.Bool("seed", true, "create sample tenants when the data directory is new (aws: when the catalog is empty)")
-	logFormat := fs.String("log-format", cmdutil.EnvOr(getenv, "TCS_LOG_FORMAT", "text"), "log format: text or json (env TCS_LOG_FORMAT)")
+	obs := cmdutil.RegisterFlags(fs, getenv, cmdutil.DefaultDevMetricsAddr)
 	sec := cmdutil.RegisterSecurity(fs, getenv, auth.Roles...)
 	reflect := fs.Bool("reflection", false, "serve gRPC server reflection on the lookup servers (grpcurl without .proto files)")
 	limits := lookupflags.Register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if obs.PrintVersion("tcs-dev", stdout) {
+		return nil
 	}
 	if err := limits.Validate(); err != nil {
 		return err
@@ -96,7 +99,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return err
 	}
-	log, err := cmdutil.NewLogger(*logFormat, stderr)
+	log, err := obs.Logger(stderr)
 	if err != nil {
 		return err
 	}
@@ -176,19 +179,26 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 		}
 		fresh = len(page.Tenants) == 0
 	}
-	reg := prometheus.NewRegistry()
+	// One registry; each part's metrics carry its component (the
+	// process-wide ones component="dev"), and the lookup servers' their
+	// region (the appliers' and the invalidation metrics carry it
+	// themselves).
+	reg, _ := cmdutil.Registry("dev", "")
+	component := func(c string) prometheus.Registerer {
+		return prometheus.WrapRegistererWith(prometheus.Labels{"component": c}, reg)
+	}
+	publishReg, applyReg, tcsReg := component("publish"), component("apply"), component("tcs")
 	// The embedded stream is one bbolt file: publisher and appliers share
 	// it. On Kinesis each applier has its own consumer (its region's lease
 	// table), and the publisher one that only appends.
-	stream, err := be.OpenStream(ctx, backend.StreamOptions{Logger: log.With("component", "stream"), Registerer: reg})
+	stream, err := be.OpenStream(ctx, backend.StreamOptions{Logger: log.With("component", "stream"), Registerer: publishReg})
 	if err != nil {
 		return err
 	}
 	defer stream.Close()
 
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	g, gctx := errgroup.WithContext(ctx)
-	api := httpapi.New(httpapi.Config{Store: store, Auth: catalogGuard.Auth, Logger: log.With("component", "catalog"), Registry: reg})
+	api := httpapi.New(httpapi.Config{Store: store, Auth: catalogGuard.Auth, Logger: log.With("component", "catalog"), Registry: reg, Registerer: component("catalog")})
 	g.Go(func() error {
 		if catalogGuard.TLS != nil {
 			return httpapi.ServeTLS(gctx, catalogLn, api, catalogGuard.TLSConfig())
@@ -196,10 +206,13 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 		return httpapi.Serve(gctx, catalogLn, api)
 	})
 	cmdutil.ReloadOnHangup(gctx, log, func() error { return errors.Join(catalogGuard.Reload(), lookupGuard.Reload()) })
-	pub := streamer.NewPublisher(streamer.PublisherConfig{Outbox: store, Stream: stream, Logger: log.With("component", "publish"), Registerer: reg})
+	pub := streamer.NewPublisher(streamer.PublisherConfig{Outbox: store, Stream: stream, Logger: log.With("component", "publish"), Registerer: publishReg})
 	g.Go(func() error { return pub.Run(gctx) })
 
 	ep := endpoints{Catalog: catalogLn.Addr().String(), Regions: map[string]string{}}
+	// The metrics port is ready when the catalog's store answers and every
+	// lookup server is ready; alive unless a lookup server is wedged.
+	liveProbes, readyProbes := map[string]cmdutil.Probe{}, map[string]cmdutil.Probe{"catalog": api.Ready}
 	for i, r := range regions {
 		rep, err := be.OpenReplica(ctx, r.region)
 		if err != nil {
@@ -211,18 +224,19 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 			feed        tcs.Feed
 			applyStream = stream
 		)
-		regionReg := prometheus.WrapRegistererWith(prometheus.Labels{"region": r.region}, reg)
+		regionReg := prometheus.WrapRegistererWith(prometheus.Labels{"region": r.region}, tcsReg)
 		if be.IsAWS() {
 			// The SNS and Kinesis metrics carry their own region and stream
 			// labels; streams share their collectors.
-			inv := backend.Invalidation{Region: r.region, NodeID: "tcs-dev-" + r.region, Logger: log.With("component", "invalidation"), Registerer: reg}
+			inv := backend.Invalidation{Region: r.region, NodeID: "tcs-dev-" + r.region, Logger: log.With("component", "invalidation"), Registerer: applyReg}
 			if bc, err = be.OpenBroadcaster(ctx, inv); err != nil {
 				return err
 			}
+			inv.Registerer = tcsReg
 			if feed, err = be.OpenFeed(ctx, inv); err != nil {
 				return err
 			}
-			s, err := be.OpenStream(ctx, backend.StreamOptions{Region: r.region, Owner: "tcs-dev-" + r.region, Logger: log.With("component", "stream"), Registerer: reg})
+			s, err := be.OpenStream(ctx, backend.StreamOptions{Region: r.region, Owner: "tcs-dev-" + r.region, Logger: log.With("component", "stream"), Registerer: applyReg})
 			if err != nil {
 				return err
 			}
@@ -233,18 +247,28 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 			bc, feed = hub, hub
 		}
 		applier := streamer.NewApplier(streamer.ApplierConfig{Region: r.region, Stream: applyStream, Replica: rep, Broadcaster: bc,
-			Logger: log.With("component", "apply"), Registerer: reg})
+			Logger: log.With("component", "apply"), Registerer: applyReg})
 		g.Go(func() error { return applier.Run(gctx) })
 		lc := lookup.Config{Region: r.region, Replica: rep, Feed: feed, Logger: log.With("component", "tcs", "region", r.region),
 			Registerer: regionReg, ReplicaAdmin: lookupGuard.Auth != nil}
-		so := lookup.ServeOptions{TLS: lookupGuard.TLSConfig(), Auth: lookupGuard.Auth, Reflection: *reflect}
+		so := lookup.ServeOptions{TLS: lookupGuard.TLSConfig(), Auth: lookupGuard.Auth, Reflection: *reflect,
+			ServerOptions: cmdutil.RequestIDs(log.With("component", "tcs", "region", r.region))}
 		limits.Apply(&lc, &so)
 		srv := lookup.New(lc)
+		liveProbes["tcs "+r.region], readyProbes["tcs "+r.region] = cmdutil.Check(srv.Live), cmdutil.Check(srv.Ready)
 		ln := regionLns[i]
 		g.Go(func() error { return srv.Serve(gctx, ln, so) })
 		ep.Regions[r.region] = ln.Addr().String()
 	}
 	listeners = nil // the servers own them now
+	serveMetrics, metricsBound, err := obs.ListenMetrics(cmdutil.ObsHandler(reg, cmdutil.AllOf(liveProbes), cmdutil.AllOf(readyProbes), log), log)
+	if err != nil {
+		return err
+	}
+	if serveMetrics != nil {
+		g.Go(func() error { return serveMetrics(gctx) })
+		ep.Metrics = metricsBound.String()
+	}
 
 	if fresh && *seed {
 		n, err := seedTenants(ctx, store)
@@ -287,6 +311,9 @@ func banner(w io.Writer, where string, ep endpoints, regions []regionAddr, o ban
 	fmt.Fprintf(&b, "  catalog admin REST API  %s://%s   (OpenAPI: /openapi.json, metrics: /metrics)\n", scheme, ep.Catalog)
 	for _, r := range regions {
 		fmt.Fprintf(&b, "  tcs %-19s gRPC %s   (%s)\n", r.region, ep.Regions[r.region], services)
+	}
+	if ep.Metrics != "" {
+		fmt.Fprintf(&b, "  metrics                 http://%s   (/metrics, /healthz, /readyz of the whole system)\n", ep.Metrics)
 	}
 	first := ep.Regions[regions[0].region]
 	lookupAuth := ""

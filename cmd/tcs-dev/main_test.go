@@ -59,7 +59,7 @@ func startWith(t testing.TB, moreEnv map[string]string, extra ...string) *system
 	for k, v := range moreEnv {
 		env[k] = v
 	}
-	args := append([]string{"--data", t.TempDir(), "--catalog-addr", "127.0.0.1:0",
+	args := append([]string{"--data", t.TempDir(), "--catalog-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
 		"--regions", "us-east-1=127.0.0.1:0,eu-west-1=127.0.0.1:0,ap-southeast-2=127.0.0.1:0"}, extra...)
 	ready := make(chan endpoints, 1)
 	done := make(chan error, 1)

@@ -35,7 +35,6 @@ import (
 	"net"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
@@ -61,8 +60,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	sec := cmdutil.RegisterSecurity(fs, getenv, auth.Lookup, auth.ReplicaScan)
 	reflect := fs.Bool("reflection", false, "serve gRPC server reflection (grpcurl without .proto files); off: it tells anyone who connects what the server offers")
 	nodeID := fs.String("node-id", getenv("TCS_NODE_ID"), "aws: this node's name in its invalidation queue's name (env TCS_NODE_ID; default host name and pid)")
-	metricsAddr := fs.String("metrics-addr", getenv("TCS_METRICS_ADDR"), "serve Prometheus /metrics on this address (env TCS_METRICS_ADDR); empty: none")
-	logFormat := fs.String("log-format", cmdutil.EnvOr(getenv, "TCS_LOG_FORMAT", "text"), "log format: text or json (env TCS_LOG_FORMAT)")
+	obs := cmdutil.RegisterFlags(fs, getenv, cmdutil.DefaultTCSMetricsAddr)
 	var co cache.Options
 	fs.IntVar(&co.Size, "cache-size", cache.DefaultSize, "cache entries")
 	fs.DurationVar(&co.TTL, "cache-ttl", cache.DefaultTTL, "how long a cached answer is served without reading the replica")
@@ -82,6 +80,9 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	limits := lookupflags.Register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if obs.PrintVersion("tcs", stdout) {
+		return nil
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -113,7 +114,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return err
 	}
-	log, err := cmdutil.NewLogger(*logFormat, stderr)
+	log, err := obs.Logger(stderr)
 	if err != nil {
 		return err
 	}
@@ -134,26 +135,30 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 		defer fb.Close()
 		co.Fallback = fb
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Every metric carries component="tcs"; region is added to those that
+	// do not carry it themselves (the feed's do).
+	reg, registerer := cmdutil.Registry("tcs", *region)
+	regionRegisterer := prometheus.WrapRegistererWith(prometheus.Labels{"region": *region}, registerer)
 	if guard.TLS != nil {
-		reg.MustRegister(guard.TLS) // the serving certificate's expiry, for TCSCertificateExpiringSoon
+		regionRegisterer.MustRegister(guard.TLS) // the serving certificate's expiry, for TCSCertificateExpiringSoon
 	}
 	// Embedded: no feed across processes (caches rely on their TTL). AWS:
 	// this node's own SQS queue on the region's SNS topic.
-	feed, err := be.OpenFeed(ctx, backend.Invalidation{Region: *region, NodeID: *nodeID, Logger: log, Registerer: reg})
+	feed, err := be.OpenFeed(ctx, backend.Invalidation{Region: *region, NodeID: *nodeID, Logger: log, Registerer: registerer})
 	if err != nil {
 		return err
 	}
 
 	lc.Region, lc.Replica, lc.Feed, lc.Cache = *region, rep, feed, co
-	so := lookup.ServeOptions{TLS: guard.TLSConfig(), Auth: guard.Auth, Reflection: *reflect}
+	so := lookup.ServeOptions{TLS: guard.TLSConfig(), Auth: guard.Auth, Reflection: *reflect, ServerOptions: cmdutil.RequestIDs(log.With("region", *region))}
 	limits.Apply(&lc, &so)
 	// The replica admin API is served whenever callers authenticate: only
 	// replica-scan credentials open it, and a reload may add some.
-	lc.Logger, lc.Registerer, lc.ReplicaAdmin = log.With("region", *region), reg, guard.Auth != nil
+	lc.Logger, lc.Registerer, lc.ReplicaAdmin = log.With("region", *region), regionRegisterer, guard.Auth != nil
 	srv := lookup.New(lc)
-	serveMetrics, err := cmdutil.ListenMetrics(*metricsAddr, reg)
+	// /healthz and /readyz say what gRPC health does: see lookup.Server's
+	// Live and Ready.
+	serveMetrics, _, err := obs.ListenMetrics(cmdutil.ObsHandler(reg, cmdutil.Check(srv.Live), cmdutil.Check(srv.Ready), log), log)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/tcs-dev/tcs/internal/buildinfo"
 )
 
 // env is what a command gets from run: the environment and the streams.
@@ -74,7 +76,7 @@ func (e *env) usage() {
 	for _, c := range commands() {
 		fmt.Fprintf(&b, "  %-10s %s\n", c.name, c.summary)
 	}
-	b.WriteString("\nRun tcsctl COMMAND -h for a command's flags. Exit codes: 0 ok, 1 drift or a finding, 2 error, 130 interrupted.\n")
+	b.WriteString("\nRun tcsctl COMMAND -h for a command's flags, tcsctl --version for the build. Exit codes: 0 ok, 1 drift or a finding, 2 error, 130 interrupted.\n")
 	io.WriteString(e.stderr, b.String())
 }
 
@@ -86,6 +88,10 @@ func (e *env) dispatch(ctx context.Context, args []string) int {
 	name := args[0]
 	if name == "-h" || name == "--help" || name == "help" {
 		e.usage()
+		return exitOK
+	}
+	if name == "--version" || name == "-version" || name == "version" {
+		fmt.Fprintln(e.stdout, buildinfo.Get().String("tcsctl"))
 		return exitOK
 	}
 	for _, c := range commands() {

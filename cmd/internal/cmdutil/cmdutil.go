@@ -1,6 +1,8 @@
 // Package cmdutil holds what every TCS binary's main shares: environment
-// defaults for flags, the logger, the data directory layout, and the
-// signal-cancelled context.
+// defaults for flags, the logger, the data directory layout, the
+// signal-cancelled context, and the observability surface (--version,
+// --log-level, the metrics port with /metrics, /healthz and /readyz, the
+// labelled registry, gRPC request ids).
 package cmdutil
 
 import (
@@ -10,18 +12,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/tcs-dev/tcs/catalog/httpapi"
 )
 
 // Main runs a binary's run function with a context cancelled by SIGINT or
@@ -46,13 +42,15 @@ func EnvOr(getenv func(string) string, key, def string) string {
 	return def
 }
 
-// NewLogger returns a slog logger writing text or json to w.
-func NewLogger(format string, w io.Writer) (*slog.Logger, error) {
+// NewLogger returns a slog logger writing text or json to w, dropping
+// records below level.
+func NewLogger(format string, level slog.Level, w io.Writer) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: level}
 	switch format {
 	case "text":
-		return slog.New(slog.NewTextHandler(w, nil)), nil
+		return slog.New(slog.NewTextHandler(w, opts)), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, nil)), nil
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
@@ -78,22 +76,6 @@ func (d Data) Ensure() error {
 		return fmt.Errorf("data directory: %w", err)
 	}
 	return nil
-}
-
-// ListenMetrics listens on addr and returns a function that serves
-// Prometheus metrics from g on it (any path) until its context ends. An
-// empty addr means no metrics endpoint: serve is nil. Listening before
-// anything starts makes a busy port fail the start, naming it.
-func ListenMetrics(addr string, g prometheus.Gatherer) (serve func(context.Context) error, err error) {
-	if addr == "" {
-		return nil, nil
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("metrics: listen on %s: %w", addr, err)
-	}
-	h := promhttp.HandlerFor(g, promhttp.HandlerOpts{})
-	return func(ctx context.Context) error { return httpapi.Serve(ctx, ln, h) }, nil
 }
 
 // EnvInt returns the whole number in the environment variable key, or def
