@@ -4,6 +4,11 @@
 // catalog/dynamo; both run the conformance suite in catalog/storetest), and
 // the outbox through which committed changes reach the streamer.
 //
+// What a write stores is decided by one pure function, PlanWrite (plan.go):
+// given the stored state and the request, it returns the new document, the
+// claims moved, the sealed audit record and the outbox event. Stores read
+// what it needs, call it, and write what it returns atomically.
+//
 // Tenant rules (validation, hostname normalisation) live in catalog/tenant;
 // the admin REST API lives in catalog/httpapi.
 package catalog
