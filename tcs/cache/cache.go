@@ -369,7 +369,12 @@ type shard struct {
 	positiveHits uint64
 	negativeHits uint64
 	touches      uint64
-	_            [64]byte // keep shards' locks on separate cache lines
+	// hot is a ring of the hostnames of tenant entries lately installed or
+	// promoted (a sample of hits: one in promoteEvery), hot[hotNext] the
+	// oldest: what HotKeys reads, without walking the LRU.
+	hot     []string
+	hotNext int
+	_       [64]byte // keep shards' locks on separate cache lines
 }
 
 // peek returns hostname's entry, from whichever list holds it, without
@@ -387,6 +392,15 @@ func (sh *shard) promote(hostname string, e *entry) {
 		sh.neg.Get(hostname)
 	} else {
 		sh.lru.Get(hostname)
+		sh.noteHot(hostname)
+	}
+}
+
+// noteHot records that hostname's tenant entry was just used.
+func (sh *shard) noteHot(hostname string) {
+	sh.hot[sh.hotNext] = hostname
+	if sh.hotNext++; sh.hotNext == len(sh.hot) {
+		sh.hotNext = 0
 	}
 }
 
@@ -469,6 +483,7 @@ func New(r Reader, opts Options) *Cache {
 			panic(err) // perNeg > 0 by construction
 		}
 		c.shards[i].lru, c.shards[i].neg = l, n
+		c.shards[i].hot = make([]string, max(hotRing/opts.Shards, 64))
 	}
 	c.LimitTTL(0)
 	return c
@@ -1035,6 +1050,9 @@ func (c *Cache) install(hostname string, e *entry, tk ticket) bool {
 		return false
 	}
 	sh.put(hostname, *e)
+	if !e.negative() {
+		sh.noteHot(hostname)
+	}
 	return true
 }
 

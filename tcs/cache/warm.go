@@ -29,37 +29,53 @@ const hotKeysHeader = "# tcs hot keys v1"
 // DefaultWarmConcurrency is Warm's default number of concurrent reads.
 const DefaultWarmConcurrency = 16
 
-// HotKeys returns up to n hostnames of tenant answers the cache holds,
-// the most recently used first (approximately: each shard's LRU order,
-// whose hits move entries only one time in promoteEvery, taken from the
-// shards in turn). Negative entries are left out: a flood of made-up
+// hotRing is how many recent uses of tenant entries the shards remember
+// in all, for HotKeys (at least 64 per shard): 1 MiB of string headers.
+const hotRing = 1 << 16
+
+// HotKeys returns up to n distinct hostnames of tenant entries the cache
+// lately installed or answered, the most recent first: each shard
+// remembers its last uses (installs, and one hit in promoteEvery) in a
+// ring, and HotKeys takes the shards' newest in turn. It never walks the
+// LRU lists, so it holds each shard's lock only to copy its ring,
+// whatever the cache's size. A hostname evicted or found unknown since may
+// be among them. Negative entries are left out: a flood of made-up
 // hostnames must not become the next start's warm-up.
 func (c *Cache) HotKeys(n int) []string {
 	if n <= 0 {
 		return nil
 	}
-	per := (n + len(c.shards) - 1) / len(c.shards)
-	byShard := make([][]string, len(c.shards))
+	rings := make([][]string, len(c.shards)) // newest first
 	for i := range c.shards {
 		sh := &c.shards[i]
+		ring := make([]string, 0, len(sh.hot))
 		sh.mu.Lock()
-		keys := sh.lru.Keys() // oldest first
-		sh.mu.Unlock()
-		if len(keys) > per {
-			keys = keys[len(keys)-per:]
+		for k := 1; k <= len(sh.hot); k++ {
+			h := sh.hot[(sh.hotNext-k+len(sh.hot))%len(sh.hot)]
+			if h == "" {
+				break
+			}
+			ring = append(ring, h)
 		}
-		byShard[i] = keys
+		sh.mu.Unlock()
+		rings[i] = ring
 	}
-	out := make([]string, 0, n)
-	for k := 1; len(out) < n; k++ {
+	out := make([]string, 0, min(n, len(c.shards)*len(c.shards[0].hot)))
+	seen := make(map[string]struct{}, cap(out))
+	for k := 0; len(out) < n; k++ {
 		took := false
-		for _, keys := range byShard {
-			if j := len(keys) - k; j >= 0 {
-				out = append(out, keys[j])
-				took = true
-				if len(out) == n {
-					break
-				}
+		for _, ring := range rings {
+			if k >= len(ring) {
+				continue
+			}
+			took = true
+			if _, dup := seen[ring[k]]; dup {
+				continue
+			}
+			seen[ring[k]] = struct{}{}
+			out = append(out, ring[k])
+			if len(out) == n {
+				break
 			}
 		}
 		if !took {
