@@ -474,6 +474,12 @@ func checkDeployment(t *testing.T, name string, d *appsv1.Deployment, o *objects
 		} else if c.ReadinessProbe.GRPC == nil || c.ReadinessProbe.GRPC.Port != ports["grpc"] {
 			t.Errorf("Deployment %s: readiness %+v, want the gRPC health check on port grpc (%d)", name, c.ReadinessProbe.ProbeHandler, ports["grpc"])
 		}
+		// gRPC health is readiness (NOT_SERVING while the replica is
+		// unreadable): as liveness it would restart every node of a region
+		// whose replica is down.
+		if h := c.LivenessProbe.HTTPGet; h == nil || h.Path != "/healthz" || h.Port.StrVal != "metrics" {
+			t.Errorf("Deployment %s: liveness %+v, want HTTP /healthz on the metrics port", name, c.LivenessProbe.ProbeHandler)
+		}
 	case "catalog":
 		for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe} {
 			want := corev1.URISchemeHTTP
