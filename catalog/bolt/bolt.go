@@ -1,7 +1,9 @@
 // Package bolt is the embedded source of truth: a catalog.Store kept in one
 // bbolt file. Every write commits the tenant document, its hostname claims,
 // an audit record and an outbox entry in a single bbolt transaction, so the
-// outbox holds exactly the committed changes, in commit order.
+// outbox holds exactly the committed changes, in commit order. What a write
+// stores is decided by catalog.PlanWrite; the store reads what the plan
+// needs and writes what it returns, inside the transaction.
 //
 // Buckets:
 //
