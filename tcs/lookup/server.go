@@ -29,6 +29,16 @@
 // Watch streams, and do not feed the replication-lag gauge (their time is
 // when the applier sent them, not a commit).
 //
+// Health. Serve's grpc.health.v1 statuses (the whole server and each
+// service) and tcs_lookup_ready follow Ready: NOT_SERVING until the feed is
+// subscribed and the cache warmed from Config.HotKeysFile (at most
+// Config.WarmTimeout), while the replica has been unreadable for longer
+// than the cache's MaxStale (probed every Config.HealthInterval meanwhile,
+// since a node out of service gets no lookups to find it back), and once
+// shutting down. Live fails only when the server is wedged, never because
+// the replica or the feed is down. Lookups are answered whatever Ready
+// says: health is advice to load balancers and clients.
+//
 // Stale answers. When the replica cannot be read, the cache answers what it
 // kept (package cache: expired entries, entries invalidated by a write,
 // negative entries), or its Fallback replica's answer, marked stale: a
