@@ -12,7 +12,9 @@
 # message naming it, instead of silently using the old process.
 #
 # Ports (override with the environment): DynamoDB 8000, Kinesis 4567,
-# SNS/SQS 4566, catalog 8080, regions 9001-9003. Logs go to $LOGS
+# SNS/SQS 4566, catalog 8080, regions 9001-9003. Metrics ports (/metrics,
+# /healthz, /readyz): catalog 9180 and publish 9181 (their defaults), the
+# Nth region's applier 9182+10N and tcs 9183+10N. Logs go to $LOGS
 # (default .bin/aws-local-logs/).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -138,13 +140,18 @@ export TCS_LOOKUP_TOKEN=${TCS_LOOKUP_TOKEN:-dev-lookup-token} TCS_SCAN_TOKEN=${T
 region_names=$(echo "$REGIONS" | tr ',' '\n' | cut -d= -f1 | paste -sd, -)
 .bin/tcsctl infra apply --regions "$region_names" --shards 2
 
-start catalog .bin/catalog --addr "$CATALOG_ADDR"
-start publish .bin/streamer publish
+start catalog .bin/catalog --addr "$CATALOG_ADDR" --metrics-addr 127.0.0.1:9180
+start publish .bin/streamer publish --metrics-addr 127.0.0.1:9181
+# Several appliers and lookup servers on one machine: each its own metrics port.
+n=0
+metrics_lines=""
 for pair in ${REGIONS//,/ }; do
 	r=${pair%%=*}
 	addr=${pair#*=}
-	start "apply-$r" .bin/streamer apply --region "$r" --worker-id "apply-$r-1"
-	start "tcs-$r" .bin/tcs --region "$r" --addr "$addr" --node-id "local-$r"
+	start "apply-$r" .bin/streamer apply --region "$r" --worker-id "apply-$r-1" --metrics-addr "127.0.0.1:$((9182 + 10 * n))"
+	start "tcs-$r" .bin/tcs --region "$r" --addr "$addr" --node-id "local-$r" --metrics-addr "127.0.0.1:$((9183 + 10 * n))"
+	metrics_lines+=$(printf '\n  metrics %-15s apply http://127.0.0.1:%d   tcs http://127.0.0.1:%d' "$r" $((9182 + 10 * n)) $((9183 + 10 * n)))
+	n=$((n + 1))
 done
 wait_port catalog "${CATALOG_ADDR##*:}"
 for pair in ${REGIONS//,/ }; do wait_port "tcs-${pair%%=*}" "${pair##*:}"; done
@@ -157,6 +164,7 @@ Ctrl-C stops everything.
 
   catalog admin REST API  http://$CATALOG_ADDR
 $(for pair in ${REGIONS//,/ }; do printf '  tcs %-19s gRPC %s\n' "${pair%%=*}" "${pair#*=}"; done)
+  metrics (/metrics, /healthz, /readyz): catalog http://127.0.0.1:9180   publish http://127.0.0.1:9181${metrics_lines}
   DynamoDB $AWS_ENDPOINT_URL_DYNAMODB   Kinesis $AWS_ENDPOINT_URL_KINESIS   SNS/SQS $AWS_ENDPOINT_URL_SNS
 
 Try it:

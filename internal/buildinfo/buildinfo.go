@@ -20,6 +20,11 @@ import (
 // build from a working tree).
 var Version string
 
+// Revision is set at link time like Version, for builds without VCS
+// information (a Docker build context without .git); empty means
+// debug.ReadBuildInfo's vcs.revision.
+var Revision string
+
 // Info describes one build.
 type Info struct {
 	// Version is the stamped version, else the main module's version, else
@@ -36,7 +41,11 @@ type Info struct {
 // Get returns this binary's build information.
 func Get() Info {
 	bi, ok := debug.ReadBuildInfo()
-	return fromBuildInfo(Version, bi, ok)
+	info := fromBuildInfo(Version, bi, ok)
+	if Revision != "" {
+		info.Revision = Revision
+	}
+	return info
 }
 
 func fromBuildInfo(stamped string, bi *debug.BuildInfo, ok bool) Info {

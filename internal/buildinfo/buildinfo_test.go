@@ -1,6 +1,9 @@
 package buildinfo
 
 import (
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"testing"
 
@@ -63,5 +66,24 @@ func TestCollector(t *testing.T) {
 	}
 	if got, want := i.String("tcs"), "tcs version v1.2.3 revision abc go1.99.1"; got != want {
 		t.Errorf("String = %q, want %q", got, want)
+	}
+}
+
+// The Dockerfile's -ldflags -X stamp the version and revision into a
+// binary.
+func TestStampedVersion(t *testing.T) {
+	t.Parallel()
+	bin := filepath.Join(t.TempDir(), "printversion")
+	const pkg = "github.com/tcs-dev/tcs/internal/buildinfo"
+	build := exec.Command("go", "build", "-ldflags", "-X "+pkg+".Version=v9.8.7 -X "+pkg+".Revision=0123abc", "-o", bin, "./testdata/printversion")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "printversion version v9.8.7 revision 0123abc " + runtime.Version() + "\n"; string(out) != want {
+		t.Errorf("stamped binary printed %q, want %q", out, want)
 	}
 }
