@@ -20,7 +20,7 @@
 //
 // Health. gRPC health (and /readyz on the metrics port) is NOT_SERVING
 // until the invalidation feed has delivered (a heartbeat comes within
-// seconds) and the cache is warmed from --hot-keys-file (bounded by
+// seconds) or counts as down, and the cache is warmed from --hot-keys-file (bounded by
 // --warm-timeout), and while the replica has been unreadable for longer
 // than --max-stale; /healthz fails only when the process is wedged
 // (lookup.Server's Ready and Live).

@@ -127,6 +127,13 @@ func (s *Server) markSubscribed() {
 	})
 }
 
+// feedDown reports whether the feed counts as down.
+func (s *Server) feedDown() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.down
+}
+
 // Ready returns nil while the server should receive lookups, and else why
 // not. It is not ready:
 //
@@ -134,6 +141,10 @@ func (s *Server) markSubscribed() {
 //     through it (appliers send a heartbeat every few seconds; with the
 //     feed's liveness detection off, the gap a feed signals when a
 //     subscription starts counts too), or Run has started, with no feed;
+//     or the feed counts as down (silent for Config.FeedTimeout since Run
+//     started, or its subscription failed): then the server answers with
+//     shortened TTLs, as when its feed goes down later, rather than not at
+//     all (an applier outage must not keep restarted nodes out of service);
 //   - then until the warm-up has ended: the hostnames of
 //     Config.HotKeysFile read from the replica, or Config.WarmTimeout
 //     passed (a missing or unreadable file, or a failed read, is logged and
@@ -256,6 +267,12 @@ func (s *Server) healthLoop(ctx context.Context, interval time.Duration, wg *syn
 	for {
 		s.beat.Store(time.Now().UnixNano())
 		s.checkFeed()
+		if s.feedDown() {
+			// Silent since the start, or failing: the node serves as one
+			// whose feed went down later does (shortened TTLs), rather than
+			// not at all.
+			s.markSubscribed()
+		}
 		if _, ok := s.cache.UnreadableSince(); ok && s.probing.CompareAndSwap(false, true) {
 			wg.Go(func() {
 				defer s.probing.Store(false)

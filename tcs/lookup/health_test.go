@@ -222,6 +222,27 @@ func TestHealthStartup(t *testing.T) {
 	}
 }
 
+// TestHealthStartupFeedSilent: a feed that delivers nothing for the feed
+// timeout after the start counts as down, and the node becomes ready all
+// the same (serving with shortened TTLs) rather than staying out of
+// service for as long as the appliers are.
+func TestHealthStartupFeedSilent(t *testing.T) {
+	t.Parallel()
+	feed := &scriptedFeed{subscribed: make(chan *subscription, 10)}
+	e := start(t, lookup.Config{Feed: feed, FeedTimeout: 15 * time.Second, HealthInterval: 5 * time.Millisecond}, lookup.ServeOptions{})
+	<-feed.subscribed
+	w := watchHealth(t, e, "")
+	w.until(t, notServing)
+	e.clock.Advance(14 * time.Second)
+	time.Sleep(20 * time.Millisecond) // several health loop turns; nothing must change
+	wantHealth(t, e, notServing)
+	e.clock.Advance(2 * time.Second)
+	w.until(t, serving)
+	if up := gather(t, e.srv.Registry())["tcs_lookup_feed_up"]; up != 0 {
+		t.Fatalf("tcs_lookup_feed_up = %v, want 0 (the feed counts as down)", up)
+	}
+}
+
 // TestHotKeysCarryOver: a node that stops cleanly leaves its most used
 // hostnames in its hot-keys file; the next node started with that file
 // answers them from its cache at once.
