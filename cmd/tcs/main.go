@@ -20,10 +20,10 @@
 //
 // Health. gRPC health (and /readyz on the metrics port) is NOT_SERVING
 // until the invalidation feed has delivered (a heartbeat comes within
-// seconds) or counts as down, and the cache is warmed from --hot-keys-file (bounded by
-// --warm-timeout), and while the replica has been unreadable for longer
-// than --max-stale; /healthz fails only when the process is wedged
-// (lookup.Server's Ready and Live).
+// seconds) or counts as down, and the cache is warmed from
+// --hot-keys-file (bounded by --warm-timeout), and while the replica has
+// been unreadable for longer than --max-stale; /healthz fails only when
+// the process is wedged (lookup.Server's Ready and Live).
 package main
 
 import (
