@@ -126,31 +126,32 @@ type resyncer struct {
 	hosts, outbox *bbolt.Bucket
 	at            time.Time
 	regions       []string
+	claims        map[string]catalog.HostnameClaim // reused by each emit
 }
 
 func (s *Store) newResyncer(tx *bbolt.Tx, regions []string) *resyncer {
 	return &resyncer{hosts: tx.Bucket(bucketHostnames), outbox: tx.Bucket(bucketOutbox),
-		at: s.now().UTC().Truncate(time.Microsecond), regions: regions}
+		at: s.now().UTC().Truncate(time.Microsecond), regions: regions, claims: map[string]catalog.HostnameClaim{}}
 }
 
 // emit appends the resync event of doc, settling the hostnames settle (see
 // catalog.ResyncRequest and catalog.ResyncEvent).
 func (e *resyncer) emit(doc *tenant.Tenant, settle []string) error {
-	claims, err := readClaims(e.hosts, doc.Hostnames, settle)
-	if err != nil {
+	if err := readClaims(e.hosts, e.claims, doc.Hostnames, settle); err != nil {
 		return err
 	}
 	seq, err := e.outbox.NextSequence()
 	if err != nil {
 		return err
 	}
-	entry := catalog.OutboxEntry{Seq: seq, Event: catalog.ResyncEvent(doc, claims, settle, e.regions, e.at)}
+	entry := catalog.OutboxEntry{Seq: seq, Event: catalog.ResyncEvent(doc, e.claims, settle, e.regions, e.at)}
 	return putJSON(e.outbox, seqKey(seq), entry)
 }
 
-// readClaims returns the stored claims of the hostnames of each of lists.
-func readClaims(hosts *bbolt.Bucket, lists ...[]string) (map[string]catalog.HostnameClaim, error) {
-	claims := make(map[string]catalog.HostnameClaim)
+// readClaims sets claims (cleared first: callers reuse one map per
+// transaction) to the stored claims of the hostnames of each of lists.
+func readClaims(hosts *bbolt.Bucket, claims map[string]catalog.HostnameClaim, lists ...[]string) error {
+	clear(claims)
 	for _, list := range lists {
 		for _, h := range list {
 			if _, ok := claims[h]; ok {
@@ -158,19 +159,18 @@ func readClaims(hosts *bbolt.Bucket, lists ...[]string) (map[string]catalog.Host
 			}
 			rec, err := getHostname(hosts, h)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			claims[h] = catalog.HostnameClaim{Owner: rec.TenantID, Version: rec.ClaimVersion}
 		}
 	}
-	return claims, nil
+	return nil
 }
 
 // heldClaims returns the claims of the hostnames doc holds (see
-// catalog.HeldClaims).
-func heldClaims(hosts *bbolt.Bucket, doc *tenant.Tenant) ([]tenant.Claim, error) {
-	claims, err := readClaims(hosts, doc.Hostnames)
-	if err != nil {
+// catalog.HeldClaims), reading them into claims.
+func heldClaims(hosts *bbolt.Bucket, claims map[string]catalog.HostnameClaim, doc *tenant.Tenant) ([]tenant.Claim, error) {
+	if err := readClaims(hosts, claims, doc.Hostnames); err != nil {
 		return nil, err
 	}
 	return catalog.HeldClaims(doc, claims), nil
@@ -187,6 +187,7 @@ func (s *Store) Export(ctx context.Context, opts catalog.ListOptions) (catalog.E
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		page = catalog.ExportPage{}
 		hosts := tx.Bucket(bucketHostnames)
+		held := map[string]catalog.HostnameClaim{} // reused by each tenant
 		c := tx.Bucket(bucketTenants).Cursor()
 		var k, v []byte
 		if opts.After == "" {
@@ -206,7 +207,7 @@ func (s *Store) Export(ctx context.Context, opts catalog.ListOptions) (catalog.E
 			if err := catalog.DecodeStored(v, t, "tenant", string(k)); err != nil {
 				return err
 			}
-			claims, err := heldClaims(hosts, t)
+			claims, err := heldClaims(hosts, held, t)
 			if err != nil {
 				return err
 			}
