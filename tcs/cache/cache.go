@@ -763,14 +763,19 @@ func (c *Cache) read(hostname string) (*tenant.Tenant, error) {
 // readFailed counts a failed replica read and reports it to OnReadError.
 func (c *Cache) readFailed(hostname string, err error) {
 	c.readErrors.Add(1)
+	c.countFailure()
+	if c.opts.OnReadError != nil {
+		c.opts.OnReadError(hostname, err)
+	}
+}
+
+// countFailure counts a failed replica read in the failures in a row.
+func (c *Cache) countFailure() {
 	now := c.opts.Now().UnixNano()
 	if c.failures.Add(1) == 1 {
 		c.failingSince.Store(now)
 	} else {
 		c.failingSince.CompareAndSwap(0, now)
-	}
-	if c.opts.OnReadError != nil {
-		c.opts.OnReadError(hostname, err)
 	}
 }
 
@@ -800,14 +805,16 @@ func (c *Cache) UnreadableSince() (time.Time, bool) {
 // ProbeReplica reads hostname from the replica (bounded by ReadTimeout)
 // without touching the entries, and records the outcome as a lookup's read
 // would: a success (NotFound included) ends the replica's failing state, a
-// failure counts towards it (and goes to OnReadError). It returns the
-// read's error, nil for NotFound. A node that no longer receives lookups
+// failure counts towards it (but is not passed to OnReadError: a node that
+// probes every second while the replica is down would log each one). It
+// returns the read's error, nil for NotFound. A node that no longer receives lookups
 // (taken out of service because its replica failed) probes to learn that
 // the replica is back.
 func (c *Cache) ProbeReplica(hostname string) error {
 	_, err := c.read(hostname)
 	if err != nil && tenant.ErrorCode(err) != tenant.NotFound {
-		c.readFailed(hostname, err)
+		c.readErrors.Add(1)
+		c.countFailure()
 		return err
 	}
 	c.readOK()

@@ -152,9 +152,8 @@ func (s *Server) feedDown() bool {
 //   - while the replica has been unreadable (cache.Cache.UnreadableSince)
 //     for longer than the cache's MaxStale: no answer it still serves
 //     stale can be that old, so the node has nothing to offer a miss;
-//     while it is unreadable the server probes it every
-//     Config.HealthInterval, so that it learns when it is back without
-//     any lookup;
+//     meanwhile the server probes it every Config.HealthInterval, so that
+//     it learns when it is back without any lookup;
 //   - once shutting down.
 //
 // A feed that goes down later does not make the server unready: it answers
@@ -171,6 +170,12 @@ func (s *Server) Ready() error {
 	if !s.warmed.Load() {
 		return errors.New("starting: warming the cache")
 	}
+	return s.replicaUnready()
+}
+
+// replicaUnready returns why the replica makes the server unready: it has
+// been unreadable for longer than max-stale; else nil.
+func (s *Server) replicaUnready() error {
 	if since, ok := s.cache.UnreadableSince(); ok {
 		maxStale := max(s.cache.MaxStale(), 0)
 		if d := s.now().Sub(since); d > maxStale {
@@ -259,8 +264,8 @@ func (s *Server) updateHealth() {
 }
 
 // healthLoop runs every interval until ctx ends: checks the feed's
-// liveness, probes a replica counted unreadable, publishes readiness, and
-// records that it ran (for Live).
+// liveness, probes a replica unreadable past max-stale, publishes
+// readiness, and records that it ran (for Live).
 func (s *Server) healthLoop(ctx context.Context, interval time.Duration, wg *sync.WaitGroup) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -273,7 +278,9 @@ func (s *Server) healthLoop(ctx context.Context, interval time.Duration, wg *syn
 			// not at all.
 			s.markSubscribed()
 		}
-		if _, ok := s.cache.UnreadableSince(); ok && s.probing.CompareAndSwap(false, true) {
+		// Out of service, the node gets no lookups to find the replica
+		// back: it probes. (In service, its lookups do: cache.FailingAfter.)
+		if s.replicaUnready() != nil && s.probing.CompareAndSwap(false, true) {
 			wg.Go(func() {
 				defer s.probing.Store(false)
 				if s.cache.ProbeReplica(ProbeHostname) == nil {
