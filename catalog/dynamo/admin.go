@@ -226,12 +226,6 @@ func (s *Store) auditAdmin(head map[string]types.AttributeValue, audit *catalog.
 	}, nil
 }
 
-// heldClaims returns the claims of the hostnames doc holds (see
-// catalog.HeldClaims).
-func heldClaims(claims map[string]claim, doc *tenant.Tenant) []tenant.Claim {
-	return catalog.HeldClaims(doc, planClaims(claims))
-}
-
 // Export returns a page of every stored tenant, tombstones included, with
 // its claims. See catalog.Store.
 //
@@ -306,14 +300,15 @@ func (s *Store) consistentItems(ctx context.Context, docs []*tenant.Tenant) ([]c
 		for _, i := range todo {
 			hostnames = append(hostnames, docs[i].Hostnames...)
 		}
-		claims, err := s.getClaims(ctx, catalog.SortedSet(hostnames))
+		read, err := s.getClaims(ctx, catalog.SortedSet(hostnames))
 		if err != nil {
 			return nil, err
 		}
+		claims := planClaims(read)
 		ids := make([]string, len(todo))
 		for j, i := range todo {
 			ids[j] = docs[i].ID
-			items[i] = catalog.ExportItem{Tenant: docs[i], Claims: heldClaims(claims, docs[i])}
+			items[i] = catalog.ExportItem{Tenant: docs[i], Claims: catalog.HeldClaims(docs[i], claims)}
 		}
 		now, err := s.getTenants(ctx, ids)
 		if err != nil {
