@@ -51,3 +51,17 @@ func TestAccept(t *testing.T) {
 		t.Errorf("FromContext of a bare context = %q, want empty", got)
 	}
 }
+
+// A request id is made on every request and call without one.
+func BenchmarkAccept(b *testing.B) {
+	b.Run("generated", func(b *testing.B) {
+		for b.Loop() {
+			_ = Accept("")
+		}
+	})
+	b.Run("inbound kept", func(b *testing.B) {
+		for b.Loop() {
+			_ = Accept("0b7c8a3e-1f2d-4c5b-9a8e-7d6c5b4a3f2e")
+		}
+	})
+}
