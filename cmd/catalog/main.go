@@ -91,6 +91,9 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 		return fmt.Errorf("listen on %s: %w", *addr, err)
 	}
 	reg, registerer := cmdutil.Registry("catalog", "")
+	if guard.TLS != nil {
+		registerer.MustRegister(guard.TLS) // the serving certificate's expiry, for TCSCertificateExpiringSoon
+	}
 	api := httpapi.New(httpapi.Config{Store: store, Auth: guard.Auth, Logger: log, StoreTimeout: storeTimeout,
 		Registry: reg, Registerer: registerer,
 		RateLimits: &httpapi.RateLimits{PerCaller: float64(*rateLimit), PerAddress: float64(*addressRateLimit)}})

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptrace"
@@ -9,7 +10,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/tcs-dev/tcs/cmd/internal/obstest"
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/internal/auth/authtest"
 	"github.com/tcs-dev/tcs/internal/testio"
@@ -157,5 +160,52 @@ func TestHTTPSReloadOnSIGHUP(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "SIGHUP: reloaded") {
 		t.Errorf("reload not logged:\n%s", stderr.String())
+	}
+}
+
+// TestCertificateExpiryMetric: with TLS on, the metrics port exports the
+// serving certificate's expiry (TCSCertificateExpiringSoon reads it).
+func TestCertificateExpiryMetric(t *testing.T) {
+	ca := authtest.NewCA(t)
+	notAfter := time.Now().Add(40 * 24 * time.Hour).Truncate(time.Second)
+	srv := ca.ServerUntil(t, "catalog-1", notAfter)
+	creds := authtest.WriteFile(t, "", auth.Line(auth.Admin, authtest.Token("adm"), "alice"))
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	var stderr testio.SyncBuffer
+	go func() {
+		done <- runWithReady(ctx, []string{"--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--data", t.TempDir(),
+			"--tokens-file", creds, "--tls-cert", srv.CertFile, "--tls-key", srv.KeyFile}, func(string) string { return "" }, io.Discard, &stderr, ready)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("catalog exited: %v\n%s", err, stderr.String())
+	}
+	code, body := obstest.Get(t, obstest.MetricsAddr(t, stderr.String()), "/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics: %d", code)
+	}
+	var got float64
+	found := false
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, "tcs_tls_certificate_expiry_timestamp_seconds") {
+			fields := strings.Fields(line)
+			if _, err := fmt.Sscan(fields[len(fields)-1], &got); err != nil {
+				t.Fatalf("%q: %v", line, err)
+			}
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no tcs_tls_certificate_expiry_timestamp_seconds on the metrics port:\n%s", body)
+	}
+	if int64(got) != notAfter.Unix() {
+		t.Errorf("certificate expiry %v, want %v (%v)", int64(got), notAfter.Unix(), notAfter)
 	}
 }
