@@ -57,6 +57,11 @@ type Store interface {
 	// AckOutbox marks every entry with a sequence ≤ upTo as published; they
 	// are not returned again.
 	AckOutbox(ctx context.Context, upTo uint64) error
+	// OutboxDepth counts the outbox entries not yet acknowledged, stopping
+	// at max (a count of max means at least max), and returns the commit
+	// time of the oldest (zero when the outbox is empty). It is what the
+	// publisher's depth gauges report.
+	OutboxDepth(ctx context.Context, max int) (int, time.Time, error)
 
 	// Resync appends, for each distinct tenant of reqs, one outbox entry that
 	// re-emits the tenant's current state without changing it: see

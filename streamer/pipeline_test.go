@@ -632,6 +632,7 @@ type pollOutbox struct {
 	mu      sync.Mutex
 	entries []catalog.OutboxEntry
 	reads   int
+	acked   uint64
 }
 
 func (o *pollOutbox) ReadOutbox(_ context.Context, after uint64, limit int) ([]catalog.OutboxEntry, error) {
@@ -647,7 +648,27 @@ func (o *pollOutbox) ReadOutbox(_ context.Context, after uint64, limit int) ([]c
 	return out, nil
 }
 
-func (o *pollOutbox) AckOutbox(context.Context, uint64) error { return nil }
+func (o *pollOutbox) AckOutbox(_ context.Context, upTo uint64) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.acked = max(o.acked, upTo)
+	return nil
+}
+
+func (o *pollOutbox) OutboxDepth(_ context.Context, limit int) (int, time.Time, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n, oldest := 0, time.Time{}
+	for _, e := range o.entries {
+		if e.Seq > o.acked && n < limit {
+			if n == 0 {
+				oldest = e.Event.CommittedAt
+			}
+			n++
+		}
+	}
+	return n, oldest, nil
+}
 
 func (o *pollOutbox) put(e catalog.OutboxEntry) {
 	o.mu.Lock()
@@ -806,6 +827,14 @@ func TestPublisherStallGauges(t *testing.T) {
 		if got := gauge(t, reg, "tcs_publish_last_commit_timestamp_seconds"); got != 0 {
 			t.Errorf("last commit published during the outage = %v, want 0 (nothing published)", got)
 		}
+		// The outbox is counted every 15 s: its three entries wait, the
+		// oldest for 30 s.
+		if got := gauge(t, reg, "tcs_publish_outbox_depth"); got != 3 {
+			t.Errorf("outbox depth during the outage = %v, want 3", got)
+		}
+		if got := gauge(t, reg, "tcs_publish_outbox_oldest_seconds"); got < 29 || got > 31 {
+			t.Errorf("oldest outbox entry after 30 s of outage = %vs, want about 30", got)
+		}
 		s.down.Store(false)
 		for s.n.Load() < 3 {
 			time.Sleep(time.Millisecond)
@@ -819,6 +848,14 @@ func TestPublisherStallGauges(t *testing.T) {
 		}
 		if got, want := gauge(t, reg, "tcs_publish_last_commit_timestamp_seconds"), float64(committed.UnixNano())/1e9; got != want {
 			t.Errorf("last commit published = %v, want %v", got, want)
+		}
+		time.Sleep(streamer.DefaultDepthInterval) // the next count
+		synctest.Wait()
+		if got := gauge(t, reg, "tcs_publish_outbox_depth"); got != 0 {
+			t.Errorf("outbox depth once acknowledged = %v, want 0", got)
+		}
+		if got := gauge(t, reg, "tcs_publish_outbox_oldest_seconds"); got != 0 {
+			t.Errorf("oldest outbox entry once acknowledged = %vs, want 0", got)
 		}
 		cancel()
 		if err := <-done; err != nil {

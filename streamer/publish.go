@@ -27,6 +27,20 @@ type OutboxNotifier interface {
 	OutboxChanged() <-chan struct{}
 }
 
+// OutboxCounter is an optional capability of an Outbox: how many entries
+// wait in it (counted up to max) and the commit time of the oldest, for the
+// depth gauges. Both catalog stores have it.
+type OutboxCounter interface {
+	OutboxDepth(ctx context.Context, max int) (int, time.Time, error)
+}
+
+// DefaultDepthInterval is PublisherConfig.DepthInterval's default.
+const DefaultDepthInterval = 15 * time.Second
+
+// maxDepthCount caps an outbox count: on DynamoDB a count reads the
+// entries' keys, so a huge backlog is reported as at least this.
+const maxDepthCount = 100_000
+
 // DefaultPublishBatch is PublisherConfig.BatchSize's default. With the
 // embedded stream's 8 partitions an append of 2048 gives each about 256
 // events, the most one apply batch takes: in BenchmarkResyncPipeline it
@@ -64,6 +78,11 @@ type PublisherConfig struct {
 	// MaxPollInterval caps that wait; 0 means DefaultMaxPollInterval (or
 	// PollInterval, if that is longer).
 	MaxPollInterval time.Duration
+	// DepthInterval is how often the outbox is counted for
+	// tcs_publish_outbox_depth and tcs_publish_outbox_oldest_seconds (an
+	// Outbox that is an OutboxCounter); 0 means DefaultDepthInterval,
+	// negative never.
+	DepthInterval time.Duration
 	// RetryBackoff is the first wait after a failed read, append or ack; it
 	// doubles up to 1 s (maxPublishBackoff). 0 means 100ms.
 	RetryBackoff time.Duration
@@ -93,6 +112,43 @@ type Publisher struct {
 	// for the pending gauges.
 	pendingMu sync.Mutex
 	pending   []pendingBatch
+
+	// depth is the last outbox count; oldestInOutbox the commit time of
+	// the oldest entry it found (Unix nanoseconds, 0 when empty).
+	depth          prometheus.Gauge
+	oldestInOutbox atomic.Int64
+}
+
+// measureDepth counts the outbox every DepthInterval until ctx ends. A
+// failed count leaves the gauges as they were (the failure shows in the
+// publisher's other signals: reads fail too).
+func (p *Publisher) measureDepth(ctx context.Context, c OutboxCounter) {
+	for {
+		mctx, cancel := context.WithTimeout(ctx, p.cfg.DepthInterval)
+		n, oldest, err := c.OutboxDepth(mctx, maxDepthCount)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			p.log.Debug("counting the outbox failed", "err", err)
+		default:
+			p.depth.Set(float64(n))
+			if n == 0 {
+				oldest = time.Time{}
+			}
+			var at int64
+			if !oldest.IsZero() {
+				at = oldest.UnixNano()
+			}
+			p.oldestInOutbox.Store(at)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(p.cfg.DepthInterval):
+		}
+	}
 }
 
 // pendingBatch is a batch read from the outbox and not yet appended.
@@ -162,6 +218,9 @@ func NewPublisher(cfg PublisherConfig) *Publisher {
 	if cfg.RetryBackoff <= 0 {
 		cfg.RetryBackoff = 100 * time.Millisecond
 	}
+	if cfg.DepthInterval == 0 {
+		cfg.DepthInterval = DefaultDepthInterval
+	}
 	p := &Publisher{cfg: cfg, log: cfg.Logger}
 	p.failedLog.Every = feedLogEvery
 	if p.log == nil {
@@ -199,8 +258,20 @@ func NewPublisher(cfg PublisherConfig) *Publisher {
 	}, func() float64 {
 		return float64(p.lastRead.Load()) / 1e9
 	})
+	p.depth = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tcs_publish_outbox_depth", Help: "Outbox entries not yet acknowledged (written by the catalog and not yet in the stream, or appended and not yet acknowledged), counted every DepthInterval (15 s by default) up to 100,000.",
+	})
+	oldestInOutbox := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tcs_publish_outbox_oldest_seconds", Help: "Age (now - commit time) of the oldest outbox entry at the last count; 0 when the outbox was empty. Grows while nothing is published.",
+	}, func() float64 {
+		at := p.oldestInOutbox.Load()
+		if at == 0 {
+			return 0
+		}
+		return time.Since(time.Unix(0, at)).Seconds()
+	})
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(p.published, p.failures, p.lag, p.lastCommit, pendingEvents, oldestPending, lastRead)
+		cfg.Registerer.MustRegister(p.published, p.failures, p.lag, p.lastCommit, pendingEvents, oldestPending, lastRead, p.depth, oldestInOutbox)
 	}
 	return p
 }
@@ -223,6 +294,9 @@ func (p *Publisher) Run(ctx context.Context) error {
 	acks := make(chan uint64, 1)
 	var wg sync.WaitGroup
 	wg.Go(func() { p.ack(ctx, acks) })
+	if c, ok := p.cfg.Outbox.(OutboxCounter); ok && p.cfg.DepthInterval > 0 {
+		wg.Go(func() { p.measureDepth(ctx, c) })
+	}
 	wg.Go(func() {
 		defer close(acks)
 		p.appendAll(ctx, batches, acks)

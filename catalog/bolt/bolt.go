@@ -395,6 +395,41 @@ func (s *Store) ReadOutbox(ctx context.Context, after uint64, limit int) ([]cata
 	return out, nil
 }
 
+// OutboxDepth counts the outbox's entries up to max and decodes the oldest
+// for its commit time. See catalog.Store.
+func (s *Store) OutboxDepth(ctx context.Context, max int) (int, time.Time, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, time.Time{}, err
+	}
+	if max <= 0 {
+		max = math.MaxInt // no cap
+	}
+	var (
+		n      int
+		oldest time.Time
+	)
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketOutbox).Cursor()
+		k, v := c.First()
+		if k == nil {
+			return nil
+		}
+		var e catalog.OutboxEntry
+		if err := catalog.DecodeStored(v, &e, "outbox entry", strconv.FormatUint(binary.BigEndian.Uint64(k), 10)); err != nil {
+			return err
+		}
+		oldest = e.Event.CommittedAt
+		for ; k != nil && n < max; k, _ = c.Next() {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, time.Time{}, wrap(err, "bolt outbox depth")
+	}
+	return n, oldest, nil
+}
+
 // AckOutbox deletes every entry up to and including upTo, in one
 // transaction. The sequence keeps counting from where it was.
 func (s *Store) AckOutbox(ctx context.Context, upTo uint64) error {

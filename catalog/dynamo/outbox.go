@@ -59,6 +59,50 @@ func (s *Store) ReadOutbox(ctx context.Context, after uint64, limit int) ([]cata
 	}
 }
 
+// OutboxDepth counts the outbox partition's items up to max (COUNT queries,
+// a page at a time) and reads the oldest for its commit time. See
+// catalog.Store.
+func (s *Store) OutboxDepth(ctx context.Context, max int) (int, time.Time, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, time.Time{}, err
+	}
+	if max <= 0 {
+		max = math.MaxInt // no cap
+	}
+	const op = "dynamo outbox depth"
+	first, err := s.ReadOutbox(ctx, 0, 1)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	if len(first) == 0 {
+		return 0, time.Time{}, nil
+	}
+	in := &dynamodb.QueryInput{
+		TableName:              s.table,
+		ConsistentRead:         aws.Bool(true),
+		KeyConditionExpression: aws.String("PK = :pk"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":pk": str(pkOutbox),
+		},
+		Select: types.SelectCount,
+		Limit:  aws.Int32(int32(min(max, math.MaxInt32))),
+	}
+	n := 0
+	for n < max {
+		res, err := s.db.Query(ctx, in)
+		if err != nil {
+			return 0, time.Time{}, s.wrap(ctx, err, op)
+		}
+		n += int(res.Count)
+		if len(res.LastEvaluatedKey) == 0 {
+			break
+		}
+		in.ExclusiveStartKey = res.LastEvaluatedKey
+		in.Limit = aws.Int32(int32(min(max-n, math.MaxInt32)))
+	}
+	return min(n, max), first[0].Event.CommittedAt, nil
+}
+
 // AckOutbox deletes every entry up to and including upTo. The deletes are
 // batched, not one transaction: a failure part way leaves some acked entries
 // behind, and acking again removes them. The sequence counter is untouched,

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -810,6 +811,19 @@ func testOutbox(t *testing.T, s catalog.Store) {
 		}
 		return seqs(es)
 	}
+	depth := func(max, wantN int, wantOldest time.Time) {
+		t.Helper()
+		n, oldest, err := s.OutboxDepth(ctx, max)
+		if err != nil {
+			t.Fatalf("OutboxDepth(%d): %v", max, err)
+		}
+		if n != wantN || !oldest.Equal(wantOldest) {
+			t.Errorf("OutboxDepth(%d) = %d, %v; want %d, %v", max, n, oldest, wantN, wantOldest)
+		}
+	}
+	depth(100, 4, all[0].Event.CommittedAt)
+	depth(2, 2, all[0].Event.CommittedAt) // stops counting at max
+	depth(0, 4, all[0].Event.CommittedAt) // 0: no cap
 	s0, s1, s2, s3 := all[0].Seq, all[1].Seq, all[2].Seq, all[3].Seq
 	wantSame(t, "ReadOutbox(0, 1)", []uint64{s0}, read(0, 1))
 	wantSame(t, "ReadOutbox(s0, 2)", []uint64{s1, s2}, read(s0, 2))
@@ -820,6 +834,7 @@ func testOutbox(t *testing.T, s catalog.Store) {
 		t.Fatalf("AckOutbox: %v", err)
 	}
 	wantSame(t, "outbox after acking two", []uint64{s2, s3}, seqs(readOutbox(t, s)))
+	depth(100, 2, all[2].Event.CommittedAt)
 	wantSame(t, "ReadOutbox(0, 1) after ack", []uint64{s2}, read(0, 1))
 	if err := s.AckOutbox(ctx, s0); err != nil { // acking again is harmless
 		t.Fatalf("AckOutbox: %v", err)
@@ -828,6 +843,7 @@ func testOutbox(t *testing.T, s catalog.Store) {
 		t.Fatalf("AckOutbox: %v", err)
 	}
 	wantSame(t, "outbox after acking all", []uint64(nil), seqs(readOutbox(t, s)))
+	depth(100, 0, time.Time{})
 
 	mustCreate(t, s, NewTenant("gamma"))
 	rest := readOutbox(t, s)

@@ -126,11 +126,14 @@ func recordCalls(t *testing.T) (calls, error) {
 		return got, cat.err
 	}
 
-	// The publisher: read the outbox, acknowledge it.
+	// The publisher: measure the outbox's depth, read it, acknowledge it.
 	pub := &dynamoRecorder{API: c.DynamoDB(home)}
 	outbox, err := catalogdynamo.Open(ctx, catalogdynamo.Config{Client: pub, Table: n.CatalogTable()})
 	if err != nil {
 		return got, err
+	}
+	if _, _, err := outbox.OutboxDepth(ctx, 1000); err != nil {
+		return got, fmt.Errorf("outbox depth: %w", err)
 	}
 	entries, err := outbox.ReadOutbox(ctx, 0, 100)
 	if err != nil || len(entries) == 0 {
