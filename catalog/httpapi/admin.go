@@ -183,14 +183,9 @@ func (s *Server) adminHistory(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var before int64
-	if tok := q.Get("page_token"); tok != "" {
-		raw, err := base64.RawURLEncoding.DecodeString(tok)
-		v, ok := strings.CutPrefix(string(raw), "v:")
-		before, _ = strconv.ParseInt(v, 10, 64)
-		if err != nil || !ok || before < 1 {
-			return requestError(codeMalformed, "page_token", "page_token is not one this API returned")
-		}
+	before, err := historyPageToken(q)
+	if err != nil {
+		return err
 	}
 	recs, err := storeCall(s, r.Context(), storeOp{method: "History", what: "read the resync audit records"}, func(ctx context.Context) ([]catalog.AuditRecord, error) {
 		return s.store.History(ctx, catalog.AdminAuditID, catalog.HistoryOptions{Before: before, Limit: limit + 1})

@@ -308,6 +308,22 @@ type historyPage struct {
 	NextPageToken string                `json:"next_page_token,omitempty"`
 }
 
+// historyPageToken decodes a history page_token ("" for the first page):
+// the version the page starts below.
+func historyPageToken(q url.Values) (int64, error) {
+	tok := q.Get("page_token")
+	if tok == "" {
+		return 0, nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(tok)
+	v, ok := strings.CutPrefix(string(raw), "v:")
+	before, _ := strconv.ParseInt(v, 10, 64)
+	if err != nil || !ok || before < 1 {
+		return 0, requestError(codeMalformed, "page_token", "page_token is not one this API returned")
+	}
+	return before, nil
+}
+
 func (s *Server) tenantHistory(w http.ResponseWriter, r *http.Request) error {
 	id, err := pathID(r)
 	if err != nil {
@@ -318,14 +334,9 @@ func (s *Server) tenantHistory(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var before int64
-	if tok := q.Get("page_token"); tok != "" {
-		raw, err := base64.RawURLEncoding.DecodeString(tok)
-		v, ok := strings.CutPrefix(string(raw), "v:")
-		before, _ = strconv.ParseInt(v, 10, 64)
-		if err != nil || !ok || before < 1 {
-			return requestError(codeMalformed, "page_token", "page_token is not one this API returned")
-		}
+	before, err := historyPageToken(q)
+	if err != nil {
+		return err
 	}
 	// Ask for one more than a page to learn whether another page exists.
 	recs, err := storeCall(s, r.Context(), storeOp{method: "History", what: "read the history of tenant " + id}, func(ctx context.Context) ([]catalog.AuditRecord, error) {
