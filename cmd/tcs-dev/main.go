@@ -188,6 +188,9 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 		return prometheus.WrapRegistererWith(prometheus.Labels{"component": c}, reg)
 	}
 	publishReg, applyReg, tcsReg := component("publish"), component("apply"), component("tcs")
+	if lookupGuard.Auth != nil {
+		tcsReg.MustRegister(lookupGuard.Auth) // tcs_auth_refusals_total, one for every region's lookup server
+	}
 	// The embedded stream is one bbolt file: publisher and appliers share
 	// it. On Kinesis each applier has its own consumer (its region's lease
 	// table), and the publisher one that only appends.

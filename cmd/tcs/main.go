@@ -142,6 +142,9 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if guard.TLS != nil {
 		regionRegisterer.MustRegister(guard.TLS) // the serving certificate's expiry, for TCSCertificateExpiringSoon
 	}
+	if guard.Auth != nil {
+		regionRegisterer.MustRegister(guard.Auth) // tcs_auth_refusals_total
+	}
 	// Embedded: no feed across processes (caches rely on their TTL). AWS:
 	// this node's own SQS queue on the region's SNS topic.
 	feed, err := be.OpenFeed(ctx, backend.Invalidation{Region: *region, NodeID: *nodeID, Logger: log, Registerer: registerer})

@@ -22,6 +22,9 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/internal/auth/authtest"
 )
@@ -269,6 +272,51 @@ func TestOpenRole(t *testing.T) {
 	}
 	if _, _, err := call("/s.X/Other", scan); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("a method the policy does not know: %v", err)
+	}
+}
+
+// TestRefusalsCounted: every refused call counts under its reason in
+// tcs_auth_refusals_total; calls let through count nowhere.
+func TestRefusalsCounted(t *testing.T) {
+	t.Parallel()
+	scan, lkp := authtest.Token("scan"), authtest.Token("lookup")
+	set, err := auth.Parse(strings.NewReader(auth.Line(auth.ReplicaScan, scan, "verify")+"\n"+auth.Line(auth.Lookup, lkp, "svc")), "creds")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := auth.Static(set)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(a)
+	intercept := a.UnaryInterceptor(auth.Policy{Methods: map[string]auth.Role{"/s.L/": auth.Lookup, "/s.A/": auth.ReplicaScan}})
+	call := func(method, authorization string) {
+		ctx := context.Background()
+		if authorization != "" {
+			ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("authorization", authorization))
+		}
+		_, _ = intercept(ctx, nil, &grpc.UnaryServerInfo{FullMethod: method}, func(context.Context, any) (any, error) { return nil, nil })
+	}
+	call("/s.L/Lookup", "Bearer "+lkp)  // let through
+	call("/s.L/Lookup", "")             // no_credentials
+	call("/s.L/Lookup", "Bearer guess") // bad_credentials
+	call("/s.L/Lookup", "Basic x")      // bad_credentials (malformed)
+	call("/s.A/Scan", "Bearer "+lkp)    // role
+	call("/s.X/Other", "Bearer "+scan)  // unknown_method
+	want := map[string]float64{"no_credentials": 1, "bad_credentials": 2, "role": 1, "unknown_method": 1}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "tcs_auth_refusals_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			got[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("tcs_auth_refusals_total by reason (-want +got):\n%s", diff)
 	}
 }
 

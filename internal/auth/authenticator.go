@@ -26,6 +26,9 @@ type Authenticator struct {
 	load func() (*Set, error)
 	cur  atomic.Pointer[Set]
 	open map[Role]bool
+	// refused counts the gRPC calls the interceptors refused, by reason
+	// (see refusalReasons).
+	refused refusals
 }
 
 // Open lets calls that need one of roles through without credentials
