@@ -10,10 +10,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/tcs-dev/tcs/cmd/internal/obstest"
+	"github.com/tcs-dev/tcs/internal/auth/authtest"
 	"github.com/tcs-dev/tcs/internal/testio"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 )
@@ -80,5 +83,53 @@ func TestMetricsPortAndRequestID(t *testing.T) {
 		"tcs_lookup_lookups_total", "tcs_lookup_request_duration_seconds")
 	if strings.Contains(stderr.String(), "metrics port request") {
 		t.Errorf("scrapes logged at the default level (info):\n%s", stderr.String())
+	}
+}
+
+// A call that authentication refuses still carries its request id: the
+// request-id interceptor runs around authentication.
+func TestRequestIDOnRefusedCall(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	token := authtest.Token("lookup")
+	go func() {
+		done <- runWithReady(ctx, []string{"--region", "eu-west-1", "--addr", "127.0.0.1:0", "--metrics-addr", "", "--data", t.TempDir()},
+			func(k string) string {
+				if k == "TCS_LOOKUP_TOKEN" {
+					return token
+				}
+				return ""
+			}, io.Discard, io.Discard, ready)
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("tcs exited: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("tcs did not start")
+	}
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("tcs: %v", err)
+		}
+	}()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var hdr, trl metadata.MD
+	octx := metadata.AppendToOutgoingContext(context.Background(), "x-request-id", "refused-1")
+	_, err = tcsv1.NewTenantContextServiceClient(conn).Lookup(octx, &tcsv1.LookupRequest{Hostname: "acme.example.com"}, grpc.Header(&hdr), grpc.Trailer(&trl))
+	if status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("Lookup without the lookup token: %v, want UNAUTHENTICATED", err)
+	}
+	got := append(hdr.Get("x-request-id"), trl.Get("x-request-id")...)
+	if len(got) == 0 || got[0] != "refused-1" {
+		t.Errorf("x-request-id of a refused call: header %q trailer %q, want refused-1", hdr.Get("x-request-id"), trl.Get("x-request-id"))
 	}
 }

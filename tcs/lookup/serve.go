@@ -64,7 +64,9 @@ type ServeOptions struct {
 	// GOMAXPROCS; negative means a new goroutine per call, grpc-go's
 	// default.
 	StreamWorkers int
-	// ServerOptions are added after the server's own, so they override.
+	// ServerOptions are added after the server's own, so they override;
+	// their interceptors run outside authentication's (a refused call goes
+	// through them too).
 	ServerOptions []grpc.ServerOption
 }
 
@@ -113,10 +115,13 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener, opts ServeOptions)
 	if opts.StreamWorkers > 0 {
 		sopts = append(sopts, grpc.NumStreamWorkers(uint32(opts.StreamWorkers)))
 	}
+	sopts = append(sopts, opts.ServerOptions...)
 	if opts.Auth != nil {
+		// After opts.ServerOptions: their interceptors (request ids, logs)
+		// run around authentication, so that refused calls have them too.
 		sopts = append(sopts, opts.Auth.ServerOptions(Policy(opts.Reflection))...)
 	}
-	gs := grpc.NewServer(append(sopts, opts.ServerOptions...)...)
+	gs := grpc.NewServer(sopts...)
 	s.Register(gs)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
