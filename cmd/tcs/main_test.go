@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"os"
@@ -18,7 +17,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
-	"github.com/tcs-dev/tcs/internal/testio"
 	"github.com/tcs-dev/tcs/internal/testwait"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs/boltreplica"
@@ -40,21 +38,8 @@ func TestServesReplica(t *testing.T) {
 	}
 	rep.Close()
 
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	var stderr bytes.Buffer
-	go func() {
-		done <- runWithReady(ctx, []string{"--region", "eu-west-1", "--addr", "127.0.0.1:0", "--data", dir}, func(string) string { return "" }, io.Discard, &stderr, ready)
-	}()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("tcs exited: %v\n%s", err, stderr.String())
-	case <-time.After(10 * time.Second):
-		t.Fatal("tcs did not start")
-	}
+	tcs := startTCS(t, []string{"--region", "eu-west-1", "--addr", "127.0.0.1:0", "--data", dir}, nil)
+	addr := tcs.addr
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -68,14 +53,8 @@ func TestServesReplica(t *testing.T) {
 	if _, err := c.Lookup(context.Background(), &tcsv1.LookupRequest{Hostname: "nobody.example.com"}); status.Code(err) != codes.NotFound {
 		t.Errorf("unknown hostname: %v, want NOT_FOUND", err)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("tcs: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("tcs did not stop")
+	if err := tcs.stop(); err != nil {
+		t.Fatalf("tcs: %v", err)
 	}
 }
 
@@ -104,23 +83,8 @@ func TestHotKeysFile(t *testing.T) {
 
 	serve := func(lookups ...string) string {
 		t.Helper()
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		ready := make(chan string, 1)
-		done := make(chan error, 1)
-		var stderr testio.SyncBuffer
-		go func() {
-			done <- runWithReady(ctx, []string{"--region", "eu-west-1", "--addr", "127.0.0.1:0", "--metrics-addr", "", "--data", dir, "--hot-keys-file", hotKeys},
-				func(string) string { return "" }, io.Discard, &stderr, ready)
-		}()
-		var addr string
-		select {
-		case addr = <-ready:
-		case err := <-done:
-			t.Fatalf("tcs exited: %v\n%s", err, stderr.String())
-		case <-time.After(10 * time.Second):
-			t.Fatal("tcs did not start")
-		}
+		tcs := startTCS(t, []string{"--region", "eu-west-1", "--addr", "127.0.0.1:0", "--metrics-addr", "", "--data", dir, "--hot-keys-file", hotKeys}, nil)
+		addr := tcs.addr
 		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)
@@ -139,16 +103,10 @@ func TestHotKeysFile(t *testing.T) {
 				t.Fatalf("Lookup %s: %v", h, err)
 			}
 		}
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("tcs: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Fatal("tcs did not stop")
+		if err := tcs.stop(); err != nil {
+			t.Fatalf("tcs: %v", err)
 		}
-		return stderr.String()
+		return tcs.stderr.String()
 	}
 
 	logs := serve("acme.example.com")

@@ -17,7 +17,6 @@ import (
 
 	"github.com/tcs-dev/tcs/cmd/internal/obstest"
 	"github.com/tcs-dev/tcs/internal/auth/authtest"
-	"github.com/tcs-dev/tcs/internal/testio"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 )
 
@@ -36,28 +35,8 @@ func TestVersion(t *testing.T) {
 // elsewhere; a lookup's response header carries x-request-id.
 func TestMetricsPortAndRequestID(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	var stderr testio.SyncBuffer
-	go func() {
-		done <- runWithReady(ctx, []string{"--region", "eu-west-1", "--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--data", t.TempDir()},
-			func(string) string { return "" }, io.Discard, &stderr, ready)
-	}()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("tcs exited: %v\n%s", err, stderr.String())
-	case <-time.After(10 * time.Second):
-		t.Fatal("tcs did not start")
-	}
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("tcs: %v", err)
-		}
-	}()
+	tcs := startTCS(t, []string{"--region", "eu-west-1", "--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--data", t.TempDir()}, nil)
+	addr, stderr := tcs.addr, tcs.stderr
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -90,33 +69,15 @@ func TestMetricsPortAndRequestID(t *testing.T) {
 // request-id interceptor runs around authentication.
 func TestRequestIDOnRefusedCall(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
 	token := authtest.Token("lookup")
-	go func() {
-		done <- runWithReady(ctx, []string{"--region", "eu-west-1", "--addr", "127.0.0.1:0", "--metrics-addr", "", "--data", t.TempDir()},
-			func(k string) string {
-				if k == "TCS_LOOKUP_TOKEN" {
-					return token
-				}
-				return ""
-			}, io.Discard, io.Discard, ready)
-	}()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("tcs exited: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("tcs did not start")
-	}
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("tcs: %v", err)
-		}
-	}()
+	tcs := startTCS(t, []string{"--region", "eu-west-1", "--addr", "127.0.0.1:0", "--metrics-addr", "", "--data", t.TempDir()},
+		func(k string) string {
+			if k == "TCS_LOOKUP_TOKEN" {
+				return token
+			}
+			return ""
+		})
+	addr := tcs.addr
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

@@ -96,24 +96,9 @@ func TestMutualTLSAndReload(t *testing.T) {
 	testio.ReplaceFile(t, srv1.CertFile, certFile)
 	testio.ReplaceFile(t, srv1.KeyFile, keyFile)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	var stderr testio.SyncBuffer
-	go func() {
-		done <- runWithReady(ctx, []string{"--region", "eu-west-1", "--addr", "127.0.0.1:0", "--data", dir, "--tokens-file", creds,
-			"--tls-cert", certFile, "--tls-key", keyFile, "--tls-client-ca", ca.File}, func(string) string { return "" }, io.Discard, &stderr, ready)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		t.Fatalf("tcs exited: %v\n%s", err, stderr.String())
-	}
+	tcs := startTCS(t, []string{"--region", "eu-west-1", "--addr", "127.0.0.1:0", "--data", dir, "--tokens-file", creds,
+		"--tls-cert", certFile, "--tls-key", keyFile, "--tls-client-ca", ca.File}, nil)
+	addr := tcs.addr
 
 	var dials atomic.Int32
 	dial := func(cfg *tls.Config) *grpc.ClientConn {
