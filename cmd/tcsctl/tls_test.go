@@ -3,16 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,27 +12,10 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/internal/auth"
+	"github.com/tcs-dev/tcs/internal/auth/authtest"
 	"github.com/tcs-dev/tcs/tcs/boltreplica"
 	"github.com/tcs-dev/tcs/tcs/lookup"
 )
-
-// selfSigned returns a server certificate for 127.0.0.1 and its PEM.
-func selfSigned(t *testing.T) (tls.Certificate, []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "tcs test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-}
 
 // TestLookupTLS: --ca-file reaches a TLS lookup server with the lookup
 // token; plaintext does not, nor a call without the token.
@@ -56,9 +31,8 @@ func TestLookupTLS(t *testing.T) {
 		Claims: []tenant.Claim{{Hostname: "acme.example.com", Version: 1}}}); err != nil {
 		t.Fatal(err)
 	}
-	cert, certPEM := selfSigned(t)
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	os.WriteFile(ca, certPEM, 0o600)
+	testCA := authtest.NewCA(t)
+	cert, ca := testCA.Server(t, "tcs test").TLS, testCA.File
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
