@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/tcs/drift"
 )
 
@@ -68,11 +69,8 @@ func runRepair(ctx context.Context, e *env, args []string) error {
 
 	resynced := 0
 	for _, b := range drift.Batches(actions) {
-		items := make([]resyncTenant, len(b.Tenants))
-		for j, t := range b.Tenants {
-			items[j] = resyncTenant{ID: t.ID, Hostnames: t.Hostnames}
-		}
-		var res resyncResult
+		items := b.Tenants
+		var res catalog.ResyncResult
 		// Finish a resync already sent even on Ctrl-C: it is one request.
 		err := retry(context.WithoutCancel(ctx), 5, func() (err error) {
 			res, err = c.catalog.Resync(context.WithoutCancel(ctx), items, b.Regions)

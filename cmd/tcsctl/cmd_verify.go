@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tcs-dev/tcs/catalog"
+	"github.com/tcs-dev/tcs/catalog/httpclient"
 	"github.com/tcs-dev/tcs/tcs/drift"
 )
 
@@ -70,10 +71,10 @@ func (v *verifyFlags) verifier(e *env, c *client) (*drift.Verifier, *progress, e
 
 // exportTruth is the catalog's export as the drift engine reads it, each
 // page retried while the catalog is unavailable.
-type exportTruth struct{ c *catalogClient }
+type exportTruth struct{ c *httpclient.Client }
 
 func (t exportTruth) Export(ctx context.Context, pageToken string, pageSize int) (catalog.ExportPage, error) {
-	var page exportPage
+	var page httpclient.ExportPage
 	err := retry(ctx, 5, func() (err error) {
 		page, err = t.c.Export(ctx, pageToken, pageSize)
 		return err
