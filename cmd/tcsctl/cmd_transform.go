@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog/httpclient"
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/catalog/tenantexpr"
 )
 
 // settable are the fields --set may change; the rest (id, version,
@@ -43,7 +45,7 @@ func parseSet(s string) (assignment, error) {
 	if !settable[parts[0]] {
 		return assignment{}, fmt.Errorf("--set %q: %s cannot be set (settable: database, hostnames, labels, products, region, status)", s, parts[0])
 	}
-	if err := checkPath(parts); err != nil {
+	if err := tenantexpr.CheckPath(parts); err != nil {
 		return assignment{}, fmt.Errorf("--set %q: %v", s, err)
 	}
 	if parts[0] == "hostnames" && len(parts) > 1 {
@@ -155,7 +157,7 @@ func diffDocs(before, after map[string]any) []change {
 			}
 			return
 		}
-		if !jsonEqual(a, b) {
+		if !reflect.DeepEqual(a, b) {
 			out = append(out, change{Path: prefix, Before: a, After: b})
 		}
 	}
@@ -209,7 +211,7 @@ type transformResult struct {
 // version conflict.
 type transformer struct {
 	cat        *httpclient.Client
-	where      expr
+	where      *tenantexpr.Expr
 	patch      httpclient.MergePatch
 	dryRun     bool
 	maxRetries int
@@ -237,7 +239,7 @@ func (t *transformer) one(ctx context.Context, doc map[string]any) {
 		if v, ok := doc["version"].(float64); ok {
 			version = int64(v)
 		}
-		ok, err := matches(t.where, doc)
+		ok, err := t.where.Match(doc)
 		if err != nil {
 			res.Action, res.Reason = "failed", "evaluating --where: "+err.Error()
 			break
@@ -366,7 +368,7 @@ func runTransform(ctx context.Context, e *env, args []string) error {
 	if *output != "text" && *output != "json" {
 		return fmt.Errorf("-o %q: want text or json", *output)
 	}
-	cond, err := parseExpr(*where)
+	cond, err := tenantexpr.Parse(*where)
 	if err != nil {
 		return fmt.Errorf("--where: %w", err)
 	}
