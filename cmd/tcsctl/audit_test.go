@@ -16,6 +16,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog/bolt"
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/internal/auth"
+	"github.com/tcs-dev/tcs/internal/jobrun"
 )
 
 // TestAuditListAndVerify: audit lists a tenant's records and the resync
@@ -246,7 +247,7 @@ func TestExportResumeWithoutPartial(t *testing.T) {
 	}
 	dir := t.TempDir()
 	file, ckpt := filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "ckpt.json")
-	raw := `{"version":1,"command":"export","key":"` + workKey("export", s.catalog, file, "false") + `","token":"` +
+	raw := `{"version":1,"command":"export","key":"` + jobrun.WorkKey("export", s.catalog, file, "false") + `","token":"` +
 		exportTokenFor("t-c") + `","offset":10,"done":3,"updated_at":"2026-12-06T09:00:00Z"}`
 	if err := os.WriteFile(ckpt, []byte(raw), 0o600); err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tcs-dev/tcs/catalog/httpclient"
+	"github.com/tcs-dev/tcs/internal/jobrun"
 )
 
 func writeFile(t *testing.T, lines ...string) string {
@@ -238,7 +239,7 @@ func TestBackfillAbortRollsBack(t *testing.T) {
 	}}
 	var stdout bytes.Buffer
 	e := &env{getenv: s.env(), stdout: &stdout, stderr: &stdout}
-	err = b.run(context.Background(), e, jobFlags{workers: 1, checkpoint: "off"}, workKey(digest), lines, false)
+	err = b.run(context.Background(), e, jobFlags{workers: 1, checkpoint: "off"}, jobrun.WorkKey(digest), lines, false)
 	if err == nil || !strings.Contains(err.Error(), "tenant new-3") || !strings.Contains(err.Error(), "were deleted again") {
 		t.Fatalf("run: %v\n%s", err, stdout.String())
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog/httpclient"
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/catalog/tenantexpr"
+	"github.com/tcs-dev/tcs/internal/jobrun"
 )
 
 // settable are the fields --set may change; the rest (id, version,
@@ -302,9 +303,9 @@ func (t *transformer) one(ctx context.Context, doc map[string]any) {
 // transformPageSize is the catalog's largest list page.
 const transformPageSize = 500
 
-func (t *transformer) run(ctx context.Context, rn *runner) error {
-	return rn.run(ctx, func(ctx context.Context, emit func(batch) bool) error {
-		token := rn.ckpt.token()
+func (t *transformer) run(ctx context.Context, rn *jobrun.Runner) error {
+	return rn.Run(ctx, func(ctx context.Context, emit func(jobrun.Batch) bool) error {
+		token := rn.Checkpoint.Token()
 		for {
 			var page httpclient.ListPage
 			err := retry(ctx, 5, func() (err error) {
@@ -315,7 +316,7 @@ func (t *transformer) run(ctx context.Context, rn *runner) error {
 				return fmt.Errorf("listing tenants after page token %q: %w", token, err)
 			}
 			docs := page.Tenants
-			b := batch{items: len(docs), resume: page.NextPageToken, do: func(ctx context.Context) error {
+			b := jobrun.Batch{Items: len(docs), Resume: page.NextPageToken, Do: func(ctx context.Context) error {
 				for _, d := range docs {
 					t.one(ctx, d)
 				}
@@ -391,17 +392,17 @@ func runTransform(ctx context.Context, e *env, args []string) error {
 	defer c.Close()
 	t := &transformer{cat: c.catalog, where: cond, patch: patch, dryRun: *dryRun, maxRetries: *maxRetries}
 	rawPatch, _ := json.Marshal(map[string]any(patch))
-	var ckpt *checkpoint
+	var ckpt *jobrun.Checkpoint
 	if !*dryRun {
-		key := workKey("transform", conn.catalogURL, cond.String(), string(rawPatch))
+		key := jobrun.WorkKey("transform", conn.catalogURL, cond.String(), string(rawPatch))
 		if ckpt, err = openCheckpoint(job, "transform", key); err != nil {
 			return err
 		}
-		if ckpt.resuming() {
-			fmt.Fprintf(e.stderr, "tcsctl transform: resuming from checkpoint %s (%d tenant(s) done)\n", ckpt.path, ckpt.done())
+		if ckpt.Resuming() {
+			fmt.Fprintf(e.stderr, "tcsctl transform: resuming from checkpoint %s (%d tenant(s) done)\n", ckpt.Path(), ckpt.Done())
 		}
 	}
-	rn := &runner{workers: job.workers, limiter: newLimiter(job.rate, transformPageSize), progress: newProgress(e.stderr, "transform", -1, "tenants"), ckpt: ckpt}
+	rn := &jobrun.Runner{Workers: job.workers, Limiter: jobrun.NewLimiter(job.rate, transformPageSize), Progress: jobrun.NewProgress(e.stderr, "transform", -1, "tenants"), Checkpoint: ckpt}
 	runErr := t.run(ctx, rn)
 	sort.Slice(t.results, func(i, j int) bool { return t.results[i].ID < t.results[j].ID })
 	summary := map[string]int64{"scanned": t.scanned}

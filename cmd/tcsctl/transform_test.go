@@ -16,6 +16,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog/httpclient"
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/catalog/tenantexpr"
+	"github.com/tcs-dev/tcs/internal/jobrun"
 )
 
 // storeState is every live tenant of the source of truth.
@@ -138,7 +139,7 @@ func TestTransformConcurrentWriter(t *testing.T) {
 			}
 			raced.Add(1)
 		}}
-	rn := &runner{workers: 2}
+	rn := &jobrun.Runner{Workers: 2}
 	if err := tr.run(context.Background(), rn); err != nil {
 		t.Fatal(err)
 	}
