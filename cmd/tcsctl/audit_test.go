@@ -28,11 +28,11 @@ func TestAuditListAndVerify(t *testing.T) {
 	for i, id := range []string{"alpha", "bravo"} {
 		s.create(t, sampleTenant(id, i))
 	}
-	if code, body := s.rest(t, "PATCH", "/v1/tenants/alpha", `{"labels":{"tier":"gold"}}`, "Content-Type", "application/merge-patch+json", "If-Match", `"1"`); code != 200 {
-		t.Fatalf("patch: %d %s", code, body)
+	if err := s.patch(t, "alpha", 1, `{"labels":{"tier":"gold"}}`); err != nil {
+		t.Fatalf("patch: %v", err)
 	}
-	if code, body := s.rest(t, "DELETE", "/v1/tenants/bravo", ""); code != 204 {
-		t.Fatalf("delete: %d %s", code, body)
+	if err := s.api.Delete(context.Background(), "bravo", 0); err != nil {
+		t.Fatalf("delete: %v", err)
 	}
 	s.mustTcsctl(t, 0, "resync", "--tenant", "alpha")
 

@@ -147,8 +147,8 @@ func TestExportResumeAndBackfill(t *testing.T) {
 	for i := range n {
 		s.create(t, sampleTenant(fmt.Sprintf("t%02d", i), i))
 	}
-	if code, body := s.rest(t, "DELETE", "/v1/tenants/t05", ""); code != 204 {
-		t.Fatalf("delete: %d %s", code, body)
+	if err := s.api.Delete(context.Background(), "t05", 0); err != nil {
+		t.Fatalf("delete: %v", err)
 	}
 
 	out := s.mustTcsctl(t, 0, "export")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,8 +43,8 @@ func transformSystem(t *testing.T) *system {
 	for i := range 12 {
 		s.create(t, sampleTenant(fmt.Sprintf("t%02d", i), i))
 	}
-	if code, body := s.rest(t, "PATCH", "/v1/tenants/t03", `{"status":"SUSPENDED"}`, "If-Match", `"1"`); code != 200 {
-		t.Fatalf("suspend: %d %s", code, body)
+	if err := s.patch(t, "t03", 1, `{"status":"SUSPENDED"}`); err != nil {
+		t.Fatalf("suspend: %v", err)
 	}
 	return s
 }
@@ -133,9 +132,8 @@ func TestTransformConcurrentWriter(t *testing.T) {
 			// Another operator labels the tenant meanwhile (no If-Match race:
 			// read its current version first).
 			cur := s.get(t, id)
-			code, body := s.rest(t, "PATCH", "/v1/tenants/"+id, fmt.Sprintf(`{"labels":{"owner":"team-%d"}}`, attempt), "If-Match", fmt.Sprintf(`"%d"`, cur.Version))
-			if code != http.StatusOK {
-				t.Errorf("concurrent write to %s: %d %s", id, code, body)
+			if err := s.patch(t, id, cur.Version, fmt.Sprintf(`{"labels":{"owner":"team-%d"}}`, attempt)); err != nil {
+				t.Errorf("concurrent write to %s: %v", id, err)
 			}
 			raced.Add(1)
 		}}
@@ -184,8 +182,7 @@ func TestTransformBackgroundWriter(t *testing.T) {
 			}
 			id := []string{"t00", "t06", "t09"}[i%3]
 			cur := s.get(t, id)
-			code, _ := s.rest(t, "PATCH", "/v1/tenants/"+id, fmt.Sprintf(`{"labels":{"n":"%d"}}`, i), "If-Match", fmt.Sprintf(`"%d"`, cur.Version))
-			if code == http.StatusOK {
+			if s.patch(t, id, cur.Version, fmt.Sprintf(`{"labels":{"n":"%d"}}`, i)) == nil {
 				writes.Add(1)
 			}
 		}
