@@ -63,6 +63,9 @@ type scriptRun struct {
 // if the test did not stop it.
 func startScript(t *testing.T, ports map[string]int) *scriptRun {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: runs the AWS topology on the emulators, every binary a process")
+	}
 	root := repoRoot(t)
 	p := map[string]int{}
 	for _, name := range []string{"ddb", "kin", "sqs", "cat", "r1", "r2", "r3"} {
