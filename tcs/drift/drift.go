@@ -12,8 +12,9 @@
 //
 // PlanRepair turns findings into repair Actions (which tenants to resync to
 // which regions, with which hostnames to settle) and the findings no resync
-// can fix; Batches groups the actions into catalog.Resync requests. Sending
-// them is the caller's: drift does no writes. What each kind gets:
+// can fix; Batches groups the actions into resync requests
+// (catalog.Store.Resync, or POST /v1/admin/resync through catalog/httpclient).
+// Sending them is the caller's: drift does no writes. What each kind gets:
 //
 //	missing_tenant, stale_version,        resync the tenant
 //	content_mismatch
