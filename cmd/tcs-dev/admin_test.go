@@ -17,6 +17,7 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/httpclient"
+	"github.com/tcs-dev/tcs/internal/testwait"
 	adminv1 "github.com/tcs-dev/tcs/proto/tcs/admin/v1"
 )
 
@@ -46,19 +47,13 @@ func TestAdminSurface(t *testing.T) {
 	if want := (catalog.ResyncResult{Resynced: []catalog.ResyncedTenant{{ID: "acme", Version: 1}}, NotFound: []string{"ghost"}}); err != nil || !cmp.Equal(res, want) {
 		t.Fatalf("resync: %+v, %v; want %+v", res, err, want)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testwait.Until(t, 15*time.Second, 20*time.Millisecond, "the resync to reach eu-west-1 only", func() (bool, string) {
 		_, _, metrics := s.rest(t, "GET", "/metrics", rdr, "")
-		if strings.Contains(metrics, `tcs_apply_events_total{component="apply",outcome="other_region",region="us-east-1"} 1`) &&
-			strings.Contains(metrics, `tcs_apply_events_total{component="apply",outcome="other_region",region="ap-southeast-2"} 1`) &&
-			strings.Contains(metrics, `tcs_apply_events_total{component="apply",outcome="applied",region="eu-west-1"} 4`) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the resync did not reach eu-west-1 only; apply metrics:\n%s", grepLines(metrics, "tcs_apply_events_total"))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return strings.Contains(metrics, `tcs_apply_events_total{component="apply",outcome="other_region",region="us-east-1"} 1`) &&
+				strings.Contains(metrics, `tcs_apply_events_total{component="apply",outcome="other_region",region="ap-southeast-2"} 1`) &&
+				strings.Contains(metrics, `tcs_apply_events_total{component="apply",outcome="applied",region="eu-west-1"} 4`),
+			"apply metrics:\n" + grepLines(metrics, "tcs_apply_events_total")
+	})
 
 	// Each region's replica admin API: the replica-scan token opens it; the
 	// catalog's tokens, admin included, are unknown to a lookup server.

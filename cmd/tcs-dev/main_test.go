@@ -141,20 +141,15 @@ func (s *system) api(t testing.TB, token string) *httpclient.Client {
 func (s *system) eventually(t *testing.T, hostname string, check func(*tcsv1.LookupResponse, error) error) {
 	t.Helper()
 	for region, c := range s.clients {
-		deadline := time.Now().Add(15 * time.Second)
-		for {
+		testwait.Until(t, 15*time.Second, 10*time.Millisecond, region+"'s answer for "+hostname, func() (bool, string) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			res, err := c.Lookup(ctx, &tcsv1.LookupRequest{Hostname: hostname})
 			cancel()
-			cerr := check(res, err)
-			if cerr == nil {
-				break
+			if cerr := check(res, err); cerr != nil {
+				return false, cerr.Error()
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: Lookup(%s): %v", region, hostname, cerr)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return true, ""
+		})
 	}
 }
 
