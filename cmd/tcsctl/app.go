@@ -266,8 +266,8 @@ func (c *connFlags) client(e *env) (*client, error) {
 	}
 	cat, err := httpclient.New(c.catalogURL, httpclient.WithToken(c.token), httpclient.WithHTTPClient(hc),
 		httpclient.WithNoTokenHint("(tcsctl has no catalog token, and none by default: --token or TCS_ADMIN_TOKEN)"))
-	if err != nil {
-		return nil, fmt.Errorf("--catalog: %w", err)
+	if err != nil { // New refuses only a URL that is not http(s)
+		return nil, fmt.Errorf("--catalog %q: want an http:// or https:// URL", c.catalogURL)
 	}
 	d, err := newDialer(c.tls, c.lookupToken, c.scanToken)
 	if err != nil {
