@@ -105,6 +105,9 @@ func newRoot(e *env) *cobra.Command {
 			return &exitCodeError{code: exitError}
 		},
 	}
+	root.SetIn(e.stdin)
+	root.SetOut(e.stdout)
+	root.SetErr(e.stderr)
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	root.AddGroup(&cobra.Group{ID: "tenants", Title: "Tenants:"}, &cobra.Group{ID: "regions", Title: "Regions and drift:"},
@@ -121,6 +124,13 @@ func newRoot(e *env) *cobra.Command {
 	add("admin", newConfigCmd(e), newTokenCmd(e), newInfraCmd(e), newVersionCmd(e))
 	root.SetHelpCommandGroupID("admin")
 	root.SetCompletionCommandGroupID("admin")
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			// An unknown shell is bad usage, not a request for help.
+			c.Args, c.RunE = cobra.ArbitraryArgs, subcommandsOnly
+		}
+	}
 	return root
 }
 
@@ -139,9 +149,6 @@ func newVersionCmd(e *env) *cobra.Command {
 // execute runs the command args name and returns the exit code.
 func (e *env) execute(ctx context.Context, args []string) int {
 	root := newRoot(e)
-	root.SetIn(e.stdin)
-	root.SetOut(e.stdout)
-	root.SetErr(e.stderr)
 	root.SetArgs(normalizeArgs(root, args))
 	cmd, err := root.ExecuteContextC(ctx)
 	name := "tcsctl"
