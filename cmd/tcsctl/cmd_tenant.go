@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -47,7 +48,18 @@ with its reason; nothing was changed. ` + exitCodesHelp,
 func refused(op, id string, err error) error {
 	switch s := httpclient.Status(err); {
 	case s >= 400 && s < 500 && s != http.StatusUnauthorized && s != http.StatusForbidden && s != http.StatusTooManyRequests:
-		return finding("%s tenant %q: %v", op, id, err)
+		msg := err.Error()
+		var he *httpclient.Error
+		if errors.As(err, &he) {
+			// Name every field the catalog refused, even where its reason
+			// repeats the detail.
+			for _, f := range he.Fields {
+				if f.Field != "" && !strings.Contains(msg, f.Field+":") {
+					msg += "; " + f.String()
+				}
+			}
+		}
+		return finding("%s tenant %q: %s", op, id, msg)
 	}
 	return fmt.Errorf("%s tenant %q: %w", op, id, err)
 }
@@ -362,20 +374,37 @@ stored tenant is left alone ("unchanged"). updated_at and updated_by are ignored
 }
 
 // sameDocument reports whether the stored tenant cur holds the document
-// body (both decoded alike, the catalog's own fields left out).
+// body: both decoded alike, the catalog's own fields left out, an empty
+// field the same as a missing one, and a missing status the catalog's
+// default (ACTIVE).
 func sameDocument(cur map[string]any, body []byte) bool {
 	var want map[string]any
 	if json.Unmarshal(body, &want) != nil {
 		return false
 	}
-	have := map[string]any{}
-	for k, v := range cur {
-		have[k] = v
+	norm := func(doc map[string]any) map[string]any {
+		out := map[string]any{"status": string(tenant.StatusActive)}
+		for k, v := range doc {
+			switch x := v.(type) {
+			case nil:
+				continue
+			case map[string]any:
+				if len(x) == 0 {
+					continue
+				}
+			case []any:
+				if len(x) == 0 {
+					continue
+				}
+			}
+			out[k] = v
+		}
+		for _, f := range serverFields {
+			delete(out, f)
+		}
+		return out
 	}
-	for _, f := range serverFields {
-		delete(have, f)
-	}
-	return reflect.DeepEqual(have, want)
+	return reflect.DeepEqual(norm(cur), norm(want))
 }
 
 func newTenantPatchCmd(e *env) *cobra.Command {
