@@ -109,6 +109,7 @@ func newRoot(e *env) *cobra.Command {
 	root.SetOut(e.stdout)
 	root.SetErr(e.stderr)
 	root.SetVersionTemplate("{{.Version}}\n")
+	root.SetUsageTemplate(usageTemplate)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	root.AddGroup(&cobra.Group{ID: "tenants", Title: "Tenants:"}, &cobra.Group{ID: "regions", Title: "Regions and drift:"},
 		&cobra.Group{ID: "bulk", Title: "Bulk operations:"}, &cobra.Group{ID: "admin", Title: "Administration:"})
@@ -313,7 +314,62 @@ func (c *connFlags) register(fs *pflag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&c.tls.KeyFile, "key", "", "PEM private key of --cert (env TCS_CLIENT_KEY)")
 	fs.StringVar(&c.tls.ServerName, "server-name", "", "server name to verify in certificates, if not the address's host")
 	fs.DurationVar(&c.timeout, "timeout", 60*time.Second, "bound on each request")
+	for _, name := range []string{"context", "catalog", "token", "lookup-token", "scan-token", "regions", "insecure", "tls", "ca-file", "cert", "key", "server-name", "timeout"} {
+		_ = fs.SetAnnotation(name, connectionGroup, []string{"true"})
+	}
 }
+
+// connectionGroup annotates the connection flags, which help lists apart.
+const connectionGroup = "tcsctl_connection"
+
+func init() {
+	// flagUsages lists a command's own flags, or its connection flags.
+	cobra.AddTemplateFunc("flagUsages", func(c *cobra.Command, connection bool) string {
+		fs := pflag.NewFlagSet(c.Name(), pflag.ContinueOnError)
+		c.LocalFlags().VisitAll(func(f *pflag.Flag) {
+			if _, ok := f.Annotations[connectionGroup]; ok == connection {
+				fs.AddFlag(f)
+			}
+		})
+		return strings.TrimRight(fs.FlagUsages(), " \n")
+	})
+}
+
+// usageTemplate is cobra's, with the connection flags listed apart from a
+// command's own.
+const usageTemplate = `Usage:{{if .Runnable}}
+  {{.UseLine}}{{end}}{{if .HasAvailableSubCommands}}
+  {{.CommandPath}} [command]{{end}}{{if gt (len .Aliases) 0}}
+
+Aliases:
+  {{.NameAndAliases}}{{end}}{{if .HasExample}}
+
+Examples:
+{{.Example}}{{end}}{{if .HasAvailableSubCommands}}{{$cmds := .Commands}}{{if eq (len .Groups) 0}}
+
+Available Commands:{{range $cmds}}{{if (or .IsAvailableCommand (eq .Name "help"))}}
+  {{rpad .Name .NamePadding }} {{.Short}}{{end}}{{end}}{{else}}{{range $group := .Groups}}
+
+{{.Title}}{{range $cmds}}{{if (and (eq .GroupID $group.ID) (or .IsAvailableCommand (eq .Name "help")))}}
+  {{rpad .Name .NamePadding }} {{.Short}}{{end}}{{end}}{{end}}{{if not .AllChildCommandsHaveGroup}}
+
+Additional Commands:{{range $cmds}}{{if (and (eq .GroupID "") (or .IsAvailableCommand (eq .Name "help")))}}
+  {{rpad .Name .NamePadding }} {{.Short}}{{end}}{{end}}{{end}}{{end}}{{end}}{{if .HasAvailableLocalFlags}}{{$own := flagUsages . false}}{{if $own}}
+
+Flags:
+{{$own}}{{end}}{{$conn := flagUsages . true}}{{if $conn}}
+
+Connection flags (each: the flag, else its environment variable, else the context, else the default):
+{{$conn}}{{end}}{{end}}{{if .HasAvailableInheritedFlags}}
+
+Global Flags:
+{{.InheritedFlags.FlagUsages | trimTrailingWhitespaces}}{{end}}{{if .HasHelpSubCommands}}
+
+Additional help topics:{{range .Commands}}{{if .IsAdditionalHelpTopicCommand}}
+  {{rpad .CommandPath .CommandPathPadding}} {{.Short}}{{end}}{{end}}{{end}}{{if .HasAvailableSubCommands}}
+
+Use "{{.CommandPath}} [command] --help" for more information about a command.{{end}}
+`
 
 // resolve fills every setting not given as a flag from the environment,
 // else from the config file's context (a token file is read only when

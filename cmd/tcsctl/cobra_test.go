@@ -29,8 +29,14 @@ func TestHelpOnStdout(t *testing.T) {
 			t.Errorf("tcsctl %s: exit %d, stdout %q, stderr %q; want 0 and the help on stdout", strings.Join(args, " "), code, out, errOut)
 		}
 	}
+	// A command's own flags come first, its connection flags apart.
+	_, out, _ := tcsctlIn(t, nil, "", "verify", "-h")
+	own, conn, ok := strings.Cut(out, "\nConnection flags")
+	if !ok || !strings.Contains(own, "--settle") || strings.Contains(own, "--catalog") || !strings.Contains(conn, "--catalog") || !strings.Contains(conn, "--context") || strings.Contains(conn, "--settle") {
+		t.Errorf("verify -h does not list its connection flags apart:\n%s", out)
+	}
 	// The root's help lists every command.
-	_, out, _ := tcsctlIn(t, nil, "", "--help")
+	_, out, _ = tcsctlIn(t, nil, "", "--help")
 	for _, c := range []string{"lookup", "get", "tenant", "resync", "verify", "repair", "transform", "backfill", "export", "audit", "infra", "token", "config", "completion", "version"} {
 		if !strings.Contains(out, "\n  "+c+" ") {
 			t.Errorf("--help does not list %s:\n%s", c, out)
