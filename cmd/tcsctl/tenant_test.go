@@ -222,6 +222,9 @@ func TestConfirmation(t *testing.T) {
 		t.Errorf("alpha changed without a confirmation: %+v", got)
 	}
 	s.mustTcsctl(t, 1, "get", "beta")
+	if out := s.mustTcsctl(t, 0, "audit", "--resync", "-o", "json"); strings.TrimSpace(out) != "[]" {
+		t.Errorf("a resync or repair ran without a confirmation: its audit records are %s", out)
+	}
 	// backfill --from - cannot ask: stdin is the data.
 	code, _, errOut := s.tcsctlStdin(t, sampleTenant("beta", 2)+"\n", true, "backfill", "--from", "-", "--checkpoint", "off")
 	if code != exitError || !strings.Contains(errOut, "needs --yes") {
@@ -240,4 +243,8 @@ func TestConfirmation(t *testing.T) {
 	}
 	s.mustTcsctl(t, 0, "backfill", "--from", jsonl, "--checkpoint", "off", "-y")
 	s.mustTcsctl(t, 0, "get", "beta")
+	s.mustTcsctl(t, 0, "resync", "--all", "--checkpoint", "off", "--yes")
+	if out := s.mustTcsctl(t, 0, "audit", "--resync", "-o", "json"); !strings.Contains(out, `"action": "resync`) {
+		t.Errorf("resync --all --yes left no audit record: %s", out)
+	}
 }
