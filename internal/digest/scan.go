@@ -3,6 +3,7 @@ package digest
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/tcs-dev/tcs/tcs"
 )
@@ -25,6 +26,10 @@ type RegionScan struct {
 	Hosts map[string]tcs.HostRecord
 	// Reads counts the records read.
 	Reads int
+	// Newest is the latest UpdatedAt of the region's documents: how far
+	// its applier has come, roughly (each stream partition moves on its
+	// own).
+	Newest time.Time
 }
 
 // ScanOptions say how to scan a region.
@@ -62,6 +67,9 @@ func ScanRegion(ctx context.Context, s tcs.Scanner, opts ScanOptions) (*RegionSc
 		for _, d := range docs {
 			b := Bucket(d.ID)
 			h := DocHash(d)
+			if d.UpdatedAt.After(out.Newest) {
+				out.Newest = d.UpdatedAt
+			}
 			out.Table[b] ^= h
 			if opts.Keep[b] {
 				out.Docs[d.ID] = Doc{Version: d.Version, Deleted: d.Deleted(), Hash: h}

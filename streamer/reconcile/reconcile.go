@@ -50,6 +50,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/tcs-dev/tcs/catalog"
+	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/internal/digest"
 	"github.com/tcs-dev/tcs/streamer"
@@ -146,6 +147,7 @@ type Finding struct {
 type truthEntry struct {
 	digest.Entry
 	sum     uint64
+	updated time.Time // the document's UpdatedAt: its commit time
 	changed time.Time // when the entry last changed here
 	// streamed is false for an entry a rescan found ahead of the stream:
 	// its change may still wait in the outbox, so it is not judged until
@@ -285,7 +287,7 @@ func (r *Reconciler) HandleBatch(_ context.Context, batch []streamer.Message) er
 		cur := r.truth[ev.TenantID]
 		switch {
 		case cur == nil || ev.Version > cur.Version || (ev.Resync && ev.Version == cur.Version):
-			r.put(ev.TenantID, digest.NewEntry(ev.Tenant, ev.Claims), now, true)
+			r.put(ev.TenantID, ev.Tenant, digest.NewEntry(ev.Tenant, ev.Claims), now, true)
 		case ev.Version == cur.Version:
 			cur.streamed = true
 		}
@@ -294,7 +296,7 @@ func (r *Reconciler) HandleBatch(_ context.Context, batch []streamer.Message) er
 }
 
 // put replaces a tenant's truth entry (r.mu held).
-func (r *Reconciler) put(id string, e digest.Entry, now time.Time, streamed bool) {
+func (r *Reconciler) put(id string, t *tenant.Tenant, e digest.Entry, now time.Time, streamed bool) {
 	cur := r.truth[id]
 	sum := e.Sum(id)
 	if cur != nil && cur.sum == sum && cur.Version == e.Version {
@@ -306,7 +308,7 @@ func (r *Reconciler) put(id string, e digest.Entry, now time.Time, streamed bool
 		r.table[b] ^= cur.sum
 	}
 	r.table[b] ^= sum
-	r.truth[id] = &truthEntry{Entry: e, sum: sum, changed: now, streamed: streamed}
+	r.truth[id] = &truthEntry{Entry: e, sum: sum, updated: t.UpdatedAt, changed: now, streamed: streamed}
 }
 
 // Rescan re-reads every tenant of the source of truth and corrects the
@@ -339,7 +341,7 @@ func (r *Reconciler) Rescan(ctx context.Context) error {
 				// At the first load the stream is assumed to carry
 				// what the catalog holds; later, an entry the stream
 				// has not shown may still wait in the outbox.
-				r.put(id, e, now, first || cur == nil)
+				r.put(id, it.Tenant, e, now, first || cur == nil)
 			}
 		}
 		r.mu.Unlock()
@@ -505,6 +507,7 @@ func (r *Reconciler) compareRegion(ctx context.Context, reg *regionState, rep *R
 		if !slices.Contains(p.kinds, f.Kind) && (f.Repairable || p.sighted > 1) {
 			p.kinds = append(p.kinds, f.Kind)
 			r.m.found.WithLabelValues(reg.Name, f.Kind).Inc()
+			r.log.Warn("reconcile: drift found", "region", reg.Name, "tenant", f.TenantID, "kind", f.Kind, "hostname", f.Hostname, "repairable", f.Repairable)
 		}
 		if f.Repairable && (p.emitted.IsZero() || now.Sub(p.emitted) >= r.cfg.Settle) {
 			due = append(due, f)
@@ -531,15 +534,26 @@ func (r *Reconciler) compareRegion(ctx context.Context, reg *regionState, rep *R
 	return fs, due, nil
 }
 
-// judge narrows the buckets to judge to drifted tenants (r.mu held). A
-// tenant whose truth entry changed after cutoff is not judged: its change
-// may still be on its way.
+// judge narrows the buckets to judge to drifted tenants (r.mu held).
+//
+// A tenant is judged only once its change cannot still be on its way: its
+// entry here changed before cutoff (a Settle before the scan started), and
+// the region has applied a document committed after it (scan.Newest), so
+// that a region whose applier lags as a whole is seen as lagging, not as
+// drifted, unless the entry is older than five Settles (a region emptied
+// while no writes come). A region holding a newer version of a tenant than
+// the stream has shown here is ahead of this view, not of the truth: only
+// ahead_version is reported for it, and only from its second sighting.
 func (r *Reconciler) judge(region string, buckets map[int]bool, scan *digest.RegionScan, cutoff, now time.Time) []Finding {
 	if len(buckets) == 0 {
 		return nil
 	}
+	longAgo := cutoff.Add(-4 * r.cfg.Settle)
 	settled := func(e *truthEntry) bool {
 		if e.changed.After(cutoff) {
+			return false
+		}
+		if e.updated.After(scan.Newest) && e.changed.After(longAgo) {
 			return false
 		}
 		return e.streamed || r.cfg.Stream == nil || now.Sub(e.changed) >= r.cfg.Rescan
@@ -567,6 +581,7 @@ func (r *Reconciler) judge(region string, buckets map[int]bool, scan *digest.Reg
 			add(id, KindStaleVersion, "", true)
 		case d.Version > e.Version:
 			add(id, KindAheadVersion, "", false)
+			continue // its hostnames are those of a version not seen here
 		case d.Hash != e.Doc:
 			add(id, KindContentMismatch, "", true)
 		}
@@ -602,7 +617,7 @@ func (r *Reconciler) judge(region string, buckets map[int]bool, scan *digest.Reg
 			if _, held := e.Claim(h); held {
 				continue // a claim_version, found from the truth's side
 			}
-			if !settled(e) {
+			if !settled(e) || scan.Docs[rec.TenantID].Version > e.Version {
 				continue
 			}
 		}
