@@ -56,14 +56,14 @@ func seedDrift(t *testing.T, s *system) map[string]*tenant.Tenant {
 	return docs
 }
 
-func newReconciler(t testing.TB, s *system, reg prometheus.Registerer) *reconcile.Reconciler {
+func newReconciler(t testing.TB, s *system, settle time.Duration, reg prometheus.Registerer) *reconcile.Reconciler {
 	t.Helper()
 	var regions []reconcile.Region
 	for _, name := range s.regions {
 		regions = append(regions, reconcile.Region{Name: name, Scanner: s.replicas[name]})
 	}
 	r, err := reconcile.New(reconcile.Config{Source: s.src, Stream: s.stream, Regions: regions,
-		Interval: testInterval, Settle: testSettle, Registerer: reg, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+		Interval: testInterval, Settle: settle, Registerer: reg, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,6 @@ func run(t testing.TB, r *reconcile.Reconciler) {
 		}
 	})
 }
-
 
 // metric reads one series of the registry.
 func metric(t testing.TB, g prometheus.Gatherer, name string, labels map[string]string) float64 {
@@ -130,7 +129,7 @@ func TestRepairsEveryKind(t *testing.T) {
 	docs := seedDrift(t, s)
 	s.waitConverged(t, 10*time.Second)
 	reg := prometheus.NewRegistry()
-	r := newReconciler(t, s, reg)
+	r := newReconciler(t, s, testSettle, reg)
 	run(t, r)
 	testwait.For(t, "two comparisons", func() bool {
 		return metric(t, reg, "tcs_reconcile_cycles_total", map[string]string{"outcome": "ok"}) >= 2
@@ -269,12 +268,15 @@ func TestQuietUnderWriteLoad(t *testing.T) {
 	// (see the package comment): start from a system that caught up.
 	s.waitConverged(t, 10*time.Second)
 	reg := prometheus.NewRegistry()
-	r := newReconciler(t, s, reg)
+	// The settle period must exceed the replication lag; on a test
+	// machine shared with other -race tests, lags near a second happen.
+	const settle = 2 * time.Second
+	r := newReconciler(t, s, settle, reg)
 	run(t, r)
 
 	// Writers: updates, hostname moves between tenants, deletes and
 	// re-creates, for a few settle periods.
-	stop := time.Now().Add(8 * testSettle)
+	stop := time.Now().Add(3 * settle)
 	var wg sync.WaitGroup
 	writes := 0
 	var mu sync.Mutex
