@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,8 +18,6 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(emulators.Main(m)) }
 
-var awsPrefixes atomic.Int64
-
 // startAWS runs the whole system on the AWS backends against the local
 // emulators: a fresh set of tables, stream and topics (provisioned as
 // `tcsctl infra apply` does), reached through the SDK's default chain as
@@ -31,7 +27,7 @@ func startAWS(t testing.TB, extra ...string) (*system, provision.Names) {
 	t.Helper()
 	emu := emulators.SharedAWS(t)
 	emu.Setenv(t)
-	names := provision.Names{Prefix: fmt.Sprintf("dev%d", awsPrefixes.Add(1))}
+	names := provision.Names{Prefix: emulators.Name("dev")}
 	plan := provision.Plan{Names: names, HomeRegion: "us-east-1", Regions: []string{"us-east-1", "eu-west-1", "ap-southeast-2"}, Shards: 2}
 	var out bytes.Buffer
 	if err := provision.Apply(context.Background(), plan, provisionClients(t), &out); err != nil {

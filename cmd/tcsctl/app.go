@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tcs-dev/tcs/catalog/httpclient"
 	"github.com/tcs-dev/tcs/internal/buildinfo"
 )
 
@@ -231,7 +232,7 @@ func parse(fs *flag.FlagSet, args []string, nargs int) ([]string, error) {
 
 // client is what a command talks to, built from connFlags.
 type client struct {
-	catalog *catalogClient
+	catalog *httpclient.Client
 	dialer  *dialer
 	regions []region
 	timeout time.Duration
@@ -262,9 +263,10 @@ func (c *connFlags) client(e *env) (*client, error) {
 	} else {
 		hc.Transport = &http.Transport{MaxIdleConnsPerHost: 64, TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12}}
 	}
-	cat, err := newCatalogClient(c.catalogURL, c.token, hc)
+	cat, err := httpclient.New(c.catalogURL, httpclient.WithToken(c.token), httpclient.WithHTTPClient(hc),
+		httpclient.WithNoTokenHint("(tcsctl has no catalog token, and none by default: --token or TCS_ADMIN_TOKEN)"))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("--catalog: %w", err)
 	}
 	d, err := newDialer(c.tls, c.lookupToken, c.scanToken)
 	if err != nil {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/tcs-dev/tcs/catalog/httpclient"
 )
 
 func writeFile(t *testing.T, lines ...string) string {
@@ -224,7 +226,7 @@ func TestBackfillAbortRollsBack(t *testing.T) {
 	if err != nil || len(bad) > 0 {
 		t.Fatalf("parse: %v %v", err, bad)
 	}
-	cat, err := newCatalogClient(s.catalog, testToken, nil)
+	cat, err := httpclient.New(s.catalog, httpclient.WithToken(testToken))
 	if err != nil {
 		t.Fatal(err)
 	}

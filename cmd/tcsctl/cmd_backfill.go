@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tcs-dev/tcs/catalog/httpclient"
 	"github.com/tcs-dev/tcs/catalog/tenant"
 )
 
@@ -152,7 +153,7 @@ func sameTenant(a, b *tenant.Tenant) bool {
 
 // backfiller writes the lines of a backfill.
 type backfiller struct {
-	cat   *catalogClient
+	cat   *httpclient.Client
 	abort bool
 	// beforeWrite, if set, runs before each create (tests use it to race
 	// another writer after the checks).
@@ -181,7 +182,7 @@ func (b *backfiller) preflight(ctx context.Context, l backfillLine) error {
 		return nil
 	case err == nil:
 		return nil // already imported: written as "already present"
-	case !isNotFound(err):
+	case !httpclient.IsNotFound(err):
 		return fmt.Errorf("line %d: checking tenant %s: %w", l.n, l.tenant.ID, err)
 	}
 	for _, h := range l.tenant.Hostnames {
@@ -190,7 +191,7 @@ func (b *backfiller) preflight(ctx context.Context, l backfillLine) error {
 		case err == nil:
 			b.reject(l, fmt.Sprintf("hostname %s is held by tenant %s", h, owner.ID))
 			return nil
-		case !isNotFound(err):
+		case !httpclient.IsNotFound(err):
 			return fmt.Errorf("line %d: checking hostname %s: %w", l.n, h, err)
 		}
 	}
@@ -210,7 +211,7 @@ func (b *backfiller) write(ctx context.Context, l backfillLine) error {
 		created, err = b.cat.Create(ctx, l.body)
 		return err
 	})
-	if isAlreadyExists(err) {
+	if httpclient.IsAlreadyExists(err) {
 		cur, gerr := b.cat.Get(ctx, l.tenant.ID)
 		if gerr == nil && sameTenant(cur, l.tenant) {
 			b.mu.Lock()
@@ -220,7 +221,7 @@ func (b *backfiller) write(ctx context.Context, l backfillLine) error {
 		}
 	}
 	if err != nil {
-		var ae *apiError
+		var ae *httpclient.Error
 		if !errors.As(err, &ae) || ae.Status >= 500 {
 			return fmt.Errorf("line %d: tenant %s: %w", l.n, l.tenant.ID, err)
 		}

@@ -11,12 +11,14 @@ import (
 	"os"
 	"strconv"
 
+	"github.com/tcs-dev/tcs/catalog"
+	"github.com/tcs-dev/tcs/catalog/httpclient"
 	"github.com/tcs-dev/tcs/internal/safefile"
 )
 
 // exportLine is one line of an export: the tenant's JSON as the catalog
 // sent it, compacted (so that fields this build does not know survive).
-func exportLine(it exportItem) ([]byte, error) {
+func exportLine(it httpclient.ExportItem) ([]byte, error) {
 	var b bytes.Buffer
 	if err := json.Compact(&b, it.Raw); err != nil {
 		return nil, fmt.Errorf("tenant %s: %w", it.Tenant.ID, err)
@@ -34,12 +36,12 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	to := fs.String("to", "", "write to this file (default: stdout), mode 0600; written as FILE.partial (created new, never through a symbolic link) and renamed when complete; an existing FILE is an error")
 	force := fs.Bool("force", false, "with --to: replace an existing FILE (atomically, when the export is complete) and a FILE.partial no checkpoint resumes")
 	includeDeleted := fs.Bool("include-deleted", false, "include tombstones (status DELETED)")
-	pageSize := fs.Int("page-size", maxExportPage, "tenants per catalog request (at most 1000)")
+	pageSize := fs.Int("page-size", catalog.MaxExportPageSize, "tenants per catalog request (at most 1000)")
 	if _, err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	if *pageSize < 1 || *pageSize > maxExportPage {
-		return fmt.Errorf("--page-size must be 1 to %d", maxExportPage)
+	if *pageSize < 1 || *pageSize > catalog.MaxExportPageSize {
+		return fmt.Errorf("--page-size must be 1 to %d", catalog.MaxExportPageSize)
 	}
 	c, err := conn.client(e)
 	if err != nil {
@@ -106,7 +108,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	err = rn.run(ctx, func(ctx context.Context, emit func(batch) bool) error {
 		token := ckpt.token()
 		for {
-			var page exportPage
+			var page httpclient.ExportPage
 			err := retry(ctx, 5, func() (err error) {
 				page, err = c.catalog.Export(ctx, token, *pageSize)
 				return err

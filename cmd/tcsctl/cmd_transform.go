@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/tcs-dev/tcs/catalog/httpclient"
 	"github.com/tcs-dev/tcs/catalog/tenant"
 )
 
@@ -57,8 +58,8 @@ func parseSet(s string) (assignment, error) {
 
 // buildPatch turns assignments into one JSON merge patch, refusing two that
 // overlap (labels=… and labels.tier=…).
-func buildPatch(as []assignment) (mergePatch, error) {
-	patch := mergePatch{}
+func buildPatch(as []assignment) (httpclient.MergePatch, error) {
+	patch := httpclient.MergePatch{}
 	seen := map[string]string{}
 	for _, a := range as {
 		full := strings.Join(a.path, ".")
@@ -207,9 +208,9 @@ type transformResult struct {
 // through the catalog with If-Match, re-reading and re-evaluating on a
 // version conflict.
 type transformer struct {
-	cat        *catalogClient
+	cat        *httpclient.Client
 	where      expr
-	patch      mergePatch
+	patch      httpclient.MergePatch
 	dryRun     bool
 	maxRetries int
 	// beforeWrite, if set, runs between reading a tenant and writing it
@@ -269,13 +270,13 @@ func (t *transformer) one(ctx context.Context, doc map[string]any) {
 		switch {
 		case err == nil:
 			res.Action, res.ToVersion = "changed", updated.Version
-		case isVersionMismatch(err) && attempt < t.maxRetries:
+		case httpclient.IsVersionMismatch(err) && attempt < t.maxRetries:
 			res.Retries++
 			err = retry(ctx, 5, func() (err error) {
 				doc, err = t.cat.GetRaw(ctx, id)
 				return err
 			})
-			if isNotFound(err) {
+			if httpclient.IsNotFound(err) {
 				res.Action, res.Reason = "skipped", "deleted by a concurrent change"
 				break
 			}
@@ -284,9 +285,9 @@ func (t *transformer) one(ctx context.Context, doc map[string]any) {
 				break
 			}
 			continue
-		case isVersionMismatch(err):
+		case httpclient.IsVersionMismatch(err):
 			res.Action, res.Reason = "failed", fmt.Sprintf("still conflicting after %d retries: %v", attempt, err)
-		case isNotFound(err):
+		case httpclient.IsNotFound(err):
 			res.Action, res.Reason = "skipped", "deleted by a concurrent change"
 		default:
 			res.Action, res.Reason = "failed", err.Error()
@@ -303,7 +304,7 @@ func (t *transformer) run(ctx context.Context, rn *runner) error {
 	return rn.run(ctx, func(ctx context.Context, emit func(batch) bool) error {
 		token := rn.ckpt.token()
 		for {
-			var page listPage
+			var page httpclient.ListPage
 			err := retry(ctx, 5, func() (err error) {
 				page, err = t.cat.List(ctx, token, transformPageSize)
 				return err
@@ -334,11 +335,11 @@ func (t *transformer) run(ctx context.Context, rn *runner) error {
 
 // transformReport is what transform -o json prints.
 type transformReport struct {
-	DryRun  bool              `json:"dry_run"`
-	Where   string            `json:"where"`
-	Set     mergePatch        `json:"set"`
-	Results []transformResult `json:"results"`
-	Summary map[string]int64  `json:"summary"`
+	DryRun  bool                  `json:"dry_run"`
+	Where   string                `json:"where"`
+	Set     httpclient.MergePatch `json:"set"`
+	Results []transformResult     `json:"results"`
+	Summary map[string]int64      `json:"summary"`
 }
 
 func runTransform(ctx context.Context, e *env, args []string) error {

@@ -16,6 +16,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs"
+	"github.com/tcs-dev/tcs/tcs/drift"
 )
 
 // driftSystem is a system with tenants a…h in every region, h deleted and
@@ -103,7 +104,7 @@ func injectDrift(t *testing.T, s *system, docs map[string]*tenant.Tenant) []stri
 	}
 }
 
-func findingKeys(fs []driftFinding) []string {
+func findingKeys(fs []drift.Finding) []string {
 	var out []string
 	for _, f := range fs {
 		out = append(out, fmt.Sprintf("%s %s %s %s", f.Region, f.Kind, dash(f.TenantID), dash(f.Hostname)))
@@ -179,7 +180,7 @@ func TestDriftVerifyRepair(t *testing.T) {
 	want := injectDrift(t, s, docs)
 
 	out := s.mustTcsctl(t, 1, "verify", "-o", "json", "--settle", "50ms")
-	var rep verifyReport
+	var rep drift.Report
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("verify -o json: %v\n%s", err, out)
 	}

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/tcs-dev/tcs/catalog/httpclient"
 )
 
 const exprDoc = `{"id":"acme","hostnames":["acme.example.com","www.acme.example.com"],"status":"ACTIVE",
@@ -133,7 +135,7 @@ func TestSetAndPatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := mergePatch{
+	want := httpclient.MergePatch{
 		"database":  map[string]any{"host": "db-9", "port": float64(6432)},
 		"labels":    map[string]any{"n": "5432", "old": nil},
 		"hostnames": []any{"a.example.com"},

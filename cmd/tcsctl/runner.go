@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/tcs-dev/tcs/catalog/httpclient"
 )
 
 // errInterrupted is returned by a job stopped by Ctrl-C (or SIGTERM) after
@@ -171,7 +173,7 @@ func retry(ctx context.Context, attempts int, f func() error) error {
 	backoff := 100 * time.Millisecond
 	for i := 1; ; i++ {
 		err := f()
-		if err == nil || i >= attempts || !retryable(err) {
+		if err == nil || i >= attempts || !httpclient.Retryable(err) {
 			return err
 		}
 		t := time.NewTimer(backoff)

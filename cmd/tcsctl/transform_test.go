@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tcs-dev/tcs/catalog"
+	"github.com/tcs-dev/tcs/catalog/httpclient"
 	"github.com/tcs-dev/tcs/catalog/tenant"
 )
 
@@ -113,7 +114,7 @@ func TestTransform(t *testing.T) {
 func TestTransformConcurrentWriter(t *testing.T) {
 	t.Parallel()
 	s := transformSystem(t)
-	cat, err := newCatalogClient(s.catalog, testToken, nil)
+	cat, err := httpclient.New(s.catalog, httpclient.WithToken(testToken))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +123,7 @@ func TestTransformConcurrentWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	var raced atomic.Int64
-	tr := &transformer{cat: cat, where: cond, patch: mergePatch{"database": map[string]any{"host": "db-9.internal"}}, maxRetries: 10,
+	tr := &transformer{cat: cat, where: cond, patch: httpclient.MergePatch{"database": map[string]any{"host": "db-9.internal"}}, maxRetries: 10,
 		beforeWrite: func(id string, attempt int) {
 			if attempt > 1 {
 				return

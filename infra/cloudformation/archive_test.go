@@ -62,7 +62,7 @@ func catalogEvents(t *testing.T) []streamEvent {
 
 func recordEvents(db *dynamodb.Client) ([]streamEvent, error) {
 	ctx := context.Background()
-	const table = "cfn-archive-catalog"
+	table := emulators.Name("cfn-archive-catalog")
 	if _, err := db.CreateTable(ctx, catalogdynamo.TableInput(table)); err != nil {
 		return nil, fmt.Errorf("create table: %w", err)
 	}

@@ -77,6 +77,9 @@ func runStarter() {
 // kernel took the emulators down with it: the processes are gone and their
 // ports closed.
 func TestEmulatorsDieWithStarter(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts every emulator")
+	}
 	t.Parallel()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), starterEnv+"=1")

@@ -122,7 +122,7 @@ func TestQueueIsTaggedAuthorisedAndSubscribedRaw(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k, want := range map[string]string{sns.TagRole: "invalidation-queue", sns.TagTopic: topic, sns.TagRegion: region, sns.TagNode: cfg.NodeID} {
+	for k, want := range map[string]string{sns.TagRole: "invalidation-queue", sns.TagTopic: topic, sns.TagRegion: region, sns.TagNode: cfg.NodeID, sns.TagAlarmGroup: prefix + "-inv-" + region} {
 		if got := tags.Tags[k]; got != want {
 			t.Errorf("tag %s = %q, want %q", k, got, want)
 		}

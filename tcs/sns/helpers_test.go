@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,7 +35,6 @@ type clients struct {
 var (
 	clientsMu sync.Mutex
 	byRegion  = map[string]clients{}
-	prefixes  atomic.Int64
 )
 
 func regionClients(tb testing.TB, region string) clients {
@@ -58,7 +56,7 @@ func regionClients(tb testing.TB, region string) clients {
 
 // newPrefix returns a name prefix of the test's own, so that tests sharing
 // the emulator do not see each other's topics and queues.
-func newPrefix() string { return fmt.Sprintf("t%d", prefixes.Add(1)) }
+func newPrefix() string { return emulators.Name("t") }
 
 // newTopic creates the region's topic for prefix and deletes it when tb
 // ends.
