@@ -55,6 +55,7 @@ import (
 	"github.com/tcs-dev/tcs/internal/digest"
 	"github.com/tcs-dev/tcs/streamer"
 	"github.com/tcs-dev/tcs/tcs"
+	"github.com/tcs-dev/tcs/tcs/drift"
 )
 
 // Source is what the reconciler needs of the source of truth: every tenant
@@ -119,24 +120,12 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Kinds of drift, as `tcsctl verify` names them.
-const (
-	KindMissingTenant    = "missing_tenant"
-	KindStaleVersion     = "stale_version"
-	KindAheadVersion     = "ahead_version"
-	KindContentMismatch  = "content_mismatch"
-	KindUnknownTenant    = "unknown_tenant"
-	KindUnmappedHostname = "unmapped_hostname"
-	KindWrongOwner       = "wrong_owner"
-	KindClaimVersion     = "claim_version"
-	KindOrphanedHostname = "orphaned_hostname"
-)
-
 // Finding is one drifted tenant of a region.
 type Finding struct {
 	Region   string
 	TenantID string
-	Kind     string
+	// Kind is the kind of drift, as `tcsctl verify` names it.
+	Kind drift.Kind
 	// Hostname is the hostname concerned, for the hostname kinds.
 	Hostname string
 	// Repairable is false for what a resync cannot fix.
@@ -159,7 +148,7 @@ type truthEntry struct {
 type pending struct {
 	found   time.Time
 	emitted time.Time // last resync; zero if none
-	kinds   []string
+	kinds   []drift.Kind
 	sighted int // comparisons that found it
 }
 
@@ -420,7 +409,7 @@ func (r *Reconciler) cycle(ctx context.Context) (*Report, error) {
 				req = &catalog.ResyncRequest{ID: f.TenantID}
 				resync[f.TenantID] = req
 			}
-			if f.Kind == KindOrphanedHostname && !slices.Contains(req.Hostnames, f.Hostname) {
+			if f.Kind == drift.OrphanedHostname && !slices.Contains(req.Hostnames, f.Hostname) {
 				req.Hostnames = append(req.Hostnames, f.Hostname)
 			}
 			if !slices.Contains(regionsOf[f.TenantID], reg.Name) {
@@ -506,7 +495,7 @@ func (r *Reconciler) compareRegion(ctx context.Context, reg *regionState, rep *R
 		// a first one may be the stream view lagging the region.
 		if !slices.Contains(p.kinds, f.Kind) && (f.Repairable || p.sighted > 1) {
 			p.kinds = append(p.kinds, f.Kind)
-			r.m.found.WithLabelValues(reg.Name, f.Kind).Inc()
+			r.m.found.WithLabelValues(reg.Name, string(f.Kind)).Inc()
 			r.log.Warn("reconcile: drift found", "region", reg.Name, "tenant", f.TenantID, "kind", f.Kind, "hostname", f.Hostname, "repairable", f.Repairable)
 		}
 		if f.Repairable && (p.emitted.IsZero() || now.Sub(p.emitted) >= r.cfg.Settle) {
@@ -559,7 +548,7 @@ func (r *Reconciler) judge(region string, buckets map[int]bool, scan *digest.Reg
 		return e.streamed || r.cfg.Stream == nil || now.Sub(e.changed) >= r.cfg.Rescan
 	}
 	var out []Finding
-	add := func(id, kind, host string, repairable bool) {
+	add := func(id string, kind drift.Kind, host string, repairable bool) {
 		out = append(out, Finding{Region: region, TenantID: id, Kind: kind, Hostname: host, Repairable: repairable})
 	}
 	owners := map[string]string{} // hostname → truth owner, in the judged buckets
@@ -576,25 +565,25 @@ func (r *Reconciler) judge(region string, buckets map[int]bool, scan *digest.Reg
 		d, ok := scan.Docs[id]
 		switch {
 		case !ok:
-			add(id, KindMissingTenant, "", true)
+			add(id, drift.MissingTenant, "", true)
 		case d.Version < e.Version:
-			add(id, KindStaleVersion, "", true)
+			add(id, drift.StaleVersion, "", true)
 		case d.Version > e.Version:
-			add(id, KindAheadVersion, "", false)
+			add(id, drift.AheadVersion, "", false)
 			continue // its hostnames are those of a version not seen here
 		case d.Hash != e.Doc:
-			add(id, KindContentMismatch, "", true)
+			add(id, drift.ContentMismatch, "", true)
 		}
 		for _, c := range e.Claims {
 			rec, ok := scan.Hosts[c.Hostname]
-			kind := ""
+			var kind drift.Kind
 			switch {
 			case !ok || rec.TenantID == "":
-				kind = KindUnmappedHostname
+				kind = drift.UnmappedHostname
 			case rec.TenantID != id:
-				kind = KindWrongOwner
+				kind = drift.WrongOwner
 			case rec.ClaimVersion != c.Version:
-				kind = KindClaimVersion
+				kind = drift.ClaimVersion
 			default:
 				continue
 			}
@@ -603,7 +592,7 @@ func (r *Reconciler) judge(region string, buckets map[int]bool, scan *digest.Reg
 	}
 	for id := range scan.Docs {
 		if _, ok := r.truth[id]; !ok {
-			add(id, KindUnknownTenant, "", false)
+			add(id, drift.UnknownTenant, "", false)
 		}
 	}
 	hosts := slices.Sorted(maps.Keys(scan.Hosts))
@@ -626,7 +615,7 @@ func (r *Reconciler) judge(region string, buckets map[int]bool, scan *digest.Reg
 		}
 		// Resyncing the tenant the region names, settling the hostname,
 		// re-emits the hostname's release.
-		add(rec.TenantID, KindOrphanedHostname, h, e != nil)
+		add(rec.TenantID, drift.OrphanedHostname, h, e != nil)
 	}
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]
