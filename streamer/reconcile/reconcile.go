@@ -171,8 +171,9 @@ type Reconciler struct {
 	loaded     bool
 	lastRescan time.Time
 
-	regions []*regionState
-	m       metrics
+	regions   []*regionState
+	m         metrics
+	lastCycle time.Time // end of the last comparison that succeeded
 }
 
 // New returns a Reconciler for cfg, or an error naming what is missing.
@@ -381,7 +382,11 @@ func (r *Reconciler) Cycle(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	r.m.cycles.WithLabelValues("ok").Inc()
-	r.m.lastCycle.Set(float64(r.cfg.Now().UnixNano()) / 1e9)
+	now := r.cfg.Now()
+	r.m.lastCycle.Set(float64(now.UnixNano()) / 1e9)
+	r.mu.Lock()
+	r.lastCycle = now
+	r.mu.Unlock()
 	return rep, nil
 }
 
@@ -694,6 +699,14 @@ func (r *Reconciler) Digests() (digest.Table, int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.table, len(r.truth)
+}
+
+// LastCycle returns when the last comparison that succeeded ended (zero:
+// none yet).
+func (r *Reconciler) LastCycle() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lastCycle
 }
 
 // Pending returns, per region, the drifted tenants not yet seen repaired,
