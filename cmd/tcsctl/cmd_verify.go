@@ -95,6 +95,7 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	var vf verifyFlags
 	conn.register(fs, e.getenv)
 	vf.register(fs)
+	useDigest := fs.Bool("digest", false, "first compare bucket digests (the catalog's GET /v1/admin/digests with each region's ReplicaAdmin.Digests), which read no document when nothing drifted; only if a region's digests differ, run the full verify")
 	metricsFile := fs.String("metrics-file", "", "also write the result as Prometheus metrics (tcs_verify_findings{region}, tcs_verify_completed, tcs_verify_last_run_timestamp_seconds) to this file, replaced atomically, for the node exporter's textfile collector; a failed run writes tcs_verify_completed 0")
 	if _, err := parse(fs, args, 0); err != nil {
 		return err
@@ -102,7 +103,14 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	if err := vf.check(); err != nil {
 		return err
 	}
-	rep, err := verifyRun(ctx, e, conn, vf)
+	var rep *drift.Report
+	var err error
+	if *useDigest {
+		rep, err = digestCheck(ctx, e, conn, vf)
+	}
+	if rep == nil && err == nil {
+		rep, err = verifyRun(ctx, e, conn, vf)
+	}
 	if *metricsFile != "" && ctx.Err() == nil {
 		if werr := drift.WriteTextfile(*metricsFile, rep, time.Now()); werr != nil {
 			return errors.Join(err, fmt.Errorf("--metrics-file: %w", werr))
