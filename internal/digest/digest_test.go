@@ -48,14 +48,18 @@ func TestDocHashSeesEveryChange(t *testing.T) {
 		t.Error("an equal document hashes differently")
 	}
 	for name, change := range map[string]func(*tenant.Tenant){
-		"id":               func(x *tenant.Tenant) { x.ID = "acme2" },
-		"version":          func(x *tenant.Tenant) { x.Version++ },
-		"status":           func(x *tenant.Tenant) { x.Status = tenant.StatusSuspended },
-		"hostname":         func(x *tenant.Tenant) { x.Hostnames = x.Hostnames[:1] },
-		"hostname order":   func(x *tenant.Tenant) { x.Hostnames[0], x.Hostnames[1] = x.Hostnames[1], x.Hostnames[0] },
-		"product users":    func(x *tenant.Tenant) { p := x.Products["jira"]; p.Users++; x.Products["jira"] = p },
-		"product edition":  func(x *tenant.Tenant) { p := x.Products["jira"]; p.Edition = ""; x.Products["jira"] = p },
-		"product state":    func(x *tenant.Tenant) { p := x.Products["jira"]; p.State = tenant.ProductDeactivated; x.Products["jira"] = p },
+		"id":              func(x *tenant.Tenant) { x.ID = "acme2" },
+		"version":         func(x *tenant.Tenant) { x.Version++ },
+		"status":          func(x *tenant.Tenant) { x.Status = tenant.StatusSuspended },
+		"hostname":        func(x *tenant.Tenant) { x.Hostnames = x.Hostnames[:1] },
+		"hostname order":  func(x *tenant.Tenant) { x.Hostnames[0], x.Hostnames[1] = x.Hostnames[1], x.Hostnames[0] },
+		"product users":   func(x *tenant.Tenant) { p := x.Products["jira"]; p.Users++; x.Products["jira"] = p },
+		"product edition": func(x *tenant.Tenant) { p := x.Products["jira"]; p.Edition = ""; x.Products["jira"] = p },
+		"product state": func(x *tenant.Tenant) {
+			p := x.Products["jira"]
+			p.State = tenant.ProductDeactivated
+			x.Products["jira"] = p
+		},
 		"no products":      func(x *tenant.Tenant) { x.Products = nil },
 		"database host":    func(x *tenant.Tenant) { x.Database.Host = "db-666.internal" },
 		"database port":    func(x *tenant.Tenant) { x.Database.Port++ },

@@ -3,6 +3,7 @@ package reconcile_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"syscall"
@@ -90,7 +91,7 @@ func cpuTime() time.Duration {
 // hour at the default interval). The truth's rescan (hourly by default) is
 // BenchmarkRescan.
 func BenchmarkCycle(b *testing.B) {
-	for _, n := range []int{10_000, 100_000} {
+	for _, n := range benchSizes(10_000, 100_000) {
 		b.Run(fmt.Sprintf("tenants=%d", n), func(b *testing.B) {
 			src, rep := bigSystem(b, n)
 			r, err := reconcile.New(reconcile.Config{Source: src, Regions: []reconcile.Region{{Name: "us-east-1", Scanner: rep}},
@@ -116,7 +117,7 @@ func BenchmarkCycle(b *testing.B) {
 				reads += rep.Reads
 			}
 			b.ReportMetric(float64(reads)/float64(b.N), "reads/op")
-			b.ReportMetric((cpuTime() - cpu).Seconds()/float64(b.N), "cpu-s/op")
+			b.ReportMetric((cpuTime()-cpu).Seconds()/float64(b.N), "cpu-s/op")
 		})
 	}
 }
@@ -124,7 +125,7 @@ func BenchmarkCycle(b *testing.B) {
 // BenchmarkRescan is the cost of reading the truth's digests from an
 // export (the first load, then every Rescan).
 func BenchmarkRescan(b *testing.B) {
-	for _, n := range []int{100_000} {
+	for _, n := range benchSizes(100_000) {
 		b.Run(fmt.Sprintf("tenants=%d", n), func(b *testing.B) {
 			src, rep := bigSystem(b, n)
 			cpu := cpuTime()
@@ -137,7 +138,7 @@ func BenchmarkRescan(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric((cpuTime() - cpu).Seconds()/float64(b.N), "cpu-s/op")
+			b.ReportMetric((cpuTime()-cpu).Seconds()/float64(b.N), "cpu-s/op")
 		})
 	}
 }
@@ -152,3 +153,13 @@ func (nopStream) Consume(ctx context.Context, _ string, _ streamer.Handler) erro
 	return nil
 }
 func (nopStream) Close() error { return nil }
+
+// benchSizes are the system sizes to measure: ns, and 1,000,000 tenants
+// too when TCS_BENCH_1M is set (building it takes minutes and about 1 GB of
+// disk).
+func benchSizes(ns ...int) []int {
+	if os.Getenv("TCS_BENCH_1M") != "" {
+		ns = append(ns, 1_000_000)
+	}
+	return ns
+}
