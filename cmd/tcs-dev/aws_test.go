@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/tcs-dev/tcs/infra/emulators"
 	"github.com/tcs-dev/tcs/infra/provision"
+	"github.com/tcs-dev/tcs/internal/testwait"
 	tcssns "github.com/tcs-dev/tcs/tcs/sns"
 )
 
@@ -74,11 +76,8 @@ func TestEndToEndAWS(t *testing.T) {
 func TestSeedAWS(t *testing.T) {
 	s, _ := startAWS(t)
 	s.eventually(t, "acme.example.com", atVersion("acme", 1))
-	deadline := time.Now().Add(5 * time.Second)
-	for !bytes.Contains([]byte(s.stdout.String()), []byte("AWS backends")) && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if !bytes.Contains([]byte(s.stdout.String()), []byte("AWS backends")) {
-		t.Errorf("banner does not say the AWS backends:\n%s", s.stdout.String())
-	}
+	testwait.Until(t, 5*time.Second, 10*time.Millisecond, "the banner to say the AWS backends", func() (bool, string) {
+		out := s.stdout.String()
+		return strings.Contains(out, "AWS backends"), "it says:\n" + out
+	})
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog/httpclient"
 	"github.com/tcs-dev/tcs/internal/buildinfo"
+	"github.com/tcs-dev/tcs/internal/jobrun"
 )
 
 // env is what a command gets from run: the environment and the streams.
@@ -106,7 +107,7 @@ func (e *env) dispatch(ctx context.Context, args []string) int {
 			return exitOK
 		case errors.Is(err, flag.ErrHelp):
 			return exitOK
-		case errors.Is(err, errInterrupted):
+		case errors.Is(err, jobrun.ErrInterrupted):
 			fmt.Fprintf(e.stderr, "tcsctl %s: interrupted; progress saved, run the same command again to continue\n", name)
 			return exitInterrupted
 		case errors.As(err, &ec):
@@ -265,8 +266,8 @@ func (c *connFlags) client(e *env) (*client, error) {
 	}
 	cat, err := httpclient.New(c.catalogURL, httpclient.WithToken(c.token), httpclient.WithHTTPClient(hc),
 		httpclient.WithNoTokenHint("(tcsctl has no catalog token, and none by default: --token or TCS_ADMIN_TOKEN)"))
-	if err != nil {
-		return nil, fmt.Errorf("--catalog: %w", err)
+	if err != nil { // New refuses only a URL that is not http(s)
+		return nil, fmt.Errorf("--catalog %q: want an http:// or https:// URL", c.catalogURL)
 	}
 	d, err := newDialer(c.tls, c.lookupToken, c.scanToken)
 	if err != nil {

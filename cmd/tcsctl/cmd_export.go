@@ -13,6 +13,7 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/httpclient"
+	"github.com/tcs-dev/tcs/internal/jobrun"
 	"github.com/tcs-dev/tcs/internal/safefile"
 )
 
@@ -50,11 +51,11 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	defer c.Close()
 
 	var out io.Writer = e.stdout
-	var ckpt *checkpoint
+	var ckpt *jobrun.Checkpoint
 	var file *os.File
 	partial := *to + ".partial"
 	if *to != "" {
-		key := workKey("export", conn.catalogURL, *to, strconv.FormatBool(*includeDeleted))
+		key := jobrun.WorkKey("export", conn.catalogURL, *to, strconv.FormatBool(*includeDeleted))
 		if ckpt, err = openCheckpoint(job, "export", key); err != nil {
 			return err
 		}
@@ -63,10 +64,10 @@ func runExport(ctx context.Context, e *env, args []string) error {
 				return fmt.Errorf("--to: %s exists already: pass --force to replace it", *to)
 			}
 		}
-		if ckpt.resuming() {
+		if ckpt.Resuming() {
 			file, err = safefile.OpenExisting(partial)
 			if os.IsNotExist(err) {
-				err = fmt.Errorf("%w: checkpoint %s resumes an export whose partial file is gone; pass --restart", err, ckpt.path)
+				err = fmt.Errorf("%w: checkpoint %s resumes an export whose partial file is gone; pass --restart", err, ckpt.Path())
 			}
 		} else {
 			if *force {
@@ -83,30 +84,30 @@ func runExport(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("--to: %w", err)
 		}
 		defer file.Close()
-		if ckpt.resuming() {
+		if ckpt.Resuming() {
 			// Drop whatever was written after the last checkpoint.
-			if err := file.Truncate(ckpt.state.Offset); err != nil {
+			if err := file.Truncate(ckpt.Offset()); err != nil {
 				return fmt.Errorf("--to: %w", err)
 			}
-			if _, err := file.Seek(ckpt.state.Offset, io.SeekStart); err != nil {
+			if _, err := file.Seek(ckpt.Offset(), io.SeekStart); err != nil {
 				return fmt.Errorf("--to: %w", err)
 			}
-			fmt.Fprintf(e.stderr, "tcsctl export: resuming from checkpoint %s (%d tenant(s) done)\n", ckpt.path, ckpt.done())
+			fmt.Fprintf(e.stderr, "tcsctl export: resuming from checkpoint %s (%d tenant(s) done)\n", ckpt.Path(), ckpt.Done())
 		}
 		out = file
 	}
 	w := bufio.NewWriterSize(out, 1<<16)
 	var offset int64
 	if ckpt != nil {
-		offset = ckpt.state.Offset
+		offset = ckpt.Offset()
 	}
 	var written int64
-	before := ckpt.done()
+	before := ckpt.Done()
 	// Pages are written in order, so export runs on one worker: the
 	// producer reads the next page while the worker writes this one.
-	rn := &runner{workers: 1, limiter: newLimiter(job.rate, *pageSize), progress: newProgress(e.stderr, "export", -1, "tenants"), ckpt: ckpt}
-	err = rn.run(ctx, func(ctx context.Context, emit func(batch) bool) error {
-		token := ckpt.token()
+	rn := &jobrun.Runner{Workers: 1, Limiter: jobrun.NewLimiter(job.rate, *pageSize), Progress: jobrun.NewProgress(e.stderr, "export", -1, "tenants"), Checkpoint: ckpt}
+	err = rn.Run(ctx, func(ctx context.Context, emit func(jobrun.Batch) bool) error {
+		token := ckpt.Token()
 		for {
 			var page httpclient.ExportPage
 			err := retry(ctx, 5, func() (err error) {
@@ -131,7 +132,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 			}
 			end := offset + int64(buf.Len())
 			offset = end
-			if !emit(batch{items: n, resume: page.NextPageToken, offset: end, do: func(context.Context) error {
+			if !emit(jobrun.Batch{Items: n, Resume: page.NextPageToken, Offset: end, Do: func(context.Context) error {
 				if _, err := w.Write(buf.Bytes()); err != nil {
 					return err
 				}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tcs-dev/tcs/catalog"
+	"github.com/tcs-dev/tcs/internal/jobrun"
 	"github.com/tcs-dev/tcs/tcs/drift"
 )
 
@@ -46,24 +47,24 @@ func runRepair(ctx context.Context, e *env, args []string) error {
 	}
 	interrupted := func(err error) error {
 		if ctx.Err() != nil {
-			return errInterrupted
+			return jobrun.ErrInterrupted
 		}
 		return err
 	}
 	before, err := v.Verify(ctx)
 	if err != nil {
-		p.stop()
+		p.Stop()
 		return interrupted(err)
 	}
 	actions, skipped := drift.PlanRepair(before.Findings)
 	rep := &repairReport{Before: before, Actions: actions, Unrepairable: skipped, DryRun: *dryRun}
 	text := vf.output == "table"
 	if text {
-		p.stop()
+		p.Stop()
 		writeRepairPlan(e.stdout, rep)
 	}
 	if *dryRun || len(actions) == 0 {
-		p.stop()
+		p.Stop()
 		return finishRepair(e, rep, text)
 	}
 
@@ -82,7 +83,7 @@ func runRepair(ctx context.Context, e *env, args []string) error {
 		resynced += len(res.Resynced)
 		rep.NotFound = append(rep.NotFound, res.NotFound...)
 		if ctx.Err() != nil {
-			return errInterrupted
+			return jobrun.ErrInterrupted
 		}
 	}
 	if text {
@@ -99,7 +100,7 @@ func runRepair(ctx context.Context, e *env, args []string) error {
 			}
 			after, err := v.Verify(ctx)
 			if err != nil {
-				p.stop()
+				p.Stop()
 				return interrupted(err)
 			}
 			rep.After = after
@@ -107,13 +108,13 @@ func runRepair(ctx context.Context, e *env, args []string) error {
 				break
 			}
 		}
-		p.stop()
+		p.Stop()
 		if text {
 			fmt.Fprint(e.stdout, "after repair: ")
 			writeReport(e.stdout, rep.After)
 		}
 	}
-	p.stop()
+	p.Stop()
 	return finishRepair(e, rep, text)
 }
 

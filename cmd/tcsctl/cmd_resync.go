@@ -16,6 +16,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/httpclient"
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/jobrun"
 )
 
 func runResync(ctx context.Context, e *env, args []string) error {
@@ -193,42 +194,42 @@ type resyncStats struct {
 func (r *resyncer) run(ctx context.Context, e *env, catalogURL string, job jobFlags, all bool, ids []string) (*resyncStats, error) {
 	regions := append([]string(nil), r.regions...)
 	sort.Strings(regions)
-	key := workKey("resync", catalogURL, strings.Join(regions, ","), strconv.FormatBool(all), strings.Join(ids, "\n"))
+	key := jobrun.WorkKey("resync", catalogURL, strings.Join(regions, ","), strconv.FormatBool(all), strings.Join(ids, "\n"))
 	ckpt, err := openCheckpoint(job, "resync", key)
 	if err != nil {
 		return &resyncStats{}, err
 	}
-	if ckpt.resuming() {
-		fmt.Fprintf(e.stderr, "tcsctl resync: resuming from checkpoint %s (%d tenant(s) done)\n", ckpt.path, ckpt.done())
+	if ckpt.Resuming() {
+		fmt.Fprintf(e.stderr, "tcsctl resync: resuming from checkpoint %s (%d tenant(s) done)\n", ckpt.Path(), ckpt.Done())
 	}
 	st := &resyncStats{}
 	total := int64(-1)
 	if !all {
-		total = int64(len(ids)) - ckpt.done()
+		total = int64(len(ids)) - ckpt.Done()
 	}
-	rn := &runner{workers: job.workers, limiter: newLimiter(job.rate, r.batch), progress: newProgress(e.stderr, "resync", total, "tenants"), ckpt: ckpt}
+	rn := &jobrun.Runner{Workers: job.workers, Limiter: jobrun.NewLimiter(job.rate, r.batch), Progress: jobrun.NewProgress(e.stderr, "resync", total, "tenants"), Checkpoint: ckpt}
 	send := func(items []catalog.ResyncRequest) func(context.Context) error {
 		return func(ctx context.Context) error { return r.send(ctx, items, st) }
 	}
 	if all {
-		err = rn.run(ctx, func(ctx context.Context, emit func(batch) bool) error {
-			return r.produceAll(ctx, emit, ckpt.token(), st)
+		err = rn.Run(ctx, func(ctx context.Context, emit func(jobrun.Batch) bool) error {
+			return r.produceAll(ctx, emit, ckpt.Token(), st)
 		})
 	} else {
 		start := 0
-		if tok := ckpt.token(); tok != "" {
+		if tok := ckpt.Token(); tok != "" {
 			if start, err = strconv.Atoi(tok); err != nil || start < 0 || start > len(ids) {
-				return st, fmt.Errorf("checkpoint %s: bad position %q", ckpt.path, tok)
+				return st, fmt.Errorf("checkpoint %s: bad position %q", ckpt.Path(), tok)
 			}
 		}
-		err = rn.run(ctx, func(ctx context.Context, emit func(batch) bool) error {
+		err = rn.Run(ctx, func(ctx context.Context, emit func(jobrun.Batch) bool) error {
 			for i := start; i < len(ids); i += r.batch {
 				end := min(i+r.batch, len(ids))
 				items := make([]catalog.ResyncRequest, 0, end-i)
 				for _, id := range ids[i:end] {
 					items = append(items, catalog.ResyncRequest{ID: id})
 				}
-				if !emit(batch{items: len(items), resume: strconv.Itoa(end), do: send(items)}) {
+				if !emit(jobrun.Batch{Items: len(items), Resume: strconv.Itoa(end), Do: send(items)}) {
 					return nil
 				}
 			}
@@ -245,7 +246,7 @@ func (r *resyncer) run(ctx context.Context, e *env, catalogURL string, job jobFl
 // resume token is the next page's). A request is never cut off by Ctrl-C;
 // none starts after it. A catalog too old to resync "all" gets the pages
 // of an export resynced by id instead.
-func (r *resyncer) produceAll(ctx context.Context, emit func(batch) bool, from string, st *resyncStats) error {
+func (r *resyncer) produceAll(ctx context.Context, emit func(jobrun.Batch) bool, from string, st *resyncStats) error {
 	token := from
 	for first := true; ctx.Err() == nil; first = false {
 		var (
@@ -265,7 +266,7 @@ func (r *resyncer) produceAll(ctx context.Context, emit func(batch) bool, from s
 		st.mu.Lock()
 		st.resynced += int64(n)
 		st.mu.Unlock()
-		if !emit(batch{items: n, resume: next, do: func(context.Context) error { return nil }}) || next == "" {
+		if !emit(jobrun.Batch{Items: n, Resume: next, Do: func(context.Context) error { return nil }}) || next == "" {
 			return nil
 		}
 		token = next
@@ -276,7 +277,7 @@ func (r *resyncer) produceAll(ctx context.Context, emit func(batch) bool, from s
 // produceExported reads the ids of every tenant after the page token from
 // from the catalog's export, a page at a time, and emits a resync of each
 // page.
-func (r *resyncer) produceExported(ctx context.Context, emit func(batch) bool, from string, st *resyncStats) error {
+func (r *resyncer) produceExported(ctx context.Context, emit func(jobrun.Batch) bool, from string, st *resyncStats) error {
 	token := from
 	for {
 		var page httpclient.IDPage
@@ -293,7 +294,7 @@ func (r *resyncer) produceExported(ctx context.Context, emit func(batch) bool, f
 				items[i] = catalog.ResyncRequest{ID: id}
 			}
 			do := func(ctx context.Context) error { return r.send(ctx, items, st) }
-			if !emit(batch{items: len(items), resume: page.NextPageToken, do: do}) {
+			if !emit(jobrun.Batch{Items: len(items), Resume: page.NextPageToken, Do: do}) {
 				return nil
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog/httpclient"
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/catalog/tenantexpr"
+	"github.com/tcs-dev/tcs/internal/jobrun"
 )
 
 // settable are the fields --set may change; the rest (id, version,
@@ -43,7 +46,7 @@ func parseSet(s string) (assignment, error) {
 	if !settable[parts[0]] {
 		return assignment{}, fmt.Errorf("--set %q: %s cannot be set (settable: database, hostnames, labels, products, region, status)", s, parts[0])
 	}
-	if err := checkPath(parts); err != nil {
+	if err := tenantexpr.CheckPath(parts); err != nil {
 		return assignment{}, fmt.Errorf("--set %q: %v", s, err)
 	}
 	if parts[0] == "hostnames" && len(parts) > 1 {
@@ -155,7 +158,7 @@ func diffDocs(before, after map[string]any) []change {
 			}
 			return
 		}
-		if !jsonEqual(a, b) {
+		if !reflect.DeepEqual(a, b) {
 			out = append(out, change{Path: prefix, Before: a, After: b})
 		}
 	}
@@ -209,7 +212,7 @@ type transformResult struct {
 // version conflict.
 type transformer struct {
 	cat        *httpclient.Client
-	where      expr
+	where      *tenantexpr.Expr
 	patch      httpclient.MergePatch
 	dryRun     bool
 	maxRetries int
@@ -237,7 +240,7 @@ func (t *transformer) one(ctx context.Context, doc map[string]any) {
 		if v, ok := doc["version"].(float64); ok {
 			version = int64(v)
 		}
-		ok, err := matches(t.where, doc)
+		ok, err := t.where.Match(doc)
 		if err != nil {
 			res.Action, res.Reason = "failed", "evaluating --where: "+err.Error()
 			break
@@ -300,9 +303,9 @@ func (t *transformer) one(ctx context.Context, doc map[string]any) {
 // transformPageSize is the catalog's largest list page.
 const transformPageSize = 500
 
-func (t *transformer) run(ctx context.Context, rn *runner) error {
-	return rn.run(ctx, func(ctx context.Context, emit func(batch) bool) error {
-		token := rn.ckpt.token()
+func (t *transformer) run(ctx context.Context, rn *jobrun.Runner) error {
+	return rn.Run(ctx, func(ctx context.Context, emit func(jobrun.Batch) bool) error {
+		token := rn.Checkpoint.Token()
 		for {
 			var page httpclient.ListPage
 			err := retry(ctx, 5, func() (err error) {
@@ -313,7 +316,7 @@ func (t *transformer) run(ctx context.Context, rn *runner) error {
 				return fmt.Errorf("listing tenants after page token %q: %w", token, err)
 			}
 			docs := page.Tenants
-			b := batch{items: len(docs), resume: page.NextPageToken, do: func(ctx context.Context) error {
+			b := jobrun.Batch{Items: len(docs), Resume: page.NextPageToken, Do: func(ctx context.Context) error {
 				for _, d := range docs {
 					t.one(ctx, d)
 				}
@@ -366,7 +369,7 @@ func runTransform(ctx context.Context, e *env, args []string) error {
 	if *output != "text" && *output != "json" {
 		return fmt.Errorf("-o %q: want text or json", *output)
 	}
-	cond, err := parseExpr(*where)
+	cond, err := tenantexpr.Parse(*where)
 	if err != nil {
 		return fmt.Errorf("--where: %w", err)
 	}
@@ -389,17 +392,17 @@ func runTransform(ctx context.Context, e *env, args []string) error {
 	defer c.Close()
 	t := &transformer{cat: c.catalog, where: cond, patch: patch, dryRun: *dryRun, maxRetries: *maxRetries}
 	rawPatch, _ := json.Marshal(map[string]any(patch))
-	var ckpt *checkpoint
+	var ckpt *jobrun.Checkpoint
 	if !*dryRun {
-		key := workKey("transform", conn.catalogURL, cond.String(), string(rawPatch))
+		key := jobrun.WorkKey("transform", conn.catalogURL, cond.String(), string(rawPatch))
 		if ckpt, err = openCheckpoint(job, "transform", key); err != nil {
 			return err
 		}
-		if ckpt.resuming() {
-			fmt.Fprintf(e.stderr, "tcsctl transform: resuming from checkpoint %s (%d tenant(s) done)\n", ckpt.path, ckpt.done())
+		if ckpt.Resuming() {
+			fmt.Fprintf(e.stderr, "tcsctl transform: resuming from checkpoint %s (%d tenant(s) done)\n", ckpt.Path(), ckpt.Done())
 		}
 	}
-	rn := &runner{workers: job.workers, limiter: newLimiter(job.rate, transformPageSize), progress: newProgress(e.stderr, "transform", -1, "tenants"), ckpt: ckpt}
+	rn := &jobrun.Runner{Workers: job.workers, Limiter: jobrun.NewLimiter(job.rate, transformPageSize), Progress: jobrun.NewProgress(e.stderr, "transform", -1, "tenants"), Checkpoint: ckpt}
 	runErr := t.run(ctx, rn)
 	sort.Slice(t.results, func(i, j int) bool { return t.results[i].ID < t.results[j].ID })
 	summary := map[string]int64{"scanned": t.scanned}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/httpclient"
+	"github.com/tcs-dev/tcs/internal/jobrun"
 	"github.com/tcs-dev/tcs/tcs/drift"
 )
 
@@ -51,14 +52,14 @@ func (v *verifyFlags) check() error {
 // verifier builds the drift engine over the catalog's export and the
 // selected regions' replica admin APIs, with a progress bar on a terminal
 // (stop it when done).
-func (v *verifyFlags) verifier(e *env, c *client) (*drift.Verifier, *progress, error) {
+func (v *verifyFlags) verifier(e *env, c *client) (*drift.Verifier, *jobrun.Progress, error) {
 	rs, err := selectRegions(c.regions, v.regions)
 	if err != nil {
 		return nil, nil, err
 	}
-	p := newProgress(e.stderr, "verify", -1, "records")
-	vr := &drift.Verifier{Truth: exportTruth{c.catalog}, PageSize: v.pageSize, Limiter: newLimiter(v.rate, v.pageSize),
-		Rechecks: v.rechecks, Settle: v.settle, Progress: p.add}
+	p := jobrun.NewProgress(e.stderr, "verify", -1, "records")
+	vr := &drift.Verifier{Truth: exportTruth{c.catalog}, PageSize: v.pageSize, Limiter: jobrun.NewLimiter(v.rate, v.pageSize),
+		Rechecks: v.rechecks, Settle: v.settle, Progress: p.Add}
 	for _, r := range rs {
 		s, err := c.dialer.scanner(r)
 		if err != nil {
@@ -144,10 +145,10 @@ func verifyRun(ctx context.Context, e *env, conn connFlags, vf verifyFlags) (*dr
 		return nil, err
 	}
 	rep, err := v.Verify(ctx)
-	p.stop()
+	p.Stop()
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, errInterrupted
+			return nil, jobrun.ErrInterrupted
 		}
 		return nil, err
 	}

@@ -22,6 +22,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/jobrun"
 	"github.com/tcs-dev/tcs/tcs/drift"
 )
 
@@ -79,7 +80,7 @@ func TestResyncResume(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no checkpoint after the interruption: %v", err)
 	}
-	var st checkpointState
+	var st jobrun.State
 	if err := json.Unmarshal(raw, &st); err != nil || st.Command != "resync" || st.Done < 10 || st.Done >= n || st.Token == "" {
 		t.Fatalf("checkpoint %s: %v", raw, err)
 	}

@@ -946,6 +946,9 @@ var (
 // binaries builds the chart's binaries once for the package's tests.
 func binaries(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: builds the binaries (tens of seconds on two cores)")
+	}
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "tcs-helm-bin-")
 		if buildErr != nil {

@@ -39,6 +39,9 @@ const (
 // for it, within the rule's threshold and for plus two scrape intervals
 // (and an evaluation); once the applier is back, the alert resolves.
 func TestStallAlertEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: runs the AWS topology on the emulators and Prometheus for minutes")
+	}
 	bin, err := exec.LookPath("prometheus")
 	if err != nil {
 		if os.Getenv("REQUIRE_PROMTOOL") != "" {

@@ -215,12 +215,9 @@ func addrs(regions ...*regionServer) []string {
 	return a
 }
 
-func ctxT(tb testing.TB) context.Context {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	tb.Cleanup(cancel)
-	return ctx
-}
+// ctxT is testwait.Context; it goes once silence_test.go, which another
+// change is editing, uses testwait.Context too.
+func ctxT(tb testing.TB) context.Context { return testwait.Context(tb) }
 
 // counter counts calls of a hook.
 type counter struct{ n atomic.Int64 }

@@ -12,8 +12,19 @@
 //
 // PlanRepair turns findings into repair Actions (which tenants to resync to
 // which regions, with which hostnames to settle) and the findings no resync
-// can fix; Batches groups the actions into catalog.Resync requests. Sending
-// them is the caller's: drift does no writes.
+// can fix; Batches groups the actions into resync requests
+// (catalog.Store.Resync, or POST /v1/admin/resync through catalog/httpclient).
+// Sending them is the caller's: drift does no writes. What each kind gets:
+//
+//	missing_tenant, stale_version,        resync the tenant
+//	content_mismatch
+//	unmapped_hostname, wrong_owner,       resync the tenant that holds the hostname in the
+//	claim_version                         truth (its claim is re-emitted); unrepairable when
+//	                                      the region's claim version is above the truth's
+//	orphaned_hostname                     resync the tenant the region maps it to, settling
+//	                                      the hostname (the catalog re-emits its release)
+//	ahead_version, unknown_tenant         unrepairable: a resync never rolls a region back,
+//	                                      and cannot delete what the truth never had
 package drift
 
 import (
