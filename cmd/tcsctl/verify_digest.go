@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/tcs-dev/tcs/internal/digest"
+	"github.com/tcs-dev/tcs/internal/jobrun"
 	"github.com/tcs-dev/tcs/tcs/drift"
 )
 
@@ -32,7 +33,7 @@ func digestCheck(ctx context.Context, e *env, conn connFlags, vf verifyFlags) (*
 	truth, tenants, err := c.catalog.Digests(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, errInterrupted
+			return nil, jobrun.ErrInterrupted
 		}
 		return nil, fmt.Errorf("catalog: %w", err)
 	}
@@ -50,7 +51,7 @@ func digestCheck(ctx context.Context, e *env, conn connFlags, vf verifyFlags) (*
 		got, _, err := d.Digests(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, errInterrupted
+				return nil, jobrun.ErrInterrupted
 			}
 			return nil, fmt.Errorf("region %s: %w", r.Name, err)
 		}
