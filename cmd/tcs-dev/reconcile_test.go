@@ -1,10 +1,17 @@
 package main
 
 import (
+	"context"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/tcs-dev/tcs/cmd/internal/obstest"
 	"github.com/tcs-dev/tcs/internal/testwait"
@@ -57,3 +64,68 @@ func TestReconcilerRuns(t *testing.T) {
 }
 
 var sampleLine = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$`)
+
+// TestReconcilerHealsAWS: on the AWS family (DynamoDB catalog and replicas,
+// Kinesis with the reconciler's own consumer group), a tenant's items
+// deleted from one region's replica table behind the pipeline's back are
+// found and resynced back, and the other regions are left alone.
+func TestReconcilerHealsAWS(t *testing.T) {
+	s, names := startAWS(t, "--seed=false", "--reconcile-interval", "200ms", "--reconcile-settle", "1s")
+	if code, _, body := s.rest(t, "POST", "/v1/tenants", adm, `{"id":"hooli","hostnames":["hooli.example.com"],"products":{"jira":{"state":"ACTIVE","users":5}}}`); code != 201 {
+		t.Fatalf("create hooli: %d %s", code, body)
+	}
+	s.eventually(t, "hooli.example.com", atVersion("hooli", 1))
+	cfg, err := awsconfig.LoadDefaultConfig(context.Background(), awsconfig.WithRegion("eu-west-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := dynamodb.NewFromConfig(cfg)
+	table := aws.String(names.ReplicaTable("eu-west-1"))
+	item := func(pk string) bool {
+		out, err := db.GetItem(context.Background(), &dynamodb.GetItemInput{TableName: table, ConsistentRead: aws.Bool(true),
+			Key: map[string]types.AttributeValue{"PK": &types.AttributeValueMemberS{Value: pk}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.Item != nil
+	}
+	for _, pk := range []string{"T#hooli", "H#hooli.example.com"} {
+		if _, err := db.DeleteItem(context.Background(), &dynamodb.DeleteItemInput{TableName: table,
+			Key: map[string]types.AttributeValue{"PK": &types.AttributeValueMemberS{Value: pk}}}); err != nil {
+			t.Fatal(err)
+		}
+		if item(pk) {
+			t.Fatalf("%s still in %s after DeleteItem", pk, *table)
+		}
+	}
+	testwait.Within(t, 30*time.Second, "hooli back in eu-west-1's replica table", func() bool {
+		return item("T#hooli") && item("H#hooli.example.com")
+	})
+	sum := func(name string, labels map[string]string) float64 {
+		_, body := obstest.Get(t, s.ep.Metrics, "/metrics")
+		total := 0.0
+	next:
+		for _, line := range strings.Split(body, "\n") {
+			m := sampleLine.FindStringSubmatch(line)
+			if m == nil || m[1] != name {
+				continue
+			}
+			for k, v := range labels {
+				if !strings.Contains(m[2], k+`="`+v+`"`) {
+					continue next
+				}
+			}
+			v, _ := strconv.ParseFloat(m[3], 64)
+			total += v
+		}
+		return total
+	}
+	if n := sum("tcs_reconcile_resyncs_total", map[string]string{"region": "eu-west-1"}); n < 1 {
+		t.Errorf("tcs_reconcile_resyncs_total{region=eu-west-1} = %v, want at least 1", n)
+	}
+	for _, region := range []string{"us-east-1", "ap-southeast-2"} {
+		if n := sum("tcs_reconcile_resyncs_total", map[string]string{"region": region}); n != 0 {
+			t.Errorf("tcs_reconcile_resyncs_total{region=%s} = %v, want 0: it did not drift", region, n)
+		}
+	}
+}
