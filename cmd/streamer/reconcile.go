@@ -41,7 +41,7 @@ func runReconcile(ctx context.Context, args []string, getenv func(string) string
 		"how often the source of truth's digests are re-read from the catalog (between rescans the stream keeps them up to date) (env TCS_RECONCILE_RESCAN)")
 	fs.Float64Var(&cfg.RepairRate, "repair-rate", reconcile.DefaultRepairRate, "most drifted tenants resynced per second")
 	fs.Float64Var(&cfg.ReadRate, "read-rate", 0, "most records read per second from the catalog and from each region (0: no limit)")
-	once := fs.Bool("once", false, "compare until every region agrees with the source of truth or a settle period and two intervals have passed, resyncing what drifted, then exit (embedded backend: with the catalog, publish and apply stopped)")
+	once := fs.Bool("once", false, "compare until every region agrees with the source of truth or a settle period and three intervals have passed, resyncing what drifted, then exit (embedded backend: with the catalog, publish and apply stopped)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -144,10 +144,10 @@ func runReconcile(ctx context.Context, args []string, getenv func(string) string
 }
 
 // reconcileOnce compares until every region agrees, or until a drifted
-// bucket had its settle period and a comparison to be judged in, and
-// prints what it did.
+// bucket had its settle period and two comparisons to be judged and
+// confirmed in, and prints what it did.
 func reconcileOnce(ctx context.Context, rec *reconcile.Reconciler, cfg reconcile.Config, stdout io.Writer) error {
-	deadline := time.Now().Add(cfg.Settle + 2*cfg.Interval)
+	deadline := time.Now().Add(cfg.Settle + 3*cfg.Interval)
 	found := map[string]bool{}   // region/tenant
 	resynced := map[string]int{} // region → tenants
 	for {

@@ -15,9 +15,11 @@
 // once it has differed for Config.Settle the reconciler narrows it to
 // tenants, with the drift kinds `tcsctl verify` reports. A tenant is judged
 // only if its state in the source of truth is older than Settle at the
-// start of the scan, so that a change still on its way to the region (the
-// usual cause of a differing bucket under write load) is never taken for
-// drift. What resync can fix (missing_tenant, stale_version,
+// start of the scan and the region has applied something newer, so that a
+// change still on its way to the region (the usual cause of a differing
+// bucket under write load) or a region lagging as a whole is never taken
+// for drift; and a tenant is drifted only when two comparisons in a row
+// find it so. What resync can fix (missing_tenant, stale_version,
 // content_mismatch, unmapped_hostname, wrong_owner, claim_version,
 // orphaned_hostname) is re-emitted through the catalog's Resync, the path
 // of `tcsctl repair`, to the drifted regions only, at most Config.RepairRate
@@ -28,10 +30,15 @@
 // (tcs.ApplyEvent), and the reconciler does not try.
 //
 // A drifted tenant is repaired once a later comparison finds its bucket
-// equal (or the tenant no longer different); the time from finding to
-// repaired is tcs_reconcile_repair_seconds. Drift is thus found within one
-// Interval of happening and repaired within Settle plus one Interval of
-// being found, plus the resync's trip through the pipeline.
+// equal (or the tenant no longer different); the time from first finding
+// to repaired is tcs_reconcile_repair_seconds. Drift is thus seen within one
+// Interval of happening, judged once its bucket has differed for Settle,
+// and resynced when the next comparison confirms it: within Settle plus two
+// Intervals of happening, plus the resync's trip through the pipeline.
+//
+// Run one Reconciler per deployment: it needs every event of the stream
+// (a second one in the same consumer group would see only some shards), and
+// two would resync the same drift twice.
 package reconcile
 
 import (
@@ -487,9 +494,9 @@ func (r *Reconciler) compareRegion(ctx context.Context, reg *regionState, rep *R
 	reg.suspect = suspect
 
 	cutoff := start.Add(-r.cfg.Settle)
-	fs = r.judge(reg.Name, judge, scan, cutoff, now)
+	judged := r.judge(reg.Name, judge, scan, cutoff, now)
 	drifted := map[string]bool{}
-	for _, f := range fs {
+	for _, f := range judged {
 		p := reg.pending[f.TenantID]
 		if p == nil {
 			p = &pending{found: now}
@@ -499,9 +506,18 @@ func (r *Reconciler) compareRegion(ctx context.Context, reg *regionState, rep *R
 			drifted[f.TenantID] = true
 			p.sighted++
 		}
-		// Unrepairable kinds are counted from their second sighting:
-		// a first one may be the stream view lagging the region.
-		if !slices.Contains(p.kinds, f.Kind) && (f.Repairable || p.sighted > 1) {
+	}
+	// A finding counts from its second comparison in a row: a first one
+	// may be a region catching up (one stream partition ahead of another
+	// makes scan.Newest an imperfect guide) or the stream view lagging the
+	// region, and either is gone by the next comparison.
+	for _, f := range judged {
+		p := reg.pending[f.TenantID]
+		if p.sighted < 2 {
+			continue
+		}
+		fs = append(fs, f)
+		if !slices.Contains(p.kinds, f.Kind) {
 			p.kinds = append(p.kinds, f.Kind)
 			r.m.found.WithLabelValues(reg.Name, string(f.Kind)).Inc()
 			r.log.Warn("reconcile: drift found", "region", reg.Name, "tenant", f.TenantID, "kind", f.Kind, "hostname", f.Hostname, "repairable", f.Repairable)
@@ -527,7 +543,13 @@ func (r *Reconciler) compareRegion(ctx context.Context, reg *regionState, rep *R
 		r.m.repaired.WithLabelValues(reg.Name).Inc()
 		r.m.repairSeconds.WithLabelValues(reg.Name).Observe(now.Sub(p.found).Seconds())
 	}
-	r.m.drifted.WithLabelValues(reg.Name).Set(float64(len(reg.pending)))
+	confirmed := 0
+	for _, p := range reg.pending {
+		if p.sighted >= 2 {
+			confirmed++
+		}
+	}
+	r.m.drifted.WithLabelValues(reg.Name).Set(float64(confirmed))
 	return fs, due, nil
 }
 
@@ -599,7 +621,7 @@ func (r *Reconciler) judge(region string, buckets map[int]bool, scan *digest.Reg
 		}
 	}
 	for id := range scan.Docs {
-		if _, ok := r.truth[id]; !ok {
+		if _, ok := r.truth[id]; !ok && buckets[digest.Bucket(id)] {
 			add(id, drift.UnknownTenant, "", false)
 		}
 	}

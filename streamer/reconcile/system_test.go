@@ -80,6 +80,8 @@ type lockedReplica struct {
 	mu   sync.RWMutex
 	r    *boltreplica.Replica
 	path string
+	// gate, while held, stops applies (a stalled applier); reads go on.
+	gate sync.RWMutex
 }
 
 var (
@@ -89,12 +91,16 @@ var (
 )
 
 func (l *lockedReplica) Apply(ctx context.Context, ev *tenant.ChangeEvent) (tcs.ApplyResult, error) {
+	l.gate.RLock()
+	defer l.gate.RUnlock()
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	return l.r.Apply(ctx, ev)
 }
 
 func (l *lockedReplica) ApplyBatch(ctx context.Context, evs []*tenant.ChangeEvent) ([]tcs.ApplyResult, error) {
+	l.gate.RLock()
+	defer l.gate.RUnlock()
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	return l.r.ApplyBatch(ctx, evs)
