@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/bbolt"
+
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/storetest"
 	"github.com/tcs-dev/tcs/catalog/tenant"
@@ -44,9 +46,10 @@ func (m *memSource) Resync(_ context.Context, reqs []catalog.ResyncRequest, _ []
 
 // bigSystem returns a truth of n tenants (one hostname each) and a replica
 // file holding the same, applied in batches of 1,000.
-func bigSystem(b *testing.B, n int) (*memSource, *boltreplica.Replica) {
+func bigSystem(b *testing.B, n int) (*memSource, *boltreplica.Replica, string) {
 	b.Helper()
-	rep, err := boltreplica.Open(filepath.Join(b.TempDir(), "replica.db"), boltreplica.Options{})
+	path := filepath.Join(b.TempDir(), "replica.db")
+	rep, err := boltreplica.Open(path, boltreplica.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -74,7 +77,7 @@ func bigSystem(b *testing.B, n int) (*memSource, *boltreplica.Replica) {
 	if len(batch) > 0 {
 		flush()
 	}
-	return src, rep
+	return src, rep, path
 }
 
 func cpuTime() time.Duration {
@@ -93,7 +96,7 @@ func cpuTime() time.Duration {
 func BenchmarkCycle(b *testing.B) {
 	for _, n := range benchSizes(10_000, 100_000) {
 		b.Run(fmt.Sprintf("tenants=%d", n), func(b *testing.B) {
-			src, rep := bigSystem(b, n)
+			src, rep, _ := bigSystem(b, n)
 			r, err := reconcile.New(reconcile.Config{Source: src, Regions: []reconcile.Region{{Name: "us-east-1", Scanner: rep}},
 				Stream: nopStream{}, Rescan: 24 * time.Hour})
 			if err != nil {
@@ -127,7 +130,7 @@ func BenchmarkCycle(b *testing.B) {
 func BenchmarkRescan(b *testing.B) {
 	for _, n := range benchSizes(100_000) {
 		b.Run(fmt.Sprintf("tenants=%d", n), func(b *testing.B) {
-			src, rep := bigSystem(b, n)
+			src, rep, _ := bigSystem(b, n)
 			cpu := cpuTime()
 			for b.Loop() {
 				r, err := reconcile.New(reconcile.Config{Source: src, Regions: []reconcile.Region{{Name: "us-east-1", Scanner: rep}}})
@@ -162,4 +165,54 @@ func benchSizes(ns ...int) []int {
 		ns = append(ns, 1_000_000)
 	}
 	return ns
+}
+
+// BenchmarkDriftToResync is the time from a tenant lost from a healthy
+// region's replica to its re-emission, comparing back to back (Interval
+// is the time a comparison takes) with a settle period of 1 ms: three
+// comparisons (see the difference, judge the bucket, confirm the tenant).
+// Add the settle period, and the gaps of the interval, for a deployment's
+// figure.
+func BenchmarkDriftToResync(b *testing.B) {
+	for _, n := range benchSizes(100_000) {
+		b.Run(fmt.Sprintf("tenants=%d", n), func(b *testing.B) {
+			src, rep, path := bigSystem(b, n)
+			l := &lockedReplica{r: rep, path: path}
+			b.Cleanup(func() { l.Close() })
+			r, err := reconcile.New(reconcile.Config{Source: src, Regions: []reconcile.Region{{Name: "us-east-1", Scanner: l}},
+				Stream: nopStream{}, Rescan: 24 * time.Hour, Settle: time.Millisecond})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			if _, err := r.Cycle(ctx); err != nil {
+				b.Fatal(err)
+			}
+			time.Sleep(2 * time.Millisecond) // older than the settle period
+			lost := src.items[n/2]
+			cycles := 0
+			for b.Loop() {
+				l.edit(b, func(d, _ *bbolt.Bucket) error { return d.Delete([]byte(lost.Tenant.ID)) })
+				before := src.resyncs
+				for src.resyncs == before {
+					if _, err := r.Cycle(ctx); err != nil {
+						b.Fatal(err)
+					}
+					cycles++
+				}
+				b.StopTimer()
+				ev := &tenant.ChangeEvent{TenantID: lost.Tenant.ID, Version: 1, Tenant: lost.Tenant, Claims: lost.Claims, Resync: true}
+				if _, err := l.Apply(ctx, ev); err != nil {
+					b.Fatal(err)
+				}
+				for len(r.Pending()["us-east-1"]) > 0 {
+					if _, err := r.Cycle(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(cycles)/float64(b.N), "comparisons/op")
+		})
+	}
 }
