@@ -13,11 +13,11 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/testwait"
 	"github.com/tcs-dev/tcs/streamer"
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/boltreplica"
 	"github.com/tcs-dev/tcs/tcs/replicatest"
-	"github.com/tcs-dev/tcs/internal/testwait"
 )
 
 func openReplica(t *testing.T) *boltreplica.Replica {

@@ -18,12 +18,12 @@ import (
 	"github.com/tcs-dev/tcs/catalog/bolt"
 	"github.com/tcs-dev/tcs/catalog/storetest"
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/testwait"
 	"github.com/tcs-dev/tcs/streamer"
 	"github.com/tcs-dev/tcs/streamer/boltlog"
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/boltreplica"
 	"github.com/tcs-dev/tcs/tcs/replicatest"
-	"github.com/tcs-dev/tcs/internal/testwait"
 )
 
 var errCrash = errors.New("injected crash")

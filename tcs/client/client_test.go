@@ -124,8 +124,9 @@ func TestWatchCutAndRestored(t *testing.T) {
 	r := startRegion(t, "eu-west-1")
 	put(t, "acme", 1, []string{"acme.example.com"}, r)
 	var ups, downs counter
+	clk := newClock()
 	c := newClient(t, []*regionServer{r}, client.WithTTL(time.Hour), client.WithMaxStale(time.Hour),
-		client.WithDisconnectedTTL(200*time.Millisecond),
+		client.WithDisconnectedTTL(200*time.Millisecond), client.WithClock(clk.Now),
 		client.WithMetrics(client.Hooks{WatchState: func(_ string, up bool) {
 			if up {
 				ups.inc()
@@ -145,7 +146,7 @@ func TestWatchCutAndRestored(t *testing.T) {
 	if _, err := rep.Apply(ctx, replicatestEvent("acme", 2, "acme.example.com")); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(250 * time.Millisecond) // past the disconnected TTL
+	clk.Advance(250 * time.Millisecond) // past the disconnected TTL
 	tn, meta, err := c.LookupMeta(ctx, "acme.example.com")
 	if err != nil || tn.Version != 1 || !meta.Stale {
 		t.Fatalf("while down: %+v %+v %v; want version 1, stale", tn, meta, err)
