@@ -376,7 +376,7 @@ func TestStalledRegionIsNotDrift(t *testing.T) {
 	// A region catching up after the stall can be ahead on one stream
 	// partition and behind on another for a moment; the comparisons must
 	// be further apart than that moment (in production, minutes apart).
-	const settle, interval = 300 * time.Millisecond, 150 * time.Millisecond
+	const settle, interval = 400 * time.Millisecond, 400 * time.Millisecond
 	run(t, newReconciler(t, s, interval, settle, reg))
 	testwait.For(t, "a comparison", func() bool {
 		return metric(t, reg, "tcs_reconcile_cycles_total", map[string]string{"outcome": "ok"}) >= 1
@@ -398,6 +398,10 @@ func TestStalledRegionIsNotDrift(t *testing.T) {
 	}
 	s.replicas["eu-west-1"].gate.Unlock()
 	s.waitConverged(t, 10*time.Second)
+	cycles := metric(t, reg, "tcs_reconcile_cycles_total", map[string]string{"outcome": "ok"})
+	testwait.For(t, "two more comparisons", func() bool {
+		return metric(t, reg, "tcs_reconcile_cycles_total", map[string]string{"outcome": "ok"}) >= cycles+2
+	})
 	for _, region := range s.regions {
 		if v := metric(t, reg, "tcs_reconcile_resyncs_total", map[string]string{"region": region}); v != 0 {
 			t.Errorf("tcs_reconcile_resyncs_total{region=%s} = %v, want 0: a stalled region is lagging, not drifted", region, v)
