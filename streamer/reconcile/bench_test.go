@@ -46,7 +46,7 @@ func (m *memSource) Resync(_ context.Context, reqs []catalog.ResyncRequest, _ []
 
 // bigSystem returns a truth of n tenants (one hostname each) and a replica
 // file holding the same, applied in batches of 1,000.
-func bigSystem(b *testing.B, n int) (*memSource, *boltreplica.Replica, string) {
+func bigSystem(b testing.TB, n int) (*memSource, *boltreplica.Replica, string) {
 	b.Helper()
 	path := filepath.Join(b.TempDir(), "replica.db")
 	rep, err := boltreplica.Open(path, boltreplica.Options{})

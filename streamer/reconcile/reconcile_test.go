@@ -194,15 +194,11 @@ func TestRepairsEveryKind(t *testing.T) {
 	})
 
 	// Repaired within the settle period plus a comparison to see the
-	// drift and one to confirm it, plus the resync's trip (and the slack
-	// of a loaded test machine: each comparison scans two regions).
-	bound := testSettle + 2*testInterval
-	testwait.Until(t, bound+10*time.Second, 10*time.Millisecond, "us-east-1 repaired", func() (bool, string) { return s.converged(t, "us-east-1") })
-	took := time.Since(injected)
-	t.Logf("drift injected → us-east-1 agreeing with the truth: %v (settle %v, interval %v)", took, testSettle, testInterval)
-	if took > bound+time.Second {
-		t.Errorf("repair took %v, want about settle + two intervals (%v)", took, bound)
-	}
+	// drift and one to confirm it, plus the resync's trip.
+	testwait.Until(t, 10*time.Second, 10*time.Millisecond, "us-east-1 repaired", func() (bool, string) { return s.converged(t, "us-east-1") })
+	// How many comparisons that takes is TestRepairWithinTwoComparisons;
+	// the time is logged, not asserted (a loaded machine stretches it).
+	t.Logf("drift injected → us-east-1 agreeing with the truth: %v (settle %v, interval %v)", time.Since(injected), testSettle, testInterval)
 
 	for _, kind := range []string{"missing_tenant", "content_mismatch", "stale_version", "wrong_owner", "claim_version", "unmapped_hostname", "orphaned_hostname"} {
 		if n := metric(t, reg, "tcs_reconcile_drift_found_total", map[string]string{"region": "us-east-1", "kind": kind}); n < 1 {
@@ -406,6 +402,65 @@ func TestStalledRegionIsNotDrift(t *testing.T) {
 		if v := metric(t, reg, "tcs_reconcile_resyncs_total", map[string]string{"region": region}); v != 0 {
 			t.Errorf("tcs_reconcile_resyncs_total{region=%s} = %v, want 0: a stalled region is lagging, not drifted", region, v)
 		}
+	}
+}
+
+// TestRepairWithinTwoComparisons: on a clock that moves a settle period
+// between comparisons, a tenant lost from a region is seen by the first
+// comparison after the loss, judged by the next (its bucket has differed
+// for the settle period) and resynced by the one after (confirmed): the
+// settle period plus one comparison after it is seen.
+func TestRepairWithinTwoComparisons(t *testing.T) {
+	t.Parallel()
+	src, rep, path := bigSystem(t, 100)
+	l := &lockedReplica{r: rep, path: path}
+	t.Cleanup(func() { l.Close() })
+	clock := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
+	const settle = time.Minute
+	r, err := reconcile.New(reconcile.Config{Source: src, Regions: []reconcile.Region{{Name: "us-east-1", Scanner: l}},
+		Stream: nopStream{}, Rescan: 24 * time.Hour, Settle: settle, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	cycle := func() *reconcile.Report {
+		t.Helper()
+		rep, err := r.Cycle(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	if rep := cycle(); rep.Differing["us-east-1"] != 0 {
+		t.Fatalf("healthy region: %d buckets differ", rep.Differing["us-east-1"])
+	}
+	advance(settle)
+	lost := src.items[40].Tenant.ID
+	l.edit(t, func(d, _ *bbolt.Bucket) error { return d.Delete([]byte(lost)) })
+	for i, want := range []struct{ differing, findings, resyncs int }{
+		{1, 0, 0}, // seen: its bucket becomes a suspect
+		{1, 0, 0}, // judged after the settle period: a first sighting
+		{1, 1, 1}, // confirmed: resynced
+	} {
+		rep := cycle()
+		if rep.Differing["us-east-1"] != want.differing || len(rep.Findings) != want.findings || src.resyncs != want.resyncs {
+			t.Fatalf("comparison %d after the loss: %d buckets differ, findings %+v, %d resyncs; want %d, %d, %d",
+				i+1, rep.Differing["us-east-1"], rep.Findings, src.resyncs, want.differing, want.findings, want.resyncs)
+		}
+		advance(settle)
+	}
+	// The resync (here applied by hand) lands: the next comparison sees
+	// the tenant repaired, a settle period and two comparisons after it
+	// was first judged.
+	it := src.items[40]
+	if _, err := l.Apply(ctx, &tenant.ChangeEvent{TenantID: lost, Version: 1, Tenant: it.Tenant, Claims: it.Claims, Resync: true}); err != nil {
+		t.Fatal(err)
+	}
+	if rep := cycle(); rep.Differing["us-east-1"] != 0 || rep.Repaired["us-east-1"] != 1 || src.resyncs != 1 {
+		t.Errorf("after the resync: %d buckets differ, %d repaired, %d resyncs; want 0, 1, 1", rep.Differing["us-east-1"], rep.Repaired["us-east-1"], src.resyncs)
 	}
 }
 
