@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/spf13/cobra"
 	"io"
 	"os"
 	"regexp"
@@ -19,8 +20,14 @@ import (
 	"github.com/tcs-dev/tcs/internal/jobrun"
 )
 
-func runResync(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "resync", "(--all | --tenant ID… | --file IDS) [--region R…]")
+func newResyncCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "resync (--all | --tenant ID… | --file IDS) [--region R…] [--dry-run] [--yes]",
+		Short: "re-emit tenants through the stream so regions re-apply them",
+		Long:  "resync re-emits the current state of tenants through the outbox and the stream; replicas apply it even at an equal version but never roll a newer one back. --all and --file may resync many tenants, so they ask for a confirmation on a terminal and need --yes otherwise (not with --dry-run). " + exitCodesHelp,
+		Args:  noArgs,
+	}
+	fs := cmd.Flags()
 	var conn connFlags
 	var job jobFlags
 	conn.register(fs, e.getenv)
@@ -32,66 +39,77 @@ func runResync(ctx context.Context, e *env, args []string) error {
 	fs.Var(&regionsWanted, "region", "region to resync (repeatable; default: every region)")
 	batchSize := fs.Int("batch", catalog.MaxResyncTenants, "tenants per resync request (at most 1000)")
 	dryRun := fs.Bool("dry-run", false, "print which tenants would be resynced (and which the catalog does not know) and resync nothing")
-	if _, err := parse(fs, args, 0); err != nil {
-		return err
-	}
-	modes := 0
-	for _, set := range []bool{*all, len(ids) > 0, *file != ""} {
-		if set {
-			modes++
+	var yes bool
+	confirmFlag(fs, &yes)
+	cmd.RunE = e.action(func(ctx context.Context, _ []string) error {
+		modes := 0
+		for _, set := range []bool{*all, len(ids) > 0, *file != ""} {
+			if set {
+				modes++
+			}
 		}
-	}
-	if modes != 1 {
-		return errors.New("give exactly one of --all, --tenant or --file")
-	}
-	if *batchSize < 1 || *batchSize > catalog.MaxResyncTenants {
-		return fmt.Errorf("--batch must be 1 to %d", catalog.MaxResyncTenants)
-	}
-	c, err := conn.client(e)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	rs, err := selectRegions(c.regions, regionsWanted)
-	if err != nil {
-		return err
-	}
-	var targets []string // nil: every region
-	if len(regionsWanted) > 0 {
-		targets = regionNames(rs)
-	}
-	if *file != "" {
-		if ids, err = readIDs(e, *file); err != nil {
+		if modes != 1 {
+			return usagef("give exactly one of --all, --tenant or --file")
+		}
+		if *batchSize < 1 || *batchSize > catalog.MaxResyncTenants {
+			return usagef("--batch must be 1 to %d", catalog.MaxResyncTenants)
+		}
+		if !*dryRun && (*all || *file != "") {
+			what := "resync --all re-emits every tenant of the catalog"
+			if *file != "" {
+				what = "resync re-emits every tenant listed in " + *file
+			}
+			if err := e.confirm(yes, what, *file == "-"); err != nil {
+				return err
+			}
+		}
+		c, err := conn.client(e)
+		if err != nil {
 			return err
 		}
-	}
-	for _, id := range ids {
-		if err := tenant.ValidateID(id); err != nil {
-			return fmt.Errorf("tenant %q: %v", id, err)
+		defer c.Close()
+		rs, err := selectRegions(c.regions, regionsWanted)
+		if err != nil {
+			return err
 		}
-	}
-	where := "every region"
-	if targets != nil {
-		where = strings.Join(targets, ", ")
-	}
-	if *dryRun {
-		return resyncDryRun(ctx, e, c.catalog, *all, ids, where)
-	}
-	r := &resyncer{cat: c.catalog, regions: targets, batch: *batchSize}
-	if job.rate > 0 && float64(r.batch) > job.rate {
-		r.batch = max(1, int(job.rate)) // keep batches within a second's worth
-	}
-	st, err := r.run(ctx, e, conn.catalogURL, job, *all, ids)
-	if st.resynced > 0 || err == nil {
-		fmt.Fprintf(e.stdout, "resynced %d tenant(s) to %s\n", st.resynced, where)
-	}
-	if err != nil {
-		return err
-	}
-	if len(st.notFound) > 0 {
-		return finding("%d tenant(s) not found in the catalog: %s", len(st.notFound), strings.Join(st.notFound, ", "))
-	}
-	return nil
+		var targets []string // nil: every region
+		if len(regionsWanted) > 0 {
+			targets = regionNames(rs)
+		}
+		if *file != "" {
+			if ids, err = readIDs(e, *file); err != nil {
+				return err
+			}
+		}
+		for _, id := range ids {
+			if err := tenant.ValidateID(id); err != nil {
+				return fmt.Errorf("tenant %q: %v", id, err)
+			}
+		}
+		where := "every region"
+		if targets != nil {
+			where = strings.Join(targets, ", ")
+		}
+		if *dryRun {
+			return resyncDryRun(ctx, e, c.catalog, *all, ids, where)
+		}
+		r := &resyncer{cat: c.catalog, regions: targets, batch: *batchSize}
+		if job.rate > 0 && float64(r.batch) > job.rate {
+			r.batch = max(1, int(job.rate)) // keep batches within a second's worth
+		}
+		st, err := r.run(ctx, e, conn.catalogURL, job, *all, ids)
+		if st.resynced > 0 || err == nil {
+			fmt.Fprintf(e.stdout, "resynced %d tenant(s) to %s\n", st.resynced, where)
+		}
+		if err != nil {
+			return err
+		}
+		if len(st.notFound) > 0 {
+			return finding("%d tenant(s) not found in the catalog: %s", len(st.notFound), strings.Join(st.notFound, ", "))
+		}
+		return nil
+	})
+	return cmd
 }
 
 // resyncDryRun reports what a resync would re-emit, reading the catalog

@@ -43,7 +43,7 @@ func TestVerifyDigest(t *testing.T) {
 	if diff := cmp.Diff(want, findingKeys(rep.Findings)); diff != "" {
 		t.Errorf("findings (-want +got):\n%s", diff)
 	}
-	s.mustTcsctl(t, 0, "repair", "--settle", "50ms")
+	s.mustTcsctl(t, 0, "repair", "--yes", "--settle", "50ms")
 	if code, out, errOut := s.tcsctl(t, context.Background(), "verify", "--digest"); code != 0 || strings.Contains(errOut, "digest:") {
 		t.Errorf("verify --digest after repair: exit %d\n%s%s", code, out, errOut)
 	}
