@@ -131,6 +131,7 @@ func newRoot(e *env) *cobra.Command {
 			c.Args, c.RunE = cobra.ArbitraryArgs, subcommandsOnly
 		}
 	}
+	completeContextFlags(e, root)
 	return root
 }
 
@@ -505,3 +506,20 @@ func (c *connFlags) client(e *env) (*client, error) {
 }
 
 func (c *client) Close() { c.dialer.Close() }
+
+// completeContextFlags offers the config file's contexts for --context, on
+// every command that has it.
+func completeContextFlags(e *env, cmd *cobra.Command) {
+	if cmd.Flags().Lookup("context") != nil {
+		_ = cmd.RegisterFlagCompletionFunc("context", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+			cfg, err := loadConfig(configPath(e.getenv))
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			return cfg.names(), cobra.ShellCompDirectiveNoFileComp
+		})
+	}
+	for _, c := range cmd.Commands() {
+		completeContextFlags(e, c)
+	}
+}

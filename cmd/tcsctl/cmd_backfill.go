@@ -31,6 +31,16 @@ type backfillLine struct {
 }
 
 // lineError is a rejected line.
+// backfillReport is what backfill -o json|yaml prints.
+type backfillReport struct {
+	DryRun         bool        `json:"dry_run"`
+	Written        bool        `json:"written"`
+	WouldImport    int         `json:"would_import,omitempty"`
+	Created        int         `json:"created"`
+	AlreadyPresent int         `json:"already_present"`
+	Rejected       []lineError `json:"rejected"`
+}
+
 type lineError struct {
 	Line   int    `json:"line"`
 	ID     string `json:"id,omitempty"`
@@ -161,6 +171,8 @@ type backfiller struct {
 	// another writer after the checks).
 	beforeWrite func(l backfillLine)
 
+	output string // -o: text, json or yaml
+
 	mu       sync.Mutex
 	created  []*tenant.Tenant
 	present  int
@@ -256,7 +268,7 @@ const backfillBatch = 100
 
 func newBackfillCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "backfill --from FILE.jsonl [--on-error abort|skip] [--dry-run] [--yes]",
+		Use:   "backfill --from FILE.jsonl [--on-error abort|skip] [--dry-run] [-o text|json|yaml] [--yes]",
 		Short: "import tenants from a JSON Lines file",
 		Long:  "backfill imports tenants from JSON Lines, one tenant document per line, checking every line first. It asks for a confirmation on a terminal and needs --yes otherwise (not with --dry-run; always with --from -, since stdin is the data). " + exitCodesHelp,
 		Args:  noArgs,
@@ -269,9 +281,14 @@ func newBackfillCmd(e *env) *cobra.Command {
 	from := fs.String("from", "", "JSON Lines file of tenant documents, one per line (- for stdin); an export's output works as is")
 	onError := fs.String("on-error", "abort", "bad lines: abort (check everything first, write nothing if any line is bad) or skip (write the good ones)")
 	dryRun := fs.Bool("dry-run", false, "check every line, against the catalog too, and write nothing")
+	out := addOutput(fs, "text", "json", "yaml")
+	out.complete(cmd)
 	var yes bool
 	confirmFlag(fs, &yes)
 	cmd.RunE = e.action(func(ctx context.Context, _ []string) error {
+		if err := out.check(); err != nil {
+			return err
+		}
 		if *from == "" {
 			return usagef("--from is required")
 		}
@@ -301,7 +318,7 @@ func newBackfillCmd(e *env) *cobra.Command {
 			return err
 		}
 		defer c.Close()
-		b := &backfiller{cat: c.catalog, abort: *onError == "abort", rejected: bad}
+		b := &backfiller{cat: c.catalog, abort: *onError == "abort", rejected: bad, output: out.format}
 		return b.run(ctx, e, job, jobrun.WorkKey("backfill", conn.catalogURL, *onError, digest), lines, *dryRun)
 	})
 	return cmd
@@ -313,6 +330,17 @@ func (b *backfiller) run(ctx context.Context, e *env, job jobFlags, key string, 
 	nbad := len(b.rejected)
 	report := func(written bool) {
 		sort.Slice(b.rejected, func(i, j int) bool { return b.rejected[i].Line < b.rejected[j].Line })
+		if b.output == "json" || b.output == "yaml" {
+			rep := backfillReport{DryRun: dryRun, Written: written, Created: len(b.created), AlreadyPresent: b.present, Rejected: b.rejected}
+			if rep.Rejected == nil {
+				rep.Rejected = []lineError{}
+			}
+			if dryRun {
+				rep.WouldImport = len(lines) - len(b.rejected) + nbad
+			}
+			(&outputFlag{format: b.output}).print(e.stdout, rep, nil)
+			return
+		}
 		for _, r := range b.rejected {
 			id := ""
 			if r.ID != "" {

@@ -223,7 +223,9 @@ func TestConfigCommands(t *testing.T) {
 		t.Errorf("a token reached the config file:\n%s", before)
 	}
 	// Completion offers the contexts.
-	if out := must(0, "__complete", "config", "use-context", ""); !strings.Contains(out, "dev\n") || !strings.Contains(out, "prod\n") {
-		t.Errorf("completion of use-context: %q", out)
+	for _, args := range [][]string{{"__complete", "config", "use-context", ""}, {"__complete", "verify", "--context", ""}, {"__complete", "tenant", "list", "--context", ""}} {
+		if out := must(0, args...); !strings.Contains(out, "dev\n") || !strings.Contains(out, "prod\n") {
+			t.Errorf("completion %v: %q", args[1:], out)
+		}
 	}
 }

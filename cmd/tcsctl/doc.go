@@ -51,11 +51,11 @@
 //	tcsctl tenant patch TENANT_ID (--set FIELD=VALUE… | -f PATCH) [--if-version N] [-o text|json|yaml]
 //	tcsctl tenant delete TENANT_ID [--if-version N]
 //	tcsctl tenant history TENANT_ID [--limit N] [-o table|json|yaml|jsonl]
-//	tcsctl resync (--all | --tenant ID… | --file IDS) [--region R…] [--batch N] [--dry-run] [--yes]
+//	tcsctl resync (--all | --tenant ID… | --file IDS) [--region R…] [--batch N] [--dry-run] [-o text|json|yaml] [--yes]
 //	tcsctl verify [--region R…] [-o table|json|yaml] [--recheck N] [--settle D] [--digest] [--metrics-file PATH]
 //	tcsctl repair [--region R…] [--dry-run] [--wait D] [-o table|json|yaml] [--yes]
 //	tcsctl transform --where EXPR --set FIELD=VALUE… [--dry-run] [-o text|json|yaml] [--yes]
-//	tcsctl backfill --from FILE.jsonl [--on-error abort|skip] [--dry-run] [--yes]
+//	tcsctl backfill --from FILE.jsonl [--on-error abort|skip] [--dry-run] [-o text|json|yaml] [--yes]
 //	tcsctl export [--to FILE.jsonl [--force]] [--include-deleted]
 //	tcsctl audit [list] (--tenant ID | --resync) [--limit N] [-o jsonl|json|yaml|table]
 //	tcsctl audit verify (--tenant ID… | --resync | --all) [-o text|json|yaml]
@@ -79,9 +79,11 @@
 //
 // Every command that prints data takes -o (--output). get and lookup keep
 // JSON as their default, tenant list, tenant get, tenant history, verify and
-// repair a table, transform, audit verify and the tenant writes a text
-// summary; audit keeps one JSON object a line (jsonl) as served. yaml is
-// the JSON document in YAML (the same field names).
+// repair a table, transform, resync, backfill, audit verify and the tenant
+// writes a text summary; audit keeps one JSON object a line (jsonl) as
+// served. yaml is the JSON document in YAML (the same field names). export
+// writes JSON Lines, its file format, and takes no -o; token and infra
+// print text for people (and files for servers).
 //
 // # Tenants
 //
