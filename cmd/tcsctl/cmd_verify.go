@@ -94,7 +94,7 @@ func (t exportTruth) Export(ctx context.Context, pageToken string, pageSize int)
 
 func newVerifyCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "verify [--region R…] [-o table|json|yaml] [--metrics-file PATH]",
+		Use:   "verify [--region R…] [-o table|json|yaml] [--digest] [--metrics-file PATH]",
 		Short: "compare every region's replica with the source of truth",
 		Long:  "verify reads the source of truth (the catalog's export), then every region's replica, and reports drift per region; exit 1 if any. " + exitCodesHelp,
 		Args:  noArgs,
@@ -105,18 +105,26 @@ func newVerifyCmd(e *env) *cobra.Command {
 	conn.register(fs, e.getenv)
 	vf.register(fs)
 	completeOutput(cmd, "table", "json", "yaml")
+	useDigest := fs.Bool("digest", false, "first compare bucket digests (the catalog's GET /v1/admin/digests with each region's ReplicaAdmin.Digests), which read no document when nothing drifted; only if a region's digests differ, run the full verify")
 	metricsFile := fs.String("metrics-file", "", "also write the result as Prometheus metrics (tcs_verify_findings{region}, tcs_verify_completed, tcs_verify_last_run_timestamp_seconds) to this file, replaced atomically, for the node exporter's textfile collector; a failed run writes tcs_verify_completed 0")
 	cmd.RunE = e.action(func(ctx context.Context, _ []string) error {
-		return runVerify(ctx, e, conn, vf, *metricsFile)
+		return runVerify(ctx, e, conn, vf, *metricsFile, *useDigest)
 	})
 	return cmd
 }
 
-func runVerify(ctx context.Context, e *env, conn connFlags, vf verifyFlags, metricsFile string) error {
+func runVerify(ctx context.Context, e *env, conn connFlags, vf verifyFlags, metricsFile string, useDigest bool) error {
 	if err := vf.check(); err != nil {
 		return err
 	}
-	rep, err := verifyRun(ctx, e, conn, vf)
+	var rep *drift.Report
+	var err error
+	if useDigest {
+		rep, err = digestCheck(ctx, e, conn, vf)
+	}
+	if rep == nil && err == nil {
+		rep, err = verifyRun(ctx, e, conn, vf)
+	}
 	if metricsFile != "" && ctx.Err() == nil {
 		if werr := drift.WriteTextfile(metricsFile, rep, time.Now()); werr != nil {
 			return errors.Join(err, fmt.Errorf("--metrics-file: %w", werr))

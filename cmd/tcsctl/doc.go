@@ -52,7 +52,7 @@
 //	tcsctl tenant delete TENANT_ID [--if-version N]
 //	tcsctl tenant history TENANT_ID [--limit N] [-o table|json|yaml|jsonl]
 //	tcsctl resync (--all | --tenant ID… | --file IDS) [--region R…] [--batch N] [--dry-run] [-o text|json|yaml] [--yes]
-//	tcsctl verify [--region R…] [-o table|json|yaml] [--recheck N] [--settle D] [--metrics-file PATH]
+//	tcsctl verify [--region R…] [-o table|json|yaml] [--recheck N] [--settle D] [--digest] [--metrics-file PATH]
 //	tcsctl repair [--region R…] [--dry-run] [--wait D] [-o table|json|yaml] [--yes]
 //	tcsctl transform --where EXPR --set FIELD=VALUE… [--dry-run] [-o text|json|yaml] [--yes]
 //	tcsctl backfill --from FILE.jsonl [--on-error abort|skip] [--dry-run] [-o text|json|yaml] [--yes]
@@ -179,6 +179,13 @@
 // "findings": [{"region", "kind", "tenant_id", "hostname", "truth_version",
 // "region_version", "truth_owner", "region_owner", "truth_claim_version",
 // "region_claim_version", "fields", "detail"}], "unsettled"}).
+//
+// With --digest, verify first compares bucket digests (internal/digest: 4,096
+// buckets by hash of tenant id) that the catalog (GET /v1/admin/digests) and
+// each region's tcs node (tcs.admin.v1.ReplicaAdmin/Digests) compute from
+// their own stores: when every region's equal the truth's, the report is
+// clean and no document crossed the wire. When a region's differ (drift, or
+// a change on its way), stderr names it and the full verify runs.
 //
 // With --metrics-file, verify also writes its result in Prometheus' text
 // format (replaced atomically) for the node exporter's textfile collector,
