@@ -126,10 +126,27 @@ func newRoot(e *env) *cobra.Command {
 	root.SetHelpCommandGroupID("admin")
 	root.SetCompletionCommandGroupID("admin")
 	root.InitDefaultCompletionCmd()
+	root.InitDefaultHelpCmd()
 	for _, c := range root.Commands() {
-		if c.Name() == "completion" {
+		switch c.Name() {
+		case "completion":
 			// An unknown shell is bad usage, not a request for help.
 			c.Args, c.RunE = cobra.ArbitraryArgs, subcommandsOnly
+		case "help":
+			// So is help about a command that does not exist.
+			c.Args = func(_ *cobra.Command, args []string) error {
+				if len(args) == 0 {
+					return nil
+				}
+				if found, rest, err := root.Find(args); err != nil || found == root || len(rest) > 0 {
+					parent, typo := root, args[0]
+					if err == nil && len(rest) > 0 {
+						parent, typo = found, rest[0]
+					}
+					return usagef("no help for %q: not a command%s", strings.Join(args, " "), suggest(parent, typo))
+				}
+				return nil
+			}
 		}
 	}
 	completeContextFlags(e, root)

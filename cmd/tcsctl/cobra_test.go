@@ -75,6 +75,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"verify", "--timeout", "soon"}, []string{`invalid argument "soon" for "--timeout"`}},
 		{[]string{"transform", "--where", `id == "x"`}, []string{"--where and at least one --set are required"}},
 		{[]string{"resync", "--batch", "0", "--all"}, []string{"--batch must be 1 to 1000"}},
+		{[]string{"help", "verfy"}, []string{`no help for "verfy": not a command`, "verify"}},
+		{[]string{"help", "tenant", "lst"}, []string{`no help for "tenant lst": not a command`, "list"}},
 	} {
 		code, out, errOut := tcsctlIn(t, nil, "", tc.args...)
 		if code != exitError || out != "" {
