@@ -6,130 +6,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	catalogdynamo "github.com/tcs-dev/tcs/catalog/dynamo"
 	"github.com/tcs-dev/tcs/infra/emulators"
+	"github.com/tcs-dev/tcs/internal/testnet"
 )
 
 func TestMain(m *testing.M) { os.Exit(emulators.Main(m)) }
-
-// freezer is a TCP proxy to a backend that can be frozen: while frozen it
-// accepts connections and forwards no byte in either direction, as a
-// SIGSTOPped or black-holed endpoint does.
-type freezer struct {
-	ln       net.Listener
-	upstream string
-
-	mu     sync.Mutex
-	thawed chan struct{} // closed while not frozen
-	conns  []net.Conn
-	wg     sync.WaitGroup
-}
-
-func newFreezer(tb testing.TB, upstream string) *freezer {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	f := &freezer{ln: ln, upstream: upstream, thawed: make(chan struct{})}
-	close(f.thawed)
-	f.wg.Go(f.serve)
-	tb.Cleanup(func() {
-		ln.Close()
-		f.thaw()
-		f.mu.Lock()
-		for _, c := range f.conns {
-			c.Close()
-		}
-		f.mu.Unlock()
-		f.wg.Wait()
-	})
-	return f
-}
-
-func (f *freezer) URL() string { return "http://" + f.ln.Addr().String() }
-
-func (f *freezer) freeze() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	select {
-	case <-f.thawed:
-		f.thawed = make(chan struct{})
-	default:
-	}
-}
-
-func (f *freezer) thaw() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	select {
-	case <-f.thawed:
-	default:
-		close(f.thawed)
-	}
-}
-
-// pass blocks while the proxy is frozen.
-func (f *freezer) pass() {
-	f.mu.Lock()
-	ch := f.thawed
-	f.mu.Unlock()
-	<-ch
-}
-
-func (f *freezer) track(c net.Conn) {
-	f.mu.Lock()
-	f.conns = append(f.conns, c)
-	f.mu.Unlock()
-}
-
-func (f *freezer) serve() {
-	for {
-		client, err := f.ln.Accept()
-		if err != nil {
-			return
-		}
-		f.track(client)
-		f.wg.Go(func() {
-			f.pass()
-			server, err := net.Dial("tcp", f.upstream)
-			if err != nil {
-				client.Close()
-				return
-			}
-			f.track(server)
-			f.wg.Go(func() { f.pipe(server, client) })
-			f.pipe(client, server)
-		})
-	}
-}
-
-// pipe copies from src to dst, holding each chunk while frozen.
-func (f *freezer) pipe(dst, src net.Conn) {
-	defer dst.Close()
-	defer src.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			f.pass()
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
 
 // TestFrozenDynamoDB runs the catalog on DynamoDB Local behind a proxy and
 // freezes the proxy: writes answer 503 "outcome unknown" and reads 503
@@ -154,7 +42,7 @@ func TestFrozenDynamoDB(t *testing.T) {
 		{"sdk deadline first", []string{"--store-timeout", "3s", "--aws-timeout", "1s", "--aws-header-timeout", "400ms"}, 3 * time.Second, "timed out on"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			proxy := newFreezer(t, strings.TrimPrefix(emu.DynamoDB, "http://"))
+			proxy := testnet.NewFreezer(t, strings.TrimPrefix(emu.DynamoDB, "http://"))
 			emu.Setenv(t)
 			t.Setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy.URL())
 			env := map[string]string{"TCS_ADMIN_TOKEN": "dev-admin-token", "TCS_READER_TOKEN": "dev-reader-token"}
@@ -198,7 +86,7 @@ func TestFrozenDynamoDB(t *testing.T) {
 				}
 			}
 
-			proxy.freeze()
+			proxy.Freeze()
 			for _, c := range []struct {
 				method, path, token, body, problem string
 			}{
@@ -227,7 +115,7 @@ func TestFrozenDynamoDB(t *testing.T) {
 				t.Errorf("/readyz with DynamoDB frozen: %d %v, want 503", code, doc)
 			}
 
-			proxy.thaw()
+			proxy.Thaw()
 			if code, _, doc := do("GET", "/v1/tenants/"+id, "dev-reader-token", ""); code != http.StatusOK {
 				t.Errorf("GET after the thaw: %d %v, want 200", code, doc)
 			}
