@@ -2,7 +2,7 @@
 // backends' tests run against. The stand-ins are installed into .emulators/
 // at the repository root by infra/emulators/install.sh (CI runs it first);
 // a test that needs one and does not find it fails, naming the script — it
-// never skips.
+// never skips, except under `go test -short` (below).
 //
 // StartDynamoDB, StartKinesis (kinesalite) and StartSNSSQS (fauxqs) start a
 // private emulator for one test; SharedDynamoDB, SharedKinesis, SharedSNSSQS
@@ -13,8 +13,10 @@
 //
 // Under `go test -short` every test that asks for an emulator (Start*,
 // Shared*) is skipped, so that the short run needs no emulators and stays
-// quick. Start starts one outside a test (the chaos suite),
-// on a port of the caller's choice, and refuses a port that something already
+// quick.
+//
+// Start starts one outside a test (the chaos suite, cmd/emulators), on a
+// port of the caller's choice, and refuses a port that something already
 // listens on, rather than silently talking to an emulator left over from an
 // earlier run.
 //
