@@ -20,6 +20,15 @@
 //	           before chaining) starts its chain at its next record
 //	outbox     big-endian sequence (bucket.NextSequence) → JSON catalog.OutboxEntry
 //	meta       schema version
+//
+// Writes commit in groups: a write that arrives while a commit is running
+// waits for it and then runs, with every other write that arrived
+// meanwhile, in the next transaction, one fsync for them all
+// (boltfile.GroupCommit; a lone write commits at once). Each returns only
+// after the commit holding it is on disk. A write that PlanWrite rejects
+// writes nothing and does not fail its group; a write whose transaction
+// fails for another reason is run again alone. The outbox is one shard
+// (OutboxShards is 1), so List and Export run in id order.
 package bolt
 
 import (
@@ -70,10 +79,12 @@ type Options struct {
 }
 
 // Store is a catalog.Store in a bbolt file. It is safe for concurrent use;
-// bbolt serialises the writes.
+// concurrent writes share commits (group commit), each returning once the
+// commit holding it is on disk.
 type Store struct {
-	db  *bbolt.DB
-	now func() time.Time
+	db    *bbolt.DB
+	group *boltfile.GroupCommit
+	now   func() time.Time
 
 	mu sync.Mutex
 	// changed is closed (and forgotten) by the next commit that adds an
@@ -116,7 +127,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{db: db, now: now}, nil
+	return &Store{db: db, group: boltfile.NewGroupCommit(db), now: now}, nil
 }
 
 // Close closes the file and releases its lock.
@@ -165,7 +176,8 @@ func (s *Store) Delete(ctx context.Context, id string, expectedVersion int64, ac
 }
 
 // write is the I/O shell around catalog.PlanWrite: in one bbolt transaction
-// it reads what the plan needs (the tenant, its audit head, the claims of
+// (shared with the writes that arrive while the previous commit runs: a
+// group commit, see the package comment) it reads what the plan needs (the tenant, its audit head, the claims of
 // the hostnames involved), plans, and stores what the plan returns — the
 // document, the claims it moves, the audit record and its head, the outbox
 // entry. A rejected plan rolls the transaction back, so it changes nothing.
@@ -177,8 +189,12 @@ func (s *Store) write(ctx context.Context, req catalog.WriteRequest) (*tenant.Te
 		return nil, err
 	}
 	id := req.TenantID()
+	// out and rejected are set by the last run of fn: the group commit
+	// may run it twice (see boltfile.GroupCommit).
 	var out *tenant.Tenant
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	var rejected error
+	err := s.group.Update(func(tx *bbolt.Tx) error {
+		out, rejected = nil, nil
 		cur, err := getTenant(tx, id)
 		if err != nil {
 			return err
@@ -198,6 +214,13 @@ func (s *Store) write(ctx context.Context, req catalog.WriteRequest) (*tenant.Te
 		}
 		req.At = s.now()
 		p, err := catalog.PlanWrite(st, req)
+		var domain *tenant.Error
+		if errors.As(err, &domain) {
+			// A rejected write has written nothing: it reports its error
+			// without failing the round the other writers share.
+			rejected = err
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -225,6 +248,9 @@ func (s *Store) write(ctx context.Context, req catalog.WriteRequest) (*tenant.Te
 		out = p.Result
 		return nil
 	})
+	if err == nil {
+		err = rejected
+	}
 	if err != nil {
 		return nil, wrap(err, fmt.Sprintf("bolt %s tenant %s", req.Action, id))
 	}
@@ -365,10 +391,41 @@ func (s *Store) History(ctx context.Context, id string, opts catalog.HistoryOpti
 	return out, nil
 }
 
+// OutboxShards returns 1: the bbolt outbox is one sequence.
+func (s *Store) OutboxShards() int { return 1 }
+
+// OutboxHeads returns the sequence of the last outbox entry appended. See
+// catalog.Store.
+func (s *Store) OutboxHeads(ctx context.Context) ([]uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var head uint64
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		head = tx.Bucket(bucketOutbox).Sequence()
+		return nil
+	})
+	if err != nil {
+		return nil, wrap(err, "bolt outbox heads")
+	}
+	return []uint64{head}, nil
+}
+
+// checkShard rejects a shard other than 0, the only one.
+func checkShard(shard int) error {
+	if shard != 0 {
+		return tenant.Errorf(tenant.Invalid, "outbox shard %d does not exist: the bbolt outbox has one shard, 0", shard)
+	}
+	return nil
+}
+
 // ReadOutbox returns up to limit entries after the sequence after, oldest
 // first. A limit ≤ 0 means catalog.DefaultPageSize.
-func (s *Store) ReadOutbox(ctx context.Context, after uint64, limit int) ([]catalog.OutboxEntry, error) {
+func (s *Store) ReadOutbox(ctx context.Context, shard int, after uint64, limit int) ([]catalog.OutboxEntry, error) {
 	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := checkShard(shard); err != nil {
 		return nil, err
 	}
 	if limit <= 0 {
@@ -432,8 +489,11 @@ func (s *Store) OutboxDepth(ctx context.Context, max int) (int, time.Time, error
 
 // AckOutbox deletes every entry up to and including upTo, in one
 // transaction. The sequence keeps counting from where it was.
-func (s *Store) AckOutbox(ctx context.Context, upTo uint64) error {
+func (s *Store) AckOutbox(ctx context.Context, shard int, upTo uint64) error {
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := checkShard(shard); err != nil {
 		return err
 	}
 	err := s.db.Update(func(tx *bbolt.Tx) error {

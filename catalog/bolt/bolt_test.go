@@ -50,13 +50,13 @@ func TestReopenKeepsDataAndOutboxSequence(t *testing.T) {
 	if _, err := s.Create(ctx, storetest.NewTenant("beta"), "alice"); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
-	entries, err := s.ReadOutbox(ctx, 0, 10)
+	entries, err := s.ReadOutbox(ctx, 0, 0, 10)
 	if err != nil || len(entries) != 2 {
 		t.Fatalf("ReadOutbox = %d entries, %v", len(entries), err)
 	}
 	last := entries[1].Seq
 	// Acknowledge everything: the next sequence must still go up, not restart.
-	if err := s.AckOutbox(ctx, last); err != nil {
+	if err := s.AckOutbox(ctx, 0, last); err != nil {
 		t.Fatalf("AckOutbox: %v", err)
 	}
 	if err := s.Close(); err != nil {
@@ -77,7 +77,7 @@ func TestReopenKeepsDataAndOutboxSequence(t *testing.T) {
 	if _, err := s.Update(ctx, got, got.Version, "bob"); err != nil {
 		t.Fatalf("Update after reopen: %v", err)
 	}
-	entries, err = s.ReadOutbox(ctx, 0, 10)
+	entries, err = s.ReadOutbox(ctx, 0, 0, 10)
 	if err != nil || len(entries) != 1 {
 		t.Fatalf("ReadOutbox after reopen = %+v, %v; want one entry", entries, err)
 	}
@@ -119,7 +119,7 @@ func TestClock(t *testing.T) {
 	if got.UpdatedAt != want {
 		t.Fatalf("UpdatedAt = %v, want %v (UTC, microseconds)", got.UpdatedAt, want)
 	}
-	entries, err := s.ReadOutbox(ctx, 0, 1)
+	entries, err := s.ReadOutbox(ctx, 0, 0, 1)
 	if err != nil {
 		t.Fatalf("ReadOutbox: %v", err)
 	}

@@ -47,7 +47,7 @@ func BenchmarkReadOutbox(b *testing.B) {
 		}
 	}
 	for b.Loop() {
-		if _, err := s.ReadOutbox(b.Context(), 0, catalog.DefaultPageSize); err != nil {
+		if _, err := s.ReadOutbox(b.Context(), 0, 0, catalog.DefaultPageSize); err != nil {
 			b.Fatal(err)
 		}
 	}
