@@ -248,20 +248,6 @@ func (s *Store) deleteBatch(ctx context.Context, keys []map[string]types.Attribu
 	return nil
 }
 
-// getHead returns the last sequence handed out in shard (0 before its
-// first entry).
-func (s *Store) getHead(ctx context.Context, shard int) (uint64, error) {
-	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName:      s.table,
-		Key:            headKey(shard),
-		ConsistentRead: aws.Bool(true),
-	})
-	if err != nil {
-		return 0, err
-	}
-	return parseSeq(out.Item)
-}
-
 // parseSeq returns the sequence in a head item (0 when the item does not
 // exist).
 func parseSeq(item map[string]types.AttributeValue) (uint64, error) {

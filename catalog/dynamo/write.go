@@ -73,27 +73,29 @@ func (s *Store) write(ctx context.Context, req catalog.WriteRequest) (*tenant.Te
 // transaction was cancelled (nothing written) and the write must be planned
 // again.
 func (s *Store) tryWrite(ctx context.Context, req catalog.WriteRequest) (out *tenant.Tenant, retry bool, err error) {
-	// The head of the tenant's outbox shard is read first, on its own:
-	// the transaction appends the next entry of the shard, conditioned on
-	// the head read, so each shard's sequence stays gap-free and in commit
-	// order. The later reads (the tenant and the claims) need no snapshot:
-	// the tenant is conditioned on its version, every claim the write
-	// moves on its owner and version, and a claim the write keeps can only
-	// move by a write of this tenant, which moves its version.
+	// One batch reads the head of the tenant's outbox shard, the tenant
+	// and the claims of the hostnames the write asks for (a second batch
+	// those it drops). The transaction appends the next entry of the
+	// shard, conditioned on the head read, so each shard's sequence stays
+	// gap-free and in commit order. The reads need not be one snapshot
+	// (BatchGetItem reads its items in no set order): the tenant is
+	// conditioned on its version, every claim the write moves on its owner
+	// and version, and a claim the write keeps can only move by a write of
+	// this tenant, which moves its version.
 	id := req.TenantID()
 	shard := shardOf(id)
-	seq, err := s.getHead(ctx, shard)
-	if err != nil {
-		return nil, false, err
-	}
 	want := req.Hostnames()
-	keys := []map[string]types.AttributeValue{tenantKey(id)}
+	keys := []map[string]types.AttributeValue{headKey(shard), tenantKey(id)}
 	for _, h := range want {
 		keys = append(keys, key(prefixHost+h, skClaim))
 	}
 	items, err := s.batchGet(ctx, keys)
 	if err != nil {
 		return nil, false, err
+	}
+	seq, err := parseSeq(items[itemKey(outboxPK(shard), skOutboxHead)])
+	if err != nil {
+		return nil, false, fmt.Errorf("outbox shard %d: %w", shard, err)
 	}
 	prev, err := parseTenant(items[itemKey(tenantPK(id), id)])
 	if err != nil {
