@@ -516,7 +516,7 @@ func checkLeastPrivilege(t *testing.T, homeT, regionT *cloudformation.Template, 
 	// The partitions the policies' conditions were written for. A new one
 	// (say, audit records of resyncs kept apart) needs a decision: is it
 	// audit, to be covered by AuditAppendOnly, or the outbox?
-	known := []string{"TENANTS", "HOST#*", "AUDIT#*", "OUTBOX", "META"}
+	known := []string{"TENANTS#*", "HOST#*", "AUDIT#*", "OUTBOX#*", "META"}
 	for _, req := range got.catalog {
 		for _, k := range req.context["dynamodb:LeadingKeys"] {
 			if !slices.ContainsFunc(known, func(p string) bool { return glob(p, k) }) {
@@ -545,7 +545,7 @@ func checkLeastPrivilege(t *testing.T, homeT, regionT *cloudformation.Template, 
 	}
 	if auditKey != "" {
 		audit := map[string][]string{"dynamodb:LeadingKeys": {auditKey}}
-		mixed := map[string][]string{"dynamodb:LeadingKeys": {"OUTBOX", auditKey}}
+		mixed := map[string][]string{"dynamodb:LeadingKeys": {"OUTBOX#0", auditKey}}
 		for name := range ps {
 			for _, a := range []string{"UpdateItem", "DeleteItem", "BatchWriteItem", "PartiQLUpdate", "PartiQLDelete"} {
 				expect(name, request{action: "dynamodb:" + a, resource: catalogTableARN, context: audit}, denied)
