@@ -38,6 +38,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"strconv"
 	"sync"
@@ -189,43 +190,56 @@ func (s *Store) write(ctx context.Context, req catalog.WriteRequest) (*tenant.Te
 		return nil, err
 	}
 	id := req.TenantID()
+	op := fmt.Sprintf("bolt %s tenant %s", req.Action, id)
+	// Plan first from a read transaction, outside the commit that writers
+	// share, so that concurrent writers plan (encode, hash) in parallel; the
+	// commit only checks that what the plan read is still what is stored,
+	// and plans again inside if not. A plan rejected from the snapshot is
+	// the answer: the state it was rejected on was committed while the
+	// write ran.
+	var snap writeState
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		var err error
+		snap, err = readWriteState(tx, &req)
+		return err
+	})
+	if err != nil {
+		return nil, wrap(err, op)
+	}
+	req.At = s.now()
+	planned, err := catalog.PlanWrite(snap.st, req)
+	if err != nil {
+		return nil, wrap(err, op)
+	}
+
 	// out and rejected are set by the last run of fn: the group commit
 	// may run it twice (see boltfile.GroupCommit).
 	var out *tenant.Tenant
 	var rejected error
-	err := s.group.Update(func(tx *bbolt.Tx) error {
+	err = s.group.Update(func(tx *bbolt.Tx) error {
 		out, rejected = nil, nil
-		cur, err := getTenant(tx, id)
+		now, err := readWriteState(tx, &req)
 		if err != nil {
 			return err
 		}
-		hosts := tx.Bucket(bucketHostnames)
-		needed := req.ClaimsNeeded(cur)
-		st := catalog.WriteState{Current: cur, Claims: make(map[string]catalog.HostnameClaim, len(needed))}
-		for _, h := range needed {
-			rec, err := getHostname(hosts, h)
+		p := planned
+		if !now.same(snap) {
+			req.At = s.now()
+			p, err = catalog.PlanWrite(now.st, req)
+			var domain *tenant.Error
+			if errors.As(err, &domain) {
+				// A rejected write has written nothing: it reports its
+				// error without failing the round the other writers share.
+				rejected = err
+				return nil
+			}
 			if err != nil {
 				return err
 			}
-			st.Claims[h] = catalog.HostnameClaim{Owner: rec.TenantID, Version: rec.ClaimVersion}
-		}
-		if _, st.AuditHead, err = auditHead(tx, id); err != nil {
-			return err
-		}
-		req.At = s.now()
-		p, err := catalog.PlanWrite(st, req)
-		var domain *tenant.Error
-		if errors.As(err, &domain) {
-			// A rejected write has written nothing: it reports its error
-			// without failing the round the other writers share.
-			rejected = err
-			return nil
-		}
-		if err != nil {
-			return err
 		}
 
 		tx.OnCommit(s.outboxChanged)
+		hosts := tx.Bucket(bucketHostnames)
 		for _, c := range p.Changes {
 			if err := putJSON(hosts, []byte(c.Hostname), hostnameRecord{TenantID: c.To.Owner, ClaimVersion: c.To.Version}); err != nil {
 				return err
@@ -252,9 +266,49 @@ func (s *Store) write(ctx context.Context, req catalog.WriteRequest) (*tenant.Te
 		err = rejected
 	}
 	if err != nil {
-		return nil, wrap(err, fmt.Sprintf("bolt %s tenant %s", req.Action, id))
+		return nil, wrap(err, op)
 	}
 	return out, nil
+}
+
+// writeState is what a write reads: the state PlanWrite takes, and the
+// stored bytes of the tenant (a copy, valid after the transaction) to tell
+// whether it moved.
+type writeState struct {
+	st  catalog.WriteState
+	raw []byte
+}
+
+// same reports whether o is the state w was read from.
+func (w writeState) same(o writeState) bool {
+	return bytes.Equal(w.raw, o.raw) && w.st.AuditHead == o.st.AuditHead && maps.Equal(w.st.Claims, o.st.Claims)
+}
+
+// readWriteState reads, in tx, what PlanWrite needs for req: the tenant,
+// its audit head, and the claims of the hostnames involved.
+func readWriteState(tx *bbolt.Tx, req *catalog.WriteRequest) (writeState, error) {
+	id := req.TenantID()
+	var w writeState
+	if v := tx.Bucket(bucketTenants).Get([]byte(id)); v != nil {
+		w.raw = bytes.Clone(v)
+		w.st.Current = new(tenant.Tenant)
+		if err := catalog.DecodeStored(v, w.st.Current, "tenant", id); err != nil {
+			return w, err
+		}
+	}
+	hosts := tx.Bucket(bucketHostnames)
+	needed := req.ClaimsNeeded(w.st.Current)
+	w.st.Claims = make(map[string]catalog.HostnameClaim, len(needed))
+	for _, h := range needed {
+		rec, err := getHostname(hosts, h)
+		if err != nil {
+			return w, err
+		}
+		w.st.Claims[h] = catalog.HostnameClaim{Owner: rec.TenantID, Version: rec.ClaimVersion}
+	}
+	var err error
+	_, w.st.AuditHead, err = auditHead(tx, id)
+	return w, err
 }
 
 // Get returns the live tenant id. See catalog.Store.
