@@ -25,7 +25,10 @@
 // waits for it and then runs, with every other write that arrived
 // meanwhile, in the next transaction, one fsync for them all
 // (boltfile.GroupCommit; a lone write commits at once). Each returns only
-// after the commit holding it is on disk. A write that PlanWrite rejects
+// after the commit holding it is on disk. A write plans (PlanWrite: encode,
+// hash) from a read transaction before it joins a group, so that writers
+// plan in parallel; in the group it only checks that the state it read is
+// still stored, and plans again if not. A write that PlanWrite rejects
 // writes nothing and does not fail its group; a write whose transaction
 // fails for another reason is run again alone. The outbox is one shard
 // (OutboxShards is 1), so List and Export run in id order.
