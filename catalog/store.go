@@ -94,8 +94,8 @@ type Store interface {
 	// transactions committed (resyncing again is harmless).
 	Resync(ctx context.Context, reqs []ResyncRequest, regions []string) (ResyncResult, error)
 	// ResyncAll resyncs, as Resync does with no hostnames to settle, the
-	// stored tenants (tombstones included) that follow the id after in id
-	// order, up to limit of them (clamped by ResyncAllLimit), and returns
+	// stored tenants (tombstones included) that follow the id after in page
+	// order (as List), up to limit of them (clamped by ResyncAllLimit), and returns
 	// the id to pass as after for the next call ("" when no tenant follows).
 	// Calls from "" until next is "" resync every tenant stored throughout,
 	// with no export round trip; ResyncResult.NotFound stays empty. Each

@@ -241,7 +241,7 @@ type listPage struct {
 	NextPageToken string           `json:"next_page_token"`
 }
 
-// List returns a page of live tenants in id order.
+// List returns a page of live tenants in the catalog's page order.
 func (c *catalogClient) List(ctx context.Context, pageToken string, pageSize int) (listPage, error) {
 	q := url.Values{"page_size": {strconv.Itoa(pageSize)}}
 	if pageToken != "" {
