@@ -3,6 +3,8 @@
 #   make run     run the system on this machine (embedded backends, data in ./data)
 #   make test    everything CI checks: formatting, vet, staticcheck, the proto
 #                drift check, and every test with -race
+#   make test-short   the quick loop: go test -short ./... (no emulators, e2e,
+#                chaos or binary builds; about a minute on two cores)
 #   make bench   benchmarks (speed and memory targets live here, not in tests)
 #   make fuzz    run each fuzzer for FUZZTIME (default 30s)
 #   make proto   regenerate the Go code of proto/ (needs protoc 3.21.12)
@@ -28,7 +30,7 @@ export TCS_SCAN_TOKEN   ?= dev-scan-token
 .DEFAULT_GOAL := help
 include Makefile.proto
 
-.PHONY: emulators help run run-aws-local chaos build test lint fmt-check vet staticcheck unit proto-check-if-possible compose-check compose-check-if-possible bench fuzz clean
+.PHONY: emulators help run run-aws-local chaos build test test-short lint fmt-check vet staticcheck unit proto-check-if-possible compose-check compose-check-if-possible bench fuzz clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -41,12 +43,20 @@ build:
 
 test: fmt-check vet staticcheck proto-check-if-possible compose-check-if-possible unit
 
-# The chaos suite's short variant runs last and alone (without -race): its
-# bounds (availability, convergence time) are about the system, not about
-# the test binaries competing for two cores.
+# One set of emulators for every test binary: cmd/emulators starts them,
+# runs go test with TCS_EMULATORS naming them, and stops them when it exits,
+# whatever the outcome (infra/emulators). The chaos suite's short variant runs
+# last and alone (without -race), on emulators of its own: its bounds
+# (availability, convergence time) are about the system, not about the test
+# binaries competing for two cores.
 unit: emulators
-	TCS_CHAOS=later $(GO) test -race -count=1 -timeout 15m ./...
+	TCS_CHAOS=later $(GO) run ./infra/emulators/cmd/emulators -- $(GO) test -race -count=1 -timeout 15m ./...
 	$(GO) test -count=1 -v -run '^TestChaos$$' -timeout 20m ./infra/chaos
+
+# Skips every test that needs the AWS emulators (the harness skips them
+# under -short), the e2e tests, the chaos suite and the builds of binaries.
+test-short:
+	$(GO) test -short -count=1 ./...
 
 lint: fmt-check vet staticcheck
 

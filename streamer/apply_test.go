@@ -13,6 +13,7 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/testwait"
 	"github.com/tcs-dev/tcs/streamer"
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/boltreplica"
@@ -294,13 +295,7 @@ func startFeed(t *testing.T, a *streamer.Applier) {
 // waitBroadcast waits until a has broadcast everything queued.
 func waitBroadcast(t *testing.T, a *streamer.Applier) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !streamer.FeedIdle(a) {
-		if time.Now().After(deadline) {
-			t.Fatal("invalidations still queued or in flight after 10s")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.For(t, "the invalidations queued or in flight to be broadcast", func() bool { return streamer.FeedIdle(a) })
 }
 
 // TestApplierBroadcastsOnlyChanges: an update is broadcast with its

@@ -14,6 +14,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/bolt"
 	"github.com/tcs-dev/tcs/catalog/storetest"
+	"github.com/tcs-dev/tcs/internal/testwait"
 	"github.com/tcs-dev/tcs/streamer"
 	"github.com/tcs-dev/tcs/streamer/boltlog"
 	"github.com/tcs-dev/tcs/tcs/boltreplica"
@@ -88,13 +89,10 @@ func BenchmarkResyncPipeline(b *testing.B) {
 			}
 		}
 		want := float64(rounds * n * len(regions))
-		deadline := time.Now().Add(5 * time.Minute)
-		for applied() < want {
-			if time.Now().After(deadline) {
-				b.Fatalf("applied %v of %v events", applied(), want)
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
+		testwait.Until(b, 5*time.Minute, 2*time.Millisecond, fmt.Sprintf("%v events to be applied", want), func() (bool, string) {
+			got := applied()
+			return got >= want, fmt.Sprintf("%v applied", got)
+		})
 	}
 	b.ReportMetric(float64(rounds*n)/b.Elapsed().Seconds(), "tenants/s")
 }

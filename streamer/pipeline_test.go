@@ -373,17 +373,22 @@ func runUntil(t *testing.T, a *streamer.Applier, diff func() string) {
 			t.Errorf("applier: %v", err)
 		}
 	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testwait.Until(t, 20*time.Second, 10*time.Millisecond, "the replica to converge", func() (bool, string) {
 		d := diff()
-		if d == "" {
-			return
+		return d == "", d
+	})
+}
+
+// waitOutboxDrained waits until src's outbox is empty.
+func waitOutboxDrained(t *testing.T, src catalog.Store, timeout time.Duration, what string) {
+	t.Helper()
+	testwait.Until(t, timeout, 5*time.Millisecond, what, func() (bool, string) {
+		left, _, err := src.OutboxDepth(t.Context(), 10)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("replica did not converge:\n%s", d)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return left == 0, fmt.Sprintf("%d+ entries left", left)
+	})
 }
 
 // replicaDiff compares a replica with the source of truth: every tenant's
@@ -440,13 +445,10 @@ func TestPipelineThreeRegions(t *testing.T) {
 	}
 	ids, hostnames := history(t, r.src)
 	for _, region := range regions {
-		deadline := time.Now().Add(20 * time.Second)
-		for diff := replicaDiff(reps[region], r.src, ids, hostnames); diff != ""; diff = replicaDiff(reps[region], r.src, ids, hostnames) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s did not converge:\n%s", region, diff)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		testwait.Until(t, 20*time.Second, 10*time.Millisecond, region+" to converge", func() (bool, string) {
+			diff := replicaDiff(reps[region], r.src, ids, hostnames)
+			return diff == "", diff
+		})
 	}
 	cancel()
 	wg.Wait()
@@ -461,28 +463,19 @@ func TestPublisherWakesOnCommit(t *testing.T) {
 	r := newRig(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	p := streamer.NewPublisher(streamer.PublisherConfig{Outbox: r.src, Stream: r.stream, PollInterval: time.Hour})
+	reg := prometheus.NewRegistry()
+	p := streamer.NewPublisher(streamer.PublisherConfig{Outbox: r.src, Stream: r.stream, PollInterval: time.Hour, Registerer: reg})
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	// Let the publisher find the empty outbox and start waiting.
-	time.Sleep(50 * time.Millisecond)
+	// The publisher subscribes to commits before it reads: once it has found
+	// the outbox empty, it waits for the poll (an hour) or a commit.
+	testwait.For(t, "the publisher's first read of the empty outbox", func() bool {
+		return gauge(t, reg, "tcs_publish_last_read_timestamp_seconds") > 0
+	})
 	if _, err := r.src.Create(ctx, storetest.NewTenant("acme", "acme.example.com"), "test"); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		left, err := r.src.ReadOutbox(ctx, 0, 0, 10)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(left) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the commit was not published: the publisher did not wake")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitOutboxDrained(t, r.src, 10*time.Second, "the commit to be published (the publisher to wake)")
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -574,20 +567,7 @@ func TestPublisherRunFaults(t *testing.T) {
 			}
 		}
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		left, err := r.src.ReadOutbox(ctx, 0, 0, 10)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(left) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("outbox not drained: %d+ entries left", len(left))
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitOutboxDrained(t, r.src, 20*time.Second, "the outbox to drain")
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

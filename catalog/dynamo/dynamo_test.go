@@ -2,10 +2,8 @@ package dynamo_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,8 +18,6 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(emulators.Main(m)) }
 
-var tables atomic.Int64
-
 // newClient returns a client of the test binary's DynamoDB Local.
 func newClient(tb testing.TB) *dynamodb.Client {
 	tb.Helper()
@@ -32,7 +28,7 @@ func newClient(tb testing.TB) *dynamodb.Client {
 func newTable(tb testing.TB) (*dynamodb.Client, string) {
 	tb.Helper()
 	c := newClient(tb)
-	name := fmt.Sprintf("catalog-%d", tables.Add(1))
+	name := emulators.Name("catalog")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := dynamo.CreateTable(ctx, c, name); err != nil {

@@ -140,7 +140,8 @@ func (f *freezer) pipe(dst, src net.Conn) {
 func TestFrozenDynamoDB(t *testing.T) {
 	emu := emulators.SharedAWS(t)
 	ctx := context.Background()
-	if err := catalogdynamo.CreateTable(ctx, emulators.SharedDynamoDBClient(t), "frozen-catalog"); err != nil {
+	prefix := emulators.Name("frozen") // the catalog's table is <prefix>-catalog
+	if err := catalogdynamo.CreateTable(ctx, emulators.SharedDynamoDBClient(t), prefix+"-catalog"); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -157,7 +158,7 @@ func TestFrozenDynamoDB(t *testing.T) {
 			emu.Setenv(t)
 			t.Setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy.URL())
 			env := map[string]string{"TCS_ADMIN_TOKEN": "dev-admin-token", "TCS_READER_TOKEN": "dev-reader-token"}
-			args := append([]string{"--addr", "127.0.0.1:0", "--backend", "aws", "--aws-prefix", "frozen"}, tc.args...)
+			args := append([]string{"--addr", "127.0.0.1:0", "--backend", "aws", "--aws-prefix", prefix}, tc.args...)
 			addr := startCatalog(t, args, func(k string) string {
 				if v, ok := env[k]; ok {
 					return v

@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tcs-dev/tcs/catalog/httpclient"
 )
 
 func TestRunServesAndStops(t *testing.T) {
@@ -29,28 +31,19 @@ func TestRunServesAndStops(t *testing.T) {
 		t.Fatal("catalog did not start")
 	}
 
-	body := `{"id":"acme","hostnames":["acme.example.com","www.acme.example.com"]}`
-	req, _ := http.NewRequest("POST", "http://"+addr+"/v1/tenants", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer dev-admin-token")
-	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
+	admin, err := httpclient.New("http://"+addr, httpclient.WithToken("dev-admin-token"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	if res.StatusCode != http.StatusCreated {
-		t.Fatalf("create: %d %s", res.StatusCode, b)
+	if _, err := admin.Create(ctx, json.RawMessage(`{"id":"acme","hostnames":["acme.example.com","www.acme.example.com"]}`)); err != nil {
+		t.Fatalf("create: %v", err)
 	}
-	req, _ = http.NewRequest("GET", "http://"+addr+"/v1/hostnames/www.acme.example.com", nil)
-	req.Header.Set("Authorization", "Bearer dev-reader-token")
-	res, err = http.DefaultClient.Do(req)
+	reader, err := httpclient.New("http://"+addr, httpclient.WithToken("dev-reader-token"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("lookup: %d", res.StatusCode)
+	if got, err := reader.LookupHostname(ctx, "www.acme.example.com"); err != nil || got.ID != "acme" {
+		t.Fatalf("lookup: %v, %v", got, err)
 	}
 
 	cancel()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -14,6 +13,11 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tcs-dev/tcs/catalog"
+	"github.com/tcs-dev/tcs/catalog/httpclient"
+	"github.com/tcs-dev/tcs/internal/testwait"
 	adminv1 "github.com/tcs-dev/tcs/proto/tcs/admin/v1"
 )
 
@@ -26,46 +30,30 @@ func TestAdminSurface(t *testing.T) {
 	s.eventually(t, "acme.example.com", atVersion("acme", 1))
 
 	// Export: every tenant with its claims.
-	code, _, body := s.rest(t, "GET", "/v1/admin/export?page_size=2", rdr, "")
-	var page struct {
-		Items []struct {
-			Tenant struct{ ID string } `json:"tenant"`
-			Claims []struct {
-				Hostname string `json:"hostname"`
-				Version  int64  `json:"version"`
-			} `json:"claims"`
-		} `json:"items"`
-		NextPageToken string `json:"next_page_token"`
-	}
-	if err := json.Unmarshal([]byte(body), &page); code != http.StatusOK || err != nil || len(page.Items) != 2 || page.NextPageToken == "" {
-		t.Fatalf("export: %d %s (%v)", code, body, err)
+	ctx := context.Background()
+	page, err := s.api(t, rdr).Export(ctx, "", 2)
+	if err != nil || len(page.Items) != 2 || page.NextPageToken == "" {
+		t.Fatalf("export: %+v (%v)", page, err)
 	}
 	if page.Items[0].Tenant.ID != "acme" || len(page.Items[0].Claims) != 2 {
 		t.Errorf("first exported item: %+v", page.Items[0])
 	}
 
 	// Resync for one region only: applied there, skipped elsewhere.
-	code, _, body = s.rest(t, "POST", "/v1/admin/resync", rdr, `{"tenants":[{"id":"acme"}]}`)
-	if code != http.StatusForbidden {
-		t.Errorf("resync with the reader token: %d %s", code, body)
+	if _, err := s.api(t, rdr).Resync(ctx, []catalog.ResyncRequest{{ID: "acme"}}, nil); httpclient.Status(err) != http.StatusForbidden {
+		t.Errorf("resync with the reader token: %v, want 403", err)
 	}
-	code, _, body = s.rest(t, "POST", "/v1/admin/resync", adm, `{"tenants":[{"id":"acme"},{"id":"ghost"}],"regions":["eu-west-1"]}`)
-	if code != http.StatusOK || body != `{"resynced":[{"id":"acme","version":1}],"not_found":["ghost"]}`+"\n" {
-		t.Fatalf("resync: %d %s", code, body)
+	res, err := s.api(t, adm).Resync(ctx, []catalog.ResyncRequest{{ID: "acme"}, {ID: "ghost"}}, []string{"eu-west-1"})
+	if want := (catalog.ResyncResult{Resynced: []catalog.ResyncedTenant{{ID: "acme", Version: 1}}, NotFound: []string{"ghost"}}); err != nil || !cmp.Equal(res, want) {
+		t.Fatalf("resync: %+v, %v; want %+v", res, err, want)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testwait.Until(t, 15*time.Second, 20*time.Millisecond, "the resync to reach eu-west-1 only", func() (bool, string) {
 		_, _, metrics := s.rest(t, "GET", "/metrics", rdr, "")
-		if strings.Contains(metrics, `tcs_apply_events_total{component="apply",outcome="other_region",region="us-east-1"} 1`) &&
-			strings.Contains(metrics, `tcs_apply_events_total{component="apply",outcome="other_region",region="ap-southeast-2"} 1`) &&
-			strings.Contains(metrics, `tcs_apply_events_total{component="apply",outcome="applied",region="eu-west-1"} 4`) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the resync did not reach eu-west-1 only; apply metrics:\n%s", grepLines(metrics, "tcs_apply_events_total"))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return strings.Contains(metrics, `tcs_apply_events_total{component="apply",outcome="other_region",region="us-east-1"} 1`) &&
+				strings.Contains(metrics, `tcs_apply_events_total{component="apply",outcome="other_region",region="ap-southeast-2"} 1`) &&
+				strings.Contains(metrics, `tcs_apply_events_total{component="apply",outcome="applied",region="eu-west-1"} 4`),
+			"apply metrics:\n" + grepLines(metrics, "tcs_apply_events_total")
+	})
 
 	// Each region's replica admin API: the replica-scan token opens it; the
 	// catalog's tokens, admin included, are unknown to a lookup server.

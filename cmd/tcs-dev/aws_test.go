@@ -3,9 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
-	"sync/atomic"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,12 +14,11 @@ import (
 
 	"github.com/tcs-dev/tcs/infra/emulators"
 	"github.com/tcs-dev/tcs/infra/provision"
+	"github.com/tcs-dev/tcs/internal/testwait"
 	tcssns "github.com/tcs-dev/tcs/tcs/sns"
 )
 
 func TestMain(m *testing.M) { os.Exit(emulators.Main(m)) }
-
-var awsPrefixes atomic.Int64
 
 // startAWS runs the whole system on the AWS backends against the local
 // emulators: a fresh set of tables, stream and topics (provisioned as
@@ -31,7 +29,7 @@ func startAWS(t testing.TB, extra ...string) (*system, provision.Names) {
 	t.Helper()
 	emu := emulators.SharedAWS(t)
 	emu.Setenv(t)
-	names := provision.Names{Prefix: fmt.Sprintf("dev%d", awsPrefixes.Add(1))}
+	names := provision.Names{Prefix: emulators.Name("dev")}
 	plan := provision.Plan{Names: names, HomeRegion: "us-east-1", Regions: []string{"us-east-1", "eu-west-1", "ap-southeast-2"}, Shards: 2}
 	var out bytes.Buffer
 	if err := provision.Apply(context.Background(), plan, provisionClients(t), &out); err != nil {
@@ -78,11 +76,8 @@ func TestEndToEndAWS(t *testing.T) {
 func TestSeedAWS(t *testing.T) {
 	s, _ := startAWS(t)
 	s.eventually(t, "acme.example.com", atVersion("acme", 1))
-	deadline := time.Now().Add(5 * time.Second)
-	for !bytes.Contains([]byte(s.stdout.String()), []byte("AWS backends")) && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if !bytes.Contains([]byte(s.stdout.String()), []byte("AWS backends")) {
-		t.Errorf("banner does not say the AWS backends:\n%s", s.stdout.String())
-	}
+	testwait.Until(t, 5*time.Second, 10*time.Millisecond, "the banner to say the AWS backends", func() (bool, string) {
+		out := s.stdout.String()
+		return strings.Contains(out, "AWS backends"), "it says:\n" + out
+	})
 }

@@ -2,12 +2,13 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"net/http"
+	"encoding/json"
 	"sort"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/tcs-dev/tcs/catalog/httpclient"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 )
 
@@ -28,19 +29,20 @@ func BenchmarkPropagationAWS(b *testing.B) {
 }
 
 func propagation(b *testing.B, s *system, writes int) {
-	code, _, body := s.rest(b, "POST", "/v1/tenants", adm, `{"id":"acme","hostnames":["acme.example.com"]}`)
-	if code != http.StatusCreated {
-		b.Fatalf("create: %d %s", code, body)
+	ctx := context.Background()
+	api := s.api(b, adm)
+	if _, err := api.Create(ctx, json.RawMessage(`{"id":"acme","hostnames":["acme.example.com"]}`)); err != nil {
+		b.Fatalf("create: %v", err)
 	}
 	version := int64(1)
 	b.ResetTimer()
 	for range b.N {
 		lat := make([]time.Duration, 0, writes)
 		for i := range writes {
-			code, _, body := s.rest(b, "PATCH", "/v1/tenants/acme", adm, fmt.Sprintf(`{"labels":{"n":"%d"}}`, i), "If-Match", fmt.Sprintf(`"%d"`, version))
+			_, err := api.Patch(ctx, "acme", version, httpclient.MergePatch{"labels": map[string]string{"n": strconv.Itoa(i)}})
 			acked := time.Now()
-			if code != http.StatusOK {
-				b.Fatalf("write %d: %d %s", i, code, body)
+			if err != nil {
+				b.Fatalf("write %d: %v", i, err)
 			}
 			version++
 			for region, c := range s.clients {

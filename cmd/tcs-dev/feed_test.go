@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/tcs-dev/tcs/internal/testwait"
 )
 
 // TestFeedHeartbeatsReachLookupServers: each region's applier sends feed
@@ -24,21 +26,16 @@ func TestFeedHeartbeatsReachLookupServers(t *testing.T) {
 		v, _ := strconv.ParseFloat(m[1], 64)
 		return v
 	}
-	deadline := time.Now().Add(30 * time.Second) // heartbeats come every 5 s
-	for {
-		code, _, body := s.rest(t, "GET", "/metrics", rdr, "")
-		if code != http.StatusOK {
+	var body string
+	// Heartbeats come every 5 s.
+	testwait.Until(t, 30*time.Second, 50*time.Millisecond, "a feed heartbeat to reach the eu-west-1 lookup server", func() (bool, string) {
+		var code int
+		if code, _, body = s.rest(t, "GET", "/metrics", rdr, ""); code != http.StatusOK {
 			t.Fatalf("metrics: %d", code)
 		}
-		if value(beats, body) >= 1 {
-			if u := value(up, body); u != 1 {
-				t.Errorf("tcs_lookup_feed_up = %v after a heartbeat, want 1", u)
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no feed heartbeat reached the eu-west-1 lookup server in 30s:\n%v", beats.FindString(body))
-		}
-		time.Sleep(50 * time.Millisecond)
+		return value(beats, body) >= 1, beats.FindString(body)
+	})
+	if u := value(up, body); u != 1 {
+		t.Errorf("tcs_lookup_feed_up = %v after a heartbeat, want 1", u)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/tcs-dev/tcs/catalog/httpclient"
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/internal/testio"
 	"github.com/tcs-dev/tcs/internal/testwait"
@@ -125,24 +127,29 @@ func (s *system) rest(t testing.TB, method, path, token, body string, header ...
 	return res.StatusCode, res.Header, string(b)
 }
 
+// api is a client of the catalog's REST API with token.
+func (s *system) api(t testing.TB, token string) *httpclient.Client {
+	t.Helper()
+	c, err := httpclient.New("http://"+s.ep.Catalog, httpclient.WithToken(token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // eventually polls every region until check accepts its answer.
 func (s *system) eventually(t *testing.T, hostname string, check func(*tcsv1.LookupResponse, error) error) {
 	t.Helper()
 	for region, c := range s.clients {
-		deadline := time.Now().Add(15 * time.Second)
-		for {
+		testwait.Until(t, 15*time.Second, 10*time.Millisecond, region+"'s answer for "+hostname, func() (bool, string) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			res, err := c.Lookup(ctx, &tcsv1.LookupRequest{Hostname: hostname})
 			cancel()
-			cerr := check(res, err)
-			if cerr == nil {
-				break
+			if cerr := check(res, err); cerr != nil {
+				return false, cerr.Error()
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: Lookup(%s): %v", region, hostname, cerr)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return true, ""
+		})
 	}
 }
 
@@ -173,25 +180,24 @@ func TestEndToEnd(t *testing.T) {
 }
 
 func endToEnd(t *testing.T, s *system) {
-	code, _, body := s.rest(t, "POST", "/v1/tenants", adm, `{"id":"acme","hostnames":["acme.example.com","www.acme.example.com"]}`)
-	if code != http.StatusCreated {
-		t.Fatalf("create: %d %s", code, body)
+	ctx := context.Background()
+	api := s.api(t, adm)
+	if _, err := api.Create(ctx, json.RawMessage(`{"id":"acme","hostnames":["acme.example.com","www.acme.example.com"]}`)); err != nil {
+		t.Fatalf("create: %v", err)
 	}
 	s.eventually(t, "acme.example.com", atVersion("acme", 1))
 	s.eventually(t, "WWW.Acme.Example.COM.", atVersion("acme", 1))
 
 	// Cache every region's answer first, so that the update must invalidate.
-	code, _, body = s.rest(t, "PATCH", "/v1/tenants/acme", adm, `{"hostnames":["acme.example.com","new.acme.example.com"]}`, "If-Match", `"1"`)
-	if code != http.StatusOK {
-		t.Fatalf("update: %d %s", code, body)
+	if _, err := api.Patch(ctx, "acme", 1, httpclient.MergePatch{"hostnames": []string{"acme.example.com", "new.acme.example.com"}}); err != nil {
+		t.Fatalf("update: %v", err)
 	}
 	s.eventually(t, "acme.example.com", atVersion("acme", 2))
 	s.eventually(t, "new.acme.example.com", atVersion("acme", 2))
 	s.eventually(t, "www.acme.example.com", notFound)
 
-	code, _, body = s.rest(t, "DELETE", "/v1/tenants/acme", adm, "")
-	if code != http.StatusNoContent {
-		t.Fatalf("delete: %d %s", code, body)
+	if err := api.Delete(ctx, "acme", 2); err != nil {
+		t.Fatalf("delete: %v", err)
 	}
 	s.eventually(t, "acme.example.com", notFound)
 	s.eventually(t, "new.acme.example.com", notFound)

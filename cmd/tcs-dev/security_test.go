@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"os"
 	"strings"
@@ -118,8 +119,8 @@ func TestWatchSurvivesReload(t *testing.T) {
 	if _, err := c.Lookup(withTok(oldTok), &tcsv1.LookupRequest{Hostname: "acme.example.com"}); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("Lookup with the removed token: %v", err)
 	}
-	if code, _, body := s.rest(t, "POST", "/v1/tenants", adm, `{"id":"reloaded","hostnames":["reloaded.example.com"]}`); code != 201 {
-		t.Fatalf("create: %d %s", code, body)
+	if _, err := s.api(t, adm).Create(context.Background(), json.RawMessage(`{"id":"reloaded","hostnames":["reloaded.example.com"]}`)); err != nil {
+		t.Fatalf("create: %v", err)
 	}
 	deadline := time.After(10 * time.Second)
 	for {

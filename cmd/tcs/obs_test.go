@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/tcs-dev/tcs/cmd/internal/obstest"
 	"github.com/tcs-dev/tcs/internal/auth/authtest"
+	"github.com/tcs-dev/tcs/internal/testwait"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 )
 
@@ -51,13 +53,10 @@ func TestMetricsPortAndRequestID(t *testing.T) {
 
 	maddr := obstest.MetricsAddr(t, stderr.String())
 	// Start-up (warm-up, feed) may hold readiness back a moment.
-	deadline := time.Now().Add(10 * time.Second)
-	for code, _ := obstest.Get(t, maddr, "/readyz"); code != http.StatusOK; code, _ = obstest.Get(t, maddr, "/readyz") {
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz still %d after 10s", code)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, 20*time.Millisecond, "/readyz to answer 200", func() (bool, string) {
+		code, _ := obstest.Get(t, maddr, "/readyz")
+		return code == http.StatusOK, fmt.Sprintf("it answers %d", code)
+	})
 	obstest.CheckSurface(t, maddr, map[string]string{"component": "tcs", "region": "eu-west-1"}, http.StatusOK,
 		"tcs_lookup_lookups_total", "tcs_lookup_request_duration_seconds")
 	if strings.Contains(stderr.String(), "metrics port request") {

@@ -14,7 +14,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tcs-dev/tcs/catalog/httpclient"
 	"github.com/tcs-dev/tcs/internal/buildinfo"
+	"github.com/tcs-dev/tcs/internal/jobrun"
 )
 
 // env is what a command gets from run: the environment and the streams.
@@ -105,7 +107,7 @@ func (e *env) dispatch(ctx context.Context, args []string) int {
 			return exitOK
 		case errors.Is(err, flag.ErrHelp):
 			return exitOK
-		case errors.Is(err, errInterrupted):
+		case errors.Is(err, jobrun.ErrInterrupted):
 			fmt.Fprintf(e.stderr, "tcsctl %s: interrupted; progress saved, run the same command again to continue\n", name)
 			return exitInterrupted
 		case errors.As(err, &ec):
@@ -231,7 +233,7 @@ func parse(fs *flag.FlagSet, args []string, nargs int) ([]string, error) {
 
 // client is what a command talks to, built from connFlags.
 type client struct {
-	catalog *catalogClient
+	catalog *httpclient.Client
 	dialer  *dialer
 	regions []region
 	timeout time.Duration
@@ -262,9 +264,10 @@ func (c *connFlags) client(e *env) (*client, error) {
 	} else {
 		hc.Transport = &http.Transport{MaxIdleConnsPerHost: 64, TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12}}
 	}
-	cat, err := newCatalogClient(c.catalogURL, c.token, hc)
-	if err != nil {
-		return nil, err
+	cat, err := httpclient.New(c.catalogURL, httpclient.WithToken(c.token), httpclient.WithHTTPClient(hc),
+		httpclient.WithNoTokenHint("(tcsctl has no catalog token, and none by default: --token or TCS_ADMIN_TOKEN)"))
+	if err != nil { // New refuses only a URL that is not http(s)
+		return nil, fmt.Errorf("--catalog %q: want an http:// or https:// URL", c.catalogURL)
 	}
 	d, err := newDialer(c.tls, c.lookupToken, c.scanToken)
 	if err != nil {

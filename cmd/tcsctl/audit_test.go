@@ -16,6 +16,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog/bolt"
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/internal/auth"
+	"github.com/tcs-dev/tcs/internal/jobrun"
 )
 
 // TestAuditListAndVerify: audit lists a tenant's records and the resync
@@ -27,11 +28,11 @@ func TestAuditListAndVerify(t *testing.T) {
 	for i, id := range []string{"alpha", "bravo"} {
 		s.create(t, sampleTenant(id, i))
 	}
-	if code, body := s.rest(t, "PATCH", "/v1/tenants/alpha", `{"labels":{"tier":"gold"}}`, "Content-Type", "application/merge-patch+json", "If-Match", `"1"`); code != 200 {
-		t.Fatalf("patch: %d %s", code, body)
+	if err := s.patch(t, "alpha", 1, `{"labels":{"tier":"gold"}}`); err != nil {
+		t.Fatalf("patch: %v", err)
 	}
-	if code, body := s.rest(t, "DELETE", "/v1/tenants/bravo", ""); code != 204 {
-		t.Fatalf("delete: %d %s", code, body)
+	if err := s.api.Delete(context.Background(), "bravo", 0); err != nil {
+		t.Fatalf("delete: %v", err)
 	}
 	s.mustTcsctl(t, 0, "resync", "--tenant", "alpha")
 
@@ -246,7 +247,7 @@ func TestExportResumeWithoutPartial(t *testing.T) {
 	}
 	dir := t.TempDir()
 	file, ckpt := filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "ckpt.json")
-	raw := `{"version":1,"command":"export","key":"` + workKey("export", s.catalog, file, "false") + `","token":"` +
+	raw := `{"version":1,"command":"export","key":"` + jobrun.WorkKey("export", s.catalog, file, "false") + `","token":"` +
 		exportTokenFor("t-c") + `","offset":10,"done":3,"updated_at":"2026-12-06T09:00:00Z"}`
 	if err := os.WriteFile(ckpt, []byte(raw), 0o600); err != nil {
 		t.Fatal(err)

@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/tcs-dev/tcs/catalog/httpclient"
+	"github.com/tcs-dev/tcs/internal/jobrun"
 )
 
 func writeFile(t *testing.T, lines ...string) string {
@@ -144,8 +147,8 @@ func TestExportResumeAndBackfill(t *testing.T) {
 	for i := range n {
 		s.create(t, sampleTenant(fmt.Sprintf("t%02d", i), i))
 	}
-	if code, body := s.rest(t, "DELETE", "/v1/tenants/t05", ""); code != 204 {
-		t.Fatalf("delete: %d %s", code, body)
+	if err := s.api.Delete(context.Background(), "t05", 0); err != nil {
+		t.Fatalf("delete: %v", err)
 	}
 
 	out := s.mustTcsctl(t, 0, "export")
@@ -224,7 +227,7 @@ func TestBackfillAbortRollsBack(t *testing.T) {
 	if err != nil || len(bad) > 0 {
 		t.Fatalf("parse: %v %v", err, bad)
 	}
-	cat, err := newCatalogClient(s.catalog, testToken, nil)
+	cat, err := httpclient.New(s.catalog, httpclient.WithToken(testToken))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +239,7 @@ func TestBackfillAbortRollsBack(t *testing.T) {
 	}}
 	var stdout bytes.Buffer
 	e := &env{getenv: s.env(), stdout: &stdout, stderr: &stdout}
-	err = b.run(context.Background(), e, jobFlags{workers: 1, checkpoint: "off"}, workKey(digest), lines, false)
+	err = b.run(context.Background(), e, jobFlags{workers: 1, checkpoint: "off"}, jobrun.WorkKey(digest), lines, false)
 	if err == nil || !strings.Contains(err.Error(), "tenant new-3") || !strings.Contains(err.Error(), "were deleted again") {
 		t.Fatalf("run: %v\n%s", err, stdout.String())
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog/bolt"
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/tcs/drift"
 )
 
 // seedCatalog writes n tenants (two hostnames each) straight into a new
@@ -181,7 +182,7 @@ func BenchmarkResyncAll(b *testing.B) {
 			vstart := time.Now()
 			code, out, errOut := s.tcsctl(b, context.Background(), "verify", "-o", "json")
 			b.ReportMetric(time.Since(vstart).Seconds(), "verify-s")
-			var rep verifyReport
+			var rep drift.Report
 			if err := json.Unmarshal([]byte(out), &rep); code != 0 || err != nil || !rep.Clean || rep.Tenants != n || rep.Hostnames != 2*n {
 				b.Fatalf("verify after resync --all: exit %d, %v, clean %v, %d tenants, %d hostnames\n%s", code, err, rep.Clean, rep.Tenants, rep.Hostnames, errOut)
 			}

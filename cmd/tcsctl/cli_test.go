@@ -45,4 +45,9 @@ func TestGetLookupAndUsage(t *testing.T) {
 	if code != 2 || !strings.Contains(errOut, "401") {
 		t.Errorf("bad token: exit %d, %s", code, errOut)
 	}
+	// A catalog URL that is not http(s) is misuse, named as such.
+	code, _, errOut = s.tcsctl(t, context.Background(), "get", "acme", "--catalog", "ftp://127.0.0.1")
+	if code != 2 || !strings.Contains(errOut, `--catalog "ftp://127.0.0.1": want an http:// or https:// URL`) {
+		t.Errorf("--catalog ftp://: exit %d, %s", code, errOut)
+	}
 }

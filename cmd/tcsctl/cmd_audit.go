@@ -4,56 +4,32 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tcs-dev/tcs/catalog"
+	"github.com/tcs-dev/tcs/catalog/httpclient"
 )
 
-// auditPage is the body of GET /v1/tenants/{id}/history and
-// /v1/admin/history. Each record keeps its JSON as served (Raw), which is
-// what its hash covers.
-type auditPage struct {
-	Records       []catalog.AuditRecord `json:"records"`
-	NextPageToken string                `json:"next_page_token"`
-}
-
-// auditPath is the history route of chain: a tenant id, or
-// catalog.AdminAuditID for the resync records.
-func auditPath(chain string) string {
-	if chain == catalog.AdminAuditID {
-		return "/v1/admin/history"
-	}
-	return "/v1/tenants/" + url.PathEscape(chain) + "/history"
-}
-
-// History returns a page of the audit records of chain, newest first.
-func (c *catalogClient) History(ctx context.Context, chain, pageToken string, pageSize int) (auditPage, error) {
-	q := url.Values{"page_size": {strconv.Itoa(pageSize)}}
-	if pageToken != "" {
-		q.Set("page_token", pageToken)
-	}
-	var p auditPage
-	if _, err := c.do(ctx, http.MethodGet, auditPath(chain), q, nil, nil, &p); err != nil {
-		return auditPage{}, fmt.Errorf("history of %s: %w", chainName(chain), err)
+// history returns a page of the audit records of chain, newest first.
+func history(ctx context.Context, cat *httpclient.Client, chain, pageToken string, pageSize int) (httpclient.HistoryPage, error) {
+	p, err := cat.History(ctx, chain, pageToken, pageSize)
+	if err != nil {
+		return httpclient.HistoryPage{}, fmt.Errorf("history of %s: %w", chainName(chain), err)
 	}
 	return p, nil
 }
 
-// chain returns every audit record of chain, oldest first.
-func (c *catalogClient) chain(ctx context.Context, chain string) ([]catalog.AuditRecord, error) {
+// auditChain returns every audit record of chain, oldest first.
+func auditChain(ctx context.Context, cat *httpclient.Client, chain string) ([]catalog.AuditRecord, error) {
 	var all []catalog.AuditRecord
 	token := ""
 	for {
-		var p auditPage
+		var p httpclient.HistoryPage
 		err := retry(ctx, 5, func() (err error) {
-			p, err = c.History(ctx, chain, token, catalog.MaxPageSize)
+			p, err = history(ctx, cat, chain, token, catalog.MaxPageSize)
 			return err
 		})
 		if err != nil {
@@ -114,7 +90,7 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 		if *limit > 0 {
 			size = min(size, *limit-n)
 		}
-		p, err := c.catalog.History(ctx, chain, token, size)
+		p, err := history(ctx, c.catalog, chain, token, size)
 		if err != nil {
 			return err
 		}
@@ -174,9 +150,9 @@ func runAuditVerify(ctx context.Context, e *env, args []string) error {
 	if *all {
 		token := ""
 		for {
-			var page exportPage
+			var page httpclient.ExportPage
 			err := retry(ctx, 5, func() (err error) {
-				page, err = c.catalog.Export(ctx, token, maxExportPage)
+				page, err = c.catalog.Export(ctx, token, catalog.MaxExportPageSize)
 				return err
 			})
 			if err != nil {
@@ -209,7 +185,7 @@ func runAuditVerify(ctx context.Context, e *env, args []string) error {
 // auditVerifier verifies chains and reports them as it goes.
 type auditVerifier struct {
 	e      *env
-	cat    *catalogClient
+	cat    *httpclient.Client
 	asJSON bool
 
 	mu                                           sync.Mutex
@@ -222,9 +198,9 @@ type auditVerifier struct {
 // between, so that a concurrent write is not reported as an inserted
 // record.
 func (v *auditVerifier) verify(ctx context.Context, chain string, latest int64) error {
-	recs, err := v.cat.chain(ctx, chain)
+	recs, err := auditChain(ctx, v.cat, chain)
 	if err != nil {
-		if isNotFound(err) && chain != catalog.AdminAuditID {
+		if httpclient.IsNotFound(err) && chain != catalog.AdminAuditID {
 			return fmt.Errorf("tenant %s not found", chain)
 		}
 		return err
@@ -280,20 +256,15 @@ func (v *auditVerifier) verify(ctx context.Context, chain string, latest int64) 
 // tenantVersion returns the current version of tenant id, or deleted when
 // the catalog has no live tenant by that id.
 func (v *auditVerifier) tenantVersion(ctx context.Context, id string) (version int64, deleted bool, err error) {
-	var etag string
 	err = retry(ctx, 5, func() (err error) {
-		etag, err = v.cat.do(ctx, http.MethodGet, "/v1/tenants/"+url.PathEscape(id), nil, nil, nil, nil)
+		version, err = v.cat.Version(ctx, id)
 		return err
 	})
-	if isNotFound(err) {
+	if httpclient.IsNotFound(err) {
 		return 0, true, nil
 	}
 	if err != nil {
 		return 0, false, fmt.Errorf("reading tenant %s: %w", id, err)
-	}
-	version, err = strconv.ParseInt(strings.Trim(etag, `"`), 10, 64)
-	if err != nil {
-		return 0, false, fmt.Errorf("reading tenant %s: ETag %q is not a version", id, etag)
 	}
 	return version, false, nil
 }

@@ -17,7 +17,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tcs-dev/tcs/catalog/httpclient"
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/jobrun"
 )
 
 // backfillLine is one tenant of a backfill file.
@@ -152,7 +154,7 @@ func sameTenant(a, b *tenant.Tenant) bool {
 
 // backfiller writes the lines of a backfill.
 type backfiller struct {
-	cat   *catalogClient
+	cat   *httpclient.Client
 	abort bool
 	// beforeWrite, if set, runs before each create (tests use it to race
 	// another writer after the checks).
@@ -181,7 +183,7 @@ func (b *backfiller) preflight(ctx context.Context, l backfillLine) error {
 		return nil
 	case err == nil:
 		return nil // already imported: written as "already present"
-	case !isNotFound(err):
+	case !httpclient.IsNotFound(err):
 		return fmt.Errorf("line %d: checking tenant %s: %w", l.n, l.tenant.ID, err)
 	}
 	for _, h := range l.tenant.Hostnames {
@@ -190,7 +192,7 @@ func (b *backfiller) preflight(ctx context.Context, l backfillLine) error {
 		case err == nil:
 			b.reject(l, fmt.Sprintf("hostname %s is held by tenant %s", h, owner.ID))
 			return nil
-		case !isNotFound(err):
+		case !httpclient.IsNotFound(err):
 			return fmt.Errorf("line %d: checking hostname %s: %w", l.n, h, err)
 		}
 	}
@@ -210,7 +212,7 @@ func (b *backfiller) write(ctx context.Context, l backfillLine) error {
 		created, err = b.cat.Create(ctx, l.body)
 		return err
 	})
-	if isAlreadyExists(err) {
+	if httpclient.IsAlreadyExists(err) {
 		cur, gerr := b.cat.Get(ctx, l.tenant.ID)
 		if gerr == nil && sameTenant(cur, l.tenant) {
 			b.mu.Lock()
@@ -220,7 +222,7 @@ func (b *backfiller) write(ctx context.Context, l backfillLine) error {
 		}
 	}
 	if err != nil {
-		var ae *apiError
+		var ae *httpclient.Error
 		if !errors.As(err, &ae) || ae.Status >= 500 {
 			return fmt.Errorf("line %d: tenant %s: %w", l.n, l.tenant.ID, err)
 		}
@@ -288,7 +290,7 @@ func runBackfill(ctx context.Context, e *env, args []string) error {
 	}
 	defer c.Close()
 	b := &backfiller{cat: c.catalog, abort: *onError == "abort", rejected: bad}
-	return b.run(ctx, e, job, workKey("backfill", conn.catalogURL, *onError, digest), lines, *dryRun)
+	return b.run(ctx, e, job, jobrun.WorkKey("backfill", conn.catalogURL, *onError, digest), lines, *dryRun)
 }
 
 // run checks (abort mode, dry run) and writes lines; b.rejected holds the
@@ -318,7 +320,7 @@ func (b *backfiller) run(ctx context.Context, e *env, job jobFlags, key string, 
 		return &exitCodeError{code: exitFinding}
 	}
 
-	var ckpt *checkpoint
+	var ckpt *jobrun.Checkpoint
 	var err error
 	if !dryRun {
 		if ckpt, err = openCheckpoint(job, "backfill", key); err != nil {
@@ -326,22 +328,22 @@ func (b *backfiller) run(ctx context.Context, e *env, job jobFlags, key string, 
 		}
 	}
 	start := 0
-	if ckpt.resuming() {
-		if start, err = strconv.Atoi(ckpt.token()); err != nil || start < 0 || start > len(lines) {
-			return fmt.Errorf("checkpoint %s: bad position %q", ckpt.path, ckpt.token())
+	if ckpt.Resuming() {
+		if start, err = strconv.Atoi(ckpt.Token()); err != nil || start < 0 || start > len(lines) {
+			return fmt.Errorf("checkpoint %s: bad position %q", ckpt.Path(), ckpt.Token())
 		}
-		fmt.Fprintf(e.stderr, "tcsctl backfill: resuming from checkpoint %s (%d tenant(s) done)\n", ckpt.path, start)
+		fmt.Fprintf(e.stderr, "tcsctl backfill: resuming from checkpoint %s (%d tenant(s) done)\n", ckpt.Path(), start)
 	}
 	todo := lines[start:]
 
 	// Abort mode and dry runs check the catalog first: an existing id or a
 	// taken hostname rejects the file before anything is written.
 	if b.abort || dryRun {
-		rn := &runner{workers: job.workers, limiter: newLimiter(job.rate, backfillBatch), progress: newProgress(e.stderr, "backfill check", int64(len(todo)), "tenants")}
-		err := rn.run(ctx, func(ctx context.Context, emit func(batch) bool) error {
+		rn := &jobrun.Runner{Workers: job.workers, Limiter: jobrun.NewLimiter(job.rate, backfillBatch), Progress: jobrun.NewProgress(e.stderr, "backfill check", int64(len(todo)), "tenants")}
+		err := rn.Run(ctx, func(ctx context.Context, emit func(jobrun.Batch) bool) error {
 			for i := 0; i < len(todo); i += backfillBatch {
 				part := todo[i:min(i+backfillBatch, len(todo))]
-				if !emit(batch{items: len(part), do: func(ctx context.Context) error {
+				if !emit(jobrun.Batch{Items: len(part), Do: func(ctx context.Context) error {
 					for _, l := range part {
 						if err := b.preflight(ctx, l); err != nil {
 							return err
@@ -366,12 +368,12 @@ func (b *backfiller) run(ctx context.Context, e *env, job jobFlags, key string, 
 		}
 	}
 
-	rn := &runner{workers: job.workers, limiter: newLimiter(job.rate, backfillBatch), progress: newProgress(e.stderr, "backfill", int64(len(todo)), "tenants"), ckpt: ckpt}
-	err = rn.run(ctx, func(ctx context.Context, emit func(batch) bool) error {
+	rn := &jobrun.Runner{Workers: job.workers, Limiter: jobrun.NewLimiter(job.rate, backfillBatch), Progress: jobrun.NewProgress(e.stderr, "backfill", int64(len(todo)), "tenants"), Checkpoint: ckpt}
+	err = rn.Run(ctx, func(ctx context.Context, emit func(jobrun.Batch) bool) error {
 		for i := 0; i < len(todo); i += backfillBatch {
 			end := min(i+backfillBatch, len(todo))
 			part := todo[i:end]
-			if !emit(batch{items: len(part), resume: strconv.Itoa(start + end), do: func(ctx context.Context) error {
+			if !emit(jobrun.Batch{Items: len(part), Resume: strconv.Itoa(start + end), Do: func(ctx context.Context) error {
 				for _, l := range part {
 					if err := b.write(ctx, l); err != nil {
 						return err
@@ -384,10 +386,10 @@ func (b *backfiller) run(ctx context.Context, e *env, job jobFlags, key string, 
 		}
 		return nil
 	})
-	if err != nil && b.abort && !errors.Is(err, errInterrupted) {
+	if err != nil && b.abort && !errors.Is(err, jobrun.ErrInterrupted) {
 		failed := b.rollback(context.WithoutCancel(ctx))
 		report(false)
-		_ = ckpt.remove()
+		_ = ckpt.Remove()
 		if len(failed) > 0 {
 			return fmt.Errorf("%w; rolling back failed for %s", err, strings.Join(failed, "; "))
 		}

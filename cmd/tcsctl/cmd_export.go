@@ -11,12 +11,15 @@ import (
 	"os"
 	"strconv"
 
+	"github.com/tcs-dev/tcs/catalog"
+	"github.com/tcs-dev/tcs/catalog/httpclient"
+	"github.com/tcs-dev/tcs/internal/jobrun"
 	"github.com/tcs-dev/tcs/internal/safefile"
 )
 
 // exportLine is one line of an export: the tenant's JSON as the catalog
 // sent it, compacted (so that fields this build does not know survive).
-func exportLine(it exportItem) ([]byte, error) {
+func exportLine(it httpclient.ExportItem) ([]byte, error) {
 	var b bytes.Buffer
 	if err := json.Compact(&b, it.Raw); err != nil {
 		return nil, fmt.Errorf("tenant %s: %w", it.Tenant.ID, err)
@@ -34,12 +37,12 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	to := fs.String("to", "", "write to this file (default: stdout), mode 0600; written as FILE.partial (created new, never through a symbolic link) and renamed when complete; an existing FILE is an error")
 	force := fs.Bool("force", false, "with --to: replace an existing FILE (atomically, when the export is complete) and a FILE.partial no checkpoint resumes")
 	includeDeleted := fs.Bool("include-deleted", false, "include tombstones (status DELETED)")
-	pageSize := fs.Int("page-size", maxExportPage, "tenants per catalog request (at most 1000)")
+	pageSize := fs.Int("page-size", catalog.MaxExportPageSize, "tenants per catalog request (at most 1000)")
 	if _, err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	if *pageSize < 1 || *pageSize > maxExportPage {
-		return fmt.Errorf("--page-size must be 1 to %d", maxExportPage)
+	if *pageSize < 1 || *pageSize > catalog.MaxExportPageSize {
+		return fmt.Errorf("--page-size must be 1 to %d", catalog.MaxExportPageSize)
 	}
 	c, err := conn.client(e)
 	if err != nil {
@@ -48,11 +51,11 @@ func runExport(ctx context.Context, e *env, args []string) error {
 	defer c.Close()
 
 	var out io.Writer = e.stdout
-	var ckpt *checkpoint
+	var ckpt *jobrun.Checkpoint
 	var file *os.File
 	partial := *to + ".partial"
 	if *to != "" {
-		key := workKey("export", conn.catalogURL, *to, strconv.FormatBool(*includeDeleted))
+		key := jobrun.WorkKey("export", conn.catalogURL, *to, strconv.FormatBool(*includeDeleted))
 		if ckpt, err = openCheckpoint(job, "export", key); err != nil {
 			return err
 		}
@@ -61,10 +64,10 @@ func runExport(ctx context.Context, e *env, args []string) error {
 				return fmt.Errorf("--to: %s exists already: pass --force to replace it", *to)
 			}
 		}
-		if ckpt.resuming() {
+		if ckpt.Resuming() {
 			file, err = safefile.OpenExisting(partial)
 			if os.IsNotExist(err) {
-				err = fmt.Errorf("%w: checkpoint %s resumes an export whose partial file is gone; pass --restart", err, ckpt.path)
+				err = fmt.Errorf("%w: checkpoint %s resumes an export whose partial file is gone; pass --restart", err, ckpt.Path())
 			}
 		} else {
 			if *force {
@@ -81,32 +84,32 @@ func runExport(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("--to: %w", err)
 		}
 		defer file.Close()
-		if ckpt.resuming() {
+		if ckpt.Resuming() {
 			// Drop whatever was written after the last checkpoint.
-			if err := file.Truncate(ckpt.state.Offset); err != nil {
+			if err := file.Truncate(ckpt.Offset()); err != nil {
 				return fmt.Errorf("--to: %w", err)
 			}
-			if _, err := file.Seek(ckpt.state.Offset, io.SeekStart); err != nil {
+			if _, err := file.Seek(ckpt.Offset(), io.SeekStart); err != nil {
 				return fmt.Errorf("--to: %w", err)
 			}
-			fmt.Fprintf(e.stderr, "tcsctl export: resuming from checkpoint %s (%d tenant(s) done)\n", ckpt.path, ckpt.done())
+			fmt.Fprintf(e.stderr, "tcsctl export: resuming from checkpoint %s (%d tenant(s) done)\n", ckpt.Path(), ckpt.Done())
 		}
 		out = file
 	}
 	w := bufio.NewWriterSize(out, 1<<16)
 	var offset int64
 	if ckpt != nil {
-		offset = ckpt.state.Offset
+		offset = ckpt.Offset()
 	}
 	var written int64
-	before := ckpt.done()
+	before := ckpt.Done()
 	// Pages are written in order, so export runs on one worker: the
 	// producer reads the next page while the worker writes this one.
-	rn := &runner{workers: 1, limiter: newLimiter(job.rate, *pageSize), progress: newProgress(e.stderr, "export", -1, "tenants"), ckpt: ckpt}
-	err = rn.run(ctx, func(ctx context.Context, emit func(batch) bool) error {
-		token := ckpt.token()
+	rn := &jobrun.Runner{Workers: 1, Limiter: jobrun.NewLimiter(job.rate, *pageSize), Progress: jobrun.NewProgress(e.stderr, "export", -1, "tenants"), Checkpoint: ckpt}
+	err = rn.Run(ctx, func(ctx context.Context, emit func(jobrun.Batch) bool) error {
+		token := ckpt.Token()
 		for {
-			var page exportPage
+			var page httpclient.ExportPage
 			err := retry(ctx, 5, func() (err error) {
 				page, err = c.catalog.Export(ctx, token, *pageSize)
 				return err
@@ -129,7 +132,7 @@ func runExport(ctx context.Context, e *env, args []string) error {
 			}
 			end := offset + int64(buf.Len())
 			offset = end
-			if !emit(batch{items: n, resume: page.NextPageToken, offset: end, do: func(context.Context) error {
+			if !emit(jobrun.Batch{Items: n, Resume: page.NextPageToken, Offset: end, Do: func(context.Context) error {
 				if _, err := w.Write(buf.Bytes()); err != nil {
 					return err
 				}

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/tcs-dev/tcs/catalog/httpclient"
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 )
@@ -93,7 +94,7 @@ func runGet(ctx context.Context, e *env, args []string) error {
 	rctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	doc, err := c.catalog.GetJSON(rctx, pos[0])
-	if isNotFound(err) {
+	if httpclient.IsNotFound(err) {
 		return finding("tenant %q: %v", pos[0], err)
 	}
 	if err != nil {

@@ -4,94 +4,22 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"slices"
-	"sort"
 	"strings"
 	"time"
+
+	"github.com/tcs-dev/tcs/catalog"
+	"github.com/tcs-dev/tcs/internal/jobrun"
+	"github.com/tcs-dev/tcs/tcs/drift"
 )
-
-// repairAction is one tenant to resync, to some regions, with the hostnames
-// to settle along with it, and why.
-type repairAction struct {
-	TenantID  string   `json:"tenant_id"`
-	Regions   []string `json:"regions"`
-	Hostnames []string `json:"hostnames,omitempty"`
-	Reasons   []string `json:"reasons"`
-}
-
-// unrepairable is a finding resync cannot fix, and why.
-type unrepairable struct {
-	driftFinding
-	Why string `json:"why"`
-}
-
-// planRepair turns findings into the resyncs that fix them: a tenant's
-// document by resyncing the tenant; a hostname by resyncing the tenant that
-// holds it in the source of truth (its claim is re-emitted) or, for an
-// orphan, the tenant the region wrongly maps it to, settling the hostname
-// (the catalog re-emits its release).
-func planRepair(fs []driftFinding) ([]repairAction, []unrepairable) {
-	byTenant := map[string]*repairAction{}
-	var order []string
-	var skipped []unrepairable
-	add := func(id, region, hostname, reason string) {
-		a, ok := byTenant[id]
-		if !ok {
-			a = &repairAction{TenantID: id}
-			byTenant[id] = a
-			order = append(order, id)
-		}
-		if !slices.Contains(a.Regions, region) {
-			a.Regions = append(a.Regions, region)
-		}
-		if hostname != "" && !slices.Contains(a.Hostnames, hostname) {
-			a.Hostnames = append(a.Hostnames, hostname)
-		}
-		a.Reasons = append(a.Reasons, reason)
-	}
-	for _, f := range fs {
-		reason := f.Region + " " + f.Kind
-		if f.Hostname != "" {
-			reason += " " + f.Hostname
-		}
-		switch f.Kind {
-		case kindMissingTenant, kindStaleVersion, kindContentMismatch:
-			add(f.TenantID, f.Region, "", reason)
-		case kindAheadVersion:
-			skipped = append(skipped, unrepairable{f, "resync never rolls a version back: the region or the catalog was changed outside the pipeline"})
-		case kindUnknownTenant:
-			skipped = append(skipped, unrepairable{f, "the source of truth has no such tenant, so there is nothing to resync"})
-		case kindUnmappedHostname, kindWrongOwner, kindClaimVersion:
-			if f.RegionClaim > f.TruthClaim {
-				skipped = append(skipped, unrepairable{f, fmt.Sprintf("the region's claim version %d is above the source of truth's %d; a resync cannot lower it", f.RegionClaim, f.TruthClaim)})
-				continue
-			}
-			add(f.TruthOwner, f.Region, "", reason)
-		case kindOrphanedHostname:
-			add(f.RegionOwner, f.Region, f.Hostname, reason)
-		default:
-			skipped = append(skipped, unrepairable{f, "unknown kind of drift"})
-		}
-	}
-	out := make([]repairAction, 0, len(order))
-	for _, id := range order {
-		a := byTenant[id]
-		sort.Strings(a.Regions)
-		sort.Strings(a.Hostnames)
-		out = append(out, *a)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].TenantID < out[j].TenantID })
-	return out, skipped
-}
 
 // repairReport is what repair -o json prints.
 type repairReport struct {
-	Before       *verifyReport  `json:"before"`
-	Actions      []repairAction `json:"actions"`
-	Unrepairable []unrepairable `json:"unrepairable,omitempty"`
-	NotFound     []string       `json:"not_found,omitempty"`
-	DryRun       bool           `json:"dry_run"`
-	After        *verifyReport  `json:"after,omitempty"`
+	Before       *drift.Report        `json:"before"`
+	Actions      []drift.Action       `json:"actions"`
+	Unrepairable []drift.Unrepairable `json:"unrepairable,omitempty"`
+	NotFound     []string             `json:"not_found,omitempty"`
+	DryRun       bool                 `json:"dry_run"`
+	After        *drift.Report        `json:"after,omitempty"`
 }
 
 func runRepair(ctx context.Context, e *env, args []string) error {
@@ -113,67 +41,49 @@ func runRepair(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer c.Close()
-	v, err := vf.verifier(e, c)
+	v, p, err := vf.verifier(e, c)
 	if err != nil {
 		return err
 	}
 	interrupted := func(err error) error {
 		if ctx.Err() != nil {
-			return errInterrupted
+			return jobrun.ErrInterrupted
 		}
 		return err
 	}
-	before, err := v.verify(ctx)
+	before, err := v.Verify(ctx)
 	if err != nil {
-		v.progress.stop()
+		p.Stop()
 		return interrupted(err)
 	}
-	actions, skipped := planRepair(before.Findings)
+	actions, skipped := drift.PlanRepair(before.Findings)
 	rep := &repairReport{Before: before, Actions: actions, Unrepairable: skipped, DryRun: *dryRun}
 	text := vf.output == "table"
 	if text {
-		v.progress.stop()
+		p.Stop()
 		writeRepairPlan(e.stdout, rep)
 	}
 	if *dryRun || len(actions) == 0 {
-		v.progress.stop()
+		p.Stop()
 		return finishRepair(e, rep, text)
 	}
 
-	// Batch the resyncs by target regions, at most maxResync per request.
-	groups := map[string][]repairAction{}
-	var keys []string
-	for _, a := range actions {
-		k := strings.Join(a.Regions, ",")
-		if _, ok := groups[k]; !ok {
-			keys = append(keys, k)
-		}
-		groups[k] = append(groups[k], a)
-	}
-	sort.Strings(keys)
 	resynced := 0
-	for _, k := range keys {
-		group := groups[k]
-		for i := 0; i < len(group); i += maxResync {
-			part := group[i:min(i+maxResync, len(group))]
-			items := make([]resyncTenant, len(part))
-			for j, a := range part {
-				items[j] = resyncTenant{ID: a.TenantID, Hostnames: a.Hostnames}
-			}
-			var res resyncResult
-			// Finish a resync already sent even on Ctrl-C: it is one request.
-			err := retry(context.WithoutCancel(ctx), 5, func() (err error) {
-				res, err = c.catalog.Resync(context.WithoutCancel(ctx), items, strings.Split(k, ","))
-				return err
-			})
-			if err != nil {
-				return resyncError(items, err)
-			}
-			resynced += len(res.Resynced)
-			rep.NotFound = append(rep.NotFound, res.NotFound...)
-			if ctx.Err() != nil {
-				return errInterrupted
-			}
+	for _, b := range drift.Batches(actions) {
+		items := b.Tenants
+		var res catalog.ResyncResult
+		// Finish a resync already sent even on Ctrl-C: it is one request.
+		err := retry(context.WithoutCancel(ctx), 5, func() (err error) {
+			res, err = c.catalog.Resync(context.WithoutCancel(ctx), items, b.Regions)
+			return err
+		})
+		if err != nil {
+			return resyncError(items, err)
+		}
+		resynced += len(res.Resynced)
+		rep.NotFound = append(rep.NotFound, res.NotFound...)
+		if ctx.Err() != nil {
+			return jobrun.ErrInterrupted
 		}
 	}
 	if text {
@@ -185,12 +95,12 @@ func runRepair(ctx context.Context, e *env, args []string) error {
 	if *wait > 0 {
 		deadline := time.Now().Add(*wait)
 		for {
-			if err := sleep(ctx, v.settle); err != nil {
+			if err := sleep(ctx, v.Settle); err != nil {
 				return interrupted(err)
 			}
-			after, err := v.verify(ctx)
+			after, err := v.Verify(ctx)
 			if err != nil {
-				v.progress.stop()
+				p.Stop()
 				return interrupted(err)
 			}
 			rep.After = after
@@ -198,13 +108,13 @@ func runRepair(ctx context.Context, e *env, args []string) error {
 				break
 			}
 		}
-		v.progress.stop()
+		p.Stop()
 		if text {
 			fmt.Fprint(e.stdout, "after repair: ")
 			writeReport(e.stdout, rep.After)
 		}
 	}
-	v.progress.stop()
+	p.Stop()
 	return finishRepair(e, rep, text)
 }
 
@@ -245,5 +155,19 @@ func writeRepairPlan(w io.Writer, rep *repairReport) {
 			subject = u.Hostname
 		}
 		fmt.Fprintf(w, "cannot repair %s %s %s: %s\n", u.Region, u.Kind, subject, u.Why)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }

@@ -13,7 +13,10 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/tcs-dev/tcs/catalog"
+	"github.com/tcs-dev/tcs/catalog/httpclient"
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/jobrun"
 )
 
 func runResync(ctx context.Context, e *env, args []string) error {
@@ -27,7 +30,7 @@ func runResync(ctx context.Context, e *env, args []string) error {
 	fs.Var(&ids, "tenant", "tenant id to resync (repeatable, or comma-separated)")
 	file := fs.String("file", "", "file of tenant ids, one per line (# comments; - for stdin)")
 	fs.Var(&regionsWanted, "region", "region to resync (repeatable; default: every region)")
-	batchSize := fs.Int("batch", maxResync, "tenants per resync request (at most 1000)")
+	batchSize := fs.Int("batch", catalog.MaxResyncTenants, "tenants per resync request (at most 1000)")
 	dryRun := fs.Bool("dry-run", false, "print which tenants would be resynced (and which the catalog does not know) and resync nothing")
 	if _, err := parse(fs, args, 0); err != nil {
 		return err
@@ -41,8 +44,8 @@ func runResync(ctx context.Context, e *env, args []string) error {
 	if modes != 1 {
 		return errors.New("give exactly one of --all, --tenant or --file")
 	}
-	if *batchSize < 1 || *batchSize > maxResync {
-		return fmt.Errorf("--batch must be 1 to %d", maxResync)
+	if *batchSize < 1 || *batchSize > catalog.MaxResyncTenants {
+		return fmt.Errorf("--batch must be 1 to %d", catalog.MaxResyncTenants)
 	}
 	c, err := conn.client(e)
 	if err != nil {
@@ -96,14 +99,14 @@ func runResync(ctx context.Context, e *env, args []string) error {
 // sees them): with --all the number of tenants, otherwise each id and
 // whether the catalog knows it (an unknown id is a finding, as in a real
 // run).
-func resyncDryRun(ctx context.Context, e *env, cat *catalogClient, all bool, ids []string, where string) error {
+func resyncDryRun(ctx context.Context, e *env, cat *httpclient.Client, all bool, ids []string, where string) error {
 	want := map[string]bool{}
 	for _, id := range ids {
 		want[id] = false
 	}
 	n, token := 0, ""
 	for {
-		page, err := cat.exportIDs(ctx, token, maxResync)
+		page, err := cat.ExportIDs(ctx, token, catalog.MaxResyncTenants)
 		if err != nil {
 			return fmt.Errorf("reading the catalog after page token %q: %w", token, err)
 		}
@@ -113,10 +116,10 @@ func resyncDryRun(ctx context.Context, e *env, cat *catalogClient, all bool, ids
 				want[id] = true
 			}
 		}
-		if page.Next == "" {
+		if page.NextPageToken == "" {
 			break
 		}
-		token = page.Next
+		token = page.NextPageToken
 	}
 	if all {
 		fmt.Fprintf(e.stdout, "dry run: would resync %d tenant(s) to %s\n", n, where)
@@ -177,7 +180,7 @@ func readIDs(e *env, path string) ([]string, error) {
 
 // resyncer re-emits tenants through the catalog's resync API.
 type resyncer struct {
-	cat     *catalogClient
+	cat     *httpclient.Client
 	regions []string
 	batch   int
 }
@@ -191,42 +194,42 @@ type resyncStats struct {
 func (r *resyncer) run(ctx context.Context, e *env, catalogURL string, job jobFlags, all bool, ids []string) (*resyncStats, error) {
 	regions := append([]string(nil), r.regions...)
 	sort.Strings(regions)
-	key := workKey("resync", catalogURL, strings.Join(regions, ","), strconv.FormatBool(all), strings.Join(ids, "\n"))
+	key := jobrun.WorkKey("resync", catalogURL, strings.Join(regions, ","), strconv.FormatBool(all), strings.Join(ids, "\n"))
 	ckpt, err := openCheckpoint(job, "resync", key)
 	if err != nil {
 		return &resyncStats{}, err
 	}
-	if ckpt.resuming() {
-		fmt.Fprintf(e.stderr, "tcsctl resync: resuming from checkpoint %s (%d tenant(s) done)\n", ckpt.path, ckpt.done())
+	if ckpt.Resuming() {
+		fmt.Fprintf(e.stderr, "tcsctl resync: resuming from checkpoint %s (%d tenant(s) done)\n", ckpt.Path(), ckpt.Done())
 	}
 	st := &resyncStats{}
 	total := int64(-1)
 	if !all {
-		total = int64(len(ids)) - ckpt.done()
+		total = int64(len(ids)) - ckpt.Done()
 	}
-	rn := &runner{workers: job.workers, limiter: newLimiter(job.rate, r.batch), progress: newProgress(e.stderr, "resync", total, "tenants"), ckpt: ckpt}
-	send := func(items []resyncTenant) func(context.Context) error {
+	rn := &jobrun.Runner{Workers: job.workers, Limiter: jobrun.NewLimiter(job.rate, r.batch), Progress: jobrun.NewProgress(e.stderr, "resync", total, "tenants"), Checkpoint: ckpt}
+	send := func(items []catalog.ResyncRequest) func(context.Context) error {
 		return func(ctx context.Context) error { return r.send(ctx, items, st) }
 	}
 	if all {
-		err = rn.run(ctx, func(ctx context.Context, emit func(batch) bool) error {
-			return r.produceAll(ctx, emit, ckpt.token(), st)
+		err = rn.Run(ctx, func(ctx context.Context, emit func(jobrun.Batch) bool) error {
+			return r.produceAll(ctx, emit, ckpt.Token(), st)
 		})
 	} else {
 		start := 0
-		if tok := ckpt.token(); tok != "" {
+		if tok := ckpt.Token(); tok != "" {
 			if start, err = strconv.Atoi(tok); err != nil || start < 0 || start > len(ids) {
-				return st, fmt.Errorf("checkpoint %s: bad position %q", ckpt.path, tok)
+				return st, fmt.Errorf("checkpoint %s: bad position %q", ckpt.Path(), tok)
 			}
 		}
-		err = rn.run(ctx, func(ctx context.Context, emit func(batch) bool) error {
+		err = rn.Run(ctx, func(ctx context.Context, emit func(jobrun.Batch) bool) error {
 			for i := start; i < len(ids); i += r.batch {
 				end := min(i+r.batch, len(ids))
-				items := make([]resyncTenant, 0, end-i)
+				items := make([]catalog.ResyncRequest, 0, end-i)
 				for _, id := range ids[i:end] {
-					items = append(items, resyncTenant{ID: id})
+					items = append(items, catalog.ResyncRequest{ID: id})
 				}
-				if !emit(batch{items: len(items), resume: strconv.Itoa(end), do: send(items)}) {
+				if !emit(jobrun.Batch{Items: len(items), Resume: strconv.Itoa(end), Do: send(items)}) {
 					return nil
 				}
 			}
@@ -243,7 +246,7 @@ func (r *resyncer) run(ctx context.Context, e *env, catalogURL string, job jobFl
 // resume token is the next page's). A request is never cut off by Ctrl-C;
 // none starts after it. A catalog too old to resync "all" gets the pages
 // of an export resynced by id instead.
-func (r *resyncer) produceAll(ctx context.Context, emit func(batch) bool, from string, st *resyncStats) error {
+func (r *resyncer) produceAll(ctx context.Context, emit func(jobrun.Batch) bool, from string, st *resyncStats) error {
 	token := from
 	for first := true; ctx.Err() == nil; first = false {
 		var (
@@ -251,11 +254,11 @@ func (r *resyncer) produceAll(ctx context.Context, emit func(batch) bool, from s
 			next string
 		)
 		err := retry(ctx, 5, func() (err error) {
-			n, next, err = r.cat.resyncAll(context.WithoutCancel(ctx), token, r.batch, r.regions)
+			n, next, err = r.cat.ResyncAll(context.WithoutCancel(ctx), token, r.batch, r.regions)
 			return err
 		})
 		if err != nil {
-			if first && noResyncAll(err) {
+			if first && httpclient.IsResyncAllUnsupported(err) {
 				return r.produceExported(ctx, emit, token, st)
 			}
 			return fmt.Errorf("resyncing the catalog after page token %q: %w", token, err)
@@ -263,7 +266,7 @@ func (r *resyncer) produceAll(ctx context.Context, emit func(batch) bool, from s
 		st.mu.Lock()
 		st.resynced += int64(n)
 		st.mu.Unlock()
-		if !emit(batch{items: n, resume: next, do: func(context.Context) error { return nil }}) || next == "" {
+		if !emit(jobrun.Batch{Items: n, Resume: next, Do: func(context.Context) error { return nil }}) || next == "" {
 			return nil
 		}
 		token = next
@@ -274,37 +277,37 @@ func (r *resyncer) produceAll(ctx context.Context, emit func(batch) bool, from s
 // produceExported reads the ids of every tenant after the page token from
 // from the catalog's export, a page at a time, and emits a resync of each
 // page.
-func (r *resyncer) produceExported(ctx context.Context, emit func(batch) bool, from string, st *resyncStats) error {
+func (r *resyncer) produceExported(ctx context.Context, emit func(jobrun.Batch) bool, from string, st *resyncStats) error {
 	token := from
 	for {
-		var page exportIDPage
+		var page httpclient.IDPage
 		err := retry(ctx, 5, func() (err error) {
-			page, err = r.cat.exportIDs(ctx, token, r.batch)
+			page, err = r.cat.ExportIDs(ctx, token, r.batch)
 			return err
 		})
 		if err != nil {
 			return fmt.Errorf("reading the catalog after page token %q: %w", token, err)
 		}
 		if len(page.IDs) > 0 {
-			items := make([]resyncTenant, len(page.IDs))
+			items := make([]catalog.ResyncRequest, len(page.IDs))
 			for i, id := range page.IDs {
-				items[i] = resyncTenant{ID: id}
+				items[i] = catalog.ResyncRequest{ID: id}
 			}
 			do := func(ctx context.Context) error { return r.send(ctx, items, st) }
-			if !emit(batch{items: len(items), resume: page.Next, do: do}) {
+			if !emit(jobrun.Batch{Items: len(items), Resume: page.NextPageToken, Do: do}) {
 				return nil
 			}
 		}
-		if page.Next == "" {
+		if page.NextPageToken == "" {
 			return nil
 		}
-		token = page.Next
+		token = page.NextPageToken
 	}
 }
 
 // send resyncs one batch, retrying while the catalog is unavailable.
-func (r *resyncer) send(ctx context.Context, items []resyncTenant, st *resyncStats) error {
-	var res resyncResult
+func (r *resyncer) send(ctx context.Context, items []catalog.ResyncRequest, st *resyncStats) error {
+	var res catalog.ResyncResult
 	err := retry(ctx, 5, func() (err error) {
 		res, err = r.cat.Resync(ctx, items, r.regions)
 		return err
@@ -323,8 +326,8 @@ var tenantIndex = regexp.MustCompile(`^tenants\[(\d+)\]`)
 
 // resyncError names the tenants a rejected resync request was about: the
 // API names fields by position ("tenants[3].id"); people need the id.
-func resyncError(items []resyncTenant, err error) error {
-	var ae *apiError
+func resyncError(items []catalog.ResyncRequest, err error) error {
+	var ae *httpclient.Error
 	if errors.As(err, &ae) && len(ae.Fields) > 0 {
 		var parts []string
 		for _, f := range ae.Fields {

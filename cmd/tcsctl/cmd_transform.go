@@ -6,12 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/tcs-dev/tcs/catalog/httpclient"
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/catalog/tenantexpr"
+	"github.com/tcs-dev/tcs/internal/jobrun"
 )
 
 // settable are the fields --set may change; the rest (id, version,
@@ -42,7 +46,7 @@ func parseSet(s string) (assignment, error) {
 	if !settable[parts[0]] {
 		return assignment{}, fmt.Errorf("--set %q: %s cannot be set (settable: database, hostnames, labels, products, region, status)", s, parts[0])
 	}
-	if err := checkPath(parts); err != nil {
+	if err := tenantexpr.CheckPath(parts); err != nil {
 		return assignment{}, fmt.Errorf("--set %q: %v", s, err)
 	}
 	if parts[0] == "hostnames" && len(parts) > 1 {
@@ -57,8 +61,8 @@ func parseSet(s string) (assignment, error) {
 
 // buildPatch turns assignments into one JSON merge patch, refusing two that
 // overlap (labels=… and labels.tier=…).
-func buildPatch(as []assignment) (mergePatch, error) {
-	patch := mergePatch{}
+func buildPatch(as []assignment) (httpclient.MergePatch, error) {
+	patch := httpclient.MergePatch{}
 	seen := map[string]string{}
 	for _, a := range as {
 		full := strings.Join(a.path, ".")
@@ -154,7 +158,7 @@ func diffDocs(before, after map[string]any) []change {
 			}
 			return
 		}
-		if !jsonEqual(a, b) {
+		if !reflect.DeepEqual(a, b) {
 			out = append(out, change{Path: prefix, Before: a, After: b})
 		}
 	}
@@ -207,9 +211,9 @@ type transformResult struct {
 // through the catalog with If-Match, re-reading and re-evaluating on a
 // version conflict.
 type transformer struct {
-	cat        *catalogClient
-	where      expr
-	patch      mergePatch
+	cat        *httpclient.Client
+	where      *tenantexpr.Expr
+	patch      httpclient.MergePatch
 	dryRun     bool
 	maxRetries int
 	// beforeWrite, if set, runs between reading a tenant and writing it
@@ -236,7 +240,7 @@ func (t *transformer) one(ctx context.Context, doc map[string]any) {
 		if v, ok := doc["version"].(float64); ok {
 			version = int64(v)
 		}
-		ok, err := matches(t.where, doc)
+		ok, err := t.where.Match(doc)
 		if err != nil {
 			res.Action, res.Reason = "failed", "evaluating --where: "+err.Error()
 			break
@@ -269,13 +273,13 @@ func (t *transformer) one(ctx context.Context, doc map[string]any) {
 		switch {
 		case err == nil:
 			res.Action, res.ToVersion = "changed", updated.Version
-		case isVersionMismatch(err) && attempt < t.maxRetries:
+		case httpclient.IsVersionMismatch(err) && attempt < t.maxRetries:
 			res.Retries++
 			err = retry(ctx, 5, func() (err error) {
 				doc, err = t.cat.GetRaw(ctx, id)
 				return err
 			})
-			if isNotFound(err) {
+			if httpclient.IsNotFound(err) {
 				res.Action, res.Reason = "skipped", "deleted by a concurrent change"
 				break
 			}
@@ -284,9 +288,9 @@ func (t *transformer) one(ctx context.Context, doc map[string]any) {
 				break
 			}
 			continue
-		case isVersionMismatch(err):
+		case httpclient.IsVersionMismatch(err):
 			res.Action, res.Reason = "failed", fmt.Sprintf("still conflicting after %d retries: %v", attempt, err)
-		case isNotFound(err):
+		case httpclient.IsNotFound(err):
 			res.Action, res.Reason = "skipped", "deleted by a concurrent change"
 		default:
 			res.Action, res.Reason = "failed", err.Error()
@@ -299,11 +303,11 @@ func (t *transformer) one(ctx context.Context, doc map[string]any) {
 // transformPageSize is the catalog's largest list page.
 const transformPageSize = 500
 
-func (t *transformer) run(ctx context.Context, rn *runner) error {
-	return rn.run(ctx, func(ctx context.Context, emit func(batch) bool) error {
-		token := rn.ckpt.token()
+func (t *transformer) run(ctx context.Context, rn *jobrun.Runner) error {
+	return rn.Run(ctx, func(ctx context.Context, emit func(jobrun.Batch) bool) error {
+		token := rn.Checkpoint.Token()
 		for {
-			var page listPage
+			var page httpclient.ListPage
 			err := retry(ctx, 5, func() (err error) {
 				page, err = t.cat.List(ctx, token, transformPageSize)
 				return err
@@ -312,7 +316,7 @@ func (t *transformer) run(ctx context.Context, rn *runner) error {
 				return fmt.Errorf("listing tenants after page token %q: %w", token, err)
 			}
 			docs := page.Tenants
-			b := batch{items: len(docs), resume: page.NextPageToken, do: func(ctx context.Context) error {
+			b := jobrun.Batch{Items: len(docs), Resume: page.NextPageToken, Do: func(ctx context.Context) error {
 				for _, d := range docs {
 					t.one(ctx, d)
 				}
@@ -334,11 +338,11 @@ func (t *transformer) run(ctx context.Context, rn *runner) error {
 
 // transformReport is what transform -o json prints.
 type transformReport struct {
-	DryRun  bool              `json:"dry_run"`
-	Where   string            `json:"where"`
-	Set     mergePatch        `json:"set"`
-	Results []transformResult `json:"results"`
-	Summary map[string]int64  `json:"summary"`
+	DryRun  bool                  `json:"dry_run"`
+	Where   string                `json:"where"`
+	Set     httpclient.MergePatch `json:"set"`
+	Results []transformResult     `json:"results"`
+	Summary map[string]int64      `json:"summary"`
 }
 
 func runTransform(ctx context.Context, e *env, args []string) error {
@@ -365,7 +369,7 @@ func runTransform(ctx context.Context, e *env, args []string) error {
 	if *output != "text" && *output != "json" {
 		return fmt.Errorf("-o %q: want text or json", *output)
 	}
-	cond, err := parseExpr(*where)
+	cond, err := tenantexpr.Parse(*where)
 	if err != nil {
 		return fmt.Errorf("--where: %w", err)
 	}
@@ -388,17 +392,17 @@ func runTransform(ctx context.Context, e *env, args []string) error {
 	defer c.Close()
 	t := &transformer{cat: c.catalog, where: cond, patch: patch, dryRun: *dryRun, maxRetries: *maxRetries}
 	rawPatch, _ := json.Marshal(map[string]any(patch))
-	var ckpt *checkpoint
+	var ckpt *jobrun.Checkpoint
 	if !*dryRun {
-		key := workKey("transform", conn.catalogURL, cond.String(), string(rawPatch))
+		key := jobrun.WorkKey("transform", conn.catalogURL, cond.String(), string(rawPatch))
 		if ckpt, err = openCheckpoint(job, "transform", key); err != nil {
 			return err
 		}
-		if ckpt.resuming() {
-			fmt.Fprintf(e.stderr, "tcsctl transform: resuming from checkpoint %s (%d tenant(s) done)\n", ckpt.path, ckpt.done())
+		if ckpt.Resuming() {
+			fmt.Fprintf(e.stderr, "tcsctl transform: resuming from checkpoint %s (%d tenant(s) done)\n", ckpt.Path(), ckpt.Done())
 		}
 	}
-	rn := &runner{workers: job.workers, limiter: newLimiter(job.rate, transformPageSize), progress: newProgress(e.stderr, "transform", -1, "tenants"), ckpt: ckpt}
+	rn := &jobrun.Runner{Workers: job.workers, Limiter: jobrun.NewLimiter(job.rate, transformPageSize), Progress: jobrun.NewProgress(e.stderr, "transform", -1, "tenants"), Checkpoint: ckpt}
 	runErr := t.run(ctx, rn)
 	sort.Slice(t.results, func(i, j int) bool { return t.results[i].ID < t.results[j].ID })
 	summary := map[string]int64{"scanned": t.scanned}

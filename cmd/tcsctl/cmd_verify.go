@@ -10,6 +10,11 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/tcs-dev/tcs/catalog"
+	"github.com/tcs-dev/tcs/catalog/httpclient"
+	"github.com/tcs-dev/tcs/internal/jobrun"
+	"github.com/tcs-dev/tcs/tcs/drift"
 )
 
 // verifyFlags are the flags verify and repair share.
@@ -35,8 +40,8 @@ func (v *verifyFlags) check() error {
 	if v.output != "table" && v.output != "json" {
 		return fmt.Errorf("-o %q: want table or json", v.output)
 	}
-	if v.pageSize < 1 || v.pageSize > maxExportPage {
-		return fmt.Errorf("--page-size must be 1 to %d", maxExportPage)
+	if v.pageSize < 1 || v.pageSize > drift.MaxPageSize {
+		return fmt.Errorf("--page-size must be 1 to %d", drift.MaxPageSize)
 	}
 	if v.rechecks < 0 {
 		return fmt.Errorf("--recheck must be ≥ 0")
@@ -44,21 +49,45 @@ func (v *verifyFlags) check() error {
 	return nil
 }
 
-func (v *verifyFlags) verifier(e *env, c *client) (*verifier, error) {
+// verifier builds the drift engine over the catalog's export and the
+// selected regions' replica admin APIs, with a progress bar on a terminal
+// (stop it when done).
+func (v *verifyFlags) verifier(e *env, c *client) (*drift.Verifier, *jobrun.Progress, error) {
 	rs, err := selectRegions(c.regions, v.regions)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	vr := &verifier{truth: c.catalog, pageSize: v.pageSize, limiter: newLimiter(v.rate, v.pageSize),
-		rechecks: v.rechecks, settle: v.settle, progress: newProgress(e.stderr, "verify", -1, "records")}
+	p := jobrun.NewProgress(e.stderr, "verify", -1, "records")
+	vr := &drift.Verifier{Truth: exportTruth{c.catalog}, PageSize: v.pageSize, Limiter: jobrun.NewLimiter(v.rate, v.pageSize),
+		Rechecks: v.rechecks, Settle: v.settle, Progress: p.Add}
 	for _, r := range rs {
 		s, err := c.dialer.scanner(r)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		vr.regions = append(vr.regions, regionReader{name: r.Name, Scanner: s})
+		vr.Regions = append(vr.Regions, drift.Region{Name: r.Name, Scanner: s})
 	}
-	return vr, nil
+	return vr, p, nil
+}
+
+// exportTruth is the catalog's export as the drift engine reads it, each
+// page retried while the catalog is unavailable.
+type exportTruth struct{ c *httpclient.Client }
+
+func (t exportTruth) Export(ctx context.Context, pageToken string, pageSize int) (catalog.ExportPage, error) {
+	var page httpclient.ExportPage
+	err := retry(ctx, 5, func() (err error) {
+		page, err = t.c.Export(ctx, pageToken, pageSize)
+		return err
+	})
+	if err != nil {
+		return catalog.ExportPage{}, err
+	}
+	out := catalog.ExportPage{Next: page.NextPageToken, Items: make([]catalog.ExportItem, len(page.Items))}
+	for i, it := range page.Items {
+		out.Items[i] = catalog.ExportItem{Tenant: it.Tenant, Claims: it.Claims}
+	}
+	return out, nil
 }
 
 func runVerify(ctx context.Context, e *env, args []string) error {
@@ -76,8 +105,8 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	}
 	rep, err := verifyRun(ctx, e, conn, vf)
 	if *metricsFile != "" && ctx.Err() == nil {
-		if werr := writeVerifyMetrics(*metricsFile, rep, time.Now()); werr != nil {
-			return errors.Join(err, werr)
+		if werr := drift.WriteTextfile(*metricsFile, rep, time.Now()); werr != nil {
+			return errors.Join(err, fmt.Errorf("--metrics-file: %w", werr))
 		}
 	}
 	if err != nil {
@@ -97,21 +126,21 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 }
 
 // verifyRun connects and verifies.
-func verifyRun(ctx context.Context, e *env, conn connFlags, vf verifyFlags) (*verifyReport, error) {
+func verifyRun(ctx context.Context, e *env, conn connFlags, vf verifyFlags) (*drift.Report, error) {
 	c, err := conn.client(e)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	v, err := vf.verifier(e, c)
+	v, p, err := vf.verifier(e, c)
 	if err != nil {
 		return nil, err
 	}
-	rep, err := v.verify(ctx)
-	v.progress.stop()
+	rep, err := v.Verify(ctx)
+	p.Stop()
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, errInterrupted
+			return nil, jobrun.ErrInterrupted
 		}
 		return nil, err
 	}
@@ -119,7 +148,7 @@ func verifyRun(ctx context.Context, e *env, conn connFlags, vf verifyFlags) (*ve
 }
 
 // writeReport prints a verify report as a table and a summary line.
-func writeReport(w io.Writer, rep *verifyReport) {
+func writeReport(w io.Writer, rep *drift.Report) {
 	if len(rep.Findings) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "REGION\tKIND\tTENANT\tHOSTNAME\tDETAIL")
@@ -136,7 +165,7 @@ func writeReport(w io.Writer, rep *verifyReport) {
 	} else {
 		counts := map[string]int{}
 		for _, f := range rep.Findings {
-			counts[f.Kind]++
+			counts[string(f.Kind)]++
 		}
 		var kinds []string
 		for k, n := range counts {

@@ -16,6 +16,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs"
+	"github.com/tcs-dev/tcs/tcs/drift"
 )
 
 // driftSystem is a system with tenants a…h in every region, h deleted and
@@ -28,16 +29,15 @@ func driftSystem(t *testing.T) (*system, map[string]*tenant.Tenant) {
 		docs[id] = s.create(t, sampleTenant(id, i))
 	}
 	for v := int64(1); v <= 2; v++ {
-		code, body := s.rest(t, "PATCH", "/v1/tenants/ccc", fmt.Sprintf(`{"labels":{"n":"%d"}}`, v), "If-Match", fmt.Sprintf(`"%d"`, v))
-		if code != 200 {
-			t.Fatalf("patch ccc: %d %s", code, body)
+		if err := s.patch(t, "ccc", v, fmt.Sprintf(`{"labels":{"n":"%d"}}`, v)); err != nil {
+			t.Fatalf("patch ccc: %v", err)
 		}
 	}
-	if code, body := s.rest(t, "PATCH", "/v1/tenants/ggg", `{"hostnames":["ggg.example.com"]}`, "If-Match", `"1"`); code != 200 {
-		t.Fatalf("patch ggg: %d %s", code, body)
+	if err := s.patch(t, "ggg", 1, `{"hostnames":["ggg.example.com"]}`); err != nil {
+		t.Fatalf("patch ggg: %v", err)
 	}
-	if code, body := s.rest(t, "DELETE", "/v1/tenants/hhh", ""); code != 204 {
-		t.Fatalf("delete hhh: %d %s", code, body)
+	if err := s.api.Delete(context.Background(), "hhh", 0); err != nil {
+		t.Fatalf("delete hhh: %v", err)
 	}
 	s.waitApplied(t, "ccc", 3)
 	s.waitApplied(t, "ggg", 2)
@@ -103,7 +103,7 @@ func injectDrift(t *testing.T, s *system, docs map[string]*tenant.Tenant) []stri
 	}
 }
 
-func findingKeys(fs []driftFinding) []string {
+func findingKeys(fs []drift.Finding) []string {
 	var out []string
 	for _, f := range fs {
 		out = append(out, fmt.Sprintf("%s %s %s %s", f.Region, f.Kind, dash(f.TenantID), dash(f.Hostname)))
@@ -179,7 +179,7 @@ func TestDriftVerifyRepair(t *testing.T) {
 	want := injectDrift(t, s, docs)
 
 	out := s.mustTcsctl(t, 1, "verify", "-o", "json", "--settle", "50ms")
-	var rep verifyReport
+	var rep drift.Report
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("verify -o json: %v\n%s", err, out)
 	}

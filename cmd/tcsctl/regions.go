@@ -11,17 +11,14 @@ import (
 	"strings"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
-	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/internal/auth"
-	adminv1 "github.com/tcs-dev/tcs/proto/tcs/admin/v1"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs"
+	"github.com/tcs-dev/tcs/tcs/lookup/adminclient"
 )
 
 // defaultRegions are the regions `make run` serves (cmd/tcs-dev).
@@ -216,58 +213,7 @@ func (d *dialer) scanner(r region) (tcs.Scanner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &adminScanner{region: r.Name, c: adminv1.NewReplicaAdminClient(c)}, nil
-}
-
-// adminScanner is a tcs.Scanner over a region's ReplicaAdmin gRPC API: the
-// remote form of a replica's scan, returning domain values.
-type adminScanner struct {
-	region string
-	c      adminv1.ReplicaAdminClient
-}
-
-var _ tcs.Scanner = (*adminScanner)(nil)
-
-func (s *adminScanner) ScanDocs(ctx context.Context, cursor string, limit int) ([]*tenant.Tenant, string, error) {
-	res, err := s.c.ScanDocs(ctx, &adminv1.ScanRequest{Cursor: cursor, Limit: int32(limit)})
-	if err != nil {
-		return nil, "", s.explain("ScanDocs", err)
-	}
-	docs := make([]*tenant.Tenant, 0, len(res.GetDocs()))
-	for _, p := range res.GetDocs() {
-		t, err := tcsv1.TenantFromProto(p)
-		if err != nil {
-			return nil, "", fmt.Errorf("%s ScanDocs: tenant %q: %w", s.region, p.GetId(), err)
-		}
-		docs = append(docs, t)
-	}
-	return docs, res.GetNextCursor(), nil
-}
-
-func (s *adminScanner) ScanHosts(ctx context.Context, cursor string, limit int) ([]tcs.HostEntry, string, error) {
-	res, err := s.c.ScanHosts(ctx, &adminv1.ScanRequest{Cursor: cursor, Limit: int32(limit)})
-	if err != nil {
-		return nil, "", s.explain("ScanHosts", err)
-	}
-	hosts := make([]tcs.HostEntry, len(res.GetHosts()))
-	for i, h := range res.GetHosts() {
-		hosts[i] = tcs.HostEntry{Hostname: h.GetHostname(), HostRecord: tcs.HostRecord{TenantID: h.GetTenantId(), ClaimVersion: h.GetClaimVersion()}}
-	}
-	return hosts, res.GetNextCursor(), nil
-}
-
-// explain adds what to do about the usual failures of the admin API.
-func (s *adminScanner) explain(method string, err error) error {
-	hint := ""
-	switch status.Code(err) {
-	case codes.Unimplemented:
-		hint = " (this tcs node does not serve tcs.admin.v1.ReplicaAdmin: give it credentials, e.g. a replica-scan line in its --tokens-file)"
-	case codes.Unauthenticated:
-		hint = " (check --scan-token / TCS_SCAN_TOKEN: a token of role replica-scan)"
-	case codes.PermissionDenied:
-		hint = " (the token is not of role replica-scan)"
-	}
-	return fmt.Errorf("%s: %w%s", method, err, hint)
+	return adminclient.New(c, r.Name, adminclient.WithTokenHint("--scan-token / TCS_SCAN_TOKEN")), nil
 }
 
 // isLoopback reports whether addr's host is a loopback name or address:

@@ -22,6 +22,8 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/jobrun"
+	"github.com/tcs-dev/tcs/tcs/drift"
 )
 
 var resyncedN = regexp.MustCompile(`resynced (\d+) tenant`)
@@ -78,7 +80,7 @@ func TestResyncResume(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no checkpoint after the interruption: %v", err)
 	}
-	var st checkpointState
+	var st jobrun.State
 	if err := json.Unmarshal(raw, &st); err != nil || st.Command != "resync" || st.Done < 10 || st.Done >= n || st.Token == "" {
 		t.Fatalf("checkpoint %s: %v", raw, err)
 	}
@@ -141,7 +143,7 @@ func TestResyncSelection(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond) // what a dry run had sent would have been applied by now
 	_, vout, _ := s.tcsctl(t, context.Background(), "verify", "-o", "json", "--settle", "50ms")
-	var before verifyReport
+	var before drift.Report
 	json.Unmarshal([]byte(vout), &before)
 	if got := strings.Join(findingKeys(before.Findings), "|"); !strings.Contains(got, "us-east-1 content_mismatch aaa") {
 		t.Errorf("after a dry run the drift must remain; verify: %v", findingKeys(before.Findings))
@@ -155,7 +157,7 @@ func TestResyncSelection(t *testing.T) {
 	want := []string{"eu-west-1 content_mismatch aaa -", "eu-west-1 content_mismatch bbb -"}
 	for deadline := time.Now().Add(20 * time.Second); ; {
 		_, out, _ := s.tcsctl(t, context.Background(), "verify", "-o", "json", "--settle", "50ms")
-		var rep verifyReport
+		var rep drift.Report
 		json.Unmarshal([]byte(out), &rep)
 		if strings.Join(findingKeys(rep.Findings), "|") == strings.Join(want, "|") {
 			break

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -21,6 +20,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/bolt"
 	"github.com/tcs-dev/tcs/catalog/httpapi"
+	"github.com/tcs-dev/tcs/catalog/httpclient"
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/internal/auth"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
@@ -53,7 +53,8 @@ type system struct {
 	dir      string
 	store    *bolt.Store
 	stream   *boltlog.Log
-	catalog  string // base URL
+	catalog  string             // base URL
+	api      *httpclient.Client // the catalog's API with the admin token
 	regions  []region
 	replicas map[string]*lockedReplica
 	lookups  map[string]tcsv1.TenantContextServiceClient
@@ -167,6 +168,9 @@ func startSystem(tb testing.TB, opts sysOptions) *system {
 		tb.Fatal(err)
 	}
 	s.catalog = "http://" + ln.Addr().String()
+	if s.api, err = httpclient.New(s.catalog, httpclient.WithToken(testToken)); err != nil {
+		tb.Fatal(err)
+	}
 	api := httpapi.New(httpapi.Config{Store: s.store, Auth: authn})
 	g.Go(func() error { return httpapi.Serve(gctx, ln, api) })
 	var outbox streamer.Outbox = s.store
@@ -316,42 +320,26 @@ func (l *lockedReplica) edit(tb testing.TB, f func(docs, hosts *bbolt.Bucket) er
 	}
 }
 
-// rest calls the catalog's API with the admin token.
-func (s *system) rest(tb testing.TB, method, path, body string, header ...string) (int, string) {
-	tb.Helper()
-	req, err := http.NewRequest(method, s.catalog+path, strings.NewReader(body))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+testToken)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer res.Body.Close()
-	var b bytes.Buffer
-	b.ReadFrom(res.Body)
-	return res.StatusCode, b.String()
-}
-
 // create creates a tenant through the API.
 func (s *system) create(tb testing.TB, doc string) *tenant.Tenant {
 	tb.Helper()
-	code, body := s.rest(tb, "POST", "/v1/tenants", doc)
-	if code != http.StatusCreated {
-		tb.Fatalf("create %s: %d %s", doc, code, body)
+	t, err := s.api.Create(context.Background(), json.RawMessage(doc))
+	if err != nil {
+		tb.Fatalf("create %s: %v", doc, err)
 	}
-	var t tenant.Tenant
-	if err := json.Unmarshal([]byte(body), &t); err != nil {
-		tb.Fatal(err)
+	return t
+}
+
+// patch merge-patches tenant id through the API if it is at version
+// ifMatch.
+func (s *system) patch(tb testing.TB, id string, ifMatch int64, patch string) error {
+	tb.Helper()
+	var p httpclient.MergePatch
+	if err := json.Unmarshal([]byte(patch), &p); err != nil {
+		tb.Fatalf("patch %s: %v", patch, err)
 	}
-	return &t
+	_, err := s.api.Patch(context.Background(), id, ifMatch, p)
+	return err
 }
 
 // get reads a live tenant from the source of truth.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,7 +12,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tcs-dev/tcs/catalog"
+	"github.com/tcs-dev/tcs/catalog/httpclient"
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/catalog/tenantexpr"
+	"github.com/tcs-dev/tcs/internal/jobrun"
 )
 
 // storeState is every live tenant of the source of truth.
@@ -41,8 +43,8 @@ func transformSystem(t *testing.T) *system {
 	for i := range 12 {
 		s.create(t, sampleTenant(fmt.Sprintf("t%02d", i), i))
 	}
-	if code, body := s.rest(t, "PATCH", "/v1/tenants/t03", `{"status":"SUSPENDED"}`, "If-Match", `"1"`); code != 200 {
-		t.Fatalf("suspend: %d %s", code, body)
+	if err := s.patch(t, "t03", 1, `{"status":"SUSPENDED"}`); err != nil {
+		t.Fatalf("suspend: %v", err)
 	}
 	return s
 }
@@ -113,16 +115,16 @@ func TestTransform(t *testing.T) {
 func TestTransformConcurrentWriter(t *testing.T) {
 	t.Parallel()
 	s := transformSystem(t)
-	cat, err := newCatalogClient(s.catalog, testToken, nil)
+	cat, err := httpclient.New(s.catalog, httpclient.WithToken(testToken))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cond, err := parseExpr(moveDB)
+	cond, err := tenantexpr.Parse(moveDB)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var raced atomic.Int64
-	tr := &transformer{cat: cat, where: cond, patch: mergePatch{"database": map[string]any{"host": "db-9.internal"}}, maxRetries: 10,
+	tr := &transformer{cat: cat, where: cond, patch: httpclient.MergePatch{"database": map[string]any{"host": "db-9.internal"}}, maxRetries: 10,
 		beforeWrite: func(id string, attempt int) {
 			if attempt > 1 {
 				return
@@ -130,13 +132,12 @@ func TestTransformConcurrentWriter(t *testing.T) {
 			// Another operator labels the tenant meanwhile (no If-Match race:
 			// read its current version first).
 			cur := s.get(t, id)
-			code, body := s.rest(t, "PATCH", "/v1/tenants/"+id, fmt.Sprintf(`{"labels":{"owner":"team-%d"}}`, attempt), "If-Match", fmt.Sprintf(`"%d"`, cur.Version))
-			if code != http.StatusOK {
-				t.Errorf("concurrent write to %s: %d %s", id, code, body)
+			if err := s.patch(t, id, cur.Version, fmt.Sprintf(`{"labels":{"owner":"team-%d"}}`, attempt)); err != nil {
+				t.Errorf("concurrent write to %s: %v", id, err)
 			}
 			raced.Add(1)
 		}}
-	rn := &runner{workers: 2}
+	rn := &jobrun.Runner{Workers: 2}
 	if err := tr.run(context.Background(), rn); err != nil {
 		t.Fatal(err)
 	}
@@ -181,8 +182,7 @@ func TestTransformBackgroundWriter(t *testing.T) {
 			}
 			id := []string{"t00", "t06", "t09"}[i%3]
 			cur := s.get(t, id)
-			code, _ := s.rest(t, "PATCH", "/v1/tenants/"+id, fmt.Sprintf(`{"labels":{"n":"%d"}}`, i), "If-Match", fmt.Sprintf(`"%d"`, cur.Version))
-			if code == http.StatusOK {
+			if s.patch(t, id, cur.Version, fmt.Sprintf(`{"labels":{"n":"%d"}}`, i)) == nil {
 				writes.Add(1)
 			}
 		}
@@ -197,5 +197,62 @@ func TestTransformBackgroundWriter(t *testing.T) {
 	}
 	if writes.Load() == 0 {
 		t.Error("the background writer wrote nothing")
+	}
+}
+
+func TestSetAndPatch(t *testing.T) {
+	t.Parallel()
+	var as []assignment
+	for _, s := range []string{"database.host=db-9", "database.port=6432", `labels.n="5432"`, "labels.old=null", `hostnames=["a.example.com"]`, "products.jira.users=30"} {
+		a, err := parseSet(s)
+		if err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+		as = append(as, a)
+	}
+	patch, err := buildPatch(as)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := httpclient.MergePatch{
+		"database":  map[string]any{"host": "db-9", "port": float64(6432)},
+		"labels":    map[string]any{"n": "5432", "old": nil},
+		"hostnames": []any{"a.example.com"},
+		"products":  map[string]any{"jira": map[string]any{"users": float64(30)}},
+	}
+	if diff := cmp.Diff(want, patch); diff != "" {
+		t.Errorf("patch (-want +got):\n%s", diff)
+	}
+	before := map[string]any{"id": "x", "version": float64(2), "labels": map[string]any{"old": "1", "keep": "k"},
+		"database": map[string]any{"host": "db-7", "port": float64(5432), "name": "x"}, "hostnames": []any{"x.example.com"}}
+	after := applyPatch(before, map[string]any(patch)).(map[string]any)
+	got := diffDocs(before, after)
+	wantDiff := []change{
+		{"database.host", "db-7", "db-9"}, {"database.port", float64(5432), float64(6432)},
+		{"hostnames", []any{"x.example.com"}, []any{"a.example.com"}},
+		{"labels.n", nil, "5432"}, {"labels.old", "1", nil},
+		{"products.jira.users", nil, float64(30)},
+	}
+	if diff := cmp.Diff(wantDiff, got); diff != "" {
+		t.Errorf("diff (-want +got):\n%s", diff)
+	}
+	if before["labels"].(map[string]any)["old"] != "1" {
+		t.Error("applyPatch changed its input")
+	}
+	if diff := cmp.Diff([]string{"a.example.com", "x.example.com"}, affectedHostnames(before, after)); diff != "" {
+		t.Errorf("hostnames affected (-want +got):\n%s", diff)
+	}
+	for _, bad := range []string{"id=x", "version=3", "updated_by=me", "nonsense", "database.hots=x", "hostnames.0=a.example.com", "=x"} {
+		if _, err := parseSet(bad); err == nil {
+			t.Errorf("--set %s accepted", bad)
+		}
+	}
+	a1, _ := parseSet("labels={}")
+	a2, _ := parseSet("labels.x=1")
+	if _, err := buildPatch([]assignment{a1, a2}); err == nil {
+		t.Error("overlapping --set accepted")
+	}
+	if _, err := buildPatch([]assignment{a2, a1}); err == nil {
+		t.Error("overlapping --set accepted (other order)")
 	}
 }

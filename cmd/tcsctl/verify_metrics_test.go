@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tcs-dev/tcs/tcs/drift"
 )
 
 // TestVerifyMetricsFile: verify --metrics-file writes what it found as
@@ -34,7 +36,7 @@ func TestVerifyMetricsFile(t *testing.T) {
 
 	injectDrift(t, s, docs)
 	out := s.mustTcsctl(t, 1, "verify", "-o", "json", "--metrics-file", file, "--settle", "50ms")
-	var rep verifyReport
+	var rep drift.Report
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Findings) == 0 {
 		t.Fatalf("verify -o json after injecting drift: %v\n%s", err, out)
 	}

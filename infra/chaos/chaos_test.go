@@ -26,6 +26,9 @@ const (
 // bound of the thresholds the run exceeded, and writes its report whatever
 // the outcome.
 func TestChaos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the chaos suite runs the whole topology for minutes (make test runs it)")
+	}
 	cfg := chaos.ShortConfig()
 	switch v := os.Getenv(variantEnv); v {
 	case "", "short":

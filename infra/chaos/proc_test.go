@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tcs-dev/tcs/internal/testwait"
 )
 
 // starterEnv makes the test binary, run again by TestProcDiesWithSuite,
@@ -95,14 +97,14 @@ func TestProcDiesWithSuite(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	deadline := time.Now().Add(10 * time.Second)
-	for running(pid) {
-		if time.Now().After(deadline) {
+	t.Cleanup(func() {
+		if running(pid) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
-			t.Fatalf("pid %d still runs 10s after the suite that started it was SIGKILLed", pid)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	})
+	testwait.Until(t, 10*time.Second, 20*time.Millisecond, fmt.Sprintf("pid %d to exit after the suite that started it was SIGKILLed", pid), func() (bool, string) {
+		return !running(pid), "it still runs"
+	})
 }
 
 // running: pid exists and is not a zombie (waiting for a reaper).

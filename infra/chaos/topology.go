@@ -58,15 +58,20 @@ type Topology struct {
 	applierMetrics map[*Proc]string
 	// publishMetrics is the publisher's metrics address (host:port).
 	publishMetrics string
+	// tcsMetrics is each region's tcs node's metrics address (host:port).
+	tcsMetrics map[string]string
 }
 
 // MetricsTargets returns the host:port of every process that serves
-// /metrics (the publisher and the appliers), by process name, for a
-// Prometheus scraping the topology.
+// /metrics on a metrics port (the publisher, the appliers and the tcs
+// nodes), by process name, for a Prometheus scraping the topology.
 func (t *Topology) MetricsTargets() map[string]string {
 	out := map[string]string{"publish": t.publishMetrics}
 	for p, url := range t.applierMetrics {
 		out[p.Name] = strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/metrics")
+	}
+	for r, addr := range t.tcsMetrics {
+		out[t.TCS[r].Name] = addr
 	}
 	return out
 }
@@ -115,7 +120,7 @@ func StartTopology(ctx context.Context, binDir, logDir string, regions []string,
 	t := &Topology{
 		Regions: regions, BinDir: binDir,
 		TCSAddrs: map[string]string{}, Appliers: map[string][]*Proc{}, TCS: map[string]*Proc{},
-		applierMetrics: map[*Proc]string{},
+		applierMetrics: map[*Proc]string{}, tcsMetrics: map[string]string{},
 	}
 	defer func() {
 		if err != nil {
@@ -186,9 +191,13 @@ func StartTopology(ctx context.Context, binDir, logDir string, regions []string,
 		if err != nil {
 			return nil, err
 		}
-		t.TCSAddrs[r] = addr
+		maddr, err := freeport.Addr()
+		if err != nil {
+			return nil, err
+		}
+		t.TCSAddrs[r], t.tcsMetrics[r] = addr, maddr
 		t.TCS[r] = newProc("tcs-"+r, "tcs", grpcReady(addr), "--region", r, "--addr", addr, "--node-id", "chaos-"+r,
-			"--cache-ttl", cacheTTL.String())
+			"--cache-ttl", cacheTTL.String(), "--metrics-addr", maddr)
 	}
 	for _, p := range t.Processes() {
 		if err := p.Start(); err != nil {

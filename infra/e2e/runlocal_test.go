@@ -7,10 +7,10 @@ package e2e_test
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tcs-dev/tcs/catalog/httpclient"
 	"github.com/tcs-dev/tcs/internal/freeport"
 )
 
@@ -63,6 +64,9 @@ type scriptRun struct {
 // if the test did not stop it.
 func startScript(t *testing.T, ports map[string]int) *scriptRun {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: runs the AWS topology on the emulators, every binary a process")
+	}
 	root := repoRoot(t)
 	p := map[string]int{}
 	for _, name := range []string{"ddb", "kin", "sqs", "cat", "r1", "r2", "r3"} {
@@ -158,18 +162,12 @@ func TestRunAWSLocal(t *testing.T) {
 	s.waitReady(t)
 
 	// A write through the catalog process...
-	body := `{"id":"acme","hostnames":["acme.example.com"]}`
-	req, _ := http.NewRequest("POST", "http://"+catalog+"/v1/tenants", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer dev-admin-token")
-	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
+	api, err := httpclient.New("http://"+catalog, httpclient.WithToken("dev-admin-token"))
 	if err != nil {
-		t.Fatalf("create: %v\n%s", err, dump())
+		t.Fatal(err)
 	}
-	b, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	if res.StatusCode != http.StatusCreated {
-		t.Fatalf("create: %d %s", res.StatusCode, b)
+	if _, err := api.Create(context.Background(), json.RawMessage(`{"id":"acme","hostnames":["acme.example.com"]}`)); err != nil {
+		t.Fatalf("create: %v\n%s", err, dump())
 	}
 
 	// ...reaches every region's tcs process, through Kinesis and the

@@ -7,7 +7,13 @@
 // StartDynamoDB, StartKinesis (kinesalite) and StartSNSSQS (fauxqs) start a
 // private emulator for one test; SharedDynamoDB, SharedKinesis, SharedSNSSQS
 // and SharedAWS start one per test binary, on first use, stopped by Main
-// (call it from TestMain). Start starts one outside a test (the chaos suite),
+// (call it from TestMain), or use the ones $TCS_EMULATORS names (EndpointsEnv:
+// `make test` starts one set for every test binary with cmd/emulators).
+// Tests sharing emulators isolate themselves by name (Name).
+//
+// Under `go test -short` every test that asks for an emulator (Start*,
+// Shared*) is skipped, so that the short run needs no emulators and stays
+// quick. Start starts one outside a test (the chaos suite),
 // on a port of the caller's choice, and refuses a port that something already
 // listens on, rather than silently talking to an emulator left over from an
 // earlier run.
@@ -140,12 +146,26 @@ func (p *Process) Stop() {
 // accepts connections, and stops it when tb ends. It returns the endpoint URL.
 func StartDynamoDB(tb testing.TB) (endpoint string) {
 	tb.Helper()
-	return startPrivate(tb, startDynamoDB)
+	return startPrivate(tb, DynamoDB, startDynamoDB)
+}
+
+// short reports whether the tests run with -short; a variable so that the
+// package's own tests can check both ways.
+var short = testing.Short
+
+// skipIfShort skips tb under -short: the one place every emulator test
+// passes through.
+func skipIfShort(tb testing.TB, kind Kind) {
+	tb.Helper()
+	if short() {
+		tb.Skipf("-short: skipping a test that needs %s (an AWS emulator)", kind)
+	}
 }
 
 // startPrivate starts an emulator for tb alone and stops it when tb ends.
-func startPrivate(tb testing.TB, start func() (*Process, error)) (endpoint string) {
+func startPrivate(tb testing.TB, kind Kind, start func() (*Process, error)) (endpoint string) {
 	tb.Helper()
+	skipIfShort(tb, kind)
 	p, err := start()
 	if err != nil {
 		tb.Fatal(err)
@@ -173,41 +193,51 @@ func nodePackage(name, file string) (node, pkg string, err error) {
 	return node, pkg, nil
 }
 
-// sharedProcess is one emulator shared by a whole test binary: started on
-// first use, stopped by Main.
+// sharedProcess is one emulator shared by a whole test binary: the one
+// EndpointsEnv names, or one started on first use and stopped by Main.
 type sharedProcess struct {
-	once  sync.Once
-	start func() (*Process, error)
-	p     *Process
-	err   error
+	kind     Kind
+	once     sync.Once
+	start    func() (*Process, error)
+	p        *Process // nil when EndpointsEnv names the emulator
+	endpoint string
+	err      error
 }
 
 // sharedProcesses lists every shared emulator, so that Main stops them all.
 var sharedProcesses []*sharedProcess
 
-func newShared(start func() (*Process, error)) *sharedProcess {
-	s := &sharedProcess{start: start}
+func newShared(kind Kind, start func() (*Process, error)) *sharedProcess {
+	s := &sharedProcess{kind: kind, start: start}
 	sharedProcesses = append(sharedProcesses, s)
 	return s
 }
 
-func (s *sharedProcess) endpoint(tb testing.TB) string {
+func (s *sharedProcess) get(tb testing.TB) string {
 	tb.Helper()
-	s.once.Do(func() { s.p, s.err = s.start() })
+	skipIfShort(tb, s.kind)
+	s.once.Do(func() {
+		if s.endpoint, s.err = fromEnv(s.kind); s.err != nil || s.endpoint != "" {
+			return
+		}
+		if s.p, s.err = s.start(); s.err == nil {
+			s.endpoint = s.p.Endpoint
+		}
+	})
 	if s.err != nil {
 		tb.Fatal(s.err)
 	}
-	return s.p.Endpoint
+	return s.endpoint
 }
 
-var sharedDynamoDB = newShared(startDynamoDB)
+var sharedDynamoDB = newShared(DynamoDB, startDynamoDB)
 
-// SharedDynamoDB returns the endpoint of the test binary's DynamoDB Local,
-// starting it on first use (~3 s for the JVM). Tests sharing it must use
-// their own tables. Main stops it.
+// SharedDynamoDB returns the endpoint of the test binary's DynamoDB Local:
+// the one EndpointsEnv names, or one started on first use (~3 s for the
+// JVM) that Main stops. Tests sharing it must use their own tables (Name).
 func SharedDynamoDB(tb testing.TB) (endpoint string) {
 	tb.Helper()
-	return sharedDynamoDB.endpoint(tb)
+	return sharedDynamoDB.get(tb)
 }
 
 // Main runs the tests and stops the shared emulators. Use it as

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -70,30 +69,11 @@ func TestKinesisSurvivesAbortedRequest(t *testing.T) {
 	resp.Body.Close()
 }
 
-// fatalTB records the message of Fatal and ends the goroutine, as
-// testing.T's Fatal does.
-type fatalTB struct {
-	testing.TB
-	msg string
-}
-
-func (f *fatalTB) Helper() {}
-
-func (f *fatalTB) Fatal(args ...any) {
-	f.msg = fmt.Sprint(args...)
-	runtime.Goexit()
-}
-
 func TestStartKinesisNotInstalled(t *testing.T) {
+	emulators.SetShort(t, false)
 	t.Setenv(emulators.DirEnv, t.TempDir())
-	f := &fatalTB{TB: t}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		emulators.StartKinesis(f)
-	}()
-	<-done
-	if !strings.Contains(f.msg, "kinesalite is not installed") || !strings.Contains(f.msg, "infra/emulators/install.sh") {
-		t.Fatalf("StartKinesis without an install: %q; want it to fail naming install.sh", f.msg)
+	_, r := call(t, emulators.StartKinesis)
+	if !strings.Contains(r.fatal, "kinesalite is not installed") || !strings.Contains(r.fatal, "infra/emulators/install.sh") {
+		t.Fatalf("StartKinesis without an install: %q; want it to fail naming install.sh", r.fatal)
 	}
 }

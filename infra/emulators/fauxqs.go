@@ -21,17 +21,17 @@ var fauxqsWrapper string
 // signature), so clients of several regions can share one emulator.
 func StartSNSSQS(tb testing.TB) (endpoint string) {
 	tb.Helper()
-	return startPrivate(tb, startFauxqs)
+	return startPrivate(tb, SNSSQS, startFauxqs)
 }
 
-var sharedFauxqs = newShared(startFauxqs)
+var sharedFauxqs = newShared(SNSSQS, startFauxqs)
 
-// SharedSNSSQS returns the endpoint of the test binary's fauxqs, starting it
-// on first use (~0.5 s). Tests sharing it must use their own topic and queue
-// names. Main stops it.
+// SharedSNSSQS returns the endpoint of the test binary's fauxqs: the one
+// EndpointsEnv names, or one started on first use (~0.5 s) that Main stops.
+// Tests sharing it must use their own topic and queue names (Name).
 func SharedSNSSQS(tb testing.TB) (endpoint string) {
 	tb.Helper()
-	return sharedFauxqs.endpoint(tb)
+	return sharedFauxqs.get(tb)
 }
 
 func startFauxqs() (*Process, error) { return startFauxqsOn(0) }

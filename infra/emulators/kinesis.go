@@ -19,17 +19,17 @@ var kinesaliteJS string
 // and merges take effect 50 ms after the call.
 func StartKinesis(tb testing.TB) (endpoint string) {
 	tb.Helper()
-	return startPrivate(tb, startKinesis)
+	return startPrivate(tb, Kinesis, startKinesis)
 }
 
-var sharedKinesis = newShared(startKinesis)
+var sharedKinesis = newShared(Kinesis, startKinesis)
 
-// SharedKinesis returns the endpoint of the test binary's kinesalite,
-// starting it on first use (~0.3 s). Tests sharing it must use their own
-// streams. Main stops it.
+// SharedKinesis returns the endpoint of the test binary's kinesalite: the
+// one EndpointsEnv names, or one started on first use (~0.3 s) that Main
+// stops. Tests sharing it must use their own streams (Name).
 func SharedKinesis(tb testing.TB) (endpoint string) {
 	tb.Helper()
-	return sharedKinesis.endpoint(tb)
+	return sharedKinesis.get(tb)
 }
 
 func startKinesis() (*Process, error) { return startKinesisOn(0) }

@@ -297,7 +297,12 @@ func TestLint(t *testing.T) {
 
 func renderCase(t *testing.T, files []string) *objects {
 	t.Helper()
-	manifests, err := renderChart(t, userValues(t, files, nil))
+	return renderWith(t, files, nil)
+}
+
+func renderWith(t *testing.T, files []string, overrides map[string]any) *objects {
+	t.Helper()
+	manifests, err := renderChart(t, userValues(t, files, overrides))
 	if err != nil {
 		t.Fatalf("render: %v", err)
 	}
@@ -474,6 +479,9 @@ func checkDeployment(t *testing.T, name string, d *appsv1.Deployment, o *objects
 		} else if c.ReadinessProbe.GRPC == nil || c.ReadinessProbe.GRPC.Port != ports["grpc"] {
 			t.Errorf("Deployment %s: readiness %+v, want the gRPC health check on port grpc (%d)", name, c.ReadinessProbe.ProbeHandler, ports["grpc"])
 		}
+		if !slices.Contains(c.Args, "--hot-keys-file=/var/lib/tcs/hot-keys") {
+			t.Errorf("Deployment %s: args %v, want --hot-keys-file (lookup.hotKeys.enabled is the default)", name, c.Args)
+		}
 		// gRPC health is readiness (NOT_SERVING while the replica is
 		// unreadable): as liveness it would restart every node of a region
 		// whose replica is down.
@@ -530,12 +538,28 @@ func checkFileArgs(t *testing.T, name string, pod corev1.PodSpec) {
 	}
 	for _, a := range c.Args {
 		flag, path, ok := strings.Cut(a, "=")
-		if !ok || !slices.Contains([]string{"--tokens-file", "--tls-cert", "--tls-key", "--tls-client-ca"}, flag) {
+		if !ok || !slices.Contains([]string{"--tokens-file", "--tls-cert", "--tls-key", "--tls-client-ca", "--hot-keys-file"}, flag) {
 			continue
 		}
 		vol := mountOf(c, path)
 		if vol == "" {
 			t.Errorf("Deployment %s: %s is on no volume the container mounts", name, a)
+			continue
+		}
+		if flag == "--hot-keys-file" {
+			// The node writes it (atomically: a temporary file beside it,
+			// then a rename), so its directory must be writable: the root
+			// filesystem is read-only.
+			for _, m := range c.VolumeMounts {
+				if m.Name == vol && m.ReadOnly {
+					t.Errorf("Deployment %s: %s is on read-only mount %s", name, a, m.MountPath)
+				}
+			}
+			for _, v := range pod.Volumes {
+				if v.Name == vol && (v.EmptyDir == nil || v.EmptyDir.SizeLimit == nil) {
+					t.Errorf("Deployment %s: %s is on volume %s, want an emptyDir with a size limit", name, a, vol)
+				}
+			}
 			continue
 		}
 		if flag != "--tokens-file" {
@@ -854,6 +878,28 @@ func TestRulesCopyInSync(t *testing.T) {
 
 // TestBadValues: values that cannot work fail the render with an error
 // naming the value (from values.schema.json or the chart's own checks).
+// TestHotKeysOff: lookup.hotKeys.enabled=false starts the nodes cold, with
+// neither the flag nor the volume.
+func TestHotKeysOff(t *testing.T) {
+	t.Parallel()
+	o := renderWith(t, nil, map[string]any{"lookup": map[string]any{"hotKeys": map[string]any{"enabled": false}}})
+	d, ok := o.deployments["tcs-lookup-us-east-1"]
+	if !ok {
+		t.Fatalf("no lookup Deployment in %v", sortedKeys(o.deployments))
+	}
+	pod := d.Spec.Template.Spec
+	for _, a := range pod.Containers[0].Args {
+		if strings.HasPrefix(a, "--hot-keys-file") {
+			t.Errorf("hotKeys off: arg %s", a)
+		}
+	}
+	for _, v := range pod.Volumes {
+		if v.Name == "hot-keys" {
+			t.Errorf("hotKeys off: volume %+v", v)
+		}
+	}
+}
+
 func TestBadValues(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
@@ -900,6 +946,9 @@ var (
 // binaries builds the chart's binaries once for the package's tests.
 func binaries(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: builds the binaries (tens of seconds on two cores)")
+	}
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "tcs-helm-bin-")
 		if buildErr != nil {

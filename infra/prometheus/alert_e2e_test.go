@@ -6,12 +6,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +39,9 @@ const (
 // for it, within the rule's threshold and for plus two scrape intervals
 // (and an evaluation); once the applier is back, the alert resolves.
 func TestStallAlertEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: runs the AWS topology on the emulators and Prometheus for minutes")
+	}
 	bin, err := exec.LookPath("prometheus")
 	if err != nil {
 		if os.Getenv("REQUIRE_PROMTOOL") != "" {
@@ -66,6 +71,18 @@ func TestStallAlertEndToEnd(t *testing.T) {
 	go func() { defer close(writing); w.Run(wctx) }()
 	t.Cleanup(func() { stopWrites(); <-writing })
 
+	// Lookups in every region, so that the tcs nodes' SLO series have data.
+	for _, r := range regions {
+		rd, err := chaos.NewRegionReader(r, topo.TCSAddrs[r], 20, time.Second, w.Hosts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, stopReads := context.WithCancel(ctx)
+		reading := make(chan struct{})
+		go func() { defer close(reading); rd.Run(rctx) }()
+		t.Cleanup(func() { stopReads(); <-reading; rd.Close() })
+	}
+
 	prom := startPrometheus(t, bin, topo.MetricsTargets())
 	// Healthy: every target scraped, both regions applying, no stall.
 	testwait.Until(t, 2*time.Minute, 200*time.Millisecond, "Prometheus to see both regions apply and the publisher publish", func() (bool, string) {
@@ -74,6 +91,22 @@ func TestStallAlertEndToEnd(t *testing.T) {
 	})
 	if a := prom.alerts(t, "TCSReplicationStalled"); len(a) > 0 {
 		t.Fatalf("TCSReplicationStalled on a healthy system: %+v", a)
+	}
+	// The SLO recording rules, on the tcs nodes' own series: lookups
+	// counted per region, none of them errors, and propagation (commit to
+	// invalidation received) measured.
+	testwait.Until(t, time.Minute, 200*time.Millisecond, "the SLO recording rules to have every region", func() (bool, string) {
+		reqs := byRegion(t, prom.query(t, `tcs:lookup_requests:rate5m > 0`))
+		prop := byRegion(t, prom.query(t, `tcs:lookup_propagation_seconds:p99_5m >= 0`))
+		return len(reqs) == len(regions) && len(prop) == len(regions), fmt.Sprintf("lookup rates %v, propagation p99 %v", reqs, prop)
+	})
+	if errs := byRegion(t, prom.query(t, `tcs:lookup_error_ratio:rate5m`)); len(errs) != len(regions) || errs["us-east-1"] != 0 || errs["eu-west-1"] != 0 {
+		t.Errorf("tcs:lookup_error_ratio:rate5m on a healthy system: %v, want 0 in every region", errs)
+	}
+	for _, name := range []string{"TCSInvalidationFeedDown", "TCSReplicaUnreadable", "TCSLookupErrorBudgetBurn", "TCSStaleAnswersServed"} {
+		if a := prom.alerts(t, name); len(a) > 0 {
+			t.Errorf("%s on a healthy system: %+v", name, a)
+		}
 	}
 
 	applier := topo.Appliers["eu-west-1"][0]
@@ -100,6 +133,12 @@ func TestStallAlertEndToEnd(t *testing.T) {
 	if fired > bound {
 		t.Errorf("TCSReplicationStalled fired %v after the applier was killed; want within %v (30 s behind, for 30 s, two scrapes and an evaluation)", fired, bound)
 	}
+	// The region's applier was also its feed's only heartbeat: its tcs
+	// node has reported the feed down since --feed-timeout (15 s), so
+	// TCSInvalidationFeedDown is pending (for 2m) for that region only.
+	if as := prom.alerts(t, "TCSInvalidationFeedDown"); len(as) != 1 || as[0].Labels["region"] != "eu-west-1" {
+		t.Errorf("TCSInvalidationFeedDown with eu-west-1's applier down %v: %+v, want one alert, for eu-west-1", time.Since(killed).Round(time.Second), as)
+	}
 
 	if err := applier.Start(); err != nil {
 		t.Fatal(err)
@@ -115,6 +154,32 @@ func TestStallAlertEndToEnd(t *testing.T) {
 		return len(as) == 0, fmt.Sprintf("alerts %+v", as)
 	})
 	t.Logf("TCSReplicationStalled resolved %v after the applier was back", time.Since(back).Round(time.Millisecond))
+	testwait.Until(t, time.Minute, 200*time.Millisecond, "TCSInvalidationFeedDown to resolve once the applier is back", func() (bool, string) {
+		as := prom.alerts(t, "TCSInvalidationFeedDown")
+		return len(as) == 0, fmt.Sprintf("alerts %+v", as)
+	})
+}
+
+// byRegion returns the value of each sample of an instant vector by its
+// region label; a sample without one, or whose value is not a number, fails
+// the test.
+func byRegion(t *testing.T, res []map[string]any) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	for _, r := range res {
+		m, _ := r["metric"].(map[string]any)
+		region, _ := m["region"].(string)
+		v, _ := r["value"].([]any)
+		if region == "" || len(v) != 2 {
+			t.Fatalf("sample %v: want a region label and a value", r)
+		}
+		f, err := strconv.ParseFloat(fmt.Sprint(v[1]), 64)
+		if err != nil || math.IsNaN(f) {
+			t.Fatalf("sample %v: value %v is not a number", r, v[1])
+		}
+		out[region] = f
+	}
+	return out
 }
 
 // promServer is a Prometheus server the test started.

@@ -27,6 +27,7 @@ var cloudWatchMetrics = map[string][][]string{
 	"AWS/DynamoDB SystemErrors":                      {{"Operation", "TableName"}},
 	"AWS/SNS NumberOfMessagesPublished":              {{"TopicName"}},
 	"AWS/SNS NumberOfNotificationsFailed":            {{"TopicName"}},
+	"AWS/SQS ApproximateAgeOfOldestMessage":          {{"QueueName"}},
 }
 
 // insightsQuery is the form of the Metrics Insights queries the alarms use:
@@ -34,6 +35,14 @@ var cloudWatchMetrics = map[string][][]string{
 // WHERE operators Metrics Insights documents are = and !=, joined by AND
 // or OR: no prefix or pattern match).
 var insightsQuery = regexp.MustCompile(`^SELECT (SUM|MAX|MIN|AVG)\(([A-Za-z.]+)\) FROM SCHEMA\("([A-Za-z/]+)"((?:, [A-Za-z]+)+)\) WHERE ([A-Za-z]+) (=) '([^']*)'$`)
+
+// insightsTagQuery is the form of the Metrics Insights queries that select
+// resources by a resource tag (the nodes' queues, whose names are
+// generated): one aggregate over a namespace, filtered on one tag by
+// equality, as AWS documents for alarms ("WHERE tag.keyName = 'value'").
+// The key is letters, digits and underscores only, so that it needs no
+// quoting.
+var insightsTagQuery = regexp.MustCompile(`^SELECT (SUM|MAX|MIN|AVG)\(([A-Za-z.]+)\) FROM "([A-Za-z/]+)" WHERE (tag\.[A-Za-z0-9_]+) (=) '([^']*)'$`)
 
 // insightsStat names a Metrics Insights function as the alarm statistic it
 // computes over each period.
@@ -57,6 +66,9 @@ type alarm struct {
 	datapoints any
 	missing    any
 	props      map[string]any
+	// condition is the template condition the alarm is created under, if
+	// any.
+	condition string
 }
 
 // watches is what the alarm watches, for comparing with what must be
@@ -96,7 +108,9 @@ func alarms(t *testing.T) []alarm {
 		}
 		sort.Strings(ids)
 		for _, id := range ids {
-			out = append(out, parseAlarm(t, tc.name, id, tc.tpl.Resources[id].Properties, vars))
+			a := parseAlarm(t, tc.name, id, tc.tpl.Resources[id].Properties, vars)
+			a.condition = tc.tpl.Resources[id].Condition
+			out = append(out, a)
 		}
 	}
 	return out
@@ -129,9 +143,19 @@ func parseAlarm(t *testing.T, tplName, id string, p map[string]any, vars map[str
 			t.Fatalf("%s.yaml %s: Metrics %v: want one query that returns its data", tplName, id, qs)
 		}
 		q := resolve(qs[0]["Expression"])
+		if m := insightsTagQuery.FindStringSubmatch(q); m != nil {
+			// A tag filter selects whole resources; the metric keeps the
+			// dimensions AWS publishes it with.
+			a.stat, a.metric, a.period = insightsStat[m[1]], m[3]+" "+m[2], qs[0]["Period"]
+			a.filter = m[4] + " " + m[5] + " " + m[6]
+			if dimSets := cloudWatchMetrics[a.metric]; len(dimSets) > 0 {
+				a.dims = dimSets[0]
+			}
+			return a
+		}
 		m := insightsQuery.FindStringSubmatch(q)
 		if m == nil {
-			t.Fatalf("%s.yaml %s: Metrics Insights query %q is not of the form %s", tplName, id, q, insightsQuery)
+			t.Fatalf("%s.yaml %s: Metrics Insights query %q is not of the form %s or %s", tplName, id, q, insightsQuery, insightsTagQuery)
 		}
 		a.stat, a.metric, a.period = insightsStat[m[1]], m[3]+" "+m[2], qs[0]["Period"]
 		a.dims = strings.Split(strings.TrimPrefix(m[4], ", "), ", ")
@@ -172,6 +196,9 @@ func TestTemplateAlarmsMatchCode(t *testing.T) {
 	}
 	add("region", "AWS/SNS NumberOfMessagesPublished", "TopicName = "+tcssns.TopicName(prefix, serving))
 	add("region", "AWS/SNS NumberOfNotificationsFailed", "TopicName = "+tcssns.TopicName(prefix, serving))
+	// The nodes' queues, by the tag tcs/sns puts on each (their names are
+	// generated).
+	add("region", "AWS/SQS ApproximateAgeOfOldestMessage", "tag."+tcssns.TagAlarmGroup+" = "+tcssns.AlarmGroup(prefix, serving))
 
 	as := alarms(t)
 	var got []string
@@ -297,5 +324,55 @@ func TestAlarmThresholdsDocumented(t *testing.T) {
 	}
 	for id := range rows {
 		t.Errorf("docs/operations.md documents alarm %s, which no template has", id)
+	}
+}
+
+// TestQueueAgeAlarmConditions checks how the region template ties the
+// queue-age alarm to CloudWatch's resource tags on telemetry, without which
+// a tag filter matches nothing: the alarm exists unless QueueAgeAlarm is
+// off, and the template turns the feature on only when asked to (it is one
+// per account and region, so a second stack must not).
+func TestQueueAgeAlarmConditions(t *testing.T) {
+	t.Parallel()
+	_, regionT, _, _ := templates(t)
+	p, ok := regionT.Parameters["QueueAgeAlarm"]
+	if !ok {
+		t.Fatal("region.yaml has no QueueAgeAlarm parameter")
+	}
+	if diff := cmp.Diff([]any{"enable-tags", "tags-enabled", "off"}, p.AllowedValues); diff != "" || p.Default != "enable-tags" {
+		t.Errorf("QueueAgeAlarm default %v, allowed values (-want +got):\n%s", p.Default, diff)
+	}
+	conds := map[string]any{
+		"HasQueueAgeAlarm":     map[string]any{"Fn::Not": []any{map[string]any{"Fn::Equals": []any{map[string]any{"Ref": "QueueAgeAlarm"}, "off"}}}},
+		"EnablesTelemetryTags": map[string]any{"Fn::Equals": []any{map[string]any{"Ref": "QueueAgeAlarm"}, "enable-tags"}},
+	}
+	for name, want := range conds {
+		if diff := cmp.Diff(want, regionT.Conditions[name]); diff != "" {
+			t.Errorf("region.yaml condition %s (-want +got):\n%s", name, diff)
+		}
+	}
+	var tagged []string
+	for _, a := range alarms(t) {
+		if strings.HasPrefix(a.filter, "tag.") {
+			tagged = append(tagged, a.id)
+			if a.condition != "HasQueueAgeAlarm" {
+				t.Errorf("%s.yaml %s filters by a tag but has condition %q, want HasQueueAgeAlarm", a.template, a.id, a.condition)
+			}
+		}
+	}
+	if len(tagged) == 0 {
+		t.Error("no alarm filters by a tag")
+	}
+	var enrichment []string
+	for id, r := range regionT.Resources {
+		if r.Type == "AWS::ObservabilityAdmin::TelemetryEnrichment" {
+			enrichment = append(enrichment, id)
+			if r.Condition != "EnablesTelemetryTags" || r.Properties["Scope"] != "ACCOUNT" {
+				t.Errorf("region.yaml %s: condition %q, Scope %v; want EnablesTelemetryTags, ACCOUNT", id, r.Condition, r.Properties["Scope"])
+			}
+		}
+	}
+	if len(enrichment) != 1 {
+		t.Errorf("region.yaml has %d AWS::ObservabilityAdmin::TelemetryEnrichment resources, want 1", len(enrichment))
 	}
 }

@@ -71,7 +71,7 @@ func record(t *testing.T) calls {
 func recordCalls(t *testing.T) (calls, error) {
 	ctx := context.Background()
 	c := clients(t)
-	n := provision.Names{Prefix: "prov-iam"}
+	n := provision.Names{Prefix: emulators.Name("prov-iam")}
 	var out strings.Builder
 	plan := provision.Plan{Names: n, HomeRegion: home, Regions: []string{serving}, Shards: 1}
 	if err := provision.Apply(ctx, plan, c, &out); err != nil {

@@ -41,7 +41,8 @@ func TestApplyCreatesWhatTheBackendsOpen(t *testing.T) {
 	emulators.SharedAWS(t).Setenv(t)
 	ctx := context.Background()
 	c := clients(t)
-	plan := provision.Plan{Names: provision.Names{Prefix: "prov-a"}, HomeRegion: "us-east-1", Regions: []string{"us-east-1", "eu-west-1"}, Shards: 2}
+	n := provision.Names{Prefix: emulators.Name("prov-a")}
+	plan := provision.Plan{Names: n, HomeRegion: "us-east-1", Regions: []string{"us-east-1", "eu-west-1"}, Shards: 2}
 
 	var out bytes.Buffer
 	if err := provision.Apply(ctx, plan, c, &out); err != nil {
@@ -49,7 +50,7 @@ func TestApplyCreatesWhatTheBackendsOpen(t *testing.T) {
 	}
 	t.Logf("first apply:\n%s", &out)
 	first := out.String()
-	for _, want := range []string{"prov-a-catalog", "prov-a-changes", "prov-a-replica-eu-west-1", "prov-a-leases-us-east-1", "prov-a-invalidations-eu-west-1"} {
+	for _, want := range []string{n.CatalogTable(), n.Stream(), n.ReplicaTable("eu-west-1"), n.LeaseTable("us-east-1"), n.Topic("eu-west-1")} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("Apply output does not mention %s", want)
 		}
@@ -59,7 +60,6 @@ func TestApplyCreatesWhatTheBackendsOpen(t *testing.T) {
 		t.Fatalf("second Apply (must be idempotent): %v\n%s", err, &out)
 	}
 
-	n := plan.Names
 	db := c.DynamoDB("us-east-1")
 	desc, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(n.CatalogTable())})
 	if err != nil {
@@ -128,7 +128,7 @@ func TestApplyRefusesAForeignTable(t *testing.T) {
 	emulators.SharedAWS(t).Setenv(t)
 	ctx := context.Background()
 	c := clients(t)
-	n := provision.Names{Prefix: "prov-b"}
+	n := provision.Names{Prefix: emulators.Name("prov-b")}
 	_, err := c.DynamoDB("us-east-1").CreateTable(ctx, &dynamodb.CreateTableInput{
 		TableName:            aws.String(n.CatalogTable()),
 		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("id"), AttributeType: types.ScalarAttributeTypeS}},
@@ -140,7 +140,7 @@ func TestApplyRefusesAForeignTable(t *testing.T) {
 	}
 	var out bytes.Buffer
 	err = provision.Apply(ctx, provision.Plan{Names: n, HomeRegion: "us-east-1", Regions: []string{"us-east-1"}, Shards: 1}, c, &out)
-	if err == nil || !strings.Contains(err.Error(), "prov-b-catalog") || !strings.Contains(err.Error(), "another key schema") {
+	if err == nil || !strings.Contains(err.Error(), n.CatalogTable()) || !strings.Contains(err.Error(), "another key schema") {
 		t.Fatalf("Apply over a foreign table: %v; want an error naming the table and its key schema", err)
 	}
 }

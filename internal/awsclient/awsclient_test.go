@@ -203,7 +203,7 @@ func TestLongPollOutlastsTimeouts(t *testing.T) {
 	t.Parallel()
 	sqs := awssqs.NewFromConfig(config(emulators.SharedSNSSQS(t), testTimeouts))
 	ctx := context.Background()
-	q, err := sqs.CreateQueue(ctx, &awssqs.CreateQueueInput{QueueName: aws.String("awsclient-long-poll")})
+	q, err := sqs.CreateQueue(ctx, &awssqs.CreateQueueInput{QueueName: aws.String(emulators.Name("awsclient-long-poll"))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,26 @@
 // Package testwait waits in tests for a condition to hold, instead of
-// sleeping for a guessed time.
+// sleeping for a guessed time, and bounds the calls a test makes (Context).
 package testwait
 
 import (
+	"context"
 	"testing"
 	"time"
 )
+
+// ContextTimeout is how long a Context lasts.
+const ContextTimeout = 30 * time.Second
+
+// Context returns a context that ends ContextTimeout from now, or once tb's
+// cleanups have run: a call under it that hangs fails the test, naming the
+// call, instead of the whole test binary timing out. Unlike tb.Context it
+// still holds while tb's cleanups run, so that they can use it.
+func Context(tb testing.TB) context.Context {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), ContextTimeout)
+	tb.Cleanup(cancel)
+	return ctx
+}
 
 // DefaultTimeout is how long For waits before failing the test.
 const DefaultTimeout = 10 * time.Second

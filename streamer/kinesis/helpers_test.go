@@ -16,6 +16,7 @@ import (
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tcs-dev/tcs/internal/testwait"
 	"github.com/tcs-dev/tcs/streamer"
 	"github.com/tcs-dev/tcs/streamer/kinesis"
 )
@@ -228,20 +229,15 @@ func consume(t *testing.T, ctx context.Context, s *kinesis.Stream, group string,
 // waitLeases waits until the group's leases satisfy ok.
 func waitLeases(t *testing.T, s *kinesis.Stream, group, what string, ok func([]kinesis.Lease) bool) []kinesis.Lease {
 	t.Helper()
-	deadline := time.Now().Add(patience)
-	for {
-		ls, err := s.Leases(t.Context(), group)
-		if err != nil {
+	var ls []kinesis.Lease
+	testwait.Until(t, patience, 100*time.Millisecond, what, func() (bool, string) {
+		var err error
+		if ls, err = s.Leases(t.Context(), group); err != nil {
 			t.Fatalf("Leases: %v", err)
 		}
-		if ok(ls) {
-			return ls
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s; leases: %+v", patience, what, ls)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return ok(ls), fmt.Sprintf("leases: %+v", ls)
+	})
+	return ls
 }
 
 // owners counts the unfinished leases of each owner ("" for free ones).
@@ -258,20 +254,14 @@ func owners(ls []kinesis.Lease) map[string]int {
 // waitActive waits until the stream is ACTIVE again after a reshard.
 func waitActive(t *testing.T, kin *awskinesis.Client, stream string) {
 	t.Helper()
-	deadline := time.Now().Add(patience)
-	for {
+	testwait.Until(t, patience, 20*time.Millisecond, "stream "+stream+" to be ACTIVE", func() (bool, string) {
 		out, err := kin.DescribeStreamSummary(t.Context(), &awskinesis.DescribeStreamSummaryInput{StreamName: aws.String(stream)})
 		if err != nil {
 			t.Fatalf("DescribeStreamSummary: %v", err)
 		}
-		if out.StreamDescriptionSummary.StreamStatus == ktypes.StreamStatusActive {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stream %s not ACTIVE after %v", stream, patience)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		status := out.StreamDescriptionSummary.StreamStatus
+		return status == ktypes.StreamStatusActive, "status " + string(status)
+	})
 }
 
 // metric sums the values of the named counter or gauge whose labels include

@@ -2,11 +2,9 @@ package kinesis_test
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"os"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,9 +20,6 @@ import (
 )
 
 func TestMain(m *testing.M) { os.Exit(emulators.Main(m)) }
-
-// names numbers the streams and tables of the test binary.
-var names atomic.Int64
 
 // clients are a Kinesis client of the test binary's kinesalite and a
 // DynamoDB client of its DynamoDB Local. transport, when non-nil, carries
@@ -75,8 +70,7 @@ func httpClientOrNil(c *http.Client) interface {
 // ends, and returns their names.
 func resources(tb testing.TB, c clients, shards int) (stream, table string) {
 	tb.Helper()
-	n := names.Add(1)
-	stream, table = fmt.Sprintf("stream-%d", n), fmt.Sprintf("leases-%d", n)
+	stream, table = emulators.Name("stream"), emulators.Name("leases")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := kinesis.CreateStream(ctx, c.kin, stream, shards); err != nil {

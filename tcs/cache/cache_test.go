@@ -494,16 +494,10 @@ func TestCallerContextEnds(t *testing.T) {
 	}
 	// The shared read goes on for the others and still fills the cache.
 	rd.answer(makeTenant("acme", 1, host))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, ok := c.Peek(host); ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the read of a cancelled caller did not fill the cache")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.For(t, "the read of a cancelled caller to fill the cache", func() bool {
+		_, ok := c.Peek(host)
+		return ok
+	})
 }
 
 func TestGapExpiresEverything(t *testing.T) {

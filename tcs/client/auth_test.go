@@ -12,6 +12,7 @@ import (
 
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/internal/auth/authtest"
+	"github.com/tcs-dev/tcs/internal/testwait"
 	"github.com/tcs-dev/tcs/tcs/boltreplica"
 	"github.com/tcs-dev/tcs/tcs/client"
 	"github.com/tcs-dev/tcs/tcs/fanout"
@@ -70,12 +71,12 @@ func TestClientCredentials(t *testing.T) {
 	token := authtest.Token("client")
 	addr := startAuthRegion(t, ca, token)
 	lookupWith := func(opts ...client.Option) error {
-		c, err := client.New(ctxT(t), append([]client.Option{client.WithRegions(addr), client.WithCacheSize(0), client.WithLookupTimeout(2 * time.Second)}, opts...)...)
+		c, err := client.New(testwait.Context(t), append([]client.Option{client.WithRegions(addr), client.WithCacheSize(0), client.WithLookupTimeout(2 * time.Second)}, opts...)...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		ten, err := c.Lookup(ctxT(t), "acme.example.com")
+		ten, err := c.Lookup(testwait.Context(t), "acme.example.com")
 		if err == nil && ten.ID != "acme" {
 			t.Errorf("looked up %+v", ten)
 		}
@@ -93,7 +94,7 @@ func TestClientCredentials(t *testing.T) {
 	if err := lookupWith(client.WithTLS(ca.ClientTLS()), client.WithToken(authtest.Token("wrong"))); err == nil {
 		t.Error("wrong token: looked up")
 	}
-	_, err := client.New(ctxT(t), client.WithRegions("tcs.example.com:9001"), client.WithToken(token))
+	_, err := client.New(testwait.Context(t), client.WithRegions("tcs.example.com:9001"), client.WithToken(token))
 	if err == nil || !strings.Contains(err.Error(), "in the clear") {
 		t.Errorf("token without TLS to a remote region: %v", err)
 	}

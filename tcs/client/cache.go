@@ -247,16 +247,38 @@ func (c *cache) lookup(h string) (*slot, uint64) {
 	return nil, 0
 }
 
+// coarseSlack is how close to the end of its TTL (or disconnected TTL) an
+// entry must be for fresh to check the precise clock: the coarse clock is
+// only as current as its ticker goroutine, which a starved scheduler can
+// run tens of milliseconds late, and an entry must not outlive its TTL by
+// that much. Hits on entries further from their end (nearly all) read only
+// the coarse clock.
+const coarseSlack = int64(250 * time.Millisecond)
+
 // fresh reports whether slot s may be served at now without asking a
 // region.
 func (c *cache) fresh(s *slot, now int64) bool {
+	ok, left := c.freshAt(s, now)
+	if ok && c.ticking && left < coarseSlack {
+		ok, _ = c.freshAt(s, c.clock())
+	}
+	return ok
+}
+
+// freshAt reports whether slot s may be served at now, and for how much
+// longer.
+func (c *cache) freshAt(s *slot, now int64) (bool, int64) {
 	age := now - s.readAt
 	ttl := c.ttl
 	if s.t == nil {
 		ttl = c.negTTL
 	}
 	f := c.flags.Load()
-	return age < ttl && s.gen == uint32(f>>1) && (age < c.discTTL || f&1 == 1)
+	left := ttl - age
+	if f&1 == 0 {
+		left = min(left, c.discTTL-age)
+	}
+	return left > 0 && s.gen == uint32(f>>1), left
 }
 
 // regionOf returns the region name of control word w.

@@ -12,18 +12,15 @@ import (
 	"unsafe"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/testclock"
 )
 
 func withoutWatch() Option { return func(c *config) { c.noWatch = true } }
 
-type fakeClock struct{ t time.Time }
-
-func (f *fakeClock) now() time.Time { return f.t }
-
-func testCache(size int) (*cache, *fakeClock) {
-	clk := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+func testCache(size int) (*cache, *testclock.Clock) {
+	clk := testclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	c := newCache(cacheConfig{size: size, ttl: time.Minute, negTTL: 5 * time.Second, maxStale: 10 * time.Minute,
-		discTTL: time.Second, window: time.Minute, now: clk.now})
+		discTTL: time.Second, window: time.Minute, now: clk.Now})
 	c.setWatching(true)
 	return c, clk
 }
@@ -107,11 +104,11 @@ func TestCacheResyncAndStale(t *testing.T) {
 	if _, st := c.state("c.example.com"); st != fresh {
 		t.Errorf("young entry while disconnected: %v", st)
 	}
-	clk.t = clk.t.Add(2 * time.Second)
+	clk.Advance(2 * time.Second)
 	if _, st := c.state("c.example.com"); st != expired {
 		t.Errorf("entry older than the disconnected TTL: %v", st)
 	}
-	clk.t = clk.t.Add(time.Hour)
+	clk.Advance(time.Hour)
 	if e, _ := c.get("c.example.com", c.clock()); c.staleOK(e, c.clock()) {
 		t.Error("an entry past max-stale may be served")
 	}

@@ -56,6 +56,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -120,6 +121,11 @@ type Client struct {
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the watcher and the clock
+
+	// silence is how long the current Watch stream may stay silent, in
+	// nanoseconds: DefaultHeartbeatTimeout until a heartbeat tells the
+	// server's interval. Tests wait on it.
+	silence atomic.Int64
 }
 
 // New returns a Client for the regions of WithRegions. It dials lazily: New

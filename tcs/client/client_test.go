@@ -22,7 +22,7 @@ func newClient(tb testing.TB, regions []*regionServer, opts ...client.Option) *c
 		client.WithRegions(addrs(regions...)...),
 		client.WithLookupTimeout(3 * time.Second),
 	}, opts...)
-	c, err := client.New(ctxT(tb), opts...)
+	c, err := client.New(testwait.Context(tb), opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func TestHitMiss(t *testing.T) {
 	var hits, misses counter
 	c := newClient(t, []*regionServer{r}, client.WithTTL(time.Hour),
 		client.WithMetrics(client.Hooks{Hit: hits.inc, Miss: misses.inc}))
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 
 	tn, meta, err := c.LookupMeta(ctx, "acme.example.com")
 	if err != nil || tn.ID != "acme" || tn.Version != 1 {
@@ -93,7 +93,7 @@ func TestInvalidationViaWatch(t *testing.T) {
 	var invs counter
 	c := newClient(t, []*regionServer{r}, client.WithTTL(time.Hour),
 		client.WithMetrics(client.Hooks{Invalidation: invs.inc}))
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 	for _, h := range []string{"acme.example.com", "other.example.com"} {
 		if _, err := c.Lookup(ctx, h); err != nil {
 			t.Fatal(err)
@@ -124,8 +124,9 @@ func TestWatchCutAndRestored(t *testing.T) {
 	r := startRegion(t, "eu-west-1")
 	put(t, "acme", 1, []string{"acme.example.com"}, r)
 	var ups, downs counter
+	clk := newClock()
 	c := newClient(t, []*regionServer{r}, client.WithTTL(time.Hour), client.WithMaxStale(time.Hour),
-		client.WithDisconnectedTTL(200*time.Millisecond),
+		client.WithDisconnectedTTL(200*time.Millisecond), client.WithClock(clk.Now),
 		client.WithMetrics(client.Hooks{WatchState: func(_ string, up bool) {
 			if up {
 				ups.inc()
@@ -133,7 +134,7 @@ func TestWatchCutAndRestored(t *testing.T) {
 				downs.inc()
 			}
 		}}))
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 	if _, err := c.Lookup(ctx, "acme.example.com"); err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +146,7 @@ func TestWatchCutAndRestored(t *testing.T) {
 	if _, err := rep.Apply(ctx, replicatestEvent("acme", 2, "acme.example.com")); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(250 * time.Millisecond) // past the disconnected TTL
+	clk.Advance(250 * time.Millisecond) // past the disconnected TTL
 	tn, meta, err := c.LookupMeta(ctx, "acme.example.com")
 	if err != nil || tn.Version != 1 || !meta.Stale {
 		t.Fatalf("while down: %+v %+v %v; want version 1, stale", tn, meta, err)
@@ -173,7 +174,7 @@ func TestOneRegionDown(t *testing.T) {
 	var failovers, opens counter
 	c := newClient(t, []*regionServer{us, eu}, client.WithCircuitBreaker(3, time.Hour),
 		client.WithMetrics(client.Hooks{Failover: failovers.incS, BreakerOpen: opens.incS}))
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 	us.down()
 	for i := range n {
 		tn, meta, err := c.LookupMeta(ctx, fmt.Sprintf("h%d.example.com", i))
@@ -202,7 +203,7 @@ func TestAllRegionsDown(t *testing.T) {
 	c := newClient(t, []*regionServer{us, eu}, client.WithClock(clk.Now),
 		client.WithTTL(time.Minute), client.WithMaxStale(10*time.Minute), client.WithHedgeDelay(0),
 		client.WithMetrics(client.Hooks{StaleServe: stales.inc}))
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 	if _, err := c.Lookup(ctx, "acme.example.com"); err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +237,7 @@ func TestSlowRegionHedged(t *testing.T) {
 	c := newClient(t, []*regionServer{us, eu}, client.WithHedgeDelay(20*time.Millisecond),
 		client.WithMetrics(client.Hooks{Hedge: hedges.incS}))
 	start := time.Now()
-	tn, meta, err := c.LookupMeta(ctxT(t), "acme.example.com")
+	tn, meta, err := c.LookupMeta(testwait.Context(t), "acme.example.com")
 	took := time.Since(start)
 	if err != nil || tn.ID != "acme" || meta.Region != "eu-west-1" {
 		t.Fatalf("%+v %+v %v; want acme from eu-west-1", tn, meta, err)
@@ -255,7 +256,7 @@ func TestThunderingHerd(t *testing.T) {
 	put(t, "acme", 1, []string{"acme.example.com"}, r)
 	r.replica.delay.Store(int64(200 * time.Millisecond))
 	c := newClient(t, []*regionServer{r})
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 	var wg sync.WaitGroup
 	errs := make(chan error, herd)
 	start := make(chan struct{})
@@ -288,7 +289,7 @@ func TestBatchLookup(t *testing.T) {
 	put(t, "acme", 1, []string{"acme.example.com"}, r)
 	put(t, "beta", 1, []string{"beta.example.com"}, r)
 	c := newClient(t, []*regionServer{r}, client.WithTTL(time.Hour))
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 	if _, err := c.Lookup(ctx, "acme.example.com"); err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +338,7 @@ func TestBreakerProbesBack(t *testing.T) {
 	c := newClient(t, []*regionServer{us, eu}, client.WithCircuitBreaker(2, 100*time.Millisecond),
 		client.WithNegativeTTL(0), client.WithTTL(time.Nanosecond), // every lookup asks a region
 		client.WithMetrics(client.Hooks{BreakerOpen: opens.incS}))
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 	us.down()
 	for i := range 5 {
 		if _, meta, err := c.LookupMeta(ctx, fmt.Sprintf("h%d.example.com", i)); err != nil || meta.Region != "eu-west-1" {
@@ -370,7 +371,7 @@ func TestBatchCollapsesWithLookups(t *testing.T) {
 	}
 	r.replica.delay.Store(int64(300 * time.Millisecond))
 	c := newClient(t, []*regionServer{r}, client.WithTTL(time.Hour), client.WithHedgeDelay(0))
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 
 	// A batch in flight, then lookups of its hostnames.
 	batchDone := make(chan []client.Result, 1)
@@ -436,12 +437,12 @@ func TestBatchLookupCallerGone(t *testing.T) {
 	put(t, "acme", 1, []string{"acme.example.com"}, r)
 	r.replica.delay.Store(int64(200 * time.Millisecond))
 	c := newClient(t, []*regionServer{r}, client.WithTTL(time.Hour), client.WithHedgeDelay(0))
-	short, cancel := context.WithTimeout(ctxT(t), 50*time.Millisecond)
+	short, cancel := context.WithTimeout(testwait.Context(t), 50*time.Millisecond)
 	defer cancel()
 	if _, err := c.BatchLookup(short, []string{"acme.example.com"}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("batch past its deadline: %v", err)
 	}
-	tn, err := c.Lookup(ctxT(t), "acme.example.com") // joins the batch's flight
+	tn, err := c.Lookup(testwait.Context(t), "acme.example.com") // joins the batch's flight
 	if err != nil || tn.ID != "acme" {
 		t.Fatalf("lookup after the abandoned batch: %+v %v", tn, err)
 	}

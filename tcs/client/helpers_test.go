@@ -83,16 +83,14 @@ func startRegion(tb testing.TB, name string) *regionServer {
 func (r *regionServer) start(tb testing.TB) {
 	tb.Helper()
 	var lis net.Listener
-	var err error
-	for range 50 { // the port may take a moment to be free again
-		if lis, err = net.Listen("tcp", r.addr); err == nil {
-			break
+	// The port may take a moment to be free again.
+	testwait.Until(tb, time.Second, 20*time.Millisecond, "to listen on "+r.addr, func() (bool, string) {
+		var err error
+		if lis, err = net.Listen("tcp", r.addr); err != nil {
+			return false, err.Error()
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		tb.Fatal(err)
-	}
+		return true, ""
+	})
 	r.addr = lis.Addr().String()
 	srv := lookup.New(lookup.Config{
 		Region:            r.name,
@@ -213,13 +211,6 @@ func addrs(regions ...*regionServer) []string {
 		a = append(a, r.addr)
 	}
 	return a
-}
-
-func ctxT(tb testing.TB) context.Context {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	tb.Cleanup(cancel)
-	return ctx
 }
 
 // counter counts calls of a hook.

@@ -3,12 +3,14 @@ package client
 import (
 	"testing"
 	"time"
+
+	"github.com/tcs-dev/tcs/internal/testclock"
 )
 
 func monotonicCache(remember int) *cache {
-	clk := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := testclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	c := newCache(cacheConfig{size: 1000, ttl: time.Minute, negTTL: 5 * time.Second, maxStale: 10 * time.Minute,
-		discTTL: time.Second, window: time.Minute, now: clk.now, monotonic: remember})
+		discTTL: time.Second, window: time.Minute, now: clk.Now, monotonic: remember})
 	c.setWatching(true)
 	return c
 }

@@ -436,7 +436,7 @@ func TestMonotonicConcurrent(t *testing.T) {
 			}
 		}
 	}
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() { // the writer, and regions applying at their own pace

@@ -38,7 +38,7 @@ func TestMonotonicFailover(t *testing.T) {
 	c := newClient(t, []*regionServer{us, eu}, client.WithClock(clk.Now), client.WithTTL(time.Minute),
 		client.WithMaxStale(10*time.Minute), client.WithHedgeDelay(0), client.WithCircuitBreaker(1000, time.Second),
 		client.WithMetrics(client.Hooks{Behind: behind.incS, Remembered: remembered.inc, StaleServe: stales.inc}))
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 	tn, meta, err := c.LookupMeta(ctx, "acme.example.com")
 	if err != nil || tn.Version != 2 || meta.Region != "us-east-1" {
 		t.Fatalf("from us-east-1: %+v %+v %v; want version 2", tn, meta, err)
@@ -95,7 +95,7 @@ func TestMonotonicHedge(t *testing.T) {
 	var behind, hedges counter
 	c := newClient(t, []*regionServer{us, eu}, client.WithHedgeDelay(20*time.Millisecond),
 		client.WithMetrics(client.Hooks{Behind: behind.incS, Hedge: hedges.incS}))
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 	eu.replica.delay.Store(int64(time.Second)) // us-east-1 answers first, hedged or not
 	if tn, err := c.Lookup(ctx, "acme.example.com"); err != nil || tn.Version != 2 {
 		t.Fatalf("from us-east-1: %+v %v; want version 2", tn, err)
@@ -122,7 +122,7 @@ func TestMonotonicCachedHostname(t *testing.T) {
 	t.Parallel()
 	us, eu := lagging(t)
 	c := newClient(t, []*regionServer{us, eu}, client.WithTTL(time.Hour), client.WithHedgeDelay(20*time.Millisecond))
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 	us.replica.delay.Store(int64(time.Second))
 	if tn, meta, err := c.LookupMeta(ctx, "www.acme.example.com"); err != nil || tn.Version != 1 || meta.Region != "eu-west-1" {
 		t.Fatalf("from eu-west-1: %+v %+v %v; want version 1", tn, meta, err)
@@ -164,7 +164,7 @@ func TestMonotonicMemoryBound(t *testing.T) {
 			us, eu := lagging(t)
 			c := newClient(t, []*regionServer{us, eu}, client.WithCacheSize(0), client.WithHedgeDelay(0),
 				client.WithMonotonicReads(tc.remember))
-			ctx := ctxT(t)
+			ctx := testwait.Context(t)
 			for _, h := range []string{"acme.example.com", "beta.example.com"} {
 				if _, err := c.Lookup(ctx, h); err != nil {
 					t.Fatal(err)
@@ -193,7 +193,7 @@ func TestMonotonicMovedHostname(t *testing.T) {
 	clk := newClock()
 	c := newClient(t, []*regionServer{us, eu}, client.WithClock(clk.Now), client.WithTTL(time.Minute),
 		client.WithMaxStale(10*time.Minute), client.WithHedgeDelay(0))
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 	if tn, err := c.Lookup(ctx, "acme.example.com"); err != nil || tn.Version != 2 {
 		t.Fatalf("from us-east-1: %+v %v; want version 2", tn, err)
 	}
@@ -226,7 +226,7 @@ func TestMonotonicReleasedHostname(t *testing.T) {
 	clk := newClock()
 	c := newClient(t, []*regionServer{us, eu}, client.WithClock(clk.Now), client.WithTTL(time.Minute),
 		client.WithMaxStale(10*time.Minute), client.WithHedgeDelay(0))
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 	if tn, err := c.Lookup(ctx, "acme.example.com"); err != nil || tn.Version != 2 {
 		t.Fatalf("from us-east-1: %+v %v; want version 2", tn, err)
 	}

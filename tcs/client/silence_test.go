@@ -85,7 +85,7 @@ func TestWatchHeartbeatTimeout(t *testing.T) {
 	r := startRegion(t, "eu-west-1") // heartbeats every 100 ms
 	p := startFreezer(t, r.addr)
 	var downs counter
-	c, err := client.New(ctxT(t), client.WithRegions(p.lis.Addr().String()),
+	c, err := client.New(testwait.Context(t), client.WithRegions(p.lis.Addr().String()),
 		client.WithMetrics(client.Hooks{WatchState: func(_ string, up bool) {
 			if !up {
 				downs.inc()
@@ -96,7 +96,9 @@ func TestWatchHeartbeatTimeout(t *testing.T) {
 	}
 	t.Cleanup(func() { c.Close() })
 	testwait.For(t, "the watch stream", c.Watching)
-	time.Sleep(300 * time.Millisecond) // a heartbeat has told the client the interval
+	testwait.For(t, "a heartbeat to tell the client the interval", func() bool {
+		return client.SilenceTimeout(c) == 300*time.Millisecond
+	})
 
 	p.frozen.Store(true)
 	frozeAt := time.Now()
@@ -121,7 +123,7 @@ func TestKeepaliveNoticesDeadPath(t *testing.T) {
 	t.Parallel()
 	r := startRegion(t, "eu-west-1")
 	p := startFreezer(t, r.addr)
-	c, err := client.New(ctxT(t), client.WithRegions(p.lis.Addr().String()),
+	c, err := client.New(testwait.Context(t), client.WithRegions(p.lis.Addr().String()),
 		client.WithKeepalive(10*time.Second, 500*time.Millisecond),
 		client.WithLookupTimeout(time.Minute), client.WithHedgeDelay(0))
 	if err != nil {
@@ -132,7 +134,7 @@ func TestKeepaliveNoticesDeadPath(t *testing.T) {
 
 	p.frozen.Store(true)
 	start := time.Now()
-	_, err = c.Lookup(ctxT(t), "acme.example.com")
+	_, err = c.Lookup(testwait.Context(t), "acme.example.com")
 	took := time.Since(start)
 	if !errors.Is(err, client.ErrUnavailable) {
 		t.Fatalf("lookup over a dead path: %v, want ErrUnavailable", err)

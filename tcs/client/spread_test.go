@@ -285,7 +285,7 @@ func TestLoadSpreading(t *testing.T) {
 	ns := &names{scheme: "tcs-spread"}
 	ns.set(a, b, c)
 
-	cl, err := client.New(ctxT(t),
+	cl, err := client.New(testwait.Context(t),
 		client.WithRegions(ns.scheme+":///lookup.spread-1"),
 		client.WithDialOptions(grpc.WithResolvers(ns)),
 		client.WithCacheSize(0),
@@ -391,14 +391,14 @@ func TestPickFirst(t *testing.T) {
 	}
 	ns := &names{scheme: "tcs-pick-first"}
 	ns.set(nodes...)
-	cl, err := client.New(ctxT(t), client.WithRegions(ns.scheme+":///lookup"), client.WithDialOptions(grpc.WithResolvers(ns)),
+	cl, err := client.New(testwait.Context(t), client.WithRegions(ns.scheme+":///lookup"), client.WithDialOptions(grpc.WithResolvers(ns)),
 		client.WithCacheSize(0), client.WithBalancing(client.PickFirst))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
 	for range 60 {
-		if _, err := cl.Lookup(ctxT(t), "acme.example.com"); err != nil {
+		if _, err := cl.Lookup(testwait.Context(t), "acme.example.com"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -430,12 +430,12 @@ func TestDNSEndpoint(t *testing.T) {
 	}
 	n := startSpreadNode(t, "a", rep, time.Hour)
 	_, port, _ := net.SplitHostPort(n.addr)
-	cl, err := client.New(ctxT(t), client.WithRegions("dns:///localhost:"+port), client.WithToken("a-token"), client.WithCacheSize(0))
+	cl, err := client.New(testwait.Context(t), client.WithRegions("dns:///localhost:"+port), client.WithToken("a-token"), client.WithCacheSize(0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	if ten, err := cl.Lookup(ctxT(t), "acme.example.com"); err != nil || ten.ID != "acme" {
+	if ten, err := cl.Lookup(testwait.Context(t), "acme.example.com"); err != nil || ten.ID != "acme" {
 		t.Fatalf("lookup through dns:///localhost:%s: %v, %v", port, ten, err)
 	}
 	if n.calls.Load() != 1 {
@@ -443,20 +443,20 @@ func TestDNSEndpoint(t *testing.T) {
 	}
 
 	for _, target := range []string{"dns:///tcs.example.com:9001", "dns://10.0.0.2:53/localhost.example.com:9001", "tcs-spread:///localhost:9001"} {
-		_, err := client.New(ctxT(t), client.WithRegions(target), client.WithToken("a-token"))
+		_, err := client.New(testwait.Context(t), client.WithRegions(target), client.WithToken("a-token"))
 		if err == nil || !strings.Contains(err.Error(), "in the clear") {
 			t.Errorf("WithToken without TLS to %s: %v, want refused", target, err)
 		}
 	}
 	for _, target := range []string{"localhost:9001", "127.0.0.1:9001", "[::1]:9001", "dns:///127.0.0.1:9001", "dns://10.0.0.2:53/localhost:9001", "passthrough:///127.0.0.1:9001"} {
-		c, err := client.New(ctxT(t), client.WithRegions(target), client.WithToken("a-token"))
+		c, err := client.New(testwait.Context(t), client.WithRegions(target), client.WithToken("a-token"))
 		if err != nil {
 			t.Errorf("WithToken without TLS to %s: %v, want accepted (loopback)", target, err)
 			continue
 		}
 		c.Close()
 	}
-	_, err = client.New(ctxT(t), client.WithRegions(n.addr), client.WithBalancing("least_request"))
+	_, err = client.New(testwait.Context(t), client.WithRegions(n.addr), client.WithBalancing("least_request"))
 	if err == nil || !strings.Contains(err.Error(), `"least_request"`) {
 		t.Errorf("unknown balancing: %v, want an error naming it", err)
 	}

@@ -64,6 +64,7 @@ func (c *Client) watchOnce(r *region) (resynced bool, _ error) {
 	ctx, cancel := context.WithCancelCause(c.ctx)
 	defer cancel(nil)
 	timeout := c.cfg.heartbeatTimeout
+	c.silence.Store(int64(timeout))
 	dog := time.AfterFunc(timeout, func() { cancel(errSilent) })
 	defer dog.Stop()
 	stream, err := r.api.Watch(ctx, &tcsv1.WatchRequest{})
@@ -90,8 +91,9 @@ func (c *Client) watchOnce(r *region) (resynced bool, _ error) {
 			c.cache.invalidate(inv.GetTenantId(), inv.GetVersion(), inv.GetHostnames())
 			c.hooks.Invalidation()
 		case *tcsv1.WatchResponse_Heartbeat:
-			if iv := k.Heartbeat.GetInterval().AsDuration(); iv > 0 {
+			if iv := k.Heartbeat.GetInterval().AsDuration(); iv > 0 && 3*iv != timeout {
 				timeout = 3 * iv
+				c.silence.Store(int64(timeout))
 			}
 		}
 		dog.Reset(timeout)

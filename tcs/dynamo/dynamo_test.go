@@ -2,11 +2,9 @@ package dynamo_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,7 +37,6 @@ type cleanupTB interface {
 var (
 	clientMu sync.Mutex
 	client   *dynamodb.Client
-	tables   atomic.Int64
 )
 
 // newClient returns a client of the test binary's DynamoDB Local, starting
@@ -65,7 +62,7 @@ func startedClient() *dynamodb.Client {
 // newTable creates a fresh replica table on c and deletes it when tb ends.
 func newTable(tb cleanupTB, c *dynamodb.Client) string {
 	tb.Helper()
-	name := replicadynamo.TableName("test", fmt.Sprintf("r%d", tables.Add(1)))
+	name := replicadynamo.TableName("test", emulators.Name("r"))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := replicadynamo.CreateTable(ctx, c, name); err != nil {
@@ -143,7 +140,7 @@ func TestOpenMissingTable(t *testing.T) {
 func TestOpenWrongKeySchema(t *testing.T) {
 	t.Parallel()
 	c := newClient(t)
-	name := fmt.Sprintf("not-a-replica-%d", tables.Add(1))
+	name := emulators.Name("not-a-replica")
 	in := replicadynamo.TableInput(name)
 	in.AttributeDefinitions = append(in.AttributeDefinitions, types.AttributeDefinition{AttributeName: aws.String("SK"), AttributeType: types.ScalarAttributeTypeS})
 	in.KeySchema = append(in.KeySchema, types.KeySchemaElement{AttributeName: aws.String("SK"), KeyType: types.KeyTypeRange})

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tcs-dev/tcs/internal/auth"
+	"github.com/tcs-dev/tcs/internal/testwait"
 	adminv1 "github.com/tcs-dev/tcs/proto/tcs/admin/v1"
 	"github.com/tcs-dev/tcs/tcs/lookup"
 	"github.com/tcs-dev/tcs/tcs/replicatest"
@@ -22,7 +23,7 @@ import (
 func TestHostileReplicaAdmin(t *testing.T) {
 	t.Parallel()
 	rep := boltReplica(t)
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 	for i := range 30 {
 		id := fmt.Sprintf("t%02d", i)
 		if _, err := rep.Apply(ctx, replicatest.Event(id, 1, map[string]int64{id + ".example.com": 1}, nil)); err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/internal/auth"
+	"github.com/tcs-dev/tcs/internal/testwait"
 	adminv1 "github.com/tcs-dev/tcs/proto/tcs/admin/v1"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs"
@@ -55,7 +56,7 @@ func bearer(ctx context.Context, auth string) context.Context {
 func TestReplicaAdmin(t *testing.T) {
 	t.Parallel()
 	rep := &limitRecorder{Replica: boltReplica(t)}
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 	a1 := replicatest.Event("acme", 1, map[string]int64{"acme.example.com": 1, "old.example.com": 1}, nil)
 	a2 := replicatest.Event("acme", 2, map[string]int64{"acme.example.com": 1}, map[string]int64{"old.example.com": 2})
 	b1 := replicatest.Event("beta", 1, map[string]int64{"beta.example.com": 1}, nil)
@@ -176,13 +177,13 @@ func TestReplicaAdminOff(t *testing.T) {
 		if e.srv.Admin() != nil {
 			t.Errorf("%s: Admin() is not nil", name)
 		}
-		_, err := adminv1.NewReplicaAdminClient(e.conn).ScanDocs(bearer(ctxT(t), "Bearer adm"), &adminv1.ScanRequest{})
+		_, err := adminv1.NewReplicaAdminClient(e.conn).ScanDocs(bearer(testwait.Context(t), "Bearer adm"), &adminv1.ScanRequest{})
 		if status.Code(err) != codes.Unimplemented {
 			t.Errorf("%s: ScanDocs = %v, want UNIMPLEMENTED", name, err)
 		}
 	}
 	e := start(t, lookup.Config{Replica: boltReplica(t), ReplicaAdmin: true}, lookup.ServeOptions{})
-	if _, err := adminv1.NewReplicaAdminClient(e.conn).ScanDocs(bearer(ctxT(t), "Bearer adm"), &adminv1.ScanRequest{}); status.Code(err) != codes.Unauthenticated {
+	if _, err := adminv1.NewReplicaAdminClient(e.conn).ScanDocs(bearer(testwait.Context(t), "Bearer adm"), &adminv1.ScanRequest{}); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("ReplicaAdmin without authentication: %v, want UNAUTHENTICATED", err)
 	}
 }

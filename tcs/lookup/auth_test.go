@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/tcs-dev/tcs/internal/auth"
+	"github.com/tcs-dev/tcs/internal/testwait"
 	adminv1 "github.com/tcs-dev/tcs/proto/tcs/admin/v1"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs/lookup"
@@ -62,7 +63,7 @@ func TestEveryMethodAuthenticated(t *testing.T) {
 		t.Fatalf("only %d methods found in the descriptors", len(methods))
 	}
 	call := func(m method, token string) error {
-		ctx, cancel := context.WithTimeout(ctxT(t), 300*time.Millisecond)
+		ctx, cancel := context.WithTimeout(testwait.Context(t), 300*time.Millisecond)
 		defer cancel()
 		if token != "" {
 			ctx = bearer(ctx, "Bearer "+token)
@@ -104,11 +105,11 @@ func TestEveryMethodAuthenticated(t *testing.T) {
 			}
 		}
 	}
-	if _, err := healthpb.NewHealthClient(e.conn).Check(ctxT(t), &healthpb.HealthCheckRequest{}); err != nil {
+	if _, err := healthpb.NewHealthClient(e.conn).Check(testwait.Context(t), &healthpb.HealthCheckRequest{}); err != nil {
 		t.Errorf("health without credentials: %v", err)
 	}
 	// Reflection is off unless asked for.
-	st, err := reflectionpb.NewServerReflectionClient(e.conn).ServerReflectionInfo(ctxT(t))
+	st, err := reflectionpb.NewServerReflectionClient(e.conn).ServerReflectionInfo(testwait.Context(t))
 	if err == nil {
 		st.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}})
 		_, err = st.Recv()

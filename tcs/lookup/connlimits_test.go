@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
+	"github.com/tcs-dev/tcs/internal/testwait"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs/lookup"
 )
@@ -20,7 +21,7 @@ func TestMaxConcurrentStreams(t *testing.T) {
 	t.Parallel()
 	e := start(t, lookup.Config{}, lookup.ServeOptions{MaxConcurrentStreams: 2})
 	for range 2 {
-		stream, err := e.client.Watch(ctxT(t), &tcsv1.WatchRequest{})
+		stream, err := e.client.Watch(testwait.Context(t), &tcsv1.WatchRequest{})
 		if err == nil {
 			_, err = stream.Recv() // its Resync
 		}
@@ -28,7 +29,7 @@ func TestMaxConcurrentStreams(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctxT(t), 300*time.Millisecond)
+	ctx, cancel := context.WithTimeout(testwait.Context(t), 300*time.Millisecond)
 	defer cancel()
 	stream, err := e.client.Watch(ctx, &tcsv1.WatchRequest{})
 	if err == nil {
@@ -37,7 +38,7 @@ func TestMaxConcurrentStreams(t *testing.T) {
 	if status.Code(err) != codes.DeadlineExceeded {
 		t.Errorf("a third call on the connection: %v, want it to wait until its deadline", err)
 	}
-	if _, err := dialFrom(t, e, "127.0.0.2").Lookup(ctxT(t), &tcsv1.LookupRequest{Hostname: "acme.example.com"}); status.Code(err) != codes.NotFound {
+	if _, err := dialFrom(t, e, "127.0.0.2").Lookup(testwait.Context(t), &tcsv1.LookupRequest{Hostname: "acme.example.com"}); status.Code(err) != codes.NotFound {
 		t.Errorf("a call on another connection: %v, want NOT_FOUND", err)
 	}
 }
@@ -59,7 +60,7 @@ func TestMaxConnectionAge(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("a Watch stream outlived MaxConnectionAge + grace by 20 s")
 	}
-	if _, err := e.client.Lookup(ctxT(t), &tcsv1.LookupRequest{Hostname: "acme.example.com"}); status.Code(err) != codes.NotFound {
+	if _, err := e.client.Lookup(testwait.Context(t), &tcsv1.LookupRequest{Hostname: "acme.example.com"}); status.Code(err) != codes.NotFound {
 		t.Errorf("a call after the GOAWAY: %v, want NOT_FOUND (on a new connection)", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tcs-dev/tcs/internal/testio"
+	"github.com/tcs-dev/tcs/internal/testwait"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/lookup"
@@ -20,7 +21,7 @@ import (
 // because the feed is down.
 func wantRefused(t *testing.T, e *env) {
 	t.Helper()
-	stream, err := e.client.Watch(ctxT(t), &tcsv1.WatchRequest{})
+	stream, err := e.client.Watch(testwait.Context(t), &tcsv1.WatchRequest{})
 	if err == nil {
 		var m *tcsv1.WatchResponse
 		m, err = stream.Recv()
@@ -72,7 +73,7 @@ func TestFeedSilence(t *testing.T) {
 		Logger:      slog.New(slog.NewTextHandler(&logs, nil)),
 	}, lookup.ServeOptions{})
 	sub := <-feed.subscribed
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 	lookupHost := func() {
 		t.Helper()
 		if _, err := e.client.Lookup(ctx, &tcsv1.LookupRequest{Hostname: host}); err != nil {

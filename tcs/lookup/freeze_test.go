@@ -43,7 +43,7 @@ func TestReplicaFreeze(t *testing.T) {
 		hosts = append(hosts, fmt.Sprintf("unknown%03d.example.com", i))
 	}
 	e := start(t, lookup.Config{Replica: replica, Cache: cache.Options{ReadTimeout: 20 * time.Millisecond}}, lookup.ServeOptions{})
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 
 	// A minute of traffic: each hostname looked up once, 150 ms apart.
 	readAt := map[string]time.Time{}
@@ -154,7 +154,7 @@ func TestFallbackReplica(t *testing.T) {
 	replica := newFakeReplica()
 	replica.setErr(context.DeadlineExceeded)
 	e := start(t, lookup.Config{Replica: replica, Cache: cache.Options{Fallback: fallback}}, lookup.ServeOptions{})
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 	for range 2 {
 		res, err := e.client.Lookup(ctx, &tcsv1.LookupRequest{Hostname: host})
 		if err != nil || !res.GetStale() || res.GetTenant().GetVersion() != 4 {

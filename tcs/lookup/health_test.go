@@ -28,7 +28,7 @@ var (
 // healthOf is the server's gRPC health for service, by Check.
 func healthOf(t *testing.T, e *env, service string) healthpb.HealthCheckResponse_ServingStatus {
 	t.Helper()
-	resp, err := healthpb.NewHealthClient(e.conn).Check(ctxT(t), &healthpb.HealthCheckRequest{Service: service})
+	resp, err := healthpb.NewHealthClient(e.conn).Check(testwait.Context(t), &healthpb.HealthCheckRequest{Service: service})
 	if err != nil {
 		t.Fatalf("health Check %q: %v", service, err)
 	}
@@ -51,7 +51,7 @@ type healthWatch chan healthpb.HealthCheckResponse_ServingStatus
 
 func watchHealth(t *testing.T, e *env, service string) healthWatch {
 	t.Helper()
-	stream, err := healthpb.NewHealthClient(e.conn).Watch(ctxT(t), &healthpb.HealthCheckRequest{Service: service})
+	stream, err := healthpb.NewHealthClient(e.conn).Watch(testwait.Context(t), &healthpb.HealthCheckRequest{Service: service})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func TestHealthReplicaUnreadable(t *testing.T) {
 	whole, svc := watchHealth(t, e, ""), watchHealth(t, e, serviceName)
 	whole.until(t, serving)
 	svc.until(t, serving)
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 	if _, err := e.client.Lookup(ctx, &tcsv1.LookupRequest{Hostname: host}); err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +207,7 @@ func TestHealthStartup(t *testing.T) {
 	if v := gather(t, e.srv.Registry())["tcs_lookup_warmup_entries_loaded"]; v != 3 {
 		t.Fatalf("tcs_lookup_warmup_entries_loaded = %v, want 3", v)
 	}
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 	for _, h := range hosts {
 		resp, err := e.client.Lookup(ctx, &tcsv1.LookupRequest{Hostname: h})
 		if err != nil || resp.GetStale() {
@@ -257,7 +257,7 @@ func TestHotKeysCarryOver(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "hot-keys")
 	first := start(t, lookup.Config{Replica: rep, HotKeysFile: path, HotKeysInterval: time.Hour}, lookup.ServeOptions{})
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 	for _, h := range tenants {
 		if _, err := first.client.Lookup(ctx, &tcsv1.LookupRequest{Hostname: h}); err != nil {
 			t.Fatal(err)
@@ -294,7 +294,7 @@ func TestHotKeysWrittenPeriodically(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "hot-keys")
 	e := start(t, lookup.Config{Replica: newFakeReplica(makeTenant("acme", 1, host)), HotKeysFile: path, HotKeysInterval: 10 * time.Millisecond}, lookup.ServeOptions{})
-	if _, err := e.client.Lookup(ctxT(t), &tcsv1.LookupRequest{Hostname: host}); err != nil {
+	if _, err := e.client.Lookup(testwait.Context(t), &tcsv1.LookupRequest{Hostname: host}); err != nil {
 		t.Fatal(err)
 	}
 	testwait.For(t, "the hot-keys file to list "+host, func() bool {

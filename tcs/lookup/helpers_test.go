@@ -186,10 +186,3 @@ func start(tb testing.TB, cfg lookup.Config, opts lookup.ServeOptions, dial ...g
 	}
 	return e
 }
-
-func ctxT(tb testing.TB) context.Context {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	tb.Cleanup(cancel)
-	return ctx
-}

@@ -152,7 +152,7 @@ func watchFlood(t *testing.T) {
 	e := start(t, lookup.Config{MaxWatchPerCaller: perCaller}, lookup.ServeOptions{})
 	goroutines, heap := runtime.NumGoroutine(), heapInUse()
 
-	ctx, cancel := context.WithCancel(ctxT(t))
+	ctx, cancel := context.WithCancel(testwait.Context(t))
 	defer cancel()
 	var accepted atomic.Int64
 	var refused codeCounts
@@ -218,7 +218,7 @@ func watchFlood(t *testing.T) {
 func watchNodeCap(t *testing.T) {
 	const perCaller, node = 10, 25
 	e := start(t, lookup.Config{MaxWatchPerCaller: perCaller, MaxWatchStreams: node}, lookup.ServeOptions{})
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 	var accepted atomic.Int64
 	var refused codeCounts
 	var wg sync.WaitGroup
@@ -376,7 +376,7 @@ func callerRate(t *testing.T) {
 	const rate = 100 // a second's burst too (the least: MaxBatch)
 	rep := newFakeReplica(makeTenant("acme", 1, "acme.example.com"))
 	e := start(t, lookup.Config{Replica: rep, LookupRate: rate}, lookup.ServeOptions{})
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 	var ok, refused int
 	var trailer metadata.MD
 	var lastErr error
@@ -424,7 +424,7 @@ func callerRate(t *testing.T) {
 
 func oversizeBatch(t *testing.T) {
 	e := start(t, lookup.Config{}, lookup.ServeOptions{})
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 	names := make([]string, lookup.MaxBatch+1)
 	for i := range names {
 		names[i] = benchHost(i)
@@ -465,7 +465,7 @@ func duplicateBatch(t *testing.T) {
 	for i := range names {
 		names[i] = host
 	}
-	resp, err := e.client.BatchLookup(ctxT(t), &tcsv1.BatchLookupRequest{Hostnames: names})
+	resp, err := e.client.BatchLookup(testwait.Context(t), &tcsv1.BatchLookupRequest{Hostnames: names})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -505,7 +505,7 @@ func variantBatch(t *testing.T) {
 		}
 		names[i] = string(b)
 	}
-	resp, err := e.client.BatchLookup(ctxT(t), &tcsv1.BatchLookupRequest{Hostnames: names})
+	resp, err := e.client.BatchLookup(testwait.Context(t), &tcsv1.BatchLookupRequest{Hostnames: names})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -543,7 +543,7 @@ func failureLogFlood(t *testing.T) {
 		Logger:  slog.New(slog.NewTextHandler(&logs, nil)),
 		Cache:   cache.Options{FailingAfter: -1},
 	}, lookup.ServeOptions{})
-	c := ctxT(t)
+	c := testwait.Context(t)
 	r := rand.New(rand.NewPCG(3, 4))
 	for range 1000 {
 		if _, err := e.client.Lookup(c, &tcsv1.LookupRequest{Hostname: randomHost(r)}); status.Code(err) != codes.Unavailable {

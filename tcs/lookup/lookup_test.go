@@ -30,7 +30,7 @@ func TestLookup(t *testing.T) {
 	t.Parallel()
 	acme := makeTenant("acme", 3, host, "xn--bcher-kva.example.com")
 	e := start(t, lookup.Config{Replica: newFakeReplica(acme)}, lookup.ServeOptions{})
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 
 	want := &tcsv1.LookupResponse{
 		Tenant: tcsv1.TenantToProto(acme),
@@ -104,7 +104,7 @@ func TestLookupInvalidArgument(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := e.client.Lookup(ctxT(t), &tcsv1.LookupRequest{Hostname: tt.hostname})
+			_, err := e.client.Lookup(testwait.Context(t), &tcsv1.LookupRequest{Hostname: tt.hostname})
 			st := status.Convert(err)
 			if st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), tt.reason) {
 				t.Errorf("Lookup(%.40q...) = %v %q; want INVALID_ARGUMENT naming %q", tt.hostname, st.Code(), st.Message(), tt.reason)
@@ -120,7 +120,7 @@ func TestBatchLookup(t *testing.T) {
 	t.Parallel()
 	acme := makeTenant("acme", 3, host)
 	e := start(t, lookup.Config{Replica: newFakeReplica(acme)}, lookup.ServeOptions{})
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 
 	got, err := e.client.BatchLookup(ctx, &tcsv1.BatchLookupRequest{
 		Hostnames: []string{host, "nobody.example.com", "a_b.example.com", "ACME.example.com", host},
@@ -177,7 +177,7 @@ func TestBatchLookup(t *testing.T) {
 func TestInvalidationMakesNextLookupNew(t *testing.T) {
 	t.Parallel()
 	e := start(t, lookup.Config{Replica: newFakeReplica(makeTenant("acme", 1, host))}, lookup.ServeOptions{})
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 	watch := openWatch(t, e)
 
 	if got, err := e.client.Lookup(ctx, &tcsv1.LookupRequest{Hostname: host}); err != nil || got.GetTenant().GetVersion() != 1 {
@@ -199,7 +199,7 @@ func TestInvalidationMakesNextLookupNew(t *testing.T) {
 func TestStaleIfError(t *testing.T) {
 	t.Parallel()
 	e := start(t, lookup.Config{Replica: newFakeReplica(makeTenant("acme", 1, host))}, lookup.ServeOptions{})
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 	if _, err := e.client.Lookup(ctx, &tcsv1.LookupRequest{Hostname: host}); err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +271,7 @@ func TestMetrics(t *testing.T) {
 	t.Parallel()
 	e := start(t, lookup.Config{Replica: newFakeReplica(makeTenant("acme", 1, host))}, lookup.ServeOptions{})
 	reg := e.srv.Registry()
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 	watch := openWatch(t, e)
 	for _, h := range []string{host, host, "nobody.example.com", "a_b.example.com"} {
 		_, _ = e.client.Lookup(ctx, &tcsv1.LookupRequest{Hostname: h})
@@ -366,7 +366,7 @@ func TestBatchLookupReadsMissesConcurrently(t *testing.T) {
 	t.Parallel()
 	replica := newFakeReplica(makeTenant("acme", 1, host))
 	e := start(t, lookup.Config{Replica: replica, Cache: cache.Options{ReadTimeout: time.Minute}}, lookup.ServeOptions{})
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 	if _, err := e.client.Lookup(ctx, &tcsv1.LookupRequest{Hostname: host}); err != nil {
 		t.Fatal(err)
 	}

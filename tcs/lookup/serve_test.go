@@ -35,7 +35,7 @@ func TestHealth(t *testing.T) {
 	// tests the way there.
 	testwait.For(t, "the server to be ready", func() bool { return e.srv.Ready() == nil })
 	hc := healthpb.NewHealthClient(e.conn)
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 	for _, svc := range []string{"", serviceName} {
 		resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
 		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
@@ -65,7 +65,7 @@ func TestHealth(t *testing.T) {
 func TestReflection(t *testing.T) {
 	t.Parallel()
 	e := start(t, lookup.Config{}, lookup.ServeOptions{Reflection: true})
-	stream, err := reflectionpb.NewServerReflectionClient(e.conn).ServerReflectionInfo(ctxT(t))
+	stream, err := reflectionpb.NewServerReflectionClient(e.conn).ServerReflectionInfo(testwait.Context(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestTLS(t *testing.T) {
 			e := start(t, lookup.Config{Replica: newFakeReplica(makeTenant("acme", 1, host))},
 				lookup.ServeOptions{TLS: tt.server},
 				grpc.WithTransportCredentials(credentials.NewTLS(tt.client)))
-			got, err := e.client.Lookup(ctxT(t), &tcsv1.LookupRequest{Hostname: host})
+			got, err := e.client.Lookup(testwait.Context(t), &tcsv1.LookupRequest{Hostname: host})
 			if err != nil || got.GetTenant().GetId() != "acme" {
 				t.Fatalf("Lookup over %s = %v, %v", tt.name, got, err)
 			}
@@ -159,7 +159,7 @@ func TestTLS(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer conn.Close()
-			_, err = tcsv1.NewTenantContextServiceClient(conn).Lookup(ctxT(t), &tcsv1.LookupRequest{Hostname: host})
+			_, err = tcsv1.NewTenantContextServiceClient(conn).Lookup(testwait.Context(t), &tcsv1.LookupRequest{Hostname: host})
 			if status.Code(err) != codes.Unavailable {
 				t.Errorf("plaintext client: %v, want UNAVAILABLE", err)
 			}

@@ -108,7 +108,7 @@ func TestWatch(t *testing.T) {
 
 	for v := int64(1); v <= 3; v++ {
 		inv := tcs.Invalidation{TenantID: "acme", Version: v, Hostnames: []string{host, "acme.example.org"}}
-		if err := e.hub.Broadcast(ctxT(t), inv); err != nil {
+		if err := e.hub.Broadcast(testwait.Context(t), inv); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -168,7 +168,7 @@ func TestRunResubscribes(t *testing.T) {
 	e := start(t, lookup.Config{Feed: feed, Replica: newFakeReplica(makeTenant("acme", 1, host))}, lookup.ServeOptions{})
 	first := <-feed.subscribed
 	w := openWatch(t, e)
-	ctx := ctxT(t)
+	ctx := testwait.Context(t)
 	if _, err := e.client.Lookup(ctx, &tcsv1.LookupRequest{Hostname: host}); err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tcs-dev/tcs/infra/emulators"
 	"github.com/tcs-dev/tcs/internal/testnet"
+	"github.com/tcs-dev/tcs/internal/testwait"
 	"github.com/tcs-dev/tcs/tcs"
 )
 
@@ -65,7 +66,7 @@ func TestBroadcastRetriesServerErrorsAndReturnsWhatPersists(t *testing.T) {
 	// Two failures: the third attempt gets through.
 	flaky.fail.Store(2)
 	before := flaky.requests.Load()
-	if err := b.Broadcast(ctxT(t), inv(1)); err != nil {
+	if err := b.Broadcast(testwait.Context(t), inv(1)); err != nil {
 		t.Fatalf("Broadcast through two 503s: %v", err)
 	}
 	if n := flaky.requests.Load() - before; n != 3 {
@@ -75,7 +76,7 @@ func TestBroadcastRetriesServerErrorsAndReturnsWhatPersists(t *testing.T) {
 
 	// Failures that outlast the retries are returned, and counted.
 	flaky.fail.Store(3)
-	err := b.Broadcast(ctxT(t), inv(2))
+	err := b.Broadcast(testwait.Context(t), inv(2))
 	if err == nil || !strings.Contains(err.Error(), "ServiceUnavailable") || !strings.Contains(err.Error(), "acme@2") {
 		t.Fatalf("Broadcast through three 503s: %v; want the error, naming the invalidation", err)
 	}
@@ -138,7 +139,7 @@ func TestBroadcastReturnsByItsDeadlineWhenFrozen(t *testing.T) {
 	}
 
 	h.frozen.Store(false)
-	if err := b.Broadcast(ctxT(t), inv(2)); err != nil {
+	if err := b.Broadcast(testwait.Context(t), inv(2)); err != nil {
 		t.Fatalf("Broadcast after the endpoint thawed: %v", err)
 	}
 	nd.waitVersion(t, 2)

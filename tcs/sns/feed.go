@@ -229,12 +229,13 @@ func (f *Feed) setUp(ctx context.Context) (q *queue, err error) {
 			string(sqstypes.QueueAttributeNameMessageRetentionPeriod): strconv.Itoa(int(queueRetention / time.Second)),
 		},
 		Tags: map[string]string{
-			TagRole:      roleQueue,
-			TagTopic:     f.cfg.TopicARN,
-			TagRegion:    f.cfg.Region,
-			TagNode:      f.cfg.NodeID,
-			TagCreated:   now,
-			TagHeartbeat: now,
+			TagRole:       roleQueue,
+			TagTopic:      f.cfg.TopicARN,
+			TagRegion:     f.cfg.Region,
+			TagNode:       f.cfg.NodeID,
+			TagCreated:    now,
+			TagHeartbeat:  now,
+			TagAlarmGroup: AlarmGroup(f.cfg.Prefix, f.cfg.Region),
 		},
 	})
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/tcs-dev/tcs/internal/testwait"
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/sns"
 )
@@ -45,12 +46,12 @@ func TestEveryNodeOfTheRegionReceivesItsInvalidations(t *testing.T) {
 	var want []tcs.Invalidation
 	for v := int64(1); v <= n; v++ {
 		want = append(want, inv(v))
-		if err := westB.Broadcast(ctxT(t), inv(v)); err != nil {
+		if err := westB.Broadcast(testwait.Context(t), inv(v)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	noHostnames := tcs.Invalidation{TenantID: "gone", Version: 7}
-	if err := eastB.Broadcast(ctxT(t), noHostnames); err != nil {
+	if err := eastB.Broadcast(testwait.Context(t), noHostnames); err != nil {
 		t.Fatal(err)
 	}
 	for _, nd := range []*node{a, b} {
@@ -79,7 +80,7 @@ func TestBroadcastSplitsLargeInvalidations(t *testing.T) {
 	for i := range 4500 { // ~290 KB of JSON: over SNS's 256 KiB limit for one message
 		big.Hostnames = append(big.Hostnames, fmt.Sprintf("tenant-%05d.a-rather-long-domain-name-for-testing.example.com", i))
 	}
-	if err := openBroadcaster(t, config(t, prefix, region, topic, "applier")).Broadcast(ctxT(t), big); err != nil {
+	if err := openBroadcaster(t, config(t, prefix, region, topic, "applier")).Broadcast(testwait.Context(t), big); err != nil {
 		t.Fatal(err)
 	}
 	var got []string
@@ -118,11 +119,11 @@ func TestQueueIsTaggedAuthorisedAndSubscribedRaw(t *testing.T) {
 	if !strings.HasPrefix(name, sns.QueueNamePrefix(prefix, region)+"node-with-odd-chars-xxx") || len(name) != 80 {
 		t.Errorf("queue name %q (%d characters): want the region's prefix, the cleaned node id cut to fit and a suffix, 80 characters", name, len(name))
 	}
-	tags, err := c.sqs.ListQueueTags(ctxT(t), &awssqs.ListQueueTagsInput{QueueUrl: aws.String(qs[0])})
+	tags, err := c.sqs.ListQueueTags(testwait.Context(t), &awssqs.ListQueueTagsInput{QueueUrl: aws.String(qs[0])})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k, want := range map[string]string{sns.TagRole: "invalidation-queue", sns.TagTopic: topic, sns.TagRegion: region, sns.TagNode: cfg.NodeID} {
+	for k, want := range map[string]string{sns.TagRole: "invalidation-queue", sns.TagTopic: topic, sns.TagRegion: region, sns.TagNode: cfg.NodeID, sns.TagAlarmGroup: prefix + "-inv-" + region} {
 		if got := tags.Tags[k]; got != want {
 			t.Errorf("tag %s = %q, want %q", k, got, want)
 		}
@@ -132,7 +133,7 @@ func TestQueueIsTaggedAuthorisedAndSubscribedRaw(t *testing.T) {
 			t.Errorf("tag %s = %q: want a recent RFC 3339 time (%v)", k, tags.Tags[k], err)
 		}
 	}
-	attrs, err := c.sqs.GetQueueAttributes(ctxT(t), &awssqs.GetQueueAttributesInput{QueueUrl: aws.String(qs[0]), AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameAll}})
+	attrs, err := c.sqs.GetQueueAttributes(testwait.Context(t), &awssqs.GetQueueAttributesInput{QueueUrl: aws.String(qs[0]), AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameAll}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,14 +141,14 @@ func TestQueueIsTaggedAuthorisedAndSubscribedRaw(t *testing.T) {
 	if p := attrs.Attributes["Policy"]; !strings.Contains(p, `"aws:SourceArn":"`+topic+`"`) || !strings.Contains(p, `"Resource":"`+queueARN+`"`) || !strings.Contains(p, "sns.amazonaws.com") {
 		t.Errorf("queue policy %s: want SendMessage allowed to the topic", p)
 	}
-	out, err := c.sns.ListSubscriptionsByTopic(ctxT(t), &awssns.ListSubscriptionsByTopicInput{TopicArn: aws.String(topic)})
+	out, err := c.sns.ListSubscriptionsByTopic(testwait.Context(t), &awssns.ListSubscriptionsByTopicInput{TopicArn: aws.String(topic)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(out.Subscriptions) != 1 || aws.ToString(out.Subscriptions[0].Endpoint) != queueARN || aws.ToString(out.Subscriptions[0].Protocol) != "sqs" {
 		t.Fatalf("subscriptions %+v, want the queue's", out.Subscriptions)
 	}
-	sa, err := c.sns.GetSubscriptionAttributes(ctxT(t), &awssns.GetSubscriptionAttributesInput{SubscriptionArn: out.Subscriptions[0].SubscriptionArn})
+	sa, err := c.sns.GetSubscriptionAttributes(testwait.Context(t), &awssns.GetSubscriptionAttributesInput{SubscriptionArn: out.Subscriptions[0].SubscriptionArn})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +224,7 @@ func TestLostReceiveIsRedeliveredSoon(t *testing.T) {
 	b := openBroadcaster(t, config(t, prefix, region, topic, "applier"))
 
 	start := time.Now()
-	if err := b.Broadcast(ctxT(t), inv(1)); err != nil {
+	if err := b.Broadcast(testwait.Context(t), inv(1)); err != nil {
 		t.Fatal(err)
 	}
 	// waitVersion gives up long before SQS's default visibility timeout
@@ -250,7 +251,7 @@ func TestGapAtStartAndAfterReceiveFailures(t *testing.T) {
 	nd := subscribe(t, openFeed(t, cfg)) // waits for the gap at start
 	b := openBroadcaster(t, config(t, prefix, region, topic, "applier"))
 
-	if err := b.Broadcast(ctxT(t), inv(1)); err != nil {
+	if err := b.Broadcast(testwait.Context(t), inv(1)); err != nil {
 		t.Fatal(err)
 	}
 	nd.waitVersion(t, 1)
@@ -261,7 +262,7 @@ func TestGapAtStartAndAfterReceiveFailures(t *testing.T) {
 	faulty.fail.Store(2)
 	waitUntil(t, "two failed receives", func() bool { return faulty.fail.Load() == 0 })
 	waitUntil(t, "a gap per failed receive", func() bool { return nd.gaps() == 3 })
-	if err := b.Broadcast(ctxT(t), inv(2)); err != nil {
+	if err := b.Broadcast(testwait.Context(t), inv(2)); err != nil {
 		t.Fatal(err)
 	}
 	nd.waitVersion(t, 2)
@@ -300,11 +301,11 @@ func TestUndecodableMessageIsDroppedWithAGap(t *testing.T) {
 		`{"kind":"heartbeat","tenant_id":"acme","committed_at":"2026-01-01T00:00:00Z"}`,
 	}
 	for _, body := range undecodable {
-		if _, err := c.sns.Publish(ctxT(t), &awssns.PublishInput{TopicArn: aws.String(topic), Message: aws.String(body)}); err != nil {
+		if _, err := c.sns.Publish(testwait.Context(t), &awssns.PublishInput{TopicArn: aws.String(topic), Message: aws.String(body)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := openBroadcaster(t, config(t, prefix, region, topic, "applier")).Broadcast(ctxT(t), inv(5)); err != nil {
+	if err := openBroadcaster(t, config(t, prefix, region, topic, "applier")).Broadcast(testwait.Context(t), inv(5)); err != nil {
 		t.Fatal(err)
 	}
 	nd.waitVersion(t, 5)
@@ -316,7 +317,7 @@ func TestUndecodableMessageIsDroppedWithAGap(t *testing.T) {
 	// timeout. (Deletes follow deliveries, so wait for them.)
 	url := nodeQueue(t, c, prefix, region, "node")
 	waitUntil(t, "every message to be deleted", func() bool {
-		attrs, err := c.sqs.GetQueueAttributes(ctxT(t), &awssqs.GetQueueAttributesInput{
+		attrs, err := c.sqs.GetQueueAttributes(testwait.Context(t), &awssqs.GetQueueAttributesInput{
 			QueueUrl:       aws.String(url),
 			AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages, sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible},
 		})
@@ -355,7 +356,7 @@ func TestSubscribeEndsWhenItsQueueIsDeleted(t *testing.T) {
 	go func() { done <- f.Subscribe(ctx, func(tcs.Invalidation) {}, func() { gaps <- struct{}{} }) }()
 	<-gaps
 	url := nodeQueue(t, c, prefix, region, "node")
-	if _, err := c.sqs.DeleteQueue(ctxT(t), &awssqs.DeleteQueueInput{QueueUrl: aws.String(url)}); err != nil {
+	if _, err := c.sqs.DeleteQueue(testwait.Context(t), &awssqs.DeleteQueueInput{QueueUrl: aws.String(url)}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -384,31 +385,31 @@ func TestMissingTopic(t *testing.T) {
 		}
 	}
 	cfg := config(t, prefix, region, missing, "node")
-	_, err := sns.OpenFeed(ctxT(t), cfg)
+	_, err := sns.OpenFeed(testwait.Context(t), cfg)
 	check("OpenFeed", err)
-	_, err = sns.OpenBroadcaster(ctxT(t), cfg)
+	_, err = sns.OpenBroadcaster(testwait.Context(t), cfg)
 	check("OpenBroadcaster", err)
-	_, err = sns.LookupTopic(ctxT(t), c.sns, name)
+	_, err = sns.LookupTopic(testwait.Context(t), c.sns, name)
 	check("LookupTopic", err)
 
 	// Once created, it is found; creating it again is harmless.
 	arn := newTopic(t, prefix, region)
-	again, err := sns.CreateTopic(ctxT(t), c.sns, name)
+	again, err := sns.CreateTopic(testwait.Context(t), c.sns, name)
 	if err != nil || again != arn {
 		t.Errorf("CreateTopic again = %q, %v; want %q", again, err, arn)
 	}
-	if found, err := sns.LookupTopic(ctxT(t), c.sns, name); err != nil || found != arn {
+	if found, err := sns.LookupTopic(testwait.Context(t), c.sns, name); err != nil || found != arn {
 		t.Errorf("LookupTopic = %q, %v; want %q", found, err, arn)
 	}
 	f := openFeed(t, config(t, prefix, region, arn, "node"))
 	b := openBroadcaster(t, config(t, prefix, region, arn, "applier"))
 
 	// A topic deleted under a running system is reported the same way.
-	if _, err := c.sns.DeleteTopic(ctxT(t), &awssns.DeleteTopicInput{TopicArn: aws.String(arn)}); err != nil {
+	if _, err := c.sns.DeleteTopic(testwait.Context(t), &awssns.DeleteTopicInput{TopicArn: aws.String(arn)}); err != nil {
 		t.Fatal(err)
 	}
-	check("Broadcast", b.Broadcast(ctxT(t), inv(1)))
-	check("Subscribe", f.Subscribe(ctxT(t), func(tcs.Invalidation) {}, func() {}))
+	check("Broadcast", b.Broadcast(testwait.Context(t), inv(1)))
+	check("Subscribe", f.Subscribe(testwait.Context(t), func(tcs.Invalidation) {}, func() {}))
 	if qs := queues(t, c, sns.QueueNamePrefix(prefix, region)); len(qs) != 0 {
 		t.Errorf("queues %v left by a Subscribe that failed", qs)
 	}
@@ -434,7 +435,7 @@ func TestConfigErrors(t *testing.T) {
 			t.Parallel()
 			cfg := base
 			tc.change(&cfg)
-			_, err := sns.OpenFeed(ctxT(t), cfg)
+			_, err := sns.OpenFeed(testwait.Context(t), cfg)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("OpenFeed: %v, want an error saying %q", err, tc.want)
 			}
@@ -459,7 +460,7 @@ func TestFailedSetUpRemovesItsQueue(t *testing.T) {
 	cfg := config(t, prefix, region, topic, "node")
 	cfg.SQS = failingSetUp{cfg.SQS}
 	f := openFeed(t, cfg)
-	err := f.Subscribe(ctxT(t), func(tcs.Invalidation) {}, func() {})
+	err := f.Subscribe(testwait.Context(t), func(tcs.Invalidation) {}, func() {})
 	if !errors.Is(err, errInjected) {
 		t.Fatalf("Subscribe = %v, want the injected set-up failure", err)
 	}

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tcs-dev/tcs/infra/emulators"
+	"github.com/tcs-dev/tcs/internal/testwait"
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/sns"
 )
@@ -36,7 +36,6 @@ type clients struct {
 var (
 	clientsMu sync.Mutex
 	byRegion  = map[string]clients{}
-	prefixes  atomic.Int64
 )
 
 func regionClients(tb testing.TB, region string) clients {
@@ -58,14 +57,14 @@ func regionClients(tb testing.TB, region string) clients {
 
 // newPrefix returns a name prefix of the test's own, so that tests sharing
 // the emulator do not see each other's topics and queues.
-func newPrefix() string { return fmt.Sprintf("t%d", prefixes.Add(1)) }
+func newPrefix() string { return emulators.Name("t") }
 
 // newTopic creates the region's topic for prefix and deletes it when tb
 // ends.
 func newTopic(tb testing.TB, prefix, region string) string {
 	tb.Helper()
 	c := regionClients(tb, region)
-	arn, err := sns.CreateTopic(ctxT(tb), c.sns, sns.TopicName(prefix, region))
+	arn, err := sns.CreateTopic(testwait.Context(tb), c.sns, sns.TopicName(prefix, region))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -100,7 +99,7 @@ func config(tb testing.TB, prefix, region, topic, node string) sns.Config {
 
 func openFeed(tb testing.TB, cfg sns.Config) *sns.Feed {
 	tb.Helper()
-	f, err := sns.OpenFeed(ctxT(tb), cfg)
+	f, err := sns.OpenFeed(testwait.Context(tb), cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -109,7 +108,7 @@ func openFeed(tb testing.TB, cfg sns.Config) *sns.Feed {
 
 func openBroadcaster(tb testing.TB, cfg sns.Config) *sns.Broadcaster {
 	tb.Helper()
-	b, err := sns.OpenBroadcaster(ctxT(tb), cfg)
+	b, err := sns.OpenBroadcaster(testwait.Context(tb), cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -229,7 +228,7 @@ func (n *node) gaps() int {
 // queues returns the URLs of the queues whose name starts with prefix.
 func queues(tb testing.TB, c clients, prefix string) []string {
 	tb.Helper()
-	out, err := c.sqs.ListQueues(ctxT(tb), &awssqs.ListQueuesInput{QueueNamePrefix: aws.String(prefix)})
+	out, err := c.sqs.ListQueues(testwait.Context(tb), &awssqs.ListQueuesInput{QueueNamePrefix: aws.String(prefix)})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -239,7 +238,7 @@ func queues(tb testing.TB, c clients, prefix string) []string {
 // subscriptions returns the endpoints (queue ARNs) subscribed to topic.
 func subscriptions(tb testing.TB, c clients, topic string) []string {
 	tb.Helper()
-	out, err := c.sns.ListSubscriptionsByTopic(ctxT(tb), &awssns.ListSubscriptionsByTopicInput{TopicArn: aws.String(topic)})
+	out, err := c.sns.ListSubscriptionsByTopic(testwait.Context(tb), &awssns.ListSubscriptionsByTopicInput{TopicArn: aws.String(topic)})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -264,16 +263,11 @@ func nodeQueue(tb testing.TB, c clients, prefix, region, node string) string {
 
 func queueName(url string) string { return url[strings.LastIndexByte(url, '/')+1:] }
 
-// waitUntil polls cond until it holds, failing after 15 s.
+// waitUntil polls cond every 20 ms (many conditions here cost a request to
+// fauxqs) until it holds, failing after 15 s.
 func waitUntil(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.Until(tb, 15*time.Second, 20*time.Millisecond, what, func() (bool, string) { return cond(), "it does not hold" })
 }
 
 // counterValue returns the value of the counter name in reg (0 if absent).
@@ -293,11 +287,4 @@ func counterValue(tb testing.TB, reg prometheus.Registerer, name string) float64
 		}
 	}
 	return 0
-}
-
-func ctxT(tb testing.TB) context.Context {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	tb.Cleanup(cancel)
-	return ctx
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/testwait"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/streamer"
 	"github.com/tcs-dev/tcs/streamer/boltlog"
@@ -56,13 +57,13 @@ func TestLookupServerDropsCachedAnswerOnBroadcast(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := stream.Append(ctxT(t), []streamer.Record{{PartitionKey: "acme", Data: data}}); err != nil {
+		if err := stream.Append(testwait.Context(t), []streamer.Record{{PartitionKey: "acme", Data: data}}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	apply(1)
 	waitUntil(t, "the applier to apply version 1", func() bool {
-		got, err := replica.GetTenant(ctxT(t), "acme")
+		got, err := replica.GetTenant(testwait.Context(t), "acme")
 		return err == nil && got.Version == 1
 	})
 
@@ -95,7 +96,7 @@ func TestLookupServerDropsCachedAnswerOnBroadcast(t *testing.T) {
 
 	version := func() int64 {
 		t.Helper()
-		resp, err := srv.Lookup(ctxT(t), &tcsv1.LookupRequest{Hostname: "acme.example.com"})
+		resp, err := srv.Lookup(testwait.Context(t), &tcsv1.LookupRequest{Hostname: "acme.example.com"})
 		if err != nil {
 			t.Fatal(err)
 		}

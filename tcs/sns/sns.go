@@ -26,7 +26,13 @@
 //	tcs:node       the node id
 //	tcs:created    creation time (RFC 3339, milliseconds, UTC)
 //	tcs:heartbeat  refreshed every HeartbeatInterval while the node runs
+//	tcs_alarm_group  AlarmGroup(prefix, region), "<prefix>-inv-<region>"
 //
+// The last one is what the region template's CloudWatch alarm on the age of
+// the oldest message selects the region's queues by (a Metrics Insights
+// query, WHERE tag.tcs_alarm_group = '…'): the names are generated, and
+// Metrics Insights matches dimensions by equality only. Its key has only
+// letters and underscores, so the query needs no quoting.
 // and a policy allowing the topic (and nothing else) to send to it.
 //
 // # Crashed nodes
@@ -122,6 +128,9 @@ const (
 	TagNode      = "tcs:node"
 	TagCreated   = "tcs:created"
 	TagHeartbeat = "tcs:heartbeat"
+	// TagAlarmGroup is the tag the CloudWatch queue-age alarm selects
+	// queues by; its value is AlarmGroup(prefix, region).
+	TagAlarmGroup = "tcs_alarm_group"
 
 	roleQueue = "invalidation-queue"
 )
@@ -288,6 +297,12 @@ func QueueNamePrefix(prefix, region string) string {
 		prefix = DefaultPrefix
 	}
 	return prefix + "-inv-" + region + "-"
+}
+
+// AlarmGroup is the value of a region's queues' TagAlarmGroup tag:
+// "<prefix>-inv-<region>".
+func AlarmGroup(prefix, region string) string {
+	return strings.TrimSuffix(QueueNamePrefix(prefix, region), "-")
 }
 
 // queueName returns a fresh queue name for node: the region's prefix, the

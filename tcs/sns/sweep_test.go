@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tcs-dev/tcs/internal/testclock"
+	"github.com/tcs-dev/tcs/internal/testwait"
 	"github.com/tcs-dev/tcs/tcs/sns"
 )
 
@@ -32,7 +33,7 @@ func crash(t *testing.T, cfg sns.Config) string {
 
 func queueARN(t *testing.T, c clients, url string) string {
 	t.Helper()
-	out, err := c.sqs.GetQueueAttributes(ctxT(t), &awssqs.GetQueueAttributesInput{QueueUrl: aws.String(url), AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
+	out, err := c.sqs.GetQueueAttributes(testwait.Context(t), &awssqs.GetQueueAttributesInput{QueueUrl: aws.String(url), AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func TestLiveNodeSweepsACrashedNodesQueueAfterTheBound(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond)
 	live := []string{nodeQueue(t, c, prefix, region, "sweeper"), nodeQueue(t, c, prefix, region, "other")}
 	for _, url := range live {
-		tags, err := c.sqs.ListQueueTags(ctxT(t), &awssqs.ListQueueTagsInput{QueueUrl: aws.String(url)})
+		tags, err := c.sqs.ListQueueTags(testwait.Context(t), &awssqs.ListQueueTagsInput{QueueUrl: aws.String(url)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -97,7 +98,7 @@ func TestLiveNodeSweepsACrashedNodesQueueAfterTheBound(t *testing.T) {
 	if diff := cmp.Diff(want, subscriptions(t, c, topic)); diff != "" {
 		t.Errorf("subscriptions (-live nodes' +got):\n%s", diff)
 	}
-	if err := openBroadcaster(t, config(t, prefix, region, topic, "applier")).Broadcast(ctxT(t), inv(9)); err != nil {
+	if err := openBroadcaster(t, config(t, prefix, region, topic, "applier")).Broadcast(testwait.Context(t), inv(9)); err != nil {
 		t.Fatal(err)
 	}
 	sweeper.waitVersion(t, 9)
@@ -125,7 +126,7 @@ func TestSweepRules(t *testing.T) {
 	clk.Advance(-4 * time.Minute)
 
 	// A queue with the region's prefix that is not a node queue (no tags).
-	foreign, err := c.sqs.CreateQueue(ctxT(t), &awssqs.CreateQueueInput{QueueName: aws.String(sns.QueueNamePrefix(prefix, region) + "foreign")})
+	foreign, err := c.sqs.CreateQueue(testwait.Context(t), &awssqs.CreateQueueInput{QueueName: aws.String(sns.QueueNamePrefix(prefix, region) + "foreign")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,15 +138,15 @@ func TestSweepRules(t *testing.T) {
 	otherCfg.TopicARN = otherTopic
 	elsewhere := crash(t, otherCfg)
 	// A subscription whose queue is gone.
-	orphan, err := c.sqs.CreateQueue(ctxT(t), &awssqs.CreateQueueInput{QueueName: aws.String(sns.QueueNamePrefix(prefix, region) + "orphan-1")})
+	orphan, err := c.sqs.CreateQueue(testwait.Context(t), &awssqs.CreateQueueInput{QueueName: aws.String(sns.QueueNamePrefix(prefix, region) + "orphan-1")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	orphanARN := queueARN(t, c, aws.ToString(orphan.QueueUrl))
-	if _, err := c.sns.Subscribe(ctxT(t), &awssns.SubscribeInput{TopicArn: aws.String(topic), Protocol: aws.String("sqs"), Endpoint: aws.String(orphanARN)}); err != nil {
+	if _, err := c.sns.Subscribe(testwait.Context(t), &awssns.SubscribeInput{TopicArn: aws.String(topic), Protocol: aws.String("sqs"), Endpoint: aws.String(orphanARN)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.sqs.DeleteQueue(ctxT(t), &awssqs.DeleteQueueInput{QueueUrl: orphan.QueueUrl}); err != nil {
+	if _, err := c.sqs.DeleteQueue(testwait.Context(t), &awssqs.DeleteQueueInput{QueueUrl: orphan.QueueUrl}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -155,7 +156,7 @@ func TestSweepRules(t *testing.T) {
 	own := nodeQueue(t, c, prefix, region, "sweeper")
 
 	clk.Advance(time.Minute)
-	removed, err := f.Sweep(ctxT(t))
+	removed, err := f.Sweep(testwait.Context(t))
 	if err != nil || len(removed) != 0 {
 		t.Fatalf("Sweep 1 min after the heartbeats = %v, %v; want nothing removed", removed, err)
 	}
@@ -164,7 +165,7 @@ func TestSweepRules(t *testing.T) {
 	}
 
 	clk.Advance(7 * time.Minute) // crashed and own: 8 min; recent: 4 min
-	removed, err = f.Sweep(ctxT(t))
+	removed, err = f.Sweep(testwait.Context(t))
 	if err != nil {
 		t.Fatal(err)
 	}

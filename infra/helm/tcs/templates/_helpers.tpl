@@ -176,6 +176,24 @@ The security flags, volumes and mounts of a server (catalog or lookup):
 {{- end }}
 {{- end -}}
 
+{{/* A lookup node's mounts and volumes: security ones, and the hot-keys directory. */}}
+{{- define "tcs.lookupMounts" -}}
+{{ include "tcs.securityMounts" . }}
+{{- if .v.hotKeys.enabled }}
+- name: hot-keys
+  mountPath: /var/lib/tcs
+{{- end }}
+{{- end -}}
+
+{{- define "tcs.lookupVolumes" -}}
+{{ include "tcs.securityVolumes" . }}
+{{- if .v.hotKeys.enabled }}
+- name: hot-keys
+  emptyDir:
+    sizeLimit: {{ .v.hotKeys.sizeLimit }}
+{{- end }}
+{{- end -}}
+
 {{/* The init container that copies the credentials file to mode 0600 (see credentialsCopyImage). */}}
 {{- define "tcs.credentialsInit" -}}
 {{- if .v.credentials.secretName }}

@@ -1,20 +1,19 @@
-package main
+package drift
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// writeVerifyMetrics writes what a verify run found to path in Prometheus'
-// text format, for the node exporter's textfile collector (a cron job or a
+// WriteTextfile writes what a verify run found to path in Prometheus' text
+// format, for the node exporter's textfile collector (a cron job or a
 // Kubernetes CronJob runs `tcsctl verify --metrics-file`). The file is
 // replaced atomically. rep is nil when the run failed before it could
 // judge: the file then says so (tcs_verify_completed 0) and carries no
 // findings, so an old clean result cannot hide a verify that stopped
 // working. The alerts TCSRegionsDiverged and TCSVerifyNotRunning read it.
-func writeVerifyMetrics(path string, rep *verifyReport, finished time.Time) error {
+func WriteTextfile(path string, rep *Report, finished time.Time) error {
 	reg := prometheus.NewRegistry()
 	completed := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "tcs_verify_completed",
@@ -45,8 +44,5 @@ func writeVerifyMetrics(path string, rep *verifyReport, finished time.Time) erro
 			findings.WithLabelValues(f.Region).Inc()
 		}
 	}
-	if err := prometheus.WriteToTextfile(path, reg); err != nil {
-		return fmt.Errorf("--metrics-file: %w", err)
-	}
-	return nil
+	return prometheus.WriteToTextfile(path, reg)
 }

@@ -1,11 +1,9 @@
-package main
+package tenantexpr
 
 import (
 	"encoding/json"
 	"strings"
 	"testing"
-
-	"github.com/google/go-cmp/cmp"
 )
 
 const exprDoc = `{"id":"acme","hostnames":["acme.example.com","www.acme.example.com"],"status":"ACTIVE",
@@ -45,12 +43,12 @@ func TestExprEval(t *testing.T) {
 		{`version == 3.0`, true},
 		{`version != "3"`, true}, // no coercion
 	} {
-		e, err := parseExpr(tc.expr)
+		e, err := Parse(tc.expr)
 		if err != nil {
 			t.Errorf("parse %s: %v", tc.expr, err)
 			continue
 		}
-		got, err := matches(e, doc)
+		got, err := e.Match(doc)
 		if err != nil || got != tc.want {
 			t.Errorf("%s = %v, %v; want %v", tc.expr, got, err, tc.want)
 		}
@@ -74,7 +72,7 @@ func TestExprErrors(t *testing.T) {
 		{strings.Repeat("!", 100) + `(status == "x")`, "nests too deeply"},
 		{strings.Repeat("a", 5000), "longer than"},
 	} {
-		_, err := parseExpr(tc.expr)
+		_, err := Parse(tc.expr)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("parse %.40s: %v, want error containing %q", tc.expr, err, tc.want)
 		}
@@ -87,29 +85,29 @@ func TestExprErrors(t *testing.T) {
 		{`!region`, "not true or false"},
 		{`version contains "x"`, "cannot contain"},
 	} {
-		e, err := parseExpr(tc.expr)
+		e, err := Parse(tc.expr)
 		if err != nil {
 			t.Fatalf("parse %s: %v", tc.expr, err)
 		}
-		if _, err := matches(e, doc); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := e.Match(doc); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("eval %s: %v, want error containing %q", tc.expr, err, tc.want)
 		}
 	}
 }
 
-func FuzzParseExpr(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	for _, s := range []string{`database.host == "db-7" && status == "ACTIVE"`, `region in ["a", 'b']`, `!(x =~ "a")`, `products.jira.users >= -1.5e3`} {
 		f.Add(s)
 	}
 	var doc map[string]any
 	json.Unmarshal([]byte(exprDoc), &doc)
 	f.Fuzz(func(t *testing.T, s string) {
-		e, err := parseExpr(s)
+		e, err := Parse(s)
 		if err != nil {
 			return
 		}
-		_, _ = matches(e, doc) // must not panic
-		again, err := parseExpr(e.String())
+		_, _ = e.Match(doc) // must not panic
+		again, err := Parse(e.String())
 		if err != nil {
 			t.Fatalf("%q parses, but its String() %q does not: %v", s, e.String(), err)
 		}
@@ -119,59 +117,26 @@ func FuzzParseExpr(f *testing.F) {
 	})
 }
 
-func TestSetAndPatch(t *testing.T) {
+// TestCheckPath: a path must name part of a tenant document.
+func TestCheckPath(t *testing.T) {
 	t.Parallel()
-	var as []assignment
-	for _, s := range []string{"database.host=db-9", "database.port=6432", `labels.n="5432"`, "labels.old=null", `hostnames=["a.example.com"]`, "products.jira.users=30"} {
-		a, err := parseSet(s)
-		if err != nil {
-			t.Fatalf("%s: %v", s, err)
+	for _, tc := range []struct {
+		path string
+		want string // "" for accepted
+	}{
+		{"status", ""},
+		{"database.host", ""},
+		{"labels.anything", ""},
+		{"products.jira.users", ""},
+		{"hostnames.0", ""},
+		{"statuss", `unknown field "statuss"`},
+		{"database.hots", `database has no field "hots"`},
+		{"database.host.x", `database.host has no field "x"`},
+		{"version.x", `version has no field "x"`},
+	} {
+		err := CheckPath(strings.Split(tc.path, "."))
+		if (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("CheckPath(%s) = %v, want %q", tc.path, err, tc.want)
 		}
-		as = append(as, a)
-	}
-	patch, err := buildPatch(as)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := mergePatch{
-		"database":  map[string]any{"host": "db-9", "port": float64(6432)},
-		"labels":    map[string]any{"n": "5432", "old": nil},
-		"hostnames": []any{"a.example.com"},
-		"products":  map[string]any{"jira": map[string]any{"users": float64(30)}},
-	}
-	if diff := cmp.Diff(want, patch); diff != "" {
-		t.Errorf("patch (-want +got):\n%s", diff)
-	}
-	before := map[string]any{"id": "x", "version": float64(2), "labels": map[string]any{"old": "1", "keep": "k"},
-		"database": map[string]any{"host": "db-7", "port": float64(5432), "name": "x"}, "hostnames": []any{"x.example.com"}}
-	after := applyPatch(before, map[string]any(patch)).(map[string]any)
-	got := diffDocs(before, after)
-	wantDiff := []change{
-		{"database.host", "db-7", "db-9"}, {"database.port", float64(5432), float64(6432)},
-		{"hostnames", []any{"x.example.com"}, []any{"a.example.com"}},
-		{"labels.n", nil, "5432"}, {"labels.old", "1", nil},
-		{"products.jira.users", nil, float64(30)},
-	}
-	if diff := cmp.Diff(wantDiff, got); diff != "" {
-		t.Errorf("diff (-want +got):\n%s", diff)
-	}
-	if before["labels"].(map[string]any)["old"] != "1" {
-		t.Error("applyPatch changed its input")
-	}
-	if diff := cmp.Diff([]string{"a.example.com", "x.example.com"}, affectedHostnames(before, after)); diff != "" {
-		t.Errorf("hostnames affected (-want +got):\n%s", diff)
-	}
-	for _, bad := range []string{"id=x", "version=3", "updated_by=me", "nonsense", "database.hots=x", "hostnames.0=a.example.com", "=x"} {
-		if _, err := parseSet(bad); err == nil {
-			t.Errorf("--set %s accepted", bad)
-		}
-	}
-	a1, _ := parseSet("labels={}")
-	a2, _ := parseSet("labels.x=1")
-	if _, err := buildPatch([]assignment{a1, a2}); err == nil {
-		t.Error("overlapping --set accepted")
-	}
-	if _, err := buildPatch([]assignment{a2, a1}); err == nil {
-		t.Error("overlapping --set accepted (other order)")
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package jobrun
 
 import (
 	"io"
@@ -10,10 +10,10 @@ import (
 	"golang.org/x/term"
 )
 
-// progress shows a bar with count, rate and ETA on a terminal, and nothing
+// Progress shows a bar with count, rate and ETA on a terminal, and nothing
 // when stderr is not one (scripts, CI, tests). Its methods are safe for
-// concurrent use; a nil *progress shows nothing.
-type progress struct {
+// concurrent use; a nil *Progress shows nothing.
+type Progress struct {
 	mu  sync.Mutex
 	bar *progressbar.ProgressBar
 }
@@ -24,9 +24,9 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-// newProgress starts a bar of total items (-1: unknown, a spinner with the
+// NewProgress starts a bar of total items (-1: unknown, a spinner with the
 // rate) labelled what, or returns nil when w is not a terminal.
-func newProgress(w io.Writer, what string, total int64, unit string) *progress {
+func NewProgress(w io.Writer, what string, total int64, unit string) *Progress {
 	if !isTerminal(w) {
 		return nil
 	}
@@ -42,10 +42,11 @@ func newProgress(w io.Writer, what string, total int64, unit string) *progress {
 		progressbar.OptionSetWidth(30),
 		progressbar.OptionClearOnFinish(),
 	)
-	return &progress{bar: bar}
+	return &Progress{bar: bar}
 }
 
-func (p *progress) add(n int) {
+// Add counts n more items done.
+func (p *Progress) Add(n int) {
 	if p == nil {
 		return
 	}
@@ -54,8 +55,8 @@ func (p *progress) add(n int) {
 	_ = p.bar.Add(n)
 }
 
-// stop removes the bar from the terminal.
-func (p *progress) stop() {
+// Stop removes the bar from the terminal.
+func (p *Progress) Stop() {
 	if p == nil {
 		return
 	}

@@ -1,4 +1,4 @@
-package main
+package jobrun
 
 import (
 	"crypto/sha256"
@@ -14,10 +14,10 @@ import (
 	"github.com/tcs-dev/tcs/internal/safefile"
 )
 
-// checkpointVersion is the format of checkpoint files described below.
-const checkpointVersion = 1
+// Version is the format of checkpoint files described by State.
+const Version = 1
 
-// checkpointState is what a checkpoint file holds (JSON):
+// State is what a checkpoint file holds (JSON):
 //
 //	{
 //	  "version": 1,                  // format
@@ -39,7 +39,7 @@ const checkpointVersion = 1
 // resuming may redo a few batches (every command's writes are idempotent:
 // a resync re-emits, a transform re-evaluates its condition, a backfill
 // skips a tenant that already exists with the same document).
-type checkpointState struct {
+type State struct {
 	Version   int       `json:"version"`
 	Command   string    `json:"command"`
 	Key       string    `json:"key"`
@@ -49,16 +49,18 @@ type checkpointState struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-// checkpoint is a checkpoint file. A nil *checkpoint records nothing.
-type checkpoint struct {
+// Checkpoint is a checkpoint file. A nil *Checkpoint records nothing and
+// resumes nothing. Its methods are not safe for concurrent use (a Runner
+// calls them under its lock).
+type Checkpoint struct {
 	path  string
-	state checkpointState
+	state State
 	saved time.Time
 }
 
-// workKey identifies a piece of work, so that a checkpoint is resumed only
+// WorkKey identifies a piece of work, so that a checkpoint is resumed only
 // by the same work.
-func workKey(parts ...string) string {
+func WorkKey(parts ...string) string {
 	h := sha256.New()
 	for _, p := range parts {
 		fmt.Fprintf(h, "%d:%s\n", len(p), p)
@@ -66,9 +68,9 @@ func workKey(parts ...string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// defaultCheckpointPath is under dir (TCS_CHECKPOINT_DIR), else the
-// user's cache directory, else ./.tcsctl, named by command and work key.
-func defaultCheckpointPath(dir, command, key string) string {
+// DefaultPath is the checkpoint file of command's work key under dir, or,
+// if dir is "", under the user's cache directory's tcsctl/, else ./.tcsctl.
+func DefaultPath(dir, command, key string) string {
 	if dir == "" {
 		if cache, err := os.UserCacheDir(); err == nil && cache != "" {
 			dir = filepath.Join(cache, "tcsctl")
@@ -79,18 +81,19 @@ func defaultCheckpointPath(dir, command, key string) string {
 	return filepath.Join(dir, command+"-"+key[:16]+".json")
 }
 
-// openCheckpoint loads the checkpoint for command and key, or starts a new
-// one. The job's --checkpoint is the path: "" for the default path, "off"
-// for none (a nil checkpoint); --restart discards a saved one.
-func openCheckpoint(job jobFlags, command, key string) (*checkpoint, error) {
-	if job.checkpoint == "off" {
-		return nil, nil
-	}
-	path, restart := job.checkpoint, job.restart
-	if path == "" {
-		path = defaultCheckpointPath(job.checkpointDir, command, key)
-	}
-	c := &checkpoint{path: path, state: checkpointState{Version: checkpointVersion, Command: command, Key: key}}
+// ErrNotCheckpoint and ErrOtherWork are the reasons Open refuses a file
+// (test them with errors.Is): one it cannot read as a checkpoint, and one
+// that records other work.
+var (
+	ErrNotCheckpoint = errors.New("not a tcsctl checkpoint")
+	ErrOtherWork     = errors.New("belongs to other work")
+)
+
+// Open loads the checkpoint at path for command and its work key, or starts
+// a new one if there is none (or restart is set: the saved one is then
+// replaced at the first save).
+func Open(path, command, key string, restart bool) (*Checkpoint, error) {
+	c := &Checkpoint{path: path, state: State{Version: Version, Command: command, Key: key}}
 	raw, err := safefile.ReadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -100,36 +103,54 @@ func openCheckpoint(job jobFlags, command, key string) (*checkpoint, error) {
 	case restart:
 		return c, nil
 	}
-	var st checkpointState
+	var st State
 	if err := json.Unmarshal(raw, &st); err != nil {
-		return nil, fmt.Errorf("checkpoint %s: not a tcsctl checkpoint (%v); remove it or pass --restart", path, err)
+		return nil, fmt.Errorf("checkpoint %s: %w (%v)", path, ErrNotCheckpoint, err)
 	}
-	if st.Version != checkpointVersion || st.Command != command || st.Key != key {
-		return nil, fmt.Errorf("checkpoint %s belongs to other work (%s, key %.12s…): remove it, pass --restart, or choose another --checkpoint", path, st.Command, st.Key)
+	if st.Version != Version || st.Command != command || st.Key != key {
+		return nil, fmt.Errorf("checkpoint %s %w (%s, key %.12s…)", path, ErrOtherWork, st.Command, st.Key)
 	}
 	c.state = st
 	return c, nil
 }
 
-// resuming reports whether the checkpoint continues earlier work.
-func (c *checkpoint) resuming() bool { return c != nil && (c.state.Token != "" || c.state.Done > 0) }
+// Path is the checkpoint's file ("" for a nil Checkpoint).
+func (c *Checkpoint) Path() string {
+	if c == nil {
+		return ""
+	}
+	return c.path
+}
 
-func (c *checkpoint) token() string {
+// Resuming reports whether the checkpoint continues earlier work.
+func (c *Checkpoint) Resuming() bool { return c != nil && (c.state.Token != "" || c.state.Done > 0) }
+
+// Token is where to continue ("" from the start).
+func (c *Checkpoint) Token() string {
 	if c == nil {
 		return ""
 	}
 	return c.state.Token
 }
 
-func (c *checkpoint) done() int64 {
+// Done is how many items were done before Token.
+func (c *Checkpoint) Done() int64 {
 	if c == nil {
 		return 0
 	}
 	return c.state.Done
 }
 
-// save records progress, at most every 200 ms unless force.
-func (c *checkpoint) save(token string, offset, done int64, force bool) error {
+// Offset is the byte offset saved with Token (an export's output).
+func (c *Checkpoint) Offset() int64 {
+	if c == nil {
+		return 0
+	}
+	return c.state.Offset
+}
+
+// Save records progress, at most every 200 ms unless force.
+func (c *Checkpoint) Save(token string, offset, done int64, force bool) error {
 	if c == nil {
 		return nil
 	}
@@ -152,8 +173,8 @@ func (c *checkpoint) save(token string, offset, done int64, force bool) error {
 	return nil
 }
 
-// remove deletes the checkpoint of finished work.
-func (c *checkpoint) remove() error {
+// Remove deletes the checkpoint of finished work.
+func (c *Checkpoint) Remove() error {
 	if c == nil {
 		return nil
 	}

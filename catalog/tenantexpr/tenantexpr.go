@@ -1,18 +1,16 @@
-package main
-
-import (
-	"encoding/json"
-	"errors"
-	"fmt"
-	"reflect"
-	"regexp"
-	"strconv"
-	"strings"
-	"unicode"
-)
-
-// The --where language of transform: a small, side-effect-free boolean
-// expression over a tenant's JSON document.
+// Package tenantexpr is a small, side-effect-free boolean expression
+// language over a tenant's JSON document: the --where of tcsctl transform.
+//
+// It is ours rather than CEL (cel-go) on purpose: its paths are checked
+// against the tenant's fields when parsed (a typo is an error, not a
+// condition that matches nothing), it reads the document exactly as the
+// catalog's API shows it, it cannot loop and its regular expressions are
+// RE2, and it costs no dependency (cel-go brings ANTLR and protobuf
+// descriptors for a language far larger than a filter needs). Its syntax is
+// what tcsctl users already write; changing language would break their
+// scripts.
+//
+// The grammar:
 //
 //	expr    = or
 //	or      = and { "||" and }
@@ -37,15 +35,30 @@ import (
 // tests that a list has an element, an object a key, or a string a
 // substring. && || ! need booleans. Evaluation reads nothing but the
 // document and cannot loop.
-type expr interface {
+package tenantexpr
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode"
+)
+
+// node is a parsed expression or part of one.
+type node interface {
 	eval(doc map[string]any) (any, error)
 	String() string
 }
 
-// maxExprLen and maxExprDepth bound what parse accepts.
+// MaxLen and MaxDepth bound what Parse accepts: the length of the source
+// in bytes, and how deeply expressions nest.
 const (
-	maxExprLen   = 4096
-	maxExprDepth = 64
+	MaxLen   = 4096
+	MaxDepth = 64
 )
 
 // tenantFields are the top-level names a path may start with; the nested
@@ -56,8 +69,9 @@ var tenantFields = map[string]map[string]bool{
 	"database": {"engine": true, "host": true, "port": true, "name": true, "region": true, "secret_ref": true},
 }
 
-// checkPath rejects a path that cannot name part of a tenant.
-func checkPath(p []string) error {
+// CheckPath rejects a path (a field name, then names beneath it) that
+// cannot name part of a tenant document.
+func CheckPath(p []string) error {
 	sub, ok := tenantFields[p[0]]
 	if !ok {
 		return fmt.Errorf("unknown field %q (fields: database, hostnames, id, labels, products, region, status, updated_at, updated_by, version)", p[0])
@@ -76,10 +90,13 @@ func checkPath(p []string) error {
 	return nil
 }
 
-// parseExpr parses a --where expression.
-func parseExpr(src string) (expr, error) {
-	if len(src) > maxExprLen {
-		return nil, fmt.Errorf("expression is longer than %d bytes", maxExprLen)
+// Expr is a parsed expression. Its methods are safe for concurrent use.
+type Expr struct{ root node }
+
+// Parse parses an expression.
+func Parse(src string) (*Expr, error) {
+	if len(src) > MaxLen {
+		return nil, fmt.Errorf("expression is longer than %d bytes", MaxLen)
 	}
 	toks, err := lex(src)
 	if err != nil {
@@ -93,18 +110,27 @@ func parseExpr(src string) (expr, error) {
 	if t := p.peek(); t.kind != tokEOF {
 		return nil, fmt.Errorf("unexpected %s at offset %d", t, t.pos)
 	}
-	return e, nil
+	return &Expr{e}, nil
 }
 
-// matches evaluates a parsed expression as a condition.
-func matches(e expr, doc map[string]any) (bool, error) {
-	v, err := e.eval(doc)
+// String is the expression in a canonical form that Parse reads back as
+// the same expression.
+func (e *Expr) String() string { return e.root.String() }
+
+// Match evaluates the expression as a condition on doc, a tenant's JSON
+// document decoded into maps (as encoding/json decodes into any). An
+// expression that is not true or false on doc is an error.
+func (e *Expr) Match(doc map[string]any) (bool, error) { return matches(e.root, doc) }
+
+// matches evaluates n as a condition.
+func matches(n node, doc map[string]any) (bool, error) {
+	v, err := n.eval(doc)
 	if err != nil {
 		return false, err
 	}
 	b, ok := v.(bool)
 	if !ok {
-		return false, fmt.Errorf("%s is %s, not true or false", e, describe(v))
+		return false, fmt.Errorf("%s is %s, not true or false", n, describe(v))
 	}
 	return b, nil
 }
@@ -237,8 +263,8 @@ func (p *exprParser) isOp(text string) bool {
 	return (t.kind == tokOp || t.kind == tokName) && t.text == text
 }
 
-func (p *exprParser) or(depth int) (expr, error) {
-	if depth > maxExprDepth {
+func (p *exprParser) or(depth int) (node, error) {
+	if depth > MaxDepth {
 		return nil, errors.New("expression nests too deeply")
 	}
 	l, err := p.and(depth)
@@ -256,7 +282,7 @@ func (p *exprParser) or(depth int) (expr, error) {
 	return l, nil
 }
 
-func (p *exprParser) and(depth int) (expr, error) {
+func (p *exprParser) and(depth int) (node, error) {
 	l, err := p.unary(depth)
 	if err != nil {
 		return nil, err
@@ -272,8 +298,8 @@ func (p *exprParser) and(depth int) (expr, error) {
 	return l, nil
 }
 
-func (p *exprParser) unary(depth int) (expr, error) {
-	if depth > maxExprDepth {
+func (p *exprParser) unary(depth int) (node, error) {
+	if depth > MaxDepth {
 		return nil, errors.New("expression nests too deeply")
 	}
 	if p.isOp("!") {
@@ -289,7 +315,7 @@ func (p *exprParser) unary(depth int) (expr, error) {
 
 var compareOps = []string{"==", "!=", "<", "<=", ">", ">=", "=~", "!~", "in", "contains"}
 
-func (p *exprParser) compare(depth int) (expr, error) {
+func (p *exprParser) compare(depth int) (node, error) {
 	l, err := p.operand(depth)
 	if err != nil {
 		return nil, err
@@ -327,7 +353,7 @@ func (p *exprParser) compare(depth int) (expr, error) {
 	return l, nil
 }
 
-func (p *exprParser) operand(depth int) (expr, error) {
+func (p *exprParser) operand(depth int) (node, error) {
 	t := p.next()
 	switch t.kind {
 	case tokString:
@@ -351,7 +377,7 @@ func (p *exprParser) operand(depth int) (expr, error) {
 				return nil, fmt.Errorf("bad path %q at offset %d", t.text, t.pos)
 			}
 		}
-		if err := checkPath(parts); err != nil {
+		if err := CheckPath(parts); err != nil {
 			return nil, fmt.Errorf("path %q at offset %d: %v", t.text, t.pos, err)
 		}
 		return &path{parts: parts}, nil
@@ -468,12 +494,12 @@ func lookupPath(v any, parts []string) any {
 	return v
 }
 
-type group struct{ e expr }
+type group struct{ e node }
 
 func (g *group) eval(doc map[string]any) (any, error) { return g.e.eval(doc) }
 func (g *group) String() string                       { return "(" + g.e.String() + ")" }
 
-type not struct{ e expr }
+type not struct{ e node }
 
 func (n *not) String() string { return "!" + n.e.String() }
 func (n *not) eval(doc map[string]any) (any, error) {
@@ -483,7 +509,7 @@ func (n *not) eval(doc map[string]any) (any, error) {
 
 type logical struct {
 	op   string
-	l, r expr
+	l, r node
 }
 
 func (l *logical) String() string { return l.l.String() + " " + l.op + " " + l.r.String() }
@@ -500,7 +526,7 @@ func (l *logical) eval(doc map[string]any) (any, error) {
 
 type comparison struct {
 	op   string
-	l, r expr
+	l, r node
 	re   *regexp.Regexp
 }
 
