@@ -448,6 +448,9 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // headers than allowed is refused with 431, without the server holding
 // goroutines for them afterwards.
 func TestSlowClients(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: trickles requests past the server's read timeouts (about 6 s)")
+	}
 	t.Parallel()
 	h := newHarness(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -31,7 +31,8 @@ func main() { cmdutil.Main("streamer", run) }
 
 const usage = `usage: streamer publish [flags]          outbox → stream
        streamer apply --region R [flags]  stream → region R's replica
-Run "streamer publish -h" or "streamer apply -h" for flags.`
+       streamer reconcile --regions R,… [flags]  compare the regions with the catalog, resync drift
+Run "streamer publish -h", "streamer apply -h" or "streamer reconcile -h" for flags.`
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	return runWithReady(ctx, args, getenv, stdout, stderr, nil)
@@ -48,6 +49,9 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if cmd == "--version" || cmd == "-version" || cmd == "version" {
 		fmt.Fprintln(stdout, buildinfo.Get().String("streamer"))
 		return nil
+	}
+	if cmd == "reconcile" {
+		return runReconcile(ctx, args, getenv, stdout, stderr, ready)
 	}
 	fs := flag.NewFlagSet("streamer "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)

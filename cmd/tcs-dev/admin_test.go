@@ -47,10 +47,15 @@ func TestAdminSurface(t *testing.T) {
 	if want := (catalog.ResyncResult{Resynced: []catalog.ResyncedTenant{{ID: "acme", Version: 1}}, NotFound: []string{"ghost"}}); err != nil || !cmp.Equal(res, want) {
 		t.Fatalf("resync: %+v, %v; want %+v", res, err, want)
 	}
-	testwait.Until(t, 15*time.Second, 20*time.Millisecond, "the resync to reach eu-west-1 only", func() (bool, string) {
+	// The stream orders events per tenant only: the resync can reach a
+	// region before another tenant's seed does, so wait for the seeds too
+	// (the replica scans below count them).
+	testwait.Until(t, 15*time.Second, 20*time.Millisecond, "the seeds everywhere and the resync in eu-west-1 only", func() (bool, string) {
 		_, _, metrics := s.rest(t, "GET", "/metrics", rdr, "")
 		return strings.Contains(metrics, `tcs_apply_events_total{component="apply",outcome="other_region",region="us-east-1"} 1`) &&
 				strings.Contains(metrics, `tcs_apply_events_total{component="apply",outcome="other_region",region="ap-southeast-2"} 1`) &&
+				strings.Contains(metrics, `tcs_apply_events_total{component="apply",outcome="applied",region="us-east-1"} 3`) &&
+				strings.Contains(metrics, `tcs_apply_events_total{component="apply",outcome="applied",region="ap-southeast-2"} 3`) &&
 				strings.Contains(metrics, `tcs_apply_events_total{component="apply",outcome="applied",region="eu-west-1"} 4`),
 			"apply metrics:\n" + grepLines(metrics, "tcs_apply_events_total")
 	})

@@ -32,6 +32,7 @@ import (
 	"github.com/tcs-dev/tcs/cmd/internal/lookupflags"
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/streamer"
+	"github.com/tcs-dev/tcs/streamer/reconcile"
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/fanout"
 	"github.com/tcs-dev/tcs/tcs/lookup"
@@ -83,8 +84,19 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	sec := cmdutil.RegisterSecurity(fs, getenv, auth.Roles...)
 	reflect := fs.Bool("reflection", false, "serve gRPC server reflection on the lookup servers (grpcurl without .proto files)")
 	limits := lookupflags.Register(fs)
+	var envErrs []error
+	reconcileInterval := fs.Duration("reconcile-interval", cmdutil.EnvDuration(getenv, "TCS_RECONCILE_INTERVAL", reconcile.DefaultInterval, &envErrs),
+		"time between two comparisons of every region with the source of truth by the reconciler, which resyncs what drifted (as `streamer reconcile` does) (env TCS_RECONCILE_INTERVAL); 0: no reconciler")
+	reconcileSettle := fs.Duration("reconcile-settle", cmdutil.EnvDuration(getenv, "TCS_RECONCILE_SETTLE", reconcile.DefaultSettle, &envErrs),
+		"how long a difference must last before the reconciler judges it drift (env TCS_RECONCILE_SETTLE)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if err := errors.Join(envErrs...); err != nil {
+		return err
+	}
+	if *reconcileInterval < 0 || *reconcileSettle <= 0 {
+		return fmt.Errorf("--reconcile-interval %v, --reconcile-settle %v: want 0 (no reconciler) or more, and more than 0", *reconcileInterval, *reconcileSettle)
 	}
 	if obs.PrintVersion("tcs-dev", stdout) {
 		return nil
@@ -216,6 +228,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	// The metrics port is ready when the catalog's store answers and every
 	// lookup server is ready; alive unless a lookup server is wedged.
 	liveProbes, readyProbes := map[string]cmdutil.Probe{}, map[string]cmdutil.Probe{"catalog": api.Ready}
+	var scanners []reconcile.Region
 	for i, r := range regions {
 		rep, err := be.OpenReplica(ctx, r.region)
 		if err != nil {
@@ -262,6 +275,27 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 		ln := regionLns[i]
 		g.Go(func() error { return srv.Serve(gctx, ln, so) })
 		ep.Regions[r.region] = ln.Addr().String()
+		if sc, ok := rep.(tcs.Scanner); ok {
+			scanners = append(scanners, reconcile.Region{Name: r.region, Scanner: sc})
+		}
+	}
+	if *reconcileInterval > 0 {
+		recStream := stream
+		if be.IsAWS() {
+			// Its consumer group's leases live in the first region's lease table.
+			s, err := be.OpenStream(ctx, backend.StreamOptions{Region: regions[0].region, Owner: "tcs-dev-reconcile", Logger: log.With("component", "stream"), Registerer: component("reconcile")})
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			recStream = s
+		}
+		rec, err := reconcile.New(reconcile.Config{Source: store, Stream: recStream, Regions: scanners, Interval: *reconcileInterval, Settle: *reconcileSettle,
+			Logger: log.With("component", "reconcile"), Registerer: component("reconcile")})
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return rec.Run(gctx) })
 	}
 	listeners = nil // the servers own them now
 	serveMetrics, metricsBound, err := obs.ListenMetrics(cmdutil.ObsHandler(reg, cmdutil.AllOf(liveProbes), cmdutil.AllOf(readyProbes), log), log)

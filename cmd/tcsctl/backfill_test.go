@@ -54,7 +54,7 @@ func TestBackfillAbort(t *testing.T) {
 	s.create(t, `{"id":"old","hostnames":["taken.example.com"]}`)
 	path, want := badFile(t)
 	before := storeState(t, s)
-	out := s.mustTcsctl(t, 1, "backfill", "--from", path)
+	out := s.mustTcsctl(t, 1, "backfill", "--yes", "--from", path)
 	for _, w := range want {
 		if !strings.Contains(out, w) {
 			t.Errorf("output lacks %q:\n%s", w, out)
@@ -70,7 +70,7 @@ func TestBackfillAbort(t *testing.T) {
 	// Only the catalog knows taken.example.com is taken: checked before
 	// anything is written.
 	path = writeFile(t, sampleTenant("new-1", 1), `{"id":"new-8","hostnames":["taken.example.com"]}`)
-	out = s.mustTcsctl(t, 1, "backfill", "--from", path, "--on-error", "abort")
+	out = s.mustTcsctl(t, 1, "backfill", "--yes", "--from", path, "--on-error", "abort")
 	if !strings.Contains(out, "line 2 (tenant new-8): hostname taken.example.com is held by tenant old") {
 		t.Errorf("preflight:\n%s", out)
 	}
@@ -83,7 +83,7 @@ func TestBackfillAbort(t *testing.T) {
 	}
 
 	path = writeFile(t, sampleTenant("new-1", 1), sampleTenant("new-2", 2))
-	out = s.mustTcsctl(t, 0, "backfill", "--from", path)
+	out = s.mustTcsctl(t, 0, "backfill", "--yes", "--from", path)
 	if !strings.Contains(out, "created 2 tenant(s), 0 already present, 0 line(s) rejected") {
 		t.Errorf("good file:\n%s", out)
 	}
@@ -96,7 +96,7 @@ func TestBackfillSkip(t *testing.T) {
 	s := startSystem(t, sysOptions{})
 	s.create(t, `{"id":"old","hostnames":["taken.example.com"]}`)
 	path, want := badFile(t)
-	out := s.mustTcsctl(t, 1, "backfill", "--from", path, "--on-error", "skip")
+	out := s.mustTcsctl(t, 1, "backfill", "--yes", "--from", path, "--on-error", "skip")
 	for _, w := range append(want, "line 8 (tenant new-8): 409", "created 3 tenant(s), 0 already present, 7 line(s) rejected") {
 		if !strings.Contains(out, w) {
 			t.Errorf("output lacks %q:\n%s", w, out)
@@ -112,7 +112,7 @@ func TestBackfillSkip(t *testing.T) {
 	if d := s.get(t, "new-10"); d.Version != 1 {
 		t.Errorf("new-10 took the file's version: %d", d.Version)
 	}
-	out = s.mustTcsctl(t, 1, "backfill", "--from", path, "--on-error", "skip")
+	out = s.mustTcsctl(t, 1, "backfill", "--yes", "--from", path, "--on-error", "skip")
 	if !strings.Contains(out, "created 0 tenant(s), 3 already present, 7 line(s) rejected") {
 		t.Errorf("second run:\n%s", out)
 	}
@@ -192,7 +192,7 @@ func TestExportResumeAndBackfill(t *testing.T) {
 	}
 
 	other := startSystem(t, sysOptions{})
-	out = other.mustTcsctl(t, 0, "backfill", "--from", file)
+	out = other.mustTcsctl(t, 0, "backfill", "--yes", "--from", file)
 	if !strings.Contains(out, fmt.Sprintf("created %d tenant(s)", n-1)) {
 		t.Errorf("backfill of the export:\n%s", out)
 	}

@@ -164,7 +164,7 @@ func BenchmarkResyncAll(b *testing.B) {
 	for i := range b.N {
 		start := time.Now()
 		stopTrace := s.trace(b, start)
-		code, out, errOut := s.tcsctl(b, context.Background(), "resync", "--all", "--checkpoint", "off")
+		code, out, errOut := s.tcsctl(b, context.Background(), "resync", "--yes", "--all", "--checkpoint", "off")
 		if code != 0 {
 			b.Fatalf("resync --all: exit %d\n%s\n%s", code, out, errOut)
 		}

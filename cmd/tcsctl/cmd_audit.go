@@ -4,8 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"slices"
+	"strconv"
 	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
 
 	"golang.org/x/sync/errgroup"
 
@@ -51,30 +56,54 @@ func chainName(chain string) string {
 	return "tenant " + chain
 }
 
-func runAudit(ctx context.Context, e *env, args []string) error {
-	if len(args) > 0 && args[0] == "verify" {
-		return runAuditVerify(ctx, e, args[1:])
+func newAuditCmd(e *env) *cobra.Command {
+	cmd := auditListCmd(e, "audit")
+	cmd.Use = "audit [list] (--tenant ID | --resync) [--limit N] [-o jsonl|json|yaml|table]"
+	cmd.Short = "list audit records, or verify their hash chains (audit verify)"
+	cmd.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usagef("unknown command %q: want list or verify%s", args[0], suggest(cmd, args[0]))
+		}
+		return nil
 	}
-	if len(args) > 0 && args[0] == "list" {
-		args = args[1:]
+	cmd.AddCommand(auditListCmd(e, "list"), newAuditVerifyCmd(e))
+	return cmd
+}
+
+// auditListCmd is `audit list` (and `audit` alone).
+func auditListCmd(e *env, name string) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   name + " (--tenant ID | --resync) [--limit N] [-o jsonl|json|yaml|table]",
+		Short: "list a tenant's audit records, or those of resync, newest first",
+		Long:  "audit list prints a tenant's audit records (--tenant) or those of resync and resync-all (--resync), newest first; -o jsonl (the default) prints one JSON object a line exactly as the catalog serves them.",
+		Args:  noArgs,
 	}
-	fs := newFlagSet(e, "audit", "[list] (--tenant ID | --resync) [--limit N]  |  tcsctl audit verify (--tenant ID… | --resync | --all)")
+	fs := cmd.Flags()
 	var conn connFlags
 	conn.register(fs, e.getenv)
 	id := fs.String("tenant", "", "list this tenant's audit records")
 	resync := fs.Bool("resync", false, "list the records of resync and resync-all")
 	limit := fs.Int("limit", 0, "at most this many records, newest first (0: all)")
-	if _, err := parse(fs, args, 0); err != nil {
+	out := addOutput(fs, "jsonl", "json", "yaml", "table")
+	out.complete(cmd)
+	cmd.RunE = e.action(func(ctx context.Context, _ []string) error {
+		return runAuditList(ctx, e, &conn, *id, *resync, *limit, out)
+	})
+	return cmd
+}
+
+func runAuditList(ctx context.Context, e *env, conn *connFlags, id string, resync bool, limit int, out *outputFlag) error {
+	if err := out.check(); err != nil {
 		return err
 	}
-	if (*id == "") == !*resync {
-		return fmt.Errorf("give --tenant ID or --resync")
+	if (id == "") == !resync {
+		return usagef("give --tenant ID or --resync")
 	}
-	if *limit < 0 {
-		return fmt.Errorf("--limit must not be negative")
+	if limit < 0 {
+		return usagef("--limit must not be negative")
 	}
-	chain := *id
-	if *resync {
+	chain := id
+	if resync {
 		chain = catalog.AdminAuditID
 	}
 	c, err := conn.client(e)
@@ -82,111 +111,149 @@ func runAudit(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer c.Close()
-	// Records are printed newest first, one JSON object a line, exactly as
-	// the catalog served them.
+	// Records are printed newest first; -o jsonl prints one JSON object a
+	// line, exactly as the catalog served them, as they come.
+	var all []catalog.AuditRecord
 	token, n := "", 0
 	for {
 		size := catalog.MaxPageSize
-		if *limit > 0 {
-			size = min(size, *limit-n)
+		if limit > 0 {
+			size = min(size, limit-n)
 		}
 		p, err := history(ctx, c.catalog, chain, token, size)
 		if err != nil {
 			return err
 		}
 		for _, r := range p.Records {
+			n++
+			if out.format != "jsonl" {
+				all = append(all, r)
+				continue
+			}
 			line, err := json.Marshal(r)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(e.stdout, "%s\n", line)
-			n++
 		}
-		if p.NextPageToken == "" || (*limit > 0 && n >= *limit) {
-			return nil
+		if p.NextPageToken == "" || (limit > 0 && n >= limit) {
+			break
 		}
 		token = p.NextPageToken
 	}
+	if out.format == "jsonl" {
+		return nil
+	}
+	if all == nil {
+		all = []catalog.AuditRecord{}
+	}
+	return out.print(e.stdout, all, func(w io.Writer) error { return auditTable(w, all) })
 }
 
-func runAuditVerify(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "audit verify", "(--tenant ID… | --resync | --all) [--json]")
+// auditTable writes audit records as a table.
+func auditTable(w io.Writer, recs []catalog.AuditRecord) error {
+	rows := make([][]string, 0, len(recs))
+	for _, r := range recs {
+		status := ""
+		if r.After != nil {
+			status = string(r.After.Status)
+		}
+		rows = append(rows, []string{r.TenantID, strconv.FormatInt(r.Version, 10), string(r.Action), r.Actor, r.At.UTC().Format(time.RFC3339), status})
+	}
+	return table(w, []string{"TENANT", "VERSION", "ACTION", "ACTOR", "AT", "STATUS"}, rows)
+}
+
+func newAuditVerifyCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "verify (--tenant ID… | --resync | --all) [-o text|json|yaml]",
+		Short: "verify audit hash chains through the catalog API (exit 1 on a problem)",
+		Args:  noArgs,
+	}
+	fs := cmd.Flags()
 	var conn connFlags
 	conn.register(fs, e.getenv)
 	var ids stringList
 	fs.Var(&ids, "tenant", "verify this tenant's audit chain (repeatable, or comma-separated)")
 	resync := fs.Bool("resync", false, "verify the chain of resync and resync-all records")
 	all := fs.Bool("all", false, "verify every tenant's chain (tombstones included) and the resync chain")
-	asJSON := fs.Bool("json", false, "print one JSON report per chain instead of text")
+	asJSON := fs.Bool("json", false, "print one JSON report per chain instead of text (as -o json)")
 	workers := fs.Int("workers", 8, "chains verified at once")
-	if _, err := parse(fs, args, 0); err != nil {
-		return err
-	}
-	switch {
-	case *all && (len(ids) > 0 || *resync):
-		return fmt.Errorf("--all verifies every chain: give it alone")
-	case !*all && len(ids) == 0 && !*resync:
-		return fmt.Errorf("give --tenant ID, --resync or --all")
-	case *workers < 1:
-		return fmt.Errorf("--workers must be at least 1")
-	}
-	c, err := conn.client(e)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
+	out := addOutput(fs, "text", "json", "yaml")
+	out.complete(cmd)
+	cmd.RunE = e.action(func(ctx context.Context, _ []string) error {
+		if err := out.check(); err != nil {
+			return err
+		}
+		if *asJSON {
+			out.format = "json"
+		}
+		switch {
+		case *all && (len(ids) > 0 || *resync):
+			return usagef("--all verifies every chain: give it alone")
+		case !*all && len(ids) == 0 && !*resync:
+			return usagef("give --tenant ID, --resync or --all")
+		case *workers < 1:
+			return usagef("--workers must be at least 1")
+		}
+		c, err := conn.client(e)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
 
-	v := &auditVerifier{e: e, cat: c.catalog, asJSON: *asJSON}
-	if *resync || *all {
-		if err := v.verify(ctx, catalog.AdminAuditID, 0); err != nil {
-			return err
-		}
-	}
-	for _, id := range ids {
-		if err := v.verify(ctx, id, -1); err != nil {
-			return err
-		}
-	}
-	if *all {
-		token := ""
-		for {
-			var page httpclient.ExportPage
-			err := retry(ctx, 5, func() (err error) {
-				page, err = c.catalog.Export(ctx, token, catalog.MaxExportPageSize)
-				return err
-			})
-			if err != nil {
-				return fmt.Errorf("reading the catalog after page token %q: %w", token, err)
-			}
-			g, gctx := errgroup.WithContext(ctx)
-			g.SetLimit(*workers)
-			for _, it := range page.Items {
-				g.Go(func() error { return v.verify(gctx, it.Tenant.ID, it.Tenant.Version) })
-			}
-			if err := g.Wait(); err != nil {
+		v := &auditVerifier{e: e, cat: c.catalog, format: out.format}
+		if *resync || *all {
+			if err := v.verify(ctx, catalog.AdminAuditID, 0); err != nil {
 				return err
 			}
-			if page.NextPageToken == "" {
-				break
-			}
-			token = page.NextPageToken
 		}
-	}
-	if !v.asJSON {
-		fmt.Fprintf(e.stdout, "verified %d chain(s), %d record(s) (%d written before chaining, not protected): %d problem(s)\n",
-			v.chains, v.records, v.unchained, v.problems)
-	}
-	if v.problems > 0 {
-		return finding("%d problem(s) in %d chain(s): audit records were altered, inserted or deleted", v.problems, v.broken)
-	}
-	return nil
+		for _, id := range ids {
+			if err := v.verify(ctx, id, -1); err != nil {
+				return err
+			}
+		}
+		if *all {
+			token := ""
+			for {
+				var page httpclient.ExportPage
+				err := retry(ctx, 5, func() (err error) {
+					page, err = c.catalog.Export(ctx, token, catalog.MaxExportPageSize)
+					return err
+				})
+				if err != nil {
+					return fmt.Errorf("reading the catalog after page token %q: %w", token, err)
+				}
+				g, gctx := errgroup.WithContext(ctx)
+				g.SetLimit(*workers)
+				for _, it := range page.Items {
+					g.Go(func() error { return v.verify(gctx, it.Tenant.ID, it.Tenant.Version) })
+				}
+				if err := g.Wait(); err != nil {
+					return err
+				}
+				if page.NextPageToken == "" {
+					break
+				}
+				token = page.NextPageToken
+			}
+		}
+		if v.format == "text" {
+			fmt.Fprintf(e.stdout, "verified %d chain(s), %d record(s) (%d written before chaining, not protected): %d problem(s)\n",
+				v.chains, v.records, v.unchained, v.problems)
+		}
+		if v.problems > 0 {
+			return finding("%d problem(s) in %d chain(s): audit records were altered, inserted or deleted", v.problems, v.broken)
+		}
+		return nil
+	})
+	return cmd
 }
 
 // auditVerifier verifies chains and reports them as it goes.
 type auditVerifier struct {
 	e      *env
 	cat    *httpclient.Client
-	asJSON bool
+	format string // text, json (a line per chain) or yaml (a document per chain)
 
 	mu                                           sync.Mutex
 	chains, records, unchained, problems, broken int
@@ -239,13 +306,17 @@ func (v *auditVerifier) verify(ctx context.Context, chain string, latest int64) 
 	if len(rep.Problems) > 0 {
 		v.broken++
 	}
-	if v.asJSON {
+	switch v.format {
+	case "json":
 		line, err := json.Marshal(rep)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(v.e.stdout, "%s\n", line)
 		return nil
+	case "yaml":
+		fmt.Fprintln(v.e.stdout, "---")
+		return printYAML(v.e.stdout, rep)
 	}
 	for _, p := range rep.Problems {
 		fmt.Fprintf(v.e.stdout, "%s: version %d: %s\n", chainName(chain), p.Version, p.Problem)

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/spf13/cobra"
 	"io"
 	"os"
 	"sort"
@@ -30,6 +31,16 @@ type backfillLine struct {
 }
 
 // lineError is a rejected line.
+// backfillReport is what backfill -o json|yaml prints.
+type backfillReport struct {
+	DryRun         bool        `json:"dry_run"`
+	Written        bool        `json:"written"`
+	WouldImport    int         `json:"would_import,omitempty"`
+	Created        int         `json:"created"`
+	AlreadyPresent int         `json:"already_present"`
+	Rejected       []lineError `json:"rejected"`
+}
+
 type lineError struct {
 	Line   int    `json:"line"`
 	ID     string `json:"id,omitempty"`
@@ -160,6 +171,8 @@ type backfiller struct {
 	// another writer after the checks).
 	beforeWrite func(l backfillLine)
 
+	output string // -o: text, json or yaml
+
 	mu       sync.Mutex
 	created  []*tenant.Tenant
 	present  int
@@ -253,8 +266,14 @@ func (b *backfiller) rollback(ctx context.Context) []string {
 
 const backfillBatch = 100
 
-func runBackfill(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "backfill", "--from FILE.jsonl [--on-error skip|abort]")
+func newBackfillCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "backfill --from FILE.jsonl [--on-error abort|skip] [--dry-run] [-o text|json|yaml] [--yes]",
+		Short: "import tenants from a JSON Lines file",
+		Long:  "backfill imports tenants from JSON Lines, one tenant document per line, checking every line first. It asks for a confirmation on a terminal and needs --yes otherwise (not with --dry-run; always with --from -, since stdin is the data). " + exitCodesHelp,
+		Args:  noArgs,
+	}
+	fs := cmd.Flags()
 	var conn connFlags
 	var job jobFlags
 	conn.register(fs, e.getenv)
@@ -262,35 +281,47 @@ func runBackfill(ctx context.Context, e *env, args []string) error {
 	from := fs.String("from", "", "JSON Lines file of tenant documents, one per line (- for stdin); an export's output works as is")
 	onError := fs.String("on-error", "abort", "bad lines: abort (check everything first, write nothing if any line is bad) or skip (write the good ones)")
 	dryRun := fs.Bool("dry-run", false, "check every line, against the catalog too, and write nothing")
-	if _, err := parse(fs, args, 0); err != nil {
-		return err
-	}
-	if *from == "" {
-		return errors.New("--from is required")
-	}
-	if *onError != "skip" && *onError != "abort" {
-		return fmt.Errorf("--on-error %q: want skip or abort", *onError)
-	}
-	var rd io.Reader = e.stdin
-	if *from != "-" {
-		f, err := os.Open(*from)
-		if err != nil {
-			return fmt.Errorf("--from: %w", err)
+	out := addOutput(fs, "text", "json", "yaml")
+	out.complete(cmd)
+	var yes bool
+	confirmFlag(fs, &yes)
+	cmd.RunE = e.action(func(ctx context.Context, _ []string) error {
+		if err := out.check(); err != nil {
+			return err
 		}
-		defer f.Close()
-		rd = f
-	}
-	lines, bad, digest, err := parseBackfill(rd)
-	if err != nil {
-		return fmt.Errorf("--from %s: %w", *from, err)
-	}
-	c, err := conn.client(e)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	b := &backfiller{cat: c.catalog, abort: *onError == "abort", rejected: bad}
-	return b.run(ctx, e, job, jobrun.WorkKey("backfill", conn.catalogURL, *onError, digest), lines, *dryRun)
+		if *from == "" {
+			return usagef("--from is required")
+		}
+		if *onError != "skip" && *onError != "abort" {
+			return usagef("--on-error %q: want skip or abort", *onError)
+		}
+		if !*dryRun {
+			if err := e.confirm(yes, "backfill writes every tenant of "+*from, *from == "-"); err != nil {
+				return err
+			}
+		}
+		var rd io.Reader = e.stdin
+		if *from != "-" {
+			f, err := os.Open(*from)
+			if err != nil {
+				return fmt.Errorf("--from: %w", err)
+			}
+			defer f.Close()
+			rd = f
+		}
+		lines, bad, digest, err := parseBackfill(rd)
+		if err != nil {
+			return fmt.Errorf("--from %s: %w", *from, err)
+		}
+		c, err := conn.client(e)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		b := &backfiller{cat: c.catalog, abort: *onError == "abort", rejected: bad, output: out.format}
+		return b.run(ctx, e, job, jobrun.WorkKey("backfill", conn.catalogURL, *onError, digest), lines, *dryRun)
+	})
+	return cmd
 }
 
 // run checks (abort mode, dry run) and writes lines; b.rejected holds the
@@ -299,6 +330,17 @@ func (b *backfiller) run(ctx context.Context, e *env, job jobFlags, key string, 
 	nbad := len(b.rejected)
 	report := func(written bool) {
 		sort.Slice(b.rejected, func(i, j int) bool { return b.rejected[i].Line < b.rejected[j].Line })
+		if b.output == "json" || b.output == "yaml" {
+			rep := backfillReport{DryRun: dryRun, Written: written, Created: len(b.created), AlreadyPresent: b.present, Rejected: b.rejected}
+			if rep.Rejected == nil {
+				rep.Rejected = []lineError{}
+			}
+			if dryRun {
+				rep.WouldImport = len(lines) - len(b.rejected) + nbad
+			}
+			(&outputFlag{format: b.output}).print(e.stdout, rep, nil)
+			return
+		}
 		for _, r := range b.rejected {
 			id := ""
 			if r.ID != "" {

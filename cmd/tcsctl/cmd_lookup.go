@@ -6,7 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -26,29 +30,43 @@ type lookupAnswer struct {
 	Tenant   *tenant.Tenant `json:"tenant"`
 }
 
-func runLookup(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "lookup", "HOSTNAME [--region R | --addr HOST:PORT]")
+func newLookupCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "lookup HOSTNAME [--region R | --addr HOST:PORT]",
+		Short: "look a hostname up in a region's tcs server (gRPC Lookup)",
+		Args:  exactArgs(1),
+	}
+	fs := cmd.Flags()
 	var conn connFlags
 	conn.register(fs, e.getenv)
 	regionName := fs.String("region", "", "region to ask (default: the first of --regions)")
 	addr := fs.String("addr", "", "tcs gRPC address to ask, instead of a region's")
-	pos, err := parse(fs, args, 1)
-	if err != nil {
+	out := addOutput(fs, "json", "yaml", "table")
+	out.complete(cmd)
+	cmd.RunE = e.action(func(ctx context.Context, pos []string) error {
+		return runLookup(ctx, e, conn, *regionName, *addr, out, pos[0])
+	})
+	return cmd
+}
+
+func runLookup(ctx context.Context, e *env, conn connFlags, regionName, addr string, out *outputFlag, hostname string) error {
+	if err := out.check(); err != nil {
 		return err
 	}
-	if *regionName != "" && *addr != "" {
-		return fmt.Errorf("--region and --addr exclude each other")
+	if regionName != "" && addr != "" {
+		return usagef("--region and --addr exclude each other")
 	}
+	pos := []string{hostname}
 	c, err := conn.client(e)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	target := region{Name: *regionName, Addr: *addr}
-	if *addr == "" {
+	target := region{Name: regionName, Addr: addr}
+	if addr == "" {
 		rs := c.regions[:1]
-		if *regionName != "" {
-			if rs, err = selectRegions(c.regions, []string{*regionName}); err != nil {
+		if regionName != "" {
+			if rs, err = selectRegions(c.regions, []string{regionName}); err != nil {
 				return err
 			}
 		}
@@ -74,16 +92,33 @@ func runLookup(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("lookup %q: %w", pos[0], err)
 	}
-	return printJSON(e.stdout, lookupAnswer{Hostname: pos[0], Region: res.GetRegion(), Addr: target.Addr,
-		Stale: res.GetStale(), Age: res.GetAge().AsDuration().Round(time.Microsecond).String(), Tenant: t})
+	ans := lookupAnswer{Hostname: pos[0], Region: res.GetRegion(), Addr: target.Addr,
+		Stale: res.GetStale(), Age: res.GetAge().AsDuration().Round(time.Microsecond).String(), Tenant: t}
+	return out.print(e.stdout, ans, func(w io.Writer) error {
+		return table(w, []string{"HOSTNAME", "TENANT", "VERSION", "STATUS", "REGION", "STALE", "AGE"},
+			[][]string{{ans.Hostname, t.ID, strconv.FormatInt(t.Version, 10), string(t.Status), ans.Region, strconv.FormatBool(ans.Stale), ans.Age}})
+	})
 }
 
-func runGet(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "get", "TENANT_ID")
+func newGetCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "get TENANT_ID",
+		Short: "read a tenant from the catalog (the source of truth), as JSON by default",
+		Long:  "get prints a tenant as the catalog stores it (JSON by default). tcsctl tenant get is the same with a table by default.",
+		Args:  exactArgs(1),
+	}
 	var conn connFlags
-	conn.register(fs, e.getenv)
-	pos, err := parse(fs, args, 1)
-	if err != nil {
+	conn.register(cmd.Flags(), e.getenv)
+	out := addOutput(cmd.Flags(), "json", "yaml", "table")
+	out.complete(cmd)
+	cmd.RunE = e.action(func(ctx context.Context, pos []string) error {
+		return runGet(ctx, e, &conn, out, pos[0])
+	})
+	return cmd
+}
+
+func runGet(ctx context.Context, e *env, conn *connFlags, out *outputFlag, id string) error {
+	if err := out.check(); err != nil {
 		return err
 	}
 	c, err := conn.client(e)
@@ -93,25 +128,34 @@ func runGet(ctx context.Context, e *env, args []string) error {
 	defer c.Close()
 	rctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	doc, err := c.catalog.GetJSON(rctx, pos[0])
+	doc, err := c.catalog.GetJSON(rctx, id)
 	if httpclient.IsNotFound(err) {
-		return finding("tenant %q: %v", pos[0], err)
+		return finding("tenant %q: %v", id, err)
 	}
 	if err != nil {
-		return fmt.Errorf("get tenant %q: %w", pos[0], err)
+		return fmt.Errorf("get tenant %q: %w", id, err)
 	}
-	var b bytes.Buffer
-	if err := json.Indent(&b, doc, "", "  "); err != nil {
-		return fmt.Errorf("get tenant %q: %w", pos[0], err)
+	switch out.format {
+	case "json":
+		// Exactly the catalog's document, indented.
+		var b bytes.Buffer
+		if err := json.Indent(&b, doc, "", "  "); err != nil {
+			return fmt.Errorf("get tenant %q: %w", id, err)
+		}
+		b.WriteByte('\n')
+		_, err = b.WriteTo(e.stdout)
+		return err
+	case "yaml":
+		y, err := yaml.JSONToYAML(doc)
+		if err != nil {
+			return fmt.Errorf("get tenant %q: %w", id, err)
+		}
+		_, err = e.stdout.Write(y)
+		return err
 	}
-	b.WriteByte('\n')
-	_, err = b.WriteTo(e.stdout)
-	return err
-}
-
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	var t tenant.Tenant
+	if err := json.Unmarshal(doc, &t); err != nil {
+		return fmt.Errorf("get tenant %q: %w", id, err)
+	}
+	return tenantTable(e.stdout, []*tenant.Tenant{&t})
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/internal/jobrun"
 	"github.com/tcs-dev/tcs/tcs/drift"
@@ -22,19 +24,37 @@ type repairReport struct {
 	After        *drift.Report        `json:"after,omitempty"`
 }
 
-func runRepair(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "repair", "[--region R…] [--dry-run] [--wait D] [-o table|json]")
+func newRepairCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "repair [--region R…] [--dry-run] [--wait D] [-o table|json|yaml] [--yes]",
+		Short: "verify, then resync exactly what drifted",
+		Long:  "repair runs verify, then resyncs exactly what drifted, to the regions where it drifted, and verifies again until clean or --wait runs out. It may resync many tenants, so it asks for a confirmation on a terminal and needs --yes otherwise (not with --dry-run). " + exitCodesHelp,
+		Args:  noArgs,
+	}
+	fs := cmd.Flags()
 	var conn connFlags
 	var vf verifyFlags
 	conn.register(fs, e.getenv)
 	vf.register(fs)
+	completeOutput(cmd, "table", "json", "yaml")
 	dryRun := fs.Bool("dry-run", false, "print what would be resynced, and resync nothing")
 	wait := fs.Duration("wait", 30*time.Second, "after resyncing, verify again until clean or this long has passed (0: do not)")
-	if _, err := parse(fs, args, 0); err != nil {
-		return err
-	}
+	var yes bool
+	confirmFlag(fs, &yes)
+	cmd.RunE = e.action(func(ctx context.Context, _ []string) error {
+		return runRepair(ctx, e, conn, vf, *dryRun, *wait, yes)
+	})
+	return cmd
+}
+
+func runRepair(ctx context.Context, e *env, conn connFlags, vf verifyFlags, dryRun bool, wait time.Duration, yes bool) error {
 	if err := vf.check(); err != nil {
 		return err
+	}
+	if !dryRun {
+		if err := e.confirm(yes, "repair resyncs every tenant that drifted", false); err != nil {
+			return err
+		}
 	}
 	c, err := conn.client(e)
 	if err != nil {
@@ -57,15 +77,15 @@ func runRepair(ctx context.Context, e *env, args []string) error {
 		return interrupted(err)
 	}
 	actions, skipped := drift.PlanRepair(before.Findings)
-	rep := &repairReport{Before: before, Actions: actions, Unrepairable: skipped, DryRun: *dryRun}
+	rep := &repairReport{Before: before, Actions: actions, Unrepairable: skipped, DryRun: dryRun}
 	text := vf.output == "table"
 	if text {
 		p.Stop()
 		writeRepairPlan(e.stdout, rep)
 	}
-	if *dryRun || len(actions) == 0 {
+	if dryRun || len(actions) == 0 {
 		p.Stop()
-		return finishRepair(e, rep, text)
+		return finishRepair(e, rep, vf.output)
 	}
 
 	resynced := 0
@@ -92,8 +112,8 @@ func runRepair(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintf(e.stdout, "not in the source of truth any more (not resynced): %s\n", strings.Join(rep.NotFound, ", "))
 		}
 	}
-	if *wait > 0 {
-		deadline := time.Now().Add(*wait)
+	if wait > 0 {
+		deadline := time.Now().Add(wait)
 		for {
 			if err := sleep(ctx, v.Settle); err != nil {
 				return interrupted(err)
@@ -115,14 +135,19 @@ func runRepair(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	p.Stop()
-	return finishRepair(e, rep, text)
+	return finishRepair(e, rep, vf.output)
 }
 
-func finishRepair(e *env, rep *repairReport, text bool) error {
-	if !text {
-		if err := printJSON(e.stdout, rep); err != nil {
-			return err
-		}
+func finishRepair(e *env, rep *repairReport, output string) error {
+	var err error
+	switch output {
+	case "json":
+		err = printJSON(e.stdout, rep)
+	case "yaml":
+		err = printYAML(e.stdout, rep)
+	}
+	if err != nil {
+		return err
 	}
 	switch {
 	case rep.After != nil && !rep.After.Clean:

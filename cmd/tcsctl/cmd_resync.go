@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/spf13/cobra"
 	"io"
 	"os"
 	"regexp"
@@ -19,8 +20,14 @@ import (
 	"github.com/tcs-dev/tcs/internal/jobrun"
 )
 
-func runResync(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "resync", "(--all | --tenant ID… | --file IDS) [--region R…]")
+func newResyncCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "resync (--all | --tenant ID… | --file IDS) [--region R…] [--dry-run] [-o text|json|yaml] [--yes]",
+		Short: "re-emit tenants through the stream so regions re-apply them",
+		Long:  "resync re-emits the current state of tenants through the outbox and the stream; replicas apply it even at an equal version but never roll a newer one back. --all and --file may resync many tenants, so they ask for a confirmation on a terminal and need --yes otherwise (not with --dry-run). " + exitCodesHelp,
+		Args:  noArgs,
+	}
+	fs := cmd.Flags()
 	var conn connFlags
 	var job jobFlags
 	conn.register(fs, e.getenv)
@@ -32,66 +39,99 @@ func runResync(ctx context.Context, e *env, args []string) error {
 	fs.Var(&regionsWanted, "region", "region to resync (repeatable; default: every region)")
 	batchSize := fs.Int("batch", catalog.MaxResyncTenants, "tenants per resync request (at most 1000)")
 	dryRun := fs.Bool("dry-run", false, "print which tenants would be resynced (and which the catalog does not know) and resync nothing")
-	if _, err := parse(fs, args, 0); err != nil {
-		return err
-	}
-	modes := 0
-	for _, set := range []bool{*all, len(ids) > 0, *file != ""} {
-		if set {
-			modes++
-		}
-	}
-	if modes != 1 {
-		return errors.New("give exactly one of --all, --tenant or --file")
-	}
-	if *batchSize < 1 || *batchSize > catalog.MaxResyncTenants {
-		return fmt.Errorf("--batch must be 1 to %d", catalog.MaxResyncTenants)
-	}
-	c, err := conn.client(e)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	rs, err := selectRegions(c.regions, regionsWanted)
-	if err != nil {
-		return err
-	}
-	var targets []string // nil: every region
-	if len(regionsWanted) > 0 {
-		targets = regionNames(rs)
-	}
-	if *file != "" {
-		if ids, err = readIDs(e, *file); err != nil {
+	out := addOutput(fs, "text", "json", "yaml")
+	out.complete(cmd)
+	var yes bool
+	confirmFlag(fs, &yes)
+	cmd.RunE = e.action(func(ctx context.Context, _ []string) error {
+		if err := out.check(); err != nil {
 			return err
 		}
-	}
-	for _, id := range ids {
-		if err := tenant.ValidateID(id); err != nil {
-			return fmt.Errorf("tenant %q: %v", id, err)
+		modes := 0
+		for _, set := range []bool{*all, len(ids) > 0, *file != ""} {
+			if set {
+				modes++
+			}
 		}
-	}
-	where := "every region"
-	if targets != nil {
-		where = strings.Join(targets, ", ")
-	}
-	if *dryRun {
-		return resyncDryRun(ctx, e, c.catalog, *all, ids, where)
-	}
-	r := &resyncer{cat: c.catalog, regions: targets, batch: *batchSize}
-	if job.rate > 0 && float64(r.batch) > job.rate {
-		r.batch = max(1, int(job.rate)) // keep batches within a second's worth
-	}
-	st, err := r.run(ctx, e, conn.catalogURL, job, *all, ids)
-	if st.resynced > 0 || err == nil {
-		fmt.Fprintf(e.stdout, "resynced %d tenant(s) to %s\n", st.resynced, where)
-	}
-	if err != nil {
-		return err
-	}
-	if len(st.notFound) > 0 {
-		return finding("%d tenant(s) not found in the catalog: %s", len(st.notFound), strings.Join(st.notFound, ", "))
-	}
-	return nil
+		if modes != 1 {
+			return usagef("give exactly one of --all, --tenant or --file")
+		}
+		if *batchSize < 1 || *batchSize > catalog.MaxResyncTenants {
+			return usagef("--batch must be 1 to %d", catalog.MaxResyncTenants)
+		}
+		if !*dryRun && (*all || *file != "") {
+			what := "resync --all re-emits every tenant of the catalog"
+			if *file != "" {
+				what = "resync re-emits every tenant listed in " + *file
+			}
+			if err := e.confirm(yes, what, *file == "-"); err != nil {
+				return err
+			}
+		}
+		c, err := conn.client(e)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		rs, err := selectRegions(c.regions, regionsWanted)
+		if err != nil {
+			return err
+		}
+		var targets []string // nil: every region
+		if len(regionsWanted) > 0 {
+			targets = regionNames(rs)
+		}
+		if *file != "" {
+			if ids, err = readIDs(e, *file); err != nil {
+				return err
+			}
+		}
+		for _, id := range ids {
+			if err := tenant.ValidateID(id); err != nil {
+				return fmt.Errorf("tenant %q: %v", id, err)
+			}
+		}
+		where := "every region"
+		if targets != nil {
+			where = strings.Join(targets, ", ")
+		}
+		if *dryRun {
+			return resyncDryRun(ctx, e, c.catalog, *all, ids, where, resyncReport{DryRun: true, Regions: targets}, out)
+		}
+		r := &resyncer{cat: c.catalog, regions: targets, batch: *batchSize}
+		if job.rate > 0 && float64(r.batch) > job.rate {
+			r.batch = max(1, int(job.rate)) // keep batches within a second's worth
+		}
+		st, err := r.run(ctx, e, conn.catalogURL, job, *all, ids)
+		if st.resynced > 0 || err == nil {
+			rep := resyncReport{Regions: targets, Resynced: st.resynced, NotFound: st.notFound}
+			perr := out.print(e.stdout, rep, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "resynced %d tenant(s) to %s\n", st.resynced, where)
+				return err
+			})
+			if err == nil {
+				err = perr
+			}
+		}
+		if err != nil {
+			return err
+		}
+		if len(st.notFound) > 0 {
+			return finding("%d tenant(s) not found in the catalog: %s", len(st.notFound), strings.Join(st.notFound, ", "))
+		}
+		return nil
+	})
+	return cmd
+}
+
+// resyncReport is what resync -o json|yaml prints: the tenants resynced
+// (with --dry-run: that would be), the ids the catalog does not know.
+type resyncReport struct {
+	DryRun   bool     `json:"dry_run"`
+	Regions  []string `json:"regions,omitempty"` // none: every region
+	Resynced int64    `json:"resynced"`
+	Tenants  []string `json:"tenants,omitempty"` // --dry-run with --tenant or --file
+	NotFound []string `json:"not_found,omitempty"`
 }
 
 // resyncDryRun reports what a resync would re-emit, reading the catalog
@@ -99,7 +139,7 @@ func runResync(ctx context.Context, e *env, args []string) error {
 // sees them): with --all the number of tenants, otherwise each id and
 // whether the catalog knows it (an unknown id is a finding, as in a real
 // run).
-func resyncDryRun(ctx context.Context, e *env, cat *httpclient.Client, all bool, ids []string, where string) error {
+func resyncDryRun(ctx context.Context, e *env, cat *httpclient.Client, all bool, ids []string, where string, rep resyncReport, out *outputFlag) error {
 	want := map[string]bool{}
 	for _, id := range ids {
 		want[id] = false
@@ -121,22 +161,38 @@ func resyncDryRun(ctx context.Context, e *env, cat *httpclient.Client, all bool,
 		}
 		token = page.NextPageToken
 	}
+	text := out.format == "text"
 	if all {
-		fmt.Fprintf(e.stdout, "dry run: would resync %d tenant(s) to %s\n", n, where)
-		return nil
+		rep.Resynced = int64(n)
+		return out.print(e.stdout, rep, func(w io.Writer) error {
+			_, err := fmt.Fprintf(w, "dry run: would resync %d tenant(s) to %s\n", n, where)
+			return err
+		})
 	}
 	var missing []string
 	found := 0
 	for _, id := range ids {
 		if want[id] {
 			found++
-			fmt.Fprintf(e.stdout, "would resync %s\n", id)
+			rep.Tenants = append(rep.Tenants, id)
+			if text {
+				fmt.Fprintf(e.stdout, "would resync %s\n", id)
+			}
 		} else {
-			fmt.Fprintf(e.stdout, "not found    %s\n", id)
+			if text {
+				fmt.Fprintf(e.stdout, "not found    %s\n", id)
+			}
 			missing = append(missing, id)
 		}
 	}
-	fmt.Fprintf(e.stdout, "dry run: would resync %d tenant(s) to %s\n", found, where)
+	rep.Resynced, rep.NotFound = int64(found), missing
+	err := out.print(e.stdout, rep, func(w io.Writer) error {
+		_, err := fmt.Fprintf(w, "dry run: would resync %d tenant(s) to %s\n", found, where)
+		return err
+	})
+	if err != nil {
+		return err
+	}
 	if len(missing) > 0 {
 		return finding("%d tenant(s) not found in the catalog: %s", len(missing), strings.Join(missing, ", "))
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/spf13/cobra"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,30 +15,51 @@ import (
 	"github.com/tcs-dev/tcs/internal/auth"
 )
 
-// runToken issues credentials: `token new` makes a random token and prints
-// it once with its credentials file line; `token digest` prints the line of
-// a token read from stdin. Servers keep only the line (a SHA-256 digest).
-func runToken(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 || (args[0] != "new" && args[0] != "digest") {
-		return &exitCodeError{code: exitError, msg: "usage: tcsctl token new --role ROLE --name NAME [--append FILE] | tcsctl token digest --role ROLE --name NAME < token"}
+// newTokenCmd issues credentials: `token new` makes a random token and
+// prints it once with its credentials file line; `token digest` prints the
+// line of a token read from stdin. Servers keep only the line (a SHA-256
+// digest).
+func newTokenCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "token (new | digest) --role ROLE --name NAME",
+		Short: "issue a credential (token new) or print a token's credentials file line (token digest)",
+		Args:  cobra.ArbitraryArgs,
+		RunE:  subcommandsOnly,
 	}
-	sub := args[0]
-	flags := newFlagSet(e, "token "+sub, "--role ROLE --name NAME")
-	role := flags.String("role", "", "the credential's role: admin, reader, lookup or replica-scan")
-	name := flags.String("name", "", "the person or service it is for, unique among the credentials (audit records and per-caller limits show it)")
-	var appendTo *string
-	if sub == "new" {
-		appendTo = flags.String("append", "", "also append the line to this credentials file (created mode 0600; a name already in it is an error)")
+	roles := cobra.FixedCompletions([]string{"admin", "reader", "lookup", "replica-scan"}, cobra.ShellCompDirectiveNoFileComp)
+	for _, sub := range []string{"new", "digest"} {
+		c := &cobra.Command{Use: sub + " --role ROLE --name NAME", Args: noArgs}
+		switch sub {
+		case "new":
+			c.Use += " [--append FILE]"
+			c.Short = "make a random token; print it once, with its line for the servers' --tokens-file"
+		case "digest":
+			c.Use += " < token"
+			c.Short = "print the --tokens-file line of a token read from stdin"
+		}
+		fs := c.Flags()
+		role := fs.String("role", "", "the credential's role: admin, reader, lookup or replica-scan")
+		name := fs.String("name", "", "the person or service it is for, unique among the credentials (audit records and per-caller limits show it)")
+		_ = c.RegisterFlagCompletionFunc("role", roles)
+		var appendTo *string
+		if sub == "new" {
+			appendTo = fs.String("append", "", "also append the line to this credentials file (created mode 0600; a name already in it is an error)")
+		}
+		c.RunE = e.action(func(ctx context.Context, _ []string) error {
+			return runToken(e, sub, *role, *name, appendTo)
+		})
+		cmd.AddCommand(c)
 	}
-	if _, err := parse(flags, args[1:], 0); err != nil {
-		return err
-	}
-	r := auth.Role(*role)
+	return cmd
+}
+
+func runToken(e *env, sub, roleName, name string, appendTo *string) error {
+	r := auth.Role(roleName)
 	if !r.Valid() {
-		return fmt.Errorf("--role %q: want admin, reader, lookup or replica-scan", *role)
+		return usagef("--role %q: want admin, reader, lookup or replica-scan", roleName)
 	}
-	if *name == "" || strings.ContainsAny(*name, " \t\n#") {
-		return errors.New("--name: want a non-empty name without spaces or #")
+	if name == "" || strings.ContainsAny(name, " \t\n#") {
+		return usagef("--name: want a non-empty name without spaces or #")
 	}
 	var token string
 	if sub == "digest" {
@@ -49,20 +71,20 @@ func runToken(ctx context.Context, e *env, args []string) error {
 		if len(token) < auth.MinTokenBytes {
 			return fmt.Errorf("token digest: the token is %d bytes; servers accept tokens of at least %d bytes (tcsctl token new makes one)", len(token), auth.MinTokenBytes)
 		}
-		fmt.Fprintln(e.stdout, auth.Line(r, token, *name))
+		fmt.Fprintln(e.stdout, auth.Line(r, token, name))
 		return nil
 	}
 	token, err := auth.NewToken()
 	if err != nil {
 		return err
 	}
-	line := auth.Line(r, token, *name)
+	line := auth.Line(r, token, name)
 	if *appendTo != "" {
 		if err := appendCredential(*appendTo, line); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(e.stdout, "# token of %s (role %s), shown only now: give it to %s (e.g. as %s)\n%s\n", *name, r, *name, auth.EnvTokenVars[r], token)
+	fmt.Fprintf(e.stdout, "# token of %s (role %s), shown only now: give it to %s (e.g. as %s)\n%s\n", name, r, name, auth.EnvTokenVars[r], token)
 	fmt.Fprintf(e.stdout, "# its line for the servers' --tokens-file (then send them SIGHUP)%s\n%s\n", map[bool]string{true: ", appended to " + *appendTo, false: ""}[*appendTo != ""], line)
 	return nil
 }

@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"github.com/spf13/cobra"
 	"io"
 	"reflect"
 	"sort"
@@ -345,8 +345,14 @@ type transformReport struct {
 	Summary map[string]int64      `json:"summary"`
 }
 
-func runTransform(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "transform", "--where EXPR --set FIELD=VALUE… [--dry-run]")
+func newTransformCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "transform --where EXPR --set FIELD=VALUE… [--dry-run] [-o text|json|yaml] [--yes]",
+		Short: "bulk-change tenants matching an expression, with optimistic concurrency",
+		Long:  "transform changes every live tenant matching --where through the catalog, as a JSON merge patch with If-Match, re-reading on a version conflict. It asks for a confirmation on a terminal and needs --yes otherwise (not with --dry-run). See the package documentation for the --where language. " + exitCodesHelp,
+		Args:  noArgs,
+	}
+	fs := cmd.Flags()
 	var conn connFlags
 	var job jobFlags
 	conn.register(fs, e.getenv)
@@ -359,71 +365,79 @@ func runTransform(ctx context.Context, e *env, args []string) error {
 	})
 	dryRun := fs.Bool("dry-run", false, "print the diff per tenant and the hostnames affected; write nothing")
 	maxRetries := fs.Int("retries", 10, "re-reads after a version conflict before a tenant is reported failed")
-	output := fs.String("o", "text", "output: text or json")
-	if _, err := parse(fs, args, 0); err != nil {
-		return err
-	}
-	if *where == "" || len(sets) == 0 {
-		return errors.New("--where and at least one --set are required")
-	}
-	if *output != "text" && *output != "json" {
-		return fmt.Errorf("-o %q: want text or json", *output)
-	}
-	cond, err := tenantexpr.Parse(*where)
-	if err != nil {
-		return fmt.Errorf("--where: %w", err)
-	}
-	var as []assignment
-	for _, s := range sets {
-		a, err := parseSet(s)
+	out := addOutput(fs, "text", "json", "yaml")
+	out.complete(cmd)
+	var yes bool
+	confirmFlag(fs, &yes)
+	cmd.RunE = e.action(func(ctx context.Context, _ []string) error {
+		if *where == "" || len(sets) == 0 {
+			return usagef("--where and at least one --set are required")
+		}
+		if err := out.check(); err != nil {
+			return err
+		}
+		cond, err := tenantexpr.Parse(*where)
+		if err != nil {
+			return fmt.Errorf("--where: %w", err)
+		}
+		var as []assignment
+		for _, s := range sets {
+			a, err := parseSet(s)
+			if err != nil {
+				return err
+			}
+			as = append(as, a)
+		}
+		patch, err := buildPatch(as)
 		if err != nil {
 			return err
 		}
-		as = append(as, a)
-	}
-	patch, err := buildPatch(as)
-	if err != nil {
-		return err
-	}
-	c, err := conn.client(e)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	t := &transformer{cat: c.catalog, where: cond, patch: patch, dryRun: *dryRun, maxRetries: *maxRetries}
-	rawPatch, _ := json.Marshal(map[string]any(patch))
-	var ckpt *jobrun.Checkpoint
-	if !*dryRun {
-		key := jobrun.WorkKey("transform", conn.catalogURL, cond.String(), string(rawPatch))
-		if ckpt, err = openCheckpoint(job, "transform", key); err != nil {
+		if !*dryRun {
+			if err := e.confirm(yes, fmt.Sprintf("transform sets %s on every tenant matching %s", strings.Join(sets, " "), cond), false); err != nil {
+				return err
+			}
+		}
+		c, err := conn.client(e)
+		if err != nil {
 			return err
 		}
-		if ckpt.Resuming() {
-			fmt.Fprintf(e.stderr, "tcsctl transform: resuming from checkpoint %s (%d tenant(s) done)\n", ckpt.Path(), ckpt.Done())
+		defer c.Close()
+		t := &transformer{cat: c.catalog, where: cond, patch: patch, dryRun: *dryRun, maxRetries: *maxRetries}
+		rawPatch, _ := json.Marshal(map[string]any(patch))
+		var ckpt *jobrun.Checkpoint
+		if !*dryRun {
+			key := jobrun.WorkKey("transform", conn.catalogURL, cond.String(), string(rawPatch))
+			if ckpt, err = openCheckpoint(job, "transform", key); err != nil {
+				return err
+			}
+			if ckpt.Resuming() {
+				fmt.Fprintf(e.stderr, "tcsctl transform: resuming from checkpoint %s (%d tenant(s) done)\n", ckpt.Path(), ckpt.Done())
+			}
 		}
-	}
-	rn := &jobrun.Runner{Workers: job.workers, Limiter: jobrun.NewLimiter(job.rate, transformPageSize), Progress: jobrun.NewProgress(e.stderr, "transform", -1, "tenants"), Checkpoint: ckpt}
-	runErr := t.run(ctx, rn)
-	sort.Slice(t.results, func(i, j int) bool { return t.results[i].ID < t.results[j].ID })
-	summary := map[string]int64{"scanned": t.scanned}
-	for _, r := range t.results {
-		summary[r.Action]++
-		summary["retries"] += int64(r.Retries)
-	}
-	if *output == "json" {
-		if err := printJSON(e.stdout, transformReport{DryRun: *dryRun, Where: cond.String(), Set: patch, Results: t.results, Summary: summary}); err != nil {
+		rn := &jobrun.Runner{Workers: job.workers, Limiter: jobrun.NewLimiter(job.rate, transformPageSize), Progress: jobrun.NewProgress(e.stderr, "transform", -1, "tenants"), Checkpoint: ckpt}
+		runErr := t.run(ctx, rn)
+		sort.Slice(t.results, func(i, j int) bool { return t.results[i].ID < t.results[j].ID })
+		summary := map[string]int64{"scanned": t.scanned}
+		for _, r := range t.results {
+			summary[r.Action]++
+			summary["retries"] += int64(r.Retries)
+		}
+		err = out.print(e.stdout, transformReport{DryRun: *dryRun, Where: cond.String(), Set: patch, Results: t.results, Summary: summary}, func(w io.Writer) error {
+			writeTransform(w, t.results, summary, *dryRun)
+			return nil
+		})
+		if err != nil {
 			return err
 		}
-	} else {
-		writeTransform(e.stdout, t.results, summary, *dryRun)
-	}
-	if runErr != nil {
-		return runErr
-	}
-	if summary["failed"] > 0 {
-		return finding("%d tenant(s) failed", summary["failed"])
-	}
-	return nil
+		if runErr != nil {
+			return runErr
+		}
+		if summary["failed"] > 0 {
+			return finding("%d tenant(s) failed", summary["failed"])
+		}
+		return nil
+	})
+	return cmd
 }
 
 func writeTransform(w io.Writer, results []transformResult, summary map[string]int64, dryRun bool) {

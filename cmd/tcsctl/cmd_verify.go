@@ -3,13 +3,15 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/httpclient"
@@ -27,9 +29,9 @@ type verifyFlags struct {
 	settle   time.Duration
 }
 
-func (v *verifyFlags) register(fs *flag.FlagSet) {
+func (v *verifyFlags) register(fs *pflag.FlagSet) {
 	fs.Var(&v.regions, "region", "region to check (repeatable; default: every region of --regions)")
-	fs.StringVar(&v.output, "o", "table", "output: table or json")
+	fs.StringVarP(&v.output, "output", "o", "table", "output format: table, json or yaml")
 	fs.IntVar(&v.pageSize, "page-size", 1000, "records per page read from the catalog and the regions (at most 1000)")
 	fs.Float64Var(&v.rate, "rate", 0, "at most this many records read per second, over the catalog and all regions (0: no limit)")
 	fs.IntVar(&v.rechecks, "recheck", 3, "passes that re-check findings before they are reported (0: report the first pass as is)")
@@ -37,8 +39,8 @@ func (v *verifyFlags) register(fs *flag.FlagSet) {
 }
 
 func (v *verifyFlags) check() error {
-	if v.output != "table" && v.output != "json" {
-		return fmt.Errorf("-o %q: want table or json", v.output)
+	if v.output != "table" && v.output != "json" && v.output != "yaml" {
+		return usagef("-o %q: want table, json or yaml", v.output)
 	}
 	if v.pageSize < 1 || v.pageSize > drift.MaxPageSize {
 		return fmt.Errorf("--page-size must be 1 to %d", drift.MaxPageSize)
@@ -90,34 +92,57 @@ func (t exportTruth) Export(ctx context.Context, pageToken string, pageSize int)
 	return out, nil
 }
 
-func runVerify(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "verify", "[--region R…] [-o table|json] [--metrics-file PATH]")
+func newVerifyCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "verify [--region R…] [-o table|json|yaml] [--digest] [--metrics-file PATH]",
+		Short: "compare every region's replica with the source of truth",
+		Long:  "verify reads the source of truth (the catalog's export), then every region's replica, and reports drift per region; exit 1 if any. " + exitCodesHelp,
+		Args:  noArgs,
+	}
+	fs := cmd.Flags()
 	var conn connFlags
 	var vf verifyFlags
 	conn.register(fs, e.getenv)
 	vf.register(fs)
+	completeOutput(cmd, "table", "json", "yaml")
+	useDigest := fs.Bool("digest", false, "first compare bucket digests (the catalog's GET /v1/admin/digests with each region's ReplicaAdmin.Digests), which read no document when nothing drifted; only if a region's digests differ, run the full verify")
 	metricsFile := fs.String("metrics-file", "", "also write the result as Prometheus metrics (tcs_verify_findings{region}, tcs_verify_completed, tcs_verify_last_run_timestamp_seconds) to this file, replaced atomically, for the node exporter's textfile collector; a failed run writes tcs_verify_completed 0")
-	if _, err := parse(fs, args, 0); err != nil {
-		return err
-	}
+	cmd.RunE = e.action(func(ctx context.Context, _ []string) error {
+		return runVerify(ctx, e, conn, vf, *metricsFile, *useDigest)
+	})
+	return cmd
+}
+
+func runVerify(ctx context.Context, e *env, conn connFlags, vf verifyFlags, metricsFile string, useDigest bool) error {
 	if err := vf.check(); err != nil {
 		return err
 	}
-	rep, err := verifyRun(ctx, e, conn, vf)
-	if *metricsFile != "" && ctx.Err() == nil {
-		if werr := drift.WriteTextfile(*metricsFile, rep, time.Now()); werr != nil {
+	var rep *drift.Report
+	var err error
+	if useDigest {
+		rep, err = digestCheck(ctx, e, conn, vf)
+	}
+	if rep == nil && err == nil {
+		rep, err = verifyRun(ctx, e, conn, vf)
+	}
+	if metricsFile != "" && ctx.Err() == nil {
+		if werr := drift.WriteTextfile(metricsFile, rep, time.Now()); werr != nil {
 			return errors.Join(err, fmt.Errorf("--metrics-file: %w", werr))
 		}
 	}
 	if err != nil {
 		return err
 	}
-	if vf.output == "json" {
-		if err := printJSON(e.stdout, rep); err != nil {
-			return err
-		}
-	} else {
+	switch vf.output {
+	case "json":
+		err = printJSON(e.stdout, rep)
+	case "yaml":
+		err = printYAML(e.stdout, rep)
+	default:
 		writeReport(e.stdout, rep)
+	}
+	if err != nil {
+		return err
 	}
 	if !rep.Clean {
 		return &exitCodeError{code: exitFinding}

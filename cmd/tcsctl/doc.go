@@ -23,7 +23,8 @@
 // env TCS_ADMIN_TOKEN, else TCS_READER_TOKEN; admin for writes), the
 // regions' Lookup (--lookup-token, env TCS_LOOKUP_TOKEN; role lookup) and
 // their ReplicaAdmin (--scan-token, env TCS_SCAN_TOKEN; role replica-scan,
-// for verify and repair). -h never shows a token. gRPC is TLS to regions
+// for verify and repair), or the reference in a named context (see
+// Contexts). -h never shows a token. gRPC is TLS to regions
 // that are not on loopback and plaintext to loopback ones; --tls or
 // --ca-file (env TCS_CA_FILE) makes it TLS everywhere, --insecure (env
 // TCS_INSECURE=true) plaintext everywhere (with a warning for non-loopback
@@ -41,21 +42,108 @@
 //
 // # Commands
 //
-//	tcsctl lookup HOSTNAME [--region R | --addr HOST:PORT]
-//	tcsctl get TENANT_ID
-//	tcsctl resync (--all | --tenant ID… | --file IDS) [--region R…] [--batch N] [--dry-run]
-//	tcsctl verify [--region R…] [-o table|json] [--recheck N] [--settle D] [--metrics-file PATH]
-//	tcsctl repair [--region R…] [--dry-run] [--wait D] [-o table|json]
-//	tcsctl transform --where EXPR --set FIELD=VALUE… [--dry-run] [-o text|json]
-//	tcsctl backfill --from FILE.jsonl [--on-error abort|skip] [--dry-run]
+//	tcsctl lookup HOSTNAME [--region R | --addr HOST:PORT] [-o json|yaml|table]
+//	tcsctl get TENANT_ID [-o json|yaml|table]
+//	tcsctl tenant list [--limit N] [-o table|json|yaml]
+//	tcsctl tenant get TENANT_ID [-o table|json|yaml]
+//	tcsctl tenant create -f FILE [-o text|json|yaml]
+//	tcsctl tenant apply -f FILE [-o text|json|yaml]
+//	tcsctl tenant patch TENANT_ID (--set FIELD=VALUE… | -f PATCH) [--if-version N] [-o text|json|yaml]
+//	tcsctl tenant delete TENANT_ID [--if-version N]
+//	tcsctl tenant history TENANT_ID [--limit N] [-o table|json|yaml|jsonl]
+//	tcsctl resync (--all | --tenant ID… | --file IDS) [--region R…] [--batch N] [--dry-run] [-o text|json|yaml] [--yes]
+//	tcsctl verify [--region R…] [-o table|json|yaml] [--recheck N] [--settle D] [--digest] [--metrics-file PATH]
+//	tcsctl repair [--region R…] [--dry-run] [--wait D] [-o table|json|yaml] [--yes]
+//	tcsctl transform --where EXPR --set FIELD=VALUE… [--dry-run] [-o text|json|yaml] [--yes]
+//	tcsctl backfill --from FILE.jsonl [--on-error abort|skip] [--dry-run] [-o text|json|yaml] [--yes]
 //	tcsctl export [--to FILE.jsonl [--force]] [--include-deleted]
-//	tcsctl audit [list] (--tenant ID | --resync) [--limit N]
-//	tcsctl audit verify (--tenant ID… | --resync | --all) [--json]
+//	tcsctl audit [list] (--tenant ID | --resync) [--limit N] [-o jsonl|json|yaml|table]
+//	tcsctl audit verify (--tenant ID… | --resync | --all) [-o text|json|yaml]
+//	tcsctl config get-contexts | current-context | use-context NAME | set-context NAME [flags]
+//	tcsctl completion bash|zsh|fish|powershell
+//	tcsctl version (or --version)
+//
+// # The command line
+//
+// tcsctl is built on github.com/spf13/cobra, the library of kubectl,
+// etcdctl, helm and the GitHub CLI: SREs get the conventions they know
+// from those tools without tcsctl carrying its own parser. -h, --help and
+// `tcsctl help COMMAND` print help on stdout (exit 0); bad usage (an
+// unknown command or flag, a wrong number of arguments, a bad flag value)
+// prints the error and a pointer to --help on stderr (exit 2); a mistyped
+// command gets "Did you mean this?"; `completion SHELL` prints a
+// completion script for bash, zsh, fish or PowerShell (commands, flags, -o
+// values, roles, contexts, and tenant ids read from the catalog). Flags
+// are GNU style (--flag, -o json, -ojson); the Go style of earlier
+// versions (-flag, -flag=value) is still accepted for every long flag.
+//
+// Every command that prints data takes -o (--output). get and lookup keep
+// JSON as their default, tenant list, tenant get, tenant history, verify and
+// repair a table, transform, resync, backfill, audit verify and the tenant
+// writes a text summary; audit keeps one JSON object a line (jsonl) as
+// served. yaml is the JSON document in YAML (the same field names). export
+// writes JSON Lines, its file format, and takes no -o; token and infra
+// print text for people (and files for servers).
+//
+// # Tenants
+//
+// tenant manages tenants one at a time through the catalog's REST API
+// (catalog/httpclient). create and apply read a document from -f FILE, JSON
+// or YAML (- reads stdin; version, updated_at and updated_by are the
+// catalog's and not sent). apply creates a tenant that does not exist and
+// otherwise replaces it (PUT) with If-Match: the document's version if it
+// has one (the output of tenant get -o yaml or an export line has: an
+// edit of an older version is refused), else the version just read; a
+// document the catalog already holds is left alone ("unchanged"). patch
+// sends a JSON merge patch from --set (as transform's) or -f, with If-Match
+// --if-version or the version just read. delete deletes (a tombstone),
+// --if-version guarding it. history lists the tenant's audit records. A
+// refusal of the catalog (invalid document, naming each field; unknown
+// tenant; version changed; id or hostname taken) is exit 1, and nothing was
+// written.
+//
+// # Confirmation
+//
+// Commands that may write many tenants — transform, backfill, repair,
+// resync --all and resync --file — ask "… Continue? [y/N]" on stderr when
+// stdin is a terminal and go on only on y or yes (anything else: exit 1,
+// nothing changed). When stdin is not a terminal (a script, a pipe, cron),
+// or is the command's input (backfill --from -, resync --file -), they
+// refuse to start (exit 2, nothing changed) unless --yes (-y) is given.
+// --dry-run needs no confirmation. resync --tenant lists its ids itself and
+// is not asked about.
+//
+// # Contexts
+//
+// A config file holds named contexts: $TCSCTL_CONFIG, else
+// $XDG_CONFIG_HOME/tcsctl/config.yaml, else ~/.config/tcsctl/config.yaml.
+//
+//	current-context: prod
+//	contexts:
+//	  prod:
+//	    catalog: https://catalog.prod.example.com
+//	    regions: us-east-1=tcs.use1.example.com:443,eu-west-1=tcs.euw1.example.com:443
+//	    ca-file: /etc/tcs/ca.pem          # also cert, key, server-name, tls, insecure
+//	    token: {env: TCS_PROD_ADMIN_TOKEN}
+//	    scan-token: {file: ~/.config/tcsctl/prod-scan.token}
+//	    # lookup-token likewise
+//
+// Credentials are references: the name of an environment variable or the
+// path of a file holding the token, never the token. A token written in the
+// file, a token file that group or others can read, and a config file that
+// group or others can write (they could point the references elsewhere) are
+// refused with an error naming them. Each setting comes from its flag if
+// given, else its environment variable, else the context (--context NAME,
+// else env TCSCTL_CONTEXT, else current-context), else the default. `config
+// set-context NAME --catalog … --token-env VAR …` creates or changes a
+// context (writing the file mode 0600; --token is refused), `use-context`
+// switches, `current-context` prints it (exit 1 if none), `get-contexts`
+// lists them.
 //
 // lookup asks a region's lookup server (the first of --regions unless
-// --region or --addr says otherwise) and prints the answer as JSON: the
-// tenant, the answering region, whether it was stale and its age. get prints
-// the tenant as the catalog stores it.
+// --region or --addr says otherwise) and prints the answer (JSON by
+// default): the tenant, the answering region, whether it was stale and its
+// age. get prints the tenant as the catalog stores it.
 //
 // resync re-emits the current state of tenants — every stored tenant with
 // --all (tombstones included), the ids given with --tenant (repeatable,
@@ -87,10 +175,17 @@
 // "not judged" and do not count as drift. Replication lag is thus not
 // drift. verify keeps per tenant only a version and hashes of its fields, so
 // it fits millions of tenants in memory. Output: a table with a summary line,
-// or -o json ({"clean", "regions", "tenants", "hostnames", "passes",
+// or -o json or yaml ({"clean", "regions", "tenants", "hostnames", "passes",
 // "findings": [{"region", "kind", "tenant_id", "hostname", "truth_version",
 // "region_version", "truth_owner", "region_owner", "truth_claim_version",
 // "region_claim_version", "fields", "detail"}], "unsettled"}).
+//
+// With --digest, verify first compares bucket digests (internal/digest: 4,096
+// buckets by hash of tenant id) that the catalog (GET /v1/admin/digests) and
+// each region's tcs node (tcs.admin.v1.ReplicaAdmin/Digests) compute from
+// their own stores: when every region's equal the truth's, the report is
+// clean and no document crossed the wire. When a region's differ (drift, or
+// a change on its way), stderr names it and the full verify runs.
 //
 // With --metrics-file, verify also writes its result in Prometheus' text
 // format (replaced atomically) for the node exporter's textfile collector,
@@ -175,14 +270,16 @@
 //
 // audit lists a tenant's audit records (--tenant) or those of resync and
 // resync-all (--resync), newest first, one JSON object a line exactly as
-// the catalog serves them. audit verify walks hash chains through the
+// the catalog serves them (-o json, yaml or table: all of them at once).
+// audit verify walks hash chains through the
 // catalog API (GET /v1/tenants/{id}/history, GET /v1/admin/history): each
 // record's hash must be the SHA-256 of its canonical encoding, its
 // prev_hash the hash of the record before, the versions 1, 2, 3… with none
 // missing up to the tenant's version (for --all, read from the export; a
 // deleted tenant's newest record must be its delete). Each problem is a
-// line naming the tenant and version ("tenant acme: version 3: altered: …",
-// --json: a report per chain) and the exit code is 1. Records written
+// line naming the tenant and version ("tenant acme: version 3: altered: …";
+// -o json or --json: a report per chain, a line each; -o yaml: a document
+// each) and the exit code is 1. Records written
 // before chaining (no hash) are counted, not checked.
 //
 // # Long-running commands
@@ -226,7 +323,11 @@
 //	0    success; verify: clean
 //	1    a finding: verify found drift; repair left drift or found what it
 //	     cannot repair; lookup/get found nothing; resync named unknown ids;
-//	     transform had failures; backfill had bad lines
-//	2    an error: bad usage, unreachable or refusing system
+//	     transform had failures; backfill had bad lines; the catalog refused
+//	     a tenant command (invalid, not found, version changed, taken);
+//	     config current-context has none; a confirmation was declined
+//	2    an error: bad usage (on stderr, with a pointer to --help; also
+//	     a many-tenant write without --yes and no terminal to ask),
+//	     unreachable or refusing system (unauthorized, unavailable)
 //	130  interrupted (Ctrl-C or SIGTERM); progress saved
 package main

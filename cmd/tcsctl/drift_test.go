@@ -215,7 +215,7 @@ func TestDriftVerifyRepair(t *testing.T) {
 	}
 	mon := watchMonotonic(s, hosts)
 	time.Sleep(50 * time.Millisecond) // a baseline of answers before the repair
-	out = s.mustTcsctl(t, 0, "repair", "--settle", "50ms")
+	out = s.mustTcsctl(t, 0, "repair", "--yes", "--settle", "50ms")
 	mon.stop(t)
 	for _, w := range []string{
 		"resync aaa to us-east-1", "resync bbb to us-east-1", "resync ccc to eu-west-1", "resync ddd to eu-west-1",
@@ -230,7 +230,7 @@ func TestDriftVerifyRepair(t *testing.T) {
 		t.Errorf("repair resynced a tenant that had not drifted:\n%s", out)
 	}
 	s.mustTcsctl(t, 0, "verify")
-	s.mustTcsctl(t, 0, "repair") // nothing to do
+	s.mustTcsctl(t, 0, "repair", "--yes") // nothing to do
 }
 
 // TestRepairCannot: what resync cannot fix (a region ahead of the truth, a
@@ -250,7 +250,7 @@ func TestRepairCannot(t *testing.T) {
 		putJSONRaw(t, d, "ghost", ghost)
 		return nil
 	})
-	out := s.mustTcsctl(t, 1, "repair", "--settle", "10ms", "--wait", "0")
+	out := s.mustTcsctl(t, 1, "repair", "--yes", "--settle", "10ms", "--wait", "0")
 	for _, w := range []string{
 		"cannot repair us-east-1 ahead_version aaa: resync never rolls a version back",
 		"cannot repair us-east-1 unknown_tenant ghost: the source of truth has no such tenant",
@@ -259,7 +259,7 @@ func TestRepairCannot(t *testing.T) {
 			t.Errorf("repair lacks %q:\n%s", w, out)
 		}
 	}
-	out = s.mustTcsctl(t, 1, "repair", "--settle", "10ms", "-o", "json")
+	out = s.mustTcsctl(t, 1, "repair", "--yes", "--settle", "10ms", "-o", "json")
 	var rep repairReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Unrepairable) != 2 || len(rep.Actions) != 0 {
 		t.Errorf("repair -o json: %v\n%s", err, out)

@@ -19,6 +19,5 @@ func main() {
 // returns the process exit code: 0 success, 1 a finding (drift, not found,
 // rejected input), 2 an error, 130 interrupted.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
-	e := &env{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
-	return e.dispatch(ctx, args)
+	return newEnv(getenv, stdin, stdout, stderr).execute(ctx, args)
 }

@@ -71,7 +71,7 @@ func TestResyncResume(t *testing.T) {
 	ckpt := filepath.Join(t.TempDir(), "resync.ckpt")
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(time.Second, cancel)
-	code, out, errOut := s.tcsctl(t, ctx, "resync", "--all", "--batch", "10", "--rate", "100", "--checkpoint", ckpt)
+	code, out, errOut := s.tcsctl(t, ctx, "resync", "--yes", "--all", "--batch", "10", "--rate", "100", "--checkpoint", ckpt)
 	if code != 130 || !strings.Contains(errOut, "interrupted") {
 		t.Fatalf("interrupted resync: exit %d\n%s\n%s", code, out, errOut)
 	}
@@ -88,7 +88,7 @@ func TestResyncResume(t *testing.T) {
 		t.Errorf("resynced %d but the checkpoint says %d done", first, st.Done)
 	}
 
-	code, out, errOut = s.tcsctl(t, context.Background(), "resync", "--all", "--batch", "10", "--checkpoint", ckpt)
+	code, out, errOut = s.tcsctl(t, context.Background(), "resync", "--yes", "--all", "--batch", "10", "--checkpoint", ckpt)
 	if code != 0 || !strings.Contains(errOut, "resuming from checkpoint") {
 		t.Fatalf("resumed resync: exit %d\n%s\n%s", code, out, errOut)
 	}
@@ -169,20 +169,20 @@ func TestResyncSelection(t *testing.T) {
 	}
 	ids := filepath.Join(t.TempDir(), "ids")
 	os.WriteFile(ids, []byte("# drifted\naaa\nbbb\n\nghost\n"), 0o600)
-	code, out, errOut = s.tcsctl(t, context.Background(), "resync", "--file", ids, "--checkpoint", "off")
+	code, out, errOut = s.tcsctl(t, context.Background(), "resync", "--yes", "--file", ids, "--checkpoint", "off")
 	if code != 1 || !strings.Contains(out, "resynced 2 tenant(s) to every region") || !strings.Contains(errOut, "not found in the catalog: ghost") {
 		t.Errorf("resync --file: exit %d\n%s\n%s", code, out, errOut)
 	}
 	s.eventuallyClean(t)
 
 	os.WriteFile(ids, []byte("aaa\nNot An Id\n"), 0o600)
-	code, _, errOut = s.tcsctl(t, context.Background(), "resync", "--file", ids)
+	code, _, errOut = s.tcsctl(t, context.Background(), "resync", "--yes", "--file", ids)
 	if code != 2 || !strings.Contains(errOut, ids+":2") {
 		t.Errorf("bad --file: exit %d\n%s", code, errOut)
 	}
 	s.mustTcsctl(t, 2, "resync")
 	s.mustTcsctl(t, 2, "resync", "--all", "--tenant", "aaa")
-	s.mustTcsctl(t, 2, "resync", "--all", "--region", "mars-1")
+	s.mustTcsctl(t, 2, "resync", "--yes", "--all", "--region", "mars-1")
 }
 
 // TestResyncAllOlderCatalog: against a catalog that does not know
@@ -217,7 +217,7 @@ func TestResyncAllOlderCatalog(t *testing.T) {
 	}))
 	t.Cleanup(old.Close)
 	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), []string{"resync", "--all", "--batch", "10", "--checkpoint", "off"}, s.env("TCS_CATALOG_URL", old.URL), strings.NewReader(""), &stdout, &stderr)
+	code := run(context.Background(), []string{"resync", "--yes", "--all", "--batch", "10", "--checkpoint", "off"}, s.env("TCS_CATALOG_URL", old.URL), strings.NewReader(""), &stdout, &stderr)
 	if code != 0 || resyncedCount(t, stdout.String()) != n {
 		t.Fatalf("resync --all against an older catalog: exit %d\n%s\n%s", code, stdout.String(), stderr.String())
 	}

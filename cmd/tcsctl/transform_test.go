@@ -85,7 +85,7 @@ func TestTransformDryRun(t *testing.T) {
 func TestTransform(t *testing.T) {
 	t.Parallel()
 	s := transformSystem(t)
-	out := s.mustTcsctl(t, 0, "transform", "--where", moveDB, "--set", "database.host=db-9.internal", "--set", "database.port=6432")
+	out := s.mustTcsctl(t, 0, "transform", "--yes", "--where", moveDB, "--set", "database.host=db-9.internal", "--set", "database.port=6432")
 	if !strings.Contains(out, "changed t00 1 → 2") || !strings.Contains(out, "changed 3,") && !strings.Contains(out, "changed 3") {
 		t.Errorf("transform:\n%s", out)
 	}
@@ -95,12 +95,12 @@ func TestTransform(t *testing.T) {
 			t.Errorf("%s: database %+v (moved %v)", d.ID, d.Database, moved)
 		}
 	}
-	out = s.mustTcsctl(t, 0, "transform", "--where", `database.host == "db-9.internal"`, "--set", "database.port=6432")
+	out = s.mustTcsctl(t, 0, "transform", "--yes", "--where", `database.host == "db-9.internal"`, "--set", "database.port=6432")
 	if !strings.Contains(out, "= t00: already as --set wants") || strings.Contains(out, "changed t00") || !strings.Contains(out, "changed t02 1 → 2") {
 		t.Errorf("second transform:\n%s", out)
 	}
 	// Rejections name the tenant and the cause; bad input is exit 2.
-	code, out, _ := s.tcsctl(t, context.Background(), "transform", "--where", `id == "t01"`, "--set", "database.port=99999999")
+	code, out, _ := s.tcsctl(t, context.Background(), "transform", "--yes", "--where", `id == "t01"`, "--set", "database.port=99999999")
 	if code != 1 || !strings.Contains(out, "FAILED t01") || !strings.Contains(out, "database.port") {
 		t.Errorf("invalid change: exit %d\n%s", code, out)
 	}
@@ -187,7 +187,7 @@ func TestTransformBackgroundWriter(t *testing.T) {
 			}
 		}
 	}()
-	out := s.mustTcsctl(t, 0, "transform", "--where", moveDB, "--set", "database.host=db-9.internal", "--workers", "3")
+	out := s.mustTcsctl(t, 0, "transform", "--yes", "--where", moveDB, "--set", "database.host=db-9.internal", "--workers", "3")
 	close(stop)
 	wg.Wait()
 	for _, id := range []string{"t00", "t06", "t09"} {

@@ -120,6 +120,9 @@ func TestWatchHeartbeatTimeout(t *testing.T) {
 // in flight fails over long before its deadline instead of waiting for it.
 // It takes gRPC's smallest keepalive interval, 10 s.
 func TestKeepaliveNoticesDeadPath(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: waits out gRPC keepalive timeouts (about 10 s)")
+	}
 	t.Parallel()
 	r := startRegion(t, "eu-west-1")
 	p := startFreezer(t, r.addr)

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tcs-dev/tcs/internal/auth"
+	"github.com/tcs-dev/tcs/internal/digest"
 
 	adminv1 "github.com/tcs-dev/tcs/proto/tcs/admin/v1"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
@@ -110,4 +111,18 @@ func (a *adminServer) ScanHosts(ctx context.Context, req *adminv1.ScanRequest) (
 		resp.Hosts[i] = &adminv1.HostEntry{Hostname: h.Hostname, TenantId: h.TenantID, ClaimVersion: h.ClaimVersion}
 	}
 	return resp, nil
+}
+
+// Digests implements ReplicaAdmin.Digests: the replica's bucket digests,
+// computed by reading the whole replica here, so that only 32 KiB cross the
+// wire.
+func (a *adminServer) Digests(ctx context.Context, _ *adminv1.DigestsRequest) (*adminv1.DigestsResponse, error) {
+	if err := a.authorize(ctx); err != nil {
+		return nil, err
+	}
+	scan, err := digest.ScanRegion(ctx, a.scanner, digest.ScanOptions{PageSize: MaxScanLimit})
+	if err != nil {
+		return nil, a.s.status(err).Err()
+	}
+	return &adminv1.DigestsResponse{Buckets: scan.Table[:], Records: int64(scan.Reads), Region: a.s.region}, nil
 }

@@ -28,11 +28,12 @@ import (
 // --metrics-addr: a default address that is busy is skipped with a
 // warning rather than failing the start.
 const (
-	DefaultCatalogMetricsAddr = "127.0.0.1:9180"
-	DefaultPublishMetricsAddr = "127.0.0.1:9181"
-	DefaultApplyMetricsAddr   = "127.0.0.1:9182"
-	DefaultTCSMetricsAddr     = "127.0.0.1:9183"
-	DefaultDevMetricsAddr     = "127.0.0.1:9184"
+	DefaultCatalogMetricsAddr   = "127.0.0.1:9180"
+	DefaultPublishMetricsAddr   = "127.0.0.1:9181"
+	DefaultApplyMetricsAddr     = "127.0.0.1:9182"
+	DefaultTCSMetricsAddr       = "127.0.0.1:9183"
+	DefaultDevMetricsAddr       = "127.0.0.1:9184"
+	DefaultReconcileMetricsAddr = "127.0.0.1:9185"
 )
 
 // Flags are the flags every server binary shares: --version, --log-level,

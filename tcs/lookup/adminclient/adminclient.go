@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/digest"
 	adminv1 "github.com/tcs-dev/tcs/proto/tcs/admin/v1"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs"
@@ -95,4 +96,19 @@ func (s *Scanner) explain(method string, err error) error {
 		hint = " (the token is not of role replica-scan)"
 	}
 	return fmt.Errorf("%s: %w%s", method, err, hint)
+}
+
+// Digests returns the region's bucket digests (internal/digest), computed by
+// the tcs node from its replica, and how many records it read for them.
+func (s *Scanner) Digests(ctx context.Context) (*digest.Table, int64, error) {
+	res, err := s.c.Digests(ctx, &adminv1.DigestsRequest{})
+	if err != nil {
+		return nil, 0, s.explain("Digests", err)
+	}
+	if n := len(res.GetBuckets()); n != digest.Buckets {
+		return nil, 0, fmt.Errorf("%s Digests: %d buckets, want %d (a tcs node of another version?)", s.region, n, digest.Buckets)
+	}
+	var t digest.Table
+	copy(t[:], res.GetBuckets())
+	return &t, res.GetRecords(), nil
 }

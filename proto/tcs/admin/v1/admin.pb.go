@@ -27,6 +27,107 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// DigestsRequest asks for a replica's bucket digests.
+type DigestsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DigestsRequest) Reset() {
+	*x = DigestsRequest{}
+	mi := &file_tcs_admin_v1_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DigestsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DigestsRequest) ProtoMessage() {}
+
+func (x *DigestsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tcs_admin_v1_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DigestsRequest.ProtoReflect.Descriptor instead.
+func (*DigestsRequest) Descriptor() ([]byte, []int) {
+	return file_tcs_admin_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
+// DigestsResponse holds a replica's bucket digests.
+type DigestsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One digest per bucket, bucket 0 first: 4,096 of them.
+	Buckets []uint64 `protobuf:"fixed64,1,rep,packed,name=buckets,proto3" json:"buckets,omitempty"`
+	// The records (documents and hostname records) read to compute them.
+	Records int64 `protobuf:"varint,2,opt,name=records,proto3" json:"records,omitempty"`
+	// The region whose replica was read, for example "eu-west-1".
+	Region        string `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DigestsResponse) Reset() {
+	*x = DigestsResponse{}
+	mi := &file_tcs_admin_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DigestsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DigestsResponse) ProtoMessage() {}
+
+func (x *DigestsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tcs_admin_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DigestsResponse.ProtoReflect.Descriptor instead.
+func (*DigestsResponse) Descriptor() ([]byte, []int) {
+	return file_tcs_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *DigestsResponse) GetBuckets() []uint64 {
+	if x != nil {
+		return x.Buckets
+	}
+	return nil
+}
+
+func (x *DigestsResponse) GetRecords() int64 {
+	if x != nil {
+		return x.Records
+	}
+	return 0
+}
+
+func (x *DigestsResponse) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
 // ScanRequest asks for one page of a scan.
 type ScanRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -41,7 +142,7 @@ type ScanRequest struct {
 
 func (x *ScanRequest) Reset() {
 	*x = ScanRequest{}
-	mi := &file_tcs_admin_v1_admin_proto_msgTypes[0]
+	mi := &file_tcs_admin_v1_admin_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -53,7 +154,7 @@ func (x *ScanRequest) String() string {
 func (*ScanRequest) ProtoMessage() {}
 
 func (x *ScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_admin_v1_admin_proto_msgTypes[0]
+	mi := &file_tcs_admin_v1_admin_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -66,7 +167,7 @@ func (x *ScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanRequest.ProtoReflect.Descriptor instead.
 func (*ScanRequest) Descriptor() ([]byte, []int) {
-	return file_tcs_admin_v1_admin_proto_rawDescGZIP(), []int{0}
+	return file_tcs_admin_v1_admin_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ScanRequest) GetCursor() string {
@@ -97,7 +198,7 @@ type ScanDocsResponse struct {
 
 func (x *ScanDocsResponse) Reset() {
 	*x = ScanDocsResponse{}
-	mi := &file_tcs_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_tcs_admin_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -109,7 +210,7 @@ func (x *ScanDocsResponse) String() string {
 func (*ScanDocsResponse) ProtoMessage() {}
 
 func (x *ScanDocsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_tcs_admin_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -122,7 +223,7 @@ func (x *ScanDocsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanDocsResponse.ProtoReflect.Descriptor instead.
 func (*ScanDocsResponse) Descriptor() ([]byte, []int) {
-	return file_tcs_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_tcs_admin_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ScanDocsResponse) GetDocs() []*v1.Tenant {
@@ -160,7 +261,7 @@ type ScanHostsResponse struct {
 
 func (x *ScanHostsResponse) Reset() {
 	*x = ScanHostsResponse{}
-	mi := &file_tcs_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_tcs_admin_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -172,7 +273,7 @@ func (x *ScanHostsResponse) String() string {
 func (*ScanHostsResponse) ProtoMessage() {}
 
 func (x *ScanHostsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_tcs_admin_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -185,7 +286,7 @@ func (x *ScanHostsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanHostsResponse.ProtoReflect.Descriptor instead.
 func (*ScanHostsResponse) Descriptor() ([]byte, []int) {
-	return file_tcs_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_tcs_admin_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ScanHostsResponse) GetHosts() []*HostEntry {
@@ -222,7 +323,7 @@ type HostEntry struct {
 
 func (x *HostEntry) Reset() {
 	*x = HostEntry{}
-	mi := &file_tcs_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_tcs_admin_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -234,7 +335,7 @@ func (x *HostEntry) String() string {
 func (*HostEntry) ProtoMessage() {}
 
 func (x *HostEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_tcs_admin_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -247,7 +348,7 @@ func (x *HostEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostEntry.ProtoReflect.Descriptor instead.
 func (*HostEntry) Descriptor() ([]byte, []int) {
-	return file_tcs_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_tcs_admin_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *HostEntry) GetHostname() string {
@@ -275,7 +376,12 @@ var File_tcs_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_tcs_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x18tcs/admin/v1/admin.proto\x12\ftcs.admin.v1\x1a\x13tcs/v1/tenant.proto\";\n" +
+	"\x18tcs/admin/v1/admin.proto\x12\ftcs.admin.v1\x1a\x13tcs/v1/tenant.proto\"\x10\n" +
+	"\x0eDigestsRequest\"]\n" +
+	"\x0fDigestsResponse\x12\x18\n" +
+	"\abuckets\x18\x01 \x03(\x06R\abuckets\x12\x18\n" +
+	"\arecords\x18\x02 \x01(\x03R\arecords\x12\x16\n" +
+	"\x06region\x18\x03 \x01(\tR\x06region\";\n" +
 	"\vScanRequest\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\tR\x06cursor\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x05R\x05limit\"o\n" +
@@ -292,10 +398,11 @@ const file_tcs_admin_v1_admin_proto_rawDesc = "" +
 	"\tHostEntry\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12#\n" +
-	"\rclaim_version\x18\x03 \x01(\x03R\fclaimVersion2\x9e\x01\n" +
+	"\rclaim_version\x18\x03 \x01(\x03R\fclaimVersion2\xe6\x01\n" +
 	"\fReplicaAdmin\x12E\n" +
 	"\bScanDocs\x12\x19.tcs.admin.v1.ScanRequest\x1a\x1e.tcs.admin.v1.ScanDocsResponse\x12G\n" +
-	"\tScanHosts\x12\x19.tcs.admin.v1.ScanRequest\x1a\x1f.tcs.admin.v1.ScanHostsResponseB3Z1github.com/tcs-dev/tcs/proto/tcs/admin/v1;adminv1b\x06proto3"
+	"\tScanHosts\x12\x19.tcs.admin.v1.ScanRequest\x1a\x1f.tcs.admin.v1.ScanHostsResponse\x12F\n" +
+	"\aDigests\x12\x1c.tcs.admin.v1.DigestsRequest\x1a\x1d.tcs.admin.v1.DigestsResponseB3Z1github.com/tcs-dev/tcs/proto/tcs/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_tcs_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -309,23 +416,27 @@ func file_tcs_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_tcs_admin_v1_admin_proto_rawDescData
 }
 
-var file_tcs_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_tcs_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_tcs_admin_v1_admin_proto_goTypes = []any{
-	(*ScanRequest)(nil),       // 0: tcs.admin.v1.ScanRequest
-	(*ScanDocsResponse)(nil),  // 1: tcs.admin.v1.ScanDocsResponse
-	(*ScanHostsResponse)(nil), // 2: tcs.admin.v1.ScanHostsResponse
-	(*HostEntry)(nil),         // 3: tcs.admin.v1.HostEntry
-	(*v1.Tenant)(nil),         // 4: tcs.v1.Tenant
+	(*DigestsRequest)(nil),    // 0: tcs.admin.v1.DigestsRequest
+	(*DigestsResponse)(nil),   // 1: tcs.admin.v1.DigestsResponse
+	(*ScanRequest)(nil),       // 2: tcs.admin.v1.ScanRequest
+	(*ScanDocsResponse)(nil),  // 3: tcs.admin.v1.ScanDocsResponse
+	(*ScanHostsResponse)(nil), // 4: tcs.admin.v1.ScanHostsResponse
+	(*HostEntry)(nil),         // 5: tcs.admin.v1.HostEntry
+	(*v1.Tenant)(nil),         // 6: tcs.v1.Tenant
 }
 var file_tcs_admin_v1_admin_proto_depIdxs = []int32{
-	4, // 0: tcs.admin.v1.ScanDocsResponse.docs:type_name -> tcs.v1.Tenant
-	3, // 1: tcs.admin.v1.ScanHostsResponse.hosts:type_name -> tcs.admin.v1.HostEntry
-	0, // 2: tcs.admin.v1.ReplicaAdmin.ScanDocs:input_type -> tcs.admin.v1.ScanRequest
-	0, // 3: tcs.admin.v1.ReplicaAdmin.ScanHosts:input_type -> tcs.admin.v1.ScanRequest
-	1, // 4: tcs.admin.v1.ReplicaAdmin.ScanDocs:output_type -> tcs.admin.v1.ScanDocsResponse
-	2, // 5: tcs.admin.v1.ReplicaAdmin.ScanHosts:output_type -> tcs.admin.v1.ScanHostsResponse
-	4, // [4:6] is the sub-list for method output_type
-	2, // [2:4] is the sub-list for method input_type
+	6, // 0: tcs.admin.v1.ScanDocsResponse.docs:type_name -> tcs.v1.Tenant
+	5, // 1: tcs.admin.v1.ScanHostsResponse.hosts:type_name -> tcs.admin.v1.HostEntry
+	2, // 2: tcs.admin.v1.ReplicaAdmin.ScanDocs:input_type -> tcs.admin.v1.ScanRequest
+	2, // 3: tcs.admin.v1.ReplicaAdmin.ScanHosts:input_type -> tcs.admin.v1.ScanRequest
+	0, // 4: tcs.admin.v1.ReplicaAdmin.Digests:input_type -> tcs.admin.v1.DigestsRequest
+	3, // 5: tcs.admin.v1.ReplicaAdmin.ScanDocs:output_type -> tcs.admin.v1.ScanDocsResponse
+	4, // 6: tcs.admin.v1.ReplicaAdmin.ScanHosts:output_type -> tcs.admin.v1.ScanHostsResponse
+	1, // 7: tcs.admin.v1.ReplicaAdmin.Digests:output_type -> tcs.admin.v1.DigestsResponse
+	5, // [5:8] is the sub-list for method output_type
+	2, // [2:5] is the sub-list for method input_type
 	2, // [2:2] is the sub-list for extension type_name
 	2, // [2:2] is the sub-list for extension extendee
 	0, // [0:2] is the sub-list for field type_name
@@ -342,7 +453,7 @@ func file_tcs_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tcs_admin_v1_admin_proto_rawDesc), len(file_tcs_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

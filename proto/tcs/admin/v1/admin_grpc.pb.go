@@ -26,6 +26,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	ReplicaAdmin_ScanDocs_FullMethodName  = "/tcs.admin.v1.ReplicaAdmin/ScanDocs"
 	ReplicaAdmin_ScanHosts_FullMethodName = "/tcs.admin.v1.ReplicaAdmin/ScanHosts"
+	ReplicaAdmin_Digests_FullMethodName   = "/tcs.admin.v1.ReplicaAdmin/Digests"
 )
 
 // ReplicaAdminClient is the client API for ReplicaAdmin service.
@@ -52,6 +53,14 @@ type ReplicaAdminClient interface {
 	// ScanHosts returns hostname records, released ones (empty tenant_id)
 	// included.
 	ScanHosts(ctx context.Context, in *ScanRequest, opts ...grpc.CallOption) (*ScanHostsResponse, error)
+	// Digests returns the replica's bucket digests: 4,096 buckets by hash of
+	// tenant id, each the XOR of the hashes of its tenants' documents (id,
+	// version, content) and of the hostname records they hold (released
+	// records count for nothing), as internal/digest defines them. The node
+	// reads its whole replica to compute them; only the digests cross the
+	// wire, so `tcsctl verify --digest` reads no document of a region that
+	// agrees with the source of truth.
+	Digests(ctx context.Context, in *DigestsRequest, opts ...grpc.CallOption) (*DigestsResponse, error)
 }
 
 type replicaAdminClient struct {
@@ -82,6 +91,16 @@ func (c *replicaAdminClient) ScanHosts(ctx context.Context, in *ScanRequest, opt
 	return out, nil
 }
 
+func (c *replicaAdminClient) Digests(ctx context.Context, in *DigestsRequest, opts ...grpc.CallOption) (*DigestsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DigestsResponse)
+	err := c.cc.Invoke(ctx, ReplicaAdmin_Digests_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ReplicaAdminServer is the server API for ReplicaAdmin service.
 // All implementations must embed UnimplementedReplicaAdminServer
 // for forward compatibility.
@@ -106,6 +125,14 @@ type ReplicaAdminServer interface {
 	// ScanHosts returns hostname records, released ones (empty tenant_id)
 	// included.
 	ScanHosts(context.Context, *ScanRequest) (*ScanHostsResponse, error)
+	// Digests returns the replica's bucket digests: 4,096 buckets by hash of
+	// tenant id, each the XOR of the hashes of its tenants' documents (id,
+	// version, content) and of the hostname records they hold (released
+	// records count for nothing), as internal/digest defines them. The node
+	// reads its whole replica to compute them; only the digests cross the
+	// wire, so `tcsctl verify --digest` reads no document of a region that
+	// agrees with the source of truth.
+	Digests(context.Context, *DigestsRequest) (*DigestsResponse, error)
 	mustEmbedUnimplementedReplicaAdminServer()
 }
 
@@ -121,6 +148,9 @@ func (UnimplementedReplicaAdminServer) ScanDocs(context.Context, *ScanRequest) (
 }
 func (UnimplementedReplicaAdminServer) ScanHosts(context.Context, *ScanRequest) (*ScanHostsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ScanHosts not implemented")
+}
+func (UnimplementedReplicaAdminServer) Digests(context.Context, *DigestsRequest) (*DigestsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Digests not implemented")
 }
 func (UnimplementedReplicaAdminServer) mustEmbedUnimplementedReplicaAdminServer() {}
 func (UnimplementedReplicaAdminServer) testEmbeddedByValue()                      {}
@@ -179,6 +209,24 @@ func _ReplicaAdmin_ScanHosts_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ReplicaAdmin_Digests_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DigestsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReplicaAdminServer).Digests(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReplicaAdmin_Digests_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReplicaAdminServer).Digests(ctx, req.(*DigestsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ReplicaAdmin_ServiceDesc is the grpc.ServiceDesc for ReplicaAdmin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -193,6 +241,10 @@ var ReplicaAdmin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ScanHosts",
 			Handler:    _ReplicaAdmin_ScanHosts_Handler,
+		},
+		{
+			MethodName: "Digests",
+			Handler:    _ReplicaAdmin_Digests_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
