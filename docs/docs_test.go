@@ -14,7 +14,7 @@ import (
 var (
 	// flagDef finds a flag's name where a binary defines it on a FlagSet:
 	// fs.Duration("name", …), fs.StringVar(&x, "name", …), fs.Func("name", …).
-	flagDef = regexp.MustCompile(`\b(?:fs|flags|set|f)\.(?:Bool|Int|Int64|Uint|Uint64|String|Duration|Float64|Var|Func|BoolFunc|TextVar)(?:Var)?\(\s*(?:[^,()"]+,\s*)?"([a-z][a-z0-9-]*)"`)
+	flagDef = regexp.MustCompile(`\b(?:fs|flags|set|f)\.(?:Bool|Int|Int64|Uint|Uint64|String|Duration|Float64|Var|Func|BoolFunc|TextVar)(?:Var)?P?\(\s*(?:[^,()"]+,\s*)?"([a-z][a-z0-9-]*)"`)
 	// metricDef finds a metric name as the code registers it.
 	metricDef = regexp.MustCompile(`"(tcs_[a-z0-9_]+)"`)
 	alertDef  = regexp.MustCompile(`(?m)^\s*- alert: (\w+)\s*$`)
