@@ -17,7 +17,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
@@ -42,7 +44,8 @@ type Store interface {
 	// Delete replaces the tenant by a tombstone and releases its hostnames.
 	// expectedVersion 0 deletes whatever version is stored.
 	Delete(ctx context.Context, id string, expectedVersion int64, actor string) (*tenant.Tenant, error)
-	// List returns live tenants in id order, starting after opts.After.
+	// List returns live tenants in the store's page order (id order unless
+	// the store is a PageOrderer), starting after opts.After.
 	List(ctx context.Context, opts ListOptions) (Page, error)
 	// LookupHostname returns the live tenant holding the normalised hostname.
 	LookupHostname(ctx context.Context, hostname string) (*tenant.Tenant, error)
@@ -51,16 +54,27 @@ type Store interface {
 	// returns the records of resync and resync-all.
 	History(ctx context.Context, id string, opts HistoryOptions) ([]AuditRecord, error)
 
-	// ReadOutbox returns up to limit outbox entries with a sequence greater
-	// than after, in sequence order.
-	ReadOutbox(ctx context.Context, after uint64, limit int) ([]OutboxEntry, error)
-	// AckOutbox marks every entry with a sequence ≤ upTo as published; they
-	// are not returned again.
-	AckOutbox(ctx context.Context, upTo uint64) error
-	// OutboxDepth counts the outbox entries not yet acknowledged, stopping
-	// at max (a count of max means at least max), and returns the commit
-	// time of the oldest (zero when the outbox is empty). It is what the
-	// publisher's depth gauges report.
+	// OutboxShards returns how many shards the outbox has, numbered from 0:
+	// 1 for the bbolt store. Every entry of a tenant goes to shard
+	// OutboxShard(id, OutboxShards()), so one shard holds a tenant's changes
+	// in commit order; shards are independent (their sequences count
+	// separately), so a publisher may read and acknowledge each on its own,
+	// or several publishers one shard each.
+	OutboxShards() int
+	// OutboxHeads returns, for each shard, the sequence of the last entry
+	// appended to it (0 before the first): a shard whose head is not above
+	// a reader's position in it has nothing new.
+	OutboxHeads(ctx context.Context) ([]uint64, error)
+	// ReadOutbox returns up to limit entries of shard with a sequence
+	// greater than after, in sequence order.
+	ReadOutbox(ctx context.Context, shard int, after uint64, limit int) ([]OutboxEntry, error)
+	// AckOutbox marks every entry of shard with a sequence ≤ upTo as
+	// published; they are not returned again.
+	AckOutbox(ctx context.Context, shard int, upTo uint64) error
+	// OutboxDepth counts the outbox entries not yet acknowledged, in every
+	// shard, stopping at max (a count of max means at least max), and
+	// returns the commit time of the oldest (zero when the outbox is
+	// empty). It is what the publisher's depth gauges report.
 	OutboxDepth(ctx context.Context, max int) (int, time.Time, error)
 
 	// Resync appends, for each distinct tenant of reqs, one outbox entry that
@@ -80,8 +94,8 @@ type Store interface {
 	// transactions committed (resyncing again is harmless).
 	Resync(ctx context.Context, reqs []ResyncRequest, regions []string) (ResyncResult, error)
 	// ResyncAll resyncs, as Resync does with no hostnames to settle, the
-	// stored tenants (tombstones included) that follow the id after in id
-	// order, up to limit of them (clamped by ResyncAllLimit), and returns
+	// stored tenants (tombstones included) that follow the id after in page
+	// order (as List), up to limit of them (clamped by ResyncAllLimit), and returns
 	// the id to pass as after for the next call ("" when no tenant follows).
 	// Calls from "" until next is "" resync every tenant stored throughout,
 	// with no export round trip; ResyncResult.NotFound stays empty. Each
@@ -92,7 +106,7 @@ type Store interface {
 	// store reads an Export page, then resyncs it as Resync does.
 	ResyncAll(ctx context.Context, after string, limit int, regions []string) (ResyncResult, string, error)
 	// Export returns a page of every stored tenant, tombstones included, in
-	// id order after opts.After, each with the claim versions of the
+	// the store's page order (as List) after opts.After, each with the claim versions of the
 	// hostnames it holds. Each item is consistent (the claims are those of
 	// the document's version); the bbolt store reads a whole page in one
 	// transaction. Limit is clamped by ExportLimit.
@@ -170,10 +184,42 @@ type AuditRecord struct {
 }
 
 // OutboxEntry is a committed change waiting to be published to the stream.
-// Seq increases monotonically in commit order.
+// Seq increases monotonically, with no gaps, in commit order within its
+// Shard.
 type OutboxEntry struct {
+	Shard int                `json:"shard,omitempty"`
 	Seq   uint64             `json:"seq"`
 	Event tenant.ChangeEvent `json:"event"`
+}
+
+// OutboxShard returns the outbox shard of tenant id among shards: FNV-1a
+// of the id, modulo shards. Stores with a sharded outbox (and a sharded
+// tenant partition) place the tenant by it.
+func OutboxShard(id string, shards int) int {
+	if shards <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return int(h.Sum32() % uint32(shards))
+}
+
+// PageOrderer is an optional capability of a Store whose List and Export
+// pages do not run in id order (the DynamoDB store pages through its tenant
+// partitions one after another). ComparePageOrder compares two ids, as
+// strings.Compare does, in the order pages run; a page continues after
+// ListOptions.After in that order, whether or not After names a tenant.
+type PageOrderer interface {
+	ComparePageOrder(a, b string) int
+}
+
+// ComparePageOrder compares ids a and b in s's page order: s's own if it
+// is a PageOrderer, id order otherwise.
+func ComparePageOrder(s any, a, b string) int {
+	if o, ok := s.(PageOrderer); ok {
+		return o.ComparePageOrder(a, b)
+	}
+	return strings.Compare(a, b)
 }
 
 // PageLimit clamps a requested page size to [1, MaxPageSize], with 0 meaning

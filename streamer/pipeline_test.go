@@ -144,25 +144,25 @@ type faultyOutbox struct {
 	failRead, failAck, afterAck bool
 }
 
-func (f *faultyOutbox) ReadOutbox(ctx context.Context, after uint64, limit int) ([]catalog.OutboxEntry, error) {
+func (f *faultyOutbox) ReadOutbox(ctx context.Context, shard int, after uint64, limit int) ([]catalog.OutboxEntry, error) {
 	if f.failRead {
 		f.failRead = false
 		return nil, errCrash
 	}
-	return f.Outbox.ReadOutbox(ctx, after, limit)
+	return f.Outbox.ReadOutbox(ctx, shard, after, limit)
 }
 
-func (f *faultyOutbox) AckOutbox(ctx context.Context, upTo uint64) error {
+func (f *faultyOutbox) AckOutbox(ctx context.Context, shard int, upTo uint64) error {
 	if f.failAck {
 		f.failAck = false
 		if f.afterAck {
-			if err := f.Outbox.AckOutbox(ctx, upTo); err != nil {
+			if err := f.Outbox.AckOutbox(ctx, shard, upTo); err != nil {
 				return err
 			}
 		}
 		return errCrash
 	}
-	return f.Outbox.AckOutbox(ctx, upTo)
+	return f.Outbox.AckOutbox(ctx, shard, upTo)
 }
 
 // TestPublisherCrashes kills the publisher between each pair of its steps
@@ -186,7 +186,7 @@ func TestPublisherCrashes(t *testing.T) {
 			t.Parallel()
 			r := newRig(t)
 			history(t, r.src)
-			committed, err := r.src.ReadOutbox(context.Background(), 0, 1000)
+			committed, err := r.src.ReadOutbox(context.Background(), 0, 0, 1000)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -207,7 +207,7 @@ func TestPublisherCrashes(t *testing.T) {
 					break
 				}
 			}
-			left, _ := r.src.ReadOutbox(context.Background(), 0, 1000)
+			left, _ := r.src.ReadOutbox(context.Background(), 0, 0, 1000)
 			if len(left) != 0 {
 				t.Errorf("%d outbox entries left after the restart", len(left))
 			}
@@ -383,11 +383,11 @@ func runUntil(t *testing.T, a *streamer.Applier, diff func() string) {
 func waitOutboxDrained(t *testing.T, src catalog.Store, timeout time.Duration, what string) {
 	t.Helper()
 	testwait.Until(t, timeout, 5*time.Millisecond, what, func() (bool, string) {
-		left, err := src.ReadOutbox(t.Context(), 0, 10)
+		left, _, err := src.OutboxDepth(t.Context(), 10)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return len(left) == 0, fmt.Sprintf("%d+ entries left", len(left))
+		return left == 0, fmt.Sprintf("%d+ entries left", left)
 	})
 }
 
@@ -514,7 +514,7 @@ type flakyOutbox struct {
 	reads, acks int
 }
 
-func (f *flakyOutbox) ReadOutbox(ctx context.Context, after uint64, limit int) ([]catalog.OutboxEntry, error) {
+func (f *flakyOutbox) ReadOutbox(ctx context.Context, shard int, after uint64, limit int) ([]catalog.OutboxEntry, error) {
 	f.mu.Lock()
 	f.reads++
 	fail := f.reads%5 == 0
@@ -522,10 +522,10 @@ func (f *flakyOutbox) ReadOutbox(ctx context.Context, after uint64, limit int) (
 	if fail {
 		return nil, errCrash
 	}
-	return f.Outbox.ReadOutbox(ctx, after, limit)
+	return f.Outbox.ReadOutbox(ctx, shard, after, limit)
 }
 
-func (f *flakyOutbox) AckOutbox(ctx context.Context, upTo uint64) error {
+func (f *flakyOutbox) AckOutbox(ctx context.Context, shard int, upTo uint64) error {
 	f.mu.Lock()
 	f.acks++
 	fail := f.acks%2 == 0
@@ -533,7 +533,7 @@ func (f *flakyOutbox) AckOutbox(ctx context.Context, upTo uint64) error {
 	if fail {
 		return errCrash
 	}
-	return f.Outbox.AckOutbox(ctx, upTo)
+	return f.Outbox.AckOutbox(ctx, shard, upTo)
 }
 
 // TestPublisherRunFaults: Run, which reads ahead of its appends and
@@ -607,32 +607,48 @@ func TestPublisherRunFaults(t *testing.T) {
 	}
 }
 
-// pollOutbox is an Outbox without notifications holding what a test puts
-// in it; it counts reads.
+// pollOutbox is a sharded Outbox without notifications holding what a
+// test puts in it; it counts polls (reads of the heads, which come first).
 type pollOutbox struct {
+	shards  int // 0 means 1
 	mu      sync.Mutex
 	entries []catalog.OutboxEntry
 	reads   int
-	acked   uint64
+	acked   map[int]uint64
 }
 
-func (o *pollOutbox) ReadOutbox(_ context.Context, after uint64, limit int) ([]catalog.OutboxEntry, error) {
+func (o *pollOutbox) OutboxShards() int { return max(o.shards, 1) }
+
+func (o *pollOutbox) OutboxHeads(context.Context) ([]uint64, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.reads++
+	heads := make([]uint64, o.OutboxShards())
+	for _, e := range o.entries {
+		heads[e.Shard] = max(heads[e.Shard], e.Seq)
+	}
+	return heads, nil
+}
+
+func (o *pollOutbox) ReadOutbox(_ context.Context, shard int, after uint64, limit int) ([]catalog.OutboxEntry, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	var out []catalog.OutboxEntry
 	for _, e := range o.entries {
-		if e.Seq > after && len(out) < limit {
+		if e.Shard == shard && e.Seq > after && e.Seq > o.acked[shard] && len(out) < limit {
 			out = append(out, e)
 		}
 	}
 	return out, nil
 }
 
-func (o *pollOutbox) AckOutbox(_ context.Context, upTo uint64) error {
+func (o *pollOutbox) AckOutbox(_ context.Context, shard int, upTo uint64) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.acked = max(o.acked, upTo)
+	if o.acked == nil {
+		o.acked = map[int]uint64{}
+	}
+	o.acked[shard] = max(o.acked[shard], upTo)
 	return nil
 }
 
@@ -641,8 +657,8 @@ func (o *pollOutbox) OutboxDepth(_ context.Context, limit int) (int, time.Time, 
 	defer o.mu.Unlock()
 	n, oldest := 0, time.Time{}
 	for _, e := range o.entries {
-		if e.Seq > o.acked && n < limit {
-			if n == 0 {
+		if e.Seq > o.acked[e.Shard] && n < limit {
+			if oldest.IsZero() || e.Event.CommittedAt.Before(oldest) {
 				oldest = e.Event.CommittedAt
 			}
 			n++
@@ -843,4 +859,79 @@ func TestPublisherStallGauges(t *testing.T) {
 			t.Fatalf("Run = %v", err)
 		}
 	})
+}
+
+// recordStream is a Stream that keeps the records appended to it.
+type recordStream struct {
+	streamer.Stream
+	mu      sync.Mutex
+	records []streamer.Record
+}
+
+func (r *recordStream) Append(_ context.Context, records []streamer.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.records = append(r.records, records...)
+	return nil
+}
+
+func (r *recordStream) appended() []streamer.Record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]streamer.Record(nil), r.records...)
+}
+
+// TestPublisherShards: with an outbox of several shards, Run publishes
+// every entry of every shard once, each tenant's versions in order (its
+// entries are in one shard), acknowledges every shard up to its head, and
+// publishes entries committed while it runs.
+func TestPublisherShards(t *testing.T) {
+	t.Parallel()
+	const shards, tenants, versions = 4, 20, 5
+	o := &pollOutbox{shards: shards}
+	seqs := make([]uint64, shards)
+	put := func(id string, v int64) {
+		sh := catalog.OutboxShard(id, shards)
+		seqs[sh]++
+		ev := replicatest.Event(id, v, map[string]int64{id + ".example.com": 1}, nil)
+		o.put(catalog.OutboxEntry{Shard: sh, Seq: seqs[sh], Event: *ev})
+	}
+	for v := int64(1); v <= versions-1; v++ {
+		for i := range tenants {
+			put(fmt.Sprintf("t-%02d", i), v)
+		}
+	}
+	s := &recordStream{}
+	p := streamer.NewPublisher(streamer.PublisherConfig{Outbox: o, Stream: s, BatchSize: 7, DepthInterval: -1})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	testwait.For(t, "the first versions published", func() bool { return len(s.appended()) == tenants*(versions-1) })
+	for i := range tenants {
+		put(fmt.Sprintf("t-%02d", i), versions)
+	}
+	testwait.For(t, "every version published", func() bool { return len(s.appended()) >= tenants*versions })
+	testwait.For(t, "every shard acknowledged", func() bool {
+		n, _, _ := o.OutboxDepth(t.Context(), 1000)
+		return n == 0
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	last := map[string]int64{}
+	for _, r := range s.appended() {
+		ev, err := streamer.DecodeEvent(r.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.PartitionKey != ev.TenantID || ev.Version != last[ev.TenantID]+1 {
+			t.Fatalf("record %s@%d (partition key %s) after version %d", ev.TenantID, ev.Version, r.PartitionKey, last[ev.TenantID])
+		}
+		last[ev.TenantID] = ev.Version
+	}
+	if len(last) != tenants || len(s.appended()) != tenants*versions {
+		t.Fatalf("%d records of %d tenants, want %d of %d", len(s.appended()), len(last), tenants*versions, tenants)
+	}
 }

@@ -9,16 +9,25 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/internal/logevery"
 )
 
-// Outbox is what the publisher needs of the source of truth.
+// Outbox is what the publisher needs of the source of truth: a sharded
+// outbox (see catalog.Store), each shard read after a position and
+// acknowledged up to an entry on its own.
 type Outbox interface {
-	ReadOutbox(ctx context.Context, after uint64, limit int) ([]catalog.OutboxEntry, error)
-	AckOutbox(ctx context.Context, upTo uint64) error
+	OutboxShards() int
+	OutboxHeads(ctx context.Context) ([]uint64, error)
+	ReadOutbox(ctx context.Context, shard int, after uint64, limit int) ([]catalog.OutboxEntry, error)
+	AckOutbox(ctx context.Context, shard int, upTo uint64) error
 }
+
+// maxShardCalls caps the outbox reads (or acknowledgements) of one batch
+// that run at once, one per shard.
+const maxShardCalls = 8
 
 // OutboxNotifier is an optional capability of an Outbox: a channel closed
 // when new entries may be waiting, so that the publisher wakes at once
@@ -153,8 +162,8 @@ func (p *Publisher) measureDepth(ctx context.Context, c OutboxCounter) {
 
 // pendingBatch is a batch read from the outbox and not yet appended.
 type pendingBatch struct {
-	last   uint64
-	oldest time.Time // commit time of its first entry
+	id     uint64
+	oldest time.Time // commit time of its oldest entry
 	n      int
 }
 
@@ -165,16 +174,17 @@ func (p *Publisher) readOK(b publishBatch) {
 		return
 	}
 	p.pendingMu.Lock()
-	p.pending = append(p.pending, pendingBatch{last: b.last, oldest: b.oldest, n: len(b.records)})
+	p.pending = append(p.pending, pendingBatch{id: b.id, oldest: b.oldest, n: len(b.records)})
 	p.pendingMu.Unlock()
 }
 
-// appended notes that the batch ending at last is stored in the stream.
-func (p *Publisher) appended(last uint64) {
+// appended notes that batch id (and every batch before it) is stored in
+// the stream.
+func (p *Publisher) appended(id uint64) {
 	p.pendingMu.Lock()
 	defer p.pendingMu.Unlock()
 	i := 0
-	for i < len(p.pending) && p.pending[i].last <= last {
+	for i < len(p.pending) && p.pending[i].id <= id {
 		i++
 	}
 	p.pending = p.pending[i:]
@@ -291,7 +301,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	batches := make(chan publishBatch, 1)
-	acks := make(chan uint64, 1)
+	acks := make(chan shardSeqs, 1)
 	var wg sync.WaitGroup
 	wg.Go(func() { p.ack(ctx, acks) })
 	if c, ok := p.cfg.Outbox.(OutboxCounter); ok && p.cfg.DepthInterval > 0 {
@@ -307,12 +317,24 @@ func (p *Publisher) Run(ctx context.Context) error {
 	return nil
 }
 
+// shardSeqs maps outbox shards to sequences.
+type shardSeqs map[int]uint64
+
+// merge raises each of m's sequences to o's where o's is higher.
+func (m shardSeqs) merge(o shardSeqs) {
+	for sh, seq := range o {
+		m[sh] = max(m[sh], seq)
+	}
+}
+
 // publishBatch is a batch of outbox entries, encoded for the stream.
 type publishBatch struct {
+	id        uint64 // counts the batches read, from 1
 	records   []Record
-	last      uint64    // sequence of the last entry
-	committed time.Time // commit time of the last entry
-	oldest    time.Time // commit time of the first entry
+	last      shardSeqs // per shard: sequence of the last entry
+	read      shardSeqs // per shard: the position reading continues after
+	committed time.Time // commit time of the newest entry
+	oldest    time.Time // commit time of the oldest entry
 }
 
 // read reads and encodes batches after the last entry read and hands them
@@ -323,15 +345,21 @@ func (p *Publisher) read(ctx context.Context, out chan<- publishBatch) {
 	backoff := p.cfg.RetryBackoff
 	poll := p.cfg.PollInterval
 	notifier, _ := p.cfg.Outbox.(OutboxNotifier)
-	var after uint64
+	pos := make([]uint64, p.cfg.Outbox.OutboxShards())
+	var id uint64
 	for {
 		var changed <-chan struct{} // nil: wait for the poll only
 		if notifier != nil {
 			changed = notifier.OutboxChanged()
 		}
-		b, err := p.readBatch(ctx, after)
+		b, err := p.readBatch(ctx, pos)
 		if err == nil {
+			id++
+			b.id = id
 			p.readOK(b)
+			for sh, seq := range b.read {
+				pos[sh] = max(pos[sh], seq)
+			}
 		}
 		wait := poll
 		switch {
@@ -349,7 +377,6 @@ func (p *Publisher) read(ctx context.Context, out chan<- publishBatch) {
 			case <-ctx.Done():
 				return
 			}
-			after = b.last
 			continue // more may be waiting
 		default:
 			backoff = p.cfg.RetryBackoff
@@ -367,25 +394,80 @@ func (p *Publisher) read(ctx context.Context, out chan<- publishBatch) {
 	}
 }
 
-func (p *Publisher) readBatch(ctx context.Context, after uint64) (publishBatch, error) {
-	entries, err := p.cfg.Outbox.ReadOutbox(ctx, after, p.cfg.BatchSize)
-	if err != nil || len(entries) == 0 {
-		if err != nil {
-			err = fmt.Errorf("read outbox: %w", err)
-		}
-		return publishBatch{}, err
-	}
-	records, err := encodeEntries(entries)
+// readBatch reads up to BatchSize entries after the positions pos (one per
+// shard): it reads the shards' heads, then the shards whose head is past
+// their position, up to maxShardCalls at a time, each for an equal share
+// of the batch. Entries keep their shard's order (all of a tenant's are in
+// one shard), shards follow one another. A shard read to its end moves its
+// position to the head read before it (what lies between was acknowledged
+// already), so that it is not read again until a write moves its head.
+func (p *Publisher) readBatch(ctx context.Context, pos []uint64) (publishBatch, error) {
+	heads, err := p.cfg.Outbox.OutboxHeads(ctx)
 	if err != nil {
+		return publishBatch{}, fmt.Errorf("read outbox heads: %w", err)
+	}
+	if len(heads) != len(pos) {
+		return publishBatch{}, fmt.Errorf("read outbox heads: %d heads for %d shards", len(heads), len(pos))
+	}
+	var dirty []int
+	for sh, head := range heads {
+		if head > pos[sh] {
+			dirty = append(dirty, sh)
+		}
+	}
+	b := publishBatch{last: shardSeqs{}, read: shardSeqs{}}
+	if len(dirty) == 0 {
+		return b, nil
+	}
+	share := (p.cfg.BatchSize + len(dirty) - 1) / len(dirty)
+	got := make([][]catalog.OutboxEntry, len(dirty))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(maxShardCalls)
+	for i, sh := range dirty {
+		g.Go(func() error {
+			entries, err := p.cfg.Outbox.ReadOutbox(gctx, sh, pos[sh], share)
+			if err != nil {
+				return fmt.Errorf("read outbox shard %d: %w", sh, err)
+			}
+			got[i] = entries
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
 		return publishBatch{}, err
 	}
-	last := entries[len(entries)-1]
-	return publishBatch{records: records, last: last.Seq, committed: last.Event.CommittedAt, oldest: entries[0].Event.CommittedAt}, nil
+	var entries []catalog.OutboxEntry
+	for i, sh := range dirty {
+		es := got[i]
+		entries = append(entries, es...)
+		if len(es) > 0 {
+			b.last[sh] = es[len(es)-1].Seq
+			b.read[sh] = b.last[sh]
+		}
+		if len(es) < share {
+			b.read[sh] = max(b.read[sh], heads[sh])
+		}
+	}
+	if len(entries) == 0 {
+		return b, nil
+	}
+	if b.records, err = encodeEntries(entries); err != nil {
+		return publishBatch{}, err
+	}
+	b.oldest, b.committed = entries[0].Event.CommittedAt, entries[0].Event.CommittedAt
+	for _, e := range entries[1:] {
+		if at := e.Event.CommittedAt; at.Before(b.oldest) {
+			b.oldest = at
+		} else if at.After(b.committed) {
+			b.committed = at
+		}
+	}
+	return b, nil
 }
 
 // appendAll appends each batch in order, retrying one that fails until it
 // is stored, and then asks for its acknowledgement.
-func (p *Publisher) appendAll(ctx context.Context, in <-chan publishBatch, acks chan uint64) {
+func (p *Publisher) appendAll(ctx context.Context, in <-chan publishBatch, acks chan shardSeqs) {
 	first := true
 	for b := range in {
 		backoff := p.cfg.RetryBackoff
@@ -405,7 +487,7 @@ func (p *Publisher) appendAll(ctx context.Context, in <-chan publishBatch, acks 
 			backoff = min(2*backoff, maxPublishBackoff)
 		}
 		p.published.Add(float64(len(b.records)))
-		p.appended(b.last)
+		p.appended(b.id)
 		p.lag.Set(time.Since(b.committed).Seconds())
 		p.lastCommit.Set(float64(b.committed.UnixNano()) / 1e9)
 		if first {
@@ -413,13 +495,16 @@ func (p *Publisher) appendAll(ctx context.Context, in <-chan publishBatch, acks 
 			p.log.Info("first append since start", "events", len(b.records), "lag", time.Since(b.committed).Round(time.Millisecond))
 			first = false
 		}
-		// Acknowledgements coalesce: a newer one covers an older one not
-		// yet taken.
+		// Acknowledgements coalesce: one not yet taken is merged into the
+		// newer one.
+		upTo := shardSeqs{}
+		upTo.merge(b.last)
 		select {
-		case <-acks:
+		case older := <-acks:
+			upTo.merge(older)
 		default:
 		}
-		acks <- b.last
+		acks <- upTo
 	}
 }
 
@@ -427,7 +512,7 @@ func (p *Publisher) appendAll(ctx context.Context, in <-chan publishBatch, acks 
 // ctx ends, and returns when acks is closed. A call is not cut off when ctx
 // ends (it gets ackGrace more), so that a clean stop leaves acknowledged
 // what was appended and republishes nothing.
-func (p *Publisher) ack(ctx context.Context, acks <-chan uint64) {
+func (p *Publisher) ack(ctx context.Context, acks <-chan shardSeqs) {
 	backoff := p.cfg.RetryBackoff
 	for upTo := range acks {
 		for {
@@ -437,13 +522,13 @@ func (p *Publisher) ack(ctx context.Context, acks <-chan uint64) {
 				break
 			}
 			p.failures.Inc()
-			p.warn(fmt.Errorf("ack outbox up to %d: %w", upTo, err), backoff)
+			p.warn(err, backoff)
 			select {
 			case newer, ok := <-acks:
 				if !ok {
 					return
 				}
-				upTo = newer
+				upTo.merge(newer) // acking again what was acked is harmless
 			case <-time.After(backoff):
 			case <-ctx.Done():
 			}
@@ -455,7 +540,7 @@ func (p *Publisher) ack(ctx context.Context, acks <-chan uint64) {
 // ackGrace is how long an acknowledgement may run on once Run is stopping.
 const ackGrace = 5 * time.Second
 
-func (p *Publisher) ackOnce(ctx context.Context, upTo uint64) error {
+func (p *Publisher) ackOnce(ctx context.Context, upTo shardSeqs) error {
 	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() {
@@ -463,7 +548,23 @@ func (p *Publisher) ackOnce(ctx context.Context, upTo uint64) error {
 		context.AfterFunc(actx, func() { t.Stop() })
 	})
 	defer stop()
-	return p.cfg.Outbox.AckOutbox(actx, upTo)
+	return ackShards(actx, p.cfg.Outbox, upTo)
+}
+
+// ackShards acknowledges each shard of upTo up to its sequence, up to
+// maxShardCalls at a time.
+func ackShards(ctx context.Context, o Outbox, upTo shardSeqs) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(maxShardCalls)
+	for sh, seq := range upTo {
+		g.Go(func() error {
+			if err := o.AckOutbox(gctx, sh, seq); err != nil {
+				return fmt.Errorf("ack outbox shard %d up to %d: %w", sh, seq, err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
@@ -477,30 +578,26 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// PublishOnce reads one batch from the outbox, appends it to the stream and
-// acknowledges it. It returns how many entries it published.
+// PublishOnce reads one batch from the outbox (from the start of every
+// shard), appends it to the stream and acknowledges it. It returns how many
+// entries it published.
 func (p *Publisher) PublishOnce(ctx context.Context) (int, error) {
-	entries, err := p.cfg.Outbox.ReadOutbox(ctx, 0, p.cfg.BatchSize)
-	if err != nil {
-		return 0, fmt.Errorf("read outbox: %w", err)
-	}
-	if len(entries) == 0 {
-		return 0, nil
-	}
-	records, err := encodeEntries(entries)
+	b, err := p.readBatch(ctx, make([]uint64, p.cfg.Outbox.OutboxShards()))
 	if err != nil {
 		return 0, err
 	}
-	if err := p.cfg.Stream.Append(ctx, records); err != nil {
-		return 0, fmt.Errorf("append %d events: %w", len(records), err)
+	if len(b.records) == 0 {
+		return 0, nil
 	}
-	last := entries[len(entries)-1]
-	if err := p.cfg.Outbox.AckOutbox(ctx, last.Seq); err != nil {
-		return 0, fmt.Errorf("ack outbox up to %d: %w", last.Seq, err)
+	if err := p.cfg.Stream.Append(ctx, b.records); err != nil {
+		return 0, fmt.Errorf("append %d events: %w", len(b.records), err)
 	}
-	p.published.Add(float64(len(entries)))
-	p.lag.Set(time.Since(last.Event.CommittedAt).Seconds())
-	return len(entries), nil
+	if err := ackShards(ctx, p.cfg.Outbox, b.last); err != nil {
+		return 0, err
+	}
+	p.published.Add(float64(len(b.records)))
+	p.lag.Set(time.Since(b.committed).Seconds())
+	return len(b.records), nil
 }
 
 func encodeEntries(entries []catalog.OutboxEntry) ([]Record, error) {
@@ -510,7 +607,7 @@ func encodeEntries(entries []catalog.OutboxEntry) ([]Record, error) {
 		if err != nil {
 			// A committed change that cannot be encoded is a bug; stop here
 			// rather than skip it, so that nothing is lost silently.
-			return nil, fmt.Errorf("outbox entry %d: %w", entries[i].Seq, err)
+			return nil, fmt.Errorf("outbox shard %d entry %d: %w", entries[i].Shard, entries[i].Seq, err)
 		}
 		records[i] = Record{PartitionKey: entries[i].Event.TenantID, Data: data}
 	}

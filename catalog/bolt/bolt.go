@@ -20,6 +20,18 @@
 //	           before chaining) starts its chain at its next record
 //	outbox     big-endian sequence (bucket.NextSequence) → JSON catalog.OutboxEntry
 //	meta       schema version
+//
+// Writes commit in groups: a write that arrives while a commit is running
+// waits for it and then runs, with every other write that arrived
+// meanwhile, in the next transaction, one fsync for them all
+// (boltfile.GroupCommit; a lone write commits at once). Each returns only
+// after the commit holding it is on disk. A write plans (PlanWrite: encode,
+// hash) from a read transaction before it joins a group, so that writers
+// plan in parallel; in the group it only checks that the state it read is
+// still stored, and plans again if not. A write that PlanWrite rejects
+// writes nothing and does not fail its group; a write whose transaction
+// fails for another reason is run again alone. The outbox is one shard
+// (OutboxShards is 1), so List and Export run in id order.
 package bolt
 
 import (
@@ -29,6 +41,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"strconv"
 	"sync"
@@ -70,10 +83,12 @@ type Options struct {
 }
 
 // Store is a catalog.Store in a bbolt file. It is safe for concurrent use;
-// bbolt serialises the writes.
+// concurrent writes share commits (group commit), each returning once the
+// commit holding it is on disk.
 type Store struct {
-	db  *bbolt.DB
-	now func() time.Time
+	db    *bbolt.DB
+	group *boltfile.GroupCommit
+	now   func() time.Time
 
 	mu sync.Mutex
 	// changed is closed (and forgotten) by the next commit that adds an
@@ -116,7 +131,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{db: db, now: now}, nil
+	return &Store{db: db, group: boltfile.NewGroupCommit(db), now: now}, nil
 }
 
 // Close closes the file and releases its lock.
@@ -165,7 +180,8 @@ func (s *Store) Delete(ctx context.Context, id string, expectedVersion int64, ac
 }
 
 // write is the I/O shell around catalog.PlanWrite: in one bbolt transaction
-// it reads what the plan needs (the tenant, its audit head, the claims of
+// (shared with the writes that arrive while the previous commit runs: a
+// group commit, see the package comment) it reads what the plan needs (the tenant, its audit head, the claims of
 // the hostnames involved), plans, and stores what the plan returns — the
 // document, the claims it moves, the audit record and its head, the outbox
 // entry. A rejected plan rolls the transaction back, so it changes nothing.
@@ -177,32 +193,56 @@ func (s *Store) write(ctx context.Context, req catalog.WriteRequest) (*tenant.Te
 		return nil, err
 	}
 	id := req.TenantID()
+	op := fmt.Sprintf("bolt %s tenant %s", req.Action, id)
+	// Plan first from a read transaction, outside the commit that writers
+	// share, so that concurrent writers plan (encode, hash) in parallel; the
+	// commit only checks that what the plan read is still what is stored,
+	// and plans again inside if not. A plan rejected from the snapshot is
+	// the answer: the state it was rejected on was committed while the
+	// write ran.
+	var snap writeState
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		var err error
+		snap, err = readWriteState(tx, &req)
+		return err
+	})
+	if err != nil {
+		return nil, wrap(err, op)
+	}
+	req.At = s.now()
+	planned, err := catalog.PlanWrite(snap.st, req)
+	if err != nil {
+		return nil, wrap(err, op)
+	}
+
+	// out and rejected are set by the last run of fn: the group commit
+	// may run it twice (see boltfile.GroupCommit).
 	var out *tenant.Tenant
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		cur, err := getTenant(tx, id)
+	var rejected error
+	err = s.group.Update(func(tx *bbolt.Tx) error {
+		out, rejected = nil, nil
+		now, err := readWriteState(tx, &req)
 		if err != nil {
 			return err
 		}
-		hosts := tx.Bucket(bucketHostnames)
-		needed := req.ClaimsNeeded(cur)
-		st := catalog.WriteState{Current: cur, Claims: make(map[string]catalog.HostnameClaim, len(needed))}
-		for _, h := range needed {
-			rec, err := getHostname(hosts, h)
+		p := planned
+		if !now.same(snap) {
+			req.At = s.now()
+			p, err = catalog.PlanWrite(now.st, req)
+			var domain *tenant.Error
+			if errors.As(err, &domain) {
+				// A rejected write has written nothing: it reports its
+				// error without failing the round the other writers share.
+				rejected = err
+				return nil
+			}
 			if err != nil {
 				return err
 			}
-			st.Claims[h] = catalog.HostnameClaim{Owner: rec.TenantID, Version: rec.ClaimVersion}
-		}
-		if _, st.AuditHead, err = auditHead(tx, id); err != nil {
-			return err
-		}
-		req.At = s.now()
-		p, err := catalog.PlanWrite(st, req)
-		if err != nil {
-			return err
 		}
 
 		tx.OnCommit(s.outboxChanged)
+		hosts := tx.Bucket(bucketHostnames)
 		for _, c := range p.Changes {
 			if err := putJSON(hosts, []byte(c.Hostname), hostnameRecord{TenantID: c.To.Owner, ClaimVersion: c.To.Version}); err != nil {
 				return err
@@ -225,10 +265,53 @@ func (s *Store) write(ctx context.Context, req catalog.WriteRequest) (*tenant.Te
 		out = p.Result
 		return nil
 	})
+	if err == nil {
+		err = rejected
+	}
 	if err != nil {
-		return nil, wrap(err, fmt.Sprintf("bolt %s tenant %s", req.Action, id))
+		return nil, wrap(err, op)
 	}
 	return out, nil
+}
+
+// writeState is what a write reads: the state PlanWrite takes, and the
+// stored bytes of the tenant (a copy, valid after the transaction) to tell
+// whether it moved.
+type writeState struct {
+	st  catalog.WriteState
+	raw []byte
+}
+
+// same reports whether o is the state w was read from.
+func (w writeState) same(o writeState) bool {
+	return bytes.Equal(w.raw, o.raw) && w.st.AuditHead == o.st.AuditHead && maps.Equal(w.st.Claims, o.st.Claims)
+}
+
+// readWriteState reads, in tx, what PlanWrite needs for req: the tenant,
+// its audit head, and the claims of the hostnames involved.
+func readWriteState(tx *bbolt.Tx, req *catalog.WriteRequest) (writeState, error) {
+	id := req.TenantID()
+	var w writeState
+	if v := tx.Bucket(bucketTenants).Get([]byte(id)); v != nil {
+		w.raw = bytes.Clone(v)
+		w.st.Current = new(tenant.Tenant)
+		if err := catalog.DecodeStored(v, w.st.Current, "tenant", id); err != nil {
+			return w, err
+		}
+	}
+	hosts := tx.Bucket(bucketHostnames)
+	needed := req.ClaimsNeeded(w.st.Current)
+	w.st.Claims = make(map[string]catalog.HostnameClaim, len(needed))
+	for _, h := range needed {
+		rec, err := getHostname(hosts, h)
+		if err != nil {
+			return w, err
+		}
+		w.st.Claims[h] = catalog.HostnameClaim{Owner: rec.TenantID, Version: rec.ClaimVersion}
+	}
+	var err error
+	_, w.st.AuditHead, err = auditHead(tx, id)
+	return w, err
 }
 
 // Get returns the live tenant id. See catalog.Store.
@@ -365,10 +448,41 @@ func (s *Store) History(ctx context.Context, id string, opts catalog.HistoryOpti
 	return out, nil
 }
 
+// OutboxShards returns 1: the bbolt outbox is one sequence.
+func (s *Store) OutboxShards() int { return 1 }
+
+// OutboxHeads returns the sequence of the last outbox entry appended. See
+// catalog.Store.
+func (s *Store) OutboxHeads(ctx context.Context) ([]uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var head uint64
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		head = tx.Bucket(bucketOutbox).Sequence()
+		return nil
+	})
+	if err != nil {
+		return nil, wrap(err, "bolt outbox heads")
+	}
+	return []uint64{head}, nil
+}
+
+// checkShard rejects a shard other than 0, the only one.
+func checkShard(shard int) error {
+	if shard != 0 {
+		return tenant.Errorf(tenant.Invalid, "outbox shard %d does not exist: the bbolt outbox has one shard, 0", shard)
+	}
+	return nil
+}
+
 // ReadOutbox returns up to limit entries after the sequence after, oldest
 // first. A limit ≤ 0 means catalog.DefaultPageSize.
-func (s *Store) ReadOutbox(ctx context.Context, after uint64, limit int) ([]catalog.OutboxEntry, error) {
+func (s *Store) ReadOutbox(ctx context.Context, shard int, after uint64, limit int) ([]catalog.OutboxEntry, error) {
 	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := checkShard(shard); err != nil {
 		return nil, err
 	}
 	if limit <= 0 {
@@ -432,8 +546,11 @@ func (s *Store) OutboxDepth(ctx context.Context, max int) (int, time.Time, error
 
 // AckOutbox deletes every entry up to and including upTo, in one
 // transaction. The sequence keeps counting from where it was.
-func (s *Store) AckOutbox(ctx context.Context, upTo uint64) error {
+func (s *Store) AckOutbox(ctx context.Context, shard int, upTo uint64) error {
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := checkShard(shard); err != nil {
 		return err
 	}
 	err := s.db.Update(func(tx *bbolt.Tx) error {

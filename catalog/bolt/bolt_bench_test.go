@@ -150,3 +150,13 @@ func BenchmarkExport10k(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "tenants/s")
 }
+
+// BenchmarkCreateWriters measures fsynced creates/s with 1, 8 and 32
+// concurrent writers: concurrent writes share commits (group commit).
+func BenchmarkCreateWriters(b *testing.B) {
+	for _, writers := range []int{1, 8, 32} {
+		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
+			storetest.BenchmarkCreates(b, open(b, filepath.Join(b.TempDir(), "catalog.db"), bolt.Options{}), writers)
+		})
+	}
+}

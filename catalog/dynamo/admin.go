@@ -16,11 +16,10 @@ import (
 	"github.com/tcs-dev/tcs/internal/auth"
 )
 
-// Resync transactions: up to maxTxItems-3 outbox entries, the counter, and
-// the audit record with its chain head (first transaction only), and well
-// under DynamoDB's 4 MB per transaction.
+// Resync transactions: outbox entries, the heads of their shards and the
+// audit record with its chain head (first transaction only), at most
+// maxTxItems items and well under DynamoDB's 4 MB per transaction.
 const (
-	maxResyncPerTx    = maxTxItems - 3
 	maxResyncTxBytes  = 3 << 20
 	maxExportAttempts = 10
 )
@@ -28,15 +27,16 @@ const (
 // Resync appends one resync event per distinct tenant of reqs. See
 // catalog.Store.
 //
-// The entries are appended in transactions of up to 97 (and 3 MB); the
-// first also appends the resync's audit record to the catalog.AdminAuditID
-// chain (written even when no tenant was found: the request is what is
-// audited). Each
-// transaction is planned like a write: the outbox counter is read first,
-// then the tenants and their hostname claims, and the transaction is
-// conditioned on the counter, which every commit moves; so the events of one
-// transaction are one consistent snapshot, and a transaction cancelled by a
-// concurrent write is planned again from fresh reads.
+// The entries are appended in transactions of up to 100 items (an entry
+// per tenant, a head per outbox shard touched; 3 MB at most); the first
+// also appends the resync's audit record to the catalog.AdminAuditID chain
+// (written even when no tenant was found: the request is what is audited).
+// Each transaction is planned like a write: the heads of the shards of its
+// tenants are read first, then the tenants and their hostname claims, and
+// the transaction is conditioned on those heads, which every commit of one
+// of its tenants moves; so the events of one transaction are one consistent
+// snapshot, and a transaction cancelled by a concurrent write is planned
+// again from fresh reads.
 func (s *Store) Resync(ctx context.Context, reqs []catalog.ResyncRequest, regions []string) (catalog.ResyncResult, error) {
 	if err := catalog.CheckResync(reqs, regions); err != nil {
 		return catalog.ResyncResult{}, err
@@ -70,7 +70,7 @@ func (s *Store) resync(ctx context.Context, reqs []catalog.ResyncRequest, region
 	var res catalog.ResyncResult
 	backoff := 5 * time.Millisecond
 	for attempt := 1; len(reqs) > 0; {
-		n, done, retry, err := s.tryResync(ctx, reqs[:min(len(reqs), maxResyncPerTx)], regions, audit)
+		n, done, retry, err := s.tryResync(ctx, reqs, regions, audit)
 		if err != nil {
 			return catalog.ResyncResult{}, s.wrap(ctx, err, "dynamo resync")
 		}
@@ -106,14 +106,50 @@ func (s *Store) resync(ctx context.Context, reqs []catalog.ResyncRequest, region
 // if they fit in one transaction), and audit unless it is nil. It returns
 // how many requests it settled and the version resynced of each found;
 // retry reports that the transaction was cancelled and nothing was written.
+//
+// The transaction appends each tenant's entry to its shard and moves the
+// heads of the shards it touches, conditioned on the heads read first: any
+// write of one of its tenants moves that tenant's shard head, so the
+// entries of one transaction are one consistent snapshot.
 func (s *Store) tryResync(ctx context.Context, reqs []catalog.ResyncRequest, regions []string, audit *catalog.AuditRecord) (n int, done map[string]int64, retry bool, err error) {
-	seq, err := s.getSeq(ctx)
+	// The prefix that fits: an entry per request, a head per shard, and
+	// the audit record with its chain head.
+	var shards []int
+	seen := map[int]bool{}
+	cut := 0
+	for ; cut < len(reqs); cut++ {
+		sh := shardOf(reqs[cut].ID)
+		heads := len(shards)
+		if !seen[sh] {
+			heads++
+		}
+		if cut+1+heads+2 > maxTxItems {
+			break
+		}
+		if !seen[sh] {
+			seen[sh] = true
+			shards = append(shards, sh)
+		}
+	}
+	reqs = reqs[:cut]
+	headKeys := make([]map[string]types.AttributeValue, len(shards))
+	for i, sh := range shards {
+		headKeys[i] = headKey(sh)
+	}
+	headItems, err := s.batchGet(ctx, headKeys)
 	if err != nil {
 		return 0, nil, false, err
 	}
+	heads := make(map[int]uint64, len(shards))
+	for _, sh := range shards {
+		if heads[sh], err = parseSeq(headItems[itemKey(outboxPK(sh), skOutboxHead)]); err != nil {
+			return 0, nil, false, fmt.Errorf("outbox shard %d: %w", sh, err)
+		}
+	}
+
 	keys := make([]map[string]types.AttributeValue, len(reqs), len(reqs)+1)
 	for i, r := range reqs {
-		keys[i] = key(pkTenants, r.ID)
+		keys[i] = tenantKey(r.ID)
 	}
 	if audit != nil {
 		keys = append(keys, key(pkMeta, skAdminHead))
@@ -125,7 +161,7 @@ func (s *Store) tryResync(ctx context.Context, reqs []catalog.ResyncRequest, reg
 	docs := make([]*tenant.Tenant, len(reqs))
 	var hostnames []string
 	for i, r := range reqs {
-		st, err := parseTenant(items[itemKey(pkTenants, r.ID)])
+		st, err := parseTenant(items[itemKey(tenantPK(r.ID), r.ID)])
 		if err != nil {
 			return 0, nil, false, err
 		}
@@ -144,6 +180,7 @@ func (s *Store) tryResync(ctx context.Context, reqs []catalog.ResyncRequest, reg
 
 	at := s.now().UTC().Truncate(time.Microsecond)
 	done = map[string]int64{}
+	added := map[int]uint64{}
 	var tx []types.TransactWriteItem
 	size := 0
 	for n = 0; n < len(reqs); n++ {
@@ -151,8 +188,10 @@ func (s *Store) tryResync(ctx context.Context, reqs []catalog.ResyncRequest, reg
 		if doc == nil {
 			continue
 		}
+		sh := shardOf(doc.ID)
+		seq := heads[sh] + added[sh] + 1
 		ev := catalog.ResyncEvent(doc, planned, reqs[n].Hostnames, regions, at)
-		put, err := s.putNew(pkOutbox, pad(seq+uint64(len(tx))+1), catalog.OutboxEntry{Seq: seq + uint64(len(tx)) + 1, Event: ev})
+		put, err := s.putNew(outboxPK(sh), pad(seq), catalog.OutboxEntry{Shard: sh, Seq: seq, Event: ev})
 		if err != nil {
 			return 0, nil, false, err
 		}
@@ -162,10 +201,10 @@ func (s *Store) tryResync(ctx context.Context, reqs []catalog.ResyncRequest, reg
 		}
 		size += itemSize
 		tx = append(tx, types.TransactWriteItem{Put: put})
+		added[sh]++
 		done[doc.ID] = doc.Version
 	}
-	entries := uint64(len(tx))
-	if entries == 0 && audit == nil {
+	if len(tx) == 0 && audit == nil {
 		return n, done, false, nil // none of them exists
 	}
 	if audit != nil {
@@ -175,7 +214,11 @@ func (s *Store) tryResync(ctx context.Context, reqs []catalog.ResyncRequest, reg
 		}
 		tx = append(tx, items...)
 	}
-	tx = append(tx, s.counterPut(seq, seq+entries))
+	for _, sh := range shards {
+		if k := added[sh]; k > 0 {
+			tx = append(tx, s.headPut(sh, heads[sh], heads[sh]+k))
+		}
+	}
 
 	_, err = s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: tx})
 	var cancelled *types.TransactionCanceledException
@@ -227,9 +270,9 @@ func (s *Store) auditAdmin(head map[string]types.AttributeValue, audit *catalog.
 }
 
 // Export returns a page of every stored tenant, tombstones included, with
-// its claims. See catalog.Store.
+// its claims, in page order (as List). See catalog.Store.
 //
-// The page's tenants are read with one strongly consistent Query, then their
+// The page's tenants are read with strongly consistent Queries, then their
 // claims, then their versions again: the claims of the hostnames a tenant
 // holds change only when that tenant is written, so a tenant whose version
 // did not move is consistent with the claims read; one that moved is read
@@ -241,36 +284,18 @@ func (s *Store) Export(ctx context.Context, opts catalog.ListOptions) (catalog.E
 	}
 	op := "dynamo export tenants after " + opts.After
 	limit := catalog.ExportLimit(opts.Limit)
-	in := &dynamodb.QueryInput{
-		TableName:                 s.table,
-		ConsistentRead:            aws.Bool(true),
-		KeyConditionExpression:    aws.String("PK = :pk"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": str(pkTenants)},
-		Limit:                     aws.Int32(int32(limit + 1)),
-	}
-	if opts.After != "" {
-		in.KeyConditionExpression = aws.String("PK = :pk AND SK > :after")
-		in.ExpressionAttributeValues[":after"] = str(opts.After)
-	}
 	var page catalog.ExportPage
 	var docs []*tenant.Tenant
-	for len(docs) <= limit {
-		out, err := s.db.Query(ctx, in)
+	err := s.walkTenants(ctx, opts.After, limit+1, func(item map[string]types.AttributeValue) (bool, error) {
+		t, err := decodeTenant(item)
 		if err != nil {
-			return catalog.ExportPage{}, s.wrap(ctx, err, op)
+			return false, err
 		}
-		for _, item := range out.Items {
-			t, err := decodeTenant(item)
-			if err != nil {
-				return catalog.ExportPage{}, s.wrap(ctx, err, op)
-			}
-			docs = append(docs, t)
-		}
-		if len(out.LastEvaluatedKey) == 0 {
-			break
-		}
-		in.ExclusiveStartKey = out.LastEvaluatedKey
-		in.Limit = aws.Int32(int32(limit + 1 - len(docs)))
+		docs = append(docs, t)
+		return len(docs) <= limit, nil
+	})
+	if err != nil {
+		return catalog.ExportPage{}, s.wrap(ctx, err, op)
 	}
 	if len(docs) > limit {
 		docs = docs[:limit]
@@ -335,7 +360,7 @@ func (s *Store) consistentItems(ctx context.Context, docs []*tenant.Tenant) ([]c
 func (s *Store) getTenants(ctx context.Context, ids []string) (map[string]*tenant.Tenant, error) {
 	keys := make([]map[string]types.AttributeValue, len(ids))
 	for i, id := range ids {
-		keys[i] = key(pkTenants, id)
+		keys[i] = tenantKey(id)
 	}
 	items, err := s.batchGet(ctx, keys)
 	if err != nil {
@@ -343,7 +368,7 @@ func (s *Store) getTenants(ctx context.Context, ids []string) (map[string]*tenan
 	}
 	out := make(map[string]*tenant.Tenant, len(ids))
 	for _, id := range ids {
-		st, err := parseTenant(items[itemKey(pkTenants, id)])
+		st, err := parseTenant(items[itemKey(tenantPK(id), id)])
 		if err != nil {
 			return nil, err
 		}
@@ -354,8 +379,9 @@ func (s *Store) getTenants(ctx context.Context, ids []string) (map[string]*tenan
 	return out, nil
 }
 
-// ResyncAll reads a page of the stored tenants after the id after (Export)
-// and resyncs it (Resync, in its transactions of up to 97 entries). A tenant
+// ResyncAll reads a page of the stored tenants after the id after in page
+// order (Export) and resyncs it (Resync, in its transactions of up to 100
+// items). A tenant
 // purged between the two is skipped rather than reported: ResyncAll names
 // no ids. See catalog.Store.
 func (s *Store) ResyncAll(ctx context.Context, after string, limit int, regions []string) (catalog.ResyncResult, string, error) {

@@ -47,7 +47,7 @@ func (s tamperStore) DeleteAudit(t testing.TB, chain string, version int64) {
 func (s tamperStore) ForgetAuditHead(t testing.TB, chain string) {
 	t.Helper()
 	key := map[string]types.AttributeValue{
-		"PK": &types.AttributeValueMemberS{Value: "TENANTS"},
+		"PK": &types.AttributeValueMemberS{Value: fmt.Sprintf("TENANTS#%d", catalog.OutboxShard(chain, dynamo.Shards))},
 		"SK": &types.AttributeValueMemberS{Value: chain},
 	}
 	if chain == catalog.AdminAuditID {

@@ -1,28 +1,59 @@
 // Package dynamo is the distributed source of truth: a catalog.Store on one
 // DynamoDB table. Every write commits the tenant document, its hostname
-// claims, an audit record, an outbox entry and the outbox sequence counter in
-// a single TransactWriteItems, so the outbox holds exactly the committed
-// changes, in commit order.
+// claims, an audit record, an outbox entry and its outbox shard's head in a
+// single TransactWriteItems, so the outbox holds exactly the committed
+// changes, each shard in commit order.
 //
-// Key schema (single-table design; both keys are strings):
+// Key schema (single-table design; both keys are strings; <s> is the
+// tenant's shard, catalog.OutboxShard(id, Shards), in decimal):
 //
 //	PK                  SK                      attributes
-//	TENANTS             <tenant id>             version (N), deleted (BOOL), doc (S, JSON tenant),
+//	TENANTS#<s>         <tenant id>             version (N), deleted (BOOL), doc (S, JSON tenant),
 //	                                            audit_head (S, hash of the newest audit record)
 //	HOST#<hostname>     CLAIM                   owner (S, "" once released), claim_version (N)
 //	AUDIT#<tenant id>   <version, 20 digits>    doc (S, JSON catalog.AuditRecord)
 //	AUDIT#_admin        <n, 20 digits>          doc (S, JSON catalog.AuditRecord of a resync)
-//	OUTBOX              <seq, 20 digits>        doc (S, JSON catalog.OutboxEntry)
-//	META                OUTBOX_SEQ              seq (N): the last sequence handed out
+//	OUTBOX#<s>          #HEAD                   seq (N): the last sequence handed out in shard s
+//	OUTBOX#<s>          <seq, 20 digits>        doc (S, JSON catalog.OutboxEntry)
 //	META                AUDIT_HEAD#_admin       version (N), audit_head (S): head of the resync chain
 //
-// Tenants share one partition so that List can page through them in id order
-// with strongly consistent reads (a GSI cannot be read consistently).
-// Tombstones stay in it so that a re-created tenant continues the version
-// sequence. A released hostname keeps its item (owner "") so that its claim
-// version never goes back. Audit records of a tenant form one partition, read
-// newest first; the outbox is one partition whose sort key is the
-// zero-padded sequence, so a Query returns it in sequence order.
+// # Why a sharded outbox
+//
+// Tenants and the outbox are split into Shards shards by a hash of the
+// tenant id. A write reads the head of its tenant's outbox shard and commits
+// its entry at the next sequence, conditioned on the head it read: the
+// writes of one shard are serialised by that condition (so each shard's
+// sequence is gap-free and in commit order, and a publisher that reads a
+// shard after its last position misses nothing), while writes in different
+// shards touch no common item and commit concurrently. One tenant is always
+// in one shard, so its changes keep their order; its writes are serialised
+// by the version condition on its document anyway. Hostname claims stay
+// exclusive because every claim a write moves is conditioned on the owner
+// and claim version it read (see tryWrite for why no snapshot read is
+// needed).
+//
+// The alternative, the table's own DynamoDB Stream as the change feed, was
+// not taken: stream records live 24 hours and a consumer that falls further
+// behind loses them (an outbox entry stays until it is published); the
+// stream needs its own shard-lease machinery (the KCL's) rather than a
+// Query; DynamoDB Local's streams differ from the real ones in the details
+// that matter here (shard splits); and the embedded store, which has no
+// stream, would then share no code path with it. Sharded heads keep the
+// publisher's contract (read after a position, acknowledge up to one) per
+// shard, and let several publishers split the shards between them.
+//
+// Tenants live in TENANTS#<shard> rather than one partition, so that no
+// partition carries every tenant write. List and Export stay strongly
+// consistent (a Query per shard; a GSI cannot be read consistently) but run
+// shard by shard, id order within a shard: ComparePageOrder gives the order,
+// and a page token (the last id of a page) still resumes it. Tombstones stay
+// so that a re-created tenant continues the version sequence. A released
+// hostname keeps its item (owner "") so that its claim version never goes
+// back. Audit records of a tenant form one partition, read newest first; a
+// shard's outbox is one partition whose sort key is the zero-padded
+// sequence (the head, "#HEAD", sorts before every entry), so a Query returns
+// it in sequence order. An idle publisher reads the Shards heads in one
+// BatchGetItem per poll and Queries only the shards that moved.
 //
 // Audit items are only ever put, on the condition that their key does not
 // exist (append-only; the IAM policy may deny UpdateItem and DeleteItem on
@@ -32,33 +63,37 @@
 // tenant item without audit_head (written before chaining) starts its chain
 // at its next record.
 //
-// Writes are optimistic. A write reads, with strongly consistent reads, the
-// outbox counter first, then the tenant and the hostname claims it touches;
+// Writes are optimistic. A write reads, with strongly consistent reads, its
+// shard's head first, then the tenant and the hostname claims it touches;
 // it decides the outcome with catalog.PlanWrite, as the bbolt store does
 // (NotFound, AlreadyExists, VersionMismatch, HostnameTaken naming the
-// owner); and it
-// commits one transaction in which every item it changes is conditioned on
-// what was read (tenant version, claim owner and version, counter value).
-// Any commit after the counter read moves the counter, so the counter
-// condition also covers what the write read but does not change (the claims
-// it keeps). If the transaction is cancelled — a condition failed, another
+// owner); and it commits one transaction in which every item it changes is
+// conditioned on what was read (tenant version, claim owner and version,
+// shard head). If the transaction is cancelled — a condition failed, another
 // transaction conflicted, or throttling — nothing was written, and the write
-// starts again from fresh reads, which then either commit or return the
-// domain error that the competing write caused; after Config.MaxAttempts it
-// gives up as Unavailable. The counter condition serialises all writes:
-// sequences are handed out in commit order with no gaps, at the price of one
-// write at a time per table, like the single-writer bbolt file.
+// starts again from fresh reads (after a jittered backoff), which then
+// either commit or return the domain error that the competing write caused;
+// after Config.MaxAttempts it gives up as Unavailable. Two writers meet only
+// when their tenants share a shard.
 //
-// AckOutbox deletes acknowledged outbox entries (in batches; acking again
-// finishes an interrupted ack); the counter keeps counting.
+// AckOutbox deletes a shard's acknowledged entries (in batches; acking again
+// finishes an interrupted ack); the head keeps counting.
 //
 // A transaction holds at most 100 items: 4 plus one per hostname claimed or
 // released. A write that would claim and release more hostnames than that in
 // one go is rejected as Invalid; split it into two updates.
 //
-// Files: schema.go (keys, table), write.go (the I/O shell around
+// # Upgrading from the unsharded layout
+//
+// Tables written by TCS 0.x keep every tenant in partition TENANTS, one
+// outbox OUTBOX and one counter (META OUTBOX_SEQ). Open refuses such a
+// table, naming the way out: drain the old outbox with the old publisher,
+// stop the catalog, and run MigrateLayout (`catalog --migrate-layout`) once.
+//
+// Files: schema.go (keys, shards, table), write.go (the I/O shell around
 // catalog.PlanWrite), read.go (Get, List, History, lookups), outbox.go,
-// admin.go (resync, export), codec.go (items to domain values and back).
+// admin.go (resync, export), migrate.go (the layout upgrade), codec.go
+// (items to domain values and back).
 package dynamo
 
 import (
@@ -130,7 +165,28 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := s.Ping(ctx); err != nil {
 		return nil, fmt.Errorf("dynamo open: %w", err)
 	}
+	legacy, err := s.legacyLayout(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dynamo open: %w", err)
+	}
+	if legacy {
+		return nil, fmt.Errorf("dynamo open: catalog table %q has the layout of TCS 0.x (one partition of tenants, one outbox): drain its outbox with the old streamer (streamer publish --drain), then run `catalog --migrate-layout` (dynamo.MigrateLayout) once, with no catalog running", *s.table)
+	}
 	return s, nil
+}
+
+// legacyLayout reports whether the table still has the single outbox
+// counter of the layout before sharding.
+func (s *Store) legacyLayout(ctx context.Context) (bool, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      s.table,
+		Key:            key(pkMeta, legacyOutboxSeq),
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return false, s.wrap(ctx, err, "dynamo check layout of table "+*s.table)
+	}
+	return len(out.Item) > 0, nil
 }
 
 // Close does nothing: the caller owns the client.

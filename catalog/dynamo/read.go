@@ -3,6 +3,7 @@ package dynamo
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -62,52 +63,89 @@ func (s *Store) LookupHostname(ctx context.Context, hostname string) (*tenant.Te
 	return nil, tenant.Errorf(tenant.NotFound, "hostname %q not found", hostname)
 }
 
-// List returns a page of live tenants in id order. See catalog.Store.
+// List returns a page of live tenants in page order (shard by shard, id
+// order within a shard; see ComparePageOrder). See catalog.Store.
 func (s *Store) List(ctx context.Context, opts catalog.ListOptions) (catalog.Page, error) {
 	if err := ctx.Err(); err != nil {
 		return catalog.Page{}, err
 	}
 	limit := catalog.PageLimit(opts.Limit)
-	in := &dynamodb.QueryInput{
-		TableName:                 s.table,
-		ConsistentRead:            aws.Bool(true),
-		KeyConditionExpression:    aws.String("PK = :pk"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": str(pkTenants)},
-		// Tombstones are read and skipped here rather than by a filter
-		// expression: a filter applies after Limit, so pages would come back
-		// short anyway.
-		Limit: aws.Int32(int32(limit + 1)),
-	}
-	if opts.After != "" {
-		in.KeyConditionExpression = aws.String("PK = :pk AND SK > :after")
-		in.ExpressionAttributeValues[":after"] = str(opts.After)
-	}
 	var page catalog.Page
-	for {
-		out, err := s.db.Query(ctx, in)
+	// Tombstones are read and skipped here rather than by a filter
+	// expression: a filter applies after Limit, so pages would come back
+	// short anyway.
+	err := s.walkTenants(ctx, opts.After, limit+1, func(item map[string]types.AttributeValue) (bool, error) {
+		if b, ok := item[attrDeleted].(*types.AttributeValueMemberBOOL); ok && b.Value {
+			return true, nil
+		}
+		if len(page.Tenants) == limit {
+			// A further live tenant exists: there is a next page.
+			page.Next = page.Tenants[limit-1].ID
+			return false, nil
+		}
+		t, err := decodeTenant(item)
 		if err != nil {
-			return catalog.Page{}, s.wrap(ctx, err, "dynamo list tenants after "+opts.After)
+			return false, err
 		}
-		for _, item := range out.Items {
-			if b, ok := item[attrDeleted].(*types.AttributeValueMemberBOOL); ok && b.Value {
-				continue
-			}
-			t, err := decodeTenant(item)
-			if err != nil {
-				return catalog.Page{}, s.wrap(ctx, err, "dynamo list tenants after "+opts.After)
-			}
-			if len(page.Tenants) == limit {
-				// A further live tenant exists: there is a next page.
-				page.Next = page.Tenants[limit-1].ID
-				return page, nil
-			}
-			page.Tenants = append(page.Tenants, t)
-		}
-		if len(out.LastEvaluatedKey) == 0 {
-			return page, nil
-		}
-		in.ExclusiveStartKey = out.LastEvaluatedKey
+		page.Tenants = append(page.Tenants, t)
+		return true, nil
+	})
+	if err != nil {
+		return catalog.Page{}, s.wrap(ctx, err, "dynamo list tenants after "+opts.After)
 	}
+	return page, nil
+}
+
+// walkTenants calls yield with each stored tenant item (tombstones
+// included) that follows the id after in page order, until yield returns
+// false or an error, or no item follows: from after's shard (the ids above
+// after) through the last shard, one strongly consistent Query of up to
+// pageSize items at a time. after "" starts at the first item of shard 0.
+// The shards' heads are read first (one BatchGetItem), and shards never
+// written are skipped: on a small table a page costs a few Queries, not
+// one per shard.
+func (s *Store) walkTenants(ctx context.Context, after string, pageSize int, yield func(map[string]types.AttributeValue) (bool, error)) error {
+	start := 0
+	if after != "" {
+		start = shardOf(after)
+	}
+	_, used, err := s.readHeads(ctx)
+	if err != nil {
+		return err
+	}
+	for shard := start; shard < Shards; shard++ {
+		if !used[shard] {
+			continue
+		}
+		in := &dynamodb.QueryInput{
+			TableName:                 s.table,
+			ConsistentRead:            aws.Bool(true),
+			KeyConditionExpression:    aws.String("PK = :pk"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":pk": str(tenantShardPK(shard))},
+			Limit:                     aws.Int32(int32(min(pageSize, math.MaxInt32))),
+		}
+		if after != "" && shard == start {
+			in.KeyConditionExpression = aws.String("PK = :pk AND SK > :after")
+			in.ExpressionAttributeValues[":after"] = str(after)
+		}
+		for {
+			out, err := s.db.Query(ctx, in)
+			if err != nil {
+				return err
+			}
+			for _, item := range out.Items {
+				more, err := yield(item)
+				if err != nil || !more {
+					return err
+				}
+			}
+			if len(out.LastEvaluatedKey) == 0 {
+				break
+			}
+			in.ExclusiveStartKey = out.LastEvaluatedKey
+		}
+	}
+	return nil
 }
 
 // History returns the audit records of id, newest first. See catalog.Store.
@@ -164,7 +202,7 @@ func (s *Store) History(ctx context.Context, id string, opts catalog.HistoryOpti
 func (s *Store) getTenant(ctx context.Context, id string) (*stored, error) {
 	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName:      s.table,
-		Key:            key(pkTenants, id),
+		Key:            tenantKey(id),
 		ConsistentRead: aws.Bool(true),
 	})
 	if err != nil {
@@ -188,9 +226,9 @@ func (s *Store) getClaims(ctx context.Context, hostnames []string) (map[string]c
 
 // batchGet reads keys with strongly consistent reads, 100 at a time,
 // resending what DynamoDB leaves unprocessed. It returns the items found,
-// keyed by itemKey. The reads are not one snapshot; writes condition every
-// item they change and the outbox counter (read before them), so a write
-// planned on reads torn by a concurrent commit is cancelled, not committed.
+// keyed by itemKey. The reads are not one snapshot; see tryWrite for why a
+// write planned on reads torn by a concurrent commit is cancelled, not
+// committed.
 func (s *Store) batchGet(ctx context.Context, keys []map[string]types.AttributeValue) (map[string]map[string]types.AttributeValue, error) {
 	items := make(map[string]map[string]types.AttributeValue, len(keys))
 	for batch := range slices.Chunk(keys, 100) {

@@ -55,8 +55,8 @@ func (s *Store) write(ctx context.Context, req catalog.WriteRequest) (*tenant.Te
 		if attempt >= s.maxAttempts {
 			return nil, tenant.Errorf(tenant.Unavailable, "%s: gave up after %d attempts cancelled by concurrent writes", op, attempt)
 		}
-		// Jittered exponential backoff, so that writers that collided on the
-		// outbox counter do not collide again in lock step.
+		// Jittered exponential backoff, so that writers that collided on an
+		// outbox shard's head do not collide again in lock step.
 		sleep := backoff/2 + rand.N(backoff)
 		backoff = min(backoff*2, 200*time.Millisecond)
 		select {
@@ -73,19 +73,19 @@ func (s *Store) write(ctx context.Context, req catalog.WriteRequest) (*tenant.Te
 // transaction was cancelled (nothing written) and the write must be planned
 // again.
 func (s *Store) tryWrite(ctx context.Context, req catalog.WriteRequest) (out *tenant.Tenant, retry bool, err error) {
-	// The outbox counter is read first, on its own: every write that
-	// commits after this read moves it, and the transaction is conditioned
-	// on it, so the later reads (one batch for the tenant and the claims of
-	// the hostnames the write asks for, one for those it drops) cannot be
-	// torn by a concurrent commit without the transaction being cancelled.
-	// BatchGetItem alone would not do: it reads its items in no set order.
-	seq, err := s.getSeq(ctx)
-	if err != nil {
-		return nil, false, err
-	}
+	// One batch reads the head of the tenant's outbox shard, the tenant
+	// and the claims of the hostnames the write asks for (a second batch
+	// those it drops). The transaction appends the next entry of the
+	// shard, conditioned on the head read, so each shard's sequence stays
+	// gap-free and in commit order. The reads need not be one snapshot
+	// (BatchGetItem reads its items in no set order): the tenant is
+	// conditioned on its version, every claim the write moves on its owner
+	// and version, and a claim the write keeps can only move by a write of
+	// this tenant, which moves its version.
 	id := req.TenantID()
+	shard := shardOf(id)
 	want := req.Hostnames()
-	keys := []map[string]types.AttributeValue{key(pkTenants, id)}
+	keys := []map[string]types.AttributeValue{headKey(shard), tenantKey(id)}
 	for _, h := range want {
 		keys = append(keys, key(prefixHost+h, skClaim))
 	}
@@ -93,7 +93,11 @@ func (s *Store) tryWrite(ctx context.Context, req catalog.WriteRequest) (out *te
 	if err != nil {
 		return nil, false, err
 	}
-	prev, err := parseTenant(items[itemKey(pkTenants, id)])
+	seq, err := parseSeq(items[itemKey(outboxPK(shard), skOutboxHead)])
+	if err != nil {
+		return nil, false, fmt.Errorf("outbox shard %d: %w", shard, err)
+	}
+	prev, err := parseTenant(items[itemKey(tenantPK(id), id)])
 	if err != nil {
 		return nil, false, err
 	}
@@ -136,7 +140,7 @@ func (s *Store) tryWrite(ctx context.Context, req catalog.WriteRequest) (out *te
 	tenantPut := &types.Put{
 		TableName: s.table,
 		Item: map[string]types.AttributeValue{
-			attrPK:        str(pkTenants),
+			attrPK:        str(tenantPK(id)),
 			attrSK:        str(id),
 			attrVersion:   num(p.Doc.Version),
 			attrDeleted:   &types.AttributeValueMemberBOOL{Value: p.Doc.Deleted()},
@@ -152,12 +156,12 @@ func (s *Store) tryWrite(ctx context.Context, req catalog.WriteRequest) (out *te
 	}
 	tx = append(tx, types.TransactWriteItem{Put: tenantPut})
 	tx = append(tx, types.TransactWriteItem{Put: s.putNewRaw(prefixAudit+id, pad(uint64(p.Audit.Version)), p.AuditJSON)})
-	outboxPut, err := s.putNew(pkOutbox, pad(seq+1), catalog.OutboxEntry{Seq: seq + 1, Event: p.Event})
+	outboxPut, err := s.putNew(outboxPK(shard), pad(seq+1), catalog.OutboxEntry{Shard: shard, Seq: seq + 1, Event: p.Event})
 	if err != nil {
 		return nil, false, err
 	}
 	tx = append(tx, types.TransactWriteItem{Put: outboxPut})
-	tx = append(tx, s.counterPut(seq, seq+1))
+	tx = append(tx, s.headPut(shard, seq, seq+1))
 
 	_, err = s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: tx})
 	var cancelled *types.TransactionCanceledException
@@ -167,7 +171,7 @@ func (s *Store) tryWrite(ctx context.Context, req catalog.WriteRequest) (out *te
 		return nil, false, err
 	case errors.As(err, &cancelled), errors.As(err, &conflict):
 		// A condition failed (someone wrote the tenant, a claim or the
-		// counter since we read them) or a concurrent transaction held an
+		// shard's head since we read them) or a concurrent transaction held an
 		// item: nothing was written. The next attempt's reads see the
 		// competing write and either commit after it or return the domain
 		// error it caused.
@@ -178,21 +182,22 @@ func (s *Store) tryWrite(ctx context.Context, req catalog.WriteRequest) (out *te
 	return p.Result, false, nil
 }
 
-// counterPut moves the outbox counter from seq, as the write read it, to
-// next, on the condition that no other write moved it meanwhile (seq 0: the
-// counter does not exist yet). It serialises all writes; see the package
-// comment.
-func (s *Store) counterPut(seq, next uint64) types.TransactWriteItem {
+// headPut moves the head of an outbox shard from seq, as the write read
+// it, to next, on the condition that no other write moved it meanwhile
+// (seq 0: the head does not exist yet, or is at 0). It serialises the writes of one
+// shard; see the package comment.
+func (s *Store) headPut(shard int, seq, next uint64) types.TransactWriteItem {
 	counter := &types.Put{
 		TableName: s.table,
-		Item:      map[string]types.AttributeValue{attrPK: str(pkMeta), attrSK: str(skOutboxSeq), attrSeq: unum(next)},
+		Item:      map[string]types.AttributeValue{attrPK: str(outboxPK(shard)), attrSK: str(skOutboxHead), attrSeq: unum(next)},
 	}
 	if seq == 0 {
-		counter.ConditionExpression = aws.String("attribute_not_exists(PK)")
+		// Never written, or made at 0 by MigrateLayout.
+		counter.ConditionExpression = aws.String("attribute_not_exists(PK) OR seq = :s")
 	} else {
 		counter.ConditionExpression = aws.String("seq = :s")
-		counter.ExpressionAttributeValues = map[string]types.AttributeValue{":s": unum(seq)}
 	}
+	counter.ExpressionAttributeValues = map[string]types.AttributeValue{":s": unum(seq)}
 	return types.TransactWriteItem{Put: counter}
 }
 

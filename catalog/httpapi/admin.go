@@ -245,7 +245,7 @@ type exportItem struct {
 }
 
 // export returns a page of every stored tenant, tombstones included, with
-// the claim versions of its hostnames, in id order.
+// the claim versions of its hostnames, in the store's page order.
 func (s *Server) export(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	limit := catalog.DefaultExportPageSize

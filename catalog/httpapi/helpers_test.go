@@ -236,11 +236,13 @@ func (h *harness) snapshot() snapshot {
 		}
 		s.History[tn.ID] = recs
 	}
-	out, err := h.store.ReadOutbox(ctx, 0, 1<<20)
-	if err != nil {
-		h.t.Fatal(err)
+	for shard := range h.store.OutboxShards() {
+		out, err := h.store.ReadOutbox(ctx, shard, 0, 1<<20)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		s.Outbox = append(s.Outbox, out...)
 	}
-	s.Outbox = out
 	return s
 }
 

@@ -107,7 +107,7 @@ type ListPage struct {
 	NextPageToken string           `json:"next_page_token"`
 }
 
-// List returns a page of live tenants in id order, up to pageSize (1–500)
+// List returns a page of live tenants in the catalog's page order, up to pageSize (1–500)
 // of them after pageToken ("" for the first page).
 func (c *Client) List(ctx context.Context, pageToken string, pageSize int) (ListPage, error) {
 	var p ListPage

@@ -292,12 +292,17 @@ func testResyncMany(t *testing.T, s catalog.Store) {
 	if len(added) != len(docs) {
 		t.Fatalf("outbox grew by %d, want %d", len(added), len(docs))
 	}
-	for i, e := range added {
-		if want := want.Resynced[i].ID; e.Event.TenantID != want {
-			t.Fatalf("resync entry %d is of %s, want %s (request order)", i, e.Event.TenantID, want)
-		}
+	// Each shard holds its tenants' entries in request order.
+	wantOrder, gotOrder := map[int][]string{}, map[int][]string{}
+	for _, r := range want.Resynced {
+		sh := catalog.OutboxShard(r.ID, s.OutboxShards())
+		wantOrder[sh] = append(wantOrder[sh], r.ID)
+	}
+	for _, e := range added {
+		gotOrder[e.Shard] = append(gotOrder[e.Shard], e.Event.TenantID)
 		checkResyncEvent(t, all, e.Event, docs[e.Event.TenantID])
 	}
+	wantSame(t, "resync entries of each shard (request order)", wantOrder, gotOrder)
 }
 
 // churn moves hostnames between two tenants until stop is closed, so that
@@ -427,7 +432,7 @@ func testExportPages(t *testing.T, s catalog.Store) {
 			wantSame(t, "exported "+it.Tenant.ID, w, it.Tenant)
 			wantSame(t, "claims of exported "+it.Tenant.ID, eventOf(t, all, w.ID, w.Version).Claims, it.Claims)
 		}
-		wantSame(t, fmt.Sprintf("exported ids with page size %d", limit), []string{"t-1", "t-2", "t-3", "t-4", "t-5"}, gotIDs)
+		wantSame(t, fmt.Sprintf("exported ids with page size %d", limit), pageOrder(s, []string{"t-1", "t-2", "t-3", "t-4", "t-5"}), gotIDs)
 		wantPages := 1
 		if limit > 0 && limit < 5 {
 			wantPages = (5 + limit - 1) / limit
@@ -436,9 +441,19 @@ func testExportPages(t *testing.T, s catalog.Store) {
 			t.Errorf("page size %d: %d pages, want %d", limit, pages, wantPages)
 		}
 	}
+	// After need not name a tenant.
+	rest := following(s, pageOrder(s, []string{"t-1", "t-2", "t-3", "t-4", "t-5"}), "t-25")
+	wantIDs, wantNext := rest[:min(2, len(rest))], ""
+	if len(rest) > 2 {
+		wantNext = rest[1]
+	}
 	page, err := s.Export(ctx, catalog.ListOptions{After: "t-25", Limit: 2})
-	if err != nil || len(page.Items) != 2 || page.Items[0].Tenant.ID != "t-3" || page.Next != "t-4" {
-		t.Fatalf("Export(after t-25, 2) = %+v, %v; want t-3, t-4 and a next page", page, err)
+	var gotIDs []string
+	for _, it := range page.Items {
+		gotIDs = append(gotIDs, it.Tenant.ID)
+	}
+	if err != nil || !slices.Equal(gotIDs, wantIDs) || page.Next != wantNext {
+		t.Fatalf("Export(after t-25, 2) = %v next %q, %v; want %v next %q", gotIDs, page.Next, err, wantIDs, wantNext)
 	}
 }
 
@@ -474,7 +489,7 @@ func testExportWhileWriting(t *testing.T, s catalog.Store) {
 }
 
 // testResyncAllPages: ResyncAll from "" until next is "" resyncs every
-// stored tenant once, tombstones included, in id order, each event as
+// stored tenant once, tombstones included, in page order, each event as
 // Resync would emit it, with the regions asked for.
 func testResyncAllPages(t *testing.T, s catalog.Store) {
 	ctx := t.Context()
@@ -517,7 +532,7 @@ func testResyncAllPages(t *testing.T, s catalog.Store) {
 			}
 		}
 		var wantRes []catalog.ResyncedTenant
-		for _, id := range []string{"t-1", "t-2", "t-3", "t-4", "t-5"} {
+		for _, id := range pageOrder(s, []string{"t-1", "t-2", "t-3", "t-4", "t-5"}) {
 			wantRes = append(wantRes, catalog.ResyncedTenant{ID: id, Version: want[id].Version})
 		}
 		wantSame(t, fmt.Sprintf("resynced with page size %d", limit), wantRes, got)
@@ -525,11 +540,15 @@ func testResyncAllPages(t *testing.T, s catalog.Store) {
 		if len(all)-before != 5 {
 			t.Fatalf("page size %d: outbox grew by %d, want 5", limit, len(all)-before)
 		}
-		for i, e := range all[before:] {
+		// Entries of one transaction share a commit time: the outbox
+		// has no order between tenants of different shards.
+		events := map[string]bool{}
+		for _, e := range all[before:] {
 			ev := e.Event
-			if ev.TenantID != wantRes[i].ID {
-				t.Fatalf("page size %d: event %d is of %s, want %s", limit, i, ev.TenantID, wantRes[i].ID)
+			if _, ok := want[ev.TenantID]; !ok || events[ev.TenantID] {
+				t.Fatalf("page size %d: unexpected or repeated event of %s", limit, ev.TenantID)
 			}
+			events[ev.TenantID] = true
 			checkResyncEvent(t, all, ev, want[ev.TenantID])
 			wantSame(t, "regions of "+ev.TenantID, []string{"us-east-1"}, ev.Regions)
 			if len(ev.Released) != 0 {
@@ -537,11 +556,20 @@ func testResyncAllPages(t *testing.T, s catalog.Store) {
 			}
 		}
 	}
-	res, cursor, err := s.ResyncAll(ctx, "t-25", 2, nil)
-	if err != nil || len(res.Resynced) != 2 || res.Resynced[0].ID != "t-3" || cursor != "t-4" {
-		t.Fatalf("ResyncAll(after t-25, 2) = %+v, %q, %v; want t-3, t-4 and next t-4", res, cursor, err)
+	rest := following(s, pageOrder(s, []string{"t-1", "t-2", "t-3", "t-4", "t-5"}), "t-25")
+	wantIDs, wantNext := rest[:min(2, len(rest))], ""
+	if len(rest) > 2 {
+		wantNext = rest[1]
 	}
-	if ev := lastEvent(t, s); len(ev.Regions) != 0 {
+	res, cursor, err := s.ResyncAll(ctx, "t-25", 2, nil)
+	var gotIDs []string
+	for _, r := range res.Resynced {
+		gotIDs = append(gotIDs, r.ID)
+	}
+	if err != nil || !slices.Equal(gotIDs, wantIDs) || cursor != wantNext {
+		t.Fatalf("ResyncAll(after t-25, 2) = %v next %q, %v; want %v next %q", gotIDs, cursor, err, wantIDs, wantNext)
+	}
+	if ev := lastEvent(t, s); len(rest) > 0 && len(ev.Regions) != 0 {
 		t.Fatalf("ResyncAll without regions targets %v, want every region (none listed)", ev.Regions)
 	}
 }

@@ -255,15 +255,15 @@ func checkModel(rt *rapid.T, s catalog.Store, m *model, r *replica) {
 		}
 		after = page.Next
 	}
+	pageOrder(s, live)
 	if !slices.Equal(listed, live) {
 		rt.Fatalf("List = %v, model has %v live", listed, live)
 	}
 
-	entries, err := s.ReadOutbox(ctx, r.seq, catalog.MaxPageSize)
-	if err != nil {
-		rt.Fatalf("ReadOutbox(%d): %v", r.seq, err)
+	if r.pos == nil {
+		r.pos = make([]uint64, s.OutboxShards())
 	}
-	r.apply(rt, entries)
+	r.apply(rt, readOutboxAfter(rt, s, r.pos))
 	if r.entries != m.writes {
 		rt.Fatalf("outbox has %d entries for %d committed writes", r.entries, m.writes)
 	}
@@ -284,9 +284,11 @@ func checkModel(rt *rapid.T, s catalog.Store, m *model, r *replica) {
 // replica applies outbox entries in order the way a region would: documents
 // by tenant version, hostname owners by claim version. It fails on anything a
 // correct source of truth cannot emit in commit order: a sequence or a tenant
-// version that does not increase, or a claim version that goes back.
+// version that does not increase (a shard's sequence also has no gaps), or
+// a claim version that goes back. Entries come merged from every shard in commit order (readOutboxAfter).
 type replica struct {
-	seq     uint64 // last applied
+	pos     []uint64 // per shard: last read
+	seqs    map[int]uint64
 	entries int
 	docs    map[string]*tenant.Tenant
 	holds   map[string]hold
@@ -298,17 +300,17 @@ type hold struct {
 }
 
 func newReplica() *replica {
-	return &replica{docs: map[string]*tenant.Tenant{}, holds: map[string]hold{}}
+	return &replica{seqs: map[int]uint64{}, docs: map[string]*tenant.Tenant{}, holds: map[string]hold{}}
 }
 
 func (r *replica) apply(rt *rapid.T, entries []catalog.OutboxEntry) {
 	rt.Helper()
 	for _, e := range entries {
 		ev := e.Event
-		if e.Seq <= r.seq {
-			rt.Fatalf("outbox seq %d after %d", e.Seq, r.seq)
+		if last := r.seqs[e.Shard]; e.Seq != last+1 {
+			rt.Fatalf("outbox shard %d: seq %d after %d; a shard's sequence has no gaps", e.Shard, e.Seq, last)
 		}
-		r.seq = e.Seq
+		r.seqs[e.Shard] = e.Seq
 		r.entries++
 		if ev.Tenant == nil || ev.Tenant.ID != ev.TenantID || ev.Tenant.Version != ev.Version {
 			rt.Fatalf("event %s@%d carries %+v", ev.TenantID, ev.Version, ev.Tenant)

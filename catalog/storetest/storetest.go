@@ -148,21 +148,94 @@ func wantSame(t tb, what string, want, got any) {
 	t.Fatalf("%s differs (-want +got):\n%s", what, cmp.Diff(want, got, equateEmpty))
 }
 
-// readOutbox returns every unacknowledged outbox entry, paging through it.
+// readOutbox returns every unacknowledged outbox entry, paging through
+// every shard, in commit order (see readOutboxAfter).
 func readOutbox(t tb, s catalog.Store) []catalog.OutboxEntry {
 	t.Helper()
+	return readOutboxAfter(t, s, make([]uint64, s.OutboxShards()))
+}
+
+// readOutboxAfter returns the outbox entries of each shard after its
+// position in after (which it moves to the last entry read), merged in
+// commit order: by commit time, and in shard order between entries of one
+// time. A write is stamped after its reads, so a write that depends on
+// another (it saw the other's claims or document) is stamped after the
+// other committed: sorting by time keeps every such pair in order, across
+// shards as within one.
+func readOutboxAfter(t tb, s catalog.Store, after []uint64) []catalog.OutboxEntry {
+	t.Helper()
+	if n := s.OutboxShards(); len(after) != n || n < 1 {
+		t.Fatalf("OutboxShards() = %d, positions for %d", n, len(after))
+	}
+	heads, err := s.OutboxHeads(context.Background())
+	if err != nil || len(heads) != len(after) {
+		t.Fatalf("OutboxHeads() = %v, %v; want %d heads", heads, err, len(after))
+	}
 	var all []catalog.OutboxEntry
-	var after uint64
-	for {
-		page, err := s.ReadOutbox(context.Background(), after, 100)
-		if err != nil {
-			t.Fatalf("ReadOutbox(%d): %v", after, err)
+	for shard := range after {
+		if heads[shard] < after[shard] {
+			t.Fatalf("head of shard %d is %d, below an entry read, %d", shard, heads[shard], after[shard])
 		}
-		if len(page) == 0 {
-			return all
+		if heads[shard] == after[shard] {
+			continue // nothing new: the head says so
 		}
-		all = append(all, page...)
-		after = page[len(page)-1].Seq
+		for {
+			page, err := s.ReadOutbox(context.Background(), shard, after[shard], 100)
+			if err != nil {
+				t.Fatalf("ReadOutbox(%d, %d): %v", shard, after[shard], err)
+			}
+			if len(page) == 0 {
+				break
+			}
+			for _, e := range page {
+				if e.Shard != shard || e.Seq <= after[shard] {
+					t.Fatalf("ReadOutbox(%d, %d) returned shard %d seq %d", shard, after[shard], e.Shard, e.Seq)
+				}
+				if want := catalog.OutboxShard(e.Event.TenantID, len(after)); e.Shard != want {
+					t.Fatalf("entry of tenant %s is in shard %d, want %d", e.Event.TenantID, e.Shard, want)
+				}
+				after[shard] = e.Seq
+			}
+			all = append(all, page...)
+		}
+		if after[shard] > heads[shard] {
+			t.Fatalf("shard %d read up to %d, above its head, %d", shard, after[shard], heads[shard])
+		}
+	}
+	slices.SortStableFunc(all, func(a, b catalog.OutboxEntry) int {
+		return a.Event.CommittedAt.Compare(b.Event.CommittedAt)
+	})
+	return all
+}
+
+// pageOrder sorts ids in s's List and Export page order, in place, and
+// returns them.
+func pageOrder(s catalog.Store, ids []string) []string {
+	slices.SortFunc(ids, func(a, b string) int { return catalog.ComparePageOrder(s, a, b) })
+	return ids
+}
+
+// following returns the ids of sorted (in s's page order) that follow
+// after in that order.
+func following(s catalog.Store, sorted []string, after string) []string {
+	i, _ := slices.BinarySearchFunc(sorted, after, func(a, b string) int { return catalog.ComparePageOrder(s, a, b) })
+	for i < len(sorted) && sorted[i] == after {
+		i++
+	}
+	return sorted[i:]
+}
+
+// sameShard returns n ids with prefix that share an outbox shard of s.
+func sameShard(s catalog.Store, prefix string, n int) []string {
+	shards := s.OutboxShards()
+	byShard := map[int][]string{}
+	for i := 0; ; i++ {
+		id := fmt.Sprintf("%s-%d", prefix, i)
+		sh := catalog.OutboxShard(id, shards)
+		byShard[sh] = append(byShard[sh], id)
+		if len(byShard[sh]) == n {
+			return byShard[sh]
+		}
 	}
 }
 
@@ -601,6 +674,7 @@ func testListPagination(t *testing.T, s catalog.Store) {
 		}
 		live = append(live, id)
 	}
+	pageOrder(s, live)
 
 	// 96 live tenants: 7 leaves a short last page, 8 fills it exactly (and
 	// the peek past it only meets a tombstone).
@@ -643,21 +717,25 @@ func testListPagination(t *testing.T, s catalog.Store) {
 		t.Fatalf("List with no limit: %d tenants, next %q, %v; want %d", len(page.Tenants), page.Next, err, catalog.DefaultPageSize)
 	}
 	// After may name a tombstone, or no tenant at all.
-	for after, first := range map[string]string{"t-004": "t-005", "t-0045": "t-005", "a": "t-000"} {
+	for _, after := range []string{"t-004", "t-0045", "a", "t-041"} {
 		page, err := s.List(ctx, catalog.ListOptions{After: after, Limit: 1})
+		rest := following(s, live, after)
+		if len(rest) == 0 {
+			if err != nil || len(page.Tenants) != 0 {
+				t.Fatalf("List(after %q) = %+v, %v; want nothing (no live tenant follows it)", after, page, err)
+			}
+			continue
+		}
+		first := rest[0]
 		if err != nil || len(page.Tenants) != 1 || page.Tenants[0].ID != first {
 			t.Fatalf("List(after %q) = %+v, %v; want %s first", after, page, err, first)
 		}
+		wantSame(t, "a listed tenant", mustGet(t, s, first), page.Tenants[0])
 	}
-	page, err = s.List(ctx, catalog.ListOptions{After: "t-118"})
+	page, err = s.List(ctx, catalog.ListOptions{After: live[len(live)-1]})
 	if err != nil || len(page.Tenants) != 0 || page.Next != "" {
 		t.Fatalf("List after the last = %+v, %v; want nothing", page, err)
 	}
-	page, err = s.List(ctx, catalog.ListOptions{After: "t-041", Limit: 1})
-	if err != nil || len(page.Tenants) != 1 {
-		t.Fatalf("List(after t-041, 1) = %+v, %v", page, err)
-	}
-	wantSame(t, "a listed tenant", mustGet(t, s, "t-042"), page.Tenants[0])
 }
 
 func testLookupHostname(t *testing.T, s catalog.Store) {
@@ -765,18 +843,22 @@ func testHistory(t *testing.T, s catalog.Store) {
 	}
 }
 
+// testOutbox checks one shard's sequence (entries of tenants that share a
+// shard), the heads, acknowledgements, and that shards are independent.
 func testOutbox(t *testing.T, s catalog.Store) {
 	ctx := t.Context()
 	if got := readOutbox(t, s); len(got) != 0 {
 		t.Fatalf("new store's outbox has %d entries", len(got))
 	}
-	a := mustCreate(t, s, NewTenant("acme"))
-	b := mustCreate(t, s, NewTenant("beta"))
+	ids := sameShard(s, "t", 3)
+	sh := catalog.OutboxShard(ids[0], s.OutboxShards())
+	a := mustCreate(t, s, NewTenant(ids[0]))
+	b := mustCreate(t, s, NewTenant(ids[1]))
 	a2 := mustUpdate(t, s, a, a.Version)
 	if _, err := s.Update(ctx, a, a.Version, actor); err == nil { // stale: no entry
 		t.Fatalf("stale Update succeeded")
 	}
-	tomb, err := s.Delete(ctx, "beta", b.Version, actor)
+	tomb, err := s.Delete(ctx, ids[1], b.Version, actor)
 	if err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
@@ -787,6 +869,9 @@ func testOutbox(t *testing.T, s catalog.Store) {
 		t.Fatalf("outbox has %d entries, want %d", len(all), len(want))
 	}
 	for i, e := range all {
+		if e.Shard != sh {
+			t.Fatalf("entry %d is in shard %d, want %d", i, e.Shard, sh)
+		}
 		if i > 0 && e.Seq <= all[i-1].Seq {
 			t.Fatalf("seq %d after %d", e.Seq, all[i-1].Seq)
 		}
@@ -794,6 +879,17 @@ func testOutbox(t *testing.T, s catalog.Store) {
 			t.Fatalf("entry %d has seq 0", i)
 		}
 		checkEvent(t, e.Event, want[i])
+	}
+	heads := func() []uint64 {
+		t.Helper()
+		h, err := s.OutboxHeads(ctx)
+		if err != nil || len(h) != s.OutboxShards() {
+			t.Fatalf("OutboxHeads() = %v, %v; want %d heads", h, err, s.OutboxShards())
+		}
+		return h
+	}
+	if h := heads(); h[sh] != all[3].Seq {
+		t.Fatalf("head of shard %d is %d, want the last entry's %d", sh, h[sh], all[3].Seq)
 	}
 
 	seqs := func(es []catalog.OutboxEntry) []uint64 {
@@ -805,9 +901,9 @@ func testOutbox(t *testing.T, s catalog.Store) {
 	}
 	read := func(after uint64, limit int) []uint64 {
 		t.Helper()
-		es, err := s.ReadOutbox(ctx, after, limit)
+		es, err := s.ReadOutbox(ctx, sh, after, limit)
 		if err != nil {
-			t.Fatalf("ReadOutbox(%d, %d): %v", after, limit, err)
+			t.Fatalf("ReadOutbox(%d, %d, %d): %v", sh, after, limit, err)
 		}
 		return seqs(es)
 	}
@@ -829,26 +925,63 @@ func testOutbox(t *testing.T, s catalog.Store) {
 	wantSame(t, "ReadOutbox(s0, 2)", []uint64{s1, s2}, read(s0, 2))
 	wantSame(t, "ReadOutbox(s1, 10)", []uint64{s2, s3}, read(s1, 10))
 	wantSame(t, "ReadOutbox(s3, 10)", []uint64(nil), read(s3, 10))
+	for _, bad := range []int{-1, s.OutboxShards()} {
+		if _, err := s.ReadOutbox(ctx, bad, 0, 1); tenant.ErrorCode(err) != tenant.Invalid {
+			t.Errorf("ReadOutbox of shard %d: %v; want Invalid", bad, err)
+		}
+		if err := s.AckOutbox(ctx, bad, 1); tenant.ErrorCode(err) != tenant.Invalid {
+			t.Errorf("AckOutbox of shard %d: %v; want Invalid", bad, err)
+		}
+	}
 
-	if err := s.AckOutbox(ctx, s1); err != nil {
+	// A tenant of another shard (if there is one) is acknowledged on its
+	// own: acking shard sh leaves it.
+	var other *catalog.OutboxEntry
+	if s.OutboxShards() > 1 {
+		for i := 0; other == nil; i++ {
+			id := fmt.Sprintf("o-%d", i)
+			if catalog.OutboxShard(id, s.OutboxShards()) == sh {
+				continue
+			}
+			mustCreate(t, s, NewTenant(id))
+			all := readOutbox(t, s)
+			other = &all[len(all)-1]
+		}
+	}
+
+	if err := s.AckOutbox(ctx, sh, s1); err != nil {
 		t.Fatalf("AckOutbox: %v", err)
 	}
-	wantSame(t, "outbox after acking two", []uint64{s2, s3}, seqs(readOutbox(t, s)))
-	depth(100, 2, all[2].Event.CommittedAt)
+	wantSame(t, "ReadOutbox after acking two", []uint64{s2, s3}, read(0, 10))
+	if other == nil {
+		depth(100, 2, all[2].Event.CommittedAt)
+	} else {
+		depth(100, 3, all[2].Event.CommittedAt)
+	}
 	wantSame(t, "ReadOutbox(0, 1) after ack", []uint64{s2}, read(0, 1))
-	if err := s.AckOutbox(ctx, s0); err != nil { // acking again is harmless
+	if err := s.AckOutbox(ctx, sh, s0); err != nil { // acking again is harmless
 		t.Fatalf("AckOutbox: %v", err)
 	}
-	if err := s.AckOutbox(ctx, s3); err != nil {
+	if err := s.AckOutbox(ctx, sh, s3); err != nil {
 		t.Fatalf("AckOutbox: %v", err)
 	}
-	wantSame(t, "outbox after acking all", []uint64(nil), seqs(readOutbox(t, s)))
+	wantSame(t, "ReadOutbox after acking all", []uint64(nil), read(0, 10))
+	if other != nil {
+		wantSame(t, "the other shard after acking shard "+strconv.Itoa(sh), []catalog.OutboxEntry{*other}, readOutbox(t, s))
+		depth(100, 1, other.Event.CommittedAt)
+		if err := s.AckOutbox(ctx, other.Shard, other.Seq); err != nil {
+			t.Fatalf("AckOutbox: %v", err)
+		}
+	}
 	depth(100, 0, time.Time{})
+	if h := heads(); h[sh] != s3 {
+		t.Fatalf("head of shard %d after acking all is %d, want %d", sh, h[sh], s3)
+	}
 
-	mustCreate(t, s, NewTenant("gamma"))
+	mustCreate(t, s, NewTenant(ids[2]))
 	rest := readOutbox(t, s)
-	if len(rest) != 1 || rest[0].Seq <= s3 {
-		t.Fatalf("after acking all, a write gave %v; want one entry above %d", seqs(rest), s3)
+	if len(rest) != 1 || rest[0].Seq != s3+1 {
+		t.Fatalf("after acking all, a write gave %v; want one entry, %d", seqs(rest), s3+1)
 	}
 }
 

@@ -150,3 +150,18 @@ func startCatalog(t *testing.T, args []string, getenv func(string) string) strin
 	}
 	return ""
 }
+
+// TestMigrateLayoutFlag: catalog --migrate-layout on a table of the
+// current layout moves nothing and says so, then exits.
+func TestMigrateLayoutFlag(t *testing.T) {
+	emu := emulators.SharedAWS(t)
+	if err := catalogdynamo.CreateTable(context.Background(), emulators.SharedDynamoDBClient(t), "migrate-catalog"); err != nil {
+		t.Fatal(err)
+	}
+	emu.Setenv(t)
+	var out strings.Builder
+	err := run(t.Context(), []string{"--backend", "aws", "--aws-prefix", "migrate", "--migrate-layout"}, os.Getenv, &out, io.Discard)
+	if err != nil || !strings.Contains(out.String(), "table migrate-catalog has the sharded layout (0 tenants moved)") {
+		t.Fatalf("catalog --migrate-layout = %v, output %q", err, out.String())
+	}
+}

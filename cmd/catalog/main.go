@@ -45,6 +45,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	fs.DurationVar(&storeTimeout, "store-timeout", cmdutil.EnvDuration(getenv, "TCS_STORE_TIMEOUT", httpapi.DefaultStoreTimeout, &envErrs), "deadline of each request's source-of-truth calls; a store that does not answer in time gets the request a 503 with Retry-After, a write \"outcome unknown\" (env TCS_STORE_TIMEOUT)")
 	rateLimit := fs.Int("rate-limit", cmdutil.EnvInt(getenv, "TCS_RATE_LIMIT", httpapi.DefaultPerCaller, "a whole number of requests a second", &envErrs), "requests a second one authenticated caller may send, in bursts of twice that; beyond it 429 with Retry-After; 0: no limit (env TCS_RATE_LIMIT)")
 	addressRateLimit := fs.Int("address-rate-limit", cmdutil.EnvInt(getenv, "TCS_ADDRESS_RATE_LIMIT", httpapi.DefaultPerAddress, "a whole number of requests a second", &envErrs), "requests a second one client address may send before or without authentication (open routes, failed credentials, unknown routes), in bursts of twice that; 0: no limit (env TCS_ADDRESS_RATE_LIMIT)")
+	migrate := fs.Bool("migrate-layout", false, "move the DynamoDB catalog table from the unsharded layout of TCS 0.x to the sharded one, then exit: once, with no catalog or publisher running, after the old publisher drained the old outbox (streamer publish --drain); running it again finishes an interrupted migration")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -69,6 +70,14 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	log, err := obs.Logger(stderr)
 	if err != nil {
 		return err
+	}
+	if *migrate {
+		table, n, err := be.MigrateCatalogLayout(ctx)
+		if err != nil {
+			return fmt.Errorf("--migrate-layout: %w", err)
+		}
+		fmt.Fprintf(stdout, "catalog: table %s has the sharded layout (%d tenants moved)\n", table, n)
+		return nil
 	}
 	guard, err := sec.Load(getenv, auth.Admin, auth.Reader)
 	if err != nil {

@@ -74,6 +74,7 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{"stray argument", []string{"serve"}, noEnv, "unexpected arguments"},
 		{"missing tokens file", []string{"--tokens-file", "/nonexistent/tokens"}, noEnv, "credentials file"},
 		{"zero store timeout", []string{"--store-timeout", "0s"}, noEnv, "--store-timeout 0s"},
+		{"migrate the embedded catalog", []string{"--migrate-layout", "--data", t.TempDir()}, noEnv, "nothing to migrate"},
 		{"bad store timeout env", nil, func(k string) string {
 			if k == "TCS_STORE_TIMEOUT" {
 				return "5"

@@ -175,8 +175,8 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 		defer store.Close()
 		work = streamer.NewPublisher(streamer.PublisherConfig{Outbox: store, Stream: stream, Logger: log, Registerer: reg}).Run
 		idle = func(ctx context.Context) (bool, error) {
-			left, err := store.ReadOutbox(ctx, 0, 1)
-			return len(left) == 0, err
+			left, _, err := store.OutboxDepth(ctx, 1)
+			return left == 0, err
 		}
 		log.Info("publishing outbox to stream", "backend", be.Backend)
 	} else {

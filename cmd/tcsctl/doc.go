@@ -260,7 +260,7 @@
 // everything, writes nothing.
 //
 // export writes every live tenant (with --include-deleted, tombstones too)
-// as JSON Lines in id order, exactly as the catalog sent each document, to
+// as JSON Lines in the catalog's page order, exactly as the catalog sent each document, to
 // stdout or to --to FILE (written as FILE.partial, renamed when complete).
 // Files are created mode 0600 with O_EXCL and O_NOFOLLOW: a FILE that
 // exists, or a FILE.partial no checkpoint resumes (a symbolic link

@@ -109,14 +109,20 @@ type timedOutbox struct {
 	t    *stageTimings
 }
 
-func (o *timedOutbox) ReadOutbox(ctx context.Context, after uint64, limit int) ([]catalog.OutboxEntry, error) {
-	defer o.t.add(&o.t.read, &o.t.reads, time.Now(), 0)
-	return o.bolt.ReadOutbox(ctx, after, limit)
+func (o *timedOutbox) OutboxShards() int { return o.bolt.OutboxShards() }
+
+func (o *timedOutbox) OutboxHeads(ctx context.Context) ([]uint64, error) {
+	return o.bolt.OutboxHeads(ctx)
 }
 
-func (o *timedOutbox) AckOutbox(ctx context.Context, upTo uint64) error {
+func (o *timedOutbox) ReadOutbox(ctx context.Context, shard int, after uint64, limit int) ([]catalog.OutboxEntry, error) {
+	defer o.t.add(&o.t.read, &o.t.reads, time.Now(), 0)
+	return o.bolt.ReadOutbox(ctx, shard, after, limit)
+}
+
+func (o *timedOutbox) AckOutbox(ctx context.Context, shard int, upTo uint64) error {
 	defer o.t.add(&o.t.ack, &o.t.acks, time.Now(), 0)
-	return o.bolt.AckOutbox(ctx, upTo)
+	return o.bolt.AckOutbox(ctx, shard, upTo)
 }
 
 func (o *timedOutbox) OutboxChanged() <-chan struct{} { return o.bolt.OutboxChanged() }

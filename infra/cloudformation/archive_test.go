@@ -95,12 +95,22 @@ func recordEvents(db *dynamodb.Client) ([]streamEvent, error) {
 	if _, _, err := store.ResyncAll(ctx, "", 10, nil); err != nil {
 		return nil, fmt.Errorf("resync all: %w", err)
 	}
-	entries, err := store.ReadOutbox(ctx, 0, 100)
-	if err != nil || len(entries) == 0 {
-		return nil, fmt.Errorf("read outbox: %d entries, %v", len(entries), err)
+	acked := 0
+	for shard := range store.OutboxShards() {
+		entries, err := store.ReadOutbox(ctx, shard, 0, 100)
+		if err != nil {
+			return nil, fmt.Errorf("read outbox shard %d: %w", shard, err)
+		}
+		if len(entries) == 0 {
+			continue
+		}
+		if err := store.AckOutbox(ctx, shard, entries[len(entries)-1].Seq); err != nil {
+			return nil, fmt.Errorf("ack outbox: %w", err)
+		}
+		acked += len(entries)
 	}
-	if err := store.AckOutbox(ctx, entries[len(entries)-1].Seq); err != nil {
-		return nil, fmt.Errorf("ack outbox: %w", err)
+	if acked == 0 {
+		return nil, fmt.Errorf("read outbox: no entries")
 	}
 
 	rec.mu.Lock()

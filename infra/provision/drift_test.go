@@ -167,7 +167,8 @@ func TestTemplatePoliciesMatchCode(t *testing.T) {
 	}
 	cases := []policyCase{
 		{tpl: homeT, policy: "CatalogPolicy", sid: "SourceOfTruth", want: catalogAPI},
-		{tpl: homeT, policy: "PublisherPolicy", sid: "Outbox", want: []string{"dynamodb:BatchWriteItem", "dynamodb:Query"}, subsetOf: catalogAPI},
+		{tpl: homeT, policy: "PublisherPolicy", sid: "Outbox", want: []string{"dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:Query"}, subsetOf: catalogAPI},
+		{tpl: homeT, policy: "PublisherPolicy", sid: "LayoutCheck", want: []string{"dynamodb:GetItem"}, subsetOf: catalogAPI},
 		{tpl: homeT, policy: "PublisherPolicy", sid: "OutboxTable", want: []string{"dynamodb:DescribeTable"}, subsetOf: catalogAPI},
 		{tpl: homeT, policy: "PublisherPolicy", sid: "Stream", want: []string{"kinesis:DescribeStreamSummary", "kinesis:PutRecords"}, subsetOf: kinesisAPI},
 		{tpl: regionT, policy: "ApplierPolicy", sid: "Stream", want: actions("kinesis", (*streamkinesis.KinesisAPI)(nil), "PutRecords")},

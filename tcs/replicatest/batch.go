@@ -203,17 +203,8 @@ func DrawResyncs(t *rapid.T, src catalog.Store, h History) []*tenant.ChangeEvent
 	if len(ids) == 0 {
 		return nil
 	}
-	var after uint64
-	for {
-		page, err := src.ReadOutbox(ctx, after, catalog.MaxPageSize)
-		if err != nil {
-			t.Fatalf("ReadOutbox(%d): %v", after, err)
-		}
-		if len(page) == 0 {
-			break
-		}
-		after = page[len(page)-1].Seq
-	}
+	pos := make([]uint64, src.OutboxShards())
+	readOutbox(t, src, pos)
 	reqs := make([]catalog.ResyncRequest, len(ids))
 	for i, id := range ids {
 		reqs[i] = catalog.ResyncRequest{ID: id, Hostnames: h.Hostnames}
@@ -222,12 +213,34 @@ func DrawResyncs(t *rapid.T, src catalog.Store, h History) []*tenant.ChangeEvent
 		t.Fatalf("Resync(%v): %v", ids, err)
 	}
 	var out []*tenant.ChangeEvent
-	page, err := src.ReadOutbox(ctx, after, catalog.MaxPageSize)
-	if err != nil {
-		t.Fatalf("ReadOutbox(%d): %v", after, err)
-	}
-	for i := range page {
-		out = append(out, &page[i].Event)
+	for _, e := range readOutbox(t, src, pos) {
+		out = append(out, &e.Event)
 	}
 	return out
+}
+
+// readOutbox returns src's outbox entries after the positions pos (one per
+// shard; it moves them to the last entry read), merged in commit order: by
+// commit time, in shard order between entries of one time (a write that
+// depends on another is stamped after the other committed).
+func readOutbox(t *rapid.T, src catalog.Store, pos []uint64) []catalog.OutboxEntry {
+	t.Helper()
+	var all []catalog.OutboxEntry
+	for shard := range pos {
+		for {
+			page, err := src.ReadOutbox(context.Background(), shard, pos[shard], catalog.MaxPageSize)
+			if err != nil {
+				t.Fatalf("ReadOutbox(%d, %d): %v", shard, pos[shard], err)
+			}
+			if len(page) == 0 {
+				break
+			}
+			all = append(all, page...)
+			pos[shard] = page[len(page)-1].Seq
+		}
+	}
+	slices.SortStableFunc(all, func(a, b catalog.OutboxEntry) int {
+		return a.Event.CommittedAt.Compare(b.Event.CommittedAt)
+	})
+	return all
 }

@@ -67,20 +67,8 @@ func DrawHistory(t *rapid.T, src catalog.Store) History {
 		}
 	}
 
-	ctx := context.Background()
-	var after uint64
-	for {
-		page, err := src.ReadOutbox(ctx, after, catalog.MaxPageSize)
-		if err != nil {
-			t.Fatalf("ReadOutbox(%d): %v", after, err)
-		}
-		if len(page) == 0 {
-			break
-		}
-		for i := range page {
-			h.Events = append(h.Events, &page[i].Event)
-		}
-		after = page[len(page)-1].Seq
+	for _, e := range readOutbox(t, src, make([]uint64, src.OutboxShards())) {
+		h.Events = append(h.Events, &e.Event)
 	}
 	if len(h.Events) != g.commits {
 		t.Fatalf("outbox holds %d events for %d commits", len(h.Events), g.commits)

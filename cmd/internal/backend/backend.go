@@ -228,6 +228,23 @@ func (c *Config) ProvisionClients(ctx context.Context) provision.Clients {
 	})
 }
 
+// MigrateCatalogLayout moves the AWS catalog table from the unsharded
+// layout of TCS 0.x to the sharded one (catalogdynamo.MigrateLayout) and
+// returns the table's name and how many tenants it moved. The embedded
+// catalog has one layout: asking is an error.
+func (c *Config) MigrateCatalogLayout(ctx context.Context) (string, int, error) {
+	if !c.IsAWS() {
+		return "", 0, errors.New("the embedded catalog (bbolt) has one layout: there is nothing to migrate (--migrate-layout is for --backend aws)")
+	}
+	cl, err := c.Clients(ctx, c.HomeRegion)
+	if err != nil {
+		return "", 0, err
+	}
+	table := c.Names.CatalogTable()
+	n, err := catalogdynamo.MigrateLayout(ctx, cl.DynamoDB, table)
+	return table, n, err
+}
+
 // OpenCatalog opens the source of truth.
 func (c *Config) OpenCatalog(ctx context.Context) (catalog.Store, error) {
 	if !c.IsAWS() {
