@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -14,6 +13,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/internal/auth"
+	"github.com/tcs-dev/tcs/internal/backoff"
 )
 
 // Resync transactions: outbox entries, the heads of their shards and the
@@ -68,7 +68,7 @@ func resyncAudit(ctx context.Context, action catalog.Action, what catalog.Resync
 // transaction.
 func (s *Store) resync(ctx context.Context, reqs []catalog.ResyncRequest, regions []string, audit *catalog.AuditRecord) (catalog.ResyncResult, error) {
 	var res catalog.ResyncResult
-	backoff := 5 * time.Millisecond
+	wait := backoff.New(5*time.Millisecond, 200*time.Millisecond, backoff.Around)
 	for attempt := 1; len(reqs) > 0; {
 		n, done, retry, err := s.tryResync(ctx, reqs, regions, audit)
 		if err != nil {
@@ -79,16 +79,13 @@ func (s *Store) resync(ctx context.Context, reqs []catalog.ResyncRequest, region
 				return catalog.ResyncResult{}, tenant.Errorf(tenant.Unavailable, "dynamo resync: gave up after %d attempts cancelled by concurrent writes", attempt)
 			}
 			attempt++
-			sleep := backoff/2 + rand.N(backoff)
-			backoff = min(backoff*2, 200*time.Millisecond)
-			select {
-			case <-ctx.Done():
-				return catalog.ResyncResult{}, ctx.Err()
-			case <-time.After(sleep):
+			if err := wait.Wait(ctx); err != nil {
+				return catalog.ResyncResult{}, err
 			}
 			continue
 		}
-		attempt, backoff = 1, 5*time.Millisecond
+		attempt = 1
+		wait.Reset()
 		audit = nil // committed with the first transaction
 		for _, r := range reqs[:n] {
 			if v, ok := done[r.ID]; ok {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math/rand/v2"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/backoff"
 )
 
 // Create stores a new tenant. See catalog.Store.
@@ -43,7 +43,9 @@ func (s *Store) write(ctx context.Context, req catalog.WriteRequest) (*tenant.Te
 		return nil, err
 	}
 	op := fmt.Sprintf("dynamo %s tenant %s", req.Action, req.TenantID())
-	backoff := 5 * time.Millisecond
+	// Jittered exponential backoff, so that writers that collided on an
+	// outbox shard's head do not collide again in lock step.
+	wait := backoff.New(5*time.Millisecond, 200*time.Millisecond, backoff.Around)
 	for attempt := 1; ; attempt++ {
 		out, retry, err := s.tryWrite(ctx, req)
 		if err != nil {
@@ -55,14 +57,8 @@ func (s *Store) write(ctx context.Context, req catalog.WriteRequest) (*tenant.Te
 		if attempt >= s.maxAttempts {
 			return nil, tenant.Errorf(tenant.Unavailable, "%s: gave up after %d attempts cancelled by concurrent writes", op, attempt)
 		}
-		// Jittered exponential backoff, so that writers that collided on an
-		// outbox shard's head do not collide again in lock step.
-		sleep := backoff/2 + rand.N(backoff)
-		backoff = min(backoff*2, 200*time.Millisecond)
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(sleep):
+		if err := wait.Wait(ctx); err != nil {
+			return nil, err
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tcs-dev/tcs/catalog"
+	"github.com/tcs-dev/tcs/internal/backoff"
 	"github.com/tcs-dev/tcs/internal/jobrun"
 	"github.com/tcs-dev/tcs/tcs/drift"
 )
@@ -115,7 +116,7 @@ func runRepair(ctx context.Context, e *env, conn connFlags, vf verifyFlags, dryR
 	if wait > 0 {
 		deadline := time.Now().Add(wait)
 		for {
-			if err := sleep(ctx, v.Settle); err != nil {
+			if err := backoff.Sleep(ctx, v.Settle); err != nil {
 				return interrupted(err)
 			}
 			after, err := v.Verify(ctx)
@@ -180,19 +181,5 @@ func writeRepairPlan(w io.Writer, rep *repairReport) {
 			subject = u.Hostname
 		}
 		fmt.Fprintf(w, "cannot repair %s %s %s: %s\n", u.Region, u.Kind, subject, u.Why)
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }

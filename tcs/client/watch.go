@@ -3,9 +3,9 @@ package client
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"time"
 
+	"github.com/tcs-dev/tcs/internal/backoff"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 )
 
@@ -21,7 +21,7 @@ var errSilent = errors.New("watch stream silent for three heartbeat intervals")
 // one, local first; the next one after a stream that failed before its
 // Resync) until Close, applying what it carries to the cache.
 func (c *Client) watch() {
-	backoff := minBackoff
+	wait := backoff.New(minBackoff, maxBackoff, backoff.UpTo)
 	next := 0
 	for {
 		r := c.watchRegion(next)
@@ -31,17 +31,14 @@ func (c *Client) watch() {
 			return
 		}
 		if resynced {
-			backoff, next = minBackoff, 0
+			wait.Reset()
+			next = 0
 		} else {
 			next++
 		}
-		wait := backoff/2 + rand.N(backoff/2+1)
-		select {
-		case <-c.ctx.Done():
+		if wait.Wait(c.ctx) != nil {
 			return
-		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, maxBackoff)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/backoff"
 	"github.com/tcs-dev/tcs/tcs"
 )
 
@@ -120,7 +121,7 @@ func (v *Verifier) Verify(ctx context.Context) (*Report, error) {
 	candidates := found
 	var confirmed []Finding
 	for round := 0; round < v.Rechecks && len(candidates) > 0; round++ {
-		if err := sleep(ctx, v.Settle); err != nil {
+		if err := backoff.Sleep(ctx, v.Settle); err != nil {
 			return nil, err
 		}
 		next, again, err := v.pass(ctx)
@@ -173,20 +174,6 @@ func (v *Verifier) Verify(ctx context.Context) (*Report, error) {
 	}
 	rep.Clean = len(rep.Findings) == 0
 	return rep, nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 func (v *Verifier) pageSize() int {

@@ -98,7 +98,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -108,6 +107,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/backoff"
 	"github.com/tcs-dev/tcs/internal/dynamotable"
 	"github.com/tcs-dev/tcs/tcs"
 )
@@ -555,7 +555,7 @@ func retryableCancel(e *types.TransactionCanceledException) bool {
 // jittered, growing backoff in between so that writers that collided do not
 // collide again in lock step.
 func (r *Replica) withRetries(ctx context.Context, op string, try func() error) error {
-	backoff := 5 * time.Millisecond
+	wait := backoff.New(5*time.Millisecond, 200*time.Millisecond, backoff.Around)
 	for attempt := 1; ; attempt++ {
 		err := try()
 		if err == nil {
@@ -574,12 +574,8 @@ func (r *Replica) withRetries(ctx context.Context, op string, try func() error) 
 			}
 			return unavailable(fmt.Sprintf("%s: gave up after %d attempts", op, attempt), err)
 		}
-		sleep := backoff/2 + rand.N(backoff)
-		backoff = min(backoff*2, 200*time.Millisecond)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(sleep):
+		if err := wait.Wait(ctx); err != nil {
+			return err
 		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/tcs-dev/tcs/internal/backoff"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs"
 )
@@ -68,7 +68,7 @@ func (s *Server) Run(ctx context.Context) error {
 			s.markSubscribed()
 		}
 	}
-	backoff := minBackoff
+	wait := backoff.New(minBackoff, maxBackoff, backoff.UpTo)
 	for {
 		s.gap()
 		began := time.Now()
@@ -78,16 +78,12 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		s.subscriptionFailed(err)
 		if time.Since(began) > time.Minute {
-			backoff = minBackoff
+			wait.Reset()
 		}
-		s.log.Warn("invalidation feed subscription ended; resubscribing", "err", err, "backoff", backoff)
-		wait := backoff/2 + rand.N(backoff/2+1)
-		select {
-		case <-ctx.Done():
+		s.log.Warn("invalidation feed subscription ended; resubscribing", "err", err, "backoff", wait.Current())
+		if wait.Wait(ctx) != nil {
 			return nil
-		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, maxBackoff)
 	}
 }
 
