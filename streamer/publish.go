@@ -25,6 +25,31 @@ type Outbox interface {
 	AckOutbox(ctx context.Context, shard int, upTo uint64) error
 }
 
+// ShardLeases tells a Publisher which outbox shards are its to publish,
+// when several publishers share the outbox (streamer/publease). A nil
+// PublisherConfig.Leases holds every shard for ever: a single publisher
+// (the embedded catalog allows no other).
+type ShardLeases interface {
+	// Keep takes and renews leases until ctx ends, then releases them.
+	// The Publisher runs it and ends it once it stopped publishing.
+	Keep(ctx context.Context) error
+	// Held returns the shards held now, in order.
+	Held() []int
+	// Epoch returns the epoch of the current holding of shard (it changes
+	// with every take) and whether the shard is held now. The Publisher
+	// asks before it appends a shard's entries (same epoch as when they
+	// were read) and before it acknowledges them (held).
+	Epoch(shard int) (uint64, bool)
+}
+
+// allShards is the ShardLeases of a publisher alone: every shard, held for
+// ever.
+type allShards struct{ shards []int }
+
+func (a allShards) Keep(ctx context.Context) error { <-ctx.Done(); return nil }
+func (a allShards) Held() []int                    { return a.shards }
+func (a allShards) Epoch(int) (uint64, bool)       { return 1, true }
+
 // maxShardCalls caps the outbox reads (or acknowledgements) of one batch
 // that run at once, one per shard.
 const maxShardCalls = 8
@@ -72,6 +97,9 @@ const maxPublishBackoff = time.Second
 type PublisherConfig struct {
 	Outbox Outbox
 	Stream Stream
+	// Leases are this publisher's outbox shard leases, shared with other
+	// publishers; nil means every shard (the only publisher).
+	Leases ShardLeases
 	// BatchSize is how many outbox entries one append carries; 0 means
 	// DefaultPublishBatch. An append is spread over the stream's partitions,
 	// and appliers commit what one partition got: big appends keep a flood
@@ -231,6 +259,13 @@ func NewPublisher(cfg PublisherConfig) *Publisher {
 	if cfg.DepthInterval == 0 {
 		cfg.DepthInterval = DefaultDepthInterval
 	}
+	if cfg.Leases == nil {
+		all := allShards{shards: make([]int, cfg.Outbox.OutboxShards())}
+		for i := range all.shards {
+			all.shards[i] = i
+		}
+		cfg.Leases = all
+	}
 	p := &Publisher{cfg: cfg, log: cfg.Logger}
 	p.failedLog.Every = feedLogEvery
 	if p.log == nil {
@@ -297,7 +332,23 @@ func NewPublisher(cfg PublisherConfig) *Publisher {
 // entry before it), and appends keep the outbox's order, retrying a failed
 // batch until it is stored before the next one goes. A publisher killed
 // anywhere republishes what it had not acknowledged, as PublishOnce does.
+//
+// With Leases, Run publishes only the shards it holds, and keeps the leases
+// until it stopped (so that a clean stop acknowledges what it appended
+// before another publisher takes its shards).
 func (p *Publisher) Run(ctx context.Context) error {
+	leaseCtx, endLeases := context.WithCancel(context.WithoutCancel(ctx))
+	leasesDone := make(chan struct{})
+	go func() {
+		defer close(leasesDone)
+		if err := p.cfg.Leases.Keep(leaseCtx); err != nil {
+			p.log.Error("keeping the outbox shard leases failed", "err", err)
+		}
+	}()
+	defer func() {
+		endLeases()
+		<-leasesDone
+	}()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	batches := make(chan publishBatch, 1)
@@ -331,10 +382,12 @@ func (m shardSeqs) merge(o shardSeqs) {
 type publishBatch struct {
 	id        uint64 // counts the batches read, from 1
 	records   []Record
-	last      shardSeqs // per shard: sequence of the last entry
-	read      shardSeqs // per shard: the position reading continues after
-	committed time.Time // commit time of the newest entry
-	oldest    time.Time // commit time of the oldest entry
+	shards    []int          // records[i] is of outbox shard shards[i]
+	epochs    map[int]uint64 // per shard: the lease epoch it was read under
+	last      shardSeqs      // per shard: sequence of the last entry
+	read      shardSeqs      // per shard: the position reading continues after
+	committed time.Time      // commit time of the newest entry
+	oldest    time.Time      // commit time of the oldest entry
 }
 
 // read reads and encodes batches after the last entry read and hands them
@@ -346,13 +399,39 @@ func (p *Publisher) read(ctx context.Context, out chan<- publishBatch) {
 	poll := p.cfg.PollInterval
 	notifier, _ := p.cfg.Outbox.(OutboxNotifier)
 	pos := make([]uint64, p.cfg.Outbox.OutboxShards())
+	known := map[int]uint64{} // per shard: the lease epoch pos is of
 	var id uint64
 	for {
 		var changed <-chan struct{} // nil: wait for the poll only
 		if notifier != nil {
 			changed = notifier.OutboxChanged()
 		}
-		b, err := p.readBatch(ctx, pos)
+		held := map[int]uint64{}
+		for _, sh := range p.cfg.Leases.Held() {
+			e, ok := p.cfg.Leases.Epoch(sh)
+			if !ok || sh < 0 || sh >= len(pos) {
+				continue
+			}
+			if known[sh] != e {
+				// Newly held: read from its first entry not acknowledged
+				// (another publisher may have appended and not acked it;
+				// appending it again is harmless).
+				pos[sh], known[sh] = 0, e
+			}
+			held[sh] = e
+		}
+		if len(held) == 0 {
+			// Standby: nothing to read until a lease is taken.
+			timer := time.NewTimer(p.cfg.MaxPollInterval)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return
+			case <-timer.C:
+			}
+			continue
+		}
+		b, err := p.readBatch(ctx, pos, held)
 		if err == nil {
 			id++
 			b.id = id
@@ -401,7 +480,10 @@ func (p *Publisher) read(ctx context.Context, out chan<- publishBatch) {
 // one shard), shards follow one another. A shard read to its end moves its
 // position to the head read before it (what lies between was acknowledged
 // already), so that it is not read again until a write moves its head.
-func (p *Publisher) readBatch(ctx context.Context, pos []uint64) (publishBatch, error) {
+//
+// Only the shards of held are read (shard → lease epoch); the batch keeps
+// their epochs.
+func (p *Publisher) readBatch(ctx context.Context, pos []uint64, held map[int]uint64) (publishBatch, error) {
 	heads, err := p.cfg.Outbox.OutboxHeads(ctx)
 	if err != nil {
 		return publishBatch{}, fmt.Errorf("read outbox heads: %w", err)
@@ -411,11 +493,11 @@ func (p *Publisher) readBatch(ctx context.Context, pos []uint64) (publishBatch, 
 	}
 	var dirty []int
 	for sh, head := range heads {
-		if head > pos[sh] {
+		if _, ok := held[sh]; ok && head > pos[sh] {
 			dirty = append(dirty, sh)
 		}
 	}
-	b := publishBatch{last: shardSeqs{}, read: shardSeqs{}}
+	b := publishBatch{last: shardSeqs{}, read: shardSeqs{}, epochs: map[int]uint64{}}
 	if len(dirty) == 0 {
 		return b, nil
 	}
@@ -440,6 +522,10 @@ func (p *Publisher) readBatch(ctx context.Context, pos []uint64) (publishBatch, 
 	for i, sh := range dirty {
 		es := got[i]
 		entries = append(entries, es...)
+		for range es {
+			b.shards = append(b.shards, sh)
+		}
+		b.epochs[sh] = held[sh]
 		if len(es) > 0 {
 			b.last[sh] = es[len(es)-1].Seq
 			b.read[sh] = b.last[sh]
@@ -472,6 +558,9 @@ func (p *Publisher) appendAll(ctx context.Context, in <-chan publishBatch, acks 
 	for b := range in {
 		backoff := p.cfg.RetryBackoff
 		for {
+			if !p.fence(&b) {
+				break // no shard of the batch is held any more
+			}
 			err := p.cfg.Stream.Append(ctx, b.records)
 			if err == nil {
 				break
@@ -486,8 +575,11 @@ func (p *Publisher) appendAll(ctx context.Context, in <-chan publishBatch, acks 
 			}
 			backoff = min(2*backoff, maxPublishBackoff)
 		}
-		p.published.Add(float64(len(b.records)))
 		p.appended(b.id)
+		if len(b.records) == 0 {
+			continue
+		}
+		p.published.Add(float64(len(b.records)))
 		p.lag.Set(time.Since(b.committed).Seconds())
 		p.lastCommit.Set(float64(b.committed.UnixNano()) / 1e9)
 		if first {
@@ -506,6 +598,35 @@ func (p *Publisher) appendAll(ctx context.Context, in <-chan publishBatch, acks 
 		}
 		acks <- upTo
 	}
+}
+
+// fence drops from b the entries of shards whose lease this publisher no
+// longer holds under the epoch they were read in, and reports whether any
+// remain.
+func (p *Publisher) fence(b *publishBatch) bool {
+	lost := map[int]bool{}
+	for sh, e := range b.epochs {
+		if now, ok := p.cfg.Leases.Epoch(sh); !ok || now != e {
+			lost[sh] = true
+		}
+	}
+	if len(lost) == 0 {
+		return len(b.records) > 0
+	}
+	keep := 0
+	for i := range b.records {
+		if !lost[b.shards[i]] {
+			b.records[keep], b.shards[keep] = b.records[i], b.shards[i]
+			keep++
+		}
+	}
+	b.records, b.shards = b.records[:keep], b.shards[:keep]
+	for sh := range lost {
+		delete(b.epochs, sh)
+		delete(b.last, sh)
+	}
+	p.log.Debug("dropped the entries of shards whose lease was lost", "shards", len(lost), "kept", keep)
+	return keep > 0
 }
 
 // ack acknowledges the sequences appendAll sends, retrying failures until
@@ -548,7 +669,13 @@ func (p *Publisher) ackOnce(ctx context.Context, upTo shardSeqs) error {
 		context.AfterFunc(actx, func() { t.Stop() })
 	})
 	defer stop()
-	return ackShards(actx, p.cfg.Outbox, upTo)
+	held := shardSeqs{}
+	for sh, seq := range upTo {
+		if _, ok := p.cfg.Leases.Epoch(sh); ok {
+			held[sh] = seq
+		}
+	}
+	return ackShards(actx, p.cfg.Outbox, held)
 }
 
 // ackShards acknowledges each shard of upTo up to its sequence, up to
@@ -579,10 +706,14 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // PublishOnce reads one batch from the outbox (from the start of every
-// shard), appends it to the stream and acknowledges it. It returns how many
+// shard, leased or not: it is for a publisher alone), appends it to the stream and acknowledges it. It returns how many
 // entries it published.
 func (p *Publisher) PublishOnce(ctx context.Context) (int, error) {
-	b, err := p.readBatch(ctx, make([]uint64, p.cfg.Outbox.OutboxShards()))
+	all := map[int]uint64{}
+	for sh := range p.cfg.Outbox.OutboxShards() {
+		all[sh] = 1
+	}
+	b, err := p.readBatch(ctx, make([]uint64, p.cfg.Outbox.OutboxShards()), all)
 	if err != nil {
 		return 0, err
 	}

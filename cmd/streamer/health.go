@@ -20,7 +20,13 @@ const (
 // signals:
 //
 //   - publish: the outbox was last read without error (empty or not) at
-//     tcs_publish_last_read_timestamp_seconds.
+//     tcs_publish_last_read_timestamp_seconds. On AWS, where publishers
+//     share the outbox's shards through leases, that holds for a publisher
+//     holding tcs_publish_leases_held > 0 leases; one holding none is a
+//     standby, ready while it reads the lease table
+//     (tcs_publish_lease_scan_timestamp_seconds), since it takes over the
+//     shards of a publisher that dies. So two publishers are both ready,
+//     and a rolling update or a PodDisruptionBudget counts the standby.
 //   - apply on Kinesis: the worker holds tcs_kinesis_leases_held shard leases
 //     of its consumer group, and a held shard was last read (and its batch
 //     handled) at the newest tcs_kinesis_last_read_timestamp_seconds; a batch
@@ -36,7 +42,7 @@ type health struct {
 	gather      prometheus.Gatherer
 	cmd         string // publish or apply
 	group       string // apply's consumer group
-	leases      bool   // apply reads leased shards (Kinesis)
+	leases      bool   // apply reads leased shards (Kinesis); publish shares leased outbox shards
 	readyMaxAge time.Duration
 	liveMaxAge  time.Duration
 	started     time.Time
@@ -78,8 +84,20 @@ func (h *health) state() (holds bool, last time.Time, err error) {
 		return false
 	}
 	switch {
-	case h.cmd == "publish":
+	case h.cmd == "publish" && !h.leases:
 		return true, newest("tcs_publish_last_read_timestamp_seconds", all), nil
+	case h.cmd == "publish":
+		var held float64
+		if f := byName["tcs_publish_leases_held"]; f != nil {
+			for _, m := range f.GetMetric() {
+				held += m.GetGauge().GetValue()
+			}
+		}
+		if held > 0 {
+			return true, newest("tcs_publish_last_read_timestamp_seconds", all), nil
+		}
+		// A standby: its work is to be ready to take over.
+		return true, newest("tcs_publish_lease_scan_timestamp_seconds", all), nil
 	case !h.leases:
 		return true, h.now(), nil
 	}

@@ -35,8 +35,10 @@ func TestHealth(t *testing.T) {
 	for _, c := range []struct {
 		name       string
 		cmd        string
-		leases     bool    // Kinesis applier
-		lastRead   float64 // publish: tcs_publish_last_read_timestamp_seconds (0: none yet)
+		leases     bool     // Kinesis applier
+		lastRead   float64  // publish: tcs_publish_last_read_timestamp_seconds (0: none yet)
+		pubLeases  *float64 // leased publish: tcs_publish_leases_held
+		leaseScan  float64  // leased publish: tcs_publish_lease_scan_timestamp_seconds
 		held       []lease
 		shards     []shard
 		started    time.Duration // ago
@@ -50,6 +52,13 @@ func TestHealth(t *testing.T) {
 		{name: "publish read a minute ago", cmd: "publish", lastRead: ago(time.Minute), ready: "last successful outbox read 1m0s ago, over --ready-max-age 30s"},
 		{name: "publish stuck", cmd: "publish", lastRead: ago(20 * time.Minute), ready: "over --ready-max-age", alive: "over --live-max-age 10m0s"},
 		{name: "publish stuck, liveness off", cmd: "publish", lastRead: ago(20 * time.Minute), ready: "over --ready-max-age", liveMaxAge: -1},
+		{name: "leased publish holding shards, reading", cmd: "publish", leases: true, pubLeases: ptr(3.0), lastRead: ago(time.Second), leaseScan: ago(time.Second)},
+		{name: "leased publish holding shards, reads failing", cmd: "publish", leases: true, pubLeases: ptr(3.0), lastRead: ago(time.Minute), leaseScan: ago(time.Second),
+			ready: "last successful outbox read 1m0s ago"},
+		{name: "leased publish standby, scanning the lease table", cmd: "publish", leases: true, pubLeases: ptr(0.0), leaseScan: ago(time.Second)},
+		{name: "leased publish standby, lease table unreachable", cmd: "publish", leases: true, pubLeases: ptr(0.0), leaseScan: ago(time.Minute),
+			ready: "over --ready-max-age"},
+		{name: "leased publish before its first scan", cmd: "publish", leases: true, pubLeases: ptr(0.0), started: time.Second, ready: "has not completed a cycle yet"},
 		{name: "embedded apply", cmd: "apply"},
 		{name: "kinesis apply with a lease, reading", cmd: "apply", leases: true,
 			held:   []lease{{group, 1}},
@@ -77,6 +86,13 @@ func TestHealth(t *testing.T) {
 				g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "tcs_publish_last_read_timestamp_seconds"})
 				g.Set(c.lastRead)
 				reg.MustRegister(g)
+			}
+			if c.pubLeases != nil {
+				held := prometheus.NewGauge(prometheus.GaugeOpts{Name: "tcs_publish_leases_held"})
+				held.Set(*c.pubLeases)
+				scan := prometheus.NewGauge(prometheus.GaugeOpts{Name: "tcs_publish_lease_scan_timestamp_seconds"})
+				scan.Set(c.leaseScan)
+				reg.MustRegister(held, scan)
 			}
 			if c.held != nil {
 				g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tcs_kinesis_leases_held"}, []string{"group"})
@@ -195,3 +211,5 @@ func TestHealthFlags(t *testing.T) {
 		}
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

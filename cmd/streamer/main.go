@@ -17,14 +17,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
 	"github.com/tcs-dev/tcs/internal/buildinfo"
+	"github.com/tcs-dev/tcs/internal/leasetable"
 	"github.com/tcs-dev/tcs/streamer"
+	"github.com/tcs-dev/tcs/streamer/publease"
 )
 
 func main() { cmdutil.Main("streamer", run) }
@@ -36,6 +40,20 @@ Run "streamer publish -h", "streamer apply -h" or "streamer reconcile -h" for fl
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	return runWithReady(ctx, args, getenv, stdout, stderr, nil)
+}
+
+// openPublishLeases opens the publishers' lease table in the home region.
+func openPublishLeases(ctx context.Context, be *backend.Config, owner string, shards int, d time.Duration, log *slog.Logger, reg prometheus.Registerer) (*publease.Leases, error) {
+	home, err := be.Clients(ctx, be.HomeRegion)
+	if err != nil {
+		return nil, err
+	}
+	if owner == "" {
+		owner = leasetable.DefaultOwner()
+	}
+	return publease.Open(ctx, home.DynamoDB, be.Names.PublishLeaseTable(), owner, publease.Config{
+		Shards: shards, LeaseDuration: d, Logger: log.With("worker", owner), Registerer: reg,
+	})
 }
 
 // runWithReady is run; ready, if not nil, receives the metrics server's
@@ -68,6 +86,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 		feed           streamer.FeedConfig
 		envErrs        []error
 		noPack         bool
+		leaseDuration  time.Duration
 	)
 	readyMaxAge := fs.Duration("ready-max-age", cmdutil.EnvDuration(getenv, "TCS_READY_MAX_AGE", defaultReadyMaxAge, &envErrs),
 		"/readyz answers 503 unless this process holds work (apply on Kinesis: a shard lease) and its last successful cycle (publish: an outbox read, empty or not; apply: a read of a held shard, its batch applied) is at most this old (env TCS_READY_MAX_AGE)")
@@ -75,6 +94,9 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 		"/healthz answers 503 when work held has made no successful cycle for this long (env TCS_LIVE_MAX_AGE); 0: always 200")
 	switch cmd {
 	case "publish":
+		worker = fs.String("worker-id", getenv("TCS_WORKER_ID"), "aws: this publisher's name among the publishers, which share the outbox's shards through leases (env TCS_WORKER_ID; default host name, pid and a random suffix)")
+		fs.DurationVar(&leaseDuration, "lease-duration", cmdutil.EnvDuration(getenv, "TCS_PUBLISH_LEASE_DURATION", publease.DefaultLeaseDuration, &envErrs),
+			"aws: how long an outbox shard lease lives without renewal before another publisher takes it over (env TCS_PUBLISH_LEASE_DURATION): a killed publisher's shards move after about this long; every publisher must use the same")
 		fs.BoolVar(&noPack, "kinesis-no-pack", false,
 			"aws: store every event as a Kinesis record of its own, readable by appliers older than 0.2.0 (by default a tenant's consecutive events are packed into one record; upgrade the appliers first, or set this until they are)")
 	case "apply":
@@ -112,6 +134,9 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	}
 	if *readyMaxAge <= 0 || *liveMaxAge < 0 {
 		return fmt.Errorf("--ready-max-age %v, --live-max-age %v: want a positive duration, and 0 (off) or more", *readyMaxAge, *liveMaxAge)
+	}
+	if cmd == "publish" && leaseDuration <= 0 {
+		return fmt.Errorf("--lease-duration %v: want more than 0", leaseDuration)
 	}
 	if region != nil && *region == "" {
 		return errors.New("apply needs --region (or TCS_REGION)")
@@ -173,7 +198,18 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 			return err
 		}
 		defer store.Close()
-		work = streamer.NewPublisher(streamer.PublisherConfig{Outbox: store, Stream: stream, Logger: log, Registerer: reg}).Run
+		pc := streamer.PublisherConfig{Outbox: store, Stream: stream, Logger: log, Registerer: reg}
+		if be.IsAWS() {
+			// Any number of publishers share the outbox's shards; the
+			// embedded catalog is this process's alone (bbolt locks it).
+			leases, err := openPublishLeases(ctx, be, *worker, store.OutboxShards(), leaseDuration, log, reg)
+			if err != nil {
+				return err
+			}
+			pc.Leases = leases
+			hc.leases = true
+		}
+		work = streamer.NewPublisher(pc).Run
 		idle = func(ctx context.Context) (bool, error) {
 			left, _, err := store.OutboxDepth(ctx, 1)
 			return left == 0, err

@@ -1,6 +1,6 @@
 // Package provision creates TCS's AWS resources through the SDK,
-// idempotently: the source-of-truth table and change stream in the home
-// region, and per serving region the replica table, the applier's lease
+// idempotently: the source-of-truth table, change stream and the
+// publishers' lease table in the home region, and per serving region the replica table, the applier's lease
 // table and the invalidation topic. It is `tcsctl infra apply`, and how the
 // local emulators get their resources. Production deployments use the
 // CloudFormation templates in infra/cloudformation, which declare the same
@@ -66,6 +66,10 @@ func (n Names) Stream() string { return n.prefix() + "-changes" }
 func (n Names) ReplicaTable(region string) string {
 	return replicadynamo.TableName(n.prefix(), region)
 }
+
+// PublishLeaseTable is the lease table of the outbox publishers (home
+// region): one lease per outbox shard, group "publish" (streamer/publease).
+func (n Names) PublishLeaseTable() string { return n.prefix() + "-publish-leases" }
 
 // LeaseTable is the lease/checkpoint table of region's appliers.
 func (n Names) LeaseTable(region string) string { return n.prefix() + "-leases-" + region }
@@ -169,6 +173,7 @@ func (p Plan) Resources() []Resource {
 			}
 			return encryptStream(ctx, c.Kinesis(home), p.Names.Stream(), out)
 		}},
+		table(p.Names.PublishLeaseTable(), home, streamkinesis.LeaseTableInput(p.Names.PublishLeaseTable()), false),
 	}
 	for _, r := range p.Regions {
 		topic := p.Names.Topic(r)

@@ -1,0 +1,521 @@
+// Package publease shares the catalog outbox's shards among the processes
+// running streamer publish, through a DynamoDB lease table
+// (internal/leasetable, the table code the Kinesis consumer groups use), so
+// that any number of publishers run and none is a single point of failure.
+//
+// One lease per outbox shard (group "publish", shard = the shard number in
+// decimal), in the home region's table <prefix>-publish-leases:
+//
+//   - A lease is free when its owner is "", expired when its counter has
+//     not changed for Config.LeaseDuration as seen by the observing
+//     publisher's own clock. Every change is a conditional write (see
+//     leasetable): two publishers never both take a lease, and one that
+//     lost a lease can change nothing in it.
+//   - Each publisher scans the table every LeaseDuration/8 (at most every
+//     second), renews what it holds about every LeaseDuration/5, and takes
+//     free and expired leases up to a fair share, ceil(shards / live
+//     publishers); one still short asks the most loaded publisher for a
+//     lease (a steal request), which hands it over at its next renewal. So
+//     a publisher killed with -9 has its shards taken over about
+//     LeaseDuration after its last renewal, and a new publisher gets its
+//     share within a few scans.
+//   - Fencing: Publisher asks Epoch before it appends a shard's entries and
+//     before it acknowledges them. A shard counts as held only until
+//     LeaseDuration·9/10 after the last renewal this publisher sent, and
+//     not at all once a renewal finds the lease taken, so a publisher that
+//     lost its lease (or cannot reach the table) stops appending and
+//     acknowledging that shard before anyone else may take it. The outbox
+//     itself is not conditioned on the lease: a publisher paused (say, by
+//     the kernel) between its check and its append may still append what
+//     it had read, which only duplicates events the new owner republishes;
+//     appliers dedupe by version (delivery is at least once). Its
+//     acknowledgement only ever names entries it appended.
+//   - A clean stop releases the leases (after the publisher acknowledged
+//     what it appended), so another publisher takes them at once.
+package publease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tcs-dev/tcs/internal/leasetable"
+	"github.com/tcs-dev/tcs/streamer"
+)
+
+var _ streamer.ShardLeases = (*Leases)(nil)
+
+// Group is the lease table's group of the outbox publishers.
+const Group = "publish"
+
+// DefaultLeaseDuration is Config.LeaseDuration's default.
+const DefaultLeaseDuration = 10 * time.Second
+
+// releaseTimeout bounds the releases of a stopping publisher.
+const releaseTimeout = 5 * time.Second
+
+// API is the part of the DynamoDB client the publishers' lease table needs
+// (no DeleteItem: a publisher never deletes a lease); *dynamodb.Client
+// implements it.
+type API interface {
+	DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
+	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+	PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+}
+
+// noDelete is an API as a leasetable.API, whose DeleteItem is refused.
+type noDelete struct{ API }
+
+func (noDelete) DeleteItem(context.Context, *dynamodb.DeleteItemInput, ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	return nil, errors.New("publease: publishers do not delete leases")
+}
+
+// Open checks that the lease table exists (a missing one is an error
+// naming it and the command that creates it) and returns New's Leases for
+// publisher owner.
+func Open(ctx context.Context, db API, table, owner string, cfg Config) (*Leases, error) {
+	if _, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)}); err != nil {
+		var nf *dtypes.ResourceNotFoundException
+		if errors.As(err, &nf) {
+			return nil, fmt.Errorf("publish lease table %s does not exist: create it with tcsctl infra apply", table)
+		}
+		return nil, fmt.Errorf("publish lease table %s: %w", table, err)
+	}
+	cfg.Table = &leasetable.Table{DB: noDelete{db}, Name: table, Owner: owner}
+	return New(cfg)
+}
+
+// Config configures New.
+type Config struct {
+	// Table is the lease table, as this publisher (Owner) writes it; its
+	// Group is set to Group. Required.
+	Table *leasetable.Table
+	// Shards is how many outbox shards there are (catalog.Store's
+	// OutboxShards). Required.
+	Shards int
+	// LeaseDuration is how long a lease lives without renewal before
+	// another publisher may take it; 0 means DefaultLeaseDuration.
+	LeaseDuration time.Duration
+	// Logger receives lease changes; nil discards.
+	Logger *slog.Logger
+	// Registerer receives the lease metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	// Now is the clock of expiry and validity; nil means time.Now.
+	Now func() time.Time
+}
+
+// Leases keeps this publisher's outbox shard leases. It is a
+// streamer.ShardLeases.
+type Leases struct {
+	cfg   Config
+	table *leasetable.Table
+	log   *slog.Logger
+	now   func() time.Time
+
+	held   prometheus.Gauge
+	events *prometheus.CounterVec // event
+	// lastScan is when the table was last read without error (Unix ns).
+	lastScan prometheus.Gauge
+
+	mu    sync.Mutex
+	mine  map[int]*holding // the shards held
+	epoch uint64           // counts takes, for Epoch
+
+	seen map[string]observation // by shard: when its lease last changed, as seen here
+}
+
+type holding struct {
+	shard     string
+	token     string
+	epoch     uint64
+	lastRenew time.Time // when the last successful renewal (or take) was sent
+	validTo   time.Time
+}
+
+type observation struct {
+	owner   string
+	counter int64
+	since   time.Time
+}
+
+// New returns Leases for cfg; Keep takes and keeps them.
+func New(cfg Config) (*Leases, error) {
+	switch {
+	case cfg.Table == nil:
+		return nil, errors.New("publease: no lease table")
+	case cfg.Table.Owner == "":
+		return nil, errors.New("publease: the lease table has no owner (this publisher's name)")
+	case cfg.Shards < 1:
+		return nil, fmt.Errorf("publease: %d outbox shards: want at least 1", cfg.Shards)
+	case cfg.LeaseDuration < 0:
+		return nil, fmt.Errorf("publease: lease duration %v: want 0 (the default) or more", cfg.LeaseDuration)
+	}
+	if cfg.LeaseDuration == 0 {
+		cfg.LeaseDuration = DefaultLeaseDuration
+	}
+	t := *cfg.Table
+	t.Group = Group
+	t.Compare = compareShards
+	l := &Leases{cfg: cfg, table: &t, log: cfg.Logger, now: cfg.Now, mine: map[int]*holding{}, seen: map[string]observation{}}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	if l.now == nil {
+		l.now = time.Now
+	}
+	if t.Now == nil {
+		t.Now = l.now
+	}
+	l.held = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tcs_publish_leases_held", Help: "Outbox shard leases this publisher holds (streamer publish on AWS; the publishers share the shards).",
+	})
+	l.events = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tcs_publish_lease_events_total", Help: "Outbox shard lease changes by event: take (a free lease), takeover (an expired lease: its publisher died or lost the table), lost (a renewal found it taken), handover (given to a publisher that asked), steal_request, release (clean stop).",
+	}, []string{"event"})
+	l.lastScan = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tcs_publish_lease_scan_timestamp_seconds", Help: "When the publish lease table was last read without error (Unix seconds; 0 before the first).",
+	})
+	for _, e := range []string{"take", "takeover", "lost", "handover", "steal_request", "release"} {
+		l.events.WithLabelValues(e)
+	}
+	if cfg.Registerer != nil {
+		if err := errors.Join(cfg.Registerer.Register(l.held), cfg.Registerer.Register(l.events), cfg.Registerer.Register(l.lastScan)); err != nil {
+			return nil, fmt.Errorf("publease: register metrics: %w", err)
+		}
+	}
+	return l, nil
+}
+
+// Held returns the shards held now (and valid), in order.
+func (l *Leases) Held() []int {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var shards []int
+	for sh, h := range l.mine {
+		if now.Before(h.validTo) {
+			shards = append(shards, sh)
+		}
+	}
+	slices.Sort(shards)
+	return shards
+}
+
+// Epoch returns the epoch of this publisher's holding of shard, and whether
+// it holds it now. The epoch changes with every take, so an entry read
+// under one holding is not appended under another.
+func (l *Leases) Epoch(shard int) (uint64, bool) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	h := l.mine[shard]
+	if h == nil || !now.Before(h.validTo) {
+		return 0, false
+	}
+	return h.epoch, true
+}
+
+// Keep takes and renews leases until ctx ends, then releases them, and
+// returns nil. A failed cycle (the table unreachable, throttled) is logged
+// and tried again at the next scan; meanwhile the leases held lapse as
+// Epoch says.
+func (l *Leases) Keep(ctx context.Context) error {
+	defer l.releaseAll()
+	interval := min(l.cfg.LeaseDuration/8, time.Second)
+	created := false
+	for {
+		if err := l.cycle(ctx, &created); err != nil && ctx.Err() == nil {
+			l.log.Warn("publish lease cycle failed; trying again", "err", err, "in", interval)
+		}
+		t := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// cycle is one round: renew what is held, read the leases (creating the
+// missing ones on the first round), take a fair share.
+func (l *Leases) cycle(ctx context.Context, created *bool) error {
+	l.renew(ctx)
+	leases, err := l.table.List(ctx)
+	if err != nil {
+		return err
+	}
+	if !*created && len(leases) < l.cfg.Shards {
+		have := map[string]bool{}
+		for _, ls := range leases {
+			have[ls.Shard] = true
+		}
+		for sh := range l.cfg.Shards {
+			if id := strconv.Itoa(sh); !have[id] {
+				if err := l.table.Create(ctx, id, nil); err != nil {
+					return err
+				}
+			}
+		}
+		if leases, err = l.table.List(ctx); err != nil {
+			return err
+		}
+	}
+	*created = true
+	l.lastScan.Set(float64(l.now().UnixNano()) / 1e9)
+	l.observe(leases)
+	l.balance(ctx, leases)
+	l.mu.Lock()
+	l.held.Set(float64(len(l.mine)))
+	l.mu.Unlock()
+	return nil
+}
+
+func (l *Leases) observe(leases []leasetable.Lease) {
+	now := l.now()
+	for _, ls := range leases {
+		o, ok := l.seen[ls.Shard]
+		if !ok || o.owner != ls.Owner || o.counter != ls.Counter {
+			l.seen[ls.Shard] = observation{owner: ls.Owner, counter: ls.Counter, since: now}
+		}
+	}
+}
+
+func (l *Leases) expired(ls leasetable.Lease) bool {
+	return ls.Owner != "" && ls.Owner != l.table.Owner && l.now().Sub(l.seen[ls.Shard].since) >= l.cfg.LeaseDuration
+}
+
+// renew renews the leases held about every LeaseDuration/5, drops those a
+// renewal finds lost, and hands over those asked for while this publisher
+// holds more than its share.
+func (l *Leases) renew(ctx context.Context) {
+	l.mu.Lock()
+	mine := maps.Clone(l.mine)
+	l.mu.Unlock()
+	for _, sh := range slices.Sorted(maps.Keys(mine)) {
+		h := mine[sh]
+		sent := l.now()
+		if sent.Sub(h.lastRenew) < l.cfg.LeaseDuration/5 {
+			continue
+		}
+		got, err := l.table.Renew(ctx, h.shard, h.token)
+		switch {
+		case errors.Is(err, leasetable.ErrLost):
+			l.log.Info("publish lease lost", "shard", sh)
+			l.events.WithLabelValues("lost").Inc()
+			l.drop(sh)
+		case err != nil:
+			if ctx.Err() == nil {
+				l.log.Warn("publish lease renewal failed", "shard", sh, "err", err)
+			}
+		default:
+			l.mu.Lock()
+			h.lastRenew, h.validTo = sent, l.validTo(sent)
+			l.mu.Unlock()
+			if got.Pending != "" && got.Pending != l.table.Owner {
+				l.handOver(ctx, sh, h, got.Pending)
+			}
+		}
+	}
+}
+
+// validTo is how long a renewal sent at sent lets this publisher use the
+// lease: a little less than the LeaseDuration after which others may take
+// it.
+func (l *Leases) validTo(sent time.Time) time.Time {
+	return sent.Add(l.cfg.LeaseDuration * 9 / 10)
+}
+
+// handOver stops using shard at once, then gives its lease to the
+// publisher that asked for it. What this publisher had read of the shard
+// and not acknowledged is published again by the new owner.
+func (l *Leases) handOver(ctx context.Context, sh int, h *holding, to string) {
+	l.drop(sh)
+	if err := l.table.HandOver(ctx, h.shard, h.token, to); err != nil {
+		if !errors.Is(err, leasetable.ErrLost) && ctx.Err() == nil {
+			l.log.Warn("handing a publish lease over failed", "shard", sh, "to", to, "err", err)
+		}
+		return
+	}
+	l.log.Info("handed a publish lease over", "shard", sh, "to", to)
+	l.events.WithLabelValues("handover").Inc()
+}
+
+func (l *Leases) drop(sh int) {
+	l.mu.Lock()
+	delete(l.mine, sh)
+	l.held.Set(float64(len(l.mine)))
+	l.mu.Unlock()
+}
+
+func (l *Leases) hold(ls leasetable.Lease, sent time.Time) {
+	sh, _ := strconv.Atoi(ls.Shard)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.epoch++
+	l.mine[sh] = &holding{shard: ls.Shard, token: ls.Token, epoch: l.epoch, lastRenew: sent, validTo: l.validTo(sent)}
+	l.held.Set(float64(len(l.mine)))
+}
+
+// balance adopts leases the table says are this publisher's and it does not
+// hold (a take whose answer was lost, a handover to it), takes free and
+// expired leases up to a fair share, then asks the most loaded publisher
+// for one.
+func (l *Leases) balance(ctx context.Context, leases []leasetable.Lease) {
+	me := l.table.Owner
+	var valid []leasetable.Lease
+	for _, ls := range leases {
+		sh, err := strconv.Atoi(ls.Shard)
+		if err != nil || sh < 0 || sh >= l.cfg.Shards {
+			continue // not an outbox shard of this catalog: leave it be
+		}
+		valid = append(valid, ls)
+	}
+	l.mu.Lock()
+	mine := maps.Clone(l.mine)
+	l.mu.Unlock()
+	workers := map[string]int{me: 0}
+	var free, expired []leasetable.Lease
+	pendingForMe := false
+	for _, ls := range valid {
+		sh, _ := strconv.Atoi(ls.Shard)
+		switch {
+		case ls.Owner == me:
+			if h := mine[sh]; h == nil || h.token != ls.Token {
+				sent := l.now()
+				got, err := l.table.Renew(ctx, ls.Shard, ls.Token)
+				if err != nil {
+					if !errors.Is(err, leasetable.ErrLost) && ctx.Err() == nil {
+						l.log.Warn("adopting a publish lease failed", "shard", sh, "err", err)
+					}
+					continue
+				}
+				l.hold(got, sent)
+				l.log.Info("adopted a publish lease", "shard", sh)
+			}
+		case mine[sh] != nil:
+			// The table names another owner: lost (a renewal will say so
+			// too, but stop using it now).
+			l.log.Info("publish lease lost", "shard", sh, "to", ls.Owner)
+			l.events.WithLabelValues("lost").Inc()
+			l.drop(sh)
+			workers[ls.Owner]++
+		case ls.Owner == "":
+			free = append(free, ls)
+		case l.expired(ls):
+			expired = append(expired, ls)
+		default:
+			workers[ls.Owner]++
+			if ls.Pending == me {
+				pendingForMe = true
+			}
+		}
+	}
+	target := (len(valid) + len(workers) - 1) / len(workers)
+	heldNow := func() int {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return len(l.mine)
+	}
+	for _, ls := range slices.Concat(free, expired) {
+		if heldNow() >= target || ctx.Err() != nil {
+			return
+		}
+		sent := l.now()
+		taken, err := l.table.Take(ctx, ls)
+		switch {
+		case errors.Is(err, leasetable.ErrLost):
+			continue // someone else was quicker
+		case err != nil:
+			if ctx.Err() == nil {
+				l.log.Warn("taking a publish lease failed", "shard", ls.Shard, "err", err)
+			}
+			continue
+		}
+		l.hold(taken, sent)
+		if ls.Owner != "" {
+			l.log.Info("took over an expired publish lease", "shard", ls.Shard, "from", ls.Owner)
+			l.events.WithLabelValues("takeover").Inc()
+		} else {
+			l.events.WithLabelValues("take").Inc()
+		}
+	}
+	held := heldNow()
+	if held >= target || pendingForMe || ctx.Err() != nil {
+		return
+	}
+	// Still short, nothing free: ask the most loaded publisher for a lease,
+	// one at a time; one that has exactly the target only when this one is
+	// two short, so that publishers do not trade leases for ever.
+	victim, most := "", 0
+	for owner, n := range workers {
+		if owner != me && (n > most || n == most && owner < victim) {
+			victim, most = owner, n
+		}
+	}
+	if victim == "" || !(most > target || most == target && held < target-1) {
+		return
+	}
+	for _, ls := range valid {
+		if ls.Owner != victim || ls.Pending != "" {
+			continue
+		}
+		err := l.table.RequestSteal(ctx, ls)
+		switch {
+		case err == nil:
+			l.log.Info("asked for a publish lease", "shard", ls.Shard, "owner", victim, "held", held, "target", target)
+			l.events.WithLabelValues("steal_request").Inc()
+		case !errors.Is(err, leasetable.ErrLost) && ctx.Err() == nil:
+			l.log.Warn("asking for a publish lease failed", "shard", ls.Shard, "err", err)
+		}
+		return
+	}
+}
+
+// releaseAll frees the leases held, so that another publisher takes them
+// at once.
+func (l *Leases) releaseAll() {
+	l.mu.Lock()
+	mine := l.mine
+	l.mine = map[int]*holding{}
+	l.held.Set(0)
+	l.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+	defer cancel()
+	for _, sh := range slices.Sorted(maps.Keys(mine)) {
+		h := mine[sh]
+		if err := l.table.Release(ctx, h.shard, h.token); err != nil {
+			if !errors.Is(err, leasetable.ErrLost) {
+				l.log.Warn("releasing a publish lease failed", "shard", sh, "err", err)
+			}
+			continue
+		}
+		l.events.WithLabelValues("release").Inc()
+	}
+}
+
+// compareShards orders shard numbers numerically.
+func compareShards(a, b string) int {
+	if len(a) != len(b) {
+		return len(a) - len(b)
+	}
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
