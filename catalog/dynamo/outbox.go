@@ -15,6 +15,7 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/backoff"
 )
 
 // OutboxShards returns Shards. See catalog.Store.
@@ -230,7 +231,7 @@ func (s *Store) deleteBatch(ctx context.Context, keys []map[string]types.Attribu
 		reqs[i] = types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: k}}
 	}
 	pending := map[string][]types.WriteRequest{*s.table: reqs}
-	for backoff := 10 * time.Millisecond; len(pending[*s.table]) > 0; backoff = min(backoff*2, time.Second) {
+	for wait := backoff.New(10*time.Millisecond, time.Second, backoff.Around); len(pending[*s.table]) > 0; {
 		out, err := s.db.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: pending})
 		if err != nil {
 			return err
@@ -239,10 +240,8 @@ func (s *Store) deleteBatch(ctx context.Context, keys []map[string]types.Attribu
 		if len(pending[*s.table]) == 0 {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
+		if err := wait.Wait(ctx); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/backoff"
 )
 
 // Get returns the live tenant id. See catalog.Store.
@@ -233,7 +234,7 @@ func (s *Store) batchGet(ctx context.Context, keys []map[string]types.AttributeV
 	items := make(map[string]map[string]types.AttributeValue, len(keys))
 	for batch := range slices.Chunk(keys, 100) {
 		req := map[string]types.KeysAndAttributes{*s.table: {Keys: batch, ConsistentRead: aws.Bool(true)}}
-		for backoff := 10 * time.Millisecond; ; backoff = min(backoff*2, time.Second) {
+		for wait := backoff.New(10*time.Millisecond, time.Second, backoff.Around); ; {
 			out, err := s.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req})
 			if err != nil {
 				return nil, err
@@ -250,10 +251,8 @@ func (s *Store) batchGet(ctx context.Context, keys []map[string]types.AttributeV
 			if len(req[*s.table].Keys) == 0 {
 				break
 			}
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(backoff):
+			if err := wait.Wait(ctx); err != nil {
+				return nil, err
 			}
 		}
 	}

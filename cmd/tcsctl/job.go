@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tcs-dev/tcs/catalog/httpclient"
+	"github.com/tcs-dev/tcs/internal/backoff"
 	"github.com/tcs-dev/tcs/internal/jobrun"
 )
 
@@ -36,19 +37,14 @@ func openCheckpoint(job jobFlags, command, key string) (*jobrun.Checkpoint, erro
 // retryable (httpclient.Retryable), or attempts run out, backing off
 // between attempts.
 func retry(ctx context.Context, attempts int, f func() error) error {
-	backoff := 100 * time.Millisecond
+	wait := backoff.New(100*time.Millisecond, 3*time.Second, backoff.UpTo)
 	for i := 1; ; i++ {
 		err := f()
 		if err == nil || i >= attempts || !httpclient.Retryable(err) {
 			return err
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if wait.Wait(ctx) != nil {
 			return err
-		case <-t.C:
 		}
-		backoff = min(backoff*2, 3*time.Second)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/backoff"
 	"github.com/tcs-dev/tcs/tcs"
 )
 
@@ -416,7 +417,8 @@ func (r *Replica) batchGet(ctx context.Context, keys []string) (map[string]map[s
 			ks[i] = key(k)
 		}
 		req := map[string]types.KeysAndAttributes{*r.table: {Keys: ks, ConsistentRead: aws.Bool(true)}}
-		for round, backoff := 0, 10*time.Millisecond; ; round, backoff = round+1, min(backoff*2, time.Second) {
+		wait := backoff.New(10*time.Millisecond, time.Second, backoff.Around)
+		for round := 0; ; round++ {
 			out, err := r.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req})
 			if err != nil {
 				return nil, callErr(err)
@@ -435,10 +437,8 @@ func (r *Replica) batchGet(ctx context.Context, keys []string) (map[string]map[s
 			if round == 5 {
 				return nil, errUnprocessed
 			}
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(backoff):
+			if err := wait.Wait(ctx); err != nil {
+				return nil, err
 			}
 		}
 	}

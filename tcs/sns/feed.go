@@ -17,6 +17,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tcs-dev/tcs/internal/backoff"
 	"github.com/tcs-dev/tcs/tcs"
 )
 
@@ -150,7 +151,7 @@ func (f *Feed) Subscribe(ctx context.Context, deliver func(tcs.Invalidation), ga
 		defer t.Stop()
 		settled = t.C
 	}
-	backoff := minBackoff
+	wait := backoff.New(minBackoff, maxBackoff, backoff.UpTo)
 	for {
 		select {
 		case <-settled:
@@ -172,17 +173,14 @@ func (f *Feed) Subscribe(ctx context.Context, deliver func(tcs.Invalidation), ga
 				return fmt.Errorf("sns receive from %s: %w", q.name, ErrQueueGone)
 			}
 			f.m.receiveErrors.Inc()
-			log.Warn("receive from the invalidation queue failed; invalidations may be delayed", "err", err, "backoff", backoff)
+			log.Warn("receive from the invalidation queue failed; invalidations may be delayed", "err", err, "backoff", wait.Current())
 			f.gap(gap)
-			select {
-			case <-ctx.Done():
+			if wait.Wait(ctx) != nil {
 				return nil
-			case <-time.After(jitter(backoff)):
 			}
-			backoff = min(2*backoff, maxBackoff)
 			continue
 		}
-		backoff = minBackoff
+		wait.Reset()
 		if len(out.Messages) == 0 {
 			continue
 		}
