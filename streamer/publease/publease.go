@@ -14,8 +14,9 @@
 //   - Each publisher scans the table every LeaseDuration/8 (at most every
 //     second), renews what it holds about every LeaseDuration/5, and takes
 //     free and expired leases up to a fair share, ceil(shards / live
-//     publishers); one still short asks the most loaded publisher for a
-//     lease (a steal request), which hands it over at its next renewal. So
+//     publishers); one still short asks the most loaded publisher for what
+//     it lacks (steal requests), which hands them over at its next renewal
+//     unless that would leave it short itself. So
 //     a publisher killed with -9 has its shards taken over about
 //     LeaseDuration after its last renewal, and a new publisher gets its
 //     share within a few scans.
@@ -129,9 +130,11 @@ type Leases struct {
 	// lastScan is when the table was last read without error (Unix ns).
 	lastScan prometheus.Gauge
 
-	mu    sync.Mutex
-	mine  map[int]*holding // the shards held
-	epoch uint64           // counts takes, for Epoch
+	mu   sync.Mutex
+	mine map[int]*holding // the shards held
+	// target is the fair share the last scan found (0 before the first).
+	target int
+	epoch  uint64 // counts takes, for Epoch
 
 	seen map[string]observation // by shard: when its lease last changed, as seen here
 }
@@ -322,9 +325,21 @@ func (l *Leases) renew(ctx context.Context) {
 			}
 		default:
 			l.mu.Lock()
+			if !l.now().Before(h.validTo) {
+				// It lapsed meanwhile (Epoch said not held, and the
+				// publisher may have dropped what it had read): a new
+				// epoch, so that the shard is read again from its first
+				// entry not acknowledged rather than after what was
+				// dropped.
+				l.epoch++
+				h.epoch = l.epoch
+			}
 			h.lastRenew, h.validTo = sent, l.validTo(sent)
 			l.mu.Unlock()
-			if got.Pending != "" && got.Pending != l.table.Owner {
+			l.mu.Lock()
+			over := l.target == 0 || len(l.mine) > l.target
+			l.mu.Unlock()
+			if got.Pending != "" && got.Pending != l.table.Owner && over {
 				l.handOver(ctx, sh, h, got.Pending)
 			}
 		}
@@ -387,6 +402,12 @@ func (l *Leases) balance(ctx context.Context, leases []leasetable.Lease) {
 	mine := maps.Clone(l.mine)
 	l.mu.Unlock()
 	workers := map[string]int{me: 0}
+	for _, ls := range valid {
+		// A publisher asking for a lease is alive, even holding none.
+		if _, ok := workers[ls.Pending]; ls.Pending != "" && !ok {
+			workers[ls.Pending] = 0
+		}
+	}
 	var free, expired []leasetable.Lease
 	pendingForMe := false
 	for _, ls := range valid {
@@ -424,6 +445,9 @@ func (l *Leases) balance(ctx context.Context, leases []leasetable.Lease) {
 		}
 	}
 	target := (len(valid) + len(workers) - 1) / len(workers)
+	l.mu.Lock()
+	l.target = target
+	l.mu.Unlock()
 	heldNow := func() int {
 		l.mu.Lock()
 		defer l.mu.Unlock()
@@ -456,9 +480,11 @@ func (l *Leases) balance(ctx context.Context, leases []leasetable.Lease) {
 	if held >= target || pendingForMe || ctx.Err() != nil {
 		return
 	}
-	// Still short, nothing free: ask the most loaded publisher for a lease,
-	// one at a time; one that has exactly the target only when this one is
-	// two short, so that publishers do not trade leases for ever.
+	// Still short, nothing free: ask the most loaded publisher for leases,
+	// as many as it has over the share and this one lacks (a new publisher
+	// gets its share of 64 shards in a few scans, not 32); one that has
+	// exactly the target only when this one is two short, so that
+	// publishers do not trade leases for ever.
 	victim, most := "", 0
 	for owner, n := range workers {
 		if owner != me && (n > most || n == most && owner < victim) {
@@ -468,19 +494,24 @@ func (l *Leases) balance(ctx context.Context, leases []leasetable.Lease) {
 	if victim == "" || !(most > target || most == target && held < target-1) {
 		return
 	}
+	ask := max(1, min(target-held, most-target))
 	for _, ls := range valid {
+		if ask == 0 || ctx.Err() != nil {
+			return
+		}
 		if ls.Owner != victim || ls.Pending != "" {
 			continue
 		}
 		err := l.table.RequestSteal(ctx, ls)
 		switch {
 		case err == nil:
+			ask--
 			l.log.Info("asked for a publish lease", "shard", ls.Shard, "owner", victim, "held", held, "target", target)
 			l.events.WithLabelValues("steal_request").Inc()
 		case !errors.Is(err, leasetable.ErrLost) && ctx.Err() == nil:
 			l.log.Warn("asking for a publish lease failed", "shard", ls.Shard, "err", err)
+			return
 		}
-		return
 	}
 }
 
