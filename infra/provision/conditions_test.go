@@ -24,6 +24,7 @@ import (
 	"github.com/tcs-dev/tcs/infra/cloudformation"
 	"github.com/tcs-dev/tcs/infra/emulators"
 	"github.com/tcs-dev/tcs/infra/provision"
+	"github.com/tcs-dev/tcs/streamer/publease"
 	"github.com/tcs-dev/tcs/tcs"
 	tcssns "github.com/tcs-dev/tcs/tcs/sns"
 )
@@ -165,11 +166,95 @@ func recordCalls(t *testing.T) (calls, error) {
 	if pub.err != nil {
 		return got, pub.err
 	}
+	// The publisher's outbox shard leases: open the table, take every
+	// lease, renew, release on stop.
+	leaseCalls, err := recordPublishLeases(ctx, c, n)
+	if err != nil {
+		return got, err
+	}
+	got.publisher = append(got.publisher, leaseCalls...)
 
 	// A tcs node: subscribe a queue to the topic, then stop cleanly
 	// (unsubscribe, delete the queue).
 	got.node, err = recordNode(ctx, c, n)
 	return got, err
+}
+
+// publishLeaseTableARN is the publishers' lease table's ARN in the
+// templates' terms.
+var publishLeaseTableARN = "arn:aws:dynamodb:" + home + ":123456789012:table/" + names.PublishLeaseTable()
+
+// leaseRecorder notes the IAM action of each call to the publishers' lease
+// table.
+type leaseRecorder struct {
+	publease.API
+	mu      sync.Mutex
+	actions []string
+}
+
+func (r *leaseRecorder) note(action string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.actions = append(r.actions, "dynamodb:"+action)
+}
+
+func (r *leaseRecorder) DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, o ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error) {
+	r.note("DescribeTable")
+	return r.API.DescribeTable(ctx, in, o...)
+}
+
+func (r *leaseRecorder) Query(ctx context.Context, in *dynamodb.QueryInput, o ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+	r.note("Query")
+	return r.API.Query(ctx, in, o...)
+}
+
+func (r *leaseRecorder) PutItem(ctx context.Context, in *dynamodb.PutItemInput, o ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	r.note("PutItem")
+	return r.API.PutItem(ctx, in, o...)
+}
+
+func (r *leaseRecorder) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	r.note("UpdateItem")
+	return r.API.UpdateItem(ctx, in, o...)
+}
+
+// recordPublishLeases runs a publisher's lease keeping until it holds
+// every lease and has renewed them, then stops it (releasing them).
+func recordPublishLeases(ctx context.Context, c provision.Clients, n provision.Names) ([]request, error) {
+	rec := &leaseRecorder{API: c.DynamoDB(home)}
+	const shards = 4
+	l, err := publease.Open(ctx, rec, n.PublishLeaseTable(), "publisher-1", publease.Config{Shards: shards, LeaseDuration: time.Second})
+	if err != nil {
+		return nil, err
+	}
+	kctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- l.Keep(kctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	renewed := func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return slices.Index(rec.actions, "dynamodb:UpdateItem") >= 0 && len(rec.actions) > 2*shards+4
+	}
+	for len(l.Held()) < shards || !renewed() {
+		if time.Now().After(deadline) {
+			cancel()
+			<-done
+			return nil, fmt.Errorf("the publisher held %d of %d leases after 30s", len(l.Held()), shards)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		return nil, err
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	var reqs []request
+	for _, a := range rec.actions {
+		reqs = append(reqs, request{action: a, resource: publishLeaseTableARN})
+	}
+	return reqs, nil
 }
 
 func recordNode(ctx context.Context, c provision.Clients, n provision.Names) ([]request, error) {
@@ -487,6 +572,9 @@ func checkLeastPrivilege(t *testing.T, homeT, regionT *cloudformation.Template, 
 	for _, req := range got.publisher {
 		expect("PublisherPolicy", req, allowed)
 	}
+	// A publisher never deletes a lease, nor touches the appliers' leases.
+	expect("PublisherPolicy", request{action: "dynamodb:DeleteItem", resource: publishLeaseTableARN}, notPermitted)
+	expect("PublisherPolicy", request{action: "dynamodb:UpdateItem", resource: "arn:aws:dynamodb:" + serving + ":123456789012:table/" + names.LeaseTable(serving)}, notPermitted)
 	for _, req := range got.node {
 		expect("NodePolicy", req, allowed)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/tcs-dev/tcs/infra/cloudformation"
 	"github.com/tcs-dev/tcs/infra/provision"
 	streamkinesis "github.com/tcs-dev/tcs/streamer/kinesis"
+	"github.com/tcs-dev/tcs/streamer/publease"
 	replicadynamo "github.com/tcs-dev/tcs/tcs/dynamo"
 	tcssns "github.com/tcs-dev/tcs/tcs/sns"
 )
@@ -73,6 +74,7 @@ func TestTemplateTablesMatchCode(t *testing.T) {
 		{homeT, homeVars, "CatalogTable", catalogdynamo.TableInput(names.CatalogTable()), true, true},
 		{regionT, regionVars, "ReplicaTable", replicadynamo.TableInput(names.ReplicaTable(serving)), false, true},
 		{regionT, regionVars, "LeaseTable", streamkinesis.LeaseTableInput(names.LeaseTable(serving)), false, false},
+		{homeT, homeVars, "PublishLeaseTable", streamkinesis.LeaseTableInput(names.PublishLeaseTable()), false, false},
 	} {
 		t.Run(tc.id, func(t *testing.T) {
 			r, ok := tc.tpl.Resources[tc.id]
@@ -171,6 +173,7 @@ func TestTemplatePoliciesMatchCode(t *testing.T) {
 		{tpl: homeT, policy: "PublisherPolicy", sid: "LayoutCheck", want: []string{"dynamodb:GetItem"}, subsetOf: catalogAPI},
 		{tpl: homeT, policy: "PublisherPolicy", sid: "OutboxTable", want: []string{"dynamodb:DescribeTable"}, subsetOf: catalogAPI},
 		{tpl: homeT, policy: "PublisherPolicy", sid: "Stream", want: []string{"kinesis:DescribeStreamSummary", "kinesis:PutRecords"}, subsetOf: kinesisAPI},
+		{tpl: homeT, policy: "PublisherPolicy", sid: "PublishLeases", want: actions("dynamodb", (*publease.API)(nil))},
 		{tpl: regionT, policy: "ApplierPolicy", sid: "Stream", want: actions("kinesis", (*streamkinesis.KinesisAPI)(nil), "PutRecords")},
 		{tpl: regionT, policy: "ApplierPolicy", sid: "Leases", want: actions("dynamodb", (*streamkinesis.LeaseAPI)(nil))},
 		{tpl: regionT, policy: "ApplierPolicy", sid: "Replica", want: actions("dynamodb", (*replicadynamo.API)(nil), "Scan"), subsetOf: replicaAPI},
