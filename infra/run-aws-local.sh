@@ -2,8 +2,15 @@
 # make run-aws-local: the AWS topology of docker-compose.yml without Docker.
 # Starts the local emulators (DynamoDB Local, kinesalite, fauxqs) on
 # loopback, creates the tables, stream and topics with `tcsctl infra apply`,
-# then runs every binary as its own process: catalog, streamer publish, and
-# per region one streamer apply and one tcs. Ctrl-C stops everything.
+# then runs every binary as its own process: catalog, two streamer publish
+# (they share the outbox's shards through leases), and per region one
+# streamer apply and one tcs. Ctrl-C stops everything.
+#
+# A publisher that dies is reported (on stderr, naming its log) and the rest
+# keeps running: the other publisher takes its shards over within the lease
+# duration (TCS_PUBLISH_LEASE_DURATION, 10s by default). Any other process
+# dying, or the last publisher, stops everything, as there is nothing to take
+# its place.
 #
 # Everything it starts dies with it, even if it is killed with SIGKILL: each
 # child runs under `setpriv --pdeathsig KILL` (util-linux), so the kernel
@@ -13,8 +20,8 @@
 #
 # Ports (override with the environment): DynamoDB 8000, Kinesis 4567,
 # SNS/SQS 4566, catalog 8080, regions 9001-9003. Metrics ports (/metrics,
-# /healthz, /readyz): catalog 9180 and publish 9181 (their defaults), the
-# Nth region's applier 9182+10N and tcs 9183+10N. Logs go to $LOGS
+# /healthz, /readyz): catalog 9180, the publishers 9181 (the default) and
+# 9186, the Nth region's applier 9182+10N and tcs 9183+10N. Logs go to $LOGS
 # (default .bin/aws-local-logs/).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -141,7 +148,8 @@ region_names=$(echo "$REGIONS" | tr ',' '\n' | cut -d= -f1 | paste -sd, -)
 .bin/tcsctl infra apply --regions "$region_names" --shards 2
 
 start catalog .bin/catalog --addr "$CATALOG_ADDR" --metrics-addr 127.0.0.1:9180
-start publish .bin/streamer publish --metrics-addr 127.0.0.1:9181
+start publish-1 .bin/streamer publish --worker-id publish-1 --metrics-addr 127.0.0.1:9181
+start publish-2 .bin/streamer publish --worker-id publish-2 --metrics-addr 127.0.0.1:9186
 # Several appliers and lookup servers on one machine: each its own metrics port.
 n=0
 metrics_lines=""
@@ -164,7 +172,7 @@ Ctrl-C stops everything.
 
   catalog admin REST API  http://$CATALOG_ADDR
 $(for pair in ${REGIONS//,/ }; do printf '  tcs %-19s gRPC %s\n' "${pair%%=*}" "${pair#*=}"; done)
-  metrics (/metrics, /healthz, /readyz): catalog http://127.0.0.1:9180   publish http://127.0.0.1:9181${metrics_lines}
+  metrics (/metrics, /healthz, /readyz): catalog http://127.0.0.1:9180   publish http://127.0.0.1:9181 http://127.0.0.1:9186${metrics_lines}
   DynamoDB $AWS_ENDPOINT_URL_DYNAMODB   Kinesis $AWS_ENDPOINT_URL_KINESIS   SNS/SQS $AWS_ENDPOINT_URL_SNS
 
 Try it:
@@ -174,7 +182,34 @@ Try it:
     -import-path proto -proto tcs/v1/tcs.proto -d '{"hostname":"acme.example.com"}' ${first#*=} tcs.v1.TenantContextService/Lookup
 
 BANNER
-# Exit (stopping the rest) as soon as any process dies.
-wait -n "${pids[@]}" || true
-echo "run-aws-local: a process exited; see $LOGS/" >&2
-exit 1
+# Watch the processes: a publisher's death is reported and survived while
+# another publisher runs; any other death stops everything.
+alive=("${pids[@]}")
+while :; do
+	wait -n "${alive[@]}" || true
+	still=()
+	for i in "${!pids[@]}"; do
+		pid=${pids[$i]}
+		[[ " ${alive[*]} " == *" $pid "* ]] || continue
+		if kill -0 "$pid" 2>/dev/null; then
+			still+=("$pid")
+			continue
+		fi
+		name=${names[$i]}
+		if [[ $name == publish-* ]]; then
+			others=0
+			for j in "${!names[@]}"; do
+				if [[ ${names[$j]} == publish-* && $j != "$i" ]] && kill -0 "${pids[$j]}" 2>/dev/null; then
+					others=$((others + 1))
+				fi
+			done
+			if [ "$others" -gt 0 ]; then
+				echo "run-aws-local: $name (pid $pid) died; the other publisher takes its outbox shards over. See $LOGS/$name.log" >&2
+				continue
+			fi
+		fi
+		echo "run-aws-local: $name (pid $pid) exited; stopping everything. See $LOGS/$name.log" >&2
+		exit 1
+	done
+	alive=("${still[@]}")
+done

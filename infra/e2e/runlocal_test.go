@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -152,8 +153,10 @@ func (s *scriptRun) waitReady(t *testing.T) {
 
 // TestRunAWSLocal starts infra/run-aws-local.sh on free ports, writes a
 // tenant through the catalog, waits for every region to serve it (tcsctl
-// lookup), checks that verify finds the regions clean, then stops the script
-// with SIGINT as Ctrl-C would and checks that everything it started exited.
+// lookup), checks that verify finds the regions clean, kills one of the two
+// publishers with -9 (the script reports it and keeps running; a second
+// write still reaches every region), then stops the script with SIGINT as
+// Ctrl-C would and checks that everything it started exited.
 func TestRunAWSLocal(t *testing.T) {
 	root := repoRoot(t)
 	s := startScript(t, nil)
@@ -175,25 +178,50 @@ func TestRunAWSLocal(t *testing.T) {
 	tcsctl := filepath.Join(root, ".bin", "tcsctl")
 	env := append(os.Environ(), "TCS_CATALOG_URL=http://"+catalog, "TCS_REGIONS="+regions,
 		"TCS_ADMIN_TOKEN=dev-admin-token", "TCS_LOOKUP_TOKEN=dev-lookup-token", "TCS_SCAN_TOKEN=dev-scan-token")
-	for _, r := range []string{"us-east-1", "eu-west-1", "ap-southeast-2"} {
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			c := exec.Command(tcsctl, "lookup", "acme.example.com", "--region", r)
-			c.Env = env
-			got, err := c.CombinedOutput()
-			if err == nil && strings.Contains(string(got), `"id": "acme"`) {
-				break
+	servedEverywhere := func(id string, within time.Duration) {
+		t.Helper()
+		for _, r := range []string{"us-east-1", "eu-west-1", "ap-southeast-2"} {
+			deadline := time.Now().Add(within)
+			for {
+				c := exec.Command(tcsctl, "lookup", id+".example.com", "--region", r)
+				c.Env = env
+				got, err := c.CombinedOutput()
+				if err == nil && strings.Contains(string(got), `"id": "`+id+`"`) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s never served %s: %v %s\n%s", r, id, err, got, dump())
+				}
+				time.Sleep(200 * time.Millisecond)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s never served acme: %v %s\n%s", r, err, got, dump())
-			}
-			time.Sleep(200 * time.Millisecond)
 		}
 	}
+	servedEverywhere("acme", 30*time.Second)
 	c := exec.Command(tcsctl, "verify")
 	c.Env = env
 	if got, err := c.CombinedOutput(); err != nil || !strings.Contains(string(got), "clean") {
 		t.Errorf("tcsctl verify: %v\n%s", err, got)
+	}
+
+	// A publisher killed with -9 is reported, not a reason to stop: the
+	// other takes its shards over (lease duration 10 s) and a write still
+	// reaches every region.
+	pub := scriptChild(t, s.cmd.Process.Pid, "--worker-id publish-1")
+	if err := syscall.Kill(pub, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.Create(context.Background(), json.RawMessage(`{"id":"globex","hostnames":["globex.example.com"]}`)); err != nil {
+		t.Fatalf("create after a publisher died: %v\n%s", err, dump())
+	}
+	servedEverywhere("globex", time.Minute)
+	select {
+	case err := <-exited:
+		s.stopped = true
+		t.Fatalf("run-aws-local.sh exited when a publisher died: %v\n%s", err, dump())
+	default:
+	}
+	if msg := s.stderr.String(); !strings.Contains(msg, fmt.Sprintf("publish-1 (pid %d) died; the other publisher takes its outbox shards over", pub)) {
+		t.Errorf("the script did not report the publisher's death; stderr:\n%s", msg)
 	}
 
 	// Ctrl-C stops everything; tcs nodes remove their queues first (the
@@ -220,6 +248,31 @@ func TestRunAWSLocal(t *testing.T) {
 			t.Errorf("%s port %d still accepts connections after the stop", name, port)
 		}
 	}
+}
+
+// scriptChild returns the pid of the process of the script's process group
+// pgid whose command line contains arg.
+func scriptChild(t *testing.T, pgid int, arg string) int {
+	t.Helper()
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		if g, err := syscall.Getpgid(pid); err != nil || g != pgid {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+		if err == nil && strings.Contains(strings.ReplaceAll(string(cmdline), "\x00", " "), arg) && strings.Contains(string(cmdline), "streamer") {
+			return pid
+		}
+	}
+	t.Fatalf("no process with %q in its command line in process group %d", arg, pgid)
+	return 0
 }
 
 // TestRunAWSLocalDiesWithItsScript kills the script alone with SIGKILL (no
