@@ -55,7 +55,7 @@ var cases = []struct {
 	files []string
 	// What the values ask for.
 	regions           []string
-	catalog           bool // catalog and publisher run
+	catalog           bool // catalog, publishers and reconciler run
 	tls               bool // catalog and lookup serve TLS
 	monitoring        bool
 	autoscaledRegions []string
@@ -318,7 +318,7 @@ func TestRender(t *testing.T) {
 
 			var want []string
 			if c.catalog {
-				want = append(want, "tcs-catalog", "tcs-publisher")
+				want = append(want, "tcs-catalog", "tcs-publisher", "tcs-reconciler")
 			}
 			for _, r := range c.regions {
 				want = append(want, "tcs-apply-"+r, "tcs-lookup-"+r)
@@ -350,6 +350,9 @@ func TestRender(t *testing.T) {
 			for name, d := range o.deployments {
 				checkDeployment(t, name, d, o, c.tls)
 			}
+			if c.catalog {
+				checkPublishersAndReconciler(t, o, c.regions)
+			}
 			for name, s := range o.services {
 				checkService(t, name, s, o)
 			}
@@ -371,6 +374,34 @@ func TestRender(t *testing.T) {
 				checkServiceMonitor(t, sm, o)
 			}
 		})
+	}
+}
+
+// checkPublishersAndReconciler: two publishers (they share the outbox's
+// shards through leases: no single point of failure), and one reconciler
+// comparing every region, replaced rather than overlapped (it consumes the
+// stream under one fixed worker name).
+func checkPublishersAndReconciler(t *testing.T, o *objects, regions []string) {
+	t.Helper()
+	switch p := o.deployments["tcs-publisher"]; {
+	case p == nil:
+		t.Error("no publisher Deployment")
+	case p.Spec.Replicas == nil || *p.Spec.Replicas != 2:
+		t.Errorf("publisher Deployment: replicas %v, want 2", p.Spec.Replicas)
+	}
+	r := o.deployments["tcs-reconciler"]
+	if r == nil {
+		t.Fatal("no reconciler Deployment")
+	}
+	if r.Spec.Replicas == nil || *r.Spec.Replicas != 1 || r.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
+		t.Errorf("reconciler Deployment: replicas %v, strategy %q; want 1, Recreate", r.Spec.Replicas, r.Spec.Strategy.Type)
+	}
+	args := r.Spec.Template.Spec.Containers[0].Args
+	if len(args) == 0 || args[0] != "reconcile" || !slices.Contains(args, "--regions="+strings.Join(regions, ",")) {
+		t.Errorf("reconciler args %q, want reconcile --regions=%s", args, strings.Join(regions, ","))
+	}
+	if sa := r.Spec.Template.Spec.ServiceAccountName; sa != "tcs-reconciler" {
+		t.Errorf("reconciler service account %q, want its own (tcs-reconciler: its own IAM role)", sa)
 	}
 }
 
@@ -501,11 +532,12 @@ func checkDeployment(t *testing.T, name string, d *appsv1.Deployment, o *objects
 		if c.ReadinessProbe.HTTPGet.Path != "/readyz" || c.LivenessProbe.HTTPGet.Path != "/healthz" {
 			t.Errorf("Deployment %s: probes %s, %s; want /readyz, /healthz", name, c.ReadinessProbe.HTTPGet.Path, c.LivenessProbe.HTTPGet.Path)
 		}
-	case "publisher", "applier":
+	case "publisher", "applier", "reconciler":
 		// streamer's /readyz: the publisher read the outbox lately; an
 		// applier holds a lease, which standbys never do, so appliers are
 		// ready while alive (see regions.yaml).
-		want := map[string]string{"publisher": "/readyz", "applier": "/healthz"}[component]
+		// The reconciler's: a comparison succeeded lately.
+		want := map[string]string{"publisher": "/readyz", "applier": "/healthz", "reconciler": "/readyz"}[component]
 		if h := c.ReadinessProbe.HTTPGet; h == nil || h.Path != want || h.Port.StrVal != "metrics" {
 			t.Errorf("Deployment %s: readiness %+v, want HTTP %s on the metrics port", name, c.ReadinessProbe.ProbeHandler, want)
 		}
