@@ -42,9 +42,11 @@ import (
 type calls struct {
 	catalog   []request // the catalog's writes and reads
 	publisher []request // streamer publish: read and acknowledge the outbox
+	// reconciler: streamer reconcile's catalog calls (export, resync)
+	reconciler []request
 	node      []request // a tcs node subscribing and unsubscribing its queue
-	// auditPuts are the catalog's puts of audit items, with their
-	// condition expressions.
+	// auditPuts are the catalog's and the reconciler's (resync) puts of
+	// audit items, with their condition expressions.
 	auditPuts []string
 }
 
@@ -166,6 +168,26 @@ func recordCalls(t *testing.T) (calls, error) {
 	if pub.err != nil {
 		return got, pub.err
 	}
+	// The reconciler: export the catalog, resync a drifted tenant to one
+	// region, as streamer/reconcile does.
+	recon := &dynamoRecorder{API: c.DynamoDB(home)}
+	rstore, err := catalogdynamo.Open(ctx, catalogdynamo.Config{Client: recon, Table: n.CatalogTable()})
+	if err != nil {
+		return got, err
+	}
+	if _, err := rstore.Export(ctx, catalog.ListOptions{}); err != nil {
+		return got, fmt.Errorf("reconciler export: %w", err)
+	}
+	if _, err := rstore.Resync(ctx, []catalog.ResyncRequest{{ID: "acme"}}, []string{serving}); err != nil {
+		return got, fmt.Errorf("reconciler resync: %w", err)
+	}
+	var reconAuditPuts []string
+	got.reconciler, reconAuditPuts = recon.requests(catalogTableARN)
+	got.auditPuts = append(got.auditPuts, reconAuditPuts...)
+	if recon.err != nil {
+		return got, recon.err
+	}
+
 	// The publisher's outbox shard leases: open the table, take every
 	// lease, renew, release on stop.
 	leaseCalls, err := recordPublishLeases(ctx, c, n)
@@ -572,6 +594,27 @@ func checkLeastPrivilege(t *testing.T, homeT, regionT *cloudformation.Template, 
 	for _, req := range got.publisher {
 		expect("PublisherPolicy", req, allowed)
 	}
+	for _, req := range got.reconciler {
+		expect("ReconcilerPolicy", req, allowed)
+	}
+	// The reconciler resyncs: it never deletes or rewrites an audit record,
+	// nor removes an outbox entry; its leases are the group reconcile's.
+	for _, req := range got.reconciler {
+		for _, k := range req.context["dynamodb:LeadingKeys"] {
+			if strings.HasPrefix(k, "AUDIT#") {
+				expect("ReconcilerPolicy", request{action: "dynamodb:UpdateItem", resource: catalogTableARN, context: req.context}, denied)
+			}
+			if strings.HasPrefix(k, "OUTBOX#") {
+				expect("ReconcilerPolicy", request{action: "dynamodb:DeleteItem", resource: catalogTableARN, context: req.context}, denied)
+			}
+		}
+	}
+	firstLeases := "arn:aws:dynamodb:" + serving + ":123456789012:table/" + names.LeaseTable(serving)
+	expect("ReconcilerPolicy", request{action: "dynamodb:UpdateItem", resource: firstLeases, context: map[string][]string{"dynamodb:LeadingKeys": {"reconcile"}}}, allowed)
+	expect("ReconcilerPolicy", request{action: "dynamodb:UpdateItem", resource: firstLeases, context: map[string][]string{"dynamodb:LeadingKeys": {"apply-" + serving}}}, notPermitted)
+	expect("ReconcilerPolicy", request{action: "dynamodb:Scan", resource: "arn:aws:dynamodb:" + serving + ":123456789012:table/" + names.ReplicaTable(serving)}, allowed)
+	expect("ReconcilerPolicy", request{action: "dynamodb:PutItem", resource: "arn:aws:dynamodb:" + serving + ":123456789012:table/" + names.ReplicaTable(serving)}, notPermitted)
+
 	// A publisher never deletes a lease, nor touches the appliers' leases.
 	expect("PublisherPolicy", request{action: "dynamodb:DeleteItem", resource: publishLeaseTableARN}, notPermitted)
 	expect("PublisherPolicy", request{action: "dynamodb:UpdateItem", resource: "arn:aws:dynamodb:" + serving + ":123456789012:table/" + names.LeaseTable(serving)}, notPermitted)
@@ -605,7 +648,7 @@ func checkLeastPrivilege(t *testing.T, homeT, regionT *cloudformation.Template, 
 	// (say, audit records of resyncs kept apart) needs a decision: is it
 	// audit, to be covered by AuditAppendOnly, or the outbox?
 	known := []string{"TENANTS#*", "HOST#*", "AUDIT#*", "OUTBOX#*", "META"}
-	for _, req := range got.catalog {
+	for _, req := range slices.Concat(got.catalog, got.reconciler) {
 		for _, k := range req.context["dynamodb:LeadingKeys"] {
 			if !slices.ContainsFunc(known, func(p string) bool { return glob(p, k) }) {
 				problems = append(problems, fmt.Sprintf("the catalog touches partition %q, which the IAM conditions do not know (%v): decide whether AuditAppendOnly or the publisher's outbox condition must cover it, then add it here", k, known))
@@ -613,9 +656,10 @@ func checkLeastPrivilege(t *testing.T, homeT, regionT *cloudformation.Template, 
 		}
 	}
 
-	// Audit items are append-only for every role: the catalog creates them
-	// (with a put conditioned on their absence), nobody updates or deletes
-	// them, and no other role creates them.
+	// Audit items are append-only for every role: the catalog and the
+	// reconciler (whose resyncs are audited, as tcsctl repair's are) create
+	// them (with a put conditioned on their absence), nobody updates or
+	// deletes them, and no other role creates them.
 	if len(got.auditPuts) == 0 {
 		problems = append(problems, "the catalog wrote no audit item under the AUDIT# prefix: has the audit key shape changed? the AuditAppendOnly statements must follow it")
 	}
@@ -639,7 +683,7 @@ func checkLeastPrivilege(t *testing.T, homeT, regionT *cloudformation.Template, 
 				expect(name, request{action: "dynamodb:" + a, resource: catalogTableARN, context: audit}, denied)
 			}
 			expect(name, request{action: "dynamodb:BatchWriteItem", resource: catalogTableARN, context: mixed}, denied)
-			if name != "CatalogPolicy" {
+			if name != "CatalogPolicy" && name != "ReconcilerPolicy" {
 				expect(name, request{action: "dynamodb:PutItem", resource: catalogTableARN, context: audit}, denied)
 				expect(name, request{action: "dynamodb:PartiQLInsert", resource: catalogTableARN, context: audit}, denied)
 			}
@@ -741,6 +785,12 @@ func TestDriftCatchesWeakenedPolicies(t *testing.T) {
 		},
 		"topic unencrypted": func(t *testing.T, _, regionT *cloudformation.Template) {
 			delete(regionT.Resources["InvalidationTopic"].Properties, "KmsMasterKeyId")
+		},
+		"reconciler audit deny dropped": func(t *testing.T, homeT, _ *cloudformation.Template) {
+			dropStatement(t, homeT, "ReconcilerPolicy", "AuditAppendOnly")
+		},
+		"reconciler leases of any group": func(t *testing.T, homeT, _ *cloudformation.Template) {
+			delete(statement(t, homeT, "ReconcilerPolicy", "Leases"), "Condition")
 		},
 		"stream unencrypted": func(t *testing.T, homeT, _ *cloudformation.Template) {
 			delete(homeT.Resources["ChangeStream"].Properties, "StreamEncryption")

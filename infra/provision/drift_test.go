@@ -150,6 +150,13 @@ func TestTemplateStreamAndTopicMatchCode(t *testing.T) {
 	}
 }
 
+// reconcilerCatalog is what streamer reconcile does to the catalog table:
+// export (Query, BatchGetItem; GetItem: the layout check), resync
+// (BatchGetItem of the tenants and the outbox shards' heads, PutItem of
+// outbox entries and an audit record), DescribeTable (open).
+// TestLeastPrivilegeMatchesCode replays the real calls against it.
+var reconcilerCatalog = []string{"dynamodb:BatchGetItem", "dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"}
+
 // TestTemplatePoliciesMatchCode checks least privilege both ways: each
 // policy statement allows exactly the IAM actions behind the SDK methods the
 // code's API interfaces declare for that resource — a method added to an
@@ -174,6 +181,11 @@ func TestTemplatePoliciesMatchCode(t *testing.T) {
 		{tpl: homeT, policy: "PublisherPolicy", sid: "OutboxTable", want: []string{"dynamodb:DescribeTable"}, subsetOf: catalogAPI},
 		{tpl: homeT, policy: "PublisherPolicy", sid: "Stream", want: []string{"kinesis:DescribeStreamSummary", "kinesis:PutRecords"}, subsetOf: kinesisAPI},
 		{tpl: homeT, policy: "PublisherPolicy", sid: "PublishLeases", want: actions("dynamodb", (*publease.API)(nil))},
+		{tpl: homeT, policy: "ReconcilerPolicy", sid: "Catalog", want: reconcilerCatalog, subsetOf: catalogAPI},
+		{tpl: homeT, policy: "ReconcilerPolicy", sid: "NoDeletes", want: []string{"dynamodb:BatchWriteItem", "dynamodb:DeleteItem"}},
+		{tpl: homeT, policy: "ReconcilerPolicy", sid: "Stream", want: actions("kinesis", (*streamkinesis.KinesisAPI)(nil), "PutRecords")},
+		{tpl: homeT, policy: "ReconcilerPolicy", sid: "Leases", want: actions("dynamodb", (*streamkinesis.LeaseAPI)(nil))},
+		{tpl: homeT, policy: "ReconcilerPolicy", sid: "Replicas", want: []string{"dynamodb:DescribeTable", "dynamodb:Scan"}, subsetOf: replicaAPI},
 		{tpl: regionT, policy: "ApplierPolicy", sid: "Stream", want: actions("kinesis", (*streamkinesis.KinesisAPI)(nil), "PutRecords")},
 		{tpl: regionT, policy: "ApplierPolicy", sid: "Leases", want: actions("dynamodb", (*streamkinesis.LeaseAPI)(nil))},
 		{tpl: regionT, policy: "ApplierPolicy", sid: "Replica", want: actions("dynamodb", (*replicadynamo.API)(nil), "Scan"), subsetOf: replicaAPI},
