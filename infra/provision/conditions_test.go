@@ -44,7 +44,7 @@ type calls struct {
 	publisher []request // streamer publish: read and acknowledge the outbox
 	// reconciler: streamer reconcile's catalog calls (export, resync)
 	reconciler []request
-	node      []request // a tcs node subscribing and unsubscribing its queue
+	node       []request // a tcs node subscribing and unsubscribing its queue
 	// auditPuts are the catalog's and the reconciler's (resync) puts of
 	// audit items, with their condition expressions.
 	auditPuts []string
