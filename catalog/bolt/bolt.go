@@ -49,7 +49,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
-	"github.com/tcs-dev/tcs/catalog/boltfile"
+	"github.com/tcs-dev/tcs/internal/boltfile"
 
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/tenant"

@@ -23,6 +23,7 @@ import (
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
 	"github.com/tcs-dev/tcs/internal/auth"
+	"github.com/tcs-dev/tcs/internal/httpserve"
 )
 
 func main() { cmdutil.Main("catalog", run) }
@@ -126,9 +127,9 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		if guard.TLS != nil {
-			return httpapi.ServeTLS(gctx, ln, api, guard.TLSConfig())
+			return httpserve.ServeTLS(gctx, ln, api, guard.TLSConfig())
 		}
-		return httpapi.Serve(gctx, ln, api)
+		return httpserve.Serve(gctx, ln, api)
 	})
 	if serveMetrics != nil {
 		g.Go(func() error { return serveMetrics(gctx) })

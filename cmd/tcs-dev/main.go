@@ -31,6 +31,7 @@ import (
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
 	"github.com/tcs-dev/tcs/cmd/internal/lookupflags"
 	"github.com/tcs-dev/tcs/internal/auth"
+	"github.com/tcs-dev/tcs/internal/httpserve"
 	"github.com/tcs-dev/tcs/streamer"
 	"github.com/tcs-dev/tcs/streamer/reconcile"
 	"github.com/tcs-dev/tcs/tcs"
@@ -216,9 +217,9 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	api := httpapi.New(httpapi.Config{Store: store, Auth: catalogGuard.Auth, Logger: log.With("component", "catalog"), Registry: reg, Registerer: component("catalog")})
 	g.Go(func() error {
 		if catalogGuard.TLS != nil {
-			return httpapi.ServeTLS(gctx, catalogLn, api, catalogGuard.TLSConfig())
+			return httpserve.ServeTLS(gctx, catalogLn, api, catalogGuard.TLSConfig())
 		}
-		return httpapi.Serve(gctx, catalogLn, api)
+		return httpserve.Serve(gctx, catalogLn, api)
 	})
 	cmdutil.ReloadOnHangup(gctx, log, func() error { return errors.Join(catalogGuard.Reload(), lookupGuard.Reload()) })
 	pub := streamer.NewPublisher(streamer.PublisherConfig{Outbox: store, Stream: stream, Logger: log.With("component", "publish"), Registerer: publishReg})

@@ -23,6 +23,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog/httpclient"
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/internal/auth"
+	"github.com/tcs-dev/tcs/internal/httpserve"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/streamer"
 	"github.com/tcs-dev/tcs/streamer/boltlog"
@@ -172,7 +173,7 @@ func startSystem(tb testing.TB, opts sysOptions) *system {
 		tb.Fatal(err)
 	}
 	api := httpapi.New(httpapi.Config{Store: s.store, Auth: authn})
-	g.Go(func() error { return httpapi.Serve(gctx, ln, api) })
+	g.Go(func() error { return httpserve.Serve(gctx, ln, api) })
 	var outbox streamer.Outbox = s.store
 	var pubStream streamer.Stream = s.stream
 	if opts.timings != nil {

@@ -35,9 +35,10 @@ import (
 
 	"go.etcd.io/bbolt"
 
-	"github.com/tcs-dev/tcs/catalog/boltfile"
 	berrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/tcs-dev/tcs/internal/boltfile"
 
 	"github.com/tcs-dev/tcs/streamer"
 )

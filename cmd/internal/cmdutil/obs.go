@@ -18,8 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/tcs-dev/tcs/catalog/httpapi"
 	"github.com/tcs-dev/tcs/internal/buildinfo"
+	"github.com/tcs-dev/tcs/internal/httpserve"
 )
 
 // Default metrics addresses, one loopback port per binary so that binaries
@@ -132,7 +132,7 @@ func (f *Flags) ListenMetrics(h http.Handler, log *slog.Logger) (serve func(cont
 		return nil, nil, fmt.Errorf("metrics: listen on %s: %w", addr, err)
 	}
 	log.Info("metrics listening", "addr", ln.Addr().String())
-	return func(ctx context.Context) error { return httpapi.Serve(ctx, ln, h) }, ln.Addr(), nil
+	return func(ctx context.Context) error { return httpserve.Serve(ctx, ln, h) }, ln.Addr(), nil
 }
 
 // Registry returns a new registry and the registerer a binary's parts

@@ -1,4 +1,7 @@
-package httpapi
+// Package httpserve serves an http.Handler the way every TCS binary does:
+// timeouts against slow clients, and a graceful shutdown when the context
+// ends. The catalog's REST API and every metrics port use it.
+package httpserve
 
 import (
 	"context"
