@@ -170,7 +170,9 @@ func StartTopology(ctx context.Context, binDir, logDir string, regions []string,
 		return nil, err
 	}
 	t.publishMetrics = metricsAddr
-	t.Publish = newProc("publish", "streamer", httpReady("http://"+metricsAddr+"/metrics"), "publish", "--metrics-addr", metricsAddr)
+	// A fixed worker id: a publisher restarted after a kill adopts its own
+	// outbox shard leases at once instead of waiting for them to expire.
+	t.Publish = newProc("publish", "streamer", httpReady("http://"+metricsAddr+"/metrics"), "publish", "--worker-id", "publish", "--metrics-addr", metricsAddr)
 	for i, r := range regions {
 		n := 1
 		if i == 0 {
