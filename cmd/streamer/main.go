@@ -94,7 +94,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 		"/healthz answers 503 when work held has made no successful cycle for this long (env TCS_LIVE_MAX_AGE); 0: always 200")
 	switch cmd {
 	case "publish":
-		worker = fs.String("worker-id", getenv("TCS_WORKER_ID"), "aws: this publisher's name among the publishers, which share the outbox's shards through leases (env TCS_WORKER_ID; default host name, pid and a random suffix)")
+		worker = fs.String("worker-id", getenv("TCS_WORKER_ID"), "aws: this publisher's name among the publishers, which share the outbox's shards through leases; it must differ between running publishers, and a publisher restarted under the same name adopts its leases at once rather than after --lease-duration (env TCS_WORKER_ID; default host name, pid and a random suffix)")
 		fs.DurationVar(&leaseDuration, "lease-duration", cmdutil.EnvDuration(getenv, "TCS_PUBLISH_LEASE_DURATION", publease.DefaultLeaseDuration, &envErrs),
 			"aws: how long an outbox shard lease lives without renewal before another publisher takes it over (env TCS_PUBLISH_LEASE_DURATION): a killed publisher's shards move after about this long; every publisher must use the same")
 		fs.BoolVar(&noPack, "kinesis-no-pack", false,

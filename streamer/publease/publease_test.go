@@ -245,3 +245,24 @@ func TestOpenRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestRestartUnderTheSameNameAdopts: a publisher killed and started again
+// under the same name (streamer publish --worker-id) takes its leases back
+// at its first scan, without waiting for them to expire.
+func TestRestartUnderTheSameNameAdopts(t *testing.T) {
+	t.Parallel()
+	const lease = time.Minute
+	table := newTable(t)
+	a := start(t, table, "a", lease)
+	testwait.Within(t, 10*time.Second, "a to hold every shard", func() bool { return len(a.leases.Held()) == shards })
+	a.db.dead.Store(true) // killed: it cannot release
+	a.stop()
+	<-a.done
+	again := start(t, table, "a", lease)
+	testwait.Within(t, 10*time.Second, "a, restarted, to hold every shard again (well before the 1m lease duration)", func() bool {
+		return len(again.leases.Held()) == shards
+	})
+	if n := events(t, again.reg, "takeover"); n != 0 {
+		t.Errorf("the restarted publisher counted %v takeovers, want 0 (adopted)", n)
+	}
+}
