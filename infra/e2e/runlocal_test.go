@@ -22,6 +22,7 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog/httpclient"
 	"github.com/tcs-dev/tcs/internal/freeport"
+	"github.com/tcs-dev/tcs/internal/testio"
 )
 
 func freePort(t *testing.T) int {
@@ -54,8 +55,8 @@ type scriptRun struct {
 	logs    string
 	exited  chan error
 	banner  chan struct{}
-	out     *bytes.Buffer
-	stderr  *bytes.Buffer
+	out     *testio.SyncBuffer // written by the scanner goroutine, read by the test
+	stderr  *testio.SyncBuffer // written by exec's copying goroutine
 	stopped bool
 }
 
@@ -83,8 +84,8 @@ func startScript(t *testing.T, ports map[string]int) *scriptRun {
 		logs:    t.TempDir(),
 		exited:  make(chan error, 1),
 		banner:  make(chan struct{}),
-		out:     new(bytes.Buffer),
-		stderr:  new(bytes.Buffer),
+		out:     new(testio.SyncBuffer),
+		stderr:  new(testio.SyncBuffer),
 	}
 	s.cmd = exec.Command("bash", filepath.Join(root, "infra/run-aws-local.sh"))
 	s.cmd.Dir = root
@@ -105,7 +106,7 @@ func startScript(t *testing.T, ports map[string]int) *scriptRun {
 		sc := bufio.NewScanner(stdout)
 		seen := false
 		for sc.Scan() {
-			s.out.WriteString(sc.Text() + "\n")
+			fmt.Fprintln(s.out, sc.Text())
 			if !seen && strings.Contains(sc.Text(), "TCS is running on the AWS backends") {
 				seen = true
 				close(s.banner)
