@@ -706,8 +706,8 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // PublishOnce reads one batch from the outbox (from the start of every
-// shard, leased or not: it is for a publisher alone), appends it to the stream and acknowledges it. It returns how many
-// entries it published.
+// shard, leased or not: it is for a publisher alone), appends it to the
+// stream and acknowledges it. It returns how many entries it published.
 func (p *Publisher) PublishOnce(ctx context.Context) (int, error) {
 	all := map[int]uint64{}
 	for sh := range p.cfg.Outbox.OutboxShards() {

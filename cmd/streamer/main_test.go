@@ -68,6 +68,7 @@ func TestBadUsage(t *testing.T) {
 		{[]string{"bogus"}, "unknown command"},
 		{[]string{"apply", "--data", t.TempDir()}, "--region"},
 		{[]string{"publish", "extra"}, "unexpected arguments"},
+		{[]string{"publish", "--data", t.TempDir(), "--lease-duration", "0s"}, "--lease-duration 0s: want more than 0"},
 		{[]string{"apply", "--data", t.TempDir(), "--region", "us-east-1", "--concurrency", "0"}, "--concurrency 0: want at least 1"},
 		{[]string{"apply", "--data", t.TempDir(), "--region", "us-east-1", "--concurrency", "many"}, "invalid value \"many\" for flag -concurrency"},
 		{[]string{"apply", "--data", t.TempDir(), "--region", "us-east-1", "--feed-heartbeat", "-1s"}, "--feed-heartbeat -1s: want 0 (none) or more"},
