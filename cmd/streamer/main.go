@@ -8,7 +8,9 @@
 // time (bbolt locks it), so publish needs the catalog stopped, and apply
 // needs publish and that region's tcs stopped; cmd/tcs-dev runs them all in
 // one process. The AWS backends (--backend aws) have no such limit: several
-// appliers of one region share the stream's shards through leases.
+// appliers of one region share the stream's shards through leases, and any
+// number of publishers share the outbox's shards through leases
+// (streamer/publease).
 package main
 
 import (
