@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -14,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/backoff"
 	"github.com/tcs-dev/tcs/internal/logevery"
 	"github.com/tcs-dev/tcs/tcs"
 )
@@ -209,7 +209,7 @@ func (a *Applier) HandleBatch(ctx context.Context, batch []Message) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	backoff := applyRetryBackoff
+	retry := backoff.New(applyRetryBackoff, maxApplyRetryBackoff, backoff.UpTo)
 	for attempt := 1; ; attempt++ {
 		err := a.applyEvents(ctx, evs)
 		if err == nil {
@@ -220,7 +220,7 @@ func (a *Applier) HandleBatch(ctx context.Context, batch []Message) error {
 			// Stopping: the batch is delivered again (apply is idempotent).
 			return fmt.Errorf("apply to %s stopped (%w) after: %w", a.cfg.Region, ctx.Err(), err)
 		}
-		wait := backoff/2 + rand.N(backoff/2+1)
+		wait := retry.Next()
 		a.retries.Inc()
 		a.mu.Lock()
 		a.failing = true
@@ -230,10 +230,9 @@ func (a *Applier) HandleBatch(ctx context.Context, batch []Message) error {
 			a.log.Warn("apply failed; retrying the batch (it is not checkpointed until applied)", "err", err, "attempt", attempt, "in", wait,
 				"events", len(evs), "shard", first.Shard, "sequence", first.Sequence, "retries_since_last_warning", n)
 		}
-		if !sleep(ctx, wait) {
+		if backoff.Sleep(ctx, wait) != nil {
 			return fmt.Errorf("apply to %s stopped (%w) after: %w", a.cfg.Region, ctx.Err(), err)
 		}
-		backoff = min(2*backoff, maxApplyRetryBackoff)
 	}
 }
 

@@ -4,13 +4,13 @@ import (
 	"container/list"
 	"context"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tcs-dev/tcs/internal/backoff"
 	"github.com/tcs-dev/tcs/internal/logevery"
 	"github.com/tcs-dev/tcs/tcs"
 )
@@ -249,7 +249,7 @@ func (f *feed) heartbeats(ctx context.Context) {
 // tries about once a second (or once per Timeout, if the endpoint hangs)
 // while the endpoint is down.
 func (f *feed) send(ctx context.Context) {
-	backoff := f.cfg.Backoff
+	wait := backoff.New(f.cfg.Backoff, maxFeedBackoff, backoff.UpTo)
 	for {
 		p, ok := f.take(ctx)
 		if !ok {
@@ -258,13 +258,12 @@ func (f *feed) send(ctx context.Context) {
 		err := f.broadcast(ctx, p)
 		f.q.done()
 		if err == nil {
-			backoff = f.cfg.Backoff
+			wait.Reset()
 			continue
 		}
-		if !sleep(ctx, backoff/2+rand.N(backoff/2+1)) {
+		if wait.Wait(ctx) != nil {
 			return
 		}
-		backoff = min(2*backoff, maxFeedBackoff)
 	}
 }
 
