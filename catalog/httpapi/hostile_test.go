@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tcs-dev/tcs/internal/httpserve"
 )
 
 // hostileOutcome is what an attack got.
@@ -459,7 +461,7 @@ func TestSlowClients(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, h.api) }()
+	go func() { done <- httpserve.Serve(ctx, ln, h.api) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
