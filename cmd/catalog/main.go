@@ -21,6 +21,7 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog/httpapi"
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
+	"github.com/tcs-dev/tcs/cmd/internal/backend/catalogs"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/internal/httpserve"
@@ -73,7 +74,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 		return err
 	}
 	if *migrate {
-		table, n, err := be.MigrateCatalogLayout(ctx)
+		table, n, err := catalogs.MigrateLayout(ctx, be)
 		if err != nil {
 			return fmt.Errorf("--migrate-layout: %w", err)
 		}
@@ -90,7 +91,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if err := guard.Check(sec.Insecure, log, guard.Bind("--addr", *addr)); err != nil {
 		return err
 	}
-	store, err := be.OpenCatalog(ctx)
+	store, err := catalogs.Open(ctx, be)
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
+	"github.com/tcs-dev/tcs/cmd/internal/backend/catalogs"
+	"github.com/tcs-dev/tcs/cmd/internal/backend/streams"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
 	"github.com/tcs-dev/tcs/internal/buildinfo"
 	"github.com/tcs-dev/tcs/internal/leasetable"
@@ -179,11 +181,11 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 		regionLabel = *region
 	}
 	gather, reg := cmdutil.Registry(cmd, regionLabel)
-	so := backend.StreamOptions{Logger: log, Registerer: reg, DisablePacking: noPack}
+	so := streams.Options{Logger: log, Registerer: reg, DisablePacking: noPack}
 	if region != nil {
 		so.Region, so.Owner = *region, *worker
 	}
-	stream, err := be.OpenStream(ctx, so)
+	stream, err := streams.Open(ctx, be, so)
 	if err != nil {
 		return err
 	}
@@ -195,7 +197,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	)
 	hc := &health{gather: gather, cmd: cmd, readyMaxAge: *readyMaxAge, liveMaxAge: *liveMaxAge, started: time.Now(), now: time.Now}
 	if cmd == "publish" {
-		store, err := be.OpenCatalog(ctx)
+		store, err := catalogs.Open(ctx, be)
 		if err != nil {
 			return err
 		}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
+	"github.com/tcs-dev/tcs/cmd/internal/backend/catalogs"
+	"github.com/tcs-dev/tcs/cmd/internal/backend/streams"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
 	"github.com/tcs-dev/tcs/streamer/reconcile"
 	"github.com/tcs-dev/tcs/tcs"
@@ -80,14 +82,14 @@ func runReconcile(ctx context.Context, args []string, getenv func(string) string
 		return err
 	}
 	gather, reg := cmdutil.Registry("reconcile", "")
-	store, err := be.OpenCatalog(ctx)
+	store, err := catalogs.Open(ctx, be)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
 	// The consumer group's leases (Kinesis) live in the first region's
 	// lease table.
-	stream, err := be.OpenStream(ctx, backend.StreamOptions{Region: names[0], Owner: "reconcile", Logger: log, Registerer: reg})
+	stream, err := streams.Open(ctx, be, streams.Options{Region: names[0], Owner: "reconcile", Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,8 @@ import (
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/httpapi"
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
+	"github.com/tcs-dev/tcs/cmd/internal/backend/catalogs"
+	"github.com/tcs-dev/tcs/cmd/internal/backend/streams"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
 	"github.com/tcs-dev/tcs/cmd/internal/lookupflags"
 	"github.com/tcs-dev/tcs/internal/auth"
@@ -180,7 +182,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 		}
 	}
 
-	store, err := be.OpenCatalog(ctx)
+	store, err := catalogs.Open(ctx, be)
 	if err != nil {
 		return err
 	}
@@ -207,7 +209,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	// The embedded stream is one bbolt file: publisher and appliers share
 	// it. On Kinesis each applier has its own consumer (its region's lease
 	// table), and the publisher one that only appends.
-	stream, err := be.OpenStream(ctx, backend.StreamOptions{Logger: log.With("component", "stream"), Registerer: publishReg})
+	stream, err := streams.Open(ctx, be, streams.Options{Logger: log.With("component", "stream"), Registerer: publishReg})
 	if err != nil {
 		return err
 	}
@@ -253,7 +255,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 			if feed, err = be.OpenFeed(ctx, inv); err != nil {
 				return err
 			}
-			s, err := be.OpenStream(ctx, backend.StreamOptions{Region: r.region, Owner: "tcs-dev-" + r.region, Logger: log.With("component", "stream"), Registerer: applyReg})
+			s, err := streams.Open(ctx, be, streams.Options{Region: r.region, Owner: "tcs-dev-" + r.region, Logger: log.With("component", "stream"), Registerer: applyReg})
 			if err != nil {
 				return err
 			}
@@ -284,7 +286,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 		recStream := stream
 		if be.IsAWS() {
 			// Its consumer group's leases live in the first region's lease table.
-			s, err := be.OpenStream(ctx, backend.StreamOptions{Region: regions[0].region, Owner: "tcs-dev-reconcile", Logger: log.With("component", "stream"), Registerer: component("reconcile")})
+			s, err := streams.Open(ctx, be, streams.Options{Region: regions[0].region, Owner: "tcs-dev-reconcile", Logger: log.With("component", "stream"), Registerer: component("reconcile")})
 			if err != nil {
 				return err
 			}

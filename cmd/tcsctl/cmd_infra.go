@@ -4,9 +4,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"github.com/spf13/cobra"
 	"strings"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/spf13/cobra"
 
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
 	"github.com/tcs-dev/tcs/infra/cloudformation"
@@ -107,7 +109,16 @@ func runInfraApply(ctx context.Context, e *env, be *backend.Config, regions stri
 		return err
 	}
 	start := time.Now()
-	if err := provision.Apply(ctx, plan, be.ProvisionClients(ctx), e.stdout); err != nil {
+	clients := provision.NewClients(func(region string) aws.Config {
+		cfg, err := be.AWSConfig(ctx, region)
+		if err != nil {
+			// LoadDefaultConfig fails only on a broken shared config file,
+			// which loading the home region's configuration reported above.
+			panic(err)
+		}
+		return cfg
+	})
+	if err := provision.Apply(ctx, plan, clients, e.stdout); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "infrastructure for prefix %q ready (home %s, regions %s) in %v\n",

@@ -34,6 +34,7 @@ import (
 
 	catalogdynamo "github.com/tcs-dev/tcs/catalog/dynamo"
 	"github.com/tcs-dev/tcs/internal/awsclient"
+	"github.com/tcs-dev/tcs/internal/awsnames"
 	"github.com/tcs-dev/tcs/internal/dynamotable"
 	streamkinesis "github.com/tcs-dev/tcs/streamer/kinesis"
 	replicadynamo "github.com/tcs-dev/tcs/tcs/dynamo"
@@ -41,41 +42,12 @@ import (
 )
 
 // DefaultPrefix is the resource name prefix when none is configured.
-const DefaultPrefix = "tcs"
+const DefaultPrefix = awsnames.DefaultPrefix
 
-// Names derives every resource name from Prefix. The CloudFormation
-// templates use the same scheme with their Prefix parameter.
-type Names struct {
-	Prefix string
-}
-
-func (n Names) prefix() string {
-	if n.Prefix == "" {
-		return DefaultPrefix
-	}
-	return n.Prefix
-}
-
-// CatalogTable is the source-of-truth table (home region).
-func (n Names) CatalogTable() string { return n.prefix() + "-catalog" }
-
-// Stream is the change stream (home region).
-func (n Names) Stream() string { return n.prefix() + "-changes" }
-
-// ReplicaTable is region's replica table.
-func (n Names) ReplicaTable(region string) string {
-	return replicadynamo.TableName(n.prefix(), region)
-}
-
-// PublishLeaseTable is the lease table of the outbox publishers (home
-// region): one lease per outbox shard, group "publish" (streamer/publease).
-func (n Names) PublishLeaseTable() string { return n.prefix() + "-publish-leases" }
-
-// LeaseTable is the lease/checkpoint table of region's appliers.
-func (n Names) LeaseTable(region string) string { return n.prefix() + "-leases-" + region }
-
-// Topic is region's invalidation topic.
-func (n Names) Topic(region string) string { return tcssns.TopicName(n.prefix(), region) }
+// Names derives every resource name from Prefix (internal/awsnames). The
+// CloudFormation templates use the same scheme with their Prefix
+// parameter.
+type Names = awsnames.Names
 
 // Clients reach the AWS APIs; a func field returns the client for a region.
 type Clients struct {
@@ -95,18 +67,8 @@ func NewClients(config func(region string) aws.Config) Clients {
 	}
 }
 
-// NewDynamoDB returns a DynamoDB client of cfg, with awsclient's default
-// timeouts unless cfg has its own (awsclient.Timeouts.Apply). With an
-// endpoint override (an emulator) it skips the response checksum check:
-// DynamoDB Local's error responses carry a CRC32 that does not match, and
-// the SDK would log a warning for each.
-func NewDynamoDB(cfg aws.Config) *dynamodb.Client {
-	return dynamodb.NewFromConfig(awsclient.WithDefaults(cfg), func(o *dynamodb.Options) {
-		if o.BaseEndpoint != nil {
-			o.DisableValidateResponseChecksum = true
-		}
-	})
-}
+// NewDynamoDB returns a DynamoDB client of cfg (awsclient.NewDynamoDB).
+func NewDynamoDB(cfg aws.Config) *dynamodb.Client { return awsclient.NewDynamoDB(cfg) }
 
 // Plan is what Apply creates.
 type Plan struct {

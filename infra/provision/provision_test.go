@@ -174,3 +174,19 @@ func TestPlanValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestNamesMatchPackages: the names internal/awsnames derives (what the
+// binaries open) are the ones the packages that create and use the
+// resources derive themselves.
+func TestNamesMatchPackages(t *testing.T) {
+	t.Parallel()
+	for _, prefix := range []string{"", "acme-tcs"} {
+		n := provision.Names{Prefix: prefix}
+		if got, want := n.ReplicaTable("eu-west-1"), replicadynamo.TableName(prefix, "eu-west-1"); got != want {
+			t.Errorf("prefix %q: replica table %q, tcs/dynamo says %q", prefix, got, want)
+		}
+		if got, want := n.Topic("eu-west-1"), tcssns.TopicName(prefix, "eu-west-1"); got != want {
+			t.Errorf("prefix %q: topic %q, tcs/sns says %q", prefix, got, want)
+		}
+	}
+}

@@ -30,6 +30,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/smithy-go/middleware"
 )
@@ -265,3 +266,16 @@ func (e *TimeoutError) Is(target error) bool { return target == context.Deadline
 
 // Unwrap returns the underlying error.
 func (e *TimeoutError) Unwrap() error { return e.Err }
+
+// NewDynamoDB returns a DynamoDB client of cfg, with the default timeouts
+// unless cfg has its own (WithDefaults). With an endpoint override (an
+// emulator) it skips the response checksum check: DynamoDB Local's error
+// responses carry a CRC32 that does not match, and the SDK would log a
+// warning for each.
+func NewDynamoDB(cfg aws.Config) *dynamodb.Client {
+	return dynamodb.NewFromConfig(WithDefaults(cfg), func(o *dynamodb.Options) {
+		if o.BaseEndpoint != nil {
+			o.DisableValidateResponseChecksum = true
+		}
+	})
+}

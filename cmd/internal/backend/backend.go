@@ -21,8 +21,13 @@
 // (AWS_PROFILE, AWS_ACCESS_KEY_ID…, AWS_REGION, AWS_ENDPOINT_URL_DYNAMODB,
 // AWS_ENDPOINT_URL_KINESIS, AWS_ENDPOINT_URL_SNS, AWS_ENDPOINT_URL_SQS).
 // Serving regions are AWS regions: a region's replica table, lease table and
-// topic are reached in that region. Resource names follow
-// infra/provision.Names; `tcsctl infra apply` creates them.
+// topic are reached in that region. Resource names follow internal/awsnames;
+// `tcsctl infra apply` creates them.
+//
+// This package opens what a lookup node needs (the replica, the
+// invalidation feed); the catalog and the stream are opened by its
+// subpackages catalogs and streams, so that a binary links only the stores
+// it uses (cmd/tcs links no catalog store, stream or provisioning code).
 package backend
 
 import (
@@ -39,20 +44,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	awssns "github.com/aws/aws-sdk-go-v2/service/sns"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tcs-dev/tcs/catalog"
-	"github.com/tcs-dev/tcs/catalog/bolt"
-	catalogdynamo "github.com/tcs-dev/tcs/catalog/dynamo"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
-	"github.com/tcs-dev/tcs/infra/provision"
 	"github.com/tcs-dev/tcs/internal/awsclient"
-	"github.com/tcs-dev/tcs/streamer"
-	"github.com/tcs-dev/tcs/streamer/boltlog"
-	streamkinesis "github.com/tcs-dev/tcs/streamer/kinesis"
+	"github.com/tcs-dev/tcs/internal/awsnames"
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/boltreplica"
 	replicadynamo "github.com/tcs-dev/tcs/tcs/dynamo"
@@ -72,7 +70,7 @@ type Config struct {
 	// DataDir is the embedded backends' data directory.
 	DataDir string
 	// Names derives the AWS resource names.
-	Names provision.Names
+	Names awsnames.Names
 	// HomeRegion is the AWS region of the catalog table and the stream.
 	HomeRegion string
 	// PollInterval is the Kinesis poll interval.
@@ -104,7 +102,7 @@ func Register(fs *flag.FlagSet, getenv func(string) string) *Config {
 	c := &Config{}
 	fs.StringVar(&c.Backend, "backend", cmdutil.EnvOr(getenv, "TCS_BACKEND", Embedded), "storage and messaging backends: embedded or aws (env TCS_BACKEND)")
 	fs.StringVar(&c.DataDir, "data", cmdutil.EnvOr(getenv, "TCS_DATA_DIR", "data"), "embedded: data directory (env TCS_DATA_DIR)")
-	fs.StringVar(&c.Names.Prefix, "aws-prefix", cmdutil.EnvOr(getenv, "TCS_AWS_PREFIX", provision.DefaultPrefix), "aws: prefix of every resource name (env TCS_AWS_PREFIX)")
+	fs.StringVar(&c.Names.Prefix, "aws-prefix", cmdutil.EnvOr(getenv, "TCS_AWS_PREFIX", awsnames.DefaultPrefix), "aws: prefix of every resource name (env TCS_AWS_PREFIX)")
 	fs.StringVar(&c.HomeRegion, "aws-home-region", cmdutil.EnvOr(getenv, "TCS_AWS_HOME_REGION", getenv("AWS_REGION")), "aws: region of the catalog table and the change stream (env TCS_AWS_HOME_REGION, default AWS_REGION)")
 	var errs []error
 	duration := func(key string, def time.Duration) time.Duration {
@@ -166,8 +164,9 @@ func (c *Config) Data() (cmdutil.Data, error) {
 	return d, d.Ensure()
 }
 
-// awsConfig returns the SDK configuration for region (loaded once).
-func (c *Config) awsConfig(ctx context.Context, region string) (aws.Config, error) {
+// AWSConfig returns the SDK configuration for region (loaded once), with
+// the configured timeouts.
+func (c *Config) AWSConfig(ctx context.Context, region string) (aws.Config, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if cfg, ok := c.aws[region]; ok {
@@ -193,15 +192,15 @@ func (c *Config) awsConfig(ctx context.Context, region string) (aws.Config, erro
 	return cfg, nil
 }
 
-// Clients returns the SDK clients of region.
+// Clients returns the SDK clients of region that lookup nodes and appliers
+// use (the stream's Kinesis client is package streams').
 func (c *Config) Clients(ctx context.Context, region string) (*Clients, error) {
-	cfg, err := c.awsConfig(ctx, region)
+	cfg, err := c.AWSConfig(ctx, region)
 	if err != nil {
 		return nil, err
 	}
 	return &Clients{
-		DynamoDB: provision.NewDynamoDB(cfg),
-		Kinesis:  kinesis.NewFromConfig(cfg),
+		DynamoDB: awsclient.NewDynamoDB(cfg),
 		SNS:      awssns.NewFromConfig(cfg),
 		SQS:      awssqs.NewFromConfig(cfg),
 	}, nil
@@ -210,101 +209,8 @@ func (c *Config) Clients(ctx context.Context, region string) (*Clients, error) {
 // Clients are the SDK clients of one region.
 type Clients struct {
 	DynamoDB *dynamodb.Client
-	Kinesis  *kinesis.Client
 	SNS      *awssns.Client
 	SQS      *awssqs.Client
-}
-
-// ProvisionClients adapts c for provision.Apply.
-func (c *Config) ProvisionClients(ctx context.Context) provision.Clients {
-	return provision.NewClients(func(region string) aws.Config {
-		cfg, err := c.awsConfig(ctx, region)
-		if err != nil {
-			// LoadDefaultConfig fails only on a broken shared config file,
-			// which loading the home region's configuration reports first.
-			panic(err)
-		}
-		return cfg
-	})
-}
-
-// MigrateCatalogLayout moves the AWS catalog table from the unsharded
-// layout of TCS 0.x to the sharded one (catalogdynamo.MigrateLayout) and
-// returns the table's name and how many tenants it moved. The embedded
-// catalog has one layout: asking is an error.
-func (c *Config) MigrateCatalogLayout(ctx context.Context) (string, int, error) {
-	if !c.IsAWS() {
-		return "", 0, errors.New("the embedded catalog (bbolt) has one layout: there is nothing to migrate (--migrate-layout is for --backend aws)")
-	}
-	cl, err := c.Clients(ctx, c.HomeRegion)
-	if err != nil {
-		return "", 0, err
-	}
-	table := c.Names.CatalogTable()
-	n, err := catalogdynamo.MigrateLayout(ctx, cl.DynamoDB, table)
-	return table, n, err
-}
-
-// OpenCatalog opens the source of truth.
-func (c *Config) OpenCatalog(ctx context.Context) (catalog.Store, error) {
-	if !c.IsAWS() {
-		data, err := c.Data()
-		if err != nil {
-			return nil, err
-		}
-		return bolt.Open(data.Catalog(), bolt.Options{})
-	}
-	cl, err := c.Clients(ctx, c.HomeRegion)
-	if err != nil {
-		return nil, err
-	}
-	return catalogdynamo.Open(ctx, catalogdynamo.Config{Client: cl.DynamoDB, Table: c.Names.CatalogTable()})
-}
-
-// StreamOptions are what a stream's consumer side needs.
-type StreamOptions struct {
-	// Region whose lease table the consumer groups use (streamer apply);
-	// empty for a stream that is only appended to (streamer publish).
-	Region string
-	// Owner names this worker among the consumers of a group; empty means
-	// host name, process id and a random suffix.
-	Owner      string
-	Logger     *slog.Logger
-	Registerer prometheus.Registerer
-	// DisablePacking is the Kinesis stream's Config.DisablePacking.
-	DisablePacking bool
-}
-
-// OpenStream opens the ordered change stream.
-func (c *Config) OpenStream(ctx context.Context, o StreamOptions) (streamer.Stream, error) {
-	if !c.IsAWS() {
-		data, err := c.Data()
-		if err != nil {
-			return nil, err
-		}
-		return boltlog.Open(data.Stream(), boltlog.Options{})
-	}
-	home, err := c.Clients(ctx, c.HomeRegion)
-	if err != nil {
-		return nil, err
-	}
-	cfg := streamkinesis.Config{
-		Kinesis:        home.Kinesis,
-		Stream:         c.Names.Stream(),
-		Owner:          o.Owner,
-		PollInterval:   c.PollInterval,
-		DisablePacking: o.DisablePacking,
-		Logger:         o.Logger,
-		Registerer:     o.Registerer,
-	}
-	if o.Region != "" {
-		local, err := c.Clients(ctx, o.Region)
-		if err != nil {
-			return nil, err
-		}
-		cfg.DynamoDB, cfg.LeaseTable = local.DynamoDB, c.Names.LeaseTable(o.Region)
-	}
-	return streamkinesis.Open(ctx, cfg)
 }
 
 // OpenReplica opens region's replica table.

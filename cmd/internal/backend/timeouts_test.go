@@ -18,11 +18,13 @@ import (
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
+	"github.com/tcs-dev/tcs/infra/provision"
 	"github.com/tcs-dev/tcs/internal/testnet"
 )
 
 // TestClientsHaveTimeouts checks that every SDK client the binaries build
-// (Clients, and the provisioning clients) fails within --aws-timeout
+// (Clients, the stream's Kinesis client and the provisioning clients, all
+// from AWSConfig) fails within --aws-timeout
 // against a frozen endpoint, with an error that says it timed out.
 func TestClientsHaveTimeouts(t *testing.T) {
 	t.Parallel()
@@ -45,7 +47,18 @@ func TestClientsHaveTimeouts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prov := c.ProvisionClients(ctx)
+	home, err := c.AWSConfig(ctx, "us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := kinesis.NewFromConfig(home) // as package streams makes it
+	prov := provision.NewClients(func(region string) aws.Config {
+		cfg, err := c.AWSConfig(ctx, region)
+		if err != nil {
+			t.Error(err)
+		}
+		return cfg
+	})
 	key := map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: "k"}}
 	for name, call := range map[string]func() error{
 		"dynamodb": func() error {
@@ -53,7 +66,7 @@ func TestClientsHaveTimeouts(t *testing.T) {
 			return err
 		},
 		"kinesis": func() error {
-			_, err := cl.Kinesis.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: aws.String("i")})
+			_, err := stream.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: aws.String("i")})
 			return err
 		},
 		"sns": func() error {
