@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/tcs-dev/tcs/internal/backoff"
 	"github.com/tcs-dev/tcs/streamer"
 )
 
@@ -54,7 +55,7 @@ func (s *Stream) Append(ctx context.Context, records []streamer.Record) error {
 		queues[r.PartitionKey] = append(queues[r.PartitionKey], i)
 	}
 
-	b := newBackoff(50*time.Millisecond, maxBackoff)
+	b := backoff.New(50*time.Millisecond, maxBackoff, backoff.Around)
 	failures := 0 // in a row
 	entries := make([]ktypes.PutRecordsRequestEntry, 0, min(len(keys), maxRecordsPerCall))
 	sent := make([]string, 0, cap(entries)) // the key of each entry
@@ -93,7 +94,7 @@ func (s *Stream) Append(ctx context.Context, records []streamer.Record) error {
 			s.m.retries.WithLabelValues("PutRecords").Inc()
 			failures++
 			s.logRetry(failures, "PutRecords failed; retrying", "records", len(entries), "err", err)
-			if err := b.wait(ctx); err != nil {
+			if err := b.Wait(ctx); err != nil {
 				return err
 			}
 			continue
@@ -119,12 +120,12 @@ func (s *Stream) Append(ctx context.Context, records []streamer.Record) error {
 		if failed > 0 {
 			failures++
 			s.logRetry(failures, "PutRecords stored only some records; retrying the others", "failed", failed, "of", len(entries))
-			if err := b.wait(ctx); err != nil {
+			if err := b.Wait(ctx); err != nil {
 				return err
 			}
 			continue
 		}
-		b.reset()
+		b.Reset()
 		failures = 0
 	}
 	return nil

@@ -98,7 +98,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	mrand "math/rand/v2"
 	"net/http"
 	"os"
 	"sync"
@@ -113,6 +112,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tcs-dev/tcs/internal/backoff"
 	"github.com/tcs-dev/tcs/streamer"
 )
 
@@ -520,32 +520,6 @@ func wrap(ctx context.Context, err error, op string) error {
 	return fmt.Errorf("%s: %w", op, err)
 }
 
-// backoff is a jittered exponential delay.
-type backoff struct {
-	first, max, next time.Duration
-}
-
-func newBackoff(first, max time.Duration) *backoff {
-	return &backoff{first: first, max: max, next: first}
-}
-
-// wait sleeps for the next delay (half to one and a half times it) or until
-// ctx ends, and doubles the delay.
-func (b *backoff) wait(ctx context.Context) error {
-	d := b.next/2 + mrand.N(b.next)
-	b.next = min(2*b.next, b.max)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-func (b *backoff) reset() { b.next = b.first }
-
 // maxBackoff caps the wait between retries of a failing call. It is low so
 // that the stream resumes within about a second of an endpoint coming back
 // (a frozen or partitioned endpoint does not answer: every attempt then
@@ -566,7 +540,7 @@ func oneDynamoAttempt(o *dynamodb.Options) { o.RetryMaxAttempts = 1 }
 // backing off after throttling and transient failures (timeouts included)
 // and counting them under op.
 func (s *Stream) retryOp(ctx context.Context, op string, call func() error) error {
-	b := newBackoff(20*time.Millisecond, maxBackoff)
+	b := backoff.New(20*time.Millisecond, maxBackoff, backoff.Around)
 	for failures := 1; ; failures++ {
 		err := call()
 		if err == nil || ctx.Err() != nil {
@@ -580,7 +554,7 @@ func (s *Stream) retryOp(ctx context.Context, op string, call func() error) erro
 		}
 		s.m.retries.WithLabelValues(op).Inc()
 		s.logRetry(failures, "retrying", "op", op, "err", err)
-		if werr := b.wait(ctx); werr != nil {
+		if werr := b.Wait(ctx); werr != nil {
 			return err
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/tcs-dev/tcs/internal/backoff"
 	"github.com/tcs-dev/tcs/internal/dynamotable"
 )
 
@@ -50,7 +51,7 @@ func CreateStream(ctx context.Context, client CreateStreamAPI, name string, shar
 	}
 	ctx, cancel := context.WithTimeout(ctx, provisionTimeout)
 	defer cancel()
-	b := newBackoff(100*time.Millisecond, 2*time.Second)
+	b := backoff.New(100*time.Millisecond, 2*time.Second, backoff.Around)
 	for {
 		out, err := client.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)})
 		var missing *ktypes.ResourceNotFoundException
@@ -67,7 +68,7 @@ func CreateStream(ctx context.Context, client CreateStreamAPI, name string, shar
 				return fmt.Errorf("kinesis create stream %s: the stream is being deleted", name)
 			}
 		}
-		if err := b.wait(ctx); err != nil {
+		if err := b.Wait(ctx); err != nil {
 			return fmt.Errorf("kinesis wait for stream %s: %w", name, err)
 		}
 	}

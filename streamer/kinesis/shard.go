@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/tcs-dev/tcs/internal/backoff"
 	"github.com/tcs-dev/tcs/streamer"
 )
 
@@ -74,7 +75,7 @@ func (c *consumer) consumeShard(ctx context.Context, w *shardWorker, pos string)
 	op := fmt.Sprintf("kinesis consume group %q shard %s", c.group, w.shard)
 	log := c.log.With("shard", w.shard)
 	var iter *string
-	b := newBackoff(max(c.s.poll, 50*time.Millisecond), max(c.s.poll, maxBackoff))
+	b := backoff.New(max(c.s.poll, 50*time.Millisecond), max(c.s.poll, maxBackoff), backoff.Around)
 	poll := time.NewTimer(0)
 	defer poll.Stop()
 	failures := 0 // GetRecords failures in a row
@@ -125,12 +126,12 @@ func (c *consumer) consumeShard(ctx context.Context, w *shardWorker, pos string)
 			c.s.m.retries.WithLabelValues("GetRecords").Inc()
 			failures++
 			c.s.logRetry(failures, "GetRecords failed; retrying", "group", c.group, "shard", w.shard, "err", err)
-			if b.wait(ctx) != nil {
+			if b.Wait(ctx) != nil {
 				return nil
 			}
 			continue
 		}
-		b.reset()
+		b.Reset()
 		failures = 0
 		behind := aws.ToInt64(out.MillisBehindLatest)
 		c.s.m.iteratorAge.WithLabelValues(c.group, w.shard).Set(float64(behind) / 1000)
