@@ -77,7 +77,12 @@ cleanup() {
 	echo "stopping ..."
 	# The binaries first (tcs nodes remove their SQS queues on a clean stop,
 	# so SNS/SQS must still run), then the three emulators.
-	local binaries=("${pids[@]:3}")
+	# Only the binaries still running: `wait` on one that the watch loop's
+	# `wait -n` already reaped (a publisher that died) can hang bash.
+	local binaries=() pid
+	for pid in "${pids[@]:3}"; do
+		if kill -0 "$pid" 2>/dev/null; then binaries+=("$pid"); fi
+	done
 	if [ ${#binaries[@]} -gt 0 ]; then
 		kill -TERM "${binaries[@]}" 2>/dev/null || true
 		wait "${binaries[@]}" 2>/dev/null || true
