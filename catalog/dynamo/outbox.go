@@ -92,25 +92,7 @@ func (s *Store) ReadOutbox(ctx context.Context, shard int, after uint64, limit i
 		},
 		Limit: aws.Int32(int32(min(limit, math.MaxInt32))),
 	}
-	var out []catalog.OutboxEntry
-	for {
-		res, err := s.db.Query(ctx, in)
-		if err != nil {
-			return nil, s.wrap(ctx, err, op)
-		}
-		for _, item := range res.Items {
-			var e catalog.OutboxEntry
-			if err := decodeItem(item, &e, "outbox entry"); err != nil {
-				return nil, s.wrap(ctx, err, op)
-			}
-			out = append(out, e)
-		}
-		if len(out) >= limit || len(res.LastEvaluatedKey) == 0 {
-			return out, nil
-		}
-		in.ExclusiveStartKey = res.LastEvaluatedKey
-		in.Limit = aws.Int32(int32(min(limit-len(out), math.MaxInt32)))
-	}
+	return queryItems[catalog.OutboxEntry](ctx, s, in, limit, "outbox entry", op)
 }
 
 // OutboxDepth reads the heads, then counts the entries of each shard with

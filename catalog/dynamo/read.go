@@ -178,24 +178,30 @@ func (s *Store) History(ctx context.Context, id string, opts catalog.HistoryOpti
 		in.KeyConditionExpression = aws.String("PK = :pk AND SK < :before")
 		in.ExpressionAttributeValues[":before"] = str(pad(uint64(opts.Before)))
 	}
-	var out []catalog.AuditRecord
+	return queryItems[catalog.AuditRecord](ctx, s, in, limit, "audit record", op)
+}
+
+// queryItems runs in page after page until it has limit items or the
+// query ends, decoding each item into a T (what names it in errors).
+func queryItems[T any](ctx context.Context, s *Store, in *dynamodb.QueryInput, limit int, what, op string) ([]T, error) {
+	var out []T
 	for {
 		res, err := s.db.Query(ctx, in)
 		if err != nil {
 			return nil, s.wrap(ctx, err, op)
 		}
 		for _, item := range res.Items {
-			var rec catalog.AuditRecord
-			if err := decodeItem(item, &rec, "audit record"); err != nil {
+			var v T
+			if err := decodeItem(item, &v, what); err != nil {
 				return nil, s.wrap(ctx, err, op)
 			}
-			out = append(out, rec)
+			out = append(out, v)
 		}
 		if len(out) >= limit || len(res.LastEvaluatedKey) == 0 {
 			return out, nil
 		}
 		in.ExclusiveStartKey = res.LastEvaluatedKey
-		in.Limit = aws.Int32(int32(limit - len(out)))
+		in.Limit = aws.Int32(int32(min(limit-len(out), math.MaxInt32)))
 	}
 }
 
