@@ -3,6 +3,8 @@
 // directory is created, a file locked by another process fails after a
 // timeout with an error naming it, the buckets are created, and the layout's
 // schema version is stored on first open and checked on every later one.
+// Their read paths run through View, and their concurrent writers share
+// commits through GroupCommit.
 package boltfile
 
 import (
