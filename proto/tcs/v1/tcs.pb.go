@@ -34,7 +34,36 @@ type LookupRequest struct {
 	// The server normalises it as the catalog does (lower case, IDNA to
 	// punycode, no trailing dot, no port) and answers INVALID_ARGUMENT if it
 	// cannot.
-	Hostname      string `protobuf:"bytes,1,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	Hostname string `protobuf:"bytes,1,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// Read-your-writes: when non-zero, the answer must be a tenant document at
+	// this version or newer (versions count per tenant: see Tenant.version;
+	// a catalog write returns the version it made). A node whose cache holds
+	// an older answer reads its replica (a read that began after the call
+	// arrived) and answers that if it is new enough; if the replica is behind
+	// too, the call fails with UNAVAILABLE naming the version the region has
+	// (trailer "tcs-version", ErrorInfo detail; see the service comment):
+	// retryable, here later or in another region now. A stale answer
+	// (stale-if-error) is served only if its version reaches min_version.
+	//
+	// Without tenant_id, min_version applies to whichever tenant the region
+	// finds owning the hostname, and a NOT_FOUND is answered as it is (it has
+	// no version: a region that has not applied the write that created the
+	// tenant, or claimed the hostname, answers NOT_FOUND). Set tenant_id when
+	// you know it, to rule that out.
+	//
+	// BatchLookup has no min_version: read-your-writes is for the caller of
+	// one write, who knows its tenant and hostname; look them up one by one.
+	MinVersion int64 `protobuf:"varint,2,opt,name=min_version,json=minVersion,proto3" json:"min_version,omitempty"`
+	// The tenant the caller expects to own the hostname, with min_version
+	// (ignored without it). The node then checks the region has applied
+	// tenant_id at min_version or newer (its replica's document of that
+	// tenant, tombstones included): if it has not, UNAVAILABLE naming that
+	// version as above (0 when the region has no document of the tenant). If
+	// it has, the answer is whatever the region's replica says after that:
+	// tenant_id at min_version or newer, or another tenant (the hostname
+	// moved to it since), or NOT_FOUND (the write released the hostname, or
+	// deleted the tenant): the caller gets it as it is.
+	TenantId      string `protobuf:"bytes,3,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -72,6 +101,20 @@ func (*LookupRequest) Descriptor() ([]byte, []int) {
 func (x *LookupRequest) GetHostname() string {
 	if x != nil {
 		return x.Hostname
+	}
+	return ""
+}
+
+func (x *LookupRequest) GetMinVersion() int64 {
+	if x != nil {
+		return x.MinVersion
+	}
+	return 0
+}
+
+func (x *LookupRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
 	}
 	return ""
 }
@@ -693,9 +736,12 @@ var File_tcs_v1_tcs_proto protoreflect.FileDescriptor
 
 const file_tcs_v1_tcs_proto_rawDesc = "" +
 	"\n" +
-	"\x10tcs/v1/tcs.proto\x12\x06tcs.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13tcs/v1/tenant.proto\"+\n" +
+	"\x10tcs/v1/tcs.proto\x12\x06tcs.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13tcs/v1/tenant.proto\"i\n" +
 	"\rLookupRequest\x12\x1a\n" +
-	"\bhostname\x18\x01 \x01(\tR\bhostname\"\x93\x01\n" +
+	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1f\n" +
+	"\vmin_version\x18\x02 \x01(\x03R\n" +
+	"minVersion\x12\x1b\n" +
+	"\ttenant_id\x18\x03 \x01(\tR\btenantId\"\x93\x01\n" +
 	"\x0eLookupResponse\x12&\n" +
 	"\x06tenant\x18\x01 \x01(\v2\x0e.tcs.v1.TenantR\x06tenant\x12\x14\n" +
 	"\x05stale\x18\x02 \x01(\bR\x05stale\x12\x16\n" +

@@ -48,9 +48,21 @@ const (
 // caller; more hostnames a second than a caller's lookup rate; lookups of
 // hostnames the server knows no tenant for beyond its replica-read budget
 // (per server and per caller), unless it has an answer to serve stale.
+//
+// Read-your-writes. A Lookup with LookupRequest.min_version set (a version a
+// catalog write answered with, its ETag) is answered only with the tenant at
+// that version or newer, read from this region's replica no earlier than the
+// call arrived when the node's cache holds an older version. A region whose
+// replica has not applied that version yet answers UNAVAILABLE with the
+// trailer "tcs-version" (the version it has, 0 for none), the trailer
+// "tcs-region", and a google.rpc.ErrorInfo detail (reason
+// "VERSION_NOT_REACHED", domain "tcs.v1", metadata "version", "min_version",
+// "tenant_id", "region"): the replica will catch up, so retry with backoff,
+// or ask another region at once (see LookupRequest.min_version).
 type TenantContextServiceClient interface {
 	// Lookup returns the tenant that owns one hostname. Suspended tenants are
-	// returned (with their status); deleted tenants are NOT_FOUND.
+	// returned (with their status); deleted tenants are NOT_FOUND. With
+	// min_version, see "Read-your-writes" above.
 	Lookup(ctx context.Context, in *LookupRequest, opts ...grpc.CallOption) (*LookupResponse, error)
 	// BatchLookup looks up to 100 hostnames in one call. It fails as a whole
 	// only for a malformed request (INVALID_ARGUMENT, for example too many
@@ -139,9 +151,21 @@ type TenantContextService_WatchClient = grpc.ServerStreamingClient[WatchResponse
 // caller; more hostnames a second than a caller's lookup rate; lookups of
 // hostnames the server knows no tenant for beyond its replica-read budget
 // (per server and per caller), unless it has an answer to serve stale.
+//
+// Read-your-writes. A Lookup with LookupRequest.min_version set (a version a
+// catalog write answered with, its ETag) is answered only with the tenant at
+// that version or newer, read from this region's replica no earlier than the
+// call arrived when the node's cache holds an older version. A region whose
+// replica has not applied that version yet answers UNAVAILABLE with the
+// trailer "tcs-version" (the version it has, 0 for none), the trailer
+// "tcs-region", and a google.rpc.ErrorInfo detail (reason
+// "VERSION_NOT_REACHED", domain "tcs.v1", metadata "version", "min_version",
+// "tenant_id", "region"): the replica will catch up, so retry with backoff,
+// or ask another region at once (see LookupRequest.min_version).
 type TenantContextServiceServer interface {
 	// Lookup returns the tenant that owns one hostname. Suspended tenants are
-	// returned (with their status); deleted tenants are NOT_FOUND.
+	// returned (with their status); deleted tenants are NOT_FOUND. With
+	// min_version, see "Read-your-writes" above.
 	Lookup(context.Context, *LookupRequest) (*LookupResponse, error)
 	// BatchLookup looks up to 100 hostnames in one call. It fails as a whole
 	// only for a malformed request (INVALID_ARGUMENT, for example too many
