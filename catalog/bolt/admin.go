@@ -9,6 +9,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/internal/auth"
+	"github.com/tcs-dev/tcs/internal/boltfile"
 )
 
 // Resync appends one resync event per distinct tenant of reqs, all in one
@@ -179,13 +180,9 @@ func heldClaims(hosts *bbolt.Bucket, claims map[string]catalog.HostnameClaim, do
 // Export returns a page of every stored tenant, tombstones included, with
 // its claims, read in one transaction. See catalog.Store.
 func (s *Store) Export(ctx context.Context, opts catalog.ListOptions) (catalog.ExportPage, error) {
-	if err := ctx.Err(); err != nil {
-		return catalog.ExportPage{}, err
-	}
 	limit := catalog.ExportLimit(opts.Limit)
-	var page catalog.ExportPage
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		page = catalog.ExportPage{}
+	page, err := boltfile.View(ctx, s.db, func(tx *bbolt.Tx) (catalog.ExportPage, error) {
+		var page catalog.ExportPage
 		hosts := tx.Bucket(bucketHostnames)
 		held := map[string]catalog.HostnameClaim{} // reused by each tenant
 		c := tx.Bucket(bucketTenants).Cursor()
@@ -201,22 +198,19 @@ func (s *Store) Export(ctx context.Context, opts catalog.ListOptions) (catalog.E
 		for ; k != nil; k, v = c.Next() {
 			if len(page.Items) == limit {
 				page.Next = page.Items[limit-1].Tenant.ID
-				return nil
+				return page, nil
 			}
 			t := new(tenant.Tenant)
 			if err := catalog.DecodeStored(v, t, "tenant", string(k)); err != nil {
-				return err
+				return page, err
 			}
 			claims, err := heldClaims(hosts, held, t)
 			if err != nil {
-				return err
+				return page, err
 			}
 			page.Items = append(page.Items, catalog.ExportItem{Tenant: t, Claims: claims})
 		}
-		return nil
+		return page, nil
 	})
-	if err != nil {
-		return catalog.ExportPage{}, wrap(err, "bolt export tenants after "+opts.After)
-	}
-	return page, nil
+	return page, wrap(err, "bolt export tenants after "+opts.After)
 }

@@ -189,9 +189,6 @@ func (s *Store) write(ctx context.Context, req catalog.WriteRequest) (*tenant.Te
 	if err := req.Check(); err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	id := req.TenantID()
 	op := fmt.Sprintf("bolt %s tenant %s", req.Action, id)
 	// Plan first from a read transaction, outside the commit that writers
@@ -200,12 +197,7 @@ func (s *Store) write(ctx context.Context, req catalog.WriteRequest) (*tenant.Te
 	// and plans again inside if not. A plan rejected from the snapshot is
 	// the answer: the state it was rejected on was committed while the
 	// write ran.
-	var snap writeState
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		var err error
-		snap, err = readWriteState(tx, &req)
-		return err
-	})
+	snap, err := boltfile.View(ctx, s.db, func(tx *bbolt.Tx) (writeState, error) { return readWriteState(tx, &req) })
 	if err != nil {
 		return nil, wrap(err, op)
 	}
@@ -316,58 +308,36 @@ func readWriteState(tx *bbolt.Tx, req *catalog.WriteRequest) (writeState, error)
 
 // Get returns the live tenant id. See catalog.Store.
 func (s *Store) Get(ctx context.Context, id string) (*tenant.Tenant, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	var out *tenant.Tenant
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		var err error
-		out, err = getLive(tx, id)
-		return err
-	})
-	if err != nil {
-		return nil, wrap(err, "bolt get tenant "+id)
-	}
-	return out, nil
+	t, err := boltfile.View(ctx, s.db, func(tx *bbolt.Tx) (*tenant.Tenant, error) { return getLive(tx, id) })
+	return t, wrap(err, "bolt get tenant "+id)
 }
 
 // LookupHostname returns the live tenant holding hostname. See catalog.Store.
 func (s *Store) LookupHostname(ctx context.Context, hostname string) (*tenant.Tenant, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	var out *tenant.Tenant
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	t, err := boltfile.View(ctx, s.db, func(tx *bbolt.Tx) (*tenant.Tenant, error) {
 		rec, err := getHostname(tx.Bucket(bucketHostnames), hostname)
 		if err != nil {
-			return err
+			return nil, err
 		}
+		var t *tenant.Tenant
 		if rec.TenantID != "" {
-			out, err = getTenant(tx, rec.TenantID)
-			if err != nil {
-				return err
+			if t, err = getTenant(tx, rec.TenantID); err != nil {
+				return nil, err
 			}
 		}
-		if out == nil || out.Deleted() {
-			out = nil
-			return tenant.Errorf(tenant.NotFound, "hostname %q not found", hostname)
+		if t == nil || t.Deleted() {
+			return nil, tenant.Errorf(tenant.NotFound, "hostname %q not found", hostname)
 		}
-		return nil
+		return t, nil
 	})
-	if err != nil {
-		return nil, wrap(err, "bolt lookup hostname "+hostname)
-	}
-	return out, nil
+	return t, wrap(err, "bolt lookup hostname "+hostname)
 }
 
 // List returns a page of live tenants in id order. See catalog.Store.
 func (s *Store) List(ctx context.Context, opts catalog.ListOptions) (catalog.Page, error) {
-	if err := ctx.Err(); err != nil {
-		return catalog.Page{}, err
-	}
 	limit := catalog.PageLimit(opts.Limit)
-	var page catalog.Page
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	page, err := boltfile.View(ctx, s.db, func(tx *bbolt.Tx) (catalog.Page, error) {
+		var page catalog.Page
 		c := tx.Bucket(bucketTenants).Cursor()
 		var k, v []byte
 		if opts.After == "" {
@@ -383,7 +353,7 @@ func (s *Store) List(ctx context.Context, opts catalog.ListOptions) (catalog.Pag
 		for ; k != nil; k, v = c.Next() {
 			t := new(tenant.Tenant)
 			if err := catalog.DecodeStored(v, t, "tenant", string(k)); err != nil {
-				return err
+				return page, err
 			}
 			if t.Deleted() {
 				continue
@@ -391,29 +361,22 @@ func (s *Store) List(ctx context.Context, opts catalog.ListOptions) (catalog.Pag
 			if len(page.Tenants) == limit {
 				// A further live tenant exists: there is a next page.
 				page.Next = page.Tenants[limit-1].ID
-				return nil
+				return page, nil
 			}
 			page.Tenants = append(page.Tenants, t)
 		}
-		return nil
+		return page, nil
 	})
-	if err != nil {
-		return catalog.Page{}, wrap(err, "bolt list tenants after "+opts.After)
-	}
-	return page, nil
+	return page, wrap(err, "bolt list tenants after "+opts.After)
 }
 
 // History returns the audit records of id, newest first. See catalog.Store.
 // A Before ≤ 0 starts at the newest record.
 func (s *Store) History(ctx context.Context, id string, opts catalog.HistoryOptions) ([]catalog.AuditRecord, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	limit := catalog.PageLimit(opts.Limit)
-	var out []catalog.AuditRecord
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	out, err := boltfile.View(ctx, s.db, func(tx *bbolt.Tx) ([]catalog.AuditRecord, error) {
 		if id != catalog.AdminAuditID && tx.Bucket(bucketTenants).Get([]byte(id)) == nil {
-			return tenant.Errorf(tenant.NotFound, "tenant %q not found", id)
+			return nil, tenant.Errorf(tenant.NotFound, "tenant %q not found", id)
 		}
 		prefix := auditPrefix(id)
 		var seek []byte
@@ -423,6 +386,7 @@ func (s *Store) History(ctx context.Context, id string, opts catalog.HistoryOpti
 			// Just past every key of id: the prefix with its 0x00 bumped to 0x01.
 			seek = append([]byte(id), 0x01)
 		}
+		var out []catalog.AuditRecord
 		c := tx.Bucket(bucketAudit).Cursor()
 		var k, v []byte
 		if k, _ = c.Seek(seek); k == nil {
@@ -436,16 +400,13 @@ func (s *Store) History(ctx context.Context, id string, opts catalog.HistoryOpti
 			}
 			var rec catalog.AuditRecord
 			if err := catalog.DecodeStored(v, &rec, "audit record", fmt.Sprintf("%q", k)); err != nil {
-				return err
+				return nil, err
 			}
 			out = append(out, rec)
 		}
-		return nil
+		return out, nil
 	})
-	if err != nil {
-		return nil, wrap(err, "bolt history of tenant "+id)
-	}
-	return out, nil
+	return out, wrap(err, "bolt history of tenant "+id)
 }
 
 // OutboxShards returns 1: the bbolt outbox is one sequence.
@@ -454,18 +415,10 @@ func (s *Store) OutboxShards() int { return 1 }
 // OutboxHeads returns the sequence of the last outbox entry appended. See
 // catalog.Store.
 func (s *Store) OutboxHeads(ctx context.Context) ([]uint64, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	var head uint64
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		head = tx.Bucket(bucketOutbox).Sequence()
-		return nil
+	heads, err := boltfile.View(ctx, s.db, func(tx *bbolt.Tx) ([]uint64, error) {
+		return []uint64{tx.Bucket(bucketOutbox).Sequence()}, nil
 	})
-	if err != nil {
-		return nil, wrap(err, "bolt outbox heads")
-	}
-	return []uint64{head}, nil
+	return heads, wrap(err, "bolt outbox heads")
 }
 
 // checkShard rejects a shard other than 0, the only one.
@@ -491,22 +444,19 @@ func (s *Store) ReadOutbox(ctx context.Context, shard int, after uint64, limit i
 	if after == math.MaxUint64 {
 		return nil, nil
 	}
-	var out []catalog.OutboxEntry
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	out, err := boltfile.View(ctx, s.db, func(tx *bbolt.Tx) ([]catalog.OutboxEntry, error) {
+		var out []catalog.OutboxEntry
 		c := tx.Bucket(bucketOutbox).Cursor()
 		for k, v := c.Seek(seqKey(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
 			var e catalog.OutboxEntry
 			if err := catalog.DecodeStored(v, &e, "outbox entry", strconv.FormatUint(binary.BigEndian.Uint64(k), 10)); err != nil {
-				return err
+				return nil, err
 			}
 			out = append(out, e)
 		}
-		return nil
+		return out, nil
 	})
-	if err != nil {
-		return nil, wrap(err, fmt.Sprintf("bolt read outbox after %d", after))
-	}
-	return out, nil
+	return out, wrap(err, fmt.Sprintf("bolt read outbox after %d", after))
 }
 
 // OutboxDepth counts the outbox's entries up to max and decodes the oldest
