@@ -11,19 +11,17 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tcs-dev/tcs/catalog/httpapi"
-	"github.com/tcs-dev/tcs/cmd/internal/backend"
 	"github.com/tcs-dev/tcs/cmd/internal/backend/catalogs"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
 	"github.com/tcs-dev/tcs/internal/auth"
+	"github.com/tcs-dev/tcs/internal/buildinfo"
 	"github.com/tcs-dev/tcs/internal/httpserve"
 )
 
@@ -36,81 +34,56 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 func runWithReady(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, ready chan<- string) error {
-	fs := flag.NewFlagSet("catalog", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	addr := fs.String("addr", cmdutil.EnvOr(getenv, "TCS_CATALOG_ADDR", "127.0.0.1:8080"), "listen address of the admin REST API (env TCS_CATALOG_ADDR)")
-	be := backend.Register(fs, getenv)
-	sec := cmdutil.RegisterSecurity(fs, getenv, auth.Admin, auth.Reader)
-	obs := cmdutil.RegisterFlags(fs, getenv, cmdutil.DefaultCatalogMetricsAddr)
-	var envErrs []error
-	var storeTimeout time.Duration
-	fs.DurationVar(&storeTimeout, "store-timeout", cmdutil.EnvDuration(getenv, "TCS_STORE_TIMEOUT", httpapi.DefaultStoreTimeout, &envErrs), "deadline of each request's source-of-truth calls; a store that does not answer in time gets the request a 503 with Retry-After, a write \"outcome unknown\" (env TCS_STORE_TIMEOUT)")
-	rateLimit := fs.Int("rate-limit", cmdutil.EnvInt(getenv, "TCS_RATE_LIMIT", httpapi.DefaultPerCaller, "a whole number of requests a second", &envErrs), "requests a second one authenticated caller may send, in bursts of twice that; beyond it 429 with Retry-After; 0: no limit (env TCS_RATE_LIMIT)")
-	addressRateLimit := fs.Int("address-rate-limit", cmdutil.EnvInt(getenv, "TCS_ADDRESS_RATE_LIMIT", httpapi.DefaultPerAddress, "a whole number of requests a second", &envErrs), "requests a second one client address may send before or without authentication (open routes, failed credentials, unknown routes), in bursts of twice that; 0: no limit (env TCS_ADDRESS_RATE_LIMIT)")
-	migrate := fs.Bool("migrate-layout", false, "move the DynamoDB catalog table from the unsharded layout of TCS 0.x to the sharded one, then exit: once, with no catalog or publisher running, after the old publisher drained the old outbox (streamer publish --drain); running it again finishes an interrupted migration")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if obs.PrintVersion("catalog", stdout) {
-		return nil
-	}
-	if err := errors.Join(envErrs...); err != nil {
-		return err
-	}
-	if storeTimeout <= 0 {
-		return fmt.Errorf("--store-timeout %v: want a positive duration", storeTimeout)
-	}
-	if *rateLimit < 0 || *addressRateLimit < 0 {
-		return fmt.Errorf("--rate-limit %d, --address-rate-limit %d: want 0 (no limit) or more", *rateLimit, *addressRateLimit)
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	if err := be.Validate(); err != nil {
-		return err
-	}
-	log, err := obs.Logger(stderr)
+	cfg, err := parseConfig(args, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	if *migrate {
-		table, n, err := catalogs.MigrateLayout(ctx, be)
+	if cfg.Version {
+		fmt.Fprintln(stdout, buildinfo.Get().String("catalog"))
+		return nil
+	}
+	log, err := cfg.Obs.Logger(stderr)
+	if err != nil {
+		return err
+	}
+	if cfg.MigrateLayout {
+		table, n, err := catalogs.MigrateLayout(ctx, cfg.Backend)
 		if err != nil {
 			return fmt.Errorf("--migrate-layout: %w", err)
 		}
 		fmt.Fprintf(stdout, "catalog: table %s has the sharded layout (%d tenants moved)\n", table, n)
 		return nil
 	}
-	guard, err := sec.Load(getenv, auth.Admin, auth.Reader)
+	guard, err := cfg.Security.Load(getenv, auth.Admin, auth.Reader)
 	if err != nil {
 		return err
 	}
 	if guard.Auth == nil || guard.Auth.Set().Len() == 0 {
 		return errors.New("no credentials configured: set --tokens-file (or TCS_TOKENS_FILE) with admin or reader lines, or TCS_ADMIN_TOKEN (and TCS_READER_TOKEN)")
 	}
-	if err := guard.Check(sec.Insecure, log, guard.Bind("--addr", *addr)); err != nil {
+	if err := guard.Check(cfg.Security.Insecure, log, guard.Bind("--addr", cfg.Addr)); err != nil {
 		return err
 	}
-	store, err := catalogs.Open(ctx, be)
+	store, err := catalogs.Open(ctx, cfg.Backend)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
 
-	ln, err := net.Listen("tcp", *addr)
+	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", *addr, err)
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	reg, registerer := cmdutil.Registry("catalog", "")
 	if guard.TLS != nil {
 		registerer.MustRegister(guard.TLS) // the serving certificate's expiry, for TCSCertificateExpiringSoon
 	}
-	api := httpapi.New(httpapi.Config{Store: store, Auth: guard.Auth, Logger: log, StoreTimeout: storeTimeout,
+	api := httpapi.New(httpapi.Config{Store: store, Auth: guard.Auth, Logger: log, StoreTimeout: cfg.StoreTimeout,
 		Registry: reg, Registerer: registerer,
-		RateLimits: &httpapi.RateLimits{PerCaller: float64(*rateLimit), PerAddress: float64(*addressRateLimit)}})
+		RateLimits: &httpapi.RateLimits{PerCaller: float64(cfg.RateLimit), PerAddress: float64(cfg.AddressRateLimit)}})
 	// The metrics port serves what the API port's /metrics and /readyz
 	// do, on a port that needs no TLS or credentials to scrape.
-	serveMetrics, _, err := obs.ListenMetrics(cmdutil.ObsHandler(reg, nil, api.Ready, log), log)
+	serveMetrics, _, err := cfg.Obs.ListenMetrics(cmdutil.ObsHandler(reg, nil, api.Ready, log), log)
 	if err != nil {
 		ln.Close()
 		return err
@@ -120,7 +93,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if guard.TLS != nil {
 		scheme = "https"
 	}
-	log.Info("catalog admin API listening", "addr", ln.Addr().String(), "backend", be.Backend, "tls", guard.TLS != nil)
+	log.Info("catalog admin API listening", "addr", ln.Addr().String(), "backend", cfg.Backend.Backend, "tls", guard.TLS != nil)
 	fmt.Fprintf(stdout, "catalog: admin REST API on %s://%s (OpenAPI at /openapi.json)\n", scheme, ln.Addr())
 	if ready != nil {
 		ready <- ln.Addr().String()

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/tcs-dev/tcs/catalog/httpapi"
+	"github.com/tcs-dev/tcs/cmd/internal/backend"
+	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
+	"github.com/tcs-dev/tcs/internal/auth"
+)
+
+// config is everything catalog is told on its command line and in its
+// environment, checked.
+type config struct {
+	// Addr is the admin REST API's listen address (--addr).
+	Addr string
+	// StoreTimeout bounds each request's source-of-truth calls
+	// (--store-timeout); positive.
+	StoreTimeout time.Duration
+	// RateLimit and AddressRateLimit are the requests a second one caller,
+	// and one client address before authentication, may send
+	// (--rate-limit, --address-rate-limit); 0 means no limit.
+	RateLimit, AddressRateLimit int
+	// MigrateLayout asks for the DynamoDB table's move to the sharded
+	// layout, then exit (--migrate-layout).
+	MigrateLayout bool
+
+	// Backend selects and configures the source of truth.
+	Backend *backend.Config
+	// Security holds the credentials and TLS files, loaded when wiring.
+	Security *cmdutil.Security
+	// Obs are the logging and metrics flags every server shares.
+	Obs *cmdutil.Flags
+
+	// Version is set when --version was asked: run prints it and returns,
+	// and nothing else was checked.
+	Version bool
+}
+
+// parseConfig parses args and getenv into a config and checks it; every
+// error names the flag or environment variable that was wrong. It opens no
+// file, socket or table: the credentials file and the TLS certificates are
+// read, and the backend opened, when run wires the binary.
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("catalog", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := &config{}
+	fs.StringVar(&c.Addr, "addr", cmdutil.EnvOr(getenv, "TCS_CATALOG_ADDR", "127.0.0.1:8080"), "listen address of the admin REST API (env TCS_CATALOG_ADDR)")
+	c.Backend = backend.Register(fs, getenv)
+	c.Security = cmdutil.RegisterSecurity(fs, getenv, auth.Admin, auth.Reader)
+	c.Obs = cmdutil.RegisterFlags(fs, getenv, cmdutil.DefaultCatalogMetricsAddr)
+	var envErrs []error
+	fs.DurationVar(&c.StoreTimeout, "store-timeout", cmdutil.EnvDuration(getenv, "TCS_STORE_TIMEOUT", httpapi.DefaultStoreTimeout, &envErrs), "deadline of each request's source-of-truth calls; a store that does not answer in time gets the request a 503 with Retry-After, a write \"outcome unknown\" (env TCS_STORE_TIMEOUT)")
+	fs.IntVar(&c.RateLimit, "rate-limit", cmdutil.EnvInt(getenv, "TCS_RATE_LIMIT", httpapi.DefaultPerCaller, "a whole number of requests a second", &envErrs), "requests a second one authenticated caller may send, in bursts of twice that; beyond it 429 with Retry-After; 0: no limit (env TCS_RATE_LIMIT)")
+	fs.IntVar(&c.AddressRateLimit, "address-rate-limit", cmdutil.EnvInt(getenv, "TCS_ADDRESS_RATE_LIMIT", httpapi.DefaultPerAddress, "a whole number of requests a second", &envErrs), "requests a second one client address may send before or without authentication (open routes, failed credentials, unknown routes), in bursts of twice that; 0: no limit (env TCS_ADDRESS_RATE_LIMIT)")
+	fs.BoolVar(&c.MigrateLayout, "migrate-layout", false, "move the DynamoDB catalog table from the unsharded layout of TCS 0.x to the sharded one, then exit: once, with no catalog or publisher running, after the old publisher drained the old outbox (streamer publish --drain); running it again finishes an interrupted migration")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if c.Version = c.Obs.Version; c.Version {
+		return c, nil
+	}
+	if err := errors.Join(envErrs...); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// check reports the first setting that cannot work, naming its flag.
+func (c *config) check() error {
+	if c.StoreTimeout <= 0 {
+		return fmt.Errorf("--store-timeout %v: want a positive duration", c.StoreTimeout)
+	}
+	if c.RateLimit < 0 || c.AddressRateLimit < 0 {
+		return fmt.Errorf("--rate-limit %d, --address-rate-limit %d: want 0 (no limit) or more", c.RateLimit, c.AddressRateLimit)
+	}
+	if err := c.Backend.Validate(); err != nil {
+		return err
+	}
+	// --log-level and --log-format: the logger itself is made when wiring,
+	// writing to stderr.
+	if _, err := c.Obs.Logger(io.Discard); err != nil {
+		return err
+	}
+	return nil
+}
