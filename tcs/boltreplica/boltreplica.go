@@ -164,40 +164,18 @@ func (r *Replica) ApplyBatch(ctx context.Context, evs []*tenant.ChangeEvent) ([]
 // the lookup server's cache-miss path: the document is decoded once, straight
 // from the mapped page.
 func (r *Replica) LookupHostname(ctx context.Context, hostname string) (*tenant.Tenant, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	var out *tenant.Tenant
-	err := r.db.View(func(tx *bbolt.Tx) error {
-		var err error
-		out, err = tcs.LookupIn(newTxn(tx), hostname)
-		return err
-	})
-	if err != nil {
-		return nil, wrap(err, "boltreplica lookup hostname "+hostname)
-	}
-	return out, nil
+	t, err := boltfile.View(ctx, r.db, func(tx *bbolt.Tx) (*tenant.Tenant, error) { return tcs.LookupIn(newTxn(tx), hostname) })
+	return t, wrap(err, "boltreplica lookup hostname "+hostname)
 }
 
 // GetTenant returns the stored document of id, tombstones included, or a
 // NotFound *tenant.Error. See tcs.Replica.
 func (r *Replica) GetTenant(ctx context.Context, id string) (*tenant.Tenant, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
+	t, err := boltfile.View(ctx, r.db, func(tx *bbolt.Tx) (*tenant.Tenant, error) { return newTxn(tx).Doc(id) })
+	if err == nil && t == nil {
+		err = tenant.Errorf(tenant.NotFound, "tenant %q not found", id)
 	}
-	var out *tenant.Tenant
-	err := r.db.View(func(tx *bbolt.Tx) error {
-		var err error
-		out, err = newTxn(tx).Doc(id)
-		if err == nil && out == nil {
-			err = tenant.Errorf(tenant.NotFound, "tenant %q not found", id)
-		}
-		return err
-	})
-	if err != nil {
-		return nil, wrap(err, "boltreplica get tenant "+id)
-	}
-	return out, nil
+	return t, wrap(err, "boltreplica get tenant "+id)
 }
 
 // ScanDocs returns up to limit stored documents (tombstones included) in id
@@ -241,13 +219,10 @@ func (r *Replica) ScanHosts(ctx context.Context, cursor string, limit int) ([]Ho
 // key order, in one read transaction. It returns the last key visited if
 // more keys follow it, else "".
 func (r *Replica) scan(ctx context.Context, bucket []byte, after string, limit int, each func(k, v []byte) error) (next string, err error) {
-	if err := ctx.Err(); err != nil {
-		return "", err
-	}
 	if limit <= 0 {
 		limit = DefaultScanLimit
 	}
-	err = r.db.View(func(tx *bbolt.Tx) error {
+	return boltfile.View(ctx, r.db, func(tx *bbolt.Tx) (string, error) {
 		c := tx.Bucket(bucket).Cursor()
 		var k, v []byte
 		if after == "" {
@@ -261,17 +236,16 @@ func (r *Replica) scan(ctx context.Context, bucket []byte, after string, limit i
 		var last []byte
 		for n := 0; k != nil && n < limit; k, v = c.Next() {
 			if err := each(k, v); err != nil {
-				return err
+				return "", err
 			}
 			last = k
 			n++
 		}
 		if k != nil && last != nil {
-			next = string(last)
+			return string(last), nil
 		}
-		return nil
+		return "", nil
 	})
-	return next, err
 }
 
 // txn is tcs.ApplyTxn over one bbolt transaction. Values it returns are
