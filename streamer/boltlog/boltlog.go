@@ -331,10 +331,8 @@ func (l *Log) Consume(ctx context.Context, group string, h streamer.Handler) err
 }
 
 func (l *Log) registerGroup(group string) error {
-	exists := false
-	err := l.db.View(func(tx *bbolt.Tx) error {
-		exists = tx.Bucket(bucketCheckpoints).Bucket([]byte(group)) != nil
-		return nil
+	exists, err := boltfile.View(context.Background(), l.db, func(tx *bbolt.Tx) (bool, error) {
+		return tx.Bucket(bucketCheckpoints).Bucket([]byte(group)) != nil, nil
 	})
 	if err == nil && !exists {
 		err = l.db.Update(func(tx *bbolt.Tx) error {
@@ -419,12 +417,7 @@ func (l *Log) read(p int, after uint64) ([]streamer.Message, uint64, error) {
 // checkpoint returns the sequence of the last record group has processed in
 // partition p, 0 if none.
 func (l *Log) checkpoint(group string, p int) (uint64, error) {
-	var seq uint64
-	err := l.db.View(func(tx *bbolt.Tx) error {
-		seq = checkpointIn(tx, group, p)
-		return nil
-	})
-	return seq, err
+	return boltfile.View(context.Background(), l.db, func(tx *bbolt.Tx) (uint64, error) { return checkpointIn(tx, group, p), nil })
 }
 
 func checkpointIn(tx *bbolt.Tx, group string, p int) uint64 {
@@ -474,8 +467,8 @@ func (l *Log) Checkpoint(group, shard string) (string, error) {
 // Lag returns how many stored records the group has not yet processed,
 // summed over partitions. A group that never consumed lags by every record.
 func (l *Log) Lag(group string) (int64, error) {
-	var lag int64
-	err := l.db.View(func(tx *bbolt.Tx) error {
+	lag, err := boltfile.View(context.Background(), l.db, func(tx *bbolt.Tx) (int64, error) {
+		var lag int64
 		logs := tx.Bucket(bucketLog)
 		for p := range l.partitions {
 			b := logs.Bucket(partitionKey(p))
@@ -490,7 +483,7 @@ func (l *Log) Lag(group string) (int64, error) {
 				lag += int64(last - from)
 			}
 		}
-		return nil
+		return lag, nil
 	})
 	return lag, l.wrap(err, fmt.Sprintf("boltlog lag group %q", group))
 }
