@@ -63,6 +63,13 @@
 //     that the cache holds an entry for again in the background, as misses
 //     would (same rules).
 //   - Gap expires every entry at once, by bumping a generation number.
+//   - Read-your-writes (LookupAtLeast): a lookup that needs an answer at
+//     least as new as a Want is served from a fresh entry that meets it,
+//     or else from a replica read that began after the lookup did (shared
+//     with the reads of other lookups of the hostname, as any miss's), and
+//     is given that read's answer, new enough or not. The read installs
+//     its answer by the rules above, so an older answer replaces no newer
+//     entry of its tenant, and a stale-if-error answer is given as stale.
 //   - Negative entries have LRUs of their own (Options.NegativeSize), so
 //     that a flood of made-up hostnames evicts only other negative
 //     entries, never a tenant answer; LookupAdmit lets the server refuse
@@ -275,7 +282,8 @@ type Result struct {
 	// Stale is true too). It was not cached.
 	Fallback bool
 
-	hdr int // len(Field1) - len(tenant message)
+	hdr int    // len(Field1) - len(tenant message)
+	seq uint64 // the number of the fill that read it (see Cache.fills); 0: not read for this answer
 }
 
 // Encoded returns the tenant serialised as a tcs.v1.Tenant message. Shared:
@@ -450,6 +458,10 @@ type Cache struct {
 	// failingSince is when the first of the failures in a row happened
 	// (unix nanoseconds; 0 while the last read succeeded).
 	failingSince atomic.Int64
+
+	// fills numbers the fills that read the replica, in the order they
+	// began (see LookupAtLeast).
+	fills atomic.Uint64
 
 	misses, staleServes, staleAtOnce, reads, readErrors, rejected, retries atomic.Uint64
 	refreshes, refreshSkipped, refused, refusedStale                       atomic.Uint64
@@ -713,6 +725,23 @@ func (c *Cache) fill(hostname string) (any, error) {
 	if res, err, ok := c.freshAnswer(hostname); ok {
 		return res, err
 	}
+	return c.fillRead(hostname)
+}
+
+// fillRead is fill without its first look at the cache: it always reads
+// the replica (LookupAtLeast needs a read), and numbers its Result with the
+// fill's place in Cache.fills.
+func (c *Cache) fillRead(hostname string) (any, error) {
+	n := c.fills.Add(1)
+	v, err := c.readInstall(hostname)
+	res, _ := v.(Result)
+	res.seq = n
+	return res, err
+}
+
+// readInstall reads hostname from the replica and installs the answer (see
+// fill).
+func (c *Cache) readInstall(hostname string) (any, error) {
 	t := c.begin()
 	ten, err := c.read(hostname)
 	if err != nil && tenant.ErrorCode(err) != tenant.NotFound && c.opts.Fallback == nil && !c.hasKept(hostname) {
