@@ -28,8 +28,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -39,9 +37,8 @@ import (
 
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
-	"github.com/tcs-dev/tcs/cmd/internal/lookupflags"
 	"github.com/tcs-dev/tcs/internal/auth"
-	"github.com/tcs-dev/tcs/tcs/cache"
+	"github.com/tcs-dev/tcs/internal/buildinfo"
 	"github.com/tcs-dev/tcs/tcs/lookup"
 )
 
@@ -52,83 +49,35 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 func runWithReady(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, ready chan<- string) error {
-	fs := flag.NewFlagSet("tcs", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	region := fs.String("region", getenv("TCS_REGION"), "region to serve, e.g. us-east-1 (env TCS_REGION); required")
-	addr := fs.String("addr", cmdutil.EnvOr(getenv, "TCS_ADDR", "127.0.0.1:9001"), "gRPC listen address (env TCS_ADDR)")
-	be := backend.Register(fs, getenv)
-	sec := cmdutil.RegisterSecurity(fs, getenv, auth.Lookup, auth.ReplicaScan)
-	reflect := fs.Bool("reflection", false, "serve gRPC server reflection (grpcurl without .proto files); off: it tells anyone who connects what the server offers")
-	nodeID := fs.String("node-id", getenv("TCS_NODE_ID"), "aws: this node's name in its invalidation queue's name (env TCS_NODE_ID; default host name and pid)")
-	obs := cmdutil.RegisterFlags(fs, getenv, cmdutil.DefaultTCSMetricsAddr)
-	var co cache.Options
-	fs.IntVar(&co.Size, "cache-size", cache.DefaultSize, "cache entries")
-	fs.DurationVar(&co.TTL, "cache-ttl", cache.DefaultTTL, "how long a cached answer is served without reading the replica")
-	fs.DurationVar(&co.NegativeTTL, "negative-ttl", cache.DefaultNegativeTTL, "how long an unknown hostname is remembered (negative: never)")
-	fs.DurationVar(&co.MaxStale, "max-stale", cache.DefaultMaxStale, "oldest answer served when the replica fails (negative: never serve stale)")
-	fs.DurationVar(&co.ReadTimeout, "read-timeout", cache.DefaultReadTimeout, "bound on one replica read")
-	fs.IntVar(&co.FailingAfter, "failing-after", cache.DefaultFailingAfter, "replica reads failed in a row after which stale answers are served at once, one probe read at a time (negative: never)")
-	fallbackRegion := fs.String("fallback-region", getenv("TCS_FALLBACK_REGION"), "aws: read this region's replica when a miss's read of --region's fails (answers served stale, never cached) (env TCS_FALLBACK_REGION); empty: none")
-	fs.DurationVar(&co.FallbackTimeout, "fallback-timeout", cache.DefaultFallbackTimeout, "bound on one read of the --fallback-region replica")
-	fs.BoolVar(&co.Refresh, "refresh-invalidated", true, "read the hostnames an invalidation names that this node has cached (looked up before) again at once, in the background (a changed tenant's next lookup is a hit, and its new answer is what a replica failure finds kept); false: read on the next lookup")
-	var lc lookup.Config
-	fs.DurationVar(&lc.FeedTimeout, "feed-timeout", lookup.DefaultFeedTimeout, "the invalidation feed is down after this long without a message (appliers send a heartbeat every 5s): cache TTL limited to --feed-down-ttl, Watch streams refused (negative: never)")
-	fs.DurationVar(&lc.FeedDownTTL, "feed-down-ttl", lookup.DefaultFeedDownTTL, "cache TTL (and negative TTL) while the invalidation feed is down")
-	fs.StringVar(&lc.HotKeysFile, "hot-keys-file", getenv("TCS_HOT_KEYS_FILE"), "file on local disk where this node keeps the hostnames it answered most (written every minute and on a clean stop), read back at start to warm the cache from the replica before reporting ready (env TCS_HOT_KEYS_FILE); empty: start cold")
-	fs.IntVar(&lc.HotKeys, "hot-keys", lookup.DefaultHotKeys, "how many hostnames --hot-keys-file keeps (and the warm-up reads)")
-	fs.DurationVar(&lc.WarmTimeout, "warm-timeout", lookup.DefaultWarmTimeout, "bound on the start-up warm-up from --hot-keys-file: past it the node reports ready with what it loaded (negative: no warm-up)")
-	limits := lookupflags.Register(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if obs.PrintVersion("tcs", stdout) {
-		return nil
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	if *region == "" {
-		return errors.New("--region is required (or TCS_REGION)")
-	}
-	if err := be.Validate(); err != nil {
-		return err
-	}
-	if *fallbackRegion != "" {
-		switch {
-		case !be.IsAWS():
-			return errors.New("--fallback-region needs --backend aws (an embedded replica file is locked by the process that serves it)")
-		case *fallbackRegion == *region:
-			return fmt.Errorf("--fallback-region %s is --region itself; name another region", *fallbackRegion)
-		}
-	}
-	if err := limits.Validate(); err != nil {
-		return err
-	}
-	if lc.FeedDownTTL <= 0 {
-		return fmt.Errorf("--feed-down-ttl %v: must be positive", lc.FeedDownTTL)
-	}
-	if lc.HotKeys <= 0 {
-		return fmt.Errorf("--hot-keys %d: must be positive", lc.HotKeys)
-	}
-	guard, err := sec.Load(getenv, auth.Lookup, auth.ReplicaScan)
+	cfg, err := parseConfig(args, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	log, err := obs.Logger(stderr)
+	if cfg.Version {
+		fmt.Fprintln(stdout, buildinfo.Get().String("tcs"))
+		return nil
+	}
+	region := cfg.Region
+	guard, err := cfg.Security.Load(getenv, auth.Lookup, auth.ReplicaScan)
+	if err != nil {
+		return err
+	}
+	log, err := cfg.Obs.Logger(stderr)
 	if err != nil {
 		return err
 	}
 	lookupOpen := guard.OpenUnlessConfigured(auth.Lookup)
-	if err := guard.Check(sec.Insecure, log, guard.Bind("--addr", *addr)); err != nil {
+	if err := guard.Check(cfg.Security.Insecure, log, guard.Bind("--addr", cfg.Addr)); err != nil {
 		return err
 	}
-	rep, err := be.OpenReplica(ctx, *region)
+	rep, err := cfg.Backend.OpenReplica(ctx, region)
 	if err != nil {
 		return err
 	}
 	defer rep.Close()
-	if *fallbackRegion != "" {
-		fb, err := be.OpenReplica(ctx, *fallbackRegion)
+	co := cfg.Cache
+	if cfg.FallbackRegion != "" {
+		fb, err := cfg.Backend.OpenReplica(ctx, cfg.FallbackRegion)
 		if err != nil {
 			return fmt.Errorf("--fallback-region: %w", err)
 		}
@@ -137,8 +86,8 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	}
 	// Every metric carries component="tcs"; region is added to those that
 	// do not carry it themselves (the feed's do).
-	reg, registerer := cmdutil.Registry("tcs", *region)
-	regionRegisterer := prometheus.WrapRegistererWith(prometheus.Labels{"region": *region}, registerer)
+	reg, registerer := cmdutil.Registry("tcs", region)
+	regionRegisterer := prometheus.WrapRegistererWith(prometheus.Labels{"region": region}, registerer)
 	if guard.TLS != nil {
 		regionRegisterer.MustRegister(guard.TLS) // the serving certificate's expiry, for TCSCertificateExpiringSoon
 	}
@@ -147,27 +96,28 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	}
 	// Embedded: no feed across processes (caches rely on their TTL). AWS:
 	// this node's own SQS queue on the region's SNS topic.
-	feed, err := be.OpenFeed(ctx, backend.Invalidation{Region: *region, NodeID: *nodeID, Logger: log, Registerer: registerer})
+	feed, err := cfg.Backend.OpenFeed(ctx, backend.Invalidation{Region: region, NodeID: cfg.NodeID, Logger: log, Registerer: registerer})
 	if err != nil {
 		return err
 	}
 
-	lc.Region, lc.Replica, lc.Feed, lc.Cache = *region, rep, feed, co
-	so := lookup.ServeOptions{TLS: guard.TLSConfig(), Auth: guard.Auth, Reflection: *reflect, ServerOptions: cmdutil.RequestIDs(log.With("region", *region))}
-	limits.Apply(&lc, &so)
+	lc := cfg.Lookup
+	lc.Region, lc.Replica, lc.Feed, lc.Cache = region, rep, feed, co
+	so := lookup.ServeOptions{TLS: guard.TLSConfig(), Auth: guard.Auth, Reflection: cfg.Reflection, ServerOptions: cmdutil.RequestIDs(log.With("region", region))}
+	cfg.Limits.Apply(&lc, &so)
 	// The replica admin API is served whenever callers authenticate: only
 	// replica-scan credentials open it, and a reload may add some.
-	lc.Logger, lc.Registerer, lc.ReplicaAdmin = log.With("region", *region), regionRegisterer, guard.Auth != nil
+	lc.Logger, lc.Registerer, lc.ReplicaAdmin = log.With("region", region), regionRegisterer, guard.Auth != nil
 	srv := lookup.New(lc)
 	// /healthz and /readyz say what gRPC health does: see lookup.Server's
 	// Live and Ready.
-	serveMetrics, _, err := obs.ListenMetrics(cmdutil.ObsHandler(reg, cmdutil.Check(srv.Live), cmdutil.Check(srv.Ready), log), log)
+	serveMetrics, _, err := cfg.Obs.ListenMetrics(cmdutil.ObsHandler(reg, cmdutil.Check(srv.Live), cmdutil.Check(srv.Ready), log), log)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *addr)
+	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", *addr, err)
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	cmdutil.ReloadOnHangup(gctx, log, guard.Reload)
@@ -183,12 +133,12 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	case lookupOpen:
 		log.Warn("no lookup credentials configured: Lookup, BatchLookup and Watch are open to anyone who reaches the port (set --tokens-file or TCS_LOOKUP_TOKEN)")
 	}
-	log.Info("tcs lookup server listening", "region", *region, "addr", ln.Addr().String(), "tls", guard.TLS != nil, "auth", guard.Auth != nil)
-	fmt.Fprintf(stdout, "tcs %s: gRPC on %s\n", *region, ln.Addr())
+	log.Info("tcs lookup server listening", "region", region, "addr", ln.Addr().String(), "tls", guard.TLS != nil, "auth", guard.Auth != nil)
+	fmt.Fprintf(stdout, "tcs %s: gRPC on %s\n", region, ln.Addr())
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
 	err = g.Wait()
-	log.Info("tcs stopped", "region", *region)
+	log.Info("tcs stopped", "region", region)
 	return err
 }

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/tcs-dev/tcs/cmd/internal/backend"
+	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
+	"github.com/tcs-dev/tcs/cmd/internal/lookupflags"
+	"github.com/tcs-dev/tcs/internal/auth"
+	"github.com/tcs-dev/tcs/tcs/cache"
+	"github.com/tcs-dev/tcs/tcs/lookup"
+)
+
+// config is everything tcs is told on its command line and in its
+// environment, checked.
+type config struct {
+	// Region is the region served (--region); required.
+	Region string
+	// Addr is the gRPC listen address (--addr).
+	Addr string
+	// Reflection serves gRPC server reflection (--reflection).
+	Reflection bool
+	// NodeID names this node's invalidation queue (--node-id, aws); empty
+	// means the host name and pid.
+	NodeID string
+	// FallbackRegion is the region whose replica a miss reads when
+	// Region's fails (--fallback-region, aws only); empty means none.
+	FallbackRegion string
+
+	// Backend selects and configures the replica and the feed.
+	Backend *backend.Config
+	// Security holds the credentials and TLS files, loaded when wiring.
+	Security *cmdutil.Security
+	// Obs are the logging and metrics flags every server shares.
+	Obs *cmdutil.Flags
+	// Limits are the lookup server's caps and load shedding, applied to
+	// Lookup and the serve options when wiring.
+	Limits *lookupflags.Flags
+	// Cache is the cache's configuration; wiring adds the fallback
+	// replica.
+	Cache cache.Options
+	// Lookup is the lookup server's configuration; wiring adds the
+	// region, replica, feed, cache, logger and registerer.
+	Lookup lookup.Config
+
+	// Version is set when --version was asked: run prints it and returns,
+	// and nothing else was checked.
+	Version bool
+}
+
+// parseConfig parses args and getenv into a config and checks it; every
+// error names the flag or environment variable that was wrong. It opens no
+// file, socket or table: the credentials file and the TLS certificates are
+// read, the replica and the feed opened, when run wires the binary.
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("tcs", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := &config{}
+	fs.StringVar(&c.Region, "region", getenv("TCS_REGION"), "region to serve, e.g. us-east-1 (env TCS_REGION); required")
+	fs.StringVar(&c.Addr, "addr", cmdutil.EnvOr(getenv, "TCS_ADDR", "127.0.0.1:9001"), "gRPC listen address (env TCS_ADDR)")
+	c.Backend = backend.Register(fs, getenv)
+	c.Security = cmdutil.RegisterSecurity(fs, getenv, auth.Lookup, auth.ReplicaScan)
+	fs.BoolVar(&c.Reflection, "reflection", false, "serve gRPC server reflection (grpcurl without .proto files); off: it tells anyone who connects what the server offers")
+	fs.StringVar(&c.NodeID, "node-id", getenv("TCS_NODE_ID"), "aws: this node's name in its invalidation queue's name (env TCS_NODE_ID; default host name and pid)")
+	c.Obs = cmdutil.RegisterFlags(fs, getenv, cmdutil.DefaultTCSMetricsAddr)
+	co := &c.Cache
+	fs.IntVar(&co.Size, "cache-size", cache.DefaultSize, "cache entries")
+	fs.DurationVar(&co.TTL, "cache-ttl", cache.DefaultTTL, "how long a cached answer is served without reading the replica")
+	fs.DurationVar(&co.NegativeTTL, "negative-ttl", cache.DefaultNegativeTTL, "how long an unknown hostname is remembered (negative: never)")
+	fs.DurationVar(&co.MaxStale, "max-stale", cache.DefaultMaxStale, "oldest answer served when the replica fails (negative: never serve stale)")
+	fs.DurationVar(&co.ReadTimeout, "read-timeout", cache.DefaultReadTimeout, "bound on one replica read")
+	fs.IntVar(&co.FailingAfter, "failing-after", cache.DefaultFailingAfter, "replica reads failed in a row after which stale answers are served at once, one probe read at a time (negative: never)")
+	fs.StringVar(&c.FallbackRegion, "fallback-region", getenv("TCS_FALLBACK_REGION"), "aws: read this region's replica when a miss's read of --region's fails (answers served stale, never cached) (env TCS_FALLBACK_REGION); empty: none")
+	fs.DurationVar(&co.FallbackTimeout, "fallback-timeout", cache.DefaultFallbackTimeout, "bound on one read of the --fallback-region replica")
+	fs.BoolVar(&co.Refresh, "refresh-invalidated", true, "read the hostnames an invalidation names that this node has cached (looked up before) again at once, in the background (a changed tenant's next lookup is a hit, and its new answer is what a replica failure finds kept); false: read on the next lookup")
+	lc := &c.Lookup
+	fs.DurationVar(&lc.FeedTimeout, "feed-timeout", lookup.DefaultFeedTimeout, "the invalidation feed is down after this long without a message (appliers send a heartbeat every 5s): cache TTL limited to --feed-down-ttl, Watch streams refused (negative: never)")
+	fs.DurationVar(&lc.FeedDownTTL, "feed-down-ttl", lookup.DefaultFeedDownTTL, "cache TTL (and negative TTL) while the invalidation feed is down")
+	fs.StringVar(&lc.HotKeysFile, "hot-keys-file", getenv("TCS_HOT_KEYS_FILE"), "file on local disk where this node keeps the hostnames it answered most (written every minute and on a clean stop), read back at start to warm the cache from the replica before reporting ready (env TCS_HOT_KEYS_FILE); empty: start cold")
+	fs.IntVar(&lc.HotKeys, "hot-keys", lookup.DefaultHotKeys, "how many hostnames --hot-keys-file keeps (and the warm-up reads)")
+	fs.DurationVar(&lc.WarmTimeout, "warm-timeout", lookup.DefaultWarmTimeout, "bound on the start-up warm-up from --hot-keys-file: past it the node reports ready with what it loaded (negative: no warm-up)")
+	c.Limits = lookupflags.Register(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if c.Version = c.Obs.Version; c.Version {
+		return c, nil
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// check reports the first setting that cannot work, naming its flag.
+func (c *config) check() error {
+	if c.Region == "" {
+		return errors.New("--region is required (or TCS_REGION)")
+	}
+	if err := c.Backend.Validate(); err != nil {
+		return err
+	}
+	if c.FallbackRegion != "" {
+		switch {
+		case !c.Backend.IsAWS():
+			return errors.New("--fallback-region needs --backend aws (an embedded replica file is locked by the process that serves it)")
+		case c.FallbackRegion == c.Region:
+			return fmt.Errorf("--fallback-region %s is --region itself; name another region", c.FallbackRegion)
+		}
+	}
+	if err := c.Limits.Validate(); err != nil {
+		return err
+	}
+	if c.Lookup.FeedDownTTL <= 0 {
+		return fmt.Errorf("--feed-down-ttl %v: must be positive", c.Lookup.FeedDownTTL)
+	}
+	if c.Lookup.HotKeys <= 0 {
+		return fmt.Errorf("--hot-keys %d: must be positive", c.Lookup.HotKeys)
+	}
+	// --log-level and --log-format: the logger itself is made when wiring,
+	// writing to stderr.
+	if _, err := c.Obs.Logger(io.Discard); err != nil {
+		return err
+	}
+	return nil
+}
