@@ -3,16 +3,12 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/tcs-dev/tcs/catalog/tenant"
-	"github.com/tcs-dev/tcs/cmd/internal/backend"
 	"github.com/tcs-dev/tcs/cmd/internal/backend/catalogs"
 	"github.com/tcs-dev/tcs/cmd/internal/backend/streams"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
@@ -20,67 +16,21 @@ import (
 	"github.com/tcs-dev/tcs/tcs"
 )
 
-// runReconcile is `streamer reconcile`: the continuous reconciler
+// runReconcile is `streamer reconcile` as c says: the continuous reconciler
 // (streamer/reconcile) over the catalog, the stream and every region's
 // replica. It runs here, beside publish and apply, because it needs what
 // they hold: the catalog (to export and resync), the stream (to follow the
 // truth) and the replicas (to scan); a tcs node has only its region's
 // replica, and one reconciler for every region compares each replica once
 // per cycle instead of once per node.
-func runReconcile(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, ready chan<- string) error {
-	fs := flag.NewFlagSet("streamer reconcile", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	be := backend.Register(fs, getenv)
-	obs := cmdutil.RegisterFlags(fs, getenv, cmdutil.DefaultReconcileMetricsAddr)
-	var envErrs []error
-	regions := fs.String("regions", getenv("TCS_REGIONS"), "comma-separated regions whose replicas to compare with the source of truth, e.g. us-east-1,eu-west-1 (env TCS_REGIONS)")
-	var cfg reconcile.Config
-	fs.DurationVar(&cfg.Interval, "interval", cmdutil.EnvDuration(getenv, "TCS_RECONCILE_INTERVAL", reconcile.DefaultInterval, &envErrs),
-		"time between two comparisons of every region with the source of truth; each reads every record of every region (env TCS_RECONCILE_INTERVAL)")
-	fs.DurationVar(&cfg.Settle, "settle", cmdutil.EnvDuration(getenv, "TCS_RECONCILE_SETTLE", reconcile.DefaultSettle, &envErrs),
-		"how long a bucket must differ, and how old a tenant's change must be, before the tenant is judged drifted and resynced; keep it well above the replication lag (env TCS_RECONCILE_SETTLE)")
-	fs.DurationVar(&cfg.Rescan, "rescan", cmdutil.EnvDuration(getenv, "TCS_RECONCILE_RESCAN", reconcile.DefaultRescan, &envErrs),
-		"how often the source of truth's digests are re-read from the catalog (between rescans the stream keeps them up to date) (env TCS_RECONCILE_RESCAN)")
-	fs.Float64Var(&cfg.RepairRate, "repair-rate", reconcile.DefaultRepairRate, "most drifted tenants resynced per second")
-	fs.Float64Var(&cfg.ReadRate, "read-rate", 0, "most records read per second from the catalog and from each region (0: no limit)")
-	once := fs.Bool("once", false, "compare until every region agrees with the source of truth or a settle period and three intervals have passed, resyncing what drifted, then exit (embedded backend: with the catalog, publish and apply stopped)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if obs.PrintVersion("streamer", stdout) {
-		return nil
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	if err := errors.Join(envErrs...); err != nil {
-		return err
-	}
-	var names []string
-	for _, r := range strings.Split(*regions, ",") {
-		if r = strings.TrimSpace(r); r == "" {
-			continue
-		}
-		if err := tenant.ValidateRegion(r); err != nil {
-			return fmt.Errorf("--regions: %q: %v", r, tenant.ErrorMessage(err))
-		}
-		names = append(names, r)
-	}
-	switch {
-	case len(names) == 0:
-		return errors.New("reconcile needs --regions (or TCS_REGIONS)")
-	case cfg.Interval <= 0 || cfg.Settle <= 0 || cfg.Rescan <= 0:
-		return fmt.Errorf("--interval %v, --settle %v, --rescan %v: want positive durations", cfg.Interval, cfg.Settle, cfg.Rescan)
-	case cfg.RepairRate <= 0 || cfg.ReadRate < 0:
-		return fmt.Errorf("--repair-rate %v, --read-rate %v: want more than 0, and 0 (no limit) or more", cfg.RepairRate, cfg.ReadRate)
-	}
-	if err := be.Validate(); err != nil {
-		return err
-	}
-	log, err := obs.Logger(stderr)
+func runReconcile(ctx context.Context, c *config, stdout, stderr io.Writer, ready chan<- string) error {
+	be, names := c.Backend, c.Reconcile.Regions
+	log, err := c.Obs.Logger(stderr)
 	if err != nil {
 		return err
 	}
+	cfg := reconcile.Config{Interval: c.Reconcile.Interval, Settle: c.Reconcile.Settle, Rescan: c.Reconcile.Rescan,
+		RepairRate: c.Reconcile.RepairRate, ReadRate: c.Reconcile.ReadRate}
 	gather, reg := cmdutil.Registry("reconcile", "")
 	store, err := catalogs.Open(ctx, be)
 	if err != nil {
@@ -111,7 +61,7 @@ func runReconcile(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return err
 	}
-	if *once {
+	if c.Reconcile.Once {
 		return reconcileOnce(ctx, rec, cfg, stdout)
 	}
 	// Ready once a comparison succeeded, and while the last one is at most
@@ -127,7 +77,7 @@ func runReconcile(ctx context.Context, args []string, getenv func(string) string
 		}
 		return nil
 	}
-	serveMetrics, bound, err := obs.ListenMetrics(cmdutil.ObsHandler(gather, nil, readyProbe, log), log)
+	serveMetrics, bound, err := c.Obs.ListenMetrics(cmdutil.ObsHandler(gather, nil, readyProbe, log), log)
 	if err != nil {
 		return err
 	}
