@@ -8,6 +8,8 @@
 // Event, Tombstone and Doc build change events by hand; DrawHistory draws a
 // random history from a real source of truth (catalog/bolt) and is exported
 // so that tests of the pure apply rules can use the same histories.
+// LockedReplica wraps a bbolt replica so that a system test can edit its
+// file behind the back of the components using it, or stall its applies.
 package replicatest
 
 import (
