@@ -19,6 +19,7 @@ import (
 	"github.com/tcs-dev/tcs/streamer"
 	"github.com/tcs-dev/tcs/streamer/reconcile"
 	"github.com/tcs-dev/tcs/tcs/boltreplica"
+	"github.com/tcs-dev/tcs/tcs/replicatest"
 )
 
 // memSource is a source of truth in memory: Export pages over a sorted
@@ -192,7 +193,7 @@ func BenchmarkDriftToResync(b *testing.B) {
 	for _, n := range benchSizes(100_000) {
 		b.Run(fmt.Sprintf("tenants=%d", n), func(b *testing.B) {
 			src, rep, path := bigSystem(b, n)
-			l := &lockedReplica{r: rep, path: path}
+			l := replicatest.NewLockedReplica(path, rep)
 			b.Cleanup(func() { l.Close() })
 			r, err := reconcile.New(reconcile.Config{Source: src, Regions: []reconcile.Region{{Name: "us-east-1", Scanner: l}},
 				Stream: nopStream{}, Rescan: 24 * time.Hour, Settle: time.Millisecond})
@@ -207,7 +208,7 @@ func BenchmarkDriftToResync(b *testing.B) {
 			lost := src.items[n/2]
 			cycles := 0
 			for b.Loop() {
-				l.edit(b, func(d, _ *bbolt.Bucket) error { return d.Delete([]byte(lost.Tenant.ID)) })
+				l.Edit(b, func(d, _ *bbolt.Bucket) error { return d.Delete([]byte(lost.Tenant.ID)) })
 				before := src.resyncs
 				for src.resyncs == before {
 					if _, err := r.Cycle(ctx); err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/tcs-dev/tcs/internal/testwait"
 	"github.com/tcs-dev/tcs/streamer/reconcile"
 	"github.com/tcs-dev/tcs/tcs"
+	"github.com/tcs-dev/tcs/tcs/replicatest"
 )
 
 const (
@@ -140,7 +141,7 @@ func TestRepairsEveryKind(t *testing.T) {
 	})
 
 	injected := time.Now()
-	s.replicas["us-east-1"].edit(t, func(d, h *bbolt.Bucket) error {
+	s.replicas["us-east-1"].Edit(t, func(d, h *bbolt.Bucket) error {
 		// missing_tenant: aaa lost, and hhh's tombstone.
 		if err := d.Delete([]byte("aaa")); err != nil {
 			return err
@@ -176,7 +177,7 @@ func TestRepairsEveryKind(t *testing.T) {
 		// orphaned_hostname: www.ggg.example.com, released, maps to ggg.
 		return putJSON(h, "www.ggg.example.com", tcs.HostRecord{TenantID: "ggg", ClaimVersion: 2})
 	})
-	s.replicas["eu-west-1"].edit(t, func(d, h *bbolt.Bucket) error {
+	s.replicas["eu-west-1"].Edit(t, func(d, h *bbolt.Bucket) error {
 		// ahead_version: bbb at a version the truth never had.
 		b, err := getDoc(d, "bbb")
 		if err != nil {
@@ -378,7 +379,7 @@ func TestStalledRegionIsNotDrift(t *testing.T) {
 		return metric(t, reg, "tcs_reconcile_cycles_total", map[string]string{"outcome": "ok"}) >= 1
 	})
 
-	s.replicas["eu-west-1"].gate.Lock() // eu-west-1's applier stalls
+	resume := s.replicas["eu-west-1"].StallApplies() // eu-west-1's applier stalls
 	for i := range 20 {
 		id := "t" + itoa(100+i)
 		next := storetest.NewTenant(id)
@@ -392,7 +393,7 @@ func TestStalledRegionIsNotDrift(t *testing.T) {
 	for time.Since(stalled) < 3*settle {
 		time.Sleep(interval) // the stall itself: no condition to wait for
 	}
-	s.replicas["eu-west-1"].gate.Unlock()
+	resume()
 	s.waitConverged(t, 10*time.Second)
 	cycles := metric(t, reg, "tcs_reconcile_cycles_total", map[string]string{"outcome": "ok"})
 	testwait.For(t, "two more comparisons", func() bool {
@@ -413,7 +414,7 @@ func TestStalledRegionIsNotDrift(t *testing.T) {
 func TestRepairWithinTwoComparisons(t *testing.T) {
 	t.Parallel()
 	src, rep, path := bigSystem(t, 100)
-	l := &lockedReplica{r: rep, path: path}
+	l := replicatest.NewLockedReplica(path, rep)
 	t.Cleanup(func() { l.Close() })
 	clock := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
 	var mu sync.Mutex
@@ -439,7 +440,7 @@ func TestRepairWithinTwoComparisons(t *testing.T) {
 	}
 	advance(settle)
 	lost := src.items[40].Tenant.ID
-	l.edit(t, func(d, _ *bbolt.Bucket) error { return d.Delete([]byte(lost)) })
+	l.Edit(t, func(d, _ *bbolt.Bucket) error { return d.Delete([]byte(lost)) })
 	for i, want := range []struct{ differing, findings, resyncs int }{
 		{1, 0, 0}, // seen: its bucket becomes a suspect
 		{1, 0, 0}, // judged after the settle period: a first sighting

@@ -19,8 +19,8 @@ import (
 	"github.com/tcs-dev/tcs/internal/testwait"
 	"github.com/tcs-dev/tcs/streamer"
 	"github.com/tcs-dev/tcs/streamer/boltlog"
-	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/boltreplica"
+	"github.com/tcs-dev/tcs/tcs/replicatest"
 )
 
 // system is an embedded pipeline: a bbolt catalog, a publisher, a bbolt
@@ -29,7 +29,7 @@ import (
 type system struct {
 	src      *bolt.Store
 	stream   *boltlog.Log
-	replicas map[string]*lockedReplica
+	replicas map[string]*replicatest.LockedReplica
 	regions  []string
 }
 
@@ -46,7 +46,7 @@ func startSystem(t testing.TB, regions ...string) *system {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { log.Close() })
-	s := &system{src: src, stream: log, replicas: map[string]*lockedReplica{}, regions: regions}
+	s := &system{src: src, stream: log, replicas: map[string]*replicatest.LockedReplica{}, regions: regions}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
@@ -66,105 +66,12 @@ func startSystem(t testing.TB, regions ...string) *system {
 		if err != nil {
 			t.Fatal(err)
 		}
-		l := &lockedReplica{r: rep, path: path}
+		l := replicatest.NewLockedReplica(path, rep)
 		t.Cleanup(func() { l.Close() })
 		s.replicas[region] = l
 		run("applier "+region, streamer.NewApplier(streamer.ApplierConfig{Region: region, Stream: log, Replica: l}).Run)
 	}
 	return s
-}
-
-// lockedReplica lets a test edit a replica's bbolt file directly (closing
-// and reopening it) while an applier uses it.
-type lockedReplica struct {
-	mu   sync.RWMutex
-	r    *boltreplica.Replica
-	path string
-	// gate, while held, stops applies (a stalled applier); reads go on.
-	gate sync.RWMutex
-}
-
-var (
-	_ tcs.Replica      = (*lockedReplica)(nil)
-	_ tcs.BatchApplier = (*lockedReplica)(nil)
-	_ tcs.Scanner      = (*lockedReplica)(nil)
-)
-
-func (l *lockedReplica) Apply(ctx context.Context, ev *tenant.ChangeEvent) (tcs.ApplyResult, error) {
-	l.gate.RLock()
-	defer l.gate.RUnlock()
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.r.Apply(ctx, ev)
-}
-
-func (l *lockedReplica) ApplyBatch(ctx context.Context, evs []*tenant.ChangeEvent) ([]tcs.ApplyResult, error) {
-	l.gate.RLock()
-	defer l.gate.RUnlock()
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.r.ApplyBatch(ctx, evs)
-}
-
-func (l *lockedReplica) LookupHostname(ctx context.Context, h string) (*tenant.Tenant, error) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.r.LookupHostname(ctx, h)
-}
-
-func (l *lockedReplica) GetTenant(ctx context.Context, id string) (*tenant.Tenant, error) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.r.GetTenant(ctx, id)
-}
-
-func (l *lockedReplica) ScanDocs(ctx context.Context, cursor string, limit int) ([]*tenant.Tenant, string, error) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.r.ScanDocs(ctx, cursor, limit)
-}
-
-func (l *lockedReplica) ScanHosts(ctx context.Context, cursor string, limit int) ([]tcs.HostEntry, string, error) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.r.ScanHosts(ctx, cursor, limit)
-}
-
-func (l *lockedReplica) Ping(ctx context.Context) error {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.r.Ping(ctx)
-}
-
-func (l *lockedReplica) Close() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.r.Close()
-}
-
-// edit changes the replica's file directly, as a bad restore or a lost
-// write would.
-func (l *lockedReplica) edit(tb testing.TB, f func(docs, hosts *bbolt.Bucket) error) {
-	tb.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err := l.r.Close(); err != nil {
-		tb.Fatal(err)
-	}
-	db, err := bbolt.Open(l.path, 0o600, &bbolt.Options{Timeout: 5 * time.Second})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	err = db.Update(func(tx *bbolt.Tx) error { return f(tx.Bucket([]byte("docs")), tx.Bucket([]byte("hosts"))) })
-	if cerr := db.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if l.r, err = boltreplica.Open(l.path, boltreplica.Options{}); err != nil {
-		tb.Fatal(err)
-	}
 }
 
 func putJSON(b *bbolt.Bucket, key string, v any) error {
