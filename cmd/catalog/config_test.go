@@ -99,10 +99,10 @@ func TestParseConfig(t *testing.T) {
 		// does not exist, credentials and certificates that cannot be
 		// read, a non-loopback address without them all parse.
 		{name: "nothing opened", args: []string{"--addr", "0.0.0.0:8080", "--data", "/nonexistent/data",
-			"--tokens-file", "/nonexistent/tokens", "--tls-cert", "/nonexistent/c.pem", "--tls-client-ca", "/nonexistent/ca.pem"},
+			"--tokens-file", "/nonexistent/tokens", "--tls-cert", "/nonexistent/c.pem", "--tls-key", "/nonexistent/k.pem", "--tls-client-ca", "/nonexistent/ca.pem"},
 			want: func(c *config) {
 				c.Addr, c.Backend.DataDir, c.Security.TokensFile = "0.0.0.0:8080", "/nonexistent/data", "/nonexistent/tokens"
-				c.Security.TLS = auth.TLSFiles{Cert: "/nonexistent/c.pem", ClientCA: "/nonexistent/ca.pem"}
+				c.Security.TLS = auth.TLSFiles{Cert: "/nonexistent/c.pem", Key: "/nonexistent/k.pem", ClientCA: "/nonexistent/ca.pem"}
 			}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -157,6 +157,8 @@ func TestParseConfigRefuses(t *testing.T) {
 		{name: "aws timeout env", args: aws, env: map[string]string{"TCS_AWS_TIMEOUT": "soon"}, want: []string{`TCS_AWS_TIMEOUT "soon"`}},
 		{name: "header timeout over aws timeout", args: append(aws, "--aws-timeout", "1s", "--aws-header-timeout", "2s"),
 			want: []string{"--aws-header-timeout 2s exceeds --aws-timeout 1s"}},
+		{name: "client CA without certificate", args: []string{"--tls-client-ca", "ca.pem"}, want: []string{"--tls-client-ca needs --tls-cert and --tls-key"}},
+		{name: "key without certificate", env: map[string]string{"TCS_TLS_KEY": "k.pem"}, want: []string{"--tls-cert and --tls-key go together"}},
 		{name: "bad log level", args: []string{"--log-level", "loud"}, want: []string{`--log-level "loud": want debug, info, warn or error`}},
 		{name: "bad log format env", env: map[string]string{"TCS_LOG_FORMAT": "xml"}, want: []string{`--log-format "xml": want text or json`}},
 	} {

@@ -123,6 +123,9 @@ func (c *config) check() error {
 	if c.Lookup.HotKeys <= 0 {
 		return fmt.Errorf("--hot-keys %d: must be positive", c.Lookup.HotKeys)
 	}
+	if err := c.Security.Check(); err != nil { // the files are read when wiring
+		return err
+	}
 	// --log-level and --log-format: the logger itself is made when wiring,
 	// writing to stderr.
 	if _, err := c.Obs.Logger(io.Discard); err != nil {

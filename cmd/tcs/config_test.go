@@ -142,10 +142,10 @@ func TestParseConfig(t *testing.T) {
 		// hot-keys file that does not exist, credentials and certificates
 		// that cannot be read, a non-loopback address without them.
 		{name: "nothing opened", args: []string{"--region", "eu-west-1", "--addr", "0.0.0.0:9001", "--data", "/nonexistent/data",
-			"--hot-keys-file", "/nonexistent/hot-keys", "--tokens-file", "/nonexistent/tokens", "--tls-key", "/nonexistent/k.pem"},
+			"--hot-keys-file", "/nonexistent/hot-keys", "--tokens-file", "/nonexistent/tokens", "--tls-cert", "/nonexistent/c.pem", "--tls-key", "/nonexistent/k.pem"},
 			want: func(c *config) {
 				c.Addr, c.Backend.DataDir, c.Lookup.HotKeysFile = "0.0.0.0:9001", "/nonexistent/data", "/nonexistent/hot-keys"
-				c.Security.TokensFile, c.Security.TLS = "/nonexistent/tokens", auth.TLSFiles{Key: "/nonexistent/k.pem"}
+				c.Security.TokensFile, c.Security.TLS = "/nonexistent/tokens", auth.TLSFiles{Cert: "/nonexistent/c.pem", Key: "/nonexistent/k.pem"}
 			}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -210,6 +210,9 @@ func TestParseConfigRefuses(t *testing.T) {
 		{name: "zero feed-down TTL", args: with(region, "--feed-down-ttl", "0s"), want: "--feed-down-ttl 0s: must be positive"},
 		{name: "negative feed-down TTL", args: with(region, "--feed-down-ttl", "-5s"), want: "--feed-down-ttl -5s: must be positive"},
 		{name: "zero hot keys", args: with(region, "--hot-keys", "0"), want: "--hot-keys 0: must be positive"},
+		{name: "client CA without certificate", args: with(region, "--tls-client-ca", "ca.pem"), want: "--tls-client-ca needs --tls-cert and --tls-key"},
+		{name: "certificate without key", args: with(region, "--tls-cert", "c.pem"), want: "--tls-cert and --tls-key go together"},
+		{name: "key without certificate env", args: region, env: map[string]string{"TCS_TLS_KEY": "k.pem"}, want: "--tls-cert and --tls-key go together"},
 		{name: "bad log level env", args: region, env: map[string]string{"TCS_LOG_LEVEL": "loud"}, want: `--log-level "loud": want debug, info, warn or error`},
 		{name: "bad log format", args: with(region, "--log-format", "xml"), want: `--log-format "xml": want text or json`},
 	} {

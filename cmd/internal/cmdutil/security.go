@@ -70,12 +70,24 @@ func (g *Guard) OpenUnlessConfigured(role auth.Role) bool {
 	return true
 }
 
+// Check reports TLS flags that cannot go together, naming them. It reads
+// no file: a binary's parseConfig calls it, and Load again.
+func (s *Security) Check() error {
+	if s.TLS.ClientCA != "" && !s.TLS.Enabled() {
+		return errors.New("--tls-client-ca needs --tls-cert and --tls-key")
+	}
+	if s.TLS.Enabled() && (s.TLS.Cert == "" || s.TLS.Key == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	return nil
+}
+
 // Load builds the guard: the credentials of the file and of the roles'
 // environment tokens (only lines of those roles count), and the TLS files.
 func (s *Security) Load(getenv func(string) string, roles ...auth.Role) (*Guard, error) {
 	g := &Guard{}
-	if s.TLS.ClientCA != "" && !s.TLS.Enabled() {
-		return nil, errors.New("--tls-client-ca needs --tls-cert and --tls-key")
+	if err := s.Check(); err != nil {
+		return nil, err
 	}
 	if s.TLS.Enabled() {
 		t, err := auth.NewServerTLS(s.TLS)
