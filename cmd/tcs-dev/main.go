@@ -10,14 +10,18 @@
 // --tokens-file and the TCS_*_TOKEN variables; `make run` sets the
 // development tokens, which are refused on non-loopback addresses. SIGHUP
 // reloads credentials and certificates.
+//
+// config.go parses and checks the command line and environment; main.go
+// only wires: the guards, the listeners, then each part in turn (catalog,
+// publisher, each region's applier and lookup server, reconciler).
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -31,8 +35,8 @@ import (
 	"github.com/tcs-dev/tcs/cmd/internal/backend/catalogs"
 	"github.com/tcs-dev/tcs/cmd/internal/backend/streams"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
-	"github.com/tcs-dev/tcs/cmd/internal/lookupflags"
 	"github.com/tcs-dev/tcs/internal/auth"
+	"github.com/tcs-dev/tcs/internal/buildinfo"
 	"github.com/tcs-dev/tcs/internal/httpserve"
 	"github.com/tcs-dev/tcs/streamer"
 	"github.com/tcs-dev/tcs/streamer/reconcile"
@@ -42,28 +46,6 @@ import (
 )
 
 func main() { cmdutil.Main("tcs-dev", run) }
-
-// DefaultRegions are the regions `make run` serves, with their gRPC ports.
-const DefaultRegions = "us-east-1=127.0.0.1:9001,eu-west-1=127.0.0.1:9002,ap-southeast-2=127.0.0.1:9003"
-
-type regionAddr struct{ region, addr string }
-
-func parseRegions(s string) ([]regionAddr, error) {
-	var out []regionAddr
-	seen := map[string]bool{}
-	for _, part := range strings.Split(s, ",") {
-		region, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
-		if !ok || region == "" || addr == "" {
-			return nil, fmt.Errorf("--regions: %q is not REGION=HOST:PORT", part)
-		}
-		if seen[region] {
-			return nil, fmt.Errorf("--regions: region %s listed twice", region)
-		}
-		seen[region] = true
-		out = append(out, regionAddr{region, addr})
-	}
-	return out, nil
-}
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	return runWithReady(ctx, args, getenv, stdout, stderr, nil)
@@ -76,76 +58,28 @@ type endpoints struct {
 	Regions map[string]string
 }
 
+// runWithReady is run; ready, if not nil, receives the endpoints once
+// every part has started.
 func runWithReady(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, ready chan<- endpoints) error {
-	fs := flag.NewFlagSet("tcs-dev", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	be := backend.Register(fs, getenv)
-	catalogAddr := fs.String("catalog-addr", cmdutil.EnvOr(getenv, "TCS_CATALOG_ADDR", "127.0.0.1:8080"), "admin REST API listen address (env TCS_CATALOG_ADDR)")
-	regionsFlag := fs.String("regions", cmdutil.EnvOr(getenv, "TCS_REGIONS", DefaultRegions), "regions and their gRPC listen addresses (env TCS_REGIONS)")
-	seed := fs.Bool("seed", true, "create sample tenants when the data directory is new (aws: when the catalog is empty)")
-	obs := cmdutil.RegisterFlags(fs, getenv, cmdutil.DefaultDevMetricsAddr)
-	sec := cmdutil.RegisterSecurity(fs, getenv, auth.Roles...)
-	reflect := fs.Bool("reflection", false, "serve gRPC server reflection on the lookup servers (grpcurl without .proto files)")
-	limits := lookupflags.Register(fs)
-	var envErrs []error
-	reconcileInterval := fs.Duration("reconcile-interval", cmdutil.EnvDuration(getenv, "TCS_RECONCILE_INTERVAL", reconcile.DefaultInterval, &envErrs),
-		"time between two comparisons of every region with the source of truth by the reconciler, which resyncs what drifted (as `streamer reconcile` does) (env TCS_RECONCILE_INTERVAL); 0: no reconciler")
-	reconcileSettle := fs.Duration("reconcile-settle", cmdutil.EnvDuration(getenv, "TCS_RECONCILE_SETTLE", reconcile.DefaultSettle, &envErrs),
-		"how long a difference must last before the reconciler judges it drift (env TCS_RECONCILE_SETTLE)")
-	if err := fs.Parse(args); err != nil {
+	cfg, err := parseConfig(args, getenv, stderr)
+	if err != nil {
 		return err
 	}
-	if err := errors.Join(envErrs...); err != nil {
-		return err
-	}
-	if *reconcileInterval < 0 || *reconcileSettle <= 0 {
-		return fmt.Errorf("--reconcile-interval %v, --reconcile-settle %v: want 0 (no reconciler) or more, and more than 0", *reconcileInterval, *reconcileSettle)
-	}
-	if obs.PrintVersion("tcs-dev", stdout) {
+	if cfg.Version {
+		fmt.Fprintln(stdout, buildinfo.Get().String("tcs-dev"))
 		return nil
 	}
-	if err := limits.Validate(); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	regions, err := parseRegions(*regionsFlag)
+	log, err := cfg.Obs.Logger(stderr)
 	if err != nil {
 		return err
 	}
-	log, err := obs.Logger(stderr)
+	guards, err := loadGuards(cfg, getenv, log)
 	if err != nil {
 		return err
 	}
-	// Each surface accepts only its roles' credentials: the catalog admin
-	// and reader, the lookup servers lookup and replica-scan (a lookup
-	// server never accepts a catalog credential).
-	catalogGuard, err := sec.Load(getenv, auth.Admin, auth.Reader)
-	if err != nil {
-		return err
-	}
-	if catalogGuard.Auth == nil || catalogGuard.Auth.Set().Len() == 0 {
-		return errors.New("no catalog credentials configured: set --tokens-file (or TCS_TOKENS_FILE) with admin or reader lines, or TCS_ADMIN_TOKEN (and TCS_READER_TOKEN); make run sets the development tokens")
-	}
-	lookupGuard, err := sec.Load(getenv, auth.Lookup, auth.ReplicaScan)
-	if err != nil {
-		return err
-	}
-	lookupGuard.OpenUnlessConfigured(auth.Lookup)
-	binds := []auth.Bind{}
-	for _, r := range regions {
-		binds = append(binds, lookupGuard.Bind("--regions "+r.region, r.addr))
-	}
-	if err := catalogGuard.Check(sec.Insecure, log, catalogGuard.Bind("--catalog-addr", *catalogAddr)); err != nil {
-		return err
-	}
-	if err := lookupGuard.Check(sec.Insecure, log, binds...); err != nil {
-		return err
-	}
-	if err := be.Validate(); err != nil {
-		return err
-	}
+	// fresh: the data is new, and gets the sample tenants. The embedded
+	// catalog's file is looked for before opening it creates it.
+	be := cfg.Backend
 	fresh := false
 	if !be.IsAWS() {
 		data, err := be.Data()
@@ -155,163 +89,47 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 		_, statErr := os.Stat(data.Catalog())
 		fresh = errors.Is(statErr, os.ErrNotExist)
 	}
-
-	// Open every listener first: a busy port fails the start, naming it.
-	var listeners []net.Listener
-	defer func() {
-		for _, ln := range listeners {
-			ln.Close()
-		}
-	}()
-	listen := func(what, addr string) (net.Listener, error) {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return nil, fmt.Errorf("%s: listen on %s: %w", what, addr, err)
-		}
-		listeners = append(listeners, ln)
-		return ln, nil
-	}
-	catalogLn, err := listen("catalog", *catalogAddr)
+	lns, err := listen(cfg)
 	if err != nil {
 		return err
 	}
-	regionLns := make([]net.Listener, len(regions))
-	for i, r := range regions {
-		if regionLns[i], err = listen("tcs "+r.region, r.addr); err != nil {
-			return err
-		}
-	}
+	defer lns.close()
 
-	store, err := catalogs.Open(ctx, be)
+	w, err := open(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer w.close()
 	if be.IsAWS() {
-		page, err := store.List(ctx, catalog.ListOptions{Limit: 1})
+		page, err := w.store.List(ctx, catalog.ListOptions{Limit: 1})
 		if err != nil {
 			return err
 		}
 		fresh = len(page.Tenants) == 0
 	}
-	// One registry; each part's metrics carry its component (the
-	// process-wide ones component="dev"), and the lookup servers' their
-	// region (the appliers' and the invalidation metrics carry it
-	// themselves).
-	reg, _ := cmdutil.Registry("dev", "")
-	component := func(c string) prometheus.Registerer {
-		return prometheus.WrapRegistererWith(prometheus.Labels{"component": c}, reg)
-	}
-	publishReg, applyReg, tcsReg := component("publish"), component("apply"), component("tcs")
-	if lookupGuard.Auth != nil {
-		tcsReg.MustRegister(lookupGuard.Auth) // tcs_auth_refusals_total, one for every region's lookup server
-	}
-	// The embedded stream is one bbolt file: publisher and appliers share
-	// it. On Kinesis each applier has its own consumer (its region's lease
-	// table), and the publisher one that only appends.
-	stream, err := streams.Open(ctx, be, streams.Options{Logger: log.With("component", "stream"), Registerer: publishReg})
+	w.startCatalog(lns.catalog, guards.catalog)
+	cmdutil.ReloadOnHangup(w.ctx, log, func() error { return errors.Join(guards.catalog.Reload(), guards.lookup.Reload()) })
+	w.startPublisher()
+	scanners, err := w.startRegions(ctx, lns.regions, guards.lookup)
 	if err != nil {
 		return err
 	}
-	defer stream.Close()
-
-	g, gctx := errgroup.WithContext(ctx)
-	api := httpapi.New(httpapi.Config{Store: store, Auth: catalogGuard.Auth, Logger: log.With("component", "catalog"), Registry: reg, Registerer: component("catalog")})
-	g.Go(func() error {
-		if catalogGuard.TLS != nil {
-			return httpserve.ServeTLS(gctx, catalogLn, api, catalogGuard.TLSConfig())
-		}
-		return httpserve.Serve(gctx, catalogLn, api)
-	})
-	cmdutil.ReloadOnHangup(gctx, log, func() error { return errors.Join(catalogGuard.Reload(), lookupGuard.Reload()) })
-	pub := streamer.NewPublisher(streamer.PublisherConfig{Outbox: store, Stream: stream, Logger: log.With("component", "publish"), Registerer: publishReg})
-	g.Go(func() error { return pub.Run(gctx) })
-
-	ep := endpoints{Catalog: catalogLn.Addr().String(), Regions: map[string]string{}}
-	// The metrics port is ready when the catalog's store answers and every
-	// lookup server is ready; alive unless a lookup server is wedged.
-	liveProbes, readyProbes := map[string]cmdutil.Probe{}, map[string]cmdutil.Probe{"catalog": api.Ready}
-	var scanners []reconcile.Region
-	for i, r := range regions {
-		rep, err := be.OpenReplica(ctx, r.region)
-		if err != nil {
+	if cfg.ReconcileInterval > 0 {
+		if err := w.startReconciler(ctx, scanners); err != nil {
 			return err
 		}
-		defer rep.Close()
-		var (
-			bc          tcs.Broadcaster
-			feed        tcs.Feed
-			applyStream = stream
-		)
-		regionReg := prometheus.WrapRegistererWith(prometheus.Labels{"region": r.region}, tcsReg)
-		if be.IsAWS() {
-			// The SNS and Kinesis metrics carry their own region and stream
-			// labels; streams share their collectors.
-			inv := backend.Invalidation{Region: r.region, NodeID: "tcs-dev-" + r.region, Logger: log.With("component", "invalidation"), Registerer: applyReg}
-			if bc, err = be.OpenBroadcaster(ctx, inv); err != nil {
-				return err
-			}
-			inv.Registerer = tcsReg
-			if feed, err = be.OpenFeed(ctx, inv); err != nil {
-				return err
-			}
-			s, err := streams.Open(ctx, be, streams.Options{Region: r.region, Owner: "tcs-dev-" + r.region, Logger: log.With("component", "stream"), Registerer: applyReg})
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			applyStream = s
-		} else {
-			hub := fanout.New(fanout.Options{})
-			bc, feed = hub, hub
-		}
-		applier := streamer.NewApplier(streamer.ApplierConfig{Region: r.region, Stream: applyStream, Replica: rep, Broadcaster: bc,
-			Logger: log.With("component", "apply"), Registerer: applyReg})
-		g.Go(func() error { return applier.Run(gctx) })
-		lc := lookup.Config{Region: r.region, Replica: rep, Feed: feed, Logger: log.With("component", "tcs", "region", r.region),
-			Registerer: regionReg, ReplicaAdmin: lookupGuard.Auth != nil}
-		so := lookup.ServeOptions{TLS: lookupGuard.TLSConfig(), Auth: lookupGuard.Auth, Reflection: *reflect,
-			ServerOptions: cmdutil.RequestIDs(log.With("component", "tcs", "region", r.region))}
-		limits.Apply(&lc, &so)
-		srv := lookup.New(lc)
-		liveProbes["tcs "+r.region], readyProbes["tcs "+r.region] = cmdutil.Check(srv.Live), cmdutil.Check(srv.Ready)
-		ln := regionLns[i]
-		g.Go(func() error { return srv.Serve(gctx, ln, so) })
-		ep.Regions[r.region] = ln.Addr().String()
-		if sc, ok := rep.(tcs.Scanner); ok {
-			scanners = append(scanners, reconcile.Region{Name: r.region, Scanner: sc})
-		}
 	}
-	if *reconcileInterval > 0 {
-		recStream := stream
-		if be.IsAWS() {
-			// Its consumer group's leases live in the first region's lease table.
-			s, err := streams.Open(ctx, be, streams.Options{Region: regions[0].region, Owner: "tcs-dev-reconcile", Logger: log.With("component", "stream"), Registerer: component("reconcile")})
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			recStream = s
-		}
-		rec, err := reconcile.New(reconcile.Config{Source: store, Stream: recStream, Regions: scanners, Interval: *reconcileInterval, Settle: *reconcileSettle,
-			Logger: log.With("component", "reconcile"), Registerer: component("reconcile")})
-		if err != nil {
-			return err
-		}
-		g.Go(func() error { return rec.Run(gctx) })
+	lns.handedOver()
+	ep := endpoints{Catalog: lns.catalog.Addr().String(), Regions: map[string]string{}}
+	for i, r := range cfg.Regions {
+		ep.Regions[r.Region] = lns.regions[i].Addr().String()
 	}
-	listeners = nil // the servers own them now
-	serveMetrics, metricsBound, err := obs.ListenMetrics(cmdutil.ObsHandler(reg, cmdutil.AllOf(liveProbes), cmdutil.AllOf(readyProbes), log), log)
-	if err != nil {
+	if ep.Metrics, err = w.serveMetrics(); err != nil {
 		return err
 	}
-	if serveMetrics != nil {
-		g.Go(func() error { return serveMetrics(gctx) })
-		ep.Metrics = metricsBound.String()
-	}
 
-	if fresh && *seed {
-		n, err := seedTenants(ctx, store)
+	if fresh && cfg.Seed {
+		n, err := seedTenants(ctx, w.store)
 		if err != nil {
 			return fmt.Errorf("seeding sample tenants: %w", err)
 		}
@@ -321,13 +139,276 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if be.IsAWS() {
 		where = "the AWS backends (resource prefix " + be.Names.Prefix + ", home region " + be.HomeRegion + ")"
 	}
-	banner(stdout, where, ep, regions, bannerOptions{tls: catalogGuard.TLS != nil, lookupAuth: lookupGuard.Auth != nil && !lookupGuard.Auth.IsOpen(auth.Lookup), reflection: *reflect})
+	banner(stdout, where, ep, cfg.Regions, bannerOptions{tls: guards.catalog.TLS != nil,
+		lookupAuth: guards.lookup.Auth != nil && !guards.lookup.Auth.IsOpen(auth.Lookup), reflection: cfg.Reflection})
 	if ready != nil {
 		ready <- ep
 	}
-	err = g.Wait()
+	err = w.g.Wait()
 	log.Info("tcs-dev stopped")
 	return err
+}
+
+// guards protect tcs-dev's two kinds of surface: each accepts only its
+// roles' credentials, the catalog admin and reader, the lookup servers
+// lookup and replica-scan (a lookup server never accepts a catalog
+// credential).
+type guards struct{ catalog, lookup *cmdutil.Guard }
+
+// loadGuards loads the credentials and TLS files, and refuses a listen
+// address they cannot protect.
+func loadGuards(cfg *config, getenv func(string) string, log *slog.Logger) (guards, error) {
+	sec := cfg.Security
+	catalogGuard, err := sec.Load(getenv, auth.Admin, auth.Reader)
+	if err != nil {
+		return guards{}, err
+	}
+	if catalogGuard.Auth == nil || catalogGuard.Auth.Set().Len() == 0 {
+		return guards{}, errors.New("no catalog credentials configured: set --tokens-file (or TCS_TOKENS_FILE) with admin or reader lines, or TCS_ADMIN_TOKEN (and TCS_READER_TOKEN); make run sets the development tokens")
+	}
+	lookupGuard, err := sec.Load(getenv, auth.Lookup, auth.ReplicaScan)
+	if err != nil {
+		return guards{}, err
+	}
+	lookupGuard.OpenUnlessConfigured(auth.Lookup)
+	binds := []auth.Bind{}
+	for _, r := range cfg.Regions {
+		binds = append(binds, lookupGuard.Bind("--regions "+r.Region, r.Addr))
+	}
+	if err := catalogGuard.Check(sec.Insecure, log, catalogGuard.Bind("--catalog-addr", cfg.CatalogAddr)); err != nil {
+		return guards{}, err
+	}
+	if err := lookupGuard.Check(sec.Insecure, log, binds...); err != nil {
+		return guards{}, err
+	}
+	return guards{catalog: catalogGuard, lookup: lookupGuard}, nil
+}
+
+// listeners are the system's listeners, all opened before anything starts
+// so that a busy port fails the start, naming it.
+type listeners struct {
+	catalog net.Listener
+	regions []net.Listener // cfg.Regions' lookup servers, in order
+	owned   bool           // close closes them: no server owns them yet
+}
+
+func listen(cfg *config) (*listeners, error) {
+	l := &listeners{owned: true}
+	var err error
+	if l.catalog, err = net.Listen("tcp", cfg.CatalogAddr); err != nil {
+		return nil, fmt.Errorf("catalog: listen on %s: %w", cfg.CatalogAddr, err)
+	}
+	for _, r := range cfg.Regions {
+		ln, err := net.Listen("tcp", r.Addr)
+		if err != nil {
+			l.close()
+			return nil, fmt.Errorf("tcs %s: listen on %s: %w", r.Region, r.Addr, err)
+		}
+		l.regions = append(l.regions, ln)
+	}
+	return l, nil
+}
+
+// handedOver says the servers own the listeners now.
+func (l *listeners) handedOver() { l.owned = false }
+
+func (l *listeners) close() {
+	if !l.owned {
+		return
+	}
+	l.catalog.Close()
+	for _, ln := range l.regions {
+		ln.Close()
+	}
+}
+
+// wiring is what tcs-dev's parts are wired into: the store, the stream and
+// the metrics registry they share, the group they run in, the probes of the
+// metrics port, and what to close once they have stopped.
+type wiring struct {
+	cfg *config
+	log *slog.Logger
+	// One registry; each part's metrics carry its component (the
+	// process-wide ones component="dev"), and the lookup servers' their
+	// region (the appliers' and the invalidation metrics carry it
+	// themselves).
+	reg    *prometheus.Registry
+	store  catalog.Store
+	stream streamer.Stream // the publisher's; on the embedded backend every part's
+
+	g      *errgroup.Group
+	ctx    context.Context // the group's: the parts run until it ends
+	cancel context.CancelFunc
+
+	// The metrics port is ready when the catalog's store answers and every
+	// lookup server is ready; alive unless a lookup server is wedged.
+	live, ready map[string]cmdutil.Probe
+
+	closers []io.Closer // closed in reverse once the parts have stopped
+}
+
+// open opens the catalog's store and the stream the parts share.
+func open(ctx context.Context, cfg *config, log *slog.Logger) (*wiring, error) {
+	w := &wiring{cfg: cfg, log: log, live: map[string]cmdutil.Probe{}, ready: map[string]cmdutil.Probe{}}
+	w.reg, _ = cmdutil.Registry("dev", "")
+	var gctx context.Context
+	gctx, w.cancel = context.WithCancel(ctx)
+	w.g, w.ctx = errgroup.WithContext(gctx)
+	var err error
+	if w.store, err = catalogs.Open(ctx, cfg.Backend); err != nil {
+		w.close()
+		return nil, err
+	}
+	w.closers = append(w.closers, w.store)
+	// The embedded stream is one bbolt file: publisher and appliers share
+	// it. On Kinesis each applier has its own consumer (its region's lease
+	// table), and the publisher one that only appends.
+	if w.stream, err = streams.Open(ctx, cfg.Backend, streams.Options{Logger: log.With("component", "stream"), Registerer: w.component("publish")}); err != nil {
+		w.close()
+		return nil, err
+	}
+	w.closers = append(w.closers, w.stream)
+	return w, nil
+}
+
+// close stops the parts, if they still run, waits for them and closes what
+// was opened for them.
+func (w *wiring) close() {
+	w.cancel()
+	_ = w.g.Wait()
+	for i := len(w.closers) - 1; i >= 0; i-- {
+		w.closers[i].Close()
+	}
+}
+
+// component is the registerer of one part's metrics.
+func (w *wiring) component(c string) prometheus.Registerer {
+	return prometheus.WrapRegistererWith(prometheus.Labels{"component": c}, w.reg)
+}
+
+// startCatalog serves the admin REST API on ln.
+func (w *wiring) startCatalog(ln net.Listener, guard *cmdutil.Guard) {
+	api := httpapi.New(httpapi.Config{Store: w.store, Auth: guard.Auth, Logger: w.log.With("component", "catalog"), Registry: w.reg, Registerer: w.component("catalog")})
+	w.ready["catalog"] = api.Ready
+	w.g.Go(func() error {
+		if guard.TLS != nil {
+			return httpserve.ServeTLS(w.ctx, ln, api, guard.TLSConfig())
+		}
+		return httpserve.Serve(w.ctx, ln, api)
+	})
+}
+
+// startPublisher runs the publisher: outbox → stream.
+func (w *wiring) startPublisher() {
+	pub := streamer.NewPublisher(streamer.PublisherConfig{Outbox: w.store, Stream: w.stream, Logger: w.log.With("component", "publish"), Registerer: w.component("publish")})
+	w.g.Go(func() error { return pub.Run(w.ctx) })
+}
+
+// startRegions runs every region's applier and lookup server, the latter
+// on lns (in cfg.Regions' order), and returns the replicas the reconciler
+// can scan.
+func (w *wiring) startRegions(ctx context.Context, lns []net.Listener, guard *cmdutil.Guard) ([]reconcile.Region, error) {
+	if guard.Auth != nil {
+		w.component("tcs").MustRegister(guard.Auth) // tcs_auth_refusals_total, one for every region's lookup server
+	}
+	var scanners []reconcile.Region
+	for i, r := range w.cfg.Regions {
+		sc, err := w.startRegion(ctx, r, lns[i], guard)
+		if err != nil {
+			return nil, err
+		}
+		if sc != nil {
+			scanners = append(scanners, reconcile.Region{Name: r.Region, Scanner: sc})
+		}
+	}
+	return scanners, nil
+}
+
+// startRegion opens region r's replica and runs its applier and its lookup
+// server on ln; it returns the replica's scanner for the reconciler (nil if
+// it cannot be scanned).
+func (w *wiring) startRegion(ctx context.Context, r regionAddr, ln net.Listener, guard *cmdutil.Guard) (tcs.Scanner, error) {
+	be := w.cfg.Backend
+	applyReg, tcsReg := w.component("apply"), w.component("tcs")
+	rep, err := be.OpenReplica(ctx, r.Region)
+	if err != nil {
+		return nil, err
+	}
+	w.closers = append(w.closers, rep)
+	var (
+		bc          tcs.Broadcaster
+		feed        tcs.Feed
+		applyStream = w.stream
+	)
+	if be.IsAWS() {
+		// The SNS and Kinesis metrics carry their own region and stream
+		// labels; streams share their collectors.
+		inv := backend.Invalidation{Region: r.Region, NodeID: "tcs-dev-" + r.Region, Logger: w.log.With("component", "invalidation"), Registerer: applyReg}
+		if bc, err = be.OpenBroadcaster(ctx, inv); err != nil {
+			return nil, err
+		}
+		inv.Registerer = tcsReg
+		if feed, err = be.OpenFeed(ctx, inv); err != nil {
+			return nil, err
+		}
+		s, err := streams.Open(ctx, be, streams.Options{Region: r.Region, Owner: "tcs-dev-" + r.Region, Logger: w.log.With("component", "stream"), Registerer: applyReg})
+		if err != nil {
+			return nil, err
+		}
+		w.closers = append(w.closers, s)
+		applyStream = s
+	} else {
+		hub := fanout.New(fanout.Options{})
+		bc, feed = hub, hub
+	}
+	applier := streamer.NewApplier(streamer.ApplierConfig{Region: r.Region, Stream: applyStream, Replica: rep, Broadcaster: bc,
+		Logger: w.log.With("component", "apply"), Registerer: applyReg})
+	w.g.Go(func() error { return applier.Run(w.ctx) })
+	lc := lookup.Config{Region: r.Region, Replica: rep, Feed: feed, Logger: w.log.With("component", "tcs", "region", r.Region),
+		Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"region": r.Region}, tcsReg), ReplicaAdmin: guard.Auth != nil}
+	so := lookup.ServeOptions{TLS: guard.TLSConfig(), Auth: guard.Auth, Reflection: w.cfg.Reflection,
+		ServerOptions: cmdutil.RequestIDs(w.log.With("component", "tcs", "region", r.Region))}
+	w.cfg.Limits.Apply(&lc, &so)
+	srv := lookup.New(lc)
+	w.live["tcs "+r.Region], w.ready["tcs "+r.Region] = cmdutil.Check(srv.Live), cmdutil.Check(srv.Ready)
+	w.g.Go(func() error { return srv.Serve(w.ctx, ln, so) })
+	sc, _ := rep.(tcs.Scanner)
+	return sc, nil
+}
+
+// startReconciler runs the reconciler over the catalog and the regions'
+// replicas.
+func (w *wiring) startReconciler(ctx context.Context, regions []reconcile.Region) error {
+	be := w.cfg.Backend
+	recStream := w.stream
+	if be.IsAWS() {
+		// Its consumer group's leases live in the first region's lease table.
+		s, err := streams.Open(ctx, be, streams.Options{Region: w.cfg.Regions[0].Region, Owner: "tcs-dev-reconcile", Logger: w.log.With("component", "stream"), Registerer: w.component("reconcile")})
+		if err != nil {
+			return err
+		}
+		w.closers = append(w.closers, s)
+		recStream = s
+	}
+	rec, err := reconcile.New(reconcile.Config{Source: w.store, Stream: recStream, Regions: regions, Interval: w.cfg.ReconcileInterval, Settle: w.cfg.ReconcileSettle,
+		Logger: w.log.With("component", "reconcile"), Registerer: w.component("reconcile")})
+	if err != nil {
+		return err
+	}
+	w.g.Go(func() error { return rec.Run(w.ctx) })
+	return nil
+}
+
+// serveMetrics serves /metrics, /healthz and /readyz of the whole system
+// on --metrics-addr, and returns the address bound ("" without a metrics
+// endpoint).
+func (w *wiring) serveMetrics() (string, error) {
+	serve, bound, err := w.cfg.Obs.ListenMetrics(cmdutil.ObsHandler(w.reg, cmdutil.AllOf(w.live), cmdutil.AllOf(w.ready), w.log), w.log)
+	if err != nil || serve == nil {
+		return "", err
+	}
+	w.g.Go(func() error { return serve(w.ctx) })
+	return bound.String(), nil
 }
 
 // bannerOptions say what the banner describes.
@@ -350,12 +431,12 @@ func banner(w io.Writer, where string, ep endpoints, regions []regionAddr, o ban
 	fmt.Fprintf(&b, "\nTCS is running on %s. Ctrl-C stops it; SIGHUP reloads credentials and certificates.\n\n", where)
 	fmt.Fprintf(&b, "  catalog admin REST API  %s://%s   (OpenAPI: /openapi.json, metrics: /metrics)\n", scheme, ep.Catalog)
 	for _, r := range regions {
-		fmt.Fprintf(&b, "  tcs %-19s gRPC %s   (%s)\n", r.region, ep.Regions[r.region], services)
+		fmt.Fprintf(&b, "  tcs %-19s gRPC %s   (%s)\n", r.Region, ep.Regions[r.Region], services)
 	}
 	if ep.Metrics != "" {
 		fmt.Fprintf(&b, "  metrics                 http://%s   (/metrics, /healthz, /readyz of the whole system)\n", ep.Metrics)
 	}
-	first := ep.Regions[regions[0].region]
+	first := ep.Regions[regions[0].Region]
 	lookupAuth := ""
 	if o.lookupAuth {
 		lookupAuth = "-H 'authorization: Bearer dev-lookup-token' "

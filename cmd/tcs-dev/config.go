@@ -1,0 +1,130 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/tcs-dev/tcs/cmd/internal/backend"
+	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
+	"github.com/tcs-dev/tcs/cmd/internal/lookupflags"
+	"github.com/tcs-dev/tcs/internal/auth"
+	"github.com/tcs-dev/tcs/streamer/reconcile"
+)
+
+// DefaultRegions are the regions `make run` serves, with their gRPC ports.
+const DefaultRegions = "us-east-1=127.0.0.1:9001,eu-west-1=127.0.0.1:9002,ap-southeast-2=127.0.0.1:9003"
+
+// regionAddr is a region tcs-dev serves and its lookup server's address.
+type regionAddr struct{ Region, Addr string }
+
+// config is everything tcs-dev is told on its command line and in its
+// environment, checked.
+type config struct {
+	// CatalogAddr is the admin REST API's listen address (--catalog-addr).
+	CatalogAddr string
+	// Regions are the regions served, each with its lookup server's listen
+	// address (--regions); at least one, none twice.
+	Regions []regionAddr
+	// Seed asks for the sample tenants when the data is new (--seed).
+	Seed bool
+	// Reflection serves gRPC reflection on the lookup servers
+	// (--reflection).
+	Reflection bool
+	// ReconcileInterval is the reconciler's time between comparisons; 0
+	// runs no reconciler (--reconcile-interval).
+	ReconcileInterval time.Duration
+	// ReconcileSettle is how long a difference lasts before it is drift
+	// (--reconcile-settle); positive.
+	ReconcileSettle time.Duration
+
+	// Backend selects and configures every part's storage and messaging.
+	Backend *backend.Config
+	// Security holds the credentials and TLS files of every surface, loaded
+	// when wiring.
+	Security *cmdutil.Security
+	// Obs are the logging and metrics flags every server shares.
+	Obs *cmdutil.Flags
+	// Limits are the lookup servers' caps and limits.
+	Limits *lookupflags.Flags
+
+	// Version is set when --version was asked: run prints it and returns,
+	// and nothing else was checked.
+	Version bool
+}
+
+// parseConfig parses args and getenv into a config and checks it; every
+// error names the flag or environment variable that was wrong. It opens no
+// file, socket or table: the credentials file and the TLS certificates are
+// read, the listeners opened and the backends opened when run wires the
+// system.
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("tcs-dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := &config{}
+	c.Backend = backend.Register(fs, getenv)
+	fs.StringVar(&c.CatalogAddr, "catalog-addr", cmdutil.EnvOr(getenv, "TCS_CATALOG_ADDR", "127.0.0.1:8080"), "admin REST API listen address (env TCS_CATALOG_ADDR)")
+	regions := fs.String("regions", cmdutil.EnvOr(getenv, "TCS_REGIONS", DefaultRegions), "regions and their gRPC listen addresses (env TCS_REGIONS)")
+	fs.BoolVar(&c.Seed, "seed", true, "create sample tenants when the data directory is new (aws: when the catalog is empty)")
+	c.Obs = cmdutil.RegisterFlags(fs, getenv, cmdutil.DefaultDevMetricsAddr)
+	c.Security = cmdutil.RegisterSecurity(fs, getenv, auth.Roles...)
+	fs.BoolVar(&c.Reflection, "reflection", false, "serve gRPC server reflection on the lookup servers (grpcurl without .proto files)")
+	c.Limits = lookupflags.Register(fs)
+	var envErrs []error
+	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", cmdutil.EnvDuration(getenv, "TCS_RECONCILE_INTERVAL", reconcile.DefaultInterval, &envErrs),
+		"time between two comparisons of every region with the source of truth by the reconciler, which resyncs what drifted (as `streamer reconcile` does) (env TCS_RECONCILE_INTERVAL); 0: no reconciler")
+	fs.DurationVar(&c.ReconcileSettle, "reconcile-settle", cmdutil.EnvDuration(getenv, "TCS_RECONCILE_SETTLE", reconcile.DefaultSettle, &envErrs),
+		"how long a difference must last before the reconciler judges it drift (env TCS_RECONCILE_SETTLE)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if c.Version = c.Obs.Version; c.Version {
+		return c, nil
+	}
+	if err := errors.Join(envErrs...); err != nil {
+		return nil, err
+	}
+	if c.ReconcileInterval < 0 || c.ReconcileSettle <= 0 {
+		return nil, fmt.Errorf("--reconcile-interval %v, --reconcile-settle %v: want 0 (no reconciler) or more, and more than 0", c.ReconcileInterval, c.ReconcileSettle)
+	}
+	if err := c.Limits.Validate(); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	var err error
+	if c.Regions, err = parseRegions(*regions); err != nil {
+		return nil, err
+	}
+	if err := c.Backend.Validate(); err != nil {
+		return nil, err
+	}
+	// --log-level and --log-format: the logger itself is made when wiring,
+	// writing to stderr.
+	if _, err := c.Obs.Logger(io.Discard); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// parseRegions parses --regions: REGION=HOST:PORT, comma-separated.
+func parseRegions(s string) ([]regionAddr, error) {
+	var out []regionAddr
+	seen := map[string]bool{}
+	for _, part := range strings.Split(s, ",") {
+		region, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || region == "" || addr == "" {
+			return nil, fmt.Errorf("--regions: %q is not REGION=HOST:PORT", part)
+		}
+		if seen[region] {
+			return nil, fmt.Errorf("--regions: region %s listed twice", region)
+		}
+		seen[region] = true
+		out = append(out, regionAddr{region, addr})
+	}
+	return out, nil
+}
