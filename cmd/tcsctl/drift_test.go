@@ -63,7 +63,7 @@ func putJSONRaw(tb testing.TB, b *bbolt.Bucket, key string, v any) {
 // returns the findings verify must report.
 func injectDrift(t *testing.T, s *system, docs map[string]*tenant.Tenant) []string {
 	t.Helper()
-	s.replicas["us-east-1"].edit(t, func(d, h *bbolt.Bucket) error {
+	s.replicas["us-east-1"].Edit(t, func(d, h *bbolt.Bucket) error {
 		// aaa lost; bbb corrupted at its version.
 		if err := d.Delete([]byte("aaa")); err != nil {
 			return err
@@ -77,13 +77,13 @@ func injectDrift(t *testing.T, s *system, docs map[string]*tenant.Tenant) []stri
 		putJSONRaw(t, d, "bbb", b)
 		return nil
 	})
-	s.replicas["eu-west-1"].edit(t, func(d, h *bbolt.Bucket) error {
+	s.replicas["eu-west-1"].Edit(t, func(d, h *bbolt.Bucket) error {
 		// ccc rolled back to version 1; ddd.example.com moved to eee.
 		putJSONRaw(t, d, "ccc", docs["ccc"])
 		putJSONRaw(t, h, "ddd.example.com", tcs.HostRecord{TenantID: "eee", ClaimVersion: 1})
 		return nil
 	})
-	s.replicas["ap-southeast-2"].edit(t, func(d, h *bbolt.Bucket) error {
+	s.replicas["ap-southeast-2"].Edit(t, func(d, h *bbolt.Bucket) error {
 		// www.ggg.example.com, released in the truth, still maps to ggg;
 		// fff.example.com lost; hhh's tombstone lost.
 		putJSONRaw(t, h, "www.ggg.example.com", tcs.HostRecord{TenantID: "ggg", ClaimVersion: 2})
@@ -241,7 +241,7 @@ func TestRepairCannot(t *testing.T) {
 	s := startSystem(t, sysOptions{})
 	a := s.create(t, sampleTenant("aaa", 1))
 	s.waitApplied(t, "aaa", 1)
-	s.replicas["us-east-1"].edit(t, func(d, h *bbolt.Bucket) error {
+	s.replicas["us-east-1"].Edit(t, func(d, h *bbolt.Bucket) error {
 		ahead := a.Clone()
 		ahead.Version = 9
 		putJSONRaw(t, d, "aaa", ahead)

@@ -41,7 +41,7 @@ func resyncedCount(t *testing.T, out string) int {
 // corrupt changes tenant ids' labels in region's replica, at their version.
 func corrupt(t *testing.T, s *system, region string, ids ...string) {
 	t.Helper()
-	s.replicas[region].edit(t, func(d, _ *bbolt.Bucket) error {
+	s.replicas[region].Edit(t, func(d, _ *bbolt.Bucket) error {
 		for _, id := range ids {
 			var doc tenant.Tenant
 			if err := json.Unmarshal(d.Get([]byte(id)), &doc); err != nil {

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -27,11 +26,11 @@ import (
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/streamer"
 	"github.com/tcs-dev/tcs/streamer/boltlog"
-	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/boltreplica"
 	"github.com/tcs-dev/tcs/tcs/cache"
 	"github.com/tcs-dev/tcs/tcs/fanout"
 	"github.com/tcs-dev/tcs/tcs/lookup"
+	"github.com/tcs-dev/tcs/tcs/replicatest"
 )
 
 // The in-process system the CLI tests run tcsctl against: the catalog's
@@ -57,7 +56,7 @@ type system struct {
 	catalog  string             // base URL
 	api      *httpclient.Client // the catalog's API with the admin token
 	regions  []region
-	replicas map[string]*lockedReplica
+	replicas map[string]*replicatest.LockedReplica
 	lookups  map[string]tcsv1.TenantContextServiceClient
 	timings  *stageTimings // see sysOptions
 }
@@ -143,7 +142,7 @@ func (s *timedStream) Append(ctx context.Context, records []streamer.Record) err
 func startSystem(tb testing.TB, opts sysOptions) *system {
 	tb.Helper()
 	dir := tb.TempDir()
-	s := &system{dir: dir, replicas: map[string]*lockedReplica{}, lookups: map[string]tcsv1.TenantContextServiceClient{}, timings: opts.timings}
+	s := &system{dir: dir, replicas: map[string]*replicatest.LockedReplica{}, lookups: map[string]tcsv1.TenantContextServiceClient{}, timings: opts.timings}
 	catalogPath := filepath.Join(dir, "catalog.db")
 	if opts.seedRaw != nil {
 		opts.seedRaw(tb, catalogPath)
@@ -190,7 +189,7 @@ func startSystem(tb testing.TB, opts sysOptions) *system {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		lr := &lockedReplica{path: path, r: rep}
+		lr := replicatest.NewLockedReplica(path, rep)
 		s.replicas[name] = lr
 		hub := fanout.New(fanout.Options{})
 		applier := streamer.NewApplier(streamer.ApplierConfig{Region: name, Stream: s.stream, Replica: lr, Broadcaster: hub})
@@ -229,96 +228,12 @@ func startSystem(tb testing.TB, opts sysOptions) *system {
 			tb.Errorf("system: %v", err)
 		}
 		for _, r := range s.replicas {
-			r.r.Close()
+			r.Close()
 		}
 		s.stream.Close()
 		s.store.Close()
 	})
 	return s
-}
-
-// lockedReplica is a region's bbolt replica behind a lock, so that a test
-// can close it, edit the file, and open it again while the system runs.
-type lockedReplica struct {
-	mu   sync.RWMutex
-	path string
-	r    *boltreplica.Replica
-}
-
-var (
-	_ tcs.Replica      = (*lockedReplica)(nil)
-	_ tcs.Scanner      = (*lockedReplica)(nil)
-	_ tcs.BatchApplier = (*lockedReplica)(nil)
-)
-
-func (l *lockedReplica) Apply(ctx context.Context, ev *tenant.ChangeEvent) (tcs.ApplyResult, error) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.r.Apply(ctx, ev)
-}
-
-func (l *lockedReplica) ApplyBatch(ctx context.Context, evs []*tenant.ChangeEvent) ([]tcs.ApplyResult, error) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.r.ApplyBatch(ctx, evs)
-}
-
-func (l *lockedReplica) LookupHostname(ctx context.Context, h string) (*tenant.Tenant, error) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.r.LookupHostname(ctx, h)
-}
-
-func (l *lockedReplica) GetTenant(ctx context.Context, id string) (*tenant.Tenant, error) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.r.GetTenant(ctx, id)
-}
-
-func (l *lockedReplica) Ping(ctx context.Context) error {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.r.Ping(ctx)
-}
-
-func (l *lockedReplica) Close() error { return nil } // the system closes it
-
-func (l *lockedReplica) ScanDocs(ctx context.Context, cursor string, limit int) ([]*tenant.Tenant, string, error) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.r.ScanDocs(ctx, cursor, limit)
-}
-
-func (l *lockedReplica) ScanHosts(ctx context.Context, cursor string, limit int) ([]tcs.HostEntry, string, error) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.r.ScanHosts(ctx, cursor, limit)
-}
-
-// edit runs f in a write transaction on the replica's bbolt file (buckets
-// "docs": id → JSON tenant, "hosts": hostname → JSON tcs.HostRecord; see
-// package boltreplica), with the replica closed meanwhile.
-func (l *lockedReplica) edit(tb testing.TB, f func(docs, hosts *bbolt.Bucket) error) {
-	tb.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err := l.r.Close(); err != nil {
-		tb.Fatal(err)
-	}
-	db, err := bbolt.Open(l.path, 0o600, &bbolt.Options{Timeout: 5 * time.Second})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	err = db.Update(func(tx *bbolt.Tx) error { return f(tx.Bucket([]byte("docs")), tx.Bucket([]byte("hosts"))) })
-	if cerr := db.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if l.r, err = boltreplica.Open(l.path, boltreplica.Options{}); err != nil {
-		tb.Fatal(err)
-	}
 }
 
 // create creates a tenant through the API.
