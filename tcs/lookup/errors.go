@@ -25,7 +25,8 @@ var grpcCodes = map[tenant.Code]codes.Code{
 
 // status converts err to the status a caller sees. The caller's own context
 // ending passes through as CANCELED or DEADLINE_EXCEEDED; a cap or limit
-// is RESOURCE_EXHAUSTED with its text; a domain error keeps its
+// is RESOURCE_EXHAUSTED with its text; a region behind a min_version is
+// UNAVAILABLE with an ErrorInfo detail (see atleast.go); a domain error keeps its
 // caller-safe text (fields included); anything else is logged in full (at
 // most once per failureLogEvery, with a count) and shown as "internal
 // error".
@@ -39,6 +40,10 @@ func (s *Server) status(err error) *status.Status {
 	var shed *shedError
 	if errors.As(err, &shed) {
 		return status.New(codes.ResourceExhausted, shed.Error())
+	}
+	var be *behindError
+	if errors.As(err, &be) {
+		return be.status()
 	}
 	var de *tenant.Error
 	if !errors.As(err, &de) {

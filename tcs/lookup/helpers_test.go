@@ -27,15 +27,18 @@ import (
 type fakeReplica struct {
 	mu     sync.Mutex
 	byHost map[string]*tenant.Tenant
+	docs   map[string]*tenant.Tenant // by tenant id, for GetTenant
 	err    error
 	gate   chan struct{} // when set, reads wait for it to close
 	calls  atomic.Int64
+	// docCalls counts GetTenant calls.
+	docCalls atomic.Int64
 }
 
 var _ tcs.Replica = (*fakeReplica)(nil)
 
 func newFakeReplica(ts ...*tenant.Tenant) *fakeReplica {
-	f := &fakeReplica{byHost: map[string]*tenant.Tenant{}}
+	f := &fakeReplica{byHost: map[string]*tenant.Tenant{}, docs: map[string]*tenant.Tenant{}}
 	for _, t := range ts {
 		f.set(t)
 	}
@@ -48,6 +51,15 @@ func (f *fakeReplica) set(t *tenant.Tenant) {
 	for _, h := range t.Hostnames {
 		f.byHost[h] = t.Clone()
 	}
+	f.docs[t.ID] = t.Clone()
+}
+
+// setDoc sets the document GetTenant returns for t's tenant, and no
+// hostname.
+func (f *fakeReplica) setDoc(t *tenant.Tenant) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.docs[t.ID] = t.Clone()
 }
 
 func (f *fakeReplica) setErr(err error) {
@@ -91,8 +103,18 @@ func (f *fakeReplica) Apply(context.Context, *tenant.ChangeEvent) (tcs.ApplyResu
 	return tcs.ApplyResult{}, errors.New("fakeReplica: Apply not supported")
 }
 
-func (f *fakeReplica) GetTenant(context.Context, string) (*tenant.Tenant, error) {
-	return nil, errors.New("fakeReplica: GetTenant not supported")
+func (f *fakeReplica) GetTenant(_ context.Context, id string) (*tenant.Tenant, error) {
+	f.docCalls.Add(1)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	t, ok := f.docs[id]
+	if !ok {
+		return nil, tenant.Errorf(tenant.NotFound, "tenant %q not found", id)
+	}
+	return t.Clone(), nil
 }
 
 func (f *fakeReplica) Ping(context.Context) error { return nil }

@@ -28,6 +28,9 @@ type metrics struct {
 	// shed counts what the caps and limits refused, by reason (a fixed
 	// set: shedReasons).
 	shed map[string]prometheus.Counter
+	// atLeast counts Lookups with min_version by outcome (a fixed set:
+	// atLeastOutcomes).
+	atLeast map[string]prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, c *cache.Cache) *metrics {
@@ -90,11 +93,19 @@ func newMetrics(reg prometheus.Registerer, c *cache.Cache) *metrics {
 	for _, r := range shedReasons {
 		m.shed[r] = shed.WithLabelValues(r)
 	}
+	atLeast := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tcs_lookup_min_version_lookups_total",
+		Help: "Lookups with min_version (read-your-writes), by outcome: cache (a fresh cache entry was new enough), read (answered after a replica read, new enough, or another tenant or NOT_FOUND as it is), too_old (the region is behind the version: UNAVAILABLE naming the version it has), failed (invalid, refused, or the replica unreadable with nothing to compare).",
+	}, []string{"outcome"})
+	m.atLeast = make(map[string]prometheus.Counter, len(atLeastOutcomes))
+	for _, o := range atLeastOutcomes {
+		m.atLeast[o] = atLeast.WithLabelValues(o)
+	}
 	m.feedUp.Set(1)
 	for code := range m.lookups {
 		m.lookups[code] = lookups.WithLabelValues(codes.Code(code).String())
 	}
-	reg.MustRegister(lookups, latency, shed, m.lag, m.propagation.(prometheus.Histogram), m.watchStreams, m.invalidations, m.resyncs, m.heartbeats, m.feedUp, m.feedLast, cacheCollector{c})
+	reg.MustRegister(lookups, latency, shed, atLeast, m.lag, m.propagation.(prometheus.Histogram), m.watchStreams, m.invalidations, m.resyncs, m.heartbeats, m.feedUp, m.feedLast, cacheCollector{c})
 	return m
 }
 

@@ -269,6 +269,7 @@ type Server struct {
 
 	feedTimeout time.Duration // <= 0: liveness detection off
 	feedDownTTL time.Duration
+	readTimeout time.Duration // the cache's, for the replica reads the server makes itself
 
 	mu       sync.Mutex
 	watchers map[*watcher]struct{}
@@ -326,6 +327,7 @@ func New(cfg Config) *Server {
 
 		feedTimeout: cfg.FeedTimeout,
 		feedDownTTL: cfg.FeedDownTTL,
+		readTimeout: readTimeoutOf(cfg.Cache),
 	}
 	s.downCh = make(chan struct{})
 	s.healthState.init(cfg)
@@ -417,8 +419,17 @@ func (s *Server) lookup(ctx context.Context, raw string, c Caller, cl *callerLim
 			return res, nil
 		}
 	}
+	h, err := s.normalize(raw)
+	if err != nil {
+		return cache.Result{}, err
+	}
+	return s.cache.LookupAdmit(ctx, h, s.admit(c, cl))
+}
+
+// normalize normalises a requested hostname, refusing one too long to read.
+func (s *Server) normalize(raw string) (string, error) {
 	if len(raw) > MaxHostnameInput {
-		return cache.Result{}, &tenant.Error{
+		return "", &tenant.Error{
 			Code:    tenant.Invalid,
 			Message: "invalid hostname",
 			Fields: []tenant.FieldError{{
@@ -427,11 +438,7 @@ func (s *Server) lookup(ctx context.Context, raw string, c Caller, cl *callerLim
 			}},
 		}
 	}
-	h, err := tenant.NormalizeHostname(raw)
-	if err != nil {
-		return cache.Result{}, err
-	}
-	return s.cache.LookupAdmit(ctx, h, s.admit(c, cl))
+	return tenant.NormalizeHostname(raw)
 }
 
 // unary checks a Lookup or BatchLookup of n distinct hostnames against its
@@ -446,7 +453,7 @@ func (s *Server) unary(ctx context.Context, n int) (Caller, *callerLimits, error
 // decoded (the gRPC path splices it instead; see the package comment).
 func (s *Server) Lookup(ctx context.Context, req *tcsv1.LookupRequest) (*tcsv1.LookupResponse, error) {
 	start := time.Now()
-	res, err := s.lookupOne(ctx, req.GetHostname())
+	res, err := s.lookupOne(ctx, req)
 	var t *tcsv1.Tenant
 	if err == nil {
 		t, err = res.Tenant()
@@ -471,22 +478,32 @@ const (
 	TrailerAge   = "tcs-age"   // how long ago it was read, as a Go duration ("12.5s")
 )
 
-// lookupOne answers a Lookup: its caller's lookup rate, then lookup.
-func (s *Server) lookupOne(ctx context.Context, raw string) (cache.Result, error) {
+// lookupOne answers a Lookup: its caller's lookup rate, then lookup (or
+// lookupAtLeast, with min_version).
+func (s *Server) lookupOne(ctx context.Context, req *tcsv1.LookupRequest) (cache.Result, error) {
 	c, cl, err := s.unary(ctx, 1)
 	if err != nil {
 		return cache.Result{}, err
 	}
-	return s.lookup(ctx, raw, c, cl)
+	if req.GetMinVersion() != 0 {
+		return s.lookupAtLeast(ctx, req, c, cl)
+	}
+	return s.lookup(ctx, req.GetHostname(), c, cl)
 }
 
 // failTrailers marks a stale NOT_FOUND answer of a unary Lookup in the
-// call's trailer, and gives a refused one its retry hint (outside a gRPC
-// call it does nothing).
+// call's trailer, gives a refused one its retry hint, and one of a region
+// behind min_version the version it has (outside a gRPC call it does
+// nothing).
 func (s *Server) failTrailers(ctx context.Context, res cache.Result, err error) {
 	var shed *shedError
 	if errors.As(err, &shed) {
 		retryTrailer(ctx, shed.retryAfter)
+		return
+	}
+	var be *behindError
+	if errors.As(err, &be) {
+		be.trailer(ctx)
 		return
 	}
 	if !res.Stale || tenant.ErrorCode(err) != tenant.NotFound {
@@ -658,7 +675,7 @@ type wireServer struct{ *Server }
 func (w wireServer) Lookup(ctx context.Context, req *tcsv1.LookupRequest) (*tcsv1.LookupResponse, error) {
 	s := w.Server
 	start := time.Now()
-	res, err := s.lookupOne(ctx, req.GetHostname())
+	res, err := s.lookupOne(ctx, req)
 	if err != nil {
 		s.failTrailers(ctx, res, err)
 		return nil, s.fail(s.m.lookupLatency, start, err)
