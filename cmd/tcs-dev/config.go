@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
 	"github.com/tcs-dev/tcs/cmd/internal/lookupflags"
@@ -119,6 +120,9 @@ func parseRegions(s string) ([]regionAddr, error) {
 		region, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
 		if !ok || region == "" || addr == "" {
 			return nil, fmt.Errorf("--regions: %q is not REGION=HOST:PORT", part)
+		}
+		if err := tenant.ValidateRegion(region); err != nil {
+			return nil, fmt.Errorf("--regions: region %q: %w", region, err)
 		}
 		if seen[region] {
 			return nil, fmt.Errorf("--regions: region %s listed twice", region)

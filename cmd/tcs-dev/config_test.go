@@ -146,6 +146,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"empty region", []string{"--regions", "=127.0.0.1:1"}, nil, `--regions: "=127.0.0.1:1" is not REGION=HOST:PORT`},
 		{"empty address", []string{"--regions", "us-east-1="}, nil, `--regions: "us-east-1=" is not REGION=HOST:PORT`},
 		{"empty entry", []string{"--regions", "us-east-1=127.0.0.1:1,"}, nil, `--regions: "" is not REGION=HOST:PORT`},
+		{"region not a name", []string{"--regions", "../etc=127.0.0.1:1"}, nil, `--regions: region "../etc": invalid region: region: must contain only a-z`},
 		{"region twice", []string{"--regions", "us-east-1=127.0.0.1:1,us-east-1=127.0.0.1:2"}, nil, "--regions: region us-east-1 listed twice"},
 		{"TCS_REGIONS", nil, map[string]string{"TCS_REGIONS": "us-east-1"}, `--regions: "us-east-1" is not REGION=HOST:PORT`},
 
