@@ -77,13 +77,13 @@ func BenchmarkTransformAWS(b *testing.B) {
 			took := time.Since(start)
 			total += took
 			if code != 0 {
-				b.Fatalf("transform: exit %d\n%s", code, tail(stderr.String(), 2000))
+				b.Fatalf("transform: exit %d\n%s", code, head(stderr.String(), 2000))
 			}
 			var rep struct {
 				Summary map[string]int64 `json:"summary"`
 			}
 			if err := json.Unmarshal([]byte(stdout.String()), &rep); err != nil {
-				b.Fatalf("transform -o json: %v\n%s", err, tail(stdout.String(), 2000))
+				b.Fatalf("transform -o json: %v\n%s", err, head(stdout.String(), 2000))
 			}
 			if rep.Summary["changed"] != int64(n) || rep.Summary["scanned"] != int64(n) {
 				b.Fatalf("transform %s → %s: summary %v, want %d scanned and changed", from, to, rep.Summary, n)
@@ -211,10 +211,10 @@ func benchEnvInt(b *testing.B, key string, def int) int {
 	return n
 }
 
-// tail is the last max bytes of s.
-func tail(s string, max int) string {
+// head is the first max bytes of s.
+func head(s string, max int) string {
 	if len(s) <= max {
 		return s
 	}
-	return "…" + s[len(s)-max:]
+	return s[:max] + "…"
 }
