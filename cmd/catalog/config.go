@@ -90,9 +90,7 @@ func (c *config) check() error {
 	if err := c.Security.Check(); err != nil { // the files are read when wiring
 		return err
 	}
-	// --log-level and --log-format: the logger itself is made when wiring,
-	// writing to stderr.
-	if _, err := c.Obs.Logger(io.Discard); err != nil {
+	if err := c.Obs.Check(); err != nil {
 		return err
 	}
 	return nil

@@ -133,8 +133,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if err := cfg.Backend.Validate(); err != nil {
 		return nil, err
 	}
-	// --log-level and --log-format: a logger on nothing checks them.
-	if _, err := cfg.Obs.Logger(io.Discard); err != nil {
+	if err := cfg.Obs.Check(); err != nil {
 		return nil, err
 	}
 	return cfg, nil

@@ -104,9 +104,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if err := c.Backend.Validate(); err != nil {
 		return nil, err
 	}
-	// --log-level and --log-format: the logger itself is made when wiring,
-	// writing to stderr.
-	if _, err := c.Obs.Logger(io.Discard); err != nil {
+	if err := c.Obs.Check(); err != nil {
 		return nil, err
 	}
 	return c, nil

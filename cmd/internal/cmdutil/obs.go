@@ -85,6 +85,13 @@ func (f *Flags) Logger(w io.Writer) (*slog.Logger, error) {
 	return NewLogger(f.LogFormat, level, w)
 }
 
+// Check checks --log-level and --log-format without making a logger: what
+// a binary's parseConfig calls, the logger itself being made when wiring.
+func (f *Flags) Check() error {
+	_, err := f.Logger(io.Discard)
+	return err
+}
+
 // ParseLevel parses a --log-level.
 func ParseLevel(s string) (slog.Level, error) {
 	switch strings.ToLower(s) {
