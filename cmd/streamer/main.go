@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -105,85 +106,22 @@ func runWork(ctx context.Context, cfg *config, stderr io.Writer, ready chan<- st
 	}
 	defer stream.Close()
 
-	var (
-		work func(context.Context) error
-		idle func(context.Context) (bool, error) // for --drain
-	)
 	hc := &health{gather: gather, cmd: cmd, readyMaxAge: cfg.ReadyMaxAge, liveMaxAge: cfg.LiveMaxAge, started: time.Now(), now: time.Now}
-	if p := cfg.Publish; p != nil {
-		store, err := catalogs.Open(ctx, be)
-		if err != nil {
-			return err
-		}
-		defer store.Close()
-		pc := streamer.PublisherConfig{Outbox: store, Stream: stream, Logger: log, Registerer: reg}
-		if be.IsAWS() {
-			// Any number of publishers share the outbox's shards; the
-			// embedded catalog is this process's alone (bbolt locks it).
-			leases, err := openPublishLeases(ctx, be, p.WorkerID, store.OutboxShards(), p.LeaseDuration, log, reg)
-			if err != nil {
-				return err
-			}
-			pc.Leases = leases
-			hc.leases = true
-		}
-		work = streamer.NewPublisher(pc).Run
-		idle = func(ctx context.Context) (bool, error) {
-			left, _, err := store.OutboxDepth(ctx, 1)
-			return left == 0, err
-		}
-		log.Info("publishing outbox to stream", "backend", be.Backend)
+	var j job
+	if cfg.Publish != nil {
+		j, err = publishJob(ctx, cfg, stream, hc, log, reg)
 	} else {
-		a := cfg.Apply
-		rep, err := be.OpenReplica(ctx, a.Region)
-		if err != nil {
-			return err
-		}
-		defer rep.Close()
-		// With the embedded backend, lookup servers in other processes
-		// cannot hear a broadcast (bc is nil): their caches rely on TTLs
-		// (invariant 5). On AWS it is the region's SNS topic.
-		bc, err := be.OpenBroadcaster(ctx, backend.Invalidation{Region: a.Region, Logger: log, Registerer: reg})
-		if err != nil {
-			return err
-		}
-		applier := streamer.NewApplier(streamer.ApplierConfig{Region: a.Region, Stream: stream, Replica: rep, Broadcaster: bc, Feed: a.Feed, Logger: log, Registerer: reg, Concurrency: a.Concurrency})
-		work = applier.Run
-		hc.group = applier.Group()
-		lagger, ok := stream.(interface {
-			Lag(group string) (int64, error)
-		})
-		if cfg.Drain && !ok {
-			// parseConfig refuses --drain on AWS, the one stream without Lag.
-			return fmt.Errorf("apply --drain: the %s stream cannot tell its lag", be.Backend)
-		}
-		hc.leases = be.IsAWS() // Kinesis shards are leased; the embedded stream is this process's alone
-		if ok {
-			idle = func(context.Context) (bool, error) {
-				lag, err := lagger.Lag(applier.Group())
-				return lag == 0, err
-			}
-		}
-		log.Info("applying stream to replica", "region", a.Region, "backend", be.Backend)
+		j, err = applyJob(ctx, cfg, stream, hc, log, reg)
 	}
-
+	defer j.close()
+	if err != nil {
+		return err
+	}
 	if cfg.Drain {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithCancel(ctx)
 		defer cancel()
-		go func() {
-			defer cancel()
-			for {
-				done, err := idle(ctx)
-				if err != nil || done || ctx.Err() != nil {
-					if err != nil {
-						log.Error("drain check failed", "err", err)
-					}
-					return
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
-		}()
+		go stopWhenIdle(ctx, cancel, j.idle, log)
 	}
 	serveMetrics, metricsBound, err := cfg.Obs.ListenMetrics(cmdutil.ObsHandler(gather, hc.alive, hc.ready, log), log)
 	if err != nil {
@@ -193,11 +131,116 @@ func runWork(ctx context.Context, cfg *config, stderr io.Writer, ready chan<- st
 		ready <- metricsBound.String()
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return work(gctx) })
+	g.Go(func() error { return j.work(gctx) })
 	if serveMetrics != nil {
 		g.Go(func() error { return serveMetrics(gctx) })
 	}
 	err = g.Wait()
 	log.Info("streamer stopped", "command", cmd)
 	return err
+}
+
+// job is what publish or apply runs: its loop, the --drain check (nil if
+// the stream cannot tell), and what to close once the loop returned (also
+// when setting up failed part-way).
+type job struct {
+	work    func(context.Context) error
+	idle    func(context.Context) (bool, error)
+	closers []io.Closer
+}
+
+func (j *job) close() {
+	for _, c := range slices.Backward(j.closers) {
+		c.Close()
+	}
+}
+
+// publishJob opens the catalog (and, on AWS, the publishers' leases) and
+// returns the publisher.
+func publishJob(ctx context.Context, cfg *config, stream streamer.Stream, hc *health, log *slog.Logger, reg prometheus.Registerer) (job, error) {
+	be, p := cfg.Backend, cfg.Publish
+	var j job
+	store, err := catalogs.Open(ctx, be)
+	if err != nil {
+		return j, err
+	}
+	j.closers = append(j.closers, store)
+	pc := streamer.PublisherConfig{Outbox: store, Stream: stream, Logger: log, Registerer: reg}
+	if be.IsAWS() {
+		// Any number of publishers share the outbox's shards; the
+		// embedded catalog is this process's alone (bbolt locks it).
+		leases, err := openPublishLeases(ctx, be, p.WorkerID, store.OutboxShards(), p.LeaseDuration, log, reg)
+		if err != nil {
+			return j, err
+		}
+		pc.Leases = leases
+		hc.leases = true
+	}
+	j.work = streamer.NewPublisher(pc).Run
+	j.idle = func(ctx context.Context) (bool, error) {
+		left, _, err := store.OutboxDepth(ctx, 1)
+		return left == 0, err
+	}
+	log.Info("publishing outbox to stream", "backend", be.Backend)
+	return j, nil
+}
+
+// applyJob opens the region's replica and invalidation broadcaster and
+// returns the applier.
+func applyJob(ctx context.Context, cfg *config, stream streamer.Stream, hc *health, log *slog.Logger, reg prometheus.Registerer) (job, error) {
+	be, a := cfg.Backend, cfg.Apply
+	var j job
+	rep, err := be.OpenReplica(ctx, a.Region)
+	if err != nil {
+		return j, err
+	}
+	j.closers = append(j.closers, rep)
+	// With the embedded backend, lookup servers in other processes
+	// cannot hear a broadcast (bc is nil): their caches rely on TTLs
+	// (invariant 5). On AWS it is the region's SNS topic.
+	bc, err := be.OpenBroadcaster(ctx, backend.Invalidation{Region: a.Region, Logger: log, Registerer: reg})
+	if err != nil {
+		return j, err
+	}
+	applier := streamer.NewApplier(streamer.ApplierConfig{Region: a.Region, Stream: stream, Replica: rep, Broadcaster: bc, Feed: a.Feed, Logger: log, Registerer: reg, Concurrency: a.Concurrency})
+	j.work = applier.Run
+	hc.group = applier.Group()
+	lagger, ok := stream.(interface {
+		Lag(group string) (int64, error)
+	})
+	if cfg.Drain && !ok {
+		// parseConfig refuses --drain on AWS, the one stream without Lag.
+		return j, fmt.Errorf("apply --drain: the %s stream cannot tell its lag", be.Backend)
+	}
+	hc.leases = be.IsAWS() // Kinesis shards are leased; the embedded stream is this process's alone
+	if ok {
+		j.idle = func(context.Context) (bool, error) {
+			lag, err := lagger.Lag(applier.Group())
+			return lag == 0, err
+		}
+	}
+	log.Info("applying stream to replica", "region", a.Region, "backend", be.Backend)
+	return j, nil
+}
+
+// stopWhenIdle is --drain: it cancels once idle reports nothing left (or
+// fails, or ctx ends), checking every 50ms.
+func stopWhenIdle(ctx context.Context, cancel context.CancelFunc, idle func(context.Context) (bool, error), log *slog.Logger) {
+	defer cancel()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		done, err := idle(ctx)
+		if err != nil {
+			log.Error("drain check failed", "err", err)
+		}
+		if err != nil || done {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
