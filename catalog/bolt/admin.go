@@ -51,7 +51,7 @@ func (s *Store) Resync(ctx context.Context, reqs []catalog.ResyncRequest, region
 		return s.auditResync(ctx, tx, catalog.ActionResync, catalog.ResyncAudit{Tenants: ids, Regions: regions}, e.at)
 	})
 	if err != nil {
-		return catalog.ResyncResult{}, wrap(err, "bolt resync")
+		return catalog.ResyncResult{}, tenant.WrapOp(err, "bolt resync")
 	}
 	return res, nil
 }
@@ -107,7 +107,7 @@ func (s *Store) ResyncAll(ctx context.Context, after string, limit int, regions 
 		return s.auditResync(ctx, tx, catalog.ActionResyncAll, catalog.ResyncAudit{All: true, After: after, Tenants: ids, Regions: regions}, e.at)
 	})
 	if err != nil {
-		return catalog.ResyncResult{}, "", wrap(err, "bolt resync all after "+after)
+		return catalog.ResyncResult{}, "", tenant.WrapOp(err, "bolt resync all after "+after)
 	}
 	return res, next, nil
 }
@@ -212,5 +212,5 @@ func (s *Store) Export(ctx context.Context, opts catalog.ListOptions) (catalog.E
 		}
 		return page, nil
 	})
-	return page, wrap(err, "bolt export tenants after "+opts.After)
+	return page, tenant.WrapOp(err, "bolt export tenants after "+opts.After)
 }

@@ -153,7 +153,7 @@ func (s *Store) Ping(ctx context.Context) error {
 		}
 		return nil
 	})
-	return wrap(err, "bolt ping")
+	return tenant.WrapOp(err, "bolt ping")
 }
 
 // hostnameRecord is the value of the hostnames bucket. TenantID "" means the
@@ -199,12 +199,12 @@ func (s *Store) write(ctx context.Context, req catalog.WriteRequest) (*tenant.Te
 	// write ran.
 	snap, err := boltfile.View(ctx, s.db, func(tx *bbolt.Tx) (writeState, error) { return readWriteState(tx, &req) })
 	if err != nil {
-		return nil, wrap(err, op)
+		return nil, tenant.WrapOp(err, op)
 	}
 	req.At = s.now()
 	planned, err := catalog.PlanWrite(snap.st, req)
 	if err != nil {
-		return nil, wrap(err, op)
+		return nil, tenant.WrapOp(err, op)
 	}
 
 	// out and rejected are set by the last run of fn: the group commit
@@ -261,7 +261,7 @@ func (s *Store) write(ctx context.Context, req catalog.WriteRequest) (*tenant.Te
 		err = rejected
 	}
 	if err != nil {
-		return nil, wrap(err, op)
+		return nil, tenant.WrapOp(err, op)
 	}
 	return out, nil
 }
@@ -309,7 +309,7 @@ func readWriteState(tx *bbolt.Tx, req *catalog.WriteRequest) (writeState, error)
 // Get returns the live tenant id. See catalog.Store.
 func (s *Store) Get(ctx context.Context, id string) (*tenant.Tenant, error) {
 	t, err := boltfile.View(ctx, s.db, func(tx *bbolt.Tx) (*tenant.Tenant, error) { return getLive(tx, id) })
-	return t, wrap(err, "bolt get tenant "+id)
+	return t, tenant.WrapOp(err, "bolt get tenant "+id)
 }
 
 // LookupHostname returns the live tenant holding hostname. See catalog.Store.
@@ -330,7 +330,7 @@ func (s *Store) LookupHostname(ctx context.Context, hostname string) (*tenant.Te
 		}
 		return t, nil
 	})
-	return t, wrap(err, "bolt lookup hostname "+hostname)
+	return t, tenant.WrapOp(err, "bolt lookup hostname "+hostname)
 }
 
 // List returns a page of live tenants in id order. See catalog.Store.
@@ -367,7 +367,7 @@ func (s *Store) List(ctx context.Context, opts catalog.ListOptions) (catalog.Pag
 		}
 		return page, nil
 	})
-	return page, wrap(err, "bolt list tenants after "+opts.After)
+	return page, tenant.WrapOp(err, "bolt list tenants after "+opts.After)
 }
 
 // History returns the audit records of id, newest first. See catalog.Store.
@@ -406,7 +406,7 @@ func (s *Store) History(ctx context.Context, id string, opts catalog.HistoryOpti
 		}
 		return out, nil
 	})
-	return out, wrap(err, "bolt history of tenant "+id)
+	return out, tenant.WrapOp(err, "bolt history of tenant "+id)
 }
 
 // OutboxShards returns 1: the bbolt outbox is one sequence.
@@ -418,7 +418,7 @@ func (s *Store) OutboxHeads(ctx context.Context) ([]uint64, error) {
 	heads, err := boltfile.View(ctx, s.db, func(tx *bbolt.Tx) ([]uint64, error) {
 		return []uint64{tx.Bucket(bucketOutbox).Sequence()}, nil
 	})
-	return heads, wrap(err, "bolt outbox heads")
+	return heads, tenant.WrapOp(err, "bolt outbox heads")
 }
 
 // checkShard rejects a shard other than 0, the only one.
@@ -456,7 +456,7 @@ func (s *Store) ReadOutbox(ctx context.Context, shard int, after uint64, limit i
 		}
 		return out, nil
 	})
-	return out, wrap(err, fmt.Sprintf("bolt read outbox after %d", after))
+	return out, tenant.WrapOp(err, fmt.Sprintf("bolt read outbox after %d", after))
 }
 
 // OutboxDepth counts the outbox's entries up to max and decodes the oldest
@@ -489,7 +489,7 @@ func (s *Store) OutboxDepth(ctx context.Context, max int) (int, time.Time, error
 		return nil
 	})
 	if err != nil {
-		return 0, time.Time{}, wrap(err, "bolt outbox depth")
+		return 0, time.Time{}, tenant.WrapOp(err, "bolt outbox depth")
 	}
 	return n, oldest, nil
 }
@@ -518,7 +518,7 @@ func (s *Store) AckOutbox(ctx context.Context, shard int, upTo uint64) error {
 		}
 		return nil
 	})
-	return wrap(err, fmt.Sprintf("bolt ack outbox up to %d", upTo))
+	return tenant.WrapOp(err, fmt.Sprintf("bolt ack outbox up to %d", upTo))
 }
 
 // getTenant returns the stored document of id, tombstone or not, or nil.
@@ -664,17 +664,4 @@ func auditKey(id string, version int64) []byte {
 
 func seqKey(seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(nil, seq)
-}
-
-// wrap returns domain errors and context errors as they are, and prefixes
-// anything else with the operation.
-func wrap(err error, op string) error {
-	if err == nil {
-		return nil
-	}
-	var domain *tenant.Error
-	if errors.As(err, &domain) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	return fmt.Errorf("%s: %w", op, err)
 }

@@ -1,6 +1,7 @@
 package tenant
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -103,4 +104,20 @@ func ErrorFields(err error) []FieldError {
 		return e.Fields
 	}
 	return nil
+}
+
+// Passes reports whether the stores return err to their callers as it is:
+// a domain *Error, or the error of a context that ended.
+func Passes(err error) bool {
+	var domain *Error
+	return errors.As(err, &domain) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// WrapOp is the stores' error wrapping: nil stays nil, an error that Passes
+// is returned as it is, and anything else is prefixed with op.
+func WrapOp(err error, op string) error {
+	if err == nil || Passes(err) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", op, err)
 }

@@ -100,7 +100,7 @@ func (r *Replica) Ping(ctx context.Context) error {
 		}
 		return nil
 	})
-	return wrap(err, "boltreplica ping")
+	return tenant.WrapOp(err, "boltreplica ping")
 }
 
 // Apply applies ev with tcs.ApplyEvent in one write transaction: all of its
@@ -119,7 +119,7 @@ func (r *Replica) Apply(ctx context.Context, ev *tenant.ChangeEvent) (tcs.ApplyR
 		return err
 	})
 	if err != nil {
-		return tcs.ApplyResult{}, wrap(err, fmt.Sprintf("boltreplica apply tenant %q version %d", ev.TenantID, ev.Version))
+		return tcs.ApplyResult{}, tenant.WrapOp(err, fmt.Sprintf("boltreplica apply tenant %q version %d", ev.TenantID, ev.Version))
 	}
 	return res, nil
 }
@@ -154,7 +154,7 @@ func (r *Replica) ApplyBatch(ctx context.Context, evs []*tenant.ChangeEvent) ([]
 		return nil
 	})
 	if err != nil {
-		return nil, wrap(err, fmt.Sprintf("boltreplica apply batch of %d", len(evs)))
+		return nil, tenant.WrapOp(err, fmt.Sprintf("boltreplica apply batch of %d", len(evs)))
 	}
 	return out, nil
 }
@@ -165,7 +165,7 @@ func (r *Replica) ApplyBatch(ctx context.Context, evs []*tenant.ChangeEvent) ([]
 // from the mapped page.
 func (r *Replica) LookupHostname(ctx context.Context, hostname string) (*tenant.Tenant, error) {
 	t, err := boltfile.View(ctx, r.db, func(tx *bbolt.Tx) (*tenant.Tenant, error) { return tcs.LookupIn(newTxn(tx), hostname) })
-	return t, wrap(err, "boltreplica lookup hostname "+hostname)
+	return t, tenant.WrapOp(err, "boltreplica lookup hostname "+hostname)
 }
 
 // GetTenant returns the stored document of id, tombstones included, or a
@@ -175,7 +175,7 @@ func (r *Replica) GetTenant(ctx context.Context, id string) (*tenant.Tenant, err
 	if err == nil && t == nil {
 		err = tenant.Errorf(tenant.NotFound, "tenant %q not found", id)
 	}
-	return t, wrap(err, "boltreplica get tenant "+id)
+	return t, tenant.WrapOp(err, "boltreplica get tenant "+id)
 }
 
 // ScanDocs returns up to limit stored documents (tombstones included) in id
@@ -191,7 +191,7 @@ func (r *Replica) ScanDocs(ctx context.Context, cursor string, limit int) ([]*te
 		return nil
 	})
 	if err != nil {
-		return nil, "", wrap(err, "boltreplica scan docs after "+cursor)
+		return nil, "", tenant.WrapOp(err, "boltreplica scan docs after "+cursor)
 	}
 	return out, next, nil
 }
@@ -210,7 +210,7 @@ func (r *Replica) ScanHosts(ctx context.Context, cursor string, limit int) ([]Ho
 		return nil
 	})
 	if err != nil {
-		return nil, "", wrap(err, "boltreplica scan hosts after "+cursor)
+		return nil, "", tenant.WrapOp(err, "boltreplica scan hosts after "+cursor)
 	}
 	return out, next, nil
 }
@@ -373,17 +373,4 @@ func parseHost(v []byte) (tcs.HostRecord, bool) {
 		n = n*10 + int64(c-'0')
 	}
 	return tcs.HostRecord{TenantID: string(id), ClaimVersion: n}, true
-}
-
-// wrap returns domain errors and context errors as they are, and prefixes
-// anything else with the operation.
-func wrap(err error, op string) error {
-	if err == nil {
-		return nil
-	}
-	var domain *tenant.Error
-	if errors.As(err, &domain) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	return fmt.Errorf("%s: %w", op, err)
 }

@@ -503,8 +503,7 @@ func (r *Replica) wrap(ctx context.Context, err error, op string) error {
 	if err == nil {
 		return nil
 	}
-	var domain *tenant.Error
-	if errors.As(err, &domain) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if tenant.Passes(err) {
 		return err
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil {
