@@ -543,8 +543,8 @@ func (c *cache) begin() ticket {
 }
 
 // put installs e for hostname h unless an invalidation since tk says it is
-// out of date or the client has returned a newer version of its tenant; it
-// reports whether it did. A tenant it installs becomes (or stays) the
+// out of date, the client has returned a newer version of its tenant, or
+// h's entry is a newer version of its tenant; it reports whether it did. A tenant it installs becomes (or stays) the
 // newest version remembered for monotonic reads (see raise).
 func (c *cache) put(h string, e entry, tk ticket) bool {
 	if c.perShard <= 0 {
@@ -570,11 +570,21 @@ func (c *cache) put(h string, e entry, tk ticket) bool {
 	if !c.raise(h, e) {
 		return false // older than a version of the tenant returned
 	}
-	region := c.region(e.region)
 	sh, hash := c.shard(h)
 	sh.mu.Lock()
-	c.store(sh, h, hash, &e, region, c.perShard)
-	sh.mu.Unlock()
+	defer sh.mu.Unlock()
+	if e.t != nil {
+		// Never back: an answer older than the entry of its tenant held
+		// for h (fresh or kept for stale-if-error) does not replace it,
+		// whatever path brought it (a hedge, a failover, a fill that
+		// raced with a newer one), with monotonic reads off too.
+		if i, _ := sh.tab.Load().find(h, hash); i >= 0 {
+			if old := sh.tab.Load().slots[i].t; old != nil && old.ID == e.t.ID && old.Version > e.t.Version {
+				return false
+			}
+		}
+	}
+	c.store(sh, h, hash, &e, c.region(e.region), c.perShard)
 	return true
 }
 

@@ -36,9 +36,9 @@ type Hooks struct {
 	// Invalidation: an invalidation arrived over Watch.
 	Invalidation func()
 	// Behind: region answered with an older version of a tenant than the
-	// client had already returned (its replica is behind), so the answer
-	// was set aside and the next region asked. For a BatchLookup, some of
-	// the answers.
+	// client had already returned, or than a LookupAtLeast asked for (its
+	// replica is behind), so the answer was set aside and the next region
+	// asked. For a BatchLookup, some of the answers.
 	Behind func(region string)
 	// Remembered: a lookup was answered with the newest version of its
 	// tenant the client had returned before, because the regions that

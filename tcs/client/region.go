@@ -116,7 +116,8 @@ var errBehind = errors.New("every region that answered is behind versions this c
 // successful answer, in the order they arrive; one it does not take (a
 // region behind versions the client has returned) moves the call to the
 // next region at once, as a failure does, without counting against the
-// region's breaker. If no answer is taken it returns the last failure, or
+// region's breaker, and so does a region's answer that it has not reached
+// the min_version of a LookupAtLeast (notReached). If no answer is taken it returns the last failure, or
 // errBehind if that was an answer accept did not take.
 func call[T any](c *Client, ctx context.Context, rpc func(context.Context, tcsv1.TenantContextServiceClient) (T, error),
 	accept func(T, *region) bool) (T, *region, error) {
@@ -192,6 +193,12 @@ func call[T any](c *Client, ctx context.Context, rpc func(context.Context, tcsv1
 				}
 				behind = true
 				a.err = errBehind
+				c.hooks.Behind(a.r.label())
+			} else if _, _, ok := notReached(a.err); ok {
+				// Behind the version a LookupAtLeast asked for: an
+				// answer, not a failure of the region.
+				a.r.succeeded()
+				behind = true
 				c.hooks.Behind(a.r.label())
 			} else if ctx.Err() == nil || status.Code(a.err) == codes.DeadlineExceeded {
 				// Failed on its own (or timed out), not cancelled by us.
