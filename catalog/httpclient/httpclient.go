@@ -87,11 +87,23 @@ type Error struct {
 func (e *Error) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d %s", e.Status, http.StatusText(e.Status))
-	if e.Detail != "" {
+	// A detail that is one field's reason (what the API sends for a
+	// single invalid field) is shown once, with the field's name.
+	named := -1
+	for i, f := range e.Fields {
+		if f.Reason == e.Detail {
+			named = i
+			break
+		}
+	}
+	switch {
+	case named >= 0:
+		fmt.Fprintf(&b, ": %s: %s", e.Fields[named].Field, e.Detail)
+	case e.Detail != "":
 		b.WriteString(": " + e.Detail)
 	}
-	for _, f := range e.Fields {
-		if f.Reason != e.Detail {
+	for i, f := range e.Fields {
+		if i != named {
 			fmt.Fprintf(&b, "; %s: %s", f.Field, f.Reason)
 		}
 	}

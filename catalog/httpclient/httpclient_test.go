@@ -353,3 +353,30 @@ func TestResyncAllUnsupported(t *testing.T) {
 		}
 	}
 }
+
+// TestErrorMessage: a detail that repeats one field's reason is shown once,
+// with the field's name; other fields follow.
+func TestErrorMessage(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name string
+		e    httpclient.Error
+		want string
+	}{
+		{"status only", httpclient.Error{Status: 503}, "503 Service Unavailable"},
+		{"detail", httpclient.Error{Status: 409, Detail: "version 3 is not 2"}, "409 Conflict: version 3 is not 2"},
+		{"detail is the field's reason", httpclient.Error{Status: 422, Detail: "must be at most 63 characters",
+			Fields: []tenant.FieldError{{Field: "hostnames[1]", Reason: "must be at most 63 characters"}}},
+			"422 Unprocessable Entity: hostnames[1]: must be at most 63 characters"},
+		{"detail and other fields", httpclient.Error{Status: 422, Detail: "invalid tenant",
+			Fields: []tenant.FieldError{{Field: "id", Reason: "is required"}, {Field: "region", Reason: "is required"}}},
+			"422 Unprocessable Entity: invalid tenant; id: is required; region: is required"},
+		{"second field repeats the detail", httpclient.Error{Status: 422, Detail: "is required",
+			Fields: []tenant.FieldError{{Field: "id", Reason: "is required"}, {Field: "region", Reason: "is required"}}},
+			"422 Unprocessable Entity: id: is required; region: is required"},
+	} {
+		if got := c.e.Error(); got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+}
