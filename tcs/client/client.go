@@ -44,6 +44,22 @@
 //     hostnames of that answer is taken into account), after which it is
 //     remembered again.
 //
+// # Read-your-writes
+//
+// LookupAtLeast(ctx, hostname, v) returns the tenant at version v or newer
+// (v is what the catalog answered a write with), never older: from the
+// cache when it holds such an answer (a hit, allocation-free), else from
+// the regions, asked with LookupRequest.min_version. A region behind v says
+// so (UNAVAILABLE with an ErrorInfo naming its version); the lookup moves to
+// the next region at once without counting it against the region's circuit
+// breaker, and when every region is behind, asks again with backoff until
+// ctx ends, then fails with a *TooOldError (ErrTooOld) naming the newest
+// version a region had. NOT_FOUND has no version and is returned as it is;
+// LookupTenantAtLeast names the tenant too, so that a region that has not
+// applied the tenant's creation or claim of the hostname counts as behind.
+// The cache never replaces an answer with an older version of its tenant,
+// whatever path brings it (see atleast.go).
+//
 // The package links gRPC and protobuf but not the AWS SDK nor any metrics
 // library (a test checks it): wire Hooks to your own.
 package client

@@ -46,6 +46,16 @@
 // of Lookup carries the trailers tcs-stale ("true") and tcs-age (a Go
 // duration), and one of BatchLookup its result's stale and age.
 //
+// Read-your-writes. A Lookup with min_version (and tenant_id) is answered
+// only with the tenant at that version or newer: from the cache if its
+// fresh entry is, else from a replica read that began after the call
+// (through the cache, which installs it by its rules); a region whose
+// replica is behind too answers UNAVAILABLE naming the version it has
+// (trailers tcs-version and tcs-region, an ErrorInfo detail), and a stale
+// answer is served only if its version reaches min_version. atleast.go has
+// the rules and why UNAVAILABLE; tcs_lookup_min_version_lookups_total
+// counts the outcomes.
+//
 // Load shedding. Whatever a client on the network sends, what it costs the
 // node is bounded, and cache hits are the last thing refused:
 //
