@@ -190,9 +190,10 @@ func benchCreates(b *testing.B, cat benchCatalog, writers int) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	slices.Sort(latencies)
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "creates/s")
-	b.ReportMetric(ms(percentile(latencies, 0.50)), "p50-ms")
-	b.ReportMetric(ms(percentile(latencies, 0.99)), "p99-ms")
+	rate, p50, p99 := float64(b.N)/elapsed.Seconds(), ms(percentile(latencies, 0.50)), ms(percentile(latencies, 0.99))
+	b.ReportMetric(rate, "creates/s")
+	b.ReportMetric(p50, "p50-ms")
+	b.ReportMetric(p99, "p99-ms")
 	b.ReportMetric(float64(fivexx.Load()), "5xx")
 	if cat.proxy != nil {
 		calls := cat.proxy.Calls()
@@ -207,6 +208,8 @@ func benchCreates(b *testing.B, cat benchCatalog, writers int) {
 		b.Logf("%d creates, DynamoDB calls per create: %s", b.N, strings.Join(parts, ", "))
 	}
 	if n := failed.Load(); n > 0 {
+		// A failed benchmark prints no metrics: log them, for a comparison.
+		b.Logf("%d creates: %.1f creates/s, p50 %.1f ms, p99 %.1f ms, %d 5xx", b.N, rate, p50, p99, fivexx.Load())
 		b.Fatalf("%d of %d creates failed, %d of them with a 5xx; the first: %s", n, b.N, fivexx.Load(), strings.Join(errs, "; "))
 	}
 }

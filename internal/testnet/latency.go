@@ -48,6 +48,12 @@ func NewLatencyProxy(tb testing.TB, upstream string, delay time.Duration) *Laten
 	// The default transport keeps two idle connections per host: with more
 	// callers than that it would dial anew for most requests.
 	rp.Transport = &http.Transport{Proxy: nil, MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: time.Minute}
+	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+		if r.Context().Err() != nil {
+			return // the caller gave up (its deadline): nobody reads an answer
+		}
+		http.Error(w, "latency proxy: "+err.Error(), http.StatusBadGateway)
+	}
 	p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		op := r.Header.Get("X-Amz-Target")
 		if op == "" {
