@@ -20,9 +20,9 @@
 #
 # Ports (override with the environment): DynamoDB 8000, Kinesis 4567,
 # SNS/SQS 4566, catalog 8080, regions 9001-9003. Metrics ports (/metrics,
-# /healthz, /readyz): catalog 9180, the publishers 9181 (the default) and
-# 9186, the Nth region's applier 9182+10N and tcs 9183+10N. Logs go to $LOGS
-# (default .bin/aws-local-logs/).
+# /healthz, /readyz) count from METRICS_PORT (M, default 9180): catalog M,
+# the publishers M+1 and M+6, the Nth region's (from 0) applier M+2+10N and
+# tcs M+3+10N. Logs go to $LOGS (default .bin/aws-local-logs/).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -32,6 +32,7 @@ DYNAMODB_PORT=${DYNAMODB_PORT:-8000}
 KINESIS_PORT=${KINESIS_PORT:-4567}
 SNSSQS_PORT=${SNSSQS_PORT:-4566}
 CATALOG_ADDR=${CATALOG_ADDR:-127.0.0.1:8080}
+METRICS_PORT=${METRICS_PORT:-9180}
 REGIONS=${REGIONS:-us-east-1=127.0.0.1:9001,eu-west-1=127.0.0.1:9002,ap-southeast-2=127.0.0.1:9003}
 LOGS=${LOGS:-$repo/.bin/aws-local-logs}
 GO=${GO:-go}
@@ -53,6 +54,13 @@ check_port_free Kinesis "$KINESIS_PORT" KINESIS_PORT
 check_port_free SNS/SQS "$SNSSQS_PORT" SNSSQS_PORT
 check_port_free catalog "${CATALOG_ADDR##*:}" CATALOG_ADDR
 for pair in ${REGIONS//,/ }; do check_port_free "tcs ${pair%%=*}" "${pair##*:}" REGIONS; done
+metrics_ports=("$METRICS_PORT" $((METRICS_PORT + 1)) $((METRICS_PORT + 6)))
+n=0
+for pair in ${REGIONS//,/ }; do
+	metrics_ports+=($((METRICS_PORT + 2 + 10 * n)) $((METRICS_PORT + 3 + 10 * n)))
+	n=$((n + 1))
+done
+for port in "${metrics_ports[@]}"; do check_port_free metrics "$port" METRICS_PORT; done
 
 # The kernel kills each child when this script dies (parent-death signal),
 # however it dies. The signal is tied to the parent process: bash starts a
@@ -152,18 +160,18 @@ export TCS_LOOKUP_TOKEN=${TCS_LOOKUP_TOKEN:-dev-lookup-token} TCS_SCAN_TOKEN=${T
 region_names=$(echo "$REGIONS" | tr ',' '\n' | cut -d= -f1 | paste -sd, -)
 .bin/tcsctl infra apply --regions "$region_names" --shards 2
 
-start catalog .bin/catalog --addr "$CATALOG_ADDR" --metrics-addr 127.0.0.1:9180
-start publish-1 .bin/streamer publish --worker-id publish-1 --metrics-addr 127.0.0.1:9181
-start publish-2 .bin/streamer publish --worker-id publish-2 --metrics-addr 127.0.0.1:9186
+start catalog .bin/catalog --addr "$CATALOG_ADDR" --metrics-addr "127.0.0.1:$METRICS_PORT"
+start publish-1 .bin/streamer publish --worker-id publish-1 --metrics-addr "127.0.0.1:$((METRICS_PORT + 1))"
+start publish-2 .bin/streamer publish --worker-id publish-2 --metrics-addr "127.0.0.1:$((METRICS_PORT + 6))"
 # Several appliers and lookup servers on one machine: each its own metrics port.
 n=0
 metrics_lines=""
 for pair in ${REGIONS//,/ }; do
 	r=${pair%%=*}
 	addr=${pair#*=}
-	start "apply-$r" .bin/streamer apply --region "$r" --worker-id "apply-$r-1" --metrics-addr "127.0.0.1:$((9182 + 10 * n))"
-	start "tcs-$r" .bin/tcs --region "$r" --addr "$addr" --node-id "local-$r" --metrics-addr "127.0.0.1:$((9183 + 10 * n))"
-	metrics_lines+=$(printf '\n  metrics %-15s apply http://127.0.0.1:%d   tcs http://127.0.0.1:%d' "$r" $((9182 + 10 * n)) $((9183 + 10 * n)))
+	start "apply-$r" .bin/streamer apply --region "$r" --worker-id "apply-$r-1" --metrics-addr "127.0.0.1:$((METRICS_PORT + 2 + 10 * n))"
+	start "tcs-$r" .bin/tcs --region "$r" --addr "$addr" --node-id "local-$r" --metrics-addr "127.0.0.1:$((METRICS_PORT + 3 + 10 * n))"
+	metrics_lines+=$(printf '\n  metrics %-15s apply http://127.0.0.1:%d   tcs http://127.0.0.1:%d' "$r" $((METRICS_PORT + 2 + 10 * n)) $((METRICS_PORT + 3 + 10 * n)))
 	n=$((n + 1))
 done
 wait_port catalog "${CATALOG_ADDR##*:}"
@@ -177,7 +185,7 @@ Ctrl-C stops everything.
 
   catalog admin REST API  http://$CATALOG_ADDR
 $(for pair in ${REGIONS//,/ }; do printf '  tcs %-19s gRPC %s\n' "${pair%%=*}" "${pair#*=}"; done)
-  metrics (/metrics, /healthz, /readyz): catalog http://127.0.0.1:9180   publish http://127.0.0.1:9181 http://127.0.0.1:9186${metrics_lines}
+  metrics (/metrics, /healthz, /readyz): catalog http://127.0.0.1:$METRICS_PORT   publish http://127.0.0.1:$((METRICS_PORT + 1)) http://127.0.0.1:$((METRICS_PORT + 6))${metrics_lines}
   DynamoDB $AWS_ENDPOINT_URL_DYNAMODB   Kinesis $AWS_ENDPOINT_URL_KINESIS   SNS/SQS $AWS_ENDPOINT_URL_SNS
 
 Try it:

@@ -77,6 +77,11 @@ func startScript(t *testing.T, ports map[string]int) *scriptRun {
 			p[name] = v
 		}
 	}
+	// The binaries' metrics ports count from one base (see the script).
+	metrics, err := freeport.Block(24)
+	if err != nil {
+		t.Fatal(err)
+	}
 	s := &scriptRun{
 		ports:   p,
 		regions: fmt.Sprintf("us-east-1=127.0.0.1:%d,eu-west-1=127.0.0.1:%d,ap-southeast-2=127.0.0.1:%d", p["r1"], p["r2"], p["r3"]),
@@ -91,7 +96,7 @@ func startScript(t *testing.T, ports map[string]int) *scriptRun {
 	s.cmd.Dir = root
 	s.cmd.Env = append(os.Environ(),
 		fmt.Sprintf("DYNAMODB_PORT=%d", p["ddb"]), fmt.Sprintf("KINESIS_PORT=%d", p["kin"]), fmt.Sprintf("SNSSQS_PORT=%d", p["sqs"]),
-		"CATALOG_ADDR="+s.catalog, "REGIONS="+s.regions, "LOGS="+s.logs, "TCS_AWS_PREFIX=e2e",
+		"CATALOG_ADDR="+s.catalog, "REGIONS="+s.regions, fmt.Sprintf("METRICS_PORT=%d", metrics), "LOGS="+s.logs, "TCS_AWS_PREFIX=e2e",
 		"TCS_ADMIN_TOKEN=dev-admin-token", "TCS_READER_TOKEN=dev-reader-token", "TCS_LOOKUP_TOKEN=dev-lookup-token", "TCS_SCAN_TOKEN=dev-scan-token")
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := s.cmd.StdoutPipe()

@@ -61,6 +61,37 @@ func Port() (int, error) {
 	return 0, fmt.Errorf("find a free port: 200 tries gave only ports handed out before")
 }
 
+// Block returns the first of n consecutive loopback ports that were all
+// free a moment ago and that this process has not been given before (for a
+// script that numbers its ports from one base, as run-aws-local's
+// METRICS_PORT). It picks below the ephemeral range, as Port does.
+func Block(n int) (int, error) {
+	if n < 1 {
+		return 0, fmt.Errorf("freeport.Block(%d): want at least one port", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	hi := ephemeralLow() - n
+	if hi <= lowest {
+		hi = 65535 - n
+	}
+	for range 200 {
+		base := lowest + rand.IntN(hi-lowest+1)
+		ok := true
+		for p := base; p < base+n && ok; p++ {
+			ok = !given[p] && free(p)
+		}
+		if !ok {
+			continue
+		}
+		for p := base; p < base+n; p++ {
+			given[p] = true
+		}
+		return base, nil
+	}
+	return 0, fmt.Errorf("find %d consecutive free ports: 200 tries failed", n)
+}
+
 // Addr is Port as a "127.0.0.1:port" address.
 func Addr() (string, error) {
 	p, err := Port()

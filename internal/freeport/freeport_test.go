@@ -60,3 +60,44 @@ func TestPortsBindableTogether(t *testing.T) {
 		busy = append(busy, l)
 	}
 }
+
+// A block's ports are all bindable together, never handed out again (by
+// Block or Port), and a bad size is refused.
+func TestBlock(t *testing.T) {
+	base, err := Block(24)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var busy []net.Listener
+	defer func() {
+		for _, l := range busy {
+			l.Close()
+		}
+	}()
+	for p := base; p < base+24; p++ {
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			t.Fatalf("port %d of block %d not bindable: %v", p, base, err)
+		}
+		busy = append(busy, l)
+	}
+	for range 100 {
+		p, err := Port()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p >= base && p < base+24 {
+			t.Fatalf("Port gave %d, inside block [%d, %d)", p, base, base+24)
+		}
+	}
+	other, err := Block(24)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other < base+24 && base < other+24 {
+		t.Fatalf("blocks [%d, +24) and [%d, +24) overlap", base, other)
+	}
+	if _, err := Block(0); err == nil {
+		t.Error("Block(0) = nil error, want a refusal")
+	}
+}
