@@ -262,7 +262,7 @@ func (s *Server) admit(c Caller, cl *callerLimits) cache.Admit {
 				s.m.shed[shedMissCaller].Inc()
 				return &shedError{
 					reason:     shedMissCaller,
-					msg:        fmt.Sprintf("%s is over its budget of %g replica reads a second for hostnames this server knows no tenant of (tcs --miss-rate-per-caller)", c, float64(s.lim.missRate)),
+					msg:        fmt.Sprintf("%s is over its budget of %g replica reads a second (lookups of hostnames this server knows no tenant of, and min_version lookups that read) (tcs --miss-rate-per-caller)", c, float64(s.lim.missRate)),
 					retryAfter: d,
 				}
 			}
@@ -272,7 +272,7 @@ func (s *Server) admit(c Caller, cl *callerLimits) cache.Admit {
 				s.m.shed[shedMissNode].Inc()
 				return &shedError{
 					reason:     shedMissNode,
-					msg:        fmt.Sprintf("this server is over its budget of %g replica reads a second for hostnames it knows no tenant of (tcs --miss-rate)", float64(s.lim.node.Limit())),
+					msg:        fmt.Sprintf("this server is over its budget of %g replica reads a second (lookups of hostnames it knows no tenant of, and min_version lookups that read) (tcs --miss-rate)", float64(s.lim.node.Limit())),
 					retryAfter: wait,
 				}
 			}
