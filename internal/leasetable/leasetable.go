@@ -1,9 +1,12 @@
-// Package leasetable is a DynamoDB table of leases: one item per (group,
-// shard), every change a conditional write, so that workers of a group share
-// shards without two of them ever holding one at the same time. The Kinesis
-// consumer groups (streamer/kinesis) and the outbox publishers
-// (streamer/publease) keep their leases here; what a shard is, and when a
-// lease counts as expired, is theirs to say.
+// Package leasetable is the DynamoDB backend of lease.Store
+// (internal/lease): one item per (group, shard), every change a conditional
+// write, so that workers of a group share shards without two of them ever
+// holding one at the same time. The Kinesis consumer groups
+// (streamer/kinesis) and the outbox publishers (streamer/publease) keep
+// their leases here; what a shard is, and when a lease counts as expired,
+// is theirs to say (with lease.Observer and lease.Balance).
+// internal/lease/leasetest is its conformance suite, the one the in-memory
+// backend passes too.
 //
 // Item layout (both keys strings):
 //
@@ -24,11 +27,8 @@ package leasetable
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,6 +37,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/tcs-dev/tcs/internal/lease"
 )
 
 // Attribute names; see the package comment.
@@ -52,9 +54,15 @@ const (
 	attrRenewedAt  = "renewed_at"
 )
 
-// ErrLost is a conditional write that failed because the lease is no
-// longer the writer's (or, for a take, changed since it was read).
-var ErrLost = errors.New("lease lost")
+// ErrLost is lease.ErrLost: a conditional write that failed because the
+// lease is no longer the writer's (or, for a take, changed since it was
+// read).
+var ErrLost = lease.ErrLost
+
+// Lease is a lease as stored; its Key is the item's shard.
+type Lease = lease.Lease
+
+var _ lease.Store = (*Table)(nil)
 
 // API is the part of the DynamoDB client a Table needs; *dynamodb.Client
 // implements it.
@@ -63,23 +71,6 @@ type API interface {
 	PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
 	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
 	DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
-}
-
-// Lease is one group's lease of one shard, as stored.
-type Lease struct {
-	Shard string
-	// Owner is the worker holding the lease; "" when free.
-	Owner string
-	// Checkpoint is the group's progress in the shard; "" if none.
-	Checkpoint string
-	// Parents are the shards this one was split or merged from.
-	Parents []string
-	// Counter changes with every write to the lease.
-	Counter int64
-	// Pending is a worker that asked the owner for the lease.
-	Pending string
-	// Token is set by each take; the owner's writes name it.
-	Token string
 }
 
 // Table is one group's view of a lease table, written as one owner.
@@ -154,12 +145,15 @@ func (t *Table) List(ctx context.Context) ([]Lease, error) {
 	if cmp == nil {
 		cmp = strings.Compare
 	}
-	slices.SortFunc(leases, func(a, b Lease) int { return cmp(a.Shard, b.Shard) })
+	slices.SortFunc(leases, func(a, b Lease) int { return cmp(a.Key, b.Key) })
 	return leases, nil
 }
 
 // Create adds a free lease for shard, unless one exists.
 func (t *Table) Create(ctx context.Context, shard string, parents []string) error {
+	if err := lease.CheckCreate(shard, parents); err != nil {
+		return fmt.Errorf("create lease in group %q: %w", t.Group, err)
+	}
 	item := t.key(shard)
 	item[attrOwner] = str("")
 	item[attrCounter] = num(0)
@@ -276,10 +270,10 @@ const setRenewed = "#c = #c + :one, #r = :now"
 // Take makes l (as read) this worker's, with a new token, if nobody changed
 // it since it was read.
 func (t *Table) Take(ctx context.Context, l Lease) (Lease, error) {
-	return t.update(ctx, l.Shard,
+	return t.update(ctx, l.Key,
 		"SET #o = :me, #t = :tok, "+setRenewed+" REMOVE #p",
 		"#c = :c",
-		map[string]dtypes.AttributeValue{":me": str(t.Owner), ":tok": str(randomToken()), ":c": num(l.Counter)})
+		map[string]dtypes.AttributeValue{":me": str(t.Owner), ":tok": str(lease.NewToken()), ":c": num(l.Counter)})
 }
 
 // owned is the condition of every write by the owner.
@@ -325,8 +319,17 @@ func (t *Table) Release(ctx context.Context, shard, token string) error {
 func (t *Table) HandOver(ctx context.Context, shard, token, to string) error {
 	v := t.ownerValues(token)
 	v[":to"] = str(to)
-	v[":new"] = str(randomToken())
+	v[":new"] = str(lease.NewToken())
 	_, err := t.update(ctx, shard, "SET #o = :to, #t = :new, "+setRenewed+" REMOVE #p", owned+" AND #p = :to", v)
+	return err
+}
+
+// Decline clears the request of who for a lease this worker holds (if who
+// still asks), renewing it.
+func (t *Table) Decline(ctx context.Context, shard, token, who string) error {
+	v := t.ownerValues(token)
+	v[":who"] = str(who)
+	_, err := t.update(ctx, shard, "SET "+setRenewed+" REMOVE #p", owned+" AND #p = :who", v)
 	return err
 }
 
@@ -334,7 +337,7 @@ func (t *Table) HandOver(ctx context.Context, shard, token, to string) error {
 // does not change the counter: the request does not keep a dead owner's
 // lease alive.
 func (t *Table) RequestSteal(ctx context.Context, l Lease) error {
-	_, err := t.update(ctx, l.Shard,
+	_, err := t.update(ctx, l.Key,
 		"SET #p = :me",
 		"#c = :c AND #o = :owner AND (attribute_not_exists(#p) OR #p = :free)",
 		map[string]dtypes.AttributeValue{":me": str(t.Owner), ":c": num(l.Counter), ":owner": str(l.Owner), ":free": str("")})
@@ -344,8 +347,8 @@ func (t *Table) RequestSteal(ctx context.Context, l Lease) error {
 // Parse reads a lease item.
 func Parse(item map[string]dtypes.AttributeValue) (Lease, error) {
 	var l Lease
-	l.Shard = strAttr(item, AttrShard)
-	if l.Shard == "" {
+	l.Key = strAttr(item, AttrShard)
+	if l.Key == "" {
 		return l, errors.New("lease item without a shard")
 	}
 	l.Owner = strAttr(item, attrOwner)
@@ -359,9 +362,16 @@ func Parse(item map[string]dtypes.AttributeValue) (Lease, error) {
 	if n, ok := item[attrCounter].(*dtypes.AttributeValueMemberN); ok {
 		c, err := strconv.ParseInt(n.Value, 10, 64)
 		if err != nil {
-			return l, fmt.Errorf("lease %s: counter %q: %w", l.Shard, n.Value, err)
+			return l, fmt.Errorf("lease %s: counter %q: %w", l.Key, n.Value, err)
 		}
 		l.Counter = c
+	}
+	if r := strAttr(item, attrRenewedAt); r != "" {
+		at, err := time.Parse(time.RFC3339Nano, r)
+		if err != nil {
+			return l, fmt.Errorf("lease %s: renewed_at %q: %w", l.Key, r, err)
+		}
+		l.RenewedAt = at
 	}
 	return l, nil
 }
@@ -384,18 +394,5 @@ func num(n int64) dtypes.AttributeValue {
 	return &dtypes.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
 }
 
-func randomToken() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
-	return hex.EncodeToString(b[:])
-}
-
-// DefaultOwner names a worker that was given no name: host name, process id
-// and a random suffix, so that two processes never share one.
-func DefaultOwner() string {
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "unknown-host"
-	}
-	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randomToken()[:8])
-}
+// DefaultOwner is lease.DefaultOwner.
+func DefaultOwner() string { return lease.DefaultOwner() }

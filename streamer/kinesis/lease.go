@@ -67,11 +67,11 @@ func (s *Stream) leaseTable(group string) *leaseTable {
 }
 
 func fromTable(l leasetable.Lease) Lease {
-	return Lease{Shard: l.Shard, Owner: l.Owner, Checkpoint: l.Checkpoint, Parents: l.Parents, Counter: l.Counter, Pending: l.Pending, token: l.Token}
+	return Lease{Shard: l.Key, Owner: l.Owner, Checkpoint: l.Checkpoint, Parents: l.Parents, Counter: l.Counter, Pending: l.Pending, token: l.Token}
 }
 
 func toTable(l Lease) leasetable.Lease {
-	return leasetable.Lease{Shard: l.Shard, Owner: l.Owner, Checkpoint: l.Checkpoint, Parents: l.Parents, Counter: l.Counter, Pending: l.Pending, Token: l.token}
+	return leasetable.Lease{Key: l.Shard, Owner: l.Owner, Checkpoint: l.Checkpoint, Parents: l.Parents, Counter: l.Counter, Pending: l.Pending, Token: l.token}
 }
 
 // list reads every lease of the group.

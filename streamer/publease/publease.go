@@ -263,7 +263,7 @@ func (l *Leases) cycle(ctx context.Context, created *bool) error {
 	if !*created && len(leases) < l.cfg.Shards {
 		have := map[string]bool{}
 		for _, ls := range leases {
-			have[ls.Shard] = true
+			have[ls.Key] = true
 		}
 		for sh := range l.cfg.Shards {
 			if id := strconv.Itoa(sh); !have[id] {
@@ -289,15 +289,15 @@ func (l *Leases) cycle(ctx context.Context, created *bool) error {
 func (l *Leases) observe(leases []leasetable.Lease) {
 	now := l.now()
 	for _, ls := range leases {
-		o, ok := l.seen[ls.Shard]
+		o, ok := l.seen[ls.Key]
 		if !ok || o.owner != ls.Owner || o.counter != ls.Counter {
-			l.seen[ls.Shard] = observation{owner: ls.Owner, counter: ls.Counter, since: now}
+			l.seen[ls.Key] = observation{owner: ls.Owner, counter: ls.Counter, since: now}
 		}
 	}
 }
 
 func (l *Leases) expired(ls leasetable.Lease) bool {
-	return ls.Owner != "" && ls.Owner != l.table.Owner && l.now().Sub(l.seen[ls.Shard].since) >= l.cfg.LeaseDuration
+	return ls.Owner != "" && ls.Owner != l.table.Owner && l.now().Sub(l.seen[ls.Key].since) >= l.cfg.LeaseDuration
 }
 
 // renew renews the leases held about every LeaseDuration/5, drops those a
@@ -376,11 +376,11 @@ func (l *Leases) drop(sh int) {
 }
 
 func (l *Leases) hold(ls leasetable.Lease, sent time.Time) {
-	sh, _ := strconv.Atoi(ls.Shard)
+	sh, _ := strconv.Atoi(ls.Key)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.epoch++
-	l.mine[sh] = &holding{shard: ls.Shard, token: ls.Token, epoch: l.epoch, lastRenew: sent, validTo: l.validTo(sent)}
+	l.mine[sh] = &holding{shard: ls.Key, token: ls.Token, epoch: l.epoch, lastRenew: sent, validTo: l.validTo(sent)}
 	l.held.Set(float64(len(l.mine)))
 }
 
@@ -392,7 +392,7 @@ func (l *Leases) balance(ctx context.Context, leases []leasetable.Lease) {
 	me := l.table.Owner
 	var valid []leasetable.Lease
 	for _, ls := range leases {
-		sh, err := strconv.Atoi(ls.Shard)
+		sh, err := strconv.Atoi(ls.Key)
 		if err != nil || sh < 0 || sh >= l.cfg.Shards {
 			continue // not an outbox shard of this catalog: leave it be
 		}
@@ -411,12 +411,12 @@ func (l *Leases) balance(ctx context.Context, leases []leasetable.Lease) {
 	var free, expired []leasetable.Lease
 	pendingForMe := false
 	for _, ls := range valid {
-		sh, _ := strconv.Atoi(ls.Shard)
+		sh, _ := strconv.Atoi(ls.Key)
 		switch {
 		case ls.Owner == me:
 			if h := mine[sh]; h == nil || h.token != ls.Token {
 				sent := l.now()
-				got, err := l.table.Renew(ctx, ls.Shard, ls.Token)
+				got, err := l.table.Renew(ctx, ls.Key, ls.Token)
 				if err != nil {
 					if !errors.Is(err, leasetable.ErrLost) && ctx.Err() == nil {
 						l.log.Warn("adopting a publish lease failed", "shard", sh, "err", err)
@@ -464,13 +464,13 @@ func (l *Leases) balance(ctx context.Context, leases []leasetable.Lease) {
 			continue // someone else was quicker
 		case err != nil:
 			if ctx.Err() == nil {
-				l.log.Warn("taking a publish lease failed", "shard", ls.Shard, "err", err)
+				l.log.Warn("taking a publish lease failed", "shard", ls.Key, "err", err)
 			}
 			continue
 		}
 		l.hold(taken, sent)
 		if ls.Owner != "" {
-			l.log.Info("took over an expired publish lease", "shard", ls.Shard, "from", ls.Owner)
+			l.log.Info("took over an expired publish lease", "shard", ls.Key, "from", ls.Owner)
 			l.events.WithLabelValues("takeover").Inc()
 		} else {
 			l.events.WithLabelValues("take").Inc()
@@ -506,10 +506,10 @@ func (l *Leases) balance(ctx context.Context, leases []leasetable.Lease) {
 		switch {
 		case err == nil:
 			ask--
-			l.log.Info("asked for a publish lease", "shard", ls.Shard, "owner", victim, "held", held, "target", target)
+			l.log.Info("asked for a publish lease", "shard", ls.Key, "owner", victim, "held", held, "target", target)
 			l.events.WithLabelValues("steal_request").Inc()
 		case !errors.Is(err, leasetable.ErrLost) && ctx.Err() == nil:
-			l.log.Warn("asking for a publish lease failed", "shard", ls.Shard, "err", err)
+			l.log.Warn("asking for a publish lease failed", "shard", ls.Key, "err", err)
 			return
 		}
 	}
