@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"strings"
 
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/tcs-dev/tcs/cmd/internal/regionlist"
 	"github.com/tcs-dev/tcs/internal/auth"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs"
@@ -22,40 +22,12 @@ import (
 )
 
 // defaultRegions are the regions `make run` serves (cmd/tcs-dev).
-const defaultRegions = "us-east-1=127.0.0.1:9001,eu-west-1=127.0.0.1:9002,ap-southeast-2=127.0.0.1:9003"
+const defaultRegions = regionlist.Default
 
 // region is one region's name and the address of its tcs gRPC server.
-type region struct {
-	Name string
-	Addr string
-}
+type region = regionlist.Region
 
-func parseRegions(s string) ([]region, error) {
-	var out []region
-	seen := map[string]bool{}
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		name, addr, ok := strings.Cut(part, "=")
-		if !ok || name == "" || addr == "" {
-			return nil, fmt.Errorf("--regions: %q is not REGION=HOST:PORT", part)
-		}
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return nil, fmt.Errorf("--regions: %s: %q is not HOST:PORT", name, addr)
-		}
-		if seen[name] {
-			return nil, fmt.Errorf("--regions: region %s listed twice", name)
-		}
-		seen[name] = true
-		out = append(out, region{name, addr})
-	}
-	if len(out) == 0 {
-		return nil, errors.New("--regions: no region given")
-	}
-	return out, nil
-}
+func parseRegions(s string) ([]region, error) { return regionlist.Parse(s) }
 
 // selectRegions returns the regions named by want (all if want is empty),
 // in the order of --regions.
