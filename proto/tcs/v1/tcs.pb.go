@@ -27,6 +27,98 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// AckRequest acknowledges the messages of one Watch stream up to seq.
+type AckRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream's session, from its Resync (Resync.session_id).
+	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// The seq of the last Invalidation or Resync the client has applied.
+	Seq           uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckRequest) Reset() {
+	*x = AckRequest{}
+	mi := &file_tcs_v1_tcs_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckRequest) ProtoMessage() {}
+
+func (x *AckRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tcs_v1_tcs_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
+func (*AckRequest) Descriptor() ([]byte, []int) {
+	return file_tcs_v1_tcs_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *AckRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *AckRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+// AckResponse is empty: an Ack either reached a live session or failed.
+type AckResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckResponse) Reset() {
+	*x = AckResponse{}
+	mi := &file_tcs_v1_tcs_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckResponse) ProtoMessage() {}
+
+func (x *AckResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tcs_v1_tcs_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
+func (*AckResponse) Descriptor() ([]byte, []int) {
+	return file_tcs_v1_tcs_proto_rawDescGZIP(), []int{1}
+}
+
 // LookupRequest asks for the tenant that owns one hostname.
 type LookupRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -70,7 +162,7 @@ type LookupRequest struct {
 
 func (x *LookupRequest) Reset() {
 	*x = LookupRequest{}
-	mi := &file_tcs_v1_tcs_proto_msgTypes[0]
+	mi := &file_tcs_v1_tcs_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -82,7 +174,7 @@ func (x *LookupRequest) String() string {
 func (*LookupRequest) ProtoMessage() {}
 
 func (x *LookupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_v1_tcs_proto_msgTypes[0]
+	mi := &file_tcs_v1_tcs_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -95,7 +187,7 @@ func (x *LookupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupRequest.ProtoReflect.Descriptor instead.
 func (*LookupRequest) Descriptor() ([]byte, []int) {
-	return file_tcs_v1_tcs_proto_rawDescGZIP(), []int{0}
+	return file_tcs_v1_tcs_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *LookupRequest) GetHostname() string {
@@ -145,7 +237,7 @@ type LookupResponse struct {
 
 func (x *LookupResponse) Reset() {
 	*x = LookupResponse{}
-	mi := &file_tcs_v1_tcs_proto_msgTypes[1]
+	mi := &file_tcs_v1_tcs_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -157,7 +249,7 @@ func (x *LookupResponse) String() string {
 func (*LookupResponse) ProtoMessage() {}
 
 func (x *LookupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_v1_tcs_proto_msgTypes[1]
+	mi := &file_tcs_v1_tcs_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -170,7 +262,7 @@ func (x *LookupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupResponse.ProtoReflect.Descriptor instead.
 func (*LookupResponse) Descriptor() ([]byte, []int) {
-	return file_tcs_v1_tcs_proto_rawDescGZIP(), []int{1}
+	return file_tcs_v1_tcs_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *LookupResponse) GetTenant() *Tenant {
@@ -215,7 +307,7 @@ type BatchLookupRequest struct {
 
 func (x *BatchLookupRequest) Reset() {
 	*x = BatchLookupRequest{}
-	mi := &file_tcs_v1_tcs_proto_msgTypes[2]
+	mi := &file_tcs_v1_tcs_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -227,7 +319,7 @@ func (x *BatchLookupRequest) String() string {
 func (*BatchLookupRequest) ProtoMessage() {}
 
 func (x *BatchLookupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_v1_tcs_proto_msgTypes[2]
+	mi := &file_tcs_v1_tcs_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -240,7 +332,7 @@ func (x *BatchLookupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchLookupRequest.ProtoReflect.Descriptor instead.
 func (*BatchLookupRequest) Descriptor() ([]byte, []int) {
-	return file_tcs_v1_tcs_proto_rawDescGZIP(), []int{2}
+	return file_tcs_v1_tcs_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *BatchLookupRequest) GetHostnames() []string {
@@ -263,7 +355,7 @@ type BatchLookupResponse struct {
 
 func (x *BatchLookupResponse) Reset() {
 	*x = BatchLookupResponse{}
-	mi := &file_tcs_v1_tcs_proto_msgTypes[3]
+	mi := &file_tcs_v1_tcs_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -275,7 +367,7 @@ func (x *BatchLookupResponse) String() string {
 func (*BatchLookupResponse) ProtoMessage() {}
 
 func (x *BatchLookupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_v1_tcs_proto_msgTypes[3]
+	mi := &file_tcs_v1_tcs_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -288,7 +380,7 @@ func (x *BatchLookupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchLookupResponse.ProtoReflect.Descriptor instead.
 func (*BatchLookupResponse) Descriptor() ([]byte, []int) {
-	return file_tcs_v1_tcs_proto_rawDescGZIP(), []int{3}
+	return file_tcs_v1_tcs_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *BatchLookupResponse) GetResults() []*BatchLookupResult {
@@ -340,7 +432,7 @@ type BatchLookupResult struct {
 
 func (x *BatchLookupResult) Reset() {
 	*x = BatchLookupResult{}
-	mi := &file_tcs_v1_tcs_proto_msgTypes[4]
+	mi := &file_tcs_v1_tcs_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -352,7 +444,7 @@ func (x *BatchLookupResult) String() string {
 func (*BatchLookupResult) ProtoMessage() {}
 
 func (x *BatchLookupResult) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_v1_tcs_proto_msgTypes[4]
+	mi := &file_tcs_v1_tcs_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -365,7 +457,7 @@ func (x *BatchLookupResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchLookupResult.ProtoReflect.Descriptor instead.
 func (*BatchLookupResult) Descriptor() ([]byte, []int) {
-	return file_tcs_v1_tcs_proto_rawDescGZIP(), []int{4}
+	return file_tcs_v1_tcs_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *BatchLookupResult) GetHostname() string {
@@ -421,7 +513,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_tcs_v1_tcs_proto_msgTypes[5]
+	mi := &file_tcs_v1_tcs_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -433,7 +525,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_v1_tcs_proto_msgTypes[5]
+	mi := &file_tcs_v1_tcs_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -446,7 +538,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_tcs_v1_tcs_proto_rawDescGZIP(), []int{5}
+	return file_tcs_v1_tcs_proto_rawDescGZIP(), []int{7}
 }
 
 // WatchResponse is one message of a Watch stream: exactly one of its fields
@@ -461,14 +553,21 @@ type WatchResponse struct {
 	//	*WatchResponse_Invalidation
 	//	*WatchResponse_Resync
 	//	*WatchResponse_Heartbeat
-	Kind          isWatchResponse_Kind `protobuf_oneof:"kind"`
+	Kind isWatchResponse_Kind `protobuf_oneof:"kind"`
+	// The message's position, set on Invalidation and Resync messages (0 on
+	// Heartbeats). Positions only grow along a stream, but not one by one:
+	// they count the node's broadcasts, which every stream of the node
+	// shares, and a Resync takes the position of the last broadcast it
+	// covers. A client acks the seq of the last message it applied (see
+	// TenantContextService.Ack).
+	Seq           uint64 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WatchResponse) Reset() {
 	*x = WatchResponse{}
-	mi := &file_tcs_v1_tcs_proto_msgTypes[6]
+	mi := &file_tcs_v1_tcs_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -480,7 +579,7 @@ func (x *WatchResponse) String() string {
 func (*WatchResponse) ProtoMessage() {}
 
 func (x *WatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_v1_tcs_proto_msgTypes[6]
+	mi := &file_tcs_v1_tcs_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -493,7 +592,7 @@ func (x *WatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
 func (*WatchResponse) Descriptor() ([]byte, []int) {
-	return file_tcs_v1_tcs_proto_rawDescGZIP(), []int{6}
+	return file_tcs_v1_tcs_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *WatchResponse) GetKind() isWatchResponse_Kind {
@@ -528,6 +627,13 @@ func (x *WatchResponse) GetHeartbeat() *Heartbeat {
 		}
 	}
 	return nil
+}
+
+func (x *WatchResponse) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
 }
 
 type isWatchResponse_Kind interface {
@@ -583,7 +689,7 @@ type Invalidation struct {
 
 func (x *Invalidation) Reset() {
 	*x = Invalidation{}
-	mi := &file_tcs_v1_tcs_proto_msgTypes[7]
+	mi := &file_tcs_v1_tcs_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -595,7 +701,7 @@ func (x *Invalidation) String() string {
 func (*Invalidation) ProtoMessage() {}
 
 func (x *Invalidation) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_v1_tcs_proto_msgTypes[7]
+	mi := &file_tcs_v1_tcs_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -608,7 +714,7 @@ func (x *Invalidation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Invalidation.ProtoReflect.Descriptor instead.
 func (*Invalidation) Descriptor() ([]byte, []int) {
-	return file_tcs_v1_tcs_proto_rawDescGZIP(), []int{7}
+	return file_tcs_v1_tcs_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Invalidation) GetHostnames() []string {
@@ -639,14 +745,18 @@ func (x *Invalidation) GetVersion() int64 {
 // example after its broadcast subscription was interrupted or the client fell
 // too far behind.
 type Resync struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream's session, the same on every Resync of one stream: what a
+	// client names in AckRequest.session_id. Empty from a server that does
+	// not take acknowledgements.
+	SessionId     string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Resync) Reset() {
 	*x = Resync{}
-	mi := &file_tcs_v1_tcs_proto_msgTypes[8]
+	mi := &file_tcs_v1_tcs_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -658,7 +768,7 @@ func (x *Resync) String() string {
 func (*Resync) ProtoMessage() {}
 
 func (x *Resync) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_v1_tcs_proto_msgTypes[8]
+	mi := &file_tcs_v1_tcs_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -671,7 +781,14 @@ func (x *Resync) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resync.ProtoReflect.Descriptor instead.
 func (*Resync) Descriptor() ([]byte, []int) {
-	return file_tcs_v1_tcs_proto_rawDescGZIP(), []int{8}
+	return file_tcs_v1_tcs_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Resync) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
 }
 
 // Heartbeat proves the stream is alive when there is nothing to invalidate.
@@ -690,7 +807,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_tcs_v1_tcs_proto_msgTypes[9]
+	mi := &file_tcs_v1_tcs_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -702,7 +819,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_v1_tcs_proto_msgTypes[9]
+	mi := &file_tcs_v1_tcs_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -715,7 +832,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_tcs_v1_tcs_proto_rawDescGZIP(), []int{9}
+	return file_tcs_v1_tcs_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Heartbeat) GetAt() *timestamppb.Timestamp {
@@ -736,7 +853,13 @@ var File_tcs_v1_tcs_proto protoreflect.FileDescriptor
 
 const file_tcs_v1_tcs_proto_rawDesc = "" +
 	"\n" +
-	"\x10tcs/v1/tcs.proto\x12\x06tcs.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13tcs/v1/tenant.proto\"i\n" +
+	"\x10tcs/v1/tcs.proto\x12\x06tcs.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13tcs/v1/tenant.proto\"=\n" +
+	"\n" +
+	"AckRequest\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\r\n" +
+	"\vAckResponse\"i\n" +
 	"\rLookupRequest\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1f\n" +
 	"\vmin_version\x18\x02 \x01(\x03R\n" +
@@ -759,24 +882,28 @@ const file_tcs_v1_tcs_proto_rawDesc = "" +
 	"\amessage\x18\x04 \x01(\tR\amessage\x12\x14\n" +
 	"\x05stale\x18\x05 \x01(\bR\x05stale\x12+\n" +
 	"\x03age\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x03age\"\x0e\n" +
-	"\fWatchRequest\"\xb0\x01\n" +
+	"\fWatchRequest\"\xc2\x01\n" +
 	"\rWatchResponse\x12:\n" +
 	"\finvalidation\x18\x01 \x01(\v2\x14.tcs.v1.InvalidationH\x00R\finvalidation\x12(\n" +
 	"\x06resync\x18\x02 \x01(\v2\x0e.tcs.v1.ResyncH\x00R\x06resync\x121\n" +
-	"\theartbeat\x18\x03 \x01(\v2\x11.tcs.v1.HeartbeatH\x00R\theartbeatB\x06\n" +
+	"\theartbeat\x18\x03 \x01(\v2\x11.tcs.v1.HeartbeatH\x00R\theartbeat\x12\x10\n" +
+	"\x03seq\x18\x04 \x01(\x04R\x03seqB\x06\n" +
 	"\x04kind\"c\n" +
 	"\fInvalidation\x12\x1c\n" +
 	"\thostnames\x18\x01 \x03(\tR\thostnames\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x18\n" +
-	"\aversion\x18\x03 \x01(\x03R\aversion\"\b\n" +
-	"\x06Resync\"n\n" +
+	"\aversion\x18\x03 \x01(\x03R\aversion\"'\n" +
+	"\x06Resync\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"n\n" +
 	"\tHeartbeat\x12*\n" +
 	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x125\n" +
-	"\binterval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\binterval2\xcf\x01\n" +
+	"\binterval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\binterval2\xff\x01\n" +
 	"\x14TenantContextService\x127\n" +
 	"\x06Lookup\x12\x15.tcs.v1.LookupRequest\x1a\x16.tcs.v1.LookupResponse\x12F\n" +
 	"\vBatchLookup\x12\x1a.tcs.v1.BatchLookupRequest\x1a\x1b.tcs.v1.BatchLookupResponse\x126\n" +
-	"\x05Watch\x12\x14.tcs.v1.WatchRequest\x1a\x15.tcs.v1.WatchResponse0\x01B+Z)github.com/tcs-dev/tcs/proto/tcs/v1;tcsv1b\x06proto3"
+	"\x05Watch\x12\x14.tcs.v1.WatchRequest\x1a\x15.tcs.v1.WatchResponse0\x01\x12.\n" +
+	"\x03Ack\x12\x12.tcs.v1.AckRequest\x1a\x13.tcs.v1.AckResponseB+Z)github.com/tcs-dev/tcs/proto/tcs/v1;tcsv1b\x06proto3"
 
 var (
 	file_tcs_v1_tcs_proto_rawDescOnce sync.Once
@@ -790,41 +917,45 @@ func file_tcs_v1_tcs_proto_rawDescGZIP() []byte {
 	return file_tcs_v1_tcs_proto_rawDescData
 }
 
-var file_tcs_v1_tcs_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_tcs_v1_tcs_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_tcs_v1_tcs_proto_goTypes = []any{
-	(*LookupRequest)(nil),         // 0: tcs.v1.LookupRequest
-	(*LookupResponse)(nil),        // 1: tcs.v1.LookupResponse
-	(*BatchLookupRequest)(nil),    // 2: tcs.v1.BatchLookupRequest
-	(*BatchLookupResponse)(nil),   // 3: tcs.v1.BatchLookupResponse
-	(*BatchLookupResult)(nil),     // 4: tcs.v1.BatchLookupResult
-	(*WatchRequest)(nil),          // 5: tcs.v1.WatchRequest
-	(*WatchResponse)(nil),         // 6: tcs.v1.WatchResponse
-	(*Invalidation)(nil),          // 7: tcs.v1.Invalidation
-	(*Resync)(nil),                // 8: tcs.v1.Resync
-	(*Heartbeat)(nil),             // 9: tcs.v1.Heartbeat
-	(*Tenant)(nil),                // 10: tcs.v1.Tenant
-	(*durationpb.Duration)(nil),   // 11: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(*AckRequest)(nil),            // 0: tcs.v1.AckRequest
+	(*AckResponse)(nil),           // 1: tcs.v1.AckResponse
+	(*LookupRequest)(nil),         // 2: tcs.v1.LookupRequest
+	(*LookupResponse)(nil),        // 3: tcs.v1.LookupResponse
+	(*BatchLookupRequest)(nil),    // 4: tcs.v1.BatchLookupRequest
+	(*BatchLookupResponse)(nil),   // 5: tcs.v1.BatchLookupResponse
+	(*BatchLookupResult)(nil),     // 6: tcs.v1.BatchLookupResult
+	(*WatchRequest)(nil),          // 7: tcs.v1.WatchRequest
+	(*WatchResponse)(nil),         // 8: tcs.v1.WatchResponse
+	(*Invalidation)(nil),          // 9: tcs.v1.Invalidation
+	(*Resync)(nil),                // 10: tcs.v1.Resync
+	(*Heartbeat)(nil),             // 11: tcs.v1.Heartbeat
+	(*Tenant)(nil),                // 12: tcs.v1.Tenant
+	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
 }
 var file_tcs_v1_tcs_proto_depIdxs = []int32{
-	10, // 0: tcs.v1.LookupResponse.tenant:type_name -> tcs.v1.Tenant
-	11, // 1: tcs.v1.LookupResponse.age:type_name -> google.protobuf.Duration
-	4,  // 2: tcs.v1.BatchLookupResponse.results:type_name -> tcs.v1.BatchLookupResult
-	10, // 3: tcs.v1.BatchLookupResult.tenant:type_name -> tcs.v1.Tenant
-	11, // 4: tcs.v1.BatchLookupResult.age:type_name -> google.protobuf.Duration
-	7,  // 5: tcs.v1.WatchResponse.invalidation:type_name -> tcs.v1.Invalidation
-	8,  // 6: tcs.v1.WatchResponse.resync:type_name -> tcs.v1.Resync
-	9,  // 7: tcs.v1.WatchResponse.heartbeat:type_name -> tcs.v1.Heartbeat
-	12, // 8: tcs.v1.Heartbeat.at:type_name -> google.protobuf.Timestamp
-	11, // 9: tcs.v1.Heartbeat.interval:type_name -> google.protobuf.Duration
-	0,  // 10: tcs.v1.TenantContextService.Lookup:input_type -> tcs.v1.LookupRequest
-	2,  // 11: tcs.v1.TenantContextService.BatchLookup:input_type -> tcs.v1.BatchLookupRequest
-	5,  // 12: tcs.v1.TenantContextService.Watch:input_type -> tcs.v1.WatchRequest
-	1,  // 13: tcs.v1.TenantContextService.Lookup:output_type -> tcs.v1.LookupResponse
-	3,  // 14: tcs.v1.TenantContextService.BatchLookup:output_type -> tcs.v1.BatchLookupResponse
-	6,  // 15: tcs.v1.TenantContextService.Watch:output_type -> tcs.v1.WatchResponse
-	13, // [13:16] is the sub-list for method output_type
-	10, // [10:13] is the sub-list for method input_type
+	12, // 0: tcs.v1.LookupResponse.tenant:type_name -> tcs.v1.Tenant
+	13, // 1: tcs.v1.LookupResponse.age:type_name -> google.protobuf.Duration
+	6,  // 2: tcs.v1.BatchLookupResponse.results:type_name -> tcs.v1.BatchLookupResult
+	12, // 3: tcs.v1.BatchLookupResult.tenant:type_name -> tcs.v1.Tenant
+	13, // 4: tcs.v1.BatchLookupResult.age:type_name -> google.protobuf.Duration
+	9,  // 5: tcs.v1.WatchResponse.invalidation:type_name -> tcs.v1.Invalidation
+	10, // 6: tcs.v1.WatchResponse.resync:type_name -> tcs.v1.Resync
+	11, // 7: tcs.v1.WatchResponse.heartbeat:type_name -> tcs.v1.Heartbeat
+	14, // 8: tcs.v1.Heartbeat.at:type_name -> google.protobuf.Timestamp
+	13, // 9: tcs.v1.Heartbeat.interval:type_name -> google.protobuf.Duration
+	2,  // 10: tcs.v1.TenantContextService.Lookup:input_type -> tcs.v1.LookupRequest
+	4,  // 11: tcs.v1.TenantContextService.BatchLookup:input_type -> tcs.v1.BatchLookupRequest
+	7,  // 12: tcs.v1.TenantContextService.Watch:input_type -> tcs.v1.WatchRequest
+	0,  // 13: tcs.v1.TenantContextService.Ack:input_type -> tcs.v1.AckRequest
+	3,  // 14: tcs.v1.TenantContextService.Lookup:output_type -> tcs.v1.LookupResponse
+	5,  // 15: tcs.v1.TenantContextService.BatchLookup:output_type -> tcs.v1.BatchLookupResponse
+	8,  // 16: tcs.v1.TenantContextService.Watch:output_type -> tcs.v1.WatchResponse
+	1,  // 17: tcs.v1.TenantContextService.Ack:output_type -> tcs.v1.AckResponse
+	14, // [14:18] is the sub-list for method output_type
+	10, // [10:14] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
 	10, // [10:10] is the sub-list for extension extendee
 	0,  // [0:10] is the sub-list for field type_name
@@ -836,7 +967,7 @@ func file_tcs_v1_tcs_proto_init() {
 		return
 	}
 	file_tcs_v1_tenant_proto_init()
-	file_tcs_v1_tcs_proto_msgTypes[6].OneofWrappers = []any{
+	file_tcs_v1_tcs_proto_msgTypes[8].OneofWrappers = []any{
 		(*WatchResponse_Invalidation)(nil),
 		(*WatchResponse_Resync)(nil),
 		(*WatchResponse_Heartbeat)(nil),
@@ -847,7 +978,7 @@ func file_tcs_v1_tcs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tcs_v1_tcs_proto_rawDesc), len(file_tcs_v1_tcs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

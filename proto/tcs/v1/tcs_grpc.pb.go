@@ -26,6 +26,7 @@ const (
 	TenantContextService_Lookup_FullMethodName      = "/tcs.v1.TenantContextService/Lookup"
 	TenantContextService_BatchLookup_FullMethodName = "/tcs.v1.TenantContextService/BatchLookup"
 	TenantContextService_Watch_FullMethodName       = "/tcs.v1.TenantContextService/Watch"
+	TenantContextService_Ack_FullMethodName         = "/tcs.v1.TenantContextService/Ack"
 )
 
 // TenantContextServiceClient is the client API for TenantContextService service.
@@ -81,7 +82,24 @@ type TenantContextServiceClient interface {
 	// as suspect until the new stream's Resync arrives, and shorten its TTL
 	// meanwhile. A stream beyond the server's caps (per server, per caller) is
 	// refused with RESOURCE_EXHAUSTED: one stream per client is enough.
+	//
+	// Acknowledgements. Every Invalidation and Resync message carries seq
+	// (WatchResponse.seq), and every Resync names the stream's session
+	// (Resync.session_id). A client that has applied every message up to seq
+	// tells the node with Ack (see AckRequest), so that the node can report
+	// which of its clients' caches have seen a change (the catalog's
+	// GET /v1/tenants/{id}/propagation). Acking is optional: a client that
+	// never acks is counted as "not acknowledging", apart from clients that
+	// lag.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
+	// Ack reports that the client has applied every message of its Watch
+	// stream session_id up to and including seq. Send it after applying
+	// messages, at most every 100 ms or so and only when seq advanced: one
+	// Ack covers every message before it. An Ack of an unknown session (the
+	// stream ended, or another node's) is NOT_FOUND: the client drops it,
+	// its next stream names a new session. An Ack below one already received
+	// changes nothing. Needs the lookup role, like Watch.
+	Ack(ctx context.Context, in *AckRequest, opts ...grpc.CallOption) (*AckResponse, error)
 }
 
 type tenantContextServiceClient struct {
@@ -130,6 +148,16 @@ func (c *tenantContextServiceClient) Watch(ctx context.Context, in *WatchRequest
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TenantContextService_WatchClient = grpc.ServerStreamingClient[WatchResponse]
+
+func (c *tenantContextServiceClient) Ack(ctx context.Context, in *AckRequest, opts ...grpc.CallOption) (*AckResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AckResponse)
+	err := c.cc.Invoke(ctx, TenantContextService_Ack_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
 
 // TenantContextServiceServer is the server API for TenantContextService service.
 // All implementations must embed UnimplementedTenantContextServiceServer
@@ -184,7 +212,24 @@ type TenantContextServiceServer interface {
 	// as suspect until the new stream's Resync arrives, and shorten its TTL
 	// meanwhile. A stream beyond the server's caps (per server, per caller) is
 	// refused with RESOURCE_EXHAUSTED: one stream per client is enough.
+	//
+	// Acknowledgements. Every Invalidation and Resync message carries seq
+	// (WatchResponse.seq), and every Resync names the stream's session
+	// (Resync.session_id). A client that has applied every message up to seq
+	// tells the node with Ack (see AckRequest), so that the node can report
+	// which of its clients' caches have seen a change (the catalog's
+	// GET /v1/tenants/{id}/propagation). Acking is optional: a client that
+	// never acks is counted as "not acknowledging", apart from clients that
+	// lag.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
+	// Ack reports that the client has applied every message of its Watch
+	// stream session_id up to and including seq. Send it after applying
+	// messages, at most every 100 ms or so and only when seq advanced: one
+	// Ack covers every message before it. An Ack of an unknown session (the
+	// stream ended, or another node's) is NOT_FOUND: the client drops it,
+	// its next stream names a new session. An Ack below one already received
+	// changes nothing. Needs the lookup role, like Watch.
+	Ack(context.Context, *AckRequest) (*AckResponse, error)
 	mustEmbedUnimplementedTenantContextServiceServer()
 }
 
@@ -203,6 +248,9 @@ func (UnimplementedTenantContextServiceServer) BatchLookup(context.Context, *Bat
 }
 func (UnimplementedTenantContextServiceServer) Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error {
 	return status.Error(codes.Unimplemented, "method Watch not implemented")
+}
+func (UnimplementedTenantContextServiceServer) Ack(context.Context, *AckRequest) (*AckResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Ack not implemented")
 }
 func (UnimplementedTenantContextServiceServer) mustEmbedUnimplementedTenantContextServiceServer() {}
 func (UnimplementedTenantContextServiceServer) testEmbeddedByValue()                              {}
@@ -272,6 +320,24 @@ func _TenantContextService_Watch_Handler(srv interface{}, stream grpc.ServerStre
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TenantContextService_WatchServer = grpc.ServerStreamingServer[WatchResponse]
 
+func _TenantContextService_Ack_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AckRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TenantContextServiceServer).Ack(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TenantContextService_Ack_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TenantContextServiceServer).Ack(ctx, req.(*AckRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TenantContextService_ServiceDesc is the grpc.ServiceDesc for TenantContextService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -286,6 +352,10 @@ var TenantContextService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "BatchLookup",
 			Handler:    _TenantContextService_BatchLookup_Handler,
+		},
+		{
+			MethodName: "Ack",
+			Handler:    _TenantContextService_Ack_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

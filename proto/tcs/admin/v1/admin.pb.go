@@ -27,6 +27,197 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// TenantStatusRequest asks how far tenant_id has reached version.
+type TenantStatusRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The version to compare with (a catalog write's ETag), at least 1.
+	Version       int64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TenantStatusRequest) Reset() {
+	*x = TenantStatusRequest{}
+	mi := &file_tcs_admin_v1_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TenantStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TenantStatusRequest) ProtoMessage() {}
+
+func (x *TenantStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tcs_admin_v1_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TenantStatusRequest.ProtoReflect.Descriptor instead.
+func (*TenantStatusRequest) Descriptor() ([]byte, []int) {
+	return file_tcs_admin_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *TenantStatusRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *TenantStatusRequest) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// TenantStatusResponse is one node's view of one tenant.
+type TenantStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The region the node serves.
+	Region string `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	// The version of the tenant's document in the region's replica
+	// (tombstones included), 0 if it has none.
+	ReplicaVersion int64 `protobuf:"varint,2,opt,name=replica_version,json=replicaVersion,proto3" json:"replica_version,omitempty"`
+	// The lowest version the node's cache holds fresh for any hostname of the
+	// tenant (the replica document's hostnames and those of the tenant's
+	// latest invalidation), 0 when it holds none fresh: then its lookups read
+	// the replica, so the node serves replica_version.
+	CachedVersion int64 `protobuf:"varint,3,opt,name=cached_version,json=cachedVersion,proto3" json:"cached_version,omitempty"`
+	// True when some hostname of the tenant is held fresh in the cache for
+	// another tenant: an answer older than the change that moved it.
+	CachedOther bool `protobuf:"varint,4,opt,name=cached_other,json=cachedOther,proto3" json:"cached_other,omitempty"`
+	// The version of the tenant's latest invalidation the node's feed
+	// delivered, 0 if it remembers none.
+	FeedVersion int64 `protobuf:"varint,5,opt,name=feed_version,json=feedVersion,proto3" json:"feed_version,omitempty"`
+	// Whether the node's invalidation feed is up (see tcs/lookup, feed
+	// liveness).
+	FeedUp bool `protobuf:"varint,6,opt,name=feed_up,json=feedUp,proto3" json:"feed_up,omitempty"`
+	// True when the node serves version or newer: replica_version >= version
+	// and cached_version is 0 or >= version, with cached_other false.
+	Served bool `protobuf:"varint,7,opt,name=served,proto3" json:"served,omitempty"`
+	// Watch clients of the node, each counted once: acknowledged (acked a
+	// message that covers the tenant's change to version or newer), lagging
+	// (acks, but not that far yet), not_acking (never acked although its
+	// stream is older than the node's ack grace: a client built before
+	// acknowledgements).
+	ClientsAcknowledged int32 `protobuf:"varint,8,opt,name=clients_acknowledged,json=clientsAcknowledged,proto3" json:"clients_acknowledged,omitempty"`
+	ClientsLagging      int32 `protobuf:"varint,9,opt,name=clients_lagging,json=clientsLagging,proto3" json:"clients_lagging,omitempty"`
+	ClientsNotAcking    int32 `protobuf:"varint,10,opt,name=clients_not_acking,json=clientsNotAcking,proto3" json:"clients_not_acking,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *TenantStatusResponse) Reset() {
+	*x = TenantStatusResponse{}
+	mi := &file_tcs_admin_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TenantStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TenantStatusResponse) ProtoMessage() {}
+
+func (x *TenantStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tcs_admin_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TenantStatusResponse.ProtoReflect.Descriptor instead.
+func (*TenantStatusResponse) Descriptor() ([]byte, []int) {
+	return file_tcs_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *TenantStatusResponse) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *TenantStatusResponse) GetReplicaVersion() int64 {
+	if x != nil {
+		return x.ReplicaVersion
+	}
+	return 0
+}
+
+func (x *TenantStatusResponse) GetCachedVersion() int64 {
+	if x != nil {
+		return x.CachedVersion
+	}
+	return 0
+}
+
+func (x *TenantStatusResponse) GetCachedOther() bool {
+	if x != nil {
+		return x.CachedOther
+	}
+	return false
+}
+
+func (x *TenantStatusResponse) GetFeedVersion() int64 {
+	if x != nil {
+		return x.FeedVersion
+	}
+	return 0
+}
+
+func (x *TenantStatusResponse) GetFeedUp() bool {
+	if x != nil {
+		return x.FeedUp
+	}
+	return false
+}
+
+func (x *TenantStatusResponse) GetServed() bool {
+	if x != nil {
+		return x.Served
+	}
+	return false
+}
+
+func (x *TenantStatusResponse) GetClientsAcknowledged() int32 {
+	if x != nil {
+		return x.ClientsAcknowledged
+	}
+	return 0
+}
+
+func (x *TenantStatusResponse) GetClientsLagging() int32 {
+	if x != nil {
+		return x.ClientsLagging
+	}
+	return 0
+}
+
+func (x *TenantStatusResponse) GetClientsNotAcking() int32 {
+	if x != nil {
+		return x.ClientsNotAcking
+	}
+	return 0
+}
+
 // DigestsRequest asks for a replica's bucket digests.
 type DigestsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -36,7 +227,7 @@ type DigestsRequest struct {
 
 func (x *DigestsRequest) Reset() {
 	*x = DigestsRequest{}
-	mi := &file_tcs_admin_v1_admin_proto_msgTypes[0]
+	mi := &file_tcs_admin_v1_admin_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -48,7 +239,7 @@ func (x *DigestsRequest) String() string {
 func (*DigestsRequest) ProtoMessage() {}
 
 func (x *DigestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_admin_v1_admin_proto_msgTypes[0]
+	mi := &file_tcs_admin_v1_admin_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -61,7 +252,7 @@ func (x *DigestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestsRequest.ProtoReflect.Descriptor instead.
 func (*DigestsRequest) Descriptor() ([]byte, []int) {
-	return file_tcs_admin_v1_admin_proto_rawDescGZIP(), []int{0}
+	return file_tcs_admin_v1_admin_proto_rawDescGZIP(), []int{2}
 }
 
 // DigestsResponse holds a replica's bucket digests.
@@ -79,7 +270,7 @@ type DigestsResponse struct {
 
 func (x *DigestsResponse) Reset() {
 	*x = DigestsResponse{}
-	mi := &file_tcs_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_tcs_admin_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -91,7 +282,7 @@ func (x *DigestsResponse) String() string {
 func (*DigestsResponse) ProtoMessage() {}
 
 func (x *DigestsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_admin_v1_admin_proto_msgTypes[1]
+	mi := &file_tcs_admin_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -104,7 +295,7 @@ func (x *DigestsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DigestsResponse.ProtoReflect.Descriptor instead.
 func (*DigestsResponse) Descriptor() ([]byte, []int) {
-	return file_tcs_admin_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_tcs_admin_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *DigestsResponse) GetBuckets() []uint64 {
@@ -142,7 +333,7 @@ type ScanRequest struct {
 
 func (x *ScanRequest) Reset() {
 	*x = ScanRequest{}
-	mi := &file_tcs_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_tcs_admin_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -154,7 +345,7 @@ func (x *ScanRequest) String() string {
 func (*ScanRequest) ProtoMessage() {}
 
 func (x *ScanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_admin_v1_admin_proto_msgTypes[2]
+	mi := &file_tcs_admin_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -167,7 +358,7 @@ func (x *ScanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanRequest.ProtoReflect.Descriptor instead.
 func (*ScanRequest) Descriptor() ([]byte, []int) {
-	return file_tcs_admin_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_tcs_admin_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ScanRequest) GetCursor() string {
@@ -198,7 +389,7 @@ type ScanDocsResponse struct {
 
 func (x *ScanDocsResponse) Reset() {
 	*x = ScanDocsResponse{}
-	mi := &file_tcs_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_tcs_admin_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -210,7 +401,7 @@ func (x *ScanDocsResponse) String() string {
 func (*ScanDocsResponse) ProtoMessage() {}
 
 func (x *ScanDocsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_admin_v1_admin_proto_msgTypes[3]
+	mi := &file_tcs_admin_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -223,7 +414,7 @@ func (x *ScanDocsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanDocsResponse.ProtoReflect.Descriptor instead.
 func (*ScanDocsResponse) Descriptor() ([]byte, []int) {
-	return file_tcs_admin_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_tcs_admin_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ScanDocsResponse) GetDocs() []*v1.Tenant {
@@ -261,7 +452,7 @@ type ScanHostsResponse struct {
 
 func (x *ScanHostsResponse) Reset() {
 	*x = ScanHostsResponse{}
-	mi := &file_tcs_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_tcs_admin_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -273,7 +464,7 @@ func (x *ScanHostsResponse) String() string {
 func (*ScanHostsResponse) ProtoMessage() {}
 
 func (x *ScanHostsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_admin_v1_admin_proto_msgTypes[4]
+	mi := &file_tcs_admin_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -286,7 +477,7 @@ func (x *ScanHostsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScanHostsResponse.ProtoReflect.Descriptor instead.
 func (*ScanHostsResponse) Descriptor() ([]byte, []int) {
-	return file_tcs_admin_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_tcs_admin_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ScanHostsResponse) GetHosts() []*HostEntry {
@@ -323,7 +514,7 @@ type HostEntry struct {
 
 func (x *HostEntry) Reset() {
 	*x = HostEntry{}
-	mi := &file_tcs_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_tcs_admin_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -335,7 +526,7 @@ func (x *HostEntry) String() string {
 func (*HostEntry) ProtoMessage() {}
 
 func (x *HostEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_admin_v1_admin_proto_msgTypes[5]
+	mi := &file_tcs_admin_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -348,7 +539,7 @@ func (x *HostEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostEntry.ProtoReflect.Descriptor instead.
 func (*HostEntry) Descriptor() ([]byte, []int) {
-	return file_tcs_admin_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_tcs_admin_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *HostEntry) GetHostname() string {
@@ -376,7 +567,22 @@ var File_tcs_admin_v1_admin_proto protoreflect.FileDescriptor
 
 const file_tcs_admin_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x18tcs/admin/v1/admin.proto\x12\ftcs.admin.v1\x1a\x13tcs/v1/tenant.proto\"\x10\n" +
+	"\x18tcs/admin/v1/admin.proto\x12\ftcs.admin.v1\x1a\x13tcs/v1/tenant.proto\"L\n" +
+	"\x13TenantStatusRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\"\xff\x02\n" +
+	"\x14TenantStatusResponse\x12\x16\n" +
+	"\x06region\x18\x01 \x01(\tR\x06region\x12'\n" +
+	"\x0freplica_version\x18\x02 \x01(\x03R\x0ereplicaVersion\x12%\n" +
+	"\x0ecached_version\x18\x03 \x01(\x03R\rcachedVersion\x12!\n" +
+	"\fcached_other\x18\x04 \x01(\bR\vcachedOther\x12!\n" +
+	"\ffeed_version\x18\x05 \x01(\x03R\vfeedVersion\x12\x17\n" +
+	"\afeed_up\x18\x06 \x01(\bR\x06feedUp\x12\x16\n" +
+	"\x06served\x18\a \x01(\bR\x06served\x121\n" +
+	"\x14clients_acknowledged\x18\b \x01(\x05R\x13clientsAcknowledged\x12'\n" +
+	"\x0fclients_lagging\x18\t \x01(\x05R\x0eclientsLagging\x12,\n" +
+	"\x12clients_not_acking\x18\n" +
+	" \x01(\x05R\x10clientsNotAcking\"\x10\n" +
 	"\x0eDigestsRequest\"]\n" +
 	"\x0fDigestsResponse\x12\x18\n" +
 	"\abuckets\x18\x01 \x03(\x06R\abuckets\x12\x18\n" +
@@ -398,11 +604,12 @@ const file_tcs_admin_v1_admin_proto_rawDesc = "" +
 	"\tHostEntry\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12#\n" +
-	"\rclaim_version\x18\x03 \x01(\x03R\fclaimVersion2\xe6\x01\n" +
+	"\rclaim_version\x18\x03 \x01(\x03R\fclaimVersion2\xbd\x02\n" +
 	"\fReplicaAdmin\x12E\n" +
 	"\bScanDocs\x12\x19.tcs.admin.v1.ScanRequest\x1a\x1e.tcs.admin.v1.ScanDocsResponse\x12G\n" +
 	"\tScanHosts\x12\x19.tcs.admin.v1.ScanRequest\x1a\x1f.tcs.admin.v1.ScanHostsResponse\x12F\n" +
-	"\aDigests\x12\x1c.tcs.admin.v1.DigestsRequest\x1a\x1d.tcs.admin.v1.DigestsResponseB3Z1github.com/tcs-dev/tcs/proto/tcs/admin/v1;adminv1b\x06proto3"
+	"\aDigests\x12\x1c.tcs.admin.v1.DigestsRequest\x1a\x1d.tcs.admin.v1.DigestsResponse\x12U\n" +
+	"\fTenantStatus\x12!.tcs.admin.v1.TenantStatusRequest\x1a\".tcs.admin.v1.TenantStatusResponseB3Z1github.com/tcs-dev/tcs/proto/tcs/admin/v1;adminv1b\x06proto3"
 
 var (
 	file_tcs_admin_v1_admin_proto_rawDescOnce sync.Once
@@ -416,27 +623,31 @@ func file_tcs_admin_v1_admin_proto_rawDescGZIP() []byte {
 	return file_tcs_admin_v1_admin_proto_rawDescData
 }
 
-var file_tcs_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_tcs_admin_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_tcs_admin_v1_admin_proto_goTypes = []any{
-	(*DigestsRequest)(nil),    // 0: tcs.admin.v1.DigestsRequest
-	(*DigestsResponse)(nil),   // 1: tcs.admin.v1.DigestsResponse
-	(*ScanRequest)(nil),       // 2: tcs.admin.v1.ScanRequest
-	(*ScanDocsResponse)(nil),  // 3: tcs.admin.v1.ScanDocsResponse
-	(*ScanHostsResponse)(nil), // 4: tcs.admin.v1.ScanHostsResponse
-	(*HostEntry)(nil),         // 5: tcs.admin.v1.HostEntry
-	(*v1.Tenant)(nil),         // 6: tcs.v1.Tenant
+	(*TenantStatusRequest)(nil),  // 0: tcs.admin.v1.TenantStatusRequest
+	(*TenantStatusResponse)(nil), // 1: tcs.admin.v1.TenantStatusResponse
+	(*DigestsRequest)(nil),       // 2: tcs.admin.v1.DigestsRequest
+	(*DigestsResponse)(nil),      // 3: tcs.admin.v1.DigestsResponse
+	(*ScanRequest)(nil),          // 4: tcs.admin.v1.ScanRequest
+	(*ScanDocsResponse)(nil),     // 5: tcs.admin.v1.ScanDocsResponse
+	(*ScanHostsResponse)(nil),    // 6: tcs.admin.v1.ScanHostsResponse
+	(*HostEntry)(nil),            // 7: tcs.admin.v1.HostEntry
+	(*v1.Tenant)(nil),            // 8: tcs.v1.Tenant
 }
 var file_tcs_admin_v1_admin_proto_depIdxs = []int32{
-	6, // 0: tcs.admin.v1.ScanDocsResponse.docs:type_name -> tcs.v1.Tenant
-	5, // 1: tcs.admin.v1.ScanHostsResponse.hosts:type_name -> tcs.admin.v1.HostEntry
-	2, // 2: tcs.admin.v1.ReplicaAdmin.ScanDocs:input_type -> tcs.admin.v1.ScanRequest
-	2, // 3: tcs.admin.v1.ReplicaAdmin.ScanHosts:input_type -> tcs.admin.v1.ScanRequest
-	0, // 4: tcs.admin.v1.ReplicaAdmin.Digests:input_type -> tcs.admin.v1.DigestsRequest
-	3, // 5: tcs.admin.v1.ReplicaAdmin.ScanDocs:output_type -> tcs.admin.v1.ScanDocsResponse
-	4, // 6: tcs.admin.v1.ReplicaAdmin.ScanHosts:output_type -> tcs.admin.v1.ScanHostsResponse
-	1, // 7: tcs.admin.v1.ReplicaAdmin.Digests:output_type -> tcs.admin.v1.DigestsResponse
-	5, // [5:8] is the sub-list for method output_type
-	2, // [2:5] is the sub-list for method input_type
+	8, // 0: tcs.admin.v1.ScanDocsResponse.docs:type_name -> tcs.v1.Tenant
+	7, // 1: tcs.admin.v1.ScanHostsResponse.hosts:type_name -> tcs.admin.v1.HostEntry
+	4, // 2: tcs.admin.v1.ReplicaAdmin.ScanDocs:input_type -> tcs.admin.v1.ScanRequest
+	4, // 3: tcs.admin.v1.ReplicaAdmin.ScanHosts:input_type -> tcs.admin.v1.ScanRequest
+	2, // 4: tcs.admin.v1.ReplicaAdmin.Digests:input_type -> tcs.admin.v1.DigestsRequest
+	0, // 5: tcs.admin.v1.ReplicaAdmin.TenantStatus:input_type -> tcs.admin.v1.TenantStatusRequest
+	5, // 6: tcs.admin.v1.ReplicaAdmin.ScanDocs:output_type -> tcs.admin.v1.ScanDocsResponse
+	6, // 7: tcs.admin.v1.ReplicaAdmin.ScanHosts:output_type -> tcs.admin.v1.ScanHostsResponse
+	3, // 8: tcs.admin.v1.ReplicaAdmin.Digests:output_type -> tcs.admin.v1.DigestsResponse
+	1, // 9: tcs.admin.v1.ReplicaAdmin.TenantStatus:output_type -> tcs.admin.v1.TenantStatusResponse
+	6, // [6:10] is the sub-list for method output_type
+	2, // [2:6] is the sub-list for method input_type
 	2, // [2:2] is the sub-list for extension type_name
 	2, // [2:2] is the sub-list for extension extendee
 	0, // [0:2] is the sub-list for field type_name
@@ -453,7 +664,7 @@ func file_tcs_admin_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tcs_admin_v1_admin_proto_rawDesc), len(file_tcs_admin_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,9 +24,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ReplicaAdmin_ScanDocs_FullMethodName  = "/tcs.admin.v1.ReplicaAdmin/ScanDocs"
-	ReplicaAdmin_ScanHosts_FullMethodName = "/tcs.admin.v1.ReplicaAdmin/ScanHosts"
-	ReplicaAdmin_Digests_FullMethodName   = "/tcs.admin.v1.ReplicaAdmin/Digests"
+	ReplicaAdmin_ScanDocs_FullMethodName     = "/tcs.admin.v1.ReplicaAdmin/ScanDocs"
+	ReplicaAdmin_ScanHosts_FullMethodName    = "/tcs.admin.v1.ReplicaAdmin/ScanHosts"
+	ReplicaAdmin_Digests_FullMethodName      = "/tcs.admin.v1.ReplicaAdmin/Digests"
+	ReplicaAdmin_TenantStatus_FullMethodName = "/tcs.admin.v1.ReplicaAdmin/TenantStatus"
 )
 
 // ReplicaAdminClient is the client API for ReplicaAdmin service.
@@ -61,6 +62,14 @@ type ReplicaAdminClient interface {
 	// wire, so `tcsctl verify --digest` reads no document of a region that
 	// agrees with the source of truth.
 	Digests(ctx context.Context, in *DigestsRequest, opts ...grpc.CallOption) (*DigestsResponse, error)
+	// TenantStatus reports how far one tenant's changes have reached on this
+	// node: the replica's version, the version its cache would serve, its
+	// feed, and how many of its Watch clients have acknowledged the tenant's
+	// latest invalidation. Cheap: one replica read and a few cache probes.
+	// The catalog's propagation status (GET /v1/tenants/{id}/propagation)
+	// asks every live node of every region. version must be at least 1
+	// (INVALID_ARGUMENT otherwise), tenant_id a tenant id.
+	TenantStatus(ctx context.Context, in *TenantStatusRequest, opts ...grpc.CallOption) (*TenantStatusResponse, error)
 }
 
 type replicaAdminClient struct {
@@ -101,6 +110,16 @@ func (c *replicaAdminClient) Digests(ctx context.Context, in *DigestsRequest, op
 	return out, nil
 }
 
+func (c *replicaAdminClient) TenantStatus(ctx context.Context, in *TenantStatusRequest, opts ...grpc.CallOption) (*TenantStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TenantStatusResponse)
+	err := c.cc.Invoke(ctx, ReplicaAdmin_TenantStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ReplicaAdminServer is the server API for ReplicaAdmin service.
 // All implementations must embed UnimplementedReplicaAdminServer
 // for forward compatibility.
@@ -133,6 +152,14 @@ type ReplicaAdminServer interface {
 	// wire, so `tcsctl verify --digest` reads no document of a region that
 	// agrees with the source of truth.
 	Digests(context.Context, *DigestsRequest) (*DigestsResponse, error)
+	// TenantStatus reports how far one tenant's changes have reached on this
+	// node: the replica's version, the version its cache would serve, its
+	// feed, and how many of its Watch clients have acknowledged the tenant's
+	// latest invalidation. Cheap: one replica read and a few cache probes.
+	// The catalog's propagation status (GET /v1/tenants/{id}/propagation)
+	// asks every live node of every region. version must be at least 1
+	// (INVALID_ARGUMENT otherwise), tenant_id a tenant id.
+	TenantStatus(context.Context, *TenantStatusRequest) (*TenantStatusResponse, error)
 	mustEmbedUnimplementedReplicaAdminServer()
 }
 
@@ -151,6 +178,9 @@ func (UnimplementedReplicaAdminServer) ScanHosts(context.Context, *ScanRequest) 
 }
 func (UnimplementedReplicaAdminServer) Digests(context.Context, *DigestsRequest) (*DigestsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Digests not implemented")
+}
+func (UnimplementedReplicaAdminServer) TenantStatus(context.Context, *TenantStatusRequest) (*TenantStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TenantStatus not implemented")
 }
 func (UnimplementedReplicaAdminServer) mustEmbedUnimplementedReplicaAdminServer() {}
 func (UnimplementedReplicaAdminServer) testEmbeddedByValue()                      {}
@@ -227,6 +257,24 @@ func _ReplicaAdmin_Digests_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ReplicaAdmin_TenantStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TenantStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReplicaAdminServer).TenantStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReplicaAdmin_TenantStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReplicaAdminServer).TenantStatus(ctx, req.(*TenantStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ReplicaAdmin_ServiceDesc is the grpc.ServiceDesc for ReplicaAdmin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -245,6 +293,10 @@ var ReplicaAdmin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Digests",
 			Handler:    _ReplicaAdmin_Digests_Handler,
+		},
+		{
+			MethodName: "TenantStatus",
+			Handler:    _ReplicaAdmin_TenantStatus_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
