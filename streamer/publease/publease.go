@@ -1,23 +1,28 @@
 // Package publease shares the catalog outbox's shards among the processes
 // running streamer publish, through a DynamoDB lease table
-// (internal/leasetable, the table code the Kinesis consumer groups use), so
-// that any number of publishers run and none is a single point of failure.
+// (internal/leasetable, the table the Kinesis consumer groups use), so that
+// any number of publishers run and none is a single point of failure. The
+// lease rules (fencing, expiry by the observer's clock, the fair share,
+// steal requests and polite handover) are internal/lease's, shared with the
+// Kinesis consumers; this package runs them for the outbox shards.
 //
 // One lease per outbox shard (group "publish", shard = the shard number in
 // decimal), in the home region's table <prefix>-publish-leases:
 //
 //   - A lease is free when its owner is "", expired when its counter has
 //     not changed for Config.LeaseDuration as seen by the observing
-//     publisher's own clock. Every change is a conditional write (see
-//     leasetable): two publishers never both take a lease, and one that
-//     lost a lease can change nothing in it.
+//     publisher's own clock (lease.Observer). Every change is a conditional
+//     write: two publishers never both take a lease, and one that lost a
+//     lease can change nothing in it.
 //   - Each publisher scans the table every LeaseDuration/8 (at most every
-//     second), renews what it holds about every LeaseDuration/5, and takes
-//     free and expired leases up to a fair share, ceil(shards / live
-//     publishers); one still short asks the most loaded publisher for what
-//     it lacks (steal requests), which hands them over at its next renewal
-//     unless that would leave it short itself. So
-//     a publisher killed with -9 has its shards taken over about
+//     second), renews what it holds about every LeaseDuration/5, and plans
+//     with lease.Balance: it takes free and expired leases up to a fair
+//     share, ceil(shards / live publishers; a publisher asking for a lease
+//     is live); one still short asks the most loaded publisher for what it
+//     lacks (steal requests), which hands them over at its next renewal
+//     unless that would leave it short itself (lease.Plan.Yield), and
+//     otherwise declines them, so that the asker asks elsewhere. So a
+//     publisher killed with -9 has its shards taken over about
 //     LeaseDuration after its last renewal, and a new publisher gets its
 //     share within a few scans.
 //   - Fencing: Publisher asks Epoch before it appends a shard's entries and
@@ -51,6 +56,7 @@ import (
 	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tcs-dev/tcs/internal/lease"
 	"github.com/tcs-dev/tcs/internal/leasetable"
 	"github.com/tcs-dev/tcs/streamer"
 )
@@ -132,11 +138,12 @@ type Leases struct {
 
 	mu   sync.Mutex
 	mine map[int]*holding // the shards held
-	// target is the fair share the last scan found (0 before the first).
-	target int
-	epoch  uint64 // counts takes, for Epoch
+	// plan is the last scan's (nil before the first): its fair share
+	// decides the handovers.
+	plan  *lease.Plan
+	epoch uint64 // counts takes, for Epoch
 
-	seen map[string]observation // by shard: when its lease last changed, as seen here
+	obs *lease.Observer // expiry as this publisher sees it
 }
 
 type holding struct {
@@ -145,12 +152,6 @@ type holding struct {
 	epoch     uint64
 	lastRenew time.Time // when the last successful renewal (or take) was sent
 	validTo   time.Time
-}
-
-type observation struct {
-	owner   string
-	counter int64
-	since   time.Time
 }
 
 // New returns Leases for cfg; Keep takes and keeps them.
@@ -171,7 +172,7 @@ func New(cfg Config) (*Leases, error) {
 	t := *cfg.Table
 	t.Group = Group
 	t.Compare = compareShards
-	l := &Leases{cfg: cfg, table: &t, log: cfg.Logger, now: cfg.Now, mine: map[int]*holding{}, seen: map[string]observation{}}
+	l := &Leases{cfg: cfg, table: &t, log: cfg.Logger, now: cfg.Now, mine: map[int]*holding{}, obs: lease.NewObserver(t.Owner, cfg.LeaseDuration)}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
 	}
@@ -185,12 +186,12 @@ func New(cfg Config) (*Leases, error) {
 		Name: "tcs_publish_leases_held", Help: "Outbox shard leases this publisher holds (streamer publish on AWS; the publishers share the shards).",
 	})
 	l.events = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "tcs_publish_lease_events_total", Help: "Outbox shard lease changes by event: take (a free lease), takeover (an expired lease: its publisher died or lost the table), lost (a renewal found it taken), handover (given to a publisher that asked), steal_request, release (clean stop).",
+		Name: "tcs_publish_lease_events_total", Help: "Outbox shard lease changes by event: take (a free lease), takeover (an expired lease: its publisher died or lost the table), lost (a renewal found it taken), handover (given to a publisher that asked), decline (a request refused: handing over would leave this publisher short), steal_request, release (clean stop).",
 	}, []string{"event"})
 	l.lastScan = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "tcs_publish_lease_scan_timestamp_seconds", Help: "When the publish lease table was last read without error (Unix seconds; 0 before the first).",
 	})
-	for _, e := range []string{"take", "takeover", "lost", "handover", "steal_request", "release"} {
+	for _, e := range []string{"take", "takeover", "lost", "handover", "decline", "steal_request", "release"} {
 		l.events.WithLabelValues(e)
 	}
 	if cfg.Registerer != nil {
@@ -278,7 +279,7 @@ func (l *Leases) cycle(ctx context.Context, created *bool) error {
 	}
 	*created = true
 	l.lastScan.Set(float64(l.now().UnixNano()) / 1e9)
-	l.observe(leases)
+	l.obs.Observe(l.now(), leases)
 	l.balance(ctx, leases)
 	l.mu.Lock()
 	l.held.Set(float64(len(l.mine)))
@@ -286,23 +287,9 @@ func (l *Leases) cycle(ctx context.Context, created *bool) error {
 	return nil
 }
 
-func (l *Leases) observe(leases []leasetable.Lease) {
-	now := l.now()
-	for _, ls := range leases {
-		o, ok := l.seen[ls.Key]
-		if !ok || o.owner != ls.Owner || o.counter != ls.Counter {
-			l.seen[ls.Key] = observation{owner: ls.Owner, counter: ls.Counter, since: now}
-		}
-	}
-}
-
-func (l *Leases) expired(ls leasetable.Lease) bool {
-	return ls.Owner != "" && ls.Owner != l.table.Owner && l.now().Sub(l.seen[ls.Key].since) >= l.cfg.LeaseDuration
-}
-
 // renew renews the leases held about every LeaseDuration/5, drops those a
-// renewal finds lost, and hands over those asked for while this publisher
-// holds more than its share.
+// renewal finds lost, and hands over those asked for that the last plan
+// yields (declining the others).
 func (l *Leases) renew(ctx context.Context) {
 	l.mu.Lock()
 	mine := maps.Clone(l.mine)
@@ -335,12 +322,15 @@ func (l *Leases) renew(ctx context.Context) {
 				h.epoch = l.epoch
 			}
 			h.lastRenew, h.validTo = sent, l.validTo(sent)
+			asked := got.Pending != "" && got.Pending != l.table.Owner
+			yield := asked && l.plan.Yield(len(l.mine), got.Pending)
 			l.mu.Unlock()
-			l.mu.Lock()
-			over := l.target == 0 || len(l.mine) > l.target
-			l.mu.Unlock()
-			if got.Pending != "" && got.Pending != l.table.Owner && over {
+			switch {
+			case !asked:
+			case yield:
 				l.handOver(ctx, sh, h, got.Pending)
+			default:
+				l.decline(ctx, sh, h, got.Pending)
 			}
 		}
 	}
@@ -368,6 +358,18 @@ func (l *Leases) handOver(ctx context.Context, sh int, h *holding, to string) {
 	l.events.WithLabelValues("handover").Inc()
 }
 
+// decline refuses the request of who for shard, so that it asks elsewhere.
+func (l *Leases) decline(ctx context.Context, sh int, h *holding, who string) {
+	if err := l.table.Decline(ctx, h.shard, h.token, who); err != nil {
+		if !errors.Is(err, leasetable.ErrLost) && ctx.Err() == nil {
+			l.log.Warn("declining a request for a publish lease failed", "shard", sh, "from", who, "err", err)
+		}
+		return
+	}
+	l.log.Info("declined a request for a publish lease", "shard", sh, "from", who)
+	l.events.WithLabelValues("decline").Inc()
+}
+
 func (l *Leases) drop(sh int) {
 	l.mu.Lock()
 	delete(l.mine, sh)
@@ -384,77 +386,62 @@ func (l *Leases) hold(ls leasetable.Lease, sent time.Time) {
 	l.held.Set(float64(len(l.mine)))
 }
 
-// balance adopts leases the table says are this publisher's and it does not
-// hold (a take whose answer was lost, a handover to it), takes free and
-// expired leases up to a fair share, then asks the most loaded publisher
-// for one.
+// balance runs lease.Balance's plan: it adopts leases the table says are
+// this publisher's and it does not hold (a take whose answer was lost, a
+// handover to it), stops using those the table says are another's, takes
+// free and expired leases up to a fair share, then asks the most loaded
+// publisher for what it lacks.
 func (l *Leases) balance(ctx context.Context, leases []leasetable.Lease) {
 	me := l.table.Owner
-	var valid []leasetable.Lease
-	for _, ls := range leases {
-		sh, err := strconv.Atoi(ls.Key)
-		if err != nil || sh < 0 || sh >= l.cfg.Shards {
-			continue // not an outbox shard of this catalog: leave it be
-		}
-		valid = append(valid, ls)
-	}
+	now := l.now()
 	l.mu.Lock()
 	mine := maps.Clone(l.mine)
 	l.mu.Unlock()
-	workers := map[string]int{me: 0}
-	for _, ls := range valid {
-		// A publisher asking for a lease is alive, even holding none.
-		if _, ok := workers[ls.Pending]; ls.Pending != "" && !ok {
-			workers[ls.Pending] = 0
-		}
+	plan, err := lease.Balance(lease.Input{
+		Me:      me,
+		Leases:  leases,
+		Expired: func(ls lease.Lease) bool { return l.obs.Expired(now, ls) },
+		Holds: func(ls lease.Lease) bool {
+			// A lease the table says is this publisher's is held only
+			// under the token the table has.
+			h := mine[l.shardOf(ls)]
+			return h != nil && (ls.Owner != me || h.token == ls.Token)
+		},
+		// A lease that is not an outbox shard of this catalog: leave it be.
+		Eligible: func(ls lease.Lease) bool { return l.shardOf(ls) >= 0 },
+	})
+	if err != nil {
+		l.log.Warn("planning the publish leases failed", "err", err)
+		return
 	}
-	var free, expired []leasetable.Lease
-	pendingForMe := false
-	for _, ls := range valid {
-		sh, _ := strconv.Atoi(ls.Key)
-		switch {
-		case ls.Owner == me:
-			if h := mine[sh]; h == nil || h.token != ls.Token {
-				sent := l.now()
-				got, err := l.table.Renew(ctx, ls.Key, ls.Token)
-				if err != nil {
-					if !errors.Is(err, leasetable.ErrLost) && ctx.Err() == nil {
-						l.log.Warn("adopting a publish lease failed", "shard", sh, "err", err)
-					}
-					continue
-				}
-				l.hold(got, sent)
-				l.log.Info("adopted a publish lease", "shard", sh)
-			}
-		case mine[sh] != nil:
-			// The table names another owner: lost (a renewal will say so
-			// too, but stop using it now).
-			l.log.Info("publish lease lost", "shard", sh, "to", ls.Owner)
-			l.events.WithLabelValues("lost").Inc()
-			l.drop(sh)
-			workers[ls.Owner]++
-		case ls.Owner == "":
-			free = append(free, ls)
-		case l.expired(ls):
-			expired = append(expired, ls)
-		default:
-			workers[ls.Owner]++
-			if ls.Pending == me {
-				pendingForMe = true
-			}
-		}
-	}
-	target := (len(valid) + len(workers) - 1) / len(workers)
 	l.mu.Lock()
-	l.target = target
+	l.plan = plan
 	l.mu.Unlock()
+	for _, ls := range plan.Lost {
+		// Stop using it now (a renewal would say so too, later).
+		l.log.Info("publish lease lost", "shard", ls.Key, "to", ls.Owner)
+		l.events.WithLabelValues("lost").Inc()
+		l.drop(l.shardOf(ls))
+	}
+	for _, ls := range plan.Adopt {
+		sent := l.now()
+		got, err := l.table.Renew(ctx, ls.Key, ls.Token)
+		if err != nil {
+			if !errors.Is(err, leasetable.ErrLost) && ctx.Err() == nil {
+				l.log.Warn("adopting a publish lease failed", "shard", ls.Key, "err", err)
+			}
+			continue
+		}
+		l.hold(got, sent)
+		l.log.Info("adopted a publish lease", "shard", ls.Key)
+	}
 	heldNow := func() int {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		return len(l.mine)
 	}
-	for _, ls := range slices.Concat(free, expired) {
-		if heldNow() >= target || ctx.Err() != nil {
+	for _, ls := range plan.Take {
+		if heldNow() >= plan.Target || ctx.Err() != nil {
 			return
 		}
 		sent := l.now()
@@ -476,43 +463,36 @@ func (l *Leases) balance(ctx context.Context, leases []leasetable.Lease) {
 			l.events.WithLabelValues("take").Inc()
 		}
 	}
+	// Still short, nothing free: ask the most loaded publisher for as many
+	// leases as it has over the share and this one lacks (a new publisher
+	// gets its share of 64 shards in a few scans, not 32).
 	held := heldNow()
-	if held >= target || pendingForMe || ctx.Err() != nil {
-		return
-	}
-	// Still short, nothing free: ask the most loaded publisher for leases,
-	// as many as it has over the share and this one lacks (a new publisher
-	// gets its share of 64 shards in a few scans, not 32); one that has
-	// exactly the target only when this one is two short, so that
-	// publishers do not trade leases for ever.
-	victim, most := "", 0
-	for owner, n := range workers {
-		if owner != me && (n > most || n == most && owner < victim) {
-			victim, most = owner, n
-		}
-	}
-	if victim == "" || !(most > target || most == target && held < target-1) {
-		return
-	}
-	ask := max(1, min(target-held, most-target))
-	for _, ls := range valid {
+	ask, from := plan.Steals(held)
+	for _, ls := range from {
 		if ask == 0 || ctx.Err() != nil {
 			return
-		}
-		if ls.Owner != victim || ls.Pending != "" {
-			continue
 		}
 		err := l.table.RequestSteal(ctx, ls)
 		switch {
 		case err == nil:
 			ask--
-			l.log.Info("asked for a publish lease", "shard", ls.Key, "owner", victim, "held", held, "target", target)
+			l.log.Info("asked for a publish lease", "shard", ls.Key, "owner", ls.Owner, "held", held, "target", plan.Target)
 			l.events.WithLabelValues("steal_request").Inc()
 		case !errors.Is(err, leasetable.ErrLost) && ctx.Err() == nil:
 			l.log.Warn("asking for a publish lease failed", "shard", ls.Key, "err", err)
 			return
 		}
 	}
+}
+
+// shardOf returns the outbox shard ls leases, or -1 if it is none of this
+// catalog's.
+func (l *Leases) shardOf(ls lease.Lease) int {
+	sh, err := strconv.Atoi(ls.Key)
+	if err != nil || sh < 0 || sh >= l.cfg.Shards {
+		return -1
+	}
+	return sh
 }
 
 // releaseAll frees the leases held, so that another publisher takes them
