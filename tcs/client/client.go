@@ -142,6 +142,8 @@ type Client struct {
 	// nanoseconds: DefaultHeartbeatTimeout until a heartbeat tells the
 	// server's interval. Tests wait on it.
 	silence atomic.Int64
+
+	ready readiness // for WaitReady
 }
 
 // New returns a Client for the regions of WithRegions. It dials lazily: New
@@ -181,6 +183,7 @@ func New(ctx context.Context, opts ...Option) (*Client, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	c.hooks.fill()
+	c.ready.init()
 	c.hedge = newHedger(cfg.hedgeDelay, cfg.hedgeSet)
 	c.cache = newCache(cacheConfig{
 		size:      cfg.cacheSize,
@@ -248,6 +251,7 @@ func New(ctx context.Context, opts ...Option) (*Client, error) {
 	}
 	if cfg.noWatch {
 		c.cache.setWatching(true)
+		c.ready.set(true, nil)
 	} else {
 		c.wg.Go(c.watch)
 	}
@@ -268,7 +272,7 @@ func (c *Client) Close() error {
 
 // Watching reports whether the invalidation stream is up (a Resync has been
 // received on the current stream). While it is not, cached answers live for
-// the disconnected TTL only.
+// the disconnected TTL only. WaitReady waits for it.
 func (c *Client) Watching() bool { return c.cache.watching() }
 
 // Lookup returns the tenant that owns hostname (normalised as the catalog

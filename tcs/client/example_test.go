@@ -43,10 +43,13 @@ func Example() {
 		log.Fatal(err)
 	}
 	defer tcs.Close()
-	// Optional readiness gate: answers cached before the invalidation
-	// stream is up are refreshed once it is.
-	for !tcs.Watching() {
-		time.Sleep(10 * time.Millisecond)
+	// Optional readiness gate (for example before reporting ready to the
+	// orchestrator): lookups work before it, but until the invalidation
+	// stream is up their answers are cached for the disconnected TTL only.
+	readyCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := tcs.WaitReady(readyCtx); err != nil {
+		log.Fatal(err)
 	}
 
 	// In an HTTP handler: the hostname comes from the Host header.

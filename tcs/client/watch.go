@@ -99,7 +99,9 @@ func (c *Client) watchOnce(r *region) (resynced bool, _ error) {
 
 // setWatching records whether the stream on r is up.
 func (c *Client) setWatching(r *region, up bool, err error) {
-	if !c.cache.setWatching(up) {
+	changed := c.cache.setWatching(up)
+	c.ready.set(up, err)
+	if !changed {
 		return
 	}
 	c.hooks.WatchState(r.label(), up)
