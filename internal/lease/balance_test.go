@@ -45,6 +45,15 @@ func keySet(ks ...string) func(lease.Lease) bool {
 	}
 }
 
+func plan(t *testing.T, in lease.Input) *lease.Plan {
+	t.Helper()
+	p, err := lease.Balance(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func TestBalance(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -115,10 +124,7 @@ func TestBalance(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			p, err := lease.Balance(tt.in)
-			if err != nil {
-				t.Fatal(err)
-			}
+			p := plan(t, tt.in)
 			got := map[string]any{"adopt": keys(p.Adopt), "lost": keys(p.Lost), "take": keys(p.Take),
 				"target": p.Target, "counts": p.Counts, "pendingForMe": p.PendingForMe}
 			want := map[string]any{"adopt": tt.adopt, "lost": tt.lost, "take": tt.take,
@@ -201,10 +207,7 @@ func TestSteals(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			p, err := lease.Balance(tt.in)
-			if err != nil {
-				t.Fatal(err)
-			}
+			p := plan(t, tt.in)
 			ask, from := p.Steals(tt.held)
 			if ask != tt.ask || !cmp.Equal(keys(from), tt.from, cmpopts.EquateEmpty()) {
 				t.Errorf("Steals(%d) = %d, %v; want %d, %v", tt.held, ask, keys(from), tt.ask, tt.from)
@@ -216,10 +219,7 @@ func TestSteals(t *testing.T) {
 func TestYield(t *testing.T) {
 	t.Parallel()
 	// Nine leases, four workers: shares 3; a and b hold 3, c 2, d 1.
-	p, err := lease.Balance(lease.Input{Me: "a", Leases: leases("1:a", "2:a", "3:a", "4:b", "5:b", "6:b", "7:c", "8:c", "9:d")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := plan(t, lease.Input{Me: "a", Leases: leases("1:a", "2:a", "3:a", "4:b", "5:b", "6:b", "7:c", "8:c", "9:d")})
 	if p.Target != 3 {
 		t.Fatalf("target %d, want 3", p.Target)
 	}

@@ -3,21 +3,17 @@ package kinesis
 import (
 	"context"
 	"errors"
-	"slices"
+
+	"github.com/tcs-dev/tcs/internal/lease"
 )
 
+// observe records the leases as read, for expiry (lease.Observer).
 func (c *consumer) observe(leases []Lease) {
-	now := c.s.now()
-	for _, l := range leases {
-		o, ok := c.seen[l.Shard]
-		if !ok || o.owner != l.Owner || o.counter != l.Counter {
-			c.seen[l.Shard] = observation{owner: l.Owner, counter: l.Counter, since: now}
-		}
+	ls := make([]lease.Lease, len(leases))
+	for i, l := range leases {
+		ls[i] = toTable(l)
 	}
-}
-
-func (c *consumer) expired(l Lease) bool {
-	return l.Owner != "" && l.Owner != c.s.owner && c.s.now().Sub(c.seen[l.Shard].since) >= c.s.lease
+	c.obs.Observe(c.s.now(), ls)
 }
 
 // eligible returns the leases that may be consumed now: not finished, and
@@ -47,50 +43,54 @@ func (c *consumer) eligible(leases []Lease) []Lease {
 	return ok
 }
 
-// balance adopts this worker's own leases that no loop runs, then takes free
-// and expired leases up to a fair share, then asks the most loaded worker
-// for one.
+// balance runs lease.Balance's plan over the eligible leases: it adopts
+// this worker's own leases that no loop runs, takes free and expired leases
+// up to a fair share, then asks the most loaded worker for one (one request
+// at a time). Leases the plan says are lost are left to the renewals, which
+// stop their loops. The owner of a requested lease hands it over at its
+// next renewal (consume.go): a worker asks only one over its share, or at
+// its share while the asker is two short.
 func (c *consumer) balance(ctx context.Context, leases []Lease) {
 	eligible := c.eligible(leases)
-	for _, l := range eligible {
-		if l.Owner == c.s.owner && c.running[l.Shard] == nil && ctx.Err() == nil {
-			// Ours in the table but not running: a take whose answer was
-			// lost, a handover to us, a loop that stopped, or a previous
-			// Consume that could not release it. Renew first: that gives
-			// the loop a fresh validity.
-			sent := c.s.now()
-			if _, err := c.leases.renew(ctx, l.Shard, l.token); err != nil {
-				if !errors.Is(err, errLeaseLost) && ctx.Err() == nil {
-					c.log.Warn("adopting a lease failed", "shard", l.Shard, "err", err)
-				}
-				continue
-			}
-			c.start(ctx, l, l.token, sent, "adopt")
-		}
+	ls := make([]lease.Lease, len(eligible))
+	for i, l := range eligible {
+		ls[i] = toTable(l)
 	}
-
-	workers := map[string]int{c.s.owner: 0}
-	var free, expired []Lease
-	pendingForMe := false
-	for _, l := range eligible {
-		switch {
-		case l.Owner == c.s.owner:
-		case l.Owner == "":
-			free = append(free, l)
-		case c.expired(l):
-			expired = append(expired, l)
-		default:
-			workers[l.Owner]++
-			if l.Pending == c.s.owner {
-				pendingForMe = true
-			}
-		}
+	now := c.s.now()
+	plan, err := lease.Balance(lease.Input{
+		Me:        c.s.owner,
+		Leases:    ls,
+		Expired:   func(l lease.Lease) bool { return c.obs.Expired(now, l) },
+		Holds:     func(l lease.Lease) bool { return c.running[l.Key] != nil },
+		MaxSteals: 1,
+	})
+	if err != nil {
+		c.log.Warn("planning the leases failed", "err", err)
+		return
 	}
-	target := (len(eligible) + len(workers) - 1) / len(workers)
-	for _, l := range slices.Concat(free, expired) {
-		if len(c.running) >= target || ctx.Err() != nil {
+	for _, a := range plan.Adopt {
+		if ctx.Err() != nil {
 			return
 		}
+		// Ours in the table but not running: a take whose answer was
+		// lost, a handover to us, a loop that stopped, or a previous
+		// Consume that could not release it. Renew first: that gives the
+		// loop a fresh validity.
+		l := fromTable(a)
+		sent := c.s.now()
+		if _, err := c.leases.renew(ctx, l.Shard, l.token); err != nil {
+			if !errors.Is(err, errLeaseLost) && ctx.Err() == nil {
+				c.log.Warn("adopting a lease failed", "shard", l.Shard, "err", err)
+			}
+			continue
+		}
+		c.start(ctx, l, l.token, sent, "adopt")
+	}
+	for _, t := range plan.Take {
+		if len(c.running) >= plan.Target || ctx.Err() != nil {
+			return
+		}
+		l := fromTable(t)
 		sent := c.s.now()
 		taken, err := c.leases.take(ctx, l)
 		switch {
@@ -110,34 +110,17 @@ func (c *consumer) balance(ctx context.Context, leases []Lease) {
 		c.start(ctx, taken, taken.token, sent, event)
 	}
 	held := len(c.running)
-	if held >= target || pendingForMe || ctx.Err() != nil {
+	ask, from := plan.Steals(held)
+	if ask == 0 || ctx.Err() != nil {
 		return
 	}
-	// Still short, nothing free: ask the most loaded worker for a lease,
-	// one at a time. Asking a worker that has exactly the target only when
-	// this one is two short keeps workers from trading leases forever.
-	victim, most := "", 0
-	for owner, n := range workers {
-		if owner != c.s.owner && (n > most || n == most && owner < victim) {
-			victim, most = owner, n
-		}
-	}
-	if victim == "" || !(most > target || most == target && held < target-1) {
-		return
-	}
-	for _, l := range eligible {
-		if l.Owner != victim || l.Pending != "" {
-			continue
-		}
-		err := c.leases.requestSteal(ctx, l)
-		if err == nil {
-			c.log.Info("asked for a lease", "shard", l.Shard, "owner", victim, "held", held, "target", target)
-			c.s.m.leaseEvents.WithLabelValues(c.group, "steal_request").Inc()
-			return
-		}
-		if !errors.Is(err, errLeaseLost) && ctx.Err() == nil {
-			c.log.Warn("asking for a lease failed", "shard", l.Shard, "err", err)
-		}
-		return
+	l := fromTable(from[0])
+	err = c.leases.requestSteal(ctx, l)
+	switch {
+	case err == nil:
+		c.log.Info("asked for a lease", "shard", l.Shard, "owner", l.Owner, "held", held, "target", plan.Target)
+		c.s.m.leaseEvents.WithLabelValues(c.group, "steal_request").Inc()
+	case !errors.Is(err, errLeaseLost) && ctx.Err() == nil:
+		c.log.Warn("asking for a lease failed", "shard", l.Shard, "err", err)
 	}
 }

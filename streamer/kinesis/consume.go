@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/tcs-dev/tcs/internal/lease"
 	"github.com/tcs-dev/tcs/streamer"
 )
 
@@ -69,7 +70,7 @@ func (s *Stream) Consume(ctx context.Context, group string, h streamer.Handler) 
 		leases:  s.leaseTable(group),
 		log:     s.log.With("group", group),
 		running: map[string]*shardWorker{},
-		seen:    map[string]observation{},
+		obs:     lease.NewObserver(s.owner, s.lease),
 		listed:  map[string]bool{},
 		wake:    make(chan struct{}, 1),
 	}
@@ -99,21 +100,13 @@ type consumer struct {
 
 	// The manager loop's own state.
 	running  map[string]*shardWorker
-	seen     map[string]observation
+	obs      *lease.Observer // expiry as this worker sees it
 	listed   map[string]bool // shard ids of the last ListShards
 	listedAt time.Time
 	relist   bool
 	// mine are leases the table says this worker holds but no loop runs
 	// (adopting them failed); a clean stop releases them too.
 	mine []Lease
-}
-
-// observation is when this worker first saw a lease in its current state:
-// a lease whose counter stays the same for LeaseDuration has expired.
-type observation struct {
-	owner   string
-	counter int64
-	since   time.Time
 }
 
 var errCrashed = errors.New("kinesis: worker crashed (test)")
@@ -380,17 +373,7 @@ const scanEvery = time.Second
 // or less if another worker's lease expires sooner (so that it is taken
 // over as soon as it may be, not up to a scan interval later).
 func (c *consumer) nextCycle() time.Duration {
-	now := c.s.now()
-	wait := c.s.scanInterval()
-	for shard, o := range c.seen {
-		if o.owner == "" || o.owner == c.s.owner || c.running[shard] != nil {
-			continue
-		}
-		if d := o.since.Add(c.s.lease).Sub(now); d > 0 && d < wait {
-			wait = d
-		}
-	}
-	return wait
+	return c.obs.NextExpiry(c.s.now(), c.s.scanInterval(), func(shard string) bool { return c.running[shard] != nil })
 }
 
 // releaseAll frees the leases of the loops that ended without finishing

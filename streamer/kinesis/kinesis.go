@@ -18,7 +18,9 @@
 //
 // Every worker (a Consume call; Config.Owner names it) of a consumer group
 // runs one loop per shard it holds a lease for. Workers of a group share the
-// shards through the lease table:
+// shards through the lease table, by the rules of internal/lease (shared
+// with the outbox publishers, streamer/publease): its Observer judges
+// expiry, its Balance plans adoptions, takes and steal requests.
 //
 //   - A lease is free when its owner is "", expired when its counter has not
 //     changed for Config.LeaseDuration as seen by the observing worker's own
@@ -40,8 +42,10 @@
 //     it again). A fenced owner that still holds the lease (nobody
 //     took it) takes its shard up again at its next scan.
 //   - Each worker aims for a fair share, ceil(eligible leases / live
-//     workers). One with fewer takes free and expired leases, then asks the
-//     most loaded worker for one of its leases (a steal request); the owner
+//     workers; a worker asking for a lease is live). One with fewer takes
+//     free and expired leases, then asks the most loaded worker for one of
+//     its leases (a steal request, one at a time, only of a worker over its
+//     share, or at it while the asker is two short); the owner
 //     sees the request when it next renews, finishes and checkpoints the
 //     batch in hand, and hands the lease over. So live workers never deliver
 //     one shard at the same time; only a worker that died (and whose lease

@@ -325,12 +325,8 @@ func (l *Leases) renew(ctx context.Context) {
 			asked := got.Pending != "" && got.Pending != l.table.Owner
 			yield := asked && l.plan.Yield(len(l.mine), got.Pending)
 			l.mu.Unlock()
-			switch {
-			case !asked:
-			case yield:
-				l.handOver(ctx, sh, h, got.Pending)
-			default:
-				l.decline(ctx, sh, h, got.Pending)
+			if asked {
+				l.answer(ctx, sh, h, got.Pending, yield)
 			}
 		}
 	}
@@ -343,31 +339,24 @@ func (l *Leases) validTo(sent time.Time) time.Time {
 	return sent.Add(l.cfg.LeaseDuration * 9 / 10)
 }
 
-// handOver stops using shard at once, then gives its lease to the
-// publisher that asked for it. What this publisher had read of the shard
-// and not acknowledged is published again by the new owner.
-func (l *Leases) handOver(ctx context.Context, sh int, h *holding, to string) {
-	l.drop(sh)
-	if err := l.table.HandOver(ctx, h.shard, h.token, to); err != nil {
+// answer answers who's request for shard: it hands the lease over (yield),
+// having stopped using the shard (what this publisher had read of it and
+// not acknowledged is published again by the new owner), or declines it,
+// so that who asks elsewhere.
+func (l *Leases) answer(ctx context.Context, sh int, h *holding, who string, yield bool) {
+	write, event := l.table.Decline, "decline"
+	if yield {
+		l.drop(sh)
+		write, event = l.table.HandOver, "handover"
+	}
+	if err := write(ctx, h.shard, h.token, who); err != nil {
 		if !errors.Is(err, leasetable.ErrLost) && ctx.Err() == nil {
-			l.log.Warn("handing a publish lease over failed", "shard", sh, "to", to, "err", err)
+			l.log.Warn("answering a request for a publish lease failed", "shard", sh, "from", who, "answer", event, "err", err)
 		}
 		return
 	}
-	l.log.Info("handed a publish lease over", "shard", sh, "to", to)
-	l.events.WithLabelValues("handover").Inc()
-}
-
-// decline refuses the request of who for shard, so that it asks elsewhere.
-func (l *Leases) decline(ctx context.Context, sh int, h *holding, who string) {
-	if err := l.table.Decline(ctx, h.shard, h.token, who); err != nil {
-		if !errors.Is(err, leasetable.ErrLost) && ctx.Err() == nil {
-			l.log.Warn("declining a request for a publish lease failed", "shard", sh, "from", who, "err", err)
-		}
-		return
-	}
-	l.log.Info("declined a request for a publish lease", "shard", sh, "from", who)
-	l.events.WithLabelValues("decline").Inc()
+	l.log.Info("answered a request for a publish lease", "shard", sh, "from", who, "answer", event)
+	l.events.WithLabelValues(event).Inc()
 }
 
 func (l *Leases) drop(sh int) {

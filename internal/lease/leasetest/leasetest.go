@@ -244,14 +244,21 @@ func testFenced(t *testing.T, open Opener) {
 	}
 }
 
+// heldByA returns workers a, b and c of a group whose one lease, k, a
+// has taken.
+func heldByA(t *testing.T, open Opener) (a, b, c lease.Store, la lease.Lease) {
+	t.Helper()
+	a, b, c = open("a"), open("b"), open("c")
+	create(t, a, "k")
+	return a, b, c, take(t, a, "k")
+}
+
 // testTakeover: a take is conditioned only on the counter as read, so a
 // worker that judged a lease expired takes it; the old owner can then
 // change nothing, and a take from a stale read loses.
 func testTakeover(t *testing.T, open Opener) {
 	ctx := t.Context()
-	a, b, c := open("a"), open("b"), open("c")
-	create(t, a, "k")
-	la := take(t, a, "k")
+	a, b, c, la := heldByA(t, open)
 	stale := get(t, c, "k")
 	if _, err := a.Renew(ctx, "k", la.Token); err != nil {
 		t.Fatal(err)
@@ -275,9 +282,7 @@ func testTakeover(t *testing.T, open Opener) {
 
 func testSteal(t *testing.T, open Opener) {
 	ctx := t.Context()
-	a, b, c := open("a"), open("b"), open("c")
-	create(t, a, "k")
-	la := take(t, a, "k")
+	a, b, c, la := heldByA(t, open)
 	read := get(t, b, "k")
 	if err := b.RequestSteal(ctx, read); err != nil {
 		t.Fatalf("RequestSteal: %v", err)
