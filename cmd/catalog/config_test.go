@@ -12,20 +12,13 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/tcs-dev/tcs/catalog/httpapi"
-	"github.com/tcs-dev/tcs/cmd/internal/backend"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
+	"github.com/tcs-dev/tcs/cmd/internal/configtest"
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/internal/awsclient"
-	"github.com/tcs-dev/tcs/internal/awsnames"
 )
-
-// envOf is a getenv reading m.
-func envOf(m map[string]string) func(string) string {
-	return func(k string) string { return m[k] }
-}
 
 // defaultConfig is what parseConfig makes of no arguments and an empty
 // environment.
@@ -35,23 +28,10 @@ func defaultConfig() *config {
 		StoreTimeout:     httpapi.DefaultStoreTimeout,
 		RateLimit:        httpapi.DefaultPerCaller,
 		AddressRateLimit: httpapi.DefaultPerAddress,
-		Backend: &backend.Config{
-			Backend:      backend.Embedded,
-			DataDir:      "data",
-			Names:        awsnames.Names{Prefix: awsnames.DefaultPrefix},
-			PollInterval: backend.DefaultPollInterval,
-			Timeouts: awsclient.Timeouts{Operation: awsclient.DefaultOperation, Connect: awsclient.DefaultConnect,
-				ResponseHeader: awsclient.DefaultResponseHeader},
-		},
-		Security: &cmdutil.Security{},
-		Obs:      &cmdutil.Flags{LogLevel: "info", LogFormat: "text", MetricsAddr: cmdutil.DefaultCatalogMetricsAddr},
+		Backend:          configtest.DefaultBackend(),
+		Security:         &cmdutil.Security{},
+		Obs:              configtest.DefaultObs(cmdutil.DefaultCatalogMetricsAddr),
 	}
-}
-
-// configDiff compares configs by their exported fields: the flag groups'
-// unexported state (the flag set they were declared on, a lock) is theirs.
-func configDiff(want, got *config) string {
-	return cmp.Diff(want, got, cmpopts.IgnoreUnexported(backend.Config{}, cmdutil.Flags{}))
 }
 
 // TestParseConfig: defaults with no arguments and no environment; each
@@ -108,13 +88,13 @@ func TestParseConfig(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			var stderr bytes.Buffer
-			got, err := parseConfig(c.args, envOf(c.env), &stderr)
+			got, err := parseConfig(c.args, configtest.Env(c.env), &stderr)
 			if err != nil {
 				t.Fatalf("parseConfig(%q) = %v", c.args, err)
 			}
 			want := defaultConfig()
 			c.want(want)
-			if diff := configDiff(want, got); diff != "" {
+			if diff := cmp.Diff(want, got, configtest.Opts); diff != "" {
 				t.Errorf("parseConfig(%q) (-want +got):\n%s", c.args, diff)
 			}
 			if stderr.Len() > 0 {
@@ -164,7 +144,7 @@ func TestParseConfigRefuses(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			cfg, err := parseConfig(c.args, envOf(c.env), io.Discard)
+			cfg, err := parseConfig(c.args, configtest.Env(c.env), io.Discard)
 			if err == nil {
 				t.Fatalf("parseConfig(%q) = %+v, want an error", c.args, cfg)
 			}
@@ -185,12 +165,12 @@ func TestParseConfigRefuses(t *testing.T) {
 func TestParseConfigVersion(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{{"--version"}, {"--version", "--store-timeout", "0s", "--backend", "mysql", "stray"}} {
-		cfg, err := parseConfig(args, envOf(map[string]string{"TCS_STORE_TIMEOUT": "5"}), io.Discard)
+		cfg, err := parseConfig(args, configtest.Env(map[string]string{"TCS_STORE_TIMEOUT": "5"}), io.Discard)
 		if err != nil || !cfg.Version {
 			t.Errorf("parseConfig(%q) = %+v, %v; want Version set and no error", args, cfg, err)
 		}
 	}
-	cfg, err := parseConfig(nil, envOf(nil), io.Discard)
+	cfg, err := parseConfig(nil, configtest.Env(nil), io.Discard)
 	if err != nil || cfg.Version {
 		t.Errorf("parseConfig() = %+v, %v; want Version unset", cfg, err)
 	}
@@ -201,7 +181,7 @@ func TestParseConfigVersion(t *testing.T) {
 func TestParseConfigHelp(t *testing.T) {
 	t.Parallel()
 	var stderr bytes.Buffer
-	if _, err := parseConfig([]string{"-h"}, envOf(nil), &stderr); !errors.Is(err, flag.ErrHelp) {
+	if _, err := parseConfig([]string{"-h"}, configtest.Env(nil), &stderr); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("parseConfig(-h) = %v, want flag.ErrHelp", err)
 	}
 	for _, w := range []string{"-addr", "env TCS_CATALOG_ADDR", "-store-timeout", "env TCS_STORE_TIMEOUT", "-rate-limit",
@@ -217,7 +197,7 @@ func TestParseConfigHelp(t *testing.T) {
 func TestParseConfigOpensNothing(t *testing.T) {
 	t.Parallel()
 	data := filepath.Join(t.TempDir(), "data")
-	if _, err := parseConfig([]string{"--data", data}, envOf(nil), io.Discard); err != nil {
+	if _, err := parseConfig([]string{"--data", data}, configtest.Env(nil), io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(data); !errors.Is(err, os.ErrNotExist) {

@@ -117,15 +117,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	case "reconcile":
 		check = cfg.registerReconcile(fs, getenv, &envErrs)
 	}
-	if err := fs.Parse(args); err != nil {
+	version, err := cfg.Obs.Parse(fs, args)
+	if err != nil {
 		return nil, err
 	}
-	if cfg.Obs.Version {
-		cfg.Version = true
+	if cfg.Version = version; version {
 		return cfg, nil
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	if err := check(); err != nil {
 		return nil, err

@@ -9,29 +9,14 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
-	"github.com/tcs-dev/tcs/internal/awsclient"
-	"github.com/tcs-dev/tcs/internal/awsnames"
+	"github.com/tcs-dev/tcs/cmd/internal/configtest"
 	"github.com/tcs-dev/tcs/streamer"
 	"github.com/tcs-dev/tcs/streamer/publease"
 	"github.com/tcs-dev/tcs/streamer/reconcile"
 )
-
-// configOpts compare configs by what they were told: the option groups'
-// unexported bookkeeping (the flag set, an SDK cache) is not.
-var configOpts = cmp.Options{cmpopts.IgnoreUnexported(backend.Config{}, cmdutil.Flags{})}
-
-func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
-
-// defaultBackend is the backend group with no flag and no environment.
-func defaultBackend() *backend.Config {
-	return &backend.Config{Backend: backend.Embedded, DataDir: "data", Names: awsnames.Names{Prefix: awsnames.DefaultPrefix},
-		PollInterval: backend.DefaultPollInterval,
-		Timeouts:     awsclient.Timeouts{Operation: awsclient.DefaultOperation, Connect: awsclient.DefaultConnect, ResponseHeader: awsclient.DefaultResponseHeader}}
-}
 
 // defaultFeed is apply's invalidation feed with no flag and no environment.
 func defaultFeed() streamer.FeedConfig {
@@ -45,30 +30,30 @@ func defaultFeed() streamer.FeedConfig {
 func TestParseConfigDefaults(t *testing.T) {
 	t.Parallel()
 	obs := func(metrics string) *cmdutil.Flags {
-		return &cmdutil.Flags{LogLevel: "info", LogFormat: "text", MetricsAddr: metrics}
+		return configtest.DefaultObs(metrics)
 	}
 	for _, c := range []struct {
 		name string
 		args []string
 		want *config
 	}{
-		{"publish", []string{"publish"}, &config{Command: "publish", Backend: defaultBackend(), Obs: obs(cmdutil.DefaultPublishMetricsAddr),
+		{"publish", []string{"publish"}, &config{Command: "publish", Backend: configtest.DefaultBackend(), Obs: obs(cmdutil.DefaultPublishMetricsAddr),
 			ReadyMaxAge: defaultReadyMaxAge, LiveMaxAge: defaultLiveMaxAge,
 			Publish: &publishConfig{LeaseDuration: publease.DefaultLeaseDuration}}},
-		{"apply", []string{"apply", "--region", "eu-west-1"}, &config{Command: "apply", Backend: defaultBackend(), Obs: obs(cmdutil.DefaultApplyMetricsAddr),
+		{"apply", []string{"apply", "--region", "eu-west-1"}, &config{Command: "apply", Backend: configtest.DefaultBackend(), Obs: obs(cmdutil.DefaultApplyMetricsAddr),
 			ReadyMaxAge: defaultReadyMaxAge, LiveMaxAge: defaultLiveMaxAge,
 			Apply: &applyConfig{Region: "eu-west-1", Concurrency: streamer.DefaultApplyConcurrency, Feed: defaultFeed()}}},
-		{"reconcile", []string{"reconcile", "--regions", "eu-west-1"}, &config{Command: "reconcile", Backend: defaultBackend(), Obs: obs(cmdutil.DefaultReconcileMetricsAddr),
+		{"reconcile", []string{"reconcile", "--regions", "eu-west-1"}, &config{Command: "reconcile", Backend: configtest.DefaultBackend(), Obs: obs(cmdutil.DefaultReconcileMetricsAddr),
 			Reconcile: &reconcileConfig{Regions: []string{"eu-west-1"}, Interval: reconcile.DefaultInterval, Settle: reconcile.DefaultSettle,
 				Rescan: reconcile.DefaultRescan, RepairRate: reconcile.DefaultRepairRate}}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := parseConfig(c.args, envOf(nil), &bytes.Buffer{})
+			got, err := parseConfig(c.args, configtest.Env(nil), &bytes.Buffer{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(c.want, got, configOpts); diff != "" {
+			if diff := cmp.Diff(c.want, got, configtest.Opts); diff != "" {
 				t.Errorf("streamer %v: config (-want +got):\n%s", c.args, diff)
 			}
 		})
@@ -88,7 +73,7 @@ func TestParseConfigEnvAndFlags(t *testing.T) {
 		"TCS_REGIONS": "eu-west-1, ap-southeast-2", "TCS_RECONCILE_INTERVAL": "1m", "TCS_RECONCILE_SETTLE": "30s", "TCS_RECONCILE_RESCAN": "2h",
 	}
 	envBackend := func() *backend.Config {
-		b := defaultBackend()
+		b := configtest.DefaultBackend()
 		b.Backend, b.HomeRegion, b.Names.Prefix, b.PollInterval = backend.AWS, "us-east-1", "env", 100*time.Millisecond
 		return b
 	}
@@ -133,11 +118,11 @@ func TestParseConfigEnvAndFlags(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := parseConfig(c.args, envOf(env), &bytes.Buffer{})
+			got, err := parseConfig(c.args, configtest.Env(env), &bytes.Buffer{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(c.want, got, configOpts); diff != "" {
+			if diff := cmp.Diff(c.want, got, configtest.Opts); diff != "" {
 				t.Errorf("streamer %v: config (-want +got):\n%s", c.args, diff)
 			}
 		})
@@ -210,7 +195,7 @@ func TestParseConfigErrors(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := parseConfig(c.args, envOf(c.env), &bytes.Buffer{})
+			got, err := parseConfig(c.args, configtest.Env(c.env), &bytes.Buffer{})
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("streamer %v (env %v) = %+v, %v; want an error containing %q", c.args, c.env, got, err, c.want)
 			}
@@ -241,7 +226,7 @@ func TestParseConfigVersionAndHelp(t *testing.T) {
 		{[]string{"-h"}, false, true},
 		{[]string{"--help"}, false, true},
 	} {
-		got, err := parseConfig(c.args, envOf(map[string]string{"TCS_FEED_SENDERS": "four"}), &bytes.Buffer{})
+		got, err := parseConfig(c.args, configtest.Env(map[string]string{"TCS_FEED_SENDERS": "four"}), &bytes.Buffer{})
 		if err != nil {
 			t.Errorf("streamer %v: %v", c.args, err)
 			continue
@@ -252,7 +237,7 @@ func TestParseConfigVersionAndHelp(t *testing.T) {
 	}
 	for _, cmd := range []string{"publish", "apply", "reconcile"} {
 		var stderr bytes.Buffer
-		_, err := parseConfig([]string{cmd, "-h"}, envOf(nil), &stderr)
+		_, err := parseConfig([]string{cmd, "-h"}, configtest.Env(nil), &stderr)
 		if !errors.Is(err, flag.ErrHelp) {
 			t.Errorf("streamer %s -h: %v, want flag.ErrHelp", cmd, err)
 		}
@@ -268,7 +253,7 @@ func TestParseConfigUsage(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{nil, {"bogus"}} {
 		var stderr bytes.Buffer
-		if _, err := parseConfig(args, envOf(nil), &stderr); err == nil {
+		if _, err := parseConfig(args, configtest.Env(nil), &stderr); err == nil {
 			t.Errorf("streamer %v: no error", args)
 		}
 		if stderr.String() != usage+"\n" {

@@ -79,10 +79,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		"time between two comparisons of every region with the source of truth by the reconciler, which resyncs what drifted (as `streamer reconcile` does) (env TCS_RECONCILE_INTERVAL); 0: no reconciler")
 	fs.DurationVar(&c.ReconcileSettle, "reconcile-settle", cmdutil.EnvDuration(getenv, "TCS_RECONCILE_SETTLE", reconcile.DefaultSettle, &envErrs),
 		"how long a difference must last before the reconciler judges it drift (env TCS_RECONCILE_SETTLE)")
-	if err := fs.Parse(args); err != nil {
+	version, err := c.Obs.Parse(fs, args)
+	if err != nil {
 		return nil, err
 	}
-	if c.Version = c.Obs.Version; c.Version {
+	if c.Version = version; version {
 		return c, nil
 	}
 	if err := errors.Join(envErrs...); err != nil {
@@ -94,10 +95,6 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if err := c.Limits.Validate(); err != nil {
 		return nil, err
 	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	var err error
 	if c.Regions, err = parseRegions(*regions); err != nil {
 		return nil, err
 	}

@@ -9,24 +9,15 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
+	"github.com/tcs-dev/tcs/cmd/internal/configtest"
 	"github.com/tcs-dev/tcs/cmd/internal/lookupflags"
 	"github.com/tcs-dev/tcs/internal/auth"
-	"github.com/tcs-dev/tcs/internal/awsclient"
-	"github.com/tcs-dev/tcs/internal/awsnames"
 	"github.com/tcs-dev/tcs/streamer/reconcile"
 	"github.com/tcs-dev/tcs/tcs/lookup"
 )
-
-// configOpts compare configs by what they were told: the option groups'
-// unexported bookkeeping (the flag set, an SDK cache) is not, and the
-// lookup limits, all unexported, are checked through Apply.
-var configOpts = cmp.Options{cmpopts.IgnoreUnexported(backend.Config{}, cmdutil.Flags{}, lookupflags.Flags{})}
-
-func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
 // defaultConfig is tcs-dev's config with no flag and no environment:
 // `make run`'s.
@@ -37,12 +28,10 @@ func defaultConfig() *config {
 		Seed:              true,
 		ReconcileInterval: reconcile.DefaultInterval,
 		ReconcileSettle:   reconcile.DefaultSettle,
-		Backend: &backend.Config{Backend: backend.Embedded, DataDir: "data", Names: awsnames.Names{Prefix: awsnames.DefaultPrefix},
-			PollInterval: backend.DefaultPollInterval,
-			Timeouts:     awsclient.Timeouts{Operation: awsclient.DefaultOperation, Connect: awsclient.DefaultConnect, ResponseHeader: awsclient.DefaultResponseHeader}},
-		Security: &cmdutil.Security{},
-		Obs:      &cmdutil.Flags{LogLevel: "info", LogFormat: "text", MetricsAddr: cmdutil.DefaultDevMetricsAddr},
-		Limits:   &lookupflags.Flags{},
+		Backend:           configtest.DefaultBackend(),
+		Security:          &cmdutil.Security{},
+		Obs:               configtest.DefaultObs(cmdutil.DefaultDevMetricsAddr),
+		Limits:            &lookupflags.Flags{},
 	}
 }
 
@@ -93,11 +82,11 @@ func TestParseConfig(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := parseConfig(c.args, envOf(c.env), &bytes.Buffer{})
+			got, err := parseConfig(c.args, configtest.Env(c.env), &bytes.Buffer{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(c.want(), got, configOpts); diff != "" {
+			if diff := cmp.Diff(c.want(), got, configtest.Opts); diff != "" {
 				t.Errorf("tcs-dev %v: config (-want +got):\n%s", c.args, diff)
 			}
 		})
@@ -108,7 +97,7 @@ func TestParseConfig(t *testing.T) {
 // servers are built with.
 func TestParseConfigLimits(t *testing.T) {
 	t.Parallel()
-	got, err := parseConfig([]string{"--negative-cache-size", "7", "--max-concurrent-streams", "9", "--watch-max-streams", "0"}, envOf(nil), &bytes.Buffer{})
+	got, err := parseConfig([]string{"--negative-cache-size", "7", "--max-concurrent-streams", "9", "--watch-max-streams", "0"}, configtest.Env(nil), &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +152,7 @@ func TestParseConfigErrors(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := parseConfig(c.args, envOf(c.env), &bytes.Buffer{})
+			got, err := parseConfig(c.args, configtest.Env(c.env), &bytes.Buffer{})
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("tcs-dev %v (env %v) = %+v, %v; want an error containing %q", c.args, c.env, got, err, c.want)
 			}
@@ -183,13 +172,13 @@ func TestParseConfigVersionAndHelp(t *testing.T) {
 		{"-version", "extra"},
 		{"--version", "--regions", "nonsense", "--reconcile-settle", "0s", "--backend", "cloud"},
 	} {
-		got, err := parseConfig(args, envOf(map[string]string{"TCS_RECONCILE_INTERVAL": "often"}), &bytes.Buffer{})
+		got, err := parseConfig(args, configtest.Env(map[string]string{"TCS_RECONCILE_INTERVAL": "often"}), &bytes.Buffer{})
 		if err != nil || !got.Version {
 			t.Errorf("tcs-dev %v = %+v, %v; want Version", args, got, err)
 		}
 	}
 	var stderr bytes.Buffer
-	if _, err := parseConfig([]string{"-h"}, envOf(nil), &stderr); !errors.Is(err, flag.ErrHelp) {
+	if _, err := parseConfig([]string{"-h"}, configtest.Env(nil), &stderr); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("tcs-dev -h: %v, want flag.ErrHelp", err)
 	}
 	if !strings.Contains(stderr.String(), "-reconcile-interval") {

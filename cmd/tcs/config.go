@@ -83,14 +83,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.IntVar(&lc.HotKeys, "hot-keys", lookup.DefaultHotKeys, "how many hostnames --hot-keys-file keeps (and the warm-up reads)")
 	fs.DurationVar(&lc.WarmTimeout, "warm-timeout", lookup.DefaultWarmTimeout, "bound on the start-up warm-up from --hot-keys-file: past it the node reports ready with what it loaded (negative: no warm-up)")
 	c.Limits = lookupflags.Register(fs)
-	if err := fs.Parse(args); err != nil {
+	version, err := c.Obs.Parse(fs, args)
+	if err != nil {
 		return nil, err
 	}
-	if c.Version = c.Obs.Version; c.Version {
+	if c.Version = version; version {
 		return c, nil
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	if err := c.check(); err != nil {
 		return nil, err

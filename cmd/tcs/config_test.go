@@ -14,37 +14,23 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/tcs-dev/tcs/cmd/internal/backend"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
-	"github.com/tcs-dev/tcs/cmd/internal/lookupflags"
+	"github.com/tcs-dev/tcs/cmd/internal/configtest"
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/internal/awsclient"
-	"github.com/tcs-dev/tcs/internal/awsnames"
 	"github.com/tcs-dev/tcs/tcs/cache"
 	"github.com/tcs-dev/tcs/tcs/lookup"
 )
-
-// envOf is a getenv reading m.
-func envOf(m map[string]string) func(string) string {
-	return func(k string) string { return m[k] }
-}
 
 // defaultConfig is what parseConfig makes of --region eu-west-1 alone and
 // an empty environment.
 func defaultConfig() *config {
 	return &config{
-		Region: "eu-west-1",
-		Addr:   "127.0.0.1:9001",
-		Backend: &backend.Config{
-			Backend:      backend.Embedded,
-			DataDir:      "data",
-			Names:        awsnames.Names{Prefix: awsnames.DefaultPrefix},
-			PollInterval: backend.DefaultPollInterval,
-			Timeouts: awsclient.Timeouts{Operation: awsclient.DefaultOperation, Connect: awsclient.DefaultConnect,
-				ResponseHeader: awsclient.DefaultResponseHeader},
-		},
+		Region:   "eu-west-1",
+		Addr:     "127.0.0.1:9001",
+		Backend:  configtest.DefaultBackend(),
 		Security: &cmdutil.Security{},
-		Obs:      &cmdutil.Flags{LogLevel: "info", LogFormat: "text", MetricsAddr: cmdutil.DefaultTCSMetricsAddr},
+		Obs:      configtest.DefaultObs(cmdutil.DefaultTCSMetricsAddr),
 		Cache: cache.Options{Size: cache.DefaultSize, TTL: cache.DefaultTTL, NegativeTTL: cache.DefaultNegativeTTL,
 			MaxStale: cache.DefaultMaxStale, ReadTimeout: cache.DefaultReadTimeout, FailingAfter: cache.DefaultFailingAfter,
 			FallbackTimeout: cache.DefaultFallbackTimeout, Refresh: true},
@@ -80,8 +66,7 @@ func defaultLimits() limits {
 // unexported state (the flag set they were declared on, a lock, the caps
 // compared through what they apply) is theirs.
 func configDiff(want, got *config) string {
-	return cmp.Diff(want, got, cmpopts.IgnoreUnexported(backend.Config{}, cmdutil.Flags{}, lookupflags.Flags{}),
-		cmpopts.IgnoreFields(config{}, "Limits"))
+	return cmp.Diff(want, got, configtest.Opts, cmpopts.IgnoreFields(config{}, "Limits"))
 }
 
 // TestParseConfig: defaults with only --region and no environment; each
@@ -151,7 +136,7 @@ func TestParseConfig(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			var stderr bytes.Buffer
-			got, err := parseConfig(c.args, envOf(c.env), &stderr)
+			got, err := parseConfig(c.args, configtest.Env(c.env), &stderr)
 			if err != nil {
 				t.Fatalf("parseConfig(%q) = %v", c.args, err)
 			}
@@ -218,7 +203,7 @@ func TestParseConfigRefuses(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			cfg, err := parseConfig(c.args, envOf(c.env), io.Discard)
+			cfg, err := parseConfig(c.args, configtest.Env(c.env), io.Discard)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("parseConfig(%q) = %v, want an error containing %q", c.args, err, c.want)
 			}
@@ -234,12 +219,12 @@ func TestParseConfigRefuses(t *testing.T) {
 func TestParseConfigVersion(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{{"--version"}, {"--version", "--hot-keys", "0", "--backend", "mysql", "stray"}} {
-		cfg, err := parseConfig(args, envOf(nil), io.Discard)
+		cfg, err := parseConfig(args, configtest.Env(nil), io.Discard)
 		if err != nil || !cfg.Version {
 			t.Errorf("parseConfig(%q) = %+v, %v; want Version set and no error", args, cfg, err)
 		}
 	}
-	cfg, err := parseConfig([]string{"--region", "eu-west-1"}, envOf(nil), io.Discard)
+	cfg, err := parseConfig([]string{"--region", "eu-west-1"}, configtest.Env(nil), io.Discard)
 	if err != nil || cfg.Version {
 		t.Errorf("parseConfig(--region eu-west-1) = %+v, %v; want Version unset", cfg, err)
 	}
@@ -250,7 +235,7 @@ func TestParseConfigVersion(t *testing.T) {
 func TestParseConfigHelp(t *testing.T) {
 	t.Parallel()
 	var stderr bytes.Buffer
-	if _, err := parseConfig([]string{"-h"}, envOf(nil), &stderr); !errors.Is(err, flag.ErrHelp) {
+	if _, err := parseConfig([]string{"-h"}, configtest.Env(nil), &stderr); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("parseConfig(-h) = %v, want flag.ErrHelp", err)
 	}
 	for _, w := range []string{"-region", "env TCS_REGION", "-addr", "env TCS_ADDR", "-node-id", "env TCS_NODE_ID",
@@ -268,7 +253,7 @@ func TestParseConfigOpensNothing(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	data, hotKeys := filepath.Join(dir, "data"), filepath.Join(dir, "hot-keys")
-	if _, err := parseConfig([]string{"--region", "eu-west-1", "--data", data, "--hot-keys-file", hotKeys}, envOf(nil), io.Discard); err != nil {
+	if _, err := parseConfig([]string{"--region", "eu-west-1", "--data", data, "--hot-keys-file", hotKeys}, configtest.Env(nil), io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{data, hotKeys} {

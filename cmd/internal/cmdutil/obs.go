@@ -85,6 +85,22 @@ func (f *Flags) Logger(w io.Writer) (*slog.Logger, error) {
 	return NewLogger(f.LogFormat, level, w)
 }
 
+// Parse parses args into fs, on which f was registered, the way every
+// binary's parseConfig starts: it reports whether --version was asked
+// (then nothing else is checked), and refuses positional arguments.
+func (f *Flags) Parse(fs *flag.FlagSet, args []string) (version bool, err error) {
+	if err := fs.Parse(args); err != nil {
+		return false, err
+	}
+	if f.Version {
+		return true, nil
+	}
+	if fs.NArg() > 0 {
+		return false, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	return false, nil
+}
+
 // Check checks --log-level and --log-format without making a logger: what
 // a binary's parseConfig calls, the logger itself being made when wiring.
 func (f *Flags) Check() error {
