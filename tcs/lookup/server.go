@@ -247,6 +247,15 @@ type Config struct {
 	// HealthInterval is how often readiness is re-evaluated (and a replica
 	// counted unreadable probed). Default DefaultHealthInterval (1 s).
 	HealthInterval time.Duration
+	// AckTenants is how many tenants' last invalidation the node
+	// remembers, to tell which Watch clients have acknowledged it (see
+	// acks.go; a tenant beyond it is judged by the oldest one remembered).
+	// Default DefaultAckTenants (100,000).
+	AckTenants int
+	// AckGrace is how long a Watch stream may go without its first Ack
+	// before its client counts as not acknowledging (built before acks)
+	// rather than lagging. Default DefaultAckGrace (5 s).
+	AckGrace time.Duration
 	// LiveTimeout is how long the health loop may not run, or the feed
 	// goroutine spend on one message, before Live fails. Default
 	// DefaultLiveTimeout (30 s).
@@ -292,6 +301,10 @@ type Server struct {
 	bcastList []*watcher
 	stopOnce  sync.Once
 	stopping  chan struct{} // closed when Watch streams must end
+	// sessions maps the session id of each open Watch stream to its
+	// watcher, for Ack (which takes no lock but the map's).
+	sessions sync.Map
+	acks     ackState // Server.mu
 	feedState
 	healthState
 }
@@ -340,6 +353,7 @@ func New(cfg Config) *Server {
 		readTimeout: readTimeoutOf(cfg.Cache),
 	}
 	s.downCh = make(chan struct{})
+	s.acks.init(cfg)
 	s.healthState.init(cfg)
 	if s.feedTimeout == 0 {
 		s.feedTimeout = DefaultFeedTimeout

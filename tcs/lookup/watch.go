@@ -204,6 +204,11 @@ type watcher struct {
 	// is set: 10,000 streams woken by one broadcast do not queue for the
 	// lock the broadcast holds.
 	lost atomic.Bool
+	// session names the stream in Acks; started is when it opened (unix
+	// nanoseconds); acked is the highest seq its client acked, 0 for none.
+	session string
+	started int64
+	acked   atomic.Uint64
 }
 
 // lose marks w as having missed messages. A stream's own loop clears the
@@ -229,6 +234,7 @@ func (s *Server) broadcast(msg *tcsv1.WatchResponse) {
 	s.bcastMu.Lock()
 	defer s.bcastMu.Unlock()
 	s.mu.Lock()
+	s.acks.nextSeqLocked(msg)
 	ws := s.bcastList[:0]
 	for w := range s.watchers {
 		ws = append(ws, w)
@@ -251,30 +257,29 @@ func (s *Server) broadcast(msg *tcsv1.WatchResponse) {
 }
 
 // takeLost reports whether w missed messages, and if so empties its queue
-// (the Resync about to be sent supersedes it) and clears the mark, all under
-// the lock so that nothing queued after the Resync is lost.
-func (s *Server) takeLost(w *watcher) bool {
+// (the Resync it returns, numbered as the last broadcast, supersedes it)
+// and clears the mark, all under the lock so that nothing queued after the
+// Resync is lost.
+func (s *Server) takeLost(w *watcher) *tcsv1.WatchResponse {
 	if !w.lost.Load() {
-		return false // lose signals wake after setting it: checked again then
+		return nil // lose signals wake after setting it: checked again then
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !w.lost.Load() {
-		return false
+		return nil
 	}
 	w.lost.Store(false)
 	for len(w.ch) > 0 {
 		<-w.ch
 	}
-	return true
+	return s.resyncLocked(w)
 }
 
 // endWatches ends every Watch stream, now and later.
 func (s *Server) endWatches() {
 	s.stopOnce.Do(func() { close(s.stopping) })
 }
-
-var resyncMsg = &tcsv1.WatchResponse{Kind: &tcsv1.WatchResponse_Resync{Resync: &tcsv1.Resync{}}}
 
 // Watch implements TenantContextService.Watch: a Resync, then the region's
 // invalidations in order, with a Heartbeat every HeartbeatInterval. A client
@@ -304,12 +309,20 @@ func (s *Server) Watch(_ *tcsv1.WatchRequest, stream grpc.ServerStreamingServer[
 		return err
 	}
 	feedDown := s.downCh
-	w := &watcher{ch: make(chan *tcsv1.WatchResponse, s.buffer), wake: make(chan struct{}, 1)}
+	w := &watcher{
+		ch:      make(chan *tcsv1.WatchResponse, s.buffer),
+		wake:    make(chan struct{}, 1),
+		session: newSessionID(),
+		started: s.now().UnixNano(),
+	}
 	s.watchers[w] = struct{}{}
 	s.watchCallers[caller]++
+	first := s.resyncLocked(w)
 	s.mu.Unlock()
+	s.sessions.Store(w.session, w)
 	s.m.watchStreams.Inc()
 	defer func() {
+		s.sessions.Delete(w.session)
 		s.mu.Lock()
 		delete(s.watchers, w)
 		if s.watchCallers[caller]--; s.watchCallers[caller] <= 0 {
@@ -321,7 +334,7 @@ func (s *Server) Watch(_ *tcsv1.WatchRequest, stream grpc.ServerStreamingServer[
 
 	// Registered first, then the Resync: whatever is queued from here on
 	// comes after it, as the contract says.
-	if err := stream.Send(resyncMsg); err != nil {
+	if err := stream.Send(first); err != nil {
 		return err
 	}
 	tick := time.NewTicker(s.interval)
@@ -344,8 +357,8 @@ func (s *Server) Watch(_ *tcsv1.WatchRequest, stream grpc.ServerStreamingServer[
 				Interval: interval,
 			}}}
 		}
-		if s.takeLost(w) {
-			msg = resyncMsg // supersedes whatever was about to go
+		if r := s.takeLost(w); r != nil {
+			msg = r // supersedes whatever was about to go
 		}
 		if msg == nil {
 			continue

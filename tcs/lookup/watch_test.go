@@ -27,12 +27,14 @@ type watchStream struct {
 	msgs   chan *tcsv1.WatchResponse
 	err    chan error
 	cancel context.CancelFunc
+	first  *tcsv1.WatchResponse // the stream's first Resync
 }
 
 // openWatch opens a Watch stream on e and checks that it starts with a
 // Resync.
 func openWatch(tb testing.TB, e *env) *watchStream {
 	tb.Helper()
+	before := watchStreams(e)
 	ctx, cancel := context.WithCancel(context.Background())
 	tb.Cleanup(cancel)
 	stream, err := e.client.Watch(ctx, &tcsv1.WatchRequest{})
@@ -50,8 +52,8 @@ func openWatch(tb testing.TB, e *env) *watchStream {
 			w.msgs <- m
 		}
 	}()
-	w.next(tb, "resync")
-	testwait.For(tb, "the Watch stream to be registered", func() bool { return watchStreams(e) == 1 })
+	w.first = w.next(tb, "resync")
+	testwait.For(tb, "the Watch stream to be registered", func() bool { return watchStreams(e) == before+1 })
 	return w
 }
 

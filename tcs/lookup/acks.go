@@ -1,0 +1,235 @@
+package lookup
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"math"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/tcs-dev/tcs/catalog/tenant"
+	adminv1 "github.com/tcs-dev/tcs/proto/tcs/admin/v1"
+	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
+)
+
+// Acknowledgements (issue 13). Every broadcast takes the next number of the
+// node's sequence (Server.seq), shared by every Watch stream, and a Resync
+// takes the number of the last broadcast it covers; a client acks the
+// number of the last message it applied (Ack), and the node keeps the
+// highest per stream. Per tenant the node remembers, in an LRU of
+// DefaultAckTenants tenants (Config.AckTenants), the version and number of
+// the last invalidation it broadcast. So a stream whose ack reaches the
+// number of T's invalidation at version V has applied it (or a Resync after
+// it, which covers it).
+//
+// A tenant that fell out of the LRU was last invalidated at a number no
+// higher than the highest number evicted (ackState.floor): a stream acked
+// that far has applied its last invalidation. A tenant that was never
+// invalidated since the node started is covered by each stream's first
+// Resync. What neither rule sees is an invalidation the node's feed never
+// delivered (a lost feed message): the node's own cached_version still
+// shows it, and the clients' TTL bounds it.
+
+// Defaults of the acknowledgement settings.
+const (
+	// DefaultAckTenants is Config.AckTenants' default.
+	DefaultAckTenants = 100_000
+	// DefaultAckGrace is Config.AckGrace's default.
+	DefaultAckGrace = 5 * time.Second
+)
+
+// sent is the last invalidation of a tenant the node broadcast.
+type sent struct {
+	version   int64
+	seq       uint64
+	hostnames []string
+}
+
+// ackState is the node's side of acknowledgements. Server.mu guards it,
+// except sessions (a sync.Map: Ack never takes Server.mu).
+type ackState struct {
+	seq   uint64 // the number of the last broadcast; starts at 1
+	sent  *simplelru.LRU[string, sent]
+	floor uint64 // the highest seq evicted from sent
+	grace time.Duration
+}
+
+func (a *ackState) init(cfg Config) {
+	n := cfg.AckTenants
+	if n <= 0 {
+		n = DefaultAckTenants
+	}
+	a.seq = 1
+	a.grace = cfg.AckGrace
+	if a.grace <= 0 {
+		a.grace = DefaultAckGrace
+	}
+	a.sent, _ = simplelru.NewLRU(n, func(_ string, v sent) { a.floor = max(a.floor, v.seq) })
+}
+
+// nextSeqLocked numbers a broadcast of msg, and remembers it if it is an
+// invalidation. Server.mu must be held.
+func (a *ackState) nextSeqLocked(msg *tcsv1.WatchResponse) {
+	a.seq++
+	msg.Seq = a.seq
+	if inv := msg.GetInvalidation(); inv != nil {
+		a.sent.Add(inv.GetTenantId(), sent{version: inv.GetVersion(), seq: a.seq, hostnames: inv.GetHostnames()})
+	}
+}
+
+// newSessionID returns a random session id: 128 bits, so that nobody can
+// ack another's stream by guessing.
+func newSessionID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// resyncLocked returns the Resync for w, numbered as the last broadcast.
+// Server.mu must be held.
+func (s *Server) resyncLocked(w *watcher) *tcsv1.WatchResponse {
+	return &tcsv1.WatchResponse{
+		Kind: &tcsv1.WatchResponse_Resync{Resync: &tcsv1.Resync{SessionId: w.session}},
+		Seq:  s.acks.seq,
+	}
+}
+
+// Ack implements TenantContextService.Ack: it records that the client of
+// session has applied every message up to seq. An unknown session is
+// NOT_FOUND.
+func (s *Server) Ack(_ context.Context, req *tcsv1.AckRequest) (*tcsv1.AckResponse, error) {
+	v, ok := s.sessions.Load(req.GetSessionId())
+	if !ok {
+		return nil, status.Error(codes.NotFound, "session_id: no Watch stream of this node has that session (it ended, or is another node's): ack the session of your current stream")
+	}
+	w := v.(*watcher)
+	for {
+		cur := w.acked.Load()
+		if req.GetSeq() <= cur || w.acked.CompareAndSwap(cur, req.GetSeq()) {
+			break
+		}
+	}
+	return &tcsv1.AckResponse{}, nil
+}
+
+// TenantStatus is how far one tenant's change has reached on a node: see
+// TenantStatusResponse in proto/tcs/admin/v1/admin.proto, whose fields these
+// are.
+type TenantStatus struct {
+	Region         string
+	ReplicaVersion int64
+	CachedVersion  int64
+	CachedOther    bool
+	FeedVersion    int64
+	FeedUp         bool
+	Served         bool
+	Clients        ClientCounts
+}
+
+// ClientCounts counts a node's Watch clients by how far they have acked.
+type ClientCounts struct {
+	Acknowledged, Lagging, NotAcking int
+}
+
+// TenantStatus reports how far tenantID has reached version on this node:
+// the replica's version (one read), the lowest version the cache holds
+// fresh for its hostnames (those of the replica's document and of its last
+// invalidation; probing them counts as cache hits), the feed, and the
+// node's Watch clients by what they acked. version must be at least 1.
+func (s *Server) TenantStatus(ctx context.Context, tenantID string, version int64) (TenantStatus, error) {
+	if version < 1 {
+		return TenantStatus{}, &tenant.Error{Code: tenant.Invalid, Message: "invalid version",
+			Fields: []tenant.FieldError{{Field: "version", Reason: "must be at least 1 (a version a catalog write returned)"}}}
+	}
+	if err := tenant.ValidateID(tenantID); err != nil {
+		return TenantStatus{}, err
+	}
+	st := TenantStatus{Region: s.region}
+	doc, err := s.replica.GetTenant(ctx, tenantID)
+	switch {
+	case err == nil:
+		st.ReplicaVersion = doc.Version
+	case tenant.ErrorCode(err) != tenant.NotFound:
+		return TenantStatus{}, err
+	}
+
+	s.mu.Lock()
+	last, remembered := s.acks.sent.Peek(tenantID)
+	need := max(s.acks.floor, 1)
+	if remembered {
+		need = last.seq
+		if last.version < version {
+			need = math.MaxUint64 // no invalidation that far broadcast yet
+		}
+	}
+	st.FeedVersion = last.version
+	st.FeedUp = !s.down
+	ws := make([]*watcher, 0, len(s.watchers))
+	for w := range s.watchers {
+		ws = append(ws, w)
+	}
+	s.mu.Unlock()
+
+	probe := func(h string, own bool) {
+		res, ok := s.cache.Peek(h)
+		switch {
+		case !ok:
+		case res.TenantID == tenantID:
+			if st.CachedVersion == 0 || res.Version < st.CachedVersion {
+				st.CachedVersion = res.Version
+			}
+		case own:
+			st.CachedOther = true
+		}
+	}
+	if doc != nil && doc.Status != tenant.StatusDeleted {
+		for _, h := range doc.Hostnames {
+			probe(h, true)
+		}
+	}
+	for _, h := range last.hostnames {
+		probe(h, false)
+	}
+	st.Served = st.ReplicaVersion >= version && !st.CachedOther &&
+		(st.CachedVersion == 0 || st.CachedVersion >= version)
+
+	now := s.now().UnixNano()
+	for _, w := range ws {
+		switch acked := w.acked.Load(); {
+		case acked >= need:
+			st.Clients.Acknowledged++
+		case acked == 0 && time.Duration(now-w.started) > s.acks.grace:
+			st.Clients.NotAcking++
+		default:
+			st.Clients.Lagging++
+		}
+	}
+	return st, nil
+}
+
+// TenantStatus implements ReplicaAdmin.TenantStatus.
+func (a *adminServer) TenantStatus(ctx context.Context, req *adminv1.TenantStatusRequest) (*adminv1.TenantStatusResponse, error) {
+	if err := a.authorize(ctx); err != nil {
+		return nil, err
+	}
+	st, err := a.s.TenantStatus(ctx, req.GetTenantId(), req.GetVersion())
+	if err != nil {
+		return nil, a.s.status(err).Err()
+	}
+	return &adminv1.TenantStatusResponse{
+		Region:              st.Region,
+		ReplicaVersion:      st.ReplicaVersion,
+		CachedVersion:       st.CachedVersion,
+		CachedOther:         st.CachedOther,
+		FeedVersion:         st.FeedVersion,
+		FeedUp:              st.FeedUp,
+		Served:              st.Served,
+		ClientsAcknowledged: int32(st.Clients.Acknowledged),
+		ClientsLagging:      int32(st.Clients.Lagging),
+		ClientsNotAcking:    int32(st.Clients.NotAcking),
+	}, nil
+}

@@ -1,0 +1,249 @@
+package lookup_test
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/auth"
+	"github.com/tcs-dev/tcs/internal/testwait"
+	adminv1 "github.com/tcs-dev/tcs/proto/tcs/admin/v1"
+	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
+	"github.com/tcs-dev/tcs/tcs"
+	"github.com/tcs-dev/tcs/tcs/lookup"
+	"github.com/tcs-dev/tcs/tcs/replicatest"
+)
+
+// session returns the session id and seq of a stream's first Resync.
+func session(tb testing.TB, w *watchStream) (string, uint64) {
+	tb.Helper()
+	id := w.first.GetResync().GetSessionId()
+	if len(id) != 32 || w.first.GetSeq() == 0 {
+		tb.Fatalf("resync %v: want a 32-character session id and a seq", w.first)
+	}
+	return id, w.first.GetSeq()
+}
+
+func ack(tb testing.TB, e *env, id string, seq uint64) {
+	tb.Helper()
+	if _, err := e.client.Ack(testwait.Context(tb), &tcsv1.AckRequest{SessionId: id, Seq: seq}); err != nil {
+		tb.Fatalf("Ack(%s, %d): %v", id, seq, err)
+	}
+}
+
+func tenantStatus(tb testing.TB, e *env, id string, version int64) lookup.TenantStatus {
+	tb.Helper()
+	st, err := e.srv.TenantStatus(testwait.Context(tb), id, version)
+	if err != nil {
+		tb.Fatalf("TenantStatus(%s, %d): %v", id, version, err)
+	}
+	return st
+}
+
+// TestAcksAndTenantStatus follows one tenant through two changes, one the
+// feed delivers and one it never does (a stalled feed), with an acking
+// client, a lagging one and one that never acks.
+func TestAcksAndTenantStatus(t *testing.T) {
+	t.Parallel()
+	const other = "acme.example.org"
+	rep := newFakeReplica(makeTenant("acme", 1, host, other))
+	e := start(t, lookup.Config{Replica: rep, AckGrace: 5 * time.Second}, lookup.ServeOptions{})
+	ctx := testwait.Context(t)
+
+	fast, slow, mute := openWatch(t, e), openWatch(t, e), openWatch(t, e)
+	fastID, fastSeq := session(t, fast)
+	slowID, slowSeq := session(t, slow)
+	muteID, _ := session(t, mute)
+	if fastID == slowID || slowID == muteID {
+		t.Fatalf("two streams share a session id: %s %s %s", fastID, slowID, muteID)
+	}
+	if _, err := e.srv.Lookup(ctx, &tcsv1.LookupRequest{Hostname: host}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Nothing acked yet, every stream young: all lagging. The node serves
+	// v1 from its cache.
+	want := lookup.TenantStatus{Region: "eu-west-1", ReplicaVersion: 1, CachedVersion: 1, FeedUp: true, Served: true,
+		Clients: lookup.ClientCounts{Lagging: 3}}
+	if diff := cmp.Diff(want, tenantStatus(t, e, "acme", 1)); diff != "" {
+		t.Errorf("before acks (-want +got):\n%s", diff)
+	}
+	// Acking the first Resync covers a tenant the node never invalidated.
+	ack(t, e, fastID, fastSeq)
+	ack(t, e, slowID, slowSeq)
+	e.clock.Advance(6 * time.Second) // past the ack grace: mute is not acking
+	want.Clients = lookup.ClientCounts{Acknowledged: 2, NotAcking: 1}
+	if diff := cmp.Diff(want, tenantStatus(t, e, "acme", 1)); diff != "" {
+		t.Errorf("after acking the Resyncs (-want +got):\n%s", diff)
+	}
+
+	// v2, delivered: the cache entry is out of date (lookups read the
+	// replica, at v2); clients are acknowledged once they ack its seq.
+	rep.set(makeTenant("acme", 2, host, other))
+	if err := e.hub.Broadcast(ctx, tcs.Invalidation{TenantID: "acme", Version: 2, Hostnames: []string{host, other}}); err != nil {
+		t.Fatal(err)
+	}
+	inv := fast.next(t, "invalidation")
+	slow.next(t, "invalidation")
+	if inv.GetSeq() <= fastSeq {
+		t.Fatalf("invalidation seq %d, want above the Resync's %d", inv.GetSeq(), fastSeq)
+	}
+	want = lookup.TenantStatus{Region: "eu-west-1", ReplicaVersion: 2, FeedVersion: 2, FeedUp: true, Served: true,
+		Clients: lookup.ClientCounts{Lagging: 2, NotAcking: 1}}
+	if diff := cmp.Diff(want, tenantStatus(t, e, "acme", 2)); diff != "" {
+		t.Errorf("v2 delivered, not acked (-want +got):\n%s", diff)
+	}
+	ack(t, e, fastID, inv.GetSeq())
+	ack(t, e, slowID, inv.GetSeq()-1) // short of it
+	ack(t, e, fastID, fastSeq)        // an older ack changes nothing
+	want.Clients = lookup.ClientCounts{Acknowledged: 1, Lagging: 1, NotAcking: 1}
+	if diff := cmp.Diff(want, tenantStatus(t, e, "acme", 2)); diff != "" {
+		t.Errorf("v2 acked by one (-want +got):\n%s", diff)
+	}
+	// Asked about v1, v2's invalidation covers it too.
+	if got := tenantStatus(t, e, "acme", 1).Clients.Acknowledged; got != 1 {
+		t.Errorf("acknowledged v1 = %d, want 1", got)
+	}
+
+	// v3 reaches the replica but the feed never delivers it: the node's
+	// cache still serves v2 (read after v2's invalidation) and no client
+	// can have seen v3.
+	if _, err := e.srv.Lookup(ctx, &tcsv1.LookupRequest{Hostname: host}); err != nil {
+		t.Fatal(err)
+	}
+	rep.set(makeTenant("acme", 3, host, other))
+	want = lookup.TenantStatus{Region: "eu-west-1", ReplicaVersion: 3, CachedVersion: 2, FeedVersion: 2, FeedUp: true,
+		Clients: lookup.ClientCounts{Lagging: 2, NotAcking: 1}}
+	if diff := cmp.Diff(want, tenantStatus(t, e, "acme", 3)); diff != "" {
+		t.Errorf("v3 not delivered (-want +got):\n%s", diff)
+	}
+
+	// A stream that ends takes its session along.
+	fast.cancel()
+	testwait.For(t, "the stream to end", func() bool { return watchStreams(e) == 2 })
+	_, err := e.client.Ack(ctx, &tcsv1.AckRequest{SessionId: fastID, Seq: math.MaxUint64})
+	if status.Code(err) != codes.NotFound {
+		t.Errorf("Ack of an ended session: %v, want NotFound", err)
+	}
+}
+
+// TestAckResyncCovers: a Resync sent because a stream fell behind is
+// numbered as the last broadcast it covers.
+func TestAckResyncCovers(t *testing.T) {
+	t.Parallel()
+	rep := newFakeReplica(makeTenant("acme", 1, host))
+	e := start(t, lookup.Config{Replica: rep, WatchBuffer: 1}, lookup.ServeOptions{})
+	ctx := testwait.Context(t)
+	w := openWatch(t, e)
+	id, _ := session(t, w)
+	// The server's feed goroutine queues faster than the stream drains
+	// only if the client does not read: the stream's buffer of 1 fills,
+	// so what follows is a Resync. Gap does the same without a race.
+	for v := int64(2); v <= 4; v++ {
+		rep.set(makeTenant("acme", v, host))
+		if err := e.hub.Broadcast(ctx, tcs.Invalidation{TenantID: "acme", Version: v, Hostnames: []string{host}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Read until the v4 invalidation or a Resync after it is seen.
+	var last *tcsv1.WatchResponse
+	for last == nil || (last.GetResync() == nil && last.GetInvalidation().GetVersion() != 4) {
+		select {
+		case last = <-w.msgs:
+		case err := <-w.err:
+			t.Fatal(err)
+		case <-ctx.Done():
+			t.Fatal("timed out waiting for v4 or a Resync")
+		}
+		if r := last.GetResync(); r != nil && r.GetSessionId() != id {
+			t.Fatalf("Resync names session %s, want %s", r.GetSessionId(), id)
+		}
+	}
+	ack(t, e, id, last.GetSeq())
+	if got := tenantStatus(t, e, "acme", 4).Clients; got != (lookup.ClientCounts{Acknowledged: 1}) {
+		t.Errorf("clients %+v, want the one acknowledged", got)
+	}
+}
+
+// TestAckLRUFloor: a tenant whose last invalidation the node no longer
+// remembers is judged by the newest one it forgot.
+func TestAckLRUFloor(t *testing.T) {
+	t.Parallel()
+	rep := newFakeReplica(makeTenant("acme", 2, host), makeTenant("beta", 1, "beta.example.com"))
+	e := start(t, lookup.Config{Replica: rep, AckTenants: 1}, lookup.ServeOptions{})
+	ctx := testwait.Context(t)
+	w := openWatch(t, e)
+	id, _ := session(t, w)
+	if err := e.hub.Broadcast(ctx, tcs.Invalidation{TenantID: "acme", Version: 2, Hostnames: []string{host}}); err != nil {
+		t.Fatal(err)
+	}
+	acme := w.next(t, "invalidation")
+	ack(t, e, id, acme.GetSeq()-1)
+	if err := e.hub.Broadcast(ctx, tcs.Invalidation{TenantID: "beta", Version: 1, Hostnames: []string{"beta.example.com"}}); err != nil {
+		t.Fatal(err)
+	}
+	w.next(t, "invalidation") // acme is forgotten now
+	if got := tenantStatus(t, e, "acme", 2).Clients; got != (lookup.ClientCounts{Lagging: 1}) {
+		t.Errorf("before acking acme's seq: clients %+v, want lagging", got)
+	}
+	ack(t, e, id, acme.GetSeq())
+	if got := tenantStatus(t, e, "acme", 2); got.Clients != (lookup.ClientCounts{Acknowledged: 1}) || got.FeedVersion != 0 {
+		t.Errorf("after: %+v, want the client acknowledged and no feed version remembered", got)
+	}
+}
+
+func TestTenantStatusInput(t *testing.T) {
+	t.Parallel()
+	rep := boltReplica(t) // ReplicaAdmin needs a replica that scans
+	ctx := testwait.Context(t)
+	if _, err := rep.Apply(ctx, replicatest.Event("acme", 1, map[string]int64{host: 1}, nil)); err != nil {
+		t.Fatal(err)
+	}
+	e := start(t, lookup.Config{Replica: rep, ReplicaAdmin: true}, lookup.ServeOptions{Auth: testAuth(t,
+		auth.Line(auth.ReplicaScan, "adm", "verify"), auth.Line(auth.Lookup, "lkp", "svc"))})
+	admin := adminv1.NewReplicaAdminClient(e.conn)
+	for _, tc := range []struct {
+		name, cred, id string
+		version        int64
+		want           codes.Code
+		field          string
+	}{
+		{"no credential", "", "acme", 1, codes.Unauthenticated, ""},
+		{"lookup credential", "Bearer lkp", "acme", 1, codes.PermissionDenied, ""},
+		{"version 0", "Bearer adm", "acme", 0, codes.InvalidArgument, "version"},
+		{"negative version", "Bearer adm", "acme", -3, codes.InvalidArgument, "version"},
+		{"bad id", "Bearer adm", "Not An Id", 1, codes.InvalidArgument, "id"},
+		{"ok", "Bearer adm", "acme", 1, codes.OK, ""},
+		{"unknown tenant", "Bearer adm", "nobody", 1, codes.OK, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := ctx
+			if tc.cred != "" {
+				c = bearer(ctx, tc.cred)
+			}
+			resp, err := admin.TenantStatus(c, &adminv1.TenantStatusRequest{TenantId: tc.id, Version: tc.version})
+			if status.Code(err) != tc.want {
+				t.Fatalf("TenantStatus: %v, want %v", err, tc.want)
+			}
+			if tc.field != "" && !strings.Contains(status.Convert(err).Message(), tc.field) {
+				t.Errorf("message %q does not name %q", status.Convert(err).Message(), tc.field)
+			}
+			if tc.name == "ok" && (!resp.GetServed() || resp.GetReplicaVersion() != 1 || resp.GetRegion() != "eu-west-1") {
+				t.Errorf("response %v: want served v1 in eu-west-1", resp)
+			}
+			if tc.name == "unknown tenant" && (resp.GetServed() || resp.GetReplicaVersion() != 0) {
+				t.Errorf("response %v: want not served, replica version 0", resp)
+			}
+		})
+	}
+	// The Server method gives a domain error naming the field.
+	if _, err := e.srv.TenantStatus(ctx, "acme", 0); tenant.ErrorCode(err) != tenant.Invalid {
+		t.Errorf("TenantStatus(version 0): %v, want Invalid", err)
+	}
+}
