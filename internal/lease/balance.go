@@ -146,9 +146,13 @@ func Balance(in Input) (*Plan, error) {
 		expired = func(Lease) bool { return false }
 	}
 	p := &Plan{me: in.Me, maxSteals: in.MaxSteals, weights: in.Weights, Counts: map[string]int{in.Me: 0}}
-	for _, l := range in.Leases {
-		if in.Eligible == nil || in.Eligible(l) {
-			p.eligible = append(p.eligible, l)
+	p.eligible = in.Leases
+	if in.Eligible != nil {
+		p.eligible = nil
+		for _, l := range in.Leases {
+			if in.Eligible(l) {
+				p.eligible = append(p.eligible, l)
+			}
 		}
 	}
 	for _, w := range in.Workers {
