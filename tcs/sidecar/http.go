@@ -161,6 +161,11 @@ func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request, allow 
 
 func (s *Server) serveLookup(w http.ResponseWriter, r *http.Request, hostname string) {
 	start := time.Now()
+	if hostname == "" {
+		s.m.http[opLookup][outcomeInvalid].observe(start)
+		s.writeProblem(w, r, newProblem(codeMalformed, "no hostname: GET "+lookupPrefix+"{hostname}", tenant.FieldError{Field: "hostname", Reason: "empty"}))
+		return
+	}
 	var (
 		t    *tenant.Tenant
 		meta client.Meta

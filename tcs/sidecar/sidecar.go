@@ -94,15 +94,15 @@ type Server struct {
 	lk       Lookuper
 	log      *slog.Logger
 	fallback http.Handler
-	poll    time.Duration
-	m       *metrics
-	enc     encodings
-	started atomic.Bool // the client has been watching at least once
-	drain   atomic.Bool
+	poll     time.Duration
+	m        *metrics
+	enc      encodings
+	started  atomic.Bool // the client has been watching at least once
+	drain    atomic.Bool
 	// lastRegion is the TCS-Region header value last sent.
 	lastRegion atomic.Pointer[[]string]
-	health  []func(serving bool)
-	mu      sync.Mutex
+	health     []func(serving bool)
+	mu         sync.Mutex
 }
 
 // New returns a Server answering from cfg.Client.
