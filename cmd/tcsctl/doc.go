@@ -51,6 +51,7 @@
 //	tcsctl tenant patch TENANT_ID (--set FIELD=VALUE… | -f PATCH) [--if-version N] [-o text|json|yaml]
 //	tcsctl tenant delete TENANT_ID [--if-version N]
 //	tcsctl tenant history TENANT_ID [--limit N] [-o table|json|yaml|jsonl]
+//	tcsctl placement [--where EXPR] [--weight users|tenants|label:NAME] [--top K] [--max-load N [--add-host NAME]…] [-o table|json|yaml]
 //	tcsctl resync (--all | --tenant ID… | --file IDS) [--region R…] [--batch N] [--dry-run] [-o text|json|yaml] [--yes]
 //	tcsctl verify [--region R…] [-o table|json|yaml] [--recheck N] [--settle D] [--digest] [--metrics-file PATH]
 //	tcsctl repair [--region R…] [--dry-run] [--wait D] [-o table|json|yaml] [--yes]
@@ -78,8 +79,8 @@
 // versions (-flag, -flag=value) is still accepted for every long flag.
 //
 // Every command that prints data takes -o (--output). get and lookup keep
-// JSON as their default, tenant list, tenant get, tenant history, verify and
-// repair a table, transform, resync, backfill, audit verify and the tenant
+// JSON as their default, tenant list, tenant get, tenant history, placement,
+// verify and repair a table, transform, resync, backfill, audit verify and the tenant
 // writes a text summary; audit keeps one JSON object a line (jsonl) as
 // served. yaml is the JSON document in YAML (the same field names). export
 // writes JSON Lines, its file format, and takes no -o; token and infra
@@ -101,6 +102,55 @@
 // refusal of the catalog (invalid document, naming each field; unknown
 // tenant; version changed; id or hostname taken) is exit 1, and nothing was
 // written.
+//
+// # Placement
+//
+// placement shows where tenants' data lives: it lists every live tenant
+// (those matching --where, the language of transform) and groups them by
+// database.host; tenants without a database are counted apart and never
+// moved. Per host it shows the tenants, their total weight and the --top K
+// (default 3) heaviest. --weight says what a tenant weighs: users (the
+// default: the users of its ACTIVE products; deactivated ones carry no
+// load), tenants (1 each), or label:NAME (the label's value, a whole number
+// 0 or more; a tenant without the label weighs 0 and is named on stderr,
+// one with another value is an error naming it). It writes nothing.
+//
+// With --max-load N it suggests moves that bring every host to N or under
+// (catalog/placement, a greedy bin packing, deterministic: the same
+// tenants give the same moves). Hosts over N are taken heaviest first; from
+// each, tenants move heaviest first (ties by id), each to the least-loaded
+// other host (ties by name) only if that host stays within N, a tenant too
+// heavy for it giving way to a lighter one; when one tenant alone is
+// enough, the lightest such tenant moves. The targets are the hosts seen
+// plus each --add-host NAME (repeatable: a new, empty server; written as the
+// catalog writes database.host). A move never takes a host over N, no tenant
+// moves twice, and a host the plan cannot bring within N keeps its tenants
+// (its room stays for hosts that can be fixed) and is reported with a
+// reason: tenant_too_heavy (a tenant weighs more than N on its own),
+// no_target (no other host), no_room (the other hosts' room under N, all
+// together, is less than its excess) or no_fit (room enough, in pieces its
+// tenants do not fit). Then the exit code is 1. With --where, loads and
+// moves count only the matching tenants.
+//
+// -o json (yaml: the same document) is stable, for scripts and tcsctl move:
+//
+//	{"weight": "users", "where": "", "unweighted": 0, "max_load": 100,
+//	 "tenants": 6, "total_weight": 139,
+//	 "hosts": [{"host": "db-1.internal", "added": false, "tenants": 4, "weight": 125,
+//	            "heaviest": [{"tenant": "acme", "weight": 70}, …],
+//	            "tenants_after": 3, "weight_after": 95}, …],
+//	 "no_database": {"tenants": 1, "weight": 4},
+//	 "moves": [{"tenant": "bolt", "from": "db-1.internal", "to": "db-2.internal", "weight": 30}],
+//	 "unresolved": [{"host", "weight", "excess", "reason", "detail", "tenants"}]}
+//
+// weight is --weight as given; where the --where condition ("" if none);
+// unweighted the tenants --weight label:NAME weighed 0 for want of the
+// label; max_load 0 when no plan was asked for (moves and unresolved are then
+// empty, and the *_after figures equal the others). hosts are heaviest first
+// by weight before the moves (ties by name; added hosts after the others of
+// their weight); moves are in the order planned; unresolved.tenants (only
+// for tenant_too_heavy) are the tenants heavier than max_load. Lists are []
+// when empty, never null.
 //
 // # Confirmation
 //
@@ -323,7 +373,8 @@
 //	0    success; verify: clean
 //	1    a finding: verify found drift; repair left drift or found what it
 //	     cannot repair; lookup/get found nothing; resync named unknown ids;
-//	     transform had failures; backfill had bad lines; the catalog refused
+//	     transform had failures; backfill had bad lines; placement left
+//	     hosts over --max-load; the catalog refused
 //	     a tenant command (invalid, not found, version changed, taken);
 //	     config current-context has none; a confirmation was declined
 //	2    an error: bad usage (on stderr, with a pointer to --help; also
