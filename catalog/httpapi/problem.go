@@ -72,6 +72,7 @@ var httpStatus = map[tenant.Code]int{
 	codeStoreTimeout:       http.StatusServiceUnavailable,
 	codeOutcomeUnknown:     http.StatusServiceUnavailable,
 	codeRateLimited:        http.StatusTooManyRequests,
+	codeNotConfigured:      http.StatusNotImplemented,
 }
 
 // maxProblemErrors bounds the field errors one answer lists, so that a

@@ -74,6 +74,9 @@ type Config struct {
 	// RateLimits bounds each caller's and each client address's request
 	// rate; nil means DefaultRateLimits.
 	RateLimits *RateLimits
+	// Propagation answers GET /v1/tenants/{id}/propagation; nil: that
+	// route answers 501 not_configured.
+	Propagation Propagation
 }
 
 // Server serves the admin REST API. It is an http.Handler.
@@ -95,6 +98,8 @@ type Server struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	timeouts *prometheus.CounterVec
+
+	propagation Propagation
 
 	limits      *limiter
 	rateLimited *prometheus.CounterVec
@@ -140,6 +145,7 @@ func New(cfg Config) *Server {
 		retryAfter:   strconv.Itoa(max(1, int(math.Ceil(positiveOr(cfg.RetryAfter, DefaultRetryAfter).Seconds())))),
 		slots:        make(chan struct{}, positiveOr(cfg.MaxStoreCalls, DefaultMaxStoreCalls)),
 		now:          cfg.Now,
+		propagation:  cfg.Propagation,
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -198,6 +204,7 @@ func New(cfg Config) *Server {
 		"PATCH /v1/tenants/{id}":                  s.patchTenant,
 		"DELETE /v1/tenants/{id}":                 s.deleteTenant,
 		"GET /v1/tenants/{id}/history":            s.tenantHistory,
+		"GET /v1/tenants/{id}/propagation":        s.tenantPropagation,
 		"POST /v1/tenants/{id}/products/{action}": s.productAction,
 		"GET /v1/hostnames/{hostname}":            s.lookupHostname,
 		"POST /v1/admin/resync":                   s.resync,
@@ -231,6 +238,7 @@ var routes = []route{
 	{http.MethodPatch, "/v1/tenants/{id}", "/v1/tenants/{id}", auth.Admin},
 	{http.MethodDelete, "/v1/tenants/{id}", "/v1/tenants/{id}", auth.Admin},
 	{http.MethodGet, "/v1/tenants/{id}/history", "/v1/tenants/{id}/history", auth.Reader},
+	{http.MethodGet, "/v1/tenants/{id}/propagation", "/v1/tenants/{id}/propagation", auth.Reader},
 	{http.MethodPost, "/v1/tenants/{id}/products/{product}:activate", "/v1/tenants/{id}/products/{action}", auth.Admin},
 	{http.MethodPost, "/v1/tenants/{id}/products/{product}:deactivate", "/v1/tenants/{id}/products/{action}", auth.Admin},
 	{http.MethodGet, "/v1/hostnames/{hostname}", "/v1/hostnames/{hostname}", auth.Reader},
