@@ -91,7 +91,10 @@ type Input struct {
 	Workers []string
 	// Weights are the workers' capacities (their shares are in proportion);
 	// a worker absent has weight 1. Weights must be finite and not
-	// negative; a worker of weight 0 gets no share.
+	// negative; a worker of weight 0 gets no share. Give Workers with
+	// them: a worker holding nothing and asking for nothing is otherwise
+	// unknown to the others, which keep its share (with equal weights
+	// that costs at most one lease each; with weights, more).
 	Weights map[string]float64
 	// MaxSteals caps the steal requests of one plan; 0: as many as this
 	// worker lacks and the most loaded worker has over its share.
