@@ -32,7 +32,9 @@
 // that excess is positive, or zero while the asker is two or more short.
 // The owner hands a requested lease over when it holds more than its share,
 // or exactly its share while the asker is two or more short. Once nothing
-// moves, every worker holds its share or one less.
+// moves, every worker holds within one of n·w/W, when every worker knows
+// every other: with equal weights the leases tell them enough; with
+// weights give a membership list (Input.Workers).
 //
 // The callers (streamer/kinesis, streamer/publease) run the plan: they make
 // the writes, start and stop their work, and count what they hold.
