@@ -409,3 +409,29 @@ func TestBuildProperties(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkBuild plans 1,000,000 tenants on 100 hosts, ten of them 30%
+// over the bound, by users-like weights.
+func BenchmarkBuild(b *testing.B) {
+	const n, hosts = 1_000_000, 100
+	in := make([]Tenant, n)
+	var total int64
+	for i := range in {
+		h := i % hosts
+		if i%7 == 0 { // ten hosts get extra tenants
+			h = i % 10
+		}
+		w := int64(1 + (i*7919)%500)
+		in[i] = Tenant{ID: fmt.Sprintf("t%07d", i), Host: fmt.Sprintf("db-%03d", h), Weight: w}
+		total += w
+	}
+	opt := Options{Top: 3, MaxLoad: total / hosts * 13 / 10}
+	b.ReportAllocs()
+	for b.Loop() {
+		p, err := Build(in, opt)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(len(p.Moves)), "moves")
+	}
+}
