@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"time"
 
@@ -137,7 +138,7 @@ func (c *config) check() error {
 			return fmt.Errorf("refusing to serve %s %s: not a loopback address, and the sidecar's API has no authentication or TLS (it is for the programs on its host; use --unix-socket to share it through a volume); or pass --insecure-i-know to accept the risk", b.flag, b.addr)
 		}
 	}
-	if c.HTTPAddr != "" && c.HTTPAddr == c.GRPCAddr {
+	if _, port, _ := net.SplitHostPort(c.HTTPAddr); c.HTTPAddr != "" && c.HTTPAddr == c.GRPCAddr && port != "0" {
 		return fmt.Errorf("--http-addr and --grpc-addr are both %s: give each its own port", c.HTTPAddr)
 	}
 	if c.Token != "" && !c.TLS && !allLoopback(c.Regions) {
