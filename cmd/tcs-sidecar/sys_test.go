@@ -193,5 +193,3 @@ func unixClient(path string) *http.Client {
 		return d.DialContext(ctx, "unix", path)
 	}}}
 }
-
-

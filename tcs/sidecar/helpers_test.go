@@ -26,7 +26,7 @@ type fakeClient struct {
 	meta     client.Meta
 	watching atomic.Bool
 	polls    atomic.Int64 // calls of Watching
-	calls    []string // "LookupAtLeast h 3", "LookupTenantAtLeast h id 3"
+	calls    []string     // "LookupAtLeast h 3", "LookupTenantAtLeast h id 3"
 	batchErr error
 }
 
