@@ -170,6 +170,7 @@ func newPlacementCmd(e *env) *cobra.Command {
 	fs.Var(&addHosts, "add-host", "a new, empty database host the moves may use (repeatable; with --max-load)")
 	out := addOutput(fs, "table", "json", "yaml")
 	out.complete(cmd)
+	_ = cmd.RegisterFlagCompletionFunc("weight", cobra.FixedCompletions([]string{"users", "tenants", "label:"}, cobra.ShellCompDirectiveNoFileComp|cobra.ShellCompDirectiveNoSpace))
 	cmd.RunE = e.action(func(ctx context.Context, _ []string) error {
 		if err := out.check(); err != nil {
 			return err

@@ -244,4 +244,15 @@ func TestPlacementUsage(t *testing.T) {
 			t.Errorf("placement %s: exit %d, stdout %q, stderr %q; want 2 and %q", strings.Join(tc.args, " "), code, out, errOut, tc.want)
 		}
 	}
+	// Help lists the flags; completion offers the weights.
+	code, out, _ := tcsctlIn(t, nil, "", "placement", "-h")
+	for _, w := range []string{"--where", "--weight", "--top", "--max-load", "--add-host", "--output"} {
+		if code != exitOK || !strings.Contains(out, w) {
+			t.Errorf("placement -h: exit %d, lacks %s:\n%s", code, w, out)
+		}
+	}
+	_, out, _ = tcsctlIn(t, nil, "", "__complete", "placement", "--weight", "")
+	if !strings.Contains(out, "users\ntenants\nlabel:\n") {
+		t.Errorf("completion of --weight: %q", out)
+	}
 }
