@@ -148,9 +148,9 @@
 // label; max_load 0 when no plan was asked for (moves and unresolved are then
 // empty, and the *_after figures equal the others). hosts are heaviest first
 // by weight before the moves (ties by name; added hosts after the others of
-// their weight); moves are in the order planned; unresolved.tenants (only
-// for tenant_too_heavy) are the tenants heavier than max_load. Lists are []
-// when empty, never null.
+// their weight); moves are in the order planned; unresolved are heaviest
+// first, and their tenants, present only for tenant_too_heavy, are the
+// tenants heavier than max_load. Other lists are [] when empty, never null.
 //
 // # Confirmation
 //
