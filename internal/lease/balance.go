@@ -115,9 +115,9 @@ type Plan struct {
 	Take []Lease
 	// Target is this worker's share.
 	Target int
-	// Shares and Counts are each live worker's share, and how many leases
-	// the table says it holds (this worker: those not adopted or lost
-	// are not known here; see Steals' held).
+	// Shares and Counts are each live worker's share, and how many
+	// eligible leases the table says it holds; Counts[Me] is 0: what this
+	// worker holds is the caller's to count (Steals' and Yield's held).
 	Shares, Counts map[string]int
 	// PendingForMe is whether this worker has asked for a lease already
 	// and not got it: it asks for no other meanwhile.
