@@ -68,6 +68,7 @@ type config struct {
 	now              func() time.Time
 	clockSet         bool
 	noWatch          bool
+	ackInterval      time.Duration // see WithAckInterval (ack.go)
 }
 
 func defaults() config {

@@ -68,6 +68,7 @@ func (c *Client) watchOnce(r *region) (resynced bool, _ error) {
 	if err != nil {
 		return false, err
 	}
+	var acks *acker // see ack.go
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
@@ -79,6 +80,10 @@ func (c *Client) watchOnce(r *region) (resynced bool, _ error) {
 		switch k := msg.GetKind().(type) {
 		case *tcsv1.WatchResponse_Resync:
 			c.cache.resync()
+			if acks == nil {
+				acks = c.startAcker(ctx, r.api, k.Resync.GetSessionId())
+			}
+			acks.ack(msg.GetSeq())
 			if !resynced {
 				resynced = true
 				c.setWatching(r, true, nil)
@@ -86,6 +91,7 @@ func (c *Client) watchOnce(r *region) (resynced bool, _ error) {
 		case *tcsv1.WatchResponse_Invalidation:
 			inv := k.Invalidation
 			c.cache.invalidate(inv.GetTenantId(), inv.GetVersion(), inv.GetHostnames())
+			acks.ack(msg.GetSeq())
 			c.hooks.Invalidation()
 		case *tcsv1.WatchResponse_Heartbeat:
 			if iv := k.Heartbeat.GetInterval().AsDuration(); iv > 0 && 3*iv != timeout {
