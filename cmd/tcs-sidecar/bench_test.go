@@ -1,0 +1,334 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+
+	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
+)
+
+// BenchmarkSidecar measures tcs-sidecar (as run by the binary, over the
+// in-process system with one tenant, every lookup a hit in the sidecar's
+// client) on loopback at 1 and 64 concurrent callers, beside the floors a
+// caller could reach instead, all in the same run:
+//
+//   - http: GET /v1/lookup/{hostname} over a kept-alive HTTP/1.1
+//     connection per caller, with a minimal client (writes the request,
+//     reads the headers and Content-Length bytes): what the sidecar costs;
+//   - http-unix: the same over the --unix-socket;
+//   - http-floor: a bare net/http server answering every request with the
+//     same bytes (the floor of any Go HTTP server, the sidecar's own ~0.4 µs
+//     not included: tcs/sidecar's BenchmarkServeHTTPHit);
+//   - http-stdlib: the same as http with Go's net/http client (a typical client's
+//     own cost included);
+//   - grpc: the sidecar's gRPC Lookup, one connection shared by the
+//     callers;
+//   - grpc-floor: a bare grpc-go server answering Lookup with a fixed
+//     response holding the same tenant: the floor of any gRPC lookup;
+//   - redis: a GET of the tenant's protobuf bytes from a redis-server on
+//     loopback (go-redis), what a team would reach for instead.
+//
+// Each reports p50-ns and p99-ns (per call, as the caller sees it) and
+// req/s; ns/op is the wall time per call across the callers. Needs
+// redis-server on PATH (tcs/client/bench-deps.sh).
+func BenchmarkSidecar(b *testing.B) {
+	sys := startSystem(b)
+	sock := filepath.Join(b.TempDir(), "tcs.sock")
+	sc := startSidecar(b, sys, "--unix-socket", sock)
+	created := sys.create(b, hooliDoc)
+	sc.waitReady(b)
+	sc.waitVersion(b, "hooli.example.com", created.Version)
+	tpb := sys.regionLookup(b, "us-east-1", "hooli.example.com").GetTenant()
+	doc, err := proto.Marshal(tpb)
+	if err != nil {
+		b.Fatal(err)
+	}
+	floor := startFloor(b, tpb)
+	body, _ := tcsv1.TenantJSON(tpb)
+	httpFloor := startHTTPFloor(b, body)
+	rdb := startRedis(b)
+	if err := rdb.Set(context.Background(), "tenant:hooli.example.com", doc, 0).Err(); err != nil {
+		b.Fatal(err)
+	}
+	sidecarConn := grpcDial(b, sc.GRPC)
+	floorConn := grpcDial(b, floor)
+	stdlib := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128}}
+	url := sc.url("/v1/lookup/hooli.example.com")
+
+	kinds := []struct {
+		name string
+		// caller makes one caller's lookup function.
+		caller func(b *testing.B) func() error
+	}{
+		{"http", func(b *testing.B) func() error {
+			return dialRawHTTP(b, "tcp", sc.HTTP, "/v1/lookup/hooli.example.com").get
+		}},
+		{"http-unix", func(b *testing.B) func() error {
+			return dialRawHTTP(b, "unix", sock, "/v1/lookup/hooli.example.com").get
+		}},
+		{"http-floor", func(b *testing.B) func() error {
+			return dialRawHTTP(b, "tcp", httpFloor, "/v1/lookup/hooli.example.com").get
+		}},
+		{"http-stdlib", func(b *testing.B) func() error {
+			return func() error {
+				res, err := stdlib.Get(url)
+				if err != nil {
+					return err
+				}
+				_, err = io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				if res.StatusCode != 200 {
+					return fmt.Errorf("status %d", res.StatusCode)
+				}
+				return err
+			}
+		}},
+		{"grpc", func(b *testing.B) func() error {
+			api := tcsv1.NewTenantContextServiceClient(sidecarConn)
+			req := &tcsv1.LookupRequest{Hostname: "hooli.example.com"}
+			return func() error { _, err := api.Lookup(context.Background(), req); return err }
+		}},
+		{"grpc-floor", func(b *testing.B) func() error {
+			api := tcsv1.NewTenantContextServiceClient(floorConn)
+			req := &tcsv1.LookupRequest{Hostname: "hooli.example.com"}
+			return func() error { _, err := api.Lookup(context.Background(), req); return err }
+		}},
+		{"redis", func(b *testing.B) func() error {
+			return func() error { return rdb.Get(context.Background(), "tenant:hooli.example.com").Err() }
+		}},
+	}
+	for _, callers := range []int{1, 64} {
+		for _, k := range kinds {
+			b.Run(fmt.Sprintf("%s/callers=%d", k.name, callers), func(b *testing.B) {
+				fns := make([]func() error, callers)
+				for i := range fns {
+					fns[i] = k.caller(b)
+				}
+				measure(b, fns)
+			})
+		}
+	}
+}
+
+// measure runs b.N calls spread over the callers, each timed, and reports
+// their p50, p99 and the calls per second.
+func measure(b *testing.B, callers []func() error) {
+	for _, f := range callers { // warm each connection
+		if err := f(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	n := len(callers)
+	lat := make([][]time.Duration, n)
+	errs := make([]error, n)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, f := range callers {
+		count := b.N / n
+		if i < b.N%n {
+			count++
+		}
+		lat[i] = make([]time.Duration, 0, count)
+		wg.Go(func() {
+			for range count {
+				t0 := time.Now()
+				if err := f(); err != nil {
+					errs[i] = err
+					return
+				}
+				lat[i] = append(lat[i], time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if err := errors.Join(errs...); err != nil {
+		b.Fatal(err)
+	}
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	if len(all) == 0 {
+		return
+	}
+	b.ReportMetric(float64(all[len(all)/2].Nanoseconds()), "p50-ns")
+	b.ReportMetric(float64(all[min(len(all)-1, len(all)*99/100)].Nanoseconds()), "p99-ns")
+	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "req/s")
+}
+
+// rawHTTP is a minimal HTTP/1.1 client on one kept-alive connection: it
+// writes a fixed GET and reads the answer's headers and Content-Length
+// bytes, so that a benchmark measures the server rather than a client.
+type rawHTTP struct {
+	conn net.Conn
+	r    *bufio.Reader
+	req  []byte
+	body []byte
+}
+
+func dialRawHTTP(b *testing.B, network, addr, path string) *rawHTTP {
+	conn, err := net.Dial(network, addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	return &rawHTTP{conn: conn, r: bufio.NewReaderSize(conn, 16<<10), req: []byte("GET " + path + " HTTP/1.1\r\nHost: sidecar\r\n\r\n"), body: make([]byte, 16<<10)}
+}
+
+var contentLength = []byte("content-length:")
+
+func (h *rawHTTP) get() error {
+	if _, err := h.conn.Write(h.req); err != nil {
+		return err
+	}
+	status, err := h.r.ReadSlice('\n')
+	if err != nil {
+		return err
+	}
+	if !bytes.HasPrefix(status, []byte("HTTP/1.1 200 ")) {
+		return fmt.Errorf("status line %q", status)
+	}
+	n := -1
+	for {
+		line, err := h.r.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		if len(line) <= 2 {
+			break
+		}
+		if len(line) > len(contentLength) && bytes.EqualFold(line[:len(contentLength)], contentLength) {
+			n, err = strconv.Atoi(string(bytes.TrimSpace(line[len(contentLength):])))
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if n < 0 || n > len(h.body) {
+		return fmt.Errorf("content-length %d", n)
+	}
+	_, err = io.ReadFull(h.r, h.body[:n])
+	return err
+}
+
+// startHTTPFloor serves body to every request on a loopback port.
+func startHTTPFloor(b *testing.B, body []byte) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ct := []string{"application/json"}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header()["Content-Type"] = ct
+		w.Write(body)
+	})}
+	go srv.Serve(ln)
+	b.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+// floorServer answers every Lookup with one fixed response.
+type floorServer struct {
+	tcsv1.UnimplementedTenantContextServiceServer
+	res *tcsv1.LookupResponse
+}
+
+func (f *floorServer) Lookup(context.Context, *tcsv1.LookupRequest) (*tcsv1.LookupResponse, error) {
+	return f.res, nil
+}
+
+func startFloor(b *testing.B, t *tcsv1.Tenant) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	tcsv1.RegisterTenantContextServiceServer(gs, &floorServer{res: &tcsv1.LookupResponse{Tenant: t, Region: "us-east-1"}})
+	go gs.Serve(ln)
+	b.Cleanup(gs.Stop)
+	return ln.Addr().String()
+}
+
+func grpcDial(b *testing.B, addr string) *grpc.ClientConn {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// redisInstall is how to get the redis-server the benchmark needs.
+const redisInstall = "apt-get install -y --no-install-recommends redis-server (or tcs/client/bench-deps.sh)"
+
+// startRedis starts a Debian redis-server on a free loopback port, with no
+// persistence, and stops it when b ends (as tcs/client's BenchmarkRedisGET
+// does).
+func startRedis(b *testing.B) *redis.Client {
+	b.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		b.Fatalf("redis-server is not on PATH; install it: %s", redisInstall)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	port := lis.Addr().(*net.TCPAddr).Port
+	lis.Close()
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning")
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("start redis-server: %v", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	b.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+	rdb := redis.NewClient(&redis.Options{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), PoolSize: 128})
+	b.Cleanup(func() { rdb.Close() })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := rdb.Ping(context.Background()).Err()
+		if err == nil {
+			return rdb
+		}
+		select {
+		case err := <-exited:
+			b.Fatalf("redis-server exited: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("redis-server on port %d not answering: %v", port, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
