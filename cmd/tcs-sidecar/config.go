@@ -46,6 +46,8 @@ type config struct {
 	// CAFile holds the roots the regions' certificates are checked with
 	// (--ca-file); empty: the system's.
 	CAFile string
+	// Reflection serves gRPC server reflection (--reflection).
+	Reflection bool
 	// Insecure allows a non-loopback listen address (--insecure-i-know).
 	Insecure bool
 	// DrainDelay is how long a stopping sidecar keeps serving, unready,
@@ -81,6 +83,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&regions, "regions", cmdutil.EnvOr(getenv, "TCS_REGIONS", regionlist.Default), "lookup regions and their tcs gRPC addresses, local region first: REGION=HOST:PORT,… (env TCS_REGIONS; default: the three regions of make run)")
 	fs.BoolVar(&c.TLS, "tls", getenv("TCS_TLS") == "true", "reach the regions over TLS, checked against the system's roots (env TCS_TLS=true); implied by --ca-file")
 	fs.StringVar(&c.CAFile, "ca-file", getenv("TCS_CA_FILE"), "PEM roots to check the regions' TLS certificates with; implies --tls (env TCS_CA_FILE)")
+	fs.BoolVar(&c.Reflection, "reflection", false, "serve gRPC server reflection on --grpc-addr (grpcurl without .proto files)")
 	fs.BoolVar(&c.Insecure, "insecure-i-know", false, "serve a non-loopback --http-addr or --grpc-addr: the sidecar's API has no authentication or TLS (it is for the programs on its host); never where others can reach it")
 	fs.DurationVar(&c.DrainDelay, "drain-delay", DefaultDrainDelay, "on SIGTERM, keep answering this long with /readyz and gRPC health failing (the programs beside it are stopping too), then stop accepting and finish what is in flight")
 	fs.IntVar(&c.CacheSize, "cache-size", client.DefaultCacheSize, "client cache entries (tenants and unknown hostnames)")

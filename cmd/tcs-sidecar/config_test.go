@@ -60,8 +60,8 @@ func TestParseConfig(t *testing.T) {
 				c.Regions, c.TLS, c.Token = []regionlist.Region{{Name: "us-east-1", Addr: "tcs.us-east-1.internal:9001"}}, true, ""
 			}},
 		{"ca file implies TLS", []string{"--ca-file", "/ca.pem"}, nil, func(c *config) { c.CAFile, c.TLS = "/ca.pem", true }},
-		{"non-loopback with --insecure-i-know", []string{"--http-addr", "0.0.0.0:7070", "--insecure-i-know"}, nil,
-			func(c *config) { c.HTTPAddr, c.Insecure = "0.0.0.0:7070", true }},
+		{"non-loopback with --insecure-i-know", []string{"--http-addr", "0.0.0.0:7070", "--insecure-i-know", "--reflection"}, nil,
+			func(c *config) { c.HTTPAddr, c.Insecure, c.Reflection = "0.0.0.0:7070", true, true }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parseConfig(tc.args, configtest.Env(tc.env), io.Discard)

@@ -11,7 +11,8 @@
 //     application/problem+json; /metrics, /healthz and /readyz beside them;
 //   - gRPC on --grpc-addr (127.0.0.1:7071): tcs.v1.TenantContextService
 //     Lookup and BatchLookup from the same client (Watch is not served: the
-//     sidecar is the cache) and gRPC health.
+//     sidecar is the cache), gRPC health, and with --reflection server
+//     reflection.
 //
 // With no flags it works beside `make run`: the three regions on
 // 127.0.0.1:9001-9003 and the development lookup token (TCS_LOOKUP_TOKEN
@@ -39,6 +40,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/reflection"
 
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
 	"github.com/tcs-dev/tcs/internal/auth"
@@ -108,6 +110,9 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if lns.grpc != nil {
 		gs := grpc.NewServer()
 		srv.RegisterGRPC(gs)
+		if cfg.Reflection {
+			reflection.Register(gs)
+		}
 		g.Go(func() error { return gs.Serve(lns.grpc) })
 		g.Go(func() error {
 			<-gctx.Done()

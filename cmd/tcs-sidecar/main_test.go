@@ -223,7 +223,7 @@ func TestEndToEnd(t *testing.T) {
 		want   string
 	}{
 		{"/v1/lookup/nobody.example.com", 404, `"type":"urn:tcs:problem:not_found"`},
-		{"/v1/lookup/bad_host!.example.com", 400, `invalid hostname \"bad_host!.example.com\"`},
+		{"/v1/lookup/bad_host!.example.com", 400, `invalid hostname \"bad_host!.example.com\": label \"bad_host!\" contains '_'`},
 		{"/v1/nothing", 404, "route_not_found"},
 	} {
 		code, hdr, body := httpGet(t, sc.http, sc.url(tc.path))

@@ -125,7 +125,7 @@ func (s *Server) grpcError(hostname string, err error) error {
 	case outcomeNotFound:
 		return status.Errorf(codes.NotFound, "no live tenant owns hostname %q", hostname)
 	case outcomeInvalid:
-		return status.Error(codes.InvalidArgument, err.Error())
+		return status.Errorf(codes.InvalidArgument, "invalid hostname %q: %s", hostname, invalidReason(hostname))
 	case outcomeUnavailable:
 		s.log.Warn("lookup unavailable", "hostname", hostname, "err", err)
 		return status.Error(codes.Unavailable, "no TCS region answered and no cached answer was left to serve; retry later")

@@ -75,7 +75,7 @@ func TestGRPCLookup(t *testing.T) {
 		msg  string
 	}{
 		{&tcsv1.LookupRequest{Hostname: "nobody.example.com"}, codes.NotFound, `no live tenant owns hostname "nobody.example.com"`},
-		{&tcsv1.LookupRequest{Hostname: "bad..host"}, codes.InvalidArgument, "empty label"},
+		{&tcsv1.LookupRequest{Hostname: "bad..host"}, codes.InvalidArgument, `invalid hostname "bad..host": has an empty label ("..")`},
 		{&tcsv1.LookupRequest{Hostname: "down.example.com"}, codes.Unavailable, "no TCS region answered"},
 		{&tcsv1.LookupRequest{Hostname: "behind.example.com", MinVersion: 9}, codes.Unavailable, "was 8 (eu-west-1)"},
 		{&tcsv1.LookupRequest{Hostname: "boom.example.com"}, codes.Internal, "internal error"},

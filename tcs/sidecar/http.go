@@ -116,7 +116,7 @@ func (s *Server) lookupProblem(hostname string, err error) *Problem {
 	case outcomeNotFound:
 		return newProblem(tenant.NotFound, fmt.Sprintf("no live tenant owns hostname %q", hostname))
 	case outcomeInvalid:
-		reason := strings.TrimPrefix(err.Error(), client.ErrInvalidHostname.Error()+" ")
+		reason := invalidReason(hostname)
 		return newProblem(tenant.Invalid, fmt.Sprintf("invalid hostname %q: %s", hostname, reason), tenant.FieldError{Field: "hostname", Reason: reason})
 	case outcomeUnavailable:
 		s.log.Warn("lookup unavailable", "hostname", hostname, "err", err)
@@ -128,6 +128,17 @@ func (s *Server) lookupProblem(hostname string, err error) *Problem {
 	}
 	s.log.Error("lookup failed", "hostname", hostname, "err", err)
 	return newProblem(tenant.Internal, "internal error")
+}
+
+// invalidReason says why hostname, which the client refused, cannot be
+// normalised (the client's error says only that it cannot).
+func invalidReason(hostname string) string {
+	if _, err := tenant.NormalizeHostname(hostname); err != nil {
+		if fs := tenant.ErrorFields(err); len(fs) > 0 {
+			return fs[0].Reason
+		}
+	}
+	return "not a hostname"
 }
 
 // ServeHTTP serves the HTTP/JSON API under /v1/ and hands other paths to

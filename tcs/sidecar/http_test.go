@@ -72,7 +72,7 @@ func TestLookupProblems(t *testing.T) {
 		header             [2]string
 	}{
 		{"unknown hostname", "GET", "/v1/lookup/nobody.example.com", 404, "not_found", `no live tenant owns hostname "nobody.example.com"`, "", [2]string{}},
-		{"bad hostname", "GET", "/v1/lookup/bad..host", 400, "malformed_request", `invalid hostname "bad..host"`, "hostname", [2]string{}},
+		{"bad hostname", "GET", "/v1/lookup/bad..host", 400, "malformed_request", `invalid hostname "bad..host": has an empty label ("..")`, "hostname", [2]string{}},
 		{"empty hostname", "GET", "/v1/lookup/", 400, "malformed_request", "no hostname", "hostname", [2]string{}},
 		{"unavailable", "GET", "/v1/lookup/down.example.com", 503, "unavailable", "no TCS region answered", "", [2]string{"Retry-After", "1"}},
 		{"closed", "GET", "/v1/lookup/closed.example.com", 503, "unavailable", "retry later", "", [2]string{"Retry-After", "1"}},
