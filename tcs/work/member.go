@@ -1,0 +1,585 @@
+package work
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"maps"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tcs-dev/tcs/internal/lease"
+)
+
+// Buckets is the number of buckets of every pool: a tenant's bucket is
+// Bucket(id). Every node must agree on it (it is part of the fencing
+// token's meaning), so it is a constant.
+const Buckets = 256
+
+// DefaultLeaseDuration is the default lease duration of a pool's buckets.
+const DefaultLeaseDuration = 10 * time.Second
+
+// Bucket returns the bucket of tenant id: FNV-1a (32 bits) modulo Buckets.
+func Bucket(id string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(id))
+	return int(h.Sum32() % Buckets)
+}
+
+// Group is the lease group of pool.
+func Group(pool string) string { return "work/" + pool }
+
+const (
+	bucketPrefix = "b/"
+	memberPrefix = "m/"
+)
+
+// bucketKey is bucket b's lease key: fixed width, so key order is bucket
+// order.
+func bucketKey(b int) string { return fmt.Sprintf("%s%03d", bucketPrefix, b) }
+
+// bucketOf returns the bucket of a lease key, or -1 if it is not a bucket's.
+func bucketOf(key string) int {
+	s, ok := strings.CutPrefix(key, bucketPrefix)
+	if !ok {
+		return -1
+	}
+	b, err := strconv.Atoi(s)
+	if err != nil || b < 0 || b >= Buckets {
+		return -1
+	}
+	return b
+}
+
+// fence is what a bucket lease's checkpoint holds: the epoch (the lease's
+// counter when its owner took it) and that owner. It is current only while
+// the lease still names that owner: a handover changes the owner first, the
+// new owner's epoch follows.
+func fence(epoch int64, owner string) string { return strconv.FormatInt(epoch, 10) + " " + owner }
+
+// parseFence returns the epoch a bucket lease's checkpoint holds if it is
+// current (written by the lease's owner), and 0 otherwise.
+func parseFence(l lease.Lease) uint64 {
+	e, owner, ok := strings.Cut(l.Checkpoint, " ")
+	if !ok || l.Owner == "" || owner != l.Owner {
+		return 0
+	}
+	n, err := strconv.ParseUint(e, 10, 64)
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// memberInfo is what a member's record (its "m/<id>" lease's checkpoint)
+// says: its capacity and the pool cap it asks for.
+func memberInfo(capacity float64, maxConcurrent int) string {
+	return strconv.FormatFloat(capacity, 'g', -1, 64) + " " + strconv.Itoa(maxConcurrent)
+}
+
+func parseMemberInfo(s string) (capacity float64, maxConcurrent int) {
+	c, m, _ := strings.Cut(s, " ")
+	capacity, err := strconv.ParseFloat(c, 64)
+	if err != nil || math.IsNaN(capacity) || math.IsInf(capacity, 0) || capacity < 0 {
+		capacity = 1
+	}
+	maxConcurrent, _ = strconv.Atoi(m)
+	return capacity, max(maxConcurrent, 0)
+}
+
+// MemberConfig configures a Member.
+type MemberConfig struct {
+	// Store is the pool's lease group, written as the member (its owner).
+	Store lease.Store
+	// Member is the member's id (the Store's owner).
+	Member string
+	// Capacity is the member's weight; 0 means 1.
+	Capacity float64
+	// MaxConcurrent is the pool cap the member asks for; 0: none.
+	MaxConcurrent int
+	// LeaseDuration is the pool's lease duration. Default
+	// DefaultLeaseDuration.
+	LeaseDuration time.Duration
+}
+
+// Member holds a pool's bucket leases on behalf of one member: Step takes,
+// renews, hands over and drops them, but renews and takes only while the
+// member's heartbeats arrive (within LeaseDuration/2). A Member is driven by
+// its caller's loop (Service.Join) with the caller's clock, so that tests
+// drive it with a fake one; it is safe for concurrent use.
+type Member struct {
+	cfg MemberConfig
+	obs *lease.Observer
+
+	mu       sync.Mutex
+	held     map[int]*holding
+	plan     *lease.Plan
+	beats    []beat // heartbeats received, oldest first (pruned)
+	record   *holding
+	slots    int
+	released bool
+}
+
+type holding struct {
+	key, token string
+	epoch      uint64
+	lastRenew  time.Time // when the last renewal (or take) was sent
+}
+
+type beat struct {
+	seq uint64
+	at  time.Time
+}
+
+// NewMember returns a Member; it holds nothing until its first Heartbeat
+// and Step.
+func NewMember(cfg MemberConfig) (*Member, error) {
+	switch {
+	case cfg.Store == nil:
+		return nil, errors.New("work member: no lease store")
+	case cfg.Member == "":
+		return nil, errors.New("work member: empty member id")
+	case math.IsNaN(cfg.Capacity) || math.IsInf(cfg.Capacity, 0) || cfg.Capacity < 0:
+		return nil, fmt.Errorf("work member %s: capacity %v: want a finite number, 0 or more", cfg.Member, cfg.Capacity)
+	case cfg.MaxConcurrent < 0:
+		return nil, fmt.Errorf("work member %s: max concurrent %d: want 0 (no cap) or more", cfg.Member, cfg.MaxConcurrent)
+	}
+	if cfg.Capacity == 0 {
+		cfg.Capacity = 1
+	}
+	if cfg.LeaseDuration <= 0 {
+		cfg.LeaseDuration = DefaultLeaseDuration
+	}
+	return &Member{cfg: cfg, obs: lease.NewObserver(cfg.Member, cfg.LeaseDuration), held: map[int]*holding{}}, nil
+}
+
+// Heartbeat records heartbeat seq of the member, received at now.
+func (m *Member) Heartbeat(now time.Time, seq uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.beats = append(m.beats, beat{seq: seq, at: now})
+}
+
+// alive reports whether the member's last heartbeat is recent enough at now
+// to act for it. Called with mu held.
+func (m *Member) aliveLocked(now time.Time) bool {
+	return len(m.beats) > 0 && now.Sub(m.beats[len(m.beats)-1].at) < m.cfg.LeaseDuration/2
+}
+
+// validFor is how long after a renewal is sent the member may count on the
+// lease: a little less than the LeaseDuration after which others may take
+// it, for clocks that run at slightly different rates.
+func (m *Member) validFor() time.Duration { return m.cfg.LeaseDuration * 9 / 10 }
+
+// Held returns the buckets held and valid at now, with their epochs (the
+// fencing tokens).
+func (m *Member) Held(now time.Time) map[int]uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[int]uint64, len(m.held))
+	for b, h := range m.held {
+		if now.Before(h.lastRenew.Add(m.validFor())) {
+			out[b] = h.epoch
+		}
+	}
+	return out
+}
+
+// Acked returns the latest heartbeat received no later than the oldest
+// renewal of the buckets held (and of the member's record), so that the
+// member may count on its assignment until that heartbeat's send time plus
+// validFor by its own clock: every lease behind the assignment was renewed
+// after the heartbeat was received, hence after it was sent. 0 when none
+// qualifies.
+func (m *Member) Acked() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.record == nil {
+		return 0
+	}
+	oldest := m.record.lastRenew
+	for _, h := range m.held {
+		if h.lastRenew.Before(oldest) {
+			oldest = h.lastRenew
+		}
+	}
+	var seq uint64
+	keep := 0
+	for i, bt := range m.beats {
+		if bt.at.After(oldest) {
+			break
+		}
+		seq, keep = bt.seq, i
+	}
+	m.beats = m.beats[keep:] // older heartbeats can never be the answer again
+	return seq
+}
+
+// Slots is the member's share of the pool's cap on concurrent runs (0: no
+// cap), as of the last Step.
+func (m *Member) Slots() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.slots
+}
+
+// Step runs one round at now over the pool's leases as read (List): it
+// renews what is held (about every LeaseDuration/4) and answers steal
+// requests, keeps the member's record, drops what the table says is lost,
+// and takes, adopts and asks for buckets up to the member's share. It does
+// nothing but drop lapsed leases while the member's heartbeats are late.
+func (m *Member) Step(ctx context.Context, now time.Time, leases []lease.Lease) error {
+	m.obs.Observe(now, leases)
+	m.mu.Lock()
+	alive := m.aliveLocked(now) && !m.released
+	for b, h := range m.held {
+		if !now.Before(h.lastRenew.Add(m.validFor())) {
+			delete(m.held, b) // lapsed: someone may take it soon
+		}
+	}
+	if m.record != nil && !now.Before(m.record.lastRenew.Add(m.validFor())) {
+		m.record = nil
+	}
+	m.mu.Unlock()
+	if !alive {
+		return nil
+	}
+	var errs []error
+	if err := m.keepRecord(ctx, now, leases); err != nil {
+		errs = append(errs, err)
+	}
+	m.renew(ctx, now)
+	if err := m.balance(ctx, now, leases); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// keepRecord creates, takes and renews the member's record: the lease
+// "m/<id>" whose owner is the member while it is live and whose checkpoint
+// holds its capacity and cap, so that members served by other nodes count
+// it (lease.Input.Workers and Weights).
+func (m *Member) keepRecord(ctx context.Context, now time.Time, leases []lease.Lease) error {
+	key := memberPrefix + m.cfg.Member
+	info := memberInfo(m.cfg.Capacity, m.cfg.MaxConcurrent)
+	m.mu.Lock()
+	rec := m.record
+	m.mu.Unlock()
+	if rec != nil {
+		if now.Sub(rec.lastRenew) < m.cfg.LeaseDuration/4 {
+			return nil
+		}
+		if err := m.cfg.Store.Checkpoint(ctx, key, rec.token, info); err != nil {
+			if errors.Is(err, lease.ErrLost) {
+				m.mu.Lock()
+				m.record = nil
+				m.mu.Unlock()
+			}
+			return fmt.Errorf("renew member record %s: %w", m.cfg.Member, err)
+		}
+		m.mu.Lock()
+		rec.lastRenew = now
+		m.mu.Unlock()
+		return nil
+	}
+	i := slices.IndexFunc(leases, func(l lease.Lease) bool { return l.Key == key })
+	var l lease.Lease
+	if i < 0 {
+		if err := m.cfg.Store.Create(ctx, key, nil); err != nil {
+			return fmt.Errorf("create member record %s: %w", m.cfg.Member, err)
+		}
+		got, err := m.cfg.Store.List(ctx)
+		if err != nil {
+			return err
+		}
+		i = slices.IndexFunc(got, func(l lease.Lease) bool { return l.Key == key })
+		if i < 0 {
+			return fmt.Errorf("member record %s vanished after its creation", m.cfg.Member)
+		}
+		l = got[i]
+	} else {
+		l = leases[i]
+	}
+	// Free, or held under the same id by a former stream of this member
+	// (its node may not know yet that it ended): take it, with a new token,
+	// so that the former stream's writes fail from now on.
+	taken, err := m.cfg.Store.Take(ctx, l)
+	if err != nil {
+		return fmt.Errorf("take member record %s: %w", m.cfg.Member, err)
+	}
+	token := taken.Token
+	if err := m.cfg.Store.Checkpoint(ctx, key, token, info); err != nil {
+		return fmt.Errorf("write member record %s: %w", m.cfg.Member, err)
+	}
+	m.mu.Lock()
+	m.record = &holding{key: key, token: token, lastRenew: now}
+	m.mu.Unlock()
+	return nil
+}
+
+// renew renews the buckets held about every LeaseDuration/4 and answers the
+// steal requests the renewals show: a handover when the last plan yields,
+// otherwise a decline.
+func (m *Member) renew(ctx context.Context, now time.Time) {
+	m.mu.Lock()
+	mine := maps.Clone(m.held)
+	m.mu.Unlock()
+	for _, b := range slices.Sorted(maps.Keys(mine)) {
+		h := mine[b]
+		if now.Sub(h.lastRenew) < m.cfg.LeaseDuration/4 {
+			continue
+		}
+		got, err := m.cfg.Store.Renew(ctx, h.key, h.token)
+		if errors.Is(err, lease.ErrLost) {
+			m.drop(b)
+			continue
+		}
+		if err != nil {
+			continue // tried again next round; the lease lapses meanwhile
+		}
+		m.mu.Lock()
+		h.lastRenew = now
+		asked := got.Pending != "" && got.Pending != m.cfg.Member
+		yield := asked && m.plan.Yield(len(m.held), got.Pending)
+		m.mu.Unlock()
+		if !asked {
+			continue
+		}
+		if yield {
+			m.drop(b) // stop counting on it before it changes hands
+			_ = m.cfg.Store.HandOver(ctx, h.key, h.token, got.Pending)
+		} else {
+			_ = m.cfg.Store.Decline(ctx, h.key, h.token, got.Pending)
+		}
+	}
+}
+
+func (m *Member) drop(b int) {
+	m.mu.Lock()
+	delete(m.held, b)
+	m.mu.Unlock()
+}
+
+// acquire makes a bucket lease the member's (l as taken or renewed) by
+// writing its fence, and holds it.
+func (m *Member) acquire(ctx context.Context, now time.Time, l lease.Lease) error {
+	if err := m.cfg.Store.Checkpoint(ctx, l.Key, l.Token, fence(l.Counter, m.cfg.Member)); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.held[bucketOf(l.Key)] = &holding{key: l.Key, token: l.Token, epoch: uint64(l.Counter), lastRenew: now}
+	m.mu.Unlock()
+	return nil
+}
+
+// balance plans with lease.Balance over the bucket leases, the live
+// members' records as the membership list and their capacities as weights.
+func (m *Member) balance(ctx context.Context, now time.Time, leases []lease.Lease) error {
+	me := m.cfg.Member
+	var workers []string
+	weights := map[string]float64{me: m.cfg.Capacity}
+	caps := map[string]int{}
+	if m.cfg.MaxConcurrent > 0 {
+		caps[me] = m.cfg.MaxConcurrent
+	}
+	var missing []int
+	have := make([]bool, Buckets)
+	for _, l := range leases {
+		if b := bucketOf(l.Key); b >= 0 {
+			have[b] = true
+			continue
+		}
+		id, ok := strings.CutPrefix(l.Key, memberPrefix)
+		if !ok || id == me || l.Owner != id || m.obs.Expired(now, l) {
+			continue
+		}
+		workers = append(workers, id)
+		w, c := parseMemberInfo(l.Checkpoint)
+		weights[id] = w
+		if c > 0 {
+			caps[id] = c
+		}
+	}
+	for b, ok := range have {
+		if !ok {
+			missing = append(missing, b)
+		}
+	}
+	if len(missing) > 0 {
+		for _, b := range missing {
+			if err := m.cfg.Store.Create(ctx, bucketKey(b), nil); err != nil {
+				return fmt.Errorf("create bucket lease %d: %w", b, err)
+			}
+		}
+		return nil // taken from the next List
+	}
+	m.mu.Lock()
+	mine := maps.Clone(m.held)
+	m.mu.Unlock()
+	plan, err := lease.Balance(lease.Input{
+		Me:       me,
+		Leases:   leases,
+		Expired:  func(l lease.Lease) bool { return m.obs.Expired(now, l) },
+		Holds:    func(l lease.Lease) bool { h := mine[bucketOf(l.Key)]; return h != nil && (l.Owner != me || h.token == l.Token) },
+		Eligible: func(l lease.Lease) bool { return bucketOf(l.Key) >= 0 },
+		Workers:  workers,
+		Weights:  weights,
+	})
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.plan = plan
+	m.slots = slotsOf(me, caps, weights)
+	m.mu.Unlock()
+	for _, l := range plan.Lost {
+		m.drop(bucketOf(l.Key))
+	}
+	var errs []error
+	for _, l := range plan.Adopt {
+		// Handed over to this member, or held by a former stream of it:
+		// take it with a new token (conditioned on the counter as read),
+		// so that the former stream's renewals and releases fail.
+		got, err := m.cfg.Store.Take(ctx, l)
+		if err == nil {
+			err = m.acquire(ctx, now, got)
+		}
+		if err != nil && !errors.Is(err, lease.ErrLost) {
+			errs = append(errs, fmt.Errorf("adopt bucket %s: %w", l.Key, err))
+		}
+	}
+	held := func() int {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return len(m.held)
+	}
+	for _, l := range plan.Take {
+		if held() >= plan.Target || ctx.Err() != nil {
+			break
+		}
+		got, err := m.cfg.Store.Take(ctx, l)
+		if err == nil {
+			err = m.acquire(ctx, now, got)
+		}
+		if err != nil && !errors.Is(err, lease.ErrLost) {
+			errs = append(errs, fmt.Errorf("take bucket %s: %w", l.Key, err))
+		}
+	}
+	ask, from := plan.Steals(held())
+	for _, l := range from {
+		if ask == 0 || ctx.Err() != nil {
+			break
+		}
+		err := m.cfg.Store.RequestSteal(ctx, l)
+		if err == nil {
+			ask--
+		} else if !errors.Is(err, lease.ErrLost) {
+			errs = append(errs, fmt.Errorf("ask for bucket %s: %w", l.Key, err))
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// slotsOf is me's share of the pool's cap on concurrent runs: the smallest
+// cap any live member asks for, split by capacity with the largest
+// remainders (ties by id), so that the shares add up to the cap. 0: no cap.
+// A member whose share rounds to 0 runs nothing while the cap is below the
+// number of members.
+func slotsOf(me string, caps map[string]int, weights map[string]float64) int {
+	limit := 0
+	for _, c := range caps {
+		if limit == 0 || c < limit {
+			limit = c
+		}
+	}
+	if limit == 0 {
+		return 0
+	}
+	var total float64
+	ids := slices.Sorted(maps.Keys(weights))
+	for _, id := range ids {
+		total += weights[id]
+	}
+	if total == 0 {
+		return 0
+	}
+	type part struct {
+		id   string
+		n    int
+		frac float64
+	}
+	parts := make([]part, 0, len(ids))
+	given := 0
+	for _, id := range ids {
+		x := float64(limit) * weights[id] / total
+		n := int(math.Floor(x + 1e-9))
+		parts = append(parts, part{id, n, x - float64(n)})
+		given += n
+	}
+	slices.SortStableFunc(parts, func(a, b part) int {
+		switch {
+		case a.frac > b.frac:
+			return -1
+		case a.frac < b.frac:
+			return 1
+		}
+		return strings.Compare(a.id, b.id)
+	})
+	for i := 0; given < limit && i < len(parts); i++ {
+		parts[i].n++
+		given++
+	}
+	for _, p := range parts {
+		if p.id == me {
+			return p.n
+		}
+	}
+	return 0
+}
+
+// Release frees the member's buckets and record, for a clean leave, so that
+// the others take them at once. The Member does nothing afterwards.
+func (m *Member) Release(ctx context.Context) {
+	m.mu.Lock()
+	m.released = true
+	mine := maps.Clone(m.held)
+	rec := m.record
+	m.held, m.record = map[int]*holding{}, nil
+	m.mu.Unlock()
+	for _, h := range mine {
+		_ = m.cfg.Store.Release(ctx, h.key, h.token)
+	}
+	// Buckets handed over to the member and not adopted yet: free them too.
+	if ls, err := m.cfg.Store.List(ctx); err == nil {
+		for _, l := range ls {
+			if l.Owner == m.cfg.Member && bucketOf(l.Key) >= 0 && mine[bucketOf(l.Key)] == nil {
+				_ = m.cfg.Store.Release(ctx, l.Key, l.Token)
+			}
+		}
+	}
+	if rec != nil {
+		_ = m.cfg.Store.Release(ctx, rec.key, rec.token)
+	}
+}
+
+// Current returns the current fencing token of tenant id's bucket among
+// leases as read, and its owner; 0 and "" when the bucket is not held (or
+// its owner has not written its fence yet).
+func Current(leases []lease.Lease, id string) (uint64, string) {
+	key := bucketKey(Bucket(id))
+	for _, l := range leases {
+		if l.Key == key {
+			if f := parseFence(l); f != 0 {
+				return f, l.Owner
+			}
+			return 0, ""
+		}
+	}
+	return 0, ""
+}

@@ -1,0 +1,331 @@
+package work_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+
+	"github.com/tcs-dev/tcs/internal/lease"
+	"github.com/tcs-dev/tcs/internal/lease/memlease"
+	"github.com/tcs-dev/tcs/tcs/work"
+)
+
+const leaseDuration = 10 * time.Second
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// simMember is a member and its engine in the simulation, with its own
+// clock: offset and rate against real time.
+type simMember struct {
+	id      string
+	m       *work.Member
+	store   lease.Store
+	rate    float64
+	offset  time.Duration
+	seq     uint64
+	paused  bool
+	crashed bool
+	// epochs are the fencing tokens it was given, by bucket.
+	epochs map[int]uint64
+}
+
+func (s *simMember) now(real time.Time) time.Time {
+	return t0.Add(s.offset + time.Duration(float64(real.Sub(t0))*s.rate))
+}
+
+// sim is a pool of simulated members over one memlease table.
+// tb is what the simulation needs of testing.TB and rapid.T.
+type tb interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+}
+
+type sim struct {
+	tb      tb
+	table   *memlease.Table
+	real    time.Time
+	members []*simMember
+	n       int
+}
+
+func newSim(t tb) *sim {
+	s := &sim{tb: t, real: t0}
+	s.table = memlease.New(func() time.Time { return s.real })
+	return s
+}
+
+func (s *sim) join(capacity float64, rate float64, offset time.Duration) *simMember {
+	s.n++
+	id := fmt.Sprintf("member-%02d", s.n)
+	st := s.table.Store(work.Group("campaigns"), id, nil)
+	m, err := work.NewMember(work.MemberConfig{Store: st, Member: id, Capacity: capacity, LeaseDuration: leaseDuration})
+	if err != nil {
+		s.tb.Fatal(err)
+	}
+	sm := &simMember{id: id, m: m, store: st, rate: rate, offset: offset, epochs: map[int]uint64{}}
+	s.members = append(s.members, sm)
+	return sm
+}
+
+func (s *sim) list() []lease.Lease {
+	ls, err := s.table.Store(work.Group("campaigns"), "observer", nil).List(context.Background())
+	if err != nil {
+		s.tb.Fatal(err)
+	}
+	return ls
+}
+
+// step lets every running member heartbeat and run one round, each at its
+// own clock, checking the invariants after each round.
+func (s *sim) step() {
+	ctx := context.Background()
+	for _, sm := range s.members {
+		if sm.paused || sm.crashed {
+			continue
+		}
+		now := sm.now(s.real)
+		sm.seq++
+		sm.m.Heartbeat(now, sm.seq)
+		ls, err := sm.store.List(ctx)
+		if err != nil {
+			s.tb.Fatal(err)
+		}
+		if err := sm.m.Step(ctx, now, ls); err != nil {
+			s.tb.Fatalf("%s step: %v", sm.id, err)
+		}
+		for b, e := range sm.m.Held(now) {
+			sm.epochs[b] = e
+		}
+		s.check()
+	}
+}
+
+// check asserts that no two members that are not dead hold one bucket
+// validly (each by its own clock), and that the table's current fence of
+// a bucket is the epoch its holder was given.
+func (s *sim) check() {
+	s.tb.Helper()
+	holders := map[int][]string{}
+	byKey := map[string]lease.Lease{}
+	for _, l := range s.list() {
+		byKey[l.Key] = l
+	}
+	for _, sm := range s.members {
+		if sm.crashed {
+			continue
+		}
+		for b, e := range sm.m.Held(sm.now(s.real)) {
+			holders[b] = append(holders[b], sm.id)
+			if l := byKey[fmt.Sprintf("b/%03d", b)]; l.Owner == sm.id {
+				if got := fenceOf(l); got != 0 && got != e {
+					s.tb.Fatalf("bucket %d: %s holds epoch %d, the table's fence is %d", b, sm.id, e, got)
+				}
+			}
+		}
+	}
+	for b, hs := range holders {
+		if len(hs) > 1 {
+			s.tb.Fatalf("at %v bucket %d is held by %v", s.real.Sub(t0), b, hs)
+		}
+	}
+}
+
+func fenceOf(l lease.Lease) uint64 {
+	var e uint64
+	var owner string
+	if _, err := fmt.Sscanf(l.Checkpoint, "%d %s", &e, &owner); err != nil || owner != l.Owner {
+		return 0
+	}
+	return e
+}
+
+// holders returns each running member's valid buckets.
+func (s *sim) owned() map[string]map[int]uint64 {
+	out := map[string]map[int]uint64{}
+	for _, sm := range s.members {
+		if !sm.paused && !sm.crashed {
+			out[sm.id] = sm.m.Held(sm.now(s.real))
+		}
+	}
+	return out
+}
+
+func (s *sim) advance(d time.Duration) { s.real = s.real.Add(d) }
+
+// settle runs rounds every LeaseDuration/8 for d.
+func (s *sim) settle(d time.Duration) {
+	for end := s.real.Add(d); s.real.Before(end); {
+		s.advance(leaseDuration / 8)
+		s.step()
+	}
+}
+
+// tenantOf returns a tenant id whose bucket is b.
+func tenantOf(tb tb, b int) string {
+	for i := 0; ; i++ {
+		id := fmt.Sprintf("tenant-%d", i)
+		if work.Bucket(id) == b {
+			return id
+		}
+		if i > 1_000_000 {
+			tb.Fatalf("no tenant id hashes to bucket %d", b)
+		}
+	}
+}
+
+// TestExactlyOnceOwnership is the ownership property: random joins,
+// leaves, crashes, pauses past the lease and clock skew (rates within ±3%,
+// offsets of minutes) never leave two members that are not dead holding
+// one bucket validly at once; once changes stop, every bucket is held by a
+// running member within one lease duration plus a few rounds; and a paused
+// member's fencing token is no longer current once its bucket was taken
+// over.
+func TestExactlyOnceOwnership(t *testing.T) {
+	t.Parallel()
+	rapid.Check(t, func(rt *rapid.T) {
+		s := newSim(rt)
+		newMember := func() *simMember {
+			return s.join(float64(rapid.IntRange(1, 3).Draw(rt, "capacity")),
+				rapid.Float64Range(0.97, 1.03).Draw(rt, "rate"),
+				time.Duration(rapid.IntRange(-300, 300).Draw(rt, "offset_s"))*time.Second)
+		}
+		newMember()
+		paused := map[*simMember]time.Time{}
+		for range rapid.IntRange(1, 60).Draw(rt, "steps") {
+			running := slices.DeleteFunc(slices.Clone(s.members), func(sm *simMember) bool { return sm.paused || sm.crashed })
+			switch rapid.IntRange(0, 9).Draw(rt, "action") {
+			case 0:
+				if len(running) < 8 {
+					newMember()
+				}
+			case 1:
+				if len(running) > 1 {
+					sm := rapid.SampledFrom(running).Draw(rt, "leaver")
+					sm.m.Release(context.Background())
+					sm.crashed = true // gone: it holds nothing
+				}
+			case 2:
+				if len(running) > 1 {
+					rapid.SampledFrom(running).Draw(rt, "crasher").crashed = true
+				}
+			case 3:
+				if len(running) > 1 {
+					sm := rapid.SampledFrom(running).Draw(rt, "paused")
+					sm.paused = true
+					paused[sm] = s.real.Add(time.Duration(rapid.IntRange(1, 30).Draw(rt, "pause_s")) * time.Second)
+				}
+			}
+			s.advance(time.Duration(rapid.IntRange(100, 2500).Draw(rt, "dt_ms")) * time.Millisecond)
+			for sm, until := range paused {
+				if !s.real.Before(until) {
+					sm.paused = false
+					delete(paused, sm)
+				}
+			}
+			s.step()
+		}
+		for sm := range paused {
+			sm.paused = false
+		}
+		// A paused member's tokens: after its buckets moved on, the
+		// table's fence of each differs from what it was given.
+		before := map[*simMember]map[int]uint64{}
+		for _, sm := range s.members {
+			before[sm] = maps(sm.epochs)
+		}
+		// One lease duration by the slowest clock (a crashed or paused
+		// member's buckets expire), one renewal interval (a handover in
+		// flight to a member that left or crashed), two rounds.
+		s.settle(leaseDuration*100/97 + leaseDuration/4 + 2*leaseDuration/8)
+		owned := s.owned()
+		got := map[int]string{}
+		for id, bs := range owned {
+			for b := range bs {
+				got[b] = id
+			}
+		}
+		if len(got) != work.Buckets {
+			rt.Fatalf("after settling %d of %d buckets are held: %v", len(got), work.Buckets, counts(owned))
+		}
+		ls := s.list()
+		for sm, eps := range before {
+			for b, e := range eps {
+				tok, owner := work.Current(ls, tenantOf(rt, b))
+				if owner != sm.id && tok == e {
+					rt.Fatalf("bucket %d: %s's old token %d is still current under %s", b, sm.id, e, owner)
+				}
+			}
+		}
+	})
+}
+
+func maps(m map[int]uint64) map[int]uint64 {
+	out := make(map[int]uint64, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func counts(owned map[string]map[int]uint64) map[string]int {
+	out := map[string]int{}
+	for id, bs := range owned {
+		out[id] = len(bs)
+	}
+	return out
+}
+
+// TestBalance: 10 members of equal capacity own within ±10% of the
+// tenants/10 of 10,000 tenants after settling, and members of capacities
+// 1, 2 and 3 own buckets within one of their weighted shares.
+func TestBalance(t *testing.T) {
+	t.Parallel()
+	t.Run("equal", func(t *testing.T) {
+		t.Parallel()
+		s := newSim(t)
+		for range 10 {
+			s.join(1, 1, 0)
+		}
+		s.settle(5 * leaseDuration)
+		perBucket := make([]int, work.Buckets)
+		const tenants = 10_000
+		for i := range tenants {
+			perBucket[work.Bucket(fmt.Sprintf("tenant-%05d", i))]++
+		}
+		for id, bs := range s.owned() {
+			n := 0
+			for b := range bs {
+				n += perBucket[b]
+			}
+			if d := math.Abs(float64(n)-tenants/10) / (tenants / 10); d > 0.10 {
+				t.Errorf("%s owns %d tenants (%d buckets), %.1f%% off %d", id, n, len(bs), 100*d, tenants/10)
+			}
+		}
+	})
+	t.Run("weighted", func(t *testing.T) {
+		t.Parallel()
+		s := newSim(t)
+		weights := []float64{1, 2, 3, 1, 3}
+		for _, w := range weights {
+			s.join(w, 1, 0)
+		}
+		s.settle(5 * leaseDuration)
+		owned := s.owned()
+		total := 0
+		for _, w := range weights {
+			total += int(w)
+		}
+		for i, sm := range s.members {
+			want := float64(work.Buckets) * weights[i] / float64(total)
+			if got := float64(len(owned[sm.id])); math.Abs(got-want) > 1 {
+				t.Errorf("%s (capacity %v) holds %v buckets, want %.1f ± 1; all: %v", sm.id, weights[i], got, want, counts(owned))
+			}
+		}
+	})
+}
