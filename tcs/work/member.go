@@ -422,10 +422,13 @@ func (m *Member) balance(ctx context.Context, now time.Time, leases []lease.Leas
 	mine := maps.Clone(m.held)
 	m.mu.Unlock()
 	plan, err := lease.Balance(lease.Input{
-		Me:       me,
-		Leases:   leases,
-		Expired:  func(l lease.Lease) bool { return m.obs.Expired(now, l) },
-		Holds:    func(l lease.Lease) bool { h := mine[bucketOf(l.Key)]; return h != nil && (l.Owner != me || h.token == l.Token) },
+		Me:      me,
+		Leases:  leases,
+		Expired: func(l lease.Lease) bool { return m.obs.Expired(now, l) },
+		Holds: func(l lease.Lease) bool {
+			h := mine[bucketOf(l.Key)]
+			return h != nil && (l.Owner != me || h.token == l.Token)
+		},
 		Eligible: func(l lease.Lease) bool { return bucketOf(l.Key) >= 0 },
 		Workers:  workers,
 		Weights:  weights,
