@@ -9,10 +9,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -26,10 +28,11 @@ import (
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 )
 
-// BenchmarkSidecar measures tcs-sidecar (as run by the binary, over the
-// in-process system with one tenant, every lookup a hit in the sidecar's
-// client) on loopback at 1 and 64 concurrent callers, beside the floors a
-// caller could reach instead, all in the same run:
+// BenchmarkSidecar measures tcs-sidecar (the binary, built and run as its
+// own process, as a redis-server is, over the in-process system with one
+// tenant: every lookup is a hit in the sidecar's client) on loopback at 1
+// and 64 concurrent callers, beside the floors a caller could reach
+// instead, all in the same run:
 //
 //   - http: GET /v1/lookup/{hostname} over a kept-alive HTTP/1.1
 //     connection per caller, with a minimal client (writes the request,
@@ -37,23 +40,26 @@ import (
 //   - http-unix: the same over the --unix-socket;
 //   - http-floor: a bare net/http server answering every request with the
 //     same bytes (the floor of any Go HTTP server, the sidecar's own ~0.4 µs
-//     not included: tcs/sidecar's BenchmarkServeHTTPHit);
+//     not included: tcs/sidecar's BenchmarkServeHTTPHit), in the benchmark's
+//     process (so sharing its CPU with the callers, unlike the others);
 //   - http-stdlib: the same as http with Go's net/http client (a typical client's
 //     own cost included);
 //   - grpc: the sidecar's gRPC Lookup, one connection shared by the
 //     callers;
 //   - grpc-floor: a bare grpc-go server answering Lookup with a fixed
-//     response holding the same tenant: the floor of any gRPC lookup;
+//     response holding the same tenant, in the benchmark's process: the
+//     floor of any gRPC lookup;
 //   - redis: a GET of the tenant's protobuf bytes from a redis-server on
 //     loopback (go-redis), what a team would reach for instead.
 //
-// Each reports p50-ns and p99-ns (per call, as the caller sees it) and
+// TCS_BENCH_SIDECAR_GOMAXPROCS sets the sidecar process's GOMAXPROCS (unset:
+// the machine's). Each reports p50-ns and p99-ns (per call, as the caller sees it) and
 // req/s; ns/op is the wall time per call across the callers. Needs
 // redis-server on PATH (tcs/client/bench-deps.sh).
 func BenchmarkSidecar(b *testing.B) {
 	sys := startSystem(b)
 	sock := filepath.Join(b.TempDir(), "tcs.sock")
-	sc := startSidecar(b, sys, "--unix-socket", sock)
+	sc := startSidecarProcess(b, sys, "--unix-socket", sock)
 	created := sys.create(b, hooliDoc)
 	sc.waitReady(b)
 	sc.waitVersion(b, "hooli.example.com", created.Version)
@@ -127,6 +133,40 @@ func BenchmarkSidecar(b *testing.B) {
 			})
 		}
 	}
+}
+
+// startSidecarProcess builds tcs-sidecar and runs it on sys's regions with
+// free loopback ports (and args) until b ends.
+func startSidecarProcess(b *testing.B, sys *system, args ...string) *running {
+	b.Helper()
+	bin := filepath.Join(b.TempDir(), "tcs-sidecar")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, append([]string{"--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--drain-delay", "0s", "--log-level", "warn"}, args...)...)
+	cmd.Env = append(cmd.Environ(), "TCS_REGIONS="+sys.regions, "TCS_LOOKUP_TOKEN="+sysLookupToken, "GOMAXPROCS="+os.Getenv("TCS_BENCH_SIDECAR_GOMAXPROCS"))
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	// "tcs-sidecar: HTTP 127.0.0.1:P, unix …, gRPC 127.0.0.1:Q; regions …"
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	var s running
+	if _, serr := fmt.Sscanf(line, "tcs-sidecar: HTTP %s unix %s gRPC %s", &s.HTTP, &s.Unix, &s.GRPC); err != nil || serr != nil {
+		b.Fatalf("tcs-sidecar's first line %q: %v %v\n%s", line, err, serr, stderr)
+	}
+	s.HTTP, s.Unix, s.GRPC = strings.TrimSuffix(s.HTTP, ","), strings.TrimSuffix(s.Unix, ","), strings.TrimSuffix(s.GRPC, ";")
+	s.http = &http.Client{Timeout: 10 * time.Second}
+	return &s
 }
 
 // measure runs b.N calls spread over the callers, each timed, and reports
