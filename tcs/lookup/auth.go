@@ -11,7 +11,8 @@ import (
 )
 
 // Policy is the role each method of a lookup server needs: every
-// TenantContextService method (Lookup, BatchLookup, Watch) lookup, every
+// TenantContextService method (Lookup, BatchLookup, Watch) and every
+// WorkService method (Join, Validate: the compute nodes' work pools) lookup, every
 // ReplicaAdmin method replica-scan (never a catalog role: a tcs node holds
 // no catalog credential). Health checks are open, and reflection when
 // served. A method of any other service is refused.
@@ -19,6 +20,7 @@ func Policy(reflection bool) auth.Policy {
 	p := auth.Policy{
 		Methods: map[string]auth.Role{
 			"/" + tcsv1.TenantContextService_ServiceDesc.ServiceName + "/": auth.Lookup,
+			"/" + tcsv1.WorkService_ServiceDesc.ServiceName + "/":          auth.Lookup,
 			"/" + adminv1.ReplicaAdmin_ServiceDesc.ServiceName + "/":       auth.ReplicaScan,
 		},
 		Open: []string{grpc_health_v1.Health_ServiceDesc.ServiceName},

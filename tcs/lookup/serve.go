@@ -64,6 +64,9 @@ type ServeOptions struct {
 	// GOMAXPROCS; negative means a new goroutine per call, grpc-go's
 	// default.
 	StreamWorkers int
+	// Services are registered on the server beside the lookup service
+	// (tcs/work's WorkService: its methods need the lookup role).
+	Services []func(grpc.ServiceRegistrar)
 	// ServerOptions are added after the server's own, so they override;
 	// their interceptors run outside authentication's (a refused call goes
 	// through them too).
@@ -123,6 +126,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener, opts ServeOptions)
 	}
 	gs := grpc.NewServer(sopts...)
 	s.Register(gs)
+	for _, register := range opts.Services {
+		register(gs)
+	}
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	if opts.Reflection {
