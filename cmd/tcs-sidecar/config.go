@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
@@ -61,6 +62,12 @@ type config struct {
 	MaxStale      time.Duration
 	LookupTimeout time.Duration
 
+	// Probe, when set, is a path (/readyz, /healthz) run GETs from the
+	// running sidecar on --http-addr (or --unix-socket) before it exits: 0
+	// on 200, an error otherwise (an exec probe for Kubernetes, whose
+	// kubelet cannot reach a loopback listener) (--probe).
+	Probe string
+
 	// Obs are the logging flags every binary shares (the metrics are
 	// served on the HTTP listeners, so there is no --metrics-addr).
 	Obs *cmdutil.Flags
@@ -91,6 +98,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.DurationVar(&c.NegativeTTL, "negative-ttl", client.DefaultNegativeTTL, "how long an unknown hostname is remembered (0: not cached)")
 	fs.DurationVar(&c.MaxStale, "max-stale", client.DefaultMaxStale, "oldest answer served, marked stale, when every region fails (0: never)")
 	fs.DurationVar(&c.LookupTimeout, "lookup-timeout", client.DefaultLookupTimeout, "bound on one cache miss across every region")
+	fs.StringVar(&c.Probe, "probe", "", "probe a running sidecar instead of running one: GET this path (/readyz or /healthz) on --http-addr (or --unix-socket) and exit 0 on 200, 2 otherwise (a Kubernetes exec probe: the kubelet cannot reach a loopback listener)")
 	c.Obs = cmdutil.RegisterFlags(fs, getenv, "")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -146,6 +154,9 @@ func (c *config) check() error {
 	}
 	if c.Token != "" && !c.TLS && !allLoopback(c.Regions) {
 		return errors.New("TCS_LOOKUP_TOKEN is set but the regions are reached in plaintext off loopback: the token would cross the network in clear; set --tls or --ca-file")
+	}
+	if c.Probe != "" && (!strings.HasPrefix(c.Probe, "/") || (c.HTTPAddr == "" && c.UnixSocket == "")) {
+		return fmt.Errorf("--probe %q: want a path such as /readyz, and --http-addr or --unix-socket to reach it on", c.Probe)
 	}
 	if c.DrainDelay < 0 {
 		return fmt.Errorf("--drain-delay %v: must not be negative", c.DrainDelay)

@@ -96,6 +96,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"lookup timeout", []string{"--lookup-timeout", "0s"}, nil, "--lookup-timeout 0s"},
 		{"ttl", []string{"--ttl", "0s"}, nil, "--ttl 0s"},
 		{"log level", []string{"--log-level", "loud"}, nil, `--log-level "loud"`},
+		{"probe path", []string{"--probe", "readyz"}, nil, `--probe "readyz": want a path`},
+		{"probe nowhere", []string{"--probe", "/readyz", "--http-addr", "none"}, nil, "--http-addr or --unix-socket to reach it on"},
 		{"arguments", []string{"extra"}, nil, `unexpected arguments ["extra"]`},
 		{"unknown flag", []string{"--metrics-addr", ":9"}, nil, "flag provided but not defined: -metrics-addr"},
 	} {

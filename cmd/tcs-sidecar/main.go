@@ -20,6 +20,10 @@
 // loopback). Its API has no authentication, so it listens on loopback only
 // unless --insecure-i-know.
 //
+// `tcs-sidecar --probe /readyz` (same --http-addr or --unix-socket) asks a
+// running sidecar instead: an exec probe for Kubernetes, whose kubelet
+// cannot reach a loopback listener.
+//
 // Ready (/readyz, gRPC health SERVING) once the client's Watch stream has
 // been up; a stream lost later does not make it unready (the client keeps
 // answering). On SIGTERM it reports unready at once, keeps answering for
@@ -34,6 +38,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -69,6 +74,9 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if cfg.Version {
 		fmt.Fprintln(stdout, buildinfo.Get().String("tcs-sidecar"))
 		return nil
+	}
+	if cfg.Probe != "" {
+		return probe(ctx, cfg, stdout)
 	}
 	log, err := cfg.Obs.Logger(stderr)
 	if err != nil {
@@ -154,6 +162,37 @@ func drain(ctx, serving context.Context, srv *sidecar.Server, delay time.Duratio
 	case <-serving.Done():
 	}
 	stop()
+	return nil
+}
+
+// probe GETs cfg.Probe from the sidecar cfg describes and fails unless it
+// answers 200.
+func probe(ctx context.Context, cfg *config, stdout io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	tr := &http.Transport{}
+	url := "http://" + cfg.HTTPAddr + cfg.Probe
+	if cfg.HTTPAddr == "" {
+		url = "http://sidecar" + cfg.Probe
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", cfg.UnixSocket)
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("--probe: %w", err)
+	}
+	res, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return fmt.Errorf("--probe %s: %w", cfg.Probe, err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("--probe %s: %s: %s", cfg.Probe, res.Status, strings.TrimSpace(string(body)))
+	}
+	fmt.Fprint(stdout, string(body))
 	return nil
 }
 

@@ -277,6 +277,15 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 
+	// --probe asks the running sidecar, over TCP and over the socket.
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"--probe", "/readyz", "--http-addr", sc.HTTP}, func(string) string { return "" }, &out, io.Discard); err != nil || out.String() != "ok\n" {
+		t.Errorf("--probe /readyz: %v %q", err, out.String())
+	}
+	if err := run(context.Background(), []string{"--probe", "/readyz", "--http-addr", "none", "--unix-socket", sock}, func(string) string { return "" }, io.Discard, io.Discard); err != nil {
+		t.Errorf("--probe /readyz over the socket: %v", err)
+	}
+
 	sc.stop()
 	if err := <-sc.done; err != nil {
 		t.Fatalf("stop: %v", err)
@@ -325,6 +334,10 @@ func TestDrain(t *testing.T) {
 	if _, err := http.Get(sc.url("/readyz")); err == nil {
 		t.Error("still listening after the drain")
 	}
+	err := run(context.Background(), []string{"--probe", "/readyz", "--http-addr", sc.HTTP}, func(string) string { return "" }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--probe /readyz") {
+		t.Errorf("--probe of a stopped sidecar: %v", err)
+	}
 }
 
 // TestNotReadyWithoutRegions: with no region reachable the sidecar starts,
@@ -336,6 +349,10 @@ func TestNotReadyWithoutRegions(t *testing.T) {
 	code, _, body := httpGet(t, sc.http, sc.url("/readyz"))
 	if code != 503 || !strings.Contains(string(body), "not up yet") {
 		t.Errorf("/readyz: %d %s", code, body)
+	}
+	err := run(context.Background(), []string{"--probe", "/readyz", "--http-addr", sc.HTTP}, func(string) string { return "" }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "503 Service Unavailable: the tcs client's invalidation stream is not up yet") {
+		t.Errorf("--probe of an unready sidecar: %v", err)
 	}
 	code, hdr, body := httpGet(t, sc.http, sc.url("/v1/lookup/acme.example.com"))
 	if code != 503 || hdr.Get("Retry-After") != "1" || !strings.Contains(string(body), "urn:tcs:problem:unavailable") {
