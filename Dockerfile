@@ -1,4 +1,4 @@
-# One image with every TCS binary (catalog, streamer, tcs, tcsctl, tcs-dev);
+# One image with every TCS binary (catalog, streamer, tcs, tcsctl, tcs-dev, tcs-sidecar);
 # docker-compose.yml runs each as its own service.
 #
 #   docker build -t tcs --build-arg VERSION=v1.2.3 --build-arg REVISION=$(git rev-parse HEAD) .
@@ -19,7 +19,7 @@ COPY . .
 # (.dockerignore keeps .git out of the build context).
 ARG VERSION=
 ARG REVISION=
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -X github.com/tcs-dev/tcs/internal/buildinfo.Version=${VERSION} -X github.com/tcs-dev/tcs/internal/buildinfo.Revision=${REVISION}" -o /out/ ./cmd/catalog ./cmd/streamer ./cmd/tcs ./cmd/tcsctl ./cmd/tcs-dev
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -X github.com/tcs-dev/tcs/internal/buildinfo.Version=${VERSION} -X github.com/tcs-dev/tcs/internal/buildinfo.Revision=${REVISION}" -o /out/ ./cmd/catalog ./cmd/streamer ./cmd/tcs ./cmd/tcsctl ./cmd/tcs-dev ./cmd/tcs-sidecar
 
 FROM gcr.io/distroless/static-debian12:nonroot@sha256:afa5c872c891853ca7fcf1f12c3edb23f7eeef36189728842dd51042ff57f7ab
 COPY --from=build /out/ /usr/local/bin/
