@@ -14,6 +14,7 @@ import (
 	"github.com/tcs-dev/tcs/cmd/internal/lookupflags"
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/streamer/reconcile"
+	"github.com/tcs-dev/tcs/tcs/work"
 )
 
 // DefaultRegions are the regions `make run` serves, with their gRPC ports.
@@ -41,6 +42,12 @@ type config struct {
 	// ReconcileSettle is how long a difference lasts before it is drift
 	// (--reconcile-settle); positive.
 	ReconcileSettle time.Duration
+	// Work serves tcs.v1.WorkService on the lookup servers, every region's
+	// sharing one in-process lease table (--work).
+	Work bool
+	// WorkLeaseDuration is the work pools' lease duration
+	// (--work-lease-duration); positive.
+	WorkLeaseDuration time.Duration
 
 	// Backend selects and configures every part's storage and messaging.
 	Backend *backend.Config
@@ -79,6 +86,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		"time between two comparisons of every region with the source of truth by the reconciler, which resyncs what drifted (as `streamer reconcile` does) (env TCS_RECONCILE_INTERVAL); 0: no reconciler")
 	fs.DurationVar(&c.ReconcileSettle, "reconcile-settle", cmdutil.EnvDuration(getenv, "TCS_RECONCILE_SETTLE", reconcile.DefaultSettle, &envErrs),
 		"how long a difference must last before the reconciler judges it drift (env TCS_RECONCILE_SETTLE)")
+	fs.BoolVar(&c.Work, "work", true, "serve tcs.v1.WorkService (tenant work pools) on the lookup servers; every region's share one in-process lease table")
+	fs.DurationVar(&c.WorkLeaseDuration, "work-lease-duration", work.DefaultLeaseDuration,
+		"work pools: how long a member's tenants stay its own after its node's last renewal (a member that stops heartbeating loses them about this long after)")
 	version, err := c.Obs.Parse(fs, args)
 	if err != nil {
 		return nil, err
@@ -91,6 +101,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if c.ReconcileInterval < 0 || c.ReconcileSettle <= 0 {
 		return nil, fmt.Errorf("--reconcile-interval %v, --reconcile-settle %v: want 0 (no reconciler) or more, and more than 0", c.ReconcileInterval, c.ReconcileSettle)
+	}
+	if c.WorkLeaseDuration <= 0 {
+		return nil, fmt.Errorf("--work-lease-duration %v: want more than 0", c.WorkLeaseDuration)
 	}
 	if err := c.Limits.Validate(); err != nil {
 		return nil, err

@@ -17,6 +17,7 @@ import (
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/streamer/reconcile"
 	"github.com/tcs-dev/tcs/tcs/lookup"
+	"github.com/tcs-dev/tcs/tcs/work"
 )
 
 // defaultConfig is tcs-dev's config with no flag and no environment:
@@ -32,6 +33,8 @@ func defaultConfig() *config {
 		Security:          &cmdutil.Security{},
 		Obs:               configtest.DefaultObs(cmdutil.DefaultDevMetricsAddr),
 		Limits:            &lookupflags.Flags{},
+		Work:              true,
+		WorkLeaseDuration: work.DefaultLeaseDuration,
 	}
 }
 
@@ -65,7 +68,7 @@ func TestParseConfig(t *testing.T) {
 		{"defaults", nil, nil, defaultConfig},
 		{"environment", nil, env, fromEnv},
 		{"flags over environment", []string{"--catalog-addr", "127.0.0.1:0", "--regions", "ap-southeast-2=127.0.0.1:0",
-			"--reconcile-interval", "1m", "--reconcile-settle", "10s", "--seed=false", "--reflection",
+			"--reconcile-interval", "1m", "--reconcile-settle", "10s", "--seed=false", "--reflection", "--work=false", "--work-lease-duration", "3s",
 			"--backend", "embedded", "--data", "/flag/data", "--log-level", "warn", "--metrics-addr", "127.0.0.1:0",
 			"--tokens-file", "/flag/tokens", "--tls-cert", "", "--tls-key", "", "--tls-client-ca", "", "--insecure-i-know"}, env,
 			func() *config {
@@ -74,6 +77,7 @@ func TestParseConfig(t *testing.T) {
 				c.Regions = []regionAddr{{"ap-southeast-2", "127.0.0.1:0"}}
 				c.ReconcileInterval, c.ReconcileSettle = time.Minute, 10*time.Second
 				c.Seed, c.Reflection = false, true
+				c.Work, c.WorkLeaseDuration = false, 3*time.Second
 				c.Backend.Backend, c.Backend.DataDir = backend.Embedded, "/flag/data"
 				c.Obs = &cmdutil.Flags{LogLevel: "warn", LogFormat: "json", MetricsAddr: "127.0.0.1:0"}
 				c.Security = &cmdutil.Security{TokensFile: "/flag/tokens", Insecure: true}
@@ -130,6 +134,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"reconcile settle", []string{"--reconcile-settle", "0s"}, nil, "--reconcile-settle 0s"},
 		{"TCS_RECONCILE_INTERVAL", nil, map[string]string{"TCS_RECONCILE_INTERVAL": "often"}, `TCS_RECONCILE_INTERVAL "often"`},
 		{"TCS_RECONCILE_SETTLE", nil, map[string]string{"TCS_RECONCILE_SETTLE": "2"}, `TCS_RECONCILE_SETTLE "2"`},
+
+		{"work lease duration", []string{"--work-lease-duration", "0s"}, nil, "--work-lease-duration 0s: want more than 0"},
 
 		{"region without address", []string{"--regions", "us-east-1"}, nil, `--regions: "us-east-1" is not REGION=HOST:PORT`},
 		{"empty region", []string{"--regions", "=127.0.0.1:1"}, nil, `--regions: "=127.0.0.1:1" is not REGION=HOST:PORT`},

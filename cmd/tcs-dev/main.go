@@ -38,11 +38,14 @@ import (
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/internal/buildinfo"
 	"github.com/tcs-dev/tcs/internal/httpserve"
+	"github.com/tcs-dev/tcs/internal/lease"
+	"github.com/tcs-dev/tcs/internal/lease/memlease"
 	"github.com/tcs-dev/tcs/streamer"
 	"github.com/tcs-dev/tcs/streamer/reconcile"
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/fanout"
 	"github.com/tcs-dev/tcs/tcs/lookup"
+	"github.com/tcs-dev/tcs/tcs/work"
 )
 
 func main() { cmdutil.Main("tcs-dev", run) }
@@ -245,6 +248,8 @@ type wiring struct {
 	live, ready map[string]cmdutil.Probe
 
 	closers []io.Closer // closed in reverse once the parts have stopped
+
+	workLeases *memlease.Table // every region's work pools (--work)
 }
 
 // open opens the catalog's store and the stream the parts share.
@@ -364,10 +369,28 @@ func (w *wiring) startRegion(ctx context.Context, r regionAddr, ln net.Listener,
 	applier := streamer.NewApplier(streamer.ApplierConfig{Region: r.Region, Stream: applyStream, Replica: rep, Broadcaster: bc,
 		Logger: w.log.With("component", "apply"), Registerer: applyReg})
 	w.g.Go(func() error { return applier.Run(w.ctx) })
+	var workNode *work.Node
+	if w.cfg.Work {
+		if w.workLeases == nil {
+			w.workLeases = memlease.New(nil)
+		}
+		workNode, err = work.NewNode(work.NodeConfig{Replica: rep, Leases: work.StoresOf(func(pool, owner string) lease.Store {
+			return w.workLeases.Store(work.Group(pool), owner, nil)
+		}), LeaseDuration: w.cfg.WorkLeaseDuration, Logger: w.log.With("component", "work", "region", r.Region),
+			Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"region": r.Region}, tcsReg)})
+		if err != nil {
+			return nil, err
+		}
+		feed = workNode.Feed(feed)
+		w.g.Go(func() error { return workNode.Run(w.ctx) })
+	}
 	lc := lookup.Config{Region: r.Region, Replica: rep, Feed: feed, Logger: w.log.With("component", "tcs", "region", r.Region),
 		Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"region": r.Region}, tcsReg), ReplicaAdmin: guard.Auth != nil}
 	so := lookup.ServeOptions{TLS: guard.TLSConfig(), Auth: guard.Auth, Reflection: w.cfg.Reflection,
 		ServerOptions: cmdutil.RequestIDs(w.log.With("component", "tcs", "region", r.Region))}
+	if workNode != nil {
+		so.Services = append(so.Services, workNode.Register)
+	}
 	w.cfg.Limits.Apply(&lc, &so)
 	srv := lookup.New(lc)
 	w.live["tcs "+r.Region], w.ready["tcs "+r.Region] = cmdutil.Check(srv.Live), cmdutil.Check(srv.Ready)

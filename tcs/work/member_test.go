@@ -3,6 +3,7 @@ package work_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"testing"
@@ -237,7 +238,7 @@ func TestExactlyOnceOwnership(t *testing.T) {
 		// table's fence of each differs from what it was given.
 		before := map[*simMember]map[int]uint64{}
 		for _, sm := range s.members {
-			before[sm] = maps(sm.epochs)
+			before[sm] = maps.Clone(sm.epochs)
 		}
 		// One lease duration by the slowest clock (a crashed or paused
 		// member's buckets expire), one renewal interval (a handover in
@@ -263,14 +264,6 @@ func TestExactlyOnceOwnership(t *testing.T) {
 			}
 		}
 	})
-}
-
-func maps(m map[int]uint64) map[int]uint64 {
-	out := make(map[int]uint64, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 func counts(owned map[string]map[int]uint64) map[string]int {

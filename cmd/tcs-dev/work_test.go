@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/tcs-dev/tcs/internal/testwait"
+	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
+	"github.com/tcs-dev/tcs/tcs/client"
+)
+
+// member is a pool member joined through a tcs/client, with the latest
+// assignment it was given.
+type member struct {
+	mu     sync.Mutex
+	latest client.Assignment
+	stop   context.CancelFunc
+	done   chan struct{}
+}
+
+func (m *member) tenants() map[string]uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return maps.Clone(m.latest.Tenants)
+}
+
+func join(t *testing.T, addrs []string, pool, id string) *member {
+	t.Helper()
+	c, err := client.New(context.Background(), client.WithRegions(addrs...), client.WithToken(lkp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	as, err := c.Work(ctx, pool, 1, client.WithMember(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &member{stop: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		for a := range as {
+			m.mu.Lock()
+			m.latest = a
+			m.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-m.done })
+	return m
+}
+
+// TestWorkEndToEnd runs the work pools in the whole system: two members
+// joined through different regions share the tenants (every ACTIVE tenant
+// owned by exactly one of them); a tenant created or activated joins an
+// assignment, one suspended leaves it; Validate accepts the owner's token, and after the
+// owner leaves the other member takes its tenants and the old token is
+// refused.
+func TestWorkEndToEnd(t *testing.T) {
+	t.Parallel()
+	s := start(t, "--work-lease-duration", "2s")
+	a := join(t, []string{s.ep.Regions["us-east-1"], s.ep.Regions["eu-west-1"]}, "reports", "member-a")
+	b := join(t, []string{s.ep.Regions["ap-southeast-2"]}, "reports", "member-b")
+
+	owners := func(want ...string) func() (bool, string) {
+		return func() (bool, string) {
+			ta, tb := a.tenants(), b.tenants()
+			var got []string
+			for id := range ta {
+				if _, ok := tb[id]; ok {
+					return false, id + " is owned by both members"
+				}
+				got = append(got, id)
+			}
+			got = append(got, slices.Collect(maps.Keys(tb))...)
+			slices.Sort(got)
+			return slices.Equal(got, want), fmt.Sprintf("owned: a %v, b %v; want %v", ta, tb, want)
+		}
+	}
+	// The seed's ACTIVE tenants (initech is SUSPENDED).
+	testwait.Until(t, 20*time.Second, 20*time.Millisecond, "the seed tenants to be owned", owners("acme", "globex"))
+
+	code, _, body := s.rest(t, http.MethodPost, "/v1/tenants", adm, `{"id":"hooli","hostnames":["hooli.example.com"]}`)
+	if code != http.StatusCreated {
+		t.Fatalf("create hooli: %d %s", code, body)
+	}
+	testwait.Until(t, 20*time.Second, 20*time.Millisecond, "hooli to be owned", owners("acme", "globex", "hooli"))
+
+	code, _, body = s.rest(t, http.MethodPatch, "/v1/tenants/globex", adm, `{"status":"SUSPENDED"}`, "Content-Type", "application/merge-patch+json", "If-Match", `"1"`)
+	if code != http.StatusOK {
+		t.Fatalf("suspend globex: %d %s", code, body)
+	}
+	code, _, body = s.rest(t, http.MethodPatch, "/v1/tenants/initech", adm, `{"status":"ACTIVE"}`, "Content-Type", "application/merge-patch+json", "If-Match", `"1"`)
+	if code != http.StatusOK {
+		t.Fatalf("activate initech: %d %s", code, body)
+	}
+	testwait.Until(t, 20*time.Second, 20*time.Millisecond, "globex given up, initech owned", owners("acme", "hooli", "initech"))
+
+	conn, err := grpc.NewClient(s.ep.Regions["eu-west-1"], grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(bearer(lkp)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ws := tcsv1.NewWorkServiceClient(conn)
+	validate := func(id string, tok uint64) *tcsv1.ValidateResponse {
+		t.Helper()
+		res, err := ws.Validate(context.Background(), &tcsv1.ValidateRequest{Pool: "reports", TenantId: id, Token: tok})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	// Make member a own something: if b got all three, a is the leaver.
+	leaver, stayer, leaverID := a, b, "member-a"
+	if len(a.tenants()) == 0 {
+		leaver, stayer, leaverID = b, a, "member-b"
+	}
+	old := leaver.tenants()
+	for id, tok := range old {
+		if res := validate(id, tok); !res.Valid || res.Owner != leaverID {
+			t.Fatalf("Validate(%s, %d) of its owner = %v", id, tok, res)
+		}
+	}
+	leaver.stop()
+	<-leaver.done
+	testwait.Until(t, 20*time.Second, 20*time.Millisecond, "the stayer to own every tenant", func() (bool, string) {
+		got := slices.Sorted(maps.Keys(stayer.tenants()))
+		return slices.Equal(got, []string{"acme", "hooli", "initech"}), fmt.Sprint(got)
+	})
+	for id, tok := range old {
+		if res := validate(id, tok); res.Valid || res.CurrentToken == tok || res.CurrentToken != stayer.tenants()[id] {
+			t.Errorf("Validate(%s, %d) after %s left = %v; stayer's token %d", id, tok, leaverID, res, stayer.tenants()[id])
+		}
+	}
+	if res := validate("globex", 1); res.Valid {
+		t.Errorf("Validate of suspended globex = %v", res)
+	}
+}
