@@ -37,8 +37,10 @@ func (c *Client) Propagation(ctx context.Context, id string, version int64, wait
 }
 
 // propagationMargin is what WaitPropagation leaves of ctx's deadline for the
-// catalog's answer to arrive.
-const propagationMargin = 250 * time.Millisecond
+// catalog's answer to arrive: 250 ms and a tenth of the time left.
+func propagationMargin(left time.Duration) time.Duration {
+	return 250*time.Millisecond + left/10
+}
 
 // WaitPropagation long-polls until tenant id's change to version has
 // reached everywhere or ctx ends, in requests of up to MaxPropagationWait,
@@ -52,7 +54,8 @@ func (c *Client) WaitPropagation(ctx context.Context, id string, version int64) 
 	for {
 		wait := MaxPropagationWait
 		if dl, ok := ctx.Deadline(); ok {
-			wait = min(wait, time.Until(dl)-propagationMargin)
+			left := time.Until(dl)
+			wait = min(wait, left-propagationMargin(left))
 		}
 		if wait <= 0 {
 			if last.TenantID == "" {

@@ -199,7 +199,7 @@ type Checker struct {
 const (
 	DefaultProbeTimeout = 2 * time.Second
 	DefaultMinPoll      = 5 * time.Millisecond
-	DefaultMaxPoll      = 200 * time.Millisecond
+	DefaultMaxPoll      = 50 * time.Millisecond
 )
 
 // CheckArgs checks a tenant id and version as Check takes them: an Invalid

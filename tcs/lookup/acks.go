@@ -76,9 +76,16 @@ func (a *ackState) init(cfg Config) {
 func (a *ackState) nextSeqLocked(msg *tcsv1.WatchResponse) {
 	a.seq++
 	msg.Seq = a.seq
-	if inv := msg.GetInvalidation(); inv != nil {
-		a.sent.Add(inv.GetTenantId(), sent{version: inv.GetVersion(), seq: a.seq, hostnames: inv.GetHostnames()})
+	inv := msg.GetInvalidation()
+	if inv == nil {
+		return
 	}
+	// An invalidation no newer than the one remembered (a redelivery)
+	// leaves it: streams that acked the first have what it says.
+	if last, ok := a.sent.Get(inv.GetTenantId()); ok && last.version >= inv.GetVersion() {
+		return
+	}
+	a.sent.Add(inv.GetTenantId(), sent{version: inv.GetVersion(), seq: a.seq, hostnames: inv.GetHostnames()})
 }
 
 // newSessionID returns a random session id: 128 bits, so that nobody can
