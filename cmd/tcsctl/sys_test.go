@@ -20,6 +20,8 @@ import (
 	"github.com/tcs-dev/tcs/catalog/bolt"
 	"github.com/tcs-dev/tcs/catalog/httpapi"
 	"github.com/tcs-dev/tcs/catalog/httpclient"
+	"github.com/tcs-dev/tcs/catalog/propagation"
+	"github.com/tcs-dev/tcs/catalog/propagation/nodeprobe"
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/internal/httpserve"
@@ -171,7 +173,9 @@ func startSystem(tb testing.TB, opts sysOptions) *system {
 	if s.api, err = httpclient.New(s.catalog, httpclient.WithToken(testToken)); err != nil {
 		tb.Fatal(err)
 	}
-	api := httpapi.New(httpapi.Config{Store: s.store, Auth: authn})
+	nodes := propagation.NewTable(0, nil) // the lookup servers, for GET …/propagation (tcsctl wait)
+	local := nodeprobe.NewLocal(nodes)
+	api := httpapi.New(httpapi.Config{Store: s.store, Auth: authn, Propagation: &propagation.Checker{Regions: testRegions, Registry: nodes, Prober: local}})
 	g.Go(func() error { return httpserve.Serve(gctx, ln, api) })
 	var outbox streamer.Outbox = s.store
 	var pubStream streamer.Stream = s.stream
@@ -212,6 +216,10 @@ func startSystem(tb testing.TB, opts sysOptions) *system {
 			return nil
 		})
 		s.regions = append(s.regions, region{Name: name, Addr: rln.Addr().String()})
+		g.Go(func() error {
+			local.Serve(gctx, propagation.Node{Region: name, ID: "tcs-" + name, Addr: rln.Addr().String()}, srv, 0)
+			return nil
+		})
 		conn, err := grpc.NewClient(rln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			tb.Fatal(err)
