@@ -21,11 +21,15 @@
 //     the client's max-stale) was served.
 //   - application/problem+json (RFC 9457, the REST API's shape) otherwise:
 //     400 malformed_request for a hostname that cannot be normalised (the
-//     detail names it, errors[0].field is "hostname") or a bad batch body,
-//     404 not_found for a hostname no live tenant owns, 404 route_not_found,
-//     405 method_not_allowed with Allow, 413 for a batch body over 64 KiB,
-//     503 unavailable (Retry-After: 1) when no region answered and nothing
-//     was cached, or version_not_reached for read-your-writes.
+//     detail names it and says why, errors[0].field is "hostname"), a bad
+//     query or a bad batch body (the field named), 404 not_found for a
+//     hostname no live tenant owns (TCS-Stale and Age when that answer is
+//     a stale one), 404 route_not_found, 405 method_not_allowed with Allow,
+//     413 request_too_large for a batch body over 64 KiB, 415 for a batch
+//     body that is not application/json, 503 unavailable (Retry-After: 1)
+//     when no region answered and nothing was cached within max-stale, or
+//     version_not_reached for read-your-writes, 500 internal (logged, never
+//     shown).
 //
 // Read-your-writes: ?min_version=V (and optionally &tenant_id=ID) asks for
 // the tenant at version V or newer, as client.LookupAtLeast does.
