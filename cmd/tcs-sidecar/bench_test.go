@@ -63,7 +63,7 @@ func BenchmarkSidecar(b *testing.B) {
 	created := sys.create(b, hooliDoc)
 	sc.waitReady(b)
 	sc.waitVersion(b, "hooli.example.com", created.Version)
-	tpb := sys.regionLookup(b, "us-east-1", "hooli.example.com").GetTenant()
+	tpb := sys.waitRegionVersion(b, "us-east-1", "hooli.example.com", created.Version).GetTenant()
 	doc, err := proto.Marshal(tpb)
 	if err != nil {
 		b.Fatal(err)

@@ -52,6 +52,7 @@ import (
 	"github.com/tcs-dev/tcs/internal/buildinfo"
 	"github.com/tcs-dev/tcs/internal/httpserve"
 	"github.com/tcs-dev/tcs/tcs/client"
+	"github.com/tcs-dev/tcs/tcs/client/clientprom"
 	"github.com/tcs-dev/tcs/tcs/sidecar"
 )
 
@@ -92,7 +93,9 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return err
 	}
-	opts = append(opts, client.WithLogger(log), client.WithMetrics(sidecar.ClientHooks(registerer)))
+	cm := clientprom.New() // tcs_client_*
+	registerer.MustRegister(cm)
+	opts = append(opts, client.WithLogger(log), client.WithMetrics(cm.Hooks()))
 	cl, err := client.New(ctx, opts...)
 	if err != nil {
 		return err

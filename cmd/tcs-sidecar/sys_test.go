@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/internal/httpserve"
+	"github.com/tcs-dev/tcs/internal/testwait"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/streamer"
 	"github.com/tcs-dev/tcs/streamer/boltlog"
@@ -157,17 +159,19 @@ func (s *system) restGet(tb testing.TB, id string) ([]byte, string) {
 	return body, res.Header.Get("ETag")
 }
 
-// regionLookup looks hostname up in a region directly, with the lookup
-// token.
-func (s *system) regionLookup(tb testing.TB, region, hostname string) *tcsv1.LookupResponse {
+// waitRegionVersion waits until region answers hostname with version v (its
+// applier may be behind), and returns that answer.
+func (s *system) waitRegionVersion(tb testing.TB, region, hostname string, v int64) *tcsv1.LookupResponse {
 	tb.Helper()
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+sysLookupToken)
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	res, err := s.lookups[region].Lookup(ctx, &tcsv1.LookupRequest{Hostname: hostname})
-	if err != nil {
-		tb.Fatalf("%s Lookup %s: %v", region, hostname, err)
-	}
+	var res *tcsv1.LookupResponse
+	testwait.For(tb, fmt.Sprintf("%s to answer %s at version %d", region, hostname, v), func() bool {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		r, err := s.lookups[region].Lookup(cctx, &tcsv1.LookupRequest{Hostname: hostname, MinVersion: v})
+		res = r
+		return err == nil && r.GetTenant().GetVersion() == v
+	})
 	return res
 }
 

@@ -4,8 +4,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/tcs-dev/tcs/tcs/client"
 )
 
 // The operations the metrics count.
@@ -80,32 +78,4 @@ func bool01(b bool) float64 {
 		return 1
 	}
 	return 0
-}
-
-// ClientHooks returns client.Hooks that count the client's cache hits,
-// misses, stale serves, hedges and failovers in reg (tcs_sidecar_client_*),
-// for client.WithMetrics.
-func ClientHooks(reg prometheus.Registerer) client.Hooks {
-	counter := func(name, help string) prometheus.Counter {
-		c := prometheus.NewCounter(prometheus.CounterOpts{Name: "tcs_sidecar_client_" + name, Help: help})
-		reg.MustRegister(c)
-		return c
-	}
-	perRegion := func(name, help string) *prometheus.CounterVec {
-		c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tcs_sidecar_client_" + name, Help: help}, []string{"region"})
-		reg.MustRegister(c)
-		return c
-	}
-	hits := counter("cache_hits_total", "Lookups the tcs client answered from its cache.")
-	misses := counter("cache_misses_total", "Lookups the tcs client had to ask a region for.")
-	stale := counter("stale_serves_total", "Expired answers the tcs client served because every region failed.")
-	hedges := perRegion("hedges_total", "Lookups the tcs client also sent to a region because the one before was slow.")
-	failovers := perRegion("failovers_total", "Lookups the tcs client moved to a region because the one before failed.")
-	return client.Hooks{
-		Hit:        hits.Inc,
-		Miss:       misses.Inc,
-		StaleServe: stale.Inc,
-		Hedge:      func(region string) { hedges.WithLabelValues(region).Inc() },
-		Failover:   func(region string) { failovers.WithLabelValues(region).Inc() },
-	}
 }
