@@ -85,10 +85,12 @@ func BenchmarkTransformAWS(b *testing.B) {
 			if err := json.Unmarshal([]byte(stdout.String()), &rep); err != nil {
 				b.Fatalf("transform -o json: %v\n%s", err, head(stdout.String(), 2000))
 			}
-			if rep.Summary["changed"] != int64(n) || rep.Summary["scanned"] != int64(n) {
-				b.Fatalf("transform %s → %s: summary %v, want %d scanned and changed", from, to, rep.Summary, n)
+			b.Logf("transform %s → %s: %d tenants in %v, summary %v", from, to, n, took.Round(time.Millisecond), rep.Summary)
+			// A PATCH that timed out (503, outcome unknown) and had committed
+			// is found "unchanged" by tcsctl's retry: done all the same.
+			if rep.Summary["scanned"] != int64(n) || rep.Summary["changed"]+rep.Summary["unchanged"] != int64(n) || rep.Summary["failed"] != 0 {
+				b.Fatalf("transform %s → %s: summary %v, want %d scanned and changed (or found already changed), none failed", from, to, rep.Summary, n)
 			}
-			b.Logf("transform %s → %s: %d tenants in %v, %d version-conflict retries", from, to, n, took.Round(time.Millisecond), rep.Summary["retries"])
 		}
 		b.StopTimer()
 		b.ReportMetric(float64(n*b.N)/total.Seconds(), "tenants/s")
