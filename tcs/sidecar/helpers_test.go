@@ -23,6 +23,7 @@ type fakeClient struct {
 	mu       sync.Mutex
 	tenants  map[string]*tenant.Tenant
 	errs     map[string]error
+	errMeta  client.Meta // the Meta of an error answer
 	meta     client.Meta
 	watching atomic.Bool
 	polls    atomic.Int64 // calls of Watching
@@ -38,7 +39,7 @@ func (f *fakeClient) lookup(h string) (*tenant.Tenant, client.Meta, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err, ok := f.errs[h]; ok {
-		return nil, client.Meta{}, err
+		return nil, f.errMeta, err
 	}
 	if t, ok := f.tenants[h]; ok {
 		return t, f.meta, nil
@@ -112,6 +113,11 @@ func do(h http.Handler, method, target, body string, hdr ...string) *httptest.Re
 	for i := 0; i+1 < len(hdr); i += 2 {
 		r.Header.Set(hdr[i], hdr[i+1])
 	}
+	return doRequest(h, r)
+}
+
+// doRequest serves r on h and returns the recorded answer.
+func doRequest(h http.Handler, r *http.Request) *httptest.ResponseRecorder {
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, r)
 	return w

@@ -56,6 +56,19 @@ func TestLookupStale(t *testing.T) {
 	}
 }
 
+// TestLookupStaleNotFound: a remembered "no tenant owns it" served stale
+// says so, as the gRPC API's trailers do.
+func TestLookupStaleNotFound(t *testing.T) {
+	t.Parallel()
+	f := newFake()
+	f.errs["gone.example.com"] = client.ErrNotFound
+	f.errMeta = client.Meta{Cached: true, Stale: true, Region: "us-east-1", Age: 42e9}
+	w := do(sidecar.New(sidecar.Config{Client: f}), "GET", "/v1/lookup/gone.example.com", "")
+	if p := problemOf(t, w); w.Code != 404 || p.Type != "urn:tcs:problem:not_found" || w.Header().Get("TCS-Stale") != "true" || w.Header().Get("Age") != "42" {
+		t.Errorf("stale not found: %d %v %+v", w.Code, w.Header(), p)
+	}
+}
+
 func TestLookupProblems(t *testing.T) {
 	t.Parallel()
 	f := newFake()
