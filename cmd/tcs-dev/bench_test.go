@@ -17,7 +17,7 @@ import (
 // all three regions (the slowest region counts), and reports p50 and p99.
 // Target with the embedded backends: p99 ≤ 50 ms.
 func BenchmarkPropagation(b *testing.B) {
-	propagation(b, start(b, "--seed=false"), 1000)
+	measurePropagation(b, start(b, "--seed=false"), 1000)
 }
 
 // BenchmarkPropagationAWS is BenchmarkPropagation on the AWS backends
@@ -25,10 +25,10 @@ func BenchmarkPropagation(b *testing.B) {
 // 100 ms, fauxqs), over 200 writes. Target: p99 ≤ 1 s.
 func BenchmarkPropagationAWS(b *testing.B) {
 	s, _ := startAWS(b, "--seed=false")
-	propagation(b, s, 200)
+	measurePropagation(b, s, 200)
 }
 
-func propagation(b *testing.B, s *system, writes int) {
+func measurePropagation(b *testing.B, s *system, writes int) {
 	ctx := context.Background()
 	api := s.api(b, adm)
 	if _, err := api.Create(ctx, json.RawMessage(`{"id":"acme","hostnames":["acme.example.com"]}`)); err != nil {

@@ -31,6 +31,8 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/httpapi"
+	"github.com/tcs-dev/tcs/catalog/propagation"
+	"github.com/tcs-dev/tcs/catalog/propagation/nodeprobe"
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
 	"github.com/tcs-dev/tcs/cmd/internal/backend/catalogs"
 	"github.com/tcs-dev/tcs/cmd/internal/backend/streams"
@@ -250,12 +252,19 @@ type wiring struct {
 	closers []io.Closer // closed in reverse once the parts have stopped
 
 	workLeases *memlease.Table // every region's work pools (--work)
+
+	// The lookup servers, registered for the catalog's propagation status
+	// (GET /v1/tenants/{id}/propagation, tcsctl wait).
+	nodes *propagation.Table
+	local *nodeprobe.Local
 }
 
 // open opens the catalog's store and the stream the parts share.
 func open(ctx context.Context, cfg *config, log *slog.Logger) (*wiring, error) {
 	w := &wiring{cfg: cfg, log: log, live: map[string]cmdutil.Probe{}, ready: map[string]cmdutil.Probe{}}
 	w.reg, _ = cmdutil.Registry("dev", "")
+	w.nodes = propagation.NewTable(0, nil)
+	w.local = nodeprobe.NewLocal(w.nodes)
 	var gctx context.Context
 	gctx, w.cancel = context.WithCancel(ctx)
 	w.g, w.ctx = errgroup.WithContext(gctx)
@@ -293,7 +302,12 @@ func (w *wiring) component(c string) prometheus.Registerer {
 
 // startCatalog serves the admin REST API on ln.
 func (w *wiring) startCatalog(ln net.Listener, guard *cmdutil.Guard) {
-	api := httpapi.New(httpapi.Config{Store: w.store, Auth: guard.Auth, Logger: w.log.With("component", "catalog"), Registry: w.reg, Registerer: w.component("catalog")})
+	var regions []string
+	for _, r := range w.cfg.Regions {
+		regions = append(regions, r.Region)
+	}
+	api := httpapi.New(httpapi.Config{Store: w.store, Auth: guard.Auth, Logger: w.log.With("component", "catalog"), Registry: w.reg, Registerer: w.component("catalog"),
+		Propagation: &propagation.Checker{Regions: regions, Registry: w.nodes, Prober: w.local}})
 	w.ready["catalog"] = api.Ready
 	w.g.Go(func() error {
 		if guard.TLS != nil {
@@ -395,6 +409,10 @@ func (w *wiring) startRegion(ctx context.Context, r regionAddr, ln net.Listener,
 	srv := lookup.New(lc)
 	w.live["tcs "+r.Region], w.ready["tcs "+r.Region] = cmdutil.Check(srv.Live), cmdutil.Check(srv.Ready)
 	w.g.Go(func() error { return srv.Serve(w.ctx, ln, so) })
+	w.g.Go(func() error {
+		w.local.Serve(w.ctx, propagation.Node{Region: r.Region, ID: "tcs-dev-" + r.Region, Addr: ln.Addr().String()}, srv, 0)
+		return nil
+	})
 	sc, _ := rep.(tcs.Scanner)
 	return sc, nil
 }
