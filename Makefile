@@ -103,7 +103,7 @@ chaos: emulators
 	TCS_CHAOS=full $(GO) test -count=1 -v -run '^TestChaos$$' -timeout 60m ./infra/chaos
 
 # Benchmarks need the emulators (AWS backends) and redis-server (the client
-# cache's comparison); bench-deps.sh installs redis-server if it is missing.
+# cache's and tcs-sidecar's comparisons); bench-deps.sh installs redis-server if it is missing.
 bench: emulators
 	tcs/client/bench-deps.sh
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
