@@ -56,6 +56,17 @@
 // the rules and why UNAVAILABLE; tcs_lookup_min_version_lookups_total
 // counts the outcomes.
 //
+// Acknowledgements (acks.go). Each broadcast to the Watch streams is
+// numbered (WatchResponse.seq, one sequence for the node), each Resync names
+// its stream's session and takes the number of the last broadcast it
+// covers, and clients ack the number they have applied with Ack. With the
+// number of each tenant's latest invalidation (an LRU of Config.AckTenants)
+// that lets TenantStatus (also ReplicaAdmin.TenantStatus) count, for one
+// tenant at one version, the streams that have applied it, those that lag,
+// and those that never ack (past Config.AckGrace): with the replica's
+// version and the lowest version the cache holds for the tenant's
+// hostnames, what the catalog's propagation status asks every node.
+//
 // Load shedding. Whatever a client on the network sends, what it costs the
 // node is bounded, and cache hits are the last thing refused:
 //
