@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log"
 	"os/signal"
@@ -20,7 +21,7 @@ func ExampleClient_RunPerTenant() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	c, err := client.New(ctx, client.WithRegions("tcs.eu-west-1.internal:9001", "tcs.us-east-1.internal:9001"),
-		client.WithTLS(nil), client.WithToken("lookup-token"))
+		client.WithTLS(&tls.Config{MinVersion: tls.VersionTLS13}), client.WithToken("lookup-token"))
 	if err != nil {
 		log.Fatal(err)
 	}
