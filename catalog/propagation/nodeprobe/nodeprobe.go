@@ -1,6 +1,7 @@
 // Package nodeprobe asks tcs lookup nodes (tcs/lookup) how far a tenant's
 // change has reached, for catalog/propagation: Local for the nodes of this
-// process (tcs-dev, tests), which it also registers and heartbeats.
+// process (tcs-dev, tests), which it also registers and heartbeats; Remote
+// for nodes in other processes, over ReplicaAdmin.TenantStatus.
 package nodeprobe
 
 import (
