@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
@@ -12,6 +13,7 @@ import (
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/tcs/cache"
 	"github.com/tcs-dev/tcs/tcs/lookup"
+	"github.com/tcs-dev/tcs/tcs/work"
 )
 
 // config is everything tcs is told on its command line and in its
@@ -29,6 +31,11 @@ type config struct {
 	// FallbackRegion is the region whose replica a miss reads when
 	// Region's fails (--fallback-region, aws only); empty means none.
 	FallbackRegion string
+	// Work serves tcs.v1.WorkService, the tenant work pools (--work).
+	Work bool
+	// WorkLeaseDuration is the work pools' lease duration
+	// (--work-lease-duration); positive, the same on every node.
+	WorkLeaseDuration time.Duration
 
 	// Backend selects and configures the replica and the feed.
 	Backend *backend.Config
@@ -83,6 +90,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.IntVar(&lc.HotKeys, "hot-keys", lookup.DefaultHotKeys, "how many hostnames --hot-keys-file keeps (and the warm-up reads)")
 	fs.DurationVar(&lc.WarmTimeout, "warm-timeout", lookup.DefaultWarmTimeout, "bound on the start-up warm-up from --hot-keys-file: past it the node reports ready with what it loaded (negative: no warm-up)")
 	c.Limits = lookupflags.Register(fs)
+	fs.BoolVar(&c.Work, "work", true, "serve tcs.v1.WorkService (tenant work pools); aws: leases in the home region's <prefix>-work-leases table, shared by every node; embedded: in this process only")
+	fs.DurationVar(&c.WorkLeaseDuration, "work-lease-duration", work.DefaultLeaseDuration,
+		"work pools: how long a member's tenants stay its own after its node's last renewal (a member that stops heartbeating loses them about this long after); the same on every node")
 	version, err := c.Obs.Parse(fs, args)
 	if err != nil {
 		return nil, err
@@ -114,6 +124,9 @@ func (c *config) check() error {
 	}
 	if err := c.Limits.Validate(); err != nil {
 		return err
+	}
+	if c.WorkLeaseDuration <= 0 {
+		return fmt.Errorf("--work-lease-duration %v: want more than 0", c.WorkLeaseDuration)
 	}
 	if c.Lookup.FeedDownTTL <= 0 {
 		return fmt.Errorf("--feed-down-ttl %v: must be positive", c.Lookup.FeedDownTTL)

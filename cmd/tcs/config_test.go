@@ -20,6 +20,7 @@ import (
 	"github.com/tcs-dev/tcs/internal/awsclient"
 	"github.com/tcs-dev/tcs/tcs/cache"
 	"github.com/tcs-dev/tcs/tcs/lookup"
+	"github.com/tcs-dev/tcs/tcs/work"
 )
 
 // defaultConfig is what parseConfig makes of --region eu-west-1 alone and
@@ -36,6 +37,8 @@ func defaultConfig() *config {
 			FallbackTimeout: cache.DefaultFallbackTimeout, Refresh: true},
 		Lookup: lookup.Config{FeedTimeout: lookup.DefaultFeedTimeout, FeedDownTTL: lookup.DefaultFeedDownTTL,
 			HotKeys: lookup.DefaultHotKeys, WarmTimeout: lookup.DefaultWarmTimeout},
+		Work:              true,
+		WorkLeaseDuration: work.DefaultLeaseDuration,
 	}
 }
 
@@ -101,8 +104,10 @@ func TestParseConfig(t *testing.T) {
 			"TCS_REGION": "eu-west-1", "TCS_ADDR": "127.0.0.1:19001", "TCS_NODE_ID": "node-7",
 			"TCS_HOT_KEYS_FILE": "/var/lib/tcs/hot-keys", "TCS_DATA_DIR": "/var/lib/tcs", "TCS_LOG_LEVEL": "debug",
 		}, args: []string{"--region", "ap-southeast-2", "--addr", "127.0.0.1:0", "--node-id", "node-8",
-			"--hot-keys-file", "", "--data", "here", "--log-level", "error", "--reflection", "--insecure-i-know"},
+			"--hot-keys-file", "", "--data", "here", "--log-level", "error", "--reflection", "--insecure-i-know",
+			"--work=false", "--work-lease-duration", "4s"},
 			want: func(c *config) {
+				c.Work, c.WorkLeaseDuration = false, 4*time.Second
 				c.Region, c.Addr, c.NodeID, c.Lookup.HotKeysFile = "ap-southeast-2", "127.0.0.1:0", "node-8", ""
 				c.Backend.DataDir, c.Obs.LogLevel, c.Reflection, c.Security.Insecure = "here", "error", true, true
 			}},
@@ -192,6 +197,7 @@ func TestParseConfigRefuses(t *testing.T) {
 		{name: "fallback region is region", args: with(aws, "--fallback-region", "eu-west-1"), want: "--fallback-region eu-west-1 is --region itself"},
 		{name: "zero max concurrent streams", args: with(region, "--max-concurrent-streams", "0"), want: "--max-concurrent-streams 0"},
 		{name: "zero negative cache size", args: with(region, "--negative-cache-size", "0"), want: "--negative-cache-size 0: must be positive"},
+		{name: "zero work lease duration", args: with(region, "--work-lease-duration", "0s"), want: "--work-lease-duration 0s: want more than 0"},
 		{name: "zero feed-down TTL", args: with(region, "--feed-down-ttl", "0s"), want: "--feed-down-ttl 0s: must be positive"},
 		{name: "negative feed-down TTL", args: with(region, "--feed-down-ttl", "-5s"), want: "--feed-down-ttl -5s: must be positive"},
 		{name: "zero hot keys", args: with(region, "--hot-keys", "0"), want: "--hot-keys 0: must be positive"},

@@ -30,6 +30,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,10 +40,36 @@ import (
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/internal/buildinfo"
+	"github.com/tcs-dev/tcs/internal/lease"
+	"github.com/tcs-dev/tcs/internal/lease/memlease"
+	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/lookup"
+	"github.com/tcs-dev/tcs/tcs/work"
+	"github.com/tcs-dev/tcs/tcs/work/workdynamo"
 )
 
 func main() { cmdutil.Main("tcs", run) }
+
+// openWork makes the node's part of the work pools: on AWS over the home
+// region's work lease table, shared by every node; on the embedded family
+// over a lease table in this process (the pools span this node only).
+func openWork(ctx context.Context, cfg *config, rep tcs.Replica, log *slog.Logger, reg prometheus.Registerer) (*work.Node, error) {
+	var leases work.Leases
+	if cfg.Backend.IsAWS() {
+		home, err := cfg.Backend.Clients(ctx, cfg.Backend.HomeRegion)
+		if err != nil {
+			return nil, err
+		}
+		if leases, err = workdynamo.Open(ctx, home.DynamoDB, cfg.Backend.Names.WorkLeaseTable()); err != nil {
+			return nil, err
+		}
+	} else {
+		table := memlease.New(nil)
+		leases = work.StoresOf(func(pool, owner string) lease.Store { return table.Store(work.Group(pool), owner, nil) })
+	}
+	return work.NewNode(work.NodeConfig{Replica: rep, Leases: leases, LeaseDuration: cfg.WorkLeaseDuration,
+		Logger: log.With("component", "work"), Registerer: reg})
+}
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	return runWithReady(ctx, args, getenv, stdout, stderr, nil)
@@ -101,9 +128,20 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 		return err
 	}
 
+	var workNode *work.Node
+	if cfg.Work {
+		if workNode, err = openWork(ctx, cfg, rep, log, regionRegisterer); err != nil {
+			return err
+		}
+		feed = workNode.Feed(feed)
+	}
+
 	lc := cfg.Lookup
 	lc.Region, lc.Replica, lc.Feed, lc.Cache = region, rep, feed, co
 	so := lookup.ServeOptions{TLS: guard.TLSConfig(), Auth: guard.Auth, Reflection: cfg.Reflection, ServerOptions: cmdutil.RequestIDs(log.With("region", region))}
+	if workNode != nil {
+		so.Services = append(so.Services, workNode.Register)
+	}
 	cfg.Limits.Apply(&lc, &so)
 	// The replica admin API is served whenever callers authenticate: only
 	// replica-scan credentials open it, and a reload may add some.
@@ -124,6 +162,9 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	g.Go(func() error {
 		return srv.Serve(gctx, ln, so)
 	})
+	if workNode != nil {
+		g.Go(func() error { return workNode.Run(gctx) })
+	}
 	if serveMetrics != nil {
 		g.Go(func() error { return serveMetrics(gctx) })
 	}

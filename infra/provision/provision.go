@@ -136,6 +136,7 @@ func (p Plan) Resources() []Resource {
 			return encryptStream(ctx, c.Kinesis(home), p.Names.Stream(), out)
 		}},
 		table(p.Names.PublishLeaseTable(), home, streamkinesis.LeaseTableInput(p.Names.PublishLeaseTable()), false),
+		table(p.Names.WorkLeaseTable(), home, streamkinesis.LeaseTableInput(p.Names.WorkLeaseTable()), false),
 	}
 	for _, r := range p.Regions {
 		topic := p.Names.Topic(r)

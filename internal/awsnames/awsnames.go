@@ -34,6 +34,11 @@ func (n Names) ReplicaTable(region string) string { return n.Base() + "-replica-
 // region): one lease per outbox shard, group "publish" (streamer/publease).
 func (n Names) PublishLeaseTable() string { return n.Base() + "-publish-leases" }
 
+// WorkLeaseTable is the lease table of the work pools (home region): one
+// lease per bucket of tenants and per member of each pool, group
+// "work/<pool>" (tcs/work, tcs/work/workdynamo).
+func (n Names) WorkLeaseTable() string { return n.Base() + "-work-leases" }
+
 // LeaseTable is the lease/checkpoint table of region's appliers.
 func (n Names) LeaseTable(region string) string { return n.Base() + "-leases-" + region }
 
