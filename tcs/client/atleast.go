@@ -105,9 +105,11 @@ func (e *TooOldError) Is(target error) bool { return target == ErrTooOld }
 // all. A minVersion below 1 is Lookup. The answer is cached (unless older
 // than what the cache holds, which it never is here: see Monotonic reads).
 func (c *Client) LookupAtLeast(ctx context.Context, hostname string, minVersion int64) (*tenant.Tenant, error) {
-	if s, _ := c.cache.lookup(hostname); s != nil && s.t != nil && s.t.Version >= minVersion && c.cache.fresh(s, c.cache.fast()) {
-		c.hooks.Hit()
-		return s.t, nil
+	if r := c.cache.lookup(hostname); r.s != nil && r.s.seq != 0 && c.cache.fresh(r.s, c.cache.fast()) {
+		if t := r.tenant(); t.Version >= minVersion {
+			c.hooks.Hit()
+			return t, nil
+		}
 	}
 	return c.lookupAtLeast(ctx, hostname, "", minVersion)
 }
@@ -119,9 +121,11 @@ func (c *Client) LookupAtLeast(ctx context.Context, hostname string, minVersion 
 // if that write released the hostname (or deleted the tenant), another
 // tenant or ErrNotFound.
 func (c *Client) LookupTenantAtLeast(ctx context.Context, hostname, tenantID string, minVersion int64) (*tenant.Tenant, error) {
-	if s, _ := c.cache.lookup(hostname); s != nil && s.t != nil && s.t.Version >= minVersion && s.t.ID == tenantID && c.cache.fresh(s, c.cache.fast()) {
-		c.hooks.Hit()
-		return s.t, nil
+	if r := c.cache.lookup(hostname); r.s != nil && r.s.seq != 0 && c.cache.fresh(r.s, c.cache.fast()) {
+		if t := r.tenant(); t.Version >= minVersion && t.ID == tenantID {
+			c.hooks.Hit()
+			return t, nil
+		}
 	}
 	if err := tenant.ValidateID(tenantID); err != nil {
 		return nil, fmt.Errorf("tcs: LookupTenantAtLeast: tenant id %q %s", tenantID, tenant.ErrorMessage(err)+": "+fieldReason(err))

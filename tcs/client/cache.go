@@ -1,6 +1,8 @@
 package client
 
 import (
+	"encoding/binary"
+	"fmt"
 	"hash/maphash"
 	"math/rand/v2"
 	"sync"
@@ -8,8 +10,10 @@ import (
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 )
 
 // cache is the client's hostname → answer cache.
@@ -94,10 +98,25 @@ type cache struct {
 type shard struct {
 	mu   sync.Mutex // writers; readers take no lock
 	tab  atomic.Pointer[table]
-	live int      // live slots in tab; under mu
-	used int      // non-empty slots in tab (live and deleted); under mu
-	_    [32]byte // keep neighbouring shards off one cache line
+	live int // live slots in tab; under mu
+	used int // non-empty slots in tab (live and deleted); under mu
+	// docs is the number of the last document stored in the shard; under
+	// mu. Numbers are never reused (64 bits do not wrap).
+	docs uint64
+	// decoded is how many slots of tab have their document held decoded
+	// (table.decoded), and maxDecoded how many may; under mu.
+	decoded, maxDecoded int
+	_                   [32]byte // keep neighbouring shards off one cache line
 }
+
+// decodedTotal is how many decoded documents the cache keeps (at least
+// decodedMin per shard): the hot tenants, so that a hit on one allocates
+// nothing; the others are kept serialised only, out of the collector's
+// way.
+const (
+	decodedTotal = 32768
+	decodedMin   = 64
+)
 
 // Slot layout.
 const (
@@ -140,10 +159,21 @@ const (
 // safely.
 type table struct {
 	slots []slot
-	// long holds the bytes beyond inlineKey of long keys, appended (under
-	// the shard's lock) before the slot that refers to them is published.
-	long     []byte
-	longUsed int // under the shard's lock
+	// bytes holds each slot's record: the bytes beyond inlineKey of its
+	// key, then, for a tenant, its document serialised (tcs.v1.Tenant)
+	// after a 4-byte length. A record is appended (under the shard's lock)
+	// before the slot that refers to it is published, and never written
+	// again. slots and bytes hold no pointers: the collector does not scan
+	// them.
+	bytes []byte
+	used  int // bytes used; under the shard's lock
+	// decoded holds, for some slots (at most the shard's maxDecoded), their
+	// document decoded: the one object every hit on the slot returns. Set
+	// once a slot is filled or first hit, cleared (under the shard's lock)
+	// to make room for another; a hit that finds none decodes the slot's
+	// document again. Only these and the pointers of this array are for
+	// the collector to scan.
+	decoded []atomic.Pointer[tenant.Tenant]
 }
 
 // slot is one cache line: everything a hit reads.
@@ -151,16 +181,50 @@ type slot struct {
 	// ctrl is ctrlEmpty, ctrlDeleted, or, for a live slot, the key's hash
 	// tag << ctrlTag | its length << ctrlKeyLen | its region index << 8 |
 	// ctrlLive.
-	ctrl   atomic.Uint64
-	t      *tenant.Tenant // nil: a negative answer
-	readAt int64          // cache clock, when the region read it
-	gen    uint32         // generation (low bits) of the fill's ticket
-	long   uint32         // offset of key[inlineKey:] in the table's long bytes
+	ctrl atomic.Uint64
+	// seq is the number of the tenant's document in its shard (numbers
+	// are never reused), 0 for a negative answer.
+	seq    uint64
+	readAt int64  // cache clock, when the region read it
+	gen    uint32 // generation (low bits) of the fill's ticket
+	off    uint32 // offset of the slot's record in the table's bytes
 	key    [inlineKey]byte
 }
 
-func newTable(size, long int) *table {
-	return &table{slots: make([]slot, size), long: make([]byte, long)}
+// maxBytes bounds a table's bytes (offsets are 32-bit).
+const maxBytes = 1<<32 - 1
+
+func newTable(size, bytes int) *table {
+	return &table{slots: make([]slot, size), bytes: make([]byte, bytes), decoded: make([]atomic.Pointer[tenant.Tenant], size)}
+}
+
+// record is what a slot holds besides its key.
+type record struct {
+	seq    uint64
+	readAt int64
+	gen    uint32
+	doc    []byte // the serialised document; nil for a negative answer
+}
+
+// recordSize is how many bytes a slot's record of a key of n bytes and a
+// document takes.
+func recordSize(n int, doc []byte) int {
+	size := max(n-inlineKey, 0)
+	if doc != nil {
+		size += 4 + len(doc)
+	}
+	return size
+}
+
+// docOf returns the serialised document of live slot s, whose control word
+// is w, or nil for a negative answer.
+func (t *table) docOf(s *slot, w uint64) []byte {
+	if s.seq == 0 {
+		return nil
+	}
+	p := int(s.off) + max(int(w>>ctrlKeyLen&0xff)-inlineKey, 0)
+	n := int(binary.LittleEndian.Uint32(t.bytes[p:]))
+	return t.bytes[p+4 : p+4+n]
 }
 
 // home returns the first slot of hash's probe sequence: the hash's low 32
@@ -200,7 +264,7 @@ func (t *table) keyIs(s *slot, key string) bool {
 		return string(s.key[:len(key)]) == key
 	}
 	return string(s.key[:]) == key[:inlineKey] &&
-		string(t.long[s.long:int(s.long)+len(key)-inlineKey]) == key[inlineKey:]
+		string(t.bytes[s.off:int(s.off)+len(key)-inlineKey]) == key[inlineKey:]
 }
 
 // keyOf returns the key of live slot s, using buf.
@@ -208,14 +272,15 @@ func (t *table) keyOf(s *slot, buf []byte) []byte {
 	n := int(s.ctrl.Load() >> ctrlKeyLen & 0xff)
 	buf = append(buf[:0], s.key[:min(n, inlineKey)]...)
 	if n > inlineKey {
-		buf = append(buf, t.long[s.long:int(s.long)+n-inlineKey]...)
+		buf = append(buf, t.bytes[s.off:int(s.off)+n-inlineKey]...)
 	}
 	return buf
 }
 
-// put publishes key's slot in the first empty slot of its probe sequence.
-// The caller has made sure that one exists and that long has room.
-func (t *table) put(key string, hash uint64, ctrl uint64, e *entry) {
+// put publishes key's slot in the first empty slot of its probe sequence,
+// and returns its index. The caller has made sure that one exists and that
+// bytes has room.
+func (t *table) put(key string, hash uint64, ctrl uint64, r *record) int {
 	i := t.home(hash)
 	for t.slots[i].ctrl.Load() != ctrlEmpty {
 		if i++; i == len(t.slots) {
@@ -223,28 +288,123 @@ func (t *table) put(key string, hash uint64, ctrl uint64, e *entry) {
 		}
 	}
 	s := &t.slots[i]
-	s.t, s.readAt, s.gen = e.t, e.readAt, uint32(e.gen)
+	s.seq, s.readAt, s.gen = r.seq, r.readAt, r.gen
 	copy(s.key[:], key)
+	s.off = uint32(t.used)
 	if len(key) > inlineKey {
-		s.long = uint32(t.longUsed)
-		t.longUsed += copy(t.long[t.longUsed:], key[inlineKey:])
+		t.used += copy(t.bytes[t.used:], key[inlineKey:])
+	}
+	if r.doc != nil {
+		binary.LittleEndian.PutUint32(t.bytes[t.used:], uint32(len(r.doc)))
+		t.used += 4
+		t.used += copy(t.bytes[t.used:], r.doc)
 	}
 	s.ctrl.Store(ctrl)
+	return i
 }
 
-// lookup returns the live slot of hostname h and its control word, or nil.
-// The slot does not change (see table): a hit reads it in place, so that
+// ref is a live slot found by lookup: s is nil if none was.
+type ref struct {
+	s  *slot
+	w  uint64 // its control word
+	i  int    // its index in t
+	t  *table
+	sh *shard
+}
+
+// lookup returns the live slot of hostname h, or a ref whose s is nil. The
+// slot does not change (see table): a hit reads it in place, so that
 // nothing is copied but what the caller asks for.
-func (c *cache) lookup(h string) (*slot, uint64) {
+func (c *cache) lookup(h string) ref {
 	if c.perShard <= 0 || len(h) > maxKey {
-		return nil, 0
+		return ref{}
 	}
 	hash := maphash.String(c.seed, h)
-	t := c.shards[(hash>>56)&c.mask].tab.Load()
+	sh := &c.shards[(hash>>56)&c.mask]
+	t := sh.tab.Load()
 	if i, w := t.find(h, hash); i >= 0 {
-		return &t.slots[i], w
+		return ref{s: &t.slots[i], w: w, i: i, t: t, sh: sh}
 	}
-	return nil, 0
+	return ref{}
+}
+
+// tenant returns the tenant of r's slot, nil for a negative answer: the
+// slot's decoded document, or else its document decoded, which the slot
+// then holds decoded if it is still in the shard's table (see
+// table.decoded). The shard's lock must not be held.
+func (r ref) tenant() *tenant.Tenant {
+	if r.s.seq == 0 {
+		return nil
+	}
+	if t := r.t.decoded[r.i].Load(); t != nil {
+		return t
+	}
+	t := decodeDoc(r.t.docOf(r.s, r.w))
+	r.sh.mu.Lock()
+	defer r.sh.mu.Unlock()
+	if held := r.t.decoded[r.i].Load(); held != nil {
+		return held // another caller decoded it first
+	}
+	if r.t == r.sh.tab.Load() {
+		r.sh.hold(r.t, r.i, t)
+	}
+	return t
+}
+
+// peek returns the tenant of live slot i of table t of the shard, whose
+// control word is w (nil for a negative answer), decoding it if it is not
+// held decoded, without holding it. For writers: sh.mu may be held.
+func (sh *shard) peek(t *table, i int, w uint64) *tenant.Tenant {
+	s := &t.slots[i]
+	if s.seq == 0 {
+		return nil
+	}
+	if d := t.decoded[i].Load(); d != nil {
+		return d
+	}
+	return decodeDoc(t.docOf(s, w))
+}
+
+// hold makes slot i of the shard's table t hold tn, its document decoded,
+// first letting go of another slot's, picked at random, if the shard holds
+// as many as it may. sh.mu must be held.
+func (sh *shard) hold(t *table, i int, tn *tenant.Tenant) {
+	if sh.maxDecoded <= 0 {
+		return
+	}
+	if sh.decoded >= sh.maxDecoded {
+		for j := rand.IntN(len(t.decoded)); ; {
+			if t.decoded[j].Load() != nil {
+				t.decoded[j].Store(nil)
+				sh.decoded--
+				break
+			}
+			if j++; j == len(t.decoded) {
+				j = 0
+			}
+		}
+	}
+	if t.decoded[i].Swap(tn) == nil {
+		sh.decoded++
+	}
+}
+
+// encodeDoc serialises t for the cache.
+func encodeDoc(t *tenant.Tenant) ([]byte, error) {
+	return proto.Marshal(tcsv1.TenantToProto(t))
+}
+
+// decodeDoc decodes what encodeDoc made.
+func decodeDoc(doc []byte) *tenant.Tenant {
+	var p tcsv1.Tenant
+	if err := proto.Unmarshal(doc, &p); err != nil {
+		panic("tcs client: a cached document does not decode: " + err.Error())
+	}
+	t, err := tcsv1.TenantFromProto(&p)
+	if err != nil || t == nil {
+		panic(fmt.Sprintf("tcs client: a cached document does not decode: %v", err))
+	}
+	return t
 }
 
 // coarseSlack is how close to the end of its TTL (or disconnected TTL) an
@@ -270,7 +430,7 @@ func (c *cache) fresh(s *slot, now int64) bool {
 func (c *cache) freshAt(s *slot, now int64) (bool, int64) {
 	age := now - s.readAt
 	ttl := c.ttl
-	if s.t == nil {
+	if s.seq == 0 {
 		ttl = c.negTTL
 	}
 	f := c.flags.Load()
@@ -286,27 +446,45 @@ func (c *cache) regionOf(w uint64) string {
 	return (*c.regions.Load())[w&ctrlRegion>>8]
 }
 
-// store sets the entry of key, evicting a random other entry if the shard
-// holds limit already. sh.mu must be held.
-func (c *cache) store(sh *shard, key string, hash uint64, e *entry, region int, limit int) {
+// store sets the entry of key, its document doc (nil for a negative
+// answer), evicting a random other entry if the shard holds limit already;
+// it reports false, storing nothing, if the table's bytes cannot grow to
+// hold it. sh.mu must be held.
+func (c *cache) store(sh *shard, key string, hash uint64, e *entry, doc []byte, region int, limit int) bool {
 	t := sh.tab.Load()
 	old, _ := t.find(key, hash)
+	need := recordSize(len(key), doc)
 	if old < 0 && sh.live >= limit {
 		sh.evict(t)
 	}
-	longNeed := max(len(key)-inlineKey, 0)
-	if float64(sh.used+1) > maxUsed*float64(len(t.slots)) || t.longUsed+longNeed > len(t.long) {
-		c.rebuild(sh, limit, longNeed)
+	if float64(sh.used+1) > maxUsed*float64(len(t.slots)) || t.used+need > len(t.bytes) {
+		if !c.rebuild(sh, limit, need) {
+			return false
+		}
 		t = sh.tab.Load()
 		old, _ = t.find(key, hash)
 	}
-	t.put(key, hash, want(hash, len(key))|uint64(region)<<8, e)
+	r := record{readAt: e.readAt, gen: uint32(e.gen), doc: doc}
+	if e.t != nil {
+		sh.docs++
+		r.seq = sh.docs
+	}
+	i := t.put(key, hash, want(hash, len(key))|uint64(region)<<8, &r)
+	if e.t != nil {
+		// The caller returns e.t: hits until it is let go of return it
+		// too.
+		sh.hold(t, i, e.t)
+	}
 	sh.used++
 	if old >= 0 {
 		t.slots[old].ctrl.Store(ctrlDeleted)
+		if t.decoded[old].Swap(nil) != nil {
+			sh.decoded--
+		}
 	} else {
 		sh.live++
 	}
+	return true
 }
 
 // evict deletes a live slot picked at random. sh.mu must be held.
@@ -315,38 +493,51 @@ func (sh *shard) evict(t *table) {
 	for n := range len(t.slots) {
 		i := (start + n) % len(t.slots)
 		if t.slots[i].ctrl.Load() > ctrlDeleted {
-			t.slots[i].ctrl.Store(ctrlDeleted)
-			sh.live--
+			sh.delete(i)
 			return
 		}
 	}
 }
 
-// delete deletes slot i of the current table. sh.mu must be held.
+// delete deletes slot i of the current table, and lets go of its decoded
+// document. sh.mu must be held.
 func (sh *shard) delete(i int) {
-	sh.tab.Load().slots[i].ctrl.Store(ctrlDeleted)
+	t := sh.tab.Load()
+	t.slots[i].ctrl.Store(ctrlDeleted)
 	sh.live--
+	if t.decoded[i].Swap(nil) != nil {
+		sh.decoded--
+	}
 }
 
 // rebuild swaps in a new table holding the live slots, sized for them (for
 // twice as many while the shard is below limit, so that a filling cache
-// rebuilds log(limit) times) and with room for another longNeed bytes of
-// long keys. sh.mu must be held.
-func (c *cache) rebuild(sh *shard, limit, longNeed int) {
+// rebuilds log(limit) times) and with room for another need bytes of
+// records (and as many as the live ones take: the bytes of deleted slots
+// are reclaimed). It reports false, changing nothing, if the bytes would
+// exceed maxBytes. sh.mu must be held.
+func (c *cache) rebuild(sh *shard, limit, need int) bool {
 	old := sh.tab.Load()
 	n := min(max(2*sh.live, 8), limit) + 1
-	long := longNeed
+	bytes := need
 	for i := range old.slots {
 		s := &old.slots[i]
 		if w := s.ctrl.Load(); w > ctrlDeleted {
-			long += max(int(w>>ctrlKeyLen&0xff)-inlineKey, 0)
+			bytes += recordSize(int(w>>ctrlKeyLen&0xff), old.docOf(s, w))
 		}
 	}
-	if long > 0 {
-		long = max(2*long, 1024)
+	if bytes > 0 {
+		bytes = max(2*bytes, 1024)
 	}
-	t := newTable(int(float64(n)/slack)+1, long)
+	if bytes > maxBytes {
+		if bytes/2 > maxBytes {
+			return false
+		}
+		bytes = maxBytes
+	}
+	t := newTable(int(float64(n)/slack)+1, bytes)
 	var buf []byte
+	sh.decoded = 0
 	for i := range old.slots {
 		s := &old.slots[i]
 		w := s.ctrl.Load()
@@ -354,11 +545,16 @@ func (c *cache) rebuild(sh *shard, limit, longNeed int) {
 			continue
 		}
 		buf = old.keyOf(s, buf)
-		e := entry{t: s.t, readAt: s.readAt, gen: uint64(s.gen)}
-		t.put(string(buf), maphash.Bytes(c.seed, buf), w, &e)
+		r := record{seq: s.seq, readAt: s.readAt, gen: s.gen, doc: old.docOf(s, w)}
+		j := t.put(string(buf), maphash.Bytes(c.seed, buf), w, &r)
+		if d := old.decoded[i].Load(); d != nil {
+			t.decoded[j].Store(d)
+			sh.decoded++
+		}
 	}
 	sh.used = sh.live
 	sh.tab.Store(t)
+	return true
 }
 
 // entry is one cached answer. A nil t is a negative answer (no tenant owns
@@ -441,6 +637,7 @@ func newCache(cfg cacheConfig) *cache {
 	}
 	for i := range c.shards {
 		c.shards[i].tab.Store(newTable(16, 0))
+		c.shards[i].maxDecoded = max(decodedTotal/n, decodedMin)
 	}
 	c.regions.Store(&[]string{""})
 	return c
@@ -520,12 +717,12 @@ func (c *cache) region(name string) int {
 
 // get returns the entry of hostname h and its state at now.
 func (c *cache) get(h string, now int64) (entry, state) {
-	sl, w := c.lookup(h)
-	if sl == nil {
+	r := c.lookup(h)
+	if r.s == nil {
 		return entry{}, absent
 	}
-	e := entry{t: sl.t, readAt: sl.readAt, gen: uint64(sl.gen), region: c.regionOf(w)}
-	if c.fresh(sl, now) {
+	e := entry{t: r.tenant(), readAt: r.s.readAt, gen: uint64(r.s.gen), region: c.regionOf(r.w)}
+	if c.fresh(r.s, now) {
 		return e, fresh
 	}
 	return e, expired
@@ -554,6 +751,13 @@ func (c *cache) put(h string, e entry, tk ticket) bool {
 		return false
 	}
 	e.gen = tk.gen
+	var doc []byte
+	if e.t != nil {
+		var err error
+		if doc, err = encodeDoc(e.t); err != nil {
+			return false
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if tk.seq < c.forgotten {
@@ -578,14 +782,14 @@ func (c *cache) put(h string, e entry, tk ticket) bool {
 		// for h (fresh or kept for stale-if-error) does not replace it,
 		// whatever path brought it (a hedge, a failover, a fill that
 		// raced with a newer one), with monotonic reads off too.
-		if i, _ := sh.tab.Load().find(h, hash); i >= 0 {
-			if old := sh.tab.Load().slots[i].t; old != nil && old.ID == e.t.ID && old.Version > e.t.Version {
+		t := sh.tab.Load()
+		if i, w := t.find(h, hash); i >= 0 {
+			if old := sh.peek(t, i, w); old != nil && old.ID == e.t.ID && old.Version > e.t.Version {
 				return false
 			}
 		}
 	}
-	c.store(sh, h, hash, &e, c.region(e.region), c.perShard)
-	return true
+	return c.store(sh, h, hash, &e, doc, c.region(e.region), c.perShard)
 }
 
 // asNewAs reports whether e is tenant id at version or newer.
@@ -621,8 +825,9 @@ func (c *cache) invalidate(id string, version int64, hostnames []string) {
 	for _, h := range more {
 		sh, hash := c.shard(h)
 		sh.mu.Lock()
-		if i, _ := sh.tab.Load().find(h, hash); i >= 0 {
-			if t := sh.tab.Load().slots[i].t; t != nil && t.ID == id && t.Version < version {
+		tab := sh.tab.Load()
+		if i, w := tab.find(h, hash); i >= 0 {
+			if t := sh.peek(tab, i, w); t != nil && t.ID == id && t.Version < version {
 				sh.delete(i)
 			}
 		}
@@ -636,11 +841,12 @@ func (c *cache) drop(h, id string, version int64) (entry, bool) {
 	sh, hash := c.shard(h)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	i, _ := sh.tab.Load().find(h, hash)
+	t := sh.tab.Load()
+	i, w := t.find(h, hash)
 	if i < 0 {
 		return entry{}, false
 	}
-	e := entry{t: sh.tab.Load().slots[i].t}
+	e := entry{t: sh.peek(t, i, w)}
 	if !e.asNewAs(id, version) {
 		sh.delete(i)
 	}

@@ -285,12 +285,12 @@ func (c *Client) Watching() bool { return c.cache.watching() }
 // ErrInvalidHostname, ErrUnavailable, ErrClosed or the caller's context
 // error, for errors.Is.
 func (c *Client) Lookup(ctx context.Context, hostname string) (*tenant.Tenant, error) {
-	if s, _ := c.cache.lookup(hostname); s != nil && c.cache.fresh(s, c.cache.fast()) {
+	if r := c.cache.lookup(hostname); r.s != nil && c.cache.fresh(r.s, c.cache.fast()) {
 		c.hooks.Hit()
-		if s.t == nil {
-			return nil, ErrNotFound
+		if t := r.tenant(); t != nil {
+			return t, nil
 		}
-		return s.t, nil
+		return nil, ErrNotFound
 	}
 	t, _, err := c.LookupMeta(ctx, hostname)
 	return t, err
@@ -301,18 +301,18 @@ func (c *Client) LookupMeta(ctx context.Context, hostname string) (*tenant.Tenan
 	now := c.cache.fast()
 	// Cache keys are normalised hostnames, which normalise to themselves:
 	// try the hostname as given first, so the common case skips normalising.
-	if s, w := c.cache.lookup(hostname); s != nil && c.cache.fresh(s, now) {
+	if r := c.cache.lookup(hostname); r.s != nil && c.cache.fresh(r.s, now) {
 		c.hooks.Hit()
-		return c.cache.answer(s, w, now)
+		return c.cache.answer(r, now)
 	}
 	h, err := tenant.NormalizeHostname(hostname)
 	if err != nil {
 		return nil, Meta{}, fmt.Errorf("%w %q: %s", ErrInvalidHostname, hostname, tenant.ErrorMessage(err))
 	}
 	if h != hostname {
-		if s, w := c.cache.lookup(h); s != nil && c.cache.fresh(s, now) {
+		if r := c.cache.lookup(h); r.s != nil && c.cache.fresh(r.s, now) {
 			c.hooks.Hit()
-			return c.cache.answer(s, w, now)
+			return c.cache.answer(r, now)
 		}
 	}
 	c.hooks.Miss()
@@ -332,12 +332,13 @@ func (c *Client) LookupMeta(ctx context.Context, hostname string) (*tenant.Tenan
 }
 
 // answer turns a fresh cache slot into Lookup's results.
-func (c *cache) answer(s *slot, w uint64, now int64) (*tenant.Tenant, Meta, error) {
-	m := Meta{Cached: true, Region: c.regionOf(w), Age: time.Duration(max(now-s.readAt, 0))}
-	if s.t == nil {
+func (c *cache) answer(r ref, now int64) (*tenant.Tenant, Meta, error) {
+	m := Meta{Cached: true, Region: c.regionOf(r.w), Age: time.Duration(max(now-r.s.readAt, 0))}
+	t := r.tenant()
+	if t == nil {
 		return nil, m, ErrNotFound
 	}
-	return s.t, m, nil
+	return t, m, nil
 }
 
 // answer turns a cache entry into Lookup's results.
@@ -509,11 +510,11 @@ func (c *Client) notOlder(h string, t *tenant.Tenant, m Meta) (*tenant.Tenant, M
 		return t, m, nil
 	}
 	now := c.cache.clock()
-	e, ok := c.cache.remembered(h, k.t.ID, now)
+	e, ok := c.cache.remembered(h, t.ID, now)
 	if !ok {
 		return nil, Meta{}, fmt.Errorf("%w: lookup %s: tenant %s was answered at version %d, but this client has returned version %d, "+
 			"which it cannot serve for this hostname (the hostname is not in it, or it is older than max-stale)",
-			ErrUnavailable, h, k.t.ID, t.Version, k.t.Version)
+			ErrUnavailable, h, t.ID, t.Version, k.version)
 	}
 	c.hooks.Remembered()
 	t, m, _ = e.answer(now, false)

@@ -45,24 +45,66 @@ import (
 // under the hostnames of the answer that brings it back, and takes the
 // newest version it finds there as remembered.
 
-// known is what the client remembers of one tenant.
+// known is what the client remembers of one tenant: the newest version
+// returned or cached. It holds the document serialised, and its hostnames
+// in one string, so that remembering many tenants costs the garbage
+// collector a few small objects each, not a decoded document's dozens.
 type known struct {
-	t      *tenant.Tenant // the newest version returned or cached
-	readAt int64          // cache clock, when a region last read that version
-	region string         // which region that was
+	version int64
+	doc     []byte // the document, serialised (encodeDoc)
+	hosts   string // its hostnames, each followed by '\n'
+	readAt  int64  // cache clock, when a region last read that version
+	region  string // which region that was
 	// extra are the hostnames the tenant was cached under at this version
-	// that t does not list (a region may answer a hostname with a document
-	// that does not list it while a hostname move is half applied). At most
-	// maxExtra: beyond that, such a hostname is returned but not cached.
+	// that its document does not list (a region may answer a hostname with
+	// a document that does not list it while a hostname move is half
+	// applied). At most maxExtra: beyond that, such a hostname is returned
+	// but not cached.
 	extra []string
 }
 
 const maxExtra = 16
 
+// newKnownOf returns what to remember of t, read at readAt by region; doc
+// is t serialised, or nil to serialise it. It returns nil if t does not
+// serialise (then it is not remembered: the guarantee lapses for it).
+func newKnownOf(t *tenant.Tenant, doc []byte, readAt int64, region string) *known {
+	if doc == nil {
+		var err error
+		if doc, err = encodeDoc(t); err != nil {
+			return nil
+		}
+	}
+	var hosts strings.Builder
+	for _, h := range t.Hostnames {
+		hosts.WriteString(h)
+		hosts.WriteByte('\n')
+	}
+	return &known{version: t.Version, doc: doc, hosts: hosts.String(), readAt: readAt, region: region}
+}
+
+// tenant returns the remembered document, decoded.
+func (k *known) tenant() *tenant.Tenant { return decodeDoc(k.doc) }
+
+// hostnames returns the hostnames the remembered document lists.
+func (k *known) hostnames() []string {
+	if k.hosts == "" {
+		return nil
+	}
+	return strings.Split(strings.TrimSuffix(k.hosts, "\n"), "\n")
+}
+
 // lists reports whether the tenant at its remembered version owned h, as
 // far as the client knows.
 func (k *known) lists(h string) bool {
-	return slices.Contains(k.t.Hostnames, h) || slices.Contains(k.extra, h)
+	for rest := k.hosts; rest != ""; {
+		var one string
+		one, rest, _ = strings.Cut(rest, "\n")
+		if one == h {
+			return true
+		}
+	}
+	return slices.Contains(k.extra, h)
 }
 
 // newKnown returns the memory of tenants for monotonic reads, or nil (off)
@@ -102,9 +144,9 @@ func (c *cache) raise(h string, e entry) bool {
 	t := e.t
 	k, ok := c.known.Get(t.ID)
 	switch {
-	case ok && k.t.Version > t.Version:
+	case ok && k.version > t.Version:
 		return false
-	case ok && k.t.Version == t.Version:
+	case ok && k.version == t.Version:
 		if e.readAt > k.readAt {
 			k.readAt, k.region = e.readAt, e.region
 		}
@@ -115,13 +157,16 @@ func (c *cache) raise(h string, e entry) bool {
 	}
 	roots := [][]string{t.Hostnames, {h}}
 	if ok {
-		roots = append(roots, k.t.Hostnames, k.extra)
+		roots = append(roots, k.hostnames(), k.extra)
 	}
 	if newer := c.reconcile(t, roots...); newer != nil {
 		c.known.Add(t.ID, newer)
 		return false
 	}
-	nk := &known{t: t, readAt: e.readAt, region: e.region}
+	nk := newKnownOf(t, nil, e.readAt, e.region)
+	if nk == nil {
+		return true
+	}
 	if !slices.Contains(t.Hostnames, h) {
 		nk.extra = []string{strings.Clone(h)}
 	}
@@ -150,28 +195,34 @@ func (c *cache) reconcile(t *tenant.Tenant, roots ...[]string) *known {
 			continue
 		}
 		seen[h] = true
-		s, w := c.lookup(h)
-		if s == nil || s.t == nil || s.t.ID != t.ID {
+		r := c.lookup(h)
+		if r.s == nil || r.s.seq == 0 {
+			continue
+		}
+		st := r.tenant()
+		if st.ID != t.ID {
 			continue
 		}
 		held = append(held, h)
-		if s.t.Version == t.Version {
+		if st.Version == t.Version {
 			continue
 		}
-		queue = append(queue, s.t.Hostnames...)
-		if s.t.Version > t.Version && (newest == nil || s.t.Version > newest.t.Version) {
-			newest = &known{t: s.t, readAt: s.readAt, region: c.regionOf(w)}
+		queue = append(queue, st.Hostnames...)
+		if st.Version > t.Version && (newest == nil || st.Version > newest.version) {
+			// A copy: the table's bytes must not be kept alive.
+			newest = newKnownOf(st, slices.Clone(r.t.docOf(r.s, r.w)), r.s.readAt, c.regionOf(r.w))
 		}
 	}
 	floor := t.Version
 	if newest != nil {
-		floor = newest.t.Version
+		floor = newest.version
 	}
 	for _, h := range held {
 		sh, hash := c.shard(h)
 		sh.mu.Lock()
-		if i, _ := sh.tab.Load().find(h, hash); i >= 0 {
-			if old := sh.tab.Load().slots[i].t; old != nil && old.ID == t.ID && old.Version < floor {
+		tab := sh.tab.Load()
+		if i, w := tab.find(h, hash); i >= 0 {
+			if old := sh.peek(tab, i, w); old != nil && old.ID == t.ID && old.Version < floor {
 				sh.delete(i)
 			}
 		}
@@ -189,7 +240,7 @@ func (c *cache) newer(t *tenant.Tenant) (known, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	k, ok := c.known.Peek(t.ID)
-	if !ok || k.t.Version <= t.Version {
+	if !ok || k.version <= t.Version {
 		return known{}, false
 	}
 	return *k, true
@@ -208,7 +259,7 @@ func (c *cache) remembered(h, id string, now int64) (entry, bool) {
 	if !ok || !k.lists(h) || now-k.readAt >= max(c.ttl, c.maxStale) {
 		return entry{}, false
 	}
-	return entry{t: k.t, readAt: k.readAt, region: k.region}, true
+	return entry{t: k.tenant(), readAt: k.readAt, region: k.region}, true
 }
 
 // released returns, as a NOT_FOUND entry for hostname h, what the client

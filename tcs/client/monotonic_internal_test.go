@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/tcs-dev/tcs/internal/testclock"
 )
 
@@ -71,8 +73,12 @@ func TestForgottenTenantReseeded(t *testing.T) {
 	if c.accept("a2.example.com", entry{t: doc("a", 1, "a1.example.com", "a2.example.com"), readAt: c.clock()}) {
 		t.Error("an older version was accepted while the cache holds version 2 under a hostname it lists")
 	}
-	if e, ok := c.remembered("a2.example.com", "a", c.clock()); !ok || e.t != a2 {
-		t.Errorf("remembered after reseeding: %+v %v; want version 2", e, ok)
+	e, ok := c.remembered("a2.example.com", "a", c.clock())
+	if !ok {
+		t.Fatal("nothing remembered after reseeding; want version 2")
+	}
+	if diff := cmp.Diff(a2, e.t); diff != "" {
+		t.Errorf("remembered after reseeding (-want +got):\n%s", diff)
 	}
 }
 
