@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
+	"github.com/tcs-dev/tcs/catalog"
 	catalogdynamo "github.com/tcs-dev/tcs/catalog/dynamo"
 	"github.com/tcs-dev/tcs/catalog/httpapi"
 	"github.com/tcs-dev/tcs/catalog/tenant"
@@ -42,6 +43,11 @@ import (
 //	                             testnet.LatencyProxy (default 0; see
 //	                             cmd/catalog's BenchmarkRESTCreates for why)
 //	TCS_BENCH_SEED_WRITERS       concurrent creates while seeding (default 32)
+//	TCS_BENCH_TRANSFORM_ONE_SHARD  1: seed only ids of outbox shard 0 of
+//	                             catalog/dynamo; the catalog lists tenants
+//	                             shard by shard, so this is how every
+//	                             transform of more than 64 × 500 tenants
+//	                             writes: each page of 500 in one shard
 //
 // Each iteration moves every tenant one way (db-7 → db-9, then back), so
 // -benchtime Nx needs one seeding only.
@@ -56,15 +62,21 @@ func BenchmarkTransformAWS(b *testing.B) {
 			b.Fatalf("TCS_BENCH_TRANSFORM_LATENCY=%q: want a duration of 0 or more, such as 5ms", v)
 		}
 	}
-	b.Run(fmt.Sprintf("tenants=%d/workers=%d/latency=%v", n, workers, latency), func(b *testing.B) {
-		catalogURL, store := awsBenchCatalog(b, latency)
+	oneShard := os.Getenv("TCS_BENCH_TRANSFORM_ONE_SHARD") == "1"
+	name := fmt.Sprintf("tenants=%d/workers=%d/latency=%v", n, workers, latency)
+	if oneShard {
+		name += "/one-shard"
+	}
+	b.Run(name, func(b *testing.B) {
+		catalogURL, store, proxy := awsBenchCatalog(b, latency)
 		seedStart := time.Now()
-		seedDynamo(b, store, n, seeders)
+		seedDynamo(b, store, n, seeders, oneShard)
 		seed := time.Since(seedStart)
 		b.Logf("seeded %d tenants in %v (%.0f/s, %d writers)", n, seed.Round(time.Millisecond), float64(n)/seed.Seconds(), seeders)
 		env := map[string]string{"TCS_CATALOG_URL": catalogURL, "TCS_ADMIN_TOKEN": testToken}
 		getenv := func(k string) string { return env[k] }
 		hosts := [2]string{"db-7.internal", "db-9.internal"}
+		proxy.ResetCalls()
 		b.ResetTimer()
 		var total time.Duration
 		for i := range b.N {
@@ -93,6 +105,12 @@ func BenchmarkTransformAWS(b *testing.B) {
 			}
 		}
 		b.StopTimer()
+		var calls int64
+		for _, c := range proxy.Calls() {
+			calls += c
+		}
+		b.Logf("DynamoDB calls per tenant: %.2f (%v)", float64(calls)/float64(n*b.N), proxy.Calls())
+		b.ReportMetric(float64(calls)/float64(n*b.N), "ddb-calls/tenant")
 		b.ReportMetric(float64(n*b.N)/total.Seconds(), "tenants/s")
 		b.ReportMetric(total.Seconds()/float64(b.N), "wall-s")
 		b.ReportMetric(seed.Seconds(), "seed-s")
@@ -102,8 +120,8 @@ func BenchmarkTransformAWS(b *testing.B) {
 // awsBenchCatalog serves the catalog's REST API (no rate limits, testToken
 // may write) on a new table of the test binary's DynamoDB Local, reached
 // through a LatencyProxy, until b ends. It returns the API's URL and the
-// store, for seeding.
-func awsBenchCatalog(b *testing.B, latency time.Duration) (string, *catalogdynamo.Store) {
+// store, for seeding, and the proxy, which counts the store's calls.
+func awsBenchCatalog(b *testing.B, latency time.Duration) (string, *catalogdynamo.Store, *testnet.LatencyProxy) {
 	b.Helper()
 	ctx := context.Background()
 	admin := emulators.SharedDynamoDBClient(b)
@@ -146,16 +164,24 @@ func awsBenchCatalog(b *testing.B, latency time.Duration) (string, *catalogdynam
 		srv.Close()
 		<-done
 	})
-	return "http://" + ln.Addr().String(), store
+	return "http://" + ln.Addr().String(), store, proxy
 }
 
-// seedDynamo creates tenants s0000000… on database host db-7.internal,
-// writers at a time. A create that fails is tried again (a failure under
+// seedDynamo creates n tenants s0000000… on database host db-7.internal,
+// writers at a time; with oneShard only ids of outbox shard 0 (n of them,
+// from a longer run of numbers). A create that fails is tried again (a failure under
 // contention, such as the store's Unavailable after too many cancelled
 // transactions, is what the old single-outbox layout does); one that finds
 // its tenant already there (an earlier attempt committed) is done.
-func seedDynamo(b *testing.B, store *catalogdynamo.Store, n, writers int) {
+func seedDynamo(b *testing.B, store *catalogdynamo.Store, n, writers int, oneShard bool) {
 	b.Helper()
+	ids := make([]string, 0, n)
+	for i := 0; len(ids) < n; i++ {
+		id := fmt.Sprintf("s%07d", i)
+		if !oneShard || catalog.OutboxShard(id, catalogdynamo.Shards) == 0 {
+			ids = append(ids, id)
+		}
+	}
 	ctx := context.Background()
 	at := time.Now().UTC()
 	var next, retries atomic.Int64
@@ -168,7 +194,7 @@ func seedDynamo(b *testing.B, store *catalogdynamo.Store, n, writers int) {
 				if i >= n {
 					return
 				}
-				id := fmt.Sprintf("s%07d", i)
+				id := ids[i]
 				t := &tenant.Tenant{ID: id, Hostnames: []string{id + ".example.com", "www." + id + ".example.com"},
 					Status: tenant.StatusActive, Region: "us-east-1",
 					Products:  map[string]tenant.Product{"jira": {State: tenant.ProductActive, Users: int64(i % 500), Edition: "standard"}},
