@@ -105,6 +105,10 @@ type MemberConfig struct {
 	// LeaseDuration is the pool's lease duration. Default
 	// DefaultLeaseDuration.
 	LeaseDuration time.Duration
+	// Now, if set, stamps each write as it is sent (a round of hundreds
+	// of writes can take a while on DynamoDB, and a lease counts from the
+	// sending of its own last write); nil stamps them with the round's now.
+	Now func() time.Time
 }
 
 // Member holds a pool's bucket leases on behalf of one member: Step takes,
@@ -169,6 +173,14 @@ func (m *Member) Heartbeat(now time.Time, seq uint64) {
 // to act for it. Called with mu held.
 func (m *Member) aliveLocked(now time.Time) bool {
 	return len(m.beats) > 0 && now.Sub(m.beats[len(m.beats)-1].at) < m.cfg.LeaseDuration/2
+}
+
+// sent returns when a write is being sent: Now, or the round's now.
+func (m *Member) sent(now time.Time) time.Time {
+	if m.cfg.Now != nil {
+		return m.cfg.Now()
+	}
+	return now
 }
 
 // validFor is how long after a renewal is sent the member may count on the
@@ -274,6 +286,7 @@ func (m *Member) keepRecord(ctx context.Context, now time.Time, leases []lease.L
 		if now.Sub(rec.lastRenew) < m.cfg.LeaseDuration/4 {
 			return nil
 		}
+		sent := m.sent(now)
 		if err := m.cfg.Store.Checkpoint(ctx, key, rec.token, info); err != nil {
 			if errors.Is(err, lease.ErrLost) {
 				m.mu.Lock()
@@ -283,7 +296,7 @@ func (m *Member) keepRecord(ctx context.Context, now time.Time, leases []lease.L
 			return fmt.Errorf("renew member record %s: %w", m.cfg.Member, err)
 		}
 		m.mu.Lock()
-		rec.lastRenew = now
+		rec.lastRenew = sent
 		m.mu.Unlock()
 		return nil
 	}
@@ -308,6 +321,7 @@ func (m *Member) keepRecord(ctx context.Context, now time.Time, leases []lease.L
 	// Free, or held under the same id by a former stream of this member
 	// (its node may not know yet that it ended): take it, with a new token,
 	// so that the former stream's writes fail from now on.
+	sent := m.sent(now)
 	taken, err := m.cfg.Store.Take(ctx, l)
 	if err != nil {
 		return fmt.Errorf("take member record %s: %w", m.cfg.Member, err)
@@ -317,7 +331,7 @@ func (m *Member) keepRecord(ctx context.Context, now time.Time, leases []lease.L
 		return fmt.Errorf("write member record %s: %w", m.cfg.Member, err)
 	}
 	m.mu.Lock()
-	m.record = &holding{key: key, token: token, lastRenew: now}
+	m.record = &holding{key: key, token: token, lastRenew: sent}
 	m.mu.Unlock()
 	return nil
 }
@@ -329,34 +343,75 @@ func (m *Member) renew(ctx context.Context, now time.Time) {
 	m.mu.Lock()
 	mine := maps.Clone(m.held)
 	m.mu.Unlock()
+	type ask struct {
+		h   *holding
+		b   int
+		who string
+	}
+	var (
+		amu  sync.Mutex
+		asks []ask
+		due  []int
+	)
 	for _, b := range slices.Sorted(maps.Keys(mine)) {
-		h := mine[b]
-		if now.Sub(h.lastRenew) < m.cfg.LeaseDuration/4 {
-			continue
+		if now.Sub(mine[b].lastRenew) >= m.cfg.LeaseDuration/4 {
+			due = append(due, b)
 		}
+	}
+	parallel(len(due), func(i int) {
+		b := due[i]
+		h := mine[b]
+		sent := m.sent(now)
 		got, err := m.cfg.Store.Renew(ctx, h.key, h.token)
 		if errors.Is(err, lease.ErrLost) {
 			m.drop(b)
-			continue
+			return
 		}
 		if err != nil {
-			continue // tried again next round; the lease lapses meanwhile
+			return // tried again next round; the lease lapses meanwhile
 		}
 		m.mu.Lock()
-		h.lastRenew = now
-		asked := got.Pending != "" && got.Pending != m.cfg.Member
-		yield := asked && m.plan.Yield(len(m.held), got.Pending)
+		h.lastRenew = sent
 		m.mu.Unlock()
-		if !asked {
-			continue
+		if got.Pending != "" && got.Pending != m.cfg.Member {
+			amu.Lock()
+			asks = append(asks, ask{h, b, got.Pending})
+			amu.Unlock()
 		}
+	})
+	// Answer the requests one by one: each handover changes what the
+	// next may yield.
+	slices.SortFunc(asks, func(x, y ask) int { return x.b - y.b })
+	for _, a := range asks {
+		m.mu.Lock()
+		yield := m.plan.Yield(len(m.held), a.who)
+		m.mu.Unlock()
 		if yield {
-			m.drop(b) // stop counting on it before it changes hands
-			_ = m.cfg.Store.HandOver(ctx, h.key, h.token, got.Pending)
+			m.drop(a.b) // stop counting on it before it changes hands
+			_ = m.cfg.Store.HandOver(ctx, a.h.key, a.h.token, a.who)
 		} else {
-			_ = m.cfg.Store.Decline(ctx, h.key, h.token, got.Pending)
+			_ = m.cfg.Store.Decline(ctx, a.h.key, a.h.token, a.who)
 		}
 	}
+}
+
+// maxParallel bounds the lease writes of one member in flight at once: a
+// round of hundreds of writes (a member alone takes all 256 buckets) fits
+// in a fraction of the lease duration on DynamoDB.
+const maxParallel = 16
+
+// parallel runs f(0..n-1), at most maxParallel at once, and waits.
+func parallel(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxParallel)
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			f(i)
+		})
+	}
+	wg.Wait()
 }
 
 func (m *Member) drop(b int) {
@@ -367,12 +422,12 @@ func (m *Member) drop(b int) {
 
 // acquire makes a bucket lease the member's (l as taken or renewed) by
 // writing its fence, and holds it.
-func (m *Member) acquire(ctx context.Context, now time.Time, l lease.Lease) error {
+func (m *Member) acquire(ctx context.Context, sent time.Time, l lease.Lease) error {
 	if err := m.cfg.Store.Checkpoint(ctx, l.Key, l.Token, fence(l.Counter, m.cfg.Member)); err != nil {
 		return err
 	}
 	m.mu.Lock()
-	m.held[bucketOf(l.Key)] = &holding{key: l.Key, token: l.Token, epoch: uint64(l.Counter), lastRenew: now}
+	m.held[bucketOf(l.Key)] = &holding{key: l.Key, token: l.Token, epoch: uint64(l.Counter), lastRenew: sent}
 	m.mu.Unlock()
 	return nil
 }
@@ -443,36 +498,48 @@ func (m *Member) balance(ctx context.Context, now time.Time, leases []lease.Leas
 	for _, l := range plan.Lost {
 		m.drop(bucketOf(l.Key))
 	}
-	var errs []error
-	for _, l := range plan.Adopt {
+	var (
+		emu  sync.Mutex
+		errs []error
+	)
+	fail := func(err error) {
+		emu.Lock()
+		errs = append(errs, err)
+		emu.Unlock()
+	}
+	parallel(len(plan.Adopt), func(i int) {
 		// Handed over to this member, or held by a former stream of it:
 		// take it with a new token (conditioned on the counter as read),
 		// so that the former stream's renewals and releases fail.
+		l := plan.Adopt[i]
+		sent := m.sent(now)
 		got, err := m.cfg.Store.Take(ctx, l)
 		if err == nil {
-			err = m.acquire(ctx, now, got)
+			err = m.acquire(ctx, sent, got)
 		}
 		if err != nil && !errors.Is(err, lease.ErrLost) {
-			errs = append(errs, fmt.Errorf("adopt bucket %s: %w", l.Key, err))
+			fail(fmt.Errorf("adopt bucket %s: %w", l.Key, err))
 		}
-	}
+	})
 	held := func() int {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		return len(m.held)
 	}
-	for _, l := range plan.Take {
-		if held() >= plan.Target || ctx.Err() != nil {
-			break
-		}
+	// Free, then expired, up to the share; those lost to a quicker member
+	// are made up for next round.
+	takes := plan.Take[:max(0, min(len(plan.Take), plan.Target-held()))]
+	parallel(len(takes), func(i int) {
+		l := takes[i]
+		sent := m.sent(now)
 		got, err := m.cfg.Store.Take(ctx, l)
 		if err == nil {
-			err = m.acquire(ctx, now, got)
+			err = m.acquire(ctx, sent, got)
 		}
 		if err != nil && !errors.Is(err, lease.ErrLost) {
-			errs = append(errs, fmt.Errorf("take bucket %s: %w", l.Key, err))
+			fail(fmt.Errorf("take bucket %s: %w", l.Key, err))
 		}
-	}
+	})
 	ask, from := plan.Steals(held())
 	for _, l := range from {
 		if ask == 0 || ctx.Err() != nil {
