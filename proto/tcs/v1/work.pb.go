@@ -240,10 +240,11 @@ type WorkAssignment struct {
 	// renewal of the leases behind `tenants`: the member may treat the
 	// assignment as valid until (its own clock) the send time of heartbeat
 	// acked_seq plus valid_for, and no longer unless a later message extends
-	// it. 0: nothing is held yet.
+	// it. The join message counts as heartbeat 0.
 	AckedSeq uint64 `protobuf:"varint,1,opt,name=acked_seq,json=ackedSeq,proto3" json:"acked_seq,omitempty"`
 	// valid_for is how long after heartbeat acked_seq was sent the
-	// assignment stays valid: 9/10 of the lease duration.
+	// assignment stays valid: 9/10 of the lease duration. Unset when no
+	// tenant's bucket is held.
 	ValidFor *durationpb.Duration `protobuf:"bytes,2,opt,name=valid_for,json=validFor,proto3" json:"valid_for,omitempty"`
 	// changed says that `tenants` is the new full set; when false `tenants`
 	// is empty and the set is the one sent last.
