@@ -23,19 +23,27 @@ import (
 // anything: a hit is one hash, a few atomic loads and a compare, with no
 // allocation, and readers on two cores never bounce a cache line between
 // them (a read lock's counter would, on every hit; a single lock far worse).
-// Writers take their shard's mutex. The cached *tenant.Tenant is shared by
-// every hit and must not be modified (see Client.Lookup).
+// Writers take their shard's mutex. The *tenant.Tenant a hit returns is
+// shared by every hit and must not be modified (see Client.Lookup).
 //
 // What a hit touches. With a million entries and thousands of hot ones, a
 // hit's cost is the cache lines and pages it touches, not its instructions:
 // each distinct 4 KiB page is a TLB miss and a page walk (two-dimensional
 // under virtualisation). A table's slot is one 64-byte cache line holding
-// everything a hit reads (hash tag, key length, key bytes inline, tenant
-// pointer, read time, generation, region), in one flat array per shard, so a
-// hit on a hostname of up to 32 bytes touches one line of one page of the
-// table (plus the shard's header, which stays hot). The tables hold one
-// pointer per slot and no per-entry objects: the garbage collector scans a
-// few hundred large arrays instead of marking millions of small ones.
+// everything a hit reads to decide (hash tag, key length, key bytes inline,
+// read time, generation, region, whether it is a tenant), in one flat array
+// per shard, so a hit on a hostname of up to 32 bytes touches one line of
+// one page of the table (plus the shard's header, which stays hot), and then
+// the slot's pointer to its decoded tenant (table.decoded).
+//
+// What the collector sees. Tenants are kept serialised (tcs.v1.Tenant), in
+// each table's bytes, and slots and bytes hold no pointers, so the garbage
+// collector neither scans nor marks what a million cached tenants take. A
+// decoded document is dozens of objects to mark, so only the hot ones are
+// held decoded: at most decodedTotal per cache, each the one object its
+// slot's hits return (with no allocation); a hit on a tenant not held
+// decodes it (allocating) and holds it, letting go of another picked at
+// random (BenchmarkGC: scan-MB).
 //
 // Bound. Each shard holds at most size/shards entries, plus 10% so that
 // uneven hashing does not evict before size entries are held; inserting into

@@ -1,8 +1,10 @@
 // Package client is the TCS client library that compute nodes link to learn,
 // on every request, which tenant owns a hostname.
 //
-// A Client answers from an in-process cache when it can (a hit allocates
-// nothing and takes tens of nanoseconds), and otherwise asks the lookup
+// A Client answers from an in-process cache when it can (a hit on a hot
+// tenant allocates nothing and takes tens of nanoseconds; cached tenants
+// are kept serialised, out of the garbage collector's way, and only the hot
+// ones decoded), and otherwise asks the lookup
 // service of the first healthy region in its ordered list (local region
 // first), hedging to the next region when the first is slow and failing
 // over when it errs. Concurrent misses of one hostname make one RPC. A Watch
@@ -280,7 +282,10 @@ func (c *Client) Watching() bool { return c.cache.watching() }
 //
 // The returned tenant is shared with the cache and with every other caller:
 // it must not be modified (Clone it to change it). A cache hit on a
-// hostname given already normalised allocates nothing; one that needs
+// hostname given already normalised allocates nothing when its tenant is
+// one of the hot ones the cache holds decoded (up to 32,768, the tenants
+// most recently cached or hit, less some let go of at random; the others it
+// keeps serialised, and decodes on their hit); one that needs
 // normalising (upper case, a port, a trailing dot) pays for it first. Errors are ErrNotFound,
 // ErrInvalidHostname, ErrUnavailable, ErrClosed or the caller's context
 // error, for errors.Is.
