@@ -19,6 +19,7 @@ import (
 	"github.com/tcs-dev/tcs/streamer/publease"
 	replicadynamo "github.com/tcs-dev/tcs/tcs/dynamo"
 	tcssns "github.com/tcs-dev/tcs/tcs/sns"
+	"github.com/tcs-dev/tcs/tcs/work/workdynamo"
 )
 
 // The templates and the code must agree on every name, key schema and IAM
@@ -192,6 +193,7 @@ func TestTemplatePoliciesMatchCode(t *testing.T) {
 		{tpl: regionT, policy: "ApplierPolicy", sid: "Invalidate", want: []string{"sns:GetTopicAttributes", "sns:Publish"}, subsetOf: actions("sns", (*tcssns.SNSAPI)(nil))},
 		{tpl: regionT, policy: "ApplierPolicy", sid: "FindTopic", want: actions("sns", (*tcssns.ListTopicsAPI)(nil))},
 		{tpl: regionT, policy: "NodePolicy", sid: "Replica", want: replicaReads},
+		{tpl: regionT, policy: "NodePolicy", sid: "WorkLeases", want: actions("dynamodb", (*workdynamo.API)(nil))},
 		{tpl: regionT, policy: "NodePolicy", sid: "Topic", want: actions("sns", (*tcssns.SNSAPI)(nil), "Publish", "Subscribe")},
 		{tpl: regionT, policy: "NodePolicy", sid: "Subscribe", want: []string{"sns:Subscribe"}},
 		{tpl: regionT, policy: "NodePolicy", sid: "OwnQueue", want: actions("sqs", (*tcssns.SQSAPI)(nil), "ListQueues", "DeleteQueue")},

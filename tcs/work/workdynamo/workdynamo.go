@@ -27,11 +27,21 @@ import (
 	"github.com/tcs-dev/tcs/tcs/work"
 )
 
-// API is the part of the DynamoDB client the work leases need;
-// *dynamodb.Client implements it.
+// API is the part of the DynamoDB client the work leases need (no
+// DeleteItem: the nodes never delete a lease, and their IAM policy does not
+// let them); *dynamodb.Client implements it.
 type API interface {
-	leasetable.API
 	DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
+	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+	PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+}
+
+// noDelete makes an API a leasetable.API whose DeleteItem fails.
+type noDelete struct{ API }
+
+func (noDelete) DeleteItem(context.Context, *dynamodb.DeleteItemInput, ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	return nil, errors.New("workdynamo: tcs nodes do not delete work leases")
 }
 
 // Open checks that table exists (a missing one is an error naming it and
@@ -45,6 +55,6 @@ func Open(ctx context.Context, db API, table string) (work.Leases, error) {
 		return nil, fmt.Errorf("work lease table %s: %w", table, err)
 	}
 	return func(_ context.Context, pool, owner string) (lease.Store, error) {
-		return &leasetable.Table{DB: db, Name: table, Group: work.Group(pool), Owner: owner}, nil
+		return &leasetable.Table{DB: noDelete{db}, Name: table, Group: work.Group(pool), Owner: owner}, nil
 	}, nil
 }
