@@ -137,7 +137,10 @@ func TestLookupAtLeastGivesUp(t *testing.T) {
 	put(t, "acme", 4, []string{"acme.example.com"}, b)
 	var behind, failover, breaker counter
 	c := atLeastClient(t, addrs(a, b), &behind, &failover, &breaker)
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	// The deadlines leave both regions time to answer at least once on a
+	// loaded machine: a deadline that ends before any region answered is
+	// ErrUnavailable, not a TooOldError (TestLookupAtLeastUnavailable).
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_, err := c.LookupAtLeast(ctx, "acme.example.com", 7)
 	var too *client.TooOldError
@@ -152,7 +155,7 @@ func TestLookupAtLeastGivesUp(t *testing.T) {
 	}
 
 	// A tenant no region has: version 0, named.
-	ctx, cancel = context.WithTimeout(context.Background(), 200*time.Millisecond)
+	ctx, cancel = context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	put(t, "globex", 1, []string{"globex.example.com"}, a, b)
 	_, err = c.LookupTenantAtLeast(ctx, "globex.example.com", "initech", 1)
@@ -165,6 +168,25 @@ func TestLookupAtLeastGivesUp(t *testing.T) {
 	cancel()
 	if _, err := c.LookupAtLeast(ctx, "acme.example.com", 9); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: %v, want context.Canceled", err)
+	}
+}
+
+// TestLookupAtLeastUnavailable: a deadline that ends before any region
+// answered is ErrUnavailable, naming the failure, not a TooOldError.
+func TestLookupAtLeastUnavailable(t *testing.T) {
+	t.Parallel()
+	r := startRegion(t, "eu-west-1")
+	var behind, failover, breaker counter
+	c := atLeastClient(t, addrs(r), &behind, &failover, &breaker)
+	r.down()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, err := c.LookupAtLeast(ctx, "acme.example.com", 2)
+	if !errors.Is(err, client.ErrUnavailable) || errors.Is(err, client.ErrTooOld) {
+		t.Fatalf("err %v, want ErrUnavailable and no TooOldError", err)
+	}
+	if !strings.Contains(err.Error(), "at version 2 or newer") {
+		t.Errorf("message %q does not name the version asked for", err)
 	}
 }
 
