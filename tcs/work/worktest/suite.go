@@ -112,7 +112,7 @@ func testShares(t *testing.T, leases work.Leases, d time.Duration) {
 			return true, ""
 		}
 	}
-	testwait.Until(t, 20*time.Second, 10*time.Millisecond, "every tenant owned once, fairly", covered(ids, true))
+	testwait.Until(t, patience(d), 10*time.Millisecond, "every tenant owned once, fairly", covered(ids, true))
 
 	for _, n := range []*Node{n1, n2} {
 		n.Replica.Set("tenant-007", tenant.StatusSuspended)
@@ -122,7 +122,7 @@ func testShares(t *testing.T, leases work.Leases, d time.Duration) {
 	}
 	want := append(slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == "tenant-007" }), "tenant-new")
 	slices.Sort(want)
-	testwait.Until(t, 20*time.Second, 10*time.Millisecond, "the suspended tenant removed, the new one added", covered(want, false))
+	testwait.Until(t, patience(d), 10*time.Millisecond, "the suspended tenant removed, the new one added", covered(want, false))
 }
 
 // testFrozenMemberFenced: a member that stops heartbeating (its stream
@@ -181,7 +181,7 @@ func testFrozenMemberFenced(t *testing.T, leases work.Leases, d time.Duration) {
 	// Every tenant owned, and the tokens sent the current ones (a slow
 	// round may have re-taken a bucket since: wait for the next message).
 	var frozen map[string]uint64
-	testwait.Until(t, 30*time.Second, 10*time.Millisecond, "the frozen member to own every tenant under current tokens", func() (bool, string) {
+	testwait.Until(t, patience(d), 10*time.Millisecond, "the frozen member to own every tenant under current tokens", func() (bool, string) {
 		mu.Lock()
 		snap := maps.Clone(latest)
 		mu.Unlock()
@@ -207,7 +207,7 @@ func testFrozenMemberFenced(t *testing.T, leases work.Leases, d time.Duration) {
 		t.Fatal(err)
 	}
 	live := watch(w)
-	testwait.Until(t, 20*time.Second, 10*time.Millisecond, "the live member to own every tenant", func() (bool, string) {
+	testwait.Until(t, patience(d), 10*time.Millisecond, "the live member to own every tenant", func() (bool, string) {
 		n := len(live.get().Tenants)
 		return n == len(ids), fmt.Sprintf("%d of %d", n, len(ids))
 	})
@@ -222,3 +222,7 @@ func testFrozenMemberFenced(t *testing.T, leases work.Leases, d time.Duration) {
 		}
 	}
 }
+
+// patience is how long the suite waits for a pool to settle: a few lease
+// durations, at least 20 s (race detector, a loaded machine).
+func patience(d time.Duration) time.Duration { return max(20*time.Second, 6*d) }
