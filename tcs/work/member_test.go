@@ -308,15 +308,19 @@ func TestBalance(t *testing.T) {
 		for i := range tenants {
 			perBucket[work.Bucket(fmt.Sprintf("tenant-%05d", i))]++
 		}
+		worst := 0.0
 		for id, bs := range s.owned() {
 			n := 0
 			for b := range bs {
 				n += perBucket[b]
 			}
-			if d := math.Abs(float64(n)-tenants/10) / (tenants / 10); d > 0.10 {
+			d := math.Abs(float64(n)-tenants/10) / (tenants / 10)
+			worst = max(worst, d)
+			if d > 0.10 {
 				t.Errorf("%s owns %d tenants (%d buckets), %.1f%% off %d", id, n, len(bs), 100*d, tenants/10)
 			}
 		}
+		t.Logf("the member furthest from %d tenants is %.1f%% off", tenants/10, 100*worst)
 	})
 	t.Run("weighted", func(t *testing.T) {
 		t.Parallel()
