@@ -73,6 +73,7 @@ var httpStatus = map[tenant.Code]int{
 	codeOutcomeUnknown:     http.StatusServiceUnavailable,
 	codeRateLimited:        http.StatusTooManyRequests,
 	codeNotConfigured:      http.StatusNotImplemented,
+	codeNodesUnavailable:   http.StatusServiceUnavailable,
 }
 
 // maxProblemErrors bounds the field errors one answer lists, so that a

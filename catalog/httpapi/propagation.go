@@ -31,6 +31,10 @@ const MaxPropagationWait = 25 * time.Second
 // needs (501).
 const codeNotConfigured tenant.Code = "not_configured"
 
+// codeNodesUnavailable: the tcs nodes could not be asked (503); unlike a
+// source-of-truth outage, the detail says what failed.
+const codeNodesUnavailable tenant.Code = "nodes_unavailable"
+
 // propagationBody is the body of GET /v1/tenants/{id}/propagation.
 type propagationBody struct {
 	propagation.Status
@@ -67,8 +71,15 @@ func (s *Server) tenantPropagation(w http.ResponseWriter, r *http.Request) error
 		ctx, cancel := context.WithTimeout(r.Context(), wait)
 		defer cancel()
 		st, err = s.propagation.Wait(ctx, id, version)
-		if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil && st.TenantID != "" {
-			err = nil // the wait ended: answer where it stands
+		if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil {
+			// The wait ended: answer where it stands, asking once more if
+			// it ended before the first answer (a wait shorter than the
+			// nodes take to answer).
+			if st.TenantID != "" {
+				err = nil
+			} else {
+				st, err = s.propagation.Check(r.Context(), id, version)
+			}
 		}
 	} else {
 		st, err = s.propagation.Check(r.Context(), id, version)
@@ -77,7 +88,7 @@ func (s *Server) tenantPropagation(w http.ResponseWriter, r *http.Request) error
 		if tenant.ErrorCode(err) == tenant.Invalid || errors.Is(err, context.Canceled) {
 			return err
 		}
-		return &tenant.Error{Code: tenant.Unavailable, Message: "cannot ask the tcs nodes: " + err.Error()}
+		return &tenant.Error{Code: codeNodesUnavailable, Message: "cannot ask the tcs nodes: " + err.Error()}
 	}
 	body := propagationBody{Status: st, Lagging: st.Lagging()}
 	if body.Lagging == nil {

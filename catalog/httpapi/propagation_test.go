@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -14,8 +15,9 @@ import (
 
 // fakePropagation is a settable node set behind a real Checker.
 type fakePropagation struct {
-	mu sync.Mutex
-	st propagation.NodeStatus
+	mu    sync.Mutex
+	st    propagation.NodeStatus
+	delay time.Duration // each probe's
 }
 
 func (f *fakePropagation) set(st propagation.NodeStatus) {
@@ -31,10 +33,16 @@ func (f *fakePropagation) checker() *propagation.Checker {
 		Regions:  []string{"eu-west-1"},
 		Registry: tab,
 		MinPoll:  time.Millisecond, MaxPoll: 2 * time.Millisecond,
-		Prober: propagation.ProbeFunc(func(context.Context, propagation.Node, string, int64) (propagation.NodeStatus, error) {
+		Prober: propagation.ProbeFunc(func(ctx context.Context, _ propagation.Node, _ string, _ int64) (propagation.NodeStatus, error) {
 			f.mu.Lock()
-			defer f.mu.Unlock()
-			return f.st, nil
+			st, delay := f.st, f.delay
+			f.mu.Unlock()
+			select {
+			case <-time.After(delay):
+				return st, nil
+			case <-ctx.Done():
+				return propagation.NodeStatus{}, ctx.Err()
+			}
 		}),
 	}
 }
@@ -126,5 +134,35 @@ func TestPropagationRejects(t *testing.T) {
 	r := bare.do(call{method: "GET", path: "/v1/tenants/acme/propagation?version=1", token: readerToken})
 	if r.status != http.StatusNotImplemented || !strings.Contains(r.problem(t).Detail, "registry") {
 		t.Errorf("no registry: %d %s", r.status, r.body)
+	}
+}
+
+// failingRegistry is a node registry that cannot be read.
+type failingRegistry struct{}
+
+func (failingRegistry) Nodes(context.Context) ([]propagation.Node, []propagation.Dropped, error) {
+	return nil, nil, errors.New("nodes table unreadable")
+}
+
+// TestPropagationSlowNodes: a wait shorter than the nodes take to answer
+// still answers where the change stands; nodes that cannot be asked are a
+// 503 naming why (not a source-of-truth outage).
+func TestPropagationSlowNodes(t *testing.T) {
+	t.Parallel()
+	f := &fakePropagation{delay: 100 * time.Millisecond}
+	f.set(propagation.NodeStatus{ReplicaVersion: 2, CachedVersion: 1, FeedVersion: 1, FeedUp: true})
+	h := newHarnessConfig(t, func(c *Config) { c.Propagation = f.checker() })
+	r := h.mustDo(call{method: "GET", path: "/v1/tenants/acme/propagation?version=2&wait=5ms", token: readerToken}, http.StatusOK)
+	if b := decodePropagation(t, r); b.Done || len(b.Lagging) != 1 || b.TenantID != "acme" {
+		t.Errorf("wait shorter than a probe: %s", r.body)
+	}
+
+	broken := f.checker()
+	broken.Registry = failingRegistry{}
+	hb := newHarnessConfig(t, func(c *Config) { c.Propagation = broken })
+	r = hb.do(call{method: "GET", path: "/v1/tenants/acme/propagation?version=2", token: readerToken})
+	p := r.problem(t)
+	if r.status != http.StatusServiceUnavailable || !strings.HasSuffix(p.Type, ":nodes_unavailable") || !strings.Contains(p.Detail, "nodes table unreadable") {
+		t.Errorf("unreadable registry: %d %+v", r.status, p)
 	}
 }
