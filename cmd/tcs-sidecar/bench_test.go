@@ -20,11 +20,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tcs-dev/tcs/internal/testredis"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 )
 
@@ -71,7 +71,7 @@ func BenchmarkSidecar(b *testing.B) {
 	floor := startFloor(b, tpb)
 	body, _ := tcsv1.TenantJSON(tpb)
 	httpFloor := startHTTPFloor(b, body)
-	rdb := startRedis(b)
+	rdb := testredis.Start(b, 128)
 	if err := rdb.Set(context.Background(), "tenant:hooli.example.com", doc, 0).Err(); err != nil {
 		b.Fatal(err)
 	}
@@ -317,58 +317,4 @@ func grpcDial(b *testing.B, addr string) *grpc.ClientConn {
 	}
 	b.Cleanup(func() { conn.Close() })
 	return conn
-}
-
-// redisInstall is how to get the redis-server the benchmark needs.
-const redisInstall = "apt-get install -y --no-install-recommends redis-server (or tcs/client/bench-deps.sh)"
-
-// startRedis starts a Debian redis-server on a free loopback port, with no
-// persistence, and stops it when b ends (as tcs/client's BenchmarkRedisGET
-// does).
-func startRedis(b *testing.B) *redis.Client {
-	b.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		b.Fatalf("redis-server is not on PATH; install it: %s", redisInstall)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	port := lis.Addr().(*net.TCPAddr).Port
-	lis.Close()
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning")
-	if err := cmd.Start(); err != nil {
-		b.Fatalf("start redis-server: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	b.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	})
-	rdb := redis.NewClient(&redis.Options{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), PoolSize: 128})
-	b.Cleanup(func() { rdb.Close() })
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := rdb.Ping(context.Background()).Err()
-		if err == nil {
-			return rdb
-		}
-		select {
-		case err := <-exited:
-			b.Fatalf("redis-server exited: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("redis-server on port %d not answering: %v", port, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

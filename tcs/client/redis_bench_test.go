@@ -4,72 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"os/exec"
-	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tcs-dev/tcs/internal/testredis"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs/replicatest"
 )
-
-// redisInstall is how to get the redis-server BenchmarkRedisGET needs.
-const redisInstall = "apt-get install -y --no-install-recommends redis-server (or tcs/client/bench-deps.sh)"
-
-// startRedis starts a Debian redis-server on a free loopback port, with no
-// persistence, and stops it when b ends.
-func startRedis(b *testing.B) *redis.Client {
-	b.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		b.Fatalf("redis-server is not on PATH; install it: %s", redisInstall)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	port := lis.Addr().(*net.TCPAddr).Port
-	lis.Close()
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning")
-	if err := cmd.Start(); err != nil {
-		b.Fatalf("start redis-server: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	b.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	})
-	rdb := redis.NewClient(&redis.Options{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))})
-	b.Cleanup(func() { rdb.Close() })
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := rdb.Ping(context.Background()).Err()
-		if err == nil {
-			return rdb
-		}
-		select {
-		case err := <-exited:
-			b.Fatalf("redis-server exited: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("redis-server on port %d not answering: %v", port, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // BenchmarkRedisGET is the alternative a team would reach for: the tenant
 // document (protobuf, as the lookup API sends it) in a Redis on loopback,
@@ -79,7 +22,7 @@ func startRedis(b *testing.B) *redis.Client {
 // redis/hit, their ratio. The GET does not include decoding the document,
 // which a Redis-backed lookup would need too.
 func BenchmarkRedisGET(b *testing.B) {
-	rdb := startRedis(b)
+	rdb := testredis.Start(b, 0)
 	c, names := benchSetup(b)
 	seq := hotSequence(names, 1_000)
 	ctx := context.Background()
