@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"slices"
@@ -124,7 +122,7 @@ func awsCatalog(b *testing.B, latency time.Duration) benchCatalog {
 func benchCreates(b *testing.B, cat benchCatalog, writers int) {
 	env := map[string]string{"TCS_ADMIN_TOKEN": "dev-admin-token"}
 	args := append([]string{"--addr", "127.0.0.1:0", "--rate-limit", "0", "--address-rate-limit", "0", "--metrics-addr", "", "--log-level", "error"}, cat.args...)
-	addr := startBenchCatalog(b, args, func(k string) string {
+	addr := startCatalog(b, args, func(k string) string {
 		if v, ok := env[k]; ok {
 			return v
 		}
@@ -212,33 +210,6 @@ func benchCreates(b *testing.B, cat benchCatalog, writers int) {
 		b.Logf("%d creates: %.1f creates/s, p50 %.1f ms, p99 %.1f ms, %d 5xx", b.N, rate, p50, p99, fivexx.Load())
 		b.Fatalf("%d of %d creates failed, %d of them with a 5xx; the first: %s", n, b.N, fivexx.Load(), strings.Join(errs, "; "))
 	}
-}
-
-// startBenchCatalog runs the catalog until b ends and returns its address.
-func startBenchCatalog(b *testing.B, args []string, getenv func(string) string) string {
-	b.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	var stderr bytes.Buffer
-	go func() { done <- runWithReady(ctx, args, getenv, io.Discard, &stderr, ready) }()
-	select {
-	case addr := <-ready:
-		b.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				b.Errorf("catalog: %v", err)
-			}
-		})
-		return addr
-	case err := <-done:
-		cancel()
-		b.Fatalf("catalog exited early: %v\n%s", err, stderr.String())
-	case <-time.After(30 * time.Second):
-		cancel()
-		b.Fatal("catalog did not start")
-	}
-	return ""
 }
 
 // benchTenant is a tenant document of a typical size: two hostnames, a

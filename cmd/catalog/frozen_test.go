@@ -125,7 +125,7 @@ func TestFrozenDynamoDB(t *testing.T) {
 
 // startCatalog runs the catalog with args until the test ends and returns
 // its address.
-func startCatalog(t *testing.T, args []string, getenv func(string) string) string {
+func startCatalog(t testing.TB, args []string, getenv func(string) string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
