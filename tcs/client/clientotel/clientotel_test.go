@@ -4,15 +4,12 @@ import (
 	"context"
 	"errors"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/internal/testwait"
@@ -82,22 +79,7 @@ func newHooks(t *testing.T) (client.Hooks, *sdkmetric.ManualReader) {
 func TestHooks(t *testing.T) {
 	t.Parallel()
 	h, reader := newHooks(t)
-	h.Hit()
-	h.Hit()
-	h.Miss()
-	h.StaleServe()
-	h.Remembered()
-	h.Invalidation()
-	h.Hedge("eu-west-1")
-	h.Failover("eu-west-1")
-	h.Failover("us-east-1")
-	h.BreakerOpen("us-east-1")
-	h.Behind("ap-southeast-2")
-	h.RPC("eu-west-1", 3*time.Millisecond, nil)
-	h.RPC("eu-west-1", 2*time.Second, status.Error(codes.Unavailable, "down"))
-	h.WatchState("eu-west-1", true)
-	h.WatchState("us-east-1", true)
-	h.WatchState("us-east-1", false)
+	clienttest.CallEveryHook(h)
 
 	want := map[string][]point{
 		"tcs.client.cache.hits":    {{Value: 2}},

@@ -4,12 +4,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/internal/testwait"
@@ -25,22 +22,7 @@ func TestHooks(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(m)
 	h := m.Hooks()
-	h.Hit()
-	h.Hit()
-	h.Miss()
-	h.StaleServe()
-	h.Remembered()
-	h.Invalidation()
-	h.Hedge("eu-west-1")
-	h.Failover("eu-west-1")
-	h.Failover("us-east-1")
-	h.BreakerOpen("us-east-1")
-	h.Behind("ap-southeast-2")
-	h.RPC("eu-west-1", 3*time.Millisecond, nil)
-	h.RPC("eu-west-1", 2*time.Second, status.Error(codes.Unavailable, "down"))
-	h.WatchState("eu-west-1", true)
-	h.WatchState("us-east-1", true)
-	h.WatchState("us-east-1", false)
+	clienttest.CallEveryHook(h)
 
 	want := `
 # HELP tcs_client_behind_total Answers of region set aside because they were older than a version the client had returned or was asked for.
