@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
@@ -25,9 +27,17 @@ type config struct {
 	Addr string
 	// Reflection serves gRPC server reflection (--reflection).
 	Reflection bool
-	// NodeID names this node's invalidation queue (--node-id, aws); empty
-	// means the host name and pid.
+	// NodeID names this node's invalidation queue and its entry in the
+	// node registry (--node-id, aws); empty means the host name and pid.
 	NodeID string
+	// Register heartbeats this node into the node registry, the home
+	// region's <prefix>-nodes table, for the catalog's propagation status
+	// (--register, aws only).
+	Register bool
+	// AdvertiseAddr is the host:port the catalog dials to reach this node
+	// (--advertise-addr); empty means Addr, which must then name a host
+	// and a port (not a wildcard or port 0).
+	AdvertiseAddr string
 	// FallbackRegion is the region whose replica a miss reads when
 	// Region's fails (--fallback-region, aws only); empty means none.
 	FallbackRegion string
@@ -71,7 +81,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	c.Backend = backend.Register(fs, getenv)
 	c.Security = cmdutil.RegisterSecurity(fs, getenv, auth.Lookup, auth.ReplicaScan)
 	fs.BoolVar(&c.Reflection, "reflection", false, "serve gRPC server reflection (grpcurl without .proto files); off: it tells anyone who connects what the server offers")
-	fs.StringVar(&c.NodeID, "node-id", getenv("TCS_NODE_ID"), "aws: this node's name in its invalidation queue's name (env TCS_NODE_ID; default host name and pid)")
+	fs.StringVar(&c.NodeID, "node-id", getenv("TCS_NODE_ID"), "aws: this node's name in its invalidation queue's name and in the node registry (env TCS_NODE_ID; default host name and pid)")
+	var envErrs []error
+	fs.BoolVar(&c.Register, "register", envBool(getenv, "TCS_REGISTER", true, &envErrs), "aws: heartbeat this node into the home region's <prefix>-nodes table (removed on a clean stop) so that the catalog's propagation status and tcsctl wait ask it (env TCS_REGISTER)")
+	fs.StringVar(&c.AdvertiseAddr, "advertise-addr", getenv("TCS_ADVERTISE_ADDR"), "aws with --register: host:port at which the catalog reaches this node's gRPC port (env TCS_ADVERTISE_ADDR; in Kubernetes the pod IP and port); default --addr, refused when that is a wildcard address or port 0")
 	c.Obs = cmdutil.RegisterFlags(fs, getenv, cmdutil.DefaultTCSMetricsAddr)
 	co := &c.Cache
 	fs.IntVar(&co.Size, "cache-size", cache.DefaultSize, "cache entries")
@@ -100,6 +113,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if c.Version = version; version {
 		return c, nil
 	}
+	if err := errors.Join(envErrs...); err != nil {
+		return nil, err
+	}
 	if err := c.check(); err != nil {
 		return nil, err
 	}
@@ -122,6 +138,13 @@ func (c *config) check() error {
 			return fmt.Errorf("--fallback-region %s is --region itself; name another region", c.FallbackRegion)
 		}
 	}
+	if c.Backend.IsAWS() && c.Register {
+		addr, err := advertised(c.AdvertiseAddr, c.Addr)
+		if err != nil {
+			return err
+		}
+		c.AdvertiseAddr = addr
+	}
 	if err := c.Limits.Validate(); err != nil {
 		return err
 	}
@@ -141,4 +164,43 @@ func (c *config) check() error {
 		return err
 	}
 	return nil
+}
+
+// advertised returns the address other processes dial to reach this node:
+// adv (--advertise-addr) if set, else listen (--addr) when it names a host
+// and a port another process can dial.
+func advertised(adv, listen string) (string, error) {
+	if adv != "" {
+		host, port, err := net.SplitHostPort(adv)
+		if err != nil || host == "" || port == "" || port == "0" {
+			return "", fmt.Errorf("--advertise-addr %q: want host:port that other processes can dial, such as 10.0.3.7:9001", adv)
+		}
+		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+			return "", fmt.Errorf("--advertise-addr %q: %s is a wildcard address, which no other process can dial; name this node's address", adv, host)
+		}
+		return adv, nil
+	}
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", fmt.Errorf("--addr %q: want host:port", listen)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) || port == "0" {
+		return "", fmt.Errorf("--register needs --advertise-addr (or TCS_ADVERTISE_ADDR): --addr %s is a wildcard address or port 0, which the catalog cannot dial (or --register=false)", listen)
+	}
+	return listen, nil
+}
+
+// envBool is getenv(key) as a boolean, def when unset; a value that is not
+// one is added to errs, naming key.
+func envBool(getenv func(string) string, key string, def bool, errs *[]error) bool {
+	v := getenv(key)
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("%s=%q: want true or false", key, v))
+		return def
+	}
+	return b
 }

@@ -39,6 +39,7 @@ func defaultConfig() *config {
 			HotKeys: lookup.DefaultHotKeys, WarmTimeout: lookup.DefaultWarmTimeout},
 		Work:              true,
 		WorkLeaseDuration: work.DefaultLeaseDuration,
+		Register:          true,
 	}
 }
 
@@ -91,8 +92,9 @@ func TestParseConfig(t *testing.T) {
 			"TCS_AWS_TIMEOUT": "20s", "TCS_AWS_CONNECT_TIMEOUT": "3s", "TCS_AWS_HEADER_TIMEOUT": "6s",
 			"TCS_TOKENS_FILE": "/etc/tcs/tokens", "TCS_TLS_CERT": "c.pem", "TCS_TLS_KEY": "k.pem",
 			"TCS_TLS_CLIENT_CA": "ca.pem", "TCS_LOG_LEVEL": "debug", "TCS_LOG_FORMAT": "json",
-			"TCS_METRICS_ADDR": "none",
+			"TCS_METRICS_ADDR": "none", "TCS_ADVERTISE_ADDR": "10.0.3.7:19001",
 		}, want: func(c *config) {
+			c.AdvertiseAddr = "10.0.3.7:19001"
 			c.Addr, c.NodeID, c.FallbackRegion, c.Lookup.HotKeysFile = "127.0.0.1:19001", "node-7", "us-east-1", "/var/lib/tcs/hot-keys"
 			c.Backend.Backend, c.Backend.Names.Prefix, c.Backend.HomeRegion = "aws", "staging", "us-east-1"
 			c.Backend.PollInterval = 250 * time.Millisecond
@@ -110,6 +112,25 @@ func TestParseConfig(t *testing.T) {
 				c.Work, c.WorkLeaseDuration = false, 4*time.Second
 				c.Region, c.Addr, c.NodeID, c.Lookup.HotKeysFile = "ap-southeast-2", "127.0.0.1:0", "node-8", ""
 				c.Backend.DataDir, c.Obs.LogLevel, c.Reflection, c.Security.Insecure = "here", "error", true, true
+			}},
+		// --backend aws: the node registers at --addr unless told otherwise.
+		{name: "aws advertises addr", args: []string{"--region", "eu-west-1", "--backend", "aws", "--aws-home-region", "us-east-1",
+			"--addr", "tcs-0.tcs.internal:9001"},
+			want: func(c *config) {
+				c.Backend.Backend, c.Backend.HomeRegion = "aws", "us-east-1"
+				c.Addr, c.AdvertiseAddr = "tcs-0.tcs.internal:9001", "tcs-0.tcs.internal:9001"
+			}},
+		{name: "aws advertise flag", args: []string{"--region", "eu-west-1", "--backend", "aws", "--aws-home-region", "us-east-1",
+			"--addr", ":9001", "--advertise-addr", "10.0.3.7:9001"},
+			want: func(c *config) {
+				c.Backend.Backend, c.Backend.HomeRegion = "aws", "us-east-1"
+				c.Addr, c.AdvertiseAddr = ":9001", "10.0.3.7:9001"
+			}},
+		{name: "aws not registered", args: []string{"--region", "eu-west-1", "--backend", "aws", "--aws-home-region", "us-east-1",
+			"--addr", "0.0.0.0:9001"}, env: map[string]string{"TCS_REGISTER": "false"},
+			want: func(c *config) {
+				c.Backend.Backend, c.Backend.HomeRegion = "aws", "us-east-1"
+				c.Addr, c.Register = "0.0.0.0:9001", false
 			}},
 		{name: "cache and lookup flags", args: []string{"--region", "eu-west-1", "--cache-size", "10", "--cache-ttl", "1m",
 			"--negative-ttl", "-1s", "--max-stale", "-1s", "--read-timeout", "1s", "--failing-after", "-1",
@@ -195,6 +216,13 @@ func TestParseConfigRefuses(t *testing.T) {
 		{name: "fallback region embedded", args: with(region, "--fallback-region", "us-east-1"), want: "--fallback-region needs --backend aws"},
 		{name: "fallback region env embedded", args: region, env: map[string]string{"TCS_FALLBACK_REGION": "us-east-1"}, want: "--fallback-region needs --backend aws"},
 		{name: "fallback region is region", args: with(aws, "--fallback-region", "eu-west-1"), want: "--fallback-region eu-west-1 is --region itself"},
+		{name: "register wildcard addr", args: with(aws, "--addr", "0.0.0.0:9001"), want: "--register needs --advertise-addr (or TCS_ADVERTISE_ADDR): --addr 0.0.0.0:9001"},
+		{name: "register empty host", args: with(aws, "--addr", ":9001"), want: "--register needs --advertise-addr"},
+		{name: "register port 0", args: with(aws, "--addr", "127.0.0.1:0"), want: "--register needs --advertise-addr"},
+		{name: "advertise wildcard", args: with(aws, "--advertise-addr", "[::]:9001"), want: `--advertise-addr "[::]:9001": :: is a wildcard address`},
+		{name: "advertise without port", args: with(aws, "--advertise-addr", "10.0.3.7"), want: `--advertise-addr "10.0.3.7": want host:port`},
+		{name: "advertise port 0 env", args: aws, env: map[string]string{"TCS_ADVERTISE_ADDR": "10.0.3.7:0"}, want: `--advertise-addr "10.0.3.7:0"`},
+		{name: "register env", args: aws, env: map[string]string{"TCS_REGISTER": "maybe"}, want: `TCS_REGISTER="maybe": want true or false`},
 		{name: "zero max concurrent streams", args: with(region, "--max-concurrent-streams", "0"), want: "--max-concurrent-streams 0"},
 		{name: "zero negative cache size", args: with(region, "--negative-cache-size", "0"), want: "--negative-cache-size 0: must be positive"},
 		{name: "zero work lease duration", args: with(region, "--work-lease-duration", "0s"), want: "--work-lease-duration 0s: want more than 0"},

@@ -16,7 +16,10 @@
 // subscribed to the region's SNS topic; a node whose feed falls silent for
 // --feed-timeout limits its cache TTL to --feed-down-ttl and refuses Watch
 // streams until the feed delivers again, and --fallback-region gives its
-// misses a second region's replica to read when its own fails.
+// misses a second region's replica to read when its own fails. Each AWS
+// node heartbeats into the home region's <prefix>-nodes table as
+// --node-id at --advertise-addr (--register=false: not), and removes
+// itself on a clean stop, so that the catalog's propagation status asks it.
 //
 // Health. gRPC health (and /readyz on the metrics port) is NOT_SERVING
 // until the invalidation feed has delivered (a heartbeat comes within
@@ -32,10 +35,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tcs-dev/tcs/catalog/propagation"
+	"github.com/tcs-dev/tcs/catalog/propagation/dynamonodes"
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
 	"github.com/tcs-dev/tcs/internal/auth"
@@ -69,6 +75,20 @@ func openWork(ctx context.Context, cfg *config, rep tcs.Replica, log *slog.Logge
 	}
 	return work.NewNode(work.NodeConfig{Replica: rep, Leases: leases, LeaseDuration: cfg.WorkLeaseDuration,
 		Logger: log.With("component", "work"), Registerer: reg})
+}
+
+// openNodes opens the node registry this node heartbeats into (the home
+// region's <prefix>-nodes table), or returns nil: embedded, or
+// --register=false.
+func openNodes(ctx context.Context, cfg *config) (*dynamonodes.Registry, error) {
+	if !cfg.Backend.IsAWS() || !cfg.Register {
+		return nil, nil
+	}
+	home, err := cfg.Backend.Clients(ctx, cfg.Backend.HomeRegion)
+	if err != nil {
+		return nil, err
+	}
+	return dynamonodes.New(home.DynamoDB, dynamonodes.TableName(cfg.Backend.Names.Base()), 0, nil), nil
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -121,6 +141,10 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if guard.Auth != nil {
 		regionRegisterer.MustRegister(guard.Auth) // tcs_auth_refusals_total
 	}
+	if cfg.NodeID == "" {
+		host, _ := os.Hostname()
+		cfg.NodeID = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
 	// Embedded: no feed across processes (caches rely on their TTL). AWS:
 	// this node's own SQS queue on the region's SNS topic.
 	feed, err := cfg.Backend.OpenFeed(ctx, backend.Invalidation{Region: region, NodeID: cfg.NodeID, Logger: log, Registerer: registerer})
@@ -134,6 +158,11 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 			return err
 		}
 		feed = workNode.Feed(feed)
+	}
+
+	nodes, err := openNodes(ctx, cfg)
+	if err != nil {
+		return err
 	}
 
 	lc := cfg.Lookup
@@ -167,6 +196,13 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	}
 	if serveMetrics != nil {
 		g.Go(func() error { return serveMetrics(gctx) })
+	}
+	if nodes != nil {
+		node := propagation.Node{Region: region, ID: cfg.NodeID, Addr: cfg.AdvertiseAddr}
+		g.Go(func() error {
+			nodes.Run(gctx, node, 0, func(err error) { log.Warn("node registry heartbeat failed", "err", err) })
+			return nil
+		})
 	}
 	switch {
 	case guard.Auth == nil:
