@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tcs-dev/tcs/catalog/httpapi"
@@ -28,6 +30,17 @@ type config struct {
 	// MigrateLayout asks for the DynamoDB table's move to the sharded
 	// layout, then exit (--migrate-layout).
 	MigrateLayout bool
+
+	// PropagationRegions are the regions a change must reach for
+	// GET /v1/tenants/{id}/propagation (--propagation-regions, aws); empty
+	// means the regions the node registry lists.
+	PropagationRegions []string
+	// Nodes says how the catalog reaches the tcs nodes for the
+	// propagation status (aws).
+	Nodes NodeTLS
+	// ScanToken is the replica-scan credential the catalog sends the tcs
+	// nodes (TCS_SCAN_TOKEN); empty: the propagation route answers 501.
+	ScanToken string
 
 	// Backend selects and configures the source of truth.
 	Backend *backend.Config
@@ -58,6 +71,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.IntVar(&c.RateLimit, "rate-limit", cmdutil.EnvInt(getenv, "TCS_RATE_LIMIT", httpapi.DefaultPerCaller, "a whole number of requests a second", &envErrs), "requests a second one authenticated caller may send, in bursts of twice that; beyond it 429 with Retry-After; 0: no limit (env TCS_RATE_LIMIT)")
 	fs.IntVar(&c.AddressRateLimit, "address-rate-limit", cmdutil.EnvInt(getenv, "TCS_ADDRESS_RATE_LIMIT", httpapi.DefaultPerAddress, "a whole number of requests a second", &envErrs), "requests a second one client address may send before or without authentication (open routes, failed credentials, unknown routes), in bursts of twice that; 0: no limit (env TCS_ADDRESS_RATE_LIMIT)")
 	fs.BoolVar(&c.MigrateLayout, "migrate-layout", false, "move the DynamoDB catalog table from the unsharded layout of TCS 0.x to the sharded one, then exit: once, with no catalog or publisher running, after the old publisher drained the old outbox (streamer publish --drain); running it again finishes an interrupted migration")
+	regions := fs.String("propagation-regions", getenv("TCS_PROPAGATION_REGIONS"), "aws: comma-separated regions a change must reach for GET /v1/tenants/{id}/propagation and tcsctl wait, e.g. us-east-1,eu-west-1 (a listed region with no live tcs node is not done) (env TCS_PROPAGATION_REGIONS); empty: the regions of the nodes in the <prefix>-nodes table")
+	fs.StringVar(&c.Nodes.CAFile, "nodes-ca-file", getenv("TCS_NODES_CA_FILE"), "aws: PEM CA bundle to verify the tcs nodes' certificates with, for the propagation status; implies TLS to every node (env TCS_NODES_CA_FILE). Default: TLS with the system's roots to nodes off loopback, plaintext to loopback ones")
+	fs.BoolVar(&c.Nodes.Plaintext, "nodes-plaintext", envBool(getenv, "TCS_NODES_PLAINTEXT", false, &envErrs), "aws: plaintext gRPC to every tcs node for the propagation status: the replica-scan token crosses the network in the clear; for nodes run with --insecure-i-know (env TCS_NODES_PLAINTEXT=true)")
+	c.ScanToken = getenv("TCS_SCAN_TOKEN")
 	version, err := c.Obs.Parse(fs, args)
 	if err != nil {
 		return nil, err
@@ -68,10 +85,24 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if err := errors.Join(envErrs...); err != nil {
 		return nil, err
 	}
+	for _, r := range strings.Split(*regions, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			c.PropagationRegions = append(c.PropagationRegions, r)
+		}
+	}
 	if err := c.check(); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// NodeTLS says how the catalog dials the tcs nodes.
+type NodeTLS struct {
+	// CAFile holds the PEM roots that verify the nodes' certificates
+	// (--nodes-ca-file); set, every node is reached over TLS.
+	CAFile string
+	// Plaintext reaches every node without TLS (--nodes-plaintext).
+	Plaintext bool
 }
 
 // check reports the first setting that cannot work, naming its flag.
@@ -85,6 +116,14 @@ func (c *config) check() error {
 	if err := c.Backend.Validate(); err != nil {
 		return err
 	}
+	if c.Nodes.Plaintext && c.Nodes.CAFile != "" {
+		return errors.New("--nodes-plaintext excludes --nodes-ca-file (TCS_NODES_CA_FILE)")
+	}
+	for _, r := range c.PropagationRegions {
+		if strings.Trim(r, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" {
+			return fmt.Errorf("--propagation-regions: %q is not a region name such as eu-west-1", r)
+		}
+	}
 	if err := c.Security.Check(); err != nil { // the files are read when wiring
 		return err
 	}
@@ -92,4 +131,19 @@ func (c *config) check() error {
 		return err
 	}
 	return nil
+}
+
+// envBool is getenv(key) as a boolean, def when unset; a value that is not
+// one is added to errs, naming key.
+func envBool(getenv func(string) string, key string, def bool, errs *[]error) bool {
+	v := getenv(key)
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("%s=%q: want true or false", key, v))
+		return def
+	}
+	return b
 }

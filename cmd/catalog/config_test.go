@@ -52,8 +52,10 @@ func TestParseConfig(t *testing.T) {
 			"TCS_AWS_TIMEOUT": "20s", "TCS_AWS_CONNECT_TIMEOUT": "3s", "TCS_AWS_HEADER_TIMEOUT": "6s",
 			"TCS_TOKENS_FILE": "/etc/tcs/tokens", "TCS_TLS_CERT": "c.pem", "TCS_TLS_KEY": "k.pem",
 			"TCS_TLS_CLIENT_CA": "ca.pem", "TCS_LOG_LEVEL": "debug", "TCS_LOG_FORMAT": "json",
-			"TCS_METRICS_ADDR": "none",
+			"TCS_METRICS_ADDR": "none", "TCS_PROPAGATION_REGIONS": "us-east-1, eu-west-1,", "TCS_NODES_CA_FILE": "nodes-ca.pem",
+			"TCS_SCAN_TOKEN": "scan-secret",
 		}, want: func(c *config) {
+			c.PropagationRegions, c.Nodes.CAFile, c.ScanToken = []string{"us-east-1", "eu-west-1"}, "nodes-ca.pem", "scan-secret"
 			c.Addr, c.StoreTimeout, c.RateLimit, c.AddressRateLimit = "127.0.0.1:18080", 750*time.Millisecond, 7, 0
 			c.Backend.Backend, c.Backend.DataDir, c.Backend.Names.Prefix, c.Backend.HomeRegion = "aws", "/var/lib/tcs", "staging", "eu-west-1"
 			c.Backend.PollInterval = 250 * time.Millisecond
@@ -75,6 +77,11 @@ func TestParseConfig(t *testing.T) {
 				c.Backend.DataDir, c.Security.TokensFile, c.Security.Insecure = "here", "creds", true
 				c.Obs.LogLevel, c.Obs.MetricsAddr, c.MigrateLayout = "warn", "127.0.0.1:0", true
 			}},
+		{name: "nodes flags", env: map[string]string{"TCS_PROPAGATION_REGIONS": "us-east-1", "TCS_NODES_CA_FILE": "nodes-ca.pem"},
+			args: []string{"--propagation-regions", "ap-southeast-2", "--nodes-ca-file", "", "--nodes-plaintext"},
+			want: func(c *config) { c.PropagationRegions, c.Nodes.Plaintext = []string{"ap-southeast-2"}, true }},
+		{name: "nodes plaintext env", env: map[string]string{"TCS_NODES_PLAINTEXT": "true"},
+			want: func(c *config) { c.Nodes.Plaintext = true }},
 		// What needs I/O is checked when wiring: a data directory that
 		// does not exist, credentials and certificates that cannot be
 		// read, a non-loopback address without them all parse.
@@ -139,6 +146,9 @@ func TestParseConfigRefuses(t *testing.T) {
 			want: []string{"--aws-header-timeout 2s exceeds --aws-timeout 1s"}},
 		{name: "client CA without certificate", args: []string{"--tls-client-ca", "ca.pem"}, want: []string{"--tls-client-ca needs --tls-cert and --tls-key"}},
 		{name: "key without certificate", env: map[string]string{"TCS_TLS_KEY": "k.pem"}, want: []string{"--tls-cert and --tls-key go together"}},
+		{name: "nodes plaintext and CA", args: []string{"--nodes-plaintext", "--nodes-ca-file", "ca.pem"}, want: []string{"--nodes-plaintext excludes --nodes-ca-file"}},
+		{name: "nodes plaintext env", env: map[string]string{"TCS_NODES_PLAINTEXT": "yes please"}, want: []string{`TCS_NODES_PLAINTEXT="yes please": want true or false`}},
+		{name: "bad propagation region", args: []string{"--propagation-regions", "us-east-1,EU WEST"}, want: []string{`--propagation-regions: "EU WEST" is not a region name`}},
 		{name: "bad log level", args: []string{"--log-level", "loud"}, want: []string{`--log-level "loud": want debug, info, warn or error`}},
 		{name: "bad log format env", env: map[string]string{"TCS_LOG_FORMAT": "xml"}, want: []string{`--log-format "xml": want text or json`}},
 	} {

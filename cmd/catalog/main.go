@@ -6,6 +6,14 @@
 // authenticate with bearer tokens or client certificates (--tokens-file,
 // reloaded with the TLS certificate on SIGHUP); a non-loopback --addr needs
 // TLS (--tls-cert, --tls-key) and credentials, or --insecure-i-know.
+//
+// With --backend aws and a replica-scan token (TCS_SCAN_TOKEN) it answers
+// GET /v1/tenants/{id}/propagation (tcsctl wait): the live tcs nodes are
+// those heartbeating into the home region's <prefix>-nodes table, asked
+// over ReplicaAdmin.TenantStatus (TLS off loopback, --nodes-ca-file,
+// --nodes-plaintext), and a change must reach --propagation-regions (empty:
+// the regions in the table). Without the token, and on the embedded
+// backend, that route answers 501 not_configured.
 package main
 
 import (
@@ -78,7 +86,17 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if guard.TLS != nil {
 		registerer.MustRegister(guard.TLS) // the serving certificate's expiry, for TCSCertificateExpiringSoon
 	}
-	api := httpapi.New(httpapi.Config{Store: store, Auth: guard.Auth, Logger: log, StoreTimeout: cfg.StoreTimeout,
+	checker, closeNodes, err := openPropagation(ctx, cfg, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer closeNodes()
+	var prop httpapi.Propagation
+	if checker != nil { // a nil *Checker in the interface would not read as "not configured"
+		prop = checker
+	}
+	api := httpapi.New(httpapi.Config{Store: store, Propagation: prop, Auth: guard.Auth, Logger: log, StoreTimeout: cfg.StoreTimeout,
 		Registry: reg, Registerer: registerer,
 		RateLimits: &httpapi.RateLimits{PerCaller: float64(cfg.RateLimit), PerAddress: float64(cfg.AddressRateLimit)}})
 	// The metrics port serves what the API port's /metrics and /readyz

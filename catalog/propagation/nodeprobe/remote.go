@@ -18,7 +18,7 @@ import (
 // credential: give it, and TLS, in the dial options). It keeps one
 // connection per address until Close.
 type Remote struct {
-	opts []grpc.DialOption
+	opts func(addr string) []grpc.DialOption
 
 	mu     sync.Mutex
 	conns  map[string]*grpc.ClientConn
@@ -29,6 +29,12 @@ var _ propagation.Prober = (*Remote)(nil)
 
 // NewRemote returns a Remote that dials nodes with opts.
 func NewRemote(opts ...grpc.DialOption) *Remote {
+	return NewRemoteFunc(func(string) []grpc.DialOption { return opts })
+}
+
+// NewRemoteFunc returns a Remote that dials each node's address with
+// opts(addr): say, TLS to nodes off loopback and plaintext to those on it.
+func NewRemoteFunc(opts func(addr string) []grpc.DialOption) *Remote {
 	return &Remote{opts: opts, conns: map[string]*grpc.ClientConn{}}
 }
 
@@ -44,7 +50,7 @@ func (r *Remote) conn(addr string) (*grpc.ClientConn, error) {
 	if c, ok := r.conns[addr]; ok {
 		return c, nil
 	}
-	c, err := grpc.NewClient(addr, r.opts...)
+	c, err := grpc.NewClient(addr, r.opts(addr)...)
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", addr, err)
 	}
