@@ -38,8 +38,8 @@ func TestInfraApply(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "would ensure dynamodb table dry-catalog (us-east-1)") || !strings.Contains(out, "would ensure sns topic dry-invalidations-eu-west-1 (eu-west-1)") {
 		t.Fatalf("infra apply --dry-run: exit %d\n%s\n%s", code, out, errOut)
 	}
-	if code, out, _ := infra(t, env, "infra", "apply", "--aws-prefix", "dry", "--regions", "eu-west-1", "--dry-run"); code != 0 || strings.Count(out, "would ensure") != 7 {
-		t.Errorf("dry run lists %d resources, want 7 (catalog, stream, publish leases, work leases; replica, leases, topic):\n%s", strings.Count(out, "would ensure"), out)
+	if code, out, _ := infra(t, env, "infra", "apply", "--aws-prefix", "dry", "--regions", "eu-west-1", "--dry-run"); code != 0 || strings.Count(out, "would ensure") != 8 {
+		t.Errorf("dry run lists %d resources, want 8 (catalog, stream, publish leases, work leases, nodes; replica, leases, topic):\n%s", strings.Count(out, "would ensure"), out)
 	}
 	cfg, err := awsconfig.LoadDefaultConfig(context.Background(), awsconfig.WithRegion("us-east-1"))
 	if err != nil {

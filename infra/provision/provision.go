@@ -1,5 +1,5 @@
 // Package provision creates TCS's AWS resources through the SDK,
-// idempotently: the source-of-truth table, change stream and the
+// idempotently: the source-of-truth table, change stream, the node registry and the
 // publishers' lease table in the home region, and per serving region the replica table, the applier's lease
 // table and the invalidation topic. It is `tcsctl infra apply`, and how the
 // local emulators get their resources. Production deployments use the
@@ -33,6 +33,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	catalogdynamo "github.com/tcs-dev/tcs/catalog/dynamo"
+	"github.com/tcs-dev/tcs/catalog/propagation/dynamonodes"
 	"github.com/tcs-dev/tcs/internal/awsclient"
 	"github.com/tcs-dev/tcs/internal/awsnames"
 	"github.com/tcs-dev/tcs/internal/dynamotable"
@@ -137,6 +138,13 @@ func (p Plan) Resources() []Resource {
 		}},
 		table(p.Names.PublishLeaseTable(), home, streamkinesis.LeaseTableInput(p.Names.PublishLeaseTable()), false),
 		table(p.Names.WorkLeaseTable(), home, streamkinesis.LeaseTableInput(p.Names.WorkLeaseTable()), false),
+		{Kind: "dynamodb table", Name: dynamonodes.TableName(p.Names.Base()), Region: home, ensure: func(ctx context.Context, c Clients, out io.Writer) error {
+			name := dynamonodes.TableName(p.Names.Base())
+			if err := createTable(ctx, c.DynamoDB(home), dynamonodes.TableInput(name), false, out); err != nil {
+				return err
+			}
+			return dynamonodes.EnableTTL(ctx, c.DynamoDB(home), name)
+		}},
 	}
 	for _, r := range p.Regions {
 		topic := p.Names.Topic(r)

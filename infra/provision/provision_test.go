@@ -16,6 +16,8 @@ import (
 	awssns "github.com/aws/aws-sdk-go-v2/service/sns"
 
 	catalogdynamo "github.com/tcs-dev/tcs/catalog/dynamo"
+	"github.com/tcs-dev/tcs/catalog/propagation"
+	"github.com/tcs-dev/tcs/catalog/propagation/dynamonodes"
 	"github.com/tcs-dev/tcs/infra/emulators"
 	"github.com/tcs-dev/tcs/infra/provision"
 	streamkinesis "github.com/tcs-dev/tcs/streamer/kinesis"
@@ -117,6 +119,20 @@ func TestApplyCreatesWhatTheBackendsOpen(t *testing.T) {
 	warned := strings.Contains(first, n.Stream()+": the endpoint does not support stream encryption")
 	if encrypted == warned {
 		t.Errorf("stream %s: encrypted %v, warned %v; want exactly one\n%s", n.Stream(), encrypted, warned, first)
+	}
+	// The node registry: TTL on expires, and the registry works on it.
+	nodes := dynamonodes.TableName(n.Base())
+	ttl, err := db.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(nodes)})
+	if err != nil || ttl.TimeToLiveDescription == nil || ttl.TimeToLiveDescription.TimeToLiveStatus != types.TimeToLiveStatusEnabled ||
+		aws.ToString(ttl.TimeToLiveDescription.AttributeName) != "expires" {
+		t.Errorf("node registry %s TTL: %+v, %v; want enabled on expires", nodes, ttl, err)
+	}
+	reg := dynamonodes.New(db, nodes, 0, nil)
+	node := propagation.Node{Region: "eu-west-1", ID: "node-1", Addr: "10.0.0.1:9001"}
+	if err := reg.Heartbeat(ctx, node); err != nil {
+		t.Errorf("heartbeat into %s: %v", nodes, err)
+	} else if live, _, err := reg.Nodes(ctx); err != nil || len(live) != 1 || live[0] != node {
+		t.Errorf("nodes of %s: %v, %v; want %v", nodes, live, err, node)
 	}
 	shards, err := c.Kinesis("us-east-1").ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String(n.Stream())})
 	if err != nil || len(shards.Shards) != 2 {

@@ -49,10 +49,10 @@ const (
 	attrExpires   = "expires"
 )
 
-// CreateTable creates the registry table (on-demand, TTL on expires) unless
-// it exists, and waits until it is active.
-func CreateTable(ctx context.Context, c *dynamodb.Client, name string) error {
-	_, err := dynamotable.Create(ctx, c, &dynamodb.CreateTableInput{
+// TableInput is the registry table's definition: on demand, hash key
+// region, range key node. TTL on expires is set apart (EnableTTL).
+func TableInput(name string) *dynamodb.CreateTableInput {
+	return &dynamodb.CreateTableInput{
 		TableName:   aws.String(name),
 		BillingMode: types.BillingModePayPerRequest,
 		AttributeDefinitions: []types.AttributeDefinition{
@@ -63,11 +63,34 @@ func CreateTable(ctx context.Context, c *dynamodb.Client, name string) error {
 			{AttributeName: aws.String(attrRegion), KeyType: types.KeyTypeHash},
 			{AttributeName: aws.String(attrNode), KeyType: types.KeyTypeRange},
 		},
-	})
-	if err != nil {
+	}
+}
+
+// CreateTable creates the registry table (on-demand, TTL on expires) unless
+// it exists, and waits until it is active.
+func CreateTable(ctx context.Context, c *dynamodb.Client, name string) error {
+	if _, err := dynamotable.Create(ctx, c, TableInput(name)); err != nil {
 		return err
 	}
-	_, err = c.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{
+	return EnableTTL(ctx, c, name)
+}
+
+// TTLAPI is what EnableTTL needs; *dynamodb.Client implements it.
+type TTLAPI interface {
+	DescribeTimeToLive(ctx context.Context, in *dynamodb.DescribeTimeToLiveInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTimeToLiveOutput, error)
+	UpdateTimeToLive(ctx context.Context, in *dynamodb.UpdateTimeToLiveInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateTimeToLiveOutput, error)
+}
+
+// EnableTTL turns on DynamoDB TTL on the expires attribute of table name,
+// unless it is on already.
+func EnableTTL(ctx context.Context, c TTLAPI, name string) error {
+	if d, err := c.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(name)}); err == nil && d.TimeToLiveDescription != nil {
+		st := d.TimeToLiveDescription.TimeToLiveStatus
+		if (st == types.TimeToLiveStatusEnabled || st == types.TimeToLiveStatusEnabling) && aws.ToString(d.TimeToLiveDescription.AttributeName) == attrExpires {
+			return nil
+		}
+	}
+	_, err := c.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{
 		TableName:               aws.String(name),
 		TimeToLiveSpecification: &types.TimeToLiveSpecification{AttributeName: aws.String(attrExpires), Enabled: aws.Bool(true)},
 	})
