@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	catalogdynamo "github.com/tcs-dev/tcs/catalog/dynamo"
+	"github.com/tcs-dev/tcs/catalog/propagation/dynamonodes"
 	"github.com/tcs-dev/tcs/infra/cloudformation"
 	"github.com/tcs-dev/tcs/infra/provision"
 	streamkinesis "github.com/tcs-dev/tcs/streamer/kinesis"
@@ -76,6 +77,7 @@ func TestTemplateTablesMatchCode(t *testing.T) {
 		{regionT, regionVars, "ReplicaTable", replicadynamo.TableInput(names.ReplicaTable(serving)), false, true},
 		{regionT, regionVars, "LeaseTable", streamkinesis.LeaseTableInput(names.LeaseTable(serving)), false, false},
 		{homeT, homeVars, "PublishLeaseTable", streamkinesis.LeaseTableInput(names.PublishLeaseTable()), false, false},
+		{homeT, homeVars, "NodesTable", dynamonodes.TableInput(dynamonodes.TableName(names.Base())), false, false},
 	} {
 		t.Run(tc.id, func(t *testing.T) {
 			r, ok := tc.tpl.Resources[tc.id]
@@ -177,6 +179,8 @@ func TestTemplatePoliciesMatchCode(t *testing.T) {
 	}
 	cases := []policyCase{
 		{tpl: homeT, policy: "CatalogPolicy", sid: "SourceOfTruth", want: catalogAPI},
+		{tpl: homeT, policy: "CatalogPolicy", sid: "NodeRegistry", want: []string{"dynamodb:Scan"}, subsetOf: actions("dynamodb", (*dynamonodes.API)(nil))},
+		{tpl: regionT, policy: "NodePolicy", sid: "NodeRegistry", want: []string{"dynamodb:DeleteItem", "dynamodb:PutItem"}, subsetOf: actions("dynamodb", (*dynamonodes.API)(nil))},
 		{tpl: homeT, policy: "PublisherPolicy", sid: "Outbox", want: []string{"dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:Query"}, subsetOf: catalogAPI},
 		{tpl: homeT, policy: "PublisherPolicy", sid: "LayoutCheck", want: []string{"dynamodb:GetItem"}, subsetOf: catalogAPI},
 		{tpl: homeT, policy: "PublisherPolicy", sid: "OutboxTable", want: []string{"dynamodb:DescribeTable"}, subsetOf: catalogAPI},
