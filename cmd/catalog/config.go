@@ -73,6 +73,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.BoolVar(&c.MigrateLayout, "migrate-layout", false, "move the DynamoDB catalog table from the unsharded layout of TCS 0.x to the sharded one, then exit: once, with no catalog or publisher running, after the old publisher drained the old outbox (streamer publish --drain); running it again finishes an interrupted migration")
 	regions := fs.String("propagation-regions", getenv("TCS_PROPAGATION_REGIONS"), "aws: comma-separated regions a change must reach for GET /v1/tenants/{id}/propagation and tcsctl wait, e.g. us-east-1,eu-west-1 (a listed region with no live tcs node is not done) (env TCS_PROPAGATION_REGIONS); empty: the regions of the nodes in the <prefix>-nodes table")
 	fs.StringVar(&c.Nodes.CAFile, "nodes-ca-file", getenv("TCS_NODES_CA_FILE"), "aws: PEM CA bundle to verify the tcs nodes' certificates with, for the propagation status; implies TLS to every node (env TCS_NODES_CA_FILE). Default: TLS with the system's roots to nodes off loopback, plaintext to loopback ones")
+	fs.StringVar(&c.Nodes.ServerName, "nodes-server-name", getenv("TCS_NODES_SERVER_NAME"), "aws: name to check in the tcs nodes' certificates instead of the host of their registered address (nodes register their pod IP in Kubernetes) (env TCS_NODES_SERVER_NAME)")
 	fs.BoolVar(&c.Nodes.Plaintext, "nodes-plaintext", envBool(getenv, "TCS_NODES_PLAINTEXT", false, &envErrs), "aws: plaintext gRPC to every tcs node for the propagation status: the replica-scan token crosses the network in the clear; for nodes run with --insecure-i-know (env TCS_NODES_PLAINTEXT=true)")
 	c.ScanToken = getenv("TCS_SCAN_TOKEN")
 	version, err := c.Obs.Parse(fs, args)
@@ -101,6 +102,9 @@ type NodeTLS struct {
 	// CAFile holds the PEM roots that verify the nodes' certificates
 	// (--nodes-ca-file); set, every node is reached over TLS.
 	CAFile string
+	// ServerName is checked in the nodes' certificates instead of the
+	// host of their address (--nodes-server-name).
+	ServerName string
 	// Plaintext reaches every node without TLS (--nodes-plaintext).
 	Plaintext bool
 }
@@ -116,8 +120,8 @@ func (c *config) check() error {
 	if err := c.Backend.Validate(); err != nil {
 		return err
 	}
-	if c.Nodes.Plaintext && c.Nodes.CAFile != "" {
-		return errors.New("--nodes-plaintext excludes --nodes-ca-file (TCS_NODES_CA_FILE)")
+	if c.Nodes.Plaintext && (c.Nodes.CAFile != "" || c.Nodes.ServerName != "") {
+		return errors.New("--nodes-plaintext excludes --nodes-ca-file and --nodes-server-name")
 	}
 	for _, r := range c.PropagationRegions {
 		if strings.Trim(r, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" {

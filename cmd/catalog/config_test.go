@@ -80,6 +80,8 @@ func TestParseConfig(t *testing.T) {
 		{name: "nodes flags", env: map[string]string{"TCS_PROPAGATION_REGIONS": "us-east-1", "TCS_NODES_CA_FILE": "nodes-ca.pem"},
 			args: []string{"--propagation-regions", "ap-southeast-2", "--nodes-ca-file", "", "--nodes-plaintext"},
 			want: func(c *config) { c.PropagationRegions, c.Nodes.Plaintext = []string{"ap-southeast-2"}, true }},
+		{name: "nodes server name", env: map[string]string{"TCS_NODES_SERVER_NAME": "tcs-lookup.tcs.svc"},
+			want: func(c *config) { c.Nodes.ServerName = "tcs-lookup.tcs.svc" }},
 		{name: "nodes plaintext env", env: map[string]string{"TCS_NODES_PLAINTEXT": "true"},
 			want: func(c *config) { c.Nodes.Plaintext = true }},
 		// What needs I/O is checked when wiring: a data directory that
@@ -146,7 +148,8 @@ func TestParseConfigRefuses(t *testing.T) {
 			want: []string{"--aws-header-timeout 2s exceeds --aws-timeout 1s"}},
 		{name: "client CA without certificate", args: []string{"--tls-client-ca", "ca.pem"}, want: []string{"--tls-client-ca needs --tls-cert and --tls-key"}},
 		{name: "key without certificate", env: map[string]string{"TCS_TLS_KEY": "k.pem"}, want: []string{"--tls-cert and --tls-key go together"}},
-		{name: "nodes plaintext and CA", args: []string{"--nodes-plaintext", "--nodes-ca-file", "ca.pem"}, want: []string{"--nodes-plaintext excludes --nodes-ca-file"}},
+		{name: "nodes plaintext and CA", args: []string{"--nodes-plaintext", "--nodes-ca-file", "ca.pem"}, want: []string{"--nodes-plaintext excludes --nodes-ca-file and --nodes-server-name"}},
+		{name: "nodes plaintext and server name", args: []string{"--nodes-plaintext", "--nodes-server-name", "tcs"}, want: []string{"--nodes-plaintext excludes"}},
 		{name: "nodes plaintext env", env: map[string]string{"TCS_NODES_PLAINTEXT": "yes please"}, want: []string{`TCS_NODES_PLAINTEXT="yes please": want true or false`}},
 		{name: "bad propagation region", args: []string{"--propagation-regions", "us-east-1,EU WEST"}, want: []string{`--propagation-regions: "EU WEST" is not a region name`}},
 		{name: "bad log level", args: []string{"--log-level", "loud"}, want: []string{`--log-level "loud": want debug, info, warn or error`}},

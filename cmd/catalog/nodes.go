@@ -48,9 +48,10 @@ func openPropagation(ctx context.Context, cfg *config, log *slog.Logger) (c *pro
 
 // nodeDialOptions are how the catalog dials a tcs node at addr: TLS when
 // --nodes-ca-file is set or addr is off loopback (unless --nodes-plaintext),
-// every call carrying the replica-scan token.
+// every call carrying the replica-scan token. With --nodes-server-name the
+// certificates are checked for that name rather than the address's host.
 func nodeDialOptions(n NodeTLS, token string) (func(addr string) []grpc.DialOption, error) {
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: n.ServerName}
 	if n.CAFile != "" {
 		pem, err := os.ReadFile(n.CAFile)
 		if err != nil {
