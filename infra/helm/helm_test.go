@@ -1059,3 +1059,55 @@ func TestArgsCheckCatchesBadFlags(t *testing.T) {
 		t.Errorf("catalog -h printed %q, want the usage", out)
 	}
 }
+
+// TestPropagationValues: every lookup node advertises its pod IP; with
+// catalog.scanToken the catalog gets TCS_SCAN_TOKEN from the Secret and
+// reaches the nodes over TLS with catalog.nodes' CA and server name, and
+// without it neither the variable nor the flags.
+func TestPropagationValues(t *testing.T) {
+	t.Parallel()
+	envOf := func(c corev1.Container) map[string]corev1.EnvVar {
+		m := map[string]corev1.EnvVar{}
+		for _, e := range c.Env {
+			m[e.Name] = e
+		}
+		return m
+	}
+	o := renderWith(t, nil, nil)
+	lookupEnv := envOf(o.deployments["tcs-lookup-us-east-1"].Spec.Template.Spec.Containers[0])
+	if ip := lookupEnv["TCS_POD_IP"]; ip.ValueFrom == nil || ip.ValueFrom.FieldRef == nil || ip.ValueFrom.FieldRef.FieldPath != "status.podIP" {
+		t.Errorf("lookup TCS_POD_IP: %+v, want status.podIP", ip)
+	}
+	if got := lookupEnv["TCS_ADVERTISE_ADDR"].Value; got != "$(TCS_POD_IP):9001" {
+		t.Errorf("lookup TCS_ADVERTISE_ADDR %q, want $(TCS_POD_IP):9001", got)
+	}
+	catalog := o.deployments["tcs-catalog"].Spec.Template.Spec.Containers[0]
+	if _, ok := envOf(catalog)["TCS_SCAN_TOKEN"]; ok {
+		t.Error("catalog has TCS_SCAN_TOKEN without catalog.scanToken")
+	}
+	for _, a := range catalog.Args {
+		if strings.HasPrefix(a, "--nodes-") {
+			t.Errorf("catalog arg %s without catalog.scanToken", a)
+		}
+	}
+
+	o = renderWith(t, nil, map[string]any{"catalog": map[string]any{
+		"scanToken": map[string]any{"secretName": "tcs-catalog-scan"},
+		"nodes":     map[string]any{"caSecretName": "tcs-lookup-ca", "serverName": "tcs-lookup.tcs.svc"},
+	}})
+	pod := o.deployments["tcs-catalog"].Spec.Template.Spec
+	catalog = pod.Containers[0]
+	tok := envOf(catalog)["TCS_SCAN_TOKEN"]
+	if tok.ValueFrom == nil || tok.ValueFrom.SecretKeyRef == nil || tok.ValueFrom.SecretKeyRef.Name != "tcs-catalog-scan" || tok.ValueFrom.SecretKeyRef.Key != "token" {
+		t.Errorf("catalog TCS_SCAN_TOKEN: %+v, want Secret tcs-catalog-scan key token", tok)
+	}
+	for _, want := range []string{"--nodes-ca-file=/etc/tcs/nodes-ca/ca.crt", "--nodes-server-name=tcs-lookup.tcs.svc"} {
+		if !slices.Contains(catalog.Args, want) {
+			t.Errorf("catalog args %q lack %s", catalog.Args, want)
+		}
+	}
+	if !slices.ContainsFunc(pod.Volumes, func(v corev1.Volume) bool { return v.Secret != nil && v.Secret.SecretName == "tcs-lookup-ca" }) ||
+		!slices.ContainsFunc(catalog.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == "/etc/tcs/nodes-ca" }) {
+		t.Errorf("catalog: no tcs-lookup-ca volume mounted at /etc/tcs/nodes-ca: %+v %+v", pod.Volumes, catalog.VolumeMounts)
+	}
+}

@@ -194,6 +194,56 @@ The security flags, volumes and mounts of a server (catalog or lookup):
 {{- end }}
 {{- end -}}
 
+{{/*
+The catalog's mounts and volumes: security ones, and the CA that verifies the tcs nodes' certificates
+for the propagation status (catalog.nodes.caSecretName, with a scan token and lookup TLS).
+*/}}
+{{- define "tcs.catalogNodesCA" -}}
+{{- $c := .Values.catalog -}}
+{{- if and $c.scanToken.secretName .Values.lookup.tls.secretName $c.nodes.caSecretName }}true{{ end -}}
+{{- end -}}
+
+{{- define "tcs.catalogMounts" -}}
+{{ include "tcs.securityMounts" (dict "root" . "v" .Values.catalog) }}
+{{- if include "tcs.catalogNodesCA" . }}
+- name: nodes-ca
+  mountPath: /etc/tcs/nodes-ca
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "tcs.catalogVolumes" -}}
+{{ include "tcs.securityVolumes" (dict "root" . "v" .Values.catalog) }}
+{{- if include "tcs.catalogNodesCA" . }}
+- name: nodes-ca
+  secret:
+    secretName: {{ .Values.catalog.nodes.caSecretName }}
+    defaultMode: 0444
+    items:
+      - key: ca.crt
+        path: ca.crt
+{{- end }}
+{{- end -}}
+
+{{/*
+The catalog's propagation-status flags: how it reaches the tcs nodes, which register their pod IP.
+*/}}
+{{- define "tcs.catalogNodesArgs" -}}
+{{- $c := .Values.catalog -}}
+{{- if $c.scanToken.secretName }}
+{{- if not .Values.lookup.tls.secretName }}
+- --nodes-plaintext
+{{- else }}
+{{- if $c.nodes.caSecretName }}
+- --nodes-ca-file=/etc/tcs/nodes-ca/ca.crt
+{{- end }}
+{{- with $c.nodes.serverName }}
+- --nodes-server-name={{ . }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
 {{/* The init container that copies the credentials file to mode 0600 (see credentialsCopyImage). */}}
 {{- define "tcs.credentialsInit" -}}
 {{- if .v.credentials.secretName }}
