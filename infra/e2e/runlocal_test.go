@@ -203,7 +203,14 @@ func TestRunAWSLocal(t *testing.T) {
 		}
 	}
 	servedEverywhere("acme", 30*time.Second)
-	c := exec.Command(tcsctl, "verify")
+	// The catalog's propagation status finds the tcs processes in the
+	// tcs-nodes table and asks them (TCS_SCAN_TOKEN): every region has it.
+	c := exec.Command(tcsctl, "wait", "acme", "--version", "1", "--timeout", "30s")
+	c.Env = env
+	if got, err := c.CombinedOutput(); err != nil {
+		t.Errorf("tcsctl wait acme --version 1: %v\n%s\n%s", err, got, dump())
+	}
+	c = exec.Command(tcsctl, "verify")
 	c.Env = env
 	if got, err := c.CombinedOutput(); err != nil || !strings.Contains(string(got), "clean") {
 		t.Errorf("tcsctl verify: %v\n%s", err, got)
