@@ -127,6 +127,17 @@ func TestTemplateTablesMatchCode(t *testing.T) {
 	}
 }
 
+// TestTemplateNodesTableTTL: the template's node registry expires items by
+// the attribute the code writes, as Apply's EnableTTL does.
+func TestTemplateNodesTableTTL(t *testing.T) {
+	t.Parallel()
+	homeT, _, _, _ := templates(t)
+	ttl, _ := homeT.Resources["NodesTable"].Properties["TimeToLiveSpecification"].(map[string]any)
+	if str(ttl["AttributeName"]) != dynamonodes.TTLAttribute || ttl["Enabled"] != true {
+		t.Errorf("NodesTable TimeToLiveSpecification %v, want AttributeName %s enabled", ttl, dynamonodes.TTLAttribute)
+	}
+}
+
 func TestTemplateStreamAndTopicMatchCode(t *testing.T) {
 	t.Parallel()
 	homeT, regionT, homeVars, regionVars := templates(t)

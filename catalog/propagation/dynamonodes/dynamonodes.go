@@ -37,6 +37,9 @@ type API interface {
 	Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
 }
 
+// TTLAttribute is the attribute DynamoDB TTL removes items by (EnableTTL).
+const TTLAttribute = attrExpires
+
 // TableName is the registry table's name for an AWS resource prefix.
 func TableName(prefix string) string { return prefix + "-nodes" }
 
