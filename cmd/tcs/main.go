@@ -36,6 +36,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
@@ -48,6 +49,7 @@ import (
 	"github.com/tcs-dev/tcs/internal/buildinfo"
 	"github.com/tcs-dev/tcs/internal/lease"
 	"github.com/tcs-dev/tcs/internal/lease/memlease"
+	"github.com/tcs-dev/tcs/internal/logevery"
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/lookup"
 	"github.com/tcs-dev/tcs/tcs/work"
@@ -200,7 +202,13 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if nodes != nil {
 		node := propagation.Node{Region: region, ID: cfg.NodeID, Addr: cfg.AdvertiseAddr}
 		g.Go(func() error {
-			nodes.Run(gctx, node, 0, func(err error) { log.Warn("node registry heartbeat failed", "err", err) })
+			// A failing heartbeat is retried every 2 s: log it at most twice a minute.
+			limit := logevery.Limiter{Every: 30 * time.Second}
+			nodes.Run(gctx, node, 0, func(err error) {
+				if held, ok := limit.Allow(time.Now()); ok {
+					log.Warn("node registry: heartbeat failed; past 6 s without one the catalog's propagation status drops this node", "table", dynamonodes.TableName(cfg.Backend.Names.Base()), "err", err, "failures_not_logged", held)
+				}
+			})
 			return nil
 		})
 	}
