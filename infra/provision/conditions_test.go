@@ -20,6 +20,7 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog"
 	catalogdynamo "github.com/tcs-dev/tcs/catalog/dynamo"
+	"github.com/tcs-dev/tcs/catalog/propagation/dynamonodes"
 	"github.com/tcs-dev/tcs/catalog/storetest"
 	"github.com/tcs-dev/tcs/infra/cloudformation"
 	"github.com/tcs-dev/tcs/infra/emulators"
@@ -615,6 +616,19 @@ func checkLeastPrivilege(t *testing.T, homeT, regionT *cloudformation.Template, 
 	expect("ReconcilerPolicy", request{action: "dynamodb:Scan", resource: "arn:aws:dynamodb:" + serving + ":123456789012:table/" + names.ReplicaTable(serving)}, allowed)
 	expect("ReconcilerPolicy", request{action: "dynamodb:PutItem", resource: "arn:aws:dynamodb:" + serving + ":123456789012:table/" + names.ReplicaTable(serving)}, notPermitted)
 
+	// The node registry (home region): a node heartbeats and removes items
+	// keyed by its own region (dynamonodes: hash key region), never
+	// another region's; the catalog only scans it.
+	nodesARN := "arn:aws:dynamodb:" + home + ":123456789012:table/" + dynamonodes.TableName(names.Base())
+	own, other := map[string][]string{"dynamodb:LeadingKeys": {serving}}, map[string][]string{"dynamodb:LeadingKeys": {home}}
+	expect("NodePolicy", request{action: "dynamodb:PutItem", resource: nodesARN, context: own}, allowed)
+	expect("NodePolicy", request{action: "dynamodb:DeleteItem", resource: nodesARN, context: own}, allowed)
+	expect("NodePolicy", request{action: "dynamodb:PutItem", resource: nodesARN, context: other}, notPermitted)
+	expect("NodePolicy", request{action: "dynamodb:DeleteItem", resource: nodesARN, context: other}, notPermitted)
+	expect("NodePolicy", request{action: "dynamodb:Scan", resource: nodesARN}, notPermitted)
+	expect("CatalogPolicy", request{action: "dynamodb:Scan", resource: nodesARN}, allowed)
+	expect("CatalogPolicy", request{action: "dynamodb:PutItem", resource: nodesARN, context: own}, notPermitted)
+
 	// A publisher never deletes a lease, nor touches the appliers' leases.
 	expect("PublisherPolicy", request{action: "dynamodb:DeleteItem", resource: publishLeaseTableARN}, notPermitted)
 	expect("PublisherPolicy", request{action: "dynamodb:UpdateItem", resource: "arn:aws:dynamodb:" + serving + ":123456789012:table/" + names.LeaseTable(serving)}, notPermitted)
@@ -779,6 +793,9 @@ func TestDriftCatchesWeakenedPolicies(t *testing.T) {
 		},
 		"subscribe endpoint condition dropped": func(t *testing.T, _, regionT *cloudformation.Template) {
 			delete(statement(t, regionT, "NodePolicy", "Subscribe")["Condition"].(map[string]any), "StringLike")
+		},
+		"node registry region condition dropped": func(t *testing.T, _, regionT *cloudformation.Template) {
+			delete(statement(t, regionT, "NodePolicy", "NodeRegistry"), "Condition")
 		},
 		"queue deletion tag condition dropped": func(t *testing.T, _, regionT *cloudformation.Template) {
 			delete(statement(t, regionT, "NodePolicy", "DeleteQueue"), "Condition")
