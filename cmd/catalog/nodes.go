@@ -43,7 +43,8 @@ func openPropagation(ctx context.Context, cfg *config, log *slog.Logger) (c *pro
 	}
 	remote := nodeprobe.NewRemoteFunc(opts)
 	reg := dynamonodes.New(home.DynamoDB, dynamonodes.TableName(cfg.Backend.Names.Base()), 0, nil)
-	return &propagation.Checker{Regions: cfg.PropagationRegions, Registry: reg, Prober: remote}, func() { remote.Close() }, nil
+	// Each wait polls every 5–50 ms: read the table at most once a second.
+	return &propagation.Checker{Regions: cfg.PropagationRegions, Registry: propagation.Cached(reg, 0, nil), Prober: remote}, func() { remote.Close() }, nil
 }
 
 // nodeDialOptions are how the catalog dials a tcs node at addr: TLS when
