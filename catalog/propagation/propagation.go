@@ -10,6 +10,8 @@
 //     in-process one: nodes heartbeat into it, and a node whose heartbeat is
 //     older than its bound is dropped from the set and reported (Dropped)
 //     until it has been silent for ten bounds.
+//     Cached keeps a Registry's answer for a second, so that waits polling
+//     at once read a remote registry (catalog/propagation/dynamonodes) once.
 //   - A Prober asks one node about one tenant (tcs/lookup's
 //     Server.TenantStatus, in process or over ReplicaAdmin.TenantStatus).
 //   - A Checker puts them together: Check asks every live node at once,
