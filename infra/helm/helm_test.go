@@ -63,6 +63,7 @@ var cases = []struct {
 	{name: "defaults", regions: []string{"us-east-1"}, catalog: true, tls: true, monitoring: true, autoscaledRegions: []string{"us-east-1"}},
 	{name: "multi-region", files: []string{"testdata/multi-region.yaml"}, regions: []string{"us-east-1", "us-west-2", "eu-west-1"}, catalog: true, monitoring: true, autoscaledRegions: []string{"us-east-1", "us-west-2"}},
 	{name: "secondary-region", files: []string{"testdata/secondary-region.yaml"}, regions: []string{"ap-southeast-2"}, tls: true, autoscaledRegions: []string{"ap-southeast-2"}},
+	{name: "propagation", files: []string{"testdata/propagation.yaml"}, regions: []string{"us-east-1"}, catalog: true, tls: true, monitoring: true, autoscaledRegions: []string{"us-east-1"}},
 }
 
 func loadChart(t testing.TB) *chart.Chart {

@@ -218,7 +218,7 @@ for the propagation status (catalog.nodes.caSecretName, with a scan token and lo
 - name: nodes-ca
   secret:
     secretName: {{ .Values.catalog.nodes.caSecretName }}
-    defaultMode: 0444
+    defaultMode: 0440
     items:
       - key: ca.crt
         path: ca.crt
