@@ -571,7 +571,7 @@ func checkFileArgs(t *testing.T, name string, pod corev1.PodSpec) {
 	}
 	for _, a := range c.Args {
 		flag, path, ok := strings.Cut(a, "=")
-		if !ok || !slices.Contains([]string{"--tokens-file", "--tls-cert", "--tls-key", "--tls-client-ca", "--hot-keys-file"}, flag) {
+		if !ok || !slices.Contains([]string{"--tokens-file", "--tls-cert", "--tls-key", "--tls-client-ca", "--hot-keys-file", "--nodes-ca-file"}, flag) {
 			continue
 		}
 		vol := mountOf(c, path)
