@@ -327,6 +327,8 @@ func TestRetryable(t *testing.T) {
 		{fmt.Errorf("GET x: %w", syscall.ECONNREFUSED), true},
 		{fmt.Errorf("GET x: %w", context.Canceled), false},
 		{fmt.Errorf("GET x: %w", context.DeadlineExceeded), false},
+		{fmt.Errorf("list: %w", httpclient.ErrSegmentsUnsupported), false},
+		{tenant.Errorf(tenant.Invalid, "bad segment"), false},
 	} {
 		if got := httpclient.Retryable(tc.err); got != tc.want {
 			t.Errorf("Retryable(%v) = %v, want %v", tc.err, got, tc.want)
