@@ -45,7 +45,9 @@ type Store interface {
 	// expectedVersion 0 deletes whatever version is stored.
 	Delete(ctx context.Context, id string, expectedVersion int64, actor string) (*tenant.Tenant, error)
 	// List returns live tenants in the store's page order (id order unless
-	// the store is a PageOrderer), starting after opts.After.
+	// the store is a PageOrderer), starting after opts.After; only those
+	// of segment opts.Segment if opts.Segments > 0 (a bad segment is
+	// Invalid: CheckSegment).
 	List(ctx context.Context, opts ListOptions) (Page, error)
 	// LookupHostname returns the live tenant holding the normalised hostname.
 	LookupHostname(ctx context.Context, hostname string) (*tenant.Tenant, error)
@@ -109,7 +111,8 @@ type Store interface {
 	// the store's page order (as List) after opts.After, each with the claim versions of the
 	// hostnames it holds. Each item is consistent (the claims are those of
 	// the document's version); the bbolt store reads a whole page in one
-	// transaction. Limit is clamped by ExportLimit.
+	// transaction. Limit is clamped by ExportLimit; opts' segment selects
+	// as in List.
 	Export(ctx context.Context, opts ListOptions) (ExportPage, error)
 
 	// Ping reports whether the store can serve requests (readiness).
@@ -123,6 +126,47 @@ type ListOptions struct {
 	After string
 	// Limit is the page size; stores cap it at MaxPageSize.
 	Limit int
+	// Segment and Segments, when Segments > 0, select only the tenants
+	// in segment Segment of Segments (see SegmentOf), so that Segments
+	// listers can each walk a disjoint part of the catalog; After pages
+	// within the segment. 0/0 lists every tenant. CheckSegment says
+	// which values are valid.
+	Segment, Segments int
+}
+
+// MaxSegments is the most segments a list may be split into.
+const MaxSegments = 1024
+
+// SegmentOf returns the segment of tenant id among segments (≥ 1): the
+// same FNV-1a hash OutboxShard places tenants by, modulo segments. A store
+// that shards tenants by OutboxShard(id, shards) finds segment i of n in
+// the shards s with s ≡ i (mod gcd(n, shards)): when n divides shards
+// (n a power of two up to 64 for the DynamoDB store) those shards hold
+// exactly the segment and nothing else is read; otherwise they hold it
+// among other ids, which the store reads and filters out.
+func SegmentOf(id string, segments int) int { return OutboxShard(id, segments) }
+
+// CheckSegment validates ListOptions' Segment and Segments, returning an
+// Invalid error naming the field that is wrong.
+func CheckSegment(opts ListOptions) error {
+	bad := func(field, format string, args ...any) error {
+		return &tenant.Error{Code: tenant.Invalid, Message: "invalid list segment", Fields: []tenant.FieldError{{Field: field, Reason: fmt.Sprintf(format, args...)}}}
+	}
+	switch {
+	case opts.Segments < 0 || opts.Segments > MaxSegments:
+		return bad("segments", "must be from 0 to %d, got %d", MaxSegments, opts.Segments)
+	case opts.Segments == 0 && opts.Segment != 0:
+		return bad("segment", "%d given without segments (0 lists everything)", opts.Segment)
+	case opts.Segments > 0 && (opts.Segment < 0 || opts.Segment >= opts.Segments):
+		return bad("segment", "must be from 0 to %d (segments - 1), got %d", opts.Segments-1, opts.Segment)
+	}
+	return nil
+}
+
+// InSegment reports whether id is in the segment opts selects (always,
+// when opts.Segments is 0).
+func (opts ListOptions) InSegment(id string) bool {
+	return opts.Segments == 0 || SegmentOf(id, opts.Segments) == opts.Segment
 }
 
 // Page size bounds for List and History.

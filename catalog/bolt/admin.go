@@ -180,6 +180,9 @@ func heldClaims(hosts *bbolt.Bucket, claims map[string]catalog.HostnameClaim, do
 // Export returns a page of every stored tenant, tombstones included, with
 // its claims, read in one transaction. See catalog.Store.
 func (s *Store) Export(ctx context.Context, opts catalog.ListOptions) (catalog.ExportPage, error) {
+	if err := catalog.CheckSegment(opts); err != nil {
+		return catalog.ExportPage{}, err
+	}
 	limit := catalog.ExportLimit(opts.Limit)
 	page, err := boltfile.View(ctx, s.db, func(tx *bbolt.Tx) (catalog.ExportPage, error) {
 		var page catalog.ExportPage
@@ -196,6 +199,9 @@ func (s *Store) Export(ctx context.Context, opts catalog.ListOptions) (catalog.E
 			}
 		}
 		for ; k != nil; k, v = c.Next() {
+			if !opts.InSegment(string(k)) {
+				continue
+			}
 			if len(page.Items) == limit {
 				page.Next = page.Items[limit-1].Tenant.ID
 				return page, nil

@@ -333,8 +333,12 @@ func (s *Store) LookupHostname(ctx context.Context, hostname string) (*tenant.Te
 	return t, tenant.WrapOp(err, "bolt lookup hostname "+hostname)
 }
 
-// List returns a page of live tenants in id order. See catalog.Store.
+// List returns a page of live tenants in id order, of opts' segment if it
+// names one (the others are walked past). See catalog.Store.
 func (s *Store) List(ctx context.Context, opts catalog.ListOptions) (catalog.Page, error) {
+	if err := catalog.CheckSegment(opts); err != nil {
+		return catalog.Page{}, err
+	}
 	limit := catalog.PageLimit(opts.Limit)
 	page, err := boltfile.View(ctx, s.db, func(tx *bbolt.Tx) (catalog.Page, error) {
 		var page catalog.Page
@@ -351,6 +355,9 @@ func (s *Store) List(ctx context.Context, opts catalog.ListOptions) (catalog.Pag
 		// Tombstones are small documents (no hostnames, products or labels),
 		// so decoding them to skip them is cheap.
 		for ; k != nil; k, v = c.Next() {
+			if !opts.InSegment(string(k)) {
+				continue
+			}
 			t := new(tenant.Tenant)
 			if err := catalog.DecodeStored(v, t, "tenant", string(k)); err != nil {
 				return page, err

@@ -279,11 +279,14 @@ func (s *Store) Export(ctx context.Context, opts catalog.ListOptions) (catalog.E
 	if err := ctx.Err(); err != nil {
 		return catalog.ExportPage{}, err
 	}
+	if err := catalog.CheckSegment(opts); err != nil {
+		return catalog.ExportPage{}, err
+	}
 	op := "dynamo export tenants after " + opts.After
 	limit := catalog.ExportLimit(opts.Limit)
 	var page catalog.ExportPage
 	var docs []*tenant.Tenant
-	err := s.walkTenants(ctx, opts.After, limit+1, func(item map[string]types.AttributeValue) (bool, error) {
+	err := s.walkTenants(ctx, opts, limit+1, func(item map[string]types.AttributeValue) (bool, error) {
 		t, err := decodeTenant(item)
 		if err != nil {
 			return false, err

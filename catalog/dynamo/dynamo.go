@@ -46,7 +46,10 @@
 // partition carries every tenant write. List and Export stay strongly
 // consistent (a Query per shard; a GSI cannot be read consistently) but run
 // shard by shard, id order within a shard: ComparePageOrder gives the order,
-// and a page token (the last id of a page) still resumes it. Tombstones stay
+// and a page token (the last id of a page) still resumes it. A list by
+// segment (catalog.ListOptions.Segments, catalog.SegmentOf) Queries only
+// the shards that can hold its tenants: with a power of two up to Shards
+// segments, exactly its Shards/n shards. Tombstones stay
 // so that a re-created tenant continues the version sequence. A released
 // hostname keeps its item (owner "") so that its claim version never goes
 // back. Audit records of a tenant form one partition, read newest first; a

@@ -65,9 +65,13 @@ func (s *Store) LookupHostname(ctx context.Context, hostname string) (*tenant.Te
 }
 
 // List returns a page of live tenants in page order (shard by shard, id
-// order within a shard; see ComparePageOrder). See catalog.Store.
+// order within a shard; see ComparePageOrder), of opts' segment if it
+// names one. See catalog.Store.
 func (s *Store) List(ctx context.Context, opts catalog.ListOptions) (catalog.Page, error) {
 	if err := ctx.Err(); err != nil {
+		return catalog.Page{}, err
+	}
+	if err := catalog.CheckSegment(opts); err != nil {
 		return catalog.Page{}, err
 	}
 	limit := catalog.PageLimit(opts.Limit)
@@ -75,7 +79,7 @@ func (s *Store) List(ctx context.Context, opts catalog.ListOptions) (catalog.Pag
 	// Tombstones are read and skipped here rather than by a filter
 	// expression: a filter applies after Limit, so pages would come back
 	// short anyway.
-	err := s.walkTenants(ctx, opts.After, limit+1, func(item map[string]types.AttributeValue) (bool, error) {
+	err := s.walkTenants(ctx, opts, limit+1, func(item map[string]types.AttributeValue) (bool, error) {
 		if b, ok := item[attrDeleted].(*types.AttributeValueMemberBOOL); ok && b.Value {
 			return true, nil
 		}
@@ -98,14 +102,20 @@ func (s *Store) List(ctx context.Context, opts catalog.ListOptions) (catalog.Pag
 }
 
 // walkTenants calls yield with each stored tenant item (tombstones
-// included) that follows the id after in page order, until yield returns
-// false or an error, or no item follows: from after's shard (the ids above
-// after) through the last shard, one strongly consistent Query of up to
-// pageSize items at a time. after "" starts at the first item of shard 0.
-// The shards' heads are read first (one BatchGetItem), and shards never
-// written are skipped: on a small table a page costs a few Queries, not
-// one per shard.
-func (s *Store) walkTenants(ctx context.Context, after string, pageSize int, yield func(map[string]types.AttributeValue) (bool, error)) error {
+// included) that follows the id opts.After in page order, until yield
+// returns false or an error, or no item follows: from After's shard (the
+// ids above After) through the last shard, one strongly consistent Query
+// of up to pageSize items at a time. After "" starts at the first item of
+// shard 0. The shards' heads are read first (one BatchGetItem), and shards
+// never written are skipped: on a small table a page costs a few Queries,
+// not one per shard.
+//
+// If opts names a segment (catalog.SegmentOf), only the shards that can
+// hold it are read (segmentShard), and, unless its count divides Shards
+// (then those shards hold nothing else), items of other segments are
+// skipped.
+func (s *Store) walkTenants(ctx context.Context, opts catalog.ListOptions, pageSize int, yield func(map[string]types.AttributeValue) (bool, error)) error {
+	after := opts.After
 	start := 0
 	if after != "" {
 		start = shardOf(after)
@@ -114,8 +124,9 @@ func (s *Store) walkTenants(ctx context.Context, after string, pageSize int, yie
 	if err != nil {
 		return err
 	}
+	filter := opts.Segments > 0 && Shards%opts.Segments != 0
 	for shard := start; shard < Shards; shard++ {
-		if !used[shard] {
+		if !used[shard] || !segmentShard(shard, opts) {
 			continue
 		}
 		in := &dynamodb.QueryInput{
@@ -135,6 +146,11 @@ func (s *Store) walkTenants(ctx context.Context, after string, pageSize int, yie
 				return err
 			}
 			for _, item := range out.Items {
+				if filter {
+					if sk, _ := item[attrSK].(*types.AttributeValueMemberS); sk == nil || !opts.InSegment(sk.Value) {
+						continue
+					}
+				}
 				more, err := yield(item)
 				if err != nil || !more {
 					return err
@@ -147,6 +163,25 @@ func (s *Store) walkTenants(ctx context.Context, after string, pageSize int, yie
 		}
 	}
 	return nil
+}
+
+// segmentShard reports whether shard can hold tenants of opts' segment
+// (every shard can when opts names none). Tenant t is in shard h mod Shards
+// and segment h mod n, h its hash (catalog.SegmentOf); so segment i's
+// tenants are in the shards s ≡ i (mod gcd(n, Shards)).
+func segmentShard(shard int, opts catalog.ListOptions) bool {
+	if opts.Segments == 0 {
+		return true
+	}
+	g := gcd(opts.Segments, Shards)
+	return shard%g == opts.Segment%g
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }
 
 // History returns the audit records of id, newest first. See catalog.Store.

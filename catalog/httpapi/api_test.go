@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -154,6 +155,54 @@ func TestListPagination(t *testing.T) {
 	}
 }
 
+// TestListSegments: ?segment=I&segments=N pages through exactly the
+// tenants of segment I (catalog.SegmentOf), and the segments together list
+// every tenant once.
+func TestListSegments(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	var want []string
+	for i := range 30 {
+		id := fmt.Sprintf("tenant-%02d", i)
+		want = append(want, id)
+		h.mustDo(call{method: "POST", path: "/v1/tenants", token: adminToken, body: tenantJSON(id, id+".example.com")}, http.StatusCreated)
+	}
+	const segments = 4
+	var all []string
+	for seg := range segments {
+		var got []string
+		token := ""
+		for pages := 0; ; pages++ {
+			if pages > 30 {
+				t.Fatalf("segment %d: pagination does not end", seg)
+			}
+			var list tenantList
+			res := h.mustDo(call{method: "GET", path: fmt.Sprintf("/v1/tenants?page_size=3&segment=%d&segments=%d&page_token=%s", seg, segments, token), token: readerToken}, http.StatusOK)
+			if err := json.Unmarshal(res.body, &list); err != nil {
+				t.Fatal(err)
+			}
+			for _, tn := range list.Tenants {
+				if got := catalog.SegmentOf(tn.ID, segments); got != seg {
+					t.Fatalf("segment %d listed %s, of segment %d", seg, tn.ID, got)
+				}
+				got = append(got, tn.ID)
+			}
+			if list.NextPageToken == "" {
+				break
+			}
+			token = list.NextPageToken
+		}
+		if len(got) == 0 || len(got) == len(want) {
+			t.Fatalf("segment %d of %d listed %d of %d tenants", seg, segments, len(got), len(want))
+		}
+		all = append(all, got...)
+	}
+	slices.Sort(all)
+	if diff := cmp.Diff(want, all); diff != "" {
+		t.Errorf("ids listed by the segments (-want +got):\n%s", diff)
+	}
+}
+
 // TestRejections: every rejection is a problem document with the right
 // status naming the field, and leaves the store exactly as it was.
 func TestRejections(t *testing.T) {
@@ -213,6 +262,11 @@ func TestRejections(t *testing.T) {
 		{"page_size zero", call{method: "GET", path: "/v1/tenants?page_size=0", token: readerToken}, 400, "page_size"},
 		{"page_size huge", call{method: "GET", path: "/v1/tenants?page_size=100000", token: readerToken}, 400, "page_size"},
 		{"bad page_token", call{method: "GET", path: "/v1/tenants?page_token=%21%21", token: readerToken}, 400, "page_token"},
+		{"segment not a number", call{method: "GET", path: "/v1/tenants?segment=x&segments=4", token: readerToken}, 400, "segment"},
+		{"segment out of range", call{method: "GET", path: "/v1/tenants?segment=4&segments=4", token: readerToken}, 400, "segment"},
+		{"segment without segments", call{method: "GET", path: "/v1/tenants?segment=1", token: readerToken}, 400, "segment"},
+		{"segments negative", call{method: "GET", path: "/v1/tenants?segments=-2", token: readerToken}, 400, "segments"},
+		{"segments huge", call{method: "GET", path: "/v1/tenants?segments=1025", token: readerToken}, 400, "segments"},
 		{"bad history token", call{method: "GET", path: "/v1/tenants/alpha/history?page_token=abc", token: readerToken}, 400, "page_token"},
 		{"history unknown", call{method: "GET", path: "/v1/tenants/nobody/history", token: readerToken}, 404, ""},
 		{"deactivate missing product", call{method: "POST", path: "/v1/tenants/alpha/products/bitbucket:deactivate", token: adminToken}, 404, ""},

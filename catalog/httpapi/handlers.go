@@ -75,8 +75,13 @@ func (s *Server) listTenants(w http.ResponseWriter, r *http.Request) error {
 			return requestError(codeMalformed, "page_token", "page_token is not one this API returned")
 		}
 	}
+	opts, err := listSegment(q)
+	if err != nil {
+		return err
+	}
+	opts.After, opts.Limit = after, limit
 	page, err := storeCall(s, r.Context(), storeOp{method: "List", what: "list tenants"}, func(ctx context.Context) (catalog.Page, error) {
-		return s.store.List(ctx, catalog.ListOptions{After: after, Limit: limit})
+		return s.store.List(ctx, opts)
 	})
 	if err != nil {
 		return err
@@ -90,6 +95,31 @@ func (s *Server) listTenants(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, "application/json", out)
 	return nil
+}
+
+// listSegment reads the query's segment and segments (absent: 0), a 400
+// naming the one that is not an integer or out of range.
+func listSegment(q url.Values) (catalog.ListOptions, error) {
+	var opts catalog.ListOptions
+	for _, p := range []struct {
+		name string
+		to   *int
+	}{{"segment", &opts.Segment}, {"segments", &opts.Segments}} {
+		v := q.Get(p.name)
+		if v == "" {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return opts, requestError(codeMalformed, p.name, fmt.Sprintf("%s must be an integer, got %q", p.name, v))
+		}
+		*p.to = n
+	}
+	if err := catalog.CheckSegment(opts); err != nil {
+		f := tenant.ErrorFields(err)[0]
+		return opts, requestError(codeMalformed, f.Field, f.Field+" "+f.Reason)
+	}
+	return opts, nil
 }
 
 func pageSize(q url.Values) (int, error) {

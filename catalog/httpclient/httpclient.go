@@ -144,11 +144,15 @@ func IsAlreadyExists(err error) bool {
 // Retryable reports whether a failed call may succeed if tried again: the
 // catalog said it is unavailable or overloaded (502, 503, 504, 429), or the
 // request failed on the way (connection refused, reset), not because its
-// context ended.
+// context ended. A request refused before it was sent (a *tenant.Error)
+// and ErrSegmentsUnsupported are not retryable.
 func Retryable(err error) bool {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Status == http.StatusServiceUnavailable || e.Status == http.StatusTooManyRequests || e.Status == http.StatusBadGateway || e.Status == http.StatusGatewayTimeout
+	}
+	if te := (*tenant.Error)(nil); errors.As(err, &te) || errors.Is(err, ErrSegmentsUnsupported) {
+		return false
 	}
 	return err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }

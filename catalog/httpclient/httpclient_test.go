@@ -327,6 +327,8 @@ func TestRetryable(t *testing.T) {
 		{fmt.Errorf("GET x: %w", syscall.ECONNREFUSED), true},
 		{fmt.Errorf("GET x: %w", context.Canceled), false},
 		{fmt.Errorf("GET x: %w", context.DeadlineExceeded), false},
+		{fmt.Errorf("list: %w", httpclient.ErrSegmentsUnsupported), false},
+		{tenant.Errorf(tenant.Invalid, "bad segment"), false},
 	} {
 		if got := httpclient.Retryable(tc.err); got != tc.want {
 			t.Errorf("Retryable(%v) = %v, want %v", tc.err, got, tc.want)
@@ -378,5 +380,74 @@ func TestErrorMessage(t *testing.T) {
 		if got := c.e.Error(); got != c.want {
 			t.Errorf("%s: %q, want %q", c.name, got, c.want)
 		}
+	}
+}
+
+// TestListSegment: the segments of a catalog, each paged, hold every
+// tenant once and only their own; a bad segment is refused before any
+// request; a catalog that ignores or refuses the segment parameters (an
+// older one) gives ErrSegmentsUnsupported.
+func TestListSegment(t *testing.T) {
+	t.Parallel()
+	ctx := ctxT(t)
+	c := client(t, catalogServer(t, ""), httpclient.WithToken(adminToken))
+	var ids []string
+	for i := range 20 {
+		id := fmt.Sprintf("sg%02d", i)
+		ids = append(ids, id)
+		if _, err := c.Create(ctx, json.RawMessage(fmt.Sprintf(`{"id":%q,"hostnames":["%s.example.com"]}`, id, id))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const segments = 3
+	var listed []string
+	for seg := range segments {
+		for token, pages := "", 0; ; pages++ {
+			if pages > 20 {
+				t.Fatalf("segment %d: pagination does not end", seg)
+			}
+			p, err := c.ListSegment(ctx, token, 2, seg, segments)
+			if err != nil {
+				t.Fatalf("ListSegment(%d of %d): %v", seg, segments, err)
+			}
+			for _, tn := range p.Tenants {
+				id := tn["id"].(string)
+				if catalog.SegmentOf(id, segments) != seg {
+					t.Fatalf("segment %d listed %s", seg, id)
+				}
+				listed = append(listed, id)
+			}
+			if token = p.NextPageToken; token == "" {
+				break
+			}
+		}
+	}
+	slices.Sort(listed)
+	if diff := cmp.Diff(ids, listed); diff != "" {
+		t.Errorf("ids listed by segment (-want +got):\n%s", diff)
+	}
+
+	if _, err := c.ListSegment(ctx, "", 2, 3, 3); tenant.ErrorCode(err) != tenant.Invalid || tenant.ErrorFields(err)[0].Field != "segment" {
+		t.Errorf("ListSegment(3 of 3) = %v; want Invalid naming segment", err)
+	}
+
+	// An older catalog ignores the parameters and lists everything.
+	older := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"tenants":[{"id":"sg00"},{"id":"sg01"},{"id":"sg02"},{"id":"sg03"}]}`)
+	}))
+	t.Cleanup(older.Close)
+	if _, err := client(t, older.URL).ListSegment(ctx, "", 10, 0, 2); !errors.Is(err, httpclient.ErrSegmentsUnsupported) {
+		t.Errorf("ListSegment from a catalog ignoring segments = %v; want ErrSegmentsUnsupported", err)
+	}
+	// One that refuses them.
+	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprint(w, `{"type":"urn:tcs:problem:malformed","status":400,"detail":"unknown query parameter","errors":[{"field":"segments","reason":"unknown query parameter"}]}`)
+	}))
+	t.Cleanup(refusing.Close)
+	if _, err := client(t, refusing.URL).ListSegment(ctx, "", 10, 0, 2); !errors.Is(err, httpclient.ErrSegmentsUnsupported) {
+		t.Errorf("ListSegment from a catalog refusing segments = %v; want ErrSegmentsUnsupported", err)
 	}
 }

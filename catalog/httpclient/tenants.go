@@ -3,12 +3,15 @@ package httpclient
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/tenant"
 )
 
@@ -113,4 +116,39 @@ func (c *Client) List(ctx context.Context, pageToken string, pageSize int) (List
 	var p ListPage
 	_, err := c.do(ctx, http.MethodGet, "/v1/tenants", pageQuery(pageToken, pageSize), nil, nil, &p)
 	return p, err
+}
+
+// ErrSegmentsUnsupported is ListSegment's error when the catalog does not
+// list by segment: an older one, which ignores the segment parameters
+// (and so returned a tenant of another segment) or refuses them. List
+// everything with List instead.
+var ErrSegmentsUnsupported = errors.New("the catalog does not list by segment (older than GET /v1/tenants?segment=)")
+
+// ListSegment is List of only segment segment (0 to segments-1) of
+// segments (1 to catalog.MaxSegments): the tenants whose
+// catalog.SegmentOf(id, segments) is segment, so that segments listers
+// page through disjoint parts of the catalog that together hold every
+// tenant. pageToken is the previous page's of the same segment. A catalog
+// that cannot list by segment gives ErrSegmentsUnsupported.
+func (c *Client) ListSegment(ctx context.Context, pageToken string, pageSize, segment, segments int) (ListPage, error) {
+	if err := catalog.CheckSegment(catalog.ListOptions{Segment: segment, Segments: segments}); err != nil {
+		return ListPage{}, err
+	}
+	q := pageQuery(pageToken, pageSize)
+	q.Set("segment", strconv.Itoa(segment))
+	q.Set("segments", strconv.Itoa(segments))
+	var p ListPage
+	if _, err := c.do(ctx, http.MethodGet, "/v1/tenants", q, nil, nil, &p); err != nil {
+		var e *Error
+		if errors.As(err, &e) && e.Status == http.StatusBadRequest && slices.ContainsFunc(e.Fields, func(f tenant.FieldError) bool { return f.Field == "segment" || f.Field == "segments" }) {
+			return ListPage{}, fmt.Errorf("%w: %v", ErrSegmentsUnsupported, err)
+		}
+		return p, err
+	}
+	for _, t := range p.Tenants {
+		if id, _ := t["id"].(string); catalog.SegmentOf(id, segments) != segment {
+			return ListPage{}, fmt.Errorf("%w: segment %d of %d listed tenant %q, of segment %d", ErrSegmentsUnsupported, segment, segments, id, catalog.SegmentOf(id, segments))
+		}
+	}
+	return p, nil
 }

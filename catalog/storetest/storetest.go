@@ -70,6 +70,7 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 		{"DeleteWrongVersion", testDeleteWrongVersion},
 		{"RecreateAfterDelete", testRecreate},
 		{"ListPagination", testListPagination},
+		{"ListSegments", testListSegments},
 		{"LookupHostname", testLookupHostname},
 		{"History", testHistory},
 		{"Outbox", testOutbox},
@@ -735,6 +736,111 @@ func testListPagination(t *testing.T, s catalog.Store) {
 	page, err = s.List(ctx, catalog.ListOptions{After: live[len(live)-1]})
 	if err != nil || len(page.Tenants) != 0 || page.Next != "" {
 		t.Fatalf("List after the last = %+v, %v; want nothing", page, err)
+	}
+}
+
+// testListSegments lists and exports a store segment by segment: each
+// segment, paged, holds exactly the tenants SegmentOf puts in it, in page
+// order, so the segments are disjoint and together hold every tenant.
+// Segment counts cover one that divides the DynamoDB store's 64 shards
+// (16), one that they divide (128) and one coprime with them (3).
+func testListSegments(t *testing.T, s catalog.Store) {
+	ctx := t.Context()
+	const n = 100
+	var live, stored []string
+	for i := range n {
+		id := fmt.Sprintf("seg-%03d", i)
+		mustCreate(t, s, NewTenant(id))
+		stored = append(stored, id)
+		if i%7 == 3 {
+			if _, err := s.Delete(ctx, id, 0, actor); err != nil {
+				t.Fatalf("Delete(%s): %v", id, err)
+			}
+			continue
+		}
+		live = append(live, id)
+	}
+	pageOrder(s, live)
+	pageOrder(s, stored)
+
+	for _, segments := range []int{1, 3, 16, 128} {
+		var union []string
+		for seg := range segments {
+			var want, wantStored []string
+			for _, id := range live {
+				if catalog.SegmentOf(id, segments) == seg {
+					want = append(want, id)
+				}
+			}
+			for _, id := range stored {
+				if catalog.SegmentOf(id, segments) == seg {
+					wantStored = append(wantStored, id)
+				}
+			}
+			var got []string
+			after := ""
+			for pages := 0; ; pages++ {
+				if pages > n {
+					t.Fatalf("segment %d of %d: List does not end", seg, segments)
+				}
+				page, err := s.List(ctx, catalog.ListOptions{After: after, Limit: 7, Segment: seg, Segments: segments})
+				if err != nil {
+					t.Fatalf("List(segment %d of %d, after %q): %v", seg, segments, after, err)
+				}
+				for _, tn := range page.Tenants {
+					got = append(got, tn.ID)
+				}
+				if page.Next == "" {
+					break
+				}
+				if len(page.Tenants) != 7 || page.Next != page.Tenants[6].ID {
+					t.Fatalf("segment %d of %d: a page of %d before Next %q", seg, segments, len(page.Tenants), page.Next)
+				}
+				after = page.Next
+			}
+			wantSame(t, fmt.Sprintf("ids listed in segment %d of %d", seg, segments), want, got)
+			union = append(union, got...)
+
+			var exported []string
+			after = ""
+			for pages := 0; ; pages++ {
+				if pages > n {
+					t.Fatalf("segment %d of %d: Export does not end", seg, segments)
+				}
+				page, err := s.Export(ctx, catalog.ListOptions{After: after, Limit: 11, Segment: seg, Segments: segments})
+				if err != nil {
+					t.Fatalf("Export(segment %d of %d, after %q): %v", seg, segments, after, err)
+				}
+				for _, it := range page.Items {
+					exported = append(exported, it.Tenant.ID)
+				}
+				if page.Next == "" {
+					break
+				}
+				after = page.Next
+			}
+			wantSame(t, fmt.Sprintf("ids exported in segment %d of %d", seg, segments), wantStored, exported)
+		}
+		wantSame(t, fmt.Sprintf("the %d segments' ids", segments), live, pageOrder(s, union))
+	}
+
+	for _, bad := range []struct {
+		opts  catalog.ListOptions
+		field string
+	}{
+		{catalog.ListOptions{Segments: -1}, "segments"},
+		{catalog.ListOptions{Segments: catalog.MaxSegments + 1}, "segments"},
+		{catalog.ListOptions{Segment: 1}, "segment"},
+		{catalog.ListOptions{Segment: 3, Segments: 3}, "segment"},
+		{catalog.ListOptions{Segment: -1, Segments: 2}, "segment"},
+	} {
+		_, err := s.List(ctx, bad.opts)
+		wantCode(t, err, tenant.Invalid)
+		if f := tenant.ErrorFields(err); len(f) != 1 || f[0].Field != bad.field {
+			t.Fatalf("List(%+v) = %v; want it to name %s", bad.opts, err, bad.field)
+		}
+		_, err = s.Export(ctx, bad.opts)
+		wantCode(t, err, tenant.Invalid)
 	}
 }
 

@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"github.com/spf13/cobra"
 	"io"
 	"reflect"
 	"sort"
@@ -12,6 +12,10 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/httpclient"
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/catalog/tenantexpr"
@@ -216,6 +220,14 @@ type transformer struct {
 	patch      httpclient.MergePatch
 	dryRun     bool
 	maxRetries int
+	// segments is how many listers list the tenants, each its own segment
+	// (transformSegments); less than 2 lists with one.
+	segments int
+	// notes, if set, is told when the catalog cannot list by segment.
+	notes io.Writer
+	// pageSize is the tenants listed per page (and batch); 0 means
+	// transformPageSize.
+	pageSize int
 	// beforeWrite, if set, runs between reading a tenant and writing it
 	// (tests use it to race a concurrent writer deterministically).
 	beforeWrite func(id string, attempt int)
@@ -303,37 +315,199 @@ func (t *transformer) one(ctx context.Context, doc map[string]any) {
 // transformPageSize is the catalog's largest list page.
 const transformPageSize = 500
 
+// transformSegments is how many segments transform lists with, one lister
+// each, for workers workers: the largest power of two up to workers and
+// 64. A power of two up to the DynamoDB store's 64 shards reads only its
+// segment's shards (see catalog.SegmentOf); more segments than shards
+// would spread the writes no further.
+func transformSegments(workers int) int {
+	n := 1
+	for n*2 <= min(workers, 64) {
+		n *= 2
+	}
+	return n
+}
+
+// segmentsToken is the prefix of a transform checkpoint token that lists
+// by segment; a token without it is a catalog page token of one lister.
+const segmentsToken = "segments:"
+
+// segmentState is where each segment's lister is: the page token of its
+// first page not yet done, or done. A checkpoint saves it (as
+// segmentsToken + JSON) as of the last batch of the longest run of
+// finished batches, so resuming redoes at most the pages in flight.
+type segmentState struct {
+	Tokens []string `json:"tokens"`
+	Done   []bool   `json:"done"`
+}
+
+func (st segmentState) encode() string {
+	raw, _ := json.Marshal(st)
+	return segmentsToken + string(raw)
+}
+
+// parseSegmentState reads a checkpoint token; ok is false for a token of
+// one lister.
+func parseSegmentState(token string) (st segmentState, ok bool, err error) {
+	raw, ok := strings.CutPrefix(token, segmentsToken)
+	if !ok {
+		return st, false, nil
+	}
+	if err := json.Unmarshal([]byte(raw), &st); err != nil || len(st.Tokens) < 1 || len(st.Tokens) > catalog.MaxSegments || len(st.Done) != len(st.Tokens) {
+		return st, false, fmt.Errorf("checkpoint token %.40q… is not a transform's by-segment position; pass --restart", token)
+	}
+	return st, true, nil
+}
+
+// run lists the tenants and hands their pages to rn's workers. With
+// t.segments > 1 it lists with one lister per segment, so that the pages in
+// flight, and so the writes, fall in different segments (on DynamoDB,
+// different outbox shards, whose writes do not serialise on one another);
+// a catalog that cannot list by segment is listed with one lister.
 func (t *transformer) run(ctx context.Context, rn *jobrun.Runner) error {
 	return rn.Run(ctx, func(ctx context.Context, emit func(jobrun.Batch) bool) error {
 		token := rn.Checkpoint.Token()
-		for {
-			var page httpclient.ListPage
-			err := retry(ctx, 5, func() (err error) {
-				page, err = t.cat.List(ctx, token, transformPageSize)
-				return err
-			})
-			if err != nil {
-				return fmt.Errorf("listing tenants after page token %q: %w", token, err)
-			}
-			docs := page.Tenants
-			b := jobrun.Batch{Items: len(docs), Resume: page.NextPageToken, Do: func(ctx context.Context) error {
-				for _, d := range docs {
-					t.one(ctx, d)
-				}
-				t.mu.Lock()
-				t.scanned += int64(len(docs))
-				t.mu.Unlock()
-				return nil
-			}}
-			if len(docs) > 0 && !emit(b) {
-				return nil
-			}
-			if page.NextPageToken == "" {
-				return nil
-			}
-			token = page.NextPageToken
+		st, resumed, err := parseSegmentState(token)
+		if err != nil {
+			return err
 		}
+		if !resumed {
+			if token != "" || t.segments < 2 {
+				return t.listOne(ctx, token, emit)
+			}
+			st = segmentState{Tokens: make([]string, t.segments), Done: make([]bool, t.segments)}
+		}
+		firsts, err := t.firstPages(ctx, st)
+		if errors.Is(err, httpclient.ErrSegmentsUnsupported) && !resumed {
+			if t.notes != nil {
+				fmt.Fprintf(t.notes, "tcsctl transform: %v; listing with one lister\n", err)
+			}
+			return t.listOne(ctx, "", emit)
+		}
+		if err != nil {
+			return err
+		}
+		return t.listSegments(ctx, st, firsts, emit)
 	})
+}
+
+func (t *transformer) listPageSize() int {
+	if t.pageSize > 0 {
+		return t.pageSize
+	}
+	return transformPageSize
+}
+
+// batch is the work of one page of tenants.
+func (t *transformer) batch(docs []map[string]any, resume string) jobrun.Batch {
+	return jobrun.Batch{Items: len(docs), Resume: resume, Do: func(ctx context.Context) error {
+		for _, d := range docs {
+			t.one(ctx, d)
+		}
+		t.mu.Lock()
+		t.scanned += int64(len(docs))
+		t.mu.Unlock()
+		return nil
+	}}
+}
+
+// listOne lists every tenant after page token with one lister.
+func (t *transformer) listOne(ctx context.Context, token string, emit func(jobrun.Batch) bool) error {
+	for {
+		var page httpclient.ListPage
+		err := retry(ctx, 5, func() (err error) {
+			page, err = t.cat.List(ctx, token, t.listPageSize())
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("listing tenants after page token %q: %w", token, err)
+		}
+		if len(page.Tenants) > 0 && !emit(t.batch(page.Tenants, page.NextPageToken)) {
+			return nil
+		}
+		if page.NextPageToken == "" {
+			return nil
+		}
+		token = page.NextPageToken
+	}
+}
+
+// listSegment reads segment seg's page after token.
+func (t *transformer) listSegment(ctx context.Context, seg, segments int, token string) (httpclient.ListPage, error) {
+	var page httpclient.ListPage
+	err := retry(ctx, 5, func() (err error) {
+		page, err = t.cat.ListSegment(ctx, token, t.listPageSize(), seg, segments)
+		return err
+	})
+	if err != nil {
+		return page, fmt.Errorf("listing segment %d of %d after page token %q: %w", seg, segments, token, err)
+	}
+	return page, nil
+}
+
+// firstPages reads the next page of every segment not done, at once,
+// before any is handed out: a catalog that ignores the segment parameters
+// lists its first page for every segment, so a non-empty catalog shows
+// some lister a tenant of another segment (ErrSegmentsUnsupported) here,
+// before any work was done twice.
+func (t *transformer) firstPages(ctx context.Context, st segmentState) ([]httpclient.ListPage, error) {
+	n := len(st.Tokens)
+	pages := make([]httpclient.ListPage, n)
+	g, gctx := errgroup.WithContext(ctx)
+	for seg := range n {
+		if st.Done[seg] {
+			continue
+		}
+		g.Go(func() (err error) {
+			pages[seg], err = t.listSegment(gctx, seg, n, st.Tokens[seg])
+			return err
+		})
+	}
+	return pages, g.Wait()
+}
+
+// listSegments runs one lister per segment not done, starting from its
+// first page. Pages are emitted one at a time, each with the state of
+// every segment as of that page (its Resume), so the checkpoint the
+// Runner keeps covers exactly the pages emitted up to the last batch of
+// its run of finished ones.
+func (t *transformer) listSegments(ctx context.Context, st segmentState, firsts []httpclient.ListPage, emit func(jobrun.Batch) bool) error {
+	n := len(st.Tokens)
+	var (
+		mu      sync.Mutex
+		stopped bool
+	)
+	// send emits page of seg and reports whether its lister goes on.
+	send := func(seg int, page httpclient.ListPage) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return false
+		}
+		st.Tokens[seg], st.Done[seg] = page.NextPageToken, page.NextPageToken == ""
+		if len(page.Tenants) > 0 && !emit(t.batch(page.Tenants, st.encode())) {
+			stopped = true
+			return false
+		}
+		return page.NextPageToken != ""
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for seg := range n {
+		if st.Done[seg] {
+			continue
+		}
+		page := firsts[seg]
+		g.Go(func() error {
+			for send(seg, page) {
+				var err error
+				if page, err = t.listSegment(gctx, seg, n, page.NextPageToken); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 // transformReport is what transform -o json prints.
@@ -402,7 +576,7 @@ func newTransformCmd(e *env) *cobra.Command {
 			return err
 		}
 		defer c.Close()
-		t := &transformer{cat: c.catalog, where: cond, patch: patch, dryRun: *dryRun, maxRetries: *maxRetries}
+		t := &transformer{cat: c.catalog, where: cond, patch: patch, dryRun: *dryRun, maxRetries: *maxRetries, segments: transformSegments(job.workers), notes: e.stderr}
 		rawPatch, _ := json.Marshal(map[string]any(patch))
 		var ckpt *jobrun.Checkpoint
 		if !*dryRun {

@@ -264,6 +264,12 @@
 // old and new value and the hostnames whose lookups the change affects, and
 // writes nothing. It reports changed, unchanged (already as wanted),
 // skipped and failed tenants, naming the cause (exit 1 if any failed).
+// With --workers N above 1 it lists the catalog in segments
+// (GET /v1/tenants?segment=I&segments=S), one lister each, S the largest
+// power of two up to N and 64, so that the pages in flight — and on
+// DynamoDB their writes — fall in different outbox shards rather than
+// queueing on one; a catalog that does not list by segment is listed with
+// one lister (saying so on stderr).
 //
 // --set FIELD=VALUE takes a dotted path under database, hostnames, labels,
 // products, region or status (id, version and updated_* belong to the
@@ -358,7 +364,9 @@
 //	 "token": "<where to continue>", "offset": 0, "done": 12000, "updated_at": "…"}
 //
 // token is the catalog page token of the first page not done (resync --all,
-// transform, export), the index of the first id not done (resync --tenant,
+// transform with one lister, export; a transform by segment saves
+// "segments:" and each segment's page token, and resumes with that many
+// segments whatever --workers says), the index of the first id not done (resync --tenant,
 // --file), or the number of input lines done (backfill); offset is the bytes
 // of FILE.partial already written (export); done counts items for progress.
 // Work is done in batches that finish out of order; the checkpoint moves

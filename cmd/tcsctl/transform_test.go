@@ -1,9 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -255,5 +263,177 @@ func TestSetAndPatch(t *testing.T) {
 	}
 	if _, err := buildPatch([]assignment{a2, a1}); err == nil {
 		t.Error("overlapping --set accepted (other order)")
+	}
+}
+
+// TestTransformSegments: with several workers transform lists one segment
+// per lister (segments = the largest power of two up to --workers), and
+// still changes every matching tenant once; a catalog that ignores the
+// segment parameters (an older one) is listed with one lister, and no
+// tenant is changed twice.
+func TestTransformSegments(t *testing.T) {
+	t.Parallel()
+	s := transformSystem(t)
+	target, err := url.Parse(s.catalog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var (
+		mu     sync.Mutex
+		listed = map[string]bool{} // segment/segments of each segmented list
+	)
+	newer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.Path == "/v1/tenants" {
+			q := r.URL.Query()
+			mu.Lock()
+			listed[q.Get("segment")+"/"+q.Get("segments")] = true
+			mu.Unlock()
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(newer.Close)
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"transform", "--yes", "--where", moveDB, "--set", "database.host=db-9.internal", "--workers", "5", "--checkpoint", "off"}, s.env("TCS_CATALOG_URL", newer.URL), strings.NewReader(""), &stdout, &stderr)
+	if code != 0 || !strings.Contains(stdout.String(), "changed 3") {
+		t.Fatalf("transform: exit %d\n%s\n%s", code, stdout.String(), stderr.String())
+	}
+	mu.Lock()
+	if want := map[string]bool{"0/4": true, "1/4": true, "2/4": true, "3/4": true}; !cmp.Equal(want, listed) {
+		t.Errorf("lists with segment/segments %v, want %v", listed, want)
+	}
+	mu.Unlock()
+
+	// An older catalog ignores the parameters (strip them).
+	var segmented, plain atomic.Int32
+	older := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/tenants" {
+			q := r.URL.Query()
+			if q.Has("segments") {
+				segmented.Add(1)
+			} else {
+				plain.Add(1)
+			}
+			q.Del("segment")
+			q.Del("segments")
+			r.URL.RawQuery = q.Encode()
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(older.Close)
+	stdout.Reset()
+	stderr.Reset()
+	code = run(context.Background(), []string{"transform", "--yes", "--where", `database.host == "db-8.internal"`, "--set", "database.port=6432", "--workers", "4", "--checkpoint", "off"}, s.env("TCS_CATALOG_URL", older.URL), strings.NewReader(""), &stdout, &stderr)
+	if code != 0 || !strings.Contains(stdout.String(), "changed 4") || !strings.Contains(stderr.String(), "one lister") {
+		t.Fatalf("transform against an older catalog: exit %d\n%s\n%s", code, stdout.String(), stderr.String())
+	}
+	for _, d := range storeState(t, s) {
+		want := int64(1)
+		if d.Database.Host == "db-8.internal" || d.ID == "t00" || d.ID == "t06" || d.ID == "t09" || d.ID == "t03" {
+			want = 2 // changed once (t03 was suspended by transformSystem)
+		}
+		if d.Version != want {
+			t.Errorf("%s at version %d, want %d", d.ID, d.Version, want)
+		}
+	}
+	// Up to 4 first pages by segment (the first that shows the catalog
+	// ignores segments cancels the others), then the one lister's page.
+	if segmented.Load() < 1 || segmented.Load() > 4 || plain.Load() != 1 {
+		t.Errorf("%d lists by segment and %d without against the older catalog, want 1–4 and 1", segmented.Load(), plain.Load())
+	}
+}
+
+// TestTransformSegmentsResume: a transform by segment stopped part way
+// saves each segment's position, and the run resumed from the checkpoint
+// (with the segment count it saved, whatever --workers says now) does the
+// rest: every matching tenant is changed exactly once over the two runs.
+func TestTransformSegmentsResume(t *testing.T) {
+	t.Parallel()
+	s := startSystem(t, sysOptions{})
+	const n = 60
+	for i := range n {
+		s.create(t, sampleTenant(fmt.Sprintf("r%02d", i), i))
+	}
+	cat, err := httpclient.New(s.catalog, httpclient.WithToken(testToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cond, err := tenantexpr.Parse(`region == "us-east-1"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch := httpclient.MergePatch{"region": "eu-west-1"}
+	path := filepath.Join(t.TempDir(), "transform.json")
+	const key = "test-key"
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var writes atomic.Int32
+	first := &transformer{cat: cat, where: cond, patch: patch, maxRetries: 3, segments: 4, pageSize: 3,
+		beforeWrite: func(string, int) {
+			if writes.Add(1) == 12 {
+				cancel()
+			}
+		}}
+	ckpt, err := jobrun.Open(path, "transform", key, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.run(ctx, &jobrun.Runner{Workers: 2, Checkpoint: ckpt}); !errors.Is(err, jobrun.ErrInterrupted) {
+		t.Fatalf("first run = %v, want interrupted", err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var saved jobrun.State
+	if err := json.Unmarshal(raw, &saved); err != nil || !strings.HasPrefix(saved.Token, segmentsToken) {
+		t.Fatalf("checkpoint %s: %v; want a by-segment token", raw, err)
+	}
+	st, ok, err := parseSegmentState(saved.Token)
+	if err != nil || !ok || len(st.Tokens) != 4 {
+		t.Fatalf("checkpoint token %q: %+v, %v", saved.Token, st, err)
+	}
+
+	second := &transformer{cat: cat, where: cond, patch: patch, maxRetries: 3, segments: 8, pageSize: 3}
+	if ckpt, err = jobrun.Open(path, "transform", key, false); err != nil || !ckpt.Resuming() {
+		t.Fatalf("reopen checkpoint: %v (resuming %v)", err, ckpt.Resuming())
+	}
+	if err := second.run(context.Background(), &jobrun.Runner{Workers: 2, Checkpoint: ckpt}); err != nil {
+		t.Fatal(err)
+	}
+	if second.scanned >= n {
+		t.Errorf("the resumed run scanned %d tenants, all %d: it started again", second.scanned, n)
+	}
+	changed := map[string]int{}
+	for _, tr := range []*transformer{first, second} {
+		for _, r := range tr.results {
+			if r.Action != "changed" {
+				t.Errorf("%s: %s %s", r.ID, r.Action, r.Reason)
+			}
+			changed[r.ID]++
+		}
+	}
+	for _, d := range storeState(t, s) {
+		if d.Region != "eu-west-1" || d.Version != 2 || changed[d.ID] != 1 {
+			t.Errorf("%s: region %s at version %d, changed %d times; want eu-west-1 at 2, once", d.ID, d.Region, d.Version, changed[d.ID])
+		}
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("checkpoint left after the job finished: %v", err)
+	}
+}
+
+func TestTransformSegmentsCount(t *testing.T) {
+	t.Parallel()
+	for workers, want := range map[int]int{0: 1, 1: 1, 2: 2, 3: 2, 5: 4, 16: 16, 17: 16, 64: 64, 200: 64} {
+		if got := transformSegments(workers); got != want {
+			t.Errorf("transformSegments(%d) = %d, want %d", workers, got, want)
+		}
+	}
+	for _, bad := range []string{"segments:", "segments:{}", `segments:{"tokens":["a"],"done":[]}`} {
+		if _, _, err := parseSegmentState(bad); err == nil || !strings.Contains(err.Error(), "--restart") {
+			t.Errorf("parseSegmentState(%q) = %v; want an error saying to pass --restart", bad, err)
+		}
 	}
 }

@@ -26,7 +26,9 @@ const Version = 1
 //	                                 // catalog URL, regions, selection, input)
 //	  "token": "…",                  // where to continue; its meaning is the command's:
 //	                                 //   resync --all, transform, export: the catalog page token
-//	                                 //     of the first page not yet done ("" = from the start)
+//	                                 //     of the first page not yet done ("" = from the start);
+//	                                 //     transform by segment: "segments:" + JSON of each
+//	                                 //     segment's page token and whether it is done
 //	                                 //   resync --tenant/--file: index of the first id not yet done
 //	                                 //   backfill: number of input lines done
 //	  "offset": 0,                   // export: bytes of the output already written
