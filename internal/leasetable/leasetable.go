@@ -73,6 +73,41 @@ type API interface {
 	DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
 }
 
+// KeeperAPI is the part of the DynamoDB client a user that never deletes
+// a lease needs (the outbox publishers, the tcs nodes' work pools: their IAM
+// policies do not let them delete); *dynamodb.Client implements it.
+type KeeperAPI interface {
+	DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
+	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+	PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+}
+
+// OpenKeeper checks that table exists (a missing one is an error naming it,
+// as what's lease table, and the command that creates it) and returns db as
+// an API whose DeleteItem is refused with an error saying who never
+// deletes leases.
+func OpenKeeper(ctx context.Context, db KeeperAPI, table, what, who string) (API, error) {
+	if _, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)}); err != nil {
+		var nf *dtypes.ResourceNotFoundException
+		if errors.As(err, &nf) {
+			return nil, fmt.Errorf("%s lease table %s does not exist: create it with tcsctl infra apply", what, table)
+		}
+		return nil, fmt.Errorf("%s lease table %s: %w", what, table, err)
+	}
+	return noDelete{db, who}, nil
+}
+
+// noDelete is a KeeperAPI as an API, whose DeleteItem is refused.
+type noDelete struct {
+	KeeperAPI
+	who string
+}
+
+func (d noDelete) DeleteItem(context.Context, *dynamodb.DeleteItemInput, ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	return nil, fmt.Errorf("%s do not delete leases", d.who)
+}
+
 // Table is one group's view of a lease table, written as one owner.
 type Table struct {
 	DB API

@@ -51,9 +51,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tcs-dev/tcs/internal/lease"
@@ -75,32 +72,17 @@ const releaseTimeout = 5 * time.Second
 // API is the part of the DynamoDB client the publishers' lease table needs
 // (no DeleteItem: a publisher never deletes a lease); *dynamodb.Client
 // implements it.
-type API interface {
-	DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
-	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
-	PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
-	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
-}
-
-// noDelete is an API as a leasetable.API, whose DeleteItem is refused.
-type noDelete struct{ API }
-
-func (noDelete) DeleteItem(context.Context, *dynamodb.DeleteItemInput, ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
-	return nil, errors.New("publease: publishers do not delete leases")
-}
+type API = leasetable.KeeperAPI
 
 // Open checks that the lease table exists (a missing one is an error
 // naming it and the command that creates it) and returns New's Leases for
 // publisher owner.
 func Open(ctx context.Context, db API, table, owner string, cfg Config) (*Leases, error) {
-	if _, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)}); err != nil {
-		var nf *dtypes.ResourceNotFoundException
-		if errors.As(err, &nf) {
-			return nil, fmt.Errorf("publish lease table %s does not exist: create it with tcsctl infra apply", table)
-		}
-		return nil, fmt.Errorf("publish lease table %s: %w", table, err)
+	keeper, err := leasetable.OpenKeeper(ctx, db, table, "publish", "publease: publishers")
+	if err != nil {
+		return nil, err
 	}
-	cfg.Table = &leasetable.Table{DB: noDelete{db}, Name: table, Owner: owner}
+	cfg.Table = &leasetable.Table{DB: keeper, Name: table, Owner: owner}
 	return New(cfg)
 }
 

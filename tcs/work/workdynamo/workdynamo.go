@@ -15,12 +15,6 @@ package workdynamo
 
 import (
 	"context"
-	"errors"
-	"fmt"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/tcs-dev/tcs/internal/lease"
 	"github.com/tcs-dev/tcs/internal/leasetable"
@@ -30,31 +24,16 @@ import (
 // API is the part of the DynamoDB client the work leases need (no
 // DeleteItem: the nodes never delete a lease, and their IAM policy does not
 // let them); *dynamodb.Client implements it.
-type API interface {
-	DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
-	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
-	PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
-	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
-}
-
-// noDelete makes an API a leasetable.API whose DeleteItem fails.
-type noDelete struct{ API }
-
-func (noDelete) DeleteItem(context.Context, *dynamodb.DeleteItemInput, ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
-	return nil, errors.New("workdynamo: tcs nodes do not delete work leases")
-}
+type API = leasetable.KeeperAPI
 
 // Open checks that table exists (a missing one is an error naming it and
 // the command that creates it) and returns work.Leases over it.
 func Open(ctx context.Context, db API, table string) (work.Leases, error) {
-	if _, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)}); err != nil {
-		var nf *dtypes.ResourceNotFoundException
-		if errors.As(err, &nf) {
-			return nil, fmt.Errorf("work lease table %s does not exist: create it with tcsctl infra apply", table)
-		}
-		return nil, fmt.Errorf("work lease table %s: %w", table, err)
+	keeper, err := leasetable.OpenKeeper(ctx, db, table, "work", "workdynamo: tcs nodes")
+	if err != nil {
+		return nil, err
 	}
 	return func(_ context.Context, pool, owner string) (lease.Store, error) {
-		return &leasetable.Table{DB: noDelete{db}, Name: table, Group: work.Group(pool), Owner: owner}, nil
+		return &leasetable.Table{DB: keeper, Name: table, Group: work.Group(pool), Owner: owner}, nil
 	}, nil
 }
