@@ -147,7 +147,6 @@ func TestMutualTLSAndReload(t *testing.T) {
 	if _, err := adminv1.NewReplicaAdminClient(held).ScanDocs(scan, &adminv1.ScanRequest{}); err != nil {
 		t.Errorf("ScanDocs with a replica-scan token: %v", err)
 	}
-	heldDials := dials.Load()
 
 	srv2 := ca.Server(t, "tcs-2")
 	testio.ReplaceFile(t, srv2.CertFile, certFile)
@@ -156,7 +155,17 @@ func TestMutualTLSAndReload(t *testing.T) {
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	testwait.For(t, "the new token to be accepted", func() bool { _, err := lookup(held, newTok); return err == nil })
+	// The credentials and the certificate reload one after the other: wait
+	// for both before asserting what each connection sees.
+	testwait.For(t, "the new token and certificate to be served", func() bool {
+		_, err := lookup(held, newTok)
+		if err != nil {
+			return false
+		}
+		cn, err := lookup(dial(ca.ClientTLS()), newTok)
+		return err == nil && cn == "tcs-2"
+	})
+	heldDials := dials.Load() // the wait's own connections counted
 	if _, err := lookup(held, oldTok); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("removed token after reload: %v", err)
 	}
