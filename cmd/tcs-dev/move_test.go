@@ -19,8 +19,9 @@ func TestMoveEndToEnd(t *testing.T) {
 }
 
 // TestMoveEndToEndAWS: the same on the AWS topology (DynamoDB source of
-// truth and replicas, Kinesis, SNS/SQS invalidations, the DynamoDB node
-// registry behind the barrier).
+// truth and replicas, Kinesis, SNS/SQS invalidations). tcs-dev's barrier
+// asks its lookup servers in process; cmd/catalog's TestMoveAWS covers the
+// DynamoDB node registry and ReplicaAdmin probes.
 func TestMoveEndToEndAWS(t *testing.T) {
 	s, _ := startAWS(t, "--seed=false")
 	moveEndToEnd(t, s)

@@ -75,6 +75,7 @@ func moveRunCmd(e *env, name string) *cobra.Command {
 	to := fs.String("to", "", `the database to move to, a JSON object merged over the current one, such as '{"host":"db-2.internal","name":"acme"}' (required to start a move; when resuming it must name the same target)`)
 	copyCmd := fs.String("copy-cmd", "", "a shell command that copies the tenant's data, run (sh -c) once every node has seen the read-only flag, with TCS_MOVE_TENANT and TCS_MOVE_{FROM,TO}_{ENGINE,HOST,PORT,NAME,REGION,SECRET_REF} in its environment; exit 0 means copied")
 	copied := fs.Bool("copied", false, "the copy is done (by hand, after move stopped for it): record COPIED and go on")
+	cmd.ValidArgsFunction = completeTenantIDs(e, &conn)
 	maxLag := fs.Duration("max-lag", move.DefaultMaxLag, "bound on each wait for every region, node and acknowledging client cache to reach a step; past it the move stops at its step, naming who lags")
 	cmd.RunE = e.action(func(ctx context.Context, pos []string) error {
 		if *copyCmd != "" && *copied {
@@ -119,6 +120,7 @@ func newMoveEndCmd(e *env, verb string) *cobra.Command {
 	}
 	var conn connFlags
 	conn.register(cmd.Flags(), e.getenv)
+	cmd.ValidArgsFunction = completeTenantIDs(e, &conn)
 	cmd.RunE = e.action(func(ctx context.Context, pos []string) error {
 		c, err := conn.client(e)
 		if err != nil {
@@ -158,6 +160,7 @@ func newMoveStatusCmd(e *env) *cobra.Command {
 	conn.register(fs, e.getenv)
 	out := addOutput(fs, "text", "json", "yaml")
 	out.complete(cmd)
+	cmd.ValidArgsFunction = completeTenantIDs(e, &conn)
 	cmd.RunE = e.action(func(ctx context.Context, pos []string) error {
 		if err := out.check(); err != nil {
 			return err
