@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
@@ -14,7 +15,10 @@ import (
 // keep the rules and a buggy or concurrent tcsctl, or a PATCH, cannot
 // corrupt a move. It returns a MoveConflict *tenant.Error naming the step.
 //
-//  1. A create carries no migration: moves start on stored tenants.
+//  1. A create may carry a migration only where its database pointer is
+//     consistent with the step (as rule 5 places it; CANCELLED at From or
+//     To): a restore (tcsctl backfill of an export) keeps a tenant's move
+//     record. Moves themselves start on stored tenants (rule 4).
 //  2. A delete, and a write that drops the migration, is refused while a
 //     move is in progress: cancel it first.
 //  3. While a move is in progress and the write leaves the migration as it
@@ -31,10 +35,10 @@ import (
 //     new move (rule 4).
 func CheckMove(prev, next *tenant.Tenant) error {
 	if prev == nil {
-		if next != nil && next.Migration != nil {
-			return moveConflict("migration is set by tcsctl move on a stored tenant, not by a create")
+		if next == nil || next.Migration == nil {
+			return nil
 		}
-		return nil
+		return checkMoveCreate(next)
 	}
 	old := prev.Migration
 	moving := prev.Moving()
@@ -80,6 +84,25 @@ func CheckMove(prev, next *tenant.Tenant) error {
 	}
 	if next.Database == nil || *next.Database != at {
 		return moveConflict("tenant %q: step %s → %s must leave the database at %s, not %s", prev.ID, old.Step, m.Step, dbName(at), dbPtrName(next.Database))
+	}
+	return nil
+}
+
+// checkMoveCreate checks rule 1.
+func checkMoveCreate(next *tenant.Tenant) error {
+	m := next.Migration
+	at := []tenant.Database{m.From}
+	switch m.Step {
+	case tenant.MoveSwitched, tenant.MoveComplete:
+		at = []tenant.Database{m.To}
+	case tenant.MoveCancelled:
+		at = append(at, m.To)
+	}
+	switch {
+	case tenant.SameDatabase(m.From, m.To):
+		return moveConflict("tenant %q: its migration goes to the database it comes from (%s)", next.ID, dbName(m.To))
+	case next.Database == nil || !slices.Contains(at, *next.Database):
+		return moveConflict("tenant %q: a migration at step %s leaves the database at %s, not %s", next.ID, m.Step, dbName(at[0]), dbPtrName(next.Database))
 	}
 	return nil
 }

@@ -50,7 +50,12 @@ func TestCheckMove(t *testing.T) {
 		{"label edit during a move", moveDoc(dbOld, fwd(tenant.MovePrepared)), labelled, ""},
 		{"ended record dropped", moveDoc(dbNew, fwd(tenant.MoveComplete)), moveDoc(dbNew, nil), ""},
 
-		{"create with a migration", nil, moveDoc(dbOld, start), "not by a create"},
+		{"create with a move record (a restore)", nil, moveDoc(dbNew, fwd(tenant.MoveComplete)), ""},
+		{"create mid-move (a restore)", nil, moveDoc(dbOld, fwd(tenant.MoveCopied)), ""},
+		{"create with a cancelled move on either side", nil, moveDoc(dbNew, fwd(tenant.MoveCancelled)), ""},
+		{"create with a migration elsewhere", nil, moveDoc(dbOld, fwd(tenant.MoveSwitched)), "leaves the database at postgres db-2.internal"},
+		{"create with a migration to itself", nil, moveDoc(dbOld, mig(tenant.MovePrepared, dbOld, dbOld)), "goes to the database it comes from"},
+		{"create with a migration and no database", nil, &tenant.Tenant{ID: "acme", Migration: fwd(tenant.MovePrepared)}, "not none"},
 		{"start at switched", moveDoc(dbOld, nil), moveDoc(dbNew, fwd(tenant.MoveSwitched)), "a move starts at step PREPARED, not SWITCHED"},
 		{"start from another database", moveDoc(dbOld, nil), moveDoc(dbOld, &tenant.Migration{Step: tenant.MovePrepared, From: dbNew, To: dbOld}), "starts from the current database"},
 		{"start to the same database", moveDoc(dbOld, nil), moveDoc(dbOld, &tenant.Migration{Step: tenant.MovePrepared, From: dbOld, To: dbOld}), "the database it is on"},

@@ -113,6 +113,17 @@ func TestMoveCLI(t *testing.T) {
 	if out := s.mustTcsctl(t, 0, "move", "acme"); !strings.Contains(out, "move COMPLETE at version 5") {
 		t.Errorf("move acme after it completed:\n%s", out)
 	}
+
+	// A restore keeps the move record: export, delete, backfill.
+	exported := filepath.Join(dir, "tenants.jsonl")
+	s.mustTcsctl(t, 0, "export", "--to", exported)
+	if err := s.api.Delete(context.Background(), "acme", 5); err != nil {
+		t.Fatal(err)
+	}
+	s.mustTcsctl(t, 0, "backfill", "--from", exported, "--yes")
+	if got := s.get(t, "acme"); got.Migration == nil || got.Migration.Step != tenant.MoveComplete || got.Database.Host != "db-new.internal" || got.Migration.By != "sre" {
+		t.Errorf("restored acme: %+v on %+v", got.Migration, got.Database)
+	}
 }
 
 // TestMoveCLICopyCancelReverse: without --copy-cmd the move stops for the
