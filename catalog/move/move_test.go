@@ -33,6 +33,8 @@ type harness struct {
 	mu     sync.Mutex
 	lag    func(version int64) []string
 	waited []int64 // versions WaitPropagation was asked for
+	// waitedFor: the same, by tenant
+	waitedFor map[string][]int64
 }
 
 func newHarness(t *testing.T) *harness {
@@ -77,6 +79,10 @@ func (c catalogView) Propagation(_ context.Context, id string, version int64, _ 
 func (c catalogView) WaitPropagation(ctx context.Context, id string, version int64) (httpclient.Propagation, error) {
 	c.h.mu.Lock()
 	c.h.waited = append(c.h.waited, version)
+	if c.h.waitedFor == nil {
+		c.h.waitedFor = map[string][]int64{}
+	}
+	c.h.waitedFor[id] = append(c.h.waitedFor[id], version)
 	c.h.mu.Unlock()
 	p, _ := c.Propagation(ctx, id, version, 0)
 	if !p.Done {
