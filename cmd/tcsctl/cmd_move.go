@@ -46,7 +46,7 @@ progress, changes of the database and deletes (409 move_conflict).
   move reverse TENANT   undo it: before the switch it ends at the old database; after it, it starts
                         a move back (read-only again), which tcsctl move TENANT then drives
 
-A tenant named status, cancel or reverse is moved with tcsctl move run NAME. `
+A tenant named status, cancel, reverse or run is moved with tcsctl move run NAME. `
 
 func newMoveCmd(e *env) *cobra.Command {
 	cmd := moveRunCmd(e, "move")
