@@ -148,7 +148,7 @@ func (s *Service) Join(stream tcsv1.WorkService_JoinServer) error {
 		return status.Error(codes.Unavailable, "the work pool's lease store is unavailable")
 	}
 	m, err := NewMember(MemberConfig{Store: st, Member: j.GetMember(), Capacity: j.GetCapacity(),
-		MaxConcurrent: int(j.GetMaxConcurrent()), LeaseDuration: s.cfg.LeaseDuration, Now: s.cfg.Now})
+		MaxConcurrent: int(j.GetMaxConcurrent()), LeaseDuration: s.cfg.LeaseDuration, Now: s.cfg.Now, Tenants: s.cfg.Index.Count})
 	if err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}

@@ -94,6 +94,13 @@ func Mem(table *memlease.Table) work.Leases {
 // loopback port, tenants ACTIVE in its replica, until the test ends.
 func Start(t testing.TB, leases work.Leases, d time.Duration, tenants ...string) *Node {
 	t.Helper()
+	return StartWith(t, leases, d, nil, tenants...)
+}
+
+// StartWith is Start with the gRPC server's options (the authenticator's
+// interceptors, as a tcs node serves them).
+func StartWith(t testing.TB, leases work.Leases, d time.Duration, opts []grpc.ServerOption, tenants ...string) *Node {
+	t.Helper()
 	rep := &Replica{docs: map[string]*tenant.Tenant{}}
 	for _, id := range tenants {
 		rep.Set(id, tenant.StatusActive)
@@ -112,7 +119,7 @@ func Start(t testing.TB, leases work.Leases, d time.Duration, tenants ...string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(opts...)
 	n.Register(gs)
 	wg.Go(func() { _ = gs.Serve(ln) })
 	t.Cleanup(func() { gs.Stop(); cancel(); wg.Wait() })
