@@ -141,6 +141,8 @@ type Member struct {
 	record   *holding
 	slots    int
 	released bool
+	unowned  int  // tenants in buckets no live member holds, at the last Step
+	counted  bool // unowned was counted
 }
 
 type holding struct {
@@ -242,6 +244,52 @@ func (m *Member) Acked() uint64 {
 	return seq
 }
 
+// Unowned returns the ACTIVE tenants (with Tenants; otherwise buckets) in
+// the buckets no live member held at the last Step, by this member's
+// observation: free, or their owner's record expired. False before a Step
+// that read every bucket.
+func (m *Member) Unowned() (int, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.unowned, m.counted
+}
+
+// countUnowned counts what Unowned returns among leases at now. The
+// member's own buckets count while its record has lapsed (its heartbeats
+// stopped): nobody works on them until another member takes them.
+func (m *Member) countUnowned(now time.Time, leases []lease.Lease) {
+	records := recordsOf(leases)
+	m.mu.Lock()
+	lapsed := m.record == nil || !now.Before(m.record.lastRenew.Add(m.validFor()))
+	m.mu.Unlock()
+	n, buckets := 0, 0
+	for _, l := range leases {
+		if bucketOf(l.Key) < 0 {
+			continue
+		}
+		buckets++
+		if l.Owner == "" || l.Owner == m.cfg.Member && lapsed || m.expired(now, l, records) {
+			n += int(m.weight(l))
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if buckets == Buckets {
+		m.unowned, m.counted = n, true
+	}
+}
+
+// recordsOf returns the member records among leases, by member id.
+func recordsOf(leases []lease.Lease) map[string]lease.Lease {
+	records := map[string]lease.Lease{}
+	for _, l := range leases {
+		if id, ok := strings.CutPrefix(l.Key, memberPrefix); ok {
+			records[id] = l
+		}
+	}
+	return records
+}
+
 // Slots is the member's share of the pool's cap on concurrent runs (0: no
 // cap), as of the last Step.
 func (m *Member) Slots() int {
@@ -257,6 +305,7 @@ func (m *Member) Slots() int {
 // but drop lapsed leases while the member's heartbeats are late.
 func (m *Member) Step(ctx context.Context, now time.Time, leases []lease.Lease) error {
 	m.obs.Observe(now, leases)
+	m.countUnowned(now, leases)
 	m.mu.Lock()
 	alive := m.aliveLocked(now) && !m.released
 	if m.record != nil && !now.Before(m.record.lastRenew.Add(m.validFor())) {
@@ -437,16 +486,13 @@ func (m *Member) balance(ctx context.Context, now time.Time, leases []lease.Leas
 	}
 	var missing []int
 	have := make([]bool, Buckets)
-	records := map[string]lease.Lease{}
+	records := recordsOf(leases)
 	for _, l := range leases {
 		if b := bucketOf(l.Key); b >= 0 {
 			have[b] = true
 			continue
 		}
 		id, ok := strings.CutPrefix(l.Key, memberPrefix)
-		if ok {
-			records[id] = l
-		}
 		if !ok || id == me || l.Owner != id || m.obs.Expired(now, l) {
 			continue
 		}

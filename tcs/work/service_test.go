@@ -2,10 +2,13 @@ package work_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -125,4 +128,92 @@ func TestRoleRequired(t *testing.T) {
 			}
 		}
 	}
+}
+
+// gauge returns the value of gauge name with label pool in reg, and
+// whether the series exists.
+func gauge(t *testing.T, reg *prometheus.Registry, name, pool string) (float64, bool) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "pool" && l.GetValue() == pool {
+					return m.GetGauge().GetValue(), true
+				}
+			}
+		}
+	}
+	return 0, false
+}
+
+// TestPoolMetrics: tcs_work_members counts a pool's members by pool and
+// stays at 0 once the last one left; tcs_work_unowned_tenants is 0 while a
+// member holds every bucket, counts every tenant once its only member
+// stopped heartbeating past its lease, and is gone once it left.
+func TestPoolMetrics(t *testing.T) {
+	t.Parallel()
+	const d = time.Second
+	ids := []string{"tenant-1", "tenant-2", "tenant-3", "tenant-4", "tenant-5"}
+	n := worktest.Start(t, worktest.Mem(memlease.New(nil)), d, ids...)
+	ctx, cancel := context.WithCancel(testwait.Context(t))
+	defer cancel()
+	stream, err := n.Work.Join(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&tcsv1.JoinRequest{Msg: &tcsv1.JoinRequest_Join{Join: &tcsv1.Join{Pool: "reports", Member: "m1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	var beating atomic.Bool
+	beating.Store(true)
+	go func() {
+		tick := time.NewTicker(d / 6) // the member's heartbeat period
+		defer tick.Stop()
+		for seq := uint64(1); ; seq++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if beating.Load() {
+				_ = stream.Send(&tcsv1.JoinRequest{Msg: &tcsv1.JoinRequest_Heartbeat{Heartbeat: &tcsv1.WorkHeartbeat{Seq: seq}}})
+			}
+		}
+	}()
+	go func() {
+		for {
+			if _, err := stream.Recv(); err != nil {
+				return
+			}
+		}
+	}()
+	series := func(name string, want float64) func() (bool, string) {
+		return func() (bool, string) {
+			v, ok := gauge(t, n.Metrics, name, "reports")
+			return ok && v == want, fmt.Sprintf("%s{pool=reports} = %v (exists %v), want %v", name, v, ok, want)
+		}
+	}
+	testwait.Until(t, 20*time.Second, 10*time.Millisecond, "one member, nothing unowned", func() (bool, string) {
+		if ok, why := series("tcs_work_members", 1)(); !ok {
+			return false, why
+		}
+		return series("tcs_work_unowned_tenants", 0)()
+	})
+	beating.Store(false)
+	testwait.Until(t, 20*time.Second, 10*time.Millisecond, "every tenant unowned once the member froze", series("tcs_work_unowned_tenants", float64(len(ids))))
+	cancel()
+	testwait.Until(t, 20*time.Second, 10*time.Millisecond, "no member, no unowned series", func() (bool, string) {
+		if ok, why := series("tcs_work_members", 0)(); !ok {
+			return false, why
+		}
+		_, exists := gauge(t, n.Metrics, "tcs_work_unowned_tenants", "reports")
+		return !exists, "tcs_work_unowned_tenants{pool=reports} still exists"
+	})
 }

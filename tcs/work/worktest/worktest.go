@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -83,6 +84,8 @@ type Node struct {
 	Replica *Replica
 	Feed    *Feed
 	Work    tcsv1.WorkServiceClient
+	// Metrics is the registry of the node's tcs_work_* metrics.
+	Metrics *prometheus.Registry
 }
 
 // Mem returns work.Leases over a memlease table.
@@ -105,7 +108,8 @@ func StartWith(t testing.TB, leases work.Leases, d time.Duration, opts []grpc.Se
 	for _, id := range tenants {
 		rep.Set(id, tenant.StatusActive)
 	}
-	n, err := work.NewNode(work.NodeConfig{Replica: rep, LeaseDuration: d, Leases: leases})
+	reg := prometheus.NewRegistry()
+	n, err := work.NewNode(work.NodeConfig{Replica: rep, LeaseDuration: d, Leases: leases, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,5 +132,5 @@ func StartWith(t testing.TB, leases work.Leases, d time.Duration, opts []grpc.Se
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &Node{Addr: ln.Addr().String(), Replica: rep, Feed: f, Work: tcsv1.NewWorkServiceClient(conn)}
+	return &Node{Addr: ln.Addr().String(), Replica: rep, Feed: f, Work: tcsv1.NewWorkServiceClient(conn), Metrics: reg}
 }
