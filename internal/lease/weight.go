@@ -78,23 +78,33 @@ func (p *Plan) WeightOf(key string) float64 {
 	return p.leaseWeight[key]
 }
 
-// TakesByWeight returns what to take, in order, once this worker holds
-// load (after its adoptions): the free and expired leases of weight 0
-// (they change nobody's load: whoever sees one first takes it, so that
-// every lease is held), and the others one by one while the load is
-// below TargetWeight. Those lost to a quicker worker are made up for at
-// the next plan.
+// TakesByWeight returns what to take once this worker holds load (after
+// its adoptions): the free and expired leases of weight 0 (they change
+// nobody's load: whoever sees one first takes it, so that every lease is
+// held), then others one by one while the load is below TargetWeight, each
+// time the one that brings the load nearest the target (free before
+// expired, then Input order, on ties), so that takers overshoot little and
+// leave enough for the others. Those lost to a quicker worker are made up
+// for at the next plan.
 func (p *Plan) TakesByWeight(load float64) []Lease {
-	var out []Lease
+	var out, rest []Lease
 	for _, l := range p.Take {
-		w := p.WeightOf(l.Key)
-		switch {
-		case w == 0:
+		if p.WeightOf(l.Key) == 0 {
 			out = append(out, l)
-		case load < p.TargetWeight:
-			out = append(out, l)
-			load += w
+		} else {
+			rest = append(rest, l)
 		}
+	}
+	for load < p.TargetWeight && len(rest) > 0 {
+		best, bestGap := 0, math.Inf(1)
+		for i, l := range rest {
+			if gap := math.Abs(load + p.WeightOf(l.Key) - p.TargetWeight); gap < bestGap {
+				best, bestGap = i, gap
+			}
+		}
+		out = append(out, rest[best])
+		load += p.WeightOf(rest[best].Key)
+		rest = slices.Delete(rest, best, best+1)
 	}
 	return out
 }
