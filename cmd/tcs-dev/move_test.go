@@ -71,10 +71,12 @@ func moveEndToEnd(t *testing.T, s *system) {
 		})
 		return nil
 	}}
+	began := time.Now()
 	done, err := m.Run(ctx, "mover", json.RawMessage(`{"host":"db-2.internal"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("move: 4 writes and 3 barrier waits in %v", time.Since(began).Round(time.Millisecond))
 	if copies != 1 || done.Migration.Step != tenant.MoveComplete || done.Database.Host != "db-2.internal" {
 		t.Fatalf("after the move: %d copies, %+v on %+v", copies, done.Migration, done.Database)
 	}
