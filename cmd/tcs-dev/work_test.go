@@ -250,7 +250,14 @@ func TestWorkNodeDeath(t *testing.T) {
 			return slices.Equal(got, want), fmt.Sprintf("%swant %v", &b, want)
 		}
 	}
-	testwait.Until(t, 30*time.Second, 20*time.Millisecond, "every ACTIVE tenant to be owned by exactly one member", ownedOnce("m1", "m2", "m3"))
+	testwait.Until(t, 30*time.Second, 20*time.Millisecond, "every ACTIVE tenant to be owned by exactly one member, every member owning some", func() (bool, string) {
+		ok, who := ownedOnce("m1", "m2", "m3")()
+		now := time.Now()
+		for _, m := range members {
+			ok = ok && len(m.countsOn(now)) > 0
+		}
+		return ok, who
+	})
 
 	conn, err := grpc.NewClient(s.ep.Regions["ap-southeast-2"], grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(bearer(lkp)))
 	if err != nil {

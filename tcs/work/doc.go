@@ -27,12 +27,12 @@
 // about 60), so every member is within ±10%, in practice within ±5%
 // (TestBalance: 8 sets of ids, and capacities 1 to 3). Few tenants: with
 // shares of a few tenants the bound is the heaviest bucket plus one (with
-// one tenant a bucket, a member owns at most one more or fewer than its
-// share, rounded); empty buckets weigh nothing and go to whoever sees them
+// one tenant a bucket, a member's tenants differ from its share by less
+// than two); empty buckets weigh nothing and go to whoever sees them
 // first. Hysteresis: nothing moves while every member is within share/20,
-// and each move must lower the gap between the giver's and the taker's
-// deviations by more than m, so tenants created and deleted a few at a
-// time move no bucket back and forth (TestBalanceHysteresis). Every node of
+// and a bucket of w tenants moves only from a member e over its share to
+// one d under it with w ≤ e + d − m, so tenants created and deleted a few
+// at a time move no bucket back and forth (TestBalanceHysteresis). Every node of
 // a pool must count about the same tenants: nodes of regions whose
 // replicas lag disagree by the tenants in flight, which the margin absorbs.
 //

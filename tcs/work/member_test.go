@@ -405,7 +405,7 @@ func TestBalanceHysteresis(t *testing.T) {
 	}
 	base := s.tenants
 	moves := 0
-	for round := range 400 {
+	for round := range 240 {
 		// Up to 3 tenants created or deleted in random buckets, each
 		// bucket kept within 2 of where it started.
 		for k := range 3 {
@@ -438,5 +438,5 @@ func TestBalanceHysteresis(t *testing.T) {
 			t.Errorf("%s owns %d tenants, %.1f%% off %.0f", id, n, 100*d, total/10)
 		}
 	}
-	t.Logf("%d buckets moved in 400 rounds of drift", moves)
+	t.Logf("%d buckets moved in 240 rounds of drift", moves)
 }
