@@ -100,7 +100,7 @@ func (a *acker) ackNow() {
 func (a *acker) run(ctx context.Context) {
 	var (
 		sent     uint64
-		lastSent time.Time // zero: the first ack goes at once
+		lastSent time.Time  // zero: the first ack goes at once
 		open     *ackStream // nil: none open
 		notFound int
 	)

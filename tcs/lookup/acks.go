@@ -56,13 +56,26 @@ type sent struct {
 }
 
 // ackState is the node's side of acknowledgements. Server.mu guards it,
-// except sessions (a sync.Map: Ack never takes Server.mu).
+// except sessions (a sync.Map: AckStream never takes Server.mu).
 type ackState struct {
 	seq   uint64 // the number of the last broadcast; starts at 1
 	sent  *simplelru.LRU[string, sent]
 	floor uint64 // the highest seq evicted from sent
 	grace time.Duration
+	// waited holds the tenants someone asked the status of within
+	// waitedFor (unix nanoseconds when that ends): their invalidations go
+	// out with ack_now, so that clients ack them as they apply them.
+	waited map[string]int64
 }
+
+// waitedFor is how long after a TenantStatus call the node asks clients to
+// ack the tenant's invalidations at once; maxWaited bounds how many tenants
+// it remembers so (past it, expired ones are dropped, then new ones not
+// added: their waits take one more status poll).
+const (
+	waitedFor = 10 * time.Second
+	maxWaited = 10_000
+)
 
 func (a *ackState) init(cfg Config) {
 	n := cfg.AckTenants
@@ -75,16 +88,41 @@ func (a *ackState) init(cfg Config) {
 		a.grace = DefaultAckGrace
 	}
 	a.sent, _ = simplelru.NewLRU(n, func(_ string, v sent) { a.floor = max(a.floor, v.seq) })
+	a.waited = map[string]int64{}
+}
+
+// waitLocked records that someone waits for tenantID's changes at now (unix
+// nanoseconds). Server.mu must be held.
+func (a *ackState) waitLocked(tenantID string, now int64) {
+	if _, ok := a.waited[tenantID]; !ok && len(a.waited) >= maxWaited {
+		for id, until := range a.waited {
+			if until <= now {
+				delete(a.waited, id)
+			}
+		}
+		if len(a.waited) >= maxWaited {
+			return
+		}
+	}
+	a.waited[tenantID] = now + int64(waitedFor)
 }
 
 // nextSeqLocked numbers a broadcast of msg, and remembers it if it is an
-// invalidation. Server.mu must be held.
-func (a *ackState) nextSeqLocked(msg *tcsv1.WatchResponse) {
+// invalidation, which it marks ack_now if someone waits for its tenant (now
+// is the time, unix nanoseconds). Server.mu must be held.
+func (a *ackState) nextSeqLocked(msg *tcsv1.WatchResponse, now int64) {
 	a.seq++
 	msg.Seq = a.seq
 	inv := msg.GetInvalidation()
 	if inv == nil {
 		return
+	}
+	if until, ok := a.waited[inv.GetTenantId()]; ok {
+		if until > now {
+			msg.AckNow = true
+		} else {
+			delete(a.waited, inv.GetTenantId())
+		}
 	}
 	// An invalidation no newer than the one remembered (a redelivery)
 	// leaves it: streams that acked the first have what it says.
@@ -240,6 +278,7 @@ func (s *Server) tenantStatus(ctx context.Context, tenantID string, version int6
 	}
 
 	s.mu.Lock()
+	s.acks.waitLocked(tenantID, time.Now().UnixNano())
 	last, remembered := s.acks.sent.Peek(tenantID)
 	need := max(s.acks.floor, 1)
 	if remembered {

@@ -338,3 +338,46 @@ func TestTenantStatusInput(t *testing.T) {
 		}
 	}
 }
+
+// TestAckNow: a node asks its clients to ack at once what someone waits
+// for: the invalidations of a tenant whose status was asked carry ack_now
+// (others do not), and a status call that finds a stream behind a
+// broadcast change sends it a Heartbeat with ack_now, once per change.
+func TestAckNow(t *testing.T) {
+	t.Parallel()
+	rep := newFakeReplica(makeTenant("acme", 1, host), makeTenant("beta", 1, "beta.example.com"))
+	e := start(t, lookup.Config{Replica: rep, HeartbeatInterval: time.Hour}, lookup.ServeOptions{}) // only requests are heartbeats
+	ctx := testwait.Context(t)
+	w := openWatch(t, e)
+	broadcast := func(id string, v int64, h string) *tcsv1.WatchResponse {
+		t.Helper()
+		if err := e.hub.Broadcast(ctx, tcs.Invalidation{TenantID: id, Version: v, Hostnames: []string{h}}); err != nil {
+			t.Fatal(err)
+		}
+		return w.next(t, "invalidation")
+	}
+	if inv := broadcast("acme", 2, host); inv.GetAckNow() {
+		t.Errorf("invalidation of a tenant nobody waits for: ack_now set")
+	}
+	// The stream has not acked acme's v2: asking its status asks the
+	// stream, once however often it is asked.
+	for range 3 {
+		if got := tenantStatus(t, e, "acme", 2).Clients; got != (lookup.ClientCounts{Lagging: 1}) {
+			t.Fatalf("clients %+v, want one lagging", got)
+		}
+	}
+	if hb := w.next(t, "heartbeat"); !hb.GetAckNow() || hb.GetHeartbeat().GetInterval().AsDuration() <= 0 {
+		t.Errorf("request %v: want a heartbeat with ack_now and the interval", hb)
+	}
+	// Now someone waits for acme: its next invalidation asks at once;
+	// beta's does not. (A second request would have come before it.)
+	if inv := broadcast("acme", 3, host); !inv.GetAckNow() {
+		t.Errorf("invalidation of a waited tenant: ack_now not set")
+	}
+	if inv := broadcast("beta", 2, "beta.example.com"); inv.GetAckNow() {
+		t.Errorf("invalidation of beta: ack_now set")
+	}
+	if got := gather(t, e.srv.Registry())["tcs_lookup_ack_requests_total"]; got != 1 {
+		t.Errorf("ack requests %v, want 1", got)
+	}
+}

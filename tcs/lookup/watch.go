@@ -244,7 +244,7 @@ func (s *Server) broadcast(msg *tcsv1.WatchResponse) {
 	s.bcastMu.Lock()
 	defer s.bcastMu.Unlock()
 	s.mu.Lock()
-	s.acks.nextSeqLocked(msg)
+	s.acks.nextSeqLocked(msg, time.Now().UnixNano())
 	ws := s.bcastList[:0]
 	for w := range s.watchers {
 		ws = append(ws, w)

@@ -562,10 +562,12 @@ type WatchResponse struct {
 	// TenantContextService.AckStream).
 	Seq uint64 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
 	// The node asks the client to ack what it has applied at once, ahead of
-	// its ack interval: someone is waiting for a change this client has not
-	// acked yet (the catalog's propagation status asks the node). Set on a
-	// Heartbeat sent to such clients only, so that clients can ack rarely
-	// (every few seconds) while nobody waits.
+	// its ack interval (and, if it has acked that already, the next message
+	// it applies): someone is waiting for a change (the catalog's
+	// propagation status asks the node). Set on the Invalidations of a tenant
+	// whose status was asked in the last 10 s, and on a Heartbeat sent to
+	// the clients that have not acked a change whose status is asked, so
+	// that clients can ack rarely (every few seconds) while nobody waits.
 	AckNow        bool `protobuf:"varint,5,opt,name=ack_now,json=ackNow,proto3" json:"ack_now,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
