@@ -69,11 +69,13 @@ type ackState struct {
 }
 
 // waitedFor is how long after a TenantStatus call the node asks clients to
-// ack the tenant's invalidations at once; maxWaited bounds how many tenants
+// ack the tenant's invalidations at once: a wait polls far more often (at
+// most every 50 ms), and every ack so asked costs the node about a lookup,
+// so the mark ends soon after the wait. maxWaited bounds how many tenants
 // it remembers so (past it, expired ones are dropped, then new ones not
 // added: their waits take one more status poll).
 const (
-	waitedFor = 10 * time.Second
+	waitedFor = time.Second
 	maxWaited = 10_000
 )
 

@@ -565,7 +565,7 @@ type WatchResponse struct {
 	// its ack interval (and, if it has acked that already, the next message
 	// it applies): someone is waiting for a change (the catalog's
 	// propagation status asks the node). Set on the Invalidations of a tenant
-	// whose status was asked in the last 10 s, and on a Heartbeat sent to
+	// whose status was asked in the last second, and on a Heartbeat sent to
 	// the clients that have not acked a change whose status is asked, so
 	// that clients can ack rarely (every few seconds) while nobody waits.
 	AckNow        bool `protobuf:"varint,5,opt,name=ack_now,json=ackNow,proto3" json:"ack_now,omitempty"`
