@@ -52,8 +52,19 @@
 // for LeaseDuration by their own clocks. The node acts only while the
 // member's heartbeats arrive within LeaseDuration/2: a member that freezes
 // stops being renewed, its record and so its buckets expire LeaseDuration
-// after the record's last renewal, and the others take them. A clean leave
-// (the stream closed) releases them at once.
+// after the record's last renewal, and the others take them. A member whose
+// stream ends is treated the same way (its leases are not released): the
+// node cannot tell a leave from a cut stream whose member still counts on
+// its last assignment; if it rejoins, through any node, it keeps them.
+//
+// A bucket the member yields to another leaves its assignment at once but
+// is handed over only once the member can no longer count on it: a lease
+// duration after the record's last renewal when it was yielded (the
+// member may not have received the assignment without it, and counts on
+// the one before until it lapses). Meanwhile nobody works on its tenants:
+// each handover costs its tenants up to a lease duration of work, the
+// price of never running them twice (TestExactlyOnceOwnership models
+// assignments lost on their way).
 //
 // # Fencing tokens
 //

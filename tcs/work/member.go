@@ -137,7 +137,8 @@ type Member struct {
 
 	mu       sync.Mutex
 	held     map[int]*holding
-	beats    []beat // heartbeats received, oldest first (pruned)
+	retiring map[int]*retiring // buckets being handed over, no longer held
+	beats    []beat            // heartbeats received, oldest first (pruned)
 	record   *holding
 	slots    int
 	released bool
@@ -149,6 +150,17 @@ type holding struct {
 	key, token string
 	epoch      uint64
 	lastRenew  time.Time // the record's: when its last renewal (or take) was sent
+}
+
+// retiring is a bucket this member yielded: it left the member's assignment
+// at once, and is handed over (to) once the member can no longer count on
+// it (until: the record's last renewal when it was yielded, plus
+// LeaseDuration), so that two members never count on it at once. Meanwhile
+// the record keeps it the member's.
+type retiring struct {
+	h     *holding
+	to    string
+	until time.Time
 }
 
 type beat struct {
@@ -175,7 +187,7 @@ func NewMember(cfg MemberConfig) (*Member, error) {
 	if cfg.LeaseDuration <= 0 {
 		cfg.LeaseDuration = DefaultLeaseDuration
 	}
-	return &Member{cfg: cfg, obs: lease.NewObserver(cfg.Member, cfg.LeaseDuration), held: map[int]*holding{}}, nil
+	return &Member{cfg: cfg, obs: lease.NewObserver(cfg.Member, cfg.LeaseDuration), held: map[int]*holding{}, retiring: map[int]*retiring{}}, nil
 }
 
 // Heartbeat records heartbeat seq of the member, received at now.
@@ -311,7 +323,7 @@ func (m *Member) Step(ctx context.Context, now time.Time, leases []lease.Lease) 
 	if m.record != nil && !now.Before(m.record.lastRenew.Add(m.validFor())) {
 		// Lapsed: others may take the buckets soon.
 		m.record = nil
-		m.held = map[int]*holding{}
+		m.held, m.retiring = map[int]*holding{}, map[int]*retiring{}
 	}
 	m.mu.Unlock()
 	if !alive {
@@ -390,7 +402,7 @@ func (m *Member) renewRecord(ctx context.Context, now time.Time) error {
 			// the buckets.
 			m.mu.Lock()
 			m.record = nil
-			m.held = map[int]*holding{}
+			m.held, m.retiring = map[int]*holding{}, map[int]*retiring{}
 			m.mu.Unlock()
 		}
 		return fmt.Errorf("renew member record %s: %w", m.cfg.Member, err)
@@ -518,6 +530,7 @@ func (m *Member) balance(ctx context.Context, now time.Time, leases []lease.Leas
 	}
 	m.mu.Lock()
 	mine := maps.Clone(m.held)
+	retire := maps.Clone(m.retiring)
 	m.mu.Unlock()
 	plan, err := lease.Balance(lease.Input{
 		Me:      me,
@@ -525,6 +538,9 @@ func (m *Member) balance(ctx context.Context, now time.Time, leases []lease.Leas
 		Expired: func(l lease.Lease) bool { return m.expired(now, l, records) },
 		Holds: func(l lease.Lease) bool {
 			h := mine[bucketOf(l.Key)]
+			if r := retire[bucketOf(l.Key)]; r != nil {
+				h = r.h
+			}
 			return h != nil && (l.Owner != me || h.token == l.Token)
 		},
 		Eligible: func(l lease.Lease) bool { return bucketOf(l.Key) >= 0 },
@@ -541,6 +557,17 @@ func (m *Member) balance(ctx context.Context, now time.Time, leases []lease.Leas
 	for _, l := range plan.Lost {
 		m.drop(bucketOf(l.Key))
 	}
+	// Yielded buckets whose time has come: hand them over. One whose
+	// asker gave up (HandOver fails) is adopted again next round.
+	for b, r := range retire {
+		if now.Before(r.until) {
+			continue
+		}
+		_ = m.cfg.Store.HandOver(ctx, r.h.key, r.h.token, r.to)
+		m.mu.Lock()
+		delete(m.retiring, b)
+		m.mu.Unlock()
+	}
 	load := func() float64 {
 		m.mu.Lock()
 		defer m.mu.Unlock()
@@ -551,16 +578,23 @@ func (m *Member) balance(ctx context.Context, now time.Time, leases []lease.Leas
 		return n
 	}
 	// Steal requests for the buckets held, one by one (each handover
-	// changes what the next may yield): a handover when the plan yields,
-	// otherwise a decline, so that the asker asks elsewhere.
+	// changes what the next may yield): when the plan yields, the bucket
+	// retires (it leaves the assignment now, and is handed over once the
+	// member can no longer count on it), otherwise a decline, so that the
+	// asker asks elsewhere.
 	for _, l := range leases {
-		h := mine[bucketOf(l.Key)]
-		if bucketOf(l.Key) < 0 || h == nil || l.Owner != me || l.Token != h.token || l.Pending == "" || l.Pending == me {
+		b := bucketOf(l.Key)
+		h := mine[b]
+		if b < 0 || h == nil || l.Owner != me || l.Token != h.token || l.Pending == "" || l.Pending == me {
 			continue
 		}
 		if plan.YieldByWeight(load(), l.Key, l.Pending) {
-			m.drop(bucketOf(l.Key)) // stop counting on it before it changes hands
-			_ = m.cfg.Store.HandOver(ctx, l.Key, l.Token, l.Pending)
+			m.mu.Lock()
+			if m.record != nil && m.held[b] == h {
+				delete(m.held, b)
+				m.retiring[b] = &retiring{h: h, to: l.Pending, until: m.record.lastRenew.Add(m.cfg.LeaseDuration)}
+			}
+			m.mu.Unlock()
 		} else {
 			_ = m.cfg.Store.Decline(ctx, l.Key, l.Token, l.Pending)
 		}
@@ -671,8 +705,12 @@ func slotsOf(me string, caps map[string]int, weights map[string]float64) int {
 	return 0
 }
 
-// Release frees the member's buckets and record, for a clean leave, so that
-// the others take them at once. The Member does nothing afterwards.
+// Release frees the member's buckets and record, so that the others take
+// them at once, and the Member does nothing afterwards. Call it only when
+// the member is known to count on none of its tenants any more: a member
+// whose stream merely ended may still count on its last assignment until it
+// lapses (Service.Join does not call it: it lets the record expire, as
+// after a crash).
 func (m *Member) Release(ctx context.Context) {
 	m.mu.Lock()
 	m.released = true

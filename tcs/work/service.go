@@ -195,11 +195,13 @@ func (s *Service) Join(stream tcsv1.WorkService_JoinServer) error {
 	label := s.joined(j.GetPool())
 	heldNow := 0
 	defer func() {
+		// The leases are not released: the member cannot be told from
+		// one whose stream was cut and that still counts on its last
+		// assignment until it lapses. They expire a lease duration after
+		// the record's last renewal, as after a crash (or the member
+		// rejoins, through any node, and keeps them).
 		s.left(label)
 		s.m.held.Sub(float64(heldNow))
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer rcancel()
-		m.Release(rctx)
 		log.Info("work member left", "err", context.Cause(ctx))
 	}()
 	m.Heartbeat(s.cfg.Now(), 0) // the join message is heartbeat 0
