@@ -35,6 +35,14 @@ const codeNotConfigured tenant.Code = "not_configured"
 // source-of-truth outage, the detail says what failed.
 const codeNodesUnavailable tenant.Code = "nodes_unavailable"
 
+// Outcomes of propagation waits (tcs_catalog_propagation_wait_seconds).
+const (
+	waitDone     = "done"
+	waitLagging  = "lagging"
+	waitError    = "error"
+	waitCanceled = "canceled"
+)
+
 // propagationBody is the body of GET /v1/tenants/{id}/propagation.
 type propagationBody struct {
 	propagation.Status
@@ -46,7 +54,7 @@ type propagationBody struct {
 // reached. With wait it long-polls: it answers as soon as done, or when the
 // wait ends with done false and who lags (200 either way: the answer is the
 // status; a client tells from done).
-func (s *Server) tenantPropagation(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) tenantPropagation(w http.ResponseWriter, r *http.Request) (err error) {
 	id, err := pathID(r)
 	if err != nil {
 		return err
@@ -68,6 +76,19 @@ func (s *Server) tenantPropagation(w http.ResponseWriter, r *http.Request) error
 	}
 	var st propagation.Status
 	if wait > 0 {
+		began := s.now()
+		defer func() {
+			outcome := waitDone
+			switch {
+			case errors.Is(err, context.Canceled) || r.Context().Err() != nil:
+				outcome = waitCanceled
+			case err != nil:
+				outcome = waitError
+			case !st.Done:
+				outcome = waitLagging
+			}
+			s.propagationWaits.WithLabelValues(outcome).Observe(s.now().Sub(began).Seconds())
+		}()
 		ctx, cancel := context.WithTimeout(r.Context(), wait)
 		defer cancel()
 		st, err = s.propagation.Wait(ctx, id, version)

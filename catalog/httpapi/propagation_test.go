@@ -92,6 +92,13 @@ func TestPropagation(t *testing.T) {
 	if !b.Done || len(b.Lagging) != 0 || b.Regions[0].Clients != (propagation.ClientCounts{Acknowledged: 3, NotAcking: 1}) {
 		t.Errorf("long poll: %s", r.body)
 	}
+	// The two waits are counted by outcome (a histogram's count); the
+	// checks without wait are not waits.
+	for outcome, want := range map[string]float64{"done": 1, "lagging": 1, "error": 0, "canceled": 0} {
+		if got := counterValue(t, h, "tcs_catalog_propagation_wait_seconds", map[string]string{"outcome": outcome}); got != want {
+			t.Errorf("propagation waits %s = %v, want %v", outcome, got, want)
+		}
+	}
 }
 
 func TestPropagationRejects(t *testing.T) {

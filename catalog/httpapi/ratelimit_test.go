@@ -102,6 +102,9 @@ func metricValue(m *dto.Metric) float64 {
 	if c := m.GetCounter(); c != nil {
 		return c.GetValue()
 	}
+	if h := m.GetHistogram(); h != nil {
+		return float64(h.GetSampleCount())
+	}
 	return m.GetGauge().GetValue()
 }
 

@@ -100,6 +100,8 @@ type Server struct {
 	timeouts *prometheus.CounterVec
 
 	propagation Propagation
+	// propagationWaits times the propagation waits by outcome.
+	propagationWaits *prometheus.HistogramVec
 
 	limits      *limiter
 	rateLimited *prometheus.CounterVec
@@ -190,11 +192,19 @@ func New(cfg Config) *Server {
 		Name: "tcs_catalog_store_calls_in_flight",
 		Help: "Store calls running, including calls that outlived their deadline because the store ignores its context; at the limit (MaxStoreCalls) new calls wait.",
 	}, func() float64 { return float64(len(s.slots)) })
+	s.propagationWaits = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "tcs_catalog_propagation_wait_seconds",
+		Help:    "GET /v1/tenants/{id}/propagation calls with wait= (tcsctl wait), from the call until the answer, by outcome: done (every region reached the version), lagging (the wait ended first; the answer names who lags), error (the nodes could not be asked), canceled (the caller went away).",
+		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 25},
+	}, []string{"outcome"})
+	for _, o := range []string{waitDone, waitLagging, waitError, waitCanceled} {
+		s.propagationWaits.WithLabelValues(o)
+	}
 	var registerer prometheus.Registerer = s.registry
 	if cfg.Registerer != nil {
 		registerer = cfg.Registerer
 	}
-	registerer.MustRegister(s.requests, s.duration, s.timeouts, inFlight, s.rateLimited)
+	registerer.MustRegister(s.requests, s.duration, s.timeouts, inFlight, s.rateLimited, s.propagationWaits)
 
 	handlers := map[string]handlerFunc{
 		"POST /v1/tenants":                        s.createTenant,

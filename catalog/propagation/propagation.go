@@ -193,7 +193,8 @@ type Checker struct {
 	// ProbeTimeout bounds each node's answer. Default DefaultProbeTimeout.
 	ProbeTimeout time.Duration
 	// MaxPoll is the longest pause between two checks of Wait, which starts
-	// at MinPoll and doubles. Defaults DefaultMinPoll, DefaultMaxPoll.
+	// at MinPoll and doubles, and starts again from MinPoll when a check
+	// finds the change further on. Defaults DefaultMinPoll, DefaultMaxPoll.
 	MinPoll, MaxPoll time.Duration
 }
 
@@ -307,7 +308,9 @@ func (c *Checker) Check(ctx context.Context, tenantID string, version int64) (St
 }
 
 // Wait checks until the change has reached everywhere (Status.Done) or ctx
-// ends, pausing between checks from MinPoll, doubling up to MaxPoll. It
+// ends, pausing between checks from MinPoll, doubling up to MaxPoll, and
+// back to MinPoll after a check that found the change further on (more
+// nodes serving it, more clients acknowledging it). It
 // returns the last status: done with a nil error, or not done with
 // ctx.Err() (and the status of the last check that completed, which names
 // who lags). An invalid tenant id or version, or a registry that fails,
@@ -320,7 +323,9 @@ func (c *Checker) Wait(ctx context.Context, tenantID string, version int64) (Sta
 	if maxPause <= 0 {
 		maxPause = DefaultMaxPoll
 	}
+	minPause := pause
 	var last Status
+	moved := -1
 	for {
 		st, err := c.Check(ctx, tenantID, version)
 		if err != nil {
@@ -333,6 +338,15 @@ func (c *Checker) Wait(ctx context.Context, tenantID string, version int64) (Sta
 		if st.Done {
 			return st, nil
 		}
+		// A change on its way (a node that began serving it, clients
+		// that acked it; a node that found clients lagging has just asked
+		// them to ack at once) is checked again soon: back to MinPoll.
+		if p := st.progress(); p > moved {
+			if moved >= 0 {
+				pause = minPause
+			}
+			moved = p
+		}
 		t := time.NewTimer(pause)
 		select {
 		case <-ctx.Done():
@@ -342,4 +356,19 @@ func (c *Checker) Wait(ctx context.Context, tenantID string, version int64) (Sta
 		}
 		pause = min(2*pause, maxPause)
 	}
+}
+
+// progress counts how far st has come: nodes that serve the version and
+// clients that acknowledged it.
+func (st Status) progress() int {
+	n := 0
+	for _, r := range st.Regions {
+		for _, node := range r.Nodes {
+			if node.Served {
+				n++
+			}
+		}
+		n += r.Clients.Acknowledged
+	}
+	return n
 }

@@ -185,3 +185,48 @@ func TestNoRegions(t *testing.T) {
 		t.Errorf("no node anywhere: done %v, %v; want not done", st.Done, err)
 	}
 }
+
+// TestWaitPollsSoonAfterProgress: a check that finds the change further on
+// (here a node serving it, its clients still to ack) is followed by one
+// after MinPoll, not after the doubled pause: the acks a node asks for
+// come within milliseconds. Compared with the pause before it, in one run.
+func TestWaitPollsSoonAfterProgress(t *testing.T) {
+	t.Parallel()
+	c, _, nodes, _ := setup(t)
+	c.MinPoll, c.MaxPoll = time.Millisecond, time.Hour
+	lagging := propagation.NodeStatus{ReplicaVersion: 4, FeedVersion: 4, FeedUp: true, Served: true,
+		Clients: propagation.ClientCounts{Lagging: 2}}
+	nodes.set("eu-west-1/b", propagation.NodeStatus{ReplicaVersion: 3, FeedUp: true})
+	var (
+		mu     sync.Mutex
+		checks []time.Time
+	)
+	c.Prober = propagation.ProbeFunc(func(ctx context.Context, n propagation.Node, id string, v int64) (propagation.NodeStatus, error) {
+		st, err := nodes.Probe(ctx, n, id, v)
+		if n.String() == "eu-west-1/b" {
+			mu.Lock()
+			checks = append(checks, time.Now())
+			switch len(checks) { // what the next check finds
+			case 9: // after pauses of 1, 2, … 128 ms; the next is 256 ms
+				nodes.set("eu-west-1/b", lagging)
+			case 10:
+				nodes.set("eu-west-1/b", served)
+			}
+			mu.Unlock()
+		}
+		return st, err
+	})
+	st, err := c.Wait(testwait.Context(t), "acme", 4)
+	if err != nil || !st.Done {
+		t.Fatalf("Wait: done %v, %v", st.Done, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(checks) != 11 {
+		t.Fatalf("%d checks, want 11", len(checks))
+	}
+	before, after := checks[9].Sub(checks[8]), checks[10].Sub(checks[9])
+	if after >= before {
+		t.Errorf("pause after the check that found progress %v, before it %v: want it shorter (back to MinPoll)", after, before)
+	}
+}

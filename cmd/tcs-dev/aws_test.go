@@ -10,8 +10,10 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/tcs-dev/tcs/catalog/propagation/dynamonodes"
 	"github.com/tcs-dev/tcs/infra/emulators"
 	"github.com/tcs-dev/tcs/infra/provision"
 	"github.com/tcs-dev/tcs/internal/testwait"
@@ -70,6 +72,26 @@ func TestEndToEndAWS(t *testing.T) {
 	if err != nil || len(q.QueueUrls) != 1 {
 		t.Errorf("eu-west-1 invalidation queues while running: %v, %v; want 1", q.QueueUrls, err)
 	}
+
+	// Each region's tcs node heartbeats into the home region's node
+	// registry, as tcs nodes do, at its gRPC address.
+	home, err := awsconfig.LoadDefaultConfig(context.Background(), awsconfig.WithRegion("us-east-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := dynamonodes.New(dynamodb.NewFromConfig(home), dynamonodes.TableName(names.Base()), 0, nil)
+	testwait.For(t, "the three nodes in the registry", func() bool {
+		live, _, err := reg.Nodes(context.Background())
+		if err != nil || len(live) != 3 {
+			return false
+		}
+		for _, n := range live {
+			if n.ID != "tcs-dev-"+n.Region || n.Addr != s.ep.Regions[n.Region] {
+				t.Fatalf("registered %+v, want tcs-dev-<region> at that region's gRPC address %s", n, s.ep.Regions[n.Region])
+			}
+		}
+		return true
+	})
 }
 
 // TestSeedAWS: an empty AWS catalog gets the sample tenants.

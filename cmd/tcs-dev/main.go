@@ -25,6 +25,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
@@ -32,6 +33,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/httpapi"
 	"github.com/tcs-dev/tcs/catalog/propagation"
+	"github.com/tcs-dev/tcs/catalog/propagation/dynamonodes"
 	"github.com/tcs-dev/tcs/catalog/propagation/nodeprobe"
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
 	"github.com/tcs-dev/tcs/cmd/internal/backend/catalogs"
@@ -42,6 +44,7 @@ import (
 	"github.com/tcs-dev/tcs/internal/httpserve"
 	"github.com/tcs-dev/tcs/internal/lease"
 	"github.com/tcs-dev/tcs/internal/lease/memlease"
+	"github.com/tcs-dev/tcs/internal/logevery"
 	"github.com/tcs-dev/tcs/streamer"
 	"github.com/tcs-dev/tcs/streamer/reconcile"
 	"github.com/tcs-dev/tcs/tcs"
@@ -413,10 +416,31 @@ func (w *wiring) startRegion(ctx context.Context, r regionAddr, ln net.Listener,
 	srv := lookup.New(lc)
 	w.live["tcs "+r.Region], w.ready["tcs "+r.Region] = cmdutil.Check(srv.Live), cmdutil.Check(srv.Ready)
 	w.g.Go(func() error { return srv.Serve(w.ctx, ln, so) })
+	node := propagation.Node{Region: r.Region, ID: "tcs-dev-" + r.Region, Addr: ln.Addr().String()}
 	w.g.Go(func() error {
-		w.local.Serve(w.ctx, propagation.Node{Region: r.Region, ID: "tcs-dev-" + r.Region, Addr: ln.Addr().String()}, srv, 0)
+		w.local.Serve(w.ctx, node, srv, 0)
 		return nil
 	})
+	if be.IsAWS() {
+		// Like a tcs node, it heartbeats into the home region's
+		// <prefix>-nodes table, so that a catalog of another process
+		// (catalog --backend aws) finds it; its own catalog asks in process.
+		home, err := be.Clients(ctx, be.HomeRegion)
+		if err != nil {
+			return nil, err
+		}
+		nodes := dynamonodes.New(home.DynamoDB, dynamonodes.TableName(be.Names.Base()), 0, nil)
+		nodes.Instrument(prometheus.WrapRegistererWith(prometheus.Labels{"region": r.Region}, tcsReg))
+		limit := logevery.Limiter{Every: 30 * time.Second}
+		w.g.Go(func() error {
+			nodes.Run(w.ctx, node, 0, func(err error) {
+				if held, ok := limit.Allow(time.Now()); ok {
+					w.log.Warn("node registry: heartbeat failed", "component", "tcs", "region", r.Region, "err", err, "failures_not_logged", held)
+				}
+			})
+			return nil
+		})
+	}
 	sc, _ := rep.(tcs.Scanner)
 	return sc, nil
 }

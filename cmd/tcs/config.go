@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
@@ -167,11 +168,22 @@ func (c *config) check() error {
 }
 
 // advertised returns the address other processes dial to reach this node:
-// adv (--advertise-addr) if set, else listen (--addr) when it names a host
-// and a port another process can dial.
+// adv (--advertise-addr) if set (an IPv6 address without brackets before
+// its port gets them: fd00::7:9001 is [fd00::7]:9001), else listen (--addr)
+// when it names a host and a port another process can dial.
 func advertised(adv, listen string) (string, error) {
 	if adv != "" {
 		host, port, err := net.SplitHostPort(adv)
+		if err != nil {
+			// An IPv6 address joined to its port without brackets, as
+			// "$(POD_IP):9001" makes of an IPv6 pod IP (the chart).
+			if i := strings.LastIndexByte(adv, ':'); i > 0 {
+				if ip := net.ParseIP(adv[:i]); ip != nil && ip.To4() == nil {
+					host, port, err = adv[:i], adv[i+1:], nil
+					adv = net.JoinHostPort(host, port)
+				}
+			}
+		}
 		if err != nil || host == "" || port == "" || port == "0" {
 			return "", fmt.Errorf("--advertise-addr %q: want host:port that other processes can dial, such as 10.0.3.7:9001", adv)
 		}

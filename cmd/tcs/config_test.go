@@ -126,6 +126,19 @@ func TestParseConfig(t *testing.T) {
 				c.Backend.Backend, c.Backend.HomeRegion = "aws", "us-east-1"
 				c.Addr, c.AdvertiseAddr = ":9001", "10.0.3.7:9001"
 			}},
+		// An IPv6 pod IP joined to the port by the chart ("$(TCS_POD_IP):9001").
+		{name: "aws advertise IPv6 pod IP", args: []string{"--region", "eu-west-1", "--backend", "aws", "--aws-home-region", "us-east-1",
+			"--addr", ":9001"}, env: map[string]string{"TCS_ADVERTISE_ADDR": "fd00:10:244::1a:9001"},
+			want: func(c *config) {
+				c.Backend.Backend, c.Backend.HomeRegion = "aws", "us-east-1"
+				c.Addr, c.AdvertiseAddr = ":9001", "[fd00:10:244::1a]:9001"
+			}},
+		{name: "aws advertise IPv6 bracketed", args: []string{"--region", "eu-west-1", "--backend", "aws", "--aws-home-region", "us-east-1",
+			"--addr", ":9001", "--advertise-addr", "[fd00::7]:9001"},
+			want: func(c *config) {
+				c.Backend.Backend, c.Backend.HomeRegion = "aws", "us-east-1"
+				c.Addr, c.AdvertiseAddr = ":9001", "[fd00::7]:9001"
+			}},
 		{name: "aws not registered", args: []string{"--region", "eu-west-1", "--backend", "aws", "--aws-home-region", "us-east-1",
 			"--addr", "0.0.0.0:9001"}, env: map[string]string{"TCS_REGISTER": "false"},
 			want: func(c *config) {

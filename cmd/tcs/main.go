@@ -201,6 +201,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	}
 	if nodes != nil {
 		node := propagation.Node{Region: region, ID: cfg.NodeID, Addr: cfg.AdvertiseAddr}
+		nodes.Instrument(regionRegisterer) // tcs_node_registry_*, for TCSNodeHeartbeatFailing
 		g.Go(func() error {
 			// A failing heartbeat is retried every 2 s: log it at most twice a minute.
 			limit := logevery.Limiter{Every: 30 * time.Second}

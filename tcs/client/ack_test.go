@@ -78,3 +78,49 @@ func TestWatchAcks(t *testing.T) {
 	want := lookup.ClientCounts{Acknowledged: 1, NotAcking: 1}
 	testwait.For(t, "the acking client to be acknowledged and the other not acking", func() bool { return status() == want })
 }
+
+// TestAckOnRequest: a client whose ack interval has not passed acks a
+// change as soon as its node, asked for the change's status, finds it
+// lagging and asks it to (ack_now); without that request it would not ack
+// for an hour.
+func TestAckOnRequest(t *testing.T) {
+	t.Parallel()
+	srv, hub, rep, addr := ackNode(t)
+	ctx := testwait.Context(t)
+	c, err := client.New(ctx, client.WithRegions(addr), client.WithAckInterval(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	testwait.For(t, "the client to watch", c.Watching)
+	status := func(v int64) lookup.ClientCounts {
+		st, err := srv.TenantStatus(ctx, "acme", v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Clients
+	}
+	// Its first ack (of the Resync) goes at once.
+	testwait.For(t, "the Resync's ack", func() bool { return status(1) == lookup.ClientCounts{Acknowledged: 1} })
+	for v := int64(1); v <= 2; v++ {
+		ev := replicatest.Event("acme", v, map[string]int64{"acme.example.com": 1}, nil)
+		res, err := rep.Apply(ctx, ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := hub.Broadcast(ctx, tcs.Invalidation{TenantID: "acme", Version: v, Hostnames: res.Hostnames}); err != nil {
+			t.Fatal(err)
+		}
+		// Each status call that finds it lagging asks it to ack.
+		testwait.For(t, "the client to ack when asked", func() bool { return status(v) == lookup.ClientCounts{Acknowledged: 1} })
+	}
+}
+
+// TestAckAcceptedHeader ties the header the client waits for to the one
+// the node sends.
+func TestAckAcceptedHeader(t *testing.T) {
+	t.Parallel()
+	if client.AckAcceptedHeader != lookup.AckAcceptedHeader {
+		t.Errorf("client waits for %q, node sends %q", client.AckAcceptedHeader, lookup.AckAcceptedHeader)
+	}
+}

@@ -6,3 +6,7 @@ import "time"
 // silent: DefaultHeartbeatTimeout until a heartbeat has told it the
 // server's interval.
 func SilenceTimeout(c *Client) time.Duration { return time.Duration(c.silence.Load()) }
+
+// AckAcceptedHeader is the header the client expects on an accepted
+// AckStream, for the test that ties it to the server's.
+const AckAcceptedHeader = ackAcceptedHeader

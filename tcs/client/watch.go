@@ -99,6 +99,9 @@ func (c *Client) watchOnce(r *region) (resynced bool, _ error) {
 				c.silence.Store(int64(timeout))
 			}
 		}
+		if msg.GetAckNow() {
+			acks.ackNow()
+		}
 		dog.Reset(timeout)
 	}
 }

@@ -30,11 +30,34 @@ func session(tb testing.TB, w *watchStream) (string, uint64) {
 	return id, w.first.GetSeq()
 }
 
-func ack(tb testing.TB, e *env, id string, seq uint64) {
+// acker acks on one AckStream per session, each ack waited for (the acks
+// counter moves once the node has recorded it).
+type acker struct {
+	e       *env
+	streams map[string]tcsv1.TenantContextService_AckStreamClient
+}
+
+func newAcker(e *env) *acker {
+	return &acker{e: e, streams: map[string]tcsv1.TenantContextService_AckStreamClient{}}
+}
+
+func (a *acker) ack(tb testing.TB, id string, seq uint64) {
 	tb.Helper()
-	if _, err := e.client.Ack(testwait.Context(tb), &tcsv1.AckRequest{SessionId: id, Seq: seq}); err != nil {
-		tb.Fatalf("Ack(%s, %d): %v", id, seq, err)
+	stream, ok := a.streams[id]
+	if !ok {
+		var err error
+		if stream, err = a.e.client.AckStream(testwait.Context(tb)); err != nil {
+			tb.Fatalf("AckStream: %v", err)
+		}
+		a.streams[id] = stream
 	}
+	before := gather(tb, a.e.srv.Registry())["tcs_lookup_acks_total"]
+	if err := stream.Send(&tcsv1.AckRequest{SessionId: id, Seq: seq}); err != nil {
+		tb.Fatalf("ack(%s, %d): %v", id, seq, err)
+	}
+	testwait.For(tb, "the node to record the ack", func() bool {
+		return gather(tb, a.e.srv.Registry())["tcs_lookup_acks_total"] > before
+	})
 }
 
 func tenantStatus(tb testing.TB, e *env, id string, version int64) lookup.TenantStatus {
@@ -75,8 +98,9 @@ func TestAcksAndTenantStatus(t *testing.T) {
 		t.Errorf("before acks (-want +got):\n%s", diff)
 	}
 	// Acking the first Resync covers a tenant the node never invalidated.
-	ack(t, e, fastID, fastSeq)
-	ack(t, e, slowID, slowSeq)
+	acks := newAcker(e)
+	acks.ack(t, fastID, fastSeq)
+	acks.ack(t, slowID, slowSeq)
 	e.clock.Advance(6 * time.Second) // past the ack grace: mute is not acking
 	want.Clients = lookup.ClientCounts{Acknowledged: 2, NotAcking: 1}
 	if diff := cmp.Diff(want, tenantStatus(t, e, "acme", 1)); diff != "" {
@@ -99,9 +123,9 @@ func TestAcksAndTenantStatus(t *testing.T) {
 	if diff := cmp.Diff(want, tenantStatus(t, e, "acme", 2)); diff != "" {
 		t.Errorf("v2 delivered, not acked (-want +got):\n%s", diff)
 	}
-	ack(t, e, fastID, inv.GetSeq())
-	ack(t, e, slowID, inv.GetSeq()-1) // short of it
-	ack(t, e, fastID, fastSeq)        // an older ack changes nothing
+	acks.ack(t, fastID, inv.GetSeq())
+	acks.ack(t, slowID, inv.GetSeq()-1) // short of it
+	acks.ack(t, fastID, fastSeq)        // an older ack changes nothing
 	want.Clients = lookup.ClientCounts{Acknowledged: 1, Lagging: 1, NotAcking: 1}
 	if diff := cmp.Diff(want, tenantStatus(t, e, "acme", 2)); diff != "" {
 		t.Errorf("v2 acked by one (-want +got):\n%s", diff)
@@ -124,12 +148,70 @@ func TestAcksAndTenantStatus(t *testing.T) {
 		t.Errorf("v3 not delivered (-want +got):\n%s", diff)
 	}
 
-	// A stream that ends takes its session along.
+	// A stream that ends takes its session along, and ends its AckStream.
 	fast.cancel()
 	testwait.For(t, "the stream to end", func() bool { return watchStreams(e) == 2 })
-	_, err := e.client.Ack(ctx, &tcsv1.AckRequest{SessionId: fastID, Seq: math.MaxUint64})
-	if status.Code(err) != codes.NotFound {
-		t.Errorf("Ack of an ended session: %v, want NotFound", err)
+	if _, err := acks.streams[fastID].CloseAndRecv(); status.Code(err) != codes.NotFound {
+		t.Errorf("AckStream of an ended Watch stream: %v, want NotFound", err)
+	}
+	if code := ackStreamCode(t, e, &tcsv1.AckRequest{SessionId: fastID, Seq: math.MaxUint64}); code != codes.NotFound {
+		t.Errorf("AckStream of an ended session: %v, want NotFound", code)
+	}
+}
+
+// ackStreamCode opens an AckStream, sends reqs and returns the code the
+// node ends it with.
+func ackStreamCode(tb testing.TB, e *env, reqs ...*tcsv1.AckRequest) codes.Code {
+	tb.Helper()
+	stream, err := e.client.AckStream(testwait.Context(tb))
+	if err != nil {
+		tb.Fatalf("AckStream: %v", err)
+	}
+	for _, r := range reqs {
+		if err := stream.Send(r); err != nil {
+			break // ended: CloseAndRecv says why
+		}
+	}
+	_, err = stream.CloseAndRecv()
+	return status.Code(err)
+}
+
+// TestAckStreamRefusals: an AckStream whose session is unknown, taken by
+// another AckStream, or changes midway ends with a code that says so, and
+// each outcome is counted.
+func TestAckStreamRefusals(t *testing.T) {
+	t.Parallel()
+	e := start(t, lookup.Config{}, lookup.ServeOptions{})
+	w := openWatch(t, e)
+	id, seq := session(t, w)
+	other, _ := session(t, openWatch(t, e))
+
+	if code := ackStreamCode(t, e, &tcsv1.AckRequest{SessionId: "0123456789abcdef0123456789abcdef", Seq: 1}); code != codes.NotFound {
+		t.Errorf("unknown session: %v, want NotFound", code)
+	}
+	acks := newAcker(e)
+	acks.ack(t, id, seq)
+	if code := ackStreamCode(t, e, &tcsv1.AckRequest{SessionId: id, Seq: seq}); code != codes.AlreadyExists {
+		t.Errorf("second AckStream of a session: %v, want AlreadyExists", code)
+	}
+	if code := ackStreamCode(t, e, &tcsv1.AckRequest{SessionId: other, Seq: 1}, &tcsv1.AckRequest{SessionId: id, Seq: 2}); code != codes.InvalidArgument {
+		t.Errorf("AckStream changing session: %v, want InvalidArgument", code)
+	}
+	m := gather(t, e.srv.Registry())
+	for outcome, want := range map[string]float64{"opened": 2, "unknown_session": 1, "duplicate": 1} {
+		if got := m[`tcs_lookup_ack_streams_total{outcome="`+outcome+`"}`]; got != want {
+			t.Errorf("ack streams %s = %v, want %v", outcome, got, want)
+		}
+	}
+	// The session's own stream closed by its client: OK, and the session
+	// may open another.
+	if _, err := acks.streams[id].CloseAndRecv(); err != nil {
+		t.Errorf("AckStream closed by its client: %v, want OK", err)
+	}
+	// The node cleared the session's AckStream before it answered.
+	again := ackStreamCode(t, e, &tcsv1.AckRequest{SessionId: id, Seq: seq})
+	if again != codes.OK {
+		t.Errorf("the session's next AckStream: %v, want OK (accepted, then closed by the client)", again)
 	}
 }
 
@@ -165,7 +247,7 @@ func TestAckResyncCovers(t *testing.T) {
 			t.Fatalf("Resync names session %s, want %s", r.GetSessionId(), id)
 		}
 	}
-	ack(t, e, id, last.GetSeq())
+	newAcker(e).ack(t, id, last.GetSeq())
 	if got := tenantStatus(t, e, "acme", 4).Clients; got != (lookup.ClientCounts{Acknowledged: 1}) {
 		t.Errorf("clients %+v, want the one acknowledged", got)
 	}
@@ -184,7 +266,8 @@ func TestAckLRUFloor(t *testing.T) {
 		t.Fatal(err)
 	}
 	acme := w.next(t, "invalidation")
-	ack(t, e, id, acme.GetSeq()-1)
+	acks := newAcker(e)
+	acks.ack(t, id, acme.GetSeq()-1)
 	if err := e.hub.Broadcast(ctx, tcs.Invalidation{TenantID: "beta", Version: 1, Hostnames: []string{"beta.example.com"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +275,7 @@ func TestAckLRUFloor(t *testing.T) {
 	if got := tenantStatus(t, e, "acme", 2).Clients; got != (lookup.ClientCounts{Lagging: 1}) {
 		t.Errorf("before acking acme's seq: clients %+v, want lagging", got)
 	}
-	ack(t, e, id, acme.GetSeq())
+	acks.ack(t, id, acme.GetSeq())
 	if got := tenantStatus(t, e, "acme", 2); got.Clients != (lookup.ClientCounts{Acknowledged: 1}) || got.FeedVersion != 0 {
 		t.Errorf("after: %+v, want the client acknowledged and no feed version remembered", got)
 	}
@@ -245,5 +328,56 @@ func TestTenantStatusInput(t *testing.T) {
 	// The Server method gives a domain error naming the field.
 	if _, err := e.srv.TenantStatus(ctx, "acme", 0); tenant.ErrorCode(err) != tenant.Invalid {
 		t.Errorf("TenantStatus(version 0): %v, want Invalid", err)
+	}
+	// Counted by outcome: the calls that reached the node (the first two
+	// were refused by authentication), and the one above.
+	m := gather(t, e.srv.Registry())
+	for outcome, want := range map[string]float64{"ok": 2, "invalid": 4, "error": 0} {
+		if got := m[`tcs_lookup_tenant_status_calls_total{outcome="`+outcome+`"}`]; got != want {
+			t.Errorf("tenant status calls %s = %v, want %v", outcome, got, want)
+		}
+	}
+}
+
+// TestAckNow: a node asks its clients to ack at once what someone waits
+// for: the invalidations of a tenant whose status was asked carry ack_now
+// (others do not), and a status call that finds a stream behind a
+// broadcast change sends it a Heartbeat with ack_now, once per change.
+func TestAckNow(t *testing.T) {
+	t.Parallel()
+	rep := newFakeReplica(makeTenant("acme", 1, host), makeTenant("beta", 1, "beta.example.com"))
+	e := start(t, lookup.Config{Replica: rep, HeartbeatInterval: time.Hour}, lookup.ServeOptions{}) // only requests are heartbeats
+	ctx := testwait.Context(t)
+	w := openWatch(t, e)
+	broadcast := func(id string, v int64, h string) *tcsv1.WatchResponse {
+		t.Helper()
+		if err := e.hub.Broadcast(ctx, tcs.Invalidation{TenantID: id, Version: v, Hostnames: []string{h}}); err != nil {
+			t.Fatal(err)
+		}
+		return w.next(t, "invalidation")
+	}
+	if inv := broadcast("acme", 2, host); inv.GetAckNow() {
+		t.Errorf("invalidation of a tenant nobody waits for: ack_now set")
+	}
+	// The stream has not acked acme's v2: asking its status asks the
+	// stream, once however often it is asked.
+	for range 3 {
+		if got := tenantStatus(t, e, "acme", 2).Clients; got != (lookup.ClientCounts{Lagging: 1}) {
+			t.Fatalf("clients %+v, want one lagging", got)
+		}
+	}
+	if hb := w.next(t, "heartbeat"); !hb.GetAckNow() || hb.GetHeartbeat().GetInterval().AsDuration() <= 0 {
+		t.Errorf("request %v: want a heartbeat with ack_now and the interval", hb)
+	}
+	// Now someone waits for acme: its next invalidation asks at once;
+	// beta's does not. (A second request would have come before it.)
+	if inv := broadcast("acme", 3, host); !inv.GetAckNow() {
+		t.Errorf("invalidation of a waited tenant: ack_now not set")
+	}
+	if inv := broadcast("beta", 2, "beta.example.com"); inv.GetAckNow() {
+		t.Errorf("invalidation of beta: ack_now set")
+	}
+	if got := gather(t, e.srv.Registry())["tcs_lookup_ack_requests_total"]; got != 1 {
+		t.Errorf("ack requests %v, want 1", got)
 	}
 }

@@ -31,6 +31,41 @@ type metrics struct {
 	// atLeast counts Lookups with min_version by outcome (a fixed set:
 	// atLeastOutcomes).
 	atLeast map[string]prometheus.Counter
+	// acks counts acks received on AckStreams; ackStreams counts
+	// AckStreams by outcome (a fixed set: ackStreamOutcomes);
+	// tenantStatus counts TenantStatus calls by outcome
+	// (tenantStatusOutcomes).
+	acks         prometheus.Counter
+	ackRequests  prometheus.Counter
+	ackStreams   map[string]prometheus.Counter
+	tenantStatus map[string]prometheus.Counter
+}
+
+// Outcomes of AckStreams (tcs_lookup_ack_streams_total).
+const (
+	ackStreamOpened    = "opened"
+	ackStreamUnknown   = "unknown_session"
+	ackStreamDuplicate = "duplicate"
+)
+
+var ackStreamOutcomes = []string{ackStreamOpened, ackStreamUnknown, ackStreamDuplicate}
+
+// Outcomes of TenantStatus calls (tcs_lookup_tenant_status_calls_total).
+const (
+	tenantStatusOK      = "ok"
+	tenantStatusInvalid = "invalid"
+	tenantStatusError   = "error"
+)
+
+var tenantStatusOutcomes = []string{tenantStatusOK, tenantStatusInvalid, tenantStatusError}
+
+// counters resolves a counter per label value of vec.
+func counters(vec *prometheus.CounterVec, values []string) map[string]prometheus.Counter {
+	m := make(map[string]prometheus.Counter, len(values))
+	for _, v := range values {
+		m[v] = vec.WithLabelValues(v)
+	}
+	return m
 }
 
 func newMetrics(reg prometheus.Registerer, c *cache.Cache) *metrics {
@@ -101,11 +136,29 @@ func newMetrics(reg prometheus.Registerer, c *cache.Cache) *metrics {
 	for _, o := range atLeastOutcomes {
 		m.atLeast[o] = atLeast.WithLabelValues(o)
 	}
+	m.acks = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tcs_lookup_acks_total",
+		Help: "Acknowledgements received from Watch clients on AckStreams (each reports the seq a client has applied; the propagation status counts clients by them).",
+	})
+	m.ackRequests = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tcs_lookup_ack_requests_total",
+		Help: "Heartbeats with ack_now sent to Watch clients that lagged a change someone waits for (TenantStatus found them behind), asking them to ack at once.",
+	})
+	ackStreams := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tcs_lookup_ack_streams_total",
+		Help: "AckStreams by outcome: opened (its session is a Watch stream of this node), unknown_session (NOT_FOUND: its Watch stream ended or is another node's; a client balancing over a region's nodes retries on the next), duplicate (ALREADY_EXISTS: the session had one open).",
+	}, []string{"outcome"})
+	m.ackStreams = counters(ackStreams, ackStreamOutcomes)
+	tenantStatus := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tcs_lookup_tenant_status_calls_total",
+		Help: "TenantStatus calls (the catalog's propagation status asking this node how far a tenant's change has reached), by outcome: ok, invalid (bad tenant id or version), error (the replica unreadable).",
+	}, []string{"outcome"})
+	m.tenantStatus = counters(tenantStatus, tenantStatusOutcomes)
 	m.feedUp.Set(1)
 	for code := range m.lookups {
 		m.lookups[code] = lookups.WithLabelValues(codes.Code(code).String())
 	}
-	reg.MustRegister(lookups, latency, shed, atLeast, m.lag, m.propagation.(prometheus.Histogram), m.watchStreams, m.invalidations, m.resyncs, m.heartbeats, m.feedUp, m.feedLast, cacheCollector{c})
+	reg.MustRegister(lookups, latency, shed, atLeast, m.acks, m.ackRequests, ackStreams, tenantStatus, m.lag, m.propagation.(prometheus.Histogram), m.watchStreams, m.invalidations, m.resyncs, m.heartbeats, m.feedUp, m.feedLast, cacheCollector{c})
 	return m
 }
 

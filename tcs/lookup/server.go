@@ -59,7 +59,7 @@
 // Acknowledgements (acks.go). Each broadcast to the Watch streams is
 // numbered (WatchResponse.seq, one sequence for the node), each Resync names
 // its stream's session and takes the number of the last broadcast it
-// covers, and clients ack the number they have applied with Ack. With the
+// covers, and clients ack the number they have applied on an AckStream. With the
 // number of each tenant's latest invalidation (an LRU of Config.AckTenants)
 // that lets TenantStatus (also ReplicaAdmin.TenantStatus) count, for one
 // tenant at one version, the streams that have applied it, those that lag,
@@ -313,7 +313,7 @@ type Server struct {
 	stopOnce  sync.Once
 	stopping  chan struct{} // closed when Watch streams must end
 	// sessions maps the session id of each open Watch stream to its
-	// watcher, for Ack (which takes no lock but the map's).
+	// watcher, for AckStream (which takes no lock but the map's).
 	sessions sync.Map
 	acks     ackState // Server.mu
 	feedState

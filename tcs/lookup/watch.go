@@ -204,11 +204,21 @@ type watcher struct {
 	// is set: 10,000 streams woken by one broadcast do not queue for the
 	// lock the broadcast holds.
 	lost atomic.Bool
-	// session names the stream in Acks; started is when it opened (unix
-	// nanoseconds); acked is the highest seq its client acked, 0 for none.
+	// session names the stream in acks; started is when it opened (unix
+	// nanoseconds); acked is the highest seq its client acked, 0 for none;
+	// acking is set while an AckStream of the session is open; done is
+	// closed when the Watch stream ends (its AckStream then ends too).
 	session string
 	started int64
 	acked   atomic.Uint64
+	acking  atomic.Bool
+	done    chan struct{}
+	// askedFor is the seq the stream was last asked to ack at once (a
+	// Heartbeat with ack_now), at askedAt (unix nanoseconds, wall clock);
+	// askMu guards both (requestAck).
+	askMu    sync.Mutex
+	askedFor uint64
+	askedAt  int64
 }
 
 // lose marks w as having missed messages. A stream's own loop clears the
@@ -234,7 +244,7 @@ func (s *Server) broadcast(msg *tcsv1.WatchResponse) {
 	s.bcastMu.Lock()
 	defer s.bcastMu.Unlock()
 	s.mu.Lock()
-	s.acks.nextSeqLocked(msg)
+	s.acks.nextSeqLocked(msg, time.Now().UnixNano())
 	ws := s.bcastList[:0]
 	for w := range s.watchers {
 		ws = append(ws, w)
@@ -314,6 +324,7 @@ func (s *Server) Watch(_ *tcsv1.WatchRequest, stream grpc.ServerStreamingServer[
 		wake:    make(chan struct{}, 1),
 		session: newSessionID(),
 		started: s.now().UnixNano(),
+		done:    make(chan struct{}),
 	}
 	s.watchers[w] = struct{}{}
 	s.watchCallers[caller]++
@@ -323,6 +334,7 @@ func (s *Server) Watch(_ *tcsv1.WatchRequest, stream grpc.ServerStreamingServer[
 	s.m.watchStreams.Inc()
 	defer func() {
 		s.sessions.Delete(w.session)
+		close(w.done)
 		s.mu.Lock()
 		delete(s.watchers, w)
 		if s.watchCallers[caller]--; s.watchCallers[caller] <= 0 {

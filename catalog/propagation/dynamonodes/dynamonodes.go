@@ -25,6 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tcs-dev/tcs/catalog/propagation"
 	"github.com/tcs-dev/tcs/internal/dynamotable"
@@ -116,6 +117,26 @@ type Registry struct {
 	table string
 	bound time.Duration
 	now   func() time.Time
+	// beats counts Run's heartbeats by result, and last is when the last
+	// one succeeded; nil until Instrument.
+	beats map[string]prometheus.Counter
+	last  prometheus.Gauge
+}
+
+// Instrument registers on reg the metrics of this node's heartbeats (Run):
+// tcs_node_registry_heartbeats_total{result="ok"|"failed"} and
+// tcs_node_registry_last_heartbeat_timestamp_seconds. Call it before Run.
+func (r *Registry) Instrument(reg prometheus.Registerer) {
+	beats := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tcs_node_registry_heartbeats_total",
+		Help: "This tcs node's heartbeats into the <prefix>-nodes table, by result (ok, failed): a node without a successful one for the bound (6 s) is dropped from the catalog's propagation status.",
+	}, []string{"result"})
+	r.last = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tcs_node_registry_last_heartbeat_timestamp_seconds",
+		Help: "Unix time of this tcs node's last successful heartbeat into the <prefix>-nodes table; 0 before the first.",
+	})
+	r.beats = map[string]prometheus.Counter{"ok": beats.WithLabelValues("ok"), "failed": beats.WithLabelValues("failed")}
+	reg.MustRegister(beats, r.last)
 }
 
 var _ propagation.Registry = (*Registry)(nil)
@@ -173,7 +194,17 @@ func (r *Registry) Run(ctx context.Context, n propagation.Node, interval time.Du
 		onError = func(error) {}
 	}
 	beat := func() {
-		if err := r.Heartbeat(ctx, n); err != nil && ctx.Err() == nil {
+		err := r.Heartbeat(ctx, n)
+		switch {
+		case err == nil:
+			if r.beats != nil {
+				r.beats["ok"].Inc()
+				r.last.Set(float64(r.now().UnixNano()) / 1e9)
+			}
+		case ctx.Err() == nil:
+			if r.beats != nil {
+				r.beats["failed"].Inc()
+			}
 			onError(err)
 		}
 	}

@@ -2,9 +2,14 @@ package dynamonodes_test
 
 import (
 	"context"
+	"errors"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tcs-dev/tcs/catalog/propagation"
 	"github.com/tcs-dev/tcs/catalog/propagation/dynamonodes"
@@ -100,5 +105,68 @@ func TestRun(t *testing.T) {
 	<-done
 	if live, dropped, err := reg.Nodes(ctx); err != nil || len(live)+len(dropped) != 0 {
 		t.Errorf("after Run ended: live %v, dropped %v, %v; want none", live, dropped, err)
+	}
+}
+
+// failingAPI is a table whose writes fail while fail is set.
+type failingAPI struct {
+	dynamonodes.API
+	fail atomic.Bool
+}
+
+func (f *failingAPI) PutItem(context.Context, *dynamodb.PutItemInput, ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	if f.fail.Load() {
+		return nil, errors.New("throttled")
+	}
+	return &dynamodb.PutItemOutput{}, nil
+}
+
+func (f *failingAPI) DeleteItem(context.Context, *dynamodb.DeleteItemInput, ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	return &dynamodb.DeleteItemOutput{}, nil
+}
+
+// TestRunMetrics: Run counts its heartbeats by result and keeps the time
+// of the last that succeeded.
+func TestRunMetrics(t *testing.T) {
+	t.Parallel()
+	api := &failingAPI{}
+	reg := dynamonodes.New(api, "t-nodes", time.Second, func() time.Time { return time.Unix(1700000000, 0) })
+	pr := prometheus.NewRegistry()
+	reg.Instrument(pr)
+	value := func(name string) float64 {
+		mfs, err := pr.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				full := mf.GetName()
+				for _, l := range m.GetLabel() {
+					full += "{" + l.GetName() + "=" + l.GetValue() + "}"
+				}
+				if full == name {
+					return m.GetCounter().GetValue() + m.GetGauge().GetValue()
+				}
+			}
+		}
+		return 0
+	}
+	ctx, stop := context.WithCancel(testwait.Context(t))
+	var failures atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		reg.Run(ctx, propagation.Node{Region: "eu-west-1", ID: "node-a", Addr: "10.0.0.1:9000"}, 5*time.Millisecond, func(error) { failures.Add(1) })
+	}()
+	testwait.For(t, "a heartbeat", func() bool { return value("tcs_node_registry_heartbeats_total{result=ok}") >= 1 })
+	if got := value("tcs_node_registry_last_heartbeat_timestamp_seconds"); got != 1700000000 {
+		t.Errorf("last heartbeat %v, want 1700000000", got)
+	}
+	api.fail.Store(true)
+	testwait.For(t, "failed heartbeats counted", func() bool { return value("tcs_node_registry_heartbeats_total{result=failed}") >= 2 })
+	stop()
+	<-done
+	if got, counted := failures.Load(), value("tcs_node_registry_heartbeats_total{result=failed}"); float64(got) != counted {
+		t.Errorf("onError called %d times, failures counted %v", got, counted)
 	}
 }

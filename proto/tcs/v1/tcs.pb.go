@@ -82,7 +82,7 @@ func (x *AckRequest) GetSeq() uint64 {
 	return 0
 }
 
-// AckResponse is empty: an Ack either reached a live session or failed.
+// AckResponse is empty: an AckStream only ever ends with an error status.
 type AckResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -559,8 +559,16 @@ type WatchResponse struct {
 	// they count the node's broadcasts, which every stream of the node
 	// shares, and a Resync takes the position of the last broadcast it
 	// covers. A client acks the seq of the last message it applied (see
-	// TenantContextService.Ack).
-	Seq           uint64 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
+	// TenantContextService.AckStream).
+	Seq uint64 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The node asks the client to ack what it has applied at once, ahead of
+	// its ack interval (and, if it has acked that already, the next message
+	// it applies): someone is waiting for a change (the catalog's
+	// propagation status asks the node). Set on the Invalidations of a tenant
+	// whose status was asked in the last second, and on a Heartbeat sent to
+	// the clients that have not acked a change whose status is asked, so
+	// that clients can ack rarely (every few seconds) while nobody waits.
+	AckNow        bool `protobuf:"varint,5,opt,name=ack_now,json=ackNow,proto3" json:"ack_now,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -634,6 +642,13 @@ func (x *WatchResponse) GetSeq() uint64 {
 		return x.Seq
 	}
 	return 0
+}
+
+func (x *WatchResponse) GetAckNow() bool {
+	if x != nil {
+		return x.AckNow
+	}
+	return false
 }
 
 type isWatchResponse_Kind interface {
@@ -882,12 +897,13 @@ const file_tcs_v1_tcs_proto_rawDesc = "" +
 	"\amessage\x18\x04 \x01(\tR\amessage\x12\x14\n" +
 	"\x05stale\x18\x05 \x01(\bR\x05stale\x12+\n" +
 	"\x03age\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x03age\"\x0e\n" +
-	"\fWatchRequest\"\xc2\x01\n" +
+	"\fWatchRequest\"\xdb\x01\n" +
 	"\rWatchResponse\x12:\n" +
 	"\finvalidation\x18\x01 \x01(\v2\x14.tcs.v1.InvalidationH\x00R\finvalidation\x12(\n" +
 	"\x06resync\x18\x02 \x01(\v2\x0e.tcs.v1.ResyncH\x00R\x06resync\x121\n" +
 	"\theartbeat\x18\x03 \x01(\v2\x11.tcs.v1.HeartbeatH\x00R\theartbeat\x12\x10\n" +
-	"\x03seq\x18\x04 \x01(\x04R\x03seqB\x06\n" +
+	"\x03seq\x18\x04 \x01(\x04R\x03seq\x12\x17\n" +
+	"\aack_now\x18\x05 \x01(\bR\x06ackNowB\x06\n" +
 	"\x04kind\"c\n" +
 	"\fInvalidation\x12\x1c\n" +
 	"\thostnames\x18\x01 \x03(\tR\thostnames\x12\x1b\n" +
@@ -898,12 +914,12 @@ const file_tcs_v1_tcs_proto_rawDesc = "" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\"n\n" +
 	"\tHeartbeat\x12*\n" +
 	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x125\n" +
-	"\binterval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\binterval2\xff\x01\n" +
+	"\binterval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\binterval2\x87\x02\n" +
 	"\x14TenantContextService\x127\n" +
 	"\x06Lookup\x12\x15.tcs.v1.LookupRequest\x1a\x16.tcs.v1.LookupResponse\x12F\n" +
 	"\vBatchLookup\x12\x1a.tcs.v1.BatchLookupRequest\x1a\x1b.tcs.v1.BatchLookupResponse\x126\n" +
-	"\x05Watch\x12\x14.tcs.v1.WatchRequest\x1a\x15.tcs.v1.WatchResponse0\x01\x12.\n" +
-	"\x03Ack\x12\x12.tcs.v1.AckRequest\x1a\x13.tcs.v1.AckResponseB+Z)github.com/tcs-dev/tcs/proto/tcs/v1;tcsv1b\x06proto3"
+	"\x05Watch\x12\x14.tcs.v1.WatchRequest\x1a\x15.tcs.v1.WatchResponse0\x01\x126\n" +
+	"\tAckStream\x12\x12.tcs.v1.AckRequest\x1a\x13.tcs.v1.AckResponse(\x01B+Z)github.com/tcs-dev/tcs/proto/tcs/v1;tcsv1b\x06proto3"
 
 var (
 	file_tcs_v1_tcs_proto_rawDescOnce sync.Once
@@ -949,11 +965,11 @@ var file_tcs_v1_tcs_proto_depIdxs = []int32{
 	2,  // 10: tcs.v1.TenantContextService.Lookup:input_type -> tcs.v1.LookupRequest
 	4,  // 11: tcs.v1.TenantContextService.BatchLookup:input_type -> tcs.v1.BatchLookupRequest
 	7,  // 12: tcs.v1.TenantContextService.Watch:input_type -> tcs.v1.WatchRequest
-	0,  // 13: tcs.v1.TenantContextService.Ack:input_type -> tcs.v1.AckRequest
+	0,  // 13: tcs.v1.TenantContextService.AckStream:input_type -> tcs.v1.AckRequest
 	3,  // 14: tcs.v1.TenantContextService.Lookup:output_type -> tcs.v1.LookupResponse
 	5,  // 15: tcs.v1.TenantContextService.BatchLookup:output_type -> tcs.v1.BatchLookupResponse
 	8,  // 16: tcs.v1.TenantContextService.Watch:output_type -> tcs.v1.WatchResponse
-	1,  // 17: tcs.v1.TenantContextService.Ack:output_type -> tcs.v1.AckResponse
+	1,  // 17: tcs.v1.TenantContextService.AckStream:output_type -> tcs.v1.AckResponse
 	14, // [14:18] is the sub-list for method output_type
 	10, // [10:14] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name

@@ -26,7 +26,7 @@ const (
 	TenantContextService_Lookup_FullMethodName      = "/tcs.v1.TenantContextService/Lookup"
 	TenantContextService_BatchLookup_FullMethodName = "/tcs.v1.TenantContextService/BatchLookup"
 	TenantContextService_Watch_FullMethodName       = "/tcs.v1.TenantContextService/Watch"
-	TenantContextService_Ack_FullMethodName         = "/tcs.v1.TenantContextService/Ack"
+	TenantContextService_AckStream_FullMethodName   = "/tcs.v1.TenantContextService/AckStream"
 )
 
 // TenantContextServiceClient is the client API for TenantContextService service.
@@ -86,20 +86,33 @@ type TenantContextServiceClient interface {
 	// Acknowledgements. Every Invalidation and Resync message carries seq
 	// (WatchResponse.seq), and every Resync names the stream's session
 	// (Resync.session_id). A client that has applied every message up to seq
-	// tells the node with Ack (see AckRequest), so that the node can report
-	// which of its clients' caches have seen a change (the catalog's
+	// tells the node on an AckStream (see AckRequest), so that the node can
+	// report which of its clients' caches have seen a change (the catalog's
 	// GET /v1/tenants/{id}/propagation). Acking is optional: a client that
 	// never acks is counted as "not acknowledging", apart from clients that
 	// lag.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
-	// Ack reports that the client has applied every message of its Watch
-	// stream session_id up to and including seq. Send it after applying
-	// messages, at most every 100 ms or so and only when seq advanced: one
-	// Ack covers every message before it. An Ack of an unknown session (the
-	// stream ended, or another node's) is NOT_FOUND: the client drops it,
-	// its next stream names a new session. An Ack below one already received
-	// changes nothing. Needs the lookup role, like Watch.
-	Ack(ctx context.Context, in *AckRequest, opts ...grpc.CallOption) (*AckResponse, error)
+	// AckStream carries the acknowledgements of one Watch stream: each
+	// AckRequest reports that the client has applied every message of its
+	// Watch stream session_id up to and including seq. Open it once per Watch
+	// stream, on the same node, and send an AckRequest after applying
+	// messages, only when seq advanced and at most every few seconds (one
+	// covers every message before it), and at once after a message with
+	// ack_now (WatchResponse.ack_now). An ack is one small message on an open
+	// stream, so acking costs the node little beside its lookups (a unary call
+	// per ack cost a node most of its lookup throughput with 1,000 clients).
+	// Every AckRequest must name the session of the first. A node that
+	// accepts the session sends the header "tcs-ack-accepted: true" (so a
+	// client learns at once that it reached the right node). The node ends the
+	// stream with NOT_FOUND when the session is unknown (the Watch stream
+	// ended, or is another node's: a client balancing over a region's nodes
+	// opens the AckStream again until it reaches the Watch stream's node) or
+	// when its Watch stream ends, with ALREADY_EXISTS when the session has an
+	// AckStream open already, and with INVALID_ARGUMENT when a later
+	// AckRequest names another session. An ack below one already received
+	// changes nothing. The node never answers otherwise: the client ends the
+	// stream when its Watch stream ends. Needs the lookup role, like Watch.
+	AckStream(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[AckRequest, AckResponse], error)
 }
 
 type tenantContextServiceClient struct {
@@ -149,15 +162,18 @@ func (c *tenantContextServiceClient) Watch(ctx context.Context, in *WatchRequest
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TenantContextService_WatchClient = grpc.ServerStreamingClient[WatchResponse]
 
-func (c *tenantContextServiceClient) Ack(ctx context.Context, in *AckRequest, opts ...grpc.CallOption) (*AckResponse, error) {
+func (c *tenantContextServiceClient) AckStream(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[AckRequest, AckResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(AckResponse)
-	err := c.cc.Invoke(ctx, TenantContextService_Ack_FullMethodName, in, out, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &TenantContextService_ServiceDesc.Streams[1], TenantContextService_AckStream_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	x := &grpc.GenericClientStream[AckRequest, AckResponse]{ClientStream: stream}
+	return x, nil
 }
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TenantContextService_AckStreamClient = grpc.ClientStreamingClient[AckRequest, AckResponse]
 
 // TenantContextServiceServer is the server API for TenantContextService service.
 // All implementations must embed UnimplementedTenantContextServiceServer
@@ -216,20 +232,33 @@ type TenantContextServiceServer interface {
 	// Acknowledgements. Every Invalidation and Resync message carries seq
 	// (WatchResponse.seq), and every Resync names the stream's session
 	// (Resync.session_id). A client that has applied every message up to seq
-	// tells the node with Ack (see AckRequest), so that the node can report
-	// which of its clients' caches have seen a change (the catalog's
+	// tells the node on an AckStream (see AckRequest), so that the node can
+	// report which of its clients' caches have seen a change (the catalog's
 	// GET /v1/tenants/{id}/propagation). Acking is optional: a client that
 	// never acks is counted as "not acknowledging", apart from clients that
 	// lag.
 	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
-	// Ack reports that the client has applied every message of its Watch
-	// stream session_id up to and including seq. Send it after applying
-	// messages, at most every 100 ms or so and only when seq advanced: one
-	// Ack covers every message before it. An Ack of an unknown session (the
-	// stream ended, or another node's) is NOT_FOUND: the client drops it,
-	// its next stream names a new session. An Ack below one already received
-	// changes nothing. Needs the lookup role, like Watch.
-	Ack(context.Context, *AckRequest) (*AckResponse, error)
+	// AckStream carries the acknowledgements of one Watch stream: each
+	// AckRequest reports that the client has applied every message of its
+	// Watch stream session_id up to and including seq. Open it once per Watch
+	// stream, on the same node, and send an AckRequest after applying
+	// messages, only when seq advanced and at most every few seconds (one
+	// covers every message before it), and at once after a message with
+	// ack_now (WatchResponse.ack_now). An ack is one small message on an open
+	// stream, so acking costs the node little beside its lookups (a unary call
+	// per ack cost a node most of its lookup throughput with 1,000 clients).
+	// Every AckRequest must name the session of the first. A node that
+	// accepts the session sends the header "tcs-ack-accepted: true" (so a
+	// client learns at once that it reached the right node). The node ends the
+	// stream with NOT_FOUND when the session is unknown (the Watch stream
+	// ended, or is another node's: a client balancing over a region's nodes
+	// opens the AckStream again until it reaches the Watch stream's node) or
+	// when its Watch stream ends, with ALREADY_EXISTS when the session has an
+	// AckStream open already, and with INVALID_ARGUMENT when a later
+	// AckRequest names another session. An ack below one already received
+	// changes nothing. The node never answers otherwise: the client ends the
+	// stream when its Watch stream ends. Needs the lookup role, like Watch.
+	AckStream(grpc.ClientStreamingServer[AckRequest, AckResponse]) error
 	mustEmbedUnimplementedTenantContextServiceServer()
 }
 
@@ -249,8 +278,8 @@ func (UnimplementedTenantContextServiceServer) BatchLookup(context.Context, *Bat
 func (UnimplementedTenantContextServiceServer) Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error {
 	return status.Error(codes.Unimplemented, "method Watch not implemented")
 }
-func (UnimplementedTenantContextServiceServer) Ack(context.Context, *AckRequest) (*AckResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method Ack not implemented")
+func (UnimplementedTenantContextServiceServer) AckStream(grpc.ClientStreamingServer[AckRequest, AckResponse]) error {
+	return status.Error(codes.Unimplemented, "method AckStream not implemented")
 }
 func (UnimplementedTenantContextServiceServer) mustEmbedUnimplementedTenantContextServiceServer() {}
 func (UnimplementedTenantContextServiceServer) testEmbeddedByValue()                              {}
@@ -320,23 +349,12 @@ func _TenantContextService_Watch_Handler(srv interface{}, stream grpc.ServerStre
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TenantContextService_WatchServer = grpc.ServerStreamingServer[WatchResponse]
 
-func _TenantContextService_Ack_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(AckRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(TenantContextServiceServer).Ack(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: TenantContextService_Ack_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(TenantContextServiceServer).Ack(ctx, req.(*AckRequest))
-	}
-	return interceptor(ctx, in, info, handler)
+func _TenantContextService_AckStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(TenantContextServiceServer).AckStream(&grpc.GenericServerStream[AckRequest, AckResponse]{ServerStream: stream})
 }
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TenantContextService_AckStreamServer = grpc.ClientStreamingServer[AckRequest, AckResponse]
 
 // TenantContextService_ServiceDesc is the grpc.ServiceDesc for TenantContextService service.
 // It's only intended for direct use with grpc.RegisterService,
@@ -353,16 +371,17 @@ var TenantContextService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "BatchLookup",
 			Handler:    _TenantContextService_BatchLookup_Handler,
 		},
-		{
-			MethodName: "Ack",
-			Handler:    _TenantContextService_Ack_Handler,
-		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "Watch",
 			Handler:       _TenantContextService_Watch_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "AckStream",
+			Handler:       _TenantContextService_AckStream_Handler,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "tcs/v1/tcs.proto",
