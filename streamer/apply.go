@@ -109,7 +109,7 @@ type Applier struct {
 	cfg      ApplierConfig
 	log      *slog.Logger
 	tracer   trace.Tracer // nil without a TracerProvider
-	feed     *feed // nil without a Broadcaster
+	feed     *feed        // nil without a Broadcaster
 	running  atomic.Bool
 	applied  *prometheus.CounterVec
 	outcomes struct{ applied, noop, coalesced, otherRegion prometheus.Counter }
