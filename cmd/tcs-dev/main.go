@@ -421,7 +421,7 @@ func (w *wiring) startRegion(ctx context.Context, r regionAddr, ln net.Listener,
 		Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"region": r.Region}, tcsReg), ReplicaAdmin: guard.Auth != nil,
 		TracerProvider: w.tracing.Provider()}
 	so := lookup.ServeOptions{TLS: guard.TLSConfig(), Auth: guard.Auth, Reflection: w.cfg.Reflection,
-		ServerOptions: append(cmdutil.RequestIDs(w.log.With("component", "tcs", "region", r.Region)), w.tracing.GRPCServerOptions()...)}
+		ServerOptions: append(cmdutil.RequestIDs(w.log.With("component", "tcs", "region", r.Region)), w.tracing.GRPCLeafServerOptions()...)}
 	if workNode != nil {
 		so.Services = append(so.Services, workNode.Register)
 	}

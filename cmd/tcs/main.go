@@ -175,7 +175,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	lc := cfg.Lookup
 	lc.Region, lc.Replica, lc.Feed, lc.Cache = region, rep, feed, co
 	so := lookup.ServeOptions{TLS: guard.TLSConfig(), Auth: guard.Auth, Reflection: cfg.Reflection,
-		ServerOptions: append(cmdutil.RequestIDs(log.With("region", region)), tracing.GRPCServerOptions()...)}
+		ServerOptions: append(cmdutil.RequestIDs(log.With("region", region)), tracing.GRPCLeafServerOptions()...)}
 	if workNode != nil {
 		so.Services = append(so.Services, workNode.Register)
 	}

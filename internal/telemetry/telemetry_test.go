@@ -3,15 +3,23 @@ package telemetry_test
 import (
 	"bytes"
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/tcs-dev/tcs/internal/telemetry"
+	"github.com/tcs-dev/tcs/internal/testwait"
 )
 
 func env(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
@@ -167,5 +175,54 @@ func TestHTTPHandlerJoinsCallersTrace(t *testing.T) {
 	sp := spans[0]
 	if sp.Name() != "catalog DELETE" || sp.Parent().TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" || sp.Parent().SpanID().String() != "00f067aa0ba902b7" {
 		t.Errorf("span %q with parent %s/%s; want catalog DELETE, the caller's child", sp.Name(), sp.Parent().TraceID(), sp.Parent().SpanID())
+	}
+}
+
+// TestLeafServerFollowsCallersDecision: a leaf server traces calls that
+// come without a trace or with a sampled one, and skips those whose
+// caller's trace is not sampled.
+func TestLeafServerFollowsCallersDecision(t *testing.T) {
+	t.Parallel()
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	gs := grpc.NewServer(telemetry.New(tp).GRPCLeafServerOptions()...)
+	healthpb.RegisterHealthServer(gs, health.NewServer())
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go gs.Serve(lis)
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	hc := healthpb.NewHealthClient(conn)
+	for _, tc := range []struct {
+		traceparent string
+		spans       int
+	}{
+		{"", 1},
+		{"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", 1},
+		{"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", 0},
+		{"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-zz", 1}, // malformed: the server decides
+	} {
+		before := len(rec.Ended())
+		ctx := context.Background()
+		if tc.traceparent != "" {
+			ctx = metadata.AppendToOutgoingContext(ctx, "traceparent", tc.traceparent)
+		}
+		if _, err := hc.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		// The server span ends as the call ends, possibly just after the
+		// client has its answer.
+		testwait.Until(t, 5*time.Second, time.Millisecond, "the server span", func() (bool, string) {
+			return len(rec.Ended())-before >= tc.spans, ""
+		})
+		if got := len(rec.Ended()) - before; got != tc.spans {
+			t.Errorf("traceparent %q: %d server spans, want %d", tc.traceparent, got, tc.spans)
+		}
 	}
 }
