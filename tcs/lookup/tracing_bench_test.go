@@ -75,7 +75,9 @@ func BenchmarkLookupTracing(b *testing.B) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- srv.Serve(ctx, lis, lookup.ServeOptions{ServerOptions: tracing.GRPCLeafServerOptions()}) }()
+		go func() {
+			done <- srv.Serve(ctx, lis, lookup.ServeOptions{ServerOptions: tracing.GRPCLeafServerOptions()})
+		}()
 		b.Cleanup(func() {
 			cancel()
 			<-done
