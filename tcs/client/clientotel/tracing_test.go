@@ -10,6 +10,7 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/internal/testwait"
+	"github.com/tcs-dev/tcs/tcs/client"
 	"github.com/tcs-dev/tcs/tcs/client/clientotel"
 	"github.com/tcs-dev/tcs/tcs/client/clienttest"
 )
@@ -55,5 +56,42 @@ func TestWithTracing(t *testing.T) {
 	if sp := got[0]; sp.SpanKind() != trace.SpanKindClient || sp.Parent().SpanID() != caller.SpanContext().SpanID() {
 		t.Errorf("Lookup span: kind %v, parent %v; want a client span, the caller's child %v", sp.SpanKind(), sp.Parent().SpanID(), caller.SpanContext().SpanID())
 	}
-	_ = context.Background()
+}
+
+// BenchmarkLookupHitTracing: a cache hit with WithTracing, under a sampled
+// caller span, against a client without it, in one run; a hit makes no RPC
+// and no span, so both stay allocation-free at the same cost.
+func BenchmarkLookupHitTracing(b *testing.B) {
+	srv, err := clienttest.NewServer(&tenant.Tenant{ID: "acme", Hostnames: []string{"acme.example.com"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	tp := sdktrace.NewTracerProvider()
+	defer tp.Shutdown(context.Background())
+	for _, name := range []string{"off", "traced"} {
+		b.Run(name, func(b *testing.B) {
+			var opts []client.Option
+			if name == "traced" {
+				opts = append(opts, clientotel.WithTracing(tp))
+			}
+			c, err := srv.NewClient(context.Background(), opts...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			ctx, sp := tp.Tracer("bench").Start(context.Background(), "request")
+			defer sp.End()
+			if _, err := c.Lookup(ctx, "acme.example.com"); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if _, err := c.Lookup(ctx, "acme.example.com"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
