@@ -42,8 +42,10 @@ type config struct {
 	// ReconcileSettle is how long a difference lasts before it is drift
 	// (--reconcile-settle); positive.
 	ReconcileSettle time.Duration
-	// Work serves tcs.v1.WorkService on the lookup servers, every region's
-	// sharing one in-process lease table (--work).
+	// Work serves tcs.v1.WorkService on the lookup servers (--work), every
+	// region's sharing one lease table: on AWS the home region's
+	// <prefix>-work-leases (shared with tcs nodes of the same prefix),
+	// embedded one in this process.
 	Work bool
 	// WorkLeaseDuration is the work pools' lease duration
 	// (--work-lease-duration); positive.
@@ -86,7 +88,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		"time between two comparisons of every region with the source of truth by the reconciler, which resyncs what drifted (as `streamer reconcile` does) (env TCS_RECONCILE_INTERVAL); 0: no reconciler")
 	fs.DurationVar(&c.ReconcileSettle, "reconcile-settle", cmdutil.EnvDuration(getenv, "TCS_RECONCILE_SETTLE", reconcile.DefaultSettle, &envErrs),
 		"how long a difference must last before the reconciler judges it drift (env TCS_RECONCILE_SETTLE)")
-	fs.BoolVar(&c.Work, "work", true, "serve tcs.v1.WorkService (tenant work pools) on the lookup servers; every region's share one in-process lease table")
+	fs.BoolVar(&c.Work, "work", true, "serve tcs.v1.WorkService (tenant work pools) on the lookup servers, every region's sharing one lease table; aws: the home region's <prefix>-work-leases table, shared with tcs nodes of the same prefix; embedded: in this process")
 	fs.DurationVar(&c.WorkLeaseDuration, "work-lease-duration", work.DefaultLeaseDuration,
 		"work pools: how long a member's tenants stay its own after its node's last renewal (a member that stops heartbeating loses them about this long after)")
 	version, err := c.Obs.Parse(fs, args)

@@ -49,6 +49,7 @@ import (
 	"github.com/tcs-dev/tcs/tcs/fanout"
 	"github.com/tcs-dev/tcs/tcs/lookup"
 	"github.com/tcs-dev/tcs/tcs/work"
+	"github.com/tcs-dev/tcs/tcs/work/workdynamo"
 )
 
 func main() { cmdutil.Main("tcs-dev", run) }
@@ -268,7 +269,10 @@ type wiring struct {
 
 	closers []io.Closer // closed in reverse once the parts have stopped
 
-	workLeases *memlease.Table // every region's work pools (--work)
+	// workLeases are every region's work pools' leases (--work), opened by
+	// the first region: on AWS the home region's <prefix>-work-leases table,
+	// as real tcs nodes share it; embedded, a table in this process.
+	workLeases work.Leases
 
 	// The lookup servers, registered for the catalog's propagation status
 	// (GET /v1/tenants/{id}/propagation, tcsctl wait).
@@ -405,11 +409,11 @@ func (w *wiring) startRegion(ctx context.Context, r regionAddr, ln net.Listener,
 	var workNode *work.Node
 	if w.cfg.Work {
 		if w.workLeases == nil {
-			w.workLeases = memlease.New(nil)
+			if w.workLeases, err = openWorkLeases(ctx, be); err != nil {
+				return nil, err
+			}
 		}
-		workNode, err = work.NewNode(work.NodeConfig{Replica: rep, Leases: work.StoresOf(func(pool, owner string) lease.Store {
-			return w.workLeases.Store(work.Group(pool), owner, nil)
-		}), LeaseDuration: w.cfg.WorkLeaseDuration, Logger: w.log.With("component", "work", "region", r.Region),
+		workNode, err = work.NewNode(work.NodeConfig{Replica: rep, Leases: w.workLeases, LeaseDuration: w.cfg.WorkLeaseDuration, Logger: w.log.With("component", "work", "region", r.Region),
 			Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"region": r.Region}, tcsReg)})
 		if err != nil {
 			return nil, err
@@ -435,6 +439,22 @@ func (w *wiring) startRegion(ctx context.Context, r regionAddr, ln net.Listener,
 	})
 	sc, _ := rep.(tcs.Scanner)
 	return sc, nil
+}
+
+// openWorkLeases opens the work pools' leases: on AWS the home region's
+// <prefix>-work-leases table (workdynamo), shared with every tcs node of
+// the same prefix, as `tcs --backend aws` opens it; embedded, a lease table
+// in this process, shared by its regions.
+func openWorkLeases(ctx context.Context, be *backend.Config) (work.Leases, error) {
+	if !be.IsAWS() {
+		table := memlease.New(nil)
+		return work.StoresOf(func(pool, owner string) lease.Store { return table.Store(work.Group(pool), owner, nil) }), nil
+	}
+	home, err := be.Clients(ctx, be.HomeRegion)
+	if err != nil {
+		return nil, err
+	}
+	return workdynamo.Open(ctx, home.DynamoDB, be.Names.WorkLeaseTable())
 }
 
 // startReconciler runs the reconciler over the catalog and the regions'

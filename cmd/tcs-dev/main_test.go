@@ -86,6 +86,15 @@ func startTraced(t testing.TB, moreEnv map[string]string, tracing *telemetry.Tra
 	}
 	t.Cleanup(func() {
 		cancel()
+		defer func() {
+			if t.Failed() {
+				log := stderr.String()
+				if len(log) > 20000 {
+					log = "…" + log[len(log)-20000:]
+				}
+				t.Logf("tcs-dev's log:\n%s", log)
+			}
+		}()
 		select {
 		case err := <-done:
 			if err != nil {

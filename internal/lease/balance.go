@@ -99,6 +99,13 @@ type Input struct {
 	// MaxSteals caps the steal requests of one plan; 0: as many as this
 	// worker lacks and the most loaded worker has over its share.
 	MaxSteals int
+	// Weight, if set, is each eligible lease's weight (the tenants of a
+	// work pool's bucket): a whole number, 0 or more. The plan then shares
+	// weight instead of leases (see "Balance by weight" in the package
+	// comment): use its TakesByWeight, StealsByWeight and YieldByWeight,
+	// not Take's order with Target, Steals and Yield. Nil: every lease
+	// weighs 1 and the plan shares leases, as without it.
+	Weight func(Lease) float64
 }
 
 // Plan is Balance's answer: what this worker should do now.
@@ -123,10 +130,23 @@ type Plan struct {
 	// and not got it: it asks for no other meanwhile.
 	PendingForMe bool
 
+	// With Input.Weight: TargetWeight is this worker's share of the
+	// total weight; WeightShares and Loads are each live worker's share
+	// and the weight the table says it holds (Loads[Me] is 0, as Counts).
+	TargetWeight        float64
+	WeightShares, Loads map[string]float64
+
 	me        string
 	eligible  []Lease
 	maxSteals int
 	weights   map[string]float64
+	// With Input.Weight: the eligible leases' weights by key, the
+	// expired ones, the total, and the weight handed over by this plan
+	// (YieldByWeight) by receiver.
+	leaseWeight map[string]float64
+	expired     map[string]bool
+	totalWeight float64
+	handed      map[string]float64
 }
 
 // Balance plans this worker's next moves. It is deterministic: the same
@@ -139,6 +159,10 @@ func Balance(in Input) (*Plan, error) {
 	}
 	if in.MaxSteals < 0 {
 		return nil, fmt.Errorf("lease balance: MaxSteals %d: want 0 (no cap) or more", in.MaxSteals)
+	}
+	var leaseWeight map[string]float64
+	if in.Weight != nil {
+		leaseWeight = map[string]float64{}
 	}
 	holds := in.Holds
 	if holds == nil {
@@ -171,6 +195,23 @@ func Balance(in Input) (*Plan, error) {
 			p.Counts[l.Pending] = 0
 		}
 	}
+	if leaseWeight != nil {
+		p.leaseWeight, p.expired, p.handed, p.Loads = leaseWeight, map[string]bool{}, map[string]float64{}, map[string]float64{in.Me: 0}
+		for _, l := range p.eligible {
+			w := in.Weight(l)
+			if math.IsNaN(w) || math.IsInf(w, 0) || w < 0 {
+				return nil, fmt.Errorf("lease balance: weight %v of lease %q: want a finite number, 0 or more", w, l.Key)
+			}
+			leaseWeight[l.Key] = w
+			p.totalWeight += w
+		}
+	}
+	count := func(owner, key string) {
+		p.Counts[owner]++
+		if p.Loads != nil {
+			p.Loads[owner] += leaseWeight[key]
+		}
+	}
 	var free, exp []Lease
 	for _, l := range p.eligible {
 		switch {
@@ -181,14 +222,17 @@ func Balance(in Input) (*Plan, error) {
 		case holds(l):
 			p.Lost = append(p.Lost, l)
 			if l.Owner != "" {
-				p.Counts[l.Owner]++
+				count(l.Owner, l.Key)
 			}
 		case l.Owner == "":
 			free = append(free, l)
 		case expired(l):
 			exp = append(exp, l)
+			if p.expired != nil {
+				p.expired[l.Key] = true
+			}
 		default:
-			p.Counts[l.Owner]++
+			count(l.Owner, l.Key)
 			if l.Pending == in.Me {
 				p.PendingForMe = true
 			}
@@ -197,6 +241,15 @@ func Balance(in Input) (*Plan, error) {
 	p.Take = append(free, exp...)
 	p.Shares = shares(len(p.eligible), p.Counts, in.Weights)
 	p.Target = p.Shares[in.Me]
+	if p.Loads != nil {
+		for w := range p.Counts {
+			if _, ok := p.Loads[w]; !ok {
+				p.Loads[w] = 0
+			}
+		}
+		p.WeightShares = weightShares(p.totalWeight, p.Counts, in.Weights)
+		p.TargetWeight = p.WeightShares[in.Me]
+	}
 	return p, nil
 }
 

@@ -36,6 +36,35 @@
 // every other: with equal weights the leases tell them enough; with
 // weights give a membership list (Input.Workers).
 //
+// # Balance by weight
+//
+// With Input.Weight each lease has a weight (tcs/work: the ACTIVE tenants
+// of a bucket) and the plan shares weight, not leases. Let W be the total
+// weight, c a worker's capacity (Input.Weights) and C their sum: the
+// worker's share is T = W·c/C, its load ℓ the weight it holds, its
+// deviation ℓ − T, its band T/20, and the margin m = max(1, the smallest
+// positive share/40). A worker takes free and expired leases of weight 0
+// whenever it sees them, and the others while its load is below T. One
+// below its share asks, when it or the worker furthest over its share is
+// outside its band, that worker for leases whose handovers each lower the
+// gap between their deviations by more than m (w ≤ e − d − m, e the
+// giver's deviation, d the asker's); the owner hands a lease over on the
+// same condition, judged from its own load (Plan.YieldByWeight).
+//
+// The guarantee: once nothing moves (every lease held, every worker
+// knowing every other and agreeing on the weights), every worker's
+// deviation is within max(T/20, h + m), h the heaviest lease. So each
+// worker holds within ±10% of its share whenever h + m ≤ T/10: the
+// heaviest lease at most 7.5% of the smallest share, less one. With few
+// tenants (shares of a few units, m = 1) the bound is h + 1: with every
+// lease of weight 1 or 0, loads differ from their shares by less than 2.
+//
+// Hysteresis: each handover lowers Σ(ℓ − T)² by at least 2·w·m, so moves
+// stop; and nothing moves while every worker is within its band, so
+// weights that drift a little move nothing. A lease handed from one worker
+// to another cannot come straight back: the gap between their deviations
+// must first change by 2m (weights drifting, other leases moving).
+//
 // The callers (streamer/kinesis, streamer/publease) run the plan: they make
 // the writes, start and stop their work, and count what they hold.
 package lease

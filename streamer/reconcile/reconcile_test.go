@@ -373,13 +373,19 @@ func TestStalledRegionIsNotDrift(t *testing.T) {
 	// A region catching up after the stall can be ahead on one stream
 	// partition and behind on another for a moment; the comparisons must
 	// be further apart than that moment (in production, minutes apart).
-	const settle, interval = 400 * time.Millisecond, 400 * time.Millisecond
+	// The stall must outlast a settle (so that buckets are judged while it
+	// lasts) but not five (a region quiet for that long is judged as
+	// emptied, by design). With a 400 ms settle, a machine loaded twenty
+	// deep stretched the stall past five: settle is a second, and the
+	// stall is timed from its start, not from when the reconciler saw it.
+	const settle, interval = time.Second, 400 * time.Millisecond
 	run(t, newReconciler(t, s, interval, settle, reg))
 	testwait.For(t, "a comparison", func() bool {
 		return metric(t, reg, "tcs_reconcile_cycles_total", map[string]string{"outcome": "ok"}) >= 1
 	})
 
 	resume := s.replicas["eu-west-1"].StallApplies() // eu-west-1's applier stalls
+	stalled := time.Now()
 	for i := range 20 {
 		id := "t" + itoa(100+i)
 		next := storetest.NewTenant(id)
@@ -389,8 +395,7 @@ func TestStalledRegionIsNotDrift(t *testing.T) {
 	testwait.For(t, "eu-west-1 buckets differing", func() bool {
 		return metric(t, reg, "tcs_reconcile_buckets_differing", map[string]string{"region": "eu-west-1"}) > 0
 	})
-	stalled := time.Now()
-	for time.Since(stalled) < 3*settle {
+	for time.Since(stalled) < 2*settle {
 		time.Sleep(interval) // the stall itself: no condition to wait for
 	}
 	resume()
