@@ -131,7 +131,7 @@ func traceWriteToEveryRegion(t *testing.T, s *system, tp trace.TracerProvider, r
 func attr(sp sdktrace.ReadOnlySpan, key string) string {
 	for _, kv := range sp.Attributes() {
 		if string(kv.Key) == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""
