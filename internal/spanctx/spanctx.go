@@ -2,6 +2,9 @@
 // own messages: outbox entries and stream events (tenant.ChangeEvent.Trace)
 // and invalidations (tcs.Invalidation.Trace), as W3C Trace Context text.
 //
+// It also holds the gates that spare gRPC calls whose trace is not sampled
+// the otelgrpc handlers' work (SkipUnsampledClient, SkipUnsampledServer).
+//
 // It needs only the OpenTelemetry API, never the SDK: with no tracer
 // provider configured (the default) every span is a no-op, Capture returns
 // the zero TraceContext and nothing is stored or sent.

@@ -53,8 +53,9 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/stats"
+
+	"github.com/tcs-dev/tcs/internal/spanctx"
 )
 
 // Tracing is a binary's tracing: its TracerProvider and the instrumentation
@@ -239,48 +240,13 @@ func (t *Tracing) GRPCServerOptions() []grpc.ServerOption {
 // the instrumentation altogether, as its span would record nothing (the
 // caller's decision is followed, as the parentbased samplers do) and no
 // later call needs it. With 1% sampling that is 99% of traced callers'
-// calls, which then cost what they cost without tracing.
+// calls, which then skip otelgrpc's work (not grpc-go's own for a stats
+// handler: see docs/tracing.md).
 func (t *Tracing) GRPCLeafServerOptions() []grpc.ServerOption {
 	if !t.Enabled() {
 		return nil
 	}
-	return []grpc.ServerOption{grpc.StatsHandler(leafHandler{t.ServerHandler()})}
-}
-
-// leafHandler passes to its inner handler only the calls that do not come
-// with a traceparent whose sampled flag is off.
-type leafHandler struct{ inner stats.Handler }
-
-// unsampledKey marks the context of a call leafHandler passed by.
-type unsampledKey struct{}
-
-func (h leafHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
-	if vs := metadata.ValueFromIncomingContext(ctx, "traceparent"); len(vs) == 1 && unsampled(vs[0]) {
-		return context.WithValue(ctx, unsampledKey{}, true)
-	}
-	return h.inner.TagRPC(ctx, info)
-}
-
-func (h leafHandler) HandleRPC(ctx context.Context, s stats.RPCStats) {
-	if ctx.Value(unsampledKey{}) == nil {
-		h.inner.HandleRPC(ctx, s)
-	}
-}
-
-func (h leafHandler) TagConn(ctx context.Context, info *stats.ConnTagInfo) context.Context {
-	return h.inner.TagConn(ctx, info)
-}
-
-func (h leafHandler) HandleConn(ctx context.Context, s stats.ConnStats) { h.inner.HandleConn(ctx, s) }
-
-// unsampled reports whether traceparent is a well-formed version-00 W3C
-// traceparent whose sampled flag is off.
-func unsampled(traceparent string) bool {
-	if len(traceparent) != 55 || traceparent[:3] != "00-" || traceparent[35] != '-' || traceparent[52] != '-' {
-		return false
-	}
-	flags, err := strconv.ParseUint(traceparent[53:], 16, 8)
-	return err == nil && flags&1 == 0
+	return []grpc.ServerOption{grpc.StatsHandler(spanctx.SkipUnsampledServer(t.ServerHandler()))}
 }
 
 // ServerHandler returns the otelgrpc stats handler of gRPC servers; nil when
@@ -293,13 +259,14 @@ func (t *Tracing) ServerHandler() stats.Handler {
 }
 
 // GRPCDialOptions returns the options that trace a gRPC connection's calls
-// (a client span per call, its context sent in the call's metadata); none
-// when tracing is off.
+// (a client span per call, its context sent in the call's metadata; a call
+// under a span that is not sampled only passes the decision on: see
+// spanctx.SkipUnsampledClient); none when tracing is off.
 func (t *Tracing) GRPCDialOptions() []grpc.DialOption {
 	if !t.Enabled() {
 		return nil
 	}
-	return []grpc.DialOption{grpc.WithStatsHandler(otelgrpc.NewClientHandler(t.grpcOptions()...))}
+	return []grpc.DialOption{grpc.WithStatsHandler(spanctx.SkipUnsampledClient(otelgrpc.NewClientHandler(t.grpcOptions()...)))}
 }
 
 func (t *Tracing) grpcOptions() []otelgrpc.Option {

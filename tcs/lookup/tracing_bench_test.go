@@ -31,8 +31,11 @@ func (discard) Shutdown(context.Context) error                             { ret
 // gRPC with tracing off (no stats handlers: what the binaries run unless an
 // OTEL_* exporter is set) and on, the server and the connection both
 // traced (otelgrpc, as internal/telemetry sets them up) with the SDK's
-// batch processor and a sampler of ParentBased(TraceIDRatioBased(0.01)),
-// and, for scale, of every call (always). Every mode has its own server, in
+// batch processor and a sampler of ParentBased(TraceIDRatioBased(0.01)):
+// the node alone (callers not traced), both ends with each call a root
+// (the client decides), both ends with each call made under a traced
+// caller's request span (1% sampled: the gates pass the other 99% by),
+// and, for scale, both ends sampling every call. Every mode has its own server, in
 // one run, measured in turns (six rounds, each starting with another mode),
 // and the ratios to "off" are reported (target for 1%: ≥ 0.95).
 func BenchmarkLookupTracing(b *testing.B) {
@@ -40,13 +43,24 @@ func BenchmarkLookupTracing(b *testing.B) {
 		name       string
 		sampler    sdktrace.Sampler // nil: tracing off
 		serverOnly bool             // the server traced, the caller not
+		inSpans    bool             // each lookup made under a caller's request span
 	}
 	oneInHundred := sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.01))
 	modes := []mode{
 		{name: "off"},
 		{name: "server_1pct", sampler: oneInHundred, serverOnly: true},
 		{name: "both_1pct", sampler: oneInHundred},
+		{name: "callers_1pct", sampler: oneInHundred, inSpans: true},
 		{name: "both_all", sampler: sdktrace.AlwaysSample()},
+	}
+	// The request spans of a traced caller, made before the clock starts
+	// (they are the caller's cost, not the lookups'): a root each, 1% of
+	// them sampled, the others passing "not sampled" on.
+	callerTP := sdktrace.NewTracerProvider(sdktrace.WithSampler(oneInHundred), sdktrace.WithBatcher(discard{}))
+	b.Cleanup(func() { _ = callerTP.Shutdown(context.Background()) })
+	requests := make([]context.Context, 4096)
+	for i := range requests {
+		requests[i], _ = callerTP.Tracer("caller").Start(context.Background(), "request")
 	}
 	clients := map[string]tcsv1.TenantContextServiceClient{}
 	for _, m := range modes {
@@ -98,7 +112,7 @@ func BenchmarkLookupTracing(b *testing.B) {
 	// measure runs n lookups on 16 goroutines and returns lookups/s and
 	// the CPU time the process spent per lookup (client and server: both
 	// run here), the steadier figure on a shared machine.
-	measure := func(c tcsv1.TenantContextServiceClient, n int) (float64, float64) {
+	measure := func(c tcsv1.TenantContextServiceClient, inSpans bool, n int) (float64, float64) {
 		cpu0 := cpuTime(b)
 		const workers = 16
 		var wg sync.WaitGroup
@@ -106,7 +120,11 @@ func BenchmarkLookupTracing(b *testing.B) {
 		for w := range workers {
 			wg.Go(func() {
 				for i := w; i < n; i += workers {
-					if _, err := c.Lookup(context.Background(), &tcsv1.LookupRequest{Hostname: "acme.example.com"}); err != nil {
+					ctx := context.Background()
+					if inSpans {
+						ctx = requests[i%len(requests)]
+					}
+					if _, err := c.Lookup(ctx, &tcsv1.LookupRequest{Hostname: "acme.example.com"}); err != nil {
 						b.Error(err)
 						return
 					}
@@ -123,7 +141,7 @@ func BenchmarkLookupTracing(b *testing.B) {
 	for round := range rounds {
 		for i := range modes {
 			m := modes[(round+i)%len(modes)]
-			r, c := measure(clients[m.name], per)
+			r, c := measure(clients[m.name], m.inSpans, per)
 			rate[m.name] += r
 			cpu[m.name] += c
 		}

@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/tcs-dev/tcs/internal/spanctx"
 	"github.com/tcs-dev/tcs/tcs/client"
 )
 
@@ -16,13 +17,14 @@ import (
 // failover is an RPC of its own), the child of the span in the context of
 // the lookup whose cache miss led it, its context sent to the server as W3C
 // traceparent metadata, so that the tcs node's server span joins the
-// caller's trace. Cache hits make no RPC and no span: the hit path costs
+// caller's trace. A miss under a span that is not sampled only sends the
+// caller's traceparent on (no client span: it would record nothing). Cache hits make no RPC and no span: the hit path costs
 // what it costs without tracing.
 func WithTracing(tp trace.TracerProvider) client.Option {
 	h := otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(tp),
 		otelgrpc.WithPropagators(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})),
 		otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider())) // Hooks count the RPCs
-	return client.WithRPCStats(h, func(caller, call context.Context) context.Context {
+	return client.WithRPCStats(spanctx.SkipUnsampledClient(h), func(caller, call context.Context) context.Context {
 		if sp := trace.SpanFromContext(caller); sp.SpanContext().IsValid() {
 			return trace.ContextWithSpan(call, sp)
 		}
