@@ -168,13 +168,15 @@ type WritePlan struct {
 //     holds it, and left alone otherwise.
 //  5. The audit record (Before: the previous document, except for a
 //     create; After: the new one) is chained after WriteState.AuditHead.
-//  6. The outbox event carries the new document at its version, a claim for
+//  6. The write must keep the rules of tenant moves (CheckMove); the
+//     write that starts a move stamps its Started and By.
+//  7. The outbox event carries the new document at its version, a claim for
 //     every hostname it holds at the claim version after the write, and the
 //     releases at their new claim versions, all sorted by hostname, and the
 //     request's trace context.
 //
 // A rejected write returns a *tenant.Error (Invalid, NotFound,
-// AlreadyExists, VersionMismatch, HostnameTaken) and no plan. A state that
+// AlreadyExists, VersionMismatch, HostnameTaken, MoveConflict) and no plan. A state that
 // lacks a claim the plan needs is a store bug: an error that is not a
 // *tenant.Error.
 func PlanWrite(st WriteState, req WriteRequest) (*WritePlan, error) {
@@ -213,11 +215,22 @@ func PlanWrite(st WriteState, req WriteRequest) (*WritePlan, error) {
 		}
 	}
 
+	moveNext := next
+	if req.Action == ActionDelete {
+		moveNext = nil
+	}
+	if err := CheckMove(prev, moveNext); err != nil {
+		return nil, err
+	}
+
 	at := req.At.UTC().Truncate(time.Microsecond)
 	doc := next.Clone()
 	doc.Version = version
 	doc.UpdatedAt = at
 	doc.UpdatedBy = req.Actor
+	if req.Action == ActionUpdate {
+		stampMove(prev, doc, req.Actor, at)
+	}
 
 	claimOf := func(h string) (HostnameClaim, error) {
 		c, ok := st.Claims[h]

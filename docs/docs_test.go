@@ -129,15 +129,18 @@ func (n names) problems(doc string) []string {
 }
 
 // TestOperationsDocNamesExist: every flag, metric, alert and link that
-// operations.md names exists.
+// operations.md and moves.md name exists.
 func TestOperationsDocNamesExist(t *testing.T) {
 	t.Parallel()
-	doc, err := os.ReadFile("operations.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range codeNames(t).problems(string(doc)) {
-		t.Error("operations.md: " + p)
+	names := codeNames(t)
+	for _, page := range []string{"operations.md", "moves.md"} {
+		doc, err := os.ReadFile(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range names.problems(string(doc)) {
+			t.Error(page + ": " + p)
+		}
 	}
 }
 

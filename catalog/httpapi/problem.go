@@ -59,6 +59,7 @@ var httpStatus = map[tenant.Code]int{
 	tenant.AlreadyExists:   http.StatusConflict,
 	tenant.HostnameTaken:   http.StatusConflict,
 	tenant.VersionMismatch: http.StatusPreconditionFailed,
+	tenant.MoveConflict:    http.StatusConflict,
 	tenant.Unavailable:     http.StatusServiceUnavailable,
 	tenant.Internal:        http.StatusInternalServerError,
 	codeMalformed:          http.StatusBadRequest,

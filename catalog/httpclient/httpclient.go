@@ -134,6 +134,14 @@ func IsNotFound(err error) bool { return Status(err) == http.StatusNotFound }
 // named a version that is no longer the tenant's.
 func IsVersionMismatch(err error) bool { return Status(err) == http.StatusPreconditionFailed }
 
+// IsMoveConflict reports whether the catalog refused a write (409
+// move_conflict) because it breaks the rules of the tenant's move: a step
+// out of order, or a change of the database while a move is in progress.
+func IsMoveConflict(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code() == string(tenant.MoveConflict)
+}
+
 // IsAlreadyExists reports whether a create found the id (or a hostname)
 // taken.
 func IsAlreadyExists(err error) bool {

@@ -82,7 +82,7 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 		{"CanceledContext", testCanceledContext},
 		{"Ping", testPing},
 	}
-	for _, tt := range slices.Concat(tests, adminTests, auditTests) {
+	for _, tt := range slices.Concat(tests, adminTests, auditTests, moveTests) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			tt.test(t, newStore(t))

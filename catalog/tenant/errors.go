@@ -23,6 +23,10 @@ const (
 	HostnameTaken Code = "hostname_taken"
 	// VersionMismatch: the expected version is not the stored one.
 	VersionMismatch Code = "version_mismatch"
+	// MoveConflict: the write conflicts with the tenant's move (tcsctl
+	// move): a step out of order, or a change of the database pointer,
+	// a delete, while a move is in progress.
+	MoveConflict Code = "move_conflict"
 	// Unavailable: a backend could not be reached; the call may be retried.
 	Unavailable Code = "unavailable"
 	// Internal: anything else. Its details are logged, never shown.

@@ -61,6 +61,10 @@ type Tenant struct {
 	Database  *Database          `json:"database,omitempty"`
 	Region    string             `json:"region,omitempty"`
 	Labels    map[string]string  `json:"labels,omitempty"`
+	// Migration is the state of the tenant's last move to another
+	// database (tcsctl move); nil if it never moved. See Moving and
+	// ReadOnly.
+	Migration *Migration `json:"migration,omitempty"`
 
 	// Version is +1 on every committed change and is the HTTP ETag. Set by the
 	// store, never by callers.
@@ -95,6 +99,10 @@ func (t *Tenant) Clone() *Tenant {
 		d := *t.Database
 		c.Database = &d
 	}
+	if t.Migration != nil {
+		m := *t.Migration
+		c.Migration = &m
+	}
 	return &c
 }
 
@@ -110,7 +118,16 @@ func Equal(a, b *Tenant) bool {
 		a.Version == b.Version && a.UpdatedAt.Equal(b.UpdatedAt) && a.UpdatedBy == b.UpdatedBy &&
 		slices.Equal(a.Hostnames, b.Hostnames) && maps.Equal(a.Products, b.Products) &&
 		maps.Equal(a.Labels, b.Labels) &&
-		(a.Database == b.Database || a.Database != nil && b.Database != nil && *a.Database == *b.Database)
+		(a.Database == b.Database || a.Database != nil && b.Database != nil && *a.Database == *b.Database) &&
+		equalMigration(a.Migration, b.Migration)
+}
+
+func equalMigration(a, b *Migration) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Step == b.Step && a.ReadOnly == b.ReadOnly && a.From == b.From && a.To == b.To &&
+		a.Started.Equal(b.Started) && a.By == b.By
 }
 
 // HasHostname reports whether t holds the (normalised) hostname h.

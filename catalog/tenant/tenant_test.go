@@ -69,6 +69,31 @@ func TestEqual(t *testing.T) {
 				}
 			}
 			continue
+		case f.Type == reflect.TypeFor[*Migration]():
+			m := Migration{Step: MovePrepared, ReadOnly: true, From: Database{Engine: "postgres", Host: "db.internal", Port: 5432, Name: "acme"},
+				To: Database{Engine: "postgres", Host: "db2.internal", Port: 5432, Name: "acme"}, Started: time.Unix(100, 0), By: "ops"}
+			changes := []func(*Migration){
+				func(*Migration) {},
+				func(m *Migration) { m.Step = MoveCopied },
+				func(m *Migration) { m.ReadOnly = false },
+				func(m *Migration) { m.From.Port++ },
+				func(m *Migration) { m.To.Name = "x" },
+				func(m *Migration) { m.Started = m.Started.Add(time.Nanosecond) },
+				func(m *Migration) { m.By = "other" },
+			}
+			withM := base.Clone()
+			withM.Migration = &m
+			if Equal(base, withM) || Equal(withM, base) {
+				t.Error("a document with a migration equals one without")
+			}
+			for i, change := range changes[1:] {
+				c := withM.Clone()
+				change(c.Migration)
+				if Equal(withM, c) || Equal(c, withM) {
+					t.Errorf("migration change %d: documents equal, want different", i+1)
+				}
+			}
+			continue
 		default:
 			t.Fatalf("field %s of type %s: teach this test how to change it", f.Name, f.Type)
 		}

@@ -84,6 +84,9 @@ func Prepare(t *Tenant) error {
 	if t.Database != nil {
 		prepareDatabase(&v, t.Database)
 	}
+	if t.Migration != nil {
+		prepareMigration(&v, t.Migration)
+	}
 	v.check("region", regionReason(t.Region))
 	checkLabels(&v, t.Labels)
 	return FieldErrors(v.fields)
@@ -173,38 +176,41 @@ func productNameReason(name string) string {
 	return ""
 }
 
-func prepareDatabase(v *validator, d *Database) {
+func prepareDatabase(v *validator, d *Database) { prepareDatabaseAt(v, "database", d) }
+
+// prepareDatabaseAt is prepareDatabase naming the fields under prefix.
+func prepareDatabaseAt(v *validator, prefix string, d *Database) {
 	switch {
 	case d.Engine == "":
-		v.check("database.engine", "is required")
+		v.check(prefix+".engine", "is required")
 	case len(d.Engine) > maxEngineLen:
-		v.check("database.engine", fmt.Sprintf("must be at most %d characters; got %d", maxEngineLen, len(d.Engine)))
+		v.check(prefix+".engine", fmt.Sprintf("must be at most %d characters; got %d", maxEngineLen, len(d.Engine)))
 	default:
-		v.check("database.engine", charsetReason(d.Engine, isLowerAlnumDashRune, "a-z, 0-9 and '-'"))
+		v.check(prefix+".engine", charsetReason(d.Engine, isLowerAlnumDashRune, "a-z, 0-9 and '-'"))
 	}
 
 	if h, reason := normalizeDatabaseHost(d.Host); reason != "" {
-		v.check("database.host", reason)
+		v.check(prefix+".host", reason)
 	} else {
 		d.Host = h
 	}
 
 	if d.Port < 1 || d.Port > 65535 {
-		v.check("database.port", fmt.Sprintf("must be between 1 and 65535; got %d", d.Port))
+		v.check(prefix+".port", fmt.Sprintf("must be between 1 and 65535; got %d", d.Port))
 	}
 
 	switch {
 	case d.Name == "":
-		v.check("database.name", "is required")
+		v.check(prefix+".name", "is required")
 	case len(d.Name) > maxDBNameLen:
-		v.check("database.name", fmt.Sprintf("must be at most %d characters; got %d", maxDBNameLen, len(d.Name)))
+		v.check(prefix+".name", fmt.Sprintf("must be at most %d characters; got %d", maxDBNameLen, len(d.Name)))
 	default:
-		v.check("database.name", charsetReason(d.Name, isDBNameRune, "A-Z, a-z, 0-9, '_' and '-'"))
+		v.check(prefix+".name", charsetReason(d.Name, isDBNameRune, "A-Z, a-z, 0-9, '_' and '-'"))
 	}
 
-	v.check("database.region", regionReason(d.Region))
+	v.check(prefix+".region", regionReason(d.Region))
 	if d.SecretRef != "" {
-		v.check("database.secret_ref", secretRefReason(d.SecretRef))
+		v.check(prefix+".secret_ref", secretRefReason(d.SecretRef))
 	}
 }
 

@@ -330,3 +330,38 @@ func TestPrepareNil(t *testing.T) {
 		t.Errorf("Prepare(nil) code = %q, want %q", got, Invalid)
 	}
 }
+
+// TestPrepareMigration: a migration's step must be known, its databases
+// valid (fields named under migration.from and migration.to), and
+// read_only is set from the step whatever was sent.
+func TestPrepareMigration(t *testing.T) {
+	t.Parallel()
+	db := Database{Engine: "postgres", Host: "DB-1.Internal", Port: 5432, Name: "acme"}
+	good := func(step MoveStep, readOnly bool) *Tenant {
+		return &Tenant{ID: "acme", Hostnames: []string{"acme.example.com"}, Database: &Database{Engine: "postgres", Host: "db-1.internal", Port: 5432, Name: "acme"},
+			Migration: &Migration{Step: step, ReadOnly: readOnly, From: db, To: Database{Engine: "postgres", Host: "db-2.internal", Port: 5432, Name: "acme"}}}
+	}
+	for step, want := range map[MoveStep]bool{MovePrepared: true, MoveCopied: true, MoveSwitched: false, MoveComplete: false, MoveCancelled: false, MoveReversed: false} {
+		x := good(step, !want)
+		if err := Prepare(x); err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		if x.Migration.ReadOnly != want || x.ReadOnly() != want || x.Moving() != step.Active() {
+			t.Errorf("%s: read_only %v, ReadOnly() %v, Moving() %v; want read-only %v", step, x.Migration.ReadOnly, x.ReadOnly(), x.Moving(), want)
+		}
+		if x.Migration.From.Host != "db-1.internal" {
+			t.Errorf("migration.from.host not normalised: %q", x.Migration.From.Host)
+		}
+	}
+	bad := good("MOVING", false)
+	bad.Migration.To.Port = 0
+	bad.Migration.From.SecretRef = "hunter2-password-value"
+	err := Prepare(bad)
+	var fields []string
+	for _, f := range ErrorFields(err) {
+		fields = append(fields, f.Field)
+	}
+	if want := "migration.step migration.from.secret_ref migration.to.port"; strings.Join(fields, " ") != want {
+		t.Errorf("fields at fault %q, want %q (%v)", strings.Join(fields, " "), want, err)
+	}
+}

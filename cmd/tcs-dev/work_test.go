@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/tcs-dev/tcs/infra/emulators"
 	"github.com/tcs-dev/tcs/internal/leasetable"
+	"github.com/tcs-dev/tcs/internal/testnet"
 	"github.com/tcs-dev/tcs/internal/testwait"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs/client"
@@ -36,9 +39,20 @@ func (m *member) tenants() map[string]uint64 {
 	return maps.Clone(m.latest.Tenants)
 }
 
-func join(t *testing.T, addrs []string, pool, id string) *member {
+// countsOn is what the member may count on at now: its latest assignment
+// until its ValidUntil.
+func (m *member) countsOn(now time.Time) map[string]uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.latest.ValidUntil.After(now) {
+		return nil
+	}
+	return maps.Clone(m.latest.Tenants)
+}
+
+func join(t *testing.T, addrs []string, pool, id string, opts ...client.Option) *member {
 	t.Helper()
-	c, err := client.New(context.Background(), client.WithRegions(addrs...), client.WithToken(lkp))
+	c, err := client.New(context.Background(), append([]client.Option{client.WithRegions(addrs...), client.WithToken(lkp)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,4 +193,167 @@ func workEndToEnd(t *testing.T, s *system) {
 	if res := validate("globex", 1); res.Valid {
 		t.Errorf("Validate of suspended globex = %v", res)
 	}
+}
+
+// TestWorkNodeDeath is the work pools' node death on the embedded family:
+// the us-east-1 lookup server becomes unreachable (a proxy in front of it
+// black-holes every connection, as a dead or partitioned host does) while
+// three members share the tenants: m1 joined through us-east-1 only, m2
+// through us-east-1 then eu-west-1, m3 through ap-southeast-2. m1 stops
+// counting on its tenants when its assignment lapses, the node stops
+// renewing its buckets (no heartbeat reaches it), the buckets expire and m3
+// takes them; m2 joins again through eu-west-1 once its keepalive closes the
+// dead connection, and takes its share back. Every ACTIVE tenant ends owned
+// by exactly one of m2 and m3, m1's tokens are refused by Validate naming
+// the new owner's, and at no sampled instant did two members (m1 included:
+// it is cut off, not dead) count on one tenant.
+func TestWorkNodeDeath(t *testing.T) {
+	t.Parallel()
+	s := start(t, "--work-lease-duration", "2s")
+	us := testnet.NewFreezer(t, s.ep.Regions["us-east-1"])
+	api := s.api(t, adm)
+	want := []string{"acme", "globex"} // the seed's ACTIVE tenants
+	for i := range 20 {
+		id := fmt.Sprintf("tenant-%02d", i)
+		if _, err := api.Create(context.Background(), json.RawMessage(fmt.Sprintf(`{"id":%q,"hostnames":["%s.example.com"]}`, id, id))); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, id)
+	}
+	slices.Sort(want)
+	// gRPC's shortest keepalive: m2 leaves the dead node about 11 s after
+	// it stops answering.
+	m1 := join(t, []string{us.Addr()}, "reports", "m1")
+	m2 := join(t, []string{us.Addr(), s.ep.Regions["eu-west-1"]}, "reports", "m2", client.WithKeepalive(10*time.Second, time.Second))
+	m3 := join(t, []string{s.ep.Regions["ap-southeast-2"]}, "reports", "m3")
+	members := map[string]*member{"m1": m1, "m2": m2, "m3": m3}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	violations := sampleOwnership(ctx, members)
+	defer cancel()
+	ownedOnce := func(names ...string) func() (bool, string) {
+		return func() (bool, string) {
+			now := time.Now()
+			owner := map[string]string{}
+			var b strings.Builder
+			for _, name := range names {
+				owned := members[name].countsOn(now)
+				fmt.Fprintf(&b, "%s %v; ", name, slices.Sorted(maps.Keys(owned)))
+				for tenant := range owned {
+					if _, dup := owner[tenant]; dup {
+						return false, b.String() + tenant + " owned twice"
+					}
+					owner[tenant] = name
+				}
+			}
+			got := slices.Sorted(maps.Keys(owner))
+			return slices.Equal(got, want), fmt.Sprintf("%swant %v", &b, want)
+		}
+	}
+	testwait.Until(t, 30*time.Second, 20*time.Millisecond, "every ACTIVE tenant to be owned by exactly one member, every member owning some", func() (bool, string) {
+		ok, who := ownedOnce("m1", "m2", "m3")()
+		now := time.Now()
+		for _, m := range members {
+			ok = ok && len(m.countsOn(now)) > 0
+		}
+		return ok, who
+	})
+
+	conn, err := grpc.NewClient(s.ep.Regions["ap-southeast-2"], grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(bearer(lkp)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ws := tcsv1.NewWorkServiceClient(conn)
+	validate := func(id string, tok uint64) *tcsv1.ValidateResponse {
+		t.Helper()
+		res, err := ws.Validate(context.Background(), &tcsv1.ValidateRequest{Pool: "reports", TenantId: id, Token: tok})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	old := m1.countsOn(time.Now())
+	if len(old) == 0 {
+		_, who := ownedOnce("m1", "m2", "m3")()
+		t.Fatalf("m1 owns no tenant before its node dies: %s", who)
+	}
+	for id, tok := range old {
+		if res := validate(id, tok); !res.Valid || res.Owner != "m1" {
+			t.Fatalf("Validate(%s, %d) of its owner m1 = %v", id, tok, res)
+		}
+	}
+
+	died := time.Now()
+	us.Freeze()
+	testwait.Until(t, 60*time.Second, 20*time.Millisecond, "m2 and m3 to own every ACTIVE tenant", func() (bool, string) {
+		if len(m1.countsOn(time.Now())) > 0 {
+			return false, "m1 still counts on its tenants"
+		}
+		return ownedOnce("m2", "m3")()
+	})
+	t.Logf("every ACTIVE tenant owned by m2 or m3 %v after the us-east-1 node stopped answering (lease 2s)", time.Since(died).Round(10*time.Millisecond))
+	now := time.Now()
+	current := m3.countsOn(now)
+	maps.Copy(current, m2.countsOn(now))
+	for id, tok := range old {
+		if res := validate(id, tok); res.Valid || res.Owner == "m1" || res.CurrentToken == tok || res.CurrentToken != current[id] {
+			t.Errorf("Validate(%s, %d) after m1 was cut off = %v; want refused, the current owner's token %d", id, tok, res, current[id])
+		}
+	}
+	// m2 rejoined through eu-west-1 and shares the tenants again.
+	testwait.Until(t, 60*time.Second, 20*time.Millisecond, "m2 to own tenants again through eu-west-1", func() (bool, string) {
+		ok, who := ownedOnce("m2", "m3")()
+		return ok && len(m2.countsOn(time.Now())) > 0, who
+	})
+	cancel()
+	for _, v := range <-violations {
+		t.Error(v)
+	}
+}
+
+// sampleOwnership samples what the members count on every 5 ms until ctx
+// ends, then sends every time two counted on one tenant: the tenant, the
+// two members, when it began and how long it lasted.
+func sampleOwnership(ctx context.Context, members map[string]*member) <-chan []string {
+	out := make(chan []string, 1)
+	go func() {
+		type pair struct{ tenant, a, b string }
+		var found []string
+		began := map[pair]time.Time{}
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for ctx.Err() == nil {
+			<-tick.C
+			now := time.Now()
+			owners := map[string][]string{}
+			for id, m := range members {
+				for tenant := range m.countsOn(now) {
+					owners[tenant] = append(owners[tenant], id)
+				}
+			}
+			seen := map[pair]bool{}
+			for tenant, ids := range owners {
+				slices.Sort(ids)
+				for i := 1; i < len(ids); i++ {
+					p := pair{tenant, ids[0], ids[i]}
+					seen[p] = true
+					if _, ok := began[p]; !ok {
+						began[p] = now
+					}
+				}
+			}
+			for p, t0 := range began {
+				if !seen[p] {
+					found = append(found, fmt.Sprintf("%s and %s both counted on %s from %s for %v", p.a, p.b, p.tenant, t0.Format("15:04:05.000"), now.Sub(t0).Round(time.Millisecond)))
+					delete(began, p)
+				}
+			}
+		}
+		for p, t0 := range began {
+			found = append(found, fmt.Sprintf("%s and %s both counted on %s from %s until the end", p.a, p.b, p.tenant, t0.Format("15:04:05.000")))
+		}
+		out <- found
+	}()
+	return out
 }

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/tcs-dev/tcs/catalog/httpclient"
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/internal/testwait"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
@@ -133,9 +134,27 @@ func TestOneJSON(t *testing.T) {
 	sc := startSidecar(t, sys)
 	created := sys.create(t, hooliDoc)
 	sc.waitReady(t)
+	oneJSON(t, sys, sc, created.Version)
 
+	// A tenant being moved (tcsctl move) carries its migration, read-only
+	// flag included, the same way everywhere.
+	moving, err := sys.api.Patch(t.Context(), "hooli", created.Version, httpclient.MergePatch{"migration": map[string]any{
+		"step": "PREPARED", "from": created.Database, "to": map[string]any{"engine": "postgres", "host": "db-8.internal", "port": 5432, "name": "hooli"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !moving.ReadOnly() {
+		t.Fatalf("PREPARED move stored as %+v, want read-only", moving.Migration)
+	}
+	oneJSON(t, sys, sc, moving.Version)
+}
+
+// oneJSON checks that tenant hooli at version is the same JSON, byte for
+// byte, through REST, the sidecar (HTTP and gRPC) and a region.
+func oneJSON(t *testing.T, sys *system, sc *running, version int64) {
+	t.Helper()
 	rest, etag := sys.restGet(t, "hooli")
-	hdr, side := sc.waitVersion(t, "hooli.example.com", created.Version)
+	hdr, side := sc.waitVersion(t, "hooli.example.com", version)
 	if etag != hdr.Get("ETag") {
 		t.Errorf("ETag: REST %s, sidecar %s", etag, hdr.Get("ETag"))
 	}
@@ -150,7 +169,7 @@ func TestOneJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	viaRegion, err := tcsv1.TenantJSON(sys.waitRegionVersion(t, "eu-west-1", "hooli.example.com", created.Version).GetTenant())
+	viaRegion, err := tcsv1.TenantJSON(sys.waitRegionVersion(t, "eu-west-1", "hooli.example.com", version).GetTenant())
 	if err != nil {
 		t.Fatal(err)
 	}

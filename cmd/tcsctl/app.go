@@ -119,7 +119,7 @@ func newRoot(e *env) *cobra.Command {
 			root.AddCommand(c)
 		}
 	}
-	add("tenants", newGetCmd(e), newTenantCmd(e), newAuditCmd(e), newPlacementCmd(e), newWaitCmd(e))
+	add("tenants", newGetCmd(e), newTenantCmd(e), newAuditCmd(e), newPlacementCmd(e), newWaitCmd(e), newMoveCmd(e))
 	add("regions", newLookupCmd(e), newVerifyCmd(e), newRepairCmd(e), newResyncCmd(e))
 	add("bulk", newTransformCmd(e), newBackfillCmd(e), newExportCmd(e))
 	add("admin", newConfigCmd(e), newTokenCmd(e), newInfraCmd(e), newVersionCmd(e))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -155,7 +156,8 @@ func newPlacementCmd(e *env) *cobra.Command {
 		Long: "placement reads every live tenant (those matching --where) from the catalog and shows, per database host, its\n" +
 			"tenants, their total weight and the heaviest of them; tenants without a database are counted apart.\n" +
 			"With --max-load it suggests moves (tenant → host) that bring every host to that weight or under, and names\n" +
-			"the hosts it cannot fix and why (exit 1). It writes nothing: the moves are the input of tcsctl move.\n" +
+			"the hosts it cannot fix and why (exit 1). It writes nothing: the moves are the input of tcsctl move, and the\n" +
+			"table output ends with their tcsctl move command lines.\n" +
 			"See the package documentation for the planner's rules and the -o json schema. " + exitCodesHelp,
 		Args: noArgs,
 	}
@@ -318,6 +320,16 @@ func writePlacement(w io.Writer, rep placementReport, ws weightSpec) error {
 		fmt.Fprintf(w, "%d move(s), weight %d, to bring every host within --max-load %d:\n", len(p.Moves), moved, p.MaxLoad)
 		if err := table(w, []string{"TENANT", "FROM", "TO", "WEIGHT"}, rows); err != nil {
 			return err
+		}
+		// The moves as tcsctl move command lines: --to is merged over the
+		// tenant's database, so the host is all it needs.
+		fmt.Fprintln(w, "\nto make them (one at a time; each is resumable, see tcsctl move --help):")
+		for _, m := range p.Moves {
+			to, err := json.Marshal(map[string]string{"host": m.To})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "  tcsctl move %s --to '%s'\n", m.Tenant, to)
 		}
 	}
 	for _, u := range p.Unresolved {

@@ -52,6 +52,9 @@
 //	tcsctl tenant delete TENANT_ID [--if-version N]
 //	tcsctl tenant history TENANT_ID [--limit N] [-o table|json|yaml|jsonl]
 //	tcsctl placement [--where EXPR] [--weight users|tenants|label:NAME] [--top K] [--max-load N [--add-host NAME]…] [-o table|json|yaml]
+//	tcsctl wait TENANT_ID --version V [--timeout D] [-o text|json|yaml]
+//	tcsctl move [run] TENANT_ID [--to JSON] [--copy-cmd CMD | --copied] [--max-lag D]
+//	tcsctl move status TENANT_ID [-o text|json|yaml] | move cancel TENANT_ID | move reverse TENANT_ID
 //	tcsctl resync (--all | --tenant ID… | --file IDS) [--region R…] [--batch N] [--dry-run] [-o text|json|yaml] [--yes]
 //	tcsctl verify [--region R…] [-o table|json|yaml] [--recheck N] [--settle D] [--digest] [--metrics-file PATH]
 //	tcsctl repair [--region R…] [--dry-run] [--wait D] [-o table|json|yaml] [--yes]
@@ -102,6 +105,26 @@
 // refusal of the catalog (invalid document, naming each field; unknown
 // tenant; version changed; id or hostname taken) is exit 1, and nothing was
 // written.
+//
+// # Moves
+//
+// move repoints a tenant at another database as a resumable workflow
+// (catalog/move; docs/moves.md): PREPARED (the tenant read-only in its
+// document, still ACTIVE), the barrier of tcsctl wait, the copy (--copy-cmd,
+// run with sh -c and TCS_MOVE_TENANT and TCS_MOVE_{FROM,TO}_{ENGINE,HOST,
+// PORT,NAME,REGION,SECRET_REF} in its environment; or by hand, then
+// --copied), COPIED, the barrier again, SWITCHED (pointer flipped and flag
+// cleared in one write), the barrier, COMPLETE. --to is merged over the
+// current database. Each barrier wait is bounded by --max-lag (2m): past
+// it the move stops at its step naming who lags (exit 1), as it does for
+// the copy; the state is in the catalog, so running the command again (or
+// move TENANT alone) resumes from the stored step after any interruption.
+// move status shows the step and who lags; move cancel ends the move where
+// it stands; move reverse undoes it (before the switch: ends at the old
+// database; after: starts a move back). Input the move refuses (a malformed
+// --to, the database the tenant is on, another move in progress) is exit 2
+// and writes nothing; so is a step the catalog refuses (409 move_conflict).
+// A tenant named status, cancel, reverse or run moves with move run NAME.
 //
 // # Placement
 //

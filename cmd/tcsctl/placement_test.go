@@ -166,7 +166,8 @@ func TestPlacementPlan(t *testing.T) {
 	}
 	out := s.mustTcsctl(t, 0, "placement", "--max-load", "100")
 	for _, w := range []string{"AFTER", "db-1.internal  4        125     95     acme (70)", "1 move(s), weight 30, to bring every host within --max-load 100:",
-		"TENANT  FROM           TO             WEIGHT", "bolt    db-1.internal  db-2.internal  30"} {
+		"TENANT  FROM           TO             WEIGHT", "bolt    db-1.internal  db-2.internal  30",
+		`  tcsctl move bolt --to '{"host":"db-2.internal"}'`} {
 		if !strings.Contains(out, w) {
 			t.Errorf("--max-load 100 table lacks %q:\n%s", w, out)
 		}

@@ -111,6 +111,27 @@ func DocHash(t *tenant.Tenant) uint64 {
 		num(t.UpdatedAt.UnixNano())
 	}
 	str(t.UpdatedBy)
+	// A migration is hashed only when present, so that the hashes of
+	// documents that never moved stay what they were before moves existed.
+	if m := t.Migration; m != nil {
+		str("migration")
+		str(string(m.Step))
+		if m.ReadOnly {
+			num(1)
+		} else {
+			num(0)
+		}
+		for _, d := range []tenant.Database{m.From, m.To} {
+			str(d.Engine)
+			str(d.Host)
+			num(int64(d.Port))
+			str(d.Name)
+			str(d.Region)
+			str(d.SecretRef)
+		}
+		num(m.Started.UnixNano())
+		str(m.By)
+	}
 	return mix(h.Sum64())
 }
 

@@ -26,9 +26,10 @@ func sample() *tenant.Tenant {
 func TestDocHashCoversEveryField(t *testing.T) {
 	t.Parallel()
 	for typ, want := range map[reflect.Type]int{
-		reflect.TypeFor[tenant.Tenant]():   10,
-		reflect.TypeFor[tenant.Product]():  3,
-		reflect.TypeFor[tenant.Database](): 6,
+		reflect.TypeFor[tenant.Tenant]():    11,
+		reflect.TypeFor[tenant.Migration](): 6,
+		reflect.TypeFor[tenant.Product]():   3,
+		reflect.TypeFor[tenant.Database]():  6,
 	} {
 		if got := typ.NumField(); got != want {
 			t.Errorf("%v has %d fields, DocHash knows %d: hash the new ones in DocHash, then update this test", typ, got, want)
@@ -74,6 +75,9 @@ func TestDocHashSeesEveryChange(t *testing.T) {
 		"updated at":       func(x *tenant.Tenant) { x.UpdatedAt = x.UpdatedAt.Add(time.Microsecond) },
 		"updated at unset": func(x *tenant.Tenant) { x.UpdatedAt = time.Time{} },
 		"updated by":       func(x *tenant.Tenant) { x.UpdatedBy = "mallory" },
+		"migration": func(x *tenant.Tenant) {
+			x.Migration = &tenant.Migration{Step: tenant.MovePrepared, ReadOnly: true, From: *x.Database, To: *x.Database}
+		},
 	} {
 		x := sample()
 		change(x)

@@ -46,10 +46,10 @@
 // positive share/40). A worker takes free and expired leases of weight 0
 // whenever it sees them, and the others while its load is below T. One
 // below its share asks, when it or the worker furthest over its share is
-// outside its band, that worker for leases whose handovers each lower the
-// gap between their deviations by more than m (w ≤ e − d − m, e the
-// giver's deviation, d the asker's); the owner hands a lease over on the
-// same condition, judged from its own load (Plan.YieldByWeight).
+// outside its band, that worker for leases of weight w ≤ e − d − m (e the
+// giver's deviation, d the asker's: the gap between them exceeds the
+// lease by the margin); the owner hands a lease over on the same
+// condition, judged from its own load (Plan.YieldByWeight).
 //
 // The guarantee: once nothing moves (every lease held, every worker
 // knowing every other and agreeing on the weights), every worker's

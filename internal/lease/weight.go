@@ -62,8 +62,8 @@ func margin(shares map[string]float64) float64 {
 	return max(minMargin, low/marginDivisor)
 }
 
-// Margin is the plan's margin m (Input.Weight): a handover must lower the
-// giver's and the receiver's deviations' gap by more than it.
+// Margin is the plan's margin m (Input.Weight): a handover of weight w
+// from a worker of deviation e to one of deviation d needs w ≤ e − d − m.
 func (p *Plan) Margin() float64 { return margin(p.WeightShares) }
 
 // WeightOf returns the weight of the eligible lease key as planned: 1
@@ -78,23 +78,33 @@ func (p *Plan) WeightOf(key string) float64 {
 	return p.leaseWeight[key]
 }
 
-// TakesByWeight returns what to take, in order, once this worker holds
-// load (after its adoptions): the free and expired leases of weight 0
-// (they change nobody's load: whoever sees one first takes it, so that
-// every lease is held), and the others one by one while the load is
-// below TargetWeight. Those lost to a quicker worker are made up for at
-// the next plan.
+// TakesByWeight returns what to take once this worker holds load (after
+// its adoptions): the free and expired leases of weight 0 (they change
+// nobody's load: whoever sees one first takes it, so that every lease is
+// held), then others one by one while the load is below TargetWeight, each
+// time the one that brings the load nearest the target (free before
+// expired, then Input order, on ties), so that takers overshoot little and
+// leave enough for the others. Those lost to a quicker worker are made up
+// for at the next plan.
 func (p *Plan) TakesByWeight(load float64) []Lease {
-	var out []Lease
+	var out, rest []Lease
 	for _, l := range p.Take {
-		w := p.WeightOf(l.Key)
-		switch {
-		case w == 0:
+		if p.WeightOf(l.Key) == 0 {
 			out = append(out, l)
-		case load < p.TargetWeight:
-			out = append(out, l)
-			load += w
+		} else {
+			rest = append(rest, l)
 		}
+	}
+	for load < p.TargetWeight && len(rest) > 0 {
+		best, bestGap := 0, math.Inf(1)
+		for i, l := range rest {
+			if gap := math.Abs(load + p.WeightOf(l.Key) - p.TargetWeight); gap < bestGap {
+				best, bestGap = i, gap
+			}
+		}
+		out = append(out, rest[best])
+		load += p.WeightOf(rest[best].Key)
+		rest = slices.Delete(rest, best, best+1)
 	}
 	return out
 }
@@ -104,10 +114,10 @@ func (p *Plan) TakesByWeight(load float64) []Lease {
 // finds the lease changed is ErrLost: skip it). It asks only when below
 // its share, not already waiting for a handover, and when itself or the
 // worker asked is outside its tolerance band (share/20 either way): of
-// the worker furthest over its share that has a lease to give, the leases
-// whose handovers each lower the two deviations' gap by more than the
-// margin (w ≤ e − d − m), picked one by one closest to half the gap, so
-// that both end near their shares.
+// the worker furthest over its share that has a lease to give, leases of
+// weight w ≤ e − d − m (e its deviation, d this worker's, both updated
+// after each pick), picked one by one closest to (e − d)/2, so that both
+// end near their shares.
 func (p *Plan) StealsByWeight(load float64) []Lease {
 	if p.Loads == nil || p.PendingForMe {
 		return nil
@@ -172,10 +182,10 @@ func (p *Plan) StealsByWeight(load float64) []Lease {
 
 // YieldByWeight reports whether this worker, holding load, should hand
 // the lease key over to to, which asked for it: when to is below its share
-// (as last read, plus what this plan handed it already) and the handover
-// lowers the gap between this worker's deviation and to's by more than the
-// margin (w ≤ e − d − m): so this worker may end below its share, but only
-// when to was shorter still. A handover it reports is counted as to's from
+// (as last read, plus what this plan handed it already) and the lease's
+// weight w ≤ e − d − m (e this worker's deviation, d to's, m the margin):
+// so this worker may end below its share, but only when to was shorter
+// still. A handover it reports is counted as to's from
 // then on. A worker this plan did not count (it asked after the scan)
 // counts as live and holding nothing. A nil Plan (no scan yet) yields.
 // The caller declines what it does not yield (Store.Decline).

@@ -196,7 +196,7 @@ func (v *Verifier) wait(ctx context.Context, n int) error {
 
 // docFields are the parts of a document compared one by one, so that a
 // content mismatch says which differ. Version is compared on its own.
-var docFields = [...]string{"hostnames", "status", "products", "database", "region", "labels", "updated_at", "updated_by"}
+var docFields = [...]string{"hostnames", "status", "products", "database", "region", "labels", "updated_at", "updated_by", "migration"}
 
 type fieldHashes [len(docFields)]uint64
 
@@ -217,6 +217,7 @@ func hashFields(t *tenant.Tenant) fieldHashes {
 		enc(t.Labels, len(t.Labels) == 0),
 		binary.BigEndian.AppendUint64(nil, uint64(t.UpdatedAt.UnixNano())),
 		[]byte(t.UpdatedBy),
+		enc(t.Migration, t.Migration == nil),
 	}
 	if t.UpdatedAt.IsZero() {
 		parts[6] = nil

@@ -19,6 +19,7 @@ var grpcCodes = map[tenant.Code]codes.Code{
 	tenant.AlreadyExists:   codes.AlreadyExists,
 	tenant.HostnameTaken:   codes.AlreadyExists,
 	tenant.VersionMismatch: codes.FailedPrecondition,
+	tenant.MoveConflict:    codes.FailedPrecondition,
 	tenant.Unavailable:     codes.Unavailable,
 	tenant.Internal:        codes.Internal,
 }

@@ -96,6 +96,14 @@ func (x *Index) Tenants(b int) []string {
 	return out
 }
 
+// Count returns the number of ACTIVE tenants of bucket b: its weight in
+// the balance.
+func (x *Index) Count(b int) int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return len(x.buckets[b])
+}
+
 // Active reports whether tenant id is ACTIVE in the index.
 func (x *Index) Active(id string) bool {
 	x.mu.Lock()

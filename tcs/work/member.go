@@ -109,30 +109,58 @@ type MemberConfig struct {
 	// of writes can take a while on DynamoDB, and a lease counts from the
 	// sending of its own last write); nil stamps them with the round's now.
 	Now func() time.Time
+	// Tenants, if set, is the number of ACTIVE tenants of bucket b
+	// (Index.Count): the bucket's weight, so that members share tenants,
+	// not buckets (lease.Input.Weight). Every node of a pool must count
+	// the same tenants, give or take a few (their regions' replicas may
+	// lag). Nil: every bucket weighs 1.
+	Tenants func(b int) int
 }
 
 // Member holds a pool's bucket leases on behalf of one member: Step takes,
-// renews, hands over and drops them, but renews and takes only while the
-// member's heartbeats arrive (within LeaseDuration/2). A Member is driven by
-// its caller's loop (Service.Join) with the caller's clock, so that tests
-// drive it with a fake one; it is safe for concurrent use.
+// hands over and drops them, and renews the member's record, but renews and
+// takes only while the member's heartbeats arrive (within LeaseDuration/2).
+//
+// The bucket leases are not renewed: the member's record is their
+// liveness. A bucket is held while its lease names the member and the
+// member's record is renewed; the others judge it expired when its owner's
+// record has not changed for LeaseDuration (by their own clocks), so a
+// settled pool writes one renewal per member every LeaseDuration/4, not one
+// per bucket. A Member is driven by its caller's loop (Service.Join) with
+// the caller's clock, so that tests drive it with a fake one; it is safe
+// for concurrent use.
 type Member struct {
 	cfg MemberConfig
 	obs *lease.Observer
 
+	renewing sync.Mutex // held while the record is renewed
+
 	mu       sync.Mutex
 	held     map[int]*holding
-	plan     *lease.Plan
-	beats    []beat // heartbeats received, oldest first (pruned)
+	retiring map[int]*retiring // buckets being handed over, no longer held
+	beats    []beat            // heartbeats received, oldest first (pruned)
 	record   *holding
 	slots    int
 	released bool
+	unowned  int  // tenants in buckets no live member holds, at the last Step
+	counted  bool // unowned was counted
 }
 
 type holding struct {
 	key, token string
 	epoch      uint64
-	lastRenew  time.Time // when the last renewal (or take) was sent
+	lastRenew  time.Time // the record's: when its last renewal (or take) was sent
+}
+
+// retiring is a bucket this member yielded: it left the member's assignment
+// at once, and is handed over (to) once the member can no longer count on
+// it (until: the record's last renewal when it was yielded, plus
+// LeaseDuration), so that two members never count on it at once. Meanwhile
+// the record keeps it the member's.
+type retiring struct {
+	h     *holding
+	to    string
+	until time.Time
 }
 
 type beat struct {
@@ -159,7 +187,7 @@ func NewMember(cfg MemberConfig) (*Member, error) {
 	if cfg.LeaseDuration <= 0 {
 		cfg.LeaseDuration = DefaultLeaseDuration
 	}
-	return &Member{cfg: cfg, obs: lease.NewObserver(cfg.Member, cfg.LeaseDuration), held: map[int]*holding{}}, nil
+	return &Member{cfg: cfg, obs: lease.NewObserver(cfg.Member, cfg.LeaseDuration), held: map[int]*holding{}, retiring: map[int]*retiring{}}, nil
 }
 
 // Heartbeat records heartbeat seq of the member, received at now.
@@ -188,25 +216,26 @@ func (m *Member) sent(now time.Time) time.Time {
 // it, for clocks that run at slightly different rates.
 func (m *Member) validFor() time.Duration { return m.cfg.LeaseDuration * 9 / 10 }
 
-// Held returns the buckets held and valid at now, with their epochs (the
-// fencing tokens).
+// Held returns the buckets held and valid at now (the member's record
+// renewed less than validFor ago), with their epochs (the fencing tokens).
 func (m *Member) Held(now time.Time) map[int]uint64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.record == nil || !now.Before(m.record.lastRenew.Add(m.validFor())) {
+		return map[int]uint64{}
+	}
 	out := make(map[int]uint64, len(m.held))
 	for b, h := range m.held {
-		if now.Before(h.lastRenew.Add(m.validFor())) {
-			out[b] = h.epoch
-		}
+		out[b] = h.epoch
 	}
 	return out
 }
 
-// Acked returns the latest heartbeat received no later than the oldest
-// renewal of the buckets held (and of the member's record), so that the
-// member may count on its assignment until that heartbeat's send time plus
-// validFor by its own clock: every lease behind the assignment was renewed
-// after the heartbeat was received, hence after it was sent. 0 when none
+// Acked returns the latest heartbeat received no later than the last
+// renewal of the member's record (the liveness of every bucket it holds),
+// so that the member may count on its assignment until that heartbeat's
+// send time plus validFor by its own clock: the record was renewed after
+// the heartbeat was received, hence after it was sent. 0 when none
 // qualifies.
 func (m *Member) Acked() uint64 {
 	m.mu.Lock()
@@ -215,11 +244,6 @@ func (m *Member) Acked() uint64 {
 		return 0
 	}
 	oldest := m.record.lastRenew
-	for _, h := range m.held {
-		if h.lastRenew.Before(oldest) {
-			oldest = h.lastRenew
-		}
-	}
 	var seq uint64
 	keep := 0
 	for i, bt := range m.beats {
@@ -232,6 +256,52 @@ func (m *Member) Acked() uint64 {
 	return seq
 }
 
+// Unowned returns the ACTIVE tenants (with Tenants; otherwise buckets) in
+// the buckets no live member held at the last Step, by this member's
+// observation: free, or their owner's record expired. False before a Step
+// that read every bucket.
+func (m *Member) Unowned() (int, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.unowned, m.counted
+}
+
+// countUnowned counts what Unowned returns among leases at now. The
+// member's own buckets count while its record has lapsed (its heartbeats
+// stopped): nobody works on them until another member takes them.
+func (m *Member) countUnowned(now time.Time, leases []lease.Lease) {
+	records := recordsOf(leases)
+	m.mu.Lock()
+	lapsed := m.record == nil || !now.Before(m.record.lastRenew.Add(m.validFor()))
+	m.mu.Unlock()
+	n, buckets := 0, 0
+	for _, l := range leases {
+		if bucketOf(l.Key) < 0 {
+			continue
+		}
+		buckets++
+		if l.Owner == "" || l.Owner == m.cfg.Member && lapsed || m.expired(now, l, records) {
+			n += int(m.weight(l))
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if buckets == Buckets {
+		m.unowned, m.counted = n, true
+	}
+}
+
+// recordsOf returns the member records among leases, by member id.
+func recordsOf(leases []lease.Lease) map[string]lease.Lease {
+	records := map[string]lease.Lease{}
+	for _, l := range leases {
+		if id, ok := strings.CutPrefix(l.Key, memberPrefix); ok {
+			records[id] = l
+		}
+	}
+	return records
+}
+
 // Slots is the member's share of the pool's cap on concurrent runs (0: no
 // cap), as of the last Step.
 func (m *Member) Slots() int {
@@ -241,35 +311,28 @@ func (m *Member) Slots() int {
 }
 
 // Step runs one round at now over the pool's leases as read (List): it
-// renews what is held (about every LeaseDuration/4) and answers steal
-// requests, keeps the member's record, drops what the table says is lost,
-// and takes, adopts and asks for buckets up to the member's share. It does
-// nothing but drop lapsed leases while the member's heartbeats are late.
+// keeps the member's record (renewing it about every LeaseDuration/4),
+// drops what the table says is lost, answers steal requests, and takes,
+// adopts and asks for buckets up to the member's share. It does nothing
+// but drop lapsed leases while the member's heartbeats are late.
 func (m *Member) Step(ctx context.Context, now time.Time, leases []lease.Lease) error {
 	m.obs.Observe(now, leases)
+	m.countUnowned(now, leases)
 	m.mu.Lock()
 	alive := m.aliveLocked(now) && !m.released
-	for b, h := range m.held {
-		if !now.Before(h.lastRenew.Add(m.validFor())) {
-			delete(m.held, b) // lapsed: someone may take it soon
-		}
-	}
 	if m.record != nil && !now.Before(m.record.lastRenew.Add(m.validFor())) {
+		// Lapsed: others may take the buckets soon.
 		m.record = nil
+		m.held, m.retiring = map[int]*holding{}, map[int]*retiring{}
 	}
 	m.mu.Unlock()
 	if !alive {
 		return nil
 	}
-	var errs []error
 	if err := m.keepRecord(ctx, now, leases); err != nil {
-		errs = append(errs, err)
+		return err // without a live record it may hold nothing
 	}
-	m.renew(ctx, now)
-	if err := m.balance(ctx, now, leases); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+	return m.balance(ctx, now, leases)
 }
 
 // keepRecord creates, takes and renews the member's record: the lease
@@ -283,22 +346,7 @@ func (m *Member) keepRecord(ctx context.Context, now time.Time, leases []lease.L
 	rec := m.record
 	m.mu.Unlock()
 	if rec != nil {
-		if now.Sub(rec.lastRenew) < m.cfg.LeaseDuration/4 {
-			return nil
-		}
-		sent := m.sent(now)
-		if err := m.cfg.Store.Checkpoint(ctx, key, rec.token, info); err != nil {
-			if errors.Is(err, lease.ErrLost) {
-				m.mu.Lock()
-				m.record = nil
-				m.mu.Unlock()
-			}
-			return fmt.Errorf("renew member record %s: %w", m.cfg.Member, err)
-		}
-		m.mu.Lock()
-		rec.lastRenew = sent
-		m.mu.Unlock()
-		return nil
+		return m.renewRecord(ctx, now)
 	}
 	i := slices.IndexFunc(leases, func(l lease.Lease) bool { return l.Key == key })
 	var l lease.Lease
@@ -336,63 +384,45 @@ func (m *Member) keepRecord(ctx context.Context, now time.Time, leases []lease.L
 	return nil
 }
 
-// renew renews the buckets held about every LeaseDuration/4 and answers the
-// steal requests the renewals show: a handover when the last plan yields,
-// otherwise a decline.
-func (m *Member) renew(ctx context.Context, now time.Time) {
+// renewRecord renews the member's record if LeaseDuration/4 has passed
+// since its last renewal at now. One renewal runs at a time.
+func (m *Member) renewRecord(ctx context.Context, now time.Time) error {
+	m.renewing.Lock()
+	defer m.renewing.Unlock()
 	m.mu.Lock()
-	mine := maps.Clone(m.held)
+	rec := m.record
 	m.mu.Unlock()
-	type ask struct {
-		h   *holding
-		b   int
-		who string
+	if rec == nil || now.Sub(rec.lastRenew) < m.cfg.LeaseDuration/4 {
+		return nil
 	}
-	var (
-		amu  sync.Mutex
-		asks []ask
-		due  []int
-	)
-	for _, b := range slices.Sorted(maps.Keys(mine)) {
-		if now.Sub(mine[b].lastRenew) >= m.cfg.LeaseDuration/4 {
-			due = append(due, b)
-		}
-	}
-	parallel(len(due), func(i int) {
-		b := due[i]
-		h := mine[b]
-		sent := m.sent(now)
-		got, err := m.cfg.Store.Renew(ctx, h.key, h.token)
+	sent := m.sent(now)
+	if err := m.cfg.Store.Checkpoint(ctx, rec.key, rec.token, memberInfo(m.cfg.Capacity, m.cfg.MaxConcurrent)); err != nil {
 		if errors.Is(err, lease.ErrLost) {
-			m.drop(b)
-			return
+			// Another stream of the member took the record: it adopts
+			// the buckets.
+			m.mu.Lock()
+			m.record = nil
+			m.held, m.retiring = map[int]*holding{}, map[int]*retiring{}
+			m.mu.Unlock()
 		}
-		if err != nil {
-			return // tried again next round; the lease lapses meanwhile
-		}
-		m.mu.Lock()
-		h.lastRenew = sent
-		m.mu.Unlock()
-		if got.Pending != "" && got.Pending != m.cfg.Member {
-			amu.Lock()
-			asks = append(asks, ask{h, b, got.Pending})
-			amu.Unlock()
-		}
-	})
-	// Answer the requests one by one: each handover changes what the
-	// next may yield.
-	slices.SortFunc(asks, func(x, y ask) int { return x.b - y.b })
-	for _, a := range asks {
-		m.mu.Lock()
-		yield := m.plan.Yield(len(m.held), a.who)
-		m.mu.Unlock()
-		if yield {
-			m.drop(a.b) // stop counting on it before it changes hands
-			_ = m.cfg.Store.HandOver(ctx, a.h.key, a.h.token, a.who)
-		} else {
-			_ = m.cfg.Store.Decline(ctx, a.h.key, a.h.token, a.who)
-		}
+		return fmt.Errorf("renew member record %s: %w", m.cfg.Member, err)
 	}
+	m.mu.Lock()
+	rec.lastRenew = sent
+	m.mu.Unlock()
+	return nil
+}
+
+// renewDuringRound renews the member's record in the middle of a round, if
+// due by the clock writes are stamped with (MemberConfig.Now): a round of
+// hundreds of takes can outlast a renewal interval on DynamoDB, and the
+// record is the liveness of every bucket held. Without Now nothing is due
+// within a round. Failures are left to the next round.
+func (m *Member) renewDuringRound(ctx context.Context) {
+	if m.cfg.Now == nil {
+		return
+	}
+	_ = m.renewRecord(ctx, m.cfg.Now())
 }
 
 // maxParallel bounds the lease writes of one member in flight at once: a
@@ -420,16 +450,40 @@ func (m *Member) drop(b int) {
 	m.mu.Unlock()
 }
 
-// acquire makes a bucket lease the member's (l as taken or renewed) by
-// writing its fence, and holds it.
-func (m *Member) acquire(ctx context.Context, sent time.Time, l lease.Lease) error {
+// acquire makes a bucket lease the member's (l as taken) by writing its
+// fence, and holds it.
+func (m *Member) acquire(ctx context.Context, l lease.Lease) error {
 	if err := m.cfg.Store.Checkpoint(ctx, l.Key, l.Token, fence(l.Counter, m.cfg.Member)); err != nil {
 		return err
 	}
 	m.mu.Lock()
-	m.held[bucketOf(l.Key)] = &holding{key: l.Key, token: l.Token, epoch: uint64(l.Counter), lastRenew: sent}
+	m.held[bucketOf(l.Key)] = &holding{key: l.Key, token: l.Token, epoch: uint64(l.Counter)}
 	m.mu.Unlock()
 	return nil
+}
+
+// weight is bucket lease l's weight: its ACTIVE tenants, or 1.
+func (m *Member) weight(l lease.Lease) float64 {
+	if m.cfg.Tenants == nil {
+		return 1
+	}
+	return float64(m.cfg.Tenants(bucketOf(l.Key)))
+}
+
+// expired reports whether bucket lease l, held by another member, has
+// expired at now by this member's observation: its owner's record has not
+// changed for LeaseDuration, or was released (the owner left; it released
+// its buckets first). A bucket whose owner has no record at all (never
+// written by a Member) expires as a lease of its own.
+func (m *Member) expired(now time.Time, l lease.Lease, records map[string]lease.Lease) bool {
+	if l.Owner == "" || l.Owner == m.cfg.Member {
+		return false
+	}
+	rec, ok := records[l.Owner]
+	if !ok {
+		return m.obs.Expired(now, l)
+	}
+	return rec.Owner != l.Owner || m.obs.Expired(now, rec)
 }
 
 // balance plans with lease.Balance over the bucket leases, the live
@@ -444,6 +498,7 @@ func (m *Member) balance(ctx context.Context, now time.Time, leases []lease.Leas
 	}
 	var missing []int
 	have := make([]bool, Buckets)
+	records := recordsOf(leases)
 	for _, l := range leases {
 		if b := bucketOf(l.Key); b >= 0 {
 			have[b] = true
@@ -475,28 +530,74 @@ func (m *Member) balance(ctx context.Context, now time.Time, leases []lease.Leas
 	}
 	m.mu.Lock()
 	mine := maps.Clone(m.held)
+	retire := maps.Clone(m.retiring)
 	m.mu.Unlock()
 	plan, err := lease.Balance(lease.Input{
 		Me:      me,
 		Leases:  leases,
-		Expired: func(l lease.Lease) bool { return m.obs.Expired(now, l) },
+		Expired: func(l lease.Lease) bool { return m.expired(now, l, records) },
 		Holds: func(l lease.Lease) bool {
 			h := mine[bucketOf(l.Key)]
+			if r := retire[bucketOf(l.Key)]; r != nil {
+				h = r.h
+			}
 			return h != nil && (l.Owner != me || h.token == l.Token)
 		},
 		Eligible: func(l lease.Lease) bool { return bucketOf(l.Key) >= 0 },
 		Workers:  workers,
 		Weights:  weights,
+		Weight:   m.weight,
 	})
 	if err != nil {
 		return err
 	}
 	m.mu.Lock()
-	m.plan = plan
 	m.slots = slotsOf(me, caps, weights)
 	m.mu.Unlock()
 	for _, l := range plan.Lost {
 		m.drop(bucketOf(l.Key))
+	}
+	// Yielded buckets whose time has come: hand them over. One whose
+	// asker gave up (HandOver fails) is adopted again next round.
+	for b, r := range retire {
+		if now.Before(r.until) {
+			continue
+		}
+		_ = m.cfg.Store.HandOver(ctx, r.h.key, r.h.token, r.to)
+		m.mu.Lock()
+		delete(m.retiring, b)
+		m.mu.Unlock()
+	}
+	load := func() float64 {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		var n float64
+		for _, h := range m.held {
+			n += plan.WeightOf(h.key)
+		}
+		return n
+	}
+	// Steal requests for the buckets held, one by one (each handover
+	// changes what the next may yield): when the plan yields, the bucket
+	// retires (it leaves the assignment now, and is handed over once the
+	// member can no longer count on it), otherwise a decline, so that the
+	// asker asks elsewhere.
+	for _, l := range leases {
+		b := bucketOf(l.Key)
+		h := mine[b]
+		if b < 0 || h == nil || l.Owner != me || l.Token != h.token || l.Pending == "" || l.Pending == me {
+			continue
+		}
+		if plan.YieldByWeight(load(), l.Key, l.Pending) {
+			m.mu.Lock()
+			if m.record != nil && m.held[b] == h {
+				delete(m.held, b)
+				m.retiring[b] = &retiring{h: h, to: l.Pending, until: m.record.lastRenew.Add(m.cfg.LeaseDuration)}
+			}
+			m.mu.Unlock()
+		} else {
+			_ = m.cfg.Store.Decline(ctx, l.Key, l.Token, l.Pending)
+		}
 	}
 	var (
 		emu  sync.Mutex
@@ -512,43 +613,34 @@ func (m *Member) balance(ctx context.Context, now time.Time, leases []lease.Leas
 		// take it with a new token (conditioned on the counter as read),
 		// so that the former stream's renewals and releases fail.
 		l := plan.Adopt[i]
-		sent := m.sent(now)
+		m.renewDuringRound(ctx)
 		got, err := m.cfg.Store.Take(ctx, l)
 		if err == nil {
-			err = m.acquire(ctx, sent, got)
+			err = m.acquire(ctx, got)
 		}
 		if err != nil && !errors.Is(err, lease.ErrLost) {
 			fail(fmt.Errorf("adopt bucket %s: %w", l.Key, err))
 		}
 	})
-	held := func() int {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		return len(m.held)
-	}
 	// Free, then expired, up to the share; those lost to a quicker member
 	// are made up for next round.
-	takes := plan.Take[:max(0, min(len(plan.Take), plan.Target-held()))]
+	takes := plan.TakesByWeight(load())
 	parallel(len(takes), func(i int) {
 		l := takes[i]
-		sent := m.sent(now)
+		m.renewDuringRound(ctx)
 		got, err := m.cfg.Store.Take(ctx, l)
 		if err == nil {
-			err = m.acquire(ctx, sent, got)
+			err = m.acquire(ctx, got)
 		}
 		if err != nil && !errors.Is(err, lease.ErrLost) {
 			fail(fmt.Errorf("take bucket %s: %w", l.Key, err))
 		}
 	})
-	ask, from := plan.Steals(held())
-	for _, l := range from {
-		if ask == 0 || ctx.Err() != nil {
+	for _, l := range plan.StealsByWeight(load()) {
+		if ctx.Err() != nil {
 			break
 		}
-		err := m.cfg.Store.RequestSteal(ctx, l)
-		if err == nil {
-			ask--
-		} else if !errors.Is(err, lease.ErrLost) {
+		if err := m.cfg.Store.RequestSteal(ctx, l); err != nil && !errors.Is(err, lease.ErrLost) {
 			errs = append(errs, fmt.Errorf("ask for bucket %s: %w", l.Key, err))
 			break
 		}
@@ -613,8 +705,12 @@ func slotsOf(me string, caps map[string]int, weights map[string]float64) int {
 	return 0
 }
 
-// Release frees the member's buckets and record, for a clean leave, so that
-// the others take them at once. The Member does nothing afterwards.
+// Release frees the member's buckets and record, so that the others take
+// them at once, and the Member does nothing afterwards. Call it only when
+// the member is known to count on none of its tenants any more: a member
+// whose stream merely ended may still count on its last assignment until it
+// lapses (Service.Join does not call it: it lets the record expire, as
+// after a crash).
 func (m *Member) Release(ctx context.Context) {
 	m.mu.Lock()
 	m.released = true

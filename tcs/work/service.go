@@ -8,6 +8,7 @@ import (
 	"math"
 	"regexp"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,10 +51,14 @@ type Service struct {
 	cfg Config
 	log *slog.Logger
 	m   metrics
+
+	mu    sync.Mutex
+	local map[string]int // members joined through this node, by pool label
 }
 
 type metrics struct {
-	members     prometheus.Gauge
+	members     *prometheus.GaugeVec
+	unowned     *prometheus.GaugeVec
 	held        prometheus.Gauge
 	sent        prometheus.Counter
 	stepErrors  prometheus.Counter
@@ -75,21 +80,54 @@ func New(cfg Config) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{cfg: cfg, log: log, m: metrics{
-		members: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tcs_work_members", Help: "Work pool members joined through this node."}),
-		held:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "tcs_work_buckets_held", Help: "Bucket leases this node holds for its members, all pools."}),
-		sent:    prometheus.NewCounter(prometheus.CounterOpts{Name: "tcs_work_assignments_sent_total", Help: "Assignment messages sent to members."}),
+	s := &Service{cfg: cfg, log: log, local: map[string]int{}, m: metrics{
+		members: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tcs_work_members",
+			Help: "Work pool members joined through this node, by pool (0 once the last one left; pools beyond the first 100 are pool=\"_other\")."}, []string{"pool"}),
+		unowned: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tcs_work_unowned_tenants",
+			Help: "ACTIVE tenants of a pool in buckets no live member holds (free, or their owner's record expired), as the last round of a member joined through this node saw them; no series while none is."}, []string{"pool"}),
+		held: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tcs_work_buckets_held", Help: "Bucket leases this node holds for its members, all pools."}),
+		sent: prometheus.NewCounter(prometheus.CounterOpts{Name: "tcs_work_assignments_sent_total", Help: "Assignment messages sent to members."}),
 		stepErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "tcs_work_lease_errors_total",
 			Help: "Rounds of a member whose lease reads or writes failed (other than lost races)."}),
 		validations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tcs_work_validations_total", Help: "Validate calls by result."}, []string{"result"}),
 	}}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(s.m.members, s.m.held, s.m.sent, s.m.stepErrors, s.m.validations)
+		cfg.Registerer.MustRegister(s.m.members, s.m.unowned, s.m.held, s.m.sent, s.m.stepErrors, s.m.validations)
 	}
 	for _, r := range []string{"valid", "invalid"} {
 		s.m.validations.WithLabelValues(r)
 	}
 	return s, nil
+}
+
+// maxPoolLabels bounds the pool label values of one node's metrics: pool
+// names are the callers', and each would be a series for ever.
+const maxPoolLabels = 100
+
+// joined counts a member of pool joining through this node and returns the
+// pool's label.
+func (s *Service) joined(pool string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.local[pool]; !ok && len(s.local) >= maxPoolLabels {
+		pool = "_other"
+	}
+	s.local[pool]++
+	s.m.members.WithLabelValues(pool).Inc()
+	return pool
+}
+
+// left counts a member of the pool labelled label leaving; the pool's
+// unowned tenants are no longer this node's to report once its last member
+// left (its members gauge stays, at 0, for TCSWorkPoolEmpty).
+func (s *Service) left(label string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.local[label]--
+	s.m.members.WithLabelValues(label).Dec()
+	if s.local[label] == 0 {
+		s.m.unowned.DeleteLabelValues(label)
+	}
 }
 
 // Register registers the service on gs.
@@ -148,20 +186,22 @@ func (s *Service) Join(stream tcsv1.WorkService_JoinServer) error {
 		return status.Error(codes.Unavailable, "the work pool's lease store is unavailable")
 	}
 	m, err := NewMember(MemberConfig{Store: st, Member: j.GetMember(), Capacity: j.GetCapacity(),
-		MaxConcurrent: int(j.GetMaxConcurrent()), LeaseDuration: s.cfg.LeaseDuration, Now: s.cfg.Now})
+		MaxConcurrent: int(j.GetMaxConcurrent()), LeaseDuration: s.cfg.LeaseDuration, Now: s.cfg.Now, Tenants: s.cfg.Index.Count})
 	if err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	log := s.log.With("pool", j.GetPool(), "member", j.GetMember())
 	log.Info("work member joined", "capacity", j.GetCapacity(), "max_concurrent", j.GetMaxConcurrent())
-	s.m.members.Inc()
+	label := s.joined(j.GetPool())
 	heldNow := 0
 	defer func() {
-		s.m.members.Dec()
+		// The leases are not released: the member cannot be told from
+		// one whose stream was cut and that still counts on its last
+		// assignment until it lapses. They expire a lease duration after
+		// the record's last renewal, as after a crash (or the member
+		// rejoins, through any node, and keeps them).
+		s.left(label)
 		s.m.held.Sub(float64(heldNow))
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer rcancel()
-		m.Release(rctx)
 		log.Info("work member left", "err", context.Cause(ctx))
 	}()
 	m.Heartbeat(s.cfg.Now(), 0) // the join message is heartbeat 0
@@ -200,6 +240,9 @@ func (s *Service) Join(stream tcsv1.WorkService_JoinServer) error {
 			if err != nil && ctx.Err() == nil {
 				s.m.stepErrors.Inc()
 				log.Warn("a work member's lease round failed", "err", err)
+			}
+			if n, ok := m.Unowned(); ok {
+				s.m.unowned.WithLabelValues(label).Set(float64(n))
 			}
 		}
 		held := m.Held(now)

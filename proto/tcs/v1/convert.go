@@ -52,13 +52,16 @@ func TenantToProto(t *tenant.Tenant) *Tenant {
 		}
 	}
 	if d := t.Database; d != nil {
-		p.Database = &Database{
-			Engine:    d.Engine,
-			Host:      d.Host,
-			Port:      int32(d.Port),
-			Name:      d.Name,
-			Region:    d.Region,
-			SecretRef: d.SecretRef,
+		p.Database = databaseToProto(*d)
+	}
+	if m := t.Migration; m != nil {
+		p.Migration = &Migration{
+			Step:     moveStepToProto(m.Step),
+			ReadOnly: m.ReadOnly,
+			From:     databaseToProto(m.From),
+			To:       databaseToProto(m.To),
+			Started:  timeToProto(m.Started),
+			By:       m.By,
 		}
 	}
 	if len(t.Labels) > 0 {
@@ -169,13 +172,22 @@ func tenantFromProto(p *Tenant, prefix string, fields *[]tenant.FieldError) *ten
 		}
 	}
 	if d := p.GetDatabase(); d != nil {
-		t.Database = &tenant.Database{
-			Engine:    d.GetEngine(),
-			Host:      d.GetHost(),
-			Port:      int(d.GetPort()),
-			Name:      d.GetName(),
-			Region:    d.GetRegion(),
-			SecretRef: d.GetSecretRef(),
+		db := databaseFromProto(d)
+		t.Database = &db
+	}
+	if m := p.GetMigration(); m != nil {
+		t.Migration = &tenant.Migration{
+			ReadOnly: m.GetReadOnly(),
+			From:     databaseFromProto(m.GetFrom()),
+			To:       databaseFromProto(m.GetTo()),
+			Started:  timeFromProto(m.GetStarted(), prefix+"migration.started", fields),
+			By:       m.GetBy(),
+		}
+		if t.Migration.Step, ok = moveStepFromProto(m.GetStep()); !ok {
+			*fields = append(*fields, tenant.FieldError{
+				Field:  prefix + "migration.step",
+				Reason: fmt.Sprintf("unknown move step %d", m.GetStep()),
+			})
 		}
 	}
 	if len(p.GetLabels()) > 0 {
@@ -185,6 +197,67 @@ func tenantFromProto(p *Tenant, prefix string, fields *[]tenant.FieldError) *ten
 		}
 	}
 	return t
+}
+
+func databaseToProto(d tenant.Database) *Database {
+	return &Database{
+		Engine:    d.Engine,
+		Host:      d.Host,
+		Port:      int32(d.Port),
+		Name:      d.Name,
+		Region:    d.Region,
+		SecretRef: d.SecretRef,
+	}
+}
+
+// databaseFromProto converts d; an unset one is the zero Database.
+func databaseFromProto(d *Database) tenant.Database {
+	return tenant.Database{
+		Engine:    d.GetEngine(),
+		Host:      d.GetHost(),
+		Port:      int(d.GetPort()),
+		Name:      d.GetName(),
+		Region:    d.GetRegion(),
+		SecretRef: d.GetSecretRef(),
+	}
+}
+
+// moveSteps pairs each domain move step with its wire value.
+var moveSteps = [...]struct {
+	domain tenant.MoveStep
+	wire   MoveStep
+}{
+	{tenant.MovePrepared, MoveStep_MOVE_STEP_PREPARED},
+	{tenant.MoveCopied, MoveStep_MOVE_STEP_COPIED},
+	{tenant.MoveSwitched, MoveStep_MOVE_STEP_SWITCHED},
+	{tenant.MoveComplete, MoveStep_MOVE_STEP_COMPLETE},
+	{tenant.MoveCancelled, MoveStep_MOVE_STEP_CANCELLED},
+	{tenant.MoveReversed, MoveStep_MOVE_STEP_REVERSED},
+}
+
+// moveStepToProto maps a domain move step to the wire; the empty step and
+// any step the domain does not define become UNSPECIFIED.
+func moveStepToProto(s tenant.MoveStep) MoveStep {
+	for _, m := range moveSteps {
+		if m.domain == s {
+			return m.wire
+		}
+	}
+	return MoveStep_MOVE_STEP_UNSPECIFIED
+}
+
+// moveStepFromProto maps a wire move step to the domain: UNSPECIFIED is the
+// empty step; ok is false for a value this build does not know.
+func moveStepFromProto(s MoveStep) (_ tenant.MoveStep, ok bool) {
+	if s == MoveStep_MOVE_STEP_UNSPECIFIED {
+		return "", true
+	}
+	for _, m := range moveSteps {
+		if m.wire == s {
+			return m.domain, true
+		}
+	}
+	return "", false
 }
 
 // statusToProto maps a domain status to the wire; the empty status and any

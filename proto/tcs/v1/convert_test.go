@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,6 +69,29 @@ func genDatabase() *rapid.Generator[*tenant.Database] {
 	})
 }
 
+func genMigration() *rapid.Generator[*tenant.Migration] {
+	return rapid.Custom(func(t *rapid.T) *tenant.Migration {
+		if rapid.Bool().Draw(t, "nil") {
+			return nil
+		}
+		db := func(label string) tenant.Database {
+			if d := genDatabase().Draw(t, label); d != nil {
+				return *d
+			}
+			return tenant.Database{}
+		}
+		return &tenant.Migration{
+			Step: rapid.SampledFrom([]tenant.MoveStep{"", tenant.MovePrepared, tenant.MoveCopied, tenant.MoveSwitched,
+				tenant.MoveComplete, tenant.MoveCancelled, tenant.MoveReversed}).Draw(t, "step"),
+			ReadOnly: rapid.Bool().Draw(t, "readOnly"),
+			From:     db("from"),
+			To:       db("to"),
+			Started:  genTime().Draw(t, "started"),
+			By:       rapid.String().Draw(t, "by"),
+		}
+	})
+}
+
 // genTenant draws any tenant the conversions must carry, valid or not: the
 // wire contract is not the place that enforces tenant rules.
 func genTenant() *rapid.Generator[*tenant.Tenant] {
@@ -91,6 +115,7 @@ func genTenant() *rapid.Generator[*tenant.Tenant] {
 			Version:   rapid.Int64().Draw(t, "version"),
 			UpdatedAt: genTime().Draw(t, "updatedAt"),
 			UpdatedBy: rapid.String().Draw(t, "updatedBy"),
+			Migration: genMigration().Draw(t, "migration"),
 		}
 	})
 }
@@ -303,6 +328,22 @@ func TestEveryEnumValueConverted(t *testing.T) {
 			t.Errorf("product state %v came back as %v", state, got.Products["jira"].GetState())
 		}
 	}
+	steps := tcsv1.MoveStep(0).Descriptor().Values()
+	for i := range steps.Len() {
+		step := tcsv1.MoveStep(steps.Get(i).Number())
+		want := &tcsv1.Tenant{Migration: &tcsv1.Migration{Step: step}}
+		d, err := tcsv1.TenantFromProto(want)
+		if err != nil {
+			t.Errorf("move step %v: %v", step, err)
+			continue
+		}
+		if got := tcsv1.TenantToProto(d); got.GetMigration().GetStep() != step {
+			t.Errorf("move step %v came back as %v", step, got.GetMigration().GetStep())
+		}
+	}
+	if _, err := tcsv1.TenantFromProto(&tcsv1.Tenant{Migration: &tcsv1.Migration{Step: 99}}); err == nil || !strings.Contains(err.Error(), "migration.step") {
+		t.Errorf("unknown move step: %v, want an error naming migration.step", err)
+	}
 }
 
 // TestDomainAndProtoHaveSameFields fails when a field is added to a domain
@@ -318,6 +359,7 @@ func TestDomainAndProtoHaveSameFields(t *testing.T) {
 		{tenant.Tenant{}, &tcsv1.Tenant{}},
 		{tenant.Product{}, &tcsv1.Product{}},
 		{tenant.Database{}, &tcsv1.Database{}},
+		{tenant.Migration{}, &tcsv1.Migration{}},
 		{tenant.Claim{}, &tcsv1.Claim{}},
 		{tenant.ChangeEvent{}, &tcsv1.ChangeEvent{}},
 	} {

@@ -40,7 +40,7 @@ func TenantJSON(p *Tenant) ([]byte, error) {
 // form; TenantJSON(TenantFromJSON(b)) gives b back for any document the
 // REST API serves. It fails with a tenant.Invalid error naming the field
 // at fault for a key the form does not have, a value of the wrong type, or
-// a status or product state that is not one of the domain's (the wire
+// a status, product state or move step that is not one of the domain's (the wire
 // could not carry it). It does not otherwise validate the tenant.
 func TenantFromJSON(b []byte) (*Tenant, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -60,6 +60,9 @@ func TenantFromJSON(b []byte) (*Tenant, error) {
 		if v.State != "" && productStateToProto(v.State) == ProductState_PRODUCT_STATE_UNSPECIFIED {
 			fields = append(fields, tenant.FieldError{Field: fmt.Sprintf("products[%q].state", k), Reason: fmt.Sprintf("unknown product state %q", v.State)})
 		}
+	}
+	if m := t.Migration; m != nil && m.Step != "" && moveStepToProto(m.Step) == MoveStep_MOVE_STEP_UNSPECIFIED {
+		fields = append(fields, tenant.FieldError{Field: "migration.step", Reason: fmt.Sprintf("unknown move step %q", m.Step)})
 	}
 	if err := tenant.FieldErrors(fields); err != nil {
 		return nil, err

@@ -146,6 +146,77 @@ func (ProductState) EnumDescriptor() ([]byte, []int) {
 	return file_tcs_v1_tenant_proto_rawDescGZIP(), []int{1}
 }
 
+// MoveStep is where a tenant move stands: PREPARED → COPIED → SWITCHED →
+// COMPLETE, or ended early by CANCELLED or REVERSED.
+type MoveStep int32
+
+const (
+	// Not set; readers treat it as "unknown".
+	MoveStep_MOVE_STEP_UNSPECIFIED MoveStep = 0
+	// The move has started: the database is still `from`; read-only.
+	MoveStep_MOVE_STEP_PREPARED MoveStep = 1
+	// The copy of `from` to `to` is done: still `from`; read-only.
+	MoveStep_MOVE_STEP_COPIED MoveStep = 2
+	// The database is `to` and the tenant writable again.
+	MoveStep_MOVE_STEP_SWITCHED MoveStep = 3
+	// Every region, node and acknowledging client cache serves `to`.
+	MoveStep_MOVE_STEP_COMPLETE MoveStep = 4
+	// Abandoned: the database stays where it was (`from` before the switch,
+	// `to` after it).
+	MoveStep_MOVE_STEP_CANCELLED MoveStep = 5
+	// Undone before the switch: the database never left `from`.
+	MoveStep_MOVE_STEP_REVERSED MoveStep = 6
+)
+
+// Enum value maps for MoveStep.
+var (
+	MoveStep_name = map[int32]string{
+		0: "MOVE_STEP_UNSPECIFIED",
+		1: "MOVE_STEP_PREPARED",
+		2: "MOVE_STEP_COPIED",
+		3: "MOVE_STEP_SWITCHED",
+		4: "MOVE_STEP_COMPLETE",
+		5: "MOVE_STEP_CANCELLED",
+		6: "MOVE_STEP_REVERSED",
+	}
+	MoveStep_value = map[string]int32{
+		"MOVE_STEP_UNSPECIFIED": 0,
+		"MOVE_STEP_PREPARED":    1,
+		"MOVE_STEP_COPIED":      2,
+		"MOVE_STEP_SWITCHED":    3,
+		"MOVE_STEP_COMPLETE":    4,
+		"MOVE_STEP_CANCELLED":   5,
+		"MOVE_STEP_REVERSED":    6,
+	}
+)
+
+func (x MoveStep) Enum() *MoveStep {
+	p := new(MoveStep)
+	*p = x
+	return p
+}
+
+func (x MoveStep) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (MoveStep) Descriptor() protoreflect.EnumDescriptor {
+	return file_tcs_v1_tenant_proto_enumTypes[2].Descriptor()
+}
+
+func (MoveStep) Type() protoreflect.EnumType {
+	return &file_tcs_v1_tenant_proto_enumTypes[2]
+}
+
+func (x MoveStep) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use MoveStep.Descriptor instead.
+func (MoveStep) EnumDescriptor() ([]byte, []int) {
+	return file_tcs_v1_tenant_proto_rawDescGZIP(), []int{2}
+}
+
 // Tenant is the whole configuration of one tenant: the document the catalog
 // stores, the stream carries and the lookup API serves.
 type Tenant struct {
@@ -172,7 +243,12 @@ type Tenant struct {
 	// When the version was committed. Unset only if never stored.
 	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// Who made the change (the admin principal), for audit.
-	UpdatedBy     string `protobuf:"bytes,10,opt,name=updated_by,json=updatedBy,proto3" json:"updated_by,omitempty"`
+	UpdatedBy string `protobuf:"bytes,10,opt,name=updated_by,json=updatedBy,proto3" json:"updated_by,omitempty"`
+	// The state of the tenant's last move to another database (tcsctl move);
+	// unset if it never moved. While migration.read_only is true, compute
+	// nodes must not write to the tenant's database: it is being copied.
+	// A moving tenant keeps its status (ACTIVE).
+	Migration     *Migration `protobuf:"bytes,11,opt,name=migration,proto3" json:"migration,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -277,6 +353,105 @@ func (x *Tenant) GetUpdatedBy() string {
 	return ""
 }
 
+func (x *Tenant) GetMigration() *Migration {
+	if x != nil {
+		return x.Migration
+	}
+	return nil
+}
+
+// Migration is the state of a tenant's move to another database.
+type Migration struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Where the move stands.
+	Step MoveStep `protobuf:"varint,1,opt,name=step,proto3,enum=tcs.v1.MoveStep" json:"step,omitempty"`
+	// True while step is PREPARED or COPIED: compute nodes must not write to
+	// the tenant's database.
+	ReadOnly bool `protobuf:"varint,2,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	// The database the move leaves.
+	From *Database `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
+	// The database the move goes to.
+	To *Database `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`
+	// When the move started.
+	Started *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=started,proto3" json:"started,omitempty"`
+	// Who started it (the admin principal).
+	By            string `protobuf:"bytes,6,opt,name=by,proto3" json:"by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Migration) Reset() {
+	*x = Migration{}
+	mi := &file_tcs_v1_tenant_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Migration) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Migration) ProtoMessage() {}
+
+func (x *Migration) ProtoReflect() protoreflect.Message {
+	mi := &file_tcs_v1_tenant_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Migration.ProtoReflect.Descriptor instead.
+func (*Migration) Descriptor() ([]byte, []int) {
+	return file_tcs_v1_tenant_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Migration) GetStep() MoveStep {
+	if x != nil {
+		return x.Step
+	}
+	return MoveStep_MOVE_STEP_UNSPECIFIED
+}
+
+func (x *Migration) GetReadOnly() bool {
+	if x != nil {
+		return x.ReadOnly
+	}
+	return false
+}
+
+func (x *Migration) GetFrom() *Database {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *Migration) GetTo() *Database {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *Migration) GetStarted() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Started
+	}
+	return nil
+}
+
+func (x *Migration) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
 // Product is one product a tenant has bought.
 type Product struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -293,7 +468,7 @@ type Product struct {
 
 func (x *Product) Reset() {
 	*x = Product{}
-	mi := &file_tcs_v1_tenant_proto_msgTypes[1]
+	mi := &file_tcs_v1_tenant_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -305,7 +480,7 @@ func (x *Product) String() string {
 func (*Product) ProtoMessage() {}
 
 func (x *Product) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_v1_tenant_proto_msgTypes[1]
+	mi := &file_tcs_v1_tenant_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -318,7 +493,7 @@ func (x *Product) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Product.ProtoReflect.Descriptor instead.
 func (*Product) Descriptor() ([]byte, []int) {
-	return file_tcs_v1_tenant_proto_rawDescGZIP(), []int{1}
+	return file_tcs_v1_tenant_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Product) GetState() ProductState {
@@ -365,7 +540,7 @@ type Database struct {
 
 func (x *Database) Reset() {
 	*x = Database{}
-	mi := &file_tcs_v1_tenant_proto_msgTypes[2]
+	mi := &file_tcs_v1_tenant_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -377,7 +552,7 @@ func (x *Database) String() string {
 func (*Database) ProtoMessage() {}
 
 func (x *Database) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_v1_tenant_proto_msgTypes[2]
+	mi := &file_tcs_v1_tenant_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -390,7 +565,7 @@ func (x *Database) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Database.ProtoReflect.Descriptor instead.
 func (*Database) Descriptor() ([]byte, []int) {
-	return file_tcs_v1_tenant_proto_rawDescGZIP(), []int{2}
+	return file_tcs_v1_tenant_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Database) GetEngine() string {
@@ -452,7 +627,7 @@ type Claim struct {
 
 func (x *Claim) Reset() {
 	*x = Claim{}
-	mi := &file_tcs_v1_tenant_proto_msgTypes[3]
+	mi := &file_tcs_v1_tenant_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -464,7 +639,7 @@ func (x *Claim) String() string {
 func (*Claim) ProtoMessage() {}
 
 func (x *Claim) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_v1_tenant_proto_msgTypes[3]
+	mi := &file_tcs_v1_tenant_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -477,7 +652,7 @@ func (x *Claim) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Claim.ProtoReflect.Descriptor instead.
 func (*Claim) Descriptor() ([]byte, []int) {
-	return file_tcs_v1_tenant_proto_rawDescGZIP(), []int{3}
+	return file_tcs_v1_tenant_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Claim) GetHostname() string {
@@ -538,7 +713,7 @@ type ChangeEvent struct {
 
 func (x *ChangeEvent) Reset() {
 	*x = ChangeEvent{}
-	mi := &file_tcs_v1_tenant_proto_msgTypes[4]
+	mi := &file_tcs_v1_tenant_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -550,7 +725,7 @@ func (x *ChangeEvent) String() string {
 func (*ChangeEvent) ProtoMessage() {}
 
 func (x *ChangeEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_v1_tenant_proto_msgTypes[4]
+	mi := &file_tcs_v1_tenant_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -563,7 +738,7 @@ func (x *ChangeEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeEvent.ProtoReflect.Descriptor instead.
 func (*ChangeEvent) Descriptor() ([]byte, []int) {
-	return file_tcs_v1_tenant_proto_rawDescGZIP(), []int{4}
+	return file_tcs_v1_tenant_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ChangeEvent) GetTenantId() string {
@@ -640,7 +815,7 @@ var File_tcs_v1_tenant_proto protoreflect.FileDescriptor
 
 const file_tcs_v1_tenant_proto_rawDesc = "" +
 	"\n" +
-	"\x13tcs/v1/tenant.proto\x12\x06tcs.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x95\x04\n" +
+	"\x13tcs/v1/tenant.proto\x12\x06tcs.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc6\x04\n" +
 	"\x06Tenant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\thostnames\x18\x02 \x03(\tR\thostnames\x12,\n" +
@@ -654,13 +829,21 @@ const file_tcs_v1_tenant_proto_rawDesc = "" +
 	"updated_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x1d\n" +
 	"\n" +
 	"updated_by\x18\n" +
-	" \x01(\tR\tupdatedBy\x1aL\n" +
+	" \x01(\tR\tupdatedBy\x12/\n" +
+	"\tmigration\x18\v \x01(\v2\x11.tcs.v1.MigrationR\tmigration\x1aL\n" +
 	"\rProductsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12%\n" +
 	"\x05value\x18\x02 \x01(\v2\x0f.tcs.v1.ProductR\x05value:\x028\x01\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"e\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdc\x01\n" +
+	"\tMigration\x12$\n" +
+	"\x04step\x18\x01 \x01(\x0e2\x10.tcs.v1.MoveStepR\x04step\x12\x1b\n" +
+	"\tread_only\x18\x02 \x01(\bR\breadOnly\x12$\n" +
+	"\x04from\x18\x03 \x01(\v2\x10.tcs.v1.DatabaseR\x04from\x12 \n" +
+	"\x02to\x18\x04 \x01(\v2\x10.tcs.v1.DatabaseR\x02to\x124\n" +
+	"\astarted\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x12\x0e\n" +
+	"\x02by\x18\x06 \x01(\tR\x02by\"e\n" +
 	"\aProduct\x12*\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x14.tcs.v1.ProductStateR\x05state\x12\x14\n" +
 	"\x05users\x18\x02 \x01(\x03R\x05users\x12\x18\n" +
@@ -698,7 +881,15 @@ const file_tcs_v1_tenant_proto_rawDesc = "" +
 	"\fProductState\x12\x1d\n" +
 	"\x19PRODUCT_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14PRODUCT_STATE_ACTIVE\x10\x01\x12\x1d\n" +
-	"\x19PRODUCT_STATE_DEACTIVATED\x10\x02B+Z)github.com/tcs-dev/tcs/proto/tcs/v1;tcsv1b\x06proto3"
+	"\x19PRODUCT_STATE_DEACTIVATED\x10\x02*\xb4\x01\n" +
+	"\bMoveStep\x12\x19\n" +
+	"\x15MOVE_STEP_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12MOVE_STEP_PREPARED\x10\x01\x12\x14\n" +
+	"\x10MOVE_STEP_COPIED\x10\x02\x12\x16\n" +
+	"\x12MOVE_STEP_SWITCHED\x10\x03\x12\x16\n" +
+	"\x12MOVE_STEP_COMPLETE\x10\x04\x12\x17\n" +
+	"\x13MOVE_STEP_CANCELLED\x10\x05\x12\x16\n" +
+	"\x12MOVE_STEP_REVERSED\x10\x06B+Z)github.com/tcs-dev/tcs/proto/tcs/v1;tcsv1b\x06proto3"
 
 var (
 	file_tcs_v1_tenant_proto_rawDescOnce sync.Once
@@ -712,37 +903,44 @@ func file_tcs_v1_tenant_proto_rawDescGZIP() []byte {
 	return file_tcs_v1_tenant_proto_rawDescData
 }
 
-var file_tcs_v1_tenant_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_tcs_v1_tenant_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_tcs_v1_tenant_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_tcs_v1_tenant_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_tcs_v1_tenant_proto_goTypes = []any{
 	(TenantStatus)(0),             // 0: tcs.v1.TenantStatus
 	(ProductState)(0),             // 1: tcs.v1.ProductState
-	(*Tenant)(nil),                // 2: tcs.v1.Tenant
-	(*Product)(nil),               // 3: tcs.v1.Product
-	(*Database)(nil),              // 4: tcs.v1.Database
-	(*Claim)(nil),                 // 5: tcs.v1.Claim
-	(*ChangeEvent)(nil),           // 6: tcs.v1.ChangeEvent
-	nil,                           // 7: tcs.v1.Tenant.ProductsEntry
-	nil,                           // 8: tcs.v1.Tenant.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(MoveStep)(0),                 // 2: tcs.v1.MoveStep
+	(*Tenant)(nil),                // 3: tcs.v1.Tenant
+	(*Migration)(nil),             // 4: tcs.v1.Migration
+	(*Product)(nil),               // 5: tcs.v1.Product
+	(*Database)(nil),              // 6: tcs.v1.Database
+	(*Claim)(nil),                 // 7: tcs.v1.Claim
+	(*ChangeEvent)(nil),           // 8: tcs.v1.ChangeEvent
+	nil,                           // 9: tcs.v1.Tenant.ProductsEntry
+	nil,                           // 10: tcs.v1.Tenant.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
 }
 var file_tcs_v1_tenant_proto_depIdxs = []int32{
 	0,  // 0: tcs.v1.Tenant.status:type_name -> tcs.v1.TenantStatus
-	7,  // 1: tcs.v1.Tenant.products:type_name -> tcs.v1.Tenant.ProductsEntry
-	4,  // 2: tcs.v1.Tenant.database:type_name -> tcs.v1.Database
-	8,  // 3: tcs.v1.Tenant.labels:type_name -> tcs.v1.Tenant.LabelsEntry
-	9,  // 4: tcs.v1.Tenant.updated_at:type_name -> google.protobuf.Timestamp
-	1,  // 5: tcs.v1.Product.state:type_name -> tcs.v1.ProductState
-	2,  // 6: tcs.v1.ChangeEvent.tenant:type_name -> tcs.v1.Tenant
-	5,  // 7: tcs.v1.ChangeEvent.claims:type_name -> tcs.v1.Claim
-	5,  // 8: tcs.v1.ChangeEvent.released:type_name -> tcs.v1.Claim
-	9,  // 9: tcs.v1.ChangeEvent.committed_at:type_name -> google.protobuf.Timestamp
-	3,  // 10: tcs.v1.Tenant.ProductsEntry.value:type_name -> tcs.v1.Product
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	9,  // 1: tcs.v1.Tenant.products:type_name -> tcs.v1.Tenant.ProductsEntry
+	6,  // 2: tcs.v1.Tenant.database:type_name -> tcs.v1.Database
+	10, // 3: tcs.v1.Tenant.labels:type_name -> tcs.v1.Tenant.LabelsEntry
+	11, // 4: tcs.v1.Tenant.updated_at:type_name -> google.protobuf.Timestamp
+	4,  // 5: tcs.v1.Tenant.migration:type_name -> tcs.v1.Migration
+	2,  // 6: tcs.v1.Migration.step:type_name -> tcs.v1.MoveStep
+	6,  // 7: tcs.v1.Migration.from:type_name -> tcs.v1.Database
+	6,  // 8: tcs.v1.Migration.to:type_name -> tcs.v1.Database
+	11, // 9: tcs.v1.Migration.started:type_name -> google.protobuf.Timestamp
+	1,  // 10: tcs.v1.Product.state:type_name -> tcs.v1.ProductState
+	3,  // 11: tcs.v1.ChangeEvent.tenant:type_name -> tcs.v1.Tenant
+	7,  // 12: tcs.v1.ChangeEvent.claims:type_name -> tcs.v1.Claim
+	7,  // 13: tcs.v1.ChangeEvent.released:type_name -> tcs.v1.Claim
+	11, // 14: tcs.v1.ChangeEvent.committed_at:type_name -> google.protobuf.Timestamp
+	5,  // 15: tcs.v1.Tenant.ProductsEntry.value:type_name -> tcs.v1.Product
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_tcs_v1_tenant_proto_init() }
@@ -755,8 +953,8 @@ func file_tcs_v1_tenant_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tcs_v1_tenant_proto_rawDesc), len(file_tcs_v1_tenant_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   7,
+			NumEnums:      3,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

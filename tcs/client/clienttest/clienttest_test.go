@@ -187,3 +187,41 @@ func TestClose(t *testing.T) {
 		t.Errorf("lookup after the server closed: %v, want ErrUnavailable", err)
 	}
 }
+
+// TestReadOnlyDuringMove: a tenant being moved (tcsctl move) reaches the
+// client with its migration: ReadOnly while its data is copied, and the
+// new database, writable, once switched — through the cache's
+// invalidation, as compute nodes see it.
+func TestReadOnlyDuringMove(t *testing.T) {
+	t.Parallel()
+	from := tenant.Database{Engine: "postgres", Host: "db-1.internal", Port: 5432, Name: "acme"}
+	to := tenant.Database{Engine: "postgres", Host: "db-2.internal", Port: 5432, Name: "acme"}
+	doc := newTenant("acme", "acme.example.com")
+	doc.Database = &from
+	s, c := start(t, doc)
+	ctx := testwait.Context(t)
+	if got, err := c.Lookup(ctx, "acme.example.com"); err != nil || got.ReadOnly() || got.Moving() {
+		t.Fatalf("before the move: %+v, %v", got, err)
+	}
+	for _, step := range []struct {
+		step     tenant.MoveStep
+		db       tenant.Database
+		readOnly bool
+	}{{tenant.MovePrepared, from, true}, {tenant.MoveCopied, from, true}, {tenant.MoveSwitched, to, false}, {tenant.MoveComplete, to, false}} {
+		next := doc.Clone()
+		next.Database = &step.db
+		next.Migration = &tenant.Migration{Step: step.step, From: from, To: to}
+		put, err := s.Put(next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		testwait.For(t, "the client to see step "+string(step.step), func() bool {
+			got, err := c.Lookup(ctx, "acme.example.com")
+			return err == nil && got.Version == put.Version
+		})
+		got, _ := c.Lookup(ctx, "acme.example.com")
+		if got.ReadOnly() != step.readOnly || *got.Database != step.db || got.Migration.Step != step.step || got.Status != tenant.StatusActive {
+			t.Errorf("at %s the client sees read-only %v on %s (%+v); want read-only %v on %s", step.step, got.ReadOnly(), got.Database.Host, got.Migration, step.readOnly, step.db.Host)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -83,6 +84,8 @@ type Node struct {
 	Replica *Replica
 	Feed    *Feed
 	Work    tcsv1.WorkServiceClient
+	// Metrics is the registry of the node's tcs_work_* metrics.
+	Metrics *prometheus.Registry
 }
 
 // Mem returns work.Leases over a memlease table.
@@ -94,11 +97,19 @@ func Mem(table *memlease.Table) work.Leases {
 // loopback port, tenants ACTIVE in its replica, until the test ends.
 func Start(t testing.TB, leases work.Leases, d time.Duration, tenants ...string) *Node {
 	t.Helper()
+	return StartWith(t, leases, d, nil, tenants...)
+}
+
+// StartWith is Start with the gRPC server's options (the authenticator's
+// interceptors, as a tcs node serves them).
+func StartWith(t testing.TB, leases work.Leases, d time.Duration, opts []grpc.ServerOption, tenants ...string) *Node {
+	t.Helper()
 	rep := &Replica{docs: map[string]*tenant.Tenant{}}
 	for _, id := range tenants {
 		rep.Set(id, tenant.StatusActive)
 	}
-	n, err := work.NewNode(work.NodeConfig{Replica: rep, LeaseDuration: d, Leases: leases})
+	reg := prometheus.NewRegistry()
+	n, err := work.NewNode(work.NodeConfig{Replica: rep, LeaseDuration: d, Leases: leases, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +123,7 @@ func Start(t testing.TB, leases work.Leases, d time.Duration, tenants ...string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(opts...)
 	n.Register(gs)
 	wg.Go(func() { _ = gs.Serve(ln) })
 	t.Cleanup(func() { gs.Stop(); cancel(); wg.Wait() })
@@ -121,5 +132,5 @@ func Start(t testing.TB, leases work.Leases, d time.Duration, tenants ...string)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &Node{Addr: ln.Addr().String(), Replica: rep, Feed: f, Work: tcsv1.NewWorkServiceClient(conn)}
+	return &Node{Addr: ln.Addr().String(), Replica: rep, Feed: f, Work: tcsv1.NewWorkServiceClient(conn), Metrics: reg}
 }
