@@ -28,6 +28,10 @@ type WriteRequest struct {
 	// to microseconds, so that it survives the JSON round trip unchanged).
 	Actor string
 	At    time.Time
+	// Trace is the trace context of the write's span (the store captures it
+	// from the request's context); PlanWrite puts it on the outbox event,
+	// so that it is committed with the change. Empty when not traced.
+	Trace tenant.TraceContext
 }
 
 // TenantID is the id of the tenant the request writes.
@@ -168,7 +172,8 @@ type WritePlan struct {
 //     write that starts a move stamps its Started and By.
 //  7. The outbox event carries the new document at its version, a claim for
 //     every hostname it holds at the claim version after the write, and the
-//     releases at their new claim versions, all sorted by hostname.
+//     releases at their new claim versions, all sorted by hostname, and the
+//     request's trace context.
 //
 // A rejected write returns a *tenant.Error (Invalid, NotFound,
 // AlreadyExists, VersionMismatch, HostnameTaken, MoveConflict) and no plan. A state that
@@ -291,6 +296,7 @@ func PlanWrite(st WriteState, req WriteRequest) (*WritePlan, error) {
 		Claims:      held,
 		Released:    released,
 		CommittedAt: at,
+		Trace:       req.Trace,
 	}
 	return p, nil
 }

@@ -380,6 +380,7 @@ func TestPlanWrite(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tc.req.Actor, tc.req.At = "alice", planAt
+			tc.req.Trace = tenant.TraceContext{Parent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", State: "v=1"}
 			p, err := catalog.PlanWrite(tc.st, tc.req)
 			if tc.want.code != "" {
 				if got := tenant.ErrorCode(err); got != tc.want.code {
@@ -410,6 +411,9 @@ func TestPlanWrite(t *testing.T) {
 			}
 			if want := planAt.UTC().Truncate(time.Microsecond); !p.Event.CommittedAt.Equal(want) || p.Event.CommittedAt.Location() != time.UTC {
 				t.Errorf("committed at %v; want %v in UTC", p.Event.CommittedAt, want)
+			}
+			if p.Event.Trace != tc.req.Trace {
+				t.Errorf("event trace context %+v; want the request's %+v", p.Event.Trace, tc.req.Trace)
 			}
 		})
 	}

@@ -10,11 +10,15 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/internal/backoff"
 	"github.com/tcs-dev/tcs/internal/logevery"
+	"github.com/tcs-dev/tcs/internal/spanctx"
 	"github.com/tcs-dev/tcs/tcs"
 )
 
@@ -44,6 +48,13 @@ type ApplierConfig struct {
 	// they are across shards). Zero means DefaultApplyConcurrency; 1
 	// applies one event at a time.
 	Concurrency int
+	// TracerProvider makes the "apply" span of each traced event (one that
+	// carries a trace context): the child of the publisher's span, from the
+	// decoding of its batch until the batch is applied, with the region,
+	// tenant, version and whether it changed the replica. Its invalidation
+	// carries the apply span's context, so that each lookup server's
+	// "invalidate" span is its child. nil means no spans.
+	TracerProvider trace.TracerProvider
 }
 
 // DefaultApplyConcurrency is ApplierConfig.Concurrency's default. A
@@ -97,7 +108,8 @@ const (
 type Applier struct {
 	cfg      ApplierConfig
 	log      *slog.Logger
-	feed     *feed // nil without a Broadcaster
+	tracer   trace.Tracer // nil without a TracerProvider
+	feed     *feed        // nil without a Broadcaster
 	running  atomic.Bool
 	applied  *prometheus.CounterVec
 	outcomes struct{ applied, noop, coalesced, otherRegion prometheus.Counter }
@@ -120,6 +132,9 @@ func NewApplier(cfg ApplierConfig) *Applier {
 		cfg.Concurrency = DefaultApplyConcurrency
 	}
 	a := &Applier{cfg: cfg, log: cfg.Logger}
+	if cfg.TracerProvider != nil {
+		a.tracer = spanctx.Tracer(cfg.TracerProvider)
+	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
@@ -209,16 +224,23 @@ func (a *Applier) HandleBatch(ctx context.Context, batch []Message) error {
 	if len(evs) == 0 {
 		return nil
 	}
+	spans := a.startSpans(ctx, evs)
 	retry := backoff.New(applyRetryBackoff, maxApplyRetryBackoff, backoff.UpTo)
 	for attempt := 1; ; attempt++ {
 		err := a.applyEvents(ctx, evs)
 		if err == nil {
 			a.recovered(attempt)
+			endSpans(spans, nil)
 			return nil
 		}
 		if ctx.Err() != nil {
 			// Stopping: the batch is delivered again (apply is idempotent).
-			return fmt.Errorf("apply to %s stopped (%w) after: %w", a.cfg.Region, ctx.Err(), err)
+			err = fmt.Errorf("apply to %s stopped (%w) after: %w", a.cfg.Region, ctx.Err(), err)
+			endSpans(spans, err)
+			return err
+		}
+		for _, sp := range spans {
+			sp.AddEvent("apply failed; retrying", trace.WithAttributes(attribute.String("error", err.Error()), attribute.Int("attempt", attempt)))
 		}
 		wait := retry.Next()
 		a.retries.Inc()
@@ -231,8 +253,44 @@ func (a *Applier) HandleBatch(ctx context.Context, batch []Message) error {
 				"events", len(evs), "shard", first.Shard, "sequence", first.Sequence, "retries_since_last_warning", n)
 		}
 		if backoff.Sleep(ctx, wait) != nil {
-			return fmt.Errorf("apply to %s stopped (%w) after: %w", a.cfg.Region, ctx.Err(), err)
+			err = fmt.Errorf("apply to %s stopped (%w) after: %w", a.cfg.Region, ctx.Err(), err)
+			endSpans(spans, err)
+			return err
 		}
+	}
+}
+
+// startSpans starts the "apply" span of each event of evs that carries a
+// trace context, as its child, and gives the event the span's context in
+// its place (the events are the Applier's own, decoded from the batch), so
+// that the invalidation of the apply carries it on.
+func (a *Applier) startSpans(ctx context.Context, evs []*tenant.ChangeEvent) []trace.Span {
+	if a.tracer == nil {
+		return nil
+	}
+	var spans []trace.Span
+	for _, ev := range evs {
+		if ev.Trace.IsZero() {
+			continue
+		}
+		_, sp := spanctx.Start(ctx, a.tracer, ev.Trace, "apply", trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(attribute.String("tcs.region", a.cfg.Region), attribute.String("tcs.tenant.id", ev.TenantID), attribute.Int64("tcs.tenant.version", ev.Version)))
+		if sc := sp.SpanContext(); sc.IsValid() {
+			ev.Trace = spanctx.Of(sc)
+		}
+		spans = append(spans, sp)
+	}
+	return spans
+}
+
+// endSpans ends spans, as failed if err is not nil.
+func endSpans(spans []trace.Span, err error) {
+	for _, sp := range spans {
+		if err != nil {
+			sp.RecordError(err)
+			sp.SetStatus(codes.Error, err.Error())
+		}
+		sp.End()
 	}
 }
 
@@ -381,5 +439,5 @@ func (a *Applier) applied1(ev *tenant.ChangeEvent, res tcs.ApplyResult) {
 	// The apply is durable, and the batch is checkpointed without waiting
 	// for the broadcast: a lost invalidation only delays freshness up to
 	// the cache TTL (invariant 5).
-	a.feed.enqueue(tcs.Invalidation{TenantID: ev.TenantID, Version: ev.Version, Hostnames: res.Hostnames, CommittedAt: ev.CommittedAt})
+	a.feed.enqueue(tcs.Invalidation{TenantID: ev.TenantID, Version: ev.Version, Hostnames: res.Hostnames, CommittedAt: ev.CommittedAt, Trace: ev.Trace})
 }

@@ -355,7 +355,8 @@ func (f *feed) recovered() {
 // A receiver remembering the merged invalidation (against stale fills,
 // invariant 4) likewise refuses at least what it would have refused for
 // either. CommittedAt only feeds the lookup servers' lag figure, and the
-// merged invalidation announces the newer change.
+// merged invalidation announces the newer change; it carries the trace
+// context of the higher version's change (if that one was traced).
 //
 // Heartbeats do not merge: the one pending stays, with its older
 // CommittedAt (see feed.heartbeats).
@@ -365,6 +366,9 @@ func coalesce(pending, newer tcs.Invalidation) tcs.Invalidation {
 	}
 	out := pending
 	out.Version = max(pending.Version, newer.Version)
+	if !newer.Trace.IsZero() && newer.Version >= pending.Version {
+		out.Trace = newer.Trace // the invalidate span joins the newest change's trace
+	}
 	if newer.CommittedAt.After(pending.CommittedAt) {
 		out.CommittedAt = newer.CommittedAt
 	}

@@ -292,7 +292,8 @@ func TestFrozenFeedDoesNotSlowApplies(t *testing.T) {
 
 // TestFeedCoalesces: two invalidations of a tenant pending together go out
 // as one, with the higher version, the union of their hostnames and the
-// newer CommittedAt, whatever order they came in.
+// newer CommittedAt and the higher version's trace context, whatever order
+// they came in.
 func TestFeedCoalesces(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
@@ -309,6 +310,8 @@ func TestFeedCoalesces(t *testing.T) {
 		// the two hostnames it holds. v2 comes first.
 		v1 := replicatest.Event("acme", 1, map[string]int64{"acme.example.com": 1, "www.acme.example.com": 1}, map[string]int64{"old.acme.example.com": 1})
 		v2 := replicatest.Event("acme", 2, map[string]int64{"acme.example.com": 1, "www.acme.example.com": 1}, nil)
+		v1.Trace = tenant.TraceContext{Parent: "00-11111111111111111111111111111111-1111111111111111-01"}
+		v2.Trace = tenant.TraceContext{Parent: "00-22222222222222222222222222222222-2222222222222222-01"}
 		s.handle(t, v2)
 		s.handle(t, v1)
 		if p := gauge(t, reg, "tcs_apply_broadcast_pending"); p != 1 {
@@ -318,7 +321,7 @@ func TestFeedCoalesces(t *testing.T) {
 		synctest.Wait()
 		want := []tcs.Invalidation{
 			{TenantID: "other", Version: 1, Hostnames: []string{"other.example.com"}, CommittedAt: other.CommittedAt},
-			{TenantID: "acme", Version: 2, Hostnames: []string{"acme.example.com", "old.acme.example.com", "www.acme.example.com"}, CommittedAt: v2.CommittedAt},
+			{TenantID: "acme", Version: 2, Hostnames: []string{"acme.example.com", "old.acme.example.com", "www.acme.example.com"}, CommittedAt: v2.CommittedAt, Trace: v2.Trace},
 		}
 		if diff := cmp.Diff(want, b.received()); diff != "" {
 			t.Errorf("broadcast (-want +got):\n%s", diff)

@@ -2,6 +2,7 @@ package streamer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -9,11 +10,19 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/internal/logevery"
+	"github.com/tcs-dev/tcs/internal/spanctx"
 )
+
+// errLeaseLost ends the publish spans of entries dropped because the
+// publisher lost their shard's lease (another publisher appends them).
+var errLeaseLost = errors.New("outbox shard lease lost; another publisher appends the entry")
 
 // Outbox is what the publisher needs of the source of truth: a sharded
 // outbox (see catalog.Store), each shard read after a position and
@@ -126,6 +135,13 @@ type PublisherConfig struct {
 	Logger       *slog.Logger
 	// Registerer receives the publisher's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
+	// TracerProvider makes the "publish" span of each traced change (an
+	// outbox entry that carries a trace context): the child of the catalog
+	// write's span, from the read of its outbox entry until the append that
+	// carries it succeeded. The event is appended with the publish span's
+	// context, so that each region's "apply" span is its child. nil means
+	// no spans (the trace context is passed on as it is).
+	TracerProvider trace.TracerProvider
 }
 
 // Publisher moves committed changes from the outbox to the stream. An outbox
@@ -135,6 +151,7 @@ type PublisherConfig struct {
 type Publisher struct {
 	cfg       PublisherConfig
 	log       *slog.Logger
+	tracer    trace.Tracer // nil without a TracerProvider
 	published prometheus.Counter
 	failures  prometheus.Counter
 	lag       prometheus.Gauge
@@ -267,6 +284,9 @@ func NewPublisher(cfg PublisherConfig) *Publisher {
 		cfg.Leases = all
 	}
 	p := &Publisher{cfg: cfg, log: cfg.Logger}
+	if cfg.TracerProvider != nil {
+		p.tracer = spanctx.Tracer(cfg.TracerProvider)
+	}
 	p.failedLog.Every = feedLogEvery
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -388,6 +408,21 @@ type publishBatch struct {
 	read      shardSeqs      // per shard: the position reading continues after
 	committed time.Time      // commit time of the newest entry
 	oldest    time.Time      // commit time of the oldest entry
+	spans     []trace.Span   // the publish spans of its traced entries
+}
+
+// endSpans ends the publish spans of b: appended, or not (err, e.g. the
+// publisher stopped or lost the shard's lease; the entry is published again
+// later, under a new span).
+func (b *publishBatch) endSpans(err error) {
+	for _, sp := range b.spans {
+		if err != nil {
+			sp.RecordError(err)
+			sp.SetStatus(codes.Error, err.Error())
+		}
+		sp.End()
+	}
+	b.spans = nil
 }
 
 // read reads and encodes batches after the last entry read and hands them
@@ -454,6 +489,7 @@ func (p *Publisher) read(ctx context.Context, out chan<- publishBatch) {
 			select {
 			case out <- b:
 			case <-ctx.Done():
+				b.endSpans(ctx.Err())
 				return
 			}
 			continue // more may be waiting
@@ -537,7 +573,7 @@ func (p *Publisher) readBatch(ctx context.Context, pos []uint64, held map[int]ui
 	if len(entries) == 0 {
 		return b, nil
 	}
-	if b.records, err = encodeEntries(entries); err != nil {
+	if b.records, b.spans, err = p.encodeEntries(ctx, entries); err != nil {
 		return publishBatch{}, err
 	}
 	b.oldest, b.committed = entries[0].Event.CommittedAt, entries[0].Event.CommittedAt
@@ -559,18 +595,25 @@ func (p *Publisher) appendAll(ctx context.Context, in <-chan publishBatch, acks 
 		backoff := p.cfg.RetryBackoff
 		for {
 			if !p.fence(&b) {
+				b.endSpans(errLeaseLost)
 				break // no shard of the batch is held any more
 			}
 			err := p.cfg.Stream.Append(ctx, b.records)
 			if err == nil {
+				b.endSpans(nil)
 				break
 			}
 			if ctx.Err() != nil {
+				b.endSpans(err)
 				return
+			}
+			for _, sp := range b.spans {
+				sp.AddEvent("append failed", trace.WithAttributes(attribute.String("error", err.Error())))
 			}
 			p.failures.Inc()
 			p.warn(fmt.Errorf("append %d events: %w", len(b.records), err), backoff)
 			if !sleep(ctx, backoff) {
+				b.endSpans(ctx.Err())
 				return
 			}
 			backoff = min(2*backoff, maxPublishBackoff)
@@ -721,8 +764,11 @@ func (p *Publisher) PublishOnce(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	if err := p.cfg.Stream.Append(ctx, b.records); err != nil {
-		return 0, fmt.Errorf("append %d events: %w", len(b.records), err)
+		err = fmt.Errorf("append %d events: %w", len(b.records), err)
+		b.endSpans(err)
+		return 0, err
 	}
+	b.endSpans(nil)
 	if err := ackShards(ctx, p.cfg.Outbox, b.last); err != nil {
 		return 0, err
 	}
@@ -731,16 +777,36 @@ func (p *Publisher) PublishOnce(ctx context.Context) (int, error) {
 	return len(b.records), nil
 }
 
-func encodeEntries(entries []catalog.OutboxEntry) ([]Record, error) {
+// encodeEntries encodes the entries' events as stream records. With a
+// tracer, each entry that carries a trace context gets a "publish" span, the
+// child of that context, and its event is encoded with the span's context
+// instead; the spans are returned for the caller to end once the records
+// are appended.
+func (p *Publisher) encodeEntries(ctx context.Context, entries []catalog.OutboxEntry) ([]Record, []trace.Span, error) {
 	records := make([]Record, len(entries))
+	var spans []trace.Span
 	for i := range entries {
-		data, err := EncodeEvent(&entries[i].Event)
+		ev := &entries[i].Event
+		if p.tracer != nil && !ev.Trace.IsZero() {
+			_, sp := spanctx.Start(ctx, p.tracer, ev.Trace, "publish", trace.WithSpanKind(trace.SpanKindProducer),
+				trace.WithAttributes(attribute.String("tcs.tenant.id", ev.TenantID), attribute.Int64("tcs.tenant.version", ev.Version),
+					attribute.Int("tcs.outbox.shard", entries[i].Shard), attribute.Int64("tcs.outbox.seq", int64(entries[i].Seq))))
+			if sc := sp.SpanContext(); sc.IsValid() {
+				traced := *ev
+				traced.Trace = spanctx.Of(sc)
+				ev = &traced
+			}
+			spans = append(spans, sp)
+		}
+		data, err := EncodeEvent(ev)
 		if err != nil {
 			// A committed change that cannot be encoded is a bug; stop here
 			// rather than skip it, so that nothing is lost silently.
-			return nil, fmt.Errorf("outbox shard %d entry %d: %w", entries[i].Shard, entries[i].Seq, err)
+			err = fmt.Errorf("outbox shard %d entry %d: %w", entries[i].Shard, entries[i].Seq, err)
+			(&publishBatch{spans: spans}).endSpans(err)
+			return nil, nil, err
 		}
-		records[i] = Record{PartitionKey: entries[i].Event.TenantID, Data: data}
+		records[i] = Record{PartitionKey: ev.TenantID, Data: data}
 	}
-	return records, nil
+	return records, spans, nil
 }

@@ -3,6 +3,8 @@ package tcs
 import (
 	"context"
 	"time"
+
+	"github.com/tcs-dev/tcs/catalog/tenant"
 )
 
 // Invalidation says that a tenant changed in a region's replica: cached
@@ -14,6 +16,10 @@ type Invalidation struct {
 	// CommittedAt is when the source of truth committed the change; lookup
 	// servers report replication lag from it.
 	CommittedAt time.Time
+	// Trace is the trace context of the apply that caused the invalidation
+	// (see tenant.ChangeEvent.Trace); a lookup server's "invalidate" span is
+	// its child. Empty when the change was not traced, and in heartbeats.
+	Trace tenant.TraceContext
 }
 
 // Heartbeat reports whether inv is a feed heartbeat: an Invalidation with

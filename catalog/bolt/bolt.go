@@ -53,6 +53,7 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/spanctx"
 )
 
 var _ catalog.Store = (*Store)(nil)
@@ -191,6 +192,10 @@ func (s *Store) write(ctx context.Context, req catalog.WriteRequest) (*tenant.Te
 	}
 	id := req.TenantID()
 	op := fmt.Sprintf("bolt %s tenant %s", req.Action, id)
+	// The outbox entry carries the trace context of the request's span
+	// (committed with the change), so that publish, apply and invalidation
+	// join the write's trace.
+	req.Trace = spanctx.Capture(ctx)
 	// Plan first from a read transaction, outside the commit that writers
 	// share, so that concurrent writers plan (encode, hash) in parallel; the
 	// commit only checks that what the plan read is still what is stored,

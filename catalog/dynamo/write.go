@@ -15,6 +15,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/internal/backoff"
+	"github.com/tcs-dev/tcs/internal/spanctx"
 )
 
 // Create stores a new tenant. See catalog.Store.
@@ -43,6 +44,10 @@ func (s *Store) write(ctx context.Context, req catalog.WriteRequest) (*tenant.Te
 		return nil, err
 	}
 	op := fmt.Sprintf("dynamo %s tenant %s", req.Action, req.TenantID())
+	// The outbox entry carries the trace context of the request's span
+	// (committed with the change), so that publish, apply and invalidation
+	// join the write's trace.
+	req.Trace = spanctx.Capture(ctx)
 	// Jittered exponential backoff, so that writers that collided on an
 	// outbox shard's head do not collide again in lock step.
 	wait := backoff.New(5*time.Millisecond, 200*time.Millisecond, backoff.Around)

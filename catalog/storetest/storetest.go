@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/tenant"
@@ -74,6 +75,7 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 		{"LookupHostname", testLookupHostname},
 		{"History", testHistory},
 		{"Outbox", testOutbox},
+		{"OutboxTraceContext", testOutboxTraceContext},
 		{"ConcurrentUpdates", testConcurrentUpdates},
 		{"ConcurrentHostnameClaims", testConcurrentClaims},
 		{"ReturnsCopies", testReturnsCopies},
@@ -1262,5 +1264,39 @@ func testCanceledContext(t *testing.T, s catalog.Store) {
 func testPing(t *testing.T, s catalog.Store) {
 	if err := s.Ping(t.Context()); err != nil {
 		t.Fatalf("Ping: %v", err)
+	}
+}
+
+// testOutboxTraceContext: a write made under a span stores that span's
+// context (W3C traceparent and tracestate) with its outbox entry; a write
+// under none stores none.
+func testOutboxTraceContext(t *testing.T, s catalog.Store) {
+	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	ts, _ := trace.ParseTraceState("vendor=abc")
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled, TraceState: ts})
+	traced := trace.ContextWithSpanContext(context.Background(), sc)
+	want := tenant.TraceContext{Parent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", State: "vendor=abc"}
+
+	created, err := s.Create(traced, NewTenant("traced", "traced.example.com"), actor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := lastEvent(t, s).Trace; got != want {
+		t.Errorf("create's outbox entry carries %+v, want %+v", got, want)
+	}
+	upd := created.Clone()
+	upd.Hostnames = []string{"traced.example.com", "more.traced.example.com"}
+	if _, err := s.Update(context.Background(), upd, created.Version, actor); err != nil {
+		t.Fatal(err)
+	}
+	if got := lastEvent(t, s).Trace; !got.IsZero() {
+		t.Errorf("untraced update's outbox entry carries %+v, want none", got)
+	}
+	if _, err := s.Delete(traced, "traced", 0, actor); err != nil {
+		t.Fatal(err)
+	}
+	if got := lastEvent(t, s).Trace; got != want {
+		t.Errorf("delete's outbox entry carries %+v, want %+v", got, want)
 	}
 }

@@ -175,7 +175,28 @@ type ChangeEvent struct {
 	// every region. Only resync events target regions: an ordinary change
 	// must reach them all.
 	Regions []string `json:"regions,omitempty"`
+	// Trace is the W3C trace context of the change: the catalog write's
+	// span, stored with the outbox entry in the write's transaction, and
+	// replaced on the way by the span of each stage (publish, apply) so
+	// that the next stage's span is its child. Empty when the write was
+	// not traced.
+	Trace TraceContext `json:"trace,omitzero"`
 }
+
+// TraceContext is a W3C Trace Context (https://www.w3.org/TR/trace-context/)
+// as its two headers carry it. It is kept as text here, so that this
+// package needs no tracing library; internal/spanctx converts it to and
+// from an OpenTelemetry span context.
+type TraceContext struct {
+	// Parent is the traceparent header: version, trace id, parent span id
+	// and flags, e.g. "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".
+	Parent string `json:"traceparent,omitempty"`
+	// State is the tracestate header: vendor data, often empty.
+	State string `json:"tracestate,omitempty"`
+}
+
+// IsZero reports whether tc carries no trace context.
+func (tc TraceContext) IsZero() bool { return tc.Parent == "" && tc.State == "" }
 
 // Tombstone reports whether the event deletes the tenant.
 func (e *ChangeEvent) Tombstone() bool { return e.Tenant == nil || e.Tenant.Deleted() }

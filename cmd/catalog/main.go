@@ -54,6 +54,11 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return err
 	}
+	tracing, stopTracing, err := cmdutil.StartTracing(ctx, "catalog", getenv, stdout, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	if cfg.MigrateLayout {
 		table, n, err := catalogs.MigrateLayout(ctx, cfg.Backend)
 		if err != nil {
@@ -117,11 +122,12 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 		ready <- ln.Addr().String()
 	}
 	g, gctx := errgroup.WithContext(ctx)
+	h := tracing.HTTPHandler(api, "catalog") // the write's span, whose context the outbox entry carries
 	g.Go(func() error {
 		if guard.TLS != nil {
-			return httpserve.ServeTLS(gctx, ln, api, guard.TLSConfig())
+			return httpserve.ServeTLS(gctx, ln, h, guard.TLSConfig())
 		}
-		return httpserve.Serve(gctx, ln, api)
+		return httpserve.Serve(gctx, ln, h)
 	})
 	if serveMetrics != nil {
 		g.Go(func() error { return serveMetrics(gctx) })

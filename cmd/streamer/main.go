@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
@@ -76,16 +77,21 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	case cfg.Reconcile != nil:
 		return runReconcile(ctx, cfg, stdout, stderr, ready)
 	}
-	return runWork(ctx, cfg, stderr, ready)
+	return runWork(ctx, cfg, getenv, stdout, stderr, ready)
 }
 
 // runWork runs publish or apply as cfg says.
-func runWork(ctx context.Context, cfg *config, stderr io.Writer, ready chan<- string) error {
+func runWork(ctx context.Context, cfg *config, getenv func(string) string, stdout, stderr io.Writer, ready chan<- string) error {
 	be, cmd := cfg.Backend, cfg.Command
 	log, err := cfg.Obs.Logger(stderr)
 	if err != nil {
 		return err
 	}
+	tracing, stopTracing, err := cmdutil.StartTracing(ctx, "streamer", getenv, stdout, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	// component is publish or apply; an applier's metrics carry its region
 	// themselves, and the process-wide ones get it here.
 	var regionLabel string
@@ -109,9 +115,9 @@ func runWork(ctx context.Context, cfg *config, stderr io.Writer, ready chan<- st
 	hc := &health{gather: gather, cmd: cmd, readyMaxAge: cfg.ReadyMaxAge, liveMaxAge: cfg.LiveMaxAge, started: time.Now(), now: time.Now}
 	var j job
 	if cfg.Publish != nil {
-		j, err = publishJob(ctx, cfg, stream, hc, log, reg)
+		j, err = publishJob(ctx, cfg, stream, hc, log, reg, tracing.Provider())
 	} else {
-		j, err = applyJob(ctx, cfg, stream, hc, log, reg)
+		j, err = applyJob(ctx, cfg, stream, hc, log, reg, tracing.Provider())
 	}
 	defer j.close()
 	if err != nil {
@@ -157,7 +163,7 @@ func (j *job) close() {
 
 // publishJob opens the catalog (and, on AWS, the publishers' leases) and
 // returns the publisher.
-func publishJob(ctx context.Context, cfg *config, stream streamer.Stream, hc *health, log *slog.Logger, reg prometheus.Registerer) (job, error) {
+func publishJob(ctx context.Context, cfg *config, stream streamer.Stream, hc *health, log *slog.Logger, reg prometheus.Registerer, tp trace.TracerProvider) (job, error) {
 	be, p := cfg.Backend, cfg.Publish
 	var j job
 	store, err := catalogs.Open(ctx, be)
@@ -165,7 +171,7 @@ func publishJob(ctx context.Context, cfg *config, stream streamer.Stream, hc *he
 		return j, err
 	}
 	j.closers = append(j.closers, store)
-	pc := streamer.PublisherConfig{Outbox: store, Stream: stream, Logger: log, Registerer: reg}
+	pc := streamer.PublisherConfig{Outbox: store, Stream: stream, Logger: log, Registerer: reg, TracerProvider: tp}
 	if be.IsAWS() {
 		// Any number of publishers share the outbox's shards; the
 		// embedded catalog is this process's alone (bbolt locks it).
@@ -187,7 +193,7 @@ func publishJob(ctx context.Context, cfg *config, stream streamer.Stream, hc *he
 
 // applyJob opens the region's replica and invalidation broadcaster and
 // returns the applier.
-func applyJob(ctx context.Context, cfg *config, stream streamer.Stream, hc *health, log *slog.Logger, reg prometheus.Registerer) (job, error) {
+func applyJob(ctx context.Context, cfg *config, stream streamer.Stream, hc *health, log *slog.Logger, reg prometheus.Registerer, tp trace.TracerProvider) (job, error) {
 	be, a := cfg.Backend, cfg.Apply
 	var j job
 	rep, err := be.OpenReplica(ctx, a.Region)
@@ -202,7 +208,8 @@ func applyJob(ctx context.Context, cfg *config, stream streamer.Stream, hc *heal
 	if err != nil {
 		return j, err
 	}
-	applier := streamer.NewApplier(streamer.ApplierConfig{Region: a.Region, Stream: stream, Replica: rep, Broadcaster: bc, Feed: a.Feed, Logger: log, Registerer: reg, Concurrency: a.Concurrency})
+	applier := streamer.NewApplier(streamer.ApplierConfig{Region: a.Region, Stream: stream, Replica: rep, Broadcaster: bc, Feed: a.Feed, Logger: log, Registerer: reg, Concurrency: a.Concurrency,
+		TracerProvider: tp})
 	j.work = applier.Run
 	hc.group = applier.Group()
 	lagger, ok := stream.(interface {

@@ -16,6 +16,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog/propagation/dynamonodes"
 	"github.com/tcs-dev/tcs/infra/emulators"
 	"github.com/tcs-dev/tcs/infra/provision"
+	"github.com/tcs-dev/tcs/internal/telemetry"
 	"github.com/tcs-dev/tcs/internal/testwait"
 	tcssns "github.com/tcs-dev/tcs/tcs/sns"
 )
@@ -29,6 +30,12 @@ func TestMain(m *testing.M) { os.Exit(emulators.Main(m)) }
 // must not be parallel tests.
 func startAWS(t testing.TB, extra ...string) (*system, provision.Names) {
 	t.Helper()
+	return startAWSTraced(t, nil, extra...)
+}
+
+// startAWSTraced is startAWS with tracing (nil: as the environment says).
+func startAWSTraced(t testing.TB, tracing *telemetry.Tracing, extra ...string) (*system, provision.Names) {
+	t.Helper()
 	emu := emulators.SharedAWS(t)
 	emu.Setenv(t)
 	names := provision.Names{Prefix: emulators.Name("dev")}
@@ -39,7 +46,7 @@ func startAWS(t testing.TB, extra ...string) (*system, provision.Names) {
 	}
 	env := emu.Env()
 	env["TCS_BACKEND"], env["TCS_AWS_PREFIX"], env["TCS_POLL_INTERVAL"] = "aws", names.Prefix, "100ms"
-	return startWith(t, env, extra...), names
+	return startTraced(t, env, tracing, extra...), names
 }
 
 func provisionClients(t testing.TB) provision.Clients {

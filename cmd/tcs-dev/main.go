@@ -45,6 +45,7 @@ import (
 	"github.com/tcs-dev/tcs/internal/lease"
 	"github.com/tcs-dev/tcs/internal/lease/memlease"
 	"github.com/tcs-dev/tcs/internal/logevery"
+	"github.com/tcs-dev/tcs/internal/telemetry"
 	"github.com/tcs-dev/tcs/streamer"
 	"github.com/tcs-dev/tcs/streamer/reconcile"
 	"github.com/tcs-dev/tcs/tcs"
@@ -70,6 +71,13 @@ type endpoints struct {
 // runWithReady is run; ready, if not nil, receives the endpoints once
 // every part has started.
 func runWithReady(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, ready chan<- endpoints) error {
+	return runTraced(ctx, args, getenv, stdout, stderr, ready, nil)
+}
+
+// runTraced is runWithReady; tracing, if not nil, is the system's tracing
+// instead of the one the OTEL_* variables ask for (tests pass an in-memory
+// exporter's).
+func runTraced(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, ready chan<- endpoints, tracing *telemetry.Tracing) error {
 	cfg, err := parseConfig(args, getenv, stderr)
 	if err != nil {
 		return err
@@ -81,6 +89,13 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	log, err := cfg.Obs.Logger(stderr)
 	if err != nil {
 		return err
+	}
+	if tracing == nil {
+		var stopTracing func()
+		if tracing, stopTracing, err = cmdutil.StartTracing(ctx, "tcs-dev", getenv, stdout, log); err != nil {
+			return err
+		}
+		defer stopTracing()
 	}
 	guards, err := loadGuards(cfg, getenv, log)
 	if err != nil {
@@ -109,6 +124,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 		return err
 	}
 	defer w.close()
+	w.tracing = tracing
 	if be.IsAWS() {
 		page, err := w.store.List(ctx, catalog.ListOptions{Limit: 1})
 		if err != nil {
@@ -235,8 +251,9 @@ func (l *listeners) close() {
 // the metrics registry they share, the group they run in, the probes of the
 // metrics port, and what to close once they have stopped.
 type wiring struct {
-	cfg *config
-	log *slog.Logger
+	cfg     *config
+	log     *slog.Logger
+	tracing *telemetry.Tracing
 	// One registry; each part's metrics carry its component (the
 	// process-wide ones component="dev"), and the lookup servers' their
 	// region (the appliers' and the invalidation metrics carry it
@@ -316,17 +333,19 @@ func (w *wiring) startCatalog(ln net.Listener, guard *cmdutil.Guard) {
 	api := httpapi.New(httpapi.Config{Store: w.store, Auth: guard.Auth, Logger: w.log.With("component", "catalog"), Registry: w.reg, Registerer: w.component("catalog"),
 		Propagation: &propagation.Checker{Regions: regions, Registry: w.nodes, Prober: w.local}})
 	w.ready["catalog"] = api.Ready
+	h := w.tracing.HTTPHandler(api, "catalog")
 	w.g.Go(func() error {
 		if guard.TLS != nil {
-			return httpserve.ServeTLS(w.ctx, ln, api, guard.TLSConfig())
+			return httpserve.ServeTLS(w.ctx, ln, h, guard.TLSConfig())
 		}
-		return httpserve.Serve(w.ctx, ln, api)
+		return httpserve.Serve(w.ctx, ln, h)
 	})
 }
 
 // startPublisher runs the publisher: outbox → stream.
 func (w *wiring) startPublisher() {
-	pub := streamer.NewPublisher(streamer.PublisherConfig{Outbox: w.store, Stream: w.stream, Logger: w.log.With("component", "publish"), Registerer: w.component("publish")})
+	pub := streamer.NewPublisher(streamer.PublisherConfig{Outbox: w.store, Stream: w.stream, Logger: w.log.With("component", "publish"), Registerer: w.component("publish"),
+		TracerProvider: w.tracing.Provider()})
 	w.g.Go(func() error { return pub.Run(w.ctx) })
 }
 
@@ -388,7 +407,7 @@ func (w *wiring) startRegion(ctx context.Context, r regionAddr, ln net.Listener,
 		bc, feed = hub, hub
 	}
 	applier := streamer.NewApplier(streamer.ApplierConfig{Region: r.Region, Stream: applyStream, Replica: rep, Broadcaster: bc,
-		Logger: w.log.With("component", "apply"), Registerer: applyReg})
+		Logger: w.log.With("component", "apply"), Registerer: applyReg, TracerProvider: w.tracing.Provider()})
 	w.g.Go(func() error { return applier.Run(w.ctx) })
 	var workNode *work.Node
 	if w.cfg.Work {
@@ -406,9 +425,10 @@ func (w *wiring) startRegion(ctx context.Context, r regionAddr, ln net.Listener,
 		w.g.Go(func() error { return workNode.Run(w.ctx) })
 	}
 	lc := lookup.Config{Region: r.Region, Replica: rep, Feed: feed, Logger: w.log.With("component", "tcs", "region", r.Region),
-		Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"region": r.Region}, tcsReg), ReplicaAdmin: guard.Auth != nil}
+		Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"region": r.Region}, tcsReg), ReplicaAdmin: guard.Auth != nil,
+		TracerProvider: w.tracing.Provider()}
 	so := lookup.ServeOptions{TLS: guard.TLSConfig(), Auth: guard.Auth, Reflection: w.cfg.Reflection,
-		ServerOptions: cmdutil.RequestIDs(w.log.With("component", "tcs", "region", r.Region))}
+		ServerOptions: append(cmdutil.RequestIDs(w.log.With("component", "tcs", "region", r.Region)), w.tracing.GRPCLeafServerOptions()...)}
 	if workNode != nil {
 		so.Services = append(so.Services, workNode.Register)
 	}

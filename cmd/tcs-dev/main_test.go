@@ -18,6 +18,7 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog/httpclient"
 	"github.com/tcs-dev/tcs/internal/auth"
+	"github.com/tcs-dev/tcs/internal/telemetry"
 	"github.com/tcs-dev/tcs/internal/testio"
 	"github.com/tcs-dev/tcs/internal/testwait"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
@@ -56,6 +57,12 @@ func start(t testing.TB, extra ...string) *system {
 // startWith is start with more environment (for the AWS backends).
 func startWith(t testing.TB, moreEnv map[string]string, extra ...string) *system {
 	t.Helper()
+	return startTraced(t, moreEnv, nil, extra...)
+}
+
+// startTraced is startWith with tracing (nil: as the environment says).
+func startTraced(t testing.TB, moreEnv map[string]string, tracing *telemetry.Tracing, extra ...string) *system {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	env := map[string]string{"TCS_ADMIN_TOKEN": adm, "TCS_READER_TOKEN": rdr, "TCS_LOOKUP_TOKEN": lkp, "TCS_SCAN_TOKEN": scan}
 	for k, v := range moreEnv {
@@ -68,7 +75,7 @@ func startWith(t testing.TB, moreEnv map[string]string, extra ...string) *system
 	sys := &system{clients: map[string]tcsv1.TenantContextServiceClient{}, stdout: &testio.SyncBuffer{}}
 	stderr := &testio.SyncBuffer{}
 	go func() {
-		done <- runWithReady(ctx, args, func(k string) string { return env[k] }, sys.stdout, stderr, ready)
+		done <- runTraced(ctx, args, func(k string) string { return env[k] }, sys.stdout, stderr, ready, tracing)
 	}()
 	select {
 	case sys.ep = <-ready:

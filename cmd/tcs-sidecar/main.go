@@ -52,6 +52,7 @@ import (
 	"github.com/tcs-dev/tcs/internal/buildinfo"
 	"github.com/tcs-dev/tcs/internal/httpserve"
 	"github.com/tcs-dev/tcs/tcs/client"
+	"github.com/tcs-dev/tcs/tcs/client/clientotel"
 	"github.com/tcs-dev/tcs/tcs/client/clientprom"
 	"github.com/tcs-dev/tcs/tcs/sidecar"
 )
@@ -83,6 +84,11 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return err
 	}
+	tracing, stopTracing, err := cmdutil.StartTracing(ctx, "tcs-sidecar", getenv, stdout, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	for _, b := range []struct{ flag, addr string }{{"--http-addr", cfg.HTTPAddr}, {"--grpc-addr", cfg.GRPCAddr}} {
 		if b.addr != "" && !auth.IsLoopback(b.addr) {
 			log.Warn("INSECURE: serving a non-loopback address without authentication or TLS because of --insecure-i-know", "flag", b.flag, "addr", b.addr)
@@ -96,6 +102,11 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	cm := clientprom.New() // tcs_client_*
 	registerer.MustRegister(cm)
 	opts = append(opts, client.WithLogger(log), client.WithMetrics(cm.Hooks()))
+	if tracing.Enabled() {
+		// A lookup the cache cannot answer is a client span, the child of
+		// the HTTP or gRPC request's, and the tcs node's server span its child.
+		opts = append(opts, clientotel.WithTracing(tracing.Provider()))
+	}
 	cl, err := client.New(ctx, opts...)
 	if err != nil {
 		return err
@@ -116,10 +127,10 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	g, gctx := errgroup.WithContext(serveCtx)
 	g.Go(func() error { return srv.Run(gctx) })
 	for _, ln := range lns.http {
-		g.Go(func() error { return httpserve.Serve(gctx, ln, srv) })
+		g.Go(func() error { return httpserve.Serve(gctx, ln, tracing.HTTPHandler(srv, "tcs-sidecar")) })
 	}
 	if lns.grpc != nil {
-		gs := grpc.NewServer()
+		gs := grpc.NewServer(tracing.GRPCServerOptions()...)
 		srv.RegisterGRPC(gs)
 		if cfg.Reflection {
 			reflection.Register(gs)

@@ -115,6 +115,11 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return err
 	}
+	tracing, stopTracing, err := cmdutil.StartTracing(ctx, "tcs", getenv, stdout, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	lookupOpen := guard.OpenUnlessConfigured(auth.Lookup)
 	if err := guard.Check(cfg.Security.Insecure, log, guard.Bind("--addr", cfg.Addr)); err != nil {
 		return err
@@ -169,7 +174,8 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 
 	lc := cfg.Lookup
 	lc.Region, lc.Replica, lc.Feed, lc.Cache = region, rep, feed, co
-	so := lookup.ServeOptions{TLS: guard.TLSConfig(), Auth: guard.Auth, Reflection: cfg.Reflection, ServerOptions: cmdutil.RequestIDs(log.With("region", region))}
+	so := lookup.ServeOptions{TLS: guard.TLSConfig(), Auth: guard.Auth, Reflection: cfg.Reflection,
+		ServerOptions: append(cmdutil.RequestIDs(log.With("region", region)), tracing.GRPCLeafServerOptions()...)}
 	if workNode != nil {
 		so.Services = append(so.Services, workNode.Register)
 	}
@@ -177,6 +183,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	// The replica admin API is served whenever callers authenticate: only
 	// replica-scan credentials open it, and a reload may add some.
 	lc.Logger, lc.Registerer, lc.ReplicaAdmin = log.With("region", region), regionRegisterer, guard.Auth != nil
+	lc.TracerProvider = tracing.Provider()
 	srv := lookup.New(lc)
 	// /healthz and /readyz say what gRPC health does: see lookup.Server's
 	// Live and Ready.

@@ -86,7 +86,7 @@ func (c *Client) BatchLookup(ctx context.Context, hostnames []string) ([]Result,
 		n := min(maxBatch, len(lead))
 		hs, fs := lead[:n], led[:n]
 		lead, led = lead[n:], led[n:]
-		go c.batch(hs, fs)
+		go c.batch(ctx, hs, fs)
 	}
 	for i, h := range order {
 		f := waits[i]
@@ -120,7 +120,11 @@ func (c *Client) BatchLookup(ctx context.Context, hostnames []string) ([]Result,
 // returned is set aside, and the batch sent to the next region, whose
 // answers count for the hostnames still without one; each hostname left
 // without one at the end falls back as a Lookup's fill does.
-func (c *Client) batch(hostnames []string, flights []*flight) {
+//
+// caller is the context of the call that leads the flights: the RPC runs on
+// the client's context (the flights' other callers share it), with what
+// WithRPCStats's carry takes from caller.
+func (c *Client) batch(caller context.Context, hostnames []string, flights []*flight) {
 	// Answers put in the cache by a flight that landed just before these
 	// started need no RPC.
 	now := c.cache.clock()
@@ -137,7 +141,7 @@ func (c *Client) batch(hostnames []string, flights []*flight) {
 		return
 	}
 	tk := c.cache.begin()
-	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.lookupTimeout)
+	ctx, cancel := context.WithTimeout(c.callContext(caller), c.cfg.lookupTimeout)
 	defer cancel()
 	outs := make([]batchOutcome, len(ask))
 	left := len(ask)

@@ -324,7 +324,7 @@ func (c *Client) LookupMeta(ctx context.Context, hostname string) (*tenant.Tenan
 	f, lead := c.flights.join(h)
 	if lead {
 		go func() {
-			res, err := c.fill(h)
+			res, err := c.fill(ctx, h)
 			c.flights.land(h, f, res, err)
 		}()
 	}
@@ -368,7 +368,11 @@ type fillResult struct {
 // flights). An answer older than a version of its tenant the client has
 // returned is set aside for the next region's (see call). When no region
 // gives an answer it can use it falls back (see fallback).
-func (c *Client) fill(h string) (fillResult, error) {
+//
+// caller is the context of the lookup that leads the flight: the RPCs run on
+// the client's context (the flight's other callers share them), with what
+// WithRPCStats's carry takes from caller.
+func (c *Client) fill(caller context.Context, h string) (fillResult, error) {
 	now := c.cache.clock()
 	// A fill that finished just before this one started has already
 	// cached the answer.
@@ -376,7 +380,7 @@ func (c *Client) fill(h string) (fillResult, error) {
 		return fillResult{e: e, cached: true}, nil
 	}
 	tk := c.cache.begin()
-	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.lookupTimeout)
+	ctx, cancel := context.WithTimeout(c.callContext(caller), c.cfg.lookupTimeout)
 	defer cancel()
 	var (
 		got    fillResult
@@ -575,4 +579,13 @@ func (fs *flights) land(h string, f *flight, res fillResult, err error) {
 	fs.mu.Unlock()
 	f.res, f.err = res, err
 	close(f.done)
+}
+
+// callContext returns the context of RPCs led by a lookup with context
+// caller: the client's, with what WithRPCStats's carry takes from caller.
+func (c *Client) callContext(caller context.Context) context.Context {
+	if c.cfg.carry == nil {
+		return c.ctx
+	}
+	return c.cfg.carry(caller, c.ctx)
 }

@@ -1,12 +1,14 @@
 package client
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/stats"
 
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 )
@@ -46,6 +48,7 @@ type Option func(*config)
 type config struct {
 	regions          []string
 	dial             []grpc.DialOption
+	carry            func(caller, call context.Context) context.Context // nil: nothing (WithRPCStats)
 	tls              *tls.Config
 	token            string
 	cacheSize        int
@@ -160,6 +163,21 @@ func WithBalancing(b Balancing) Option {
 // they override them.
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(c *config) { c.dial = append(c.dial, opts...) }
+}
+
+// WithRPCStats instruments every region's connection with the gRPC stats
+// handler h (clientotel.WithTracing uses it with an OpenTelemetry one; the
+// client itself links no tracing library). A lookup's RPC does not run on
+// its caller's context, since the callers that miss on one hostname at once
+// share one RPC (and one caller giving up must not cancel it for the
+// others); carry, if not nil, returns the RPC's context call with what h
+// needs from caller, the context of the lookup that led it (its trace span,
+// say). It is called on cache misses only.
+func WithRPCStats(h stats.Handler, carry func(caller, call context.Context) context.Context) Option {
+	return func(c *config) {
+		c.dial = append(c.dial, grpc.WithStatsHandler(h))
+		c.carry = carry
+	}
 }
 
 // WithTLS connects to every region over TLS with cfg (set Certificates for

@@ -119,6 +119,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -126,6 +127,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/spanctx"
 	adminv1 "github.com/tcs-dev/tcs/proto/tcs/admin/v1"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs"
@@ -183,6 +185,13 @@ type Config struct {
 	FeedDownTTL time.Duration
 	// Logger receives the server's logs. Nil discards them.
 	Logger *slog.Logger
+	// TracerProvider makes the "invalidate" span of each traced
+	// invalidation from the feed (one that carries a trace context): the
+	// child of the applier's "apply" span, covering the cache invalidation
+	// and the fan-out to Watch streams. Nil means no spans. (RPC spans come
+	// from a stats handler in ServeOptions.ServerOptions: see
+	// internal/telemetry.)
+	TracerProvider trace.TracerProvider
 	// Registerer receives the server's metrics (named tcs_lookup_*); wrap
 	// it with prometheus.WrapRegistererWith to tell several servers of one
 	// process apart. Nil means a new registry, with the Go and process
@@ -282,6 +291,7 @@ type Server struct {
 	replica  tcs.Replica
 	feed     tcs.Feed
 	log      *slog.Logger
+	tracer   trace.Tracer // nil without a TracerProvider
 	registry *prometheus.Registry
 	m        *metrics
 	cache    *cache.Cache
@@ -362,6 +372,9 @@ func New(cfg Config) *Server {
 		feedTimeout: cfg.FeedTimeout,
 		feedDownTTL: cfg.FeedDownTTL,
 		readTimeout: readTimeoutOf(cfg.Cache),
+	}
+	if cfg.TracerProvider != nil {
+		s.tracer = spanctx.Tracer(cfg.TracerProvider)
 	}
 	s.downCh = make(chan struct{})
 	s.acks.init(cfg)

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -15,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tcs-dev/tcs/internal/backoff"
+	"github.com/tcs-dev/tcs/internal/spanctx"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs"
 )
@@ -107,6 +110,12 @@ func (s *Server) deliver(inv tcs.Invalidation) {
 		// source of truth: no replication lag to learn from it.
 		s.m.heartbeats.Inc()
 		return
+	}
+	if s.tracer != nil && !inv.Trace.IsZero() {
+		_, sp := spanctx.Start(context.Background(), s.tracer, inv.Trace, "invalidate", trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(attribute.String("tcs.region", s.region), attribute.String("tcs.tenant.id", inv.TenantID),
+				attribute.Int64("tcs.tenant.version", inv.Version), attribute.Int("tcs.hostnames", len(inv.Hostnames))))
+		defer sp.End()
 	}
 	s.cache.Invalidate(inv)
 	s.m.invalidations.Inc()

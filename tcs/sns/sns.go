@@ -101,6 +101,7 @@ import (
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/tcs"
 )
 
@@ -413,13 +414,17 @@ func LookupTopic(ctx context.Context, client ListTopicsAPI, name string) (arn st
 // message is an Invalidation on the wire: the SNS message, delivered raw as
 // the SQS message body. Kind says which: an invalidation of a tenant, or a
 // feed heartbeat (tcs.Invalidation's Heartbeat), which carries only kind and
-// committed_at (heartbeat).
+// committed_at (heartbeat). traceparent and tracestate, set only for a
+// traced change, are the W3C trace context of its apply (receivers before
+// them ignore them, as they ignore any unknown field).
 type message struct {
 	Kind        string    `json:"kind"`
 	TenantID    string    `json:"tenant_id"`
 	Version     int64     `json:"version"`
 	Hostnames   []string  `json:"hostnames"`
 	CommittedAt time.Time `json:"committed_at,omitzero"`
+	Traceparent string    `json:"traceparent,omitempty"`
+	Tracestate  string    `json:"tracestate,omitempty"`
 }
 
 type heartbeat struct {
@@ -440,7 +445,8 @@ func encode(inv tcs.Invalidation) ([]byte, error) {
 	if hs == nil {
 		hs = []string{}
 	}
-	return json.Marshal(message{Kind: kindInvalidation, TenantID: inv.TenantID, Version: inv.Version, Hostnames: hs, CommittedAt: inv.CommittedAt})
+	return json.Marshal(message{Kind: kindInvalidation, TenantID: inv.TenantID, Version: inv.Version, Hostnames: hs, CommittedAt: inv.CommittedAt,
+		Traceparent: inv.Trace.Parent, Tracestate: inv.Trace.State})
 }
 
 // decode parses a message body. Unknown fields are ignored, so that a newer
@@ -455,7 +461,8 @@ func decode(body string) (tcs.Invalidation, error) {
 		if m.TenantID == "" {
 			return tcs.Invalidation{}, errors.New("invalidation with no tenant_id")
 		}
-		return tcs.Invalidation{TenantID: m.TenantID, Version: m.Version, Hostnames: m.Hostnames, CommittedAt: m.CommittedAt}, nil
+		return tcs.Invalidation{TenantID: m.TenantID, Version: m.Version, Hostnames: m.Hostnames, CommittedAt: m.CommittedAt,
+			Trace: tenant.TraceContext{Parent: m.Traceparent, State: m.Tracestate}}, nil
 	case kindHeartbeat:
 		switch {
 		case m.TenantID != "" || len(m.Hostnames) > 0:

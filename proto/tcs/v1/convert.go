@@ -103,6 +103,8 @@ func EventToProto(e *tenant.ChangeEvent) *ChangeEvent {
 		CommittedAt: timeToProto(e.CommittedAt),
 		Resync:      e.Resync,
 		Regions:     cloneStrings(e.Regions),
+		Traceparent: e.Trace.Parent,
+		Tracestate:  e.Trace.State,
 	}
 }
 
@@ -123,6 +125,7 @@ func EventFromProto(p *ChangeEvent) (*tenant.ChangeEvent, error) {
 		CommittedAt: timeFromProto(p.GetCommittedAt(), "committed_at", &fields),
 		Resync:      p.GetResync(),
 		Regions:     cloneStrings(p.GetRegions()),
+		Trace:       tenant.TraceContext{Parent: p.GetTraceparent(), State: p.GetTracestate()},
 	}
 	if err := tenant.FieldErrors(fields); err != nil {
 		return nil, err

@@ -700,7 +700,13 @@ type ChangeEvent struct {
 	// The regions whose appliers apply the event; empty means every region.
 	// Set only on resync events (tcsctl resync --region); an applier acknowledges
 	// an event not meant for its region without applying it.
-	Regions       []string `protobuf:"bytes,8,rep,name=regions,proto3" json:"regions,omitempty"`
+	Regions []string `protobuf:"bytes,8,rep,name=regions,proto3" json:"regions,omitempty"`
+	// The W3C trace context of the change (the traceparent and tracestate
+	// headers): the span of the stage that sent the event on (the publisher's),
+	// whose child the next stage's span is. Empty when the change is not
+	// traced; events written before these fields existed have neither.
+	Traceparent   string `protobuf:"bytes,9,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
+	Tracestate    string `protobuf:"bytes,10,opt,name=tracestate,proto3" json:"tracestate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -791,6 +797,20 @@ func (x *ChangeEvent) GetRegions() []string {
 	return nil
 }
 
+func (x *ChangeEvent) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
+}
+
+func (x *ChangeEvent) GetTracestate() string {
+	if x != nil {
+		return x.Tracestate
+	}
+	return ""
+}
+
 var File_tcs_v1_tenant_proto protoreflect.FileDescriptor
 
 const file_tcs_v1_tenant_proto_rawDesc = "" +
@@ -838,7 +858,7 @@ const file_tcs_v1_tenant_proto_rawDesc = "" +
 	"secret_ref\x18\x06 \x01(\tR\tsecretRef\"=\n" +
 	"\x05Claim\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\x03R\aversion\"\xaf\x02\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\"\xf1\x02\n" +
 	"\vChangeEvent\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\x12&\n" +
@@ -847,7 +867,12 @@ const file_tcs_v1_tenant_proto_rawDesc = "" +
 	"\breleased\x18\x05 \x03(\v2\r.tcs.v1.ClaimR\breleased\x12=\n" +
 	"\fcommitted_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vcommittedAt\x12\x16\n" +
 	"\x06resync\x18\a \x01(\bR\x06resync\x12\x18\n" +
-	"\aregions\x18\b \x03(\tR\aregions*\x7f\n" +
+	"\aregions\x18\b \x03(\tR\aregions\x12 \n" +
+	"\vtraceparent\x18\t \x01(\tR\vtraceparent\x12\x1e\n" +
+	"\n" +
+	"tracestate\x18\n" +
+	" \x01(\tR\n" +
+	"tracestate*\x7f\n" +
 	"\fTenantStatus\x12\x1d\n" +
 	"\x19TENANT_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14TENANT_STATUS_ACTIVE\x10\x01\x12\x1b\n" +

@@ -1,9 +1,14 @@
-// Package clientotel counts what a tcs/client Client does in OpenTelemetry
-// metrics: Hooks makes the instruments on a Meter and returns the
-// client.Hooks that record into them.
+// Package clientotel connects a tcs/client Client to OpenTelemetry. It counts
+// what the client does in metrics (Hooks makes the instruments on a Meter
+// and returns the client.Hooks that record into them), and traces its RPCs
+// (WithTracing).
 //
 //	hooks, err := clientotel.Hooks(provider.Meter(clientotel.ScopeName))
 //	c, err := client.New(ctx, client.WithRegions(...), client.WithMetrics(hooks))
+//
+// WithTracing traces the client's RPCs (otelgrpc client spans):
+//
+//	c, err := client.New(ctx, client.WithRegions(...), clientotel.WithTracing(tracerProvider))
 //
 // It is a package of its own so that a program that does not use
 // OpenTelemetry does not link it through tcs/client. The instruments (one
