@@ -2,8 +2,10 @@
 // own messages: outbox entries and stream events (tenant.ChangeEvent.Trace)
 // and invalidations (tcs.Invalidation.Trace), as W3C Trace Context text.
 //
-// It also holds the gates that spare gRPC calls whose trace is not sampled
-// the otelgrpc handlers' work (SkipUnsampledClient, SkipUnsampledServer).
+// It also holds the gRPC interceptors that trace the lookup hot path
+// (UnaryServerInterceptor, StreamServerInterceptor, UnaryClientInterceptor)
+// in place of otelgrpc's stats handlers, at next to no cost to the calls
+// that are not sampled.
 //
 // It needs only the OpenTelemetry API, never the SDK: with no tracer
 // provider configured (the default) every span is a no-op, Capture returns

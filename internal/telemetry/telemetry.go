@@ -1,12 +1,13 @@
 // Package telemetry sets up OpenTelemetry tracing for TCS's binaries from the
 // standard OTEL_* environment variables, and hands the servers and clients
-// the instrumentation that goes with it: otelgrpc stats handlers for gRPC
-// servers and connections, otelhttp for HTTP handlers, and the
+// the instrumentation that goes with it: an otelgrpc stats handler for gRPC
+// servers off the lookup hot path, near-free interceptors for lookup nodes
+// and connections (internal/spanctx), otelhttp for HTTP handlers, and the
 // TracerProvider of the pipeline's own spans (publish, apply, invalidate;
 // see docs/tracing.md).
 //
 // Tracing is off unless asked for: FromEnv exports nothing, and the helpers
-// add no instrumentation (no stats handler, no wrapped handler), unless
+// add no instrumentation (no stats handler, interceptor or wrapped handler), unless
 // OTEL_TRACES_EXPORTER is otlp or console, or, with OTEL_TRACES_EXPORTER
 // unset, OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is
 // set. The variables it reads (every other OTEL_EXPORTER_OTLP_* variable,
@@ -234,19 +235,21 @@ func (t *Tracing) GRPCServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{grpc.StatsHandler(t.ServerHandler())}
 }
 
-// GRPCLeafServerOptions is GRPCServerOptions for a server whose calls make
-// no traced calls of their own (a tcs lookup node: its handlers read the
-// replica and the cache): a call whose caller's span is not sampled skips
-// the instrumentation altogether, as its span would record nothing (the
-// caller's decision is followed, as the parentbased samplers do) and no
-// later call needs it. With 1% sampling that is 99% of traced callers'
-// calls, which then skip otelgrpc's work (not grpc-go's own for a stats
-// handler: see docs/tracing.md).
+// GRPCLeafServerOptions traces a gRPC server whose calls make no traced
+// calls of their own (a tcs lookup node: its handlers read the replica and
+// the cache) without a stats handler: interceptors
+// (spanctx.UnaryServerInterceptor, StreamServerInterceptor) make a server
+// span, named and attributed as otelgrpc's, for a call whose caller's
+// traceparent says sampled (its child) or, with none, that the sampler
+// samples as a root, and cost every other call next to nothing (a stats
+// handler alone makes grpc-go do some 45 allocations more per call: see
+// docs/tracing.md). None when tracing is off.
 func (t *Tracing) GRPCLeafServerOptions() []grpc.ServerOption {
 	if !t.Enabled() {
 		return nil
 	}
-	return []grpc.ServerOption{grpc.StatsHandler(spanctx.SkipUnsampledServer(t.ServerHandler()))}
+	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(spanctx.UnaryServerInterceptor(t.provider)),
+		grpc.ChainStreamInterceptor(spanctx.StreamServerInterceptor(t.provider))}
 }
 
 // ServerHandler returns the otelgrpc stats handler of gRPC servers; nil when
@@ -258,15 +261,17 @@ func (t *Tracing) ServerHandler() stats.Handler {
 	return otelgrpc.NewServerHandler(t.grpcOptions()...)
 }
 
-// GRPCDialOptions returns the options that trace a gRPC connection's calls
-// (a client span per call, its context sent in the call's metadata; a call
-// under a span that is not sampled only passes the decision on: see
-// spanctx.SkipUnsampledClient); none when tracing is off.
+// GRPCDialOptions returns the options that trace a gRPC connection's unary
+// calls without a stats handler (spanctx.UnaryClientInterceptor): a call
+// under a sampled span gets a client span, its child, whose context it
+// sends in the call's metadata; any other call goes straight through,
+// sending no trace context. Streaming calls are not traced. None when
+// tracing is off.
 func (t *Tracing) GRPCDialOptions() []grpc.DialOption {
 	if !t.Enabled() {
 		return nil
 	}
-	return []grpc.DialOption{grpc.WithStatsHandler(spanctx.SkipUnsampledClient(otelgrpc.NewClientHandler(t.grpcOptions()...)))}
+	return []grpc.DialOption{grpc.WithChainUnaryInterceptor(spanctx.UnaryClientInterceptor(t.provider))}
 }
 
 func (t *Tracing) grpcOptions() []otelgrpc.Option {

@@ -123,7 +123,7 @@ func (c *Client) BatchLookup(ctx context.Context, hostnames []string) ([]Result,
 //
 // caller is the context of the call that leads the flights: the RPC runs on
 // the client's context (the flights' other callers share it), with what
-// WithRPCStats's carry takes from caller.
+// the carry of WithRPCStats or WithRPCInterceptor takes from caller.
 func (c *Client) batch(caller context.Context, hostnames []string, flights []*flight) {
 	// Answers put in the cache by a flight that landed just before these
 	// started need no RPC.

@@ -371,7 +371,7 @@ type fillResult struct {
 //
 // caller is the context of the lookup that leads the flight: the RPCs run on
 // the client's context (the flight's other callers share them), with what
-// WithRPCStats's carry takes from caller.
+// the carry of WithRPCStats or WithRPCInterceptor takes from caller.
 func (c *Client) fill(caller context.Context, h string) (fillResult, error) {
 	now := c.cache.clock()
 	// A fill that finished just before this one started has already
@@ -582,7 +582,8 @@ func (fs *flights) land(h string, f *flight, res fillResult, err error) {
 }
 
 // callContext returns the context of RPCs led by a lookup with context
-// caller: the client's, with what WithRPCStats's carry takes from caller.
+// caller: the client's, with what the carry of WithRPCStats or
+// WithRPCInterceptor takes from caller.
 func (c *Client) callContext(caller context.Context) context.Context {
 	if c.cfg.carry == nil {
 		return c.ctx

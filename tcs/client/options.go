@@ -48,7 +48,7 @@ type Option func(*config)
 type config struct {
 	regions          []string
 	dial             []grpc.DialOption
-	carry            func(caller, call context.Context) context.Context // nil: nothing (WithRPCStats)
+	carry            func(caller, call context.Context) context.Context // nil: nothing (WithRPCStats, WithRPCInterceptor)
 	tls              *tls.Config
 	token            string
 	cacheSize        int
@@ -176,6 +176,18 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 func WithRPCStats(h stats.Handler, carry func(caller, call context.Context) context.Context) Option {
 	return func(c *config) {
 		c.dial = append(c.dial, grpc.WithStatsHandler(h))
+		c.carry = carry
+	}
+}
+
+// WithRPCInterceptor instruments every region's connection with the unary
+// client interceptor i (Lookup and BatchLookup; the Watch stream runs under
+// no caller's context). clientotel.WithTracing uses it to trace the RPCs of
+// cache misses without a stats handler, which would cost every call grpc-go's
+// stats events. carry is as for WithRPCStats.
+func WithRPCInterceptor(i grpc.UnaryClientInterceptor, carry func(caller, call context.Context) context.Context) Option {
+	return func(c *config) {
+		c.dial = append(c.dial, grpc.WithChainUnaryInterceptor(i))
 		c.carry = carry
 	}
 }

@@ -6,7 +6,7 @@
 //	hooks, err := clientotel.Hooks(provider.Meter(clientotel.ScopeName))
 //	c, err := client.New(ctx, client.WithRegions(...), client.WithMetrics(hooks))
 //
-// WithTracing traces the client's RPCs (otelgrpc client spans):
+// WithTracing traces the client's RPCs (client spans, like otelgrpc's):
 //
 //	c, err := client.New(ctx, client.WithRegions(...), clientotel.WithTracing(tracerProvider))
 //

@@ -3,29 +3,27 @@ package clientotel
 import (
 	"context"
 
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
-	metricnoop "go.opentelemetry.io/otel/metric/noop"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tcs-dev/tcs/internal/spanctx"
 	"github.com/tcs-dev/tcs/tcs/client"
 )
 
-// WithTracing traces the client's calls to the lookup servers with tp: an
-// otelgrpc client span per RPC (Lookup, BatchLookup, Watch; a hedge or a
-// failover is an RPC of its own), the child of the span in the context of
-// the lookup whose cache miss led it, its context sent to the server as W3C
-// traceparent metadata, so that the tcs node's server span joins the
-// caller's trace. A miss under a span that is not sampled only sends the
-// caller's traceparent on (no client span: it would record nothing). Cache hits make no RPC and no span: the hit path costs
-// what it costs without tracing.
+// WithTracing traces the client's calls to the lookup servers with tp: a
+// client span per Lookup or BatchLookup RPC (a hedge or a failover is an RPC
+// of its own) made under a sampled span, the child of the span in the
+// context of the lookup whose cache miss led it, named and attributed as
+// otelgrpc's client spans are; its context is sent to the server as W3C
+// traceparent/tracestate metadata, so that the tcs node's server span joins
+// the caller's trace. A miss under no span or an unsampled one makes no
+// span and sends no trace context (the node's own sampler decides whether
+// to trace its side). It installs an interceptor, not a stats handler, so
+// that those RPCs cost what they cost untraced; the Watch stream is not
+// traced. Cache hits make no RPC and no span: the hit path costs what it
+// costs without tracing.
 func WithTracing(tp trace.TracerProvider) client.Option {
-	h := otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(tp),
-		otelgrpc.WithPropagators(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})),
-		otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider())) // Hooks count the RPCs
-	return client.WithRPCStats(spanctx.SkipUnsampledClient(h), func(caller, call context.Context) context.Context {
-		if sp := trace.SpanFromContext(caller); sp.SpanContext().IsValid() {
+	return client.WithRPCInterceptor(spanctx.UnaryClientInterceptor(tp), func(caller, call context.Context) context.Context {
+		if sp := trace.SpanFromContext(caller); sp.SpanContext().IsSampled() {
 			return trace.ContextWithSpan(call, sp)
 		}
 		return call
