@@ -7,10 +7,10 @@
 // see docs/tracing.md).
 //
 // Tracing is off unless asked for: FromEnv exports nothing, and the helpers
-// add no instrumentation (no stats handler, interceptor or wrapped handler), unless
-// OTEL_TRACES_EXPORTER is otlp or console, or, with OTEL_TRACES_EXPORTER
-// unset, OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is
-// set. The variables it reads (every other OTEL_EXPORTER_OTLP_* variable,
+// add no instrumentation (no stats handler, interceptor or wrapped
+// handler), unless OTEL_TRACES_EXPORTER is otlp or console, or, with
+// OTEL_TRACES_EXPORTER unset, OTEL_EXPORTER_OTLP_ENDPOINT or
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set. The variables it reads (every other OTEL_EXPORTER_OTLP_* variable,
 // such as headers, timeouts and certificates, is read by the OTLP exporter
 // itself):
 //
@@ -227,7 +227,9 @@ var propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceCont
 
 // GRPCServerOptions returns the options that trace a gRPC server's calls
 // (an otelgrpc stats handler: a server span per call, the child of the
-// caller's); none when tracing is off.
+// caller's), for servers off the lookup hot path (tcs-sidecar's gRPC API):
+// a stats handler costs every call grpc-go's stats events, sampled or not
+// (see GRPCLeafServerOptions); none when tracing is off.
 func (t *Tracing) GRPCServerOptions() []grpc.ServerOption {
 	if !t.Enabled() {
 		return nil

@@ -189,8 +189,8 @@ type Config struct {
 	// invalidation from the feed (one that carries a trace context): the
 	// child of the applier's "apply" span, covering the cache invalidation
 	// and the fan-out to Watch streams. Nil means no spans. (RPC spans come
-	// from a stats handler in ServeOptions.ServerOptions: see
-	// internal/telemetry.)
+	// from interceptors in ServeOptions.ServerOptions: see
+	// internal/telemetry's GRPCLeafServerOptions.)
 	TracerProvider trace.TracerProvider
 	// Registerer receives the server's metrics (named tcs_lookup_*); wrap
 	// it with prometheus.WrapRegistererWith to tell several servers of one
