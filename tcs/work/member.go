@@ -145,7 +145,7 @@ type Member struct {
 	sentSeq  uint64 // the latest assignment sent (Sent)
 	applied  uint64 // the latest assignment the member applied (Applied)
 	unowned  int    // tenants in buckets no live member holds, at the last Step
-	counted  bool // unowned was counted
+	counted  bool   // unowned was counted
 }
 
 type holding struct {
