@@ -320,7 +320,12 @@ func (w *worker) session(ctx context.Context, r *region) error {
 		return err
 	}
 	beatErr := make(chan error, 1)
-	go func() { // the only sender from here on
+	var sender sync.WaitGroup
+	defer func() {
+		cancel()
+		sender.Wait() // it delivers the leave: not once run closed out
+	}()
+	sender.Go(func() { // the only sender from here on
 		fail := func(err error) {
 			beatErr <- err
 			cancel()
@@ -342,6 +347,10 @@ func (w *worker) session(ctx context.Context, r *region) error {
 				return
 			case <-ended:
 				ended = nil
+				if sctx.Err() != nil {
+					t.Stop()
+					return
+				}
 				wait, acks := w.startLeave(s)
 				if !acks {
 					// The receiver may count on its tenants until
@@ -376,7 +385,7 @@ func (w *worker) session(ctx context.Context, r *region) error {
 				return
 			}
 		}
-	}()
+	})
 	tenants := map[string]uint64{}
 	for {
 		msg, err := stream.Recv()

@@ -278,11 +278,13 @@ func (s *Service) Join(stream tcsv1.WorkService_JoinServer) error {
 			msg.Changed, msg.Tenants = true, owned
 		}
 		if msg.Changed || ack != lastAck || slots != lastSlot || m.Yielding() {
+			// Before it can be echoed: an echo beyond the latest sent
+			// is refused.
+			seq++
+			m.Sent(seq)
 			if err := stream.Send(msg); err != nil {
 				return err
 			}
-			seq++
-			m.Sent(seq)
 			s.m.sent.Inc()
 			first_, last, lastAck, lastSlot = false, owned, ack, slots
 		}
