@@ -48,7 +48,9 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(httpapi.New(httpapi.Config{Store: st, Auth: auth.Static(creds)}))
+	// No rate limit: the property test sends far more than an operator's
+	// tcsctl would (the default is 100 a second per caller).
+	srv := httptest.NewServer(httpapi.New(httpapi.Config{Store: st, Auth: auth.Static(creds), RateLimits: &httpapi.RateLimits{}}))
 	t.Cleanup(srv.Close)
 	api, err := httpclient.New(srv.URL, httpclient.WithToken(adminToken))
 	if err != nil {
