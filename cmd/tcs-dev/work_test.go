@@ -26,7 +26,9 @@ import (
 )
 
 // member is a pool member joined through a tcs/client, with the latest
-// assignment it was given.
+// assignment it was given. It counts on that one only, so it acknowledges
+// each (Assignment.Applied) once recorded: the node hands what it dropped
+// over at once, and when the member stops it leaves cleanly.
 type member struct {
 	mu     sync.Mutex
 	latest client.Assignment
@@ -70,6 +72,7 @@ func join(t *testing.T, addrs []string, pool, id string, opts ...client.Option) 
 			m.mu.Lock()
 			m.latest = a
 			m.mu.Unlock()
+			a.Applied()
 		}
 	}()
 	t.Cleanup(func() { cancel(); <-m.done })

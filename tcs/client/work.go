@@ -33,6 +33,29 @@ type Assignment struct {
 	// unless renewed: Work delivers an empty Assignment then. Zero when
 	// Tenants is empty.
 	ValidUntil time.Time
+
+	// seq is the node's assignment this one reflects on stream s (the
+	// latest received when Work made it up: a lapse, a leave); dropped:
+	// it dropped tenants the one before had; leave: Work's last.
+	seq     uint64
+	s       *session
+	dropped bool
+	leave   bool
+}
+
+// Applied tells the node that this member no longer counts on any tenant
+// absent from a (their work has stopped), so that it hands them over to
+// their new owners at once instead of about a lease duration later. Call
+// it only once that is true; calling it more than once, on an older
+// Assignment, or never is safe (never: the tenants a member drops stay
+// unworked for up to a lease duration, and Work does not leave cleanly
+// when its ctx ends). Calling it on the empty Assignment Work delivers when
+// its ctx ends lets Work leave the pool cleanly: the node releases the
+// member's tenants at once. RunPerTenant calls it.
+func (a Assignment) Applied() {
+	if a.s != nil {
+		a.s.applied(a.seq, a.dropped, a.leave)
+	}
 }
 
 // DefaultWorkLeaseDuration is the lease duration assumed until the node
@@ -71,8 +94,14 @@ func defaultMember() string {
 // Work joins pool as a member of the given capacity (its weight: members
 // own tenants in proportion; 0 means 1) and delivers the tenants it owns
 // on the returned channel whenever they change (a renewal changes
-// ValidUntil), until ctx ends (then it
-// releases them and closes the channel). Heartbeats are sent inside; when
+// ValidUntil), until ctx ends. Then it delivers an empty Assignment and,
+// once the receiver calls Applied on it (if it ever called Applied; or
+// else once every assignment delivered is past its ValidUntil), leaves the
+// pool cleanly, so that the node hands the member's tenants to the others
+// at once; a receiver that never calls Applied leaves them unworked until
+// the member's leases lapse, about a lease duration. Then it closes the
+// channel; Client.Close ends it at once, without a clean leave. Heartbeats
+// are sent inside; when
 // the node's stream fails it joins again through the next region (the same
 // member id, so the leases that did not lapse are kept), and if no renewal
 // arrives before the assignment's ValidUntil it delivers an empty one, so
@@ -112,8 +141,50 @@ type worker struct {
 
 	mu            sync.Mutex
 	cur           Assignment
+	validMax      time.Time // the latest ValidUntil delivered
 	leaseDuration time.Duration
 	expiry        *time.Timer
+	sess          *session // the current stream's
+	leaving       bool     // ctx ended: deliver nothing after the leave's
+	acks          bool     // the receiver called Applied at least once
+}
+
+// session is one Join stream's acknowledgement state.
+type session struct {
+	w    *worker
+	kick chan struct{} // send a heartbeat now
+
+	mu       sync.Mutex
+	received uint64 // the latest assignment_seq received
+	echo     uint64 // the latest applied: what heartbeats echo
+	left     bool   // the leave's empty assignment was applied
+}
+
+// applied records that the receiver applied assignment seq (leave: the
+// empty one Work delivered when its ctx ended).
+func (s *session) applied(seq uint64, dropped, leave bool) {
+	s.w.mu.Lock()
+	s.w.acks = true
+	s.w.mu.Unlock()
+	s.mu.Lock()
+	kick := seq > s.echo && dropped || leave && !s.left
+	s.echo = max(s.echo, seq)
+	s.left = s.left || leave
+	s.mu.Unlock()
+	if kick {
+		// Now, not on the heartbeat timer: the dropped tenants' new
+		// owner waits for it.
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (s *session) state() (echo uint64, left bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.echo, s.left
 }
 
 // publish delivers a, replacing a value not read yet. Called with mu held.
@@ -127,14 +198,35 @@ func (w *worker) publishLocked(a Assignment) {
 
 // set records a new assignment and arms its expiry. Called with mu held.
 func (w *worker) setLocked(a Assignment) {
+	for id, tok := range w.cur.Tenants {
+		if got, ok := a.Tenants[id]; !ok || got != tok {
+			a.dropped = true
+			break
+		}
+	}
 	w.cur = a
 	if w.expiry != nil {
 		w.expiry.Stop()
 	}
 	if !a.ValidUntil.IsZero() {
 		w.expiry = time.AfterFunc(a.ValidUntil.Sub(w.c.cfg.now()), w.lapse)
+		if a.ValidUntil.After(w.validMax) {
+			w.validMax = a.ValidUntil
+		}
 	}
 	w.publishLocked(a)
+}
+
+// madeUpLocked returns a, an assignment Work makes up (a lapse, a leave),
+// acknowledging the latest one received on the current stream: a receiver
+// that applied it counts on nothing received so far. Called with mu held.
+func (w *worker) madeUpLocked(a Assignment) Assignment {
+	if s := w.sess; s != nil {
+		s.mu.Lock()
+		a.s, a.seq = s, s.received
+		s.mu.Unlock()
+	}
+	return a
 }
 
 // lapse delivers an empty assignment once the current one is past its
@@ -145,7 +237,21 @@ func (w *worker) lapse() {
 	if w.cur.ValidUntil.IsZero() || w.c.cfg.now().Before(w.cur.ValidUntil) || len(w.cur.Tenants) == 0 {
 		return
 	}
-	w.setLocked(Assignment{MaxConcurrent: w.cur.MaxConcurrent})
+	w.setLocked(w.madeUpLocked(Assignment{MaxConcurrent: w.cur.MaxConcurrent}))
+}
+
+// startLeave delivers the empty assignment that ends the work once ctx
+// ended, and says how long to wait for the receiver to apply it: until
+// every assignment delivered is past its ValidUntil. False: the receiver
+// never called Applied, so leave without Leave.
+func (w *worker) startLeave(s *session) (time.Duration, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.leaving = true
+	a := w.madeUpLocked(Assignment{})
+	a.s, a.leave = s, true
+	w.setLocked(a)
+	return max(w.validMax.Sub(w.c.cfg.now()), 0), w.acks
 }
 
 func (w *worker) run(ctx context.Context) {
@@ -160,21 +266,13 @@ func (w *worker) run(ctx context.Context) {
 		w.mu.Unlock()
 		close(w.out)
 	}()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() { // Close ends the work too
-		select {
-		case <-w.c.ctx.Done():
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	done := func() bool { return ctx.Err() != nil || w.c.ctx.Err() != nil }
 	wait := 100 * time.Millisecond
-	for i := 0; ctx.Err() == nil; i = (i + 1) % len(w.c.regions) {
+	for i := 0; !done(); i = (i + 1) % len(w.c.regions) {
 		r := w.c.regions[i]
 		began := time.Now()
 		err := w.session(ctx, r)
-		if ctx.Err() != nil {
+		if done() {
 			return
 		}
 		if time.Since(began) > time.Minute {
@@ -186,25 +284,34 @@ func (w *worker) run(ctx context.Context) {
 		case <-ctx.Done():
 			t.Stop()
 			return
+		case <-w.c.ctx.Done():
+			t.Stop()
+			return
 		case <-t.C:
 		}
 		wait = min(2*wait, 2*time.Second)
 	}
 }
 
-// session runs one Join stream through region r until it fails or ctx
-// ends.
+// session runs one Join stream through region r until it fails, or ctx
+// ends and the member left, or the Client is closed.
 func (w *worker) session(ctx context.Context, r *region) error {
-	ctx, cancel := context.WithCancel(ctx)
+	// The stream outlives ctx: when ctx ends the member leaves through
+	// it. Close ends it at once.
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
-	stream, err := tcsv1.NewWorkServiceClient(r.conn).Join(ctx)
+	defer context.AfterFunc(w.c.ctx, cancel)()
+	stream, err := tcsv1.NewWorkServiceClient(r.conn).Join(sctx)
 	if err != nil {
 		return err
 	}
+	s := &session{w: w, kick: make(chan struct{}, 1)}
+	w.mu.Lock()
+	w.sess = s
+	w.mu.Unlock()
 	var (
 		smu    sync.Mutex
 		sentAt = map[uint64]time.Time{}
-		seq    uint64
 	)
 	smu.Lock()
 	sentAt[0] = w.c.cfg.now()
@@ -213,31 +320,72 @@ func (w *worker) session(ctx context.Context, r *region) error {
 		return err
 	}
 	beatErr := make(chan error, 1)
-	go func() {
+	var sender sync.WaitGroup
+	defer func() {
+		cancel()
+		sender.Wait() // it delivers the leave: not once run closed out
+	}()
+	sender.Go(func() { // the only sender from here on
+		fail := func(err error) {
+			beatErr <- err
+			cancel()
+		}
+		var (
+			seq      uint64
+			ended    = ctx.Done()
+			leaving  bool
+			deadline <-chan time.Time
+		)
 		for {
 			w.mu.Lock()
 			every := w.leaseDuration / 6
 			w.mu.Unlock()
 			t := time.NewTimer(every)
 			select {
-			case <-ctx.Done():
+			case <-sctx.Done():
 				t.Stop()
-				_ = stream.CloseSend()
 				return
+			case <-ended:
+				ended = nil
+				if sctx.Err() != nil {
+					t.Stop()
+					return
+				}
+				wait, acks := w.startLeave(s)
+				if !acks {
+					// The receiver may count on its tenants until
+					// they lapse: no Leave, they expire.
+					t.Stop()
+					_ = stream.CloseSend()
+					cancel()
+					return
+				}
+				leaving, deadline = true, time.After(wait)
+			case <-deadline:
+				// Past every ValidUntil: the receiver counts on
+				// nothing any more.
+				t.Stop()
+				w.leave(stream, cancel)
+				return
+			case <-s.kick:
 			case <-t.C:
+			}
+			t.Stop()
+			echo, left := s.state()
+			if leaving && left {
+				w.leave(stream, cancel)
+				return
 			}
 			smu.Lock()
 			seq++
-			s := seq
-			sentAt[s] = w.c.cfg.now()
+			sentAt[seq] = w.c.cfg.now()
 			smu.Unlock()
-			if err := stream.Send(&tcsv1.JoinRequest{Msg: &tcsv1.JoinRequest_Heartbeat{Heartbeat: &tcsv1.WorkHeartbeat{Seq: s}}}); err != nil {
-				beatErr <- err
-				cancel()
+			if err := stream.Send(&tcsv1.JoinRequest{Msg: &tcsv1.JoinRequest_Heartbeat{Heartbeat: &tcsv1.WorkHeartbeat{Seq: seq, AppliedSeq: echo}}}); err != nil {
+				fail(err)
 				return
 			}
 		}
-	}()
+	})
 	tenants := map[string]uint64{}
 	for {
 		msg, err := stream.Recv()
@@ -274,11 +422,37 @@ func (w *worker) session(ctx context.Context, r *region) error {
 			// Confirmed too late (or not at all): count on none of them.
 			a = Assignment{MaxConcurrent: a.MaxConcurrent}
 		}
+		if seq := msg.GetAssignmentSeq(); seq > 0 { // 0: an older node
+			s.mu.Lock()
+			s.received = max(s.received, seq)
+			s.mu.Unlock()
+			a.s, a.seq = s, seq
+		}
 		w.mu.Lock()
 		if d := msg.GetLeaseDuration().AsDuration(); d > 0 {
 			w.leaseDuration = d
 		}
-		w.setLocked(a)
+		if !w.leaving {
+			w.setLocked(a)
+		}
 		w.mu.Unlock()
 	}
+}
+
+// leave sends Leave, closes the sending side and gives the node a while to
+// release the member's leases and end the stream; then it cancels it.
+func (w *worker) leave(stream tcsv1.WorkService_JoinClient, cancel context.CancelFunc) {
+	if err := stream.Send(&tcsv1.JoinRequest{Msg: &tcsv1.JoinRequest_Leave{Leave: &tcsv1.Leave{}}}); err == nil {
+		_ = stream.CloseSend()
+		w.mu.Lock()
+		wait := w.leaseDuration
+		w.mu.Unlock()
+		t := time.NewTimer(wait)
+		select {
+		case <-stream.Context().Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	cancel()
 }

@@ -20,10 +20,14 @@ type TenantFunc func(ctx context.Context, tenantID string, token uint64) error
 // one began (a run longer than interval is followed at once by the next).
 // Never two runs of one tenant at once; at most the assignment's
 // MaxConcurrent runs at once (a due run waits for a slot). When the member
-// loses a tenant, or its token changes, the run's ctx is cancelled. onErr,
-// if not nil, is called with each run's error. It returns nil when ctx
-// ends, after the runs in progress returned, or the error that kept it
-// from joining.
+// loses a tenant, or its token changes, the run's ctx is cancelled, and
+// RunPerTenant waits for it to return before it acknowledges the
+// assignment (Assignment.Applied), so that the tenant's new owner starts
+// at once and never alongside it: fn should return soon after its ctx
+// ends, as no tenant starts meanwhile. onErr, if not nil, is called with
+// each run's error. It returns nil when ctx ends, after the runs in
+// progress returned and the member left the pool (its tenants go to the
+// others at once), or the error that kept it from joining.
 func (c *Client) RunPerTenant(ctx context.Context, pool string, capacity float64, interval time.Duration, fn TenantFunc, onErr func(tenantID string, err error), opts ...WorkOption) error {
 	if interval <= 0 {
 		return fmt.Errorf("tcs client work: interval %v: want more than 0", interval)
@@ -42,6 +46,7 @@ func (c *Client) RunPerTenant(ctx context.Context, pool string, capacity float64
 	type running struct {
 		token  uint64
 		cancel context.CancelFunc
+		done   chan struct{}
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -56,19 +61,29 @@ func (c *Client) RunPerTenant(ctx context.Context, pool string, capacity float64
 	defer s.close()
 	for a := range assignments {
 		s.setLimit(a.MaxConcurrent)
+		var stopped []chan struct{}
 		for id, r := range tenants {
 			if tok, ok := a.Tenants[id]; !ok || tok != r.token {
 				r.cancel()
 				delete(tenants, id)
+				stopped = append(stopped, r.done)
 			}
 		}
+		for _, done := range stopped {
+			<-done
+		}
+		a.Applied() // no run of a dropped tenant is left
 		for id, tok := range a.Tenants {
 			if _, ok := tenants[id]; ok {
 				continue
 			}
 			tctx, tcancel := context.WithCancel(ctx)
-			tenants[id] = running{token: tok, cancel: tcancel}
-			wg.Go(func() { runTenant(tctx, s, id, tok, interval, fn, onErr) })
+			done := make(chan struct{})
+			tenants[id] = running{token: tok, cancel: tcancel, done: done}
+			wg.Go(func() {
+				defer close(done)
+				runTenant(tctx, s, id, tok, interval, fn, onErr)
+			})
 		}
 	}
 	return nil

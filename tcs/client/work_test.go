@@ -189,3 +189,66 @@ func TestWorkRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkLeave: when RunPerTenant's ctx ends it stops its runs, then
+// leaves the pool: by the time it returns the node released every lease
+// of the member, so the others take its tenants at their next round. A
+// client closed instead (its stream cut) leaves its leases to lapse.
+func TestWorkLeave(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		clean bool
+	}{{"leave", true}, {"cut", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			table := memlease.New(nil)
+			ids := make([]string, 20)
+			for i := range ids {
+				ids[i] = fmt.Sprintf("tenant-%02d", i)
+			}
+			addr := startWorkNode(t, table, ids)
+			log := &runLog{running: map[string]string{}, runs: map[string]int{}, tenants: map[string]map[string]bool{}}
+			c, err := client.New(context.Background(), client.WithRegions(addr))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			returned := make(chan error, 1)
+			go func() {
+				returned <- c.RunPerTenant(ctx, "reports", 1, 20*time.Millisecond, log.fn("a", time.Millisecond), nil, client.WithMember("a"))
+			}()
+			testwait.Until(t, 20*time.Second, 10*time.Millisecond, "member a to run every tenant", func() (bool, string) {
+				log.mu.Lock()
+				defer log.mu.Unlock()
+				return len(log.tenants["a"]) == len(ids), fmt.Sprintf("%d of %d", len(log.tenants["a"]), len(ids))
+			})
+			if tc.clean {
+				cancel()
+			} else {
+				c.Close()
+			}
+			if err := <-returned; err != nil {
+				t.Fatal(err)
+			}
+			ls, err := table.Store(work.Group("reports"), "observer", nil).List(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var kept []string
+			for _, l := range ls {
+				if l.Owner == "a" {
+					kept = append(kept, l.Key)
+				}
+			}
+			if tc.clean && len(kept) > 0 {
+				t.Errorf("after leaving, member a still owns %d leases: %v…", len(kept), kept[:min(3, len(kept))])
+			}
+			if !tc.clean && len(kept) == 0 {
+				t.Error("right after its stream was cut member a owns nothing: its leases should lapse, not be released")
+			}
+		})
+	}
+}

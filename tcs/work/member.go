@@ -142,8 +142,10 @@ type Member struct {
 	record   *holding
 	slots    int
 	released bool
-	unowned  int  // tenants in buckets no live member holds, at the last Step
-	counted  bool // unowned was counted
+	sentSeq  uint64 // the latest assignment sent (Sent)
+	applied  uint64 // the latest assignment the member applied (Applied)
+	unowned  int    // tenants in buckets no live member holds, at the last Step
+	counted  bool   // unowned was counted
 }
 
 type holding struct {
@@ -153,14 +155,17 @@ type holding struct {
 }
 
 // retiring is a bucket this member yielded: it left the member's assignment
-// at once, and is handed over (to) once the member can no longer count on
-// it (until: the record's last renewal when it was yielded, plus
-// LeaseDuration), so that two members never count on it at once. Meanwhile
+// at once, and is handed over (to) once the member no longer counts on it,
+// so that two members never count on it at once: as soon as the member
+// applied an assignment sent without it (droppedAt, 0 until one was sent),
+// or else once it can no longer count on any assignment with it (until: the
+// record's last renewal when it was yielded, plus LeaseDuration). Meanwhile
 // the record keeps it the member's.
 type retiring struct {
-	h     *holding
-	to    string
-	until time.Time
+	h         *holding
+	to        string
+	until     time.Time
+	droppedAt uint64
 }
 
 type beat struct {
@@ -195,6 +200,57 @@ func (m *Member) Heartbeat(now time.Time, seq uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.beats = append(m.beats, beat{seq: seq, at: now})
+}
+
+// Sent records that assignment seq (numbered 1, 2, 3… on the member's
+// stream) was sent, made from Held after the last Step: every bucket
+// yielded so far is absent from it. Call it from the goroutine that runs
+// Step.
+func (m *Member) Sent(seq uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sentSeq = max(m.sentSeq, seq)
+	for _, r := range m.retiring {
+		if r.droppedAt == 0 {
+			r.droppedAt = seq
+		}
+	}
+}
+
+// Yielding reports whether a yielded bucket waits for an assignment to be
+// sent without it (Sent): send one even if the tenants did not change (the
+// bucket may have had none), so that the member can apply it.
+func (m *Member) Yielding() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, r := range m.retiring {
+		if r.droppedAt == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Applied records that the member applied assignment seq: it no longer
+// counts on any tenant absent from it. It reports whether that lets a
+// yielded bucket be handed over now (run a Step), and refuses a seq beyond
+// the latest assignment sent. 0 (older clients) changes nothing.
+func (m *Member) Applied(seq uint64) (handOver bool, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if seq > m.sentSeq {
+		return false, fmt.Errorf("applied_seq %d: only %d assignments were sent", seq, m.sentSeq)
+	}
+	if seq <= m.applied {
+		return false, nil
+	}
+	m.applied = seq
+	for _, r := range m.retiring {
+		if r.droppedAt != 0 && r.droppedAt <= seq {
+			handOver = true
+		}
+	}
+	return handOver, nil
 }
 
 // alive reports whether the member's last heartbeat is recent enough at now
@@ -559,8 +615,14 @@ func (m *Member) balance(ctx context.Context, now time.Time, leases []lease.Leas
 	}
 	// Yielded buckets whose time has come: hand them over. One whose
 	// asker gave up (HandOver fails) is adopted again next round.
+	m.mu.Lock()
+	applied := m.applied
+	m.mu.Unlock()
 	for b, r := range retire {
-		if now.Before(r.until) {
+		m.mu.Lock()
+		dropped := r.droppedAt != 0 && r.droppedAt <= applied
+		m.mu.Unlock()
+		if now.Before(r.until) && !dropped {
 			continue
 		}
 		_ = m.cfg.Store.HandOver(ctx, r.h.key, r.h.token, r.to)
@@ -707,16 +769,16 @@ func slotsOf(me string, caps map[string]int, weights map[string]float64) int {
 
 // Release frees the member's buckets and record, so that the others take
 // them at once, and the Member does nothing afterwards. Call it only when
-// the member is known to count on none of its tenants any more: a member
-// whose stream merely ended may still count on its last assignment until it
-// lapses (Service.Join does not call it: it lets the record expire, as
-// after a crash).
+// the member is known to count on none of its tenants any more (it sent
+// Leave): a member whose stream merely ended may still count on its last
+// assignment until it lapses (Service.Join then lets the record expire, as
+// after a crash). Do not run it alongside Step.
 func (m *Member) Release(ctx context.Context) {
 	m.mu.Lock()
 	m.released = true
 	mine := maps.Clone(m.held)
 	rec := m.record
-	m.held, m.record = map[int]*holding{}, nil
+	m.held, m.retiring, m.record = map[int]*holding{}, map[int]*retiring{}, nil
 	m.mu.Unlock()
 	for _, h := range mine {
 		_ = m.cfg.Store.Release(ctx, h.key, h.token)

@@ -61,6 +61,7 @@ type metrics struct {
 	unowned     *prometheus.GaugeVec
 	held        prometheus.Gauge
 	sent        prometheus.Counter
+	left        prometheus.Counter
 	stepErrors  prometheus.Counter
 	validations *prometheus.CounterVec
 }
@@ -87,12 +88,14 @@ func New(cfg Config) (*Service, error) {
 			Help: "ACTIVE tenants of a pool in buckets no live member holds (free, or their owner's record expired), as the last round of a member joined through this node saw them; no series while none is."}, []string{"pool"}),
 		held: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tcs_work_buckets_held", Help: "Bucket leases this node holds for its members, all pools."}),
 		sent: prometheus.NewCounter(prometheus.CounterOpts{Name: "tcs_work_assignments_sent_total", Help: "Assignment messages sent to members."}),
+		left: prometheus.NewCounter(prometheus.CounterOpts{Name: "tcs_work_leaves_total",
+			Help: "Members that left cleanly (Leave) through this node, their leases released at once; streams that ended otherwise are not counted."}),
 		stepErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "tcs_work_lease_errors_total",
 			Help: "Rounds of a member whose lease reads or writes failed (other than lost races)."}),
 		validations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tcs_work_validations_total", Help: "Validate calls by result."}, []string{"result"}),
 	}}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(s.m.members, s.m.unowned, s.m.held, s.m.sent, s.m.stepErrors, s.m.validations)
+		cfg.Registerer.MustRegister(s.m.members, s.m.unowned, s.m.held, s.m.sent, s.m.left, s.m.stepErrors, s.m.validations)
 	}
 	for _, r := range []string{"valid", "invalid"} {
 		s.m.validations.WithLabelValues(r)
@@ -195,16 +198,17 @@ func (s *Service) Join(stream tcsv1.WorkService_JoinServer) error {
 	label := s.joined(j.GetPool())
 	heldNow := 0
 	defer func() {
-		// The leases are not released: the member cannot be told from
-		// one whose stream was cut and that still counts on its last
-		// assignment until it lapses. They expire a lease duration after
-		// the record's last renewal, as after a crash (or the member
-		// rejoins, through any node, and keeps them).
+		// Unless the member left, its leases are not released: it cannot
+		// be told from one whose stream was cut and that still counts on
+		// its last assignment until it lapses. They expire a lease
+		// duration after the record's last renewal, as after a crash (or
+		// the member rejoins, through any node, and keeps them).
 		s.left(label)
 		s.m.held.Sub(float64(heldNow))
 		log.Info("work member left", "err", context.Cause(ctx))
 	}()
 	m.Heartbeat(s.cfg.Now(), 0) // the join message is heartbeat 0
+	handOver := make(chan struct{}, 1)
 	go func() {
 		for {
 			req, err := stream.Recv()
@@ -212,12 +216,27 @@ func (s *Service) Join(stream tcsv1.WorkService_JoinServer) error {
 				cancel(err)
 				return
 			}
+			if req.GetLeave() != nil {
+				cancel(errLeave)
+				return
+			}
 			hb := req.GetHeartbeat()
 			if hb == nil {
-				cancel(status.Error(codes.FailedPrecondition, "a Join stream sends one join, then heartbeats"))
+				cancel(status.Error(codes.FailedPrecondition, "a Join stream sends one join, then heartbeats, then at most one leave"))
 				return
 			}
 			m.Heartbeat(s.cfg.Now(), hb.GetSeq())
+			now, err := m.Applied(hb.GetAppliedSeq())
+			if err != nil {
+				cancel(status.Error(codes.InvalidArgument, err.Error()))
+				return
+			}
+			if now {
+				select {
+				case handOver <- struct{}{}:
+				default:
+				}
+			}
 		}
 	}()
 	tick := time.NewTicker(s.stepInterval())
@@ -228,6 +247,7 @@ func (s *Service) Join(stream tcsv1.WorkService_JoinServer) error {
 		lastSlot = -1
 		first_   = true
 		step     = true
+		seq      uint64 // assignments sent
 	)
 	for {
 		changed := s.cfg.Index.Changed()
@@ -250,14 +270,18 @@ func (s *Service) Join(stream tcsv1.WorkService_JoinServer) error {
 		heldNow = len(held)
 		owned := s.owned(held)
 		ack, slots := m.Acked(), m.Slots()
-		msg := &tcsv1.WorkAssignment{AckedSeq: ack, MaxConcurrent: int32(slots), LeaseDuration: durationpb.New(s.cfg.LeaseDuration)}
+		msg := &tcsv1.WorkAssignment{AckedSeq: ack, MaxConcurrent: int32(slots), LeaseDuration: durationpb.New(s.cfg.LeaseDuration), AssignmentSeq: seq + 1}
 		if len(held) > 0 {
 			msg.ValidFor = durationpb.New(m.validFor())
 		}
 		if first_ || !slices.EqualFunc(owned, last, sameOwned) {
 			msg.Changed, msg.Tenants = true, owned
 		}
-		if msg.Changed || ack != lastAck || slots != lastSlot {
+		if msg.Changed || ack != lastAck || slots != lastSlot || m.Yielding() {
+			// Before it can be echoed: an echo beyond the latest sent
+			// is refused.
+			seq++
+			m.Sent(seq)
 			if err := stream.Send(msg); err != nil {
 				return err
 			}
@@ -266,17 +290,32 @@ func (s *Service) Join(stream tcsv1.WorkService_JoinServer) error {
 		}
 		select {
 		case <-ctx.Done():
-			if err := context.Cause(ctx); status.Code(err) == codes.FailedPrecondition {
+			switch err := context.Cause(ctx); {
+			case errors.Is(err, errLeave):
+				// The member counts on none of its tenants: free them
+				// for the others now. The stream's context is done, the
+				// writes are not.
+				rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.LeaseDuration)
+				m.Release(rctx)
+				rcancel()
+				s.m.left.Inc()
+				return nil
+			case status.Code(err) == codes.FailedPrecondition, status.Code(err) == codes.InvalidArgument:
 				return err
 			}
 			return nil
 		case <-tick.C:
 			step = true
+		case <-handOver:
+			step = true // the member applied an assignment without a yielded bucket
 		case <-changed:
 			step = false // a tenant came or went: resend, no lease round
 		}
 	}
 }
+
+// errLeave ends a Join whose member sent Leave.
+var errLeave = errors.New("the member left")
 
 func sameOwned(a, b *tcsv1.OwnedTenant) bool {
 	return a.GetTenantId() == b.GetTenantId() && a.GetToken() == b.GetToken()

@@ -64,6 +64,44 @@ func TestJoinRefusals(t *testing.T) {
 	}
 }
 
+// TestAppliedSeqBeyondSent: a heartbeat echoing an assignment the node
+// never sent ends the stream with INVALID_ARGUMENT naming applied_seq,
+// instead of handing buckets over on its word.
+func TestAppliedSeqBeyondSent(t *testing.T) {
+	t.Parallel()
+	n := worktest.Start(t, worktest.Mem(memlease.New(nil)), time.Second, "tenant-1")
+	ctx, cancel := context.WithTimeout(testwait.Context(t), 10*time.Second)
+	defer cancel()
+	stream, err := n.Work.Join(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&tcsv1.JoinRequest{Msg: &tcsv1.JoinRequest_Join{Join: &tcsv1.Join{Pool: "reports", Member: "m"}}}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.GetAssignmentSeq() != 1 {
+		t.Fatalf("the first assignment's assignment_seq is %d, want 1", first.GetAssignmentSeq())
+	}
+	beyond := first.GetAssignmentSeq() + 1000
+	if err := stream.Send(&tcsv1.JoinRequest{Msg: &tcsv1.JoinRequest_Heartbeat{Heartbeat: &tcsv1.WorkHeartbeat{Seq: 1, AppliedSeq: beyond}}}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := stream.Recv()
+		if err == nil {
+			continue
+		}
+		if want := fmt.Sprintf("applied_seq %d", beyond); status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), want) {
+			t.Fatalf("after echoing an assignment never sent: %v; want InvalidArgument naming %q", err, want)
+		}
+		return
+	}
+}
+
 // TestRoleRequired: a tcs node serves the WorkService behind the lookup
 // server's authentication (lookup.Policy, the interceptors lookup.Serve
 // installs): Join and Validate refuse a caller without credentials or with

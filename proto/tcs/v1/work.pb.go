@@ -34,6 +34,7 @@ type JoinRequest struct {
 	//
 	//	*JoinRequest_Join
 	//	*JoinRequest_Heartbeat
+	//	*JoinRequest_Leave
 	Msg           isJoinRequest_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -94,6 +95,15 @@ func (x *JoinRequest) GetHeartbeat() *WorkHeartbeat {
 	return nil
 }
 
+func (x *JoinRequest) GetLeave() *Leave {
+	if x != nil {
+		if x, ok := x.Msg.(*JoinRequest_Leave); ok {
+			return x.Leave
+		}
+	}
+	return nil
+}
+
 type isJoinRequest_Msg interface {
 	isJoinRequest_Msg()
 }
@@ -106,9 +116,55 @@ type JoinRequest_Heartbeat struct {
 	Heartbeat *WorkHeartbeat `protobuf:"bytes,2,opt,name=heartbeat,proto3,oneof"`
 }
 
+type JoinRequest_Leave struct {
+	Leave *Leave `protobuf:"bytes,3,opt,name=leave,proto3,oneof"`
+}
+
 func (*JoinRequest_Join) isJoinRequest_Msg() {}
 
 func (*JoinRequest_Heartbeat) isJoinRequest_Msg() {}
+
+func (*JoinRequest_Leave) isJoinRequest_Msg() {}
+
+// Leave ends a membership cleanly: the member says it counts on none of its
+// tenants any more (it stopped their work), so the node releases its leases
+// at once and the others take its tenants within a round. Send it last,
+// then close the stream; the node ends the stream once it released them.
+type Leave struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Leave) Reset() {
+	*x = Leave{}
+	mi := &file_tcs_v1_work_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Leave) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Leave) ProtoMessage() {}
+
+func (x *Leave) ProtoReflect() protoreflect.Message {
+	mi := &file_tcs_v1_work_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Leave.ProtoReflect.Descriptor instead.
+func (*Leave) Descriptor() ([]byte, []int) {
+	return file_tcs_v1_work_proto_rawDescGZIP(), []int{1}
+}
 
 // Join names the pool and the member.
 type Join struct {
@@ -130,7 +186,7 @@ type Join struct {
 
 func (x *Join) Reset() {
 	*x = Join{}
-	mi := &file_tcs_v1_work_proto_msgTypes[1]
+	mi := &file_tcs_v1_work_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -142,7 +198,7 @@ func (x *Join) String() string {
 func (*Join) ProtoMessage() {}
 
 func (x *Join) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_v1_work_proto_msgTypes[1]
+	mi := &file_tcs_v1_work_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -155,7 +211,7 @@ func (x *Join) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Join.ProtoReflect.Descriptor instead.
 func (*Join) Descriptor() ([]byte, []int) {
-	return file_tcs_v1_work_proto_rawDescGZIP(), []int{1}
+	return file_tcs_v1_work_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Join) GetPool() string {
@@ -189,15 +245,24 @@ func (x *Join) GetMaxConcurrent() int32 {
 // WorkHeartbeat keeps the member's leases alive. seq increases with each
 // heartbeat of one stream.
 type WorkHeartbeat struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// applied_seq is the latest assignment_seq of this stream the member has
+	// applied: it no longer counts on any tenant absent from that assignment
+	// (their work has stopped). It never decreases within a stream, and is at
+	// most the latest assignment_seq received (INVALID_ARGUMENT otherwise).
+	// 0: none (older clients): the node then hands yielded buckets over only
+	// a lease duration after the record's last renewal. Send a heartbeat as
+	// soon as an assignment that dropped tenants is applied, not only on the
+	// heartbeat timer, so that their new owner starts at once.
+	AppliedSeq    uint64 `protobuf:"varint,2,opt,name=applied_seq,json=appliedSeq,proto3" json:"applied_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WorkHeartbeat) Reset() {
 	*x = WorkHeartbeat{}
-	mi := &file_tcs_v1_work_proto_msgTypes[2]
+	mi := &file_tcs_v1_work_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -209,7 +274,7 @@ func (x *WorkHeartbeat) String() string {
 func (*WorkHeartbeat) ProtoMessage() {}
 
 func (x *WorkHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_v1_work_proto_msgTypes[2]
+	mi := &file_tcs_v1_work_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -222,7 +287,7 @@ func (x *WorkHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkHeartbeat.ProtoReflect.Descriptor instead.
 func (*WorkHeartbeat) Descriptor() ([]byte, []int) {
-	return file_tcs_v1_work_proto_rawDescGZIP(), []int{2}
+	return file_tcs_v1_work_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *WorkHeartbeat) GetSeq() uint64 {
@@ -232,15 +297,23 @@ func (x *WorkHeartbeat) GetSeq() uint64 {
 	return 0
 }
 
+func (x *WorkHeartbeat) GetAppliedSeq() uint64 {
+	if x != nil {
+		return x.AppliedSeq
+	}
+	return 0
+}
+
 // WorkAssignment is sent whenever the member's tenants change, and
 // otherwise after renewals, to confirm them.
 type WorkAssignment struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// acked_seq is the latest heartbeat seq received before the oldest
-	// renewal of the leases behind `tenants`: the member may treat the
-	// assignment as valid until (its own clock) the send time of heartbeat
-	// acked_seq plus valid_for, and no longer unless a later message extends
-	// it. The join message counts as heartbeat 0.
+	// acked_seq is the latest heartbeat seq the node had received before the
+	// last renewal of the member's record (the liveness of every bucket
+	// behind `tenants`): the member may treat the assignment as valid until
+	// (its own clock) the send time of heartbeat acked_seq plus valid_for, and
+	// no longer unless a later message extends it. The join message counts
+	// as heartbeat 0.
 	AckedSeq uint64 `protobuf:"varint,1,opt,name=acked_seq,json=ackedSeq,proto3" json:"acked_seq,omitempty"`
 	// valid_for is how long after heartbeat acked_seq was sent the
 	// assignment stays valid: 9/10 of the lease duration. Unset when no
@@ -257,13 +330,17 @@ type WorkAssignment struct {
 	// lease_duration is the pool's lease duration: heartbeat at least every
 	// sixth of it.
 	LeaseDuration *durationpb.Duration `protobuf:"bytes,6,opt,name=lease_duration,json=leaseDuration,proto3" json:"lease_duration,omitempty"`
+	// assignment_seq numbers the assignments of one stream: 1, 2, 3…
+	// Echoing it in WorkHeartbeat.applied_seq once applied lets the node hand
+	// the tenants it dropped over at once. 0 from older nodes.
+	AssignmentSeq uint64 `protobuf:"varint,7,opt,name=assignment_seq,json=assignmentSeq,proto3" json:"assignment_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WorkAssignment) Reset() {
 	*x = WorkAssignment{}
-	mi := &file_tcs_v1_work_proto_msgTypes[3]
+	mi := &file_tcs_v1_work_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -275,7 +352,7 @@ func (x *WorkAssignment) String() string {
 func (*WorkAssignment) ProtoMessage() {}
 
 func (x *WorkAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_v1_work_proto_msgTypes[3]
+	mi := &file_tcs_v1_work_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -288,7 +365,7 @@ func (x *WorkAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkAssignment.ProtoReflect.Descriptor instead.
 func (*WorkAssignment) Descriptor() ([]byte, []int) {
-	return file_tcs_v1_work_proto_rawDescGZIP(), []int{3}
+	return file_tcs_v1_work_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *WorkAssignment) GetAckedSeq() uint64 {
@@ -333,6 +410,13 @@ func (x *WorkAssignment) GetLeaseDuration() *durationpb.Duration {
 	return nil
 }
 
+func (x *WorkAssignment) GetAssignmentSeq() uint64 {
+	if x != nil {
+		return x.AssignmentSeq
+	}
+	return 0
+}
+
 // OwnedTenant is one tenant this member owns, with its fencing token.
 type OwnedTenant struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -347,7 +431,7 @@ type OwnedTenant struct {
 
 func (x *OwnedTenant) Reset() {
 	*x = OwnedTenant{}
-	mi := &file_tcs_v1_work_proto_msgTypes[4]
+	mi := &file_tcs_v1_work_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -359,7 +443,7 @@ func (x *OwnedTenant) String() string {
 func (*OwnedTenant) ProtoMessage() {}
 
 func (x *OwnedTenant) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_v1_work_proto_msgTypes[4]
+	mi := &file_tcs_v1_work_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -372,7 +456,7 @@ func (x *OwnedTenant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OwnedTenant.ProtoReflect.Descriptor instead.
 func (*OwnedTenant) Descriptor() ([]byte, []int) {
-	return file_tcs_v1_work_proto_rawDescGZIP(), []int{4}
+	return file_tcs_v1_work_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *OwnedTenant) GetTenantId() string {
@@ -400,7 +484,7 @@ type ValidateRequest struct {
 
 func (x *ValidateRequest) Reset() {
 	*x = ValidateRequest{}
-	mi := &file_tcs_v1_work_proto_msgTypes[5]
+	mi := &file_tcs_v1_work_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -412,7 +496,7 @@ func (x *ValidateRequest) String() string {
 func (*ValidateRequest) ProtoMessage() {}
 
 func (x *ValidateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_v1_work_proto_msgTypes[5]
+	mi := &file_tcs_v1_work_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -425,7 +509,7 @@ func (x *ValidateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateRequest.ProtoReflect.Descriptor instead.
 func (*ValidateRequest) Descriptor() ([]byte, []int) {
-	return file_tcs_v1_work_proto_rawDescGZIP(), []int{5}
+	return file_tcs_v1_work_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ValidateRequest) GetPool() string {
@@ -465,7 +549,7 @@ type ValidateResponse struct {
 
 func (x *ValidateResponse) Reset() {
 	*x = ValidateResponse{}
-	mi := &file_tcs_v1_work_proto_msgTypes[6]
+	mi := &file_tcs_v1_work_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -477,7 +561,7 @@ func (x *ValidateResponse) String() string {
 func (*ValidateResponse) ProtoMessage() {}
 
 func (x *ValidateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tcs_v1_work_proto_msgTypes[6]
+	mi := &file_tcs_v1_work_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -490,7 +574,7 @@ func (x *ValidateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateResponse.ProtoReflect.Descriptor instead.
 func (*ValidateResponse) Descriptor() ([]byte, []int) {
-	return file_tcs_v1_work_proto_rawDescGZIP(), []int{6}
+	return file_tcs_v1_work_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ValidateResponse) GetValid() bool {
@@ -518,25 +602,30 @@ var File_tcs_v1_work_proto protoreflect.FileDescriptor
 
 const file_tcs_v1_work_proto_rawDesc = "" +
 	"\n" +
-	"\x11tcs/v1/work.proto\x12\x06tcs.v1\x1a\x1egoogle/protobuf/duration.proto\"o\n" +
+	"\x11tcs/v1/work.proto\x12\x06tcs.v1\x1a\x1egoogle/protobuf/duration.proto\"\x96\x01\n" +
 	"\vJoinRequest\x12\"\n" +
 	"\x04join\x18\x01 \x01(\v2\f.tcs.v1.JoinH\x00R\x04join\x125\n" +
-	"\theartbeat\x18\x02 \x01(\v2\x15.tcs.v1.WorkHeartbeatH\x00R\theartbeatB\x05\n" +
-	"\x03msg\"u\n" +
+	"\theartbeat\x18\x02 \x01(\v2\x15.tcs.v1.WorkHeartbeatH\x00R\theartbeat\x12%\n" +
+	"\x05leave\x18\x03 \x01(\v2\r.tcs.v1.LeaveH\x00R\x05leaveB\x05\n" +
+	"\x03msg\"\a\n" +
+	"\x05Leave\"u\n" +
 	"\x04Join\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x16\n" +
 	"\x06member\x18\x02 \x01(\tR\x06member\x12\x1a\n" +
 	"\bcapacity\x18\x03 \x01(\x01R\bcapacity\x12%\n" +
-	"\x0emax_concurrent\x18\x04 \x01(\x05R\rmaxConcurrent\"!\n" +
+	"\x0emax_concurrent\x18\x04 \x01(\x05R\rmaxConcurrent\"B\n" +
 	"\rWorkHeartbeat\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\x97\x02\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1f\n" +
+	"\vapplied_seq\x18\x02 \x01(\x04R\n" +
+	"appliedSeq\"\xbe\x02\n" +
 	"\x0eWorkAssignment\x12\x1b\n" +
 	"\tacked_seq\x18\x01 \x01(\x04R\backedSeq\x126\n" +
 	"\tvalid_for\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bvalidFor\x12\x18\n" +
 	"\achanged\x18\x03 \x01(\bR\achanged\x12-\n" +
 	"\atenants\x18\x04 \x03(\v2\x13.tcs.v1.OwnedTenantR\atenants\x12%\n" +
 	"\x0emax_concurrent\x18\x05 \x01(\x05R\rmaxConcurrent\x12@\n" +
-	"\x0elease_duration\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\rleaseDuration\"@\n" +
+	"\x0elease_duration\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\rleaseDuration\x12%\n" +
+	"\x0eassignment_seq\x18\a \x01(\x04R\rassignmentSeq\"@\n" +
 	"\vOwnedTenant\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\"X\n" +
@@ -564,32 +653,34 @@ func file_tcs_v1_work_proto_rawDescGZIP() []byte {
 	return file_tcs_v1_work_proto_rawDescData
 }
 
-var file_tcs_v1_work_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_tcs_v1_work_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_tcs_v1_work_proto_goTypes = []any{
 	(*JoinRequest)(nil),         // 0: tcs.v1.JoinRequest
-	(*Join)(nil),                // 1: tcs.v1.Join
-	(*WorkHeartbeat)(nil),       // 2: tcs.v1.WorkHeartbeat
-	(*WorkAssignment)(nil),      // 3: tcs.v1.WorkAssignment
-	(*OwnedTenant)(nil),         // 4: tcs.v1.OwnedTenant
-	(*ValidateRequest)(nil),     // 5: tcs.v1.ValidateRequest
-	(*ValidateResponse)(nil),    // 6: tcs.v1.ValidateResponse
-	(*durationpb.Duration)(nil), // 7: google.protobuf.Duration
+	(*Leave)(nil),               // 1: tcs.v1.Leave
+	(*Join)(nil),                // 2: tcs.v1.Join
+	(*WorkHeartbeat)(nil),       // 3: tcs.v1.WorkHeartbeat
+	(*WorkAssignment)(nil),      // 4: tcs.v1.WorkAssignment
+	(*OwnedTenant)(nil),         // 5: tcs.v1.OwnedTenant
+	(*ValidateRequest)(nil),     // 6: tcs.v1.ValidateRequest
+	(*ValidateResponse)(nil),    // 7: tcs.v1.ValidateResponse
+	(*durationpb.Duration)(nil), // 8: google.protobuf.Duration
 }
 var file_tcs_v1_work_proto_depIdxs = []int32{
-	1, // 0: tcs.v1.JoinRequest.join:type_name -> tcs.v1.Join
-	2, // 1: tcs.v1.JoinRequest.heartbeat:type_name -> tcs.v1.WorkHeartbeat
-	7, // 2: tcs.v1.WorkAssignment.valid_for:type_name -> google.protobuf.Duration
-	4, // 3: tcs.v1.WorkAssignment.tenants:type_name -> tcs.v1.OwnedTenant
-	7, // 4: tcs.v1.WorkAssignment.lease_duration:type_name -> google.protobuf.Duration
-	0, // 5: tcs.v1.WorkService.Join:input_type -> tcs.v1.JoinRequest
-	5, // 6: tcs.v1.WorkService.Validate:input_type -> tcs.v1.ValidateRequest
-	3, // 7: tcs.v1.WorkService.Join:output_type -> tcs.v1.WorkAssignment
-	6, // 8: tcs.v1.WorkService.Validate:output_type -> tcs.v1.ValidateResponse
-	7, // [7:9] is the sub-list for method output_type
-	5, // [5:7] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	2, // 0: tcs.v1.JoinRequest.join:type_name -> tcs.v1.Join
+	3, // 1: tcs.v1.JoinRequest.heartbeat:type_name -> tcs.v1.WorkHeartbeat
+	1, // 2: tcs.v1.JoinRequest.leave:type_name -> tcs.v1.Leave
+	8, // 3: tcs.v1.WorkAssignment.valid_for:type_name -> google.protobuf.Duration
+	5, // 4: tcs.v1.WorkAssignment.tenants:type_name -> tcs.v1.OwnedTenant
+	8, // 5: tcs.v1.WorkAssignment.lease_duration:type_name -> google.protobuf.Duration
+	0, // 6: tcs.v1.WorkService.Join:input_type -> tcs.v1.JoinRequest
+	6, // 7: tcs.v1.WorkService.Validate:input_type -> tcs.v1.ValidateRequest
+	4, // 8: tcs.v1.WorkService.Join:output_type -> tcs.v1.WorkAssignment
+	7, // 9: tcs.v1.WorkService.Validate:output_type -> tcs.v1.ValidateResponse
+	8, // [8:10] is the sub-list for method output_type
+	6, // [6:8] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_tcs_v1_work_proto_init() }
@@ -600,6 +691,7 @@ func file_tcs_v1_work_proto_init() {
 	file_tcs_v1_work_proto_msgTypes[0].OneofWrappers = []any{
 		(*JoinRequest_Join)(nil),
 		(*JoinRequest_Heartbeat)(nil),
+		(*JoinRequest_Leave)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -607,7 +699,7 @@ func file_tcs_v1_work_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tcs_v1_work_proto_rawDesc), len(file_tcs_v1_work_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -49,10 +49,22 @@ type WorkServiceClient interface {
 	// `heartbeat` at least every lease_duration/6 (the assignments say the
 	// duration). The node holds the member's leases only while heartbeats
 	// arrive within lease_duration/2: a member that stops sending (frozen,
-	// partitioned) has its leases lapse and taken over by the others. Closing
-	// the stream (or cancelling the call) releases the member's leases at
-	// once. Reconnecting with the same member id (to any node of the region)
-	// keeps the leases that have not lapsed.
+	// partitioned) has its leases lapse and taken over by the others.
+	//
+	// A stream that ends without `leave` (closed, cancelled or cut) keeps the
+	// member's leases until its record lapses, a lease duration after its
+	// last renewal, as after a crash: the node cannot tell whether the member
+	// still counts on its last assignment. Reconnecting with the same member
+	// id (to any node of the region) keeps the leases that have not lapsed.
+	// A member that sends `leave` (after it stopped counting on all its
+	// tenants) has its leases released at once, and the node ends the stream.
+	//
+	// A bucket the member yields to another leaves its assignment at once
+	// and is handed over as soon as a heartbeat's applied_seq names an
+	// assignment without it (the member no longer counts on its tenants),
+	// or else a lease duration after the record's last renewal. Members
+	// that never echo applied_seq nor send `leave` (older clients) get the
+	// slow paths only.
 	Join(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[JoinRequest, WorkAssignment], error)
 	// Validate answers whether a fencing token is the current one of a
 	// tenant: for users whose side effects have no store of their own to
@@ -113,10 +125,22 @@ type WorkServiceServer interface {
 	// `heartbeat` at least every lease_duration/6 (the assignments say the
 	// duration). The node holds the member's leases only while heartbeats
 	// arrive within lease_duration/2: a member that stops sending (frozen,
-	// partitioned) has its leases lapse and taken over by the others. Closing
-	// the stream (or cancelling the call) releases the member's leases at
-	// once. Reconnecting with the same member id (to any node of the region)
-	// keeps the leases that have not lapsed.
+	// partitioned) has its leases lapse and taken over by the others.
+	//
+	// A stream that ends without `leave` (closed, cancelled or cut) keeps the
+	// member's leases until its record lapses, a lease duration after its
+	// last renewal, as after a crash: the node cannot tell whether the member
+	// still counts on its last assignment. Reconnecting with the same member
+	// id (to any node of the region) keeps the leases that have not lapsed.
+	// A member that sends `leave` (after it stopped counting on all its
+	// tenants) has its leases released at once, and the node ends the stream.
+	//
+	// A bucket the member yields to another leaves its assignment at once
+	// and is handed over as soon as a heartbeat's applied_seq names an
+	// assignment without it (the member no longer counts on its tenants),
+	// or else a lease duration after the record's last renewal. Members
+	// that never echo applied_seq nor send `leave` (older clients) get the
+	// slow paths only.
 	Join(grpc.BidiStreamingServer[JoinRequest, WorkAssignment]) error
 	// Validate answers whether a fencing token is the current one of a
 	// tenant: for users whose side effects have no store of their own to
