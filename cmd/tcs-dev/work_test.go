@@ -22,6 +22,7 @@ import (
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs/client"
 	"github.com/tcs-dev/tcs/tcs/work"
+	"github.com/tcs-dev/tcs/tcs/work/worktest"
 )
 
 // member is a pool member joined through a tcs/client, with the latest
@@ -228,9 +229,13 @@ func TestWorkNodeDeath(t *testing.T) {
 	m3 := join(t, []string{s.ep.Regions["ap-southeast-2"]}, "reports", "m3")
 	members := map[string]*member{"m1": m1, "m2": m2, "m3": m3}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	violations := sampleOwnership(ctx, members)
-	defer cancel()
+	violations := worktest.WatchOverlaps(t, func(now time.Time) map[string]map[string]uint64 {
+		out := map[string]map[string]uint64{}
+		for id, m := range members {
+			out[id] = m.countsOn(now)
+		}
+		return out
+	})
 	ownedOnce := func(names ...string) func() (bool, string) {
 		return func() (bool, string) {
 			now := time.Now()
@@ -306,54 +311,7 @@ func TestWorkNodeDeath(t *testing.T) {
 		ok, who := ownedOnce("m2", "m3")()
 		return ok && len(m2.countsOn(time.Now())) > 0, who
 	})
-	cancel()
-	for _, v := range <-violations {
+	for _, v := range violations() {
 		t.Error(v)
 	}
-}
-
-// sampleOwnership samples what the members count on every 5 ms until ctx
-// ends, then sends every time two counted on one tenant: the tenant, the
-// two members, when it began and how long it lasted.
-func sampleOwnership(ctx context.Context, members map[string]*member) <-chan []string {
-	out := make(chan []string, 1)
-	go func() {
-		type pair struct{ tenant, a, b string }
-		var found []string
-		began := map[pair]time.Time{}
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
-		for ctx.Err() == nil {
-			<-tick.C
-			now := time.Now()
-			owners := map[string][]string{}
-			for id, m := range members {
-				for tenant := range m.countsOn(now) {
-					owners[tenant] = append(owners[tenant], id)
-				}
-			}
-			seen := map[pair]bool{}
-			for tenant, ids := range owners {
-				slices.Sort(ids)
-				for i := 1; i < len(ids); i++ {
-					p := pair{tenant, ids[0], ids[i]}
-					seen[p] = true
-					if _, ok := began[p]; !ok {
-						began[p] = now
-					}
-				}
-			}
-			for p, t0 := range began {
-				if !seen[p] {
-					found = append(found, fmt.Sprintf("%s and %s both counted on %s from %s for %v", p.a, p.b, p.tenant, t0.Format("15:04:05.000"), now.Sub(t0).Round(time.Millisecond)))
-					delete(began, p)
-				}
-			}
-		}
-		for p, t0 := range began {
-			found = append(found, fmt.Sprintf("%s and %s both counted on %s from %s until the end", p.a, p.b, p.tenant, t0.Format("15:04:05.000")))
-		}
-		out <- found
-	}()
-	return out
 }

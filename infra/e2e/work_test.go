@@ -31,6 +31,7 @@ import (
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs/client"
 	"github.com/tcs-dev/tcs/tcs/work"
+	"github.com/tcs-dev/tcs/tcs/work/worktest"
 )
 
 // The emulators of the tests that use them directly (TestWorkAWS); the
@@ -271,69 +272,6 @@ func (m *poolMember) kill() {
 	<-m.done
 }
 
-// watchOwnership samples what the members count on every 5 ms until the
-// test ends; the func it returns lists every time two counted on one tenant
-// so far: the tenant, the two members, when it began and how long it
-// lasted.
-func watchOwnership(t *testing.T, members []*poolMember) func() []string {
-	type pair struct{ tenant, a, b string }
-	var (
-		mu    sync.Mutex
-		found []string
-	)
-	began := map[pair]time.Time{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			now := time.Now()
-			owners := map[string][]string{}
-			for _, m := range members {
-				for id := range m.owned(now) {
-					owners[id] = append(owners[id], m.id)
-				}
-			}
-			seen := map[pair]bool{}
-			mu.Lock()
-			for id, ms := range owners {
-				slices.Sort(ms)
-				for i := 1; i < len(ms); i++ {
-					p := pair{id, ms[0], ms[i]}
-					seen[p] = true
-					if _, ok := began[p]; !ok {
-						began[p] = now
-					}
-				}
-			}
-			for p, t0 := range began {
-				if !seen[p] {
-					found = append(found, fmt.Sprintf("%s and %s both counted on %s from %s for %v", p.a, p.b, p.tenant, t0.Format("15:04:05.000"), now.Sub(t0).Round(time.Millisecond)))
-					delete(began, p)
-				}
-			}
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	return func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		out := slices.Clone(found)
-		for p, t0 := range began {
-			out = append(out, fmt.Sprintf("%s and %s both count on %s since %s", p.a, p.b, p.tenant, t0.Format("15:04:05.000")))
-		}
-		return out
-	}
-}
-
 // ownedExactlyOnce reports whether the live members together count on
 // exactly the tenants want, each once, and says who owns what.
 func ownedExactlyOnce(members []*poolMember, want []string) (bool, string) {
@@ -489,7 +427,13 @@ func TestWorkAWS(t *testing.T) {
 	m3 := joinPool(t, "m3", []string{us2}, false)
 	m4 := joinPool(t, "m4", []string{eu}, true)
 	members := []*poolMember{m1, m2, m3, m4}
-	violations := watchOwnership(t, members)
+	violations := worktest.WatchOverlaps(t, func(now time.Time) map[string]map[string]uint64 {
+		out := map[string]map[string]uint64{}
+		for _, m := range members {
+			out[m.id] = m.owned(now)
+		}
+		return out
+	})
 	settled := func(what string, members []*poolMember, dead ...*proc) {
 		t.Helper()
 		testwait.Until(t, 90*time.Second, 20*time.Millisecond, what, func() (bool, string) {
