@@ -48,8 +48,8 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// No rate limits: TestMoveProperty sends hundreds of requests a second
-	// from one caller, which the default per-caller limit refuses (429).
+	// No rate limit: the property test sends far more than an operator's
+	// tcsctl would (the default is 100 a second per caller).
 	srv := httptest.NewServer(httpapi.New(httpapi.Config{Store: st, Auth: auth.Static(creds), RateLimits: &httpapi.RateLimits{}}))
 	t.Cleanup(srv.Close)
 	api, err := httpclient.New(srv.URL, httpclient.WithToken(adminToken))
