@@ -308,8 +308,10 @@ func PlanWrite(st WriteState, req WriteRequest) (*WritePlan, error) {
 // claims each hostname doc holds at its claim version, leaving out one whose
 // claim names another owner (which a commit never leaves behind), and
 // releases each of settle that doc does not hold and that is free after
-// having been claimed, at its current claim version.
-func ResyncEvent(doc *tenant.Tenant, claims map[string]HostnameClaim, settle, regions []string, at time.Time) tenant.ChangeEvent {
+// having been claimed, at its current claim version. trace is the trace
+// context of the resync's span (the store captures it from the request's
+// context, as for a write); zero when not traced.
+func ResyncEvent(doc *tenant.Tenant, claims map[string]HostnameClaim, settle, regions []string, at time.Time, trace tenant.TraceContext) tenant.ChangeEvent {
 	ev := tenant.ChangeEvent{
 		TenantID:    doc.ID,
 		Version:     doc.Version,
@@ -318,6 +320,7 @@ func ResyncEvent(doc *tenant.Tenant, claims map[string]HostnameClaim, settle, re
 		CommittedAt: at,
 		Resync:      true,
 		Regions:     regions,
+		Trace:       trace,
 	}
 	for _, h := range settle {
 		if c := claims[h]; !doc.HasHostname(h) && c.Owner == "" && c.Version > 0 {

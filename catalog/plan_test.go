@@ -446,7 +446,7 @@ func TestResyncEvent(t *testing.T) {
 	doc := at("acme", 4, "a.example.com", "b.example.com")
 	claims := claimsOf("a.example.com", "acme", 3, "b.example.com", "globex", 2,
 		"c.example.com", "", 5, "d.example.com", "globex", 1)
-	ev := catalog.ResyncEvent(doc, claims, []string{"a.example.com", "c.example.com", "d.example.com", "e.example.com"}, []string{"eu"}, planAt)
+	ev := catalog.ResyncEvent(doc, claims, []string{"a.example.com", "c.example.com", "d.example.com", "e.example.com"}, []string{"eu"}, planAt, tenant.TraceContext{})
 	want := tenant.ChangeEvent{TenantID: "acme", Version: 4, Tenant: doc, CommittedAt: planAt, Resync: true, Regions: []string{"eu"},
 		Claims:   []tenant.Claim{{Hostname: "a.example.com", Version: 3}},
 		Released: []tenant.Claim{{Hostname: "c.example.com", Version: 5}},

@@ -10,6 +10,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/internal/boltfile"
+	"github.com/tcs-dev/tcs/internal/spanctx"
 )
 
 // Resync appends one resync event per distinct tenant of reqs, all in one
@@ -26,7 +27,7 @@ func (s *Store) Resync(ctx context.Context, reqs []catalog.ResyncRequest, region
 	var res catalog.ResyncResult
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		res = catalog.ResyncResult{}
-		e := s.newResyncer(tx, regions)
+		e := s.newResyncer(tx, regions, spanctx.Capture(ctx))
 		for _, r := range reqs {
 			doc, err := getTenant(tx, r.ID)
 			if err != nil {
@@ -73,7 +74,7 @@ func (s *Store) ResyncAll(ctx context.Context, after string, limit int, regions 
 	)
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		res, next = catalog.ResyncResult{}, ""
-		e := s.newResyncer(tx, regions)
+		e := s.newResyncer(tx, regions, spanctx.Capture(ctx))
 		c := tx.Bucket(bucketTenants).Cursor()
 		k, v := c.First()
 		if after != "" {
@@ -127,12 +128,13 @@ type resyncer struct {
 	hosts, outbox *bbolt.Bucket
 	at            time.Time
 	regions       []string
+	trace         tenant.TraceContext              // of the request's span; zero when not traced
 	claims        map[string]catalog.HostnameClaim // reused by each emit
 }
 
-func (s *Store) newResyncer(tx *bbolt.Tx, regions []string) *resyncer {
+func (s *Store) newResyncer(tx *bbolt.Tx, regions []string, trace tenant.TraceContext) *resyncer {
 	return &resyncer{hosts: tx.Bucket(bucketHostnames), outbox: tx.Bucket(bucketOutbox),
-		at: s.now().UTC().Truncate(time.Microsecond), regions: regions, claims: map[string]catalog.HostnameClaim{}}
+		at: s.now().UTC().Truncate(time.Microsecond), regions: regions, trace: trace, claims: map[string]catalog.HostnameClaim{}}
 }
 
 // emit appends the resync event of doc, settling the hostnames settle (see
@@ -145,7 +147,7 @@ func (e *resyncer) emit(doc *tenant.Tenant, settle []string) error {
 	if err != nil {
 		return err
 	}
-	entry := catalog.OutboxEntry{Seq: seq, Event: catalog.ResyncEvent(doc, e.claims, settle, e.regions, e.at)}
+	entry := catalog.OutboxEntry{Seq: seq, Event: catalog.ResyncEvent(doc, e.claims, settle, e.regions, e.at, e.trace)}
 	return putJSON(e.outbox, seqKey(seq), entry)
 }
 

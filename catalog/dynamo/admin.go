@@ -14,6 +14,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/internal/backoff"
+	"github.com/tcs-dev/tcs/internal/spanctx"
 )
 
 // Resync transactions: outbox entries, the heads of their shards and the
@@ -176,6 +177,7 @@ func (s *Store) tryResync(ctx context.Context, reqs []catalog.ResyncRequest, reg
 	planned := planClaims(claims)
 
 	at := s.now().UTC().Truncate(time.Microsecond)
+	trace := spanctx.Capture(ctx)
 	done = map[string]int64{}
 	added := map[int]uint64{}
 	var tx []types.TransactWriteItem
@@ -187,7 +189,7 @@ func (s *Store) tryResync(ctx context.Context, reqs []catalog.ResyncRequest, reg
 		}
 		sh := shardOf(doc.ID)
 		seq := heads[sh] + added[sh] + 1
-		ev := catalog.ResyncEvent(doc, planned, reqs[n].Hostnames, regions, at)
+		ev := catalog.ResyncEvent(doc, planned, reqs[n].Hostnames, regions, at, trace)
 		put, err := s.putNew(outboxPK(sh), pad(seq), catalog.OutboxEntry{Shard: sh, Seq: seq, Event: ev})
 		if err != nil {
 			return 0, nil, false, err

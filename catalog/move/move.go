@@ -50,6 +50,11 @@
 // the switch nothing was moved, so the move ends REVERSED at From; after
 // the switch (or once COMPLETE) writes may have reached To, so Reverse
 // starts a new move back, To → From, at PREPARED, which Run then drives.
+// Both then wait for the barrier at the version they wrote, bounded by
+// MaxLag as the forward steps are, so that when they return every node
+// serves the outcome (the read-only flag cleared, or set again for the move
+// back); past MaxLag they return the tenant written and a *LagError naming
+// who lags (the write stands: wait for it with tcsctl wait).
 package move
 
 import (
@@ -141,18 +146,31 @@ func (e *AwaitingCopyError) Error() string {
 }
 
 // LagError ends a Run when the barrier did not hold within MaxLag: the move
-// stays at Step, and running again resumes it.
+// stays at Step, and running again resumes it. It ends a Cancel or Reverse
+// (Verb "cancel" or "reverse") whose write is done but has not reached
+// everyone within MaxLag.
 type LagError struct {
 	Tenant  string
 	Step    tenant.MoveStep
 	Version int64
 	MaxLag  time.Duration
 	Lagging []string
+	// Verb is "" for Run, or "cancel" or "reverse": the step was written.
+	Verb string
 }
 
 func (e *LagError) Error() string {
-	return fmt.Sprintf("tenant %s (move at step %s) has not reached version %d everywhere within --max-lag %v, so the move does not go on (run again to resume); not there yet: %s",
-		e.Tenant, e.Step, e.Version, e.MaxLag, strings.Join(e.Lagging, "; "))
+	lagging := strings.Join(e.Lagging, "; ")
+	if e.Verb == "" {
+		return fmt.Sprintf("tenant %s (move at step %s) has not reached version %d everywhere within --max-lag %v, so the move does not go on (run again to resume); not there yet: %s",
+			e.Tenant, e.Step, e.Version, e.MaxLag, lagging)
+	}
+	next := fmt.Sprintf("wait for it with: tcsctl wait %s --version %d", e.Tenant, e.Version)
+	if e.Step.Active() {
+		next = fmt.Sprintf("drive the move back with: tcsctl move %s, which waits for version %d first", e.Tenant, e.Version)
+	}
+	return fmt.Sprintf("move %s of tenant %s wrote step %s at version %d, which has not reached everywhere within --max-lag %v (the write stands; %s); not there yet: %s",
+		e.Verb, e.Tenant, e.Step, e.Version, e.MaxLag, next, lagging)
 }
 
 // EndedError ends a Run whose move someone else ended (tcsctl move cancel
@@ -480,8 +498,8 @@ func (m *Mover) step(ctx context.Context, raw map[string]any, cur *tenant.Tenant
 
 // Cancel ends tenant id's move where it stands (step CANCELLED): the
 // database stays at From before the switch and at To after it, and the
-// tenant is writable. It refuses (Invalid) a tenant with no move in
-// progress.
+// tenant is writable. It then waits for the barrier at the version written
+// (see Mover.end). It refuses (Invalid) a tenant with no move in progress.
 func (m *Mover) Cancel(ctx context.Context, id string) (*tenant.Tenant, error) {
 	return m.end(ctx, id, "cancel", func(cur *tenant.Tenant) (*tenant.Migration, error) {
 		mg := *cur.Migration
@@ -494,7 +512,8 @@ func (m *Mover) Cancel(ctx context.Context, id string) (*tenant.Tenant, error) {
 // (the database never left From). After it — SWITCHED, or COMPLETE as the
 // tenant's last move — it starts a new move back, To → From, at PREPARED
 // (read-only again: writes that reached To since the switch must be copied
-// back); Run drives it on. It refuses (Invalid) a tenant with nothing to
+// back); Run drives it on. It then waits for the barrier at the version
+// written (see Mover.end). It refuses (Invalid) a tenant with nothing to
 // reverse.
 func (m *Mover) Reverse(ctx context.Context, id string) (*tenant.Tenant, error) {
 	return m.end(ctx, id, "reverse", func(cur *tenant.Tenant) (*tenant.Migration, error) {
@@ -513,7 +532,10 @@ func (m *Mover) Reverse(ctx context.Context, id string) (*tenant.Tenant, error) 
 	})
 }
 
-// end writes the migration decide returns for the tenant's move.
+// end writes the migration decide returns for the tenant's move, then waits
+// for the barrier at the version written, at most MaxLag. Past it, or when
+// ctx ends during the wait, it returns the tenant written with the error (a
+// *LagError with Verb set, or ctx's): the write stands.
 func (m *Mover) end(ctx context.Context, id, verb string, decide func(*tenant.Tenant) (*tenant.Migration, error)) (*tenant.Tenant, error) {
 	if err := tenant.ValidateID(id); err != nil {
 		return nil, err
@@ -534,7 +556,17 @@ func (m *Mover) end(ctx context.Context, id, verb string, decide func(*tenant.Te
 		if errors.Is(err, errRetry) && conflicts < maxConflicts {
 			continue
 		}
-		return next, err
+		if err != nil {
+			return nil, err
+		}
+		if err := m.barrier(ctx, id, next.Migration.Step, next.Version); err != nil {
+			var lag *LagError
+			if errors.As(err, &lag) {
+				lag.Verb = verb
+			}
+			return next, err
+		}
+		return next, nil
 	}
 }
 

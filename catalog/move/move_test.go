@@ -392,6 +392,130 @@ func TestCancelAndReverse(t *testing.T) {
 	}
 }
 
+// runTo starts a move of a new tenant id and stops it right after it wrote
+// step at.
+func (h *harness) runTo(t *testing.T, id string, at tenant.MoveStep) *tenant.Tenant {
+	t.Helper()
+	h.create(t, id)
+	m := h.mover()
+	m.Copy = func(context.Context, move.CopyJob) error { return nil }
+	m.AfterWrite = func(s tenant.MoveStep, _ int64) error {
+		if s == at {
+			return errKilled
+		}
+		return nil
+	}
+	if _, err := m.Run(t.Context(), id, toNew); !errors.Is(err, errKilled) {
+		t.Fatalf("run %s to %s: %v", id, at, err)
+	}
+	return h.get(t, id)
+}
+
+func (h *harness) waitsFor(id string) []int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.waitedFor[id])
+}
+
+// TestCancelAndReverseWaitForBarrier: cancel and reverse, from every step
+// they take, wait for the barrier at the version they wrote, as the
+// forward steps do; while a region lags beyond --max-lag they return the
+// tenant written and a *LagError naming who lags and saying what to run
+// (the write stands: tcsctl wait for an ended move, tcsctl move for a move
+// back, which waits at that version before it goes on).
+func TestCancelAndReverseWaitForBarrier(t *testing.T) {
+	t.Parallel()
+	lagging := "eu-west-1/tcs-2: replica at version 2"
+	for _, tc := range []struct {
+		verb string
+		at   tenant.MoveStep
+		want tenant.MoveStep // the step written
+		hint string          // what the lag error says to run
+	}{
+		{"cancel", tenant.MovePrepared, tenant.MoveCancelled, "tcsctl wait %s --version %d"},
+		{"cancel", tenant.MoveCopied, tenant.MoveCancelled, "tcsctl wait %s --version %d"},
+		{"cancel", tenant.MoveSwitched, tenant.MoveCancelled, "tcsctl wait %s --version %d"},
+		{"reverse", tenant.MovePrepared, tenant.MoveReversed, "tcsctl wait %s --version %d"},
+		{"reverse", tenant.MoveCopied, tenant.MoveReversed, "tcsctl wait %s --version %d"},
+		{"reverse", tenant.MoveSwitched, tenant.MovePrepared, "drive the move back with: tcsctl move %s, which waits for version %d first"},
+		{"reverse", tenant.MoveComplete, tenant.MovePrepared, "drive the move back with: tcsctl move %s, which waits for version %d first"},
+	} {
+		t.Run(tc.verb+" at "+string(tc.at), func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			end := func(m *move.Mover) func(context.Context, string) (*tenant.Tenant, error) {
+				if tc.verb == "reverse" {
+					return m.Reverse
+				}
+				return m.Cancel
+			}
+
+			// Everyone catches up: the call returns once the barrier holds
+			// at the version it wrote.
+			before := h.runTo(t, "quick", tc.at)
+			got, err := end(h.mover())(t.Context(), "quick")
+			if err != nil {
+				t.Fatalf("%s: %v", tc.verb, err)
+			}
+			if got.Version != before.Version+1 || got.Migration.Step != tc.want {
+				t.Fatalf("%s wrote %s at version %d, want %s at %d", tc.verb, got.Migration.Step, got.Version, tc.want, before.Version+1)
+			}
+			if w := h.waitsFor("quick"); len(w) == 0 || w[len(w)-1] != got.Version {
+				t.Errorf("%s waited for versions %v, want the last at %d (the version it wrote)", tc.verb, w, got.Version)
+			}
+
+			// A region lags: the write stands, the call stops naming it.
+			before = h.runTo(t, "slow", tc.at)
+			h.setLag(func(v int64) []string {
+				if v > before.Version {
+					return []string{lagging}
+				}
+				return nil
+			})
+			got, err = end(h.mover())(t.Context(), "slow")
+			var lag *move.LagError
+			if !errors.As(err, &lag) || lag.Verb != tc.verb || lag.Step != tc.want || lag.Version != before.Version+1 ||
+				!slices.Equal(lag.Lagging, []string{lagging}) || !strings.Contains(err.Error(), "within --max-lag 1s") ||
+				!strings.Contains(err.Error(), lagging) {
+				t.Fatalf("%s with a lagging region: %v, want a *LagError of %s at %s, version %d, naming %q", tc.verb, err, tc.verb, tc.want, before.Version+1, lagging)
+			}
+			if hint := fmt.Sprintf(tc.hint, "slow", lag.Version); !strings.Contains(err.Error(), hint) {
+				t.Errorf("lag error %q does not say %q", err, hint)
+			}
+			if got == nil || got.Version != lag.Version || got.Migration.Step != tc.want {
+				t.Fatalf("%s with a lagging region returned %+v, want the tenant written", tc.verb, got)
+			}
+			if stored := h.get(t, "slow"); stored.Version != lag.Version || stored.Migration.Step != tc.want {
+				t.Errorf("stored %s at version %d, want the write to stand (%s at %d)", stored.Migration.Step, stored.Version, tc.want, lag.Version)
+			}
+			r, err := move.Status(t.Context(), catalogView{h.api, h}, "slow")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.want == tenant.MovePrepared && !slices.Equal(r.Lagging(), []string{lagging}) {
+				t.Errorf("status of the move back: lagging %v, want %q", r.Lagging(), lagging)
+			}
+
+			if tc.want != tenant.MovePrepared {
+				return
+			}
+			// The move back does not go on while the region lags, and
+			// finishes once it caught up.
+			m := h.mover()
+			m.Copy = func(context.Context, move.CopyJob) error { return nil }
+			if _, err := m.Run(t.Context(), "slow", nil); !errors.As(err, &lag) || lag.Verb != "" || lag.Step != tenant.MovePrepared {
+				t.Fatalf("run the move back while a region lags: %v, want a *LagError at PREPARED", err)
+			}
+			h.setLag(nil)
+			home, err := m.Run(t.Context(), "slow", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantTenant(t, home, tenant.MoveComplete, dbOld)
+		})
+	}
+}
+
 // TestConcurrentEdits: while a move copies, a label edit goes through (the
 // move's next write loses its If-Match, reads again and goes on, keeping
 // the label); a change of database and a delete are refused with 409

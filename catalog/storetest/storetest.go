@@ -76,6 +76,7 @@ func Run(t *testing.T, newStore func(t *testing.T) catalog.Store) {
 		{"History", testHistory},
 		{"Outbox", testOutbox},
 		{"OutboxTraceContext", testOutboxTraceContext},
+		{"ResyncTraceContext", testResyncTraceContext},
 		{"ConcurrentUpdates", testConcurrentUpdates},
 		{"ConcurrentHostnameClaims", testConcurrentClaims},
 		{"ReturnsCopies", testReturnsCopies},
@@ -1267,16 +1268,22 @@ func testPing(t *testing.T, s catalog.Store) {
 	}
 }
 
-// testOutboxTraceContext: a write made under a span stores that span's
-// context (W3C traceparent and tracestate) with its outbox entry; a write
-// under none stores none.
-func testOutboxTraceContext(t *testing.T, s catalog.Store) {
+// tracedContext returns a context under a (remote) sampled span with a
+// tracestate, and the TraceContext an outbox entry made under it carries.
+func tracedContext() (context.Context, tenant.TraceContext) {
 	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
 	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
 	ts, _ := trace.ParseTraceState("vendor=abc")
 	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled, TraceState: ts})
-	traced := trace.ContextWithSpanContext(context.Background(), sc)
-	want := tenant.TraceContext{Parent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", State: "vendor=abc"}
+	return trace.ContextWithSpanContext(context.Background(), sc),
+		tenant.TraceContext{Parent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", State: "vendor=abc"}
+}
+
+// testOutboxTraceContext: a write made under a span stores that span's
+// context (W3C traceparent and tracestate) with its outbox entry; a write
+// under none stores none.
+func testOutboxTraceContext(t *testing.T, s catalog.Store) {
+	traced, want := tracedContext()
 
 	created, err := s.Create(traced, NewTenant("traced", "traced.example.com"), actor)
 	if err != nil {
@@ -1299,4 +1306,45 @@ func testOutboxTraceContext(t *testing.T, s catalog.Store) {
 	if got := lastEvent(t, s).Trace; got != want {
 		t.Errorf("delete's outbox entry carries %+v, want %+v", got, want)
 	}
+}
+
+// testResyncTraceContext: a Resync or ResyncAll made under a span (a
+// `tcsctl resync` through the catalog's traced REST API, a reconciler's
+// repair) stores that span's context with every outbox entry it appends,
+// as a write does; one under none stores none.
+func testResyncTraceContext(t *testing.T, s catalog.Store) {
+	traced, want := tracedContext()
+	mustCreate(t, s, NewTenant("acme", "acme.example.com"))
+	mustCreate(t, s, NewTenant("beta", "beta.example.com"))
+	check := func(what string, before int, want tenant.TraceContext) {
+		t.Helper()
+		added := readOutbox(t, s)[before:]
+		if len(added) != 2 {
+			t.Fatalf("%s appended %d outbox entries, want 2", what, len(added))
+		}
+		for _, e := range added {
+			if !e.Event.Resync {
+				t.Fatalf("%s appended a non-resync event of %s", what, e.Event.TenantID)
+			}
+			if e.Event.Trace != want {
+				t.Errorf("%s: the entry of %s carries %+v, want %+v", what, e.Event.TenantID, e.Event.Trace, want)
+			}
+		}
+	}
+
+	before := len(readOutbox(t, s))
+	if _, err := s.Resync(traced, ids("acme", "beta"), []string{"us-east-1"}); err != nil {
+		t.Fatal(err)
+	}
+	check("traced Resync", before, want)
+
+	before = len(readOutbox(t, s))
+	mustResync(t, s, ids("acme", "beta"))
+	check("untraced Resync", before, tenant.TraceContext{})
+
+	before = len(readOutbox(t, s))
+	if _, _, err := s.ResyncAll(traced, "", 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	check("traced ResyncAll", before, want)
 }

@@ -75,7 +75,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 		fmt.Fprintln(stdout, buildinfo.Get().String("streamer"))
 		return nil
 	case cfg.Reconcile != nil:
-		return runReconcile(ctx, cfg, stdout, stderr, ready)
+		return runReconcile(ctx, cfg, getenv, stdout, stderr, ready)
 	}
 	return runWork(ctx, cfg, getenv, stdout, stderr, ready)
 }

@@ -23,14 +23,21 @@ import (
 // truth) and the replicas (to scan); a tcs node has only its region's
 // replica, and one reconciler for every region compares each replica once
 // per cycle instead of once per node.
-func runReconcile(ctx context.Context, c *config, stdout, stderr io.Writer, ready chan<- string) error {
+func runReconcile(ctx context.Context, c *config, getenv func(string) string, stdout, stderr io.Writer, ready chan<- string) error {
 	be, names := c.Backend, c.Reconcile.Regions
 	log, err := c.Obs.Logger(stderr)
 	if err != nil {
 		return err
 	}
+	// Traced, each repair's resync is a span whose context its resync
+	// events carry through publish, apply and invalidation.
+	tracing, stopTracing, err := cmdutil.StartTracing(ctx, "streamer", getenv, stdout, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	cfg := reconcile.Config{Interval: c.Reconcile.Interval, Settle: c.Reconcile.Settle, Rescan: c.Reconcile.Rescan,
-		RepairRate: c.Reconcile.RepairRate, ReadRate: c.Reconcile.ReadRate}
+		RepairRate: c.Reconcile.RepairRate, ReadRate: c.Reconcile.ReadRate, TracerProvider: tracing.Provider()}
 	gather, reg := cmdutil.Registry("reconcile", "")
 	store, err := catalogs.Open(ctx, be)
 	if err != nil {

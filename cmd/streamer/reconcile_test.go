@@ -104,4 +104,16 @@ func TestReconcileBadUsage(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `TCS_RECONCILE_INTERVAL "often"`) {
 		t.Errorf("streamer reconcile with TCS_RECONCILE_INTERVAL=often = %v, want an error naming it", err)
 	}
+	// reconcile sets tracing up (its resyncs are spans) as publish and
+	// apply do: a bad OTEL_ value stops it at start.
+	badSampler := func(k string) string {
+		if k == "OTEL_TRACES_SAMPLER" {
+			return "sometimes"
+		}
+		return ""
+	}
+	err = run(context.Background(), []string{"reconcile", "--data", t.TempDir(), "--regions", "us-east-1"}, badSampler, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), `OTEL_TRACES_SAMPLER="sometimes"`) {
+		t.Errorf("streamer reconcile with OTEL_TRACES_SAMPLER=sometimes = %v, want an error naming it", err)
+	}
 }

@@ -496,7 +496,7 @@ func (w *wiring) startReconciler(ctx context.Context, regions []reconcile.Region
 		recStream = s
 	}
 	rec, err := reconcile.New(reconcile.Config{Source: w.store, Stream: recStream, Regions: regions, Interval: w.cfg.ReconcileInterval, Settle: w.cfg.ReconcileSettle,
-		Logger: w.log.With("component", "reconcile"), Registerer: w.component("reconcile")})
+		Logger: w.log.With("component", "reconcile"), Registerer: w.component("reconcile"), TracerProvider: w.tracing.Provider()})
 	if err != nil {
 		return err
 	}

@@ -45,6 +45,7 @@ progress, changes of the database and deletes (409 move_conflict).
   move cancel TENANT    end it where it stands (the database stays old before the switch, new after)
   move reverse TENANT   undo it: before the switch it ends at the old database; after it, it starts
                         a move back (read-only again), which tcsctl move TENANT then drives
+  Both wait for the barrier after their write, bounded by --max-lag, as the steps above do.
 
 A tenant named status, cancel, reverse or run is moved with tcsctl move run NAME. `
 
@@ -113,26 +114,38 @@ func newMoveEndCmd(e *env, verb string) *cobra.Command {
 		"reverse": "undo a tenant's move: before the switch it ends at the old database; after it, a move back starts",
 	}[verb]
 	cmd := &cobra.Command{
-		Use:   verb + " TENANT_ID",
+		Use:   verb + " TENANT_ID [--max-lag 2m]",
 		Short: short,
-		Long:  short + ". One audited write, conditioned on the version read; see tcsctl move --help. " + exitCodesHelp,
-		Args:  exactArgs(1),
+		Long: short + ". One audited write, conditioned on the version read; then, as after every step of a move, " +
+			"a wait until every region, node and acknowledging client cache serves it, bounded by --max-lag: past it " +
+			"the write stands and " + verb + " stops naming who lags (exit 1). See tcsctl move --help. " + exitCodesHelp,
+		Args: exactArgs(1),
 	}
+	fs := cmd.Flags()
 	var conn connFlags
-	conn.register(cmd.Flags(), e.getenv)
+	conn.register(fs, e.getenv)
+	maxLag := fs.Duration("max-lag", move.DefaultMaxLag, "bound on the wait for every region, node and acknowledging client cache to reach the "+verb+"; past it "+verb+" stops (the write stands), naming who lags")
 	cmd.ValidArgsFunction = completeTenantIDs(e, &conn)
 	cmd.RunE = e.action(func(ctx context.Context, pos []string) error {
+		if *maxLag <= 0 {
+			return usagef("--max-lag %v: want a positive duration", *maxLag)
+		}
 		c, err := conn.client(e)
 		if err != nil {
 			return err
 		}
 		defer c.Close()
-		m := &move.Mover{Catalog: c.catalog, Log: e.stdout}
+		m := &move.Mover{Catalog: boundedWaits{c.catalog, c.timeout}, MaxLag: *maxLag, Log: e.stdout}
 		end := m.Cancel
 		if verb == "reverse" {
 			end = m.Reverse
 		}
 		t, err := end(ctx, pos[0])
+		if t != nil && errors.Is(err, context.Canceled) {
+			// The write stands; only the wait was interrupted.
+			return &exitCodeError{code: exitInterrupted, msg: fmt.Sprintf("interrupted while waiting for version %d to reach everywhere; the %s is written (step %s): wait for it with: tcsctl wait %s --version %d",
+				t.Version, verb, t.Migration.Step, t.ID, t.Version)}
+		}
 		if err != nil {
 			return moveError("move "+verb+" "+pos[0], err)
 		}

@@ -149,6 +149,8 @@ func TestMoveCLICopyCancelReverse(t *testing.T) {
 		{[]string{"move", "beta", "--max-lag", "0s"}, "--max-lag 0s"},
 		{[]string{"move", "nobody", "--to", `{"host":"db-x.internal"}`}, "404"},
 		{[]string{"move", "cancel", "nobody"}, "404"},
+		{[]string{"move", "cancel", "beta", "--max-lag", "0s"}, "--max-lag 0s"},
+		{[]string{"move", "reverse", "beta", "--max-lag", "-1s"}, "--max-lag -1s"},
 		{[]string{"move", "status"}, "want 1 argument"},
 	} {
 		code, _, errOut := s.tcsctl(t, context.Background(), tc.args...)
@@ -160,9 +162,19 @@ func TestMoveCLICopyCancelReverse(t *testing.T) {
 		t.Errorf("refused commands wrote: beta at version %d, want 2", v)
 	}
 
-	out = s.mustTcsctl(t, 0, "move", "reverse", "beta")
-	if !strings.Contains(out, "tenant beta: move REVERSED; it stays on postgres db-9.internal:5432/beta, writable (version 3)") {
-		t.Errorf("move reverse:\n%s", out)
+	// reverse waits for the barrier at the version it wrote, as every
+	// step does, before it reports: every region then serves it writable.
+	out = s.mustTcsctl(t, 0, "move", "reverse", "beta", "--max-lag", "30s")
+	for _, want := range []string{"beta: REVERSED at version 3", "waiting for version 3 (step REVERSED)", "(--max-lag 30s)",
+		"version 3 has reached everywhere", "tenant beta: move REVERSED; it stays on postgres db-9.internal:5432/beta, writable (version 3)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("move reverse lacks %q:\n%s", want, out)
+		}
+	}
+	for region, got := range s.lookupEverywhere(t, "beta.example.com") {
+		if got.Version != 3 || got.ReadOnly() || got.Migration.Step != tenant.MoveReversed {
+			t.Errorf("%s right after move reverse: version %d, %+v; want version 3, REVERSED, writable", region, got.Version, got.Migration)
+		}
 	}
 	code, _, errOut = s.tcsctl(t, context.Background(), "move", "cancel", "beta")
 	if code != exitError || !strings.Contains(errOut, "tenant beta has no move in progress to cancel") {

@@ -691,8 +691,9 @@ func checkGOMEMLIMIT(t *testing.T, name string, c corev1.Container) {
 }
 
 // containerEnv resolves c's environment as the kubelet would for its
-// memory limit: resourceFieldRef limits.memory over its divisor, and
-// $(VAR) references to variables defined before.
+// memory limit: resourceFieldRef limits.memory over its divisor, the pod
+// fields metadata.name and status.podIP (as example values), and $(VAR)
+// references to variables defined before.
 func containerEnv(c corev1.Container) (map[string]string, error) {
 	env := map[string]string{}
 	ref := regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
@@ -709,6 +710,15 @@ func containerEnv(c corev1.Container) (map[string]string, error) {
 			}
 			q := c.Resources.Limits.Memory()
 			env[e.Name] = fmt.Sprint((q.Value() + div.Value() - 1) / div.Value())
+		case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil:
+			switch f := e.ValueFrom.FieldRef.FieldPath; f {
+			case "metadata.name":
+				env[e.Name] = "tcs-example-7d9f8b6c4-x2x5q"
+			case "status.podIP":
+				env[e.Name] = "10.1.2.3"
+			default:
+				return nil, fmt.Errorf("%s: field %s", e.Name, f)
+			}
 		case e.ValueFrom != nil:
 		default:
 			env[e.Name] = ref.ReplaceAllStringFunc(e.Value, func(m string) string {

@@ -53,6 +53,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
@@ -60,6 +63,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/internal/digest"
+	"github.com/tcs-dev/tcs/internal/spanctx"
 	"github.com/tcs-dev/tcs/streamer"
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/drift"
@@ -126,6 +130,12 @@ type Config struct {
 	Actor      string
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// TracerProvider makes a "reconcile resync" span around each resync,
+	// whose context the catalog stores with the outbox entries it appends
+	// (so the repair is traced through publish, apply and invalidation as
+	// a write is); nil means no spans, and resync events carry no trace
+	// context.
+	TracerProvider trace.TracerProvider
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -174,6 +184,7 @@ type Reconciler struct {
 	cfg     Config
 	log     *slog.Logger
 	limiter *rate.Limiter
+	tracer  trace.Tracer // nil without a TracerProvider
 
 	mu         sync.Mutex
 	truth      map[string]*truthEntry
@@ -229,6 +240,9 @@ func New(cfg Config) (*Reconciler, error) {
 		limiter: rate.NewLimiter(rate.Limit(cfg.RepairRate), max(1, int(cfg.RepairRate)))}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.TracerProvider != nil {
+		r.tracer = spanctx.Tracer(cfg.TracerProvider)
 	}
 	for _, reg := range cfg.Regions {
 		r.regions = append(r.regions, &regionState{Region: reg, suspect: map[int]time.Time{}, pending: map[string]*pending{}})
@@ -682,7 +696,7 @@ func (r *Reconciler) resync(ctx context.Context, reqs map[string]*catalog.Resync
 			if err := waitN(ctx, r.limiter, len(part)); err != nil {
 				return err
 			}
-			if _, err := r.cfg.Source.Resync(actx, part, regs); err != nil {
+			if err := r.resyncPart(actx, part, regs); err != nil {
 				return fmt.Errorf("reconcile: resync %d tenant(s) to %v: %w", len(part), regs, err)
 			}
 			now := r.cfg.Now()
@@ -704,6 +718,24 @@ func (r *Reconciler) resync(ctx context.Context, reqs map[string]*catalog.Resync
 		}
 	}
 	return nil
+}
+
+// resyncPart re-emits part to regs (all regions if empty), under a span of
+// its own when tracing.
+func (r *Reconciler) resyncPart(ctx context.Context, part []catalog.ResyncRequest, regs []string) error {
+	if r.tracer == nil {
+		_, err := r.cfg.Source.Resync(ctx, part, regs)
+		return err
+	}
+	ctx, sp := r.tracer.Start(ctx, "reconcile resync", trace.WithSpanKind(trace.SpanKindInternal),
+		trace.WithAttributes(attribute.Int("tcs.tenants", len(part)), attribute.StringSlice("tcs.regions", regs)))
+	defer sp.End()
+	_, err := r.cfg.Source.Resync(ctx, part, regs)
+	if err != nil {
+		sp.RecordError(err)
+		sp.SetStatus(codes.Error, "resync failed")
+	}
+	return err
 }
 
 // waitN waits for n tokens, in pieces no bigger than the burst.

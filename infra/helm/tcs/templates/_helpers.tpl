@@ -85,6 +85,9 @@ default
 {{- fail (printf "regions: %s has itself as fallbackRegion; name another region" .name) -}}
 {{- end -}}
 {{- end -}}
+{{- if and .Values.tracing.enabled (not .Values.tracing.endpoint) -}}
+{{- fail "tracing.endpoint is required with tracing.enabled: the OTLP collector's base URL, e.g. http://otel-collector.observability.svc:4318" -}}
+{{- end -}}
 {{- if not .Values.insecureIKnow -}}
 {{- range $c := list "catalog" "lookup" -}}
 {{- $v := index $.Values $c -}}
@@ -337,4 +340,40 @@ spec:
       port: {{ .root.Values.metricsPort }}
       targetPort: metrics
       protocol: TCP
+{{- end -}}
+
+{{/*
+The OpenTelemetry environment of one container (docs/tracing.md), empty unless tracing.enabled:
+(dict "root" $ "service" "tcs-catalog" "region" "us-east-1"); region is optional. The service name
+tells the components apart in a trace; the pod, namespace and region go into the resource.
+*/}}
+{{- define "tcs.tracingEnv" -}}
+{{- $t := .root.Values.tracing -}}
+{{- if $t.enabled -}}
+{{- $attrs := list (printf "k8s.namespace.name=%s" .root.Release.Namespace) "k8s.pod.name=$(TCS_POD_NAME)" -}}
+{{- with .region }}{{ $attrs = append $attrs (printf "cloud.region=%s" .) }}{{ end -}}
+{{- with $t.resourceAttributes }}{{ $attrs = append $attrs . }}{{ end -}}
+- name: TCS_POD_NAME
+  valueFrom:
+    fieldRef: {fieldPath: metadata.name}
+- name: OTEL_TRACES_EXPORTER
+  value: otlp
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ $t.endpoint | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: {{ $t.protocol | quote }}
+- name: OTEL_SERVICE_NAME
+  value: {{ .service | quote }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ join "," $attrs | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ $t.sampler | quote }}
+{{- if contains "traceidratio" $t.sampler }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ $t.samplerArg | toString | quote }}
+{{- end }}
+{{- with $t.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
 {{- end -}}
