@@ -19,7 +19,6 @@ import (
 	"github.com/tcs-dev/tcs/internal/leasetable"
 	"github.com/tcs-dev/tcs/internal/testnet"
 	"github.com/tcs-dev/tcs/internal/testwait"
-	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs/client"
 	"github.com/tcs-dev/tcs/tcs/work"
 	"github.com/tcs-dev/tcs/tcs/work/worktest"
@@ -163,15 +162,7 @@ func workEndToEnd(t *testing.T, s *system) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	ws := tcsv1.NewWorkServiceClient(conn)
-	validate := func(id string, tok uint64) *tcsv1.ValidateResponse {
-		t.Helper()
-		res, err := ws.Validate(context.Background(), &tcsv1.ValidateRequest{Pool: "reports", TenantId: id, Token: tok})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res
-	}
+	validate := worktest.Validator(t, conn, "reports")
 	// Make member a own something: if b got all three, a is the leaver.
 	leaver, stayer, leaverID := a, b, "member-a"
 	if len(a.tenants()) == 0 {
@@ -272,15 +263,7 @@ func TestWorkNodeDeath(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	ws := tcsv1.NewWorkServiceClient(conn)
-	validate := func(id string, tok uint64) *tcsv1.ValidateResponse {
-		t.Helper()
-		res, err := ws.Validate(context.Background(), &tcsv1.ValidateRequest{Pool: "reports", TenantId: id, Token: tok})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res
-	}
+	validate := worktest.Validator(t, conn, "reports")
 	old := m1.countsOn(time.Now())
 	if len(old) == 0 {
 		_, who := ownedOnce("m1", "m2", "m3")()

@@ -28,7 +28,6 @@ import (
 	"github.com/tcs-dev/tcs/infra/provision"
 	"github.com/tcs-dev/tcs/internal/leasetable"
 	"github.com/tcs-dev/tcs/internal/testwait"
-	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs/client"
 	"github.com/tcs-dev/tcs/tcs/work"
 	"github.com/tcs-dev/tcs/tcs/work/worktest"
@@ -467,15 +466,7 @@ func TestWorkAWS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	ws := tcsv1.NewWorkServiceClient(conn)
-	validate := func(id string, tok uint64) *tcsv1.ValidateResponse {
-		t.Helper()
-		res, err := ws.Validate(context.Background(), &tcsv1.ValidateRequest{Pool: "reports", TenantId: id, Token: tok})
-		if err != nil {
-			t.Fatalf("Validate(%s, %d): %v", id, tok, err)
-		}
-		return res
-	}
+	validate := worktest.Validator(t, conn, "reports")
 	old := m1.owned(time.Now())
 	if len(old) == 0 {
 		t.Fatalf("m1 owns no tenant before the crash: %s", func() string { _, s := ownedExactlyOnce(members, want()); return s }())
