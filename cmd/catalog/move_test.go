@@ -11,10 +11,8 @@ import (
 	"testing"
 	"time"
 
-	catalogdynamo "github.com/tcs-dev/tcs/catalog/dynamo"
 	"github.com/tcs-dev/tcs/catalog/httpclient"
 	"github.com/tcs-dev/tcs/catalog/move"
-	"github.com/tcs-dev/tcs/catalog/propagation/dynamonodes"
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/infra/emulators"
 	"github.com/tcs-dev/tcs/internal/testwait"
@@ -65,15 +63,7 @@ func TestMoveAWS(t *testing.T) {
 	emu := emulators.SharedAWS(t)
 	emu.Setenv(t)
 	ctx := testwait.Context(t)
-	db := emulators.SharedDynamoDBClient(t)
-	prefix := emulators.Name("move")
-	if err := catalogdynamo.CreateTable(ctx, db, prefix+"-catalog"); err != nil {
-		t.Fatal(err)
-	}
-	if err := dynamonodes.CreateTable(ctx, db, dynamonodes.TableName(prefix)); err != nil {
-		t.Fatal(err)
-	}
-	reg := dynamonodes.New(db, dynamonodes.TableName(prefix), 0, nil)
+	prefix, reg := awsTables(ctx, t, "move")
 	nodes := map[string]*awsNode{"node-a": startAWSNode(t, reg, "us-east-1", "node-a"), "node-b": startAWSNode(t, reg, "eu-west-1", "node-b")}
 
 	env := map[string]string{"TCS_ADMIN_TOKEN": "dev-admin-token", "TCS_READER_TOKEN": "dev-reader-token", "TCS_SCAN_TOKEN": testScanToken}

@@ -35,6 +35,22 @@ type awsNode struct {
 	stop func()
 }
 
+// awsTables creates a catalog table and a nodes table under a fresh prefix
+// named after name on the shared DynamoDB Local, and returns the prefix and
+// a node registry on the nodes table.
+func awsTables(ctx context.Context, t *testing.T, name string) (string, *dynamonodes.Registry) {
+	t.Helper()
+	db := emulators.SharedDynamoDBClient(t)
+	prefix := emulators.Name(name)
+	if err := catalogdynamo.CreateTable(ctx, db, prefix+"-catalog"); err != nil {
+		t.Fatal(err)
+	}
+	if err := dynamonodes.CreateTable(ctx, db, dynamonodes.TableName(prefix)); err != nil {
+		t.Fatal(err)
+	}
+	return prefix, dynamonodes.New(db, dynamonodes.TableName(prefix), 0, nil)
+}
+
 func startAWSNode(t *testing.T, reg *dynamonodes.Registry, region, id string) *awsNode {
 	t.Helper()
 	rep, err := boltreplica.Open(filepath.Join(t.TempDir(), "replica.db"), boltreplica.Options{})
@@ -105,15 +121,7 @@ func TestPropagationAWS(t *testing.T) {
 	emu := emulators.SharedAWS(t)
 	emu.Setenv(t)
 	ctx := testwait.Context(t)
-	db := emulators.SharedDynamoDBClient(t)
-	prefix := emulators.Name("prop")
-	if err := catalogdynamo.CreateTable(ctx, db, prefix+"-catalog"); err != nil {
-		t.Fatal(err)
-	}
-	if err := dynamonodes.CreateTable(ctx, db, dynamonodes.TableName(prefix)); err != nil {
-		t.Fatal(err)
-	}
-	reg := dynamonodes.New(db, dynamonodes.TableName(prefix), 0, nil)
+	prefix, reg := awsTables(ctx, t, "prop")
 	a := startAWSNode(t, reg, "us-east-1", "node-a")
 	b := startAWSNode(t, reg, "eu-west-1", "node-b")
 	if _, err := a.rep.Apply(ctx, replicatest.Event("acme", 1, map[string]int64{"acme.example.com": 1}, nil)); err != nil {
