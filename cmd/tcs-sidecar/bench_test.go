@@ -68,17 +68,18 @@ func BenchmarkSidecar(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	floor := startFloor(b, tpb)
-	body, _ := tcsv1.TenantJSON(tpb)
-	httpFloor := startHTTPFloor(b, body)
 	rdb := testredis.Start(b, 128)
 	if err := rdb.Set(context.Background(), "tenant:hooli.example.com", doc, 0).Err(); err != nil {
 		b.Fatal(err)
 	}
+	const path = "/v1/lookup/hooli.example.com"
+	req := []byte("GET " + path + " HTTP/1.1\r\nHost: sidecar\r\n\r\n")
+	res := rawResponse(b, sc.HTTP, req)
+	fl := startFloors(b, tpb, req, res)
 	sidecarConn := grpcDial(b, sc.GRPC)
-	floorConn := grpcDial(b, floor)
+	floorConn := grpcDial(b, fl.GRPC)
 	stdlib := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128}}
-	url := sc.url("/v1/lookup/hooli.example.com")
+	url := sc.url(path)
 
 	kinds := []struct {
 		name string
@@ -86,13 +87,10 @@ func BenchmarkSidecar(b *testing.B) {
 		caller func(b *testing.B) func() error
 	}{
 		{"http", func(b *testing.B) func() error {
-			return dialRawHTTP(b, "tcp", sc.HTTP, "/v1/lookup/hooli.example.com").get
+			return dialRawHTTP(b, "tcp", sc.HTTP, path).get
 		}},
 		{"http-unix", func(b *testing.B) func() error {
-			return dialRawHTTP(b, "unix", sock, "/v1/lookup/hooli.example.com").get
-		}},
-		{"http-floor", func(b *testing.B) func() error {
-			return dialRawHTTP(b, "tcp", httpFloor, "/v1/lookup/hooli.example.com").get
+			return dialRawHTTP(b, "unix", sock, path).get
 		}},
 		{"http-stdlib", func(b *testing.B) func() error {
 			return func() error {
@@ -113,6 +111,15 @@ func BenchmarkSidecar(b *testing.B) {
 			req := &tcsv1.LookupRequest{Hostname: "hooli.example.com"}
 			return func() error { _, err := api.Lookup(context.Background(), req); return err }
 		}},
+		{"tcp-floor", func(b *testing.B) func() error {
+			return dialPingPong(b, "tcp", fl.TCP, req, len(res)).roundTrip
+		}},
+		{"unix-floor", func(b *testing.B) func() error {
+			return dialPingPong(b, "unix", fl.Unix, req, len(res)).roundTrip
+		}},
+		{"http-floor", func(b *testing.B) func() error {
+			return dialRawHTTP(b, "tcp", fl.HTTP, path).get
+		}},
 		{"grpc-floor", func(b *testing.B) func() error {
 			api := tcsv1.NewTenantContextServiceClient(floorConn)
 			req := &tcsv1.LookupRequest{Hostname: "hooli.example.com"}
@@ -120,6 +127,9 @@ func BenchmarkSidecar(b *testing.B) {
 		}},
 		{"redis", func(b *testing.B) func() error {
 			return func() error { return rdb.Get(context.Background(), "tenant:hooli.example.com").Err() }
+		}},
+		{"redis-raw", func(b *testing.B) func() error {
+			return dialRedisGet(b, rdb.Options().Addr, "tenant:hooli.example.com").get
 		}},
 	}
 	for _, callers := range []int{1, 64} {
@@ -272,44 +282,6 @@ func (h *rawHTTP) get() error {
 	return err
 }
 
-// startHTTPFloor serves body to every request on a loopback port.
-func startHTTPFloor(b *testing.B, body []byte) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	ct := []string{"application/json"}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header()["Content-Type"] = ct
-		w.Write(body)
-	})}
-	go srv.Serve(ln)
-	b.Cleanup(func() { srv.Close() })
-	return ln.Addr().String()
-}
-
-// floorServer answers every Lookup with one fixed response.
-type floorServer struct {
-	tcsv1.UnimplementedTenantContextServiceServer
-	res *tcsv1.LookupResponse
-}
-
-func (f *floorServer) Lookup(context.Context, *tcsv1.LookupRequest) (*tcsv1.LookupResponse, error) {
-	return f.res, nil
-}
-
-func startFloor(b *testing.B, t *tcsv1.Tenant) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	tcsv1.RegisterTenantContextServiceServer(gs, &floorServer{res: &tcsv1.LookupResponse{Tenant: t, Region: "us-east-1"}})
-	go gs.Serve(ln)
-	b.Cleanup(gs.Stop)
-	return ln.Addr().String()
-}
-
 func grpcDial(b *testing.B, addr string) *grpc.ClientConn {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -317,4 +289,26 @@ func grpcDial(b *testing.B, addr string) *grpc.ClientConn {
 	}
 	b.Cleanup(func() { conn.Close() })
 	return conn
+}
+
+// rawResponse sends req on a new connection to the HTTP server at addr
+// and returns its answer byte for byte (headers and body).
+func rawResponse(b *testing.B, addr string, req []byte) []byte {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write(req); err != nil {
+		b.Fatal(err)
+	}
+	var raw bytes.Buffer
+	res, err := http.ReadResponse(bufio.NewReader(io.TeeReader(conn, &raw)), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := io.Copy(io.Discard, res.Body); err != nil || res.StatusCode != http.StatusOK {
+		b.Fatalf("GET from the sidecar: %s, %v", res.Status, err)
+	}
+	return raw.Bytes()
 }
