@@ -59,10 +59,18 @@ import (
 func BenchmarkSidecar(b *testing.B) {
 	sys := startSystem(b)
 	sock := filepath.Join(b.TempDir(), "tcs.sock")
-	sc := startSidecarProcess(b, sys, "--unix-socket", sock)
+	sc := startSidecarProcess(b, sys, "", "--unix-socket", sock)
+	var base *running
+	if bin := os.Getenv("TCS_BENCH_SIDECAR_BASELINE"); bin != "" {
+		base = startSidecarProcess(b, sys, bin)
+	}
 	created := sys.create(b, hooliDoc)
 	sc.waitReady(b)
 	sc.waitVersion(b, "hooli.example.com", created.Version)
+	if base != nil {
+		base.waitReady(b)
+		base.waitVersion(b, "hooli.example.com", created.Version)
+	}
 	tpb := sys.waitRegionVersion(b, "us-east-1", "hooli.example.com", created.Version).GetTenant()
 	doc, err := proto.Marshal(tpb)
 	if err != nil {
@@ -120,6 +128,9 @@ func BenchmarkSidecar(b *testing.B) {
 		{"http-floor", func(b *testing.B) func() error {
 			return dialRawHTTP(b, "tcp", fl.HTTP, path).get
 		}},
+		{"fasthttp-floor", func(b *testing.B) func() error {
+			return dialRawHTTP(b, "tcp", fl.Fast, path).get
+		}},
 		{"grpc-floor", func(b *testing.B) func() error {
 			api := tcsv1.NewTenantContextServiceClient(floorConn)
 			req := &tcsv1.LookupRequest{Hostname: "hooli.example.com"}
@@ -131,6 +142,22 @@ func BenchmarkSidecar(b *testing.B) {
 		{"redis-raw", func(b *testing.B) func() error {
 			return dialRedisGet(b, rdb.Options().Addr, "tenant:hooli.example.com").get
 		}},
+	}
+	if base != nil {
+		baseConn := grpcDial(b, base.GRPC)
+		kinds = append(kinds[:2:2], append([]struct {
+			name   string
+			caller func(b *testing.B) func() error
+		}{
+			{"http-baseline", func(b *testing.B) func() error {
+				return dialRawHTTP(b, "tcp", base.HTTP, path).get
+			}},
+			{"grpc-baseline", func(b *testing.B) func() error {
+				api := tcsv1.NewTenantContextServiceClient(baseConn)
+				req := &tcsv1.LookupRequest{Hostname: "hooli.example.com"}
+				return func() error { _, err := api.Lookup(context.Background(), req); return err }
+			}},
+		}, kinds[2:]...)...)
 	}
 	for _, callers := range []int{1, 64} {
 		for _, k := range kinds {
@@ -147,11 +174,13 @@ func BenchmarkSidecar(b *testing.B) {
 
 // startSidecarProcess builds tcs-sidecar and runs it on sys's regions with
 // free loopback ports (and args) until b ends.
-func startSidecarProcess(b *testing.B, sys *system, args ...string) *running {
+func startSidecarProcess(b *testing.B, sys *system, bin string, args ...string) *running {
 	b.Helper()
-	bin := filepath.Join(b.TempDir(), "tcs-sidecar")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
+	if bin == "" {
+		bin = filepath.Join(b.TempDir(), "tcs-sidecar")
+		if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+			b.Fatalf("go build: %v\n%s", err, out)
+		}
 	}
 	cmd := exec.Command(bin, append([]string{"--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--drain-delay", "0s", "--log-level", "warn"}, args...)...)
 	cmd.Env = append(cmd.Environ(), "TCS_REGIONS="+sys.regions, "TCS_LOOKUP_TOKEN="+sysLookupToken, "GOMAXPROCS="+os.Getenv("TCS_BENCH_SIDECAR_GOMAXPROCS"))

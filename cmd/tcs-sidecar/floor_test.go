@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/valyala/fasthttp"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
@@ -47,7 +48,7 @@ func TestMain(m *testing.M) {
 
 // floors are the addresses of the floor servers of one helper process.
 type floors struct {
-	TCP, Unix, HTTP, GRPC string
+	TCP, Unix, HTTP, GRPC, Fast string
 }
 
 // startFloors runs this test binary again as a helper process (TestMain)
@@ -84,7 +85,7 @@ func startFloors(b *testing.B, t *tcsv1.Tenant, req, res []byte) floors {
 	})
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	var f floors
-	if _, serr := fmt.Sscanf(line, "floors: tcp %s unix %s http %s grpc %s", &f.TCP, &f.Unix, &f.HTTP, &f.GRPC); err != nil || serr != nil {
+	if _, serr := fmt.Sscanf(line, "floors: tcp %s unix %s http %s grpc %s fast %s", &f.TCP, &f.Unix, &f.HTTP, &f.GRPC, &f.Fast); err != nil || serr != nil {
 		b.Fatalf("the floors' first line %q: %v %v\n%s", line, err, serr, stderr)
 	}
 	return f
@@ -119,8 +120,8 @@ func serveFloors(dir string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var lns [4]net.Listener
-	for i, network := range []string{"tcp", "unix", "tcp", "tcp"} {
+	var lns [5]net.Listener
+	for i, network := range []string{"tcp", "unix", "tcp", "tcp", "tcp"} {
 		addr := "127.0.0.1:0"
 		if network == "unix" {
 			addr = filepath.Join(dir, floorUnixSocket)
@@ -142,7 +143,12 @@ func serveFloors(dir string, w io.Writer) error {
 	gs := grpc.NewServer()
 	tcsv1.RegisterTenantContextServiceServer(gs, &floorServer{res: &tcsv1.LookupResponse{Tenant: &t, Region: "us-east-1"}})
 	go func() { errc <- gs.Serve(lns[3]) }()
-	fmt.Fprintf(w, "floors: tcp %s unix %s http %s grpc %s\n", lns[0].Addr(), lns[1].Addr(), lns[2].Addr(), lns[3].Addr())
+	fs := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("application/json")
+		ctx.SetBody(body)
+	}}
+	go func() { errc <- fs.Serve(lns[4]) }()
+	fmt.Fprintf(w, "floors: tcp %s unix %s http %s grpc %s fast %s\n", lns[0].Addr(), lns[1].Addr(), lns[2].Addr(), lns[3].Addr(), lns[4].Addr())
 	return <-errc
 }
 

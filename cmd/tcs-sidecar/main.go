@@ -50,7 +50,6 @@ import (
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/internal/buildinfo"
-	"github.com/tcs-dev/tcs/internal/httpserve"
 	"github.com/tcs-dev/tcs/tcs/client"
 	"github.com/tcs-dev/tcs/tcs/client/clientotel"
 	"github.com/tcs-dev/tcs/tcs/client/clientprom"
@@ -126,8 +125,15 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	defer stopServing()
 	g, gctx := errgroup.WithContext(serveCtx)
 	g.Go(func() error { return srv.Run(gctx) })
-	for _, ln := range lns.http {
-		g.Go(func() error { return httpserve.Serve(gctx, ln, tracing.HTTPHandler(srv, "tcs-sidecar")) })
+	if len(lns.http) > 0 {
+		// fasthttp, the lookups answered on its requests (see
+		// sidecar.ServeFastHTTP); traced, every request goes through
+		// otelhttp's net/http handler instead.
+		serve := srv.ServeFastHTTP
+		if tracing.Enabled() {
+			serve = sidecar.Adapt(tracing.HTTPHandler(srv, "tcs-sidecar"))
+		}
+		g.Go(func() error { return srv.Serve(gctx, serve, lns.http...) })
 	}
 	if lns.grpc != nil {
 		gs := grpc.NewServer(tracing.GRPCServerOptions()...)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -64,6 +65,8 @@ var httpStatus = map[tenant.Code]int{
 	codeRouteNotFound:    http.StatusNotFound,
 	codeMethodNotAllowed: http.StatusMethodNotAllowed,
 	codeNotReached:       http.StatusServiceUnavailable,
+	codeHeaderTooLarge:   http.StatusRequestHeaderFieldsTooLarge,
+	codeTimeout:          http.StatusRequestTimeout,
 }
 
 // newProblem makes the problem of code; its title is the status text.
@@ -147,34 +150,45 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
 	switch {
 	case strings.HasPrefix(path, lookupPrefix):
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			s.methodNotAllowed(w, r, "GET, HEAD")
-			return
-		}
-		s.serveLookup(w, r, path[len(lookupPrefix):])
+		s.serveLookup(w, request{ctx: r.Context(), method: r.Method, url: r.URL})
 	case path == batchPath:
 		if r.Method != http.MethodPost {
-			s.methodNotAllowed(w, r, "POST")
+			s.methodNotAllowed(w, r.Method, path, "POST")
 			return
 		}
 		s.serveBatch(w, r)
 	case s.fallback != nil && !strings.HasPrefix(path, "/v1/"):
 		s.fallback.ServeHTTP(w, r)
 	default:
-		s.writeProblem(w, r, newProblem(codeRouteNotFound, fmt.Sprintf("no route %s %s: the sidecar serves GET %s{hostname} and POST %s", r.Method, truncate(path, 256), lookupPrefix, batchPath)))
+		s.writeProblem(w, path, newProblem(codeRouteNotFound, fmt.Sprintf("no route %s %s: the sidecar serves GET %s{hostname} and POST %s", r.Method, truncate(path, 256), lookupPrefix, batchPath)))
 	}
 }
 
-func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request, allow string) {
+func (s *Server) methodNotAllowed(w http.ResponseWriter, method, path, allow string) {
 	w.Header().Set("Allow", allow)
-	s.writeProblem(w, r, newProblem(codeMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s: use %s", r.Method, truncate(r.URL.Path, 256), allow)))
+	s.writeProblem(w, path, newProblem(codeMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s: use %s", method, truncate(path, 256), allow)))
 }
 
-func (s *Server) serveLookup(w http.ResponseWriter, r *http.Request, hostname string) {
+// request is what a lookup reads of an HTTP request, from net/http's or
+// from fasthttp's (ServeFastHTTP).
+type request struct {
+	ctx    context.Context
+	method string
+	url    *url.URL // its Path starts with lookupPrefix
+}
+
+// serveLookup answers GET or HEAD /v1/lookup/{hostname}.
+func (s *Server) serveLookup(w http.ResponseWriter, r request) {
+	path := r.url.Path
+	if r.method != http.MethodGet && r.method != http.MethodHead {
+		s.methodNotAllowed(w, r.method, path, "GET, HEAD")
+		return
+	}
+	hostname := path[len(lookupPrefix):]
 	start := time.Now()
 	if hostname == "" {
 		s.m.http[opLookup][outcomeInvalid].observe(start)
-		s.writeProblem(w, r, newProblem(codeMalformed, "no hostname: GET "+lookupPrefix+"{hostname}", tenant.FieldError{Field: "hostname", Reason: "empty"}))
+		s.writeProblem(w, path, newProblem(codeMalformed, "no hostname: GET "+lookupPrefix+"{hostname}", tenant.FieldError{Field: "hostname", Reason: "empty"}))
 		return
 	}
 	var (
@@ -182,14 +196,14 @@ func (s *Server) serveLookup(w http.ResponseWriter, r *http.Request, hostname st
 		meta client.Meta
 		err  error
 	)
-	if r.URL.RawQuery == "" {
-		t, meta, err = s.lk.LookupMeta(r.Context(), hostname)
+	if r.url.RawQuery == "" {
+		t, meta, err = s.lk.LookupMeta(r.ctx, hostname)
 	} else {
 		var p *Problem
-		t, p, err = s.lookupAtLeast(r, hostname)
+		t, p, err = s.lookupAtLeast(r.ctx, r.url, hostname)
 		if p != nil {
 			s.m.http[opLookup][outcomeInvalid].observe(start)
-			s.writeProblem(w, r, p)
+			s.writeProblem(w, path, p)
 			return
 		}
 	}
@@ -220,13 +234,13 @@ func (s *Server) serveLookup(w http.ResponseWriter, r *http.Request, hostname st
 		w.Header()["Tcs-Stale"] = isTrue
 		w.Header()["Age"] = ageValue(meta.Age)
 	}
-	s.writeProblem(w, r, s.lookupProblem(hostname, err))
+	s.writeProblem(w, path, s.lookupProblem(hostname, err))
 }
 
 // lookupAtLeast is a lookup with ?min_version=V[&tenant_id=ID]; p is the
 // problem with the query, if any.
-func (s *Server) lookupAtLeast(r *http.Request, hostname string) (*tenant.Tenant, *Problem, error) {
-	q := r.URL.Query()
+func (s *Server) lookupAtLeast(ctx context.Context, u *url.URL, hostname string) (*tenant.Tenant, *Problem, error) {
+	q := u.Query()
 	for k := range q {
 		if k != "min_version" && k != "tenant_id" {
 			return nil, newProblem(codeMalformed, fmt.Sprintf("unknown query parameter %q: the lookup takes min_version and tenant_id", truncate(k, 64)), tenant.FieldError{Field: k, Reason: "unknown query parameter"}), nil
@@ -238,14 +252,14 @@ func (s *Server) lookupAtLeast(r *http.Request, hostname string) (*tenant.Tenant
 		return nil, newProblem(codeMalformed, fmt.Sprintf("min_version must be a positive integer (a version the catalog answered a write with), got %q", truncate(raw, 64)), tenant.FieldError{Field: "min_version", Reason: "not a positive integer"}), nil
 	}
 	if !q.Has("tenant_id") {
-		t, err := s.lk.LookupAtLeast(r.Context(), hostname, v)
+		t, err := s.lk.LookupAtLeast(ctx, hostname, v)
 		return t, nil, err
 	}
 	id := q.Get("tenant_id")
 	if err := tenant.ValidateID(id); err != nil {
 		return nil, newProblem(codeMalformed, fmt.Sprintf("tenant_id %q is not a tenant id", truncate(id, 64)), tenant.FieldError{Field: "tenant_id", Reason: tenant.ErrorMessage(err)}), nil
 	}
-	t, err := s.lk.LookupTenantAtLeast(r.Context(), hostname, id, v)
+	t, err := s.lk.LookupTenantAtLeast(ctx, hostname, id, v)
 	return t, nil, err
 }
 
@@ -286,7 +300,7 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) {
 	o, p := s.batch(w, r)
 	s.m.http[opBatch][o].observe(start)
 	if p != nil {
-		s.writeProblem(w, r, p)
+		s.writeProblem(w, r.URL.Path, p)
 	}
 }
 
@@ -367,14 +381,14 @@ func decodeStrict(body []byte, v any) *Problem {
 	return nil
 }
 
-// writeProblem writes p; a nil p (the caller went away) writes a bare 499,
-// as the REST API does.
-func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
+// writeProblem writes p about the request for path; a nil p (the caller
+// went away) writes a bare 499, as the REST API does.
+func (s *Server) writeProblem(w http.ResponseWriter, path string, p *Problem) {
 	if p == nil {
 		w.WriteHeader(499)
 		return
 	}
-	p.Instance = truncate(r.URL.Path, 256)
+	p.Instance = truncate(path, 256)
 	if p.Status == http.StatusServiceUnavailable {
 		w.Header()["Retry-After"] = retryAfter
 	}

@@ -47,6 +47,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
@@ -107,6 +108,9 @@ type Server struct {
 	lastRegion atomic.Pointer[[]string]
 	health     []func(serving bool)
 	mu         sync.Mutex
+	// adapted is ServeHTTP on fasthttp, for what ServeFastHTTP does not
+	// answer itself.
+	adapted fasthttp.RequestHandler
 }
 
 // New returns a Server answering from cfg.Client.
@@ -123,6 +127,7 @@ func New(cfg Config) *Server {
 	}
 	s.m = newMetrics(cfg.Registerer, s)
 	s.enc.seed = maphash.MakeSeed()
+	s.adapted = Adapt(s)
 	return s
 }
 

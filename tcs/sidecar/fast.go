@@ -1,0 +1,185 @@
+package sidecar
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+
+	"github.com/tcs-dev/tcs/catalog/tenant"
+)
+
+// Why fasthttp: BenchmarkSidecar (cmd/tcs-sidecar) measured a bare
+// net/http server at about 1.5× a bare TCP ping-pong between two processes
+// on loopback at one caller, and a bare fasthttp server at the ping-pong:
+// per request net/http starts a goroutine that reads the connection in the
+// background while the handler runs and wakes it to stop it afterwards,
+// wake-ups between threads that cost more than the rest of a hit. fasthttp
+// reads, handles and writes on one goroutine. The lookup is served on
+// fasthttp's request directly; every other route goes through
+// fasthttpadaptor to ServeHTTP, so that there is one route table.
+
+// Adapt serves h, a net/http handler (ServeHTTP, or ServeHTTP wrapped), on
+// fasthttp (Serve) through fasthttpadaptor. Its requests' context is not
+// cancelled when Serve starts shutting down, as net/http's is not.
+func Adapt(h http.Handler) fasthttp.RequestHandler {
+	return fasthttpadaptor.NewFastHTTPHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(context.WithoutCancel(r.Context())))
+	}))
+}
+
+// ServeFastHTTP is ServeHTTP for a fasthttp server (Serve): a lookup
+// (/v1/lookup/{hostname}) is answered on ctx itself, allocating next to
+// nothing; anything else (the batch, Config.Fallback, the problems of
+// other routes) is handed to ServeHTTP through fasthttpadaptor. Both answer
+// alike, byte for byte.
+func (s *Server) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
+	if !bytes.HasPrefix(ctx.Path(), lookupPrefixBytes) {
+		s.adapted(ctx)
+		return
+	}
+	// Parsed as net/http parses it (fasthttp's Path is also normalised:
+	// "/v1/lookup/a/../b" is a hostname net/http would refuse).
+	u, err := url.ParseRequestURI(string(ctx.RequestURI()))
+	if err != nil || len(u.Path) < len(lookupPrefix) || u.Path[:len(lookupPrefix)] != lookupPrefix {
+		s.adapted(ctx)
+		return
+	}
+	w := fastWriters.Get().(*fastWriter)
+	w.ctx = ctx
+	// Not ctx: fasthttp ends it when the server starts shutting down, and
+	// a lookup in flight then is to be finished, not cancelled.
+	s.serveLookup(w, request{ctx: context.Background(), method: string(ctx.Method()), url: u})
+	w.WriteHeader(http.StatusOK) // nothing written yet: an empty 200, as net/http
+	w.ctx, w.wrote = nil, false
+	clear(w.h)
+	fastWriters.Put(w)
+}
+
+var lookupPrefixBytes = []byte(lookupPrefix)
+
+// fastWriter is the http.ResponseWriter of a lookup on a fasthttp request.
+type fastWriter struct {
+	ctx   *fasthttp.RequestCtx
+	h     http.Header
+	wrote bool
+}
+
+var fastWriters = sync.Pool{New: func() any { return &fastWriter{h: make(http.Header, 8)} }}
+
+func (w *fastWriter) Header() http.Header { return w.h }
+
+func (w *fastWriter) WriteHeader(status int) {
+	if w.wrote {
+		return
+	}
+	w.wrote = true
+	w.ctx.SetStatusCode(status)
+	for k, vs := range w.h {
+		for _, v := range vs {
+			w.ctx.Response.Header.Add(k, v)
+		}
+	}
+}
+
+func (w *fastWriter) Write(p []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	return w.ctx.Write(p)
+}
+
+// serveError answers a request fasthttp could not read (ErrorHandler) with
+// a problem, as ServeHTTP answers one it cannot use.
+func (s *Server) serveError(ctx *fasthttp.RequestCtx, err error) {
+	var p *Problem
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		p = newProblem(codeTooLarge, fmt.Sprintf("the body is over %d bytes", MaxBatchBody))
+	case errors.As(err, new(*fasthttp.ErrSmallBuffer)):
+		p = newProblem(codeHeaderTooLarge, fmt.Sprintf("the request's line and headers are over %d bytes", MaxHeaderBytes))
+	default:
+		var timeout interface{ Timeout() bool }
+		if errors.As(err, &timeout) && timeout.Timeout() {
+			p = newProblem(codeTimeout, "the request was not read in time")
+		} else {
+			p = newProblem(codeMalformed, "malformed HTTP request: "+err.Error())
+		}
+	}
+	ctx.Response.Reset()
+	ctx.SetConnectionClose()
+	w := &fastWriter{ctx: ctx, h: http.Header{}}
+	s.writeProblem(w, "", p)
+}
+
+// MaxHeaderBytes bounds a request's line and headers on Serve.
+const MaxHeaderBytes = 16 << 10
+
+// Timeouts of Serve: a request must arrive whole within ReadTimeout of its
+// first byte, its answer be written within WriteTimeout, and a kept-alive
+// connection gets IdleTimeout to send its next request.
+const (
+	ReadTimeout  = 5 * time.Second
+	WriteTimeout = 30 * time.Second
+	IdleTimeout  = 2 * time.Minute
+)
+
+// ShutdownTimeout bounds how long Serve waits for requests in flight once
+// its context ends.
+const ShutdownTimeout = 10 * time.Second
+
+// Serve serves h (ServeFastHTTP, or fasthttpadaptor of a wrapped ServeHTTP)
+// on every listener of lns with fasthttp until ctx ends, then stops
+// accepting, lets requests in flight finish (up to ShutdownTimeout, answers
+// saying Connection: close), closes the kept-alive connections and returns
+// nil. Requests fasthttp cannot read (a body over MaxBatchBody, headers
+// over MaxHeaderBytes, bad syntax, too slow) are answered with a problem.
+func (s *Server) Serve(ctx context.Context, h fasthttp.RequestHandler, lns ...net.Listener) error {
+	srv := &fasthttp.Server{
+		Handler:               h,
+		ErrorHandler:          s.serveError,
+		ReadTimeout:           ReadTimeout,
+		WriteTimeout:          WriteTimeout,
+		IdleTimeout:           IdleTimeout,
+		ReadBufferSize:        MaxHeaderBytes,
+		MaxRequestBodySize:    MaxBatchBody,
+		NoDefaultServerHeader: true,
+		NoDefaultContentType:  true,
+		CloseOnShutdown:       true,
+		Logger:                fastLogger{s},
+	}
+	errc := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	select {
+	case err := <-errc: // a listener failed: stop the others
+		sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+		defer cancel()
+		srv.ShutdownWithContext(sctx)
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	return srv.ShutdownWithContext(sctx)
+}
+
+// fastLogger sends fasthttp's complaints to the sidecar's logger.
+type fastLogger struct{ s *Server }
+
+func (l fastLogger) Printf(format string, args ...any) {
+	l.s.log.Warn("http server: " + fmt.Sprintf(format, args...))
+}
+
+// Problem types of requests fasthttp could not read.
+const (
+	codeHeaderTooLarge tenant.Code = "request_header_too_large"
+	codeTimeout        tenant.Code = "request_timeout"
+)
