@@ -83,6 +83,9 @@ func (w *fastWriter) WriteHeader(status int) {
 	}
 	w.wrote = true
 	w.ctx.SetStatusCode(status)
+	if _, ok := w.h["Content-Type"]; !ok {
+		w.ctx.Response.Header.SetNoDefaultContentType(true) // as net/http: none
+	}
 	for k, vs := range w.h {
 		for _, v := range vs {
 			w.ctx.Response.Header.Add(k, v)

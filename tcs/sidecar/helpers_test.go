@@ -29,6 +29,10 @@ type fakeClient struct {
 	polls    atomic.Int64 // calls of Watching
 	calls    []string     // "LookupAtLeast h 3", "LookupTenantAtLeast h id 3"
 	batchErr error
+	// block, when set, holds LookupMeta until it is closed; LookupMeta
+	// then sends its context's error to ctxErr.
+	block  chan struct{}
+	ctxErr chan error
 }
 
 func newFake() *fakeClient {
@@ -47,7 +51,12 @@ func (f *fakeClient) lookup(h string) (*tenant.Tenant, client.Meta, error) {
 	return nil, client.Meta{}, client.ErrNotFound
 }
 
-func (f *fakeClient) LookupMeta(_ context.Context, h string) (*tenant.Tenant, client.Meta, error) {
+func (f *fakeClient) LookupMeta(ctx context.Context, h string) (*tenant.Tenant, client.Meta, error) {
+	if f.block != nil {
+		f.ctxErr <- nil // started
+		<-f.block
+		f.ctxErr <- ctx.Err()
+	}
 	return f.lookup(h)
 }
 
