@@ -13,8 +13,6 @@ import (
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
-
-	"github.com/tcs-dev/tcs/catalog/tenant"
 )
 
 // Why fasthttp: BenchmarkSidecar (cmd/tcs-sidecar) measured a bare
@@ -180,9 +178,3 @@ type fastLogger struct{ s *Server }
 func (l fastLogger) Printf(format string, args ...any) {
 	l.s.log.Warn("http server: " + fmt.Sprintf(format, args...))
 }
-
-// Problem types of requests fasthttp could not read.
-const (
-	codeHeaderTooLarge tenant.Code = "request_header_too_large"
-	codeTimeout        tenant.Code = "request_timeout"
-)

@@ -52,6 +52,9 @@ const (
 	codeRouteNotFound    tenant.Code = "route_not_found"
 	codeMethodNotAllowed tenant.Code = "method_not_allowed"
 	codeNotReached       tenant.Code = "version_not_reached"
+	// Requests Serve's fasthttp could not read (Server.serveError).
+	codeHeaderTooLarge tenant.Code = "request_header_too_large"
+	codeTimeout        tenant.Code = "request_timeout"
 )
 
 var httpStatus = map[tenant.Code]int{
