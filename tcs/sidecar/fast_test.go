@@ -197,8 +197,8 @@ func TestServeRefusesUnreadableRequests(t *testing.T) {
 	}
 }
 
-// TestServeShutsDownGracefully: Serve answers a lookup on a kept-alive
-// connection; when its context ends it stops accepting, finishes the lookup
+// TestServeShutsDownGracefully: Serve answers a lookup (GET and HEAD) on
+// a kept-alive connection; when its context ends it stops accepting, finishes the lookup
 // in flight (not cancelled) and returns nil.
 func TestServeShutsDownGracefully(t *testing.T) {
 	t.Parallel()
@@ -215,6 +215,15 @@ func TestServeShutsDownGracefully(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != 200 || res.Header.Get("ETag") != `"7"` || res.Header.Get("TCS-Region") != "eu-west-1" || res.Header.Get("Server") != "" {
 		t.Fatalf("GET: %s %v %s", res.Status, res.Header, body)
+	}
+	head, err := http.Head(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	headBody, _ := io.ReadAll(head.Body)
+	head.Body.Close()
+	if head.StatusCode != 200 || head.ContentLength != int64(len(body)) || len(headBody) != 0 || head.Header.Get("ETag") != `"7"` {
+		t.Errorf("HEAD: %s, Content-Length %d (GET's body: %d bytes), %d bytes of body, %v", head.Status, head.ContentLength, len(body), len(headBody), head.Header)
 	}
 
 	f.block, f.ctxErr = make(chan struct{}), make(chan error, 2)
