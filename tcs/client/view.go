@@ -1,0 +1,467 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"time"
+	"unsafe"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tcs-dev/tcs/catalog/tenant"
+	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
+)
+
+// View is a read-only view of a tenant document as the client's cache
+// holds it: serialised (tcs.v1.Tenant), each accessor reading the field it
+// is asked for from the bytes, with no decode and no allocation. It is what
+// LookupView returns; a View is two words and a length, passed by value.
+//
+// Strings a View returns (ID, hostnames, labels, database fields, ...) are
+// not copied: they point into the cache's bytes. That is safe because a
+// record in a table's bytes is written once, before its slot is published,
+// and never again (a table that is rebuilt is replaced by a new one, not
+// rewritten; see table), and because the View, and every string it returns,
+// refer to those bytes, which keeps them alive after the entry is
+// invalidated or evicted and the table replaced. The other side of that:
+// a View or one of its strings kept beyond the request keeps its whole
+// table's bytes (a few MB at a million tenants cached) from being
+// collected. Copy (strings.Clone) what you keep, or keep Tenant's result.
+//
+// A View answers with the document its lookup returned, whatever happens
+// to the cache afterwards: take a new one (LookupView again) for a newer
+// answer.
+//
+// Reading the bytes. The cache writes each record with proto.Marshal,
+// which writes every singular field once; a View takes the first
+// occurrence of a field (a full decode takes the last, or merges two
+// occurrences of a message), skips fields it does not know (and known
+// numbers with another wire type, as a decode does), reads an enum value
+// this build does not know as the zero value (a decode fails) and an
+// invalid timestamp as the zero time (a decode fails). A malformed
+// document, which the cache never holds, makes no accessor panic: each
+// returns what it read before the damage, the zero value after it, and
+// Tenant reports the error.
+//
+// The zero View (returned with an error) has no document: its accessors
+// return zero values and Tenant returns nil.
+type View struct {
+	// doc is the serialised document; nil for the zero View. It is never
+	// written through.
+	doc []byte
+}
+
+// Field numbers of tcs.v1.Tenant and the messages in it (tenant.proto).
+const (
+	fTenantID        protowire.Number = 1
+	fTenantHostnames protowire.Number = 2
+	fTenantStatus    protowire.Number = 3
+	fTenantProducts  protowire.Number = 4
+	fTenantDatabase  protowire.Number = 5
+	fTenantRegion    protowire.Number = 6
+	fTenantLabels    protowire.Number = 7
+	fTenantVersion   protowire.Number = 8
+	fTenantUpdatedAt protowire.Number = 9
+	fTenantUpdatedBy protowire.Number = 10
+	fTenantMigration protowire.Number = 11
+
+	fMapKey   protowire.Number = 1
+	fMapValue protowire.Number = 2
+
+	fProductState   protowire.Number = 1
+	fProductUsers   protowire.Number = 2
+	fProductEdition protowire.Number = 3
+
+	fDatabaseEngine    protowire.Number = 1
+	fDatabaseHost      protowire.Number = 2
+	fDatabasePort      protowire.Number = 3
+	fDatabaseName      protowire.Number = 4
+	fDatabaseRegion    protowire.Number = 5
+	fDatabaseSecretRef protowire.Number = 6
+
+	fMigrationStep     protowire.Number = 1
+	fMigrationReadOnly protowire.Number = 2
+	fMigrationFrom     protowire.Number = 3
+	fMigrationTo       protowire.Number = 4
+	fMigrationStarted  protowire.Number = 5
+	fMigrationBy       protowire.Number = 6
+
+	fTimestampSeconds protowire.Number = 1
+	fTimestampNanos   protowire.Number = 2
+)
+
+// wireField is one field of a message: its number, its wire type, and its
+// value (v for a varint, b for length-delimited bytes).
+type wireField struct {
+	num protowire.Number
+	typ protowire.Type
+	v   uint64
+	b   []byte
+}
+
+// nextField reads the first field of msg and returns it and the rest of
+// msg; ok is false at the end of msg or if it is malformed.
+func nextField(msg []byte) (f wireField, rest []byte, ok bool) {
+	if len(msg) == 0 {
+		return f, nil, false
+	}
+	num, typ, n := protowire.ConsumeTag(msg)
+	if n < 0 {
+		return f, nil, false
+	}
+	msg = msg[n:]
+	f.num, f.typ = num, typ
+	switch typ {
+	case protowire.VarintType:
+		f.v, n = protowire.ConsumeVarint(msg)
+	case protowire.BytesType:
+		f.b, n = protowire.ConsumeBytes(msg)
+	default:
+		n = protowire.ConsumeFieldValue(num, typ, msg)
+	}
+	if n < 0 {
+		return f, nil, false
+	}
+	return f, msg[n:], true
+}
+
+// find returns the first field numbered num of wire type typ in msg.
+func find(msg []byte, num protowire.Number, typ protowire.Type) (wireField, bool) {
+	for {
+		f, rest, ok := nextField(msg)
+		if !ok {
+			return f, false
+		}
+		if f.num == num && f.typ == typ {
+			return f, true
+		}
+		msg = rest
+	}
+}
+
+// str returns b as a string without copying it: b is record bytes (or a
+// document made for one View), never written again (see View).
+func str(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+func findString(msg []byte, num protowire.Number) string {
+	f, _ := find(msg, num, protowire.BytesType)
+	return str(f.b)
+}
+
+func findVarint(msg []byte, num protowire.Number) uint64 {
+	f, _ := find(msg, num, protowire.VarintType)
+	return f.v
+}
+
+func findMessage(msg []byte, num protowire.Number) ([]byte, bool) {
+	f, ok := find(msg, num, protowire.BytesType)
+	return f.b, ok
+}
+
+// Tenant decodes the whole document into a *tenant.Tenant of the caller's
+// own (what Lookup returns, but not shared: no string of it points into the
+// cache). It fails if the document is malformed or holds a value this
+// build cannot convert (see tcsv1.TenantFromProto). The zero View gives nil.
+func (v View) Tenant() (*tenant.Tenant, error) {
+	if v.doc == nil {
+		return nil, nil
+	}
+	var p tcsv1.Tenant
+	if err := proto.Unmarshal(v.doc, &p); err != nil {
+		return nil, fmt.Errorf("tcs client: decode tenant view: %w", err)
+	}
+	t, err := tcsv1.TenantFromProto(&p)
+	if err != nil {
+		return nil, fmt.Errorf("tcs client: decode tenant view: %w", err)
+	}
+	return t, nil
+}
+
+// ID returns the tenant's ID (tenant.Tenant.ID).
+func (v View) ID() string { return findString(v.doc, fTenantID) }
+
+// Status returns the tenant's status; "" if unset or a value this build
+// does not know.
+func (v View) Status() tenant.Status {
+	switch tcsv1.TenantStatus(int32(findVarint(v.doc, fTenantStatus))) {
+	case tcsv1.TenantStatus_TENANT_STATUS_ACTIVE:
+		return tenant.StatusActive
+	case tcsv1.TenantStatus_TENANT_STATUS_SUSPENDED:
+		return tenant.StatusSuspended
+	case tcsv1.TenantStatus_TENANT_STATUS_DELETED:
+		return tenant.StatusDeleted
+	}
+	return ""
+}
+
+// Deleted reports whether the document is a tombstone.
+func (v View) Deleted() bool { return v.Status() == tenant.StatusDeleted }
+
+// Version returns the tenant's version (its REST ETag).
+func (v View) Version() int64 { return int64(findVarint(v.doc, fTenantVersion)) }
+
+// Region returns the tenant's home region.
+func (v View) Region() string { return findString(v.doc, fTenantRegion) }
+
+// UpdatedAt returns when the version was committed, in UTC; the zero time
+// if unset (or invalid).
+func (v View) UpdatedAt() time.Time {
+	b, ok := findMessage(v.doc, fTenantUpdatedAt)
+	return timestamp(b, ok)
+}
+
+// UpdatedBy returns who made the change.
+func (v View) UpdatedBy() string { return findString(v.doc, fTenantUpdatedBy) }
+
+// Hostnames returns the tenant's hostnames, in order.
+func (v View) Hostnames() iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for msg := v.doc; ; {
+			f, rest, ok := nextField(msg)
+			if !ok {
+				return
+			}
+			if f.num == fTenantHostnames && f.typ == protowire.BytesType && !yield(str(f.b)) {
+				return
+			}
+			msg = rest
+		}
+	}
+}
+
+// HasHostname reports whether the tenant holds the (normalised) hostname h.
+func (v View) HasHostname(h string) bool {
+	for x := range v.Hostnames() {
+		if x == h {
+			return true
+		}
+	}
+	return false
+}
+
+// Products returns the products the tenant has bought, by product key, in
+// the document's order (which a map does not keep: no order to rely on).
+func (v View) Products() iter.Seq2[string, tenant.Product] {
+	return func(yield func(string, tenant.Product) bool) {
+		for msg := v.doc; ; {
+			f, rest, ok := nextField(msg)
+			if !ok {
+				return
+			}
+			if f.num == fTenantProducts && f.typ == protowire.BytesType {
+				val, _ := findMessage(f.b, fMapValue)
+				if !yield(findString(f.b, fMapKey), product(val)) {
+					return
+				}
+			}
+			msg = rest
+		}
+	}
+}
+
+// Product returns the product of key, and whether the tenant has it.
+func (v View) Product(key string) (tenant.Product, bool) {
+	for k, p := range v.Products() {
+		if k == key {
+			return p, true
+		}
+	}
+	return tenant.Product{}, false
+}
+
+// Labels returns the tenant's labels, in the document's order (no order to
+// rely on).
+func (v View) Labels() iter.Seq2[string, string] {
+	return func(yield func(string, string) bool) {
+		for msg := v.doc; ; {
+			f, rest, ok := nextField(msg)
+			if !ok {
+				return
+			}
+			if f.num == fTenantLabels && f.typ == protowire.BytesType &&
+				!yield(findString(f.b, fMapKey), findString(f.b, fMapValue)) {
+				return
+			}
+			msg = rest
+		}
+	}
+}
+
+// Label returns the label of key, and whether the tenant has it.
+func (v View) Label(key string) (string, bool) {
+	for k, l := range v.Labels() {
+		if k == key {
+			return l, true
+		}
+	}
+	return "", false
+}
+
+// Database returns where the tenant's data lives, and false if the tenant
+// has no database (tenant.Tenant.Database is nil).
+func (v View) Database() (tenant.Database, bool) {
+	b, ok := findMessage(v.doc, fTenantDatabase)
+	if !ok {
+		return tenant.Database{}, false
+	}
+	return database(b), true
+}
+
+// Migration returns the state of the tenant's last move, and false if it
+// never moved (tenant.Tenant.Migration is nil).
+func (v View) Migration() (tenant.Migration, bool) {
+	b, ok := findMessage(v.doc, fTenantMigration)
+	if !ok {
+		return tenant.Migration{}, false
+	}
+	from, _ := findMessage(b, fMigrationFrom)
+	to, _ := findMessage(b, fMigrationTo)
+	started, set := findMessage(b, fMigrationStarted)
+	return tenant.Migration{
+		Step:     moveStep(tcsv1.MoveStep(int32(findVarint(b, fMigrationStep)))),
+		ReadOnly: findVarint(b, fMigrationReadOnly) != 0,
+		From:     database(from),
+		To:       database(to),
+		Started:  timestamp(started, set),
+		By:       findString(b, fMigrationBy),
+	}, true
+}
+
+// ReadOnly reports whether compute nodes must not write to the tenant's
+// database now (tenant.Tenant.ReadOnly): a move is copying it.
+func (v View) ReadOnly() bool {
+	b, ok := findMessage(v.doc, fTenantMigration)
+	return ok && findVarint(b, fMigrationReadOnly) != 0
+}
+
+// Moving reports whether a move of the tenant is in progress
+// (tenant.Tenant.Moving).
+func (v View) Moving() bool {
+	m, ok := v.Migration()
+	return ok && m.Step.Active()
+}
+
+func product(b []byte) tenant.Product {
+	p := tenant.Product{
+		Users:   int64(findVarint(b, fProductUsers)),
+		Edition: findString(b, fProductEdition),
+	}
+	switch tcsv1.ProductState(int32(findVarint(b, fProductState))) {
+	case tcsv1.ProductState_PRODUCT_STATE_ACTIVE:
+		p.State = tenant.ProductActive
+	case tcsv1.ProductState_PRODUCT_STATE_DEACTIVATED:
+		p.State = tenant.ProductDeactivated
+	}
+	return p
+}
+
+func database(b []byte) tenant.Database {
+	return tenant.Database{
+		Engine:    findString(b, fDatabaseEngine),
+		Host:      findString(b, fDatabaseHost),
+		Port:      int(int32(findVarint(b, fDatabasePort))),
+		Name:      findString(b, fDatabaseName),
+		Region:    findString(b, fDatabaseRegion),
+		SecretRef: findString(b, fDatabaseSecretRef),
+	}
+}
+
+func moveStep(s tcsv1.MoveStep) tenant.MoveStep {
+	switch s {
+	case tcsv1.MoveStep_MOVE_STEP_PREPARED:
+		return tenant.MovePrepared
+	case tcsv1.MoveStep_MOVE_STEP_COPIED:
+		return tenant.MoveCopied
+	case tcsv1.MoveStep_MOVE_STEP_SWITCHED:
+		return tenant.MoveSwitched
+	case tcsv1.MoveStep_MOVE_STEP_COMPLETE:
+		return tenant.MoveComplete
+	case tcsv1.MoveStep_MOVE_STEP_CANCELLED:
+		return tenant.MoveCancelled
+	case tcsv1.MoveStep_MOVE_STEP_REVERSED:
+		return tenant.MoveReversed
+	}
+	return ""
+}
+
+// Bounds of a valid google.protobuf.Timestamp (timestamppb CheckValid):
+// 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+const (
+	minTimestamp = -62135596800
+	maxTimestamp = 253402300799
+)
+
+// timestamp returns google.protobuf.Timestamp b in UTC: the zero time if
+// it is not set or not valid.
+func timestamp(b []byte, set bool) time.Time {
+	if !set {
+		return time.Time{}
+	}
+	s := int64(findVarint(b, fTimestampSeconds))
+	n := int32(findVarint(b, fTimestampNanos))
+	if s < minTimestamp || s > maxTimestamp || n < 0 || n >= 1e9 {
+		return time.Time{}
+	}
+	return time.Unix(s, int64(n)).UTC()
+}
+
+// LookupView is Lookup returning a View of the answer instead of a
+// *tenant.Tenant: a hit reads the cache's serialised document in place, so
+// that it allocates nothing and decodes nothing, whether or not the tenant
+// is one the cache holds decoded (Lookup decodes the others on their hit,
+// at a microsecond and a few allocations each). Use it where hits spread
+// over many more tenants than that (tens of thousands) and the request
+// reads a few fields.
+//
+// A miss, a stale or remembered answer, and every error are exactly
+// Lookup's (the same path: one RPC per hostname, hedging, failover,
+// monotonic reads); the tenant then answered is encoded for its View (one
+// allocation). On an error the View is the zero View.
+func (c *Client) LookupView(ctx context.Context, hostname string) (View, error) {
+	if r := c.cache.lookup(hostname); r.s != nil && c.cache.fresh(r.s, c.cache.fast()) {
+		c.hooks.Hit()
+		if r.s.seq == 0 {
+			return View{}, ErrNotFound
+		}
+		return View{doc: r.t.docOf(r.s, r.w)}, nil
+	}
+	v, _, err := c.LookupViewMeta(ctx, hostname)
+	return v, err
+}
+
+// LookupViewMeta is LookupView, also saying where the answer came from (as
+// LookupMeta does).
+func (c *Client) LookupViewMeta(ctx context.Context, hostname string) (View, Meta, error) {
+	r, now, f, h, err := c.find(ctx, hostname)
+	if r.s != nil {
+		m := c.cache.meta(r, now)
+		if r.s.seq == 0 {
+			return View{}, m, ErrNotFound
+		}
+		return View{doc: r.t.docOf(r.s, r.w)}, m, nil
+	}
+	if err != nil {
+		return View{}, Meta{}, err
+	}
+	t, m, err := c.answer(f, h)
+	if t == nil {
+		return View{}, m, err
+	}
+	doc, err := encodeDoc(t)
+	if err != nil {
+		// Not for a tenant that came from the wire (its strings are
+		// valid UTF-8); Lookup would have returned it.
+		return View{}, Meta{}, fmt.Errorf("%w: lookup %s: encode tenant %s for its view: %v", ErrUnavailable, h, t.ID, err)
+	}
+	if doc == nil {
+		doc = []byte{} // an empty document, not the zero View
+	}
+	return View{doc: doc}, m, nil
+}
