@@ -1,0 +1,128 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
+	"testing"
+)
+
+// BenchmarkLookupViewHit is BenchmarkLookupHit through LookupView: a hit
+// over a hot set of 100 to 10,000 of 1,000,000 cached hostnames, one
+// goroutine; fields=id+status+version also reads three fields of the view,
+// as a request would.
+func BenchmarkLookupViewHit(b *testing.B) {
+	c, names := benchSetup(b)
+	ctx := context.Background()
+	for _, n := range hotSets {
+		b.Run(fmt.Sprintf("hot=%d", n), func(b *testing.B) {
+			seq := hotSequence(names, n)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if _, err := c.LookupView(ctx, seq[i&(len(seq)-1)]); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+	b.Run("hot=10000/fields=id+status+version", func(b *testing.B) {
+		seq := hotSequence(names, 10_000)
+		b.ReportAllocs()
+		i, sink := 0, 0
+		for b.Loop() {
+			v, err := c.LookupView(ctx, seq[i&(len(seq)-1)])
+			if err != nil {
+				b.Fatal(err)
+			}
+			sink += len(v.ID()) + len(v.Status()) + int(v.Version())
+			i++
+		}
+		if sink == 0 {
+			b.Fatal("no fields read")
+		}
+	})
+}
+
+// BenchmarkLookupViewUniform is BenchmarkLookupHitUniform through
+// LookupView (hits uniform over 1,000,000 hostnames, on every core), beside
+// the floor of the machine in the same run: floor=random-read is one byte
+// read at random from a 1 GiB array (one cache miss and one TLB miss, on 4
+// KiB pages), floor=2-dependent-reads two such reads the second of which
+// depends on the first (as a record's offset comes from its slot). A view
+// hit touches the hostname's string (itself spread over ~30 MB, as in
+// BenchmarkLookupHitUniform), its slot, and its record.
+func BenchmarkLookupViewUniform(b *testing.B) {
+	c, names := benchSetup(b)
+	ctx := context.Background()
+	b.Run("view", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			r := rand.New(rand.NewPCG(rand.Uint64(), 0))
+			for pb.Next() {
+				if _, err := c.LookupView(ctx, names[r.IntN(len(names))]); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+	b.Run("view/fields=id+status+version", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			r := rand.New(rand.NewPCG(rand.Uint64(), 0))
+			sink := 0
+			for pb.Next() {
+				v, err := c.LookupView(ctx, names[r.IntN(len(names))])
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				sink += len(v.ID()) + len(v.Status()) + int(v.Version())
+			}
+			floorSink.Add(uint64(sink))
+		})
+	})
+	// Made here and let go of when done, so that what runs next
+	// (BenchmarkGC) does not count it.
+	mem := floorMemory()
+	for _, reads := range []int{1, 2} {
+		name := "floor=random-read"
+		if reads == 2 {
+			name = "floor=2-dependent-reads"
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				r := rand.New(rand.NewPCG(rand.Uint64(), 0))
+				var x uint64
+				for pb.Next() {
+					i := r.Uint64() & (uint64(len(mem)) - 1)
+					x += uint64(mem[i])
+					if reads == 2 {
+						// The address of the second read depends on the
+						// value of the first.
+						x += uint64(mem[(i*0x9e3779b97f4a7c15+x)&(uint64(len(mem))-1)])
+					}
+				}
+				floorSink.Add(x)
+			})
+		})
+	}
+}
+
+// floorMemory returns 1 GiB of memory, every page written (an untouched
+// page would read as the one shared zero page, always cached).
+func floorMemory() []byte {
+	mem := make([]byte, 1<<30)
+	for i := 0; i < len(mem); i += 512 {
+		mem[i] = byte(i >> 9)
+	}
+	return mem
+}
+
+// floorSink keeps the reads of the parallel benchmarks from being optimised
+// away.
+var floorSink atomic.Uint64
