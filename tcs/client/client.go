@@ -11,7 +11,9 @@
 // stream on the current region invalidates cached answers as tenants
 // change; while that stream is down the cache's TTL is shortened so that
 // staleness stays bounded, and when every region fails an answer up to
-// max-stale old is served, marked stale.
+// max-stale old is served, marked stale. LookupView answers with a
+// read-only View of the cached document instead of a decoded tenant: a hit
+// on any cached tenant then allocates nothing.
 //
 // # Monotonic reads
 //
@@ -285,8 +287,9 @@ func (c *Client) Watching() bool { return c.cache.watching() }
 // hostname given already normalised allocates nothing when its tenant is
 // one of the hot ones the cache holds decoded (up to 32,768, the tenants
 // most recently cached or hit, less some let go of at random; the others it
-// keeps serialised, and decodes on their hit); one that needs
-// normalising (upper case, a port, a trailing dot) pays for it first. Errors are ErrNotFound,
+// keeps serialised, and decodes on their hit: LookupView does not); one
+// that needs normalising (upper case, a port, a trailing dot) pays for it
+// first. Errors are ErrNotFound,
 // ErrInvalidHostname, ErrUnavailable, ErrClosed or the caller's context
 // error, for errors.Is.
 func (c *Client) Lookup(ctx context.Context, hostname string) (*tenant.Tenant, error) {

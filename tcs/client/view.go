@@ -92,53 +92,140 @@ const (
 	fTimestampNanos   protowire.Number = 2
 )
 
-// wireField is one field of a message: its number, its wire type, and its
-// value (v for a varint, b for length-delimited bytes).
+// wireField is one field of a message: its tag (number << 3 | wire type)
+// and its value, v for a varint, b for length-delimited bytes.
 type wireField struct {
-	num protowire.Number
-	typ protowire.Type
+	tag uint64
 	v   uint64
 	b   []byte
 }
 
-// nextField reads the first field of msg and returns it and the rest of
-// msg; ok is false at the end of msg or if it is malformed.
-func nextField(msg []byte) (f wireField, rest []byte, ok bool) {
+// tag is the tag of field num of wire type typ.
+func tag(num protowire.Number, typ protowire.Type) uint64 { return protowire.EncodeTag(num, typ) }
+
+// nextField reads the field at the start of msg and returns it and how
+// many bytes it takes: 0 at the end of msg, < 0 if msg is malformed there.
+// One-byte tags, varints and lengths (nearly all of a tenant document's)
+// take a fast path; the rest is protowire's.
+func nextField(msg []byte) (f wireField, n int) {
 	if len(msg) == 0 {
-		return f, nil, false
+		return f, 0
 	}
-	num, typ, n := protowire.ConsumeTag(msg)
-	if n < 0 {
-		return f, nil, false
+	if msg[0] < 0x80 {
+		f.tag, n = uint64(msg[0]), 1
+	} else if f.tag, n = protowire.ConsumeVarint(msg); n < 0 {
+		return f, n
 	}
-	msg = msg[n:]
-	f.num, f.typ = num, typ
-	switch typ {
+	if num := f.tag >> 3; num < uint64(protowire.MinValidNumber) || num > uint64(protowire.MaxValidNumber) {
+		return f, -1
+	}
+	switch typ := protowire.Type(f.tag & 7); typ {
 	case protowire.VarintType:
-		f.v, n = protowire.ConsumeVarint(msg)
+		if n < len(msg) && msg[n] < 0x80 {
+			f.v = uint64(msg[n])
+			return f, n + 1
+		}
+		v, m := protowire.ConsumeVarint(msg[n:])
+		if m < 0 {
+			return f, m
+		}
+		f.v = v
+		return f, n + m
 	case protowire.BytesType:
-		f.b, n = protowire.ConsumeBytes(msg)
+		l, m := uint64(0), 1
+		if n < len(msg) && msg[n] < 0x80 {
+			l = uint64(msg[n])
+		} else if l, m = protowire.ConsumeVarint(msg[n:]); m < 0 {
+			return f, m
+		}
+		n += m
+		if l > uint64(len(msg)-n) {
+			return f, -1
+		}
+		end := n + int(l)
+		f.b = msg[n:end:end] // no append can reach the bytes after it
+		return f, end
 	default:
-		n = protowire.ConsumeFieldValue(num, typ, msg)
+		m := protowire.ConsumeFieldValue(protowire.Number(f.tag>>3), typ, msg[n:])
+		if m < 0 {
+			return f, m
+		}
+		return f, n + m
 	}
-	if n < 0 {
-		return f, nil, false
-	}
-	return f, msg[n:], true
 }
 
-// find returns the first field numbered num of wire type typ in msg.
-func find(msg []byte, num protowire.Number, typ protowire.Type) (wireField, bool) {
-	for {
-		f, rest, ok := nextField(msg)
-		if !ok {
-			return f, false
+// fields calls yield with each field of msg in order until it returns
+// false, and reports whether msg is well formed up to there. The loop
+// reads fields with a one-byte tag and a one-byte varint or length itself
+// (nearly every field of a tenant document), and leaves the others to
+// nextField.
+func fields(msg []byte, yield func(wireField) bool) bool {
+	for i := 0; i < len(msg); {
+		var f wireField
+		if i+1 < len(msg) && msg[i] < 0x80 && msg[i] >= 8 && msg[i+1] < 0x80 && (msg[i]&7 == byte(protowire.VarintType) || msg[i]&7 == byte(protowire.BytesType)) {
+			f.tag = uint64(msg[i])
+			if msg[i]&7 == byte(protowire.VarintType) {
+				f.v = uint64(msg[i+1])
+				i += 2
+			} else {
+				start := i + 2
+				end := start + int(msg[i+1])
+				if end > len(msg) {
+					return false
+				}
+				f.b = msg[start:end:end] // no append can reach the bytes after it
+				i = end
+			}
+		} else {
+			var n int
+			if f, n = nextField(msg[i:]); n <= 0 {
+				return false
+			}
+			i += n
 		}
-		if f.num == num && f.typ == typ {
+		if !yield(f) {
+			return true
+		}
+	}
+	return true
+}
+
+// find returns the first field of msg with tag t: fields' loop, written
+// out for the accessors of single fields (a call of yield per field costs
+// them twice their time).
+func find(msg []byte, t uint64) (wireField, bool) {
+	for i := 0; i < len(msg); {
+		if i+1 < len(msg) && msg[i] < 0x80 && msg[i] >= 8 && msg[i+1] < 0x80 {
+			switch msg[i] & 7 {
+			case byte(protowire.VarintType):
+				if uint64(msg[i]) == t {
+					return wireField{tag: t, v: uint64(msg[i+1])}, true
+				}
+				i += 2
+				continue
+			case byte(protowire.BytesType):
+				start := i + 2
+				end := start + int(msg[i+1])
+				if end > len(msg) {
+					return wireField{}, false
+				}
+				if uint64(msg[i]) == t {
+					return wireField{tag: t, b: msg[start:end:end]}, true
+				}
+				i = end
+				continue
+			}
+		}
+		f, n := nextField(msg[i:])
+		if n <= 0 {
+			return wireField{}, false
+		}
+		if f.tag == t {
 			return f, true
 		}
-		msg = rest
+		i += n
 	}
+	return wireField{}, false
 }
 
 // str returns b as a string without copying it: b is record bytes (or a
@@ -151,17 +238,17 @@ func str(b []byte) string {
 }
 
 func findString(msg []byte, num protowire.Number) string {
-	f, _ := find(msg, num, protowire.BytesType)
+	f, _ := find(msg, tag(num, protowire.BytesType))
 	return str(f.b)
 }
 
 func findVarint(msg []byte, num protowire.Number) uint64 {
-	f, _ := find(msg, num, protowire.VarintType)
+	f, _ := find(msg, tag(num, protowire.VarintType))
 	return f.v
 }
 
 func findMessage(msg []byte, num protowire.Number) ([]byte, bool) {
-	f, ok := find(msg, num, protowire.BytesType)
+	f, ok := find(msg, tag(num, protowire.BytesType))
 	return f.b, ok
 }
 
@@ -223,15 +310,13 @@ func (v View) UpdatedBy() string { return findString(v.doc, fTenantUpdatedBy) }
 // Hostnames returns the tenant's hostnames, in order.
 func (v View) Hostnames() iter.Seq[string] {
 	return func(yield func(string) bool) {
+		t := tag(fTenantHostnames, protowire.BytesType)
 		for msg := v.doc; ; {
-			f, rest, ok := nextField(msg)
-			if !ok {
+			f, n := nextField(msg)
+			if n <= 0 || f.tag == t && !yield(str(f.b)) {
 				return
 			}
-			if f.num == fTenantHostnames && f.typ == protowire.BytesType && !yield(str(f.b)) {
-				return
-			}
-			msg = rest
+			msg = msg[n:]
 		}
 	}
 }
@@ -250,18 +335,19 @@ func (v View) HasHostname(h string) bool {
 // the document's order (which a map does not keep: no order to rely on).
 func (v View) Products() iter.Seq2[string, tenant.Product] {
 	return func(yield func(string, tenant.Product) bool) {
+		t := tag(fTenantProducts, protowire.BytesType)
 		for msg := v.doc; ; {
-			f, rest, ok := nextField(msg)
-			if !ok {
+			f, n := nextField(msg)
+			if n <= 0 {
 				return
 			}
-			if f.num == fTenantProducts && f.typ == protowire.BytesType {
+			if f.tag == t {
 				val, _ := findMessage(f.b, fMapValue)
 				if !yield(findString(f.b, fMapKey), product(val)) {
 					return
 				}
 			}
-			msg = rest
+			msg = msg[n:]
 		}
 	}
 }
@@ -280,16 +366,13 @@ func (v View) Product(key string) (tenant.Product, bool) {
 // rely on).
 func (v View) Labels() iter.Seq2[string, string] {
 	return func(yield func(string, string) bool) {
+		t := tag(fTenantLabels, protowire.BytesType)
 		for msg := v.doc; ; {
-			f, rest, ok := nextField(msg)
-			if !ok {
+			f, n := nextField(msg)
+			if n <= 0 || f.tag == t && !yield(findString(f.b, fMapKey), findString(f.b, fMapValue)) {
 				return
 			}
-			if f.num == fTenantLabels && f.typ == protowire.BytesType &&
-				!yield(findString(f.b, fMapKey), findString(f.b, fMapValue)) {
-				return
-			}
-			msg = rest
+			msg = msg[n:]
 		}
 	}
 }
@@ -363,14 +446,48 @@ func product(b []byte) tenant.Product {
 }
 
 func database(b []byte) tenant.Database {
-	return tenant.Database{
-		Engine:    findString(b, fDatabaseEngine),
-		Host:      findString(b, fDatabaseHost),
-		Port:      int(int32(findVarint(b, fDatabasePort))),
-		Name:      findString(b, fDatabaseName),
-		Region:    findString(b, fDatabaseRegion),
-		SecretRef: findString(b, fDatabaseSecretRef),
+	// One pass, the first of each field winning, rather than a find per
+	// field (a third of the time).
+	var d tenant.Database
+	var seen uint8
+	first := func(num protowire.Number) bool {
+		bit := uint8(1) << num
+		if seen&bit != 0 {
+			return false
+		}
+		seen |= bit
+		return true
 	}
+	fields(b, func(f wireField) bool {
+		switch f.tag {
+		case tag(fDatabaseEngine, protowire.BytesType):
+			if first(fDatabaseEngine) {
+				d.Engine = str(f.b)
+			}
+		case tag(fDatabaseHost, protowire.BytesType):
+			if first(fDatabaseHost) {
+				d.Host = str(f.b)
+			}
+		case tag(fDatabasePort, protowire.VarintType):
+			if first(fDatabasePort) {
+				d.Port = int(int32(f.v))
+			}
+		case tag(fDatabaseName, protowire.BytesType):
+			if first(fDatabaseName) {
+				d.Name = str(f.b)
+			}
+		case tag(fDatabaseRegion, protowire.BytesType):
+			if first(fDatabaseRegion) {
+				d.Region = str(f.b)
+			}
+		case tag(fDatabaseSecretRef, protowire.BytesType):
+			if first(fDatabaseSecretRef) {
+				d.SecretRef = str(f.b)
+			}
+		}
+		return true
+	})
+	return d
 }
 
 func moveStep(s tcsv1.MoveStep) tenant.MoveStep {
