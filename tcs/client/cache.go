@@ -244,7 +244,7 @@ func (t *table) docOf(s *slot, w uint64) []byte {
 	}
 	p := int(s.off) + max(int(w>>ctrlKeyLen&0xff)-inlineKey, 0)
 	n := int(binary.LittleEndian.Uint32(t.bytes[p:]))
-	return t.bytes[p+4 : p+4+n]
+	return t.bytes[p+4 : p+4+n : p+4+n] // no append can reach the next record
 }
 
 // home returns the first slot of hash's probe sequence: the hash's low 32

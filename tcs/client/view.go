@@ -17,7 +17,7 @@ import (
 // View is a read-only view of a tenant document as the client's cache
 // holds it: serialised (tcs.v1.Tenant), each accessor reading the field it
 // is asked for from the bytes, with no decode and no allocation. It is what
-// LookupView returns; a View is two words and a length, passed by value.
+// LookupView returns; a View is one slice (24 bytes), passed by value.
 //
 // Strings a View returns (ID, hostnames, labels, database fields, ...) are
 // not copied: they point into the cache's bytes. That is safe because a
