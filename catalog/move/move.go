@@ -165,7 +165,7 @@ func (e *LagError) Error() string {
 		return fmt.Sprintf("tenant %s (move at step %s) has not reached version %d everywhere within --max-lag %v, so the move does not go on (run again to resume); not there yet: %s",
 			e.Tenant, e.Step, e.Version, e.MaxLag, lagging)
 	}
-	next := fmt.Sprintf("wait for it with: tcsctl wait %s --version %d", e.Tenant, e.Version)
+	next := fmt.Sprintf("wait for it with: tcsctl move %s %s, or tcsctl wait %s --version %d", e.Verb, e.Tenant, e.Tenant, e.Version)
 	if e.Step.Active() {
 		next = fmt.Sprintf("drive the move back with: tcsctl move %s, which waits for version %d first", e.Tenant, e.Version)
 	}
@@ -499,7 +499,9 @@ func (m *Mover) step(ctx context.Context, raw map[string]any, cur *tenant.Tenant
 // Cancel ends tenant id's move where it stands (step CANCELLED): the
 // database stays at From before the switch and at To after it, and the
 // tenant is writable. It then waits for the barrier at the version written
-// (see Mover.end). It refuses (Invalid) a tenant with no move in progress.
+// (see Mover.end). It refuses (Invalid) a tenant with no move in progress;
+// on a move CANCELLED already (an earlier Cancel whose wait ran out of
+// MaxLag) it writes nothing and waits again.
 func (m *Mover) Cancel(ctx context.Context, id string) (*tenant.Tenant, error) {
 	return m.end(ctx, id, "cancel", func(cur *tenant.Tenant) (*tenant.Migration, error) {
 		mg := *cur.Migration
@@ -514,7 +516,8 @@ func (m *Mover) Cancel(ctx context.Context, id string) (*tenant.Tenant, error) {
 // (read-only again: writes that reached To since the switch must be copied
 // back); Run drives it on. It then waits for the barrier at the version
 // written (see Mover.end). It refuses (Invalid) a tenant with nothing to
-// reverse.
+// reverse; on a move REVERSED already it writes nothing and waits again
+// (after the switch, run Run to drive the move back on).
 func (m *Mover) Reverse(ctx context.Context, id string) (*tenant.Tenant, error) {
 	return m.end(ctx, id, "reverse", func(cur *tenant.Tenant) (*tenant.Migration, error) {
 		mg := *cur.Migration
@@ -545,6 +548,13 @@ func (m *Mover) end(ctx context.Context, id, verb string, decide func(*tenant.Te
 		if err != nil {
 			return nil, err
 		}
+		if cur.Migration != nil && cur.Migration.Step == endedBy[verb] {
+			// Ended so already: by an earlier run whose wait ran out of
+			// --max-lag, or by someone else. Nothing to write: wait again
+			// for the barrier, at the version now stored.
+			m.logf("%s: its move to %s is %s already (version %d); waiting for every region to reach it", id, DatabaseName(cur.Migration.To), cur.Migration.Step, cur.Version)
+			return m.endWait(ctx, id, verb, cur)
+		}
 		if cur.Migration == nil || !cur.Moving() && !(verb == "reverse" && cur.Migration.Step == tenant.MoveComplete) {
 			return nil, tenant.Errorf(tenant.Invalid, "tenant %s has no move in progress to %s", id, verb)
 		}
@@ -559,15 +569,25 @@ func (m *Mover) end(ctx context.Context, id, verb string, decide func(*tenant.Te
 		if err != nil {
 			return nil, err
 		}
-		if err := m.barrier(ctx, id, next.Migration.Step, next.Version); err != nil {
-			var lag *LagError
-			if errors.As(err, &lag) {
-				lag.Verb = verb
-			}
-			return next, err
-		}
-		return next, nil
+		return m.endWait(ctx, id, verb, next)
 	}
+}
+
+// endedBy is the step each of end's verbs leaves a move at before the
+// switch; running the verb again on a move at that step only waits.
+var endedBy = map[string]tenant.MoveStep{"cancel": tenant.MoveCancelled, "reverse": tenant.MoveReversed}
+
+// endWait waits for the barrier at t's version, after end wrote it (or
+// found it written), and returns t, with the error if the wait failed.
+func (m *Mover) endWait(ctx context.Context, id, verb string, t *tenant.Tenant) (*tenant.Tenant, error) {
+	if err := m.barrier(ctx, id, t.Migration.Step, t.Version); err != nil {
+		var lag *LagError
+		if errors.As(err, &lag) {
+			lag.Verb = verb
+		}
+		return t, err
+	}
+	return t, nil
 }
 
 // Report is what Status says of a tenant's move.

@@ -432,11 +432,11 @@ func TestCancelAndReverseWaitForBarrier(t *testing.T) {
 		want tenant.MoveStep // the step written
 		hint string          // what the lag error says to run
 	}{
-		{"cancel", tenant.MovePrepared, tenant.MoveCancelled, "tcsctl wait %s --version %d"},
-		{"cancel", tenant.MoveCopied, tenant.MoveCancelled, "tcsctl wait %s --version %d"},
-		{"cancel", tenant.MoveSwitched, tenant.MoveCancelled, "tcsctl wait %s --version %d"},
-		{"reverse", tenant.MovePrepared, tenant.MoveReversed, "tcsctl wait %s --version %d"},
-		{"reverse", tenant.MoveCopied, tenant.MoveReversed, "tcsctl wait %s --version %d"},
+		{"cancel", tenant.MovePrepared, tenant.MoveCancelled, "tcsctl move cancel %s, or tcsctl wait %[1]s --version %d"},
+		{"cancel", tenant.MoveCopied, tenant.MoveCancelled, "tcsctl move cancel %s, or tcsctl wait %[1]s --version %d"},
+		{"cancel", tenant.MoveSwitched, tenant.MoveCancelled, "tcsctl move cancel %s, or tcsctl wait %[1]s --version %d"},
+		{"reverse", tenant.MovePrepared, tenant.MoveReversed, "tcsctl move reverse %s, or tcsctl wait %[1]s --version %d"},
+		{"reverse", tenant.MoveCopied, tenant.MoveReversed, "tcsctl move reverse %s, or tcsctl wait %[1]s --version %d"},
 		{"reverse", tenant.MoveSwitched, tenant.MovePrepared, "drive the move back with: tcsctl move %s, which waits for version %d first"},
 		{"reverse", tenant.MoveComplete, tenant.MovePrepared, "drive the move back with: tcsctl move %s, which waits for version %d first"},
 	} {
@@ -497,6 +497,21 @@ func TestCancelAndReverseWaitForBarrier(t *testing.T) {
 			}
 
 			if tc.want != tenant.MovePrepared {
+				// Run again while the region still lags: nothing more is
+				// written, and it stops the same way; once the region
+				// caught up, it returns the tenant as it stands.
+				again, err := end(h.mover())(t.Context(), "slow")
+				if !errors.As(err, &lag) || lag.Version != before.Version+1 || again == nil || again.Version != before.Version+1 {
+					t.Fatalf("%s again while lagging: %+v, %v; want the same *LagError at version %d, nothing written", tc.verb, again, err, before.Version+1)
+				}
+				h.setLag(func(int64) []string { return nil })
+				again, err = end(h.mover())(t.Context(), "slow")
+				if err != nil || again.Version != before.Version+1 || again.Migration.Step != tc.want {
+					t.Fatalf("%s again once caught up: %+v, %v; want %s at version %d", tc.verb, again, err, tc.want, before.Version+1)
+				}
+				if w := h.waitsFor("slow"); w[len(w)-1] != before.Version+1 {
+					t.Errorf("%s again waited for versions %v, want the last at %d", tc.verb, w, before.Version+1)
+				}
 				return
 			}
 			// The move back does not go on while the region lags, and

@@ -471,7 +471,7 @@ func (w *wiring) startRegion(ctx context.Context, r regionAddr, ln net.Listener,
 // in this process, shared by its regions.
 func openWorkLeases(ctx context.Context, be *backend.Config) (work.Leases, error) {
 	if !be.IsAWS() {
-		table := memlease.New(nil)
+		table := memlease.NewFromClock()
 		return work.StoresOf(func(pool, owner string) lease.Store { return table.Store(work.Group(pool), owner, nil) }), nil
 	}
 	home, err := be.Clients(ctx, be.HomeRegion)

@@ -203,6 +203,9 @@ func workEndToEnd(t *testing.T, s *system) {
 // the new owner's, and at no sampled instant did two members (m1 included:
 // it is cut off, not dead) count on one tenant.
 func TestWorkNodeDeath(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: waits out gRPC keepalive (about 11 s)")
+	}
 	t.Parallel()
 	s := start(t, "--work-lease-duration", "2s")
 	us := testnet.NewFreezer(t, s.ep.Regions["us-east-1"])

@@ -85,7 +85,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.NodeID, "node-id", getenv("TCS_NODE_ID"), "aws: this node's name in its invalidation queue's name and in the node registry (env TCS_NODE_ID; default host name and pid)")
 	var envErrs []error
 	fs.BoolVar(&c.Register, "register", envBool(getenv, "TCS_REGISTER", true, &envErrs), "aws: heartbeat this node into the home region's <prefix>-nodes table (removed on a clean stop) so that the catalog's propagation status and tcsctl wait ask it (env TCS_REGISTER)")
-	fs.StringVar(&c.AdvertiseAddr, "advertise-addr", getenv("TCS_ADVERTISE_ADDR"), "aws with --register: host:port at which the catalog reaches this node's gRPC port (env TCS_ADVERTISE_ADDR; in Kubernetes the pod IP and port); default --addr, refused when that is a wildcard address or port 0")
+	fs.StringVar(&c.AdvertiseAddr, "advertise-addr", getenv("TCS_ADVERTISE_ADDR"), "aws with --register: host:port at which the catalog reaches this node's gRPC port, or a host alone (IPv4, IPv6, or a name), which takes --addr's port (env TCS_ADVERTISE_ADDR; in Kubernetes the pod IP); default --addr, refused when that is a wildcard address or port 0")
 	c.Obs = cmdutil.RegisterFlags(fs, getenv, cmdutil.DefaultTCSMetricsAddr)
 	co := &c.Cache
 	fs.IntVar(&co.Size, "cache-size", cache.DefaultSize, "cache entries")
@@ -168,29 +168,29 @@ func (c *config) check() error {
 }
 
 // advertised returns the address other processes dial to reach this node:
-// adv (--advertise-addr) if set (an IPv6 address without brackets before
-// its port gets them: fd00::7:9001 is [fd00::7]:9001), else listen (--addr)
-// when it names a host and a port another process can dial.
+// adv (--advertise-addr) if set, else listen (--addr) when it names a host
+// and a port another process can dial. adv is host:port ([v6]:port), or a
+// host alone (a name, an IPv4 or an IPv6 address, brackets optional: the
+// chart passes the pod IP as it comes), which takes --addr's port.
 func advertised(adv, listen string) (string, error) {
 	if adv != "" {
 		host, port, err := net.SplitHostPort(adv)
 		if err != nil {
-			// An IPv6 address joined to its port without brackets, as
-			// "$(POD_IP):9001" makes of an IPv6 pod IP (the chart).
-			if i := strings.LastIndexByte(adv, ':'); i > 0 {
-				if ip := net.ParseIP(adv[:i]); ip != nil && ip.To4() == nil {
-					host, port, err = adv[:i], adv[i+1:], nil
-					adv = net.JoinHostPort(host, port)
+			if h, ok := hostAlone(adv); ok {
+				_, lport, lerr := net.SplitHostPort(listen)
+				if lerr != nil || lport == "" || lport == "0" {
+					return "", fmt.Errorf("--advertise-addr %q names no port, and --addr %q has none to lend: give host:port, such as 10.0.3.7:9001", adv, listen)
 				}
+				host, port, err = h, lport, nil
 			}
 		}
 		if err != nil || host == "" || port == "" || port == "0" {
-			return "", fmt.Errorf("--advertise-addr %q: want host:port that other processes can dial, such as 10.0.3.7:9001", adv)
+			return "", fmt.Errorf("--advertise-addr %q: want host:port, or a host (its port is --addr's), that other processes can dial, such as 10.0.3.7:9001", adv)
 		}
 		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 			return "", fmt.Errorf("--advertise-addr %q: %s is a wildcard address, which no other process can dial; name this node's address", adv, host)
 		}
-		return adv, nil
+		return net.JoinHostPort(host, port), nil
 	}
 	host, port, err := net.SplitHostPort(listen)
 	if err != nil {
@@ -200,6 +200,23 @@ func advertised(adv, listen string) (string, error) {
 		return "", fmt.Errorf("--register needs --advertise-addr (or TCS_ADVERTISE_ADDR): --addr %s is a wildcard address or port 0, which the catalog cannot dial (or --register=false)", listen)
 	}
 	return listen, nil
+}
+
+// hostAlone reports whether s is a host without a port: an IP address
+// ("10.0.3.7", "fd00::7", "[fd00::7]") or a name with no colon. An
+// unbracketed IPv6 address is all address: fd00::7:9001 is the host
+// fd00::7:9001, never [fd00::7]:9001.
+func hostAlone(s string) (string, bool) {
+	if t, ok := strings.CutPrefix(s, "["); ok {
+		if t, ok = strings.CutSuffix(t, "]"); ok && net.ParseIP(t) != nil {
+			return t, true
+		}
+		return "", false
+	}
+	if net.ParseIP(s) != nil || (s != "" && !strings.ContainsAny(s, ":[]")) {
+		return s, true
+	}
+	return "", false
 }
 
 // envBool is getenv(key) as a boolean, def when unset; a value that is not

@@ -126,12 +126,38 @@ func TestParseConfig(t *testing.T) {
 				c.Backend.Backend, c.Backend.HomeRegion = "aws", "us-east-1"
 				c.Addr, c.AdvertiseAddr = ":9001", "10.0.3.7:9001"
 			}},
-		// An IPv6 pod IP joined to the port by the chart ("$(TCS_POD_IP):9001").
+		// The chart passes the pod IP alone: it takes --addr's port.
+		{name: "aws advertise IPv4 pod IP", args: []string{"--region", "eu-west-1", "--backend", "aws", "--aws-home-region", "us-east-1",
+			"--addr", ":9001"}, env: map[string]string{"TCS_ADVERTISE_ADDR": "10.244.0.26"},
+			want: func(c *config) {
+				c.Backend.Backend, c.Backend.HomeRegion = "aws", "us-east-1"
+				c.Addr, c.AdvertiseAddr = ":9001", "10.244.0.26:9001"
+			}},
 		{name: "aws advertise IPv6 pod IP", args: []string{"--region", "eu-west-1", "--backend", "aws", "--aws-home-region", "us-east-1",
-			"--addr", ":9001"}, env: map[string]string{"TCS_ADVERTISE_ADDR": "fd00:10:244::1a:9001"},
+			"--addr", ":9001"}, env: map[string]string{"TCS_ADVERTISE_ADDR": "fd00:10:244::1a"},
 			want: func(c *config) {
 				c.Backend.Backend, c.Backend.HomeRegion = "aws", "us-east-1"
 				c.Addr, c.AdvertiseAddr = ":9001", "[fd00:10:244::1a]:9001"
+			}},
+		// Unbracketed, fd00::7:1 is an address (fd00:0:0:0:0:0:7:1), not
+		// [fd00::7]:1.
+		{name: "aws advertise IPv6 with colons", args: []string{"--region", "eu-west-1", "--backend", "aws", "--aws-home-region", "us-east-1",
+			"--addr", ":9001", "--advertise-addr", "fd00::7:1"},
+			want: func(c *config) {
+				c.Backend.Backend, c.Backend.HomeRegion = "aws", "us-east-1"
+				c.Addr, c.AdvertiseAddr = ":9001", "[fd00::7:1]:9001"
+			}},
+		{name: "aws advertise host name", args: []string{"--region", "eu-west-1", "--backend", "aws", "--aws-home-region", "us-east-1",
+			"--addr", "0.0.0.0:9002", "--advertise-addr", "tcs-eu-west-1"},
+			want: func(c *config) {
+				c.Backend.Backend, c.Backend.HomeRegion = "aws", "us-east-1"
+				c.Addr, c.AdvertiseAddr = "0.0.0.0:9002", "tcs-eu-west-1:9002"
+			}},
+		{name: "aws advertise bracketed host", args: []string{"--region", "eu-west-1", "--backend", "aws", "--aws-home-region", "us-east-1",
+			"--addr", ":9001", "--advertise-addr", "[fd00::7]"},
+			want: func(c *config) {
+				c.Backend.Backend, c.Backend.HomeRegion = "aws", "us-east-1"
+				c.Addr, c.AdvertiseAddr = ":9001", "[fd00::7]:9001"
 			}},
 		{name: "aws advertise IPv6 bracketed", args: []string{"--region", "eu-west-1", "--backend", "aws", "--aws-home-region", "us-east-1",
 			"--addr", ":9001", "--advertise-addr", "[fd00::7]:9001"},
@@ -233,7 +259,9 @@ func TestParseConfigRefuses(t *testing.T) {
 		{name: "register empty host", args: with(aws, "--addr", ":9001"), want: "--register needs --advertise-addr"},
 		{name: "register port 0", args: with(aws, "--addr", "127.0.0.1:0"), want: "--register needs --advertise-addr"},
 		{name: "advertise wildcard", args: with(aws, "--advertise-addr", "[::]:9001"), want: `--advertise-addr "[::]:9001": :: is a wildcard address`},
-		{name: "advertise without port", args: with(aws, "--advertise-addr", "10.0.3.7"), want: `--advertise-addr "10.0.3.7": want host:port`},
+		{name: "advertise host, addr port 0", args: with(aws, "--addr", "127.0.0.1:0", "--advertise-addr", "10.0.3.7"), want: `--advertise-addr "10.0.3.7" names no port, and --addr "127.0.0.1:0" has none to lend`},
+		{name: "advertise bad brackets", args: with(aws, "--advertise-addr", "[tcs-a]"), want: `--advertise-addr "[tcs-a]": want host:port, or a host`},
+		{name: "advertise wildcard host", args: with(aws, "--advertise-addr", "::"), want: `--advertise-addr "::": :: is a wildcard address`},
 		{name: "advertise port 0 env", args: aws, env: map[string]string{"TCS_ADVERTISE_ADDR": "10.0.3.7:0"}, want: `--advertise-addr "10.0.3.7:0"`},
 		{name: "register env", args: aws, env: map[string]string{"TCS_REGISTER": "maybe"}, want: `TCS_REGISTER="maybe": want true or false`},
 		{name: "zero max concurrent streams", args: with(region, "--max-concurrent-streams", "0"), want: "--max-concurrent-streams 0"},

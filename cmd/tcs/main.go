@@ -72,7 +72,7 @@ func openWork(ctx context.Context, cfg *config, rep tcs.Replica, log *slog.Logge
 			return nil, err
 		}
 	} else {
-		table := memlease.New(nil)
+		table := memlease.NewFromClock()
 		leases = work.StoresOf(func(pool, owner string) lease.Store { return table.Store(work.Group(pool), owner, nil) })
 	}
 	return work.NewNode(work.NodeConfig{Replica: rep, Leases: leases, LeaseDuration: cfg.WorkLeaseDuration,

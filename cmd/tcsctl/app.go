@@ -149,6 +149,14 @@ func newRoot(e *env) *cobra.Command {
 			}
 		}
 	}
+	// The connection flags are accepted before the command too (tcsctl
+	// --context prod verify), as kubectl's are. The root declares them,
+	// hidden, so that cobra finds the command past them; the command's own
+	// connection flags, which shadow the root's, take the values. A command
+	// that connects to nothing accepts and ignores them.
+	var global connFlags
+	global.register(root.PersistentFlags(), e.getenv)
+	root.PersistentFlags().VisitAll(func(f *pflag.Flag) { f.Hidden = true })
 	completeContextFlags(e, root)
 	return root
 }

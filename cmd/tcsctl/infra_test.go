@@ -15,9 +15,14 @@ import (
 
 	"github.com/tcs-dev/tcs/infra/emulators"
 	"github.com/tcs-dev/tcs/infra/provision"
+	"github.com/tcs-dev/tcs/internal/testwait"
 )
 
-func TestMain(m *testing.M) { os.Exit(emulators.Main(m)) }
+func TestMain(m *testing.M) {
+	// The tests' systems mostly wait (on retries, timeouts, replication).
+	testwait.WaitBoundParallel(8)
+	os.Exit(emulators.Main(m))
+}
 
 // infra runs tcsctl with the emulators' environment (the SDK reads the
 // process environment, so the caller must not be parallel).

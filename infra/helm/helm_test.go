@@ -1089,8 +1089,8 @@ func TestPropagationValues(t *testing.T) {
 	if ip := lookupEnv["TCS_POD_IP"]; ip.ValueFrom == nil || ip.ValueFrom.FieldRef == nil || ip.ValueFrom.FieldRef.FieldPath != "status.podIP" {
 		t.Errorf("lookup TCS_POD_IP: %+v, want status.podIP", ip)
 	}
-	if got := lookupEnv["TCS_ADVERTISE_ADDR"].Value; got != "$(TCS_POD_IP):9001" {
-		t.Errorf("lookup TCS_ADVERTISE_ADDR %q, want $(TCS_POD_IP):9001", got)
+	if got := lookupEnv["TCS_ADVERTISE_ADDR"].Value; got != "$(TCS_POD_IP)" {
+		t.Errorf("lookup TCS_ADVERTISE_ADDR %q, want $(TCS_POD_IP) (the port is --addr's)", got)
 	}
 	catalog := o.deployments["tcs-catalog"].Spec.Template.Spec.Containers[0]
 	if _, ok := envOf(catalog)["TCS_SCAN_TOKEN"]; ok {

@@ -25,9 +25,13 @@ import (
 	"github.com/tcs-dev/tcs/infra/emulators"
 	"github.com/tcs-dev/tcs/internal/awsclient"
 	"github.com/tcs-dev/tcs/internal/testnet"
+	"github.com/tcs-dev/tcs/internal/testwait"
 )
 
-func TestMain(m *testing.M) { os.Exit(emulators.Main(m)) }
+func TestMain(m *testing.M) {
+	testwait.WaitBoundParallel(8) // the frozen-endpoint tests wait out timeouts
+	os.Exit(emulators.Main(m))
+}
 
 // testTimeouts are short, so that the frozen-endpoint tests take about a
 // second each.

@@ -255,6 +255,9 @@ func TestRepairsEveryKind(t *testing.T) {
 // while changes travel, but nothing is judged drifted and nothing is
 // re-emitted.
 func TestQuietUnderWriteLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: writes for several comparison intervals (about 6 s)")
+	}
 	t.Parallel()
 	s := startSystem(t, "us-east-1", "eu-west-1")
 	ctx := context.Background()
@@ -361,6 +364,9 @@ func TestQuietUnderWriteLoad(t *testing.T) {
 // settle periods while writes go on lags as a whole; the reconciler sees
 // buckets differ but resyncs nothing, and the region catches up by itself.
 func TestStalledRegionIsNotDrift(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: stalls a region for several settle periods (about 3 s)")
+	}
 	t.Parallel()
 	s := startSystem(t, "us-east-1", "eu-west-1")
 	ctx := context.Background()

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/tcs-dev/tcs/tcs"
 )
@@ -35,7 +36,22 @@ type Options struct {
 	// further ones are dropped for it (and it is told of the gap). Zero
 	// means DefaultBuffer.
 	Buffer int
+	// ReplayHeartbeat is how recent the newest heartbeat must be for a new
+	// subscriber to get it straight away (after its first gap). Without it a
+	// lookup server that subscribes just after the applier's first
+	// heartbeat waits a whole heartbeat interval before it knows the feed
+	// works (and reports SERVING). A heartbeat broadcast within this window
+	// proves the feed was alive then, and the next one is due within the
+	// applier's interval, so the replay claims nothing the feed's timeout
+	// would not. Zero means DefaultReplayHeartbeat; negative replays none.
+	ReplayHeartbeat time.Duration
+	// Now is the clock ReplayHeartbeat is judged by; nil means time.Now.
+	Now func() time.Time
 }
+
+// DefaultReplayHeartbeat is Options.ReplayHeartbeat's default: the
+// applier's default heartbeat interval (streamer.DefaultHeartbeatInterval).
+const DefaultReplayHeartbeat = 5 * time.Second
 
 // Hub is an in-process invalidation broadcast: it implements both
 // tcs.Broadcaster and tcs.Feed. The zero value is a Hub with default
@@ -48,6 +64,9 @@ type Hub struct {
 	subs   map[*subscriber]struct{}
 	closed bool
 	done   chan struct{} // closed by Close; made lazily under mu
+	// beat is the newest heartbeat broadcast, and beatAt when (Options.Now).
+	beat   *tcs.Invalidation
+	beatAt time.Time
 }
 
 var (
@@ -92,6 +111,9 @@ func (h *Hub) Broadcast(ctx context.Context, inv tcs.Invalidation) error {
 	if h.closed {
 		return ErrClosed
 	}
+	if inv.Heartbeat() {
+		h.beat, h.beatAt = &inv, h.now()
+	}
 	for s := range h.subs {
 		if s.lost {
 			// Already behind: anything queued after the loss is useless
@@ -113,7 +135,8 @@ func (h *Hub) Broadcast(ctx context.Context, inv tcs.Invalidation) error {
 
 // Subscribe implements tcs.Feed. It registers the subscriber, calls gap once
 // straight away (invalidations broadcast before the subscription are not
-// replayed, so a new subscriber has by definition missed some), then calls
+// replayed, so a new subscriber has by definition missed some), delivers the
+// newest heartbeat if it is recent (Options.ReplayHeartbeat), then calls
 // deliver for each invalidation in broadcast order until ctx ends (it returns
 // nil) or the Hub is closed (it returns ErrClosed). If the subscriber falls
 // more than the buffer behind, the invalidations that did not fit are dropped
@@ -134,6 +157,9 @@ func (h *Hub) Subscribe(ctx context.Context, deliver func(tcs.Invalidation), gap
 		h.subs = make(map[*subscriber]struct{})
 	}
 	h.subs[s] = struct{}{}
+	if replay := h.replayWindow(); h.beat != nil && replay > 0 && h.now().Sub(h.beatAt) <= replay {
+		s.ch <- *h.beat // the buffer is empty and holds at least one
+	}
 	done := h.doneLocked()
 	h.mu.Unlock()
 	defer func() {
@@ -160,6 +186,20 @@ func (h *Hub) Subscribe(ctx context.Context, deliver func(tcs.Invalidation), gap
 			gap()
 		}
 	}
+}
+
+func (h *Hub) now() time.Time {
+	if h.opts.Now != nil {
+		return h.opts.Now()
+	}
+	return time.Now()
+}
+
+func (h *Hub) replayWindow() time.Duration {
+	if h.opts.ReplayHeartbeat == 0 {
+		return DefaultReplayHeartbeat
+	}
+	return h.opts.ReplayHeartbeat
 }
 
 // takeLoss reports and clears s's lost flag, but only once its buffer is

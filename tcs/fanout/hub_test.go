@@ -315,3 +315,72 @@ func BenchmarkBroadcast(b *testing.B) {
 		})
 	}
 }
+
+// TestReplaysRecentHeartbeat: a new subscriber gets the newest heartbeat, if
+// it was broadcast within ReplayHeartbeat, right after its first gap and
+// with its CommittedAt as sent; never an invalidation, never an old
+// heartbeat, and none when replay is off.
+func TestReplaysRecentHeartbeat(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	beat1 := tcs.Invalidation{CommittedAt: t0.Add(-time.Second)}
+	beat2 := tcs.Invalidation{CommittedAt: t0}
+	inv := tcs.Invalidation{TenantID: "acme", Version: 3, Hostnames: []string{"acme.example.com"}, CommittedAt: t0}
+	for _, tc := range []struct {
+		name      string
+		replay    time.Duration
+		broadcast []tcs.Invalidation
+		after     time.Duration // from the last broadcast to the subscription
+		want      []string
+	}{
+		{"newest heartbeat", 0, []tcs.Invalidation{beat1, beat2, inv}, 0, []string{"gap", "beat " + t0.String()}},
+		{"at the window's end", 0, []tcs.Invalidation{beat2}, fanout.DefaultReplayHeartbeat, []string{"gap", "beat " + t0.String()}},
+		{"too old", 0, []tcs.Invalidation{beat2}, fanout.DefaultReplayHeartbeat + time.Millisecond, []string{"gap"}},
+		{"custom window", time.Minute, []tcs.Invalidation{beat2}, 30 * time.Second, []string{"gap", "beat " + t0.String()}},
+		{"off", -1, []tcs.Invalidation{beat2}, 0, []string{"gap"}},
+		{"invalidations only", 0, []tcs.Invalidation{inv}, 0, []string{"gap"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := t0
+			h := fanout.New(fanout.Options{ReplayHeartbeat: tc.replay, Now: func() time.Time { return now }})
+			defer h.Close()
+			for _, b := range tc.broadcast {
+				if err := h.Broadcast(context.Background(), b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			now = now.Add(tc.after)
+			seen := make(chan string, 10)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() {
+				done <- h.Subscribe(ctx, func(inv tcs.Invalidation) {
+					if inv.Heartbeat() {
+						seen <- "beat " + inv.CommittedAt.String()
+					} else {
+						seen <- fmt.Sprintf("%s v%d", inv.TenantID, inv.Version)
+					}
+				}, func() { seen <- "gap" })
+			}()
+			// A marker broadcast after the subscription bounds what it saw
+			// before.
+			for h.Subscribers() == 0 {
+				time.Sleep(time.Millisecond)
+			}
+			if err := h.Broadcast(context.Background(), tcs.Invalidation{TenantID: "marker", Version: 1, Hostnames: []string{"m.example.com"}}); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for s := range seen {
+				if s == "marker v1" {
+					break
+				}
+				got = append(got, s)
+			}
+			cancel()
+			<-done
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("before the first broadcast after subscribing (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

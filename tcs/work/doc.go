@@ -131,7 +131,9 @@
 // region's <prefix>-work-leases (workdynamo), shared by the tcs nodes of
 // every region, so a pool spans regions and a member may rejoin through any
 // of them; on the embedded family a memlease table in the process (tcs-dev:
-// shared by its regions; tcs alone: that node only). A settled pool of 10
+// shared by its regions; tcs alone: that node only), whose counters start
+// from the clock (memlease.NewFromClock), so that fencing tokens keep
+// growing when the process restarts and its leases start over. A settled pool of 10
 // members makes 4 writes and 8 reads (strongly consistent Queries of
 // ~40 KB) a second with the default 10 s lease, whatever the number of
 // tenants (BenchmarkSteadyState): the writes are the members' record

@@ -489,7 +489,11 @@ func TestBalance(t *testing.T) {
 	}
 	t.Run("equal", func(t *testing.T) {
 		t.Parallel()
-		for set := range 8 {
+		sets := 8 // the seed's tenants, then seven sets of 10,000
+		if testing.Short() {
+			sets = 3
+		}
+		for set := range sets {
 			s := newSim(t)
 			if set > 0 {
 				s.setTenants(fmt.Sprintf("set%d-%%x", set), 10_000)
@@ -542,7 +546,11 @@ func TestBalanceHysteresis(t *testing.T) {
 	}
 	base := s.tenants
 	moves := 0
-	for round := range 240 {
+	rounds := 240 // 30 lease durations
+	if testing.Short() {
+		rounds = 80
+	}
+	for round := range rounds {
 		// Up to 3 tenants created or deleted in random buckets, each
 		// bucket kept within 2 of where it started.
 		for k := range 3 {
@@ -575,7 +583,7 @@ func TestBalanceHysteresis(t *testing.T) {
 			t.Errorf("%s owns %d tenants, %.1f%% off %.0f", id, n, 100*d, total/10)
 		}
 	}
-	t.Logf("%d buckets moved in 240 rounds of drift", moves)
+	t.Logf("%d buckets moved in %d rounds of drift", moves, rounds)
 }
 
 // TestLeave: a member that leaves cleanly (its client stopped counting,

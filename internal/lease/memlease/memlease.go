@@ -20,6 +20,12 @@ import (
 type Table struct {
 	// Now stamps RenewedAt; nil means time.Now.
 	Now func() time.Time
+	// CounterBase is the counter of every lease Create makes. Counters
+	// only grow while the table lives; a table that takes over from an
+	// earlier one (its process restarted) must start above every counter
+	// that one reached, or the fencing tokens built from counters
+	// (tcs/work) would go back: NewFromClock sets it from the clock.
+	CounterBase int64
 
 	mu     sync.Mutex
 	groups map[string]map[string]lease.Lease // group → key → lease
@@ -28,6 +34,16 @@ type Table struct {
 // New returns an empty table whose clock is now (nil: time.Now).
 func New(now func() time.Time) *Table {
 	return &Table{Now: now}
+}
+
+// NewFromClock returns an empty table (clock time.Now) whose counters start
+// at the current Unix time in microseconds: above the counters of any table
+// made earlier on this machine, which grow by one a write (a lease written
+// a million times a second for as long as the earlier table lived would be
+// needed to catch up), so that fencing tokens keep growing across restarts
+// of a process that holds its leases in memory.
+func NewFromClock() *Table {
+	return &Table{CounterBase: time.Now().UnixMicro()}
 }
 
 // Store returns group's leases as worker owner writes them. compare orders
@@ -94,7 +110,7 @@ func (s *store) Create(ctx context.Context, key string, parents []string) error 
 	if _, ok := g[key]; ok {
 		return nil
 	}
-	l := lease.Lease{Key: key}
+	l := lease.Lease{Key: key, Counter: s.t.CounterBase}
 	if len(parents) > 0 {
 		l.Parents = slices.Clone(parents)
 		slices.Sort(l.Parents)

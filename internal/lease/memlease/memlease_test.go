@@ -63,3 +63,60 @@ func TestCompareOrdersList(t *testing.T) {
 		t.Errorf("List order = %v, want [2 9 10 100]", got)
 	}
 }
+
+// TestConformanceFromClock: a table whose counters start from the clock
+// keeps every rule of the suite.
+func TestConformanceFromClock(t *testing.T) {
+	table := memlease.NewFromClock()
+	var n atomic.Int64
+	leasetest.Run(t, func(t *testing.T) leasetest.Opener {
+		group := fmt.Sprintf("group-%d", n.Add(1))
+		return func(owner string) lease.Store { return table.Store(group, owner, nil) }
+	})
+}
+
+// TestCountersGrowAcrossTables: a table made after another (its process
+// restarted) starts its counters above every counter the earlier one
+// reached, so fencing tokens taken from counters keep growing.
+func TestCountersGrowAcrossTables(t *testing.T) {
+	t.Parallel()
+	first := memlease.NewFromClock().Store("g", "a", nil)
+	if err := first.Create(t.Context(), "k", nil); err != nil {
+		t.Fatal(err)
+	}
+	read, err := first.List(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := first.Take(t.Context(), read[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 1000 { // far more writes than a lease sees in a millisecond
+		if l, err = first.Renew(t.Context(), "k", l.Token); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(2 * time.Millisecond) // a restart takes longer than that
+	second := memlease.NewFromClock().Store("g", "a", nil)
+	if err := second.Create(t.Context(), "k", nil); err != nil {
+		t.Fatal(err)
+	}
+	if read, err = second.List(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := second.Take(t.Context(), read[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l2.Counter <= l.Counter {
+		t.Errorf("the second table's first take has counter %d, not above the first table's last %d", l2.Counter, l.Counter)
+	}
+	zero := memlease.New(nil).Store("g", "a", nil)
+	if err := zero.Create(t.Context(), "k", nil); err != nil {
+		t.Fatal(err)
+	}
+	if read, err = zero.List(t.Context()); err != nil || read[0].Counter != 0 {
+		t.Errorf("New's lease: %+v, %v; want counter 0", read, err)
+	}
+}
