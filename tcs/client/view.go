@@ -190,16 +190,25 @@ func fields(msg []byte, yield func(wireField) bool) bool {
 	return true
 }
 
-// find returns the first field of msg with tag t: fields' loop, written
-// out for the accessors of single fields (a call of yield per field costs
-// them twice their time).
+// find returns the first field of msg with tag t.
 func find(msg []byte, t uint64) (wireField, bool) {
-	for i := 0; i < len(msg); {
+	f, next := scan(msg, 0, t)
+	return f, next >= 0
+}
+
+// scan returns the first field with tag t of msg[i:], and the offset in
+// msg of the field after it; -1 if there is none (or msg is malformed
+// before it). The loop skips fields with a one-byte tag and a one-byte
+// varint or length itself (nearly every field of a tenant document), and
+// leaves the others to nextField: a call per field would take twice the
+// time.
+func scan(msg []byte, i int, t uint64) (wireField, int) {
+	for i < len(msg) {
 		if i+1 < len(msg) && msg[i] < 0x80 && msg[i] >= 8 && msg[i+1] < 0x80 {
 			switch msg[i] & 7 {
 			case byte(protowire.VarintType):
 				if uint64(msg[i]) == t {
-					return wireField{tag: t, v: uint64(msg[i+1])}, true
+					return wireField{tag: t, v: uint64(msg[i+1])}, i + 2
 				}
 				i += 2
 				continue
@@ -207,10 +216,10 @@ func find(msg []byte, t uint64) (wireField, bool) {
 				start := i + 2
 				end := start + int(msg[i+1])
 				if end > len(msg) {
-					return wireField{}, false
+					return wireField{}, -1
 				}
 				if uint64(msg[i]) == t {
-					return wireField{tag: t, b: msg[start:end:end]}, true
+					return wireField{tag: t, b: msg[start:end:end]}, end
 				}
 				i = end
 				continue
@@ -218,14 +227,14 @@ func find(msg []byte, t uint64) (wireField, bool) {
 		}
 		f, n := nextField(msg[i:])
 		if n <= 0 {
-			return wireField{}, false
-		}
-		if f.tag == t {
-			return f, true
+			return wireField{}, -1
 		}
 		i += n
+		if f.tag == t {
+			return f, i
+		}
 	}
-	return wireField{}, false
+	return wireField{}, -1
 }
 
 // str returns b as a string without copying it: b is record bytes (or a
@@ -311,20 +320,16 @@ func (v View) UpdatedBy() string { return findString(v.doc, fTenantUpdatedBy) }
 func (v View) Hostnames() iter.Seq[string] {
 	return func(yield func(string) bool) {
 		t := tag(fTenantHostnames, protowire.BytesType)
-		for msg := v.doc; ; {
-			f, n := nextField(msg)
-			if n <= 0 || f.tag == t && !yield(str(f.b)) {
-				return
-			}
-			msg = msg[n:]
+		for f, i := scan(v.doc, 0, t); i >= 0 && yield(str(f.b)); f, i = scan(v.doc, i, t) {
 		}
 	}
 }
 
 // HasHostname reports whether the tenant holds the (normalised) hostname h.
 func (v View) HasHostname(h string) bool {
-	for x := range v.Hostnames() {
-		if x == h {
+	t := tag(fTenantHostnames, protowire.BytesType)
+	for f, i := scan(v.doc, 0, t); i >= 0; f, i = scan(v.doc, i, t) {
+		if str(f.b) == h {
 			return true
 		}
 	}
@@ -336,18 +341,11 @@ func (v View) HasHostname(h string) bool {
 func (v View) Products() iter.Seq2[string, tenant.Product] {
 	return func(yield func(string, tenant.Product) bool) {
 		t := tag(fTenantProducts, protowire.BytesType)
-		for msg := v.doc; ; {
-			f, n := nextField(msg)
-			if n <= 0 {
+		for f, i := scan(v.doc, 0, t); i >= 0; f, i = scan(v.doc, i, t) {
+			val, _ := findMessage(f.b, fMapValue)
+			if !yield(findString(f.b, fMapKey), product(val)) {
 				return
 			}
-			if f.tag == t {
-				val, _ := findMessage(f.b, fMapValue)
-				if !yield(findString(f.b, fMapKey), product(val)) {
-					return
-				}
-			}
-			msg = msg[n:]
 		}
 	}
 }
@@ -367,12 +365,10 @@ func (v View) Product(key string) (tenant.Product, bool) {
 func (v View) Labels() iter.Seq2[string, string] {
 	return func(yield func(string, string) bool) {
 		t := tag(fTenantLabels, protowire.BytesType)
-		for msg := v.doc; ; {
-			f, n := nextField(msg)
-			if n <= 0 || f.tag == t && !yield(findString(f.b, fMapKey), findString(f.b, fMapValue)) {
+		for f, i := scan(v.doc, 0, t); i >= 0; f, i = scan(v.doc, i, t) {
+			if !yield(findString(f.b, fMapKey), findString(f.b, fMapValue)) {
 				return
 			}
-			msg = msg[n:]
 		}
 	}
 }
