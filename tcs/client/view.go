@@ -535,8 +535,9 @@ func timestamp(b []byte, set bool) time.Time {
 //
 // A miss, a stale or remembered answer, and every error are exactly
 // Lookup's (the same path: one RPC per hostname, hedging, failover,
-// monotonic reads); the tenant then answered is encoded for its View (one
-// allocation). On an error the View is the zero View.
+// monotonic reads); the tenant then answered is encoded for its View (a
+// few allocations, beside the RPC's). A hostname that needs normalising is
+// a hit too once normalised. On an error the View is the zero View.
 func (c *Client) LookupView(ctx context.Context, hostname string) (View, error) {
 	if r := c.cache.lookup(hostname); r.s != nil && c.cache.fresh(r.s, c.cache.fast()) {
 		c.hooks.Hit()
