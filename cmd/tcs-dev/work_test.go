@@ -197,14 +197,14 @@ func workEndToEnd(t *testing.T, s *system) {
 // through us-east-1 then eu-west-1, m3 through ap-southeast-2. m1 stops
 // counting on its tenants when its assignment lapses, the node stops
 // renewing its buckets (no heartbeat reaches it), the buckets expire and m3
-// takes them; m2 joins again through eu-west-1 once its keepalive closes the
-// dead connection, and takes its share back. Every ACTIVE tenant ends owned
+// takes them; m2 joins again through eu-west-1 once the node has been
+// silent for a lease duration, and takes its share back. Every ACTIVE tenant ends owned
 // by exactly one of m2 and m3, m1's tokens are refused by Validate naming
 // the new owner's, and at no sampled instant did two members (m1 included:
 // it is cut off, not dead) count on one tenant.
 func TestWorkNodeDeath(t *testing.T) {
 	if testing.Short() {
-		t.Skip("-short: waits out gRPC keepalive (about 11 s)")
+		t.Skip("-short: waits out leases and rebalancing (about 5 s)")
 	}
 	t.Parallel()
 	s := start(t, "--work-lease-duration", "2s")
@@ -219,10 +219,10 @@ func TestWorkNodeDeath(t *testing.T) {
 		want = append(want, id)
 	}
 	slices.Sort(want)
-	// gRPC's shortest keepalive: m2 leaves the dead node about 11 s after
-	// it stops answering.
+	// m2 leaves the dead node a lease duration (2 s) after it stops
+	// answering, long before keepalive (20 s + 10 s) would.
 	m1 := join(t, []string{us.Addr()}, "reports", "m1")
-	m2 := join(t, []string{us.Addr(), s.ep.Regions["eu-west-1"]}, "reports", "m2", client.WithKeepalive(10*time.Second, time.Second))
+	m2 := join(t, []string{us.Addr(), s.ep.Regions["eu-west-1"]}, "reports", "m2")
 	m3 := join(t, []string{s.ep.Regions["ap-southeast-2"]}, "reports", "m3")
 	members := map[string]*member{"m1": m1, "m2": m2, "m3": m3}
 

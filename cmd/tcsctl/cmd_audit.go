@@ -221,7 +221,7 @@ func newAuditVerifyCmd(e *env) *cobra.Command {
 					return err
 				})
 				if err != nil {
-					return fmt.Errorf("reading the catalog after page token %q: %w", token, err)
+					return fmt.Errorf("reading the catalog%s: %w", afterPage(token), err)
 				}
 				g, gctx := errgroup.WithContext(ctx)
 				g.SetLimit(*workers)

@@ -119,7 +119,7 @@ func newExportCmd(e *env) *cobra.Command {
 					return err
 				})
 				if err != nil {
-					return fmt.Errorf("reading the catalog after page token %q: %w", token, err)
+					return fmt.Errorf("reading the catalog%s: %w", afterPage(token), err)
 				}
 				var buf bytes.Buffer
 				n := 0

@@ -113,7 +113,7 @@ func readPlacement(ctx context.Context, cat *httpclient.Client, where *tenantexp
 			return err
 		})
 		if err != nil {
-			return nil, nil, fmt.Errorf("listing tenants after page token %q: %w", token, err)
+			return nil, nil, fmt.Errorf("listing tenants%s: %w", afterPage(token), err)
 		}
 		for _, doc := range page.Tenants {
 			id, _ := doc["id"].(string)

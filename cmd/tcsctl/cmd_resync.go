@@ -148,7 +148,7 @@ func resyncDryRun(ctx context.Context, e *env, cat *httpclient.Client, all bool,
 	for {
 		page, err := cat.ExportIDs(ctx, token, catalog.MaxResyncTenants)
 		if err != nil {
-			return fmt.Errorf("reading the catalog after page token %q: %w", token, err)
+			return fmt.Errorf("reading the catalog%s: %w", afterPage(token), err)
 		}
 		n += len(page.IDs)
 		for _, id := range page.IDs {
@@ -317,7 +317,7 @@ func (r *resyncer) produceAll(ctx context.Context, emit func(jobrun.Batch) bool,
 			if first && httpclient.IsResyncAllUnsupported(err) {
 				return r.produceExported(ctx, emit, token, st)
 			}
-			return fmt.Errorf("resyncing the catalog after page token %q: %w", token, err)
+			return fmt.Errorf("resyncing the catalog%s: %w", afterPage(token), err)
 		}
 		st.mu.Lock()
 		st.resynced += int64(n)
@@ -342,7 +342,7 @@ func (r *resyncer) produceExported(ctx context.Context, emit func(jobrun.Batch) 
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("reading the catalog after page token %q: %w", token, err)
+			return fmt.Errorf("reading the catalog%s: %w", afterPage(token), err)
 		}
 		if len(page.IDs) > 0 {
 			items := make([]catalog.ResyncRequest, len(page.IDs))

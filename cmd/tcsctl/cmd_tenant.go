@@ -125,7 +125,7 @@ func newTenantListCmd(e *env) *cobra.Command {
 				return err
 			})
 			if err != nil {
-				return fmt.Errorf("listing tenants after page token %q: %w", token, err)
+				return fmt.Errorf("listing tenants%s: %w", afterPage(token), err)
 			}
 			docs = append(docs, p.Tenants...)
 			if p.NextPageToken == "" || (*limit > 0 && len(docs) >= *limit) {

@@ -420,7 +420,7 @@ func (t *transformer) listOne(ctx context.Context, token string, emit func(jobru
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("listing tenants after page token %q: %w", token, err)
+			return fmt.Errorf("listing tenants%s: %w", afterPage(token), err)
 		}
 		if len(page.Tenants) > 0 && !emit(t.batch(page.Tenants, page.NextPageToken)) {
 			return nil
@@ -440,7 +440,7 @@ func (t *transformer) listSegment(ctx context.Context, seg, segments int, token 
 		return err
 	})
 	if err != nil {
-		return page, fmt.Errorf("listing segment %d of %d after page token %q: %w", seg, segments, token, err)
+		return page, fmt.Errorf("listing segment %d of %d%s: %w", seg, segments, afterPage(token), err)
 	}
 	return page, nil
 }

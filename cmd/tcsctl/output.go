@@ -101,3 +101,13 @@ func table(w io.Writer, header []string, rows [][]string) error {
 func completeOutput(cmd *cobra.Command, formats ...string) {
 	(&outputFlag{formats: formats}).complete(cmd)
 }
+
+// afterPage says where a paged read failed, for its error: nothing on the
+// first page, else the page token it resumes after (which --resume or a
+// rerun can use).
+func afterPage(token string) string {
+	if token == "" {
+		return ""
+	}
+	return fmt.Sprintf(" after page token %q", token)
+}

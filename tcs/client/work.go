@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -102,7 +103,9 @@ func defaultMember() string {
 // the member's leases lapse, about a lease duration. Then it closes the
 // channel; Client.Close ends it at once, without a clean leave. Heartbeats
 // are sent inside; when
-// the node's stream fails it joins again through the next region (the same
+// the node's stream fails, or the node sends nothing for a lease duration
+// (it answers at least every quarter of one while alive), it joins again
+// through the next region (the same
 // member id, so the leases that did not lapse are kept), and if no renewal
 // arrives before the assignment's ValidUntil it delivers an empty one, so
 // that no two members of the pool count on one tenant at the same time.
@@ -298,9 +301,20 @@ func (w *worker) run(ctx context.Context) {
 func (w *worker) session(ctx context.Context, r *region) error {
 	// The stream outlives ctx: when ctx ends the member leaves through
 	// it. Close ends it at once.
-	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	sctx, cancelCause := context.WithCancelCause(context.WithoutCancel(ctx))
+	cancel := func() { cancelCause(nil) }
 	defer cancel()
 	defer context.AfterFunc(w.c.ctx, cancel)()
+	// A node that stops answering (frozen, or cut off while the connection
+	// stays up) would hold the stream until keepalive noticed (20 s + 10 s by
+	// default). While the member heartbeats, a live node answers at least
+	// once a record renewal (a quarter of the lease): a whole lease duration
+	// of silence ends the session, and the member joins through the next
+	// region, about when its assignment lapses anyway.
+	silent := time.AfterFunc(w.silence(), func() {
+		cancelCause(fmt.Errorf("%w: nothing from the node for a lease duration (%v)", errNodeSilent, w.silence()))
+	})
+	defer silent.Stop()
 	stream, err := tcsv1.NewWorkServiceClient(r.conn).Join(sctx)
 	if err != nil {
 		return err
@@ -390,6 +404,9 @@ func (w *worker) session(ctx context.Context, r *region) error {
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
+			if cause := context.Cause(sctx); errors.Is(cause, errNodeSilent) {
+				return cause
+			}
 			select {
 			case e := <-beatErr:
 				return e
@@ -400,6 +417,7 @@ func (w *worker) session(ctx context.Context, r *region) error {
 			}
 			return err
 		}
+		silent.Reset(w.silence())
 		smu.Lock()
 		sent, ok := sentAt[msg.GetAckedSeq()]
 		for s := range sentAt {
@@ -437,6 +455,19 @@ func (w *worker) session(ctx context.Context, r *region) error {
 		}
 		w.mu.Unlock()
 	}
+}
+
+// errNodeSilent ends a session whose node sent nothing for a lease
+// duration.
+var errNodeSilent = errors.New("tcs work: node silent")
+
+// silence is how long a session waits for the node's next message: the
+// pool's lease duration, as the node last said (DefaultWorkLeaseDuration
+// before it said).
+func (w *worker) silence() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.leaseDuration
 }
 
 // leave sends Leave, closes the sending side and gives the node a while to

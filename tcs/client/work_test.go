@@ -16,6 +16,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/internal/lease"
 	"github.com/tcs-dev/tcs/internal/lease/memlease"
+	"github.com/tcs-dev/tcs/internal/testnet"
 	"github.com/tcs-dev/tcs/internal/testwait"
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/client"
@@ -250,5 +251,57 @@ func TestWorkLeave(t *testing.T) {
 				t.Error("right after its stream was cut member a owns nothing: its leases should lapse, not be released")
 			}
 		})
+	}
+}
+
+// TestWorkNodeSilent: when the node a member joined through stops
+// answering (its connection frozen, keepalive far off), the member does
+// not wait for keepalive: after a lease duration of silence it joins
+// through the next region and owns its tenants again.
+func TestWorkNodeSilent(t *testing.T) {
+	t.Parallel()
+	table := memlease.New(nil)
+	ids := make([]string, 10)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("tenant-%02d", i)
+	}
+	first := testnet.NewFreezer(t, startWorkNode(t, table, ids))
+	second := startWorkNode(t, table, ids)
+	c, err := client.New(context.Background(), client.WithRegions(first.Addr(), second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, err := c.Work(ctx, "reports", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func(what string, cond func(client.Assignment) bool) time.Time {
+		t.Helper()
+		deadline := time.After(20 * time.Second)
+		for {
+			select {
+			case a := <-ch:
+				if cond(a) {
+					return time.Now()
+				}
+			case <-deadline:
+				t.Fatalf("no assignment %s within 20 s", what)
+			}
+		}
+	}
+	every := func(a client.Assignment) bool { return len(a.Tenants) == len(ids) }
+	next("of every tenant", every)
+	frozen := time.Now()
+	first.Freeze()
+	defer first.Thaw()
+	lapsed := next("emptied once the frozen node stops renewing", func(a client.Assignment) bool { return len(a.Tenants) == 0 })
+	back := next("of every tenant again, through the second node", every)
+	t.Logf("lapsed %v after the freeze, every tenant again %v after", lapsed.Sub(frozen), back.Sub(frozen))
+	// Keepalive (20 s + 10 s) would have taken 30 s.
+	if d := back.Sub(frozen); d > 15*time.Second {
+		t.Errorf("owned every tenant again %v after the freeze, want within a few lease durations (1 s)", d)
 	}
 }
