@@ -45,6 +45,18 @@ import (
 // decodes it (allocating) and holds it, letting go of another picked at
 // random (BenchmarkGC: scan-MB).
 //
+// Views. LookupView hands callers the record itself, not a decoded
+// tenant: a View over the slot's serialised document in the table's bytes,
+// which it parses field by field when asked (view.go). A hit through it
+// allocates nothing and decodes nothing, held decoded or not, and touches
+// the slot and the record's first cache line (the document's length, then
+// its first fields), where a hit through Lookup on a tenant not held
+// decoded decodes it. Strings of a View point into the bytes without a
+// copy: safe because a record is never written again after its slot is
+// published and tables are replaced, never rewritten, and the View's
+// reference keeps the old bytes alive once the table is gone
+// (BenchmarkLookupViewUniform, TestViewOutlivesEntry).
+//
 // Bound. Each shard holds at most size/shards entries, plus 10% so that
 // uneven hashing does not evict before size entries are held; inserting into
 // a full shard evicts an entry picked at random, which for the skewed
@@ -232,7 +244,7 @@ func (t *table) docOf(s *slot, w uint64) []byte {
 	}
 	p := int(s.off) + max(int(w>>ctrlKeyLen&0xff)-inlineKey, 0)
 	n := int(binary.LittleEndian.Uint32(t.bytes[p:]))
-	return t.bytes[p+4 : p+4+n]
+	return t.bytes[p+4 : p+4+n : p+4+n] // no append can reach the next record
 }
 
 // home returns the first slot of hash's probe sequence: the hash's low 32

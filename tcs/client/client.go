@@ -11,7 +11,9 @@
 // stream on the current region invalidates cached answers as tenants
 // change; while that stream is down the cache's TTL is shortened so that
 // staleness stays bounded, and when every region fails an answer up to
-// max-stale old is served, marked stale.
+// max-stale old is served, marked stale. LookupView answers with a
+// read-only View of the cached document instead of a decoded tenant: a hit
+// on any cached tenant then allocates nothing.
 //
 // # Monotonic reads
 //
@@ -285,8 +287,9 @@ func (c *Client) Watching() bool { return c.cache.watching() }
 // hostname given already normalised allocates nothing when its tenant is
 // one of the hot ones the cache holds decoded (up to 32,768, the tenants
 // most recently cached or hit, less some let go of at random; the others it
-// keeps serialised, and decodes on their hit); one that needs
-// normalising (upper case, a port, a trailing dot) pays for it first. Errors are ErrNotFound,
+// keeps serialised, and decodes on their hit: LookupView does not); one
+// that needs normalising (upper case, a port, a trailing dot) pays for it
+// first. Errors are ErrNotFound,
 // ErrInvalidHostname, ErrUnavailable, ErrClosed or the caller's context
 // error, for errors.Is.
 func (c *Client) Lookup(ctx context.Context, hostname string) (*tenant.Tenant, error) {
@@ -303,24 +306,48 @@ func (c *Client) Lookup(ctx context.Context, hostname string) (*tenant.Tenant, e
 
 // LookupMeta is Lookup, also saying where the answer came from.
 func (c *Client) LookupMeta(ctx context.Context, hostname string) (*tenant.Tenant, Meta, error) {
-	now := c.cache.fast()
+	r, now, f, h, err := c.find(ctx, hostname)
+	if r.s != nil {
+		return c.cache.answer(r, now)
+	}
+	if err != nil {
+		return nil, Meta{}, err
+	}
+	return c.answer(f, h)
+}
+
+// find is the path of LookupMeta and LookupViewMeta to an answer: a fresh
+// cache slot found at now (r.s is not nil: a hit), or else the landed
+// flight f of normalised hostname h, unless err (the hostname is invalid,
+// or ctx ended first).
+func (c *Client) find(ctx context.Context, hostname string) (r ref, now int64, f *flight, h string, err error) {
+	now = c.cache.fast()
 	// Cache keys are normalised hostnames, which normalise to themselves:
 	// try the hostname as given first, so the common case skips normalising.
 	if r := c.cache.lookup(hostname); r.s != nil && c.cache.fresh(r.s, now) {
 		c.hooks.Hit()
-		return c.cache.answer(r, now)
+		return r, now, nil, "", nil
 	}
-	h, err := tenant.NormalizeHostname(hostname)
+	h, err = tenant.NormalizeHostname(hostname)
 	if err != nil {
-		return nil, Meta{}, fmt.Errorf("%w %q: %s", ErrInvalidHostname, hostname, tenant.ErrorMessage(err))
+		return ref{}, now, nil, "", fmt.Errorf("%w %q: %s", ErrInvalidHostname, hostname, tenant.ErrorMessage(err))
 	}
 	if h != hostname {
 		if r := c.cache.lookup(h); r.s != nil && c.cache.fresh(r.s, now) {
 			c.hooks.Hit()
-			return c.cache.answer(r, now)
+			return r, now, nil, "", nil
 		}
 	}
 	c.hooks.Miss()
+	f, err = c.miss(ctx, h)
+	return ref{}, now, f, h, err
+}
+
+// miss joins the flight of normalised hostname h, starting it if none is in
+// progress, and returns it once landed, or ctx's error if ctx ends first.
+// (A function of its own so that a hit does not allocate what the flight's
+// goroutine captures.)
+func (c *Client) miss(ctx context.Context, h string) (*flight, error) {
 	f, lead := c.flights.join(h)
 	if lead {
 		go func() {
@@ -330,15 +357,20 @@ func (c *Client) LookupMeta(ctx context.Context, hostname string) (*tenant.Tenan
 	}
 	select {
 	case <-f.done:
-		return c.answer(f, h)
+		return f, nil
 	case <-ctx.Done():
-		return nil, Meta{}, ctx.Err()
+		return nil, ctx.Err()
 	}
+}
+
+// meta is the Meta of a hit on fresh cache slot r at now.
+func (c *cache) meta(r ref, now int64) Meta {
+	return Meta{Cached: true, Region: c.regionOf(r.w), Age: time.Duration(max(now-r.s.readAt, 0))}
 }
 
 // answer turns a fresh cache slot into Lookup's results.
 func (c *cache) answer(r ref, now int64) (*tenant.Tenant, Meta, error) {
-	m := Meta{Cached: true, Region: c.regionOf(r.w), Age: time.Duration(max(now-r.s.readAt, 0))}
+	m := c.meta(r, now)
 	t := r.tenant()
 	if t == nil {
 		return nil, m, ErrNotFound

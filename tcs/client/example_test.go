@@ -76,6 +76,41 @@ func Example() {
 	// hits 1, misses 2
 }
 
+// A node whose requests spread over more tenants than the cache holds
+// decoded (tens of thousands) reads the few fields it needs from a View:
+// no decode and no allocation on a hit, for any cached tenant.
+func ExampleClient_LookupView() {
+	local, stop := startExampleRegion()
+	defer stop()
+	ctx := context.Background()
+	tcs, err := client.New(ctx, client.WithRegions(local))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer tcs.Close()
+
+	for _, host := range []string{"acme.example.com", "acme.example.com", "unknown.example.com"} {
+		v, err := tcs.LookupView(ctx, host)
+		switch {
+		case errors.Is(err, client.ErrNotFound):
+			fmt.Printf("%s: no such tenant (404)\n", host)
+			continue
+		case err != nil: // the same errors as Lookup
+			fmt.Printf("%s: %v\n", host, err)
+			continue
+		}
+		// The view's strings point into the cache: use them for this
+		// request, strings.Clone what you keep (or v.Tenant(), a copy).
+		db, _ := v.Database()
+		fmt.Printf("%s: tenant %s version %d, %s, database %s, read-only %v\n",
+			host, v.ID(), v.Version(), v.Status(), db.Host, v.ReadOnly())
+	}
+	// Output:
+	// acme.example.com: tenant acme version 1, ACTIVE, database db-1.internal, read-only false
+	// acme.example.com: tenant acme version 1, ACTIVE, database db-1.internal, read-only false
+	// unknown.example.com: no such tenant (404)
+}
+
 // startExampleRegion serves one region's lookup API on loopback, over a
 // replica holding tenant acme.
 func startExampleRegion() (addr string, stop func()) {
