@@ -319,6 +319,13 @@ func (s *Server) tenantStatus(ctx context.Context, tenantID string, version int6
 	}
 	st.Served = st.ReplicaVersion >= version && !st.CachedOther &&
 		(st.CachedVersion == 0 || st.CachedVersion >= version)
+	if !remembered && !st.Served {
+		// No invalidation of the tenant remembered, and the node itself
+		// has not reached the version: its clients cannot have either
+		// (without this they would count as acknowledged, depending on
+		// whether the node happened to remember the tenant).
+		need = math.MaxUint64
+	}
 
 	now := s.now().UnixNano()
 	var ackNow *tcsv1.WatchResponse

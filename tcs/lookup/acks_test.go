@@ -159,6 +159,33 @@ func TestAcksAndTenantStatus(t *testing.T) {
 	}
 }
 
+// TestTenantStatusNodeBehind: a node whose feed never brought it any
+// invalidation of the tenant, and whose cache still holds an older version,
+// counts its clients lagging, acked or not: they cannot be ahead of it.
+// (They counted as acknowledged, unless the node happened to remember an
+// earlier invalidation of the tenant.)
+func TestTenantStatusNodeBehind(t *testing.T) {
+	t.Parallel()
+	rep := newFakeReplica(makeTenant("acme", 1, host))
+	e := start(t, lookup.Config{Replica: rep, AckGrace: 5 * time.Second}, lookup.ServeOptions{})
+	w := openWatch(t, e)
+	id, seq := session(t, w)
+	newAcker(e).ack(t, id, seq)
+	if _, err := e.srv.Lookup(testwait.Context(t), &tcsv1.LookupRequest{Hostname: host}); err != nil {
+		t.Fatal(err)
+	}
+	rep.set(makeTenant("acme", 2, host)) // the feed never delivers it
+	want := lookup.TenantStatus{Region: "eu-west-1", ReplicaVersion: 2, CachedVersion: 1, FeedUp: true,
+		Clients: lookup.ClientCounts{Lagging: 1}}
+	if diff := cmp.Diff(want, tenantStatus(t, e, "acme", 2)); diff != "" {
+		t.Errorf("v2 not delivered, nothing remembered (-want +got):\n%s", diff)
+	}
+	// Asked about v1, which it serves, the acked client is acknowledged.
+	if got := tenantStatus(t, e, "acme", 1).Clients; got != (lookup.ClientCounts{Acknowledged: 1}) {
+		t.Errorf("v1: clients %+v, want 1 acknowledged", got)
+	}
+}
+
 // ackStreamCode opens an AckStream, sends reqs and returns the code the
 // node ends it with.
 func ackStreamCode(tb testing.TB, e *env, reqs ...*tcsv1.AckRequest) codes.Code {
