@@ -261,6 +261,9 @@ func shares(nodes []*spreadNode, before, after []int64) (deltas []int64, total i
 // gracefully, as a Kubernetes pod is) gets none; no lookup fails
 // throughout. Calls are counted server-side.
 func TestLoadSpreading(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: times load moving between nodes over several connection ages (about 3 s, alone)")
+	}
 	// Not parallel: it times how load moves between nodes, and the package
 	// runs up to 8 parallel tests at once (TestMain).
 	const age = time.Second
