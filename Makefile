@@ -4,7 +4,7 @@
 #   make test    everything CI checks: formatting, vet, staticcheck, the proto
 #                drift check, and every test with -race
 #   make test-short   the quick loop: go test -short ./... (no emulators, e2e,
-#                chaos or binary builds; about a minute on two cores)
+#                chaos or binary builds; 50-55 s on two idle cores)
 #   make bench   benchmarks (speed and memory targets live here, not in tests)
 #   make fuzz    run each fuzzer for FUZZTIME (default 30s)
 #   make proto   regenerate the Go code of proto/ (needs protoc 3.21.12)
