@@ -199,7 +199,24 @@ func startSidecarProcess(b *testing.B, sys *system, bin string, args ...string) 
 		}
 	}
 	cmd := exec.Command(bin, append([]string{"--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--drain-delay", "0s", "--log-level", "warn"}, args...)...)
-	cmd.Env = append(cmd.Environ(), "TCS_REGIONS="+sys.regions, "TCS_LOOKUP_TOKEN="+sysLookupToken, "GOMAXPROCS="+os.Getenv("TCS_BENCH_SIDECAR_GOMAXPROCS"))
+	cmd.Env = append(cmd.Environ(), "TCS_REGIONS="+sys.regions, "TCS_LOOKUP_TOKEN="+sysLookupToken)
+	// "tcs-sidecar: HTTP 127.0.0.1:P, unix …, gRPC 127.0.0.1:Q; regions …"
+	line, stderr, err := startBenchProcess(b, cmd)
+	var s running
+	if _, serr := fmt.Sscanf(line, "tcs-sidecar: HTTP %s unix %s gRPC %s", &s.HTTP, &s.Unix, &s.GRPC); err != nil || serr != nil {
+		b.Fatalf("tcs-sidecar's first line %q: %v %v\n%s", line, err, serr, stderr)
+	}
+	s.HTTP, s.Unix, s.GRPC = strings.TrimSuffix(s.HTTP, ","), strings.TrimSuffix(s.Unix, ","), strings.TrimSuffix(s.GRPC, ";")
+	s.http = &http.Client{Timeout: 10 * time.Second}
+	return &s
+}
+
+// startBenchProcess starts cmd with the sidecar's GOMAXPROCS
+// (TCS_BENCH_SIDECAR_GOMAXPROCS), stops it (SIGTERM) when b ends, and
+// returns the first line it prints, its stderr, and the error reading the line.
+func startBenchProcess(b *testing.B, cmd *exec.Cmd) (string, *lockedBuffer, error) {
+	b.Helper()
+	cmd.Env = append(cmd.Env, "GOMAXPROCS="+os.Getenv("TCS_BENCH_SIDECAR_GOMAXPROCS"))
 	stderr := &lockedBuffer{}
 	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()
@@ -213,15 +230,8 @@ func startSidecarProcess(b *testing.B, sys *system, bin string, args ...string) 
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 	})
-	// "tcs-sidecar: HTTP 127.0.0.1:P, unix …, gRPC 127.0.0.1:Q; regions …"
 	line, err := bufio.NewReader(stdout).ReadString('\n')
-	var s running
-	if _, serr := fmt.Sscanf(line, "tcs-sidecar: HTTP %s unix %s gRPC %s", &s.HTTP, &s.Unix, &s.GRPC); err != nil || serr != nil {
-		b.Fatalf("tcs-sidecar's first line %q: %v %v\n%s", line, err, serr, stderr)
-	}
-	s.HTTP, s.Unix, s.GRPC = strings.TrimSuffix(s.HTTP, ","), strings.TrimSuffix(s.Unix, ","), strings.TrimSuffix(s.GRPC, ";")
-	s.http = &http.Client{Timeout: 10 * time.Second}
-	return &s
+	return line, stderr, err
 }
 
 // measure runs b.N calls spread over the callers, each timed, and reports

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -69,21 +68,8 @@ func startFloors(b *testing.B, t *tcsv1.Tenant, req, res []byte) floors {
 		}
 	}
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(cmd.Environ(), floorsEnv+"="+dir, "GOMAXPROCS="+os.Getenv("TCS_BENCH_SIDECAR_GOMAXPROCS"))
-	stderr := &lockedBuffer{}
-	cmd.Stderr = stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
+	cmd.Env = append(cmd.Environ(), floorsEnv+"="+dir)
+	line, stderr, err := startBenchProcess(b, cmd)
 	var f floors
 	if _, serr := fmt.Sscanf(line, "floors: tcp %s unix %s http %s grpc %s fast %s", &f.TCP, &f.Unix, &f.HTTP, &f.GRPC, &f.Fast); err != nil || serr != nil {
 		b.Fatalf("the floors' first line %q: %v %v\n%s", line, err, serr, stderr)
