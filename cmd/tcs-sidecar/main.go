@@ -101,7 +101,10 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	}
 	cm := clientprom.New() // tcs_client_*
 	registerer.MustRegister(cm)
-	opts = append(opts, client.WithLogger(log), client.WithMetrics(cm.Hooks()))
+	// Every lookup here is a loopback round trip of tens of µs: a precise
+	// clock costs a hit 30 ns, the coarse clock's ticker a thousand wake-ups
+	// a second and, measured, about 4 µs of an idle sidecar's median.
+	opts = append(opts, client.WithLogger(log), client.WithMetrics(cm.Hooks()), client.WithPreciseClock())
 	if tracing.Enabled() {
 		// A lookup the cache cannot answer is a client span, the child of
 		// the HTTP or gRPC request's, and the tcs node's server span its child.

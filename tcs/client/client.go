@@ -248,7 +248,7 @@ func New(ctx context.Context, opts ...Option) (*Client, error) {
 	}
 
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	if !cfg.clockSet {
+	if !cfg.clockSet && !cfg.preciseClock {
 		c.cache.ticking = true
 		c.cache.coarse.Store(c.cache.clock())
 		c.wg.Go(func() { c.cache.tick(c.ctx.Done()) })

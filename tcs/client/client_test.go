@@ -450,3 +450,39 @@ func TestBatchLookupCallerGone(t *testing.T) {
 		t.Errorf("lookups %d, batches %d; want 0, 1", r.lookups.Load(), r.batches.Load())
 	}
 }
+
+// TestPreciseClock: WithPreciseClock starts no coarse-clock ticker, and
+// hits and TTL expiry work as with the coarse clock.
+func TestPreciseClock(t *testing.T) {
+	t.Parallel()
+	for _, precise := range []bool{false, true} {
+		// A region of its own: its cache's answers carry their age.
+		r := startRegion(t, "eu-west-1")
+		put(t, "acme", 1, []string{"acme.example.com"}, r)
+		var hits, misses counter
+		opts := []client.Option{client.WithTTL(200 * time.Millisecond), client.WithMetrics(client.Hooks{Hit: hits.inc, Miss: misses.inc})}
+		if precise {
+			opts = append(opts, client.WithPreciseClock())
+		}
+		c := newClient(t, []*regionServer{r}, opts...)
+		if client.CoarseClock(c) == precise {
+			t.Errorf("precise %v: coarse clock %v", precise, client.CoarseClock(c))
+		}
+		ctx := testwait.Context(t)
+		for range 2 {
+			if _, err := c.Lookup(ctx, "acme.example.com"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if hits.get() != 1 || misses.get() != 1 {
+			t.Errorf("precise %v: %d hits, %d misses; want a miss then a hit", precise, hits.get(), misses.get())
+		}
+		time.Sleep(250 * time.Millisecond) // past the TTL: no condition to wait for
+		if _, err := c.Lookup(ctx, "acme.example.com"); err != nil {
+			t.Fatal(err)
+		}
+		if misses.get() != 2 {
+			t.Errorf("precise %v: %d misses after the TTL; want the expired entry missed", precise, misses.get())
+		}
+	}
+}

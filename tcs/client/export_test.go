@@ -7,6 +7,10 @@ import "time"
 // server's interval.
 func SilenceTimeout(c *Client) time.Duration { return time.Duration(c.silence.Load()) }
 
+// CoarseClock reports whether c's hits read the coarse clock its ticker
+// keeps.
+func CoarseClock(c *Client) bool { return c.cache.ticking }
+
 // AckAcceptedHeader is the header the client expects on an accepted
 // AckStream, for the test that ties it to the server's.
 const AckAcceptedHeader = ackAcceptedHeader
