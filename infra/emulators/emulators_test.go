@@ -1,11 +1,13 @@
 package emulators_test
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -75,5 +77,29 @@ func TestStartKinesisNotInstalled(t *testing.T) {
 	_, r := call(t, emulators.StartKinesis)
 	if !strings.Contains(r.fatal, "kinesalite is not installed") || !strings.Contains(r.fatal, "infra/emulators/install.sh") {
 		t.Fatalf("StartKinesis without an install: %q; want it to fail naming install.sh", r.fatal)
+	}
+}
+
+// TestStopEndsTheProcess: Stop returns once the emulator's process has
+// exited (StartAll's stop, which the emulators command calls, is Stop on
+// each).
+func TestStopEndsTheProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts an emulator")
+	}
+	t.Parallel()
+	p, err := emulators.Start(emulators.Kinesis, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := p.Pid()
+	p.Stop()
+	select {
+	case <-p.Done():
+	default:
+		t.Fatal("Stop returned before the process was waited for")
+	}
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("process %d after Stop: kill 0 = %v, want ESRCH (gone)", pid, err)
 	}
 }

@@ -56,6 +56,12 @@ func main() {
 const commandStopGrace = 10 * time.Second
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	return runWith(emulators.StartAll, ctx, args, stdin, stdout, stderr)
+}
+
+// runWith is run with the emulators started by startAll (tests wrap
+// emulators.StartAll to see its stop called).
+func runWith(startAll func() (emulators.AWS, func(), error), ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("emulators", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	envFile := fs.String("env-file", "", "also write the line TCS_EMULATORS=… to this file")
@@ -70,7 +76,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	command := fs.Args()
 
-	aws, stopEmulators, err := emulators.StartAll()
+	aws, stopEmulators, err := startAll()
 	if err != nil {
 		return err
 	}

@@ -5,21 +5,22 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/tcs-dev/tcs/infra/emulators"
 )
 
 // TestRunCommand starts the emulators, runs a command that checks it sees
 // them through TCS_EMULATORS and fails with status 3, and checks that run
-// passes the status on, wrote the env file, and stopped the emulators.
+// passes the status on, wrote the env file, and stopped the emulators
+// (their stop, which kills each and waits for it to exit, had returned when
+// run did). It does not dial the freed ports: another test binary running
+// at the same time may listen on one by then.
 func TestRunCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: starts every emulator")
@@ -36,7 +37,15 @@ done
 echo "$TCS_EMULATORS"
 exit 3`
 	var stdout, stderr bytes.Buffer
-	err := run(t.Context(), []string{"--env-file", envFile, "--", "bash", "-c", script}, nil, &stdout, &stderr)
+	var stopped atomic.Bool
+	startAll := func() (emulators.AWS, func(), error) {
+		aws, stop, err := emulators.StartAll()
+		if err != nil {
+			return aws, stop, err
+		}
+		return aws, func() { stop(); stopped.Store(true) }, nil
+	}
+	err := runWith(startAll, t.Context(), []string{"--env-file", envFile, "--", "bash", "-c", script}, nil, &stdout, &stderr)
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 3 {
 		t.Fatalf("run = %v, want the command's exit status 3\nstderr: %s", err, &stderr)
@@ -49,12 +58,8 @@ exit 3`
 	if err != nil || string(file) != emulators.EndpointsEnv+"="+aws.String()+"\n" {
 		t.Errorf("--env-file holds %q (%v), want the line the command saw", file, err)
 	}
-	for _, endpoint := range []string{aws.DynamoDB, aws.Kinesis, aws.SNSSQS} {
-		u, _ := url.Parse(endpoint)
-		if conn, err := net.DialTimeout("tcp", u.Host, time.Second); err == nil {
-			conn.Close()
-			t.Errorf("%s still accepts connections after run returned", endpoint)
-		}
+	if !stopped.Load() {
+		t.Error("run returned without stopping the emulators")
 	}
 }
 
