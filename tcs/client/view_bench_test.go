@@ -16,20 +16,7 @@ import (
 // (api=lookup).
 func BenchmarkLookupViewHit(b *testing.B) {
 	c, names := benchSetup(b)
-	ctx := context.Background()
-	for _, n := range hotSets {
-		b.Run(fmt.Sprintf("hot=%d", n), func(b *testing.B) {
-			seq := hotSequence(names, n)
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				if _, err := c.LookupView(ctx, seq[i&(len(seq)-1)]); err != nil {
-					b.Fatal(err)
-				}
-				i++
-			}
-		})
-	}
+	benchHotHits(b, names, func(ctx context.Context, h string) error { _, err := c.LookupView(ctx, h); return err })
 	// Reading fields, through either API: Lookup's tenant held decoded
 	// (all 10,000 are, once hit) against the view's record.
 	for _, api := range []string{"view", "lookup"} {
