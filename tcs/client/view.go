@@ -541,13 +541,19 @@ func timestamp(b []byte, set bool) time.Time {
 func (c *Client) LookupView(ctx context.Context, hostname string) (View, error) {
 	if r := c.cache.lookup(hostname); r.s != nil && c.cache.fresh(r.s, c.cache.fast()) {
 		c.hooks.Hit()
-		if r.s.seq == 0 {
-			return View{}, ErrNotFound
-		}
-		return View{doc: r.t.docOf(r.s, r.w)}, nil
+		return r.view()
 	}
 	v, _, err := c.LookupViewMeta(ctx, hostname)
 	return v, err
+}
+
+// view is the View of fresh cache slot r: ErrNotFound for a negative
+// answer.
+func (r ref) view() (View, error) {
+	if r.s.seq == 0 {
+		return View{}, ErrNotFound
+	}
+	return View{doc: r.t.docOf(r.s, r.w)}, nil
 }
 
 // LookupViewMeta is LookupView, also saying where the answer came from (as
@@ -555,11 +561,8 @@ func (c *Client) LookupView(ctx context.Context, hostname string) (View, error) 
 func (c *Client) LookupViewMeta(ctx context.Context, hostname string) (View, Meta, error) {
 	r, now, f, h, err := c.find(ctx, hostname)
 	if r.s != nil {
-		m := c.cache.meta(r, now)
-		if r.s.seq == 0 {
-			return View{}, m, ErrNotFound
-		}
-		return View{doc: r.t.docOf(r.s, r.w)}, m, nil
+		v, err := r.view()
+		return v, c.cache.meta(r, now), err
 	}
 	if err != nil {
 		return View{}, Meta{}, err

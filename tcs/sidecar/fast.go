@@ -160,17 +160,17 @@ func (s *Server) Serve(ctx context.Context, h fasthttp.RequestHandler, lns ...ne
 	for _, ln := range lns {
 		go func() { errc <- srv.Serve(ln) }()
 	}
+	var err error
 	select {
-	case err := <-errc: // a listener failed: stop the others
-		sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
-		defer cancel()
-		srv.ShutdownWithContext(sctx)
-		return err
+	case err = <-errc: // a listener failed: stop the others
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
-	return srv.ShutdownWithContext(sctx)
+	if serr := srv.ShutdownWithContext(sctx); err == nil {
+		err = serr
+	}
+	return err
 }
 
 // fastLogger sends fasthttp's complaints to the sidecar's logger.
