@@ -20,7 +20,7 @@ func TestEncodingsReuse(t *testing.T) {
 	if e1 != e2 {
 		t.Error("the same document was encoded twice")
 	}
-	if got := e1.etag[0]; got != `"3"` {
+	if got := e1.etag.s[0]; got != `"3"` {
 		t.Errorf("etag %s", got)
 	}
 	b := a.Clone()

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,27 +37,47 @@ func Adapt(h http.Handler) fasthttp.RequestHandler {
 }
 
 // ServeFastHTTP is ServeHTTP for a fasthttp server (Serve): a lookup
-// (/v1/lookup/{hostname}) is answered on ctx itself, allocating next to
+// (/v1/lookup/{hostname}) is answered on ctx itself, a hit allocating
 // nothing; anything else (the batch, Config.Fallback, the problems of
 // other routes) is handed to ServeHTTP through fasthttpadaptor. Both answer
 // alike, byte for byte.
 func (s *Server) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
-	if !bytes.HasPrefix(ctx.Path(), lookupPrefixBytes) {
-		s.adapted(ctx)
-		return
+	var r request
+	if host, ok := plainLookup(ctx.RequestURI()); ok {
+		r.hostname = s.names.of(host)
+	} else {
+		if !bytes.HasPrefix(ctx.Path(), lookupPrefixBytes) {
+			s.adapted(ctx)
+			return
+		}
+		// Parsed as net/http parses it (fasthttp's Path is also normalised:
+		// "/v1/lookup/a/../b" is a hostname net/http would refuse).
+		u, err := url.ParseRequestURI(string(ctx.RequestURI()))
+		if err != nil || !strings.HasPrefix(u.Path, lookupPrefix) {
+			s.adapted(ctx)
+			return
+		}
+		r.hostname, r.rawQuery = u.Path[len(lookupPrefix):], u.RawQuery
 	}
-	// Parsed as net/http parses it (fasthttp's Path is also normalised:
-	// "/v1/lookup/a/../b" is a hostname net/http would refuse).
-	u, err := url.ParseRequestURI(string(ctx.RequestURI()))
-	if err != nil || len(u.Path) < len(lookupPrefix) || u.Path[:len(lookupPrefix)] != lookupPrefix {
-		s.adapted(ctx)
-		return
-	}
-	w := fastWriters.Get().(*fastWriter)
-	w.ctx = ctx
 	// Not ctx: fasthttp ends it when the server starts shutting down, and
 	// a lookup in flight then is to be finished, not cancelled.
-	s.serveLookup(w, request{ctx: context.Background(), method: string(ctx.Method()), url: u})
+	r.ctx = context.Background()
+	r.method = fastMethod(ctx)
+	var w *fastWriter
+	e, meta, start := s.lookup(&r, func() http.ResponseWriter {
+		w = fastWriters.Get().(*fastWriter)
+		w.ctx = ctx
+		return w
+	})
+	if e != nil {
+		// Straight into fasthttp's header, with no map between; the body
+		// is the encoding itself, which nothing modifies.
+		s.hitHeaders((*fastHeader)(&ctx.Response.Header), e, &meta)
+		ctx.SetStatusCode(http.StatusOK)
+		ctx.Response.SetBodyRaw(e.json)
+		s.m.http[opLookup][outcomeOK].observe(start)
+		return
+	}
 	w.WriteHeader(http.StatusOK) // nothing written yet: an empty 200, as net/http
 	w.ctx, w.wrote = nil, false
 	clear(w.h)
@@ -65,7 +86,59 @@ func (s *Server) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 
 var lookupPrefixBytes = []byte(lookupPrefix)
 
-// fastWriter is the http.ResponseWriter of a lookup on a fasthttp request.
+// plainLookup returns the hostname of uri, a request's target, when it is
+// lookupPrefix followed by a plain hostname: ASCII letters, digits, '-',
+// '.', '_' and '~' only (no '%', '?', '#', '/', '\\', nothing else and
+// nothing non-ASCII), and not a dot segment ("." or ".."). Such a target
+// is its own path to net/http (ParseRequestURI: no escape, no query) and
+// to fasthttp (no normalisation), so both route it to the lookup of
+// exactly these bytes, and it needs no parse. Anything else is parsed as
+// net/http parses it.
+func plainLookup(uri []byte) ([]byte, bool) {
+	host, ok := bytes.CutPrefix(uri, lookupPrefixBytes)
+	if !ok {
+		return nil, false
+	}
+	for _, c := range host {
+		if !plainByte[c] {
+			return nil, false
+		}
+	}
+	if string(host) == "." || string(host) == ".." {
+		return nil, false
+	}
+	return host, true
+}
+
+// plainByte is the bytes of a plain hostname (plainLookup): RFC 3986's
+// unreserved characters.
+var plainByte = func() (t [256]bool) {
+	for c := range t {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
+	}
+	return t
+}()
+
+// fastMethod is ctx's method, allocating nothing for GET and HEAD.
+func fastMethod(ctx *fasthttp.RequestCtx) string {
+	switch {
+	case ctx.IsGet():
+		return http.MethodGet
+	case ctx.IsHead():
+		return http.MethodHead
+	}
+	return string(ctx.Method())
+}
+
+// fastHeader is fasthttp's response header as a headerSetter (hitHeaders).
+type fastHeader fasthttp.ResponseHeader
+
+func (h *fastHeader) set(name *headerName, v *headerValue) {
+	(*fasthttp.ResponseHeader)(h).SetCanonical(name.b, v.b)
+}
+
+// fastWriter is the http.ResponseWriter of a lookup on a fasthttp request
+// that does not hit.
 type fastWriter struct {
 	ctx   *fasthttp.RequestCtx
 	h     http.Header

@@ -23,14 +23,71 @@ const (
 	batchPath    = "/v1/lookup:batch"
 )
 
-// Header values shared by every answer (never modified).
+// Header values shared by every answer (never modified); those a lookup
+// hit carries in both servers' forms (hitHeaders).
 var (
-	jsonType    = []string{"application/json"}
+	jsonType    = newHeaderValue("application/json")
+	nosniff     = newHeaderValue("nosniff")
+	isTrue      = newHeaderValue("true")
 	problemType = []string{"application/problem+json"}
-	nosniff     = []string{"nosniff"}
-	isTrue      = []string{"true"}
 	retryAfter  = []string{"1"}
 )
+
+// The names of a lookup hit's headers, canonical for net/http's header map
+// and for fasthttp's SetCanonical alike.
+var (
+	hdrContentType = newHeaderName("Content-Type")
+	hdrNosniff     = newHeaderName("X-Content-Type-Options")
+	hdrETag        = newHeaderName("Etag")
+	hdrAge         = newHeaderName("Age")
+	hdrRegion      = newHeaderName("Tcs-Region")
+	hdrStale       = newHeaderName("Tcs-Stale")
+)
+
+// headerName is a header's canonical name in net/http's form (s) and
+// fasthttp's (b), made once so that a hit converts nothing.
+type headerName struct {
+	s string
+	b []byte
+}
+
+func newHeaderName(name string) headerName { return headerName{s: name, b: []byte(name)} }
+
+// headerValue is a header's one value in net/http's form (s) and
+// fasthttp's (b); neither is ever modified.
+type headerValue struct {
+	s []string
+	b []byte
+}
+
+func newHeaderValue(v string) headerValue { return headerValue{s: []string{v}, b: []byte(v)} }
+
+// headerSetter is where a lookup hit's headers go: net/http's header map
+// (mapHeader, ServeHTTP) or fasthttp's response header (fastHeader,
+// ServeFastHTTP).
+type headerSetter interface {
+	set(name *headerName, v *headerValue)
+}
+
+// mapHeader is an http.Header as a headerSetter.
+type mapHeader http.Header
+
+func (h mapHeader) set(name *headerName, v *headerValue) { h[name.s] = v.s }
+
+// hitHeaders sets on h the headers of a lookup hit answering e with meta:
+// the one list both ServeHTTP and ServeFastHTTP send.
+func (s *Server) hitHeaders(h headerSetter, e *encoded, meta *client.Meta) {
+	h.set(&hdrContentType, &jsonType)
+	h.set(&hdrNosniff, &nosniff)
+	h.set(&hdrETag, &e.etag)
+	if meta.Region != "" {
+		h.set(&hdrAge, ageValue(meta.Age))
+		h.set(&hdrRegion, s.regionValue(meta.Region))
+	}
+	if meta.Stale {
+		h.set(&hdrStale, &isTrue)
+	}
+}
 
 // Problem is an RFC 9457 problem details document, in the catalog REST
 // API's shape.
@@ -153,7 +210,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
 	switch {
 	case strings.HasPrefix(path, lookupPrefix):
-		s.serveLookup(w, request{ctx: r.Context(), method: r.Method, url: r.URL})
+		s.serveLookup(w, request{ctx: r.Context(), method: r.Method, hostname: path[len(lookupPrefix):], rawQuery: r.URL.RawQuery})
 	case path == batchPath:
 		if r.Method != http.MethodPost {
 			s.methodNotAllowed(w, r.Method, path, "POST")
@@ -175,75 +232,80 @@ func (s *Server) methodNotAllowed(w http.ResponseWriter, method, path, allow str
 // request is what a lookup reads of an HTTP request, from net/http's or
 // from fasthttp's (ServeFastHTTP).
 type request struct {
-	ctx    context.Context
-	method string
-	url    *url.URL // its Path starts with lookupPrefix
+	ctx      context.Context
+	method   string
+	hostname string // the path after lookupPrefix, not unescaped again
+	rawQuery string
 }
 
-// serveLookup answers GET or HEAD /v1/lookup/{hostname}.
+// path is the request's path, as net/http parsed it.
+func (r *request) path() string { return lookupPrefix + r.hostname }
+
+// serveLookup answers GET or HEAD /v1/lookup/{hostname} on w.
 func (s *Server) serveLookup(w http.ResponseWriter, r request) {
-	path := r.url.Path
-	if r.method != http.MethodGet && r.method != http.MethodHead {
-		s.methodNotAllowed(w, r.method, path, "GET, HEAD")
+	e, meta, start := s.lookup(&r, func() http.ResponseWriter { return w })
+	if e == nil {
 		return
 	}
-	hostname := path[len(lookupPrefix):]
-	start := time.Now()
+	s.hitHeaders(mapHeader(w.Header()), e, &meta)
+	w.WriteHeader(http.StatusOK)
+	w.Write(e.json)
+	s.m.http[opLookup][outcomeOK].observe(start)
+}
+
+// lookup is a GET or HEAD /v1/lookup/{hostname} up to its answer. A hit
+// returns the document e and its meta, for the caller to answer (the
+// headers of hitHeaders, then e.json) and observe from start; anything
+// else lookup observes and answers itself, on the writer miss returns,
+// and returns a nil e.
+func (s *Server) lookup(r *request, miss func() http.ResponseWriter) (e *encoded, meta client.Meta, start time.Time) {
+	if r.method != http.MethodGet && r.method != http.MethodHead {
+		s.methodNotAllowed(miss(), r.method, r.path(), "GET, HEAD")
+		return nil, meta, start
+	}
+	hostname := r.hostname
+	start = time.Now()
 	if hostname == "" {
 		s.m.http[opLookup][outcomeInvalid].observe(start)
-		s.writeProblem(w, path, newProblem(codeMalformed, "no hostname: GET "+lookupPrefix+"{hostname}", tenant.FieldError{Field: "hostname", Reason: "empty"}))
-		return
+		s.writeProblem(miss(), r.path(), newProblem(codeMalformed, "no hostname: GET "+lookupPrefix+"{hostname}", tenant.FieldError{Field: "hostname", Reason: "empty"}))
+		return nil, meta, start
 	}
 	var (
-		t    *tenant.Tenant
-		meta client.Meta
-		err  error
+		t   *tenant.Tenant
+		err error
 	)
-	if r.url.RawQuery == "" {
+	if r.rawQuery == "" {
 		t, meta, err = s.lk.LookupMeta(r.ctx, hostname)
 	} else {
 		var p *Problem
-		t, p, err = s.lookupAtLeast(r.ctx, r.url, hostname)
+		t, p, err = s.lookupAtLeast(r.ctx, r.rawQuery, hostname)
 		if p != nil {
 			s.m.http[opLookup][outcomeInvalid].observe(start)
-			s.writeProblem(w, path, p)
-			return
+			s.writeProblem(miss(), r.path(), p)
+			return nil, meta, start
 		}
 	}
 	o := classify(err)
 	if err == nil {
-		var e *encoded
 		if e, err = s.enc.of(t); err == nil {
-			h := w.Header()
-			h["Content-Type"] = jsonType
-			h["X-Content-Type-Options"] = nosniff
-			h["Etag"] = e.etag
-			if meta.Region != "" {
-				h["Age"] = ageValue(meta.Age)
-				h["Tcs-Region"] = s.regionValue(meta.Region)
-			}
-			if meta.Stale {
-				h["Tcs-Stale"] = isTrue
-			}
-			w.WriteHeader(http.StatusOK)
-			w.Write(e.json)
-			s.m.http[opLookup][o].observe(start)
-			return
+			return e, meta, start
 		}
 		o = outcomeError
 	}
 	s.m.http[opLookup][o].observe(start)
+	w := miss()
 	if o == outcomeNotFound && meta.Stale {
-		w.Header()["Tcs-Stale"] = isTrue
-		w.Header()["Age"] = ageValue(meta.Age)
+		w.Header()["Tcs-Stale"] = isTrue.s
+		w.Header()["Age"] = ageValue(meta.Age).s
 	}
-	s.writeProblem(w, path, s.lookupProblem(hostname, err))
+	s.writeProblem(w, r.path(), s.lookupProblem(hostname, err))
+	return nil, meta, start
 }
 
 // lookupAtLeast is a lookup with ?min_version=V[&tenant_id=ID]; p is the
 // problem with the query, if any.
-func (s *Server) lookupAtLeast(ctx context.Context, u *url.URL, hostname string) (*tenant.Tenant, *Problem, error) {
-	q := u.Query()
+func (s *Server) lookupAtLeast(ctx context.Context, rawQuery, hostname string) (*tenant.Tenant, *Problem, error) {
+	q, _ := url.ParseQuery(rawQuery) // as url.URL.Query: what parses
 	for k := range q {
 		if k != "min_version" && k != "tenant_id" {
 			return nil, newProblem(codeMalformed, fmt.Sprintf("unknown query parameter %q: the lookup takes min_version and tenant_id", truncate(k, 64)), tenant.FieldError{Field: k, Reason: "unknown query parameter"}), nil
@@ -267,14 +329,14 @@ func (s *Server) lookupAtLeast(ctx context.Context, u *url.URL, hostname string)
 }
 
 // regionValue returns the TCS-Region header value of region, the same
-// slice as long as the region does not change.
-func (s *Server) regionValue(region string) []string {
-	if v := s.lastRegion.Load(); v != nil && (*v)[0] == region {
-		return *v
+// value as long as the region does not change.
+func (s *Server) regionValue(region string) *headerValue {
+	if v := s.lastRegion.Load(); v != nil && v.s[0] == region {
+		return v
 	}
-	v := []string{region}
+	v := newHeaderValue(region)
 	s.lastRegion.Store(&v)
-	return v
+	return &v
 }
 
 // batchRequest is the body of POST /v1/lookup:batch.
@@ -362,7 +424,7 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request) (outcome, *Proble
 			br.Error = newProblem(tenant.Unavailable, "the lookup was cancelled")
 		}
 	}
-	writeJSON(w, http.StatusOK, jsonType, out)
+	writeJSON(w, http.StatusOK, jsonType.s, out)
 	return outcomeOK, nil
 }
 
@@ -401,7 +463,7 @@ func (s *Server) writeProblem(w http.ResponseWriter, path string, p *Problem) {
 func writeJSON(w http.ResponseWriter, status int, contentType []string, v any) {
 	h := w.Header()
 	h["Content-Type"] = contentType
-	h["X-Content-Type-Options"] = nosniff
+	h["X-Content-Type-Options"] = nosniff.s
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)

@@ -110,10 +110,11 @@ type Server struct {
 	poll     time.Duration
 	m        *metrics
 	enc      encodings
+	names    hostnames
 	started  atomic.Bool // the client has been watching at least once
 	drain    atomic.Bool
 	// lastRegion is the TCS-Region header value last sent.
-	lastRegion atomic.Pointer[[]string]
+	lastRegion atomic.Pointer[headerValue]
 	health     []func(serving bool)
 	mu         sync.Mutex
 	// adapted is ServeHTTP on fasthttp, for what ServeFastHTTP does not
@@ -135,6 +136,7 @@ func New(cfg Config) *Server {
 	}
 	s.m = newMetrics(cfg.Registerer, s)
 	s.enc.seed = maphash.MakeSeed()
+	s.names.seed = maphash.MakeSeed()
 	s.adapted = Adapt(s)
 	return s
 }
@@ -203,7 +205,7 @@ func (s *Server) setHealth() {
 type encoded struct {
 	t    *tenant.Tenant // the client's shared document: identity is the key
 	json []byte         // tcsv1.MarshalTenantJSON
-	etag []string       // {`"<version>"`}
+	etag headerValue    // `"<version>"`
 	pb   *tcsv1.Tenant  // shared by every gRPC answer (read-only)
 }
 
@@ -230,25 +232,58 @@ func (e *encodings) of(t *tenant.Tenant) (*encoded, error) {
 	if err != nil {
 		return nil, err
 	}
-	x := &encoded{t: t, json: b, etag: []string{`"` + strconv.FormatInt(t.Version, 10) + `"`}, pb: tcsv1.TenantToProto(t)}
+	x := &encoded{t: t, json: b, etag: newHeaderValue(`"` + strconv.FormatInt(t.Version, 10) + `"`), pb: tcsv1.TenantToProto(t)}
 	slot.Store(x)
 	return x, nil
 }
 
+// nameSlots is the size of the table of hostnames: as encSlots, the
+// hostnames one compute service looks up within a TTL.
+const nameSlots = 1 << 12
+
+// maxNameLen bounds the hostnames kept in the table: a hostname is at most
+// 253 bytes; a longer path is refused anyway, and need not push one out.
+const maxNameLen = 253
+
+// hostnames keeps, as strings, the hostnames most recently asked for on
+// fasthttp (ServeFastHTTP), direct-mapped by their bytes: the request's
+// bytes are valid only until the handler returns, and the client is given
+// a string it may keep, allocated once per hostname rather than once per
+// request. No lock; no allocation when the hostname is there.
+type hostnames struct {
+	seed  maphash.Seed
+	slots [nameSlots]atomic.Pointer[string]
+}
+
+// of returns b as a string, from the table when it is there.
+func (n *hostnames) of(b []byte) string {
+	if len(b) > maxNameLen {
+		return string(b)
+	}
+	slot := &n.slots[maphash.Bytes(n.seed, b)&(nameSlots-1)]
+	if p := slot.Load(); p != nil && *p == string(b) {
+		return *p
+	}
+	name := string(b)
+	slot.Store(&name)
+	return name
+}
+
 // ageHeader holds the Age header values of the first hours, so that a hit
 // formats nothing.
-var ageHeader = func() [][]string {
-	a := make([][]string, 3600)
+var ageHeader = func() []headerValue {
+	a := make([]headerValue, 3600)
 	for i := range a {
-		a[i] = []string{strconv.Itoa(i)}
+		a[i] = newHeaderValue(strconv.Itoa(i))
 	}
 	return a
 }()
 
-func ageValue(d time.Duration) []string {
+func ageValue(d time.Duration) *headerValue {
 	sec := int64(max(d, 0) / time.Second)
 	if sec < int64(len(ageHeader)) {
-		return ageHeader[sec]
+		return &ageHeader[sec]
 	}
-	return []string{strconv.FormatInt(sec, 10)}
+	v := newHeaderValue(strconv.FormatInt(sec, 10))
+	return &v
 }
