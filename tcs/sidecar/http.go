@@ -306,10 +306,14 @@ func (s *Server) lookup(r *request, miss func() http.ResponseWriter) (e *encoded
 // problem with the query, if any.
 func (s *Server) lookupAtLeast(ctx context.Context, rawQuery, hostname string) (*tenant.Tenant, *Problem, error) {
 	q, _ := url.ParseQuery(rawQuery) // as url.URL.Query: what parses
-	for k := range q {
-		if k != "min_version" && k != "tenant_id" {
-			return nil, newProblem(codeMalformed, fmt.Sprintf("unknown query parameter %q: the lookup takes min_version and tenant_id", truncate(k, 64)), tenant.FieldError{Field: k, Reason: "unknown query parameter"}), nil
+	unknown, found := "", false
+	for k := range q { // the least unknown key, so that the answer is always the same
+		if k != "min_version" && k != "tenant_id" && (!found || k < unknown) {
+			unknown, found = k, true
 		}
+	}
+	if found {
+		return nil, newProblem(codeMalformed, fmt.Sprintf("unknown query parameter %q: the lookup takes min_version and tenant_id", truncate(unknown, 64)), tenant.FieldError{Field: unknown, Reason: "unknown query parameter"}), nil
 	}
 	raw := q.Get("min_version")
 	v, err := strconv.ParseInt(raw, 10, 64)

@@ -158,6 +158,9 @@ func TestLookupAtLeast(t *testing.T) {
 		{"tenant_id=acme", "min_version"},
 		{"min_version=3&tenant_id=Not_An_Id", "tenant_id"},
 		{"min_version=3&colour=red", "colour"},
+		// Of several unknown parameters, always the least is named.
+		{"zone=1&min_version=3&colour=red&b=2", "b"},
+		{"b=2&colour=red&min_version=3&zone=1", "b"},
 	} {
 		w := do(s, "GET", "/v1/lookup/acme.example.com?"+tc.query, "")
 		p := problemOf(t, w)
