@@ -46,12 +46,9 @@ func (s *Server) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	if host, ok := plainLookup(ctx.RequestURI()); ok {
 		r.hostname = s.names.of(host)
 	} else {
-		if !bytes.HasPrefix(ctx.Path(), lookupPrefixBytes) {
-			s.adapted(ctx)
-			return
-		}
-		// Parsed as net/http parses it (fasthttp's Path is also normalised:
-		// "/v1/lookup/a/../b" is a hostname net/http would refuse).
+		// Parsed as net/http parses it, not routed by fasthttp's Path,
+		// which is normalised ("/v1/lookup/a/../b" is a hostname net/http
+		// would refuse) and has lost any fragment.
 		u, err := url.ParseRequestURI(string(ctx.RequestURI()))
 		if err != nil || !strings.HasPrefix(u.Path, lookupPrefix) {
 			s.adapted(ctx)

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
+	"pgregory.net/rapid"
 
 	"github.com/tcs-dev/tcs/tcs/client"
 	"github.com/tcs-dev/tcs/tcs/sidecar"
@@ -39,8 +41,13 @@ func doFast(s *sidecar.Server, method, target, body string, hdr ...string) answe
 	if body != "" {
 		req.SetBodyString(body)
 	}
+	return serveFastRequest(s, &req)
+}
+
+// serveFastRequest serves req on s.ServeFastHTTP and returns its answer.
+func serveFastRequest(s *sidecar.Server, req *fasthttp.Request) answer {
 	var ctx fasthttp.RequestCtx
-	ctx.Init(&req, nil, nil)
+	ctx.Init(req, nil, quietLogger{})
 	s.ServeFastHTTP(&ctx)
 	a := answer{Status: ctx.Response.StatusCode(), Header: http.Header{}, Body: string(ctx.Response.Body())}
 	for k, v := range ctx.Response.Header.All() {
@@ -51,13 +58,20 @@ func doFast(s *sidecar.Server, method, target, body string, hdr ...string) answe
 	return a
 }
 
-// TestFastHTTPAnswersAsServeHTTP: ServeFastHTTP (what cmd/tcs-sidecar
-// serves) answers every route and outcome as ServeHTTP does (which the
-// other tests check), status, headers and body.
-func TestFastHTTPAnswersAsServeHTTP(t *testing.T) {
-	t.Parallel()
+// quietLogger drops what fasthttp logs (fasthttpadaptor's complaint about
+// a target net/http cannot parse).
+type quietLogger struct{}
+
+func (quietLogger) Printf(string, ...any) {}
+
+// edgeServer is a sidecar with a fallback whose fake client answers every
+// outcome: acme.example.com a stale hit, gone.example.com a stale not
+// found, bad..host invalid, down.example.com unavailable,
+// boom.example.com an internal error, gone-away.example.com cancelled.
+func edgeServer() *sidecar.Server {
 	f := newFake()
 	f.tenants["acme.example.com"] = acme()
+	f.tenants["ACME.example.com"] = acme()
 	f.meta.Stale = true
 	f.errs["gone.example.com"] = client.ErrNotFound
 	f.errMeta = client.Meta{Cached: true, Stale: true, Region: "us-east-1", Age: 42e9}
@@ -66,7 +80,17 @@ func TestFastHTTPAnswersAsServeHTTP(t *testing.T) {
 	f.errs["boom.example.com"] = errors.New("secret internal detail")
 	f.errs["gone-away.example.com"] = context.Canceled
 	fb := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("fallback " + r.URL.Path)) })
-	s := sidecar.New(sidecar.Config{Client: f, Fallback: fb})
+	return sidecar.New(sidecar.Config{Client: f, Fallback: fb})
+}
+
+// TestFastHTTPAnswersAsServeHTTP: ServeFastHTTP (what cmd/tcs-sidecar
+// serves) answers every route and outcome as ServeHTTP does (which the
+// other tests check), status, headers and body; so do the targets its
+// unparsed fast path must leave to net/http's parse, and the plain ones it
+// takes.
+func TestFastHTTPAnswersAsServeHTTP(t *testing.T) {
+	t.Parallel()
+	s := edgeServer()
 	for _, tc := range []struct {
 		name, method, target, body string
 		hdr                        []string
@@ -74,11 +98,33 @@ func TestFastHTTPAnswersAsServeHTTP(t *testing.T) {
 		{"hit", "GET", "/v1/lookup/acme.example.com", "", nil},
 		{"hit HEAD", "HEAD", "/v1/lookup/acme.example.com", "", nil},
 		{"percent-encoded", "GET", "/v1/lookup/acme%2Eexample.com", "", nil},
+		{"percent-encoded slash", "GET", "/v1/lookup/acme%2Fexample.com", "", nil},
+		{"percent-encoded prefix", "GET", "/v1/%6Cookup/acme.example.com", "", nil},
 		{"dot segments", "GET", "/v1/lookup/x/../acme.example.com", "", nil},
+		{"dot segment", "GET", "/v1/lookup/./acme.example.com", "", nil},
+		{"dot hostname", "GET", "/v1/lookup/.", "", nil},
+		{"dot-dot hostname", "GET", "/v1/lookup/..", "", nil},
+		{"dot segments in the prefix", "GET", "/v1/x/../lookup/acme.example.com", "", nil},
+		{"double slash", "GET", "/v1/lookup//acme.example.com", "", nil},
+		{"double slash in the prefix", "GET", "/v1//lookup/acme.example.com", "", nil},
+		{"leading double slash", "GET", "//v1/lookup/acme.example.com", "", nil},
+		{"absolute form", "GET", "http://sidecar/v1/lookup/acme.example.com", "", nil},
+		{"empty query", "GET", "/v1/lookup/acme.example.com?", "", nil},
+		{"fragment", "GET", "/v1/lookup/acme.example.com#top", "", nil},
+		{"non-ASCII", "GET", "/v1/lookup/b\u00fccher.example.com", "", nil},
+		{"not UTF-8", "GET", "/v1/lookup/b\xfccher.example.com", "", nil},
+		{"backslash", "GET", "/v1/lookup/acme\\example.com", "", nil},
+		{"trailing slash", "GET", "/v1/lookup/acme.example.com/", "", nil},
+		{"upper-case", "GET", "/v1/lookup/ACME.example.com", "", nil},
+		{"upper-case prefix", "GET", "/V1/LOOKUP/acme.example.com", "", nil},
+		{"unreserved", "GET", "/v1/lookup/a_b~c-d.example.com", "", nil},
+		{"sub-delims", "GET", "/v1/lookup/a!$&'()*+,;=:@b", "", nil},
+		{"no slash after the prefix", "GET", "/v1/lookup", "", nil},
 		{"stale not found", "GET", "/v1/lookup/gone.example.com", "", nil},
 		{"not found", "GET", "/v1/lookup/nobody.example.com", "", nil},
 		{"bad hostname", "GET", "/v1/lookup/bad..host", "", nil},
 		{"empty hostname", "GET", "/v1/lookup/", "", nil},
+		{"empty hostname HEAD", "HEAD", "/v1/lookup/", "", nil},
 		{"unavailable", "GET", "/v1/lookup/down.example.com", "", nil},
 		{"internal", "GET", "/v1/lookup/boom.example.com", "", nil},
 		{"canceled", "GET", "/v1/lookup/gone-away.example.com", "", nil},
@@ -86,6 +132,8 @@ func TestFastHTTPAnswersAsServeHTTP(t *testing.T) {
 		{"bad min_version", "GET", "/v1/lookup/acme.example.com?min_version=x", "", nil},
 		{"unknown parameter", "GET", "/v1/lookup/acme.example.com?verbose=1", "", nil},
 		{"lookup method", "DELETE", "/v1/lookup/acme.example.com", "", nil},
+		{"lookup method, lower-case", "get", "/v1/lookup/acme.example.com", "", nil},
+		{"lookup method POST", "POST", "/v1/lookup/acme.example.com", "", nil},
 		{"batch", "POST", "/v1/lookup:batch", `{"hostnames":["acme.example.com","nobody.example.com"]}`, []string{"Content-Type", "application/json"}},
 		{"batch media", "POST", "/v1/lookup:batch", `{"hostnames":[]}`, []string{"Content-Type", "text/plain"}},
 		{"batch method", "GET", "/v1/lookup:batch", "", nil},
@@ -102,22 +150,92 @@ func TestFastHTTPAnswersAsServeHTTP(t *testing.T) {
 	}
 }
 
-// TestFastHTTPHitAllocs: a hit on ServeFastHTTP allocates only its URL and
-// strings (net/http's server allocates some 10 objects a request).
-func TestFastHTTPHitAllocs(t *testing.T) {
-	f := newFake()
-	f.tenants["acme.example.com"] = acme()
-	s := sidecar.New(sidecar.Config{Client: f})
-	var req fasthttp.Request
-	req.SetRequestURI("/v1/lookup/acme.example.com")
-	var ctx fasthttp.RequestCtx
-	ctx.Init(&req, nil, nil)
-	allocs := testing.AllocsPerRun(100, func() {
-		ctx.Response.Reset()
-		s.ServeFastHTTP(&ctx)
+// TestFastHTTPAnswersAsServeHTTPProperty: for any request line both
+// servers read, built from the pieces of lookup targets and of what could
+// go wrong in one (escapes, dot segments, slashes, queries, fragments,
+// reserved and non-ASCII bytes), ServeFastHTTP answers as ServeHTTP does
+// (but for a fragment on a route other than the lookup); a target
+// net/http cannot parse (it answers 400 itself) is not answered 200.
+func TestFastHTTPAnswersAsServeHTTPProperty(t *testing.T) {
+	t.Parallel()
+	s := edgeServer()
+	prefixes := []string{
+		"/v1/lookup/", "/v1/lookup/", "/v1/lookup/", "/v1/lookup/", "/v1/lookup/", "/v1/lookup/", "/v1/lookup/",
+		"/v1/lookup", "/v1//lookup/", "/v1/./lookup/", "/v1/x/../lookup/", "/V1/lookup/", "/v1/%6Cookup/", "//v1/lookup/", "http://sidecar/v1/lookup/", "/v1/lookup:batch", "/metrics", "/",
+	}
+	// The pieces of a target after the prefix, by kind, each kind as
+	// likely as the others.
+	pieces := rapid.OneOf(
+		rapid.SampledFrom([]string{"acme.example.com", "ACME.example.com", "gone.example.com", "bad..host", "down.example.com"}),
+		rapid.SampledFrom([]string{"a", "Z", "0", "-", "_", "~"}),
+		rapid.SampledFrom([]string{"%2E", "%2F", "%41", "%e9", "%zz", "%"}),
+		rapid.SampledFrom([]string{".", "..", "/./", "/../"}),
+		rapid.SampledFrom([]string{"/", "//", "\\"}),
+		rapid.SampledFrom([]string{"?", "?min_version=7", "&tenant_id=acme", "=", "&"}),
+		rapid.SampledFrom([]string{"#", "#top"}),
+		rapid.SampledFrom([]string{":", "@", "!", "$", "'", "(", ")", "*", "+", ",", ";", "[", "]", "{", "|", "^", "`", "\"", "<", ">"}),
+		rapid.SampledFrom([]string{"\u00e9", "\xff"}),
+	)
+	rapid.Check(t, func(rt *rapid.T) {
+		method := rapid.SampledFrom([]string{"GET", "GET", "GET", "HEAD", "DELETE", "POST"}).Draw(rt, "method")
+		target := rapid.SampledFrom(prefixes).Draw(rt, "prefix") + strings.Join(rapid.SliceOfN(pieces, 0, 4).Draw(rt, "rest"), "")
+		raw := method + " " + target + " HTTP/1.1\r\nHost: sidecar\r\n\r\n"
+		var freq fasthttp.Request
+		if err := freq.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
+			return // fasthttp's server answers it (serveError); ServeFastHTTP never sees it
+		}
+		got := serveFastRequest(s, &freq)
+		r, err := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
+		adapted := strings.Contains(target, "#") && (err != nil || !strings.HasPrefix(r.URL.Path, "/v1/lookup/"))
+		if adapted {
+			// Not a lookup: ServeFastHTTP hands it to ServeHTTP through
+			// fasthttpadaptor, which drops the target's fragment (net/http
+			// keeps it in the path).
+			return
+		}
+		if err != nil {
+			if got.Status == http.StatusOK {
+				rt.Fatalf("%q: net/http refuses it (%v), ServeFastHTTP answered 200 %s", target, err, got.Body)
+			}
+			return
+		}
+		w := doRequest(s, r)
+		want := answer{Status: w.Code, Header: w.Result().Header, Body: w.Body.String()}
+		if !cmp.Equal(want, got) {
+			rt.Fatalf("%s %q (-ServeHTTP +ServeFastHTTP):\n%s", method, target, cmp.Diff(want, got))
+		}
 	})
-	if ctx.Response.StatusCode() != 200 || allocs > 4 {
-		t.Errorf("a hit: status %d, %.0f allocations, want 200 and at most 4", ctx.Response.StatusCode(), allocs)
+}
+
+// TestFastHTTPHitAllocs: a hit on ServeFastHTTP allocates nothing, stale
+// or not, GET or HEAD (net/http's server allocates some 10 objects a
+// request).
+func TestFastHTTPHitAllocs(t *testing.T) {
+	for _, tc := range []struct {
+		name, method string
+		stale        bool
+	}{{"GET", "GET", false}, {"HEAD", "HEAD", false}, {"stale", "GET", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake()
+			f.tenants["acme.example.com"] = acme()
+			f.meta.Stale = tc.stale
+			s := sidecar.New(sidecar.Config{Client: f, Registerer: prometheus.NewRegistry()})
+			var req fasthttp.Request
+			req.Header.SetMethod(tc.method)
+			req.SetRequestURI("/v1/lookup/acme.example.com")
+			var ctx fasthttp.RequestCtx
+			ctx.Init(&req, nil, nil)
+			allocs := testing.AllocsPerRun(100, func() {
+				ctx.Response.Reset()
+				s.ServeFastHTTP(&ctx)
+			})
+			if ctx.Response.StatusCode() != 200 || allocs != 0 {
+				t.Errorf("a hit: status %d, %.0f allocations, want 200 and none", ctx.Response.StatusCode(), allocs)
+			}
+			if got := string(ctx.Response.Header.Peek("TCS-Stale")); got != map[bool]string{true: "true"}[tc.stale] {
+				t.Errorf("TCS-Stale: %q with the client's answer stale %v", got, tc.stale)
+			}
+		})
 	}
 }
 
