@@ -3,6 +3,7 @@ package sidecar_test
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/tcs-dev/tcs/tcs/sidecar"
@@ -60,6 +61,32 @@ func FuzzLookupPath(f *testing.F) {
 		}
 		if w.Code != http.StatusOK {
 			problemOf(t, w)
+		}
+	})
+}
+
+// FuzzFastHTTPAnswersAsServeHTTP: whatever the target after /v1/lookup/
+// (or in place of the whole target) and the method, ServeFastHTTP answers
+// as ServeHTTP does (fastAgainstHTTP).
+func FuzzFastHTTPAnswersAsServeHTTP(f *testing.F) {
+	for _, seed := range []struct{ method, target string }{
+		{"GET", "/v1/lookup/acme.example.com"}, {"HEAD", "/v1/lookup/ACME.example.com"}, {"GET", "/v1/lookup/acme%2Eexample.com"},
+		{"GET", "/v1/lookup/a/../acme.example.com#x"}, {"GET", "/v1/lookup//acme.example.com"}, {"GET", "/v1/lookup/..#"},
+		{"GET", "/v1/lookup/acme.example.com?min_version=7&tenant_id=acme"}, {"DELETE", "/v1/lookup/"}, {"GET", "/v1/lookup/b\u00fccher"},
+		{"POST", "/v1/lookup:batch"}, {"GET", "/metrics"}, {"GET", "http://sidecar/v1/lookup/acme.example.com"},
+	} {
+		f.Add(seed.method, seed.target)
+	}
+	s := edgeServer()
+	f.Fuzz(func(t *testing.T, method, target string) {
+		if method == "" || strings.ContainsAny(method, " \r\n") || strings.ContainsAny(target, " \r\n") {
+			return // not one request line
+		}
+		if !strings.HasPrefix(target, "/") && !strings.HasPrefix(target, "http://") {
+			target = "/v1/lookup/" + target
+		}
+		if d := fastAgainstHTTP(s, method, target); d != "" {
+			t.Fatal(d)
 		}
 	})
 }
