@@ -77,7 +77,7 @@ func (s *Server) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	if e != nil {
 		// Straight into fasthttp's header, with no map between; the body
 		// is the encoding itself, which nothing modifies.
-		s.hitHeaders((*fastHeader)(&ctx.Response.Header), e, &meta)
+		hitHeaders(s, fastHeader{&ctx.Response.Header}, e, &meta)
 		ctx.SetStatusCode(http.StatusOK)
 		ctx.Response.SetBodyRaw(e.json)
 		s.m.http[opLookup][outcomeOK].observe(start)
@@ -136,11 +136,9 @@ func fastMethod(ctx *fasthttp.RequestCtx) string {
 }
 
 // fastHeader is fasthttp's response header as a headerSetter (hitHeaders).
-type fastHeader fasthttp.ResponseHeader
+type fastHeader struct{ h *fasthttp.ResponseHeader }
 
-func (h *fastHeader) set(name *headerName, v *headerValue) {
-	(*fasthttp.ResponseHeader)(h).SetCanonical(name.b, v.b)
-}
+func (h fastHeader) set(name *headerName, v *headerValue) { h.h.SetCanonical(name.b, v.b) }
 
 // fastWriter is the http.ResponseWriter of a lookup on a fasthttp request
 // that does not hit.

@@ -64,19 +64,20 @@ func newHeaderValue(v string) headerValue { return headerValue{s: []string{v}, b
 
 // headerSetter is where a lookup hit's headers go: net/http's header map
 // (mapHeader, ServeHTTP) or fasthttp's response header (fastHeader,
-// ServeFastHTTP).
+// ServeFastHTTP). Each is a struct of its own shape, so that hitHeaders is
+// compiled once for each and calls set directly.
 type headerSetter interface {
 	set(name *headerName, v *headerValue)
 }
 
 // mapHeader is an http.Header as a headerSetter.
-type mapHeader http.Header
+type mapHeader struct{ h http.Header }
 
-func (h mapHeader) set(name *headerName, v *headerValue) { h[name.s] = v.s }
+func (h mapHeader) set(name *headerName, v *headerValue) { h.h[name.s] = v.s }
 
 // hitHeaders sets on h the headers of a lookup hit answering e with meta:
 // the one list both ServeHTTP and ServeFastHTTP send.
-func (s *Server) hitHeaders(h headerSetter, e *encoded, meta *client.Meta) {
+func hitHeaders[H headerSetter](s *Server, h H, e *encoded, meta *client.Meta) {
 	h.set(&hdrContentType, &jsonType)
 	h.set(&hdrNosniff, &nosniff)
 	h.set(&hdrETag, &e.etag)
@@ -247,7 +248,7 @@ func (s *Server) serveLookup(w http.ResponseWriter, r request) {
 	if e == nil {
 		return
 	}
-	s.hitHeaders(mapHeader(w.Header()), e, &meta)
+	hitHeaders(s, mapHeader{w.Header()}, e, &meta)
 	w.WriteHeader(http.StatusOK)
 	w.Write(e.json)
 	s.m.http[opLookup][outcomeOK].observe(start)
