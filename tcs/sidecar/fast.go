@@ -48,7 +48,10 @@ func Adapt(h http.Handler) fasthttp.RequestHandler {
 // (/v1/lookup/{hostname}) is answered on ctx itself, a hit allocating
 // nothing; anything else (the batch, Config.Fallback, the problems of
 // other routes) is handed to ServeHTTP through fasthttpadaptor. Both answer
-// alike, byte for byte.
+// alike, byte for byte. A target net/http cannot parse (a bad escape),
+// which net/http's server answers 400 without calling ServeHTTP, is
+// answered 400 malformed_request, as Serve answers a request it cannot
+// read.
 func (s *Server) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	var r request
 	if host, ok := plainLookup(ctx.RequestURI()); ok {
@@ -58,7 +61,13 @@ func (s *Server) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		// which is normalised ("/v1/lookup/a/../b" is a hostname net/http
 		// would refuse) and has lost any fragment.
 		u, err := url.ParseRequestURI(string(ctx.RequestURI()))
-		if err != nil || !strings.HasPrefix(u.Path, lookupPrefix) {
+		if err != nil {
+			// net/http answers such a request 400 itself, never calling
+			// ServeHTTP; fasthttpadaptor would answer it 500.
+			s.serveError(ctx, fmt.Errorf("request target: %w", err))
+			return
+		}
+		if !strings.HasPrefix(u.Path, lookupPrefix) {
 			s.adapted(ctx)
 			return
 		}

@@ -100,6 +100,7 @@ func TestFastHTTPAnswersAsServeHTTP(t *testing.T) {
 		{"percent-encoded", "GET", "/v1/lookup/acme%2Eexample.com", "", nil},
 		{"percent-encoded slash", "GET", "/v1/lookup/acme%2Fexample.com", "", nil},
 		{"percent-encoded prefix", "GET", "/v1/%6Cookup/acme.example.com", "", nil},
+		{"percent-encoded non-ASCII", "GET", "/v1/lookup/b%C3%BCcher.example.com", "", nil},
 		{"dot segments", "GET", "/v1/lookup/x/../acme.example.com", "", nil},
 		{"dot segment", "GET", "/v1/lookup/./acme.example.com", "", nil},
 		{"dot hostname", "GET", "/v1/lookup/.", "", nil},
@@ -191,7 +192,7 @@ func TestFastHTTPAnswersAsServeHTTPProperty(t *testing.T) {
 // request fasthttp cannot read never reaches ServeFastHTTP; a fragment on
 // a route other than the lookup goes through fasthttpadaptor, which drops
 // it where net/http keeps it in the path). A target net/http cannot parse
-// (it answers 400 itself) must not be answered 200.
+// (its server answers 400 itself) must be answered 400 malformed_request.
 func fastAgainstHTTP(s *sidecar.Server, method, target string) string {
 	raw := method + " " + target + " HTTP/1.1\r\nHost: sidecar\r\n\r\n"
 	var freq fasthttp.Request
@@ -200,13 +201,13 @@ func fastAgainstHTTP(s *sidecar.Server, method, target string) string {
 	}
 	got := serveFastRequest(s, &freq)
 	r, err := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
-	if strings.Contains(target, "#") && (err != nil || !strings.HasPrefix(r.URL.Path, "/v1/lookup/")) {
+	if err != nil {
+		if got.Status != http.StatusBadRequest || got.Header.Get("Content-Type") != "application/problem+json" || !strings.Contains(got.Body, "malformed_request") {
+			return fmt.Sprintf("%q: net/http refuses it (%v), ServeFastHTTP answered %d %s", target, err, got.Status, got.Body)
+		}
 		return ""
 	}
-	if err != nil {
-		if got.Status == http.StatusOK {
-			return fmt.Sprintf("%q: net/http refuses it (%v), ServeFastHTTP answered 200 %s", target, err, got.Body)
-		}
+	if strings.Contains(target, "#") && !strings.HasPrefix(r.URL.Path, "/v1/lookup/") {
 		return ""
 	}
 	w := doRequest(s, r)
@@ -214,6 +215,24 @@ func fastAgainstHTTP(s *sidecar.Server, method, target string) string {
 		return fmt.Sprintf("%s %q (-ServeHTTP +ServeFastHTTP):\n%s", method, target, cmp.Diff(want, got))
 	}
 	return ""
+}
+
+// TestFastHTTPRefusesBadTargets: a target net/http cannot parse (its
+// server answers 400 without calling ServeHTTP) is answered 400 with a
+// problem naming what was wrong, on the lookup and on any other route.
+func TestFastHTTPRefusesBadTargets(t *testing.T) {
+	t.Parallel()
+	s := edgeServer()
+	for _, target := range []string{"/v1/lookup/%zz", "/v1/lookup/acme%2", "/v1/lookup/a/../%zz#x", "/v1/lookup:batch%", "/metrics%zz"} {
+		if _, err := http.ReadRequest(bufio.NewReader(strings.NewReader("GET " + target + " HTTP/1.1\r\nHost: s\r\n\r\n"))); err == nil {
+			t.Fatalf("%q: net/http reads it; the test wants one it refuses", target)
+		}
+		got := doFast(s, "GET", target, "")
+		if got.Status != http.StatusBadRequest || got.Header.Get("Content-Type") != "application/problem+json" ||
+			!strings.Contains(got.Body, `"urn:tcs:problem:malformed_request"`) || !strings.Contains(got.Body, "invalid URL escape") {
+			t.Errorf("%q: %d %v %s, want 400 malformed_request naming the bad escape", target, got.Status, got.Header, got.Body)
+		}
+	}
 }
 
 // TestFastHTTPHitAllocs: a hit on ServeFastHTTP allocates nothing, stale
