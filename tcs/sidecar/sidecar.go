@@ -31,7 +31,8 @@
 //     version_not_reached for read-your-writes, 500 internal (logged, never
 //     shown); and from Serve, for a request it cannot read, 431
 //     request_header_too_large (request line and headers over 16 KiB), 408
-//     request_timeout or 400 malformed_request.
+//     request_timeout or 400 malformed_request (also a target with a bad
+//     escape, on ServeFastHTTP).
 //
 // Serving: Serve serves ServeFastHTTP with fasthttp (a hit from another
 // process took 30 µs at the median where net/http took 76: see fast.go and
