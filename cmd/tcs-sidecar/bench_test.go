@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tcs-dev/tcs/internal/busypoll"
 	"github.com/tcs-dev/tcs/internal/testredis"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 )
@@ -40,6 +41,13 @@ import (
 //     connection per caller, with a minimal client (writes the request,
 //     reads the headers and Content-Length bytes): what the sidecar costs;
 //   - http-unix: the same over the --unix-socket;
+//   - http-busypoll: http on a second sidecar run with --busy-poll
+//     (benchSpin), the caller as http's: what a caller that sleeps for
+//     its answer gets of a server that spins;
+//   - http-busypoll-spin, http-unix-busypoll-spin: the same sidecar over
+//     TCP and its Unix socket, with a caller whose reads spin too
+//     (busypoll.Group.Wrap): the sidecar's best, no wake-up on either
+//     side;
 //   - http-stdlib: the same as http with Go's net/http client (a typical
 //     client's own cost included);
 //   - grpc: the sidecar's gRPC Lookup, one connection shared by the
@@ -51,6 +59,8 @@ import (
 //     caller writes the request's bytes, the server reads them and writes
 //     the sidecar's answer's bytes back, nothing parsed): one loopback round
 //     trip between two processes, the machine's floor for any server;
+//   - tcp-floor-spin, unix-floor-spin: the same with both ends spinning:
+//     the kernel's own part of a round trip, the floor of the -spin kinds;
 //   - http-floor, fasthttp-floor: a bare net/http and a bare fasthttp
 //     server answering every request with the tenant's JSON: the floors of
 //     the two Go HTTP servers (the sidecar's own ~1.3 µs not included:
@@ -59,7 +69,12 @@ import (
 //     response holding the same tenant: the floor of any gRPC lookup;
 //   - redis: a GET of the tenant's protobuf bytes from a redis-server on
 //     loopback (go-redis), what a team would reach for instead;
-//   - redis-raw: the same GET with a minimal RESP client, as http's.
+//   - redis-raw: the same GET with a minimal RESP client, as http's;
+//   - redis-raw-spin, redis-raw-unix, redis-raw-unix-spin: the same over
+//     TCP with a spinning caller, and over redis-server's Unix socket with
+//     a sleeping and a spinning one: Redis given every advantage the
+//     sidecar's figures have but its own spinning, which redis-server
+//     does not do.
 //
 // One run on a shared 2-core VM (load average 5-8), medians of -count 3,
 // one caller p50: tcp-floor 24 µs, unix-floor 19, redis-raw 24, redis 26,
@@ -69,13 +84,16 @@ import (
 //
 // TCS_BENCH_SIDECAR_GOMAXPROCS sets the GOMAXPROCS of the sidecar and floor
 // processes (unset: the machine's). Each reports p50-ns and p99-ns (per
-// call, as the caller sees it) and req/s; ns/op is the wall time per call
-// across the callers. Needs redis-server on PATH
+// call, as the caller sees it), req/s and server-cpu-ns/op (the CPU time
+// of the answering process per call: what spinning costs); ns/op is the
+// wall time per call across the callers. Needs redis-server on PATH
 // (tcs/client/bench-deps.sh).
 func BenchmarkSidecar(b *testing.B) {
 	sys := startSystem(b)
 	sock := filepath.Join(b.TempDir(), "tcs.sock")
 	sc := startSidecarProcess(b, sys, "", "--unix-socket", sock)
+	spinSock := filepath.Join(b.TempDir(), "spin.sock")
+	spinning := startSidecarProcess(b, sys, "", "--busy-poll", benchSpin.String(), "--unix-socket", spinSock)
 	var base *running
 	if bin := os.Getenv("TCS_BENCH_SIDECAR_BASELINE"); bin != "" {
 		base = startSidecarProcess(b, sys, bin)
@@ -83,6 +101,8 @@ func BenchmarkSidecar(b *testing.B) {
 	created := sys.create(b, hooliDoc)
 	sc.waitReady(b)
 	sc.waitVersion(b, "hooli.example.com", created.Version)
+	spinning.waitReady(b)
+	spinning.waitVersion(b, "hooli.example.com", created.Version)
 	if base != nil {
 		base.waitReady(b)
 		base.waitVersion(b, "hooli.example.com", created.Version)
@@ -92,7 +112,8 @@ func BenchmarkSidecar(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	rdb := testredis.Start(b, 128)
+	rs := testredis.StartServer(b, 128)
+	rdb := rs.Client
 	if err := rdb.Set(context.Background(), "tenant:hooli.example.com", doc, 0).Err(); err != nil {
 		b.Fatal(err)
 	}
@@ -105,18 +126,33 @@ func BenchmarkSidecar(b *testing.B) {
 	stdlib := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128}}
 	url := sc.url(path)
 
+	// group is the spinning of the callers of the "-spin" kinds: one for
+	// each run of a kind, its callers sharing the spinners, as a
+	// process's connections would.
+	var group *busypoll.Group
 	kinds := []struct {
 		name string
+		// server is the process answering (its CPU time is measured).
+		server int
 		// caller makes one caller's lookup function.
 		caller func(b *testing.B) func() error
 	}{
-		{"http", func(b *testing.B) func() error {
-			return dialRawHTTP(b, "tcp", sc.HTTP, path).get
+		{"http", sc.pid, func(b *testing.B) func() error {
+			return dialRawHTTP(b, "tcp", sc.HTTP, nil, path).get
 		}},
-		{"http-unix", func(b *testing.B) func() error {
-			return dialRawHTTP(b, "unix", sock, path).get
+		{"http-unix", sc.pid, func(b *testing.B) func() error {
+			return dialRawHTTP(b, "unix", sock, nil, path).get
 		}},
-		{"http-stdlib", func(b *testing.B) func() error {
+		{"http-busypoll", spinning.pid, func(b *testing.B) func() error {
+			return dialRawHTTP(b, "tcp", spinning.HTTP, nil, path).get
+		}},
+		{"http-busypoll-spin", spinning.pid, func(b *testing.B) func() error {
+			return dialRawHTTP(b, "tcp", spinning.HTTP, group, path).get
+		}},
+		{"http-unix-busypoll-spin", spinning.pid, func(b *testing.B) func() error {
+			return dialRawHTTP(b, "unix", spinSock, group, path).get
+		}},
+		{"http-stdlib", sc.pid, func(b *testing.B) func() error {
 			return func() error {
 				res, err := stdlib.Get(url)
 				if err != nil {
@@ -130,45 +166,61 @@ func BenchmarkSidecar(b *testing.B) {
 				return err
 			}
 		}},
-		{"grpc", func(b *testing.B) func() error {
+		{"grpc", sc.pid, func(b *testing.B) func() error {
 			api := tcsv1.NewTenantContextServiceClient(sidecarConn)
 			req := &tcsv1.LookupRequest{Hostname: "hooli.example.com"}
 			return func() error { _, err := api.Lookup(context.Background(), req); return err }
 		}},
-		{"tcp-floor", func(b *testing.B) func() error {
-			return dialPingPong(b, "tcp", fl.TCP, req, len(res)).roundTrip
+		{"tcp-floor", fl.pid, func(b *testing.B) func() error {
+			return dialPingPong(b, "tcp", fl.TCP, nil, req, len(res)).roundTrip
 		}},
-		{"unix-floor", func(b *testing.B) func() error {
-			return dialPingPong(b, "unix", fl.Unix, req, len(res)).roundTrip
+		{"tcp-floor-spin", fl.pid, func(b *testing.B) func() error {
+			return dialPingPong(b, "tcp", fl.TCPSpin, group, req, len(res)).roundTrip
 		}},
-		{"http-floor", func(b *testing.B) func() error {
-			return dialRawHTTP(b, "tcp", fl.HTTP, path).get
+		{"unix-floor", fl.pid, func(b *testing.B) func() error {
+			return dialPingPong(b, "unix", fl.Unix, nil, req, len(res)).roundTrip
 		}},
-		{"fasthttp-floor", func(b *testing.B) func() error {
-			return dialRawHTTP(b, "tcp", fl.Fast, path).get
+		{"unix-floor-spin", fl.pid, func(b *testing.B) func() error {
+			return dialPingPong(b, "unix", fl.UnixSpin, group, req, len(res)).roundTrip
 		}},
-		{"grpc-floor", func(b *testing.B) func() error {
+		{"http-floor", fl.pid, func(b *testing.B) func() error {
+			return dialRawHTTP(b, "tcp", fl.HTTP, nil, path).get
+		}},
+		{"fasthttp-floor", fl.pid, func(b *testing.B) func() error {
+			return dialRawHTTP(b, "tcp", fl.Fast, nil, path).get
+		}},
+		{"grpc-floor", fl.pid, func(b *testing.B) func() error {
 			api := tcsv1.NewTenantContextServiceClient(floorConn)
 			req := &tcsv1.LookupRequest{Hostname: "hooli.example.com"}
 			return func() error { _, err := api.Lookup(context.Background(), req); return err }
 		}},
-		{"redis", func(b *testing.B) func() error {
+		{"redis", rs.Pid, func(b *testing.B) func() error {
 			return func() error { return rdb.Get(context.Background(), "tenant:hooli.example.com").Err() }
 		}},
-		{"redis-raw", func(b *testing.B) func() error {
-			return dialRedisGet(b, rdb.Options().Addr, "tenant:hooli.example.com").get
+		{"redis-raw", rs.Pid, func(b *testing.B) func() error {
+			return dialRedisGet(b, "tcp", rs.Addr, nil, "tenant:hooli.example.com").get
+		}},
+		{"redis-raw-spin", rs.Pid, func(b *testing.B) func() error {
+			return dialRedisGet(b, "tcp", rs.Addr, group, "tenant:hooli.example.com").get
+		}},
+		{"redis-raw-unix", rs.Pid, func(b *testing.B) func() error {
+			return dialRedisGet(b, "unix", rs.Socket, nil, "tenant:hooli.example.com").get
+		}},
+		{"redis-raw-unix-spin", rs.Pid, func(b *testing.B) func() error {
+			return dialRedisGet(b, "unix", rs.Socket, group, "tenant:hooli.example.com").get
 		}},
 	}
 	if base != nil {
 		baseConn := grpcDial(b, base.GRPC)
 		kinds = append(kinds[:2:2], append([]struct {
 			name   string
+			server int
 			caller func(b *testing.B) func() error
 		}{
-			{"http-baseline", func(b *testing.B) func() error {
-				return dialRawHTTP(b, "tcp", base.HTTP, path).get
+			{"http-baseline", base.pid, func(b *testing.B) func() error {
+				return dialRawHTTP(b, "tcp", base.HTTP, nil, path).get
 			}},
-			{"grpc-baseline", func(b *testing.B) func() error {
+			{"grpc-baseline", base.pid, func(b *testing.B) func() error {
 				api := tcsv1.NewTenantContextServiceClient(baseConn)
 				req := &tcsv1.LookupRequest{Hostname: "hooli.example.com"}
 				return func() error { _, err := api.Lookup(context.Background(), req); return err }
@@ -178,15 +230,19 @@ func BenchmarkSidecar(b *testing.B) {
 	for _, callers := range []int{1, 64} {
 		for _, k := range kinds {
 			b.Run(fmt.Sprintf("%s/callers=%d", k.name, callers), func(b *testing.B) {
+				group = busypoll.New(busypoll.Options{Spin: benchSpin})
 				fns := make([]func() error, callers)
 				for i := range fns {
 					fns[i] = k.caller(b)
 				}
-				measure(b, fns)
+				measure(b, k.server, fns)
 			})
 		}
 	}
 }
+
+// benchSpin is how long the spinning kinds' reads spin (--busy-poll).
+const benchSpin = 200 * time.Microsecond
 
 // startSidecarProcess builds tcs-sidecar and runs it on sys's regions with
 // free loopback ports (and args) until b ends.
@@ -202,7 +258,7 @@ func startSidecarProcess(b *testing.B, sys *system, bin string, args ...string) 
 	cmd.Env = append(cmd.Environ(), "TCS_REGIONS="+sys.regions, "TCS_LOOKUP_TOKEN="+sysLookupToken)
 	// "tcs-sidecar: HTTP 127.0.0.1:P, unix …, gRPC 127.0.0.1:Q; regions …"
 	line, stderr, err := startBenchProcess(b, cmd)
-	var s running
+	s := running{pid: cmd.Process.Pid}
 	if _, serr := fmt.Sscanf(line, "tcs-sidecar: HTTP %s unix %s gRPC %s", &s.HTTP, &s.Unix, &s.GRPC); err != nil || serr != nil {
 		b.Fatalf("tcs-sidecar's first line %q: %v %v\n%s", line, err, serr, stderr)
 	}
@@ -235,8 +291,9 @@ func startBenchProcess(b *testing.B, cmd *exec.Cmd) (string, *lockedBuffer, erro
 }
 
 // measure runs b.N calls spread over the callers, each timed, and reports
-// their p50, p99 and the calls per second.
-func measure(b *testing.B, callers []func() error) {
+// their p50, p99, the calls per second and the CPU time the server process
+// (pid) used per call.
+func measure(b *testing.B, pid int, callers []func() error) {
 	for _, f := range callers { // warm each connection
 		if err := f(); err != nil {
 			b.Fatal(err)
@@ -246,6 +303,7 @@ func measure(b *testing.B, callers []func() error) {
 	lat := make([][]time.Duration, n)
 	errs := make([]error, n)
 	b.ReportAllocs()
+	cpu0 := cpuTime(b, pid)
 	b.ResetTimer()
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -269,6 +327,7 @@ func measure(b *testing.B, callers []func() error) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	b.StopTimer()
+	cpu := cpuTime(b, pid) - cpu0
 	if err := errors.Join(errs...); err != nil {
 		b.Fatal(err)
 	}
@@ -280,6 +339,29 @@ func measure(b *testing.B, callers []func() error) {
 	b.ReportMetric(float64(all[len(all)/2].Nanoseconds()), "p50-ns")
 	b.ReportMetric(float64(all[min(len(all)-1, len(all)*99/100)].Nanoseconds()), "p99-ns")
 	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "req/s")
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(len(all)), "server-cpu-ns/op")
+}
+
+// cpuTime is the CPU time process pid has used (user and system, all its
+// threads), from /proc/PID/stat: in 10 ms ticks, so a figure per call is
+// good to some 10 ms over the run.
+func cpuTime(b *testing.B, pid int) time.Duration {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// pid (comm) state ppid … : utime and stime are the 14th and 15th
+	// fields, the 12th and 13th after the command's closing parenthesis.
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(f) < 13 {
+		b.Fatalf("/proc/%d/stat: %q", pid, stat)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		b.Fatalf("/proc/%d/stat: %v", pid, err)
+	}
+	return time.Duration(utime+stime) * (time.Second / 100) // USER_HZ
 }
 
 // rawHTTP is a minimal HTTP/1.1 client on one kept-alive connection: it
@@ -292,12 +374,8 @@ type rawHTTP struct {
 	body []byte
 }
 
-func dialRawHTTP(b *testing.B, network, addr, path string) *rawHTTP {
-	conn, err := net.Dial(network, addr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { conn.Close() })
+func dialRawHTTP(b *testing.B, network, addr string, spin *busypoll.Group, path string) *rawHTTP {
+	conn := benchDial(b, network, addr, spin)
 	return &rawHTTP{conn: conn, r: bufio.NewReaderSize(conn, 16<<10), req: []byte("GET " + path + " HTTP/1.1\r\nHost: sidecar\r\n\r\n"), body: make([]byte, 16<<10)}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
 	"github.com/tcs-dev/tcs/cmd/internal/regionlist"
 	"github.com/tcs-dev/tcs/internal/auth"
+	"github.com/tcs-dev/tcs/internal/busypoll"
 	"github.com/tcs-dev/tcs/tcs/client"
 )
 
@@ -54,6 +55,9 @@ type config struct {
 	// DrainDelay is how long a stopping sidecar keeps serving, unready,
 	// before it stops accepting (--drain-delay).
 	DrainDelay time.Duration
+	// BusyPoll is how long a read of an HTTP connection spins for the next
+	// request before it parks (--busy-poll); 0: it does not spin.
+	BusyPoll time.Duration
 
 	// Client options.
 	CacheSize     int
@@ -84,6 +88,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.SetOutput(stderr)
 	c := &config{}
 	var regions string
+	var envErrs []error
 	fs.StringVar(&c.HTTPAddr, "http-addr", cmdutil.EnvOr(getenv, "TCS_SIDECAR_HTTP_ADDR", DefaultHTTPAddr), "TCP address of the HTTP/JSON lookup API, /metrics, /healthz and /readyz (env TCS_SIDECAR_HTTP_ADDR); \"none\": no TCP listener")
 	fs.StringVar(&c.UnixSocket, "unix-socket", getenv("TCS_SIDECAR_UNIX_SOCKET"), "also serve the HTTP API on this Unix socket path (a stale socket file there is replaced) (env TCS_SIDECAR_UNIX_SOCKET); empty: none")
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", cmdutil.EnvOr(getenv, "TCS_SIDECAR_GRPC_ADDR", DefaultGRPCAddr), "TCP address of the gRPC lookup API (tcs.v1.TenantContextService Lookup and BatchLookup, gRPC health) (env TCS_SIDECAR_GRPC_ADDR); \"none\": no gRPC")
@@ -93,6 +98,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.BoolVar(&c.Reflection, "reflection", false, "serve gRPC server reflection on --grpc-addr (grpcurl without .proto files)")
 	fs.BoolVar(&c.Insecure, "insecure-i-know", false, "serve a non-loopback --http-addr or --grpc-addr: the sidecar's API has no authentication or TLS (it is for the programs on its host); never where others can reach it")
 	fs.DurationVar(&c.DrainDelay, "drain-delay", DefaultDrainDelay, "on SIGTERM, keep answering this long with /readyz and gRPC health failing (the programs beside it are stopping too), then stop accepting and finish what is in flight")
+	fs.DurationVar(&c.BusyPoll, "busy-poll", cmdutil.EnvDuration(getenv, "TCS_SIDECAR_BUSY_POLL", 0, &envErrs), "after answering on an HTTP connection, spin up to this long for its next request instead of sleeping (adaptive: only while requests keep coming within it and no other request is being served; at most GOMAXPROCS-1 connections at once): a lower latency for callers that send requests back to back and spin for their answers too, paid in CPU; up to 10ms (env TCS_SIDECAR_BUSY_POLL); 0: off")
 	fs.IntVar(&c.CacheSize, "cache-size", client.DefaultCacheSize, "client cache entries (tenants and unknown hostnames)")
 	fs.DurationVar(&c.TTL, "ttl", client.DefaultTTL, "how long a cached answer is served without asking a region (invalidations end it sooner)")
 	fs.DurationVar(&c.NegativeTTL, "negative-ttl", client.DefaultNegativeTTL, "how long an unknown hostname is remembered (0: not cached)")
@@ -105,6 +111,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if c.Version = c.Obs.Version; c.Version {
 		return c, nil
+	}
+	if err := errors.Join(envErrs...); err != nil {
+		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -160,6 +169,9 @@ func (c *config) check() error {
 	}
 	if c.DrainDelay < 0 {
 		return fmt.Errorf("--drain-delay %v: must not be negative", c.DrainDelay)
+	}
+	if c.BusyPoll < 0 || c.BusyPoll > busypoll.MaxSpin {
+		return fmt.Errorf("--busy-poll %v: want 0 (off) to %v (a request later than that finds the process asleep anyway)", c.BusyPoll, busypoll.MaxSpin)
 	}
 	if c.LookupTimeout <= 0 {
 		return fmt.Errorf("--lookup-timeout %v: must be positive", c.LookupTimeout)

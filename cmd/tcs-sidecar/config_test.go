@@ -43,15 +43,17 @@ func TestParseConfig(t *testing.T) {
 	}{
 		{"defaults", nil, nil, func(*config) {}},
 		{"flags", []string{"--http-addr", "localhost:8000", "--grpc-addr", "none", "--unix-socket", "/run/tcs.sock", "--regions", "eu-west-1=[::1]:9002",
-			"--drain-delay", "0s", "--cache-size", "10", "--ttl", "1m", "--negative-ttl", "0s", "--max-stale", "0s", "--lookup-timeout", "250ms"}, nil,
+			"--drain-delay", "0s", "--busy-poll", "50us", "--cache-size", "10", "--ttl", "1m", "--negative-ttl", "0s", "--max-stale", "0s", "--lookup-timeout", "250ms"}, nil,
 			func(c *config) {
 				c.HTTPAddr, c.GRPCAddr, c.UnixSocket = "localhost:8000", "", "/run/tcs.sock"
 				c.Regions = []regionlist.Region{{Name: "eu-west-1", Addr: "[::1]:9002"}}
+				c.BusyPoll = 50 * time.Microsecond
 				c.DrainDelay, c.CacheSize, c.TTL, c.NegativeTTL, c.MaxStale, c.LookupTimeout = 0, 10, time.Minute, 0, 0, 250*time.Millisecond
 			}},
 		{"environment", nil, map[string]string{"TCS_SIDECAR_HTTP_ADDR": "127.0.0.1:1", "TCS_SIDECAR_GRPC_ADDR": "127.0.0.1:2", "TCS_SIDECAR_UNIX_SOCKET": "/s",
-			"TCS_REGIONS": "a=127.0.0.1:5", "TCS_LOOKUP_TOKEN": "my-lookup-token"},
+			"TCS_REGIONS": "a=127.0.0.1:5", "TCS_LOOKUP_TOKEN": "my-lookup-token", "TCS_SIDECAR_BUSY_POLL": "1ms"},
 			func(c *config) {
+				c.BusyPoll = time.Millisecond
 				c.HTTPAddr, c.GRPCAddr, c.UnixSocket = "127.0.0.1:1", "127.0.0.1:2", "/s"
 				c.Regions, c.Token = []regionlist.Region{{Name: "a", Addr: "127.0.0.1:5"}}, "my-lookup-token"
 			}},
@@ -94,6 +96,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"token in clear", []string{"--regions", "a=tcs.internal:9001"}, map[string]string{"TCS_LOOKUP_TOKEN": "t"}, "TCS_LOOKUP_TOKEN is set but the regions are reached in plaintext"},
 		{"drain delay", []string{"--drain-delay", "-1s"}, nil, "--drain-delay -1s"},
 		{"lookup timeout", []string{"--lookup-timeout", "0s"}, nil, "--lookup-timeout 0s"},
+		{"busy poll negative", []string{"--busy-poll", "-1us"}, nil, "--busy-poll -1µs: want 0 (off) to 10ms"},
+		{"busy poll too long", []string{"--busy-poll", "1s"}, nil, "--busy-poll 1s: want 0 (off) to 10ms"},
+		{"busy poll env", nil, map[string]string{"TCS_SIDECAR_BUSY_POLL": "fast"}, `TCS_SIDECAR_BUSY_POLL "fast": want a duration`},
 		{"ttl", []string{"--ttl", "0s"}, nil, "--ttl 0s"},
 		{"log level", []string{"--log-level", "loud"}, nil, `--log-level "loud"`},
 		{"probe path", []string{"--probe", "readyz"}, nil, `--probe "readyz": want a path`},

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tcs-dev/tcs/internal/busypoll"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 )
 
@@ -47,7 +48,8 @@ func TestMain(m *testing.M) {
 
 // floors are the addresses of the floor servers of one helper process.
 type floors struct {
-	TCP, Unix, HTTP, GRPC, Fast string
+	TCP, Unix, HTTP, GRPC, Fast, TCPSpin, UnixSpin string
+	pid                                            int
 }
 
 // startFloors runs this test binary again as a helper process (TestMain)
@@ -70,8 +72,8 @@ func startFloors(b *testing.B, t *tcsv1.Tenant, req, res []byte) floors {
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(cmd.Environ(), floorsEnv+"="+dir)
 	line, stderr, err := startBenchProcess(b, cmd)
-	var f floors
-	if _, serr := fmt.Sscanf(line, "floors: tcp %s unix %s http %s grpc %s fast %s", &f.TCP, &f.Unix, &f.HTTP, &f.GRPC, &f.Fast); err != nil || serr != nil {
+	f := floors{pid: cmd.Process.Pid}
+	if _, serr := fmt.Sscanf(line, "floors: tcp %s unix %s http %s grpc %s fast %s tcp-spin %s unix-spin %s", &f.TCP, &f.Unix, &f.HTTP, &f.GRPC, &f.Fast, &f.TCPSpin, &f.UnixSpin); err != nil || serr != nil {
 		b.Fatalf("the floors' first line %q: %v %v\n%s", line, err, serr, stderr)
 	}
 	return f
@@ -106,18 +108,20 @@ func serveFloors(dir string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var lns [5]net.Listener
-	for i, network := range []string{"tcp", "unix", "tcp", "tcp", "tcp"} {
+	var lns [7]net.Listener
+	for i, network := range []string{"tcp", "unix", "tcp", "tcp", "tcp", "tcp", "unix"} {
 		addr := "127.0.0.1:0"
 		if network == "unix" {
-			addr = filepath.Join(dir, floorUnixSocket)
+			addr = filepath.Join(dir, strconv.Itoa(i)+floorUnixSocket)
 		}
 		if lns[i], err = net.Listen(network, addr); err != nil {
 			return err
 		}
 	}
-	errc := make(chan error, 4)
-	for _, ln := range lns[:2] {
+	errc := make(chan error, len(lns))
+	spin := busypoll.New(busypoll.Options{Spin: benchSpin})
+	lns[5], lns[6] = spin.Listen(lns[5]), spin.Listen(lns[6])
+	for _, ln := range []net.Listener{lns[0], lns[1], lns[5], lns[6]} {
 		go func() { errc <- pingPong(ln, len(req), res) }()
 	}
 	ct := []string{"application/json"}
@@ -134,7 +138,7 @@ func serveFloors(dir string, w io.Writer) error {
 		ctx.SetBody(body)
 	}}
 	go func() { errc <- fs.Serve(lns[4]) }()
-	fmt.Fprintf(w, "floors: tcp %s unix %s http %s grpc %s fast %s\n", lns[0].Addr(), lns[1].Addr(), lns[2].Addr(), lns[3].Addr(), lns[4].Addr())
+	fmt.Fprintf(w, "floors: tcp %s unix %s http %s grpc %s fast %s tcp-spin %s unix-spin %s\n", lns[0].Addr(), lns[1].Addr(), lns[2].Addr(), lns[3].Addr(), lns[4].Addr(), lns[5].Addr(), lns[6].Addr())
 	return <-errc
 }
 
@@ -177,12 +181,8 @@ type rawPingPong struct {
 	req, res []byte
 }
 
-func dialPingPong(b *testing.B, network, addr string, req []byte, resLen int) *rawPingPong {
-	conn, err := net.Dial(network, addr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { conn.Close() })
+func dialPingPong(b *testing.B, network, addr string, spin *busypoll.Group, req []byte, resLen int) *rawPingPong {
+	conn := benchDial(b, network, addr, spin)
 	return &rawPingPong{conn: conn, req: req, res: make([]byte, resLen)}
 }
 
@@ -192,6 +192,17 @@ func (p *rawPingPong) roundTrip() error {
 	}
 	_, err := io.ReadFull(p.conn, p.res)
 	return err
+}
+
+// benchDial dials addr for one caller of BenchmarkSidecar, closed when b
+// ends; its reads spin as spin's (nil: they do not).
+func benchDial(b *testing.B, network, addr string, spin *busypoll.Group) net.Conn {
+	conn, err := net.Dial(network, addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	return spin.Wrap(conn)
 }
 
 // rawRedisGet is a minimal RESP client on one connection: it writes a
@@ -204,12 +215,8 @@ type rawRedisGet struct {
 	val  []byte
 }
 
-func dialRedisGet(b *testing.B, addr, key string) *rawRedisGet {
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { conn.Close() })
+func dialRedisGet(b *testing.B, network, addr string, spin *busypoll.Group, key string) *rawRedisGet {
+	conn := benchDial(b, network, addr, spin)
 	req := fmt.Sprintf("*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n", len(key), key)
 	return &rawRedisGet{conn: conn, r: bufio.NewReaderSize(conn, 16<<10), req: []byte(req), val: make([]byte, 16<<10)}
 }

@@ -44,6 +44,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/reflection"
@@ -51,6 +52,7 @@ import (
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/internal/buildinfo"
+	"github.com/tcs-dev/tcs/internal/busypoll"
 	"github.com/tcs-dev/tcs/tcs/client"
 	"github.com/tcs-dev/tcs/tcs/client/clientotel"
 	"github.com/tcs-dev/tcs/tcs/client/clientprom"
@@ -129,6 +131,10 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	defer stopServing()
 	g, gctx := errgroup.WithContext(serveCtx)
 	g.Go(func() error { return srv.Run(gctx) })
+	spin := busypoll.New(busypoll.Options{Spin: cfg.BusyPoll})
+	if spin != nil {
+		registerBusyPoll(registerer, spin)
+	}
 	if len(lns.http) > 0 {
 		// fasthttp, the lookups answered on its requests (see
 		// sidecar.ServeFastHTTP); traced, every request goes through
@@ -137,7 +143,11 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 		if tracing.Enabled() {
 			serve = sidecar.Adapt(tracing.HTTPHandler(srv, "tcs-sidecar"))
 		}
-		g.Go(func() error { return srv.Serve(gctx, serve, lns.http...) })
+		spinLns := make([]net.Listener, len(lns.http))
+		for i, ln := range lns.http {
+			spinLns[i] = spin.Listen(ln)
+		}
+		g.Go(func() error { return srv.Serve(gctx, serve, spinLns...) })
 	}
 	if lns.grpc != nil {
 		gs := grpc.NewServer(tracing.GRPCServerOptions()...)
@@ -225,6 +235,27 @@ func orNone(s string) string {
 		return "none"
 	}
 	return s
+}
+
+// registerBusyPoll registers tcs_sidecar_busy_poll_reads_total{outcome}:
+// the reads of the HTTP connections of --busy-poll, caught spinning,
+// missed (the spin ran out) and parked (waited in the poller: after a
+// miss, or without spinning).
+func registerBusyPoll(reg prometheus.Registerer, g *busypoll.Group) {
+	for _, o := range []struct {
+		outcome string
+		count   func(busypoll.Stats) uint64
+	}{
+		{"caught", func(s busypoll.Stats) uint64 { return s.Caught }},
+		{"missed", func(s busypoll.Stats) uint64 { return s.Missed }},
+		{"parked", func(s busypoll.Stats) uint64 { return s.Parked }},
+	} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "tcs_sidecar_busy_poll_reads_total",
+			Help:        "Reads of the HTTP connections of --busy-poll: caught (the spin got the request), missed (the spin ran out) and parked (waited in the poller, after a miss or without spinning).",
+			ConstLabels: prometheus.Labels{"outcome": o.outcome},
+		}, func() float64 { return float64(o.count(g.Stats())) }))
+	}
 }
 
 type listeners struct {

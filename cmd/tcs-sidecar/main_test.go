@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -29,6 +31,7 @@ import (
 // running is a tcs-sidecar started by runWithReady.
 type running struct {
 	bound
+	pid    int // the process of startSidecarProcess; 0: in this one
 	stop   context.CancelFunc
 	done   chan error
 	stderr *lockedBuffer
@@ -379,5 +382,46 @@ func TestNotReadyWithoutRegions(t *testing.T) {
 	code, hdr, body := httpGet(t, sc.http, sc.url("/v1/lookup/acme.example.com"))
 	if code != 503 || hdr.Get("Retry-After") != "1" || !strings.Contains(string(body), "urn:tcs:problem:unavailable") {
 		t.Errorf("lookup with no region: %d %v %s", code, hdr, body)
+	}
+}
+
+// TestBusyPoll: with --busy-poll the HTTP API answers as without, over TCP
+// and the Unix socket, and its connections' reads catch back-to-back
+// requests spinning (tcs_sidecar_busy_poll_reads_total).
+func TestBusyPoll(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t)
+	sock := filepath.Join(t.TempDir(), "tcs.sock")
+	sc := startSidecar(t, sys, "--busy-poll", "10ms", "--unix-socket", sock)
+	created := sys.create(t, hooliDoc)
+	sc.waitReady(t)
+	sc.waitVersion(t, "hooli.example.com", created.Version)
+	want := fmt.Sprintf(`"%d"`, created.Version)
+	for _, c := range []struct {
+		name string
+		http *http.Client
+		url  string
+	}{
+		{"tcp", sc.http, sc.url("/v1/lookup/hooli.example.com")},
+		{"unix", unixClient(sock), "http://sidecar/v1/lookup/hooli.example.com"},
+	} {
+		for i := range 200 {
+			code, hdr, body := httpGet(t, c.http, c.url)
+			if code != 200 || hdr.Get("ETag") != want || !strings.Contains(string(body), `"id":"hooli"`) {
+				t.Fatalf("%s lookup %d: %d %v %s", c.name, i, code, hdr, body)
+			}
+		}
+	}
+	_, _, metrics := httpGet(t, sc.http, sc.url("/metrics"))
+	counts := map[string]int{}
+	for _, m := range regexp.MustCompile(`(?m)^tcs_sidecar_busy_poll_reads_total\{component="sidecar",outcome="(\w+)"\} (\d+)$`).FindAllStringSubmatch(string(metrics), -1) {
+		counts[m[1]], _ = strconv.Atoi(m[2])
+	}
+	// 400 lookups back to back on two kept-alive connections: most reads
+	// of the next request are caught spinning (the gap between requests is
+	// well under 10 ms); some park (the first of each connection, the
+	// probes and this scrape's).
+	if len(counts) != 3 || counts["caught"] < 200 {
+		t.Errorf("tcs_sidecar_busy_poll_reads_total: %v, want caught, missed and parked with most of 400 caught\n%s", counts, metrics)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"net"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
@@ -23,6 +24,23 @@ const Install = "apt-get install -y --no-install-recommends redis-server (or tcs
 // redis-server fails tb, saying how to install it.
 func Start(tb testing.TB, poolSize int) *redis.Client {
 	tb.Helper()
+	return StartServer(tb, poolSize).Client
+}
+
+// Server is a redis-server of StartServer.
+type Server struct {
+	// Client is a client of it (on Addr).
+	Client *redis.Client
+	// Addr is its loopback TCP address, and Socket the path of the Unix
+	// socket it also listens on.
+	Addr, Socket string
+	// Pid is its process's.
+	Pid int
+}
+
+// StartServer is Start, returning the server's addresses too.
+func StartServer(tb testing.TB, poolSize int) *Server {
+	tb.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		tb.Fatalf("redis-server is not on PATH; install it: %s", Install)
@@ -33,7 +51,8 @@ func Start(tb testing.TB, poolSize int) *redis.Client {
 	}
 	port := lis.Addr().(*net.TCPAddr).Port
 	lis.Close()
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+	sock := filepath.Join(tb.TempDir(), "redis.sock")
+	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--unixsocket", sock, "--unixsocketperm", "700",
 		"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning")
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("start redis-server: %v", err)
@@ -49,13 +68,14 @@ func Start(tb testing.TB, poolSize int) *redis.Client {
 			<-exited
 		}
 	})
-	rdb := redis.NewClient(&redis.Options{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), PoolSize: poolSize})
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	rdb := redis.NewClient(&redis.Options{Addr: addr, PoolSize: poolSize})
 	tb.Cleanup(func() { rdb.Close() })
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		err := rdb.Ping(context.Background()).Err()
 		if err == nil {
-			return rdb
+			return &Server{Client: rdb, Addr: addr, Socket: sock, Pid: cmd.Process.Pid}
 		}
 		select {
 		case err := <-exited:
