@@ -20,10 +20,13 @@
 //     within the spin time. Each spin that runs out halves its window,
 //     down to nothing; a read that parked and got its data within
 //     Options.Spin after all opens it again;
-//   - only while the process has nothing else to do: no connection of the
-//     group spins while another is working (it read, and has not come back
-//     to read again), and a spin stops the moment one is. A busy server
-//     therefore does not spin;
+//   - only for one caller sending request after request: a connection
+//     spins only if it was the last of its group to read something, so a
+//     server with several callers at once (awake for their requests
+//     anyway) does not spin;
+//   - only while the process has nothing else to do: no connection spins
+//     while another is working (it read, and has not come back to read
+//     again), and a spin stops the moment one is;
 //   - at most Options.MaxSpinners connections at once;
 //   - never on an idle connection for longer than its window.
 package busypoll
@@ -58,19 +61,18 @@ const MaxSpin = 10 * time.Millisecond
 // minWindowShift: a window halved below Spin >> minWindowShift is closed.
 const minWindowShift = 4
 
-// A Group is connections that spin together: at most MaxSpinners of them
-// at once, and none while another is working (between two reads, handling
-// what it read: the process then has something else to do).
+// A Group is connections that spin together: only the one that read last
+// (one caller sending request after request: a busier process has other
+// connections' requests to keep it awake), none while another is working
+// (between two reads, handling what it read: the process then has
+// something else to do), at most MaxSpinners at once.
 type Group struct {
 	spin    time.Duration
 	max     int32
-	n       atomic.Int32 // connections spinning now
-	working atomic.Int32
-	// quiet: no spin starts before this time (since epoch), set when a
-	// spin was cut short by another connection's work: the process is
-	// busy, and a spin would cost a read for nothing.
-	epoch time.Time
-	quiet atomic.Int64
+	n       atomic.Int32  // connections spinning now
+	working atomic.Int32  // connections between reads
+	last    atomic.Uint64 // the connection that read something last
+	ids     atomic.Uint64
 
 	caught, missed, parked atomic.Uint64
 }
@@ -85,7 +87,7 @@ func New(o Options) *Group {
 	if m <= 0 {
 		m = max(1, runtime.GOMAXPROCS(0)-1)
 	}
-	return &Group{spin: o.Spin, max: int32(m), epoch: time.Now()}
+	return &Group{spin: o.Spin, max: int32(m)}
 }
 
 // Stats count the reads of a group's connections.
@@ -115,10 +117,6 @@ func (g *Group) acquire() bool {
 }
 
 func (g *Group) release() { g.n.Add(-1) }
-
-// calm is whether a spin may start: none was cut short by another
-// connection's work in the last spin time.
-func (g *Group) calm() bool { return time.Since(g.epoch) >= time.Duration(g.quiet.Load()) }
 
 // Listen returns ln whose accepted connections are g's (ln itself for a
 // nil group). Connections without a file descriptor are returned as
@@ -157,7 +155,7 @@ func (g *Group) Wrap(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
-	cn := &conn{Conn: c, rc: rc, g: g}
+	cn := &conn{Conn: c, rc: rc, g: g, id: g.ids.Add(1)}
 	cn.window.Store(int64(g.spin))
 	return cn
 }
@@ -169,6 +167,7 @@ type conn struct {
 	g      *Group
 	window atomic.Int64 // how long the next read spins, in ns; 0: it parks
 	busy   atomic.Bool  // counted in g.working
+	id     uint64
 	// readDeadline is the read deadline set last (UnixNano; 0: none): a
 	// spin ends by it, as a parked read does.
 	readDeadline atomic.Int64
@@ -225,11 +224,14 @@ func (c *conn) Read(p []byte) (n int, err error) {
 	}
 	c.idle()
 	defer func() {
-		if n > 0 && c.busy.CompareAndSwap(false, true) {
-			c.g.working.Add(1)
+		if n > 0 {
+			c.g.last.Store(c.id)
+			if c.busy.CompareAndSwap(false, true) {
+				c.g.working.Add(1)
+			}
 		}
 	}()
-	if w := time.Duration(c.window.Load()); w > 0 && c.g.working.Load() == 0 && c.g.calm() && c.g.acquire() {
+	if w := time.Duration(c.window.Load()); w > 0 && c.g.last.Load() == c.id && c.g.working.Load() == 0 && c.g.acquire() {
 		var end spinEnd
 		n, end, err = c.spinRead(p, w)
 		c.g.release()
@@ -238,8 +240,7 @@ func (c *conn) Read(p []byte) (n int, err error) {
 			c.g.caught.Add(1)
 			return n, err
 		case spinCut:
-			// Others have work: not a miss, but no spin for a while.
-			c.g.quiet.Store(int64(time.Since(c.g.epoch) + c.g.spin))
+			// Another has work: not a miss (and that one reads last now).
 		case spinRanOut:
 			c.g.missed.Add(1)
 			if w /= 2; w < c.g.spin>>minWindowShift {

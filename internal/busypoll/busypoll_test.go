@@ -145,6 +145,12 @@ func read1(t *testing.T, c net.Conn) {
 	}
 }
 
+// since returns the group's counts since before.
+func since(g *busypoll.Group, before busypoll.Stats) busypoll.Stats {
+	s := g.Stats()
+	return busypoll.Stats{Caught: s.Caught - before.Caught, Missed: s.Missed - before.Missed, Parked: s.Parked - before.Parked}
+}
+
 // TestWindowAdapts: a connection whose data comes later than its window
 // halves the window with each miss until it stops spinning, and opens it
 // again once data comes within the spin time of a parked read.
@@ -153,18 +159,26 @@ func TestWindowAdapts(t *testing.T) {
 	g := busypoll.New(busypoll.Options{Spin: spin})
 	server, client := pair(t, "tcp", g, nil)
 
+	// A connection's first read parks: it has not read last.
 	writeAfter(client, time.Millisecond)
 	read1(t, server)
-	if s := g.Stats(); s != (busypoll.Stats{Caught: 1}) {
+	if s := g.Stats(); s != (busypoll.Stats{Parked: 1}) {
+		t.Fatalf("the first read: stats %+v, want parked", s)
+	}
+	before := g.Stats()
+	writeAfter(client, time.Millisecond)
+	read1(t, server)
+	if s := since(g, before); s != (busypoll.Stats{Caught: 1}) {
 		t.Fatalf("data 1 ms into a 40 ms spin: stats %+v, want one caught", s)
 	}
 	// Windows 40, 20, 10, 5, 2.5 ms miss data 100 ms away; the fifth halves
 	// the window below 40/16 ms, which closes it.
+	before = g.Stats()
 	for range 6 {
 		writeAfter(client, 100*time.Millisecond)
 		read1(t, server)
 	}
-	if s := g.Stats(); s != (busypoll.Stats{Caught: 1, Missed: 5, Parked: 6}) {
+	if s := since(g, before); s != (busypoll.Stats{Missed: 5, Parked: 6}) {
 		t.Fatalf("six reads of data 100 ms away: stats %+v, want 5 misses then a read that parks without spinning", s)
 	}
 	// A parked read whose data comes within the spin time reopens the
@@ -176,7 +190,7 @@ func TestWindowAdapts(t *testing.T) {
 		read1(t, server)
 		writeAfter(client, time.Millisecond)
 		read1(t, server)
-		if g.Stats().Caught > before.Caught {
+		if since(g, before).Caught > 0 {
 			break
 		}
 		if attempt == 5 {
@@ -185,39 +199,68 @@ func TestWindowAdapts(t *testing.T) {
 	}
 }
 
+// TestOnlyTheLastSpins: of a group's connections only the one that read
+// something last spins; the others park at once.
+func TestOnlyTheLastSpins(t *testing.T) {
+	g := busypoll.New(busypoll.Options{Spin: time.Second, MaxSpinners: 2})
+	a, ac := pair(t, "tcp", g, nil)
+	b, bc := pair(t, "tcp", g, nil)
+	writeAfter(ac, time.Millisecond)
+	read1(t, a) // parks (a first read), and a reads last
+	before := g.Stats()
+	aDone := make(chan struct{})
+	go func() { read1(t, a); close(aDone) }() // spins: a read last, nobody works
+	bDone := make(chan struct{})
+	go func() { read1(t, b); close(bDone) }()
+	waitParked(t, g, before.Parked+1)
+	time.Sleep(10 * time.Millisecond)
+	if s := since(g, before); s != (busypoll.Stats{Parked: 1}) {
+		t.Fatalf("b's read while a read last: stats %+v, want b parked, a still spinning", s)
+	}
+	ac.Write([]byte{1})
+	<-aDone
+	bc.Write([]byte{1})
+	<-bDone
+	if s := since(g, before); s != (busypoll.Stats{Caught: 1, Parked: 1}) {
+		t.Fatalf("stats %+v, want a caught spinning, b parked", s)
+	}
+}
+
 // TestNoSpinWhileAnotherWorks: while one connection of the group works on
 // what it read, another's read parks at once, and a spin under way stops
-// when one starts working; once none works, reads spin again.
+// when one starts working; a closed connection works no more.
 func TestNoSpinWhileAnotherWorks(t *testing.T) {
-	const spin = 200 * time.Millisecond
-	g := busypoll.New(busypoll.Options{Spin: spin, MaxSpinners: 1})
+	g := busypoll.New(busypoll.Options{Spin: time.Second, MaxSpinners: 1})
 	a, ac := pair(t, "tcp", g, nil)
 	b, bc := pair(t, "tcp", g, nil)
 
-	// a reads: caught spinning, and a works on it.
 	writeAfter(ac, time.Millisecond)
-	read1(t, a)
-	// b reads while a works: parks without spinning.
+	read1(t, a) // a works on it
+	writeAfter(bc, time.Millisecond)
+	read1(t, b) // b reads last, and works on it
+	// b reads again: it read last, but a works: it parks.
+	before := g.Stats()
 	writeAfter(bc, 5*time.Millisecond)
 	read1(t, b)
-	if s := g.Stats(); s != (busypoll.Stats{Caught: 1, Parked: 1}) {
+	if s := since(g, before); s != (busypoll.Stats{Parked: 1}) {
 		t.Fatalf("b read while a worked: stats %+v, want b parked at once", s)
 	}
 
-	// a reads while b works: parks. Then b reads, nobody working: it
-	// spins, until a's data makes a work, which cuts b's spin short.
+	// a reads (it did not read last: parks), then b: nobody works now, so
+	// b spins, until a's data makes a work, which cuts b's spin short.
+	before = g.Stats()
 	aDone := make(chan struct{})
 	go func() { read1(t, a); close(aDone) }()
-	waitParked(t, g, 2)
+	waitParked(t, g, before.Parked+1)
 	bDone := make(chan struct{})
 	go func() { read1(t, b); close(bDone) }()
 	time.Sleep(20 * time.Millisecond)
-	if s := g.Stats(); s != (busypoll.Stats{Caught: 1, Parked: 2}) {
+	if s := since(g, before); s != (busypoll.Stats{Parked: 1}) {
 		t.Fatalf("b reading with nobody working: stats %+v, want b spinning (not parked)", s)
 	}
 	ac.Write([]byte{1})
 	<-aDone
-	waitParked(t, g, 3) // b's spin, cut short
+	waitParked(t, g, before.Parked+2) // b's spin, cut short
 	select {
 	case <-bDone:
 		t.Fatal("b's read returned with no data")
@@ -225,17 +268,16 @@ func TestNoSpinWhileAnotherWorks(t *testing.T) {
 	}
 	bc.Write([]byte{1})
 	<-bDone
-	if s := g.Stats(); s != (busypoll.Stats{Caught: 1, Parked: 3}) {
+	if s := since(g, before); s != (busypoll.Stats{Parked: 2}) {
 		t.Fatalf("b's spin cut short by a's work: stats %+v, want no miss and b parked", s)
 	}
 
-	// Closing the working a takes it out of the count: past the quiet time
-	// that followed the cut, b's reads spin again.
+	// b read last; a works. Closed, a works no more, and b's reads spin.
 	a.Close()
-	time.Sleep(spin + 50*time.Millisecond)
+	before = g.Stats()
 	writeAfter(bc, time.Millisecond)
 	read1(t, b)
-	if s := g.Stats(); s != (busypoll.Stats{Caught: 2, Parked: 3}) {
+	if s := since(g, before); s != (busypoll.Stats{Caught: 1}) {
 		t.Fatalf("b read with a closed: stats %+v, want caught spinning", s)
 	}
 }
