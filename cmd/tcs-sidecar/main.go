@@ -252,7 +252,7 @@ func registerBusyPoll(reg prometheus.Registerer, g *busypoll.Group) {
 	} {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name:        "tcs_sidecar_busy_poll_reads_total",
-			Help:        "Reads of the HTTP connections of --busy-poll: caught (the spin got the request), missed (the spin ran out) and parked (waited in the poller, after a miss or without spinning).",
+			Help:        "Reads of the HTTP connections of --busy-poll: caught (the spin got the request), missed (the spin ran out, or another connection's request came first) and parked (waited in the poller, after a miss or without spinning).",
 			ConstLabels: prometheus.Labels{"outcome": o.outcome},
 		}, func() float64 { return float64(o.count(g.Stats())) }))
 	}

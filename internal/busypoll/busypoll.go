@@ -26,7 +26,9 @@
 //     anyway) does not spin;
 //   - only while the process has nothing else to do: no connection spins
 //     while another is working (it read, and has not come back to read
-//     again), and a spin stops the moment one is;
+//     again), and a spin stops the moment one is: a miss, so that a
+//     connection whose spins keep being cut (callers taking turns) stops
+//     spinning;
 //   - at most Options.MaxSpinners connections at once;
 //   - never on an idle connection for longer than its window.
 package busypoll
@@ -93,9 +95,10 @@ func New(o Options) *Group {
 // Stats count the reads of a group's connections.
 type Stats struct {
 	// Caught counts the reads that spun and got their data, Missed those
-	// whose spin ran out (each halves its connection's window), and Parked
-	// those that waited in the poller: after a miss, or without spinning
-	// (the window closed, another connection working, no spinner free).
+	// whose spin ran out or was cut short by another connection's work
+	// (each halves its connection's window), and Parked those that waited
+	// in the poller: after a miss, or without spinning (the window closed,
+	// another connection read last or is working, no spinner free).
 	Caught, Missed, Parked uint64
 }
 
@@ -239,9 +242,10 @@ func (c *conn) Read(p []byte) (n int, err error) {
 		case spinRead:
 			c.g.caught.Add(1)
 			return n, err
-		case spinCut:
-			// Another has work: not a miss (and that one reads last now).
-		case spinRanOut:
+		case spinRanOut, spinCut:
+			// A cut counts as a miss: another connection's request came
+			// first, and when that keeps happening (many callers) the
+			// process is busy enough not to spin.
 			c.g.missed.Add(1)
 			if w /= 2; w < c.g.spin>>minWindowShift {
 				w = 0
