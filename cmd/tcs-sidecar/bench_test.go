@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -235,10 +236,44 @@ func BenchmarkSidecar(b *testing.B) {
 				for i := range fns {
 					fns[i] = k.caller(b)
 				}
+				var before [3]float64
+				if k.server == spinning.pid {
+					before = busyPollReads(b, spinning)
+				}
 				measure(b, k.server, fns)
+				if k.server == spinning.pid {
+					after := busyPollReads(b, spinning)
+					for i, unit := range []string{"caught/op", "missed/op", "parked/op"} {
+						b.ReportMetric((after[i]-before[i])/float64(b.N), unit)
+					}
+				}
 			})
 		}
 	}
+}
+
+// busyPollReads scrapes tcs_sidecar_busy_poll_reads_total of s: its
+// caught, missed and parked counts.
+func busyPollReads(b *testing.B, s *running) (n [3]float64) {
+	res, err := s.http.Get(s.url("/metrics"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i, outcome := range []string{"caught", "missed", "parked"} {
+		m := regexp.MustCompile(`(?m)^tcs_sidecar_busy_poll_reads_total\{component="sidecar",outcome="` + outcome + `"\} (\S+)$`).FindSubmatch(body)
+		if m == nil {
+			b.Fatalf("/metrics has no busy-poll %s reads", outcome)
+		}
+		if n[i], err = strconv.ParseFloat(string(m[1]), 64); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return n
 }
 
 // benchSpin is how long the spinning kinds' reads spin (--busy-poll).

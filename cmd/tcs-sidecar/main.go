@@ -239,7 +239,7 @@ func orNone(s string) string {
 
 // registerBusyPoll registers tcs_sidecar_busy_poll_reads_total{outcome}:
 // the reads of the HTTP connections of --busy-poll, caught spinning,
-// missed (the spin ran out) and parked (waited in the poller: after a
+// missed (the spin ran out or was cut short) and parked (waited in the poller: after a
 // miss, or without spinning).
 func registerBusyPoll(reg prometheus.Registerer, g *busypoll.Group) {
 	for _, o := range []struct {

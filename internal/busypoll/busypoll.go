@@ -21,9 +21,10 @@
 //     down to nothing; a read that parked and got its data within
 //     Options.Spin after all opens it again;
 //   - only for one caller sending request after request: a connection
-//     spins only if it was the last of its group to read something, so a
-//     server with several callers at once (awake for their requests
-//     anyway) does not spin;
+//     spins only if it was the last of its group to read something and
+//     no other has read anything for four spin times, so a server with
+//     several callers at once (kept awake by their requests anyway, and
+//     whose CPUs its callers may need) does not spin;
 //   - only while the process has nothing else to do: no connection spins
 //     while another is working (it read, and has not come back to read
 //     again), and a spin stops the moment one is: a miss, so that a
@@ -63,11 +64,12 @@ const MaxSpin = 10 * time.Millisecond
 // minWindowShift: a window halved below Spin >> minWindowShift is closed.
 const minWindowShift = 4
 
-// A Group is connections that spin together: only the one that read last
-// (one caller sending request after request: a busier process has other
-// connections' requests to keep it awake), none while another is working
-// (between two reads, handling what it read: the process then has
-// something else to do), at most MaxSpinners at once.
+// A Group is connections that spin together: only the one that read last,
+// once no other has read for a while (one caller sending request after
+// request: a busier process has other connections' requests to keep it
+// awake), none while another is working (between two reads, handling what
+// it read: the process then has something else to do), at most
+// MaxSpinners at once.
 type Group struct {
 	spin    time.Duration
 	max     int32
@@ -75,6 +77,10 @@ type Group struct {
 	working atomic.Int32  // connections between reads
 	last    atomic.Uint64 // the connection that read something last
 	ids     atomic.Uint64
+	// switched is when a connection other than the last read something
+	// (time since epoch): no spin for four spin times after it.
+	epoch    time.Time
+	switched atomic.Int64
 
 	caught, missed, parked atomic.Uint64
 }
@@ -89,7 +95,7 @@ func New(o Options) *Group {
 	if m <= 0 {
 		m = max(1, runtime.GOMAXPROCS(0)-1)
 	}
-	return &Group{spin: o.Spin, max: int32(m)}
+	return &Group{spin: o.Spin, max: int32(m), epoch: time.Now()}
 }
 
 // Stats count the reads of a group's connections.
@@ -120,6 +126,13 @@ func (g *Group) acquire() bool {
 }
 
 func (g *Group) release() { g.n.Add(-1) }
+
+// alone is whether c may spin as far as the others go: it read last, no
+// other has read for four spin times, and none is working.
+func (g *Group) alone(c *conn) bool {
+	return g.last.Load() == c.id && g.working.Load() == 0 &&
+		time.Since(g.epoch)-time.Duration(g.switched.Load()) >= 4*g.spin
+}
 
 // Listen returns ln whose accepted connections are g's (ln itself for a
 // nil group). Connections without a file descriptor are returned as
@@ -228,13 +241,15 @@ func (c *conn) Read(p []byte) (n int, err error) {
 	c.idle()
 	defer func() {
 		if n > 0 {
-			c.g.last.Store(c.id)
+			if c.g.last.Swap(c.id) != c.id {
+				c.g.switched.Store(int64(time.Since(c.g.epoch)))
+			}
 			if c.busy.CompareAndSwap(false, true) {
 				c.g.working.Add(1)
 			}
 		}
 	}()
-	if w := time.Duration(c.window.Load()); w > 0 && c.g.last.Load() == c.id && c.g.working.Load() == 0 && c.g.acquire() {
+	if w := time.Duration(c.window.Load()); w > 0 && c.g.alone(c) && c.g.acquire() {
 		var end spinEnd
 		n, end, err = c.spinRead(p, w)
 		c.g.release()

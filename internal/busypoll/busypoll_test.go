@@ -165,6 +165,7 @@ func TestWindowAdapts(t *testing.T) {
 	if s := g.Stats(); s != (busypoll.Stats{Parked: 1}) {
 		t.Fatalf("the first read: stats %+v, want parked", s)
 	}
+	time.Sleep(4 * spin) // alone for four spin times
 	before := g.Stats()
 	writeAfter(client, time.Millisecond)
 	read1(t, server)
@@ -199,30 +200,42 @@ func TestWindowAdapts(t *testing.T) {
 	}
 }
 
-// TestOnlyTheLastSpins: of a group's connections only the one that read
-// something last spins; the others park at once.
-func TestOnlyTheLastSpins(t *testing.T) {
-	g := busypoll.New(busypoll.Options{Spin: time.Second, MaxSpinners: 2})
+// TestSpinsForOneCaller: of a group's connections only the one that read
+// something last spins, and only once no other has read anything for four
+// spin times.
+func TestSpinsForOneCaller(t *testing.T) {
+	const spin = 20 * time.Millisecond
+	g := busypoll.New(busypoll.Options{Spin: spin, MaxSpinners: 2})
 	a, ac := pair(t, "tcp", g, nil)
 	b, bc := pair(t, "tcp", g, nil)
 	writeAfter(ac, time.Millisecond)
-	read1(t, a) // parks (a first read), and a reads last
+	read1(t, a) // parks (a's first read); a reads last
+	time.Sleep(4 * spin)
 	before := g.Stats()
-	aDone := make(chan struct{})
-	go func() { read1(t, a); close(aDone) }() // spins: a read last, nobody works
-	bDone := make(chan struct{})
-	go func() { read1(t, b); close(bDone) }()
-	waitParked(t, g, before.Parked+1)
-	time.Sleep(10 * time.Millisecond)
-	if s := since(g, before); s != (busypoll.Stats{Parked: 1}) {
-		t.Fatalf("b's read while a read last: stats %+v, want b parked, a still spinning", s)
+	writeAfter(ac, time.Millisecond)
+	read1(t, a)
+	if s := since(g, before); s != (busypoll.Stats{Caught: 1}) {
+		t.Fatalf("a alone: stats %+v, want caught spinning", s)
 	}
-	ac.Write([]byte{1})
-	<-aDone
-	bc.Write([]byte{1})
-	<-bDone
-	if s := since(g, before); s != (busypoll.Stats{Caught: 1, Parked: 1}) {
-		t.Fatalf("stats %+v, want a caught spinning, b parked", s)
+
+	before = g.Stats()
+	writeAfter(bc, time.Millisecond)
+	read1(t, b) // b read last
+	writeAfter(ac, time.Millisecond)
+	read1(t, a) // a did not: parks, and now a read last, just after b
+	writeAfter(ac, time.Millisecond)
+	read1(t, a) // a read last, but b read within four spin times: parks
+	if s := since(g, before); s != (busypoll.Stats{Parked: 3}) {
+		t.Fatalf("a and b taking turns: stats %+v, want every read parked", s)
+	}
+
+	b.Close() // b worked on what it read until now
+	time.Sleep(4 * spin)
+	before = g.Stats()
+	writeAfter(ac, time.Millisecond)
+	read1(t, a)
+	if s := since(g, before); s != (busypoll.Stats{Caught: 1}) {
+		t.Fatalf("a alone again: stats %+v, want caught spinning", s)
 	}
 }
 
@@ -230,7 +243,8 @@ func TestOnlyTheLastSpins(t *testing.T) {
 // what it read, another's read parks at once, and a spin under way stops
 // (a miss) when one starts working; a closed connection works no more.
 func TestNoSpinWhileAnotherWorks(t *testing.T) {
-	g := busypoll.New(busypoll.Options{Spin: time.Second, MaxSpinners: 1})
+	const spin = 100 * time.Millisecond
+	g := busypoll.New(busypoll.Options{Spin: spin, MaxSpinners: 1})
 	a, ac := pair(t, "tcp", g, nil)
 	b, bc := pair(t, "tcp", g, nil)
 
@@ -238,7 +252,9 @@ func TestNoSpinWhileAnotherWorks(t *testing.T) {
 	read1(t, a) // a works on it
 	writeAfter(bc, time.Millisecond)
 	read1(t, b) // b reads last, and works on it
-	// b reads again: it read last, but a works: it parks.
+	time.Sleep(4 * spin)
+	// b reads again: it read last, alone for long enough, but a works: it
+	// parks.
 	before := g.Stats()
 	writeAfter(bc, 5*time.Millisecond)
 	read1(t, b)
@@ -274,6 +290,7 @@ func TestNoSpinWhileAnotherWorks(t *testing.T) {
 
 	// b read last; a works. Closed, a works no more, and b's reads spin.
 	a.Close()
+	time.Sleep(4 * spin)
 	before = g.Stats()
 	writeAfter(bc, time.Millisecond)
 	read1(t, b)
