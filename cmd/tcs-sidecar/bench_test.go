@@ -77,11 +77,14 @@ import (
 //     sidecar's figures have but its own spinning, which redis-server
 //     does not do.
 //
-// One run on a shared 2-core VM (load average 5-8), medians of -count 3,
-// one caller p50: tcp-floor 24 µs, unix-floor 19, redis-raw 24, redis 26,
-// fasthttp-floor 26, http-floor 47, http 30 (http-baseline, on net/http,
-// 76), http-unix 28, grpc-floor 151, grpc 180. The README's sidecar section
-// has the whole table.
+// One run on a shared 2-core VM (load average 2-3), medians of -count 5,
+// one caller p50 in µs: tcp-floor 27, tcp-floor-spin 8.9, unix-floor 21,
+// unix-floor-spin 4.8, redis 52, redis-raw 46, redis-raw-spin 23,
+// redis-raw-unix 28, redis-raw-unix-spin 18, fasthttp-floor 32, http-floor
+// 54, http 54 (one-caller TCP figures move by 2× between rounds), http-unix
+// 26, http-busypoll 32, http-busypoll-spin 14, http-unix-busypoll-spin 8.6,
+// grpc-floor 179, grpc 214. The README's sidecar section has the whole
+// table.
 //
 // TCS_BENCH_SIDECAR_GOMAXPROCS sets the GOMAXPROCS of the sidecar and floor
 // processes (unset: the machine's). Each reports p50-ns and p99-ns (per

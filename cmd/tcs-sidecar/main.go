@@ -9,7 +9,9 @@
 //     headers; read-your-writes with ?min_version=V[&tenant_id=ID]), POST
 //     /v1/lookup:batch {"hostnames":[…]} answers up to 100, errors are
 //     application/problem+json; /metrics, /healthz and /readyz beside them
-//     (served with fasthttp: sidecar.Serve);
+//     (served with fasthttp: sidecar.Serve; with --busy-poll its
+//     connections spin for the next request of a caller that sends them
+//     back to back: internal/busypoll);
 //   - gRPC on --grpc-addr (127.0.0.1:7071): tcs.v1.TenantContextService
 //     Lookup and BatchLookup from the same client (Watch is not served: the
 //     sidecar is the cache), gRPC health, and with --reflection server

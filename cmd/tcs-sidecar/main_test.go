@@ -392,7 +392,7 @@ func TestBusyPoll(t *testing.T) {
 	t.Parallel()
 	sys := startSystem(t)
 	sock := filepath.Join(t.TempDir(), "tcs.sock")
-	sc := startSidecar(t, sys, "--busy-poll", "10ms", "--unix-socket", sock)
+	sc := startSidecar(t, sys, "--busy-poll", "1ms", "--unix-socket", sock)
 	created := sys.create(t, hooliDoc)
 	sc.waitReady(t)
 	sc.waitVersion(t, "hooli.example.com", created.Version)
@@ -405,10 +405,15 @@ func TestBusyPoll(t *testing.T) {
 		{"tcp", sc.http, sc.url("/v1/lookup/hooli.example.com")},
 		{"unix", unixClient(sock), "http://sidecar/v1/lookup/hooli.example.com"},
 	} {
-		for i := range 200 {
+		for i := range 201 {
 			code, hdr, body := httpGet(t, c.http, c.url)
 			if code != 200 || hdr.Get("ETag") != want || !strings.Contains(string(body), `"id":"hooli"`) {
 				t.Fatalf("%s lookup %d: %d %v %s", c.name, i, code, hdr, body)
+			}
+			if i == 0 {
+				// A connection spins once no other has read for four
+				// spin times.
+				time.Sleep(10 * time.Millisecond)
 			}
 		}
 	}
@@ -417,11 +422,13 @@ func TestBusyPoll(t *testing.T) {
 	for _, m := range regexp.MustCompile(`(?m)^tcs_sidecar_busy_poll_reads_total\{component="sidecar",outcome="(\w+)"\} (\d+)$`).FindAllStringSubmatch(string(metrics), -1) {
 		counts[m[1]], _ = strconv.Atoi(m[2])
 	}
-	// 400 lookups back to back on two kept-alive connections: most reads
+	// 400 lookups back to back on two kept-alive connections: the reads
 	// of the next request are caught spinning (the gap between requests is
-	// well under 10 ms); some park (the first of each connection, the
+	// well under 1 ms); some park (the first of each connection, the
 	// probes and this scrape's).
-	if len(counts) != 3 || counts["caught"] < 200 {
-		t.Errorf("tcs_sidecar_busy_poll_reads_total: %v, want caught, missed and parked with most of 400 caught\n%s", counts, metrics)
+	// (A loaded machine can delay a request past the spin time: a quarter
+	// caught is enough to show the spinning.)
+	if len(counts) != 3 || counts["caught"] < 100 {
+		t.Errorf("tcs_sidecar_busy_poll_reads_total: %v, want caught, missed and parked with 100 or more of 400 caught\n%s", counts, metrics)
 	}
 }
