@@ -143,7 +143,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 		// otelhttp's net/http handler instead.
 		serve := srv.ServeFastHTTP
 		if tracing.Enabled() {
-			serve = sidecar.Adapt(tracing.HTTPHandler(srv, "tcs-sidecar"))
+			serve = srv.Adapt(tracing.HTTPHandler(srv, "tcs-sidecar"))
 		}
 		spinLns := make([]net.Listener, len(lns.http))
 		for i, ln := range lns.http {

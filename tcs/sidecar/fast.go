@@ -37,11 +37,26 @@ import (
 
 // Adapt serves h, a net/http handler (ServeHTTP, or ServeHTTP wrapped), on
 // fasthttp (Serve) through fasthttpadaptor. Its requests' context is not
-// cancelled when Serve starts shutting down, as net/http's is not.
-func Adapt(h http.Handler) fasthttp.RequestHandler {
-	return fasthttpadaptor.NewFastHTTPHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// cancelled when Serve starts shutting down, as net/http's is not. A
+// target net/http cannot parse (a bad escape), which net/http's server
+// answers 400 without calling its handler and fasthttpadaptor would answer
+// 500, is answered 400 malformed_request, as ServeFastHTTP answers it.
+func (s *Server) Adapt(h http.Handler) fasthttp.RequestHandler {
+	adapted := fasthttpadaptor.NewFastHTTPHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.ServeHTTP(w, r.WithContext(context.WithoutCancel(r.Context())))
 	}))
+	return func(ctx *fasthttp.RequestCtx) {
+		if _, err := url.ParseRequestURI(string(ctx.RequestURI())); err != nil {
+			s.badTarget(ctx, err)
+			return
+		}
+		adapted(ctx)
+	}
+}
+
+// badTarget answers a request whose target net/http cannot parse.
+func (s *Server) badTarget(ctx *fasthttp.RequestCtx, err error) {
+	s.serveError(ctx, fmt.Errorf("request target: %w", err))
 }
 
 // ServeFastHTTP is ServeHTTP for a fasthttp server (Serve): a lookup
@@ -64,7 +79,7 @@ func (s *Server) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		if err != nil {
 			// net/http answers such a request 400 itself, never calling
 			// ServeHTTP; fasthttpadaptor would answer it 500.
-			s.serveError(ctx, fmt.Errorf("request target: %w", err))
+			s.badTarget(ctx, err)
 			return
 		}
 		if !strings.HasPrefix(u.Path, lookupPrefix) {

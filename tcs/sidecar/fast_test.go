@@ -227,10 +227,19 @@ func TestFastHTTPRefusesBadTargets(t *testing.T) {
 		if _, err := http.ReadRequest(bufio.NewReader(strings.NewReader("GET " + target + " HTTP/1.1\r\nHost: s\r\n\r\n"))); err == nil {
 			t.Fatalf("%q: net/http reads it; the test wants one it refuses", target)
 		}
-		got := doFast(s, "GET", target, "")
-		if got.Status != http.StatusBadRequest || got.Header.Get("Content-Type") != "application/problem+json" ||
-			!strings.Contains(got.Body, `"urn:tcs:problem:malformed_request"`) || !strings.Contains(got.Body, "invalid URL escape") {
-			t.Errorf("%q: %d %v %s, want 400 malformed_request naming the bad escape", target, got.Status, got.Header, got.Body)
+		// ServeFastHTTP, and Adapt of a wrapped ServeHTTP (what a traced
+		// tcs-sidecar serves).
+		var req fasthttp.Request
+		req.SetRequestURI(target)
+		var ctx fasthttp.RequestCtx
+		ctx.Init(&req, nil, quietLogger{})
+		s.Adapt(http.HandlerFunc(s.ServeHTTP))(&ctx)
+		adapted := answer{Status: ctx.Response.StatusCode(), Header: http.Header{"Content-Type": {string(ctx.Response.Header.ContentType())}}, Body: string(ctx.Response.Body())}
+		for name, got := range map[string]answer{"ServeFastHTTP": doFast(s, "GET", target, ""), "Adapt": adapted} {
+			if got.Status != http.StatusBadRequest || got.Header.Get("Content-Type") != "application/problem+json" ||
+				!strings.Contains(got.Body, `"urn:tcs:problem:malformed_request"`) || !strings.Contains(got.Body, "invalid URL escape") {
+				t.Errorf("%s %q: %d %v %s, want 400 malformed_request naming the bad escape", name, target, got.Status, got.Header, got.Body)
+			}
 		}
 	}
 }

@@ -138,7 +138,7 @@ func New(cfg Config) *Server {
 	s.m = newMetrics(cfg.Registerer, s)
 	s.enc.seed = maphash.MakeSeed()
 	s.names.seed = maphash.MakeSeed()
-	s.adapted = Adapt(s)
+	s.adapted = s.Adapt(s)
 	return s
 }
 
