@@ -23,10 +23,10 @@ type config struct {
 	// StoreTimeout bounds each request's source-of-truth calls
 	// (--store-timeout); positive.
 	StoreTimeout time.Duration
-	// RateLimit and AddressRateLimit are the requests a second one caller,
-	// and one client address before authentication, may send
-	// (--rate-limit, --address-rate-limit); 0 means no limit.
-	RateLimit, AddressRateLimit int
+	// RateLimits are the requests a second one caller, and one client
+	// address before authentication, may send (--rate-limit,
+	// --address-rate-limit).
+	RateLimits *cmdutil.RateLimits
 	// MigrateLayout asks for the DynamoDB table's move to the sharded
 	// layout, then exit (--migrate-layout).
 	MigrateLayout bool
@@ -68,8 +68,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	c.Obs = cmdutil.RegisterFlags(fs, getenv, cmdutil.DefaultCatalogMetricsAddr)
 	var envErrs []error
 	fs.DurationVar(&c.StoreTimeout, "store-timeout", cmdutil.EnvDuration(getenv, "TCS_STORE_TIMEOUT", httpapi.DefaultStoreTimeout, &envErrs), "deadline of each request's source-of-truth calls; a store that does not answer in time gets the request a 503 with Retry-After, a write \"outcome unknown\" (env TCS_STORE_TIMEOUT)")
-	fs.IntVar(&c.RateLimit, "rate-limit", cmdutil.EnvInt(getenv, "TCS_RATE_LIMIT", httpapi.DefaultPerCaller, "a whole number of requests a second", &envErrs), "requests a second one authenticated caller may send, in bursts of twice that; beyond it 429 with Retry-After; 0: no limit (env TCS_RATE_LIMIT)")
-	fs.IntVar(&c.AddressRateLimit, "address-rate-limit", cmdutil.EnvInt(getenv, "TCS_ADDRESS_RATE_LIMIT", httpapi.DefaultPerAddress, "a whole number of requests a second", &envErrs), "requests a second one client address may send before or without authentication (open routes, failed credentials, unknown routes), in bursts of twice that; 0: no limit (env TCS_ADDRESS_RATE_LIMIT)")
+	c.RateLimits = cmdutil.RegisterRateLimits(fs, getenv, &envErrs)
 	fs.BoolVar(&c.MigrateLayout, "migrate-layout", false, "move the DynamoDB catalog table from the unsharded layout of TCS 0.x to the sharded one, then exit: once, with no catalog or publisher running, after the old publisher drained the old outbox (streamer publish --drain); running it again finishes an interrupted migration")
 	regions := fs.String("propagation-regions", getenv("TCS_PROPAGATION_REGIONS"), "aws: comma-separated regions a change must reach for GET /v1/tenants/{id}/propagation and tcsctl wait, e.g. us-east-1,eu-west-1 (a listed region with no live tcs node is not done) (env TCS_PROPAGATION_REGIONS); empty: the regions of the nodes in the <prefix>-nodes table")
 	fs.StringVar(&c.Nodes.CAFile, "nodes-ca-file", getenv("TCS_NODES_CA_FILE"), "aws: PEM CA bundle to verify the tcs nodes' certificates with, for the propagation status; implies TLS to every node (env TCS_NODES_CA_FILE). Default: TLS with the system's roots to nodes off loopback, plaintext to loopback ones")
@@ -114,8 +113,8 @@ func (c *config) check() error {
 	if c.StoreTimeout <= 0 {
 		return fmt.Errorf("--store-timeout %v: want a positive duration", c.StoreTimeout)
 	}
-	if c.RateLimit < 0 || c.AddressRateLimit < 0 {
-		return fmt.Errorf("--rate-limit %d, --address-rate-limit %d: want 0 (no limit) or more", c.RateLimit, c.AddressRateLimit)
+	if err := c.RateLimits.Check(); err != nil {
+		return err
 	}
 	if err := c.Backend.Validate(); err != nil {
 		return err

@@ -24,13 +24,12 @@ import (
 // environment.
 func defaultConfig() *config {
 	return &config{
-		Addr:             "127.0.0.1:8080",
-		StoreTimeout:     httpapi.DefaultStoreTimeout,
-		RateLimit:        httpapi.DefaultPerCaller,
-		AddressRateLimit: httpapi.DefaultPerAddress,
-		Backend:          configtest.DefaultBackend(),
-		Security:         &cmdutil.Security{},
-		Obs:              configtest.DefaultObs(cmdutil.DefaultCatalogMetricsAddr),
+		Addr:         "127.0.0.1:8080",
+		StoreTimeout: httpapi.DefaultStoreTimeout,
+		RateLimits:   &cmdutil.RateLimits{PerCaller: httpapi.DefaultPerCaller, PerAddress: httpapi.DefaultPerAddress},
+		Backend:      configtest.DefaultBackend(),
+		Security:     &cmdutil.Security{},
+		Obs:          configtest.DefaultObs(cmdutil.DefaultCatalogMetricsAddr),
 	}
 }
 
@@ -56,7 +55,7 @@ func TestParseConfig(t *testing.T) {
 			"TCS_SCAN_TOKEN": "scan-secret",
 		}, want: func(c *config) {
 			c.PropagationRegions, c.Nodes.CAFile, c.ScanToken = []string{"us-east-1", "eu-west-1"}, "nodes-ca.pem", "scan-secret"
-			c.Addr, c.StoreTimeout, c.RateLimit, c.AddressRateLimit = "127.0.0.1:18080", 750*time.Millisecond, 7, 0
+			c.Addr, c.StoreTimeout, c.RateLimits.PerCaller, c.RateLimits.PerAddress = "127.0.0.1:18080", 750*time.Millisecond, 7, 0
 			c.Backend.Backend, c.Backend.DataDir, c.Backend.Names.Prefix, c.Backend.HomeRegion = "aws", "/var/lib/tcs", "staging", "eu-west-1"
 			c.Backend.PollInterval = 250 * time.Millisecond
 			c.Backend.Timeouts = awsclient.Timeouts{Operation: 20 * time.Second, Connect: 3 * time.Second, ResponseHeader: 6 * time.Second}
@@ -73,7 +72,7 @@ func TestParseConfig(t *testing.T) {
 			"--data", "here", "--tokens-file", "creds", "--log-level", "warn", "--metrics-addr", "127.0.0.1:0",
 			"--insecure-i-know", "--migrate-layout"},
 			want: func(c *config) {
-				c.Addr, c.StoreTimeout, c.RateLimit, c.AddressRateLimit = "127.0.0.1:0", 2*time.Second, 0, 9
+				c.Addr, c.StoreTimeout, c.RateLimits.PerCaller, c.RateLimits.PerAddress = "127.0.0.1:0", 2*time.Second, 0, 9
 				c.Backend.DataDir, c.Security.TokensFile, c.Security.Insecure = "here", "creds", true
 				c.Obs.LogLevel, c.Obs.MetricsAddr, c.MigrateLayout = "warn", "127.0.0.1:0", true
 			}},

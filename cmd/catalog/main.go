@@ -103,7 +103,7 @@ func runWithReady(ctx context.Context, args []string, getenv func(string) string
 	}
 	api := httpapi.New(httpapi.Config{Store: store, Propagation: prop, Auth: guard.Auth, Logger: log, StoreTimeout: cfg.StoreTimeout,
 		Registry: reg, Registerer: registerer,
-		RateLimits: &httpapi.RateLimits{PerCaller: float64(cfg.RateLimit), PerAddress: float64(cfg.AddressRateLimit)}})
+		RateLimits: cfg.RateLimits.Limits()})
 	// The metrics port serves what the API port's /metrics and /readyz
 	// do, on a port that needs no TLS or credentials to scrape.
 	serveMetrics, _, err := cfg.Obs.ListenMetrics(cmdutil.ObsHandler(reg, nil, api.Ready, log), log)

@@ -28,6 +28,9 @@ type regionAddr struct{ Region, Addr string }
 type config struct {
 	// CatalogAddr is the admin REST API's listen address (--catalog-addr).
 	CatalogAddr string
+	// RateLimits are the admin REST API's request rates (--rate-limit,
+	// --address-rate-limit), as the catalog's.
+	RateLimits *cmdutil.RateLimits
 	// Regions are the regions served, each with its lookup server's listen
 	// address (--regions); at least one, none twice.
 	Regions []regionAddr
@@ -84,6 +87,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.BoolVar(&c.Reflection, "reflection", false, "serve gRPC server reflection on the lookup servers (grpcurl without .proto files)")
 	c.Limits = lookupflags.Register(fs)
 	var envErrs []error
+	c.RateLimits = cmdutil.RegisterRateLimits(fs, getenv, &envErrs)
 	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", cmdutil.EnvDuration(getenv, "TCS_RECONCILE_INTERVAL", reconcile.DefaultInterval, &envErrs),
 		"time between two comparisons of every region with the source of truth by the reconciler, which resyncs what drifted (as `streamer reconcile` does) (env TCS_RECONCILE_INTERVAL); 0: no reconciler")
 	fs.DurationVar(&c.ReconcileSettle, "reconcile-settle", cmdutil.EnvDuration(getenv, "TCS_RECONCILE_SETTLE", reconcile.DefaultSettle, &envErrs),
@@ -106,6 +110,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if c.WorkLeaseDuration <= 0 {
 		return nil, fmt.Errorf("--work-lease-duration %v: want more than 0", c.WorkLeaseDuration)
+	}
+	if err := c.RateLimits.Check(); err != nil {
+		return nil, err
 	}
 	if err := c.Limits.Validate(); err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/tcs-dev/tcs/catalog/httpapi"
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
 	"github.com/tcs-dev/tcs/cmd/internal/configtest"
@@ -25,6 +26,7 @@ import (
 func defaultConfig() *config {
 	return &config{
 		CatalogAddr:       "127.0.0.1:8080",
+		RateLimits:        &cmdutil.RateLimits{PerCaller: httpapi.DefaultPerCaller, PerAddress: httpapi.DefaultPerAddress},
 		Regions:           []regionAddr{{"us-east-1", "127.0.0.1:9001"}, {"eu-west-1", "127.0.0.1:9002"}, {"ap-southeast-2", "127.0.0.1:9003"}},
 		Seed:              true,
 		ReconcileInterval: reconcile.DefaultInterval,
@@ -44,7 +46,7 @@ func TestParseConfig(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{
 		"TCS_CATALOG_ADDR": "127.0.0.1:1", "TCS_REGIONS": " us-east-1=127.0.0.1:2 , eu-west-1=[::1]:3",
-		"TCS_RECONCILE_INTERVAL": "0s", "TCS_RECONCILE_SETTLE": "1s",
+		"TCS_RECONCILE_INTERVAL": "0s", "TCS_RECONCILE_SETTLE": "1s", "TCS_RATE_LIMIT": "50", "TCS_ADDRESS_RATE_LIMIT": "5",
 		"TCS_BACKEND": "aws", "AWS_REGION": "eu-west-1", "TCS_DATA_DIR": "/env/data",
 		"TCS_LOG_LEVEL": "debug", "TCS_LOG_FORMAT": "json", "TCS_METRICS_ADDR": "none",
 		"TCS_TOKENS_FILE": "/env/tokens", "TCS_TLS_CERT": "/env/cert.pem", "TCS_TLS_KEY": "/env/key.pem", "TCS_TLS_CLIENT_CA": "/env/ca.pem",
@@ -54,6 +56,7 @@ func TestParseConfig(t *testing.T) {
 		c.CatalogAddr = "127.0.0.1:1"
 		c.Regions = []regionAddr{{"us-east-1", "127.0.0.1:2"}, {"eu-west-1", "[::1]:3"}}
 		c.ReconcileInterval, c.ReconcileSettle = 0, time.Second
+		c.RateLimits = &cmdutil.RateLimits{PerCaller: 50, PerAddress: 5}
 		c.Backend.Backend, c.Backend.HomeRegion, c.Backend.DataDir = backend.AWS, "eu-west-1", "/env/data"
 		c.Obs = &cmdutil.Flags{LogLevel: "debug", LogFormat: "json", MetricsAddr: "none"}
 		c.Security = &cmdutil.Security{TokensFile: "/env/tokens", TLS: auth.TLSFiles{Cert: "/env/cert.pem", Key: "/env/key.pem", ClientCA: "/env/ca.pem"}}
@@ -70,10 +73,12 @@ func TestParseConfig(t *testing.T) {
 		{"flags over environment", []string{"--catalog-addr", "127.0.0.1:0", "--regions", "ap-southeast-2=127.0.0.1:0",
 			"--reconcile-interval", "1m", "--reconcile-settle", "10s", "--seed=false", "--reflection", "--work=false", "--work-lease-duration", "3s",
 			"--backend", "embedded", "--data", "/flag/data", "--log-level", "warn", "--metrics-addr", "127.0.0.1:0",
-			"--tokens-file", "/flag/tokens", "--tls-cert", "", "--tls-key", "", "--tls-client-ca", "", "--insecure-i-know"}, env,
+			"--tokens-file", "/flag/tokens", "--tls-cert", "", "--tls-key", "", "--tls-client-ca", "", "--insecure-i-know",
+			"--rate-limit", "0", "--address-rate-limit", "3"}, env,
 			func() *config {
 				c := fromEnv()
 				c.CatalogAddr = "127.0.0.1:0"
+				c.RateLimits = &cmdutil.RateLimits{PerCaller: 0, PerAddress: 3}
 				c.Regions = []regionAddr{{"ap-southeast-2", "127.0.0.1:0"}}
 				c.ReconcileInterval, c.ReconcileSettle = time.Minute, 10*time.Second
 				c.Seed, c.Reflection = false, true
@@ -136,6 +141,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"TCS_RECONCILE_SETTLE", nil, map[string]string{"TCS_RECONCILE_SETTLE": "2"}, `TCS_RECONCILE_SETTLE "2"`},
 
 		{"work lease duration", []string{"--work-lease-duration", "0s"}, nil, "--work-lease-duration 0s: want more than 0"},
+		{"rate limit", []string{"--rate-limit", "-1"}, nil, "--rate-limit -1, --address-rate-limit 20: want 0 (no limit) or more"},
+		{"TCS_RATE_LIMIT", nil, map[string]string{"TCS_RATE_LIMIT": "fast"}, `TCS_RATE_LIMIT "fast": want a whole number of requests a second`},
 
 		{"region without address", []string{"--regions", "us-east-1"}, nil, `--regions: "us-east-1" is not REGION=HOST:PORT`},
 		{"empty region", []string{"--regions", "=127.0.0.1:1"}, nil, `--regions: "=127.0.0.1:1" is not REGION=HOST:PORT`},

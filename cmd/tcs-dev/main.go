@@ -331,7 +331,7 @@ func (w *wiring) startCatalog(ln net.Listener, guard *cmdutil.Guard) {
 		regions = append(regions, r.Region)
 	}
 	api := httpapi.New(httpapi.Config{Store: w.store, Auth: guard.Auth, Logger: w.log.With("component", "catalog"), Registry: w.reg, Registerer: w.component("catalog"),
-		Propagation: &propagation.Checker{Regions: regions, Registry: w.nodes, Prober: w.local}})
+		Propagation: &propagation.Checker{Regions: regions, Registry: w.nodes, Prober: w.local}, RateLimits: w.cfg.RateLimits.Limits()})
 	w.ready["catalog"] = api.Ready
 	h := w.tracing.HTTPHandler(api, "catalog")
 	w.g.Go(func() error {
