@@ -257,23 +257,17 @@ func BenchmarkSidecar(b *testing.B) {
 
 // busyPollReads scrapes tcs_sidecar_busy_poll_reads_total of s: its
 // caught, missed and parked counts.
-func busyPollReads(b *testing.B, s *running) (n [3]float64) {
-	res, err := s.http.Get(s.url("/metrics"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
-	if err != nil {
-		b.Fatal(err)
-	}
+func busyPollReads(tb testing.TB, s *running) (n [3]float64) {
+	tb.Helper()
+	_, _, body := httpGet(tb, s.http, s.url("/metrics"))
 	for i, outcome := range []string{"caught", "missed", "parked"} {
 		m := regexp.MustCompile(`(?m)^tcs_sidecar_busy_poll_reads_total\{component="sidecar",outcome="` + outcome + `"\} (\S+)$`).FindSubmatch(body)
 		if m == nil {
-			b.Fatalf("/metrics has no busy-poll %s reads", outcome)
+			tb.Fatalf("/metrics has no busy-poll %s reads:\n%s", outcome, body)
 		}
+		var err error
 		if n[i], err = strconv.ParseFloat(string(m[1]), 64); err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 	}
 	return n

@@ -151,6 +151,16 @@ func since(g *busypoll.Group, before busypoll.Stats) busypoll.Stats {
 	return busypoll.Stats{Caught: s.Caught - before.Caught, Missed: s.Missed - before.Missed, Parked: s.Parked - before.Parked}
 }
 
+// exchange has peer write one byte to c after d, reads it on c, and
+// returns the group's counts of that read.
+func exchange(t *testing.T, g *busypoll.Group, c, peer net.Conn, d time.Duration) busypoll.Stats {
+	t.Helper()
+	before := g.Stats()
+	writeAfter(peer, d)
+	read1(t, c)
+	return since(g, before)
+}
+
 // TestWindowAdapts: a connection whose data comes later than its window
 // halves the window with each miss until it stops spinning, and opens it
 // again once data comes within the spin time of a parked read.
@@ -160,21 +170,16 @@ func TestWindowAdapts(t *testing.T) {
 	server, client := pair(t, "tcp", g, nil)
 
 	// A connection's first read parks: it has not read last.
-	writeAfter(client, time.Millisecond)
-	read1(t, server)
-	if s := g.Stats(); s != (busypoll.Stats{Parked: 1}) {
+	if s := exchange(t, g, server, client, time.Millisecond); s != (busypoll.Stats{Parked: 1}) {
 		t.Fatalf("the first read: stats %+v, want parked", s)
 	}
 	time.Sleep(4 * spin) // alone for four spin times
-	before := g.Stats()
-	writeAfter(client, time.Millisecond)
-	read1(t, server)
-	if s := since(g, before); s != (busypoll.Stats{Caught: 1}) {
+	if s := exchange(t, g, server, client, time.Millisecond); s != (busypoll.Stats{Caught: 1}) {
 		t.Fatalf("data 1 ms into a 40 ms spin: stats %+v, want one caught", s)
 	}
 	// Windows 40, 20, 10, 5, 2.5 ms miss data 100 ms away; the fifth halves
 	// the window below 40/16 ms, which closes it.
-	before = g.Stats()
+	before := g.Stats()
 	for range 6 {
 		writeAfter(client, 100*time.Millisecond)
 		read1(t, server)
@@ -186,12 +191,8 @@ func TestWindowAdapts(t *testing.T) {
 	// window, and the next read spins again. (Retried: a loaded machine can
 	// wake a parked read later than the spin time.)
 	for attempt := 0; ; attempt++ {
-		before := g.Stats()
-		writeAfter(client, time.Millisecond)
-		read1(t, server)
-		writeAfter(client, time.Millisecond)
-		read1(t, server)
-		if since(g, before).Caught > 0 {
+		exchange(t, g, server, client, time.Millisecond)
+		if exchange(t, g, server, client, time.Millisecond).Caught > 0 {
 			break
 		}
 		if attempt == 5 {
@@ -208,33 +209,25 @@ func TestSpinsForOneCaller(t *testing.T) {
 	g := busypoll.New(busypoll.Options{Spin: spin, MaxSpinners: 2})
 	a, ac := pair(t, "tcp", g, nil)
 	b, bc := pair(t, "tcp", g, nil)
-	writeAfter(ac, time.Millisecond)
-	read1(t, a) // parks (a's first read); a reads last
+	exchange(t, g, a, ac, time.Millisecond) // parks (a's first read); a reads last
 	time.Sleep(4 * spin)
-	before := g.Stats()
-	writeAfter(ac, time.Millisecond)
-	read1(t, a)
-	if s := since(g, before); s != (busypoll.Stats{Caught: 1}) {
+	if s := exchange(t, g, a, ac, time.Millisecond); s != (busypoll.Stats{Caught: 1}) {
 		t.Fatalf("a alone: stats %+v, want caught spinning", s)
 	}
 
-	before = g.Stats()
-	writeAfter(bc, time.Millisecond)
-	read1(t, b) // b read last
-	writeAfter(ac, time.Millisecond)
-	read1(t, a) // a did not: parks, and now a read last, just after b
-	writeAfter(ac, time.Millisecond)
-	read1(t, a) // a read last, but b read within four spin times: parks
-	if s := since(g, before); s != (busypoll.Stats{Parked: 3}) {
-		t.Fatalf("a and b taking turns: stats %+v, want every read parked", s)
+	for i, tc := range []struct{ c, peer net.Conn }{
+		{b, bc}, // b has not read last: parks, and now b reads last
+		{a, ac}, // a has not: parks, and a reads last, just after b
+		{a, ac}, // a read last, but b read within four spin times: parks
+	} {
+		if s := exchange(t, g, tc.c, tc.peer, time.Millisecond); s != (busypoll.Stats{Parked: 1}) {
+			t.Fatalf("a and b taking turns, read %d: stats %+v, want parked", i, s)
+		}
 	}
 
 	b.Close() // b worked on what it read until now
 	time.Sleep(4 * spin)
-	before = g.Stats()
-	writeAfter(ac, time.Millisecond)
-	read1(t, a)
-	if s := since(g, before); s != (busypoll.Stats{Caught: 1}) {
+	if s := exchange(t, g, a, ac, time.Millisecond); s != (busypoll.Stats{Caught: 1}) {
 		t.Fatalf("a alone again: stats %+v, want caught spinning", s)
 	}
 }
@@ -248,23 +241,18 @@ func TestNoSpinWhileAnotherWorks(t *testing.T) {
 	a, ac := pair(t, "tcp", g, nil)
 	b, bc := pair(t, "tcp", g, nil)
 
-	writeAfter(ac, time.Millisecond)
-	read1(t, a) // a works on it
-	writeAfter(bc, time.Millisecond)
-	read1(t, b) // b reads last, and works on it
+	exchange(t, g, a, ac, time.Millisecond) // a works on it
+	exchange(t, g, b, bc, time.Millisecond) // b reads last, and works on it
 	time.Sleep(4 * spin)
 	// b reads again: it read last, alone for long enough, but a works: it
 	// parks.
-	before := g.Stats()
-	writeAfter(bc, 5*time.Millisecond)
-	read1(t, b)
-	if s := since(g, before); s != (busypoll.Stats{Parked: 1}) {
+	if s := exchange(t, g, b, bc, 5*time.Millisecond); s != (busypoll.Stats{Parked: 1}) {
 		t.Fatalf("b read while a worked: stats %+v, want b parked at once", s)
 	}
 
 	// a reads (it did not read last: parks), then b: nobody works now, so
 	// b spins, until a's data makes a work, which cuts b's spin short.
-	before = g.Stats()
+	before := g.Stats()
 	aDone := make(chan struct{})
 	go func() { read1(t, a); close(aDone) }()
 	waitParked(t, g, before.Parked+1)
@@ -291,10 +279,7 @@ func TestNoSpinWhileAnotherWorks(t *testing.T) {
 	// b read last; a works. Closed, a works no more, and b's reads spin.
 	a.Close()
 	time.Sleep(4 * spin)
-	before = g.Stats()
-	writeAfter(bc, time.Millisecond)
-	read1(t, b)
-	if s := since(g, before); s != (busypoll.Stats{Caught: 1}) {
+	if s := exchange(t, g, b, bc, time.Millisecond); s != (busypoll.Stats{Caught: 1}) {
 		t.Fatalf("b read with a closed: stats %+v, want caught spinning", s)
 	}
 }
