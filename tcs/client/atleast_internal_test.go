@@ -54,6 +54,8 @@ func TestPutNeverGoesBack(t *testing.T) {
 
 // BenchmarkLookupAtLeastHit is BenchmarkLookupHit for LookupAtLeast: a hit
 // on an answer at the version asked for (the tenants are at version 1).
+// -short: 10,000 hostnames (benchTenants), a smoke run: its figures mean
+// nothing.
 func BenchmarkLookupAtLeastHit(b *testing.B) {
 	c, names := benchSetup(b)
 	ctx := context.Background()

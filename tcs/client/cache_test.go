@@ -12,6 +12,7 @@ import (
 	"unsafe"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/benchsize"
 	"github.com/tcs-dev/tcs/internal/testclock"
 )
 
@@ -137,8 +138,14 @@ func newBenchClient(tb testing.TB, n int) (*Client, []string) {
 	return c, names
 }
 
+// filledClient returns a client whose region is never asked, with n
+// hostnames cached. Its cache holds n entries, or 2n under -short: a shard
+// has room for 10% more than its share, 25 standard deviations of the
+// spread of hostnames over shards at a million entries but less than one at
+// the smoke runs' 10,000, where a fill of n would evict some of itself and
+// the benchmarks' hits would miss.
 func filledClient(n int) (*Client, []string, error) {
-	c, err := New(context.Background(), WithRegions("127.0.0.1:1"), WithCacheSize(n), WithTTL(time.Hour), withoutWatch())
+	c, err := New(context.Background(), WithRegions("127.0.0.1:1"), WithCacheSize(benchsize.Pick(n, 2*n)), WithTTL(time.Hour), withoutWatch())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -186,18 +193,20 @@ func TestHitAllocatesNothing(t *testing.T) {
 	}
 }
 
-const benchTenants = 1_000_000
+// benchTenants is how many hostnames the benchmarks' clients cache:
+// 1,000,000; under -short 10,000 (a smoke run: its figures mean nothing).
+func benchTenants() int { return benchsize.Pick(1_000_000, 10_000) }
 
 var benchClient struct {
 	c     *Client
 	names []string
 }
 
-// benchSetup returns a client with a million hostnames cached (built once:
-// it takes seconds).
+// benchSetup returns a client with benchTenants hostnames cached (built
+// once: a million takes seconds).
 func benchSetup(b *testing.B) (*Client, []string) {
 	if benchClient.c == nil {
-		c, names, err := filledClient(benchTenants)
+		c, names, err := filledClient(benchTenants())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -236,7 +245,8 @@ func hotSequence(names []string, hot int) []string {
 var hotSets = []int{100, 1_000, 10_000}
 
 // BenchmarkLookupHit is a cache hit through Client.Lookup, one goroutine,
-// over a hot set of 100 to 10,000 of 1,000,000 cached hostnames.
+// over a hot set of 100 to 10,000 of 1,000,000 cached hostnames. -short:
+// 10,000 hostnames (benchTenants), a smoke run: its figures mean nothing.
 func BenchmarkLookupHit(b *testing.B) {
 	c, names := benchSetup(b)
 	benchHotHits(b, names, func(ctx context.Context, h string) error { _, err := c.Lookup(ctx, h); return err })
@@ -261,7 +271,8 @@ func benchHotHits(b *testing.B, names []string, lookup func(ctx context.Context,
 	}
 }
 
-// BenchmarkLookupHitParallel is BenchmarkLookupHit on every core.
+// BenchmarkLookupHitParallel is BenchmarkLookupHit on every core. -short:
+// 10,000 hostnames (benchTenants), a smoke run: its figures mean nothing.
 func BenchmarkLookupHitParallel(b *testing.B) {
 	c, names := benchSetup(b)
 	ctx := context.Background()
@@ -286,6 +297,8 @@ func BenchmarkLookupHitParallel(b *testing.B) {
 // BenchmarkLookupHitUniform hits hostnames picked uniformly from all
 // 1,000,000 (whose strings are themselves spread over ~30 MB): nearly every
 // hit misses the CPU caches and the TLB, for its input as for the cache.
+// -short: 10,000 hostnames (benchTenants), a smoke run: its figures mean
+// nothing.
 func BenchmarkLookupHitUniform(b *testing.B) {
 	c, names := benchSetup(b)
 	ctx := context.Background()

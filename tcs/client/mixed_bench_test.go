@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/benchsize"
 	"github.com/tcs-dev/tcs/internal/testwait"
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/client"
@@ -53,14 +54,19 @@ var zipfEnv struct {
 	err          error
 }
 
-const (
-	zipfTenants = 1_000_000
-	// zipfS is the Zipf exponent of BenchmarkMixedZipf's hostnames.
-	zipfS = 1.2
-	// zipfWarmup is how many lookups the warm-up stands for: a node making
-	// a million lookups a second sees this many per default TTL (30 s).
-	zipfWarmup = 30_000_000
-)
+// zipfS is the Zipf exponent of BenchmarkMixedZipf's hostnames.
+const zipfS = 1.2
+
+// zipfTenants is how many tenants BenchmarkMixedZipf's server holds.
+func zipfTenants() int { return benchsize.Pick(1_000_000, 10_000) }
+
+// zipfWarmup is how many lookups the warm-up stands for: a node making a
+// million lookups a second sees this many per default TTL (30 s).
+func zipfWarmup() int { return benchsize.Pick(30_000_000, 100_000) }
+
+// zipfSettle is how many lookups each of the settling run's 2 goroutines
+// makes after the warm-up.
+func zipfSettle() int { return benchsize.Pick(500_000, 5_000) }
 
 // zipfSetup starts a lookup server for a million tenants, a client in front
 // of it, and warms the client's cache.
@@ -80,7 +86,7 @@ func zipfSetup(b *testing.B) {
 	e.once.Do(func() {
 		// No rate limit or miss budget: the warm-up stands for 30 s of a
 		// node's history, not for one caller's burst.
-		srv := lookup.New(lookup.Config{Region: "eu-west-1", Replica: syntheticReplica{n: zipfTenants},
+		srv := lookup.New(lookup.Config{Region: "eu-west-1", Replica: syntheticReplica{n: zipfTenants()},
 			LookupRate: -1, MissRate: -1, MissRatePerCaller: -1})
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -95,13 +101,13 @@ func zipfSetup(b *testing.B) {
 			return
 		}
 		testwait.For(b, "the watch stream", e.c.Watching)
-		e.names = make([]string, zipfTenants)
+		e.names = make([]string, zipfTenants())
 		for i := range e.names {
 			e.names[i] = fmt.Sprintf("host-%d.tenants.example.com", i)
 		}
-		e.err = zipfWarm(zipfWarmup)
+		e.err = zipfWarm(zipfWarmup())
 		if e.err == nil {
-			zipfRun(b, 2, 500_000, false) // settle: a short run of the measured workload
+			zipfRun(b, 2, zipfSettle(), false) // settle: a short run of the measured workload
 		}
 	})
 	if e.err != nil {
@@ -112,8 +118,8 @@ func zipfSetup(b *testing.B) {
 // zipfWarm looks up every hostname that n Zipf draws give.
 func zipfWarm(n int) error {
 	e := &zipfEnv
-	seen := make([]bool, zipfTenants)
-	z := rand.NewZipf(rand.New(rand.NewPCG(7, 7)), zipfS, 1, zipfTenants-1)
+	seen := make([]bool, zipfTenants())
+	z := rand.NewZipf(rand.New(rand.NewPCG(7, 7)), zipfS, 1, uint64(zipfTenants()-1))
 	var todo []string
 	for range n {
 		if k := z.Uint64(); !seen[k] {
@@ -159,7 +165,7 @@ func zipfRun(b *testing.B, workers, perWorker int, record bool) []time.Duration 
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
-			z := rand.NewZipf(rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano()))), zipfS, 1, zipfTenants-1)
+			z := rand.NewZipf(rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano()))), zipfS, 1, uint64(zipfTenants()-1))
 			var lat []time.Duration
 			if record {
 				lat = make([]time.Duration, 0, perWorker)
@@ -191,7 +197,9 @@ func zipfRun(b *testing.B, workers, perWorker int, record bool) []time.Duration 
 // distribution of each Lookup's latency (including ~30 ns of time.Now to
 // measure it), misses included: a miss is a gRPC round trip to the server.
 // For the hit ratio to expect, see zipfSetup: the ratio after n draws is
-// 1 − Σ p(k)·e^(−n·p(k)), 99.1% for n = 30,000,000.
+// 1 − Σ p(k)·e^(−n·p(k)), 99.1% for n = 30,000,000. -short: 10,000
+// tenants, a warm-up of 100,000 lookups, a smoke run: its figures mean
+// nothing.
 func BenchmarkMixedZipf(b *testing.B) {
 	zipfSetup(b)
 	e := &zipfEnv
@@ -209,5 +217,5 @@ func BenchmarkMixedZipf(b *testing.B) {
 	b.ReportMetric(q(0.50), "p50-ns")
 	b.ReportMetric(q(0.99), "p99-ns")
 	b.ReportMetric(q(0.999), "p999-ns")
-	b.ReportMetric(zipfWarmup, "warmup-lookups")
+	b.ReportMetric(float64(zipfWarmup()), "warmup-lookups")
 }

@@ -7,13 +7,16 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tcs-dev/tcs/internal/benchsize"
 )
 
 // BenchmarkLookupViewHit is BenchmarkLookupHit through LookupView: a hit
 // over a hot set of 100 to 10,000 of 1,000,000 cached hostnames, one
 // goroutine; hot=10000/fields=id+status+version also reads three fields of
 // the answer, as a request would, through LookupView (api=view) and Lookup
-// (api=lookup).
+// (api=lookup). -short: 10,000 hostnames (benchTenants), a smoke run: its
+// figures mean nothing.
 func BenchmarkLookupViewHit(b *testing.B) {
 	c, names := benchSetup(b)
 	benchHotHits(b, names, func(ctx context.Context, h string) error { _, err := c.LookupView(ctx, h); return err })
@@ -63,7 +66,9 @@ func readThree(c *Client, api, h string) (int, error) {
 // spread over ~30 MB, as in BenchmarkLookupHitUniform), then the cache's
 // two (the hostname's slot, then its record). fields=id+status+version
 // reads three fields of each answer, through LookupView (api=view) and
-// Lookup (api=lookup, which decodes nearly every time).
+// Lookup (api=lookup, which decodes nearly every time). -short: 10,000
+// hostnames (benchTenants), a smoke run: its figures mean nothing. -short:
+// floor's array is 16 MiB.
 func BenchmarkLookupViewUniform(b *testing.B) {
 	c, names := benchSetup(b)
 	ctx := context.Background()
@@ -125,10 +130,11 @@ func BenchmarkLookupViewUniform(b *testing.B) {
 	}
 }
 
-// floorMemory returns 1 GiB of memory, every page written (an untouched
-// page would read as the one shared zero page, always cached).
+// floorMemory returns 1 GiB of memory (16 MiB under -short), every page
+// written (an untouched page would read as the one shared zero page, always
+// cached).
 func floorMemory() []byte {
-	mem := make([]byte, 1<<30)
+	mem := make([]byte, benchsize.Pick(1<<30, 1<<24))
 	for i := 0; i < len(mem); i += 512 {
 		mem[i] = byte(i >> 9)
 	}
