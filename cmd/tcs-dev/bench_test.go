@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tcs-dev/tcs/catalog/httpclient"
+	"github.com/tcs-dev/tcs/internal/benchsize"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 )
 
@@ -17,17 +18,19 @@ import (
 // all three regions (the slowest region counts), and reports p50 and p99.
 // Target with the embedded backends: p99 ≤ 50 ms. The writes come one
 // after another, faster than the REST API's default rate limit allows one
-// caller: it is off (--rate-limit 0).
+// caller: it is off (--rate-limit 0). -short: 20 writes, a smoke run: its
+// figures mean nothing.
 func BenchmarkPropagation(b *testing.B) {
-	measurePropagation(b, start(b, "--seed=false", "--rate-limit=0"), 1000)
+	measurePropagation(b, start(b, "--seed=false", "--rate-limit=0"), benchsize.Pick(1000, 20))
 }
 
 // BenchmarkPropagationAWS is BenchmarkPropagation on the AWS backends
 // against the local emulators (DynamoDB Local, kinesalite polled every
-// 100 ms, fauxqs), over 200 writes. Target: p99 ≤ 1 s.
+// 100 ms, fauxqs), over 200 writes. Target: p99 ≤ 1 s. -short: 20 writes,
+// a smoke run: its figures mean nothing.
 func BenchmarkPropagationAWS(b *testing.B) {
 	s, _ := startAWS(b, "--seed=false", "--rate-limit=0")
-	measurePropagation(b, s, 200)
+	measurePropagation(b, s, benchsize.Pick(200, 20))
 }
 
 func measurePropagation(b *testing.B, s *system, writes int) {

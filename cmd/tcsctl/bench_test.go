@@ -13,6 +13,7 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog/bolt"
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/benchsize"
 	"github.com/tcs-dev/tcs/tcs/drift"
 )
 
@@ -144,9 +145,10 @@ func (s *system) trace(tb testing.TB, start time.Time) (stop func()) {
 // stream, three appliers and replicas), timed from the command's start to
 // the moment every region has applied every event. N is
 // TCSCTL_BENCH_TENANTS (default 20,000; the target is 1,000,000 in ≤ 120 s
-// on two cores).
+// on two cores). -short: a default of 2,000 tenants, a smoke run: its figures
+// mean nothing (make bench-smoke clears the Makefile's TCSCTL_BENCH_TENANTS).
 func BenchmarkResyncAll(b *testing.B) {
-	n := 20000
+	n := benchsize.Pick(20000, 2000)
 	if v := os.Getenv("TCSCTL_BENCH_TENANTS"); v != "" {
 		var err error
 		if n, err = strconv.Atoi(v); err != nil || n < 1 {

@@ -24,6 +24,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/infra/emulators"
 	"github.com/tcs-dev/tcs/internal/auth"
+	"github.com/tcs-dev/tcs/internal/benchsize"
 	"github.com/tcs-dev/tcs/internal/testnet"
 )
 
@@ -37,7 +38,9 @@ import (
 //
 // Environment (all optional):
 //
-//	TCS_BENCH_TRANSFORM_TENANTS  N (default 2000; issue 12 measures 100,000)
+//	TCS_BENCH_TRANSFORM_TENANTS  N (default 2000, 100 under -short: a smoke
+//	                             run, its figures mean nothing; issue 12
+//	                             measures 100,000)
 //	TCS_BENCH_TRANSFORM_WORKERS  tcsctl --workers (default 16)
 //	TCS_BENCH_TRANSFORM_LATENCY  delay added to each DynamoDB call by a
 //	                             testnet.LatencyProxy (default 0; see
@@ -52,7 +55,7 @@ import (
 // Each iteration moves every tenant one way (db-7 → db-9, then back), so
 // -benchtime Nx needs one seeding only.
 func BenchmarkTransformAWS(b *testing.B) {
-	n := benchEnvInt(b, "TCS_BENCH_TRANSFORM_TENANTS", 2000)
+	n := benchEnvInt(b, "TCS_BENCH_TRANSFORM_TENANTS", benchsize.Pick(2000, 100))
 	workers := benchEnvInt(b, "TCS_BENCH_TRANSFORM_WORKERS", 16)
 	seeders := benchEnvInt(b, "TCS_BENCH_SEED_WRITERS", 32)
 	var latency time.Duration

@@ -13,11 +13,21 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
+	"github.com/tcs-dev/tcs/internal/benchsize"
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/cache"
 )
 
-const benchEntries = 1_000_000
+// benchEntries is how many tenants benchCache holds: 1,000,000; under
+// -short 10,000 (a smoke run: its figures mean nothing).
+func benchEntries() int { return benchsize.Pick(1_000_000, 10_000) }
+
+// benchRoom is a cache Size that holds n tenants without evicting any. Each
+// of the 64 shards holds Size/64, and hostnames spread over them unevenly:
+// 10% more than n is 12 standard deviations of a shard's share at a
+// million, but little more than one at the smoke runs' 10,000, so under
+// -short it is twice n.
+func benchRoom(n int) int { return benchsize.Pick(n*11/10, 2*n) }
 
 var bench struct {
 	once  sync.Once
@@ -31,8 +41,8 @@ func benchCache(b *testing.B) (*cache.Cache, []string) {
 	b.Helper()
 	bench.once.Do(func() {
 		// Shards fill unevenly: leave room so that none evicts.
-		c := cache.New(newFakeReader(), cache.Options{Size: benchEntries * 11 / 10, TTL: time.Hour})
-		hosts := make([]string, benchEntries)
+		c := cache.New(newFakeReader(), cache.Options{Size: benchRoom(benchEntries()), TTL: time.Hour})
+		hosts := make([]string, benchEntries())
 		for i := range hosts {
 			hosts[i] = hostOf(i)
 			if !c.Put(hosts[i], makeTenant(fmt.Sprintf("t%07d", i), 1, hosts[i])) {
@@ -49,9 +59,10 @@ func benchCache(b *testing.B) (*cache.Cache, []string) {
 // builds its big cache) measures what the garbage collector pays per cycle
 // for 200,000 tenants held by the Cache, or by a plain LRU as serialised
 // bytes or as *tcsv1.Tenant messages (the alternative): the time of a forced
-// full collection, the live heap and the heap objects per entry.
+// full collection, the live heap and the heap objects per entry. -short:
+// 10,000 tenants, a smoke run: its figures mean nothing.
 func BenchmarkGCMark(b *testing.B) {
-	const n = 200_000
+	n := benchsize.Pick(200_000, 10_000)
 	for _, kind := range []string{"cache", "bytes", "proto"} {
 		b.Run(kind, func(b *testing.B) {
 			var keep any
@@ -83,12 +94,15 @@ func BenchmarkGCMark(b *testing.B) {
 				runtime.GC()
 			}
 			b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heap-MB")
-			b.ReportMetric(float64(ms.HeapObjects)/n, "objects/entry")
+			b.ReportMetric(float64(ms.HeapObjects)/float64(n), "objects/entry")
 			runtime.KeepAlive(keep)
 		})
 	}
 }
 
+// BenchmarkHit is a hit through Lookup, Peek and Lookup on every core, over
+// a hot set of 1,000 or 10,000 of benchCache's 1,000,000 tenants. -short:
+// 10,000 tenants (benchEntries), a smoke run: its figures mean nothing.
 func BenchmarkHit(b *testing.B) {
 	c, hosts := benchCache(b)
 	ctx := context.Background()

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
+	"github.com/tcs-dev/tcs/internal/benchsize"
 	"github.com/tcs-dev/tcs/tcs/cache"
 )
 
@@ -20,14 +21,15 @@ import (
 // reports the live heap per cached tenant, the serialised document size, the
 // overhead beyond the document (target ≤ 600 B), and the process RSS. It
 // measures memory, not time: ns/op is the cost of the fill per tenant.
+// -short: 10,000 tenants, a smoke run: its figures mean nothing.
 func BenchmarkMemoryPerTenant(b *testing.B) {
-	const n = 1_000_000
+	n := benchsize.Pick(1_000_000, 10_000)
 	for range b.N {
 		runtime.GC()
 		var before runtime.MemStats
 		runtime.ReadMemStats(&before)
 
-		c := cache.New(newFakeReader(), cache.Options{Size: n * 11 / 10, TTL: time.Hour})
+		c := cache.New(newFakeReader(), cache.Options{Size: benchRoom(n), TTL: time.Hour})
 		var docBytes int
 		for i := range n {
 			t := makeTenant(fmt.Sprintf("t%07d", i), 1, hostOf(i))
@@ -45,7 +47,7 @@ func BenchmarkMemoryPerTenant(b *testing.B) {
 		if c.Len() != n {
 			b.Fatalf("cache holds %d entries, want %d", c.Len(), n)
 		}
-		perTenant := float64(after.HeapAlloc-before.HeapAlloc) / n
+		perTenant := float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
 		b.ReportMetric(perTenant, "heap-B/tenant")
 		b.ReportMetric(float64(docBytes), "doc-B")
 		b.ReportMetric(perTenant-float64(docBytes), "overhead-B/tenant")

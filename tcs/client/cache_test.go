@@ -140,7 +140,7 @@ func newBenchClient(tb testing.TB, n int) (*Client, []string) {
 
 // filledClient returns a client whose region is never asked, with n
 // hostnames cached. Its cache holds n entries, or 2n under -short: a shard
-// has room for 10% more than its share, 25 standard deviations of the
+// has room for 10% more than its share, 6 standard deviations of the
 // spread of hostnames over shards at a million entries but less than one at
 // the smoke runs' 10,000, where a fill of n would evict some of itself and
 // the benchmarks' hits would miss.
