@@ -16,6 +16,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/storetest"
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/benchsize"
 	"github.com/tcs-dev/tcs/streamer"
 	"github.com/tcs-dev/tcs/streamer/reconcile"
 	"github.com/tcs-dev/tcs/tcs/boltreplica"
@@ -175,12 +176,17 @@ func (nopStream) Close() error { return nil }
 
 // benchSizes are the system sizes to measure: ns, and 1,000,000 tenants
 // too when TCS_BENCH_1M is set (building it takes minutes and about 1 GB of
-// disk).
+// disk). -short: each a hundredth of that (tenants=100 for 10,000), a smoke
+// run: its figures mean nothing.
 func benchSizes(ns ...int) []int {
 	if os.Getenv("TCS_BENCH_1M") != "" {
 		ns = append(ns, 1_000_000)
 	}
-	return ns
+	sizes := make([]int, len(ns))
+	for i, n := range ns {
+		sizes[i] = benchsize.Pick(n, n/100)
+	}
+	return sizes
 }
 
 // BenchmarkDriftToResync is the time from a tenant lost from a healthy
