@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/tcs-dev/tcs/internal/benchsize"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs"
 	"github.com/tcs-dev/tcs/tcs/client"
@@ -37,13 +38,14 @@ import (
 // the streams and acks included, so the differences are upper bounds on
 // the node's cost. It reports each rate, acks per lookup, and the ratios
 // acking/watching (the cost of acks; target ≥ 0.95), acking+waits/watching
-// and acking/none (acks and 1,000 streams together).
+// and acking/none (acks and 1,000 streams together). -short: 1,000
+// tenants, 50 streams, one round, a smoke run: its figures mean nothing.
 func BenchmarkAckCost(b *testing.B) {
-	const (
-		tenants  = 10_000
-		watchers = 1000
-		callers  = 64
-		rounds   = 12 // of each mode
+	const callers = 64
+	var (
+		tenants  = benchsize.Pick(10_000, 1_000)
+		watchers = benchsize.Pick(1000, 50)
+		rounds   = benchsize.Pick(12, 1) // of each mode
 	)
 	rep := newFakeReplica()
 	for i := range tenants {
@@ -86,7 +88,7 @@ func BenchmarkAckCost(b *testing.B) {
 			api := lookupAPIs[c%len(lookupAPIs)]
 			cw.Go(func() {
 				for left.Add(-1) >= 0 {
-					i := int(next.Add(1) % tenants)
+					i := int(next.Add(1) % int64(tenants))
 					if _, err := api.Lookup(ctx, &tcsv1.LookupRequest{Hostname: benchHost(i)}); err != nil {
 						b.Error(err)
 						return

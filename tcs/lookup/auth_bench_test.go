@@ -16,6 +16,7 @@ import (
 
 	"github.com/tcs-dev/tcs/internal/auth"
 	"github.com/tcs-dev/tcs/internal/auth/authtest"
+	"github.com/tcs-dev/tcs/internal/benchsize"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs/boltreplica"
 	"github.com/tcs-dev/tcs/tcs/lookup"
@@ -28,7 +29,8 @@ import (
 // server, the credentials file holding 100 entries), and reports each
 // mode's throughput relative to "off" (target ≥ 0.95). The modes are
 // measured in turns, six rounds each starting with another mode, so that
-// machine noise spreads evenly.
+// machine noise spreads evenly. -short: one round of at least 100 lookups
+// per mode, a smoke run: its figures mean nothing.
 func BenchmarkLookupAuth(b *testing.B) {
 	ca := authtest.NewCA(b)
 	token := authtest.Token("bench")
@@ -112,8 +114,8 @@ func BenchmarkLookupAuth(b *testing.B) {
 		wg.Wait()
 		return float64(n) / time.Since(start).Seconds()
 	}
-	const rounds = 6
-	per := max(b.N/rounds, 1000)
+	rounds := benchsize.Pick(6, 1)
+	per := max(b.N/rounds, benchsize.Pick(1000, 100))
 	total := map[string]float64{}
 	b.ResetTimer()
 	for round := range rounds {
@@ -126,7 +128,7 @@ func BenchmarkLookupAuth(b *testing.B) {
 	}
 	b.StopTimer()
 	for _, m := range modes {
-		b.ReportMetric(total[m.name]/rounds, m.name+"_lookups/s")
+		b.ReportMetric(total[m.name]/float64(rounds), m.name+"_lookups/s")
 	}
 	b.ReportMetric(total["token"]/total["off"], "token/off")
 	b.ReportMetric(total["mtls"]/total["off"], "mtls/off")

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,18 +24,23 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/tcs-dev/tcs/internal/benchsize"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs/cache"
 	"github.com/tcs-dev/tcs/tcs/lookup"
 )
 
-// The load of BenchmarkLookupVsBare.
-const (
-	benchCallers = 64      // concurrent calls
-	benchTenants = 100_000 // tenants in the tcs server's cache
-	benchHot     = 10_000  // of which the load asks for these
-	benchRounds  = 10      // alternations of the two servers
-)
+// The load of BenchmarkLookupVsBare: benchCallers concurrent calls, over
+// the benchHot of benchTenants tenants in the tcs server's cache, in
+// benchRounds alternations of the two servers, after benchWarmup calls to
+// each. -short: 2,000 tenants, a hot set of 1,000, 2 rounds, a smoke run:
+// its figures mean nothing.
+const benchCallers = 64
+
+func benchTenants() int { return benchsize.Pick(100_000, 2_000) }
+func benchHot() int     { return benchsize.Pick(10_000, 1_000) }
+func benchRounds() int  { return benchsize.Pick(10, 2) }
+func benchWarmup() int  { return benchsize.Pick(2000, 200) }
 
 // benchServerEnv names the server a child process of BenchmarkLookupVsBare
 // runs: "bare" or "tcs".
@@ -113,7 +119,7 @@ func TestBenchServerProcess(t *testing.T) {
 		_ = gs.Serve(lis)
 	case "tcs":
 		replica := newFakeReplica()
-		for i := range benchTenants {
+		for i := range benchTenants() {
 			replica.set(makeTenant(fmt.Sprintf("t%06d", i), 1, benchHost(i)))
 		}
 		srv := lookup.New(lookup.Config{
@@ -124,7 +130,7 @@ func TestBenchServerProcess(t *testing.T) {
 			// never refuses: the load comes from one address.
 			LookupRate: 1e9,
 		})
-		for i := range benchTenants { // warm the cache
+		for i := range benchTenants() { // warm the cache
 			if _, err := srv.Cache().Lookup(ctx, benchHost(i)); err != nil {
 				t.Fatal(err)
 			}
@@ -163,7 +169,8 @@ type benchServer struct {
 
 func startBenchServer(b *testing.B, kind string) *benchServer {
 	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchServerProcess$", "-test.count=1")
+	// -test.short: the child fills its cache with the same benchTenants.
+	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchServerProcess$", "-test.count=1", "-test.short="+strconv.FormatBool(testing.Short()))
 	cmd.Env = append(os.Environ(), benchServerEnv+"="+kind)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
@@ -222,16 +229,16 @@ func (s *benchServer) load(b *testing.B, n int) {
 	for w := range benchCallers {
 		wg.Go(func() {
 			ctx := context.Background()
-			reqs := make([]*tcsv1.LookupRequest, benchHot)
+			reqs := make([]*tcsv1.LookupRequest, benchHot())
 			mine := make([]time.Duration, 0, n/benchCallers+1)
 			for {
 				i := int(next.Add(1))
 				if i > n {
 					break
 				}
-				h := (i*7919 + w) % benchHot
+				h := (i*7919 + w) % benchHot()
 				if reqs[h] == nil {
-					reqs[h] = &tcsv1.LookupRequest{Hostname: benchHost(h * (benchTenants / benchHot))}
+					reqs[h] = &tcsv1.LookupRequest{Hostname: benchHost(h * (benchTenants() / benchHot()))}
 				}
 				t0 := time.Now()
 				resp, err := s.client.Lookup(ctx, reqs[h])
@@ -277,16 +284,17 @@ func (s *benchServer) report(b *testing.B) (rps float64) {
 // turns (benchRounds each, b.N calls per server in all), so that the
 // machine's drift affects both alike. It reports each server's req/s, p50
 // and p99, and tcs/bare, the ratio of their throughputs (target ≥ 0.95).
+// -short: see benchTenants, a smoke run.
 func BenchmarkLookupVsBare(b *testing.B) {
 	bare := startBenchServer(b, "bare")
 	tcs := startBenchServer(b, "tcs")
 	for _, s := range []*benchServer{bare, tcs} { // connect and warm up
-		s.load(b, 2000)
+		s.load(b, benchWarmup())
 		*s = benchServer{name: s.name, pid: s.pid, client: s.client, respBytes: s.respBytes}
 	}
 	b.ResetTimer()
-	per := max(b.N/benchRounds, benchCallers)
-	for range benchRounds {
+	per := max(b.N/benchRounds(), benchCallers)
+	for range benchRounds() {
 		bare.load(b, per)
 		tcs.load(b, per)
 	}

@@ -16,15 +16,20 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
+	"github.com/tcs-dev/tcs/internal/benchsize"
 	"github.com/tcs-dev/tcs/internal/testwait"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs/cache"
 	"github.com/tcs-dev/tcs/tcs/lookup"
 )
 
+// floodHot is how many tenants the hot set of BenchmarkRandomHostnameFlood
+// holds: 10,000; under -short 1,000 (its fill, each a replica read of
+// floodReadLatency, would take seconds).
+func floodHot() int { return benchsize.Pick(10_000, 1_000) }
+
 // The load of BenchmarkRandomHostnameFlood.
 const (
-	floodHot         = 10_000                 // tenants in the hot set
 	floodReaders     = 8                      // concurrent hot-set readers, one address
 	floodAttackers   = 4                      // addresses the flood comes from
 	floodPerAttacker = 8                      // concurrent calls per attacker address
@@ -61,7 +66,7 @@ func hotPhase(b *testing.B, client tcsv1.TenantContextServiceClient, n int) (lat
 			fresh := 0
 			for next.Add(1) <= int64(n) {
 				t0 := time.Now()
-				resp, err := client.Lookup(context.Background(), &tcsv1.LookupRequest{Hostname: benchHost(r.IntN(floodHot))})
+				resp, err := client.Lookup(context.Background(), &tcsv1.LookupRequest{Hostname: benchHost(r.IntN(floodHot()))})
 				mine = append(mine, time.Since(t0))
 				if err == nil && !resp.GetStale() {
 					fresh++
@@ -87,10 +92,11 @@ func p99(lat []time.Duration) float64 {
 // set's p99 latency and fresh-hit ratio in each phase, the replica reads a
 // second during the flood (bounded by the node's miss budget, reported as
 // miss-budget/s; measured once the flood has spent the budget's burst),
-// and the flood's hostnames a second and the share refused.
+// and the flood's hostnames a second and the share refused. -short: a hot set
+// of 1,000 (floodHot), a smoke run: its figures mean nothing.
 func BenchmarkRandomHostnameFlood(b *testing.B) {
 	rep := newFakeReplica()
-	for i := range floodHot {
+	for i := range floodHot() {
 		rep.set(makeTenant(fmt.Sprintf("t%06d", i), 1, benchHost(i)))
 	}
 	e := start(b, lookup.Config{
@@ -101,7 +107,7 @@ func BenchmarkRandomHostnameFlood(b *testing.B) {
 		MissRatePerCaller: floodMissPer,
 		LookupRate:        -1, // the hot reader is one address reading flat out
 	}, lookup.ServeOptions{})
-	for i := range floodHot {
+	for i := range floodHot() {
 		if _, err := e.srv.Cache().Lookup(context.Background(), benchHost(i)); err != nil {
 			b.Fatal(err)
 		}

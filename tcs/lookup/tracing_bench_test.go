@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/tcs-dev/tcs/internal/benchsize"
 	"github.com/tcs-dev/tcs/internal/telemetry"
 	tcsv1 "github.com/tcs-dev/tcs/proto/tcs/v1"
 	"github.com/tcs-dev/tcs/tcs/boltreplica"
@@ -42,7 +43,8 @@ func (discard) Shutdown(context.Context) error                             { ret
 // in turns (20 rounds, each starting with another mode), and the ratios to
 // "off" are reported (target for 1%: ≥ 0.95), with the allocations per
 // lookup (client and server); off_again, untraced like off, shows how far
-// the ratios of the run move by noise alone.
+// the ratios of the run move by noise alone. -short: 2 rounds of at least
+// 100 lookups per mode, a smoke run: its figures mean nothing.
 func BenchmarkLookupTracing(b *testing.B) {
 	type mode struct {
 		name       string
@@ -150,8 +152,8 @@ func BenchmarkLookupTracing(b *testing.B) {
 	// another identical to it over a few seconds), so the modes are
 	// measured in many short turns, and each ratio is the median over the
 	// rounds of the mode's figure to off's in the same round.
-	const rounds = 20
-	per := max(b.N/rounds, 1000)
+	rounds := benchsize.Pick(20, 2)
+	per := max(b.N/rounds, benchsize.Pick(1000, 100))
 	type figures struct{ rate, cpu, allocs []float64 }
 	got := map[string]*figures{}
 	for _, m := range modes {
