@@ -13,7 +13,8 @@
 //
 // Under `go test -short` every test that asks for an emulator (Start*,
 // Shared*) is skipped, so that the short run needs no emulators and stays
-// quick.
+// quick. Benchmarks are not: `go test -short -bench` is make bench-smoke's
+// smoke run of every benchmark, the AWS backends' included.
 //
 // Start starts one outside a test (the chaos suite, cmd/emulators), on a
 // port of the caller's choice, and refuses a port that something already
@@ -155,11 +156,13 @@ func StartDynamoDB(tb testing.TB) (endpoint string) {
 // package's own tests can check both ways.
 var short = testing.Short
 
-// skipIfShort skips tb under -short: the one place every emulator test
-// passes through.
+// skipIfShort skips tb under -short if it is a test: the one place every
+// emulator test passes through. A benchmark runs only when asked for
+// (-bench), and under -short it is a smoke run (make bench-smoke) that
+// should take the AWS backends' code paths too, so it gets its emulators.
 func skipIfShort(tb testing.TB, kind Kind) {
 	tb.Helper()
-	if short() {
+	if _, bench := tb.(*testing.B); short() && !bench {
 		tb.Skipf("-short: skipping a test that needs %s (an AWS emulator)", kind)
 	}
 }

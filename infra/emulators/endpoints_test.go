@@ -181,3 +181,20 @@ func TestShortSkips(t *testing.T) {
 		t.Error("a shared emulator was started under -short")
 	}
 }
+
+// TestShortRunsBenchmarks: under -short a benchmark still gets its emulator
+// (make bench-smoke runs every benchmark once under -short); only tests
+// skip.
+func TestShortRunsBenchmarks(t *testing.T) {
+	emulators.SetShort(t, true)
+	t.Setenv(emulators.EndpointsEnv, "")
+	started := false
+	get := emulators.NewShared(emulators.Kinesis, func() (*emulators.Process, error) {
+		started = true
+		return nil, errors.New("started")
+	})
+	testing.Benchmark(func(b *testing.B) { get(b) })
+	if !started {
+		t.Error("a benchmark under -short did not ask for its emulator")
+	}
+}
