@@ -2,10 +2,12 @@
 #
 #   make run     run the system on this machine (embedded backends, data in ./data)
 #   make test    everything CI checks: formatting, vet, staticcheck, the proto
-#                drift check, and every test with -race
+#                drift check, every test with -race, then bench-smoke
 #   make test-short   the quick loop: go test -short ./... (no emulators, e2e,
 #                chaos or binary builds; 50-55 s on two idle cores)
 #   make bench   benchmarks (speed and memory targets live here, not in tests)
+#   make bench-smoke   every benchmark once with small fixtures (-short), so
+#                that none rots unseen; its figures mean nothing (part of make test)
 #   make fuzz    run each fuzzer for FUZZTIME (default 30s)
 #   make proto   regenerate the Go code of proto/ (needs protoc 3.21.12)
 #   make run-aws-local   the AWS topology on local emulators, one process per binary
@@ -30,7 +32,7 @@ export TCS_SCAN_TOKEN   ?= dev-scan-token
 .DEFAULT_GOAL := help
 include Makefile.proto
 
-.PHONY: emulators help run run-aws-local chaos build test test-short lint fmt-check vet staticcheck unit proto-check-if-possible compose-check compose-check-if-possible bench fuzz clean
+.PHONY: emulators help run run-aws-local chaos build test test-short lint fmt-check vet staticcheck unit proto-check-if-possible compose-check compose-check-if-possible bench bench-smoke fuzz clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -42,6 +44,7 @@ build:
 	$(GO) build ./...
 
 test: fmt-check vet staticcheck proto-check-if-possible compose-check-if-possible unit
+	$(MAKE) --no-print-directory bench-smoke
 
 # One set of emulators for every test binary: cmd/emulators starts them,
 # runs go test with TCS_EMULATORS naming them, and stops them when it exits,
@@ -107,6 +110,15 @@ chaos: emulators
 bench: emulators
 	tcs/client/bench-deps.sh
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+
+# Every benchmark once (-benchtime 1x) under -short, where each picks small
+# fixtures (internal/benchsize): a benchmark that no longer runs fails here,
+# not months later in make bench. The figures mean nothing. Emulators and
+# redis-server as for bench; TCSCTL_BENCH_TENANTS is cleared so that
+# BenchmarkResyncAll takes its -short default.
+bench-smoke: emulators
+	tcs/client/bench-deps.sh
+	TCSCTL_BENCH_TENANTS= $(GO) run ./infra/emulators/cmd/emulators -- $(GO) test -short -run '^$$' -bench . -benchtime 1x -timeout 15m ./...
 
 # Each fuzz target in turn (go test -fuzz takes one target per run).
 fuzz:
