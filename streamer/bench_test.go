@@ -14,6 +14,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/bolt"
 	"github.com/tcs-dev/tcs/catalog/storetest"
+	"github.com/tcs-dev/tcs/internal/benchsize"
 	"github.com/tcs-dev/tcs/internal/testwait"
 	"github.com/tcs-dev/tcs/streamer"
 	"github.com/tcs-dev/tcs/streamer/boltlog"
@@ -26,9 +27,10 @@ import (
 // publisher moves them to the stream, and three regions' appliers apply
 // them (ApplyBatch per stream batch). It reports tenants/s from the first
 // request until every region has applied every event. Seeding (one fsynced
-// create per tenant) is not timed.
+// create per tenant) is not timed. -short: 1,500 tenants (two requests), a
+// smoke run: its figures mean nothing.
 func BenchmarkResyncPipeline(b *testing.B) {
-	const n = 5000
+	n := benchsize.Pick(5000, 1500)
 	dir := b.TempDir()
 	src, err := bolt.Open(filepath.Join(dir, "catalog.db"), bolt.Options{})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/tcs-dev/tcs/catalog"
 	"github.com/tcs-dev/tcs/catalog/bolt"
 	"github.com/tcs-dev/tcs/catalog/storetest"
+	"github.com/tcs-dev/tcs/internal/benchsize"
 )
 
 // BenchmarkCreate measures one committed create: tenant, two hostname
@@ -104,9 +105,10 @@ func BenchmarkList50(b *testing.B) {
 
 // BenchmarkResync10k resyncs 10,000 tenants as tcsctl resync --all does: in
 // requests of catalog.MaxResyncTenants, each one fsynced transaction
-// appending an outbox entry per tenant.
+// appending an outbox entry per tenant. -short: 1,500 tenants (two
+// requests), a smoke run: its figures mean nothing.
 func BenchmarkResync10k(b *testing.B) {
-	const n = 10_000
+	n := benchsize.Pick(10_000, 1_500)
 	s := seeded(b, n)
 	bolt.Sync(s)
 	reqs := make([]catalog.ResyncRequest, n)
@@ -126,9 +128,10 @@ func BenchmarkResync10k(b *testing.B) {
 }
 
 // BenchmarkExport10k reads 10,000 tenants with their claims in pages of
-// catalog.MaxExportPageSize.
+// catalog.MaxExportPageSize. -short: 1,500 tenants (two pages), a smoke
+// run: its figures mean nothing.
 func BenchmarkExport10k(b *testing.B) {
-	const n = 10_000
+	n := benchsize.Pick(10_000, 1_500)
 	s := seeded(b, n)
 	b.ReportAllocs()
 	for b.Loop() {

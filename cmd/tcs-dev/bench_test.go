@@ -26,11 +26,11 @@ func BenchmarkPropagation(b *testing.B) {
 
 // BenchmarkPropagationAWS is BenchmarkPropagation on the AWS backends
 // against the local emulators (DynamoDB Local, kinesalite polled every
-// 100 ms, fauxqs), over 200 writes. Target: p99 ≤ 1 s. -short: 20 writes,
+// 100 ms, fauxqs), over 200 writes. Target: p99 ≤ 1 s. -short: 5 writes,
 // a smoke run: its figures mean nothing.
 func BenchmarkPropagationAWS(b *testing.B) {
 	s, _ := startAWS(b, "--seed=false", "--rate-limit=0")
-	measurePropagation(b, s, benchsize.Pick(200, 20))
+	measurePropagation(b, s, benchsize.Pick(200, 5))
 }
 
 func measurePropagation(b *testing.B, s *system, writes int) {
