@@ -223,22 +223,23 @@ func startBenchServer(b *testing.B, kind string) *benchServer {
 func (s *benchServer) load(b *testing.B, n int) {
 	var next atomic.Int64
 	lat := make([][]time.Duration, benchCallers)
+	hot, stride := benchHot(), benchTenants()/benchHot()
 	var wg sync.WaitGroup
 	cpu0 := processCPU(b, s.pid)
 	start := time.Now()
 	for w := range benchCallers {
 		wg.Go(func() {
 			ctx := context.Background()
-			reqs := make([]*tcsv1.LookupRequest, benchHot())
+			reqs := make([]*tcsv1.LookupRequest, hot)
 			mine := make([]time.Duration, 0, n/benchCallers+1)
 			for {
 				i := int(next.Add(1))
 				if i > n {
 					break
 				}
-				h := (i*7919 + w) % benchHot()
+				h := (i*7919 + w) % hot
 				if reqs[h] == nil {
-					reqs[h] = &tcsv1.LookupRequest{Hostname: benchHost(h * (benchTenants() / benchHot()))}
+					reqs[h] = &tcsv1.LookupRequest{Hostname: benchHost(h * stride)}
 				}
 				t0 := time.Now()
 				resp, err := s.client.Lookup(ctx, reqs[h])

@@ -59,6 +59,7 @@ func hotPhase(b *testing.B, client tcsv1.TenantContextServiceClient, n int) (lat
 	var next atomic.Int64
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	hot := floodHot()
 	for w := range floodReaders {
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(uint64(w), 9))
@@ -66,7 +67,7 @@ func hotPhase(b *testing.B, client tcsv1.TenantContextServiceClient, n int) (lat
 			fresh := 0
 			for next.Add(1) <= int64(n) {
 				t0 := time.Now()
-				resp, err := client.Lookup(context.Background(), &tcsv1.LookupRequest{Hostname: benchHost(r.IntN(floodHot()))})
+				resp, err := client.Lookup(context.Background(), &tcsv1.LookupRequest{Hostname: benchHost(r.IntN(hot))})
 				mine = append(mine, time.Since(t0))
 				if err == nil && !resp.GetStale() {
 					fresh++
