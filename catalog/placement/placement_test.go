@@ -7,6 +7,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"pgregory.net/rapid"
+
+	"github.com/tcs-dev/tcs/internal/benchsize"
 )
 
 // on lists tenants "id:weight" on host.
@@ -411,9 +413,11 @@ func TestBuildProperties(t *testing.T) {
 }
 
 // BenchmarkBuild plans 1,000,000 tenants on 100 hosts, ten of them 30%
-// over the bound, by users-like weights.
+// over the bound, by users-like weights. -short: 10,000 tenants, a smoke
+// run: its figures mean nothing.
 func BenchmarkBuild(b *testing.B) {
-	const n, hosts = 1_000_000, 100
+	const hosts = 100
+	n := benchsize.Pick(1_000_000, 10_000)
 	in := make([]Tenant, n)
 	var total int64
 	for i := range in {
