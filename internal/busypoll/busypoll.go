@@ -16,10 +16,11 @@
 // Spinning costs a CPU while it lasts, so it is kept to when it pays:
 //
 //   - adaptive, as the guest halt-polling of Linux's cpuidle haltpoll
-//     governor is: a connection spins only while its data keeps arriving
-//     within the spin time. Each spin that runs out halves its window,
-//     down to nothing; a read that parked and got its data within
-//     Options.Spin after all opens it again;
+//     governor is: a connection spins only while its requests keep coming
+//     within Options.Spin of the last. One that comes later (the spin ran
+//     out, the read parked) stops the spinning until one comes within it
+//     again: a caller slower than the spin time costs one spin, not one a
+//     request;
 //   - only for one caller sending request after request: a connection
 //     spins only if it was the last of its group to read something and
 //     no other has read anything for four spin times, so a server with
@@ -31,7 +32,7 @@
 //     connection whose spins keep being cut (callers taking turns) stops
 //     spinning;
 //   - at most Options.MaxSpinners connections at once;
-//   - never on an idle connection for longer than its window.
+//   - never on an idle connection for longer than Options.Spin.
 package busypoll
 
 import (
@@ -60,9 +61,6 @@ type Options struct {
 // wake-ups too small to buy back with a CPU. Programs bound their
 // settings by it; New does not.
 const MaxSpin = 10 * time.Millisecond
-
-// minWindowShift: a window halved below Spin >> minWindowShift is closed.
-const minWindowShift = 4
 
 // A Group is connections that spin together: only the one that read last,
 // once no other has read for a while (one caller sending request after
@@ -101,10 +99,10 @@ func New(o Options) *Group {
 // Stats count the reads of a group's connections.
 type Stats struct {
 	// Caught counts the reads that spun and got their data, Missed those
-	// whose spin ran out or was cut short by another connection's work
-	// (each halves its connection's window), and Parked those that waited
-	// in the poller: after a miss, or without spinning (the window closed,
-	// another connection read last or is working, no spinner free).
+	// whose spin ran out or was cut short by another connection's work,
+	// and Parked those that waited in the poller: after a miss, or without
+	// spinning (the last request came too late, another connection read
+	// last or is working, no spinner free).
 	Caught, Missed, Parked uint64
 }
 
@@ -172,18 +170,18 @@ func (g *Group) Wrap(c net.Conn) net.Conn {
 		return c
 	}
 	cn := &conn{Conn: c, rc: rc, g: g, id: g.ids.Add(1)}
-	cn.window.Store(int64(g.spin))
+	cn.spins.Store(true)
 	return cn
 }
 
 // conn is a connection whose reads spin before they park.
 type conn struct {
 	net.Conn
-	rc     syscall.RawConn
-	g      *Group
-	window atomic.Int64 // how long the next read spins, in ns; 0: it parks
-	busy   atomic.Bool  // counted in g.working
-	id     uint64
+	rc    syscall.RawConn
+	g     *Group
+	spins atomic.Bool // the next read spins: the last came within Spin
+	busy  atomic.Bool // counted in g.working
+	id    uint64
 	// readDeadline is the read deadline set last (UnixNano; 0: none): a
 	// spin ends by it, as a parked read does.
 	readDeadline atomic.Int64
@@ -232,7 +230,7 @@ func (c *conn) idle() {
 	}
 }
 
-// Read spins for p's data (for the connection's window, if a spinner is
+// Read spins for p's data (for Spin, if the connection spins and a spinner is
 // free), then reads as the connection does.
 func (c *conn) Read(p []byte) (n int, err error) {
 	if len(p) == 0 {
@@ -249,9 +247,10 @@ func (c *conn) Read(p []byte) (n int, err error) {
 			}
 		}
 	}()
-	if w := time.Duration(c.window.Load()); w > 0 && c.g.alone(c) && c.g.acquire() {
+	start := time.Now()
+	if c.spins.Load() && c.g.alone(c) && c.g.acquire() {
 		var end spinEnd
-		n, end, err = c.spinRead(p, w)
+		n, end, err = c.spinRead(p, start)
 		c.g.release()
 		switch end {
 		case spinRead:
@@ -259,20 +258,15 @@ func (c *conn) Read(p []byte) (n int, err error) {
 			return n, err
 		case spinRanOut, spinCut:
 			// A cut counts as a miss: another connection's request came
-			// first, and when that keeps happening (many callers) the
-			// process is busy enough not to spin.
+			// first. The wait goes on in the poller, and its whole length
+			// says whether the next read spins.
 			c.g.missed.Add(1)
-			if w /= 2; w < c.g.spin>>minWindowShift {
-				w = 0
-			}
-			c.window.Store(int64(w))
 		}
 	}
 	c.g.parked.Add(1)
-	start := time.Now()
 	n, err = c.Conn.Read(p)
-	if err == nil && time.Since(start) < c.g.spin {
-		c.window.Store(int64(c.g.spin)) // spinning would have caught it
+	if err == nil {
+		c.spins.Store(time.Since(start) <= c.g.spin) // a spin would have caught it
 	}
 	return n, err
 }
@@ -282,17 +276,20 @@ type spinEnd int
 
 const (
 	spinRead    spinEnd = iota // something came: data, the end, an error
-	spinRanOut                 // the window is over
+	spinRanOut                 // Spin is over
 	spinCut                    // another connection is working
 	spinStopped                // the read deadline passed, or the raw read failed
 )
 
-// spinRead reads p without parking until something arrives or w is up.
+// spinRead reads p without parking until something arrives or Spin after
+// start is up.
 // Unless it ends spinRead, Conn.Read is then to read (and to say what a
 // passed deadline or a closed connection is).
-func (c *conn) spinRead(p []byte, w time.Duration) (n int, end spinEnd, err error) {
-	var deadline time.Time
-	deadlineEnds := spinRanOut
+func (c *conn) spinRead(p []byte, start time.Time) (n int, end spinEnd, err error) {
+	deadline, deadlineEnds := start.Add(c.g.spin), spinRanOut
+	if d := c.readDeadline.Load(); d != 0 && d < deadline.UnixNano() {
+		deadline, deadlineEnds = time.Unix(0, d), spinStopped
+	}
 	rerr := c.rc.Read(func(fd uintptr) bool {
 		for i := 0; ; i++ {
 			m, e := syscall.Read(int(fd), p)
@@ -316,17 +313,9 @@ func (c *conn) spinRead(p []byte, w time.Duration) (n int, end spinEnd, err erro
 				end = spinCut
 				return true
 			}
-			if i&15 == 0 {
-				now := time.Now()
-				if deadline.IsZero() {
-					deadline = now.Add(w)
-					if d := c.readDeadline.Load(); d != 0 && d < deadline.UnixNano() {
-						deadline, deadlineEnds = time.Unix(0, d), spinStopped
-					}
-				} else if now.After(deadline) {
-					end = deadlineEnds
-					return true
-				}
+			if i&15 == 15 && time.Now().After(deadline) {
+				end = deadlineEnds
+				return true
 			}
 		}
 	})

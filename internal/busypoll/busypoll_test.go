@@ -161,10 +161,10 @@ func exchange(t *testing.T, g *busypoll.Group, c, peer net.Conn, d time.Duration
 	return since(g, before)
 }
 
-// TestWindowAdapts: a connection whose data comes later than its window
-// halves the window with each miss until it stops spinning, and opens it
-// again once data comes within the spin time of a parked read.
-func TestWindowAdapts(t *testing.T) {
+// TestSpinAdapts: a connection spins while its requests come within the
+// spin time: one that comes later costs one spin, after which reads park
+// until one comes within it again.
+func TestSpinAdapts(t *testing.T) {
 	const spin = 40 * time.Millisecond
 	g := busypoll.New(busypoll.Options{Spin: spin})
 	server, client := pair(t, "tcp", g, nil)
@@ -174,29 +174,33 @@ func TestWindowAdapts(t *testing.T) {
 		t.Fatalf("the first read: stats %+v, want parked", s)
 	}
 	time.Sleep(4 * spin) // alone for four spin times
-	if s := exchange(t, g, server, client, time.Millisecond); s != (busypoll.Stats{Caught: 1}) {
-		t.Fatalf("data 1 ms into a 40 ms spin: stats %+v, want one caught", s)
-	}
-	// Windows 40, 20, 10, 5, 2.5 ms miss data 100 ms away; the fifth halves
-	// the window below 40/16 ms, which closes it.
 	before := g.Stats()
-	for range 6 {
+	for range 3 {
+		writeAfter(client, 10*time.Millisecond)
+		read1(t, server)
+	}
+	if s := since(g, before); s != (busypoll.Stats{Caught: 3}) {
+		t.Fatalf("data 10 ms into 40 ms spins: stats %+v, want three caught", s)
+	}
+	// Data 100 ms away: the first read spins 40 ms for nothing, and the
+	// next ones do not spin at all.
+	before = g.Stats()
+	for range 4 {
 		writeAfter(client, 100*time.Millisecond)
 		read1(t, server)
 	}
-	if s := since(g, before); s != (busypoll.Stats{Missed: 5, Parked: 6}) {
-		t.Fatalf("six reads of data 100 ms away: stats %+v, want 5 misses then a read that parks without spinning", s)
+	if s := since(g, before); s != (busypoll.Stats{Missed: 1, Parked: 4}) {
+		t.Fatalf("four reads of data 100 ms away: stats %+v, want one miss, then reads that park without spinning", s)
 	}
-	// A parked read whose data comes within the spin time reopens the
-	// window, and the next read spins again. (Retried: a loaded machine can
-	// wake a parked read later than the spin time.)
+	// A read whose data comes within the spin time makes the next one spin.
+	// (Retried: a loaded machine can wake a parked read 40 ms late.)
 	for attempt := 0; ; attempt++ {
 		exchange(t, g, server, client, time.Millisecond)
 		if exchange(t, g, server, client, time.Millisecond).Caught > 0 {
 			break
 		}
 		if attempt == 5 {
-			t.Fatalf("the window did not reopen: stats %+v", g.Stats())
+			t.Fatalf("the spinning did not come back: stats %+v", g.Stats())
 		}
 	}
 }
