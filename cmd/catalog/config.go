@@ -11,6 +11,7 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog/httpapi"
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
+	"github.com/tcs-dev/tcs/cmd/internal/catalogflags"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
 	"github.com/tcs-dev/tcs/internal/auth"
 )
@@ -26,7 +27,7 @@ type config struct {
 	// RateLimits are the requests a second one caller, and one client
 	// address before authentication, may send (--rate-limit,
 	// --address-rate-limit).
-	RateLimits *cmdutil.RateLimits
+	RateLimits *catalogflags.RateLimits
 	// MigrateLayout asks for the DynamoDB table's move to the sharded
 	// layout, then exit (--migrate-layout).
 	MigrateLayout bool
@@ -68,7 +69,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	c.Obs = cmdutil.RegisterFlags(fs, getenv, cmdutil.DefaultCatalogMetricsAddr)
 	var envErrs []error
 	fs.DurationVar(&c.StoreTimeout, "store-timeout", cmdutil.EnvDuration(getenv, "TCS_STORE_TIMEOUT", httpapi.DefaultStoreTimeout, &envErrs), "deadline of each request's source-of-truth calls; a store that does not answer in time gets the request a 503 with Retry-After, a write \"outcome unknown\" (env TCS_STORE_TIMEOUT)")
-	c.RateLimits = cmdutil.RegisterRateLimits(fs, getenv, &envErrs)
+	c.RateLimits = catalogflags.Register(fs, getenv, &envErrs)
 	fs.BoolVar(&c.MigrateLayout, "migrate-layout", false, "move the DynamoDB catalog table from the unsharded layout of TCS 0.x to the sharded one, then exit: once, with no catalog or publisher running, after the old publisher drained the old outbox (streamer publish --drain); running it again finishes an interrupted migration")
 	regions := fs.String("propagation-regions", getenv("TCS_PROPAGATION_REGIONS"), "aws: comma-separated regions a change must reach for GET /v1/tenants/{id}/propagation and tcsctl wait, e.g. us-east-1,eu-west-1 (a listed region with no live tcs node is not done) (env TCS_PROPAGATION_REGIONS); empty: the regions of the nodes in the <prefix>-nodes table")
 	fs.StringVar(&c.Nodes.CAFile, "nodes-ca-file", getenv("TCS_NODES_CA_FILE"), "aws: PEM CA bundle to verify the tcs nodes' certificates with, for the propagation status; implies TLS to every node (env TCS_NODES_CA_FILE). Default: TLS with the system's roots to nodes off loopback, plaintext to loopback ones")

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tcs-dev/tcs/catalog/httpapi"
+	"github.com/tcs-dev/tcs/cmd/internal/catalogflags"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
 	"github.com/tcs-dev/tcs/cmd/internal/configtest"
 	"github.com/tcs-dev/tcs/internal/auth"
@@ -26,7 +27,7 @@ func defaultConfig() *config {
 	return &config{
 		Addr:         "127.0.0.1:8080",
 		StoreTimeout: httpapi.DefaultStoreTimeout,
-		RateLimits:   &cmdutil.RateLimits{PerCaller: httpapi.DefaultPerCaller, PerAddress: httpapi.DefaultPerAddress},
+		RateLimits:   &catalogflags.RateLimits{PerCaller: httpapi.DefaultPerCaller, PerAddress: httpapi.DefaultPerAddress},
 		Backend:      configtest.DefaultBackend(),
 		Security:     &cmdutil.Security{},
 		Obs:          configtest.DefaultObs(cmdutil.DefaultCatalogMetricsAddr),

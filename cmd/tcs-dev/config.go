@@ -10,6 +10,7 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog/tenant"
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
+	"github.com/tcs-dev/tcs/cmd/internal/catalogflags"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
 	"github.com/tcs-dev/tcs/cmd/internal/lookupflags"
 	"github.com/tcs-dev/tcs/internal/auth"
@@ -30,7 +31,7 @@ type config struct {
 	CatalogAddr string
 	// RateLimits are the admin REST API's request rates (--rate-limit,
 	// --address-rate-limit), as the catalog's.
-	RateLimits *cmdutil.RateLimits
+	RateLimits *catalogflags.RateLimits
 	// Regions are the regions served, each with its lookup server's listen
 	// address (--regions); at least one, none twice.
 	Regions []regionAddr
@@ -87,7 +88,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.BoolVar(&c.Reflection, "reflection", false, "serve gRPC server reflection on the lookup servers (grpcurl without .proto files)")
 	c.Limits = lookupflags.Register(fs)
 	var envErrs []error
-	c.RateLimits = cmdutil.RegisterRateLimits(fs, getenv, &envErrs)
+	c.RateLimits = catalogflags.Register(fs, getenv, &envErrs)
 	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", cmdutil.EnvDuration(getenv, "TCS_RECONCILE_INTERVAL", reconcile.DefaultInterval, &envErrs),
 		"time between two comparisons of every region with the source of truth by the reconciler, which resyncs what drifted (as `streamer reconcile` does) (env TCS_RECONCILE_INTERVAL); 0: no reconciler")
 	fs.DurationVar(&c.ReconcileSettle, "reconcile-settle", cmdutil.EnvDuration(getenv, "TCS_RECONCILE_SETTLE", reconcile.DefaultSettle, &envErrs),

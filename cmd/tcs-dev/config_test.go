@@ -12,6 +12,7 @@ import (
 
 	"github.com/tcs-dev/tcs/catalog/httpapi"
 	"github.com/tcs-dev/tcs/cmd/internal/backend"
+	"github.com/tcs-dev/tcs/cmd/internal/catalogflags"
 	"github.com/tcs-dev/tcs/cmd/internal/cmdutil"
 	"github.com/tcs-dev/tcs/cmd/internal/configtest"
 	"github.com/tcs-dev/tcs/cmd/internal/lookupflags"
@@ -26,7 +27,7 @@ import (
 func defaultConfig() *config {
 	return &config{
 		CatalogAddr:       "127.0.0.1:8080",
-		RateLimits:        &cmdutil.RateLimits{PerCaller: httpapi.DefaultPerCaller, PerAddress: httpapi.DefaultPerAddress},
+		RateLimits:        &catalogflags.RateLimits{PerCaller: httpapi.DefaultPerCaller, PerAddress: httpapi.DefaultPerAddress},
 		Regions:           []regionAddr{{"us-east-1", "127.0.0.1:9001"}, {"eu-west-1", "127.0.0.1:9002"}, {"ap-southeast-2", "127.0.0.1:9003"}},
 		Seed:              true,
 		ReconcileInterval: reconcile.DefaultInterval,
@@ -56,7 +57,7 @@ func TestParseConfig(t *testing.T) {
 		c.CatalogAddr = "127.0.0.1:1"
 		c.Regions = []regionAddr{{"us-east-1", "127.0.0.1:2"}, {"eu-west-1", "[::1]:3"}}
 		c.ReconcileInterval, c.ReconcileSettle = 0, time.Second
-		c.RateLimits = &cmdutil.RateLimits{PerCaller: 50, PerAddress: 5}
+		c.RateLimits = &catalogflags.RateLimits{PerCaller: 50, PerAddress: 5}
 		c.Backend.Backend, c.Backend.HomeRegion, c.Backend.DataDir = backend.AWS, "eu-west-1", "/env/data"
 		c.Obs = &cmdutil.Flags{LogLevel: "debug", LogFormat: "json", MetricsAddr: "none"}
 		c.Security = &cmdutil.Security{TokensFile: "/env/tokens", TLS: auth.TLSFiles{Cert: "/env/cert.pem", Key: "/env/key.pem", ClientCA: "/env/ca.pem"}}
@@ -78,7 +79,7 @@ func TestParseConfig(t *testing.T) {
 			func() *config {
 				c := fromEnv()
 				c.CatalogAddr = "127.0.0.1:0"
-				c.RateLimits = &cmdutil.RateLimits{PerCaller: 0, PerAddress: 3}
+				c.RateLimits = &catalogflags.RateLimits{PerCaller: 0, PerAddress: 3}
 				c.Regions = []regionAddr{{"ap-southeast-2", "127.0.0.1:0"}}
 				c.ReconcileInterval, c.ReconcileSettle = time.Minute, 10*time.Second
 				c.Seed, c.Reflection = false, true

@@ -77,14 +77,14 @@ import (
 //     sidecar's figures have but its own spinning, which redis-server
 //     does not do.
 //
-// One run on a shared 2-core VM (load average 2-3), medians of -count 5,
-// one caller p50 in µs: tcp-floor 27, tcp-floor-spin 8.9, unix-floor 21,
-// unix-floor-spin 4.8, redis 52, redis-raw 46, redis-raw-spin 23,
-// redis-raw-unix 28, redis-raw-unix-spin 18, fasthttp-floor 32, http-floor
-// 54, http 54 (one-caller TCP figures move by 2× between rounds), http-unix
-// 26, http-busypoll 32, http-busypoll-spin 14, http-unix-busypoll-spin 8.6,
-// grpc-floor 179, grpc 214. The README's sidecar section has the whole
-// table.
+// One run on a shared 2-core VM (load average 2.5-3), medians of -count 5,
+// one caller p50 in µs: tcp-floor 51 (one-caller TCP figures move by 2×
+// between rounds), tcp-floor-spin 12.9, unix-floor 25, unix-floor-spin 6.7,
+// redis 40, redis-raw 44, redis-raw-spin 24, redis-raw-unix 21,
+// redis-raw-unix-spin 21, fasthttp-floor 42, http-floor 66, http 36,
+// http-unix 23, http-busypoll 36, http-busypoll-spin 15,
+// http-unix-busypoll-spin 8.3, grpc-floor 187, grpc 198. The README's
+// sidecar section has the whole table.
 //
 // TCS_BENCH_SIDECAR_GOMAXPROCS sets the GOMAXPROCS of the sidecar and floor
 // processes (unset: the machine's). Each reports p50-ns and p99-ns (per

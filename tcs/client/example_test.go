@@ -88,6 +88,11 @@ func ExampleClient_LookupView() {
 		log.Fatal(err)
 	}
 	defer tcs.Close()
+	readyCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := tcs.WaitReady(readyCtx); err != nil { // the region is serving
+		log.Fatal(err)
+	}
 
 	for _, host := range []string{"acme.example.com", "acme.example.com", "unknown.example.com"} {
 		v, err := tcs.LookupView(ctx, host)
