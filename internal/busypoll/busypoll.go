@@ -230,8 +230,8 @@ func (c *conn) idle() {
 	}
 }
 
-// Read spins for p's data (for Spin, if the connection spins and a spinner is
-// free), then reads as the connection does.
+// Read spins for p's data (for Spin, if the connection spins and a
+// spinner is free), then reads as the connection does.
 func (c *conn) Read(p []byte) (n int, err error) {
 	if len(p) == 0 {
 		return c.Conn.Read(p)
@@ -282,9 +282,8 @@ const (
 )
 
 // spinRead reads p without parking until something arrives or Spin after
-// start is up.
-// Unless it ends spinRead, Conn.Read is then to read (and to say what a
-// passed deadline or a closed connection is).
+// start is up. Unless it ends spinRead, Conn.Read is then to read (and to
+// say what a passed deadline or a closed connection is).
 func (c *conn) spinRead(p []byte, start time.Time) (n int, end spinEnd, err error) {
 	deadline, deadlineEnds := start.Add(c.g.spin), spinRanOut
 	if d := c.readDeadline.Load(); d != 0 && d < deadline.UnixNano() {
