@@ -52,6 +52,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tcs-dev/tcs/internal/lease"
 	"github.com/tcs-dev/tcs/internal/leasetable"
@@ -68,6 +69,35 @@ const DefaultLeaseDuration = 10 * time.Second
 
 // releaseTimeout bounds the releases of a stopping publisher.
 const releaseTimeout = 5 * time.Second
+
+// leaseWrites is how many lease table calls a publisher has in flight at
+// once when it renews, adopts, takes, creates or releases several leases.
+// One after another, a publisher holding all 64 shards of a table answering
+// in 50 ms (DynamoDB throttled, or an emulator under load) spent 3.2 s
+// adopting them after a restart, and its renewals every LeaseDuration/5
+// took longer than that interval.
+const leaseWrites = 8
+
+// each calls fn for every item, up to leaseWrites at once, and returns
+// when every call has, with their errors joined.
+func each[T any](items []T, fn func(T) error) error {
+	var g errgroup.Group
+	g.SetLimit(leaseWrites)
+	var mu sync.Mutex
+	var errs []error
+	for _, it := range items {
+		g.Go(func() error {
+			if err := fn(it); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return errors.Join(errs...)
+}
 
 // API is the part of the DynamoDB client the publishers' lease table needs
 // (no DeleteItem: a publisher never deletes a lease); *dynamodb.Client
@@ -248,12 +278,14 @@ func (l *Leases) cycle(ctx context.Context, created *bool) error {
 		for _, ls := range leases {
 			have[ls.Key] = true
 		}
+		var missing []string
 		for sh := range l.cfg.Shards {
 			if id := strconv.Itoa(sh); !have[id] {
-				if err := l.table.Create(ctx, id, nil); err != nil {
-					return err
-				}
+				missing = append(missing, id)
 			}
+		}
+		if err := each(missing, func(id string) error { return l.table.Create(ctx, id, nil) }); err != nil {
+			return err
 		}
 		if leases, err = l.table.List(ctx); err != nil {
 			return err
@@ -276,11 +308,11 @@ func (l *Leases) renew(ctx context.Context) {
 	l.mu.Lock()
 	mine := maps.Clone(l.mine)
 	l.mu.Unlock()
-	for _, sh := range slices.Sorted(maps.Keys(mine)) {
+	_ = each(slices.Sorted(maps.Keys(mine)), func(sh int) error {
 		h := mine[sh]
 		sent := l.now()
 		if sent.Sub(h.lastRenew) < l.cfg.LeaseDuration/5 {
-			continue
+			return nil
 		}
 		got, err := l.table.Renew(ctx, h.shard, h.token)
 		switch {
@@ -311,7 +343,8 @@ func (l *Leases) renew(ctx context.Context) {
 				l.answer(ctx, sh, h, got.Pending, yield)
 			}
 		}
-	}
+		return nil
+	})
 }
 
 // validTo is how long a renewal sent at sent lets this publisher use the
@@ -394,37 +427,35 @@ func (l *Leases) balance(ctx context.Context, leases []leasetable.Lease) {
 		l.events.WithLabelValues("lost").Inc()
 		l.drop(l.shardOf(ls))
 	}
-	for _, ls := range plan.Adopt {
+	_ = each(plan.Adopt, func(ls leasetable.Lease) error {
 		sent := l.now()
 		got, err := l.table.Renew(ctx, ls.Key, ls.Token)
 		if err != nil {
 			if !errors.Is(err, leasetable.ErrLost) && ctx.Err() == nil {
 				l.log.Warn("adopting a publish lease failed", "shard", ls.Key, "err", err)
 			}
-			continue
+			return nil
 		}
 		l.hold(got, sent)
 		l.log.Info("adopted a publish lease", "shard", ls.Key)
-	}
+		return nil
+	})
 	heldNow := func() int {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		return len(l.mine)
 	}
-	for _, ls := range plan.Take {
-		if heldNow() >= plan.Target || ctx.Err() != nil {
-			return
-		}
+	take := func(ls leasetable.Lease) error {
 		sent := l.now()
 		taken, err := l.table.Take(ctx, ls)
 		switch {
 		case errors.Is(err, leasetable.ErrLost):
-			continue // someone else was quicker
+			return nil // someone else was quicker
 		case err != nil:
 			if ctx.Err() == nil {
 				l.log.Warn("taking a publish lease failed", "shard", ls.Key, "err", err)
 			}
-			continue
+			return nil
 		}
 		l.hold(taken, sent)
 		if ls.Owner != "" {
@@ -433,6 +464,18 @@ func (l *Leases) balance(ctx context.Context, leases []leasetable.Lease) {
 		} else {
 			l.events.WithLabelValues("take").Inc()
 		}
+		return nil
+	}
+	// As many takes at once as would reach the fair share if all
+	// succeeded; the next ones for those that did not.
+	for cands := plan.Take; len(cands) > 0; {
+		need := plan.Target - heldNow()
+		if need <= 0 || ctx.Err() != nil {
+			return
+		}
+		batch := cands[:min(need, len(cands))]
+		cands = cands[len(batch):]
+		_ = each(batch, take)
 	}
 	// Still short, nothing free: ask the most loaded publisher for as many
 	// leases as it has over the share and this one lacks (a new publisher
@@ -476,16 +519,17 @@ func (l *Leases) releaseAll() {
 	l.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
 	defer cancel()
-	for _, sh := range slices.Sorted(maps.Keys(mine)) {
+	_ = each(slices.Sorted(maps.Keys(mine)), func(sh int) error {
 		h := mine[sh]
 		if err := l.table.Release(ctx, h.shard, h.token); err != nil {
 			if !errors.Is(err, leasetable.ErrLost) {
 				l.log.Warn("releasing a publish lease failed", "shard", sh, "err", err)
 			}
-			continue
+			return nil
 		}
 		l.events.WithLabelValues("release").Inc()
-	}
+		return nil
+	})
 }
 
 // compareShards orders shard numbers numerically.
