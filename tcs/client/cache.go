@@ -34,7 +34,11 @@ import (
 // read time, generation, region, whether it is a tenant), in one flat array
 // per shard, so a hit on a hostname of up to 32 bytes touches one line of
 // one page of the table (plus the shard's header, which stays hot), and then
-// the slot's pointer to its decoded tenant (table.decoded).
+// the slot's entry in its table's small array of decoded tenants
+// (table.held), whose index the slot's control word carries: an array of at
+// most 255 entries per table, dense and hot, not a pointer per slot spread
+// over as many lines and pages as the slots (which took a hit on 10,000 hot
+// tenants of a million from one line to two scattered ones: about 1.7×).
 //
 // What the collector sees. Tenants are kept serialised (tcs.v1.Tenant), in
 // each table's bytes, and slots and bytes hold no pointers, so the garbage
@@ -124,7 +128,7 @@ type shard struct {
 	// mu. Numbers are never reused (64 bits do not wrap).
 	docs uint64
 	// decoded is how many slots of tab have their document held decoded
-	// (table.decoded), and maxDecoded how many may; under mu.
+	// (table.held), and maxDecoded how many may; under mu.
 	decoded, maxDecoded int
 	_                   [32]byte // keep neighbouring shards off one cache line
 }
@@ -136,6 +140,11 @@ type shard struct {
 const (
 	decodedTotal = 32768
 	decodedMin   = 64
+	// maxHeld is the most a shard may hold decoded: a slot's index into
+	// its table's held array is a byte of its control word (the bound never
+	// binds: a cache has 256 shards, 128 each, or fewer shards holding
+	// fewer than 255 entries).
+	maxHeld = 255
 )
 
 // Slot layout.
@@ -156,6 +165,8 @@ const (
 	ctrlLive    = 0x80 // low byte of a live slot's control word
 	ctrlRegion  = 0xff00
 	ctrlKeyLen  = 16 // shift of the key length
+	ctrlHeldAt  = 24 // shift of the slot's index into table.held, plus 1 (0: none)
+	ctrlHeld    = 0xff << ctrlHeldAt
 	ctrlTag     = 32 // shift of the hash tag
 
 	// A table is rebuilt when more than maxUsed of its slots are not empty
@@ -187,13 +198,27 @@ type table struct {
 	// them.
 	bytes []byte
 	used  int // bytes used; under the shard's lock
-	// decoded holds, for some slots (at most the shard's maxDecoded), their
-	// document decoded: the one object every hit on the slot returns. Set
-	// once a slot is filled or first hit, cleared (under the shard's lock)
-	// to make room for another; a hit that finds none decodes the slot's
-	// document again. Only these and the pointers of this array are for
-	// the collector to scan.
-	decoded []atomic.Pointer[tenant.Tenant]
+	// held holds, for some slots (at most the shard's maxDecoded), their
+	// document decoded: the one object every hit on the slot returns. A
+	// slot's control word names its entry (ctrlHeld). Set once a slot is
+	// filled or first hit, let go of (under the shard's lock) to make room
+	// for another; a hit that finds none decodes the slot's document
+	// again. Only these and the pointers of this array are for the
+	// collector to scan.
+	held []heldDoc
+}
+
+// heldDoc is one decoded document of a table (see table.held). Readers
+// take no lock: a reader that found the entry's index in a slot's control
+// word loads owner, then t, then owner again, and takes t only if owner
+// named the slot both times, unchanged. Writers (under the shard's lock)
+// change owner's version before they store another t, so t belongs to the
+// slot owner names whenever owner has not changed around its load.
+type heldDoc struct {
+	// owner is a version (changed by every write) << 32 | the index of
+	// the slot whose document t is, plus 1 (0: the entry is free).
+	owner atomic.Uint64
+	t     atomic.Pointer[tenant.Tenant]
 }
 
 // slot is one cache line: everything a hit reads.
@@ -214,8 +239,27 @@ type slot struct {
 // maxBytes bounds a table's bytes (offsets are 32-bit).
 const maxBytes = 1<<32 - 1
 
-func newTable(size, bytes int) *table {
-	return &table{slots: make([]slot, size), bytes: make([]byte, bytes), decoded: make([]atomic.Pointer[tenant.Tenant], size)}
+func newTable(size, bytes, held int) *table {
+	return &table{slots: make([]slot, size), bytes: make([]byte, bytes), held: make([]heldDoc, held)}
+}
+
+// heldOf returns the document held decoded for slot i, whose control word
+// was w, or nil.
+func (t *table) heldOf(i int, w uint64) *tenant.Tenant {
+	j := int(w >> ctrlHeldAt & 0xff)
+	if j == 0 || j > len(t.held) {
+		return nil
+	}
+	h := &t.held[j-1]
+	o := h.owner.Load()
+	if uint32(o) != uint32(i+1) {
+		return nil
+	}
+	d := h.t.Load()
+	if h.owner.Load() != o {
+		return nil
+	}
+	return d
 }
 
 // record is what a slot holds besides its key.
@@ -268,7 +312,7 @@ func (t *table) find(key string, hash uint64) (int, uint64) {
 		if c == ctrlEmpty {
 			return -1, 0
 		}
-		if c&^ctrlRegion == w && t.keyIs(s, key) {
+		if c&^(ctrlRegion|ctrlHeld) == w && t.keyIs(s, key) {
 			return i, c
 		}
 		if i++; i == len(t.slots) {
@@ -351,21 +395,22 @@ func (c *cache) lookup(h string) ref {
 // tenant returns the tenant of r's slot, nil for a negative answer: the
 // slot's decoded document, or else its document decoded, which the slot
 // then holds decoded if it is still in the shard's table (see
-// table.decoded). The shard's lock must not be held.
+// table.held). The shard's lock must not be held.
 func (r ref) tenant() *tenant.Tenant {
 	if r.s.seq == 0 {
 		return nil
 	}
-	if t := r.t.decoded[r.i].Load(); t != nil {
+	if t := r.t.heldOf(r.i, r.w); t != nil {
 		return t
 	}
 	t := decodeDoc(r.t.docOf(r.s, r.w))
 	r.sh.mu.Lock()
 	defer r.sh.mu.Unlock()
-	if held := r.t.decoded[r.i].Load(); held != nil {
+	w := r.s.ctrl.Load()
+	if held := r.t.heldOf(r.i, w); held != nil {
 		return held // another caller decoded it first
 	}
-	if r.t == r.sh.tab.Load() {
+	if r.t == r.sh.tab.Load() && w > ctrlDeleted {
 		r.sh.hold(r.t, r.i, t)
 	}
 	return t
@@ -379,33 +424,78 @@ func (sh *shard) peek(t *table, i int, w uint64) *tenant.Tenant {
 	if s.seq == 0 {
 		return nil
 	}
-	if d := t.decoded[i].Load(); d != nil {
+	if d := t.heldOf(i, s.ctrl.Load()); d != nil {
 		return d
 	}
 	return decodeDoc(t.docOf(s, w))
 }
 
-// hold makes slot i of the shard's table t hold tn, its document decoded,
-// first letting go of another slot's, picked at random, if the shard holds
-// as many as it may. sh.mu must be held.
+// hold makes live slot i of the shard's table t hold tn, its document
+// decoded, first letting go of another slot's, picked at random, if the
+// shard holds as many as it may. sh.mu must be held.
 func (sh *shard) hold(t *table, i int, tn *tenant.Tenant) {
-	if sh.maxDecoded <= 0 {
+	if sh.maxDecoded <= 0 || len(t.held) == 0 {
 		return
 	}
-	if sh.decoded >= sh.maxDecoded {
-		for j := rand.IntN(len(t.decoded)); ; {
-			if t.decoded[j].Load() != nil {
-				t.decoded[j].Store(nil)
-				sh.decoded--
+	s := &t.slots[i]
+	w := s.ctrl.Load()
+	if j := int(w >> ctrlHeldAt & 0xff); j != 0 {
+		t.held[j-1].set(i, tn) // held already: the newer decoding
+		return
+	}
+	if sh.decoded >= min(sh.maxDecoded, len(t.held)) {
+		for n, j := 0, rand.IntN(len(t.held)); n < len(t.held); n++ {
+			if uint32(t.held[j].owner.Load()) != 0 {
+				sh.letGo(t, j)
 				break
 			}
-			if j++; j == len(t.decoded) {
+			if j++; j == len(t.held) {
 				j = 0
 			}
 		}
+		w = s.ctrl.Load()
 	}
-	if t.decoded[i].Swap(tn) == nil {
-		sh.decoded++
+	for j := range t.held {
+		if uint32(t.held[j].owner.Load()) == 0 {
+			t.held[j].set(i, tn)
+			s.ctrl.Store(w&^ctrlHeld | uint64(j+1)<<ctrlHeldAt)
+			sh.decoded++
+			return
+		}
+	}
+}
+
+// set makes h hold tn for slot i. The shard's lock must be held.
+func (h *heldDoc) set(i int, tn *tenant.Tenant) {
+	v := h.owner.Load()>>32 + 1
+	h.owner.Store(v << 32) // first a new version, so no reader takes tn for the slot before
+	h.t.Store(tn)
+	h.owner.Store((v+1)<<32 | uint64(i+1))
+}
+
+// letGo frees entry j of t's held documents, if taken, clearing the held
+// index of its slot's control word (unless the slot is deleted). sh.mu
+// must be held.
+func (sh *shard) letGo(t *table, j int) {
+	h := &t.held[j]
+	o := h.owner.Load()
+	if uint32(o) == 0 {
+		return
+	}
+	s := &t.slots[uint32(o)-1]
+	if w := s.ctrl.Load(); w > ctrlDeleted {
+		s.ctrl.Store(w &^ ctrlHeld)
+	}
+	h.owner.Store((o>>32 + 1) << 32)
+	h.t.Store(nil)
+	sh.decoded--
+}
+
+// letGoOf lets go of the document slot i of t holds decoded, if any.
+// sh.mu must be held.
+func (sh *shard) letGoOf(t *table, i int) {
+	if j := int(t.slots[i].ctrl.Load() >> ctrlHeldAt & 0xff); j != 0 {
+		sh.letGo(t, j-1)
 	}
 }
 
@@ -497,10 +587,8 @@ func (c *cache) store(sh *shard, key string, hash uint64, e *entry, doc []byte, 
 	}
 	sh.used++
 	if old >= 0 {
+		sh.letGoOf(t, old)
 		t.slots[old].ctrl.Store(ctrlDeleted)
-		if t.decoded[old].Swap(nil) != nil {
-			sh.decoded--
-		}
 	} else {
 		sh.live++
 	}
@@ -523,11 +611,9 @@ func (sh *shard) evict(t *table) {
 // document. sh.mu must be held.
 func (sh *shard) delete(i int) {
 	t := sh.tab.Load()
+	sh.letGoOf(t, i)
 	t.slots[i].ctrl.Store(ctrlDeleted)
 	sh.live--
-	if t.decoded[i].Swap(nil) != nil {
-		sh.decoded--
-	}
 }
 
 // rebuild swaps in a new table holding the live slots, sized for them (for
@@ -555,7 +641,7 @@ func (c *cache) rebuild(sh *shard, limit, need int) bool {
 		}
 		bytes = maxBytes
 	}
-	t := newTable(int(float64(n)/slack)+1, bytes)
+	t := newTable(int(float64(n)/slack)+1, bytes, sh.maxDecoded)
 	var buf []byte
 	sh.decoded = 0
 	for i := range old.slots {
@@ -566,10 +652,9 @@ func (c *cache) rebuild(sh *shard, limit, need int) bool {
 		}
 		buf = old.keyOf(s, buf)
 		r := record{seq: s.seq, readAt: s.readAt, gen: s.gen, doc: old.docOf(s, w)}
-		j := t.put(string(buf), maphash.Bytes(c.seed, buf), w, &r)
-		if d := old.decoded[i].Load(); d != nil {
-			t.decoded[j].Store(d)
-			sh.decoded++
+		j := t.put(string(buf), maphash.Bytes(c.seed, buf), w&^ctrlHeld, &r)
+		if d := old.heldOf(i, w); d != nil {
+			sh.hold(t, j, d)
 		}
 	}
 	sh.used = sh.live
@@ -656,8 +741,8 @@ func newCache(cfg cacheConfig) *cache {
 		known:    newKnown(cfg.monotonic),
 	}
 	for i := range c.shards {
-		c.shards[i].tab.Store(newTable(16, 0))
-		c.shards[i].maxDecoded = max(decodedTotal/n, decodedMin)
+		c.shards[i].maxDecoded = min(max(decodedTotal/n, decodedMin), maxHeld)
+		c.shards[i].tab.Store(newTable(16, 0, c.shards[i].maxDecoded))
 	}
 	c.regions.Store(&[]string{""})
 	return c

@@ -500,10 +500,8 @@ func TestViewAllocatesNothing(t *testing.T) {
 		sh := &c.cache.shards[i]
 		sh.mu.Lock()
 		tab := sh.tab.Load()
-		for j := range tab.decoded {
-			if tab.decoded[j].Swap(nil) != nil {
-				sh.decoded--
-			}
+		for j := range tab.held {
+			sh.letGo(tab, j)
 		}
 		sh.mu.Unlock()
 	}
