@@ -79,24 +79,14 @@ const releaseTimeout = 5 * time.Second
 const leaseWrites = 8
 
 // each calls fn for every item, up to leaseWrites at once, and returns
-// when every call has, with their errors joined.
+// when every call has, with the first error.
 func each[T any](items []T, fn func(T) error) error {
 	var g errgroup.Group
 	g.SetLimit(leaseWrites)
-	var mu sync.Mutex
-	var errs []error
 	for _, it := range items {
-		g.Go(func() error {
-			if err := fn(it); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-			return nil
-		})
+		g.Go(func() error { return fn(it) })
 	}
-	_ = g.Wait()
-	return errors.Join(errs...)
+	return g.Wait()
 }
 
 // API is the part of the DynamoDB client the publishers' lease table needs

@@ -453,7 +453,6 @@ func (sh *shard) hold(t *table, i int, tn *tenant.Tenant) {
 				j = 0
 			}
 		}
-		w = s.ctrl.Load()
 	}
 	for j := range t.held {
 		if uint32(t.held[j].owner.Load()) == 0 {
