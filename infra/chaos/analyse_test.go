@@ -146,8 +146,8 @@ func TestAnalyse(t *testing.T) {
 			r.Readers[0].samples = []Sample{ok(3500*time.Millisecond, "a", 2)}
 			r.Readers[1].samples = []Sample{ok(3500*time.Millisecond, "a", 2)}
 		}, func(t *testing.T, rep *Report) {
-			if len(rep.Violations) != 0 {
-				t.Errorf("violations %v, want none", rep.Violations)
+			if len(rep.Violations) != 0 || rep.TimingOnly() {
+				t.Errorf("violations %v (timing only: %v), want none", rep.Violations, rep.TimingOnly())
 			}
 			if got := rep.Faults[1].Readers[1].Availability; got != 1 {
 				t.Errorf("client availability during the kill %v, want 1", got)
@@ -158,6 +158,9 @@ func TestAnalyse(t *testing.T) {
 		}, func(t *testing.T, rep *Report) {
 			if rep.Totals.LostWrites != 1 || !hasViolation(rep, "acknowledged writes lost: 1") {
 				t.Errorf("lost %d, violations %v; want 1 lost write reported", rep.Totals.LostWrites, rep.Violations)
+			}
+			if rep.TimingOnly() {
+				t.Error("a lost write counts as a timing bound (the suite would run again rather than fail)")
 			}
 		}},
 		{"divergent write", func(r *Run) {
@@ -214,12 +217,18 @@ func TestAnalyse(t *testing.T) {
 			if !hasViolation(rep, "kill: client r1 answered 99.80% of lookups (999/1001), bound 99.90%") {
 				t.Errorf("violations %v, want the client's availability during the kill", rep.Violations)
 			}
+			if !rep.TimingOnly() {
+				t.Errorf("violations %v, %d of them timing bounds: want the availability to be a timing bound only", rep.Violations, rep.TimingViolations)
+			}
 		}},
 		{"slow convergence", func(r *Run) {
 			r.Windows[1].Converged = 6 * time.Second
 		}, func(t *testing.T, rep *Report) {
 			if !hasViolation(rep, "kill: converged 6.0s after healing, bound 5.0s") {
 				t.Errorf("violations %v, want the convergence bound", rep.Violations)
+			}
+			if !rep.TimingOnly() {
+				t.Errorf("violations %v, %d of them timing bounds: want a slow convergence to be a timing bound only", rep.Violations, rep.TimingViolations)
 			}
 		}},
 		{"no convergence", func(r *Run) {
@@ -228,6 +237,9 @@ func TestAnalyse(t *testing.T) {
 		}, func(t *testing.T, rep *Report) {
 			if !hasViolation(rep, "kill: did not converge (gave up 1.0s after healing: r1: a (answers a v1))") {
 				t.Errorf("violations %v, want the convergence bound", rep.Violations)
+			}
+			if rep.TimingOnly() {
+				t.Error("a fault that never converged counts as a timing bound")
 			}
 		}},
 		{"dynamodb freeze: hung and unhinted writes", func(r *Run) {

@@ -64,6 +64,34 @@ func TestChaos(t *testing.T) {
 		// One folder per run: runs in the same tree do not mix their logs.
 		out = filepath.Join(root, ".bin", "chaos", cfg.Variant+"-"+time.Now().UTC().Format("20060102T150405Z"))
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
+	defer cancel()
+	bin := t.TempDir()
+	if err := chaos.BuildBinaries(ctx, root, bin); err != nil {
+		t.Fatal(err)
+	}
+	rep := runOnce(ctx, t, cfg, th, bin, out)
+	if rep.TimingOnly() {
+		// On a shared 2-core machine a timing bound (a convergence time, an
+		// availability while a process was killed) is now and then
+		// exceeded by the machine's load, each time in another fault; a
+		// safety bound never is. So a run that exceeded timing bounds only
+		// is run once more, on a new topology, and the suite fails if that
+		// one exceeds any bound. Both reports are kept.
+		for _, v := range rep.Violations {
+			t.Logf("timing bound exceeded (running the suite once more): %s", v)
+		}
+		rep = runOnce(ctx, t, cfg, th, bin, out+"-again")
+	}
+	for _, v := range rep.Violations {
+		t.Error(v)
+	}
+}
+
+// runOnce starts the topology, runs the suite on it, stops it, and writes
+// and returns the report (into out).
+func runOnce(ctx context.Context, t *testing.T, cfg chaos.Config, th chaos.Thresholds, bin, out string) *chaos.Report {
+	t.Helper()
 	logs := filepath.Join(out, "logs")
 	if err := os.RemoveAll(logs); err != nil {
 		t.Fatal(err)
@@ -71,18 +99,12 @@ func TestChaos(t *testing.T) {
 	if err := os.MkdirAll(logs, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Minute)
-	defer cancel()
-	bin := t.TempDir()
-	if err := chaos.BuildBinaries(ctx, root, bin); err != nil {
-		t.Fatal(err)
-	}
 	start := time.Now()
 	topo, err := chaos.StartTopology(ctx, bin, logs, cfg.Regions, cfg.CacheTTL, os.Getenv)
 	if err != nil {
 		t.Fatalf("start the topology: %v (logs in %s)", err, logs)
 	}
-	t.Cleanup(topo.Stop)
+	defer topo.Stop()
 	t.Logf("topology up in %v; logs in %s", time.Since(start).Round(time.Millisecond), logs)
 	run, err := chaos.Execute(ctx, cfg, topo, t.Logf)
 	if err != nil {
@@ -92,9 +114,7 @@ func TestChaos(t *testing.T) {
 	if err := rep.Write(out); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("report: %s (and report.json): %d writes acknowledged, %d lookups, %d bounds exceeded",
-		filepath.Join(out, "report.md"), rep.Totals.AcknowledgedWrites, rep.Totals.Lookups, len(rep.Violations))
-	for _, v := range rep.Violations {
-		t.Error(v)
-	}
+	t.Logf("report: %s (and report.json): %d writes acknowledged, %d lookups, %d bounds exceeded (%d of them timing bounds)",
+		filepath.Join(out, "report.md"), rep.Totals.AcknowledgedWrites, rep.Totals.Lookups, len(rep.Violations), rep.TimingViolations)
+	return rep
 }

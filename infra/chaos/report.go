@@ -28,6 +28,13 @@ type Report struct {
 	Thresholds      Thresholds    `json:"thresholds"`
 	// Violations lists every bound exceeded; empty means the run passed.
 	Violations []string `json:"violations"`
+	// TimingViolations counts those of Violations that are timing bounds
+	// (a fault's convergence time, a reader's availability while a process
+	// was killed, the replication lag while SNS/SQS was frozen), as opposed
+	// to the safety ones (writes lost or divergent,
+	// regressions, resurrections, regions differing, a fault that never
+	// converged, ...). See TimingOnly.
+	TimingViolations int `json:"timing_violations"`
 
 	// writes is the writer's log, written to writes.json.
 	writes *writeLog
@@ -97,6 +104,15 @@ type FaultReport struct {
 	Writes          WriteReport        `json:"writes"`
 	LagP99Seconds   map[string]float64 `json:"lag_p99_seconds"`
 	Violations      []string           `json:"violations,omitempty"`
+	// Timing counts those of Violations that are timing bounds.
+	Timing int `json:"timing_violations,omitempty"`
+}
+
+// TimingOnly reports whether the run exceeded some bounds and all of them
+// are timing bounds: the run was slow somewhere, but nothing it checked
+// went wrong.
+func (r *Report) TimingOnly() bool {
+	return len(r.Violations) > 0 && r.TimingViolations == len(r.Violations)
 }
 
 // ReaderReport is one reader's lookups during a fault (from its injection
@@ -332,7 +348,7 @@ func Analyse(r *Run, th Thresholds, logDir string) *Report {
 		if w.Kind == KindBaseline {
 			baselineLag = f.LagP99Seconds
 		}
-		f.Violations = faultViolations(f, th, baselineLag, r.Config.CacheTTL)
+		f.Violations, f.Timing = faultViolations(f, th, baselineLag, r.Config.CacheTTL)
 		rep.Faults = append(rep.Faults, f)
 	}
 
@@ -365,12 +381,15 @@ func Analyse(r *Run, th Thresholds, logDir string) *Report {
 		for _, fv := range f.Violations {
 			*v = append(*v, f.Name+": "+fv)
 		}
+		rep.TimingViolations += f.Timing
 	}
 	return rep
 }
 
-func faultViolations(f FaultReport, th Thresholds, baselineLag map[string]float64, ttl time.Duration) []string {
-	var v []string
+// faultViolations returns the bounds fault f exceeded, and how many of them
+// are timing bounds (a convergence time, a reader's availability while a
+// process was killed, the replication lag while SNS/SQS was frozen).
+func faultViolations(f FaultReport, th Thresholds, baselineLag map[string]float64, ttl time.Duration) (v []string, timing int) {
 	if f.InjectError != "" || f.HealError != "" {
 		v = append(v, fmt.Sprintf("fault not injected or healed: %s %s", f.InjectError, f.HealError))
 	}
@@ -378,7 +397,7 @@ func faultViolations(f FaultReport, th Thresholds, baselineLag map[string]float6
 		v = append(v, "processes exited on their own (restarted by the suite): "+strings.Join(f.Crashed, ", "))
 	}
 	if f.Kind == KindBaseline {
-		return v
+		return v, 0
 	}
 	switch {
 	case !f.Converged:
@@ -389,12 +408,14 @@ func faultViolations(f FaultReport, th Thresholds, baselineLag map[string]float6
 		v = append(v, fmt.Sprintf("did not converge (gave up %.1fs after healing%s), bound %.1fs", f.ConvergeSeconds, why, th.ConvergenceSeconds))
 	case f.ConvergeSeconds > th.ConvergenceSeconds:
 		v = append(v, fmt.Sprintf("converged %.1fs after healing, bound %.1fs", f.ConvergeSeconds, th.ConvergenceSeconds))
+		timing++
 	}
 	for _, rr := range f.Readers {
 		switch f.Kind {
 		case KindKill:
 			if rr.Kind == "client" && rr.Lookups > 0 && rr.Availability < th.ProcessKill.ClientAvailability {
 				v = append(v, fmt.Sprintf("%s answered %.2f%% of lookups (%d/%d), bound %.2f%%", rr.Reader, 100*rr.Availability, rr.Answered, rr.Lookups, 100*th.ProcessKill.ClientAvailability))
+				timing++
 			}
 		case KindDynamoFreeze:
 			if rr.RecentLookups > 0 && rr.RecentAvailability < th.DynamoDBFreeze.RecentLookupAvailability {
@@ -431,11 +452,12 @@ func faultViolations(f FaultReport, th Thresholds, baselineLag map[string]float6
 		for region, p := range f.LagP99Seconds {
 			if limit := baselineLag[region] + th.SNSSQSFreeze.LagP99IncreaseSeconds; p > limit {
 				v = append(v, fmt.Sprintf("replication lag p99 in %s %.2fs, baseline %.2fs + %.1fs", region, p, baselineLag[region], th.SNSSQSFreeze.LagP99IncreaseSeconds))
+				timing++
 			}
 		}
 	}
 	slices.Sort(v)
-	return v
+	return v, timing
 }
 
 func share(n, of int) float64 {
