@@ -304,7 +304,12 @@ func (l *Leases) renew(ctx context.Context) {
 		if sent.Sub(h.lastRenew) < l.cfg.LeaseDuration/5 {
 			return nil
 		}
-		got, err := l.table.Renew(ctx, h.shard, h.token)
+		// Bounded by the renewal interval (at least 1 s), not the SDK's 10 s: a renewal
+		// hung in a table that froze would otherwise hold its wave's
+		// next attempts until after the table is back.
+		rctx, cancel := context.WithTimeout(ctx, max(l.cfg.LeaseDuration/5, time.Second))
+		got, err := l.table.Renew(rctx, h.shard, h.token)
+		cancel()
 		switch {
 		case errors.Is(err, leasetable.ErrLost):
 			l.log.Info("publish lease lost", "shard", sh)
