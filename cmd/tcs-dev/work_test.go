@@ -267,16 +267,25 @@ func TestWorkNodeDeath(t *testing.T) {
 	}
 	defer conn.Close()
 	validate := worktest.Validator(t, conn, "reports")
-	old := m1.countsOn(time.Now())
-	if len(old) == 0 {
-		_, who := ownedOnce("m1", "m2", "m3")()
-		t.Fatalf("m1 owns no tenant before its node dies: %s", who)
-	}
-	for id, tok := range old {
-		if res := validate(id, tok); !res.Valid || res.Owner != "m1" {
-			t.Fatalf("Validate(%s, %d) of its owner m1 = %v", id, tok, res)
+	// Every tenant is owned once, but a handover may still be settling: a
+	// fresh-clone run under load once had one of m1's tokens refused, with
+	// no owner named, just after that (the cause was not pinned down: a
+	// bucket between its owners, or this test's record of m1's assignment
+	// behind the one m1 applied).
+	var old map[string]uint64
+	testwait.Until(t, 10*time.Second, 20*time.Millisecond, "the node to accept every token m1 counts on before its node dies", func() (bool, string) {
+		old = m1.countsOn(time.Now())
+		if len(old) == 0 {
+			_, who := ownedOnce("m1", "m2", "m3")()
+			return false, "m1 owns no tenant: " + who
 		}
-	}
+		for id, tok := range old {
+			if res := validate(id, tok); !res.Valid || res.Owner != "m1" {
+				return false, fmt.Sprintf("Validate(%s, %d) of its owner m1 = %v", id, tok, res)
+			}
+		}
+		return true, ""
+	})
 
 	died := time.Now()
 	us.Freeze()
