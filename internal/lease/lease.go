@@ -184,3 +184,9 @@ func CheckCreate(key string, parents []string) error {
 	}
 	return nil
 }
+
+// RenewTimeout bounds one renewal of a lease of duration d: the renewal
+// interval (d/5), at least 1 s. Not the SDK's 10 s: a renewal hung in a
+// table that froze would otherwise hold the next attempt until after the
+// table is back.
+func RenewTimeout(d time.Duration) time.Duration { return max(d/5, time.Second) }

@@ -259,10 +259,7 @@ func (c *consumer) renew(ctx context.Context) {
 			continue // finished or handed over meanwhile: reaped next cycle
 		default:
 		}
-		// Bounded by the renewal interval (at least 1 s), not the SDK's 10 s: a renewal
-		// hung in a table that froze would otherwise hold the lease's
-		// next attempt until after the table is back.
-		rctx, cancel := context.WithTimeout(ctx, max(c.s.lease/5, time.Second))
+		rctx, cancel := context.WithTimeout(ctx, lease.RenewTimeout(c.s.lease))
 		l, err := c.leases.renew(rctx, shard, w.token)
 		cancel()
 		switch {

@@ -304,10 +304,7 @@ func (l *Leases) renew(ctx context.Context) {
 		if sent.Sub(h.lastRenew) < l.cfg.LeaseDuration/5 {
 			return nil
 		}
-		// Bounded by the renewal interval (at least 1 s), not the SDK's 10 s: a renewal
-		// hung in a table that froze would otherwise hold its wave's
-		// next attempts until after the table is back.
-		rctx, cancel := context.WithTimeout(ctx, max(l.cfg.LeaseDuration/5, time.Second))
+		rctx, cancel := context.WithTimeout(ctx, lease.RenewTimeout(l.cfg.LeaseDuration))
 		got, err := l.table.Renew(rctx, h.shard, h.token)
 		cancel()
 		switch {
